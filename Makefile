@@ -1,0 +1,49 @@
+# Thin driver over CMake + CTest. The README's two commands are `make demo`
+# and `make test`; both install the Debian packages they need first.
+BUILD   ?= build
+ASAN    ?= build-asan
+JOBS    ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build test test-asan demo install format fuzz bench clean
+
+all: build
+
+deps:
+	@sh scripts/deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Every test; ends with "N passed, N failed" and fails on any failure.
+test: deps
+	@$(MAKE) --no-print-directory build
+	@sh scripts/run-tests.sh $(BUILD)
+
+# The same suite built with AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan: deps
+	cmake -S . -B $(ASAN) -DLARDER_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)
+	cmake --build $(ASAN) -j $(JOBS)
+	@sh scripts/run-tests.sh $(ASAN)
+
+demo: deps
+	@$(MAKE) --no-print-directory build >/dev/null
+	@sh scripts/demo.sh $(BUILD)
+
+install: build
+	cmake --install $(BUILD)
+
+format:
+	clang-format -i include/*.h src/*.[ch] cli/*.c tests/*.[ch] bench/*.c fuzz/*.c
+
+fuzz: deps
+	@sh scripts/fuzz.sh
+
+bench: build
+	$(BUILD)/bench/bench_hit
+
+clean:
+	rm -rf $(BUILD) $(ASAN) build-fuzz

@@ -1,0 +1,387 @@
+/*
+ * larder.h — the whole public API of liblarder.
+ *
+ * larder is a shared cache for expensive data. A *store* is a directory on
+ * local disk or on a shared filesystem (NFS, GlusterFS, CephFS, Lustre).
+ * Inside it, *entries* are immutable: (namespace, key, version, payload,
+ * metadata), checksummed with XXH3-128 and published atomically with link(),
+ * so that a reader anywhere sees either the whole entry or nothing.
+ *
+ * If it is not in this header it is not API.
+ *
+ * Guarantees
+ * ----------
+ *  - Nothing torn, corrupt or stale is returned. Every read verifies the
+ *    header and the payload checksum (unless LARDER_OPEN_TRUST_LOCAL is
+ *    given). A bad entry is moved to the store's quarantine/ directory,
+ *    counted, and reported as a miss (LARDER_ENOTFOUND).
+ *  - Readers take no lock and write nothing (the one exception: moving a
+ *    corrupt entry to quarantine/).
+ *  - A publish either makes the whole entry visible under its final name or
+ *    leaves nothing behind but an error.
+ *
+ * Calling sequence
+ * ----------------
+ *    larder *db;
+ *    larder_open(&db, "/shared/cache", NULL);            // store must exist
+ *    larder_entry *e;
+ *    rc = larder_get(&e, db, "default", key, klen, ver, vlen);
+ *    if (rc == 0) { use(larder_entry_data(e), larder_entry_size(e));
+ *                   larder_entry_release(e); }
+ *    else if (rc == LARDER_ENOTFOUND) {
+ *        larder_writer *w;
+ *        larder_writer_begin(&w, db, "default", key, klen, ver, vlen, NULL);
+ *        while (more) larder_writer_write(w, buf, n);   // streamed, hashed
+ *        larder_writer_commit(w);                       // or _abort(w)
+ *    }
+ *    larder_close(db);
+ *
+ * Error handling
+ * --------------
+ * Functions that can fail return int: 0 (or, where documented, a positive
+ * informational value) on success, a negative LARDER_E* code on failure.
+ * larder_strerror(rc) gives a fixed string for a code. The store handle
+ * keeps, per calling thread, a detailed message naming the path and the
+ * operation (larder_errmsg) and the OS errno behind it (larder_errno).
+ * EINTR never escapes the library.
+ *
+ * Threads
+ * -------
+ * A `larder *` handle may be used by many threads at once. An
+ * `larder_entry *` or `larder_writer *` belongs to one thread at a time
+ * (hand it over with your own synchronisation). larder_errmsg() and
+ * larder_errno() report the last failure of the *calling thread* on that
+ * handle. The library starts no threads, installs no signal handlers and
+ * prints nothing: logging goes through the callback in larder_opts.
+ *
+ * fork()
+ * ------
+ * After fork() the child may keep using the store handle and any entry
+ * handles it inherited (their data stays valid). A writer begun before the
+ * fork belongs to the parent: the child must neither commit nor abort it.
+ *
+ * Memory
+ * ------
+ * The data pointer of an entry stays valid until larder_entry_release(),
+ * even if the entry's file is deleted or replaced meanwhile. Small payloads
+ * are read into a private buffer; large ones are mapped read-only
+ * (zero-copy, shared page cache across processes).
+ */
+#ifndef LARDER_H
+#define LARDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LARDER_VERSION_MAJOR 0
+#define LARDER_VERSION_MINOR 1
+#define LARDER_VERSION_PATCH 0
+#define LARDER_VERSION_STRING "0.1.0"
+
+/* The entry format this build writes (docs/format.md). */
+#define LARDER_FORMAT_VERSION 1
+
+/* The library's version string, e.g. "0.1.0" (may differ from the header's
+ * if the program was built against another version). */
+const char *larder_version(void);
+
+/* ---------------------------------------------------------------------- */
+/* Error codes. Fixed numbers: they are part of the ABI.                  */
+
+#define LARDER_OK 0
+#define LARDER_EXISTS 1 /* not an error: see larder_writer_commit */
+
+#define LARDER_EINVAL (-1)     /* bad argument */
+#define LARDER_ENOTFOUND (-2)  /* no such entry (a miss), store or namespace */
+#define LARDER_EBUSY (-3)      /* someone else holds what we need */
+#define LARDER_ETIMEOUT (-4)   /* a bounded wait ran out */
+#define LARDER_ECORRUPT (-5)   /* bad bytes: checksum, framing, magic */
+#define LARDER_EVERSION (-6)   /* store or entry written by a newer format */
+#define LARDER_EFULL (-7)      /* no space or quota (ENOSPC, EDQUOT, EFBIG) */
+#define LARDER_EPERM (-8)      /* permission, read-only fs, unsafe store mode */
+#define LARDER_ENOMEM (-9)     /* out of memory */
+#define LARDER_EIO (-10)       /* any other I/O failure; see larder_errno() */
+#define LARDER_ESTALE (-11)    /* a network filesystem kept saying ESTALE */
+#define LARDER_ENOTSTORE (-12) /* directory exists but is not a larder store   \
+				*/
+
+/* A fixed, static string for a code ("entry not found", ...). */
+const char *larder_strerror(int rc);
+
+/* ---------------------------------------------------------------------- */
+/* Opening a store                                                         */
+
+typedef struct larder larder; /* opaque */
+
+enum larder_fsync {
+	LARDER_FSYNC_DEFAULT = 0, /* the store's configured policy */
+	LARDER_FSYNC_NONE = 1,	  /* leave it to the kernel */
+	LARDER_FSYNC_DATA = 2, /* fdatasync the entry before link (default) */
+	LARDER_FSYNC_FULL = 3  /* also fsync the directory after link/unlink */
+};
+
+enum larder_log_level {
+	LARDER_LOG_ERROR = 1,
+	LARDER_LOG_WARN = 2,
+	LARDER_LOG_INFO = 3,
+	LARDER_LOG_DEBUG = 4
+};
+
+/* Called for each log message at or below opts.log_level. `msg` is valid
+ * during the call only. May be called from any thread using the handle. */
+typedef void (*larder_log_fn)(int level, const char *msg, void *payload);
+
+/* Open flags */
+#define LARDER_OPEN_CREATE 0x1u /* create (init) the store if missing */
+#define LARDER_OPEN_ALLOW_UNSAFE_MODE                                          \
+	0x2u /* accept a store directory writable by others */
+#define LARDER_OPEN_TRUST_LOCAL                                                \
+	0x4u /* skip the payload checksum on reads (header is still checked)   \
+	      */
+
+#define LARDER_OPTS_VERSION 1
+typedef struct larder_opts {
+	unsigned version; /* LARDER_OPTS_VERSION */
+	unsigned flags;	  /* LARDER_OPEN_* */
+	int fsync;	  /* enum larder_fsync; DEFAULT = store's policy */
+	/* With LARDER_OPEN_CREATE, for a new store: permission bits for files
+	 * (directories get the matching x bits). 0 = 0644. 0664 makes a
+	 * group-shared store (directories 2775, setgid). */
+	unsigned create_mode;
+	/* With LARDER_OPEN_CREATE, for a new store: its fsync policy. */
+	int create_fsync;
+	/* Payloads of at least this many bytes are mapped instead of read.
+	 * 0 = default (64 KiB). */
+	size_t mmap_threshold;
+	larder_log_fn log; /* NULL = silent */
+	void *log_payload; /* passed to log */
+	int log_level;	   /* 0 = LARDER_LOG_WARN */
+} larder_opts;
+#define LARDER_OPTS_INIT                                                       \
+	{                                                                      \
+		LARDER_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, 0              \
+	}
+
+/* Open the store at `dir`. opts may be NULL (defaults). Fails with
+ * LARDER_ENOTFOUND if there is no store (and no LARDER_OPEN_CREATE),
+ * LARDER_ENOTSTORE if the directory exists, is not empty and is not a
+ * store, LARDER_EVERSION if the store was made by a newer larder,
+ * LARDER_EPERM if the directory is writable by others and
+ * LARDER_OPEN_ALLOW_UNSAFE_MODE is not set. On failure *out is NULL; a
+ * message is available from larder_open_errmsg() in the calling thread. */
+int larder_open(larder **out, const char *dir, const larder_opts *opts);
+
+/* Close a store handle. Entries still held stay valid. NULL is a no-op. */
+void larder_close(larder *db);
+
+/* The last failure of the calling thread on `db`: a message naming the
+ * path and the operation, and the OS errno (0 if none). The message stays
+ * valid until the thread's next call on `db`. */
+const char *larder_errmsg(const larder *db);
+int larder_errno(const larder *db);
+
+/* The message of the calling thread's last failed larder_open(). */
+const char *larder_open_errmsg(void);
+
+/* The store's directory as given to larder_open. */
+const char *larder_dir(const larder *db);
+
+/* ---------------------------------------------------------------------- */
+/* Namespaces                                                              */
+/*
+ * A namespace is a named collection of entries with its own defaults. Names
+ * are 1..64 bytes of [A-Za-z0-9._-], not starting with '.'. Writing to a
+ * namespace creates it. "default" is the conventional name.
+ */
+
+#define LARDER_NS_MAX 64
+
+/* Set a namespace's default TTL in seconds (0 = entries never expire).
+ * Creates the namespace if missing. */
+int larder_ns_set_ttl(larder *db, const char *ns, int64_t ttl_seconds);
+/* Read it; 0 if the namespace has no default or does not exist. */
+int larder_ns_get_ttl(larder *db, const char *ns, int64_t *out);
+
+/* Call cb for each namespace name; a non-zero return from cb stops the
+ * walk and is returned. */
+int larder_ns_foreach(larder *db, int (*cb)(const char *ns, void *payload),
+		      void *payload);
+
+/* ---------------------------------------------------------------------- */
+/* Reading                                                                 */
+
+typedef struct larder_entry larder_entry; /* opaque */
+
+/* Look up (ns, key, version) and verify it. `ver` may be NULL to take the
+ * version named by the key's head hint (the newest published version,
+ * possibly lagging). Returns 0 and an entry, or LARDER_ENOTFOUND for a
+ * miss: absent, expired, corrupt (then quarantined), or written by a newer
+ * format. Other codes are real failures (permissions, I/O). */
+int larder_get(larder_entry **out, larder *db, const char *ns, const void *key,
+	       size_t klen, const void *ver, size_t vlen);
+
+/* The payload; valid until larder_entry_release(). Never NULL (a zero-size
+ * payload gives a valid empty pointer). */
+const void *larder_entry_data(const larder_entry *e);
+size_t larder_entry_size(const larder_entry *e);
+/* The version bytes of the entry (useful after a version-less get). */
+const void *larder_entry_version(const larder_entry *e, size_t *len);
+/* User metadata given at write time (may be empty). */
+const void *larder_entry_meta(const larder_entry *e, size_t *len);
+/* Wall-clock times in nanoseconds since the epoch; expires 0 = never. */
+int64_t larder_entry_created(const larder_entry *e);
+int64_t larder_entry_expires(const larder_entry *e);
+/* Non-zero if the payload is mapped rather than copied. */
+int larder_entry_is_mapped(const larder_entry *e);
+
+/* Release an entry (unmaps or frees its data). NULL is a no-op. */
+void larder_entry_release(larder_entry *e);
+
+/* ---------------------------------------------------------------------- */
+/* Writing                                                                 */
+
+typedef struct larder_writer larder_writer; /* opaque */
+
+/* Put flags */
+#define LARDER_PUT_ZSTD 0x1u /* compress the payload with zstd */
+#define LARDER_PUT_NO_HEAD                                                     \
+	0x2u /* do not move the key's head hint to this version */
+
+/* ttl value meaning "never expires", overriding a namespace default */
+#define LARDER_TTL_NEVER (-1)
+
+#define LARDER_PUT_OPTS_VERSION 1
+typedef struct larder_put_opts {
+	unsigned version; /* LARDER_PUT_OPTS_VERSION */
+	unsigned flags;	  /* LARDER_PUT_* */
+	/* seconds; 0 = the namespace's default; LARDER_TTL_NEVER = never */
+	int64_t ttl_seconds;
+	const void *meta; /* user metadata stored in the header (copied) */
+	size_t meta_len;  /* at most 1 MiB */
+	int zstd_level;	  /* 0 = 1 */
+} larder_put_opts;
+#define LARDER_PUT_OPTS_INIT                                                   \
+	{                                                                      \
+		LARDER_PUT_OPTS_VERSION, 0, 0, NULL, 0, 0                      \
+	}
+
+/* Begin writing the entry (ns, key, version). The payload is streamed into
+ * a temp file in the entry's final directory and hashed as it goes, so it
+ * never has to sit in memory. opts may be NULL. Key and version are copied;
+ * each is at most 64 MiB. */
+int larder_writer_begin(larder_writer **out, larder *db, const char *ns,
+			const void *key, size_t klen, const void *ver,
+			size_t vlen, const larder_put_opts *opts);
+
+/* Append payload bytes. On failure the writer is still valid and must be
+ * aborted. */
+int larder_writer_write(larder_writer *w, const void *buf, size_t len);
+
+/* Publish the entry atomically and free the writer (whatever the result).
+ * Returns 0 if this call published it, LARDER_EXISTS if an identical
+ * (key, version) entry was already published by someone else (theirs is
+ * kept; same bytes by the contract that a version names its data), or a
+ * negative code; on failure nothing is left behind. */
+int larder_writer_commit(larder_writer *w);
+
+/* Drop a writer and its temp file. NULL is a no-op. */
+void larder_writer_abort(larder_writer *w);
+
+/* One-shot put of a buffer: begin + write + commit. */
+int larder_put(larder *db, const char *ns, const void *key, size_t klen,
+	       const void *ver, size_t vlen, const void *data, size_t len,
+	       const larder_put_opts *opts);
+
+/* ---------------------------------------------------------------------- */
+/* Removing                                                                */
+
+/* Remove the entry (ns, key, version). With ver NULL: remove the entry the
+ * head hint names, and the head hint (older versions stay reachable only by
+ * their exact version until evicted). Readers holding the entry keep their
+ * data. LARDER_ENOTFOUND if there was nothing to remove. */
+int larder_remove(larder *db, const char *ns, const void *key, size_t klen,
+		  const void *ver, size_t vlen);
+
+/* ---------------------------------------------------------------------- */
+/* Walking and verifying the store                                         */
+
+enum larder_entry_state {
+	LARDER_STATE_OK = 0,
+	LARDER_STATE_EXPIRED = 1,
+	LARDER_STATE_CORRUPT = 2,  /* bad header, checksum or framing */
+	LARDER_STATE_NEWER = 3,	   /* written by a newer format */
+	LARDER_STATE_MISPLACED = 4 /* header does not match the file name */
+};
+
+typedef struct larder_entry_info {
+	const char *ns;	  /* namespace */
+	const char *path; /* file path */
+	const void *key;  /* NULL when the header is unreadable */
+	size_t klen;
+	const void *ver;
+	size_t vlen;
+	const void *meta;
+	size_t meta_len;
+	uint64_t size;	      /* payload bytes (uncompressed) */
+	uint64_t stored_size; /* payload bytes on disk */
+	uint64_t file_size;   /* whole file */
+	int64_t created;      /* ns since epoch */
+	int64_t expires;      /* ns since epoch, 0 = never */
+	int compressed;	      /* zstd */
+	int state;	      /* enum larder_entry_state */
+	const char *problem;  /* what is wrong, for non-OK states */
+} larder_entry_info;
+
+/* Walk flags */
+#define LARDER_WALK_VERIFY 0x1u /* hash every payload (else header only) */
+#define LARDER_WALK_REPAIR                                                     \
+	0x2u /* move corrupt and misplaced entries to quarantine/ */
+
+/* Call cb for each entry of namespace `ns` (NULL = every namespace). The
+ * info is valid during the call only. A non-zero return from cb stops the
+ * walk and is returned. */
+int larder_walk(larder *db, const char *ns, unsigned flags,
+		int (*cb)(const larder_entry_info *info, void *payload),
+		void *payload);
+
+/* Describe one entry without trusting it: calls cb once with what its
+ * header says and its state (LARDER_WALK_VERIFY also hashes the payload).
+ * Unlike larder_get(), a corrupt or expired entry is reported, not hidden,
+ * and nothing is moved to quarantine/ (unless LARDER_WALK_REPAIR). ver NULL
+ * means the version named by the head hint. LARDER_ENOTFOUND if there is no
+ * such file. */
+int larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
+		   const void *ver, size_t vlen, unsigned flags,
+		   int (*cb)(const larder_entry_info *info, void *payload),
+		   void *payload);
+
+/* ---------------------------------------------------------------------- */
+/* Counters of this handle (since open). Persistent, store-wide counters
+ * come with `larder stat`. */
+
+enum larder_counter {
+	LARDER_CTR_HITS = 0,
+	LARDER_CTR_MISSES,
+	LARDER_CTR_PUBLISHED,
+	LARDER_CTR_PUBLISH_RACED, /* EEXIST: someone else published first */
+	LARDER_CTR_CHECKSUM_FAIL,
+	LARDER_CTR_QUARANTINED,
+	LARDER_CTR_ESTALE_RETRIES,
+	LARDER_CTR_WRITE_FAILURES,
+	LARDER_CTR_EXPIRED,
+	LARDER_CTR_NEWER_FORMAT,
+	LARDER_CTR_COUNT
+};
+
+uint64_t larder_counter(const larder *db, int counter);
+/* "hits", "misses", ...; NULL for an unknown counter. */
+const char *larder_counter_name(int counter);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LARDER_H */

@@ -1,0 +1,254 @@
+/* fsutil.c — owns safe syscall wrappers for the store (see fsutil.h). */
+#include "fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* -1 unknown, 0 absent (ENOSYS seen once), 1 works. Racy but idempotent:
+ * every thread that races reaches the same answer. */
+static int have_openat2 = -1;
+
+int ldr_open_beneath(int dirfd, const char *rel, int flags, mode_t mode)
+{
+	flags |= O_CLOEXEC | O_NOFOLLOW;
+#ifdef SYS_openat2
+	if (__atomic_load_n(&have_openat2, __ATOMIC_RELAXED) != 0) {
+		struct open_how how;
+		memset(&how, 0, sizeof how);
+		how.flags = (uint64_t)flags;
+		how.mode = (flags & O_CREAT) ? mode : 0;
+		how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH;
+		for (;;) {
+			long fd =
+			    syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
+			if (fd >= 0) {
+				__atomic_store_n(&have_openat2, 1,
+						 __ATOMIC_RELAXED);
+				return (int)fd;
+			}
+			if (errno == EINTR)
+				continue;
+			if (errno == ENOSYS) {
+				/* old kernel: fall back for good */
+				__atomic_store_n(&have_openat2, 0,
+						 __ATOMIC_RELAXED);
+				break;
+			}
+			/* A symlink met on the way reads as ELOOP, as
+			 * O_NOFOLLOW reports one at the end. */
+			if (errno == EXDEV)
+				errno = ELOOP;
+			return -1;
+		}
+	}
+#endif
+	for (;;) {
+		int fd = openat(dirfd, rel, flags, mode);
+		if (fd >= 0 || errno != EINTR)
+			return fd;
+	}
+}
+
+int ldr_mkdirs(int dirfd, const char *rel, mode_t mode)
+{
+	char path[4096];
+	size_t n = strlen(rel);
+	if (n >= sizeof path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(path, rel, n + 1);
+	for (char *p = path;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char c = *p;
+		if (p == path || p[-1] == '/') {
+			/* the root of an absolute path, or "//" */
+			if (c == '\0')
+				return 0;
+			continue;
+		}
+		*p = '\0';
+		if (mkdirat(dirfd, path, mode) == 0) {
+			/* umask may have narrowed the mode; a shared store
+			 * needs exactly the store's bits (and setgid). */
+			int fd = ldr_open_beneath(dirfd, path,
+						  O_RDONLY | O_DIRECTORY, 0);
+			if (fd >= 0) {
+				int r = fchmod(fd, mode);
+				int e = errno;
+				ldr_close(fd);
+				if (r != 0 && e != EPERM) {
+					errno = e;
+					return -1;
+				}
+			}
+		} else if (errno != EEXIST) {
+			return -1;
+		}
+		*p = c;
+		if (c == '\0')
+			return 0;
+	}
+}
+
+ssize_t ldr_pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = pread(fd, (char *)buf + done, len - done,
+				  off + (off_t)done);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0)
+			break;
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
+int ldr_pwrite_full(int fd, const void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = pwrite(fd, (const char *)buf + done, len - done,
+				   off + (off_t)done);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0) {
+			errno = EIO;
+			return -1;
+		}
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+int ldr_pwrite2(int fd, const void *a, size_t alen, const void *b, size_t blen,
+		off_t off)
+{
+	struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+	ssize_t r;
+	do
+		r = pwritev(fd, iov, blen ? 2 : 1, off);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -1;
+	/* Finish a short write piecewise. */
+	size_t done = (size_t)r;
+	if (done < alen) {
+		if (ldr_pwrite_full(fd, (const char *)a + done, alen - done,
+				    off + (off_t)done))
+			return -1;
+		done = alen;
+	}
+	if (done - alen < blen)
+		return ldr_pwrite_full(fd, (const char *)b + (done - alen),
+				       blen - (done - alen), off + (off_t)done);
+	return 0;
+}
+
+int ldr_fdatasync(int fd)
+{
+	int r;
+	do
+		r = fdatasync(fd);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+int ldr_fsync(int fd)
+{
+	int r;
+	do
+		r = fsync(fd);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+void ldr_close(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+void ldr_random(void *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r =
+		    getrandom((char *)buf + done, len - done, GRND_NONBLOCK);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		done += (size_t)r;
+	}
+	if (done < len) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32) ^
+			     (uint64_t)(uintptr_t)buf;
+		for (; done < len; done++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			((uint8_t *)buf)[done] = (uint8_t)x;
+		}
+	}
+}
+
+void ldr_hex(const uint8_t *in, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * len] = '\0';
+}
+
+void ldr_hostname(char *buf, size_t len)
+{
+	if (gethostname(buf, len) != 0 || buf[0] == '\0')
+		snprintf(buf, len, "unknown");
+	buf[len - 1] = '\0';
+	for (char *p = buf; *p; p++) {
+		char c = *p;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '-'))
+			*p = '_';
+	}
+}
+
+void ldr_temp_name(char *buf, size_t len, const char *host)
+{
+	uint8_t r[8];
+	char hex[17];
+	ldr_random(r, sizeof r);
+	ldr_hex(r, sizeof r, hex);
+	snprintf(buf, len, ".tmp.%s.%ld.%s", host, (long)getpid(), hex);
+}
+
+int64_t ldr_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}

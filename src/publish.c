@@ -1,0 +1,505 @@
+/*
+ * publish.c — owns the publish path (DESIGN §5): a streaming writer into a
+ * temp file in the entry's own directory, hashed as it goes; header last;
+ * fsync per policy; link() to the final name, where EEXIST means another
+ * filler won with the same key and version; then the head hint.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "fsutil.h"
+
+#define XXH_STATIC_LINKING_ONLY
+#if defined(__x86_64__) || defined(__i386__)
+#include <xxh_x86dispatch.h>
+#else
+#include <xxhash.h>
+#endif
+
+struct larder_writer {
+	larder *db;
+	char ns[LARDER_NS_MAX + 1];
+	uint8_t *key, *ver, *meta;
+	size_t klen, vlen, mlen;
+	char hex[33];
+	char dirrel[LDR_REL_MAX];
+	char tmp[128];
+	int dirfd, fd;
+	unsigned flags;
+	int64_t created, expires;
+	XXH3_state_t *st;
+	/* Payload bytes are kept in memory until they pass the mmap
+	 * threshold: a small entry is then written with its header in one
+	 * syscall, and a large one gets a page-aligned payload. */
+	uint8_t *buf;
+	size_t buflen, bufcap;
+	int spilled;
+	uint32_t hdr_len; /* fixed once spilled */
+	uint64_t stored, raw;
+	ZSTD_CCtx *z;
+	uint8_t *zout;
+	size_t zoutcap;
+	int failed;
+};
+
+static void writer_free(larder_writer *w)
+{
+	if (!w)
+		return;
+	if (w->fd >= 0)
+		ldr_close(w->fd);
+	if (w->tmp[0] && w->dirfd >= 0)
+		unlinkat(w->dirfd, w->tmp, 0);
+	if (w->dirfd >= 0)
+		ldr_close(w->dirfd);
+	if (w->st)
+		XXH3_freeState(w->st);
+	ZSTD_freeCCtx(w->z);
+	free(w->zout);
+	free(w->buf);
+	free(w->key);
+	free(w->ver);
+	free(w->meta);
+	free(w);
+}
+
+static void *dup_bytes(const void *p, size_t n)
+{
+	void *d = malloc(n ? n : 1);
+	if (d && n)
+		memcpy(d, p, n);
+	return d;
+}
+
+/* Count and record a failed write-side syscall. */
+static int wfail(larder *db, int e, const char *what, const char *rel)
+{
+	ldr_count(db, LARDER_CTR_WRITE_FAILURES);
+	return ldr_fail_errno(db, e, "cannot %s '%s/%s': %s", what, db->dir,
+			      rel, strerror(e));
+}
+
+int larder_writer_begin(larder_writer **out, larder *db, const char *ns,
+			const void *key, size_t klen, const void *ver,
+			size_t vlen, const larder_put_opts *opts)
+{
+	*out = NULL;
+	int rc = ldr_check_ns(db, ns);
+	if (rc)
+		return rc;
+	if (opts && opts->version != LARDER_PUT_OPTS_VERSION)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"larder_put_opts version %u, this library "
+				"understands %d",
+				opts->version, LARDER_PUT_OPTS_VERSION);
+	size_t mlen = opts && opts->meta ? opts->meta_len : 0;
+	if ((!key && klen) || (!ver && vlen) || klen > LDR_MAX_KEY ||
+	    vlen > LDR_MAX_VER || mlen > LDR_MAX_META)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"key, version or metadata missing or too "
+				"long (key %zu, version %zu, meta %zu bytes)",
+				klen, vlen, mlen);
+	if (!ver)
+		ver = "";
+	larder_writer *w = calloc(1, sizeof *w);
+	if (!w)
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	w->db = db;
+	w->fd = w->dirfd = -1;
+	w->flags = opts ? opts->flags : 0;
+	snprintf(w->ns, sizeof w->ns, "%s", ns);
+	w->klen = klen;
+	w->vlen = vlen;
+	w->mlen = mlen;
+	w->key = dup_bytes(key, klen);
+	w->ver = dup_bytes(ver, vlen);
+	w->meta = dup_bytes(mlen ? opts->meta : "", mlen);
+	w->st = XXH3_createState();
+	if (!w->key || !w->ver || !w->meta || !w->st) {
+		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+		goto fail;
+	}
+	XXH3_128bits_reset(w->st);
+	if (w->flags & LARDER_PUT_ZSTD) {
+		w->z = ZSTD_createCCtx();
+		w->zoutcap = ZSTD_CStreamOutSize();
+		w->zout = malloc(w->zoutcap);
+		int level = opts->zstd_level ? opts->zstd_level : 1;
+		if (!w->z || !w->zout ||
+		    ZSTD_isError(ZSTD_CCtx_setParameter(
+			w->z, ZSTD_c_compressionLevel, level))) {
+			rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM,
+				      "cannot set up zstd (level %d)", level);
+			goto fail;
+		}
+	}
+
+	int64_t ttl = opts ? opts->ttl_seconds : 0;
+	if (ttl == 0)
+		ttl = ldr_ns_ttl(db, ns);
+	w->created = ldr_now_ns();
+	w->expires = ttl > 0 ? w->created + ttl * 1000000000 : 0;
+
+	uint8_t hash[16];
+	ldr_entry_hash(ns, key, klen, ver, vlen, hash);
+	ldr_hex(hash, 16, w->hex);
+	ldr_dir_rel(w->dirrel, ns, 'e', w->hex);
+	w->dirfd =
+	    ldr_open_beneath(db->rootfd, w->dirrel, O_RDONLY | O_DIRECTORY, 0);
+	if (w->dirfd < 0 && errno == ENOENT) {
+		if (ldr_mkdirs(db->rootfd, w->dirrel, db->dmode) != 0) {
+			rc = wfail(db, errno, "create directory", w->dirrel);
+			goto fail;
+		}
+		w->dirfd = ldr_open_beneath(db->rootfd, w->dirrel,
+					    O_RDONLY | O_DIRECTORY, 0);
+	}
+	if (w->dirfd < 0) {
+		rc = wfail(db, errno, "open directory", w->dirrel);
+		goto fail;
+	}
+	ldr_temp_name(w->tmp, sizeof w->tmp, db->host);
+	w->fd = ldr_open_beneath(w->dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL,
+				 db->fmode);
+	if (w->fd < 0) {
+		int e = errno;
+		w->tmp[0] = '\0'; /* not ours to unlink */
+		rc = wfail(db, e, "create temp file in", w->dirrel);
+		goto fail;
+	}
+	/* umask may narrow a group-shared store's mode */
+	if (db->fmode != 0644 && fchmod(w->fd, db->fmode) != 0) {
+		rc = wfail(db, errno, "chmod temp file in", w->dirrel);
+		goto fail;
+	}
+	*out = w;
+	return 0;
+fail:
+	writer_free(w);
+	return rc;
+}
+
+static uint32_t header_len(const larder_writer *w, int aligned)
+{
+	return (uint32_t)ldr_hdr_padded_len(
+	    ldr_hdr_min_len((uint32_t)strlen(w->ns), (uint32_t)w->klen,
+			    (uint32_t)w->vlen, (uint32_t)w->mlen),
+	    aligned);
+}
+
+/* Append stored (possibly compressed) payload bytes. */
+static int emit(larder_writer *w, const void *p, size_t n)
+{
+	larder *db = w->db;
+	if (n == 0)
+		return 0;
+	XXH3_128bits_update(w->st, p, n);
+	if (!w->spilled && w->buflen + n < db->mmap_threshold) {
+		if (w->buflen + n > w->bufcap) {
+			size_t cap = w->bufcap ? w->bufcap * 2 : 4096;
+			while (cap < w->buflen + n)
+				cap *= 2;
+			uint8_t *b = realloc(w->buf, cap);
+			if (!b)
+				return ldr_fail(db, LARDER_ENOMEM, ENOMEM,
+						"out of memory");
+			w->buf = b;
+			w->bufcap = cap;
+		}
+		memcpy(w->buf + w->buflen, p, n);
+		w->buflen += n;
+		w->stored += n;
+		return 0;
+	}
+	if (!w->spilled) {
+		/* Large: the payload starts on a page boundary so readers
+		 * can map it; the header is written at commit. */
+		w->hdr_len = header_len(w, 1);
+		if (ldr_pwrite_full(w->fd, w->buf, w->buflen, w->hdr_len))
+			return wfail(db, errno, "write temp file in",
+				     w->dirrel);
+		free(w->buf);
+		w->buf = NULL;
+		w->bufcap = 0;
+		w->spilled = 1;
+	}
+	if (ldr_pwrite_full(w->fd, p, n, (off_t)(w->hdr_len + w->stored)))
+		return wfail(db, errno, "write temp file in", w->dirrel);
+	w->stored += n;
+	return 0;
+}
+
+static int compress_some(larder_writer *w, const void *p, size_t n,
+			 ZSTD_EndDirective mode)
+{
+	ZSTD_inBuffer in = {p, n, 0};
+	for (;;) {
+		ZSTD_outBuffer o = {w->zout, w->zoutcap, 0};
+		size_t left = ZSTD_compressStream2(w->z, &o, &in, mode);
+		if (ZSTD_isError(left))
+			return ldr_fail(w->db, LARDER_EIO, 0,
+					"zstd compression failed: %s",
+					ZSTD_getErrorName(left));
+		int rc = emit(w, w->zout, o.pos);
+		if (rc)
+			return rc;
+		if (mode == ZSTD_e_end ? left == 0 : in.pos == in.size)
+			return 0;
+	}
+}
+
+int larder_writer_write(larder_writer *w, const void *buf, size_t len)
+{
+	if (w->failed)
+		return ldr_fail(w->db, LARDER_EINVAL, 0,
+				"write after a failed write: abort the writer");
+	if (!buf && len)
+		return ldr_fail(w->db, LARDER_EINVAL, 0, "NULL buffer");
+	w->raw += len;
+	int rc = w->z ? compress_some(w, buf, len, ZSTD_e_continue)
+		      : emit(w, buf, len);
+	if (rc)
+		w->failed = 1;
+	return rc;
+}
+
+/* An entry is already at the final name. If it is good, the race was won
+ * by an identical filler: keep theirs. If it is expired or bad, clear it so
+ * our link can take its place. Returns 1 if theirs stands, 0 to retry. */
+static int existing_stands(larder_writer *w, const char *rel)
+{
+	larder *db = w->db;
+	struct ldr_file f;
+	if (ldr_file_load(db, rel, &f) != 0)
+		return errno == ENOENT ? 0 : 1;
+	ldr_hdr h;
+	const char *why;
+	int state = ldr_entry_check(db, &f, w->ns, w->key, w->klen, w->ver,
+				    w->vlen, 1, &h, &why);
+	if (state == LARDER_STATE_OK || state == LARDER_STATE_NEWER) {
+		ldr_file_free(&f);
+		return 1;
+	}
+	if (state == LARDER_STATE_EXPIRED)
+		unlinkat(w->dirfd, w->hex, 0);
+	else
+		ldr_quarantine(db, rel, f.dev, f.ino, why);
+	ldr_file_free(&f);
+	return 0;
+}
+
+/* Make the temp file visible under its final name without ever replacing
+ * an existing one. 0 = ours published, LARDER_EXISTS = theirs stands. */
+static int link_final(larder_writer *w)
+{
+	larder *db = w->db;
+	char rel[LDR_REL_MAX + 40];
+	snprintf(rel, sizeof rel, "%s/%s", w->dirrel, w->hex);
+	for (int attempt = 0; attempt < 3; attempt++) {
+		if (linkat(w->dirfd, w->tmp, w->dirfd, w->hex, 0) == 0)
+			return 0;
+		int e = errno;
+		if (e == EEXIST) {
+			if (existing_stands(w, rel))
+				return LARDER_EXISTS;
+			continue;
+		}
+		if (e != EPERM && e != ENOTSUP && e != ENOSYS && e != EMLINK &&
+		    e != EXDEV)
+			return wfail(db, e, "link temp file to", rel);
+		/* No hard links on this filesystem: rename, refusing to
+		 * replace where the kernel can. */
+		if (renameat2(w->dirfd, w->tmp, w->dirfd, w->hex,
+			      RENAME_NOREPLACE) == 0) {
+			w->tmp[0] = '\0';
+			return 0;
+		}
+		e = errno;
+		if (e == EEXIST) {
+			if (existing_stands(w, rel))
+				return LARDER_EXISTS;
+			continue;
+		}
+		if (e != EINVAL && e != ENOSYS)
+			return wfail(db, e, "rename temp file to", rel);
+		if (faccessat(w->dirfd, w->hex, F_OK, AT_SYMLINK_NOFOLLOW) ==
+			0 &&
+		    existing_stands(w, rel))
+			return LARDER_EXISTS;
+		if (renameat(w->dirfd, w->tmp, w->dirfd, w->hex) != 0)
+			return wfail(db, errno, "rename temp file to", rel);
+		w->tmp[0] = '\0';
+		return 0;
+	}
+	return LARDER_EXISTS;
+}
+
+int larder_writer_commit(larder_writer *w)
+{
+	larder *db = w->db;
+	int rc = 0;
+	uint8_t *hdr = NULL;
+	if (w->failed) {
+		rc = ldr_fail(db, LARDER_EINVAL, 0,
+			      "commit after a failed write: nothing published");
+		goto out;
+	}
+	if (w->z && (rc = compress_some(w, "", 0, ZSTD_e_end)))
+		goto out;
+
+	ldr_hdr h;
+	memset(&h, 0, sizeof h);
+	h.hdr_len = w->spilled ? w->hdr_len
+			       : header_len(w, w->stored >= db->mmap_threshold);
+	h.codec = w->z ? LDR_CODEC_ZSTD : LDR_CODEC_NONE;
+	h.stored_len = w->stored;
+	h.raw_len = w->raw;
+	h.created = w->created;
+	h.expires = w->expires;
+	XXH128_canonicalFromHash((XXH128_canonical_t *)h.payload_hash,
+				 XXH3_128bits_digest(w->st));
+	h.ns = (const uint8_t *)w->ns;
+	h.ns_len = (uint32_t)strlen(w->ns);
+	h.key = w->key;
+	h.key_len = (uint32_t)w->klen;
+	h.ver = w->ver;
+	h.ver_len = (uint32_t)w->vlen;
+	h.meta = w->meta;
+	h.meta_len = (uint32_t)w->mlen;
+	hdr = malloc(h.hdr_len);
+	if (!hdr) {
+		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+		goto out;
+	}
+	ldr_hdr_encode(&h, hdr);
+	if (w->spilled
+		? ldr_pwrite_full(w->fd, hdr, h.hdr_len, 0)
+		: ldr_pwrite2(w->fd, hdr, h.hdr_len, w->buf, w->buflen, 0)) {
+		rc = wfail(db, errno, "write temp file in", w->dirrel);
+		goto out;
+	}
+	if (db->fsync != LARDER_FSYNC_NONE && ldr_fdatasync(w->fd) != 0) {
+		rc = wfail(db, errno, "fsync temp file in", w->dirrel);
+		goto out;
+	}
+	/* close() is where a network filesystem reports deferred write
+	 * errors: it must succeed before the entry is made visible. */
+	int fd = w->fd;
+	w->fd = -1;
+	if (close(fd) != 0 && errno != EINTR) {
+		rc = wfail(db, errno, "close temp file in", w->dirrel);
+		goto out;
+	}
+
+	rc = link_final(w);
+	if (rc < 0)
+		goto out;
+	ldr_count(db,
+		  rc == 0 ? LARDER_CTR_PUBLISHED : LARDER_CTR_PUBLISH_RACED);
+	if (w->tmp[0] && unlinkat(w->dirfd, w->tmp, 0) == 0)
+		w->tmp[0] = '\0';
+	if (db->fsync == LARDER_FSYNC_FULL && ldr_fsync(w->dirfd) != 0) {
+		rc = wfail(db, errno, "fsync directory", w->dirrel);
+		goto out;
+	}
+	if (!(w->flags & LARDER_PUT_NO_HEAD) &&
+	    ldr_head_write(db, w->ns, w->key, w->klen, w->ver, w->vlen) != 0)
+		/* The entry is published and correct; the hint only lags. */
+		ldr_log(db, LARDER_LOG_WARN, "head hint not updated: %s",
+			larder_errmsg(db));
+out:
+	free(hdr);
+	writer_free(w);
+	return rc;
+}
+
+void larder_writer_abort(larder_writer *w)
+{
+	writer_free(w);
+}
+
+int larder_put(larder *db, const char *ns, const void *key, size_t klen,
+	       const void *ver, size_t vlen, const void *data, size_t len,
+	       const larder_put_opts *opts)
+{
+	larder_writer *w;
+	int rc = larder_writer_begin(&w, db, ns, key, klen, ver, vlen, opts);
+	if (rc)
+		return rc;
+	rc = larder_writer_write(w, data, len);
+	if (rc) {
+		larder_writer_abort(w);
+		return rc;
+	}
+	return larder_writer_commit(w);
+}
+
+int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
+		   const void *ver, size_t vlen)
+{
+	uint8_t hash[16];
+	char hex[33], dir[LDR_REL_MAX], name[128];
+	ldr_head_hash(ns, key, klen, hash);
+	ldr_hex(hash, 16, hex);
+	ldr_dir_rel(dir, ns, 'h', hex);
+
+	size_t n = 32 + vlen;
+	uint8_t *b = malloc(n);
+	if (!b)
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	memcpy(b, LDR_HEAD_MAGIC, 8);
+	for (int i = 0; i < 4; i++) {
+		b[8 + i] = (uint8_t)(1u >> (8 * i));
+		b[12 + i] = (uint8_t)((uint32_t)vlen >> (8 * i));
+	}
+	if (vlen)
+		memcpy(b + 16, ver, vlen);
+	ldr_xxh128(b, 16 + vlen, b + 16 + vlen);
+
+	int rc = 0, fd = -1;
+	int dfd = ldr_open_beneath(db->rootfd, dir, O_RDONLY | O_DIRECTORY, 0);
+	if (dfd < 0 && errno == ENOENT &&
+	    ldr_mkdirs(db->rootfd, dir, db->dmode) == 0)
+		dfd = ldr_open_beneath(db->rootfd, dir, O_RDONLY | O_DIRECTORY,
+				       0);
+	if (dfd < 0) {
+		rc = wfail(db, errno, "open directory", dir);
+		goto out;
+	}
+	ldr_temp_name(name, sizeof name, db->host);
+	fd =
+	    ldr_open_beneath(dfd, name, O_WRONLY | O_CREAT | O_EXCL, db->fmode);
+	if (fd < 0) {
+		rc = wfail(db, errno, "create head temp in", dir);
+		goto out;
+	}
+	if ((db->fmode != 0644 && fchmod(fd, db->fmode) != 0) ||
+	    ldr_pwrite_full(fd, b, n, 0) != 0 ||
+	    (db->fsync == LARDER_FSYNC_FULL && ldr_fdatasync(fd) != 0)) {
+		rc = wfail(db, errno, "write head temp in", dir);
+		goto out;
+	}
+	/* The head is a hint, replaced whole: rename over is fine here (a
+	 * reader meeting ESTALE just looks again or misses). */
+	if (renameat(dfd, name, dfd, hex) != 0) {
+		rc = wfail(db, errno, "rename head into", dir);
+		goto out;
+	}
+	name[0] = '\0';
+out:
+	if (fd >= 0)
+		ldr_close(fd);
+	if (rc && dfd >= 0 && name[0])
+		unlinkat(dfd, name, 0);
+	ldr_close(dfd);
+	free(b);
+	return rc;
+}

@@ -1,0 +1,355 @@
+/*
+ * read.c — owns the read path (DESIGN §6): open by name, read or map,
+ * check header against what was asked, verify the payload, hand out an
+ * entry whose data stays valid until released. Also reads head hints.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "fsutil.h"
+
+struct larder_entry {
+	struct ldr_file f; /* the whole entry file, read or mapped */
+	uint8_t *plain;	   /* decompressed payload (zstd entries) */
+	const uint8_t *data;
+	size_t size;
+	const uint8_t *ver, *meta;
+	size_t vlen, mlen;
+	int64_t created, expires;
+};
+
+int ldr_file_load(larder *db, const char *rel, struct ldr_file *f)
+{
+	memset(f, 0, sizeof *f);
+	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY, 0);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	int rc = -1;
+	if (fstat(fd, &st) != 0)
+		goto out;
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	if (!S_ISREG(st.st_mode)) {
+		/* Not an entry: leave it empty, the header check calls it
+		 * corrupt. */
+		rc = 0;
+		goto out;
+	}
+	size_t size = (size_t)st.st_size;
+	if (size >= db->mmap_threshold) {
+		/* Populate up front: the checksum reads every page anyway,
+		 * and one populate costs less than a fault per page run. */
+		int populate =
+		    (db->flags & LARDER_OPEN_TRUST_LOCAL) ? 0 : MAP_POPULATE;
+		void *p =
+		    mmap(NULL, size, PROT_READ, MAP_SHARED | populate, fd, 0);
+		if (p == MAP_FAILED)
+			goto out;
+		f->p = p;
+		f->len = size;
+		f->mapped = 1;
+	} else {
+		f->p = malloc(size ? size : 1);
+		if (!f->p) {
+			errno = ENOMEM;
+			goto out;
+		}
+		ssize_t n = ldr_pread_full(fd, f->p, size, 0);
+		if (n < 0) {
+			int e = errno;
+			free(f->p);
+			f->p = NULL;
+			errno = e;
+			goto out;
+		}
+		f->len = (size_t)n; /* short: the header check catches it */
+	}
+	rc = 0;
+out:
+	if (rc) {
+		int e = errno;
+		ldr_close(fd);
+		errno = e;
+	} else {
+		ldr_close(fd);
+	}
+	return rc;
+}
+
+void ldr_file_free(struct ldr_file *f)
+{
+	if (!f->p)
+		return;
+	if (f->mapped)
+		munmap(f->p, f->len);
+	else
+		free(f->p);
+	f->p = NULL;
+}
+
+static int same(const void *a, size_t alen, const void *b, size_t blen)
+{
+	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+int ldr_entry_check(larder *db, const struct ldr_file *f, const char *ns,
+		    const void *key, size_t klen, const void *ver, size_t vlen,
+		    int verify_payload, ldr_hdr *h, const char **why)
+{
+	(void)db;
+	*why = NULL;
+	int rc = ldr_hdr_decode(h, f->p, f->len, why);
+	if (rc == LARDER_EVERSION)
+		return LARDER_STATE_NEWER;
+	if (rc)
+		return LARDER_STATE_CORRUPT;
+	if ((uint64_t)f->len - h->hdr_len != h->stored_len) {
+		*why = f->len - h->hdr_len < h->stored_len
+			   ? "file shorter than its header says (truncated)"
+			   : "file longer than its header says";
+		return LARDER_STATE_CORRUPT;
+	}
+	if (!same(h->ns, h->ns_len, ns, strlen(ns)) ||
+	    (key && !same(h->key, h->key_len, key, klen)) ||
+	    (ver && !same(h->ver, h->ver_len, ver, vlen))) {
+		*why = "header names another key, version or namespace";
+		return LARDER_STATE_MISPLACED;
+	}
+	if (verify_payload && ldr_payload_verify(h, f->p + h->hdr_len) != 0) {
+		*why = "payload checksum mismatch";
+		return LARDER_STATE_CORRUPT;
+	}
+	if (h->expires && ldr_now_ns() >= h->expires) {
+		*why = "expired";
+		return LARDER_STATE_EXPIRED;
+	}
+	return LARDER_STATE_OK;
+}
+
+static int decompress(larder_entry *e, const ldr_hdr *h)
+{
+	if (h->raw_len > SIZE_MAX / 2)
+		return LARDER_ECORRUPT;
+	e->plain = malloc(h->raw_len ? h->raw_len : 1);
+	if (!e->plain)
+		return LARDER_ENOMEM;
+	size_t n = ZSTD_decompress(e->plain, h->raw_len, e->f.p + h->hdr_len,
+				   h->stored_len);
+	if (ZSTD_isError(n) || n != h->raw_len)
+		return LARDER_ECORRUPT;
+	e->data = e->plain;
+	return 0;
+}
+
+static int miss(larder *db, const char *ns)
+{
+	ldr_count(db, LARDER_CTR_MISSES);
+	return ldr_fail(db, LARDER_ENOTFOUND, 0,
+			"entry not found in namespace '%s'", ns);
+}
+
+int larder_get(larder_entry **out, larder *db, const char *ns, const void *key,
+	       size_t klen, const void *ver, size_t vlen)
+{
+	*out = NULL;
+	int rc = ldr_check_ns(db, ns);
+	if (rc)
+		return rc;
+	uint8_t *headver = NULL;
+	if (!ver) {
+		rc = ldr_head_read(db, ns, key, klen, &headver, &vlen);
+		if (rc == LARDER_ENOTFOUND)
+			return miss(db, ns);
+		if (rc)
+			return rc;
+		ver = headver;
+	}
+	uint8_t hash[16];
+	char hex[33], rel[LDR_REL_MAX];
+	ldr_entry_hash(ns, key, klen, ver, vlen, hash);
+	ldr_hex(hash, 16, hex);
+	ldr_file_rel(rel, ns, 'e', hex);
+
+	larder_entry *e = calloc(1, sizeof *e);
+	if (!e) {
+		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+		goto out;
+	}
+	/* ENOENT and ESTALE mean "gone": look once more (a network
+	 * filesystem may have replaced its handle), then miss. */
+	for (int attempt = 0;; attempt++) {
+		if (ldr_file_load(db, rel, &e->f) == 0)
+			break;
+		int err = errno;
+		if (err != ENOENT && err != ESTALE) {
+			rc = ldr_fail_errno(db, err, "cannot read '%s/%s': %s",
+					    db->dir, rel, strerror(err));
+			goto out;
+		}
+		if (attempt == 1) {
+			rc = miss(db, ns);
+			goto out;
+		}
+		if (err == ESTALE)
+			ldr_count(db, LARDER_CTR_ESTALE_RETRIES);
+	}
+
+	ldr_hdr h;
+	const char *why;
+	int verify = !(db->flags & LARDER_OPEN_TRUST_LOCAL);
+	int state = ldr_entry_check(db, &e->f, ns, key, klen, ver, vlen, verify,
+				    &h, &why);
+	if (state == LARDER_STATE_OK && h.codec == LDR_CODEC_ZSTD) {
+		rc = decompress(e, &h);
+		if (rc == LARDER_ENOMEM) {
+			rc = ldr_fail(db, rc, ENOMEM, "out of memory");
+			goto out;
+		}
+		if (rc) {
+			state = LARDER_STATE_CORRUPT;
+			why = "zstd payload does not decompress";
+		}
+	}
+	switch (state) {
+	case LARDER_STATE_OK:
+		break;
+	case LARDER_STATE_EXPIRED:
+		ldr_count(db, LARDER_CTR_EXPIRED);
+		rc = miss(db, ns);
+		goto out;
+	case LARDER_STATE_NEWER:
+		ldr_count(db, LARDER_CTR_NEWER_FORMAT);
+		if (!__atomic_exchange_n(&db->said_newer, 1, __ATOMIC_RELAXED))
+			ldr_log(db, LARDER_LOG_WARN,
+				"'%s/%s' was written by a newer larder format; "
+				"treated as a miss (upgrade larder to use it)",
+				db->dir, rel);
+		rc = miss(db, ns);
+		goto out;
+	default: /* corrupt or misplaced: never served */
+		ldr_count(db, LARDER_CTR_CHECKSUM_FAIL);
+		ldr_quarantine(db, rel, e->f.dev, e->f.ino, why);
+		rc = miss(db, ns);
+		goto out;
+	}
+	if (!e->plain)
+		e->data = e->f.p + h.hdr_len;
+	e->size = h.raw_len;
+	e->ver = h.ver;
+	e->vlen = h.ver_len;
+	e->meta = h.meta;
+	e->mlen = h.meta_len;
+	e->created = h.created;
+	e->expires = h.expires;
+	ldr_count(db, LARDER_CTR_HITS);
+	*out = e;
+	e = NULL;
+	rc = 0;
+out:
+	larder_entry_release(e);
+	free(headver);
+	return rc;
+}
+
+const void *larder_entry_data(const larder_entry *e)
+{
+	return e->data;
+}
+
+size_t larder_entry_size(const larder_entry *e)
+{
+	return e->size;
+}
+
+const void *larder_entry_version(const larder_entry *e, size_t *len)
+{
+	*len = e->vlen;
+	return e->ver;
+}
+
+const void *larder_entry_meta(const larder_entry *e, size_t *len)
+{
+	*len = e->mlen;
+	return e->meta;
+}
+
+int64_t larder_entry_created(const larder_entry *e)
+{
+	return e->created;
+}
+
+int64_t larder_entry_expires(const larder_entry *e)
+{
+	return e->expires;
+}
+
+int larder_entry_is_mapped(const larder_entry *e)
+{
+	return e->f.mapped && !e->plain;
+}
+
+void larder_entry_release(larder_entry *e)
+{
+	if (!e)
+		return;
+	ldr_file_free(&e->f);
+	free(e->plain);
+	free(e);
+}
+
+/* Head hint: magic(8) format(4) vlen(4) version XXH3-128(16) over all
+ * before it. A hint that fails any check is as good as none. */
+int ldr_head_read(larder *db, const char *ns, const void *key, size_t klen,
+		  uint8_t **ver, size_t *vlen)
+{
+	uint8_t hash[16], sum[16];
+	char hex[33], rel[LDR_REL_MAX];
+	ldr_head_hash(ns, key, klen, hash);
+	ldr_hex(hash, 16, hex);
+	ldr_file_rel(rel, ns, 'h', hex);
+	*ver = NULL;
+	*vlen = 0;
+	struct ldr_file f;
+	int rc = LARDER_ENOTFOUND;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (ldr_file_load(db, rel, &f) == 0)
+			break;
+		if (errno != ENOENT && errno != ESTALE)
+			return ldr_fail_errno(db, errno,
+					      "cannot read '%s/%s': %s",
+					      db->dir, rel, strerror(errno));
+		if (attempt == 1)
+			return LARDER_ENOTFOUND;
+	}
+	if (f.len >= 32 && memcmp(f.p, LDR_HEAD_MAGIC, 8) == 0) {
+		uint32_t format = (uint32_t)f.p[8] | (uint32_t)f.p[9] << 8 |
+				  (uint32_t)f.p[10] << 16 |
+				  (uint32_t)f.p[11] << 24;
+		uint32_t n = (uint32_t)f.p[12] | (uint32_t)f.p[13] << 8 |
+			     (uint32_t)f.p[14] << 16 | (uint32_t)f.p[15] << 24;
+		if (format == 1 && n <= LDR_MAX_VER &&
+		    f.len == 32 + (size_t)n) {
+			ldr_xxh128(f.p, 16 + (size_t)n, sum);
+			if (memcmp(sum, f.p + 16 + n, 16) == 0 &&
+			    (*ver = malloc(n ? n : 1))) {
+				memcpy(*ver, f.p + 16, n);
+				*vlen = n;
+				rc = 0;
+			}
+		}
+	}
+	if (rc)
+		ldr_log(db, LARDER_LOG_DEBUG,
+			"ignoring unreadable head '%s/%s'", db->dir, rel);
+	ldr_file_free(&f);
+	return rc;
+}

@@ -1,0 +1,771 @@
+/*
+ * store.c — owns the store handle: open/init, the marker file, namespaces,
+ * entry naming, quarantine, remove, and walking the store.
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#if defined(__x86_64__) || defined(__i386__)
+#include <xxh_x86dispatch.h>
+#else
+#include <xxhash.h>
+#endif
+
+void ldr_log(larder *db, int level, const char *fmt, ...)
+{
+	if (!db->log || level > db->log_level)
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	db->log(level, msg, db->log_payload);
+}
+
+int ldr_check_ns(larder *db, const char *ns)
+{
+	size_t n = ns ? strlen(ns) : 0;
+	if (n == 0 || n > LARDER_NS_MAX || ns[0] == '.')
+		goto bad;
+	for (size_t i = 0; i < n; i++) {
+		char c = ns[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			goto bad;
+	}
+	return 0;
+bad:
+	return ldr_fail(db, LARDER_EINVAL, 0,
+			"invalid namespace name '%s': want 1..%d of "
+			"[A-Za-z0-9._-], not starting with '.'",
+			ns ? ns : "(null)", LARDER_NS_MAX);
+}
+
+static void hash_field(XXH3_state_t *st, const void *p, size_t n)
+{
+	uint8_t len[8];
+	for (int i = 0; i < 8; i++)
+		len[i] = (uint8_t)((uint64_t)n >> (8 * i));
+	XXH3_128bits_update(st, len, 8);
+	if (n)
+		XXH3_128bits_update(st, p, n);
+}
+
+static void hash_name(const char *tag, const char *ns, const void *key,
+		      size_t klen, const void *ver, size_t vlen, int with_ver,
+		      uint8_t out[16])
+{
+	XXH3_state_t st;
+	XXH3_128bits_reset(&st);
+	hash_field(&st, tag, strlen(tag));
+	hash_field(&st, ns, strlen(ns));
+	hash_field(&st, key, klen);
+	if (with_ver)
+		hash_field(&st, ver, vlen);
+	XXH128_canonicalFromHash((XXH128_canonical_t *)out,
+				 XXH3_128bits_digest(&st));
+}
+
+void ldr_entry_hash(const char *ns, const void *key, size_t klen,
+		    const void *ver, size_t vlen, uint8_t out[16])
+{
+	hash_name("larder-entry-1", ns, key, klen, ver, vlen, 1, out);
+}
+
+void ldr_head_hash(const char *ns, const void *key, size_t klen,
+		   uint8_t out[16])
+{
+	hash_name("larder-head-1", ns, key, klen, NULL, 0, 0, out);
+}
+
+/* Built by hand: this is on the warm-hit path and snprintf costs more than
+ * the rest of the name. */
+static char *put_str(char *p, const char *s)
+{
+	while (*s)
+		*p++ = *s++;
+	return p;
+}
+
+void ldr_dir_rel(char *out, const char *ns, char kind, const char *hex)
+{
+	char *p = put_str(out, "ns/");
+	p = put_str(p, ns);
+	*p++ = '/';
+	*p++ = kind;
+	*p++ = '/';
+	*p++ = hex[0];
+	*p++ = hex[1];
+	*p++ = '/';
+	*p++ = hex[2];
+	*p++ = hex[3];
+	*p = '\0';
+}
+
+void ldr_file_rel(char *out, const char *ns, char kind, const char *hex)
+{
+	ldr_dir_rel(out, ns, kind, hex);
+	char *p = out + strlen(out);
+	*p++ = '/';
+	memcpy(p, hex, 33);
+}
+
+void ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
+		    const char *why)
+{
+	struct stat st;
+	/* Only move the very file found bad: another reader may have
+	 * quarantined it already and a filler published a good one since. */
+	if (fstatat(db->rootfd, rel, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    st.st_dev != dev || st.st_ino != ino)
+		return;
+	char dst[LDR_REL_MAX + 64], rnd[17];
+	uint8_t r[8];
+	ldr_random(r, sizeof r);
+	ldr_hex(r, sizeof r, rnd);
+	const char *base = strrchr(rel, '/');
+	snprintf(dst, sizeof dst, "quarantine/%s.%s", base ? base + 1 : rel,
+		 rnd);
+	int rc = renameat(db->rootfd, rel, db->rootfd, dst);
+	if (rc != 0 && errno == ENOENT &&
+	    faccessat(db->rootfd, "quarantine", F_OK, AT_SYMLINK_NOFOLLOW)) {
+		ldr_mkdirs(db->rootfd, "quarantine", db->dmode);
+		rc = renameat(db->rootfd, rel, db->rootfd, dst);
+	}
+	if (rc != 0 && errno != ENOENT) {
+		/* Cannot keep it for inspection: at least stop serving
+		 * attempts at it. */
+		int e = errno;
+		if (unlinkat(db->rootfd, rel, 0) == 0)
+			rc = 0;
+		ldr_log(db, LARDER_LOG_WARN,
+			"cannot move '%s/%s' to quarantine: %s%s", db->dir, rel,
+			strerror(e), rc == 0 ? " (removed instead)" : "");
+	}
+	if (rc == 0) {
+		ldr_count(db, LARDER_CTR_QUARANTINED);
+		ldr_log(db, LARDER_LOG_WARN, "quarantined '%s/%s': %s", db->dir,
+			rel, why);
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* The marker file                                                         */
+
+static const char *fsync_name(int f)
+{
+	return f == LARDER_FSYNC_NONE	? "none"
+	       : f == LARDER_FSYNC_FULL ? "full"
+					: "data";
+}
+
+static int parse_marker(larder *db, const char *text, const char *path)
+{
+	if (strncmp(text, LDR_MARKER "\n", sizeof LDR_MARKER) != 0)
+		return ldr_fail(NULL, LARDER_ENOTSTORE, 0,
+				"'%s' is not a larder store marker", path);
+	long format = 0;
+	char fs[16] = "data";
+	unsigned mode = 0644;
+	for (const char *line = text; line; line = strchr(line, '\n')) {
+		if (*line == '\n')
+			line++;
+		if (sscanf(line, "format %ld", &format) == 1)
+			continue;
+		if (sscanf(line, "fsync %15s", fs) == 1)
+			continue;
+		if (sscanf(line, "mode %o", &mode) == 1)
+			continue;
+	}
+	if (format > LDR_STORE_FORMAT)
+		return ldr_fail(NULL, LARDER_EVERSION, 0,
+				"store '%s' has format %ld; this larder "
+				"(%s) reads format %d",
+				db->dir, format, LARDER_VERSION_STRING,
+				LDR_STORE_FORMAT);
+	if (format < 1)
+		return ldr_fail(NULL, LARDER_ENOTSTORE, 0,
+				"'%s' has no valid format line", path);
+	if (db->fsync == LARDER_FSYNC_DEFAULT)
+		db->fsync = !strcmp(fs, "none")	  ? LARDER_FSYNC_NONE
+			    : !strcmp(fs, "full") ? LARDER_FSYNC_FULL
+						  : LARDER_FSYNC_DATA;
+	db->fmode = (mode_t)(mode & 0666);
+	/* directories: x wherever r, and setgid when group-shared so new
+	 * files take the store's group */
+	db->dmode = db->fmode | ((db->fmode & 0444) >> 2);
+	if (db->fmode & 020)
+		db->dmode |= S_ISGID;
+	return 0;
+}
+
+static int read_marker(larder *db)
+{
+	char text[512];
+	int fd = ldr_open_beneath(db->rootfd, LDR_MARKER, O_RDONLY, 0);
+	if (fd < 0)
+		return -1;
+	ssize_t n = ldr_pread_full(fd, text, sizeof text - 1, 0);
+	int e = errno;
+	ldr_close(fd);
+	if (n < 0) {
+		errno = e;
+		return ldr_fail_errno(NULL, e, "cannot read '%s/%s': %s",
+				      db->dir, LDR_MARKER, strerror(e));
+	}
+	text[n] = '\0';
+	char path[4200];
+	snprintf(path, sizeof path, "%s/%s", db->dir, LDR_MARKER);
+	return parse_marker(db, text, path);
+}
+
+static int dir_is_empty(int dirfd)
+{
+	int fd = dup(dirfd);
+	if (fd < 0)
+		return 0;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		ldr_close(fd);
+		return 0;
+	}
+	rewinddir(d);
+	struct dirent *de;
+	int empty = 1;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			empty = 0;
+			break;
+		}
+	closedir(d);
+	return empty;
+}
+
+/* Create the store in the (empty) directory: subdirectories first, the
+ * marker last and with link(), so a store is never seen half made and two
+ * concurrent inits agree. */
+static int init_store(larder *db, const larder_opts *o)
+{
+	unsigned mode = o && o->create_mode ? o->create_mode & 0666 : 0644;
+	int fs = o && o->create_fsync ? o->create_fsync : LARDER_FSYNC_DATA;
+	db->fmode = (mode_t)mode;
+	db->dmode = db->fmode | ((db->fmode & 0444) >> 2);
+	if (db->fmode & 020)
+		db->dmode |= S_ISGID;
+	if (fchmod(db->rootfd, db->dmode) != 0 && errno != EPERM)
+		return ldr_fail_errno(NULL, errno, "cannot chmod '%s': %s",
+				      db->dir, strerror(errno));
+	if (ldr_mkdirs(db->rootfd, "ns", db->dmode) ||
+	    ldr_mkdirs(db->rootfd, "quarantine", db->dmode))
+		return ldr_fail_errno(NULL, errno,
+				      "cannot create directories in '%s': %s",
+				      db->dir, strerror(errno));
+	char text[256], tmp[128];
+	int n = snprintf(text, sizeof text,
+			 LDR_MARKER "\nformat %d\nfsync %s\nmode %04o\n",
+			 LDR_STORE_FORMAT, fsync_name(fs), mode);
+	ldr_temp_name(tmp, sizeof tmp, db->host);
+	int fd = ldr_open_beneath(db->rootfd, tmp, O_WRONLY | O_CREAT | O_EXCL,
+				  db->fmode);
+	if (fd < 0)
+		return ldr_fail_errno(NULL, errno, "cannot create '%s/%s': %s",
+				      db->dir, tmp, strerror(errno));
+	int rc = 0;
+	if (fchmod(fd, db->fmode) != 0 ||
+	    ldr_pwrite_full(fd, text, (size_t)n, 0) != 0 || ldr_fsync(fd) != 0)
+		rc = ldr_fail_errno(NULL, errno, "cannot write '%s/%s': %s",
+				    db->dir, tmp, strerror(errno));
+	ldr_close(fd);
+	if (rc == 0 && linkat(db->rootfd, tmp, db->rootfd, LDR_MARKER, 0) &&
+	    errno != EEXIST)
+		rc = ldr_fail_errno(NULL, errno, "cannot link '%s/%s': %s",
+				    db->dir, LDR_MARKER, strerror(errno));
+	unlinkat(db->rootfd, tmp, 0);
+	if (rc == 0)
+		ldr_fsync(db->rootfd);
+	return rc;
+}
+
+int larder_open(larder **out, const char *dir, const larder_opts *opts)
+{
+	int rc;
+	*out = NULL;
+	if (!dir || !*dir)
+		return ldr_fail(NULL, LARDER_EINVAL, 0, "no store directory");
+	if (opts && opts->version != LARDER_OPTS_VERSION)
+		return ldr_fail(NULL, LARDER_EINVAL, 0,
+				"larder_opts version %u, this library "
+				"understands %d",
+				opts->version, LARDER_OPTS_VERSION);
+	larder *db = calloc(1, sizeof *db);
+	if (!db || !(db->dir = strdup(dir))) {
+		free(db);
+		return ldr_fail(NULL, LARDER_ENOMEM, ENOMEM, "out of memory");
+	}
+	db->rootfd = -1;
+	db->flags = opts ? opts->flags : 0;
+	db->fsync = opts ? opts->fsync : 0;
+	db->mmap_threshold = opts && opts->mmap_threshold ? opts->mmap_threshold
+							  : LDR_DEFAULT_MMAP;
+	db->log = opts ? opts->log : NULL;
+	db->log_payload = opts ? opts->log_payload : NULL;
+	db->log_level =
+	    opts && opts->log_level ? opts->log_level : LARDER_LOG_WARN;
+	ldr_hostname(db->host, sizeof db->host);
+	int create = (db->flags & LARDER_OPEN_CREATE) != 0;
+
+	db->rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (db->rootfd < 0 && errno == ENOENT && create) {
+		mode_t m = opts && (opts->create_mode & 020) ? 02775 : 0755;
+		if (ldr_mkdirs(AT_FDCWD, dir, m) != 0) {
+			rc = ldr_fail_errno(NULL, errno,
+					    "cannot create '%s': %s", dir,
+					    strerror(errno));
+			goto fail;
+		}
+		db->rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (db->rootfd < 0) {
+		int e = errno;
+		rc = ldr_fail_errno(
+		    NULL, e, "cannot open store '%s': %s%s", dir, strerror(e),
+		    e == ENOENT ? " (create it with init)" : "");
+		goto fail;
+	}
+
+	struct stat st;
+	if (fstat(db->rootfd, &st) != 0) {
+		rc = ldr_fail_errno(NULL, errno, "cannot stat '%s': %s", dir,
+				    strerror(errno));
+		goto fail;
+	}
+	if ((st.st_mode & S_IWOTH) &&
+	    !(db->flags & LARDER_OPEN_ALLOW_UNSAFE_MODE)) {
+		rc = ldr_fail(NULL, LARDER_EPERM, 0,
+			      "store '%s' is writable by every user (mode "
+			      "%04o): anyone could plant entries; refusing "
+			      "(chmod o-w, or allow unsafe mode)",
+			      dir, (unsigned)(st.st_mode & 07777));
+		goto fail;
+	}
+
+	rc = read_marker(db);
+	if (rc < 0 && errno == ENOENT && rc != LARDER_ENOTSTORE &&
+	    rc != LARDER_EVERSION) {
+		if (!dir_is_empty(db->rootfd)) {
+			rc = ldr_fail(NULL, LARDER_ENOTSTORE, 0,
+				      "'%s' is not a larder store (no %s "
+				      "file) and is not empty: refusing to "
+				      "use it",
+				      dir, LDR_MARKER);
+			goto fail;
+		}
+		if (!create) {
+			rc = ldr_fail(NULL, LARDER_ENOTFOUND, ENOENT,
+				      "no store at '%s' (create it with init)",
+				      dir);
+			goto fail;
+		}
+		rc = init_store(db, opts);
+		if (rc == 0)
+			rc = read_marker(db);
+	}
+	if (rc < 0)
+		goto fail;
+	*out = db;
+	return 0;
+fail:
+	larder_close(db);
+	return rc;
+}
+
+void larder_close(larder *db)
+{
+	if (!db)
+		return;
+	ldr_close(db->rootfd);
+	free(db->dir);
+	free(db);
+}
+
+const char *larder_dir(const larder *db)
+{
+	return db->dir;
+}
+
+uint64_t larder_counter(const larder *db, int counter)
+{
+	if (counter < 0 || counter >= LARDER_CTR_COUNT)
+		return 0;
+	return __atomic_load_n(&db->ctr[counter], __ATOMIC_RELAXED);
+}
+
+const char *larder_counter_name(int counter)
+{
+	static const char *const names[LARDER_CTR_COUNT] = {
+	    "hits",	     "misses",	     "published",      "publish_raced",
+	    "checksum_fail", "quarantined",  "estale_retries", "write_failures",
+	    "expired",	     "newer_format",
+	};
+	if (counter < 0 || counter >= LARDER_CTR_COUNT)
+		return NULL;
+	return names[counter];
+}
+
+/* ---------------------------------------------------------------------- */
+/* Namespaces                                                              */
+
+int64_t ldr_ns_ttl(larder *db, const char *ns)
+{
+	char rel[LDR_REL_MAX], text[64];
+	snprintf(rel, sizeof rel, "ns/%s/config", ns);
+	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY, 0);
+	if (fd < 0)
+		return 0;
+	ssize_t n = ldr_pread_full(fd, text, sizeof text - 1, 0);
+	ldr_close(fd);
+	long long ttl = 0;
+	if (n > 0) {
+		text[n] = '\0';
+		if (sscanf(text, "ttl %lld", &ttl) != 1 || ttl < 0)
+			ttl = 0;
+	}
+	return ttl;
+}
+
+int larder_ns_get_ttl(larder *db, const char *ns, int64_t *out)
+{
+	int rc = ldr_check_ns(db, ns);
+	if (rc)
+		return rc;
+	*out = ldr_ns_ttl(db, ns);
+	return 0;
+}
+
+int larder_ns_set_ttl(larder *db, const char *ns, int64_t ttl_seconds)
+{
+	int rc = ldr_check_ns(db, ns);
+	if (rc)
+		return rc;
+	if (ttl_seconds < 0)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"negative TTL %lld for namespace '%s'",
+				(long long)ttl_seconds, ns);
+	char dir[LDR_REL_MAX], rel[LDR_REL_MAX], tmp[LDR_REL_MAX], name[128];
+	char text[64];
+	snprintf(dir, sizeof dir, "ns/%s", ns);
+	snprintf(rel, sizeof rel, "ns/%s/config", ns);
+	ldr_temp_name(name, sizeof name, db->host);
+	snprintf(tmp, sizeof tmp, "ns/%s/%s", ns, name);
+	int n =
+	    snprintf(text, sizeof text, "ttl %lld\n", (long long)ttl_seconds);
+	if (ldr_mkdirs(db->rootfd, dir, db->dmode) != 0)
+		return ldr_fail_errno(db, errno, "cannot create '%s/%s': %s",
+				      db->dir, dir, strerror(errno));
+	int fd = ldr_open_beneath(db->rootfd, tmp, O_WRONLY | O_CREAT | O_EXCL,
+				  db->fmode);
+	if (fd < 0)
+		return ldr_fail_errno(db, errno, "cannot create '%s/%s': %s",
+				      db->dir, tmp, strerror(errno));
+	rc = 0;
+	if (fchmod(fd, db->fmode) != 0 ||
+	    ldr_pwrite_full(fd, text, (size_t)n, 0) != 0 ||
+	    (db->fsync != LARDER_FSYNC_NONE && ldr_fdatasync(fd) != 0))
+		rc = ldr_fail_errno(db, errno, "cannot write '%s/%s': %s",
+				    db->dir, tmp, strerror(errno));
+	ldr_close(fd);
+	if (rc == 0 && renameat(db->rootfd, tmp, db->rootfd, rel) != 0)
+		rc = ldr_fail_errno(db, errno,
+				    "cannot rename '%s/%s' to '%s': %s",
+				    db->dir, tmp, rel, strerror(errno));
+	if (rc)
+		unlinkat(db->rootfd, tmp, 0);
+	return rc;
+}
+
+/* Open directory `rel` beneath the root for reading its names. */
+static DIR *open_dir(larder *db, int dirfd, const char *rel)
+{
+	int fd = ldr_open_beneath(dirfd, rel, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0)
+		return NULL;
+	DIR *d = fdopendir(fd);
+	if (!d)
+		ldr_close(fd);
+	(void)db;
+	return d;
+}
+
+int larder_ns_foreach(larder *db, int (*cb)(const char *ns, void *payload),
+		      void *payload)
+{
+	DIR *d = open_dir(db, db->rootfd, "ns");
+	if (!d) {
+		if (errno == ENOENT)
+			return 0;
+		return ldr_fail_errno(db, errno, "cannot list '%s/ns': %s",
+				      db->dir, strerror(errno));
+	}
+	int rc = 0;
+	struct dirent *de;
+	while (rc == 0 && (de = readdir(d)))
+		if (de->d_name[0] != '.' && strlen(de->d_name) <= LARDER_NS_MAX)
+			rc = cb(de->d_name, payload);
+	closedir(d);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Remove                                                                  */
+
+int larder_remove(larder *db, const char *ns, const void *key, size_t klen,
+		  const void *ver, size_t vlen)
+{
+	int rc = ldr_check_ns(db, ns);
+	if (rc)
+		return rc;
+	uint8_t h[16], *headver = NULL;
+	size_t headlen = 0;
+	char hex[33], rel[LDR_REL_MAX];
+	int hrc = ldr_head_read(db, ns, key, klen, &headver, &headlen);
+	if (!ver) {
+		if (hrc)
+			return hrc == LARDER_ENOTFOUND
+				   ? ldr_fail(db, LARDER_ENOTFOUND, 0,
+					      "no head version for that "
+					      "key in namespace '%s'",
+					      ns)
+				   : hrc;
+		ver = headver;
+		vlen = headlen;
+	}
+	int removed = 0;
+	ldr_entry_hash(ns, key, klen, ver, vlen, h);
+	ldr_hex(h, 16, hex);
+	ldr_file_rel(rel, ns, 'e', hex);
+	if (unlinkat(db->rootfd, rel, 0) == 0)
+		removed = 1;
+	else if (errno != ENOENT)
+		rc = ldr_fail_errno(db, errno, "cannot remove '%s/%s': %s",
+				    db->dir, rel, strerror(errno));
+	/* The head goes too when it names the removed version, so that a
+	 * version-less get does not chase a missing entry. */
+	if (rc == 0 && hrc == 0 && headlen == vlen &&
+	    (vlen == 0 || memcmp(headver, ver, vlen) == 0)) {
+		ldr_head_hash(ns, key, klen, h);
+		ldr_hex(h, 16, hex);
+		ldr_file_rel(rel, ns, 'h', hex);
+		if (unlinkat(db->rootfd, rel, 0) == 0)
+			removed = 1;
+	}
+	free(headver);
+	if (rc == 0 && !removed)
+		rc = ldr_fail(db, LARDER_ENOTFOUND, 0,
+			      "no such entry in namespace '%s'", ns);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Walk and inspect                                                        */
+
+struct walk {
+	larder *db;
+	unsigned flags;
+	int (*cb)(const larder_entry_info *, void *);
+	void *payload;
+	uint8_t want[16]; /* expected name hash, for MISPLACED */
+};
+
+/* Describe the entry file at rel and hand it to the callback; w->want is
+ * the hash its file name claims. */
+static int describe(struct walk *w, const char *ns, const char *rel)
+{
+	larder *db = w->db;
+	char path[4400];
+	snprintf(path, sizeof path, "%s/%s", db->dir, rel);
+	larder_entry_info info;
+	memset(&info, 0, sizeof info);
+	info.ns = ns;
+	info.path = path;
+
+	struct ldr_file f;
+	if (ldr_file_load(db, rel, &f) != 0) {
+		if (errno == ENOENT || errno == ESTALE)
+			return 0; /* removed under us */
+		return ldr_fail_errno(db, errno, "cannot read '%s': %s", path,
+				      strerror(errno));
+	}
+	info.file_size = f.len;
+	ldr_hdr h;
+	const char *why = NULL;
+	int state =
+	    ldr_entry_check(db, &f, ns, NULL, 0, NULL, 0,
+			    (w->flags & LARDER_WALK_VERIFY) != 0, &h, &why);
+	if (state != LARDER_STATE_CORRUPT && state != LARDER_STATE_NEWER) {
+		info.key = h.key;
+		info.klen = h.key_len;
+		info.ver = h.ver;
+		info.vlen = h.ver_len;
+		info.meta = h.meta;
+		info.meta_len = h.meta_len;
+		info.size = h.raw_len;
+		info.stored_size = h.stored_len;
+		info.created = h.created;
+		info.expires = h.expires;
+		info.compressed = h.codec == LDR_CODEC_ZSTD;
+		uint8_t named[16];
+		ldr_entry_hash(ns, h.key, h.key_len, h.ver, h.ver_len, named);
+		if (memcmp(named, w->want, 16) != 0) {
+			state = LARDER_STATE_MISPLACED;
+			why = "header names another key, version or "
+			      "namespace than the file name";
+		}
+	}
+	info.state = state;
+	info.problem = why;
+	if ((w->flags & LARDER_WALK_REPAIR) &&
+	    (state == LARDER_STATE_CORRUPT || state == LARDER_STATE_MISPLACED))
+		ldr_quarantine(db, rel, f.dev, f.ino, why);
+	int rc = w->cb(&info, w->payload);
+	ldr_file_free(&f);
+	return rc;
+}
+
+static int unhex(const char *s, uint8_t out[16])
+{
+	for (int i = 0; i < 32; i++) {
+		char c = s[i];
+		int v = c >= '0' && c <= '9'   ? c - '0'
+			: c >= 'a' && c <= 'f' ? c - 'a' + 10
+					       : -1;
+		if (v < 0)
+			return -1;
+		if (i % 2 == 0)
+			out[i / 2] = (uint8_t)(v << 4);
+		else
+			out[i / 2] |= (uint8_t)v;
+	}
+	return s[32] == '\0' ? 0 : -1;
+}
+
+static int is_hex_digit(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+/* A fan-out directory name: two lower-case hex digits. */
+static int is_fan(const char *name)
+{
+	return is_hex_digit(name[0]) && is_hex_digit(name[1]) && !name[2];
+}
+
+static int walk_ns(struct walk *w, const char *ns)
+{
+	larder *db = w->db;
+	char rel[LDR_REL_MAX];
+	snprintf(rel, sizeof rel, "ns/%s/e", ns);
+	DIR *d1 = open_dir(db, db->rootfd, rel);
+	if (!d1)
+		return errno == ENOENT
+			   ? 0
+			   : ldr_fail_errno(db, errno,
+					    "cannot list '%s/%s': %s", db->dir,
+					    rel, strerror(errno));
+	int rc = 0;
+	struct dirent *a;
+	while (rc == 0 && (a = readdir(d1))) {
+		if (!is_fan(a->d_name))
+			continue;
+		char rel2[LDR_REL_MAX + 512];
+		snprintf(rel2, sizeof rel2, "ns/%s/e/%s", ns, a->d_name);
+		DIR *d2 = open_dir(db, db->rootfd, rel2);
+		if (!d2)
+			continue;
+		struct dirent *b;
+		while (rc == 0 && (b = readdir(d2))) {
+			if (!is_fan(b->d_name))
+				continue;
+			char rel3[LDR_REL_MAX + 1024];
+			snprintf(rel3, sizeof rel3, "%s/%s", rel2, b->d_name);
+			DIR *d3 = open_dir(db, db->rootfd, rel3);
+			if (!d3)
+				continue;
+			struct dirent *c;
+			while (rc == 0 && (c = readdir(d3))) {
+				if (unhex(c->d_name, w->want) != 0)
+					continue; /* temps, strays */
+				char file[LDR_REL_MAX + 1536];
+				snprintf(file, sizeof file, "%s/%s", rel3,
+					 c->d_name);
+				rc = describe(w, ns, file);
+			}
+			closedir(d3);
+		}
+		closedir(d2);
+	}
+	closedir(d1);
+	return rc;
+}
+
+static int walk_ns_cb(const char *ns, void *payload)
+{
+	return walk_ns(payload, ns);
+}
+
+int larder_walk(larder *db, const char *ns, unsigned flags,
+		int (*cb)(const larder_entry_info *info, void *payload),
+		void *payload)
+{
+	struct walk w = {db, flags, cb, payload, {0}};
+	if (ns) {
+		int rc = ldr_check_ns(db, ns);
+		return rc ? rc : walk_ns(&w, ns);
+	}
+	return larder_ns_foreach(db, walk_ns_cb, &w);
+}
+
+int larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
+		   const void *ver, size_t vlen, unsigned flags,
+		   int (*cb)(const larder_entry_info *info, void *payload),
+		   void *payload)
+{
+	int rc = ldr_check_ns(db, ns);
+	if (rc)
+		return rc;
+	uint8_t *headver = NULL;
+	if (!ver) {
+		rc = ldr_head_read(db, ns, key, klen, &headver, &vlen);
+		if (rc)
+			return rc == LARDER_ENOTFOUND
+				   ? ldr_fail(db, rc, 0,
+					      "no head version for that "
+					      "key in namespace '%s'",
+					      ns)
+				   : rc;
+		ver = headver;
+	}
+	struct walk w = {db, flags, cb, payload, {0}};
+	char hex[33], rel[LDR_REL_MAX];
+	ldr_entry_hash(ns, key, klen, ver, vlen, w.want);
+	ldr_hex(w.want, 16, hex);
+	ldr_file_rel(rel, ns, 'e', hex);
+	free(headver);
+	if (faccessat(db->rootfd, rel, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+		return ldr_fail_errno(db, errno, "no entry file '%s/%s': %s",
+				      db->dir, rel, strerror(errno));
+	return describe(&w, ns, rel);
+}

@@ -1,0 +1,102 @@
+/*
+ * store.h — the store handle and what store.c, read.c and publish.c share:
+ * naming (hashes, fan-out paths), logging, counters, quarantine.
+ *
+ * On-disk layout (docs/format.md):
+ *   DIR/larder-store                    marker: format, fsync policy, mode
+ *   DIR/ns/<ns>/config                  namespace defaults (ttl)
+ *   DIR/ns/<ns>/e/<h0h1>/<h2h3>/<hex32> entries, named by H(ns, key, ver)
+ *   DIR/ns/<ns>/h/<h0h1>/<h2h3>/<hex32> head hints, named by H(ns, key)
+ *   DIR/quarantine/                     entries that failed verification
+ */
+#ifndef LARDER_STORE_H
+#define LARDER_STORE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "err.h"
+#include "fmt.h"
+#include "larder.h"
+
+#define LDR_MARKER "larder-store"
+#define LDR_STORE_FORMAT 1
+#define LDR_DEFAULT_MMAP (64u << 10)
+#define LDR_REL_MAX 192
+#define LDR_HEAD_MAGIC                                                         \
+	"\x89LDRHEAD" /* "ns/<64>/e/xx/yy/<32>" and temp names fit */
+
+struct larder {
+	char *dir;
+	int rootfd;
+	unsigned flags;
+	int fsync; /* enum larder_fsync, never DEFAULT */
+	mode_t fmode, dmode;
+	size_t mmap_threshold;
+	larder_log_fn log;
+	void *log_payload;
+	int log_level;
+	int said_newer; /* "newer format" is logged once per handle */
+	char host[64];
+	uint64_t ctr[LARDER_CTR_COUNT];
+};
+
+static inline void ldr_count(larder *db, int c)
+{
+	__atomic_fetch_add(&db->ctr[c], 1, __ATOMIC_RELAXED);
+}
+
+void ldr_log(larder *db, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* 0 if `ns` is a valid namespace name, else LARDER_EINVAL (recorded). */
+int ldr_check_ns(larder *db, const char *ns);
+
+/* Entry and head names: XXH3-128 of length-prefixed fields, so no two
+ * (ns, key, version) triples frame alike. */
+void ldr_entry_hash(const char *ns, const void *key, size_t klen,
+		    const void *ver, size_t vlen, uint8_t out[16]);
+void ldr_head_hash(const char *ns, const void *key, size_t klen,
+		   uint8_t out[16]);
+
+/* "ns/<ns>/<kind>/h0h1/h2h3" and, with the file, "/<hex32>". */
+void ldr_dir_rel(char *out, const char *ns, char kind, const char *hex);
+void ldr_file_rel(char *out, const char *ns, char kind, const char *hex);
+
+/* Move the entry at `rel` to quarantine/, if it is still the file (dev,
+ * ino) that was found bad. Counts and logs. */
+void ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
+		    const char *why);
+
+/* A whole entry file, read into memory or mapped. */
+struct ldr_file {
+	uint8_t *p;
+	size_t len;
+	int mapped;
+	dev_t dev;
+	ino_t ino;
+};
+/* Load the file at rel (beneath the root): read when small, mapped when at
+ * least db->mmap_threshold. Returns 0, or -1 with errno. */
+int ldr_file_load(larder *db, const char *rel, struct ldr_file *f);
+void ldr_file_free(struct ldr_file *f);
+
+/* What a loaded entry file is, checked against what was asked for (key or
+ * ver NULL = do not compare). Fills h; returns a larder_entry_state and a
+ * reason for anything but OK. */
+int ldr_entry_check(larder *db, const struct ldr_file *f, const char *ns,
+		    const void *key, size_t klen, const void *ver, size_t vlen,
+		    int verify_payload, ldr_hdr *h, const char **why);
+
+/* Read the head hint of (ns, key): the version bytes, malloc'ed into *ver.
+ * 0, LARDER_ENOTFOUND (absent or unreadable hint) or another code. */
+int ldr_head_read(larder *db, const char *ns, const void *key, size_t klen,
+		  uint8_t **ver, size_t *vlen);
+/* Point the head hint of (ns, key) at ver (temp + rename). */
+int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
+		   const void *ver, size_t vlen);
+
+/* The namespace's default TTL in seconds (0 = none). */
+int64_t ldr_ns_ttl(larder *db, const char *ns);
+
+#endif
