@@ -1,0 +1,664 @@
+/*
+ * bench_hit.c — the cost of a verified warm hit against raw file I/O.
+ *
+ *   bench_hit [--quick] [DIR]
+ *
+ * For payloads of 4 KiB, 1 MiB and 256 MiB, in one run: the entry is put
+ * into a fresh store under DIR (default $TMPDIR, else /tmp) and the same
+ * bytes are written to a plain file next to it. Then, with the page cache
+ * warm, these are timed round-robin (ABCD, BCDA, ...) so that the machine's
+ * noise falls on all of them alike:
+ *
+ *   larder    larder_get(known version) + touch every 4096th byte + release
+ *   trust     the same through a handle opened with LARDER_OPEN_TRUST_LOCAL
+ *             (no payload checksum): larder minus trust = the checksum
+ *   read      open + read into a preallocated buffer + touch + close
+ *   mmap      open + mmap + touch + munmap + close
+ *
+ * and p50/p90 are reported with the ratios against DESIGN.md §13's targets.
+ * Separate child processes then hold the 256 MiB entry (or read the plain
+ * file into the heap) and report their peak RSS and anonymous/file RSS,
+ * which shows whether a hit copies a large payload into the heap.
+ *
+ * --quick runs a handful of iterations: a smoke test, not a measurement.
+ * The exit status is 0 whether targets are met or not (noise on a shared
+ * machine must not fail a build); it is non-zero only if something broke.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xxh_x86dispatch.h> /* the entry point the library uses */
+#else
+#include <xxhash.h>
+#endif
+
+#include "larder.h"
+
+#define KiB ((uint64_t)1024)
+#define MiB (1024 * KiB)
+#define CHUNK (1 * MiB)
+#define NS "bench"
+#define VER "v1"
+
+enum method { M_LARDER, M_TRUST, M_READ, M_MMAP, M_COUNT };
+
+struct bcase {
+	uint64_t size;
+	const char *label;
+	int iters, quick_iters;
+	double target;	   /* larder p50 / raw read p50 must be <= this */
+	const char *claim; /* how DESIGN.md §13 words it */
+	/* results */
+	int ran, mapped;
+	int n;
+	double p50[M_COUNT], p90[M_COUNT];
+	double hash_p50; /* XXH3-128 of the payload, in memory */
+};
+
+static struct bcase cases[] = {
+    {.size = 4 * KiB,
+     .label = "4 KiB",
+     .iters = 20000,
+     .quick_iters = 50,
+     .target = 1.5,
+     .claim = "<= 1.5x raw read"},
+    {.size = 1 * MiB,
+     .label = "1 MiB",
+     .iters = 2000,
+     .quick_iters = 10,
+     .target = 1.2,
+     .claim = "<= 1.2x raw read"},
+    {.size = 256 * MiB,
+     .label = "256 MiB",
+     .iters = 30,
+     .quick_iters = 2,
+     .target = 0.8,
+     .claim = "<= 0.8x raw read"},
+};
+#define NCASES (sizeof cases / sizeof cases[0])
+
+static char workdir[4096];
+static int quick;
+static volatile uint64_t sink; /* keeps touches from being optimised out */
+
+static void cleanup(void);
+
+__attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt,
+								...)
+{
+	va_list ap;
+	fprintf(stderr, "bench_hit: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint64_t touch(const uint8_t *p, uint64_t n)
+{
+	uint64_t s = 0;
+	for (uint64_t off = 0; off < n; off += 4096)
+		s += p[off];
+	return s;
+}
+
+/* Deterministic, incompressible payload bytes for offset `off`. */
+static void fill(uint8_t *buf, size_t len, uint64_t off, uint64_t seed)
+{
+	uint64_t x = seed * 0x9E3779B97F4A7C15ull + off / 8 + 1;
+	for (size_t i = 0; i < len; i += 8) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		size_t k = len - i < 8 ? len - i : 8;
+		memcpy(buf + i, &x, k);
+	}
+}
+
+static void key_of(const struct bcase *c, char *key, size_t n)
+{
+	snprintf(key, n, "bench_hit/%" PRIu64, c->size);
+}
+
+static void raw_path(const struct bcase *c, char *path, size_t n)
+{
+	snprintf(path, n, "%s/raw-%" PRIu64, workdir, c->size);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag,
+		  struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+static void cleanup(void)
+{
+	if (workdir[0])
+		nftw(workdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	workdir[0] = '\0';
+}
+
+/* Put the entry and write the plain file, streaming 1 MiB at a time so
+ * that this process never holds a large payload (its RSS is inherited by
+ * the memory-measuring children). */
+static void setup_case(larder *db, const struct bcase *c)
+{
+	char key[64], path[4200];
+	key_of(c, key, sizeof key);
+	raw_path(c, path, sizeof path);
+
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		die("cannot create '%s': %s", path, strerror(errno));
+	larder_writer *w;
+	int rc = larder_writer_begin(&w, db, NS, key, strlen(key), VER,
+				     strlen(VER), NULL);
+	if (rc)
+		die("larder_writer_begin: %s", larder_errmsg(db));
+	uint8_t *buf = malloc(CHUNK);
+	if (!buf)
+		die("out of memory");
+	for (uint64_t off = 0; off < c->size; off += CHUNK) {
+		size_t n = c->size - off < CHUNK ? c->size - off : CHUNK;
+		fill(buf, n, off, c->size);
+		if (write(fd, buf, n) != (ssize_t)n)
+			die("cannot write '%s': %s", path, strerror(errno));
+		rc = larder_writer_write(w, buf, n);
+		if (rc) {
+			larder_writer_abort(w);
+			die("larder_writer_write: %s", larder_errmsg(db));
+		}
+	}
+	free(buf);
+	/* Written back now, so that writeback does not run during timing. */
+	if (fsync(fd) != 0 || close(fd) != 0)
+		die("cannot fsync '%s': %s", path, strerror(errno));
+	rc = larder_writer_commit(w);
+	if (rc < 0)
+		die("larder_writer_commit: %s", larder_errmsg(db));
+}
+
+/* One context for the timed operations of a case. */
+struct ctx {
+	larder *db, *db_trust;
+	const struct bcase *c;
+	char key[64], path[4200];
+	uint8_t *buf; /* preallocated for raw reads */
+};
+
+static void do_get(larder *db, const struct ctx *x)
+{
+	larder_entry *e;
+	int rc =
+	    larder_get(&e, db, NS, x->key, strlen(x->key), VER, strlen(VER));
+	if (rc)
+		die("larder_get(%s): %s: %s", x->c->label, larder_strerror(rc),
+		    larder_errmsg(db));
+	sink += touch(larder_entry_data(e), larder_entry_size(e));
+	larder_entry_release(e);
+}
+
+static void do_read(const struct ctx *x)
+{
+	int fd = open(x->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("cannot open '%s': %s", x->path, strerror(errno));
+	uint64_t got = 0;
+	while (got < x->c->size) {
+		ssize_t n = read(fd, x->buf + got, x->c->size - got);
+		if (n <= 0)
+			die("cannot read '%s': %s", x->path,
+			    n ? strerror(errno) : "short file");
+		got += (uint64_t)n;
+	}
+	close(fd);
+	sink += touch(x->buf, x->c->size);
+}
+
+static void do_mmap(const struct ctx *x)
+{
+	int fd = open(x->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("cannot open '%s': %s", x->path, strerror(errno));
+	void *p = mmap(NULL, x->c->size, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		die("cannot mmap '%s': %s", x->path, strerror(errno));
+	sink += touch(p, x->c->size);
+	munmap(p, x->c->size);
+	close(fd);
+}
+
+static int64_t run_one(int m, const struct ctx *x)
+{
+	int64_t t0 = now_ns();
+	switch (m) {
+	case M_LARDER:
+		do_get(x->db, x);
+		break;
+	case M_TRUST:
+		do_get(x->db_trust, x);
+		break;
+	case M_READ:
+		do_read(x);
+		break;
+	default:
+		do_mmap(x);
+		break;
+	}
+	return now_ns() - t0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of a sorted array. */
+static double pct(const double *v, int n, double p)
+{
+	int i = (int)(p * n + 0.999999) - 1;
+	return v[i < 0 ? 0 : i >= n ? n - 1 : i];
+}
+
+static void measure_case(larder *db, larder *db_trust, struct bcase *c)
+{
+	struct ctx x = {db, db_trust, c, {0}, {0}, NULL};
+	key_of(c, x.key, sizeof x.key);
+	raw_path(c, x.path, sizeof x.path);
+	x.buf = malloc(c->size);
+	if (!x.buf)
+		die("out of memory for a %s buffer", c->label);
+	memset(x.buf, 0, c->size); /* fault it in: "preallocated" */
+
+	/* Check once that the entry holds the plain file's bytes, and warm
+	 * the page cache through both paths. */
+	do_read(&x);
+	larder_entry *e;
+	if (larder_get(&e, db, NS, x.key, strlen(x.key), VER, strlen(VER)))
+		die("larder_get(%s): %s", c->label, larder_errmsg(db));
+	if (larder_entry_size(e) != c->size ||
+	    memcmp(larder_entry_data(e), x.buf, c->size) != 0)
+		die("%s: the entry's bytes differ from the plain file's",
+		    c->label);
+	c->mapped = larder_entry_is_mapped(e);
+	larder_entry_release(e);
+
+	int n = quick ? c->quick_iters : c->iters;
+	int warm = n / 10 + 1;
+	double *t[M_COUNT];
+	for (int m = 0; m < M_COUNT; m++)
+		if (!(t[m] = malloc(sizeof(double) * (size_t)n)))
+			die("out of memory");
+	for (int r = -warm; r < n; r++) {
+		/* Rotate the order every round: no method always runs right
+		 * after another one's cache or TLB damage. */
+		for (int k = 0; k < M_COUNT; k++) {
+			int m = ((r + warm) + k) % M_COUNT;
+			int64_t d = run_one(m, &x);
+			if (r >= 0)
+				t[m][r] = (double)d;
+		}
+	}
+	for (int m = 0; m < M_COUNT; m++) {
+		qsort(t[m], (size_t)n, sizeof(double), cmp_double);
+		c->p50[m] = pct(t[m], n, 0.5);
+		c->p90[m] = pct(t[m], n, 0.9);
+		free(t[m]);
+	}
+
+	/* The checksum alone, on bytes already in memory: what XXH3-128 costs
+	 * at best, to compare with (larder - trust). */
+	int hn = n < 200 ? n : 200;
+	double *h = malloc(sizeof(double) * (size_t)hn);
+	if (!h)
+		die("out of memory");
+	for (int r = 0; r < hn; r++) {
+		int64_t t0 = now_ns();
+		XXH128_hash_t hh = XXH3_128bits(x.buf, c->size);
+		h[r] = (double)(now_ns() - t0);
+		sink += hh.low64;
+	}
+	qsort(h, (size_t)hn, sizeof(double), cmp_double);
+	c->hash_p50 = pct(h, hn, 0.5);
+	free(h);
+
+	c->n = n;
+	c->ran = 1;
+	free(x.buf);
+}
+
+/* ---- memory: what a process holding a large payload costs ---------- */
+
+struct mem {
+	long maxrss_kb;	  /* getrusage ru_maxrss */
+	long anon_kb;	  /* RssAnon while holding the data */
+	long file_kb;	  /* RssFile while holding the data */
+	long baseline_kb; /* VmRSS at the child's start */
+};
+
+static long status_kb(const char *field)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		return -1;
+	char line[256];
+	long v = -1;
+	size_t fl = strlen(field);
+	while (fgets(line, sizeof line, f))
+		if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
+			v = strtol(line + fl + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+enum child_kind { C_IDLE, C_LARDER, C_READ };
+
+static void child_body(enum child_kind kind, const char *store,
+		       const struct bcase *c, struct mem *out)
+{
+	char key[64], path[4200];
+	key_of(c, key, sizeof key);
+	raw_path(c, path, sizeof path);
+	int reps = quick ? 1 : 5;
+	out->baseline_kb = status_kb("VmRSS");
+
+	if (kind == C_LARDER) {
+		larder *db;
+		if (larder_open(&db, store, NULL))
+			_exit(3);
+		for (int i = 0; i < reps; i++) {
+			larder_entry *e;
+			if (larder_get(&e, db, NS, key, strlen(key), VER,
+				       strlen(VER)))
+				_exit(4);
+			sink +=
+			    touch(larder_entry_data(e), larder_entry_size(e));
+			if (i == reps - 1) {
+				out->anon_kb = status_kb("RssAnon");
+				out->file_kb = status_kb("RssFile");
+			}
+			larder_entry_release(e);
+		}
+		larder_close(db);
+	} else if (kind == C_READ) {
+		uint8_t *buf = malloc(c->size);
+		if (!buf)
+			_exit(5);
+		for (int i = 0; i < reps; i++) {
+			int fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				_exit(6);
+			uint64_t got = 0;
+			while (got < c->size) {
+				ssize_t n = read(fd, buf + got, c->size - got);
+				if (n <= 0)
+					_exit(7);
+				got += (uint64_t)n;
+			}
+			close(fd);
+			sink += touch(buf, c->size);
+		}
+		out->anon_kb = status_kb("RssAnon");
+		out->file_kb = status_kb("RssFile");
+		free(buf);
+	} else {
+		out->anon_kb = status_kb("RssAnon");
+		out->file_kb = status_kb("RssFile");
+	}
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	out->maxrss_kb = ru.ru_maxrss;
+}
+
+/* Run one child and collect what it measured. Forked (not exec'ed: exec
+ * carries the parent's peak RSS into ru_maxrss) from a parent that holds
+ * no large buffer, so the child starts small. */
+static int run_child(enum child_kind kind, const char *store,
+		     const struct bcase *c, struct mem *out)
+{
+	int p[2];
+	if (pipe(p) != 0)
+		die("pipe: %s", strerror(errno));
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(p[0]);
+		struct mem m = {-1, -1, -1, -1};
+		child_body(kind, store, c, &m);
+		ssize_t w = write(p[1], &m, sizeof m);
+		_exit(w == (ssize_t)sizeof m ? 0 : 8);
+	}
+	close(p[1]);
+	ssize_t r = read(p[0], out, sizeof *out);
+	close(p[0]);
+	int st;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return r == (ssize_t)sizeof *out && WIFEXITED(st) &&
+		       WEXITSTATUS(st) == 0
+		   ? 0
+		   : -1;
+}
+
+/* ---- output -------------------------------------------------------- */
+
+static const char *fmt_t(double ns, char *buf, size_t n)
+{
+	if (ns < 10e3 && ns > -10e3)
+		snprintf(buf, n, "%.2f us", ns / 1e3);
+	else if (ns < 1e6 && ns > -1e6)
+		snprintf(buf, n, "%.1f us", ns / 1e3);
+	else
+		snprintf(buf, n, "%.2f ms", ns / 1e6);
+	return buf;
+}
+
+static void print_results(void)
+{
+	char a[32], b[32];
+	printf("\nlatency, warm page cache, p50 / p90 (methods interleaved)\n");
+	printf("%-8s %6s  %-22s %-22s %-22s %-22s %s\n", "size", "iters",
+	       "larder (verified)", "larder (trust_local)", "raw read",
+	       "raw mmap", "hit");
+	for (size_t i = 0; i < NCASES; i++) {
+		const struct bcase *c = &cases[i];
+		if (!c->ran)
+			continue;
+		printf("%-8s %6d", c->label, c->n);
+		for (int m = 0; m < M_COUNT; m++) {
+			char cell[48];
+			snprintf(cell, sizeof cell, "%s / %s",
+				 fmt_t(c->p50[m], a, sizeof a),
+				 fmt_t(c->p90[m], b, sizeof b));
+			printf("  %-21s", cell);
+		}
+		printf(" %s\n", c->mapped ? "mmap" : "read");
+	}
+
+	printf("\nratios of p50 (DESIGN.md section 13 targets)\n");
+	printf("%-8s %12s %12s  %-18s %s\n", "size", "larder/read",
+	       "larder/mmap", "target", "result");
+	for (size_t i = 0; i < NCASES; i++) {
+		const struct bcase *c = &cases[i];
+		if (!c->ran)
+			continue;
+		double rr = c->p50[M_LARDER] / c->p50[M_READ];
+		double rm = c->p50[M_LARDER] / c->p50[M_MMAP];
+		printf("%-8s %11.2fx %11.2fx  %-18s %s%s\n", c->label, rr, rm,
+		       c->claim, rr <= c->target ? "PASS" : "MISS",
+		       quick ? " (--quick: not a measurement)" : "");
+	}
+
+	printf("\nwhere a hit's time goes (p50)\n");
+	printf("%-8s %14s %14s %14s %14s\n", "size", "checksum", "share of hit",
+	       "xxh3 in RAM", "trusted - raw");
+	for (size_t i = 0; i < NCASES; i++) {
+		const struct bcase *c = &cases[i];
+		if (!c->ran)
+			continue;
+		double sum = c->p50[M_LARDER] - c->p50[M_TRUST];
+		char d[32];
+		/* "rest": a trusted hit minus the raw mmap (or read) path, i.e.
+		 * lookup, header and handle overhead. */
+		double base = c->mapped ? c->p50[M_MMAP] : c->p50[M_READ];
+		fmt_t(c->p50[M_TRUST] - base, d, sizeof d);
+		printf("%-8s %14s %13.0f%% %14s %14s\n", c->label,
+		       fmt_t(sum, a, sizeof a), 100.0 * sum / c->p50[M_LARDER],
+		       fmt_t(c->hash_p50, b, sizeof b), d);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *base = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--quick") == 0)
+			quick = 1;
+		else if (strcmp(argv[i], "-h") == 0 ||
+			 strcmp(argv[i], "--help") == 0) {
+			printf("usage: bench_hit [--quick] [DIR]\n");
+			return 0;
+		} else if (argv[i][0] == '-')
+			die("unknown option '%s' (usage: bench_hit [--quick] "
+			    "[DIR])",
+			    argv[i]);
+		else
+			base = argv[i];
+	}
+	if (!base)
+		base = getenv("TMPDIR");
+	if (!base || !*base)
+		base = "/tmp";
+
+	snprintf(workdir, sizeof workdir, "%s/larder-bench.XXXXXX", base);
+	if (!mkdtemp(workdir)) {
+		int e = errno;
+		workdir[0] = '\0';
+		die("cannot create a directory under '%s': %s", base,
+		    strerror(e));
+	}
+	atexit(cleanup);
+
+	/* The big case needs its payload twice on disk (entry + plain file). */
+	struct statvfs vfs;
+	uint64_t avail = statvfs(workdir, &vfs) == 0
+			     ? (uint64_t)vfs.f_bavail * vfs.f_frsize
+			     : UINT64_MAX;
+	for (size_t i = 0; i < NCASES; i++)
+		if (cases[i].size * 2 + 64 * MiB > avail) {
+			fprintf(stderr,
+				"bench_hit: skipping %s: %" PRIu64
+				" MiB free under %s\n",
+				cases[i].label, avail / MiB, base);
+			cases[i].size = 0;
+		}
+
+	char store[4200];
+	snprintf(store, sizeof store, "%s/store", workdir);
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	larder *db, *db_trust;
+	if (larder_open(&db, store, &o))
+		die("cannot open store '%s': %s", store, larder_open_errmsg());
+	larder_opts ot = LARDER_OPTS_INIT;
+	ot.flags = LARDER_OPEN_TRUST_LOCAL;
+	if (larder_open(&db_trust, store, &ot))
+		die("cannot open store '%s': %s", store, larder_open_errmsg());
+
+	char host[256] = "?";
+	gethostname(host, sizeof host);
+	time_t now = time(NULL);
+	char date[64];
+	strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S %z", localtime(&now));
+	printf("bench_hit: larder %s, %s, host %s, %ld cpus%s\n",
+	       larder_version(), date, host, sysconf(_SC_NPROCESSORS_ONLN),
+	       quick ? ", --quick" : "");
+	printf("store %s (default options: verified reads, mmap threshold "
+	       "default)\n",
+	       store);
+
+	for (size_t i = 0; i < NCASES; i++)
+		if (cases[i].size)
+			setup_case(db, &cases[i]);
+
+	/* Memory first, while this process holds no large buffer. */
+	const struct bcase *big = &cases[NCASES - 1];
+	struct mem mi, ml, mr;
+	int mem_ok = 0;
+	if (big->size) {
+		mem_ok = run_child(C_IDLE, store, big, &mi) == 0 &&
+			 run_child(C_LARDER, store, big, &ml) == 0 &&
+			 run_child(C_READ, store, big, &mr) == 0;
+		if (!mem_ok)
+			die("a memory-measuring child failed");
+	}
+
+	for (size_t i = 0; i < NCASES; i++) {
+		if (!cases[i].size)
+			continue;
+		printf("measuring %s ...\n", cases[i].label);
+		fflush(stdout);
+		measure_case(db, db_trust, &cases[i]);
+	}
+
+	print_results();
+
+	if (mem_ok) {
+		printf("\nmemory of a process taking the %s payload %d times "
+		       "(KiB)\n",
+		       big->label, quick ? 1 : 5);
+		printf("%-22s %10s %10s %10s\n", "child", "ru_maxrss",
+		       "RssAnon", "RssFile");
+		printf("%-22s %10ld %10ld %10ld\n", "idle (baseline)",
+		       mi.maxrss_kb, mi.anon_kb, mi.file_kb);
+		printf("%-22s %10ld %10ld %10ld\n", "larder_get hits",
+		       ml.maxrss_kb, ml.anon_kb, ml.file_kb);
+		printf("%-22s %10ld %10ld %10ld\n", "raw read into heap",
+		       mr.maxrss_kb, mr.anon_kb, mr.file_kb);
+		long copy = ml.anon_kb - mi.anon_kb;
+		printf("heap growth of a hit: %ld KiB (%s); RssFile counts the "
+		       "shared page cache mapped, not a copy\n",
+		       copy,
+		       copy < (long)(big->size / KiB / 16)
+			   ? "no copy of the payload"
+			   : "the payload was COPIED into the heap");
+	}
+
+	larder_close(db_trust);
+	larder_close(db);
+	return 0;
+}
