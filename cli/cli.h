@@ -1,0 +1,130 @@
+/*
+ * cli.h — what the parts of the `larder` command-line tool share: the
+ * parsed global options, exit codes, option parsing, opening the store,
+ * error reporting and safe output of arbitrary bytes.
+ *
+ * The tool uses the public API (larder.h) only; nothing here reaches into
+ * the library's internals.
+ */
+#ifndef LARDER_CLI_H
+#define LARDER_CLI_H
+
+#include <getopt.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "larder.h"
+
+/* Exit codes: part of the tool's interface (docs/cli.md, `larder --help`). */
+enum cli_exit {
+	CLI_OK = 0,
+	CLI_MISS = 1,	 /* not found / miss */
+	CLI_USAGE = 2,	 /* bad command line */
+	CLI_STORE = 3,	 /* no store, not a store, newer format, permissions */
+	CLI_IO = 4,	 /* read/write failure, disk full */
+	CLI_PROBLEMS = 5 /* verify found problems that remain */
+};
+
+/* Returned by cli_parse() when the command should go on running. */
+#define CLI_CONTINUE (-1)
+
+struct cli {
+	const char *cmd; /* command name, for messages */
+	const char *dir; /* --dir, or NULL until cli_open() resolves it */
+	char *dir_buf;	 /* owns a default dir built from the environment */
+	const char *ns;	 /* --ns, "default" unless given */
+	int ns_given;	 /* --ns was on the command line */
+	int verbose;	 /* -v */
+};
+
+struct cli_cmd {
+	const char *name;
+	int (*run)(struct cli *c, int argc, char **argv);
+	const char *summary; /* one line for `larder --help` */
+	const char *usage;   /* arguments after the command name */
+	const char *help;    /* description and options, ends with '\n' */
+};
+
+extern const struct cli_cmd cli_cmd_init, cli_cmd_put, cli_cmd_get, cli_cmd_rm,
+    cli_cmd_ls, cli_cmd_inspect, cli_cmd_verify;
+
+/* "larder: <command>: <message>" on stderr. */
+void cli_err(const struct cli *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* A usage error: the message, then a pointer to the command's help.
+ * Returns CLI_USAGE. */
+int cli_usage_err(const struct cli *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Print the help of `cmd` to f. */
+void cli_print_cmd_help(FILE *f, const struct cli_cmd *cmd);
+
+/*
+ * Parse the options of a command. argv[0] is the command name. `opts` and
+ * `longopts` (terminated by a zero entry, may be NULL) are the command's
+ * own; the global options (--dir, --ns, -v, --help) are accepted too.
+ * For each of its own options, `on_opt(c, id, optarg, ctx)` is called and
+ * returns CLI_CONTINUE or an exit code. On return *first is the index of
+ * the first positional argument (they are moved to the end of argv).
+ * Returns CLI_CONTINUE, or an exit code: CLI_OK after --help was printed,
+ * CLI_USAGE after an error was reported.
+ */
+int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
+	      const char *opts, const struct option *longopts,
+	      int (*on_opt)(struct cli *c, int id, const char *arg, void *ctx),
+	      void *ctx, int *first);
+
+/* Handle a global option (shared by the top level and every command).
+ * Returns CLI_CONTINUE if it was one, CLI_USAGE (reported) if not. */
+int cli_global_opt(struct cli *c, int id, const char *arg);
+
+/* Open the store at c->dir (resolving the default first). On failure the
+ * message is printed and the exit code returned; CLI_OK on success. */
+int cli_open(struct cli *c, larder **out, const larder_opts *opts);
+
+/* The exit code for a failed library call on an open store. */
+int cli_exit_code(int rc);
+/* The exit code for a failed larder_open(). */
+int cli_open_exit_code(int rc);
+
+/* Report a failed library call (message from the handle) and return its
+ * exit code. */
+int cli_fail(const struct cli *c, larder *db, int rc);
+
+/* ---- output (out.c) ---- */
+
+/* Write all of buf to fd, through short writes, EINTR and EAGAIN.
+ * Returns 0 or an errno value. */
+int out_write_all(int fd, const void *buf, size_t len);
+
+/* Print bytes for a terminal or a tab-separated line: printable ASCII and
+ * valid UTF-8 (U+00A0 and up) as they are, backslash as "\\", tab,
+ * newline and CR as "\t" "\n" "\r", any other byte as "\xHH". */
+void out_text(FILE *f, const void *p, size_t len);
+
+/* A string escaped as by out_text() and cut to about 200 bytes, for
+ * messages; a static buffer, one of 4 reused in turn. */
+const char *out_q(const char *s);
+
+/* Non-zero if p is valid UTF-8 (so a JSON string carries it exactly). */
+int out_is_utf8(const void *p, size_t len);
+/* Print bytes as a quoted JSON string. Bytes that are not valid UTF-8
+ * become U+FFFD; callers that need the exact bytes add a hex field. */
+void out_json_str(FILE *f, const void *p, size_t len);
+/* Print `"name":"..."` for bytes, plus `,"name_hex":"..."` when they are
+ * not valid UTF-8; `"name":null` when p is NULL. */
+void out_json_bytes_field(FILE *f, const char *name, const void *p, size_t len);
+
+/* Format a time in ns since the epoch as ISO-8601 UTC to the second
+ * ("2026-01-31T12:00:00Z"). buf must hold 32 bytes. */
+void out_iso_time(char *buf, size_t size, int64_t ns);
+
+/* Flush f and report a write failure on it (EPIPE is quiet: the reader
+ * went away on purpose). Returns CLI_OK, or CLI_IO after reporting. */
+int out_finish(const struct cli *c, FILE *f);
+
+/* Name of an entry state: "ok", "expired", "corrupt", ... */
+const char *out_state_name(int state);
+
+#endif

@@ -1,0 +1,564 @@
+/*
+ * cmd_walk.c — the commands that describe entries without trusting them:
+ * `larder ls`, `larder inspect` and `larder verify`, all built on
+ * larder_walk()/larder_inspect() and printing what the headers say, with
+ * caller bytes escaped for terminals and JSON.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+/* Returned by a walk callback to stop the walk: stdout is gone. */
+#define WALK_STOP 0x5701
+
+/* Print an entry's description as a JSON object; `sep` goes between the
+ * members (",\n  " for a pretty object, "," for a compact one). */
+static void print_info_json(FILE *f, const larder_entry_info *info,
+			    const char *sep, const char *open,
+			    const char *close)
+{
+	char created[32], expires[32];
+
+	out_iso_time(created, sizeof(created), info->created);
+	out_iso_time(expires, sizeof(expires), info->expires);
+	fputs(open, f);
+	fputs("\"ns\":", f);
+	out_json_str(f, info->ns, strlen(info->ns));
+	fputs(sep, f);
+	out_json_bytes_field(f, "key", info->key, info->klen);
+	fputs(sep, f);
+	out_json_bytes_field(f, "version", info->key ? info->ver : NULL,
+			     info->vlen);
+	fputs(sep, f);
+	out_json_bytes_field(f, "meta", info->key ? info->meta : NULL,
+			     info->meta_len);
+	fprintf(f, "%s\"size\":%llu", sep, (unsigned long long)info->size);
+	fprintf(f, "%s\"stored_size\":%llu", sep,
+		(unsigned long long)info->stored_size);
+	fprintf(f, "%s\"file_size\":%llu", sep,
+		(unsigned long long)info->file_size);
+	fprintf(f, "%s\"created\":\"%s\"", sep, created);
+	fprintf(f, "%s\"created_ns\":%lld", sep, (long long)info->created);
+	if (info->expires)
+		fprintf(f, "%s\"expires\":\"%s\"", sep, expires);
+	else
+		fprintf(f, "%s\"expires\":null", sep);
+	fprintf(f, "%s\"expires_ns\":%lld", sep, (long long)info->expires);
+	fprintf(f, "%s\"codec\":\"%s\"", sep,
+		info->compressed ? "zstd" : "none");
+	fprintf(f, "%s\"state\":\"%s\"", sep, out_state_name(info->state));
+	fprintf(f, "%s\"problem\":", sep);
+	if (info->state != LARDER_STATE_OK && info->problem)
+		out_json_str(f, info->problem, strlen(info->problem));
+	else
+		fputs("null", f);
+	fprintf(f, "%s\"path\":", sep);
+	out_json_str(f, info->path, strlen(info->path));
+	fputs(close, f);
+}
+
+/* ---- ls ---- */
+
+struct ls_ctx {
+	int json;
+	int all_ns;
+	size_t count;
+};
+
+enum { OPT_JSON = 256, OPT_ALL_NS, OPT_VERIFY, OPT_REPAIR };
+
+static int ls_opt(struct cli *c, int id, const char *arg, void *ctx)
+{
+	struct ls_ctx *l = ctx;
+
+	(void)arg;
+	switch (id) {
+	case OPT_JSON:
+		l->json = 1;
+		return CLI_CONTINUE;
+	case OPT_ALL_NS:
+		l->all_ns = 1;
+		return CLI_CONTINUE;
+	default:
+		return cli_usage_err(c, "unknown option");
+	}
+}
+
+static void ls_text(const struct ls_ctx *l, const larder_entry_info *info)
+{
+	char created[32], expires[32];
+
+	out_iso_time(created, sizeof(created), info->created);
+	if (info->expires)
+		out_iso_time(expires, sizeof(expires), info->expires);
+	else
+		snprintf(expires, sizeof(expires), "never");
+	if (l->all_ns)
+		printf("%s\t", info->ns);
+	if (info->key) {
+		out_text(stdout, info->key, info->klen);
+		putchar('\t');
+		out_text(stdout, info->ver, info->vlen);
+	} else {
+		/* The header is unreadable: the state column says so. */
+		fputs("?\t?", stdout);
+	}
+	printf("\t%llu\t%s\t%s\t%s\n", (unsigned long long)info->size, created,
+	       expires, out_state_name(info->state));
+}
+
+static int ls_entry(const larder_entry_info *info, void *payload)
+{
+	struct ls_ctx *l = payload;
+
+	if (l->json)
+		print_info_json(stdout, info, ",", l->count ? ",\n" : "\n",
+				"}");
+	else
+		ls_text(l, info);
+	l->count++;
+	return ferror(stdout) ? WALK_STOP : 0;
+}
+
+static int run_ls(struct cli *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"all-namespaces", no_argument, NULL, OPT_ALL_NS},
+	    {0},
+	};
+	struct ls_ctx l = {0};
+	larder *db = NULL;
+	int first;
+	int rc;
+	int lrc;
+
+	rc = cli_parse(c, &cli_cmd_ls, argc, argv, "", longopts, ls_opt, &l,
+		       &first);
+	if (rc != CLI_CONTINUE)
+		return rc;
+	if (first < argc)
+		return cli_usage_err(c, "unexpected argument '%s'",
+				     argv[first]);
+	rc = cli_open(c, &db, NULL);
+	if (rc != CLI_OK)
+		return rc;
+
+	if (l.json)
+		putchar('[');
+	lrc = larder_walk(db, l.all_ns ? NULL : c->ns, 0, ls_entry, &l);
+	/* A namespace nobody wrote to yet is simply empty. */
+	if (lrc < 0 && lrc != LARDER_ENOTFOUND) {
+		rc = cli_fail(c, db, lrc);
+		goto out;
+	}
+	if (l.json)
+		fputs(l.count ? "\n]\n" : "]\n", stdout);
+	rc = out_finish(c, stdout);
+out:
+	larder_close(db);
+	return rc;
+}
+
+const struct cli_cmd cli_cmd_ls = {
+    .name = "ls",
+    .run = run_ls,
+    .summary = "list entries",
+    .usage = "[--json] [--all-namespaces]",
+    .help = "List the entries of the namespace, one per line, "
+	    "tab-separated:\n"
+	    "  KEY  VERSION  SIZE  CREATED  EXPIRES  STATE\n"
+	    "(with --all-namespaces, NS first). Times are ISO-8601 UTC; "
+	    "EXPIRES is 'never'\n"
+	    "for entries without a TTL; STATE is ok, expired, corrupt, "
+	    "newer or misplaced\n"
+	    "(from the header only: use verify to check payloads). In "
+	    "keys and versions,\n"
+	    "non-printable bytes are escaped as \\xHH, \\t, \\n, \\r, and "
+	    "'\\' as \\\\; an\n"
+	    "unreadable header shows '?'.\n\n"
+	    "Options:\n"
+	    "  --json             a JSON array of objects (fields as in "
+	    "inspect)\n"
+	    "  --all-namespaces   every namespace, not just --ns\n",
+};
+
+/* ---- inspect ---- */
+
+struct inspect_ctx {
+	const char *version;
+	int verify;
+	int state;
+};
+
+static int inspect_opt(struct cli *c, int id, const char *arg, void *ctx)
+{
+	struct inspect_ctx *in = ctx;
+
+	switch (id) {
+	case 'V':
+		in->version = arg;
+		return CLI_CONTINUE;
+	case OPT_VERIFY:
+		in->verify = 1;
+		return CLI_CONTINUE;
+	default:
+		return cli_usage_err(c, "unknown option");
+	}
+}
+
+static int inspect_entry(const larder_entry_info *info, void *payload)
+{
+	struct inspect_ctx *in = payload;
+
+	in->state = info->state;
+	print_info_json(stdout, info, ",\n  ", "{\n  ", "\n}\n");
+	return 0;
+}
+
+/* States that mean the entry is damaged (expired and newer-format
+ * entries are sound, merely not servable by this reader). */
+static int problem_state(int state)
+{
+	return state == LARDER_STATE_CORRUPT || state == LARDER_STATE_MISPLACED;
+}
+
+static int run_inspect(struct cli *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"version", required_argument, NULL, 'V'},
+	    {"verify", no_argument, NULL, OPT_VERIFY},
+	    {0},
+	};
+	struct inspect_ctx in = {NULL, 0, LARDER_STATE_OK};
+	larder *db = NULL;
+	const char *key;
+	int first;
+	int rc;
+	int lrc;
+
+	rc = cli_parse(c, &cli_cmd_inspect, argc, argv, "", longopts,
+		       inspect_opt, &in, &first);
+	if (rc != CLI_CONTINUE)
+		return rc;
+	if (first >= argc)
+		return cli_usage_err(c, "missing KEY");
+	if (first + 1 < argc)
+		return cli_usage_err(c, "unexpected argument '%s'",
+				     argv[first + 1]);
+	key = argv[first];
+	rc = cli_open(c, &db, NULL);
+	if (rc != CLI_OK)
+		return rc;
+
+	lrc = larder_inspect(db, c->ns, key, strlen(key), in.version,
+			     in.version ? strlen(in.version) : 0,
+			     in.verify ? LARDER_WALK_VERIFY : 0, inspect_entry,
+			     &in);
+	if (lrc == LARDER_ENOTFOUND) {
+		cli_err(c, "'%s'%s%s%s: not found", out_q(key),
+			in.version ? " version '" : "",
+			in.version ? out_q(in.version) : "",
+			in.version ? "'" : "");
+		rc = CLI_MISS;
+		goto out;
+	}
+	if (lrc < 0) {
+		rc = cli_fail(c, db, lrc);
+		goto out;
+	}
+	rc = out_finish(c, stdout);
+	if (rc == CLI_OK && problem_state(in.state))
+		rc = CLI_PROBLEMS;
+out:
+	larder_close(db);
+	return rc;
+}
+
+const struct cli_cmd cli_cmd_inspect = {
+    .name = "inspect",
+    .run = run_inspect,
+    .summary = "describe one entry's header as JSON",
+    .usage = "KEY [--version V] [--verify]",
+    .help = "Print what the header of the entry KEY says, as a JSON "
+	    "object: ns, key,\n"
+	    "version, meta, size, stored_size, file_size, created and "
+	    "expires (ISO-8601\n"
+	    "UTC, null for never), created_ns and expires_ns (ns since "
+	    "the epoch, 0 for\n"
+	    "never), codec, state, problem and path. Bytes that are not "
+	    "valid UTF-8 are\n"
+	    "shown as U+FFFD, with the exact bytes in an extra *_hex "
+	    "field. Unlike get,\n"
+	    "a corrupt or expired entry is described, not hidden, and "
+	    "nothing is moved.\n"
+	    "Exits 5 if the entry is corrupt or misplaced.\n\n"
+	    "Options:\n"
+	    "  --version V   this version (default: the one the key's head "
+	    "names)\n"
+	    "  --verify      also hash the payload (else the header only)\n",
+};
+
+/* ---- verify ---- */
+
+struct problem {
+	struct problem *next;
+	int state;
+	int quarantined;
+	char *ns, *path, *problem;
+	void *key, *ver;
+	size_t klen, vlen;
+};
+
+struct verify_ctx {
+	int repair;
+	int json;
+	int failed; /* out of memory while recording a problem */
+	size_t checked, ok, corrupt, expired, misplaced, newer, quarantined,
+	    remaining;
+	struct problem *head, **tail;
+};
+
+static int verify_opt(struct cli *c, int id, const char *arg, void *ctx)
+{
+	struct verify_ctx *v = ctx;
+
+	(void)arg;
+	switch (id) {
+	case OPT_REPAIR:
+		v->repair = 1;
+		return CLI_CONTINUE;
+	case OPT_JSON:
+		v->json = 1;
+		return CLI_CONTINUE;
+	default:
+		return cli_usage_err(c, "unknown option");
+	}
+}
+
+static void *memdup(const void *p, size_t len)
+{
+	void *q = malloc(len ? len : 1);
+
+	if (q && len)
+		memcpy(q, p, len);
+	return q;
+}
+
+static void problem_free(struct problem *p)
+{
+	if (!p)
+		return;
+	free(p->ns);
+	free(p->path);
+	free(p->problem);
+	free(p->key);
+	free(p->ver);
+	free(p);
+}
+
+/* Keep a copy of a damaged entry's description: the info is only valid
+ * during the callback, and whether a repair worked is known after it. */
+static int record_problem(struct verify_ctx *v, const larder_entry_info *info)
+{
+	const char *why = info->problem ? info->problem : "";
+	struct problem *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -1;
+	p->state = info->state;
+	p->ns = strdup(info->ns);
+	p->path = strdup(info->path);
+	p->problem = strdup(why);
+	if (info->key) {
+		p->key = memdup(info->key, info->klen);
+		p->ver = memdup(info->ver, info->vlen);
+		p->klen = info->klen;
+		p->vlen = info->vlen;
+	}
+	if (!p->ns || !p->path || !p->problem ||
+	    (info->key && (!p->key || !p->ver))) {
+		problem_free(p);
+		return -1;
+	}
+	*v->tail = p;
+	v->tail = &p->next;
+	return 0;
+}
+
+static int verify_entry(const larder_entry_info *info, void *payload)
+{
+	struct verify_ctx *v = payload;
+
+	v->checked++;
+	switch (info->state) {
+	case LARDER_STATE_OK:
+		v->ok++;
+		return 0;
+	case LARDER_STATE_EXPIRED:
+		v->expired++;
+		return 0;
+	case LARDER_STATE_NEWER:
+		v->newer++;
+		return 0;
+	case LARDER_STATE_MISPLACED:
+		v->misplaced++;
+		break;
+	default:
+		v->corrupt++;
+		break;
+	}
+	if (record_problem(v, info) < 0)
+		v->failed = 1;
+	return 0;
+}
+
+/* After a repair walk, a damaged entry whose file is gone from its place
+ * was moved to quarantine/; one still there remains a problem. */
+static void settle(struct verify_ctx *v)
+{
+	struct stat sb;
+
+	for (struct problem *p = v->head; p; p = p->next) {
+		p->quarantined =
+		    v->repair && lstat(p->path, &sb) < 0 && errno == ENOENT;
+		if (p->quarantined)
+			v->quarantined++;
+		else
+			v->remaining++;
+	}
+}
+
+static void print_problem_text(const struct problem *p)
+{
+	fputs(p->path, stdout);
+	printf(": %s: ", out_state_name(p->state));
+	out_text(stdout, p->problem, strlen(p->problem));
+	printf(" (ns %s", p->ns);
+	if (p->key) {
+		fputs(", key '", stdout);
+		out_text(stdout, p->key, p->klen);
+		fputs("', version '", stdout);
+		out_text(stdout, p->ver, p->vlen);
+		putchar('\'');
+	}
+	printf(")%s\n", p->quarantined ? ": quarantined" : "");
+}
+
+static void print_problem_json(const struct problem *p, int first)
+{
+	fputs(first ? "\n  {" : ",\n  {", stdout);
+	fputs("\"ns\":", stdout);
+	out_json_str(stdout, p->ns, strlen(p->ns));
+	fputc(',', stdout);
+	out_json_bytes_field(stdout, "key", p->key, p->klen);
+	fputc(',', stdout);
+	out_json_bytes_field(stdout, "version", p->key ? p->ver : NULL,
+			     p->vlen);
+	printf(",\"state\":\"%s\",\"problem\":", out_state_name(p->state));
+	out_json_str(stdout, p->problem, strlen(p->problem));
+	fputs(",\"path\":", stdout);
+	out_json_str(stdout, p->path, strlen(p->path));
+	printf(",\"quarantined\":%s}", p->quarantined ? "true" : "false");
+}
+
+static void print_report(const struct verify_ctx *v)
+{
+	int first = 1;
+
+	if (v->json) {
+		printf("{\"checked\":%zu,\"ok\":%zu,\"corrupt\":%zu,"
+		       "\"expired\":%zu,\"misplaced\":%zu,\"newer\":%zu,"
+		       "\"quarantined\":%zu,\"remaining\":%zu,\"problems\":[",
+		       v->checked, v->ok, v->corrupt, v->expired, v->misplaced,
+		       v->newer, v->quarantined, v->remaining);
+		for (const struct problem *p = v->head; p; p = p->next) {
+			print_problem_json(p, first);
+			first = 0;
+		}
+		fputs(first ? "]}\n" : "\n]}\n", stdout);
+		return;
+	}
+	for (const struct problem *p = v->head; p; p = p->next)
+		print_problem_text(p);
+	printf("%zu entries checked, %zu ok, %zu corrupt, %zu expired, "
+	       "%zu misplaced, %zu newer format, %zu quarantined, "
+	       "%zu problems remain\n",
+	       v->checked, v->ok, v->corrupt, v->expired, v->misplaced,
+	       v->newer, v->quarantined, v->remaining);
+}
+
+static int run_verify(struct cli *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"repair", no_argument, NULL, OPT_REPAIR},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {0},
+	};
+	struct verify_ctx v = {0};
+	larder *db = NULL;
+	unsigned flags = LARDER_WALK_VERIFY;
+	int first;
+	int rc;
+	int lrc;
+
+	v.tail = &v.head;
+	rc = cli_parse(c, &cli_cmd_verify, argc, argv, "", longopts, verify_opt,
+		       &v, &first);
+	if (rc != CLI_CONTINUE)
+		return rc;
+	if (first < argc)
+		return cli_usage_err(c, "unexpected argument '%s'",
+				     argv[first]);
+	rc = cli_open(c, &db, NULL);
+	if (rc != CLI_OK)
+		return rc;
+
+	if (v.repair)
+		flags |= LARDER_WALK_REPAIR;
+	/* The whole store unless a namespace was named. */
+	lrc = larder_walk(db, c->ns_given ? c->ns : NULL, flags, verify_entry,
+			  &v);
+	settle(&v);
+	print_report(&v);
+	rc = out_finish(c, stdout);
+	if (v.failed) {
+		cli_err(c, "out of memory: not every problem is listed");
+		rc = CLI_IO;
+	}
+	if (lrc < 0 && !(lrc == LARDER_ENOTFOUND && c->ns_given))
+		rc = cli_fail(c, db, lrc);
+	else if (rc == CLI_OK && (v.remaining || v.failed))
+		rc = CLI_PROBLEMS;
+	while (v.head) {
+		struct problem *next = v.head->next;
+
+		problem_free(v.head);
+		v.head = next;
+	}
+	larder_close(db);
+	return rc;
+}
+
+const struct cli_cmd cli_cmd_verify = {
+    .name = "verify",
+    .run = run_verify,
+    .summary = "check every entry's header and payload",
+    .usage = "[--repair] [--json]",
+    .help = "Read and hash every entry of the store (of one namespace if "
+	    "--ns is given),\n"
+	    "print each damaged one (corrupt or misplaced) and a summary "
+	    "line:\n"
+	    "  N entries checked, N ok, N corrupt, N expired, N misplaced,\n"
+	    "  N newer format, N quarantined, N problems remain\n"
+	    "Expired and newer-format entries are counted, not problems. "
+	    "Exits 5 if\n"
+	    "problems remain.\n\n"
+	    "Options:\n"
+	    "  --repair   move damaged entries to the store's quarantine/ "
+	    "directory\n"
+	    "  --json     the report as one JSON object\n",
+};

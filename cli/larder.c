@@ -1,0 +1,397 @@
+/*
+ * larder.c — the `larder` command-line tool: global options, command
+ * dispatch, help, opening the store and mapping library codes to exit
+ * codes. The commands live in cli/cmd_*.c; all of them use the public API
+ * only.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct cli_cmd *const commands[] = {
+    &cli_cmd_init, &cli_cmd_put,     &cli_cmd_get,    &cli_cmd_rm,
+    &cli_cmd_ls,   &cli_cmd_inspect, &cli_cmd_verify, NULL,
+};
+
+static const char exit_codes_help[] =
+    "Exit codes:\n"
+    "  0  success\n"
+    "  1  not found (a miss)\n"
+    "  2  usage error (unknown command or option, missing or bad "
+    "argument)\n"
+    "  3  store problem (no store at DIR, not a store, newer format,\n"
+    "     unsafe permissions, permission denied)\n"
+    "  4  I/O error (read or write failure, disk full)\n"
+    "  5  verify found problems that remain\n";
+
+static void print_main_help(FILE *f)
+{
+	fprintf(f, "usage: larder [--dir DIR] [--ns NS] [-v] COMMAND "
+		   "[ARGS...]\n"
+		   "       larder help COMMAND | larder COMMAND --help\n"
+		   "       larder --version\n\n"
+		   "A shared cache for expensive data.\n\nCommands:\n");
+	for (const struct cli_cmd *const *cmd = commands; *cmd; cmd++)
+		fprintf(f, "  %-8s %s\n", (*cmd)->name, (*cmd)->summary);
+	fprintf(f,
+		"\nGlobal options (before or after the command name):\n"
+		"  -d, --dir DIR   the store (default: $LARDER_DIR, else\n"
+		"                  $XDG_CACHE_HOME/larder, else "
+		"$HOME/.cache/larder)\n"
+		"  -n, --ns NS     the namespace (default: \"default\")\n"
+		"  -v, --verbose   say what was done\n"
+		"  -h, --help      show help\n\n%s",
+		exit_codes_help);
+}
+
+void cli_print_cmd_help(FILE *f, const struct cli_cmd *cmd)
+{
+	fprintf(f, "usage: larder %s %s\n\n%s\n%s", cmd->name, cmd->usage,
+		cmd->help,
+		"Global options: -d/--dir DIR, -n/--ns NS, -v/--verbose, "
+		"-h/--help\n");
+}
+
+__attribute__((format(printf, 2, 0))) static void
+vreport(const struct cli *c, const char *fmt, va_list ap)
+{
+	fputs("larder: ", stderr);
+	if (c && c->cmd)
+		fprintf(stderr, "%s: ", c->cmd);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void cli_err(const struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(c, fmt, ap);
+	va_end(ap);
+}
+
+int cli_usage_err(const struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(c, fmt, ap);
+	va_end(ap);
+	if (c && c->cmd)
+		fprintf(stderr, "Try 'larder help %s'.\n", c->cmd);
+	else
+		fprintf(stderr, "Try 'larder --help'.\n");
+	return CLI_USAGE;
+}
+
+int cli_exit_code(int rc)
+{
+	switch (rc) {
+	case LARDER_OK:
+	case LARDER_EXISTS:
+		return CLI_OK;
+	case LARDER_ENOTFOUND:
+		return CLI_MISS;
+	case LARDER_EINVAL:
+		return CLI_USAGE;
+	case LARDER_EPERM:
+	case LARDER_EVERSION:
+	case LARDER_ENOTSTORE:
+		return CLI_STORE;
+	default:
+		return CLI_IO;
+	}
+}
+
+int cli_open_exit_code(int rc)
+{
+	/* Whatever stops a store from opening is a store problem, except a
+	 * plain I/O failure or lack of memory or space. */
+	switch (rc) {
+	case LARDER_EIO:
+	case LARDER_EFULL:
+	case LARDER_ENOMEM:
+	case LARDER_ESTALE:
+		return CLI_IO;
+	default:
+		return CLI_STORE;
+	}
+}
+
+int cli_fail(const struct cli *c, larder *db, int rc)
+{
+	const char *msg = db ? larder_errmsg(db) : NULL;
+
+	if (msg && *msg)
+		cli_err(c, "%s", msg);
+	else
+		cli_err(c, "%s", larder_strerror(rc));
+	return cli_exit_code(rc);
+}
+
+int cli_global_opt(struct cli *c, int id, const char *arg)
+{
+	switch (id) {
+	case 'd':
+		if (!*arg)
+			return cli_usage_err(c, "--dir needs a directory");
+		c->dir = arg;
+		return CLI_CONTINUE;
+	case 'n':
+		c->ns = arg;
+		c->ns_given = 1;
+		return CLI_CONTINUE;
+	case 'v':
+		c->verbose = 1;
+		return CLI_CONTINUE;
+	default:
+		return cli_usage_err(c, "unknown option");
+	}
+}
+
+/* The option getopt choked on, for the message. */
+static const char *bad_option(char **argv, int opt)
+{
+	static char shortopt[3];
+
+	if (opt) {
+		shortopt[0] = '-';
+		shortopt[1] = (char)opt;
+		shortopt[2] = '\0';
+		return shortopt;
+	}
+	return argv[optind - 1];
+}
+
+#define GLOBAL_SHORT "d:n:vh"
+
+static const struct option global_longopts[] = {
+    {"dir", required_argument, NULL, 'd'},
+    {"ns", required_argument, NULL, 'n'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {0},
+};
+
+#define MAX_LONGOPTS 32
+
+/* A command's long options followed by the global ones, in `all`. */
+static void merge_longopts(struct option *all, const struct option *own)
+{
+	size_t n = 0;
+
+	for (; own && own[n].name && n < MAX_LONGOPTS - 5; n++)
+		all[n] = own[n];
+	for (size_t i = 0; global_longopts[i].name; i++)
+		all[n++] = global_longopts[i];
+	memset(&all[n], 0, sizeof(all[n]));
+}
+
+int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
+	      const char *opts, const struct option *longopts,
+	      int (*on_opt)(struct cli *c, int id, const char *arg, void *ctx),
+	      void *ctx, int *first)
+{
+	struct option all[MAX_LONGOPTS];
+	char shortopts[64];
+	int help = 0;
+	int id;
+
+	/* A leading ':' makes getopt report a missing argument as ':' and
+	 * print nothing itself, so every message has our format. */
+	snprintf(shortopts, sizeof(shortopts), ":%s%s", GLOBAL_SHORT,
+		 opts ? opts : "");
+	merge_longopts(all, longopts);
+
+	opterr = 0;
+	optind = 0; /* glibc: re-initialise fully for a second parse */
+	while ((id = getopt_long(argc, argv, shortopts, all, NULL)) != -1) {
+		int r;
+
+		if (id == '?')
+			return cli_usage_err(c, "unknown option '%s'",
+					     bad_option(argv, optopt));
+		if (id == ':')
+			return cli_usage_err(c, "option '%s' needs an argument",
+					     bad_option(argv, optopt));
+		if (id == 'h') {
+			help = 1;
+			continue;
+		}
+		if (id == 'd' || id == 'n' || id == 'v')
+			r = cli_global_opt(c, id, optarg);
+		else
+			r = on_opt(c, id, optarg, ctx);
+		if (r != CLI_CONTINUE)
+			return r;
+	}
+	if (help) {
+		cli_print_cmd_help(stdout, cmd);
+		return fflush(stdout) == 0 ? CLI_OK : CLI_IO;
+	}
+	*first = optind;
+	return CLI_CONTINUE;
+}
+
+/* The default store directory, per the XDG base directory spec (which
+ * says to ignore a relative XDG_CACHE_HOME). */
+static int resolve_dir(struct cli *c)
+{
+	const char *env;
+	const char *suffix;
+
+	if (c->dir)
+		return CLI_OK;
+	env = getenv("LARDER_DIR");
+	if (env && *env) {
+		c->dir = env;
+		return CLI_OK;
+	}
+	env = getenv("XDG_CACHE_HOME");
+	suffix = "/larder";
+	if (!env || env[0] != '/') {
+		env = getenv("HOME");
+		suffix = "/.cache/larder";
+	}
+	if (!env || !*env)
+		return cli_usage_err(c, "no store directory: use --dir DIR or "
+					"set LARDER_DIR");
+	if (asprintf(&c->dir_buf, "%s%s", env, suffix) < 0) {
+		cli_err(c, "out of memory");
+		return CLI_IO;
+	}
+	c->dir = c->dir_buf;
+	return CLI_OK;
+}
+
+int cli_open(struct cli *c, larder **out, const larder_opts *opts)
+{
+	const char *msg;
+	int rc;
+
+	rc = resolve_dir(c);
+	if (rc != CLI_OK)
+		return rc;
+	rc = larder_open(out, c->dir, opts);
+	if (rc == 0)
+		return CLI_OK;
+	msg = larder_open_errmsg();
+	if (!msg || !*msg)
+		msg = larder_strerror(rc);
+	if (rc == LARDER_ENOTFOUND)
+		cli_err(c,
+			"no store at '%s': %s (create one with 'larder init')",
+			c->dir, msg);
+	else
+		cli_err(c, "cannot open store '%s': %s", c->dir, msg);
+	return cli_open_exit_code(rc);
+}
+
+static const struct cli_cmd *find_cmd(const char *name)
+{
+	for (const struct cli_cmd *const *cmd = commands; *cmd; cmd++)
+		if (strcmp((*cmd)->name, name) == 0)
+			return *cmd;
+	return NULL;
+}
+
+static int run_help(struct cli *c, int argc, char **argv)
+{
+	const struct cli_cmd *cmd;
+
+	if (argc < 2 || strcmp(argv[1], "help") == 0) {
+		print_main_help(stdout);
+		return fflush(stdout) == 0 ? CLI_OK : CLI_IO;
+	}
+	if (argc > 2)
+		return cli_usage_err(c, "too many arguments");
+	cmd = find_cmd(argv[1]);
+	if (!cmd)
+		return cli_usage_err(c, "unknown command '%s'", argv[1]);
+	cli_print_cmd_help(stdout, cmd);
+	return fflush(stdout) == 0 ? CLI_OK : CLI_IO;
+}
+
+/* Parse the options before the command name; *cmd_index gets the index
+ * of the command (argc if there is none). */
+static int parse_top(struct cli *c, int argc, char **argv, int *cmd_index)
+{
+	static const struct option own[] = {{"version", no_argument, NULL, 'V'},
+					    {0}};
+	struct option longopts[MAX_LONGOPTS];
+	int id;
+
+	merge_longopts(longopts, own);
+
+	opterr = 0;
+	/* '+': stop at the command name; its options are its own. */
+	while ((id = getopt_long(argc, argv, "+:" GLOBAL_SHORT, longopts,
+				 NULL)) != -1) {
+		int r;
+
+		switch (id) {
+		case '?':
+			return cli_usage_err(c, "unknown option '%s'",
+					     bad_option(argv, optopt));
+		case ':':
+			return cli_usage_err(c, "option '%s' needs an argument",
+					     bad_option(argv, optopt));
+		case 'h':
+			print_main_help(stdout);
+			return fflush(stdout) == 0 ? CLI_OK : CLI_IO;
+		case 'V':
+			printf("larder %s (library %s, entry format %d)\n",
+			       LARDER_VERSION_STRING, larder_version(),
+			       LARDER_FORMAT_VERSION);
+			return fflush(stdout) == 0 ? CLI_OK : CLI_IO;
+		default:
+			r = cli_global_opt(c, id, optarg);
+			if (r != CLI_CONTINUE)
+				return r;
+		}
+	}
+	*cmd_index = optind;
+	return CLI_CONTINUE;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli c = {.ns = "default"};
+	const struct cli_cmd *cmd;
+	int index = argc;
+	int rc;
+
+	/* Writes to a closed pipe must come back as EPIPE so that `get`
+	 * can stop cleanly instead of dying mid-write. */
+	signal(SIGPIPE, SIG_IGN);
+
+	rc = parse_top(&c, argc, argv, &index);
+	if (rc != CLI_CONTINUE)
+		goto out;
+	if (index >= argc) {
+		print_main_help(stderr);
+		rc = CLI_USAGE;
+		goto out;
+	}
+	c.cmd = argv[index];
+	if (strcmp(c.cmd, "help") == 0) {
+		rc = run_help(&c, argc - index, argv + index);
+		goto out;
+	}
+	cmd = find_cmd(c.cmd);
+	if (!cmd) {
+		c.cmd = NULL;
+		rc = cli_usage_err(&c, "unknown command '%s'", argv[index]);
+		goto out;
+	}
+	rc = cmd->run(&c, argc - index, argv + index);
+out:
+	free(c.dir_buf);
+	return rc;
+}
