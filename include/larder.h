@@ -77,6 +77,13 @@
 extern "C" {
 #endif
 
+/* Symbols of the shared library; everything else in it is hidden. */
+#if defined(LARDER_BUILDING) && defined(__GNUC__)
+#define LARDER_API __attribute__((visibility("default")))
+#else
+#define LARDER_API
+#endif
+
 #define LARDER_VERSION_MAJOR 0
 #define LARDER_VERSION_MINOR 1
 #define LARDER_VERSION_PATCH 0
@@ -87,7 +94,7 @@ extern "C" {
 
 /* The library's version string, e.g. "0.1.0" (may differ from the header's
  * if the program was built against another version). */
-const char *larder_version(void);
+LARDER_API const char *larder_version(void);
 
 /* ---------------------------------------------------------------------- */
 /* Error codes. Fixed numbers: they are part of the ABI.                  */
@@ -95,22 +102,23 @@ const char *larder_version(void);
 #define LARDER_OK 0
 #define LARDER_EXISTS 1 /* not an error: see larder_writer_commit */
 
-#define LARDER_EINVAL (-1)     /* bad argument */
-#define LARDER_ENOTFOUND (-2)  /* no such entry (a miss), store or namespace */
-#define LARDER_EBUSY (-3)      /* someone else holds what we need */
-#define LARDER_ETIMEOUT (-4)   /* a bounded wait ran out */
-#define LARDER_ECORRUPT (-5)   /* bad bytes: checksum, framing, magic */
-#define LARDER_EVERSION (-6)   /* store or entry written by a newer format */
-#define LARDER_EFULL (-7)      /* no space or quota (ENOSPC, EDQUOT, EFBIG) */
-#define LARDER_EPERM (-8)      /* permission, read-only fs, unsafe store mode */
-#define LARDER_ENOMEM (-9)     /* out of memory */
-#define LARDER_EIO (-10)       /* any other I/O failure; see larder_errno() */
-#define LARDER_ESTALE (-11)    /* a network filesystem kept saying ESTALE */
-#define LARDER_ENOTSTORE (-12) /* directory exists but is not a larder store   \
-				*/
+#define LARDER_EINVAL (-1)    /* bad argument */
+#define LARDER_ENOTFOUND (-2) /* no such entry (a miss), store or namespace */
+#define LARDER_EBUSY (-3)     /* someone else holds what we need */
+#define LARDER_ETIMEOUT (-4)  /* a bounded wait ran out */
+#define LARDER_ECORRUPT (-5)  /* bad bytes: checksum, framing, magic */
+#define LARDER_EVERSION (-6)  /* store or entry written by a newer format */
+#define LARDER_EFULL (-7)     /* no space or quota (ENOSPC, EDQUOT, EFBIG) */
+#define LARDER_EPERM (-8)     /* permission, read-only fs, unsafe store mode */
+#define LARDER_ENOMEM (-9)    /* out of memory */
+#define LARDER_EIO (-10)      /* any other I/O failure; see larder_errno() */
+#define LARDER_ESTALE (-11)   /* a network filesystem kept saying ESTALE */
+#define LARDER_ENOTSTORE                                                       \
+	(-12) /* directory exists but is not a larder store                    \
+	       */
 
 /* A fixed, static string for a code ("entry not found", ...). */
-const char *larder_strerror(int rc);
+LARDER_API const char *larder_strerror(int rc);
 
 /* ---------------------------------------------------------------------- */
 /* Opening a store                                                         */
@@ -173,22 +181,23 @@ typedef struct larder_opts {
  * LARDER_EPERM if the directory is writable by others and
  * LARDER_OPEN_ALLOW_UNSAFE_MODE is not set. On failure *out is NULL; a
  * message is available from larder_open_errmsg() in the calling thread. */
-int larder_open(larder **out, const char *dir, const larder_opts *opts);
+LARDER_API int larder_open(larder **out, const char *dir,
+			   const larder_opts *opts);
 
 /* Close a store handle. Entries still held stay valid. NULL is a no-op. */
-void larder_close(larder *db);
+LARDER_API void larder_close(larder *db);
 
 /* The last failure of the calling thread on `db`: a message naming the
  * path and the operation, and the OS errno (0 if none). The message stays
  * valid until the thread's next call on `db`. */
-const char *larder_errmsg(const larder *db);
-int larder_errno(const larder *db);
+LARDER_API const char *larder_errmsg(const larder *db);
+LARDER_API int larder_errno(const larder *db);
 
 /* The message of the calling thread's last failed larder_open(). */
-const char *larder_open_errmsg(void);
+LARDER_API const char *larder_open_errmsg(void);
 
 /* The store's directory as given to larder_open. */
-const char *larder_dir(const larder *db);
+LARDER_API const char *larder_dir(const larder *db);
 
 /* ---------------------------------------------------------------------- */
 /* Namespaces                                                              */
@@ -202,14 +211,16 @@ const char *larder_dir(const larder *db);
 
 /* Set a namespace's default TTL in seconds (0 = entries never expire).
  * Creates the namespace if missing. */
-int larder_ns_set_ttl(larder *db, const char *ns, int64_t ttl_seconds);
+LARDER_API int larder_ns_set_ttl(larder *db, const char *ns,
+				 int64_t ttl_seconds);
 /* Read it; 0 if the namespace has no default or does not exist. */
-int larder_ns_get_ttl(larder *db, const char *ns, int64_t *out);
+LARDER_API int larder_ns_get_ttl(larder *db, const char *ns, int64_t *out);
 
 /* Call cb for each namespace name; a non-zero return from cb stops the
  * walk and is returned. */
-int larder_ns_foreach(larder *db, int (*cb)(const char *ns, void *payload),
-		      void *payload);
+LARDER_API int larder_ns_foreach(larder *db,
+				 int (*cb)(const char *ns, void *payload),
+				 void *payload);
 
 /* ---------------------------------------------------------------------- */
 /* Reading                                                                 */
@@ -221,25 +232,26 @@ typedef struct larder_entry larder_entry; /* opaque */
  * possibly lagging). Returns 0 and an entry, or LARDER_ENOTFOUND for a
  * miss: absent, expired, corrupt (then quarantined), or written by a newer
  * format. Other codes are real failures (permissions, I/O). */
-int larder_get(larder_entry **out, larder *db, const char *ns, const void *key,
-	       size_t klen, const void *ver, size_t vlen);
+LARDER_API int larder_get(larder_entry **out, larder *db, const char *ns,
+			  const void *key, size_t klen, const void *ver,
+			  size_t vlen);
 
 /* The payload; valid until larder_entry_release(). Never NULL (a zero-size
  * payload gives a valid empty pointer). */
-const void *larder_entry_data(const larder_entry *e);
-size_t larder_entry_size(const larder_entry *e);
+LARDER_API const void *larder_entry_data(const larder_entry *e);
+LARDER_API size_t larder_entry_size(const larder_entry *e);
 /* The version bytes of the entry (useful after a version-less get). */
-const void *larder_entry_version(const larder_entry *e, size_t *len);
+LARDER_API const void *larder_entry_version(const larder_entry *e, size_t *len);
 /* User metadata given at write time (may be empty). */
-const void *larder_entry_meta(const larder_entry *e, size_t *len);
+LARDER_API const void *larder_entry_meta(const larder_entry *e, size_t *len);
 /* Wall-clock times in nanoseconds since the epoch; expires 0 = never. */
-int64_t larder_entry_created(const larder_entry *e);
-int64_t larder_entry_expires(const larder_entry *e);
+LARDER_API int64_t larder_entry_created(const larder_entry *e);
+LARDER_API int64_t larder_entry_expires(const larder_entry *e);
 /* Non-zero if the payload is mapped rather than copied. */
-int larder_entry_is_mapped(const larder_entry *e);
+LARDER_API int larder_entry_is_mapped(const larder_entry *e);
 
 /* Release an entry (unmaps or frees its data). NULL is a no-op. */
-void larder_entry_release(larder_entry *e);
+LARDER_API void larder_entry_release(larder_entry *e);
 
 /* ---------------------------------------------------------------------- */
 /* Writing                                                                 */
@@ -273,28 +285,31 @@ typedef struct larder_put_opts {
  * a temp file in the entry's final directory and hashed as it goes, so it
  * never has to sit in memory. opts may be NULL. Key and version are copied;
  * each is at most 64 MiB. */
-int larder_writer_begin(larder_writer **out, larder *db, const char *ns,
-			const void *key, size_t klen, const void *ver,
-			size_t vlen, const larder_put_opts *opts);
+LARDER_API int larder_writer_begin(larder_writer **out, larder *db,
+				   const char *ns, const void *key, size_t klen,
+				   const void *ver, size_t vlen,
+				   const larder_put_opts *opts);
 
 /* Append payload bytes. On failure the writer is still valid and must be
  * aborted. */
-int larder_writer_write(larder_writer *w, const void *buf, size_t len);
+LARDER_API int larder_writer_write(larder_writer *w, const void *buf,
+				   size_t len);
 
 /* Publish the entry atomically and free the writer (whatever the result).
  * Returns 0 if this call published it, LARDER_EXISTS if an identical
  * (key, version) entry was already published by someone else (theirs is
  * kept; same bytes by the contract that a version names its data), or a
  * negative code; on failure nothing is left behind. */
-int larder_writer_commit(larder_writer *w);
+LARDER_API int larder_writer_commit(larder_writer *w);
 
 /* Drop a writer and its temp file. NULL is a no-op. */
-void larder_writer_abort(larder_writer *w);
+LARDER_API void larder_writer_abort(larder_writer *w);
 
 /* One-shot put of a buffer: begin + write + commit. */
-int larder_put(larder *db, const char *ns, const void *key, size_t klen,
-	       const void *ver, size_t vlen, const void *data, size_t len,
-	       const larder_put_opts *opts);
+LARDER_API int larder_put(larder *db, const char *ns, const void *key,
+			  size_t klen, const void *ver, size_t vlen,
+			  const void *data, size_t len,
+			  const larder_put_opts *opts);
 
 /* ---------------------------------------------------------------------- */
 /* Removing                                                                */
@@ -303,8 +318,8 @@ int larder_put(larder *db, const char *ns, const void *key, size_t klen,
  * head hint names, and the head hint (older versions stay reachable only by
  * their exact version until evicted). Readers holding the entry keep their
  * data. LARDER_ENOTFOUND if there was nothing to remove. */
-int larder_remove(larder *db, const char *ns, const void *key, size_t klen,
-		  const void *ver, size_t vlen);
+LARDER_API int larder_remove(larder *db, const char *ns, const void *key,
+			     size_t klen, const void *ver, size_t vlen);
 
 /* ---------------------------------------------------------------------- */
 /* Walking and verifying the store                                         */
@@ -344,9 +359,10 @@ typedef struct larder_entry_info {
 /* Call cb for each entry of namespace `ns` (NULL = every namespace). The
  * info is valid during the call only. A non-zero return from cb stops the
  * walk and is returned. */
-int larder_walk(larder *db, const char *ns, unsigned flags,
-		int (*cb)(const larder_entry_info *info, void *payload),
-		void *payload);
+LARDER_API int larder_walk(larder *db, const char *ns, unsigned flags,
+			   int (*cb)(const larder_entry_info *info,
+				     void *payload),
+			   void *payload);
 
 /* Describe one entry without trusting it: calls cb once with what its
  * header says and its state (LARDER_WALK_VERIFY also hashes the payload).
@@ -354,10 +370,11 @@ int larder_walk(larder *db, const char *ns, unsigned flags,
  * and nothing is moved to quarantine/ (unless LARDER_WALK_REPAIR). ver NULL
  * means the version named by the head hint. LARDER_ENOTFOUND if there is no
  * such file. */
-int larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
-		   const void *ver, size_t vlen, unsigned flags,
-		   int (*cb)(const larder_entry_info *info, void *payload),
-		   void *payload);
+LARDER_API int
+larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
+	       const void *ver, size_t vlen, unsigned flags,
+	       int (*cb)(const larder_entry_info *info, void *payload),
+	       void *payload);
 
 /* ---------------------------------------------------------------------- */
 /* Counters of this handle (since open). Persistent, store-wide counters
@@ -377,9 +394,9 @@ enum larder_counter {
 	LARDER_CTR_COUNT
 };
 
-uint64_t larder_counter(const larder *db, int counter);
+LARDER_API uint64_t larder_counter(const larder *db, int counter);
 /* "hits", "misses", ...; NULL for an unknown counter. */
-const char *larder_counter_name(int counter);
+LARDER_API const char *larder_counter_name(int counter);
 
 #ifdef __cplusplus
 }

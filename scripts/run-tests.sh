@@ -1,19 +1,27 @@
 #!/bin/sh
-# Run every test in build dir $1 with CTest, then print one summary line
-# "N passed, N failed" counting the individual test cases of every program.
+# Run every test program in build dir $1 under CTest, then print one line
+# "N passed, N failed" that counts the individual test cases: every test
+# program prints such a line of its own, and CTest's log keeps them.
 build=${1:-build}
-log=$(mktemp)
-ctest --test-dir "$build" --output-on-failure -j 2 2>&1 | tee "$log"
+ctest --test-dir "$build" --output-on-failure -j 2 --timeout 1200
 rc=$?
-# Every harness program prints "N passed, N failed" as its last line.
-awk '/^[0-9]+ passed, [0-9]+ failed/ { p += $1; f += $3 }
-     END { if (p + f == 0) exit 0; printf "cases: %d passed, %d failed\n", p, f }' "$log"
-ctest_line=$(grep -E 'tests passed, [0-9]+ tests failed out of' "$log" | tail -n 1)
-rm -f "$log"
-if [ -n "$ctest_line" ]; then
-	# CTest's own line says how many test programs passed; say it plainly.
-	total=$(echo "$ctest_line" | sed -E 's/.* out of ([0-9]+).*/\1/')
-	failed=$(echo "$ctest_line" | sed -E 's/.*, ([0-9]+) tests failed.*/\1/')
-	echo "$((total - failed)) passed, $failed failed"
+log="$build/Testing/Temporary/LastTest.log"
+passed=0
+failed=0
+if [ -f "$log" ]; then
+	set -- $(awk '/^[^ ]*:? ?[0-9]+ passed, [0-9]+ failed/ {
+			for (i = 1; i <= NF; i++) {
+				if ($(i+1) == "passed,") p += $i
+				if ($(i+1) == "failed" || $(i+1) == "failed,") f += $i
+			}
+		}
+		END { print p + 0, f + 0 }' "$log")
+	passed=$1
+	failed=$2
 fi
+# A program that crashed before printing its line still fails the run.
+if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+	failed=1
+fi
+echo "$passed passed, $failed failed"
 exit $rc
