@@ -107,6 +107,10 @@ int larder_writer_begin(larder_writer **out, larder *db, const char *ns,
 				"key, version or metadata missing or too "
 				"long (key %zu, version %zu, meta %zu bytes)",
 				klen, vlen, mlen);
+	if (opts && opts->ttl_seconds < LARDER_TTL_NEVER)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"negative TTL %lld (use LARDER_TTL_NEVER)",
+				(long long)opts->ttl_seconds);
 	if (!ver)
 		ver = "";
 	larder_writer *w = calloc(1, sizeof *w);
@@ -146,7 +150,10 @@ int larder_writer_begin(larder_writer **out, larder *db, const char *ns,
 	if (ttl == 0)
 		ttl = ldr_ns_ttl(db, ns);
 	w->created = ldr_now_ns();
-	w->expires = ttl > 0 ? w->created + ttl * 1000000000 : 0;
+	/* A TTL past the year 2262 (int64 ns) is as good as never. */
+	w->expires = ttl > 0 && ttl < (INT64_MAX - w->created) / 1000000000
+			     ? w->created + ttl * 1000000000
+			     : 0;
 
 	uint8_t hash[16];
 	ldr_entry_hash(ns, key, klen, ver, vlen, hash);
