@@ -1,7 +1,7 @@
 /*
  * bench_hit.c — the cost of a verified warm hit against raw file I/O.
  *
- *   bench_hit [--quick] [DIR]
+ *   bench_hit [--quick] [--only 4k|1m|256m] [DIR]
  *
  * For payloads of 4 KiB, 1 MiB and 256 MiB, in one run: the entry is put
  * into a fresh store under DIR (default $TMPDIR, else /tmp) and the same
@@ -21,6 +21,7 @@
  * which shows whether a hit copies a large payload into the heap.
  *
  * --quick runs a handful of iterations: a smoke test, not a measurement.
+ * --only runs one size (for profiling it, e.g. under perf record).
  * The exit status is 0 whether targets are met or not (noise on a shared
  * machine must not fail a build); it is non-zero only if something broke.
  */
@@ -91,6 +92,8 @@ static struct bcase cases[] = {
      .claim = "<= 0.8x raw read"},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
+
+#define USAGE "usage: bench_hit [--quick] [--only 4k|1m|256m] [DIR]"
 
 static char workdir[4096];
 static int quick;
@@ -544,21 +547,35 @@ static void print_results(void)
 
 int main(int argc, char **argv)
 {
-	const char *base = NULL;
+	const char *base = NULL, *only = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--quick") == 0)
 			quick = 1;
+		else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+			only = argv[++i];
 		else if (strcmp(argv[i], "-h") == 0 ||
 			 strcmp(argv[i], "--help") == 0) {
-			printf("usage: bench_hit [--quick] [DIR]\n");
+			printf("%s\n", USAGE);
 			return 0;
 		} else if (argv[i][0] == '-')
-			die("unknown option '%s' (usage: bench_hit [--quick] "
-			    "[DIR])",
-			    argv[i]);
+			die("unknown option '%s'\n%s", argv[i], USAGE);
 		else
 			base = argv[i];
 	}
+	for (size_t i = 0; only && i < NCASES; i++) {
+		uint64_t want = strtoull(only, NULL, 10);
+		const char *u = only + strspn(only, "0123456789");
+		want *= (*u == 'k' || *u == 'K')   ? KiB
+			: (*u == 'm' || *u == 'M') ? MiB
+						   : 1;
+		if (cases[i].size != want)
+			cases[i].size = 0;
+	}
+	int selected = 0;
+	for (size_t i = 0; i < NCASES; i++)
+		selected |= cases[i].size != 0;
+	if (!selected)
+		die("--only %s matches no size\n%s", only, USAGE);
 	if (!base)
 		base = getenv("TMPDIR");
 	if (!base || !*base)
