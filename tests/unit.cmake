@@ -1,2 +1,4 @@
 # Unit and multi-process tests of the entry format and the store.
 larder_test(test_format test_format.c)
+larder_test(test_store test_store.c)
+larder_test(test_concurrency test_concurrency.c)
