@@ -115,7 +115,7 @@ static int ls_entry(const larder_entry_info *info, void *payload)
 	struct ls_ctx *l = payload;
 
 	if (l->json)
-		print_info_json(stdout, info, ",", l->count ? ",\n" : "\n",
+		print_info_json(stdout, info, ",", l->count ? ",\n{" : "\n{",
 				"}");
 	else
 		ls_text(l, info);

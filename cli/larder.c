@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -155,18 +156,21 @@ int cli_global_opt(struct cli *c, int id, const char *arg)
 	}
 }
 
-/* The option getopt choked on, for the message. */
+/* The option getopt choked on, for the message: a long option as the
+ * user wrote it (without "=value"), a short one from optopt (it may sit in
+ * a cluster like -xz). */
 static const char *bad_option(char **argv, int opt)
 {
-	static char shortopt[3];
+	static char name[64];
+	const char *arg = optind > 0 ? argv[optind - 1] : NULL;
 
-	if (opt) {
-		shortopt[0] = '-';
-		shortopt[1] = (char)opt;
-		shortopt[2] = '\0';
-		return shortopt;
+	if (arg && strncmp(arg, "--", 2) == 0) {
+		snprintf(name, sizeof(name), "%.*s", (int)strcspn(arg, "="),
+			 arg);
+		return name;
 	}
-	return argv[optind - 1];
+	snprintf(name, sizeof(name), "-%c", opt);
+	return name;
 }
 
 #define GLOBAL_SHORT "d:n:vh"
@@ -270,6 +274,18 @@ static int resolve_dir(struct cli *c)
 	return CLI_OK;
 }
 
+/* Exit code for a failed open. The library reports a store path that is
+ * a regular file as an I/O error (ENOTDIR); to a user it is "not a
+ * store", a store problem. */
+static int open_failure_code(const char *dir, int rc)
+{
+	struct stat sb;
+
+	if (rc == LARDER_EIO && stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
+		return CLI_STORE;
+	return cli_open_exit_code(rc);
+}
+
 int cli_open(struct cli *c, larder **out, const larder_opts *opts)
 {
 	const char *msg;
@@ -281,16 +297,17 @@ int cli_open(struct cli *c, larder **out, const larder_opts *opts)
 	rc = larder_open(out, c->dir, opts);
 	if (rc == 0)
 		return CLI_OK;
+	/* The library's message names the path and the cause already. */
 	msg = larder_open_errmsg();
-	if (!msg || !*msg)
-		msg = larder_strerror(rc);
-	if (rc == LARDER_ENOTFOUND)
-		cli_err(c,
-			"no store at '%s': %s (create one with 'larder init')",
-			c->dir, msg);
+	if (msg && *msg)
+		cli_err(c, "%s", msg);
+	else if (rc == LARDER_ENOTFOUND)
+		cli_err(c, "no store at '%s' (create one with 'larder init')",
+			c->dir);
 	else
-		cli_err(c, "cannot open store '%s': %s", c->dir, msg);
-	return cli_open_exit_code(rc);
+		cli_err(c, "cannot open store '%s': %s", c->dir,
+			larder_strerror(rc));
+	return open_failure_code(c->dir, rc);
 }
 
 static const struct cli_cmd *find_cmd(const char *name)

@@ -1,0 +1,11 @@
+# Tests of the `larder` command-line tool: shell scripts that drive the
+# built binary and check output and exit codes. Each prints
+# "N passed, N failed" and fails on any failure.
+if(TARGET larder_cli)
+  foreach(t roundtrip versions listing verify ttl errors)
+    add_test(NAME cli_${t}
+             COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cli/${t}.sh
+                     $<TARGET_FILE:larder_cli>)
+    set_tests_properties(cli_${t} PROPERTIES TIMEOUT 300)
+  endforeach()
+endif()

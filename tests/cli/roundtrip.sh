@@ -1,0 +1,84 @@
+#!/bin/sh
+# Payloads survive put/get byte for byte: binary with NULs, empty, 20 MiB,
+# from a file, from stdin (pipe and redirect), to stdout and to -o FILE.
+. "$(dirname "$0")/lib.sh" "$1"
+
+expect_rc 0 "init creates a store" L init
+check "init made the directory" test -d "$S"
+expect_rc 0 "init on an existing store is a no-op" L init
+
+printf 'a\000b\000\000c\377\n\001end' >"$T/bin"
+expect_rc 0 "put a binary file with NULs" L put bin "$T/bin"
+run L get bin
+check "binary payload comes back identical" cmp -s "$T/bin" "$T/out"
+
+: >"$T/empty"
+expect_rc 0 "put an empty payload" L put empty "$T/empty"
+expect_rc 0 "get an empty payload" L get empty
+check "empty payload comes back empty" test ! -s "$T/out"
+
+head -c 20971520 /dev/urandom >"$T/big"
+expect_rc 0 "put a 20 MiB file" L put big "$T/big"
+expect_rc 0 "get a 20 MiB entry to stdout" L get big
+check "20 MiB payload via stdout is identical" cmp -s "$T/big" "$T/out"
+expect_rc 0 "get -o a 20 MiB entry" L get big -o "$T/big.out"
+check "20 MiB payload via -o is identical" cmp -s "$T/big" "$T/big.out"
+
+expect_rc 0 "put from a pipe with '-'" sh -c 'cat "$1" | "$2" --dir "$3" put piped -' sh "$T/bin" "$LARDER" "$S"
+run L get piped
+check "piped payload comes back identical" cmp -s "$T/bin" "$T/out"
+expect_rc 0 "put from a pipe with no FILE" sh -c 'cat "$1" | "$2" --dir "$3" put piped2' sh "$T/big" "$LARDER" "$S"
+run L get piped2
+check "20 MiB piped payload comes back identical" cmp -s "$T/big" "$T/out"
+expect_rc 0 "put from a redirected stdin" sh -c '"$2" --dir "$3" put redir <"$1"' sh "$T/bin" "$LARDER" "$S"
+run L get redir
+check "redirected payload comes back identical" cmp -s "$T/bin" "$T/out"
+
+# The default version is the content hash: same bytes, same version.
+run L inspect bin
+v_file=$(json_get "$T/out" 'j["version"]')
+run L inspect piped
+v_pipe=$(json_get "$T/out" 'j["version"]')
+check "default version is 32 hex digits" sh -c 'echo "$1" | grep -Eq "^[0-9a-f]{32}$"' sh "$v_file"
+check "same bytes from a file or a pipe get the same version" test "$v_file" = "$v_pipe"
+# Known answers (xxh128sum): the empty input and "abc".
+run L inspect empty
+check "version of empty content is its XXH3-128" test "$(json_get "$T/out" 'j["version"]')" = 99aa06d3014798d86001c324468d497f
+printf abc | L put abc
+run L inspect abc
+check "version of 'abc' is its XXH3-128" test "$(json_get "$T/out" 'j["version"]')" = 06b05ab6733a618578af5f94892f3950
+expect_rc 0 "re-putting the same bytes succeeds" L -v put bin "$T/bin"
+expect_err "already stored" "re-putting the same bytes says it was already stored (-v)"
+run L put bin "$T/bin"
+check "put prints nothing without -v" test ! -s "$T/out" -a ! -s "$T/err"
+
+printf 'version two' >"$T/bin2"
+expect_rc 0 "putting new bytes under the same key" L put bin "$T/bin2"
+run L get bin
+check "new bytes move the head" cmp -s "$T/bin2" "$T/out"
+
+# -o: the file appears whole or not at all.
+expect_rc 0 "get -o FILE" L get bin -o "$T/o1"
+check "get -o writes the payload" cmp -s "$T/bin2" "$T/o1"
+expect_rc 0 "get --output FILE replaces an existing file" L get big --output "$T/o1"
+check "replaced file has the new payload" cmp -s "$T/big" "$T/o1"
+expect_rc 1 "get -o of a missing key misses" L get nosuch -o "$T/o2"
+check "a missed get -o leaves no file" test ! -e "$T/o2"
+check "no temp files left beside the output" sh -c '! ls "$1" | grep -q tmp-' sh "$T"
+expect_rc 0 "get -o - writes to stdout" L get bin -o -
+check "get -o - payload is identical" cmp -s "$T/bin2" "$T/out"
+
+# Options stored with the payload.
+expect_rc 0 "put --zstd" L put z "$T/big" --zstd
+run L get z
+check "zstd payload comes back identical" cmp -s "$T/big" "$T/out"
+expect_rc 0 "put --meta" L put m "$T/bin" --meta 'content-type: x/y'
+run L inspect m
+check "inspect shows the metadata" test "$(json_get "$T/out" 'j["meta"]')" = 'content-type: x/y'
+
+# A reader that stops early is not an error.
+( L get big; echo $? >"$T/pipe_rc" ) 2>"$T/err" | head -c 10 >/dev/null
+check "get into a closed pipe exits 0" test "$(cat "$T/pipe_rc")" = 0
+check "get into a closed pipe prints no error" test ! -s "$T/err"
+
+finish

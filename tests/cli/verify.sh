@@ -1,0 +1,67 @@
+#!/bin/sh
+# verify finds a damaged entry (exit 5), --repair quarantines it, and the
+# damaged entry is never served again.
+. "$(dirname "$0")/lib.sh" "$1"
+
+L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+head -c 100000 /dev/urandom >"$T/p"
+L put good "$T/p" --version 1
+L put bad "$T/p" --version 2
+L put short "$T/p" --version 3 --ttl 1h
+L --ns other put good2 "$T/p" --version 4
+
+expect_rc 0 "verify on a clean store" L verify
+expect_out "^4 entries checked, 4 ok, 0 corrupt, 0 expired" "clean summary line counts every namespace"
+expect_rc 0 "verify --json on a clean store" L verify --json
+check "verify --json is valid JSON" json_ok "$T/out"
+check "verify --json counts" test "$(json_get "$T/out" '"%d %d %d" % (j["checked"], j["ok"], len(j["problems"]))')" = "4 4 0"
+expect_rc 0 "verify limited to one namespace" L --ns other verify
+expect_out "^1 entries checked, 1 ok" "verify --ns checks only that namespace"
+
+run L inspect bad
+path=$(json_get "$T/out" 'j["path"]')
+check "found the entry file" test -f "$path"
+# Flip one bit of the last payload byte.
+python3 - "$path" <<'PY'
+import os, sys
+p = sys.argv[1]
+os.chmod(p, 0o644)
+with open(p, "r+b") as f:
+    f.seek(-1, 2)
+    b = f.read(1)
+    f.seek(-1, 2)
+    f.write(bytes([b[0] ^ 0x01]))
+PY
+
+expect_rc 5 "verify finds the flipped byte" L verify
+expect_out "^4 entries checked, 3 ok, 1 corrupt, 0 expired" "summary counts the corrupt entry"
+expect_out "1 problems remain$" "summary says the problem remains"
+expect_out "corrupt" "the problem line names the state"
+check "the problem line names the file" grep -qF "$path" "$T/out"
+check "verify without --repair leaves the file" test -f "$path"
+expect_rc 5 "verify --json finds it too" L verify --json
+check "verify --json with a problem is valid JSON" json_ok "$T/out"
+check "verify --json lists the problem" test "$(json_get "$T/out" 'j["problems"][0]["path"] + " " + j["problems"][0]["state"] + " " + str(j["remaining"])')" = "$path corrupt 1"
+expect_rc 5 "inspect --verify reports the damage" L inspect bad --version 2 --verify
+check "inspect --verify says corrupt" test "$(json_get "$T/out" 'j["state"]')" = corrupt
+
+expect_rc 0 "verify --repair fixes the store" L verify --repair
+expect_out "quarantined" "--repair says the entry was quarantined"
+expect_out ", 1 quarantined, 0 problems remain$" "--repair summary"
+check "the damaged file left its place" test ! -e "$path"
+check "the damaged file is in quarantine/" sh -c 'ls "$1/quarantine" | grep -q .' sh "$S"
+expect_rc 0 "verify after repair is clean" L verify
+expect_out "^3 entries checked, 3 ok, 0 corrupt" "after repair 3 entries remain"
+expect_rc 1 "get of the quarantined entry misses" L get bad --version 2
+expect_rc 0 "other entries are still served" L get good
+check "payload of an undamaged entry" cmp -s "$T/p" "$T/out"
+
+# get itself never serves a damaged entry.
+L put bad2 "$T/p" --version 5
+run L inspect bad2
+path=$(json_get "$T/out" 'j["path"]')
+python3 -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(-10,2); f.write(b"XXXXXXXXXX")' "$path"
+expect_rc 1 "get of a corrupt entry is a miss" L get bad2
+check "a corrupt get prints no payload" test ! -s "$T/out"
+
+finish
