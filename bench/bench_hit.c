@@ -621,9 +621,11 @@ int main(int argc, char **argv)
 	time_t now = time(NULL);
 	char date[64];
 	strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S %z", localtime(&now));
-	printf("bench_hit: larder %s, %s, host %s, %ld cpus%s\n",
+	double load[3] = {0, 0, 0};
+	getloadavg(load, 3);
+	printf("bench_hit: larder %s, %s, host %s, %ld cpus, load %.2f%s\n",
 	       larder_version(), date, host, sysconf(_SC_NPROCESSORS_ONLN),
-	       quick ? ", --quick" : "");
+	       load[0], quick ? ", --quick" : "");
 	printf("store %s (default options: verified reads, mmap threshold "
 	       "default)\n",
 	       store);
@@ -653,6 +655,11 @@ int main(int argc, char **argv)
 	}
 
 	print_results();
+	/* A busy machine skews the ratios less than the absolute times, but
+	 * say so: the figures are only as quiet as the machine was. */
+	getloadavg(load, 3);
+	printf("\nload average at the end: %.2f (%ld cpus)\n", load[0],
+	       sysconf(_SC_NPROCESSORS_ONLN));
 
 	if (mem_ok) {
 		printf("\nmemory of a process taking the %s payload %d times "
