@@ -632,17 +632,17 @@ static void forked_user(int id, void *arg)
 	(void)arg;
 	if (!entry_is_right(held, "held", 4, "v", 1))
 		test_fail(__FILE__, __LINE__, "held entry changed in child");
-	char key[16];
+	char key[32];
 	snprintf(key, sizeof key, "child%d", id);
 	for (int v = 0; v < 20; v++) {
-		char ver[16];
+		char ver[32];
 		snprintf(ver, sizeof ver, "v%d", v);
 		int rc = put_pattern(inherited, "fork", key, ver, v % 2, 0);
 		if (rc != 0)
 			test_fail(__FILE__, __LINE__, "put: %d: %s", rc,
 				  larder_errmsg(inherited));
 		/* Read a sibling's latest, if it is there. */
-		char other[16];
+		char other[32];
 		snprintf(other, sizeof other, "child%d", (id + 1) % 4);
 		larder_entry *e;
 		rc = larder_get(&e, inherited, "fork", other, strlen(other),
@@ -679,7 +679,7 @@ TEST(forked_children_share_an_inherited_handle)
 	ASSERT(entry_is_right(held, "held", 4, "v", 1));
 	larder_entry_release(held);
 	for (int i = 0; i < 4; i++) {
-		char key[16];
+		char key[32];
 		snprintf(key, sizeof key, "child%d", i);
 		larder_entry *e;
 		ASSERT_RC(inherited,

@@ -667,7 +667,7 @@ TEST(entry_data_stays_valid_after_unlink_and_close_until_release)
 	size_t sizes[] = {100, 64 * KiB, 3 * MiB};
 	larder_entry *e[3];
 	for (int i = 0; i < 3; i++) {
-		char key[16];
+		char key[32];
 		snprintf(key, sizeof key, "k%d", i);
 		PUT(db, "default", key, "v", sizes[i]);
 		ASSERT_RC(
@@ -679,7 +679,7 @@ TEST(entry_data_stays_valid_after_unlink_and_close_until_release)
 	/* The store handle goes too: entries held stay valid. */
 	larder_close(db);
 	for (int i = 0; i < 3; i++) {
-		char key[16];
+		char key[32];
 		snprintf(key, sizeof key, "k%d", i);
 		ASSERT_EQ(larder_entry_size(e[i]), sizes[i]);
 		ASSERT(test_check_pattern(larder_entry_data(e[i]), sizes[i],
@@ -1547,7 +1547,7 @@ static int check_walked(const larder_entry_info *info, void *payload)
 static void walk_fixture(larder *db, int n)
 {
 	for (int i = 0; i < n; i++) {
-		char key[16], ver[8], meta[16], ns[8];
+		char key[32], ver[8], meta[16], ns[8];
 		snprintf(key, sizeof key, "w%d", i);
 		snprintf(ver, sizeof ver, "v%d", i % 3);
 		snprintf(meta, sizeof meta, "m%d", i);
