@@ -1,0 +1,30 @@
+# Fault injection (DESIGN.md §12 "Faults"): an LD_PRELOAD shim that fails
+# the Nth open/write/fsync/link/rename/… inside the store, the sweeps that
+# drive it, and a put into a really full (tmpfs) disk.
+
+# The shim is a plain shared object loaded with LD_PRELOAD. It is built
+# without sanitizers even in a LARDER_SANITIZE build: an instrumented
+# preload would need its own ASan runtime ahead of everything else; the
+# tests put the program's libasan first in LD_PRELOAD instead.
+add_library(larder_faultshim MODULE faultshim.c)
+target_link_libraries(larder_faultshim PRIVATE ${CMAKE_DL_LIBS})
+set_target_properties(larder_faultshim PROPERTIES PREFIX "" OUTPUT_NAME faultshim)
+foreach(prop COMPILE_OPTIONS LINK_OPTIONS)
+  get_target_property(opts larder_faultshim ${prop})
+  if(opts)
+    list(FILTER opts EXCLUDE REGEX "sanitize")
+    set_target_properties(larder_faultshim PROPERTIES ${prop} "${opts}")
+  endif()
+endforeach()
+
+larder_test(test_faults test_faults.c)
+add_dependencies(test_faults larder_faultshim)
+target_compile_definitions(test_faults PRIVATE
+  LARDER_FAULTSHIM="$<TARGET_FILE:larder_faultshim>")
+
+# A real full disk: a 2 MiB tmpfs. Needs root (CAP_SYS_ADMIN); without it
+# the program prints "SKIP: <reason>" and CTest reports it skipped.
+larder_test(test_fulldisk test_fulldisk.c)
+target_compile_definitions(test_fulldisk PRIVATE
+  LARDER_CLI="${CMAKE_BINARY_DIR}/cli/larder")
+set_tests_properties(test_fulldisk PROPERTIES SKIP_REGULAR_EXPRESSION "SKIP: ")

@@ -1,0 +1,420 @@
+/*
+ * test_fulldisk.c — a store on a really full disk: a small tmpfs mounted
+ * for the test (root only). Puts go until one fails; it must fail with
+ * LARDER_EFULL (the CLI: exit 4), everything published before reads back
+ * exactly, no temp file is left, and after removing entries a put works.
+ *
+ * Each test mounts its tmpfs inside a child that first moves to a private
+ * mount namespace, so the mount dies with the child however the test ends
+ * (failed assertion, crash, timeout). Where a private namespace is not
+ * allowed, the parent unmounts after the child instead.
+ *
+ * Without the right to mount, the program prints "SKIP: <reason>" and
+ * exits 0 before running anything (CTest reports it as skipped).
+ */
+#include "harness.h"
+#include "larder.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NS "default"
+#define VER "v1"
+#define MAX_PUTS 4000
+#define EXIT_NOMOUNT 77
+
+/* ---------------------------------------------------------------------- */
+/* A small disk                                                            */
+
+/* Mount a tmpfs with `opts` on dir, in a private mount namespace when we
+ * may have one. 0, or -1 with errno. */
+static int mount_small(const char *dir, const char *opts, int *own_ns)
+{
+	*own_ns = unshare(CLONE_NEWNS) == 0 &&
+		  mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
+	return mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, opts);
+}
+
+/* Can this process mount a tmpfs at all? Tried in a child, so that the
+ * probe leaves nothing behind. */
+__attribute__((constructor)) static void probe_mount(void)
+{
+	char dir[] = "/tmp/larder-fulldisk-probe-XXXXXX";
+	if (!mkdtemp(dir)) {
+		printf("SKIP: mkdtemp for the mount probe: %s\n",
+		       strerror(errno));
+		exit(0);
+	}
+	int p[2];
+	if (pipe(p) != 0) {
+		printf("SKIP: pipe: %s\n", strerror(errno));
+		exit(0);
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		int own = 0, e = 0;
+		if (mount_small(dir, "size=64k", &own) != 0)
+			e = errno;
+		else if (!own)
+			umount2(dir, MNT_DETACH);
+		if (write(p[1], &e, sizeof e) != (ssize_t)sizeof e)
+			_exit(1);
+		_exit(0);
+	}
+	close(p[1]);
+	int e = -1;
+	if (pid < 0 || read(p[0], &e, sizeof e) != (ssize_t)sizeof e)
+		e = -1;
+	close(p[0]);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	rmdir(dir);
+	if (e != 0) {
+		printf("SKIP: cannot mount a tmpfs to fill (%s); the full-disk "
+		       "tests need root (CAP_SYS_ADMIN)\n",
+		       e < 0 ? "probe failed" : strerror(e));
+		fflush(stdout);
+		exit(0);
+	}
+}
+
+/* Run body(mnt) in a child on a fresh tmpfs mounted with opts; fail the
+ * test if the body failed. */
+static void with_small_disk(const char *opts, void (*body)(const char *mnt))
+{
+	char mnt[4096];
+	snprintf(mnt, sizeof mnt, "%s", test_path("mnt"));
+	if (mkdir(mnt, 0755) != 0)
+		test_fail(__FILE__, __LINE__, "mkdir %s: %s", mnt,
+			  strerror(errno));
+	fflush(NULL);
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		int own = 0;
+		if (mount_small(mnt, opts, &own) != 0) {
+			fprintf(stderr, "    mount tmpfs %s on %s: %s\n", opts,
+				mnt, strerror(errno));
+			_exit(EXIT_NOMOUNT);
+		}
+		body(mnt);
+		fflush(NULL);
+		_exit(0);
+	}
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0)
+		ASSERT(errno == EINTR);
+	/* Only needed when the child shared our namespace; harmless else. */
+	umount2(mnt, MNT_DETACH);
+	if (WIFSIGNALED(st))
+		test_fail(__FILE__, __LINE__, "body killed by signal %d",
+			  WTERMSIG(st));
+	ASSERT_EQ(WEXITSTATUS(st), 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Helpers                                                                 */
+
+static int tmp_cb(const char *path, const struct stat *st, int type,
+		  struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	if (strstr(path + ftw->base, ".tmp.")) {
+		fprintf(stderr, "    temp file left: %s\n", path);
+		return 1;
+	}
+	return 0;
+}
+
+static int temps_left(const char *dir)
+{
+	return nftw(dir, tmp_cb, 16, FTW_PHYS);
+}
+
+static void key_of(char *buf, size_t len, int i)
+{
+	snprintf(buf, len, "key-%04d", i);
+}
+
+static int put_n(larder *db, int i, size_t size)
+{
+	char key[32];
+	key_of(key, sizeof key, i);
+	unsigned char *buf = malloc(size ? size : 1);
+	ASSERT(buf != NULL);
+	test_fill_pattern(buf, size, (uint64_t)i);
+	int rc = larder_put(db, NS, key, strlen(key), VER, strlen(VER), buf,
+			    size, NULL);
+	free(buf);
+	return rc;
+}
+
+/* A streamed put of `size` bytes in 32 KiB pieces; the failure may come
+ * from a write or from the commit. */
+static int stream_n(larder *db, int i, size_t size)
+{
+	char key[32];
+	key_of(key, sizeof key, i);
+	unsigned char *buf = malloc(size);
+	ASSERT(buf != NULL);
+	test_fill_pattern(buf, size, (uint64_t)i);
+	larder_writer *w = NULL;
+	int rc = larder_writer_begin(&w, db, NS, key, strlen(key), VER,
+				     strlen(VER), NULL);
+	for (size_t off = 0; rc == 0 && off < size;) {
+		size_t n = size - off < 32768 ? size - off : 32768;
+		rc = larder_writer_write(w, buf + off, n);
+		off += n;
+	}
+	if (rc == 0)
+		rc = larder_writer_commit(w);
+	else
+		larder_writer_abort(w);
+	free(buf);
+	return rc;
+}
+
+static void check_entry(larder *db, int i, size_t size)
+{
+	char key[32];
+	key_of(key, sizeof key, i);
+	larder_entry *e = NULL;
+	int rc = larder_get(&e, db, NS, key, strlen(key), VER, strlen(VER));
+	if (rc != 0)
+		test_fail(__FILE__, __LINE__,
+			  "published entry %d unreadable: %s: %s", i,
+			  larder_strerror(rc), larder_errmsg(db));
+	ASSERT_EQ(larder_entry_size(e), size);
+	if (!test_check_pattern(larder_entry_data(e), size, (uint64_t)i))
+		test_fail(__FILE__, __LINE__, "entry %d has wrong bytes", i);
+	larder_entry_release(e);
+}
+
+static int walk_cb(const larder_entry_info *info, void *payload)
+{
+	int *n = payload;
+	if (info->state != LARDER_STATE_OK)
+		test_fail(__FILE__, __LINE__, "entry %s state %d: %s",
+			  info->path, info->state,
+			  info->problem ? info->problem : "");
+	n[0]++;
+	return 0;
+}
+
+static larder *create_store(const char *mnt, char *store, size_t len)
+{
+	snprintf(store, len, "%s/store", mnt);
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	larder *db = NULL;
+	int rc = larder_open(&db, store, &o);
+	if (rc != 0)
+		test_fail(__FILE__, __LINE__, "create store %s: %s: %s", store,
+			  larder_strerror(rc), larder_open_errmsg());
+	return db;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Library                                                                 */
+
+static size_t sizes[MAX_PUTS];
+
+static void fill_until_full(const char *mnt)
+{
+	char store[4200];
+	larder *db = create_store(mnt, store, sizeof store);
+
+	/* Big entries until the disk refuses one, then small ones until it
+	 * refuses those too: the last bytes and the last inodes go as well. */
+	int n = 0, rc = 0;
+	const size_t steps[] = {64 * 1024, 4096, 100};
+	for (size_t s = 0; s < sizeof steps / sizeof steps[0]; s++) {
+		while (n < MAX_PUTS) {
+			rc = put_n(db, n, steps[s]);
+			if (rc != 0)
+				break;
+			sizes[n++] = steps[s];
+		}
+		if (rc != LARDER_EFULL)
+			test_fail(__FILE__, __LINE__,
+				  "put %d of %zu bytes on a full disk: %d "
+				  "(%s), want LARDER_EFULL: %s",
+				  n, steps[s], rc, larder_strerror(rc),
+				  larder_errmsg(db));
+		ASSERT(larder_errno(db) == ENOSPC ||
+		       larder_errno(db) == EDQUOT);
+		ASSERT(n > 0);
+	}
+	printf("     disk full after %d puts\n", n);
+	/* A streamed put fails the same way, mid-stream or at commit. */
+	rc = stream_n(db, n, 300 * 1024);
+	ASSERT_RC(db, rc, LARDER_EFULL);
+	ASSERT_EQ(temps_left(store), 0);
+
+	/* Reading never needs space. */
+	for (int i = 0; i < n; i++)
+		check_entry(db, i, sizes[i]);
+	larder_close(db);
+
+	/* A fresh handle sees the same, and nothing corrupt. */
+	larder_opts o = LARDER_OPTS_INIT;
+	ASSERT_RC(NULL, larder_open(&db, store, &o), 0);
+	for (int i = 0; i < n; i++)
+		check_entry(db, i, sizes[i]);
+	int count = 0;
+	ASSERT_RC(
+	    db, larder_walk(db, NULL, LARDER_WALK_VERIFY, walk_cb, &count), 0);
+	ASSERT_EQ(count, n);
+
+	/* Make room: the first few big entries go, and a put fits again. */
+	for (int i = 0; i < 4; i++) {
+		char key[32];
+		key_of(key, sizeof key, i);
+		ASSERT_RC(
+		    db,
+		    larder_remove(db, NS, key, strlen(key), VER, strlen(VER)),
+		    0);
+		larder_entry *e = NULL;
+		ASSERT_RC(
+		    db,
+		    larder_get(&e, db, NS, key, strlen(key), VER, strlen(VER)),
+		    LARDER_ENOTFOUND);
+	}
+	ASSERT_RC(db, put_n(db, n, 64 * 1024), 0);
+	check_entry(db, n, 64 * 1024);
+	for (int i = 4; i < n; i++)
+		check_entry(db, i, sizes[i]);
+	ASSERT_EQ(temps_left(store), 0);
+	larder_close(db);
+}
+
+TEST(fulldisk_put_fails_efull_then_recovers_after_remove)
+{
+	with_small_disk("size=2m,mode=0755", fill_until_full);
+}
+
+/* Out of inodes rather than bytes: the failure comes from creating a file
+ * or directory, not from writing one. */
+static void fill_inodes(const char *mnt)
+{
+	char store[4200];
+	larder *db = create_store(mnt, store, sizeof store);
+	int n = 0, rc = 0;
+	while (n < MAX_PUTS) {
+		rc = put_n(db, n, 10);
+		if (rc != 0)
+			break;
+		n++;
+	}
+	if (rc != LARDER_EFULL)
+		test_fail(__FILE__, __LINE__,
+			  "put %d with no inodes left: %d (%s), want "
+			  "LARDER_EFULL: %s",
+			  n, rc, larder_strerror(rc), larder_errmsg(db));
+	ASSERT(n > 0);
+	printf("     out of inodes after %d puts\n", n);
+	ASSERT_EQ(temps_left(store), 0);
+	for (int i = 0; i < n; i++)
+		check_entry(db, i, 10);
+	/* Removing frees inodes; a fresh key might need new fan-out
+	 * directories, so put the removed keys back into their own. */
+	for (int i = 0; i < 4 && i < n; i++) {
+		char key[32];
+		key_of(key, sizeof key, i);
+		ASSERT_RC(
+		    db,
+		    larder_remove(db, NS, key, strlen(key), VER, strlen(VER)),
+		    0);
+	}
+	ASSERT_RC(db, put_n(db, 0, 10), 0);
+	check_entry(db, 0, 10);
+	ASSERT_EQ(temps_left(store), 0);
+	larder_close(db);
+}
+
+TEST(fulldisk_out_of_inodes_put_fails_efull)
+{
+	with_small_disk("size=4m,nr_inodes=48,mode=0755", fill_inodes);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The CLI: a full disk is exit code 4                                      */
+
+#ifdef LARDER_CLI
+static void cli_fill(const char *mnt)
+{
+	const char *cli = LARDER_CLI;
+	char store[4200], payload[4200], out[4200];
+	snprintf(store, sizeof store, "%s/store", mnt);
+	/* Payload and output files live outside the small disk. */
+	snprintf(payload, sizeof payload, "%s", test_path("payload"));
+	snprintf(out, sizeof out, "%s", test_path("out"));
+	ASSERT_EQ(test_sh("'%s' --dir '%s' init", cli, store), 0);
+
+	const size_t size = 96 * 1024;
+	unsigned char *buf = malloc(size);
+	ASSERT(buf != NULL);
+	int n = 0, code = 0;
+	for (; n < 200; n++) {
+		test_fill_pattern(buf, size, (uint64_t)n);
+		FILE *f = fopen(payload, "w");
+		ASSERT(f != NULL);
+		ASSERT_EQ(fwrite(buf, 1, size, f), size);
+		ASSERT_EQ(fclose(f), 0);
+		code = test_sh("'%s' --dir '%s' put key-%04d '%s' --version %s "
+			       "2>/dev/null",
+			       cli, store, n, payload, VER);
+		if (code != 0)
+			break;
+	}
+	ASSERT(n > 0);
+	printf("     larder put exited %d after %d puts\n", code, n);
+	ASSERT_EQ(code, 4); /* "I/O error (read or write failure, disk full)" */
+	ASSERT_EQ(temps_left(store), 0);
+	for (int i = 0; i < n; i++) {
+		ASSERT_EQ(test_sh("'%s' --dir '%s' get key-%04d --version %s "
+				  "-o '%s'",
+				  cli, store, i, VER, out),
+			  0);
+		FILE *f = fopen(out, "r");
+		ASSERT(f != NULL);
+		ASSERT_EQ(fread(buf, 1, size, f), size);
+		ASSERT_EQ(fgetc(f), EOF);
+		fclose(f);
+		if (!test_check_pattern(buf, size, (uint64_t)i))
+			test_fail(__FILE__, __LINE__,
+				  "larder get key-%04d: wrong bytes", i);
+	}
+	ASSERT_EQ(test_sh("'%s' --dir '%s' rm key-0000 --version %s", cli,
+			  store, VER),
+		  0);
+	ASSERT_EQ(test_sh("'%s' --dir '%s' rm key-0001 --version %s", cli,
+			  store, VER),
+		  0);
+	test_fill_pattern(buf, size, (uint64_t)n);
+	FILE *f = fopen(payload, "w");
+	ASSERT(f != NULL);
+	ASSERT_EQ(fwrite(buf, 1, size, f), size);
+	ASSERT_EQ(fclose(f), 0);
+	ASSERT_EQ(test_sh("'%s' --dir '%s' put key-%04d '%s' --version %s", cli,
+			  store, n, payload, VER),
+		  0);
+	ASSERT_EQ(temps_left(store), 0);
+	free(buf);
+}
+
+TEST(fulldisk_cli_put_exits_4_then_recovers_after_rm)
+{
+	if (access(LARDER_CLI, X_OK) != 0)
+		test_fail(__FILE__, __LINE__, "the CLI %s is not built: %s",
+			  LARDER_CLI, strerror(errno));
+	with_small_disk("size=2m,mode=0755", cli_fill);
+}
+#endif
