@@ -40,7 +40,11 @@ static void print_info_json(FILE *f, const larder_entry_info *info,
 		(unsigned long long)info->stored_size);
 	fprintf(f, "%s\"file_size\":%llu", sep,
 		(unsigned long long)info->file_size);
-	fprintf(f, "%s\"created\":\"%s\"", sep, created);
+	/* 0 means the library could not read the time from the header. */
+	if (info->created)
+		fprintf(f, "%s\"created\":\"%s\"", sep, created);
+	else
+		fprintf(f, "%s\"created\":null", sep);
 	fprintf(f, "%s\"created_ns\":%lld", sep, (long long)info->created);
 	if (info->expires)
 		fprintf(f, "%s\"expires\":\"%s\"", sep, expires);
@@ -91,11 +95,16 @@ static void ls_text(const struct ls_ctx *l, const larder_entry_info *info)
 {
 	char created[32], expires[32];
 
-	out_iso_time(created, sizeof(created), info->created);
+	if (info->created)
+		out_iso_time(created, sizeof(created), info->created);
+	else
+		snprintf(created, sizeof(created), "?");
 	if (info->expires)
 		out_iso_time(expires, sizeof(expires), info->expires);
-	else
+	else if (info->key)
 		snprintf(expires, sizeof(expires), "never");
+	else
+		snprintf(expires, sizeof(expires), "?");
 	if (l->all_ns)
 		printf("%s\t", info->ns);
 	if (info->key) {

@@ -57,6 +57,22 @@ expect_rc 0 "putting new bytes under the same key" L put bin "$T/bin2"
 run L get bin
 check "new bytes move the head" cmp -s "$T/bin2" "$T/out"
 
+# Streaming: a 128 MiB payload from a pipe (spooled) and from a file must
+# not be held in memory. Peak RSS of the child, measured by the parent.
+maxrss() {
+	python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$@"
+}
+head -c 134217728 /dev/zero >"$T/huge"
+rss=$(TMPDIR=$T maxrss sh -c 'cat "$1" | "$2" --dir "$3" put huge' sh "$T/huge" "$LARDER" "$S")
+check "put of 128 MiB from a pipe stays under 64 MiB RSS ($rss KiB)" test "${rss:-999999}" -lt 65536
+rss=$(maxrss "$LARDER" --dir "$S" put huge2 "$T/huge")
+check "put of a 128 MiB file stays under 64 MiB RSS ($rss KiB)" test "${rss:-999999}" -lt 65536
+run L get huge2
+check "128 MiB payload comes back identical" cmp -s "$T/huge" "$T/out"
+rm -f "$T/huge" "$T/out"
+
 # -o: the file appears whole or not at all.
 expect_rc 0 "get -o FILE" L get bin -o "$T/o1"
 check "get -o writes the payload" cmp -s "$T/bin2" "$T/o1"
