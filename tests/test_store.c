@@ -415,7 +415,11 @@ static void round_trip_sizes_with(unsigned flags)
 			/* Read below the threshold, mapped from it on, and
 			 * then zero-copy: the payload starts on a page. */
 			int mapped = larder_entry_is_mapped(e);
-			ASSERT_EQ(mapped, size >= 64 * KiB);
+			if (mapped != (size >= 64 * KiB))
+				test_fail(__FILE__, __LINE__,
+					  "%zu-byte payload: mapped %d, the "
+					  "threshold is 64 KiB of payload",
+					  size, mapped);
 			if (mapped) {
 				ASSERT_EQ((c.file_size - size) % LDR_PAGE, 0);
 				ASSERT_EQ((uintptr_t)larder_entry_data(e) %
@@ -1693,5 +1697,320 @@ TEST(inspect_repair_quarantines_one_corrupt_entry)
 	ASSERT(access(p, F_OK) != 0);
 	ASSERT_EQ(quarantined_files(), 1);
 	EXPECT_MISS(db, "default", "k", "v");
+	larder_close(db);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Hostile or odd things in the store                                     */
+
+TEST(fifo_at_an_entry_or_head_path_does_not_hang_readers)
+{
+	/* Opening a FIFO for reading blocks until a writer comes: a reader
+	 * must never wait on one (every wait is bounded). */
+	larder *db = open_store();
+	PUT(db, "default", "f", "v", SMALL);
+	char hp[4096];
+	head_path("default", hp, sizeof hp);
+	const char *path = entry_path(db, "default", "f", "v");
+	ASSERT_EQ(unlink(path), 0);
+	ASSERT_EQ(mkfifo(path, 0644), 0);
+	alarm(10); /* a hang fails the test with SIGALRM */
+	larder_entry *e;
+	ASSERT(larder_get(&e, db, "default", "f", 1, "v", 1) < 0);
+	ASSERT(larder_get(&e, db, "default", "f", 1, NULL, 0) < 0);
+	struct seen s;
+	memset(&s, 0, sizeof s);
+	larder_walk(db, NULL, LARDER_WALK_VERIFY, check_walked, &s);
+	struct info_copy c;
+	memset(&c, 0, sizeof c);
+	larder_inspect(db, "default", "f", 1, "v", 1, 0, copy_info, &c);
+
+	ASSERT_EQ(unlink(hp), 0);
+	ASSERT_EQ(mkfifo(hp, 0644), 0);
+	ASSERT(larder_get(&e, db, "default", "f", 1, NULL, 0) < 0);
+	alarm(0);
+	larder_close(db);
+}
+
+/* Make a copy of the entry file outside the store and put a symlink to it
+ * where the entry was; returns the copy's path. */
+static const char *plant_symlink(const char *path)
+{
+	static char outside[4096];
+	snprintf(outside, sizeof outside, "%s", test_path("outside-entry"));
+	size_t len;
+	uint8_t *buf = read_file(path, &len);
+	int fd = open(outside, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ASSERT(fd >= 0);
+	ASSERT_EQ(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+	free(buf);
+	ASSERT_EQ(unlink(path), 0);
+	ASSERT_EQ(symlink(outside, path), 0);
+	return outside;
+}
+
+TEST(symlinked_entry_file_is_never_followed)
+{
+	larder *db = open_store();
+	PUT(db, "default", "s", "v", SMALL);
+	const char *path = entry_path(db, "default", "s", "v");
+	const char *outside = plant_symlink(path);
+	off_t before = file_size(outside);
+	larder_entry *e = NULL;
+	int rc = larder_get(&e, db, "default", "s", 1, "v", 1);
+	if (rc == 0)
+		test_fail(__FILE__, __LINE__, "served an entry via a symlink");
+	ASSERT(e == NULL);
+	/* The target outside the store is neither moved nor changed. */
+	ASSERT_EQ(file_size(outside), before);
+	larder_close(db);
+}
+
+TEST(symlinked_fanout_directory_is_never_followed)
+{
+	larder *db = open_store();
+	PUT(db, "default", "s", "v", SMALL);
+	const char *path = entry_path(db, "default", "s", "v");
+	/* Move the whole last fan-out directory away; a symlink replaces
+	 * it, pointing at the real (valid) entry. */
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", path);
+	*strrchr(dir, '/') = '\0';
+	const char *moved = test_path("outside-dir");
+	ASSERT_EQ(rename(dir, moved), 0);
+	ASSERT_EQ(symlink(moved, dir), 0);
+	larder_entry *e = NULL;
+	int rc = larder_get(&e, db, "default", "s", 1, "v", 1);
+	if (rc == 0)
+		test_fail(__FILE__, __LINE__,
+			  "served an entry through a symlinked directory");
+	larder_close(db);
+}
+
+TEST(symlink_planted_at_an_entry_path_does_not_block_a_refill)
+{
+	/* Whatever sits at an entry's name that is not a valid entry must
+	 * not make the key a permanent miss: the next put publishes. */
+	larder *db = open_store();
+	PUT(db, "default", "s", "v", SMALL);
+	const char *path = entry_path(db, "default", "s", "v");
+	plant_symlink(path);
+	larder_entry *e;
+	ASSERT(larder_get(&e, db, "default", "s", 1, "v", 1) != 0);
+	int rc = put_flags(db, "default", "s", "v", SMALL, 0);
+	if (rc != 0)
+		test_fail(__FILE__, __LINE__,
+			  "re-put over a planted symlink: %d (%s): %s", rc,
+			  larder_strerror(rc), larder_errmsg(db));
+	EXPECT_HIT(db, "default", "s", "v", SMALL);
+	struct stat st;
+	ASSERT_EQ(lstat(path, &st), 0);
+	ASSERT(S_ISREG(st.st_mode));
+	larder_close(db);
+}
+
+/* Rewrite the raw (uncompressed) length of the zstd entry at path,
+ * keeping the header checksum valid. */
+static void set_raw_len(const char *path, uint64_t raw)
+{
+	size_t len;
+	uint8_t *buf = read_file(path, &len);
+	ldr_hdr h;
+	const char *why;
+	ASSERT_EQ(ldr_hdr_decode(&h, buf, len, &why), 0);
+	ASSERT_EQ(h.codec, LDR_CODEC_ZSTD);
+	for (int i = 0; i < 8; i++)
+		buf[48 + i] = (uint8_t)(raw >> (8 * i));
+	memset(buf + 88, 0, 16);
+	uint8_t sum[16];
+	ldr_xxh128(buf, h.hdr_len, sum);
+	memcpy(buf + 88, sum, 16);
+	ASSERT_EQ(ldr_hdr_decode(&h, buf, len, &why), 0);
+	write_file(path, buf, len);
+	free(buf);
+}
+
+TEST(zstd_entry_whose_raw_length_lies_is_a_miss)
+{
+	/* A header that passes its checksum but whose uncompressed length
+	 * disagrees with the zstd frame (a buggy or hostile writer): a
+	 * miss and quarantine, never an error or a short read. */
+	larder *db = open_store();
+	size_t size = 100 * KiB;
+	uint8_t *buf = xmalloc(size);
+	memset(buf, 'a', size);
+	larder_put_opts po = LARDER_PUT_OPTS_INIT;
+	po.flags = LARDER_PUT_ZSTD;
+	const uint64_t lies[] = {size + 1, size - 1, 0, (uint64_t)1 << 50};
+	for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
+		ASSERT_RC(
+		    db,
+		    larder_put(db, "default", "z", 1, "v", 1, buf, size, &po),
+		    0);
+		const char *path = entry_path(db, "default", "z", "v");
+		set_raw_len(path, lies[i]);
+		int q0 = quarantined_files();
+		larder_entry *e;
+		int rc = larder_get(&e, db, "default", "z", 1, "v", 1);
+		if (rc != LARDER_ENOTFOUND)
+			test_fail(__FILE__, __LINE__,
+				  "raw length %llu: get returned %d (%s)",
+				  (unsigned long long)lies[i], rc,
+				  larder_strerror(rc));
+		ASSERT_EQ(quarantined_files(), q0 + 1);
+	}
+	free(buf);
+	larder_close(db);
+}
+
+TEST(trust_local_still_checks_the_header)
+{
+	larder *db = open_store();
+	PUT(db, "default", "t", "v", SMALL);
+	PUT(db, "default", "u", "v", SMALL);
+	larder_close(db);
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_TRUST_LOCAL;
+	db = open_store_opts(&o);
+	EXPECT_HIT(db, "default", "t", "v", SMALL);
+	const char *path = entry_path(db, "default", "t", "v");
+	xor_byte(path, 20, 0x01); /* namespace length */
+	EXPECT_QUARANTINED(db, "default", "t", "v", path, SMALL);
+	/* A truncated payload is framing, not content: still caught. */
+	path = entry_path(db, "default", "u", "v");
+	ASSERT_EQ(truncate(path, file_size(path) - 1), 0);
+	EXPECT_QUARANTINED(db, "default", "u", "v", path, SMALL);
+	larder_close(db);
+}
+
+/* A listing of everything under dir: name, type, size, mtime, ctime. */
+static void snapshot(const char *dir, char *out, size_t cap)
+{
+	DIR *d = opendir(dir);
+	ASSERT(d != NULL);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		char sub[4096];
+		join(sub, sizeof sub, dir, de->d_name);
+		struct stat st;
+		ASSERT_EQ(lstat(sub, &st), 0);
+		size_t n = strlen(out);
+		int w = snprintf(
+		    out + n, cap - n, "%s %o %lld %lld.%09ld %lld.%09ld\n", sub,
+		    st.st_mode, (long long)st.st_size,
+		    (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+		    (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+		ASSERT(w > 0 && (size_t)w < cap - n);
+		if (S_ISDIR(st.st_mode))
+			snapshot(sub, out, cap);
+	}
+	closedir(d);
+}
+
+TEST(reads_change_nothing_on_disk)
+{
+	larder *db = open_store();
+	PUT(db, "default", "a", "v1", 100);
+	PUT(db, "default", "a", "v2", 200 * KiB);
+	ASSERT_RC(db, put_flags(db, "default", "b", "v", 5000, LARDER_PUT_ZSTD),
+		  0);
+	larder_put_opts po = LARDER_PUT_OPTS_INIT;
+	po.ttl_seconds = 3600;
+	ASSERT_RC(db, larder_put(db, "default", "c", 1, "v", 1, "c", 1, &po),
+		  0);
+	size_t cap = 1 << 20;
+	char *before = xmalloc(cap), *after = xmalloc(cap);
+	before[0] = after[0] = '\0';
+	snapshot(store_dir(), before, cap);
+	/* Let the clock move past the timestamps' granularity, so that any
+	 * write would show in an mtime or ctime. */
+	struct timespec ts = {0, 30 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	for (int i = 0; i < 20; i++) {
+		EXPECT_HIT(db, "default", "a", "v1", 100);
+		EXPECT_HIT(db, "default", "a", "v2", 200 * KiB);
+		EXPECT_HEAD(db, "default", "a", "v2", 200 * KiB);
+		EXPECT_HIT(db, "default", "b", "v", 5000);
+		EXPECT_MISS(db, "default", "a", "v3");
+		EXPECT_MISS(db, "default", "nokey", NULL);
+		EXPECT_MISS(db, "nons", "a", "v1");
+		larder_entry *e;
+		ASSERT_RC(db, larder_get(&e, db, "default", "c", 1, "v", 1), 0);
+		larder_entry_release(e);
+	}
+	struct seen s;
+	memset(&s, 0, sizeof s);
+	ASSERT_RC(
+	    db, larder_walk(db, NULL, LARDER_WALK_VERIFY, check_walked, &s), 0);
+	inspect(db, "default", "a", "v1", LARDER_WALK_VERIFY);
+	int64_t ttl;
+	ASSERT_RC(db, larder_ns_get_ttl(db, "nons", &ttl), 0);
+	snapshot(store_dir(), after, cap);
+	if (strcmp(before, after) != 0)
+		test_fail(__FILE__, __LINE__,
+			  "reads changed the store:\n%s--\n%s", before, after);
+	free(before);
+	free(after);
+	larder_close(db);
+}
+
+TEST(oversized_key_or_version_or_bad_ttl_is_einval)
+{
+	larder *db = open_store();
+	size_t big = (64u << 20) + 1;
+	uint8_t *k = calloc(1, big);
+	ASSERT(k != NULL);
+	larder_writer *w = NULL;
+	ASSERT_RC(db,
+		  larder_writer_begin(&w, db, "default", k, big, "v", 1, NULL),
+		  LARDER_EINVAL);
+	ASSERT(w == NULL);
+	ASSERT_RC(db,
+		  larder_writer_begin(&w, db, "default", "k", 1, k, big, NULL),
+		  LARDER_EINVAL);
+	free(k);
+	larder_put_opts po = LARDER_PUT_OPTS_INIT;
+	po.ttl_seconds = LARDER_TTL_NEVER - 1;
+	ASSERT_RC(db, larder_put(db, "default", "k", 1, "v", 1, "x", 1, &po),
+		  LARDER_EINVAL);
+	po.ttl_seconds = 0;
+	po.version = 999; /* a future opts layout this build cannot read */
+	int rc = larder_put(db, "default", "k", 1, "v", 1, "x", 1, &po);
+	ASSERT(rc == LARDER_EINVAL || rc == 0);
+	expect_no_temp_files();
+	larder_close(db);
+}
+
+TEST(walk_repair_leaves_a_writer_in_progress_alone)
+{
+	larder *db = open_store();
+	size_t size = 300 * KiB;
+	uint8_t *buf = xmalloc(size);
+	test_fill_pattern(buf, size, seed_of("w", "v"));
+	larder_writer *w;
+	ASSERT_RC(db,
+		  larder_writer_begin(&w, db, "default", "w", 1, "v", 1, NULL),
+		  0);
+	/* Past the threshold: the payload is on disk in a temp file. */
+	ASSERT_RC(db, larder_writer_write(w, buf, size / 2), 0);
+	ASSERT_EQ(temp_files(), 1);
+	struct seen s;
+	memset(&s, 0, sizeof s);
+	ASSERT_RC(db,
+		  larder_walk(db, NULL, LARDER_WALK_VERIFY | LARDER_WALK_REPAIR,
+			      check_walked, &s),
+		  0);
+	ASSERT_EQ(s.n, 0);
+	ASSERT_EQ(temp_files(), 1);
+	ASSERT_EQ(quarantined_files(), 0);
+	ASSERT_RC(db, larder_writer_write(w, buf + size / 2, size - size / 2),
+		  0);
+	ASSERT_RC(db, larder_writer_commit(w), 0);
+	EXPECT_HIT(db, "default", "w", "v", size);
+	expect_no_temp_files();
+	free(buf);
 	larder_close(db);
 }
