@@ -66,7 +66,9 @@ void cli_print_cmd_help(FILE *f, const struct cli_cmd *cmd);
  * own; the global options (--dir, --ns, -v, --help) are accepted too.
  * For each of its own options, `on_opt(c, id, optarg, ctx)` is called and
  * returns CLI_CONTINUE or an exit code. On return *first is the index of
- * the first positional argument (they are moved to the end of argv).
+ * the first positional argument (they are moved, in order, to the end of
+ * argv). Options may come before or after positional arguments, even
+ * with POSIXLY_CORRECT set; "--" ends the options.
  * Returns CLI_CONTINUE, or an exit code: CLI_OK after --help was printed,
  * CLI_USAGE after an error was reported.
  */

@@ -204,43 +204,60 @@ int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
 {
 	struct option all[MAX_LONGOPTS];
 	char shortopts[64];
+	char **pos;
+	int npos = 0;
 	int help = 0;
+	int rc = CLI_CONTINUE;
 	int id;
 
-	/* A leading ':' makes getopt report a missing argument as ':' and
-	 * print nothing itself, so every message has our format. */
-	snprintf(shortopts, sizeof(shortopts), ":%s%s", GLOBAL_SHORT,
+	pos = calloc((size_t)argc, sizeof(*pos));
+	if (!pos) {
+		cli_err(c, "out of memory");
+		return CLI_IO;
+	}
+	/* '-' hands us positional arguments in order (as id 1) whatever
+	 * POSIXLY_CORRECT says, so options may follow them; ':' makes getopt
+	 * report a missing argument as ':' and print nothing itself, so
+	 * every message has our format. */
+	snprintf(shortopts, sizeof(shortopts), "-:%s%s", GLOBAL_SHORT,
 		 opts ? opts : "");
 	merge_longopts(all, longopts);
 
 	opterr = 0;
 	optind = 0; /* glibc: re-initialise fully for a second parse */
 	while ((id = getopt_long(argc, argv, shortopts, all, NULL)) != -1) {
-		int r;
-
-		if (id == '?')
-			return cli_usage_err(c, "unknown option '%s'",
-					     bad_option(argv, optopt));
-		if (id == ':')
-			return cli_usage_err(c, "option '%s' needs an argument",
-					     bad_option(argv, optopt));
-		if (id == 'h') {
+		if (id == 1) {
+			pos[npos++] = optarg;
+		} else if (id == '?') {
+			rc = cli_usage_err(c, "unknown option '%s'",
+					   bad_option(argv, optopt));
+		} else if (id == ':') {
+			rc = cli_usage_err(c, "option '%s' needs an argument",
+					   bad_option(argv, optopt));
+		} else if (id == 'h') {
 			help = 1;
-			continue;
+		} else if (id == 'd' || id == 'n' || id == 'v') {
+			rc = cli_global_opt(c, id, optarg);
+		} else {
+			rc = on_opt(c, id, optarg, ctx);
 		}
-		if (id == 'd' || id == 'n' || id == 'v')
-			r = cli_global_opt(c, id, optarg);
-		else
-			r = on_opt(c, id, optarg, ctx);
-		if (r != CLI_CONTINUE)
-			return r;
+		if (rc != CLI_CONTINUE)
+			goto out;
 	}
 	if (help) {
 		cli_print_cmd_help(stdout, cmd);
-		return fflush(stdout) == 0 ? CLI_OK : CLI_IO;
+		rc = fflush(stdout) == 0 ? CLI_OK : CLI_IO;
+		goto out;
 	}
-	*first = optind;
-	return CLI_CONTINUE;
+	/* Everything after "--" is positional too. */
+	while (optind < argc)
+		pos[npos++] = argv[optind++];
+	/* Hand the positionals back at the end of argv, in order. */
+	*first = argc - npos;
+	memcpy(argv + *first, pos, (size_t)npos * sizeof(*pos));
+out:
+	free(pos);
+	return rc;
 }
 
 /* The default store directory, per the XDG base directory spec (which

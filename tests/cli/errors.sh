@@ -104,7 +104,7 @@ expect_err "bad --ttl 'soon'" "bad --ttl message"
 expect_rc 2 "bad init --mode" L init --mode 0777
 expect_rc 2 "bad init --fsync" L init --fsync always
 expect_rc 2 "help for an unknown command" "$LARDER" help frobnicate
-expect_rc 2 "put's --version is not a global option" "$LARDER" --dir "$S" --verify verify
+expect_rc 2 "a command's option before the command name is unknown" "$LARDER" --dir "$S" --verify verify
 
 # Help.
 expect_rc 0 "--help" "$LARDER" --help
@@ -139,6 +139,7 @@ expect_err "no store directory" "no directory message"
 
 # Global options after the command name.
 expect_rc 0 "--dir after the command" "$LARDER" get k --dir "$S"
+expect_rc 0 "options after arguments even with POSIXLY_CORRECT" env POSIXLY_CORRECT=1 "$LARDER" get k --dir "$S"
 expect_rc 0 "--ns after the command" "$LARDER" put k "$T/p" --dir "$S" --ns n2 --version 1
 expect_rc 0 "--ns before the command" "$LARDER" --ns n2 --dir "$S" get k
 expect_rc 0 "a key that starts with '-' after --" L put -- -dash "$T/p"
