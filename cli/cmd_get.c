@@ -47,6 +47,13 @@ static int tmp_create(char *path)
 	sigemptyset(&sa.sa_mask);
 	sigemptyset(&block);
 	for (size_t i = 0; i < sizeof(guarded_sigs) / sizeof(int); i++) {
+		struct sigaction cur;
+
+		/* A signal our parent ignores (nohup, a background job)
+		 * must stay ignored: catching it would make us die of it. */
+		if (sigaction(guarded_sigs[i], NULL, &cur) == 0 &&
+		    cur.sa_handler == SIG_IGN)
+			continue;
 		sigaction(guarded_sigs[i], &sa, NULL);
 		sigaddset(&block, guarded_sigs[i]);
 	}
