@@ -569,6 +569,7 @@ static void sweep_op(const char *op, int nerr, int fsync)
 		test_fail(__FILE__, __LINE__,
 			  "no %s call was ever seen inside the store", op);
 	printf("     %s: %d faulted puts\n", op, total);
+	fflush(stdout);
 	no_failures();
 }
 
@@ -776,6 +777,7 @@ static void sweep_get_op(const char *op, const char *const *errs, int nerr,
 		test_fail(__FILE__, __LINE__,
 			  "no %s call was ever seen on the read side", op);
 	printf("     %s: %d faulted gets\n", op, total);
+	fflush(stdout);
 	no_failures();
 }
 
@@ -795,6 +797,14 @@ TEST(fault_get_any_call_eio_never_wrong_bytes)
 {
 	static const char *const errs[] = {"EIO"};
 	sweep_get_op("any", errs, 1, 0);
+}
+
+/* Large payloads are mapped; a mapping that fails is an error or a
+ * fallback to reading, never wrong bytes. */
+TEST(fault_get_mmap_failure_is_error_or_read)
+{
+	static const char *const errs[] = {"ENOMEM", "EIO"};
+	sweep_get_op("mmap", errs, 2, 0);
 }
 
 /* ESTALE that never stops: the lookup gives up (bounded), no hang. */
