@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fmt.h"
 #include "harness.h"
 #include "larder.h"
 
@@ -692,4 +693,191 @@ TEST(forked_children_share_an_inherited_handle)
 	expect_walk_all_ok(inherited);
 	larder_close(inherited);
 	expect_clean_store();
+}
+
+/* ---------------------------------------------------------------------- */
+/* Readers racing corruption                                               */
+
+#define CORRUPT_READERS 4
+#define CORRUPT_ROUNDS 300
+
+struct corrupt_shared {
+	atomic_int done;
+	atomic_int errors;
+	atomic_int last_error;
+	atomic_long wrong, hits, misses;
+	char path[4096];
+	char ver[16]; /* a version whose payload is 300 KiB: mapped */
+	uint8_t good[400 * 1024];
+	size_t len;
+};
+
+static struct corrupt_shared *cs;
+
+static int grab_path(const larder_entry_info *info, void *payload)
+{
+	(void)payload;
+	snprintf(cs->path, sizeof cs->path, "%s", info->path);
+	return 0;
+}
+
+static void corrupt_reader(int id, void *arg)
+{
+	(void)arg;
+	(void)id;
+	larder *db = open_store(0);
+	while (!atomic_load(&cs->done)) {
+		larder_entry *e;
+		int rc = larder_get(&e, db, "c", "victim", 6, cs->ver,
+				    strlen(cs->ver));
+		if (rc == 0) {
+			atomic_fetch_add(&cs->hits, 1);
+			if (!entry_is_right(e, "victim", 6, cs->ver,
+					    strlen(cs->ver)))
+				atomic_fetch_add(&cs->wrong, 1);
+			larder_entry_release(e);
+		} else if (rc == LARDER_ENOTFOUND) {
+			atomic_fetch_add(&cs->misses, 1);
+		} else {
+			atomic_fetch_add(&cs->errors, 1);
+			atomic_store(&cs->last_error, rc);
+		}
+	}
+	larder_close(db);
+}
+
+/* Put a damaged copy of the good file in the entry's place (a new inode,
+ * as a faulty NFS client or a restore from a bad backup would): the bytes
+ * readers already hold never change under them. */
+static void replace_with_damaged(int round)
+{
+	static uint8_t bad[sizeof cs->good];
+	size_t len = cs->len;
+	memcpy(bad, cs->good, len);
+	switch (round % 4) {
+	case 0: /* payload bit */
+		bad[len - 1 - (size_t)round * 97 % (len / 2)] ^= 0x20;
+		break;
+	case 1: /* header bit; not the format field, whose flips make a
+		 * "newer" entry that is rightly left alone */
+		bad[(size_t)round % 104 +
+		    ((size_t)round % 104 >= 8 && (size_t)round % 104 < 12
+			 ? 8
+			 : 0)] ^= 0x01;
+		break;
+	case 2: /* truncated */
+		len = (size_t)round * 131 % len;
+		break;
+	case 3: /* valid header, another version's payload bytes */
+		test_fill_pattern(bad + (len - 4096), 4096, (uint64_t)round);
+		break;
+	}
+	char tmp[4200];
+	int n = snprintf(tmp, sizeof tmp, "%s.damaged", cs->path);
+	ASSERT(n > 0 && (size_t)n < sizeof tmp);
+	FILE *f = fopen(tmp, "w");
+	ASSERT(f != NULL);
+	ASSERT_EQ(fwrite(bad, 1, len, f), len);
+	ASSERT_EQ(fclose(f), 0);
+	ASSERT_EQ(rename(tmp, cs->path), 0);
+}
+
+/* Sort quarantine/ into valid entries and damaged files. */
+static void count_quarantined(int *good, int *damaged)
+{
+	const char *dir = test_path("store/quarantine");
+	DIR *d = opendir(dir);
+	ASSERT(d != NULL);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		char p[4400];
+		int n = snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+		ASSERT(n > 0 && (size_t)n < sizeof p);
+		FILE *f = fopen(p, "rb");
+		ASSERT(f != NULL);
+		static uint8_t buf[sizeof cs->good + 1];
+		size_t len = fread(buf, 1, sizeof buf, f);
+		fclose(f);
+		ldr_hdr h;
+		const char *why;
+		if (ldr_hdr_decode(&h, buf, len, &why) == 0 &&
+		    len - h.hdr_len == h.stored_len &&
+		    ldr_payload_verify(&h, buf + h.hdr_len) == 0)
+			(*good)++;
+		else
+			(*damaged)++;
+	}
+	closedir(d);
+}
+
+TEST(readers_racing_damaged_entries_never_see_a_wrong_byte)
+{
+	cs = shared_map(sizeof *cs);
+	larder *db = open_store(1);
+	for (int i = 0; i < 1000 && !cs->ver[0]; i++) {
+		char v[16];
+		snprintf(v, sizeof v, "v%d", i);
+		if (size_of(seed_of("victim", 6, v, strlen(v))) == 300 * KiB)
+			memcpy(cs->ver, v, sizeof v);
+	}
+	ASSERT(cs->ver[0] != '\0');
+	const char *ver = cs->ver;
+	size_t vlen = strlen(ver);
+	ASSERT_RC(db, put_pattern(db, "c", "victim", ver, 0, 0), 0);
+	ASSERT_RC(
+	    db,
+	    larder_inspect(db, "c", "victim", 6, ver, vlen, 0, grab_path, NULL),
+	    0);
+	FILE *f = fopen(cs->path, "r");
+	ASSERT(f != NULL);
+	cs->len = fread(cs->good, 1, sizeof cs->good, f);
+	ASSERT(feof(f));
+	fclose(f);
+	ASSERT(cs->len > 4096 + 104);
+
+	struct barrier b;
+	barrier_init(&b);
+	pid_t rd[CORRUPT_READERS];
+	for (int i = 0; i < CORRUPT_READERS; i++)
+		rd[i] = spawn(&b, corrupt_reader, i, NULL);
+	barrier_release(&b);
+	for (int r = 0; r < CORRUPT_ROUNDS; r++) {
+		replace_with_damaged(r);
+		/* Refill: whether a reader quarantined the damaged file
+		 * already or not, the put publishes a good one. */
+		int rc = put_pattern(db, "c", "victim", ver, 0, 0);
+		if (rc != 0)
+			test_fail(__FILE__, __LINE__, "round %d: put %d: %s", r,
+				  rc, larder_errmsg(db));
+	}
+	atomic_store(&cs->done, 1);
+	for (int i = 0; i < CORRUPT_READERS; i++)
+		reap(rd[i], "reader", i);
+	printf("     damaged: %ld hits, %ld misses\n", atomic_load(&cs->hits),
+	       atomic_load(&cs->misses));
+	if (atomic_load(&cs->errors))
+		test_fail(__FILE__, __LINE__, "%d errors, last %d",
+			  atomic_load(&cs->errors),
+			  atomic_load(&cs->last_error));
+	ASSERT_EQ(atomic_load(&cs->wrong), 0);
+	ASSERT(atomic_load(&cs->hits) > 0);
+	/* Every damaged copy went to quarantine, one way or the other, and
+	 * nothing else did: a valid entry in quarantine/ means a reader moved
+	 * a good file that a refill had just published in place of the bad
+	 * one it had checked. */
+	int good = 0, damaged = 0;
+	count_quarantined(&good, &damaged);
+	if (good || damaged != CORRUPT_ROUNDS)
+		test_fail(__FILE__, __LINE__,
+			  "quarantine/ holds %d valid entries and %d damaged "
+			  "files, want 0 and %d",
+			  good, damaged, CORRUPT_ROUNDS);
+	larder_entry *e;
+	ASSERT_RC(db, larder_get(&e, db, "c", "victim", 6, ver, vlen), 0);
+	ASSERT(entry_is_right(e, "victim", 6, ver, vlen));
+	larder_entry_release(e);
+	ASSERT_EQ(count_files(store_dir(), ".tmp."), 0);
+	larder_close(db);
 }
