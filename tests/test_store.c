@@ -1721,7 +1721,7 @@ TEST(fifo_at_an_entry_or_head_path_does_not_hang_readers)
 	const char *path = entry_path(db, "default", "f", "v");
 	ASSERT_EQ(unlink(path), 0);
 	ASSERT_EQ(mkfifo(path, 0644), 0);
-	alarm(10); /* a hang fails the test with SIGALRM */
+	alarm(3); /* a hang fails the test with SIGALRM */
 	larder_entry *e;
 	ASSERT(larder_get(&e, db, "default", "f", 1, "v", 1) < 0);
 	ASSERT(larder_get(&e, db, "default", "f", 1, NULL, 0) < 0);
