@@ -35,6 +35,7 @@
 #define KEY "fault-key"
 #define VER "v1"
 #define MAX_N 500
+#define NOT_RUN 99 /* a worker result for a call never made */
 
 static const char *const errno_labels[] = {"ENOSPC", "EIO", "EDQUOT", "ESTALE"};
 
@@ -118,8 +119,8 @@ __attribute__((constructor)) static void worker_main(void)
 	o.fsync = env_int("LFW_FSYNC", 0);
 	larder *db = NULL;
 	int rc_open = larder_open(&db, store, &o);
-	int rc_put = 1, oserr = 0, rc_get = 1, ok_get = -1, rc_head = 1,
-	    ok_head = -1, early = 0;
+	int rc_put = NOT_RUN, oserr = 0, rc_get = NOT_RUN, ok_get = -1,
+	    rc_head = NOT_RUN, ok_head = -1, early = 0;
 	char msg[512] = "";
 	if (rc_open != 0) {
 		snprintf(msg, sizeof msg, "%s", larder_open_errmsg());
@@ -166,6 +167,7 @@ struct fault {
 	const char *mode; /* "put" or "get" */
 	size_t size;	  /* payload bytes */
 	uint64_t seed;	  /* payload pattern */
+	const char *path; /* LARDER_FAULT_PATH; NULL = the whole store */
 };
 
 struct outcome {
@@ -210,8 +212,8 @@ check_fail(int line, const struct fault *f, const struct outcome *o,
 		 "[%s] %s: %s\n      worker: open=%d put=%d (%s) errno=%d "
 		 "get=%d ok=%d head=%d ok=%d\n      msg: %s\n      %s",
 		 what, cond, why, o->rc_open, o->rc_put,
-		 larder_strerror(o->rc_put), o->oserr, o->rc_get, o->ok_get,
-		 o->rc_head, o->ok_head, o->msg,
+		 o->rc_put == NOT_RUN ? "not run" : larder_strerror(o->rc_put),
+		 o->oserr, o->rc_get, o->ok_get, o->rc_head, o->ok_head, o->msg,
 		 o->fired ? o->fired_line : "(fault did not fire)");
 	const char *kg = getenv("LARDER_FAULT_KEEP_GOING");
 	if (!kg || kg[0] != '1')
@@ -291,7 +293,7 @@ static void run_worker(const struct fault *f, struct outcome *o)
 	unlink(result);
 	unlink(report);
 	memset(o, 0, sizeof *o);
-	o->rc_open = o->rc_put = o->rc_get = o->rc_head = 99;
+	o->rc_open = o->rc_put = o->rc_get = o->rc_head = NOT_RUN;
 
 	fflush(NULL);
 	pid_t pid = fork();
@@ -313,7 +315,7 @@ static void run_worker(const struct fault *f, struct outcome *o)
 		setenv("LARDER_FAULT_ERRNO", f->err ? f->err : "EIO", 1);
 		snprintf(num, sizeof num, "%ld", f->nth);
 		setenv("LARDER_FAULT_NTH", num, 1);
-		setenv("LARDER_FAULT_PATH", store_dir, 1);
+		setenv("LARDER_FAULT_PATH", f->path ? f->path : store_dir, 1);
 		setenv("LARDER_FAULT_PERSIST", f->persist ? "1" : "0", 1);
 		setenv("LARDER_FAULT_SHORT", f->shortio ? "1" : "0", 1);
 		setenv("LARDER_FAULT_REPORT", report, 1);
@@ -382,6 +384,8 @@ static int code_for(const char *err)
 		return LARDER_ESTALE;
 	if (!strcmp(err, "ENOMEM"))
 		return LARDER_ENOMEM;
+	if (!strcmp(err, "EACCES"))
+		return LARDER_EPERM;
 	if (!strcmp(err, "EINTR"))
 		return 0;
 	return LARDER_EIO;
@@ -392,9 +396,9 @@ static int errno_for(const char *err)
 	static const struct {
 		const char *n;
 		int e;
-	} t[] = {{"ENOSPC", ENOSPC}, {"EIO", EIO},     {"EDQUOT", EDQUOT},
-		 {"ESTALE", ESTALE}, {"EINTR", EINTR}, {"ENOMEM", ENOMEM},
-		 {"EFBIG", EFBIG}};
+	} t[] = {{"ENOSPC", ENOSPC}, {"EIO", EIO},	{"EDQUOT", EDQUOT},
+		 {"ESTALE", ESTALE}, {"EINTR", EINTR},	{"ENOMEM", ENOMEM},
+		 {"EFBIG", EFBIG},   {"EACCES", EACCES}};
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
 		if (!strcmp(t[i].n, err))
 			return t[i].e;
@@ -812,6 +816,55 @@ TEST(fault_get_estale_storm_is_bounded)
 {
 	static const char *const errs[] = {"ESTALE"};
 	sweep_get_op("open", errs, 1, 1);
+}
+
+/* The store's marker file cannot be opened: larder_open says why, with
+ * the code of the errno and a message naming the file. */
+TEST(fault_unopenable_store_marker_reports_its_errno)
+{
+	static const char *const errs[] = {"EIO", "EACCES", "ENOSPC"};
+	for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+		fresh_store();
+		char marker[4200];
+		snprintf(marker, sizeof marker, "%s/larder-store", store_dir);
+		struct fault f = {0};
+		f.op = "open";
+		f.err = errs[i];
+		f.nth = 1;
+		f.mode = "put";
+		f.size = SMALL;
+		f.seed = 5;
+		f.path = marker;
+		struct outcome o;
+		run_worker(&f, &o);
+		ASSERT(o.fired);
+		CHECK(&f, &o, o.rc_open == code_for(errs[i]),
+		      "larder_open returned %d (%s), want %d (%s)", o.rc_open,
+		      larder_strerror(o.rc_open), code_for(errs[i]),
+		      larder_strerror(code_for(errs[i])));
+		CHECK(&f, &o, strstr(o.msg, "larder-store") != NULL,
+		      "the message does not name the marker file");
+	}
+	no_failures();
+}
+
+/* EINTR opening the store directory itself is retried like any other. */
+TEST(fault_eintr_opening_the_store_is_retried)
+{
+	fresh_store();
+	struct fault f = {0};
+	f.op = "open";
+	f.err = "EINTR";
+	f.nth = 1;
+	f.mode = "put";
+	f.size = SMALL;
+	f.seed = 5;
+	struct outcome o;
+	run_worker(&f, &o);
+	ASSERT(o.fired);
+	CHECK(&f, &o, o.rc_open == 0 && o.rc_put == 0,
+	      "EINTR on the store's open escaped larder_open");
+	no_failures();
 }
 
 /* The shim itself: it fires on the Nth call of the class and only inside
