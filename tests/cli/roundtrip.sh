@@ -81,6 +81,20 @@ check "replaced file has the new payload" cmp -s "$T/big" "$T/o1"
 expect_rc 1 "get -o of a missing key misses" L get nosuch -o "$T/o2"
 check "a missed get -o leaves no file" test ! -e "$T/o2"
 check "no temp files left beside the output" sh -c '! ls "$1" | grep -q tmp-' sh "$T"
+# Killed at any moment, get -o leaves the whole file or none, and no temp.
+for delay in 0 0.005 0.02 0.05 0.1; do
+	rm -f "$T/killed"
+	"$LARDER" --dir "$S" get big -o "$T/killed" 2>/dev/null &
+	sleep $delay
+	kill -TERM $! 2>/dev/null
+	wait $! 2>/dev/null
+	if [ -e "$T/killed" ]; then
+		check "get -o killed after ${delay}s: the file is complete" cmp -s "$T/big" "$T/killed"
+	else
+		ok "get -o killed after ${delay}s: no file"
+	fi
+	check "get -o killed after ${delay}s: no temp file left" sh -c '! ls "$1" | grep -q "killed.tmp-"' sh "$T"
+done
 expect_rc 0 "get -o - writes to stdout" L get bin -o -
 check "get -o - payload is identical" cmp -s "$T/bin2" "$T/out"
 
