@@ -28,7 +28,7 @@ static const char exit_codes_help[] =
     "  3  store problem (no store at DIR, not a store, newer format,\n"
     "     unsafe permissions, permission denied)\n"
     "  4  I/O error (read or write failure, disk full)\n"
-    "  5  verify found problems that remain\n";
+    "  5  verify found problems that remain (inspect: the entry is damaged)\n";
 
 static void print_main_help(FILE *f)
 {
