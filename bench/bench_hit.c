@@ -6,8 +6,9 @@
  * For payloads of 4 KiB, 1 MiB and 256 MiB, in one run: the entry is put
  * into a fresh store under DIR (default $TMPDIR, else /tmp) and the same
  * bytes are written to a plain file next to it. Then, with the page cache
- * warm, these are timed round-robin (ABCD, BCDA, ...) so that the machine's
- * noise falls on all of them alike:
+ * warm, these are timed in rounds, one of each per round in a random order,
+ * so that the machine's noise (and each one's after-effects on caches and
+ * TLB) falls on all of them alike:
  *
  *   larder    larder_get(known version) + touch every 4096th byte + release
  *   trust     the same through a handle opened with LARDER_OPEN_TRUST_LOCAL
@@ -327,11 +328,26 @@ static void measure_case(larder *db, larder *db_trust, struct bcase *c)
 	for (int m = 0; m < M_COUNT; m++)
 		if (!(t[m] = malloc(sizeof(double) * (size_t)n)))
 			die("out of memory");
+	uint64_t rng = 0x2545F4914F6CDD1Dull;
 	for (int r = -warm; r < n; r++) {
-		/* Rotate the order every round: no method always runs right
-		 * after another one's cache or TLB damage. */
+		/* A fresh random order every round. Rotating a fixed order is
+		 * not enough: each method would always follow the same other
+		 * one and inherit its damage (an munmap's TLB flush made the
+		 * method after mmap 1.4 us slower at 4 KiB). */
+		int order[M_COUNT];
+		for (int k = 0; k < M_COUNT; k++)
+			order[k] = k;
+		for (int k = M_COUNT - 1; k > 0; k--) {
+			rng ^= rng << 13;
+			rng ^= rng >> 7;
+			rng ^= rng << 17;
+			int j = (int)(rng % (uint64_t)(k + 1));
+			int tmp = order[k];
+			order[k] = order[j];
+			order[j] = tmp;
+		}
 		for (int k = 0; k < M_COUNT; k++) {
-			int m = ((r + warm) + k) % M_COUNT;
+			int m = order[k];
 			int64_t d = run_one(m, &x);
 			if (r >= 0)
 				t[m][r] = (double)d;
