@@ -189,7 +189,8 @@ LARDER_API void larder_close(larder *db);
 
 /* The last failure of the calling thread on `db`: a message naming the
  * path and the operation, and the OS errno (0 if none). The message stays
- * valid until the thread's next call on `db`. */
+ * valid until the thread's next call on `db`. With db NULL, they describe
+ * the calling thread's last failed larder_open(). */
 LARDER_API const char *larder_errmsg(const larder *db);
 LARDER_API int larder_errno(const larder *db);
 
@@ -299,7 +300,12 @@ LARDER_API int larder_writer_write(larder_writer *w, const void *buf,
  * Returns 0 if this call published it, LARDER_EXISTS if an identical
  * (key, version) entry was already published by someone else (theirs is
  * kept; same bytes by the contract that a version names its data), or a
- * negative code; on failure nothing is left behind. */
+ * negative code; on failure nothing is left behind. In both success cases
+ * the key's head hint is moved to this version (unless LARDER_PUT_NO_HEAD),
+ * so re-putting an older version makes it the head again. With the `full`
+ * fsync policy, a directory fsync that fails after the entry became
+ * visible is logged and counted (write_failures), not returned: the entry
+ * is correct, only its survival of a crash is in doubt. */
 LARDER_API int larder_writer_commit(larder_writer *w);
 
 /* Drop a writer and its temp file. NULL is a no-op. */
@@ -335,7 +341,9 @@ enum larder_entry_state {
 typedef struct larder_entry_info {
 	const char *ns;	  /* namespace */
 	const char *path; /* file path */
-	const void *key;  /* NULL when the header is unreadable */
+	/* Header fields: key is NULL when the header itself is unreadable;
+	 * for a payload checksum failure they are shown, but unverified. */
+	const void *key;
 	size_t klen;
 	const void *ver;
 	size_t vlen;
@@ -349,6 +357,7 @@ typedef struct larder_entry_info {
 	int compressed;	      /* zstd */
 	int state;	      /* enum larder_entry_state */
 	const char *problem;  /* what is wrong, for non-OK states */
+	int quarantined;      /* LARDER_WALK_REPAIR moved it to quarantine/ */
 } larder_entry_info;
 
 /* Walk flags */

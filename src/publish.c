@@ -152,8 +152,8 @@ int larder_writer_begin(larder_writer **out, larder *db, const char *ns,
 	w->created = ldr_now_ns();
 	/* A TTL past the year 2262 (int64 ns) is as good as never. */
 	w->expires = ttl > 0 && ttl < (INT64_MAX - w->created) / 1000000000
-			     ? w->created + ttl * 1000000000
-			     : 0;
+			 ? w->created + ttl * 1000000000
+			 : 0;
 
 	uint8_t hash[16];
 	ldr_entry_hash(ns, key, klen, ver, vlen, hash);
@@ -279,28 +279,31 @@ int larder_writer_write(larder_writer *w, const void *buf, size_t len)
 }
 
 /* An entry is already at the final name. If it is good, the race was won
- * by an identical filler: keep theirs. If it is expired or bad, clear it so
- * our link can take its place. Returns 1 if theirs stands, 0 to retry. */
+ * by an identical filler: keep theirs. If it is expired or bad, clear it
+ * (only that very file) so our link can take its place. Returns 1 if
+ * theirs stands, 0 to retry, or a negative code if it cannot be read. */
 static int existing_stands(larder_writer *w, const char *rel)
 {
 	larder *db = w->db;
 	struct ldr_file f;
-	if (ldr_file_load(db, rel, &f) != 0)
-		return errno == ENOENT ? 0 : 1;
+	if (ldr_file_load(db, rel, &f) != 0) {
+		if (errno == ENOENT || errno == ESTALE)
+			return 0;
+		return wfail(db, errno, "read the existing entry", rel);
+	}
 	ldr_hdr h;
 	const char *why;
 	int state = ldr_entry_check(db, &f, w->ns, w->key, w->klen, w->ver,
 				    w->vlen, 1, &h, &why);
-	if (state == LARDER_STATE_OK || state == LARDER_STATE_NEWER) {
-		ldr_file_free(&f);
-		return 1;
-	}
-	if (state == LARDER_STATE_EXPIRED)
-		unlinkat(w->dirfd, w->hex, 0);
+	int rc = 0;
+	if (state == LARDER_STATE_OK || state == LARDER_STATE_NEWER)
+		rc = 1;
+	else if (state == LARDER_STATE_EXPIRED)
+		ldr_remove_same(db, rel, f.dev, f.ino);
 	else
 		ldr_quarantine(db, rel, f.dev, f.ino, why);
 	ldr_file_free(&f);
-	return 0;
+	return rc;
 }
 
 /* Make the temp file visible under its final name without ever replacing
@@ -315,8 +318,9 @@ static int link_final(larder_writer *w)
 			return 0;
 		int e = errno;
 		if (e == EEXIST) {
-			if (existing_stands(w, rel))
-				return LARDER_EXISTS;
+			int r = existing_stands(w, rel);
+			if (r)
+				return r > 0 ? LARDER_EXISTS : r;
 			continue;
 		}
 		if (e != EPERM && e != ENOTSUP && e != ENOSYS && e != EMLINK &&
@@ -331,16 +335,19 @@ static int link_final(larder_writer *w)
 		}
 		e = errno;
 		if (e == EEXIST) {
-			if (existing_stands(w, rel))
-				return LARDER_EXISTS;
+			int r = existing_stands(w, rel);
+			if (r)
+				return r > 0 ? LARDER_EXISTS : r;
 			continue;
 		}
 		if (e != EINVAL && e != ENOSYS)
 			return wfail(db, e, "rename temp file to", rel);
 		if (faccessat(w->dirfd, w->hex, F_OK, AT_SYMLINK_NOFOLLOW) ==
-			0 &&
-		    existing_stands(w, rel))
-			return LARDER_EXISTS;
+		    0) {
+			int r = existing_stands(w, rel);
+			if (r)
+				return r > 0 ? LARDER_EXISTS : r;
+		}
 		if (renameat(w->dirfd, w->tmp, w->dirfd, w->hex) != 0)
 			return wfail(db, errno, "rename temp file to", rel);
 		w->tmp[0] = '\0';
@@ -413,9 +420,16 @@ int larder_writer_commit(larder_writer *w)
 		  rc == 0 ? LARDER_CTR_PUBLISHED : LARDER_CTR_PUBLISH_RACED);
 	if (w->tmp[0] && unlinkat(w->dirfd, w->tmp, 0) == 0)
 		w->tmp[0] = '\0';
+	/* The entry is visible and correct now; a failed directory fsync
+	 * only means it may not survive a crash (a later miss, never a wrong
+	 * answer), so it is reported, not turned into a failed publish. */
 	if (db->fsync == LARDER_FSYNC_FULL && ldr_fsync(w->dirfd) != 0) {
-		rc = wfail(db, errno, "fsync directory", w->dirrel);
-		goto out;
+		int e = errno;
+		ldr_count(db, LARDER_CTR_WRITE_FAILURES);
+		ldr_log(db, LARDER_LOG_WARN,
+			"published '%s/%s/%s' but cannot fsync its directory: "
+			"%s",
+			db->dir, w->dirrel, w->hex, strerror(e));
 	}
 	if (!(w->flags & LARDER_PUT_NO_HEAD) &&
 	    ldr_head_write(db, w->ns, w->key, w->klen, w->ver, w->vlen) != 0)

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_decompressBound */
 #include <zstd.h>
 
 #include "fsutil.h"
@@ -26,12 +27,60 @@ struct larder_entry {
 	int64_t created, expires;
 };
 
+/* The last component of rel is a symlink (or other trap) where an entry
+ * should be: describe it as an empty file, which the header check calls
+ * corrupt, so that it is quarantined and a refill can take its place. The
+ * parent is opened without following symlinks, so nothing outside the
+ * store is ever looked at. */
+static int load_not_a_file(larder *db, const char *rel, struct ldr_file *f)
+{
+	char dir[LDR_REL_MAX + 64];
+	const char *base = strrchr(rel, '/');
+	if (!base || (size_t)(base - rel) >= sizeof dir) {
+		errno = ELOOP;
+		return -1;
+	}
+	memcpy(dir, rel, (size_t)(base - rel));
+	dir[base - rel] = '\0';
+	int dfd = ldr_open_beneath(db->rootfd, dir, O_RDONLY | O_DIRECTORY, 0);
+	if (dfd < 0)
+		return -1;
+	struct stat st;
+	int rc = fstatat(dfd, base + 1, &st, AT_SYMLINK_NOFOLLOW);
+	int e = errno;
+	ldr_close(dfd);
+	if (rc != 0) {
+		errno = e;
+		return -1;
+	}
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	return 0;
+}
+
+/* Whether a file of `size` bytes holds a payload big enough to map: the
+ * threshold is about payloads, so look at the header's stored length. */
+static int worth_mapping(larder *db, int fd, size_t size)
+{
+	uint8_t fixed[LDR_HDR_FIXED];
+	if (size < db->mmap_threshold)
+		return 0;
+	if (ldr_pread_full(fd, fixed, sizeof fixed, 0) != (ssize_t)sizeof fixed)
+		return 1; /* let the header check judge the whole file */
+	uint64_t stored = 0;
+	for (int i = 7; i >= 0; i--)
+		stored = stored << 8 | fixed[40 + i];
+	return stored >= db->mmap_threshold || stored > size;
+}
+
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f)
 {
 	memset(f, 0, sizeof *f);
-	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY, 0);
+	/* O_NONBLOCK: a FIFO planted at an entry path must not hang the
+	 * reader (it has no effect on regular files). */
+	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_NONBLOCK, 0);
 	if (fd < 0)
-		return -1;
+		return errno == ELOOP ? load_not_a_file(db, rel, f) : -1;
 	struct stat st;
 	int rc = -1;
 	if (fstat(fd, &st) != 0)
@@ -45,7 +94,7 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f)
 		goto out;
 	}
 	size_t size = (size_t)st.st_size;
-	if (size >= db->mmap_threshold) {
+	if (worth_mapping(db, fd, size)) {
 		/* Populate up front: the checksum reads every page anyway,
 		 * and one populate costs less than a fault per page run. */
 		int populate =
@@ -74,14 +123,10 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f)
 		f->len = (size_t)n; /* short: the header check catches it */
 	}
 	rc = 0;
-out:
-	if (rc) {
-		int e = errno;
-		ldr_close(fd);
-		errno = e;
-	} else {
-		ldr_close(fd);
-	}
+out:;
+	int e = errno;
+	ldr_close(fd);
+	errno = e;
 	return rc;
 }
 
@@ -107,7 +152,10 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *ns,
 {
 	(void)db;
 	*why = NULL;
+	memset(h, 0, sizeof *h);
 	int rc = ldr_hdr_decode(h, f->p, f->len, why);
+	if (rc)
+		h->hdr_len = 0;
 	if (rc == LARDER_EVERSION)
 		return LARDER_STATE_NEWER;
 	if (rc)
@@ -137,7 +185,12 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *ns,
 
 static int decompress(larder_entry *e, const ldr_hdr *h)
 {
-	if (h->raw_len > SIZE_MAX / 2)
+	/* The raw length is only as good as the header's checksum; bound it
+	 * by what the frame can decompress to before allocating it. */
+	unsigned long long bound =
+	    ZSTD_decompressBound(e->f.p + h->hdr_len, h->stored_len);
+	if (bound == ZSTD_CONTENTSIZE_ERROR || h->raw_len > bound ||
+	    h->raw_len > SIZE_MAX / 2)
 		return LARDER_ECORRUPT;
 	e->plain = malloc(h->raw_len ? h->raw_len : 1);
 	if (!e->plain)

@@ -124,43 +124,99 @@ void ldr_file_rel(char *out, const char *ns, char kind, const char *hex)
 	memcpy(p, hex, 33);
 }
 
-void ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
-		    const char *why)
+/* Move dfd/name to tdfd/tname only if it is the file (dev, ino) that was
+ * judged: rename first, then look at what moved, and put it back if it is
+ * another one (a filler published a good entry since). Checking first and
+ * renaming after would leave a window in which a good entry is moved.
+ * Returns 1 if the judged file moved, 0 if it was gone or not it, -1 with
+ * errno if the rename failed. */
+static int take_away(int dfd, const char *name, dev_t dev, ino_t ino, int tdfd,
+		     const char *tname)
 {
+	if (renameat(dfd, name, tdfd, tname) != 0)
+		return errno == ENOENT ? 0 : -1;
 	struct stat st;
-	/* Only move the very file found bad: another reader may have
-	 * quarantined it already and a filler published a good one since. */
-	if (fstatat(db->rootfd, rel, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-	    st.st_dev != dev || st.st_ino != ino)
-		return;
-	char dst[LDR_REL_MAX + 64], rnd[17];
+	if (fstatat(tdfd, tname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    st.st_dev == dev && st.st_ino == ino)
+		return 1;
+	/* Not ours: give it back its name (EEXIST: yet another good one
+	 * is there already), then drop our link to it. */
+	linkat(tdfd, tname, dfd, name, 0);
+	unlinkat(tdfd, tname, 0);
+	return 0;
+}
+
+/* Open the directory of rel (no symlinks); *base points into rel. */
+static int open_parent(larder *db, const char *rel, const char **base)
+{
+	char dir[LDR_REL_MAX + 64];
+	const char *slash = strrchr(rel, '/');
+	if (!slash || (size_t)(slash - rel) >= sizeof dir) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(dir, rel, (size_t)(slash - rel));
+	dir[slash - rel] = '\0';
+	*base = slash + 1;
+	return ldr_open_beneath(db->rootfd, dir, O_RDONLY | O_DIRECTORY, 0);
+}
+
+int ldr_remove_same(larder *db, const char *rel, dev_t dev, ino_t ino)
+{
+	const char *base;
+	char tname[128];
+	int dfd = open_parent(db, rel, &base);
+	if (dfd < 0)
+		return -1;
+	/* Renamed to a temp name first: the sweeper knows what to do with
+	 * one left behind by a crash between the two steps. */
+	ldr_temp_name(tname, sizeof tname, db->host);
+	int r = take_away(dfd, base, dev, ino, dfd, tname);
+	if (r == 1)
+		unlinkat(dfd, tname, 0);
+	int e = errno;
+	ldr_close(dfd);
+	errno = e;
+	return r < 0 ? -1 : 0;
+}
+
+int ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
+		   const char *why)
+{
+	const char *base;
+	char dst[128], rnd[17];
 	uint8_t r[8];
+	int dfd = open_parent(db, rel, &base);
+	if (dfd < 0)
+		return 0;
+	int qfd = ldr_open_beneath(db->rootfd, "quarantine",
+				   O_RDONLY | O_DIRECTORY, 0);
+	if (qfd < 0 && errno == ENOENT &&
+	    ldr_mkdirs(db->rootfd, "quarantine", db->dmode) == 0)
+		qfd = ldr_open_beneath(db->rootfd, "quarantine",
+				       O_RDONLY | O_DIRECTORY, 0);
 	ldr_random(r, sizeof r);
 	ldr_hex(r, sizeof r, rnd);
-	const char *base = strrchr(rel, '/');
-	snprintf(dst, sizeof dst, "quarantine/%s.%s", base ? base + 1 : rel,
-		 rnd);
-	int rc = renameat(db->rootfd, rel, db->rootfd, dst);
-	if (rc != 0 && errno == ENOENT &&
-	    faccessat(db->rootfd, "quarantine", F_OK, AT_SYMLINK_NOFOLLOW)) {
-		ldr_mkdirs(db->rootfd, "quarantine", db->dmode);
-		rc = renameat(db->rootfd, rel, db->rootfd, dst);
-	}
-	if (rc != 0 && errno != ENOENT) {
-		/* Cannot keep it for inspection: at least stop serving
-		 * attempts at it. */
+	snprintf(dst, sizeof dst, "%.40s.%s", base, rnd);
+	int moved = qfd >= 0 ? take_away(dfd, base, dev, ino, qfd, dst) : -1;
+	if (moved < 0) {
+		/* Cannot keep it for inspection (no quarantine/, or a
+		 * filesystem that will not rename across directories): at
+		 * least stop serving attempts at it. */
 		int e = errno;
-		if (unlinkat(db->rootfd, rel, 0) == 0)
-			rc = 0;
+		moved = ldr_remove_same(db, rel, dev, ino) == 0;
 		ldr_log(db, LARDER_LOG_WARN,
 			"cannot move '%s/%s' to quarantine: %s%s", db->dir, rel,
-			strerror(e), rc == 0 ? " (removed instead)" : "");
+			strerror(e), moved ? " (removed instead)" : "");
 	}
-	if (rc == 0) {
+	if (moved == 1) {
 		ldr_count(db, LARDER_CTR_QUARANTINED);
 		ldr_log(db, LARDER_LOG_WARN, "quarantined '%s/%s': %s", db->dir,
 			rel, why);
 	}
+	ldr_close(qfd);
+	ldr_close(dfd);
+	return moved == 1;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -213,24 +269,37 @@ static int parse_marker(larder *db, const char *text, const char *path)
 	return 0;
 }
 
+/* 0 and the store's settings, 1 if there is no marker, or a LARDER_E*. */
 static int read_marker(larder *db)
 {
 	char text[512];
 	int fd = ldr_open_beneath(db->rootfd, LDR_MARKER, O_RDONLY, 0);
-	if (fd < 0)
-		return -1;
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 1;
+		return ldr_fail_errno(NULL, errno, "cannot open '%s/%s': %s",
+				      db->dir, LDR_MARKER, strerror(errno));
+	}
 	ssize_t n = ldr_pread_full(fd, text, sizeof text - 1, 0);
 	int e = errno;
 	ldr_close(fd);
-	if (n < 0) {
-		errno = e;
+	if (n < 0)
 		return ldr_fail_errno(NULL, e, "cannot read '%s/%s': %s",
 				      db->dir, LDR_MARKER, strerror(e));
-	}
 	text[n] = '\0';
 	char path[4200];
 	snprintf(path, sizeof path, "%s/%s", db->dir, LDR_MARKER);
 	return parse_marker(db, text, path);
+}
+
+/* open(2) of the store directory, retrying EINTR. */
+static int open_root(const char *dir)
+{
+	int fd;
+	do
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	while (fd < 0 && errno == EINTR);
+	return fd;
 }
 
 static int dir_is_empty(int dirfd)
@@ -328,7 +397,7 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 	ldr_hostname(db->host, sizeof db->host);
 	int create = (db->flags & LARDER_OPEN_CREATE) != 0;
 
-	db->rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	db->rootfd = open_root(dir);
 	if (db->rootfd < 0 && errno == ENOENT && create) {
 		mode_t m = opts && (opts->create_mode & 020) ? 02775 : 0755;
 		if (ldr_mkdirs(AT_FDCWD, dir, m) != 0) {
@@ -364,8 +433,7 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 	}
 
 	rc = read_marker(db);
-	if (rc < 0 && errno == ENOENT && rc != LARDER_ENOTSTORE &&
-	    rc != LARDER_EVERSION) {
+	if (rc == 1) {
 		if (!dir_is_empty(db->rootfd)) {
 			rc = ldr_fail(NULL, LARDER_ENOTSTORE, 0,
 				      "'%s' is not a larder store (no %s "
@@ -381,8 +449,11 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 			goto fail;
 		}
 		rc = init_store(db, opts);
-		if (rc == 0)
-			rc = read_marker(db);
+		if (rc == 0 && (rc = read_marker(db)) == 1)
+			rc = ldr_fail(NULL, LARDER_EIO, ENOENT,
+				      "store marker '%s/%s' vanished after "
+				      "init",
+				      dir, LDR_MARKER);
 	}
 	if (rc < 0)
 		goto fail;
@@ -615,7 +686,7 @@ static int describe(struct walk *w, const char *ns, const char *rel)
 	int state =
 	    ldr_entry_check(db, &f, ns, NULL, 0, NULL, 0,
 			    (w->flags & LARDER_WALK_VERIFY) != 0, &h, &why);
-	if (state != LARDER_STATE_CORRUPT && state != LARDER_STATE_NEWER) {
+	if (h.hdr_len != 0) { /* the header itself decoded */
 		info.key = h.key;
 		info.klen = h.key_len;
 		info.ver = h.ver;
@@ -629,7 +700,7 @@ static int describe(struct walk *w, const char *ns, const char *rel)
 		info.compressed = h.codec == LDR_CODEC_ZSTD;
 		uint8_t named[16];
 		ldr_entry_hash(ns, h.key, h.key_len, h.ver, h.ver_len, named);
-		if (memcmp(named, w->want, 16) != 0) {
+		if (state == LARDER_STATE_OK && memcmp(named, w->want, 16)) {
 			state = LARDER_STATE_MISPLACED;
 			why = "header names another key, version or "
 			      "namespace than the file name";
@@ -639,7 +710,7 @@ static int describe(struct walk *w, const char *ns, const char *rel)
 	info.problem = why;
 	if ((w->flags & LARDER_WALK_REPAIR) &&
 	    (state == LARDER_STATE_CORRUPT || state == LARDER_STATE_MISPLACED))
-		ldr_quarantine(db, rel, f.dev, f.ino, why);
+		info.quarantined = ldr_quarantine(db, rel, f.dev, f.ino, why);
 	int rc = w->cb(&info, w->payload);
 	ldr_file_free(&f);
 	return rc;

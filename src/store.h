@@ -64,9 +64,13 @@ void ldr_dir_rel(char *out, const char *ns, char kind, const char *hex);
 void ldr_file_rel(char *out, const char *ns, char kind, const char *hex);
 
 /* Move the entry at `rel` to quarantine/, if it is still the file (dev,
- * ino) that was found bad. Counts and logs. */
-void ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
-		    const char *why);
+ * ino) that was found bad. Counts and logs; 1 if it moved it. */
+int ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
+		   const char *why);
+
+/* Remove the file at rel only if it is (dev, ino); 0 if it is gone (by
+ * us or anyone), -1 with errno if it could not be removed. */
+int ldr_remove_same(larder *db, const char *rel, dev_t dev, ino_t ino);
 
 /* A whole entry file, read into memory or mapped. */
 struct ldr_file {
@@ -82,8 +86,9 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f);
 void ldr_file_free(struct ldr_file *f);
 
 /* What a loaded entry file is, checked against what was asked for (key or
- * ver NULL = do not compare). Fills h; returns a larder_entry_state and a
- * reason for anything but OK. */
+ * ver NULL = do not compare). Fills h (h->hdr_len is 0 unless the header
+ * decoded); returns a larder_entry_state and a reason for anything but
+ * OK. */
 int ldr_entry_check(larder *db, const struct ldr_file *f, const char *ns,
 		    const void *key, size_t klen, const void *ver, size_t vlen,
 		    int verify_payload, ldr_hdr *h, const char **why);

@@ -1,5 +1,7 @@
 /* harness.c — runs each registered test in a forked child with a timeout. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "harness.h"
 
 #include <errno.h>
