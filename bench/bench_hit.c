@@ -105,10 +105,10 @@ static char workdir[4096];
 static int quick;
 static volatile uint64_t sink; /* keeps touches from being optimised out */
 
-static void cleanup(void);
+static void die(const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 1, 2)));
 
-__attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt,
-								...)
+static void die(const char *fmt, ...)
 {
 	va_list ap;
 	fprintf(stderr, "bench_hit: ");
