@@ -96,6 +96,14 @@ uint64_t ldr_hdr_padded_len(uint64_t min_len, int aligned)
 static void hdr_hash(const uint8_t *buf, uint32_t hdr_len, uint8_t out[16])
 {
 	static const uint8_t zero[16];
+	uint8_t small[512];
+	if (hdr_len <= sizeof small) {
+		/* the common case, on every hit: one call on a copy */
+		memcpy(small, buf, hdr_len);
+		memset(small + 88, 0, 16);
+		ldr_xxh128(small, hdr_len, out);
+		return;
+	}
 	XXH3_state_t st;
 	XXH3_128bits_reset(&st);
 	XXH3_128bits_update(&st, buf, 88);

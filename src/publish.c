@@ -295,12 +295,11 @@ static int existing_stands(larder_writer *w, const char *rel)
 	const char *why;
 	int state = ldr_entry_check(db, &f, w->ns, w->key, w->klen, w->ver,
 				    w->vlen, 1, &h, &why);
-	int rc = 0;
-	if (state == LARDER_STATE_OK || state == LARDER_STATE_NEWER)
-		rc = 1;
-	else if (state == LARDER_STATE_EXPIRED)
+	int rc = state == LARDER_STATE_OK || state == LARDER_STATE_NEWER;
+	ldr_file_ident(&f);
+	if (state == LARDER_STATE_EXPIRED)
 		ldr_remove_same(db, rel, f.dev, f.ino);
-	else
+	else if (!rc)
 		ldr_quarantine(db, rel, f.dev, f.ino, why);
 	ldr_file_free(&f);
 	return rc;

@@ -53,85 +53,150 @@ static int load_not_a_file(larder *db, const char *rel, struct ldr_file *f)
 		errno = e;
 		return -1;
 	}
+	f->have_ident = 1;
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
 	return 0;
 }
 
-/* Whether a file of `size` bytes holds a payload big enough to map: the
- * threshold is about payloads, so look at the header's stored length. */
-static int worth_mapping(larder *db, int fd, size_t size)
+/* Whether a file of `size` bytes, whose first bytes are in `head`, holds
+ * a payload big enough to map: the threshold is about payloads, so look at
+ * the header's stored length. */
+static int worth_mapping(larder *db, const uint8_t *head, size_t n, size_t size)
 {
-	uint8_t fixed[LDR_HDR_FIXED];
 	if (size < db->mmap_threshold)
 		return 0;
-	if (ldr_pread_full(fd, fixed, sizeof fixed, 0) != (ssize_t)sizeof fixed)
+	if (n < LDR_HDR_FIXED)
 		return 1; /* let the header check judge the whole file */
 	uint64_t stored = 0;
 	for (int i = 7; i >= 0; i--)
-		stored = stored << 8 | fixed[40 + i];
+		stored = stored << 8 | head[40 + i];
 	return stored >= db->mmap_threshold || stored > size;
 }
+
+/* The file length the header at the start of buf claims, or 0 if there
+ * is no plausible header there. */
+static uint64_t declared_len(const uint8_t *buf, size_t n)
+{
+	uint32_t need;
+	if (ldr_hdr_need(buf, n, &need) != 0)
+		return 0;
+	uint64_t stored = 0;
+	for (int i = 7; i >= 0; i--)
+		stored = stored << 8 | buf[40 + i];
+	return stored > UINT64_MAX - need ? 0 : need + stored;
+}
+
+/* A first read this big usually holds the whole file of a small entry,
+ * so a hit needs no fstat (a syscall costs over 1 µs on some machines). */
+#define LDR_FIRST_READ (16u << 10)
 
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f)
 {
 	memset(f, 0, sizeof *f);
+	f->fd = -1;
 	/* O_NONBLOCK: a FIFO planted at an entry path must not hang the
 	 * reader (it has no effect on regular files). */
 	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_NONBLOCK, 0);
 	if (fd < 0)
 		return errno == ELOOP ? load_not_a_file(db, rel, f) : -1;
+	f->fd = fd;
+	size_t first = LDR_FIRST_READ < db->mmap_threshold ? LDR_FIRST_READ
+							   : db->mmap_threshold;
+	uint8_t *buf = malloc(first);
+	if (!buf)
+		goto nomem;
+	/* One pread, not a loop to EOF: a second syscall to see EOF would
+	 * cost a small hit a third of its time. The header says how long
+	 * the file must be; if the bytes read are exactly that, they are
+	 * the whole file. Anything else takes the careful path below. */
+	ssize_t n;
+	do
+		n = pread(fd, buf, first, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno != EISDIR && errno != EAGAIN && errno != EINVAL)
+			goto fail;
+		n = 0; /* not a readable file: empty, hence corrupt */
+	}
+	if ((size_t)n < first && (uint64_t)n == declared_len(buf, (size_t)n)) {
+		if ((size_t)n < first / 2) {
+			uint8_t *b = realloc(buf, n ? (size_t)n : 1);
+			if (b)
+				buf = b;
+		}
+		f->p = buf;
+		f->len = (size_t)n;
+		return 0;
+	}
 	struct stat st;
-	int rc = -1;
 	if (fstat(fd, &st) != 0)
-		goto out;
+		goto fail;
+	f->have_ident = 1;
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
 	if (!S_ISREG(st.st_mode)) {
-		/* Not an entry: leave it empty, the header check calls it
-		 * corrupt. */
-		rc = 0;
-		goto out;
+		free(buf); /* a device or such: corrupt */
+		f->p = NULL;
+		return 0;
 	}
 	size_t size = (size_t)st.st_size;
-	if (worth_mapping(db, fd, size)) {
-		/* Populate up front: the checksum reads every page anyway,
-		 * and one populate costs less than a fault per page run. */
+	if (worth_mapping(db, buf, (size_t)n, size)) {
+		free(buf);
+		buf = NULL;
+		/* Populate up front: the checksum reads every page anyway. */
 		int populate =
 		    (db->flags & LARDER_OPEN_TRUST_LOCAL) ? 0 : MAP_POPULATE;
 		void *p =
 		    mmap(NULL, size, PROT_READ, MAP_SHARED | populate, fd, 0);
 		if (p == MAP_FAILED)
-			goto out;
+			goto fail;
 		f->p = p;
 		f->len = size;
 		f->mapped = 1;
-	} else {
-		f->p = malloc(size ? size : 1);
-		if (!f->p) {
-			errno = ENOMEM;
-			goto out;
-		}
-		ssize_t n = ldr_pread_full(fd, f->p, size, 0);
-		if (n < 0) {
-			int e = errno;
-			free(f->p);
-			f->p = NULL;
-			errno = e;
-			goto out;
-		}
-		f->len = (size_t)n; /* short: the header check catches it */
+		return 0;
 	}
-	rc = 0;
-out:;
+	uint8_t *b = realloc(buf, size ? size : 1);
+	if (!b)
+		goto nomem;
+	buf = b;
+	n = ldr_pread_full(fd, buf, size, 0);
+	if (n < 0)
+		goto fail; /* short: the header check catches it */
+	f->p = buf;
+	f->len = (size_t)n;
+	return 0;
+nomem:
+	errno = ENOMEM;
+fail:;
 	int e = errno;
+	free(buf);
 	ldr_close(fd);
+	f->fd = -1;
 	errno = e;
-	return rc;
+	return -1;
+}
+
+void ldr_file_ident(struct ldr_file *f)
+{
+	struct stat st;
+	if (f->have_ident || f->fd < 0 || fstat(f->fd, &st) != 0)
+		return;
+	f->have_ident = 1;
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+}
+
+void ldr_file_drop_fd(struct ldr_file *f)
+{
+	if (f->fd >= 0)
+		ldr_close(f->fd);
+	f->fd = -1;
 }
 
 void ldr_file_free(struct ldr_file *f)
 {
+	ldr_file_drop_fd(f);
 	if (!f->p)
 		return;
 	if (f->mapped)
@@ -290,10 +355,12 @@ int larder_get(larder_entry **out, larder *db, const char *ns, const void *key,
 		goto out;
 	default: /* corrupt or misplaced: never served */
 		ldr_count(db, LARDER_CTR_CHECKSUM_FAIL);
+		ldr_file_ident(&e->f);
 		ldr_quarantine(db, rel, e->f.dev, e->f.ino, why);
 		rc = miss(db, ns);
 		goto out;
 	}
+	ldr_file_drop_fd(&e->f); /* a held entry keeps no descriptor */
 	if (!e->plain)
 		e->data = e->f.p + h.hdr_len;
 	e->size = h.raw_len;

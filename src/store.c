@@ -55,24 +55,53 @@ bad:
 			ns ? ns : "(null)", LARDER_NS_MAX);
 }
 
+static uint8_t *put_len(uint8_t *p, size_t n)
+{
+	for (int i = 0; i < 8; i++)
+		*p++ = (uint8_t)((uint64_t)n >> (8 * i));
+	return p;
+}
+
+static uint8_t *put_field(uint8_t *p, const void *data, size_t n)
+{
+	p = put_len(p, n);
+	if (n)
+		memcpy(p, data, n);
+	return p + n;
+}
+
 static void hash_field(XXH3_state_t *st, const void *p, size_t n)
 {
 	uint8_t len[8];
-	for (int i = 0; i < 8; i++)
-		len[i] = (uint8_t)((uint64_t)n >> (8 * i));
+	put_len(len, n);
 	XXH3_128bits_update(st, len, 8);
 	if (n)
 		XXH3_128bits_update(st, p, n);
 }
 
+/* XXH3-128 of the length-prefixed fields. Short names are framed in a
+ * stack buffer and hashed in one call (this is on every hit, and the
+ * streaming state costs several times more); both ways give the same
+ * hash. */
 static void hash_name(const char *tag, const char *ns, const void *key,
 		      size_t klen, const void *ver, size_t vlen, int with_ver,
 		      uint8_t out[16])
 {
+	size_t tlen = strlen(tag), nlen = strlen(ns);
+	uint8_t small[512];
+	if (32 + tlen + nlen + klen + vlen <= sizeof small) {
+		uint8_t *p = put_field(small, tag, tlen);
+		p = put_field(p, ns, nlen);
+		p = put_field(p, key, klen);
+		if (with_ver)
+			p = put_field(p, ver, vlen);
+		ldr_xxh128(small, (size_t)(p - small), out);
+		return;
+	}
 	XXH3_state_t st;
 	XXH3_128bits_reset(&st);
-	hash_field(&st, tag, strlen(tag));
-	hash_field(&st, ns, strlen(ns));
+	hash_field(&st, tag, tlen);
+	hash_field(&st, ns, nlen);
 	hash_field(&st, key, klen);
 	if (with_ver)
 		hash_field(&st, ver, vlen);
@@ -709,8 +738,11 @@ static int describe(struct walk *w, const char *ns, const char *rel)
 	info.state = state;
 	info.problem = why;
 	if ((w->flags & LARDER_WALK_REPAIR) &&
-	    (state == LARDER_STATE_CORRUPT || state == LARDER_STATE_MISPLACED))
+	    (state == LARDER_STATE_CORRUPT ||
+	     state == LARDER_STATE_MISPLACED)) {
+		ldr_file_ident(&f);
 		info.quarantined = ldr_quarantine(db, rel, f.dev, f.ino, why);
+	}
 	int rc = w->cb(&info, w->payload);
 	ldr_file_free(&f);
 	return rc;

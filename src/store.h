@@ -72,17 +72,25 @@ int ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
  * us or anyone), -1 with errno if it could not be removed. */
 int ldr_remove_same(larder *db, const char *rel, dev_t dev, ino_t ino);
 
-/* A whole entry file, read into memory or mapped. */
+/* A whole entry file, read into memory or mapped. The fd stays open until
+ * ldr_file_free() (or ldr_file_drop_fd()), so that the file's identity can
+ * be taken when it turns out bad: a hit never pays for an fstat. */
 struct ldr_file {
 	uint8_t *p;
 	size_t len;
 	int mapped;
+	int fd;
+	int have_ident;
 	dev_t dev;
 	ino_t ino;
 };
-/* Load the file at rel (beneath the root): read when small, mapped when at
- * least db->mmap_threshold. Returns 0, or -1 with errno. */
+/* Load the file at rel (beneath the root): read when its payload is
+ * small, mapped when at least db->mmap_threshold. Returns 0, or -1 with
+ * errno. */
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f);
+/* Fill f->dev and f->ino (before the fd is dropped). */
+void ldr_file_ident(struct ldr_file *f);
+void ldr_file_drop_fd(struct ldr_file *f);
 void ldr_file_free(struct ldr_file *f);
 
 /* What a loaded entry file is, checked against what was asked for (key or
