@@ -30,12 +30,13 @@ enum cli_exit {
 #define CLI_CONTINUE (-1)
 
 struct cli {
-	const char *cmd; /* command name, for messages */
-	const char *dir; /* --dir, or NULL until cli_open() resolves it */
-	char *dir_buf;	 /* owns a default dir built from the environment */
-	const char *ns;	 /* --ns, "default" unless given */
-	int ns_given;	 /* --ns was on the command line */
-	int verbose;	 /* -v */
+	const char *cmd;  /* command name, for messages */
+	const char *dir;  /* --dir, or NULL until cli_open() resolves it */
+	char *dir_buf;	  /* owns a default dir built from the environment */
+	const char *ns;	  /* --ns, "default" unless given */
+	int ns_given;	  /* --ns was on the command line */
+	int verbose;	  /* -v */
+	int allow_unsafe; /* --allow-unsafe-mode */
 };
 
 struct cli_cmd {

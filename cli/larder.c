@@ -46,6 +46,10 @@ static void print_main_help(FILE *f)
 		"$HOME/.cache/larder)\n"
 		"  -n, --ns NS     the namespace (default: \"default\")\n"
 		"  -v, --verbose   say what was done\n"
+		"  --allow-unsafe-mode\n"
+		"                  use a store directory that every user may\n"
+		"                  write to (refused by default: anyone could\n"
+		"                  plant entries)\n"
 		"  -h, --help      show help\n\n%s",
 		exit_codes_help);
 }
@@ -55,7 +59,7 @@ void cli_print_cmd_help(FILE *f, const struct cli_cmd *cmd)
 	fprintf(f, "usage: larder %s %s\n\n%s\n%s", cmd->name, cmd->usage,
 		cmd->help,
 		"Global options: -d/--dir DIR, -n/--ns NS, -v/--verbose, "
-		"-h/--help\n");
+		"--allow-unsafe-mode, -h/--help\n");
 }
 
 __attribute__((format(printf, 2, 0))) static void
@@ -151,6 +155,9 @@ int cli_global_opt(struct cli *c, int id, const char *arg)
 	case 'v':
 		c->verbose = 1;
 		return CLI_CONTINUE;
+	case 'U':
+		c->allow_unsafe = 1;
+		return CLI_CONTINUE;
 	default:
 		return cli_usage_err(c, "unknown option");
 	}
@@ -179,6 +186,7 @@ static const struct option global_longopts[] = {
     {"dir", required_argument, NULL, 'd'},
     {"ns", required_argument, NULL, 'n'},
     {"verbose", no_argument, NULL, 'v'},
+    {"allow-unsafe-mode", no_argument, NULL, 'U'},
     {"help", no_argument, NULL, 'h'},
     {0},
 };
@@ -236,7 +244,7 @@ int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
 					   bad_option(argv, optopt));
 		} else if (id == 'h') {
 			help = 1;
-		} else if (id == 'd' || id == 'n' || id == 'v') {
+		} else if (id == 'd' || id == 'n' || id == 'v' || id == 'U') {
 			rc = cli_global_opt(c, id, optarg);
 		} else {
 			rc = on_opt(c, id, optarg, ctx);
@@ -291,18 +299,6 @@ static int resolve_dir(struct cli *c)
 	return CLI_OK;
 }
 
-/* Exit code for a failed open. The library reports a store path that is
- * a regular file as an I/O error (ENOTDIR); to a user it is "not a
- * store", a store problem. */
-static int open_failure_code(const char *dir, int rc)
-{
-	struct stat sb;
-
-	if (rc == LARDER_EIO && stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
-		return CLI_STORE;
-	return cli_open_exit_code(rc);
-}
-
 int cli_open(struct cli *c, larder **out, const larder_opts *opts)
 {
 	const char *msg;
@@ -311,7 +307,12 @@ int cli_open(struct cli *c, larder **out, const larder_opts *opts)
 	rc = resolve_dir(c);
 	if (rc != CLI_OK)
 		return rc;
-	rc = larder_open(out, c->dir, opts);
+	larder_opts o = LARDER_OPTS_INIT;
+	if (opts)
+		o = *opts;
+	if (c->allow_unsafe)
+		o.flags |= LARDER_OPEN_ALLOW_UNSAFE_MODE;
+	rc = larder_open(out, c->dir, &o);
 	if (rc == 0)
 		return CLI_OK;
 	/* The library's message names the path and the cause already. */
@@ -324,7 +325,7 @@ int cli_open(struct cli *c, larder **out, const larder_opts *opts)
 	else
 		cli_err(c, "cannot open store '%s': %s", c->dir,
 			larder_strerror(rc));
-	return open_failure_code(c->dir, rc);
+	return cli_open_exit_code(rc);
 }
 
 static const struct cli_cmd *find_cmd(const char *name)

@@ -435,13 +435,19 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 					    strerror(errno));
 			goto fail;
 		}
-		db->rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		db->rootfd = open_root(dir);
 	}
 	if (db->rootfd < 0) {
 		int e = errno;
-		rc = ldr_fail_errno(
-		    NULL, e, "cannot open store '%s': %s%s", dir, strerror(e),
-		    e == ENOENT ? " (create it with init)" : "");
+		if (e == ENOTDIR)
+			rc = ldr_fail(NULL, LARDER_ENOTSTORE, e,
+				      "'%s' is not a directory, so not a store",
+				      dir);
+		else
+			rc = ldr_fail_errno(
+			    NULL, e, "cannot open store '%s': %s%s", dir,
+			    strerror(e),
+			    e == ENOENT ? " (create it with init)" : "");
 		goto fail;
 	}
 

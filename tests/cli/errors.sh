@@ -23,6 +23,7 @@ expect_rc 0 "init" L init
 chmod o+w "$S"
 expect_rc 3 "a store writable by others is refused" L get k
 expect_err "^larder: get: " "unsafe mode message has the command prefix"
+expect_rc 1 "--allow-unsafe-mode opens it anyway (then a plain miss)" L --allow-unsafe-mode get k
 chmod o-w "$S"
 if grep -q '^format 1$' "$S/larder-store" 2>/dev/null; then
 	cp "$S/larder-store" "$T/format.saved"
