@@ -58,6 +58,12 @@ void cli_err(const struct cli *c, const char *fmt, ...)
 int cli_usage_err(const struct cli *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Check the number of positional arguments (argv[first..argc)): at least
+ * `min` (else "missing WHAT"), at most `max`. Returns CLI_CONTINUE or
+ * CLI_USAGE (reported). */
+int cli_positionals(struct cli *c, int argc, char **argv, int first, int min,
+		    int max, const char *what);
+
 /* Print the help of `cmd` to f. */
 void cli_print_cmd_help(FILE *f, const struct cli_cmd *cmd);
 

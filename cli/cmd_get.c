@@ -187,11 +187,9 @@ static int run_get(struct cli *c, int argc, char **argv)
 		       &first);
 	if (rc != CLI_CONTINUE)
 		return rc;
-	if (first >= argc)
-		return cli_usage_err(c, "missing KEY");
-	if (first + 1 < argc)
-		return cli_usage_err(c, "unexpected argument '%s'",
-				     argv[first + 1]);
+	rc = cli_positionals(c, argc, argv, first, 1, 1, "KEY");
+	if (rc != CLI_CONTINUE)
+		return rc;
 	if (a.output && !*a.output)
 		return cli_usage_err(c, "-o needs a file name");
 	key = argv[first];

@@ -397,13 +397,11 @@ static int run_put(struct cli *c, int argc, char **argv)
 		       &first);
 	if (rc != CLI_CONTINUE)
 		return rc;
-	if (first >= argc)
-		return cli_usage_err(c, "missing KEY");
+	rc = cli_positionals(c, argc, argv, first, 1, 2, "KEY");
+	if (rc != CLI_CONTINUE)
+		return rc;
 	if (first + 1 < argc)
 		file = argv[first + 1];
-	if (first + 2 < argc)
-		return cli_usage_err(c, "unexpected argument '%s'",
-				     argv[first + 2]);
 
 	/* Open the store first: no point reading a large input for a store
 	 * that is not there. */

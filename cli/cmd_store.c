@@ -136,11 +136,9 @@ static int run_rm(struct cli *c, int argc, char **argv)
 		       &version, &first);
 	if (rc != CLI_CONTINUE)
 		return rc;
-	if (first >= argc)
-		return cli_usage_err(c, "missing KEY");
-	if (first + 1 < argc)
-		return cli_usage_err(c, "unexpected argument '%s'",
-				     argv[first + 1]);
+	rc = cli_positionals(c, argc, argv, first, 1, 1, "KEY");
+	if (rc != CLI_CONTINUE)
+		return rc;
 	key = argv[first];
 
 	rc = cli_open(c, &db, NULL);

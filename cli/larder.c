@@ -140,6 +140,17 @@ int cli_fail(const struct cli *c, larder *db, int rc)
 	return cli_exit_code(rc);
 }
 
+int cli_positionals(struct cli *c, int argc, char **argv, int first, int min,
+		    int max, const char *what)
+{
+	if (argc - first < min)
+		return cli_usage_err(c, "missing %s", what);
+	if (argc - first > max)
+		return cli_usage_err(c, "unexpected argument '%s'",
+				     argv[first + max]);
+	return CLI_CONTINUE;
+}
+
 int cli_global_opt(struct cli *c, int id, const char *arg)
 {
 	switch (id) {
