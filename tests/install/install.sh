@@ -1,0 +1,65 @@
+#!/bin/sh
+# `make install` delivers a usable library: install the build into a
+# staging root, then build and run a program against it with pkg-config
+# alone, and run the installed tool.
+# Usage: install.sh BUILD_DIR [CFLAGS for the test program]
+build=$1
+app_cflags=${2:-}
+T=$(mktemp -d "${TMPDIR:-/tmp}/larder-install.XXXXXX") || exit 2
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+check() {
+	desc=$1
+	shift
+	if "$@" >"$T/log" 2>&1; then
+		pass=$((pass + 1))
+		echo "ok - $desc"
+	else
+		fail=$((fail + 1))
+		echo "FAIL - $desc"
+		sed 's/^/    /' "$T/log" | head -n 10
+	fi
+}
+
+check "cmake --install into a staging root" \
+	env DESTDIR="$T/root" cmake --install "$build" --prefix /usr/local
+pc=$(find "$T/root" -name larder.pc | head -n 1)
+check "larder.pc is installed" test -n "$pc"
+check "larder.h is installed" test -f "$T/root/usr/local/include/larder.h"
+
+cat >"$T/app.c" <<'C'
+#include <larder.h>
+#include <stdio.h>
+#include <string.h>
+int main(int argc, char **argv)
+{
+	larder *db;
+	larder_opts o = LARDER_OPTS_INIT;
+	larder_entry *e;
+	o.flags = LARDER_OPEN_CREATE;
+	if (argc < 2 || larder_open(&db, argv[1], &o) != 0)
+		return 1;
+	if (larder_put(db, "default", "k", 1, "v", 1, "hello", 5, NULL) != 0 ||
+	    larder_get(&e, db, "default", "k", 1, "v", 1) != 0)
+		return 2;
+	int ok = larder_entry_size(e) == 5 &&
+		 memcmp(larder_entry_data(e), "hello", 5) == 0;
+	larder_entry_release(e);
+	larder_close(db);
+	printf("%s %s\n", larder_version(), ok ? "ok" : "wrong");
+	return ok ? 0 : 3;
+}
+C
+export PKG_CONFIG_SYSROOT_DIR="$T/root"
+export PKG_CONFIG_PATH=$(dirname "$pc")
+flags=$(pkg-config --cflags --libs larder)
+check "a program builds with pkg-config --cflags --libs larder" \
+	cc -Wall -Werror $app_cflags "$T/app.c" $flags -o "$T/app"
+check "the program runs against the installed shared library" \
+	env LD_LIBRARY_PATH="$T/root/usr/local/lib" "$T/app" "$T/store"
+check "the installed tool reads what the program stored" \
+	env LD_LIBRARY_PATH="$T/root/usr/local/lib" \
+	"$T/root/usr/local/bin/larder" --dir "$T/store" get k --version v
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
