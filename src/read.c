@@ -144,11 +144,10 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f)
 	if (worth_mapping(db, buf, (size_t)n, size)) {
 		free(buf);
 		buf = NULL;
-		/* Populate up front: the checksum reads every page anyway. */
-		int populate =
-		    (db->flags & LARDER_OPEN_TRUST_LOCAL) ? 0 : MAP_POPULATE;
-		void *p =
-		    mmap(NULL, size, PROT_READ, MAP_SHARED | populate, fd, 0);
+		/* No MAP_POPULATE: measured here, faulting pages in as the
+		 * checksum walks them beats populating them up front (1 MiB:
+		 * 117 vs 128 us; 256 MiB: the same). */
+		void *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
 		if (p == MAP_FAILED)
 			goto fail;
 		f->p = p;
