@@ -5,7 +5,7 @@ ASAN    ?= build-asan
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-asan demo install format fuzz bench clean
+.PHONY: all deps build test test-asan demo install format format-check fuzz bench clean
 
 all: build
 
@@ -36,8 +36,14 @@ demo: deps
 install: build
 	cmake --install $(BUILD)
 
+SOURCES = include/*.h src/*.[ch] cli/*.[ch] tests/*.[ch] bench/*.c fuzz/*.c
+
 format:
-	clang-format -i include/*.h src/*.[ch] cli/*.c tests/*.[ch] bench/*.c fuzz/*.c
+	clang-format -i $(SOURCES)
+
+# Fails if any file differs from what clang-format would make of it.
+format-check:
+	clang-format --dry-run -Werror $(SOURCES)
 
 fuzz: deps
 	@sh scripts/fuzz.sh

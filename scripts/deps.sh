@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install the Debian packages larder needs to build and test, if missing.
 set -e
-pkgs="cmake make gcc clang pkg-config libxxhash-dev libzstd-dev libclang-rt-14-dev
+pkgs="cmake make gcc clang clang-format pkg-config libxxhash-dev libzstd-dev
+      libclang-rt-14-dev
       util-linux xxd python3"
 missing=""
 for p in $pkgs; do
