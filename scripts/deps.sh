@@ -3,7 +3,7 @@
 set -e
 pkgs="cmake make gcc clang clang-format pkg-config libxxhash-dev libzstd-dev
       libclang-rt-14-dev
-      util-linux xxd python3"
+      util-linux python3"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
