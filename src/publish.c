@@ -182,8 +182,9 @@ int larder_writer_begin(larder_writer **out, larder *db, const char *ns,
 		rc = wfail(db, e, "create temp file in", w->dirrel);
 		goto fail;
 	}
-	/* umask may narrow a group-shared store's mode */
-	if (db->fmode != 0644 && fchmod(w->fd, db->fmode) != 0) {
+	/* The store's mode, not the umask's: a process with umask 077 must
+	 * still publish entries the store's other users can read. */
+	if (fchmod(w->fd, db->fmode) != 0) {
 		rc = wfail(db, errno, "chmod temp file in", w->dirrel);
 		goto fail;
 	}
@@ -501,7 +502,7 @@ int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 		rc = wfail(db, errno, "create head temp in", dir);
 		goto out;
 	}
-	if ((db->fmode != 0644 && fchmod(fd, db->fmode) != 0) ||
+	if (fchmod(fd, db->fmode) != 0 ||
 	    ldr_pwrite_full(fd, b, n, 0) != 0 ||
 	    (db->fsync == LARDER_FSYNC_FULL && ldr_fdatasync(fd) != 0)) {
 		rc = wfail(db, errno, "write head temp in", dir);
