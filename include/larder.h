@@ -51,14 +51,18 @@
  * `larder_entry *` or `larder_writer *` belongs to one thread at a time
  * (hand it over with your own synchronisation). larder_errmsg() and
  * larder_errno() report the last failure of the *calling thread* on that
- * handle. The library starts no threads, installs no signal handlers and
- * prints nothing: logging goes through the callback in larder_opts.
+ * handle. The library installs no signal handlers and prints nothing:
+ * logging goes through the callback in larder_opts. The only thread it
+ * starts is the heartbeat of a lease held by larder_get_or_fill(), which
+ * runs while that call's loader runs and is joined before it returns.
  *
  * fork()
  * ------
  * After fork() the child may keep using the store handle and any entry
  * handles it inherited (their data stays valid). A writer begun before the
  * fork belongs to the parent: the child must neither commit nor abort it.
+ * Do not fork from inside a loader (the child would not have the lease's
+ * heartbeat thread); exec'ing a program from it (fork + exec) is fine.
  *
  * Memory
  * ------
@@ -328,6 +332,107 @@ LARDER_API int larder_remove(larder *db, const char *ns, const void *key,
 			     size_t klen, const void *ver, size_t vlen);
 
 /* ---------------------------------------------------------------------- */
+/* Single-flight fills across processes and hosts (DESIGN §7)             */
+/*
+ * larder_get_or_fill() returns the entry for (ns, key, version). When it is
+ * missing, exactly one caller among all the processes and hosts sharing the
+ * store runs its loader: the one that holds the key's lease, a small file
+ * kept alive by a heartbeat thread. The others wait, bounded, for the entry
+ * to appear (inotify on local filesystems, jittered polling on network
+ * ones), and take over when the filler dies (same host: at once; other
+ * hosts: when its lease has shown no heartbeat for a full lease period, as
+ * timed by the waiter's own monotonic clock — no clocks are compared across
+ * machines). Leases only save work: if every lease were lost, results would
+ * still be correct, because entries are immutable and checked.
+ *
+ * Calling sequence
+ *
+ *    static int load(larder_fill *f, void *payload) {
+ *        while ((n = produce(buf, sizeof buf)) > 0)
+ *            if ((rc = larder_fill_write(f, buf, n)) != 0) return rc;
+ *        return 0;
+ *    }
+ *    int outcome;
+ *    rc = larder_get_or_fill(&e, &outcome, db, "default", key, klen,
+ *                            ver, vlen, NULL, load, ctx, NULL);
+ *
+ * The loader's data always reaches the caller: if the cache cannot keep it
+ * (disk full, read-only, permission), the entry returned holds the loaded
+ * bytes in memory, outcome is LARDER_FILLED_UNCACHED, the failure is
+ * counted (LARDER_CTR_UNCACHED) and described by larder_errmsg().
+ */
+
+typedef struct larder_fill larder_fill; /* a lookup or load in progress */
+
+/* Computes the source's current version and hands it over with
+ * larder_fill_set_version(). Return 0, or non-zero to fail the call (a
+ * negative LARDER_E* code is returned as is, anything else as
+ * LARDER_EIO). */
+typedef int (*larder_version_fn)(larder_fill *fill, void *payload);
+
+/* Loads the data, streaming it with larder_fill_write(). Return as for
+ * larder_version_fn; on failure nothing is published. A loader that reads
+ * the version in the same snapshot as the data (one SQL transaction, say)
+ * calls larder_fill_set_version() with it: the data is then published under
+ * that version and the version is not computed again after the load. */
+typedef int (*larder_loader_fn)(larder_fill *fill, void *payload);
+
+LARDER_API int larder_fill_set_version(larder_fill *fill, const void *ver,
+				       size_t vlen);
+LARDER_API int larder_fill_write(larder_fill *fill, const void *buf,
+				 size_t len);
+/* The version being looked up or loaded (valid during the callback). */
+LARDER_API const void *larder_fill_version(const larder_fill *fill,
+					   size_t *vlen);
+
+/* What larder_get_or_fill did */
+enum larder_outcome {
+	LARDER_HIT = 1,	   /* the entry was there */
+	LARDER_FILLED = 2, /* this call ran the loader and published */
+	LARDER_WAITED = 3, /* another process filled it while we waited */
+	LARDER_STALE = 4,  /* allow-stale: a previous version, while another
+			      process fills the current one */
+	LARDER_FILLED_UNCACHED = 5 /* loaded here, but not cached */
+};
+
+/* Fill flags */
+#define LARDER_FILL_ALLOW_STALE                                                \
+	0x1u /* while another process fills, return the previous version */
+
+#define LARDER_FILL_OPTS_VERSION 1
+typedef struct larder_fill_opts {
+	unsigned version; /* LARDER_FILL_OPTS_VERSION */
+	unsigned flags;	  /* LARDER_FILL_* */
+	/* How long a lease lives without a heartbeat before a waiter on
+	 * another host may break it. 0 = 30 s (network filesystems). */
+	double lease_seconds;
+	double heartbeat_seconds; /* 0 = lease / 4 */
+	/* How long to wait for another filler before loading anyway (never
+	 * a deadlock). 0 = 10 lease periods. */
+	double max_wait_seconds;
+	/* Loads retried when the source changed during a load. 0 = 3. */
+	unsigned max_retries;
+	const larder_put_opts *put; /* TTL, metadata, zstd of the entry */
+} larder_fill_opts;
+#define LARDER_FILL_OPTS_INIT                                                  \
+	{                                                                      \
+		LARDER_FILL_OPTS_VERSION, 0, 0, 0, 0, 0, NULL                  \
+	}
+
+/* Get (ns, key, ver), filling it if missing. ver NULL: the version comes
+ * from version_fn (called first, and again after a load to check that the
+ * source did not change meanwhile). outcome may be NULL. Returns 0 and an
+ * entry (release it), or a negative code: the loader's or version_fn's
+ * failure, LARDER_ETIMEOUT never (after max_wait the caller loads itself),
+ * LARDER_EBUSY if the source changed during every one of the retries. */
+LARDER_API int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
+				  const char *ns, const void *key, size_t klen,
+				  const void *ver, size_t vlen,
+				  larder_version_fn version_fn,
+				  larder_loader_fn loader, void *payload,
+				  const larder_fill_opts *opts);
+
+/* ---------------------------------------------------------------------- */
 /* Walking and verifying the store                                         */
 
 enum larder_entry_state {
@@ -400,6 +505,13 @@ enum larder_counter {
 	LARDER_CTR_WRITE_FAILURES,
 	LARDER_CTR_EXPIRED,
 	LARDER_CTR_NEWER_FORMAT,
+	LARDER_CTR_FILLS,	   /* loads run by larder_get_or_fill */
+	LARDER_CTR_WAITS,	   /* calls that waited for another filler */
+	LARDER_CTR_FILL_WAIT_MS,   /* milliseconds spent waiting */
+	LARDER_CTR_LEASE_BREAKS,   /* stale leases broken */
+	LARDER_CTR_LEASE_LOST,	   /* our lease was broken while we loaded */
+	LARDER_CTR_SOURCE_CHANGED, /* source changed during a load: retried */
+	LARDER_CTR_UNCACHED,	   /* loads returned but not cached */
 	LARDER_CTR_COUNT
 };
 

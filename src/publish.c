@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -48,6 +49,13 @@ struct larder_writer {
 	uint8_t *zout;
 	size_t zoutcap;
 	int failed;
+	/* Fill mode (larder_get_or_fill): the caller's load must reach it
+	 * even when the cache cannot keep it, so a failing temp file is
+	 * swapped for an in-memory one (memfd) holding the same bytes. */
+	int fill_mode;
+	int in_memory;
+	int cache_rc; /* why the cache could not keep it */
+	char cache_msg[512];
 };
 
 static void writer_free(larder_writer *w)
@@ -87,9 +95,94 @@ static int wfail(larder *db, int e, const char *what, const char *rel)
 			      rel, strerror(e));
 }
 
+/* Fill mode: the cache failed with `rc` (already recorded); move what was
+ * written so far into a memfd and carry on there. */
+static int to_memory(larder_writer *w, int rc)
+{
+	larder *db = w->db;
+	if (!w->cache_rc) {
+		w->cache_rc = rc;
+		snprintf(w->cache_msg, sizeof w->cache_msg, "%s",
+			 larder_errmsg(db));
+	}
+	if (w->in_memory)
+		return rc;
+	int mfd = memfd_create("larder-fill", MFD_CLOEXEC);
+	if (mfd < 0)
+		return ldr_fail(db, LARDER_ENOMEM, errno,
+				"cannot keep the loaded data in memory: %s",
+				strerror(errno));
+	struct stat st;
+	if (w->fd >= 0 && fstat(w->fd, &st) == 0 && st.st_size > 0) {
+		uint8_t *b = malloc(1 << 20);
+		off_t off = 0;
+		while (b && off < st.st_size) {
+			ssize_t n = ldr_pread_full(w->fd, b, 1 << 20, off);
+			if (n <= 0 || ldr_pwrite_full(mfd, b, (size_t)n, off))
+				break;
+			off += n;
+		}
+		free(b);
+		if (off < st.st_size) {
+			ldr_close(mfd);
+			return ldr_fail(db, LARDER_EIO, errno,
+					"cannot read back the loaded data from "
+					"'%s/%s': %s",
+					db->dir, w->dirrel, strerror(errno));
+		}
+	}
+	ldr_close(w->fd);
+	if (w->tmp[0] && w->dirfd >= 0)
+		unlinkat(w->dirfd, w->tmp, 0);
+	w->tmp[0] = '\0';
+	w->fd = mfd;
+	w->in_memory = 1;
+	return 0;
+}
+
+/* pwrite into the temp file; in fill mode a failure moves it to memory
+ * and the write is done there. */
+static int wwrite(larder_writer *w, const void *a, size_t alen, const void *b,
+		  size_t blen, off_t off)
+{
+	for (;;) {
+		if (ldr_pwrite2(w->fd, a, alen, b, blen, off) == 0)
+			return 0;
+		int rc = wfail(w->db, errno, "write temp file in", w->dirrel);
+		if (!w->fill_mode || w->in_memory)
+			return rc;
+		if ((rc = to_memory(w, rc)) != 0)
+			return rc;
+	}
+}
+
+static int writer_begin(larder_writer **out, larder *db, const char *ns,
+			const void *key, size_t klen, const void *ver,
+			size_t vlen, const larder_put_opts *opts,
+			int fill_mode);
+
 int larder_writer_begin(larder_writer **out, larder *db, const char *ns,
 			const void *key, size_t klen, const void *ver,
 			size_t vlen, const larder_put_opts *opts)
+{
+	return writer_begin(out, db, ns, key, klen, ver, vlen, opts, 0);
+}
+
+int ldr_writer_begin_fill(larder_writer **out, larder *db, const char *ns,
+			  const void *key, size_t klen, const void *ver,
+			  size_t vlen, const larder_put_opts *opts)
+{
+	return writer_begin(out, db, ns, key, klen, ver, vlen, opts, 1);
+}
+
+void ldr_writer_no_head(larder_writer *w)
+{
+	w->flags |= LARDER_PUT_NO_HEAD;
+}
+
+static int writer_begin(larder_writer **out, larder *db, const char *ns,
+			const void *key, size_t klen, const void *ver,
+			size_t vlen, const larder_put_opts *opts, int fill_mode)
 {
 	*out = NULL;
 	int rc = ldr_check_ns(db, ns);
@@ -118,6 +211,7 @@ int larder_writer_begin(larder_writer **out, larder *db, const char *ns,
 		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
 	w->db = db;
 	w->fd = w->dirfd = -1;
+	w->fill_mode = fill_mode;
 	w->flags = opts ? opts->flags : 0;
 	snprintf(w->ns, sizeof w->ns, "%s", ns);
 	w->klen = klen;
@@ -191,6 +285,11 @@ int larder_writer_begin(larder_writer **out, larder *db, const char *ns,
 	*out = w;
 	return 0;
 fail:
+	if (fill_mode && rc != LARDER_EINVAL && w->st &&
+	    (!(w->flags & LARDER_PUT_ZSTD) || w->z) && to_memory(w, rc) == 0) {
+		*out = w;
+		return 0;
+	}
 	writer_free(w);
 	return rc;
 }
@@ -231,16 +330,17 @@ static int emit(larder_writer *w, const void *p, size_t n)
 		/* Large: the payload starts on a page boundary so readers
 		 * can map it; the header is written at commit. */
 		w->hdr_len = header_len(w, 1);
-		if (ldr_pwrite_full(w->fd, w->buf, w->buflen, w->hdr_len))
-			return wfail(db, errno, "write temp file in",
-				     w->dirrel);
+		int rc = wwrite(w, w->buf, w->buflen, NULL, 0, w->hdr_len);
+		if (rc)
+			return rc;
 		free(w->buf);
 		w->buf = NULL;
 		w->bufcap = 0;
 		w->spilled = 1;
 	}
-	if (ldr_pwrite_full(w->fd, p, n, (off_t)(w->hdr_len + w->stored)))
-		return wfail(db, errno, "write temp file in", w->dirrel);
+	int rc = wwrite(w, p, n, NULL, 0, (off_t)(w->hdr_len + w->stored));
+	if (rc)
+		return rc;
 	w->stored += n;
 	return 0;
 }
@@ -356,7 +456,19 @@ static int link_final(larder_writer *w)
 	return LARDER_EXISTS;
 }
 
-int larder_writer_commit(larder_writer *w)
+/* Fill mode: the temp file is complete but cannot be published; read it
+ * back (the fd may be closed already) into memory. */
+static int rescue_temp(larder_writer *w, int rc)
+{
+	if (w->fd < 0 && w->tmp[0])
+		w->fd = ldr_open_beneath(w->dirfd, w->tmp, O_RDONLY, 0);
+	return to_memory(w, rc);
+}
+
+/* Commit: publish, or in fill mode hand back the loaded bytes as an
+ * uncached entry (*uncached) when the cache cannot keep them; the return
+ * value is then the cache's failure. */
+static int finish(larder_writer *w, larder_entry **uncached)
 {
 	larder *db = w->db;
 	int rc = 0;
@@ -394,28 +506,49 @@ int larder_writer_commit(larder_writer *w)
 		goto out;
 	}
 	ldr_hdr_encode(&h, hdr);
-	if (w->spilled
-		? ldr_pwrite_full(w->fd, hdr, h.hdr_len, 0)
-		: ldr_pwrite2(w->fd, hdr, h.hdr_len, w->buf, w->buflen, 0)) {
-		rc = wfail(db, errno, "write temp file in", w->dirrel);
+	const void *rest = w->spilled ? NULL : w->buf;
+	size_t restlen = w->spilled ? 0 : w->buflen;
+	if ((rc = wwrite(w, hdr, h.hdr_len, rest, restlen, 0)))
 		goto out;
-	}
-	if (db->fsync != LARDER_FSYNC_NONE && ldr_fdatasync(w->fd) != 0) {
+	if (!w->in_memory && db->fsync != LARDER_FSYNC_NONE &&
+	    ldr_fdatasync(w->fd) != 0) {
 		rc = wfail(db, errno, "fsync temp file in", w->dirrel);
+		if (!w->fill_mode || (rc = rescue_temp(w, rc)))
+			goto out;
+	}
+	if (!w->in_memory) {
+		/* close() is where a network filesystem reports deferred
+		 * write errors: it must succeed before the entry is made
+		 * visible. */
+		int fd = w->fd;
+		w->fd = -1;
+		if (close(fd) != 0 && errno != EINTR) {
+			rc = wfail(db, errno, "close temp file in", w->dirrel);
+			if (!w->fill_mode || (rc = rescue_temp(w, rc)))
+				goto out;
+		}
+	}
+	if (!w->in_memory) {
+		rc = link_final(w);
+		if (rc < 0 && (!w->fill_mode || (rc = rescue_temp(w, rc))))
+			goto out;
+	}
+	if (w->in_memory) {
+		/* The header again: it may have gone to the temp file
+		 * before the move. */
+		rc = ldr_pwrite2(w->fd, hdr, h.hdr_len, rest, restlen, 0)
+			 ? ldr_fail(db, LARDER_ENOMEM, errno,
+				    "cannot keep the loaded data in "
+				    "memory: %s",
+				    strerror(errno))
+			 : ldr_entry_from_fd(db, w->fd, w->ns, w->key, w->klen,
+					     w->ver, w->vlen, uncached);
+		if (rc == 0) {
+			ldr_count(db, LARDER_CTR_UNCACHED);
+			rc = ldr_fail(db, w->cache_rc, 0, "%s", w->cache_msg);
+		}
 		goto out;
 	}
-	/* close() is where a network filesystem reports deferred write
-	 * errors: it must succeed before the entry is made visible. */
-	int fd = w->fd;
-	w->fd = -1;
-	if (close(fd) != 0 && errno != EINTR) {
-		rc = wfail(db, errno, "close temp file in", w->dirrel);
-		goto out;
-	}
-
-	rc = link_final(w);
-	if (rc < 0)
-		goto out;
 	ldr_count(db,
 		  rc == 0 ? LARDER_CTR_PUBLISHED : LARDER_CTR_PUBLISH_RACED);
 	if (w->tmp[0] && unlinkat(w->dirfd, w->tmp, 0) == 0)
@@ -440,6 +573,17 @@ out:
 	free(hdr);
 	writer_free(w);
 	return rc;
+}
+
+int larder_writer_commit(larder_writer *w)
+{
+	return finish(w, NULL);
+}
+
+int ldr_writer_commit_fill(larder_writer *w, larder_entry **uncached)
+{
+	*uncached = NULL;
+	return finish(w, uncached);
 }
 
 void larder_writer_abort(larder_writer *w)
@@ -502,8 +646,7 @@ int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 		rc = wfail(db, errno, "create head temp in", dir);
 		goto out;
 	}
-	if (fchmod(fd, db->fmode) != 0 ||
-	    ldr_pwrite_full(fd, b, n, 0) != 0 ||
+	if (fchmod(fd, db->fmode) != 0 || ldr_pwrite_full(fd, b, n, 0) != 0 ||
 	    (db->fsync == LARDER_FSYNC_FULL && ldr_fdatasync(fd) != 0)) {
 		rc = wfail(db, errno, "write head temp in", dir);
 		goto out;

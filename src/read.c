@@ -267,6 +267,62 @@ static int decompress(larder_entry *e, const ldr_hdr *h)
 	return 0;
 }
 
+static void entry_fields(larder_entry *e, const ldr_hdr *h)
+{
+	if (!e->plain)
+		e->data = e->f.p + h->hdr_len;
+	e->size = h->raw_len;
+	e->ver = h->ver;
+	e->vlen = h->ver_len;
+	e->meta = h->meta;
+	e->mlen = h->meta_len;
+	e->created = h->created;
+	e->expires = h->expires;
+}
+
+int ldr_entry_from_fd(larder *db, int fd, const char *ns, const void *key,
+		      size_t klen, const void *ver, size_t vlen,
+		      larder_entry **out)
+{
+	*out = NULL;
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return ldr_fail_errno(db, errno, "cannot stat loaded data: %s",
+				      strerror(errno));
+	larder_entry *e = calloc(1, sizeof *e);
+	if (!e)
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	e->f.fd = -1;
+	e->f.len = (size_t)st.st_size;
+	void *p = e->f.len ? mmap(NULL, e->f.len, PROT_READ, MAP_SHARED, fd, 0)
+			   : MAP_FAILED;
+	if (p == MAP_FAILED) {
+		free(e);
+		return ldr_fail(db, LARDER_ENOMEM, errno,
+				"cannot map loaded data: %s", strerror(errno));
+	}
+	e->f.p = p;
+	e->f.mapped = 1;
+	ldr_hdr h;
+	const char *why;
+	int state =
+	    ldr_entry_check(db, &e->f, ns, key, klen, ver, vlen, 1, &h, &why);
+	int rc = state == LARDER_STATE_OK || state == LARDER_STATE_EXPIRED
+		     ? 0
+		     : LARDER_ECORRUPT;
+	if (rc == 0 && h.codec == LDR_CODEC_ZSTD)
+		rc = decompress(e, &h);
+	if (rc) {
+		larder_entry_release(e);
+		return ldr_fail(db, rc, 0,
+				"loaded data failed its own check: %s",
+				why ? why : larder_strerror(rc));
+	}
+	entry_fields(e, &h);
+	*out = e;
+	return 0;
+}
+
 static int miss(larder *db, const char *ns)
 {
 	ldr_count(db, LARDER_CTR_MISSES);
@@ -360,15 +416,7 @@ int larder_get(larder_entry **out, larder *db, const char *ns, const void *key,
 		goto out;
 	}
 	ldr_file_drop_fd(&e->f); /* a held entry keeps no descriptor */
-	if (!e->plain)
-		e->data = e->f.p + h.hdr_len;
-	e->size = h.raw_len;
-	e->ver = h.ver;
-	e->vlen = h.ver_len;
-	e->meta = h.meta;
-	e->mlen = h.meta_len;
-	e->created = h.created;
-	e->expires = h.expires;
+	entry_fields(e, &h);
 	ldr_count(db, LARDER_CTR_HITS);
 	*out = e;
 	e = NULL;

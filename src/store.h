@@ -109,6 +109,23 @@ int ldr_head_read(larder *db, const char *ns, const void *key, size_t klen,
 int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 		   const void *ver, size_t vlen);
 
+/* Fill-mode writers (for larder_get_or_fill): if the cache cannot keep
+ * the data (a failing temp file, directory or link), the bytes move to
+ * memory, and commit hands them back as an uncached entry in *uncached,
+ * returning the cache's failure (negative) with its message. */
+int ldr_writer_begin_fill(larder_writer **out, larder *db, const char *ns,
+			  const void *key, size_t klen, const void *ver,
+			  size_t vlen, const larder_put_opts *opts);
+int ldr_writer_commit_fill(larder_writer *w, larder_entry **uncached);
+/* Do not move the head hint on commit (a lost lease). */
+void ldr_writer_no_head(larder_writer *w);
+
+/* An entry from a whole entry file open at fd (checked and verified as a
+ * read is), e.g. loaded data kept in memory. */
+int ldr_entry_from_fd(larder *db, int fd, const char *ns, const void *key,
+		      size_t klen, const void *ver, size_t vlen,
+		      larder_entry **out);
+
 /* The namespace's default TTL in seconds (0 = none). */
 int64_t ldr_ns_ttl(larder *db, const char *ns);
 

@@ -1,0 +1,506 @@
+/*
+ * fill.c — owns larder_get_or_fill (DESIGN §7): look up lock-free; on a
+ * miss take the key's lease and load, or wait — bounded — for whoever
+ * holds it, breaking it when its holder is gone; check the source did not
+ * change during the load; publish even if the lease was lost meanwhile.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "lease.h"
+
+struct larder_fill {
+	larder *db;
+	const char *ns;
+	const void *key;
+	size_t klen;
+	uint8_t *ver;
+	size_t vlen;
+	int have_ver;
+	int in_loader;
+	int snapshot; /* the loader set the version: no re-check */
+	const larder_put_opts *put;
+	larder_writer *w; /* begun at the loader's first write */
+	int rc;		  /* first failure of a write */
+};
+
+int larder_fill_set_version(larder_fill *f, const void *ver, size_t vlen)
+{
+	if (!ver && vlen)
+		return ldr_fail(f->db, LARDER_EINVAL, 0, "NULL version");
+	if (f->w)
+		return ldr_fail(f->db, LARDER_EINVAL, 0,
+				"the version must be set before the loader "
+				"writes data");
+	uint8_t *v = malloc(vlen ? vlen : 1);
+	if (!v)
+		return ldr_fail(f->db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	if (vlen)
+		memcpy(v, ver, vlen);
+	free(f->ver);
+	f->ver = v;
+	f->vlen = vlen;
+	f->have_ver = 1;
+	if (f->in_loader)
+		f->snapshot = 1;
+	return 0;
+}
+
+const void *larder_fill_version(const larder_fill *f, size_t *vlen)
+{
+	*vlen = f->vlen;
+	return f->ver;
+}
+
+int larder_fill_write(larder_fill *f, const void *buf, size_t len)
+{
+	if (!f->in_loader)
+		return ldr_fail(f->db, LARDER_EINVAL, 0,
+				"larder_fill_write outside a loader");
+	if (f->rc)
+		return f->rc;
+	if (!f->w) {
+		int rc =
+		    ldr_writer_begin_fill(&f->w, f->db, f->ns, f->key, f->klen,
+					  f->ver, f->vlen, f->put);
+		if (rc)
+			return f->rc = rc;
+	}
+	int rc = larder_writer_write(f->w, buf, len);
+	return rc ? (f->rc = rc) : 0;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A callback's non-zero return as a larder code. */
+static int cb_code(larder *db, int rc, const char *what)
+{
+	if (rc == 0)
+		return 0;
+	if (rc < 0 && rc >= LARDER_ENOTSTORE)
+		return rc;
+	return ldr_fail(db, LARDER_EIO, 0, "%s failed (returned %d)", what, rc);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Waiting for another filler                                              */
+
+/* Filesystems whose other clients' changes inotify cannot see. */
+static int is_network_fs(int fd)
+{
+	struct statfs sf;
+	if (fstatfs(fd, &sf) != 0)
+		return 1;
+	switch ((unsigned long)sf.f_type) {
+	case 0x6969:	 /* NFS */
+	case 0x65735546: /* FUSE (GlusterFS, sshfs, ...) */
+	case 0x00c36400: /* CephFS */
+	case 0x0bd00bd0: /* Lustre */
+	case 0xff534d42: /* CIFS */
+	case 0xfe534d42: /* SMB2 */
+	case 0x47504653: /* GPFS */
+	case 0x5346414f: /* AFS */
+	case 0x73757245: /* Coda */
+	case 0x564c:	 /* NCP */
+	case 0x6b414653: /* kAFS */
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+struct waiter {
+	int ifd; /* inotify, or -1: poll */
+	unsigned backoff_ms;
+};
+
+static void waiter_init(struct waiter *wt, larder *db, int edirfd, int ldirfd)
+{
+	wt->ifd = -1;
+	wt->backoff_ms = 5;
+	if (is_network_fs(db->rootfd))
+		return;
+	wt->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (wt->ifd < 0)
+		return;
+	char p1[64], p2[64];
+	snprintf(p1, sizeof p1, "/proc/self/fd/%d", edirfd);
+	snprintf(p2, sizeof p2, "/proc/self/fd/%d", ldirfd);
+	/* The entry appearing (link or rename into its directory), the
+	 * lease going or beating. */
+	if (inotify_add_watch(wt->ifd, p1, IN_CREATE | IN_MOVED_TO) < 0 ||
+	    inotify_add_watch(wt->ifd, p2,
+			      IN_DELETE | IN_MOVED_FROM | IN_MODIFY |
+				  IN_CLOSE_WRITE) < 0) {
+		ldr_close(wt->ifd);
+		wt->ifd = -1;
+	}
+}
+
+/* Sleep until something may have changed, at most max_ms. */
+static void waiter_wait(struct waiter *wt, uint64_t max_ms)
+{
+	if (wt->ifd >= 0) {
+		/* Still wake now and then: a holder killed on this host
+		 * leaves no event, and its death is seen by looking. */
+		struct pollfd pfd = {wt->ifd, POLLIN, 0};
+		int t = (int)(max_ms < 100 ? max_ms : 100);
+		if (poll(&pfd, 1, t) > 0) {
+			char buf[4096];
+			while (read(wt->ifd, buf, sizeof buf) > 0)
+				;
+		}
+		return;
+	}
+	/* Network filesystem: jittered exponential backoff, 5 ms to
+	 * 500 ms, so that a herd of waiters does not poll in step. */
+	uint8_t r;
+	ldr_random(&r, 1);
+	uint64_t ms = wt->backoff_ms * (75 + (uint64_t)r % 51) / 100;
+	if (ms > max_ms)
+		ms = max_ms;
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+	nanosleep(&ts, NULL);
+	if (wt->backoff_ms < 500)
+		wt->backoff_ms *= 2;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Loading                                                                 */
+
+static int same_ver(const uint8_t *a, size_t alen, const uint8_t *b,
+		    size_t blen)
+{
+	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+/* Run the loader (retrying when the source changed during the load) and
+ * publish. */
+static int load(larder_fill *f, larder_version_fn version_fn,
+		larder_loader_fn loader, void *payload, unsigned retries,
+		ldr_lease *lease, larder_entry **out, int *outcome)
+{
+	larder *db = f->db;
+	for (unsigned attempt = 0;; attempt++) {
+		f->w = NULL;
+		f->rc = 0;
+		f->snapshot = 0;
+		f->in_loader = 1;
+		ldr_count(db, LARDER_CTR_FILLS);
+		int rc = cb_code(db, loader(f, payload), "the loader");
+		f->in_loader = 0;
+		if (rc == 0 && f->rc)
+			rc = f->rc;
+		if (rc == 0 && !f->w) /* an empty result */
+			rc = ldr_writer_begin_fill(&f->w, db, f->ns, f->key,
+						   f->klen, f->ver, f->vlen,
+						   f->put);
+		if (rc) {
+			larder_writer_abort(f->w);
+			f->w = NULL;
+			return rc;
+		}
+		if (version_fn && !f->snapshot) {
+			uint8_t *before = f->ver;
+			size_t blen = f->vlen;
+			f->ver = NULL;
+			f->have_ver = 0;
+			rc = cb_code(db, version_fn(f, payload), "version_fn");
+			if (rc == 0 && !f->have_ver)
+				rc = ldr_fail(db, LARDER_EINVAL, 0,
+					      "version_fn set no version");
+			if (rc || !same_ver(before, blen, f->ver, f->vlen)) {
+				larder_writer_abort(f->w);
+				f->w = NULL;
+				free(before);
+				if (rc)
+					return rc;
+				ldr_count(db, LARDER_CTR_SOURCE_CHANGED);
+				if (attempt + 1 >= retries)
+					return ldr_fail(db, LARDER_EBUSY, 0,
+							"the source changed "
+							"during each of %u "
+							"loads",
+							retries);
+				continue;
+			}
+			free(before);
+		}
+		/* Publishing is safe whoever holds the lease (entries are
+		 * immutable and checked); a lost lease is counted and does
+		 * not move the head hint. */
+		if (lease && !ldr_lease_held(lease)) {
+			ldr_count(db, LARDER_CTR_LEASE_LOST);
+			ldr_writer_no_head(f->w);
+			ldr_log(db, LARDER_LOG_WARN,
+				"lease on a key in '%s' was lost during the "
+				"load (broken as stale?); publishing anyway",
+				f->ns);
+		}
+		larder_entry *uncached;
+		larder_writer *w = f->w;
+		f->w = NULL;
+		rc = ldr_writer_commit_fill(w, &uncached);
+		if (uncached) {
+			/* The caller's load wins over the cache's trouble:
+			 * rc and the message say what went wrong. */
+			ldr_log(db, LARDER_LOG_WARN,
+				"loaded data not cached: %s",
+				larder_errmsg(db));
+			*out = uncached;
+			*outcome = LARDER_FILLED_UNCACHED;
+			return 0;
+		}
+		if (rc < 0)
+			return rc;
+		*outcome = LARDER_FILLED;
+		return larder_get(out, db, f->ns, f->key, f->klen, f->ver,
+				  f->vlen);
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+
+static int fill_opts_check(larder *db, const larder_fill_opts *o)
+{
+	if (o && o->version != LARDER_FILL_OPTS_VERSION)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"larder_fill_opts version %u, this library "
+				"understands %d",
+				o->version, LARDER_FILL_OPTS_VERSION);
+	if (o &&
+	    (o->lease_seconds < 0 || o->heartbeat_seconds < 0 ||
+	     o->max_wait_seconds < 0 ||
+	     (o->lease_seconds && o->heartbeat_seconds >= o->lease_seconds)))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"bad fill options: lease %.3f s, heartbeat "
+				"%.3f s, max wait %.3f s (heartbeat must be "
+				"shorter than the lease)",
+				o->lease_seconds, o->heartbeat_seconds,
+				o->max_wait_seconds);
+	return 0;
+}
+
+int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
+		       const char *ns, const void *key, size_t klen,
+		       const void *ver, size_t vlen,
+		       larder_version_fn version_fn, larder_loader_fn loader,
+		       void *payload, const larder_fill_opts *opts)
+{
+	int how_local, *how = outcome ? outcome : &how_local;
+	*out = NULL;
+	*how = 0;
+	int rc = ldr_check_ns(db, ns);
+	if (rc || (rc = fill_opts_check(db, opts)))
+		return rc;
+	if (!loader || (!ver && !version_fn))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"get_or_fill needs a loader, and a version or "
+				"a version function");
+	uint64_t lease_ms = opts && opts->lease_seconds
+				? (uint64_t)(opts->lease_seconds * 1000)
+				: 30000;
+	if (lease_ms < 1)
+		lease_ms = 1;
+	uint64_t hb_ms = opts && opts->heartbeat_seconds
+			     ? (uint64_t)(opts->heartbeat_seconds * 1000)
+			     : lease_ms / 4;
+	if (hb_ms < 1)
+		hb_ms = 1;
+	uint64_t max_wait_ms = opts && opts->max_wait_seconds
+				   ? (uint64_t)(opts->max_wait_seconds * 1000)
+				   : 10 * lease_ms;
+	unsigned retries = opts && opts->max_retries ? opts->max_retries : 3;
+	unsigned flags = opts ? opts->flags : 0;
+
+	larder_fill f = {db, ns, key, klen, NULL, 0, 0, 0, 0, NULL, NULL, 0};
+	f.put = opts ? opts->put : NULL;
+	if (ver) {
+		rc = larder_fill_set_version(&f, ver, vlen);
+	} else {
+		rc = cb_code(db, version_fn(&f, payload), "version_fn");
+		if (rc == 0 && !f.have_ver)
+			rc = ldr_fail(db, LARDER_EINVAL, 0,
+				      "version_fn set no version");
+	}
+	if (rc)
+		goto out;
+	const larder_version_fn recheck = ver ? NULL : version_fn;
+
+	/* Lock-free first: the warm path costs one lookup. */
+	rc = larder_get(out, db, ns, key, klen, f.ver, f.vlen);
+	if (rc == 0) {
+		*how = LARDER_HIT;
+		goto out;
+	}
+	if (rc != LARDER_ENOTFOUND) {
+		/* The store cannot be read: still load, uncached. */
+		rc =
+		    load(&f, recheck, loader, payload, retries, NULL, out, how);
+		goto out;
+	}
+
+	/* The lease lives beside the key's head hint; the entry's directory
+	 * is made now so that a waiter can watch it. */
+	uint8_t h[16];
+	char hex[33], ldir[LDR_REL_MAX], edir[LDR_REL_MAX], lname[48];
+	ldr_head_hash(ns, key, klen, h);
+	ldr_hex(h, 16, hex);
+	ldr_dir_rel(ldir, ns, 'h', hex);
+	snprintf(lname, sizeof lname, "%s.lease", hex);
+	ldr_entry_hash(ns, key, klen, f.ver, f.vlen, h);
+	char ehex[33];
+	ldr_hex(h, 16, ehex);
+	ldr_dir_rel(edir, ns, 'e', ehex);
+	ldr_mkdirs(db->rootfd, ldir, db->dmode);
+	ldr_mkdirs(db->rootfd, edir, db->dmode);
+	int ldirfd =
+	    ldr_open_beneath(db->rootfd, ldir, O_RDONLY | O_DIRECTORY, 0);
+	int edirfd =
+	    ldr_open_beneath(db->rootfd, edir, O_RDONLY | O_DIRECTORY, 0);
+	if (ldirfd < 0 || edirfd < 0) {
+		/* No lease possible (read-only store?): load anyway. */
+		ldr_close(ldirfd);
+		ldr_close(edirfd);
+		rc =
+		    load(&f, recheck, loader, payload, retries, NULL, out, how);
+		goto out;
+	}
+
+	struct ldr_self me;
+	ldr_self_get(&me, db->host);
+	struct waiter wt;
+	wt.ifd = -1;
+	int watching = 0, waited = 0, tried_stale = 0;
+	struct ldr_lease_rec seen;
+	memset(&seen, 0, sizeof seen);
+	uint64_t t0 = mono_ms(), seen_at = t0;
+	for (;;) {
+		ldr_lease *lease = NULL;
+		struct ldr_lease_rec holder;
+		memset(&holder, 0, sizeof holder);
+		/* Only try to take it when there is none: a waiter's poll
+		 * is a read, not a create and unlink. */
+		int r = 1;
+		if (ldr_lease_read(ldirfd, lname, &holder) != 0) {
+			if (errno == ENOENT)
+				r = ldr_lease_acquire(ldirfd, lname, &me,
+						      lease_ms, hb_ms, &lease,
+						      &holder);
+			else
+				memset(&holder, 0, sizeof holder);
+		}
+		if (r == 0) {
+			/* Double-check: the entry may have been published
+			 * between our miss and the lease. */
+			rc = larder_get(out, db, ns, key, klen, f.ver, f.vlen);
+			if (rc == 0) {
+				*how = waited ? LARDER_WAITED : LARDER_HIT;
+			} else {
+				rc = load(&f, recheck, loader, payload, retries,
+					  lease, out, how);
+			}
+			ldr_lease_release(lease);
+			break;
+		}
+		if (r < 0) {
+			ldr_log(db, LARDER_LOG_WARN,
+				"cannot take a lease in '%s/%s': %s; loading "
+				"without one",
+				db->dir, ldir, strerror(errno));
+			rc = load(&f, recheck, loader, payload, retries, NULL,
+				  out, how);
+			break;
+		}
+		/* Someone else fills. */
+		if ((flags & LARDER_FILL_ALLOW_STALE) && !tried_stale) {
+			tried_stale = 1;
+			larder_entry *old;
+			if (larder_get(&old, db, ns, key, klen, NULL, 0) == 0) {
+				*out = old;
+				*how = LARDER_STALE;
+				rc = 0;
+				break;
+			}
+		}
+		uint64_t now = mono_ms();
+		if (holder.ino != 0) {
+			if (holder.ino != seen.ino ||
+			    holder.counter != seen.counter ||
+			    strcmp(holder.nonce, seen.nonce) != 0) {
+				seen = holder; /* alive: it changed */
+				seen_at = now;
+			}
+			/* Stale when its holder is certainly gone (same
+			 * host), or nothing changed for a full lease period
+			 * by our own clock. */
+			if (ldr_lease_dead_here(&seen, &me) ||
+			    now - seen_at >= seen.lease_ms) {
+				if (ldr_lease_break(ldirfd, lname, &seen,
+						    db->host)) {
+					ldr_count(db, LARDER_CTR_LEASE_BREAKS);
+					ldr_log(db, LARDER_LOG_INFO,
+						"broke a stale lease of %s "
+						"pid %ld in '%s/%s'",
+						seen.host, seen.pid, db->dir,
+						ldir);
+				}
+				memset(&seen, 0, sizeof seen);
+				continue;
+			}
+		}
+		if (now - t0 >= max_wait_ms) {
+			/* Never a deadlock: load ourselves. */
+			ldr_log(db, LARDER_LOG_WARN,
+				"waited %.1f s for another filler; loading "
+				"without the lease",
+				(double)(now - t0) / 1000);
+			rc = load(&f, recheck, loader, payload, retries, NULL,
+				  out, how);
+			break;
+		}
+		if (!watching) {
+			waiter_init(&wt, db, edirfd, ldirfd);
+			watching = 1;
+			ldr_count(db, LARDER_CTR_WAITS);
+		}
+		waited = 1;
+		/* Look for the entry after arming the watch, so that a
+		 * publish in between is not missed. */
+		if (larder_get(out, db, ns, key, klen, f.ver, f.vlen) == 0) {
+			*how = LARDER_WAITED;
+			rc = 0;
+			break;
+		}
+		uint64_t left = max_wait_ms - (now - t0);
+		waiter_wait(&wt, left ? left : 1);
+	}
+	if (waited) {
+		uint64_t ms = mono_ms() - t0;
+		__atomic_fetch_add(&db->ctr[LARDER_CTR_FILL_WAIT_MS], ms,
+				   __ATOMIC_RELAXED);
+	}
+	if (watching)
+		ldr_close(wt.ifd);
+	ldr_close(ldirfd);
+	ldr_close(edirfd);
+out:
+	free(f.ver);
+	return rc;
+}

@@ -1,0 +1,387 @@
+/*
+ * lease.c — owns the lease protocol of DESIGN §7 (see lease.h).
+ *
+ * The record is fixed-width text, so the heartbeat rewrites it in place
+ * through the fd the holder kept from creating it: if a breaker renamed the
+ * file away meanwhile, the heartbeat writes into that orphan, never into a
+ * newer holder's lease.
+ */
+#include "lease.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+
+struct ldr_lease {
+	int dirfd; /* dup of the caller's */
+	char name[128];
+	int fd; /* the lease inode, for the heartbeat */
+	ino_t ino;
+	dev_t dev;
+	struct ldr_self me;
+	char nonce[33];
+	uint64_t lease_ms, heartbeat_ms;
+	uint64_t counter;
+	pthread_t thread;
+	int thread_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;
+	int lost; /* seen by the heartbeat: the file is no longer ours */
+};
+
+static uint64_t proc_start_time(const char *statpath, long *pid_out)
+{
+	char buf[1024];
+	int fd = open(statpath, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = ldr_pread_full(fd, buf, sizeof buf - 1, 0);
+	ldr_close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	if (pid_out)
+		*pid_out = strtol(buf, NULL, 10);
+	/* The command name may hold spaces and parentheses: fields count
+	 * from the last ')'. starttime is field 22, the 20th after it. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	p++;
+	for (int field = 3; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+void ldr_self_get(struct ldr_self *me, const char *host)
+{
+	memset(me, 0, sizeof *me);
+	snprintf(me->host, sizeof me->host, "%s", host);
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = ldr_pread_full(fd, me->boot, 36, 0);
+		me->boot[n > 0 ? n : 0] = '\0';
+		ldr_close(fd);
+	}
+	if (!me->boot[0])
+		snprintf(me->boot, sizeof me->boot, "unknown");
+	struct stat st;
+	if (stat("/proc/self/ns/pid", &st) == 0)
+		me->pidns = (uint64_t)st.st_ino;
+	me->pid = (long)getpid();
+	long procpid = 0;
+	me->start = proc_start_time("/proc/self/stat", &procpid);
+	/* In a PID namespace whose /proc was not remounted, /proc shows
+	 * another namespace's numbers: then /proc/<pid> is not our pid's. */
+	me->proc_ok = procpid == me->pid && me->start != 0;
+}
+
+#define REC_FMT                                                                \
+	"larder-lease 1\nhost %-63.63s\nboot %-36.36s\npidns %020llu\n"        \
+	"pid %020ld\nstart %020llu\nnonce %-32.32s\nlease_ms %020llu\n"        \
+	"counter %020llu\n"
+
+static int format_rec(char *buf, size_t len, const struct ldr_self *me,
+		      const char *nonce, uint64_t lease_ms, uint64_t counter)
+{
+	return snprintf(buf, len, REC_FMT, me->host, me->boot,
+			(unsigned long long)me->pidns, me->pid,
+			(unsigned long long)me->start, nonce,
+			(unsigned long long)lease_ms,
+			(unsigned long long)counter);
+}
+
+static int parse_rec(const char *text, struct ldr_lease_rec *r)
+{
+	unsigned long long pidns, start, lease_ms, counter;
+	long pid;
+	char host[64], boot[40], nonce[33];
+	if (sscanf(text,
+		   "larder-lease 1\nhost %63s\nboot %39s\npidns %llu\npid %ld\n"
+		   "start %llu\nnonce %32s\nlease_ms %llu\ncounter %llu",
+		   host, boot, &pidns, &pid, &start, nonce, &lease_ms,
+		   &counter) != 8)
+		return -1;
+	snprintf(r->host, sizeof r->host, "%s", host);
+	snprintf(r->boot, sizeof r->boot, "%s", boot);
+	snprintf(r->nonce, sizeof r->nonce, "%s", nonce);
+	r->pidns = pidns;
+	r->pid = pid;
+	r->start = start;
+	r->lease_ms = lease_ms;
+	r->counter = counter;
+	return 0;
+}
+
+int ldr_lease_read(int dirfd, const char *name, struct ldr_lease_rec *rec)
+{
+	char text[1024];
+	memset(rec, 0, sizeof *rec);
+	int fd = ldr_open_beneath(dirfd, name, O_RDONLY | O_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	ssize_t n = -1;
+	if (fstat(fd, &st) == 0)
+		n = ldr_pread_full(fd, text, sizeof text - 1, 0);
+	int e = errno;
+	ldr_close(fd);
+	if (n < 0) {
+		errno = e;
+		return -1;
+	}
+	text[n] = '\0';
+	rec->ino = st.st_ino;
+	if (parse_rec(text, rec) != 0) {
+		errno = EBADMSG;
+		return -1;
+	}
+	return 0;
+}
+
+int ldr_lease_dead_here(const struct ldr_lease_rec *rec,
+			const struct ldr_self *me)
+{
+	if (strcmp(rec->boot, me->boot) != 0 || rec->pidns != me->pidns ||
+	    !me->pidns || rec->pid <= 0)
+		return 0;
+	if (kill((pid_t)rec->pid, 0) != 0 && errno == ESRCH)
+		return 1;
+	if (!me->proc_ok)
+		return 0; /* cannot tell a reused pid: wait for staleness */
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%ld/stat", rec->pid);
+	uint64_t start = proc_start_time(path, NULL);
+	return start != 0 && start != rec->start;
+}
+
+/* Whether `name` in dirfd is still the inode we created. */
+static int still_ours(const ldr_lease *l)
+{
+	struct stat st;
+	return fstatat(l->dirfd, l->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       st.st_ino == l->ino && st.st_dev == l->dev;
+}
+
+static void *heartbeat(void *arg)
+{
+	ldr_lease *l = arg;
+	char rec[512];
+	pthread_mutex_lock(&l->mu);
+	while (!l->stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		uint64_t ns =
+		    (uint64_t)until.tv_nsec + l->heartbeat_ms * 1000000;
+		until.tv_sec += (time_t)(ns / 1000000000);
+		until.tv_nsec = (long)(ns % 1000000000);
+		while (!l->stop &&
+		       pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0)
+			;
+		if (l->stop)
+			break;
+		pthread_mutex_unlock(&l->mu);
+		int ours = still_ours(l);
+		if (ours) {
+			l->counter++;
+			int n = format_rec(rec, sizeof rec, &l->me, l->nonce,
+					   l->lease_ms, l->counter);
+			/* In place, through our own fd: a breaker that renamed
+			 * the file away gets our beats in its orphan, never a
+			 * newer holder's lease. fdatasync makes the beat
+			 * visible to other clients of a network filesystem. */
+			if (ldr_pwrite_full(l->fd, rec, (size_t)n, 0) == 0)
+				ldr_fdatasync(l->fd);
+		}
+		pthread_mutex_lock(&l->mu);
+		if (!ours) {
+			l->lost = 1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
+}
+
+int ldr_lease_acquire(int dirfd, const char *name, const struct ldr_self *me,
+		      uint64_t lease_ms, uint64_t heartbeat_ms, ldr_lease **out,
+		      struct ldr_lease_rec *holder)
+{
+	*out = NULL;
+	ldr_lease *l = calloc(1, sizeof *l);
+	if (!l) {
+		errno = ENOMEM;
+		return -1;
+	}
+	l->fd = -1;
+	l->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	if (l->dirfd < 0) {
+		free(l);
+		return -1;
+	}
+	snprintf(l->name, sizeof l->name, "%s", name);
+	l->me = *me;
+	l->lease_ms = lease_ms;
+	l->heartbeat_ms = heartbeat_ms ? heartbeat_ms : lease_ms / 4;
+	uint8_t r[16];
+	ldr_random(r, sizeof r);
+	ldr_hex(r, sizeof r, l->nonce);
+
+	/* The record is written before the name exists: the lease is never
+	 * seen empty. */
+	char tmp[128], rec[512];
+	ldr_temp_name(tmp, sizeof tmp, me->host);
+	int n = format_rec(rec, sizeof rec, me, l->nonce, lease_ms, 0);
+	int rc = -1, e = 0;
+	l->fd =
+	    ldr_open_beneath(l->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0644);
+	if (l->fd < 0)
+		goto out;
+	struct stat st;
+	if (ldr_pwrite_full(l->fd, rec, (size_t)n, 0) != 0 ||
+	    fstat(l->fd, &st) != 0)
+		goto out_unlink;
+	l->ino = st.st_ino;
+	l->dev = st.st_dev;
+	if (linkat(l->dirfd, tmp, l->dirfd, name, 0) == 0) {
+		rc = 0;
+	} else if (errno == EEXIST) {
+		/* Taken, unless the link worked and only its reply was lost
+		 * (NFS): then the file there carries our nonce. (If it is
+		 * unreadable or already gone, holder->ino is 0: the caller
+		 * looks again.) */
+		rc = ldr_lease_read(l->dirfd, name, holder) == 0 &&
+			     strcmp(holder->nonce, l->nonce) == 0
+			 ? 0
+			 : 1;
+	} else if (errno == EPERM || errno == ENOTSUP || errno == EMLINK ||
+		   errno == ENOSYS) {
+		/* No hard links here: create the name exclusively and fill
+		 * it (a waiter that reads it empty sees "changed", never
+		 * "stale"). */
+		int fd = ldr_open_beneath(l->dirfd, name,
+					  O_RDWR | O_CREAT | O_EXCL, 0644);
+		if (fd < 0) {
+			if (errno == EEXIST) {
+				ldr_lease_read(l->dirfd, name, holder);
+				rc = 1;
+			}
+			goto out_unlink;
+		}
+		if (ldr_pwrite_full(fd, rec, (size_t)n, 0) != 0 ||
+		    fstat(fd, &st) != 0) {
+			e = errno;
+			unlinkat(l->dirfd, name, 0);
+			ldr_close(fd);
+			errno = e;
+			goto out_unlink;
+		}
+		ldr_close(l->fd);
+		l->fd = fd;
+		l->ino = st.st_ino;
+		l->dev = st.st_dev;
+		rc = 0;
+	}
+out_unlink:
+	e = errno;
+	unlinkat(l->dirfd, tmp, 0);
+	errno = e;
+out:
+	if (rc != 0) {
+		e = errno;
+		ldr_close(l->fd);
+		ldr_close(l->dirfd);
+		free(l);
+		errno = e;
+		return rc;
+	}
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	/* The heartbeat must not take signals meant for the program. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	l->thread_started = pthread_create(&l->thread, NULL, heartbeat, l) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	*out = l;
+	return 0;
+}
+
+int ldr_lease_held(ldr_lease *l)
+{
+	pthread_mutex_lock(&l->mu);
+	int lost = l->lost;
+	pthread_mutex_unlock(&l->mu);
+	return !lost && still_ours(l);
+}
+
+void ldr_lease_release(ldr_lease *l)
+{
+	if (!l)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->stop = 1;
+	pthread_cond_signal(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+	if (l->thread_started)
+		pthread_join(l->thread, NULL);
+	/* Remove the name only if it is still our inode: rename it aside,
+	 * look, and give it back if a breaker's successor owns it now. */
+	char tmp[128];
+	ldr_temp_name(tmp, sizeof tmp, l->me.host);
+	if (renameat(l->dirfd, l->name, l->dirfd, tmp) == 0) {
+		struct stat st;
+		if (fstatat(l->dirfd, tmp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    (st.st_ino != l->ino || st.st_dev != l->dev))
+			linkat(l->dirfd, tmp, l->dirfd, l->name, 0);
+		unlinkat(l->dirfd, tmp, 0);
+	}
+	pthread_cond_destroy(&l->cv);
+	pthread_mutex_destroy(&l->mu);
+	ldr_close(l->fd);
+	ldr_close(l->dirfd);
+	free(l);
+}
+
+int ldr_lease_break(int dirfd, const char *name,
+		    const struct ldr_lease_rec *observed, const char *host)
+{
+	struct ldr_lease_rec now;
+	/* Look once more right before: a successor may have taken it. */
+	if (ldr_lease_read(dirfd, name, &now) != 0 ||
+	    now.ino != observed->ino || now.counter != observed->counter ||
+	    strcmp(now.nonce, observed->nonce) != 0)
+		return 0;
+	char brk[160], rnd[17];
+	uint8_t r[8];
+	ldr_random(r, sizeof r);
+	ldr_hex(r, sizeof r, rnd);
+	snprintf(brk, sizeof brk, ".break.%.40s.%ld.%s", host, (long)getpid(),
+		 rnd);
+	if (renameat(dirfd, name, dirfd, brk) != 0)
+		return 0; /* another breaker was first */
+	/* What we moved must be the very record judged stale; if not, it is
+	 * not put back (its holder finds its lease lost and still publishes
+	 * safely), and the caller starts over. */
+	struct ldr_lease_rec moved;
+	int same = ldr_lease_read(dirfd, brk, &moved) == 0 &&
+		   moved.ino == observed->ino &&
+		   moved.counter == observed->counter &&
+		   strcmp(moved.nonce, observed->nonce) == 0;
+	unlinkat(dirfd, brk, 0);
+	return same;
+}
