@@ -433,8 +433,15 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 			tried_stale = 1;
 			larder_entry *old;
 			if (larder_get(&old, db, ns, key, klen, NULL, 0) == 0) {
+				/* The head may already name the version we
+				 * want: then it is simply there. */
+				size_t olen;
+				const void *ov =
+				    larder_entry_version(old, &olen);
 				*out = old;
-				*how = LARDER_STALE;
+				*how = same_ver(ov, olen, f.ver, f.vlen)
+					   ? LARDER_WAITED
+					   : LARDER_STALE;
 				rc = 0;
 				break;
 			}
