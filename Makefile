@@ -2,10 +2,11 @@
 # and `make test`; both install the Debian packages they need first.
 BUILD   ?= build
 ASAN    ?= build-asan
+TSAN    ?= build-tsan
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-asan demo install format format-check fuzz bench clean
+.PHONY: all deps build test test-asan test-tsan demo install format format-check fuzz bench clean
 
 all: build
 
@@ -28,6 +29,12 @@ test-asan: deps
 	cmake -S . -B $(ASAN) -DLARDER_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)
 	cmake --build $(ASAN) -j $(JOBS)
 	@sh scripts/run-tests.sh $(ASAN)
+
+# The threaded parts (the lease heartbeat) under ThreadSanitizer.
+test-tsan: deps
+	cmake -S . -B $(TSAN) -DLARDER_TSAN=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)
+	cmake --build $(TSAN) -j $(JOBS) --target test_fill
+	$(TSAN)/tests/test_fill
 
 demo: deps
 	@$(MAKE) --no-print-directory build >/dev/null
@@ -52,4 +59,4 @@ bench: build
 	$(BUILD)/bench/bench_hit
 
 clean:
-	rm -rf $(BUILD) $(ASAN) build-fuzz
+	rm -rf $(BUILD) $(ASAN) $(TSAN) build-fuzz
