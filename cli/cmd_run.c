@@ -1,0 +1,1096 @@
+/*
+ * cmd_run.c — `larder run`: memoize a command's stdout and exit status,
+ * single-flight across processes and hosts (larder_get_or_fill).
+ *
+ * Three byte strings decide what is shared (docs/cli.md#run spells them
+ * out; they are a stable format, tagged "larder-run/1"):
+ *  - the key names the logical result: argv (or --key), the working
+ *    directory, the --input paths, the --env values, the --version-cmd
+ *    text and --cache-failures;
+ *  - the version describes the source state: each input's fingerprint
+ *    and the version command's output. It is computed again after each
+ *    run; if the sources changed meanwhile, nothing is published and the
+ *    command runs again under the new version (bounded);
+ *  - the payload is the command's stdout followed by a 16-byte trailer
+ *    holding its exit status. The status is known only when the command
+ *    ends, after its output has been streamed into the entry, and the
+ *    fill API takes the entry's metadata before the first byte — hence a
+ *    trailer rather than metadata.
+ *
+ * On a fill, the output is teed to our stdout as it is produced. Only
+ * the first run is teed: if the command runs again because the sources
+ * changed during the run, the caller has already seen one complete run's
+ * output and exit status, and the later runs only refresh the cache.
+ *
+ * The re-check after a run is done here, in the loader, rather than by
+ * handing larder_get_or_fill() a larder_version_fn: the library calls
+ * that function again after the load while the loader's writer is still
+ * open, and larder_fill_set_version() then refuses ("the version must be
+ * set before the loader writes data"), so every fill would fail to
+ * cache. The version is passed as bytes instead, and a change seen by
+ * the loader fails the load (nothing published) and starts a new round.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+#if defined(__x86_64__) || defined(__i386__)
+/* Runtime-dispatch entry points: the plain symbols measured 3x slower
+ * (DESIGN.md §11). */
+#include <xxh_x86dispatch.h>
+#endif
+
+#include "cli.h"
+
+extern char **environ;
+
+#define MAGIC "larder-run/1"
+#define CHUNK (256 * 1024)
+
+/* The trailer after the stdout bytes: magic, then the exit status larder
+ * run exits with (0..255, 128+N for signal N) and the signal number (0
+ * if the command exited), both 32-bit little-endian. */
+#define TRAILER_MAGIC "LRUNEXIT"
+#define TRAILER_LEN 16
+
+/* Version command output up to this size goes into the version as is
+ * (readable in `larder inspect`); longer output as its XXH3-128. */
+#define VERSION_RAW_MAX 4096
+
+/* An input changed this recently may change again within the
+ * granularity of its timestamps without changing its fingerprint (the
+ * kernel stamps files from a clock that ticks every few ms): such an
+ * input is "racy", like in git's index, and its content is hashed too. */
+#define RACY_NS (2 * 1000000000LL)
+
+/* TTLs are bounded so that created + ttl, in ns, cannot overflow int64
+ * (same grammar and bound as `put --ttl`). */
+#define TTL_MAX_SECONDS (36500LL * 86400)
+
+/* The loader's returns that keep a result from being published: the
+ * command failed (and failures are not cached), or the sources changed
+ * during the run. */
+#define LOADER_CMD_FAILED 1
+#define LOADER_CHANGED 2
+
+/* Runs of the command under a changed version before giving up (the
+ * library's default for its own retries). */
+#define MAX_ROUNDS 3
+
+enum {
+	OPT_KEY = 256,
+	OPT_INPUT,
+	OPT_ENV,
+	OPT_VERSION_CMD,
+	OPT_TTL,
+	OPT_LEASE,
+	OPT_MAX_WAIT,
+	OPT_ALLOW_STALE,
+	OPT_CACHE_FAILURES
+};
+
+struct run_args {
+	const char *key;
+	const char **inputs;
+	size_t ninputs;
+	const char **envs;
+	size_t nenvs;
+	const char *version_cmd;
+	int64_t ttl;
+	double lease;
+	double max_wait;
+	int allow_stale;
+	int cache_failures;
+};
+
+/* A growable byte string. */
+struct bytes {
+	char *p;
+	size_t len;
+	size_t cap;
+	int oom;
+};
+
+static void bytes_add(struct bytes *b, const void *p, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		char *q;
+
+		while (cap < b->len + n)
+			cap *= 2;
+		q = realloc(b->p, cap);
+		if (!q) {
+			b->oom = 1;
+			return;
+		}
+		b->p = q;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+}
+
+/* One record: TAG LENGTH ':' BYTES '\n'. The decimal length frames the
+ * bytes, so ["a b"] and ["a", "b"] differ; the newline is only there to
+ * make the key readable in `larder ls`. */
+static void bytes_rec(struct bytes *b, char tag, const void *p, size_t n)
+{
+	char head[32];
+	int h = snprintf(head, sizeof(head), "%c%zu:", tag, n);
+
+	bytes_add(b, head, (size_t)h);
+	bytes_add(b, p, n);
+	bytes_add(b, "\n", 1);
+}
+
+static void bytes_rec_str(struct bytes *b, char tag, const char *s)
+{
+	bytes_rec(b, tag, s, strlen(s));
+}
+
+/* What the loader and the version callback share with the command. */
+struct run_ctx {
+	struct cli *c;
+	const struct run_args *a;
+	char **cmd;
+	int *racy;	   /* per input: once racy, hashed for good */
+	char *chunk;	   /* CHUNK bytes */
+	unsigned attempts; /* runs of the command */
+	int status;	   /* the first run's exit status (what we exit with) */
+	int signo;	   /* the first run's signal, 0 if it exited */
+	int last_status;   /* the latest run's */
+	int spawn_err;	   /* errno of a failed start of the first run */
+	int err_exit;	   /* our own reported failure: its exit code */
+	int out_gone;	   /* our stdout's reader went away (EPIPE) */
+	int out_err;	   /* another stdout write failure (errno) */
+	int warned;	   /* the library logged a warning */
+	int changed;	   /* the loader saw the sources change */
+	volatile sig_atomic_t child; /* pid to forward SIGTERM/SIGHUP to */
+	volatile sig_atomic_t pending;
+};
+
+/* Signals are forwarded to the running command through this; only one
+ * `larder run` runs per process. */
+static struct run_ctx *sig_ctx;
+
+static void forward_signal(int sig)
+{
+	if (sig_ctx && sig_ctx->child > 0)
+		kill((pid_t)sig_ctx->child, sig);
+	else if (sig_ctx)
+		sig_ctx->pending = sig;
+}
+
+/* While the command runs, behave like system(): the terminal's SIGINT
+ * and SIGQUIT reach the whole process group, so the command gets them
+ * itself and we learn its fate from its status; SIGTERM and SIGHUP, sent
+ * to us alone, are passed on so that the command does not outlive us. */
+static void signals_during_child(struct run_ctx *x, struct sigaction *saved)
+{
+	struct sigaction ign = {.sa_handler = SIG_IGN};
+	struct sigaction fwd = {.sa_handler = forward_signal};
+
+	sigemptyset(&ign.sa_mask);
+	sigemptyset(&fwd.sa_mask);
+	x->child = 0;
+	x->pending = 0;
+	sig_ctx = x;
+	sigaction(SIGINT, &ign, &saved[0]);
+	sigaction(SIGQUIT, &ign, &saved[1]);
+	sigaction(SIGTERM, &fwd, &saved[2]);
+	sigaction(SIGHUP, &fwd, &saved[3]);
+}
+
+static void signals_restore(struct run_ctx *x, const struct sigaction *saved)
+{
+	sigaction(SIGINT, &saved[0], NULL);
+	sigaction(SIGQUIT, &saved[1], NULL);
+	sigaction(SIGTERM, &saved[2], NULL);
+	sigaction(SIGHUP, &saved[3], NULL);
+	x->child = 0;
+	sig_ctx = NULL;
+}
+
+/*
+ * Start argv with its stdout on a new pipe (*out_fd gets the read end)
+ * and stdin from `in_path` if given (else inherited); stderr inherited.
+ * The child gets default dispositions for the signals larder ignores or
+ * handles (an ignored SIGPIPE would survive exec and break `yes | head`
+ * in the command). Returns 0 or an errno value (exec failures included:
+ * glibc's posix_spawnp reports them).
+ */
+static int spawn_piped(char *const argv[], const char *in_path, pid_t *pid,
+		       int *out_fd)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t def, none;
+	int p[2];
+	int err;
+
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return errno;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&def);
+	sigaddset(&def, SIGPIPE);
+	sigaddset(&def, SIGINT);
+	sigaddset(&def, SIGQUIT);
+	sigaddset(&def, SIGTERM);
+	sigaddset(&def, SIGHUP);
+	sigemptyset(&none);
+	err = posix_spawnattr_setsigdefault(&attr, &def);
+	if (!err)
+		err = posix_spawnattr_setsigmask(&attr, &none);
+	if (!err)
+		err = posix_spawnattr_setflags(
+		    &attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+	if (!err)
+		err =
+		    posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
+	if (!err && in_path)
+		err = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO,
+						       in_path, O_RDONLY, 0);
+	if (!err)
+		err = posix_spawnp(pid, argv[0], &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(p[1]);
+	if (err) {
+		close(p[0]);
+		return err;
+	}
+	*out_fd = p[0];
+	return 0;
+}
+
+/* Reap pid; *code gets the shell-style status (128+N for signal N). */
+static void reap(pid_t pid, int *code, int *signo)
+{
+	int st = 0;
+
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (WIFSIGNALED(st)) {
+		*signo = WTERMSIG(st);
+		*code = 128 + *signo;
+	} else {
+		*signo = 0;
+		*code = WIFEXITED(st) ? WEXITSTATUS(st) : 255;
+	}
+}
+
+static ssize_t read_some(int fd, void *buf, size_t len)
+{
+	ssize_t n;
+
+	do {
+		n = read(fd, buf, len);
+	} while (n < 0 && errno == EINTR);
+	return n;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The version: input fingerprints and the version command's output      */
+
+static int64_t ts_ns(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000LL + ts->tv_nsec;
+}
+
+static int hash_file(struct run_ctx *x, const char *path, char *hex)
+{
+	XXH3_state_t *st = XXH3_createState();
+	XXH128_canonical_t canon;
+	ssize_t n = 0;
+	int fd;
+
+	if (!st) {
+		cli_err(x->c, "out of memory");
+		return -1;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		cli_err(x->c, "cannot open input '%s': %s", out_q(path),
+			strerror(errno));
+		XXH3_freeState(st);
+		return -1;
+	}
+	XXH3_128bits_reset(st);
+	while ((n = read_some(fd, x->chunk, CHUNK)) > 0)
+		XXH3_128bits_update(st, x->chunk, (size_t)n);
+	if (n < 0)
+		cli_err(x->c, "cannot read input '%s': %s", out_q(path),
+			strerror(errno));
+	close(fd);
+	XXH128_canonicalFromHash(&canon, XXH3_128bits_digest(st));
+	XXH3_freeState(st);
+	for (size_t i = 0; i < sizeof(canon.digest); i++)
+		snprintf(hex + 2 * i, 3, "%02x", canon.digest[i]);
+	return n < 0 ? -1 : 0;
+}
+
+/* Record 'i': "DEV INO SIZE MTIME_NS CTIME_NS", plus " xxh3:HEX" for a
+ * racy input. */
+static int fingerprint(struct run_ctx *x, size_t i, struct bytes *v)
+{
+	const char *path = x->a->inputs[i];
+	struct timespec now;
+	struct stat sb;
+	char text[200], hex[33];
+	int n;
+
+	if (stat(path, &sb) != 0) {
+		cli_err(x->c, "cannot stat input '%s': %s", out_q(path),
+			strerror(errno));
+		return -1;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (ts_ns(&sb.st_mtim) >= ts_ns(&now) - RACY_NS ||
+	    ts_ns(&sb.st_ctim) >= ts_ns(&now) - RACY_NS)
+		x->racy[i] = 1;
+	n = snprintf(text, sizeof(text), "%llu %llu %lld %lld %lld",
+		     (unsigned long long)sb.st_dev,
+		     (unsigned long long)sb.st_ino, (long long)sb.st_size,
+		     (long long)ts_ns(&sb.st_mtim),
+		     (long long)ts_ns(&sb.st_ctim));
+	if (x->racy[i] && S_ISREG(sb.st_mode)) {
+		if (hash_file(x, path, hex) != 0)
+			return -1;
+		n += snprintf(text + n, sizeof(text) - (size_t)n, " xxh3:%s",
+			      hex);
+	}
+	bytes_rec(v, 'i', text, (size_t)n);
+	return 0;
+}
+
+/* Record 'o': the version command's stdout, or 'h': its XXH3-128 when it
+ * is longer than VERSION_RAW_MAX. The command reads /dev/null: our stdin
+ * belongs to the memoized command. */
+static int version_cmd(struct run_ctx *x, struct bytes *v)
+{
+	char *argv[] = {"sh", "-c", (char *)x->a->version_cmd, NULL};
+	XXH3_state_t *st = XXH3_createState();
+	struct sigaction saved[4];
+	struct bytes out = {0};
+	int code, signo, fd, err;
+	ssize_t n = 0;
+	pid_t pid;
+	int rc = -1;
+
+	if (!st) {
+		cli_err(x->c, "out of memory");
+		return -1;
+	}
+	XXH3_128bits_reset(st);
+	signals_during_child(x, saved);
+	err = spawn_piped(argv, "/dev/null", &pid, &fd);
+	if (err) {
+		signals_restore(x, saved);
+		cli_err(x->c, "cannot run the version command: /bin/sh: %s",
+			strerror(err));
+		goto out;
+	}
+	x->child = pid;
+	if (x->pending)
+		kill(pid, x->pending);
+	while ((n = read_some(fd, x->chunk, CHUNK)) > 0) {
+		XXH3_128bits_update(st, x->chunk, (size_t)n);
+		if (out.len <= VERSION_RAW_MAX)
+			bytes_add(&out, x->chunk, (size_t)n);
+	}
+	err = errno;
+	close(fd);
+	reap(pid, &code, &signo);
+	signals_restore(x, saved);
+	if (n < 0) {
+		cli_err(x->c, "cannot read the version command's output: %s",
+			strerror(err));
+	} else if (code != 0) {
+		cli_err(x->c, "the version command '%s' failed (%s %d)",
+			out_q(x->a->version_cmd), signo ? "signal" : "exit",
+			signo ? signo : code);
+	} else if (out.oom) {
+		cli_err(x->c, "out of memory");
+	} else if (out.len <= VERSION_RAW_MAX) {
+		bytes_rec(v, 'o', out.p ? out.p : "", out.len);
+		rc = 0;
+	} else {
+		XXH128_canonical_t canon;
+		char hex[33];
+
+		XXH128_canonicalFromHash(&canon, XXH3_128bits_digest(st));
+		for (size_t i = 0; i < sizeof(canon.digest); i++)
+			snprintf(hex + 2 * i, 3, "%02x", canon.digest[i]);
+		bytes_rec(v, 'h', hex, 32);
+		rc = 0;
+	}
+out:
+	free(out.p);
+	XXH3_freeState(st);
+	return rc;
+}
+
+/* The version bytes now (docs/cli.md#run). Failures are reported here. */
+static int compute_version(struct run_ctx *x, struct bytes *v)
+{
+	v->len = 0;
+	bytes_add(v, MAGIC "\n", sizeof(MAGIC));
+	for (size_t i = 0; i < x->a->ninputs; i++)
+		if (fingerprint(x, i, v) != 0)
+			return -1;
+	if (x->a->version_cmd && version_cmd(x, v) != 0)
+		return -1;
+	if (v->oom) {
+		cli_err(x->c, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The loader: run the command, tee its stdout                            */
+
+/* Non-zero if the sources no longer match the version being filled (*rc
+ * says why: LOADER_CHANGED, or a failure to compute it, reported). */
+static int source_changed(struct run_ctx *x, larder_fill *f, int *rc)
+{
+	struct bytes now = {0};
+	const void *ver;
+	size_t vlen;
+	int same;
+
+	if (compute_version(x, &now) != 0) {
+		free(now.p);
+		x->err_exit = CLI_IO;
+		*rc = LARDER_EIO;
+		return 1;
+	}
+	ver = larder_fill_version(f, &vlen);
+	same = vlen == now.len && memcmp(ver, now.p, vlen) == 0;
+	free(now.p);
+	if (same)
+		return 0;
+	x->changed = 1;
+	*rc = LOADER_CHANGED;
+	return 1;
+}
+
+static void tee_out(struct run_ctx *x, const void *p, size_t n)
+{
+	int err;
+
+	if (x->out_gone || x->out_err)
+		return;
+	err = out_write_all(STDOUT_FILENO, p, n);
+	/* The reader went away (`larder run ... | head`): keep draining
+	 * into the cache, since others may be waiting for this result. */
+	if (err == EPIPE)
+		x->out_gone = 1;
+	else if (err)
+		x->out_err = err;
+}
+
+static int loader(larder_fill *f, void *payload)
+{
+	struct run_ctx *x = payload;
+	const int first = x->attempts++ == 0;
+	uint8_t trailer[TRAILER_LEN];
+	struct sigaction saved[4];
+	int code = 0, signo = 0, rerr = 0, fd;
+	int cache_rc = 0;
+	ssize_t n;
+	pid_t pid;
+	int err;
+
+	signals_during_child(x, saved);
+	err = spawn_piped(x->cmd, NULL, &pid, &fd);
+	if (err) {
+		signals_restore(x, saved);
+		cli_err(x->c, "cannot run '%s': %s", out_q(x->cmd[0]),
+			strerror(err));
+		if (first)
+			x->spawn_err = err;
+		return LOADER_CMD_FAILED;
+	}
+	x->child = pid;
+	if (x->pending)
+		kill(pid, x->pending);
+	while ((n = read_some(fd, x->chunk, CHUNK)) > 0) {
+		if (first)
+			tee_out(x, x->chunk, (size_t)n);
+		/* A cache failure must not cut the caller's output short:
+		 * remember it, keep teeing. */
+		if (!cache_rc)
+			cache_rc = larder_fill_write(f, x->chunk, (size_t)n);
+	}
+	if (n < 0)
+		rerr = errno;
+	/* Closing before reaping: a command still writing after a read
+	 * error gets SIGPIPE instead of blocking us forever. */
+	close(fd);
+	reap(pid, &code, &signo);
+	signals_restore(x, saved);
+	if (first) {
+		x->status = code;
+		x->signo = signo;
+	}
+	x->last_status = code;
+	if (rerr) {
+		cli_err(x->c, "cannot read the output of '%s': %s",
+			out_q(x->cmd[0]), strerror(rerr));
+		return LARDER_EIO;
+	}
+	if (code != 0 && !x->a->cache_failures)
+		return LOADER_CMD_FAILED;
+	if (cache_rc)
+		return cache_rc;
+	/* Publish only output that matches the version it is filed under:
+	 * sources changed during the run make this round fail. */
+	if (source_changed(x, f, &cache_rc))
+		return cache_rc;
+	memcpy(trailer, TRAILER_MAGIC, 8);
+	for (int i = 0; i < 4; i++) {
+		trailer[8 + i] = (uint8_t)((unsigned)code >> (8 * i));
+		trailer[12 + i] = (uint8_t)((unsigned)signo >> (8 * i));
+	}
+	return larder_fill_write(f, trailer, sizeof(trailer));
+}
+
+/* ---------------------------------------------------------------------- */
+/* Options                                                                 */
+
+/* Seconds, or a number with suffix s/m/h/d, or "never" (as `put`). */
+static int parse_ttl(const char *s, int64_t *out)
+{
+	unsigned long long v;
+	long long mult = 1;
+	char *end;
+
+	if (strcmp(s, "never") == 0) {
+		*out = LARDER_TTL_NEVER;
+		return 0;
+	}
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	switch (*end) {
+	case 's':
+		end++;
+		break;
+	case 'm':
+		mult = 60;
+		end++;
+		break;
+	case 'h':
+		mult = 3600;
+		end++;
+		break;
+	case 'd':
+		mult = 86400;
+		end++;
+		break;
+	default:
+		break;
+	}
+	if (*end != '\0' || v == 0 ||
+	    v > (unsigned long long)(TTL_MAX_SECONDS / mult))
+		return -1;
+	*out = (int64_t)v * mult;
+	return 0;
+}
+
+/* A positive number of seconds, at most a year. */
+static int parse_seconds(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
+	    v > 366.0 * 86400)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int push(struct cli *c, const char ***list, size_t *n, const char *s)
+{
+	const char **l = realloc(*list, (*n + 1) * sizeof(*l));
+
+	if (!l) {
+		cli_err(c, "out of memory");
+		return CLI_IO;
+	}
+	l[(*n)++] = s;
+	*list = l;
+	return CLI_CONTINUE;
+}
+
+static int run_opt(struct cli *c, int id, const char *arg, void *ctx)
+{
+	struct run_args *a = ctx;
+
+	switch (id) {
+	case OPT_KEY:
+		a->key = arg;
+		return CLI_CONTINUE;
+	case OPT_INPUT:
+		if (!*arg)
+			return cli_usage_err(c, "--input needs a file name");
+		return push(c, &a->inputs, &a->ninputs, arg);
+	case OPT_ENV:
+		if (!*arg || strchr(arg, '='))
+			return cli_usage_err(c,
+					     "bad --env '%s' (want a variable "
+					     "name, without '=')",
+					     out_q(arg));
+		return push(c, &a->envs, &a->nenvs, arg);
+	case OPT_VERSION_CMD:
+		a->version_cmd = arg;
+		return CLI_CONTINUE;
+	case OPT_TTL:
+		if (parse_ttl(arg, &a->ttl) != 0)
+			return cli_usage_err(c,
+					     "bad --ttl '%s' (want seconds, "
+					     "or N with s/m/h/d up to "
+					     "36500d, or never)",
+					     out_q(arg));
+		return CLI_CONTINUE;
+	case OPT_LEASE:
+	case OPT_MAX_WAIT:
+		if (parse_seconds(arg, id == OPT_LEASE ? &a->lease
+						       : &a->max_wait) != 0)
+			return cli_usage_err(
+			    c,
+			    "bad --%s '%s' (want a number of "
+			    "seconds > 0)",
+			    id == OPT_LEASE ? "lease" : "max-wait", out_q(arg));
+		return CLI_CONTINUE;
+	case OPT_ALLOW_STALE:
+		a->allow_stale = 1;
+		return CLI_CONTINUE;
+	case OPT_CACHE_FAILURES:
+		a->cache_failures = 1;
+		return CLI_CONTINUE;
+	default:
+		return cli_usage_err(c, "unknown option");
+	}
+}
+
+static const struct option run_longopts[] = {
+    {"key", required_argument, NULL, OPT_KEY},
+    {"input", required_argument, NULL, OPT_INPUT},
+    {"env", required_argument, NULL, OPT_ENV},
+    {"version-cmd", required_argument, NULL, OPT_VERSION_CMD},
+    {"ttl", required_argument, NULL, OPT_TTL},
+    {"lease", required_argument, NULL, OPT_LEASE},
+    {"max-wait", required_argument, NULL, OPT_MAX_WAIT},
+    {"allow-stale", no_argument, NULL, OPT_ALLOW_STALE},
+    {"cache-failures", no_argument, NULL, OPT_CACHE_FAILURES},
+    {0},
+};
+
+/*
+ * The index of the "--" that ends larder's options, or -1. It must be
+ * found before cli_parse() sees argv, which would take the command's own
+ * options (`-n` in `echo -n`) for ours. A getopt pass that stops at the
+ * first non-option finds it exactly as the real parse would, option
+ * arguments and abbreviations included ("--key --" names a key "--"). The
+ * global options are repeated here because getopt must know which of
+ * them take an argument.
+ */
+static int find_dashdash(int argc, char **argv)
+{
+	struct option all[sizeof(run_longopts) / sizeof(run_longopts[0]) + 5];
+	static const struct option global[] = {
+	    {"dir", required_argument, NULL, 'd'},
+	    {"ns", required_argument, NULL, 'n'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"allow-unsafe-mode", no_argument, NULL, 'U'},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	size_t n = 0;
+
+	for (; run_longopts[n].name; n++)
+		all[n] = run_longopts[n];
+	for (size_t i = 0; i < sizeof(global) / sizeof(global[0]); i++)
+		all[n++] = global[i];
+	memset(&all[n], 0, sizeof(all[n]));
+
+	opterr = 0;
+	optind = 0;
+	while (getopt_long(argc, argv, "+:d:n:vh", all, NULL) != -1)
+		;
+	if (optind > 1 && optind <= argc && strcmp(argv[optind - 1], "--") == 0)
+		return optind - 1;
+	return -1;
+}
+
+/* ---------------------------------------------------------------------- */
+
+static void on_log(int level, const char *msg, void *payload)
+{
+	struct run_ctx *x = payload;
+
+	x->warned = 1;
+	fprintf(stderr, "larder: run: %s: %s\n",
+		level <= LARDER_LOG_ERROR ? "error" : "warning", msg);
+}
+
+/* The key: records after the magic line (docs/cli.md#run). */
+static int build_key(struct cli *c, const struct run_args *a, char **cmd,
+		     int ncmd, struct bytes *k)
+{
+	bytes_add(k, MAGIC "\n", sizeof(MAGIC));
+	if (a->key) {
+		bytes_rec_str(k, 'k', a->key);
+	} else {
+		char *cwd = getcwd(NULL, 0);
+
+		if (!cwd) {
+			cli_err(c, "cannot get the working directory: %s",
+				strerror(errno));
+			return CLI_IO;
+		}
+		bytes_rec_str(k, 'd', cwd);
+		free(cwd);
+		for (int i = 0; i < ncmd; i++)
+			bytes_rec_str(k, 'a', cmd[i]);
+	}
+	for (size_t i = 0; i < a->ninputs; i++)
+		bytes_rec_str(k, 'i', a->inputs[i]);
+	for (size_t i = 0; i < a->nenvs; i++) {
+		const char *val = getenv(a->envs[i]);
+		struct bytes e = {0};
+
+		/* "NAME" alone when unset, "NAME=" when set but empty. */
+		bytes_add(&e, a->envs[i], strlen(a->envs[i]));
+		if (val) {
+			bytes_add(&e, "=", 1);
+			bytes_add(&e, val, strlen(val));
+		}
+		if (e.oom)
+			k->oom = 1;
+		else
+			bytes_rec(k, 'e', e.p, e.len);
+		free(e.p);
+	}
+	if (a->version_cmd)
+		bytes_rec_str(k, 'v', a->version_cmd);
+	if (a->cache_failures)
+		bytes_rec_str(k, 'f', "cache-failures");
+	if (k->oom) {
+		cli_err(c, "out of memory");
+		return CLI_IO;
+	}
+	return CLI_OK;
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Deliver a cached result: the stdout bytes, then its status. */
+static int deliver(struct run_ctx *x, const larder_entry *e, int *status)
+{
+	const uint8_t *p = larder_entry_data(e);
+	size_t size = larder_entry_size(e);
+	const uint8_t *t;
+	unsigned code = 0;
+
+	if (size < TRAILER_LEN ||
+	    memcmp(p + size - TRAILER_LEN, TRAILER_MAGIC, 8) != 0) {
+		cli_err(x->c, "the cached entry is not a 'larder run' result "
+			      "(no status trailer)");
+		return CLI_IO;
+	}
+	t = p + size - TRAILER_LEN;
+	for (int i = 0; i < 4; i++)
+		code |= (unsigned)t[8 + i] << (8 * i);
+	*status = code > 255 ? 255 : (int)code;
+	tee_out(x, p, size - TRAILER_LEN);
+	return CLI_OK;
+}
+
+static int run_run(struct cli *c, int argc, char **argv)
+{
+	struct run_args a = {0};
+	struct run_ctx x = {0};
+	larder_opts lo = LARDER_OPTS_INIT;
+	larder_put_opts po = LARDER_PUT_OPTS_INIT;
+	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
+	struct bytes key = {0};
+	struct bytes ver = {0};
+	larder_entry *e = NULL;
+	const char *how = NULL;
+	char why[512] = "";
+	larder *db = NULL;
+	int dd, first, rc, lrc, outcome = 0, status = 0;
+	double t0;
+
+	dd = find_dashdash(argc, argv);
+	rc = cli_parse(c, &cli_cmd_run, dd < 0 ? argc : dd, argv, "",
+		       run_longopts, run_opt, &a, &first);
+	if (rc != CLI_CONTINUE)
+		goto out;
+	if (dd < 0) {
+		rc = cli_usage_err(c, "missing '--' before the COMMAND");
+		goto out;
+	}
+	if (first < dd) {
+		rc = cli_usage_err(c,
+				   "unexpected argument '%s' (the COMMAND "
+				   "goes after '--')",
+				   out_q(argv[first]));
+		goto out;
+	}
+	if (dd + 1 >= argc) {
+		rc = cli_usage_err(c, "missing COMMAND after '--'");
+		goto out;
+	}
+	x.c = c;
+	x.a = &a;
+	x.cmd = argv + dd + 1;
+	x.chunk = malloc(CHUNK);
+	x.racy = calloc(a.ninputs + 1, sizeof(*x.racy));
+	if (!x.chunk || !x.racy) {
+		cli_err(c, "out of memory");
+		rc = CLI_IO;
+		goto out;
+	}
+	rc = build_key(c, &a, x.cmd, argc - dd - 1, &key);
+	if (rc != CLI_OK)
+		goto out;
+
+	lo.log = on_log;
+	lo.log_payload = &x;
+	rc = cli_open(c, &db, &lo);
+	if (rc != CLI_OK)
+		goto out;
+
+	po.ttl_seconds = a.ttl;
+	po.meta = MAGIC;
+	po.meta_len = strlen(MAGIC);
+	fo.put = &po;
+	fo.lease_seconds = a.lease;
+	fo.max_wait_seconds = a.max_wait;
+	fo.flags = a.allow_stale ? LARDER_FILL_ALLOW_STALE : 0;
+
+	t0 = mono_s();
+	for (int round = 0;; round++) {
+		x.changed = 0;
+		if (compute_version(&x, &ver) != 0) {
+			/* Before any run: our failure. After one: the
+			 * output is delivered, only the cache misses out. */
+			x.err_exit = CLI_IO;
+			lrc = LARDER_EIO;
+			break;
+		}
+		lrc =
+		    larder_get_or_fill(&e, &outcome, db, c->ns, key.p, key.len,
+				       ver.p, ver.len, NULL, loader, &x, &fo);
+		if (lrc == 0 || !x.changed || round + 1 >= MAX_ROUNDS)
+			break;
+	}
+	if (x.attempts > 0) {
+		/* We ran the command: the caller has its output already
+		 * (teed), whatever happened to the cache. */
+		status = x.status;
+		if (x.spawn_err) {
+			status = x.spawn_err == ENOENT ? 127 : 126;
+			how = "uncached";
+			snprintf(why, sizeof(why),
+				 "; the command could not "
+				 "be run");
+		} else if (lrc == 0 && outcome != LARDER_FILLED_UNCACHED) {
+			/* FILLED, or a later round found the new version
+			 * filled by someone else: cached either way. */
+			how = "filled";
+			if (x.attempts > 1)
+				snprintf(why, sizeof(why),
+					 "; the sources changed during the "
+					 "run: ran %u times, printed the "
+					 "first",
+					 x.attempts);
+		} else if (lrc == 0) {
+			how = "uncached";
+			snprintf(why, sizeof(why),
+				 "; the cache could not keep it");
+			if (!x.warned)
+				cli_err(c,
+					"warning: the result was not "
+					"cached: %s",
+					larder_errmsg(db));
+		} else if (x.status != 0 && !a.cache_failures) {
+			how = "uncached";
+			snprintf(why, sizeof(why),
+				 "; a failing command is not cached");
+		} else {
+			how = "uncached";
+			if (x.last_status != 0 && !a.cache_failures)
+				snprintf(why, sizeof(why),
+					 "; a rerun after the sources "
+					 "changed failed");
+			else if (x.changed)
+				snprintf(why, sizeof(why),
+					 "; the sources changed during each "
+					 "of %u runs",
+					 x.attempts);
+			else
+				snprintf(why, sizeof(why), "; not cached");
+			if (x.changed)
+				cli_err(c,
+					"warning: the result was not "
+					"cached: the sources changed "
+					"during each of %u runs",
+					x.attempts);
+			else if (x.err_exit || x.last_status != 0)
+				cli_err(c, "warning: the result was not "
+					   "cached");
+			else
+				cli_err(c,
+					"warning: the result was not cached: "
+					"%s",
+					larder_errmsg(db));
+		}
+	} else if (lrc == 0) {
+		how = outcome == LARDER_WAITED	? "waited"
+		      : outcome == LARDER_STALE ? "stale"
+						: "hit";
+		rc = deliver(&x, e, &status);
+		if (rc != CLI_OK)
+			goto out;
+	} else if (x.err_exit) {
+		rc = x.err_exit; /* reported by compute_version */
+		goto out;
+	} else {
+		rc = cli_fail(c, db, lrc);
+		goto out;
+	}
+	if (x.out_err) {
+		cli_err(c, "cannot write to stdout: %s", strerror(x.out_err));
+		rc = CLI_IO;
+		goto out;
+	}
+	if (c->verbose)
+		fprintf(stderr, "%s in %.3f s (exit %d%s)\n", how,
+			mono_s() - t0, status, why);
+	rc = status;
+out:
+	larder_entry_release(e);
+	larder_close(db);
+	free(key.p);
+	free(ver.p);
+	free(x.chunk);
+	free(x.racy);
+	free(a.inputs);
+	free(a.envs);
+	return rc;
+}
+
+const struct cli_cmd cli_cmd_run = {
+    .name = "run",
+    .run = run_run,
+    .summary = "run a command once, share its output (memoize)",
+    .usage = "[--key K] [--input FILE]... [--env NAME]... [--version-cmd CMD]\n"
+	     "       [--ttl T] [--lease S] [--max-wait S] [--allow-stale]\n"
+	     "       [--cache-failures] [-v] -- COMMAND [ARGS...]",
+    .help =
+	"Run COMMAND and remember its stdout and exit status in the store, "
+	"so that the\n"
+	"next identical run — here or on any host sharing the store — "
+	"prints the\n"
+	"remembered output and exits with the remembered status instead. "
+	"When many\n"
+	"processes miss at once, one runs COMMAND and the others wait for "
+	"its result.\n"
+	"On a fill, the output is printed as it is produced. stderr is "
+	"passed through,\n"
+	"never cached; stdin is inherited (and is not part of the key).\n\n"
+	"The result is looked up by a key and a version:\n"
+	"  key      COMMAND and ARGS (or --key), the working directory "
+	"(unless --key),\n"
+	"           the --input names, the --env variables' values, the "
+	"--version-cmd\n"
+	"  version  each --input's fingerprint (device, inode, size, mtime, "
+	"ctime; the\n"
+	"           content's hash too if it changed in the last 2 s), the "
+	"output of\n"
+	"           --version-cmd. Checked again after a run: if it changed "
+	"meanwhile,\n"
+	"           COMMAND runs again (up to 3 times) before anything is "
+	"cached.\n\n"
+	"Options:\n"
+	"  --key K           name the result K instead of COMMAND, ARGS and "
+	"the\n"
+	"                    working directory (you vouch that K says what "
+	"matters)\n"
+	"  --input FILE      a file COMMAND reads: a change re-runs it "
+	"(repeatable)\n"
+	"  --env NAME        an environment variable COMMAND depends on "
+	"(repeatable;\n"
+	"                    unset and empty differ)\n"
+	"  --version-cmd CMD a shell command (sh -c, stdin /dev/null) whose "
+	"stdout\n"
+	"                    names the state of other sources; it must "
+	"succeed\n"
+	"  --ttl T           expire the result after T: seconds, or N with "
+	"s/m/h/d,\n"
+	"                    or 'never' (default: the namespace's TTL)\n"
+	"  --lease S         the lease length in seconds (default 30): how "
+	"long a\n"
+	"                    filler on another host may be silent before "
+	"another\n"
+	"                    takes over\n"
+	"  --max-wait S      wait at most S seconds for another filler, then "
+	"run\n"
+	"                    COMMAND anyway (default 10 leases)\n"
+	"  --allow-stale     while another process runs COMMAND, print the "
+	"previous\n"
+	"                    result at once instead of waiting\n"
+	"  --cache-failures  also cache runs that exit non-zero or are "
+	"killed\n"
+	"  -v                print one line to stderr: hit, filled, waited, "
+	"stale or\n"
+	"                    uncached, the time taken and the exit status\n\n"
+	"A failing run (exit status not 0, or killed by a signal) is not "
+	"cached unless\n"
+	"--cache-failures is given; its output is still printed. If the "
+	"store cannot\n"
+	"keep a result, the output is printed anyway, with a warning. If "
+	"the reader of\n"
+	"stdout goes away, COMMAND still runs to its end and its result is "
+	"cached.\n\n"
+	"Exit status: COMMAND's (128+N if killed by signal N); 126 if "
+	"COMMAND cannot\n"
+	"be executed, 127 if it is not found; larder's own failures as "
+	"for every\n"
+	"command (2 usage, 3 store, 4 I/O: a missing --input, a failing "
+	"--version-cmd).\n\n"
+	"Example:\n"
+	"  larder run --input data.csv --env LANG -v -- ./make_report.sh "
+	"data.csv\n",
+};
