@@ -1,2 +1,15 @@
 # Single-flight fills across processes (leases, takeover, herd).
 larder_test(test_fill test_fill.c)
+
+# One get_or_fill per process, for participants the tests cannot fork: in
+# PID+UTS namespaces of their own ("other hosts") or under libfaketime.
+add_executable(fill_worker fill_worker.c)
+target_compile_definitions(fill_worker PRIVATE _GNU_SOURCE)
+target_link_libraries(fill_worker PRIVATE larder_static)
+
+# Other hosts: needs unshare (root); prints "SKIP: why" otherwise.
+larder_test(test_fill_hosts test_fill_hosts.c fill_spawn.c)
+add_dependencies(test_fill_hosts fill_worker)
+target_compile_definitions(test_fill_hosts PRIVATE
+  LARDER_FILL_WORKER="$<TARGET_FILE:fill_worker>")
+set_tests_properties(test_fill_hosts PROPERTIES SKIP_REGULAR_EXPRESSION "SKIP: ")

@@ -1,0 +1,310 @@
+/* fill_spawn.c — see fill_spawn.h. */
+#include "fill_spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+double spawn_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+const char *spawn_faketime_lib(const char **why)
+{
+	static char path[4096];
+	glob_t g;
+	const char *pats[] = {"/usr/lib/*/faketime/libfaketimeMT.so.1",
+			      "/usr/lib/faketime/libfaketimeMT.so.1",
+			      "/usr/local/lib/faketime/libfaketimeMT.so.1"};
+	for (size_t i = 0; i < sizeof pats / sizeof pats[0]; i++) {
+		if (glob(pats[i], 0, NULL, &g) == 0 && g.gl_pathc > 0) {
+			snprintf(path, sizeof path, "%s", g.gl_pathv[0]);
+			globfree(&g);
+			return path;
+		}
+		globfree(&g);
+	}
+	*why = "libfaketimeMT.so.1 not found (Debian package faketime)";
+	return NULL;
+}
+
+/* The libasan this binary runs with, if it is a dynamically linked ASan
+ * build: it must come first in LD_PRELOAD, before libfaketime. */
+static void asan_runtime(char *out, size_t len)
+{
+	out[0] = '\0';
+	FILE *m = fopen("/proc/self/maps", "r");
+	if (!m)
+		return;
+	char line[4096];
+	while (fgets(line, sizeof line, m)) {
+		char *p = strstr(line, "/libasan.so");
+		if (!p)
+			continue;
+		while (p > line && p[-1] != ' ')
+			p--;
+		line[strcspn(line, "\n")] = '\0';
+		snprintf(out, len, "%s", p);
+		break;
+	}
+	fclose(m);
+}
+
+static void parse_line(struct worker *w, const char *line)
+{
+	double now = spawn_now_ms();
+	if (strncmp(line, "ready ", 6) == 0) {
+		w->ready = 1;
+		w->t_ready = now;
+		char host[64] = "";
+		sscanf(line, "ready %ld %63s %lld %lld", &w->wpid, host,
+		       &w->realtime, &w->monotonic);
+	} else if (strcmp(line, "loading") == 0) {
+		w->loading = 1;
+		w->t_loading = now;
+	} else if (strncmp(line, "result ", 7) == 0) {
+		struct wres *r = &w->res;
+		memset(r, 0, sizeof *r);
+		r->rc = -999;
+		sscanf(line,
+		       "result rc=%d outcome=%d size=%llu fills=%llu "
+		       "waits=%llu breaks=%llu lost=%llu changed=%llu "
+		       "uncached=%llu",
+		       &r->rc, &r->outcome, &r->size, &r->fills, &r->waits,
+		       &r->breaks, &r->lost, &r->changed, &r->uncached);
+		w->done = 1;
+		w->t_done = now;
+	} else if (strncmp(line, "error ", 6) == 0) {
+		snprintf(w->last_error, sizeof w->last_error, "%s", line + 6);
+	}
+}
+
+/* Take in whatever worker i has written. */
+static void drain(struct worker *w)
+{
+	for (;;) {
+		if (w->len == sizeof w->buf - 1)
+			w->len = 0; /* a runaway line: drop it */
+		ssize_t n =
+		    read(w->fd, w->buf + w->len, sizeof w->buf - 1 - w->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			w->eof = 1;
+			return;
+		}
+		w->len += (size_t)n;
+		w->buf[w->len] = '\0';
+		char *nl;
+		while ((nl = memchr(w->buf, '\n', w->len)) != NULL) {
+			*nl = '\0';
+			parse_line(w, w->buf);
+			size_t used = (size_t)(nl + 1 - w->buf);
+			memmove(w->buf, nl + 1, w->len - used);
+			w->len -= used;
+		}
+	}
+}
+
+static int said(const struct worker *w, const char *what)
+{
+	if (strcmp(what, "ready") == 0)
+		return w->ready;
+	if (strcmp(what, "loading") == 0)
+		return w->loading;
+	if (strcmp(what, "result") == 0)
+		return w->done;
+	if (strcmp(what, "eof") == 0)
+		return w->eof;
+	return 0; /* "never": just take in lines until the timeout */
+}
+
+int worker_wait(struct worker *ws, int n, int i, const char *what,
+		double timeout_ms)
+{
+	double until = spawn_now_ms() + timeout_ms;
+	struct pollfd pfd[64];
+	if (n > 64)
+		test_fail(__FILE__, __LINE__, "too many workers (%d)", n);
+	for (;;) {
+		if (said(&ws[i], what))
+			return 1;
+		if (ws[i].eof)
+			return 0;
+		double left = until - spawn_now_ms();
+		if (left <= 0)
+			return 0;
+		int m = 0;
+		for (int k = 0; k < n; k++)
+			if (!ws[k].eof) {
+				pfd[m].fd = ws[k].fd;
+				pfd[m].events = POLLIN;
+				pfd[m].revents = 0;
+				m++;
+			}
+		int r = poll(pfd, (nfds_t)m, (int)left + 1);
+		if (r < 0 && errno != EINTR)
+			test_fail(__FILE__, __LINE__, "poll: %s",
+				  strerror(errno));
+		for (int k = 0; k < n; k++)
+			if (!ws[k].eof)
+				drain(&ws[k]);
+	}
+}
+
+void worker_start(struct worker *w, const struct wenv *env, const char *store,
+		  const char *key, const char *ver, const char *const *opts)
+{
+	memset(w, 0, sizeof *w);
+	const char *argv[64];
+	int a = 0;
+	char preload[8300], asan[4096];
+	char ftenv[64], monoenv[64], ldenv[8400], asanenv[4200];
+	if (env && env->host) {
+		argv[a++] = "unshare";
+		argv[a++] = "--pid";
+		argv[a++] = "--uts";
+		argv[a++] = "--fork";
+	}
+	if (env && env->faketime) {
+		/* Through env(1), so that only the worker (not unshare) runs
+		 * under the fake clock. */
+		const char *why = NULL, *lib = spawn_faketime_lib(&why);
+		if (!lib)
+			test_fail(__FILE__, __LINE__, "%s", why);
+		asan_runtime(asan, sizeof asan);
+		snprintf(preload, sizeof preload, "%s%s%s", asan,
+			 asan[0] ? ":" : "", lib);
+		snprintf(ldenv, sizeof ldenv, "LD_PRELOAD=%s", preload);
+		snprintf(ftenv, sizeof ftenv, "FAKETIME=%s", env->faketime);
+		snprintf(monoenv, sizeof monoenv,
+			 "FAKETIME_DONT_FAKE_MONOTONIC=%d",
+			 env->fake_mono ? 0 : 1);
+		const char *ao = getenv("ASAN_OPTIONS");
+		snprintf(asanenv, sizeof asanenv,
+			 "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
+			 ao ? ao : "", ao && *ao ? ":" : "");
+		argv[a++] = "env";
+		argv[a++] = ldenv;
+		argv[a++] = ftenv;
+		argv[a++] = monoenv;
+		argv[a++] = asanenv;
+	}
+	argv[a++] = LARDER_FILL_WORKER;
+	argv[a++] = store;
+	argv[a++] = key;
+	argv[a++] = ver;
+	if (env && env->host) {
+		argv[a++] = "--hostname";
+		argv[a++] = env->host;
+	}
+	for (int i = 0; opts && opts[i]; i++) {
+		if (a >= 62)
+			test_fail(__FILE__, __LINE__, "too many options");
+		argv[a++] = opts[i];
+	}
+	argv[a] = NULL;
+
+	int p[2];
+	if (pipe(p) != 0)
+		test_fail(__FILE__, __LINE__, "pipe: %s", strerror(errno));
+	fflush(NULL);
+	w->t_start = spawn_now_ms();
+	w->pid = fork();
+	if (w->pid < 0)
+		test_fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
+	if (w->pid == 0) {
+		dup2(p[1], 1);
+		close(p[0]);
+		close(p[1]);
+		execvp(argv[0], (char *const *)argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(p[1]);
+	w->fd = p[0];
+	fcntl(w->fd, F_SETFL, fcntl(w->fd, F_GETFL) | O_NONBLOCK);
+	fcntl(w->fd, F_SETFD, FD_CLOEXEC);
+	if (!worker_wait(w, 1, 0, "ready", 20000))
+		test_fail(__FILE__, __LINE__, "worker (%s %s) never got ready",
+			  env && env->host ? env->host : "here",
+			  env && env->faketime ? env->faketime : "");
+	if (w->wpid <= 0)
+		test_fail(__FILE__, __LINE__, "worker did not say its pid");
+}
+
+double worker_kill(struct worker *w)
+{
+	double t = spawn_now_ms();
+	if (kill((pid_t)w->wpid, SIGKILL) != 0 && errno != ESRCH)
+		test_fail(__FILE__, __LINE__, "kill %ld: %s", w->wpid,
+			  strerror(errno));
+	return t;
+}
+
+void worker_reap(struct worker *ws, int n, int i, double timeout_ms)
+{
+	struct worker *w = &ws[i];
+	double until = spawn_now_ms() + timeout_ms;
+	while (!w->eof) {
+		double left = until - spawn_now_ms();
+		if (left <= 0) {
+			kill((pid_t)w->wpid, SIGKILL);
+			test_fail(__FILE__, __LINE__,
+				  "worker %ld did not finish in %.0f ms",
+				  w->wpid, timeout_ms);
+		}
+		worker_wait(ws, n, i, "eof", left);
+	}
+	close(w->fd);
+	w->fd = -1;
+	/* Its output ended: it is gone or going (an unshare parent follows
+	 * its child at once). */
+	if (waitpid(w->pid, &w->status, 0) != w->pid)
+		test_fail(__FILE__, __LINE__, "waitpid: %s", strerror(errno));
+	w->reaped = 1;
+}
+
+void spawn_write_source(const char *path, size_t len, unsigned long long seed)
+{
+	char *b = malloc(len ? len : 1);
+	if (!b)
+		test_fail(__FILE__, __LINE__, "out of memory");
+	test_fill_pattern(b, len, seed);
+	FILE *f = fopen(path, "w");
+	if (!f || fwrite(b, 1, len, f) != len || fclose(f) != 0)
+		test_fail(__FILE__, __LINE__, "write %s: %s", path,
+			  strerror(errno));
+	free(b);
+}
+
+int spawn_check_file(const char *path, size_t len, unsigned long long seed)
+{
+	struct stat st;
+	if (stat(path, &st) != 0 || (size_t)st.st_size != len)
+		return 0;
+	char *b = malloc(len ? len : 1);
+	FILE *f = fopen(path, "r");
+	int ok = b && f && fread(b, 1, len, f) == len &&
+		 test_check_pattern(b, len, seed);
+	if (f)
+		fclose(f);
+	free(b);
+	return ok;
+}

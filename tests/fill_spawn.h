@@ -1,0 +1,72 @@
+/*
+ * fill_spawn.h — start fill_worker processes as "other hosts" (own PID+UTS
+ * namespace, via unshare) or "other clocks" (libfaketime), follow their
+ * progress lines with timestamps on the test's own monotonic clock, kill
+ * them, and read their results. Used by test_fill_hosts.c and
+ * test_fill_clocks.c.
+ */
+#ifndef LARDER_TEST_FILL_SPAWN_H
+#define LARDER_TEST_FILL_SPAWN_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Where a worker runs. */
+struct wenv {
+	const char *host;     /* non-NULL: own PID+UTS namespace, this name */
+	const char *faketime; /* non-NULL: libfaketime offset, e.g. "+1h" */
+	int fake_mono;	      /* with faketime: fake CLOCK_MONOTONIC too */
+};
+
+/* The worker's "result" line. */
+struct wres {
+	int rc, outcome;
+	unsigned long long size, fills, waits, breaks, lost, changed, uncached;
+};
+
+struct worker {
+	pid_t pid;  /* the child we forked (unshare, env or the worker) */
+	long wpid;  /* the worker itself, as our /proc sees it */
+	int fd;	    /* its stdout */
+	int status; /* from waitpid, once reaped */
+	int reaped;
+	char buf[4096];
+	size_t len;
+	int ready, loading, done, eof;
+	double t_start, t_ready, t_loading, t_done; /* our ms clock */
+	long long realtime, monotonic; /* its clocks at "ready", seconds */
+	struct wres res;
+	char last_error[512];
+};
+
+double spawn_now_ms(void);
+
+/* Path of libfaketimeMT, or NULL (why in *why). */
+const char *spawn_faketime_lib(const char **why);
+
+/* Start a worker for (store, key, ver) with extra NULL-terminated options
+ * (see fill_worker.c); returns once it said "ready". Fails the test on
+ * error. */
+void worker_start(struct worker *w, const struct wenv *env, const char *store,
+		  const char *key, const char *ver, const char *const *opts);
+
+/* Read what the workers said until workers[i] has said `what` ("loading",
+ * "result"; "eof": ended) or ended, at most timeout_ms; "never" just takes
+ * in lines for timeout_ms. 1 if it said it. */
+int worker_wait(struct worker *ws, int n, int i, const char *what,
+		double timeout_ms);
+
+/* SIGKILL the worker (not its unshare parent) now; returns the time of the
+ * kill. The caller reaps with worker_reap. */
+double worker_kill(struct worker *w);
+
+/* Read to the end and wait for the child; fails the test after
+ * timeout_ms. */
+void worker_reap(struct worker *ws, int n, int i, double timeout_ms);
+
+/* Write `len` pattern bytes for `seed` to path. */
+void spawn_write_source(const char *path, size_t len, unsigned long long seed);
+/* Whether path holds exactly `len` pattern bytes for `seed`. */
+int spawn_check_file(const char *path, size_t len, unsigned long long seed);
+
+#endif

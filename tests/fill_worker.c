@@ -1,0 +1,216 @@
+/*
+ * fill_worker.c — one larder_get_or_fill in a process of its own, for the
+ * fill tests that need participants the test cannot fork: a process in
+ * another PID+UTS namespace ("another host") or under libfaketime ("another
+ * clock"). The test starts it (through unshare, env, ...), reads its
+ * progress on stdout, may SIGKILL it, and checks the bytes it got.
+ *
+ *   fill_worker STORE KEY VERSION --src FILE [options]
+ *
+ *   --src FILE      the source: the loader streams this file's bytes
+ *   --chunk N       bytes per chunk (default 16384)
+ *   --delay-ms MS   a slow source: sleep this long before each chunk
+ *   --side FILE     the loader first appends one line to FILE (counts
+ *                   loads across processes)
+ *   --out FILE      write the payload get_or_fill returned to FILE
+ *   --go FILE       after "ready", wait (bounded) until FILE exists
+ *   --hostname NAME set the hostname first (in a UTS namespace of our own)
+ *   --lease S, --heartbeat S, --max-wait S   larder_fill_opts
+ *
+ * stdout, one line each, flushed at once:
+ *   ready <pid as /proc sees it> <hostname> <CLOCK_REALTIME s> <CLOCK_MONOTONIC
+ * s> loading                       (the loader started: we hold the lease)
+ *   result rc=.. outcome=.. size=.. fills=.. waits=.. breaks=.. lost=..
+ *          changed=.. uncached=..
+ * Exit status 0 when get_or_fill returned 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "larder.h"
+
+struct src {
+	int fd;
+	size_t chunk;
+	long delay_ms;
+	const char *side;
+};
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static int load(larder_fill *fill, void *payload)
+{
+	struct src *s = payload;
+	if (s->side) {
+		char line[128], host[64] = "";
+		gethostname(host, sizeof host - 1);
+		int n = snprintf(line, sizeof line, "load %s %ld\n", host,
+				 (long)getpid());
+		int fd = open(s->side, O_WRONLY | O_APPEND | O_CREAT, 0644);
+		if (fd < 0 || write(fd, line, (size_t)n) != n)
+			return LARDER_EIO;
+		close(fd);
+	}
+	printf("loading\n");
+	fflush(stdout);
+	char *buf = malloc(s->chunk);
+	if (!buf)
+		return LARDER_ENOMEM;
+	off_t off = 0;
+	int rc = 0;
+	for (;;) {
+		if (s->delay_ms > 0)
+			sleep_ms(s->delay_ms);
+		ssize_t n = pread(s->fd, buf, s->chunk, off);
+		if (n < 0) {
+			rc = LARDER_EIO;
+			break;
+		}
+		if (n == 0)
+			break;
+		off += n;
+		if ((rc = larder_fill_write(fill, buf, (size_t)n)) != 0)
+			break;
+	}
+	free(buf);
+	return rc;
+}
+
+static int write_all(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return -1;
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			close(fd);
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return close(fd);
+}
+
+static __attribute__((noreturn)) void usage(const char *why)
+{
+	fprintf(stderr, "fill_worker: %s\n", why);
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 4)
+		usage("usage: fill_worker STORE KEY VERSION --src FILE ...");
+	const char *store = argv[1], *key = argv[2], *ver = argv[3];
+	const char *srcpath = NULL, *out = NULL, *go = NULL, *hostname = NULL;
+	struct src s = {-1, 16384, 0, NULL};
+	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
+	for (int i = 4; i < argc; i++) {
+		const char *a = argv[i];
+		if (i + 1 >= argc)
+			usage("option without a value");
+		const char *v = argv[++i];
+		if (strcmp(a, "--src") == 0)
+			srcpath = v;
+		else if (strcmp(a, "--chunk") == 0)
+			s.chunk = (size_t)strtoul(v, NULL, 10);
+		else if (strcmp(a, "--delay-ms") == 0)
+			s.delay_ms = strtol(v, NULL, 10);
+		else if (strcmp(a, "--side") == 0)
+			s.side = v;
+		else if (strcmp(a, "--out") == 0)
+			out = v;
+		else if (strcmp(a, "--go") == 0)
+			go = v;
+		else if (strcmp(a, "--hostname") == 0)
+			hostname = v;
+		else if (strcmp(a, "--lease") == 0)
+			fo.lease_seconds = strtod(v, NULL);
+		else if (strcmp(a, "--heartbeat") == 0)
+			fo.heartbeat_seconds = strtod(v, NULL);
+		else if (strcmp(a, "--max-wait") == 0)
+			fo.max_wait_seconds = strtod(v, NULL);
+		else
+			usage("unknown option");
+	}
+	if (!srcpath || s.chunk == 0)
+		usage("--src is required and --chunk must be positive");
+	if ((s.fd = open(srcpath, O_RDONLY)) < 0)
+		usage("cannot open --src");
+	if (hostname && sethostname(hostname, strlen(hostname)) != 0)
+		usage("cannot set the hostname (not in a UTS namespace?)");
+
+	/* Our pid as the test sees it: /proc is the test's (not remounted
+	 * for our PID namespace), so /proc/self names our pid there. */
+	char self[64] = "", host[64] = "";
+	ssize_t n = readlink("/proc/self", self, sizeof self - 1);
+	self[n > 0 ? n : 0] = '\0';
+	gethostname(host, sizeof host - 1);
+	struct timespec rt, mt;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	clock_gettime(CLOCK_MONOTONIC, &mt);
+	printf("ready %s %s %lld %lld\n", self[0] ? self : "0", host,
+	       (long long)rt.tv_sec, (long long)mt.tv_sec);
+	fflush(stdout);
+	if (go) {
+		/* A start line for a herd; bounded so a lost test cannot
+		 * leave us behind forever. */
+		for (int i = 0; access(go, F_OK) != 0; i++) {
+			if (i > 30000)
+				usage("--go file never appeared");
+			sleep_ms(1);
+		}
+	}
+
+	larder *db;
+	larder_opts o = LARDER_OPTS_INIT;
+	o.fsync = LARDER_FSYNC_NONE;
+	int rc = larder_open(&db, store, &o);
+	if (rc) {
+		printf("result rc=%d open: %s\n", rc, larder_open_errmsg());
+		return 1;
+	}
+	larder_entry *e = NULL;
+	int outcome = 0;
+	rc = larder_get_or_fill(&e, &outcome, db, "default", key, strlen(key),
+				ver, strlen(ver), NULL, load, &s, &fo);
+	size_t size = 0;
+	if (rc == 0) {
+		size = larder_entry_size(e);
+		if (out && write_all(out, larder_entry_data(e), size) != 0)
+			rc = LARDER_EIO;
+	}
+	printf(
+	    "result rc=%d outcome=%d size=%zu fills=%llu waits=%llu "
+	    "breaks=%llu lost=%llu changed=%llu uncached=%llu\n",
+	    rc, outcome, size,
+	    (unsigned long long)larder_counter(db, LARDER_CTR_FILLS),
+	    (unsigned long long)larder_counter(db, LARDER_CTR_WAITS),
+	    (unsigned long long)larder_counter(db, LARDER_CTR_LEASE_BREAKS),
+	    (unsigned long long)larder_counter(db, LARDER_CTR_LEASE_LOST),
+	    (unsigned long long)larder_counter(db, LARDER_CTR_SOURCE_CHANGED),
+	    (unsigned long long)larder_counter(db, LARDER_CTR_UNCACHED));
+	if (rc)
+		printf("error %s\n", larder_errmsg(db));
+	fflush(stdout);
+	larder_entry_release(e);
+	larder_close(db);
+	close(s.fd);
+	return rc ? 1 : 0;
+}

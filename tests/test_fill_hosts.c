@@ -1,0 +1,292 @@
+/*
+ * test_fill_hosts.c — single-flight fills between "hosts": fill_worker
+ * processes each in a PID+UTS namespace of its own (unshare), with its own
+ * hostname, sharing one store directory. Their pids mean nothing to each
+ * other, so the same-host fast path must not apply: a dead filler is
+ * taken over only when its lease has shown no heartbeat for a full lease
+ * period, and a live one is never broken.
+ *
+ * Without the right to unshare (root, or user namespaces), the program
+ * prints "SKIP: <reason>" and exits 0 before running anything.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fill_spawn.h"
+#include "harness.h"
+#include "larder.h"
+
+#define LEASE_S 1.0
+#define HB_S 0.1
+
+__attribute__((constructor)) static void probe_unshare(void)
+{
+	int st = system("unshare --pid --uts --fork --kill-child "
+			"sh -c 'hostname larder-probe' >/dev/null 2>&1");
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		printf("SKIP: cannot run 'unshare --pid --uts --fork' and set "
+		       "a hostname (needs root or user namespaces, and "
+		       "util-linux): the multi-host fill tests need "
+		       "separate PID+UTS namespaces\n");
+		exit(0);
+	}
+}
+
+static const char *make_store(void)
+{
+	static char dir[4096];
+	snprintf(dir, sizeof dir, "%s", test_path("store"));
+	larder *db = NULL;
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	if (larder_open(&db, dir, &o) != 0)
+		test_fail(__FILE__, __LINE__, "open: %s", larder_open_errmsg());
+	larder_close(db);
+	return dir;
+}
+
+static int count_lines(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	int n = 0, c;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+/* What the store holds for key now must be exactly the pattern. */
+static void check_store(const char *store, const char *key, size_t size,
+			unsigned long long seed)
+{
+	larder *db;
+	larder_opts o = LARDER_OPTS_INIT;
+	ASSERT_RC(NULL, larder_open(&db, store, &o), 0);
+	larder_entry *e;
+	ASSERT_RC(db, larder_get(&e, db, "default", key, strlen(key), "v1", 2),
+		  0);
+	ASSERT_EQ(larder_entry_size(e), size);
+	ASSERT(test_check_pattern(larder_entry_data(e), size, seed));
+	larder_entry_release(e);
+	larder_close(db);
+}
+
+TEST(herd_across_8_hosts_loads_once)
+{
+	const char *store = make_store();
+	char src[4096], side[4096], go[4096], out[8][4096], host[8][32];
+	snprintf(src, sizeof src, "%s", test_path("src"));
+	snprintf(side, sizeof side, "%s", test_path("loads"));
+	snprintf(go, sizeof go, "%s", test_path("go"));
+	const size_t size = 400000;
+	spawn_write_source(src, size, 77);
+	struct worker ws[8];
+	for (int i = 0; i < 8; i++) {
+		snprintf(out[i], sizeof out[i], "%s", test_path("out%d", i));
+		snprintf(host[i], sizeof host[i], "herd-host-%d", i);
+		struct wenv env = {host[i], NULL, 0};
+		/* A 0.25 s load: every one of the 8 misses while it runs. */
+		const char *opts[] = {
+		    "--src",   src,  "--chunk",	    "32768", "--delay-ms", "20",
+		    "--side",  side, "--out",	    out[i],  "--go",	   go,
+		    "--lease", "1",  "--heartbeat", "0.1",   NULL};
+		worker_start(&ws[i], &env, store, "herd", "v1", opts);
+	}
+	FILE *g = fopen(go, "w");
+	ASSERT(g != NULL);
+	fclose(g);
+	int filled = 0, breaks = 0;
+	for (int i = 0; i < 8; i++) {
+		worker_reap(ws, 8, i, 20000);
+		struct wres *r = &ws[i].res;
+		if (!ws[i].done || r->rc != 0)
+			test_fail(__FILE__, __LINE__,
+				  "worker %d: done %d rc %d: %s", i, ws[i].done,
+				  r->rc, ws[i].last_error);
+		ASSERT(r->outcome == LARDER_FILLED ||
+		       r->outcome == LARDER_WAITED || r->outcome == LARDER_HIT);
+		filled += r->outcome == LARDER_FILLED;
+		breaks += (int)r->breaks;
+		ASSERT_EQ(r->size, size);
+		if (!spawn_check_file(out[i], size, 77))
+			test_fail(__FILE__, __LINE__,
+				  "worker %d read wrong bytes", i);
+	}
+	ASSERT_EQ(count_lines(side), 1);
+	ASSERT_EQ(filled, 1);
+	ASSERT_EQ(breaks, 0);
+	/* The load ran in one of the namespaces, under its own name. */
+	char line[256] = "";
+	FILE *f = fopen(side, "r");
+	ASSERT(f && fgets(line, sizeof line, f));
+	fclose(f);
+	ASSERT(strncmp(line, "load herd-host-", 15) == 0);
+	check_store(store, "herd", size, 77);
+}
+
+/* One crash trial: a filler on host A killed at a random moment, a waiter
+ * on host B that must finish the job. */
+struct trial {
+	struct worker w[2]; /* filler, waiter */
+	char key[32], src[4096], out[4096], side[4096];
+	size_t size;
+	unsigned long long seed;
+	double kill_after_ms; /* after the filler said "loading" */
+	double t_kill;
+	int mode; /* 0: kill mid-load, 1: before it loads */
+};
+
+TEST(sigkilled_filler_on_one_host_taken_over_from_another)
+{
+	const char *store = make_store();
+	enum { BATCH = 4, BATCHES = 5 };
+	const double lease_ms = LEASE_S * 1000, hb_ms = HB_S * 1000;
+	srand((unsigned)getpid());
+	double took[BATCH * BATCHES];
+	int ntook = 0, before = 0, mid = 0, finished = 0;
+	for (int b = 0; b < BATCHES; b++) {
+		struct trial t[BATCH];
+		for (int i = 0; i < BATCH; i++) {
+			struct trial *x = &t[i];
+			memset(x, 0, sizeof *x);
+			int n = b * BATCH + i;
+			snprintf(x->key, sizeof x->key, "crash-%d", n);
+			snprintf(x->src, sizeof x->src, "%s",
+				 test_path("src%d", n));
+			snprintf(x->out, sizeof x->out, "%s",
+				 test_path("out%d", n));
+			snprintf(x->side, sizeof x->side, "%s",
+				 test_path("loads%d", n));
+			x->size = 16384 * (4 + (size_t)(rand() % 12));
+			x->seed = 1000 + (unsigned long long)n;
+			x->mode = rand() % 6 == 0;
+			/* A load takes (chunks x 10 ms): kills land all
+			 * through it, and some after the publish. */
+			double load_ms = (double)(x->size / 16384) * 10;
+			x->kill_after_ms = load_ms * 1.2 * rand() / RAND_MAX;
+			spawn_write_source(x->src, x->size, x->seed);
+		}
+		/* Fillers first, each in a namespace of its own. */
+		for (int i = 0; i < BATCH; i++) {
+			struct trial *x = &t[i];
+			char host[32];
+			snprintf(host, sizeof host, "filler-%d", i);
+			struct wenv env = {host, NULL, 0};
+			const char *opts[] = {
+			    "--src",	  x->src, "--chunk",	 "16384",
+			    "--delay-ms", "10",	  "--side",	 x->side,
+			    "--lease",	  "1",	  "--heartbeat", "0.1",
+			    NULL};
+			worker_start(&x->w[0], &env, store, x->key, "v1", opts);
+			if (x->mode) {
+				/* Before it loads: a few ms in, at most. */
+				struct timespec ts = {0,
+						      (rand() % 3) * 1000000L};
+				nanosleep(&ts, NULL);
+				x->t_kill = worker_kill(&x->w[0]);
+			}
+		}
+		for (int i = 0; i < BATCH; i++) {
+			struct trial *x = &t[i];
+			if (x->mode == 0 &&
+			    !worker_wait(x->w, 1, 0, "loading", 10000))
+				test_fail(__FILE__, __LINE__,
+					  "filler %d never loaded", i);
+			char host[32];
+			snprintf(host, sizeof host, "waiter-%d", i);
+			struct wenv env = {host, NULL, 0};
+			const char *opts[] = {"--src", x->src,	      "--chunk",
+					      "16384", "--side",      x->side,
+					      "--out", x->out,	      "--lease",
+					      "1",     "--heartbeat", "0.1",
+					      NULL};
+			worker_start(&x->w[1], &env, store, x->key, "v1", opts);
+		}
+		for (int k = 0; k < BATCH; k++) {
+			/* Kill in order of due time; a bounded wait that also
+			 * takes in the workers' lines. */
+			int next = -1;
+			for (int i = 0; i < BATCH; i++)
+				if (t[i].t_kill == 0 &&
+				    (next < 0 || t[i].kill_after_ms <
+						     t[next].kill_after_ms))
+					next = i;
+			if (next < 0)
+				break;
+			struct trial *x = &t[next];
+			double due = x->w[0].t_loading + x->kill_after_ms;
+			double left = due - spawn_now_ms();
+			if (left > 0)
+				worker_wait(x->w, 2, 0, "never", left);
+			x->t_kill = worker_kill(&x->w[0]);
+		}
+		for (int i = 0; i < BATCH; i++) {
+			struct trial *x = &t[i];
+			worker_reap(x->w, 2, 0, 10000);
+			worker_reap(x->w, 2, 1, lease_ms + 10000);
+			struct worker *fw = &x->w[0], *ww = &x->w[1];
+			if (!ww->done || ww->res.rc != 0)
+				test_fail(__FILE__, __LINE__,
+					  "%s: waiter rc %d: %s", x->key,
+					  ww->res.rc, ww->last_error);
+			ASSERT_EQ(ww->res.size, x->size);
+			if (!spawn_check_file(x->out, x->size, x->seed))
+				test_fail(__FILE__, __LINE__,
+					  "%s: waiter read wrong bytes",
+					  x->key);
+			check_store(store, x->key, x->size, x->seed);
+			double ms = ww->t_done - x->t_kill;
+			if (ww->t_done > x->t_kill && ms > lease_ms + 2000)
+				test_fail(__FILE__, __LINE__,
+					  "%s: waiter done %.0f ms after the "
+					  "kill (lease %.0f ms)",
+					  x->key, ms, lease_ms);
+			if (fw->done) {
+				finished++;
+				continue;
+			}
+			if (!fw->loading) {
+				before++;
+				continue;
+			}
+			mid++;
+			if (ww->res.breaks == 0)
+				continue; /* it published before dying */
+			ASSERT_EQ(ww->res.breaks, 1);
+			/* Across hosts only silence counts: no break before a
+			 * full lease without heartbeats. */
+			if (ms < lease_ms - hb_ms - 30)
+				test_fail(__FILE__, __LINE__,
+					  "%s: lease broken %.0f ms after "
+					  "the kill, before it could be "
+					  "stale (lease %.0f ms)",
+					  x->key, ms, lease_ms);
+			took[ntook++] = ms;
+		}
+	}
+	/* The distribution, for the record. */
+	for (int i = 1; i < ntook; i++)
+		for (int j = i; j > 0 && took[j - 1] > took[j]; j--) {
+			double s = took[j];
+			took[j] = took[j - 1];
+			took[j - 1] = s;
+		}
+	printf("    takeover across hosts (kill -> waiter done), lease "
+	       "%.1f s: n=%d",
+	       LEASE_S, ntook);
+	if (ntook)
+		printf(" min %.0f p50 %.0f p90 %.0f max %.0f ms", took[0],
+		       took[ntook / 2], took[ntook * 9 / 10], took[ntook - 1]);
+	printf("; killed before loading %d, mid-load %d, after finishing %d\n",
+	       before, mid, finished);
+	ASSERT(ntook > 0);
+}
