@@ -6,6 +6,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,7 +40,18 @@ struct job {
 	uint64_t seed;
 	int hold_fd; /* -1, or a pipe to block on before loading */
 	double slow; /* seconds to sleep mid-load (a long load) */
+	int note_fd; /* -1, or a pipe: 'L' when loading starts, 'H' at half */
+	int mid_fd;  /* -1, or a pipe to block on after the first half */
+	/* 0: two halves; else chunks of this size, each after a random pause
+	 * of up to delay_us (a source that streams) */
+	size_t chunk;
+	unsigned delay_us;
+	unsigned rnd; /* rand_r state for the pauses */
 };
+#define JOB(side, size, seed)                                                  \
+	{                                                                      \
+		(side), (size), (seed), -1, 0, -1, -1, 0, 0, 1                 \
+	}
 
 static int count_lines(const char *path)
 {
@@ -50,6 +63,20 @@ static int count_lines(const char *path)
 		n += c == '\n';
 	fclose(f);
 	return n;
+}
+
+static void note(int fd, char c)
+{
+	if (fd >= 0 && write(fd, &c, 1) != 1)
+		_exit(90);
+}
+
+static void sleep_us(unsigned us)
+{
+	struct timespec ts = {(time_t)(us / 1000000),
+			      (long)(us % 1000000) * 1000};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
 }
 
 static int loader(larder_fill *fill, void *payload)
@@ -66,13 +93,34 @@ static int loader(larder_fill *fill, void *payload)
 		if (read(j->hold_fd, &c, 1) < 0)
 			return LARDER_EIO;
 	}
+	note(j->note_fd, 'L');
 	uint8_t *buf = malloc(j->size ? j->size : 1);
 	test_fill_pattern(buf, j->size, j->seed);
+	int rc = 0;
+	if (j->chunk) {
+		for (size_t off = 0; rc == 0 && off < j->size;) {
+			size_t n =
+			    j->size - off < j->chunk ? j->size - off : j->chunk;
+			if (j->delay_us)
+				sleep_us((unsigned)rand_r(&j->rnd) %
+					 (j->delay_us + 1));
+			rc = larder_fill_write(fill, buf + off, n);
+			off += n;
+		}
+		free(buf);
+		return rc;
+	}
 	size_t half = j->size / 2;
-	int rc = larder_fill_write(fill, buf, half);
+	rc = larder_fill_write(fill, buf, half);
+	note(j->note_fd, 'H');
+	if (rc == 0 && j->mid_fd >= 0) {
+		char c;
+		if (read(j->mid_fd, &c, 1) < 0)
+			rc = LARDER_EIO;
+	}
 	if (rc == 0 && j->slow > 0) {
-		struct timespec ts = {(time_t)j->slow,
-				      (long)((j->slow - (time_t)j->slow) * 1e9)};
+		struct timespec ts = {
+		    (time_t)j->slow, (long)((j->slow - (time_t)j->slow) * 1e9)};
 		nanosleep(&ts, NULL);
 	}
 	if (rc == 0)
@@ -115,7 +163,8 @@ TEST(herd_of_16_loads_once)
 		if (kids[i] == 0) {
 			gate_wait(&g);
 			larder *d = open_store();
-			struct job j = {side, 300000, 42, -1, 0.2};
+			struct job j = JOB(side, 300000, 42);
+			j.slow = 0.2;
 			larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
 			fo.lease_seconds = 2;
 			larder_entry *e;
@@ -127,8 +176,8 @@ TEST(herd_of_16_loads_once)
 				test_fail(__FILE__, __LINE__, "rc %d: %s", rc,
 					  larder_errmsg(d));
 			ASSERT_EQ(larder_entry_size(e), 300000);
-			ASSERT(test_check_pattern(larder_entry_data(e),
-						  300000, 42));
+			ASSERT(test_check_pattern(larder_entry_data(e), 300000,
+						  42));
 			ASSERT(how == LARDER_FILLED || how == LARDER_WAITED ||
 			       how == LARDER_HIT);
 			larder_entry_release(e);
@@ -147,4 +196,401 @@ TEST(herd_of_16_loads_once)
 	}
 	ASSERT_EQ(count_lines(side), 1);
 	ASSERT_EQ(filled, 1);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Children that report                                                    */
+
+/* What a child's get_or_fill did, sent to the test through a pipe. */
+struct report {
+	int rc, outcome, ok;
+	uint64_t size, fills, waits, breaks, lost, changed, uncached;
+	int64_t t_done_ns; /* CLOCK_MONOTONIC: one clock for the whole host */
+	char err[256];
+};
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static double mono_ms(void)
+{
+	return (double)mono_ns() / 1e6;
+}
+
+static const double LEASE = 1.0, HEARTBEAT = 0.1;
+
+static larder_fill_opts short_lease(void)
+{
+	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
+	fo.lease_seconds = LEASE;
+	fo.heartbeat_seconds = HEARTBEAT;
+	return fo;
+}
+
+/* In a child: one get_or_fill of (key, ver) with job j; checks every byte
+ * against the job's pattern and writes a report to fd (fd -1: exits 3 if
+ * it failed or read wrong bytes). */
+static void fill_and_report(int fd, const char *key, const char *ver,
+			    struct job *j, const larder_fill_opts *fo)
+{
+	struct report r;
+	memset(&r, 0, sizeof r);
+	larder *d = open_store();
+	larder_entry *e = NULL;
+	r.rc =
+	    larder_get_or_fill(&e, &r.outcome, d, "default", key, strlen(key),
+			       ver, strlen(ver), NULL, loader, j, fo);
+	r.t_done_ns = mono_ns();
+	if (r.rc == 0) {
+		r.size = larder_entry_size(e);
+		r.ok =
+		    r.size == j->size &&
+		    test_check_pattern(larder_entry_data(e), r.size, j->seed);
+	} else {
+		snprintf(r.err, sizeof r.err, "%s", larder_errmsg(d));
+	}
+	r.fills = larder_counter(d, LARDER_CTR_FILLS);
+	r.waits = larder_counter(d, LARDER_CTR_WAITS);
+	r.breaks = larder_counter(d, LARDER_CTR_LEASE_BREAKS);
+	r.lost = larder_counter(d, LARDER_CTR_LEASE_LOST);
+	r.changed = larder_counter(d, LARDER_CTR_SOURCE_CHANGED);
+	r.uncached = larder_counter(d, LARDER_CTR_UNCACHED);
+	larder_entry_release(e);
+	larder_close(d);
+	if (fd < 0) {
+		if (r.rc != 0 || !r.ok)
+			_exit(3);
+	} else if (write(fd, &r, sizeof r) != (ssize_t)sizeof r) {
+		_exit(91);
+	}
+}
+
+/* Wait (bounded) for a report on fd. 1 if one came. */
+static int read_report(int fd, struct report *r, double timeout_ms)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	double until = mono_ms() + timeout_ms;
+	for (;;) {
+		double left = until - mono_ms();
+		if (left <= 0)
+			return 0;
+		int n = poll(&p, 1, (int)left + 1);
+		if (n > 0)
+			break;
+		if (n < 0 && errno != EINTR)
+			return 0;
+	}
+	return read(fd, r, sizeof *r) == (ssize_t)sizeof *r;
+}
+
+static void expect_exit0(pid_t pid)
+{
+	int st;
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		test_fail(__FILE__, __LINE__, "child %ld: status 0x%x",
+			  (long)pid, st);
+}
+
+/* A child running fill_and_report; its report comes on *rfd. */
+static pid_t spawn_filler(int *rfd, const char *key, const char *ver,
+			  struct job *j, const larder_fill_opts *fo)
+{
+	int p[2];
+	ASSERT_EQ(pipe(p), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		fill_and_report(p[1], key, ver, j, fo);
+		_exit(0);
+	}
+	close(p[1]);
+	*rfd = p[0];
+	return pid;
+}
+
+static void expect_entry(larder *db, const char *key, const char *ver,
+			 size_t size, uint64_t seed)
+{
+	larder_entry *e;
+	ASSERT_RC(db,
+		  larder_get(&e, db, "default", key, strlen(key), ver,
+			     ver ? strlen(ver) : 0),
+		  0);
+	ASSERT_EQ(larder_entry_size(e), size);
+	ASSERT(test_check_pattern(larder_entry_data(e), size, seed));
+	if (ver) {
+		size_t vlen;
+		const void *v = larder_entry_version(e, &vlen);
+		ASSERT_EQ(vlen, strlen(ver));
+		ASSERT_MEM_EQ(v, ver, vlen);
+	}
+	larder_entry_release(e);
+}
+
+/* Leftovers in the store: temp, lease and break files. */
+static int n_tmp, n_lease, n_break;
+static int count_leftover(const char *path, const struct stat *st, int flag,
+			  struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	const char *base = path + ftw->base;
+	n_tmp += strncmp(base, ".tmp.", 5) == 0;
+	n_break += strncmp(base, ".break.", 7) == 0;
+	size_t n = strlen(base);
+	if (n > 6 && strcmp(base + n - 6, ".lease") == 0) {
+		/* A lease may stay behind only if its holder is dead (killed
+		 * after its publish: nobody had to break it). */
+		char text[1024] = "";
+		FILE *f = fopen(path, "r");
+		size_t got = f ? fread(text, 1, sizeof text - 1, f) : 0;
+		if (f)
+			fclose(f);
+		text[got] = '\0';
+		const char *p = strstr(text, "\npid ");
+		long pid = p ? strtol(p + 5, NULL, 10) : 0;
+		if (pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			n_lease++;
+	}
+	return 0;
+}
+/* No break file is left, no lease but those of dead holders, and no temp
+ * file unless a filler was killed (sweeping those is the cleaner's job). */
+static void expect_no_leftovers(int killed)
+{
+	n_tmp = n_lease = n_break = 0;
+	ASSERT_EQ(nftw(test_path("store"), count_leftover, 16, FTW_PHYS), 0);
+	if (!killed)
+		ASSERT_EQ(n_tmp, 0);
+	ASSERT_EQ(n_lease, 0);
+	ASSERT_EQ(n_break, 0);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void print_dist(const char *what, double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	printf("    %s: n=%d", what, n);
+	if (n)
+		printf(" min %.0f p50 %.0f p90 %.0f p99 %.0f max %.0f ms", v[0],
+		       v[n / 2], v[n * 9 / 10], v[n * 99 / 100], v[n - 1]);
+	printf("\n");
+	fflush(stdout);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Crash                                                                   */
+
+#define CRASH_TRIALS 200
+#define CRASH_BATCH 10
+
+struct crash {
+	char key[32];
+	size_t size;
+	uint64_t seed;
+	pid_t filler, waiter;
+	int note_fd, rep_fd;
+	double kill_ms; /* after the filler started */
+	double t_start, t_kill;
+	char notes[8];
+	struct report wr;
+};
+
+/* Reads every key of the batch while it runs, checking each hit. */
+static pid_t spawn_reader(const struct crash *c, int n, int *stop_fd)
+{
+	int p[2];
+	ASSERT_EQ(pipe(p), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		close(p[1]);
+		larder *d = open_store();
+		struct pollfd pf = {p[0], POLLIN, 0};
+		while (poll(&pf, 1, 0) == 0) {
+			for (int i = 0; i < n; i++) {
+				larder_entry *e;
+				int rc = larder_get(&e, d, "default", c[i].key,
+						    strlen(c[i].key), "v1", 2);
+				if (rc == LARDER_ENOTFOUND)
+					continue;
+				if (rc != 0)
+					test_fail(__FILE__, __LINE__,
+						  "reader: get %s: %s",
+						  c[i].key, larder_errmsg(d));
+				if (larder_entry_size(e) != c[i].size ||
+				    !test_check_pattern(larder_entry_data(e),
+							c[i].size, c[i].seed))
+					test_fail(__FILE__, __LINE__,
+						  "reader: torn or wrong %s",
+						  c[i].key);
+				larder_entry_release(e);
+			}
+			sleep_us(500);
+		}
+		larder_close(d);
+		_exit(0);
+	}
+	close(p[0]);
+	*stop_fd = p[1];
+	return pid;
+}
+
+TEST(sigkill_filler_at_random_points_200_trials_never_a_wrong_read)
+{
+	larder *db = open_store();
+	unsigned seed = (unsigned)getpid() ^ (unsigned)mono_ns();
+	printf("    random seed %u\n", seed);
+	srand(seed);
+	larder_fill_opts fo = short_lease();
+	const double lease_ms = LEASE * 1000;
+	double took[CRASH_TRIALS], fast[CRASH_TRIALS];
+	int ntook = 0, nfast = 0, before = 0, during = 0, after = 0;
+	for (int b = 0; b < CRASH_TRIALS / CRASH_BATCH; b++) {
+		struct crash c[CRASH_BATCH];
+		memset(c, 0, sizeof c);
+		for (int i = 0; i < CRASH_BATCH; i++) {
+			int n = b * CRASH_BATCH + i;
+			snprintf(c[i].key, sizeof c[i].key, "crash-%d", n);
+			/* 0..256 KiB: both sides of the mmap threshold */
+			c[i].size = (size_t)rand() % (256 * 1024 + 1);
+			c[i].seed = 5000 + (uint64_t)n;
+			/* A load is up to 17 chunks with 0..6 ms pauses
+			 * (~50 ms on average) after a few ms of start-up:
+			 * kill anywhere from before the lease to after the
+			 * publish. */
+			int chunks = (int)(c[i].size / 16384) + 1;
+			c[i].kill_ms = rand() % 5 == 0
+					   ? rand() % 4
+					   : 4 + rand() % (chunks * 4 + 10);
+		}
+		int stop_fd;
+		pid_t reader = spawn_reader(c, CRASH_BATCH, &stop_fd);
+		for (int i = 0; i < CRASH_BATCH; i++) {
+			struct crash *x = &c[i];
+			int np[2];
+			ASSERT_EQ(pipe(np), 0);
+			fflush(NULL);
+			x->filler = fork();
+			ASSERT(x->filler >= 0);
+			if (x->filler == 0) {
+				close(np[0]);
+				note(np[1], 'S');
+				struct job j = JOB(NULL, x->size, x->seed);
+				j.note_fd = np[1];
+				j.chunk = 16384;
+				j.delay_us = 6000;
+				j.rnd = (unsigned)rand() ^ (unsigned)getpid();
+				fill_and_report(-1, x->key, "v1", &j, &fo);
+				note(np[1], 'P');
+				_exit(0);
+			}
+			close(np[1]);
+			x->note_fd = np[0];
+			char ch;
+			ASSERT_EQ(read(x->note_fd, &ch, 1), 1);
+			x->t_start = mono_ms();
+			x->notes[0] = ch;
+			fcntl(x->note_fd, F_SETFL, O_NONBLOCK);
+			/* The waiter: starts right behind it. */
+			struct job j = JOB(NULL, x->size, x->seed);
+			x->waiter =
+			    spawn_filler(&x->rep_fd, x->key, "v1", &j, &fo);
+		}
+		/* Kill each filler at its moment, in order, and reap it at
+		 * once (a zombie still looks alive to kill(pid, 0)). */
+		for (int k = 0; k < CRASH_BATCH; k++) {
+			int next = -1;
+			for (int i = 0; i < CRASH_BATCH; i++)
+				if (c[i].t_kill == 0 &&
+				    (next < 0 ||
+				     c[i].t_start + c[i].kill_ms <
+					 c[next].t_start + c[next].kill_ms))
+					next = i;
+			struct crash *x = &c[next];
+			double left = x->t_start + x->kill_ms - mono_ms();
+			if (left > 0)
+				sleep_us((unsigned)(left * 1000));
+			x->t_kill = mono_ms();
+			kill(x->filler, SIGKILL);
+			int st;
+			ASSERT_EQ(waitpid(x->filler, &st, 0), x->filler);
+			/* A filler that finished must have read right. */
+			ASSERT(WIFSIGNALED(st) ||
+			       (WIFEXITED(st) && WEXITSTATUS(st) == 0));
+		}
+		for (int i = 0; i < CRASH_BATCH; i++) {
+			struct crash *x = &c[i];
+			ssize_t n =
+			    read(x->note_fd, x->notes + 1, sizeof x->notes - 2);
+			x->notes[n > 0 ? n + 1 : 1] = '\0';
+			close(x->note_fd);
+			if (!read_report(x->rep_fd, &x->wr,
+					 lease_ms + 2000 + 3000))
+				test_fail(__FILE__, __LINE__,
+					  "%s: the waiter never finished "
+					  "(filler notes '%s')",
+					  x->key, x->notes);
+			close(x->rep_fd);
+			expect_exit0(x->waiter);
+			if (x->wr.rc != 0 || !x->wr.ok)
+				test_fail(__FILE__, __LINE__,
+					  "%s: waiter rc %d ok %d: %s", x->key,
+					  x->wr.rc, x->wr.ok, x->wr.err);
+			ASSERT_EQ(x->wr.lost, 0);
+			double ms = (double)x->wr.t_done_ns / 1e6 - x->t_kill;
+			if (ms > lease_ms + 2000)
+				test_fail(__FILE__, __LINE__,
+					  "%s: waiter done %.0f ms after the "
+					  "kill (lease %.0f ms)",
+					  x->key, ms, lease_ms);
+			expect_entry(db, x->key, "v1", x->size, x->seed);
+			int loading = strchr(x->notes, 'L') != NULL;
+			int finished = strchr(x->notes, 'P') != NULL;
+			if (!loading)
+				before++;
+			else if (finished)
+				after++;
+			else {
+				during++;
+				if (ms < 0)
+					ms = 0; /* it had published */
+				took[ntook++] = ms;
+				if (x->wr.breaks)
+					fast[nfast++] = ms;
+			}
+		}
+		close(stop_fd);
+		expect_exit0(reader);
+	}
+	printf("    killed before loading %d, while loading or publishing "
+	       "%d, after finishing %d\n",
+	       before, during, after);
+	print_dist("same host, filler killed holding the lease: kill -> "
+		   "waiter done",
+		   took, ntook);
+	print_dist("  of which the waiter broke the dead lease", fast, nfast);
+	/* Same host: a dead holder is seen at once (pid gone), not after
+	 * a lease period. */
+	ASSERT(nfast > 0);
+	if (fast[nfast / 2] > lease_ms / 2)
+		test_fail(__FILE__, __LINE__,
+			  "median takeover %.0f ms: the same-host fast path "
+			  "did not work (lease %.0f ms)",
+			  fast[nfast / 2], lease_ms);
+	expect_no_leftovers(1);
+	larder_close(db);
 }
