@@ -254,6 +254,30 @@ check "the slow filler printed version 2" grep -qx result-2 "$T/b.out"
 exec 4>&- 5>&-
 runs_are 3 "fill 1, slow fill 2, and the impatient run"
 
+# --- a cache that cannot be written --------------------------------------
+# The fault shim makes every write into the store's entry files fail with
+# ENOSPC: the output still reaches the caller, with a warning.
+if [ -n "$LARDER_FAULTSHIM" ] && [ -f "$LARDER_FAULTSHIM" ]; then
+	pre=$LARDER_FAULTSHIM
+	# A sanitizer build needs its runtime first in LD_PRELOAD.
+	asan=$(ldd "$LARDER" 2>/dev/null | awk '/libasan/ { print $3; exit }')
+	[ -n "$asan" ] && pre="$asan $pre"
+	: >"$side"
+	ucmd='echo run >>"$1"; echo not-cacheable; exit 4'
+	expect_rc 4 "a full disk: the command's status" env LD_PRELOAD="$pre" \
+		LARDER_FAULT_OP=write LARDER_FAULT_NTH=1 LARDER_FAULT_PERSIST=1 \
+		LARDER_FAULT_ERRNO=ENOSPC LARDER_FAULT_PATH="$S/ns/default/e/" \
+		"$LARDER" --dir "$S" run -v --cache-failures -- env -u LD_PRELOAD sh -c "$ucmd" sh "$side"
+	expect_out "^not-cacheable$" "a full disk: the output still reaches the caller"
+	expect_err "warning: .*not cached" "a full disk: a warning says it was not cached"
+	expect_err "^uncached in [0-9]+\.[0-9]{3} s \(exit 4; the cache could not keep it\)$" "-v says 'uncached'"
+	expect_rc 4 "after a full disk, the next run" L run -v --cache-failures -- env -u LD_PRELOAD sh -c "$ucmd" sh "$side"
+	expect_err "^filled in" "nothing was cached on the full disk"
+	runs_are 2 "a full disk: the command ran again next time"
+else
+	echo "skip - a cache that cannot be written: LARDER_FAULTSHIM is not set"
+fi
+
 # --- errors --------------------------------------------------------------
 expect_rc 2 "no '--' before the command" L run echo hi
 expect_err "missing '--'" "a missing '--' is explained"
