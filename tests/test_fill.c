@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -592,5 +593,233 @@ TEST(sigkill_filler_at_random_points_200_trials_never_a_wrong_read)
 			  "did not work (lease %.0f ms)",
 			  fast[nfast / 2], lease_ms);
 	expect_no_leftovers(1);
+	larder_close(db);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Pause                                                                   */
+
+/* A filler child that notes its progress on *note_fd and, after the first
+ * half of its payload, blocks until the test closes *gate_fd. */
+static pid_t spawn_gated(int *rep_fd, int *note_fd, int *gate_fd,
+			 const char *key, size_t size, uint64_t seed,
+			 const larder_fill_opts *fo)
+{
+	int rp[2], np[2], gp[2];
+	ASSERT_EQ(pipe(rp), 0);
+	ASSERT_EQ(pipe(np), 0);
+	ASSERT_EQ(pipe(gp), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		close(rp[0]);
+		close(np[0]);
+		close(gp[1]);
+		struct job j = JOB(NULL, size, seed);
+		j.note_fd = np[1];
+		j.mid_fd = gp[0];
+		fill_and_report(rp[1], key, "v1", &j, fo);
+		_exit(0);
+	}
+	close(rp[1]);
+	close(np[1]);
+	close(gp[0]);
+	*rep_fd = rp[0];
+	*note_fd = np[0];
+	*gate_fd = gp[1];
+	return pid;
+}
+
+/* Let a gated child go on. A byte, not just a close: other children may
+ * have inherited the write end. */
+static void open_gate(int fd)
+{
+	ASSERT_EQ(write(fd, "g", 1), 1);
+	close(fd);
+}
+
+/* Read notes until `want` (bounded: the child may not hang us). */
+static void await_note(int fd, char want)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	double until = mono_ms() + 10000;
+	char c = 0;
+	while (c != want) {
+		int left = (int)(until - mono_ms());
+		if (left <= 0 || poll(&p, 1, left) <= 0 || read(fd, &c, 1) != 1)
+			test_fail(__FILE__, __LINE__, "no note '%c'", want);
+	}
+}
+
+static double stop_child(pid_t pid)
+{
+	ASSERT_EQ(kill(pid, SIGSTOP), 0);
+	int st;
+	ASSERT_EQ(waitpid(pid, &st, WUNTRACED), pid);
+	ASSERT(WIFSTOPPED(st));
+	return mono_ms();
+}
+
+TEST(sigstopped_holder_past_its_lease_is_broken_exactly_once)
+{
+	larder *db = open_store();
+	larder_fill_opts fo = short_lease();
+	const size_t size = 200000;
+	const double lease_ms = LEASE * 1000;
+	int hrep, hnote, hgate;
+	pid_t h = spawn_gated(&hrep, &hnote, &hgate, "paused", size, 7, &fo);
+	await_note(hnote, 'H'); /* it holds the lease, half written */
+	/* Stopped, its heartbeat thread too; alive, so the same-host fast
+	 * path must not break it: only a lease period of silence may. */
+	double t_stop = stop_child(h);
+	enum { N = 4 };
+	pid_t w[N];
+	int wrep[N];
+	for (int i = 0; i < N; i++) {
+		struct job j = JOB(NULL, size, 7);
+		w[i] = spawn_filler(&wrep[i], "paused", "v1", &j, &fo);
+	}
+	int breaks = 0, filled = 0, waited = 0;
+	for (int i = 0; i < N; i++) {
+		struct report r;
+		if (!read_report(wrep[i], &r, lease_ms + 5000))
+			test_fail(__FILE__, __LINE__, "waiter %d hangs", i);
+		close(wrep[i]);
+		expect_exit0(w[i]);
+		if (r.rc != 0 || !r.ok)
+			test_fail(__FILE__, __LINE__,
+				  "waiter %d: rc %d ok %d: %s", i, r.rc, r.ok,
+				  r.err);
+		breaks += (int)r.breaks;
+		filled += r.outcome == LARDER_FILLED;
+		waited += r.outcome == LARDER_WAITED;
+		ASSERT_EQ(r.lost, 0);
+		double ms = (double)r.t_done_ns / 1e6 - t_stop;
+		if (ms < lease_ms)
+			test_fail(__FILE__, __LINE__,
+				  "waiter %d done %.0f ms after the stop: the "
+				  "lease of a live holder was broken early",
+				  i, ms);
+		printf("    waiter %d: outcome %d, breaks %d, done %.0f ms "
+		       "after SIGSTOP\n",
+		       i, r.outcome, (int)r.breaks, ms);
+	}
+	ASSERT_EQ(breaks, 1);
+	ASSERT_EQ(filled, 1);
+	ASSERT_EQ(waited, N - 1);
+	expect_entry(db, "paused", "v1", size, 7);
+
+	/* The old holder wakes up, finishes and publishes: harmless. */
+	ASSERT_EQ(kill(h, SIGCONT), 0);
+	open_gate(hgate);
+	struct report r;
+	if (!read_report(hrep, &r, 10000))
+		test_fail(__FILE__, __LINE__, "resumed holder hangs");
+	expect_exit0(h);
+	if (r.rc != 0 || !r.ok)
+		test_fail(__FILE__, __LINE__, "resumed holder: rc %d ok %d: %s",
+			  r.rc, r.ok, r.err);
+	ASSERT_EQ(r.outcome, LARDER_FILLED);
+	ASSERT_EQ(r.lost, 1);
+	ASSERT_EQ(r.breaks, 0);
+	expect_entry(db, "paused", "v1", size, 7);
+	expect_entry(db, "paused", NULL, size, 7); /* the head */
+	expect_no_leftovers(0);
+	close(hrep);
+	close(hnote);
+	larder_close(db);
+}
+
+/* The lease file in the store (there must be exactly one). */
+static char lease_path[4096];
+static int find_lease(const char *path, const struct stat *st, int flag,
+		      struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	size_t n = strlen(path + ftw->base);
+	if (n > 6 && strcmp(path + ftw->base + n - 6, ".lease") == 0)
+		snprintf(lease_path, sizeof lease_path, "%s", path);
+	return 0;
+}
+
+TEST(paused_holder_resumed_mid_takeover_leaves_the_new_lease_alone)
+{
+	larder *db = open_store();
+	larder_fill_opts fo = short_lease();
+	const size_t size = 100000;
+	int hrep, hnote, hgate, wrep, wnote, wgate;
+	pid_t h = spawn_gated(&hrep, &hnote, &hgate, "resumed", size, 9, &fo);
+	await_note(hnote, 'H');
+	stop_child(h);
+	/* The successor breaks the stopped lease, takes its own and stops
+	 * half-way through its load. */
+	pid_t w = spawn_gated(&wrep, &wnote, &wgate, "resumed", size, 9, &fo);
+	await_note(wnote, 'H');
+	lease_path[0] = '\0';
+	ASSERT_EQ(nftw(test_path("store"), find_lease, 16, FTW_PHYS), 0);
+	ASSERT(lease_path[0] != '\0');
+	struct stat before;
+	ASSERT_EQ(stat(lease_path, &before), 0);
+	/* Watch the successor's lease while the old holder finishes. */
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", lease_path);
+	char *slash = strrchr(dir, '/');
+	*slash = '\0';
+	const char *name = slash + 1;
+	int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	ASSERT(ifd >= 0);
+	ASSERT(inotify_add_watch(ifd, dir, IN_MOVED_FROM | IN_DELETE) >= 0);
+
+	ASSERT_EQ(kill(h, SIGCONT), 0);
+	open_gate(hgate);
+	struct report r;
+	if (!read_report(hrep, &r, 10000))
+		test_fail(__FILE__, __LINE__, "resumed holder hangs");
+	expect_exit0(h);
+	ASSERT_EQ(r.rc, 0);
+	ASSERT(r.ok);
+	ASSERT_EQ(r.outcome, LARDER_FILLED);
+	ASSERT_EQ(r.lost, 1);
+	expect_entry(db, "resumed", "v1", size, 9);
+
+	/* Its release must not have touched a lease that is not its own,
+	 * not even for a moment: while the successor's lease is renamed
+	 * away, a third caller takes the key and loads it again (and the
+	 * successor's lease is lost for good if it cannot be put back). */
+	char ev[4096] __attribute__((aligned(8)));
+	ssize_t n = read(ifd, ev, sizeof ev);
+	for (char *p = ev; n > 0 && p < ev + n;) {
+		struct inotify_event *e = (struct inotify_event *)(void *)p;
+		if (e->len && strcmp(e->name, name) == 0)
+			test_fail(__FILE__, __LINE__,
+				  "the resumed holder's release %s the new "
+				  "holder's lease %s",
+				  e->mask & IN_DELETE ? "deleted"
+						      : "renamed away",
+				  lease_path);
+		p += sizeof *e + e->len;
+	}
+	close(ifd);
+	struct stat after;
+	ASSERT_EQ(stat(lease_path, &after), 0);
+	ASSERT_EQ(after.st_ino, before.st_ino);
+
+	open_gate(wgate);
+	if (!read_report(wrep, &r, 10000))
+		test_fail(__FILE__, __LINE__, "successor hangs");
+	expect_exit0(w);
+	ASSERT_EQ(r.rc, 0);
+	ASSERT(r.ok);
+	ASSERT_EQ(r.outcome, LARDER_FILLED);
+	ASSERT_EQ(r.breaks, 1);
+	ASSERT_EQ(r.lost, 0);
+	expect_entry(db, "resumed", "v1", size, 9);
+	expect_no_leftovers(0);
+	close(hrep);
+	close(hnote);
+	close(wrep);
+	close(wnote);
 	larder_close(db);
 }
