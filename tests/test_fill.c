@@ -823,3 +823,301 @@ TEST(paused_holder_resumed_mid_takeover_leaves_the_new_lease_alone)
 	close(wnote);
 	larder_close(db);
 }
+
+/* ---------------------------------------------------------------------- */
+/* Semantics                                                               */
+
+/* A source whose state (version "s<state>", data pattern seed = state)
+ * moves on during loads as the test says. */
+struct source {
+	int state;
+	int bump_every_load; /* the source changes during every load */
+	int bump_first_load; /* ... during the first load only */
+	int set_version;     /* the loader reads version and data in one
+				snapshot: larder_fill_set_version */
+	int version_calls, loads;
+	size_t size;
+	int fail; /* the loader returns this after writing some bytes */
+	int bump_after_version; /* the source moves on right after version_fn
+				   answers */
+};
+
+static int src_version(larder_fill *f, void *payload)
+{
+	struct source *s = payload;
+	s->version_calls++;
+	char v[32];
+	int n = snprintf(v, sizeof v, "s%d", s->state);
+	if (s->bump_after_version)
+		s->state++;
+	return larder_fill_set_version(f, v, (size_t)n);
+}
+
+static int src_load(larder_fill *f, void *payload)
+{
+	struct source *s = payload;
+	s->loads++;
+	int state = s->state;
+	if (s->set_version) {
+		char v[32];
+		int n = snprintf(v, sizeof v, "s%d", state);
+		int rc = larder_fill_set_version(f, v, (size_t)n);
+		if (rc)
+			return rc;
+	}
+	uint8_t *buf = malloc(s->size ? s->size : 1);
+	test_fill_pattern(buf, s->size, (uint64_t)state);
+	size_t half = s->size / 2;
+	int rc = larder_fill_write(f, buf, half);
+	if (rc == 0 && s->fail) {
+		free(buf);
+		return s->fail;
+	}
+	/* The source moves on while we read it. */
+	if (s->bump_every_load || (s->bump_first_load && s->loads == 1))
+		s->state++;
+	if (rc == 0)
+		rc = larder_fill_write(f, buf + half, s->size - half);
+	free(buf);
+	return rc;
+}
+
+TEST(version_fn_with_an_unchanged_source_fills_once_then_hits)
+{
+	larder *db = open_store();
+	struct source s = {.state = 1, .size = 20000};
+	larder_fill_opts fo = short_lease();
+	larder_entry *e;
+	int how;
+	/* version_fn runs before the load and again after it (the source
+	 * may have changed meanwhile): same answer, so publish. */
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "stable", 6, NULL,
+				     0, src_version, src_load, &s, &fo),
+		  0);
+	ASSERT_EQ(how, LARDER_FILLED);
+	ASSERT_EQ(s.version_calls, 2);
+	ASSERT_EQ(s.loads, 1);
+	ASSERT(test_check_pattern(larder_entry_data(e), 20000, 1));
+	larder_entry_release(e);
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "stable", 6, NULL,
+				     0, src_version, src_load, &s, &fo),
+		  0);
+	ASSERT_EQ(how, LARDER_HIT);
+	ASSERT_EQ(s.loads, 1);
+	larder_entry_release(e);
+	expect_entry(db, "stable", "s1", 20000, 1);
+	larder_close(db);
+}
+
+TEST(source_changed_during_the_load_is_retried_and_the_new_data_published)
+{
+	larder *db = open_store();
+	struct source s = {.state = 1, .bump_first_load = 1, .size = 50000};
+	larder_fill_opts fo = short_lease();
+	larder_entry *e;
+	int how;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "src", 3, NULL, 0,
+				     src_version, src_load, &s, &fo),
+		  0);
+	ASSERT_EQ(how, LARDER_FILLED);
+	ASSERT_EQ(larder_entry_size(e), 50000);
+	ASSERT(test_check_pattern(larder_entry_data(e), 50000, 2));
+	size_t vlen;
+	const void *v = larder_entry_version(e, &vlen);
+	ASSERT_EQ(vlen, 2);
+	ASSERT_MEM_EQ(v, "s2", 2);
+	larder_entry_release(e);
+	ASSERT_EQ(s.loads, 2);
+	ASSERT_EQ(s.version_calls, 3); /* before, after load 1, after 2 */
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_SOURCE_CHANGED), 1);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_FILLS), 2);
+	/* Nothing was published for the version that went by. */
+	ASSERT_RC(db, larder_get(&e, db, "default", "src", 3, "s1", 2),
+		  LARDER_ENOTFOUND);
+	expect_entry(db, "src", "s2", 50000, 2);
+	expect_entry(db, "src", NULL, 50000, 2);
+	expect_no_leftovers(0);
+	larder_close(db);
+}
+
+TEST(source_changing_during_every_load_gives_ebusy_after_max_retries)
+{
+	larder *db = open_store();
+	struct source s = {.state = 1, .bump_every_load = 1, .size = 30000};
+	larder_fill_opts fo = short_lease();
+	fo.max_retries = 4;
+	larder_entry *e;
+	int how;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "src", 3, NULL, 0,
+				     src_version, src_load, &s, &fo),
+		  LARDER_EBUSY);
+	ASSERT(e == NULL);
+	ASSERT_EQ(s.loads, 4);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_SOURCE_CHANGED), 4);
+	ASSERT(strstr(larder_errmsg(db), "changed") != NULL);
+	ASSERT_RC(db, larder_get(&e, db, "default", "src", 3, NULL, 0),
+		  LARDER_ENOTFOUND);
+	for (int i = 1; i <= 5; i++) {
+		char ver[8];
+		snprintf(ver, sizeof ver, "s%d", i);
+		ASSERT_RC(db, larder_get(&e, db, "default", "src", 3, ver, 2),
+			  LARDER_ENOTFOUND);
+	}
+	/* The lease went with the call: the next caller fills at once. */
+	expect_no_leftovers(0);
+	s.bump_every_load = 0;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "src", 3, NULL, 0,
+				     src_version, src_load, &s, &fo),
+		  0);
+	ASSERT_EQ(how, LARDER_FILLED);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_WAITS), 0);
+	ASSERT(test_check_pattern(larder_entry_data(e), 30000, 5));
+	larder_entry_release(e);
+	larder_close(db);
+}
+
+TEST(loader_setting_the_version_is_published_under_it_without_a_recheck)
+{
+	larder *db = open_store();
+	/* version_fn says s1 and the source moves on at once: the loader's
+	 * snapshot (data and version read together) is s2. */
+	struct source s = {.state = 1,
+			   .set_version = 1,
+			   .bump_after_version = 1,
+			   .size = 40000};
+	larder_fill_opts fo = short_lease();
+	larder_entry *e;
+	int how;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "snap", 4, NULL,
+				     0, src_version, src_load, &s, &fo),
+		  0);
+	ASSERT_EQ(how, LARDER_FILLED);
+	ASSERT_EQ(s.version_calls, 1); /* no re-check after the load */
+	ASSERT_EQ(s.loads, 1);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_SOURCE_CHANGED), 0);
+	ASSERT_EQ(larder_entry_size(e), 40000);
+	ASSERT(test_check_pattern(larder_entry_data(e), 40000, 2));
+	size_t vlen;
+	const void *v = larder_entry_version(e, &vlen);
+	ASSERT_EQ(vlen, 2);
+	ASSERT_MEM_EQ(v, "s2", 2);
+	larder_entry_release(e);
+	expect_entry(db, "snap", "s2", 40000, 2);
+	ASSERT_RC(db, larder_get(&e, db, "default", "snap", 4, "s1", 2),
+		  LARDER_ENOTFOUND);
+	expect_no_leftovers(0);
+	larder_close(db);
+}
+
+/* A loader that writes, then sets the version: too late. */
+static int late_version(larder_fill *f, void *payload)
+{
+	int *rc = payload;
+	if (larder_fill_write(f, "abc", 3) != 0)
+		return LARDER_EIO;
+	*rc = larder_fill_set_version(f, "late", 4);
+	return *rc;
+}
+
+TEST(setting_the_version_after_writing_data_is_refused)
+{
+	larder *db = open_store();
+	larder_fill_opts fo = short_lease();
+	larder_entry *e;
+	int how, set_rc = 0;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "late", 4, "v1",
+				     2, NULL, late_version, &set_rc, &fo),
+		  LARDER_EINVAL);
+	ASSERT_EQ(set_rc, LARDER_EINVAL);
+	ASSERT_RC(db, larder_get(&e, db, "default", "late", 4, NULL, 0),
+		  LARDER_ENOTFOUND);
+	expect_no_leftovers(0);
+	larder_close(db);
+}
+
+TEST(loader_error_publishes_nothing_and_is_returned)
+{
+	larder *db = open_store();
+	larder_fill_opts fo = short_lease();
+	larder_entry *e;
+	int how;
+	/* A larder code comes back as is; anything else as LARDER_EIO. */
+	struct source s = {.state = 1, .size = 70000, .fail = LARDER_EPERM};
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "bad", 3, "s1", 2,
+				     NULL, src_load, &s, &fo),
+		  LARDER_EPERM);
+	ASSERT(e == NULL);
+	s.fail = 42;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "bad", 3, "s1", 2,
+				     NULL, src_load, &s, &fo),
+		  LARDER_EIO);
+	ASSERT(strstr(larder_errmsg(db), "42") != NULL);
+	ASSERT_EQ(s.loads, 2);
+	ASSERT_RC(db, larder_get(&e, db, "default", "bad", 3, "s1", 2),
+		  LARDER_ENOTFOUND);
+	ASSERT_RC(db, larder_get(&e, db, "default", "bad", 3, NULL, 0),
+		  LARDER_ENOTFOUND);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_PUBLISHED), 0);
+	/* No temp file, no lease: the next caller loads at once. */
+	expect_no_leftovers(0);
+	s.fail = 0;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "bad", 3, "s1", 2,
+				     NULL, src_load, &s, &fo),
+		  0);
+	ASSERT_EQ(how, LARDER_FILLED);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_WAITS), 0);
+	ASSERT(test_check_pattern(larder_entry_data(e), 70000, 1));
+	larder_entry_release(e);
+	larder_close(db);
+}
+
+static int empty_load(larder_fill *f, void *payload)
+{
+	int *calls = payload;
+	(*calls)++;
+	/* Zero-length writes are no data either. */
+	if (*calls == 2)
+		return larder_fill_write(f, "", 0);
+	return 0;
+}
+
+TEST(empty_payload_fill_is_published_and_hit)
+{
+	larder *db = open_store();
+	larder_fill_opts fo = short_lease();
+	larder_entry *e;
+	int how, calls = 0;
+	for (int i = 0; i < 2; i++) {
+		const char *key = i ? "empty2" : "empty";
+		ASSERT_RC(db,
+			  larder_get_or_fill(&e, &how, db, "default", key,
+					     strlen(key), "v1", 2, NULL,
+					     empty_load, &calls, &fo),
+			  0);
+		ASSERT_EQ(how, LARDER_FILLED);
+		ASSERT_EQ(larder_entry_size(e), 0);
+		ASSERT(larder_entry_data(e) != NULL);
+		larder_entry_release(e);
+		ASSERT_RC(db,
+			  larder_get_or_fill(&e, &how, db, "default", key,
+					     strlen(key), "v1", 2, NULL,
+					     empty_load, &calls, &fo),
+			  0);
+		ASSERT_EQ(how, LARDER_HIT);
+		ASSERT_EQ(larder_entry_size(e), 0);
+		larder_entry_release(e);
+	}
+	ASSERT_EQ(calls, 2);
+	expect_no_leftovers(0);
+	larder_close(db);
+}
