@@ -39,7 +39,9 @@ int larder_fill_set_version(larder_fill *f, const void *ver, size_t vlen)
 {
 	if (!ver && vlen)
 		return ldr_fail(f->db, LARDER_EINVAL, 0, "NULL version");
-	if (f->w)
+	/* Inside the loader the entry is named at its first write; the
+	 * check after the load (version_fn again) may set it freely. */
+	if (f->in_loader && f->w)
 		return ldr_fail(f->db, LARDER_EINVAL, 0,
 				"the version must be set before the loader "
 				"writes data");
