@@ -12,14 +12,18 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/inotify.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "harness.h"
 #include "larder.h"
+#include "store.h"
 
 static larder *open_store(void)
 {
@@ -602,8 +606,8 @@ TEST(sigkill_filler_at_random_points_200_trials_never_a_wrong_read)
 /* A filler child that notes its progress on *note_fd and, after the first
  * half of its payload, blocks until the test closes *gate_fd. */
 static pid_t spawn_gated(int *rep_fd, int *note_fd, int *gate_fd,
-			 const char *key, size_t size, uint64_t seed,
-			 const larder_fill_opts *fo)
+			 const char *key, const char *ver, size_t size,
+			 uint64_t seed, const larder_fill_opts *fo)
 {
 	int rp[2], np[2], gp[2];
 	ASSERT_EQ(pipe(rp), 0);
@@ -619,7 +623,7 @@ static pid_t spawn_gated(int *rep_fd, int *note_fd, int *gate_fd,
 		struct job j = JOB(NULL, size, seed);
 		j.note_fd = np[1];
 		j.mid_fd = gp[0];
-		fill_and_report(rp[1], key, "v1", &j, fo);
+		fill_and_report(rp[1], key, ver, &j, fo);
 		_exit(0);
 	}
 	close(rp[1]);
@@ -668,7 +672,8 @@ TEST(sigstopped_holder_past_its_lease_is_broken_exactly_once)
 	const size_t size = 200000;
 	const double lease_ms = LEASE * 1000;
 	int hrep, hnote, hgate;
-	pid_t h = spawn_gated(&hrep, &hnote, &hgate, "paused", size, 7, &fo);
+	pid_t h =
+	    spawn_gated(&hrep, &hnote, &hgate, "paused", "v1", size, 7, &fo);
 	await_note(hnote, 'H'); /* it holds the lease, half written */
 	/* Stopped, its heartbeat thread too; alive, so the same-host fast
 	 * path must not break it: only a lease period of silence may. */
@@ -750,12 +755,14 @@ TEST(paused_holder_resumed_mid_takeover_leaves_the_new_lease_alone)
 	larder_fill_opts fo = short_lease();
 	const size_t size = 100000;
 	int hrep, hnote, hgate, wrep, wnote, wgate;
-	pid_t h = spawn_gated(&hrep, &hnote, &hgate, "resumed", size, 9, &fo);
+	pid_t h =
+	    spawn_gated(&hrep, &hnote, &hgate, "resumed", "v1", size, 9, &fo);
 	await_note(hnote, 'H');
 	stop_child(h);
 	/* The successor breaks the stopped lease, takes its own and stops
 	 * half-way through its load. */
-	pid_t w = spawn_gated(&wrep, &wnote, &wgate, "resumed", size, 9, &fo);
+	pid_t w =
+	    spawn_gated(&wrep, &wnote, &wgate, "resumed", "v1", size, 9, &fo);
 	await_note(wnote, 'H');
 	lease_path[0] = '\0';
 	ASSERT_EQ(nftw(test_path("store"), find_lease, 16, FTW_PHYS), 0);
@@ -1119,5 +1126,197 @@ TEST(empty_payload_fill_is_published_and_hit)
 	}
 	ASSERT_EQ(calls, 2);
 	expect_no_leftovers(0);
+	larder_close(db);
+}
+
+/* ---------------------------------------------------------------------- */
+/* A cache that cannot write                                               */
+
+/* The loaded bytes reach the caller, uncached, with the cause. */
+static void expect_uncached(larder *db, const char *key, size_t size,
+			    uint64_t seed, const char *cause, int get_rc)
+{
+	larder_fill_opts fo = short_lease();
+	struct job j = JOB(NULL, size, seed);
+	larder_entry *e;
+	int how;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", key, strlen(key),
+				     "v1", 2, NULL, loader, &j, &fo),
+		  0);
+	ASSERT_EQ(how, LARDER_FILLED_UNCACHED);
+	ASSERT_EQ(larder_entry_size(e), size);
+	ASSERT(test_check_pattern(larder_entry_data(e), size, seed));
+	larder_entry_release(e);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_UNCACHED), 1);
+	if (!strstr(larder_errmsg(db), cause))
+		test_fail(__FILE__, __LINE__,
+			  "larder_errmsg does not say '%s': %s", cause,
+			  larder_errmsg(db));
+	/* Nothing cached: a miss, or the store's trouble again. */
+	ASSERT_RC(db, larder_get(&e, db, "default", key, strlen(key), "v1", 2),
+		  get_rc);
+}
+
+TEST(full_disk_still_returns_the_loaded_bytes_uncached)
+{
+	/* A 1 MiB tmpfs in a mount namespace of this test's own. */
+	if (unshare(CLONE_NEWNS) != 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+		printf("    skipped: no private mount namespace (%s): needs "
+		       "root\n",
+		       strerror(errno));
+		return;
+	}
+	const char *dir = test_path("store");
+	ASSERT_EQ(mkdir(dir, 0755), 0);
+	ASSERT_EQ(mount("tmpfs", dir, "tmpfs", 0, "size=1m,mode=0755"), 0);
+	larder *db = open_store();
+	/* Fill the disk to the last byte. */
+	int fd = open(test_path("store/ballast"), O_WRONLY | O_CREAT, 0644);
+	ASSERT(fd >= 0);
+	char block[4096];
+	memset(block, 'x', sizeof block);
+	while (write(fd, block, sizeof block) > 0)
+		;
+	while (write(fd, block, 1) > 0)
+		;
+	ASSERT_EQ(errno, ENOSPC);
+	close(fd);
+	expect_uncached(db, "full", 300000, 31, strerror(ENOSPC),
+			LARDER_ENOTFOUND);
+	expect_no_leftovers(0);
+	larder_close(db);
+	umount2(dir, MNT_DETACH);
+}
+
+TEST(entry_directory_that_is_a_file_still_returns_the_loaded_bytes)
+{
+	larder *db = open_store();
+	/* The fan-out directory the entry would go to is a file. */
+	uint8_t h[16];
+	char hex[33], rel[256];
+	ldr_entry_hash("default", "blocked", 7, "v1", 2, h);
+	ldr_hex(h, 16, hex);
+	ldr_dir_rel(rel, "default", 'e', hex);
+	ASSERT_EQ(test_sh("mkdir -p \"$(dirname '%s/%s')\" && : > '%s/%s'",
+			  test_path("store"), rel, test_path("store"), rel),
+		  0);
+	expect_uncached(db, "blocked", 100000, 32, rel, LARDER_EIO);
+	larder_close(db);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Allow-stale, max-wait                                                   */
+
+static int must_not_load(larder_fill *f, void *payload)
+{
+	(void)f;
+	(void)payload;
+	test_fail(__FILE__, __LINE__, "this caller must not load");
+}
+
+TEST(allow_stale_returns_the_previous_version_while_another_fills)
+{
+	larder *db = open_store();
+	uint8_t *old = malloc(60000);
+	test_fill_pattern(old, 60000, 40);
+	ASSERT_RC(db,
+		  larder_put(db, "default", "sv", 2, "v1", 2, old, 60000, NULL),
+		  0);
+	free(old);
+	/* Another process fills v2 and is held half-way. */
+	larder_fill_opts fo = short_lease();
+	int hrep, hnote, hgate;
+	pid_t h =
+	    spawn_gated(&hrep, &hnote, &hgate, "sv", "v2", 80000, 41, &fo);
+	await_note(hnote, 'H');
+	fo.flags = LARDER_FILL_ALLOW_STALE;
+	larder_entry *e;
+	int how;
+	double t0 = mono_ms();
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "sv", 2, "v2", 2,
+				     NULL, must_not_load, NULL, &fo),
+		  0);
+	double ms = mono_ms() - t0;
+	ASSERT_EQ(how, LARDER_STALE);
+	size_t vlen;
+	const void *v = larder_entry_version(e, &vlen);
+	ASSERT_EQ(vlen, 2);
+	ASSERT_MEM_EQ(v, "v1", 2);
+	ASSERT_EQ(larder_entry_size(e), 60000);
+	ASSERT(test_check_pattern(larder_entry_data(e), 60000, 40));
+	larder_entry_release(e);
+	if (ms > 200)
+		test_fail(__FILE__, __LINE__,
+			  "allow-stale took %.0f ms: it waited", ms);
+
+	open_gate(hgate);
+	struct report r;
+	ASSERT(read_report(hrep, &r, 10000));
+	expect_exit0(h);
+	ASSERT_EQ(r.rc, 0);
+	ASSERT(r.ok);
+	ASSERT_EQ(r.outcome, LARDER_FILLED);
+	/* Now v2 is there: a hit, not stale. */
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "sv", 2, "v2", 2,
+				     NULL, must_not_load, NULL, &fo),
+		  0);
+	ASSERT_EQ(how, LARDER_HIT);
+	ASSERT_EQ(larder_entry_size(e), 80000);
+	ASSERT(test_check_pattern(larder_entry_data(e), 80000, 41));
+	larder_entry_release(e);
+	close(hrep);
+	close(hnote);
+	larder_close(db);
+}
+
+TEST(max_wait_loads_itself_when_a_live_holder_never_finishes)
+{
+	larder *db = open_store();
+	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
+	fo.lease_seconds = 0.5;
+	fo.heartbeat_seconds = 0.1;
+	/* The holder heartbeats for as long as the test keeps its gate
+	 * shut: its lease is never stale. */
+	int hrep, hnote, hgate;
+	pid_t h =
+	    spawn_gated(&hrep, &hnote, &hgate, "mw", "v1", 50000, 50, &fo);
+	await_note(hnote, 'H');
+	fo.max_wait_seconds = 1.0;
+	struct job j = JOB(NULL, 50000, 50);
+	larder_entry *e;
+	int how;
+	double t0 = mono_ms();
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "mw", 2, "v1", 2,
+				     NULL, loader, &j, &fo),
+		  0);
+	double ms = mono_ms() - t0;
+	printf("    waited %.0f ms with max_wait 1 s\n", ms);
+	ASSERT_EQ(how, LARDER_FILLED);
+	ASSERT(test_check_pattern(larder_entry_data(e), 50000, 50));
+	larder_entry_release(e);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_LEASE_BREAKS), 0);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_WAITS), 1);
+	if (ms < 1000 || ms > 2500)
+		test_fail(__FILE__, __LINE__,
+			  "loaded after %.0f ms, want about 1000 ms", ms);
+
+	/* The holder still finishes; its publish meets ours. */
+	open_gate(hgate);
+	struct report r;
+	ASSERT(read_report(hrep, &r, 10000));
+	expect_exit0(h);
+	ASSERT_EQ(r.rc, 0);
+	ASSERT(r.ok);
+	ASSERT_EQ(r.outcome, LARDER_FILLED);
+	ASSERT_EQ(r.lost, 0);
+	expect_entry(db, "mw", "v1", 50000, 50);
+	expect_no_leftovers(0);
+	close(hrep);
+	close(hnote);
 	larder_close(db);
 }
