@@ -169,9 +169,9 @@ TEST(sigkilled_filler_on_one_host_taken_over_from_another)
 			x->size = 16384 * (4 + (size_t)(rand() % 12));
 			x->seed = 1000 + (unsigned long long)n;
 			x->mode = rand() % 6 == 0;
-			/* A load takes (chunks x 10 ms): kills land all
+			/* A load takes (chunks x 30 ms): kills land all
 			 * through it, and some after the publish. */
-			double load_ms = (double)(x->size / 16384) * 10;
+			double load_ms = (double)(x->size / 16384) * 30;
 			x->kill_after_ms = load_ms * 1.2 * rand() / RAND_MAX;
 			spawn_write_source(x->src, x->size, x->seed);
 		}
@@ -183,7 +183,7 @@ TEST(sigkilled_filler_on_one_host_taken_over_from_another)
 			struct wenv env = {host, NULL, 0};
 			const char *opts[] = {
 			    "--src",	  x->src, "--chunk",	 "16384",
-			    "--delay-ms", "10",	  "--side",	 x->side,
+			    "--delay-ms", "30",	  "--side",	 x->side,
 			    "--lease",	  "1",	  "--heartbeat", "0.1",
 			    NULL};
 			worker_start(&x->w[0], &env, store, x->key, "v1", opts);
