@@ -339,11 +339,15 @@ void ldr_lease_release(ldr_lease *l)
 	pthread_mutex_unlock(&l->mu);
 	if (l->thread_started)
 		pthread_join(l->thread, NULL);
-	/* Remove the name only if it is still our inode: rename it aside,
-	 * look, and give it back if a breaker's successor owns it now. */
+	/* Remove the name only if it is still our inode. A lease known lost
+	 * is not touched at all: even moving a successor's lease aside for
+	 * an instant would let a third caller take the key and load again.
+	 * Otherwise rename it aside, look, and give it back if a breaker's
+	 * successor took it in the instant since the check. */
 	char tmp[128];
 	ldr_temp_name(tmp, sizeof tmp, l->me.host);
-	if (renameat(l->dirfd, l->name, l->dirfd, tmp) == 0) {
+	if (!l->lost && still_ours(l) &&
+	    renameat(l->dirfd, l->name, l->dirfd, tmp) == 0) {
 		struct stat st;
 		if (fstatat(l->dirfd, tmp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    (st.st_ino != l->ino || st.st_dev != l->dev))
