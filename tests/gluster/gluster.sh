@@ -265,9 +265,8 @@ stop_all() {
 	# daemon), which wrote its pid under our run directory.
 	pids="$clients $gd"
 	if [ -d "$BASE/run" ]; then
-		for f in $(find "$BASE/run" -name '*.pid' 2>/dev/null); do
-			pids="$pids $(live_pid "$f")"
-		done
+		pids="$pids $(find "$BASE/run" -name '*.pid' 2>/dev/null |
+			while read -r f; do live_pid "$f"; done)"
 	fi
 	end_pids $pids || rc=1
 	# Last resort, still by pid: gluster processes whose command line
@@ -291,7 +290,7 @@ stop_all() {
 	done
 	if [ $rc -eq 0 ]; then
 		rm -rf "$BASE"
-		rm -f $(brick_logs)
+		brick_logs | while read -r f; do rm -f "$f"; done
 	fi
 	return $rc
 }

@@ -15,11 +15,22 @@ gl="$here/gluster.sh"
 base=${LARDER_GLUSTER_BASE:-/tmp/larder-gluster}
 export LARDER_GLUSTER_BASE="$base"
 
+# One GlusterFS per machine (fixed port and base directory): concurrent
+# runs, from other build directories too, wait for each other here.
+lock=${base}.lock
+exec 9>"$lock"
+if command -v flock >/dev/null 2>&1; then
+	flock -w 600 9 || {
+		echo "FAIL: another GlusterFS test run held $lock for 10 minutes" >&2
+		exit 1
+	}
+fi
+
 out=$(mktemp "${TMPDIR:-/tmp}/larder-gluster-start.XXXXXX")
 cleanup() {
 	rm -f "$out"
 	t0=$(date +%s.%N)
-	if sh "$gl" stop; then
+	if sh "$gl" stop 9>&-; then
 		echo "gluster stop: $(elapsed "$t0") s"
 	else
 		echo "FAIL: gluster.sh stop left something behind" >&2
@@ -32,7 +43,7 @@ elapsed() {
 
 t0=$(date +%s.%N)
 set +e
-sh "$gl" start >"$out" 2>&1
+sh "$gl" start >"$out" 2>&1 9>&-
 rc=$?
 set -e
 if [ $rc -eq 77 ]; then
@@ -55,7 +66,7 @@ LARDER_CLI=$cli
 export LARDER_GLUSTER_A LARDER_GLUSTER_B LARDER_CLI
 
 set +e
-"$prog" $filter
+"$prog" $filter 9>&-
 rc=$?
 set -e
 if [ $rc -ne 0 ]; then
