@@ -298,7 +298,10 @@ stop_all() {
 case ${1:-} in
 start)
 	# A start that fails half way leaves nothing running.
-	trap 'rc=$?; if [ $rc -ne 0 ] && [ $rc -ne $SKIP ]; then stop_all || true; fi' EXIT
+	# (The logs go with the base directory: show their errors first.)
+	trap 'rc=$?; if [ $rc -ne 0 ] && [ $rc -ne $SKIP ]; then
+		grep -h "\] E \[" "$BASE"/log/*.log 2>/dev/null | tail -5 >&2
+		stop_all || true; fi' EXIT
 	start_all
 	trap - EXIT
 	;;
