@@ -69,7 +69,12 @@
  * The data pointer of an entry stays valid until larder_entry_release(),
  * even if the entry's file is deleted or replaced meanwhile. Small payloads
  * are read into a private buffer; large ones are mapped read-only
- * (zero-copy, shared page cache across processes).
+ * (zero-copy, shared page cache across processes). Entry files are
+ * immutable: larder never writes into a published one. The checksum is
+ * verified when the entry is looked up; if something outside larder writes
+ * into a published file in place, a mapped entry already held shows those
+ * bytes (it shares the page cache), while a read one keeps what was
+ * checked. The next lookup catches the damage.
  */
 #ifndef LARDER_H
 #define LARDER_H

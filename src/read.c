@@ -494,6 +494,8 @@ int ldr_head_read(larder *db, const char *ns, const void *key, size_t klen,
 			return ldr_fail_errno(db, errno,
 					      "cannot read '%s/%s': %s",
 					      db->dir, rel, strerror(errno));
+		if (errno == ESTALE)
+			ldr_count(db, LARDER_CTR_ESTALE_RETRIES);
 		if (attempt == 1)
 			return LARDER_ENOTFOUND;
 	}
