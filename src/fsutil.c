@@ -58,6 +58,46 @@ int ldr_open_beneath(int dirfd, const char *rel, int flags, mode_t mode)
 	}
 }
 
+/* mkdirat, then the exact mode: umask may have narrowed it, and a shared
+ * store needs exactly the store's bits (and setgid). */
+static int mkdir_one(int dirfd, const char *path, mode_t mode)
+{
+	if (mkdirat(dirfd, path, mode) != 0)
+		return -1;
+	int fd = ldr_open_beneath(dirfd, path, O_RDONLY | O_DIRECTORY, 0);
+	if (fd >= 0) {
+		int r = fchmod(fd, mode);
+		int e = errno;
+		ldr_close(fd);
+		if (r != 0 && e != EPERM) {
+			errno = e;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Bottom up: the common case (only the last directory is missing, or
+ * none) costs one mkdirat, not one per component. */
+static int mkdirs(int dirfd, char *path, mode_t mode)
+{
+	if (mkdir_one(dirfd, path, mode) == 0 || errno == EEXIST)
+		return 0;
+	if (errno != ENOENT)
+		return -1;
+	char *slash = strrchr(path, '/');
+	if (!slash || slash == path)
+		return -1;
+	*slash = '\0';
+	int rc = mkdirs(dirfd, path, mode);
+	*slash = '/';
+	if (rc != 0)
+		return -1;
+	if (mkdir_one(dirfd, path, mode) == 0 || errno == EEXIST)
+		return 0;
+	return -1;
+}
+
 int ldr_mkdirs(int dirfd, const char *rel, mode_t mode)
 {
 	char path[4096];
@@ -67,38 +107,9 @@ int ldr_mkdirs(int dirfd, const char *rel, mode_t mode)
 		return -1;
 	}
 	memcpy(path, rel, n + 1);
-	for (char *p = path;; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		char c = *p;
-		if (p == path || p[-1] == '/') {
-			/* the root of an absolute path, or "//" */
-			if (c == '\0')
-				return 0;
-			continue;
-		}
-		*p = '\0';
-		if (mkdirat(dirfd, path, mode) == 0) {
-			/* umask may have narrowed the mode; a shared store
-			 * needs exactly the store's bits (and setgid). */
-			int fd = ldr_open_beneath(dirfd, path,
-						  O_RDONLY | O_DIRECTORY, 0);
-			if (fd >= 0) {
-				int r = fchmod(fd, mode);
-				int e = errno;
-				ldr_close(fd);
-				if (r != 0 && e != EPERM) {
-					errno = e;
-					return -1;
-				}
-			}
-		} else if (errno != EEXIST) {
-			return -1;
-		}
-		*p = c;
-		if (c == '\0')
-			return 0;
-	}
+	while (n > 1 && path[n - 1] == '/')
+		path[--n] = '\0';
+	return mkdirs(dirfd, path, mode);
 }
 
 ssize_t ldr_pread_full(int fd, void *buf, size_t len, off_t off)
