@@ -413,7 +413,9 @@ static int link_final(larder_writer *w)
 	larder *db = w->db;
 	char rel[LDR_REL_MAX + 40];
 	snprintf(rel, sizeof rel, "%s/%s", w->dirrel, w->hex);
-	for (int attempt = 0; attempt < 3; attempt++) {
+	/* Bounded: readers quarantining a bad file at this name (and putting
+	 * back one they moved by mistake) can make it reappear briefly. */
+	for (int attempt = 0; attempt < 8; attempt++) {
 		if (linkat(w->dirfd, w->tmp, w->dirfd, w->hex, 0) == 0)
 			return 0;
 		int e = errno;
@@ -453,7 +455,11 @@ static int link_final(larder_writer *w)
 		w->tmp[0] = '\0';
 		return 0;
 	}
-	return LARDER_EXISTS;
+	ldr_count(db, LARDER_CTR_WRITE_FAILURES);
+	return ldr_fail(db, LARDER_EBUSY, EEXIST,
+			"cannot publish '%s/%s': a bad entry kept reappearing "
+			"at its name",
+			db->dir, rel);
 }
 
 /* Fill mode: the temp file is complete but cannot be published; read it
