@@ -2,11 +2,13 @@
  * bench_fill.c — how soon a waiter learns that another process published,
  * and what a fill costs over running the loader directly.
  *
- *   bench_fill [--quick] [DIR]
+ *   bench_fill [--quick] [DIR [DIR2]]
  *
  * DIR (default $TMPDIR, else /tmp) holds the store: a local directory
  * measures the inotify path; a network filesystem mount (e.g. a GlusterFS
- * mount) measures the polling path.
+ * mount) measures the polling path. With DIR2, a second mount of the same
+ * filesystem, the waiter reaches the store through DIR2: another client,
+ * with its own caches.
  *
  * Wake-up latency: a holder process takes the key's lease through
  * larder_get_or_fill and blocks in its loader; a waiter process calls
@@ -98,7 +100,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* One round: returns the waiter's latency in ms, or -1. */
-static double wake_round(const char *dir, int round)
+static double wake_round(const char *dir, const char *wdir, int round)
 {
 	char key[32];
 	snprintf(key, sizeof key, "wake-%d", round);
@@ -130,7 +132,7 @@ static double wake_round(const char *dir, int round)
 	nanosleep(&settle, NULL);
 	pid_t w = fork();
 	if (w == 0) {
-		larder *db = open_store(dir);
+		larder *db = open_store(wdir);
 		larder_entry *e;
 		int how;
 		if (write(ready[1], "r", 1) != 1)
@@ -205,14 +207,16 @@ static int gen_loader(larder_fill *f, void *payload)
 int main(int argc, char **argv)
 {
 	int quick = 0;
-	const char *base = getenv("TMPDIR");
+	const char *base = getenv("TMPDIR"), *base2 = NULL;
 	if (!base || !*base)
 		base = "/tmp";
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1, n = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick"))
 			quick = 1;
-		else
+		else if (n++ == 0)
 			base = argv[i];
+		else
+			base2 = argv[i];
 	}
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s/larder-bench-fill.XXXXXX", base);
@@ -220,15 +224,18 @@ int main(int argc, char **argv)
 		perror("mkdtemp");
 		return 1;
 	}
-	char store[4200];
+	char store[4200], wstore[8400];
 	snprintf(store, sizeof store, "%s/store", dir);
+	/* The same store as the other client sees it. */
+	snprintf(wstore, sizeof wstore, "%s%s", base2 ? base2 : base,
+		 store + strlen(base));
 	srand((unsigned)getpid());
 
 	int rounds = quick ? 3 : 30;
 	double *lat = calloc((size_t)rounds, sizeof *lat);
 	int ok = 0;
 	for (int r = 0; r < rounds; r++) {
-		double ms = wake_round(store, r);
+		double ms = wake_round(store, wstore, r);
 		if (ms < 0) {
 			fprintf(stderr, "bench_fill: round %d failed\n", r);
 			return 1;
@@ -236,7 +243,7 @@ int main(int argc, char **argv)
 		lat[ok++] = ms;
 	}
 	qsort(lat, (size_t)ok, sizeof *lat, cmp_double);
-	printf("bench_fill: store %s\n", store);
+	printf("bench_fill: store %s (waiter through %s)\n", store, wstore);
 	printf("waiter wake-up after a publish by another process "
 	       "(%d rounds)\n",
 	       ok);
