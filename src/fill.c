@@ -370,12 +370,8 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 	char ehex[33];
 	ldr_hex(h, 16, ehex);
 	ldr_dir_rel(edir, ns, 'e', ehex);
-	ldr_mkdirs(db->rootfd, ldir, db->dmode);
-	ldr_mkdirs(db->rootfd, edir, db->dmode);
-	int ldirfd =
-	    ldr_open_beneath(db->rootfd, ldir, O_RDONLY | O_DIRECTORY, 0);
-	int edirfd =
-	    ldr_open_beneath(db->rootfd, edir, O_RDONLY | O_DIRECTORY, 0);
+	int ldirfd = ldr_open_dir(db, ldir);
+	int edirfd = ldr_open_dir(db, edir);
 	if (ldirfd < 0 || edirfd < 0) {
 		/* No lease possible (read-only store?): load anyway. */
 		ldr_close(ldirfd);

@@ -253,16 +253,7 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 	ldr_entry_hash(ns, key, klen, ver, vlen, hash);
 	ldr_hex(hash, 16, w->hex);
 	ldr_dir_rel(w->dirrel, ns, 'e', w->hex);
-	w->dirfd =
-	    ldr_open_beneath(db->rootfd, w->dirrel, O_RDONLY | O_DIRECTORY, 0);
-	if (w->dirfd < 0 && errno == ENOENT) {
-		if (ldr_mkdirs(db->rootfd, w->dirrel, db->dmode) != 0) {
-			rc = wfail(db, errno, "create directory", w->dirrel);
-			goto fail;
-		}
-		w->dirfd = ldr_open_beneath(db->rootfd, w->dirrel,
-					    O_RDONLY | O_DIRECTORY, 0);
-	}
+	w->dirfd = ldr_open_dir(db, w->dirrel);
 	if (w->dirfd < 0) {
 		rc = wfail(db, errno, "open directory", w->dirrel);
 		goto fail;
@@ -636,11 +627,7 @@ int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 	ldr_xxh128(b, 16 + vlen, b + 16 + vlen);
 
 	int rc = 0, fd = -1;
-	int dfd = ldr_open_beneath(db->rootfd, dir, O_RDONLY | O_DIRECTORY, 0);
-	if (dfd < 0 && errno == ENOENT &&
-	    ldr_mkdirs(db->rootfd, dir, db->dmode) == 0)
-		dfd = ldr_open_beneath(db->rootfd, dir, O_RDONLY | O_DIRECTORY,
-				       0);
+	int dfd = ldr_open_dir(db, dir);
 	if (dfd < 0) {
 		rc = wfail(db, errno, "open directory", dir);
 		goto out;

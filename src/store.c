@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -188,6 +189,28 @@ static int open_parent(larder *db, const char *rel, const char **base)
 	dir[slash - rel] = '\0';
 	*base = slash + 1;
 	return ldr_open_beneath(db->rootfd, dir, O_RDONLY | O_DIRECTORY, 0);
+}
+
+int ldr_open_dir(larder *db, const char *rel)
+{
+	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_DIRECTORY, 0);
+	if (fd >= 0 || errno != ENOENT)
+		return fd;
+	if (ldr_mkdirs(db->rootfd, rel, db->dmode) != 0)
+		return -1;
+	/* mkdir said it is there (ours or another client's). A network
+	 * filesystem client may still hold a negative entry for a directory
+	 * another client just made and answer ENOENT for a while (GlusterFS:
+	 * about its 1 s entry timeout): look again, bounded. */
+	for (unsigned ms = 5;; ms *= 2) {
+		fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_DIRECTORY,
+				      0);
+		if (fd >= 0 || errno != ENOENT || ms > 1280)
+			return fd;
+		struct timespec ts = {0, (long)ms * 1000000};
+		nanosleep(&ts, NULL);
+		ldr_mkdirs(db->rootfd, rel, db->dmode);
+	}
 }
 
 int ldr_remove_same(larder *db, const char *rel, dev_t dev, ino_t ino)

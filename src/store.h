@@ -68,6 +68,11 @@ void ldr_file_rel(char *out, const char *ns, char kind, const char *hex);
 int ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
 		   const char *why);
 
+/* Open directory rel beneath the root, creating it (and its parents) if
+ * missing; bounded retries where a network filesystem lags behind
+ * another client's mkdir. -1 with errno on failure. */
+int ldr_open_dir(larder *db, const char *rel);
+
 /* Remove the file at rel only if it is (dev, ino); 0 if it is gone (by
  * us or anyone), -1 with errno if it could not be removed. */
 int ldr_remove_same(larder *db, const char *rel, dev_t dev, ino_t ino);
