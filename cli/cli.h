@@ -64,6 +64,10 @@ int cli_usage_err(const struct cli *c, const char *fmt, ...)
 int cli_positionals(struct cli *c, int argc, char **argv, int first, int min,
 		    int max, const char *what);
 
+/* A TTL: seconds, or a number with suffix s/m/h/d, or "never"
+ * (LARDER_TTL_NEVER). 0 on success, -1 if malformed. */
+int cli_parse_ttl(const char *s, int64_t *out);
+
 /* Print the help of `cmd` to f. */
 void cli_print_cmd_help(FILE *f, const struct cli_cmd *cmd);
 

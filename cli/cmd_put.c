@@ -28,9 +28,6 @@
 
 #define CHUNK (1024 * 1024)
 
-/* TTLs are bounded so that created + ttl, in ns, cannot overflow int64. */
-#define TTL_MAX_SECONDS (36500LL * 86400)
-
 struct put_args {
 	const char *version;
 	int64_t ttl;
@@ -39,51 +36,6 @@ struct put_args {
 };
 
 enum { OPT_VERSION = 256, OPT_TTL, OPT_META, OPT_ZSTD };
-
-/* Seconds, or a number with suffix s/m/h/d, or "never". */
-static int parse_ttl(const char *s, int64_t *out)
-{
-	unsigned long long v;
-	long long mult = 1;
-	char *end;
-
-	if (strcmp(s, "never") == 0) {
-		*out = LARDER_TTL_NEVER;
-		return 0;
-	}
-	if (!isdigit((unsigned char)s[0]))
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -1;
-	switch (*end) {
-	case '\0':
-		break;
-	case 's':
-		end++;
-		break;
-	case 'm':
-		mult = 60;
-		end++;
-		break;
-	case 'h':
-		mult = 3600;
-		end++;
-		break;
-	case 'd':
-		mult = 86400;
-		end++;
-		break;
-	default:
-		return -1;
-	}
-	if (*end != '\0' || v == 0 ||
-	    v > (unsigned long long)(TTL_MAX_SECONDS / mult))
-		return -1;
-	*out = (int64_t)v * mult;
-	return 0;
-}
 
 static int put_opt(struct cli *c, int id, const char *arg, void *ctx)
 {
@@ -94,7 +46,7 @@ static int put_opt(struct cli *c, int id, const char *arg, void *ctx)
 		a->version = arg;
 		return CLI_CONTINUE;
 	case OPT_TTL:
-		if (parse_ttl(arg, &a->ttl) != 0)
+		if (cli_parse_ttl(arg, &a->ttl) != 0)
 			return cli_usage_err(c,
 					     "bad --ttl '%s' (want seconds, "
 					     "or N with s/m/h/d up to "

@@ -74,10 +74,6 @@ extern char **environ;
  * input is "racy", like in git's index, and its content is hashed too. */
 #define RACY_NS (2 * 1000000000LL)
 
-/* TTLs are bounded so that created + ttl, in ns, cannot overflow int64
- * (same grammar and bound as `put --ttl`). */
-#define TTL_MAX_SECONDS (36500LL * 86400)
-
 /* The loader's returns that keep a result from being published: the
  * command failed (and failures are not cached), or the sources changed
  * during the run. */
@@ -574,49 +570,6 @@ static int loader(larder_fill *f, void *payload)
 /* ---------------------------------------------------------------------- */
 /* Options                                                                 */
 
-/* Seconds, or a number with suffix s/m/h/d, or "never" (as `put`). */
-static int parse_ttl(const char *s, int64_t *out)
-{
-	unsigned long long v;
-	long long mult = 1;
-	char *end;
-
-	if (strcmp(s, "never") == 0) {
-		*out = LARDER_TTL_NEVER;
-		return 0;
-	}
-	if (!isdigit((unsigned char)s[0]))
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -1;
-	switch (*end) {
-	case 's':
-		end++;
-		break;
-	case 'm':
-		mult = 60;
-		end++;
-		break;
-	case 'h':
-		mult = 3600;
-		end++;
-		break;
-	case 'd':
-		mult = 86400;
-		end++;
-		break;
-	default:
-		break;
-	}
-	if (*end != '\0' || v == 0 ||
-	    v > (unsigned long long)(TTL_MAX_SECONDS / mult))
-		return -1;
-	*out = (int64_t)v * mult;
-	return 0;
-}
-
 /* A positive number of seconds, at most a year. */
 static int parse_seconds(const char *s, double *out)
 {
@@ -668,7 +621,7 @@ static int run_opt(struct cli *c, int id, const char *arg, void *ctx)
 		a->version_cmd = arg;
 		return CLI_CONTINUE;
 	case OPT_TTL:
-		if (parse_ttl(arg, &a->ttl) != 0)
+		if (cli_parse_ttl(arg, &a->ttl) != 0)
 			return cli_usage_err(c,
 					     "bad --ttl '%s' (want seconds, "
 					     "or N with s/m/h/d up to "

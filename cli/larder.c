@@ -4,6 +4,7 @@
  * codes. The commands live in cli/cmd_*.c; all of them use the public API
  * only.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -138,6 +139,54 @@ int cli_fail(const struct cli *c, larder *db, int rc)
 	else
 		cli_err(c, "%s", larder_strerror(rc));
 	return cli_exit_code(rc);
+}
+
+/* Seconds, or a number with suffix s/m/h/d, or "never". */
+/* A century: bounded so that created + ttl, in ns, cannot overflow int64. */
+#define TTL_MAX_SECONDS (36500LL * 86400)
+
+int cli_parse_ttl(const char *s, int64_t *out)
+{
+	unsigned long long v;
+	long long mult = 1;
+	char *end;
+
+	if (strcmp(s, "never") == 0) {
+		*out = LARDER_TTL_NEVER;
+		return 0;
+	}
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	switch (*end) {
+	case '\0':
+		break;
+	case 's':
+		end++;
+		break;
+	case 'm':
+		mult = 60;
+		end++;
+		break;
+	case 'h':
+		mult = 3600;
+		end++;
+		break;
+	case 'd':
+		mult = 86400;
+		end++;
+		break;
+	default:
+		return -1;
+	}
+	if (*end != '\0' || v == 0 ||
+	    v > (unsigned long long)(TTL_MAX_SECONDS / mult))
+		return -1;
+	*out = (int64_t)v * mult;
+	return 0;
 }
 
 int cli_positionals(struct cli *c, int argc, char **argv, int first, int min,

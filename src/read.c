@@ -34,19 +34,12 @@ struct larder_entry {
  * store is ever looked at. */
 static int load_not_a_file(larder *db, const char *rel, struct ldr_file *f)
 {
-	char dir[LDR_REL_MAX + 64];
-	const char *base = strrchr(rel, '/');
-	if (!base || (size_t)(base - rel) >= sizeof dir) {
-		errno = ELOOP;
-		return -1;
-	}
-	memcpy(dir, rel, (size_t)(base - rel));
-	dir[base - rel] = '\0';
-	int dfd = ldr_open_beneath(db->rootfd, dir, O_RDONLY | O_DIRECTORY, 0);
+	const char *base;
+	int dfd = ldr_open_parent(db, rel, &base);
 	if (dfd < 0)
 		return -1;
 	struct stat st;
-	int rc = fstatat(dfd, base + 1, &st, AT_SYMLINK_NOFOLLOW);
+	int rc = fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW);
 	int e = errno;
 	ldr_close(dfd);
 	if (rc != 0) {

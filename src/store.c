@@ -176,8 +176,7 @@ static int take_away(int dfd, const char *name, dev_t dev, ino_t ino, int tdfd,
 	return 0;
 }
 
-/* Open the directory of rel (no symlinks); *base points into rel. */
-static int open_parent(larder *db, const char *rel, const char **base)
+int ldr_open_parent(larder *db, const char *rel, const char **base)
 {
 	char dir[LDR_REL_MAX + 64];
 	const char *slash = strrchr(rel, '/');
@@ -217,7 +216,7 @@ int ldr_remove_same(larder *db, const char *rel, dev_t dev, ino_t ino)
 {
 	const char *base;
 	char tname[128];
-	int dfd = open_parent(db, rel, &base);
+	int dfd = ldr_open_parent(db, rel, &base);
 	if (dfd < 0)
 		return -1;
 	/* Renamed to a temp name first: the sweeper knows what to do with
@@ -238,7 +237,7 @@ int ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
 	const char *base;
 	char dst[128], rnd[17];
 	uint8_t r[8];
-	int dfd = open_parent(db, rel, &base);
+	int dfd = ldr_open_parent(db, rel, &base);
 	if (dfd < 0)
 		return 0;
 	int qfd = ldr_open_beneath(db->rootfd, "quarantine",

@@ -68,6 +68,10 @@ void ldr_file_rel(char *out, const char *ns, char kind, const char *hex);
 int ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
 		   const char *why);
 
+/* Open the directory of rel beneath the root (no symlinks followed);
+ * *base points at rel's last component. -1 with errno on failure. */
+int ldr_open_parent(larder *db, const char *rel, const char **base);
+
 /* Open directory rel beneath the root, creating it (and its parents) if
  * missing; bounded retries where a network filesystem lags behind
  * another client's mkdir. -1 with errno on failure. */
