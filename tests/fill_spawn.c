@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "larder.h"
 
 double spawn_now_ms(void)
 {
@@ -307,4 +308,17 @@ int spawn_check_file(const char *path, size_t len, unsigned long long seed)
 		fclose(f);
 	free(b);
 	return ok;
+}
+
+const char *spawn_make_store(void)
+{
+	static char dir[4096];
+	snprintf(dir, sizeof dir, "%s", test_path("store"));
+	larder *db = NULL;
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	if (larder_open(&db, dir, &o) != 0)
+		test_fail(__FILE__, __LINE__, "open: %s", larder_open_errmsg());
+	larder_close(db);
+	return dir;
 }

@@ -69,4 +69,7 @@ void spawn_write_source(const char *path, size_t len, unsigned long long seed);
 /* Whether path holds exactly `len` pattern bytes for `seed`. */
 int spawn_check_file(const char *path, size_t len, unsigned long long seed);
 
+/* A fresh store in the test's directory, created and closed; its path. */
+const char *spawn_make_store(void);
+
 #endif

@@ -93,6 +93,18 @@ int test_check_pattern(const void *buf, size_t len, uint64_t seed)
 	return 1;
 }
 
+int test_count_lines(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	int n = 0, c;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
 int test_sh(const char *fmt, ...)
 {
 	char cmd[8192];

@@ -99,6 +99,10 @@ __attribute__((noreturn)) void test_fail(const char *file, int line,
 void test_fill_pattern(void *buf, size_t len, uint64_t seed);
 int test_check_pattern(const void *buf, size_t len, uint64_t seed);
 
+/* Lines in a file (0 if it does not exist): loads counted by loaders
+ * that append a line each. */
+int test_count_lines(const char *path);
+
 /* Run a shell command; returns its exit status (or -1). */
 int test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -58,18 +58,6 @@ struct job {
 		(side), (size), (seed), -1, 0, -1, -1, 0, 0, 1                 \
 	}
 
-static int count_lines(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	int n = 0, c;
-	while ((c = fgetc(f)) != EOF)
-		n += c == '\n';
-	fclose(f);
-	return n;
-}
-
 static void note(int fd, char c)
 {
 	if (fd >= 0 && write(fd, &c, 1) != 1)
@@ -199,7 +187,7 @@ TEST(herd_of_16_loads_once)
 		ASSERT(WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 10);
 		filled += WEXITSTATUS(st) == 10;
 	}
-	ASSERT_EQ(count_lines(side), 1);
+	ASSERT_EQ(test_count_lines(side), 1);
 	ASSERT_EQ(filled, 1);
 }
 

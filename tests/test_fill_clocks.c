@@ -51,31 +51,6 @@ __attribute__((constructor)) static void probe(void)
 	}
 }
 
-static const char *make_store(void)
-{
-	static char dir[4096];
-	snprintf(dir, sizeof dir, "%s", test_path("store"));
-	larder *db = NULL;
-	larder_opts o = LARDER_OPTS_INIT;
-	o.flags = LARDER_OPEN_CREATE;
-	if (larder_open(&db, dir, &o) != 0)
-		test_fail(__FILE__, __LINE__, "open: %s", larder_open_errmsg());
-	larder_close(db);
-	return dir;
-}
-
-static int count_lines(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	int n = 0, c;
-	while ((c = fgetc(f)) != EOF)
-		n += c == '\n';
-	fclose(f);
-	return n;
-}
-
 /* The worker really runs `off` seconds away from us (else the test would
  * prove nothing). */
 static void expect_offset(const struct worker *w, const struct wenv *env)
@@ -114,7 +89,7 @@ static const char *const *mkopts(struct opts *o, const char *tag, int i,
 
 TEST(live_holder_an_hour_off_is_never_broken)
 {
-	const char *store = make_store();
+	const char *store = spawn_make_store();
 	/* Two keys at once: holder ahead with waiters behind, and holder
 	 * behind with waiters ahead; each waiter set has a plain clock, a
 	 * faked one with a faked monotonic clock and one without. */
@@ -175,13 +150,13 @@ TEST(live_holder_an_hour_off_is_never_broken)
 			ASSERT(spawn_check_file(o[k][i].out, SIZE,
 						300 + (unsigned)k));
 		}
-		ASSERT_EQ(count_lines(o[k][0].side), 1);
+		ASSERT_EQ(test_count_lines(o[k][0].side), 1);
 	}
 }
 
 TEST(killed_holder_an_hour_off_is_broken_within_the_lease)
 {
-	const char *store = make_store();
+	const char *store = spawn_make_store();
 	/* Holder and waiter an hour either side of us, in both directions,
 	 * with the monotonic clock faked or not. */
 	enum { T = 4 };

@@ -39,31 +39,6 @@ __attribute__((constructor)) static void probe_unshare(void)
 	}
 }
 
-static const char *make_store(void)
-{
-	static char dir[4096];
-	snprintf(dir, sizeof dir, "%s", test_path("store"));
-	larder *db = NULL;
-	larder_opts o = LARDER_OPTS_INIT;
-	o.flags = LARDER_OPEN_CREATE;
-	if (larder_open(&db, dir, &o) != 0)
-		test_fail(__FILE__, __LINE__, "open: %s", larder_open_errmsg());
-	larder_close(db);
-	return dir;
-}
-
-static int count_lines(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	int n = 0, c;
-	while ((c = fgetc(f)) != EOF)
-		n += c == '\n';
-	fclose(f);
-	return n;
-}
-
 /* What the store holds for key now must be exactly the pattern. */
 static void check_store(const char *store, const char *key, size_t size,
 			unsigned long long seed)
@@ -82,7 +57,7 @@ static void check_store(const char *store, const char *key, size_t size,
 
 TEST(herd_across_8_hosts_loads_once)
 {
-	const char *store = make_store();
+	const char *store = spawn_make_store();
 	char src[4096], side[4096], go[4096], out[8][4096], host[8][32];
 	snprintf(src, sizeof src, "%s", test_path("src"));
 	snprintf(side, sizeof side, "%s", test_path("loads"));
@@ -121,7 +96,7 @@ TEST(herd_across_8_hosts_loads_once)
 			test_fail(__FILE__, __LINE__,
 				  "worker %d read wrong bytes", i);
 	}
-	ASSERT_EQ(count_lines(side), 1);
+	ASSERT_EQ(test_count_lines(side), 1);
 	ASSERT_EQ(filled, 1);
 	ASSERT_EQ(breaks, 0);
 	/* The load ran in one of the namespaces, under its own name. */
@@ -147,7 +122,7 @@ struct trial {
 
 TEST(sigkilled_filler_on_one_host_taken_over_from_another)
 {
-	const char *store = make_store();
+	const char *store = spawn_make_store();
 	enum { BATCH = 4, BATCHES = 5 };
 	const double lease_ms = LEASE_S * 1000, hb_ms = HB_S * 1000;
 	srand((unsigned)getpid());
