@@ -58,9 +58,7 @@ int ldr_open_beneath(int dirfd, const char *rel, int flags, mode_t mode)
 	}
 }
 
-/* mkdirat, then the exact mode: umask may have narrowed it, and a shared
- * store needs exactly the store's bits (and setgid). */
-static int mkdir_one(int dirfd, const char *path, mode_t mode)
+int ldr_mkdir_one(int dirfd, const char *path, mode_t mode)
 {
 	if (mkdirat(dirfd, path, mode) != 0)
 		return -1;
@@ -81,7 +79,7 @@ static int mkdir_one(int dirfd, const char *path, mode_t mode)
  * none) costs one mkdirat, not one per component. */
 static int mkdirs(int dirfd, char *path, mode_t mode)
 {
-	if (mkdir_one(dirfd, path, mode) == 0 || errno == EEXIST)
+	if (ldr_mkdir_one(dirfd, path, mode) == 0 || errno == EEXIST)
 		return 0;
 	if (errno != ENOENT)
 		return -1;
@@ -93,7 +91,7 @@ static int mkdirs(int dirfd, char *path, mode_t mode)
 	*slash = '/';
 	if (rc != 0)
 		return -1;
-	if (mkdir_one(dirfd, path, mode) == 0 || errno == EEXIST)
+	if (ldr_mkdir_one(dirfd, path, mode) == 0 || errno == EEXIST)
 		return 0;
 	return -1;
 }

@@ -25,6 +25,10 @@ int ldr_open_beneath(int dirfd, const char *rel, int flags, mode_t mode);
  * group-shared store). Existing directories are fine. */
 int ldr_mkdirs(int dirfd, const char *rel, mode_t mode);
 
+/* mkdirat, then the exact mode: umask may have narrowed it, and a shared
+ * store needs exactly the store's bits (and setgid). */
+int ldr_mkdir_one(int dirfd, const char *path, mode_t mode);
+
 /* Read exactly len bytes at off; returns bytes read (< len only at EOF) or
  * -1. */
 ssize_t ldr_pread_full(int fd, void *buf, size_t len, off_t off);

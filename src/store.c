@@ -190,26 +190,66 @@ int ldr_open_parent(larder *db, const char *rel, const char **base)
 	return ldr_open_beneath(db->rootfd, dir, O_RDONLY | O_DIRECTORY, 0);
 }
 
+/* One component of a directory path: open it beneath parent, making it
+ * if missing. A network filesystem client can answer EEXIST to mkdir from
+ * a stale entry while the directory is not there at all (GlusterFS 10,
+ * two clients making the same directory while a third looks it up): then
+ * the directory is made under a temp name and renamed into place, which
+ * replaces the phantom. Bounded retries. */
+static int open_component(larder *db, int parent, const char *name)
+{
+	for (unsigned ms = 5;; ms *= 2) {
+		int fd =
+		    ldr_open_beneath(parent, name, O_RDONLY | O_DIRECTORY, 0);
+		if (fd >= 0 || errno != ENOENT || ms > 1280)
+			return fd;
+		if (ldr_mkdir_one(parent, name, db->dmode) == 0)
+			continue;
+		if (errno != EEXIST)
+			return -1;
+		fd = ldr_open_beneath(parent, name, O_RDONLY | O_DIRECTORY, 0);
+		if (fd >= 0 || errno != ENOENT || ms > 640)
+			return fd;
+		char tmp[128];
+		ldr_temp_name(tmp, sizeof tmp, db->host);
+		if (ldr_mkdir_one(parent, tmp, db->dmode) == 0 &&
+		    renameat(parent, tmp, parent, name) != 0)
+			unlinkat(parent, tmp, AT_REMOVEDIR);
+		struct timespec ts = {0, (long)ms * 1000000};
+		nanosleep(&ts, NULL);
+	}
+}
+
 int ldr_open_dir(larder *db, const char *rel)
 {
 	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_DIRECTORY, 0);
 	if (fd >= 0 || errno != ENOENT)
 		return fd;
-	if (ldr_mkdirs(db->rootfd, rel, db->dmode) != 0)
-		return -1;
-	/* mkdir said it is there (ours or another client's). A network
-	 * filesystem client may still hold a negative entry for a directory
-	 * another client just made and answer ENOENT for a while (GlusterFS:
-	 * about its 1 s entry timeout): look again, bounded. */
-	for (unsigned ms = 5;; ms *= 2) {
+	if (ldr_mkdirs(db->rootfd, rel, db->dmode) == 0) {
 		fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_DIRECTORY,
 				      0);
-		if (fd >= 0 || errno != ENOENT || ms > 1280)
+		if (fd >= 0 || errno != ENOENT)
 			return fd;
-		struct timespec ts = {0, (long)ms * 1000000};
-		nanosleep(&ts, NULL);
-		ldr_mkdirs(db->rootfd, rel, db->dmode);
 	}
+	/* mkdir said it is there, yet it cannot be opened: walk it one
+	 * component at a time. */
+	char path[LDR_REL_MAX + 64];
+	if (strlen(rel) >= sizeof path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	snprintf(path, sizeof path, "%s", rel);
+	int dir = fcntl(db->rootfd, F_DUPFD_CLOEXEC, 0);
+	char *save = NULL;
+	for (char *c = strtok_r(path, "/", &save); c && dir >= 0;
+	     c = strtok_r(NULL, "/", &save)) {
+		int next = open_component(db, dir, c);
+		int e = errno;
+		ldr_close(dir);
+		errno = e;
+		dir = next;
+	}
+	return dir;
 }
 
 int ldr_remove_same(larder *db, const char *rel, dev_t dev, ino_t ino)
