@@ -673,7 +673,7 @@ TEST(sigstopped_holder_past_its_lease_is_broken_exactly_once)
 		struct job j = JOB(NULL, size, 7);
 		w[i] = spawn_filler(&wrep[i], "paused", "v1", &j, &fo);
 	}
-	int breaks = 0, filled = 0, waited = 0;
+	int breaks = 0, filled = 0, waited = 0, lost = 0;
 	for (int i = 0; i < N; i++) {
 		struct report r;
 		if (!read_report(wrep[i], &r, lease_ms + 5000))
@@ -687,7 +687,7 @@ TEST(sigstopped_holder_past_its_lease_is_broken_exactly_once)
 		breaks += (int)r.breaks;
 		filled += r.outcome == LARDER_FILLED;
 		waited += r.outcome == LARDER_WAITED;
-		ASSERT_EQ(r.lost, 0);
+		lost += (int)r.lost;
 		double ms = (double)r.t_done_ns / 1e6 - t_stop;
 		if (ms < lease_ms)
 			test_fail(__FILE__, __LINE__,
@@ -698,9 +698,15 @@ TEST(sigstopped_holder_past_its_lease_is_broken_exactly_once)
 		       "after SIGSTOP\n",
 		       i, r.outcome, (int)r.breaks, ms);
 	}
+	/* Exactly one break. One waiter fills; rarely a second breaker,
+	 * whose re-check passed an instant before the first one broke and
+	 * took the lease, renames the new lease away: per DESIGN §7 it puts
+	 * nothing back, the first filler counts lease_lost and still
+	 * publishes, and one more waiter loads. Never more than that. */
 	ASSERT_EQ(breaks, 1);
-	ASSERT_EQ(filled, 1);
-	ASSERT_EQ(waited, N - 1);
+	ASSERT(lost <= 1);
+	ASSERT_EQ(filled, 1 + lost);
+	ASSERT_EQ(waited, N - 1 - lost);
 	expect_entry(db, "paused", "v1", size, 7);
 
 	/* The old holder wakes up, finishes and publishes: harmless. */
