@@ -43,28 +43,6 @@ const char *spawn_faketime_lib(const char **why)
 	return NULL;
 }
 
-/* The libasan this binary runs with, if it is a dynamically linked ASan
- * build: it must come first in LD_PRELOAD, before libfaketime. */
-static void asan_runtime(char *out, size_t len)
-{
-	out[0] = '\0';
-	FILE *m = fopen("/proc/self/maps", "r");
-	if (!m)
-		return;
-	char line[4096];
-	while (fgets(line, sizeof line, m)) {
-		char *p = strstr(line, "/libasan.so");
-		if (!p)
-			continue;
-		while (p > line && p[-1] != ' ')
-			p--;
-		line[strcspn(line, "\n")] = '\0';
-		snprintf(out, len, "%s", p);
-		break;
-	}
-	fclose(m);
-}
-
 static void parse_line(struct worker *w, const char *line)
 {
 	double now = spawn_now_ms();
@@ -189,7 +167,7 @@ void worker_start(struct worker *w, const struct wenv *env, const char *store,
 		const char *why = NULL, *lib = spawn_faketime_lib(&why);
 		if (!lib)
 			test_fail(__FILE__, __LINE__, "%s", why);
-		asan_runtime(asan, sizeof asan);
+		test_asan_runtime(asan, sizeof asan);
 		snprintf(preload, sizeof preload, "%s%s%s", asan,
 			 asan[0] ? ":" : "", lib);
 		snprintf(ldenv, sizeof ldenv, "LD_PRELOAD=%s", preload);

@@ -105,6 +105,26 @@ int test_count_lines(const char *path)
 	return n;
 }
 
+void test_asan_runtime(char *out, size_t len)
+{
+	out[0] = '\0';
+	FILE *m = fopen("/proc/self/maps", "r");
+	if (!m)
+		return;
+	char line[4096];
+	while (fgets(line, sizeof line, m)) {
+		char *p = strstr(line, "/libasan.so");
+		if (!p)
+			continue;
+		while (p > line && p[-1] != ' ')
+			p--;
+		line[strcspn(line, "\n")] = '\0';
+		snprintf(out, len, "%s", p);
+		break;
+	}
+	fclose(m);
+}
+
 int test_sh(const char *fmt, ...)
 {
 	char cmd[8192];

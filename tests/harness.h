@@ -103,6 +103,11 @@ int test_check_pattern(const void *buf, size_t len, uint64_t seed);
  * that append a line each. */
 int test_count_lines(const char *path);
 
+/* The libasan this binary runs with, if it is a dynamically linked ASan
+ * build (it must come first in LD_PRELOAD, before any other preloaded
+ * library); "" otherwise. */
+void test_asan_runtime(char *out, size_t len);
+
 /* Run a shell command; returns its exit status (or -1). */
 int test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -263,28 +263,6 @@ static void fresh_store(void)
 			  strerror(errno));
 }
 
-/* The libasan this binary runs with, if it is a dynamically linked ASan
- * build: it must come first in LD_PRELOAD, before the shim. */
-static void asan_runtime(char *out, size_t len)
-{
-	out[0] = '\0';
-	FILE *m = fopen("/proc/self/maps", "r");
-	if (!m)
-		return;
-	char line[4096];
-	while (fgets(line, sizeof line, m)) {
-		char *p = strstr(line, "/libasan.so");
-		if (!p)
-			continue;
-		while (p > line && p[-1] != ' ')
-			p--;
-		line[strcspn(line, "\n")] = '\0';
-		snprintf(out, len, "%s", p);
-		break;
-	}
-	fclose(m);
-}
-
 static void run_worker(const struct fault *f, struct outcome *o)
 {
 	char result[4096], report[4096];
@@ -301,7 +279,7 @@ static void run_worker(const struct fault *f, struct outcome *o)
 		test_fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		char asan[4096], preload[8300], num[32];
-		asan_runtime(asan, sizeof asan);
+		test_asan_runtime(asan, sizeof asan);
 		snprintf(preload, sizeof preload, "%s%s%s", asan,
 			 asan[0] ? ":" : "", LARDER_FAULTSHIM);
 		setenv("LD_PRELOAD", preload, 1);
