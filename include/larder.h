@@ -75,6 +75,12 @@
  * into a published file in place, a mapped entry already held shows those
  * bytes (it shares the page cache), while a read one keeps what was
  * checked. The next lookup catches the damage.
+ * On a network filesystem (NFS, FUSE such as GlusterFS, CephFS, Lustre,
+ * CIFS) large payloads are read, not mapped: there, when another client
+ * removes a file, a mapping's pages can be dropped with nothing left to
+ * read them back from, and an access faults (SIGBUS). A copy cannot. With
+ * LARDER_OPEN_MAP_NETWORK they are mapped anyway (zero-copy), for stores
+ * whose entries are never removed while another host may hold them.
  */
 #ifndef LARDER_H
 #define LARDER_H
@@ -159,6 +165,8 @@ typedef void (*larder_log_fn)(int level, const char *msg, void *payload);
 #define LARDER_OPEN_TRUST_LOCAL                                                \
 	0x4u /* skip the payload checksum on reads (header is still checked)   \
 	      */
+#define LARDER_OPEN_MAP_NETWORK                                                \
+	0x8u /* map large payloads on network filesystems too (see Memory) */
 
 #define LARDER_OPTS_VERSION 1
 typedef struct larder_opts {
@@ -171,7 +179,8 @@ typedef struct larder_opts {
 	unsigned create_mode;
 	/* With LARDER_OPEN_CREATE, for a new store: its fsync policy. */
 	int create_fsync;
-	/* Payloads of at least this many bytes are mapped instead of read.
+	/* Payloads of at least this many bytes are mapped instead of read
+	 * (on local filesystems; see Memory for network ones).
 	 * 0 = default (64 KiB). */
 	size_t mmap_threshold;
 	larder_log_fn log; /* NULL = silent */

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
-#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,30 +102,6 @@ static int cb_code(larder *db, int rc, const char *what)
 /* ---------------------------------------------------------------------- */
 /* Waiting for another filler                                              */
 
-/* Filesystems whose other clients' changes inotify cannot see. */
-static int is_network_fs(int fd)
-{
-	struct statfs sf;
-	if (fstatfs(fd, &sf) != 0)
-		return 1;
-	switch ((unsigned long)sf.f_type) {
-	case 0x6969:	 /* NFS */
-	case 0x65735546: /* FUSE (GlusterFS, sshfs, ...) */
-	case 0x00c36400: /* CephFS */
-	case 0x0bd00bd0: /* Lustre */
-	case 0xff534d42: /* CIFS */
-	case 0xfe534d42: /* SMB2 */
-	case 0x47504653: /* GPFS */
-	case 0x5346414f: /* AFS */
-	case 0x73757245: /* Coda */
-	case 0x564c:	 /* NCP */
-	case 0x6b414653: /* kAFS */
-		return 1;
-	default:
-		return 0;
-	}
-}
-
 struct waiter {
 	int ifd; /* inotify, or -1: poll */
 	unsigned backoff_ms;
@@ -136,7 +111,7 @@ static void waiter_init(struct waiter *wt, larder *db, int edirfd, int ldirfd)
 {
 	wt->ifd = -1;
 	wt->backoff_ms = 5;
-	if (is_network_fs(db->rootfd))
+	if (db->network)
 		return;
 	wt->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (wt->ifd < 0)

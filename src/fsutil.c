@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -260,4 +261,27 @@ int64_t ldr_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int ldr_is_network_fs(int fd)
+{
+	struct statfs sf;
+	if (fstatfs(fd, &sf) != 0)
+		return 1;
+	switch ((unsigned long)sf.f_type) {
+	case 0x6969:	 /* NFS */
+	case 0x65735546: /* FUSE (GlusterFS, sshfs, ...) */
+	case 0x00c36400: /* CephFS */
+	case 0x0bd00bd0: /* Lustre */
+	case 0xff534d42: /* CIFS */
+	case 0xfe534d42: /* SMB2 */
+	case 0x47504653: /* GPFS */
+	case 0x5346414f: /* AFS */
+	case 0x73757245: /* Coda */
+	case 0x564c:	 /* NCP */
+	case 0x6b414653: /* kAFS */
+		return 1;
+	default:
+		return 0;
+	}
 }

@@ -58,6 +58,12 @@ void ldr_hostname(char *buf, size_t len);
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void ldr_hex(const uint8_t *in, size_t len, char *out);
 
+/* Whether fd is on a network filesystem (NFS, FUSE, CephFS, Lustre, CIFS,
+ * ...): other clients' changes are invisible to inotify there, and a file
+ * another client removes cannot be read back into a mapping. Unknown
+ * counts as network. */
+int ldr_is_network_fs(int fd);
+
 /* Wall-clock time in nanoseconds since the epoch. */
 int64_t ldr_now_ns(void);
 

@@ -59,6 +59,11 @@ static int worth_mapping(larder *db, const uint8_t *head, size_t n, size_t size)
 {
 	if (size < db->mmap_threshold)
 		return 0;
+	/* On a network filesystem a mapping can fault (SIGBUS) once another
+	 * client removes the file: its pages may be dropped and there is
+	 * nothing left to read them back from. A copy cannot. */
+	if (db->network && !(db->flags & LARDER_OPEN_MAP_NETWORK))
+		return 0;
 	if (n < LDR_HDR_FIXED)
 		return 1; /* let the header check judge the whole file */
 	uint64_t stored = 0;

@@ -529,6 +529,7 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 		goto fail;
 	}
 
+	db->network = ldr_is_network_fs(db->rootfd);
 	rc = read_marker(db);
 	if (rc == 1) {
 		if (!dir_is_empty(db->rootfd)) {

@@ -37,6 +37,7 @@ struct larder {
 	void *log_payload;
 	int log_level;
 	int said_newer; /* "newer format" is logged once per handle */
+	int network;	/* the store is on a network filesystem */
 	char host[64];
 	uint64_t ctr[LARDER_CTR_COUNT];
 };

@@ -217,7 +217,8 @@ static void put_here_get_there(larder *from, larder *to, const char *tag)
 		ASSERT_EQ(larder_entry_size(e), sizes[i]);
 		ASSERT(
 		    test_check_pattern(larder_entry_data(e), sizes[i], i + 7));
-		ASSERT_EQ(larder_entry_is_mapped(e), sizes[i] >= 65536);
+		/* a network filesystem: read, never mapped (larder.h) */
+		ASSERT(!larder_entry_is_mapped(e));
 		larder_entry_release(e);
 		/* and version-less, through the head hint */
 		ASSERT_RC(to, larder_get(&e, to, NS, key, strlen(key), NULL, 0),
@@ -716,7 +717,7 @@ TEST(entry_corrupted_through_a_is_quarantined_through_b)
 		 * client caches for about a second); it must never serve the
 		 * bad bytes, and must find them within a bounded time. */
 		uint64_t q0 = larder_counter(b, LARDER_CTR_QUARANTINED);
-		long stale_good = 0, flipped_under_mapping = 0;
+		long stale_good = 0;
 		double t0 = now_s();
 		for (;;) {
 			int rc =
@@ -725,40 +726,46 @@ TEST(entry_corrupted_through_a_is_quarantined_through_b)
 				break;
 			ASSERT_RC(b, rc, 0);
 			ASSERT_EQ(larder_entry_size(e), sz[i]);
-			/* A read (small) entry is checked in the caller's
-			 * own buffer: it is never wrong. A mapped one is
-			 * checked at get time; a byte written into the file
-			 * in place (outside larder, as this flip is) can show
-			 * through its pages afterwards — documented in
-			 * larder.h. Such reads are counted, not failed. */
+			/* Checked in the caller's own copy (a network
+			 * filesystem: never mapped): never wrong. */
 			if (!test_check_pattern(larder_entry_data(e), sz[i],
-						99 + i)) {
-				if (!larder_entry_is_mapped(e))
-					test_fail(__FILE__, __LINE__,
-						  "%s: get returned bad bytes "
-						  "after %ld good reads",
-						  key, stale_good);
-				flipped_under_mapping++;
-			}
+						99 + i))
+				test_fail(__FILE__, __LINE__,
+					  "%s: get returned bad bytes after "
+					  "%ld good reads",
+					  key, stale_good);
 			larder_entry_release(e);
 			stale_good++;
 			ASSERT(now_s() - t0 < 15);
 			poll_pause();
 		}
 		printf("    %s: found after %.2f s (%ld cached good reads "
-		       "first, %ld mapped reads that saw the in-place "
-		       "write)\n",
-		       key, now_s() - t0, stale_good, flipped_under_mapping);
+		       "first)\n",
+		       key, now_s() - t0, stale_good);
 		ASSERT_EQ(larder_counter(b, LARDER_CTR_QUARANTINED), q0 + 1);
 		ASSERT(larder_counter(b, LARDER_CTR_CHECKSUM_FAIL) >= 1);
 
-		/* A sees it gone and in quarantine/ (bounded: A's entry
-		 * cache may lag a second). */
+		/* It is in quarantine/ (as B, which moved it, sees it), and
+		 * larder through A misses it too (bounded: A's client caches
+		 * entries for about a second). */
 		char qdir[4200];
-		snprintf(qdir, sizeof qdir, "%s/quarantine", store_on(mnt_a));
+		snprintf(qdir, sizeof qdir, "%s/quarantine", store_on(mnt_b));
+		ASSERT_EQ(count_files(qdir), i + 1);
 		t0 = now_s();
-		while (count_files(qdir) != i + 1 || access(path, F_OK) == 0) {
-			ASSERT(now_s() - t0 < 15);
+		for (;;) {
+			int rc =
+			    larder_get(&e, a, NS, key, strlen(key), "v1", 2);
+			if (rc == LARDER_ENOTFOUND)
+				break;
+			ASSERT_RC(a, rc, 0);
+			ASSERT(test_check_pattern(larder_entry_data(e), sz[i],
+						  99 + i));
+			larder_entry_release(e);
+			if (now_s() - t0 >= 15)
+				test_fail(__FILE__, __LINE__,
+					  "%s: A still finds it 15 s after B "
+					  "quarantined it",
+					  key);
 			poll_pause();
 		}
 		/* A refills it; B reads the good bytes again. */
@@ -923,9 +930,9 @@ TEST(same_entry_put_through_both_mounts_at_once_is_published_once)
 }
 
 /* ---------------------------------------------------------------------- */
-/* A mapped entry held through B outlives its removal through A            */
+/* A large entry held through B outlives its removal through A           */
 
-TEST(entry_mapped_through_b_stays_intact_after_removal_through_a)
+TEST(large_entry_held_through_b_outlives_removal_through_a)
 {
 	larder *a = open_on(mnt_a, 1);
 	larder *b = open_on(mnt_b, 0);
@@ -933,14 +940,17 @@ TEST(entry_mapped_through_b_stays_intact_after_removal_through_a)
 	ASSERT_RC(a, put_pattern(a, "big", "v1", sz, 4242), 0);
 	larder_entry *e;
 	ASSERT_RC(b, larder_get(&e, b, NS, "big", 3, "v1", 2), 0);
-	ASSERT(larder_entry_is_mapped(e));
+	/* On a network filesystem a large payload is read, not mapped: a
+	 * mapping of a file another client removes can lose its pages with
+	 * nothing to read them back from (SIGBUS), seen here about one run
+	 * in six. */
+	ASSERT(!larder_entry_is_mapped(e));
 	ASSERT_RC(a, larder_remove(a, NS, "big", 3, "v1", 2), 0);
-	/* Push B's pages out of memory, so the check below reads them again
-	 * through the FUSE client from a file that no longer has a name. */
+	/* Push the copy out of memory too: it comes back from swap or is
+	 * simply still there; either way every byte stays right. */
 	uintptr_t p = (uintptr_t)larder_entry_data(e);
 	uintptr_t start = p & ~(uintptr_t)4095;
-	int po = madvise((void *)start, sz + (p - start), MADV_PAGEOUT);
-	printf("    MADV_PAGEOUT: %s\n", po == 0 ? "done" : strerror(errno));
+	madvise((void *)start, sz + (p - start), MADV_PAGEOUT);
 	ASSERT(test_check_pattern(larder_entry_data(e), sz, 4242));
 	larder_entry_release(e);
 	/* and B now misses (bounded: B's entry cache may lag) */
@@ -965,24 +975,30 @@ TEST(entry_mapped_through_b_stays_intact_after_removal_through_a)
 #define HERD 4 /* slots 0..3: two on A, two on B */
 #define HERD_SIZE 300000
 
-static int herd_load(larder_fill *f, void *payload)
+/* A slow source: `size` pattern bytes for `seed`, in 30000-byte pieces
+ * with a pause after each, so that others find the lease taken. */
+static int slow_load(larder_fill *f, size_t size, uint64_t seed, long pause_ms)
 {
-	struct shared *sh = payload;
-	__atomic_add_fetch(&sh->writers_done, 1, __ATOMIC_SEQ_CST);
-	unsigned char *buf = malloc(HERD_SIZE);
+	unsigned char *buf = malloc(size);
 	if (!buf)
 		return LARDER_ENOMEM;
-	test_fill_pattern(buf, HERD_SIZE, 777);
-	/* In pieces, slowly enough that the others find the lease taken. */
+	test_fill_pattern(buf, size, seed);
 	int rc = 0;
-	for (size_t off = 0; rc == 0 && off < HERD_SIZE; off += 30000) {
-		size_t n = HERD_SIZE - off < 30000 ? HERD_SIZE - off : 30000;
+	for (size_t off = 0; rc == 0 && off < size; off += 30000) {
+		size_t n = size - off < 30000 ? size - off : 30000;
 		rc = larder_fill_write(f, buf + off, n);
-		struct timespec ts = {0, 30 * 1000 * 1000};
+		struct timespec ts = {0, pause_ms * 1000 * 1000};
 		nanosleep(&ts, NULL); /* a slow source, not synchronisation */
 	}
 	free(buf);
 	return rc;
+}
+
+static int herd_load(larder_fill *f, void *payload)
+{
+	struct shared *sh = payload;
+	__atomic_add_fetch(&sh->writers_done, 1, __ATOMIC_SEQ_CST);
+	return slow_load(f, HERD_SIZE, 777, 30);
 }
 
 static void herd_member(struct shared *sh, int slot, const char *mnt)
@@ -1098,19 +1114,7 @@ static int crash_load(larder_fill *f, void *payload)
 	struct crash_job *j = payload;
 	if (j->announce && write(crash_pipe[1], "L", 1) != 1)
 		return LARDER_EIO;
-	unsigned char *buf = malloc(CRASH_SIZE);
-	if (!buf)
-		return LARDER_ENOMEM;
-	test_fill_pattern(buf, CRASH_SIZE, 555);
-	int rc = 0;
-	for (size_t off = 0; rc == 0 && off < CRASH_SIZE; off += 30000) {
-		size_t n = CRASH_SIZE - off < 30000 ? CRASH_SIZE - off : 30000;
-		rc = larder_fill_write(f, buf + off, n);
-		struct timespec ts = {0, 20 * 1000 * 1000};
-		nanosleep(&ts, NULL); /* a slow source, not synchronisation */
-	}
-	free(buf);
-	return rc;
+	return slow_load(f, CRASH_SIZE, 555, 20);
 }
 
 static void crash_member(struct shared *sh, int slot, const char *mnt)
@@ -1184,5 +1188,24 @@ TEST(filler_killed_on_a_is_taken_over_through_b)
 	printf("    %d kills on A: B done at most %.0f ms after the kill\n",
 	       CRASH_TRIALS, worst);
 	fflush(stdout);
+	larder_close(a);
+}
+
+/* A store whose entries are never removed under a reader may ask for
+ * zero-copy on a network filesystem too. */
+TEST(map_network_flag_maps_large_entries_on_a_network_filesystem)
+{
+	larder *a = open_on(mnt_a, 1);
+	ASSERT_RC(a, put_pattern(a, "mapme", "v1", 200000, 11), 0);
+	larder *b = NULL;
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_MAP_NETWORK;
+	ASSERT_RC(NULL, larder_open(&b, store_on(mnt_b), &o), 0);
+	larder_entry *e;
+	ASSERT_RC(b, larder_get(&e, b, NS, "mapme", 5, "v1", 2), 0);
+	ASSERT(larder_entry_is_mapped(e));
+	ASSERT(test_check_pattern(larder_entry_data(e), 200000, 11));
+	larder_entry_release(e);
+	larder_close(b);
 	larder_close(a);
 }
