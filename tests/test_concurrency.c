@@ -846,9 +846,12 @@ TEST(readers_racing_damaged_entries_never_see_a_wrong_byte)
 	for (int r = 0; r < CORRUPT_ROUNDS; r++) {
 		replace_with_damaged(r);
 		/* Refill: whether a reader quarantined the damaged file
-		 * already or not, the put publishes a good one. */
+		 * already or not, the put publishes a good one — or finds an
+		 * identical good one standing (LARDER_EXISTS): a reader that
+		 * moved a good file by mistake puts it back, and it can land
+		 * between our quarantine of the damaged file and our link. */
 		int rc = put_pattern(db, "c", "victim", ver, 0, 0);
-		if (rc != 0)
+		if (rc != 0 && rc != LARDER_EXISTS)
 			test_fail(__FILE__, __LINE__, "round %d: put %d: %s", r,
 				  rc, larder_errmsg(db));
 	}
