@@ -447,6 +447,139 @@ LARDER_API int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 				  const larder_fill_opts *opts);
 
 /* ---------------------------------------------------------------------- */
+/* File versions (DESIGN §8, docs/versions.md)                            */
+/*
+ * The version of a set of files and directory trees, for use as the
+ * version of an entry computed from them (`larder run --input`, a
+ * version_fn). It is made from the files' *contents*, so hosts that see
+ * the same bytes share entries even where device and inode numbers
+ * differ (NFS clients). Reading every byte each time would defeat the
+ * cache, so the content hash of each file is remembered in the store,
+ * filed under the file's fingerprint (device, inode, size, mtime and
+ * ctime in ns): while the fingerprint stays the same, the version costs
+ * one stat and one small lookup per file and reads no byte of it.
+ *
+ * Racy files (changed within the timestamp granularity of "now", judged
+ * against the filesystem's own clock, like git's racy index entries) are
+ * hashed every time and not remembered: a second change in the same
+ * clock tick could keep the fingerprint.
+ *
+ * A directory counts as the tree under it: every entry's path relative to
+ * the directory, its type, the content of regular files, the target of
+ * symbolic links (not followed inside a tree; a path given directly is
+ * followed). Sockets, FIFOs and devices count by type and name only.
+ * Inputs combine in the order given. The result is printable text:
+ * "files/1 " and 32 lowercase hex digits.
+ *
+ * The remembered hashes live in the store's internal namespace ".files"
+ * (ordinary, checked entries; they may be evicted at any time at the cost
+ * of hashing again).
+ */
+
+#define LARDER_FILES_VERSION_LEN 40 /* strlen("files/1 ") + 32 */
+
+/* files_version flags */
+#define LARDER_FILES_NO_REMEMBER                                               \
+	0x1u /* hash every byte; neither read nor write remembered hashes */
+
+/* Compute the version of paths[0..n) into out (NUL-terminated). Fails
+ * with LARDER_ENOTFOUND if an input does not exist, LARDER_EPERM if it
+ * cannot be read, LARDER_EINVAL if n is 0 or an input is neither a
+ * regular file nor a directory (nor a symlink to one), LARDER_EIO on a
+ * read error; larder_errmsg() names the path. A failure to remember a
+ * hash (store full, read-only) is not an error. */
+LARDER_API int larder_files_version(larder *db, const char *const *paths,
+				    size_t n, unsigned flags,
+				    char out[LARDER_FILES_VERSION_LEN + 1]);
+
+/* ---------------------------------------------------------------------- */
+/* SQL sources (DESIGN §8, docs/sql.md)                                    */
+/*
+ * larder_sql() caches the result of a query, filled once across
+ * processes and hosts with larder_get_or_fill(). The database:
+ *   - SQLite: a path, or "sqlite:PATH" (opened read-only, never created);
+ *   - PostgreSQL: "postgresql://..." or "postgres://..." URIs, or a
+ *     libpq "key=value ..." connection string.
+ *
+ * The key is the query normalized (comments dropped, whitespace runs
+ * collapsed and unquoted words lowercased, outside literals and quoted
+ * names) + the parameters + the database's identity (SQLite: the file's
+ * canonical path; PostgreSQL: the cluster's system identifier, the
+ * database and the user, so a password never reaches the store) + the
+ * output format and flags + the version query or table.
+ *
+ * The version is computed by one of:
+ *   - opts.table: the change counter that larder_sql_track() keeps for a
+ *     table with triggers (right under INSERT, UPDATE, DELETE and, on
+ *     PostgreSQL, TRUNCATE);
+ *   - opts.version_query: any query; its whole result is the version
+ *     (e.g. "SELECT COUNT(*), MAX(updated_at) FROM t");
+ *   - neither: the version is empty and the entry lives for its TTL
+ *     (then a TTL is required: opts.fill->put->ttl_seconds or the
+ *     namespace's default).
+ * The loader runs the version query and the data query in one read
+ * snapshot (SQLite: one read transaction; PostgreSQL: REPEATABLE READ
+ * READ ONLY), so the data is always published under the version it
+ * matches. Rows are streamed into the entry (PostgreSQL single-row mode):
+ * a result never sits whole in memory.
+ *
+ * Bad SQL, an unreachable database or failed authentication: a negative
+ * code (LARDER_EINVAL for SQL the database rejects, LARDER_EIO for
+ * connection failures, LARDER_EPERM for authentication), the database's
+ * own message in larder_errmsg(), and nothing cached.
+ */
+
+enum larder_sql_format {
+	LARDER_SQL_CSV = 0,  /* RFC 4180: CRLF, quoted when needed; NULL is an
+				empty field, an empty string is "" */
+	LARDER_SQL_TSV = 1,  /* PostgreSQL text format: NULL is \N; \\, \t,
+				\n, \r escaped */
+	LARDER_SQL_JSONL = 2 /* one JSON object per row; NULL is null */
+};
+
+/* sql flags */
+#define LARDER_SQL_NO_HEADER 0x1u /* CSV/TSV: no line of column names */
+
+#define LARDER_SQL_OPTS_VERSION 1
+typedef struct larder_sql_opts {
+	unsigned version; /* LARDER_SQL_OPTS_VERSION */
+	unsigned flags;	  /* LARDER_SQL_* */
+	int format;	  /* enum larder_sql_format */
+	/* Values bound to the query's parameters (?, ?NNN or $N), as text; a
+	 * NULL pointer binds SQL NULL. The version query gets them too if it
+	 * has parameters. */
+	const char *const *params;
+	size_t nparams;
+	const char *version_query; /* at most one of these two */
+	const char *table;
+	const larder_fill_opts *fill; /* lease, waits, TTL (fill->put) */
+} larder_sql_opts;
+#define LARDER_SQL_OPTS_INIT                                                   \
+	{                                                                      \
+		LARDER_SQL_OPTS_VERSION, 0, 0, NULL, 0, NULL, NULL, NULL       \
+	}
+
+/* Get the result of `query` on database `dburi` as an entry (the payload
+ * is the formatted rows), loading it if missing or stale. outcome as for
+ * larder_get_or_fill (may be NULL). opts may be NULL (CSV, no version:
+ * then the namespace must have a default TTL). */
+LARDER_API int larder_sql(larder_entry **out, int *outcome, larder *db,
+			  const char *ns, const char *dburi, const char *query,
+			  const larder_sql_opts *opts);
+
+/* Install the change counter for `table` in database `dburi` (a table
+ * larder_changes and triggers named larder_track_<table>_*), so that
+ * larder_sql() with opts.table = table gets a version that changes with
+ * every committed change to the table. Idempotent. db is used for the
+ * error message only and may be NULL (then larder_errmsg(NULL) has it). */
+LARDER_API int larder_sql_track(larder *db, const char *dburi,
+				const char *table);
+
+/* Remove what larder_sql_track() installed for `table`. */
+LARDER_API int larder_sql_untrack(larder *db, const char *dburi,
+				  const char *table);
+
+/* ---------------------------------------------------------------------- */
 /* Walking and verifying the store                                         */
 
 enum larder_entry_state {
@@ -526,6 +659,9 @@ enum larder_counter {
 	LARDER_CTR_LEASE_LOST,	   /* our lease was broken while we loaded */
 	LARDER_CTR_SOURCE_CHANGED, /* source changed during a load: retried */
 	LARDER_CTR_UNCACHED,	   /* loads returned but not cached */
+	LARDER_CTR_FILES_HASHED,   /* source files whose content was hashed */
+	LARDER_CTR_FILES_HASHED_BYTES, /* bytes of them read to hash */
+	LARDER_CTR_FILES_REMEMBERED,   /* file hashes taken from the store */
 	LARDER_CTR_COUNT
 };
 

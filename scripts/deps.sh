@@ -2,7 +2,7 @@
 # Install the Debian packages larder needs to build and test, if missing.
 set -e
 pkgs="cmake make gcc clang clang-format pkg-config libxxhash-dev libzstd-dev
-      libclang-rt-14-dev
+      libclang-rt-14-dev libsqlite3-dev libpq-dev sqlite3
       util-linux python3"
 missing=""
 for p in $pkgs; do

@@ -586,15 +586,26 @@ uint64_t larder_counter(const larder *db, int counter)
 const char *larder_counter_name(int counter)
 {
 	static const char *const names[LARDER_CTR_COUNT] = {
-	    "hits",	      "misses",
-	    "published",      "publish_raced",
-	    "checksum_fail",  "quarantined",
-	    "estale_retries", "write_failures",
-	    "expired",	      "newer_format",
-	    "fills",	      "waits",
-	    "fill_wait_ms",   "lease_breaks",
-	    "lease_lost",     "source_changed_during_load",
+	    "hits",
+	    "misses",
+	    "published",
+	    "publish_raced",
+	    "checksum_fail",
+	    "quarantined",
+	    "estale_retries",
+	    "write_failures",
+	    "expired",
+	    "newer_format",
+	    "fills",
+	    "waits",
+	    "fill_wait_ms",
+	    "lease_breaks",
+	    "lease_lost",
+	    "source_changed_during_load",
 	    "uncached",
+	    "files_hashed",
+	    "files_hashed_bytes",
+	    "files_remembered",
 	};
 	if (counter < 0 || counter >= LARDER_CTR_COUNT)
 		return NULL;

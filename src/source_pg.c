@@ -1,0 +1,6 @@
+/*
+ * source_pg.c — being written: see issue 4.
+ */
+#include "sql_source.h"
+
+const struct ldr_sql_ops ldr_sql_pg = {.name = "postgresql"};
