@@ -1,6 +1,646 @@
 /*
- * source_sqlite.c — being written: see issue 4.
+ * source_sqlite.c — SQLite behind struct ldr_sql_ops (sql_source.h): a
+ * database file opened read-only and never created, a read snapshot as
+ * one deferred transaction, rows stepped one at a time, and the change
+ * counter of a tracked table (a row of larder_changes kept by triggers).
  */
 #include "sql_source.h"
 
-const struct ldr_sql_ops ldr_sql_sqlite = {.name = "sqlite"};
+#include <errno.h>
+#include <locale.h>
+#include <math.h>
+#include <stdarg.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "err.h"
+
+/* How long a statement waits for another connection's lock (a writer
+ * committing; in rollback-journal mode, a writer waits for our read). */
+#define BUSY_TIMEOUT_MS 10000
+
+struct ldr_sql_conn {
+	larder *db;
+	sqlite3 *h;
+	char *path; /* as given, for messages */
+	char *real; /* canonical, for the identity */
+	locale_t cloc;
+};
+
+/* An SQLite result code as a larder code. */
+static int code_of(int src)
+{
+	switch (src & 0xff) {
+	case SQLITE_ERROR:
+	case SQLITE_SCHEMA: /* prepare gives it for some unknown names */
+	case SQLITE_RANGE:
+	case SQLITE_MISMATCH:
+	case SQLITE_TOOBIG:
+	case SQLITE_CONSTRAINT:
+		return LARDER_EINVAL;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return LARDER_EBUSY;
+	case SQLITE_NOMEM:
+		return LARDER_ENOMEM;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+	case SQLITE_READONLY:
+		return LARDER_EPERM;
+	case SQLITE_FULL:
+		return LARDER_EFULL;
+	default: /* IOERR, CORRUPT, NOTADB, CANTOPEN, ... */
+		return LARDER_EIO;
+	}
+}
+
+static int sq_fail(struct ldr_sql_conn *c, int src, const char *what)
+{
+	return ldr_fail(c->db, code_of(src), 0, "SQLite database '%s': %s: %s",
+			c->path, what, sqlite3_errmsg(c->h));
+}
+
+static void sq_close(struct ldr_sql_conn *c)
+{
+	if (!c)
+		return;
+	sqlite3_close_v2(c->h);
+	if (c->cloc)
+		freelocale(c->cloc);
+	free(c->path);
+	free(c->real);
+	free(c);
+}
+
+static int sq_open(struct ldr_sql_conn **out, larder *db, const char *uri,
+		   int write)
+{
+	const char *path = strncmp(uri, "sqlite:", 7) == 0 ? uri + 7 : uri;
+	struct stat st;
+	*out = NULL;
+	if (!*path)
+		return ldr_fail(db, LARDER_EINVAL, 0, "empty SQLite path");
+	/* Never create a database: a mistyped path is an error, not an
+	 * empty result. */
+	if (stat(path, &st) < 0) {
+		int e = errno;
+		if (e == ENOENT)
+			return ldr_fail(db, LARDER_ENOTFOUND, e,
+					"no SQLite database at '%s'", path);
+		return ldr_fail_errno(db, e, "cannot stat '%s': %s", path,
+				      strerror(e));
+	}
+	if (!S_ISREG(st.st_mode))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"'%s' is not a file (an SQLite database is)",
+				path);
+	struct ldr_sql_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	c->db = db;
+	c->path = strdup(path);
+	c->real = realpath(path, NULL);
+	/* Numbers are formatted the same whatever locale the program set. */
+	c->cloc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+	if (!c->path || !c->real || !c->cloc) {
+		int e = errno;
+		sq_close(c);
+		if (e == ENOMEM || !e)
+			return ldr_fail(db, LARDER_ENOMEM, ENOMEM,
+					"out of memory");
+		return ldr_fail_errno(db, e, "cannot resolve '%s': %s", path,
+				      strerror(e));
+	}
+	int flags = write ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
+	int rc = sqlite3_open_v2(path, &c->h, flags, NULL);
+	if (rc != SQLITE_OK) {
+		rc = c->h
+			 ? sq_fail(c, rc, "cannot open")
+			 : ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+		sq_close(c);
+		return rc;
+	}
+	sqlite3_busy_timeout(c->h, BUSY_TIMEOUT_MS);
+	/* Read the header now: a file that is no database says so here,
+	 * whatever the query (SELECT 1 would never look). */
+	rc = sqlite3_exec(c->h, "PRAGMA schema_version", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		rc = sq_fail(c, rc, "cannot read it");
+		sq_close(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+static int sq_identity(struct ldr_sql_conn *c, char *buf, size_t size)
+{
+	int n = snprintf(buf, size, "sqlite:%s", c->real);
+	if (n < 0 || (size_t)n >= size)
+		return ldr_fail(c->db, LARDER_EINVAL, 0, "path too long: '%s'",
+				c->real);
+	return 0;
+}
+
+static int sq_exec(struct ldr_sql_conn *c, const char *sql, const char *what)
+{
+	int rc = sqlite3_exec(c->h, sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : sq_fail(c, rc, what);
+}
+
+/* A deferred transaction: the snapshot starts at the first read and holds
+ * until end() (WAL: a fixed snapshot; rollback journal: a SHARED lock, so
+ * that no writer commits meanwhile). */
+static int sq_begin(struct ldr_sql_conn *c)
+{
+	return sq_exec(c, "BEGIN", "cannot begin a read transaction");
+}
+
+static int sq_end(struct ldr_sql_conn *c)
+{
+	/* An error may have rolled the transaction back already. */
+	if (sqlite3_get_autocommit(c->h))
+		return 0;
+	return sq_exec(c, "ROLLBACK", "cannot end the read transaction");
+}
+
+/* Prepare exactly one statement: text after the first one is refused
+ * (it would silently not run). */
+static int prepare(struct ldr_sql_conn *c, const char *sql, sqlite3_stmt **out)
+{
+	const char *tail = NULL;
+	*out = NULL;
+	int rc = sqlite3_prepare_v2(c->h, sql, -1, out, &tail);
+	if (rc != SQLITE_OK)
+		return sq_fail(c, rc, "cannot prepare the query");
+	if (!*out)
+		return ldr_fail(c->db, LARDER_EINVAL, 0,
+				"SQLite database '%s': the query is empty",
+				c->path);
+	if (tail && *tail) {
+		sqlite3_stmt *next = NULL;
+		rc = sqlite3_prepare_v2(c->h, tail, -1, &next, NULL);
+		sqlite3_finalize(next);
+		if (rc != SQLITE_OK || next) {
+			sqlite3_finalize(*out);
+			*out = NULL;
+			return ldr_fail(c->db, LARDER_EINVAL, 0,
+					"SQLite database '%s': more than one "
+					"statement in the query (only one "
+					"runs)",
+					c->path);
+		}
+	}
+	return 0;
+}
+
+static int sq_nparams(struct ldr_sql_conn *c, const char *sql, size_t *out)
+{
+	sqlite3_stmt *st;
+	*out = 0;
+	int rc = prepare(c, sql, &st);
+	if (rc)
+		return rc;
+	*out = (size_t)sqlite3_bind_parameter_count(st);
+	sqlite3_finalize(st);
+	return 0;
+}
+
+/* A REAL as the shortest text that reads back as the same double, with a
+ * ".0" when it would look like an integer (as SQLite writes them):
+ * 0.1 → "0.1", 100.0 → "100.0", 1e300 → "1.0e+300". */
+static void real_text(struct ldr_sql_conn *c, double d, char *buf, size_t size)
+{
+	if (isinf(d)) {
+		snprintf(buf, size, "%s", d > 0 ? "Infinity" : "-Infinity");
+		return;
+	}
+	if (isnan(d)) {
+		snprintf(buf, size, "NaN");
+		return;
+	}
+	locale_t old = uselocale(c->cloc);
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(buf, size, "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	uselocale(old);
+	if (!strpbrk(buf, ".e")) {
+		strncat(buf, ".0", size - strlen(buf) - 1);
+	} else if (!strchr(buf, '.')) {
+		char *e = strchr(buf, 'e');
+		size_t n = strlen(buf);
+		if (n + 2 < size) {
+			memmove(e + 2, e, n - (size_t)(e - buf) + 1);
+			memcpy(e, ".0", 2);
+		}
+	}
+}
+
+#define REAL_TEXT 40
+
+static int sq_query(struct ldr_sql_conn *c, const char *sql,
+		    const char *const *params, size_t nparams,
+		    const struct ldr_sql_sink *sink)
+{
+	sqlite3_stmt *st;
+	const char **names = NULL, **val = NULL;
+	size_t *len = NULL;
+	int *kind = NULL;
+	char *reals = NULL;
+	int rc = prepare(c, sql, &st);
+	if (rc)
+		return rc;
+	size_t ncol = (size_t)sqlite3_column_count(st);
+	if (ncol == 0 || !sqlite3_stmt_readonly(st)) {
+		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
+			      "SQLite database '%s': not a query that reads "
+			      "rows (only those can be cached)",
+			      c->path);
+		goto out;
+	}
+	size_t want = (size_t)sqlite3_bind_parameter_count(st);
+	if (want != nparams) {
+		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
+			      "SQLite database '%s': the query takes %zu "
+			      "parameter%s, %zu given",
+			      c->path, want, want == 1 ? "" : "s", nparams);
+		goto out;
+	}
+	for (size_t i = 0; i < nparams; i++) {
+		int r = params[i] ? sqlite3_bind_text(st, (int)i + 1, params[i],
+						      -1, SQLITE_STATIC)
+				  : sqlite3_bind_null(st, (int)i + 1);
+		if (r != SQLITE_OK) {
+			rc = sq_fail(c, r, "cannot bind a parameter");
+			goto out;
+		}
+	}
+	names = calloc(ncol, sizeof *names);
+	val = calloc(ncol, sizeof *val);
+	len = calloc(ncol, sizeof *len);
+	kind = calloc(ncol, sizeof *kind);
+	reals = malloc(ncol * REAL_TEXT);
+	if (!names || !val || !len || !kind || !reals) {
+		rc = ldr_fail(c->db, LARDER_ENOMEM, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < ncol; i++) {
+		names[i] = sqlite3_column_name(st, (int)i);
+		if (!names[i]) {
+			rc = ldr_fail(c->db, LARDER_ENOMEM, ENOMEM,
+				      "out of memory");
+			goto out;
+		}
+	}
+	rc = sink->columns(sink->payload, ncol, names);
+	while (rc == 0) {
+		int r = sqlite3_step(st);
+		if (r == SQLITE_DONE)
+			break;
+		if (r != SQLITE_ROW) {
+			rc = sq_fail(c, r, "cannot read the rows");
+			break;
+		}
+		for (size_t i = 0; i < ncol; i++) {
+			int col = (int)i;
+			switch (sqlite3_column_type(st, col)) {
+			case SQLITE_NULL:
+				kind[i] = LDR_SQL_NULL;
+				val[i] = NULL;
+				len[i] = 0;
+				continue;
+			case SQLITE_INTEGER:
+				kind[i] = LDR_SQL_INT;
+				val[i] =
+				    (const char *)sqlite3_column_text(st, col);
+				break;
+			case SQLITE_FLOAT: {
+				char *b = reals + i * REAL_TEXT;
+				real_text(c, sqlite3_column_double(st, col), b,
+					  REAL_TEXT);
+				kind[i] = LDR_SQL_REAL;
+				val[i] = b;
+				len[i] = strlen(b);
+				continue;
+			}
+			case SQLITE_BLOB:
+				kind[i] = LDR_SQL_BLOB;
+				val[i] = sqlite3_column_blob(st, col);
+				break;
+			default:
+				kind[i] = LDR_SQL_TEXT;
+				val[i] =
+				    (const char *)sqlite3_column_text(st, col);
+				break;
+			}
+			/* After the text or blob call, as SQLite asks. */
+			len[i] = (size_t)sqlite3_column_bytes(st, col);
+			if (!val[i]) {
+				if (len[i] ||
+				    sqlite3_errcode(c->h) == SQLITE_NOMEM) {
+					rc = ldr_fail(c->db, LARDER_ENOMEM,
+						      ENOMEM, "out of memory");
+					break;
+				}
+				val[i] = ""; /* a zero-length blob */
+			}
+		}
+		if (rc == 0)
+			rc = sink->row(sink->payload, ncol, val, len, kind);
+	}
+out:
+	sqlite3_finalize(st);
+	free(names);
+	free(val);
+	free(len);
+	free(kind);
+	free(reals);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Tracked tables                                                          */
+/*
+ * larder_changes(tbl, token, n) holds one row per tracked table; three
+ * triggers (larder_track_<table>_ins, _upd, _del) add 1 to n for every
+ * row inserted, updated or deleted, in the writer's own transaction. The
+ * token is random, chosen when the counter is (re)made, so that a
+ * counter made again never repeats an old version.
+ */
+
+static const char *const trigger_event[3][2] = {
+    {"ins", "INSERT"}, {"upd", "UPDATE"}, {"del", "DELETE"}};
+
+static int has_changes_table(struct ldr_sql_conn *c, int *out)
+{
+	sqlite3_stmt *st;
+	int rc = prepare(c,
+			 "SELECT count(*) FROM sqlite_schema WHERE "
+			 "type = 'table' AND name = 'larder_changes'",
+			 &st);
+	if (rc)
+		return rc;
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW)
+		*out = sqlite3_column_int(st, 0) > 0;
+	else
+		rc = sq_fail(c, r, "cannot read the schema");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * The table's version: "<token> <n> <schema version>". The schema
+ * version (PRAGMA schema_version) moves with every schema change in the
+ * database, so an ALTER TABLE — which no trigger sees — still changes
+ * it. The triggers are checked to be there, on this table: a table
+ * dropped and made again has lost them, and its counter would stand
+ * still while the new table changes.
+ */
+static int sq_table_version(struct ldr_sql_conn *c, const char *table,
+			    char *buf, size_t size)
+{
+	int have = 0;
+	int rc = has_changes_table(c, &have);
+	sqlite3_stmt *st = NULL;
+	if (rc)
+		return rc;
+	rc = prepare(
+	    c,
+	    have ? "SELECT s.name, c.token, c.n, (SELECT count(*) FROM "
+		   "sqlite_schema g WHERE g.type = 'trigger' AND g.tbl_name = "
+		   "s.name AND g.name IN ('larder_track_' || s.name || '_ins', "
+		   "'larder_track_' || s.name || '_upd', 'larder_track_' || "
+		   "s.name || '_del')), (SELECT schema_version FROM "
+		   "pragma_schema_version) FROM sqlite_schema s LEFT JOIN "
+		   "larder_changes c ON c.tbl = s.name WHERE s.type = 'table' "
+		   "AND s.name = ?1 COLLATE NOCASE"
+		 : "SELECT s.name, NULL, NULL, 0, 0 FROM sqlite_schema s "
+		   "WHERE s.type = 'table' AND s.name = ?1 COLLATE NOCASE",
+	    &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_DONE) {
+		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
+			      "SQLite database '%s': no table '%s'", c->path,
+			      table);
+	} else if (r != SQLITE_ROW) {
+		rc = sq_fail(c, r, "cannot read the change counter");
+	} else if (sqlite3_column_type(st, 1) == SQLITE_NULL) {
+		rc = ldr_fail(c->db, LARDER_ENOTFOUND, 0,
+			      "SQLite database '%s': table '%s' is not "
+			      "tracked (run: larder sql track --db '%s' '%s')",
+			      c->path, table, c->path, table);
+	} else if (sqlite3_column_int(st, 3) != 3) {
+		rc = ldr_fail(c->db, LARDER_ENOTFOUND, 0,
+			      "SQLite database '%s': the change triggers of "
+			      "table '%s' are gone (was it made again?); run: "
+			      "larder sql track --db '%s' '%s'",
+			      c->path, table, c->path, table);
+	} else {
+		int n = snprintf(buf, size, "%s %lld %lld",
+				 (const char *)sqlite3_column_text(st, 1),
+				 (long long)sqlite3_column_int64(st, 2),
+				 (long long)sqlite3_column_int64(st, 4));
+		if (n < 0 || (size_t)n >= size)
+			rc = ldr_fail(c->db, LARDER_EINVAL, 0,
+				      "SQLite database '%s': a bad change "
+				      "counter for table '%s'",
+				      c->path, table);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* The table's name as the schema spells it (SQLite's names ignore ASCII
+ * case): into *out (malloc'ed), or NULL if there is no such table. A
+ * view is refused: it has no rows of its own to count. */
+static int canonical_name(struct ldr_sql_conn *c, const char *table, char **out)
+{
+	sqlite3_stmt *st;
+	*out = NULL;
+	int rc = prepare(c,
+			 "SELECT name, type FROM sqlite_schema WHERE type IN "
+			 "('table', 'view') AND name = ?1 COLLATE NOCASE",
+			 &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		if (strcmp((const char *)sqlite3_column_text(st, 1), "view") ==
+		    0)
+			rc = ldr_fail(c->db, LARDER_EINVAL, 0,
+				      "SQLite database '%s': '%s' is a view; "
+				      "only tables can be tracked",
+				      c->path, table);
+		else if (!(*out = strdup(
+			       (const char *)sqlite3_column_text(st, 0))))
+			rc = ldr_fail(c->db, LARDER_ENOMEM, ENOMEM,
+				      "out of memory");
+	} else if (r != SQLITE_DONE) {
+		rc = sq_fail(c, r, "cannot read the schema");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Run sqlite3_mprintf'ed SQL. */
+static int exec_fmt(struct ldr_sql_conn *c, const char *what, const char *fmt,
+		    ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *sql = sqlite3_vmprintf(fmt, ap);
+	va_end(ap);
+	if (!sql)
+		return ldr_fail(c->db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	int rc = sq_exec(c, sql, what);
+	sqlite3_free(sql);
+	return rc;
+}
+
+/* Count the row of `name` in larder_changes (0 or 1) and its triggers. */
+static int tracked_state(struct ldr_sql_conn *c, const char *name, int *row,
+			 int *triggers)
+{
+	sqlite3_stmt *st;
+	int rc = prepare(c,
+			 "SELECT (SELECT count(*) FROM larder_changes WHERE "
+			 "tbl = ?1), (SELECT count(*) FROM sqlite_schema "
+			 "WHERE type = 'trigger' AND tbl_name = ?1 AND name "
+			 "IN ('larder_track_' || ?1 || '_ins', "
+			 "'larder_track_' || ?1 || '_upd', 'larder_track_' || "
+			 "?1 || '_del'))",
+			 &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		*row = sqlite3_column_int(st, 0);
+		*triggers = sqlite3_column_int(st, 1);
+	} else {
+		rc = sq_fail(c, r, "cannot read the change counter");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int drop_triggers(struct ldr_sql_conn *c, const char *name)
+{
+	int rc = 0;
+	for (int i = 0; rc == 0 && i < 3; i++)
+		rc = exec_fmt(c, "cannot drop a trigger",
+			      "DROP TRIGGER IF EXISTS \"larder_track_%w_%s\"",
+			      name, trigger_event[i][0]);
+	return rc;
+}
+
+/* One IMMEDIATE transaction: it takes the write lock at once, so two
+ * trackers (or a tracker and a writer) queue on the busy timeout instead
+ * of deadlocking on a lock upgrade. */
+static int sq_track(struct ldr_sql_conn *c, const char *table)
+{
+	char *name = NULL;
+	int rc = sq_exec(c, "BEGIN IMMEDIATE",
+			 "cannot begin a write "
+			 "transaction");
+	if (rc)
+		return rc;
+	rc = canonical_name(c, table, &name);
+	if (rc == 0 && !name)
+		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
+			      "SQLite database '%s': no table '%s'", c->path,
+			      table);
+	if (rc == 0 && sqlite3_stricmp(name, "larder_changes") == 0)
+		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
+			      "SQLite database '%s': larder_changes is "
+			      "larder's own table",
+			      c->path);
+	if (rc == 0)
+		rc = sq_exec(c,
+			     "CREATE TABLE IF NOT EXISTS larder_changes(tbl "
+			     "TEXT PRIMARY KEY, token TEXT NOT NULL, n INTEGER "
+			     "NOT NULL)",
+			     "cannot create larder_changes");
+	int row = 0, triggers = 0;
+	if (rc == 0)
+		rc = tracked_state(c, name, &row, &triggers);
+	if (rc == 0 && (row != 1 || triggers != 3)) {
+		/* Missing parts: the table may have changed unseen, so
+		 * everything is made again under a new token. */
+		rc = drop_triggers(c, name);
+		for (int i = 0; rc == 0 && i < 3; i++)
+			rc = exec_fmt(
+			    c, "cannot create a trigger",
+			    "CREATE TRIGGER \"larder_track_%w_%s\" AFTER %s ON "
+			    "\"%w\" FOR EACH ROW BEGIN UPDATE larder_changes "
+			    "SET n = n + 1 WHERE tbl = '%q'; END",
+			    name, trigger_event[i][0], trigger_event[i][1],
+			    name, name);
+		if (rc == 0)
+			rc =
+			    exec_fmt(c, "cannot make the change counter",
+				     "INSERT OR REPLACE INTO larder_changes "
+				     "VALUES('%q', lower(hex(randomblob(16))), "
+				     "0)",
+				     name);
+	}
+	if (rc == 0)
+		rc = sq_exec(c, "COMMIT", "cannot commit");
+	if (rc)
+		sq_end(c);
+	free(name);
+	return rc;
+}
+
+/* Remove the triggers and the counter's row; nothing to remove is fine.
+ * The table need not exist any more. */
+static int sq_untrack(struct ldr_sql_conn *c, const char *table)
+{
+	char *name = NULL;
+	int have = 0;
+	int rc = sq_exec(c, "BEGIN IMMEDIATE",
+			 "cannot begin a write "
+			 "transaction");
+	if (rc)
+		return rc;
+	rc = canonical_name(c, table, &name);
+	if (rc == 0)
+		rc = drop_triggers(c, name ? name : table);
+	if (rc == 0)
+		rc = has_changes_table(c, &have);
+	if (rc == 0 && have)
+		rc = exec_fmt(c, "cannot remove the change counter",
+			      "DELETE FROM larder_changes WHERE tbl = '%q' "
+			      "COLLATE NOCASE",
+			      name ? name : table);
+	if (rc == 0)
+		rc = sq_exec(c, "COMMIT", "cannot commit");
+	if (rc)
+		sq_end(c);
+	free(name);
+	return rc;
+}
+
+const struct ldr_sql_ops ldr_sql_sqlite = {
+    .name = "sqlite",
+    .open = sq_open,
+    .identity = sq_identity,
+    .begin = sq_begin,
+    .query = sq_query,
+    .nparams = sq_nparams,
+    .end = sq_end,
+    .table_version = sq_table_version,
+    .track = sq_track,
+    .untrack = sq_untrack,
+    .close = sq_close,
+};
