@@ -1,0 +1,442 @@
+/*
+ * cmd_sql.c — `larder sql`: a query's result, cached and shared
+ * (larder_sql), and `larder sql track|untrack` for the change counter of
+ * a table (larder_sql_track). The key, the versions and the formats are
+ * the library's (docs/sql.md); this file parses, reports and writes.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+enum {
+	OPT_DB = 256,
+	OPT_PARAM,
+	OPT_NULL_PARAM,
+	OPT_VERSION_QUERY,
+	OPT_TABLE,
+	OPT_FORMAT,
+	OPT_NO_HEADER,
+	OPT_TTL,
+	OPT_LEASE,
+	OPT_MAX_WAIT,
+	OPT_ALLOW_STALE
+};
+
+struct sql_args {
+	const char *db;
+	const char **params; /* NULL entries: --null-param */
+	size_t nparams;
+	const char *version_query;
+	const char *table;
+	int format;
+	int no_header;
+	int64_t ttl;
+	double lease;
+	double max_wait;
+	int allow_stale;
+};
+
+/* A positive number of seconds, at most a year. */
+static int parse_seconds(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
+	    v > 366.0 * 86400)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int push_param(struct cli *c, struct sql_args *a, const char *p)
+{
+	const char **l = realloc(a->params, (a->nparams + 1) * sizeof(*l));
+
+	if (!l) {
+		cli_err(c, "out of memory");
+		return CLI_IO;
+	}
+	l[a->nparams++] = p;
+	a->params = l;
+	return CLI_CONTINUE;
+}
+
+static int sql_opt(struct cli *c, int id, const char *arg, void *ctx)
+{
+	struct sql_args *a = ctx;
+
+	switch (id) {
+	case OPT_DB:
+		if (!*arg)
+			return cli_usage_err(c, "--db needs a database");
+		a->db = arg;
+		return CLI_CONTINUE;
+	case OPT_PARAM:
+		return push_param(c, a, arg);
+	case OPT_NULL_PARAM:
+		return push_param(c, a, NULL);
+	case OPT_VERSION_QUERY:
+		if (!*arg)
+			return cli_usage_err(c,
+					     "--version-query needs a query");
+		a->version_query = arg;
+		return CLI_CONTINUE;
+	case OPT_TABLE:
+		if (!*arg)
+			return cli_usage_err(c, "--table needs a table name");
+		a->table = arg;
+		return CLI_CONTINUE;
+	case OPT_FORMAT:
+		if (strcmp(arg, "csv") == 0)
+			a->format = LARDER_SQL_CSV;
+		else if (strcmp(arg, "tsv") == 0)
+			a->format = LARDER_SQL_TSV;
+		else if (strcmp(arg, "jsonl") == 0)
+			a->format = LARDER_SQL_JSONL;
+		else
+			return cli_usage_err(c,
+					     "bad --format '%s' (want csv, tsv "
+					     "or jsonl)",
+					     out_q(arg));
+		return CLI_CONTINUE;
+	case OPT_NO_HEADER:
+		a->no_header = 1;
+		return CLI_CONTINUE;
+	case OPT_TTL:
+		if (cli_parse_ttl(arg, &a->ttl) != 0)
+			return cli_usage_err(c,
+					     "bad --ttl '%s' (want seconds, "
+					     "or N with s/m/h/d up to "
+					     "36500d, or never)",
+					     out_q(arg));
+		return CLI_CONTINUE;
+	case OPT_LEASE:
+	case OPT_MAX_WAIT:
+		if (parse_seconds(arg, id == OPT_LEASE ? &a->lease
+						       : &a->max_wait) != 0)
+			return cli_usage_err(
+			    c,
+			    "bad --%s '%s' (want a number of "
+			    "seconds > 0)",
+			    id == OPT_LEASE ? "lease" : "max-wait", out_q(arg));
+		return CLI_CONTINUE;
+	case OPT_ALLOW_STALE:
+		a->allow_stale = 1;
+		return CLI_CONTINUE;
+	default:
+		return cli_usage_err(c, "unknown option");
+	}
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The one-line error of a failed larder_sql or track call: the
+ * database's or the store's message. Exit 4: the database (or the
+ * store underneath) failed, not the command line. */
+static int sql_fail(struct cli *c, larder *db, int rc)
+{
+	const char *msg = larder_errmsg(db);
+
+	cli_err(c, "%s", msg && *msg ? msg : larder_strerror(rc));
+	return CLI_IO;
+}
+
+static const char *outcome_name(int outcome)
+{
+	switch (outcome) {
+	case LARDER_HIT:
+		return "hit";
+	case LARDER_FILLED:
+		return "filled";
+	case LARDER_WAITED:
+		return "waited";
+	case LARDER_STALE:
+		return "stale";
+	default:
+		return "uncached";
+	}
+}
+
+static void on_log(int level, const char *msg, void *payload)
+{
+	struct cli *c = payload;
+
+	cli_err(c, "%s: %s", level <= LARDER_LOG_ERROR ? "error" : "warning",
+		msg);
+}
+
+static int run_query(struct cli *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"db", required_argument, NULL, OPT_DB},
+	    {"param", required_argument, NULL, OPT_PARAM},
+	    {"null-param", no_argument, NULL, OPT_NULL_PARAM},
+	    {"version-query", required_argument, NULL, OPT_VERSION_QUERY},
+	    {"table", required_argument, NULL, OPT_TABLE},
+	    {"format", required_argument, NULL, OPT_FORMAT},
+	    {"no-header", no_argument, NULL, OPT_NO_HEADER},
+	    {"ttl", required_argument, NULL, OPT_TTL},
+	    {"lease", required_argument, NULL, OPT_LEASE},
+	    {"max-wait", required_argument, NULL, OPT_MAX_WAIT},
+	    {"allow-stale", no_argument, NULL, OPT_ALLOW_STALE},
+	    {0},
+	};
+	struct sql_args a = {0};
+	larder_opts lo = LARDER_OPTS_INIT;
+	larder_sql_opts so = LARDER_SQL_OPTS_INIT;
+	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
+	larder_put_opts po = LARDER_PUT_OPTS_INIT;
+	larder_entry *e = NULL;
+	larder *db = NULL;
+	int first, rc, lrc, outcome = 0;
+	double t0;
+
+	rc = cli_parse(c, &cli_cmd_sql, argc, argv, "", longopts, sql_opt, &a,
+		       &first);
+	if (rc != CLI_CONTINUE)
+		goto out;
+	rc = cli_positionals(c, argc, argv, first, 1, 1, "QUERY");
+	if (rc != CLI_CONTINUE)
+		goto out;
+	if (!a.db) {
+		rc = cli_usage_err(c, "missing --db URI");
+		goto out;
+	}
+	if (a.table && a.version_query) {
+		rc = cli_usage_err(c, "give --table or --version-query, not "
+				      "both");
+		goto out;
+	}
+	if (!*argv[first]) {
+		rc = cli_usage_err(c, "empty QUERY");
+		goto out;
+	}
+
+	lo.log = on_log;
+	lo.log_payload = c;
+	rc = cli_open(c, &db, &lo);
+	if (rc != CLI_OK)
+		goto out;
+	if (!a.table && !a.version_query && a.ttl == 0) {
+		int64_t ns_ttl = 0;
+
+		lrc = larder_ns_get_ttl(db, c->ns, &ns_ttl);
+		if (lrc < 0) {
+			rc = cli_fail(c, db, lrc);
+			goto out;
+		}
+		if (ns_ttl <= 0) {
+			rc = cli_usage_err(c,
+					   "without --table or --version-query "
+					   "the result needs a --ttl (or a "
+					   "default TTL for namespace '%s'): "
+					   "nothing else would refresh it",
+					   c->ns);
+			goto out;
+		}
+	}
+	if (!a.table && !a.version_query && a.ttl == LARDER_TTL_NEVER) {
+		rc = cli_usage_err(c, "--ttl never needs --table or "
+				      "--version-query: nothing else would "
+				      "refresh the result");
+		goto out;
+	}
+
+	po.ttl_seconds = a.ttl;
+	fo.put = &po;
+	fo.lease_seconds = a.lease;
+	fo.max_wait_seconds = a.max_wait;
+	fo.flags = a.allow_stale ? LARDER_FILL_ALLOW_STALE : 0;
+	so.format = a.format;
+	so.flags = a.no_header ? LARDER_SQL_NO_HEADER : 0;
+	so.params = a.params;
+	so.nparams = a.nparams;
+	so.version_query = a.version_query;
+	so.table = a.table;
+	so.fill = &fo;
+
+	t0 = mono_s();
+	lrc = larder_sql(&e, &outcome, db, c->ns, a.db, argv[first], &so);
+	if (lrc < 0) {
+		rc = sql_fail(c, db, lrc);
+		goto out;
+	}
+	if (outcome == LARDER_FILLED_UNCACHED)
+		cli_err(c, "warning: the result was not cached: %s",
+			larder_errmsg(db));
+	int err = out_write_all(STDOUT_FILENO, larder_entry_data(e),
+				larder_entry_size(e));
+	/* A reader that closes the pipe early had what it wanted. */
+	if (err && err != EPIPE) {
+		cli_err(c, "cannot write to stdout: %s", strerror(err));
+		rc = CLI_IO;
+		goto out;
+	}
+	if (c->verbose)
+		fprintf(stderr, "%s in %.3f s (%zu bytes)\n",
+			outcome_name(outcome), mono_s() - t0,
+			larder_entry_size(e));
+	rc = CLI_OK;
+out:
+	larder_entry_release(e);
+	larder_close(db);
+	free(a.params);
+	return rc;
+}
+
+static int admin_opt(struct cli *c, int id, const char *arg, void *ctx)
+{
+	const char **dburi = ctx;
+
+	if (id != OPT_DB)
+		return cli_usage_err(c, "unknown option");
+	if (!*arg)
+		return cli_usage_err(c, "--db needs a database");
+	*dburi = arg;
+	return CLI_CONTINUE;
+}
+
+/* `larder sql track|untrack --db URI TABLE`: no store involved. */
+static int run_admin(struct cli *c, int argc, char **argv, int track)
+{
+	static const struct option longopts[] = {
+	    {"db", required_argument, NULL, OPT_DB},
+	    {0},
+	};
+	const char *dburi = NULL;
+	int first, rc, lrc;
+
+	rc = cli_parse(c, &cli_cmd_sql, argc, argv, "", longopts, admin_opt,
+		       &dburi, &first);
+	if (rc != CLI_CONTINUE)
+		return rc;
+	rc = cli_positionals(c, argc, argv, first, 1, 1, "TABLE");
+	if (rc != CLI_CONTINUE)
+		return rc;
+	if (!dburi)
+		return cli_usage_err(c, "missing --db URI");
+	if (!*argv[first])
+		return cli_usage_err(c, "empty TABLE");
+	lrc = track ? larder_sql_track(NULL, dburi, argv[first])
+		    : larder_sql_untrack(NULL, dburi, argv[first]);
+	if (lrc < 0)
+		return sql_fail(c, NULL, lrc);
+	if (c->verbose)
+		fprintf(stderr, "%s '%s' in %s\n",
+			track ? "tracking" : "no longer tracking",
+			out_q(argv[first]), out_q(dburi));
+	return CLI_OK;
+}
+
+static int run_sql(struct cli *c, int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "track") == 0)
+		return run_admin(c, argc - 1, argv + 1, 1);
+	if (argc > 1 && strcmp(argv[1], "untrack") == 0)
+		return run_admin(c, argc - 1, argv + 1, 0);
+	return run_query(c, argc, argv);
+}
+
+const struct cli_cmd cli_cmd_sql = {
+    .name = "sql",
+    .run = run_sql,
+    .summary = "a query's result, cached and shared (SQLite, PostgreSQL)",
+    .usage = "--db URI [--param V]... [--null-param] [--table T | "
+	     "--version-query Q]\n"
+	     "       [--format csv|tsv|jsonl] [--no-header] [--ttl T] [--lease "
+	     "S]\n"
+	     "       [--max-wait S] [--allow-stale] [-v] QUERY\n"
+	     "       larder sql track --db URI TABLE\n"
+	     "       larder sql untrack --db URI TABLE",
+    .help =
+	"Write the result of QUERY on database URI to stdout, from the "
+	"store when it\n"
+	"holds the result for the database's current version, else "
+	"running QUERY once\n"
+	"for every process and host that asks at the same time. The "
+	"version and the\n"
+	"rows are read in one snapshot, so the cached rows always match "
+	"their version.\n\n"
+	"The database (URI):\n"
+	"  a path, or sqlite:PATH   an SQLite file, opened read-only (never "
+	"created)\n"
+	"  postgresql://..., postgres://..., or 'key=value ...'   "
+	"PostgreSQL\n\n"
+	"The version, which says when the result must be read again:\n"
+	"  --table T          the change counter of table T, kept by "
+	"triggers that\n"
+	"                     'larder sql track' installs: right under "
+	"every INSERT,\n"
+	"                     UPDATE and DELETE\n"
+	"  --version-query Q  the whole result of query Q, e.g.\n"
+	"                     \"SELECT count(*), max(updated_at) FROM t\"\n"
+	"  neither            no version: the result lives for its --ttl "
+	"(required,\n"
+	"                     unless the namespace has a default TTL)\n\n"
+	"Options:\n"
+	"  --param V          a value for the next parameter (?, ?N, :name, "
+	"$N), as\n"
+	"                     text (repeatable; also passed to a version "
+	"query that\n"
+	"                     takes parameters)\n"
+	"  --null-param       SQL NULL for the next parameter\n"
+	"  --format F         csv (RFC 4180, CRLF; NULL is an empty field, "
+	"an empty\n"
+	"                     string \"\"), tsv (PostgreSQL text format; "
+	"NULL is \\N) or\n"
+	"                     jsonl (one JSON object per row) (default: "
+	"csv)\n"
+	"  --no-header        csv, tsv: no line of column names\n"
+	"  --ttl T            expire the result after T: seconds, or N with "
+	"s/m/h/d,\n"
+	"                     or 'never' (default: the namespace's TTL)\n"
+	"  --lease S          the lease length in seconds (default 30)\n"
+	"  --max-wait S       wait at most S seconds for another process's "
+	"load, then\n"
+	"                     load here anyway (default 10 leases)\n"
+	"  --allow-stale      while another process loads, print the "
+	"previous result\n"
+	"  -v                 print one line to stderr: hit, filled, "
+	"waited, stale or\n"
+	"                     uncached, the time taken and the size\n\n"
+	"The key is the query normalized (comments dropped, whitespace "
+	"collapsed,\n"
+	"unquoted words lowercased; this is also the text that runs), the "
+	"parameters,\n"
+	"the database's identity, the format and the version's source. See "
+	"docs/sql.md.\n\n"
+	"track / untrack: install or remove the change counter of TABLE "
+	"(a table\n"
+	"larder_changes and triggers larder_track_TABLE_ins, _upd, _del). "
+	"Both are\n"
+	"idempotent. They need write access to the database, no store.\n\n"
+	"Exit status: 0 with the result on stdout; 2 usage; 3 store; 4 the "
+	"database\n"
+	"failed (bad SQL, no such database, table not tracked, "
+	"unreachable) or I/O.\n\n"
+	"Examples:\n"
+	"  larder sql track --db app.db orders\n"
+	"  larder sql --db app.db --table orders --format jsonl \\\n"
+	"      \"SELECT * FROM orders WHERE region = ?\" --param emea\n"
+	"  larder sql --db 'postgresql://reader@db1/sales' \\\n"
+	"      --version-query 'SELECT count(*), max(updated_at) FROM "
+	"sales' \\\n"
+	"      'SELECT * FROM sales' > sales.csv\n"
+	"  larder sql --db app.db --ttl 10m 'SELECT count(*) FROM "
+	"visits'\n",
+};
