@@ -1241,3 +1241,350 @@ TEST(sqlite_is_opened_read_only)
 	ASSERT_EQ(before.st_size, after.st_size);
 	larder_close(db);
 }
+
+/* ---------------------------------------------------------------------- */
+/* A writer changing the table during loads                                */
+
+#define GEN_ROWS 5000
+
+/* A tracked table of GEN_ROWS rows, all of generation 0. */
+static void gen_db(const char *path, int wal)
+{
+	char sql[1024];
+	snprintf(sql, sizeof sql,
+		 "PRAGMA journal_mode = %s;"
+		 "CREATE TABLE t(id INTEGER PRIMARY KEY, gen INTEGER, pad "
+		 "TEXT);"
+		 "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM "
+		 "c WHERE i < %d) INSERT INTO t SELECT i, 0, printf('%%.80d', "
+		 "i) FROM c;",
+		 wal ? "WAL" : "DELETE", GEN_ROWS);
+	db_exec(path, sql);
+	ASSERT_EQ(larder_sql_track(NULL, path, "t"), 0);
+}
+
+/* Child: one UPDATE of every row per transaction (so the counter grows by
+ * GEN_ROWS per generation) until the pipe is closed. */
+static void writer_child(const char *path, int stop_fd)
+{
+	sqlite3 *h;
+	if (sqlite3_open(path, &h) != SQLITE_OK)
+		_exit(2);
+	sqlite3_busy_timeout(h, 60000);
+	sqlite3_exec(h, "PRAGMA synchronous = OFF", NULL, NULL, NULL);
+	fcntl(stop_fd, F_SETFL, O_NONBLOCK);
+	int commits = 0;
+	for (;;) {
+		char c;
+		ssize_t n = read(stop_fd, &c, 1);
+		if (n == 0)
+			break;
+		int rc = sqlite3_exec(h,
+				      "BEGIN IMMEDIATE; UPDATE t SET gen = gen "
+				      "+ 1; COMMIT",
+				      NULL, NULL, NULL);
+		if (rc != SQLITE_OK) {
+			fprintf(stderr, "writer: %s\n", sqlite3_errmsg(h));
+			_exit(3);
+		}
+		commits++;
+	}
+	sqlite3_close(h);
+	_exit(commits > 0 ? 0 : 4);
+}
+
+/* The counter as the database has it now. */
+static long long counter_now(const char *path)
+{
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	long long n = -1;
+	ASSERT_EQ(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL),
+		  SQLITE_OK);
+	sqlite3_busy_timeout(h, 60000);
+	ASSERT_EQ(sqlite3_prepare_v2(h,
+				     "SELECT n FROM larder_changes WHERE "
+				     "tbl = 't'",
+				     -1, &st, NULL),
+		  SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return n;
+}
+
+/* Every row of a load must be of one generation, the counter the data
+ * query read must be the version's, and the generation must be what
+ * that counter says (GEN_ROWS changes per generation): version and data
+ * from one snapshot. */
+static void check_generation(const struct res *r)
+{
+	char token[64];
+	long long vn = -1, schema = -1;
+	ASSERT_EQ(sscanf(r->ver, "%63s %lld %lld", token, &vn, &schema), 3);
+	ASSERT_EQ(vn % GEN_ROWS, 0);
+	long long gen = vn / GEN_ROWS;
+	const char *p = r->data;
+	int rows = 0;
+	while (*p) {
+		long long n, id, g;
+		char pad[128];
+		if (sscanf(p, "%lld,%lld,%lld,%127[0-9]", &n, &id, &g, pad) !=
+		    4)
+			test_fail(__FILE__, __LINE__, "bad row at byte %zu",
+				  (size_t)(p - r->data));
+		if (n != vn || g != gen || id != rows + 1)
+			test_fail(__FILE__, __LINE__,
+				  "row %d: counter %lld generation %lld id "
+				  "%lld under version counter %lld",
+				  rows, n, g, id, vn);
+		char want[128];
+		snprintf(want, sizeof want, "%.80lld", id);
+		ASSERT_STR_EQ(pad, want);
+		p = strstr(p, "\r\n");
+		ASSERT(p);
+		p += 2;
+		rows++;
+	}
+	ASSERT_EQ(rows, GEN_ROWS);
+}
+
+static void writer_during_loads(int wal)
+{
+	const char *path = test_path("gen.db");
+	gen_db(path, wal);
+	larder *db = open_store();
+	int stop[2];
+	ASSERT_EQ(pipe(stop), 0);
+	pid_t w = fork();
+	ASSERT(w >= 0);
+	if (w == 0) {
+		close(stop[1]);
+		writer_child(path, stop[0]);
+	}
+	close(stop[0]);
+	larder_sql_opts o = LARDER_SQL_OPTS_INIT;
+	o.table = "t";
+	o.flags = LARDER_SQL_NO_HEADER;
+	const char *q = "SELECT (SELECT n FROM larder_changes WHERE tbl = "
+			"'t'), id, gen, pad FROM t ORDER BY id";
+	long long seen[64];
+	int nseen = 0, loads = 0, overlapped = 0;
+	for (int i = 0; i < 400 && (nseen < 6 || loads < 12); i++) {
+		struct res r = sql(db, path, q, &o);
+		ASSERT_OK(db, r);
+		check_generation(&r);
+		if (r.outcome == LARDER_FILLED)
+			loads++;
+		long long vn = 0;
+		sscanf(r.ver, "%*s %lld", &vn);
+		/* a commit after the load's snapshot began */
+		if (r.outcome == LARDER_FILLED && counter_now(path) != vn)
+			overlapped++;
+		int known = 0;
+		for (int k = 0; k < nseen; k++)
+			known |= seen[k] == vn;
+		if (!known && nseen < 64)
+			seen[nseen++] = vn;
+		res_free(&r);
+	}
+	close(stop[1]);
+	int st;
+	ASSERT_EQ(waitpid(w, &st, 0), w);
+	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	printf("    %s: %d loads, %d versions, %d with a commit during or "
+	       "after the snapshot\n",
+	       wal ? "WAL" : "rollback journal", loads, nseen, overlapped);
+	ASSERT(nseen >= 6);
+	ASSERT(overlapped >= 1);
+	larder_close(db);
+}
+
+TEST(writer_during_loads_wal)
+{
+	writer_during_loads(1);
+}
+
+TEST(writer_during_loads_rollback_journal)
+{
+	writer_during_loads(0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* A herd                                                                  */
+
+static uint64_t fnv(const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ s[i]) * 1099511628211ull;
+	return h;
+}
+
+TEST(herd_loads_once)
+{
+	enum { N = 8 };
+	const char *path = tracked_db();
+	ASSERT_EQ(larder_sql_track(NULL, path, "Items"), 0);
+	/* slow enough (a few hundred ms) that the herd meets the load */
+	const char *q = "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i "
+			"+ 1 FROM c WHERE i < 400000) SELECT i, (SELECT "
+			"group_concat(v, '') FROM Items) FROM c";
+	larder *db = open_store();
+	larder_close(db);
+	int gate[2], res[2];
+	ASSERT_EQ(pipe(gate), 0);
+	ASSERT_EQ(pipe(res), 0);
+	pid_t kids[N];
+	for (int i = 0; i < N; i++) {
+		kids[i] = fork();
+		ASSERT(kids[i] >= 0);
+		if (kids[i] == 0) {
+			close(gate[1]);
+			char c;
+			if (read(gate[0], &c, 1) != 0)
+				_exit(90);
+			larder *d = open_store();
+			larder_sql_opts o = LARDER_SQL_OPTS_INIT;
+			o.table = "Items";
+			larder_entry *e;
+			int outcome = 0;
+			int rc =
+			    larder_sql(&e, &outcome, d, "default", path, q, &o);
+			if (rc)
+				_exit(91);
+			uint64_t h[2] = {
+			    fnv(larder_entry_data(e), larder_entry_size(e)),
+			    (uint64_t)outcome};
+			if (write(res[1], h, sizeof h) != sizeof h)
+				_exit(92);
+			larder_entry_release(e);
+			larder_close(d);
+			_exit(0);
+		}
+	}
+	close(gate[0]);
+	close(res[1]);
+	close(gate[1]); /* go */
+	int filled = 0, waited = 0;
+	uint64_t first = 0;
+	for (int i = 0; i < N; i++) {
+		uint64_t h[2];
+		ASSERT_EQ(read(res[0], h, sizeof h), (ssize_t)sizeof h);
+		if (i == 0)
+			first = h[0];
+		ASSERT(h[0] == first);
+		filled += h[1] == LARDER_FILLED;
+		waited += h[1] == LARDER_WAITED;
+	}
+	for (int i = 0; i < N; i++) {
+		int st;
+		ASSERT_EQ(waitpid(kids[i], &st, 0), kids[i]);
+		ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	printf("    %d processes: %d filled, %d waited, %d hit\n", N, filled,
+	       waited, N - filled - waited);
+	ASSERT_EQ(filled, 1);
+	/* and what they all got is the query's result */
+	db = open_store();
+	larder_sql_opts o = LARDER_SQL_OPTS_INIT;
+	o.table = "Items";
+	struct res r = sql(db, path, q, &o);
+	ASSERT_EQ(r.outcome, LARDER_HIT);
+	ASSERT(fnv(r.data, r.len) == first);
+	static const char head[] = "i,\"(select group_concat(v, '') from "
+				   "items)\"\r\n1,ab\r\n2,ab\r\n";
+	ASSERT_MEM_EQ(r.data, head, sizeof head - 1);
+	ASSERT_EQ(count_entries(db), 1);
+	res_free(&r);
+	larder_close(db);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Memory                                                                  */
+
+#define BIG_ROWS 2100000
+
+/* A 200 MB result goes through a process whose peak RSS stays far below
+ * it: rows are streamed, never gathered. Measured in a child (ru_maxrss
+ * is a high-water mark); the store trusts local files here so that
+ * verifying the mapped result afterwards does not page all of it in. */
+TEST(large_result_streams_in_bounded_memory)
+{
+	const char *path = test_path("big.db");
+	db_exec(path, "CREATE TABLE t(x)");
+	int res[2];
+	ASSERT_EQ(pipe(res), 0);
+	pid_t kid = fork();
+	ASSERT(kid >= 0);
+	if (kid == 0) {
+		larder *db = open_store_flags(LARDER_OPEN_TRUST_LOCAL);
+		struct ttl_opts t;
+		ttl_opts_init(&t, 3600);
+		char q[256];
+		snprintf(q, sizeof q,
+			 "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i "
+			 "+ 1 FROM c WHERE i < %d) SELECT i, printf('%%.90d', "
+			 "i) AS pad FROM c",
+			 BIG_ROWS);
+		larder_entry *e;
+		int outcome;
+		int rc =
+		    larder_sql(&e, &outcome, db, "default", path, q, &t.sql);
+		if (rc) {
+			fprintf(stderr, "%s\n", larder_errmsg(db));
+			_exit(1);
+		}
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		uint64_t out[3] = {larder_entry_size(e),
+				   (uint64_t)ru.ru_maxrss * 1024,
+				   (uint64_t)outcome};
+		if (write(res[1], out, sizeof out) != sizeof out)
+			_exit(2);
+		larder_entry_release(e);
+		larder_close(db);
+		_exit(0);
+	}
+	close(res[1]);
+	uint64_t out[3];
+	ASSERT_EQ(read(res[0], out, sizeof out), (ssize_t)sizeof out);
+	int st;
+	ASSERT_EQ(waitpid(kid, &st, 0), kid);
+	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	printf("    %.1f MB result, peak RSS %.1f MB\n", out[0] / 1e6,
+	       out[1] / 1e6);
+	ASSERT_EQ(out[2], LARDER_FILLED);
+	ASSERT(out[0] > 200000000);
+	ASSERT(out[1] < out[0] / 4);
+	/* the entry holds every row, in order */
+	larder *db = open_store();
+	struct ttl_opts t;
+	ttl_opts_init(&t, 3600);
+	larder_entry *e;
+	int outcome;
+	char q[256];
+	snprintf(q, sizeof q,
+		 "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+		 "FROM c WHERE i < %d) SELECT i, printf('%%.90d', i) AS pad "
+		 "FROM c",
+		 BIG_ROWS);
+	ASSERT_RC(db, larder_sql(&e, &outcome, db, "default", path, q, &t.sql),
+		  0);
+	ASSERT_EQ(outcome, LARDER_HIT);
+	const char *p = larder_entry_data(e), *end = p + larder_entry_size(e);
+	ASSERT(strncmp(p, "i,pad\r\n", 7) == 0);
+	p += 7;
+	char line[128];
+	for (long i = 1; i <= BIG_ROWS; i++) {
+		int n = snprintf(line, sizeof line, "%ld,%.90ld\r\n", i, i);
+		if (end - p < n || memcmp(p, line, (size_t)n) != 0)
+			test_fail(__FILE__, __LINE__, "row %ld differs", i);
+		p += n;
+	}
+	ASSERT(p == end);
+	larder_entry_release(e);
+	larder_close(db);
+}
