@@ -1507,6 +1507,25 @@ TEST(herd_loads_once)
 
 #define BIG_ROWS 2100000
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#endif
+#ifdef TEST_ASAN
+/* ASan keeps freed memory in a quarantine of 256 MB by default, which
+ * counts in the RSS of the large-result test (SQLite frees as it steps);
+ * a smaller one still catches a use soon after a free. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "quarantine_size_mb=16";
+}
+#endif
+
 /* A 200 MB result goes through a process whose peak RSS stays far below
  * it: rows are streamed, never gathered. Measured in a child (ru_maxrss
  * is a high-water mark); the store trusts local files here so that
@@ -1558,7 +1577,11 @@ TEST(large_result_streams_in_bounded_memory)
 	       out[1] / 1e6);
 	ASSERT_EQ(out[2], LARDER_FILLED);
 	ASSERT(out[0] > 200000000);
-	ASSERT(out[1] < out[0] / 4);
+#ifdef TEST_ASAN
+	ASSERT(out[1] < out[0] / 3); /* shadow memory, the quarantine */
+#else
+	ASSERT(out[1] < out[0] / 8);
+#endif
 	/* the entry holds every row, in order */
 	larder *db = open_store();
 	struct ttl_opts t;
