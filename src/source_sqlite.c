@@ -22,12 +22,22 @@
  * committing; in rollback-journal mode, a writer waits for our read). */
 #define BUSY_TIMEOUT_MS 10000
 
+/* Statements kept prepared for the connection's life: one call of
+ * larder_sql() runs the version query up to three times (its parameter
+ * count, the lookup's version, the load's snapshot). */
+#define STMT_CACHE 8
+
 struct ldr_sql_conn {
 	larder *db;
 	sqlite3 *h;
 	char *path; /* as given, for messages */
 	char *real; /* canonical, for the identity */
 	locale_t cloc;
+	struct {
+		char *sql;
+		sqlite3_stmt *st;
+	} cache[STMT_CACHE];
+	unsigned next; /* the cache slot to reuse next */
 };
 
 /* An SQLite result code as a larder code. */
@@ -67,6 +77,10 @@ static void sq_close(struct ldr_sql_conn *c)
 {
 	if (!c)
 		return;
+	for (int i = 0; i < STMT_CACHE; i++) {
+		sqlite3_finalize(c->cache[i].st);
+		free(c->cache[i].sql);
+	}
 	sqlite3_close_v2(c->h);
 	if (c->cloc)
 		freelocale(c->cloc);
@@ -167,12 +181,19 @@ static int sq_end(struct ldr_sql_conn *c)
 	return sq_exec(c, "ROLLBACK", "cannot end the read transaction");
 }
 
-/* Prepare exactly one statement: text after the first one is refused
- * (it would silently not run). */
+/* Prepare exactly one statement, or take it from the cache: text after
+ * the first one is refused (it would silently not run). Give it back with
+ * done(). */
 static int prepare(struct ldr_sql_conn *c, const char *sql, sqlite3_stmt **out)
 {
 	const char *tail = NULL;
 	*out = NULL;
+	for (int i = 0; i < STMT_CACHE; i++) {
+		if (c->cache[i].sql && strcmp(c->cache[i].sql, sql) == 0) {
+			*out = c->cache[i].st;
+			return 0;
+		}
+	}
 	int rc = sqlite3_prepare_v2(c->h, sql, -1, out, &tail);
 	if (rc != SQLITE_OK)
 		return sq_fail(c, rc, "cannot prepare the query");
@@ -194,7 +215,26 @@ static int prepare(struct ldr_sql_conn *c, const char *sql, sqlite3_stmt **out)
 					c->path);
 		}
 	}
+	char *copy = strdup(sql);
+	if (!copy) {
+		sqlite3_finalize(*out);
+		*out = NULL;
+		return ldr_fail(c->db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	}
+	unsigned slot = c->next++ % STMT_CACHE;
+	sqlite3_finalize(c->cache[slot].st);
+	free(c->cache[slot].sql);
+	c->cache[slot].sql = copy;
+	c->cache[slot].st = *out;
 	return 0;
+}
+
+/* Done with a statement from prepare(): reset, so that it holds no lock
+ * and can run again. */
+static void done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 }
 
 static int sq_nparams(struct ldr_sql_conn *c, const char *sql, size_t *out)
@@ -205,7 +245,7 @@ static int sq_nparams(struct ldr_sql_conn *c, const char *sql, size_t *out)
 	if (rc)
 		return rc;
 	*out = (size_t)sqlite3_bind_parameter_count(st);
-	sqlite3_finalize(st);
+	done(st);
 	return 0;
 }
 
@@ -354,7 +394,7 @@ static int sq_query(struct ldr_sql_conn *c, const char *sql,
 			rc = sink->row(sink->payload, ncol, val, len, kind);
 	}
 out:
-	sqlite3_finalize(st);
+	done(st);
 	free(names);
 	free(val);
 	free(len);
@@ -376,23 +416,20 @@ out:
 static const char *const trigger_event[3][2] = {
     {"ins", "INSERT"}, {"upd", "UPDATE"}, {"del", "DELETE"}};
 
-static int has_changes_table(struct ldr_sql_conn *c, int *out)
+/* Whether `name` is a table (or view) of the main schema. The first
+ * call of a connection loads the schema, as any statement would. */
+static int has_table(struct ldr_sql_conn *c, const char *name, int *out)
 {
-	sqlite3_stmt *st;
-	int rc = prepare(c,
-			 "SELECT count(*) FROM sqlite_schema WHERE "
-			 "type = 'table' AND name = 'larder_changes'",
-			 &st);
-	if (rc)
-		return rc;
-	int r = sqlite3_step(st);
-	if (r == SQLITE_ROW)
-		*out = sqlite3_column_int(st, 0) > 0;
-	else
-		rc = sq_fail(c, r, "cannot read the schema");
-	sqlite3_finalize(st);
-	return rc;
+	int r = sqlite3_table_column_metadata(c->h, "main", name, NULL, NULL,
+					      NULL, NULL, NULL, NULL);
+	*out = r == SQLITE_OK;
+	if (r == SQLITE_OK || r == SQLITE_ERROR) /* ERROR: no such table */
+		return 0;
+	return sq_fail(c, r, "cannot read the schema");
 }
+
+static int canonical_name(struct ldr_sql_conn *c, const char *table,
+			  char **out);
 
 /*
  * The table's version: "<token> <n> <schema version>". The schema
@@ -400,63 +437,85 @@ static int has_changes_table(struct ldr_sql_conn *c, int *out)
  * database, so an ALTER TABLE — which no trigger sees — still changes
  * it. The triggers are checked to be there, on this table: a table
  * dropped and made again has lost them, and its counter would stand
- * still while the new table changes.
+ * still while the new table changes. Two small statements, so that a
+ * hit stays cheap; the reasons for a failure are looked up only then.
  */
 static int sq_table_version(struct ldr_sql_conn *c, const char *table,
 			    char *buf, size_t size)
 {
-	int have = 0;
-	int rc = has_changes_table(c, &have);
 	sqlite3_stmt *st = NULL;
+	int have = 0, found = 0, triggers = 0;
+	char token[80] = "";
+	long long n = 0, schema = 0;
+	int rc = has_table(c, "larder_changes", &have);
+	if (rc == 0 && have)
+		rc = prepare(c,
+			     "SELECT c.token, c.n, (SELECT count(*) FROM "
+			     "sqlite_schema WHERE type = 'trigger' AND "
+			     "tbl_name = c.tbl AND name IN ('larder_track_' || "
+			     "c.tbl || '_ins', 'larder_track_' || c.tbl || "
+			     "'_upd', 'larder_track_' || c.tbl || '_del')) "
+			     "FROM larder_changes c WHERE c.tbl = ?1 COLLATE "
+			     "NOCASE",
+			     &st);
 	if (rc)
 		return rc;
-	rc = prepare(
-	    c,
-	    have ? "SELECT s.name, c.token, c.n, (SELECT count(*) FROM "
-		   "sqlite_schema g WHERE g.type = 'trigger' AND g.tbl_name = "
-		   "s.name AND g.name IN ('larder_track_' || s.name || '_ins', "
-		   "'larder_track_' || s.name || '_upd', 'larder_track_' || "
-		   "s.name || '_del')), (SELECT schema_version FROM "
-		   "pragma_schema_version) FROM sqlite_schema s LEFT JOIN "
-		   "larder_changes c ON c.tbl = s.name WHERE s.type = 'table' "
-		   "AND s.name = ?1 COLLATE NOCASE"
-		 : "SELECT s.name, NULL, NULL, 0, 0 FROM sqlite_schema s "
-		   "WHERE s.type = 'table' AND s.name = ?1 COLLATE NOCASE",
-	    &st);
-	if (rc)
-		return rc;
-	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
-	if (r == SQLITE_DONE) {
-		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
-			      "SQLite database '%s': no table '%s'", c->path,
-			      table);
-	} else if (r != SQLITE_ROW) {
-		rc = sq_fail(c, r, "cannot read the change counter");
-	} else if (sqlite3_column_type(st, 1) == SQLITE_NULL) {
-		rc = ldr_fail(c->db, LARDER_ENOTFOUND, 0,
-			      "SQLite database '%s': table '%s' is not "
-			      "tracked (run: larder sql track --db '%s' '%s')",
-			      c->path, table, c->path, table);
-	} else if (sqlite3_column_int(st, 3) != 3) {
-		rc = ldr_fail(c->db, LARDER_ENOTFOUND, 0,
-			      "SQLite database '%s': the change triggers of "
-			      "table '%s' are gone (was it made again?); run: "
-			      "larder sql track --db '%s' '%s'",
-			      c->path, table, c->path, table);
-	} else {
-		int n = snprintf(buf, size, "%s %lld %lld",
-				 (const char *)sqlite3_column_text(st, 1),
-				 (long long)sqlite3_column_int64(st, 2),
-				 (long long)sqlite3_column_int64(st, 4));
-		if (n < 0 || (size_t)n >= size)
-			rc = ldr_fail(c->db, LARDER_EINVAL, 0,
-				      "SQLite database '%s': a bad change "
-				      "counter for table '%s'",
-				      c->path, table);
+	if (st) {
+		sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW) {
+			found = 1;
+			snprintf(token, sizeof token, "%s",
+				 (const char *)sqlite3_column_text(st, 0));
+			n = sqlite3_column_int64(st, 1);
+			triggers = sqlite3_column_int(st, 2);
+		} else if (r != SQLITE_DONE) {
+			rc = sq_fail(c, r, "cannot read the change counter");
+		}
+		done(st);
+		if (rc)
+			return rc;
 	}
-	sqlite3_finalize(st);
-	return rc;
+	if (!found) {
+		char *name = NULL;
+		rc = canonical_name(c, table, &name);
+		free(name);
+		if (rc)
+			return rc;
+		if (!name)
+			return ldr_fail(c->db, LARDER_EINVAL, 0,
+					"SQLite database '%s': no table '%s'",
+					c->path, table);
+		return ldr_fail(
+		    c->db, LARDER_ENOTFOUND, 0,
+		    "SQLite database '%s': table '%s' is not "
+		    "tracked (run: larder sql track --db '%s' '%s')",
+		    c->path, table, c->path, table);
+	}
+	if (triggers != 3)
+		return ldr_fail(c->db, LARDER_ENOTFOUND, 0,
+				"SQLite database '%s': the change triggers of "
+				"table '%s' are gone (was it dropped or made "
+				"again?); run: larder sql track --db '%s' '%s'",
+				c->path, table, c->path, table);
+	rc = prepare(c, "PRAGMA schema_version", &st);
+	if (rc)
+		return rc;
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW)
+		schema = sqlite3_column_int64(st, 0);
+	else
+		rc = sq_fail(c, r, "cannot read the schema version");
+	done(st);
+	if (rc)
+		return rc;
+	int len = snprintf(buf, size, "%s %lld %lld", token, n, schema);
+	if (len < 0 || (size_t)len >= size || !*token)
+		return ldr_fail(c->db, LARDER_EINVAL, 0,
+				"SQLite database '%s': a bad change counter "
+				"for table '%s'",
+				c->path, table);
+	return 0;
 }
 
 /* The table's name as the schema spells it (SQLite's names ignore ASCII
@@ -488,7 +547,7 @@ static int canonical_name(struct ldr_sql_conn *c, const char *table, char **out)
 	} else if (r != SQLITE_DONE) {
 		rc = sq_fail(c, r, "cannot read the schema");
 	}
-	sqlite3_finalize(st);
+	done(st);
 	return rc;
 }
 
@@ -530,7 +589,7 @@ static int tracked_state(struct ldr_sql_conn *c, const char *name, int *row,
 	} else {
 		rc = sq_fail(c, r, "cannot read the change counter");
 	}
-	sqlite3_finalize(st);
+	done(st);
 	return rc;
 }
 
@@ -617,7 +676,7 @@ static int sq_untrack(struct ldr_sql_conn *c, const char *table)
 	if (rc == 0)
 		rc = drop_triggers(c, name ? name : table);
 	if (rc == 0)
-		rc = has_changes_table(c, &have);
+		rc = has_table(c, "larder_changes", &have);
 	if (rc == 0 && have)
 		rc = exec_fmt(c, "cannot remove the change counter",
 			      "DELETE FROM larder_changes WHERE tbl = '%q' "
