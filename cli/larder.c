@@ -28,7 +28,9 @@ static const char exit_codes_help[] =
     "argument)\n"
     "  3  store problem (no store at DIR, not a store, newer format,\n"
     "     unsafe permissions, permission denied)\n"
-    "  4  I/O error (read or write failure, disk full)\n"
+    "  4  I/O error (read or write failure, disk full); for sql, the "
+    "database\n"
+    "     failed\n"
     "  5  verify found problems that remain (inspect: the entry is damaged)\n";
 
 static void print_main_help(FILE *f)
