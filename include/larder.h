@@ -506,12 +506,15 @@ LARDER_API int larder_files_version(larder *db, const char *const *paths,
  * names) + the parameters + the database's identity (SQLite: the file's
  * canonical path; PostgreSQL: the cluster's system identifier, the
  * database and the user, so a password never reaches the store) + the
- * output format and flags + the version query or table.
+ * output format and flags + the version query or table. The normalized
+ * text is also the text that runs, so that queries sharing a key give the
+ * same bytes (SQLite names result columns after the text as written).
  *
  * The version is computed by one of:
  *   - opts.table: the change counter that larder_sql_track() keeps for a
  *     table with triggers (right under INSERT, UPDATE, DELETE and, on
- *     PostgreSQL, TRUNCATE);
+ *     PostgreSQL, TRUNCATE; on SQLite it also carries the schema version,
+ *     which ALTER TABLE moves);
  *   - opts.version_query: any query; its whole result is the version
  *     (e.g. "SELECT COUNT(*), MAX(updated_at) FROM t");
  *   - neither: the version is empty and the entry lives for its TTL
@@ -525,8 +528,12 @@ LARDER_API int larder_files_version(larder *db, const char *const *paths,
  *
  * Bad SQL, an unreachable database or failed authentication: a negative
  * code (LARDER_EINVAL for SQL the database rejects, LARDER_EIO for
- * connection failures, LARDER_EPERM for authentication), the database's
- * own message in larder_errmsg(), and nothing cached.
+ * connection failures, LARDER_EPERM for authentication, LARDER_ENOTFOUND
+ * for a missing SQLite file or a table that is not tracked), the
+ * database's own message in larder_errmsg(), and nothing cached.
+ *
+ * Each call opens its own connection and closes it before returning: calls
+ * may run in many threads at once on one store handle.
  */
 
 enum larder_sql_format {
@@ -545,9 +552,9 @@ typedef struct larder_sql_opts {
 	unsigned version; /* LARDER_SQL_OPTS_VERSION */
 	unsigned flags;	  /* LARDER_SQL_* */
 	int format;	  /* enum larder_sql_format */
-	/* Values bound to the query's parameters (?, ?NNN or $N), as text; a
-	 * NULL pointer binds SQL NULL. The version query gets them too if it
-	 * has parameters. */
+	/* Values bound to the query's parameters (?, ?NNN, :name or $N) in
+	 * order, as text; a NULL pointer binds SQL NULL. The version query
+	 * gets them too if it has parameters. */
 	const char *const *params;
 	size_t nparams;
 	const char *version_query; /* at most one of these two */
@@ -570,12 +577,18 @@ LARDER_API int larder_sql(larder_entry **out, int *outcome, larder *db,
 /* Install the change counter for `table` in database `dburi` (a table
  * larder_changes and triggers named larder_track_<table>_*), so that
  * larder_sql() with opts.table = table gets a version that changes with
- * every committed change to the table. Idempotent. db is used for the
- * error message only and may be NULL (then larder_errmsg(NULL) has it). */
+ * every committed change to the table. Needs write access to the
+ * database. Idempotent: a second call changes nothing (a counter missing
+ * its triggers or row is made again, under a new token). On SQLite the
+ * name is one table of the main schema, ASCII case ignored (a dot is part
+ * of the name). db is used for the error message only and may be NULL
+ * (then larder_errmsg(NULL) has it). */
 LARDER_API int larder_sql_track(larder *db, const char *dburi,
 				const char *table);
 
-/* Remove what larder_sql_track() installed for `table`. */
+/* Remove what larder_sql_track() installed for `table` (the triggers and
+ * the counter's row; the table larder_changes stays). Nothing to remove
+ * is not an error. */
 LARDER_API int larder_sql_untrack(larder *db, const char *dburi,
 				  const char *table);
 

@@ -63,7 +63,9 @@ struct ldr_sql_ops {
 	int (*begin)(struct ldr_sql_conn *c);
 	/* Run one statement with text parameters (NULL = SQL NULL), pushing
 	 * rows to the sink as they arrive (never the whole result in
-	 * memory). Statements that return no rows still call columns(). */
+	 * memory). Statements that return no rows still call columns(). The
+	 * caller's queries arrive normalized (sql.h: lowercased outside
+	 * literals, quoted names and parameters). */
 	int (*query)(struct ldr_sql_conn *c, const char *sql,
 		     const char *const *params, size_t nparams,
 		     const struct ldr_sql_sink *sink);
@@ -74,13 +76,15 @@ struct ldr_sql_ops {
 	int (*end)(struct ldr_sql_conn *c);
 	/* The version of a tracked table, in the current snapshot:
 	 * "<token> <counter>" where the token is chosen at track time (so a
-	 * re-created counter never repeats an old version). LARDER_ENOTFOUND
-	 * with a message saying to run `larder sql track` if the table is
-	 * not tracked. */
+	 * re-created counter never repeats an old version); a source may
+	 * append what else changes the table's rows unseen by the counter
+	 * (SQLite: its schema version). LARDER_ENOTFOUND with a message
+	 * saying to run `larder sql track` if the table is not tracked. */
 	int (*table_version)(struct ldr_sql_conn *c, const char *table,
 			     char *buf, size_t size);
 	/* Install / remove the counter and triggers for `table` (in their
-	 * own write transaction). */
+	 * own write transaction). Both idempotent: removing what is not
+	 * there succeeds. */
 	int (*track)(struct ldr_sql_conn *c, const char *table);
 	int (*untrack)(struct ldr_sql_conn *c, const char *table);
 	void (*close)(struct ldr_sql_conn *c);
