@@ -7,6 +7,7 @@
  * bounded memory.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -1609,5 +1610,142 @@ TEST(large_result_streams_in_bounded_memory)
 	}
 	ASSERT(p == end);
 	larder_entry_release(e);
+	larder_close(db);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The snapshot's version is the one published                            */
+
+/* test_hook(): called from the version query; on its first call (inside
+ * the lookup's snapshot) a second connection commits a row, so that the
+ * load's snapshot sees another version than the lookup did. */
+static const char *hook_db;
+static int hook_calls;
+
+static void hook_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	(void)argc, (void)argv;
+	if (hook_calls++ == 0) {
+		sqlite3 *h;
+		char *err = NULL;
+		if (sqlite3_open(hook_db, &h) != SQLITE_OK ||
+		    sqlite3_exec(h, "INSERT INTO t VALUES('late')", NULL, NULL,
+				 &err) != SQLITE_OK) {
+			sqlite3_result_error(ctx, err ? err : "open", -1);
+			sqlite3_close(h);
+			return;
+		}
+		sqlite3_close(h);
+	}
+	sqlite3_result_int(ctx, 0);
+}
+
+static int hook_init(sqlite3 *h, const char **err,
+		     const struct sqlite3_api_routines *api)
+{
+	(void)err, (void)api;
+	return sqlite3_create_function_v2(h, "test_hook", 0, SQLITE_UTF8, NULL,
+					  hook_fn, NULL, NULL, NULL);
+}
+
+TEST(load_is_published_under_its_own_snapshot)
+{
+	const char *path = test_path("late.db");
+	db_exec(path, "PRAGMA journal_mode = WAL; CREATE TABLE t(v);"
+		      "INSERT INTO t VALUES('early')");
+	hook_db = path;
+	ASSERT_EQ(sqlite3_auto_extension((void (*)(void))hook_init), SQLITE_OK);
+	larder *db = open_store();
+	larder_sql_opts o = LARDER_SQL_OPTS_INIT;
+	o.version_query = "SELECT count(*), test_hook() FROM t";
+	const char *q = "SELECT group_concat(v, ' ') AS v FROM t";
+	struct res r = sql(db, path, q, &o);
+	ASSERT_OK(db, r);
+	/* the lookup saw one row; the load, in its own snapshot, two — and
+	 * its data went under its own version, with no second load */
+	ASSERT_EQ(hook_calls, 2);
+	ASSERT_EQ(r.outcome, LARDER_FILLED);
+	ASSERT_STR_EQ(r.ver, "1:2 1:0\n");
+	ASSERT_STR_EQ(r.data, "v\r\nearly late\r\n");
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_FILLS), 1);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_SOURCE_CHANGED), 0);
+	res_free(&r);
+	r = sql(db, path, q, &o);
+	ASSERT_EQ(r.outcome, LARDER_HIT);
+	ASSERT_STR_EQ(r.data, "v\r\nearly late\r\n");
+	res_free(&r);
+	sqlite3_reset_auto_extension();
+	larder_close(db);
+}
+
+/* A hit reads the version only: the data query does not run (here it
+ * could not: its table is gone). */
+TEST(hit_does_not_run_the_data_query)
+{
+	larder *db = open_store();
+	const char *path = test_path("h.db");
+	db_exec(path, "CREATE TABLE t(v); INSERT INTO t VALUES(1)");
+	larder_sql_opts o = LARDER_SQL_OPTS_INIT;
+	o.version_query = "SELECT 'fixed'";
+	struct res r = sql(db, path, "SELECT v FROM t", &o);
+	ASSERT_EQ(r.outcome, LARDER_FILLED);
+	res_free(&r);
+	db_exec(path, "DROP TABLE t");
+	r = sql(db, path, "SELECT v FROM t", &o);
+	ASSERT_OK(db, r);
+	ASSERT_EQ(r.outcome, LARDER_HIT);
+	ASSERT_STR_EQ(r.data, "v\r\n1\r\n");
+	res_free(&r);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_FILLS), 1);
+	larder_close(db);
+}
+
+/* Many threads on one handle, each call its own connection. */
+struct thr {
+	larder *db;
+	const char *path;
+	int id;
+	int ok;
+};
+
+static void *thr_main(void *p)
+{
+	struct thr *t = p;
+	for (int i = 0; i < 20; i++) {
+		char q[64], want[64];
+		snprintf(q, sizeof q, "SELECT %d + count(*) AS n FROM t",
+			 t->id * 100 + i % 5);
+		snprintf(want, sizeof want, "n\r\n%d\r\n",
+			 t->id * 100 + i % 5 + 1);
+		larder_sql_opts o = LARDER_SQL_OPTS_INIT;
+		o.version_query = "SELECT count(*) FROM t";
+		struct res r = sql(t->db, t->path, q, &o);
+		if (r.rc != 0 || strcmp(r.data, want) != 0) {
+			res_free(&r);
+			return NULL;
+		}
+		res_free(&r);
+	}
+	t->ok = 1;
+	return NULL;
+}
+
+TEST(threads_share_a_handle)
+{
+	enum { N = 4 };
+	larder *db = open_store();
+	const char *path = test_path("th.db");
+	db_exec(path, "CREATE TABLE t(v); INSERT INTO t VALUES(1)");
+	pthread_t th[N];
+	struct thr t[N];
+	for (int i = 0; i < N; i++) {
+		t[i] = (struct thr){db, path, i, 0};
+		ASSERT_EQ(pthread_create(&th[i], NULL, thr_main, &t[i]), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		ASSERT_EQ(t[i].ok, 1);
+	}
+	ASSERT_EQ(count_entries(db), N * 5);
 	larder_close(db);
 }

@@ -158,6 +158,24 @@ expect_rc 3 "no store" "$LARDER" --dir "$T/nostore" sql --db "$D" --ttl 1h "SELE
 expect_rc 0 "track needs no store" "$LARDER" --dir "$T/nostore" sql track --db "$D" t
 check "and makes none" test ! -e "$T/nostore"
 
+# A store that cannot be written (another user's) still gives the result.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
+	chmod 755 "$T"
+	chmod 644 "$D"
+	nobody() {
+		setpriv --reuid=65534 --regid=65534 --clear-groups "$LARDER" --dir "$S" "$@"
+	}
+	n1=$(entries)
+	expect_rc 0 "a store that cannot be written: still the result" \
+		nobody sql --db "$D" --ttl 1h -v "SELECT 40 + 2 AS answer"
+	check "the rows reach stdout" want "$T/out" 'answer\r\n42\r\n'
+	expect_err "^larder: sql: warning: .*not cached.*Permission denied" "a warning says why"
+	expect_err "^uncached in " "-v says uncached"
+	check "one warning, one -v line" test "$(wc -l <"$T/err")" -eq 2
+	check "nothing was cached" test "$(entries)" -eq "$n1"
+	chmod 700 "$T"
+fi
+
 # --- output ---------------------------------------------------------------
 ("$LARDER" --dir "$S" sql --db "$D" --ttl 1h "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 200000) SELECT i FROM c" 2>"$T/err"; echo $? >"$T/rc") | head -c 3 >/dev/null
 check "a reader that stops early: exit 0" test "$(cat "$T/rc")" -eq 0
