@@ -363,11 +363,10 @@ const struct cli_cmd cli_cmd_sql = {
     .name = "sql",
     .run = run_sql,
     .summary = "a query's result, cached and shared (SQLite, PostgreSQL)",
-    .usage = "--db URI [--param V]... [--null-param] [--table T | "
-	     "--version-query Q]\n"
-	     "       [--format csv|tsv|jsonl] [--no-header] [--ttl T] [--lease "
-	     "S]\n"
-	     "       [--max-wait S] [--allow-stale] [-v] QUERY\n"
+    .usage = "--db URI [--param V]... [--null-param]\n"
+	     "       [--table T | --version-query Q] [--format csv|tsv|jsonl]\n"
+	     "       [--no-header] [--ttl T] [--lease S] [--max-wait S]\n"
+	     "       [--allow-stale] [-v] QUERY\n"
 	     "       larder sql track --db URI TABLE\n"
 	     "       larder sql untrack --db URI TABLE",
     .help =
@@ -426,7 +425,8 @@ const struct cli_cmd cli_cmd_sql = {
 	"unquoted words lowercased; this is also the text that runs), the "
 	"parameters,\n"
 	"the database's identity, the format and the version's source. See "
-	"docs/sql.md.\n\n"
+	"docs/sql.md.\n"
+	"A QUERY that starts with '-' (a comment) goes after '--'.\n\n"
 	"track / untrack: install or remove the change counter of TABLE "
 	"(a table\n"
 	"larder_changes and triggers larder_track_TABLE_ins, _upd, _del). "

@@ -107,6 +107,10 @@ check "the change is seen" want "$T/out" 'n\r\n5\r\n'
 expect_rc 0 "ls" L ls
 expect_out '	1:5 1:5\\n	' "the version is the version query's result, readable"
 
+expect_rc 0 "a query that starts with a comment, after --" L sql --db "$D" --ttl 1h -v -- "-- how many
+SELECT count(*) AS n FROM t"
+check "it runs" want "$T/out" 'n\r\n5\r\n'
+
 # --- usage errors: exit 2, nothing touched --------------------------------
 n0=$(entries)
 expect_rc 2 "no --db" L sql --ttl 1h "SELECT 1"
