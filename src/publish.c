@@ -53,6 +53,7 @@ struct larder_writer {
 	 * even when the cache cannot keep it, so a failing temp file is
 	 * swapped for an in-memory one (memfd) holding the same bytes. */
 	int fill_mode;
+	int internal; /* the library's own cache: no fsync (store.h) */
 	int in_memory;
 	int cache_rc; /* why the cache could not keep it */
 	char cache_msg[512];
@@ -156,23 +157,48 @@ static int wwrite(larder_writer *w, const void *a, size_t alen, const void *b,
 	}
 }
 
+/* How a writer was begun. */
+enum { W_PUT, W_FILL, W_INTERNAL };
+
 static int writer_begin(larder_writer **out, larder *db, const char *ns,
 			const void *key, size_t klen, const void *ver,
-			size_t vlen, const larder_put_opts *opts,
-			int fill_mode);
+			size_t vlen, const larder_put_opts *opts, int how);
 
 int larder_writer_begin(larder_writer **out, larder *db, const char *ns,
 			const void *key, size_t klen, const void *ver,
 			size_t vlen, const larder_put_opts *opts)
 {
-	return writer_begin(out, db, ns, key, klen, ver, vlen, opts, 0);
+	return writer_begin(out, db, ns, key, klen, ver, vlen, opts, W_PUT);
+}
+
+int ldr_writer_begin_internal(larder_writer **out, larder *db, const char *ns,
+			      const void *key, size_t klen, const void *ver,
+			      size_t vlen)
+{
+	larder_put_opts po = LARDER_PUT_OPTS_INIT;
+	po.flags = LARDER_PUT_NO_HEAD;
+	po.ttl_seconds = LARDER_TTL_NEVER;
+	return writer_begin(out, db, ns, key, klen, ver, vlen, &po, W_INTERNAL);
+}
+
+int ldr_writer_fs_now(larder_writer *w, int64_t *out)
+{
+	struct stat st;
+	if (w->in_memory || w->fd < 0) {
+		errno = EBADF;
+		return -1;
+	}
+	if (fstat(w->fd, &st) != 0)
+		return -1;
+	*out = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	return 0;
 }
 
 int ldr_writer_begin_fill(larder_writer **out, larder *db, const char *ns,
 			  const void *key, size_t klen, const void *ver,
 			  size_t vlen, const larder_put_opts *opts)
 {
-	return writer_begin(out, db, ns, key, klen, ver, vlen, opts, 1);
+	return writer_begin(out, db, ns, key, klen, ver, vlen, opts, W_FILL);
 }
 
 void ldr_writer_no_head(larder_writer *w)
@@ -182,10 +208,12 @@ void ldr_writer_no_head(larder_writer *w)
 
 static int writer_begin(larder_writer **out, larder *db, const char *ns,
 			const void *key, size_t klen, const void *ver,
-			size_t vlen, const larder_put_opts *opts, int fill_mode)
+			size_t vlen, const larder_put_opts *opts, int how)
 {
 	*out = NULL;
-	int rc = ldr_check_ns(db, ns);
+	const int fill_mode = how == W_FILL;
+	int rc = how == W_INTERNAL ? ldr_check_ns_internal(db, ns)
+				   : ldr_check_ns(db, ns);
 	if (rc)
 		return rc;
 	if (opts && opts->version != LARDER_PUT_OPTS_VERSION)
@@ -212,6 +240,7 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 	w->db = db;
 	w->fd = w->dirfd = -1;
 	w->fill_mode = fill_mode;
+	w->internal = how == W_INTERNAL;
 	w->flags = opts ? opts->flags : 0;
 	snprintf(w->ns, sizeof w->ns, "%s", ns);
 	w->klen = klen;
@@ -507,7 +536,7 @@ static int finish(larder_writer *w, larder_entry **uncached)
 	size_t restlen = w->spilled ? 0 : w->buflen;
 	if ((rc = wwrite(w, hdr, h.hdr_len, rest, restlen, 0)))
 		goto out;
-	if (!w->in_memory && db->fsync != LARDER_FSYNC_NONE &&
+	if (!w->in_memory && !w->internal && db->fsync != LARDER_FSYNC_NONE &&
 	    ldr_fdatasync(w->fd) != 0) {
 		rc = wfail(db, errno, "fsync temp file in", w->dirrel);
 		if (!w->fill_mode || (rc = rescue_temp(w, rc)))
@@ -553,7 +582,8 @@ static int finish(larder_writer *w, larder_entry **uncached)
 	/* The entry is visible and correct now; a failed directory fsync
 	 * only means it may not survive a crash (a later miss, never a wrong
 	 * answer), so it is reported, not turned into a failed publish. */
-	if (db->fsync == LARDER_FSYNC_FULL && ldr_fsync(w->dirfd) != 0) {
+	if (db->fsync == LARDER_FSYNC_FULL && !w->internal &&
+	    ldr_fsync(w->dirfd) != 0) {
 		int e = errno;
 		ldr_count(db, LARDER_CTR_WRITE_FAILURES);
 		ldr_log(db, LARDER_LOG_WARN,

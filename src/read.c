@@ -321,25 +321,42 @@ int ldr_entry_from_fd(larder *db, int fd, const char *ns, const void *key,
 	return 0;
 }
 
-static int miss(larder *db, const char *ns)
+static int miss(larder *db, const char *ns, int internal)
 {
-	ldr_count(db, LARDER_CTR_MISSES);
+	if (!internal)
+		ldr_count(db, LARDER_CTR_MISSES);
 	return ldr_fail(db, LARDER_ENOTFOUND, 0,
 			"entry not found in namespace '%s'", ns);
 }
+
+static int get(larder_entry **out, larder *db, const char *ns, const void *key,
+	       size_t klen, const void *ver, size_t vlen, int internal);
 
 int larder_get(larder_entry **out, larder *db, const char *ns, const void *key,
 	       size_t klen, const void *ver, size_t vlen)
 {
 	*out = NULL;
 	int rc = ldr_check_ns(db, ns);
-	if (rc)
-		return rc;
+	return rc ? rc : get(out, db, ns, key, klen, ver, vlen, 0);
+}
+
+int ldr_get_internal(larder_entry **out, larder *db, const char *ns,
+		     const void *key, size_t klen, const void *ver, size_t vlen)
+{
+	*out = NULL;
+	int rc = ldr_check_ns_internal(db, ns);
+	return rc ? rc : get(out, db, ns, key, klen, ver, vlen, 1);
+}
+
+static int get(larder_entry **out, larder *db, const char *ns, const void *key,
+	       size_t klen, const void *ver, size_t vlen, int internal)
+{
+	int rc;
 	uint8_t *headver = NULL;
 	if (!ver) {
 		rc = ldr_head_read(db, ns, key, klen, &headver, &vlen);
 		if (rc == LARDER_ENOTFOUND)
-			return miss(db, ns);
+			return miss(db, ns, internal);
 		if (rc)
 			return rc;
 		ver = headver;
@@ -367,7 +384,7 @@ int larder_get(larder_entry **out, larder *db, const char *ns, const void *key,
 			goto out;
 		}
 		if (attempt == 1) {
-			rc = miss(db, ns);
+			rc = miss(db, ns, internal);
 			goto out;
 		}
 		if (err == ESTALE)
@@ -395,7 +412,7 @@ int larder_get(larder_entry **out, larder *db, const char *ns, const void *key,
 		break;
 	case LARDER_STATE_EXPIRED:
 		ldr_count(db, LARDER_CTR_EXPIRED);
-		rc = miss(db, ns);
+		rc = miss(db, ns, internal);
 		goto out;
 	case LARDER_STATE_NEWER:
 		ldr_count(db, LARDER_CTR_NEWER_FORMAT);
@@ -404,18 +421,19 @@ int larder_get(larder_entry **out, larder *db, const char *ns, const void *key,
 				"'%s/%s' was written by a newer larder format; "
 				"treated as a miss (upgrade larder to use it)",
 				db->dir, rel);
-		rc = miss(db, ns);
+		rc = miss(db, ns, internal);
 		goto out;
 	default: /* corrupt or misplaced: never served */
 		ldr_count(db, LARDER_CTR_CHECKSUM_FAIL);
 		ldr_file_ident(&e->f);
 		ldr_quarantine(db, rel, e->f.dev, e->f.ino, why);
-		rc = miss(db, ns);
+		rc = miss(db, ns, internal);
 		goto out;
 	}
 	ldr_file_drop_fd(&e->f); /* a held entry keeps no descriptor */
 	entry_fields(e, &h);
-	ldr_count(db, LARDER_CTR_HITS);
+	if (!internal)
+		ldr_count(db, LARDER_CTR_HITS);
 	*out = e;
 	e = NULL;
 	rc = 0;

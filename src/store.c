@@ -36,6 +36,13 @@ void ldr_log(larder *db, int level, const char *fmt, ...)
 	db->log(level, msg, db->log_payload);
 }
 
+int ldr_check_ns_internal(larder *db, const char *ns)
+{
+	if (ns && strcmp(ns, LDR_FILES_NS) == 0)
+		return 0;
+	return ldr_check_ns(db, ns);
+}
+
 int ldr_check_ns(larder *db, const char *ns)
 {
 	size_t n = ns ? strlen(ns) : 0;
@@ -310,6 +317,25 @@ int ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
 	return moved == 1;
 }
 
+void ldr_quarantine_entry(larder *db, const char *ns, const void *key,
+			  size_t klen, const void *ver, size_t vlen,
+			  const char *why)
+{
+	uint8_t h[16];
+	char hex[33], rel[LDR_REL_MAX];
+	struct stat st;
+	ldr_entry_hash(ns, key, klen, ver, vlen, h);
+	ldr_hex(h, 16, hex);
+	ldr_file_rel(rel, ns, 'e', hex);
+	/* Another good entry may replace it between this look and the move:
+	 * then that one goes to quarantine too, and costs a recomputation,
+	 * nothing worse. */
+	if (fstatat(db->rootfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		ldr_count(db, LARDER_CTR_CHECKSUM_FAIL);
+		ldr_quarantine(db, rel, st.st_dev, st.st_ino, why);
+	}
+}
+
 /* ---------------------------------------------------------------------- */
 /* The marker file                                                         */
 
@@ -460,6 +486,36 @@ static int init_store(larder *db, const larder_opts *o)
 	return rc;
 }
 
+/* The kernel's boot id (a UUID, random at each boot) as 16 bytes; 0 if it
+ * can be read. */
+static int read_boot_id(uint8_t out[16])
+{
+	char text[64];
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = ldr_pread_full(fd, text, sizeof text - 1, 0);
+	ldr_close(fd);
+	if (n < 36)
+		return -1;
+	int got = 0;
+	for (ssize_t i = 0; i < n && got < 32; i++) {
+		char c = text[i];
+		int v = c >= '0' && c <= '9'   ? c - '0'
+			: c >= 'a' && c <= 'f' ? c - 'a' + 10
+			: c >= 'A' && c <= 'F' ? c - 'A' + 10
+					       : -1;
+		if (v < 0)
+			continue;
+		if (got % 2 == 0)
+			out[got / 2] = (uint8_t)(v << 4);
+		else
+			out[got / 2] |= (uint8_t)v;
+		got++;
+	}
+	return got == 32 ? 0 : -1;
+}
+
 int larder_open(larder **out, const char *dir, const larder_opts *opts)
 {
 	int rc;
@@ -486,6 +542,7 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 	db->log_level =
 	    opts && opts->log_level ? opts->log_level : LARDER_LOG_WARN;
 	ldr_hostname(db->host, sizeof db->host);
+	db->have_boot = read_boot_id(db->boot) == 0;
 	int create = (db->flags & LARDER_OPEN_CREATE) != 0;
 
 	db->rootfd = open_root(dir);
@@ -921,7 +978,7 @@ int larder_walk(larder *db, const char *ns, unsigned flags,
 {
 	struct walk w = {db, flags, cb, payload, {0}};
 	if (ns) {
-		int rc = ldr_check_ns(db, ns);
+		int rc = ldr_check_ns_internal(db, ns);
 		return rc ? rc : walk_ns(&w, ns);
 	}
 	return larder_ns_foreach(db, walk_ns_cb, &w);
@@ -932,7 +989,7 @@ int larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
 		   int (*cb)(const larder_entry_info *info, void *payload),
 		   void *payload)
 {
-	int rc = ldr_check_ns(db, ns);
+	int rc = ldr_check_ns_internal(db, ns);
 	if (rc)
 		return rc;
 	uint8_t *headver = NULL;

@@ -36,9 +36,14 @@ struct larder {
 	larder_log_fn log;
 	void *log_payload;
 	int log_level;
-	int said_newer; /* "newer format" is logged once per handle */
-	int network;	/* the store is on a network filesystem */
+	int said_newer;	       /* "newer format" is logged once per handle */
+	int said_unremembered; /* "cannot remember file hashes", once */
+	int network;	       /* the store is on a network filesystem */
 	char host[64];
+	/* This boot of this host's kernel (/proc/sys/kernel/random/boot_id):
+	 * file fingerprints mean something only inside it (version.c). */
+	uint8_t boot[16];
+	int have_boot;
 	uint64_t ctr[LARDER_CTR_COUNT];
 };
 
@@ -52,6 +57,39 @@ void ldr_log(larder *db, int level, const char *fmt, ...)
 
 /* 0 if `ns` is a valid namespace name, else LARDER_EINVAL (recorded). */
 int ldr_check_ns(larder *db, const char *ns);
+
+/* The internal namespace where file versions remember content hashes
+ * (version.c). Users cannot get or put there (names starting with '.'
+ * are refused); walking and inspecting it by name is allowed. */
+#define LDR_FILES_NS ".files"
+/* As ldr_check_ns, and LDR_FILES_NS is accepted too. */
+int ldr_check_ns_internal(larder *db, const char *ns);
+
+/* larder_get for the library's own entries: any namespace that
+ * ldr_check_ns_internal accepts, and neither hits nor misses are counted
+ * (the caller counts what the lookup means to it). Corrupt entries are
+ * still counted and quarantined. */
+int ldr_get_internal(larder_entry **out, larder *db, const char *ns,
+		     const void *key, size_t klen, const void *ver,
+		     size_t vlen);
+
+/* A writer for the library's own entries (LDR_FILES_NS allowed), which
+ * are caches of something the library can compute again: never fsync'ed
+ * (a record lost or torn by a crash fails its checksum and is recomputed)
+ * and never moving a head hint. */
+int ldr_writer_begin_internal(larder_writer **out, larder *db, const char *ns,
+			      const void *key, size_t klen, const void *ver,
+			      size_t vlen);
+/* The modification time of the writer's temp file, in ns since the epoch:
+ * the store filesystem's clock at the moment the file was made. 0 and
+ * the time, or -1 with errno. */
+int ldr_writer_fs_now(larder_writer *w, int64_t *out);
+
+/* Quarantine the published entry (ns, key, ver): one that passed its
+ * checksum but whose content its reader rejects. Counts and logs. */
+void ldr_quarantine_entry(larder *db, const char *ns, const void *key,
+			  size_t klen, const void *ver, size_t vlen,
+			  const char *why);
 
 /* Entry and head names: XXH3-128 of length-prefixed fields, so no two
  * (ns, key, version) triples frame alike. */
