@@ -456,24 +456,38 @@ LARDER_API int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
  * differ (NFS clients). Reading every byte each time would defeat the
  * cache, so the content hash of each file is remembered in the store,
  * filed under the file's fingerprint (device, inode, size, mtime and
- * ctime in ns): while the fingerprint stays the same, the version costs
- * one stat and one small lookup per file and reads no byte of it.
+ * ctime in ns, birth time and mount where the kernel reports them) plus
+ * the host's boot id and the file's path: while the fingerprint stays the
+ * same, the version costs one stat and one small lookup per file and
+ * reads no byte of it. A directory tree that did not change costs one
+ * stat per entry, its directory listings and one lookup.
  *
- * Racy files (changed within the timestamp granularity of "now", judged
- * against the filesystem's own clock, like git's racy index entries) are
- * hashed every time and not remembered: a second change in the same
- * clock tick could keep the fingerprint.
+ * Racy files (whose mtime or ctime is within 2 s of "now", on the local
+ * clock or on the store filesystem's own clock, like git's racy index
+ * entries) are hashed every time and not remembered: a second change in
+ * the same clock tick could keep the fingerprint. They are read twice,
+ * and the version is given only when both reads agree and the
+ * fingerprint held throughout, so that a version is always the content
+ * of one state the file was in, never a read overtaken by a writer.
+ * A file that changes under every read is retried a few times, briefly,
+ * then LARDER_EBUSY.
  *
- * A directory counts as the tree under it: every entry's path relative to
- * the directory, its type, the content of regular files, the target of
- * symbolic links (not followed inside a tree; a path given directly is
- * followed). Sockets, FIFOs and devices count by type and name only.
- * Inputs combine in the order given. The result is printable text:
- * "files/1 " and 32 lowercase hex digits.
+ * A file counts by its content and its owner-execute bit (as in git);
+ * other mode bits, times and names do not. A directory counts as the
+ * tree under it: every entry's path relative to the directory, its type,
+ * the content and execute bit of regular files, the target of symbolic
+ * links (not followed inside a tree; a path given directly is followed).
+ * Sockets, FIFOs and devices count by type and name only. The store's
+ * own directory, if inside the tree, is left out. Inputs combine in the
+ * order given. The result is printable text: "files/1 " and 32 lowercase
+ * hex digits.
  *
  * The remembered hashes live in the store's internal namespace ".files"
- * (ordinary, checked entries; they may be evicted at any time at the cost
- * of hashing again).
+ * (ordinary, checked entries, each a few hundred bytes; they may be
+ * evicted at any time at the cost of hashing again). Counters:
+ * LARDER_CTR_FILES_HASHED (reads of a file's content),
+ * LARDER_CTR_FILES_HASHED_BYTES, LARDER_CTR_FILES_REMEMBERED (file hashes
+ * taken from the store, counting each file of a remembered tree).
  */
 
 #define LARDER_FILES_VERSION_LEN 40 /* strlen("files/1 ") + 32 */
@@ -482,12 +496,16 @@ LARDER_API int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 #define LARDER_FILES_NO_REMEMBER                                               \
 	0x1u /* hash every byte; neither read nor write remembered hashes */
 
-/* Compute the version of paths[0..n) into out (NUL-terminated). Fails
- * with LARDER_ENOTFOUND if an input does not exist, LARDER_EPERM if it
- * cannot be read, LARDER_EINVAL if n is 0 or an input is neither a
- * regular file nor a directory (nor a symlink to one), LARDER_EIO on a
- * read error; larder_errmsg() names the path. A failure to remember a
- * hash (store full, read-only) is not an error. */
+/* Compute the version of paths[0..n) into out (NUL-terminated; "" on
+ * failure). Fails with LARDER_ENOTFOUND if an input does not exist,
+ * LARDER_EPERM if it (or anything in a tree) cannot be read,
+ * LARDER_EINVAL if n is 0, a path is empty, an input is neither a
+ * regular file nor a directory (nor a symlink to one) or a tree is
+ * deeper than 256 directories, LARDER_EIO on a read error, LARDER_EBUSY
+ * if a file kept changing while it was read; larder_errmsg() names the
+ * path. A failure to remember a hash (store full, read-only) is not an
+ * error: it is counted (LARDER_CTR_WRITE_FAILURES) and logged once per
+ * handle. Thread-safe on one handle. */
 LARDER_API int larder_files_version(larder *db, const char *const *paths,
 				    size_t n, unsigned flags,
 				    char out[LARDER_FILES_VERSION_LEN + 1]);
