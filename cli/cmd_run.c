@@ -3,14 +3,17 @@
  * single-flight across processes and hosts (larder_get_or_fill).
  *
  * Three byte strings decide what is shared (docs/cli.md#run spells them
- * out; they are a stable format, tagged "larder-run/1"):
+ * out; they are a stable format, tagged "larder-run/2"):
  *  - the key names the logical result: argv (or --key), the working
  *    directory, the --input paths, the --env values, the --version-cmd
  *    text and --cache-failures;
- *  - the version describes the source state: each input's fingerprint
- *    and the version command's output. It is computed again after each
- *    run; if the sources changed meanwhile, nothing is published and the
- *    command runs again under the new version (bounded);
+ *  - the version describes the source state: the file version of the
+ *    inputs' contents (larder_files_version, the same on every host that
+ *    sees the same bytes) and the version command's output. It is
+ *    computed by the fill's version function, which the library calls
+ *    again after each run: if the sources changed meanwhile, nothing is
+ *    published and the command runs again under the new version
+ *    (bounded);
  *  - the payload is the command's stdout followed by a 16-byte trailer
  *    holding its exit status. The status is known only when the command
  *    ends, after its output has been streamed into the entry, and the
@@ -21,14 +24,6 @@
  * the first run is teed: if the command runs again because the sources
  * changed during the run, the caller has already seen one complete run's
  * output and exit status, and the later runs only refresh the cache.
- *
- * The re-check after a run is done here, in the loader, rather than by
- * handing larder_get_or_fill() a larder_version_fn: the library calls
- * that function again after the load while the loader's writer is still
- * open, and larder_fill_set_version() then refuses ("the version must be
- * set before the loader writes data"), so every fill would fail to
- * cache. The version is passed as bytes instead, and a change seen by
- * the loader fails the load (nothing published) and starts a new round.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -55,7 +50,7 @@
 
 extern char **environ;
 
-#define MAGIC "larder-run/1"
+#define MAGIC "larder-run/2"
 #define CHUNK (256 * 1024)
 
 /* The trailer after the stdout bytes: magic, then the exit status larder
@@ -68,21 +63,12 @@ extern char **environ;
  * (readable in `larder inspect`); longer output as its XXH3-128. */
 #define VERSION_RAW_MAX 4096
 
-/* An input changed this recently may change again within the
- * granularity of its timestamps without changing its fingerprint (the
- * kernel stamps files from a clock that ticks every few ms): such an
- * input is "racy", like in git's index, and its content is hashed too. */
-#define RACY_NS (2 * 1000000000LL)
-
-/* The loader's returns that keep a result from being published: the
- * command failed (and failures are not cached), or the sources changed
- * during the run. */
+/* The loader's return that keeps a result from being published: the
+ * command failed (and failures are not cached). */
 #define LOADER_CMD_FAILED 1
-#define LOADER_CHANGED 2
 
-/* Runs of the command under a changed version before giving up (the
- * library's default for its own retries). */
-#define MAX_ROUNDS 3
+/* Runs of the command under a changed version before giving up. */
+#define MAX_RUNS 3
 
 enum {
 	OPT_KEY = 256,
@@ -161,9 +147,10 @@ static void bytes_rec_str(struct bytes *b, char tag, const char *s)
 /* What the loader and the version callback share with the command. */
 struct run_ctx {
 	struct cli *c;
+	larder *db;
 	const struct run_args *a;
 	char **cmd;
-	int *racy;	   /* per input: once racy, hashed for good */
+	struct bytes ver;  /* the version last computed */
 	char *chunk;	   /* CHUNK bytes */
 	unsigned attempts; /* runs of the command */
 	int status;	   /* the first run's exit status (what we exit with) */
@@ -174,7 +161,7 @@ struct run_ctx {
 	int out_gone;	   /* our stdout's reader went away (EPIPE) */
 	int out_err;	   /* another stdout write failure (errno) */
 	int warned;	   /* the library logged a warning */
-	int changed;	   /* the loader saw the sources change */
+	int changed;	   /* the sources changed during a run */
 	volatile sig_atomic_t child; /* pid to forward SIGTERM/SIGHUP to */
 	volatile sig_atomic_t pending;
 };
@@ -301,76 +288,19 @@ static ssize_t read_some(int fd, void *buf, size_t len)
 }
 
 /* ---------------------------------------------------------------------- */
-/* The version: input fingerprints and the version command's output      */
+/* The version: the inputs' file version and the version command's output */
 
-static int64_t ts_ns(const struct timespec *ts)
+/* Record 'i': the file version of all the inputs, in order. */
+static int inputs_version(struct run_ctx *x, struct bytes *v)
 {
-	return (int64_t)ts->tv_sec * 1000000000LL + ts->tv_nsec;
-}
+	char fv[LARDER_FILES_VERSION_LEN + 1];
 
-static int hash_file(struct run_ctx *x, const char *path, char *hex)
-{
-	XXH3_state_t *st = XXH3_createState();
-	XXH128_canonical_t canon;
-	ssize_t n = 0;
-	int fd;
-
-	if (!st) {
-		cli_err(x->c, "out of memory");
+	if (larder_files_version(x->db, x->a->inputs, x->a->ninputs, 0, fv) !=
+	    0) {
+		cli_err(x->c, "--input: %s", larder_errmsg(x->db));
 		return -1;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		cli_err(x->c, "cannot open input '%s': %s", out_q(path),
-			strerror(errno));
-		XXH3_freeState(st);
-		return -1;
-	}
-	XXH3_128bits_reset(st);
-	while ((n = read_some(fd, x->chunk, CHUNK)) > 0)
-		XXH3_128bits_update(st, x->chunk, (size_t)n);
-	if (n < 0)
-		cli_err(x->c, "cannot read input '%s': %s", out_q(path),
-			strerror(errno));
-	close(fd);
-	XXH128_canonicalFromHash(&canon, XXH3_128bits_digest(st));
-	XXH3_freeState(st);
-	for (size_t i = 0; i < sizeof(canon.digest); i++)
-		snprintf(hex + 2 * i, 3, "%02x", canon.digest[i]);
-	return n < 0 ? -1 : 0;
-}
-
-/* Record 'i': "DEV INO SIZE MTIME_NS CTIME_NS", plus " xxh3:HEX" for a
- * racy input. */
-static int fingerprint(struct run_ctx *x, size_t i, struct bytes *v)
-{
-	const char *path = x->a->inputs[i];
-	struct timespec now;
-	struct stat sb;
-	char text[200], hex[33];
-	int n;
-
-	if (stat(path, &sb) != 0) {
-		cli_err(x->c, "cannot stat input '%s': %s", out_q(path),
-			strerror(errno));
-		return -1;
-	}
-	clock_gettime(CLOCK_REALTIME, &now);
-	if (ts_ns(&sb.st_mtim) >= ts_ns(&now) - RACY_NS ||
-	    ts_ns(&sb.st_ctim) >= ts_ns(&now) - RACY_NS)
-		x->racy[i] = 1;
-	n = snprintf(text, sizeof(text), "%llu %llu %lld %lld %lld",
-		     (unsigned long long)sb.st_dev,
-		     (unsigned long long)sb.st_ino, (long long)sb.st_size,
-		     (long long)ts_ns(&sb.st_mtim),
-		     (long long)ts_ns(&sb.st_ctim));
-	if (x->racy[i] && S_ISREG(sb.st_mode)) {
-		if (hash_file(x, path, hex) != 0)
-			return -1;
-		n += snprintf(text + n, sizeof(text) - (size_t)n, " xxh3:%s",
-			      hex);
-	}
-	bytes_rec(v, 'i', text, (size_t)n);
+	bytes_rec(v, 'i', fv, strlen(fv));
 	return 0;
 }
 
@@ -446,9 +376,8 @@ static int compute_version(struct run_ctx *x, struct bytes *v)
 {
 	v->len = 0;
 	bytes_add(v, MAGIC "\n", sizeof(MAGIC));
-	for (size_t i = 0; i < x->a->ninputs; i++)
-		if (fingerprint(x, i, v) != 0)
-			return -1;
+	if (x->a->ninputs && inputs_version(x, v) != 0)
+		return -1;
 	if (x->a->version_cmd && version_cmd(x, v) != 0)
 		return -1;
 	if (v->oom) {
@@ -458,33 +387,36 @@ static int compute_version(struct run_ctx *x, struct bytes *v)
 	return 0;
 }
 
-/* ---------------------------------------------------------------------- */
-/* The loader: run the command, tee its stdout                            */
-
-/* Non-zero if the sources no longer match the version being filled (*rc
- * says why: LOADER_CHANGED, or a failure to compute it, reported). */
-static int source_changed(struct run_ctx *x, larder_fill *f, int *rc)
+/* The fill's version function: called before the lookup and, after each
+ * run of the command, again to check that the sources did not change
+ * during the run (if they did, the library publishes nothing and runs
+ * the loader again under the new version). */
+static int version_fn(larder_fill *f, void *payload)
 {
+	struct run_ctx *x = payload;
 	struct bytes now = {0};
-	const void *ver;
-	size_t vlen;
-	int same;
+	int rc;
 
 	if (compute_version(x, &now) != 0) {
+		/* Before any run: our failure. After one: the output is
+		 * delivered, only the cache misses out. */
 		free(now.p);
 		x->err_exit = CLI_IO;
-		*rc = LARDER_EIO;
-		return 1;
+		return LARDER_EIO;
 	}
-	ver = larder_fill_version(f, &vlen);
-	same = vlen == now.len && memcmp(ver, now.p, vlen) == 0;
-	free(now.p);
-	if (same)
-		return 0;
-	x->changed = 1;
-	*rc = LOADER_CHANGED;
-	return 1;
+	if (x->attempts > 0 &&
+	    (now.len != x->ver.len || memcmp(now.p, x->ver.p, now.len) != 0))
+		x->changed = 1;
+	free(x->ver.p);
+	x->ver = now;
+	rc = larder_fill_set_version(f, now.p, now.len);
+	if (rc)
+		cli_err(x->c, "%s", larder_errmsg(x->db));
+	return rc;
 }
+
+/* ---------------------------------------------------------------------- */
+/* The loader: run the command, tee its stdout                            */
 
 static void tee_out(struct run_ctx *x, const void *p, size_t n)
 {
@@ -554,10 +486,6 @@ static int loader(larder_fill *f, void *payload)
 	if (code != 0 && !x->a->cache_failures)
 		return LOADER_CMD_FAILED;
 	if (cache_rc)
-		return cache_rc;
-	/* Publish only output that matches the version it is filed under:
-	 * sources changed during the run make this round fail. */
-	if (source_changed(x, f, &cache_rc))
 		return cache_rc;
 	memcpy(trailer, TRAILER_MAGIC, 8);
 	for (int i = 0; i < 4; i++) {
@@ -796,7 +724,6 @@ static int run_run(struct cli *c, int argc, char **argv)
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
 	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
 	struct bytes key = {0};
-	struct bytes ver = {0};
 	larder_entry *e = NULL;
 	const char *how = NULL;
 	char why[512] = "";
@@ -828,8 +755,7 @@ static int run_run(struct cli *c, int argc, char **argv)
 	x.a = &a;
 	x.cmd = argv + dd + 1;
 	x.chunk = malloc(CHUNK);
-	x.racy = calloc(a.ninputs + 1, sizeof(*x.racy));
-	if (!x.chunk || !x.racy) {
+	if (!x.chunk) {
 		cli_err(c, "out of memory");
 		rc = CLI_IO;
 		goto out;
@@ -843,6 +769,7 @@ static int run_run(struct cli *c, int argc, char **argv)
 	rc = cli_open(c, &db, &lo);
 	if (rc != CLI_OK)
 		goto out;
+	x.db = db;
 
 	po.ttl_seconds = a.ttl;
 	po.meta = MAGIC;
@@ -851,23 +778,11 @@ static int run_run(struct cli *c, int argc, char **argv)
 	fo.lease_seconds = a.lease;
 	fo.max_wait_seconds = a.max_wait;
 	fo.flags = a.allow_stale ? LARDER_FILL_ALLOW_STALE : 0;
+	fo.max_retries = MAX_RUNS;
 
 	t0 = mono_s();
-	for (int round = 0;; round++) {
-		x.changed = 0;
-		if (compute_version(&x, &ver) != 0) {
-			/* Before any run: our failure. After one: the
-			 * output is delivered, only the cache misses out. */
-			x.err_exit = CLI_IO;
-			lrc = LARDER_EIO;
-			break;
-		}
-		lrc =
-		    larder_get_or_fill(&e, &outcome, db, c->ns, key.p, key.len,
-				       ver.p, ver.len, NULL, loader, &x, &fo);
-		if (lrc == 0 || !x.changed || round + 1 >= MAX_ROUNDS)
-			break;
-	}
+	lrc = larder_get_or_fill(&e, &outcome, db, c->ns, key.p, key.len, NULL,
+				 0, version_fn, loader, &x, &fo);
 	if (x.attempts > 0) {
 		/* We ran the command: the caller has its output already
 		 * (teed), whatever happened to the cache. */
@@ -879,8 +794,6 @@ static int run_run(struct cli *c, int argc, char **argv)
 				 "; the command could not "
 				 "be run");
 		} else if (lrc == 0 && outcome != LARDER_FILLED_UNCACHED) {
-			/* FILLED, or a later round found the new version
-			 * filled by someone else: cached either way. */
 			how = "filled";
 			if (x.attempts > 1)
 				snprintf(why, sizeof(why),
@@ -956,9 +869,8 @@ out:
 	larder_entry_release(e);
 	larder_close(db);
 	free(key.p);
-	free(ver.p);
+	free(x.ver.p);
 	free(x.chunk);
-	free(x.racy);
 	free(a.inputs);
 	free(a.envs);
 	return rc;
@@ -968,7 +880,7 @@ const struct cli_cmd cli_cmd_run = {
     .name = "run",
     .run = run_run,
     .summary = "run a command once, share its output (memoize)",
-    .usage = "[--key K] [--input FILE]... [--env NAME]... [--version-cmd CMD]\n"
+    .usage = "[--key K] [--input PATH]... [--env NAME]... [--version-cmd CMD]\n"
 	     "       [--ttl T] [--lease S] [--max-wait S] [--allow-stale]\n"
 	     "       [--cache-failures] [-v] -- COMMAND [ARGS...]",
     .help =
@@ -988,21 +900,23 @@ const struct cli_cmd cli_cmd_run = {
 	"(unless --key),\n"
 	"           the --input names, the --env variables' values, the "
 	"--version-cmd\n"
-	"  version  each --input's fingerprint (device, inode, size, mtime, "
-	"ctime; the\n"
-	"           content's hash too if it changed in the last 2 s), the "
-	"output of\n"
-	"           --version-cmd. Checked again after a run: if it changed "
-	"meanwhile,\n"
-	"           COMMAND runs again (up to 3 times) before anything is "
-	"cached.\n\n"
+	"  version  the content of the --input files and directories (each "
+	"file is\n"
+	"           hashed once per change and remembered in the store, so a "
+	"hit reads\n"
+	"           none of it), the output of --version-cmd. Checked again "
+	"after a run:\n"
+	"           if it changed meanwhile,"
+	" COMMAND runs again (up to 3 times) before\n"
+	"           anything is cached.\n\n"
 	"Options:\n"
 	"  --key K           name the result K instead of COMMAND, ARGS and "
 	"the\n"
 	"                    working directory (you vouch that K says what "
 	"matters)\n"
-	"  --input FILE      a file COMMAND reads: a change re-runs it "
-	"(repeatable)\n"
+	"  --input PATH      a file or directory COMMAND reads: a change to "
+	"its content\n"
+	"                    re-runs it (repeatable; docs/versions.md)\n"
 	"  --env NAME        an environment variable COMMAND depends on "
 	"(repeatable;\n"
 	"                    unset and empty differ)\n"

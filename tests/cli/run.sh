@@ -7,6 +7,15 @@
 
 L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
 side=$T/side
+# An input for the tests of remembered file hashes, made early: a file is
+# remembered once its timestamps are 2 s old (docs/versions.md).
+printf 'old enough\n' >"$T/settled"
+
+# settle FILE: wait until FILE's ctime is more than 2 s old by our clock
+# (the racy-timestamp margin under test, not a synchronisation).
+settle() {
+	until [ "$(date +%s)" -gt "$(($(stat -c %Z "$1") + 2))" ]; do sleep 0.2; done
+}
 
 # lines FILE: its number of lines, 0 if it does not exist.
 lines() {
@@ -125,8 +134,54 @@ expect_err "^filled in" "a changed input re-runs the command"
 expect_out "^two$" "the re-run prints the new content"
 runs_are 2 "an input change ran the command again"
 expect_rc 4 "a missing --input is an I/O error" L run --input "$T/nope" -- sh -c "$icmd" sh "$side" "$T/nope"
-expect_err "cannot stat input '.*nope': No such file" "a missing input is named"
+expect_err "^larder: run: --input: cannot stat '.*nope': No such file" "a missing input is named"
 runs_are 2 "a missing input does not run the command"
+
+# The version is the inputs' content, not their inode or times: a new
+# file with the same bytes (another inode, as another host would see it)
+# or a touch is a hit.
+printf 'two\n' >"$T/in.new"
+mv "$T/in.new" "$T/in"
+touch -d '2001-01-01' "$T/in"
+expect_rc 0 "--input replaced by the same bytes" L run -v --input "$T/in" -- sh -c "$icmd" sh "$side" "$T/in"
+expect_err "^hit in" "the same content under another inode and mtime is a hit"
+runs_are 2 "same content: the command did not run again"
+
+# A directory is the tree under it.
+: >"$side"
+mkdir -p "$T/tree/sub"
+printf 'a\n' >"$T/tree/a"
+printf 'b\n' >"$T/tree/sub/b"
+tcmd='echo run >>"$1"; cat "$2/a" "$2/sub/b"'
+expect_rc 0 "--input DIR: fill" L run --input "$T/tree" -- sh -c "$tcmd" sh "$side" "$T/tree"
+expect_rc 0 "--input DIR unchanged: hit" L run -v --input "$T/tree" -- sh -c "$tcmd" sh "$side" "$T/tree"
+expect_err "^hit in" "an unchanged tree is a hit"
+printf 'B\n' >"$T/tree/sub/b"
+expect_rc 0 "--input DIR, a file changed deep inside" L run -v --input "$T/tree" -- sh -c "$tcmd" sh "$side" "$T/tree"
+expect_err "^filled in" "a change inside the tree re-runs the command"
+expect_out "^B$" "the re-run saw the new content"
+printf 'new\n' >"$T/tree/sub/c"
+expect_rc 0 "--input DIR, a file added" L run -v --input "$T/tree" -- sh -c "$tcmd" sh "$side" "$T/tree"
+expect_err "^filled in" "a file added to the tree re-runs the command"
+runs_are 3 "a tree: fill, change, addition"
+mkfifo "$T/fifo"
+expect_rc 4 "--input FIFO is refused" L run --input "$T/fifo" -- true
+expect_err "--input: '.*fifo' is a FIFO" "a FIFO input is named"
+
+# Remembered file hashes are entries of the internal namespace .files:
+# listed and checked by name, left out of the user's listings.
+settle "$T/settled"
+expect_rc 0 "a settled --input: fill" L run --input "$T/settled" -- cat "$T/settled"
+expect_rc 0 "a settled --input: hit" L run -v --input "$T/settled" -- cat "$T/settled"
+expect_err "^hit in" "a settled input hits"
+expect_rc 0 "verify the whole store after --input runs" L verify
+expect_rc 0 "ls --ns .files" L ls --ns .files
+expect_out "LDRFILE1" "ls --ns .files lists remembered file hashes"
+expect_rc 0 "verify --ns .files" L verify --ns .files
+expect_out "entries checked, ([0-9]+) ok, 0 corrupt" "verify --ns .files checks them"
+L ls --all-namespaces >"$T/ls" 2>/dev/null
+if grep -q LDRFILE1 "$T/ls"; then not_ok "ls --all-namespaces leaves .files out"; else ok "ls --all-namespaces leaves .files out"; fi
+expect_rc 2 "put into .files is refused" L --ns .files put k "$T/in"
 
 # Sources changing during the run: the command edits its own input on its
 # first run only. The caller sees the first run's output once; the cache
