@@ -459,7 +459,8 @@ LARDER_API int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
  * ctime in ns, birth time and mount where the kernel reports them) plus
  * the host's boot id and the file's path: while the fingerprint stays the
  * same, the version costs one stat and one small lookup per file and
- * reads no byte of it. A directory tree that did not change costs one
+ * reads no byte of it. Files under 64 KiB are read instead (that costs
+ * what the lookup does). A directory tree that did not change costs one
  * stat per entry, its directory listings and one lookup.
  *
  * Racy files (whose mtime or ctime is within 2 s of "now", on the local

@@ -57,6 +57,11 @@
  * keep whole seconds, FAT two). */
 #define RACY_NS (2 * 1000000000LL)
 #define READ_CHUNK (256u << 10)
+/* Files smaller than this get no record of their own: reading one costs
+ * about what looking a record up does (bench/bench_version), and writing
+ * a record costs far more (a new fan-out directory, a temp file, a link).
+ * A tree record still covers them. */
+#define REMEMBER_MIN (64u << 10)
 /* Reads of a file that changed while it was read, and walks of a tree
  * that changed under the walk, before giving up (LARDER_EBUSY). */
 #define MAX_TRIES 5
@@ -337,10 +342,17 @@ static void pause_ms(unsigned ms)
 	nanosleep(&t, NULL);
 }
 
-/* XXH3-128 of everything fd holds from offset 0 to its end. */
-static int hash_fd(struct fv *v, int fd, const char *path, uint8_t out[16],
-		   uint64_t *len)
+/* XXH3-128 of everything fd holds from offset 0 to its end. A short read
+ * that ends exactly at `size` (the size the fingerprint says) is taken as
+ * the end, saving a read: growth shows in the fingerprint taken after.
+ * Files of size 0 (procfs: short reads that are not the end) are read
+ * until a read returns nothing. */
+static int hash_fd(struct fv *v, int fd, const char *path, uint64_t size,
+		   uint8_t out[16], uint64_t *len)
 {
+	/* Made on first need: a warm call reads nothing. */
+	if (!v->chunk && !(v->chunk = malloc(READ_CHUNK)))
+		return ldr_fail(v->db, LARDER_ENOMEM, ENOMEM, "out of memory");
 	XXH3_state_t st;
 	XXH3_128bits_reset(&st);
 	uint64_t off = 0;
@@ -362,6 +374,8 @@ static int hash_fd(struct fv *v, int fd, const char *path, uint8_t out[16],
 		off += (uint64_t)n;
 		__atomic_fetch_add(&v->db->ctr[LARDER_CTR_FILES_HASHED_BYTES],
 				   (uint64_t)n, __ATOMIC_RELAXED);
+		if ((size_t)n < READ_CHUNK && off == size && size > 0)
+			break;
 	}
 	digest(&st, out);
 	*len = off;
@@ -404,12 +418,14 @@ static int file_content(struct fv *v, int dirfd, const char *path, int member,
 		if (attempt)
 			pause_ms(1u << attempt);
 		uint8_t rec[FILE_REC_LEN];
-		int rc = (v->recall || v->keep) && f->trusty
+		const int recordable = f->trusty && f->size >= REMEMBER_MIN;
+		int rc = (v->recall || v->keep) && recordable
 			     ? file_key(v, f, abspath)
 			     : 0;
 		if (rc)
 			return rc;
-		if (v->recall && f->trusty && recall(v, rec, sizeof rec) == 0) {
+		if (v->recall && recordable &&
+		    recall(v, rec, sizeof rec) == 0) {
 			if (get64(rec + 16) == f->size) {
 				memcpy(c->hash, rec, 16);
 				c->size = f->size;
@@ -429,7 +445,7 @@ static int file_content(struct fv *v, int dirfd, const char *path, int member,
 		 * filesystems; the store's stamps its own server's files. */
 		int racy = fp_racy(f, now_ns());
 		larder_writer *w = NULL;
-		if (!racy && v->keep && f->trusty && db->have_boot &&
+		if (!racy && v->keep && recordable &&
 		    (w = record_begin(v)) != NULL) {
 			int64_t fs_now;
 			racy = ldr_writer_fs_now(w, &fs_now) != 0 ||
@@ -468,11 +484,12 @@ static int file_content(struct fv *v, int dirfd, const char *path, int member,
 			rc = CHANGED;
 			goto out;
 		}
-		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+		if (f->size > READ_CHUNK)
+			posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 		uint8_t h1[16], h2[16];
 		uint64_t n1, n2;
 		ldr_count(db, LARDER_CTR_FILES_HASHED);
-		if ((rc = hash_fd(v, fd, abspath, h1, &n1)) != 0)
+		if ((rc = hash_fd(v, fd, abspath, f->size, h1, &n1)) != 0)
 			goto out;
 		rc = fp_stat(fd, "", AT_EMPTY_PATH, &f2) != 0
 			 ? source_fail(v, errno, "stat", abspath)
@@ -494,7 +511,8 @@ static int file_content(struct fv *v, int dirfd, const char *path, int member,
 		 * as they were: only a second read that agrees shows that
 		 * the bytes are one state of the file, not a mix. */
 		if (racy) {
-			if ((rc = hash_fd(v, fd, abspath, h2, &n2)) != 0)
+			if ((rc = hash_fd(v, fd, abspath, f->size, h2, &n2)) !=
+			    0)
 				goto out;
 			rc = fp_stat(fd, "", AT_EMPTY_PATH, &f2) != 0
 				 ? source_fail(v, errno, "stat", abspath)
@@ -1021,9 +1039,6 @@ int larder_files_version(larder *db, const char *const *paths, size_t n,
 		cannot_keep(&v);
 		v.recall = 0;
 	}
-	v.chunk = malloc(READ_CHUNK);
-	if (!v.chunk)
-		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
 	XXH3_state_t st;
 	XXH3_128bits_reset(&st);
 	XXH3_128bits_update(&st, "larder-files-1", 15);

@@ -87,6 +87,20 @@ static void write_str(const char *path, const char *s)
 	write_file(path, s, strlen(s));
 }
 
+/* Files of at least this size get a remembered record of their own
+ * (smaller ones are read each time: as cheap as a record lookup). */
+#define BIG (64 * KiB)
+
+/* BIG bytes of the pattern `seed`. */
+static void write_big(const char *path, uint64_t seed)
+{
+	uint8_t *buf = malloc(BIG);
+	ASSERT(buf != NULL);
+	test_fill_pattern(buf, BIG, seed);
+	write_file(path, buf, BIG);
+	free(buf);
+}
+
 /* Rewrite the bytes of an existing file in place (same inode). */
 static void overwrite(const char *path, const void *data, size_t len)
 {
@@ -223,9 +237,9 @@ TEST(same_content_same_version_across_files_paths_and_inodes)
 	larder *db = open_store();
 	char a[64], b[64], c[64], d[64];
 	ASSERT_EQ(mkdir(test_path("sub"), 0755), 0);
-	write_str(test_path("a.txt"), "the same bytes\n");
-	write_str(test_path("sub/b.txt"), "the same bytes\n");
-	write_str(test_path("c.txt"), "other bytes!!!\n");
+	write_big(test_path("a.txt"), 1);
+	write_big(test_path("sub/b.txt"), 1);
+	write_big(test_path("c.txt"), 2);
 	VERSION(db, a, test_path("a.txt"));
 	VERSION(db, b, test_path("sub/b.txt"));
 	VERSION(db, c, test_path("c.txt"));
@@ -323,7 +337,9 @@ TEST(content_change_with_mtime_restored_is_seen_through_ctime)
 	larder *db = open_store();
 	const char *p = test_path("data");
 	char v1[64], v2[64], want[64];
-	write_str(p, "generation-1\n");
+	uint8_t *g2 = malloc(BIG);
+	test_fill_pattern(g2, BIG, 2);
+	write_big(p, 1);
 	struct stat st1;
 	ASSERT_EQ(stat(p, &st1), 0);
 	settle();
@@ -332,7 +348,7 @@ TEST(content_change_with_mtime_restored_is_seen_through_ctime)
 	ASSERT_EQ(records(db), 1);
 	/* Same size, other bytes, the old mtime put back: only ctime (which
 	 * no one can set) tells. */
-	overwrite(p, "generation-2\n", 13);
+	overwrite(p, g2, BIG);
 	struct timespec times[2] = {st1.st_atim, st1.st_mtim};
 	ASSERT_EQ(utimensat(AT_FDCWD, p, times, 0), 0);
 	struct stat st2;
@@ -341,7 +357,8 @@ TEST(content_change_with_mtime_restored_is_seen_through_ctime)
 	ASSERT_EQ(st2.st_mtim.tv_sec, st1.st_mtim.tv_sec);
 	ASSERT_EQ(st2.st_mtim.tv_nsec, st1.st_mtim.tv_nsec);
 	VERSION(db, v2, p);
-	version_of_bytes(db, "generation-2\n", 13, want);
+	version_of_bytes(db, g2, BIG, want);
+	free(g2);
 	ASSERT_STR_EQ(v2, want);
 	ASSERT(strcmp(v1, v2) != 0);
 	/* And once settled, remembered under its new fingerprint. */
@@ -362,15 +379,20 @@ TEST(racy_change_within_the_same_second_is_seen)
 	larder *db = open_store();
 	const char *p = test_path("racy");
 	char v1[64], v2[64], want1[64], want2[64];
-	version_of_bytes(db, "AAAA", 4, want1);
-	version_of_bytes(db, "BBBB", 4, want2);
-	write_str(p, "AAAA");
+	uint8_t *a = malloc(BIG), *b = malloc(BIG);
+	test_fill_pattern(a, BIG, 1);
+	test_fill_pattern(b, BIG, 2);
+	version_of_bytes(db, a, BIG, want1);
+	version_of_bytes(db, b, BIG, want2);
+	write_file(p, a, BIG);
 	struct stat st1;
 	ASSERT_EQ(stat(p, &st1), 0);
 	VERSION(db, v1, p);
 	ASSERT_STR_EQ(v1, want1);
 	ASSERT_EQ(records(db), 0); /* racy: not remembered */
-	overwrite(p, "BBBB", 4);
+	overwrite(p, b, BIG);
+	free(a);
+	free(b);
 	struct timespec times[2] = {st1.st_atim, st1.st_mtim};
 	ASSERT_EQ(utimensat(AT_FDCWD, p, times, 0), 0);
 	VERSION(db, v2, p);
@@ -385,7 +407,7 @@ TEST(file_with_future_timestamps_is_hashed_every_time)
 	larder *db = open_store();
 	const char *p = test_path("future");
 	char v[64];
-	write_str(p, "from a clock that runs ahead\n");
+	write_big(p, 3);
 	struct timespec t[2] = {{time(NULL) + 3600, 0}, {time(NULL) + 3600, 0}};
 	ASSERT_EQ(utimensat(AT_FDCWD, p, t, 0), 0);
 	settle();
@@ -434,7 +456,7 @@ TEST(warm_call_reads_no_byte_of_a_1gib_file)
 TEST(no_remember_reads_every_time_and_keeps_nothing)
 {
 	larder *db = open_store();
-	write_str(test_path("f"), "bytes");
+	write_big(test_path("f"), 4);
 	settle();
 	char v1[64], v2[64];
 	VERSION_NR(db, v1, test_path("f"));
@@ -461,7 +483,7 @@ TEST(corrupt_remembered_record_is_quarantined_and_rehashed)
 {
 	larder *db = open_store();
 	const char *p = test_path("f");
-	write_str(p, "content worth remembering\n");
+	write_big(p, 5);
 	settle();
 	char v1[64], v2[64];
 	VERSION(db, v1, p);
@@ -507,7 +529,7 @@ static void wrong_record(const void *payload, size_t len)
 {
 	larder *db = open_store();
 	const char *p = test_path("f");
-	write_str(p, "12345678");
+	write_big(p, 6);
 	settle();
 	char v1[64], v2[64];
 	VERSION(db, v1, p);
@@ -546,7 +568,7 @@ TEST(remembered_record_of_the_wrong_length_is_quarantined)
 TEST(remembered_record_of_another_size_is_quarantined)
 {
 	uint8_t rec[24] = {0};
-	rec[16] = 9; /* the file has 8 bytes */
+	rec[16] = 1; /* the file has BIG bytes: 0 in the low byte */
 	wrong_record(rec, sizeof rec);
 }
 
@@ -586,8 +608,8 @@ TEST(read_only_store_still_computes_and_recalls)
 	if (private_mounts() != 0)
 		return;
 	const char *kept = test_path("kept"), *fresh = test_path("fresh");
-	write_str(kept, "remembered before the store went read-only\n");
-	write_str(fresh, "never remembered\n");
+	write_big(kept, 7);
+	write_big(fresh, 8);
 	settle();
 	char vkept[64], want[64];
 	larder *db = open_store();
@@ -622,7 +644,7 @@ TEST(full_store_still_computes_the_version)
 	ASSERT_EQ(mount("tmpfs", dir, "tmpfs", 0, "size=256k,mode=0755"), 0);
 	larder *db = open_store();
 	const char *p = test_path("f");
-	write_str(p, "a file on a roomy disk\n");
+	write_big(p, 9);
 	settle();
 	char want[64];
 	VERSION_NR(db, want, p);
@@ -897,23 +919,71 @@ TEST(warm_tree_takes_one_record_and_one_change_rehashes_one_file)
 	larder *db = open_store();
 	char t[4096];
 	snprintf(t, sizeof t, "%s", test_path("t"));
-	make_tree(t, 50);
+	ASSERT_EQ(mkdir(t, 0755), 0);
+	ASSERT_EQ(mkdir(test_path("t/sub"), 0755), 0);
+	for (int i = 0; i < 20; i++)
+		write_big(test_path("t/%sbig%02d", i % 2 ? "sub/" : "", i),
+			  100 + (uint64_t)i);
 	settle();
 	char v0[64], v[64];
 	VERSION(db, v0, t);
-	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_HASHED), 50);
-	ASSERT_EQ(records(db), 51); /* 50 files and the tree */
+	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_HASHED), 20);
+	ASSERT_EQ(records(db), 21); /* 20 files and the tree */
 	VERSION(db, v, t);
 	ASSERT_STR_EQ(v, v0);
-	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_HASHED), 50);
-	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_REMEMBERED), 50);
+	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_HASHED), 20);
+	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_REMEMBERED), 20);
 
-	write_str(test_path("t/sub/file007"), "changed 7\n");
+	write_big(test_path("t/sub/big07"), 1007);
 	settle();
 	VERSION(db, v, t);
 	ASSERT(strcmp(v, v0) != 0);
-	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_HASHED), 51);
-	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_REMEMBERED), 99);
+	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_HASHED), 21);
+	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_REMEMBERED), 39);
+	VERSION(db, v, t);
+	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_HASHED), 21);
+	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_REMEMBERED), 59);
+	larder_close(db);
+}
+
+/* Small files are read each time instead of remembered one by one (a
+ * lookup costs as much as the read, and a record far more to write); a
+ * tree of them is remembered whole. */
+TEST(small_files_are_read_and_trees_of_them_remembered_whole)
+{
+	larder *db = open_store();
+	uint8_t *buf = malloc(BIG);
+	test_fill_pattern(buf, BIG, 11);
+	write_file(test_path("under"), buf, BIG - 1);
+	write_file(test_path("at"), buf, BIG);
+	free(buf);
+	char t[4096];
+	snprintf(t, sizeof t, "%s", test_path("t"));
+	make_tree(t, 30);
+	settle();
+	char v[64], v0[64];
+	VERSION(db, v, test_path("under"));
+	VERSION(db, v, test_path("under"));
+	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_HASHED), 2);
+	ASSERT_EQ(records(db), 0);
+	VERSION(db, v, test_path("at"));
+	VERSION(db, v, test_path("at"));
+	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_HASHED), 3);
+	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_REMEMBERED), 1);
+	ASSERT_EQ(records(db), 1);
+
+	VERSION(db, v0, t);
+	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_HASHED), 33);
+	ASSERT_EQ(records(db), 2); /* the tree's */
+	VERSION(db, v, t);
+	ASSERT_STR_EQ(v, v0);
+	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_HASHED), 33);
+	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_REMEMBERED), 31);
+	/* one change: the tree record misses, every small file is read */
+	write_str(test_path("t/sub/file007"), "changed 7\n");
+	VERSION(db, v, t);
+	ASSERT(strcmp(v, v0) != 0);
+	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_HASHED), 63);
 	larder_close(db);
 }
 

@@ -7,9 +7,10 @@
 
 L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
 side=$T/side
-# An input for the tests of remembered file hashes, made early: a file is
-# remembered once its timestamps are 2 s old (docs/versions.md).
-printf 'old enough\n' >"$T/settled"
+# An input for the tests of remembered file hashes, made early: a file of
+# 64 KiB or more is remembered once its timestamps are 2 s old
+# (docs/versions.md).
+head -c 100000 /dev/urandom >"$T/settled"
 
 # settle FILE: wait until FILE's ctime is more than 2 s old by our clock
 # (the racy-timestamp margin under test, not a synchronisation).
@@ -171,8 +172,8 @@ expect_err "--input: '.*fifo' is a FIFO" "a FIFO input is named"
 # Remembered file hashes are entries of the internal namespace .files:
 # listed and checked by name, left out of the user's listings.
 settle "$T/settled"
-expect_rc 0 "a settled --input: fill" L run --input "$T/settled" -- cat "$T/settled"
-expect_rc 0 "a settled --input: hit" L run -v --input "$T/settled" -- cat "$T/settled"
+expect_rc 0 "a settled --input: fill" L run --input "$T/settled" -- wc -c "$T/settled"
+expect_rc 0 "a settled --input: hit" L run -v --input "$T/settled" -- wc -c "$T/settled"
 expect_err "^hit in" "a settled input hits"
 expect_rc 0 "verify the whole store after --input runs" L verify
 expect_rc 0 "ls --ns .files" L ls --ns .files
