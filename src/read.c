@@ -393,7 +393,9 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 
 	ldr_hdr h;
 	const char *why;
-	int verify = !(db->flags & LARDER_OPEN_TRUST_LOCAL);
+	/* The library's own records are tiny, and a flipped bit in one
+	 * (a remembered file hash) would be a wrong answer: always checked. */
+	int verify = internal || !(db->flags & LARDER_OPEN_TRUST_LOCAL);
 	int state = ldr_entry_check(db, &e->f, ns, key, klen, ver, vlen, verify,
 				    &h, &why);
 	if (state == LARDER_STATE_OK && h.codec == LDR_CODEC_ZSTD) {

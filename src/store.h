@@ -66,9 +66,10 @@ int ldr_check_ns(larder *db, const char *ns);
 int ldr_check_ns_internal(larder *db, const char *ns);
 
 /* larder_get for the library's own entries: any namespace that
- * ldr_check_ns_internal accepts, and neither hits nor misses are counted
- * (the caller counts what the lookup means to it). Corrupt entries are
- * still counted and quarantined. */
+ * ldr_check_ns_internal accepts, the payload always verified (even with
+ * LARDER_OPEN_TRUST_LOCAL), and neither hits nor misses are counted (the
+ * caller counts what the lookup means to it). Corrupt entries are still
+ * counted and quarantined. */
 int ldr_get_internal(larder_entry **out, larder *db, const char *ns,
 		     const void *key, size_t klen, const void *ver,
 		     size_t vlen);

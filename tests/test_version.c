@@ -479,9 +479,13 @@ static int first_record_cb(const larder_entry_info *info, void *payload)
 	return 1;
 }
 
-TEST(corrupt_remembered_record_is_quarantined_and_rehashed)
+static void corrupt_record(unsigned open_flags)
 {
-	larder *db = open_store();
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE | open_flags;
+	o.fsync = LARDER_FSYNC_NONE;
+	larder *db = NULL;
+	ASSERT_EQ(larder_open(&db, test_path("store"), &o), 0);
 	const char *p = test_path("f");
 	write_big(p, 5);
 	settle();
@@ -489,15 +493,16 @@ TEST(corrupt_remembered_record_is_quarantined_and_rehashed)
 	VERSION(db, v1, p);
 	char rec[4096] = "";
 	ASSERT_EQ(larder_walk(db, LDR_FILES_NS, 0, first_record_cb, rec), 1);
-	/* Flip the last byte of the record's payload (its size field). */
+	/* Flip a bit of the content hash the record holds (its payload is
+	 * the hash, 16 bytes, then the size, 8). */
 	int fd = open(rec, O_RDWR);
 	ASSERT(fd >= 0);
 	struct stat st;
 	ASSERT_EQ(fstat(fd, &st), 0);
 	uint8_t b;
-	ASSERT_EQ(pread(fd, &b, 1, st.st_size - 1), 1);
+	ASSERT_EQ(pread(fd, &b, 1, st.st_size - 24), 1);
 	b ^= 0x40;
-	ASSERT_EQ(pwrite(fd, &b, 1, st.st_size - 1), 1);
+	ASSERT_EQ(pwrite(fd, &b, 1, st.st_size - 24), 1);
 	ASSERT_EQ(close(fd), 0);
 
 	VERSION(db, v2, p);
@@ -511,6 +516,18 @@ TEST(corrupt_remembered_record_is_quarantined_and_rehashed)
 	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_HASHED), 2);
 	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_REMEMBERED), 1);
 	larder_close(db);
+}
+
+TEST(corrupt_remembered_record_is_quarantined_and_rehashed)
+{
+	corrupt_record(0);
+}
+
+/* Trusting local payloads is for the user's entries: a remembered hash
+ * is always checked, a wrong one would be a wrong version. */
+TEST(corrupt_remembered_record_is_caught_even_when_trusting_local_files)
+{
+	corrupt_record(LARDER_OPEN_TRUST_LOCAL);
 }
 
 static int copy_key_cb(const larder_entry_info *info, void *payload)
