@@ -1,6 +1,1120 @@
 /*
- * source_pg.c — being written: see issue 4.
+ * source_pg.c — PostgreSQL through libpq, behind struct ldr_sql_ops
+ * (sql_source.h): connecting, the database's identity, a REPEATABLE READ
+ * READ ONLY snapshot, queries streamed row by row (single-row mode), and
+ * the change counter that `larder sql track` installs.
+ *
+ * The session's output settings are fixed at connect time (ISO dates, UTC,
+ * hex bytea, UTF-8, shortest exact floats): the key names the query, not
+ * the client's environment, so two hosts with different PGTZ or
+ * PGDATESTYLE must produce the same bytes for it.
+ *
+ * Change counter: in the schema of each tracked table, a table
+ *   larder_changes(tbl text primary key, token text, n bigint)
+ * with one row per tracked table (tbl is its quoted, schema-qualified
+ * name), a SECURITY DEFINER trigger function larder_track_count() and, on
+ * the table, a statement-level AFTER INSERT OR UPDATE OR DELETE OR
+ * TRUNCATE trigger that adds one to the row. The version is
+ * "<token> <n>"; the token is random per track, so a counter that starts
+ * again from 0 never repeats an old version. docs/sql.md has the details.
  */
-#include "sql_source.h"
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
 
-const struct ldr_sql_ops ldr_sql_pg = {.name = "postgresql"};
+#include "err.h"
+#include "sql_source.h"
+#include "store.h"
+
+/* Type OIDs (PostgreSQL's catalog/pg_type_d.h, fixed since long ago; the
+ * server headers are not part of libpq-dev). */
+#define OID_BOOL 16
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_OID 26
+#define OID_JSON 114
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+#define OID_NUMERIC 1700
+#define OID_JSONB 3802
+
+/* What connect adds unless the connection string or the environment says
+ * otherwise. */
+#define CONNECT_TIMEOUT "10"
+
+/* The output settings every session gets (see the top of the file). Each
+ * one changes the text of some type's values. */
+static const char session_settings[] =
+    "SET client_encoding = 'UTF8'; SET DateStyle = 'ISO, MDY'; "
+    "SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; "
+    "SET extra_float_digits = 1; SET bytea_output = 'hex'; "
+    "SET lc_monetary = 'C'";
+
+struct col {
+	int kind;  /* enum ldr_sql_kind of the column's type */
+	char *buf; /* decoded bytea */
+	size_t cap;
+};
+
+struct ldr_sql_conn {
+	larder *db;
+	PGconn *pg;
+	char *secret; /* the password, to keep out of messages */
+	char identity[512];
+	/* the current query's columns and one row's values */
+	size_t ncol, cap;
+	struct col *cols;
+	const char **names, **val;
+	size_t *len;
+	int *kind;
+};
+
+/* ---------------------------------------------------------------------- */
+/* Messages                                                                */
+
+/* libpq's message on one line: a line break becomes "; " (or a space
+ * after punctuation), trailing whitespace goes, and the password (if
+ * any) is masked. */
+static void tidy(char *out, size_t size, const char *msg, const char *secret)
+{
+	size_t o = 0, slen = secret ? strlen(secret) : 0;
+	int brk = 0;
+	if (!msg)
+		msg = "";
+	for (const char *p = msg; *p && o + 3 < size;) {
+		if (*p == '\n' || *p == '\t' || *p == '\r') {
+			brk = 1;
+			p++;
+			continue;
+		}
+		if (brk && o > 0) {
+			if (!strchr(".:;,", out[o - 1]))
+				out[o++] = ';';
+			out[o++] = ' ';
+		}
+		brk = 0;
+		/* Short secrets would mask ordinary words; libpq never
+		 * prints the password anyway, this is a second guard. */
+		if (slen >= 4 && strncmp(p, secret, slen) == 0) {
+			for (const char *m = "***"; *m && o + 1 < size; m++)
+				out[o++] = *m;
+			p += slen;
+			continue;
+		}
+		out[o++] = *p++;
+	}
+	while (o > 0 && out[o - 1] == ' ')
+		o--;
+	out[o] = '\0';
+}
+
+/* The code for a failed command, from its SQLSTATE. */
+static int state_code(PGconn *pg, const char *st)
+{
+	if (PQstatus(pg) != CONNECTION_OK)
+		return LARDER_EIO; /* connection lost */
+	if (!st || strlen(st) != 5)
+		return LARDER_EIO; /* libpq's own failure */
+	if (strcmp(st, "42501") == 0 || strncmp(st, "28", 2) == 0)
+		return LARDER_EPERM; /* insufficient privilege, authorization */
+	if (strcmp(st, "3D000") == 0)
+		return LARDER_ENOTFOUND; /* no such database */
+	if (strcmp(st, "08P01") == 0)
+		return LARDER_EINVAL; /* e.g. fewer parameters than $N */
+	/* connection, resources, operator intervention (cancel, shutdown,
+	 * terminated backend), system errors, internal errors, and
+	 * transaction rollbacks (serialization, deadlock) */
+	static const char *const io[] = {"08", "40", "53", "57", "58", "XX"};
+	for (size_t i = 0; i < sizeof io / sizeof io[0]; i++)
+		if (strncmp(st, io[i], 2) == 0)
+			return LARDER_EIO;
+	return LARDER_EINVAL; /* the database rejected the SQL */
+}
+
+/* Record a failed command: "PostgreSQL: <what>: <message> (<detail>)
+ * (hint: <hint>) [SQLSTATE <code>]", the parts the server gave. r NULL (or
+ * a result libpq made itself): its message or the connection's. */
+static int fail_pg(struct ldr_sql_conn *c, const PGresult *r, const char *what)
+{
+	char msg[600], detail[300] = "", hint[300] = "", state[32] = "";
+	const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	const char *primary =
+	    r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	if (primary) {
+		tidy(msg, sizeof msg, primary, c->secret);
+		tidy(detail, sizeof detail,
+		     PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL), c->secret);
+		tidy(hint, sizeof hint,
+		     PQresultErrorField(r, PG_DIAG_MESSAGE_HINT), c->secret);
+	} else {
+		const char *m = r ? PQresultErrorMessage(r) : "";
+		tidy(msg, sizeof msg, *m ? m : PQerrorMessage(c->pg),
+		     c->secret);
+	}
+	if (!msg[0])
+		snprintf(msg, sizeof msg, "%s",
+			 PQstatus(c->pg) == CONNECTION_OK ? "unknown error"
+							  : "connection lost");
+	if (st)
+		snprintf(state, sizeof state, " [SQLSTATE %s]", st);
+	return ldr_fail(
+	    c->db, state_code(c->pg, st), 0, "PostgreSQL: %s: %s%s%s%s%s%s%s%s",
+	    what, msg, detail[0] ? " (" : "", detail, detail[0] ? ")" : "",
+	    hint[0] ? " (hint: " : "", hint, hint[0] ? ")" : "", state);
+}
+
+/* Run a command that returns no rows (or whose rows do not matter). */
+static int exec_cmd(struct ldr_sql_conn *c, const char *sql, const char *what)
+{
+	PGresult *r = PQexec(c->pg, sql);
+	int rc = 0;
+	ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
+		rc = fail_pg(c, r, what);
+	PQclear(r);
+	return rc;
+}
+
+/* Run a parameterized command whose rows do not matter. */
+static int exec_params(struct ldr_sql_conn *c, const char *sql, int n,
+		       const char *const *params, const char *what)
+{
+	PGresult *r = PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
+	int rc = 0;
+	ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
+		rc = fail_pg(c, r, what);
+	PQclear(r);
+	return rc;
+}
+
+/* One row of text values of a parameterized query; *out NULL and 0 when
+ * it returned no row. The caller PQclear()s *out. */
+static int exec_row(struct ldr_sql_conn *c, PGresult **out, const char *sql,
+		    int n, const char *const *params, const char *what)
+{
+	*out = NULL;
+	PGresult *r = PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
+	if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
+		int rc = fail_pg(c, r, what);
+		PQclear(r);
+		return rc;
+	}
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return 0;
+	}
+	*out = r;
+	return 0;
+}
+
+/* Server notices (e.g. "relation already exists, skipping") are logged,
+ * never printed: the library prints nothing. */
+static void on_notice(void *arg, const char *message)
+{
+	struct ldr_sql_conn *c = arg;
+	if (c->db) {
+		char m[512];
+		tidy(m, sizeof m, message, c->secret);
+		ldr_log(c->db, LARDER_LOG_DEBUG, "PostgreSQL: %s", m);
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* Connecting                                                              */
+
+/* Why a connection attempt failed, from libpq's message: the server's
+ * startup errors carry no SQLSTATE libpq would give us. */
+static int connect_code(PGconn *pg, const char *msg)
+{
+	if (PQconnectionNeedsPassword(pg))
+		return LARDER_EPERM;
+	static const char *const perm[] = {
+	    "password authentication failed",
+	    "authentication failed",
+	    "no pg_hba.conf entry",
+	    "pg_hba.conf rejects",
+	    "permission denied",
+	    "password is required",
+	    "no password supplied",
+	    "role \"", /* role "x" does not exist / is not permitted */
+	};
+	for (size_t i = 0; i < sizeof perm / sizeof perm[0]; i++)
+		if (strstr(msg, perm[i]))
+			return LARDER_EPERM;
+	if (strstr(msg, "database \"") && strstr(msg, "does not exist"))
+		return LARDER_ENOTFOUND;
+	/* libpq refusing an option's value before any connection attempt */
+	if (!strstr(msg, "connection to server") && strstr(msg, "invalid "))
+		return LARDER_EINVAL;
+	return LARDER_EIO;
+}
+
+/* Whether a connection string that libpq could not parse seems to hold a
+ * password: "user:password@" in a URI, a password keyword. */
+static int has_password(const char *uri)
+{
+	const char *scheme = strstr(uri, "://");
+	if (scheme) {
+		const char *at = strchr(scheme + 3, '@');
+		const char *colon = strchr(scheme + 3, ':');
+		const char *slash = strchr(scheme + 3, '/');
+		if (at && colon && colon < at && (!slash || at < slash))
+			return 1;
+	}
+	return strstr(uri, "password") != NULL;
+}
+
+/* Copy `s` with every "quoted" part replaced by "...": libpq's message
+ * about a connection string it cannot parse may quote the very part that
+ * holds the password. */
+static void unquote(char *out, size_t size, const char *s)
+{
+	size_t o = 0;
+	int in = 0;
+	for (; *s && o + 4 < size; s++) {
+		if (*s == '"') {
+			in = !in;
+			out[o++] = '"';
+			if (in) {
+				memcpy(out + o, "...", 3);
+				o += 3;
+			}
+			continue;
+		}
+		if (!in)
+			out[o++] = *s;
+	}
+	out[o] = '\0';
+}
+
+/* A name for the key: '/' separates the identity's parts, so it and '%'
+ * are percent-encoded inside one. */
+static void put_part(char *out, size_t size, size_t *o, const char *s)
+{
+	for (; *s && *o + 4 < size; s++) {
+		if (*s == '/' || *s == '%') {
+			*o += (size_t)snprintf(out + *o, size - *o, "%%%02X",
+					       (unsigned char)*s);
+		} else {
+			out[(*o)++] = *s;
+		}
+	}
+	out[*o] = '\0';
+}
+
+/* The cluster's system identifier is the same whatever host name, address
+ * or socket reached it (and on its physical standbys, which hold the same
+ * data at the same versions). Where pg_control_system() is not allowed
+ * (some hosted services), the server's address and port stand in. */
+static int find_identity(struct ldr_sql_conn *c)
+{
+	PGresult *r = PQexec(c->pg, "SELECT system_identifier::text, "
+				    "current_database(), current_user "
+				    "FROM pg_catalog.pg_control_system()");
+	char where[300];
+	const char *id = NULL;
+	int rc = 0;
+	if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+		id = PQgetvalue(r, 0, 0);
+	} else {
+		const char *st =
+		    r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+		if (!st || strcmp(st, "42501") != 0) {
+			rc = fail_pg(c, r, "cannot read the system identifier");
+			PQclear(r);
+			return rc;
+		}
+		PQclear(r);
+		r = PQexec(c->pg, "SELECT host(inet_server_addr()), "
+				  "inet_server_port()::text, "
+				  "current_database(), current_user");
+		if (!r || PQresultStatus(r) != PGRES_TUPLES_OK ||
+		    PQntuples(r) != 1) {
+			rc = fail_pg(c, r, "cannot identify the database");
+			PQclear(r);
+			return rc;
+		}
+		/* Over a unix socket there is no address: the socket's
+		 * directory and port name the server on this host. */
+		if (PQgetisnull(r, 0, 0))
+			snprintf(where, sizeof where, "%s:%s", PQhost(c->pg),
+				 PQport(c->pg));
+		else
+			snprintf(where, sizeof where, "%s:%s",
+				 PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+		id = where;
+	}
+	int base = PQnfields(r) - 2;
+	size_t o =
+	    (size_t)snprintf(c->identity, sizeof c->identity, "postgresql:");
+	put_part(c->identity, sizeof c->identity, &o, id);
+	c->identity[o++] = '/';
+	put_part(c->identity, sizeof c->identity, &o, PQgetvalue(r, 0, base));
+	c->identity[o++] = '/';
+	put_part(c->identity, sizeof c->identity, &o,
+		 PQgetvalue(r, 0, base + 1));
+	PQclear(r);
+	return 0;
+}
+
+static void pg_close(struct ldr_sql_conn *c)
+{
+	if (!c)
+		return;
+	PQfinish(c->pg);
+	for (size_t i = 0; i < c->cap; i++)
+		free(c->cols[i].buf);
+	free(c->cols);
+	free(c->names);
+	free(c->val);
+	free(c->len);
+	free(c->kind);
+	free(c->secret);
+	free(c);
+}
+
+static int pg_open(struct ldr_sql_conn **out, larder *db, const char *uri,
+		   int write)
+{
+	(void)write; /* track and untrack open their own write transaction */
+	*out = NULL;
+	struct ldr_sql_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return ldr_fail(db, LARDER_ENOMEM, 0, "out of memory");
+	c->db = db;
+
+	/* Parse first: to know the password (kept out of every message)
+	 * and whether the user chose a connect timeout. */
+	char *perr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(uri, &perr);
+	if (!opts) {
+		char m[512], u[512];
+		tidy(m, sizeof m, perr ? perr : "out of memory", NULL);
+		if (has_password(uri))
+			unquote(u, sizeof u, m);
+		else
+			snprintf(u, sizeof u, "%s", m);
+		PQfreemem(perr);
+		free(c);
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"PostgreSQL: bad connection string: %s", u);
+	}
+	int has_timeout = getenv("PGCONNECT_TIMEOUT") != NULL;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (!o->val)
+			continue;
+		if (strcmp(o->keyword, "password") == 0 && o->val[0])
+			c->secret = strdup(o->val);
+		if (strcmp(o->keyword, "connect_timeout") == 0)
+			has_timeout = 1;
+	}
+	PQconninfoFree(opts);
+
+	/* With expand_dbname, the connection string in "dbname" is expanded
+	 * in place: keywords before it are defaults it overrides. */
+	const char *keys[4], *vals[4];
+	int n = 0;
+	if (!has_timeout) {
+		keys[n] = "connect_timeout";
+		vals[n++] = CONNECT_TIMEOUT;
+	}
+	keys[n] = "fallback_application_name";
+	vals[n++] = "larder";
+	keys[n] = "dbname";
+	vals[n++] = uri;
+	keys[n] = NULL;
+	vals[n] = NULL;
+	c->pg = PQconnectdbParams(keys, vals, 1);
+	if (!c->pg) {
+		pg_close(c);
+		return ldr_fail(db, LARDER_ENOMEM, 0,
+				"PostgreSQL: out of memory connecting");
+	}
+	if (PQstatus(c->pg) != CONNECTION_OK) {
+		char m[800];
+		tidy(m, sizeof m, PQerrorMessage(c->pg), c->secret);
+		int rc = connect_code(c->pg, m);
+		ldr_fail(db, rc, 0,
+			 "PostgreSQL: cannot connect to database \"%s\" as "
+			 "user \"%s\": %s",
+			 PQdb(c->pg) ? PQdb(c->pg) : "",
+			 PQuser(c->pg) ? PQuser(c->pg) : "", m);
+		pg_close(c);
+		return rc;
+	}
+	PQsetNoticeProcessor(c->pg, on_notice, c);
+	int rc = exec_cmd(c, session_settings, "cannot set up the session");
+	if (rc == 0)
+		rc = find_identity(c);
+	if (rc) {
+		pg_close(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+static int pg_identity(struct ldr_sql_conn *c, char *buf, size_t size)
+{
+	if ((size_t)snprintf(buf, size, "%s", c->identity) >= size)
+		return ldr_fail(c->db, LARDER_EINVAL, 0,
+				"PostgreSQL: identity longer than %zu bytes",
+				size);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Snapshot and queries                                                    */
+
+static int pg_begin(struct ldr_sql_conn *c)
+{
+	/* REPEATABLE READ: every statement of the transaction sees the
+	 * snapshot taken by its first one. READ ONLY: a query cannot write
+	 * through the cache. */
+	return exec_cmd(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+			"cannot begin a read snapshot");
+}
+
+static int pg_end(struct ldr_sql_conn *c)
+{
+	switch (PQtransactionStatus(c->pg)) {
+	case PQTRANS_IDLE:
+		return 0;
+	case PQTRANS_INTRANS:
+		return exec_cmd(c, "COMMIT", "cannot end the read snapshot");
+	case PQTRANS_INERROR:
+		return exec_cmd(c, "ROLLBACK", "cannot end the read snapshot");
+	case PQTRANS_ACTIVE: /* a query still running: cannot happen */
+	case PQTRANS_UNKNOWN:
+	default:
+		return fail_pg(c, NULL, "cannot end the read snapshot");
+	}
+}
+
+/* Room for n columns. */
+static int grow_cols(struct ldr_sql_conn *c, size_t n)
+{
+	if (n <= c->cap)
+		return 0;
+	struct col *cols = realloc(c->cols, n * sizeof *cols);
+	if (!cols)
+		return LARDER_ENOMEM;
+	c->cols = cols;
+	memset(cols + c->cap, 0, (n - c->cap) * sizeof *cols);
+	c->cap = n;
+	const char **names = realloc(c->names, n * sizeof *names);
+	if (names)
+		c->names = names;
+	const char **val = realloc(c->val, n * sizeof *val);
+	if (val)
+		c->val = val;
+	size_t *len = realloc(c->len, n * sizeof *len);
+	if (len)
+		c->len = len;
+	int *kind = realloc(c->kind, n * sizeof *kind);
+	if (kind)
+		c->kind = kind;
+	if (!names || !val || !len || !kind) {
+		c->cap = 0; /* grow everything again next time */
+		return LARDER_ENOMEM;
+	}
+	return 0;
+}
+
+static int kind_of(Oid type)
+{
+	switch (type) {
+	case OID_INT2:
+	case OID_INT4:
+	case OID_INT8:
+	case OID_OID:
+		return LDR_SQL_INT;
+	case OID_FLOAT4:
+	case OID_FLOAT8:
+		return LDR_SQL_REAL;
+	case OID_NUMERIC:
+		return LDR_SQL_NUMERIC;
+	case OID_BOOL:
+		return LDR_SQL_BOOL;
+	case OID_BYTEA:
+		return LDR_SQL_BLOB;
+	case OID_JSON:
+	case OID_JSONB:
+		return LDR_SQL_JSON;
+	default:
+		return LDR_SQL_TEXT; /* as the server writes it */
+	}
+}
+
+/* The result's columns, to the sink. (Domains arrive as their base
+ * type: the server describes them so.) */
+static int start_columns(struct ldr_sql_conn *c, const PGresult *r,
+			 const struct ldr_sql_sink *sink)
+{
+	size_t n = (size_t)PQnfields(r);
+	if (grow_cols(c, n ? n : 1))
+		return ldr_fail(c->db, LARDER_ENOMEM, 0, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		c->cols[i].kind = kind_of(PQftype(r, (int)i));
+		c->names[i] = PQfname(r, (int)i);
+	}
+	c->ncol = n;
+	return sink->columns(sink->payload, n, c->names);
+}
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* bytea's text output (bytea_output = hex, set at connect): "\x" and two
+ * hex digits per byte, decoded into the column's buffer. */
+static int decode_bytea(struct ldr_sql_conn *c, struct col *col, const char *s,
+			size_t n, size_t *out)
+{
+	if (n < 2 || s[0] != '\\' || s[1] != 'x' || (n & 1))
+		return ldr_fail(c->db, LARDER_EIO, 0,
+				"PostgreSQL: bytea value not in hex format");
+	size_t bytes = (n - 2) / 2;
+	if (bytes > col->cap) {
+		size_t cap = col->cap ? col->cap : 64;
+		while (cap < bytes)
+			cap *= 2;
+		char *b = realloc(col->buf, cap);
+		if (!b)
+			return ldr_fail(c->db, LARDER_ENOMEM, 0,
+					"out of memory for a %zu-byte bytea",
+					bytes);
+		col->buf = b;
+		col->cap = cap;
+	}
+	for (size_t i = 0; i < bytes; i++) {
+		int hi = hexval(s[2 + 2 * i]), lo = hexval(s[3 + 2 * i]);
+		if (hi < 0 || lo < 0)
+			return ldr_fail(c->db, LARDER_EIO, 0,
+					"PostgreSQL: bad hex in a bytea value");
+		col->buf[i] = (char)(hi << 4 | lo);
+	}
+	*out = bytes;
+	return 0;
+}
+
+static int emit_row(struct ldr_sql_conn *c, const PGresult *r,
+		    const struct ldr_sql_sink *sink)
+{
+	for (size_t i = 0; i < c->ncol; i++) {
+		int f = (int)i;
+		if (PQgetisnull(r, 0, f)) {
+			c->val[i] = NULL;
+			c->len[i] = 0;
+			c->kind[i] = LDR_SQL_NULL;
+			continue;
+		}
+		const char *v = PQgetvalue(r, 0, f);
+		size_t n = (size_t)PQgetlength(r, 0, f);
+		c->kind[i] = c->cols[i].kind;
+		if (c->kind[i] == LDR_SQL_BLOB) {
+			int rc = decode_bytea(c, &c->cols[i], v, n, &n);
+			if (rc)
+				return rc;
+			v = c->cols[i].buf ? c->cols[i].buf : "";
+		}
+		c->val[i] = v;
+		c->len[i] = n;
+	}
+	return sink->row(sink->payload, c->ncol, c->val, c->len, c->kind);
+}
+
+/* Stop the statement running on the server (after the sink gave up), so
+ * that draining does not read the rest of a large result. */
+static void cancel(struct ldr_sql_conn *c)
+{
+	PGcancel *k = PQgetCancel(c->pg);
+	if (!k)
+		return;
+	char err[256];
+	if (!PQcancel(k, err, sizeof err) && c->db)
+		ldr_log(c->db, LARDER_LOG_DEBUG, "PostgreSQL: cancel: %s", err);
+	PQfreeCancel(k);
+}
+
+static int pg_query(struct ldr_sql_conn *c, const char *sql,
+		    const char *const *params, size_t nparams,
+		    const struct ldr_sql_sink *sink)
+{
+	if (nparams > 65535)
+		return ldr_fail(c->db, LARDER_EINVAL, 0,
+				"PostgreSQL: %zu parameters (at most 65535)",
+				nparams);
+	/* Text parameters with types left to the server; text results. */
+	if (!PQsendQueryParams(c->pg, sql, (int)nparams, NULL, params, NULL,
+			       NULL, 0))
+		return fail_pg(c, NULL, "cannot send the query");
+	int rc = 0, started = 0, stopped = 0;
+	if (!PQsetSingleRowMode(c->pg))
+		rc = fail_pg(c, NULL, "cannot stream the result");
+	/* Always read to the end (a NULL result), also after a failure, so
+	 * the connection is ready for the next command. */
+	PGresult *r;
+	while ((r = PQgetResult(c->pg)) != NULL) {
+		ExecStatusType s = PQresultStatus(r);
+		if (rc == 0) {
+			switch (s) {
+			case PGRES_SINGLE_TUPLE:
+				if (!started) {
+					started = 1;
+					rc = start_columns(c, r, sink);
+				}
+				if (rc == 0)
+					rc = emit_row(c, r, sink);
+				break;
+			case PGRES_TUPLES_OK: /* the end; all if no rows */
+				if (!started) {
+					started = 1;
+					rc = start_columns(c, r, sink);
+				}
+				break;
+			case PGRES_COMMAND_OK: /* a statement without rows */
+				if (!started) {
+					started = 1;
+					static const char *const none[1];
+					c->ncol = 0;
+					rc = sink->columns(sink->payload, 0,
+							   none);
+				}
+				break;
+			case PGRES_EMPTY_QUERY:
+				rc = ldr_fail(c->db, LARDER_EINVAL, 0,
+					      "PostgreSQL: empty query");
+				break;
+			default:
+				rc = fail_pg(c, r, "query failed");
+				break;
+			}
+			if (rc && s == PGRES_SINGLE_TUPLE && !stopped) {
+				stopped = 1;
+				cancel(c);
+			}
+		}
+		PQclear(r);
+	}
+	return rc;
+}
+
+static int pg_nparams(struct ldr_sql_conn *c, const char *sql, size_t *out)
+{
+	*out = 0;
+	/* The unnamed statement: replaced by the next query's. */
+	PGresult *r = PQprepare(c->pg, "", sql, 0, NULL);
+	if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+		int rc = fail_pg(c, r, "query failed");
+		PQclear(r);
+		return rc;
+	}
+	PQclear(r);
+	r = PQdescribePrepared(c->pg, "");
+	if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+		int rc = fail_pg(c, r, "cannot describe the query");
+		PQclear(r);
+		return rc;
+	}
+	*out = (size_t)PQnparams(r);
+	PQclear(r);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Change counter                                                          */
+
+/* The table named by the user, resolved by the server as a query would
+ * (search_path, quoting, schema prefix): its quoted schema and quoted
+ * qualified name, whether our trigger is on it and enabled, and whether
+ * the schema has larder_changes. */
+static const char resolve_sql[] =
+    "SELECT quote_ident(n.nspname), "
+    "quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
+    "c.relname, c.relkind, "
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t "
+    "  JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid "
+    "  WHERE t.tgrelid = c.oid AND p.pronamespace = c.relnamespace "
+    "  AND p.proname = 'larder_track_count' "
+    "  AND t.tgenabled IN ('O', 'A')), "
+    "pg_catalog.to_regclass(quote_ident(n.nspname) || '.larder_changes') "
+    "  IS NOT NULL, "
+    "pg_catalog.to_regprocedure(quote_ident(n.nspname) "
+    "  || '.larder_track_count()') IS NOT NULL "
+    "FROM pg_catalog.pg_class c "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.oid = pg_catalog.to_regclass($1)";
+
+struct target {
+	PGresult *r;
+	const char *schema; /* quoted */
+	const char *qname;  /* quoted schema.table: the row's tbl */
+	const char *relname;
+	char relkind;
+	int tracked;	 /* our trigger is on it, enabled */
+	int has_changes; /* the schema has larder_changes */
+	int has_fn;	 /* the schema has larder_track_count() */
+};
+
+static int resolve(struct ldr_sql_conn *c, const char *table, struct target *t)
+{
+	memset(t, 0, sizeof *t);
+	const char *p[1] = {table};
+	int rc = exec_row(c, &t->r, resolve_sql, 1, p, "cannot find table");
+	if (rc)
+		return rc;
+	if (!t->r)
+		return ldr_fail(c->db, LARDER_EINVAL, 0,
+				"PostgreSQL: no table \"%s\"", table);
+	t->schema = PQgetvalue(t->r, 0, 0);
+	t->qname = PQgetvalue(t->r, 0, 1);
+	t->relname = PQgetvalue(t->r, 0, 2);
+	t->relkind = PQgetvalue(t->r, 0, 3)[0];
+	t->tracked = PQgetvalue(t->r, 0, 4)[0] == 't';
+	t->has_changes = PQgetvalue(t->r, 0, 5)[0] == 't';
+	t->has_fn = PQgetvalue(t->r, 0, 6)[0] == 't';
+	return 0;
+}
+
+static int pg_table_version(struct ldr_sql_conn *c, const char *table,
+			    char *buf, size_t size)
+{
+	struct target t;
+	int rc = resolve(c, table, &t);
+	if (rc)
+		return rc;
+	PGresult *r = NULL;
+	if (t.tracked && t.has_changes) {
+		char sql[700];
+		snprintf(sql, sizeof sql,
+			 "SELECT token || ' ' || n::text FROM "
+			 "%s.larder_changes WHERE tbl = $1",
+			 t.schema);
+		const char *p[1] = {t.qname};
+		rc = exec_row(c, &r, sql, 1, p, "cannot read the version");
+	}
+	if (rc == 0 && !r)
+		rc = ldr_fail(c->db, LARDER_ENOTFOUND, 0,
+			      "PostgreSQL: table %s is not tracked (run "
+			      "`larder sql track` for it)",
+			      t.qname);
+	if (rc == 0 &&
+	    (size_t)snprintf(buf, size, "%s", PQgetvalue(r, 0, 0)) >= size)
+		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
+			      "PostgreSQL: version of %s too long", t.qname);
+	PQclear(r);
+	PQclear(t.r);
+	return rc;
+}
+
+/* Every track and untrack of the database takes this lock first, so that
+ * two of them never race on creating or dropping the shared objects. */
+static const char lock_sql[] = "SELECT pg_catalog.pg_advisory_xact_lock("
+			       "pg_catalog.hashtext('larder_changes'))";
+
+/* A quoted identifier (PQescapeIdentifier), or NULL after recording the
+ * failure. Free with PQfreemem. */
+static char *ident(struct ldr_sql_conn *c, const char *name)
+{
+	char *q = PQescapeIdentifier(c->pg, name, strlen(name));
+	if (!q)
+		fail_pg(c, NULL, "cannot quote a name");
+	return q;
+}
+
+/* End a write transaction: COMMIT after success, else ROLLBACK (whose own
+ * failure must not hide the first one's message). */
+static int finish(struct ldr_sql_conn *c, int rc)
+{
+	if (rc == 0)
+		return exec_cmd(c, "COMMIT", "cannot commit");
+	if (PQtransactionStatus(c->pg) != PQTRANS_IDLE &&
+	    PQtransactionStatus(c->pg) != PQTRANS_UNKNOWN) {
+		PGresult *r = PQexec(c->pg, "ROLLBACK");
+		PQclear(r);
+	}
+	return rc;
+}
+
+/* "larder_track_<table>_count", cut to PostgreSQL's 63 bytes at a
+ * character boundary (as the server would cut it, but without its
+ * notice). Only unique per table; we find our trigger by its function. */
+static void trigger_name(char *out, size_t size, const char *relname)
+{
+	int n = snprintf(out, size, "larder_track_%s_count", relname);
+	size_t max = size - 1 < 63 ? size - 1 : 63;
+	if (n >= 0 && (size_t)n > max) {
+		size_t cut = max;
+		while (cut > 0 && ((unsigned char)out[cut] & 0xC0) == 0x80)
+			cut--;
+		out[cut] = '\0';
+	}
+}
+
+static int random_token(struct ldr_sql_conn *c, char out[33])
+{
+	unsigned char b[16];
+	size_t got = 0;
+	while (got < sizeof b) {
+		ssize_t n = getrandom(b + got, sizeof b - got, 0);
+		if (n < 0)
+			return ldr_fail_errno(c->db, errno,
+					      "getrandom for a token failed");
+		got += (size_t)n;
+	}
+	for (size_t i = 0; i < sizeof b; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+	return 0;
+}
+
+/* The trigger function, SECURITY DEFINER so that writers need no right on
+ * larder_changes, with a fixed search_path as such functions must have.
+ * One UPDATE in the common case; a table that has no row yet (renamed
+ * since it was tracked) gets one with a fresh token, so that its version
+ * can never stand still while it changes. */
+static int create_function(struct ldr_sql_conn *c, const char *schema)
+{
+	char body[1500], sql[2200];
+	snprintf(body, sizeof body,
+		 "BEGIN\n"
+		 "  UPDATE %s.larder_changes SET n = n + 1\n"
+		 "    WHERE tbl = quote_ident(TG_TABLE_SCHEMA) || '.' ||\n"
+		 "                quote_ident(TG_TABLE_NAME);\n"
+		 "  IF NOT FOUND THEN\n"
+		 "    INSERT INTO %s.larder_changes AS l VALUES (\n"
+		 "      quote_ident(TG_TABLE_SCHEMA) || '.' ||\n"
+		 "        quote_ident(TG_TABLE_NAME),\n"
+		 "      md5(random()::text || clock_timestamp()::text), 1)\n"
+		 "    ON CONFLICT (tbl) DO UPDATE SET n = l.n + 1;\n"
+		 "  END IF;\n"
+		 "  RETURN NULL;\n"
+		 "END",
+		 schema, schema);
+	char *lit = PQescapeLiteral(c->pg, body, strlen(body));
+	if (!lit)
+		return fail_pg(c, NULL, "cannot quote the function");
+	snprintf(sql, sizeof sql,
+		 "CREATE FUNCTION %s.larder_track_count() RETURNS trigger "
+		 "LANGUAGE plpgsql SECURITY DEFINER "
+		 "SET search_path = pg_catalog, pg_temp AS %s",
+		 schema, lit);
+	PQfreemem(lit);
+	return exec_cmd(c, sql, "cannot create the trigger function");
+}
+
+static int pg_track(struct ldr_sql_conn *c, const char *table)
+{
+	int rc = exec_cmd(c, "BEGIN READ WRITE", "cannot begin");
+	if (rc)
+		return rc;
+	struct target t = {0};
+	char sql[1200], *qtrig = NULL;
+	rc = exec_cmd(c, lock_sql, "cannot lock");
+	if (rc == 0)
+		rc = resolve(c, table, &t);
+	if (rc)
+		goto out;
+	if (t.relkind != 'r') {
+		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
+			      "PostgreSQL: %s is not an ordinary table (%s)",
+			      t.qname,
+			      t.relkind == 'p' ? "partitioned: track its "
+						 "partitions and query them"
+					       : "views and others have no "
+						 "write triggers");
+		goto out;
+	}
+	if (!t.has_changes) {
+		snprintf(sql, sizeof sql,
+			 "CREATE TABLE %s.larder_changes (tbl text PRIMARY "
+			 "KEY, token text NOT NULL, n bigint NOT NULL); "
+			 "GRANT SELECT ON %s.larder_changes TO PUBLIC",
+			 t.schema, t.schema);
+		rc = exec_cmd(c, sql, "cannot create larder_changes");
+	}
+	if (rc == 0 && !t.has_fn)
+		rc = create_function(c, t.schema);
+	if (rc)
+		goto out;
+
+	/* Our trigger, present but disabled, or absent. */
+	snprintf(sql, sizeof sql,
+		 "SELECT t.tgname FROM pg_catalog.pg_trigger t WHERE "
+		 "t.tgrelid = pg_catalog.to_regclass($1) AND t.tgfoid = "
+		 "pg_catalog.to_regprocedure($2) ORDER BY t.tgname LIMIT 1");
+	char fn[300];
+	snprintf(fn, sizeof fn, "%s.larder_track_count()", t.schema);
+	const char *p2[2] = {t.qname, fn};
+	PGresult *r = NULL;
+	if (!t.tracked)
+		rc = exec_row(c, &r, sql, 2, p2, "cannot look for triggers");
+	if (rc)
+		goto out;
+	if (!t.tracked) {
+		char name[64];
+		if (r)
+			snprintf(name, sizeof name, "%s", PQgetvalue(r, 0, 0));
+		else
+			trigger_name(name, sizeof name, t.relname);
+		qtrig = ident(c, name);
+		if (!qtrig) {
+			PQclear(r);
+			rc = LARDER_ENOMEM;
+			goto out;
+		}
+		if (r)
+			snprintf(sql, sizeof sql,
+				 "ALTER TABLE %s ENABLE TRIGGER %s", t.qname,
+				 qtrig);
+		else
+			snprintf(sql, sizeof sql,
+				 "CREATE TRIGGER %s AFTER INSERT OR UPDATE OR "
+				 "DELETE OR TRUNCATE ON %s FOR EACH STATEMENT "
+				 "EXECUTE FUNCTION %s.larder_track_count()",
+				 qtrig, t.qname, t.schema);
+		PQclear(r);
+		rc = exec_cmd(c, sql, "cannot create the trigger");
+		if (rc)
+			goto out;
+	}
+
+	/* The row. Already counting: keep it (entries cached under it stay
+	 * valid). Not counting until now: the table may have changed
+	 * unseen, so a fresh token, whatever the row said. */
+	char token[33];
+	rc = random_token(c, token);
+	if (rc)
+		goto out;
+	snprintf(sql, sizeof sql,
+		 "INSERT INTO %s.larder_changes AS l VALUES ($1, $2, 0) "
+		 "ON CONFLICT (tbl) DO %s",
+		 t.schema,
+		 t.tracked ? "NOTHING"
+			   : "UPDATE SET token = excluded.token, n = 0");
+	const char *p[2] = {t.qname, token};
+	rc = exec_params(c, sql, 2, p, "cannot set the counter");
+out:
+	PQfreemem(qtrig);
+	PQclear(t.r);
+	return finish(c, rc);
+}
+
+/* Drop our triggers on the table (found by their function, whatever
+ * their name). */
+static int drop_triggers(struct ldr_sql_conn *c, const struct target *t,
+			 const char *fn)
+{
+	const char *p[2] = {t->qname, fn};
+	PGresult *r =
+	    PQexecParams(c->pg,
+			 "SELECT t.tgname FROM pg_catalog.pg_trigger t WHERE "
+			 "t.tgrelid = pg_catalog.to_regclass($1) AND "
+			 "t.tgfoid = pg_catalog.to_regprocedure($2)",
+			 2, NULL, p, NULL, NULL, 0);
+	int rc = 0;
+	if (!r || PQresultStatus(r) != PGRES_TUPLES_OK)
+		rc = fail_pg(c, r, "cannot look for triggers");
+	for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+		char sql[600], *q = ident(c, PQgetvalue(r, i, 0));
+		if (!q) {
+			rc = LARDER_ENOMEM;
+			break;
+		}
+		snprintf(sql, sizeof sql, "DROP TRIGGER %s ON %s", q, t->qname);
+		PQfreemem(q);
+		rc = exec_cmd(c, sql, "cannot drop the trigger");
+	}
+	PQclear(r);
+	return rc;
+}
+
+/* Whether `sql` returns a row. */
+static int any_row(struct ldr_sql_conn *c, const char *sql, const char *arg,
+		   int *out)
+{
+	PGresult *r = NULL;
+	const char *p[1] = {arg};
+	int rc = exec_row(c, &r, sql, arg ? 1 : 0, arg ? p : NULL,
+			  "cannot look for users");
+	*out = r != NULL;
+	PQclear(r);
+	return rc;
+}
+
+static int pg_untrack(struct ldr_sql_conn *c, const char *table)
+{
+	int rc = exec_cmd(c, "BEGIN READ WRITE", "cannot begin");
+	if (rc)
+		return rc;
+	struct target t = {0};
+	char sql[1200], fn[300];
+	rc = exec_cmd(c, lock_sql, "cannot lock");
+	if (rc == 0)
+		rc = resolve(c, table, &t);
+	if (rc)
+		goto out;
+	snprintf(fn, sizeof fn, "%s.larder_track_count()", t.schema);
+	if (t.has_fn)
+		rc = drop_triggers(c, &t, fn);
+	if (rc == 0 && t.has_changes) {
+		const char *p[1] = {t.qname};
+		snprintf(sql, sizeof sql,
+			 "DELETE FROM %s.larder_changes WHERE tbl = $1",
+			 t.schema);
+		rc = exec_params(c, sql, 1, p, "cannot remove the counter");
+	}
+	/* The schema's function and table go with their last user. */
+	int used = 1;
+	if (rc == 0 && t.has_fn)
+		rc = any_row(c,
+			     "SELECT 1 FROM pg_catalog.pg_trigger WHERE "
+			     "tgfoid = pg_catalog.to_regprocedure($1)",
+			     fn, &used);
+	if (rc == 0 && !used) {
+		snprintf(sql, sizeof sql, "DROP FUNCTION %s", fn);
+		rc = exec_cmd(c, sql, "cannot drop the trigger function");
+	}
+	used = 1;
+	if (rc == 0 && t.has_changes) {
+		snprintf(sql, sizeof sql,
+			 "SELECT 1 FROM %s.larder_changes LIMIT 1", t.schema);
+		rc = any_row(c, sql, NULL, &used);
+	}
+	if (rc == 0 && !used) {
+		snprintf(sql, sizeof sql, "DROP TABLE %s.larder_changes",
+			 t.schema);
+		rc = exec_cmd(c, sql, "cannot drop larder_changes");
+	}
+out:
+	PQclear(t.r);
+	return finish(c, rc);
+}
+
+const struct ldr_sql_ops ldr_sql_pg = {
+    .name = "postgresql",
+    .open = pg_open,
+    .identity = pg_identity,
+    .begin = pg_begin,
+    .query = pg_query,
+    .nparams = pg_nparams,
+    .end = pg_end,
+    .table_version = pg_table_version,
+    .track = pg_track,
+    .untrack = pg_untrack,
+    .close = pg_close,
+};
