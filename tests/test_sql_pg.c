@@ -1,0 +1,1456 @@
+/*
+ * test_sql_pg.c — the PostgreSQL source against a real server: the
+ * source's operations directly (sql_source.h: values and their kinds,
+ * parameters, streaming, snapshots, every error path, the change
+ * counter), then larder_sql() end to end.
+ *
+ * Run through tests/pg/run.sh, which starts a private PostgreSQL server
+ * (tests/pg/pg.sh), sets the LARDER_PG_* variables and stops it
+ * afterwards. LARDER_PG_URI logs in as role "larder" with its password
+ * over TCP; LARDER_PG_ADMIN is the superuser over the unix socket, used
+ * here to set things up, to write concurrently and to kill backends.
+ * Each test makes its own tables, named after the test.
+ */
+#include "harness.h"
+#include "larder.h"
+#include "sql_source.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *pg_uri, *pg_admin, *pg_host, *pg_port, *pg_sock,
+    *pg_password;
+
+__attribute__((constructor)) static void need_server(void)
+{
+	pg_uri = getenv("LARDER_PG_URI");
+	pg_admin = getenv("LARDER_PG_ADMIN");
+	pg_host = getenv("LARDER_PG_HOST");
+	pg_port = getenv("LARDER_PG_PORT");
+	pg_sock = getenv("LARDER_PG_SOCKET");
+	pg_password = getenv("LARDER_PG_PASSWORD");
+	if (!pg_uri || !pg_admin || !pg_host || !pg_port || !pg_sock ||
+	    !pg_password) {
+		fprintf(stderr, "test_sql_pg: the LARDER_PG_* variables must "
+				"be set: run it through tests/pg/run.sh\n");
+		exit(2);
+	}
+	/* No password may come from anywhere but the connection string. */
+	unsetenv("PGPASSWORD");
+	setenv("PGPASSFILE", "/nonexistent/larder-test-pgpass", 1);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Helpers                                                                 */
+
+static void quiet(void *arg, const char *msg)
+{
+	(void)arg, (void)msg;
+}
+
+/* A superuser connection for setting things up. */
+static PGconn *admin(void)
+{
+	PGconn *a = PQconnectdb(pg_admin);
+	if (PQstatus(a) != CONNECTION_OK)
+		test_fail(__FILE__, __LINE__, "admin connection: %s",
+			  PQerrorMessage(a));
+	PQsetNoticeProcessor(a, quiet, NULL);
+	return a;
+}
+
+static void sql_ok_at(int line, PGconn *a, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void sql_ok_at(int line, PGconn *a, const char *fmt, ...)
+{
+	char sql[8192];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof sql, fmt, ap);
+	va_end(ap);
+	PGresult *r = PQexec(a, sql);
+	ExecStatusType s = PQresultStatus(r);
+	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
+		test_fail(__FILE__, line, "%s: %s", sql, PQerrorMessage(a));
+	PQclear(r);
+}
+#define sql_ok(...) sql_ok_at(__LINE__, __VA_ARGS__)
+
+/* The first value of a query's first row, in a static buffer ("<null>"
+ * for NULL, "<none>" for no row). */
+static const char *sql_val_at(int line, PGconn *a, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static const char *sql_val_at(int line, PGconn *a, const char *fmt, ...)
+{
+	static char out[4][4096];
+	static int slot;
+	char *o = out[slot++ % 4];
+	char sql[8192];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof sql, fmt, ap);
+	va_end(ap);
+	PGresult *r = PQexec(a, sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		test_fail(__FILE__, line, "%s: %s", sql, PQerrorMessage(a));
+	if (PQntuples(r) == 0)
+		snprintf(o, 4096, "<none>");
+	else if (PQgetisnull(r, 0, 0))
+		snprintf(o, 4096, "<null>");
+	else
+		snprintf(o, 4096, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return o;
+}
+#define sql_val(...) sql_val_at(__LINE__, __VA_ARGS__)
+
+/* Asserts a source call returned `want`; prints the message. */
+#define ASSERT_SRC(call, want)                                                 \
+	do {                                                                   \
+		int rc_ = (call);                                              \
+		if (rc_ != (want))                                             \
+			test_fail(__FILE__, __LINE__,                          \
+				  "%s returned %d (%s), want %d: %s", #call,   \
+				  rc_, larder_strerror(rc_), (want),           \
+				  larder_errmsg(NULL));                        \
+	} while (0)
+
+#define ASSERT_CONTAINS(hay, needle)                                           \
+	do {                                                                   \
+		const char *h_ = (hay), *n_ = (needle);                        \
+		if (!strstr(h_, n_))                                           \
+			test_fail(__FILE__, __LINE__,                          \
+				  "\"%s\" does not contain \"%s\"", h_, n_);   \
+	} while (0)
+
+#define ASSERT_LACKS(hay, needle)                                              \
+	do {                                                                   \
+		const char *h_ = (hay), *n_ = (needle);                        \
+		if (strstr(h_, n_))                                            \
+			test_fail(__FILE__, __LINE__,                          \
+				  "\"%s\" contains \"%s\"", h_, n_);           \
+	} while (0)
+
+static struct ldr_sql_conn *connect_as(const char *uri)
+{
+	struct ldr_sql_conn *c = NULL;
+	int rc = ldr_sql_pg.open(&c, NULL, uri, 0);
+	if (rc != 0)
+		test_fail(__FILE__, __LINE__, "open: %s: %s",
+			  larder_strerror(rc), larder_errmsg(NULL));
+	return c;
+}
+
+/* A URI for role `user` with `password` over TCP, extra "&k=v" options. */
+static const char *uri_for(const char *user, const char *password,
+			   const char *extra)
+{
+	static char out[4][1024];
+	static int slot;
+	char *o = out[slot++ % 4];
+	snprintf(o, 1024, "postgresql://%s:%s@%s:%s/larder%s%s", user, password,
+		 pg_host, pg_port, extra ? "?" : "", extra ? extra : "");
+	return o;
+}
+
+/* What a sink received, as text: per row, "<kind>=<value>" joined by '|',
+ * rows ended by '\n'; bytes outside printable ASCII and UTF-8, and '|',
+ * '\\', are written \xHH. */
+struct got {
+	char *text;
+	size_t len, cap;
+	char names[1024];
+	int columns_calls;
+	size_t ncol, rows, bytes;
+	size_t stop_after; /* 0: never stop */
+	size_t notify_at;  /* 0: never; else write a byte to notify_fd */
+	int notify_fd;
+	int keep; /* keep the text */
+};
+
+static void put(struct got *g, const void *p, size_t n)
+{
+	if (g->len + n + 1 > g->cap) {
+		size_t cap = g->cap ? g->cap * 2 : 4096;
+		while (cap < g->len + n + 1)
+			cap *= 2;
+		g->text = realloc(g->text, cap);
+		ASSERT(g->text);
+		g->cap = cap;
+	}
+	memcpy(g->text + g->len, p, n);
+	g->len += n;
+	g->text[g->len] = '\0';
+}
+
+static void put_escaped(struct got *g, const char *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)v[i];
+		if (ch < 0x20 || ch == 0x7f || ch == '|' || ch == '\\') {
+			char e[5];
+			snprintf(e, sizeof e, "\\x%02x", ch);
+			put(g, e, 4);
+		} else {
+			put(g, &v[i], 1);
+		}
+	}
+}
+
+static int got_columns(void *payload, size_t ncol, const char *const *names)
+{
+	struct got *g = payload;
+	g->columns_calls++;
+	g->ncol = ncol;
+	size_t o = 0;
+	g->names[0] = '\0';
+	for (size_t i = 0; i < ncol; i++)
+		o += (size_t)snprintf(g->names + o, sizeof g->names - o, "%s%s",
+				      i ? "," : "", names[i]);
+	return 0;
+}
+
+static int got_row(void *payload, size_t ncol, const char *const *val,
+		   const size_t *len, const int *kind)
+{
+	static const char letters[] = "NTIRMBXJ"; /* enum ldr_sql_kind */
+	struct got *g = payload;
+	if (g->columns_calls != 1 || ncol != g->ncol)
+		test_fail(__FILE__, __LINE__, "row before columns");
+	g->rows++;
+	for (size_t i = 0; i < ncol; i++) {
+		if ((kind[i] == LDR_SQL_NULL) != (val[i] == NULL))
+			test_fail(__FILE__, __LINE__,
+				  "column %zu: kind %d, value %p", i, kind[i],
+				  (const void *)val[i]);
+		g->bytes += len[i];
+		if (!g->keep)
+			continue;
+		if (i)
+			put(g, "|", 1);
+		put(g, &letters[kind[i]], 1);
+		put(g, "=", 1);
+		if (val[i])
+			put_escaped(g, val[i], len[i]);
+	}
+	if (g->keep)
+		put(g, "\n", 1);
+	if (g->stop_after && g->rows >= g->stop_after)
+		return -42;
+	if (g->notify_at && g->rows == g->notify_at)
+		ASSERT(write(g->notify_fd, "r", 1) == 1);
+	return 0;
+}
+
+static struct ldr_sql_sink sink_of(struct got *g)
+{
+	struct ldr_sql_sink s = {got_columns, got_row, g};
+	return s;
+}
+
+/* Run one query in a fresh snapshot and return what came back. */
+static int run_query(struct ldr_sql_conn *c, struct got *g, const char *sql,
+		     const char *const *params, size_t n)
+{
+	memset(g, 0, sizeof *g);
+	g->keep = 1;
+	struct ldr_sql_sink s = sink_of(g);
+	int rc = ldr_sql_pg.begin(c);
+	if (rc == 0)
+		rc = ldr_sql_pg.query(c, sql, params, n, &s);
+	int rc2 = ldr_sql_pg.end(c);
+	return rc ? rc : rc2;
+}
+
+static const char *version_of(struct ldr_sql_conn *c, const char *table)
+{
+	static char out[4][256];
+	static int slot;
+	char *o = out[slot++ % 4];
+	ASSERT_SRC(ldr_sql_pg.begin(c), 0);
+	int rc = ldr_sql_pg.table_version(c, table, o, 256);
+	ASSERT_SRC(ldr_sql_pg.end(c), 0);
+	if (rc != 0)
+		test_fail(__FILE__, __LINE__, "table_version(%s): %s: %s",
+			  table, larder_strerror(rc), larder_errmsg(NULL));
+	return o;
+}
+
+/* "<token> <n>": the two parts. */
+static void split_version(const char *v, char token[64], long long *n)
+{
+	const char *sp = strchr(v, ' ');
+	ASSERT(sp && sp - v > 0 && sp - v < 64);
+	memcpy(token, v, (size_t)(sp - v));
+	token[sp - v] = '\0';
+	char *end;
+	*n = strtoll(sp + 1, &end, 10);
+	ASSERT(*end == '\0' && end != sp + 1);
+}
+
+/* Peak resident memory of this process, in KiB (VmHWM). */
+static long peak_rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	ASSERT(f);
+	char line[256];
+	long kib = -1;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	ASSERT(kib > 0);
+	return kib;
+}
+
+/* A TCP port on 127.0.0.1 where nothing listens. */
+static int closed_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	ASSERT(s >= 0);
+	struct sockaddr_in a = {0};
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ASSERT(bind(s, (struct sockaddr *)&a, sizeof a) == 0);
+	socklen_t l = sizeof a;
+	ASSERT(getsockname(s, (struct sockaddr *)&a, &l) == 0);
+	close(s); /* bound, never listened: connections are refused */
+	return ntohs(a.sin_port);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Connecting and identity                                                 */
+
+TEST(identity_is_system_identifier_database_and_user)
+{
+	PGconn *a = admin();
+	char want[256];
+	snprintf(want, sizeof want, "postgresql:%s/larder/larder",
+		 sql_val(a, "SELECT system_identifier FROM "
+			    "pg_control_system()"));
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	char id[256];
+	ASSERT_SRC(ldr_sql_pg.identity(c, id, sizeof id), 0);
+	ASSERT_STR_EQ(id, want);
+	ASSERT_LACKS(id, pg_password);
+	/* Too small a buffer is an error, not a cut identity. */
+	ASSERT_SRC(ldr_sql_pg.identity(c, id, 10), LARDER_EINVAL);
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+TEST(identity_is_the_same_by_address_name_socket_and_keywords)
+{
+	char uris[5][1024], first[256] = "";
+	snprintf(uris[0], sizeof uris[0], "%s", pg_uri);
+	snprintf(uris[1], sizeof uris[1],
+		 "postgresql://larder:%s@localhost:%s/larder", pg_password,
+		 pg_port);
+	snprintf(uris[2], sizeof uris[2],
+		 "postgresql://larder:%s@:%s/larder?host=%s", pg_password,
+		 pg_port, pg_sock);
+	snprintf(uris[3], sizeof uris[3],
+		 "host=%s port=%s dbname=larder user=larder password=%s",
+		 pg_sock, pg_port, pg_password);
+	snprintf(uris[4], sizeof uris[4],
+		 "postgres://larder:%s@127.0.0.1:%s/larder?application_name="
+		 "other&connect_timeout=3",
+		 pg_password, pg_port);
+	for (int i = 0; i < 5; i++) {
+		struct ldr_sql_conn *c = connect_as(uris[i]);
+		char id[256];
+		ASSERT_SRC(ldr_sql_pg.identity(c, id, sizeof id), 0);
+		if (i == 0)
+			snprintf(first, sizeof first, "%s", id);
+		else
+			ASSERT_STR_EQ(id, first);
+		ldr_sql_pg.close(c);
+	}
+}
+
+TEST(identity_falls_back_to_address_without_pg_control_system)
+{
+	/* As on hosted services that do not let users call it. */
+	PGconn *a = admin();
+	sql_ok(a, "DROP DATABASE IF EXISTS larder_noctl");
+	sql_ok(a, "CREATE DATABASE larder_noctl OWNER larder");
+	PQfinish(a);
+	char adm[1024];
+	snprintf(adm, sizeof adm, "%s", pg_admin);
+	char *d = strstr(adm, "dbname=larder");
+	ASSERT(d);
+	snprintf(d, sizeof adm - (size_t)(d - adm), "dbname=larder_noctl");
+	/* Functions are per database: revoked here, it stays callable in
+	 * the others. */
+	PGconn *b = PQconnectdb(adm);
+	ASSERT(PQstatus(b) == CONNECTION_OK);
+	sql_ok(b, "REVOKE EXECUTE ON FUNCTION pg_catalog.pg_control_system() "
+		  "FROM PUBLIC");
+	char uri[1024];
+	snprintf(uri, sizeof uri,
+		 "postgresql://larder:%s@127.0.0.1:%s/"
+		 "larder_noctl",
+		 pg_password, pg_port);
+	PQfinish(b);
+	struct ldr_sql_conn *c = connect_as(uri);
+	char id[256];
+	ASSERT_SRC(ldr_sql_pg.identity(c, id, sizeof id), 0);
+	char want[256];
+	snprintf(want, sizeof want,
+		 "postgresql:127.0.0.1:%s/larder_noctl/"
+		 "larder",
+		 pg_port);
+	ASSERT_STR_EQ(id, want);
+	ldr_sql_pg.close(c);
+}
+
+TEST(wrong_password_is_eperm_and_never_shown)
+{
+	const char *bad = "wrong-Secret-4711";
+	struct ldr_sql_conn *c = NULL;
+	ASSERT_SRC(ldr_sql_pg.open(&c, NULL, uri_for("larder", bad, NULL), 0),
+		   LARDER_EPERM);
+	ASSERT(c == NULL);
+	const char *m = larder_errmsg(NULL);
+	ASSERT_CONTAINS(m, "password authentication failed");
+	ASSERT_CONTAINS(m, "\"larder\"");
+	ASSERT_LACKS(m, bad);
+	ASSERT(!strchr(m, '\n'));
+	/* The same in key=value form. */
+	char kv[512];
+	snprintf(kv, sizeof kv,
+		 "host=%s port=%s dbname=larder user=larder password=%s",
+		 pg_host, pg_port, bad);
+	ASSERT_SRC(ldr_sql_pg.open(&c, NULL, kv, 0), LARDER_EPERM);
+	ASSERT_LACKS(larder_errmsg(NULL), bad);
+}
+
+TEST(missing_password_is_eperm)
+{
+	char uri[512];
+	snprintf(uri, sizeof uri, "postgresql://larder@%s:%s/larder", pg_host,
+		 pg_port);
+	struct ldr_sql_conn *c = NULL;
+	ASSERT_SRC(ldr_sql_pg.open(&c, NULL, uri, 0), LARDER_EPERM);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "password");
+}
+
+TEST(unknown_role_is_eperm)
+{
+	struct ldr_sql_conn *c = NULL;
+	ASSERT_SRC(
+	    ldr_sql_pg.open(&c, NULL, uri_for("nobody_here", "x1234", NULL), 0),
+	    LARDER_EPERM);
+	ASSERT_LACKS(larder_errmsg(NULL), "x1234");
+}
+
+TEST(unreachable_port_is_eio_with_libpq_message)
+{
+	char uri[512];
+	snprintf(uri, sizeof uri, "postgresql://larder:%s@127.0.0.1:%d/larder",
+		 pg_password, closed_port());
+	struct ldr_sql_conn *c = NULL;
+	double t0 = now_s();
+	ASSERT_SRC(ldr_sql_pg.open(&c, NULL, uri, 0), LARDER_EIO);
+	ASSERT(now_s() - t0 < 5);
+	const char *m = larder_errmsg(NULL);
+	ASSERT_CONTAINS(m, "Connection refused");
+	ASSERT_LACKS(m, pg_password);
+	ASSERT(!strchr(m, '\n'));
+}
+
+TEST(unanswering_host_times_out_by_default)
+{
+	/* A listening socket that never answers: the connect succeeds, the
+	 * startup packet is never replied to. connect_timeout (10 s unless
+	 * given) ends the wait; given here as 2 to keep the test short, and
+	 * a second open checks the default applies without it. */
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	ASSERT(s >= 0);
+	struct sockaddr_in a = {0};
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ASSERT(bind(s, (struct sockaddr *)&a, sizeof a) == 0);
+	ASSERT(listen(s, 8) == 0);
+	socklen_t l = sizeof a;
+	ASSERT(getsockname(s, (struct sockaddr *)&a, &l) == 0);
+	char uri[512];
+	snprintf(uri, sizeof uri,
+		 "postgresql://larder:%s@127.0.0.1:%d/larder?connect_timeout=2",
+		 pg_password, ntohs(a.sin_port));
+	struct ldr_sql_conn *c = NULL;
+	double t0 = now_s();
+	ASSERT_SRC(ldr_sql_pg.open(&c, NULL, uri, 0), LARDER_EIO);
+	double took = now_s() - t0;
+	ASSERT(took > 1.5 && took < 6);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "timeout");
+	snprintf(uri, sizeof uri, "postgresql://larder:%s@127.0.0.1:%d/larder",
+		 pg_password, ntohs(a.sin_port));
+	t0 = now_s();
+	ASSERT_SRC(ldr_sql_pg.open(&c, NULL, uri, 0), LARDER_EIO);
+	took = now_s() - t0;
+	ASSERT(took > 9 && took < 15);
+	close(s);
+}
+
+TEST(missing_database_is_enotfound)
+{
+	char uri[512];
+	snprintf(uri, sizeof uri, "postgresql://larder:%s@%s:%s/no_such_db",
+		 pg_password, pg_host, pg_port);
+	struct ldr_sql_conn *c = NULL;
+	ASSERT_SRC(ldr_sql_pg.open(&c, NULL, uri, 0), LARDER_ENOTFOUND);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "no_such_db");
+}
+
+TEST(bad_connection_string_is_einval_without_the_password)
+{
+	static const char *const bad[] = {
+	    "postgresql://larder:Sec%zzret@127.0.0.1/larder",
+	    "host=127.0.0.1 password=Sec'ret dbname",
+	    "postgresql://larder:Secret99@127.0.0.1:notaport/larder",
+	    "postgresql://larder:Secret99@127.0.0.1/larder?nosuchoption=1",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct ldr_sql_conn *c = NULL;
+		int rc = ldr_sql_pg.open(&c, NULL, bad[i], 0);
+		ASSERT(c == NULL);
+		if (rc != LARDER_EINVAL)
+			test_fail(__FILE__, __LINE__, "%s: %d %s", bad[i], rc,
+				  larder_errmsg(NULL));
+		const char *m = larder_errmsg(NULL);
+		ASSERT(m[0]);
+		ASSERT_LACKS(m, "Sec");
+		ASSERT_LACKS(m, "ret");
+	}
+	/* With no password in it, libpq's message is shown whole. */
+	struct ldr_sql_conn *c = NULL;
+	ASSERT_SRC(ldr_sql_pg.open(&c, NULL, "host=127.0.0.1 dbname", 0),
+		   LARDER_EINVAL);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "missing \"=\" after \"dbname\"");
+}
+
+TEST(session_output_settings_are_fixed)
+{
+	/* The client's environment must not change the bytes of a result:
+	 * the key does not include it. */
+	setenv("PGTZ", "America/New_York", 1);
+	setenv("PGDATESTYLE", "German", 1);
+	struct ldr_sql_conn *c =
+	    connect_as(uri_for("larder", pg_password,
+			       "options=-c%20extra_float_digits%3D-3%20-c%20"
+			       "bytea_output%3Descape"));
+	struct got g;
+	ASSERT_SRC(
+	    run_query(c, &g,
+		      "SELECT '2024-03-05 12:34:56+00'::timestamptz, "
+		      "'2024-03-05'::date, 0.1::float8, '\\x00ff'::bytea, "
+		      "'1 day 2 hours'::interval",
+		      NULL, 0),
+	    0);
+	ASSERT_STR_EQ(g.text, "T=2024-03-05 12:34:56+00|T=2024-03-05|R=0.1|"
+			      "X=\\x00\xff|T=1 day 02:00:00\n");
+	free(g.text);
+	ldr_sql_pg.close(c);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Values                                                                  */
+
+TEST(values_and_kinds_by_column_type)
+{
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	struct got g;
+	ASSERT_SRC(
+	    run_query(c, &g,
+		      "SELECT 1::int2 AS a, '-2147483648'::int4 AS b, "
+		      "9223372036854775807::int8 AS c, 42::oid AS d, "
+		      "1.5::float4 AS e, '-Infinity'::float8 AS f, "
+		      "'NaN'::float8 AS g, 0.1::float8 AS h, "
+		      "123456789012345678901234567890.000000001::numeric AS i, "
+		      "'NaN'::numeric AS j, true AS k, false AS l, "
+		      "'{\"a\": [1, 2]}'::json AS m, "
+		      "'{\"b\": 1, \"a\": null}'::jsonb AS n, "
+		      "'héllo wörld ☃ 𝄞'::text AS o, ''::text AS p, "
+		      "'x'::varchar(3) AS q, '2024-01-02'::date AS r",
+		      NULL, 0),
+	    0);
+	ASSERT_EQ(g.columns_calls, 1);
+	ASSERT_STR_EQ(g.names, "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r");
+	ASSERT_EQ(g.rows, 1);
+	ASSERT_STR_EQ(
+	    g.text,
+	    "I=1|I=-2147483648|I=9223372036854775807|I=42|R=1.5|R=-Infinity|"
+	    "R=NaN|R=0.1|M=123456789012345678901234567890.000000001|M=NaN|B=t|"
+	    "B=f|J={\"a\": [1, 2]}|J={\"a\": null, \"b\": 1}|"
+	    "T=héllo wörld ☃ 𝄞|T=|T=x|T=2024-01-02\n");
+	free(g.text);
+	ldr_sql_pg.close(c);
+}
+
+TEST(null_of_every_kind_is_null)
+{
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	struct got g;
+	ASSERT_SRC(
+	    run_query(c, &g,
+		      "SELECT NULL::int4, NULL::float8, NULL::numeric, "
+		      "NULL::bool, NULL::bytea, NULL::jsonb, NULL::text, "
+		      "''::bytea, ''::text",
+		      NULL, 0),
+	    0);
+	/* An empty bytea and an empty text are values, not NULL. */
+	ASSERT_STR_EQ(g.text, "N=|N=|N=|N=|N=|N=|N=|X=|T=\n");
+	free(g.text);
+	ldr_sql_pg.close(c);
+}
+
+TEST(bytea_decodes_to_raw_bytes)
+{
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	struct got g;
+	/* Every byte value, and a large value next to a small one. */
+	ASSERT_SRC(
+	    run_query(c, &g,
+		      "SELECT string_agg(set_byte('\\x00'::bytea, 0, i), "
+		      "''::bytea ORDER BY i), decode(repeat('ab', "
+		      "300000), 'hex'), '\\x'::bytea FROM "
+		      "generate_series(0, 255) i",
+		      NULL, 0),
+	    0);
+	struct got want = {0};
+	char all[256], big[300000];
+	for (int i = 0; i < 256; i++)
+		all[i] = (char)i;
+	memset(big, 0xab, sizeof big);
+	put(&want, "X=", 2);
+	put_escaped(&want, all, sizeof all);
+	put(&want, "|X=", 3);
+	put_escaped(&want, big, sizeof big);
+	put(&want, "|X=\n", 4);
+	ASSERT_EQ(g.len, want.len);
+	ASSERT_MEM_EQ(g.text, want.text, want.len);
+	ASSERT_EQ(g.bytes, 256 + 300000);
+	free(g.text);
+	free(want.text);
+	ldr_sql_pg.close(c);
+}
+
+TEST(domain_columns_take_their_base_kind)
+{
+	PGconn *a = admin();
+	sql_ok(a, "DROP DOMAIN IF EXISTS dom_count CASCADE");
+	sql_ok(a, "CREATE DOMAIN dom_count AS int8 CHECK (VALUE >= 0)");
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	struct got g;
+	ASSERT_SRC(run_query(c, &g, "SELECT 7::dom_count", NULL, 0), 0);
+	ASSERT_STR_EQ(g.text, "I=7\n");
+	free(g.text);
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+TEST(text_parameters_and_null)
+{
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	struct got g;
+	const char *p[4] = {"héllo 'quoted' \\ back", "42", NULL, "2.50"};
+	ASSERT_SRC(run_query(c, &g,
+			     "SELECT $1::text, $2::int + 1, $3::text IS NULL, "
+			     "$3::int, $4::numeric",
+			     p, 4),
+		   0);
+	ASSERT_STR_EQ(g.text,
+		      "T=héllo 'quoted' \\x5c back|I=43|B=t|N=|M=2.50\n");
+	free(g.text);
+	/* A parameter that is not a number, where one is needed. */
+	const char *bad[1] = {"forty-two"};
+	ASSERT_SRC(run_query(c, &g, "SELECT $1::int", bad, 1), LARDER_EINVAL);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "invalid input syntax");
+	ASSERT_CONTAINS(larder_errmsg(NULL), "22P02");
+	free(g.text);
+	/* Fewer parameters than the statement has. */
+	ASSERT_SRC(run_query(c, &g, "SELECT $1::int, $2::int", bad, 1),
+		   LARDER_EINVAL);
+	free(g.text);
+	ldr_sql_pg.close(c);
+}
+
+TEST(no_rows_still_gives_the_columns)
+{
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	struct got g;
+	ASSERT_SRC(run_query(c, &g, "SELECT 1 AS one, 'x' AS two WHERE false",
+			     NULL, 0),
+		   0);
+	ASSERT_EQ(g.columns_calls, 1);
+	ASSERT_STR_EQ(g.names, "one,two");
+	ASSERT_EQ(g.rows, 0);
+	/* A statement with no result set at all: columns(0). */
+	ASSERT_SRC(run_query(c, &g, "SET LOCAL work_mem = '8MB'", NULL, 0), 0);
+	ASSERT_EQ(g.columns_calls, 1);
+	ASSERT_EQ(g.ncol, 0);
+	ASSERT_EQ(g.rows, 0);
+	ldr_sql_pg.close(c);
+}
+
+TEST(nparams_counts_the_statement_parameters)
+{
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	size_t n = 99;
+	ASSERT_SRC(ldr_sql_pg.begin(c), 0);
+	ASSERT_SRC(ldr_sql_pg.nparams(c, "SELECT 1", &n), 0);
+	ASSERT_EQ(n, 0);
+	ASSERT_SRC(
+	    ldr_sql_pg.nparams(c, "SELECT $1::int + $2::int + $3::int", &n), 0);
+	ASSERT_EQ(n, 3);
+	/* Then a query with parameters runs on the same connection. */
+	struct got g = {.keep = 1};
+	struct ldr_sql_sink s = sink_of(&g);
+	const char *p[2] = {"5", "6"};
+	ASSERT_SRC(ldr_sql_pg.query(c, "SELECT $1::int * $2::int", p, 2, &s),
+		   0);
+	ASSERT_STR_EQ(g.text, "I=30\n");
+	free(g.text);
+	ASSERT_SRC(ldr_sql_pg.nparams(c, "SELEC $1", &n), LARDER_EINVAL);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "syntax error");
+	ASSERT_SRC(ldr_sql_pg.end(c), 0);
+	ldr_sql_pg.close(c);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Streaming                                                               */
+
+TEST(rows_stream_in_bounded_memory)
+{
+	/* 256 MiB of rows through the sink; the process's peak memory must
+	 * not grow by more than a few MiB: the result is never held whole
+	 * (single-row mode). */
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	long before = peak_rss_kib();
+	struct got g = {0};
+	struct ldr_sql_sink s = sink_of(&g);
+	ASSERT_SRC(ldr_sql_pg.begin(c), 0);
+	double t0 = now_s();
+	ASSERT_SRC(ldr_sql_pg.query(c,
+				    "SELECT i, repeat('x', 1016) FROM "
+				    "generate_series(1, 262144) i",
+				    NULL, 0, &s),
+		   0);
+	double took = now_s() - t0;
+	ASSERT_SRC(ldr_sql_pg.end(c), 0);
+	long after = peak_rss_kib();
+	ASSERT_EQ(g.rows, 262144);
+	ASSERT(g.bytes > 266000000);
+	printf("    256 MiB in %.2f s (%.0f MB/s), peak RSS %ld -> %ld KiB\n",
+	       took, (double)g.bytes / took / 1e6, before, after);
+	ASSERT(after - before < 16 * 1024);
+	ldr_sql_pg.close(c);
+}
+
+TEST(sink_failure_stops_a_large_query_and_the_connection_goes_on)
+{
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	struct got g = {0};
+	g.stop_after = 10;
+	struct ldr_sql_sink s = sink_of(&g);
+	ASSERT_SRC(ldr_sql_pg.begin(c), 0);
+	double t0 = now_s();
+	/* Billions of rows: only a cancel makes this quick. */
+	ASSERT_SRC(ldr_sql_pg.query(c,
+				    "SELECT generate_series(1, "
+				    "100000000000)",
+				    NULL, 0, &s),
+		   -42);
+	ASSERT(now_s() - t0 < 10);
+	ASSERT_EQ(g.rows, 10);
+	ASSERT_SRC(ldr_sql_pg.end(c), 0);
+	struct got h;
+	ASSERT_SRC(run_query(c, &h, "SELECT 'still here'", NULL, 0), 0);
+	ASSERT_STR_EQ(h.text, "T=still here\n");
+	free(h.text);
+	ldr_sql_pg.close(c);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Snapshots                                                               */
+
+/* A child that runs `sql` as admin in a loop, each in its own
+ * transaction, until killed; returns its pid once it has committed once. */
+static pid_t writer(const char *sql)
+{
+	int p[2];
+	ASSERT(pipe(p) == 0);
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		PGconn *a = PQconnectdb(pg_admin);
+		if (PQstatus(a) != CONNECTION_OK)
+			_exit(3);
+		for (long i = 0;; i++) {
+			PGresult *r = PQexec(a, sql);
+			if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+			    PQresultStatus(r) != PGRES_TUPLES_OK) {
+				fprintf(stderr, "writer: %s",
+					PQerrorMessage(a));
+				_exit(4);
+			}
+			PQclear(r);
+			if (i == 0) {
+				(void)!write(p[1], "w", 1);
+				close(p[1]);
+			}
+		}
+	}
+	close(p[1]);
+	char ch;
+	ASSERT(read(p[0], &ch, 1) == 1);
+	close(p[0]);
+	return pid;
+}
+
+static void stop_writer(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	int st;
+	ASSERT(waitpid(pid, &st, 0) == pid);
+	/* Killed by us, not dead of its own failure. */
+	ASSERT(WIFSIGNALED(st));
+}
+
+struct sum_sink {
+	size_t rows;
+	long long sum;
+};
+
+static int sum_columns(void *p, size_t n, const char *const *names)
+{
+	(void)p, (void)n, (void)names;
+	return 0;
+}
+
+static int sum_row(void *p, size_t n, const char *const *val, const size_t *len,
+		   const int *kind)
+{
+	(void)len;
+	struct sum_sink *s = p;
+	ASSERT(n == 1 && kind[0] == LDR_SQL_INT);
+	s->sum += atoll(val[0]);
+	s->rows++;
+	return 0;
+}
+
+TEST(one_snapshot_across_queries_while_a_writer_commits)
+{
+	PGconn *a = admin();
+	sql_ok(a, "DROP TABLE IF EXISTS snap_t");
+	sql_ok(a, "CREATE TABLE snap_t (id int PRIMARY KEY, v bigint)");
+	sql_ok(a, "INSERT INTO snap_t SELECT i, 0 FROM generate_series(1, "
+		  "50000) i");
+	sql_ok(a, "ALTER TABLE snap_t OWNER TO larder");
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	ASSERT_SRC(ldr_sql_pg.track(c, "snap_t"), 0);
+	/* Every transaction adds 1 to all rows: the sum moves by 50000. */
+	pid_t w = writer("UPDATE snap_t SET v = v + 1");
+	for (int round = 0; round < 3; round++) {
+		ASSERT_SRC(ldr_sql_pg.begin(c), 0);
+		char v1[128], v2[128];
+		ASSERT_SRC(ldr_sql_pg.table_version(c, "snap_t", v1, sizeof v1),
+			   0);
+		struct sum_sink s1 = {0}, s2 = {0};
+		struct ldr_sql_sink k1 = {sum_columns, sum_row, &s1};
+		struct ldr_sql_sink k2 = {sum_columns, sum_row, &s2};
+		ASSERT_SRC(ldr_sql_pg.query(c,
+					    "SELECT sum(v)::int8 FROM snap_t",
+					    NULL, 0, &k1),
+			   0);
+		/* A writer commits meanwhile (wait until it has). */
+		const char *before =
+		    sql_val(a, "SELECT n FROM larder_changes WHERE tbl = "
+			       "'public.snap_t'");
+		double t0 = now_s();
+		while (strcmp(sql_val(a, "SELECT n FROM larder_changes WHERE "
+					 "tbl = 'public.snap_t'"),
+			      before) == 0)
+			ASSERT(now_s() - t0 < 30);
+		ASSERT_SRC(
+		    ldr_sql_pg.query(c, "SELECT v FROM snap_t", NULL, 0, &k2),
+		    0);
+		ASSERT_SRC(ldr_sql_pg.table_version(c, "snap_t", v2, sizeof v2),
+			   0);
+		ASSERT_SRC(ldr_sql_pg.end(c), 0);
+		ASSERT_EQ(s2.rows, 50000);
+		ASSERT_EQ(s2.sum, s1.sum);
+		ASSERT_EQ(s1.sum % 50000, 0);
+		/* The version read at the start is the version of the data:
+		 * v = number of updates = counter since track. */
+		ASSERT_STR_EQ(v1, v2);
+		char tok[64];
+		long long n;
+		split_version(v1, tok, &n);
+		ASSERT_EQ(s1.sum / 50000, n);
+	}
+	stop_writer(w);
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+TEST(read_snapshot_refuses_writes)
+{
+	PGconn *a = admin();
+	sql_ok(a, "DROP TABLE IF EXISTS ro_t");
+	sql_ok(a, "CREATE TABLE ro_t (x int)");
+	sql_ok(a, "GRANT ALL ON ro_t TO larder");
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	struct got g;
+	ASSERT_SRC(run_query(c, &g, "INSERT INTO ro_t VALUES (1)", NULL, 0),
+		   LARDER_EINVAL);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "read-only transaction");
+	ASSERT_STR_EQ(sql_val(a, "SELECT count(*) FROM ro_t"), "0");
+	free(g.text);
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Errors in queries                                                       */
+
+TEST(bad_sql_is_einval_and_the_connection_recovers)
+{
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	struct got g;
+	ASSERT_SRC(run_query(c, &g, "SELEC 1", NULL, 0), LARDER_EINVAL);
+	const char *m = larder_errmsg(NULL);
+	ASSERT_CONTAINS(m, "syntax error at or near \"SELEC\"");
+	ASSERT_CONTAINS(m, "42601");
+	free(g.text);
+	/* Two statements in one query string are refused too. */
+	ASSERT_SRC(run_query(c, &g, "SELECT 1; SELECT 2", NULL, 0),
+		   LARDER_EINVAL);
+	free(g.text);
+	ASSERT_SRC(run_query(c, &g, "", NULL, 0), LARDER_EINVAL);
+	free(g.text);
+	/* An error in the middle of a stream of rows. */
+	ASSERT_SRC(
+	    run_query(c, &g,
+		      "SELECT 10 / (5 - i) FROM generate_series(1, 10) i", NULL,
+		      0),
+	    LARDER_EINVAL);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "division by zero");
+	free(g.text);
+	/* After an error inside a snapshot: end rolls back, the next
+	 * snapshot works. */
+	ASSERT_SRC(ldr_sql_pg.begin(c), 0);
+	struct got h = {.keep = 1};
+	struct ldr_sql_sink s = sink_of(&h);
+	ASSERT_SRC(ldr_sql_pg.query(c, "SELECT nope", NULL, 0, &s),
+		   LARDER_EINVAL);
+	ASSERT_SRC(ldr_sql_pg.query(c, "SELECT 1", NULL, 0, &s), LARDER_EINVAL);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "transaction is aborted");
+	ASSERT_SRC(ldr_sql_pg.end(c), 0);
+	ASSERT_SRC(run_query(c, &g, "SELECT 'ok'", NULL, 0), 0);
+	ASSERT_STR_EQ(g.text, "T=ok\n");
+	free(g.text);
+	ldr_sql_pg.close(c);
+}
+
+TEST(missing_table_is_einval)
+{
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	struct got g;
+	ASSERT_SRC(run_query(c, &g, "SELECT * FROM no_such_table", NULL, 0),
+		   LARDER_EINVAL);
+	ASSERT_CONTAINS(larder_errmsg(NULL),
+			"relation \"no_such_table\" does not exist");
+	ASSERT_CONTAINS(larder_errmsg(NULL), "42P01");
+	free(g.text);
+	ldr_sql_pg.close(c);
+}
+
+TEST(permission_denied_is_eperm)
+{
+	PGconn *a = admin();
+	sql_ok(a, "DROP TABLE IF EXISTS secret_t");
+	sql_ok(a, "CREATE TABLE secret_t (x int)");
+	sql_ok(a, "REVOKE ALL ON secret_t FROM PUBLIC");
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	struct got g;
+	ASSERT_SRC(run_query(c, &g, "SELECT * FROM secret_t", NULL, 0),
+		   LARDER_EPERM);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "permission denied");
+	ASSERT_CONTAINS(larder_errmsg(NULL), "42501");
+	free(g.text);
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+/* The backend of a connection that set application_name = `app`, killed
+ * by the admin once it runs a query. */
+static void kill_backend_when_active(PGconn *a, const char *app)
+{
+	double t0 = now_s();
+	for (;;) {
+		const char *pid =
+		    sql_val(a,
+			    "SELECT pid FROM pg_stat_activity WHERE "
+			    "application_name = '%s' AND state = 'active'",
+			    app);
+		if (strcmp(pid, "<none>") != 0) {
+			ASSERT_STR_EQ(
+			    sql_val(a, "SELECT pg_terminate_backend(%s)", pid),
+			    "t");
+			return;
+		}
+		ASSERT(now_s() - t0 < 30);
+	}
+}
+
+TEST(backend_killed_mid_query_is_eio)
+{
+	PGconn *a = admin();
+	char app[64];
+	snprintf(app, sizeof app, "larder_kill_%d", (int)getpid());
+	char extra[128];
+	snprintf(extra, sizeof extra, "application_name=%s", app);
+	struct ldr_sql_conn *c =
+	    connect_as(uri_for("larder", pg_password, extra));
+	/* Rows already streaming when the backend dies: the killer waits
+	 * for the 1000th. */
+	int p[2];
+	ASSERT(pipe(p) == 0);
+	pid_t k = fork();
+	ASSERT(k >= 0);
+	if (k == 0) {
+		close(p[1]);
+		char ch;
+		if (read(p[0], &ch, 1) != 1)
+			_exit(2);
+		PGconn *b = admin();
+		kill_backend_when_active(b, app);
+		_exit(0);
+	}
+	close(p[0]);
+	struct got g = {0};
+	g.notify_at = 1000;
+	g.notify_fd = p[1];
+	struct ldr_sql_sink s = sink_of(&g);
+	ASSERT_SRC(ldr_sql_pg.begin(c), 0);
+	ASSERT_SRC(ldr_sql_pg.query(c,
+				    "SELECT i, pg_sleep(CASE WHEN i % 1000 = 0 "
+				    "THEN 0.01 ELSE 0 END) FROM (SELECT "
+				    "generate_series(1, 100000000) AS i) s",
+				    NULL, 0, &s),
+		   LARDER_EIO);
+	const char *m = larder_errmsg(NULL);
+	if (!strstr(m, "terminating connection") &&
+	    !strstr(m, "server closed the connection"))
+		test_fail(__FILE__, __LINE__, "unexpected message: %s", m);
+	ASSERT(g.rows >= 1000);
+	close(p[1]);
+	int st;
+	ASSERT(waitpid(k, &st, 0) == k && WIFEXITED(st) &&
+	       WEXITSTATUS(st) == 0);
+	/* The connection is gone: every further call says so, none
+	 * crashes or hangs. */
+	ASSERT_SRC(ldr_sql_pg.end(c), LARDER_EIO);
+	ASSERT_SRC(ldr_sql_pg.begin(c), LARDER_EIO);
+	struct got h;
+	ASSERT_SRC(run_query(c, &h, "SELECT 1", NULL, 0), LARDER_EIO);
+	free(h.text);
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+TEST(backend_killed_before_rows_is_eio)
+{
+	char app[64], extra[128];
+	snprintf(app, sizeof app, "larder_sleep_%d", (int)getpid());
+	snprintf(extra, sizeof extra, "application_name=%s", app);
+	struct ldr_sql_conn *c =
+	    connect_as(uri_for("larder", pg_password, extra));
+	pid_t k = fork();
+	ASSERT(k >= 0);
+	if (k == 0) {
+		PGconn *b = admin();
+		kill_backend_when_active(b, app);
+		_exit(0);
+	}
+	struct got g;
+	ASSERT_SRC(run_query(c, &g, "SELECT pg_sleep(60)", NULL, 0),
+		   LARDER_EIO);
+	ASSERT_EQ(g.rows, 0);
+	free(g.text);
+	int st;
+	ASSERT(waitpid(k, &st, 0) == k && WIFEXITED(st) &&
+	       WEXITSTATUS(st) == 0);
+	ldr_sql_pg.close(c);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The change counter                                                      */
+
+/* A fresh table `name` (public) with rows 1..n, readable by larder. */
+static void fresh_table(PGconn *a, const char *name, int n)
+{
+	sql_ok(a, "DROP TABLE IF EXISTS %s CASCADE", name);
+	sql_ok(a, "DELETE FROM larder_changes WHERE tbl = 'public.%s'", name);
+	sql_ok(a, "CREATE TABLE %s (id int PRIMARY KEY, v text)", name);
+	sql_ok(a, "ALTER TABLE %s OWNER TO larder", name);
+	sql_ok(
+	    a,
+	    "INSERT INTO %s SELECT i, 'v' || i FROM generate_series(1, %d) i",
+	    name, n);
+}
+
+static void ensure_changes_table(PGconn *a)
+{
+	/* So that fresh_table's DELETE has a table to run on. */
+	sql_ok(a, "CREATE TABLE IF NOT EXISTS larder_changes (tbl text "
+		  "PRIMARY KEY, token text NOT NULL, n bigint NOT NULL)");
+	sql_ok(a, "ALTER TABLE larder_changes OWNER TO larder");
+	sql_ok(a, "GRANT SELECT ON larder_changes TO PUBLIC");
+}
+
+TEST(track_counts_every_kind_of_write)
+{
+	PGconn *a = admin();
+	ensure_changes_table(a);
+	fresh_table(a, "trk_all", 10);
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	ASSERT_SRC(ldr_sql_pg.track(c, "trk_all"), 0);
+	char tok0[64], tok[64];
+	long long n0, n;
+	split_version(version_of(c, "trk_all"), tok0, &n0);
+	ASSERT_EQ(strlen(tok0), 32);
+	ASSERT_EQ(n0, 0);
+	static const struct {
+		const char *sql;
+		int counts; /* statement triggers it fires */
+	} writes[] = {
+	    {"INSERT INTO trk_all VALUES (100, 'new')", 1},
+	    {"UPDATE trk_all SET v = 'changed' WHERE id = 1", 1},
+	    {"DELETE FROM trk_all WHERE id = 2", 1},
+	    {"UPDATE trk_all SET v = 'none' WHERE false", 1}, /* no rows */
+	    {"TRUNCATE trk_all", 1},
+	    {"INSERT INTO trk_all SELECT i, 'x' FROM generate_series(1, 500) i",
+	     1},
+	    /* fires the INSERT and the UPDATE statement triggers */
+	    {"INSERT INTO trk_all VALUES (1000, 'a') ON CONFLICT (id) DO "
+	     "UPDATE SET v = 'b'",
+	     2},
+	    {"COPY trk_all FROM PROGRAM 'echo 2000,c' (FORMAT csv)", 1},
+	    {"COPY (SELECT 1) TO PROGRAM 'cat >/dev/null'", 0}, /* a read */
+	    {"SELECT * FROM trk_all", 0},
+	};
+	long long want = 0;
+	for (size_t i = 0; i < sizeof writes / sizeof writes[0]; i++) {
+		sql_ok(a, "%s", writes[i].sql);
+		want += writes[i].counts;
+		split_version(version_of(c, "trk_all"), tok, &n);
+		ASSERT_STR_EQ(tok, tok0);
+		if (n != want)
+			test_fail(__FILE__, __LINE__,
+				  "after %s: n %lld != %lld", writes[i].sql, n,
+				  want);
+	}
+	/* A rolled back write leaves the version as it was. */
+	sql_ok(a, "BEGIN; DELETE FROM trk_all; ROLLBACK");
+	split_version(version_of(c, "trk_all"), tok, &n);
+	ASSERT_EQ(n, want);
+	/* Several statements in one transaction: one version per commit
+	 * is all that matters, each statement counts. */
+	sql_ok(a, "BEGIN; DELETE FROM trk_all WHERE id = 5; "
+		  "UPDATE trk_all SET v = 'y'; COMMIT");
+	split_version(version_of(c, "trk_all"), tok, &n);
+	ASSERT_EQ(n, want + 2);
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+TEST(track_is_idempotent)
+{
+	PGconn *a = admin();
+	ensure_changes_table(a);
+	fresh_table(a, "trk_idem", 3);
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	ASSERT_SRC(ldr_sql_pg.track(c, "trk_idem"), 0);
+	sql_ok(a, "UPDATE trk_idem SET v = 'z'");
+	char v1[256];
+	snprintf(v1, sizeof v1, "%s", version_of(c, "trk_idem"));
+	ASSERT_SRC(ldr_sql_pg.track(c, "trk_idem"), 0);
+	ASSERT_SRC(ldr_sql_pg.track(c, "public.trk_idem"), 0);
+	ASSERT_STR_EQ(version_of(c, "trk_idem"), v1);
+	ASSERT_STR_EQ(sql_val(a, "SELECT count(*) FROM pg_trigger WHERE "
+				 "tgrelid = 'trk_idem'::regclass"),
+		      "1");
+	sql_ok(a, "UPDATE trk_idem SET v = 'w'");
+	char tok1[64], tok2[64];
+	long long n1, n2;
+	split_version(v1, tok1, &n1);
+	split_version(version_of(c, "trk_idem"), tok2, &n2);
+	ASSERT_STR_EQ(tok1, tok2);
+	ASSERT_EQ(n2, n1 + 1); /* one trigger: counted once */
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+TEST(untrack_removes_everything_and_track_again_changes_token)
+{
+	PGconn *a = admin();
+	sql_ok(a, "DROP SCHEMA IF EXISTS untrk CASCADE");
+	sql_ok(a, "CREATE SCHEMA untrk AUTHORIZATION larder");
+	sql_ok(a, "CREATE TABLE untrk.t1 (x int)");
+	sql_ok(a, "CREATE TABLE untrk.t2 (x int)");
+	sql_ok(a, "ALTER TABLE untrk.t1 OWNER TO larder");
+	sql_ok(a, "ALTER TABLE untrk.t2 OWNER TO larder");
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	ASSERT_SRC(ldr_sql_pg.track(c, "untrk.t1"), 0);
+	ASSERT_SRC(ldr_sql_pg.track(c, "untrk.t2"), 0);
+	char v1[256], tok1[64], tok2[64];
+	long long n;
+	snprintf(v1, sizeof v1, "%s", version_of(c, "untrk.t1"));
+	split_version(v1, tok1, &n);
+	/* Untracking one leaves the other's machinery alone. */
+	ASSERT_SRC(ldr_sql_pg.untrack(c, "untrk.t1"), 0);
+	ASSERT_STR_EQ(sql_val(a, "SELECT count(*) FROM pg_trigger WHERE "
+				 "tgrelid = 'untrk.t1'::regclass"),
+		      "0");
+	ASSERT_STR_EQ(sql_val(a, "SELECT count(*) FROM untrk.larder_changes"),
+		      "1");
+	sql_ok(a, "INSERT INTO untrk.t2 VALUES (1)");
+	split_version(version_of(c, "untrk.t2"), tok2, &n);
+	ASSERT_EQ(n, 1);
+	/* Not tracked: ENOTFOUND, and the message says what to do. */
+	char buf[256];
+	ASSERT_SRC(ldr_sql_pg.begin(c), 0);
+	ASSERT_SRC(ldr_sql_pg.table_version(c, "untrk.t1", buf, sizeof buf),
+		   LARDER_ENOTFOUND);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "not tracked");
+	ASSERT_CONTAINS(larder_errmsg(NULL), "larder sql track");
+	ASSERT_SRC(ldr_sql_pg.end(c), 0);
+	/* Untracking again is fine. */
+	ASSERT_SRC(ldr_sql_pg.untrack(c, "untrk.t1"), 0);
+	/* The last one takes the function and the table with it. */
+	ASSERT_SRC(ldr_sql_pg.untrack(c, "untrk.t2"), 0);
+	ASSERT_STR_EQ(sql_val(a, "SELECT to_regclass('untrk.larder_changes')"),
+		      "<null>");
+	ASSERT_STR_EQ(
+	    sql_val(a, "SELECT to_regprocedure('untrk.larder_track_count()')"),
+	    "<null>");
+	/* Writes while untracked, then track again: a new token, so no
+	 * version from before can come back. */
+	sql_ok(a, "INSERT INTO untrk.t1 VALUES (2)");
+	ASSERT_SRC(ldr_sql_pg.track(c, "untrk.t1"), 0);
+	char tok3[64];
+	split_version(version_of(c, "untrk.t1"), tok3, &n);
+	ASSERT(strcmp(tok3, tok1) != 0);
+	ASSERT_EQ(n, 0);
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+TEST(quoted_and_schema_qualified_names)
+{
+	PGconn *a = admin();
+	sql_ok(a, "DROP SCHEMA IF EXISTS \"Sales Data\" CASCADE");
+	sql_ok(a, "CREATE SCHEMA \"Sales Data\" AUTHORIZATION larder");
+	sql_ok(a, "CREATE TABLE \"Sales Data\".\"Order\"\"s\" (x int)");
+	sql_ok(a, "ALTER TABLE \"Sales Data\".\"Order\"\"s\" OWNER TO larder");
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	const char *name = "\"Sales Data\".\"Order\"\"s\"";
+	ASSERT_SRC(ldr_sql_pg.track(c, name), 0);
+	sql_ok(a, "INSERT INTO \"Sales Data\".\"Order\"\"s\" VALUES (1)");
+	char tok[64];
+	long long n;
+	split_version(version_of(c, name), tok, &n);
+	ASSERT_EQ(n, 1);
+	ASSERT_STR_EQ(
+	    sql_val(a, "SELECT tbl FROM \"Sales Data\".larder_changes"),
+	    "\"Sales Data\".\"Order\"\"s\"");
+	/* Unquoted, the name folds to lower case: another table. */
+	char buf[256];
+	ASSERT_SRC(ldr_sql_pg.begin(c), 0);
+	ASSERT_SRC(ldr_sql_pg.table_version(c, "\"Sales Data\".Orders", buf,
+					    sizeof buf),
+		   LARDER_EINVAL);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "no table");
+	ASSERT_SRC(ldr_sql_pg.end(c), 0);
+	ASSERT_SRC(ldr_sql_pg.untrack(c, name), 0);
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+TEST(writers_need_no_right_on_the_counter_and_readers_can_read_it)
+{
+	PGconn *a = admin();
+	ensure_changes_table(a);
+	fresh_table(a, "trk_rights", 1);
+	sql_ok(a, "DROP ROLE IF EXISTS larder_w");
+	sql_ok(a, "CREATE ROLE larder_w LOGIN PASSWORD 'w-pass-123'");
+	sql_ok(a, "GRANT INSERT, SELECT ON trk_rights TO larder_w");
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	ASSERT_SRC(ldr_sql_pg.track(c, "trk_rights"), 0);
+	ldr_sql_pg.close(c);
+	/* A writer with INSERT only on the table: counted. */
+	char uri[512];
+	snprintf(uri, sizeof uri, "%s",
+		 uri_for("larder_w", "w-pass-123", NULL));
+	PGconn *w = PQconnectdb(uri);
+	ASSERT(PQstatus(w) == CONNECTION_OK);
+	sql_ok(w, "INSERT INTO trk_rights VALUES (2, 'by w')");
+	PQfinish(w);
+	/* A reader with SELECT only: reads the version. */
+	c = connect_as(uri);
+	char tok[64];
+	long long n;
+	split_version(version_of(c, "trk_rights"), tok, &n);
+	ASSERT_EQ(n, 1);
+	/* But cannot track. */
+	sql_ok(a, "CREATE TABLE IF NOT EXISTS trk_notmine (x int)");
+	ASSERT_SRC(ldr_sql_pg.track(c, "trk_notmine"), LARDER_EPERM);
+	ASSERT_CONTAINS(larder_errmsg(NULL),
+			"permission denied for table trk_notmine");
+	ldr_sql_pg.close(c);
+	sql_ok(a, "DROP TABLE trk_rights, trk_notmine");
+	sql_ok(a, "DROP ROLE larder_w");
+	PQfinish(a);
+}
+
+TEST(disabled_trigger_is_not_tracked_until_track_again)
+{
+	PGconn *a = admin();
+	ensure_changes_table(a);
+	fresh_table(a, "trk_dis", 1);
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	ASSERT_SRC(ldr_sql_pg.track(c, "trk_dis"), 0);
+	char tok0[64], tok[64];
+	long long n;
+	split_version(version_of(c, "trk_dis"), tok0, &n);
+	/* Writes with the trigger off would not count: the version must not
+	 * be served meanwhile. */
+	sql_ok(a, "ALTER TABLE trk_dis DISABLE TRIGGER ALL");
+	sql_ok(a, "INSERT INTO trk_dis VALUES (5, 'unseen')");
+	char buf[256];
+	ASSERT_SRC(ldr_sql_pg.begin(c), 0);
+	ASSERT_SRC(ldr_sql_pg.table_version(c, "trk_dis", buf, sizeof buf),
+		   LARDER_ENOTFOUND);
+	ASSERT_SRC(ldr_sql_pg.end(c), 0);
+	ASSERT_SRC(ldr_sql_pg.track(c, "trk_dis"), 0);
+	split_version(version_of(c, "trk_dis"), tok, &n);
+	ASSERT(strcmp(tok, tok0) != 0);
+	ASSERT_STR_EQ(sql_val(a, "SELECT count(*) FROM pg_trigger WHERE "
+				 "tgrelid = 'trk_dis'::regclass"),
+		      "1");
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+TEST(renamed_table_counts_under_its_new_name_with_a_new_token)
+{
+	PGconn *a = admin();
+	ensure_changes_table(a);
+	fresh_table(a, "trk_old", 1);
+	sql_ok(a, "DROP TABLE IF EXISTS trk_new");
+	sql_ok(a, "DELETE FROM larder_changes WHERE tbl = 'public.trk_new'");
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	ASSERT_SRC(ldr_sql_pg.track(c, "trk_old"), 0);
+	char tok0[64], tok[64];
+	long long n;
+	split_version(version_of(c, "trk_old"), tok0, &n);
+	sql_ok(a, "ALTER TABLE trk_old RENAME TO trk_new");
+	/* A new table under the old name is not tracked. */
+	sql_ok(a, "CREATE TABLE trk_old (x int)");
+	char buf[256];
+	ASSERT_SRC(ldr_sql_pg.begin(c), 0);
+	ASSERT_SRC(ldr_sql_pg.table_version(c, "trk_old", buf, sizeof buf),
+		   LARDER_ENOTFOUND);
+	ASSERT_SRC(ldr_sql_pg.end(c), 0);
+	sql_ok(a, "INSERT INTO trk_new VALUES (9, 'x')");
+	split_version(version_of(c, "trk_new"), tok, &n);
+	ASSERT(strcmp(tok, tok0) != 0);
+	ASSERT_EQ(n, 1);
+	sql_ok(a, "DROP TABLE trk_old");
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+TEST(track_refuses_what_it_cannot_count)
+{
+	PGconn *a = admin();
+	sql_ok(a, "DROP VIEW IF EXISTS trk_view");
+	sql_ok(a, "CREATE VIEW trk_view AS SELECT 1 AS x");
+	sql_ok(a, "ALTER VIEW trk_view OWNER TO larder");
+	sql_ok(a, "DROP TABLE IF EXISTS trk_parted");
+	sql_ok(a, "CREATE TABLE trk_parted (x int) PARTITION BY RANGE (x)");
+	sql_ok(a, "ALTER TABLE trk_parted OWNER TO larder");
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	ASSERT_SRC(ldr_sql_pg.track(c, "no_such_table"), LARDER_EINVAL);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "no table \"no_such_table\"");
+	ASSERT_SRC(ldr_sql_pg.track(c, "trk_view"), LARDER_EINVAL);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "not an ordinary table");
+	ASSERT_SRC(ldr_sql_pg.track(c, "trk_parted"), LARDER_EINVAL);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "partitioned");
+	ASSERT_SRC(ldr_sql_pg.track(c, "a.b.c.d"), LARDER_EINVAL);
+	ASSERT_SRC(ldr_sql_pg.untrack(c, "no_such_table"), LARDER_EINVAL);
+	/* Nothing was left half done: no transaction open. */
+	struct got g;
+	ASSERT_SRC(run_query(c, &g, "SELECT 1", NULL, 0), 0);
+	free(g.text);
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+TEST(concurrent_tracks_of_one_schema_do_not_collide)
+{
+	PGconn *a = admin();
+	sql_ok(a, "DROP SCHEMA IF EXISTS trkc CASCADE");
+	sql_ok(a, "CREATE SCHEMA trkc AUTHORIZATION larder");
+	for (int i = 0; i < 4; i++) {
+		sql_ok(a, "CREATE TABLE trkc.t%d (x int)", i);
+		sql_ok(a, "ALTER TABLE trkc.t%d OWNER TO larder", i);
+	}
+	pid_t kids[4];
+	for (int i = 0; i < 4; i++) {
+		kids[i] = fork();
+		ASSERT(kids[i] >= 0);
+		if (kids[i] == 0) {
+			struct ldr_sql_conn *c = connect_as(pg_uri);
+			char t[32];
+			snprintf(t, sizeof t, "trkc.t%d", i);
+			int rc = ldr_sql_pg.track(c, t);
+			if (rc)
+				fprintf(stderr, "track %s: %s\n", t,
+					larder_errmsg(NULL));
+			ldr_sql_pg.close(c);
+			_exit(rc ? 1 : 0);
+		}
+	}
+	for (int i = 0; i < 4; i++) {
+		int st;
+		ASSERT(waitpid(kids[i], &st, 0) == kids[i]);
+		ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	ASSERT_STR_EQ(sql_val(a, "SELECT count(*) FROM trkc.larder_changes"),
+		      "4");
+	sql_ok(a, "INSERT INTO trkc.t3 VALUES (1)");
+	ASSERT_STR_EQ(sql_val(a, "SELECT n FROM trkc.larder_changes WHERE "
+				 "tbl = 'trkc.t3'"),
+		      "1");
+	PQfinish(a);
+}
