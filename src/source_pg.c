@@ -741,8 +741,14 @@ static int pg_nparams(struct ldr_sql_conn *c, const char *sql, size_t *out)
 
 /* The table named by the user, resolved by the server as a query would
  * (search_path, quoting, schema prefix): its quoted schema and quoted
- * qualified name, whether our trigger is on it and enabled, and whether
- * the schema has larder_changes. */
+ * qualified name, whether our trigger is on it and enabled, whether the
+ * schema has larder_changes and our function, whether other tables
+ * inherit from it, and a fingerprint of its definition.
+ *
+ * The fingerprint covers what changes a query's result without a write
+ * that a trigger sees: the columns (ADD, DROP, RENAME, ALTER TYPE), the
+ * table's storage (a rewrite: ALTER TYPE ... USING, also VACUUM FULL and
+ * CLUSTER, which only cost a reload) and row-level security. */
 static const char resolve_sql[] =
     "SELECT quote_ident(n.nspname), "
     "quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
@@ -755,7 +761,18 @@ static const char resolve_sql[] =
     "pg_catalog.to_regclass(quote_ident(n.nspname) || '.larder_changes') "
     "  IS NOT NULL, "
     "pg_catalog.to_regprocedure(quote_ident(n.nspname) "
-    "  || '.larder_track_count()') IS NOT NULL "
+    "  || '.larder_track_count()') IS NOT NULL, "
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i "
+    "  WHERE i.inhparent = c.oid), "
+    "substr(md5(concat_ws(' ', c.relfilenode, c.relrowsecurity, "
+    "  c.relforcerowsecurity, "
+    "  (SELECT string_agg(concat_ws(':', a.attnum, quote_ident(a.attname), "
+    "     a.atttypid, a.atttypmod, a.attcollation, a.attisdropped), ',' "
+    "     ORDER BY a.attnum) FROM pg_catalog.pg_attribute a "
+    "   WHERE a.attrelid = c.oid AND a.attnum > 0), "
+    "  (SELECT string_agg(concat_ws(':', p.oid, p.polcmd, p.polpermissive, "
+    "     p.polroles, p.polqual), ',' ORDER BY p.oid) "
+    "   FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid))), 1, 12) "
     "FROM pg_catalog.pg_class c "
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
     "WHERE c.oid = pg_catalog.to_regclass($1)";
@@ -766,9 +783,11 @@ struct target {
 	const char *qname;  /* quoted schema.table: the row's tbl */
 	const char *relname;
 	char relkind;
-	int tracked;	 /* our trigger is on it, enabled */
-	int has_changes; /* the schema has larder_changes */
-	int has_fn;	 /* the schema has larder_track_count() */
+	int tracked;	   /* our trigger is on it, enabled */
+	int has_changes;   /* the schema has larder_changes */
+	int has_fn;	   /* the schema has larder_track_count() */
+	int inherited;	   /* other tables inherit from it */
+	const char *shape; /* fingerprint of its definition */
 };
 
 static int resolve(struct ldr_sql_conn *c, const char *table, struct target *t)
@@ -788,19 +807,73 @@ static int resolve(struct ldr_sql_conn *c, const char *table, struct target *t)
 	t->tracked = PQgetvalue(t->r, 0, 4)[0] == 't';
 	t->has_changes = PQgetvalue(t->r, 0, 5)[0] == 't';
 	t->has_fn = PQgetvalue(t->r, 0, 6)[0] == 't';
+	t->inherited = PQgetvalue(t->r, 0, 7)[0] == 't';
+	t->shape = PQgetvalue(t->r, 0, 8);
 	return 0;
 }
 
+/* Whether `s` is a table name as SQL writes it: one or two identifiers
+ * joined by '.', each plain (letters, digits, '_', '$', not starting with
+ * a digit or '$') or double-quoted ("" for a quote). Such a name can go
+ * into a statement as it is, and means there what it means to
+ * to_regclass(). */
+static int sql_name(const char *s)
+{
+	for (int part = 0; part < 2; part++) {
+		if (*s == '"') {
+			for (s++;; s++) {
+				if (!*s)
+					return 0;
+				if (*s == '"' && s[1] == '"')
+					s++;
+				else if (*s == '"')
+					break;
+			}
+			s++;
+		} else {
+			unsigned char ch = (unsigned char)*s;
+			if (!(ch == '_' || ch >= 0x80 ||
+			      (ch >= 'a' && ch <= 'z') ||
+			      (ch >= 'A' && ch <= 'Z')))
+				return 0;
+			while (ch == '_' || ch == '$' || ch >= 0x80 ||
+			       (ch >= 'a' && ch <= 'z') ||
+			       (ch >= 'A' && ch <= 'Z') ||
+			       (ch >= '0' && ch <= '9'))
+				ch = (unsigned char)*++s;
+		}
+		if (!*s)
+			return 1;
+		if (*s != '.')
+			return 0;
+		s++;
+	}
+	return 0;
+}
+
+/* "<token> <n> <definition>": the counter, and the fingerprint of the
+ * table's definition (see resolve_sql). */
 static int pg_table_version(struct ldr_sql_conn *c, const char *table,
 			    char *buf, size_t size)
 {
-	struct target t;
-	int rc = resolve(c, table, &t);
+	/* First, before the snapshot is taken (LOCK does not take one): no
+	 * ALTER TABLE can then come between the version and the data, and
+	 * whatever came before is in both. */
+	if (!sql_name(table))
+		return ldr_fail(c->db, LARDER_EINVAL, 0,
+				"PostgreSQL: \"%s\" is not a table name "
+				"(table, schema.table, \"Quoted\" parts)",
+				table);
+	char sql[700];
+	snprintf(sql, sizeof sql, "LOCK TABLE %s IN ACCESS SHARE MODE", table);
+	int rc = exec_cmd(c, sql, "cannot read the version");
+	struct target t = {0};
+	if (rc == 0)
+		rc = resolve(c, table, &t);
 	if (rc)
 		return rc;
 	PGresult *r = NULL;
 	if (t.tracked && t.has_changes) {
-		char sql[700];
 		snprintf(sql, sizeof sql,
 			 "SELECT token || ' ' || n::text FROM "
 			 "%s.larder_changes WHERE tbl = $1",
@@ -813,8 +886,8 @@ static int pg_table_version(struct ldr_sql_conn *c, const char *table,
 			      "PostgreSQL: table %s is not tracked (run "
 			      "`larder sql track` for it)",
 			      t.qname);
-	if (rc == 0 &&
-	    (size_t)snprintf(buf, size, "%s", PQgetvalue(r, 0, 0)) >= size)
+	if (rc == 0 && (size_t)snprintf(buf, size, "%s %s", PQgetvalue(r, 0, 0),
+					t.shape) >= size)
 		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
 			      "PostgreSQL: version of %s too long", t.qname);
 	PQclear(r);
@@ -929,6 +1002,20 @@ static int pg_track(struct ldr_sql_conn *c, const char *table)
 		rc = resolve(c, table, &t);
 	if (rc)
 		goto out;
+	if (t.relkind == 'r' && strcmp(t.relname, "larder_changes") == 0) {
+		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
+			      "PostgreSQL: larder_changes is larder's own "
+			      "table");
+		goto out;
+	}
+	if (t.relkind == 'r' && t.inherited) {
+		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
+			      "PostgreSQL: other tables inherit from %s, and "
+			      "their writes would not be counted (track "
+			      "them, and query ONLY %s)",
+			      t.qname, t.qname);
+		goto out;
+	}
 	if (t.relkind != 'r') {
 		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
 			      "PostgreSQL: %s is not an ordinary table (%s)",

@@ -284,16 +284,28 @@ static const char *version_of(struct ldr_sql_conn *c, const char *table)
 	return o;
 }
 
-/* "<token> <n>": the two parts. */
+/* "<token> <n> <definition>": the token and the counter (the definition
+ * fingerprint is checked to be there, 12 hex digits). */
 static void split_version(const char *v, char token[64], long long *n)
 {
 	const char *sp = strchr(v, ' ');
-	ASSERT(sp && sp - v > 0 && sp - v < 64);
+	if (!sp || sp - v <= 0 || sp - v >= 64)
+		test_fail(__FILE__, __LINE__, "bad version \"%s\"", v);
 	memcpy(token, v, (size_t)(sp - v));
 	token[sp - v] = '\0';
 	char *end;
 	*n = strtoll(sp + 1, &end, 10);
-	ASSERT(*end == '\0' && end != sp + 1);
+	if (end == sp + 1 || *end != ' ' || strlen(end + 1) != 12 ||
+	    strspn(end + 1, "0123456789abcdef") != 12)
+		test_fail(__FILE__, __LINE__, "bad version \"%s\"", v);
+}
+
+/* The definition part of a version. */
+static const char *shape_of(const char *v)
+{
+	const char *sp = strrchr(v, ' ');
+	ASSERT(sp);
+	return sp + 1;
 }
 
 /* Peak resident memory of this process, in KiB (VmHWM). */
@@ -1289,7 +1301,7 @@ TEST(quoted_and_schema_qualified_names)
 	ASSERT_SRC(ldr_sql_pg.table_version(c, "\"Sales Data\".Orders", buf,
 					    sizeof buf),
 		   LARDER_EINVAL);
-	ASSERT_CONTAINS(larder_errmsg(NULL), "no table");
+	ASSERT_CONTAINS(larder_errmsg(NULL), "does not exist");
 	ASSERT_SRC(ldr_sql_pg.end(c), 0);
 	ASSERT_SRC(ldr_sql_pg.untrack(c, name), 0);
 	ldr_sql_pg.close(c);
@@ -1376,6 +1388,7 @@ TEST(renamed_table_counts_under_its_new_name_with_a_new_token)
 	sql_ok(a, "ALTER TABLE trk_old RENAME TO trk_new");
 	/* A new table under the old name is not tracked. */
 	sql_ok(a, "CREATE TABLE trk_old (x int)");
+	sql_ok(a, "GRANT SELECT ON trk_old TO larder");
 	char buf[256];
 	ASSERT_SRC(ldr_sql_pg.begin(c), 0);
 	ASSERT_SRC(ldr_sql_pg.table_version(c, "trk_old", buf, sizeof buf),
@@ -1407,6 +1420,14 @@ TEST(track_refuses_what_it_cannot_count)
 	ASSERT_SRC(ldr_sql_pg.track(c, "trk_parted"), LARDER_EINVAL);
 	ASSERT_CONTAINS(larder_errmsg(NULL), "partitioned");
 	ASSERT_SRC(ldr_sql_pg.track(c, "a.b.c.d"), LARDER_EINVAL);
+	ASSERT_SRC(ldr_sql_pg.track(c, "larder_changes"), LARDER_EINVAL);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "larder's own");
+	sql_ok(a, "DROP TABLE IF EXISTS trk_parent CASCADE");
+	sql_ok(a, "CREATE TABLE trk_parent (x int)");
+	sql_ok(a, "CREATE TABLE trk_child () INHERITS (trk_parent)");
+	sql_ok(a, "ALTER TABLE trk_parent OWNER TO larder");
+	ASSERT_SRC(ldr_sql_pg.track(c, "trk_parent"), LARDER_EINVAL);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "inherit");
 	ASSERT_SRC(ldr_sql_pg.untrack(c, "no_such_table"), LARDER_EINVAL);
 	/* Nothing was left half done: no transaction open. */
 	struct got g;
@@ -1452,5 +1473,128 @@ TEST(concurrent_tracks_of_one_schema_do_not_collide)
 	ASSERT_STR_EQ(sql_val(a, "SELECT n FROM trkc.larder_changes WHERE "
 				 "tbl = 'trkc.t3'"),
 		      "1");
+	PQfinish(a);
+}
+
+TEST(definition_changes_change_the_version_maintenance_does_not)
+{
+	PGconn *a = admin();
+	ensure_changes_table(a);
+	fresh_table(a, "trk_ddl", 5);
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	ASSERT_SRC(ldr_sql_pg.track(c, "trk_ddl"), 0);
+	char prev[256], tok0[64], tok[64];
+	long long n;
+	snprintf(prev, sizeof prev, "%s", version_of(c, "trk_ddl"));
+	split_version(prev, tok0, &n);
+	/* What changes a query's result with no row written. */
+	static const char *const ddl[] = {
+	    "ALTER TABLE trk_ddl ADD COLUMN w int DEFAULT 7",
+	    "ALTER TABLE trk_ddl RENAME COLUMN w TO ww",
+	    "ALTER TABLE trk_ddl ALTER COLUMN ww TYPE bigint",
+	    "ALTER TABLE trk_ddl ALTER COLUMN id TYPE int USING id * 2",
+	    "ALTER TABLE trk_ddl DROP COLUMN ww",
+	    "ALTER TABLE trk_ddl ENABLE ROW LEVEL SECURITY",
+	    "CREATE POLICY p ON trk_ddl USING (id > 2)",
+	    "ALTER POLICY p ON trk_ddl USING (id > 4)",
+	};
+	for (size_t i = 0; i < sizeof ddl / sizeof ddl[0]; i++) {
+		sql_ok(a, "%s", ddl[i]);
+		const char *v = version_of(c, "trk_ddl");
+		split_version(v, tok, &n);
+		ASSERT_STR_EQ(tok, tok0);
+		ASSERT_EQ(n, 0);
+		if (strcmp(shape_of(v), shape_of(prev)) == 0)
+			test_fail(__FILE__, __LINE__, "%s kept the version %s",
+				  ddl[i], v);
+		snprintf(prev, sizeof prev, "%s", v);
+	}
+	/* Maintenance that changes no result keeps the version (and so the
+	 * cached entries). */
+	static const char *const same[] = {
+	    "ANALYZE trk_ddl",
+	    "VACUUM trk_ddl",
+	    "CREATE INDEX trk_ddl_v ON trk_ddl (v)",
+	    "COMMENT ON TABLE trk_ddl IS 'x'",
+	    "GRANT SELECT ON trk_ddl TO PUBLIC",
+	};
+	for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+		sql_ok(a, "%s", same[i]);
+		ASSERT_STR_EQ(version_of(c, "trk_ddl"), prev);
+	}
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+TEST(no_alter_table_between_the_version_and_the_data)
+{
+	PGconn *a = admin();
+	ensure_changes_table(a);
+	fresh_table(a, "trk_lock", 5);
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	ASSERT_SRC(ldr_sql_pg.track(c, "trk_lock"), 0);
+	ASSERT_SRC(ldr_sql_pg.begin(c), 0);
+	char v[256];
+	ASSERT_SRC(ldr_sql_pg.table_version(c, "trk_lock", v, sizeof v), 0);
+	/* The snapshot holds the table: DDL waits for it to end. */
+	sql_ok(a, "SET lock_timeout = '200ms'");
+	PGresult *r = PQexec(a, "ALTER TABLE trk_lock ADD COLUMN z int");
+	ASSERT_EQ(PQresultStatus(r), PGRES_FATAL_ERROR);
+	ASSERT_STR_EQ(PQresultErrorField(r, PG_DIAG_SQLSTATE), "55P03");
+	PQclear(r);
+	/* Writes go on (they are counted, and the snapshot does not see
+	 * them). */
+	sql_ok(a, "INSERT INTO trk_lock VALUES (100, 'w')");
+	struct got g = {.keep = 1};
+	struct ldr_sql_sink s = sink_of(&g);
+	ASSERT_SRC(
+	    ldr_sql_pg.query(c, "SELECT count(*) FROM trk_lock", NULL, 0, &s),
+	    0);
+	ASSERT_STR_EQ(g.text, "I=5\n");
+	free(g.text);
+	ASSERT_SRC(ldr_sql_pg.end(c), 0);
+	sql_ok(a, "ALTER TABLE trk_lock ADD COLUMN z int");
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
+TEST(table_version_refuses_what_is_not_a_name)
+{
+	PGconn *a = admin();
+	ensure_changes_table(a);
+	fresh_table(a, "trk_name", 1);
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	ASSERT_SRC(ldr_sql_pg.track(c, "trk_name"), 0);
+	static const char *const bad[] = {
+	    "trk_name; DROP TABLE trk_name",
+	    "trk_name IN EXCLUSIVE MODE",
+	    "\"trk_name",
+	    "a.b.c",
+	    "",
+	    "1abc",
+	    "trk_name.",
+	    ".trk_name",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char v[256];
+		ASSERT_SRC(ldr_sql_pg.begin(c), 0);
+		ASSERT_SRC(ldr_sql_pg.table_version(c, bad[i], v, sizeof v),
+			   LARDER_EINVAL);
+		ASSERT_SRC(ldr_sql_pg.end(c), 0);
+	}
+	ASSERT_STR_EQ(sql_val(a, "SELECT count(*) FROM trk_name"), "1");
+	/* The forms a name may take. */
+	static const char *const good[] = {
+	    "trk_name",
+	    "TRK_NAME",
+	    "public.trk_name",
+	    "\"public\".\"trk_name\"",
+	};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		char tok[64];
+		long long n;
+		split_version(version_of(c, good[i]), tok, &n);
+	}
+	ldr_sql_pg.close(c);
 	PQfinish(a);
 }
