@@ -20,3 +20,8 @@ set_tests_properties(sql_pg PROPERTIES
   TIMEOUT 600
   SKIP_RETURN_CODE 77
   RESOURCE_LOCK larder_pg)
+# The `larder` tool, for the command-line test.
+if(TARGET larder_cli)
+  set_tests_properties(sql_pg PROPERTIES
+    ENVIRONMENT "LARDER_CLI=$<TARGET_FILE:larder_cli>")
+endif()
