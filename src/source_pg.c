@@ -790,12 +790,15 @@ struct target {
 	const char *shape; /* fingerprint of its definition */
 };
 
-static int resolve(struct ldr_sql_conn *c, const char *table, struct target *t)
+/* Fills *t; no such table is LARDER_EINVAL, or (missing_ok) success with
+ * t->r NULL. */
+static int resolve(struct ldr_sql_conn *c, const char *table, struct target *t,
+		   int missing_ok)
 {
 	memset(t, 0, sizeof *t);
 	const char *p[1] = {table};
 	int rc = exec_row(c, &t->r, resolve_sql, 1, p, "cannot find table");
-	if (rc)
+	if (rc || (!t->r && missing_ok))
 		return rc;
 	if (!t->r)
 		return ldr_fail(c->db, LARDER_EINVAL, 0,
@@ -869,7 +872,7 @@ static int pg_table_version(struct ldr_sql_conn *c, const char *table,
 	int rc = exec_cmd(c, sql, "cannot read the version");
 	struct target t = {0};
 	if (rc == 0)
-		rc = resolve(c, table, &t);
+		rc = resolve(c, table, &t, 0);
 	if (rc)
 		return rc;
 	PGresult *r = NULL;
@@ -999,7 +1002,7 @@ static int pg_track(struct ldr_sql_conn *c, const char *table)
 	char sql[1200], *qtrig = NULL;
 	rc = exec_cmd(c, lock_sql, "cannot lock");
 	if (rc == 0)
-		rc = resolve(c, table, &t);
+		rc = resolve(c, table, &t, 0);
 	if (rc)
 		goto out;
 	if (t.relkind == 'r' && strcmp(t.relname, "larder_changes") == 0) {
@@ -1143,6 +1146,9 @@ static int any_row(struct ldr_sql_conn *c, const char *sql, const char *arg,
 	return rc;
 }
 
+/* Drops the table's trigger and its row; the function goes with the
+ * last trigger that uses it. larder_changes stays: dropping it would wait
+ * for, and then hold up, every reader of a version in the schema. */
 static int pg_untrack(struct ldr_sql_conn *c, const char *table)
 {
 	int rc = exec_cmd(c, "BEGIN READ WRITE", "cannot begin");
@@ -1152,8 +1158,8 @@ static int pg_untrack(struct ldr_sql_conn *c, const char *table)
 	char sql[1200], fn[300];
 	rc = exec_cmd(c, lock_sql, "cannot lock");
 	if (rc == 0)
-		rc = resolve(c, table, &t);
-	if (rc)
+		rc = resolve(c, table, &t, 1);
+	if (rc || !t.r) /* no such table: nothing to remove */
 		goto out;
 	snprintf(fn, sizeof fn, "%s.larder_track_count()", t.schema);
 	if (t.has_fn)
@@ -1165,7 +1171,6 @@ static int pg_untrack(struct ldr_sql_conn *c, const char *table)
 			 t.schema);
 		rc = exec_params(c, sql, 1, p, "cannot remove the counter");
 	}
-	/* The schema's function and table go with their last user. */
 	int used = 1;
 	if (rc == 0 && t.has_fn)
 		rc = any_row(c,
@@ -1175,17 +1180,6 @@ static int pg_untrack(struct ldr_sql_conn *c, const char *table)
 	if (rc == 0 && !used) {
 		snprintf(sql, sizeof sql, "DROP FUNCTION %s", fn);
 		rc = exec_cmd(c, sql, "cannot drop the trigger function");
-	}
-	used = 1;
-	if (rc == 0 && t.has_changes) {
-		snprintf(sql, sizeof sql,
-			 "SELECT 1 FROM %s.larder_changes LIMIT 1", t.schema);
-		rc = any_row(c, sql, NULL, &used);
-	}
-	if (rc == 0 && !used) {
-		snprintf(sql, sizeof sql, "DROP TABLE %s.larder_changes",
-			 t.schema);
-		rc = exec_cmd(c, sql, "cannot drop larder_changes");
 	}
 out:
 	PQclear(t.r);
