@@ -4,10 +4,10 @@
  * READ ONLY snapshot, queries streamed row by row (single-row mode), and
  * the change counter that `larder sql track` installs.
  *
- * The session's output settings are fixed at connect time (ISO dates, UTC,
- * hex bytea, UTF-8, shortest exact floats): the key names the query, not
- * the client's environment, so two hosts with different PGTZ or
- * PGDATESTYLE must produce the same bytes for it.
+ * The output settings are fixed for every snapshot (ISO dates, UTC, hex
+ * bytea, UTF-8, shortest exact floats): the key names the query, not the
+ * client's environment, so two hosts with different PGTZ or PGDATESTYLE
+ * must produce the same bytes for it.
  *
  * Change counter: in the schema of each tracked table, a table
  *   larder_changes(tbl text primary key, token text, n bigint)
@@ -48,13 +48,17 @@
  * otherwise. */
 #define CONNECT_TIMEOUT "10"
 
-/* The output settings every session gets (see the top of the file). Each
- * one changes the text of some type's values. */
-static const char session_settings[] =
-    "SET client_encoding = 'UTF8'; SET DateStyle = 'ISO, MDY'; "
-    "SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; "
-    "SET extra_float_digits = 1; SET bytea_output = 'hex'; "
-    "SET lc_monetary = 'C'";
+/* The output settings of every snapshot (see the top of the file); each
+ * one changes the text of some type's values. SET LOCAL, inside the
+ * snapshot's transaction: they hold for exactly the statements that read
+ * (also where a proxy hands transactions to different server sessions),
+ * and SET takes no snapshot, so the first read still does. The encoding
+ * is a connection parameter (libpq's own quoting depends on it). */
+static const char begin_sql[] =
+    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+    "SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL IntervalStyle = 'postgres'; "
+    "SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 1; "
+    "SET LOCAL bytea_output = 'hex'; SET LOCAL lc_monetary = 'C'";
 
 struct col {
 	int kind;  /* enum ldr_sql_kind of the column's type */
@@ -419,7 +423,7 @@ static int pg_open(struct ldr_sql_conn **out, larder *db, const char *uri,
 
 	/* With expand_dbname, the connection string in "dbname" is expanded
 	 * in place: keywords before it are defaults it overrides. */
-	const char *keys[4], *vals[4];
+	const char *keys[5], *vals[5];
 	int n = 0;
 	if (!has_timeout) {
 		keys[n] = "connect_timeout";
@@ -429,6 +433,8 @@ static int pg_open(struct ldr_sql_conn **out, larder *db, const char *uri,
 	vals[n++] = "larder";
 	keys[n] = "dbname";
 	vals[n++] = uri;
+	keys[n] = "client_encoding"; /* after: over the user's choice */
+	vals[n++] = "UTF8";
 	keys[n] = NULL;
 	vals[n] = NULL;
 	c->pg = PQconnectdbParams(keys, vals, 1);
@@ -450,9 +456,7 @@ static int pg_open(struct ldr_sql_conn **out, larder *db, const char *uri,
 		return rc;
 	}
 	PQsetNoticeProcessor(c->pg, on_notice, c);
-	int rc = exec_cmd(c, session_settings, "cannot set up the session");
-	if (rc == 0)
-		rc = find_identity(c);
+	int rc = find_identity(c);
 	if (rc) {
 		pg_close(c);
 		return rc;
@@ -476,10 +480,9 @@ static int pg_identity(struct ldr_sql_conn *c, char *buf, size_t size)
 static int pg_begin(struct ldr_sql_conn *c)
 {
 	/* REPEATABLE READ: every statement of the transaction sees the
-	 * snapshot taken by its first one. READ ONLY: a query cannot write
+	 * snapshot taken by its first read. READ ONLY: a query cannot write
 	 * through the cache. */
-	return exec_cmd(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-			"cannot begin a read snapshot");
+	return exec_cmd(c, begin_sql, "cannot begin a read snapshot");
 }
 
 static int pg_end(struct ldr_sql_conn *c)

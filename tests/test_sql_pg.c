@@ -963,6 +963,38 @@ TEST(one_snapshot_across_queries_while_a_writer_commits)
 	PQfinish(a);
 }
 
+TEST(the_snapshot_is_taken_by_the_first_read_not_by_begin)
+{
+	/* What commits between begin() and the first statement is seen:
+	 * begin (with its settings) takes no snapshot, so LOCK TABLE in
+	 * table_version() comes before it. */
+	PGconn *a = admin();
+	sql_ok(a, "DROP TABLE IF EXISTS first_t");
+	sql_ok(a, "CREATE TABLE first_t (x int)");
+	sql_ok(a, "GRANT SELECT ON first_t TO larder");
+	struct ldr_sql_conn *c = connect_as(pg_uri);
+	ASSERT_SRC(ldr_sql_pg.begin(c), 0);
+	sql_ok(a, "INSERT INTO first_t VALUES (1)");
+	struct got g = {.keep = 1};
+	struct ldr_sql_sink s = sink_of(&g);
+	ASSERT_SRC(
+	    ldr_sql_pg.query(c, "SELECT count(*) FROM first_t", NULL, 0, &s),
+	    0);
+	ASSERT_STR_EQ(g.text, "I=1\n");
+	/* and from then on, nothing new */
+	sql_ok(a, "INSERT INTO first_t VALUES (2)");
+	g.len = 0;
+	g.columns_calls = 0;
+	ASSERT_SRC(
+	    ldr_sql_pg.query(c, "SELECT count(*) FROM first_t", NULL, 0, &s),
+	    0);
+	ASSERT_STR_EQ(g.text, "I=1\n");
+	free(g.text);
+	ASSERT_SRC(ldr_sql_pg.end(c), 0);
+	ldr_sql_pg.close(c);
+	PQfinish(a);
+}
+
 TEST(read_snapshot_refuses_writes)
 {
 	PGconn *a = admin();
