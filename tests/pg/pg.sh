@@ -280,6 +280,20 @@ stop_all() {
 		fi
 		sleep 0.1
 	done
+	# A postmaster that did not shut down cleanly (killed) leaves its
+	# pid file, and in it (line 7: key, id) the small System V shared
+	# memory segment it used as an interlock: remove it, if nothing is
+	# attached to it any more.
+	if [ -s "$BASE/data/postmaster.pid" ]; then
+		shmid=$(sed -n 7p "$BASE/data/postmaster.pid" | awk '{print $2}')
+		case $shmid in '' | *[!0-9]*) ;; *)
+			if ipcs -m 2>/dev/null | awk -v id="$shmid" \
+				'$2 == id && $6 == 0 { f = 1 } END { exit !f }'; then
+				ipcrm -m "$shmid" 2>/dev/null || true
+			fi
+			;;
+		esac
+	fi
 	rm -rf "$BASE"
 }
 
