@@ -3,7 +3,7 @@
 set -e
 pkgs="cmake make gcc clang clang-format pkg-config libxxhash-dev libzstd-dev
       libclang-rt-14-dev libsqlite3-dev libpq-dev sqlite3
-      util-linux python3"
+      postgresql util-linux python3"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
@@ -15,6 +15,18 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 echo "larder: installing$missing" >&2
+# The tests run a PostgreSQL server of their own (tests/pg/pg.sh): keep
+# Debian's package from creating and starting a system cluster on 5432.
+case " $missing " in *" postgresql "*)
+	conf=/etc/postgresql-common/createcluster.conf
+	if ! grep -qs '^[[:space:]]*create_main_cluster[[:space:]]*=[[:space:]]*false' "$conf"; then
+		mkdir -p /etc/postgresql-common
+		echo 'create_main_cluster = false' >>"$conf"
+	fi
+	;;
+esac
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+apt-get install -y -qq --no-install-recommends \
+	-o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef \
+	$missing >/dev/null
