@@ -15,12 +15,13 @@
  * name), a SECURITY DEFINER trigger function larder_track_count() and, on
  * the table, a statement-level AFTER INSERT OR UPDATE OR DELETE OR
  * TRUNCATE trigger that adds one to the row. The version is
- * "<token> <n>"; the token is random per track, so a counter that starts
- * again from 0 never repeats an old version. docs/sql.md has the details.
+ * "<token> <n> <definition>": the token is random per track, so a counter
+ * that starts again from 0 never repeats an old version, and the
+ * definition is a hash of what ALTER TABLE changes unseen by triggers.
+ * docs/sql.md has the details.
  */
 #include <errno.h>
 #include <libpq-fe.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,10 +51,10 @@
 
 /* The output settings of every snapshot (see the top of the file); each
  * one changes the text of some type's values. SET LOCAL, inside the
- * snapshot's transaction: they hold for exactly the statements that read
- * (also where a proxy hands transactions to different server sessions),
- * and SET takes no snapshot, so the first read still does. The encoding
- * is a connection parameter (libpq's own quoting depends on it). */
+ * snapshot's transaction: they hold for exactly the statements that read,
+ * whatever the session did before, and SET takes no snapshot, so the
+ * first read still does. The encoding is a connection parameter (libpq's
+ * own quoting depends on it). */
 static const char begin_sql[] =
     "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
     "SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL IntervalStyle = 'postgres'; "
@@ -501,7 +502,9 @@ static int pg_end(struct ldr_sql_conn *c)
 	}
 }
 
-/* Room for n columns. */
+/* Room for n columns. Each array grows on its own; cap moves only once
+ * all have, so after a failure the next call grows them again (and the
+ * columns past cap hold no buffer yet). */
 static int grow_cols(struct ldr_sql_conn *c, size_t n)
 {
 	if (n <= c->cap)
@@ -511,23 +514,23 @@ static int grow_cols(struct ldr_sql_conn *c, size_t n)
 		return LARDER_ENOMEM;
 	c->cols = cols;
 	memset(cols + c->cap, 0, (n - c->cap) * sizeof *cols);
-	c->cap = n;
 	const char **names = realloc(c->names, n * sizeof *names);
-	if (names)
-		c->names = names;
-	const char **val = realloc(c->val, n * sizeof *val);
-	if (val)
-		c->val = val;
-	size_t *len = realloc(c->len, n * sizeof *len);
-	if (len)
-		c->len = len;
-	int *kind = realloc(c->kind, n * sizeof *kind);
-	if (kind)
-		c->kind = kind;
-	if (!names || !val || !len || !kind) {
-		c->cap = 0; /* grow everything again next time */
+	if (!names)
 		return LARDER_ENOMEM;
-	}
+	c->names = names;
+	const char **val = realloc(c->val, n * sizeof *val);
+	if (!val)
+		return LARDER_ENOMEM;
+	c->val = val;
+	size_t *len = realloc(c->len, n * sizeof *len);
+	if (!len)
+		return LARDER_ENOMEM;
+	c->len = len;
+	int *kind = realloc(c->kind, n * sizeof *kind);
+	if (!kind)
+		return LARDER_ENOMEM;
+	c->kind = kind;
+	c->cap = n;
 	return 0;
 }
 
@@ -583,8 +586,8 @@ static int hexval(char ch)
 	return -1;
 }
 
-/* bytea's text output (bytea_output = hex, set at connect): "\x" and two
- * hex digits per byte, decoded into the column's buffer. */
+/* bytea's text output (bytea_output = hex, set in every snapshot): "\x"
+ * and two hex digits per byte, decoded into the column's buffer. */
 static int decode_bytea(struct ldr_sql_conn *c, struct col *col, const char *s,
 			size_t n, size_t *out)
 {
