@@ -48,7 +48,7 @@ die() {
 	exit 1
 }
 skip() {
-	say "SKIP: cannot run PostgreSQL here: $*"
+	say "cannot run PostgreSQL here: $*"
 	exit $SKIP
 }
 
@@ -160,8 +160,8 @@ start_all() {
 	fi
 	# Leftovers of an earlier run (a crash, a kill): clear them first.
 	[ ! -e "$BASE" ] || stop_all
-	mkdir -p "$BASE"
 	install_packages
+	mkdir -p "$BASE"
 	BIN=$(find_bindir)
 	user=$(server_user)
 	PORT=$(pick_port)
