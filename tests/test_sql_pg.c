@@ -1084,6 +1084,25 @@ TEST(permission_denied_is_eperm)
 	PQfinish(a);
 }
 
+TEST(statement_timeout_from_the_connection_string_is_eio)
+{
+	/* larder sets none; the user's applies, and ends the query. */
+	struct ldr_sql_conn *c = connect_as(uri_for(
+	    "larder", pg_password, "options=-c%20statement_timeout%3D200"));
+	struct got g;
+	double t0 = now_s();
+	ASSERT_SRC(run_query(c, &g, "SELECT pg_sleep(30)", NULL, 0),
+		   LARDER_EIO);
+	ASSERT(now_s() - t0 < 10);
+	ASSERT_CONTAINS(larder_errmsg(NULL), "statement timeout");
+	ASSERT_CONTAINS(larder_errmsg(NULL), "57014");
+	free(g.text);
+	/* and the connection goes on */
+	ASSERT_SRC(run_query(c, &g, "SELECT 1", NULL, 0), 0);
+	free(g.text);
+	ldr_sql_pg.close(c);
+}
+
 /* The backend of a connection that set application_name = `app`, killed
  * by the admin once it runs a query. */
 static void kill_backend_when_active(PGconn *a, const char *app)
