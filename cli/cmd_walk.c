@@ -526,9 +526,16 @@ static int run_verify(struct cli *c, int argc, char **argv)
 
 	if (v.repair)
 		flags |= LARDER_WALK_REPAIR;
-	/* The whole store unless a namespace was named. */
+	/* The whole store unless a namespace was named: the users'
+	 * namespaces, then the library's own remembered file hashes (".files":
+	 * a damaged one would give a wrong version). */
 	lrc = larder_walk(db, c->ns_given ? c->ns : NULL, flags, verify_entry,
 			  &v);
+	if (lrc >= 0 && !c->ns_given) {
+		lrc = larder_walk(db, ".files", flags, verify_entry, &v);
+		if (lrc == LARDER_ENOTFOUND)
+			lrc = 0;
+	}
 	settle(&v);
 	print_report(&v);
 	rc = out_finish(c, stdout);
@@ -555,8 +562,9 @@ const struct cli_cmd cli_cmd_verify = {
     .run = run_verify,
     .summary = "check every entry's header and payload",
     .usage = "[--repair] [--json]",
-    .help = "Read and hash every entry of the store (of one namespace if "
-	    "--ns is given),\n"
+    .help = "Read and hash every entry of the store, including the remembered "
+	    "file hashes\n"
+	    "(namespace .files), or of one namespace if --ns is given;\n"
 	    "print each damaged one (corrupt or misplaced) and a summary "
 	    "line:\n"
 	    "  N entries checked, N ok, N corrupt, N expired, N misplaced,\n"
