@@ -6,7 +6,7 @@ TSAN    ?= build-tsan
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-asan test-tsan demo install format format-check fuzz bench clean
+.PHONY: all deps build test test-asan test-tsan demo install format format-check fuzz bench swarm clean
 
 all: build
 
@@ -43,7 +43,7 @@ demo: deps
 install: build
 	cmake --install $(BUILD)
 
-SOURCES = include/*.h src/*.[ch] cli/*.[ch] tests/*.[ch] bench/*.c fuzz/*.c
+SOURCES = include/*.h src/*.[ch] cli/*.[ch] tests/*.[ch] bench/*.c fuzz/*.c tools/*.c
 
 format:
 	clang-format -i $(SOURCES)
@@ -57,6 +57,13 @@ fuzz: deps
 
 bench: build
 	$(BUILD)/bench/bench_hit
+
+# The large swarm (docs/testing.md, "The swarm"): 16 clients x 50 waves
+# x 20 generations, file then SQL; SWARM_ARGS adds or overrides options.
+SWARM_ARGS ?=
+swarm: build
+	$(BUILD)/tools/larder-swarm --variant file --clients 16 --waves 50 --generations 20 $(SWARM_ARGS)
+	$(BUILD)/tools/larder-swarm --variant sql --clients 16 --waves 50 --generations 20 $(SWARM_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(TSAN) build-fuzz
