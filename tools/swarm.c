@@ -404,15 +404,19 @@ static void client_log(int level, const char *msg, void *payload)
 
 static int open_source(const char *path)
 {
-	/* A network client may briefly say ESTALE for a name another
-	 * client renamed over; opening again looks it up afresh. */
-	for (int i = 0;; i++) {
+	/* A network client says ESTALE for a name another client renamed
+	 * over until its cache lets go (about a second on GlusterFS):
+	 * open again, for at most 5 s, as an application there must. */
+	int64_t end = now_ns() + 5 * (int64_t)1000000000;
+	for (;;) {
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0 || errno != ESTALE || i == 20)
+		if (fd >= 0 || errno != ESTALE || now_ns() > end)
 			return fd;
-		sleep_ms(10);
+		sleep_ms(20);
 	}
 }
+
+static char own_err[MSG_MAX]; /* why own_version failed */
 
 /* --file-version own: a version made here from every byte of the file,
  * read each time (no fingerprint, nothing remembered): a baseline that
@@ -420,8 +424,11 @@ static int open_source(const char *path)
 static int own_version(const char *path, char out[LARDER_FILES_VERSION_LEN + 1])
 {
 	int fd = open_source(path);
-	if (fd < 0)
+	if (fd < 0) {
+		set_msg(own_err, sizeof own_err, "open '%s': %s", path,
+			strerror(errno));
 		return errno == ENOENT ? LARDER_ENOTFOUND : LARDER_EIO;
+	}
 	uint64_t h1 = 1, h2 = 2, n = 0;
 	unsigned char buf[65536];
 	for (;;) {
@@ -429,6 +436,8 @@ static int own_version(const char *path, char out[LARDER_FILES_VERSION_LEN + 1])
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
+			set_msg(own_err, sizeof own_err, "read '%s': %s", path,
+				strerror(errno));
 			close(fd);
 			return LARDER_EIO;
 		}
@@ -459,9 +468,13 @@ static int file_version(larder_fill *f, void *payload)
 {
 	struct client *c = payload;
 	char v[LARDER_FILES_VERSION_LEN + 1];
+	own_err[0] = 0;
 	int rc = files_version(c->db, c->src, 0, v);
-	if (rc)
+	if (rc) {
+		set_msg(c->errbuf, sizeof c->errbuf, "version: %s",
+			cfg.own_versions ? own_err : larder_errmsg(c->db));
 		return rc;
+	}
 	if (cfg.sabotage == SB_STALE) {
 		/* A version that never moves: what a fingerprint that
 		 * missed every change would give. */
@@ -484,8 +497,8 @@ static int file_loader(larder_fill *f, void *payload)
 	unsigned char *buf = NULL;
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0) {
-		snprintf(c->errbuf, sizeof c->errbuf, "loader: open '%s': %s",
-			 c->src, strerror(errno));
+		set_msg(c->errbuf, sizeof c->errbuf, "loader: open '%s': %s",
+			c->src, strerror(errno));
 		rc = LARDER_EIO;
 		goto out;
 	}
@@ -502,9 +515,9 @@ static int file_loader(larder_fill *f, void *payload)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			snprintf(c->errbuf, sizeof c->errbuf,
-				 "loader: read '%s': %s", c->src,
-				 strerror(errno));
+			set_msg(c->errbuf, sizeof c->errbuf,
+				"loader: read '%s': %s", c->src,
+				strerror(errno));
 			rc = LARDER_EIO;
 			goto out;
 		}
@@ -642,9 +655,8 @@ static void client_read(struct client *c, struct rec *r)
 	r->gen = GEN_NONE;
 	r->hdr_gen = -1;
 	if (r->rc) {
-		set_msg(r->msg, sizeof r->msg, "%s: %s%s%s",
-			larder_strerror(r->rc), larder_errmsg(c->db),
-			c->errbuf[0] ? "; " : "", c->errbuf);
+		set_msg(r->msg, sizeof r->msg, "%s: %s", larder_strerror(r->rc),
+			c->errbuf[0] ? c->errbuf : larder_errmsg(c->db));
 		r->done = 1;
 		return;
 	}
@@ -888,22 +900,40 @@ static int by_rename(int g)
 	       (cfg.rewrite == RW_MIXED && g % 4 == 2);
 }
 
-static void file_write_gen(int g)
+static int prepared = -1; /* the generation in genbuf */
+static size_t prepared_len;
+
+/* Everything before the switch, so that the switch itself is quick: the
+ * bytes, the manifest (the version of a scratch copy: versions are made
+ * from contents) and, for a rename, the new file beside the source. */
+static void prepare_gen(int g)
 {
+	if (cfg.variant != V_FILE || prepared == g)
+		return;
 	size_t len = build_file(g, genbuf);
-	/* The manifest first: its version, from a scratch copy (versions
-	 * are made from contents), before any client can see it. */
 	write_file(manifest_copy, genbuf, len);
 	int rc = files_version(ctl, manifest_copy, LARDER_FILES_NO_REMEMBER,
 			       gens[g].ver);
 	if (rc)
 		die("cannot compute the version of generation %d: %s: %s", g,
 		    larder_strerror(rc), larder_errmsg(ctl));
-	__atomic_store_n(&gens[g].start_ns, now_ns(), __ATOMIC_RELEASE);
 	if (g == 0 || by_rename(g)) {
 		char tmp[PATH_MAX];
 		mkpath(tmp, sizeof tmp, "%s.swarm-tmp", cfg.source);
 		write_file(tmp, genbuf, len);
+	}
+	prepared = g;
+	prepared_len = len;
+}
+
+static void file_write_gen(int g)
+{
+	prepare_gen(g);
+	size_t len = prepared_len;
+	__atomic_store_n(&gens[g].start_ns, now_ns(), __ATOMIC_RELEASE);
+	if (g == 0 || by_rename(g)) {
+		char tmp[PATH_MAX];
+		mkpath(tmp, sizeof tmp, "%s.swarm-tmp", cfg.source);
 		if (rename(tmp, cfg.source) != 0)
 			die("cannot rename '%s' to '%s': %s", tmp, cfg.source,
 			    strerror(errno));
@@ -914,10 +944,20 @@ static void file_write_gen(int g)
 		if (fd < 0)
 			die("cannot open '%s': %s", cfg.source,
 			    strerror(errno));
-		for (size_t off = 0; off < len; off += 65536)
+		size_t chunk = len >= 131072 ? 65536 : len / 2 + 1;
+		int stalled = 0;
+		for (size_t off = 0; off < len; off += chunk) {
+			/* g % 4 == 0: a writer that stalls half-way, longer
+			 * than a load takes: clients load the torn file,
+			 * and rightly so (it is what the source holds). */
+			if (g % 4 == 0 && !stalled && off >= len / 2) {
+				sleep_ms(3 * cfg.load_ms + 30);
+				stalled = 1;
+			}
 			write_all(fd, genbuf + off,
-				  len - off < 65536 ? len - off : 65536,
+				  len - off < chunk ? len - off : chunk,
 				  (off_t)off, cfg.source);
+		}
 		if (len < cur_size && ftruncate(fd, (off_t)len) != 0)
 			die("cannot truncate '%s': %s", cfg.source,
 			    strerror(errno));
@@ -1063,6 +1103,8 @@ static void run_clients(void)
 	}
 	int g = 1;
 	for (int w = 0; w < cfg.waves; w++) {
+		if (g <= cfg.generations && wave_of(g) == w)
+			prepare_gen(g);
 		if (barrier_wait(cfg.clients + 1, reap) != 0)
 			break;
 		while (g <= cfg.generations && wave_of(g) == w && !aborted())
@@ -1143,6 +1185,40 @@ why_add(char *why, size_t size, int cond, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why + l, size - l, fmt, ap);
 	va_end(ap);
+}
+
+/* The run's record, kept in the work directory when the run fails:
+ * manifest.log "g start_ms done_ms version", reads.log one line per read
+ * "client wave outcome gen header_gen loads t0_ms t1_ms rc version". Times
+ * in ms from the start of generation 0. */
+static void write_logs(void)
+{
+	char path[PATH_MAX];
+	int64_t z = gens[0].start_ns;
+	mkpath(path, sizeof path, "%s/manifest.log", cfg.work);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		die("cannot create '%s': %s", path, strerror(errno));
+	for (int g = 0; g <= written; g++)
+		fprintf(f, "%d %.3f %.3f %s\n", g,
+			(double)(gens[g].start_ns - z) / 1e6,
+			(double)(gens[g].done_ns - z) / 1e6, gens[g].ver);
+	if (fclose(f) != 0)
+		die("cannot write '%s': %s", path, strerror(errno));
+	mkpath(path, sizeof path, "%s/reads.log", cfg.work);
+	if (!(f = fopen(path, "w")))
+		die("cannot create '%s': %s", path, strerror(errno));
+	for (int i = 0; i < cfg.clients * cfg.waves; i++) {
+		struct rec *r = &recs[i];
+		if (r->done)
+			fprintf(f, "%d %d %s %d %d %d %.3f %.3f %d %s\n",
+				i / cfg.waves, i % cfg.waves,
+				outcome_name(r->outcome), r->gen, r->hdr_gen,
+				r->loads, (double)(r->t0 - z) / 1e6,
+				(double)(r->t1 - z) / 1e6, r->rc, r->ver);
+	}
+	if (fclose(f) != 0)
+		die("cannot write '%s': %s", path, strerror(errno));
 }
 
 static int verdict(double secs)
@@ -1593,6 +1669,7 @@ int main(int argc, char **argv)
 
 	deadline = t0 + (int64_t)cfg.timeout * 1000000000;
 	run_clients();
+	write_logs();
 	int ret = verdict((double)(now_ns() - t0) / 1e9);
 
 	if (sq)
@@ -1607,8 +1684,13 @@ int main(int argc, char **argv)
 				mkpath(path, sizeof path, "%s/c%d", work, i);
 				rm_rf(path);
 			}
-			mkpath(path, sizeof path, "%s/manifest", work);
-			rm_rf(path);
+			const char *left[] = {"manifest", "manifest.log",
+					      "reads.log"};
+			for (size_t i = 0; i < 3; i++) {
+				mkpath(path, sizeof path, "%s/%s", work,
+				       left[i]);
+				rm_rf(path);
+			}
 		}
 	} else if (made_work) {
 		fprintf(stderr, "larder-swarm: scratch kept in %s\n", work);
