@@ -58,7 +58,7 @@ fuzz: deps
 bench: build
 	$(BUILD)/bench/bench_hit
 
-# The large swarm (docs/testing.md, "The swarm"): 16 clients x 50 waves
+# The large swarm (docs/swarm.md): 16 clients x 50 waves
 # x 20 generations, file then SQL; SWARM_ARGS adds or overrides options.
 SWARM_ARGS ?=
 swarm: build

@@ -1,4 +1,4 @@
-# The swarm (tools/swarm.c, docs/testing.md "The swarm"): small runs of
+# The swarm (tools/swarm.c, docs/swarm.md): small runs of
 # larder-swarm on a local store, both variants, plus runs sabotaged on
 # purpose that must fail and the tool's error paths (tests/swarm/swarm.sh).
 # The large run is `make swarm`.

@@ -1,7 +1,7 @@
 /*
  * swarm.c — larder-swarm: many client processes read one source through
  * larder while the source changes under them, and every byte they get is
- * checked (docs/testing.md, "The swarm").
+ * checked (docs/swarm.md).
  *
  * The controller (this process) makes a store and a source — a file, or a
  * table in a SQLite database — forks N clients, and regenerates the source
@@ -590,18 +590,22 @@ static void check_file(struct client *c, struct rec *r, const unsigned char *p,
 static void check_sql(struct client *c, struct rec *r, const char *p, size_t n)
 {
 	r->gen = GEN_NONE;
-	int g = -1;
-	const char *row = NULL;
-	if (n > strlen(SQL_HEADER) &&
-	    memcmp(p, SQL_HEADER, strlen(SQL_HEADER)) == 0)
-		row = p + strlen(SQL_HEADER);
-	if (!row || sscanf(row, "1,%d,", &g) != 1 || g < 0 ||
+	int g = -1, used = 0;
+	size_t hl = strlen(SQL_HEADER);
+	char first[32] = ""; /* the start of the first row, NUL-ended */
+	if (n > hl && memcmp(p, SQL_HEADER, hl) == 0) {
+		size_t fl =
+		    n - hl < sizeof first - 1 ? n - hl : sizeof first - 1;
+		memcpy(first, p + hl, fl);
+		first[fl] = 0;
+	}
+	if (sscanf(first, "1,%d,%n", &g, &used) != 1 || used == 0 || g < 0 ||
 	    g > cfg.generations) {
 		r->wrong = 1;
 		set_msg(r->msg, sizeof r->msg,
 			"%zu bytes that do not start with a generation's "
-			"first row: '%.40s'",
-			n, p);
+			"first row: '%.*s'",
+			n, (int)(n < 40 ? n : 40), p);
 		return;
 	}
 	r->hdr_gen = g;
@@ -1396,7 +1400,7 @@ static const char usage[] =
     "the source is regenerated G times; every payload is checked byte for\n"
     "byte against what the source held at the version it came with, loads\n"
     "are counted per version, and one line of verdict ends the run (exit 0\n"
-    "only if it says OK). docs/testing.md, \"The swarm\", says more.\n"
+    "only if it says OK). docs/swarm.md says more.\n"
     "\n"
     "  --variant file|sql   the source: a file (larder_get_or_fill with\n"
     "                       larder_files_version) or a SQLite table\n"

@@ -1,5 +1,5 @@
 #!/bin/sh
-# swarm.sh LARDER_SWARM — small swarm runs (docs/testing.md, "The swarm"):
+# swarm.sh LARDER_SWARM — small swarm runs (docs/swarm.md):
 # each variant on a local store must end OK; each sabotage must make the
 # verdict FAIL for its own reason (so the checks can fail); bad arguments,
 # a client killed and a run out of time are reported. Prints
