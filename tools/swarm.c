@@ -834,31 +834,22 @@ static void sql_exec(const char *s)
 		die("sqlite: %s: %s", s, msg ? msg : sqlite3_errmsg(sq));
 }
 
-/* Write generation g's rows: one transaction, or (--sabotage wrong) two,
- * with the first committed half left in view until a client has read. */
-static void sql_write_gen(int g)
+/* Write rows first..last of generation g in one transaction (the DELETE
+ * of the old rows with the first). Rows are UPDATEd in place when the
+ * count stays. */
+static void sql_write_rows(int g, int first, int last)
 {
-	int n = rows_of(g);
-	int update = g > 0 && n == rows_of(g - 1);
+	int update = g > 0 && rows_of(g) == rows_of(g - 1);
 	sqlite3_stmt *st;
 	const char *s = update ? "UPDATE t SET gen = ?2, val = ?3 WHERE id = ?1"
 			       : "INSERT INTO t(id, gen, val) VALUES(?1,?2,?3)";
 	if (sqlite3_prepare_v2(sq, s, -1, &st, NULL) != SQLITE_OK)
 		die("sqlite: %s: %s", s, sqlite3_errmsg(sq));
 	sql_exec("BEGIN IMMEDIATE");
-	if (!update)
+	if (!update && first == 1)
 		sql_exec("DELETE FROM t");
 	char val[128];
-	for (int id = 1; id <= n; id++) {
-		if (cfg.sabotage == SB_WRONG && id == n / 2 + 1) {
-			sql_exec("COMMIT");
-			wait_until(
-			    reads_reached,
-			    __atomic_load_n(&sh->reads_done, __ATOMIC_ACQUIRE) +
-				1,
-			    1000);
-			sql_exec("BEGIN IMMEDIATE");
-		}
+	for (int id = first; id <= last; id++) {
 		size_t vl = sql_val(g, id, val);
 		sqlite3_bind_int(st, 1, id);
 		sqlite3_bind_int(st, 2, g);
@@ -972,14 +963,12 @@ static void file_write_gen(int g)
 	cur_size = len;
 }
 
-static void write_gen(int g)
+/* --sabotage wrong, sql: the generation whose first half is committed
+ * and in view, the second half waiting for the next wave. */
+static int half_pending = -1;
+
+static void gen_done(int g)
 {
-	if (cfg.variant == V_FILE) {
-		file_write_gen(g);
-	} else {
-		__atomic_store_n(&gens[g].start_ns, now_ns(), __ATOMIC_RELEASE);
-		sql_write_gen(g);
-	}
 	__atomic_store_n(&gens[g].done_ns, now_ns(), __ATOMIC_RELEASE);
 	if (cfg.variant == V_SQL)
 		sql_manifest(g);
@@ -993,6 +982,36 @@ static void write_gen(int g)
 						      : ", in place")
 			    : "",
 			gens[g].ver);
+}
+
+/* The rest of a half-written generation, once a read that began after
+ * its first half has ended (every read of the wave after it began
+ * then): that read met a torn table. */
+static void finish_half(int wave)
+{
+	if (half_pending < 0)
+		return;
+	int g = half_pending;
+	wait_until(reads_reached, (uint32_t)(wave * cfg.clients + 1), 5000);
+	sql_write_rows(g, rows_of(g) / 2 + 1, rows_of(g));
+	half_pending = -1;
+	gen_done(g);
+}
+
+static void write_gen(int g)
+{
+	if (cfg.variant == V_FILE) {
+		file_write_gen(g);
+	} else {
+		__atomic_store_n(&gens[g].start_ns, now_ns(), __ATOMIC_RELEASE);
+		if (cfg.sabotage == SB_WRONG && g > 0) {
+			sql_write_rows(g, 1, rows_of(g) / 2);
+			half_pending = g;
+			return;
+		}
+		sql_write_rows(g, 1, rows_of(g));
+	}
+	gen_done(g);
 }
 
 static void make_source(void)
@@ -1111,8 +1130,17 @@ static void run_clients(void)
 			prepare_gen(g);
 		if (barrier_wait(cfg.clients + 1, reap) != 0)
 			break;
-		while (g <= cfg.generations && wave_of(g) == w && !aborted())
+		finish_half(w);
+		while (g <= cfg.generations && wave_of(g) == w && !aborted()) {
+			finish_half(w);
 			regenerate(g++, w);
+		}
+	}
+	if (half_pending >= 0) {
+		sql_write_rows(half_pending, rows_of(half_pending) / 2 + 1,
+			       rows_of(half_pending));
+		gen_done(half_pending);
+		half_pending = -1;
 	}
 	while (children_left > 0) {
 		reap();
@@ -1663,6 +1691,7 @@ int main(int argc, char **argv)
 		larder_close(db2);
 	}
 	int64_t t0 = now_ns();
+	deadline = t0 + (int64_t)cfg.timeout * 1000000000;
 	make_source();
 	if (cfg.verbose)
 		fprintf(stderr,
@@ -1671,7 +1700,6 @@ int main(int argc, char **argv)
 			cfg.variant == V_FILE ? "file" : "sql", cfg.seed,
 			cfg.source, cfg.store, work);
 
-	deadline = t0 + (int64_t)cfg.timeout * 1000000000;
 	run_clients();
 	write_logs();
 	int ret = verdict((double)(now_ns() - t0) / 1e9);
