@@ -250,7 +250,7 @@ static size_t size_of(int g)
 {
 	if (g % 4 == 3)
 		return size_of(g - 1);
-	int lo = 11, hi = 11;
+	int lo = 11, hi = 11; /* powers of two */
 	while (hi < 62 && ((size_t)1 << (hi + 1)) <= cfg.max_size)
 		hi++;
 	int k = lo + (int)(rnd(1, (uint64_t)g, 0) % (uint64_t)(hi - lo + 1));
@@ -1055,20 +1055,27 @@ static void make_source(void)
  * Spread evenly over the run, except: g % 4 == 1 in the wave after
  * g - 1's, where the clients load g - 1 (to land inside that load);
  * g % 4 == 3 in the same wave as g - 1 (straight after it). */
-static int wave_of(int g)
+static int *wave_of;
+
+static void plan_waves(void)
 {
-	if (g == 0)
-		return -1;
-	int prev = wave_of(g - 1), w;
-	if (g % 4 == 1)
-		w = prev + 1;
-	else if (g % 4 == 3)
-		w = prev;
-	else
-		w = (int)((int64_t)g * cfg.waves / (cfg.generations + 1));
-	if (w < prev)
-		w = prev;
-	return w < cfg.waves ? w : cfg.waves - 1;
+	wave_of = calloc((size_t)cfg.generations + 1, sizeof *wave_of);
+	if (!wave_of)
+		die("out of memory");
+	wave_of[0] = -1;
+	for (int g = 1; g <= cfg.generations; g++) {
+		int prev = wave_of[g - 1], w;
+		if (g % 4 == 1)
+			w = prev + 1;
+		else if (g % 4 == 3)
+			w = prev;
+		else
+			w = (int)((int64_t)g * cfg.waves /
+				  (cfg.generations + 1));
+		if (w < prev)
+			w = prev;
+		wave_of[g] = w < cfg.waves ? w : cfg.waves - 1;
+	}
 }
 
 /* Generation g, in its wave. When, by g % 4: 0 as the wave begins (while
@@ -1105,6 +1112,7 @@ static void regenerate(int g, int wave)
 static void run_clients(void)
 {
 	pid_t me = getpid();
+	plan_waves();
 	children_left = 0;
 	for (int i = 0; i < cfg.clients; i++) {
 		fflush(NULL);
@@ -1126,12 +1134,12 @@ static void run_clients(void)
 	}
 	int g = 1;
 	for (int w = 0; w < cfg.waves; w++) {
-		if (g <= cfg.generations && wave_of(g) == w)
+		if (g <= cfg.generations && wave_of[g] == w)
 			prepare_gen(g);
 		if (barrier_wait(cfg.clients + 1, reap) != 0)
 			break;
 		finish_half(w);
-		while (g <= cfg.generations && wave_of(g) == w && !aborted()) {
+		while (g <= cfg.generations && wave_of[g] == w && !aborted()) {
 			finish_half(w);
 			regenerate(g++, w);
 		}
@@ -1154,26 +1162,46 @@ static void run_clients(void)
 
 struct vcount {
 	const char *ver;
-	int kept, excused, gen;
+	int gen;
+	int kept;	 /* loads of this version a caller kept */
+	int unexcused;	 /* ... whose call saw no change of the source */
+	int64_t first;	 /* when the first of them ended */
+	int first_unexc; /* ... and whether it saw no change */
 };
 
-/* The newest generation fully in place at time t (-1: none yet). */
+/* The newest generation fully in place at time t (-1: none yet). The
+ * switches are in order: start and done times grow with g. */
 static int gen_at(int64_t t)
 {
-	int d = -1;
-	for (int g = 0; g <= written; g++)
-		if (gens[g].done_ns && gens[g].done_ns <= t)
-			d = g;
-	return d;
+	int lo = 0, hi = written + 1; /* answer + 1 is in [lo, hi] */
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+		if (gens[mid].done_ns <= t)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo - 1;
 }
 
-/* Did the source change during [t0, t1]? */
+/* Did the source change during [t0, t1]? The first switch to end at or
+ * after t0 is the earliest to begin among those that could overlap. */
 static int changed_during(int64_t t0, int64_t t1)
 {
-	for (int g = 1; g <= written; g++)
-		if (gens[g].start_ns <= t1 && gens[g].done_ns >= t0)
-			return 1;
-	return 0;
+	int lo = 1, hi = written + 1;
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+		if (gens[mid].done_ns < t0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo <= written && gens[lo].start_ns <= t1;
+}
+
+static int cmp_gen_ver(const void *a, const void *b)
+{
+	return strcmp(gens[*(const int *)a].ver, gens[*(const int *)b].ver);
 }
 
 static const char *outcome_name(int o)
@@ -1264,14 +1292,19 @@ static int verdict(double secs)
 	if (!vc)
 		die("out of memory");
 
+	int *order = calloc((size_t)written + 2, sizeof *order);
+	if (!order)
+		die("out of memory");
 	for (int g = 0; g <= written; g++)
-		for (int h = 0; h < g; h++)
-			if (strcmp(gens[g].ver, gens[h].ver) == 0) {
-				wrong++;
-				problem("generations %d and %d have one "
-					"version '%s'",
-					h, g, gens[g].ver);
-			}
+		order[g] = g;
+	qsort(order, (size_t)written + 1, sizeof *order, cmp_gen_ver);
+	for (int k = 1; k <= written; k++)
+		if (strcmp(gens[order[k]].ver, gens[order[k - 1]].ver) == 0) {
+			wrong++;
+			problem("generations %d and %d have one version '%s'",
+				order[k - 1], order[k], gens[order[k]].ver);
+		}
+	free(order);
 	for (int i = 0; i < cfg.clients; i++)
 		if (client_err[i][0]) {
 			errors++;
@@ -1341,9 +1374,12 @@ static int verdict(double secs)
 			vc[nv].gen = r->gen;
 			nv++;
 		}
-		vc[k].kept++;
-		if (changed_during(r->t0 - lag, r->t1))
-			vc[k].excused++;
+		int unexc = !changed_during(r->t0 - lag, r->t1);
+		if (vc[k].kept++ == 0 || r->t1 < vc[k].first) {
+			vc[k].first = r->t1;
+			vc[k].first_unexc = unexc;
+		}
+		vc[k].unexcused += unexc;
 	}
 	int max_per = 0;
 	for (int k = 0; k < nv; k++) {
@@ -1352,10 +1388,12 @@ static int verdict(double secs)
 		if (vc[k].kept <= 1)
 			continue;
 		repeats += vc[k].kept - 1;
-		/* Every kept load but one must have overlapped a change of
-		 * the source (a waiter that asked for the old version, or a
-		 * retry that reloaded without looking). */
-		int bad = vc[k].kept - 1 - vc[k].excused;
+		/* The first load of a version is the one; every later one
+		 * must have overlapped a change of the source (a waiter
+		 * that asked for the old version, or a retry that reloaded
+		 * without looking). One that did not either ran beside the
+		 * first (two lease holders) or missed its entry. */
+		int bad = vc[k].unexcused - vc[k].first_unexc;
 		if (bad > 0) {
 			unexplained += bad;
 			problem("version '%s' (gen %d) loaded %d times, %d "
@@ -1708,6 +1746,7 @@ int main(int argc, char **argv)
 		sqlite3_close(sq);
 	larder_close(ctl);
 	free(genbuf);
+	free(wave_of);
 	if (ret == 0 && !cfg.keep) {
 		if (made_work) {
 			rm_rf(work);
