@@ -76,6 +76,7 @@ struct config {
 	int load_ms;
 	size_t max_size;
 	double lag;
+	double pace; /* seconds at least between two switches */
 	enum rewrite rewrite;
 	const char *journal;
 	enum sabotage sabotage;
@@ -1084,6 +1085,11 @@ static void plan_waves(void)
  * rename, a new inode); 3 straight after g - 1, with its size, once a
  * client has computed a version since (file: the same size in place,
  * maybe within one timestamp tick). */
+static int paced(uint32_t g)
+{
+	return now_ns() >= gens[g - 1].done_ns + (int64_t)(cfg.pace * 1e9);
+}
+
 static void regenerate(int g, int wave)
 {
 	uint32_t base = (uint32_t)(wave * cfg.clients);
@@ -1134,8 +1140,16 @@ static void run_clients(void)
 	}
 	int g = 1;
 	for (int w = 0; w < cfg.waves; w++) {
-		if (g <= cfg.generations && wave_of[g] == w)
+		if (g <= cfg.generations && wave_of[g] == w) {
 			prepare_gen(g);
+			/* --pace: the wave that will see generation g begins
+			 * once g - 1 is that old. Over larder's racy margin
+			 * (2 s) the file's hash is remembered and the
+			 * clients' versions come from its fingerprint. */
+			if (cfg.pace > 0)
+				wait_until(paced, (uint32_t)g,
+					   (int)(cfg.pace * 1000) + 1000);
+		}
 		if (barrier_wait(cfg.clients + 1, reap) != 0)
 			break;
 		finish_half(w);
@@ -1412,6 +1426,14 @@ static int verdict(double secs)
 	if (problems > MAX_PROBLEMS)
 		fprintf(stderr, "larder-swarm: ... %d more problems\n",
 			problems - MAX_PROBLEMS);
+	if (cfg.verbose) {
+		fputs("larder-swarm: clients' counters:", stderr);
+		for (int i = 0; i < LARDER_CTR_COUNT; i++)
+			if (sh->ctr[i])
+				fprintf(stderr, " %s %" PRIu64,
+					larder_counter_name(i), sh->ctr[i]);
+		fputc('\n', stderr);
+	}
 	if (sh->warnings && (cfg.verbose || problems))
 		fprintf(stderr,
 			"larder-swarm: %u library warning(s); first: %s\n",
@@ -1482,6 +1504,9 @@ static const char usage[] =
     "  --source2 PATH       file: the same source through the second mount\n"
     "  --lag S              how late the second mount may show a change of\n"
     "                       the source (default 0)\n"
+    "  --pace S             a wave that sees a new generation begins S\n"
+    "                       seconds after the last one (0); over 2 s, file\n"
+    "                       versions come from remembered hashes\n"
     "  --seed S             contents and sizes (default: random; printed)\n"
     "  --lease S            lease period of the fills (default: the "
     "library's)\n"
@@ -1585,6 +1610,8 @@ static void parse_args(int argc, char **argv)
 			cfg.work = v;
 		} else if (!strcmp(a, "--lag")) {
 			cfg.lag = sec_arg(a, v, 0, 3600);
+		} else if (!strcmp(a, "--pace")) {
+			cfg.pace = sec_arg(a, v, 0, 3600);
 		} else if (!strcmp(a, "--seed")) {
 			char *end;
 			errno = 0;
