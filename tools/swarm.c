@@ -1520,9 +1520,9 @@ static const char usage[] =
     "(default)\n"
     "                       or made here from every byte (a baseline)\n"
     "  --journal MODE       sql: the database's journal mode (wal)\n"
-    "  --work DIR           scratch directory (default: a new one in "
-    "$TMPDIR;\n"
-    "                       removed after an OK run unless --keep)\n"
+    "  --work DIR           WORK, the scratch directory (default: a new one\n"
+    "                       in $TMPDIR, removed after an OK run unless\n"
+    "                       --keep)\n"
     "  --timeout S          give up after S seconds (600)\n"
     "  --sabotage wrong|stale|herd\n"
     "                       break the run on purpose, to see the checks "
@@ -1695,6 +1695,17 @@ static void *shared_alloc(size_t size)
 	return p;
 }
 
+/* A scratch directory made for a run that ends before its clients start
+ * (a setup error) holds nothing worth keeping. */
+static char made_dir[PATH_MAX];
+static pid_t controller;
+
+static void drop_made_dir(void)
+{
+	if (made_dir[0] && getpid() == controller)
+		rm_rf(made_dir);
+}
+
 int main(int argc, char **argv)
 {
 	parse_args(argc, argv);
@@ -1715,6 +1726,9 @@ int main(int argc, char **argv)
 			die("cannot make a directory in '%s': %s",
 			    t && *t ? t : "/tmp", strerror(errno));
 		made_work = 1;
+		controller = getpid();
+		memcpy(made_dir, work, sizeof made_dir);
+		atexit(drop_made_dir);
 	}
 	cfg.work = work;
 	char store[PATH_MAX], source[PATH_MAX];
@@ -1765,6 +1779,7 @@ int main(int argc, char **argv)
 			cfg.variant == V_FILE ? "file" : "sql", cfg.seed,
 			cfg.source, cfg.store, work);
 
+	made_dir[0] = 0; /* from here, the run's end decides */
 	run_clients();
 	write_logs();
 	int ret = verdict((double)(now_ns() - t0) / 1e9);

@@ -133,8 +133,19 @@ swarm 2 "option without value" --variant file --clients
 stderr "--clients needs a value" "missing value: named"
 swarm 2 "--source2 without --store2" --variant file --source2 /nonexistent
 stderr "--source2 goes with --store2" "--source2 alone: named"
+# (Failed runs above kept their scratch directories: count them.)
+scratch() { find "$T" -maxdepth 1 -name 'larder-swarm.*' | wc -l; }
+before=$(scratch)
 swarm 2 "--store2 that is no store" --variant file --store2 "$T/none"
 stderr "cannot open the store through --store2" "--store2: named"
+check_no_new() {
+	if [ "$(scratch)" -eq "$before" ]; then
+		ok "a setup error leaves no scratch directory"
+	else
+		not_ok "a setup error left its scratch directory behind"
+	fi
+}
+check_no_new
 : >"$T/exists.db"
 swarm 2 "sql: an existing database is not overwritten" --variant sql --source "$T/exists.db"
 stderr "exists: the sql swarm makes its own database" "existing database: named"
