@@ -209,6 +209,14 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 				if (rc)
 					return rc;
 				ldr_count(db, LARDER_CTR_SOURCE_CHANGED);
+				/* Another process may have loaded the new
+				 * version already (it saw the change first):
+				 * then it is simply there. */
+				if (larder_get(out, db, f->ns, f->key, f->klen,
+					       f->ver, f->vlen) == 0) {
+					*outcome = LARDER_HIT;
+					return 0;
+				}
 				if (attempt + 1 >= retries)
 					return ldr_fail(db, LARDER_EBUSY, 0,
 							"the source changed "
@@ -250,6 +258,39 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 		return larder_get(out, db, f->ns, f->key, f->klen, f->ver,
 				  f->vlen);
 	}
+}
+
+/* After waiting for another filler that published nothing under our
+ * version: the source may have moved on meanwhile (the filler saw it
+ * change and published the new version instead). Compute the version
+ * again and look for that. Returns 0 with *out (found), 1 (not there:
+ * load it), or version_fn's failure. */
+static int refresh_version(larder_fill *f, larder_version_fn version_fn,
+			   void *payload, larder_entry **out)
+{
+	larder *db = f->db;
+	uint8_t *before = f->ver;
+	size_t blen = f->vlen;
+	f->ver = NULL;
+	f->have_ver = 0;
+	int rc = cb_code(db, version_fn(f, payload), "version_fn");
+	if (rc == 0 && !f->have_ver)
+		rc =
+		    ldr_fail(db, LARDER_EINVAL, 0, "version_fn set no version");
+	if (rc) {
+		free(f->ver);
+		f->ver = before;
+		f->vlen = blen;
+		f->have_ver = 1;
+		return rc;
+	}
+	int same = same_ver(before, blen, f->ver, f->vlen);
+	free(before);
+	if (same)
+		return 1;
+	return larder_get(out, db, f->ns, f->key, f->klen, f->ver, f->vlen) == 0
+		   ? 0
+		   : 1;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -383,12 +424,16 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 			/* Double-check: the entry may have been published
 			 * between our miss and the lease. */
 			rc = larder_get(out, db, ns, key, klen, f.ver, f.vlen);
+			if (rc != 0 && waited && recheck)
+				rc = refresh_version(&f, recheck, payload, out);
+			else if (rc != 0)
+				rc = 1;
 			if (rc == 0) {
 				*how = waited ? LARDER_WAITED : LARDER_HIT;
-			} else {
+			} else if (rc > 0) {
 				rc = load(&f, recheck, loader, payload, retries,
 					  lease, out, how);
-			}
+			} /* else version_fn failed: rc says why */
 			ldr_lease_release(lease);
 			break;
 		}

@@ -944,6 +944,60 @@ TEST(source_changed_during_the_load_is_retried_and_the_new_data_published)
 	larder_close(db);
 }
 
+/* The source moves on during our load, and another process that saw the
+ * new state first has already published it. */
+struct raced_source {
+	struct source s; /* first: src_load and src_version take it */
+	larder *other;	 /* the other process's handle */
+};
+
+static int load_while_another_publishes(larder_fill *f, void *payload)
+{
+	struct raced_source *r = payload;
+	int rc = src_load(f, &r->s); /* moves the source to state 2 */
+	if (r->s.loads == 1) {
+		uint8_t *buf = malloc(r->s.size);
+		test_fill_pattern(buf, r->s.size, 2);
+		int prc = larder_put(r->other, "default", "raced", 5, "s2", 2,
+				     buf, r->s.size, NULL);
+		free(buf);
+		if (prc != 0)
+			return prc;
+	}
+	return rc;
+}
+
+TEST(source_changed_during_the_load_takes_the_new_version_already_published)
+{
+	larder *db = open_store();
+	struct raced_source r = {
+	    {.state = 1, .bump_first_load = 1, .size = 40000}, open_store()};
+	larder_fill_opts fo = short_lease();
+	larder_entry *e;
+	int how;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "raced", 5, NULL,
+				     0, src_version,
+				     load_while_another_publishes, &r, &fo),
+		  0);
+	/* Not loaded again: the other process's entry for s2 is taken. */
+	ASSERT_EQ(r.s.loads, 1);
+	ASSERT_EQ(how, LARDER_HIT);
+	size_t vlen;
+	const void *v = larder_entry_version(e, &vlen);
+	ASSERT_EQ(vlen, 2);
+	ASSERT_MEM_EQ(v, "s2", 2);
+	ASSERT(test_check_pattern(larder_entry_data(e), 40000, 2));
+	larder_entry_release(e);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_SOURCE_CHANGED), 1);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_FILLS), 1);
+	ASSERT_RC(db, larder_get(&e, db, "default", "raced", 5, "s1", 2),
+		  LARDER_ENOTFOUND);
+	expect_no_leftovers(0);
+	larder_close(r.other);
+	larder_close(db);
+}
+
 TEST(source_changing_during_every_load_gives_ebusy_after_max_retries)
 {
 	larder *db = open_store();
