@@ -503,10 +503,13 @@ LARDER_API int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
  * LARDER_EINVAL if n is 0, a path is empty, an input is neither a
  * regular file nor a directory (nor a symlink to one) or a tree is
  * deeper than 256 directories, LARDER_EIO on a read error, LARDER_EBUSY
- * if a file kept changing while it was read; larder_errmsg() names the
- * path. A failure to remember a hash (store full, read-only) is not an
- * error: it is counted (LARDER_CTR_WRITE_FAILURES) and logged once per
- * handle. Thread-safe on one handle. */
+ * if a file kept changing while it was read, LARDER_ESTALE if a network
+ * filesystem kept saying ESTALE (a name another client renamed over) for
+ * 3 s, the whole version being started over meanwhile (counted in
+ * LARDER_CTR_ESTALE_RETRIES); larder_errmsg() names the path. A failure to
+ * remember a hash (store full, read-only) is not an error: it is counted
+ * (LARDER_CTR_WRITE_FAILURES) and logged once per handle. Thread-safe on one
+ * handle. */
 LARDER_API int larder_files_version(larder *db, const char *const *paths,
 				    size_t n, unsigned flags,
 				    char out[LARDER_FILES_VERSION_LEN + 1]);

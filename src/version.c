@@ -390,6 +390,7 @@ static int source_fail(struct fv *v, int e, const char *what, const char *path)
 		 : e == ENOMEM		     ? LARDER_ENOMEM
 		 : e == ENAMETOOLONG	     ? LARDER_EINVAL
 		 : e == ELOOP		     ? LARDER_EINVAL
+		 : e == ESTALE		     ? LARDER_ESTALE
 					     : LARDER_EIO;
 	return ldr_fail(v->db, rc, e, "cannot %s '%s': %s", what, path,
 			strerror(e));
@@ -1013,20 +1014,9 @@ static int input(struct fv *v, const char *path, XXH3_state_t *st)
 	return rc;
 }
 
-int larder_files_version(larder *db, const char *const *paths, size_t n,
-			 unsigned flags, char out[LARDER_FILES_VERSION_LEN + 1])
+static int files_version(larder *db, const char *const *paths, size_t n,
+			 unsigned flags, char *out)
 {
-	if (out)
-		out[0] = '\0';
-	if (!db || !out || !paths || n == 0 ||
-	    (flags & ~LARDER_FILES_NO_REMEMBER))
-		return ldr_fail(db, LARDER_EINVAL, 0,
-				"larder_files_version needs a store, at least "
-				"one path and known flags");
-	for (size_t i = 0; i < n; i++)
-		if (!paths[i] || !*paths[i])
-			return ldr_fail(db, LARDER_EINVAL, 0,
-					"input %zu is an empty path", i + 1);
 	struct fv v;
 	memset(&v, 0, sizeof v);
 	v.db = db;
@@ -1058,4 +1048,40 @@ int larder_files_version(larder *db, const char *const *paths, size_t n,
 	free(v.key.p);
 	free(v.path.p);
 	return rc;
+}
+
+/* How long a source that keeps giving ESTALE is retried: on a network
+ * filesystem a name another client just renamed over stays stale for this
+ * client for up to about a second (measured on GlusterFS). */
+#define ESTALE_RETRY_MS 3000
+
+int larder_files_version(larder *db, const char *const *paths, size_t n,
+			 unsigned flags, char out[LARDER_FILES_VERSION_LEN + 1])
+{
+	if (out)
+		out[0] = '\0';
+	if (!db || !out || !paths || n == 0 ||
+	    (flags & ~LARDER_FILES_NO_REMEMBER))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"larder_files_version needs a store, at least "
+				"one path and known flags");
+	for (size_t i = 0; i < n; i++)
+		if (!paths[i] || !*paths[i])
+			return ldr_fail(db, LARDER_EINVAL, 0,
+					"input %zu is an empty path", i + 1);
+	/* A stale handle is the network filesystem catching up with another
+	 * client's rename: the whole computation starts again (a version
+	 * is all of one moment or nothing), bounded in time. */
+	long slept = 0, pause = 10;
+	for (;;) {
+		int rc = files_version(db, paths, n, flags, out);
+		if (rc != LARDER_ESTALE || slept >= ESTALE_RETRY_MS)
+			return rc;
+		ldr_count(db, LARDER_CTR_ESTALE_RETRIES);
+		struct timespec ts = {0, pause * 1000000L};
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+		slept += pause;
+		pause = pause * 2 > 200 ? 200 : pause * 2;
+	}
 }
