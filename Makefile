@@ -6,12 +6,16 @@ TSAN    ?= build-tsan
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-asan test-tsan demo install format format-check fuzz bench swarm clean
+.PHONY: all deps deps-test build test test-asan test-tsan demo install format format-check fuzz bench swarm clean
 
 all: build
 
+# What building and the demo need; deps-test adds what the tests need.
 deps:
 	@sh scripts/deps.sh
+
+deps-test:
+	@sh scripts/deps.sh test
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
@@ -20,12 +24,12 @@ build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 # Every test; ends with "N passed, N failed" and fails on any failure.
-test: deps
+test: deps-test
 	@$(MAKE) --no-print-directory build
 	@sh scripts/run-tests.sh $(BUILD)
 
 # The same suite built with AddressSanitizer + UndefinedBehaviorSanitizer.
-test-asan: deps
+test-asan: deps-test
 	cmake -S . -B $(ASAN) -DLARDER_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)
 	cmake --build $(ASAN) -j $(JOBS)
 	@sh scripts/run-tests.sh $(ASAN)

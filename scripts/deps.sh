@@ -1,9 +1,11 @@
 #!/bin/sh
-# Install the Debian packages larder needs to build and test, if missing.
+# Install the Debian packages larder needs, if missing:
+#   deps.sh        to build it and run the demo
+#   deps.sh test   also what the tests need (a PostgreSQL server)
 set -e
 pkgs="cmake make gcc clang clang-format pkg-config libxxhash-dev libzstd-dev
-      libclang-rt-14-dev libsqlite3-dev libpq-dev sqlite3
-      postgresql util-linux python3"
+      libclang-rt-14-dev libsqlite3-dev libpq-dev sqlite3 util-linux python3"
+[ "${1:-}" = test ] && pkgs="$pkgs postgresql"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
