@@ -7,6 +7,7 @@ set -eu
 build=${1:-build}
 larder="$build/cli/larder"
 [ -x "$larder" ] || { echo "demo: $larder is not built (run make)" >&2; exit 1; }
+larder=$(cd "$(dirname "$larder")" && pwd)/larder # the demo works in a temp dir
 command -v sqlite3 >/dev/null || { echo "demo: sqlite3 is missing (run scripts/deps.sh)" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/larder-demo.XXXXXX")
