@@ -37,6 +37,9 @@ struct cli {
 	int ns_given;	  /* --ns was on the command line */
 	int verbose;	  /* -v */
 	int allow_unsafe; /* --allow-unsafe-mode */
+	int log_level;	  /* --log-level (enum larder_log_level), 0 = unset */
+	int log_json;	  /* --log-json: log lines are JSON objects */
+	int logged;	  /* a warning or error was logged */
 };
 
 struct cli_cmd {
@@ -92,8 +95,11 @@ int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
  * Returns CLI_CONTINUE if it was one, CLI_USAGE (reported) if not. */
 int cli_global_opt(struct cli *c, int id, const char *arg);
 
-/* Open the store at c->dir (resolving the default first). On failure the
- * message is printed and the exit code returned; CLI_OK on success. */
+/* Open the store at c->dir (resolving the default first), with the
+ * library's log going to stderr at the level of --log-level (else
+ * $LARDER_LOG_LEVEL, else warn); any log callback in opts is replaced.
+ * On failure the message is printed and the exit code returned; CLI_OK
+ * on success. */
 int cli_open(struct cli *c, larder **out, const larder_opts *opts);
 
 /* The exit code for a failed library call on an open store. */
@@ -104,6 +110,41 @@ int cli_open_exit_code(int rc);
 /* Report a failed library call (message from the handle) and return its
  * exit code. */
 int cli_fail(const struct cli *c, larder *db, int rc);
+
+/* Log a message as the library's log callback does: "larder: LEVEL: msg"
+ * on stderr, or one JSON object per line with --log-json. Sets c->logged
+ * for a warning or an error. Messages above the level are dropped. */
+void cli_log(struct cli *c, int level, const char *msg);
+
+/* ---- progress (progress.c) ---- */
+
+/* A progress line on stderr for work longer than about a second: what is
+ * being done, bytes so far and the rate, redrawn at most 4 times a second
+ * with '\r' and cleared at the end. Silent unless stderr is a terminal,
+ * and when the payload itself goes to a terminal on stdout. */
+struct cli_progress {
+	int on;		  /* stderr is a terminal: draw */
+	const char *what; /* "reading", "storing", ... */
+	double t0;	  /* start of the work (monotonic s) */
+	double phase_t0;  /* start of this phase, for the rate */
+	double last;	  /* last redraw */
+	uint64_t bytes;	  /* bytes in this phase */
+	size_t drawn;	  /* length of the line on screen, 0 if none */
+};
+
+/* Start; `stdout_payload`: the payload goes to stdout (no line if stdout
+ * is a terminal too: the output shows the progress itself). */
+void progress_start(struct cli_progress *p, const char *what,
+		    int stdout_payload);
+/* A new phase of the same work (the byte count starts again). */
+void progress_phase(struct cli_progress *p, const char *what);
+/* n more bytes done; redraws when it is time. */
+void progress_add(struct cli_progress *p, size_t n);
+/* Clear the line; the progress is over. */
+void progress_end(struct cli_progress *p);
+/* Clear the line of the progress under way, if any, before another
+ * message goes to stderr (it is drawn again on the next update). */
+void progress_clear(void);
 
 /* ---- output (out.c) ---- */
 

@@ -79,6 +79,28 @@ static mode_t default_mode(void)
 	return 0666 & ~mask;
 }
 
+/* Write all of data to fd in slices, for the progress line. Returns 0 or
+ * an errno value. */
+static int write_progress(int fd, const void *data, size_t len, int to_stdout)
+{
+	const size_t slice = 1 << 20;
+	struct cli_progress prog;
+	const char *p = data;
+	int err = 0;
+
+	progress_start(&prog, "writing", to_stdout);
+	while (len > 0 && !err) {
+		size_t n = len < slice ? len : slice;
+
+		err = out_write_all(fd, p, n);
+		progress_add(&prog, n);
+		p += n;
+		len -= n;
+	}
+	progress_end(&prog);
+	return err;
+}
+
 static int write_file(struct cli *c, const char *file, const void *data,
 		      size_t len)
 {
@@ -102,7 +124,7 @@ static int write_file(struct cli *c, const char *file, const void *data,
 		cli_err(c, "cannot chmod '%s': %s", tmp, strerror(errno));
 		goto out;
 	}
-	err = out_write_all(fd, data, len);
+	err = write_progress(fd, data, len, 0);
 	if (err) {
 		cli_err(c, "cannot write '%s': %s", tmp, strerror(err));
 		goto out;
@@ -137,7 +159,7 @@ out:
 
 static int write_stdout(struct cli *c, const void *data, size_t len)
 {
-	int err = out_write_all(STDOUT_FILENO, data, len);
+	int err = write_progress(STDOUT_FILENO, data, len, 1);
 
 	/* The reader closed the pipe early (`larder get k | head`): it had
 	 * what it wanted. */

@@ -84,14 +84,20 @@ static void digest_hex(XXH3_state_t *st, char *hex, size_t size)
 		snprintf(hex + 2 * i, 3, "%02x", canon.digest[i]);
 }
 
+/* The progress line of this put (reading, hashing, storing). */
+static struct cli_progress prog;
+
 /* Hash fd from its current offset to EOF. */
 static int hash_rest(struct cli *c, int fd, const char *name, char *buf,
 		     XXH3_state_t *st)
 {
 	ssize_t n;
 
-	while ((n = read_some(fd, buf, CHUNK)) > 0)
+	progress_phase(&prog, "hashing");
+	while ((n = read_some(fd, buf, CHUNK)) > 0) {
 		XXH3_128bits_update(st, buf, (size_t)n);
+		progress_add(&prog, (size_t)n);
+	}
 	if (n < 0) {
 		cli_err(c, "cannot read '%s': %s", name, strerror((int)-n));
 		return CLI_IO;
@@ -138,8 +144,10 @@ static int spool(struct cli *c, int in, const char *name, char *buf,
 
 	if (fd < 0)
 		return CLI_IO;
+	progress_phase(&prog, "reading");
 	while ((n = read_some(in, buf, CHUNK)) > 0) {
 		XXH3_128bits_update(st, buf, (size_t)n);
+		progress_add(&prog, (size_t)n);
 		err = out_write_all(fd, buf, (size_t)n);
 		if (err) {
 			cli_err(c, "cannot spool '%s' to a temp file: %s", name,
@@ -225,9 +233,11 @@ static int stream(struct cli *c, larder *db, larder_writer *w, int fd,
 		}
 		XXH3_128bits_reset(st);
 	}
+	progress_phase(&prog, "storing");
 	while ((n = read_some(fd, buf, CHUNK)) > 0) {
 		if (st)
 			XXH3_128bits_update(st, buf, (size_t)n);
+		progress_add(&prog, (size_t)n);
 		lrc = larder_writer_write(w, buf, (size_t)n);
 		if (lrc < 0) {
 			rc = cli_fail(c, db, lrc);
@@ -289,6 +299,7 @@ static int put_entry(struct cli *c, larder *db, const char *key,
 	rc = open_input(c, file, &fd);
 	if (rc != CLI_OK)
 		goto out;
+	progress_start(&prog, "reading", 0);
 	if (!version) {
 		rc = content_version(c, &fd, name, buf, hex, sizeof(hex));
 		if (rc != CLI_OK)
@@ -312,6 +323,7 @@ static int put_entry(struct cli *c, larder *db, const char *key,
 		goto out;
 	}
 	lrc = larder_writer_commit(w);
+	progress_end(&prog);
 	if (lrc < 0) {
 		rc = cli_fail(c, db, lrc);
 		goto out;
@@ -324,6 +336,7 @@ static int put_entry(struct cli *c, larder *db, const char *key,
 		fprintf(stderr, "larder: put: stored '%s' version %s\n",
 			out_q(key), out_q(version));
 out:
+	progress_end(&prog);
 	if (fd > STDIN_FILENO)
 		close(fd);
 	free(buf);

@@ -160,8 +160,8 @@ struct run_ctx {
 	int err_exit;	   /* our own reported failure: its exit code */
 	int out_gone;	   /* our stdout's reader went away (EPIPE) */
 	int out_err;	   /* another stdout write failure (errno) */
-	int warned;	   /* the library logged a warning */
 	int changed;	   /* the sources changed during a run */
+	struct cli_progress prog;    /* bytes of output so far */
 	volatile sig_atomic_t child; /* pid to forward SIGTERM/SIGHUP to */
 	volatile sig_atomic_t pending;
 };
@@ -422,6 +422,7 @@ static void tee_out(struct run_ctx *x, const void *p, size_t n)
 {
 	int err;
 
+	progress_add(&x->prog, n);
 	if (x->out_gone || x->out_err)
 		return;
 	err = out_write_all(STDOUT_FILENO, p, n);
@@ -601,12 +602,14 @@ static const struct option run_longopts[] = {
  */
 static int find_dashdash(int argc, char **argv)
 {
-	struct option all[sizeof(run_longopts) / sizeof(run_longopts[0]) + 5];
+	struct option all[sizeof(run_longopts) / sizeof(run_longopts[0]) + 7];
 	static const struct option global[] = {
 	    {"dir", required_argument, NULL, 'd'},
 	    {"ns", required_argument, NULL, 'n'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"allow-unsafe-mode", no_argument, NULL, 'U'},
+	    {"log-level", required_argument, NULL, 'L'},
+	    {"log-json", no_argument, NULL, 'J'},
 	    {"help", no_argument, NULL, 'h'},
 	};
 	size_t n = 0;
@@ -627,15 +630,6 @@ static int find_dashdash(int argc, char **argv)
 }
 
 /* ---------------------------------------------------------------------- */
-
-static void on_log(int level, const char *msg, void *payload)
-{
-	struct run_ctx *x = payload;
-
-	x->warned = 1;
-	fprintf(stderr, "larder: run: %s: %s\n",
-		level <= LARDER_LOG_ERROR ? "error" : "warning", msg);
-}
 
 /* The key: records after the magic line (docs/cli.md#run). */
 static int build_key(struct cli *c, const struct run_args *a, char **cmd,
@@ -712,7 +706,14 @@ static int deliver(struct run_ctx *x, const larder_entry *e, int *status)
 	for (int i = 0; i < 4; i++)
 		code |= (unsigned)t[8 + i] << (8 * i);
 	*status = code > 255 ? 255 : (int)code;
-	tee_out(x, p, size - TRAILER_LEN);
+	/* In slices, for the progress line. */
+	progress_phase(&x->prog, "writing");
+	for (size_t off = 0, n; off < size - TRAILER_LEN; off += n) {
+		n = size - TRAILER_LEN - off;
+		if (n > CHUNK)
+			n = CHUNK;
+		tee_out(x, p + off, n);
+	}
 	return CLI_OK;
 }
 
@@ -720,7 +721,6 @@ static int run_run(struct cli *c, int argc, char **argv)
 {
 	struct run_args a = {0};
 	struct run_ctx x = {0};
-	larder_opts lo = LARDER_OPTS_INIT;
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
 	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
 	struct bytes key = {0};
@@ -764,9 +764,7 @@ static int run_run(struct cli *c, int argc, char **argv)
 	if (rc != CLI_OK)
 		goto out;
 
-	lo.log = on_log;
-	lo.log_payload = &x;
-	rc = cli_open(c, &db, &lo);
+	rc = cli_open(c, &db, NULL);
 	if (rc != CLI_OK)
 		goto out;
 	x.db = db;
@@ -781,6 +779,7 @@ static int run_run(struct cli *c, int argc, char **argv)
 	fo.max_retries = MAX_RUNS;
 
 	t0 = mono_s();
+	progress_start(&x.prog, "running", 1);
 	lrc = larder_get_or_fill(&e, &outcome, db, c->ns, key.p, key.len, NULL,
 				 0, version_fn, loader, &x, &fo);
 	if (x.attempts > 0) {
@@ -805,7 +804,7 @@ static int run_run(struct cli *c, int argc, char **argv)
 			how = "uncached";
 			snprintf(why, sizeof(why),
 				 "; the cache could not keep it");
-			if (!x.warned)
+			if (!c->logged)
 				cli_err(c,
 					"warning: the result was not "
 					"cached: %s",
@@ -856,6 +855,7 @@ static int run_run(struct cli *c, int argc, char **argv)
 		rc = cli_fail(c, db, lrc);
 		goto out;
 	}
+	progress_end(&x.prog);
 	if (x.out_err) {
 		cli_err(c, "cannot write to stdout: %s", strerror(x.out_err));
 		rc = CLI_IO;
@@ -866,6 +866,7 @@ static int run_run(struct cli *c, int argc, char **argv)
 			mono_s() - t0, status, why);
 	rc = status;
 out:
+	progress_end(&x.prog);
 	larder_entry_release(e);
 	larder_close(db);
 	free(key.p);

@@ -172,20 +172,6 @@ static const char *outcome_name(int outcome)
 	}
 }
 
-struct log_ctx {
-	struct cli *c;
-	int warned; /* the library logged a warning */
-};
-
-static void on_log(int level, const char *msg, void *payload)
-{
-	struct log_ctx *l = payload;
-
-	l->warned = 1;
-	cli_err(l->c, "%s: %s", level <= LARDER_LOG_ERROR ? "error" : "warning",
-		msg);
-}
-
 static int run_query(struct cli *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -203,8 +189,6 @@ static int run_query(struct cli *c, int argc, char **argv)
 	    {0},
 	};
 	struct sql_args a = {0};
-	struct log_ctx log = {c, 0};
-	larder_opts lo = LARDER_OPTS_INIT;
 	larder_sql_opts so = LARDER_SQL_OPTS_INIT;
 	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
@@ -234,9 +218,7 @@ static int run_query(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 
-	lo.log = on_log;
-	lo.log_payload = &log;
-	rc = cli_open(c, &db, &lo);
+	rc = cli_open(c, &db, NULL);
 	if (rc != CLI_OK)
 		goto out;
 	if (!a.table && !a.version_query && a.ttl == 0) {
@@ -283,7 +265,7 @@ static int run_query(struct cli *c, int argc, char **argv)
 		rc = sql_fail(c, db, lrc);
 		goto out;
 	}
-	if (outcome == LARDER_FILLED_UNCACHED && !log.warned)
+	if (outcome == LARDER_FILLED_UNCACHED && !c->logged)
 		cli_err(c, "warning: the result was not cached: %s",
 			larder_errmsg(db));
 	int err = out_write_all(STDOUT_FILENO, larder_entry_data(e),

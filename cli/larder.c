@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -49,6 +51,10 @@ static void print_main_help(FILE *f)
 		"$HOME/.cache/larder)\n"
 		"  -n, --ns NS     the namespace (default: \"default\")\n"
 		"  -v, --verbose   say what was done\n"
+		"  --log-level L   log the library's messages up to level L:\n"
+		"                  error, warn, info or debug (default:\n"
+		"                  $LARDER_LOG_LEVEL, else warn)\n"
+		"  --log-json      log as one JSON object per line on stderr\n"
 		"  --allow-unsafe-mode\n"
 		"                  use a store directory that every user may\n"
 		"                  write to (refused by default: anyone could\n"
@@ -62,12 +68,14 @@ void cli_print_cmd_help(FILE *f, const struct cli_cmd *cmd)
 	fprintf(f, "usage: larder %s %s\n\n%s\n%s", cmd->name, cmd->usage,
 		cmd->help,
 		"Global options: -d/--dir DIR, -n/--ns NS, -v/--verbose, "
-		"--allow-unsafe-mode, -h/--help\n");
+		"--log-level L,\n"
+		"--log-json, --allow-unsafe-mode, -h/--help\n");
 }
 
 __attribute__((format(printf, 2, 0))) static void
 vreport(const struct cli *c, const char *fmt, va_list ap)
 {
+	progress_clear();
 	fputs("larder: ", stderr);
 	if (c && c->cmd)
 		fprintf(stderr, "%s: ", c->cmd);
@@ -202,9 +210,99 @@ int cli_positionals(struct cli *c, int argc, char **argv, int first, int min,
 	return CLI_CONTINUE;
 }
 
+static const char *const level_names[] = {NULL, "error", "warn", "info",
+					  "debug"};
+
+/* A level name to enum larder_log_level; 0 if unknown. */
+static int parse_level(const char *s)
+{
+	for (int i = LARDER_LOG_ERROR; i <= LARDER_LOG_DEBUG; i++)
+		if (strcmp(s, level_names[i]) == 0)
+			return i;
+	return 0;
+}
+
+static const char *level_name(int level)
+{
+	if (level < LARDER_LOG_ERROR)
+		level = LARDER_LOG_ERROR;
+	if (level > LARDER_LOG_DEBUG)
+		level = LARDER_LOG_DEBUG;
+	return level_names[level];
+}
+
+/* Now as ISO-8601 UTC with milliseconds: "2026-01-31T12:00:00.123Z". */
+static void iso_now_ms(char *buf, size_t size)
+{
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+void cli_log(struct cli *c, int level, const char *msg)
+{
+	char *line = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if (level <= LARDER_LOG_WARN)
+		c->logged = 1;
+	if (level > (c->log_level ? c->log_level : LARDER_LOG_WARN))
+		return;
+	/* Built first and written at once, so that lines from processes
+	 * sharing stderr do not interleave. */
+	f = open_memstream(&line, &len);
+	if (!f)
+		return;
+	if (c->log_json) {
+		char ts[48];
+
+		iso_now_ms(ts, sizeof(ts));
+		fprintf(f, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts,
+			level_name(level));
+		out_json_str(f, msg, strlen(msg));
+		fputs(",\"cmd\":", f);
+		if (c->cmd)
+			out_json_str(f, c->cmd, strlen(c->cmd));
+		else
+			fputs("null", f);
+		fputs("}\n", f);
+	} else {
+		fprintf(f, "larder: %s: ", level_name(level));
+		out_text(f, msg, strlen(msg));
+		fputc('\n', f);
+	}
+	if (fclose(f) == 0) {
+		progress_clear();
+		(void)out_write_all(STDERR_FILENO, line, len);
+	}
+	free(line);
+}
+
+static void on_log(int level, const char *msg, void *payload)
+{
+	cli_log(payload, level, msg);
+}
+
 int cli_global_opt(struct cli *c, int id, const char *arg)
 {
 	switch (id) {
+	case 'L':
+		c->log_level = parse_level(arg);
+		if (!c->log_level)
+			return cli_usage_err(c,
+					     "bad --log-level '%s' (error, "
+					     "warn, info or debug)",
+					     out_q(arg));
+		return CLI_CONTINUE;
+	case 'J':
+		c->log_json = 1;
+		return CLI_CONTINUE;
 	case 'd':
 		if (!*arg)
 			return cli_usage_err(c, "--dir needs a directory");
@@ -249,6 +347,8 @@ static const struct option global_longopts[] = {
     {"ns", required_argument, NULL, 'n'},
     {"verbose", no_argument, NULL, 'v'},
     {"allow-unsafe-mode", no_argument, NULL, 'U'},
+    {"log-level", required_argument, NULL, 'L'},
+    {"log-json", no_argument, NULL, 'J'},
     {"help", no_argument, NULL, 'h'},
     {0},
 };
@@ -260,7 +360,7 @@ static void merge_longopts(struct option *all, const struct option *own)
 {
 	size_t n = 0;
 
-	for (; own && own[n].name && n < MAX_LONGOPTS - 5; n++)
+	for (; own && own[n].name && n < MAX_LONGOPTS - 7; n++)
 		all[n] = own[n];
 	for (size_t i = 0; global_longopts[i].name; i++)
 		all[n++] = global_longopts[i];
@@ -306,7 +406,8 @@ int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
 					   bad_option(argv, optopt));
 		} else if (id == 'h') {
 			help = 1;
-		} else if (id == 'd' || id == 'n' || id == 'v' || id == 'U') {
+		} else if (id == 'd' || id == 'n' || id == 'v' || id == 'U' ||
+			   id == 'L' || id == 'J') {
 			rc = cli_global_opt(c, id, optarg);
 		} else {
 			rc = on_opt(c, id, optarg, ctx);
@@ -369,9 +470,25 @@ int cli_open(struct cli *c, larder **out, const larder_opts *opts)
 	rc = resolve_dir(c);
 	if (rc != CLI_OK)
 		return rc;
+	if (!c->log_level) {
+		const char *env = getenv("LARDER_LOG_LEVEL");
+
+		if (env && *env) {
+			c->log_level = parse_level(env);
+			if (!c->log_level)
+				return cli_usage_err(
+				    c,
+				    "bad LARDER_LOG_LEVEL '%s' (error, "
+				    "warn, info or debug)",
+				    out_q(env));
+		}
+	}
 	larder_opts o = LARDER_OPTS_INIT;
 	if (opts)
 		o = *opts;
+	o.log = on_log;
+	o.log_payload = c;
+	o.log_level = c->log_level ? c->log_level : LARDER_LOG_WARN;
 	if (c->allow_unsafe)
 		o.flags |= LARDER_OPEN_ALLOW_UNSAFE_MODE;
 	rc = larder_open(out, c->dir, &o);

@@ -325,7 +325,7 @@ if [ -n "$LARDER_FAULTSHIM" ] && [ -f "$LARDER_FAULTSHIM" ]; then
 		LARDER_FAULT_ERRNO=ENOSPC LARDER_FAULT_PATH="$S/ns/default/e/" \
 		"$LARDER" --dir "$S" run -v --cache-failures -- env -u LD_PRELOAD sh -c "$ucmd" sh "$side"
 	expect_out "^not-cacheable$" "a full disk: the output still reaches the caller"
-	expect_err "warning: .*not cached" "a full disk: a warning says it was not cached"
+	expect_err "^larder: warn: .*not cached" "a full disk: a warning says it was not cached"
 	expect_err "^uncached in [0-9]+\.[0-9]{3} s \(exit 4; the cache could not keep it\)$" "-v says 'uncached'"
 	expect_rc 4 "after a full disk, the next run" L run -v --cache-failures -- env -u LD_PRELOAD sh -c "$ucmd" sh "$side"
 	expect_err "^filled in" "nothing was cached on the full disk"

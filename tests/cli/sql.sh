@@ -173,7 +173,7 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
 	expect_rc 0 "a store that cannot be written: still the result" \
 		nobody sql --db "$D" --ttl 1h -v "SELECT 40 + 2 AS answer"
 	check "the rows reach stdout" want "$T/out" 'answer\r\n42\r\n'
-	expect_err "^larder: sql: warning: .*not cached.*Permission denied" "a warning says why"
+	expect_err "^larder: warn: .*not cached.*Permission denied" "a warning says why"
 	expect_err "^uncached in " "-v says uncached"
 	check "one warning, one -v line" test "$(wc -l <"$T/err")" -eq 2
 	check "nothing was cached" test "$(entries)" -eq "$n1"
