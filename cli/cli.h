@@ -39,7 +39,7 @@ struct cli {
 	int allow_unsafe; /* --allow-unsafe-mode */
 	int log_level;	  /* --log-level (enum larder_log_level), 0 = unset */
 	int log_json;	  /* --log-json: log lines are JSON objects */
-	int logged;	  /* a warning or error was logged */
+	int logged;	  /* a warning or error was shown */
 };
 
 struct cli_cmd {
@@ -112,8 +112,9 @@ int cli_open_exit_code(int rc);
 int cli_fail(const struct cli *c, larder *db, int rc);
 
 /* Log a message as the library's log callback does: "larder: LEVEL: msg"
- * on stderr, or one JSON object per line with --log-json. Sets c->logged
- * for a warning or an error. Messages above the level are dropped. */
+ * on stderr, or one JSON object per line with --log-json. Messages above
+ * the level are dropped; c->logged is set when a warning or an error is
+ * shown (so that a command does not say the same thing again). */
 void cli_log(struct cli *c, int level, const char *msg);
 
 /* ---- progress (progress.c) ---- */

@@ -250,10 +250,10 @@ void cli_log(struct cli *c, int level, const char *msg)
 	size_t len = 0;
 	FILE *f;
 
-	if (level <= LARDER_LOG_WARN)
-		c->logged = 1;
 	if (level > (c->log_level ? c->log_level : LARDER_LOG_WARN))
 		return;
+	if (level <= LARDER_LOG_WARN)
+		c->logged = 1;
 	/* Built first and written at once, so that lines from processes
 	 * sharing stderr do not interleave. */
 	f = open_memstream(&line, &len);
