@@ -674,7 +674,8 @@ larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
 
 /* ---------------------------------------------------------------------- */
 /* Counters of this handle (since open). Persistent, store-wide counters
- * come with `larder stat`. */
+ * come with `larder stat`. Ids are append-only: a counter keeps its number
+ * and name for ever. */
 
 enum larder_counter {
 	LARDER_CTR_HITS = 0,
@@ -697,6 +698,15 @@ enum larder_counter {
 	LARDER_CTR_FILES_HASHED,   /* source files whose content was hashed */
 	LARDER_CTR_FILES_HASHED_BYTES, /* bytes of them read to hash */
 	LARDER_CTR_FILES_REMEMBERED,   /* file hashes taken from the store */
+	LARDER_CTR_REQUESTS,	  /* lookups asked for: hits + misses + waits */
+	LARDER_CTR_EVICTIONS,	  /* entries removed by cleaning */
+	LARDER_CTR_BYTES_EVICTED, /* their file bytes */
+	LARDER_CTR_TMP_SWEPT,	  /* stale temp, lease, break and quarantine
+				   * files removed */
+	LARDER_CTR_GC_RUNS,	  /* cleaning passes run */
+	LARDER_CTR_PUBLISH_REFUSED, /* publishes refused at the stop watermark
+				     */
+	LARDER_CTR_TOUCHES,	    /* recency updates written on hits */
 	LARDER_CTR_COUNT
 };
 

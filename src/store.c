@@ -663,6 +663,13 @@ const char *larder_counter_name(int counter)
 	    "files_hashed",
 	    "files_hashed_bytes",
 	    "files_remembered",
+	    "requests",
+	    "evictions",
+	    "bytes_evicted",
+	    "tmp_swept",
+	    "gc_runs",
+	    "publish_refused",
+	    "touches",
 	};
 	if (counter < 0 || counter >= LARDER_CTR_COUNT)
 		return NULL;
