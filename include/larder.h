@@ -704,8 +704,7 @@ enum larder_counter {
 	LARDER_CTR_TMP_SWEPT,	  /* stale temp, lease, break and quarantine
 				   * files removed */
 	LARDER_CTR_GC_RUNS,	  /* cleaning passes run */
-	LARDER_CTR_PUBLISH_REFUSED, /* publishes refused at the stop watermark
-				     */
+	LARDER_CTR_PUBLISH_REFUSED, /* refused at the stop watermark */
 	LARDER_CTR_TOUCHES,	    /* recency updates written on hits */
 	LARDER_CTR_COUNT
 };
