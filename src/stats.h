@@ -28,8 +28,7 @@ void ldr_count_add(larder *db, int c, uint64_t n);
 /* A change of usage in namespace ns by this handle: file bytes and entry
  * count (negative for removals). In memory until the next flush;
  * thread-safe. */
-void ldr_usage_add(larder *db, const char *ns, int64_t bytes,
-		   int64_t entries);
+void ldr_usage_add(larder *db, const char *ns, int64_t bytes, int64_t entries);
 
 /* Add this handle's pending counters and usage to its shard and zero
  * them. 0, or a larder error code (recorded; nothing pending is lost: it
@@ -46,7 +45,6 @@ int ldr_usage_read(larder *db, const char *ns, int64_t *bytes,
  * `entries`: add the correction that makes the sums equal them (changes
  * flushed by others during the walk may make it slightly off; the next
  * walk corrects again). */
-int ldr_usage_set(larder *db, const char *ns, int64_t bytes,
-		  int64_t entries);
+int ldr_usage_set(larder *db, const char *ns, int64_t bytes, int64_t entries);
 
 #endif
