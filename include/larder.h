@@ -674,8 +674,19 @@ larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
 
 /* ---------------------------------------------------------------------- */
 /* Counters of this handle (since open). Persistent, store-wide counters
- * come with `larder stat`. Ids are append-only: a counter keeps its number
- * and name for ever. */
+ * come with `larder stat` and larder_stats_read() below. Ids are
+ * append-only: a counter keeps its number and name for ever.
+ *
+ * Requests: every larder_get() and larder_get_or_fill() call that passes
+ * its argument checks (larder_sql() and `larder run` go through them) is
+ * one request, and counts exactly one of
+ *   hits    the entry was there (for get_or_fill also a LARDER_STALE
+ *           answer: served from the cache while another process loads),
+ *   misses  it was not (larder_get: also a failed read; get_or_fill: the
+ *           call loaded the data itself, or failed),
+ *   waits   get_or_fill waited for another filler and got its entry,
+ * so that hits + misses + waits == requests. The library's own lookups
+ * (file hashes, get_or_fill's looks while it waits) count nothing. */
 
 enum larder_counter {
 	LARDER_CTR_HITS = 0,
@@ -689,7 +700,7 @@ enum larder_counter {
 	LARDER_CTR_EXPIRED,
 	LARDER_CTR_NEWER_FORMAT,
 	LARDER_CTR_FILLS,	   /* loads run by larder_get_or_fill */
-	LARDER_CTR_WAITS,	   /* calls that waited for another filler */
+	LARDER_CTR_WAITS,	   /* requests answered by another's fill */
 	LARDER_CTR_FILL_WAIT_MS,   /* milliseconds spent waiting */
 	LARDER_CTR_LEASE_BREAKS,   /* stale leases broken */
 	LARDER_CTR_LEASE_LOST,	   /* our lease was broken while we loaded */
@@ -712,6 +723,53 @@ enum larder_counter {
 LARDER_API uint64_t larder_counter(const larder *db, int counter);
 /* "hits", "misses", ...; NULL for an unknown counter. */
 LARDER_API const char *larder_counter_name(int counter);
+
+/* ---------------------------------------------------------------------- */
+/* Store-wide counters and usage
+ *
+ * Each handle adds its counters and its changes of usage (file bytes and
+ * entries per namespace) to one of the store's counter files, DIR/stats/
+ * shard-NN (docs/format.md), when it is closed and, in a long-running
+ * process, about once a minute at publish or fill time. A process that
+ * dies without larder_close() loses what it had not flushed. A counter
+ * file that fails its check (torn by a crash, edited) is kept aside as
+ * stats/bad-NN.* and counted from zero again.
+ */
+
+/* Add this handle's pending counters and usage to the store now.
+ * LARDER_EBUSY if every counter file stayed locked for about a second,
+ * or the error that kept it from writing (read-only store: LARDER_EPERM
+ * or LARDER_EIO); nothing pending is lost, it stays for the next flush.
+ * Thread-safe. */
+LARDER_API int larder_stats_flush(larder *db);
+
+/* A snapshot of the store-wide figures: the sum of the counter files plus
+ * this handle's pending counts. Owned by the caller, freed with
+ * larder_stats_free(); independent of db once made; not shared between
+ * threads without locking. */
+typedef struct larder_stats larder_stats;
+LARDER_API int larder_stats_read(larder_stats **out, larder *db);
+LARDER_API void larder_stats_free(larder_stats *s); /* NULL is a no-op */
+
+/* Counters: indices 0 .. larder_stats_counters(s) - 1. The first
+ * LARDER_CTR_COUNT are this build's counters by id; after them come, by
+ * name, counters that a newer larder wrote to the store. Returns the
+ * name (valid while s is) and the value in *value; NULL past the end. */
+LARDER_API size_t larder_stats_counters(const larder_stats *s);
+LARDER_API const char *larder_stats_counter(const larder_stats *s, size_t i,
+					    uint64_t *value);
+
+/* Usage per namespace, sorted by name: the namespace's name (valid while
+ * s is), its entry files' bytes and its number of entries (never below 0);
+ * NULL past the end. Namespaces that never changed since the counters
+ * began are absent. */
+LARDER_API size_t larder_stats_namespaces(const larder_stats *s);
+LARDER_API const char *larder_stats_usage(const larder_stats *s, size_t i,
+					  int64_t *bytes, int64_t *entries);
+
+/* How many counter files were read, and in *bad (if not NULL) how many
+ * of them failed their check and were left out. */
+LARDER_API unsigned larder_stats_shards(const larder_stats *s, unsigned *bad);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 
 #include "fsutil.h"
 #include "lease.h"
+#include "stats.h"
 
 struct larder_fill {
 	larder *db;
@@ -212,8 +213,9 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 				/* Another process may have loaded the new
 				 * version already (it saw the change first):
 				 * then it is simply there. */
-				if (larder_get(out, db, f->ns, f->key, f->klen,
-					       f->ver, f->vlen) == 0) {
+				if (ldr_get_quiet(out, db, f->ns, f->key,
+						  f->klen, f->ver,
+						  f->vlen) == 0) {
 					*outcome = LARDER_HIT;
 					return 0;
 				}
@@ -255,8 +257,8 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 		if (rc < 0)
 			return rc;
 		*outcome = LARDER_FILLED;
-		return larder_get(out, db, f->ns, f->key, f->klen, f->ver,
-				  f->vlen);
+		return ldr_get_quiet(out, db, f->ns, f->key, f->klen, f->ver,
+				     f->vlen);
 	}
 }
 
@@ -288,7 +290,8 @@ static int refresh_version(larder_fill *f, larder_version_fn version_fn,
 	free(before);
 	if (same)
 		return 1;
-	return larder_get(out, db, f->ns, f->key, f->klen, f->ver, f->vlen) == 0
+	return ldr_get_quiet(out, db, f->ns, f->key, f->klen, f->ver,
+			     f->vlen) == 0
 		   ? 0
 		   : 1;
 }
@@ -313,6 +316,17 @@ static int fill_opts_check(larder *db, const larder_fill_opts *o)
 				o->lease_seconds, o->heartbeat_seconds,
 				o->max_wait_seconds);
 	return 0;
+}
+
+/* What one larder_get_or_fill call amounted to, as one request and one
+ * of hits, misses, waits (larder.h); lookups on the way counted nothing. */
+static void count_request(larder *db, int how)
+{
+	ldr_count(db, LARDER_CTR_REQUESTS);
+	ldr_count(db, how == LARDER_HIT || how == LARDER_STALE ? LARDER_CTR_HITS
+		      : how == LARDER_WAITED ? LARDER_CTR_WAITS
+					     : LARDER_CTR_MISSES);
+	ldr_stats_tick(db);
 }
 
 int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
@@ -362,7 +376,7 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 	const larder_version_fn recheck = ver ? NULL : version_fn;
 
 	/* Lock-free first: the warm path costs one lookup. */
-	rc = larder_get(out, db, ns, key, klen, f.ver, f.vlen);
+	rc = ldr_get_quiet(out, db, ns, key, klen, f.ver, f.vlen);
 	if (rc == 0) {
 		*how = LARDER_HIT;
 		goto out;
@@ -423,7 +437,8 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		if (r == 0) {
 			/* Double-check: the entry may have been published
 			 * between our miss and the lease. */
-			rc = larder_get(out, db, ns, key, klen, f.ver, f.vlen);
+			rc = ldr_get_quiet(out, db, ns, key, klen, f.ver,
+					   f.vlen);
 			if (rc != 0 && waited && recheck)
 				rc = refresh_version(&f, recheck, payload, out);
 			else if (rc != 0)
@@ -450,7 +465,8 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		if ((flags & LARDER_FILL_ALLOW_STALE) && !tried_stale) {
 			tried_stale = 1;
 			larder_entry *old;
-			if (larder_get(&old, db, ns, key, klen, NULL, 0) == 0) {
+			if (ldr_get_quiet(&old, db, ns, key, klen, NULL, 0) ==
+			    0) {
 				/* The head may already name the version we
 				 * want: then it is simply there. */
 				size_t olen;
@@ -503,12 +519,11 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		if (!watching) {
 			waiter_init(&wt, db, edirfd, ldirfd);
 			watching = 1;
-			ldr_count(db, LARDER_CTR_WAITS);
 		}
 		waited = 1;
 		/* Look for the entry after arming the watch, so that a
 		 * publish in between is not missed. */
-		if (larder_get(out, db, ns, key, klen, f.ver, f.vlen) == 0) {
+		if (ldr_get_quiet(out, db, ns, key, klen, f.ver, f.vlen) == 0) {
 			*how = LARDER_WAITED;
 			rc = 0;
 			break;
@@ -527,5 +542,6 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 	ldr_close(edirfd);
 out:
 	free(f.ver);
+	count_request(db, *how);
 	return rc;
 }

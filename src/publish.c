@@ -17,6 +17,7 @@
 #include <zstd.h>
 
 #include "fsutil.h"
+#include "stats.h"
 
 #define XXH_STATIC_LINKING_ONLY
 #if defined(__x86_64__) || defined(__i386__)
@@ -577,6 +578,11 @@ static int finish(larder_writer *w, larder_entry **uncached)
 	}
 	ldr_count(db,
 		  rc == 0 ? LARDER_CTR_PUBLISHED : LARDER_CTR_PUBLISH_RACED);
+	/* Usage grows only by what we added: an entry already there
+	 * (EEXIST) was counted by whoever published it. */
+	if (rc == 0)
+		ldr_usage_add(db, w->ns, (int64_t)(h.hdr_len + w->stored), 1);
+	ldr_stats_tick(db);
 	if (w->tmp[0] && unlinkat(w->dirfd, w->tmp, 0) == 0)
 		w->tmp[0] = '\0';
 	/* The entry is visible and correct now; a failed directory fsync

@@ -321,10 +321,8 @@ int ldr_entry_from_fd(larder *db, int fd, const char *ns, const void *key,
 	return 0;
 }
 
-static int miss(larder *db, const char *ns, int internal)
+static int miss(larder *db, const char *ns)
 {
-	if (!internal)
-		ldr_count(db, LARDER_CTR_MISSES);
 	return ldr_fail(db, LARDER_ENOTFOUND, 0,
 			"entry not found in namespace '%s'", ns);
 }
@@ -334,6 +332,21 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 
 int larder_get(larder_entry **out, larder *db, const char *ns, const void *key,
 	       size_t klen, const void *ver, size_t vlen)
+{
+	*out = NULL;
+	int rc = ldr_check_ns(db, ns);
+	if (rc)
+		return rc;
+	/* One request, one of hits or misses (larder.h): counted here, not
+	 * in get(), which fill.c also uses while it waits. */
+	rc = get(out, db, ns, key, klen, ver, vlen, 0);
+	ldr_count(db, LARDER_CTR_REQUESTS);
+	ldr_count(db, rc == 0 ? LARDER_CTR_HITS : LARDER_CTR_MISSES);
+	return rc;
+}
+
+int ldr_get_quiet(larder_entry **out, larder *db, const char *ns,
+		  const void *key, size_t klen, const void *ver, size_t vlen)
 {
 	*out = NULL;
 	int rc = ldr_check_ns(db, ns);
@@ -356,7 +369,7 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 	if (!ver) {
 		rc = ldr_head_read(db, ns, key, klen, &headver, &vlen);
 		if (rc == LARDER_ENOTFOUND)
-			return miss(db, ns, internal);
+			return miss(db, ns);
 		if (rc)
 			return rc;
 		ver = headver;
@@ -384,7 +397,7 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 			goto out;
 		}
 		if (attempt == 1) {
-			rc = miss(db, ns, internal);
+			rc = miss(db, ns);
 			goto out;
 		}
 		if (err == ESTALE)
@@ -414,7 +427,7 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 		break;
 	case LARDER_STATE_EXPIRED:
 		ldr_count(db, LARDER_CTR_EXPIRED);
-		rc = miss(db, ns, internal);
+		rc = miss(db, ns);
 		goto out;
 	case LARDER_STATE_NEWER:
 		ldr_count(db, LARDER_CTR_NEWER_FORMAT);
@@ -423,19 +436,17 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 				"'%s/%s' was written by a newer larder format; "
 				"treated as a miss (upgrade larder to use it)",
 				db->dir, rel);
-		rc = miss(db, ns, internal);
+		rc = miss(db, ns);
 		goto out;
 	default: /* corrupt or misplaced: never served */
 		ldr_count(db, LARDER_CTR_CHECKSUM_FAIL);
 		ldr_file_ident(&e->f);
 		ldr_quarantine(db, rel, e->f.dev, e->f.ino, why);
-		rc = miss(db, ns, internal);
+		rc = miss(db, ns);
 		goto out;
 	}
 	ldr_file_drop_fd(&e->f); /* a held entry keeps no descriptor */
 	entry_fields(e, &h);
-	if (!internal)
-		ldr_count(db, LARDER_CTR_HITS);
 	*out = e;
 	e = NULL;
 	rc = 0;

@@ -47,4 +47,14 @@ int ldr_usage_read(larder *db, const char *ns, int64_t *bytes,
  * walk corrects again). */
 int ldr_usage_set(larder *db, const char *ns, int64_t bytes, int64_t entries);
 
+/* The handle's stats state: made by larder_open, flushed and freed by
+ * larder_close (ldr_stats_fini). */
+int ldr_stats_init(larder *db);
+void ldr_stats_fini(larder *db);
+
+/* Flush if the last flush is older than a minute (long-running
+ * processes). Cheap when it is not: one coarse clock read. Called at
+ * publish and fill time, never on the hit path. */
+void ldr_stats_tick(larder *db);
+
 #endif

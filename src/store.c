@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "stats.h"
 
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #if defined(__x86_64__) || defined(__i386__)
@@ -278,6 +279,20 @@ int ldr_remove_same(larder *db, const char *rel, dev_t dev, ino_t ino)
 	return r < 0 ? -1 : 0;
 }
 
+/* An entry file at rel ("ns/<ns>/e/...") of `bytes` left the store by our
+ * hand: its namespace's usage shrinks. */
+static void usage_gone(larder *db, const char *rel, int64_t bytes)
+{
+	char ns[LARDER_NS_MAX + 1];
+	const char *p = rel + 3, *slash = strchr(p, '/');
+	if (strncmp(rel, "ns/", 3) != 0 || !slash || slash[1] != 'e' ||
+	    slash[2] != '/' || (size_t)(slash - p) > LARDER_NS_MAX)
+		return;
+	memcpy(ns, p, (size_t)(slash - p));
+	ns[slash - p] = '\0';
+	ldr_usage_add(db, ns, -bytes, -1);
+}
+
 int ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
 		   const char *why)
 {
@@ -296,6 +311,12 @@ int ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
 	ldr_random(r, sizeof r);
 	ldr_hex(r, sizeof r, rnd);
 	snprintf(dst, sizeof dst, "%.40s.%s", base, rnd);
+	/* Its size now, for usage: once moved it is no longer the store's. */
+	struct stat st;
+	int64_t bytes = fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+				st.st_dev == dev && st.st_ino == ino
+			    ? (int64_t)st.st_size
+			    : 0;
 	int moved = qfd >= 0 ? take_away(dfd, base, dev, ino, qfd, dst) : -1;
 	if (moved < 0) {
 		/* Cannot keep it for inspection (no quarantine/, or a
@@ -308,6 +329,7 @@ int ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
 			strerror(e), moved ? " (removed instead)" : "");
 	}
 	if (moved == 1) {
+		usage_gone(db, rel, bytes);
 		ldr_count(db, LARDER_CTR_QUARANTINED);
 		ldr_log(db, LARDER_LOG_WARN, "quarantined '%s/%s': %s", db->dir,
 			rel, why);
@@ -610,7 +632,7 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 				      "init",
 				      dir, LDR_MARKER);
 	}
-	if (rc < 0)
+	if (rc < 0 || (rc = ldr_stats_init(db)) < 0)
 		goto fail;
 	*out = db;
 	return 0;
@@ -623,6 +645,7 @@ void larder_close(larder *db)
 {
 	if (!db)
 		return;
+	ldr_stats_fini(db); /* flushes: a failure is logged, not returned */
 	ldr_close(db->rootfd);
 	free(db->dir);
 	free(db);
@@ -807,9 +830,14 @@ int larder_remove(larder *db, const char *ns, const void *key, size_t klen,
 	ldr_entry_hash(ns, key, klen, ver, vlen, h);
 	ldr_hex(h, 16, hex);
 	ldr_file_rel(rel, ns, 'e', hex);
-	if (unlinkat(db->rootfd, rel, 0) == 0)
+	struct stat st;
+	int64_t bytes = fstatat(db->rootfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0
+			    ? (int64_t)st.st_size
+			    : 0;
+	if (unlinkat(db->rootfd, rel, 0) == 0) {
 		removed = 1;
-	else if (errno != ENOENT)
+		usage_gone(db, rel, bytes);
+	} else if (errno != ENOENT)
 		rc = ldr_fail_errno(db, errno, "cannot remove '%s/%s': %s",
 				    db->dir, rel, strerror(errno));
 	/* The head goes too when it names the removed version, so that a

@@ -45,6 +45,7 @@ struct larder {
 	uint8_t boot[16];
 	int have_boot;
 	uint64_t ctr[LARDER_CTR_COUNT];
+	struct ldr_stats *stats; /* stats.c: pending usage, flush state */
 };
 
 static inline void ldr_count(larder *db, int c)
@@ -73,6 +74,11 @@ int ldr_check_ns_internal(larder *db, const char *ns);
 int ldr_get_internal(larder_entry **out, larder *db, const char *ns,
 		     const void *key, size_t klen, const void *ver,
 		     size_t vlen);
+
+/* larder_get that counts no request, hit or miss: for larder_get_or_fill,
+ * which counts what the whole call amounted to (larder.h). */
+int ldr_get_quiet(larder_entry **out, larder *db, const char *ns,
+		  const void *key, size_t klen, const void *ver, size_t vlen);
 
 /* A writer for the library's own entries (LDR_FILES_NS allowed), which
  * are caches of something the library can compute again: never fsync'ed

@@ -1,0 +1,946 @@
+/*
+ * stats.c — owns the store's persistent counters and usage (stats.h):
+ * the handle's pending deltas, the shard files under DIR/stats/, their
+ * text format and check, and the public larder_stats_* reading API.
+ *
+ * A shard (docs/format.md):
+ *   larder-counters 1
+ *   hits 1234                      one line per counter, by name
+ *   usage <ns> <bytes> <entries>   deltas summed over time; may be < 0
+ *   checksum <32 hex>              XXH3-128 of every byte above it
+ *
+ * A flush takes a POSIX write lock on one shard (F_SETLK, bounded retries:
+ * it works on NFS and GlusterFS and never waits for ever), reads it, adds
+ * the deltas, writes it back in place and unlocks. A crash in the middle
+ * leaves a torn shard that fails its checksum: the next flusher keeps a
+ * copy (stats/bad-*) and counts from zero again.
+ */
+#include "stats.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "store.h"
+
+#define SHARDS 16
+#define MAGIC "larder-counters"
+#define FORMAT 1
+#define MAX_SHARD (16u << 20) /* larger is not ours: set aside */
+#define FLUSH_BOUND_MS 1000   /* a flush never waits longer for locks */
+#define FLUSH_EVERY_S 60      /* long-running processes flush this often */
+#define NAME_MAX_LEN 64	      /* counter names */
+
+/* Classic POSIX locks belong to the process, not to the descriptor:
+ * closing any descriptor of a shard drops the process's lock on it, and
+ * two threads of one process never conflict. So within a process, shard
+ * files are touched by one thread at a time. This is the library's one
+ * global; it is taken with bounded tries (a fork while another thread held
+ * it must not hang the child). */
+static pthread_mutex_t shard_mu = PTHREAD_MUTEX_INITIALIZER;
+
+struct use {
+	char ns[LARDER_NS_MAX + 1];
+	int64_t bytes, entries;
+};
+
+struct extra { /* a counter this build does not know */
+	char name[NAME_MAX_LEN + 1];
+	uint64_t value;
+};
+
+/* What a shard holds, or a sum of shards, or pending deltas. */
+struct tally {
+	uint64_t ctr[LARDER_CTR_COUNT];
+	struct extra *x;
+	size_t nx;
+	struct use *u;
+	size_t nu, capu;
+	char **other; /* lines of a shape this build does not know: kept */
+	size_t nother;
+};
+
+struct ldr_stats {
+	pthread_mutex_t mu;	  /* pending usage, flushed[] */
+	pthread_mutex_t flush_mu; /* one flush of this handle at a time */
+	uint64_t flushed[LARDER_CTR_COUNT]; /* db->ctr already in a shard */
+	struct use *u;			    /* pending usage deltas */
+	size_t nu, cap;
+	pid_t pid;		 /* the process that owns the pending */
+	int64_t last_flush_s;	 /* CLOCK_MONOTONIC_COARSE */
+	int said_fail, said_bad; /* logged once per handle */
+};
+
+static int64_t coarse_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {0, (long)ms * 1000000};
+	nanosleep(&ts, NULL);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Tallies                                                                 */
+
+static void tally_free(struct tally *t)
+{
+	free(t->x);
+	free(t->u);
+	for (size_t i = 0; i < t->nother; i++)
+		free(t->other[i]);
+	free(t->other);
+	memset(t, 0, sizeof *t);
+}
+
+static int counter_id(const char *name)
+{
+	for (int c = 0; c < LARDER_CTR_COUNT; c++)
+		if (strcmp(larder_counter_name(c), name) == 0)
+			return c;
+	return -1;
+}
+
+static struct use *use_find(struct use **u, size_t *n, size_t *cap,
+			    const char *ns)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*u)[i].ns, ns) == 0)
+			return &(*u)[i];
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 8;
+		struct use *p = realloc(*u, c * sizeof *p);
+		if (!p)
+			return NULL;
+		*u = p;
+		*cap = c;
+	}
+	struct use *e = &(*u)[(*n)++];
+	memset(e, 0, sizeof *e);
+	snprintf(e->ns, sizeof e->ns, "%s", ns);
+	return e;
+}
+
+static int tally_use(struct tally *t, const char *ns, int64_t b, int64_t e)
+{
+	struct use *u = use_find(&t->u, &t->nu, &t->capu, ns);
+	if (!u)
+		return -1;
+	u->bytes += b;
+	u->entries += e;
+	return 0;
+}
+
+static int tally_extra(struct tally *t, const char *name, uint64_t v)
+{
+	for (size_t i = 0; i < t->nx; i++)
+		if (strcmp(t->x[i].name, name) == 0) {
+			t->x[i].value += v;
+			return 0;
+		}
+	struct extra *p = realloc(t->x, (t->nx + 1) * sizeof *p);
+	if (!p)
+		return -1;
+	t->x = p;
+	snprintf(p[t->nx].name, sizeof p[t->nx].name, "%s", name);
+	p[t->nx++].value = v;
+	return 0;
+}
+
+static int tally_other(struct tally *t, const char *line, size_t len)
+{
+	char **p = realloc(t->other, (t->nother + 1) * sizeof *p);
+	if (!p)
+		return -1;
+	t->other = p;
+	if (!(p[t->nother] = strndup(line, len)))
+		return -1;
+	t->nother++;
+	return 0;
+}
+
+static int tally_add(struct tally *to, const struct tally *from)
+{
+	for (int c = 0; c < LARDER_CTR_COUNT; c++)
+		to->ctr[c] += from->ctr[c];
+	for (size_t i = 0; i < from->nx; i++)
+		if (tally_extra(to, from->x[i].name, from->x[i].value))
+			return -1;
+	for (size_t i = 0; i < from->nu; i++)
+		if (tally_use(to, from->u[i].ns, from->u[i].bytes,
+			      from->u[i].entries))
+			return -1;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Shard text                                                              */
+
+enum { SHARD_OK = 0, SHARD_BAD = 1, SHARD_NEWER = 2, SHARD_NOMEM = -1 };
+
+static int is_name(const char *s, size_t n)
+{
+	if (n == 0 || n > NAME_MAX_LEN)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+			return 0;
+	return 1;
+}
+
+/* Parse text (len bytes, NUL after them) into t. An empty file is a new
+ * shard. */
+static int shard_parse(const char *text, size_t len, struct tally *t)
+{
+	memset(t, 0, sizeof *t);
+	if (len == 0)
+		return SHARD_OK;
+	if (len < sizeof MAGIC || strlen(text) != len || text[len - 1] != '\n')
+		return SHARD_BAD;
+	unsigned format;
+	if (memcmp(text, MAGIC " ", sizeof MAGIC) != 0 ||
+	    sscanf(text + sizeof MAGIC, "%u", &format) != 1)
+		return SHARD_BAD;
+	if (format > FORMAT)
+		return SHARD_NEWER;
+	/* The checksum line is the last one. */
+	const char *last = text + len - 1;
+	while (last > text && last[-1] != '\n')
+		last--;
+	char hex[33], want[33];
+	uint8_t sum[16];
+	if (sscanf(last, "checksum %32[0-9a-f]", hex) != 1 ||
+	    strlen(last) != sizeof "checksum " - 1 + 32 + 1)
+		return SHARD_BAD;
+	ldr_xxh128(text, (size_t)(last - text), sum);
+	ldr_hex(sum, 16, want);
+	if (strcmp(hex, want) != 0)
+		return SHARD_BAD;
+
+	const char *line = strchr(text, '\n') + 1;
+	while (line < last) {
+		const char *end = strchr(line, '\n');
+		size_t n = (size_t)(end - line);
+		char name[NAME_MAX_LEN + 2], ns[LARDER_NS_MAX + 2];
+		unsigned long long v;
+		long long b, e;
+		int used = 0;
+		if (n > 4096)
+			goto bad;
+		if (sscanf(line, "usage %65s %lld %lld%n", ns, &b, &e, &used) ==
+			3 &&
+		    (size_t)used == n) {
+			if (strlen(ns) > LARDER_NS_MAX)
+				goto bad;
+			if (tally_use(t, ns, b, e))
+				goto nomem;
+		} else if (sscanf(line, "%65s %llu%n", name, &v, &used) == 2 &&
+			   (size_t)used == n && is_name(name, strlen(name)) &&
+			   line[0] != ' ') {
+			int c = counter_id(name);
+			if (c >= 0)
+				t->ctr[c] += v;
+			else if (tally_extra(t, name, v))
+				goto nomem;
+		} else if (tally_other(t, line, n)) {
+			goto nomem;
+		}
+		line = end + 1;
+	}
+	return SHARD_OK;
+bad:
+	tally_free(t);
+	return SHARD_BAD;
+nomem:
+	tally_free(t);
+	return SHARD_NOMEM;
+}
+
+struct buf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+static void bprintf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void bprintf(struct buf *b, const char *fmt, ...)
+{
+	if (b->oom)
+		return;
+	for (;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->oom = 1;
+			return;
+		}
+		if ((size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t cap = b->cap * 2 + (size_t)n + 256;
+		char *p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = 1;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+}
+
+/* The shard's text for t; 0, or -1 (out of memory). */
+static int shard_format(const struct tally *t, struct buf *b)
+{
+	memset(b, 0, sizeof *b);
+	bprintf(b, "%s %d\n", MAGIC, FORMAT);
+	for (int c = 0; c < LARDER_CTR_COUNT; c++)
+		bprintf(b, "%s %" PRIu64 "\n", larder_counter_name(c),
+			t->ctr[c]);
+	for (size_t i = 0; i < t->nx; i++)
+		bprintf(b, "%s %" PRIu64 "\n", t->x[i].name, t->x[i].value);
+	for (size_t i = 0; i < t->nu; i++)
+		bprintf(b, "usage %s %" PRId64 " %" PRId64 "\n", t->u[i].ns,
+			t->u[i].bytes, t->u[i].entries);
+	for (size_t i = 0; i < t->nother; i++)
+		bprintf(b, "%s\n", t->other[i]);
+	if (b->oom) {
+		free(b->p);
+		return -1;
+	}
+	uint8_t sum[16];
+	char hex[33];
+	ldr_xxh128(b->p, b->len, sum);
+	ldr_hex(sum, 16, hex);
+	bprintf(b, "checksum %s\n", hex);
+	if (b->oom) {
+		free(b->p);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Shard files                                                             */
+
+static void shard_rel(char *out, size_t len, int i)
+{
+	snprintf(out, len, "stats/shard-%02d", i);
+}
+
+/* Take shard_mu, trying for at most `ms`. */
+static int process_lock(unsigned ms)
+{
+	for (unsigned waited = 0;; waited += 2) {
+		if (pthread_mutex_trylock(&shard_mu) == 0)
+			return 0;
+		if (waited >= ms)
+			return -1;
+		sleep_ms(2);
+	}
+}
+
+/* fcntl lock of the whole file; 0, or -1 with errno (EAGAIN/EACCES:
+ * someone else holds it). */
+static int file_lock(int fd, short type)
+{
+	struct flock fl;
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = type;
+	fl.l_whence = SEEK_SET;
+	int r;
+	do
+		r = fcntl(fd, F_SETLK, &fl);
+	while (r != 0 && errno == EINTR);
+	return r;
+}
+
+/* Read the whole shard open at fd into a malloc'ed NUL-terminated text.
+ * 0, 1 if it is too large to be ours, -1 with errno. */
+static int read_all(int fd, char **out, size_t *len)
+{
+	struct stat st;
+	*out = NULL;
+	*len = 0;
+	if (fstat(fd, &st) != 0)
+		return -1;
+	if ((uint64_t)st.st_size > MAX_SHARD)
+		return 1;
+	char *p = malloc((size_t)st.st_size + 1);
+	if (!p) {
+		errno = ENOMEM;
+		return -1;
+	}
+	ssize_t n = ldr_pread_full(fd, p, (size_t)st.st_size, 0);
+	if (n < 0) {
+		free(p);
+		return -1;
+	}
+	p[n] = '\0';
+	*out = p;
+	*len = (size_t)n;
+	return 0;
+}
+
+/* Keep a copy of a bad shard's bytes for the operator, beside it. */
+static void keep_bad(larder *db, int i, const char *text, size_t len)
+{
+	char rel[64];
+	uint8_t r[4];
+	char rnd[9];
+	ldr_random(r, sizeof r);
+	ldr_hex(r, sizeof r, rnd);
+	snprintf(rel, sizeof rel, "stats/bad-%02d.%s", i, rnd);
+	int fd = ldr_open_beneath(db->rootfd, rel, O_WRONLY | O_CREAT | O_EXCL,
+				  db->fmode);
+	if (fd < 0)
+		return;
+	if (fchmod(fd, db->fmode) != 0 ||
+	    ldr_pwrite_full(fd, text, len, 0) != 0)
+		unlinkat(db->rootfd, rel, 0);
+	ldr_close(fd);
+}
+
+/* Open shard i for writing, made with the store's mode if missing. */
+static int shard_open_rw(larder *db, int i)
+{
+	char rel[64];
+	shard_rel(rel, sizeof rel, i);
+	for (int attempt = 0; attempt < 3; attempt++) {
+		int fd = ldr_open_beneath(db->rootfd, rel, O_RDWR, 0);
+		if (fd >= 0 || errno != ENOENT)
+			return fd;
+		fd = ldr_open_beneath(db->rootfd, rel,
+				      O_RDWR | O_CREAT | O_EXCL, db->fmode);
+		if (fd >= 0) {
+			/* umask must not narrow a group-shared store */
+			if (fchmod(fd, db->fmode) != 0) {
+				int e = errno;
+				ldr_close(fd);
+				errno = e;
+				return -1;
+			}
+			return fd;
+		}
+		if (errno != EEXIST)
+			return -1;
+	}
+	return -1;
+}
+
+/* Add `delta` to one shard, trying each in turn from this process's own
+ * one. 0; 1 if every shard stayed locked for the whole bound; -1 with
+ * errno. Called with shard_mu held. */
+static int shard_add(larder *db, const struct tally *delta, uint64_t t0)
+{
+	struct ldr_stats *s = db->stats;
+	uint8_t h[16];
+	char seed[96];
+	snprintf(seed, sizeof seed, "%s/%ld", db->host, (long)getpid());
+	ldr_xxh128(seed, strlen(seed), h);
+	int first = h[0] % SHARDS;
+	for (unsigned round = 0;; round++) {
+		for (int k = 0; k < SHARDS; k++) {
+			int i = (first + k) % SHARDS;
+			int fd = shard_open_rw(db, i);
+			if (fd < 0)
+				return -1;
+			if (file_lock(fd, F_WRLCK) != 0) {
+				int e = errno;
+				ldr_close(fd);
+				if (e == EAGAIN || e == EACCES)
+					continue;
+				errno = e;
+				return -1;
+			}
+			char *text;
+			size_t len;
+			int r = read_all(fd, &text, &len);
+			if (r < 0) {
+				int e = errno;
+				ldr_close(fd);
+				errno = e;
+				return -1;
+			}
+			struct tally t;
+			int st = r ? SHARD_BAD : shard_parse(text, len, &t);
+			if (st ==
+			    SHARD_NEWER) { /* a newer larder's: not ours */
+				free(text);
+				ldr_close(fd);
+				continue;
+			}
+			if (st == SHARD_NOMEM) {
+				free(text);
+				ldr_close(fd);
+				errno = ENOMEM;
+				return -1;
+			}
+			if (st == SHARD_BAD) {
+				if (r == 0)
+					keep_bad(db, i, text, len);
+				if (!__atomic_exchange_n(&s->said_bad, 1,
+							 __ATOMIC_RELAXED))
+					ldr_log(db, LARDER_LOG_WARN,
+						"counter file '%s/stats/"
+						"shard-%02d' failed its check "
+						"(torn by a crash, or edited); "
+						"kept as stats/bad-%02d.*, "
+						"counting from zero again",
+						db->dir, i, i);
+				memset(&t, 0, sizeof t);
+			}
+			free(text);
+			struct buf b;
+			int rc = tally_add(&t, delta);
+			if (rc == 0 && (rc = shard_format(&t, &b)) == 0) {
+				/* In place, then cut: a crash in between
+				 * leaves a shard that fails its check. */
+				if (ldr_pwrite_full(fd, b.p, b.len, 0) != 0 ||
+				    ftruncate(fd, (off_t)b.len) != 0 ||
+				    (db->fsync == LARDER_FSYNC_FULL &&
+				     ldr_fdatasync(fd) != 0))
+					rc = -1;
+				free(b.p);
+			} else {
+				errno = ENOMEM;
+			}
+			int e = errno;
+			tally_free(&t);
+			ldr_close(fd); /* unlocks */
+			errno = e;
+			return rc;
+		}
+		if (mono_ms() - t0 >= FLUSH_BOUND_MS)
+			return 1;
+		sleep_ms(5 + 5 * (round < 8 ? round : 8));
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* The handle's pending deltas                                             */
+
+int ldr_stats_init(larder *db)
+{
+	struct ldr_stats *s = calloc(1, sizeof *s);
+	if (!s)
+		return ldr_fail(NULL, LARDER_ENOMEM, ENOMEM, "out of memory");
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->flush_mu, NULL);
+	s->pid = getpid();
+	s->last_flush_s = coarse_s();
+	db->stats = s;
+	return 0;
+}
+
+void ldr_stats_fini(larder *db)
+{
+	struct ldr_stats *s = db->stats;
+	if (!s)
+		return;
+	ldr_stats_flush(db);
+	pthread_mutex_destroy(&s->mu);
+	pthread_mutex_destroy(&s->flush_mu);
+	free(s->u);
+	free(s);
+	db->stats = NULL;
+}
+
+void ldr_count_add(larder *db, int c, uint64_t n)
+{
+	if (c >= 0 && c < LARDER_CTR_COUNT)
+		__atomic_fetch_add(&db->ctr[c], n, __ATOMIC_RELAXED);
+}
+
+void ldr_usage_add(larder *db, const char *ns, int64_t bytes, int64_t entries)
+{
+	struct ldr_stats *s = db->stats;
+	if (!s || !ns || !*ns || strlen(ns) > LARDER_NS_MAX)
+		return;
+	pthread_mutex_lock(&s->mu);
+	struct use *u = use_find(&s->u, &s->nu, &s->cap, ns);
+	if (u) {
+		u->bytes += bytes;
+		u->entries += entries;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (!u)
+		ldr_log(db, LARDER_LOG_WARN,
+			"out of memory: a usage change in '%s' is not counted",
+			ns);
+}
+
+/* The pending deltas, copied; 1 if there are none. */
+static int pending(larder *db, struct tally *t)
+{
+	struct ldr_stats *s = db->stats;
+	memset(t, 0, sizeof *t);
+	int any = 0;
+	pthread_mutex_lock(&s->mu);
+	for (int c = 0; c < LARDER_CTR_COUNT; c++) {
+		t->ctr[c] = __atomic_load_n(&db->ctr[c], __ATOMIC_RELAXED) -
+			    s->flushed[c];
+		any |= t->ctr[c] != 0;
+	}
+	int rc = 0;
+	for (size_t i = 0; i < s->nu && rc == 0; i++)
+		if (s->u[i].bytes || s->u[i].entries) {
+			rc = tally_use(t, s->u[i].ns, s->u[i].bytes,
+				       s->u[i].entries);
+			any = 1;
+		}
+	pthread_mutex_unlock(&s->mu);
+	if (rc) {
+		tally_free(t);
+		return -1;
+	}
+	return any ? 0 : 1;
+}
+
+/* The flushed deltas are no longer pending. */
+static void settle(larder *db, const struct tally *t)
+{
+	struct ldr_stats *s = db->stats;
+	pthread_mutex_lock(&s->mu);
+	for (int c = 0; c < LARDER_CTR_COUNT; c++)
+		s->flushed[c] += t->ctr[c];
+	for (size_t i = 0; i < t->nu; i++) {
+		struct use *u = use_find(&s->u, &s->nu, &s->cap, t->u[i].ns);
+		if (u) { /* it is there: found, never added */
+			u->bytes -= t->u[i].bytes;
+			u->entries -= t->u[i].entries;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* A forked child inherits its parent's pending deltas, which are the
+ * parent's to flush: the child starts from what it holds now (losing
+ * what it counted on the inherited handle before its first flush). */
+static void forget_parent(larder *db)
+{
+	struct ldr_stats *s = db->stats;
+	pthread_mutex_lock(&s->mu);
+	for (int c = 0; c < LARDER_CTR_COUNT; c++)
+		s->flushed[c] = __atomic_load_n(&db->ctr[c], __ATOMIC_RELAXED);
+	s->nu = 0;
+	s->pid = getpid();
+	pthread_mutex_unlock(&s->mu);
+}
+
+static int flush_fail(larder *db, int rc, int e)
+{
+	struct ldr_stats *s = db->stats;
+	const char *what = rc == LARDER_EBUSY ? "every counter file stayed "
+						"locked"
+					      : strerror(e);
+	rc = ldr_fail(db, rc, e, "cannot write counters to '%s/stats': %s",
+		      db->dir, what);
+	if (!__atomic_exchange_n(&s->said_fail, 1, __ATOMIC_RELAXED))
+		ldr_log(db, LARDER_LOG_WARN,
+			"cannot write counters to '%s/stats': %s; they stay "
+			"pending in this process",
+			db->dir, what);
+	return rc;
+}
+
+int ldr_stats_flush(larder *db)
+{
+	struct ldr_stats *s = db->stats;
+	if (!s)
+		return 0;
+	uint64_t t0 = mono_ms();
+	pthread_mutex_lock(&s->flush_mu);
+	__atomic_store_n(&s->last_flush_s, coarse_s(), __ATOMIC_RELAXED);
+	if (s->pid != getpid())
+		forget_parent(db);
+	struct tally t;
+	int rc = pending(db, &t);
+	if (rc != 0) {
+		pthread_mutex_unlock(&s->flush_mu);
+		return rc > 0 ? 0
+			      : ldr_fail(db, LARDER_ENOMEM, ENOMEM,
+					 "out of memory");
+	}
+	int e = 0;
+	if (ldr_mkdirs(db->rootfd, "stats", db->dmode) != 0) {
+		e = errno;
+		rc = -1;
+	} else if (process_lock(FLUSH_BOUND_MS) != 0) {
+		rc = 1;
+	} else {
+		rc = shard_add(db, &t, t0);
+		e = errno;
+		pthread_mutex_unlock(&shard_mu);
+	}
+	if (rc == 0)
+		settle(db, &t);
+	tally_free(&t);
+	pthread_mutex_unlock(&s->flush_mu);
+	if (rc > 0)
+		return flush_fail(db, LARDER_EBUSY, 0);
+	if (rc < 0)
+		return flush_fail(db, ldr_errno_code(e), e);
+	return 0;
+}
+
+void ldr_stats_tick(larder *db)
+{
+	struct ldr_stats *s = db->stats;
+	if (!s)
+		return;
+	int64_t now = coarse_s();
+	int64_t last = __atomic_load_n(&s->last_flush_s, __ATOMIC_RELAXED);
+	/* One thread flushes (the one that moves the time on); the others
+	 * go on with their work. */
+	if (now - last >= FLUSH_EVERY_S &&
+	    __atomic_compare_exchange_n(&s->last_flush_s, &last, now, 0,
+					__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		ldr_stats_flush(db);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Reading                                                                 */
+
+/* Sum every shard into t; *bad counts shards that fail their check. */
+static int sum_shards(larder *db, struct tally *t, unsigned *nshards,
+		      unsigned *bad)
+{
+	memset(t, 0, sizeof *t);
+	*nshards = *bad = 0;
+	if (process_lock(FLUSH_BOUND_MS) != 0)
+		return ldr_fail(db, LARDER_EBUSY, 0,
+				"counter files are busy in this process");
+	int rc = 0;
+	for (int i = 0; i < SHARDS && rc == 0; i++) {
+		char rel[64];
+		shard_rel(rel, sizeof rel, i);
+		int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY, 0);
+		if (fd < 0) {
+			if (errno != ENOENT)
+				rc = ldr_fail_errno(
+				    db, errno, "cannot open '%s/%s': %s",
+				    db->dir, rel, strerror(errno));
+			continue;
+		}
+		/* A read lock keeps a flush from being seen half-written;
+		 * if it cannot be had in time the shard is read anyway (a
+		 * torn one then fails its check and counts as bad). */
+		uint64_t t0 = mono_ms();
+		while (file_lock(fd, F_RDLCK) != 0 &&
+		       (errno == EAGAIN || errno == EACCES) &&
+		       mono_ms() - t0 < FLUSH_BOUND_MS)
+			sleep_ms(5);
+		char *text;
+		size_t len;
+		int r = read_all(fd, &text, &len);
+		int e = errno;
+		ldr_close(fd);
+		if (r < 0) {
+			rc = ldr_fail_errno(db, e, "cannot read '%s/%s': %s",
+					    db->dir, rel, strerror(e));
+			continue;
+		}
+		struct tally one;
+		int st = r ? SHARD_BAD : shard_parse(text, len, &one);
+		free(text);
+		(*nshards)++;
+		if (st == SHARD_BAD || st == SHARD_NEWER) {
+			(*bad) += st == SHARD_BAD;
+			continue;
+		}
+		if (st == SHARD_NOMEM || tally_add(t, &one) != 0)
+			rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM,
+				      "out of memory");
+		if (st == SHARD_OK)
+			tally_free(&one);
+	}
+	pthread_mutex_unlock(&shard_mu);
+	if (rc)
+		tally_free(t);
+	return rc;
+}
+
+/* The shards plus this handle's pending. */
+static int sum_all(larder *db, struct tally *t, unsigned *nshards,
+		   unsigned *bad)
+{
+	int rc = sum_shards(db, t, nshards, bad);
+	if (rc)
+		return rc;
+	struct tally p;
+	int r = db->stats ? pending(db, &p) : 1;
+	if (r == 0) {
+		r = tally_add(t, &p);
+		tally_free(&p);
+	}
+	if (r < 0) {
+		tally_free(t);
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+int ldr_usage_read(larder *db, const char *ns, int64_t *bytes, int64_t *entries)
+{
+	struct tally t;
+	unsigned n, bad;
+	*bytes = *entries = 0;
+	int rc = sum_all(db, &t, &n, &bad);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < t.nu; i++)
+		if (!ns || !*ns || strcmp(ns, t.u[i].ns) == 0) {
+			*bytes += t.u[i].bytes;
+			*entries += t.u[i].entries;
+		}
+	tally_free(&t);
+	if (*bytes < 0)
+		*bytes = 0;
+	if (*entries < 0)
+		*entries = 0;
+	return 0;
+}
+
+int ldr_usage_set(larder *db, const char *ns, int64_t bytes, int64_t entries)
+{
+	if (!ns || !*ns)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"usage is set per namespace");
+	struct tally t;
+	unsigned n, bad;
+	int rc = sum_all(db, &t, &n, &bad);
+	if (rc)
+		return rc;
+	int64_t b = 0, e = 0; /* the raw sums, below zero too */
+	for (size_t i = 0; i < t.nu; i++)
+		if (strcmp(ns, t.u[i].ns) == 0) {
+			b += t.u[i].bytes;
+			e += t.u[i].entries;
+		}
+	tally_free(&t);
+	if (b != bytes || e != entries)
+		ldr_usage_add(db, ns, bytes - b, entries - e);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Public reading API                                                      */
+
+struct larder_stats {
+	struct tally t;
+	unsigned shards, bad;
+};
+
+int larder_stats_flush(larder *db)
+{
+	return ldr_stats_flush(db);
+}
+
+static int cmp_use(const void *a, const void *b)
+{
+	return strcmp(((const struct use *)a)->ns, ((const struct use *)b)->ns);
+}
+
+static int cmp_extra(const void *a, const void *b)
+{
+	return strcmp(((const struct extra *)a)->name,
+		      ((const struct extra *)b)->name);
+}
+
+int larder_stats_read(larder_stats **out, larder *db)
+{
+	*out = NULL;
+	larder_stats *s = calloc(1, sizeof *s);
+	if (!s)
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	int rc = sum_all(db, &s->t, &s->shards, &s->bad);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	if (s->t.nu)
+		qsort(s->t.u, s->t.nu, sizeof *s->t.u, cmp_use);
+	if (s->t.nx)
+		qsort(s->t.x, s->t.nx, sizeof *s->t.x, cmp_extra);
+	*out = s;
+	return 0;
+}
+
+void larder_stats_free(larder_stats *s)
+{
+	if (!s)
+		return;
+	tally_free(&s->t);
+	free(s);
+}
+
+size_t larder_stats_counters(const larder_stats *s)
+{
+	return LARDER_CTR_COUNT + s->t.nx;
+}
+
+const char *larder_stats_counter(const larder_stats *s, size_t i,
+				 uint64_t *value)
+{
+	if (i < LARDER_CTR_COUNT) {
+		*value = s->t.ctr[i];
+		return larder_counter_name((int)i);
+	}
+	i -= LARDER_CTR_COUNT;
+	if (i >= s->t.nx) {
+		*value = 0;
+		return NULL;
+	}
+	*value = s->t.x[i].value;
+	return s->t.x[i].name;
+}
+
+size_t larder_stats_namespaces(const larder_stats *s)
+{
+	return s->t.nu;
+}
+
+const char *larder_stats_usage(const larder_stats *s, size_t i, int64_t *bytes,
+			       int64_t *entries)
+{
+	if (i >= s->t.nu) {
+		*bytes = *entries = 0;
+		return NULL;
+	}
+	*bytes = s->t.u[i].bytes < 0 ? 0 : s->t.u[i].bytes;
+	*entries = s->t.u[i].entries < 0 ? 0 : s->t.u[i].entries;
+	return s->t.u[i].ns;
+}
+
+unsigned larder_stats_shards(const larder_stats *s, unsigned *bad)
+{
+	if (bad)
+		*bad = s->bad;
+	return s->shards;
+}
