@@ -51,7 +51,8 @@ struct cli_cmd {
 };
 
 extern const struct cli_cmd cli_cmd_init, cli_cmd_put, cli_cmd_get, cli_cmd_rm,
-    cli_cmd_ls, cli_cmd_inspect, cli_cmd_verify, cli_cmd_run, cli_cmd_sql;
+    cli_cmd_ls, cli_cmd_inspect, cli_cmd_verify, cli_cmd_run, cli_cmd_sql,
+    cli_cmd_stat;
 
 /* "larder: <command>: <message>" on stderr. */
 void cli_err(const struct cli *c, const char *fmt, ...)
