@@ -488,8 +488,10 @@ static int file_version(larder_fill *f, void *payload)
 	return larder_fill_set_version(f, v, strlen(v));
 }
 
-/* Reads the source in 16 slices with a pause after each, so that loads
- * last --load-ms and the controller's rewrites land inside them. */
+/* Reads the source in up to 16 slices with a pause after each, so that
+ * loads last --load-ms whatever the file's size (a small file is fewer
+ * slices, each pause longer) and the controller's rewrites land inside
+ * them. */
 static int file_loader(larder_fill *f, void *payload)
 {
 	struct client *c = payload;
@@ -507,11 +509,15 @@ static int file_loader(larder_fill *f, void *payload)
 	size_t slice = (size_t)st.st_size / 16 + 1;
 	if (slice < 4096)
 		slice = 4096;
+	size_t slices = ((size_t)st.st_size + slice - 1) / slice;
+	double pause_ms = cfg.load_ms / (double)(slices ? slices : 1);
 	buf = malloc(slice);
 	if (!buf) {
 		rc = LARDER_ENOMEM;
 		goto out;
 	}
+	if (slices == 0)
+		sleep_ms(pause_ms);
 	for (int first = 1;; first = 0) {
 		ssize_t n = read(fd, buf, slice);
 		if (n < 0 && errno == EINTR)
@@ -529,7 +535,7 @@ static int file_loader(larder_fill *f, void *payload)
 			buf[n > 100 ? 100 : n - 1] ^= 1;
 		if ((rc = larder_fill_write(f, buf, (size_t)n)) != 0)
 			goto out;
-		sleep_ms(cfg.load_ms / 16.0);
+		sleep_ms(pause_ms);
 	}
 out:
 	free(buf);
