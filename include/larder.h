@@ -413,7 +413,71 @@ enum larder_outcome {
 #define LARDER_FILL_ALLOW_STALE                                                \
 	0x1u /* while another process fills, return the previous version */
 
-#define LARDER_FILL_OPTS_VERSION 1
+/*
+ * Waiting for another filler
+ *
+ * When another process or host holds the key's lease, the call waits for
+ * it. A caller that wants to show this (a progress line, a log) passes
+ * opts.on_wait: it is called
+ *  - once with LARDER_WAIT_START when the call starts waiting (after a
+ *    first look found the lease held and the entry still missing);
+ *  - with LARDER_WAIT_TICK about every 250 ms while it waits (also when
+ *    nothing changed: the elapsed time moves);
+ *  - once with LARDER_WAIT_END when the wait is over, before the call
+ *    loads (if it does) or returns: info->end says how it ended.
+ * A call that finds the entry, takes the lease at once or returns a stale
+ * version (LARDER_FILL_ALLOW_STALE) never calls it. A call that waits
+ * calls START and END exactly once each, in that order, TICKs between.
+ *
+ * It runs in the calling thread, inside larder_get_or_fill() (or
+ * larder_sql()). It may call larder_get(), larder_counter() and the
+ * like on the handle, but not larder_get_or_fill() or larder_sql(), and
+ * should return quickly: the wait does not look at the lease or the entry
+ * while it runs. `info` and its strings are valid during the call
+ * only. Fields may be added at the end of larder_wait_info in later
+ * versions (the library owns it).
+ */
+enum larder_wait_event {
+	LARDER_WAIT_START = 1, /* the call starts waiting */
+	LARDER_WAIT_TICK = 2,  /* still waiting (about every 250 ms) */
+	LARDER_WAIT_END = 3    /* the wait is over: see info->end */
+};
+
+/* How a wait ended (larder_wait_info.end, with LARDER_WAIT_END). */
+enum larder_wait_end {
+	LARDER_WAIT_FILLED = 1,	    /* the entry appeared: returned */
+	LARDER_WAIT_TAKEN_OVER = 2, /* the lease was released or broken
+				       without the entry: this call took it
+				       and loads */
+	LARDER_WAIT_TIMED_OUT = 3,  /* max_wait passed: this call loads
+				       without the lease */
+	LARDER_WAIT_FAILED = 4	    /* an error ended it (version_fn failed,
+				       no lease could be taken: loads without) */
+};
+
+typedef struct larder_wait_info {
+	int event;	    /* enum larder_wait_event */
+	int end;	    /* with LARDER_WAIT_END: enum larder_wait_end;
+			       else 0 */
+	uint64_t waited_ms; /* since the wait started (monotonic clock) */
+	/* The lease holder as its lease file says (the latest one seen: a
+	 * holder that is taken over changes). host "" and pid 0 until a
+	 * lease has been read. pid is in the holder's own PID namespace. */
+	const char *holder_host;
+	long holder_pid;
+	/* 1 while the holder looks alive: its process exists (same host) or
+	 * its heartbeat moved within the last lease period by our clock; 0
+	 * when it looks gone (its lease is about to be broken). */
+	int holder_alive;
+	uint64_t holder_silent_ms; /* since its lease last changed */
+	unsigned breaks;	   /* stale leases this call broke meanwhile */
+} larder_wait_info;
+
+typedef void (*larder_wait_fn)(const larder_wait_info *info, void *payload);
+
+/* Version 2 added on_wait and on_wait_payload; the library still takes
+ * version 1 structs (without them). */
+#define LARDER_FILL_OPTS_VERSION 2
 typedef struct larder_fill_opts {
 	unsigned version; /* LARDER_FILL_OPTS_VERSION */
 	unsigned flags;	  /* LARDER_FILL_* */
@@ -427,10 +491,14 @@ typedef struct larder_fill_opts {
 	/* Loads retried when the source changed during a load. 0 = 3. */
 	unsigned max_retries;
 	const larder_put_opts *put; /* TTL, metadata, zstd of the entry */
+	/* Since version 2: told about waits for another filler (see
+	 * "Waiting for another filler" above). NULL = not told. */
+	larder_wait_fn on_wait;
+	void *on_wait_payload; /* passed to on_wait */
 } larder_fill_opts;
 #define LARDER_FILL_OPTS_INIT                                                  \
 	{                                                                      \
-		LARDER_FILL_OPTS_VERSION, 0, 0, 0, 0, 0, NULL                  \
+		LARDER_FILL_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, NULL      \
 	}
 
 /* Get (ns, key, ver), filling it if missing. ver NULL: the version comes
@@ -569,7 +637,19 @@ enum larder_sql_format {
 /* sql flags */
 #define LARDER_SQL_NO_HEADER 0x1u /* CSV/TSV: no line of column names */
 
-#define LARDER_SQL_OPTS_VERSION 1
+/* Told how a load is going: rows formatted and bytes written into the
+ * entry so far. Called in the calling thread, from inside larder_sql(),
+ * each time a chunk of the result (about 64 KiB) has been written to the
+ * entry, and once when the rows are all written; only by a call that
+ * loads (not on a hit, nor while waiting for another filler: see
+ * larder_fill_opts.on_wait). A load that is retried starts again from 0.
+ * It must not call larder_sql() or larder_get_or_fill(). */
+typedef void (*larder_sql_progress_fn)(uint64_t rows, uint64_t bytes,
+				       void *payload);
+
+/* Version 2 added on_progress and on_progress_payload; the library still
+ * takes version 1 structs (without them). */
+#define LARDER_SQL_OPTS_VERSION 2
 typedef struct larder_sql_opts {
 	unsigned version; /* LARDER_SQL_OPTS_VERSION */
 	unsigned flags;	  /* LARDER_SQL_* */
@@ -581,11 +661,16 @@ typedef struct larder_sql_opts {
 	size_t nparams;
 	const char *version_query; /* at most one of these two */
 	const char *table;
-	const larder_fill_opts *fill; /* lease, waits, TTL (fill->put) */
+	/* lease, waits (fill->on_wait), TTL (fill->put) */
+	const larder_fill_opts *fill;
+	/* Since version 2: progress of a load. NULL = not told. */
+	larder_sql_progress_fn on_progress;
+	void *on_progress_payload; /* passed to on_progress */
 } larder_sql_opts;
 #define LARDER_SQL_OPTS_INIT                                                   \
 	{                                                                      \
-		LARDER_SQL_OPTS_VERSION, 0, 0, NULL, 0, NULL, NULL, NULL       \
+		LARDER_SQL_OPTS_VERSION, 0, 0, NULL, 0, NULL, NULL, NULL,      \
+		    NULL, NULL                                                 \
 	}
 
 /* Get the result of `query` on database `dburi` as an entry (the payload

@@ -108,6 +108,71 @@ struct waiter {
 	unsigned backoff_ms;
 };
 
+/* Telling the caller about the wait (opts->on_wait), from this thread:
+ * at its start, every TICK_MS, at its end. */
+#define TICK_MS 250
+
+struct wait_report {
+	larder_wait_fn fn; /* NULL: nobody to tell */
+	void *payload;
+	uint64_t t0;	    /* the wait's start (mono_ms) */
+	uint64_t next_tick; /* UINT64_MAX when no tick is due */
+	int started, ended;
+	unsigned breaks;
+	/* the holder last seen */
+	char host[64];
+	long pid;
+	int dead;	   /* certainly gone (same host) */
+	uint64_t seen_at;  /* when its lease last changed */
+	uint64_t lease_ms; /* its lease period */
+};
+
+static void wait_tell(struct wait_report *r, int event, int end, uint64_t now)
+{
+	larder_wait_info info;
+	memset(&info, 0, sizeof info);
+	info.event = event;
+	info.end = end;
+	info.waited_ms = now - r->t0;
+	info.holder_host = r->host;
+	info.holder_pid = r->pid;
+	info.holder_silent_ms =
+	    r->seen_at && now > r->seen_at ? now - r->seen_at : 0;
+	info.holder_alive =
+	    r->pid != 0 && !r->dead && info.holder_silent_ms < r->lease_ms;
+	info.breaks = r->breaks;
+	r->fn(&info, r->payload);
+}
+
+static void wait_start(struct wait_report *r, uint64_t now)
+{
+	r->started = 1;
+	if (!r->fn)
+		return;
+	wait_tell(r, LARDER_WAIT_START, 0, now);
+	r->next_tick = r->t0 + TICK_MS;
+}
+
+/* A tick is due: tell, and schedule the next one (skipping any missed
+ * while the caller's callback or the filesystem was slow). */
+static void wait_tick(struct wait_report *r, uint64_t now)
+{
+	wait_tell(r, LARDER_WAIT_TICK, 0, now);
+	while (r->next_tick <= now)
+		r->next_tick += TICK_MS;
+}
+
+/* The wait is over (once; nothing if it never started). */
+static void wait_over(struct wait_report *r, int end)
+{
+	if (!r->started || r->ended)
+		return;
+	r->ended = 1;
+	r->next_tick = UINT64_MAX;
+	if (r->fn)
+		wait_tell(r, LARDER_WAIT_END, end, mono_ms());
+}
+
 static void waiter_init(struct waiter *wt, larder *db, int edirfd, int ldirfd)
 {
 	wt->ifd = -1;
@@ -131,32 +196,59 @@ static void waiter_init(struct waiter *wt, larder *db, int edirfd, int ldirfd)
 	}
 }
 
-/* Sleep until something may have changed, at most max_ms. */
-static void waiter_wait(struct waiter *wt, uint64_t max_ms)
+/* Sleep until something may have changed, at most max_ms. A tick of the
+ * report falling due meanwhile is told on time, in between: the sleep
+ * is cut there and goes on after, so the filesystem is not looked at
+ * more often for it. */
+static void waiter_wait(struct waiter *wt, uint64_t max_ms,
+			struct wait_report *r)
 {
+	uint64_t ms, now = mono_ms();
 	if (wt->ifd >= 0) {
 		/* Still wake now and then: a holder killed on this host
 		 * leaves no event, and its death is seen by looking. */
-		struct pollfd pfd = {wt->ifd, POLLIN, 0};
-		int t = (int)(max_ms < 100 ? max_ms : 100);
-		if (poll(&pfd, 1, t) > 0) {
-			char buf[4096];
-			while (read(wt->ifd, buf, sizeof buf) > 0)
-				;
-		}
-		return;
+		ms = max_ms < 100 ? max_ms : 100;
+	} else {
+		/* Network filesystem: jittered exponential backoff, 5 ms
+		 * to 500 ms, so that a herd of waiters does not poll in
+		 * step. */
+		uint8_t rnd;
+		ldr_random(&rnd, 1);
+		ms = wt->backoff_ms * (75 + (uint64_t)rnd % 51) / 100;
+		if (ms > max_ms)
+			ms = max_ms;
+		if (wt->backoff_ms < 500)
+			wt->backoff_ms *= 2;
 	}
-	/* Network filesystem: jittered exponential backoff, 5 ms to
-	 * 500 ms, so that a herd of waiters does not poll in step. */
-	uint8_t r;
-	ldr_random(&r, 1);
-	uint64_t ms = wt->backoff_ms * (75 + (uint64_t)r % 51) / 100;
-	if (ms > max_ms)
-		ms = max_ms;
-	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-	nanosleep(&ts, NULL);
-	if (wt->backoff_ms < 500)
-		wt->backoff_ms *= 2;
+	const uint64_t until = now + ms;
+	for (;;) {
+		uint64_t stop = until < r->next_tick ? until : r->next_tick;
+		if (stop > now) {
+			uint64_t d = stop - now;
+			if (wt->ifd >= 0) {
+				struct pollfd pfd = {wt->ifd, POLLIN, 0};
+				if (poll(&pfd, 1, (int)d) > 0) {
+					char buf[4096];
+					while (read(wt->ifd, buf, sizeof buf) >
+					       0)
+						;
+					return;
+				}
+			} else {
+				struct timespec ts = {(time_t)(d / 1000),
+						      (long)(d % 1000) *
+							  1000000};
+				nanosleep(&ts, NULL);
+			}
+			now = mono_ms();
+		}
+		if (now >= r->next_tick) {
+			wait_tick(r, now);
+			now = mono_ms();
+		}
+		if (now >= until)
+			return;
+	}
 }
 
 /* ---------------------------------------------------------------------- */
@@ -300,10 +392,10 @@ static int refresh_version(larder_fill *f, larder_version_fn version_fn,
 
 static int fill_opts_check(larder *db, const larder_fill_opts *o)
 {
-	if (o && o->version != LARDER_FILL_OPTS_VERSION)
+	if (o && (o->version < 1 || o->version > LARDER_FILL_OPTS_VERSION))
 		return ldr_fail(db, LARDER_EINVAL, 0,
 				"larder_fill_opts version %u, this library "
-				"understands %d",
+				"understands 1 to %d",
 				o->version, LARDER_FILL_OPTS_VERSION);
 	if (o &&
 	    (o->lease_seconds < 0 || o->heartbeat_seconds < 0 ||
@@ -419,6 +511,14 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 	struct ldr_lease_rec seen;
 	memset(&seen, 0, sizeof seen);
 	uint64_t t0 = mono_ms(), seen_at = t0;
+	struct wait_report rep;
+	memset(&rep, 0, sizeof rep);
+	rep.t0 = t0;
+	rep.next_tick = UINT64_MAX;
+	if (opts && opts->version >= 2 && opts->on_wait) {
+		rep.fn = opts->on_wait;
+		rep.payload = opts->on_wait_payload;
+	}
 	for (;;) {
 		ldr_lease *lease = NULL;
 		struct ldr_lease_rec holder;
@@ -445,10 +545,14 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 				rc = 1;
 			if (rc == 0) {
 				*how = waited ? LARDER_WAITED : LARDER_HIT;
+				wait_over(&rep, LARDER_WAIT_FILLED);
 			} else if (rc > 0) {
+				wait_over(&rep, LARDER_WAIT_TAKEN_OVER);
 				rc = load(&f, recheck, loader, payload, retries,
 					  lease, out, how);
-			} /* else version_fn failed: rc says why */
+			} else { /* version_fn failed: rc says why */
+				wait_over(&rep, LARDER_WAIT_FAILED);
+			}
 			ldr_lease_release(lease);
 			break;
 		}
@@ -457,6 +561,7 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 				"cannot take a lease in '%s/%s': %s; loading "
 				"without one",
 				db->dir, ldir, strerror(errno));
+			wait_over(&rep, LARDER_WAIT_FAILED);
 			rc = load(&f, recheck, loader, payload, retries, NULL,
 				  out, how);
 			break;
@@ -476,6 +581,7 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 				*how = same_ver(ov, olen, f.ver, f.vlen)
 					   ? LARDER_WAITED
 					   : LARDER_STALE;
+				wait_over(&rep, LARDER_WAIT_FILLED);
 				rc = 0;
 				break;
 			}
@@ -488,13 +594,19 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 				seen = holder; /* alive: it changed */
 				seen_at = now;
 			}
+			int dead = ldr_lease_dead_here(&seen, &me);
+			snprintf(rep.host, sizeof rep.host, "%s", seen.host);
+			rep.pid = seen.pid;
+			rep.dead = dead;
+			rep.seen_at = seen_at;
+			rep.lease_ms = seen.lease_ms;
 			/* Stale when its holder is certainly gone (same
 			 * host), or nothing changed for a full lease period
 			 * by our own clock. */
-			if (ldr_lease_dead_here(&seen, &me) ||
-			    now - seen_at >= seen.lease_ms) {
+			if (dead || now - seen_at >= seen.lease_ms) {
 				if (ldr_lease_break(ldirfd, lname, &seen,
 						    db->host)) {
+					rep.breaks++;
 					ldr_count(db, LARDER_CTR_LEASE_BREAKS);
 					ldr_log(db, LARDER_LOG_INFO,
 						"broke a stale lease of %s "
@@ -512,6 +624,7 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 				"waited %.1f s for another filler; loading "
 				"without the lease",
 				(double)(now - t0) / 1000);
+			wait_over(&rep, LARDER_WAIT_TIMED_OUT);
 			rc = load(&f, recheck, loader, payload, retries, NULL,
 				  out, how);
 			break;
@@ -519,18 +632,21 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		if (!watching) {
 			waiter_init(&wt, db, edirfd, ldirfd);
 			watching = 1;
+			wait_start(&rep, now);
 		}
 		waited = 1;
 		/* Look for the entry after arming the watch, so that a
 		 * publish in between is not missed. */
 		if (ldr_get_quiet(out, db, ns, key, klen, f.ver, f.vlen) == 0) {
 			*how = LARDER_WAITED;
+			wait_over(&rep, LARDER_WAIT_FILLED);
 			rc = 0;
 			break;
 		}
 		uint64_t left = max_wait_ms - (now - t0);
-		waiter_wait(&wt, left ? left : 1);
+		waiter_wait(&wt, left ? left : 1, &rep);
 	}
+	wait_over(&rep, rc == 0 ? LARDER_WAIT_FILLED : LARDER_WAIT_FAILED);
 	if (waited) {
 		uint64_t ms = mono_ms() - t0;
 		__atomic_fetch_add(&db->ctr[LARDER_CTR_FILL_WAIT_MS], ms,

@@ -9,6 +9,7 @@
 #include "sql.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -844,6 +845,10 @@ struct sql_call {
 	int vq_params; /* the version query takes the parameters */
 	int format;
 	unsigned flags;
+	larder_sql_progress_fn on_progress; /* NULL: nobody to tell */
+	void *progress_payload;
+	uint64_t rows, bytes; /* of the load under way */
+	larder_fill *fill;    /* the load's, for fill_write */
 };
 
 /* The version in the current snapshot, into v (finished). */
@@ -893,7 +898,22 @@ static int sql_version(larder_fill *f, void *payload)
 
 static int fill_write(void *payload, const void *buf, size_t len)
 {
-	return larder_fill_write(payload, buf, len);
+	struct sql_call *x = payload;
+	int rc = larder_fill_write(x->fill, buf, len);
+	x->bytes += len;
+	if (rc == 0 && x->on_progress)
+		x->on_progress(x->rows, x->bytes, x->progress_payload);
+	return rc;
+}
+
+/* The formatter's row(), counting rows for the progress. */
+static int count_row(void *payload, size_t ncol, const char *const *val,
+		     const size_t *len, const int *kind)
+{
+	struct ldr_sql_out *o = payload;
+	struct sql_call *x = o->payload;
+	x->rows++;
+	return ldr_sql_out_row(o, ncol, val, len, kind);
 }
 
 /* The load: version and rows in one snapshot, so the data is published
@@ -904,8 +924,10 @@ static int sql_load(larder_fill *f, void *payload)
 	struct sql_call *x = payload;
 	struct vbuf v = {0};
 	struct ldr_sql_out o;
+	x->fill = f;
+	x->rows = x->bytes = 0;
 	int rc =
-	    ldr_sql_out_init(&o, x->db, x->format, x->flags, fill_write, f);
+	    ldr_sql_out_init(&o, x->db, x->format, x->flags, fill_write, x);
 	if (rc)
 		return rc;
 	rc = x->ops->begin(x->conn);
@@ -916,12 +938,15 @@ static int sql_load(larder_fill *f, void *payload)
 		rc = larder_fill_set_version(f, v.b.p, v.b.len);
 	if (rc == 0) {
 		const struct ldr_sql_sink sink = {ldr_sql_out_columns,
-						  ldr_sql_out_row, &o};
+						  count_row, &o};
 		rc = x->ops->query(x->conn, x->query, x->params, x->nparams,
 				   &sink);
 	}
 	if (rc == 0)
 		rc = ldr_sql_out_flush(&o);
+	/* Told once at the end, also when the last flush had nothing. */
+	if (rc == 0 && x->on_progress)
+		x->on_progress(x->rows, x->bytes, x->progress_payload);
 	int erc = x->ops->end(x->conn);
 	if (rc == 0)
 		rc = erc;
@@ -978,11 +1003,19 @@ static const char *const content_types[][2] = {
 static int check_opts(larder *db, const char *ns, const char *dburi,
 		      const char *query, const larder_sql_opts *o)
 {
-	if (o->version != LARDER_SQL_OPTS_VERSION)
+	if (o->version < 1 || o->version > LARDER_SQL_OPTS_VERSION)
 		return ldr_fail(db, LARDER_EINVAL, 0,
 				"larder_sql_opts version %u, this library "
-				"understands %d",
+				"understands 1 to %d",
 				o->version, LARDER_SQL_OPTS_VERSION);
+	/* Checked here, before its fields are copied (a version 1 struct
+	 * is shorter). */
+	if (o->fill && (o->fill->version < 1 ||
+			o->fill->version > LARDER_FILL_OPTS_VERSION))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"larder_fill_opts version %u, this library "
+				"understands 1 to %d",
+				o->fill->version, LARDER_FILL_OPTS_VERSION);
 	if (!dburi || !*dburi)
 		return ldr_fail(db, LARDER_EINVAL, 0, "no database given");
 	if (!query)
@@ -1046,6 +1079,10 @@ int larder_sql(larder_entry **out, int *outcome, larder *db, const char *ns,
 	x.nparams = o->nparams;
 	x.format = o->format;
 	x.flags = o->flags;
+	if (o->version >= 2) {
+		x.on_progress = o->on_progress;
+		x.progress_payload = o->on_progress_payload;
+	}
 	x.query = ldr_sql_normalize(query, dialect);
 	if (o->version_query)
 		x.vquery = ldr_sql_normalize(o->version_query, dialect);
@@ -1073,8 +1110,12 @@ int larder_sql(larder_entry **out, int *outcome, larder *db, const char *ns,
 
 	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
-	if (o->fill)
-		fo = *o->fill;
+	if (o->fill) /* only the fields of its version */
+		memcpy(&fo, o->fill,
+		       o->fill->version >= 2
+			   ? sizeof fo
+			   : offsetof(larder_fill_opts, on_wait));
+	fo.version = LARDER_FILL_OPTS_VERSION;
 	if (fo.put)
 		po = *fo.put;
 	if (po.version == LARDER_PUT_OPTS_VERSION && !po.meta_len) {

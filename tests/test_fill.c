@@ -1371,3 +1371,273 @@ TEST(max_wait_loads_itself_when_a_live_holder_never_finishes)
 	close(hnote);
 	larder_close(db);
 }
+
+/* ---------------------------------------------------------------------- */
+/* Telling the caller about a wait (on_wait)                               */
+
+/* What on_wait was told, and when; and something to do once the wait is
+ * act_after_ms old: open a gate (the holder finishes) or kill the holder
+ * (and reap it, so that it is gone, not a zombie). */
+struct wait_log {
+	int n;
+	larder_wait_info ev[512];
+	char host[512][64];
+	uint64_t act_after_ms;
+	int gate_fd;	/* -1, or: write to it */
+	pid_t kill_pid; /* 0, or: SIGKILL it */
+	int acted;
+};
+
+static void wait_log_init(struct wait_log *l, uint64_t act_after_ms)
+{
+	memset(l, 0, sizeof *l);
+	l->act_after_ms = act_after_ms;
+	l->gate_fd = -1;
+}
+
+static void record_wait(const larder_wait_info *info, void *payload)
+{
+	struct wait_log *l = payload;
+	if (l->n < 512) {
+		l->ev[l->n] = *info;
+		snprintf(l->host[l->n], sizeof l->host[0], "%s",
+			 info->holder_host);
+		l->ev[l->n].holder_host = l->host[l->n];
+		l->n++;
+	}
+	if (!l->acted && info->waited_ms >= l->act_after_ms) {
+		l->acted = 1;
+		if (l->gate_fd >= 0)
+			open_gate(l->gate_fd);
+		if (l->kill_pid > 0) {
+			int st;
+			kill(l->kill_pid, SIGKILL);
+			waitpid(l->kill_pid, &st, 0);
+		}
+	}
+}
+
+/* START first, END last, exactly once each, TICKs between, the time
+ * never going back; every event names the holder; the gaps between
+ * events at most max_gap_ms. Returns the number of TICKs. */
+static int expect_wait_log(const struct wait_log *l, larder *db, pid_t holder,
+			   int end, double max_gap_ms)
+{
+	ASSERT(l->n >= 2);
+	ASSERT_EQ(l->ev[0].event, LARDER_WAIT_START);
+	ASSERT_EQ(l->ev[l->n - 1].event, LARDER_WAIT_END);
+	ASSERT_EQ(l->ev[l->n - 1].end, end);
+	int ticks = 0;
+	for (int i = 0; i < l->n; i++) {
+		const larder_wait_info *e = &l->ev[i];
+		ASSERT_EQ(e->holder_pid, (long)holder);
+		ASSERT_STR_EQ(e->holder_host, db->host);
+		if (i > 0 && i < l->n - 1) {
+			ASSERT_EQ(e->event, LARDER_WAIT_TICK);
+			ASSERT_EQ(e->end, 0);
+			ticks++;
+		}
+		if (i > 0) {
+			ASSERT(e->waited_ms >= l->ev[i - 1].waited_ms);
+			double gap =
+			    (double)(e->waited_ms - l->ev[i - 1].waited_ms);
+			if (gap > max_gap_ms)
+				test_fail(__FILE__, __LINE__,
+					  "%.0f ms between events %d and %d, "
+					  "want at most %.0f",
+					  gap, i - 1, i, max_gap_ms);
+		}
+	}
+	/* Ticks are never early: the k-th comes k periods into the wait. */
+	for (int i = 1, k = 1; i < l->n - 1; i++, k++)
+		if (l->ev[i].waited_ms < 250u * (unsigned)k)
+			test_fail(__FILE__, __LINE__,
+				  "tick %d at %llu ms: early", k,
+				  (unsigned long long)l->ev[i].waited_ms);
+	return ticks;
+}
+
+/* A holder filling (key, v1) held half-way until `l` opens its gate; the
+ * caller waits with on_wait recording into l. */
+static void wait_for_gated_holder(larder *db, const char *key,
+				  struct wait_log *l, pid_t *holder)
+{
+	larder_fill_opts fo = short_lease();
+	int hrep, hnote, hgate;
+	pid_t h = spawn_gated(&hrep, &hnote, &hgate, key, "v1", 70000, 60, &fo);
+	await_note(hnote, 'H');
+	l->gate_fd = hgate;
+	fo.on_wait = record_wait;
+	fo.on_wait_payload = l;
+	struct job j = JOB(NULL, 70000, 60);
+	larder_entry *e;
+	int how;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", key, strlen(key),
+				     "v1", 2, NULL, must_not_load, &j, &fo),
+		  0);
+	ASSERT_EQ(how, LARDER_WAITED);
+	ASSERT_EQ(larder_entry_size(e), 70000);
+	ASSERT(test_check_pattern(larder_entry_data(e), 70000, 60));
+	larder_entry_release(e);
+	ASSERT(l->acted);
+	struct report r;
+	ASSERT(read_report(hrep, &r, 10000));
+	expect_exit0(h);
+	ASSERT_EQ(r.outcome, LARDER_FILLED);
+	close(hrep);
+	close(hnote);
+	*holder = h;
+}
+
+TEST(on_wait_is_told_at_the_start_every_250ms_and_at_the_end)
+{
+	larder *db = open_store();
+	struct wait_log l;
+	wait_log_init(&l, 1200);
+	pid_t h;
+	wait_for_gated_holder(db, "told", &l, &h);
+	int ticks = expect_wait_log(&l, db, h, LARDER_WAIT_FILLED, 600);
+	printf("    %d ticks over %llu ms\n", ticks,
+	       (unsigned long long)l.ev[l.n - 1].waited_ms);
+	ASSERT(ticks >= 4);
+	/* It heartbeats every 100 ms: alive throughout. */
+	for (int i = 0; i < l.n; i++)
+		ASSERT_EQ(l.ev[i].holder_alive, 1);
+	ASSERT_EQ(l.ev[l.n - 1].breaks, 0);
+	larder_close(db);
+}
+
+/* On a network filesystem the waiter polls with a backoff of up to
+ * 500 ms; the ticks still come every 250 ms, between the polls. */
+TEST(on_wait_ticks_on_time_between_network_polls)
+{
+	larder *db = open_store();
+	db->network = 1;
+	struct wait_log l;
+	wait_log_init(&l, 2000);
+	pid_t h;
+	wait_for_gated_holder(db, "told-net", &l, &h);
+	int ticks = expect_wait_log(&l, db, h, LARDER_WAIT_FILLED, 450);
+	printf("    %d ticks over %llu ms\n", ticks,
+	       (unsigned long long)l.ev[l.n - 1].waited_ms);
+	ASSERT(ticks >= 7);
+	larder_close(db);
+}
+
+TEST(on_wait_end_says_taken_over_when_the_holder_dies)
+{
+	larder *db = open_store();
+	larder_fill_opts fo = short_lease();
+	fo.lease_seconds = 30; /* only its death may end the wait */
+	fo.heartbeat_seconds = 0.1;
+	int hrep, hnote, hgate;
+	pid_t h =
+	    spawn_gated(&hrep, &hnote, &hgate, "dies", "v1", 70000, 61, &fo);
+	await_note(hnote, 'H');
+	struct wait_log l;
+	wait_log_init(&l, 600);
+	l.kill_pid = h;
+	fo.on_wait = record_wait;
+	fo.on_wait_payload = &l;
+	struct job j = JOB(NULL, 70000, 62);
+	larder_entry *e;
+	int how;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "dies", 4, "v1",
+				     2, NULL, loader, &j, &fo),
+		  0);
+	ASSERT_EQ(how, LARDER_FILLED);
+	ASSERT(test_check_pattern(larder_entry_data(e), 70000, 62));
+	larder_entry_release(e);
+	expect_wait_log(&l, db, h, LARDER_WAIT_TAKEN_OVER, 600);
+	const larder_wait_info *end = &l.ev[l.n - 1];
+	ASSERT_EQ(end->breaks, 1);
+	ASSERT_EQ(end->holder_alive, 0);
+	ASSERT_EQ(l.ev[0].holder_alive, 1);
+	close(hrep);
+	close(hnote);
+	close(hgate);
+	larder_close(db);
+}
+
+TEST(on_wait_end_says_timed_out_after_max_wait)
+{
+	larder *db = open_store();
+	larder_fill_opts fo = short_lease();
+	int hrep, hnote, hgate;
+	pid_t h =
+	    spawn_gated(&hrep, &hnote, &hgate, "mw2", "v1", 50000, 63, &fo);
+	await_note(hnote, 'H');
+	struct wait_log l;
+	wait_log_init(&l, UINT64_MAX);
+	fo.on_wait = record_wait;
+	fo.on_wait_payload = &l;
+	fo.max_wait_seconds = 0.7;
+	struct job j = JOB(NULL, 50000, 63);
+	larder_entry *e;
+	int how;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "mw2", 3, "v1", 2,
+				     NULL, loader, &j, &fo),
+		  0);
+	ASSERT_EQ(how, LARDER_FILLED);
+	larder_entry_release(e);
+	expect_wait_log(&l, db, h, LARDER_WAIT_TIMED_OUT, 600);
+	ASSERT(l.ev[l.n - 1].waited_ms >= 700);
+	open_gate(hgate);
+	struct report r;
+	ASSERT(read_report(hrep, &r, 10000));
+	expect_exit0(h);
+	close(hrep);
+	close(hnote);
+	larder_close(db);
+}
+
+static void never_told(const larder_wait_info *info, void *payload)
+{
+	(void)info;
+	(*(int *)payload)++;
+}
+
+TEST(on_wait_is_never_called_without_a_wait)
+{
+	larder *db = open_store();
+	int told = 0;
+	larder_fill_opts fo = short_lease();
+	fo.on_wait = never_told;
+	fo.on_wait_payload = &told;
+	struct job j = JOB(NULL, 40000, 64);
+	larder_entry *e;
+	int how;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "nw", 2, "v1", 2,
+				     NULL, loader, &j, &fo),
+		  0);
+	ASSERT_EQ(how, LARDER_FILLED);
+	larder_entry_release(e);
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "nw", 2, "v1", 2,
+				     NULL, must_not_load, &j, &fo),
+		  0);
+	ASSERT_EQ(how, LARDER_HIT);
+	ASSERT(test_check_pattern(larder_entry_data(e), 40000, 64));
+	larder_entry_release(e);
+	ASSERT_EQ(told, 0);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_WAITS), 0);
+
+	/* A version 1 struct (before on_wait) is still taken; an unknown
+	 * version is refused. */
+	fo.version = 1;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "nw", 2, "v1", 2,
+				     NULL, must_not_load, &j, &fo),
+		  0);
+	larder_entry_release(e);
+	fo.version = LARDER_FILL_OPTS_VERSION + 1;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "nw", 2, "v1", 2,
+				     NULL, must_not_load, &j, &fo),
+		  LARDER_EINVAL);
+	larder_close(db);
+}
