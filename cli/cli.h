@@ -121,32 +121,52 @@ void cli_log(struct cli *c, int level, const char *msg);
 /* ---- progress (progress.c) ---- */
 
 /* A progress line on stderr for work longer than about a second: what is
- * being done, bytes so far and the rate, redrawn at most 4 times a second
- * with '\r' and cleared at the end. Silent unless stderr is a terminal,
- * and when the payload itself goes to a terminal on stdout. */
+ * being done, bytes (and rows) so far, the rate and the time taken, or
+ * "waiting for another filler (host H, pid P): 3.2 s". Redrawn with '\r'
+ * at most 4 times a second, also when nothing moves (a thread of its own
+ * keeps the time going), and cleared at the end. Silent unless stderr is
+ * a terminal; the byte count also when the payload itself goes to a
+ * terminal on stdout (the waiting line still shows). One at a time. */
 struct cli_progress {
 	int on;		  /* stderr is a terminal: draw */
+	int bytes_on;	  /* ... the bytes too */
 	const char *what; /* "reading", "storing", ... */
 	double t0;	  /* start of the work (monotonic s) */
 	double phase_t0;  /* start of this phase, for the rate */
 	double last;	  /* last redraw */
 	uint64_t bytes;	  /* bytes in this phase */
-	size_t drawn;	  /* length of the line on screen, 0 if none */
+	uint64_t rows;	  /* rows, if has_rows */
+	int has_rows;
+	size_t drawn; /* length of the line on screen, 0 if none */
+	/* waiting for another filler (progress_on_wait) */
+	int waiting;
+	double waited, waited_at; /* seconds waited, as of waited_at */
+	char holder_host[64];
+	long holder_pid;
+	int holder_alive;
 };
 
-/* Start; `stdout_payload`: the payload goes to stdout (no line if stdout
- * is a terminal too: the output shows the progress itself). */
+/* Start; `stdout_payload`: the payload goes to stdout (no byte count if
+ * stdout is a terminal too: the output shows the progress itself). */
 void progress_start(struct cli_progress *p, const char *what,
 		    int stdout_payload);
 /* A new phase of the same work (the byte count starts again). */
 void progress_phase(struct cli_progress *p, const char *what);
 /* n more bytes done; redraws when it is time. */
 void progress_add(struct cli_progress *p, size_t n);
+/* Rows and bytes done so far (larder_sql's on_progress). */
+void progress_set(struct cli_progress *p, uint64_t rows, uint64_t bytes);
+/* A larder_wait_fn (payload: the struct cli_progress): the waiting line
+ * while waiting, cleared when the wait ends. */
+void progress_on_wait(const larder_wait_info *info, void *payload);
 /* Clear the line; the progress is over. */
 void progress_end(struct cli_progress *p);
 /* Clear the line of the progress under way, if any, before another
- * message goes to stderr (it is drawn again on the next update). */
-void progress_clear(void);
+ * message goes to stderr, and draw nothing until progress_resume() (the
+ * line comes back at the next redraw). Nothing else of progress may be
+ * called in between. */
+void progress_pause(void);
+void progress_resume(void);
 
 /* ---- output (out.c) ---- */
 

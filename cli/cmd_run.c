@@ -777,6 +777,8 @@ static int run_run(struct cli *c, int argc, char **argv)
 	fo.max_wait_seconds = a.max_wait;
 	fo.flags = a.allow_stale ? LARDER_FILL_ALLOW_STALE : 0;
 	fo.max_retries = MAX_RUNS;
+	fo.on_wait = progress_on_wait;
+	fo.on_wait_payload = &x.prog;
 
 	t0 = mono_s();
 	progress_start(&x.prog, "running", 1);

@@ -172,6 +172,12 @@ static const char *outcome_name(int outcome)
 	}
 }
 
+/* larder_sql's on_progress: rows and bytes of the load so far. */
+static void on_rows(uint64_t rows, uint64_t bytes, void *payload)
+{
+	progress_set(payload, rows, bytes);
+}
+
 static int run_query(struct cli *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -192,11 +198,14 @@ static int run_query(struct cli *c, int argc, char **argv)
 	larder_sql_opts so = LARDER_SQL_OPTS_INIT;
 	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
+	struct cli_progress prog;
 	larder_entry *e = NULL;
 	larder *db = NULL;
 	int first, rc, lrc, outcome = 0;
 	double t0;
 
+	/* Not shown until started: progress_end() below is a no-op. */
+	memset(&prog, 0, sizeof(prog));
 	rc = cli_parse(c, &cli_cmd_sql, argc, argv, "", longopts, sql_opt, &a,
 		       &first);
 	if (rc != CLI_CONTINUE)
@@ -258,9 +267,17 @@ static int run_query(struct cli *c, int argc, char **argv)
 	so.version_query = a.version_query;
 	so.table = a.table;
 	so.fill = &fo;
+	/* The rows are written out only once they are all in the entry:
+	 * the line shows the load, even when stdout is a terminal. */
+	fo.on_wait = progress_on_wait;
+	fo.on_wait_payload = &prog;
+	so.on_progress = on_rows;
+	so.on_progress_payload = &prog;
 
 	t0 = mono_s();
+	progress_start(&prog, "querying", 0);
 	lrc = larder_sql(&e, &outcome, db, c->ns, a.db, argv[first], &so);
+	progress_end(&prog);
 	if (lrc < 0) {
 		rc = sql_fail(c, db, lrc);
 		goto out;
@@ -282,6 +299,7 @@ static int run_query(struct cli *c, int argc, char **argv)
 			larder_entry_size(e));
 	rc = CLI_OK;
 out:
+	progress_end(&prog);
 	larder_entry_release(e);
 	larder_close(db);
 	free(a.params);

@@ -77,12 +77,13 @@ void cli_print_cmd_help(FILE *f, const struct cli_cmd *cmd)
 __attribute__((format(printf, 2, 0))) static void
 vreport(const struct cli *c, const char *fmt, va_list ap)
 {
-	progress_clear();
+	progress_pause();
 	fputs("larder: ", stderr);
 	if (c && c->cmd)
 		fprintf(stderr, "%s: ", c->cmd);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
+	progress_resume();
 }
 
 void cli_err(const struct cli *c, const char *fmt, ...)
@@ -280,8 +281,9 @@ void cli_log(struct cli *c, int level, const char *msg)
 		fputc('\n', f);
 	}
 	if (fclose(f) == 0) {
-		progress_clear();
+		progress_pause();
 		(void)out_write_all(STDERR_FILENO, line, len);
+		progress_resume();
 	}
 	free(line);
 }

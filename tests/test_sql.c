@@ -1749,3 +1749,56 @@ TEST(threads_share_a_handle)
 	ASSERT_EQ(count_entries(db), N * 5);
 	larder_close(db);
 }
+
+/* on_progress: told per chunk written and at the end, counts only
+ * growing, the last one the whole result; never on a hit. */
+struct prog_log {
+	int n;
+	uint64_t rows, bytes;
+	int went_back;
+};
+
+static void log_progress(uint64_t rows, uint64_t bytes, void *payload)
+{
+	struct prog_log *l = payload;
+	if (rows < l->rows || bytes < l->bytes)
+		l->went_back = 1;
+	l->rows = rows;
+	l->bytes = bytes;
+	l->n++;
+}
+
+TEST(sqlite_on_progress_counts_rows_and_bytes_of_the_load)
+{
+	larder *db = open_store();
+	const char *path = test_path("progress.db");
+	db_exec(path, "CREATE TABLE t(x)");
+	larder_sql_opts o = LARDER_SQL_OPTS_INIT;
+	struct prog_log l = {0};
+	o.version_query = "SELECT 1";
+	o.on_progress = log_progress;
+	o.on_progress_payload = &l;
+	const char *q = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT "
+			"x + 1 FROM c WHERE x < 30000) SELECT x, "
+			"printf('%.20c', 'a') FROM c";
+	struct res r = sql(db, path, q, &o);
+	ASSERT_OK(db, r);
+	ASSERT_EQ(r.outcome, LARDER_FILLED);
+	/* ~800 KB in 64 KiB chunks, and once at the end */
+	ASSERT(l.n >= (int)(r.len / (64 << 10)) + 1);
+	ASSERT_EQ(l.went_back, 0);
+	ASSERT_EQ(l.rows, 30000);
+	ASSERT_EQ(l.bytes, r.len);
+	res_free(&r);
+	int n = l.n;
+	r = sql(db, path, q, &o);
+	ASSERT_EQ(r.outcome, LARDER_HIT);
+	ASSERT_EQ(l.n, n);
+	res_free(&r);
+	/* A version 1 struct (before on_progress) is still taken. */
+	o.version = 1;
+	r = sql(db, path, q, &o);
+	ASSERT_OK(db, r);
+	res_free(&r);
+	larder_close(db);
+}
