@@ -746,7 +746,8 @@ static int sum_shards(larder *db, struct tally *t, unsigned *nshards,
 		shard_rel(rel, sizeof rel, i);
 		int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY, 0);
 		if (fd < 0) {
-			if (errno != ENOENT)
+			/* none yet, or no stats/ directory at all */
+			if (errno != ENOENT && errno != ENOTDIR)
 				rc = ldr_fail_errno(
 				    db, errno, "cannot open '%s/%s': %s",
 				    db->dir, rel, strerror(errno));
