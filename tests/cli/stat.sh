@@ -1,0 +1,133 @@
+#!/bin/sh
+# larder stat: store-wide counters and usage, for people, --json and
+# --prometheus (checked against the text exposition format's grammar);
+# bad arguments are usage errors.
+. "$(dirname "$0")/lib.sh" "$1"
+
+L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+printf 'aaaa' | L put k1
+printf 'bbbbbbbb' | L put k2
+printf 'cc' | L --ns other put k3
+L get k1 >/dev/null
+L get nope >/dev/null 2>&1
+
+expect_rc 0 "stat for people" L stat
+expect_out "^counters$" "a counters heading"
+expect_out "^  requests +2$" "two requests counted (one get each)"
+expect_out "^  hits +1$" "the hit"
+expect_out "^  misses +1$" "the miss"
+expect_out "^  published +3$" "three entries published"
+expect_out "^usage$" "a usage heading"
+expect_out " 2  default$" "two entries in default"
+expect_out " 1  other$" "one entry in other"
+expect_out " 3  \(total\)$" "three in all"
+
+expect_rc 0 "stat --json" L stat --json
+check "stat --json is valid JSON" json_ok "$T/out"
+check "requests = hits + misses + waits" test "$(json_get "$T/out" 'j["counters"]["requests"] == j["counters"]["hits"] + j["counters"]["misses"] + j["counters"]["waits"]')" = True
+check "--json usage per namespace" test "$(json_get "$T/out" '"%d %d" % (j["namespaces"]["default"]["entries"], j["namespaces"]["other"]["entries"])')" = "2 1"
+# The bytes are the entry files', as a walk of the store finds them.
+walked=$(find "$S/ns/default/e" -type f -name '????????????????????????????????' -printf '%s\n' | awk '{s += $1} END {print s}')
+check "--json bytes equal the entry files' sizes" test "$(json_get "$T/out" 'j["namespaces"]["default"]["bytes"]')" = "$walked"
+check "--json shards_bad is 0" test "$(json_get "$T/out" 'j["shards_bad"]')" = 0
+
+expect_rc 0 "stat --ns other --json" L --ns other stat --json
+check "--ns shows only that namespace" test "$(json_get "$T/out" '",".join(j["namespaces"])')" = other
+
+# The exposition format: HELP and TYPE before a metric's samples, each
+# metric once and contiguous, names and labels by the grammar, label
+# values escaped (\\ \" \n only), values numbers. Prints the samples as
+# "name|label=value,...|value" for the checks below.
+cat >"$T/promcheck.py" <<'PY'
+import re, sys
+name = r'[a-zA-Z_:][a-zA-Z0-9_:]*'
+lval = r'"(?:[^"\\\n]|\\\\|\\"|\\n)*"'
+lpair = r'[a-zA-Z_][a-zA-Z0-9_]*=' + lval
+sample = re.compile(r'^(' + name + r')(?:\{(' + lpair + r'(?:,' + lpair +
+                    r')*)\})? (-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?'
+                    r'|NaN|[+-]Inf)$')
+label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)=(' + lval + ')')
+typed, helped, done, cur = {}, set(), set(), None
+for n, line in enumerate(sys.stdin, 1):
+    line = line.rstrip('\n')
+    def bad(why):
+        sys.exit('line %d: %s: %r' % (n, why, line))
+    m = re.match(r'^# (HELP|TYPE) (' + name + r') (.+)$', line)
+    if m:
+        kind, metric, rest = m.groups()
+        if kind == 'TYPE':
+            if rest not in ('counter', 'gauge', 'untyped', 'summary',
+                            'histogram'):
+                bad('bad type')
+            if metric in typed:
+                bad('second TYPE')
+            typed[metric] = rest
+        else:
+            if metric in helped:
+                bad('second HELP')
+            helped.add(metric)
+        continue
+    if line.startswith('#') or not line:
+        bad('stray line')
+    m = sample.match(line)
+    if not m:
+        bad('not a sample')
+    metric, labels, value = m.groups()
+    if metric not in typed:
+        bad('sample before its TYPE')
+    if typed[metric] == 'counter' and not metric.endswith('_total'):
+        bad('counter without _total')
+    if metric != cur:
+        if metric in done:
+            bad('metric not contiguous')
+        if cur:
+            done.add(cur)
+        cur = metric
+    lv = []
+    for k, v in label.findall(labels or ''):
+        v = re.sub(r'\\(.)', lambda x: {'n': '\n'}.get(x.group(1),
+                                                       x.group(1)), v[1:-1])
+        lv.append('%s=%s' % (k, v))
+    print('%s|%s|%s' % (metric, ','.join(lv), value))
+PY
+promcheck() {
+	python3 "$T/promcheck.py" <"$T/out" >"$T/samples"
+}
+expect_rc 0 "stat --prometheus" L stat --prometheus
+real=$(cd "$S" && pwd -P)
+check "--prometheus follows the exposition format" promcheck
+check "a counter with its store label" grep -qxF "larder_hits_total|store=$real|1" "$T/samples"
+check "requests as a counter" grep -qxF "larder_requests_total|store=$real|2" "$T/samples"
+check "usage bytes gauge per namespace" grep -qxF "larder_usage_bytes|store=$real,ns=default|$walked" "$T/samples"
+check "usage entries gauge per namespace" grep -qxF "larder_usage_entries|store=$real,ns=other|1" "$T/samples"
+check "every sample has the store label" test "$(grep -vc '|store=' "$T/samples")" = 0
+check "HELP and TYPE for counters" grep -qxF "# TYPE larder_hits_total counter" "$T/out"
+
+# A store whose path needs escaping in a label value.
+W="$T/we\"ird\\dir"
+"$LARDER" --dir "$W" init >/dev/null 2>&1
+printf x | "$LARDER" --dir "$W" put k
+expect_rc 0 "stat --prometheus on an odd path" "$LARDER" --dir "$W" stat --prometheus
+check "an odd path is escaped by the format" promcheck
+wreal=$(cd "$W" && pwd -P)
+check "the odd path reads back exactly" grep -qxF "larder_published_total|store=$wreal|1" "$T/samples"
+check "the quote and backslash are escaped" grep -qF 'we\"ird\\dir"}' "$T/out"
+
+# A damaged counter file is reported, not summed.
+f=$(grep -l '^published 1$' "$S"/stats/shard-* | head -1)
+sed -i 's/^published 1$/published 7/' "$f"
+expect_rc 0 "stat with a damaged counter file" L stat --json
+check "shards_bad counts it" test "$(json_get "$T/out" 'j["shards_bad"]')" = 1
+check "its counts are left out" test "$(json_get "$T/out" 'j["counters"]["published"]')" = 2
+expect_rc 0 "stat says so to people" L stat
+expect_out "failed their check" "the human output says a file failed its check"
+
+expect_rc 2 "--json with --prometheus" L stat --json --prometheus
+expect_err "exclude each other" "says why"
+expect_rc 2 "an extra argument" L stat foo
+expect_err "unexpected argument 'foo'" "names the argument"
+expect_rc 2 "an unknown option" L stat --bogus
+expect_rc 0 "stat --help" L stat --help
+expect_out "prometheus" "the help names --prometheus"
+expect_out "hits \+ misses \+ waits = requests" "the help states the identity"
+finish
