@@ -823,9 +823,11 @@ LARDER_API const char *larder_counter_name(int counter);
 
 /* Add this handle's pending counters and usage to the store now.
  * LARDER_EBUSY if every counter file stayed locked for about a second,
- * or the error that kept it from writing (read-only store: LARDER_EPERM
- * or LARDER_EIO); nothing pending is lost, it stays for the next flush.
- * Thread-safe. */
+ * or the error that kept it from writing (read-only store or no
+ * permission: LARDER_EPERM; disk full: LARDER_EFULL); it is logged once
+ * per handle, and nothing pending is lost: it stays for the next flush.
+ * A forked child does not flush what its parent counted on the handle
+ * before the fork (the parent does). Thread-safe. */
 LARDER_API int larder_stats_flush(larder *db);
 
 /* A snapshot of the store-wide figures: the sum of the counter files plus
