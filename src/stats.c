@@ -661,12 +661,11 @@ static int flush_fail(larder *db, int rc, int e)
 					      : strerror(e);
 	rc = ldr_fail(db, rc, e, "cannot write counters to '%s/stats': %s",
 		      db->dir, what);
-	/* A user who may read a shared store but not write it is normal,
-	 * not a problem to warn about on every command. */
-	int level = e == EACCES || e == EPERM || e == EROFS ? LARDER_LOG_INFO
-							    : LARDER_LOG_WARN;
+	/* A store this process may only read is a normal setup (readers
+	 * never need to write): said at info, not warned at every exit. */
 	if (!__atomic_exchange_n(&s->said_fail, 1, __ATOMIC_RELAXED))
-		ldr_log(db, level,
+		ldr_log(db,
+			rc == LARDER_EPERM ? LARDER_LOG_INFO : LARDER_LOG_WARN,
 			"cannot write counters to '%s/stats': %s; they stay "
 			"pending in this process",
 			db->dir, what);
