@@ -727,6 +727,13 @@ void ldr_stats_tick(larder *db)
 		ldr_stats_flush(db);
 }
 
+void ldr_stats_age(larder *db, int64_t seconds)
+{
+	if (db->stats)
+		__atomic_fetch_sub(&db->stats->last_flush_s, seconds,
+				   __ATOMIC_RELAXED);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Reading                                                                 */
 

@@ -57,4 +57,7 @@ void ldr_stats_fini(larder *db);
  * publish and fill time, never on the hit path. */
 void ldr_stats_tick(larder *db);
 
+/* For tests: make the last flush look `seconds` older. */
+void ldr_stats_age(larder *db, int64_t seconds);
+
 #endif

@@ -617,3 +617,41 @@ TEST(counter_files_take_the_store_mode_of_a_group_shared_store)
 	ASSERT(stat(test_path("store/stats"), &st) == 0);
 	ASSERT_EQ(st.st_mode & 02777, 02775);
 }
+
+/* The published count in this process's counter file, read directly (the
+ * API would add what is still pending). */
+static int published_on_disk(void)
+{
+	return test_sh("cat '%s'/stats/shard-* 2>/dev/null | "
+		       "awk '/^published / {s += $2} END {exit s}'",
+		       store_dir());
+}
+
+TEST(a_long_running_process_flushes_at_publish_after_a_minute)
+{
+	larder *db = open_store();
+	ASSERT_RC(db, larder_put(db, "n", "a", 1, "v", 1, "x", 1, NULL), 0);
+	ASSERT_EQ(published_on_disk(), 0); /* not yet: within the minute */
+	ldr_stats_age(db, 61);
+	ASSERT_RC(db, larder_put(db, "n", "b", 1, "v", 1, "x", 1, NULL), 0);
+	ASSERT_EQ(published_on_disk(), 2);
+	/* Hits never flush (nothing on the warm path but counting). */
+	ldr_stats_age(db, 61);
+	larder_entry *e;
+	ASSERT_RC(db, larder_get(&e, db, "n", "a", 1, "v", 1), 0);
+	larder_entry_release(e);
+	ASSERT_EQ(test_sh("grep -q '^hits 1$' '%s'/stats/shard-*", store_dir()),
+		  1);
+	/* A fill does. */
+	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
+	int how;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "n", "a", 1, "v", 1, NULL,
+				     slow_loader, NULL, &fo),
+		  0);
+	larder_entry_release(e);
+	ASSERT_EQ(how, LARDER_HIT);
+	ASSERT_EQ(test_sh("grep -q '^hits 2$' '%s'/stats/shard-*", store_dir()),
+		  0);
+	larder_close(db);
+}
