@@ -52,7 +52,7 @@ struct cli_cmd {
 
 extern const struct cli_cmd cli_cmd_init, cli_cmd_put, cli_cmd_get, cli_cmd_rm,
     cli_cmd_ls, cli_cmd_inspect, cli_cmd_verify, cli_cmd_run, cli_cmd_sql,
-    cli_cmd_stat;
+    cli_cmd_stat, cli_cmd_gc, cli_cmd_config;
 
 /* "larder: <command>: <message>" on stderr. */
 void cli_err(const struct cli *c, const char *fmt, ...)
@@ -71,6 +71,26 @@ int cli_positionals(struct cli *c, int argc, char **argv, int first, int min,
 /* A TTL: seconds, or a number with suffix s/m/h/d, or "never"
  * (LARDER_TTL_NEVER). 0 on success, -1 if malformed. */
 int cli_parse_ttl(const char *s, int64_t *out);
+
+/* A size in bytes: digits with an optional K, M, G or T suffix (powers
+ * of 1024; "KiB", "KB" accepted). 0 on success, -1 if malformed. */
+int cli_parse_size(const char *s, int64_t *out);
+
+/* ---- limits (cmd_gc.c), shared by init and config ---- */
+
+enum { CLI_OPT_MAX_BYTES = 512, CLI_OPT_MAX_ENTRIES };
+
+/* Limits given on the command line, and which of them were. */
+struct cli_limits {
+	larder_limits lim;
+	int set_bytes, set_entries, set_wm, set_touch;
+};
+/* Handle --max-bytes / --max-entries (id CLI_OPT_MAX_*). */
+int cli_limit_opt(struct cli *c, struct cli_limits *l, int id, const char *arg);
+/* Change the limits given in l, keep the others (ns NULL = the store's).
+ * CLI_OK or the exit code after reporting. */
+int cli_limits_apply(struct cli *c, larder *db, const char *ns,
+		     const struct cli_limits *l);
 
 /* Print the help of `cmd` to f. */
 void cli_print_cmd_help(FILE *f, const struct cli_cmd *cmd);

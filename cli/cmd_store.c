@@ -11,6 +11,7 @@
 struct init_args {
 	unsigned mode;
 	int fsync;
+	struct cli_limits limits;
 };
 
 enum { OPT_MODE = 256, OPT_FSYNC };
@@ -47,7 +48,7 @@ static int init_opt(struct cli *c, int id, const char *arg, void *ctx)
 					     arg);
 		return CLI_CONTINUE;
 	}
-	return cli_usage_err(c, "unknown option");
+	return cli_limit_opt(c, &a->limits, id, arg);
 }
 
 static int run_init(struct cli *c, int argc, char **argv)
@@ -55,9 +56,14 @@ static int run_init(struct cli *c, int argc, char **argv)
 	static const struct option longopts[] = {
 	    {"mode", required_argument, NULL, OPT_MODE},
 	    {"fsync", required_argument, NULL, OPT_FSYNC},
+	    {"max-bytes", required_argument, NULL, CLI_OPT_MAX_BYTES},
+	    {"max-entries", required_argument, NULL, CLI_OPT_MAX_ENTRIES},
 	    {0},
 	};
-	struct init_args a = {0644, LARDER_FSYNC_DATA};
+	struct init_args a;
+	memset(&a, 0, sizeof a);
+	a.mode = 0644;
+	a.fsync = LARDER_FSYNC_DATA;
 	larder_opts opts = LARDER_OPTS_INIT;
 	larder *db = NULL;
 	int first;
@@ -77,6 +83,13 @@ static int run_init(struct cli *c, int argc, char **argv)
 	rc = cli_open(c, &db, &opts);
 	if (rc != CLI_OK)
 		return rc;
+	if (a.limits.set_bytes || a.limits.set_entries) {
+		rc = cli_limits_apply(c, db, NULL, &a.limits);
+		if (rc != CLI_OK) {
+			larder_close(db);
+			return rc;
+		}
+	}
 	if (c->verbose)
 		fprintf(stderr, "larder: init: store ready at '%s'\n",
 			larder_dir(db));
@@ -88,7 +101,8 @@ const struct cli_cmd cli_cmd_init = {
     .name = "init",
     .run = run_init,
     .summary = "create the store (no change if it exists)",
-    .usage = "[--mode 0644|0664] [--fsync none|data|full]",
+    .usage = "[--mode 0644|0664] [--fsync none|data|full] [--max-bytes "
+	     "SIZE] [--max-entries N]",
     .help = "Create the store at DIR (and DIR itself if missing). On an "
 	    "existing store\n"
 	    "this changes nothing and succeeds; --mode and --fsync apply "
@@ -104,7 +118,12 @@ const struct cli_cmd cli_cmd_init = {
 	    "syncs each\n"
 	    "                          entry before publishing it, full "
 	    "also syncs the\n"
-	    "                          directory\n",
+	    "                          directory\n"
+	    "  --max-bytes SIZE        cap the store's entry bytes (K, M, G, "
+	    "T suffixes);\n"
+	    "                          set on an existing store too (as "
+	    "`larder config`)\n"
+	    "  --max-entries N         cap the store's number of entries\n",
 };
 
 /* ---- rm ---- */

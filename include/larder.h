@@ -758,6 +758,81 @@ larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
 	       void *payload);
 
 /* ---------------------------------------------------------------------- */
+/* Quotas, eviction and watermarks                                         */
+/*
+ * A store can be capped, as a whole and per namespace, in bytes (the entry
+ * files' sizes) and in entries. Publishing past a cap starts a cleaning in
+ * the publishing process (one cleaner at a time per store; the others
+ * skip); larder_gc() runs one on demand. A cleaning always removes expired
+ * entries; when over a cap it frees down to 90% of it, superseded versions
+ * first (entries whose key's head names another version), then the least
+ * recently used (by the file's access time, which a hit refreshes at most
+ * once per touch_interval).
+ *
+ * Free-space watermarks, in percent of the store filesystem's size (bytes,
+ * and files where the filesystem counts them), work like cachefilesd's
+ * brun/bcull/bstop: below `cull` a cleaning starts and frees until `run`
+ * is free again; below `stop`, publishing is refused (LARDER_EFULL) while
+ * larder_get_or_fill() still returns the loaded data to its caller.
+ *
+ * Store-wide settings are kept in DIR/config, namespace ones in
+ * DIR/ns/<ns>/config (text, one "name value" a line). A handle re-reads
+ * them at most every 2 seconds.
+ */
+
+#define LARDER_LIMITS_VERSION 1
+typedef struct larder_limits {
+	unsigned version;    /* LARDER_LIMITS_VERSION */
+	int64_t max_bytes;   /* file bytes; 0 = no cap */
+	int64_t max_entries; /* 0 = no cap */
+	/* Store-wide only (ignored with a namespace): free-space watermarks
+	 * in percent, run > cull > stop >= 0, or all three 0 = off. */
+	int wm_run, wm_cull, wm_stop;
+	/* Store-wide only: a hit refreshes an entry's access time at most
+	 * once per this many seconds (0 = on every hit). */
+	int64_t touch_interval;
+} larder_limits;
+#define LARDER_LIMITS_INIT                                                     \
+	{                                                                      \
+		LARDER_LIMITS_VERSION, 0, 0, 10, 7, 3, 60                      \
+	}
+
+/* The limits of namespace ns, or of the store with ns NULL. For a
+ * namespace, the store-wide fields are the store's. */
+LARDER_API int larder_limits_get(larder *db, const char *ns,
+				 larder_limits *out);
+/* Set them (the file is replaced atomically; lines this version does not
+ * know are kept). With a namespace, only max_bytes and max_entries are
+ * written. LARDER_EINVAL for negative caps, bad watermarks or interval. */
+LARDER_API int larder_limits_set(larder *db, const char *ns,
+				 const larder_limits *limits);
+
+/* What a cleaning did. */
+typedef struct larder_gc_report {
+	uint64_t seen_entries, seen_bytes; /* entries found by the walk */
+	uint64_t expired;		   /* expired entries removed */
+	uint64_t superseded;		   /* superseded versions removed */
+	uint64_t evicted;		   /* least recently used removed */
+	uint64_t bytes_freed;		   /* file bytes of all of those */
+	int skipped; /* another cleaner held the lock: nothing done */
+	int passes;  /* walks made (a second when still over a cap) */
+} larder_gc_report;
+
+#define LARDER_GC_DRY_RUN 0x1u /* decide and report, remove nothing */
+/* Report each entry removed (or, with LARDER_GC_DRY_RUN, that would be)
+ * through the log callback at LARDER_LOG_INFO. */
+#define LARDER_GC_LOG_EACH 0x2u
+
+/* Clean namespace ns (NULL = the whole store): remove expired entries and,
+ * when over a cap or below the cull watermark, evict as described above.
+ * Memory stays bounded whatever the store's size (two walks with an
+ * access-time histogram). A reader that holds an entry keeps its data. If
+ * another process is cleaning the store, returns 0 with out->skipped set.
+ * out may be NULL. */
+LARDER_API int larder_gc(larder *db, const char *ns, unsigned flags,
+			 larder_gc_report *out);
+
+/* ---------------------------------------------------------------------- */
 /* Counters of this handle (since open). Persistent, store-wide counters
  * come with `larder stat` and larder_stats_read() below. Ids are
  * append-only: a counter keeps its number and name for ever.

@@ -18,6 +18,7 @@
 
 #include "fsutil.h"
 #include "stats.h"
+#include "gc.h"
 
 #define XXH_STATIC_LINKING_ONLY
 #if defined(__x86_64__) || defined(__i386__)
@@ -279,6 +280,10 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 			 ? w->created + ttl * 1000000000
 			 : 0;
 
+	/* Below the stop watermark nothing is stored (a fill still gets its
+	 * data: the failure path keeps it in memory). */
+	if ((rc = ldr_space_check(db)) != 0)
+		goto fail;
 	uint8_t hash[16];
 	ldr_entry_hash(ns, key, klen, ver, vlen, hash);
 	ldr_hex(hash, 16, w->hex);
@@ -583,6 +588,7 @@ static int finish(larder_writer *w, larder_entry **uncached)
 	if (rc == 0)
 		ldr_usage_add(db, w->ns, (int64_t)(h.hdr_len + w->stored), 1);
 	ldr_stats_tick(db);
+	int published = rc == 0;
 	if (w->tmp[0] && unlinkat(w->dirfd, w->tmp, 0) == 0)
 		w->tmp[0] = '\0';
 	/* The entry is visible and correct now; a failed directory fsync
@@ -602,6 +608,10 @@ static int finish(larder_writer *w, larder_entry **uncached)
 		/* The entry is published and correct; the hint only lags. */
 		ldr_log(db, LARDER_LOG_WARN, "head hint not updated: %s",
 			larder_errmsg(db));
+	/* Usage, and the cleaning a crossed cap starts (after the head, so
+	 * that the new entry supersedes the old version). */
+	if (published)
+		ldr_after_publish(db, w->ns);
 out:
 	free(hdr);
 	writer_free(w);

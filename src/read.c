@@ -16,6 +16,7 @@
 #include <zstd.h>
 
 #include "fsutil.h"
+#include "gc.h"
 
 struct larder_entry {
 	struct ldr_file f; /* the whole entry file, read or mapped */
@@ -445,7 +446,8 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 		rc = miss(db, ns);
 		goto out;
 	}
-	ldr_file_drop_fd(&e->f); /* a held entry keeps no descriptor */
+	ldr_touch(db, e->f.fd, hash); /* recency for the cleaning */
+	ldr_file_drop_fd(&e->f);      /* a held entry keeps no descriptor */
 	entry_fields(e, &h);
 	*out = e;
 	e = NULL;

@@ -17,6 +17,7 @@
 
 #include "fsutil.h"
 #include "stats.h"
+#include "gc.h"
 
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #if defined(__x86_64__) || defined(__i386__)
@@ -632,7 +633,8 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 				      "init",
 				      dir, LDR_MARKER);
 	}
-	if (rc < 0 || (rc = ldr_stats_init(db)) < 0)
+	if (rc < 0 || (rc = ldr_stats_init(db)) < 0 ||
+	    (rc = ldr_gc_open(db)) < 0)
 		goto fail;
 	*out = db;
 	return 0;
@@ -645,6 +647,7 @@ void larder_close(larder *db)
 {
 	if (!db)
 		return;
+	ldr_gc_close(db);
 	ldr_stats_fini(db); /* flushes: a failure is logged, not returned */
 	ldr_close(db->rootfd);
 	free(db->dir);
@@ -738,25 +741,95 @@ int larder_ns_set_ttl(larder *db, const char *ns, int64_t ttl_seconds)
 		return ldr_fail(db, LARDER_EINVAL, 0,
 				"negative TTL %lld for namespace '%s'",
 				(long long)ttl_seconds, ns);
-	char dir[LDR_REL_MAX], rel[LDR_REL_MAX], tmp[LDR_REL_MAX], name[128];
-	char text[64];
+	char dir[LDR_REL_MAX], text[64];
 	snprintf(dir, sizeof dir, "ns/%s", ns);
-	snprintf(rel, sizeof rel, "ns/%s/config", ns);
+	snprintf(text, sizeof text, "ttl %lld\n", (long long)ttl_seconds);
+	return ldr_config_replace(db, dir, text);
+}
+
+/* The key of a config line: its first word. */
+static size_t line_key(const char *line, size_t n)
+{
+	size_t k = 0;
+	while (k < n && line[k] != ' ' && line[k] != '\n')
+		k++;
+	return k;
+}
+
+/* Whether `text` has a line whose key is line's. */
+static int has_key(const char *text, const char *line, size_t k)
+{
+	for (const char *p = text; *p;) {
+		const char *e = strchr(p, '\n');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (line_key(p, n) == k && memcmp(p, line, k) == 0)
+			return 1;
+		p += n + (e ? 1 : 0);
+	}
+	return 0;
+}
+
+int ldr_config_read(larder *db, const char *dirrel, char *buf, size_t size)
+{
+	char rel[LDR_REL_MAX + 16];
+	snprintf(rel, sizeof rel, "%s%sconfig", dirrel, *dirrel ? "/" : "");
+	buf[0] = '\0';
+	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY, 0);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	ssize_t n = ldr_pread_full(fd, buf, size - 1, 0);
+	int e = errno;
+	ldr_close(fd);
+	if (n < 0) {
+		errno = e;
+		return -1;
+	}
+	buf[n] = '\0';
+	return 0;
+}
+
+int ldr_config_replace(larder *db, const char *dirrel, const char *lines)
+{
+	char rel[LDR_REL_MAX + 16], tmp[LDR_REL_MAX + 160], name[128];
+	char old[LDR_CONFIG_MAX], *text = NULL;
+	const char *sep = *dirrel ? "/" : "";
+	snprintf(rel, sizeof rel, "%s%sconfig", dirrel, sep);
 	ldr_temp_name(name, sizeof name, db->host);
-	snprintf(tmp, sizeof tmp, "ns/%s/%s", ns, name);
-	int n =
-	    snprintf(text, sizeof text, "ttl %lld\n", (long long)ttl_seconds);
-	if (ldr_mkdirs(db->rootfd, dir, db->dmode) != 0)
+	snprintf(tmp, sizeof tmp, "%s%s%s", dirrel, sep, name);
+	if (*dirrel && ldr_mkdirs(db->rootfd, dirrel, db->dmode) != 0)
 		return ldr_fail_errno(db, errno, "cannot create '%s/%s': %s",
-				      db->dir, dir, strerror(errno));
+				      db->dir, dirrel, strerror(errno));
+	if (ldr_config_read(db, dirrel, old, sizeof old) != 0)
+		return ldr_fail_errno(db, errno, "cannot read '%s/%s': %s",
+				      db->dir, rel, strerror(errno));
+	/* The new lines first (a namespace's ttl stays the first line, where
+	 * older versions look for it), then every old line they do not
+	 * replace, known to this version or not. */
+	size_t len = strlen(lines), cap = len + strlen(old) + 2;
+	if (!(text = malloc(cap)))
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	memcpy(text, lines, len);
+	for (const char *p = old; *p;) {
+		const char *e = strchr(p, '\n');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		size_t k = line_key(p, n);
+		if (n && !has_key(lines, p, k)) {
+			memcpy(text + len, p, n);
+			len += n;
+			text[len++] = '\n';
+		}
+		p += n + (e ? 1 : 0);
+	}
+	int rc = 0;
 	int fd = ldr_open_beneath(db->rootfd, tmp, O_WRONLY | O_CREAT | O_EXCL,
 				  db->fmode);
-	if (fd < 0)
-		return ldr_fail_errno(db, errno, "cannot create '%s/%s': %s",
-				      db->dir, tmp, strerror(errno));
-	rc = 0;
+	if (fd < 0) {
+		rc = ldr_fail_errno(db, errno, "cannot create '%s/%s': %s",
+				    db->dir, tmp, strerror(errno));
+		goto out;
+	}
 	if (fchmod(fd, db->fmode) != 0 ||
-	    ldr_pwrite_full(fd, text, (size_t)n, 0) != 0 ||
+	    ldr_pwrite_full(fd, text, len, 0) != 0 ||
 	    (db->fsync != LARDER_FSYNC_NONE && ldr_fdatasync(fd) != 0))
 		rc = ldr_fail_errno(db, errno, "cannot write '%s/%s': %s",
 				    db->dir, tmp, strerror(errno));
@@ -767,6 +840,8 @@ int larder_ns_set_ttl(larder *db, const char *ns, int64_t ttl_seconds)
 				    db->dir, tmp, rel, strerror(errno));
 	if (rc)
 		unlinkat(db->rootfd, tmp, 0);
+out:
+	free(text);
 	return rc;
 }
 
@@ -954,10 +1029,13 @@ static int is_fan(const char *name)
 	return is_hex_digit(name[0]) && is_hex_digit(name[1]) && !name[2];
 }
 
-static int walk_ns(struct walk *w, const char *ns)
+int ldr_walk_files(larder *db, const char *ns,
+		   int (*cb)(const char *rel, const uint8_t hash[16],
+			     void *payload),
+		   void *payload)
 {
-	larder *db = w->db;
 	char rel[LDR_REL_MAX];
+	uint8_t hash[16];
 	snprintf(rel, sizeof rel, "ns/%s/e", ns);
 	DIR *d1 = open_dir(db, db->rootfd, rel);
 	if (!d1)
@@ -987,12 +1065,12 @@ static int walk_ns(struct walk *w, const char *ns)
 				continue;
 			struct dirent *c;
 			while (rc == 0 && (c = readdir(d3))) {
-				if (unhex(c->d_name, w->want) != 0)
+				if (unhex(c->d_name, hash) != 0)
 					continue; /* temps, strays */
 				char file[LDR_REL_MAX + 1536];
 				snprintf(file, sizeof file, "%s/%s", rel3,
 					 c->d_name);
-				rc = describe(w, ns, file);
+				rc = cb(file, hash, payload);
 			}
 			closedir(d3);
 		}
@@ -1000,6 +1078,24 @@ static int walk_ns(struct walk *w, const char *ns)
 	}
 	closedir(d1);
 	return rc;
+}
+
+struct walk_ns_ctx {
+	struct walk *w;
+	const char *ns;
+};
+
+static int describe_cb(const char *rel, const uint8_t hash[16], void *payload)
+{
+	struct walk_ns_ctx *x = payload;
+	memcpy(x->w->want, hash, 16);
+	return describe(x->w, x->ns, rel);
+}
+
+static int walk_ns(struct walk *w, const char *ns)
+{
+	struct walk_ns_ctx x = {w, ns};
+	return ldr_walk_files(w->db, ns, describe_cb, &x);
 }
 
 static int walk_ns_cb(const char *ns, void *payload)

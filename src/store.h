@@ -46,6 +46,7 @@ struct larder {
 	int have_boot;
 	uint64_t ctr[LARDER_CTR_COUNT];
 	struct ldr_stats *stats; /* stats.c: pending usage, flush state */
+	struct ldr_gc *gc;	 /* limits, touches and cleaning (gc.c) */
 };
 
 static inline void ldr_count(larder *db, int c)
@@ -183,5 +184,23 @@ int ldr_entry_from_fd(larder *db, int fd, const char *ns, const void *key,
 
 /* The namespace's default TTL in seconds (0 = none). */
 int64_t ldr_ns_ttl(larder *db, const char *ns);
+
+/* Config files: DIR/config (dirrel "") and DIR/ns/<ns>/config (dirrel
+ * "ns/<ns>"), text with one "name value" a line. */
+#define LDR_CONFIG_MAX 4096
+/* Read one into buf (NUL-terminated; "" if there is none). 0, or -1 with
+ * errno. */
+int ldr_config_read(larder *db, const char *dirrel, char *buf, size_t size);
+/* Replace it atomically (temp + rename) with `lines` first, then every
+ * old line whose name `lines` does not set. 0 or a recorded error. */
+int ldr_config_replace(larder *db, const char *dirrel, const char *lines);
+
+/* Call cb for each entry file of namespace ns: its path beneath the root
+ * and the hash its name claims. A non-zero return stops the walk and is
+ * returned. */
+int ldr_walk_files(larder *db, const char *ns,
+		   int (*cb)(const char *rel, const uint8_t hash[16],
+			     void *payload),
+		   void *payload);
 
 #endif

@@ -1,0 +1,924 @@
+/*
+ * gc.c — owns limits and cleaning (DESIGN §9): the store's and the
+ * namespaces' caps and watermarks (config files, cached on the handle),
+ * the throttled touch on a hit, the free-space check before a publish,
+ * and the cleaning itself (larder_gc and the one a publish starts).
+ *
+ * Cleaning, with memory bounded whatever the store's size:
+ *   lock    DIR/gc.lock, non-blocking OFD lock: one cleaner per store,
+ *           the others skip (a lock saves work; removal is safe anyway).
+ *   pass 1  walk every entry's header (O_NOATIME: the walk must not make
+ *           everything recent); remove the expired; count the rest per
+ *           quota domain (the store, each capped namespace): superseded
+ *           versions apart, the others in a histogram of access-time age.
+ *   decide  per domain, how much to free (down to 90% of a cap; up to the
+ *           run watermark) and the age bucket at which to cut.
+ *   pass 2  walk again; remove the superseded while their allowance
+ *           lasts, then the entries older than the cut (and in the cut
+ *           bucket while its allowance lasts). An entry touched since
+ *           pass 1 is younger and stays; one published since is young.
+ * Every removal is ldr_remove_same (a file replaced meanwhile stays) and a
+ * reader holding the entry keeps its data (its buffer or mapping).
+ */
+#include "gc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "stats.h"
+#include "store.h"
+
+#define RELOAD_S 2	  /* config re-read at most this often */
+#define TOUCH_SLOTS 4096  /* per-handle table of recent touches */
+#define NS_CACHE 16	  /* namespaces whose caps a handle keeps */
+#define MAX_PASSES 3	  /* cleanings in a row while still over */
+#define LOW_MARK_PCT 90	  /* a cap is cleaned down to this */
+#define NBUCKETS (64 * 8) /* age histogram: 8 per power of two */
+#define LDR_GC_LOCK "gc.lock"
+
+struct ns_limits {
+	char ns[LARDER_NS_MAX + 1];
+	int64_t loaded; /* monotonic s; 0 = empty slot */
+	int64_t max_bytes, max_entries;
+};
+
+struct ldr_gc {
+	pthread_mutex_t mu;
+	larder_limits store;	/* under mu */
+	int64_t store_loaded;	/* monotonic s, atomic */
+	int64_t touch_interval; /* atomic copy for the hit path */
+	struct ns_limits ns[NS_CACHE];
+	unsigned ns_next;
+	/* free space, looked at once a second */
+	int64_t space_checked_ms;
+	int space_state; /* 0 fine, 1 below cull, 2 below stop */
+	double free_pct;
+	int free_files; /* the figure that is low is the files' */
+	/* (tag << 32 | monotonic s) of entries touched or checked */
+	uint64_t touched[TOUCH_SLOTS];
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Configuration                                                           */
+
+/* What follows "name " on its line of text, or "" if there is none. */
+static const char *conf_val(const char *text, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = text; p && *p;) {
+		if (strncmp(p, name, n) == 0 && p[n] == ' ')
+			return p + n;
+		p = strchr(p, '\n');
+		p = p ? p + 1 : p;
+	}
+	return "";
+}
+
+/* A "name N" line with N >= 0, else 0. */
+static int64_t conf_num(const char *text, const char *name)
+{
+	long long v;
+	return sscanf(conf_val(text, name), " %lld", &v) == 1 && v >= 0 ? v : 0;
+}
+
+static void parse_store(const char *text, larder_limits *l)
+{
+	larder_limits d = LARDER_LIMITS_INIT;
+	long long v;
+	int r, c, s;
+	*l = d;
+	l->max_bytes = conf_num(text, "max_bytes");
+	l->max_entries = conf_num(text, "max_entries");
+	if (sscanf(conf_val(text, "watermarks"), " %d %d %d", &r, &c, &s) ==
+		3 &&
+	    ((r > c && c > s && s >= 0 && r <= 100) || (!r && !c && !s))) {
+		l->wm_run = r;
+		l->wm_cull = c;
+		l->wm_stop = s;
+	}
+	if (sscanf(conf_val(text, "touch_interval"), " %lld", &v) == 1 &&
+	    v >= 0)
+		l->touch_interval = v;
+}
+
+/* Re-read DIR/config if it is older than RELOAD_S; under g->mu. */
+static void load_store(larder *db, int force)
+{
+	struct ldr_gc *g = db->gc;
+	int64_t now = mono_ms() / 1000 + 1; /* never 0 */
+	if (!force && now - g->store_loaded < RELOAD_S)
+		return;
+	char text[LDR_CONFIG_MAX];
+	if (ldr_config_read(db, "", text, sizeof text) != 0)
+		return; /* keep what we had */
+	parse_store(text, &g->store);
+	__atomic_store_n(&g->touch_interval, g->store.touch_interval,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&g->store_loaded, now, __ATOMIC_RELAXED);
+}
+
+/* The caps of ns (cached); under g->mu. */
+static struct ns_limits *load_ns(larder *db, const char *ns, int force)
+{
+	struct ldr_gc *g = db->gc;
+	int64_t now = mono_ms() / 1000 + 1;
+	struct ns_limits *s = NULL;
+	for (unsigned i = 0; i < NS_CACHE; i++)
+		if (g->ns[i].loaded && strcmp(g->ns[i].ns, ns) == 0)
+			s = &g->ns[i];
+	if (s && !force && now - s->loaded < RELOAD_S)
+		return s;
+	if (!s) {
+		s = &g->ns[g->ns_next++ % NS_CACHE];
+		snprintf(s->ns, sizeof s->ns, "%s", ns);
+	}
+	char dir[LDR_REL_MAX], text[LDR_CONFIG_MAX];
+	snprintf(dir, sizeof dir, "ns/%s", ns);
+	s->max_bytes = s->max_entries = 0;
+	if (ldr_config_read(db, dir, text, sizeof text) == 0) {
+		s->max_bytes = conf_num(text, "max_bytes");
+		s->max_entries = conf_num(text, "max_entries");
+	}
+	s->loaded = now;
+	return s;
+}
+
+int ldr_gc_open(larder *db)
+{
+	struct ldr_gc *g = calloc(1, sizeof *g);
+	if (!g)
+		return ldr_fail(NULL, LARDER_ENOMEM, ENOMEM, "out of memory");
+	pthread_mutex_init(&g->mu, NULL);
+	db->gc = g;
+	load_store(db, 1);
+	return 0;
+}
+
+void ldr_gc_close(larder *db)
+{
+	if (!db->gc)
+		return;
+	pthread_mutex_destroy(&db->gc->mu);
+	free(db->gc);
+	db->gc = NULL;
+}
+
+static int check_limits(larder *db, const larder_limits *l)
+{
+	if (!l || l->version != LARDER_LIMITS_VERSION)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"larder_limits version %u, this library "
+				"understands %d",
+				l ? l->version : 0, LARDER_LIMITS_VERSION);
+	if (l->max_bytes < 0 || l->max_entries < 0)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"negative cap (max_bytes %lld, max_entries "
+				"%lld)",
+				(long long)l->max_bytes,
+				(long long)l->max_entries);
+	int r = l->wm_run, c = l->wm_cull, s = l->wm_stop;
+	if (!(r == 0 && c == 0 && s == 0) &&
+	    !(r > c && c > s && s >= 0 && r <= 100))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"bad watermarks run %d, cull %d, stop %d: "
+				"want 100 >= run > cull > stop >= 0, or all "
+				"0 (off)",
+				r, c, s);
+	if (l->touch_interval < 0)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"negative touch interval %lld",
+				(long long)l->touch_interval);
+	return 0;
+}
+
+int larder_limits_get(larder *db, const char *ns, larder_limits *out)
+{
+	int rc = ns ? ldr_check_ns_internal(db, ns) : 0;
+	if (rc)
+		return rc;
+	struct ldr_gc *g = db->gc;
+	pthread_mutex_lock(&g->mu);
+	load_store(db, 1);
+	*out = g->store;
+	if (ns) {
+		struct ns_limits *s = load_ns(db, ns, 1);
+		out->max_bytes = s->max_bytes;
+		out->max_entries = s->max_entries;
+	}
+	pthread_mutex_unlock(&g->mu);
+	return 0;
+}
+
+int larder_limits_set(larder *db, const char *ns, const larder_limits *l)
+{
+	int rc = ns ? ldr_check_ns_internal(db, ns) : 0;
+	if (rc || (rc = check_limits(db, l)))
+		return rc;
+	char lines[512], dir[LDR_REL_MAX];
+	if (ns) {
+		/* ttl first: older versions read only the first line */
+		snprintf(lines, sizeof lines,
+			 "ttl %lld\nmax_bytes %lld\nmax_entries %lld\n",
+			 (long long)ldr_ns_ttl(db, ns), (long long)l->max_bytes,
+			 (long long)l->max_entries);
+		snprintf(dir, sizeof dir, "ns/%s", ns);
+	} else {
+		snprintf(lines, sizeof lines,
+			 "max_bytes %lld\nmax_entries %lld\nwatermarks %d %d "
+			 "%d\ntouch_interval %lld\n",
+			 (long long)l->max_bytes, (long long)l->max_entries,
+			 l->wm_run, l->wm_cull, l->wm_stop,
+			 (long long)l->touch_interval);
+		dir[0] = '\0';
+	}
+	rc = ldr_config_replace(db, dir, lines);
+	pthread_mutex_lock(&db->gc->mu);
+	load_store(db, 1);
+	if (ns)
+		load_ns(db, ns, 1);
+	pthread_mutex_unlock(&db->gc->mu);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Touch on hit                                                            */
+
+void ldr_touch(larder *db, int fd, const uint8_t hash[16])
+{
+	struct ldr_gc *g = db->gc;
+	if (fd < 0 || !g)
+		return;
+	int64_t now = mono_ms() / 1000 + 1;
+	if (now - __atomic_load_n(&g->store_loaded, __ATOMIC_RELAXED) >=
+	    RELOAD_S) {
+		pthread_mutex_lock(&g->mu);
+		load_store(db, 0);
+		pthread_mutex_unlock(&g->mu);
+	}
+	int64_t iv = __atomic_load_n(&g->touch_interval, __ATOMIC_RELAXED);
+	uint64_t h = 0;
+	for (int i = 0; i < 8; i++)
+		h = h << 8 | hash[i];
+	uint32_t tag = (uint32_t)(h >> 32) | 1;
+	uint64_t *slot = &g->touched[h % TOUCH_SLOTS];
+	uint64_t s = __atomic_load_n(slot, __ATOMIC_RELAXED);
+	if ((uint32_t)(s >> 32) == tag && now - (int64_t)(uint32_t)s < iv)
+		return; /* this handle saw it recent within the interval */
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return;
+	/* The atime is the filesystem's clock, compared with ours: a skew
+	 * only makes touches a little more or less frequent. */
+	int64_t age = (ldr_now_ns() - ((int64_t)st.st_atim.tv_sec * 1000000000 +
+				       st.st_atim.tv_nsec)) /
+		      1000000000;
+	if (iv > 0 && age >= 0 && age < iv) {
+		/* touched by someone else: look again when it is due */
+		__atomic_store_n(slot,
+				 (uint64_t)tag << 32 | (uint32_t)(now - age),
+				 __ATOMIC_RELAXED);
+		return;
+	}
+	/* atime only; not the owner (a group-shared store) may set both to
+	 * now with write access, and the mtime of an entry means nothing. */
+	struct timespec ts[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
+	if (futimens(fd, ts) == 0 ||
+	    ((errno == EPERM || errno == EACCES) && futimens(fd, NULL) == 0))
+		ldr_count(db, LARDER_CTR_TOUCHES);
+	__atomic_store_n(slot, (uint64_t)tag << 32 | (uint32_t)now,
+			 __ATOMIC_RELAXED);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Free space                                                              */
+
+struct space {
+	uint64_t total, avail;	/* bytes */
+	uint64_t files, favail; /* files; files 0 = not counted */
+};
+
+static int get_space(larder *db, struct space *sp)
+{
+	struct statvfs v;
+	if (fstatvfs(db->rootfd, &v) != 0)
+		return -1;
+	sp->total = (uint64_t)v.f_blocks * v.f_frsize;
+	sp->avail = (uint64_t)v.f_bavail * v.f_frsize;
+	sp->files = v.f_files;
+	sp->favail = v.f_favail;
+	return 0;
+}
+
+/* Which watermark free space is under: 0 none, 1 cull, 2 stop; *pct the
+ * lower of the free percentages, *files whether it is the files'. */
+static int below(const struct space *sp, const larder_limits *l, double *pct,
+		 int *files)
+{
+	double pb =
+	    sp->total ? 100.0 * (double)sp->avail / (double)sp->total : 100.0;
+	double pf =
+	    sp->files ? 100.0 * (double)sp->favail / (double)sp->files : 100.0;
+	*files = pf < pb;
+	*pct = pf < pb ? pf : pb;
+	if (!l->wm_run)
+		return 0;
+	if (*pct < l->wm_stop)
+		return 2;
+	return *pct < l->wm_cull;
+}
+
+/* Refresh the space state at most once a second; returns it. */
+static int space_state(larder *db)
+{
+	struct ldr_gc *g = db->gc;
+	int64_t now = mono_ms();
+	pthread_mutex_lock(&g->mu);
+	load_store(db, 0);
+	if (now - g->space_checked_ms >= 1000 || !g->space_checked_ms) {
+		struct space sp;
+		g->space_checked_ms = now;
+		g->space_state =
+		    get_space(db, &sp) == 0
+			? below(&sp, &g->store, &g->free_pct, &g->free_files)
+			: 0;
+	}
+	int st = g->space_state;
+	pthread_mutex_unlock(&g->mu);
+	return st;
+}
+
+int ldr_space_check(larder *db)
+{
+	if (space_state(db) < 2)
+		return 0;
+	struct ldr_gc *g = db->gc;
+	ldr_count(db, LARDER_CTR_PUBLISH_REFUSED);
+	return ldr_fail(db, LARDER_EFULL, ENOSPC,
+			"publish refused: the filesystem of '%s' has %.1f%% of "
+			"its %s free, below the stop watermark of %d%%; "
+			"nothing was stored",
+			db->dir, g->free_pct, g->free_files ? "files" : "space",
+			g->store.wm_stop);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Cleaning                                                                */
+
+/* A quota domain: the store (ns "") or one capped namespace. */
+struct dom {
+	char ns[LARDER_NS_MAX + 1];
+	int64_t max_bytes, max_entries;
+	int64_t used_b, used_n; /* found by pass 1 (expired excluded) */
+	int64_t sup_b, sup_n;	/* of which superseded */
+	int64_t hb[NBUCKETS], hn[NBUCKETS]; /* the others by age */
+	int64_t need_b, need_n;		    /* to free */
+	int64_t sup_left_b, sup_left_n;	    /* superseded still to remove */
+	int cut_b, cut_n;		    /* -1: no cut */
+	int64_t edge_b, edge_n;		    /* allowance in the cut bucket */
+	struct dom *next;
+};
+
+/* What the walk found in one namespace (namespaces are few). */
+struct tally {
+	char ns[LARDER_NS_MAX + 1];
+	int64_t b, n;
+	struct tally *next;
+};
+
+struct gc_run {
+	larder *db;
+	unsigned flags;
+	larder_gc_report *rep;
+	int64_t now;	    /* wall clock at the start, for ages */
+	int pass;	    /* 1 or 2 */
+	struct dom store;   /* always there */
+	struct dom *nsdoms; /* capped namespaces */
+	struct dom *cur;    /* the current namespace's, or NULL */
+	const char *ns;	    /* namespace being walked */
+	struct tally *tallies, *tcur;
+	uint8_t *buf; /* header buffer */
+	size_t cap;
+};
+
+/* The age bucket of an access time: 8 per power of two of the age in
+ * microseconds, so the cut is within 12.5% of the age it aims at. */
+static int bucket(int64_t now, const struct timespec *at)
+{
+	int64_t a =
+	    (now - ((int64_t)at->tv_sec * 1000000000 + at->tv_nsec)) / 1000;
+	if (a < 8)
+		return a < 0 ? 0 : (int)a;
+	int p = 63 - __builtin_clzll((unsigned long long)a);
+	int b = p * 8 + (int)((a >> (p - 3)) & 7);
+	return b < NBUCKETS ? b : NBUCKETS - 1;
+}
+
+/* An entry file's header: 0 and h (pointing into run->buf), 1 if the file
+ * is gone, -1 if it has no readable header (still an entry by its size). */
+static int read_header(struct gc_run *r, const char *rel, struct stat *st,
+		       ldr_hdr *h)
+{
+	larder *db = r->db;
+	/* O_NOATIME: reading a header must not make the entry recent (it
+	 * needs ownership; without it, relatime may still touch once). */
+	int fd = ldr_open_beneath(db->rootfd, rel,
+				  O_RDONLY | O_NONBLOCK | O_NOATIME, 0);
+	if (fd < 0 && errno == EPERM)
+		fd =
+		    ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_NONBLOCK, 0);
+	if (fd < 0)
+		return errno == ENOENT || errno == ESTALE ? 1 : -1;
+	int rc = -1;
+	if (fstat(fd, st) != 0) {
+		rc = errno == ESTALE ? 1 : -1;
+		goto out;
+	}
+	if (!S_ISREG(st->st_mode))
+		goto out;
+	ssize_t n = ldr_pread_full(fd, r->buf, r->cap, 0);
+	uint32_t need;
+	if (n < LDR_HDR_FIXED || ldr_hdr_need(r->buf, (size_t)n, &need) != 0)
+		goto out;
+	if (need > r->cap) {
+		if (need > (uint32_t)(80u << 20)) /* larger than any header */
+			goto out;
+		uint8_t *b = realloc(r->buf, need);
+		if (!b)
+			goto out;
+		r->buf = b;
+		r->cap = need;
+		n = ldr_pread_full(fd, r->buf, need, 0);
+	}
+	if (n >= (ssize_t)need &&
+	    ldr_hdr_decode(h, r->buf, (size_t)n, NULL) == 0)
+		rc = 0;
+out:
+	ldr_close(fd);
+	return rc;
+}
+
+/* Whether the key's head hint names another version than h's. */
+static int superseded(struct gc_run *r, const ldr_hdr *h)
+{
+	uint8_t *ver = NULL;
+	size_t vlen = 0;
+	if (ldr_head_read(r->db, r->ns, h->key, h->key_len, &ver, &vlen) != 0)
+		return 0;
+	int other =
+	    vlen != h->ver_len || (vlen && memcmp(ver, h->ver, vlen) != 0);
+	free(ver);
+	return other;
+}
+
+static void note_removed(struct gc_run *r, const char *rel, const ldr_hdr *h,
+			 int hdr_ok, int64_t size, const char *why)
+{
+	larder *db = r->db;
+	r->rep->bytes_freed += (uint64_t)size;
+	if (r->flags & LARDER_GC_LOG_EACH)
+		ldr_log(db, LARDER_LOG_INFO,
+			"%s '%s/%s' (%s, key '%.*s', "
+			"%lld bytes)",
+			r->flags & LARDER_GC_DRY_RUN ? "would remove"
+						     : "removed",
+			db->dir, rel, why,
+			hdr_ok ? (int)(h->key_len > 200 ? 200 : h->key_len) : 1,
+			hdr_ok ? (const char *)h->key : "?", (long long)size);
+	if (r->flags & LARDER_GC_DRY_RUN)
+		return;
+	ldr_usage_add(db, r->ns, -size, -1);
+	ldr_count_add(db, LARDER_CTR_EVICTIONS, 1);
+	ldr_count_add(db, LARDER_CTR_BYTES_EVICTED, (uint64_t)size);
+}
+
+/* Remove the file at rel if it is still st's. 1 if gone (by us or
+ * another), 0 if kept. */
+static int drop(struct gc_run *r, const char *rel, const struct stat *st)
+{
+	if (r->flags & LARDER_GC_DRY_RUN)
+		return 1;
+	if (ldr_remove_same(r->db, rel, st->st_dev, st->st_ino) == 0)
+		return 1;
+	ldr_log(r->db, LARDER_LOG_WARN, "gc: cannot remove '%s/%s': %s",
+		r->db->dir, rel, strerror(errno));
+	return 0;
+}
+
+/* Whether domain d wants this entry gone in pass 2; takes its share. */
+static int dom_takes(struct dom *d, int sup, int b, int64_t size)
+{
+	if (!d || (d->need_b <= 0 && d->need_n <= 0))
+		return 0;
+	if (sup) {
+		if (d->sup_left_b <= 0 && d->sup_left_n <= 0)
+			return 0;
+		d->sup_left_b -= size;
+		d->sup_left_n--;
+		return 1;
+	}
+	int take = 0;
+	if ((d->cut_b >= 0 && b > d->cut_b) || (d->cut_n >= 0 && b > d->cut_n))
+		take = 1;
+	else if (d->cut_b == b && d->edge_b > 0)
+		take = 1;
+	else if (d->cut_n == b && d->edge_n > 0)
+		take = 1;
+	if (take && d->cut_b == b)
+		d->edge_b -= size;
+	if (take && d->cut_n == b)
+		d->edge_n--;
+	return take;
+}
+
+static int visit(const char *rel, const uint8_t hash[16], void *payload)
+{
+	struct gc_run *r = payload;
+	struct stat st;
+	ldr_hdr h;
+	(void)hash;
+	int hr = read_header(r, rel, &st, &h);
+	if (hr == 1)
+		return 0;
+	if (hr < 0 && st.st_ino == 0)
+		return 0; /* could not even look at it */
+	int64_t size = (int64_t)st.st_size;
+	int ok = hr == 0;
+	if (ok && h.expires && ldr_now_ns() >= h.expires) {
+		if (drop(r, rel, &st)) {
+			r->rep->expired++;
+			note_removed(r, rel, &h, ok, size, "expired");
+		}
+		return 0;
+	}
+	int b = bucket(r->now, &st.st_atim);
+	if (r->pass == 1) {
+		int sup = ok && superseded(r, &h);
+		r->rep->seen_entries++;
+		r->rep->seen_bytes += (uint64_t)size;
+		r->tcur->b += size;
+		r->tcur->n++;
+		struct dom *ds[2] = {&r->store, r->cur};
+		for (int i = 0; i < 2; i++) {
+			struct dom *d = ds[i];
+			if (!d)
+				continue;
+			d->used_b += size;
+			d->used_n++;
+			if (sup) {
+				d->sup_b += size;
+				d->sup_n++;
+			} else {
+				d->hb[b] += size;
+				d->hn[b]++;
+			}
+		}
+		return 0;
+	}
+	int need_sup =
+	    (r->store.sup_left_b > 0 || r->store.sup_left_n > 0 ||
+	     (r->cur && (r->cur->sup_left_b > 0 || r->cur->sup_left_n > 0)));
+	int sup = ok && need_sup && superseded(r, &h);
+	int a = dom_takes(&r->store, sup, b, size);
+	int c = dom_takes(r->cur, sup, b, size);
+	if ((a || c) && drop(r, rel, &st)) {
+		r->tcur->b -= size;
+		r->tcur->n--;
+		if (sup)
+			r->rep->superseded++;
+		else
+			r->rep->evicted++;
+		note_removed(r, rel, &h, ok, size,
+			     sup ? "superseded" : "least recently used");
+	}
+	return 0;
+}
+
+/* Where to cut the histogram so that at least `need` goes. */
+static int cut(const int64_t *hist, int64_t need, int64_t *edge)
+{
+	if (need <= 0)
+		return -1;
+	int64_t acc = 0;
+	for (int i = NBUCKETS - 1; i >= 0; i--) {
+		if (acc + hist[i] >= need) {
+			*edge = need - acc;
+			return i;
+		}
+		acc += hist[i];
+	}
+	*edge = hist[0];
+	return 0; /* everything */
+}
+
+static int64_t over(int64_t used, int64_t max)
+{
+	return max > 0 && used > max ? used - max * LOW_MARK_PCT / 100 : 0;
+}
+
+static void decide(struct dom *d, int64_t wm_b, int64_t wm_n)
+{
+	d->need_b = over(d->used_b, d->max_bytes);
+	d->need_n = over(d->used_n, d->max_entries);
+	if (wm_b > d->need_b)
+		d->need_b = wm_b;
+	if (wm_n > d->need_n)
+		d->need_n = wm_n;
+	d->sup_left_b = d->need_b > 0 ? d->need_b : 0;
+	d->sup_left_n = d->need_n > 0 ? d->need_n : 0;
+	/* Superseded first: when they cover a need, no cut for it. A need
+	 * for entries only takes the superseded while they last, and the
+	 * same for bytes. */
+	if (d->sup_left_b > 0 || d->sup_left_n > 0) {
+		if (d->sup_left_b <= 0)
+			d->sup_left_b = d->sup_b;
+		if (d->sup_left_n <= 0)
+			d->sup_left_n = d->sup_n;
+	}
+	d->cut_b = cut(d->hb, d->need_b - d->sup_b, &d->edge_b);
+	d->cut_n = cut(d->hn, d->need_n - d->sup_n, &d->edge_n);
+}
+
+static int walk_one(struct gc_run *r, const char *ns)
+{
+	r->ns = ns;
+	r->cur = NULL;
+	for (struct dom *d = r->nsdoms; d; d = d->next)
+		if (strcmp(d->ns, ns) == 0)
+			r->cur = d;
+	r->tcur = NULL;
+	for (struct tally *t = r->tallies; t; t = t->next)
+		if (strcmp(t->ns, ns) == 0)
+			r->tcur = t;
+	if (!r->tcur) {
+		if (!(r->tcur = calloc(1, sizeof *r->tcur)))
+			return ldr_fail(r->db, LARDER_ENOMEM, ENOMEM,
+					"out of memory");
+		snprintf(r->tcur->ns, sizeof r->tcur->ns, "%s", ns);
+		r->tcur->next = r->tallies;
+		r->tallies = r->tcur;
+	}
+	if (r->pass == 2 && r->store.need_b <= 0 && r->store.need_n <= 0 &&
+	    (!r->cur || (r->cur->need_b <= 0 && r->cur->need_n <= 0)))
+		return 0; /* nothing to take here */
+	return ldr_walk_files(r->db, ns, visit, r);
+}
+
+static int add_dom_cb(const char *ns, void *payload)
+{
+	struct gc_run *r = payload;
+	struct ldr_gc *g = r->db->gc;
+	pthread_mutex_lock(&g->mu);
+	struct ns_limits *s = load_ns(r->db, ns, 1);
+	int64_t mb = s->max_bytes, me = s->max_entries;
+	pthread_mutex_unlock(&g->mu);
+	if (!mb && !me)
+		return 0;
+	struct dom *d = calloc(1, sizeof *d);
+	if (!d)
+		return ldr_fail(r->db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	snprintf(d->ns, sizeof d->ns, "%s", ns);
+	d->max_bytes = mb;
+	d->max_entries = me;
+	d->next = r->nsdoms;
+	r->nsdoms = d;
+	return 0;
+}
+
+static int walk_cb(const char *ns, void *payload)
+{
+	return walk_one(payload, ns);
+}
+
+/* Every namespace, the internal one too: it takes part like any. */
+static int walk_all(struct gc_run *r, const char *only)
+{
+	if (only)
+		return walk_one(r, only);
+	int rc = larder_ns_foreach(r->db, walk_cb, r);
+	char rel[LDR_REL_MAX];
+	snprintf(rel, sizeof rel, "ns/%s", LDR_FILES_NS);
+	if (rc == 0 &&
+	    faccessat(r->db->rootfd, rel, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		rc = walk_one(r, LDR_FILES_NS);
+	return rc;
+}
+
+/* One cleaning under the lock. */
+static int clean(larder *db, const char *only, unsigned flags,
+		 larder_gc_report *rep)
+{
+	struct gc_run *r = calloc(1, sizeof *r);
+	if (!r)
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	int rc = 0;
+	r->db = db;
+	r->flags = flags;
+	r->rep = rep;
+	r->now = ldr_now_ns();
+	r->cap = 4096;
+	r->buf = malloc(r->cap);
+	larder_limits sl;
+	pthread_mutex_lock(&db->gc->mu);
+	load_store(db, 1);
+	sl = db->gc->store;
+	pthread_mutex_unlock(&db->gc->mu);
+	r->store.max_bytes = sl.max_bytes;
+	r->store.max_entries = sl.max_entries;
+	if (!r->buf) {
+		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+		goto out;
+	}
+	if (only)
+		rc = add_dom_cb(only, r);
+	else
+		rc = larder_ns_foreach(db, add_dom_cb, r);
+	if (rc)
+		goto out;
+	r->pass = 1;
+	if ((rc = walk_all(r, only)))
+		goto out;
+	/* Watermarks: free until `run` is free again. */
+	int64_t wm_b = 0, wm_n = 0;
+	struct space sp;
+	double pct;
+	int files;
+	if (get_space(db, &sp) == 0 && below(&sp, &sl, &pct, &files)) {
+		uint64_t want = sp.total / 100 * (uint64_t)sl.wm_run;
+		if (want > sp.avail &&
+		    100 * sp.avail < sp.total * (uint64_t)sl.wm_cull)
+			wm_b = (int64_t)(want - sp.avail);
+		want = sp.files / 100 * (uint64_t)sl.wm_run;
+		if (sp.files && want > sp.favail &&
+		    100 * sp.favail < sp.files * (uint64_t)sl.wm_cull)
+			wm_n = (int64_t)(want - sp.favail);
+	}
+	decide(&r->store, wm_b, wm_n);
+	int any = r->store.need_b > 0 || r->store.need_n > 0;
+	for (struct dom *d = r->nsdoms; d; d = d->next) {
+		decide(d, 0, 0);
+		any |= d->need_b > 0 || d->need_n > 0;
+	}
+	if (any) {
+		r->pass = 2;
+		rc = walk_all(r, only);
+	}
+	/* The recount: what the walk found, less what it removed. */
+	for (struct tally *t = r->tallies; rc == 0 && t; t = t->next)
+		if (!(flags & LARDER_GC_DRY_RUN))
+			ldr_usage_set(db, t->ns, t->b, t->n);
+out:
+	while (r->tallies) {
+		struct tally *t = r->tallies;
+		r->tallies = t->next;
+		free(t);
+	}
+	while (r->nsdoms) {
+		struct dom *d = r->nsdoms;
+		r->nsdoms = d->next;
+		free(d);
+	}
+	free(r->buf);
+	free(r);
+	return rc;
+}
+
+/* The non-blocking lock of DIR/gc.lock: an OFD lock, so that two threads
+ * of one process exclude each other too, and it goes with the fd. The fd,
+ * or -1 (with *busy set when another cleaner holds it). */
+static int try_lock(larder *db, int *busy)
+{
+	*busy = 0;
+	int fd = ldr_open_beneath(db->rootfd, LDR_GC_LOCK, O_RDWR | O_CREAT,
+				  db->fmode);
+	if (fd < 0)
+		return ldr_fail_errno(db, errno, "cannot open '%s/%s': %s",
+				      db->dir, LDR_GC_LOCK, strerror(errno));
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+		return fd;
+	int e = errno;
+	ldr_close(fd);
+	if (e == EAGAIN || e == EACCES) {
+		*busy = 1;
+		return -1;
+	}
+	return ldr_fail_errno(db, e, "cannot lock '%s/%s': %s", db->dir,
+			      LDR_GC_LOCK, strerror(e));
+}
+
+/* Whether ns's usage (or the store's, ns NULL) is past a cap. */
+static int over_cap(larder *db, const char *ns)
+{
+	int64_t b, n, mb, me;
+	struct ldr_gc *g = db->gc;
+	pthread_mutex_lock(&g->mu);
+	load_store(db, 0);
+	if (ns) {
+		struct ns_limits *s = load_ns(db, ns, 0);
+		mb = s->max_bytes;
+		me = s->max_entries;
+	} else {
+		mb = g->store.max_bytes;
+		me = g->store.max_entries;
+	}
+	pthread_mutex_unlock(&g->mu);
+	if (!mb && !me)
+		return 0;
+	if (ldr_usage_read(db, ns, &b, &n) != 0)
+		return 0;
+	return (mb && b > mb) || (me && n > me);
+}
+
+/* Clean; then, the lock released, look again and clean again while still
+ * over a cap (bounded): a publish that found the lock
+ * taken during our walk is not forgotten. */
+static int gc_loop(larder *db, const char *ns, unsigned flags,
+		   larder_gc_report *rep)
+{
+	memset(rep, 0, sizeof *rep);
+	for (int pass = 0; pass < MAX_PASSES; pass++) {
+		int busy, fd = try_lock(db, &busy);
+		if (fd < 0) {
+			if (!busy)
+				return LARDER_EIO;
+			if (pass == 0)
+				rep->skipped = 1;
+			return 0;
+		}
+		ldr_count_add(db, LARDER_CTR_GC_RUNS, 1);
+		rep->passes++;
+		int rc = clean(db, ns, flags, rep);
+		ldr_close(fd); /* drops the lock */
+		if (rc || (flags & LARDER_GC_DRY_RUN))
+			return rc;
+		ldr_stats_flush(db);
+		if (!over_cap(db, NULL) && !(ns && over_cap(db, ns)))
+			return 0;
+	}
+	return 0;
+}
+
+int larder_gc(larder *db, const char *ns, unsigned flags, larder_gc_report *out)
+{
+	larder_gc_report rep;
+	int rc = ns ? ldr_check_ns_internal(db, ns) : 0;
+	if (rc == 0)
+		rc = gc_loop(db, ns, flags, &rep);
+	if (out)
+		*out = rep;
+	return rc;
+}
+
+void ldr_after_publish(larder *db, const char *ns)
+{
+	struct ldr_gc *g = db->gc;
+	pthread_mutex_lock(&g->mu);
+	load_store(db, 0);
+	struct ns_limits *s = load_ns(db, ns, 0);
+	int capped = g->store.max_bytes || g->store.max_entries ||
+		     s->max_bytes || s->max_entries;
+	pthread_mutex_unlock(&g->mu);
+	int want = space_state(db) >= 1;
+	if (capped) {
+		/* Others' publishes count only once flushed: each publisher
+		 * of a capped store flushes, so the sums are current. */
+		ldr_stats_flush(db);
+		want = want || over_cap(db, NULL) || over_cap(db, ns);
+	}
+	if (!want)
+		return;
+	larder_gc_report rep;
+	/* The store's cap is cleaned across every namespace; a namespace's
+	 * only in it. One walk of the store covers both. */
+	if (gc_loop(db, NULL, 0, &rep) != 0)
+		ldr_log(db, LARDER_LOG_WARN, "cleaning after a publish: %s",
+			larder_errmsg(db));
+	else if (!rep.skipped)
+		ldr_log(db, LARDER_LOG_INFO,
+			"cleaned after a publish: %llu expired, %llu "
+			"superseded, %llu evicted, %llu bytes freed",
+			(unsigned long long)rep.expired,
+			(unsigned long long)rep.superseded,
+			(unsigned long long)rep.evicted,
+			(unsigned long long)rep.bytes_freed);
+	/* the space figures are stale after a cleaning */
+	pthread_mutex_lock(&g->mu);
+	g->space_checked_ms = 0;
+	pthread_mutex_unlock(&g->mu);
+}
