@@ -62,7 +62,8 @@ struct ldr_gc {
 	int64_t space_checked_ms;
 	int space_state; /* 0 fine, 1 below cull, 2 below stop */
 	double free_pct;
-	int free_files; /* the figure that is low is the files' */
+	int free_files;		 /* the figure that is low is the files' */
+	int64_t cull_cleaned_ms; /* last cleaning for the cull watermark */
 	/* (tag << 32 | monotonic s) of entries touched or checked */
 	uint64_t touched[TOUCH_SLOTS];
 };
@@ -343,14 +344,16 @@ static int below(const struct space *sp, const larder_limits *l, double *pct,
 	return *pct < l->wm_cull;
 }
 
-/* Refresh the space state at most once a second; returns it. */
-static int space_state(larder *db)
+/* Refresh the space state at most once a second; returns it, and in
+ * *fresh whether it was looked at just now. */
+static int space_state(larder *db, int *fresh)
 {
 	struct ldr_gc *g = db->gc;
 	int64_t now = mono_ms();
 	pthread_mutex_lock(&g->mu);
 	load_store(db, 0);
-	if (now - g->space_checked_ms >= 1000 || !g->space_checked_ms) {
+	*fresh = now - g->space_checked_ms >= 1000 || !g->space_checked_ms;
+	if (*fresh) {
 		struct space sp;
 		g->space_checked_ms = now;
 		g->space_state =
@@ -363,10 +366,31 @@ static int space_state(larder *db)
 	return st;
 }
 
+static int gc_loop(larder *db, const char *ns, unsigned flags,
+		   larder_gc_report *rep);
+
+static void space_stale(larder *db)
+{
+	pthread_mutex_lock(&db->gc->mu);
+	db->gc->space_checked_ms = 0;
+	pthread_mutex_unlock(&db->gc->mu);
+}
+
 int ldr_space_check(larder *db)
 {
-	if (space_state(db) < 2)
+	int fresh;
+	if (space_state(db, &fresh) < 2)
 		return 0;
+	if (fresh) {
+		/* Below stop and not cleaned since we looked: clean first
+		 * (the cull watermark may have been passed by something
+		 * else than publishes), then look again. */
+		larder_gc_report rep;
+		gc_loop(db, NULL, 0, &rep);
+		space_stale(db);
+		if (space_state(db, &fresh) < 2)
+			return 0;
+	}
 	struct ldr_gc *g = db->gc;
 	ldr_count(db, LARDER_CTR_PUBLISH_REFUSED);
 	return ldr_fail(db, LARDER_EFULL, ENOSPC,
@@ -397,7 +421,9 @@ struct dom {
 /* What the walk found in one namespace (namespaces are few). */
 struct tally {
 	char ns[LARDER_NS_MAX + 1];
-	int64_t b, n;
+	int64_t b, n;	  /* found, less removed */
+	int64_t u0b, u0n; /* usage before the walk */
+	int64_t rb, rn;	  /* removed by us */
 	struct tally *next;
 };
 
@@ -502,6 +528,8 @@ static void note_removed(struct gc_run *r, const char *rel, const ldr_hdr *h,
 			hdr_ok ? (const char *)h->key : "?", (long long)size);
 	if (r->flags & LARDER_GC_DRY_RUN)
 		return;
+	r->tcur->rb += size;
+	r->tcur->rn++;
 	ldr_usage_add(db, r->ns, -size, -1);
 	ldr_count_add(db, LARDER_CTR_EVICTIONS, 1);
 	ldr_count_add(db, LARDER_CTR_BYTES_EVICTED, (uint64_t)size);
@@ -560,6 +588,8 @@ static int visit(const char *rel, const uint8_t hash[16], void *payload)
 	int64_t size = (int64_t)st.st_size;
 	int ok = hr == 0;
 	if (ok && h.expires && ldr_now_ns() >= h.expires) {
+		if (r->pass == 2 && (r->flags & LARDER_GC_DRY_RUN))
+			return 0; /* counted by pass 1 */
 		if (drop(r, rel, &st)) {
 			r->rep->expired++;
 			note_removed(r, rel, &h, ok, size, "expired");
@@ -672,6 +702,8 @@ static int walk_one(struct gc_run *r, const char *ns)
 		snprintf(r->tcur->ns, sizeof r->tcur->ns, "%s", ns);
 		r->tcur->next = r->tallies;
 		r->tallies = r->tcur;
+		ldr_stats_flush(r->db);
+		ldr_usage_read(r->db, ns, &r->tcur->u0b, &r->tcur->u0n);
 	}
 	if (r->pass == 2 && r->store.need_b <= 0 && r->store.need_n <= 0 &&
 	    (!r->cur || (r->cur->need_b <= 0 && r->cur->need_n <= 0)))
@@ -778,10 +810,21 @@ static int clean(larder *db, const char *only, unsigned flags,
 		r->pass = 2;
 		rc = walk_all(r, only);
 	}
-	/* The recount: what the walk found, less what it removed. */
-	for (struct tally *t = r->tallies; rc == 0 && t; t = t->next)
-		if (!(flags & LARDER_GC_DRY_RUN))
+	/* The recount: what the walk found, less what it removed; only
+	 * where nobody else changed the usage meanwhile (a publish into a
+	 * directory already walked would be lost from the sums; the deltas
+	 * are exact, the recount only mends drift, and a quiet walk comes). */
+	ldr_stats_flush(db);
+	for (struct tally *t = r->tallies; rc == 0 && t; t = t->next) {
+		int64_t b, n;
+		if ((flags & LARDER_GC_DRY_RUN) ||
+		    ldr_usage_read(db, t->ns, &b, &n) != 0)
+			continue;
+		/* (usage reads never go below 0) */
+		int64_t eb = t->u0b - t->rb, en = t->u0n - t->rn;
+		if (b == (eb > 0 ? eb : 0) && n == (en > 0 ? en : 0))
 			ldr_usage_set(db, t->ns, t->b, t->n);
+	}
 out:
 	while (r->tallies) {
 		struct tally *t = r->tallies;
@@ -894,7 +937,18 @@ void ldr_after_publish(larder *db, const char *ns)
 	int capped = g->store.max_bytes || g->store.max_entries ||
 		     s->max_bytes || s->max_entries;
 	pthread_mutex_unlock(&g->mu);
-	int want = space_state(db) >= 1;
+	int fresh;
+	int want = space_state(db, &fresh) >= 1;
+	if (want) {
+		/* under cull: at most one cleaning a second per handle, for
+		 * when cleaning cannot bring the space back */
+		int64_t now = mono_ms();
+		pthread_mutex_lock(&g->mu);
+		want = now - g->cull_cleaned_ms >= 1000 || !g->cull_cleaned_ms;
+		if (want)
+			g->cull_cleaned_ms = now;
+		pthread_mutex_unlock(&g->mu);
+	}
 	if (capped) {
 		/* Others' publishes count only once flushed: each publisher
 		 * of a capped store flushes, so the sums are current. */
@@ -917,8 +971,5 @@ void ldr_after_publish(larder *db, const char *ns)
 			(unsigned long long)rep.superseded,
 			(unsigned long long)rep.evicted,
 			(unsigned long long)rep.bytes_freed);
-	/* the space figures are stale after a cleaning */
-	pthread_mutex_lock(&g->mu);
-	g->space_checked_ms = 0;
-	pthread_mutex_unlock(&g->mu);
+	space_stale(db); /* the figures are old after a cleaning */
 }

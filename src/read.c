@@ -90,13 +90,33 @@ static uint64_t declared_len(const uint8_t *buf, size_t n)
  * so a hit needs no fstat (a syscall costs over 1 µs on some machines). */
 #define LDR_FIRST_READ (16u << 10)
 
+static int file_load(larder *db, const char *rel, struct ldr_file *f,
+		     int noatime);
+
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f)
+{
+	return file_load(db, rel, f, 0);
+}
+
+int ldr_file_load_noatime(larder *db, const char *rel, struct ldr_file *f)
+{
+	return file_load(db, rel, f, 1);
+}
+
+static int file_load(larder *db, const char *rel, struct ldr_file *f,
+		     int noatime)
 {
 	memset(f, 0, sizeof *f);
 	f->fd = -1;
 	/* O_NONBLOCK: a FIFO planted at an entry path must not hang the
-	 * reader (it has no effect on regular files). */
-	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_NONBLOCK, 0);
+	 * reader (it has no effect on regular files). O_NOATIME needs the
+	 * file's owner (or CAP_FOWNER): without it, open as anyone may. */
+	int fd = ldr_open_beneath(
+	    db->rootfd, rel, O_RDONLY | O_NONBLOCK | (noatime ? O_NOATIME : 0),
+	    0);
+	if (fd < 0 && noatime && errno == EPERM)
+		fd =
+		    ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_NONBLOCK, 0);
 	if (fd < 0)
 		return errno == ELOOP ? load_not_a_file(db, rel, f) : -1;
 	f->fd = fd;

@@ -956,7 +956,7 @@ static int describe(struct walk *w, const char *ns, const char *rel)
 	info.path = path;
 
 	struct ldr_file f;
-	if (ldr_file_load(db, rel, &f) != 0) {
+	if (ldr_file_load_noatime(db, rel, &f) != 0) {
 		if (errno == ENOENT || errno == ESTALE)
 			return 0; /* removed under us */
 		return ldr_fail_errno(db, errno, "cannot read '%s': %s", path,

@@ -144,6 +144,9 @@ struct ldr_file {
  * small, mapped when at least db->mmap_threshold. Returns 0, or -1 with
  * errno. */
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f);
+/* The same without changing the file's access time (walk, inspect,
+ * verify: looking is not using, and the cleaning goes by it). */
+int ldr_file_load_noatime(larder *db, const char *rel, struct ldr_file *f);
 /* Fill f->dev and f->ino (before the fd is dropped). */
 void ldr_file_ident(struct ldr_file *f);
 void ldr_file_drop_fd(struct ldr_file *f);

@@ -1,0 +1,5 @@
+# Quotas, recency, watermarks and cleaning (src/gc.c) and their commands.
+larder_test(test_gc test_gc.c)
+add_test(NAME cli_gc COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cli/gc.sh
+         $<TARGET_FILE:larder_cli>)
+set_tests_properties(cli_gc PROPERTIES TIMEOUT 300)
