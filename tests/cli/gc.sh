@@ -1,1 +1,82 @@
-echo "0 passed, 0 failed"
+#!/bin/sh
+# Quotas, watermarks and cleaning from the command line: init and config
+# set them (bad values are refused with exit 2), gc cleans (--dry-run
+# removes nothing), a put over the cap cleans, and below the stop
+# watermark a put stores nothing and says so.
+. "$(dirname "$0")/lib.sh" "$1"
+
+entries() { find "$S/ns" -path '*/e/*' -type f -name '????????????????????????????????' | wc -l; }
+
+expect_rc 0 "init with caps" L init --max-bytes 10G --max-entries 100
+expect_rc 0 "config prints" L config
+expect_out "^max_bytes 10737418240$" "10G is 10 GiB"
+expect_out "^max_entries 100$" "max_entries as set"
+expect_out "^watermarks 10,7,3$" "default watermarks"
+expect_out "^touch_interval 60$" "default touch interval"
+
+echo "future_knob 7" >>"$S/config"
+expect_rc 0 "config --watermarks --touch-interval" L config --watermarks 20,15,5 --touch-interval 5
+expect_rc 0 "config prints again" L config
+expect_out "^watermarks 20,15,5$" "watermarks changed"
+expect_out "^touch_interval 5$" "touch interval changed"
+expect_out "^max_bytes 10737418240$" "max_bytes kept"
+check "an unknown line in DIR/config is kept" grep -qx "future_knob 7" "$S/config"
+expect_rc 0 "config --watermarks 0,0,0 turns them off" L config --watermarks 0,0,0
+run L config
+expect_out "^watermarks 0,0,0 \(off\)$" "off is shown"
+
+expect_rc 0 "config --ns a --max-bytes 1M" L config --ns a --max-bytes 1M
+run L config --ns a
+expect_out "^max_bytes 1048576$" "namespace cap"
+expect_out "^max_entries 0 \(none\)$" "namespace has no entry cap"
+
+for bad in "--max-bytes 1X" "--max-bytes -1" "--max-bytes 99999999T" "--max-entries abc" \
+	"--watermarks 5,6,7" "--watermarks 10,7" "--watermarks 10,7,3,1" "--watermarks 101,7,3" \
+	"--touch-interval -5"; do
+	# shellcheck disable=SC2086
+	expect_rc 2 "config $bad is refused" L config $bad
+	expect_err "config: bad --" "config $bad names the option"
+done
+expect_rc 2 "--watermarks with --ns is refused" L config --ns a --watermarks 20,15,5
+expect_err "store-wide" "and says why"
+expect_rc 2 "init --max-bytes 1Q is refused" L init --max-bytes 1Q
+
+# gc: 5 entries, a cap of 3 -> down to 90% of 3 (2): 3 go
+expect_rc 0 "remove the store cap" L config --max-bytes 0 --max-entries 0
+printf 'payload' >"$T/p"
+for i in 1 2 3 4 5; do L put "k$i" "$T/p" >/dev/null 2>&1; done
+expect_rc 0 "config --max-entries 3" L config --max-entries 3
+expect_rc 0 "gc --dry-run" L gc --dry-run
+expect_out "^dry run: 5 entries .* would remove 0 expired, 0 superseded, 3 least recently used" "dry run says what would go"
+expect_err "would remove" "and lists each"
+check "dry run removed nothing" test "$(entries)" -eq 5
+expect_rc 0 "gc" L gc
+expect_out "removed 0 expired, 0 superseded, 3 least recently used" "gc reports what went"
+check "gc removed 3" test "$(entries)" -eq 2
+expect_rc 0 "gc --ns default" L gc --ns default
+expect_rc 2 "gc --ns with a bad name" L gc --ns ../x
+
+# a put over the cap cleans
+for i in 6 7 8 9 10 11; do L put "k$i" "$T/p" >/dev/null 2>&1; done
+check "puts over the cap are cleaned (<= 3 left)" test "$(entries)" -le 3
+expect_rc 0 "the newest stays" L get k11
+
+# below the stop watermark: nothing stored, and said so (needs a tmpfs)
+M=$T/mnt
+mkdir -p "$M"
+if mount -t tmpfs -o size=4m tmpfs "$M" 2>/dev/null; then
+	trap 'umount -l "$M" 2>/dev/null; rm -rf "$T"' EXIT
+	"$LARDER" --dir "$M/s" init >/dev/null 2>&1
+	"$LARDER" --dir "$M/s" config --watermarks 50,40,20 >/dev/null 2>&1
+	avail=$(df -k --output=avail "$M" | tail -1)
+	size=$(df -k --output=size "$M" | tail -1)
+	fallocate -l $(((avail - size / 10) * 1024)) "$M/ballast"
+	expect_rc 4 "put below the stop watermark fails" "$LARDER" --dir "$M/s" put refused "$T/p"
+	expect_err "stop watermark of 20%" "the message names the watermark"
+	expect_err "nothing was stored" "and says nothing was stored"
+	expect_rc 1 "nothing was stored" "$LARDER" --dir "$M/s" get refused
+	umount -l "$M"
+else
+	echo "# no tmpfs mount (not root?): stop watermark not tested here"
+fi
+finish
