@@ -1220,6 +1220,11 @@ TEST(full_disk_still_returns_the_loaded_bytes_uncached)
 	ASSERT_EQ(mkdir(dir, 0755), 0);
 	ASSERT_EQ(mount("tmpfs", dir, "tmpfs", 0, "size=1m,mode=0755"), 0);
 	larder *db = open_store();
+	/* The disk really fills here: no watermark refuses first. */
+	larder_limits lim;
+	ASSERT_RC(db, larder_limits_get(db, NULL, &lim), 0);
+	lim.wm_run = lim.wm_cull = lim.wm_stop = 0;
+	ASSERT_RC(db, larder_limits_set(db, NULL, &lim), 0);
 	/* Fill the disk to the last byte. */
 	int fd = open(test_path("store/ballast"), O_WRONLY | O_CREAT, 0644);
 	ASSERT(fd >= 0);

@@ -218,6 +218,11 @@ static larder *create_store(const char *mnt, char *store, size_t len)
 	if (rc != 0)
 		test_fail(__FILE__, __LINE__, "create store %s: %s: %s", store,
 			  larder_strerror(rc), larder_open_errmsg());
+	/* The disk really fills here: no watermark refuses first. */
+	larder_limits l;
+	ASSERT_RC(db, larder_limits_get(db, NULL, &l), 0);
+	l.wm_run = l.wm_cull = l.wm_stop = 0;
+	ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
 	return db;
 }
 
@@ -357,6 +362,10 @@ static void cli_fill(const char *mnt)
 	snprintf(payload, sizeof payload, "%s", test_path("payload"));
 	snprintf(out, sizeof out, "%s", test_path("out"));
 	ASSERT_EQ(test_sh("'%s' --dir '%s' init", cli, store), 0);
+	/* The disk really fills here: no watermark refuses first. */
+	ASSERT_EQ(
+	    test_sh("'%s' --dir '%s' config --watermarks 0,0,0", cli, store),
+	    0);
 
 	const size_t size = 96 * 1024;
 	unsigned char *buf = malloc(size);
