@@ -907,6 +907,10 @@ static int gc_loop(larder *db, const char *ns, unsigned flags,
 		ldr_count_add(db, LARDER_CTR_GC_RUNS, 1);
 		rep->passes++;
 		int rc = clean(db, ns, flags, rep);
+		/* TODO(sweep): stale temp/lease/break/quarantine files go here,
+		 * under the same lock, once per cleaning:
+		 *   ldr_sweep(db, ns, flags & LARDER_GC_DRY_RUN, ...);
+		 * (src/sweep.c, the sweep branch). */
 		ldr_close(fd); /* drops the lock */
 		if (rc || (flags & LARDER_GC_DRY_RUN))
 			return rc;
