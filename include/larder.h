@@ -831,6 +831,38 @@ typedef struct larder_gc_report {
  * out may be NULL. */
 LARDER_API int larder_gc(larder *db, const char *ns, unsigned flags,
 			 larder_gc_report *out);
+/* Sweeping: the debris of crashed processes                               */
+
+/* What larder_sweep() removed (or, in a dry run, would remove) and kept. */
+typedef struct larder_sweep_report {
+	uint64_t temps_removed, temps_kept;	      /* .tmp.* files */
+	uint64_t leases_removed, leases_kept;	      /* <key>.lease files */
+	uint64_t breaks_removed, breaks_kept;	      /* .break.* files */
+	uint64_t quarantine_removed, quarantine_kept; /* quarantine/ files */
+	uint64_t bytes_removed; /* file bytes of what was removed */
+} larder_sweep_report;
+
+#define LARDER_SWEEP_DRY_RUN 0x1u /* decide and report, remove nothing */
+
+/* Remove the stale files that crashed or killed processes leave behind,
+ * in namespace ns (NULL = the whole store, quarantine/ included):
+ *  - temp files of writers: this host's whose process is gone (and that
+ *    are at least 5 minutes old), anyone's older than 24 hours;
+ *  - leases: held on this host (same boot and PID namespace) by a process
+ *    that is gone, or not renewed by a heartbeat for an hour (or ten lease
+ *    periods, if longer);
+ *  - break files older than 10 minutes;
+ *  - quarantined entries older than 7 days.
+ * Ages are read from the store filesystem's clock, never compared with
+ * this host's. Entries, head hints and config files are never removed,
+ * nor anything live. The cleaning pass (larder gc) runs this too. Each
+ * file removed counts LARDER_CTR_TMP_SWEPT and is logged at INFO; what is
+ * kept is logged at DEBUG with the reason. out (may be NULL) gets the
+ * counts. Returns 0, or the first error met (the sweep goes on past an
+ * unreadable directory; files that vanish meanwhile are not errors).
+ * Safe to run from several processes and hosts at once. */
+LARDER_API int larder_sweep(larder *db, const char *ns, unsigned flags,
+			    larder_sweep_report *out);
 
 /* ---------------------------------------------------------------------- */
 /* Counters of this handle (since open). Persistent, store-wide counters

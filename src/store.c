@@ -331,6 +331,10 @@ int ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
 	}
 	if (moved == 1) {
 		usage_gone(db, rel, bytes);
+		/* Its mtime becomes the time it was quarantined (the store
+		 * filesystem's clock): the sweep keeps it that long. */
+		if (qfd >= 0)
+			utimensat(qfd, dst, NULL, AT_SYMLINK_NOFOLLOW);
 		ldr_count(db, LARDER_CTR_QUARANTINED);
 		ldr_log(db, LARDER_LOG_WARN, "quarantined '%s/%s': %s", db->dir,
 			rel, why);
