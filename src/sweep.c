@@ -47,6 +47,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -182,7 +183,8 @@ static int temp_owner(const char *name, char *host, size_t hlen, long *pid)
 	char *end;
 	errno = 0;
 	*pid = strtol(dot + 1, &end, 10);
-	if (errno || end == dot + 1 || *end != '.' || *pid <= 0)
+	if (errno || end == dot + 1 || *end != '.' || *pid <= 0 ||
+	    *pid > INT_MAX)
 		return -1;
 	return strlen(end + 1) == 16 ? 0 : -1;
 }
@@ -210,7 +212,8 @@ static void settle(struct sweep *s, int rc, uint64_t *gone, uint64_t *kept,
 	if (rc == 1)
 		removed(s, gone, rel, why, age, size);
 	else if (rc == 0)
-		keep(s, kept, rel, "changed meanwhile", age);
+		keep(s, kept, rel,
+		     "changed meanwhile, or a directory not empty", age);
 }
 
 static void sweep_temp(struct sweep *s, int dfd, const char *name,

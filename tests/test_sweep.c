@@ -687,3 +687,30 @@ TEST(sweeping_one_namespace_leaves_the_others_and_quarantine)
 	ASSERT_RC(db, larder_sweep(db, "../x", 0, &r), LARDER_EINVAL);
 	larder_close(db);
 }
+
+TEST(empty_temp_directory_goes_past_a_day_and_a_full_one_stays)
+{
+	/* store.c makes a directory under a temp name when mkdir races on a
+	 * network filesystem, then renames it into place. */
+	larder *db = open_store();
+	ASSERT_RC(db, larder_put(db, "default", "k", 1, "v1", 2, "x", 1, NULL),
+		  0);
+	const char *empty =
+	    test_path("store/ns/default/e/.tmp.otherhost.1.0123456789abcdef");
+	const char *full =
+	    test_path("store/ns/default/h/.tmp.otherhost.2.0123456789abcdef");
+	ASSERT_EQ(mkdir(empty, 0755), 0);
+	ASSERT_EQ(mkdir(full, 0755), 0);
+	ASSERT_EQ(test_sh("echo x > '%s/f'", full), 0);
+	age(empty, 23 * 3600);
+	age(full, 25 * 3600);
+	larder_sweep_report r = sweep(db, 0);
+	ASSERT_EQ(r.temps_removed, 0);
+	ASSERT_EQ(r.temps_kept, 2);
+	age(empty, 25 * 3600);
+	r = sweep(db, 0);
+	ASSERT_EQ(r.temps_removed, 1);
+	ASSERT(!exists(empty));
+	ASSERT(exists(full));
+	larder_close(db);
+}
