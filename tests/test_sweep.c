@@ -22,6 +22,7 @@
 #include "fsutil.h"
 #include "harness.h"
 #include "larder.h"
+#include "lease.h"
 #include "store.h"
 #include "sweep.h"
 
@@ -114,6 +115,17 @@ static void kill9(pid_t pid)
 	ASSERT_EQ(kill(pid, SIGKILL), 0);
 	ASSERT_EQ(waitpid(pid, &st, 0), pid);
 	ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+}
+
+/* A pid that is certainly gone here: a child we have reaped. */
+static long dead_pid(void)
+{
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0)
+		_exit(0);
+	expect_exit0(pid);
+	return (long)pid;
 }
 
 static void expect_entry(larder *db, const char *key, size_t size,
@@ -251,17 +263,6 @@ TEST(live_writers_temp_survives_and_its_commit_still_works)
 	expect_entry(db, "k", 300000, 8);
 	ASSERT_EQ(find_files(".tmp.", NULL), 0);
 	larder_close(db);
-}
-
-/* A pid that is certainly gone here: a child we have reaped. */
-static long dead_pid(void)
-{
-	pid_t pid = fork();
-	ASSERT(pid >= 0);
-	if (pid == 0)
-		_exit(0);
-	expect_exit0(pid);
-	return (long)pid;
 }
 
 TEST(another_hosts_temp_is_kept_when_young_and_swept_past_a_day)
@@ -406,8 +407,10 @@ TEST(live_lease_survives_the_sweep_and_its_fill_completes)
 	larder_close(db);
 }
 
-/* A lease written as a holder on another machine writes it. */
-static void foreign_lease(const char *path, const char *boot)
+/* A lease record as a holder writes it (lease.c's format). */
+static void write_lease(const char *path, const char *boot,
+			unsigned long long pidns, long pid,
+			unsigned long long start)
 {
 	FILE *f = fopen(path, "w");
 	ASSERT(f);
@@ -415,29 +418,86 @@ static void foreign_lease(const char *path, const char *boot)
 		"larder-lease 1\nhost %-63.63s\nboot %-36.36s\npidns %020llu\n"
 		"pid %020ld\nstart %020llu\nnonce %-32.32s\nlease_ms %020llu\n"
 		"counter %020llu\n",
-		"otherhost", boot, 4026531836ULL, 1L, 12345ULL,
+		"somehost", boot, pidns, pid, start,
 		"00112233445566778899aabbccddeeff", 30000ULL, 7ULL);
 	ASSERT_EQ(fclose(f), 0);
+}
+
+/* As a holder on another machine writes it. */
+static void foreign_lease(const char *path)
+{
+	write_lease(path, "0b0b0b0b-0000-4000-8000-000000000000", 4026531836ULL,
+		    1L, 12345ULL);
+}
+
+/* The path of key k's lease in namespace "default" (the head directory
+ * made by a put of k). */
+static void lease_path(larder *db, char *out, size_t len)
+{
+	ASSERT_RC(db, larder_put(db, "default", "k", 1, "v1", 2, "x", 1, NULL),
+		  0);
+	uint8_t h[16];
+	char hex[33], rel[LDR_REL_MAX];
+	ldr_head_hash("default", "k", 1, h);
+	ldr_hex(h, 16, hex);
+	ldr_file_rel(rel, "default", 'h', hex);
+	snprintf(out, len, "%s/%s.lease", test_path("store"), rel);
 }
 
 TEST(another_hosts_lease_is_kept_while_it_beats_and_swept_after_an_hour)
 {
 	larder *db = open_store();
-	ASSERT_RC(db, larder_put(db, "default", "k", 1, "v1", 2, "x", 1, NULL),
-		  0);
-	uint8_t h[16];
-	char hex[33], rel[LDR_REL_MAX], lease[4096];
-	ldr_head_hash("default", "k", 1, h);
-	ldr_hex(h, 16, hex);
-	ldr_file_rel(rel, "default", 'h', hex);
-	snprintf(lease, sizeof lease, "%s/%s.lease", test_path("store"), rel);
-	foreign_lease(lease, "0b0b0b0b-0000-4000-8000-000000000000");
+	char lease[4096];
+	lease_path(db, lease, sizeof lease);
+	foreign_lease(lease);
 
 	KEPT_YOUNG_SWEPT_OLD(db, lease, 50 * 60, 61 * 60, leases_removed,
 			     leases_kept);
 	ASSERT_EQ(find_files(".break.", NULL), 0);
 	/* The head hint beside it is untouched. */
-	ASSERT(exists(test_path("store/%s", rel)));
+	lease[strlen(lease) - 6] = '\0';
+	ASSERT(exists(lease));
+	larder_close(db);
+}
+
+TEST(container_lease_with_our_boot_but_another_pid_namespace_waits_an_hour)
+{
+	/* Containers on this machine share our boot id, not our pids: a
+	 * pid that is dead here may be alive there. */
+	larder *db = open_store();
+	struct ldr_self me;
+	ldr_self_get(&me, "h");
+	ASSERT(me.pidns != 0);
+	char lease[4096];
+	lease_path(db, lease, sizeof lease);
+	write_lease(lease, me.boot, (unsigned long long)me.pidns + 1,
+		    dead_pid(), 12345ULL);
+	KEPT_YOUNG_SWEPT_OLD(db, lease, 50 * 60, 61 * 60, leases_removed,
+			     leases_kept);
+	larder_close(db);
+}
+
+TEST(this_hosts_lease_whose_pid_now_runs_another_process_goes_at_once)
+{
+	larder *db = open_store();
+	struct ldr_self me;
+	ldr_self_get(&me, "h");
+	ASSERT(me.proc_ok);
+	char lease[4096];
+	lease_path(db, lease, sizeof lease);
+	/* Held by this very process: alive, kept. */
+	write_lease(lease, me.boot, (unsigned long long)me.pidns, me.pid,
+		    (unsigned long long)me.start);
+	larder_sweep_report r = sweep(db, 0);
+	ASSERT_EQ(r.leases_removed, 0);
+	ASSERT_EQ(r.leases_kept, 1);
+	/* Our pid, another start time: its holder died and the pid was
+	 * reused. */
+	write_lease(lease, me.boot, (unsigned long long)me.pidns, me.pid,
+		    (unsigned long long)me.start + 1);
+	r = sweep(db, 0);
+	ASSERT_EQ(r.leases_removed, 1);
+	ASSERT(!exists(lease));
 	larder_close(db);
 }
 
@@ -569,8 +629,7 @@ static void make_debris(larder *db, char paths[4][4096])
 		  0);
 	for (int i = 0; i < 4; i++)
 		if (i == 1)
-			foreign_lease(paths[i],
-				      "0b0b0b0b-0000-4000-8000-000000000000");
+			foreign_lease(paths[i]);
 		else
 			ASSERT_EQ(test_sh("echo debris > '%s'", paths[i]), 0);
 	age(paths[0], 600);
@@ -712,5 +771,106 @@ TEST(empty_temp_directory_goes_past_a_day_and_a_full_one_stays)
 	ASSERT_EQ(r.temps_removed, 1);
 	ASSERT(!exists(empty));
 	ASSERT(exists(full));
+	larder_close(db);
+}
+
+/* A loader of 20,000 pattern bytes seeded by the key, in two writes. */
+static int key_loader(larder_fill *f, void *payload)
+{
+	uint64_t seed = *(const uint64_t *)payload;
+	uint8_t buf[20000];
+	test_fill_pattern(buf, sizeof buf, seed);
+	int rc = larder_fill_write(f, buf, 10000);
+	return rc ? rc : larder_fill_write(f, buf + 10000, 10000);
+}
+
+/* Fill 40 keys shared with the other workers, put 40 of its own; every
+ * byte checked. Exit 0 if all went right. */
+static void work(int ready, int go, const struct args *a)
+{
+	(void)ready;
+	(void)go;
+	larder *d = open_store();
+	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
+	fo.lease_seconds = 1;
+	fo.heartbeat_seconds = 0.1;
+	uint8_t buf[20000];
+	for (uint64_t i = 0; i < 40; i++) {
+		char key[32];
+		uint64_t seed = i + 1;
+		snprintf(key, sizeof key, "shared-%" PRIu64, i);
+		larder_entry *e;
+		if (larder_get_or_fill(&e, NULL, d, "default", key, strlen(key),
+				       "v1", 2, NULL, key_loader, &seed,
+				       &fo) != 0 ||
+		    larder_entry_size(e) != sizeof buf ||
+		    !test_check_pattern(larder_entry_data(e), sizeof buf, seed))
+			_exit(6);
+		larder_entry_release(e);
+		snprintf(key, sizeof key, "own-%" PRIu64 "-%" PRIu64, a->seed,
+			 i);
+		test_fill_pattern(buf, sizeof buf, a->seed * 1000 + i);
+		if (larder_put(d, "default", key, strlen(key), "v1", 2, buf,
+			       sizeof buf, NULL) != 0)
+			_exit(7);
+	}
+	larder_close(d);
+}
+
+TEST(sweeping_while_4_workers_fill_and_put_removes_nothing_and_breaks_nothing)
+{
+	larder *db = open_store();
+	pid_t pids[4];
+	int fds[8];
+	for (int w = 0; w < 4; w++) {
+		struct args a = {NULL, 0, (uint64_t)w + 1};
+		pids[w] = spawn(work, &a, &fds[2 * w], &fds[2 * w + 1]);
+	}
+	int running = 4, sweeps = 0;
+	while (running > 0) {
+		larder_sweep_report r = sweep(db, 0);
+		ASSERT_EQ(r.temps_removed + r.leases_removed + r.breaks_removed,
+			  0);
+		sweeps++;
+		for (int w = 0; w < 4; w++) {
+			int st;
+			if (pids[w] &&
+			    waitpid(pids[w], &st, WNOHANG) == pids[w]) {
+				if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+					test_fail(__FILE__, __LINE__,
+						  "worker %d: status 0x%x", w,
+						  st);
+				pids[w] = 0;
+				running--;
+			}
+		}
+	}
+	ASSERT(sweeps >= 1);
+	printf("    %d sweeps while the workers ran\n", sweeps);
+	for (uint64_t i = 0; i < 40; i++) {
+		char key[32];
+		snprintf(key, sizeof key, "shared-%" PRIu64, i);
+		larder_entry *e;
+		ASSERT_RC(
+		    db,
+		    larder_get(&e, db, "default", key, strlen(key), "v1", 2),
+		    0);
+		ASSERT(test_check_pattern(larder_entry_data(e), 20000, i + 1));
+		larder_entry_release(e);
+		for (uint64_t w = 1; w <= 4; w++) {
+			snprintf(key, sizeof key, "own-%" PRIu64 "-%" PRIu64, w,
+				 i);
+			ASSERT_RC(db,
+				  larder_get(&e, db, "default", key,
+					     strlen(key), "v1", 2),
+				  0);
+			ASSERT(test_check_pattern(larder_entry_data(e), 20000,
+						  w * 1000 + i));
+			larder_entry_release(e);
+		}
+	}
+	ASSERT_EQ(find_files(".tmp.", NULL), 0);
+	ASSERT_EQ(find_files(NULL, ".lease"), 0);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_TMP_SWEPT), 0);
 	larder_close(db);
 }
