@@ -263,6 +263,11 @@ int ldr_open_dir(larder *db, const char *rel)
 
 int ldr_remove_same(larder *db, const char *rel, dev_t dev, ino_t ino)
 {
+	return ldr_remove_same_by_us(db, rel, dev, ino) < 0 ? -1 : 0;
+}
+
+int ldr_remove_same_by_us(larder *db, const char *rel, dev_t dev, ino_t ino)
+{
 	const char *base;
 	char tname[128];
 	int dfd = ldr_open_parent(db, rel, &base);
@@ -277,7 +282,7 @@ int ldr_remove_same(larder *db, const char *rel, dev_t dev, ino_t ino)
 	int e = errno;
 	ldr_close(dfd);
 	errno = e;
-	return r < 0 ? -1 : 0;
+	return r;
 }
 
 /* An entry file at rel ("ns/<ns>/e/...") of `bytes` left the store by our

@@ -127,6 +127,10 @@ int ldr_open_dir(larder *db, const char *rel);
 /* Remove the file at rel only if it is (dev, ino); 0 if it is gone (by
  * us or anyone), -1 with errno if it could not be removed. */
 int ldr_remove_same(larder *db, const char *rel, dev_t dev, ino_t ino);
+/* The same, saying who removed it: 1 this call, 0 it was gone already or
+ * is another file now (left alone), -1 with errno if it could not be
+ * removed. */
+int ldr_remove_same_by_us(larder *db, const char *rel, dev_t dev, ino_t ino);
 
 /* A whole entry file, read into memory or mapped. The fd stays open until
  * ldr_file_free() (or ldr_file_drop_fd()), so that the file's identity can

@@ -137,9 +137,10 @@ static void removed(struct sweep *s, uint64_t *n, const char *rel,
 		(long long)age);
 }
 
+#define GONE 2 /* removed meanwhile by someone else: neither ours nor kept */
+
 /* Remove rel if it is still (dev, ino). 1 removed, 0 replaced meanwhile
- * (kept), -1 failed (recorded). A file gone meanwhile counts as removed:
- * it was debris, and someone (another sweeper) took it. */
+ * (kept), GONE, or -1 failed (recorded). */
 static int remove_it(struct sweep *s, int dfd, const char *name,
 		     const char *rel, const struct stat *st)
 {
@@ -149,26 +150,27 @@ static int remove_it(struct sweep *s, int dfd, const char *name,
 		/* A directory made under a temp name (store.c makes one
 		 * when mkdir races on a network filesystem): empty, or it
 		 * would not be debris; ENOTEMPTY leaves it. */
-		if (unlinkat(dfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT ||
-		    errno == ESTALE)
+		if (unlinkat(dfd, name, AT_REMOVEDIR) == 0)
 			return 1;
+		if (errno == ENOENT || errno == ESTALE)
+			return GONE;
 		if (errno == ENOTEMPTY || errno == EEXIST)
 			return 0;
 		fail_once(s, errno, "remove directory", rel);
 		return -1;
 	}
-	if (ldr_remove_same(s->db, rel, st->st_dev, st->st_ino) != 0) {
+	int r = ldr_remove_same_by_us(s->db, rel, st->st_dev, st->st_ino);
+	if (r < 0) {
 		if (errno == ENOENT || errno == ESTALE)
-			return 1;
+			return GONE;
 		fail_once(s, errno, "remove", rel);
 		return -1;
 	}
-	/* 0 from ldr_remove_same: gone, or another file had the name and
-	 * was given it back. */
-	struct stat now;
-	if (fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0)
+	if (r == 1)
 		return 1;
-	return now.st_ino == st->st_ino && now.st_dev == st->st_dev ? -1 : 0;
+	/* Gone already (another sweeper), or another file has the name. */
+	struct stat now;
+	return fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0 ? GONE : 0;
 }
 
 /* Parse ".tmp.<host>.<pid>.<16 hex>": host (as the name has it) and pid.
@@ -205,7 +207,7 @@ static int stat_found(struct sweep *s, int dfd, const char *name,
 }
 
 /* What became of a file judged stale: rc 1 removed, 0 kept because it
- * changed meanwhile, -1 failed (recorded). */
+ * changed meanwhile, GONE or -1 (failed, recorded): not counted. */
 static void settle(struct sweep *s, int rc, uint64_t *gone, uint64_t *kept,
 		   const char *rel, const char *why, int64_t age, off_t size)
 {
@@ -305,6 +307,9 @@ static void sweep_lease(struct sweep *s, int dfd, const char *name,
 		 * to re-check, only its inode. */
 		rc = readable ? ldr_lease_break(dfd, name, &rec, s->db->host)
 			      : remove_it(s, dfd, name, rel, &st);
+		if (rc == 0 &&
+		    faccessat(dfd, name, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+			rc = GONE; /* released, or broken by a waiter */
 	}
 	settle(s, rc, &s->r->leases_removed, &s->r->leases_kept, rel, why, age,
 	       st.st_size);

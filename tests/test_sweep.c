@@ -139,6 +139,27 @@ static void expect_entry(larder *db, const char *key, size_t size,
 	larder_entry_release(e);
 }
 
+/* Where key's entry (kind 'e', version "v1") or head hint (kind 'h') of
+ * namespace ns lives: its directory into rel, or with file, the file;
+ * its hex name into hex (33 bytes) unless NULL. */
+static void rel_of(char *rel, const char *ns, const char *key, char kind,
+		   int file, char *hex)
+{
+	uint8_t h[16];
+	char x[33];
+	if (kind == 'e')
+		ldr_entry_hash(ns, key, strlen(key), "v1", 2, h);
+	else
+		ldr_head_hash(ns, key, strlen(key), h);
+	ldr_hex(h, 16, x);
+	if (file)
+		ldr_file_rel(rel, ns, kind, x);
+	else
+		ldr_dir_rel(rel, ns, kind, x);
+	if (hex)
+		memcpy(hex, x, 33);
+}
+
 static larder_sweep_report sweep(larder *db, unsigned flags)
 {
 	larder_sweep_report r;
@@ -272,11 +293,8 @@ TEST(another_hosts_temp_is_kept_when_young_and_swept_past_a_day)
 		  0);
 	/* Beside the entry, as a writer on another host would leave it;
 	 * its pid is dead here, which says nothing about another host. */
-	uint8_t h[16];
-	char hex[33], rel[LDR_REL_MAX], tmp[4096];
-	ldr_entry_hash("default", "k", 1, "v1", 2, h);
-	ldr_hex(h, 16, hex);
-	ldr_dir_rel(rel, "default", 'e', hex);
+	char rel[LDR_REL_MAX], tmp[4096];
+	rel_of(rel, "default", "k", 'e', 0, NULL);
 	snprintf(tmp, sizeof tmp, "%s/%s/.tmp.otherhost.%ld.0123456789abcdef",
 		 test_path("store"), rel, dead_pid());
 	ASSERT_EQ(test_sh("echo partial > '%s'", tmp), 0);
@@ -436,11 +454,8 @@ static void lease_path(larder *db, char *out, size_t len)
 {
 	ASSERT_RC(db, larder_put(db, "default", "k", 1, "v1", 2, "x", 1, NULL),
 		  0);
-	uint8_t h[16];
-	char hex[33], rel[LDR_REL_MAX];
-	ldr_head_hash("default", "k", 1, h);
-	ldr_hex(h, 16, hex);
-	ldr_file_rel(rel, "default", 'h', hex);
+	char rel[LDR_REL_MAX];
+	rel_of(rel, "default", "k", 'h', 1, NULL);
 	snprintf(out, len, "%s/%s.lease", test_path("store"), rel);
 }
 
@@ -510,11 +525,8 @@ TEST(quarantined_entry_is_kept_a_week_from_its_quarantine)
 	    db,
 	    larder_put(db, "default", "k", 1, "v1", 2, data, sizeof data, NULL),
 	    0);
-	uint8_t h[16];
 	char hex[33], rel[LDR_REL_MAX];
-	ldr_entry_hash("default", "k", 1, "v1", 2, h);
-	ldr_hex(h, 16, hex);
-	ldr_file_rel(rel, "default", 'e', hex);
+	rel_of(rel, "default", "k", 'e', 1, hex);
 	const char *entry = test_path("store/%s", rel);
 	/* A month-old entry that goes bad today: its week counts from
 	 * today. */
@@ -608,14 +620,9 @@ static int age_one(const char *path, const struct stat *st, int flag,
 /* Debris of every kind, all old enough to go. */
 static void make_debris(larder *db, char paths[4][4096])
 {
-	uint8_t h[16];
 	char hex[33], erel[LDR_REL_MAX], hrel[LDR_REL_MAX];
-	ldr_entry_hash("default", "k0", 2, "v1", 2, h);
-	ldr_hex(h, 16, hex);
-	ldr_dir_rel(erel, "default", 'e', hex);
-	ldr_head_hash("default", "k0", 2, h);
-	ldr_hex(h, 16, hex);
-	ldr_dir_rel(hrel, "default", 'h', hex);
+	rel_of(erel, "default", "k0", 'e', 0, NULL);
+	rel_of(hrel, "default", "k0", 'h', 0, hex);
 	snprintf(paths[0], 4096, "%s/%s/.tmp.%s.%ld.0123456789abcdef",
 		 test_path("store"), erel, db->host, dead_pid());
 	snprintf(paths[1], 4096, "%s/%s/%s.lease", test_path("store"), hrel,
@@ -726,11 +733,8 @@ TEST(sweeping_one_namespace_leaves_the_others_and_quarantine)
 		  0);
 	char debris[4][4096];
 	make_debris(db, debris);
-	uint8_t h[16];
-	char hex[33], rel[LDR_REL_MAX], tmp[4096];
-	ldr_entry_hash("other", "k", 1, "v1", 2, h);
-	ldr_hex(h, 16, hex);
-	ldr_dir_rel(rel, "other", 'e', hex);
+	char rel[LDR_REL_MAX], tmp[4096];
+	rel_of(rel, "other", "k", 'e', 0, NULL);
 	snprintf(tmp, sizeof tmp, "%s/%s/.tmp.otherhost.1.0123456789abcdef",
 		 test_path("store"), rel);
 	ASSERT_EQ(test_sh("echo x > '%s'", tmp), 0);
@@ -872,5 +876,55 @@ TEST(sweeping_while_4_workers_fill_and_put_removes_nothing_and_breaks_nothing)
 	ASSERT_EQ(find_files(".tmp.", NULL), 0);
 	ASSERT_EQ(find_files(NULL, ".lease"), 0);
 	ASSERT_EQ(larder_counter(db, LARDER_CTR_TMP_SWEPT), 0);
+	larder_close(db);
+}
+
+/* Wait for a byte on go, sweep, and write the report on ready. */
+static void sweep_on_cue(int ready, int go, const struct args *a)
+{
+	(void)a;
+	larder *d = open_store();
+	char c;
+	if (read(go, &c, 1) != 1)
+		_exit(8);
+	larder_sweep_report r;
+	if (larder_sweep(d, NULL, 0, &r) != 0 ||
+	    larder_counter(d, LARDER_CTR_TMP_SWEPT) != r.temps_removed)
+		_exit(9);
+	if (write(ready, &r, sizeof r) != (ssize_t)sizeof r)
+		_exit(10);
+	larder_close(d);
+}
+
+TEST(two_sweepers_at_once_remove_each_file_once_between_them)
+{
+	larder *db = open_store();
+	ASSERT_RC(db, larder_put(db, "default", "k", 1, "v1", 2, "x", 1, NULL),
+		  0);
+	char rel[LDR_REL_MAX];
+	rel_of(rel, "default", "k", 'e', 0, NULL);
+	for (int i = 0; i < 200; i++) {
+		const char *tmp = test_path(
+		    "store/%s/.tmp.otherhost.%d.0123456789abcdef", rel, i + 1);
+		ASSERT_EQ(test_sh("echo x > '%s'", tmp), 0);
+		age(tmp, 2 * 86400);
+	}
+	int ready[2], go[2];
+	pid_t pids[2];
+	for (int k = 0; k < 2; k++)
+		pids[k] = spawn(sweep_on_cue, NULL, &ready[k], &go[k]);
+	for (int k = 0; k < 2; k++)
+		note(go[k], 'g');
+	uint64_t total = 0;
+	for (int k = 0; k < 2; k++) {
+		larder_sweep_report r;
+		ASSERT_EQ(read(ready[k], &r, sizeof r), (ssize_t)sizeof r);
+		expect_exit0(pids[k]);
+		printf("    sweeper %d removed %" PRIu64 "\n", k,
+		       r.temps_removed);
+		total += r.temps_removed;
+	}
+	ASSERT_EQ(total, 200);
+	ASSERT_EQ(find_files(".tmp.", NULL), 0);
 	larder_close(db);
 }
