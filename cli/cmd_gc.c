@@ -285,11 +285,13 @@ static int run_gc(struct cli *c, int argc, char **argv)
 	else
 		printf("%s%" PRIu64 " entries (%" PRIu64
 		       " bytes) seen; %s%" PRIu64 " expired, %" PRIu64
-		       " superseded, %" PRIu64 " least recently used; %" PRIu64
+		       " superseded, %" PRIu64 " least recently used, %" PRIu64
+		       " stale files of crashed processes; %" PRIu64
 		       " bytes freed\n",
 		       dry ? "dry run: " : "", r.seen_entries, r.seen_bytes,
 		       dry ? "would remove " : "removed ", r.expired,
-		       r.superseded, r.evicted, r.bytes_freed);
+		       r.superseded, r.evicted, r.swept,
+		       r.bytes_freed + r.swept_bytes);
 	larder_close(db);
 	return out_finish(c, stdout);
 }

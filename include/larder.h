@@ -794,7 +794,7 @@ typedef struct larder_limits {
 } larder_limits;
 #define LARDER_LIMITS_INIT                                                     \
 	{                                                                      \
-		LARDER_LIMITS_VERSION, 0, 0, 10, 7, 3, 60                      \
+		LARDER_LIMITS_VERSION, 0, 0, 0, 0, 0, 60                       \
 	}
 
 /* The limits of namespace ns, or of the store with ns NULL. For a
@@ -816,6 +816,9 @@ typedef struct larder_gc_report {
 	uint64_t bytes_freed;		   /* file bytes of all of those */
 	int skipped; /* another cleaner held the lock: nothing done */
 	int passes;  /* walks made (a second when still over a cap) */
+	/* Stale files of crashed processes removed by the sweep that
+	 * larder_gc() runs first (see larder_sweep()), and their bytes. */
+	uint64_t swept, swept_bytes;
 } larder_gc_report;
 
 #define LARDER_GC_DRY_RUN 0x1u /* decide and report, remove nothing */
@@ -823,8 +826,11 @@ typedef struct larder_gc_report {
  * through the log callback at LARDER_LOG_INFO. */
 #define LARDER_GC_LOG_EACH 0x2u
 
-/* Clean namespace ns (NULL = the whole store): remove expired entries and,
- * when over a cap or below the cull watermark, evict as described above.
+/* Clean namespace ns (NULL = the whole store): sweep the stale files of
+ * crashed processes (larder_sweep()), remove expired entries and, when
+ * over a cap or below the cull watermark, evict as described above. The
+ * cleaning that a publish starts on its own evicts only (it does not
+ * sweep): run larder_gc() (`larder gc`) regularly, e.g. daily from cron.
  * Memory stays bounded whatever the store's size (two walks with an
  * access-time histogram). A reader that holds an entry keeps its data. If
  * another process is cleaning the store, returns 0 with out->skipped set.

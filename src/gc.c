@@ -36,6 +36,7 @@
 #include "fsutil.h"
 #include "stats.h"
 #include "store.h"
+#include "sweep.h"
 
 #define RELOAD_S 2	  /* config re-read at most this often */
 #define TOUCH_SLOTS 4096  /* per-handle table of recent touches */
@@ -44,6 +45,8 @@
 #define LOW_MARK_PCT 90	  /* a cap is cleaned down to this */
 #define NBUCKETS (64 * 8) /* age histogram: 8 per power of two */
 #define LDR_GC_LOCK "gc.lock"
+/* An internal flag: larder_gc() sweeps, a publish's cleaning does not. */
+#define GC_SWEEP 0x100u
 
 struct ns_limits {
 	char ns[LARDER_NS_MAX + 1];
@@ -888,6 +891,21 @@ static int over_cap(larder *db, const char *ns)
 	return (mb && b > mb) || (me && n > me);
 }
 
+/* The debris of crashed processes, under the cleaner's lock. A failed
+ * sweep (e.g. a store this process may not write) does not stop the
+ * cleaning: it is logged, and the entries are still looked at. */
+static void sweep(larder *db, const char *ns, unsigned flags,
+		  larder_gc_report *rep)
+{
+	struct ldr_sweep_report sr;
+	if (ldr_sweep(db, ns, (flags & LARDER_GC_DRY_RUN) != 0, &sr) != 0)
+		ldr_log(db, LARDER_LOG_WARN, "sweeping '%s': %s", db->dir,
+			larder_errmsg(db));
+	rep->swept = sr.temps_removed + sr.leases_removed + sr.breaks_removed +
+		     sr.quarantine_removed;
+	rep->swept_bytes = sr.bytes_removed;
+}
+
 /* Clean; then, the lock released, look again and clean again while still
  * over a cap (bounded): a publish that found the lock
  * taken during our walk is not forgotten. */
@@ -906,11 +924,9 @@ static int gc_loop(larder *db, const char *ns, unsigned flags,
 		}
 		ldr_count_add(db, LARDER_CTR_GC_RUNS, 1);
 		rep->passes++;
+		if (pass == 0 && (flags & GC_SWEEP))
+			sweep(db, ns, flags, rep);
 		int rc = clean(db, ns, flags, rep);
-		/* TODO(sweep): stale temp/lease/break/quarantine files go here,
-		 * under the same lock, once per cleaning:
-		 *   ldr_sweep(db, ns, flags & LARDER_GC_DRY_RUN, ...);
-		 * (src/sweep.c, the sweep branch). */
 		ldr_close(fd); /* drops the lock */
 		if (rc || (flags & LARDER_GC_DRY_RUN))
 			return rc;
@@ -926,7 +942,7 @@ int larder_gc(larder *db, const char *ns, unsigned flags, larder_gc_report *out)
 	larder_gc_report rep;
 	int rc = ns ? ldr_check_ns_internal(db, ns) : 0;
 	if (rc == 0)
-		rc = gc_loop(db, ns, flags, &rep);
+		rc = gc_loop(db, ns, flags | GC_SWEEP, &rep);
 	if (out)
 		*out = rep;
 	return rc;

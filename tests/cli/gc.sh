@@ -11,7 +11,7 @@ expect_rc 0 "init with caps" L init --max-bytes 10G --max-entries 100
 expect_rc 0 "config prints" L config
 expect_out "^max_bytes 10737418240$" "10G is 10 GiB"
 expect_out "^max_entries 100$" "max_entries as set"
-expect_out "^watermarks 10,7,3$" "default watermarks"
+expect_out "^watermarks 0,0,0 \\(off\\)$" "watermarks are off by default"
 expect_out "^touch_interval 60$" "default touch interval"
 
 echo "future_knob 7" >>"$S/config"
@@ -54,6 +54,18 @@ expect_rc 0 "gc" L gc
 expect_out "removed 0 expired, 0 superseded, 3 least recently used" "gc reports what went"
 check "gc removed 3" test "$(entries)" -eq 2
 expect_rc 0 "gc --ns default" L gc --ns default
+
+# gc sweeps the debris of crashed processes: a temp file two days old (any
+# host's) goes, a fresh one (a writer at work) stays.
+d=$(dirname "$(find "$S/ns/default/e" -type f | head -n 1)")
+printf 'half' >"$d/.tmp.otherhost.12345.00112233aabbccdd"
+touch -d '2 days ago' "$d/.tmp.otherhost.12345.00112233aabbccdd"
+printf 'half' >"$d/.tmp.otherhost.12346.00112233aabbccde"
+expect_rc 0 "gc with debris" L gc
+expect_out "removed .* 1 stale files of crashed processes" "gc says it swept one file"
+check "the old temp is gone" test ! -e "$d/.tmp.otherhost.12345.00112233aabbccdd"
+check "the fresh temp stays" test -e "$d/.tmp.otherhost.12346.00112233aabbccde"
+rm -f "$d/.tmp.otherhost.12346.00112233aabbccde"
 expect_rc 2 "gc --ns with a bad name" L gc --ns ../x
 
 # a put over the cap cleans
