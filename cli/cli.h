@@ -72,6 +72,10 @@ int cli_positionals(struct cli *c, int argc, char **argv, int first, int min,
  * (LARDER_TTL_NEVER). 0 on success, -1 if malformed. */
 int cli_parse_ttl(const char *s, int64_t *out);
 
+/* A positive number of seconds, at most a year (--lease, --max-wait).
+ * 0 on success, -1 if malformed. */
+int cli_parse_seconds(const char *s, double *out);
+
 /* A size in bytes: digits with an optional K, M, G or T suffix (powers
  * of 1024; "KiB", "KB" accepted). 0 on success, -1 if malformed. */
 int cli_parse_size(const char *s, int64_t *out);

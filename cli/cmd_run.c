@@ -499,21 +499,6 @@ static int loader(larder_fill *f, void *payload)
 /* ---------------------------------------------------------------------- */
 /* Options                                                                 */
 
-/* A positive number of seconds, at most a year. */
-static int parse_seconds(const char *s, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
-	    v > 366.0 * 86400)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 static int push(struct cli *c, const char ***list, size_t *n, const char *s)
 {
 	const char **l = realloc(*list, (*n + 1) * sizeof(*l));
@@ -559,8 +544,8 @@ static int run_opt(struct cli *c, int id, const char *arg, void *ctx)
 		return CLI_CONTINUE;
 	case OPT_LEASE:
 	case OPT_MAX_WAIT:
-		if (parse_seconds(arg, id == OPT_LEASE ? &a->lease
-						       : &a->max_wait) != 0)
+		if (cli_parse_seconds(arg, id == OPT_LEASE ? &a->lease
+							   : &a->max_wait) != 0)
 			return cli_usage_err(
 			    c,
 			    "bad --%s '%s' (want a number of "

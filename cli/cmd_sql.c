@@ -6,7 +6,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -41,21 +40,6 @@ struct sql_args {
 	double max_wait;
 	int allow_stale;
 };
-
-/* A positive number of seconds, at most a year. */
-static int parse_seconds(const char *s, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
-	    v > 366.0 * 86400)
-		return -1;
-	*out = v;
-	return 0;
-}
 
 static int push_param(struct cli *c, struct sql_args *a, const char *p)
 {
@@ -121,8 +105,8 @@ static int sql_opt(struct cli *c, int id, const char *arg, void *ctx)
 		return CLI_CONTINUE;
 	case OPT_LEASE:
 	case OPT_MAX_WAIT:
-		if (parse_seconds(arg, id == OPT_LEASE ? &a->lease
-						       : &a->max_wait) != 0)
+		if (cli_parse_seconds(arg, id == OPT_LEASE ? &a->lease
+							   : &a->max_wait) != 0)
 			return cli_usage_err(
 			    c,
 			    "bad --%s '%s' (want a number of "

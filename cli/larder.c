@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -157,6 +158,20 @@ int cli_fail(const struct cli *c, larder *db, int rc)
 /* Seconds, or a number with suffix s/m/h/d, or "never". */
 /* A century: bounded so that created + ttl, in ns, cannot overflow int64. */
 #define TTL_MAX_SECONDS (36500LL * 86400)
+
+int cli_parse_seconds(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
+	    v > 366.0 * 86400)
+		return -1;
+	*out = v;
+	return 0;
+}
 
 int cli_parse_ttl(const char *s, int64_t *out)
 {
