@@ -819,6 +819,9 @@ typedef struct larder_gc_report {
 	/* Stale files of crashed processes removed by the sweep that
 	 * larder_gc() runs first (see larder_sweep()), and their bytes. */
 	uint64_t swept, swept_bytes;
+	/* Head hints removed with the entry they named (a version-less
+	 * lookup of that key then misses, as it would anyway). */
+	uint64_t heads_removed;
 } larder_gc_report;
 
 #define LARDER_GC_DRY_RUN 0x1u /* decide and report, remove nothing */

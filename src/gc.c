@@ -441,7 +441,8 @@ struct gc_run {
 	struct dom *cur;    /* the current namespace's, or NULL */
 	const char *ns;	    /* namespace being walked */
 	struct tally *tallies, *tcur;
-	uint8_t *buf; /* header buffer */
+	int may_clean; /* a cap or a watermark is set */
+	uint8_t *buf;  /* header buffer */
 	size_t cap;
 };
 
@@ -515,6 +516,30 @@ static int superseded(struct gc_run *r, const ldr_hdr *h)
 	return other;
 }
 
+/* An entry of h's key and version is gone: so goes the key's head hint
+ * when it still names that version, so that h/ does not keep one file
+ * for every key ever published. Removed by dev/ino: a head rewritten
+ * meanwhile (the same version published again) is another file, kept. */
+static void drop_head(struct gc_run *r, const ldr_hdr *h)
+{
+	uint8_t *ver = NULL, hash[16];
+	size_t vlen = 0;
+	struct stat st;
+	char hex[33], rel[LDR_REL_MAX];
+	if (ldr_head_read_ident(r->db, r->ns, h->key, h->key_len, &ver, &vlen,
+				&st) != 0)
+		return;
+	int same = vlen == h->ver_len && (!vlen || !memcmp(ver, h->ver, vlen));
+	free(ver);
+	if (!same)
+		return;
+	ldr_head_hash(r->ns, h->key, h->key_len, hash);
+	ldr_hex(hash, 16, hex);
+	ldr_file_rel(rel, r->ns, 'h', hex);
+	if (ldr_remove_same(r->db, rel, st.st_dev, st.st_ino) == 0)
+		r->rep->heads_removed++;
+}
+
 static void note_removed(struct gc_run *r, const char *rel, const ldr_hdr *h,
 			 int hdr_ok, int64_t size, const char *why)
 {
@@ -531,6 +556,8 @@ static void note_removed(struct gc_run *r, const char *rel, const ldr_hdr *h,
 			hdr_ok ? (const char *)h->key : "?", (long long)size);
 	if (r->flags & LARDER_GC_DRY_RUN)
 		return;
+	if (hdr_ok)
+		drop_head(r, h);
 	r->tcur->rb += size;
 	r->tcur->rn++;
 	ldr_usage_add(db, r->ns, -size, -1);
@@ -601,7 +628,9 @@ static int visit(const char *rel, const uint8_t hash[16], void *payload)
 	}
 	int b = bucket(r->now, &st.st_atim);
 	if (r->pass == 1) {
-		int sup = ok && superseded(r, &h);
+		/* (the head hints are read only when something may need
+		 * cleaning: an uncapped walk just counts) */
+		int sup = ok && r->may_clean && superseded(r, &h);
 		r->rep->seen_entries++;
 		r->rep->seen_bytes += (uint64_t)size;
 		r->tcur->b += size;
@@ -785,6 +814,8 @@ static int clean(larder *db, const char *only, unsigned flags,
 		rc = larder_ns_foreach(db, add_dom_cb, r);
 	if (rc)
 		goto out;
+	r->may_clean =
+	    sl.max_bytes || sl.max_entries || sl.wm_run || r->nsdoms != NULL;
 	r->pass = 1;
 	if ((rc = walk_all(r, only)))
 		goto out;

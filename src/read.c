@@ -529,6 +529,13 @@ void larder_entry_release(larder_entry *e)
 int ldr_head_read(larder *db, const char *ns, const void *key, size_t klen,
 		  uint8_t **ver, size_t *vlen)
 {
+	return ldr_head_read_ident(db, ns, key, klen, ver, vlen, NULL);
+}
+
+int ldr_head_read_ident(larder *db, const char *ns, const void *key,
+			size_t klen, uint8_t **ver, size_t *vlen,
+			struct stat *id)
+{
 	uint8_t hash[16], sum[16];
 	char hex[33], rel[LDR_REL_MAX];
 	ldr_head_hash(ns, key, klen, hash);
@@ -539,7 +546,8 @@ int ldr_head_read(larder *db, const char *ns, const void *key, size_t klen,
 	struct ldr_file f;
 	int rc = LARDER_ENOTFOUND;
 	for (int attempt = 0; attempt < 2; attempt++) {
-		if (ldr_file_load(db, rel, &f) == 0)
+		if ((id ? ldr_file_load_noatime(db, rel, &f)
+			: ldr_file_load(db, rel, &f)) == 0)
 			break;
 		if (errno != ENOENT && errno != ESTALE)
 			return ldr_fail_errno(db, errno,
@@ -560,6 +568,7 @@ int ldr_head_read(larder *db, const char *ns, const void *key, size_t klen,
 		    f.len == 32 + (size_t)n) {
 			ldr_xxh128(f.p, 16 + (size_t)n, sum);
 			if (memcmp(sum, f.p + 16 + n, 16) == 0 &&
+			    (!id || (f.fd >= 0 && fstat(f.fd, id) == 0)) &&
 			    (*ver = malloc(n ? n : 1))) {
 				memcpy(*ver, f.p + 16, n);
 				*vlen = n;

@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/stat.h>
 
 #include "err.h"
 #include "fmt.h"
@@ -168,6 +169,11 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *ns,
  * 0, LARDER_ENOTFOUND (absent or unreadable hint) or another code. */
 int ldr_head_read(larder *db, const char *ns, const void *key, size_t klen,
 		  uint8_t **ver, size_t *vlen);
+/* The same, without touching its access time, and with the identity
+ * (dev, ino) of the head file read in *id. */
+int ldr_head_read_ident(larder *db, const char *ns, const void *key,
+			size_t klen, uint8_t **ver, size_t *vlen,
+			struct stat *id);
 /* Point the head hint of (ns, key) at ver (temp + rename). */
 int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 		   const void *ver, size_t vlen);

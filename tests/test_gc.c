@@ -55,8 +55,9 @@ static void set_limits(larder *db, const char *ns, int64_t max_bytes,
 	ASSERT_RC(db, larder_limits_set(db, ns, &l), 0);
 }
 
-/* Entry files (32 hex digits under ns/<ns>/e/) and their bytes. */
-static int64_t g_bytes, g_files;
+/* Entry files (32 hex digits under ns/<ns>/e/) and their bytes; head
+ * hints (the same under ns/<ns>/h/). */
+static int64_t g_bytes, g_files, g_heads;
 static const char *g_ns; /* NULL = every namespace */
 
 static int count_cb(const char *path, const struct stat *st, int type,
@@ -64,6 +65,8 @@ static int count_cb(const char *path, const struct stat *st, int type,
 {
 	(void)f;
 	const char *base = strrchr(path, '/') + 1;
+	if (type == FTW_F && strlen(base) == 32 && strstr(path, "/h/"))
+		g_heads++;
 	if (type != FTW_F || strlen(base) != 32 || !strstr(path, "/e/"))
 		return 0;
 	if (g_ns) {
@@ -81,7 +84,7 @@ static int64_t store_files(const char *dir, const char *ns, int64_t *bytes)
 {
 	char p[4200];
 	snprintf(p, sizeof p, "%s/ns", dir);
-	g_bytes = g_files = 0;
+	g_bytes = g_files = g_heads = 0;
 	g_ns = ns;
 	nftw(p, count_cb, 16, FTW_PHYS);
 	if (bytes)
@@ -304,6 +307,9 @@ TEST(hot_entries_survive_while_cold_ones_go)
 	ASSERT_EQ(r.seen_entries, 30);
 	ASSERT_EQ(r.evicted, 12);
 	ASSERT_EQ(store_files(test_path("s"), NULL, NULL), 18);
+	/* the evicted keys' heads went with them */
+	ASSERT_EQ(g_heads, 18);
+	ASSERT_EQ(r.heads_removed, 12);
 	for (int i = 0; i < 10; i++) {
 		snprintf(key, sizeof key, "hot%d", i);
 		ASSERT(present(db, "n", key, NULL));
@@ -354,6 +360,10 @@ TEST(expired_and_superseded_go_first)
 	ASSERT_EQ(r.superseded, 3);
 	ASSERT_EQ(r.evicted, 0);
 	ASSERT_EQ(store_files(test_path("s"), NULL, NULL), 13);
+	/* the expired keys' heads go; a superseded version's head names
+	 * the newer one, which stays */
+	ASSERT_EQ(g_heads, 13);
+	ASSERT_EQ(r.heads_removed, 2);
 	char key[32];
 	for (int i = 0; i < 10; i++) {
 		snprintf(key, sizeof key, "plain%d", i);
@@ -372,12 +382,15 @@ TEST(dry_run_removes_nothing)
 	larder *db = open_store(test_path("s"));
 	superseded_setup(db);
 	int64_t before = store_files(test_path("s"), NULL, NULL);
+	int64_t heads = g_heads;
 	larder_gc_report r;
 	ASSERT_RC(db, larder_gc(db, NULL, LARDER_GC_DRY_RUN, &r), 0);
 	ASSERT_EQ(r.expired, 2);
 	ASSERT_EQ(r.superseded, 3);
 	ASSERT(r.bytes_freed > 0);
 	ASSERT_EQ(store_files(test_path("s"), NULL, NULL), before);
+	ASSERT_EQ(g_heads, heads);
+	ASSERT_EQ(r.heads_removed, 0);
 	ASSERT_EQ(larder_counter(db, LARDER_CTR_EVICTIONS), 0);
 	larder_close(db);
 }
