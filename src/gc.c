@@ -47,6 +47,11 @@
 #define LDR_GC_LOCK "gc.lock"
 /* An internal flag: larder_gc() sweeps, a publish's cleaning does not. */
 #define GC_SWEEP 0x100u
+/* A publish's cleaning of a large store: one slice of it (see pick_slice) */
+#define GC_SLICE 0x200u
+/* A slice holds about this many entries; stores of fewer than twice this
+ * are cleaned whole. At most 256 slices (the first fan-out level). */
+#define SLICE_ENTRIES 4096
 
 struct ns_limits {
 	char ns[LARDER_NS_MAX + 1];
@@ -67,6 +72,8 @@ struct ldr_gc {
 	double free_pct;
 	int free_files;		 /* the figure that is low is the files' */
 	int64_t cull_cleaned_ms; /* last cleaning for the cull watermark */
+	unsigned slice_next;	 /* a publish's next slice + 1, under the
+				    store's gc lock (0: pick one at random) */
 	/* (tag << 32 | monotonic s) of entries touched or checked */
 	uint64_t touched[TOUCH_SLOTS];
 };
@@ -442,7 +449,9 @@ struct gc_run {
 	const char *ns;	    /* namespace being walked */
 	struct tally *tallies, *tcur;
 	int may_clean; /* a cap or a watermark is set */
-	uint8_t *buf;  /* header buffer */
+	int lo, hi;    /* the first fan-out directories walked: [lo, hi) */
+	int64_t cnt_b, cnt_n; /* the store's usage by its counters (slice) */
+	uint8_t *buf;	      /* header buffer */
 	size_t cap;
 };
 
@@ -740,7 +749,7 @@ static int walk_one(struct gc_run *r, const char *ns)
 	if (r->pass == 2 && r->store.need_b <= 0 && r->store.need_n <= 0 &&
 	    (!r->cur || (r->cur->need_b <= 0 && r->cur->need_n <= 0)))
 		return 0; /* nothing to take here */
-	return ldr_walk_files(r->db, ns, visit, r);
+	return ldr_walk_slice(r->db, ns, r->lo, r->hi, visit, r);
 }
 
 static int add_dom_cb(const char *ns, void *payload)
@@ -783,7 +792,72 @@ static int walk_all(struct gc_run *r, const char *only)
 	return rc;
 }
 
-/* One cleaning under the lock. */
+/* x * num / den without overflow (num <= den <= 256), rounded up, so
+ * that a slice of a cap is never 0 (no cap). */
+static int64_t share(int64_t x, int num, int den)
+{
+	if (!x)
+		return 0;
+	int64_t s = x / den * num + ((x % den) * num + den - 1) / den;
+	return s > 0 ? s : 1;
+}
+
+/* A publish's cleaning of a store of many entries walks one slice of it:
+ * the entries whose first fan-out directory is in [lo, hi), about
+ * SLICE_ENTRIES of them, chosen at random. The hashes being uniform, a
+ * slice is a fair sample of the store: cleaning it down to its share of
+ * the cap (by the same LRU) frees its share of what is over. Each publish
+ * still over the cap cleans another slice, so the store comes back under
+ * its cap over a few publishes instead of one publish walking it all
+ * (minutes on a million entries). `larder gc` always walks everything.
+ * Only for the store's own cap: with a capped namespace or watermarks the
+ * whole store is walked as before. */
+static void pick_slice(struct gc_run *r)
+{
+	int64_t b, n;
+	if (ldr_usage_read(r->db, NULL, &b, &n) != 0)
+		return;
+	int k = 1;
+	while (k < 256 && n / k >= 2 * SLICE_ENTRIES)
+		k *= 2;
+	if (k == 1)
+		return;
+	/* From a random slice, then the next ones in turn: a process that
+	 * publishes a lot goes round the store. */
+	struct ldr_gc *g = r->db->gc;
+	if (!g->slice_next) {
+		uint32_t x;
+		ldr_random(&x, sizeof x);
+		g->slice_next = x % 256 + 1;
+	}
+	int i = (int)((g->slice_next - 1) % (unsigned)k);
+	g->slice_next = (unsigned)i + 2;
+	r->cnt_b = b;
+	r->cnt_n = n;
+	r->lo = i * (256 / k);
+	r->hi = r->lo + 256 / k;
+	r->store.max_bytes = share(r->store.max_bytes, r->hi - r->lo, 256);
+	r->store.max_entries = share(r->store.max_entries, r->hi - r->lo, 256);
+	ldr_log(r->db, LARDER_LOG_DEBUG,
+		"cleaning '%s' after a publish: slice %d of %d (%lld entries "
+		"counted)",
+		r->db->dir, i, k, (long long)n);
+}
+
+/* Whether a slice is far under its share of a cap that the counters say
+ * is passed. A slice is within a few percent of its share, and a cleaned
+ * one at 90%: far under means the counters have drifted. */
+static int slice_far_under(const struct gc_run *r, const larder_limits *l)
+{
+	const struct dom *d = &r->store;
+	return (l->max_bytes && r->cnt_b > l->max_bytes &&
+		10 * d->used_b < 8 * d->max_bytes) ||
+	       (l->max_entries && r->cnt_n > l->max_entries &&
+		10 * d->used_n < 8 * d->max_entries);
+}
+
+/* One cleaning under the lock: 0, a larder error, or 1 (GC_SLICE only)
+ * when the whole store needs walking. */
 static int clean(larder *db, const char *only, unsigned flags,
 		 larder_gc_report *rep)
 {
@@ -816,6 +890,10 @@ static int clean(larder *db, const char *only, unsigned flags,
 		goto out;
 	r->may_clean =
 	    sl.max_bytes || sl.max_entries || sl.wm_run || r->nsdoms != NULL;
+	r->lo = 0;
+	r->hi = 256;
+	if ((flags & GC_SLICE) && !only && !r->nsdoms && !sl.wm_run)
+		pick_slice(r);
 	r->pass = 1;
 	if ((rc = walk_all(r, only)))
 		goto out;
@@ -843,6 +921,16 @@ static int clean(larder *db, const char *only, unsigned flags,
 	if (any) {
 		r->pass = 2;
 		rc = walk_all(r, only);
+	} else if (r->hi - r->lo < 256 && slice_far_under(r, &sl)) {
+		/* The counters have drifted (e.g. removals they missed):
+		 * walk the whole store, which recounts them. */
+		ldr_log(
+		    db, LARDER_LOG_INFO,
+		    "cleaning '%s': a slice of the store is under its share "
+		    "of the cap that the usage counters say is passed; "
+		    "walking the whole store to recount",
+		    db->dir);
+		rc = 1;
 	}
 	/* The recount: what the walk found, less what it removed; only
 	 * where nobody else changed the usage meanwhile (a publish into a
@@ -851,7 +939,7 @@ static int clean(larder *db, const char *only, unsigned flags,
 	ldr_stats_flush(db);
 	for (struct tally *t = r->tallies; rc == 0 && t; t = t->next) {
 		int64_t b, n;
-		if ((flags & LARDER_GC_DRY_RUN) ||
+		if ((flags & LARDER_GC_DRY_RUN) || r->hi - r->lo < 256 ||
 		    ldr_usage_read(db, t->ns, &b, &n) != 0)
 			continue;
 		/* (usage reads never go below 0) */
@@ -958,11 +1046,15 @@ static int gc_loop(larder *db, const char *ns, unsigned flags,
 		if (pass == 0 && (flags & GC_SWEEP))
 			sweep(db, ns, flags, rep);
 		int rc = clean(db, ns, flags, rep);
+		if (rc == 1)
+			rc = clean(db, ns, flags & ~GC_SLICE, rep);
 		ldr_close(fd); /* drops the lock */
-		if (rc || (flags & LARDER_GC_DRY_RUN))
-			return rc;
+		if (rc || (flags & (LARDER_GC_DRY_RUN | GC_SLICE)))
+			return rc; /* a slice: the next publish takes another */
+		/* (a cleaning of one namespace cannot mend the store's cap:
+		 * it looks again at that namespace's only) */
 		ldr_stats_flush(db);
-		if (!over_cap(db, NULL) && !(ns && over_cap(db, ns)))
+		if (!over_cap(db, ns))
 			return 0;
 	}
 	return 0;
@@ -1011,7 +1103,7 @@ void ldr_after_publish(larder *db, const char *ns)
 	larder_gc_report rep;
 	/* The store's cap is cleaned across every namespace; a namespace's
 	 * only in it. One walk of the store covers both. */
-	if (gc_loop(db, NULL, 0, &rep) != 0)
+	if (gc_loop(db, NULL, GC_SLICE, &rep) != 0)
 		ldr_log(db, LARDER_LOG_WARN, "cleaning after a publish: %s",
 			larder_errmsg(db));
 	else if (!rep.skipped)

@@ -1043,6 +1043,19 @@ int ldr_walk_files(larder *db, const char *ns,
 			     void *payload),
 		   void *payload)
 {
+	return ldr_walk_slice(db, ns, 0, 256, cb, payload);
+}
+
+static int fan_value(const char *name)
+{
+	return (int)strtol(name, NULL, 16);
+}
+
+int ldr_walk_slice(larder *db, const char *ns, int lo, int hi,
+		   int (*cb)(const char *rel, const uint8_t hash[16],
+			     void *payload),
+		   void *payload)
+{
 	char rel[LDR_REL_MAX];
 	uint8_t hash[16];
 	snprintf(rel, sizeof rel, "ns/%s/e", ns);
@@ -1056,7 +1069,8 @@ int ldr_walk_files(larder *db, const char *ns,
 	int rc = 0;
 	struct dirent *a;
 	while (rc == 0 && (a = readdir(d1))) {
-		if (!is_fan(a->d_name))
+		if (!is_fan(a->d_name) || fan_value(a->d_name) < lo ||
+		    fan_value(a->d_name) >= hi)
 			continue;
 		char rel2[LDR_REL_MAX + 512];
 		snprintf(rel2, sizeof rel2, "ns/%s/e/%s", ns, a->d_name);

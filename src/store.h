@@ -215,5 +215,12 @@ int ldr_walk_files(larder *db, const char *ns,
 		   int (*cb)(const char *rel, const uint8_t hash[16],
 			     void *payload),
 		   void *payload);
+/* The same for the entries whose first fan-out directory, as a number,
+ * is in [lo, hi) (0..256: a slice of the namespace, the hashes being
+ * uniform). */
+int ldr_walk_slice(larder *db, const char *ns, int lo, int hi,
+		   int (*cb)(const char *rel, const uint8_t hash[16],
+			     void *payload),
+		   void *payload);
 
 #endif

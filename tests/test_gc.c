@@ -452,6 +452,114 @@ static void wait_all(pid_t *pids, int n)
 #define QUOTA (1 * (int64_t)MiB)
 #define MAX_ENTRY (100 * KiB + 4096)
 
+/* Entry files per half of the store (first fan-out directory below 0x80
+ * or not), counted on disk. */
+static void halves(const char *dir, int64_t h[2])
+{
+	char p[4200];
+	h[0] = h[1] = 0;
+	for (int i = 0; i < 256; i++) {
+		snprintf(p, sizeof p, "%s/ns/n/e/%02x", dir, i);
+		g_ns = NULL;
+		g_bytes = g_files = g_heads = 0;
+		nftw(p, count_cb, 16, FTW_PHYS);
+		h[i >= 128] += g_files;
+	}
+}
+
+static int64_t usage_entries(larder *db)
+{
+	larder_stats *st;
+	ASSERT_RC(db, larder_stats_flush(db), 0);
+	ASSERT_RC(db, larder_stats_read(&st, db), 0);
+	int64_t b, n = -1, x;
+	const char *name;
+	for (size_t i = 0; (name = larder_stats_usage(st, i, &b, &x)); i++)
+		if (strcmp(name, "n") == 0)
+			n = x;
+	larder_stats_free(st);
+	return n;
+}
+
+/* Removes every third entry file behind larder's back. */
+static int g_nth, g_unlinked;
+static int unlink_cb(const char *path, const struct stat *st, int type,
+		     struct FTW *f)
+{
+	(void)st;
+	(void)f;
+	const char *base = strrchr(path, '/') + 1;
+	if (type == FTW_F && strlen(base) == 32 && strstr(path, "/e/") &&
+	    g_nth++ % 3 == 0 && unlink(path) == 0)
+		g_unlinked++;
+	return 0;
+}
+
+static void put_keys(larder *db, int from, int to)
+{
+	larder_put_opts po = LARDER_PUT_OPTS_INIT;
+	po.flags = LARDER_PUT_NO_HEAD;
+	char key[32], val[64];
+	for (int i = from; i < to; i++) {
+		snprintf(key, sizeof key, "k%05d", i);
+		snprintf(val, sizeof val, "value of %s", key);
+		ASSERT_RC(db,
+			  larder_put(db, "n", key, strlen(key), "v", 1, val,
+				     strlen(val), &po),
+			  0);
+	}
+}
+
+TEST(a_large_store_is_cleaned_a_slice_per_publish)
+{
+	const char *dir = test_path("s");
+	larder *db = open_store(dir);
+	/* 10000 entries: two slices of about 5000 (a store of 8192 entries
+	 * or more is cleaned a slice of at least 4096 entries per publish) */
+	put_keys(db, 0, 10000);
+	int64_t h0[2], h1[2], h2[2];
+	halves(dir, h0);
+	ASSERT_EQ(h0[0] + h0[1], 10000);
+	/* 9000 allowed: a slice's share is 4500, cleaned to 90%: 4050; the
+	 * store, still over, cleans the other slice at the next publish */
+	set_limits(db, NULL, 0, 9000, 0);
+	ASSERT_RC(db, larder_put(db, "n", "t1", 2, "v", 1, "x", 1, NULL), 0);
+	halves(dir, h1);
+	int a = h1[0] < h0[0] ? 0 : 1; /* the half cleaned */
+	ASSERT_EQ(h1[a], 4050);
+	ASSERT(h1[!a] == h0[!a] || h1[!a] == h0[!a] + 1); /* untouched */
+	ASSERT(h1[0] + h1[1] > 9000);
+	ASSERT_EQ(usage_entries(db), h1[0] + h1[1]);
+	ASSERT_RC(db, larder_put(db, "n", "t2", 2, "v", 1, "x", 1, NULL), 0);
+	halves(dir, h2);
+	ASSERT_EQ(h2[!a], 4050);
+	ASSERT(h2[a] == h1[a] || h2[a] == h1[a] + 1);
+	ASSERT(h2[0] + h2[1] <= 9000);
+	ASSERT_EQ(usage_entries(db), h2[0] + h2[1]);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_GC_RUNS), 2);
+
+	/* Counters that have drifted (entries removed behind larder's back
+	 * are still counted) send the publish to a whole walk, which
+	 * recounts them, rather than evicting for nothing. */
+	set_limits(db, NULL, 0, 0, 0);
+	put_keys(db, 10000, 11000);
+	int64_t counted = usage_entries(db);
+	ASSERT(counted > 9000);
+	g_nth = g_unlinked = 0;
+	char p[4200];
+	snprintf(p, sizeof p, "%s/ns/n/e", dir);
+	nftw(p, unlink_cb, 16, FTW_PHYS);
+	ASSERT(g_unlinked > 2000);
+	ASSERT_EQ(usage_entries(db), counted);
+	set_limits(db, NULL, 0, 9000, 0);
+	ASSERT_RC(db, larder_put(db, "n", "t3", 2, "v", 1, "x", 1, NULL), 0);
+	halves(dir, h2);
+	ASSERT_EQ(h2[0] + h2[1], counted - g_unlinked + 1); /* none evicted */
+	ASSERT_EQ(usage_entries(db), counted - g_unlinked + 1);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_GC_RUNS), 3);
+	larder_close(db);
+}
+
 TEST(four_writers_never_leave_the_store_over_quota)
 {
 	larder *db = open_store(test_path("s"));
