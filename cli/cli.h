@@ -96,6 +96,14 @@ int cli_limit_opt(struct cli *c, struct cli_limits *l, int id, const char *arg);
 int cli_limits_apply(struct cli *c, larder *db, const char *ns,
 		     const struct cli_limits *l);
 
+/* ---- usage against caps (usage.c), shared by stat and gc ---- */
+
+/* The store-wide usage: the sum over every namespace of s (the internal
+ * ones too: the store's cap counts them, as the cleaner does). */
+void cli_usage_total(const larder_stats *s, int64_t *bytes, int64_t *entries);
+/* Whether `used` is past `cap` (0 = no cap), as the cleaner judges it. */
+int cli_over_cap(int64_t used, int64_t cap);
+
 /* Print the help of `cmd` to f. */
 void cli_print_cmd_help(FILE *f, const struct cli_cmd *cmd);
 

@@ -66,8 +66,87 @@ static int wanted(const struct cli *c, const char *ns)
 	return !c->ns_given || strcmp(c->ns, ns) == 0;
 }
 
+/* The caps shown beside the usage: the store's, and those of each
+ * namespace of the snapshot, by its index. */
+struct caps {
+	larder_limits store;
+	larder_limits *ns;
+};
+
+static int read_caps(struct cli *c, larder *db, const larder_stats *s,
+		     struct caps *out)
+{
+	size_t nn = larder_stats_namespaces(s);
+	int rc;
+	out->ns = calloc(nn ? nn : 1, sizeof *out->ns);
+	if (!out->ns) {
+		cli_err(c, "out of memory");
+		return CLI_IO;
+	}
+	if ((rc = larder_limits_get(db, NULL, &out->store)) != 0)
+		return cli_fail(c, db, rc);
+	for (size_t i = 0; i < nn; i++) {
+		int64_t b, e;
+		const char *ns = larder_stats_usage(s, i, &b, &e);
+		if (wanted(c, ns) &&
+		    (rc = larder_limits_get(db, ns, &out->ns[i])) != 0)
+			return cli_fail(c, db, rc);
+	}
+	return CLI_OK;
+}
+
+/* Which cap columns the usage table has: those that some row shown has
+ * ("-" in a row without). */
+struct cols {
+	int bytes_cap, entries_cap;
+};
+
+/* A cap and the share of it used. The share is cut, not rounded, to a
+ * tenth of a percent: 100.0% is at the cap or a hair past, never below. */
+static void cap_cells(char *cap, size_t csize, char *pct, size_t psize,
+		      int64_t used, int64_t max, int human)
+{
+	if (!max) {
+		snprintf(cap, csize, "-");
+		snprintf(pct, psize, "-");
+		return;
+	}
+	if (human)
+		human_size(cap, csize, max);
+	else
+		snprintf(cap, csize, "%lld", (long long)max);
+	/* Per mille, truncated (both are >= 0); a double: no overflow. */
+	long long pm = (long long)(1000.0 * (double)used / (double)max);
+	snprintf(pct, psize, "%lld.%lld%%", pm / 10, pm % 10);
+}
+
+static void usage_row(const struct cols *k, const char *bytes,
+		      const char *entries, const char *const caps[4],
+		      const char *name)
+{
+	printf("  %16s", bytes);
+	if (k->bytes_cap)
+		printf("  %10s %6s", caps[0], caps[1]);
+	printf(" %10s", entries);
+	if (k->entries_cap)
+		printf("  %11s %6s", caps[2], caps[3]);
+	printf("  %s\n", name);
+}
+
+static void usage_line(const struct cols *k, int64_t b, int64_t e,
+		       const larder_limits *l, const char *name)
+{
+	char hb[32], he[32], cb[32], pb[32], ce[32], pe[32];
+	human_size(hb, sizeof hb, b);
+	snprintf(he, sizeof he, "%lld", (long long)e);
+	cap_cells(cb, sizeof cb, pb, sizeof pb, b, l->max_bytes, 1);
+	cap_cells(ce, sizeof ce, pe, sizeof pe, e, l->max_entries, 0);
+	const char *caps[4] = {cb, pb, ce, pe};
+	usage_row(k, hb, he, caps, name);
+}
+
 static void print_human(const struct cli *c, const larder_stats *s,
-			const char *dir)
+			const struct caps *caps, const char *dir)
 {
 	unsigned bad, shards = larder_stats_shards(s, &bad);
 	size_t nc = larder_stats_counters(s), nn = larder_stats_namespaces(s);
@@ -83,25 +162,40 @@ static void print_human(const struct cli *c, const larder_stats *s,
 		const char *name = larder_stats_counter(s, i, &v);
 		printf("  %-*s %llu\n", width, name, (unsigned long long)v);
 	}
-	/* Quotas (max_bytes, max_entries) belong beside usage; they are
-	 * shown here once the store has them (DIR/config, ns/<ns>/config). */
-	printf("\nusage\n  %16s %10s  %s\n", "bytes", "entries", "namespace");
-	int64_t tb = 0, te = 0;
+	/* The cap columns appear when a row shown has such a cap. */
+	struct cols k = {0, 0};
+	if (!c->ns_given) {
+		k.bytes_cap = caps->store.max_bytes != 0;
+		k.entries_cap = caps->store.max_entries != 0;
+	}
+	for (size_t i = 0; i < nn; i++) {
+		int64_t b, e;
+		if (wanted(c, larder_stats_usage(s, i, &b, &e))) {
+			k.bytes_cap |= caps->ns[i].max_bytes != 0;
+			k.entries_cap |= caps->ns[i].max_entries != 0;
+		}
+	}
+	static const char *const head[4] = {"max_bytes", "used", "max_entries",
+					    "used"};
+	printf("\nusage\n");
+	usage_row(&k, "bytes", "entries", head, "namespace");
 	for (size_t i = 0; i < nn; i++) {
 		int64_t b, e;
 		const char *ns = larder_stats_usage(s, i, &b, &e);
-		if (!wanted(c, ns))
-			continue;
-		char h[32];
-		human_size(h, sizeof h, b);
-		printf("  %16s %10lld  %s\n", h, (long long)e, out_q(ns));
-		tb += b;
-		te += e;
+		if (wanted(c, ns))
+			usage_line(&k, b, e, &caps->ns[i], out_q(ns));
 	}
 	if (!c->ns_given) {
-		char h[32];
-		human_size(h, sizeof h, tb);
-		printf("  %16s %10lld  (total)\n", h, (long long)te);
+		/* The whole store, internal namespaces included: what its
+		 * cap is held against. */
+		int64_t tb, te;
+		cli_usage_total(s, &tb, &te);
+		usage_line(&k, tb, te, &caps->store, "(total)");
+		const larder_limits *l = &caps->store;
+		if (l->wm_run)
+			printf("\nfree-space watermarks: run %d%%, cull %d%%, "
+			       "stop %d%% of the filesystem\n",
+			       l->wm_run, l->wm_cull, l->wm_stop);
 	}
 	if (bad)
 		printf("\n%u counter file(s) failed their check and are left "
@@ -110,8 +204,22 @@ static void print_human(const struct cli *c, const larder_stats *s,
 		       bad);
 }
 
+/* "max_bytes":N,"max_entries":N, null for no cap. */
+static void json_caps(const larder_limits *l)
+{
+	const int64_t v[2] = {l->max_bytes, l->max_entries};
+	for (int i = 0; i < 2; i++) {
+		printf("%s\"%s\":", i ? "," : "",
+		       i ? "max_entries" : "max_bytes");
+		if (v[i])
+			printf("%lld", (long long)v[i]);
+		else
+			fputs("null", stdout);
+	}
+}
+
 static void print_json(const struct cli *c, const larder_stats *s,
-		       const char *dir)
+		       const struct caps *caps, const char *dir)
 {
 	unsigned bad, shards = larder_stats_shards(s, &bad);
 	size_t nc = larder_stats_counters(s), nn = larder_stats_namespaces(s);
@@ -124,7 +232,18 @@ static void print_json(const struct cli *c, const larder_stats *s,
 		printf("%s\"%s\":%llu", i ? "," : "", name,
 		       (unsigned long long)v);
 	}
-	fputs("},\"namespaces\":{", stdout);
+	int64_t tb, te;
+	cli_usage_total(s, &tb, &te);
+	printf("},\"usage\":{\"bytes\":%lld,\"entries\":%lld},\"limits\":{",
+	       (long long)tb, (long long)te);
+	json_caps(&caps->store);
+	const larder_limits *l = &caps->store;
+	if (l->wm_run)
+		printf(",\"watermarks\":{\"run\":%d,\"cull\":%d,\"stop\":%d}}",
+		       l->wm_run, l->wm_cull, l->wm_stop);
+	else
+		fputs(",\"watermarks\":null}", stdout);
+	fputs(",\"namespaces\":{", stdout);
 	int any = 0;
 	for (size_t i = 0; i < nn; i++) {
 		int64_t b, e;
@@ -133,8 +252,10 @@ static void print_json(const struct cli *c, const larder_stats *s,
 			continue;
 		fputs(any++ ? "," : "", stdout);
 		out_json_str(stdout, ns, strlen(ns));
-		printf(":{\"bytes\":%lld,\"entries\":%lld}", (long long)b,
-		       (long long)e);
+		printf(":{\"bytes\":%lld,\"entries\":%lld,\"limits\":{",
+		       (long long)b, (long long)e);
+		json_caps(&caps->ns[i]);
+		fputs("}}", stdout);
 	}
 	fputs("}}\n", stdout);
 }
@@ -184,8 +305,21 @@ static const char *prom_help(const char *name)
 	return "A larder counter (written by a newer larder).";
 }
 
+/* One sample of a gauge: name{store="DIR"[,ns="NS"]} v. */
+static void prom_gauge(const char *name, const char *dir, const char *ns,
+		       long long v)
+{
+	printf("%s{store=\"", name);
+	prom_label(stdout, dir);
+	if (ns) {
+		fputs("\",ns=\"", stdout);
+		prom_label(stdout, ns);
+	}
+	printf("\"} %lld\n", v);
+}
+
 static void print_prom(const struct cli *c, const larder_stats *s,
-		       const char *dir)
+		       const struct caps *caps, const char *dir)
 {
 	unsigned bad;
 	larder_stats_shards(s, &bad);
@@ -212,11 +346,39 @@ static void print_prom(const struct cli *c, const larder_stats *s,
 			const char *ns = larder_stats_usage(s, i, &b, &e);
 			if (!wanted(c, ns))
 				continue;
-			printf("larder_usage_%s{store=\"", gauges[g][0]);
-			prom_label(stdout, dir);
-			fputs("\",ns=\"", stdout);
-			prom_label(stdout, ns);
-			printf("\"} %lld\n", (long long)(g ? e : b));
+			char name[32];
+			snprintf(name, sizeof name, "larder_usage_%s",
+				 gauges[g][0]);
+			prom_gauge(name, dir, ns, (long long)(g ? e : b));
+		}
+	}
+	/* Caps that are set: the store's without an ns label (to Prometheus
+	 * an empty label is no label), each namespace's with its own, so
+	 * that larder_usage_bytes / larder_limit_bytes pairs a namespace's
+	 * usage with its cap (docs/operations.md). */
+	static const char *const limits[2][2] = {
+	    {"bytes", "Cap on the entry files' bytes: of the store (no ns "
+		      "label) or of a namespace."},
+	    {"entries", "Cap on the number of entries: of the store (no ns "
+			"label) or of a namespace."},
+	};
+	for (int g = 0; g < 2; g++) {
+		printf("# HELP larder_limit_%s %s\n# TYPE larder_limit_%s "
+		       "gauge\n",
+		       limits[g][0], limits[g][1], limits[g][0]);
+		char name[32];
+		snprintf(name, sizeof name, "larder_limit_%s", limits[g][0]);
+		int64_t cap =
+		    g ? caps->store.max_entries : caps->store.max_bytes;
+		if (cap)
+			prom_gauge(name, dir, NULL, (long long)cap);
+		for (size_t i = 0; i < nn; i++) {
+			int64_t b, e;
+			const char *ns = larder_stats_usage(s, i, &b, &e);
+			cap =
+			    g ? caps->ns[i].max_entries : caps->ns[i].max_bytes;
+			if (wanted(c, ns) && cap)
+				prom_gauge(name, dir, ns, (long long)cap);
 		}
 	}
 	printf("# HELP larder_counter_files_bad Counter files that failed "
@@ -256,18 +418,24 @@ static int run_stat(struct cli *c, int argc, char **argv)
 		larder_close(db);
 		return rc;
 	}
-	char real[PATH_MAX];
-	const char *dir =
-	    realpath(larder_dir(db), real) ? real : larder_dir(db);
-	if (fmt == FMT_JSON)
-		print_json(c, s, dir);
-	else if (fmt == FMT_PROM)
-		print_prom(c, s, dir);
-	else
-		print_human(c, s, dir);
+	struct caps caps = {.ns = NULL};
+	rc = read_caps(c, db, s, &caps);
+	if (rc == CLI_OK) {
+		char real[PATH_MAX];
+		const char *dir =
+		    realpath(larder_dir(db), real) ? real : larder_dir(db);
+		if (fmt == FMT_JSON)
+			print_json(c, s, &caps, dir);
+		else if (fmt == FMT_PROM)
+			print_prom(c, s, &caps, dir);
+		else
+			print_human(c, s, &caps, dir);
+		rc = out_finish(c, stdout);
+	}
+	free(caps.ns);
 	larder_stats_free(s);
 	larder_close(db);
-	return out_finish(c, stdout);
+	return rc;
 }
 
 const struct cli_cmd cli_cmd_stat = {
@@ -280,7 +448,11 @@ const struct cli_cmd cli_cmd_stat = {
 	"...),\n"
 	"summed over every process that used the store, and each "
 	"namespace's\n"
-	"usage (entry file bytes and entries). With --ns NS, only that "
+	"usage (entry file bytes and entries) beside its caps, if it has "
+	"any, with\n"
+	"the share of each cap used; the (total) row holds the store's "
+	"caps, and\n"
+	"the watermarks are shown when on. With --ns NS, only that "
 	"namespace's\n"
 	"usage. Processes add their counts when they close the store (and "
 	"about\n"
@@ -290,13 +462,17 @@ const struct cli_cmd cli_cmd_stat = {
 	"Options:\n"
 	"  --json        one JSON object: store, shards, shards_bad, "
 	"counters,\n"
-	"                namespaces (bytes, entries per namespace)\n"
+	"                usage and limits (the store's), namespaces (bytes, "
+	"entries,\n"
+	"                limits per namespace); a cap not set is null\n"
 	"  --prometheus  the Prometheus text format (larder_<counter>_total,\n"
 	"                larder_usage_bytes{ns=...}, "
 	"larder_usage_entries{ns=...},\n"
-	"                each with a store label), for node_exporter's "
-	"textfile\n"
-	"                collector: larder stat --prometheus > "
-	"DIR/larder.prom.$$ &&\n"
+	"                larder_limit_bytes and larder_limit_entries for "
+	"the caps\n"
+	"                that are set, the store's without ns; each with a "
+	"store\n"
+	"                label), for node_exporter's textfile collector:\n"
+	"                larder stat --prometheus > DIR/larder.prom.$$ &&\n"
 	"                mv DIR/larder.prom.$$ DIR/larder.prom\n",
 };

@@ -113,6 +113,72 @@ wreal=$(cd "$W" && pwd -P)
 check "the odd path reads back exactly" grep -qxF "larder_published_total|store=$wreal|1" "$T/samples"
 check "the quote and backslash are escaped" grep -qF 'we\"ird\\dir"}' "$T/out"
 
+# Caps beside the usage. None yet: no cap columns, null in JSON, no
+# limit samples.
+nsbytes() { find "$S/ns/$1/e" -type f -name '????????????????????????????????' -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
+ob=$(nsbytes other)
+tb=$(find "$S/ns" -path '*/e/*' -type f -name '????????????????????????????????' -printf '%s\n' | awk '{s += $1} END {print s}')
+expect_rc 0 "stat without caps" L stat
+check "no cap columns without caps" test "$(grep -c 'max_' "$T/out")" = 0
+check "no watermarks line while they are off" test "$(grep -c 'watermarks' "$T/out")" = 0
+expect_rc 0 "stat --json without caps" L stat --json
+check "--json: no store cap is null, watermarks off are null" test "$(json_get "$T/out" 'j["limits"] == {"max_bytes": None, "max_entries": None, "watermarks": None}')" = True
+check "--json: no namespace cap is null" test "$(json_get "$T/out" 'j["namespaces"]["other"]["limits"] == {"max_bytes": None, "max_entries": None}')" = True
+check "--json: the store's usage is the sum of the entry files" test "$(json_get "$T/out" '"%d %d" % (j["usage"]["bytes"], j["usage"]["entries"])')" = "$tb 3"
+expect_rc 0 "stat --prometheus without caps" L stat --prometheus
+check "--prometheus without caps follows the format" promcheck
+check "no limit samples without caps" test "$(grep -c '^larder_limit_' "$T/samples")" = 0
+
+expect_rc 0 "store caps" L config --max-bytes 1K --max-entries 4
+expect_rc 0 "a namespace byte cap below its usage" L config --ns other --max-bytes 100
+# Shares are cut to a tenth of a percent, not rounded.
+pct() { echo "$(($1 * 1000 / $2 / 10)).$(($1 * 1000 / $2 % 10))%"; }
+expect_rc 0 "stat with caps" L stat
+expect_out "^ +bytes +max_bytes +used +entries +max_entries +used +namespace$" "cap columns in the heading"
+expect_out "^ +[0-9]+ B +- +- +2 +- +- +default$" "an uncapped namespace shows -"
+expect_out "^ +$ob B +100 B +$(pct "$ob" 100) +1 +- +- +other$" "a namespace over its byte cap, exactly"
+expect_out "^ +$tb B +1.0 KiB +$(pct "$tb" 1024) +3 +4 +75.0% +\(total\)$" "the store's caps beside its total"
+expect_rc 0 "stat --ns other with caps" L --ns other stat
+expect_out "^ +bytes +max_bytes +used +entries +namespace$" "only the cap columns that its rows use"
+check "no store total with --ns" test "$(grep -c 'total' "$T/out")" = 0
+
+expect_rc 0 "stat --json with caps" L stat --json
+check "--json store caps exactly" test "$(json_get "$T/out" 'j["limits"] == {"max_bytes": 1024, "max_entries": 4, "watermarks": None}')" = True
+check "--json namespace caps exactly" test "$(json_get "$T/out" 'j["namespaces"]["other"]["limits"] == {"max_bytes": 100, "max_entries": None}')" = True
+check "--json an uncapped namespace" test "$(json_get "$T/out" 'j["namespaces"]["default"]["limits"] == {"max_bytes": None, "max_entries": None}')" = True
+
+expect_rc 0 "stat --prometheus with caps" L stat --prometheus
+check "--prometheus with caps follows the exposition format" promcheck
+check "the store's byte cap, without an ns label" grep -qxF "larder_limit_bytes|store=$real|1024" "$T/samples"
+check "the store's entry cap, without an ns label" grep -qxF "larder_limit_entries|store=$real|4" "$T/samples"
+check "a namespace's byte cap, with its ns label" grep -qxF "larder_limit_bytes|store=$real,ns=other|100" "$T/samples"
+check "caps that are not set are not exported" test "$(grep -c '^larder_limit_' "$T/samples")" = 3
+check "HELP for larder_limit_bytes" grep -q "^# HELP larder_limit_bytes ." "$T/out"
+check "TYPE gauge for larder_limit_entries" grep -qxF "# TYPE larder_limit_entries gauge" "$T/out"
+# usage / limit pairs by labels: the namespace's usage sample has the same
+# label set as its cap.
+check "a namespace's usage and cap share their labels" grep -qxF "larder_usage_bytes|store=$real,ns=other|$ob" "$T/samples"
+expect_rc 0 "stat --ns default --prometheus" L --ns default stat --prometheus
+check "--ns --prometheus follows the format" promcheck
+check "--ns: the store's cap stays, other namespaces' go" test "$(grep '^larder_limit_' "$T/samples" | tr '\n' ' ')" = "larder_limit_bytes|store=$real|1024 larder_limit_entries|store=$real|4 "
+
+expect_rc 0 "watermarks on" L config --watermarks 10,7,3
+expect_rc 0 "stat with watermarks" L stat
+expect_out "^free-space watermarks: run 10%, cull 7%, stop 3% of the filesystem$" "the watermarks are shown when set"
+expect_rc 0 "stat --json with watermarks" L stat --json
+check "--json watermarks" test "$(json_get "$T/out" 'j["limits"]["watermarks"] == {"run": 10, "cull": 7, "stop": 3}')" = True
+expect_rc 0 "caps and watermarks off again" L config --max-bytes 0 --max-entries 0 --watermarks 0,0,0
+expect_rc 0 "the namespace cap off again" L config --ns other --max-bytes 0
+
+# A cap set at init shows at once.
+I="$T/initcapped"
+"$LARDER" --dir "$I" init --max-bytes 2M >/dev/null 2>&1
+expect_rc 0 "stat --prometheus on a store capped at init" "$LARDER" --dir "$I" stat --prometheus
+ireal=$(cd "$I" && pwd -P)
+check "init --max-bytes 2M is exported exactly" grep -qxF "larder_limit_bytes{store=\"$ireal\"} 2097152" "$T/out"
+expect_rc 0 "stat --json on it" "$LARDER" --dir "$I" stat --json
+check "init --max-bytes 2M in --json" test "$(json_get "$T/out" 'j["limits"]["max_bytes"]')" = 2097152
+
 # A damaged counter file is reported, not summed. Which shard a process
 # writes depends on its pid, so take whichever holds published counts.
 f=$(grep -l '^published [0-9]*$' "$S"/stats/shard-* | head -1)
