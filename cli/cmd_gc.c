@@ -230,8 +230,9 @@ const struct cli_cmd cli_cmd_config = {
 	    "below C a\n"
 	    "                        cleaning frees until R is free; below "
 	    "S nothing is\n"
-	    "                        published. Default 10,7,3; 0,0,0 = "
-	    "off\n"
+	    "                        published. Default 0,0,0 = off; "
+	    "10,7,3 suits\n"
+	    "                        a filesystem of its own\n"
 	    "  --touch-interval S    a hit refreshes an entry's access time "
 	    "at most once\n"
 	    "                        per S seconds (store only; default "
@@ -248,6 +249,45 @@ static int gc_opt(struct cli *c, int id, const char *arg, void *ctx)
 		return CLI_CONTINUE;
 	}
 	return cli_usage_err(c, "unknown option");
+}
+
+/* After cleaning one namespace: a cleaning of one namespace holds only
+ * that namespace to the store's caps, so say when the store as a whole
+ * is (or, after a dry run, would still be) past one. Best effort: if the
+ * usage cannot be read, nothing is said. */
+static void note_store_over(struct cli *c, larder *db, int dry,
+			    const larder_gc_report *r)
+{
+	larder_limits l;
+	larder_stats *s = NULL;
+	if (larder_limits_get(db, NULL, &l) != 0 ||
+	    (!l.max_bytes && !l.max_entries) || larder_stats_read(&s, db) != 0)
+		return;
+	int64_t b, e;
+	cli_usage_total(s, &b, &e);
+	larder_stats_free(s);
+	if (dry) {
+		b -= (int64_t)r->bytes_freed;
+		e -= (int64_t)(r->expired + r->superseded + r->evicted);
+	}
+	const char *is = dry ? "would still be" : "is";
+	char msg[256];
+	if (cli_over_cap(b, l.max_bytes))
+		snprintf(msg, sizeof msg,
+			 "the store as a whole %s over its cap of %" PRId64
+			 " bytes (%" PRId64 " used): run 'larder gc' without "
+			 "--ns",
+			 is, l.max_bytes, b);
+	else if (cli_over_cap(e, l.max_entries))
+		snprintf(msg, sizeof msg,
+			 "the store as a whole %s over its cap of %" PRId64
+			 " entries (%" PRId64 " stored): run 'larder gc' "
+			 "without --ns",
+			 is, l.max_entries, e);
+	else
+		return;
+	fflush(stdout); /* after the report line, also through 2>&1 */
+	cli_log(c, LARDER_LOG_WARN, msg);
 }
 
 static int run_gc(struct cli *c, int argc, char **argv)
@@ -292,6 +332,8 @@ static int run_gc(struct cli *c, int argc, char **argv)
 		       dry ? "would remove " : "removed ", r.expired,
 		       r.superseded, r.evicted, r.swept,
 		       r.bytes_freed + r.swept_bytes);
+	if (c->ns_given && !r.skipped)
+		note_store_over(c, db, dry, &r);
 	larder_close(db);
 	return out_finish(c, stdout);
 }
@@ -309,7 +351,9 @@ const struct cli_cmd cli_cmd_gc = {
 	    "says so and does nothing. Readers holding an entry keep its "
 	    "data.\n\n"
 	    "Options:\n"
-	    "  --ns NS     only this namespace\n"
+	    "  --ns NS     only this namespace (held to its own caps; a "
+	    "warning says\n"
+	    "              when the store as a whole stays over its cap)\n"
 	    "  --dry-run   remove nothing; list what would go (as info log "
 	    "lines)\n",
 };

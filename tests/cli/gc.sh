@@ -73,6 +73,34 @@ for i in 6 7 8 9 10 11; do L put "k$i" "$T/p" >/dev/null 2>&1; done
 check "puts over the cap are cleaned (<= 3 left)" test "$(entries)" -le 3
 expect_rc 0 "the newest stays" L get k11
 
+# gc --ns cleans that namespace only: when the store as a whole stays
+# over its cap, it says so on stderr and still exits 0. Namespace b holds
+# one entry and default at least two, so that no cleaning of b alone can
+# bring the store under a cap of 1 entry (or of 1 byte).
+bytes() { find "$S/ns" -path '*/e/*' -type f -name '????????????????????????????????' -printf '%s\n' | awk '{s += $1} END {print s}'; }
+expect_rc 0 "no store cap for now" L config --max-entries 0
+L --ns b put b1 "$T/p" >/dev/null 2>&1
+check "default holds at least two entries" test "$(find "$S/ns/default/e" -type f -name '????????????????????????????????' | wc -l)" -ge 2
+expect_rc 0 "a store entry cap below its usage" L config --max-entries 1
+expect_rc 0 "gc --ns b with the store over its cap" L --ns b gc
+expect_err "^larder: warn: the store as a whole is over its cap of 1 entries \($(entries) stored\): run 'larder gc' without --ns$" "gc --ns says the store is over its entry cap, with the count"
+expect_out "seen; removed" "and still reports its cleaning on stdout"
+expect_rc 0 "gc --ns b --dry-run with the store over its cap" L --ns b gc --dry-run
+expect_err "the store as a whole would still be over its cap of 1 entries" "a dry run says it would still be over"
+expect_rc 0 "a store byte cap below its usage instead" L config --max-entries 0 --max-bytes 1
+expect_rc 0 "gc --ns b with the store over its byte cap" L --ns b gc
+expect_err "^larder: warn: the store as a whole is over its cap of 1 bytes \($(bytes) used\): run 'larder gc' without --ns$" "gc --ns names the byte cap and the bytes used"
+expect_rc 0 "a store cap above its usage" L config --max-bytes 1G
+expect_rc 0 "gc --ns b with the store under its cap" L --ns b gc
+check "gc --ns says nothing when the store is under its cap" test ! -s "$T/err"
+expect_rc 0 "no store cap" L config --max-bytes 0
+expect_rc 0 "gc --ns b without a store cap" L --ns b gc
+check "gc --ns says nothing without a store cap" test ! -s "$T/err"
+expect_rc 0 "gc over the store cap, without --ns" L config --max-entries 1
+expect_rc 0 "a whole gc" L gc
+check "a gc without --ns gives no such note" test "$(grep -c 'as a whole' "$T/err")" = 0
+check "a whole gc brings the store under its cap" test "$(entries)" -le 1
+
 # below the stop watermark: nothing stored, and said so (needs a tmpfs)
 M=$T/mnt
 mkdir -p "$M"
