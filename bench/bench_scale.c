@@ -22,7 +22,10 @@
  *  - a full larder_walk (headers only) and a larder_sweep (and its dry
  *    run) over the big store, each in a fresh process (this program run
  *    again with --child), timed, with that process's peak RSS (VmHWM)
- *    next to an idle one's.
+ *    next to an idle one's;
+ *  - a larder_gc dry run under a cap of half the entries (a whole walk),
+ *    and one publish that crosses a cap of N - 1 entries (the cleaning a
+ *    publish does: one slice of the store), the evicted put back after.
  *
  * Exit status 0 whether the target is met or not: timings on a shared
  * machine are information; non-zero only if something broke.
@@ -337,7 +340,7 @@ static int child(const char *what, const char *dir)
 {
 	larder *db = open_store(dir, 0);
 	uint64_t count = 0;
-	int64_t t0 = now_ns();
+	int64_t t0 = now_ns(), end = 0;
 	int rc = 0;
 	if (!strcmp(what, "walk")) {
 		rc = larder_walk(db, NULL, 0, count_cb, &count);
@@ -366,10 +369,49 @@ static int child(const char *what, const char *dir)
 			int rc2 = larder_limits_set(db, NULL, &old);
 			rc = rc ? rc : rc2;
 		}
+	} else if (!strcmp(what, "publish-over")) {
+		/* One publish that crosses a cap of N - 1 entries, timed
+		 * alone: it cleans what is over (a slice of the store); the
+		 * gc-dry line is what a walk of the whole store costs. Then
+		 * the evicted entries are put back and the cap taken away,
+		 * so the store stays whole for the next run. */
+		larder_limits l, old;
+		const char *n = getenv("BENCH_SCALE_N");
+		uint64_t total = n ? strtoull(n, NULL, 10) : 0;
+		if (larder_limits_get(db, NULL, &old) != 0)
+			die("limits: %s", larder_errmsg(db));
+		l = old;
+		l.max_entries = (int64_t)total - 1;
+		if (larder_limits_set(db, NULL, &l) != 0)
+			die("limits: %s", larder_errmsg(db));
+		uint8_t p[PAYLOAD];
+		payload_of(total, p);
+		t0 = now_ns();
+		rc = larder_put(db, "bench-extra", "k", 1, VER, 2, p, PAYLOAD,
+				NULL);
+		end = now_ns();
+		count = larder_counter(db, LARDER_CTR_EVICTIONS);
+		if (rc == 0)
+			rc = larder_limits_set(db, NULL, &old);
+		if (rc == 0)
+			rc = larder_remove(db, "bench-extra", "k", 1, VER, 2);
+		char key[32];
+		for (uint64_t i = 0; rc == 0 && i < total; i++) {
+			int klen = key_of(i, key, sizeof key);
+			larder_entry *e;
+			if (larder_get(&e, db, NS, key, (size_t)klen, VER, 2) ==
+			    0) {
+				larder_entry_release(e);
+				continue;
+			}
+			payload_of(i, p);
+			rc = larder_put(db, NS, key, (size_t)klen, VER, 2, p,
+					PAYLOAD, NULL);
+		}
 	} else if (strcmp(what, "idle")) {
 		die("unknown child task '%s'", what);
 	}
-	double secs = (double)(now_ns() - t0) / 1e9;
+	double secs = (double)((end ? end : now_ns()) - t0) / 1e9;
 	if (rc)
 		die("%s: %s", what, larder_errmsg(db));
 	larder_close(db);
@@ -469,5 +511,7 @@ int main(int argc, char **argv)
 	setenv("BENCH_SCALE_N", nbuf, 1);
 	measure(self, "gc-dry", big,
 		"larder_gc dry run, cap of half (would evict)");
+	measure(self, "publish-over", big,
+		"a publish crossing a cap of N-1 (evicted)");
 	return 0;
 }
