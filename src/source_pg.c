@@ -19,13 +19,19 @@
  * that starts again from 0 never repeats an old version, and the
  * definition is a hash of what ALTER TABLE changes unseen by triggers.
  * docs/sql.md has the details.
+ *
+ * Connections are kept for the next call: a store handle holds a few idle
+ * ones (struct ldr_pg_pool, below), since connecting is most of what a
+ * warm hit costs.
  */
 #include <errno.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "sql_source.h"
@@ -72,6 +78,12 @@ struct ldr_sql_conn {
 	PGconn *pg;
 	char *secret; /* the password, to keep out of messages */
 	char identity[512];
+	char *uri;	 /* as given: to connect again */
+	char *key;	 /* what the cache matches (conn_key); NULL: not kept */
+	int has_timeout; /* the user chose a connect timeout */
+	pid_t pid;	 /* the process that connected */
+	int reused;	 /* from the cache, and no command run yet */
+	int dirty;	 /* a command failed or a query was cancelled */
 	/* the current query's columns and one row's values */
 	size_t ncol, cap;
 	struct col *cols;
@@ -149,6 +161,7 @@ static int fail_pg(struct ldr_sql_conn *c, const PGresult *r, const char *what)
 {
 	char msg[600], detail[300] = "", hint[300] = "", state[32] = "";
 	const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	c->dirty = 1; /* not worth knowing what it left behind: not kept */
 	const char *primary =
 	    r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	if (primary) {
@@ -369,10 +382,9 @@ static int find_identity(struct ldr_sql_conn *c)
 	return 0;
 }
 
-static void pg_close(struct ldr_sql_conn *c)
+/* Close the connection and free what it holds. */
+static void destroy(struct ldr_sql_conn *c)
 {
-	if (!c)
-		return;
 	PQfinish(c->pg);
 	for (size_t i = 0; i < c->cap; i++)
 		free(c->cols[i].buf);
@@ -382,7 +394,239 @@ static void pg_close(struct ldr_sql_conn *c)
 	free(c->len);
 	free(c->kind);
 	free(c->secret);
+	free(c->uri);
+	free(c->key);
 	free(c);
+}
+
+/* Connect c to c->uri and find its identity (c->pg is left for the caller
+ * to finish after a failure). */
+static int connect_pg(struct ldr_sql_conn *c)
+{
+	/* With expand_dbname, the connection string in "dbname" is expanded
+	 * in place: keywords before it are defaults it overrides. */
+	const char *keys[5], *vals[5];
+	int n = 0;
+	if (!c->has_timeout) {
+		keys[n] = "connect_timeout";
+		vals[n++] = CONNECT_TIMEOUT;
+	}
+	keys[n] = "fallback_application_name";
+	vals[n++] = "larder";
+	keys[n] = "dbname";
+	vals[n++] = c->uri;
+	keys[n] = "client_encoding"; /* after: over the user's choice */
+	vals[n++] = "UTF8";
+	keys[n] = NULL;
+	vals[n] = NULL;
+	c->dirty = 0;
+	c->pid = getpid();
+	c->pg = PQconnectdbParams(keys, vals, 1);
+	if (!c->pg)
+		return ldr_fail(c->db, LARDER_ENOMEM, 0,
+				"PostgreSQL: out of memory connecting");
+	if (PQstatus(c->pg) != CONNECTION_OK) {
+		char m[800];
+		tidy(m, sizeof m, PQerrorMessage(c->pg), c->secret);
+		int rc = connect_code(c->pg, m);
+		return ldr_fail(c->db, rc, 0,
+				"PostgreSQL: cannot connect to database \"%s\" "
+				"as user \"%s\": %s",
+				PQdb(c->pg) ? PQdb(c->pg) : "",
+				PQuser(c->pg) ? PQuser(c->pg) : "", m);
+	}
+	PQsetNoticeProcessor(c->pg, on_notice, c);
+	return find_identity(c);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Keeping connections                                                     */
+
+/* A store handle keeps up to POOL_SLOTS idle connections for the next
+ * calls: connecting (a server process, SCRAM's 4096 PBKDF2 rounds on each
+ * side) is most of what a warm hit costs. A call takes one out for itself
+ * and puts it back at the end, so threads sharing the handle never share
+ * a PGconn (a call that finds none opens its own). Only a connection that
+ * is sound and idle is put back, after DISCARD ALL: what a query did to
+ * the session (SET, set_config(), SET ROLE, PREPARE, advisory locks,
+ * LISTEN, temporary objects) must not reach the next call, whose key
+ * knows nothing of it. DISCARD ALL resets settings to the session's
+ * defaults, which keep what the connection string set (client_encoding).
+ * More slots than a few would only hold server processes idle; the
+ * oldest idle connection goes when a newer one needs its slot.
+ *
+ * fork(): libpq says a PGconn must not be used in two processes, and
+ * PQfinish in a child would send Terminate down the parent's socket and
+ * end the parent's session. So the pool (and each connection) records
+ * the pid that made it; a process that meets another's pool replaces it
+ * with its own and leaves the old one untouched — not its mutex (another
+ * thread of the parent may have held it at the fork), not its PGconns,
+ * not even their file descriptors (closing a duplicate would be harmless
+ * to the parent, but reading the pool's slots may not be: it may have
+ * been copied mid-change). What it holds leaks in the child, a few
+ * hundred bytes and descriptors that go at exit or exec. */
+#define POOL_SLOTS 4
+
+struct ldr_pg_pool {
+	pthread_mutex_t mu;
+	pid_t pid;
+	size_t n;
+	struct ldr_sql_conn *idle[POOL_SLOTS]; /* oldest first */
+};
+
+/* What a connection depends on besides the string: libpq's PG*
+ * environment variables (PGHOST, PGUSER, PGPASSWORD, PGOPTIONS, ...),
+ * read at connect time. A process that changes them gets new
+ * connections. Holds what the string holds (maybe a password): never
+ * printed. */
+static char *conn_key(const char *uri)
+{
+	extern char **environ;
+	size_t n = strlen(uri) + 2;
+	for (char **e = environ; *e; e++)
+		if (strncmp(*e, "PG", 2) == 0)
+			n += strlen(*e) + 1;
+	char *k = malloc(n);
+	if (!k)
+		return NULL;
+	size_t o = (size_t)snprintf(k, n, "%s\n", uri);
+	for (char **e = environ; *e && o < n; e++)
+		if (strncmp(*e, "PG", 2) == 0)
+			o += (size_t)snprintf(k + o, n - o, "%s\n", *e);
+	return k;
+}
+
+/* The handle's pool for this process, made on first use; NULL without a
+ * handle or memory (then nothing is kept). */
+static struct ldr_pg_pool *pool_of(larder *db)
+{
+	if (!db)
+		return NULL;
+	pid_t me = getpid();
+	struct ldr_pg_pool *p = __atomic_load_n(&db->pg_pool, __ATOMIC_ACQUIRE);
+	if (p && p->pid == me)
+		return p;
+	struct ldr_pg_pool *n = calloc(1, sizeof *n);
+	if (!n || pthread_mutex_init(&n->mu, NULL) != 0) {
+		free(n);
+		return NULL;
+	}
+	n->pid = me;
+	/* Installed over nothing or over another process's pool (left as it
+	 * is: see above); another thread may have been first. */
+	if (__atomic_compare_exchange_n(&db->pg_pool, &p, n, 0,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return n;
+	pthread_mutex_destroy(&n->mu);
+	free(n);
+	return p && p->pid == me ? p : NULL;
+}
+
+/* The most recently kept idle connection made for `key`, taken out. */
+static struct ldr_sql_conn *pool_take(larder *db, const char *key)
+{
+	struct ldr_pg_pool *p = pool_of(db);
+	struct ldr_sql_conn *c = NULL;
+	if (!p)
+		return NULL;
+	pthread_mutex_lock(&p->mu);
+	for (size_t i = p->n; i-- > 0;) {
+		if (strcmp(p->idle[i]->key, key) == 0) {
+			c = p->idle[i];
+			memmove(p->idle + i, p->idle + i + 1,
+				(p->n - i - 1) * sizeof *p->idle);
+			p->n--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	return c;
+}
+
+/* Keep c for a next call if it is sound and idle; 1 if kept. */
+static int pool_put(struct ldr_sql_conn *c)
+{
+	struct ldr_pg_pool *p = c->key ? pool_of(c->db) : NULL;
+	if (!p || c->dirty || PQstatus(c->pg) != CONNECTION_OK ||
+	    PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+		return 0;
+	/* Not through exec_cmd: a failure here is no failure of the call,
+	 * and must not replace the thread's message. */
+	PGresult *r = PQexec(c->pg, "DISCARD ALL");
+	int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+	PQclear(r);
+	if (!ok || PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+		return 0;
+	struct ldr_sql_conn *old = NULL;
+	pthread_mutex_lock(&p->mu);
+	if (p->n == POOL_SLOTS) {
+		old = p->idle[0];
+		memmove(p->idle, p->idle + 1, (p->n - 1) * sizeof *p->idle);
+		p->n--;
+	}
+	p->idle[p->n++] = c;
+	pthread_mutex_unlock(&p->mu);
+	if (old)
+		destroy(old);
+	return 1;
+}
+
+void ldr_pg_pool_free(larder *db)
+{
+	struct ldr_pg_pool *p = db->pg_pool;
+	db->pg_pool = NULL;
+	if (!p || p->pid != getpid())
+		return; /* another process's: see above */
+	for (size_t i = 0; i < p->n; i++)
+		destroy(p->idle[i]);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+/* The first command of a call on a kept connection failed. If the
+ * connection is gone (its server process terminated, the server
+ * restarted, idle_session_timeout) while it sat idle, connect again and
+ * say to run the command again (1): it was the call's first, so nothing
+ * of the call is lost. Once: a second failure is the call's. */
+static int again(struct ldr_sql_conn *c, int *rc)
+{
+	int reused = c->reused;
+	c->reused = 0;
+	if (*rc == 0 || !reused || PQstatus(c->pg) == CONNECTION_OK)
+		return 0;
+	char was[sizeof c->identity], why[300];
+	tidy(why, sizeof why, PQerrorMessage(c->pg), c->secret);
+	ldr_log(c->db, LARDER_LOG_INFO,
+		"PostgreSQL: a kept connection was lost (%s): connecting again",
+		why);
+	memcpy(was, c->identity, sizeof was);
+	PQfinish(c->pg);
+	c->pg = NULL;
+	int r = connect_pg(c);
+	/* The key already holds the identity: a different database behind
+	 * the same connection string must not be read under it. */
+	if (r == 0 && strcmp(was, c->identity) != 0)
+		r = ldr_fail(c->db, LARDER_EIO, 0,
+			     "PostgreSQL: on connecting again, the database "
+			     "is another (%s, was %s): try again",
+			     c->identity, was);
+	if (r) {
+		c->dirty = 1;
+		*rc = r;
+		return 0;
+	}
+	return 1;
+}
+
+static void pg_close(struct ldr_sql_conn *c)
+{
+	if (!c)
+		return;
+	if (c->pg && c->pid != getpid())
+		c->pg = NULL; /* another process's: never PQfinish it */
+	else if (c->pg && pool_put(c))
+		return;
+	destroy(c);
 }
 
 static int pg_open(struct ldr_sql_conn **out, larder *db, const char *uri,
@@ -390,10 +634,22 @@ static int pg_open(struct ldr_sql_conn **out, larder *db, const char *uri,
 {
 	(void)write; /* track and untrack open their own write transaction */
 	*out = NULL;
-	struct ldr_sql_conn *c = calloc(1, sizeof *c);
-	if (!c)
+	/* Without memory for the key, the connection is just not kept. */
+	char *key = db ? conn_key(uri) : NULL;
+	struct ldr_sql_conn *c = key ? pool_take(db, key) : NULL;
+	if (c) {
+		free(key);
+		c->reused = 1;
+		*out = c;
+		return 0;
+	}
+	c = calloc(1, sizeof *c);
+	if (!c) {
+		free(key);
 		return ldr_fail(db, LARDER_ENOMEM, 0, "out of memory");
+	}
 	c->db = db;
+	c->key = key;
 
 	/* Parse first: to know the password (kept out of every message)
 	 * and whether the user chose a connect timeout. */
@@ -407,59 +663,28 @@ static int pg_open(struct ldr_sql_conn **out, larder *db, const char *uri,
 		else
 			snprintf(u, sizeof u, "%s", m);
 		PQfreemem(perr);
-		free(c);
+		destroy(c);
 		return ldr_fail(db, LARDER_EINVAL, 0,
 				"PostgreSQL: bad connection string: %s", u);
 	}
-	int has_timeout = getenv("PGCONNECT_TIMEOUT") != NULL;
+	c->has_timeout = getenv("PGCONNECT_TIMEOUT") != NULL;
 	for (PQconninfoOption *o = opts; o->keyword; o++) {
 		if (!o->val)
 			continue;
 		if (strcmp(o->keyword, "password") == 0 && o->val[0])
 			c->secret = strdup(o->val);
 		if (strcmp(o->keyword, "connect_timeout") == 0)
-			has_timeout = 1;
+			c->has_timeout = 1;
 	}
 	PQconninfoFree(opts);
-
-	/* With expand_dbname, the connection string in "dbname" is expanded
-	 * in place: keywords before it are defaults it overrides. */
-	const char *keys[5], *vals[5];
-	int n = 0;
-	if (!has_timeout) {
-		keys[n] = "connect_timeout";
-		vals[n++] = CONNECT_TIMEOUT;
+	c->uri = strdup(uri);
+	if (!c->uri) {
+		destroy(c);
+		return ldr_fail(db, LARDER_ENOMEM, 0, "out of memory");
 	}
-	keys[n] = "fallback_application_name";
-	vals[n++] = "larder";
-	keys[n] = "dbname";
-	vals[n++] = uri;
-	keys[n] = "client_encoding"; /* after: over the user's choice */
-	vals[n++] = "UTF8";
-	keys[n] = NULL;
-	vals[n] = NULL;
-	c->pg = PQconnectdbParams(keys, vals, 1);
-	if (!c->pg) {
-		pg_close(c);
-		return ldr_fail(db, LARDER_ENOMEM, 0,
-				"PostgreSQL: out of memory connecting");
-	}
-	if (PQstatus(c->pg) != CONNECTION_OK) {
-		char m[800];
-		tidy(m, sizeof m, PQerrorMessage(c->pg), c->secret);
-		int rc = connect_code(c->pg, m);
-		ldr_fail(db, rc, 0,
-			 "PostgreSQL: cannot connect to database \"%s\" as "
-			 "user \"%s\": %s",
-			 PQdb(c->pg) ? PQdb(c->pg) : "",
-			 PQuser(c->pg) ? PQuser(c->pg) : "", m);
-		pg_close(c);
-		return rc;
-	}
-	PQsetNoticeProcessor(c->pg, on_notice, c);
-	int rc = find_identity(c);
+	int rc = connect_pg(c);
 	if (rc) {
-		pg_close(c);
+		destroy(c);
 		return rc;
 	}
 	*out = c;
@@ -483,7 +708,10 @@ static int pg_begin(struct ldr_sql_conn *c)
 	/* REPEATABLE READ: every statement of the transaction sees the
 	 * snapshot taken by its first read. READ ONLY: a query cannot write
 	 * through the cache. */
-	return exec_cmd(c, begin_sql, "cannot begin a read snapshot");
+	int rc = exec_cmd(c, begin_sql, "cannot begin a read snapshot");
+	if (again(c, &rc))
+		rc = exec_cmd(c, begin_sql, "cannot begin a read snapshot");
+	return rc;
 }
 
 static int pg_end(struct ldr_sql_conn *c)
@@ -648,6 +876,9 @@ static int emit_row(struct ldr_sql_conn *c, const PGresult *r,
  * that draining does not read the rest of a large result. */
 static void cancel(struct ldr_sql_conn *c)
 {
+	/* Never kept: the request travels on a connection of its own and
+	 * can arrive after this statement has ended, to cancel the next. */
+	c->dirty = 1;
 	PGcancel *k = PQgetCancel(c->pg);
 	if (!k)
 		return;
@@ -720,7 +951,7 @@ static int pg_query(struct ldr_sql_conn *c, const char *sql,
 	return rc;
 }
 
-static int pg_nparams(struct ldr_sql_conn *c, const char *sql, size_t *out)
+static int nparams_once(struct ldr_sql_conn *c, const char *sql, size_t *out)
 {
 	*out = 0;
 	/* The unnamed statement: replaced by the next query's. */
@@ -740,6 +971,14 @@ static int pg_nparams(struct ldr_sql_conn *c, const char *sql, size_t *out)
 	*out = (size_t)PQnparams(r);
 	PQclear(r);
 	return 0;
+}
+
+static int pg_nparams(struct ldr_sql_conn *c, const char *sql, size_t *out)
+{
+	int rc = nparams_once(c, sql, out);
+	if (again(c, &rc))
+		rc = nparams_once(c, sql, out);
+	return rc;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -933,6 +1172,15 @@ static int finish(struct ldr_sql_conn *c, int rc)
 	return rc;
 }
 
+/* Begin a write transaction (the first command of track and untrack). */
+static int begin_write(struct ldr_sql_conn *c)
+{
+	int rc = exec_cmd(c, "BEGIN READ WRITE", "cannot begin");
+	if (again(c, &rc))
+		rc = exec_cmd(c, "BEGIN READ WRITE", "cannot begin");
+	return rc;
+}
+
 /* "larder_track_<table>_count", cut to PostgreSQL's 63 bytes at a
  * character boundary (as the server would cut it, but without its
  * notice). Only unique per table; we find our trigger by its function. */
@@ -1001,7 +1249,7 @@ static int create_function(struct ldr_sql_conn *c, const char *schema)
 
 static int pg_track(struct ldr_sql_conn *c, const char *table)
 {
-	int rc = exec_cmd(c, "BEGIN READ WRITE", "cannot begin");
+	int rc = begin_write(c);
 	if (rc)
 		return rc;
 	struct target t = {0};
@@ -1157,7 +1405,7 @@ static int any_row(struct ldr_sql_conn *c, const char *sql, const char *arg,
  * for, and then hold up, every reader of a version in the schema. */
 static int pg_untrack(struct ldr_sql_conn *c, const char *table)
 {
-	int rc = exec_cmd(c, "BEGIN READ WRITE", "cannot begin");
+	int rc = begin_write(c);
 	if (rc)
 		return rc;
 	struct target t = {0};

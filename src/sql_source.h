@@ -93,4 +93,10 @@ struct ldr_sql_ops {
 extern const struct ldr_sql_ops ldr_sql_sqlite;
 extern const struct ldr_sql_ops ldr_sql_pg;
 
+/* ldr_sql_pg.open with a store handle may hand out a connection that an
+ * earlier call on the handle closed, and close keeps a sound, idle one
+ * for the next (source_pg.c: "Keeping connections"); larder_close frees
+ * them with this. With db NULL, open connects and close disconnects. */
+void ldr_pg_pool_free(larder *db);
+
 #endif

@@ -18,6 +18,7 @@
 #include "fsutil.h"
 #include "stats.h"
 #include "gc.h"
+#include "sql_source.h"
 
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #if defined(__x86_64__) || defined(__i386__)
@@ -658,6 +659,7 @@ void larder_close(larder *db)
 		return;
 	ldr_gc_close(db);
 	ldr_stats_fini(db); /* flushes: a failure is logged, not returned */
+	ldr_pg_pool_free(db);
 	ldr_close(db->rootfd);
 	free(db->dir);
 	free(db);

@@ -48,6 +48,8 @@ struct larder {
 	uint64_t ctr[LARDER_CTR_COUNT];
 	struct ldr_stats *stats; /* stats.c: pending usage, flush state */
 	struct ldr_gc *gc;	 /* limits, touches and cleaning (gc.c) */
+	/* Idle PostgreSQL connections kept for the next calls (source_pg.c) */
+	struct ldr_pg_pool *pg_pool;
 };
 
 static inline void ldr_count(larder *db, int c)

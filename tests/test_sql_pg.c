@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/resource.h>
@@ -2010,6 +2011,18 @@ TEST(e2e_version_and_data_match_under_a_writer)
 	int filled = 0;
 	char seen[64] = "";
 	for (int i = 0; i < 12; i++) {
+		/* Every other call waits for the writer to commit past what
+		 * the previous call read, so that loads happen however fast a
+		 * call is (a kept connection makes a hit quick). */
+		char token[64];
+		long long prev = -1;
+		if (i % 2)
+			split_version(seen, token, &prev);
+		double t0 = now_s();
+		while (
+		    atoll(sql_val(a, "SELECT n FROM larder_changes WHERE tbl = "
+				     "'public.e2e_w'")) <= prev)
+			ASSERT(now_s() - t0 < 30);
 		struct res r = sql_call(db, pg_uri, q, &o);
 		if (r.rc)
 			test_fail(__FILE__, __LINE__, "%s", larder_errmsg(db));
@@ -2023,7 +2036,7 @@ TEST(e2e_version_and_data_match_under_a_writer)
 	stop_writer(w);
 	printf("    12 calls under a writer: %d loads, every one consistent\n",
 	       filled);
-	ASSERT(filled >= 2);
+	ASSERT(filled >= 6);
 	/* The writer stopped: the next call loads the last version once,
 	 * then hits. */
 	struct res r = sql_call(db, pg_uri, q, &o);
@@ -2428,6 +2441,322 @@ TEST(e2e_large_result_streams_in_bounded_memory)
 }
 
 /* A file's contents, NUL-terminated (static buffer, cut at 64 KiB). */
+/* ---------------------------------------------------------------------- */
+/* Connections kept by the store handle                                    */
+
+/* A URI whose sessions the server lists under an application name of
+ * this test's own (so that they can be counted and found), in *app. */
+static const char *uri_named(char app[64], const char *what)
+{
+	char extra[128];
+	snprintf(app, 64, "larder_%s_%d", what, (int)getpid());
+	snprintf(extra, sizeof extra, "application_name=%s", app);
+	return uri_for("larder", pg_password, extra);
+}
+
+/* The number of server processes serving sessions named `app`. */
+static int sessions(PGconn *a, const char *app)
+{
+	return atoi(sql_val(a,
+			    "SELECT count(*) FROM pg_stat_activity WHERE "
+			    "application_name = '%s'",
+			    app));
+}
+
+/* The pid of the one session named `app` (fails if not exactly one). */
+static const char *session_pid(int line, PGconn *a, const char *app)
+{
+	if (sessions(a, app) != 1)
+		test_fail(__FILE__, line, "%d sessions named %s, want 1",
+			  sessions(a, app), app);
+	return sql_val(a,
+		       "SELECT pid FROM pg_stat_activity WHERE "
+		       "application_name = '%s'",
+		       app);
+}
+
+/* Waits (bounded) until at most `n` sessions are named `app`: a server
+ * process ends a little after its client said goodbye. */
+static void wait_sessions_at_most(int line, PGconn *a, const char *app, int n)
+{
+	double end = now_s() + 20;
+	while (sessions(a, app) > n) {
+		if (now_s() > end)
+			test_fail(__FILE__, line,
+				  "%d sessions named %s after 20 s, want <= %d",
+				  sessions(a, app), app, n);
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* A test of kept connections: a store, a URI named for the test, and a
+ * first call that filled under the version query
+ * "SELECT pg_backend_pid()", which makes each server process a version of
+ * its own (a call that hits used the process of the call that filled);
+ * pid is that process. */
+struct kept {
+	PGconn *a;
+	char app[64], pid[32];
+	const char *uri;
+	larder *db;
+	larder_sql_opts o;
+	struct res first;
+};
+
+static void kept_start(struct kept *k, const char *what)
+{
+	k->a = admin();
+	k->uri = uri_named(k->app, what);
+	k->db = open_store();
+	larder_sql_opts o = LARDER_SQL_OPTS_INIT;
+	k->o = o;
+	k->o.version_query = "SELECT pg_backend_pid()";
+	k->first = sql_call(k->db, k->uri, "SELECT 1 AS one", &k->o);
+	ASSERT_RES(k->db, k->first, LARDER_FILLED);
+	snprintf(k->pid, sizeof k->pid, "%s",
+		 session_pid(__LINE__, k->a, k->app));
+	ASSERT_CONTAINS(k->first.ver, k->pid);
+}
+
+static void kept_end(struct kept *k)
+{
+	larder_close(k->db);
+	res_free(&k->first);
+	PQfinish(k->a);
+}
+
+TEST(e2e_calls_on_one_handle_reuse_one_connection)
+{
+	struct kept k;
+	kept_start(&k, "reuse");
+	PGconn *a = k.a;
+	larder *db = k.db;
+	for (int i = 0; i < 5; i++) {
+		struct res r = sql_call(db, k.uri, "SELECT 1 AS one", &k.o);
+		ASSERT_RES(db, r, LARDER_HIT);
+		ASSERT_STR_EQ(r.ver, k.first.ver);
+		res_free(&r);
+		ASSERT_STR_EQ(session_pid(__LINE__, a, k.app), k.pid);
+	}
+	/* Tracking, on the same handle and string, uses it too. */
+	ASSERT_RC(db, larder_sql_untrack(db, k.uri, "e2e_reuse_none"), 0);
+	ASSERT_STR_EQ(session_pid(__LINE__, a, k.app), k.pid);
+	/* Another connection string gets a connection of its own. */
+	char app2[64];
+	struct res r =
+	    sql_call(db, uri_named(app2, "reuse2"), "SELECT 1", &k.o);
+	ASSERT_RES(db, r, LARDER_FILLED);
+	res_free(&r);
+	ASSERT_EQ(sessions(a, app2), 1);
+	ASSERT_STR_EQ(session_pid(__LINE__, a, k.app), k.pid);
+	/* larder_close ends them. */
+	larder_close(db);
+	k.db = NULL;
+	wait_sessions_at_most(__LINE__, a, k.app, 0);
+	wait_sessions_at_most(__LINE__, a, app2, 0);
+	kept_end(&k);
+}
+
+/* Killed while idle in the handle: the next call connects again, whether
+ * its first command is the version query's description (version query)
+ * or the snapshot's BEGIN (table). */
+TEST(e2e_kept_connection_killed_between_calls_connects_again)
+{
+	PGconn *a = admin();
+	ensure_changes_table(a);
+	fresh_table(a, "e2e_kept_kill", 2);
+	char app[64];
+	const char *uri = uri_named(app, "kill");
+	larder *db = open_store();
+	ASSERT_RC(db, larder_sql_track(db, uri, "e2e_kept_kill"), 0);
+	larder_sql_opts by_query = LARDER_SQL_OPTS_INIT, by_table = by_query;
+	by_query.version_query = "SELECT pg_backend_pid()";
+	by_table.table = "e2e_kept_kill";
+	const larder_sql_opts *opts[] = {&by_query, &by_table};
+	const char *q = "SELECT id, v FROM e2e_kept_kill ORDER BY id";
+	for (int k = 0; k < 2; k++) {
+		struct res r = sql_call(db, uri, q, opts[k]);
+		ASSERT_RES(db, r, k == 0 ? LARDER_FILLED : LARDER_FILLED);
+		res_free(&r);
+		char pid[32];
+		snprintf(pid, sizeof pid, "%s", session_pid(__LINE__, a, app));
+		ASSERT_STR_EQ(
+		    sql_val(a, "SELECT pg_terminate_backend(%s)", pid), "t");
+		wait_sessions_at_most(__LINE__, a, app, 0);
+		r = sql_call(db, uri, q, opts[k]);
+		/* a new process: a new version for the first, the same
+		 * counter for the second */
+		ASSERT_RES(db, r, k == 0 ? LARDER_FILLED : LARDER_HIT);
+		ASSERT_STR_EQ(r.data, "id,v\r\n1,v1\r\n2,v2\r\n");
+		res_free(&r);
+		ASSERT(strcmp(session_pid(__LINE__, a, app), pid) != 0);
+	}
+	larder_close(db);
+	PQfinish(a);
+}
+
+/* What a query does to its session (here: search_path, for good, with
+ * set_config(..., false)) does not reach the next call on the same
+ * connection: it would read another table under a key that does not say
+ * so. */
+TEST(e2e_session_settings_do_not_leak_into_the_next_call)
+{
+	PGconn *a = admin();
+	sql_ok(a, "DROP SCHEMA IF EXISTS e2e_leak CASCADE");
+	sql_ok(a, "CREATE SCHEMA e2e_leak");
+	sql_ok(a, "GRANT USAGE ON SCHEMA e2e_leak TO larder");
+	sql_ok(a, "DROP TABLE IF EXISTS e2e_leak_t");
+	sql_ok(a, "CREATE TABLE e2e_leak_t (v text)");
+	sql_ok(a, "CREATE TABLE e2e_leak.e2e_leak_t (v text)");
+	sql_ok(a, "INSERT INTO e2e_leak_t VALUES ('public')");
+	sql_ok(a, "INSERT INTO e2e_leak.e2e_leak_t VALUES ('other')");
+	sql_ok(a, "GRANT SELECT ON e2e_leak_t, e2e_leak.e2e_leak_t TO larder");
+	char app[64];
+	const char *uri = uri_named(app, "leak");
+	larder *db = open_store();
+	larder_sql_opts o = LARDER_SQL_OPTS_INIT;
+	o.version_query = "SELECT set_config('search_path', 'e2e_leak', false)";
+	struct res r = sql_call(db, uri, "SELECT v FROM e2e_leak_t", &o);
+	ASSERT_RES(db, r, LARDER_FILLED);
+	ASSERT_STR_EQ(r.data, "v\r\nother\r\n"); /* its own business */
+	res_free(&r);
+	const char *pid = session_pid(__LINE__, a, app);
+	o.version_query = "SELECT current_setting('search_path'), "
+			  "current_setting('client_encoding')";
+	r = sql_call(db, uri, "SELECT v, 2 AS n FROM e2e_leak_t", &o);
+	ASSERT_RES(db, r, LARDER_FILLED);
+	ASSERT_STR_EQ(r.data, "v,n\r\npublic,2\r\n");
+	ASSERT_CONTAINS(r.ver, "public");
+	ASSERT_CONTAINS(r.ver, "UTF8"); /* the connection's own stays */
+	res_free(&r);
+	/* the same connection, or the test proves nothing */
+	ASSERT_STR_EQ(session_pid(__LINE__, a, app), pid);
+	larder_close(db);
+	sql_ok(a, "DROP SCHEMA e2e_leak CASCADE");
+	sql_ok(a, "DROP TABLE e2e_leak_t");
+	PQfinish(a);
+}
+
+TEST(e2e_a_failed_call_does_not_keep_its_connection)
+{
+	struct kept k;
+	kept_start(&k, "failed");
+	struct res r = sql_call(k.db, k.uri, "SELECT 1 / 0", &k.o);
+	ASSERT_EQ(r.rc, LARDER_EINVAL);
+	ASSERT_CONTAINS(larder_errmsg(k.db), "division by zero");
+	wait_sessions_at_most(__LINE__, k.a, k.app, 0);
+	r = sql_call(k.db, k.uri, "SELECT 1 AS one", &k.o);
+	ASSERT_RES(k.db, r, LARDER_FILLED); /* another process, version */
+	res_free(&r);
+	ASSERT(strcmp(session_pid(__LINE__, k.a, k.app), k.pid) != 0);
+	kept_end(&k);
+}
+
+struct sql_thread {
+	pthread_t t;
+	larder *db;
+	const char *uri;
+	int id, failures;
+	char why[512];
+};
+
+/* Calls that each load (a query of their own) and check their bytes. */
+static void *sql_thread_main(void *arg)
+{
+	struct sql_thread *s = arg;
+	larder_sql_opts o = LARDER_SQL_OPTS_INIT;
+	o.version_query = "SELECT 1";
+	for (int i = 0; i < 15 && !s->failures; i++) {
+		char q[128], want[512];
+		int n = 10 + 37 * s->id + i;
+		snprintf(q, sizeof q,
+			 "SELECT %d AS t, %d AS i, repeat('x', %d) AS s", s->id,
+			 i, n);
+		int w =
+		    snprintf(want, sizeof want, "t,i,s\r\n%d,%d,", s->id, i);
+		memset(want + w, 'x', (size_t)n);
+		snprintf(want + w + n, sizeof want - (size_t)(w + n), "\r\n");
+		larder_entry *e = NULL;
+		int outcome = 0;
+		int rc =
+		    larder_sql(&e, &outcome, s->db, "default", s->uri, q, &o);
+		if (rc || outcome != LARDER_FILLED ||
+		    larder_entry_size(e) != strlen(want) ||
+		    memcmp(larder_entry_data(e), want, strlen(want)) != 0) {
+			s->failures++;
+			snprintf(s->why, sizeof s->why,
+				 "thread %d call %d: rc %d outcome %d: %s",
+				 s->id, i, rc, outcome,
+				 rc ? larder_errmsg(s->db) : "wrong bytes");
+		}
+		larder_entry_release(e);
+	}
+	return NULL;
+}
+
+TEST(e2e_threads_on_one_handle_each_get_their_own_bytes)
+{
+	PGconn *a = admin();
+	char app[64];
+	const char *uri = uri_named(app, "threads");
+	larder *db = open_store();
+	struct sql_thread th[8];
+	for (int i = 0; i < 8; i++) {
+		th[i] = (struct sql_thread){.db = db, .uri = uri, .id = i};
+		ASSERT_EQ(
+		    pthread_create(&th[i].t, NULL, sql_thread_main, &th[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		ASSERT_EQ(pthread_join(th[i].t, NULL), 0);
+		if (th[i].failures)
+			test_fail(__FILE__, __LINE__, "%s", th[i].why);
+	}
+	/* a few kept, the rest closed */
+	wait_sessions_at_most(__LINE__, a, app, 4);
+	ASSERT(sessions(a, app) >= 1);
+	larder_close(db);
+	wait_sessions_at_most(__LINE__, a, app, 0);
+	PQfinish(a);
+}
+
+/* A child must not use, nor end, its parent's connection: it connects
+ * for itself, and the parent's next call still hits with the same server
+ * process (a Terminate sent by the child down the shared socket would
+ * have ended it). */
+TEST(e2e_forked_child_connects_for_itself_and_leaves_the_parents)
+{
+	struct kept k;
+	kept_start(&k, "fork");
+	pid_t kid = fork();
+	ASSERT(kid >= 0);
+	if (kid == 0) {
+		struct res r = sql_call(k.db, k.uri, "SELECT 1 AS one", &k.o);
+		int bad = r.rc != 0			    ? 1
+			  : r.outcome != LARDER_FILLED	    ? 2
+			  : strcmp(r.ver, k.first.ver) == 0 ? 3
+							    : 0;
+		res_free(&r);
+		r = sql_call(k.db, k.uri, "SELECT 1 AS one", &k.o);
+		if (!bad && (r.rc != 0 || r.outcome != LARDER_HIT))
+			bad = 4; /* the child keeps its own */
+		res_free(&r);
+		larder_close(k.db);
+		_exit(bad);
+	}
+	int st;
+	ASSERT(waitpid(kid, &st, 0) == kid);
+	ASSERT(WIFEXITED(st));
+	ASSERT_EQ(WEXITSTATUS(st), 0);
+	struct res r = sql_call(k.db, k.uri, "SELECT 1 AS one", &k.o);
+	ASSERT_RES(k.db, r, LARDER_HIT);
+	ASSERT_STR_EQ(r.ver, k.first.ver);
+	res_free(&r);
+	wait_sessions_at_most(__LINE__, k.a, k.app, 1); /* the child's went */
+	ASSERT_STR_EQ(session_pid(__LINE__, k.a, k.app), k.pid);
+	kept_end(&k);
+}
+
 static const char *slurp(const char *path)
 {
 	static char buf[65536];
