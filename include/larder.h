@@ -59,7 +59,8 @@
  * fork()
  * ------
  * After fork() the child may keep using the store handle and any entry
- * handles it inherited (their data stays valid). A writer begun before the
+ * handles it inherited (their data stays valid); it makes its own
+ * database connections (larder_sql), never touching its parent's. A writer begun before the
  * fork belongs to the parent: the child must neither commit nor abort it.
  * Do not fork from inside a loader (the child would not have the lease's
  * heartbeat thread); exec'ing a program from it (fork + exec) is fine.
@@ -622,8 +623,14 @@ LARDER_API int larder_files_version(larder *db, const char *const *paths,
  * for a missing SQLite file or a table that is not tracked), the
  * database's own message in larder_errmsg(), and nothing cached.
  *
- * Each call opens its own connection and closes it before returning: calls
- * may run in many threads at once on one store handle.
+ * Calls may run in many threads at once on one store handle; no two share
+ * a database connection at the same time. PostgreSQL connections are kept
+ * by the handle for its later calls (a few idle ones, per connection
+ * string, closed by larder_close()): only a sound, idle one goes back,
+ * after DISCARD ALL (nothing a query set in its session reaches the next
+ * call), and one that died meanwhile is replaced once, unseen by the
+ * call. A forked child never uses nor closes its parent's connections;
+ * it makes its own. SQLite files are opened and closed by each call.
  */
 
 enum larder_sql_format {
