@@ -60,10 +60,11 @@
  * ------
  * After fork() the child may keep using the store handle and any entry
  * handles it inherited (their data stays valid); it makes its own
- * database connections (larder_sql), never touching its parent's. A writer begun before the
- * fork belongs to the parent: the child must neither commit nor abort it.
- * Do not fork from inside a loader (the child would not have the lease's
- * heartbeat thread); exec'ing a program from it (fork + exec) is fine.
+ * database connections (larder_sql), never touching its parent's. A
+ * writer begun before the fork belongs to the parent: the child must
+ * neither commit nor abort it. Do not fork from inside a loader (the
+ * child would not have the lease's heartbeat thread); exec'ing a program
+ * from it (fork + exec) is fine.
  *
  * Memory
  * ------
