@@ -270,22 +270,17 @@ static void note_store_over(struct cli *c, larder *db, int dry,
 		b -= (int64_t)r->bytes_freed;
 		e -= (int64_t)(r->expired + r->superseded + r->evicted);
 	}
-	const char *is = dry ? "would still be" : "is";
-	char msg[256];
-	if (cli_over_cap(b, l.max_bytes))
-		snprintf(msg, sizeof msg,
-			 "the store as a whole %s over its cap of %" PRId64
-			 " bytes (%" PRId64 " used): run 'larder gc' without "
-			 "--ns",
-			 is, l.max_bytes, b);
-	else if (cli_over_cap(e, l.max_entries))
-		snprintf(msg, sizeof msg,
-			 "the store as a whole %s over its cap of %" PRId64
-			 " entries (%" PRId64 " stored): run 'larder gc' "
-			 "without --ns",
-			 is, l.max_entries, e);
-	else
+	int bytes = cli_over_cap(b, l.max_bytes);
+	if (!bytes && !cli_over_cap(e, l.max_entries))
 		return;
+	char msg[256];
+	snprintf(msg, sizeof msg,
+		 "the store as a whole %s over its cap of %" PRId64
+		 " %s (%" PRId64 " %s): run 'larder gc' without --ns",
+		 dry ? "would still be" : "is",
+		 bytes ? l.max_bytes : l.max_entries,
+		 bytes ? "bytes" : "entries", bytes ? b : e,
+		 bytes ? "used" : "stored");
 	fflush(stdout); /* after the report line, also through 2>&1 */
 	cli_log(c, LARDER_LOG_WARN, msg);
 }

@@ -525,30 +525,6 @@ static int superseded(struct gc_run *r, const ldr_hdr *h)
 	return other;
 }
 
-/* An entry of h's key and version is gone: so goes the key's head hint
- * when it still names that version, so that h/ does not keep one file
- * for every key ever published. Removed by dev/ino: a head rewritten
- * meanwhile (the same version published again) is another file, kept. */
-static void drop_head(struct gc_run *r, const ldr_hdr *h)
-{
-	uint8_t *ver = NULL, hash[16];
-	size_t vlen = 0;
-	struct stat st;
-	char hex[33], rel[LDR_REL_MAX];
-	if (ldr_head_read_ident(r->db, r->ns, h->key, h->key_len, &ver, &vlen,
-				&st) != 0)
-		return;
-	int same = vlen == h->ver_len && (!vlen || !memcmp(ver, h->ver, vlen));
-	free(ver);
-	if (!same)
-		return;
-	ldr_head_hash(r->ns, h->key, h->key_len, hash);
-	ldr_hex(hash, 16, hex);
-	ldr_file_rel(rel, r->ns, 'h', hex);
-	if (ldr_remove_same(r->db, rel, st.st_dev, st.st_ino) == 0)
-		r->rep->heads_removed++;
-}
-
 static void note_removed(struct gc_run *r, const char *rel, const ldr_hdr *h,
 			 int hdr_ok, int64_t size, const char *why)
 {
@@ -565,8 +541,11 @@ static void note_removed(struct gc_run *r, const char *rel, const ldr_hdr *h,
 			hdr_ok ? (const char *)h->key : "?", (long long)size);
 	if (r->flags & LARDER_GC_DRY_RUN)
 		return;
-	if (hdr_ok)
-		drop_head(r, h);
+	/* The key's head goes with the version it names, so that h/ does
+	 * not keep one file for every key ever published. */
+	if (hdr_ok &&
+	    ldr_head_drop(db, r->ns, h->key, h->key_len, h->ver, h->ver_len))
+		r->rep->heads_removed++;
 	r->tcur->rb += size;
 	r->tcur->rn++;
 	ldr_usage_add(db, r->ns, -size, -1);

@@ -618,6 +618,16 @@ static int again(struct ldr_sql_conn *c, int *rc)
 	return 1;
 }
 
+/* A call's first command: run again once on a new connection when a kept
+ * one turns out lost (see again()). */
+static int first_cmd(struct ldr_sql_conn *c, const char *sql, const char *what)
+{
+	int rc = exec_cmd(c, sql, what);
+	if (again(c, &rc))
+		rc = exec_cmd(c, sql, what);
+	return rc;
+}
+
 static void pg_close(struct ldr_sql_conn *c)
 {
 	if (!c)
@@ -708,10 +718,7 @@ static int pg_begin(struct ldr_sql_conn *c)
 	/* REPEATABLE READ: every statement of the transaction sees the
 	 * snapshot taken by its first read. READ ONLY: a query cannot write
 	 * through the cache. */
-	int rc = exec_cmd(c, begin_sql, "cannot begin a read snapshot");
-	if (again(c, &rc))
-		rc = exec_cmd(c, begin_sql, "cannot begin a read snapshot");
-	return rc;
+	return first_cmd(c, begin_sql, "cannot begin a read snapshot");
 }
 
 static int pg_end(struct ldr_sql_conn *c)
@@ -1172,15 +1179,6 @@ static int finish(struct ldr_sql_conn *c, int rc)
 	return rc;
 }
 
-/* Begin a write transaction (the first command of track and untrack). */
-static int begin_write(struct ldr_sql_conn *c)
-{
-	int rc = exec_cmd(c, "BEGIN READ WRITE", "cannot begin");
-	if (again(c, &rc))
-		rc = exec_cmd(c, "BEGIN READ WRITE", "cannot begin");
-	return rc;
-}
-
 /* "larder_track_<table>_count", cut to PostgreSQL's 63 bytes at a
  * character boundary (as the server would cut it, but without its
  * notice). Only unique per table; we find our trigger by its function. */
@@ -1249,7 +1247,7 @@ static int create_function(struct ldr_sql_conn *c, const char *schema)
 
 static int pg_track(struct ldr_sql_conn *c, const char *table)
 {
-	int rc = begin_write(c);
+	int rc = first_cmd(c, "BEGIN READ WRITE", "cannot begin");
 	if (rc)
 		return rc;
 	struct target t = {0};
@@ -1405,7 +1403,7 @@ static int any_row(struct ldr_sql_conn *c, const char *sql, const char *arg,
  * for, and then hold up, every reader of a version in the schema. */
 static int pg_untrack(struct ldr_sql_conn *c, const char *table)
 {
-	int rc = begin_write(c);
+	int rc = first_cmd(c, "BEGIN READ WRITE", "cannot begin");
 	if (rc)
 		return rc;
 	struct target t = {0};

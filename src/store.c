@@ -891,6 +891,25 @@ int larder_ns_foreach(larder *db, int (*cb)(const char *ns, void *payload),
 /* ---------------------------------------------------------------------- */
 /* Remove                                                                  */
 
+int ldr_head_drop(larder *db, const char *ns, const void *key, size_t klen,
+		  const void *ver, size_t vlen)
+{
+	uint8_t *hv = NULL, hash[16];
+	size_t hl = 0;
+	struct stat st;
+	char hex[33], rel[LDR_REL_MAX];
+	if (ldr_head_read_ident(db, ns, key, klen, &hv, &hl, &st) != 0)
+		return 0;
+	int same = hl == vlen && (!vlen || !memcmp(hv, ver, vlen));
+	free(hv);
+	if (!same)
+		return 0;
+	ldr_head_hash(ns, key, klen, hash);
+	ldr_hex(hash, 16, hex);
+	ldr_file_rel(rel, ns, 'h', hex);
+	return ldr_remove_same_by_us(db, rel, st.st_dev, st.st_ino) == 1;
+}
+
 int larder_remove(larder *db, const char *ns, const void *key, size_t klen,
 		  const void *ver, size_t vlen)
 {
@@ -928,14 +947,8 @@ int larder_remove(larder *db, const char *ns, const void *key, size_t klen,
 				    db->dir, rel, strerror(errno));
 	/* The head goes too when it names the removed version, so that a
 	 * version-less get does not chase a missing entry. */
-	if (rc == 0 && hrc == 0 && headlen == vlen &&
-	    (vlen == 0 || memcmp(headver, ver, vlen) == 0)) {
-		ldr_head_hash(ns, key, klen, h);
-		ldr_hex(h, 16, hex);
-		ldr_file_rel(rel, ns, 'h', hex);
-		if (unlinkat(db->rootfd, rel, 0) == 0)
-			removed = 1;
-	}
+	if (rc == 0 && hrc == 0 && ldr_head_drop(db, ns, key, klen, ver, vlen))
+		removed = 1;
 	free(headver);
 	if (rc == 0 && !removed)
 		rc = ldr_fail(db, LARDER_ENOTFOUND, 0,
@@ -1048,11 +1061,6 @@ int ldr_walk_files(larder *db, const char *ns,
 	return ldr_walk_slice(db, ns, 0, 256, cb, payload);
 }
 
-static int fan_value(const char *name)
-{
-	return (int)strtol(name, NULL, 16);
-}
-
 int ldr_walk_slice(larder *db, const char *ns, int lo, int hi,
 		   int (*cb)(const char *rel, const uint8_t hash[16],
 			     void *payload),
@@ -1071,8 +1079,9 @@ int ldr_walk_slice(larder *db, const char *ns, int lo, int hi,
 	int rc = 0;
 	struct dirent *a;
 	while (rc == 0 && (a = readdir(d1))) {
-		if (!is_fan(a->d_name) || fan_value(a->d_name) < lo ||
-		    fan_value(a->d_name) >= hi)
+		int fan =
+		    is_fan(a->d_name) ? (int)strtol(a->d_name, NULL, 16) : -1;
+		if (fan < lo || fan >= hi)
 			continue;
 		char rel2[LDR_REL_MAX + 512];
 		snprintf(rel2, sizeof rel2, "ns/%s/e/%s", ns, a->d_name);

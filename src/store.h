@@ -176,6 +176,10 @@ int ldr_head_read(larder *db, const char *ns, const void *key, size_t klen,
 int ldr_head_read_ident(larder *db, const char *ns, const void *key,
 			size_t klen, uint8_t **ver, size_t *vlen,
 			struct stat *id);
+/* Remove the head hint of (ns, key) if it names ver: by dev/ino, so that
+ * a head rewritten meanwhile stays. 1 if this call removed it. */
+int ldr_head_drop(larder *db, const char *ns, const void *key, size_t klen,
+		  const void *ver, size_t vlen);
 /* Point the head hint of (ns, key) at ver (temp + rename). */
 int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 		   const void *ver, size_t vlen);
