@@ -619,6 +619,7 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 		goto fail;
 	}
 
+	db->owner = st.st_uid;
 	db->network = ldr_is_network_fs(db->rootfd);
 	rc = read_marker(db);
 	if (rc == 1) {

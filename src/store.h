@@ -33,6 +33,7 @@ struct larder {
 	unsigned flags;
 	int fsync; /* enum larder_fsync, never DEFAULT */
 	mode_t fmode, dmode;
+	uid_t owner; /* the store directory's owner (docs/security.md) */
 	size_t mmap_threshold;
 	larder_log_fn log;
 	void *log_payload;
