@@ -17,3 +17,11 @@ add_test(NAME example_cache_query_fills_then_hits
                  $<TARGET_FILE:cache_query> ${example_cli})
 set_tests_properties(example_cache_query_fills_then_hits PROPERTIES
                      TIMEOUT 120)
+# The README's C fragment is an excerpt of the example, line for line,
+# so it names nothing that the example does not define.
+add_test(NAME example_readme_fragment_is_an_excerpt
+         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/examples/excerpt.sh
+                 ${PROJECT_SOURCE_DIR}/README.md
+                 ${PROJECT_SOURCE_DIR}/examples/cache_query.c)
+set_tests_properties(example_readme_fragment_is_an_excerpt PROPERTIES
+                     TIMEOUT 60)
