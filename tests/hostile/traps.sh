@@ -65,8 +65,10 @@ runit() { # USER: run the memoized command; it appends to $P/runs
 }
 : >"$P/runs"
 chmod 666 "$P/runs"
+find "$S/ns/default/h" -type f | sort >"$T/heads0"
 runit "$MA" >/dev/null 2>&1
-head=$(find "$S/ns/default/h" -type f ! -name '*.lease' | head -n 1)
+find "$S/ns/default/h" -type f | sort >"$T/heads1"
+head=$(comm -13 "$T/heads0" "$T/heads1" | head -n 1)
 check "(setup) the key has a head hint" test -n "$head"
 lease=$head.lease
 v=0
@@ -109,10 +111,10 @@ kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 open(sys.argv[1], "w").write("%d %d\n" % (p.returncode, kib))
 PY
 python3 - "$T/rss" runuser -u "$MB" -- env LD_LIBRARY_PATH="$BIN" \
-	sh -c "'$BIN/larder' --dir '$S' get bomb | wc -c > '$T/bombsize'" <"$P/rss.py"
+	sh -c "'$BIN/larder' --dir '$S' get bomb | wc -c > '$P/bombsize'" <"$P/rss.py"
 read brc bkib <"$T/rss"
 check "get of the bomb streams all 1 GiB (exit 0)" \
-	test "$brc" -eq 0 -a "$(cat "$T/bombsize")" -eq 1073741824
+	test "$brc" -eq 0 -a "$(cat "$P/bombsize")" -eq 1073741824
 echo "# peak RSS of get of the bomb: $bkib KiB"
 check "... in bounded memory (under 128 MiB)" test "$bkib" -lt 131072
 finish
