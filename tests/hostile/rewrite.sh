@@ -25,7 +25,7 @@ check "member B cannot write into A's entry" \
 # writable, then damage a random 64 KiB and put it back, or cut the file
 # short and restore it; republish it when a reader has quarantined it.
 cat >"$P/attack.py" <<'PY'
-import os, random, subprocess, sys
+import os, random, subprocess, sys, time
 store, larder, good_path, stop = sys.argv[1:5]
 good = open(good_path, "rb").read()
 r = random.Random(7)
@@ -46,13 +46,18 @@ while not os.path.exists(stop):
         fd = os.open(path, os.O_WRONLY)
     except OSError:
         continue
-    for _ in range(200):
+    # Intact for a while (a reader verifies it then), damaged for a
+    # moment (while that reader copies it out), intact again.
+    for _ in range(100):
+        time.sleep(r.random() * 0.004)
         if r.random() < 0.2:
             os.ftruncate(fd, len(good) // 2)
+            time.sleep(0.001)
             os.pwrite(fd, good[len(good) // 2 - 4096:], len(good) // 2 - 4096)
         else:
             off = r.randrange(0, len(good) - 65536)
             os.pwrite(fd, os.urandom(65536), off)
+            time.sleep(0.001)
             os.pwrite(fd, good[off:off + 65536], off)
         rounds += 1
     os.close(fd)
@@ -67,7 +72,7 @@ ok_runs=0
 bad_runs=0
 wrong=0
 i=0
-while [ $i -lt 150 ]; do
+while [ $i -lt 300 ]; do
 	i=$((i + 1))
 	if [ $((i % 2)) -eq 0 ]; then
 		rm -f "$P/o.$MB"
@@ -98,5 +103,5 @@ wait $apid
 echo "# $ok_runs gets succeeded, $bad_runs did not; attacker rounds: $(cat "$T/rounds")"
 check "the attacker really rewrote the file while B read it" \
 	test "$(cat "$T/rounds" 2>/dev/null || echo 0)" -gt 0
-check "no get exited 0 with wrong bytes ($wrong of 150)" test "$wrong" -eq 0
+check "no get exited 0 with wrong bytes ($wrong of 300)" test "$wrong" -eq 0
 finish
