@@ -775,7 +775,8 @@ larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
  * entries; when over a cap it frees down to 90% of it, superseded versions
  * first (entries whose key's head names another version), then the least
  * recently used (by the file's access time, which a hit refreshes at most
- * once per touch_interval).
+ * once per touch_interval). The cleaning a publish starts never removes
+ * the entry that publish made.
  *
  * Free-space watermarks, in percent of the store filesystem's size (bytes,
  * and files where the filesystem counts them), work like cachefilesd's

@@ -376,8 +376,9 @@ static int space_state(larder *db, int *fresh)
 	return st;
 }
 
+struct gc_keep;
 static int gc_loop(larder *db, const char *ns, unsigned flags,
-		   larder_gc_report *rep);
+		   const struct gc_keep *keep, larder_gc_report *rep);
 
 static void space_stale(larder *db)
 {
@@ -396,7 +397,7 @@ int ldr_space_check(larder *db)
 		 * (the cull watermark may have been passed by something
 		 * else than publishes), then look again. */
 		larder_gc_report rep;
-		gc_loop(db, NULL, 0, &rep);
+		gc_loop(db, NULL, 0, NULL, &rep);
 		space_stale(db);
 		if (space_state(db, &fresh) < 2)
 			return 0;
@@ -428,6 +429,13 @@ struct dom {
 	struct dom *next;
 };
 
+/* The entry a publish just made: the cleaning that publish starts leaves
+ * it alone (see ldr_after_publish). */
+struct gc_keep {
+	const char *ns;
+	const char *name; /* its file name, 32 hex digits */
+};
+
 /* What the walk found in one namespace (namespaces are few). */
 struct tally {
 	char ns[LARDER_NS_MAX + 1];
@@ -453,6 +461,7 @@ struct gc_run {
 	int64_t cnt_b, cnt_n; /* the store's usage by its counters (slice) */
 	uint8_t *buf;	      /* header buffer */
 	size_t cap;
+	const struct gc_keep *keep; /* never removed, or NULL */
 };
 
 /* The age bucket of an access time: 8 per power of two of the age in
@@ -566,6 +575,14 @@ static int drop(struct gc_run *r, const char *rel, const struct stat *st)
 	return 0;
 }
 
+/* Whether rel is the entry this cleaning must leave alone. */
+static int is_kept(const struct gc_run *r, const char *rel)
+{
+	const char *base = strrchr(rel, '/');
+	return r->keep && base && strcmp(r->ns, r->keep->ns) == 0 &&
+	       strcmp(base + 1, r->keep->name) == 0;
+}
+
 /* Whether domain d wants this entry gone in pass 2; takes its share. */
 static int dom_takes(struct dom *d, int sup, int b, int64_t size)
 {
@@ -605,7 +622,10 @@ static int visit(const char *rel, const uint8_t hash[16], void *payload)
 		return 0; /* could not even look at it */
 	int64_t size = (int64_t)st.st_size;
 	int ok = hr == 0;
-	if (ok && h.expires && ldr_now_ns() >= h.expires) {
+	/* A publish's own entry, even expired already: removing it would
+	 * make the publish (and the fill about to hand it out) a lie. */
+	int kept = is_kept(r, rel);
+	if (ok && !kept && h.expires && ldr_now_ns() >= h.expires) {
 		if (r->pass == 2 && (r->flags & LARDER_GC_DRY_RUN))
 			return 0; /* counted by pass 1 */
 		if (drop(r, rel, &st)) {
@@ -618,7 +638,7 @@ static int visit(const char *rel, const uint8_t hash[16], void *payload)
 	if (r->pass == 1) {
 		/* (the head hints are read only when something may need
 		 * cleaning: an uncapped walk just counts) */
-		int sup = ok && r->may_clean && superseded(r, &h);
+		int sup = ok && !kept && r->may_clean && superseded(r, &h);
 		r->rep->seen_entries++;
 		r->rep->seen_bytes += (uint64_t)size;
 		r->tcur->b += size;
@@ -630,6 +650,8 @@ static int visit(const char *rel, const uint8_t hash[16], void *payload)
 				continue;
 			d->used_b += size;
 			d->used_n++;
+			if (kept)
+				continue; /* it takes room, but cannot go */
 			if (sup) {
 				d->sup_b += size;
 				d->sup_n++;
@@ -640,6 +662,8 @@ static int visit(const char *rel, const uint8_t hash[16], void *payload)
 		}
 		return 0;
 	}
+	if (kept)
+		return 0;
 	int need_sup =
 	    (r->store.sup_left_b > 0 || r->store.sup_left_n > 0 ||
 	     (r->cur && (r->cur->sup_left_b > 0 || r->cur->sup_left_n > 0)));
@@ -838,7 +862,7 @@ static int slice_far_under(const struct gc_run *r, const larder_limits *l)
 /* One cleaning under the lock: 0, a larder error, or 1 (GC_SLICE only)
  * when the whole store needs walking. */
 static int clean(larder *db, const char *only, unsigned flags,
-		 larder_gc_report *rep)
+		 const struct gc_keep *keep, larder_gc_report *rep)
 {
 	struct gc_run *r = calloc(1, sizeof *r);
 	if (!r)
@@ -847,6 +871,7 @@ static int clean(larder *db, const char *only, unsigned flags,
 	r->db = db;
 	r->flags = flags;
 	r->rep = rep;
+	r->keep = keep;
 	r->now = ldr_now_ns();
 	r->cap = 4096;
 	r->buf = malloc(r->cap);
@@ -1008,7 +1033,7 @@ static void sweep(larder *db, const char *ns, unsigned flags,
  * over a cap (bounded): a publish that found the lock
  * taken during our walk is not forgotten. */
 static int gc_loop(larder *db, const char *ns, unsigned flags,
-		   larder_gc_report *rep)
+		   const struct gc_keep *keep, larder_gc_report *rep)
 {
 	memset(rep, 0, sizeof *rep);
 	for (int pass = 0; pass < MAX_PASSES; pass++) {
@@ -1024,9 +1049,9 @@ static int gc_loop(larder *db, const char *ns, unsigned flags,
 		rep->passes++;
 		if (pass == 0 && (flags & GC_SWEEP))
 			sweep(db, ns, flags, rep);
-		int rc = clean(db, ns, flags, rep);
+		int rc = clean(db, ns, flags, keep, rep);
 		if (rc == 1)
-			rc = clean(db, ns, flags & ~GC_SLICE, rep);
+			rc = clean(db, ns, flags & ~GC_SLICE, keep, rep);
 		ldr_close(fd); /* drops the lock */
 		if (rc || (flags & (LARDER_GC_DRY_RUN | GC_SLICE)))
 			return rc; /* a slice: the next publish takes another */
@@ -1044,13 +1069,13 @@ int larder_gc(larder *db, const char *ns, unsigned flags, larder_gc_report *out)
 	larder_gc_report rep;
 	int rc = ns ? ldr_check_ns_internal(db, ns) : 0;
 	if (rc == 0)
-		rc = gc_loop(db, ns, flags | GC_SWEEP, &rep);
+		rc = gc_loop(db, ns, flags | GC_SWEEP, NULL, &rep);
 	if (out)
 		*out = rep;
 	return rc;
 }
 
-void ldr_after_publish(larder *db, const char *ns)
+void ldr_after_publish(larder *db, const char *ns, const char *name)
 {
 	struct ldr_gc *g = db->gc;
 	pthread_mutex_lock(&g->mu);
@@ -1080,9 +1105,15 @@ void ldr_after_publish(larder *db, const char *ns)
 	if (!want)
 		return;
 	larder_gc_report rep;
+	/* The entry just published never goes in its own cleaning: below
+	 * the cull watermark with the space taken by other files, the
+	 * cleaning would otherwise remove everything, this entry too, after
+	 * the publish said it stored it (and a fill would then hand out
+	 * nothing). */
+	struct gc_keep keep = {ns, name};
 	/* The store's cap is cleaned across every namespace; a namespace's
 	 * only in it. One walk of the store covers both. */
-	if (gc_loop(db, NULL, GC_SLICE, &rep) != 0)
+	if (gc_loop(db, NULL, GC_SLICE, &keep, &rep) != 0)
 		ldr_log(db, LARDER_LOG_WARN, "cleaning after a publish: %s",
 			larder_errmsg(db));
 	else if (!rep.skipped)
