@@ -45,6 +45,8 @@
 #define LOW_MARK_PCT 90	  /* a cap is cleaned down to this */
 #define NBUCKETS (64 * 8) /* age histogram: 8 per power of two */
 #define LDR_GC_LOCK "gc.lock"
+/* A cut that takes every entry, whatever its age in pass 2 (see cut) */
+#define CUT_ALL (-2)
 /* An internal flag: larder_gc() sweeps, a publish's cleaning does not. */
 #define GC_SWEEP 0x100u
 /* A publish's cleaning of a large store: one slice of it (see pick_slice) */
@@ -424,7 +426,7 @@ struct dom {
 	int64_t hb[NBUCKETS], hn[NBUCKETS]; /* the others by age */
 	int64_t need_b, need_n;		    /* to free */
 	int64_t sup_left_b, sup_left_n;	    /* superseded still to remove */
-	int cut_b, cut_n;		    /* -1: no cut */
+	int cut_b, cut_n;		    /* -1: no cut; or CUT_ALL */
 	int64_t edge_b, edge_n;		    /* allowance in the cut bucket */
 	struct dom *next;
 };
@@ -596,7 +598,10 @@ static int dom_takes(struct dom *d, int sup, int b, int64_t size)
 		return 1;
 	}
 	int take = 0;
-	if ((d->cut_b >= 0 && b > d->cut_b) || (d->cut_n >= 0 && b > d->cut_n))
+	if (d->cut_b == CUT_ALL || d->cut_n == CUT_ALL)
+		take = 1;
+	else if ((d->cut_b >= 0 && b > d->cut_b) ||
+		 (d->cut_n >= 0 && b > d->cut_n))
 		take = 1;
 	else if (d->cut_b == b && d->edge_b > 0)
 		take = 1;
@@ -683,11 +688,22 @@ static int visit(const char *rel, const uint8_t hash[16], void *payload)
 	return 0;
 }
 
-/* Where to cut the histogram so that at least `need` goes. */
+/* Where to cut the histogram so that at least `need` goes: -1 for no
+ * cut, CUT_ALL when everything must go. Then pass 2 takes every entry
+ * whatever the age it shows by then: an entry hit meanwhile, or whose
+ * access time pass 1's own read moved (a file this user does not own
+ * cannot be read with O_NOATIME, and relatime moves the access time of
+ * one never read since it was written), would otherwise stay however far
+ * over the cap the store is. */
 static int cut(const int64_t *hist, int64_t need, int64_t *edge)
 {
 	if (need <= 0)
 		return -1;
+	int64_t total = 0;
+	for (int i = 0; i < NBUCKETS; i++)
+		total += hist[i];
+	if (need >= total)
+		return CUT_ALL;
 	int64_t acc = 0;
 	for (int i = NBUCKETS - 1; i >= 0; i--) {
 		if (acc + hist[i] >= need) {
@@ -696,8 +712,7 @@ static int cut(const int64_t *hist, int64_t need, int64_t *edge)
 		}
 		acc += hist[i];
 	}
-	*edge = hist[0];
-	return 0; /* everything */
+	return CUT_ALL; /* (not reached: need < total) */
 }
 
 static int64_t over(int64_t used, int64_t max)

@@ -4,6 +4,7 @@
  * superseded go first, watermarks on a small tmpfs, readers never fail
  * while a cleaning runs, one cleaner at a time, dry runs remove nothing,
  * a namespace's cap touches only it, and the configuration round-trips.
+ * A cleaning down to nothing takes entries touched during it.
  *
  * What is left is judged by walking the real files, never by the
  * library's own accounting.
@@ -413,6 +414,58 @@ TEST(gc_skips_while_another_cleaner_holds_the_lock)
 	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
 	ASSERT_EQ(r.skipped, 0);
 	ASSERT_EQ(r.superseded, 3);
+	larder_close(db);
+}
+
+/* When a cleaning must remove every entry it found (a cap of 1 is
+ * cleaned down to 0), an entry whose access time moves between its two
+ * walks goes too: hit meanwhile, or (in a group-shared store) made recent
+ * by the first walk's own read of a file this user does not own. Here a
+ * log callback plays the hit, touching the entries left when the first
+ * one is removed. It takes one pass: the cleaning a publish starts makes
+ * no second. */
+static char g_touch[4][4096];
+static int g_touched;
+static void touch_on_first_removal(int level, const char *msg, void *payload)
+{
+	(void)level;
+	(void)payload;
+	if (g_touched || !strstr(msg, "least recently used"))
+		return;
+	g_touched = 1;
+	struct timespec now[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
+	for (int i = 0; i < 4; i++)
+		if (utimensat(AT_FDCWD, g_touch[i], now, 0) != 0 &&
+		    errno != ENOENT)
+			test_fail(__FILE__, __LINE__, "touch %s: %s",
+				  g_touch[i], strerror(errno));
+}
+
+TEST(cleaning_down_to_nothing_takes_entries_touched_meanwhile)
+{
+	const char *dir = test_path("s");
+	larder *db = open_store(dir);
+	char key[16];
+	for (int i = 0; i < 4; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		put_n(db, "n", key, NULL, 100, (uint64_t)i, 0);
+		snprintf(g_touch[i], sizeof g_touch[i], "%s",
+			 entry_path(db, "n", key));
+		set_old_atime(g_touch[i], 3600);
+	}
+	larder_close(db);
+	larder_opts o = LARDER_OPTS_INIT;
+	o.log = touch_on_first_removal;
+	o.log_level = LARDER_LOG_INFO;
+	ASSERT_RC(NULL, larder_open(&db, dir, &o), 0);
+	set_limits(db, NULL, 0, 1, 60);
+	larder_gc_report r;
+	ASSERT_RC(db, larder_gc(db, NULL, LARDER_GC_LOG_EACH, &r), 0);
+	ASSERT(g_touched);
+	/* in one pass: a publish's cleaning makes only one */
+	ASSERT_EQ(r.passes, 1);
+	ASSERT_EQ(r.evicted, 4);
+	ASSERT_EQ(store_files(dir, NULL, NULL), 0);
 	larder_close(db);
 }
 
