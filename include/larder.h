@@ -846,7 +846,9 @@ typedef struct larder_gc_report {
  * Memory stays bounded whatever the store's size (two walks with an
  * access-time histogram). A reader that holds an entry keeps its data. If
  * another process is cleaning the store, returns 0 with out->skipped set.
- * out may be NULL. */
+ * A cleaning pass that cannot lock DIR/gc.lock (but for that), walk the
+ * store or remove an entry counts LARDER_CTR_GC_FAILURES; an entry it
+ * cannot remove is logged (WARN) and is not an error. out may be NULL. */
 LARDER_API int larder_gc(larder *db, const char *ns, unsigned flags,
 			 larder_gc_report *out);
 /* Sweeping: the debris of crashed processes                               */
@@ -927,6 +929,7 @@ enum larder_counter {
 	LARDER_CTR_GC_RUNS,	  /* cleaning passes run */
 	LARDER_CTR_PUBLISH_REFUSED, /* refused at the stop watermark */
 	LARDER_CTR_TOUCHES,	    /* recency updates written on hits */
+	LARDER_CTR_GC_FAILURES,	    /* cleanings that failed (see larder_gc) */
 	LARDER_CTR_COUNT
 };
 

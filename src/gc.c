@@ -6,7 +6,8 @@
  *
  * Cleaning, with memory bounded whatever the store's size:
  *   lock    DIR/gc.lock, non-blocking OFD lock: one cleaner per store,
- *           the others skip (a lock saves work; removal is safe anyway).
+ *           the others skip (a lock saves work; removal is safe anyway,
+ *           so a user who may not open the file cleans without it).
  *   pass 1  walk every entry's header (O_NOATIME: the walk must not make
  *           everything recent); remove the expired; count the rest per
  *           quota domain (the store, each capped namespace): superseded
@@ -76,6 +77,7 @@ struct ldr_gc {
 	int64_t cull_cleaned_ms; /* last cleaning for the cull watermark */
 	unsigned slice_next;	 /* a publish's next slice + 1, under the
 				    store's gc lock (0: pick one at random) */
+	int unlocked_said;	 /* cleaning without gc.lock logged */
 	/* (tag << 32 | monotonic s) of entries touched or checked */
 	uint64_t touched[TOUCH_SLOTS];
 };
@@ -464,6 +466,7 @@ struct gc_run {
 	uint8_t *buf;	      /* header buffer */
 	size_t cap;
 	const struct gc_keep *keep; /* never removed, or NULL */
+	int failed;		    /* a removal failed */
 };
 
 /* The age bucket of an access time: 8 per power of two of the age in
@@ -574,6 +577,7 @@ static int drop(struct gc_run *r, const char *rel, const struct stat *st)
 		return 1;
 	ldr_log(r->db, LARDER_LOG_WARN, "gc: cannot remove '%s/%s': %s",
 		r->db->dir, rel, strerror(errno));
+	r->failed = 1;
 	return 0;
 }
 
@@ -875,9 +879,10 @@ static int slice_far_under(const struct gc_run *r, const larder_limits *l)
 }
 
 /* One cleaning under the lock: 0, a larder error, or 1 (GC_SLICE only)
- * when the whole store needs walking. */
+ * when the whole store needs walking. *failed is set when an entry it
+ * meant to remove could not be. */
 static int clean(larder *db, const char *only, unsigned flags,
-		 const struct gc_keep *keep, larder_gc_report *rep)
+		 const struct gc_keep *keep, larder_gc_report *rep, int *failed)
 {
 	struct gc_run *r = calloc(1, sizeof *r);
 	if (!r)
@@ -967,6 +972,7 @@ static int clean(larder *db, const char *only, unsigned flags,
 			ldr_usage_set(db, t->ns, t->b, t->n);
 	}
 out:
+	*failed |= r->failed;
 	while (r->tallies) {
 		struct tally *t = r->tallies;
 		r->tallies = t->next;
@@ -982,26 +988,110 @@ out:
 	return rc;
 }
 
-/* The non-blocking lock of DIR/gc.lock: an OFD lock, so that two threads
- * of one process exclude each other too, and it goes with the fd. The fd,
- * or -1 (with *busy set when another cleaner holds it). */
-static int try_lock(larder *db, int *busy)
+/* A gc.lock made by an older larder has the mode its maker's umask left
+ * (0644), and every other member of a group-shared store is then denied
+ * it. Its owner, or root, gives it the store's mode on opening it: such a
+ * store mends itself at the next `larder gc` they run. */
+static void lock_mode_mend(larder *db, int fd)
 {
-	*busy = 0;
-	int fd = ldr_open_beneath(db->rootfd, LDR_GC_LOCK, O_RDWR | O_CREAT,
-				  db->fmode);
-	if (fd < 0)
-		return ldr_fail_errno(db, errno, "cannot open '%s/%s': %s",
-				      db->dir, LDR_GC_LOCK, strerror(errno));
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
-		return fd;
-	int e = errno;
-	ldr_close(fd);
-	if (e == EAGAIN || e == EACCES) {
-		*busy = 1;
-		return -1;
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		ldr_log(db, LARDER_LOG_DEBUG, "cannot stat '%s/%s': %s",
+			db->dir, LDR_GC_LOCK, strerror(errno));
+		return;
 	}
+	mode_t had = st.st_mode & 07777;
+	if (had == db->fmode)
+		return;
+	if (fchmod(fd, db->fmode) == 0)
+		ldr_log(db, LARDER_LOG_INFO,
+			"gave '%s/%s' the store's mode %04o (it had %04o)",
+			db->dir, LDR_GC_LOCK, (unsigned)db->fmode,
+			(unsigned)had);
+	else if (errno != EPERM) /* EPERM: not ours, nothing to do */
+		ldr_log(db, LARDER_LOG_DEBUG, "cannot chmod '%s/%s': %s",
+			db->dir, LDR_GC_LOCK, strerror(errno));
+}
+
+/* DIR/gc.lock open for writing (an OFD write lock needs it), made with
+ * the store's full mode when missing: every member must be able to open
+ * it, whatever the umask of the one who made it. The fd, or -1 with
+ * errno. */
+static int open_lock(larder *db)
+{
+	for (int attempt = 0; attempt < 3; attempt++) {
+		int fd = ldr_open_beneath(db->rootfd, LDR_GC_LOCK, O_RDWR, 0);
+		if (fd >= 0) {
+			lock_mode_mend(db, fd);
+			return fd;
+		}
+		if (errno != ENOENT)
+			return -1;
+		fd = ldr_open_beneath(db->rootfd, LDR_GC_LOCK,
+				      O_RDWR | O_CREAT | O_EXCL, db->fmode);
+		if (fd >= 0) {
+			if (fchmod(fd, db->fmode) == 0)
+				return fd;
+			/* Not left behind with the umask's mode, to lock
+			 * the others out. */
+			int e = errno;
+			unlinkat(db->rootfd, LDR_GC_LOCK, 0);
+			ldr_close(fd);
+			errno = e;
+			return -1;
+		}
+		if (errno != EEXIST)
+			return -1; /* (EEXIST: made meanwhile; open it) */
+	}
+	return -1;
+}
+
+/* Once per handle: this user cleans without the lock. */
+static void note_unlocked(larder *db, int e)
+{
+	struct ldr_gc *g = db->gc;
+	pthread_mutex_lock(&g->mu);
+	int said = g->unlocked_said;
+	g->unlocked_said = 1;
+	pthread_mutex_unlock(&g->mu);
+	if (!said)
+		ldr_log(db, LARDER_LOG_INFO,
+			"cannot open '%s/%s' for writing: %s; cleaning "
+			"without the lock, which only saves work (the "
+			"file's owner or root gives it the store's mode by "
+			"running 'larder gc')",
+			db->dir, LDR_GC_LOCK, strerror(e));
+}
+
+/* The non-blocking lock of DIR/gc.lock: an OFD lock, so that two threads
+ * of one process exclude each other too, and it goes with the fd.
+ * Returns 0 with *fd the lock's fd (-1 when this user, who may write the
+ * store, may not open the file for writing: then the caller cleans
+ * without the lock, as two cleaners at once remove nothing they should
+ * not); 1 when another cleaner holds it; or a larder error (recorded). */
+static int try_lock(larder *db, int *fd)
+{
+	*fd = open_lock(db);
+	if (*fd < 0) {
+		int e = errno;
+		/* Only a user who may write the store: one who may not could
+		 * remove nothing, and is told so by the lock as before. */
+		if ((e == EACCES || e == EPERM) &&
+		    faccessat(db->rootfd, ".", W_OK, AT_EACCESS) == 0) {
+			note_unlocked(db, e);
+			return 0;
+		}
+		return ldr_fail_errno(db, e, "cannot open '%s/%s': %s", db->dir,
+				      LDR_GC_LOCK, strerror(e));
+	}
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	if (fcntl(*fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	int e = errno;
+	ldr_close(*fd);
+	*fd = -1;
+	if (e == EAGAIN || e == EACCES)
+		return 1;
 	return ldr_fail_errno(db, e, "cannot lock '%s/%s': %s", db->dir,
 			      LDR_GC_LOCK, strerror(e));
 }
@@ -1046,28 +1136,38 @@ static void sweep(larder *db, const char *ns, unsigned flags,
 
 /* Clean; then, the lock released, look again and clean again while still
  * over a cap (bounded): a publish that found the lock
- * taken during our walk is not forgotten. */
+ * taken during our walk is not forgotten. A cleaning that cannot lock
+ * (but for "busy"), walk or remove what it meant to is counted
+ * (LARDER_CTR_GC_FAILURES): it is how an operator learns that caps stop
+ * holding. */
 static int gc_loop(larder *db, const char *ns, unsigned flags,
 		   const struct gc_keep *keep, larder_gc_report *rep)
 {
 	memset(rep, 0, sizeof *rep);
 	for (int pass = 0; pass < MAX_PASSES; pass++) {
-		int busy, fd = try_lock(db, &busy);
-		if (fd < 0) {
-			if (!busy)
-				return LARDER_EIO;
+		int fd, rc = try_lock(db, &fd);
+		if (rc == 1) {
 			if (pass == 0)
 				rep->skipped = 1;
 			return 0;
+		}
+		if (rc < 0) {
+			ldr_count_add(db, LARDER_CTR_GC_FAILURES, 1);
+			return rc;
 		}
 		ldr_count_add(db, LARDER_CTR_GC_RUNS, 1);
 		rep->passes++;
 		if (pass == 0 && (flags & GC_SWEEP))
 			sweep(db, ns, flags, rep);
-		int rc = clean(db, ns, flags, keep, rep);
+		int failed = 0;
+		rc = clean(db, ns, flags, keep, rep, &failed);
 		if (rc == 1)
-			rc = clean(db, ns, flags & ~GC_SLICE, keep, rep);
-		ldr_close(fd); /* drops the lock */
+			rc = clean(db, ns, flags & ~GC_SLICE, keep, rep,
+				   &failed);
+		if (fd >= 0)
+			ldr_close(fd); /* drops the lock */
+		if (rc || failed)
+			ldr_count_add(db, LARDER_CTR_GC_FAILURES, 1);
 		if (rc || (flags & (LARDER_GC_DRY_RUN | GC_SLICE)))
 			return rc; /* a slice: the next publish takes another */
 		/* (a cleaning of one namespace cannot mend the store's cap:
