@@ -298,6 +298,7 @@ static const char *prom_help(const char *name)
 	    {"gc_runs", "Cleaning passes run."},
 	    {"publish_refused", "Publishes refused at the stop watermark."},
 	    {"touches", "Recency updates written on hits."},
+	    {"gc_failures", "Cleanings that failed (lock, walk or removal)."},
 	};
 	for (size_t i = 0; i < sizeof h / sizeof *h; i++)
 		if (strcmp(h[i].name, name) == 0)

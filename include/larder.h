@@ -775,7 +775,8 @@ larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
  * entries; when over a cap it frees down to 90% of it, superseded versions
  * first (entries whose key's head names another version), then the least
  * recently used (by the file's access time, which a hit refreshes at most
- * once per touch_interval).
+ * once per touch_interval). The cleaning a publish starts never removes
+ * the entry that publish made.
  *
  * Free-space watermarks, in percent of the store filesystem's size (bytes,
  * and files where the filesystem counts them), work like cachefilesd's
@@ -845,7 +846,9 @@ typedef struct larder_gc_report {
  * Memory stays bounded whatever the store's size (two walks with an
  * access-time histogram). A reader that holds an entry keeps its data. If
  * another process is cleaning the store, returns 0 with out->skipped set.
- * out may be NULL. */
+ * A cleaning pass that cannot lock DIR/gc.lock (but for that), walk the
+ * store or remove an entry counts LARDER_CTR_GC_FAILURES; an entry it
+ * cannot remove is logged (WARN) and is not an error. out may be NULL. */
 LARDER_API int larder_gc(larder *db, const char *ns, unsigned flags,
 			 larder_gc_report *out);
 /* Sweeping: the debris of crashed processes                               */
@@ -926,6 +929,7 @@ enum larder_counter {
 	LARDER_CTR_GC_RUNS,	  /* cleaning passes run */
 	LARDER_CTR_PUBLISH_REFUSED, /* refused at the stop watermark */
 	LARDER_CTR_TOUCHES,	    /* recency updates written on hits */
+	LARDER_CTR_GC_FAILURES,	    /* cleanings that failed (see larder_gc) */
 	LARDER_CTR_COUNT
 };
 

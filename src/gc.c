@@ -6,7 +6,8 @@
  *
  * Cleaning, with memory bounded whatever the store's size:
  *   lock    DIR/gc.lock, non-blocking OFD lock: one cleaner per store,
- *           the others skip (a lock saves work; removal is safe anyway).
+ *           the others skip (a lock saves work; removal is safe anyway,
+ *           so a user who may not open the file cleans without it).
  *   pass 1  walk every entry's header (O_NOATIME: the walk must not make
  *           everything recent); remove the expired; count the rest per
  *           quota domain (the store, each capped namespace): superseded
@@ -45,6 +46,8 @@
 #define LOW_MARK_PCT 90	  /* a cap is cleaned down to this */
 #define NBUCKETS (64 * 8) /* age histogram: 8 per power of two */
 #define LDR_GC_LOCK "gc.lock"
+/* A cut that takes every entry, whatever its age in pass 2 (see cut) */
+#define CUT_ALL (-2)
 /* An internal flag: larder_gc() sweeps, a publish's cleaning does not. */
 #define GC_SWEEP 0x100u
 /* A publish's cleaning of a large store: one slice of it (see pick_slice) */
@@ -74,6 +77,7 @@ struct ldr_gc {
 	int64_t cull_cleaned_ms; /* last cleaning for the cull watermark */
 	unsigned slice_next;	 /* a publish's next slice + 1, under the
 				    store's gc lock (0: pick one at random) */
+	int unlocked_said;	 /* cleaning without gc.lock logged */
 	/* (tag << 32 | monotonic s) of entries touched or checked */
 	uint64_t touched[TOUCH_SLOTS];
 };
@@ -376,8 +380,9 @@ static int space_state(larder *db, int *fresh)
 	return st;
 }
 
+struct gc_keep;
 static int gc_loop(larder *db, const char *ns, unsigned flags,
-		   larder_gc_report *rep);
+		   const struct gc_keep *keep, larder_gc_report *rep);
 
 static void space_stale(larder *db)
 {
@@ -396,7 +401,7 @@ int ldr_space_check(larder *db)
 		 * (the cull watermark may have been passed by something
 		 * else than publishes), then look again. */
 		larder_gc_report rep;
-		gc_loop(db, NULL, 0, &rep);
+		gc_loop(db, NULL, 0, NULL, &rep);
 		space_stale(db);
 		if (space_state(db, &fresh) < 2)
 			return 0;
@@ -423,9 +428,16 @@ struct dom {
 	int64_t hb[NBUCKETS], hn[NBUCKETS]; /* the others by age */
 	int64_t need_b, need_n;		    /* to free */
 	int64_t sup_left_b, sup_left_n;	    /* superseded still to remove */
-	int cut_b, cut_n;		    /* -1: no cut */
+	int cut_b, cut_n;		    /* -1: no cut; or CUT_ALL */
 	int64_t edge_b, edge_n;		    /* allowance in the cut bucket */
 	struct dom *next;
+};
+
+/* The entry a publish just made: the cleaning that publish starts leaves
+ * it alone (see ldr_after_publish). */
+struct gc_keep {
+	const char *ns;
+	const char *name; /* its file name, 32 hex digits */
 };
 
 /* What the walk found in one namespace (namespaces are few). */
@@ -453,6 +465,8 @@ struct gc_run {
 	int64_t cnt_b, cnt_n; /* the store's usage by its counters (slice) */
 	uint8_t *buf;	      /* header buffer */
 	size_t cap;
+	const struct gc_keep *keep; /* never removed, or NULL */
+	int failed;		    /* a removal failed */
 };
 
 /* The age bucket of an access time: 8 per power of two of the age in
@@ -563,7 +577,16 @@ static int drop(struct gc_run *r, const char *rel, const struct stat *st)
 		return 1;
 	ldr_log(r->db, LARDER_LOG_WARN, "gc: cannot remove '%s/%s': %s",
 		r->db->dir, rel, strerror(errno));
+	r->failed = 1;
 	return 0;
+}
+
+/* Whether rel is the entry this cleaning must leave alone. */
+static int is_kept(const struct gc_run *r, const char *rel)
+{
+	const char *base = strrchr(rel, '/');
+	return r->keep && base && strcmp(r->ns, r->keep->ns) == 0 &&
+	       strcmp(base + 1, r->keep->name) == 0;
 }
 
 /* Whether domain d wants this entry gone in pass 2; takes its share. */
@@ -579,7 +602,10 @@ static int dom_takes(struct dom *d, int sup, int b, int64_t size)
 		return 1;
 	}
 	int take = 0;
-	if ((d->cut_b >= 0 && b > d->cut_b) || (d->cut_n >= 0 && b > d->cut_n))
+	if (d->cut_b == CUT_ALL || d->cut_n == CUT_ALL)
+		take = 1;
+	else if ((d->cut_b >= 0 && b > d->cut_b) ||
+		 (d->cut_n >= 0 && b > d->cut_n))
 		take = 1;
 	else if (d->cut_b == b && d->edge_b > 0)
 		take = 1;
@@ -605,7 +631,10 @@ static int visit(const char *rel, const uint8_t hash[16], void *payload)
 		return 0; /* could not even look at it */
 	int64_t size = (int64_t)st.st_size;
 	int ok = hr == 0;
-	if (ok && h.expires && ldr_now_ns() >= h.expires) {
+	/* A publish's own entry, even expired already: removing it would
+	 * make the publish (and the fill about to hand it out) a lie. */
+	int kept = is_kept(r, rel);
+	if (ok && !kept && h.expires && ldr_now_ns() >= h.expires) {
 		if (r->pass == 2 && (r->flags & LARDER_GC_DRY_RUN))
 			return 0; /* counted by pass 1 */
 		if (drop(r, rel, &st)) {
@@ -618,7 +647,7 @@ static int visit(const char *rel, const uint8_t hash[16], void *payload)
 	if (r->pass == 1) {
 		/* (the head hints are read only when something may need
 		 * cleaning: an uncapped walk just counts) */
-		int sup = ok && r->may_clean && superseded(r, &h);
+		int sup = ok && !kept && r->may_clean && superseded(r, &h);
 		r->rep->seen_entries++;
 		r->rep->seen_bytes += (uint64_t)size;
 		r->tcur->b += size;
@@ -630,6 +659,8 @@ static int visit(const char *rel, const uint8_t hash[16], void *payload)
 				continue;
 			d->used_b += size;
 			d->used_n++;
+			if (kept)
+				continue; /* it takes room, but cannot go */
 			if (sup) {
 				d->sup_b += size;
 				d->sup_n++;
@@ -640,6 +671,8 @@ static int visit(const char *rel, const uint8_t hash[16], void *payload)
 		}
 		return 0;
 	}
+	if (kept)
+		return 0;
 	int need_sup =
 	    (r->store.sup_left_b > 0 || r->store.sup_left_n > 0 ||
 	     (r->cur && (r->cur->sup_left_b > 0 || r->cur->sup_left_n > 0)));
@@ -659,11 +692,22 @@ static int visit(const char *rel, const uint8_t hash[16], void *payload)
 	return 0;
 }
 
-/* Where to cut the histogram so that at least `need` goes. */
+/* Where to cut the histogram so that at least `need` goes: -1 for no
+ * cut, CUT_ALL when everything must go. Then pass 2 takes every entry
+ * whatever the age it shows by then: an entry hit meanwhile, or whose
+ * access time pass 1's own read moved (a file this user does not own
+ * cannot be read with O_NOATIME, and relatime moves the access time of
+ * one never read since it was written), would otherwise stay however far
+ * over the cap the store is. */
 static int cut(const int64_t *hist, int64_t need, int64_t *edge)
 {
 	if (need <= 0)
 		return -1;
+	int64_t total = 0;
+	for (int i = 0; i < NBUCKETS; i++)
+		total += hist[i];
+	if (need >= total)
+		return CUT_ALL;
 	int64_t acc = 0;
 	for (int i = NBUCKETS - 1; i >= 0; i--) {
 		if (acc + hist[i] >= need) {
@@ -672,8 +716,7 @@ static int cut(const int64_t *hist, int64_t need, int64_t *edge)
 		}
 		acc += hist[i];
 	}
-	*edge = hist[0];
-	return 0; /* everything */
+	return CUT_ALL; /* (not reached: need < total) */
 }
 
 static int64_t over(int64_t used, int64_t max)
@@ -836,9 +879,10 @@ static int slice_far_under(const struct gc_run *r, const larder_limits *l)
 }
 
 /* One cleaning under the lock: 0, a larder error, or 1 (GC_SLICE only)
- * when the whole store needs walking. */
+ * when the whole store needs walking. *failed is set when an entry it
+ * meant to remove could not be. */
 static int clean(larder *db, const char *only, unsigned flags,
-		 larder_gc_report *rep)
+		 const struct gc_keep *keep, larder_gc_report *rep, int *failed)
 {
 	struct gc_run *r = calloc(1, sizeof *r);
 	if (!r)
@@ -847,6 +891,7 @@ static int clean(larder *db, const char *only, unsigned flags,
 	r->db = db;
 	r->flags = flags;
 	r->rep = rep;
+	r->keep = keep;
 	r->now = ldr_now_ns();
 	r->cap = 4096;
 	r->buf = malloc(r->cap);
@@ -927,6 +972,7 @@ static int clean(larder *db, const char *only, unsigned flags,
 			ldr_usage_set(db, t->ns, t->b, t->n);
 	}
 out:
+	*failed |= r->failed;
 	while (r->tallies) {
 		struct tally *t = r->tallies;
 		r->tallies = t->next;
@@ -942,26 +988,110 @@ out:
 	return rc;
 }
 
-/* The non-blocking lock of DIR/gc.lock: an OFD lock, so that two threads
- * of one process exclude each other too, and it goes with the fd. The fd,
- * or -1 (with *busy set when another cleaner holds it). */
-static int try_lock(larder *db, int *busy)
+/* A gc.lock made by an older larder has the mode its maker's umask left
+ * (0644), and every other member of a group-shared store is then denied
+ * it. Its owner, or root, gives it the store's mode on opening it: such a
+ * store mends itself at the next `larder gc` they run. */
+static void lock_mode_mend(larder *db, int fd)
 {
-	*busy = 0;
-	int fd = ldr_open_beneath(db->rootfd, LDR_GC_LOCK, O_RDWR | O_CREAT,
-				  db->fmode);
-	if (fd < 0)
-		return ldr_fail_errno(db, errno, "cannot open '%s/%s': %s",
-				      db->dir, LDR_GC_LOCK, strerror(errno));
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
-		return fd;
-	int e = errno;
-	ldr_close(fd);
-	if (e == EAGAIN || e == EACCES) {
-		*busy = 1;
-		return -1;
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		ldr_log(db, LARDER_LOG_DEBUG, "cannot stat '%s/%s': %s",
+			db->dir, LDR_GC_LOCK, strerror(errno));
+		return;
 	}
+	mode_t had = st.st_mode & 07777;
+	if (had == db->fmode)
+		return;
+	if (fchmod(fd, db->fmode) == 0)
+		ldr_log(db, LARDER_LOG_INFO,
+			"gave '%s/%s' the store's mode %04o (it had %04o)",
+			db->dir, LDR_GC_LOCK, (unsigned)db->fmode,
+			(unsigned)had);
+	else if (errno != EPERM) /* EPERM: not ours, nothing to do */
+		ldr_log(db, LARDER_LOG_DEBUG, "cannot chmod '%s/%s': %s",
+			db->dir, LDR_GC_LOCK, strerror(errno));
+}
+
+/* DIR/gc.lock open for writing (an OFD write lock needs it), made with
+ * the store's full mode when missing: every member must be able to open
+ * it, whatever the umask of the one who made it. The fd, or -1 with
+ * errno. */
+static int open_lock(larder *db)
+{
+	for (int attempt = 0; attempt < 3; attempt++) {
+		int fd = ldr_open_beneath(db->rootfd, LDR_GC_LOCK, O_RDWR, 0);
+		if (fd >= 0) {
+			lock_mode_mend(db, fd);
+			return fd;
+		}
+		if (errno != ENOENT)
+			return -1;
+		fd = ldr_open_beneath(db->rootfd, LDR_GC_LOCK,
+				      O_RDWR | O_CREAT | O_EXCL, db->fmode);
+		if (fd >= 0) {
+			if (fchmod(fd, db->fmode) == 0)
+				return fd;
+			/* Not left behind with the umask's mode, to lock
+			 * the others out. */
+			int e = errno;
+			unlinkat(db->rootfd, LDR_GC_LOCK, 0);
+			ldr_close(fd);
+			errno = e;
+			return -1;
+		}
+		if (errno != EEXIST)
+			return -1; /* (EEXIST: made meanwhile; open it) */
+	}
+	return -1;
+}
+
+/* Once per handle: this user cleans without the lock. */
+static void note_unlocked(larder *db, int e)
+{
+	struct ldr_gc *g = db->gc;
+	pthread_mutex_lock(&g->mu);
+	int said = g->unlocked_said;
+	g->unlocked_said = 1;
+	pthread_mutex_unlock(&g->mu);
+	if (!said)
+		ldr_log(db, LARDER_LOG_INFO,
+			"cannot open '%s/%s' for writing: %s; cleaning "
+			"without the lock, which only saves work (the "
+			"file's owner or root gives it the store's mode by "
+			"running 'larder gc')",
+			db->dir, LDR_GC_LOCK, strerror(e));
+}
+
+/* The non-blocking lock of DIR/gc.lock: an OFD lock, so that two threads
+ * of one process exclude each other too, and it goes with the fd.
+ * Returns 0 with *fd the lock's fd (-1 when this user, who may write the
+ * store, may not open the file for writing: then the caller cleans
+ * without the lock, as two cleaners at once remove nothing they should
+ * not); 1 when another cleaner holds it; or a larder error (recorded). */
+static int try_lock(larder *db, int *fd)
+{
+	*fd = open_lock(db);
+	if (*fd < 0) {
+		int e = errno;
+		/* Only a user who may write the store: one who may not could
+		 * remove nothing, and is told so by the lock as before. */
+		if ((e == EACCES || e == EPERM) &&
+		    faccessat(db->rootfd, ".", W_OK, AT_EACCESS) == 0) {
+			note_unlocked(db, e);
+			return 0;
+		}
+		return ldr_fail_errno(db, e, "cannot open '%s/%s': %s", db->dir,
+				      LDR_GC_LOCK, strerror(e));
+	}
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	if (fcntl(*fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	int e = errno;
+	ldr_close(*fd);
+	*fd = -1;
+	if (e == EAGAIN || e == EACCES)
+		return 1;
 	return ldr_fail_errno(db, e, "cannot lock '%s/%s': %s", db->dir,
 			      LDR_GC_LOCK, strerror(e));
 }
@@ -1006,28 +1136,38 @@ static void sweep(larder *db, const char *ns, unsigned flags,
 
 /* Clean; then, the lock released, look again and clean again while still
  * over a cap (bounded): a publish that found the lock
- * taken during our walk is not forgotten. */
+ * taken during our walk is not forgotten. A cleaning that cannot lock
+ * (but for "busy"), walk or remove what it meant to is counted
+ * (LARDER_CTR_GC_FAILURES): it is how an operator learns that caps stop
+ * holding. */
 static int gc_loop(larder *db, const char *ns, unsigned flags,
-		   larder_gc_report *rep)
+		   const struct gc_keep *keep, larder_gc_report *rep)
 {
 	memset(rep, 0, sizeof *rep);
 	for (int pass = 0; pass < MAX_PASSES; pass++) {
-		int busy, fd = try_lock(db, &busy);
-		if (fd < 0) {
-			if (!busy)
-				return LARDER_EIO;
+		int fd, rc = try_lock(db, &fd);
+		if (rc == 1) {
 			if (pass == 0)
 				rep->skipped = 1;
 			return 0;
+		}
+		if (rc < 0) {
+			ldr_count_add(db, LARDER_CTR_GC_FAILURES, 1);
+			return rc;
 		}
 		ldr_count_add(db, LARDER_CTR_GC_RUNS, 1);
 		rep->passes++;
 		if (pass == 0 && (flags & GC_SWEEP))
 			sweep(db, ns, flags, rep);
-		int rc = clean(db, ns, flags, rep);
+		int failed = 0;
+		rc = clean(db, ns, flags, keep, rep, &failed);
 		if (rc == 1)
-			rc = clean(db, ns, flags & ~GC_SLICE, rep);
-		ldr_close(fd); /* drops the lock */
+			rc = clean(db, ns, flags & ~GC_SLICE, keep, rep,
+				   &failed);
+		if (fd >= 0)
+			ldr_close(fd); /* drops the lock */
+		if (rc || failed)
+			ldr_count_add(db, LARDER_CTR_GC_FAILURES, 1);
 		if (rc || (flags & (LARDER_GC_DRY_RUN | GC_SLICE)))
 			return rc; /* a slice: the next publish takes another */
 		/* (a cleaning of one namespace cannot mend the store's cap:
@@ -1044,13 +1184,13 @@ int larder_gc(larder *db, const char *ns, unsigned flags, larder_gc_report *out)
 	larder_gc_report rep;
 	int rc = ns ? ldr_check_ns_internal(db, ns) : 0;
 	if (rc == 0)
-		rc = gc_loop(db, ns, flags | GC_SWEEP, &rep);
+		rc = gc_loop(db, ns, flags | GC_SWEEP, NULL, &rep);
 	if (out)
 		*out = rep;
 	return rc;
 }
 
-void ldr_after_publish(larder *db, const char *ns)
+void ldr_after_publish(larder *db, const char *ns, const char *name)
 {
 	struct ldr_gc *g = db->gc;
 	pthread_mutex_lock(&g->mu);
@@ -1080,9 +1220,15 @@ void ldr_after_publish(larder *db, const char *ns)
 	if (!want)
 		return;
 	larder_gc_report rep;
+	/* The entry just published never goes in its own cleaning: below
+	 * the cull watermark with the space taken by other files, the
+	 * cleaning would otherwise remove everything, this entry too, after
+	 * the publish said it stored it (and a fill would then hand out
+	 * nothing). */
+	struct gc_keep keep = {ns, name};
 	/* The store's cap is cleaned across every namespace; a namespace's
 	 * only in it. One walk of the store covers both. */
-	if (gc_loop(db, NULL, GC_SLICE, &rep) != 0)
+	if (gc_loop(db, NULL, GC_SLICE, &keep, &rep) != 0)
 		ldr_log(db, LARDER_LOG_WARN, "cleaning after a publish: %s",
 			larder_errmsg(db));
 	else if (!rep.skipped)

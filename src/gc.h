@@ -27,9 +27,10 @@ void ldr_touch(larder *db, int fd, const uint8_t hash[16]);
  * filesystem at most once a second per handle. */
 int ldr_space_check(larder *db);
 
-/* After a publish in ns (its usage already added): if a cap or the cull
- * watermark is crossed, clean (unless another process is cleaning).
+/* After a publish in ns of the entry file `name` (32 hex digits; its
+ * usage already added): if a cap or the cull watermark is crossed, clean
+ * (unless another process is cleaning), never removing that entry.
  * Never fails the publish. */
-void ldr_after_publish(larder *db, const char *ns);
+void ldr_after_publish(larder *db, const char *ns, const char *name);
 
 #endif

@@ -611,7 +611,7 @@ static int finish(larder_writer *w, larder_entry **uncached)
 	/* Usage, and the cleaning a crossed cap starts (after the head, so
 	 * that the new entry supersedes the old version). */
 	if (published)
-		ldr_after_publish(db, w->ns);
+		ldr_after_publish(db, w->ns, w->hex);
 out:
 	free(hdr);
 	writer_free(w);

@@ -708,6 +708,7 @@ const char *larder_counter_name(int counter)
 	    "gc_runs",
 	    "publish_refused",
 	    "touches",
+	    "gc_failures",
 	};
 	if (counter < 0 || counter >= LARDER_CTR_COUNT)
 		return NULL;

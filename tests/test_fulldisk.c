@@ -3,6 +3,8 @@
  * for the test (root only). Puts go until one fails; it must fail with
  * LARDER_EFULL (the CLI: exit 4), everything published before reads back
  * exactly, no temp file is left, and after removing entries a put works.
+ * Between the cull and stop watermarks, a publish is stored and stays (its
+ * own cleaning never removes it), from the library and the CLI.
  *
  * Each test mounts its tmpfs inside a child that first moves to a private
  * mount namespace, so the mount dies with the child however the test ends
@@ -21,6 +23,7 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -350,6 +353,98 @@ TEST(fulldisk_out_of_inodes_put_fails_efull)
 }
 
 /* ---------------------------------------------------------------------- */
+/* Between the cull and stop watermarks                                    */
+
+/* Fill the small disk with a file that is not the store's until `free_pct`
+ * of it is free. */
+static void ballast_to(const char *mnt, double free_pct)
+{
+	struct statvfs v;
+	ASSERT_EQ(statvfs(mnt, &v), 0);
+	off_t keep =
+	    (off_t)((double)(v.f_blocks * v.f_frsize) * free_pct / 100);
+	off_t len = (off_t)(v.f_bavail * v.f_frsize) - keep;
+	ASSERT(len > 0);
+	char path[4200];
+	snprintf(path, sizeof path, "%s/ballast", mnt);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	ASSERT(fd >= 0);
+	ASSERT_EQ(posix_fallocate(fd, 0, len), 0);
+	ASSERT_EQ(close(fd), 0);
+}
+
+static double free_pct(const char *mnt)
+{
+	struct statvfs v;
+	ASSERT_EQ(statvfs(mnt, &v), 0);
+	return 100.0 * (double)v.f_bavail / (double)v.f_blocks;
+}
+
+static int band_loader(larder_fill *f, void *payload)
+{
+	(void)payload;
+	unsigned char buf[3000];
+	test_fill_pattern(buf, sizeof buf, 77);
+	return larder_fill_write(f, buf, sizeof buf);
+}
+
+/* A 2 MiB disk 81% full of other files, watermarks 30,20,10: free space
+ * is between stop and cull, so a publish is stored and then cleans until
+ * 30% is free, which it never can. It empties the store of everything
+ * else, but what it published stays: a put is found by the next get, and
+ * a fill hands out the entry it published (LARDER_FILLED, not
+ * uncached). */
+static void band_publish(const char *mnt)
+{
+	char store[4200];
+	larder *db = create_store(mnt, store, sizeof store);
+	larder_limits l;
+	ASSERT_RC(db, larder_limits_get(db, NULL, &l), 0);
+	l.wm_run = 30;
+	l.wm_cull = 20;
+	l.wm_stop = 10;
+	ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
+	for (int i = 1; i <= 3; i++)
+		ASSERT_RC(db, put_n(db, i, 3000), 0);
+	larder_close(db);
+	ballast_to(mnt, 19.0);
+	double pct = free_pct(mnt);
+	ASSERT(pct < 20.0 && pct > 10.0);
+
+	/* A new handle, as a new command: it sees the space at once. */
+	larder_opts o = LARDER_OPTS_INIT;
+	ASSERT_RC(NULL, larder_open(&db, store, &o), 0);
+	ASSERT_RC(db, put_n(db, 4, 3000), 0);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_GC_RUNS), 1);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_EVICTIONS), 3);
+	check_entry(db, 4, 3000);
+	larder_close(db);
+
+	ASSERT_RC(NULL, larder_open(&db, store, &o), 0);
+	larder_entry *e = NULL;
+	int outcome = 0;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &outcome, db, NS, "filled", 6, VER,
+				     strlen(VER), NULL, band_loader, NULL,
+				     NULL),
+		  0);
+	ASSERT_EQ(outcome, LARDER_FILLED);
+	ASSERT_EQ(larder_entry_size(e), 3000);
+	ASSERT(test_check_pattern(larder_entry_data(e), 3000, 77));
+	larder_entry_release(e);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_GC_RUNS), 1);
+	ASSERT_RC(db, larder_get(&e, db, NS, "filled", 6, VER, strlen(VER)), 0);
+	larder_entry_release(e);
+	larder_close(db);
+	ASSERT_EQ(temps_left(store), 0);
+}
+
+TEST(band_between_cull_and_stop_a_publish_never_evicts_itself)
+{
+	with_small_disk("size=2m,mode=0755", band_publish);
+}
+
+/* ---------------------------------------------------------------------- */
 /* The CLI: a full disk is exit code 4                                      */
 
 #ifdef LARDER_CLI
@@ -417,6 +512,59 @@ static void cli_fill(const char *mnt)
 		  0);
 	ASSERT_EQ(temps_left(store), 0);
 	free(buf);
+}
+
+/* The same band from the command line: `put` says stored, and it is;
+ * `run` caches its result (no "not cached" warning) and the next run is a
+ * hit that does not run the command. */
+static void cli_band(const char *mnt)
+{
+	const char *cli = LARDER_CLI;
+	char store[4200], payload[4200], err[4200], count[4200];
+	snprintf(store, sizeof store, "%s/store", mnt);
+	snprintf(payload, sizeof payload, "%s", test_path("payload"));
+	snprintf(err, sizeof err, "%s", test_path("err"));
+	snprintf(count, sizeof count, "%s", test_path("runs"));
+	ASSERT_EQ(test_sh("'%s' --dir '%s' init && '%s' --dir '%s' config "
+			  "--watermarks 30,20,10",
+			  cli, store, cli, store),
+		  0);
+	unsigned char buf[3000];
+	test_fill_pattern(buf, sizeof buf, 5);
+	FILE *f = fopen(payload, "w");
+	ASSERT(f != NULL);
+	ASSERT_EQ(fwrite(buf, 1, sizeof buf, f), sizeof buf);
+	ASSERT_EQ(fclose(f), 0);
+	for (int i = 1; i <= 3; i++)
+		ASSERT_EQ(test_sh("'%s' --dir '%s' put x%d '%s'", cli, store, i,
+				  payload),
+			  0);
+	ballast_to(mnt, 19.0);
+	ASSERT_EQ(test_sh("'%s' -v --dir '%s' put x4 '%s' 2>'%s'", cli, store,
+			  payload, err),
+		  0);
+	ASSERT_EQ(test_sh("grep -q \"stored 'x4'\" '%s'", err), 0);
+	ASSERT_EQ(test_sh("'%s' --dir '%s' get x4 | cmp -s - '%s'", cli, store,
+			  payload),
+		  0);
+	/* run: one run of the command, cached, then a hit */
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(test_sh("'%s' --dir '%s' run --key band -- sh -c "
+				  "'echo run >>\"%s\"; echo out' >/dev/null "
+				  "2>'%s'",
+				  cli, store, count, err),
+			  0);
+		ASSERT_EQ(test_sh("grep -q 'not cached' '%s'", err), 1);
+	}
+	ASSERT_EQ(test_count_lines(count), 1);
+}
+
+TEST(band_cli_put_is_stored_and_run_is_cached)
+{
+	if (access(LARDER_CLI, X_OK) != 0)
+		test_fail(__FILE__, __LINE__, "the CLI %s is not built: %s",
+			  LARDER_CLI, strerror(errno));
+	with_small_disk("size=2m,mode=0755", cli_band);
 }
 
 TEST(fulldisk_cli_put_exits_4_then_recovers_after_rm)

@@ -4,6 +4,8 @@
  * superseded go first, watermarks on a small tmpfs, readers never fail
  * while a cleaning runs, one cleaner at a time, dry runs remove nothing,
  * a namespace's cap touches only it, and the configuration round-trips.
+ * gc.lock takes the store's mode, failed cleanings are counted, and a
+ * cleaning down to nothing takes entries touched during it.
  *
  * What is left is judged by walking the real files, never by the
  * library's own accounting.
@@ -413,6 +415,160 @@ TEST(gc_skips_while_another_cleaner_holds_the_lock)
 	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
 	ASSERT_EQ(r.skipped, 0);
 	ASSERT_EQ(r.superseded, 3);
+	larder_close(db);
+}
+
+/* gc.lock is shared bookkeeping: it takes the store's full mode whatever
+ * the umask of the process that makes it, or the other members of a
+ * group-shared store could not open it to clean. */
+TEST(gc_lock_takes_the_store_mode_not_the_umask)
+{
+	larder *db;
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	o.create_mode = 0664;
+	o.create_fsync = LARDER_FSYNC_NONE;
+	mode_t old = umask(022);
+	ASSERT_RC(NULL, larder_open(&db, test_path("s"), &o), 0);
+	larder_gc_report r;
+	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	struct stat st;
+	ASSERT_EQ(stat(test_path("s/gc.lock"), &st), 0);
+	ASSERT_EQ(st.st_mode & 07777, 0664);
+	/* one made by an older larder (the umask's 0644) is mended by its
+	 * owner's next cleaning */
+	ASSERT_EQ(chmod(test_path("s/gc.lock"), 0644), 0);
+	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	ASSERT_EQ(stat(test_path("s/gc.lock"), &st), 0);
+	ASSERT_EQ(st.st_mode & 07777, 0664);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_GC_FAILURES), 0);
+	larder_close(db);
+	umask(old);
+}
+
+/* The store-wide value of a counter, by name (as `larder stat` has it). */
+static uint64_t stored_counter(const char *dir, const char *name)
+{
+	larder *db = open_store(dir);
+	larder_stats *s = NULL;
+	ASSERT_RC(db, larder_stats_read(&s, db), 0);
+	uint64_t v, found = 0;
+	int seen = 0;
+	for (size_t i = 0; i < larder_stats_counters(s); i++) {
+		const char *n = larder_stats_counter(s, i, &v);
+		if (strcmp(n, name) == 0) {
+			found = v;
+			seen = 1;
+		}
+	}
+	larder_stats_free(s);
+	larder_close(db);
+	ASSERT(seen);
+	return found;
+}
+
+/* A cleaning that cannot lock (for another reason than another cleaner),
+ * or cannot remove an entry it means to, is counted in gc_failures, which
+ * reaches the store's counters: it is how an operator sees that caps no
+ * longer hold. A read-only bind mount of ns/ (in a mount namespace of
+ * this test's own) makes every removal fail, even as root. */
+TEST(gc_failures_counts_cleanings_that_cannot_lock_or_remove)
+{
+	const char *dir = test_path("s");
+	larder *db = open_store(dir);
+	char key[16];
+	for (int i = 0; i < 3; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		put_n(db, "n", key, NULL, 100, (uint64_t)i, 0);
+	}
+	larder_gc_report r;
+	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_GC_FAILURES), 0);
+	larder_close(db);
+	ASSERT_EQ(stored_counter(dir, "gc_failures"), 0);
+
+	/* cannot lock: a directory where gc.lock should be */
+	ASSERT_EQ(unlink(test_path("s/gc.lock")), 0);
+	ASSERT_EQ(mkdir(test_path("s/gc.lock"), 0755), 0);
+	db = open_store(dir);
+	ASSERT(larder_gc(db, NULL, 0, &r) != 0);
+	ASSERT(strstr(larder_errmsg(db), "gc.lock"));
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_GC_FAILURES), 1);
+	larder_close(db);
+	ASSERT_EQ(stored_counter(dir, "gc_failures"), 1);
+	ASSERT_EQ(rmdir(test_path("s/gc.lock")), 0);
+
+	/* cannot remove: the entries on a read-only mount */
+	if (unshare(CLONE_NEWNS) != 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+		test_fail(__FILE__, __LINE__, "private mount namespace: %s",
+			  strerror(errno));
+	const char *ns = test_path("s/ns");
+	ASSERT_EQ(mount(ns, ns, NULL, MS_BIND, NULL), 0);
+	ASSERT_EQ(mount(NULL, ns, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL),
+		  0);
+	db = open_store(dir);
+	set_limits(db, NULL, 0, 1, 60);
+	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	ASSERT_EQ(r.evicted, 0);
+	ASSERT_EQ(store_files(dir, NULL, NULL), 3);
+	/* each pass failed (still over the cap, gc tried again) */
+	ASSERT(r.passes >= 1);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_GC_FAILURES), r.passes);
+	larder_close(db);
+	ASSERT_EQ(stored_counter(dir, "gc_failures"), 1 + r.passes);
+	ASSERT_EQ(umount2(ns, MNT_DETACH), 0);
+}
+
+/* When a cleaning must remove every entry it found (a cap of 1 is
+ * cleaned down to 0), an entry whose access time moves between its two
+ * walks goes too: hit meanwhile, or (in a group-shared store) made recent
+ * by the first walk's own read of a file this user does not own. Here a
+ * log callback plays the hit, touching the entries left when the first
+ * one is removed. It takes one pass: the cleaning a publish starts makes
+ * no second. */
+static char g_touch[4][4096];
+static int g_touched;
+static void touch_on_first_removal(int level, const char *msg, void *payload)
+{
+	(void)level;
+	(void)payload;
+	if (g_touched || !strstr(msg, "least recently used"))
+		return;
+	g_touched = 1;
+	struct timespec now[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
+	for (int i = 0; i < 4; i++)
+		if (utimensat(AT_FDCWD, g_touch[i], now, 0) != 0 &&
+		    errno != ENOENT)
+			test_fail(__FILE__, __LINE__, "touch %s: %s",
+				  g_touch[i], strerror(errno));
+}
+
+TEST(cleaning_down_to_nothing_takes_entries_touched_meanwhile)
+{
+	const char *dir = test_path("s");
+	larder *db = open_store(dir);
+	char key[16];
+	for (int i = 0; i < 4; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		put_n(db, "n", key, NULL, 100, (uint64_t)i, 0);
+		snprintf(g_touch[i], sizeof g_touch[i], "%s",
+			 entry_path(db, "n", key));
+		set_old_atime(g_touch[i], 3600);
+	}
+	larder_close(db);
+	larder_opts o = LARDER_OPTS_INIT;
+	o.log = touch_on_first_removal;
+	o.log_level = LARDER_LOG_INFO;
+	ASSERT_RC(NULL, larder_open(&db, dir, &o), 0);
+	set_limits(db, NULL, 0, 1, 60);
+	larder_gc_report r;
+	ASSERT_RC(db, larder_gc(db, NULL, LARDER_GC_LOG_EACH, &r), 0);
+	ASSERT(g_touched);
+	/* in one pass: a publish's cleaning makes only one */
+	ASSERT_EQ(r.passes, 1);
+	ASSERT_EQ(r.evicted, 4);
+	ASSERT_EQ(store_files(dir, NULL, NULL), 0);
 	larder_close(db);
 }
 
