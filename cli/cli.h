@@ -57,6 +57,10 @@ extern const struct cli_cmd cli_cmd_init, cli_cmd_put, cli_cmd_get, cli_cmd_rm,
 /* "larder: <command>: <message>" on stderr. */
 void cli_err(const struct cli *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* "larder: <command>: <prefix><msg>" on stderr for a message from the
+ * library (larder_errmsg): msg is escaped whole (out_text), never cut;
+ * prefix is the tool's own text. */
+void cli_err_lib(const struct cli *c, const char *prefix, const char *msg);
 /* A usage error: the message, then a pointer to the command's help.
  * Returns CLI_USAGE. */
 int cli_usage_err(const struct cli *c, const char *fmt, ...)
@@ -206,10 +210,25 @@ void progress_resume(void);
  * Returns 0 or an errno value. */
 int out_write_all(int fd, const void *buf, size_t len);
 
-/* Print bytes for a terminal or a tab-separated line: printable ASCII and
- * valid UTF-8 (U+00A0 and up) as they are, backslash as "\\", tab,
- * newline and CR as "\t" "\n" "\r", any other byte as "\xHH". */
+/*
+ * The escaping of every user- or store-supplied string the tool prints
+ * (docs/cli.md#escaping): printable ASCII and valid UTF-8 as they are;
+ * backslash as "\\"; tab, newline and CR as "\t" "\n" "\r"; any other
+ * control byte, DEL and any byte that is not part of valid UTF-8 as
+ * "\xHH"; C1 controls, bidirectional controls and other invisible
+ * formatting characters as "\uHHHH" (or "\UHHHHHHHH"). Reversible, so
+ * different bytes never print the same, and nothing reaches a terminal
+ * as a control sequence.
+ */
 void out_text(FILE *f, const void *p, size_t len);
+
+/* The same, leaving backslashes alone: for a whole message whose parts
+ * were escaped with out_text() or out_q() already (it changes none of
+ * them), so that a string that was not cannot reach the terminal raw. */
+void out_safe(FILE *f, const void *p, size_t len);
+
+/* Bytes escaped as by out_text() into buf, cut with "..." to fit. */
+void out_text_buf(char *buf, size_t size, const void *p, size_t len);
 
 /* A string escaped as by out_text() and cut to about 200 bytes, for
  * messages; a static buffer, one of 4 reused in turn. */

@@ -51,7 +51,7 @@ static int put_opt(struct cli *c, int id, const char *arg, void *ctx)
 					     "bad --ttl '%s' (want seconds, "
 					     "or N with s/m/h/d up to "
 					     "36500d, or never)",
-					     arg);
+					     out_q(arg));
 		return CLI_CONTINUE;
 	case OPT_META:
 		a->meta = arg;
@@ -99,7 +99,8 @@ static int hash_rest(struct cli *c, int fd, const char *name, char *buf,
 		progress_add(&prog, (size_t)n);
 	}
 	if (n < 0) {
-		cli_err(c, "cannot read '%s': %s", name, strerror((int)-n));
+		cli_err(c, "cannot read '%s': %s", out_q(name),
+			strerror((int)-n));
 		return CLI_IO;
 	}
 	return CLI_OK;
@@ -125,8 +126,8 @@ static int spool_create(struct cli *c)
 	}
 	fd = mkostemp(path, O_CLOEXEC);
 	if (fd < 0)
-		cli_err(c, "cannot create a temp file in '%s': %s", tmpdir,
-			strerror(errno));
+		cli_err(c, "cannot create a temp file in '%s': %s",
+			out_q(tmpdir), strerror(errno));
 	else
 		unlink(path);
 	free(path);
@@ -150,13 +151,14 @@ static int spool(struct cli *c, int in, const char *name, char *buf,
 		progress_add(&prog, (size_t)n);
 		err = out_write_all(fd, buf, (size_t)n);
 		if (err) {
-			cli_err(c, "cannot spool '%s' to a temp file: %s", name,
-				strerror(err));
+			cli_err(c, "cannot spool '%s' to a temp file: %s",
+				out_q(name), strerror(err));
 			goto fail;
 		}
 	}
 	if (n < 0) {
-		cli_err(c, "cannot read '%s': %s", name, strerror((int)-n));
+		cli_err(c, "cannot read '%s': %s", out_q(name),
+			strerror((int)-n));
 		goto fail;
 	}
 	if (lseek(fd, 0, SEEK_SET) < 0) {
@@ -194,7 +196,7 @@ static int content_version(struct cli *c, int *fd, const char *name, char *buf,
 	if (start >= 0) {
 		rc = hash_rest(c, *fd, name, buf, st);
 		if (rc == CLI_OK && lseek(*fd, start, SEEK_SET) < 0) {
-			cli_err(c, "cannot rewind '%s': %s", name,
+			cli_err(c, "cannot rewind '%s': %s", out_q(name),
 				strerror(errno));
 			rc = CLI_IO;
 		}
@@ -245,7 +247,8 @@ static int stream(struct cli *c, larder *db, larder_writer *w, int fd,
 		}
 	}
 	if (n < 0) {
-		cli_err(c, "cannot read '%s': %s", name, strerror((int)-n));
+		cli_err(c, "cannot read '%s': %s", out_q(name),
+			strerror((int)-n));
 		rc = CLI_IO;
 		goto out;
 	}
@@ -255,7 +258,7 @@ static int stream(struct cli *c, larder *db, larder_writer *w, int fd,
 			cli_err(c,
 				"'%s' changed while it was being stored; "
 				"nothing stored",
-				name);
+				out_q(name));
 			rc = CLI_IO;
 		}
 	}
@@ -272,7 +275,8 @@ static int open_input(struct cli *c, const char *file, int *fd)
 	}
 	*fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (*fd < 0) {
-		cli_err(c, "cannot open '%s': %s", file, strerror(errno));
+		cli_err(c, "cannot open '%s': %s", out_q(file),
+			strerror(errno));
 		return CLI_IO;
 	}
 	return CLI_OK;

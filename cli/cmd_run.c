@@ -297,7 +297,7 @@ static int inputs_version(struct run_ctx *x, struct bytes *v)
 
 	if (larder_files_version(x->db, x->a->inputs, x->a->ninputs, 0, fv) !=
 	    0) {
-		cli_err(x->c, "--input: %s", larder_errmsg(x->db));
+		cli_err_lib(x->c, "--input: ", larder_errmsg(x->db));
 		return -1;
 	}
 	bytes_rec(v, 'i', fv, strlen(fv));
@@ -411,7 +411,7 @@ static int version_fn(larder_fill *f, void *payload)
 	x->ver = now;
 	rc = larder_fill_set_version(f, now.p, now.len);
 	if (rc)
-		cli_err(x->c, "%s", larder_errmsg(x->db));
+		cli_err_lib(x->c, "", larder_errmsg(x->db));
 	return rc;
 }
 
@@ -792,10 +792,10 @@ static int run_run(struct cli *c, int argc, char **argv)
 			snprintf(why, sizeof(why),
 				 "; the cache could not keep it");
 			if (!c->logged)
-				cli_err(c,
-					"warning: the result was not "
-					"cached: %s",
-					larder_errmsg(db));
+				cli_err_lib(c,
+					    "warning: the result was not "
+					    "cached: ",
+					    larder_errmsg(db));
 		} else if (x.status != 0 && !a.cache_failures) {
 			how = "uncached";
 			snprintf(why, sizeof(why),
@@ -823,10 +823,9 @@ static int run_run(struct cli *c, int argc, char **argv)
 				cli_err(c, "warning: the result was not "
 					   "cached");
 			else
-				cli_err(c,
-					"warning: the result was not cached: "
-					"%s",
-					larder_errmsg(db));
+				cli_err_lib(
+				    c, "warning: the result was not cached: ",
+				    larder_errmsg(db));
 		}
 	} else if (lrc == 0) {
 		how = outcome == LARDER_WAITED	? "waited"

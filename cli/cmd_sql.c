@@ -136,7 +136,7 @@ static int sql_fail(struct cli *c, larder *db, int rc)
 {
 	const char *msg = larder_errmsg(db);
 
-	cli_err(c, "%s", msg && *msg ? msg : larder_strerror(rc));
+	cli_err_lib(c, "", msg && *msg ? msg : larder_strerror(rc));
 	return CLI_IO;
 }
 
@@ -228,7 +228,7 @@ static int run_query(struct cli *c, int argc, char **argv)
 					   "the result needs a --ttl (or a "
 					   "default TTL for namespace '%s'): "
 					   "nothing else would refresh it",
-					   c->ns);
+					   out_q(c->ns));
 			goto out;
 		}
 	}
@@ -267,8 +267,8 @@ static int run_query(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	if (outcome == LARDER_FILLED_UNCACHED && !c->logged)
-		cli_err(c, "warning: the result was not cached: %s",
-			larder_errmsg(db));
+		cli_err_lib(c, "warning: the result was not cached: ",
+			    larder_errmsg(db));
 	int err = out_write_all(STDOUT_FILENO, larder_entry_data(e),
 				larder_entry_size(e));
 	/* A reader that closes the pipe early had what it wanted. */

@@ -75,16 +75,37 @@ void cli_print_cmd_help(FILE *f, const struct cli_cmd *cmd)
 		"--log-json, --allow-unsafe-mode, -h/--help\n");
 }
 
-__attribute__((format(printf, 2, 0))) static void
-vreport(const struct cli *c, const char *fmt, va_list ap)
+/* "larder: <command>: <prefix><msg>" on stderr, msg escaped: exactly
+ * (out_text) or, for a message whose parts were escaped already,
+ * out_safe(). */
+static void report(const struct cli *c, const char *prefix, const char *msg,
+		   int exact)
 {
 	progress_pause();
 	fputs("larder: ", stderr);
 	if (c && c->cmd)
 		fprintf(stderr, "%s: ", c->cmd);
-	vfprintf(stderr, fmt, ap);
+	fputs(prefix, stderr);
+	if (exact)
+		out_text(stderr, msg, strlen(msg));
+	else
+		out_safe(stderr, msg, strlen(msg));
 	fputc('\n', stderr);
 	progress_resume();
+}
+
+__attribute__((format(printf, 2, 0))) static void
+vreport(const struct cli *c, const char *fmt, va_list ap)
+{
+	char *msg = NULL;
+
+	/* Callers escape what they quote (out_q); out_safe() catches a
+	 * string that was not, so that none reaches the terminal raw. */
+	if (vasprintf(&msg, fmt, ap) < 0)
+		report(c, "", "out of memory", 0);
+	else
+		report(c, "", msg, 0);
+	free(msg);
 }
 
 void cli_err(const struct cli *c, const char *fmt, ...)
@@ -94,6 +115,13 @@ void cli_err(const struct cli *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vreport(c, fmt, ap);
 	va_end(ap);
+}
+
+void cli_err_lib(const struct cli *c, const char *prefix, const char *msg)
+{
+	/* The library's messages quote what they were given (a namespace,
+	 * a path, a database's words) as it was. */
+	report(c, prefix, msg, 1);
 }
 
 int cli_usage_err(const struct cli *c, const char *fmt, ...)
@@ -149,7 +177,7 @@ int cli_fail(const struct cli *c, larder *db, int rc)
 	const char *msg = db ? larder_errmsg(db) : NULL;
 
 	if (msg && *msg)
-		cli_err(c, "%s", msg);
+		cli_err_lib(c, "", msg);
 	else
 		cli_err(c, "%s", larder_strerror(rc));
 	return cli_exit_code(rc);
@@ -224,7 +252,7 @@ int cli_positionals(struct cli *c, int argc, char **argv, int first, int min,
 		return cli_usage_err(c, "missing %s", what);
 	if (argc - first > max)
 		return cli_usage_err(c, "unexpected argument '%s'",
-				     argv[first + max]);
+				     out_q(argv[first + max]));
 	return CLI_CONTINUE;
 }
 
@@ -419,10 +447,10 @@ int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
 			pos[npos++] = optarg;
 		} else if (id == '?') {
 			rc = cli_usage_err(c, "unknown option '%s'",
-					   bad_option(argv, optopt));
+					   out_q(bad_option(argv, optopt)));
 		} else if (id == ':') {
 			rc = cli_usage_err(c, "option '%s' needs an argument",
-					   bad_option(argv, optopt));
+					   out_q(bad_option(argv, optopt)));
 		} else if (id == 'h') {
 			help = 1;
 		} else if (id == 'd' || id == 'n' || id == 'v' || id == 'U' ||
@@ -516,12 +544,12 @@ int cli_open(struct cli *c, larder **out, const larder_opts *opts)
 	/* The library's message names the path and the cause already. */
 	msg = larder_open_errmsg();
 	if (msg && *msg)
-		cli_err(c, "%s", msg);
+		cli_err_lib(c, "", msg);
 	else if (rc == LARDER_ENOTFOUND)
 		cli_err(c, "no store at '%s' (create one with 'larder init')",
-			c->dir);
+			out_q(c->dir));
 	else
-		cli_err(c, "cannot open store '%s': %s", c->dir,
+		cli_err(c, "cannot open store '%s': %s", out_q(c->dir),
 			larder_strerror(rc));
 	return cli_open_exit_code(rc);
 }
@@ -546,7 +574,7 @@ static int run_help(struct cli *c, int argc, char **argv)
 		return cli_usage_err(c, "too many arguments");
 	cmd = find_cmd(argv[1]);
 	if (!cmd)
-		return cli_usage_err(c, "unknown command '%s'", argv[1]);
+		return cli_usage_err(c, "unknown command '%s'", out_q(argv[1]));
 	cli_print_cmd_help(stdout, cmd);
 	return fflush(stdout) == 0 ? CLI_OK : CLI_IO;
 }
@@ -571,10 +599,10 @@ static int parse_top(struct cli *c, int argc, char **argv, int *cmd_index)
 		switch (id) {
 		case '?':
 			return cli_usage_err(c, "unknown option '%s'",
-					     bad_option(argv, optopt));
+					     out_q(bad_option(argv, optopt)));
 		case ':':
 			return cli_usage_err(c, "option '%s' needs an argument",
-					     bad_option(argv, optopt));
+					     out_q(bad_option(argv, optopt)));
 		case 'h':
 			print_main_help(stdout);
 			return fflush(stdout) == 0 ? CLI_OK : CLI_IO;
@@ -620,7 +648,8 @@ int main(int argc, char **argv)
 	cmd = find_cmd(c.cmd);
 	if (!cmd) {
 		c.cmd = NULL;
-		rc = cli_usage_err(&c, "unknown command '%s'", argv[index]);
+		rc = cli_usage_err(&c, "unknown command '%s'",
+				   out_q(argv[index]));
 		goto out;
 	}
 	rc = cmd->run(&c, argc - index, argv + index);
