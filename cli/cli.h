@@ -76,9 +76,14 @@ int cli_positionals(struct cli *c, int argc, char **argv, int first, int min,
  * (LARDER_TTL_NEVER). 0 on success, -1 if malformed. */
 int cli_parse_ttl(const char *s, int64_t *out);
 
-/* A positive number of seconds, at most a year (--lease, --max-wait).
- * 0 on success, -1 if malformed. */
-int cli_parse_seconds(const char *s, double *out);
+/* A number of seconds (--lease, --max-wait): a plain decimal (digits,
+ * optionally '.' and digits), optionally followed by s, m, h or d; at
+ * least `min`, more than 0, at most a year. Hex, exponents, signs, inf
+ * and nan are refused. 0 on success, -1 if malformed or out of range. */
+int cli_parse_seconds(const char *s, double min, double *out);
+
+/* The shortest --max-wait: the library times waits in milliseconds. */
+#define CLI_MIN_WAIT_SECONDS 0.001
 
 /* A size in bytes: digits with an optional K, M, G or T suffix (powers
  * of 1024; "KiB", "KB" accepted). 0 on success, -1 if malformed. */

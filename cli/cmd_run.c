@@ -544,13 +544,25 @@ static int run_opt(struct cli *c, int id, const char *arg, void *ctx)
 		return CLI_CONTINUE;
 	case OPT_LEASE:
 	case OPT_MAX_WAIT:
-		if (cli_parse_seconds(arg, id == OPT_LEASE ? &a->lease
-							   : &a->max_wait) != 0)
-			return cli_usage_err(
-			    c,
-			    "bad --%s '%s' (want a number of "
-			    "seconds > 0)",
-			    id == OPT_LEASE ? "lease" : "max-wait", out_q(arg));
+		if (id == OPT_LEASE &&
+		    cli_parse_seconds(arg, LARDER_LEASE_MIN_SECONDS,
+				      &a->lease) != 0)
+			return cli_usage_err(c,
+					     "bad --lease '%s' (want seconds, "
+					     "at least %g: a plain decimal "
+					     "like 30 or 2.5, or N with "
+					     "s/m/h/d)",
+					     out_q(arg),
+					     LARDER_LEASE_MIN_SECONDS);
+		if (id == OPT_MAX_WAIT &&
+		    cli_parse_seconds(arg, CLI_MIN_WAIT_SECONDS,
+				      &a->max_wait) != 0)
+			return cli_usage_err(c,
+					     "bad --max-wait '%s' (want "
+					     "seconds, at least %g: a plain "
+					     "decimal like 60 or 0.5, or N "
+					     "with s/m/h/d)",
+					     out_q(arg), CLI_MIN_WAIT_SECONDS);
 		return CLI_CONTINUE;
 	case OPT_ALLOW_STALE:
 		a->allow_stale = 1;
@@ -914,11 +926,12 @@ const struct cli_cmd cli_cmd_run = {
 	"  --ttl T           expire the result after T: seconds, or N with "
 	"s/m/h/d,\n"
 	"                    or 'never' (default: the namespace's TTL)\n"
-	"  --lease S         the lease length in seconds (default 30): how "
-	"long a\n"
-	"                    filler on another host may be silent before "
-	"another\n"
-	"                    takes over\n"
+	"  --lease S         the lease length in seconds (default 30, at "
+	"least 1): how\n"
+	"                    long a filler on another host may be silent "
+	"before\n"
+	"                    another takes over; a plain decimal, or N with "
+	"s/m/h/d\n"
 	"  --max-wait S      wait at most S seconds for another filler, then "
 	"run\n"
 	"                    COMMAND anyway (default 10 leases)\n"

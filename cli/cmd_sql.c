@@ -105,13 +105,25 @@ static int sql_opt(struct cli *c, int id, const char *arg, void *ctx)
 		return CLI_CONTINUE;
 	case OPT_LEASE:
 	case OPT_MAX_WAIT:
-		if (cli_parse_seconds(arg, id == OPT_LEASE ? &a->lease
-							   : &a->max_wait) != 0)
-			return cli_usage_err(
-			    c,
-			    "bad --%s '%s' (want a number of "
-			    "seconds > 0)",
-			    id == OPT_LEASE ? "lease" : "max-wait", out_q(arg));
+		if (id == OPT_LEASE &&
+		    cli_parse_seconds(arg, LARDER_LEASE_MIN_SECONDS,
+				      &a->lease) != 0)
+			return cli_usage_err(c,
+					     "bad --lease '%s' (want seconds, "
+					     "at least %g: a plain decimal "
+					     "like 30 or 2.5, or N with "
+					     "s/m/h/d)",
+					     out_q(arg),
+					     LARDER_LEASE_MIN_SECONDS);
+		if (id == OPT_MAX_WAIT &&
+		    cli_parse_seconds(arg, CLI_MIN_WAIT_SECONDS,
+				      &a->max_wait) != 0)
+			return cli_usage_err(c,
+					     "bad --max-wait '%s' (want "
+					     "seconds, at least %g: a plain "
+					     "decimal like 60 or 0.5, or N "
+					     "with s/m/h/d)",
+					     out_q(arg), CLI_MIN_WAIT_SECONDS);
 		return CLI_CONTINUE;
 	case OPT_ALLOW_STALE:
 		a->allow_stale = 1;
@@ -395,7 +407,8 @@ const struct cli_cmd cli_cmd_sql = {
 	"  --ttl T            expire the result after T: seconds, or N with "
 	"s/m/h/d,\n"
 	"                     or 'never' (default: the namespace's TTL)\n"
-	"  --lease S          the lease length in seconds (default 30)\n"
+	"  --lease S          the lease length in seconds (default 30, at "
+	"least 1)\n"
 	"  --max-wait S       wait at most S seconds for another process's "
 	"load, then\n"
 	"                     load here anyway (default 10 leases)\n"

@@ -187,15 +187,55 @@ int cli_fail(const struct cli *c, larder *db, int rc)
 /* A century: bounded so that created + ttl, in ns, cannot overflow int64. */
 #define TTL_MAX_SECONDS (36500LL * 86400)
 
-int cli_parse_seconds(const char *s, double *out)
+int cli_parse_seconds(const char *s, double min, double *out)
 {
-	char *end;
-	double v;
+	const char *p = s;
+	double mult = 1, v;
+	char num[32];
+	size_t n;
 
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
-	    v > 366.0 * 86400)
+	/* Plain decimals only: strtod() alone would also take hex ("0x10"),
+	 * exponents ("1e-9"), "inf", "nan", signs and leading blanks. */
+	while (isdigit((unsigned char)*p))
+		p++;
+	if (p == s)
+		return -1;
+	if (*p == '.') {
+		const char *frac = ++p;
+
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (p == frac)
+			return -1;
+	}
+	n = (size_t)(p - s);
+	switch (*p) {
+	case '\0':
+		break;
+	case 's':
+		p++;
+		break;
+	case 'm':
+		mult = 60;
+		p++;
+		break;
+	case 'h':
+		mult = 3600;
+		p++;
+		break;
+	case 'd':
+		mult = 86400;
+		p++;
+		break;
+	default:
+		return -1;
+	}
+	if (*p != '\0' || n >= sizeof(num))
+		return -1;
+	memcpy(num, s, n);
+	num[n] = '\0';
+	v = strtod(num, NULL) * mult;
+	if (v < min || v <= 0 || v > 366.0 * 86400)
 		return -1;
 	*out = v;
 	return 0;

@@ -477,6 +477,12 @@ typedef struct larder_wait_info {
 
 typedef void (*larder_wait_fn)(const larder_wait_info *info, void *payload);
 
+/* The shortest lease larder_get_or_fill() accepts (LARDER_EINVAL below
+ * it): a holder beats every lease/4, and a shorter lease cannot be kept
+ * alive through ordinary delays (a slow fdatasync, a busy machine), so
+ * waiters would break live leases and load again (docs/leases.md). */
+#define LARDER_LEASE_MIN_SECONDS 1.0
+
 /* Version 2 added on_wait and on_wait_payload; the library still takes
  * version 1 structs (without them). */
 #define LARDER_FILL_OPTS_VERSION 2
@@ -484,11 +490,13 @@ typedef struct larder_fill_opts {
 	unsigned version; /* LARDER_FILL_OPTS_VERSION */
 	unsigned flags;	  /* LARDER_FILL_* */
 	/* How long a lease lives without a heartbeat before a waiter on
-	 * another host may break it. 0 = 30 s (network filesystems). */
+	 * another host may break it. 0 = 30 s (network filesystems); else
+	 * at least LARDER_LEASE_MIN_SECONDS. */
 	double lease_seconds;
 	double heartbeat_seconds; /* 0 = lease / 4 */
 	/* How long to wait for another filler before loading anyway (never
-	 * a deadlock). 0 = 10 lease periods. */
+	 * a deadlock). 0 = 10 lease periods; else at least 0.001 (waits are
+	 * timed in milliseconds). */
 	double max_wait_seconds;
 	/* Loads retried when the source changed during a load. 0 = 3. */
 	unsigned max_retries;

@@ -390,6 +390,9 @@ static int refresh_version(larder_fill *f, larder_version_fn version_fn,
 
 /* ---------------------------------------------------------------------- */
 
+/* A year: no lease, heartbeat or wait is longer. */
+#define FILL_MAX_SECONDS (366.0 * 86400)
+
 static int fill_opts_check(larder *db, const larder_fill_opts *o)
 {
 	if (o && (o->version < 1 || o->version > LARDER_FILL_OPTS_VERSION))
@@ -406,6 +409,27 @@ static int fill_opts_check(larder *db, const larder_fill_opts *o)
 				"%.3f s, max wait %.3f s (heartbeat must be "
 				"shorter than the lease)",
 				o->lease_seconds, o->heartbeat_seconds,
+				o->max_wait_seconds);
+	/* Bounded so that the milliseconds fit; written as !(x <= max)
+	 * so that NaN is refused too. */
+	if (o && (!(o->lease_seconds <= FILL_MAX_SECONDS) ||
+		  !(o->heartbeat_seconds <= FILL_MAX_SECONDS) ||
+		  !(o->max_wait_seconds <= FILL_MAX_SECONDS)))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"bad fill options: lease %g s, heartbeat %g s, "
+				"max wait %g s (each at most a year)",
+				o->lease_seconds, o->heartbeat_seconds,
+				o->max_wait_seconds);
+	if (o && o->lease_seconds != 0 &&
+	    !(o->lease_seconds >= LARDER_LEASE_MIN_SECONDS))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"lease of %g s: the shortest is %g s (a "
+				"shorter one cannot be kept alive by "
+				"heartbeats; docs/leases.md)",
+				o->lease_seconds, LARDER_LEASE_MIN_SECONDS);
+	if (o && o->max_wait_seconds != 0 && !(o->max_wait_seconds >= 0.001))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"max wait of %g s: the shortest is 0.001 s",
 				o->max_wait_seconds);
 	return 0;
 }
