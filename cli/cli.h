@@ -40,6 +40,7 @@ struct cli {
 	int log_level;	  /* --log-level (enum larder_log_level), 0 = unset */
 	int log_json;	  /* --log-json: log lines are JSON objects */
 	int logged;	  /* a warning or error was shown */
+	int stdin_closed; /* the caller closed fd 0 (main holds it) */
 };
 
 struct cli_cmd {

@@ -270,6 +270,10 @@ out:
 static int open_input(struct cli *c, const char *file, int *fd)
 {
 	if (strcmp(file, "-") == 0) {
+		if (c->stdin_closed) {
+			cli_err(c, "no input: standard input is closed");
+			return CLI_IO;
+		}
 		*fd = STDIN_FILENO;
 		return CLI_OK;
 	}

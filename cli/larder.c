@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -661,6 +662,30 @@ static int parse_top(struct cli *c, int argc, char **argv, int *cmd_index)
 	return CLI_CONTINUE;
 }
 
+/*
+ * Standard descriptors the caller closed (`<&-`, `>&-`) are held by
+ * /dev/null opened the wrong way round — reads of 0 and writes to 1 and
+ * 2 still fail with EBADF, as on a closed descriptor — so that no file
+ * the tool or the library opens lands on them: a store directory taken
+ * for stdin ("put: Is a directory"), a payload written into a store
+ * file taken for stdout.
+ */
+static void hold_std_fds(struct cli *c)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		int held;
+
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		if (fd == STDIN_FILENO)
+			c->stdin_closed = 1;
+		/* open() takes the lowest free number: this one. */
+		held = open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY);
+		if (held >= 0 && held != fd)
+			close(held);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = {.ns = "default"};
@@ -671,6 +696,7 @@ int main(int argc, char **argv)
 	/* Writes to a closed pipe must come back as EPIPE so that `get`
 	 * can stop cleanly instead of dying mid-write. */
 	signal(SIGPIPE, SIG_IGN);
+	hold_std_fds(&c);
 
 	rc = parse_top(&c, argc, argv, &index);
 	if (rc != CLI_CONTINUE)

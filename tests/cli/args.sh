@@ -36,4 +36,17 @@ for v in 1e-9 0x10 0.5 inf; do
 done
 expect_rc 2 "sql --max-wait 1e-9 is refused" L sql --db "$T/none.db" --ttl 1h --max-wait 1e-9 "SELECT 1"
 
+# --- a closed stdin ----------------------------------------------------------
+expect_rc 4 "put KEY - with stdin closed" L put k - <&-
+expect_err "^larder: put: no input: standard input is closed$" "... says stdin is closed"
+check "... and nothing else" test "$(wc -l <"$T/err")" -eq 1
+expect_rc 4 "put KEY (stdin by default) with stdin closed" L put k <&-
+expect_err "no input: standard input is closed" "... says stdin is closed"
+expect_rc 1 "nothing was stored" L get k
+printf 'x' | L put k2
+run sh -c '"$@" >&-' sh "$LARDER" --dir "$S" get k2
+check "get with stdout closed fails (exit 4)" test "$rc" -eq 4
+expect_err "cannot write to stdout: Bad file descriptor" "... as a write to a closed stdout"
+expect_rc 0 "the store is sound afterwards" L verify
+
 finish
