@@ -600,6 +600,9 @@ LARDER_API int larder_files_version(larder *db, const char *const *paths,
  *   - SQLite: a path, or "sqlite:PATH" (opened read-only, never created);
  *   - PostgreSQL: "postgresql://..." or "postgres://..." URIs, or a
  *     libpq "key=value ..." connection string.
+ * A path that exists is SQLite even with '=' in it; otherwise a string
+ * that libpq parses as a connection string is PostgreSQL
+ * (docs/sql.md#the-database).
  *
  * The key is the query normalized (comments dropped, whitespace runs
  * collapsed and unquoted words lowercased, outside literals and quoted
