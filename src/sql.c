@@ -1165,8 +1165,9 @@ int larder_sql(larder_entry **out, int *outcome, larder *db, const char *ns,
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
 	if (o->fill) /* only the fields of its version */
 		memcpy(&fo, o->fill,
-		       o->fill->version >= 2
-			   ? sizeof fo
+		       o->fill->version >= 3 ? sizeof fo
+		       : o->fill->version == 2
+			   ? offsetof(larder_fill_opts, cancel)
 			   : offsetof(larder_fill_opts, on_wait));
 	fo.version = LARDER_FILL_OPTS_VERSION;
 	if (fo.put)
