@@ -10,9 +10,11 @@
 #define LARDER_CLI_H
 
 #include <getopt.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "larder.h"
 
@@ -159,6 +161,29 @@ int cli_fail(const struct cli *c, larder *db, int rc);
  * the level are dropped; c->logged is set when a warning or an error is
  * shown (so that a command does not say the same thing again). */
 void cli_log(struct cli *c, int level, const char *msg);
+
+/* ---- interruption (interrupt.c) ---- */
+
+/* The signal (SIGINT, SIGTERM, SIGHUP) that asked us to stop while the
+ * store was being written, 0 if none. Set by the handler only; also the
+ * fill's larder_fill_opts.cancel. */
+extern volatile sig_atomic_t cli_stop_sig;
+
+/* From here on, SIGINT, SIGTERM and SIGHUP (those not ignored on entry)
+ * only set cli_stop_sig, without SA_RESTART: blocking calls return, and
+ * the command aborts what it was writing. */
+void cli_stop_begin(void);
+/* Restore the signals' dispositions; if one came meanwhile, die of it
+ * (never returns then). Call it after the writer or fill is aborted and
+ * the store closed. Does nothing more a second time. */
+void cli_stop_end(void);
+/* The command `larder run` runs (0: none): SIGTERM and SIGHUP are passed
+ * on to it, also one that came before it started. */
+void cli_stop_child(pid_t pid);
+/* read() that a stop signal interrupts without a race (it waits in
+ * ppoll with the signals let through): bytes read, 0 at the end, -errno,
+ * or -EINTR once cli_stop_sig is set. */
+ssize_t cli_read(int fd, void *buf, size_t len);
 
 /* ---- progress (progress.c) ---- */
 

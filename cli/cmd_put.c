@@ -64,15 +64,14 @@ static int put_opt(struct cli *c, int id, const char *arg, void *ctx)
 	}
 }
 
-/* read() through EINTR. Returns bytes read, 0 at EOF, or -errno. */
-static ssize_t read_some(int fd, void *buf, size_t len)
+/* A read of the input failed (n: -errno). Said, unless a signal stopped
+ * it: then the process is about to die of that signal. */
+static int read_failed(struct cli *c, const char *name, ssize_t n)
 {
-	ssize_t n;
-
-	do {
-		n = read(fd, buf, len);
-	} while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : n;
+	if (!cli_stop_sig)
+		cli_err(c, "cannot read '%s': %s", out_q(name),
+			strerror((int)-n));
+	return CLI_IO;
 }
 
 static void digest_hex(XXH3_state_t *st, char *hex, size_t size)
@@ -94,15 +93,12 @@ static int hash_rest(struct cli *c, int fd, const char *name, char *buf,
 	ssize_t n;
 
 	progress_phase(&prog, "hashing");
-	while ((n = read_some(fd, buf, CHUNK)) > 0) {
+	while ((n = cli_read(fd, buf, CHUNK)) > 0) {
 		XXH3_128bits_update(st, buf, (size_t)n);
 		progress_add(&prog, (size_t)n);
 	}
-	if (n < 0) {
-		cli_err(c, "cannot read '%s': %s", out_q(name),
-			strerror((int)-n));
-		return CLI_IO;
-	}
+	if (n < 0)
+		return read_failed(c, name, n);
 	return CLI_OK;
 }
 
@@ -146,7 +142,7 @@ static int spool(struct cli *c, int in, const char *name, char *buf,
 	if (fd < 0)
 		return CLI_IO;
 	progress_phase(&prog, "reading");
-	while ((n = read_some(in, buf, CHUNK)) > 0) {
+	while ((n = cli_read(in, buf, CHUNK)) > 0) {
 		XXH3_128bits_update(st, buf, (size_t)n);
 		progress_add(&prog, (size_t)n);
 		err = out_write_all(fd, buf, (size_t)n);
@@ -157,8 +153,7 @@ static int spool(struct cli *c, int in, const char *name, char *buf,
 		}
 	}
 	if (n < 0) {
-		cli_err(c, "cannot read '%s': %s", out_q(name),
-			strerror((int)-n));
+		read_failed(c, name, n);
 		goto fail;
 	}
 	if (lseek(fd, 0, SEEK_SET) < 0) {
@@ -236,7 +231,7 @@ static int stream(struct cli *c, larder *db, larder_writer *w, int fd,
 		XXH3_128bits_reset(st);
 	}
 	progress_phase(&prog, "storing");
-	while ((n = read_some(fd, buf, CHUNK)) > 0) {
+	while ((n = cli_read(fd, buf, CHUNK)) > 0) {
 		if (st)
 			XXH3_128bits_update(st, buf, (size_t)n);
 		progress_add(&prog, (size_t)n);
@@ -247,9 +242,7 @@ static int stream(struct cli *c, larder *db, larder_writer *w, int fd,
 		}
 	}
 	if (n < 0) {
-		cli_err(c, "cannot read '%s': %s", out_q(name),
-			strerror((int)-n));
-		rc = CLI_IO;
+		rc = read_failed(c, name, n);
 		goto out;
 	}
 	if (st) {
@@ -326,7 +319,11 @@ static int put_entry(struct cli *c, larder *db, const char *key,
 		goto out;
 	}
 	rc = stream(c, db, w, fd, name, buf, a->version ? NULL : hex);
+	/* Interrupted after the last read: nothing is published either. */
+	if (rc == CLI_OK && cli_stop_sig)
+		rc = CLI_IO;
 	if (rc != CLI_OK) {
+		/* Removes the temp file (SIGINT, SIGTERM, SIGHUP too). */
 		larder_writer_abort(w);
 		goto out;
 	}
@@ -381,8 +378,12 @@ static int run_put(struct cli *c, int argc, char **argv)
 	rc = cli_open(c, &db, NULL);
 	if (rc != CLI_OK)
 		return rc;
+	/* A signal from here on ends the put cleanly: no temp file stays
+	 * in the store; then we die of it. */
+	cli_stop_begin();
 	rc = put_entry(c, db, argv[first], file, &a);
 	larder_close(db);
+	cli_stop_end();
 	return rc;
 }
 

@@ -269,11 +269,21 @@ static int run_query(struct cli *c, int argc, char **argv)
 	fo.on_wait_payload = &prog;
 	so.on_progress = on_rows;
 	so.on_progress_payload = &prog;
+	/* During the fill, SIGINT, SIGTERM and SIGHUP stop it cleanly at
+	 * the next chunk of rows (no temp file, no lease left); then we die
+	 * of the signal (cli_stop_end below). */
+	cli_stop_begin();
+	fo.cancel = &cli_stop_sig;
 
 	t0 = mono_s();
 	progress_start(&prog, "querying", 0);
 	lrc = larder_sql(&e, &outcome, db, c->ns, a.db, argv[first], &so);
 	progress_end(&prog);
+	if (cli_stop_sig) {
+		rc = CLI_IO; /* not returned: we die of the signal */
+		goto out;
+	}
+	cli_stop_end();
 	if (lrc < 0) {
 		rc = sql_fail(c, db, lrc);
 		goto out;
@@ -298,6 +308,7 @@ out:
 	progress_end(&prog);
 	larder_entry_release(e);
 	larder_close(db);
+	cli_stop_end();
 	free(a.params);
 	return rc;
 }

@@ -31,7 +31,9 @@ int out_write_all(int fd, const void *buf, size_t len)
 					return errno;
 				continue;
 			}
-			if (errno == EINTR)
+			/* A stop signal (interrupt.c) ends a write that
+			 * a stalled reader would block for good. */
+			if (errno == EINTR && !cli_stop_sig)
 				continue;
 			return errno;
 		}
