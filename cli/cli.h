@@ -10,9 +10,11 @@
 #define LARDER_CLI_H
 
 #include <getopt.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "larder.h"
 
@@ -40,6 +42,7 @@ struct cli {
 	int log_level;	  /* --log-level (enum larder_log_level), 0 = unset */
 	int log_json;	  /* --log-json: log lines are JSON objects */
 	int logged;	  /* a warning or error was shown */
+	int stdin_closed; /* the caller closed fd 0 (main holds it) */
 };
 
 struct cli_cmd {
@@ -57,6 +60,10 @@ extern const struct cli_cmd cli_cmd_init, cli_cmd_put, cli_cmd_get, cli_cmd_rm,
 /* "larder: <command>: <message>" on stderr. */
 void cli_err(const struct cli *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* "larder: <command>: <prefix><msg>" on stderr for a message from the
+ * library (larder_errmsg): msg is escaped whole (out_text), never cut;
+ * prefix is the tool's own text. */
+void cli_err_lib(const struct cli *c, const char *prefix, const char *msg);
 /* A usage error: the message, then a pointer to the command's help.
  * Returns CLI_USAGE. */
 int cli_usage_err(const struct cli *c, const char *fmt, ...)
@@ -72,9 +79,14 @@ int cli_positionals(struct cli *c, int argc, char **argv, int first, int min,
  * (LARDER_TTL_NEVER). 0 on success, -1 if malformed. */
 int cli_parse_ttl(const char *s, int64_t *out);
 
-/* A positive number of seconds, at most a year (--lease, --max-wait).
- * 0 on success, -1 if malformed. */
-int cli_parse_seconds(const char *s, double *out);
+/* A number of seconds (--lease, --max-wait): a plain decimal (digits,
+ * optionally '.' and digits), optionally followed by s, m, h or d; at
+ * least `min`, more than 0, at most a year. Hex, exponents, signs, inf
+ * and nan are refused. 0 on success, -1 if malformed or out of range. */
+int cli_parse_seconds(const char *s, double min, double *out);
+
+/* The shortest --max-wait: the library times waits in milliseconds. */
+#define CLI_MIN_WAIT_SECONDS 0.001
 
 /* A size in bytes: digits with an optional K, M, G or T suffix (powers
  * of 1024; "KiB", "KB" accepted). 0 on success, -1 if malformed. */
@@ -150,6 +162,29 @@ int cli_fail(const struct cli *c, larder *db, int rc);
  * shown (so that a command does not say the same thing again). */
 void cli_log(struct cli *c, int level, const char *msg);
 
+/* ---- interruption (interrupt.c) ---- */
+
+/* The signal (SIGINT, SIGTERM, SIGHUP) that asked us to stop while the
+ * store was being written, 0 if none. Set by the handler only; also the
+ * fill's larder_fill_opts.cancel. */
+extern volatile sig_atomic_t cli_stop_sig;
+
+/* From here on, SIGINT, SIGTERM and SIGHUP (those not ignored on entry)
+ * only set cli_stop_sig, without SA_RESTART: blocking calls return, and
+ * the command aborts what it was writing. */
+void cli_stop_begin(void);
+/* Restore the signals' dispositions; if one came meanwhile, die of it
+ * (never returns then). Call it after the writer or fill is aborted and
+ * the store closed. Does nothing more a second time. */
+void cli_stop_end(void);
+/* The command `larder run` runs (0: none): SIGTERM and SIGHUP are passed
+ * on to it, also one that came before it started. */
+void cli_stop_child(pid_t pid);
+/* read() that a stop signal interrupts without a race (it waits in
+ * ppoll with the signals let through): bytes read, 0 at the end, -errno,
+ * or -EINTR once cli_stop_sig is set. */
+ssize_t cli_read(int fd, void *buf, size_t len);
+
 /* ---- progress (progress.c) ---- */
 
 /* A progress line on stderr for work longer than about a second: what is
@@ -206,10 +241,25 @@ void progress_resume(void);
  * Returns 0 or an errno value. */
 int out_write_all(int fd, const void *buf, size_t len);
 
-/* Print bytes for a terminal or a tab-separated line: printable ASCII and
- * valid UTF-8 (U+00A0 and up) as they are, backslash as "\\", tab,
- * newline and CR as "\t" "\n" "\r", any other byte as "\xHH". */
+/*
+ * The escaping of every user- or store-supplied string the tool prints
+ * (docs/cli.md#escaping): printable ASCII and valid UTF-8 as they are;
+ * backslash as "\\"; tab, newline and CR as "\t" "\n" "\r"; any other
+ * control byte, DEL and any byte that is not part of valid UTF-8 as
+ * "\xHH"; C1 controls, bidirectional controls and other invisible
+ * formatting characters as "\uHHHH" (or "\UHHHHHHHH"). Reversible, so
+ * different bytes never print the same, and nothing reaches a terminal
+ * as a control sequence.
+ */
 void out_text(FILE *f, const void *p, size_t len);
+
+/* The same, leaving backslashes alone: for a whole message whose parts
+ * were escaped with out_text() or out_q() already (it changes none of
+ * them), so that a string that was not cannot reach the terminal raw. */
+void out_safe(FILE *f, const void *p, size_t len);
+
+/* Bytes escaped as by out_text() into buf, cut with "..." to fit. */
+void out_text_buf(char *buf, size_t size, const void *p, size_t len);
 
 /* A string escaped as by out_text() and cut to about 200 bytes, for
  * messages; a static buffer, one of 4 reused in turn. */

@@ -51,7 +51,7 @@ static int put_opt(struct cli *c, int id, const char *arg, void *ctx)
 					     "bad --ttl '%s' (want seconds, "
 					     "or N with s/m/h/d up to "
 					     "36500d, or never)",
-					     arg);
+					     out_q(arg));
 		return CLI_CONTINUE;
 	case OPT_META:
 		a->meta = arg;
@@ -64,15 +64,14 @@ static int put_opt(struct cli *c, int id, const char *arg, void *ctx)
 	}
 }
 
-/* read() through EINTR. Returns bytes read, 0 at EOF, or -errno. */
-static ssize_t read_some(int fd, void *buf, size_t len)
+/* A read of the input failed (n: -errno). Said, unless a signal stopped
+ * it: then the process is about to die of that signal. */
+static int read_failed(struct cli *c, const char *name, ssize_t n)
 {
-	ssize_t n;
-
-	do {
-		n = read(fd, buf, len);
-	} while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : n;
+	if (!cli_stop_sig)
+		cli_err(c, "cannot read '%s': %s", out_q(name),
+			strerror((int)-n));
+	return CLI_IO;
 }
 
 static void digest_hex(XXH3_state_t *st, char *hex, size_t size)
@@ -94,14 +93,12 @@ static int hash_rest(struct cli *c, int fd, const char *name, char *buf,
 	ssize_t n;
 
 	progress_phase(&prog, "hashing");
-	while ((n = read_some(fd, buf, CHUNK)) > 0) {
+	while ((n = cli_read(fd, buf, CHUNK)) > 0) {
 		XXH3_128bits_update(st, buf, (size_t)n);
 		progress_add(&prog, (size_t)n);
 	}
-	if (n < 0) {
-		cli_err(c, "cannot read '%s': %s", name, strerror((int)-n));
-		return CLI_IO;
-	}
+	if (n < 0)
+		return read_failed(c, name, n);
 	return CLI_OK;
 }
 
@@ -125,8 +122,8 @@ static int spool_create(struct cli *c)
 	}
 	fd = mkostemp(path, O_CLOEXEC);
 	if (fd < 0)
-		cli_err(c, "cannot create a temp file in '%s': %s", tmpdir,
-			strerror(errno));
+		cli_err(c, "cannot create a temp file in '%s': %s",
+			out_q(tmpdir), strerror(errno));
 	else
 		unlink(path);
 	free(path);
@@ -145,18 +142,18 @@ static int spool(struct cli *c, int in, const char *name, char *buf,
 	if (fd < 0)
 		return CLI_IO;
 	progress_phase(&prog, "reading");
-	while ((n = read_some(in, buf, CHUNK)) > 0) {
+	while ((n = cli_read(in, buf, CHUNK)) > 0) {
 		XXH3_128bits_update(st, buf, (size_t)n);
 		progress_add(&prog, (size_t)n);
 		err = out_write_all(fd, buf, (size_t)n);
 		if (err) {
-			cli_err(c, "cannot spool '%s' to a temp file: %s", name,
-				strerror(err));
+			cli_err(c, "cannot spool '%s' to a temp file: %s",
+				out_q(name), strerror(err));
 			goto fail;
 		}
 	}
 	if (n < 0) {
-		cli_err(c, "cannot read '%s': %s", name, strerror((int)-n));
+		read_failed(c, name, n);
 		goto fail;
 	}
 	if (lseek(fd, 0, SEEK_SET) < 0) {
@@ -194,7 +191,7 @@ static int content_version(struct cli *c, int *fd, const char *name, char *buf,
 	if (start >= 0) {
 		rc = hash_rest(c, *fd, name, buf, st);
 		if (rc == CLI_OK && lseek(*fd, start, SEEK_SET) < 0) {
-			cli_err(c, "cannot rewind '%s': %s", name,
+			cli_err(c, "cannot rewind '%s': %s", out_q(name),
 				strerror(errno));
 			rc = CLI_IO;
 		}
@@ -234,7 +231,7 @@ static int stream(struct cli *c, larder *db, larder_writer *w, int fd,
 		XXH3_128bits_reset(st);
 	}
 	progress_phase(&prog, "storing");
-	while ((n = read_some(fd, buf, CHUNK)) > 0) {
+	while ((n = cli_read(fd, buf, CHUNK)) > 0) {
 		if (st)
 			XXH3_128bits_update(st, buf, (size_t)n);
 		progress_add(&prog, (size_t)n);
@@ -245,8 +242,7 @@ static int stream(struct cli *c, larder *db, larder_writer *w, int fd,
 		}
 	}
 	if (n < 0) {
-		cli_err(c, "cannot read '%s': %s", name, strerror((int)-n));
-		rc = CLI_IO;
+		rc = read_failed(c, name, n);
 		goto out;
 	}
 	if (st) {
@@ -255,7 +251,7 @@ static int stream(struct cli *c, larder *db, larder_writer *w, int fd,
 			cli_err(c,
 				"'%s' changed while it was being stored; "
 				"nothing stored",
-				name);
+				out_q(name));
 			rc = CLI_IO;
 		}
 	}
@@ -267,12 +263,17 @@ out:
 static int open_input(struct cli *c, const char *file, int *fd)
 {
 	if (strcmp(file, "-") == 0) {
+		if (c->stdin_closed) {
+			cli_err(c, "no input: standard input is closed");
+			return CLI_IO;
+		}
 		*fd = STDIN_FILENO;
 		return CLI_OK;
 	}
 	*fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (*fd < 0) {
-		cli_err(c, "cannot open '%s': %s", file, strerror(errno));
+		cli_err(c, "cannot open '%s': %s", out_q(file),
+			strerror(errno));
 		return CLI_IO;
 	}
 	return CLI_OK;
@@ -318,7 +319,11 @@ static int put_entry(struct cli *c, larder *db, const char *key,
 		goto out;
 	}
 	rc = stream(c, db, w, fd, name, buf, a->version ? NULL : hex);
+	/* Interrupted after the last read: nothing is published either. */
+	if (rc == CLI_OK && cli_stop_sig)
+		rc = CLI_IO;
 	if (rc != CLI_OK) {
+		/* Removes the temp file (SIGINT, SIGTERM, SIGHUP too). */
 		larder_writer_abort(w);
 		goto out;
 	}
@@ -373,8 +378,12 @@ static int run_put(struct cli *c, int argc, char **argv)
 	rc = cli_open(c, &db, NULL);
 	if (rc != CLI_OK)
 		return rc;
+	/* A signal from here on ends the put cleanly: no temp file stays
+	 * in the store; then we die of it. */
+	cli_stop_begin();
 	rc = put_entry(c, db, argv[first], file, &a);
 	larder_close(db);
+	cli_stop_end();
 	return rc;
 }
 

@@ -161,51 +161,29 @@ struct run_ctx {
 	int out_gone;	   /* our stdout's reader went away (EPIPE) */
 	int out_err;	   /* another stdout write failure (errno) */
 	int changed;	   /* the sources changed during a run */
-	struct cli_progress prog;    /* bytes of output so far */
-	volatile sig_atomic_t child; /* pid to forward SIGTERM/SIGHUP to */
-	volatile sig_atomic_t pending;
+	struct cli_progress prog; /* bytes of output so far */
 };
 
-/* Signals are forwarded to the running command through this; only one
- * `larder run` runs per process. */
-static struct run_ctx *sig_ctx;
-
-static void forward_signal(int sig)
-{
-	if (sig_ctx && sig_ctx->child > 0)
-		kill((pid_t)sig_ctx->child, sig);
-	else if (sig_ctx)
-		sig_ctx->pending = sig;
-}
-
-/* While the command runs, behave like system(): the terminal's SIGINT
- * and SIGQUIT reach the whole process group, so the command gets them
- * itself and we learn its fate from its status; SIGTERM and SIGHUP, sent
- * to us alone, are passed on so that the command does not outlive us. */
-static void signals_during_child(struct run_ctx *x, struct sigaction *saved)
+/*
+ * While the command runs, behave like system() for SIGQUIT: the terminal
+ * sends it to the whole process group, so the command gets it itself and
+ * we learn its fate from its status. SIGINT, SIGTERM and SIGHUP stop the
+ * fill (interrupt.c): SIGINT reaches the command from the terminal too;
+ * SIGTERM and SIGHUP, sent to us alone, are passed on to it so that it
+ * does not outlive us (cli_stop_child).
+ */
+static void signals_during_child(struct sigaction *saved_quit)
 {
 	struct sigaction ign = {.sa_handler = SIG_IGN};
-	struct sigaction fwd = {.sa_handler = forward_signal};
 
 	sigemptyset(&ign.sa_mask);
-	sigemptyset(&fwd.sa_mask);
-	x->child = 0;
-	x->pending = 0;
-	sig_ctx = x;
-	sigaction(SIGINT, &ign, &saved[0]);
-	sigaction(SIGQUIT, &ign, &saved[1]);
-	sigaction(SIGTERM, &fwd, &saved[2]);
-	sigaction(SIGHUP, &fwd, &saved[3]);
+	sigaction(SIGQUIT, &ign, saved_quit);
 }
 
-static void signals_restore(struct run_ctx *x, const struct sigaction *saved)
+static void signals_restore(const struct sigaction *saved_quit)
 {
-	sigaction(SIGINT, &saved[0], NULL);
-	sigaction(SIGQUIT, &saved[1], NULL);
-	sigaction(SIGTERM, &saved[2], NULL);
-	sigaction(SIGHUP, &saved[3], NULL);
-	x->child = 0;
-	sig_ctx = NULL;
+	cli_stop_child(0);
+	sigaction(SIGQUIT, saved_quit, NULL);
 }
 
 /*
@@ -297,7 +275,7 @@ static int inputs_version(struct run_ctx *x, struct bytes *v)
 
 	if (larder_files_version(x->db, x->a->inputs, x->a->ninputs, 0, fv) !=
 	    0) {
-		cli_err(x->c, "--input: %s", larder_errmsg(x->db));
+		cli_err_lib(x->c, "--input: ", larder_errmsg(x->db));
 		return -1;
 	}
 	bytes_rec(v, 'i', fv, strlen(fv));
@@ -311,7 +289,7 @@ static int version_cmd(struct run_ctx *x, struct bytes *v)
 {
 	char *argv[] = {"sh", "-c", (char *)x->a->version_cmd, NULL};
 	XXH3_state_t *st = XXH3_createState();
-	struct sigaction saved[4];
+	struct sigaction saved_quit;
 	struct bytes out = {0};
 	int code, signo, fd, err;
 	ssize_t n = 0;
@@ -323,17 +301,15 @@ static int version_cmd(struct run_ctx *x, struct bytes *v)
 		return -1;
 	}
 	XXH3_128bits_reset(st);
-	signals_during_child(x, saved);
+	signals_during_child(&saved_quit);
 	err = spawn_piped(argv, "/dev/null", &pid, &fd);
 	if (err) {
-		signals_restore(x, saved);
+		signals_restore(&saved_quit);
 		cli_err(x->c, "cannot run the version command: /bin/sh: %s",
 			strerror(err));
 		goto out;
 	}
-	x->child = pid;
-	if (x->pending)
-		kill(pid, x->pending);
+	cli_stop_child(pid);
 	while ((n = read_some(fd, x->chunk, CHUNK)) > 0) {
 		XXH3_128bits_update(st, x->chunk, (size_t)n);
 		if (out.len <= VERSION_RAW_MAX)
@@ -342,8 +318,10 @@ static int version_cmd(struct run_ctx *x, struct bytes *v)
 	err = errno;
 	close(fd);
 	reap(pid, &code, &signo);
-	signals_restore(x, saved);
-	if (n < 0) {
+	signals_restore(&saved_quit);
+	if (cli_stop_sig) {
+		/* Interrupted: we are about to die of it; nothing to say. */
+	} else if (n < 0) {
 		cli_err(x->c, "cannot read the version command's output: %s",
 			strerror(err));
 	} else if (code != 0) {
@@ -397,10 +375,14 @@ static int version_fn(larder_fill *f, void *payload)
 	struct bytes now = {0};
 	int rc;
 
+	if (cli_stop_sig)
+		return LARDER_ECANCELED;
 	if (compute_version(x, &now) != 0) {
 		/* Before any run: our failure. After one: the output is
 		 * delivered, only the cache misses out. */
 		free(now.p);
+		if (cli_stop_sig)
+			return LARDER_ECANCELED;
 		x->err_exit = CLI_IO;
 		return LARDER_EIO;
 	}
@@ -411,7 +393,7 @@ static int version_fn(larder_fill *f, void *payload)
 	x->ver = now;
 	rc = larder_fill_set_version(f, now.p, now.len);
 	if (rc)
-		cli_err(x->c, "%s", larder_errmsg(x->db));
+		cli_err_lib(x->c, "", larder_errmsg(x->db));
 	return rc;
 }
 
@@ -439,26 +421,31 @@ static int loader(larder_fill *f, void *payload)
 	struct run_ctx *x = payload;
 	const int first = x->attempts++ == 0;
 	uint8_t trailer[TRAILER_LEN];
-	struct sigaction saved[4];
+	struct sigaction saved_quit;
 	int code = 0, signo = 0, rerr = 0, fd;
 	int cache_rc = 0;
 	ssize_t n;
 	pid_t pid;
 	int err;
 
-	signals_during_child(x, saved);
+	/* Stopped before the command started: do not start it. */
+	if (cli_stop_sig)
+		return LARDER_ECANCELED;
+	signals_during_child(&saved_quit);
 	err = spawn_piped(x->cmd, NULL, &pid, &fd);
 	if (err) {
-		signals_restore(x, saved);
+		signals_restore(&saved_quit);
 		cli_err(x->c, "cannot run '%s': %s", out_q(x->cmd[0]),
 			strerror(err));
 		if (first)
 			x->spawn_err = err;
 		return LOADER_CMD_FAILED;
 	}
-	x->child = pid;
-	if (x->pending)
-		kill(pid, x->pending);
+	cli_stop_child(pid);
+	/* Interrupted or not, the output is read to its end: the caller
+	 * sees all the command printed. Once a stop signal came,
+	 * larder_fill_write() refuses (the fill's cancel flag) and the
+	 * entry is not written further. */
 	while ((n = read_some(fd, x->chunk, CHUNK)) > 0) {
 		if (first)
 			tee_out(x, x->chunk, (size_t)n);
@@ -473,12 +460,16 @@ static int loader(larder_fill *f, void *payload)
 	 * error gets SIGPIPE instead of blocking us forever. */
 	close(fd);
 	reap(pid, &code, &signo);
-	signals_restore(x, saved);
+	signals_restore(&saved_quit);
 	if (first) {
 		x->status = code;
 		x->signo = signo;
 	}
 	x->last_status = code;
+	/* Interrupted: whatever the command made of it, nothing is
+	 * published (the library removes the temp file and the lease). */
+	if (cli_stop_sig)
+		return LARDER_ECANCELED;
 	if (rerr) {
 		cli_err(x->c, "cannot read the output of '%s': %s",
 			out_q(x->cmd[0]), strerror(rerr));
@@ -544,13 +535,25 @@ static int run_opt(struct cli *c, int id, const char *arg, void *ctx)
 		return CLI_CONTINUE;
 	case OPT_LEASE:
 	case OPT_MAX_WAIT:
-		if (cli_parse_seconds(arg, id == OPT_LEASE ? &a->lease
-							   : &a->max_wait) != 0)
-			return cli_usage_err(
-			    c,
-			    "bad --%s '%s' (want a number of "
-			    "seconds > 0)",
-			    id == OPT_LEASE ? "lease" : "max-wait", out_q(arg));
+		if (id == OPT_LEASE &&
+		    cli_parse_seconds(arg, LARDER_LEASE_MIN_SECONDS,
+				      &a->lease) != 0)
+			return cli_usage_err(c,
+					     "bad --lease '%s' (want seconds, "
+					     "at least %g: a plain decimal "
+					     "like 30 or 2.5, or N with "
+					     "s/m/h/d)",
+					     out_q(arg),
+					     LARDER_LEASE_MIN_SECONDS);
+		if (id == OPT_MAX_WAIT &&
+		    cli_parse_seconds(arg, CLI_MIN_WAIT_SECONDS,
+				      &a->max_wait) != 0)
+			return cli_usage_err(c,
+					     "bad --max-wait '%s' (want "
+					     "seconds, at least %g: a plain "
+					     "decimal like 60 or 0.5, or N "
+					     "with s/m/h/d)",
+					     out_q(arg), CLI_MIN_WAIT_SECONDS);
 		return CLI_CONTINUE;
 	case OPT_ALLOW_STALE:
 		a->allow_stale = 1;
@@ -753,6 +756,11 @@ static int run_run(struct cli *c, int argc, char **argv)
 	if (rc != CLI_OK)
 		goto out;
 	x.db = db;
+	/* From the lookup to the publish, SIGINT, SIGTERM and SIGHUP stop
+	 * the fill cleanly (no temp file, no lease left); then we die of
+	 * the signal (cli_stop_end below). */
+	cli_stop_begin();
+	fo.cancel = &cli_stop_sig;
 
 	po.ttl_seconds = a.ttl;
 	po.meta = MAGIC;
@@ -769,6 +777,11 @@ static int run_run(struct cli *c, int argc, char **argv)
 	progress_start(&x.prog, "running", 1);
 	lrc = larder_get_or_fill(&e, &outcome, db, c->ns, key.p, key.len, NULL,
 				 0, version_fn, loader, &x, &fo);
+	if (cli_stop_sig) {
+		rc = CLI_IO; /* not returned: we die of the signal */
+		goto out;
+	}
+	cli_stop_end();
 	if (x.attempts > 0) {
 		/* We ran the command: the caller has its output already
 		 * (teed), whatever happened to the cache. */
@@ -792,10 +805,10 @@ static int run_run(struct cli *c, int argc, char **argv)
 			snprintf(why, sizeof(why),
 				 "; the cache could not keep it");
 			if (!c->logged)
-				cli_err(c,
-					"warning: the result was not "
-					"cached: %s",
-					larder_errmsg(db));
+				cli_err_lib(c,
+					    "warning: the result was not "
+					    "cached: ",
+					    larder_errmsg(db));
 		} else if (x.status != 0 && !a.cache_failures) {
 			how = "uncached";
 			snprintf(why, sizeof(why),
@@ -823,10 +836,9 @@ static int run_run(struct cli *c, int argc, char **argv)
 				cli_err(c, "warning: the result was not "
 					   "cached");
 			else
-				cli_err(c,
-					"warning: the result was not cached: "
-					"%s",
-					larder_errmsg(db));
+				cli_err_lib(
+				    c, "warning: the result was not cached: ",
+				    larder_errmsg(db));
 		}
 	} else if (lrc == 0) {
 		how = outcome == LARDER_WAITED	? "waited"
@@ -856,6 +868,7 @@ out:
 	progress_end(&x.prog);
 	larder_entry_release(e);
 	larder_close(db);
+	cli_stop_end();
 	free(key.p);
 	free(x.ver.p);
 	free(x.chunk);
@@ -915,11 +928,12 @@ const struct cli_cmd cli_cmd_run = {
 	"  --ttl T           expire the result after T: seconds, or N with "
 	"s/m/h/d,\n"
 	"                    or 'never' (default: the namespace's TTL)\n"
-	"  --lease S         the lease length in seconds (default 30): how "
-	"long a\n"
-	"                    filler on another host may be silent before "
-	"another\n"
-	"                    takes over\n"
+	"  --lease S         the lease length in seconds (default 30, at "
+	"least 1): how\n"
+	"                    long a filler on another host may be silent "
+	"before\n"
+	"                    another takes over; a plain decimal, or N with "
+	"s/m/h/d\n"
 	"  --max-wait S      wait at most S seconds for another filler, then "
 	"run\n"
 	"                    COMMAND anyway (default 10 leases)\n"

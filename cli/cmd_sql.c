@@ -105,13 +105,25 @@ static int sql_opt(struct cli *c, int id, const char *arg, void *ctx)
 		return CLI_CONTINUE;
 	case OPT_LEASE:
 	case OPT_MAX_WAIT:
-		if (cli_parse_seconds(arg, id == OPT_LEASE ? &a->lease
-							   : &a->max_wait) != 0)
-			return cli_usage_err(
-			    c,
-			    "bad --%s '%s' (want a number of "
-			    "seconds > 0)",
-			    id == OPT_LEASE ? "lease" : "max-wait", out_q(arg));
+		if (id == OPT_LEASE &&
+		    cli_parse_seconds(arg, LARDER_LEASE_MIN_SECONDS,
+				      &a->lease) != 0)
+			return cli_usage_err(c,
+					     "bad --lease '%s' (want seconds, "
+					     "at least %g: a plain decimal "
+					     "like 30 or 2.5, or N with "
+					     "s/m/h/d)",
+					     out_q(arg),
+					     LARDER_LEASE_MIN_SECONDS);
+		if (id == OPT_MAX_WAIT &&
+		    cli_parse_seconds(arg, CLI_MIN_WAIT_SECONDS,
+				      &a->max_wait) != 0)
+			return cli_usage_err(c,
+					     "bad --max-wait '%s' (want "
+					     "seconds, at least %g: a plain "
+					     "decimal like 60 or 0.5, or N "
+					     "with s/m/h/d)",
+					     out_q(arg), CLI_MIN_WAIT_SECONDS);
 		return CLI_CONTINUE;
 	case OPT_ALLOW_STALE:
 		a->allow_stale = 1;
@@ -136,7 +148,7 @@ static int sql_fail(struct cli *c, larder *db, int rc)
 {
 	const char *msg = larder_errmsg(db);
 
-	cli_err(c, "%s", msg && *msg ? msg : larder_strerror(rc));
+	cli_err_lib(c, "", msg && *msg ? msg : larder_strerror(rc));
 	return CLI_IO;
 }
 
@@ -228,7 +240,7 @@ static int run_query(struct cli *c, int argc, char **argv)
 					   "the result needs a --ttl (or a "
 					   "default TTL for namespace '%s'): "
 					   "nothing else would refresh it",
-					   c->ns);
+					   out_q(c->ns));
 			goto out;
 		}
 	}
@@ -257,18 +269,28 @@ static int run_query(struct cli *c, int argc, char **argv)
 	fo.on_wait_payload = &prog;
 	so.on_progress = on_rows;
 	so.on_progress_payload = &prog;
+	/* During the fill, SIGINT, SIGTERM and SIGHUP stop it cleanly at
+	 * the next chunk of rows (no temp file, no lease left); then we die
+	 * of the signal (cli_stop_end below). */
+	cli_stop_begin();
+	fo.cancel = &cli_stop_sig;
 
 	t0 = mono_s();
 	progress_start(&prog, "querying", 0);
 	lrc = larder_sql(&e, &outcome, db, c->ns, a.db, argv[first], &so);
 	progress_end(&prog);
+	if (cli_stop_sig) {
+		rc = CLI_IO; /* not returned: we die of the signal */
+		goto out;
+	}
+	cli_stop_end();
 	if (lrc < 0) {
 		rc = sql_fail(c, db, lrc);
 		goto out;
 	}
 	if (outcome == LARDER_FILLED_UNCACHED && !c->logged)
-		cli_err(c, "warning: the result was not cached: %s",
-			larder_errmsg(db));
+		cli_err_lib(c, "warning: the result was not cached: ",
+			    larder_errmsg(db));
 	int err = out_write_all(STDOUT_FILENO, larder_entry_data(e),
 				larder_entry_size(e));
 	/* A reader that closes the pipe early had what it wanted. */
@@ -286,6 +308,7 @@ out:
 	progress_end(&prog);
 	larder_entry_release(e);
 	larder_close(db);
+	cli_stop_end();
 	free(a.params);
 	return rc;
 }
@@ -395,7 +418,8 @@ const struct cli_cmd cli_cmd_sql = {
 	"  --ttl T            expire the result after T: seconds, or N with "
 	"s/m/h/d,\n"
 	"                     or 'never' (default: the namespace's TTL)\n"
-	"  --lease S          the lease length in seconds (default 30)\n"
+	"  --lease S          the lease length in seconds (default 30, at "
+	"least 1)\n"
 	"  --max-wait S       wait at most S seconds for another process's "
 	"load, then\n"
 	"                     load here anyway (default 10 leases)\n"

@@ -105,8 +105,10 @@ static void ls_text(const struct ls_ctx *l, const larder_entry_info *info)
 		snprintf(expires, sizeof(expires), "never");
 	else
 		snprintf(expires, sizeof(expires), "?");
-	if (l->all_ns)
-		printf("%s\t", info->ns);
+	if (l->all_ns) {
+		out_text(stdout, info->ns, strlen(info->ns));
+		putchar('\t');
+	}
 	if (info->key) {
 		out_text(stdout, info->key, info->klen);
 		putchar('\t');
@@ -151,7 +153,7 @@ static int run_ls(struct cli *c, int argc, char **argv)
 		return rc;
 	if (first < argc)
 		return cli_usage_err(c, "unexpected argument '%s'",
-				     argv[first]);
+				     out_q(argv[first]));
 	rc = cli_open(c, &db, NULL);
 	if (rc != CLI_OK)
 		return rc;
@@ -184,11 +186,14 @@ const struct cli_cmd cli_cmd_ls = {
 	    "EXPIRES is 'never'\n"
 	    "for entries without a TTL; STATE is ok, expired, corrupt, "
 	    "newer or misplaced\n"
-	    "(from the header only: use verify to check payloads). In "
-	    "keys and versions,\n"
-	    "non-printable bytes are escaped as \\xHH, \\t, \\n, \\r, and "
-	    "'\\' as \\\\; an\n"
-	    "unreadable header shows '?'.\n\n"
+	    "(from the header only: use verify to check payloads). Keys, "
+	    "versions and\n"
+	    "namespaces are escaped: '\\' as \\\\, tab, newline and CR as "
+	    "\\t, \\n, \\r,\n"
+	    "other control bytes and invalid UTF-8 as \\xHH, invisible and "
+	    "bidirectional\n"
+	    "characters as \\uHHHH (docs/cli.md); an unreadable header shows "
+	    "'?'.\n\n"
 	    "Options:\n"
 	    "  --json             a JSON array of objects (fields as in "
 	    "inspect)\n"

@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -75,16 +76,37 @@ void cli_print_cmd_help(FILE *f, const struct cli_cmd *cmd)
 		"--log-json, --allow-unsafe-mode, -h/--help\n");
 }
 
-__attribute__((format(printf, 2, 0))) static void
-vreport(const struct cli *c, const char *fmt, va_list ap)
+/* "larder: <command>: <prefix><msg>" on stderr, msg escaped: exactly
+ * (out_text) or, for a message whose parts were escaped already,
+ * out_safe(). */
+static void report(const struct cli *c, const char *prefix, const char *msg,
+		   int exact)
 {
 	progress_pause();
 	fputs("larder: ", stderr);
 	if (c && c->cmd)
 		fprintf(stderr, "%s: ", c->cmd);
-	vfprintf(stderr, fmt, ap);
+	fputs(prefix, stderr);
+	if (exact)
+		out_text(stderr, msg, strlen(msg));
+	else
+		out_safe(stderr, msg, strlen(msg));
 	fputc('\n', stderr);
 	progress_resume();
+}
+
+__attribute__((format(printf, 2, 0))) static void
+vreport(const struct cli *c, const char *fmt, va_list ap)
+{
+	char *msg = NULL;
+
+	/* Callers escape what they quote (out_q); out_safe() catches a
+	 * string that was not, so that none reaches the terminal raw. */
+	if (vasprintf(&msg, fmt, ap) < 0)
+		report(c, "", "out of memory", 0);
+	else
+		report(c, "", msg, 0);
+	free(msg);
 }
 
 void cli_err(const struct cli *c, const char *fmt, ...)
@@ -94,6 +116,13 @@ void cli_err(const struct cli *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vreport(c, fmt, ap);
 	va_end(ap);
+}
+
+void cli_err_lib(const struct cli *c, const char *prefix, const char *msg)
+{
+	/* The library's messages quote what they were given (a namespace,
+	 * a path, a database's words) as it was. */
+	report(c, prefix, msg, 1);
 }
 
 int cli_usage_err(const struct cli *c, const char *fmt, ...)
@@ -149,7 +178,7 @@ int cli_fail(const struct cli *c, larder *db, int rc)
 	const char *msg = db ? larder_errmsg(db) : NULL;
 
 	if (msg && *msg)
-		cli_err(c, "%s", msg);
+		cli_err_lib(c, "", msg);
 	else
 		cli_err(c, "%s", larder_strerror(rc));
 	return cli_exit_code(rc);
@@ -159,15 +188,55 @@ int cli_fail(const struct cli *c, larder *db, int rc)
 /* A century: bounded so that created + ttl, in ns, cannot overflow int64. */
 #define TTL_MAX_SECONDS (36500LL * 86400)
 
-int cli_parse_seconds(const char *s, double *out)
+int cli_parse_seconds(const char *s, double min, double *out)
 {
-	char *end;
-	double v;
+	const char *p = s;
+	double mult = 1, v;
+	char num[32];
+	size_t n;
 
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
-	    v > 366.0 * 86400)
+	/* Plain decimals only: strtod() alone would also take hex ("0x10"),
+	 * exponents ("1e-9"), "inf", "nan", signs and leading blanks. */
+	while (isdigit((unsigned char)*p))
+		p++;
+	if (p == s)
+		return -1;
+	if (*p == '.') {
+		const char *frac = ++p;
+
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (p == frac)
+			return -1;
+	}
+	n = (size_t)(p - s);
+	switch (*p) {
+	case '\0':
+		break;
+	case 's':
+		p++;
+		break;
+	case 'm':
+		mult = 60;
+		p++;
+		break;
+	case 'h':
+		mult = 3600;
+		p++;
+		break;
+	case 'd':
+		mult = 86400;
+		p++;
+		break;
+	default:
+		return -1;
+	}
+	if (*p != '\0' || n >= sizeof(num))
+		return -1;
+	memcpy(num, s, n);
+	num[n] = '\0';
+	v = strtod(num, NULL) * mult;
+	if (v < min || v <= 0 || v > 366.0 * 86400)
 		return -1;
 	*out = v;
 	return 0;
@@ -224,7 +293,7 @@ int cli_positionals(struct cli *c, int argc, char **argv, int first, int min,
 		return cli_usage_err(c, "missing %s", what);
 	if (argc - first > max)
 		return cli_usage_err(c, "unexpected argument '%s'",
-				     argv[first + max]);
+				     out_q(argv[first + max]));
 	return CLI_CONTINUE;
 }
 
@@ -419,10 +488,10 @@ int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
 			pos[npos++] = optarg;
 		} else if (id == '?') {
 			rc = cli_usage_err(c, "unknown option '%s'",
-					   bad_option(argv, optopt));
+					   out_q(bad_option(argv, optopt)));
 		} else if (id == ':') {
 			rc = cli_usage_err(c, "option '%s' needs an argument",
-					   bad_option(argv, optopt));
+					   out_q(bad_option(argv, optopt)));
 		} else if (id == 'h') {
 			help = 1;
 		} else if (id == 'd' || id == 'n' || id == 'v' || id == 'U' ||
@@ -516,12 +585,12 @@ int cli_open(struct cli *c, larder **out, const larder_opts *opts)
 	/* The library's message names the path and the cause already. */
 	msg = larder_open_errmsg();
 	if (msg && *msg)
-		cli_err(c, "%s", msg);
+		cli_err_lib(c, "", msg);
 	else if (rc == LARDER_ENOTFOUND)
 		cli_err(c, "no store at '%s' (create one with 'larder init')",
-			c->dir);
+			out_q(c->dir));
 	else
-		cli_err(c, "cannot open store '%s': %s", c->dir,
+		cli_err(c, "cannot open store '%s': %s", out_q(c->dir),
 			larder_strerror(rc));
 	return cli_open_exit_code(rc);
 }
@@ -546,7 +615,7 @@ static int run_help(struct cli *c, int argc, char **argv)
 		return cli_usage_err(c, "too many arguments");
 	cmd = find_cmd(argv[1]);
 	if (!cmd)
-		return cli_usage_err(c, "unknown command '%s'", argv[1]);
+		return cli_usage_err(c, "unknown command '%s'", out_q(argv[1]));
 	cli_print_cmd_help(stdout, cmd);
 	return fflush(stdout) == 0 ? CLI_OK : CLI_IO;
 }
@@ -571,10 +640,10 @@ static int parse_top(struct cli *c, int argc, char **argv, int *cmd_index)
 		switch (id) {
 		case '?':
 			return cli_usage_err(c, "unknown option '%s'",
-					     bad_option(argv, optopt));
+					     out_q(bad_option(argv, optopt)));
 		case ':':
 			return cli_usage_err(c, "option '%s' needs an argument",
-					     bad_option(argv, optopt));
+					     out_q(bad_option(argv, optopt)));
 		case 'h':
 			print_main_help(stdout);
 			return fflush(stdout) == 0 ? CLI_OK : CLI_IO;
@@ -593,6 +662,30 @@ static int parse_top(struct cli *c, int argc, char **argv, int *cmd_index)
 	return CLI_CONTINUE;
 }
 
+/*
+ * Standard descriptors the caller closed (`<&-`, `>&-`) are held by
+ * /dev/null opened the wrong way round — reads of 0 and writes to 1 and
+ * 2 still fail with EBADF, as on a closed descriptor — so that no file
+ * the tool or the library opens lands on them: a store directory taken
+ * for stdin ("put: Is a directory"), a payload written into a store
+ * file taken for stdout.
+ */
+static void hold_std_fds(struct cli *c)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		int held;
+
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		if (fd == STDIN_FILENO)
+			c->stdin_closed = 1;
+		/* open() takes the lowest free number: this one. */
+		held = open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY);
+		if (held >= 0 && held != fd)
+			close(held);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = {.ns = "default"};
@@ -603,6 +696,7 @@ int main(int argc, char **argv)
 	/* Writes to a closed pipe must come back as EPIPE so that `get`
 	 * can stop cleanly instead of dying mid-write. */
 	signal(SIGPIPE, SIG_IGN);
+	hold_std_fds(&c);
 
 	rc = parse_top(&c, argc, argv, &index);
 	if (rc != CLI_CONTINUE)
@@ -620,7 +714,8 @@ int main(int argc, char **argv)
 	cmd = find_cmd(c.cmd);
 	if (!cmd) {
 		c.cmd = NULL;
-		rc = cli_usage_err(&c, "unknown command '%s'", argv[index]);
+		rc = cli_usage_err(&c, "unknown command '%s'",
+				   out_q(argv[index]));
 		goto out;
 	}
 	rc = cmd->run(&c, argc - index, argv + index);

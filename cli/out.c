@@ -31,7 +31,9 @@ int out_write_all(int fd, const void *buf, size_t len)
 					return errno;
 				continue;
 			}
-			if (errno == EINTR)
+			/* A stop signal (interrupt.c) ends a write that
+			 * a stalled reader would block for good. */
+			if (errno == EINTR && !cli_stop_sig)
 				continue;
 			return errno;
 		}
@@ -100,7 +102,49 @@ int out_is_utf8(const void *p, size_t len)
 	return 1;
 }
 
-void out_text(FILE *f, const void *p, size_t len)
+/*
+ * Valid UTF-8 that is still shown escaped: characters that are invisible
+ * or change how the text around them is shown, so that two different
+ * keys could look the same on a terminal, or a string could disguise
+ * what follows it. The C1 controls (some terminals act on them); the
+ * bidirectional controls (U+061C, U+200E, U+200F, U+202A..U+202E,
+ * U+2066..U+2069: "Trojan Source"); the other invisible formatting
+ * characters (soft hyphen, zero-width spaces and joiners, invisible
+ * operators, the byte-order mark, interlinear annotations, tags); the
+ * line and paragraph separators (U+2028, U+2029). docs/cli.md lists
+ * them.
+ */
+static int cp_hidden(uint32_t cp)
+{
+	static const struct {
+		uint32_t lo, hi;
+	} hidden[] = {
+	    {0x0080, 0x009f},	/* C1 controls */
+	    {0x00ad, 0x00ad},	/* soft hyphen */
+	    {0x061c, 0x061c},	/* Arabic letter mark */
+	    {0x180e, 0x180e},	/* Mongolian vowel separator */
+	    {0x200b, 0x200f},	/* zero-width space .. right-to-left mark */
+	    {0x2028, 0x202e},	/* separators, embeddings, overrides */
+	    {0x2060, 0x206f},	/* word joiner .. isolates, deprecated */
+	    {0xfeff, 0xfeff},	/* byte-order mark */
+	    {0xfff9, 0xfffb},	/* interlinear annotation */
+	    {0xe0000, 0xe007f}, /* tags */
+	};
+
+	for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
+		if (cp >= hidden[i].lo && cp <= hidden[i].hi)
+			return 1;
+	return 0;
+}
+
+/*
+ * The one escaping of bytes for a terminal (out_text, out_safe). `exact`:
+ * a backslash is doubled, so that the text can be read back byte for
+ * byte; without it, backslashes are left alone (for a message whose
+ * parts were escaped exactly already: escaping it again changes none of
+ * them).
+ */
+static void escape(FILE *f, const void *p, size_t len, int exact)
 {
 	const unsigned char *s = p;
 	uint32_t cp;
@@ -108,14 +152,15 @@ void out_text(FILE *f, const void *p, size_t len)
 	while (len > 0) {
 		size_t n = utf8_seq(s, len, &cp);
 
-		if (n == 1 && cp >= 0x20 && cp < 0x7f && cp != '\\') {
+		if (n == 1 && cp == '\\') {
+			fputs(exact ? "\\\\" : "\\", f);
+		} else if (n == 1 && cp >= 0x20 && cp < 0x7f) {
 			fputc((int)cp, f);
-		} else if (n > 1 && cp >= 0xa0) {
-			/* C1 controls (U+0080..U+009F) are escaped: some
-			 * terminals act on them. */
+		} else if (n > 1 && cp_hidden(cp)) {
+			fprintf(f, cp > 0xffff ? "\\U%08x" : "\\u%04x",
+				(unsigned)cp);
+		} else if (n > 1) {
 			fwrite(s, 1, n, f);
-		} else if (n == 1 && cp == '\\') {
-			fputs("\\\\", f);
 		} else if (n == 1 && cp == '\t') {
 			fputs("\\t", f);
 		} else if (n == 1 && cp == '\n') {
@@ -123,8 +168,9 @@ void out_text(FILE *f, const void *p, size_t len)
 		} else if (n == 1 && cp == '\r') {
 			fputs("\\r", f);
 		} else {
-			/* One byte at a time: the rest may start a valid
-			 * sequence. */
+			/* A control byte, DEL, or a byte that does not start
+			 * valid UTF-8: one byte at a time, as the rest may
+			 * start a valid sequence. */
 			fprintf(f, "\\x%02x", s[0]);
 			n = 1;
 		}
@@ -133,29 +179,49 @@ void out_text(FILE *f, const void *p, size_t len)
 	}
 }
 
+void out_text(FILE *f, const void *p, size_t len)
+{
+	escape(f, p, len, 1);
+}
+
+void out_safe(FILE *f, const void *p, size_t len)
+{
+	escape(f, p, len, 0);
+}
+
+void out_text_buf(char *buf, size_t size, const void *p, size_t len)
+{
+	char *text = NULL;
+	size_t tlen = 0;
+	FILE *f;
+
+	if (size == 0)
+		return;
+	buf[0] = '\0';
+	f = open_memstream(&text, &tlen);
+	if (!f)
+		return;
+	out_text(f, p, len);
+	if (fclose(f) != 0 || !text) {
+		free(text);
+		return;
+	}
+	/* Keys can be whole SQL queries: a message shows the start. */
+	if (tlen >= size && size > 4)
+		snprintf(buf, size, "%.*s...", (int)(size - 4), text);
+	else
+		snprintf(buf, size, "%s", text);
+	free(text);
+}
+
 const char *out_q(const char *s)
 {
 	enum { SLOTS = 4, SLOT_SIZE = 200 };
 	static char slots[SLOTS][SLOT_SIZE];
 	static unsigned next;
 	char *slot = slots[next++ % SLOTS];
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
 
-	if (!f)
-		return s;
-	out_text(f, s, strlen(s));
-	if (fclose(f) != 0 || !text) {
-		free(text);
-		return s;
-	}
-	/* Keys can be whole SQL queries: a message shows the start. */
-	if (len >= SLOT_SIZE)
-		snprintf(slot, SLOT_SIZE, "%.*s...", SLOT_SIZE - 4, text);
-	else
-		memcpy(slot, text, len + 1);
-	free(text);
+	out_text_buf(slot, SLOT_SIZE, s, strlen(s));
 	return slot;
 }
 
@@ -199,7 +265,14 @@ void out_json_str(FILE *f, const void *p, size_t len)
 			n = 1;
 		} else if (n == 1) {
 			json_char(f, cp);
-		} else if (cp >= 0x80 && cp < 0xa0) {
+		} else if (cp > 0xffff && cp_hidden(cp)) {
+			/* A JSON escape is UTF-16: a surrogate pair. */
+			fprintf(f, "\\u%04x\\u%04x",
+				0xd800 + ((unsigned)(cp - 0x10000) >> 10),
+				0xdc00 + ((unsigned)(cp - 0x10000) & 0x3ff));
+		} else if (cp_hidden(cp)) {
+			/* The same bytes once parsed; shown escaped when the
+			 * JSON itself lands on a terminal. */
 			fprintf(f, "\\u%04x", (unsigned)cp);
 		} else {
 			fwrite(s, 1, n, f);

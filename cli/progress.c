@@ -245,8 +245,10 @@ void progress_on_wait(const larder_wait_info *info, void *payload)
 		p->waiting = 1;
 		p->waited = (double)info->waited_ms / 1000;
 		p->waited_at = now;
-		snprintf(p->holder_host, sizeof(p->holder_host), "%s",
-			 info->holder_host);
+		/* The lease file's word: anyone who can write the store
+		 * wrote it. */
+		out_text_buf(p->holder_host, sizeof(p->holder_host),
+			     info->holder_host, strlen(info->holder_host));
 		p->holder_pid = info->holder_pid;
 		p->holder_alive = info->holder_alive;
 		maybe_draw(p, now);

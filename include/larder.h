@@ -87,6 +87,7 @@
 #ifndef LARDER_H
 #define LARDER_H
 
+#include <signal.h> /* sig_atomic_t */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -131,8 +132,9 @@ LARDER_API const char *larder_version(void);
 #define LARDER_EIO (-10)      /* any other I/O failure; see larder_errno() */
 #define LARDER_ESTALE (-11)   /* a network filesystem kept saying ESTALE */
 #define LARDER_ENOTSTORE                                                       \
-	(-12) /* directory exists but is not a larder store                    \
-	       */
+	(-12)		       /* directory exists but is not a larder store   \
+				*/
+#define LARDER_ECANCELED (-13) /* the caller's cancel flag was set */
 
 /* A fixed, static string for a code ("entry not found", ...). */
 LARDER_API const char *larder_strerror(int rc);
@@ -477,18 +479,26 @@ typedef struct larder_wait_info {
 
 typedef void (*larder_wait_fn)(const larder_wait_info *info, void *payload);
 
-/* Version 2 added on_wait and on_wait_payload; the library still takes
- * version 1 structs (without them). */
-#define LARDER_FILL_OPTS_VERSION 2
+/* The shortest lease larder_get_or_fill() accepts (LARDER_EINVAL below
+ * it): a holder beats every lease/4, and a shorter lease cannot be kept
+ * alive through ordinary delays (a slow fdatasync, a busy machine), so
+ * waiters would break live leases and load again (docs/leases.md). */
+#define LARDER_LEASE_MIN_SECONDS 1.0
+
+/* Version 2 added on_wait and on_wait_payload, version 3 cancel; the
+ * library still takes version 1 and 2 structs (without them). */
+#define LARDER_FILL_OPTS_VERSION 3
 typedef struct larder_fill_opts {
 	unsigned version; /* LARDER_FILL_OPTS_VERSION */
 	unsigned flags;	  /* LARDER_FILL_* */
 	/* How long a lease lives without a heartbeat before a waiter on
-	 * another host may break it. 0 = 30 s (network filesystems). */
+	 * another host may break it. 0 = 30 s (network filesystems); else
+	 * at least LARDER_LEASE_MIN_SECONDS. */
 	double lease_seconds;
 	double heartbeat_seconds; /* 0 = lease / 4 */
 	/* How long to wait for another filler before loading anyway (never
-	 * a deadlock). 0 = 10 lease periods. */
+	 * a deadlock). 0 = 10 lease periods; else at least 0.001 (waits are
+	 * timed in milliseconds). */
 	double max_wait_seconds;
 	/* Loads retried when the source changed during a load. 0 = 3. */
 	unsigned max_retries;
@@ -497,10 +507,21 @@ typedef struct larder_fill_opts {
 	 * "Waiting for another filler" above). NULL = not told. */
 	larder_wait_fn on_wait;
 	void *on_wait_payload; /* passed to on_wait */
+	/* Since version 3: NULL, or a flag the caller sets to stop the call
+	 * (a signal handler may set it; the library only reads it). It is
+	 * looked at before the loader runs, at each larder_fill_write(),
+	 * before publishing, and while waiting for another filler (at once
+	 * when a signal interrupts the wait, else within half a second).
+	 * Once it is non-zero the call publishes nothing, removes its temp
+	 * file, releases its lease and returns LARDER_ECANCELED. A loader
+	 * busy in its source (a query yet to give its first row) is not
+	 * interrupted: the call stops at its next write. */
+	const volatile sig_atomic_t *cancel;
 } larder_fill_opts;
 #define LARDER_FILL_OPTS_INIT                                                  \
 	{                                                                      \
-		LARDER_FILL_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, NULL      \
+		LARDER_FILL_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, NULL,     \
+		    NULL                                                       \
 	}
 
 /* Get (ns, key, ver), filling it if missing. ver NULL: the version comes
@@ -592,6 +613,9 @@ LARDER_API int larder_files_version(larder *db, const char *const *paths,
  *   - SQLite: a path, or "sqlite:PATH" (opened read-only, never created);
  *   - PostgreSQL: "postgresql://..." or "postgres://..." URIs, or a
  *     libpq "key=value ..." connection string.
+ * A path that exists is SQLite even with '=' in it; otherwise a string
+ * that libpq parses as a connection string is PostgreSQL
+ * (docs/sql.md#the-database).
  *
  * The key is the query normalized (comments dropped, whitespace runs
  * collapsed and unquoted words lowercased, outside literals and quoted

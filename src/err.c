@@ -29,6 +29,7 @@ static const char *const messages[] = {
     "I/O error",			      /* -10 */
     "stale file handle (network filesystem)", /* -11 */
     "not a larder store",		      /* -12 */
+    "cancelled by the caller",		      /* -13 */
 };
 
 const char *larder_strerror(int rc)

@@ -33,7 +33,20 @@ struct larder_fill {
 	const larder_put_opts *put;
 	larder_writer *w; /* begun at the loader's first write */
 	int rc;		  /* first failure of a write */
+	const volatile sig_atomic_t *cancel; /* larder_fill_opts.cancel */
 };
+
+/* The caller asked the call to stop (larder_fill_opts.cancel). */
+static int cancelled(const larder_fill *f)
+{
+	return f->cancel && *f->cancel;
+}
+
+static int fail_cancelled(larder *db)
+{
+	return ldr_fail(db, LARDER_ECANCELED, 0,
+			"cancelled by the caller (larder_fill_opts.cancel)");
+}
 
 int larder_fill_set_version(larder_fill *f, const void *ver, size_t vlen)
 {
@@ -72,6 +85,10 @@ int larder_fill_write(larder_fill *f, const void *buf, size_t len)
 				"larder_fill_write outside a loader");
 	if (f->rc)
 		return f->rc;
+	/* Before the temp file is made or grows: a cancelled load stops
+	 * here, and the caller's loader returns what this returns. */
+	if (cancelled(f))
+		return f->rc = fail_cancelled(f->db);
 	if (!f->w) {
 		int rc =
 		    ldr_writer_begin_fill(&f->w, f->db, f->ns, f->key, f->klen,
@@ -95,7 +112,7 @@ static int cb_code(larder *db, int rc, const char *what)
 {
 	if (rc == 0)
 		return 0;
-	if (rc < 0 && rc >= LARDER_ENOTSTORE)
+	if (rc < 0 && rc >= LARDER_ECANCELED)
 		return rc;
 	return ldr_fail(db, LARDER_EIO, 0, "%s failed (returned %d)", what, rc);
 }
@@ -106,6 +123,7 @@ static int cb_code(larder *db, int rc, const char *what)
 struct waiter {
 	int ifd; /* inotify, or -1: poll */
 	unsigned backoff_ms;
+	const volatile sig_atomic_t *cancel; /* cut the sleep when set */
 };
 
 /* Telling the caller about the wait (opts->on_wait), from this thread:
@@ -240,6 +258,10 @@ static void waiter_wait(struct waiter *wt, uint64_t max_ms,
 							  1000000};
 				nanosleep(&ts, NULL);
 			}
+			/* A signal that set the caller's cancel flag cut
+			 * the sleep short (EINTR): the caller looks now. */
+			if (wt->cancel && *wt->cancel)
+				return;
 			now = mono_ms();
 		}
 		if (now >= r->next_tick) {
@@ -268,6 +290,8 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 {
 	larder *db = f->db;
 	for (unsigned attempt = 0;; attempt++) {
+		if (cancelled(f))
+			return fail_cancelled(db);
 		f->w = NULL;
 		f->rc = 0;
 		f->snapshot = 0;
@@ -277,6 +301,8 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 		f->in_loader = 0;
 		if (rc == 0 && f->rc)
 			rc = f->rc;
+		if (rc == 0 && cancelled(f))
+			rc = fail_cancelled(db);
 		if (rc == 0 && !f->w) /* an empty result */
 			rc = ldr_writer_begin_fill(&f->w, db, f->ns, f->key,
 						   f->klen, f->ver, f->vlen,
@@ -331,6 +357,11 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 				"lease on a key in '%s' was lost during the "
 				"load (broken as stale?); publishing anyway",
 				f->ns);
+		}
+		if (cancelled(f)) {
+			larder_writer_abort(f->w);
+			f->w = NULL;
+			return fail_cancelled(db);
 		}
 		larder_entry *uncached;
 		larder_writer *w = f->w;
@@ -390,6 +421,9 @@ static int refresh_version(larder_fill *f, larder_version_fn version_fn,
 
 /* ---------------------------------------------------------------------- */
 
+/* A year: no lease, heartbeat or wait is longer. */
+#define FILL_MAX_SECONDS (366.0 * 86400)
+
 static int fill_opts_check(larder *db, const larder_fill_opts *o)
 {
 	if (o && (o->version < 1 || o->version > LARDER_FILL_OPTS_VERSION))
@@ -406,6 +440,27 @@ static int fill_opts_check(larder *db, const larder_fill_opts *o)
 				"%.3f s, max wait %.3f s (heartbeat must be "
 				"shorter than the lease)",
 				o->lease_seconds, o->heartbeat_seconds,
+				o->max_wait_seconds);
+	/* Bounded so that the milliseconds fit; written as !(x <= max)
+	 * so that NaN is refused too. */
+	if (o && (!(o->lease_seconds <= FILL_MAX_SECONDS) ||
+		  !(o->heartbeat_seconds <= FILL_MAX_SECONDS) ||
+		  !(o->max_wait_seconds <= FILL_MAX_SECONDS)))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"bad fill options: lease %g s, heartbeat %g s, "
+				"max wait %g s (each at most a year)",
+				o->lease_seconds, o->heartbeat_seconds,
+				o->max_wait_seconds);
+	if (o && o->lease_seconds != 0 &&
+	    !(o->lease_seconds >= LARDER_LEASE_MIN_SECONDS))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"lease of %g s: the shortest is %g s (a "
+				"shorter one cannot be kept alive by "
+				"heartbeats; docs/leases.md)",
+				o->lease_seconds, LARDER_LEASE_MIN_SECONDS);
+	if (o && o->max_wait_seconds != 0 && !(o->max_wait_seconds >= 0.001))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"max wait of %g s: the shortest is 0.001 s",
 				o->max_wait_seconds);
 	return 0;
 }
@@ -453,8 +508,11 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 	unsigned retries = opts && opts->max_retries ? opts->max_retries : 3;
 	unsigned flags = opts ? opts->flags : 0;
 
-	larder_fill f = {db, ns, key, klen, NULL, 0, 0, 0, 0, NULL, NULL, 0};
+	larder_fill f = {db, ns, key,  klen, NULL, 0,	0,
+			 0,  0,	 NULL, NULL, 0,	   NULL};
 	f.put = opts ? opts->put : NULL;
+	if (opts && opts->version >= 3)
+		f.cancel = opts->cancel;
 	if (ver) {
 		rc = larder_fill_set_version(&f, ver, vlen);
 	} else {
@@ -507,6 +565,7 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 	ldr_self_get(&me, db->host);
 	struct waiter wt;
 	wt.ifd = -1;
+	wt.cancel = f.cancel;
 	int watching = 0, waited = 0, tried_stale = 0;
 	struct ldr_lease_rec seen;
 	memset(&seen, 0, sizeof seen);
@@ -520,6 +579,11 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		rep.payload = opts->on_wait_payload;
 	}
 	for (;;) {
+		if (cancelled(&f)) {
+			wait_over(&rep, LARDER_WAIT_FAILED);
+			rc = fail_cancelled(db);
+			break;
+		}
 		ldr_lease *lease = NULL;
 		struct ldr_lease_rec holder;
 		memset(&holder, 0, sizeof holder);

@@ -639,6 +639,18 @@ static void pg_close(struct ldr_sql_conn *c)
 	destroy(c);
 }
 
+int ldr_pg_conninfo_ok(const char *s)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(s, &err);
+
+	PQfreemem(err);
+	if (!opts)
+		return 0;
+	PQconninfoFree(opts);
+	return 1;
+}
+
 static int pg_open(struct ldr_sql_conn **out, larder *db, const char *uri,
 		   int write)
 {

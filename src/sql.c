@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <xxh_x86dispatch.h> /* runtime-dispatch: 3x faster than plain */
@@ -279,13 +280,65 @@ char *ldr_sql_normalize(const char *sql, int dialect)
 	return n.out;
 }
 
+/* The "sqlite:" and PostgreSQL URI prefixes. */
+static int explicit_sqlite(const char *uri)
+{
+	return strncmp(uri, "sqlite:", 7) == 0;
+}
+
+static int explicit_pg(const char *uri)
+{
+	return strncmp(uri, "postgresql://", 13) == 0 ||
+	       strncmp(uri, "postgres://", 11) == 0;
+}
+
+/*
+ * Which database `uri` names (docs/sql.md#the-database): a "sqlite:" or
+ * "postgresql://"/"postgres://" prefix says it; else a file that exists
+ * is SQLite ("/data/a=b.db" is a path, '=' and all); else a string libpq
+ * parses as a connection string ("host=db1 dbname=sales") is PostgreSQL;
+ * anything else is an SQLite path (which then does not exist).
+ */
 const struct ldr_sql_ops *ldr_sql_source(const char *uri, int *dialect)
 {
-	int pg = strncmp(uri, "postgresql://", 13) == 0 ||
-		 strncmp(uri, "postgres://", 11) == 0 ||
-		 (strncmp(uri, "sqlite:", 7) != 0 && strchr(uri, '='));
+	struct stat st;
+	int pg;
+
+	if (explicit_pg(uri))
+		pg = 1;
+	else if (explicit_sqlite(uri) || stat(uri, &st) == 0)
+		pg = 0;
+	else
+		pg = strchr(uri, '=') && ldr_pg_conninfo_ok(uri);
 	*dialect = pg ? LDR_SQL_PG : LDR_SQL_SQLITE;
 	return pg ? &ldr_sql_pg : &ldr_sql_sqlite;
+}
+
+/* Connect. An SQLite path that does not exist but looks like a
+ * connection string (a '=' in it) says that libpq did not take it for
+ * one either: a mistyped keyword would otherwise read as a missing
+ * file. */
+static int source_open(const struct ldr_sql_ops *ops, struct ldr_sql_conn **out,
+		       larder *db, const char *uri, int write)
+{
+	int rc = ops->open(out, db, uri, write);
+
+	if (rc != LARDER_ENOTFOUND || ops != &ldr_sql_sqlite ||
+	    explicit_sqlite(uri) || !strchr(uri, '='))
+		return rc;
+	/* The string may be a connection string with a password in it. */
+	if (strstr(uri, "password"))
+		return ldr_fail(db, LARDER_ENOTFOUND, ENOENT,
+				"no SQLite database at that path (not shown: "
+				"it may hold a password), and libpq does not "
+				"take it for a PostgreSQL connection string; "
+				"'sqlite:PATH' or 'postgresql://...' say "
+				"which");
+	return ldr_fail(db, LARDER_ENOTFOUND, ENOENT,
+			"no SQLite database at '%s', and libpq does not take "
+			"it for a PostgreSQL connection string; 'sqlite:PATH' "
+			"or 'postgresql://...' say which",
+			uri);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1095,7 +1148,7 @@ int larder_sql(larder_entry **out, int *outcome, larder *db, const char *ns,
 			      *x.query ? "version " : "");
 		goto out;
 	}
-	rc = x.ops->open(&x.conn, db, dburi, 0);
+	rc = source_open(x.ops, &x.conn, db, dburi, 0);
 	if (rc == 0)
 		rc = x.ops->identity(x.conn, identity, sizeof identity);
 	if (rc == 0 && x.vquery) {
@@ -1112,8 +1165,9 @@ int larder_sql(larder_entry **out, int *outcome, larder *db, const char *ns,
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
 	if (o->fill) /* only the fields of its version */
 		memcpy(&fo, o->fill,
-		       o->fill->version >= 2
-			   ? sizeof fo
+		       o->fill->version >= 3 ? sizeof fo
+		       : o->fill->version == 2
+			   ? offsetof(larder_fill_opts, cancel)
 			   : offsetof(larder_fill_opts, on_wait));
 	fo.version = LARDER_FILL_OPTS_VERSION;
 	if (fo.put)
@@ -1151,7 +1205,7 @@ static int sql_admin(larder *db, const char *dburi, const char *table,
 				"%s databases are not supported by this build",
 				ops->name);
 	struct ldr_sql_conn *c;
-	int rc = ops->open(&c, db, dburi, 1);
+	int rc = source_open(ops, &c, db, dburi, 1);
 	if (rc)
 		return rc;
 	rc = track ? ops->track(c, table) : ops->untrack(c, table);

@@ -98,5 +98,8 @@ extern const struct ldr_sql_ops ldr_sql_pg;
  * for the next (source_pg.c: "Keeping connections"); larder_close frees
  * them with this. With db NULL, open connects and close disconnects. */
 void ldr_pg_pool_free(larder *db);
+/* Whether libpq's PQconninfoParse takes `s` as a connection string
+ * ("host=db1 dbname=sales"): how sql.c tells one from an SQLite path. */
+int ldr_pg_conninfo_ok(const char *s);
 
 #endif

@@ -1330,7 +1330,7 @@ TEST(max_wait_loads_itself_when_a_live_holder_never_finishes)
 {
 	larder *db = open_store();
 	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
-	fo.lease_seconds = 0.5;
+	fo.lease_seconds = 1;
 	fo.heartbeat_seconds = 0.1;
 	/* The holder heartbeats for as long as the test keeps its gate
 	 * shut: its lease is never stale. */

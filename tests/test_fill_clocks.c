@@ -23,7 +23,7 @@
 #include "harness.h"
 #include "larder.h"
 
-#define LEASE_MS 500.0
+#define LEASE_MS 1000.0
 #define HB_MS 100.0
 
 __attribute__((constructor)) static void probe(void)
@@ -79,7 +79,7 @@ static const char *const *mkopts(struct opts *o, const char *tag, int i,
 	const char *a[] = {"--src",	  o->src,	"--chunk",
 			   "16384",	  "--delay-ms", slow ? "150" : "0",
 			   "--side",	  o->side,	"--out",
-			   o->out,	  "--lease",	"0.5",
+			   o->out,	  "--lease",	"1",
 			   "--heartbeat", "0.1",	NULL};
 	memcpy(o->argv, a, sizeof a);
 	return o->argv;

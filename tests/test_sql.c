@@ -283,8 +283,21 @@ TEST(source_by_uri)
 	ASSERT(ldr_sql_source("/data/app.db", &d) == &ldr_sql_sqlite);
 	ASSERT_EQ(d, LDR_SQL_SQLITE);
 	ASSERT(ldr_sql_source("sqlite:/data/a=b.db", &d) == &ldr_sql_sqlite);
-	ASSERT(ldr_sql_source("a=b.db", &d) == &ldr_sql_pg);
+	ASSERT(ldr_sql_source("sqlite:host=h", &d) == &ldr_sql_sqlite);
 	ASSERT(ldr_sql_source("app.db", &d) == &ldr_sql_sqlite);
+	/* '=' alone does not make a connection string: libpq must take it. */
+	ASSERT(ldr_sql_source("a=b.db", &d) == &ldr_sql_sqlite);
+	ASSERT(ldr_sql_source("/data/a=b.db", &d) == &ldr_sql_sqlite);
+	ASSERT(ldr_sql_source("hostt=h dbname=x", &d) == &ldr_sql_sqlite);
+	/* A file that exists is SQLite, even if libpq would take its name. */
+	const char *file = test_path("dbname=x");
+	FILE *f = fopen(file, "w");
+	ASSERT(f && fclose(f) == 0);
+	ASSERT(ldr_sql_source(file, &d) == &ldr_sql_sqlite);
+	ASSERT_EQ(d, LDR_SQL_SQLITE);
+	ASSERT(chdir(test_dir()) == 0);
+	ASSERT(ldr_sql_source("dbname=x", &d) == &ldr_sql_sqlite);
+	ASSERT(ldr_sql_source("dbname=y", &d) == &ldr_sql_pg);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -1640,7 +1640,8 @@ static void parse_args(int argc, char **argv)
 				die("--seed: '%s' is not a number", v);
 			have_seed = 1;
 		} else if (!strcmp(a, "--lease")) {
-			cfg.lease = sec_arg(a, v, 0.01, 86400);
+			cfg.lease =
+			    sec_arg(a, v, LARDER_LEASE_MIN_SECONDS, 86400);
 		} else if (!strcmp(a, "--load-ms")) {
 			cfg.load_ms = (int)num_arg(a, v, 0, 60000);
 		} else if (!strcmp(a, "--max-size")) {

@@ -61,5 +61,34 @@ check "the program runs against the installed shared library" \
 check "the installed tool reads what the program stored" \
 	env LD_LIBRARY_PATH="$T/root/usr/local/lib" \
 	"$T/root/usr/local/bin/larder" --dir "$T/store" get k --version v
+
+# A real install runs ldconfig, so that the README's line gives a program
+# that starts without LD_LIBRARY_PATH. Into a private prefix that a
+# temporary /etc/ld.so.conf.d entry adds to the linker's search path (the
+# test removes it and updates the cache again at exit), so as not to
+# touch /usr/local; the entry is written before the install, and nothing
+# but the install runs ldconfig in between.
+if [ "$(id -u)" -ne 0 ] || ! command -v ldconfig >/dev/null 2>&1 ||
+	[ ! -d /etc/ld.so.conf.d ]; then
+	echo "skip - a real install updates the linker cache (needs root and ldconfig)"
+else
+	sys=$T/sys
+	conf=/etc/ld.so.conf.d/zz-larder-install-test-$$.conf
+	trap 'rm -f "$conf"; ldconfig; rm -rf "$T"' EXIT
+	echo "$sys/usr/local/lib" >"$conf"
+	check "cmake --install as root into a prefix on the linker's path" \
+		env -u DESTDIR cmake --install "$build" --prefix "$sys/usr/local"
+	export PKG_CONFIG_SYSROOT_DIR="$sys"
+	export PKG_CONFIG_PATH="$sys/usr/local/lib/pkgconfig"
+	# The README's line: cc app.c $(pkg-config --cflags --libs larder)
+	check "the README's build line builds the program" \
+		sh -c 'cc $1 "$2" $(pkg-config --cflags --libs larder) -o "$3"' \
+		sh "$app_cflags" "$T/app.c" "$T/app-sys"
+	check "the program starts without LD_LIBRARY_PATH (ldconfig ran)" \
+		env -u LD_LIBRARY_PATH "$T/app-sys" "$T/store-sys"
+	check "... and uses the library just installed" \
+		sh -c 'env -u LD_LIBRARY_PATH ldd "$1" | grep -q "liblarder.so.0 => $2/"' \
+		sh "$T/app-sys" "$sys/usr/local/lib"
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
