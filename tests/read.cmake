@@ -9,4 +9,10 @@ if(TARGET larder_cli)
                    $<TARGET_FILE:larder_cli>)
   set_tests_properties(cli_get PROPERTIES TIMEOUT 300 ENVIRONMENT
     "LARDER_FAULTSHIM=$<TARGET_FILE:larder_faultshim>")
+  # What sits at an entry's name: traps, stubs, newer formats; verify's
+  # report of them and of what --repair moved.
+  add_test(NAME cli_traps
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cli/traps.sh
+                   $<TARGET_FILE:larder_cli>)
+  set_tests_properties(cli_traps PROPERTIES TIMEOUT 300)
 endif()
