@@ -13,7 +13,9 @@
  * ----------
  *  - Nothing torn, corrupt or stale is returned. Every read verifies the
  *    header and the payload checksum (unless LARDER_OPEN_TRUST_LOCAL is
- *    given). A bad entry is moved to the store's quarantine/ directory,
+ *    given), and what it hands out is exactly what it verified (see
+ *    Memory). A bad entry, or anything at an entry's name that is not a
+ *    regular file, is moved to the store's quarantine/ directory,
  *    counted, and reported as a miss (LARDER_ENOTFOUND).
  *  - Readers take no lock and write nothing (the one exception: moving a
  *    corrupt entry to quarantine/).
