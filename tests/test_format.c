@@ -383,7 +383,6 @@ TEST(newer_format_that_breaks_the_contract_is_corrupt)
 	struct enc e = sample(0);
 	put32le(e.buf + 8, 2);
 	put32le(e.buf + 12, LDR_HDR_FIXED - 8);
-	rehash(e.buf, LDR_HDR_FIXED - 8);
 	ASSERT_EQ(ldr_hdr_need(e.buf, e.h.hdr_len, &need), LARDER_ECORRUPT);
 	ASSERT_EQ(decode_exact(e.buf, e.h.hdr_len, &why), LARDER_ECORRUPT);
 	put32le(e.buf + 12, e.h.hdr_len + 8);
