@@ -1,17 +1,23 @@
 /*
  * cmd_get.c — `larder get`: an entry's payload to stdout or to a file.
  *
- * A file is written under a temp name in its own directory and renamed
- * into place only when complete, so a failed or interrupted get never
- * leaves a partial file under the requested name. The temp file is
- * removed on SIGINT/SIGTERM/SIGHUP too (by this process only).
+ * The payload is streamed (larder_get_stream): memory stays bounded
+ * whatever its size, compressed or not, and nothing is written before the
+ * entry was verified. A regular file is written under a temp name beside
+ * it and renamed into place only when complete, so a failed or interrupted
+ * get never leaves a partial file under the requested name; the temp file
+ * is removed on SIGINT/SIGTERM/SIGHUP too (by this process only). A
+ * device, FIFO or socket is written into, never replaced; a symlink is
+ * never replaced either: the file it points at is.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -79,94 +85,288 @@ static mode_t default_mode(void)
 	return 0666 & ~mask;
 }
 
-/* Write all of data to fd in slices, for the progress line. Returns 0 or
- * an errno value. */
-static int write_progress(int fd, const void *data, size_t len, int to_stdout)
-{
-	const size_t slice = 1 << 20;
+/* How the payload reaches its destination. */
+enum dest_kind {
+	DEST_STDOUT, /* file descriptor 1 */
+	DEST_RENAME, /* a temp file beside `target`, renamed over it */
+	DEST_DIRECT, /* written into: a device, FIFO or socket, or the
+			file one of our own descriptors is (/dev/stdout) */
+};
+
+struct dest {
+	struct cli *c;
+	enum dest_kind kind;
+	const char *name; /* as given with -o, for messages */
+	char *target;	  /* DEST_RENAME: the file to replace */
+	char *tmp;	  /* DEST_RENAME: the temp file beside it */
+	int own_fd;	  /* DEST_DIRECT: one of ours to write into, or -1 */
+	int fd;		  /* -1 until the first byte (or the end) */
+	int err;	  /* errno of the write that failed */
+	const char *op;	  /* what failed: "write", "create", ... */
 	struct cli_progress prog;
-	const char *p = data;
-	int err = 0;
+	int started;
+};
 
-	progress_start(&prog, "writing", to_stdout);
-	while (len > 0 && !err) {
-		size_t n = len < slice ? len : slice;
+/* The descriptor among stdout and stderr that is the file `st`, or -1:
+ * /dev/stdout, /dev/fd/2 and the like name our own descriptors, which
+ * are written into as they are (a `>>` keeps appending). */
+static int own_fd_of(const struct stat *st)
+{
+	for (int fd = STDOUT_FILENO; fd <= STDERR_FILENO; fd++) {
+		struct stat fs;
 
-		err = out_write_all(fd, p, n);
-		progress_add(&prog, n);
-		p += n;
-		len -= n;
+		if (fstat(fd, &fs) == 0 && fs.st_dev == st->st_dev &&
+		    fs.st_ino == st->st_ino)
+			return fd;
 	}
-	progress_end(&prog);
-	return err;
+	return -1;
 }
 
-static int write_file(struct cli *c, const char *file, const void *data,
-		      size_t len)
+/* Decide, before anything is read, what -o PATH means: CLI_CONTINUE, or
+ * an exit code after reporting. */
+static int dest_resolve(struct dest *d, const char *path)
 {
-	char *tmp = NULL;
-	int fd = -1;
-	int err;
-	int rc = CLI_IO;
+	struct cli *c = d->c;
+	struct stat lst, st;
 
-	if (asprintf(&tmp, "%s.tmp-XXXXXX", file) < 0) {
+	d->name = path;
+	if (lstat(path, &lst) != 0) {
+		if (errno != ENOENT) {
+			cli_err(c, "cannot look at '%s': %s", out_q(path),
+				strerror(errno));
+			return CLI_IO;
+		}
+		d->kind = DEST_RENAME;
+		d->target = strdup(path);
+		goto check;
+	}
+	st = lst;
+	if (S_ISLNK(lst.st_mode)) {
+		if (stat(path, &st) != 0) {
+			cli_err(c,
+				"'%s' is a symbolic link to %s: refusing to "
+				"replace the link (give the path it should "
+				"point at)",
+				out_q(path),
+				errno == ENOENT ? "nothing" : strerror(errno));
+			return CLI_USAGE;
+		}
+		d->own_fd = own_fd_of(&st);
+		if (d->own_fd >= 0) {
+			d->kind = DEST_DIRECT;
+			return CLI_CONTINUE;
+		}
+	}
+	if (S_ISDIR(st.st_mode)) {
+		cli_err(c, "'%s' is a directory: give a file name",
+			out_q(path));
+		return CLI_USAGE;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		d->kind = DEST_DIRECT;
+		return CLI_CONTINUE;
+	}
+	d->kind = DEST_RENAME;
+	/* A link is never replaced by a file: the file it points at is,
+	 * by a temp file beside it (a rename never crosses filesystems). */
+	d->target = S_ISLNK(lst.st_mode) ? realpath(path, NULL) : strdup(path);
+	if (!d->target && S_ISLNK(lst.st_mode)) {
+		cli_err(c, "cannot resolve '%s': %s", out_q(path),
+			strerror(errno));
+		return CLI_IO;
+	}
+check:
+	if (!d->target) {
 		cli_err(c, "out of memory");
 		return CLI_IO;
 	}
-	fd = tmp_create(tmp);
-	if (fd < 0) {
-		cli_err(c, "cannot create a temp file beside '%s': %s", file,
-			strerror(errno));
-		free(tmp);
-		return CLI_IO;
+	return CLI_CONTINUE;
+}
+
+/* Connect to a Unix socket at path (a named one written into). */
+static int socket_open(const char *path)
+{
+	struct sockaddr_un sa;
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
 	}
-	if (fchmod(fd, default_mode()) < 0) {
-		cli_err(c, "cannot chmod '%s': %s", tmp, strerror(errno));
-		goto out;
+	memcpy(sa.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
 	}
-	err = write_progress(fd, data, len, 0);
-	if (err) {
-		cli_err(c, "cannot write '%s': %s", tmp, strerror(err));
-		goto out;
+	return fd;
+}
+
+/* Open the destination: at the first byte, which comes only after the
+ * entry was verified (a miss creates and opens nothing, so a FIFO
+ * reader is not woken for nothing). 0, or -1 with d->err and d->op. */
+static int dest_open(struct dest *d)
+{
+	if (d->fd >= 0)
+		return 0;
+	switch (d->kind) {
+	case DEST_STDOUT:
+		d->fd = STDOUT_FILENO;
+		break;
+	case DEST_RENAME:
+		if (asprintf(&d->tmp, "%s.tmp-XXXXXX", d->target) < 0) {
+			d->tmp = NULL;
+			d->err = ENOMEM;
+			d->op = "create a temp file beside";
+			return -1;
+		}
+		d->fd = tmp_create(d->tmp);
+		if (d->fd < 0) {
+			d->err = errno;
+			d->op = "create a temp file beside";
+			free(d->tmp);
+			d->tmp = NULL;
+			return -1;
+		}
+		if (fchmod(d->fd, default_mode()) < 0) {
+			d->err = errno;
+			d->op = "chmod the temp file beside";
+			return -1;
+		}
+		break;
+	case DEST_DIRECT:
+		if (d->own_fd >= 0)
+			d->fd = fcntl(d->own_fd, F_DUPFD_CLOEXEC, 3);
+		else
+			do
+				d->fd = open(d->name,
+					     O_WRONLY | O_NOCTTY | O_CLOEXEC);
+			while (d->fd < 0 && errno == EINTR);
+		if (d->fd < 0 && errno == ENXIO)
+			d->fd = socket_open(d->name);
+		if (d->fd < 0) {
+			d->err = errno;
+			d->op = "open";
+			return -1;
+		}
+		break;
+	}
+	progress_start(&d->prog, "writing",
+		       d->kind == DEST_STDOUT || d->own_fd == STDOUT_FILENO);
+	d->started = 1;
+	return 0;
+}
+
+/* larder_get_stream's sink: the payload, in slices for the progress line.
+ * A failure is kept in d and stops the read (any non-zero value will do:
+ * it comes back from larder_get_stream as is). */
+static int sink(const void *buf, size_t len, void *payload)
+{
+	const size_t slice = 1 << 20;
+	struct dest *d = payload;
+	const char *p = buf;
+
+	if (dest_open(d) != 0)
+		return 1;
+	while (len > 0) {
+		size_t n = len < slice ? len : slice;
+
+		d->err = out_write_all(d->fd, p, n);
+		if (d->err) {
+			d->op = "write";
+			return 1;
+		}
+		progress_add(&d->prog, n);
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* The payload went out whole: make it last. 0, or -1 with d->err and
+ * d->op. */
+static int dest_finish(struct dest *d)
+{
+	int fd;
+
+	if (dest_open(d) != 0) /* an empty payload opens it only now */
+		return -1;
+	if (d->kind == DEST_STDOUT)
+		return 0;
+	fd = d->fd;
+	d->fd = -1;
+	if (d->kind == DEST_DIRECT) {
+		/* A device may report a deferred write error at close. */
+		if (close(fd) < 0 && errno != EINTR) {
+			d->err = errno;
+			d->op = "write";
+			return -1;
+		}
+		return 0;
 	}
 	/* Without it a crash just after the rename can leave an empty file
 	 * under the final name on some filesystems. */
 	if (fsync(fd) < 0) {
-		cli_err(c, "cannot sync '%s': %s", tmp, strerror(errno));
-		goto out;
+		d->err = errno;
+		d->op = "sync";
+		close(fd);
+		return -1;
 	}
 	if (close(fd) < 0) {
-		fd = -1;
-		cli_err(c, "cannot write '%s': %s", tmp, strerror(errno));
-		goto out;
+		d->err = errno;
+		d->op = "write";
+		return -1;
 	}
-	fd = -1;
-	if (rename(tmp, file) < 0) {
-		cli_err(c, "cannot rename '%s' to '%s': %s", tmp, file,
-			strerror(errno));
-		goto out;
+	if (rename(d->tmp, d->target) < 0) {
+		d->err = errno;
+		d->op = "rename the temp file to";
+		return -1;
 	}
-	rc = CLI_OK;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (rc != CLI_OK)
-		unlink(tmp);
+	free(d->tmp);
+	d->tmp = NULL;
 	tmp_forget();
-	free(tmp);
-	return rc;
+	return 0;
 }
 
-static int write_stdout(struct cli *c, const void *data, size_t len)
+/* Report d's failure, if it is one: a reader that closed its end early
+ * (`larder get k | head -c 100`) had what it wanted. */
+static int dest_report(struct dest *d)
 {
-	int err = write_progress(STDOUT_FILENO, data, len, 1);
+	const char *where = d->kind == DEST_STDOUT ? "stdout" : d->name;
 
-	/* The reader closed the pipe early (`larder get k | head`): it had
-	 * what it wanted. */
-	if (err == 0 || err == EPIPE)
+	if (d->err == EPIPE && d->kind != DEST_RENAME)
 		return CLI_OK;
-	cli_err(c, "cannot write to stdout: %s", strerror(err));
+	if (d->kind == DEST_STDOUT)
+		cli_err(d->c, "cannot %s stdout: %s",
+			strcmp(d->op, "write") ? d->op : "write to",
+			strerror(d->err));
+	else
+		cli_err(d->c, "cannot %s '%s': %s",
+			strcmp(d->op, "write") ? d->op : "write to",
+			out_q(where), strerror(d->err));
 	return CLI_IO;
+}
+
+/* Close what is open; remove a temp file that was not renamed. */
+static void dest_free(struct dest *d)
+{
+	if (d->started)
+		progress_end(&d->prog);
+	if (d->fd >= 0 && d->kind != DEST_STDOUT)
+		close(d->fd);
+	if (d->tmp) {
+		unlink(d->tmp);
+		tmp_forget();
+		free(d->tmp);
+	}
+	free(d->target);
 }
 
 struct get_args {
@@ -198,13 +398,17 @@ static int run_get(struct cli *c, int argc, char **argv)
 	    {0},
 	};
 	struct get_args a = {0};
-	larder_entry *e = NULL;
+	struct dest d;
 	larder *db = NULL;
 	const char *key;
 	int first;
 	int rc;
 	int lrc;
 
+	memset(&d, 0, sizeof(d));
+	d.c = c;
+	d.fd = -1;
+	d.own_fd = -1;
 	rc = cli_parse(c, &cli_cmd_get, argc, argv, "o:", longopts, get_opt, &a,
 		       &first);
 	if (rc != CLI_CONTINUE)
@@ -215,32 +419,33 @@ static int run_get(struct cli *c, int argc, char **argv)
 	if (a.output && !*a.output)
 		return cli_usage_err(c, "-o needs a file name");
 	key = argv[first];
+	d.kind = DEST_STDOUT;
+	if (a.output && strcmp(a.output, "-") != 0) {
+		rc = dest_resolve(&d, a.output);
+		if (rc != CLI_CONTINUE)
+			goto out;
+	}
 
 	rc = cli_open(c, &db, NULL);
 	if (rc != CLI_OK)
-		return rc;
-	lrc = larder_get(&e, db, c->ns, key, strlen(key), a.version,
-			 a.version ? strlen(a.version) : 0);
+		goto out;
+	lrc = larder_get_stream(db, c->ns, key, strlen(key), a.version,
+				a.version ? strlen(a.version) : 0, sink, &d);
 	if (lrc == LARDER_ENOTFOUND) {
 		cli_err(c, "'%s'%s%s%s: not found", out_q(key),
 			a.version ? " version '" : "",
 			a.version ? out_q(a.version) : "",
 			a.version ? "'" : "");
 		rc = CLI_MISS;
-		goto out;
-	}
-	if (lrc < 0) {
+	} else if (lrc > 0) {
+		rc = dest_report(&d); /* the sink failed */
+	} else if (lrc < 0) {
 		rc = cli_fail(c, db, lrc);
-		goto out;
+	} else {
+		rc = dest_finish(&d) == 0 ? CLI_OK : dest_report(&d);
 	}
-	if (a.output && strcmp(a.output, "-") != 0)
-		rc = write_file(c, a.output, larder_entry_data(e),
-				larder_entry_size(e));
-	else
-		rc =
-		    write_stdout(c, larder_entry_data(e), larder_entry_size(e));
 out:
-	larder_entry_release(e);
+	dest_free(&d);
 	larder_close(db);
 	return rc;
 }
@@ -251,10 +456,10 @@ const struct cli_cmd cli_cmd_get = {
     .summary = "write an entry's payload to stdout or a file",
     .usage = "KEY [--version V] [-o FILE]",
     .help = "Write the payload of the entry KEY to stdout. The payload is "
-	    "verified first;\n"
-	    "a missing, expired or corrupt entry is a miss (exit 1, and a "
-	    "corrupt one is\n"
-	    "quarantined).\n\n"
+	    "verified before\n"
+	    "its first byte is written; a missing, expired or corrupt entry "
+	    "is a miss (exit 1,\n"
+	    "nothing written, and a corrupt one is quarantined).\n\n"
 	    "Options:\n"
 	    "  --version V        this version (default: the version the "
 	    "key's head names,\n"
@@ -262,5 +467,9 @@ const struct cli_cmd cli_cmd_get = {
 	    "  -o, --output FILE  write to FILE instead: all of it or, on "
 	    "failure, nothing\n"
 	    "                     (it goes to a temp file beside FILE, "
-	    "renamed when done)\n",
+	    "renamed when done);\n"
+	    "                     a device, FIFO or socket is written into, "
+	    "a symlink's\n"
+	    "                     target is replaced (never the link), a "
+	    "directory is refused\n",
 };

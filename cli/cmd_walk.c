@@ -316,10 +316,19 @@ const struct cli_cmd cli_cmd_inspect = {
 
 /* ---- verify ---- */
 
+/* What a repair did to a damaged entry. */
+enum fate {
+	FATE_REMAINS,	  /* still there (no --repair, or it could not move) */
+	FATE_QUARANTINED, /* moved to quarantine/ by this walk */
+	FATE_GONE	  /* not moved by us, but gone by the end: removed
+			     meanwhile by someone else */
+};
+
 struct problem {
 	struct problem *next;
 	int state;
-	int quarantined;
+	int quarantined; /* the library moved it (larder_entry_info) */
+	enum fate fate;
 	char *ns, *path, *problem;
 	void *key, *ver;
 	size_t klen, vlen;
@@ -332,6 +341,8 @@ struct verify_ctx {
 	size_t checked, ok, corrupt, expired, misplaced, newer, quarantined,
 	    remaining;
 	struct problem *head, **tail;
+	/* Entries of a newer format: noted, not problems. */
+	struct problem *newer_head, **newer_tail;
 };
 
 static int verify_opt(struct cli *c, int id, const char *arg, void *ctx)
@@ -372,9 +383,20 @@ static void problem_free(struct problem *p)
 	free(p);
 }
 
-/* Keep a copy of a damaged entry's description: the info is only valid
- * during the callback, and whether a repair worked is known after it. */
-static int record_problem(struct verify_ctx *v, const larder_entry_info *info)
+static void problems_free(struct problem *p)
+{
+	while (p) {
+		struct problem *next = p->next;
+
+		problem_free(p);
+		p = next;
+	}
+}
+
+/* Keep a copy of an entry's description on the list at *tail: the info
+ * is only valid during the callback, and the report is printed after the
+ * walk. */
+static int record(struct problem ***tail, const larder_entry_info *info)
 {
 	const char *why = info->problem ? info->problem : "";
 	struct problem *p = calloc(1, sizeof(*p));
@@ -382,6 +404,7 @@ static int record_problem(struct verify_ctx *v, const larder_entry_info *info)
 	if (!p)
 		return -1;
 	p->state = info->state;
+	p->quarantined = info->quarantined;
 	p->ns = strdup(info->ns);
 	p->path = strdup(info->path);
 	p->problem = strdup(why);
@@ -396,8 +419,8 @@ static int record_problem(struct verify_ctx *v, const larder_entry_info *info)
 		problem_free(p);
 		return -1;
 	}
-	*v->tail = p;
-	v->tail = &p->next;
+	**tail = p;
+	*tail = &p->next;
 	return 0;
 }
 
@@ -414,7 +437,10 @@ static int verify_entry(const larder_entry_info *info, void *payload)
 		v->expired++;
 		return 0;
 	case LARDER_STATE_NEWER:
+		/* A newer larder's entry: left alone, and said. */
 		v->newer++;
+		if (record(&v->newer_tail, info) < 0)
+			v->failed = 1;
 		return 0;
 	case LARDER_STATE_MISPLACED:
 		v->misplaced++;
@@ -423,26 +449,38 @@ static int verify_entry(const larder_entry_info *info, void *payload)
 		v->corrupt++;
 		break;
 	}
-	if (record_problem(v, info) < 0)
+	if (record(&v->tail, info) < 0)
 		v->failed = 1;
 	return 0;
 }
 
-/* After a repair walk, a damaged entry whose file is gone from its place
- * was moved to quarantine/; one still there remains a problem. */
+/* What became of each damaged entry. Only what the library says it moved
+ * counts as quarantined; one that vanished otherwise (another verify, a
+ * gc, an rm) is no longer a problem, but no repair of ours either. */
 static void settle(struct verify_ctx *v)
 {
 	struct stat sb;
 
 	for (struct problem *p = v->head; p; p = p->next) {
-		p->quarantined =
-		    v->repair && lstat(p->path, &sb) < 0 && errno == ENOENT;
 		if (p->quarantined)
-			v->quarantined++;
+			p->fate = FATE_QUARANTINED;
+		else if (v->repair && lstat(p->path, &sb) < 0 &&
+			 errno == ENOENT)
+			p->fate = FATE_GONE;
 		else
+			p->fate = FATE_REMAINS;
+		if (p->fate == FATE_QUARANTINED)
+			v->quarantined++;
+		else if (p->fate == FATE_REMAINS)
 			v->remaining++;
 	}
 }
+
+static const char *const fate_text[] = {
+    [FATE_REMAINS] = "",
+    [FATE_QUARANTINED] = ": quarantined",
+    [FATE_GONE] = ": gone (removed meanwhile, not by this repair)",
+};
 
 static void print_problem_text(const struct problem *p)
 {
@@ -457,7 +495,15 @@ static void print_problem_text(const struct problem *p)
 		out_text(stdout, p->ver, p->vlen);
 		putchar('\'');
 	}
-	printf(")%s\n", p->quarantined ? ": quarantined" : "");
+	printf(")%s\n", fate_text[p->fate]);
+}
+
+static void print_newer_text(const struct problem *p)
+{
+	fputs(p->path, stdout);
+	printf(": %s: written by a newer larder format (left alone; not a "
+	       "problem)\n",
+	       out_state_name(p->state));
 }
 
 static void print_problem_json(const struct problem *p, int first)
@@ -474,7 +520,9 @@ static void print_problem_json(const struct problem *p, int first)
 	out_json_str(stdout, p->problem, strlen(p->problem));
 	fputs(",\"path\":", stdout);
 	out_json_str(stdout, p->path, strlen(p->path));
-	printf(",\"quarantined\":%s}", p->quarantined ? "true" : "false");
+	printf(",\"quarantined\":%s,\"gone\":%s}",
+	       p->fate == FATE_QUARANTINED ? "true" : "false",
+	       p->fate == FATE_GONE ? "true" : "false");
 }
 
 static void print_report(const struct verify_ctx *v)
@@ -491,9 +539,19 @@ static void print_report(const struct verify_ctx *v)
 			print_problem_json(p, first);
 			first = 0;
 		}
+		fputs(first ? "],\"newer_paths\":[" : "\n],\"newer_paths\":[",
+		      stdout);
+		first = 1;
+		for (const struct problem *p = v->newer_head; p; p = p->next) {
+			fputs(first ? "\n  " : ",\n  ", stdout);
+			out_json_str(stdout, p->path, strlen(p->path));
+			first = 0;
+		}
 		fputs(first ? "]}\n" : "\n]}\n", stdout);
 		return;
 	}
+	for (const struct problem *p = v->newer_head; p; p = p->next)
+		print_newer_text(p);
 	for (const struct problem *p = v->head; p; p = p->next)
 		print_problem_text(p);
 	printf("%zu entries checked, %zu ok, %zu corrupt, %zu expired, "
@@ -518,6 +576,7 @@ static int run_verify(struct cli *c, int argc, char **argv)
 	int lrc;
 
 	v.tail = &v.head;
+	v.newer_tail = &v.newer_head;
 	rc = cli_parse(c, &cli_cmd_verify, argc, argv, "", longopts, verify_opt,
 		       &v, &first);
 	if (rc != CLI_CONTINUE)
@@ -552,12 +611,8 @@ static int run_verify(struct cli *c, int argc, char **argv)
 		rc = cli_fail(c, db, lrc);
 	else if (rc == CLI_OK && (v.remaining || v.failed))
 		rc = CLI_PROBLEMS;
-	while (v.head) {
-		struct problem *next = v.head->next;
-
-		problem_free(v.head);
-		v.head = next;
-	}
+	problems_free(v.head);
+	problems_free(v.newer_head);
 	larder_close(db);
 	return rc;
 }
@@ -574,8 +629,11 @@ const struct cli_cmd cli_cmd_verify = {
 	    "line:\n"
 	    "  N entries checked, N ok, N corrupt, N expired, N misplaced,\n"
 	    "  N newer format, N quarantined, N problems remain\n"
-	    "Expired and newer-format entries are counted, not problems. "
-	    "Exits 5 if\n"
+	    "Anything at an entry's name that is not a regular file is "
+	    "corrupt; a zstd\n"
+	    "entry is decompressed to check it. Expired and newer-format "
+	    "entries are\n"
+	    "counted, not problems (newer ones are listed). Exits 5 if "
 	    "problems remain.\n\n"
 	    "Options:\n"
 	    "  --repair   move damaged entries to the store's quarantine/ "

@@ -17,6 +17,12 @@
  *     magic/format/length checks and never the field validation behind the
  *     checksum.
  *
+ * The forward-compatibility contract (docs/format.md): a header claiming
+ * a format newer than this build's is reported as newer (LARDER_EVERSION)
+ * exactly when bytes 0-15 are sound (header length >= the fixed part and
+ * within the input) and the header checksum at 88 matches, as computed
+ * here independently; otherwise it is corrupt.
+ *
  * Invariants checked when decode accepts a header:
  *  - hdr_len >= the fixed part, hdr_len <= len, hdr_len is 8-aligned, and
  *    the fixed part plus the variable fields fit inside hdr_len;
@@ -64,6 +70,26 @@ static uint64_t rd64(const uint8_t *p)
 	return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
 }
 
+/* Whether buf[0, len) keeps the forward-compatibility contract and claims
+ * a newer format: computed from the contract's text, not with the
+ * decoder's code. */
+static int newer_by_contract(const uint8_t *buf, size_t len)
+{
+	if (len < LDR_HDR_FIXED || memcmp(buf, LDR_MAGIC, LDR_MAGIC_LEN) != 0)
+		return 0;
+	uint32_t format = rd32(buf + 8), hl = rd32(buf + 12);
+	if (format <= LDR_FORMAT || hl < LDR_HDR_FIXED || hl > len)
+		return 0;
+	uint8_t *copy = malloc(hl);
+	CHECK(copy != NULL);
+	memcpy(copy, buf, hl);
+	memset(copy + 88, 0, 16);
+	uint8_t sum[16];
+	ldr_xxh128(copy, hl, sum);
+	free(copy);
+	return memcmp(sum, buf + 88, 16) == 0;
+}
+
 /* Parse buf[0, len) and check every invariant. Returns 1 if the header was
  * accepted and its payload fits in buf and matches its hash. */
 static int parse(const uint8_t *buf, size_t len)
@@ -71,18 +97,23 @@ static int parse(const uint8_t *buf, size_t len)
 	uint32_t need = 0;
 	int nrc = ldr_hdr_need(buf, len, &need);
 	CHECK(nrc == 0 || nrc == LARDER_ECORRUPT || nrc == LARDER_EVERSION);
-	if (nrc == 0)
-		CHECK(need >= LDR_HDR_FIXED);
+	if (nrc == 0 || nrc == LARDER_EVERSION)
+		CHECK(need >= LDR_HDR_FIXED && need == rd32(buf + 12));
 
 	ldr_hdr h;
 	const char *why = NULL;
 	int rc = ldr_hdr_decode(&h, buf, len, &why);
 	CHECK(rc == 0 || rc == LARDER_ECORRUPT || rc == LARDER_EVERSION);
+	/* Newer exactly when the contract holds. */
+	CHECK((rc == LARDER_EVERSION) == newer_by_contract(buf, len));
 	if (rc != 0) {
 		CHECK(why != NULL && why[0] != '\0');
-		/* The decoder may refuse more than need does, never less. */
-		if (nrc != 0)
-			CHECK(rc == nrc);
+		/* The decoder may refuse more than need does, never less; a
+		 * newer format that breaks the contract is corrupt. */
+		if (nrc == LARDER_ECORRUPT)
+			CHECK(rc == LARDER_ECORRUPT);
+		if (rc == LARDER_EVERSION)
+			CHECK(nrc == LARDER_EVERSION);
 		return 0;
 	}
 
@@ -168,12 +199,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fix_up(copy, size);
 	int ok = parse(copy, size);
 	/* An accepted header whose payload fits had its hash just recomputed,
-	 * so the payload must verify. */
+	 * so the payload must verify; a newer format whose length fits had
+	 * its checksum recomputed, so it now keeps the contract. */
 	if (size >= LDR_HDR_FIXED) {
 		ldr_hdr h;
-		if (ldr_hdr_decode(&h, copy, size, NULL) == 0 &&
-		    h.stored_len <= size - h.hdr_len)
+		int rc = ldr_hdr_decode(&h, copy, size, NULL);
+		if (rc == 0 && h.stored_len <= size - h.hdr_len)
 			CHECK(ok);
+		uint32_t hl = rd32(copy + 12);
+		if (memcmp(copy, LDR_MAGIC, LDR_MAGIC_LEN) == 0 &&
+		    rd32(copy + 8) > LDR_FORMAT && hl >= LDR_HDR_FIXED &&
+		    hl <= size)
+			CHECK(rc == LARDER_EVERSION);
 	}
 	free(copy);
 	return 0;

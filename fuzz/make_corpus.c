@@ -7,8 +7,9 @@
  * that they follow the encoder whenever the format changes: valid headers of
  * varied shapes (empty and long fields, 8- and page-aligned, zstd codec,
  * expiry, binary metadata, with and without their payload), and broken ones
- * (truncated, bad magic, newer format, flipped bits, bad padding, lengths
- * that lie) so that the fuzzer starts from every rejection path. Output is
+ * (truncated, bad magic, newer formats that break the format's contract,
+ * flipped bits, bad padding, lengths that lie) so that the fuzzer starts
+ * from every rejection path, plus newer-format entries that keep it. Output is
  * deterministic: rerunning it gives the same files.
  */
 #include <errno.h>
@@ -205,7 +206,19 @@ int main(int argc, char **argv)
 	BROKEN("bad-truncated-header", blen = hl - 1);
 	BROKEN("bad-truncated-payload", blen = len - 1);
 	BROKEN("bad-magic", b[1] ^= 0x20);
-	BROKEN("bad-format-newer", put32(b + 8, LDR_FORMAT + 1); rehash(b, hl));
+	/* Newer formats: one that keeps the forward-compatibility contract
+	 * (docs/format.md), and ones that cannot be an entry of any. */
+	BROKEN("newer-format", put32(b + 8, LDR_FORMAT + 1); rehash(b, hl));
+	BROKEN("newer-format-other-layout", put32(b + 8, 7);
+	       memset(b + 16, 0xa5, 72); rehash(b, hl));
+	BROKEN("bad-format-newer-unsealed", put32(b + 8, LDR_FORMAT + 1));
+	BROKEN("bad-format-bit-flip", b[10] ^= 0x40);
+	BROKEN("bad-format-newer-stub", blen = LDR_HDR_FIXED;
+	       memset(b + 8, 0, LDR_HDR_FIXED - 8); put32(b + 8, 2));
+	BROKEN("bad-format-newer-hdr-len-small", put32(b + 8, 2);
+	       put32(b + 12, 64); rehash(b, hl));
+	BROKEN("bad-format-newer-hdr-past-file", put32(b + 8, 2);
+	       put32(b + 12, (uint32_t)len + 8); rehash(b, hl));
 	BROKEN("bad-format-zero", put32(b + 8, 0); rehash(b, hl));
 	BROKEN("bad-hdr-len-huge", put32(b + 12, 0xfffffff8u));
 	BROKEN("bad-hdr-len-small", put32(b + 12, 96));

@@ -13,7 +13,9 @@
  * ----------
  *  - Nothing torn, corrupt or stale is returned. Every read verifies the
  *    header and the payload checksum (unless LARDER_OPEN_TRUST_LOCAL is
- *    given). A bad entry is moved to the store's quarantine/ directory,
+ *    given), and what it hands out is exactly what it verified (see
+ *    Memory). A bad entry, or anything at an entry's name that is not a
+ *    regular file, is moved to the store's quarantine/ directory,
  *    counted, and reported as a miss (LARDER_ENOTFOUND).
  *  - Readers take no lock and write nothing (the one exception: moving a
  *    corrupt entry to quarantine/).
@@ -70,13 +72,19 @@
  * ------
  * The data pointer of an entry stays valid until larder_entry_release(),
  * even if the entry's file is deleted or replaced meanwhile. Small payloads
- * are read into a private buffer; large ones are mapped read-only
- * (zero-copy, shared page cache across processes). Entry files are
- * immutable: larder never writes into a published one. The checksum is
- * verified when the entry is looked up; if something outside larder writes
- * into a published file in place, a mapped entry already held shows those
- * bytes (it shares the page cache), while a read one keeps what was
- * checked. The next lookup catches the damage.
+ * are read into a private buffer. A large one is mapped read-only
+ * (zero-copy, shared page cache across processes) only when no hand but
+ * this user's, root's or the store owner's can change its file: the file
+ * is owned by one of them and has no group or other write bit. Any other
+ * (an entry another member of a group store published, who could chmod it
+ * and write into it) is read into private memory and verified there, so
+ * that what the caller gets is exactly what was verified. Entry files are
+ * immutable: larder never writes into a published one. If a trusted hand
+ * writes into a mapped file in place anyway, an entry already held shows
+ * those bytes (it shares the page cache); the next lookup catches the
+ * damage. A compressed (zstd) payload is decompressed into private memory,
+ * at most larder_opts.max_decompressed bytes of it (1 GiB by default);
+ * larder_get_stream() reads any entry with bounded memory.
  * On a network filesystem (NFS, FUSE such as GlusterFS, CephFS, Lustre,
  * CIFS) large payloads are read, not mapped: there, when another client
  * removes a file, a mapping's pages can be dropped with nothing left to
@@ -168,11 +176,14 @@ typedef void (*larder_log_fn)(int level, const char *msg, void *payload);
 	0x2u /* accept a store directory writable by others */
 #define LARDER_OPEN_TRUST_LOCAL                                                \
 	0x4u /* skip the payload checksum on reads (header is still checked)   \
+	      * of files only trusted hands can change (see Memory)            \
 	      */
 #define LARDER_OPEN_MAP_NETWORK                                                \
 	0x8u /* map large payloads on network filesystems too (see Memory) */
 
-#define LARDER_OPTS_VERSION 1
+/* Version 2 added max_decompressed; the library still takes version 1
+ * structs (without it). */
+#define LARDER_OPTS_VERSION 2
 typedef struct larder_opts {
 	unsigned version; /* LARDER_OPTS_VERSION */
 	unsigned flags;	  /* LARDER_OPEN_* */
@@ -190,10 +201,18 @@ typedef struct larder_opts {
 	larder_log_fn log; /* NULL = silent */
 	void *log_payload; /* passed to log */
 	int log_level;	   /* 0 = LARDER_LOG_WARN */
+	/* Since version 2: the most bytes larder_get() (and
+	 * larder_get_or_fill(), larder_sql() on a hit) allocates for the
+	 * decompressed payload of a zstd entry. Whoever publishes chooses
+	 * that length (a few KiB on disk may decompress to gigabytes): a
+	 * larger entry fails with LARDER_ENOMEM, before allocating, with a
+	 * message that points at larder_get_stream(), which reads it in
+	 * bounded memory. 0 = 1 GiB; UINT64_MAX = no limit. */
+	uint64_t max_decompressed;
 } larder_opts;
 #define LARDER_OPTS_INIT                                                       \
 	{                                                                      \
-		LARDER_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, 0              \
+		LARDER_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, 0, 0           \
 	}
 
 /* Open the store at `dir`. opts may be NULL (defaults). Fails with
@@ -253,8 +272,10 @@ typedef struct larder_entry larder_entry; /* opaque */
 /* Look up (ns, key, version) and verify it. `ver` may be NULL to take the
  * version named by the key's head hint (the newest published version,
  * possibly lagging). Returns 0 and an entry, or LARDER_ENOTFOUND for a
- * miss: absent, expired, corrupt (then quarantined), or written by a newer
- * format. Other codes are real failures (permissions, I/O). */
+ * miss: absent, expired, corrupt (then quarantined; so is anything at the
+ * entry's name that is not a regular file), or written by a newer
+ * format. Other codes are real failures (permissions, I/O; LARDER_ENOMEM
+ * also for a zstd entry larger than larder_opts.max_decompressed). */
 LARDER_API int larder_get(larder_entry **out, larder *db, const char *ns,
 			  const void *key, size_t klen, const void *ver,
 			  size_t vlen);
@@ -275,6 +296,46 @@ LARDER_API int larder_entry_is_mapped(const larder_entry *e);
 
 /* Release an entry (unmaps or frees its data). NULL is a no-op. */
 LARDER_API void larder_entry_release(larder_entry *e);
+
+/* Receives a payload in order, in pieces of any size (never empty), from
+ * larder_get_stream(). `buf` is valid during the call only. Return 0 to go
+ * on; anything else stops the read, and larder_get_stream() returns it as
+ * is (use a positive value to tell it from the library's codes). */
+typedef int (*larder_sink_fn)(const void *buf, size_t len, void *payload);
+
+/* Look up (ns, key, version) as larder_get() does and hand the payload to
+ * `sink`, with bounded memory whatever its size (about 1 MiB, plus for a
+ * zstd entry what its frame's window needs: at most 128 MiB, zstd's own
+ * limit, a few MiB as larder writes them). Nothing reaches the sink before
+ * the entry was verified as a whole:
+ *  - a large entry only trusted hands can change (see Memory) is mapped,
+ *    verified, then handed out from the mapping;
+ *  - any other large entry is read twice in chunks: once to verify it,
+ *    once to hand it out, hashed again on the way; a difference at the
+ *    end (its file was changed meanwhile) is LARDER_ECORRUPT, the entry
+ *    quarantined and counted (checksum_fail), never success;
+ *  - a zstd entry's stored bytes are verified first, then decompressed as
+ *    they are handed out; the frame must end at the end of the payload,
+ *    at exactly the raw length.
+ * Counts one request, a hit if handing out began, else a miss.
+ *
+ * Returns 0 when the sink received exactly the entry's payload, in order
+ * (a zero-size payload never calls it). Otherwise, what the sink may have
+ * received:
+ *  - LARDER_ENOTFOUND (a miss, as for larder_get(), including an entry
+ *    found damaged before its first byte went out): nothing; the sink was
+ *    never called;
+ *  - the sink's own non-zero return: the payload's first bytes, up to and
+ *    including the piece it stopped at;
+ *  - LARDER_ECORRUPT (the file changed while it was handed out, or a zstd
+ *    frame broke off), or any other code (LARDER_EIO, LARDER_ENOMEM, ...):
+ *    some bytes that must be thrown away: they may not be a prefix of any
+ *    published entry.
+ * The sink runs in the calling thread and may call functions on db, but
+ * the calling thread's larder_errmsg() then describes those calls. */
+LARDER_API int larder_get_stream(larder *db, const char *ns, const void *key,
+				 size_t klen, const void *ver, size_t vlen,
+				 larder_sink_fn sink, void *payload);
 
 /* ---------------------------------------------------------------------- */
 /* Writing                                                                 */

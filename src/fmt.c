@@ -149,15 +149,14 @@ int ldr_hdr_need(const uint8_t *buf, size_t len, uint32_t *need)
 {
 	if (len < LDR_HDR_FIXED || memcmp(buf, LDR_MAGIC, LDR_MAGIC_LEN) != 0)
 		return LARDER_ECORRUPT;
-	uint32_t format = get32(buf + 8);
-	if (format > LDR_FORMAT)
-		return LARDER_EVERSION;
-	if (format != LDR_FORMAT)
+	uint32_t format = get32(buf + 8), hdr_len = get32(buf + 12);
+	/* Bytes 0-15 mean the same in every format (docs/format.md,
+	 * "Forward compatibility"): a header shorter than the fixed part
+	 * cannot be an entry of any format. */
+	if (format == 0 || hdr_len < LDR_HDR_FIXED)
 		return LARDER_ECORRUPT;
-	*need = get32(buf + 12);
-	if (*need < LDR_HDR_FIXED)
-		return LARDER_ECORRUPT;
-	return 0;
+	*need = hdr_len;
+	return format > LDR_FORMAT ? LARDER_EVERSION : 0;
 }
 
 static int bad(const char **why, const char *reason)
@@ -167,19 +166,40 @@ static int bad(const char **why, const char *reason)
 	return LARDER_ECORRUPT;
 }
 
+/* A header that claims a newer format: it is one only if it keeps what
+ * every format promises (docs/format.md, "Forward compatibility"): the
+ * whole header is in the file and its checksum, at the same place and
+ * computed the same way, matches. Anything else (a flipped bit in the
+ * format field of a v1 header, a stub with the magic and a large format)
+ * cannot be an entry of any format. */
+static int newer(const uint8_t *buf, size_t len, uint32_t need,
+		 const char **why)
+{
+	if (need > len)
+		return bad(why, "claims a newer format, but its header is "
+				"longer than the file");
+	uint8_t sum[16];
+	hdr_hash(buf, need, sum);
+	if (memcmp(sum, buf + 88, 16) != 0)
+		return bad(why, "claims a newer format, but fails the header "
+				"checksum every format keeps");
+	if (why)
+		*why = "written by a newer format";
+	return LARDER_EVERSION;
+}
+
 int ldr_hdr_decode(ldr_hdr *out, const uint8_t *buf, size_t len,
 		   const char **why)
 {
 	uint32_t need;
 	int rc = ldr_hdr_need(buf, len, &need);
-	if (rc == LARDER_EVERSION) {
-		if (why)
-			*why = "written by a newer format";
-		return rc;
-	}
+	if (rc == LARDER_EVERSION)
+		return newer(buf, len, need, why);
 	if (rc)
 		return bad(why, len < LDR_HDR_FIXED ? "shorter than a header"
-						    : "bad magic or format");
+				: memcmp(buf, LDR_MAGIC, LDR_MAGIC_LEN) != 0
+				    ? "bad magic"
+				    : "bad format or header length");
 	if (need > len)
 		return bad(why, "header longer than the file");
 

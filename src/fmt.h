@@ -57,16 +57,22 @@ uint64_t ldr_hdr_padded_len(uint64_t min_len, int aligned);
  * exactly h->hdr_len bytes, including the header checksum. */
 void ldr_hdr_encode(const ldr_hdr *h, uint8_t *buf);
 
-/* How many bytes the header in buf claims, after checking magic and format
- * only: lets a reader that read a prefix know how much more to read.
- * Returns 0 and sets *need, or LARDER_ECORRUPT / LARDER_EVERSION. buf must
- * hold at least LDR_HDR_FIXED bytes, else LARDER_ECORRUPT. */
+/* How many bytes the header in buf claims, after checking what every
+ * format keeps (magic, a non-zero format, header length >= LDR_HDR_FIXED):
+ * lets a reader that read a prefix know how much more to read. Returns 0
+ * and sets *need; LARDER_EVERSION and sets *need for a newer format (whose
+ * header checksum is still to be checked, by ldr_hdr_decode); or
+ * LARDER_ECORRUPT. buf must hold at least LDR_HDR_FIXED bytes, else
+ * LARDER_ECORRUPT. */
 int ldr_hdr_need(const uint8_t *buf, size_t len, uint32_t *need);
 
 /* Decode and verify the header at the start of buf (len bytes available).
  * Checks magic, format, lengths, zero padding and the header checksum; the
  * payload is not looked at. Returns 0, LARDER_ECORRUPT or LARDER_EVERSION;
- * on failure `why` (if not NULL) gets a short reason. */
+ * on failure `why` (if not NULL) gets a short reason. LARDER_EVERSION only
+ * for a header that keeps the forward-compatibility contract
+ * (docs/format.md): its whole header is within len and passes the header
+ * checksum; out is then not filled. */
 int ldr_hdr_decode(ldr_hdr *out, const uint8_t *buf, size_t len,
 		   const char **why);
 

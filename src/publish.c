@@ -406,28 +406,45 @@ int larder_writer_write(larder_writer *w, const void *buf, size_t len)
 }
 
 /* An entry is already at the final name. If it is good, the race was won
- * by an identical filler: keep theirs. If it is expired or bad, clear it
- * (only that very file) so our link can take its place. Returns 1 if
- * theirs stands, 0 to retry, or a negative code if it cannot be read. */
+ * by an identical filler: keep theirs. If it is expired or bad (anything
+ * that is not an entry of some format: a stub, a FIFO, a directory),
+ * clear it (only that very file) so our link can take its place. An entry
+ * of a newer format stands, but it is not ours and this larder cannot
+ * read it: the publish fails rather than report a store it did not make.
+ * Returns 1 if theirs stands, 0 to retry, or a negative code. Judged with
+ * bounded memory and without mapping: the file may be anyone's. */
 static int existing_stands(larder_writer *w, const char *rel)
 {
 	larder *db = w->db;
 	struct ldr_file f;
-	if (ldr_file_load(db, rel, &f) != 0) {
+	if (ldr_file_scan(db, rel, &f, 0) != 0) {
 		if (errno == ENOENT || errno == ESTALE)
 			return 0;
 		return wfail(db, errno, "read the existing entry", rel);
 	}
 	ldr_hdr h;
 	const char *why;
-	int state = ldr_entry_check(db, &f, w->ns, w->key, w->klen, w->ver,
-				    w->vlen, 1, &h, &why);
-	int rc = state == LARDER_STATE_OK || state == LARDER_STATE_NEWER;
+	int state =
+	    ldr_entry_check(db, &f, rel, w->ns, w->key, w->klen, w->ver,
+			    w->vlen, LDR_CHECK_HASH | LDR_CHECK_ZSTD, &h, &why);
+	int rc = state == LARDER_STATE_OK;
 	ldr_file_ident(&f);
-	if (state == LARDER_STATE_EXPIRED)
+	if (state < 0) {
+		rc = state; /* could not be read: recorded */
+	} else if (state == LARDER_STATE_NEWER) {
+		ldr_count(db, LARDER_CTR_NEWER_FORMAT);
+		rc = ldr_fail(db, LARDER_EVERSION, 0,
+			      "cannot publish '%s/%s': an entry written by a "
+			      "newer larder format holds its name, which this "
+			      "larder can neither read nor replace (upgrade "
+			      "larder)",
+			      db->dir, rel);
+	} else if (state == LARDER_STATE_EXPIRED) {
 		ldr_remove_same(db, rel, f.dev, f.ino);
-	else if (!rc)
+	} else if (!rc) {
+		ldr_count(db, LARDER_CTR_CHECKSUM_FAIL);
 		ldr_quarantine(db, rel, f.dev, f.ino, why);
+	}
 	ldr_file_free(&f);
 	return rc;
 }
@@ -691,8 +708,23 @@ int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 		goto out;
 	}
 	/* The head is a hint, replaced whole: rename over is fine here (a
-	 * reader meeting ESTALE just looks again or misses). */
-	if (renameat(dfd, name, dfd, hex) != 0) {
+	 * reader meeting ESTALE just looks again or misses). A directory
+	 * planted at its name would refuse that for good: it goes to
+	 * quarantine/ like any other non-entry, and the rename is tried
+	 * once more. */
+	int r = renameat(dfd, name, dfd, hex);
+	if (r != 0 &&
+	    (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST)) {
+		struct stat st;
+		char rel[LDR_REL_MAX + 40];
+		snprintf(rel, sizeof rel, "%s/%s", dir, hex);
+		if (fstatat(dfd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    !S_ISREG(st.st_mode))
+			ldr_quarantine(db, rel, st.st_dev, st.st_ino,
+				       "a directory, not a head hint");
+		r = renameat(dfd, name, dfd, hex);
+	}
+	if (r != 0) {
 		rc = wfail(db, errno, "rename head into", dir);
 		goto out;
 	}

@@ -328,9 +328,10 @@ int ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
 	if (moved < 0) {
 		/* Cannot keep it for inspection (no quarantine/, or a
 		 * filesystem that will not rename across directories): at
-		 * least stop serving attempts at it. */
+		 * least stop serving attempts at it. Only a removal by this
+		 * call counts as one: a file gone meanwhile was not moved. */
 		int e = errno;
-		moved = ldr_remove_same(db, rel, dev, ino) == 0;
+		moved = ldr_remove_same_by_us(db, rel, dev, ino) == 1;
 		ldr_log(db, LARDER_LOG_WARN,
 			"cannot move '%s/%s' to quarantine: %s%s", db->dir, rel,
 			strerror(e), moved ? " (removed instead)" : "");
@@ -555,10 +556,10 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 	*out = NULL;
 	if (!dir || !*dir)
 		return ldr_fail(NULL, LARDER_EINVAL, 0, "no store directory");
-	if (opts && opts->version != LARDER_OPTS_VERSION)
+	if (opts && (opts->version < 1 || opts->version > LARDER_OPTS_VERSION))
 		return ldr_fail(NULL, LARDER_EINVAL, 0,
 				"larder_opts version %u, this library "
-				"understands %d",
+				"understands 1 to %d",
 				opts->version, LARDER_OPTS_VERSION);
 	larder *db = calloc(1, sizeof *db);
 	if (!db || !(db->dir = strdup(dir))) {
@@ -570,6 +571,10 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 	db->fsync = opts ? opts->fsync : 0;
 	db->mmap_threshold = opts && opts->mmap_threshold ? opts->mmap_threshold
 							  : LDR_DEFAULT_MMAP;
+	db->max_decompressed =
+	    opts && opts->version >= 2 && opts->max_decompressed
+		? opts->max_decompressed
+		: LDR_DEFAULT_MAX_DECOMPRESSED;
 	db->log = opts ? opts->log : NULL;
 	db->log_payload = opts ? opts->log_payload : NULL;
 	db->log_level =
@@ -981,19 +986,30 @@ static int describe(struct walk *w, const char *ns, const char *rel)
 	info.ns = ns;
 	info.path = path;
 
+	/* Scanned, never mapped nor read whole: bounded memory, and a file
+	 * someone truncates meanwhile is corrupt, not a SIGBUS. */
 	struct ldr_file f;
-	if (ldr_file_load_noatime(db, rel, &f) != 0) {
+	if (ldr_file_scan(db, rel, &f, 1) != 0) {
 		if (errno == ENOENT || errno == ESTALE)
 			return 0; /* removed under us */
 		return ldr_fail_errno(db, errno, "cannot read '%s': %s", path,
 				      strerror(errno));
 	}
-	info.file_size = f.len;
+	info.file_size = f.size;
 	ldr_hdr h;
 	const char *why = NULL;
-	int state =
-	    ldr_entry_check(db, &f, ns, NULL, 0, NULL, 0,
-			    (w->flags & LARDER_WALK_VERIFY) != 0, &h, &why);
+	/* Verifying also decompresses a zstd payload (streaming, bounded),
+	 * so that one that passes its checksum but will not decompress to
+	 * its length is not called ok. */
+	int state = ldr_entry_check(db, &f, rel, ns, NULL, 0, NULL, 0,
+				    (w->flags & LARDER_WALK_VERIFY)
+					? LDR_CHECK_HASH | LDR_CHECK_ZSTD
+					: 0,
+				    &h, &why);
+	if (state < 0) {
+		ldr_file_free(&f);
+		return state; /* could not read it: recorded */
+	}
 	if (h.hdr_len != 0) { /* the header itself decoded */
 		info.key = h.key;
 		info.klen = h.key_len;

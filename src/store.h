@@ -23,6 +23,7 @@
 #define LDR_MARKER "larder-store"
 #define LDR_STORE_FORMAT 1
 #define LDR_DEFAULT_MMAP (64u << 10)
+#define LDR_DEFAULT_MAX_DECOMPRESSED ((uint64_t)1 << 30) /* larder.h */
 #define LDR_REL_MAX 192
 #define LDR_HEAD_MAGIC                                                         \
 	"\x89LDRHEAD" /* "ns/<64>/e/xx/yy/<32>" and temp names fit */
@@ -35,6 +36,8 @@ struct larder {
 	mode_t fmode, dmode;
 	uid_t owner; /* the store directory's owner (docs/security.md) */
 	size_t mmap_threshold;
+	/* larder_get() holds at most this many decompressed bytes */
+	uint64_t max_decompressed;
 	larder_log_fn log;
 	void *log_payload;
 	int log_level;
@@ -141,32 +144,57 @@ int ldr_remove_same_by_us(larder *db, const char *rel, dev_t dev, ino_t ino);
  * be taken when it turns out bad: a hit never pays for an fstat. */
 struct ldr_file {
 	uint8_t *p;
-	size_t len;
+	size_t len;    /* bytes at p */
+	uint64_t size; /* the whole file (more than len when partial) */
 	int mapped;
+	/* Only the header is at p; the payload is read from fd in chunks
+	 * when needed (a large file that is not ours to map). */
+	int partial;
+	/* Only this user, root or the store's owner can change the file
+	 * (docs/security.md): it may be mapped, and trusted by
+	 * LARDER_OPEN_TRUST_LOCAL. Known only when have_ident. */
+	int safe;
+	/* Not a regular file (a FIFO, directory, socket, device or
+	 * symlink): its S_IFMT type, and p is NULL. */
+	unsigned ftype;
 	int fd;
 	int have_ident;
 	dev_t dev;
 	ino_t ino;
 };
 /* Load the file at rel (beneath the root): read when its payload is
- * small, mapped when at least db->mmap_threshold. Returns 0, or -1 with
- * errno. */
+ * small, mapped when at least db->mmap_threshold and safe to map, else
+ * read whole. Anything but a regular file loads as an empty one with
+ * ftype set (the check calls it corrupt). Returns 0, or -1 with errno. */
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f);
-/* The same without changing the file's access time (walk, inspect,
- * verify: looking is not using, and the cleaning goes by it). */
+/* The same without changing the file's access time (looking is not
+ * using, and the cleaning goes by it). */
 int ldr_file_load_noatime(larder *db, const char *rel, struct ldr_file *f);
+/* For judging an entry with bounded memory (walk, verify, publish): a
+ * file larger than the first read is never mapped nor read whole, only
+ * its header (partial); ldr_entry_check then reads the payload in
+ * chunks. noatime as above. */
+int ldr_file_scan(larder *db, const char *rel, struct ldr_file *f, int noatime);
 /* Fill f->dev and f->ino (before the fd is dropped). */
 void ldr_file_ident(struct ldr_file *f);
 void ldr_file_drop_fd(struct ldr_file *f);
 void ldr_file_free(struct ldr_file *f);
 
-/* What a loaded entry file is, checked against what was asked for (key or
- * ver NULL = do not compare). Fills h (h->hdr_len is 0 unless the header
- * decoded); returns a larder_entry_state and a reason for anything but
- * OK. */
-int ldr_entry_check(larder *db, const struct ldr_file *f, const char *ns,
-		    const void *key, size_t klen, const void *ver, size_t vlen,
-		    int verify_payload, ldr_hdr *h, const char **why);
+/* What ldr_entry_check verifies besides the header */
+#define LDR_CHECK_HASH 0x1u /* the payload checksum */
+#define LDR_CHECK_ZSTD 0x2u /* a zstd payload decompresses to its length */
+
+/* What a loaded entry file (at rel, for messages) is, checked against
+ * what was asked for (key or ver NULL = do not compare). Fills h
+ * (h->hdr_len is 0 unless the header decoded); returns a
+ * larder_entry_state and a reason for anything but OK. `check` is
+ * LDR_CHECK_* flags; a partial file's payload is read from its fd in
+ * chunks (one that changes meanwhile is corrupt), and a failure to read
+ * it is a negative LARDER_E* code, recorded. */
+int ldr_entry_check(larder *db, const struct ldr_file *f, const char *rel,
+		    const char *ns, const void *key, size_t klen,
+		    const void *ver, size_t vlen, unsigned check, ldr_hdr *h,
+		    const char **why);
 
 /* Read the head hint of (ns, key): the version bytes, malloc'ed into *ver.
  * 0, LARDER_ENOTFOUND (absent or unreadable hint) or another code. */

@@ -330,13 +330,65 @@ TEST(decoder_reports_newer_format_as_eversion)
 		uint32_t need;
 		ASSERT_EQ(ldr_hdr_need(e.buf, e.h.hdr_len, &need),
 			  LARDER_EVERSION);
-		/* A newer format may have a different layout: even a header
-		 * that our checksum would reject is "newer", not corrupt. */
+		ASSERT_EQ(need, e.h.hdr_len);
+		/* A newer format may lay out bytes 16..H differently: only
+		 * its checksum says the header is whole, not its fields. */
 		e.buf[100] ^= 0xFF;
+		e.buf[20] ^= 0xFF;
+		rehash(e.buf, e.h.hdr_len);
 		ASSERT_EQ(decode_exact(e.buf, e.h.hdr_len, &why),
 			  LARDER_EVERSION);
 		free(e.buf);
 	}
+}
+
+TEST(newer_format_that_breaks_the_contract_is_corrupt)
+{
+	/* docs/format.md, "Forward compatibility": every format keeps the
+	 * magic, format and header length at bytes 0-15, a header length of
+	 * at least 104 within the file, and the header checksum at 88-103.
+	 * What claims a newer format but breaks that cannot be an entry of
+	 * any format. */
+	const char *why = NULL;
+	uint32_t need;
+
+	/* One flipped bit in the format field of a v1 header: the checksum
+	 * (over the format field too) no longer matches. */
+	for (int bit = 1; bit < 32; bit++) {
+		struct enc e = sample(0);
+		uint32_t f = LDR_FORMAT ^ (1u << bit);
+		put32le(e.buf + 8, f);
+		ASSERT_EQ(decode_exact(e.buf, e.h.hdr_len, &why),
+			  LARDER_ECORRUPT);
+		ASSERT(why != NULL && *why);
+		free(e.buf);
+	}
+
+	/* A 104-byte stub: the magic, format 2, and zeros (header length
+	 * 0), or a plausible length but no checksum. */
+	uint8_t stub[LDR_HDR_FIXED];
+	memset(stub, 0, sizeof stub);
+	memcpy(stub, LDR_MAGIC, LDR_MAGIC_LEN);
+	put32le(stub + 8, 2);
+	ASSERT_EQ(ldr_hdr_need(stub, sizeof stub, &need), LARDER_ECORRUPT);
+	ASSERT_EQ(decode_exact(stub, sizeof stub, &why), LARDER_ECORRUPT);
+	put32le(stub + 12, LDR_HDR_FIXED);
+	ASSERT_EQ(ldr_hdr_need(stub, sizeof stub, &need), LARDER_EVERSION);
+	ASSERT_EQ(decode_exact(stub, sizeof stub, &why), LARDER_ECORRUPT);
+	/* ... with its checksum right, it keeps the contract: newer. */
+	rehash(stub, LDR_HDR_FIXED);
+	ASSERT_EQ(decode_exact(stub, sizeof stub, &why), LARDER_EVERSION);
+
+	/* A header length below the fixed part, or past the file. */
+	struct enc e = sample(0);
+	put32le(e.buf + 8, 2);
+	put32le(e.buf + 12, LDR_HDR_FIXED - 8);
+	ASSERT_EQ(ldr_hdr_need(e.buf, e.h.hdr_len, &need), LARDER_ECORRUPT);
+	ASSERT_EQ(decode_exact(e.buf, e.h.hdr_len, &why), LARDER_ECORRUPT);
+	put32le(e.buf + 12, e.h.hdr_len + 8);
+	ASSERT_EQ(ldr_hdr_need(e.buf, e.h.hdr_len, &need), LARDER_EVERSION);
+	ASSERT_EQ(decode_exact(e.buf, e.h.hdr_len, &why), LARDER_ECORRUPT);
+	free(e.buf);
 }
 
 TEST(decoder_rejects_every_truncation_without_reading_past_it)

@@ -1,0 +1,1006 @@
+/*
+ * test_read.c — what a reader hands out is exactly what it verified
+ * (docs/security.md, "Readers who are not the entry's owner"):
+ *  - an entry file that someone else could change is never mapped, and
+ *    nothing done to the file after the lookup reaches the caller;
+ *  - larder_get_stream() verifies before the first byte reaches its sink
+ *    and checks again on the way, whatever happens to the file;
+ *  - zstd entries stream in bounded memory and are held only up to a cap;
+ *  - a newer format is a miss only when it keeps the format contract
+ *    (docs/format.md, "Forward compatibility"); put never reports a store
+ *    it did not make;
+ *  - anything at an entry's name that is not a regular file is
+ *    quarantined like a corrupt entry, and the next put replaces it.
+ *
+ * Tests run as root (as CI does). They play another user by chown'ing an
+ * entry to an unused uid (root does not own it then, and neither does the
+ * store's owner), or with setresuid() in a forked child.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fmt.h"
+#include "fsutil.h"
+#include "harness.h"
+#include "larder.h"
+#include "store.h"
+
+#define KiB 1024u
+#define MiB (1024u * 1024u)
+
+/* Users that own nothing on the machine: an entry's publisher, a reader. */
+#define OTHER_UID 4242
+#define READER_UID 4343
+
+/* ---------------------------------------------------------------------- */
+/* Helpers                                                                 */
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	ASSERT(p != NULL);
+	return p;
+}
+
+static larder *open_store_opts(larder_opts *o)
+{
+	larder *db = NULL;
+	o->flags |= LARDER_OPEN_CREATE;
+	o->fsync = LARDER_FSYNC_NONE;
+	o->create_fsync = LARDER_FSYNC_NONE;
+	int rc = larder_open(&db, test_path("store"), o);
+	if (rc != 0)
+		test_fail(__FILE__, __LINE__, "larder_open: %d (%s): %s", rc,
+			  larder_strerror(rc), larder_open_errmsg());
+	return db;
+}
+
+static larder *open_store(void)
+{
+	larder_opts o = LARDER_OPTS_INIT;
+	return open_store_opts(&o);
+}
+
+static uint64_t seed_of(const char *key)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (const char *p = key; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	return h;
+}
+
+/* Put `size` pattern bytes (seeded by the key) under (key, "v"). */
+static int put_pattern(larder *db, const char *key, size_t size, unsigned flags)
+{
+	uint8_t *buf = xmalloc(size);
+	test_fill_pattern(buf, size, seed_of(key));
+	larder_put_opts po = LARDER_PUT_OPTS_INIT;
+	po.flags = flags;
+	int rc =
+	    larder_put(db, "default", key, strlen(key), "v", 1, buf, size, &po);
+	free(buf);
+	return rc;
+}
+
+#define PUT(db, key, size, flags)                                              \
+	ASSERT_RC(db, put_pattern(db, key, size, flags), 0)
+
+/* The path of (default, key, "v"), or of its head with kind 'h'. */
+static const char *file_path(const char *key, char kind)
+{
+	uint8_t h[16];
+	char hex[33], rel[LDR_REL_MAX];
+	if (kind == 'h')
+		ldr_head_hash("default", key, strlen(key), h);
+	else
+		ldr_entry_hash("default", key, strlen(key), "v", 1, h);
+	ldr_hex(h, 16, hex);
+	ldr_file_rel(rel, "default", kind, hex);
+	return test_path("store/%s", rel);
+}
+
+static const char *entry_path(const char *key)
+{
+	return file_path(key, 'e');
+}
+
+static uint8_t *read_file(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY);
+	ASSERT(fd >= 0);
+	struct stat st;
+	ASSERT_EQ(fstat(fd, &st), 0);
+	uint8_t *buf = xmalloc((size_t)st.st_size);
+	ASSERT_EQ(ldr_pread_full(fd, buf, (size_t)st.st_size, 0), st.st_size);
+	close(fd);
+	*len = (size_t)st.st_size;
+	return buf;
+}
+
+/* Replace the file at path (a new inode, as a hostile publisher would). */
+static void write_file(const char *path, const void *buf, size_t len)
+{
+	char tmp[4200];
+	snprintf(tmp, sizeof tmp, "%s.new", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ASSERT(fd >= 0);
+	ASSERT_EQ(ldr_pwrite_full(fd, buf, len, 0), 0);
+	close(fd);
+	ASSERT_EQ(rename(tmp, path), 0);
+}
+
+/* Write into the file at path in place, as its owner could. */
+static void poke(const char *path, off_t off, const void *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY);
+	ASSERT(fd >= 0);
+	ASSERT_EQ(ldr_pwrite_full(fd, buf, len, off), 0);
+	close(fd);
+}
+
+/* Recompute an entry's payload hash and header checksum, as a writer
+ * that meant its bytes would (a forger, or a buggy writer). */
+static void reseal(uint8_t *buf, size_t len)
+{
+	uint32_t hl = (uint32_t)buf[12] | (uint32_t)buf[13] << 8 |
+		      (uint32_t)buf[14] << 16 | (uint32_t)buf[15] << 24;
+	ASSERT(hl >= LDR_HDR_FIXED && hl <= len);
+	ldr_xxh128(buf + hl, len - hl, buf + 72);
+	memset(buf + 88, 0, 16);
+	uint8_t sum[16];
+	ldr_xxh128(buf, hl, sum);
+	memcpy(buf + 88, sum, 16);
+}
+
+/* Files in the store's quarantine/. */
+static int quarantined_files(void)
+{
+	DIR *d = opendir(test_path("store/quarantine"));
+	if (!d)
+		return 0;
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Flip the payload byte `back` bytes before the end of the file. */
+static void flip_near_end(const char *path, off_t back)
+{
+	struct stat st;
+	ASSERT_EQ(stat(path, &st), 0);
+	uint8_t x = 0;
+	int fd = open(path, O_RDONLY);
+	ASSERT(fd >= 0);
+	ASSERT_EQ(pread(fd, &x, 1, st.st_size - back), 1);
+	close(fd);
+	x ^= 1;
+	poke(path, st.st_size - back, &x, 1);
+}
+
+/* A sink that collects what it is given. */
+struct collect {
+	uint8_t *buf;
+	size_t len, cap;
+	int calls;
+	int stop_at;	  /* return 7 at this call (1-based), 0 = never */
+	const char *poke; /* at the first call, damage this file ... */
+	off_t poke_off;	  /* ... here (from its end if negative) */
+	int truncate;	  /* ... or cut it to half instead */
+};
+
+static int collect(const void *buf, size_t len, void *payload)
+{
+	struct collect *c = payload;
+	ASSERT(len > 0);
+	c->calls++;
+	if (c->len + len > c->cap) {
+		c->cap = (c->len + len) * 2;
+		c->buf = realloc(c->buf, c->cap);
+		ASSERT(c->buf != NULL);
+	}
+	memcpy(c->buf + c->len, buf, len);
+	c->len += len;
+	if (c->calls == 1 && c->poke) {
+		struct stat st;
+		ASSERT_EQ(stat(c->poke, &st), 0);
+		if (c->truncate) {
+			ASSERT_EQ(truncate(c->poke, st.st_size / 2), 0);
+		} else {
+			off_t off = c->poke_off < 0 ? st.st_size + c->poke_off
+						    : c->poke_off;
+			uint8_t b[16];
+			int fd = open(c->poke, O_RDONLY);
+			ASSERT(fd >= 0);
+			ASSERT_EQ(pread(fd, b, sizeof b, off),
+				  (ssize_t)sizeof b);
+			close(fd);
+			for (size_t i = 0; i < sizeof b; i++)
+				b[i] ^= 0x5A;
+			poke(c->poke, off, b, sizeof b);
+		}
+	}
+	return c->calls == c->stop_at ? 7 : 0;
+}
+
+static int stream(larder *db, const char *key, struct collect *c)
+{
+	c->len = 0;
+	c->calls = 0;
+	return larder_get_stream(db, "default", key, strlen(key), "v", 1,
+				 collect, c);
+}
+
+static void expect_stream(larder *db, const char *key, size_t size)
+{
+	struct collect c;
+	memset(&c, 0, sizeof c);
+	int rc = stream(db, key, &c);
+	if (rc != 0)
+		test_fail(__FILE__, __LINE__, "stream(%s): %d (%s): %s", key,
+			  rc, larder_strerror(rc), larder_errmsg(db));
+	ASSERT_EQ(c.len, size);
+	ASSERT(test_check_pattern(c.buf, size, seed_of(key)));
+	free(c.buf);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Mapping only what nobody else can change                                */
+
+TEST(own_large_entry_is_mapped_zero_copy)
+{
+	larder *db = open_store();
+	PUT(db, "big", 1 * MiB, 0);
+	larder_entry *e;
+	ASSERT_RC(db, larder_get(&e, db, "default", "big", 3, "v", 1), 0);
+	ASSERT(larder_entry_is_mapped(e));
+	ASSERT(
+	    test_check_pattern(larder_entry_data(e), 1 * MiB, seed_of("big")));
+	larder_entry_release(e);
+	larder_close(db);
+}
+
+TEST(entry_another_user_owns_is_read_and_later_writes_never_reach_the_holder)
+{
+	/* Its owner can chmod it and write into it in place at any time:
+	 * a mapping would show those bytes after they were verified. */
+	larder *db = open_store();
+	PUT(db, "theirs", 1 * MiB, 0);
+	const char *path = entry_path("theirs");
+	ASSERT_EQ(chown(path, OTHER_UID, OTHER_UID), 0);
+	larder_entry *e;
+	ASSERT_RC(db, larder_get(&e, db, "default", "theirs", 6, "v", 1), 0);
+	ASSERT(!larder_entry_is_mapped(e));
+	uint8_t junk[4096];
+	memset(junk, 0xEE, sizeof junk);
+	for (off_t off = 8192; off < (off_t)MiB; off += 64 * KiB)
+		poke(path, off, junk, sizeof junk);
+	ASSERT(test_check_pattern(larder_entry_data(e), 1 * MiB,
+				  seed_of("theirs")));
+	larder_entry_release(e);
+	larder_close(db);
+}
+
+TEST(own_entry_with_a_group_write_bit_is_read_not_mapped)
+{
+	/* Anyone in the group could write into it: as good as another's. */
+	larder *db = open_store();
+	PUT(db, "gw", 1 * MiB, 0);
+	ASSERT_EQ(chmod(entry_path("gw"), 0664), 0);
+	larder_entry *e;
+	ASSERT_RC(db, larder_get(&e, db, "default", "gw", 2, "v", 1), 0);
+	ASSERT(!larder_entry_is_mapped(e));
+	larder_entry_release(e);
+	larder_close(db);
+}
+
+TEST(trust_local_still_verifies_an_entry_another_user_owns)
+{
+	/* LARDER_OPEN_TRUST_LOCAL trusts files only trusted hands write. */
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_TRUST_LOCAL;
+	larder *db = open_store_opts(&o);
+	PUT(db, "small", 3000, 0);
+	PUT(db, "large", 1 * MiB, 0);
+	const char *keys[] = {"small", "large"};
+	for (int i = 0; i < 2; i++) {
+		const char *path = entry_path(keys[i]);
+		ASSERT_EQ(chown(path, OTHER_UID, OTHER_UID), 0);
+		flip_near_end(path, 10);
+		larder_entry *e = NULL;
+		int rc = larder_get(&e, db, "default", keys[i], strlen(keys[i]),
+				    "v", 1);
+		if (rc == 0)
+			test_fail(__FILE__, __LINE__,
+				  "served damaged bytes of '%s' unverified",
+				  keys[i]);
+		ASSERT_EQ(rc, LARDER_ENOTFOUND);
+	}
+	larder_close(db);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Streaming                                                               */
+
+TEST(stream_hands_out_exactly_the_payload_at_every_size)
+{
+	static const size_t sizes[] = {
+	    0,	      1,	   1000,       16 * KiB, 64 * KiB - 1,
+	    64 * KiB, 1 * MiB + 3, 3 * MiB + 1};
+	larder *db = open_store();
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		for (int z = 0; z < 2; z++) {
+			for (int theirs = 0; theirs < 2; theirs++) {
+				char key[64];
+				snprintf(key, sizeof key, "k%zu-%d-%d",
+					 sizes[i], z, theirs);
+				PUT(db, key, sizes[i], z ? LARDER_PUT_ZSTD : 0);
+				if (theirs)
+					ASSERT_EQ(chown(entry_path(key),
+							OTHER_UID, OTHER_UID),
+						  0);
+				expect_stream(db, key, sizes[i]);
+			}
+		}
+	}
+	ASSERT_EQ(quarantined_files(), 0);
+	larder_close(db);
+}
+
+TEST(stream_of_a_miss_or_a_damaged_entry_never_calls_the_sink)
+{
+	larder *db = open_store();
+	struct collect c;
+	memset(&c, 0, sizeof c);
+	ASSERT_RC(db, stream(db, "absent", &c), LARDER_ENOTFOUND);
+	ASSERT_EQ(c.calls, 0);
+
+	/* A flipped payload byte, small and large, ours and another's. */
+	static const size_t sizes[] = {5000, 3 * MiB};
+	for (int i = 0; i < 2; i++) {
+		for (int theirs = 0; theirs < 2; theirs++) {
+			char key[32];
+			snprintf(key, sizeof key, "bad%d%d", i, theirs);
+			PUT(db, key, sizes[i], 0);
+			const char *path = entry_path(key);
+			if (theirs)
+				ASSERT_EQ(chown(path, OTHER_UID, OTHER_UID), 0);
+			flip_near_end(path, 10);
+			ASSERT_RC(db, stream(db, key, &c), LARDER_ENOTFOUND);
+			ASSERT_EQ(c.calls, 0);
+			ASSERT(access(path, F_OK) != 0); /* quarantined */
+		}
+	}
+	free(c.buf);
+	larder_close(db);
+}
+
+TEST(stream_fails_when_the_file_changes_between_verification_and_hand_out)
+{
+	/* The sink's first call is the earliest a byte is out: from then on
+	 * its owner rewrites or cuts the file. The read must end in
+	 * LARDER_ECORRUPT, counted and quarantined, never in success. */
+	for (int how = 0; how < 4; how++) {
+		larder *db = open_store();
+		char key[32];
+		snprintf(key, sizeof key, "changing%d", how);
+		PUT(db, key, 3 * MiB, how >= 2 ? LARDER_PUT_ZSTD : 0);
+		const char *path = entry_path(key);
+		ASSERT_EQ(chown(path, OTHER_UID, OTHER_UID), 0);
+		struct collect c;
+		memset(&c, 0, sizeof c);
+		c.poke = path;
+		c.poke_off = -100;
+		c.truncate = how % 2;
+		uint64_t bad = larder_counter(db, LARDER_CTR_CHECKSUM_FAIL);
+		int rc = stream(db, key, &c);
+		if (rc == 0)
+			test_fail(__FILE__, __LINE__,
+				  "case %d: a changed file streamed as good",
+				  how);
+		ASSERT_RC(db, rc, LARDER_ECORRUPT);
+		ASSERT(c.calls >= 1);
+		ASSERT(strstr(larder_errmsg(db), "quarantined") != NULL);
+		ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL),
+			  bad + 1);
+		ASSERT(access(path, F_OK) != 0);
+		free(c.buf);
+		larder_close(db);
+		ASSERT_EQ(test_sh("rm -rf '%s'", test_path("store")), 0);
+	}
+}
+
+TEST(stream_returns_what_the_sink_returns_when_it_stops)
+{
+	larder *db = open_store();
+	PUT(db, "s", 3 * MiB, 0);
+	ASSERT_EQ(chown(entry_path("s"), OTHER_UID, OTHER_UID), 0);
+	struct collect c;
+	memset(&c, 0, sizeof c);
+	c.stop_at = 2;
+	uint64_t hits = larder_counter(db, LARDER_CTR_HITS);
+	ASSERT_EQ(stream(db, "s", &c), 7);
+	ASSERT_EQ(c.calls, 2);
+	/* What it got is the payload's beginning. */
+	ASSERT(c.len > 0 && c.len < 3 * MiB);
+	uint8_t *want = xmalloc(3 * MiB);
+	test_fill_pattern(want, 3 * MiB, seed_of("s"));
+	ASSERT_MEM_EQ(c.buf, want, c.len);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_HITS), hits + 1);
+	free(want);
+	free(c.buf);
+	larder_close(db);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Readers against a writer who rewrites the file in place                 */
+
+/* A reader as READER_UID: n gets and n streams of `key`, every byte of
+ * each success checked. Exits 0, or 1 after wrong bytes, 2 on any other
+ * failure. */
+static void reader(const char *key, size_t size, int n, int go_fd)
+{
+	char c;
+	if (read(go_fd, &c, 1) != 1)
+		_exit(2);
+	if (setresgid(READER_UID, READER_UID, READER_UID) != 0 ||
+	    setresuid(READER_UID, READER_UID, READER_UID) != 0)
+		_exit(2);
+	larder *db = NULL;
+	if (larder_open(&db, test_path("store"), NULL) != 0)
+		_exit(2);
+	struct collect col;
+	memset(&col, 0, sizeof col);
+	for (int i = 0; i < n; i++) {
+		larder_entry *e = NULL;
+		int rc =
+		    larder_get(&e, db, "default", key, strlen(key), "v", 1);
+		if (rc == 0 && (larder_entry_size(e) != size ||
+				!test_check_pattern(larder_entry_data(e), size,
+						    seed_of(key))))
+			_exit(1);
+		if (rc != 0 && rc != LARDER_ENOTFOUND)
+			_exit(2);
+		larder_entry_release(e);
+		rc = stream(db, key, &col);
+		if (rc == 0 &&
+		    (col.len != size ||
+		     !test_check_pattern(col.buf, size, seed_of(key))))
+			_exit(1);
+		if (rc != 0 && rc != LARDER_ENOTFOUND && rc != LARDER_ECORRUPT)
+			_exit(2);
+	}
+	larder_close(db);
+	_exit(0);
+}
+
+TEST(rewrite_and_truncate_in_place_during_reads_never_serve_wrong_bytes)
+{
+	/* The file's owner (played by root: another uid than the readers')
+	 * damages the file in place and repairs it, over and over, while
+	 * readers get and stream it. Every read that succeeds must be the
+	 * entry's exact bytes; a mapped read would also die of SIGBUS when
+	 * the file is cut short. */
+	const size_t size = 2 * MiB;
+	ASSERT_EQ(chmod(test_dir(), 0755), 0);
+	larder_opts o = LARDER_OPTS_INIT;
+	o.create_mode = 0644;
+	larder *db = open_store_opts(&o);
+	PUT(db, "hot", size, 0);
+	larder_close(db);
+	const char *path = entry_path("hot");
+	ASSERT_EQ(chown(path, OTHER_UID, OTHER_UID), 0);
+	size_t len;
+	uint8_t *orig = read_file(path, &len);
+
+	int go[2], done[2];
+	ASSERT_EQ(pipe(go), 0);
+	ASSERT_EQ(pipe(done), 0);
+	enum { READERS = 2, ROUNDS = 150 };
+	pid_t pids[READERS];
+	for (int i = 0; i < READERS; i++) {
+		pids[i] = fork();
+		ASSERT(pids[i] >= 0);
+		if (pids[i] == 0) {
+			close(go[1]);
+			reader("hot", size, ROUNDS, go[0]);
+		}
+	}
+	close(go[0]);
+	/* The writer: it damages the file once before the readers start,
+	 * then keeps damaging and repairing it until they are done. */
+	pid_t writer = fork();
+	ASSERT(writer >= 0);
+	if (writer == 0) {
+		close(done[1]);
+		int fd = open(path, O_RDWR);
+		if (fd < 0)
+			_exit(2);
+		uint8_t junk[8192];
+		memset(junk, 0xA5, sizeof junk);
+		for (unsigned long i = 0;; i++) {
+			off_t off = (off_t)((i * 7919 * 4096) % (len - 8192));
+			switch (i % 3) {
+			case 0: /* bytes changed in place */
+				ldr_pwrite_full(fd, junk, sizeof junk, off);
+				break;
+			case 1: /* cut short */
+				if (ftruncate(fd, (off_t)len / 3) != 0)
+					_exit(2);
+				break;
+			default: /* a header byte */
+				ldr_pwrite_full(fd, junk, 1, 40);
+				break;
+			}
+			if (i == 0) {
+				char g[READERS];
+				memset(g, 'g', sizeof g);
+				if (write(go[1], g, sizeof g) != READERS)
+					_exit(2);
+			}
+			if (ldr_pwrite_full(fd, orig, len, 0) != 0)
+				_exit(2);
+			struct pollfd p = {done[0], POLLIN, 0};
+			if (poll(&p, 1, 0) == 1)
+				_exit(0);
+		}
+	}
+	close(go[1]);
+	close(done[0]);
+	for (int i = 0; i < READERS; i++) {
+		int st;
+		ASSERT_EQ(waitpid(pids[i], &st, 0), pids[i]);
+		if (WIFSIGNALED(st))
+			test_fail(__FILE__, __LINE__,
+				  "reader died of signal %d", WTERMSIG(st));
+		if (WEXITSTATUS(st) == 1)
+			test_fail(__FILE__, __LINE__,
+				  "a reader was handed wrong bytes");
+		ASSERT_EQ(WEXITSTATUS(st), 0);
+	}
+	close(done[1]);
+	int st;
+	ASSERT_EQ(waitpid(writer, &st, 0), writer);
+	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	free(orig);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Compressed entries: bounded memory, a cap on what is held               */
+
+/* A zstd entry of `size` zero bytes, written in 1 MiB pieces. */
+static void put_zeros(larder *db, const char *key, size_t size)
+{
+	larder_put_opts po = LARDER_PUT_OPTS_INIT;
+	po.flags = LARDER_PUT_ZSTD;
+	larder_writer *w;
+	ASSERT_RC(db,
+		  larder_writer_begin(&w, db, "default", key, strlen(key), "v",
+				      1, &po),
+		  0);
+	uint8_t *zero = calloc(1, MiB);
+	ASSERT(zero != NULL);
+	for (size_t left = size; left;) {
+		size_t n = left < MiB ? left : MiB;
+		ASSERT_RC(db, larder_writer_write(w, zero, n), 0);
+		left -= n;
+	}
+	free(zero);
+	ASSERT_RC(db, larder_writer_commit(w), 0);
+}
+
+static int count_zeros(const void *buf, size_t len, void *payload)
+{
+	const uint8_t *p = buf;
+	for (size_t i = 0; i < len; i++)
+		if (p[i])
+			return 9;
+	*(uint64_t *)payload += len;
+	return 0;
+}
+
+TEST(zstd_entry_over_the_cap_fails_clearly_and_streams_in_full)
+{
+	larder_opts o = LARDER_OPTS_INIT;
+	o.max_decompressed = 1 * MiB;
+	larder *db = open_store_opts(&o);
+	put_zeros(db, "z", 4 * MiB);
+	put_zeros(db, "small", 1 * MiB);
+	larder_entry *e = NULL;
+	ASSERT_RC(db, larder_get(&e, db, "default", "z", 1, "v", 1),
+		  LARDER_ENOMEM);
+	ASSERT(e == NULL);
+	ASSERT(strstr(larder_errmsg(db), "larder_get_stream") != NULL);
+	ASSERT(strstr(larder_errmsg(db), "max_decompressed") != NULL);
+	/* Nothing wrong with the entry itself. */
+	ASSERT(access(entry_path("z"), F_OK) == 0);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_QUARANTINED), 0);
+	uint64_t n = 0;
+	ASSERT_RC(
+	    db,
+	    larder_get_stream(db, "default", "z", 1, "v", 1, count_zeros, &n),
+	    0);
+	ASSERT_EQ(n, 4 * MiB);
+	/* At the cap is fine. */
+	ASSERT_RC(db, larder_get(&e, db, "default", "small", 5, "v", 1), 0);
+	ASSERT_EQ(larder_entry_size(e), 1 * MiB);
+	larder_entry_release(e);
+	larder_close(db);
+}
+
+TEST(version_1_opts_are_accepted_with_the_default_cap)
+{
+	/* A program built against version 1 of larder_opts passes a struct
+	 * without max_decompressed: the library must not read past it. */
+	struct v1 {
+		unsigned version, flags;
+		int fsync;
+		unsigned create_mode;
+		int create_fsync;
+		size_t mmap_threshold;
+		larder_log_fn log;
+		void *log_payload;
+		int log_level;
+	} *o = calloc(1, sizeof *o);
+	ASSERT(o != NULL);
+	o->version = 1;
+	o->flags = LARDER_OPEN_CREATE;
+	larder *db = NULL;
+	ASSERT_EQ(larder_open(&db, test_path("store"), (larder_opts *)o), 0);
+	put_zeros(db, "z", 2 * MiB);
+	larder_entry *e;
+	ASSERT_RC(db, larder_get(&e, db, "default", "z", 1, "v", 1), 0);
+	ASSERT_EQ(larder_entry_size(e), 2 * MiB);
+	larder_entry_release(e);
+	larder_close(db);
+	o->version = 3;
+	ASSERT_EQ(larder_open(&db, test_path("store"), (larder_opts *)o),
+		  LARDER_EINVAL);
+	free(o);
+}
+
+TEST(zstd_bomb_streams_in_bounded_memory)
+{
+	/* 1 GiB of zeros and a bit (over the default cap) is about 32 KiB
+	 * on disk. Streamed under an address space limit far below it, it
+	 * must arrive whole; held, it is refused by the cap before anything
+	 * is allocated. Skipped under sanitizers, whose shadow memory needs
+	 * more address space. */
+	char asan[4096];
+	test_asan_runtime(asan, sizeof asan);
+	if (asan[0]) {
+		fprintf(stderr, "    (skipped under ASan)\n");
+		return;
+	}
+	larder *db = open_store();
+	put_zeros(db, "bomb", 1025 * MiB);
+	struct stat st;
+	ASSERT_EQ(stat(entry_path("bomb"), &st), 0);
+	ASSERT(st.st_size < 1 * MiB);
+	larder_close(db);
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		struct rlimit rl = {300 * MiB, 300 * MiB};
+		if (setrlimit(RLIMIT_AS, &rl) != 0)
+			_exit(3);
+		if (larder_open(&db, test_path("store"), NULL) != 0)
+			_exit(4);
+		uint64_t n = 0;
+		int rc = larder_get_stream(db, "default", "bomb", 4, "v", 1,
+					   count_zeros, &n);
+		larder_entry *e = NULL;
+		/* Held: refused by the cap, before allocating. */
+		int grc = larder_get(&e, db, "default", "bomb", 4, "v", 1);
+		int capped = strstr(larder_errmsg(db), "max_decompressed") != 0;
+		larder_close(db);
+		_exit(rc == 0 && n == 1025 * MiB && grc == LARDER_ENOMEM &&
+			      capped
+			  ? 0
+			  : 1);
+	}
+	int status;
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
+/* A zstd entry whose stored bytes are replaced by `junk` (resealed: its
+ * checksums match), as a buggy or hostile writer could publish. */
+static void break_frame(const char *key, int how)
+{
+	size_t len;
+	const char *path = entry_path(key);
+	uint8_t *buf = read_file(path, &len);
+	uint32_t hl = (uint32_t)buf[12] | (uint32_t)buf[13] << 8;
+	if (how == 0) /* not zstd at all */
+		memset(buf + hl, 0x42, len - hl);
+	else /* cut the frame short */
+		len = hl + (len - hl) / 2;
+	uint64_t stored = len - hl;
+	for (int i = 0; i < 8; i++)
+		buf[40 + i] = (uint8_t)(stored >> (8 * i));
+	reseal(buf, len);
+	write_file(path, buf, len);
+	free(buf);
+}
+
+struct state_seen {
+	int state, quarantined, calls;
+	char problem[128];
+};
+
+static int note_state(const larder_entry_info *info, void *payload)
+{
+	struct state_seen *s = payload;
+	s->state = info->state;
+	s->quarantined = info->quarantined;
+	s->calls++;
+	snprintf(s->problem, sizeof s->problem, "%s",
+		 info->problem ? info->problem : "");
+	return 0;
+}
+
+TEST(verify_decompresses_zstd_entries_and_reports_one_that_will_not)
+{
+	larder *db = open_store();
+	for (int how = 0; how < 2; how++) {
+		char key[16];
+		snprintf(key, sizeof key, "z%d", how);
+		PUT(db, key, 300 * KiB, LARDER_PUT_ZSTD);
+		break_frame(key, how);
+		struct state_seen s;
+		memset(&s, 0, sizeof s);
+		/* The header alone says nothing is wrong ... */
+		ASSERT_RC(db,
+			  larder_inspect(db, "default", key, 2, "v", 1, 0,
+					 note_state, &s),
+			  0);
+		ASSERT_EQ(s.state, LARDER_STATE_OK);
+		/* ... verifying it does. */
+		ASSERT_RC(db,
+			  larder_inspect(db, "default", key, 2, "v", 1,
+					 LARDER_WALK_VERIFY, note_state, &s),
+			  0);
+		ASSERT_EQ(s.state, LARDER_STATE_CORRUPT);
+		ASSERT(strstr(s.problem, "zstd") != NULL);
+		/* Readers never serve it either way. */
+		larder_entry *e = NULL;
+		ASSERT_RC(db, larder_get(&e, db, "default", key, 2, "v", 1),
+			  LARDER_ENOTFOUND);
+	}
+	larder_close(db);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Formats newer than this build                                           */
+
+/* Rewrite the entry at path as format `format`, resealed or not. */
+static void set_format(const char *path, uint32_t format, int seal)
+{
+	size_t len;
+	uint8_t *buf = read_file(path, &len);
+	for (int i = 0; i < 4; i++)
+		buf[8 + i] = (uint8_t)(format >> (8 * i));
+	if (seal)
+		reseal(buf, len);
+	write_file(path, buf, len);
+	free(buf);
+}
+
+TEST(flipped_bit_in_the_format_field_is_quarantined_and_refilled)
+{
+	for (int bit = 1; bit < 32; bit += 7) {
+		larder *db = open_store();
+		PUT(db, "f", 5000, 0);
+		const char *path = entry_path("f");
+		set_format(path, LDR_FORMAT ^ (1u << bit), 0);
+		uint64_t newer = larder_counter(db, LARDER_CTR_NEWER_FORMAT);
+		larder_entry *e = NULL;
+		ASSERT_RC(db, larder_get(&e, db, "default", "f", 1, "v", 1),
+			  LARDER_ENOTFOUND);
+		ASSERT_EQ(larder_counter(db, LARDER_CTR_NEWER_FORMAT), newer);
+		ASSERT_EQ(larder_counter(db, LARDER_CTR_QUARANTINED), 1);
+		/* The key is not blocked: a put stores it anew. */
+		ASSERT_RC(db, put_pattern(db, "f", 5000, 0), 0);
+		ASSERT_RC(db, larder_get(&e, db, "default", "f", 1, "v", 1), 0);
+		larder_entry_release(e);
+		larder_close(db);
+		ASSERT_EQ(test_sh("rm -rf '%s'", test_path("store")), 0);
+	}
+}
+
+TEST(stub_with_the_magic_and_format_2_is_corrupt_and_replaced_by_put)
+{
+	larder *db = open_store();
+	PUT(db, "stub", 5000, 0);
+	const char *path = entry_path("stub");
+	uint8_t stub[LDR_HDR_FIXED];
+	memset(stub, 0, sizeof stub);
+	memcpy(stub, LDR_MAGIC, LDR_MAGIC_LEN);
+	stub[8] = 2;
+	write_file(path, stub, sizeof stub);
+	/* Written over the stub: put must store, not say "already there". */
+	ASSERT_RC(db, put_pattern(db, "stub", 5000, 0), 0);
+	larder_entry *e = NULL;
+	ASSERT_RC(db, larder_get(&e, db, "default", "stub", 4, "v", 1), 0);
+	ASSERT(test_check_pattern(larder_entry_data(e), 5000, seed_of("stub")));
+	larder_entry_release(e);
+	/* And a reader quarantines one on its own. */
+	write_file(path, stub, sizeof stub);
+	ASSERT_RC(db, larder_get(&e, db, "default", "stub", 4, "v", 1),
+		  LARDER_ENOTFOUND);
+	ASSERT(access(path, F_OK) != 0);
+	larder_close(db);
+}
+
+TEST(put_over_a_newer_format_entry_fails_and_leaves_it)
+{
+	larder *db = open_store();
+	PUT(db, "n", 5000, 0);
+	const char *path = entry_path("n");
+	set_format(path, LDR_FORMAT + 1, 1);
+	size_t before_len;
+	uint8_t *before = read_file(path, &before_len);
+	int rc = put_pattern(db, "n", 5000, 0);
+	if (rc == LARDER_EXISTS || rc == 0)
+		test_fail(__FILE__, __LINE__,
+			  "put reported a store it did not make (%d)", rc);
+	ASSERT_RC(db, rc, LARDER_EVERSION);
+	ASSERT(strstr(larder_errmsg(db), "newer") != NULL);
+	size_t after_len;
+	uint8_t *after = read_file(path, &after_len);
+	ASSERT_EQ(after_len, before_len);
+	ASSERT_MEM_EQ(after, before, before_len);
+	/* No temp file left beside it. */
+	char cmd[4400];
+	snprintf(cmd, sizeof cmd,
+		 "test -z \"$(ls -A \"$(dirname '%s')\" | "
+		 "grep tmp)\"",
+		 path);
+	ASSERT_EQ(test_sh("%s", cmd), 0);
+	free(before);
+	free(after);
+	larder_close(db);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Anything but a regular file at an entry's or a head's name              */
+
+enum trap { T_FIFO, T_DIR, T_FULL_DIR, T_SOCKET, T_DEVICE, T_SYMLINK };
+static const char *const trap_names[] = {"fifo",   "dir",    "full-dir",
+					 "socket", "device", "symlink"};
+
+static void plant(const char *path, enum trap t)
+{
+	ASSERT_EQ(unlink(path) == 0 || errno == ENOENT, 1);
+	switch (t) {
+	case T_FIFO:
+		ASSERT_EQ(mkfifo(path, 0644), 0);
+		break;
+	case T_DIR:
+		ASSERT_EQ(mkdir(path, 0755), 0);
+		break;
+	case T_FULL_DIR:
+		ASSERT_EQ(mkdir(path, 0755), 0);
+		ASSERT_EQ(test_sh("echo x > '%s/inside'", path), 0);
+		break;
+	case T_SOCKET: {
+		int s = socket(AF_UNIX, SOCK_STREAM, 0);
+		ASSERT(s >= 0);
+		struct sockaddr_un sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sun_family = AF_UNIX;
+		ASSERT(strlen(path) < sizeof sa.sun_path);
+		memcpy(sa.sun_path, path, strlen(path));
+		ASSERT_EQ(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
+		close(s);
+		break;
+	}
+	case T_DEVICE: /* what /dev/null is: reads as empty */
+		ASSERT_EQ(mknod(path, S_IFCHR | 0644, makedev(1, 3)), 0);
+		break;
+	case T_SYMLINK:
+		ASSERT_EQ(symlink("/etc/passwd", path), 0);
+		break;
+	}
+}
+
+TEST(anything_but_a_file_at_an_entry_name_is_quarantined_and_replaced)
+{
+	/* The store is kept in a short path: a socket's name must fit in
+	 * sun_path. */
+	alarm(20); /* a hang (a FIFO read) fails the test */
+	for (int t = T_FIFO; t <= T_SYMLINK; t++) {
+		larder *db = open_store();
+		PUT(db, "t", 5000, 0);
+		const char *path = entry_path("t");
+		plant(path, (enum trap)t);
+		/* verify reports it, repair moves it */
+		struct state_seen s;
+		memset(&s, 0, sizeof s);
+		ASSERT_RC(db,
+			  larder_walk(db, "default", LARDER_WALK_VERIFY,
+				      note_state, &s),
+			  0);
+		if (s.calls != 1 || s.state != LARDER_STATE_CORRUPT)
+			test_fail(__FILE__, __LINE__, "%s: walked %d, state %d",
+				  trap_names[t], s.calls, s.state);
+		ASSERT(strstr(s.problem, "not a regular file") != NULL);
+		/* get misses (not an error), and clears the name */
+		larder_entry *e = NULL;
+		int rc = larder_get(&e, db, "default", "t", 1, "v", 1);
+		if (rc != LARDER_ENOTFOUND)
+			test_fail(__FILE__, __LINE__, "%s: get %d (%s): %s",
+				  trap_names[t], rc, larder_strerror(rc),
+				  larder_errmsg(db));
+		struct stat st;
+		ASSERT(lstat(path, &st) != 0);
+		ASSERT_EQ(quarantined_files(), 1);
+		/* planted again: put replaces it, stream then hits */
+		plant(path, (enum trap)t);
+		ASSERT_RC(db, put_pattern(db, "t", 5000, 0), 0);
+		expect_stream(db, "t", 5000);
+		/* and once more: a repairing walk moves it */
+		plant(path, (enum trap)t);
+		memset(&s, 0, sizeof s);
+		ASSERT_RC(db,
+			  larder_walk(db, "default",
+				      LARDER_WALK_VERIFY | LARDER_WALK_REPAIR,
+				      note_state, &s),
+			  0);
+		ASSERT_EQ(s.quarantined, 1);
+		ASSERT(lstat(path, &st) != 0);
+		struct collect c;
+		memset(&c, 0, sizeof c);
+		plant(path, (enum trap)t);
+		ASSERT_RC(db, stream(db, "t", &c), LARDER_ENOTFOUND);
+		ASSERT_EQ(c.calls, 0);
+		larder_close(db);
+		ASSERT_EQ(test_sh("rm -rf '%s'", test_path("store")), 0);
+	}
+	alarm(0);
+}
+
+TEST(anything_but_a_file_at_a_head_name_is_no_head_and_put_replaces_it)
+{
+	alarm(20);
+	for (int t = T_FIFO; t <= T_SYMLINK; t++) {
+		larder *db = open_store();
+		PUT(db, "h", 5000, 0);
+		const char *path = file_path("h", 'h');
+		plant(path, (enum trap)t);
+		larder_entry *e = NULL;
+		int rc = larder_get(&e, db, "default", "h", 1, NULL, 0);
+		if (rc != LARDER_ENOTFOUND)
+			test_fail(__FILE__, __LINE__, "%s: get %d (%s): %s",
+				  trap_names[t], rc, larder_strerror(rc),
+				  larder_errmsg(db));
+		/* The next put writes a head where the trap was. */
+		ASSERT_RC(db, put_pattern(db, "h", 5000, 0), LARDER_EXISTS);
+		ASSERT_RC(db, larder_get(&e, db, "default", "h", 1, NULL, 0),
+			  0);
+		larder_entry_release(e);
+		struct stat st;
+		ASSERT_EQ(lstat(path, &st), 0);
+		ASSERT(S_ISREG(st.st_mode));
+		larder_close(db);
+		ASSERT_EQ(test_sh("rm -rf '%s'", test_path("store")), 0);
+	}
+	alarm(0);
+}
