@@ -580,11 +580,21 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 
 	db->rootfd = open_root(dir);
 	if (db->rootfd < 0 && errno == ENOENT && create) {
-		mode_t m = opts && (opts->create_mode & 020) ? 02775 : 0755;
-		if (ldr_mkdirs(AT_FDCWD, dir, m) != 0) {
-			rc = ldr_fail_errno(NULL, errno,
-					    "cannot create '%s': %s", dir,
-					    strerror(errno));
+		/* The store's directory only, never its parents: a mistyped
+		 * path must not grow a tree (the caller makes them). init
+		 * sets its exact mode. */
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+			int e = errno;
+			if (e == ENOENT)
+				rc = ldr_fail(NULL, LARDER_ENOTFOUND, e,
+					      "cannot create store '%s': its "
+					      "parent directory does not exist "
+					      "(create it first)",
+					      dir);
+			else
+				rc = ldr_fail_errno(NULL, e,
+						    "cannot create '%s': %s",
+						    dir, strerror(e));
 			goto fail;
 		}
 		db->rootfd = open_root(dir);

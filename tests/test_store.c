@@ -1168,6 +1168,26 @@ TEST(open_missing_store_is_notfound_and_names_the_path)
 	larder_close(NULL);
 }
 
+/* A mistyped path must not grow a tree: CREATE makes the store's own
+ * directory, never a missing parent. */
+TEST(create_makes_the_store_directory_but_no_missing_parent)
+{
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	larder *db = (larder *)&db;
+	const char *dir = test_path("typo/cache/store");
+	ASSERT_RC(NULL, larder_open(&db, dir, &o), LARDER_ENOTFOUND);
+	ASSERT(db == NULL);
+	ASSERT(strstr(larder_open_errmsg(), dir) != NULL);
+	ASSERT(strstr(larder_open_errmsg(), "parent") != NULL);
+	ASSERT(access(test_path("typo"), F_OK) != 0);
+	ASSERT_EQ(mkdir(test_path("typo"), 0755), 0);
+	ASSERT_EQ(mkdir(test_path("typo/cache"), 0755), 0);
+	ASSERT_RC(NULL, larder_open(&db, dir, &o), 0);
+	larder_close(db);
+	ASSERT(access(test_path("typo/cache/store/larder-store"), F_OK) == 0);
+}
+
 TEST(open_non_empty_non_store_dir_is_notstore)
 {
 	const char *dir = test_path("home");
