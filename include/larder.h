@@ -175,9 +175,16 @@ typedef struct larder_opts {
 	unsigned version; /* LARDER_OPTS_VERSION */
 	unsigned flags;	  /* LARDER_OPEN_* */
 	int fsync;	  /* enum larder_fsync; DEFAULT = store's policy */
-	/* With LARDER_OPEN_CREATE, for a new store: permission bits for files
-	 * (directories get the matching x bits). 0 = 0644. 0664 makes a
-	 * group-shared store (directories 2775, setgid). */
+	/* With LARDER_OPEN_CREATE, for a new store: its mode, one of 0600
+	 * (private), 0640 (group reads), 0644 (everyone reads), 0660 (a
+	 * group-shared store: members publish) or 0664 (the same, everyone
+	 * reads); anything else is LARDER_EINVAL. 0 = the widest of these
+	 * the calling process's umask allows (022: 0644, 027: 0640, 077:
+	 * 0600, 007: 0660, 002: 0664). Files take these bits less what
+	 * docs/security.md says (published entries are read-only, the
+	 * marker and config the owner's), whatever the umask; directories
+	 * get x where r, setgid when the group has access, and the top one
+	 * is sticky when the group may write. */
 	unsigned create_mode;
 	/* With LARDER_OPEN_CREATE, for a new store: its fsync policy. */
 	int create_fsync;
@@ -195,11 +202,18 @@ typedef struct larder_opts {
 	}
 
 /* Open the store at `dir`. opts may be NULL (defaults). Fails with
- * LARDER_ENOTFOUND if there is no store (and no LARDER_OPEN_CREATE),
- * LARDER_ENOTSTORE if the directory exists, is not empty and is not a
- * store, LARDER_EVERSION if the store was made by a newer larder,
- * LARDER_EPERM if the directory is writable by others and
- * LARDER_OPEN_ALLOW_UNSAFE_MODE is not set. On failure *out is NULL; a
+ * LARDER_ENOTFOUND if there is no store (and no LARDER_OPEN_CREATE), or
+ * with LARDER_OPEN_CREATE if dir's parent does not exist (only dir itself
+ * is made), LARDER_ENOTSTORE if the directory exists, is not empty and
+ * is not a store, LARDER_EVERSION if the store was made by a newer
+ * larder. LARDER_EPERM, unless LARDER_OPEN_ALLOW_UNSAFE_MODE is set
+ * (docs/security.md): the directory, or ns/, quarantine/ or stats/ in
+ * it, is writable by others or a symbolic link; or the marker is not the
+ * directory owner's, is writable by group or others, asks for a mode
+ * larder never makes or has no valid format line. (A marker that the
+ * caller owns and the group may write, as earlier versions made it, is
+ * made the owner's instead, and a group-writable top directory that
+ * the caller owns is made sticky.) On failure *out is NULL; a
  * message is available from larder_open_errmsg() in the calling thread. */
 LARDER_API int larder_open(larder **out, const char *dir,
 			   const larder_opts *opts);
@@ -219,6 +233,10 @@ LARDER_API const char *larder_open_errmsg(void);
 
 /* The store's directory as given to larder_open. */
 LARDER_API const char *larder_dir(const larder *db);
+
+/* The store's mode, as its marker says: 0600, 0640, 0644, 0660 or 0664
+ * (see larder_opts.create_mode). */
+LARDER_API unsigned larder_mode(const larder *db);
 
 /* ---------------------------------------------------------------------- */
 /* Namespaces                                                              */

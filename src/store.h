@@ -32,7 +32,12 @@ struct larder {
 	int rootfd;
 	unsigned flags;
 	int fsync; /* enum larder_fsync, never DEFAULT */
-	mode_t fmode, dmode;
+	/* The store's mode and what follows from it (docs/security.md):
+	 * fmode the store's file bits, dmode its directories', topmode the
+	 * top directory's, romode what never changes once published
+	 * (entries, heads), ownmode the files of one writer (marker,
+	 * config, leases). */
+	mode_t fmode, dmode, topmode, romode, ownmode;
 	uid_t owner; /* the store directory's owner (docs/security.md) */
 	size_t mmap_threshold;
 	larder_log_fn log;
@@ -60,6 +65,12 @@ static inline void ldr_count(larder *db, int c)
 
 void ldr_log(larder *db, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Whether mode is one of the five a store may have (0600, 0640, 0644,
+ * 0660, 0664). */
+int ldr_mode_valid(unsigned mode);
+/* The widest of them that the umask `mask` allows. */
+unsigned ldr_mode_for_umask(unsigned mask);
 
 /* 0 if `ns` is a valid namespace name, else LARDER_EINVAL (recorded). */
 int ldr_check_ns(larder *db, const char *ns);

@@ -83,7 +83,7 @@ static int store_now(larder *db, int64_t *out)
 	struct stat st;
 	ldr_temp_name(name, sizeof name, db->host);
 	int fd = ldr_open_beneath(db->rootfd, name, O_RDWR | O_CREAT | O_EXCL,
-				  db->fmode);
+				  db->romode);
 	if (fd < 0)
 		return ldr_fail_errno(db, errno,
 				      "cannot read the store's clock: cannot "

@@ -2046,14 +2046,16 @@ TEST(walk_repair_leaves_a_writer_in_progress_alone)
  * shared store have to read what this process publishes. */
 TEST(entries_take_the_store_mode_whatever_the_umask)
 {
-	larder *db = open_store(); /* mode 0644: readable by all */
+	larder_opts o = LARDER_OPTS_INIT;
+	o.create_mode = 0644; /* readable by all */
+	larder *db = open_store_opts(&o);
 	umask(077);
 	ASSERT_RC(db, larder_put(db, "default", "k", 1, "v", 1, "x", 1, NULL),
 		  0);
 	struct stat st;
 	const char *path = entry_path(db, "default", "k", "v");
 	ASSERT_EQ(stat(path, &st), 0);
-	ASSERT_EQ(st.st_mode & 07777, 0644);
+	ASSERT_EQ(st.st_mode & 07777, 0444); /* and written by nobody */
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s", path);
 	*strrchr(dir, '/') = '\0';
