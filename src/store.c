@@ -995,7 +995,8 @@ int64_t ldr_ns_ttl(larder *db, const char *ns)
 {
 	char rel[LDR_REL_MAX], text[64];
 	snprintf(rel, sizeof rel, "ns/%s/config", ns);
-	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY, 0);
+	/* O_NONBLOCK: a FIFO planted there must not hang a put. */
+	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_NONBLOCK, 0);
 	if (fd < 0)
 		return 0;
 	ssize_t n = ldr_pread_full(fd, text, sizeof text - 1, 0);
@@ -1055,18 +1056,56 @@ static int has_key(const char *text, const char *line, size_t k)
 	return 0;
 }
 
+/* Whether the store's config open at fd may be used: like the marker, it
+ * is its owner's and nobody else may write it (docs/security.md). One
+ * its owner opens that others may write was made by an earlier larder:
+ * fixed. Anything else is ignored, with a warning once per handle. */
+static int config_trusted(larder *db, int fd, const char *rel)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return 0;
+	int owners = st.st_uid == db->owner;
+	if (S_ISREG(st.st_mode) && owners && !(st.st_mode & 022))
+		return 1;
+	if (S_ISREG(st.st_mode) && owners && st.st_uid == geteuid() &&
+	    fchmod(fd, st.st_mode & 07777 & ~(mode_t)022) == 0) {
+		ldr_log(db, LARDER_LOG_INFO,
+			"'%s/%s' was writable by group or others: now %04o",
+			db->dir, rel, (unsigned)(st.st_mode & 07777 & ~022));
+		return 1;
+	}
+	if (!__atomic_exchange_n(&db->said_config, 1, __ATOMIC_RELAXED))
+		ldr_log(
+		    db, LARDER_LOG_WARN,
+		    "ignoring '%s/%s': %s (its owner can fix it: chmod go-w, "
+		    "or set the caps again)",
+		    db->dir, rel,
+		    !S_ISREG(st.st_mode) ? "not a regular file"
+		    : !owners		 ? "not owned by the store's owner"
+					 : "writable by group or others");
+	return 0;
+}
+
 int ldr_config_read(larder *db, const char *dirrel, char *buf, size_t size)
 {
 	char rel[LDR_REL_MAX + 16];
 	snprintf(rel, sizeof rel, "%s%sconfig", dirrel, *dirrel ? "/" : "");
 	buf[0] = '\0';
-	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY, 0);
+	/* O_NONBLOCK: a FIFO planted there must not hang us. */
+	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_NONBLOCK, 0);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -1;
+	if (!*dirrel && !config_trusted(db, fd, rel)) {
+		ldr_close(fd);
+		return 0;
+	}
 	ssize_t n = ldr_pread_full(fd, buf, size - 1, 0);
 	int e = errno;
 	ldr_close(fd);
 	if (n < 0) {
+		if (e == EAGAIN || e == EISDIR)
+			return 0; /* not a file: no config */
 		errno = e;
 		return -1;
 	}
@@ -1082,18 +1121,28 @@ int ldr_config_replace(larder *db, const char *dirrel, const char *lines)
 	snprintf(rel, sizeof rel, "%s%sconfig", dirrel, sep);
 	ldr_temp_name(name, sizeof name, db->host);
 	snprintf(tmp, sizeof tmp, "%s%s%s", dirrel, sep, name);
-	if (*dirrel && ldr_mkdirs(db->rootfd, dirrel, db->dmode) != 0)
-		return ldr_fail_errno(db, errno, "cannot create '%s/%s': %s",
+	/* Every step in the config's own directory, opened beneath the root:
+	 * a rename or unlink by a path from the root would follow a
+	 * symlinked ns/ or ns/<ns>. */
+	int dfd = *dirrel ? ldr_open_dir(db, dirrel)
+			  : fcntl(db->rootfd, F_DUPFD_CLOEXEC, 0);
+	if (dfd < 0)
+		return ldr_fail_errno(db, errno, "cannot open '%s/%s': %s",
 				      db->dir, dirrel, strerror(errno));
-	if (ldr_config_read(db, dirrel, old, sizeof old) != 0)
-		return ldr_fail_errno(db, errno, "cannot read '%s/%s': %s",
-				      db->dir, rel, strerror(errno));
+	int rc = 0, fd;
+	if (ldr_config_read(db, dirrel, old, sizeof old) != 0) {
+		rc = ldr_fail_errno(db, errno, "cannot read '%s/%s': %s",
+				    db->dir, rel, strerror(errno));
+		goto out;
+	}
 	/* The new lines first (a namespace's ttl stays the first line, where
 	 * older versions look for it), then every old line they do not
 	 * replace, known to this version or not. */
 	size_t len = strlen(lines), cap = len + strlen(old) + 2;
-	if (!(text = malloc(cap)))
-		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	if (!(text = malloc(cap))) {
+		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+		goto out;
+	}
 	memcpy(text, lines, len);
 	for (const char *p = old; *p;) {
 		const char *e = strchr(p, '\n');
@@ -1106,10 +1155,9 @@ int ldr_config_replace(larder *db, const char *dirrel, const char *lines)
 		}
 		p += n + (e ? 1 : 0);
 	}
-	int rc = 0;
 	/* One writer's file, replaced whole: nobody else writes into it. */
-	int fd = ldr_open_beneath(db->rootfd, tmp, O_WRONLY | O_CREAT | O_EXCL,
-				  db->ownmode);
+	fd = ldr_open_beneath(dfd, name, O_WRONLY | O_CREAT | O_EXCL,
+			      db->ownmode);
 	if (fd < 0) {
 		rc = ldr_fail_errno(db, errno, "cannot create '%s/%s': %s",
 				    db->dir, tmp, strerror(errno));
@@ -1121,13 +1169,14 @@ int ldr_config_replace(larder *db, const char *dirrel, const char *lines)
 		rc = ldr_fail_errno(db, errno, "cannot write '%s/%s': %s",
 				    db->dir, tmp, strerror(errno));
 	ldr_close(fd);
-	if (rc == 0 && renameat(db->rootfd, tmp, db->rootfd, rel) != 0)
+	if (rc == 0 && renameat(dfd, name, dfd, "config") != 0)
 		rc = ldr_fail_errno(db, errno,
 				    "cannot rename '%s/%s' to '%s': %s",
 				    db->dir, tmp, rel, strerror(errno));
 	if (rc)
-		unlinkat(db->rootfd, tmp, 0);
+		unlinkat(dfd, name, 0);
 out:
+	ldr_close(dfd);
 	free(text);
 	return rc;
 }

@@ -45,6 +45,7 @@ struct larder {
 	int log_level;
 	int said_newer;	       /* "newer format" is logged once per handle */
 	int said_unremembered; /* "cannot remember file hashes", once */
+	int said_config;       /* "ignoring DIR/config", once */
 	int network;	       /* the store is on a network filesystem */
 	char host[64];
 	/* This boot of this host's kernel (/proc/sys/kernel/random/boot_id):

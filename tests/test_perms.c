@@ -487,3 +487,62 @@ TEST(directories_below_the_top_writable_by_others_or_symlinks_are_refused)
 		larder_close(reopen(dir, 0));
 	}
 }
+
+/* ---------------------------------------------------------------------- */
+/* The store's config                                                      */
+
+static int warnings;
+
+static void count_warnings(int level, const char *msg, void *payload)
+{
+	(void)payload;
+	if (level == LARDER_LOG_WARN && strstr(msg, "ignoring"))
+		warnings++;
+}
+
+static int64_t cap_seen(const char *dir)
+{
+	larder_opts o = LARDER_OPTS_INIT;
+	o.log = count_warnings;
+	larder *db = NULL;
+	ASSERT_RC(NULL, larder_open(&db, dir, &o), 0);
+	larder_limits l;
+	/* Read three times: one warning all the same. */
+	int before = warnings;
+	for (int i = 0; i < 3; i++)
+		ASSERT_RC(db, larder_limits_get(db, NULL, &l), 0);
+	ASSERT(warnings - before <= 1);
+	larder_close(db);
+	return l.max_entries;
+}
+
+TEST(store_config_of_another_user_or_writable_by_others_is_ignored)
+{
+	if (geteuid() != 0)
+		return; /* needs chown */
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", test_path("store"));
+	larder *db = create(dir, 0664);
+	larder_limits l = LARDER_LIMITS_INIT;
+	l.max_entries = 5;
+	ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
+	larder_close(db);
+	ASSERT_EQ(test_sh("chown -R %d '%s'", NOBODY, dir), 0);
+	char config[4200];
+	snprintf(config, sizeof config, "%s/config", dir);
+	ASSERT_EQ(cap_seen(dir), 5);
+	ASSERT_EQ(warnings, 0);
+	ASSERT_EQ(chmod(config, 0664), 0);
+	ASSERT_EQ(cap_seen(dir), 0);
+	ASSERT_EQ(warnings, 1);
+	ASSERT_EQ(chmod(config, 0644), 0);
+	ASSERT_EQ(chown(config, 0, 0), 0);
+	ASSERT_EQ(cap_seen(dir), 0);
+	ASSERT_EQ(warnings, 2);
+	/* Its owner's open mends one an earlier larder left writable. */
+	ASSERT_EQ(test_sh("chown -R 0 '%s'", dir), 0);
+	ASSERT_EQ(chmod(config, 0664), 0);
+	ASSERT_EQ(cap_seen(dir), 5);
+	ASSERT_EQ(warnings, 2);
+	ASSERT_MODE(config, 0644);
+}
