@@ -39,10 +39,126 @@ void ldr_log(larder *db, int level, const char *fmt, ...)
 	db->log(level, msg, db->log_payload);
 }
 
+/* The first symlink on the way to rel (beneath the root), refused with a
+ * message naming it: LARDER_EPERM, recorded on db. */
+static int refuse_symlink(larder *db, const char *rel)
+{
+	char part[LDR_REL_MAX + 64];
+	size_t n = strlen(rel);
+	if (n >= sizeof part)
+		n = sizeof part - 1;
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && rel[i] != '/')
+			continue;
+		memcpy(part, rel, i);
+		part[i] = '\0';
+		const char *base = strrchr(part, '/');
+		struct stat st;
+		int dfd = db->rootfd, r;
+		if (base) {
+			part[base - part] = '\0';
+			dfd = ldr_open_beneath(db->rootfd, part,
+					       O_RDONLY | O_DIRECTORY, 0);
+			part[base - part] = '/';
+			if (dfd < 0)
+				break;
+			r = fstatat(dfd, base + 1, &st, AT_SYMLINK_NOFOLLOW);
+			ldr_close(dfd);
+		} else {
+			r = fstatat(dfd, part, &st, AT_SYMLINK_NOFOLLOW);
+		}
+		if (r == 0 && S_ISLNK(st.st_mode))
+			return ldr_fail(db, LARDER_EPERM, ELOOP,
+					"'%s/%s' is a symbolic link: refusing "
+					"(larder follows none inside a store)",
+					db->dir, part);
+	}
+	return ldr_fail(db, LARDER_EPERM, ELOOP,
+			"a symbolic link on the way to '%s/%s': refusing",
+			db->dir, rel);
+}
+
+/* A directory of the store met by name in dirfd (NULL: dirfd itself),
+ * whose path is rel: 0 if it is a directory that others cannot write
+ * (docs/security.md) or is absent, else a recorded LARDER_E*. */
+static int dir_safe(larder *db, int dirfd, const char *name, const char *rel)
+{
+	struct stat st;
+	int r = name ? fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW)
+		     : fstat(dirfd, &st);
+	if (r != 0)
+		return errno == ENOENT
+			   ? 0
+			   : ldr_fail_errno(db, errno,
+					    "cannot stat '%s/%s': %s", db->dir,
+					    rel, strerror(errno));
+	if (S_ISLNK(st.st_mode))
+		return ldr_fail(db, LARDER_EPERM, ELOOP,
+				"'%s/%s' is a symbolic link: refusing (larder "
+				"follows none inside a store)",
+				db->dir, rel);
+	if (!S_ISDIR(st.st_mode))
+		return ldr_fail(db, LARDER_ENOTSTORE, ENOTDIR,
+				"'%s/%s' is not a directory: refusing (move it "
+				"out of the store)",
+				db->dir, rel);
+	if ((st.st_mode & S_IWOTH) &&
+	    !(db->flags & LARDER_OPEN_ALLOW_UNSAFE_MODE))
+		return ldr_fail(
+		    db, LARDER_EPERM, 0,
+		    "'%s/%s' is writable by every user (mode %04o): "
+		    "anyone could plant entries; refusing (chmod "
+		    "o-w '%s/%s', or allow unsafe mode)",
+		    db->dir, rel, (unsigned)(st.st_mode & 07777), db->dir, rel);
+	return 0;
+}
+
+/* The directories of namespace ns (ns/<ns>, its e/ and h/), looked at on
+ * the handle's first use of it. The verdict is kept in a small table of
+ * name hashes, so that a hit pays no syscall for it; a namespace not made
+ * yet is looked at again on the next call. Nothing here is a lock: a
+ * directory changed after the look is met by the walks, which check
+ * every directory they open. */
+static int ns_dirs_check(larder *db, const char *ns)
+{
+	uint64_t h = XXH3_64bits(ns, strlen(ns)) | 1;
+	for (unsigned i = 0; i < LDR_NS_SEEN; i++)
+		if (__atomic_load_n(&db->ns_seen[i], __ATOMIC_RELAXED) == h)
+			return 0;
+	char rel[LDR_REL_MAX], sub[LDR_REL_MAX + 8];
+	snprintf(rel, sizeof rel, "ns/%s", ns);
+	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		if (errno == ELOOP)
+			return refuse_symlink(db, rel);
+		if (errno == ENOTDIR)
+			return dir_safe(db, db->rootfd, rel, rel);
+		return ldr_fail_errno(db, errno, "cannot open '%s/%s': %s",
+				      db->dir, rel, strerror(errno));
+	}
+	int rc = dir_safe(db, fd, NULL, rel);
+	snprintf(sub, sizeof sub, "%s/e", rel);
+	if (rc == 0)
+		rc = dir_safe(db, fd, "e", sub);
+	snprintf(sub, sizeof sub, "%s/h", rel);
+	if (rc == 0)
+		rc = dir_safe(db, fd, "h", sub);
+	ldr_close(fd);
+	if (rc == 0) {
+		unsigned i =
+		    __atomic_fetch_add(&db->ns_seen_next, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&db->ns_seen[i % LDR_NS_SEEN], h,
+				 __ATOMIC_RELAXED);
+	}
+	return rc;
+}
+
 int ldr_check_ns_internal(larder *db, const char *ns)
 {
 	if (ns && strcmp(ns, LDR_FILES_NS) == 0)
-		return 0;
+		return ns_dirs_check(db, ns);
 	return ldr_check_ns(db, ns);
 }
 
@@ -58,7 +174,7 @@ int ldr_check_ns(larder *db, const char *ns)
 		      c == '-'))
 			goto bad;
 	}
-	return 0;
+	return ns_dirs_check(db, ns);
 bad:
 	return ldr_fail(db, LARDER_EINVAL, 0,
 			"invalid namespace name '%s': want 1..%d of "
@@ -198,6 +314,19 @@ int ldr_open_parent(larder *db, const char *rel, const char **base)
 	dir[slash - rel] = '\0';
 	*base = slash + 1;
 	return ldr_open_beneath(db->rootfd, dir, O_RDONLY | O_DIRECTORY, 0);
+}
+
+int ldr_lstat(larder *db, const char *rel, struct stat *st)
+{
+	const char *base;
+	int dfd = ldr_open_parent(db, rel, &base);
+	if (dfd < 0)
+		return -1;
+	int r = fstatat(dfd, base, st, AT_SYMLINK_NOFOLLOW);
+	int e = errno;
+	ldr_close(dfd);
+	errno = e;
+	return r;
 }
 
 /* One component of a directory path: open it beneath parent, making it
@@ -363,7 +492,7 @@ void ldr_quarantine_entry(larder *db, const char *ns, const void *key,
 	/* Another good entry may replace it between this look and the move:
 	 * then that one goes to quarantine too, and costs a recomputation,
 	 * nothing worse. */
-	if (fstatat(db->rootfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+	if (ldr_lstat(db, rel, &st) == 0) {
 		ldr_count(db, LARDER_CTR_CHECKSUM_FAIL);
 		ldr_quarantine(db, rel, st.st_dev, st.st_ino, why);
 	}
@@ -1181,34 +1310,98 @@ out:
 	return rc;
 }
 
-/* Open directory `rel` beneath the root for reading its names. */
-static DIR *open_dir(larder *db, int dirfd, const char *rel)
+int ldr_walk_dir(larder *db, int dirfd, const char *name, const char *rel,
+		 DIR **out)
 {
-	int fd = ldr_open_beneath(dirfd, rel, O_RDONLY | O_DIRECTORY, 0);
-	if (fd < 0)
-		return NULL;
-	DIR *d = fdopendir(fd);
-	if (!d)
+	*out = NULL;
+	int fd = ldr_open_beneath(dirfd, name, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0) {
+		int e = errno;
+		if (e == ENOENT || e == ESTALE)
+			return 1; /* gone meanwhile */
+		if (e == ELOOP || e == ENOTDIR) {
+			ldr_log(db, LARDER_LOG_WARN,
+				"'%s/%s' is %s: skipped (larder makes a "
+				"directory there; move it out of the store)",
+				db->dir, rel,
+				e == ELOOP ? "a symbolic link"
+					   : "not a directory");
+			return 1;
+		}
+		errno = e;
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
 		ldr_close(fd);
-	(void)db;
-	return d;
+		errno = e;
+		return -1;
+	}
+	if ((st.st_mode & S_IWOTH) &&
+	    !(db->flags & LARDER_OPEN_ALLOW_UNSAFE_MODE)) {
+		ldr_log(db, LARDER_LOG_WARN,
+			"'%s/%s' is writable by every user (mode %04o): anyone "
+			"could plant entries there; skipped (chmod o-w "
+			"'%s/%s', or allow unsafe mode)",
+			db->dir, rel, (unsigned)(st.st_mode & 07777), db->dir,
+			rel);
+		ldr_close(fd);
+		return 1;
+	}
+	if (!(*out = fdopendir(fd))) {
+		int e = errno;
+		ldr_close(fd);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+/* The type of the directory entry de in d, without following a symlink
+ * (d_type where the filesystem fills it in). */
+static unsigned entry_type(DIR *d, const struct dirent *de)
+{
+	if (de->d_type != DT_UNKNOWN)
+		return de->d_type;
+	struct stat st;
+	if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return DT_UNKNOWN;
+	return S_ISDIR(st.st_mode)   ? DT_DIR
+	       : S_ISLNK(st.st_mode) ? DT_LNK
+	       : S_ISREG(st.st_mode) ? DT_REG
+				     : DT_UNKNOWN;
 }
 
 int larder_ns_foreach(larder *db, int (*cb)(const char *ns, void *payload),
 		      void *payload)
 {
-	DIR *d = open_dir(db, db->rootfd, "ns");
-	if (!d) {
-		if (errno == ENOENT)
-			return 0;
-		return ldr_fail_errno(db, errno, "cannot list '%s/ns': %s",
-				      db->dir, strerror(errno));
-	}
-	int rc = 0;
+	DIR *d;
+	int rc = ldr_walk_dir(db, db->rootfd, "ns", "ns", &d);
+	if (rc != 0)
+		return rc > 0 ? 0
+			      : ldr_fail_errno(db, errno,
+					       "cannot list '%s/ns': %s",
+					       db->dir, strerror(errno));
 	struct dirent *de;
-	while (rc == 0 && (de = readdir(d)))
-		if (de->d_name[0] != '.' && strlen(de->d_name) <= LARDER_NS_MAX)
-			rc = cb(de->d_name, payload);
+	while (rc == 0 && (de = readdir(d))) {
+		const char *n = de->d_name;
+		if (n[0] == '.')
+			continue; /* ".", "..", the library's own, temps */
+		/* Anything else larder did not make is reported and skipped:
+		 * one stray file must not stop every walk (and the cleaning
+		 * that keeps the caps) for the whole store. */
+		unsigned t = entry_type(d, de);
+		if (t != DT_DIR || strlen(n) > LARDER_NS_MAX) {
+			ldr_log(db, LARDER_LOG_WARN,
+				"'%s/ns/%s' is %s: skipped", db->dir, n,
+				t == DT_LNK   ? "a symbolic link"
+				: t != DT_DIR ? "not a directory"
+					      : "not a namespace name");
+			continue;
+		}
+		rc = cb(n, payload);
+	}
 	closedir(d);
 	return rc;
 }
@@ -1260,16 +1453,34 @@ int larder_remove(larder *db, const char *ns, const void *key, size_t klen,
 	ldr_entry_hash(ns, key, klen, ver, vlen, h);
 	ldr_hex(h, 16, hex);
 	ldr_file_rel(rel, ns, 'e', hex);
+	/* In its directory opened beneath the root: unlinkat by a path from
+	 * the root would follow a symlinked ns/<ns> or fan-out directory
+	 * and remove a file outside the store. */
 	struct stat st;
-	int64_t bytes = fstatat(db->rootfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0
-			    ? (int64_t)st.st_size
-			    : 0;
-	if (unlinkat(db->rootfd, rel, 0) == 0) {
-		removed = 1;
-		usage_gone(db, rel, bytes);
-	} else if (errno != ENOENT)
-		rc = ldr_fail_errno(db, errno, "cannot remove '%s/%s': %s",
-				    db->dir, rel, strerror(errno));
+	const char *base;
+	int dfd = ldr_open_parent(db, rel, &base);
+	if (dfd < 0) {
+		if (errno == ELOOP)
+			rc = refuse_symlink(db, rel);
+		else if (errno != ENOENT)
+			rc = ldr_fail_errno(db, errno,
+					    "cannot open the directory of "
+					    "'%s/%s': %s",
+					    db->dir, rel, strerror(errno));
+	} else {
+		int64_t bytes =
+		    fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0
+			? (int64_t)st.st_size
+			: 0;
+		if (unlinkat(dfd, base, 0) == 0) {
+			removed = 1;
+			usage_gone(db, rel, bytes);
+		} else if (errno != ENOENT)
+			rc = ldr_fail_errno(db, errno,
+					    "cannot remove '%s/%s': %s",
+					    db->dir, rel, strerror(errno));
+		ldr_close(dfd);
+	}
 	/* The head goes too when it names the removed version, so that a
 	 * version-less get does not chase a missing entry. */
 	if (rc == 0 && hrc == 0 && ldr_head_drop(db, ns, key, klen, ver, vlen))
@@ -1386,6 +1597,13 @@ int ldr_walk_files(larder *db, const char *ns,
 	return ldr_walk_slice(db, ns, 0, 256, cb, payload);
 }
 
+/* A name larder may have made beside the fan-out directories: its temp
+ * files and directories (".tmp.", from open_component). */
+static int is_ours_hidden(const char *name)
+{
+	return name[0] == '.';
+}
+
 int ldr_walk_slice(larder *db, const char *ns, int lo, int hi,
 		   int (*cb)(const char *rel, const uint8_t hash[16],
 			     void *payload),
@@ -1393,35 +1611,70 @@ int ldr_walk_slice(larder *db, const char *ns, int lo, int hi,
 {
 	char rel[LDR_REL_MAX];
 	uint8_t hash[16];
-	snprintf(rel, sizeof rel, "ns/%s/e", ns);
-	DIR *d1 = open_dir(db, db->rootfd, rel);
-	if (!d1)
-		return errno == ENOENT
-			   ? 0
-			   : ldr_fail_errno(db, errno,
-					    "cannot list '%s/%s': %s", db->dir,
-					    rel, strerror(errno));
-	int rc = 0;
+	DIR *d0, *d1;
+	/* Each directory is opened by one name in its parent and checked
+	 * (ldr_walk_dir): a symlink, a stray file or a directory others may
+	 * write is reported and skipped, and the walk goes on. */
+	snprintf(rel, sizeof rel, "ns/%s", ns);
+	int rc = ldr_walk_dir(db, db->rootfd, rel, rel, &d0);
+	if (rc == 0) {
+		snprintf(rel, sizeof rel, "ns/%s/e", ns);
+		rc = ldr_walk_dir(db, dirfd(d0), "e", rel, &d1);
+		closedir(d0);
+	}
+	if (rc != 0)
+		return rc > 0 ? 0
+			      : ldr_fail_errno(db, errno,
+					       "cannot list '%s/%s': %s",
+					       db->dir, rel, strerror(errno));
 	struct dirent *a;
 	while (rc == 0 && (a = readdir(d1))) {
+		if (!strcmp(a->d_name, ".") || !strcmp(a->d_name, ".."))
+			continue;
 		int fan =
 		    is_fan(a->d_name) ? (int)strtol(a->d_name, NULL, 16) : -1;
+		if (fan < 0 && lo == 0 && !is_ours_hidden(a->d_name))
+			ldr_log(db, LARDER_LOG_WARN,
+				"'%s/%s/%s' is not larder's: skipped", db->dir,
+				rel, a->d_name);
 		if (fan < lo || fan >= hi)
 			continue;
 		char rel2[LDR_REL_MAX + 512];
-		snprintf(rel2, sizeof rel2, "ns/%s/e/%s", ns, a->d_name);
-		DIR *d2 = open_dir(db, db->rootfd, rel2);
-		if (!d2)
+		snprintf(rel2, sizeof rel2, "%s/%s", rel, a->d_name);
+		DIR *d2;
+		int r2 = ldr_walk_dir(db, dirfd(d1), a->d_name, rel2, &d2);
+		if (r2 != 0) {
+			if (r2 < 0)
+				ldr_log(db, LARDER_LOG_WARN,
+					"cannot list '%s/%s': %s: skipped",
+					db->dir, rel2, strerror(errno));
 			continue;
+		}
 		struct dirent *b;
 		while (rc == 0 && (b = readdir(d2))) {
-			if (!is_fan(b->d_name))
+			if (!strcmp(b->d_name, ".") || !strcmp(b->d_name, ".."))
 				continue;
+			if (!is_fan(b->d_name)) {
+				if (!is_ours_hidden(b->d_name))
+					ldr_log(db, LARDER_LOG_WARN,
+						"'%s/%s/%s' is not larder's: "
+						"skipped",
+						db->dir, rel2, b->d_name);
+				continue;
+			}
 			char rel3[LDR_REL_MAX + 1024];
 			snprintf(rel3, sizeof rel3, "%s/%s", rel2, b->d_name);
-			DIR *d3 = open_dir(db, db->rootfd, rel3);
-			if (!d3)
+			DIR *d3;
+			int r3 =
+			    ldr_walk_dir(db, dirfd(d2), b->d_name, rel3, &d3);
+			if (r3 != 0) {
+				if (r3 < 0)
+					ldr_log(db, LARDER_LOG_WARN,
+						"cannot list '%s/%s': %s: "
+						"skipped",
+						db->dir, rel3, strerror(errno));
 				continue;
+			}
 			struct dirent *c;
 			while (rc == 0 && (c = readdir(d3))) {
 				if (unhex(c->d_name, hash) != 0)
@@ -1500,8 +1753,12 @@ int larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
 	ldr_hex(w.want, 16, hex);
 	ldr_file_rel(rel, ns, 'e', hex);
 	free(headver);
-	if (faccessat(db->rootfd, rel, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
-		return ldr_fail_errno(db, errno, "no entry file '%s/%s': %s",
-				      db->dir, rel, strerror(errno));
+	struct stat st;
+	if (ldr_lstat(db, rel, &st) != 0)
+		return errno == ELOOP
+			   ? refuse_symlink(db, rel)
+			   : ldr_fail_errno(db, errno,
+					    "no entry file '%s/%s': %s",
+					    db->dir, rel, strerror(errno));
 	return describe(&w, ns, rel);
 }

@@ -12,6 +12,7 @@
 #ifndef LARDER_STORE_H
 #define LARDER_STORE_H
 
+#include <dirent.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/stat.h>
@@ -24,6 +25,7 @@
 #define LDR_STORE_FORMAT 1
 #define LDR_DEFAULT_MMAP (64u << 10)
 #define LDR_REL_MAX 192
+#define LDR_NS_SEEN 32 /* namespaces a handle remembers as checked */
 #define LDR_HEAD_MAGIC                                                         \
 	"\x89LDRHEAD" /* "ns/<64>/e/xx/yy/<32>" and temp names fit */
 
@@ -46,7 +48,11 @@ struct larder {
 	int said_newer;	       /* "newer format" is logged once per handle */
 	int said_unremembered; /* "cannot remember file hashes", once */
 	int said_config;       /* "ignoring DIR/config", once */
-	int network;	       /* the store is on a network filesystem */
+	/* Namespaces whose directories were found safe (store.c): hashes
+	 * of their names, 0 = free slot. */
+	uint64_t ns_seen[LDR_NS_SEEN];
+	unsigned ns_seen_next;
+	int network; /* the store is on a network filesystem */
 	char host[64];
 	/* This boot of this host's kernel (/proc/sys/kernel/random/boot_id):
 	 * file fingerprints mean something only inside it (version.c). */
@@ -73,7 +79,11 @@ int ldr_mode_valid(unsigned mode);
 /* The widest of them that the umask `mask` allows. */
 unsigned ldr_mode_for_umask(unsigned mask);
 
-/* 0 if `ns` is a valid namespace name, else LARDER_EINVAL (recorded). */
+/* 0 if `ns` is a valid namespace name whose directories are safe to use:
+ * else LARDER_EINVAL, or LARDER_EPERM for a symlink or a directory that
+ * others may write (docs/security.md), recorded. Every call that takes a
+ * namespace starts with it; the directories are looked at on the
+ * handle's first use of the namespace only. */
 int ldr_check_ns(larder *db, const char *ns);
 
 /* The internal namespace where file versions remember content hashes
@@ -134,6 +144,10 @@ int ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
 /* Open the directory of rel beneath the root (no symlinks followed);
  * *base points at rel's last component. -1 with errno on failure. */
 int ldr_open_parent(larder *db, const char *rel, const char **base);
+
+/* lstat of rel beneath the root, following no symlink on the way. 0, or
+ * -1 with errno (ELOOP: a symlinked directory on the way). */
+int ldr_lstat(larder *db, const char *rel, struct stat *st);
 
 /* Open directory rel beneath the root, creating it (and its parents) if
  * missing; bounded retries where a network filesystem lags behind
@@ -226,6 +240,13 @@ int ldr_config_read(larder *db, const char *dirrel, char *buf, size_t size);
 /* Replace it atomically (temp + rename) with `lines` first, then every
  * old line whose name `lines` does not set. 0 or a recorded error. */
 int ldr_config_replace(larder *db, const char *dirrel, const char *lines);
+
+/* Open directory `name` in dirfd (its path beneath the root: rel) for a
+ * walk: 0 and *out; 1 if it is to be skipped: gone meanwhile, or, after a
+ * warning naming it, a symlink, not a directory, or writable by others
+ * (docs/security.md); -1 with errno for another failure. */
+int ldr_walk_dir(larder *db, int dirfd, const char *name, const char *rel,
+		 DIR **out);
 
 /* Call cb for each entry file of namespace ns: its path beneath the root
  * and the hash its name claims. A non-zero return stops the walk and is

@@ -89,6 +89,15 @@ static void put(larder *db, const char *ns, const char *key)
 		  0);
 }
 
+/* A put of k4 (new: its fan-out directories may be made) and of k1 again
+ * (an existing name), whatever they return. */
+static void put_flags_any(larder *db)
+{
+	larder_put(db, "n", "k4", 2, "v", 1, "data", 4, NULL);
+	larder_put(db, "n", "k1", 2, "w", 1, "data", 4, NULL);
+	larder_put(db, "n", "k1", 2, "v", 1, "data", 4, NULL);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Modes                                                                   */
 
@@ -545,4 +554,341 @@ TEST(store_config_of_another_user_or_writable_by_others_is_ignored)
 	ASSERT_EQ(cap_seen(dir), 5);
 	ASSERT_EQ(warnings, 2);
 	ASSERT_MODE(config, 0644);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Symlinks planted in the store                                           */
+
+/* Where a symlink is planted: a directory of the store, moved outside
+ * the store and replaced by a symlink to where it went. */
+enum place { P_NS, P_NSDIR, P_E, P_H, P_EFAN1, P_EFAN2, P_HFAN2, P_COUNT };
+static const char *const place_name[P_COUNT] = {
+    "ns/", "ns/<ns>", "e/", "h/", "e/<fan>", "e/<fan>/<fan>", "h/<fan>/<fan>",
+};
+
+enum op { O_GET, O_PUT, O_RM, O_TTL, O_GC, O_VERIFY, O_SWEEP, O_LS, O_COUNT };
+static const char *const op_name[O_COUNT] = {
+    "get", "put", "rm", "config --ns", "gc", "verify --repair", "sweep", "ls",
+};
+
+/* Everything under dir, names, kinds, sizes, modes and contents, as one
+ * text in `out`. */
+static void snapshot(const char *dir, const char *out)
+{
+	ASSERT_EQ(test_sh("cd '%s' && { find . -printf '%%p %%y %%s %%m\\n'; "
+			  "find . -type f -exec md5sum {} +; } | sort > '%s'",
+			  dir, out),
+		  0);
+}
+
+static int copy_path(const larder_entry_info *info, void *payload)
+{
+	snprintf(payload, 4096, "%s", info->path);
+	return 0;
+}
+
+static int count_entries(const larder_entry_info *info, void *payload)
+{
+	(void)info;
+	(*(int *)payload)++;
+	return 0;
+}
+
+/* The directory of the store at `store` for place p: its path under
+ * the store (e: an entry's file, h: a head's file). */
+static void place_rel(enum place p, const char *e, const char *h, char *out,
+		      size_t size)
+{
+	char buf[4096];
+	const char *file = p == P_HFAN2 ? h : e;
+	snprintf(buf, sizeof buf, "%s", file);
+	switch (p) {
+	case P_NS:
+		snprintf(out, size, "ns");
+		return;
+	case P_NSDIR:
+		snprintf(out, size, "ns/n");
+		return;
+	case P_E:
+		snprintf(out, size, "ns/n/e");
+		return;
+	case P_H:
+		snprintf(out, size, "ns/n/h");
+		return;
+	case P_EFAN1:
+		*strrchr(buf, '/') = '\0';
+		*strrchr(buf, '/') = '\0';
+		break;
+	default:
+		*strrchr(buf, '/') = '\0';
+		break;
+	}
+	snprintf(out, size, "%s", buf);
+}
+
+static void symlinked(enum place p, enum op o)
+{
+	char store[4096], outside[4096], snap[4096], snap2[4096];
+	snprintf(store, sizeof store, "%s", test_path("store"));
+	snprintf(outside, sizeof outside, "%s", test_path("outside"));
+	snprintf(snap, sizeof snap, "%s", test_path("before"));
+	snprintf(snap2, sizeof snap2, "%s", test_path("after"));
+	larder *db = create(store, 0664);
+	put(db, "n", "k1");
+	put(db, "n", "k2");
+	put(db, "n", "k3");
+	char e[4096], h[4096], rel[4096];
+	/* The entry of k1 and its head: store-relative paths. */
+	ASSERT_RC(db, larder_inspect(db, "n", "k1", 2, "v", 1, 0, copy_path, e),
+		  0);
+	memmove(e, e + strlen(store) + 1, strlen(e + strlen(store) + 1) + 1);
+	uint8_t hash[16];
+	char hex[33];
+	ldr_head_hash("n", "k1", 2, hash);
+	ldr_hex(hash, 16, hex);
+	ldr_file_rel(h, "n", 'h', hex);
+	larder_close(db);
+	place_rel(p, e, h, rel, sizeof rel);
+
+	/* Move it out, leave a symlink, and give the outside copy things a
+	 * walk would act on if it went there: an old temp file for the
+	 * sweep, and entries over the cap for the cleaning. */
+	ASSERT_EQ(mkdir(outside, 0755), 0);
+	ASSERT_EQ(test_sh("mv '%s/%s' '%s/moved' && ln -s '%s/moved' '%s/%s' "
+			  "&& find '%s/moved' -type d -exec sh -c 'touch -d "
+			  "\"3 days ago\" \"$1/.tmp.h.1.0123456789abcdef\"' "
+			  "sh {} \\;",
+			  store, rel, outside, outside, store, rel, outside),
+		  0);
+	snapshot(outside, snap);
+
+	/* A fair user does not even get that far; one who insists must not
+	 * be led outside either. */
+	larder *plain = (larder *)&plain;
+	if (p == P_NS) {
+		ASSERT_RC(NULL, larder_open(&plain, store, NULL), LARDER_EPERM);
+		ASSERT(strstr(larder_open_errmsg(), "symbolic link"));
+	}
+	db = reopen(store, LARDER_OPEN_ALLOW_UNSAFE_MODE);
+	larder_limits l = LARDER_LIMITS_INIT;
+	l.max_entries = 1;
+	int rc = 0, n = 0;
+	larder_entry *got = NULL;
+	larder_gc_report gr;
+	larder_sweep_report sr;
+	switch (o) {
+	case O_GET:
+		rc = larder_get(&got, db, "n", "k1", 2, "v", 1);
+		if (rc == 0 && p != P_H && p != P_HFAN2)
+			test_fail(__FILE__, __LINE__,
+				  "served an entry through a symlinked %s",
+				  place_name[p]);
+		larder_entry_release(got);
+		break;
+	case O_PUT:
+		put_flags_any(db);
+		break;
+	case O_RM:
+		rc = larder_remove(db, "n", "k1", 2, "v", 1);
+		break;
+	case O_TTL:
+		rc = larder_ns_set_ttl(db, "n", 60);
+		rc = larder_ns_set_ttl(db, "m", 60);
+		break;
+	case O_GC:
+		ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
+		ASSERT_RC(db, larder_gc(db, NULL, 0, &gr), 0);
+		break;
+	case O_VERIFY:
+		ASSERT_RC(db,
+			  larder_walk(db, NULL,
+				      LARDER_WALK_VERIFY | LARDER_WALK_REPAIR,
+				      count_entries, &n),
+			  0);
+		break;
+	case O_SWEEP:
+		ASSERT_RC(db, larder_sweep(db, NULL, 0, &sr), 0);
+		break;
+	case O_LS:
+		ASSERT_RC(db, larder_walk(db, NULL, 0, count_entries, &n), 0);
+		break;
+	default:
+		break;
+	}
+	(void)rc;
+	larder_close(db);
+	snapshot(outside, snap2);
+	if (test_sh("cmp -s '%s' '%s'", snap, snap2) != 0) {
+		test_sh("diff '%s' '%s' >&2", snap, snap2);
+		test_fail(__FILE__, __LINE__,
+			  "%s through a symlinked %s changed what is outside "
+			  "the store",
+			  op_name[o], place_name[p]);
+	}
+	ASSERT_EQ(test_sh("rm -rf '%s' '%s'", store, outside), 0);
+}
+
+static void every_op_through_every_symlink(void)
+{
+	for (int p = 0; p < P_COUNT; p++)
+		for (int o = 0; o < O_COUNT; o++)
+			symlinked((enum place)p, (enum op)o);
+}
+
+TEST(no_operation_reaches_outside_the_store_through_a_symlink)
+{
+	every_op_through_every_symlink();
+}
+
+TEST(no_operation_reaches_outside_the_store_through_a_symlink_without_openat2)
+{
+	ldr_test_no_openat2();
+	every_op_through_every_symlink();
+}
+
+/* ---------------------------------------------------------------------- */
+/* Directories others may write, and stray files                          */
+
+static char logged[8192];
+
+static void keep_log(int level, const char *msg, void *payload)
+{
+	(void)payload;
+	if (level <= LARDER_LOG_WARN &&
+	    strlen(logged) + strlen(msg) + 2 < sizeof logged) {
+		strcat(logged, msg);
+		strcat(logged, "\n");
+	}
+}
+
+static larder *open_logged(const char *dir, unsigned flags)
+{
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = flags;
+	o.log = keep_log;
+	larder *db = NULL;
+	ASSERT_RC(NULL, larder_open(&db, dir, &o), 0);
+	logged[0] = '\0';
+	return db;
+}
+
+static int entries_in(larder *db)
+{
+	int n = 0;
+	ASSERT_RC(db, larder_walk(db, NULL, 0, count_entries, &n), 0);
+	return n;
+}
+
+TEST(namespace_directory_writable_by_others_is_refused)
+{
+	char dir[4096], p[4200];
+	snprintf(dir, sizeof dir, "%s", test_path("store"));
+	larder *db = create(dir, 0644);
+	put(db, "n", "k");
+	put(db, "m", "k");
+	larder_close(db);
+	static const char *const subs[] = {"ns/n", "ns/n/e", "ns/n/h"};
+	for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
+		snprintf(p, sizeof p, "%s/%s", dir, subs[i]);
+		ASSERT_EQ(chmod(p, 0757), 0);
+		db = open_logged(dir, 0);
+		larder_entry *e = NULL;
+		ASSERT_RC(db, larder_get(&e, db, "n", "k", 1, "v", 1),
+			  LARDER_EPERM);
+		ASSERT(strstr(larder_errmsg(db), "writable by every user"));
+		ASSERT(strstr(larder_errmsg(db), subs[i]));
+		ASSERT_RC(db,
+			  larder_put(db, "n", "k2", 2, "v", 1, "x", 1, NULL),
+			  LARDER_EPERM);
+		/* Other namespaces are fine; a walk skips this one. */
+		ASSERT_RC(db, larder_get(&e, db, "m", "k", 1, "v", 1), 0);
+		larder_entry_release(e);
+		if (i < 2) {
+			ASSERT_EQ(entries_in(db), 1);
+			ASSERT(strstr(logged, "skipped"));
+		}
+		larder_close(db);
+		db = reopen(dir, LARDER_OPEN_ALLOW_UNSAFE_MODE);
+		ASSERT_RC(db, larder_get(&e, db, "n", "k", 1, "v", 1), 0);
+		larder_entry_release(e);
+		larder_close(db);
+		ASSERT_EQ(chmod(p, 0755), 0);
+	}
+	/* A fan-out directory: the walk reports and skips it. */
+	snprintf(p, sizeof p, "%s/ns/n/e/*/*", dir);
+	ASSERT_EQ(chmod(one_match(p), 0757), 0);
+	db = open_logged(dir, 0);
+	ASSERT_EQ(entries_in(db), 1);
+	ASSERT(strstr(logged, "writable by every user"));
+	larder_close(db);
+}
+
+/* The verdict on a namespace's directories is kept by the handle: a hit
+ * pays no syscall for it. */
+TEST(namespace_directories_are_looked_at_on_first_use_only)
+{
+	char dir[4096], p[4200];
+	snprintf(dir, sizeof dir, "%s", test_path("store"));
+	larder *db = create(dir, 0644);
+	put(db, "n", "k");
+	larder_entry *e = NULL;
+	ASSERT_RC(db, larder_get(&e, db, "n", "k", 1, "v", 1), 0);
+	larder_entry_release(e);
+	snprintf(p, sizeof p, "%s/ns/n", dir);
+	ASSERT_EQ(chmod(p, 0757), 0);
+	ASSERT_RC(db, larder_get(&e, db, "n", "k", 1, "v", 1), 0);
+	larder_entry_release(e);
+	larder_close(db);
+	db = reopen(dir, 0);
+	ASSERT_RC(db, larder_get(&e, db, "n", "k", 1, "v", 1), LARDER_EPERM);
+	larder_close(db);
+}
+
+/* One stray file must not stop the walks, nor the cleaning that keeps
+ * the caps: it is reported and skipped. */
+TEST(stray_files_and_symlinks_in_the_tree_are_reported_and_skipped)
+{
+	char dir[4096], p[4200];
+	snprintf(dir, sizeof dir, "%s", test_path("store"));
+	larder *db = create(dir, 0644);
+	larder_limits l = LARDER_LIMITS_INIT;
+	l.max_entries = 3;
+	ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
+	put(db, "n", "k0");
+	larder_close(db);
+	ASSERT_EQ(test_sh("cd '%s' && echo x > ns/junk && ln -s /etc "
+			  "ns/link && echo x > ns/n/e/junk && "
+			  "ln -s /etc ns/n/e/ff && d=$(ls -d ns/n/e/[0-9a-f]*"
+			  " | head -1) && echo x > $d/zz && ln -s /etc $d/00",
+			  dir),
+		  0);
+	db = open_logged(dir, 0);
+	for (int i = 1; i < 8; i++) {
+		char key[16];
+		snprintf(key, sizeof key, "k%d", i);
+		put(db, "n", key);
+	}
+	/* The cap holds (a cleaning goes a little below it). */
+	int left = entries_in(db);
+	ASSERT(left >= 1 && left <= 3);
+	static const char *const named[] = {"ns/junk", "ns/link", "e/junk",
+					    "e/ff",    "/zz",	  "/00"};
+	for (size_t i = 0; i < sizeof named / sizeof *named; i++)
+		if (!strstr(logged, named[i]))
+			test_fail(__FILE__, __LINE__,
+				  "'%s' not reported in:\n%s", named[i],
+				  logged);
+	int n = 0;
+	ASSERT_RC(db,
+		  larder_walk(db, NULL, LARDER_WALK_VERIFY | LARDER_WALK_REPAIR,
+			      count_entries, &n),
+		  0);
+	larder_gc_report gr;
+	ASSERT_RC(db, larder_gc(db, NULL, 0, &gr), 0);
+	larder_sweep_report sr;
+	ASSERT_RC(db, larder_sweep(db, NULL, 0, &sr), 0);
+	larder_close(db);
+	/* Reported, not removed: they are not larder's to remove. */
+	snprintf(p, sizeof p, "%s/ns/junk", dir);
+	ASSERT(access(p, F_OK) == 0);
 }
