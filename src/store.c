@@ -155,15 +155,12 @@ static int ns_dirs_check(larder *db, const char *ns)
 	return rc;
 }
 
-int ldr_check_ns_internal(larder *db, const char *ns)
+/* 0 if ns is a valid namespace name (internal: or the library's own),
+ * else LARDER_EINVAL, recorded. */
+static int check_ns_name(larder *db, const char *ns, int internal)
 {
-	if (ns && strcmp(ns, LDR_FILES_NS) == 0)
-		return ns_dirs_check(db, ns);
-	return ldr_check_ns(db, ns);
-}
-
-int ldr_check_ns(larder *db, const char *ns)
-{
+	if (internal && ns && strcmp(ns, LDR_FILES_NS) == 0)
+		return 0;
 	size_t n = ns ? strlen(ns) : 0;
 	if (n == 0 || n > LARDER_NS_MAX || ns[0] == '.')
 		goto bad;
@@ -174,12 +171,24 @@ int ldr_check_ns(larder *db, const char *ns)
 		      c == '-'))
 			goto bad;
 	}
-	return ns_dirs_check(db, ns);
+	return 0;
 bad:
 	return ldr_fail(db, LARDER_EINVAL, 0,
 			"invalid namespace name '%s': want 1..%d of "
 			"[A-Za-z0-9._-], not starting with '.'",
 			ns ? ns : "(null)", LARDER_NS_MAX);
+}
+
+int ldr_check_ns_internal(larder *db, const char *ns)
+{
+	int rc = check_ns_name(db, ns, 1);
+	return rc ? rc : ns_dirs_check(db, ns);
+}
+
+int ldr_check_ns(larder *db, const char *ns)
+{
+	int rc = check_ns_name(db, ns, 0);
+	return rc ? rc : ns_dirs_check(db, ns);
 }
 
 static uint8_t *put_len(uint8_t *p, size_t n)
@@ -1721,7 +1730,9 @@ int larder_walk(larder *db, const char *ns, unsigned flags,
 {
 	struct walk w = {db, flags, cb, payload, {0}};
 	if (ns) {
-		int rc = ldr_check_ns_internal(db, ns);
+		/* The name only: like any walk, this one reports and skips a
+		 * directory it must not use. */
+		int rc = check_ns_name(db, ns, 1);
 		return rc ? rc : walk_ns(&w, ns);
 	}
 	return larder_ns_foreach(db, walk_ns_cb, &w);
