@@ -1262,6 +1262,13 @@ int ldr_config_replace(larder *db, const char *dirrel, const char *lines)
 	/* Every step in the config's own directory, opened beneath the root:
 	 * a rename or unlink by a path from the root would follow a
 	 * symlinked ns/ or ns/<ns>. */
+	/* The store's config is its owner's (docs/security.md): one made by
+	 * anyone else would be ignored, so say so now. */
+	if (!*dirrel && geteuid() != db->owner)
+		return ldr_fail(db, LARDER_EPERM, EPERM,
+				"cannot change '%s/config': only the store's "
+				"owner (uid %u) may",
+				db->dir, (unsigned)db->owner);
 	int dfd = *dirrel ? ldr_open_dir(db, dirrel)
 			  : fcntl(db->rootfd, F_DUPFD_CLOEXEC, 0);
 	if (dfd < 0)
