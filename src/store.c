@@ -39,14 +39,13 @@ void ldr_log(larder *db, int level, const char *fmt, ...)
 	db->log(level, msg, db->log_payload);
 }
 
-/* The first symlink on the way to rel (beneath the root), refused with a
- * message naming it: LARDER_EPERM, recorded on db. */
-static int refuse_symlink(larder *db, const char *rel)
+/* The first symlink on the way to rel (beneath the root): 1 and its path
+ * in part, or 0 if there is none (any more). */
+static int find_symlink(larder *db, const char *rel, char *part, size_t size)
 {
-	char part[LDR_REL_MAX + 64];
 	size_t n = strlen(rel);
-	if (n >= sizeof part)
-		n = sizeof part - 1;
+	if (n >= size)
+		n = size - 1;
 	for (size_t i = 0; i <= n; i++) {
 		if (i < n && rel[i] != '/')
 			continue;
@@ -54,28 +53,53 @@ static int refuse_symlink(larder *db, const char *rel)
 		part[i] = '\0';
 		const char *base = strrchr(part, '/');
 		struct stat st;
-		int dfd = db->rootfd, r;
+		int r;
 		if (base) {
 			part[base - part] = '\0';
-			dfd = ldr_open_beneath(db->rootfd, part,
-					       O_RDONLY | O_DIRECTORY, 0);
+			int dfd = ldr_open_beneath(db->rootfd, part,
+						   O_RDONLY | O_DIRECTORY, 0);
 			part[base - part] = '/';
 			if (dfd < 0)
-				break;
+				return 0;
 			r = fstatat(dfd, base + 1, &st, AT_SYMLINK_NOFOLLOW);
 			ldr_close(dfd);
 		} else {
-			r = fstatat(dfd, part, &st, AT_SYMLINK_NOFOLLOW);
+			r = fstatat(db->rootfd, part, &st, AT_SYMLINK_NOFOLLOW);
 		}
 		if (r == 0 && S_ISLNK(st.st_mode))
-			return ldr_fail(db, LARDER_EPERM, ELOOP,
-					"'%s/%s' is a symbolic link: refusing "
-					"(larder follows none inside a store)",
-					db->dir, part);
+			return 1;
 	}
+	return 0;
+}
+
+/* A symlink on the way to rel, refused with a message naming it:
+ * LARDER_EPERM, recorded on db. */
+static int refuse_symlink(larder *db, const char *rel)
+{
+	char part[LDR_REL_MAX + 64];
+	if (find_symlink(db, rel, part, sizeof part))
+		return ldr_fail(db, LARDER_EPERM, ELOOP,
+				"'%s/%s' is a symbolic link: refusing (larder "
+				"follows none inside a store)",
+				db->dir, part);
 	return ldr_fail(db, LARDER_EPERM, ELOOP,
 			"a symbolic link on the way to '%s/%s': refusing",
 			db->dir, rel);
+}
+
+/* The same as a warning, for a caller that reports its own failure (a
+ * reader, a writer): the user learns which path to look at. errno is
+ * kept. */
+static void note_symlink(larder *db, const char *rel)
+{
+	char part[LDR_REL_MAX + 64];
+	int e = errno;
+	if (find_symlink(db, rel, part, sizeof part))
+		ldr_log(db, LARDER_LOG_WARN,
+			"'%s/%s' is a symbolic link: refusing (larder follows "
+			"none inside a store)",
+			db->dir, part);
+	errno = e;
 }
 
 /* A directory of the store met by name in dirfd (NULL: dirfd itself),
@@ -134,7 +158,10 @@ static int ns_dirs_check(larder *db, const char *ns)
 		if (errno == ELOOP)
 			return refuse_symlink(db, rel);
 		if (errno == ENOTDIR)
-			return dir_safe(db, db->rootfd, rel, rel);
+			return ldr_fail(db, LARDER_ENOTSTORE, ENOTDIR,
+					"'%s/%s' is not a directory: refusing "
+					"(move it out of the store)",
+					db->dir, rel);
 		return ldr_fail_errno(db, errno, "cannot open '%s/%s': %s",
 				      db->dir, rel, strerror(errno));
 	}
@@ -311,7 +338,8 @@ static int take_away(int dfd, const char *name, dev_t dev, ino_t ino, int tdfd,
 	return 0;
 }
 
-int ldr_open_parent(larder *db, const char *rel, const char **base)
+/* ldr_open_parent; `note`: warn naming a symlink met on the way. */
+static int open_parent(larder *db, const char *rel, const char **base, int note)
 {
 	char dir[LDR_REL_MAX + 64];
 	const char *slash = strrchr(rel, '/');
@@ -322,13 +350,21 @@ int ldr_open_parent(larder *db, const char *rel, const char **base)
 	memcpy(dir, rel, (size_t)(slash - rel));
 	dir[slash - rel] = '\0';
 	*base = slash + 1;
-	return ldr_open_beneath(db->rootfd, dir, O_RDONLY | O_DIRECTORY, 0);
+	int fd = ldr_open_beneath(db->rootfd, dir, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0 && errno == ELOOP && note)
+		note_symlink(db, dir);
+	return fd;
+}
+
+int ldr_open_parent(larder *db, const char *rel, const char **base)
+{
+	return open_parent(db, rel, base, 1);
 }
 
 int ldr_lstat(larder *db, const char *rel, struct stat *st)
 {
 	const char *base;
-	int dfd = ldr_open_parent(db, rel, &base);
+	int dfd = open_parent(db, rel, &base, 0);
 	if (dfd < 0)
 		return -1;
 	int r = fstatat(dfd, base, st, AT_SYMLINK_NOFOLLOW);
@@ -371,6 +407,8 @@ static int open_component(larder *db, int parent, const char *name)
 int ldr_open_dir(larder *db, const char *rel)
 {
 	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0 && errno == ELOOP)
+		note_symlink(db, rel);
 	if (fd >= 0 || errno != ENOENT)
 		return fd;
 	if (ldr_mkdirs(db->rootfd, rel, db->dmode) == 0) {
@@ -1474,7 +1512,7 @@ int larder_remove(larder *db, const char *ns, const void *key, size_t klen,
 	 * and remove a file outside the store. */
 	struct stat st;
 	const char *base;
-	int dfd = ldr_open_parent(db, rel, &base);
+	int dfd = open_parent(db, rel, &base, 0);
 	if (dfd < 0) {
 		if (errno == ELOOP)
 			rc = refuse_symlink(db, rel);

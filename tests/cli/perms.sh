@@ -114,6 +114,12 @@ fresh
 plant nsdir
 expect_rc 3 "a symlinked ns/<ns> is refused on its first use" L --ns n get k1
 expect_err "ns/n' is a symbolic link: refusing" "the message names it"
+fresh
+L --ns n inspect k1 >"$T/k1.json"
+efile=$(json_get "$T/k1.json" "j['path']")
+plant efan2
+expect_rc 3 "an entry under a symlinked fan-out directory is refused" L --ns n get k1 --version "$(json_get "$T/k1.json" "j['version']")"
+expect_err "$(dirname "$efile")' is a symbolic link: refusing" "the message names the symlink"
 rm -rf "$T/outside"
 
 # --- strays -----------------------------------------------------------------
