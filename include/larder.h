@@ -256,7 +256,8 @@ LARDER_API int larder_ns_set_ttl(larder *db, const char *ns,
 LARDER_API int larder_ns_get_ttl(larder *db, const char *ns, int64_t *out);
 
 /* Call cb for each namespace name; a non-zero return from cb stops the
- * walk and is returned. */
+ * walk and is returned. Anything in ns/ that is not a namespace's
+ * directory is logged as a warning and skipped. */
 LARDER_API int larder_ns_foreach(larder *db,
 				 int (*cb)(const char *ns, void *payload),
 				 void *payload);
@@ -765,7 +766,10 @@ typedef struct larder_entry_info {
 
 /* Call cb for each entry of namespace `ns` (NULL = every namespace). The
  * info is valid during the call only. A non-zero return from cb stops the
- * walk and is returned. */
+ * walk and is returned. What larder did not make where it keeps its
+ * directories (a stray file, a symlink) or a directory every user may
+ * write is logged as a warning and skipped, as in every walk (the
+ * cleaning, the sweep): it never stops the walk. */
 LARDER_API int larder_walk(larder *db, const char *ns, unsigned flags,
 			   int (*cb)(const larder_entry_info *info,
 				     void *payload),
