@@ -833,7 +833,10 @@ LARDER_API int larder_limits_get(larder *db, const char *ns,
 				 larder_limits *out);
 /* Set them (the file is replaced atomically; lines this version does not
  * know are kept). With a namespace, only max_bytes and max_entries are
- * written. LARDER_EINVAL for negative caps, bad watermarks or interval. */
+ * written. LARDER_EINVAL for negative caps, bad watermarks or interval.
+ * The store's own (ns NULL) are its owner's to set: LARDER_EPERM for
+ * anyone else (docs/security.md); a store config that is not the
+ * owner's, or that others may write, is ignored with a warning. */
 LARDER_API int larder_limits_set(larder *db, const char *ns,
 				 const larder_limits *limits);
 
