@@ -140,6 +140,11 @@ int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
  * Returns CLI_CONTINUE if it was one, CLI_USAGE (reported) if not. */
 int cli_global_opt(struct cli *c, int id, const char *arg);
 
+/* Set c->dir: --dir, else $LARDER_DIR, else the default under
+ * $XDG_CACHE_HOME or $HOME (then c->dir_buf holds it). CLI_OK, or the
+ * exit code after reporting. */
+int cli_resolve_dir(struct cli *c);
+
 /* Open the store at c->dir (resolving the default first), with the
  * library's log going to stderr at the level of --log-level (else
  * $LARDER_LOG_LEVEL, else warn); any log callback in opts is replaced.

@@ -521,7 +521,7 @@ out:
 
 /* The default store directory, per the XDG base directory spec (which
  * says to ignore a relative XDG_CACHE_HOME). */
-static int resolve_dir(struct cli *c)
+int cli_resolve_dir(struct cli *c)
 {
 	const char *env;
 	const char *suffix;
@@ -555,7 +555,7 @@ int cli_open(struct cli *c, larder **out, const larder_opts *opts)
 	const char *msg;
 	int rc;
 
-	rc = resolve_dir(c);
+	rc = cli_resolve_dir(c);
 	if (rc != CLI_OK)
 		return rc;
 	if (!c->log_level) {

@@ -188,9 +188,16 @@ typedef struct larder_opts {
 	unsigned version; /* LARDER_OPTS_VERSION */
 	unsigned flags;	  /* LARDER_OPEN_* */
 	int fsync;	  /* enum larder_fsync; DEFAULT = store's policy */
-	/* With LARDER_OPEN_CREATE, for a new store: permission bits for files
-	 * (directories get the matching x bits). 0 = 0644. 0664 makes a
-	 * group-shared store (directories 2775, setgid). */
+	/* With LARDER_OPEN_CREATE, for a new store: its mode, one of 0600
+	 * (private), 0640 (group reads), 0644 (everyone reads), 0660 (a
+	 * group-shared store: members publish) or 0664 (the same, everyone
+	 * reads); anything else is LARDER_EINVAL. 0 = the widest of these
+	 * the calling process's umask allows (022: 0644, 027: 0640, 077:
+	 * 0600, 007: 0660, 002: 0664). Files take these bits less what
+	 * docs/security.md says (published entries are read-only, the
+	 * marker and config the owner's), whatever the umask; directories
+	 * get x where r, setgid when the group has access, and the top one
+	 * is sticky when the group may write. */
 	unsigned create_mode;
 	/* With LARDER_OPEN_CREATE, for a new store: its fsync policy. */
 	int create_fsync;
@@ -216,11 +223,18 @@ typedef struct larder_opts {
 	}
 
 /* Open the store at `dir`. opts may be NULL (defaults). Fails with
- * LARDER_ENOTFOUND if there is no store (and no LARDER_OPEN_CREATE),
- * LARDER_ENOTSTORE if the directory exists, is not empty and is not a
- * store, LARDER_EVERSION if the store was made by a newer larder,
- * LARDER_EPERM if the directory is writable by others and
- * LARDER_OPEN_ALLOW_UNSAFE_MODE is not set. On failure *out is NULL; a
+ * LARDER_ENOTFOUND if there is no store (and no LARDER_OPEN_CREATE), or
+ * with LARDER_OPEN_CREATE if dir's parent does not exist (only dir itself
+ * is made), LARDER_ENOTSTORE if the directory exists, is not empty and
+ * is not a store, LARDER_EVERSION if the store was made by a newer
+ * larder. LARDER_EPERM, unless LARDER_OPEN_ALLOW_UNSAFE_MODE is set
+ * (docs/security.md): the directory, or ns/, quarantine/ or stats/ in
+ * it, is writable by others or a symbolic link; or the marker is not the
+ * directory owner's, is writable by group or others, asks for a mode
+ * larder never makes or has no valid format line. (A marker that the
+ * caller owns and the group may write, as earlier versions made it, is
+ * made the owner's instead, and a group-writable top directory that
+ * the caller owns is made sticky.) On failure *out is NULL; a
  * message is available from larder_open_errmsg() in the calling thread. */
 LARDER_API int larder_open(larder **out, const char *dir,
 			   const larder_opts *opts);
@@ -241,6 +255,10 @@ LARDER_API const char *larder_open_errmsg(void);
 /* The store's directory as given to larder_open. */
 LARDER_API const char *larder_dir(const larder *db);
 
+/* The store's mode, as its marker says: 0600, 0640, 0644, 0660 or 0664
+ * (see larder_opts.create_mode). */
+LARDER_API unsigned larder_mode(const larder *db);
+
 /* ---------------------------------------------------------------------- */
 /* Namespaces                                                              */
 /*
@@ -259,7 +277,8 @@ LARDER_API int larder_ns_set_ttl(larder *db, const char *ns,
 LARDER_API int larder_ns_get_ttl(larder *db, const char *ns, int64_t *out);
 
 /* Call cb for each namespace name; a non-zero return from cb stops the
- * walk and is returned. */
+ * walk and is returned. Anything in ns/ that is not a namespace's
+ * directory is logged as a warning and skipped. */
 LARDER_API int larder_ns_foreach(larder *db,
 				 int (*cb)(const char *ns, void *payload),
 				 void *payload);
@@ -832,7 +851,10 @@ typedef struct larder_entry_info {
 
 /* Call cb for each entry of namespace `ns` (NULL = every namespace). The
  * info is valid during the call only. A non-zero return from cb stops the
- * walk and is returned. */
+ * walk and is returned. What larder did not make where it keeps its
+ * directories (a stray file, a symlink) or a directory every user may
+ * write is logged as a warning and skipped, as in every walk (the
+ * cleaning, the sweep): it never stops the walk. */
 LARDER_API int larder_walk(larder *db, const char *ns, unsigned flags,
 			   int (*cb)(const larder_entry_info *info,
 				     void *payload),
@@ -897,7 +919,10 @@ LARDER_API int larder_limits_get(larder *db, const char *ns,
 				 larder_limits *out);
 /* Set them (the file is replaced atomically; lines this version does not
  * know are kept). With a namespace, only max_bytes and max_entries are
- * written. LARDER_EINVAL for negative caps, bad watermarks or interval. */
+ * written. LARDER_EINVAL for negative caps, bad watermarks or interval.
+ * The store's own (ns NULL) are its owner's to set: LARDER_EPERM for
+ * anyone else (docs/security.md); a store config that is not the
+ * owner's, or that others may write, is ignored with a warning. */
 LARDER_API int larder_limits_set(larder *db, const char *ns,
 				 const larder_limits *limits);
 

@@ -55,6 +55,7 @@ int ldr_errno_code(int e)
 	case EACCES:
 	case EPERM:
 	case EROFS:
+	case ELOOP: /* a symlink inside the store: never followed */
 		return LARDER_EPERM;
 	case ENOMEM:
 		return LARDER_ENOMEM;

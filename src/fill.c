@@ -592,9 +592,9 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		int r = 1;
 		if (ldr_lease_read(ldirfd, lname, &holder) != 0) {
 			if (errno == ENOENT)
-				r = ldr_lease_acquire(ldirfd, lname, &me,
-						      lease_ms, hb_ms, &lease,
-						      &holder);
+				r = ldr_lease_acquire(
+				    ldirfd, lname, db->ownmode, &me, lease_ms,
+				    hb_ms, &lease, &holder);
 			else
 				memset(&holder, 0, sizeof holder);
 		}

@@ -18,7 +18,120 @@
  * every thread that races reaches the same answer. */
 static int have_openat2 = -1;
 
+void ldr_test_no_openat2(void)
+{
+	__atomic_store_n(&have_openat2, 0, __ATOMIC_RELAXED);
+}
+
+static int openat_retry(int dirfd, const char *name, int flags, mode_t mode)
+{
+	for (;;) {
+		int fd = openat(dirfd, name, flags, mode);
+		if (fd >= 0 || errno != EINTR)
+			return fd;
+	}
+}
+
+/* Without openat2: one component at a time, each opened with O_NOFOLLOW,
+ * so that a symlink anywhere on the way stops the walk as openat2's
+ * RESOLVE_NO_SYMLINKS would (openat with a whole path follows every
+ * symlink but the last). ".." and absolute paths could leave dirfd. */
+static int open_walk(int dirfd, const char *rel, int flags, mode_t mode)
+{
+	char path[4096];
+	size_t n = strlen(rel);
+	if (n >= sizeof path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (rel[0] == '/') {
+		errno = ELOOP;
+		return -1;
+	}
+	memcpy(path, rel, n + 1);
+	int dir = dirfd, fd = -1;
+	char *p = path;
+	for (;;) {
+		char *slash = strchr(p, '/');
+		if (slash)
+			*slash = '\0';
+		const char *name = *p ? p : ".";
+		if (strcmp(name, "..") == 0) {
+			errno = ELOOP;
+			break;
+		}
+		if (!slash) {
+			fd = openat_retry(dir, name, flags, mode);
+			break;
+		}
+		int next = openat_retry(
+		    dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+		    0);
+		if (next < 0) {
+			/* A symlink where a directory should be reads as
+			 * ELOOP, as openat2 reports it. */
+			struct stat st;
+			int e = errno;
+			if (e == ENOTDIR &&
+			    fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISLNK(st.st_mode))
+				e = ELOOP;
+			errno = e;
+			break;
+		}
+		if (dir != dirfd)
+			ldr_close(dir);
+		dir = next;
+		p = slash + 1;
+	}
+	if (dir != dirfd) {
+		int e = errno;
+		ldr_close(dir);
+		errno = e;
+	}
+	return fd;
+}
+
+/* Whether the last component of rel (beneath dirfd) is a symlink: looked
+ * at in its parent, itself opened beneath dirfd. */
+static int last_is_symlink(int dirfd, const char *rel)
+{
+	char dir[4096];
+	const char *slash = strrchr(rel, '/'), *base = rel;
+	int pfd = dirfd;
+	if (slash) {
+		if ((size_t)(slash - rel) >= sizeof dir)
+			return 0;
+		memcpy(dir, rel, (size_t)(slash - rel));
+		dir[slash - rel] = '\0';
+		pfd = ldr_open_beneath(dirfd, *dir ? dir : "/",
+				       O_RDONLY | O_DIRECTORY, 0);
+		if (pfd < 0)
+			return 0;
+		base = slash + 1;
+	}
+	struct stat st;
+	int r = fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		S_ISLNK(st.st_mode);
+	if (pfd != dirfd)
+		ldr_close(pfd);
+	return r;
+}
+
+static int open_beneath(int dirfd, const char *rel, int flags, mode_t mode);
+
 int ldr_open_beneath(int dirfd, const char *rel, int flags, mode_t mode)
+{
+	int fd = open_beneath(dirfd, rel, flags, mode);
+	/* O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR: say ELOOP, as
+	 * for a symlink anywhere else on the way. */
+	if (fd < 0 && errno == ENOTDIR && (flags & O_DIRECTORY) &&
+	    last_is_symlink(dirfd, rel))
+		errno = ELOOP;
+	return fd;
+}
+
+static int open_beneath(int dirfd, const char *rel, int flags, mode_t mode)
 {
 	flags |= O_CLOEXEC | O_NOFOLLOW;
 #ifdef SYS_openat2
@@ -52,18 +165,14 @@ int ldr_open_beneath(int dirfd, const char *rel, int flags, mode_t mode)
 		}
 	}
 #endif
-	for (;;) {
-		int fd = openat(dirfd, rel, flags, mode);
-		if (fd >= 0 || errno != EINTR)
-			return fd;
-	}
+	return open_walk(dirfd, rel, flags, mode);
 }
 
-int ldr_mkdir_one(int dirfd, const char *path, mode_t mode)
+int ldr_mkdir_one(int dirfd, const char *name, mode_t mode)
 {
-	if (mkdirat(dirfd, path, mode) != 0)
+	if (mkdirat(dirfd, name, mode) != 0)
 		return -1;
-	int fd = ldr_open_beneath(dirfd, path, O_RDONLY | O_DIRECTORY, 0);
+	int fd = ldr_open_beneath(dirfd, name, O_RDONLY | O_DIRECTORY, 0);
 	if (fd >= 0) {
 		int r = fchmod(fd, mode);
 		int e = errno;
@@ -77,23 +186,34 @@ int ldr_mkdir_one(int dirfd, const char *path, mode_t mode)
 }
 
 /* Bottom up: the common case (only the last directory is missing, or
- * none) costs one mkdirat, not one per component. */
+ * none) costs one open of its parent and one mkdirat, not one per
+ * component. Each mkdirat names one component in a parent opened
+ * beneath dirfd, so that no symlink on the way is followed (mkdirat of a
+ * whole path follows every symlink but the last). */
 static int mkdirs(int dirfd, char *path, mode_t mode)
 {
-	if (ldr_mkdir_one(dirfd, path, mode) == 0 || errno == EEXIST)
-		return 0;
-	if (errno != ENOENT)
-		return -1;
 	char *slash = strrchr(path, '/');
-	if (!slash || slash == path)
-		return -1;
-	*slash = '\0';
-	int rc = mkdirs(dirfd, path, mode);
-	*slash = '/';
-	if (rc != 0)
-		return -1;
-	if (ldr_mkdir_one(dirfd, path, mode) == 0 || errno == EEXIST)
+	int pfd = dirfd;
+	const char *name = path;
+	if (slash) {
+		*slash = '\0';
+		pfd = ldr_open_beneath(dirfd, path, O_RDONLY | O_DIRECTORY, 0);
+		if (pfd < 0 && errno == ENOENT &&
+		    mkdirs(dirfd, path, mode) == 0)
+			pfd = ldr_open_beneath(dirfd, path,
+					       O_RDONLY | O_DIRECTORY, 0);
+		*slash = '/';
+		if (pfd < 0)
+			return -1;
+		name = slash + 1;
+	}
+	int r = ldr_mkdir_one(pfd, name, mode);
+	int e = errno;
+	if (pfd != dirfd)
+		ldr_close(pfd);
+	if (r == 0 || e == EEXIST)
 		return 0;
+	errno = e;
 	return -1;
 }
 
@@ -108,6 +228,10 @@ int ldr_mkdirs(int dirfd, const char *rel, mode_t mode)
 	memcpy(path, rel, n + 1);
 	while (n > 1 && path[n - 1] == '/')
 		path[--n] = '\0';
+	if (path[0] == '/') {
+		errno = ELOOP; /* beneath dirfd only */
+		return -1;
+	}
 	return mkdirs(dirfd, path, mode);
 }
 

@@ -16,18 +16,24 @@
 
 /* Open `rel` beneath directory fd `dirfd` following no symlink in any
  * component (openat2 RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH; on kernels
- * without openat2, openat with O_NOFOLLOW on the last component).
- * O_CLOEXEC is always added. */
+ * without openat2, one component at a time with O_NOFOLLOW). A symlink
+ * on the way, "..", or an absolute path fails with ELOOP. O_CLOEXEC is
+ * always added. */
 int ldr_open_beneath(int dirfd, const char *rel, int flags, mode_t mode);
+
+/* Tests only: behave as on a kernel without openat2 from now on. */
+void ldr_test_no_openat2(void);
 
 /* Create every missing directory of `rel` (a relative path, all of it a
  * directory) beneath dirfd with `mode` (chmod'ed so umask cannot narrow a
- * group-shared store). Existing directories are fine. */
+ * group-shared store). Existing directories are fine. No symlink on the
+ * way is followed (ELOOP). */
 int ldr_mkdirs(int dirfd, const char *rel, mode_t mode);
 
-/* mkdirat, then the exact mode: umask may have narrowed it, and a shared
- * store needs exactly the store's bits (and setgid). */
-int ldr_mkdir_one(int dirfd, const char *path, mode_t mode);
+/* mkdirat of one name in dirfd, then the exact mode: umask may have
+ * narrowed it, and a shared store needs exactly the store's bits (and
+ * setgid). */
+int ldr_mkdir_one(int dirfd, const char *name, mode_t mode);
 
 /* Read exactly len bytes at off; returns bytes read (< len only at EOF) or
  * -1. */

@@ -807,9 +807,9 @@ static int walk_all(struct gc_run *r, const char *only)
 		return walk_one(r, only);
 	int rc = larder_ns_foreach(r->db, walk_cb, r);
 	char rel[LDR_REL_MAX];
+	struct stat st;
 	snprintf(rel, sizeof rel, "ns/%s", LDR_FILES_NS);
-	if (rc == 0 &&
-	    faccessat(r->db->rootfd, rel, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+	if (rc == 0 && ldr_lstat(r->db, rel, &st) == 0)
 		rc = walk_one(r, LDR_FILES_NS);
 	return rc;
 }

@@ -213,8 +213,9 @@ static void *heartbeat(void *arg)
 	return NULL;
 }
 
-int ldr_lease_acquire(int dirfd, const char *name, const struct ldr_self *me,
-		      uint64_t lease_ms, uint64_t heartbeat_ms, ldr_lease **out,
+int ldr_lease_acquire(int dirfd, const char *name, mode_t mode,
+		      const struct ldr_self *me, uint64_t lease_ms,
+		      uint64_t heartbeat_ms, ldr_lease **out,
 		      struct ldr_lease_rec *holder)
 {
 	*out = NULL;
@@ -244,11 +245,14 @@ int ldr_lease_acquire(int dirfd, const char *name, const struct ldr_self *me,
 	int n = format_rec(rec, sizeof rec, me, l->nonce, lease_ms, 0);
 	int rc = -1, e = 0;
 	l->fd =
-	    ldr_open_beneath(l->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0644);
+	    ldr_open_beneath(l->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, mode);
 	if (l->fd < 0)
 		goto out;
 	struct stat st;
-	if (ldr_pwrite_full(l->fd, rec, (size_t)n, 0) != 0 ||
+	/* Exactly `mode`, whatever the umask: waiters on other accounts
+	 * must read the record to judge it. */
+	if (fchmod(l->fd, mode) != 0 ||
+	    ldr_pwrite_full(l->fd, rec, (size_t)n, 0) != 0 ||
 	    fstat(l->fd, &st) != 0)
 		goto out_unlink;
 	l->ino = st.st_ino;
@@ -270,7 +274,7 @@ int ldr_lease_acquire(int dirfd, const char *name, const struct ldr_self *me,
 		 * it (a waiter that reads it empty sees "changed", never
 		 * "stale"). */
 		int fd = ldr_open_beneath(l->dirfd, name,
-					  O_RDWR | O_CREAT | O_EXCL, 0644);
+					  O_RDWR | O_CREAT | O_EXCL, mode);
 		if (fd < 0) {
 			if (errno == EEXIST) {
 				ldr_lease_read(l->dirfd, name, holder);
@@ -278,7 +282,8 @@ int ldr_lease_acquire(int dirfd, const char *name, const struct ldr_self *me,
 			}
 			goto out_unlink;
 		}
-		if (ldr_pwrite_full(fd, rec, (size_t)n, 0) != 0 ||
+		if (fchmod(fd, mode) != 0 ||
+		    ldr_pwrite_full(fd, rec, (size_t)n, 0) != 0 ||
 		    fstat(fd, &st) != 0) {
 			e = errno;
 			unlinkat(l->dirfd, name, 0);

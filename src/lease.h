@@ -38,11 +38,14 @@ void ldr_self_get(struct ldr_self *me, const char *host);
 
 typedef struct ldr_lease ldr_lease;
 
-/* Try to take the lease `name` in directory dirfd. 0: held, heartbeat
- * running (every heartbeat_ms, rewriting the record in place). 1: someone
- * else holds it, their record in *holder. Negative: an error, errno set. */
-int ldr_lease_acquire(int dirfd, const char *name, const struct ldr_self *me,
-		      uint64_t lease_ms, uint64_t heartbeat_ms, ldr_lease **out,
+/* Try to take the lease `name` in directory dirfd, a file of exactly
+ * `mode`. 0: held, heartbeat running (every heartbeat_ms, rewriting the
+ * record in place through the fd that created it, so the mode needs no
+ * write bit but the owner's). 1: someone else holds it, their record in
+ * *holder. Negative: an error, errno set. */
+int ldr_lease_acquire(int dirfd, const char *name, mode_t mode,
+		      const struct ldr_self *me, uint64_t lease_ms,
+		      uint64_t heartbeat_ms, ldr_lease **out,
 		      struct ldr_lease_rec *holder);
 
 /* Whether the lease file is still ours (the ownership check before

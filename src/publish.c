@@ -294,8 +294,10 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 		goto fail;
 	}
 	ldr_temp_name(w->tmp, sizeof w->tmp, db->host);
+	/* Read-only from the start: the writer writes through this fd, and
+	 * a published entry never changes (docs/security.md). */
 	w->fd = ldr_open_beneath(w->dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL,
-				 db->fmode);
+				 db->romode);
 	if (w->fd < 0) {
 		int e = errno;
 		w->tmp[0] = '\0'; /* not ours to unlink */
@@ -304,7 +306,7 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 	}
 	/* The store's mode, not the umask's: a process with umask 077 must
 	 * still publish entries the store's other users can read. */
-	if (fchmod(w->fd, db->fmode) != 0) {
+	if (fchmod(w->fd, db->romode) != 0) {
 		rc = wfail(db, errno, "chmod temp file in", w->dirrel);
 		goto fail;
 	}
@@ -696,13 +698,13 @@ int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 		goto out;
 	}
 	ldr_temp_name(name, sizeof name, db->host);
-	fd =
-	    ldr_open_beneath(dfd, name, O_WRONLY | O_CREAT | O_EXCL, db->fmode);
+	fd = ldr_open_beneath(dfd, name, O_WRONLY | O_CREAT | O_EXCL,
+			      db->romode);
 	if (fd < 0) {
 		rc = wfail(db, errno, "create head temp in", dir);
 		goto out;
 	}
-	if (fchmod(fd, db->fmode) != 0 || ldr_pwrite_full(fd, b, n, 0) != 0 ||
+	if (fchmod(fd, db->romode) != 0 || ldr_pwrite_full(fd, b, n, 0) != 0 ||
 	    (db->fsync == LARDER_FSYNC_FULL && ldr_fdatasync(fd) != 0)) {
 		rc = wfail(db, errno, "write head temp in", dir);
 		goto out;

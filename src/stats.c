@@ -421,8 +421,15 @@ static void keep_bad(larder *db, int i, const char *text, size_t len)
 	if (fd < 0)
 		return;
 	if (fchmod(fd, db->fmode) != 0 ||
-	    ldr_pwrite_full(fd, text, len, 0) != 0)
-		unlinkat(db->rootfd, rel, 0);
+	    ldr_pwrite_full(fd, text, len, 0) != 0) {
+		/* by name in stats/ opened beneath the root: unlinkat of
+		 * "stats/..." from the root would follow a symlinked stats/ */
+		int dfd = ldr_open_beneath(db->rootfd, "stats",
+					   O_RDONLY | O_DIRECTORY, 0);
+		if (dfd >= 0)
+			unlinkat(dfd, strchr(rel, '/') + 1, 0);
+		ldr_close(dfd);
+	}
 	ldr_close(fd);
 }
 

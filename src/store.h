@@ -12,6 +12,7 @@
 #ifndef LARDER_STORE_H
 #define LARDER_STORE_H
 
+#include <dirent.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/stat.h>
@@ -25,6 +26,7 @@
 #define LDR_DEFAULT_MMAP (64u << 10)
 #define LDR_DEFAULT_MAX_DECOMPRESSED ((uint64_t)1 << 30) /* larder.h */
 #define LDR_REL_MAX 192
+#define LDR_NS_SEEN 32 /* namespaces a handle remembers as checked */
 #define LDR_HEAD_MAGIC                                                         \
 	"\x89LDRHEAD" /* "ns/<64>/e/xx/yy/<32>" and temp names fit */
 
@@ -33,7 +35,12 @@ struct larder {
 	int rootfd;
 	unsigned flags;
 	int fsync; /* enum larder_fsync, never DEFAULT */
-	mode_t fmode, dmode;
+	/* The store's mode and what follows from it (docs/security.md):
+	 * fmode the store's file bits, dmode its directories', topmode the
+	 * top directory's, romode what never changes once published
+	 * (entries, heads), ownmode the files of one writer (marker,
+	 * config, leases). */
+	mode_t fmode, dmode, topmode, romode, ownmode;
 	uid_t owner; /* the store directory's owner (docs/security.md) */
 	size_t mmap_threshold;
 	/* larder_get() holds at most this many decompressed bytes */
@@ -43,7 +50,12 @@ struct larder {
 	int log_level;
 	int said_newer;	       /* "newer format" is logged once per handle */
 	int said_unremembered; /* "cannot remember file hashes", once */
-	int network;	       /* the store is on a network filesystem */
+	int said_config;       /* "ignoring DIR/config", once */
+	/* Namespaces whose directories were found safe (store.c): hashes
+	 * of their names, 0 = free slot. */
+	uint64_t ns_seen[LDR_NS_SEEN];
+	unsigned ns_seen_next;
+	int network; /* the store is on a network filesystem */
 	char host[64];
 	/* This boot of this host's kernel (/proc/sys/kernel/random/boot_id):
 	 * file fingerprints mean something only inside it (version.c). */
@@ -64,7 +76,17 @@ static inline void ldr_count(larder *db, int c)
 void ldr_log(larder *db, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* 0 if `ns` is a valid namespace name, else LARDER_EINVAL (recorded). */
+/* Whether mode is one of the five a store may have (0600, 0640, 0644,
+ * 0660, 0664). */
+int ldr_mode_valid(unsigned mode);
+/* The widest of them that the umask `mask` allows. */
+unsigned ldr_mode_for_umask(unsigned mask);
+
+/* 0 if `ns` is a valid namespace name whose directories are safe to use:
+ * else LARDER_EINVAL, or LARDER_EPERM for a symlink or a directory that
+ * others may write (docs/security.md), recorded. Every call that takes a
+ * namespace starts with it; the directories are looked at on the
+ * handle's first use of the namespace only. */
 int ldr_check_ns(larder *db, const char *ns);
 
 /* The internal namespace where file versions remember content hashes
@@ -125,6 +147,10 @@ int ldr_quarantine(larder *db, const char *rel, dev_t dev, ino_t ino,
 /* Open the directory of rel beneath the root (no symlinks followed);
  * *base points at rel's last component. -1 with errno on failure. */
 int ldr_open_parent(larder *db, const char *rel, const char **base);
+
+/* lstat of rel beneath the root, following no symlink on the way. 0, or
+ * -1 with errno (ELOOP: a symlinked directory on the way). */
+int ldr_lstat(larder *db, const char *rel, struct stat *st);
 
 /* Open directory rel beneath the root, creating it (and its parents) if
  * missing; bounded retries where a network filesystem lags behind
@@ -242,6 +268,13 @@ int ldr_config_read(larder *db, const char *dirrel, char *buf, size_t size);
 /* Replace it atomically (temp + rename) with `lines` first, then every
  * old line whose name `lines` does not set. 0 or a recorded error. */
 int ldr_config_replace(larder *db, const char *dirrel, const char *lines);
+
+/* Open directory `name` in dirfd (its path beneath the root: rel) for a
+ * walk: 0 and *out; 1 if it is to be skipped: gone meanwhile, or, after a
+ * warning naming it, a symlink, not a directory, or writable by others
+ * (docs/security.md); -1 with errno for another failure. */
+int ldr_walk_dir(larder *db, int dirfd, const char *name, const char *rel,
+		 DIR **out);
 
 /* Call cb for each entry file of namespace ns: its path beneath the root
  * and the hash its name claims. A non-zero return stops the walk and is

@@ -83,7 +83,7 @@ static int store_now(larder *db, int64_t *out)
 	struct stat st;
 	ldr_temp_name(name, sizeof name, db->host);
 	int fd = ldr_open_beneath(db->rootfd, name, O_RDWR | O_CREAT | O_EXCL,
-				  db->fmode);
+				  db->romode);
 	if (fd < 0)
 		return ldr_fail_errno(db, errno,
 				      "cannot read the store's clock: cannot "
@@ -355,16 +355,13 @@ static void sweep_dir(struct sweep *s, const char *rel, enum level at,
 		      char kind)
 {
 	/* The root by ".": its own open file, so that reading it moves no
-	 * offset shared with db->rootfd. */
-	int fd = ldr_open_beneath(s->db->rootfd, *rel ? rel : ".",
-				  O_RDONLY | O_DIRECTORY, 0);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		int e = errno;
-		if (fd >= 0)
-			ldr_close(fd);
-		if (e != ENOENT && e != ESTALE && e != ENOTDIR)
-			fail_once(s, e, "list", rel);
+	 * offset shared with db->rootfd. A symlink, a stray file or a
+	 * directory others may write is reported and skipped. */
+	DIR *d;
+	int r = ldr_walk_dir(s->db, s->db->rootfd, *rel ? rel : ".", rel, &d);
+	if (r != 0) {
+		if (r < 0 && errno != ENOENT && errno != ESTALE)
+			fail_once(s, errno, "list", rel);
 		return;
 	}
 	struct dirent *de;
@@ -397,6 +394,12 @@ static void sweep_dir(struct sweep *s, const char *rel, enum level at,
 			    (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN))
 				sweep_dir(s, path, (enum level)next,
 					  at == L_NS ? n[0] : kind);
+			else if (next >= 0)
+				ldr_log(
+				    s->db, LARDER_LOG_WARN,
+				    "'%s/%s' is %s: skipped", s->db->dir, path,
+				    de->d_type == DT_LNK ? "a symbolic link"
+							 : "not a directory");
 		}
 	}
 	closedir(d);

@@ -1168,6 +1168,26 @@ TEST(open_missing_store_is_notfound_and_names_the_path)
 	larder_close(NULL);
 }
 
+/* A mistyped path must not grow a tree: CREATE makes the store's own
+ * directory, never a missing parent. */
+TEST(create_makes_the_store_directory_but_no_missing_parent)
+{
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	larder *db = (larder *)&db;
+	const char *dir = test_path("typo/cache/store");
+	ASSERT_RC(NULL, larder_open(&db, dir, &o), LARDER_ENOTFOUND);
+	ASSERT(db == NULL);
+	ASSERT(strstr(larder_open_errmsg(), dir) != NULL);
+	ASSERT(strstr(larder_open_errmsg(), "parent") != NULL);
+	ASSERT(access(test_path("typo"), F_OK) != 0);
+	ASSERT_EQ(mkdir(test_path("typo"), 0755), 0);
+	ASSERT_EQ(mkdir(test_path("typo/cache"), 0755), 0);
+	ASSERT_RC(NULL, larder_open(&db, dir, &o), 0);
+	larder_close(db);
+	ASSERT(access(test_path("typo/cache/store/larder-store"), F_OK) == 0);
+}
+
 TEST(open_non_empty_non_store_dir_is_notstore)
 {
 	const char *dir = test_path("home");
@@ -2026,14 +2046,16 @@ TEST(walk_repair_leaves_a_writer_in_progress_alone)
  * shared store have to read what this process publishes. */
 TEST(entries_take_the_store_mode_whatever_the_umask)
 {
-	larder *db = open_store(); /* mode 0644: readable by all */
+	larder_opts o = LARDER_OPTS_INIT;
+	o.create_mode = 0644; /* readable by all */
+	larder *db = open_store_opts(&o);
 	umask(077);
 	ASSERT_RC(db, larder_put(db, "default", "k", 1, "v", 1, "x", 1, NULL),
 		  0);
 	struct stat st;
 	const char *path = entry_path(db, "default", "k", "v");
 	ASSERT_EQ(stat(path, &st), 0);
-	ASSERT_EQ(st.st_mode & 07777, 0644);
+	ASSERT_EQ(st.st_mode & 07777, 0444); /* and written by nobody */
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s", path);
 	*strrchr(dir, '/') = '\0';

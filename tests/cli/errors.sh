@@ -19,7 +19,7 @@ expect_err "$T/notastore" "the message names the directory"
 expect_rc 3 "init refuses a non-empty directory that is not a store" "$LARDER" --dir "$T/notastore" init
 expect_rc 3 "a store path that is a file" "$LARDER" --dir "$T/p" get k
 
-expect_rc 0 "init" L init
+expect_rc 0 "init" L init --mode public # others read it below, whatever the umask
 chmod o+w "$S"
 expect_rc 3 "a store writable by others is refused" L get k
 expect_err "^larder: get: " "unsafe mode message has the command prefix"
