@@ -484,7 +484,8 @@ typedef struct larder_fill_opts {
 	unsigned version; /* LARDER_FILL_OPTS_VERSION */
 	unsigned flags;	  /* LARDER_FILL_* */
 	/* How long a lease lives without a heartbeat before a waiter on
-	 * another host may break it. 0 = 30 s (network filesystems). */
+	 * another host may break it. 0 = 30 s (network filesystems); at
+	 * most 3600 (waiters take a longer one for garbage). */
 	double lease_seconds;
 	double heartbeat_seconds; /* 0 = lease / 4 */
 	/* How long to wait for another filler before loading anyway (never
