@@ -868,8 +868,9 @@ typedef struct larder_sweep_report {
  *    are at least 5 minutes old), anyone's older than 24 hours;
  *  - leases: held on this host (same boot and PID namespace) by a process
  *    that is gone, or not renewed by a heartbeat for an hour (or ten lease
- *    periods, if longer);
- *  - break files older than 10 minutes;
+ *    periods, if longer); garbage at a lease's name (not a lease record,
+ *    a directory, a FIFO, ...) unchanged for an hour;
+ *  - break files (a directory too) older than 10 minutes;
  *  - quarantined entries older than 7 days.
  * Ages are read from the store filesystem's clock, never compared with
  * this host's. Entries, head hints and config files are never removed,
