@@ -840,3 +840,32 @@ TEST(usage_and_counter_sums_saturate_instead_of_overflowing)
 	ASSERT(b >= 0 && n >= 0);
 	larder_close(db);
 }
+
+TEST(stat_and_gc_commands_saturate_the_usage_of_crafted_counter_files)
+{
+#ifndef LARDER_CLI
+	printf("    skipped: this build has no larder command\n");
+#else
+	larder_close(open_store());
+	craft_all("usage a 9223372036854775807 9223372036854775807\n"
+		  "usage b 9223372036854775807 1\n",
+		  0);
+	const char *out = test_path("out.json");
+	ASSERT_EQ(test_sh("'%s' --dir '%s' stat --json > '%s'", LARDER_CLI,
+			  store_dir(), out),
+		  0);
+	ASSERT_EQ(test_sh("python3 -c 'import json, sys; j = "
+			  "json.load(open(sys.argv[1]))[\"usage\"]; "
+			  "sys.exit(j != {\"bytes\": 2**63 - 1, \"entries\": "
+			  "2**63 - 1})' '%s'",
+			  out),
+		  0);
+	ASSERT_EQ(test_sh("'%s' --dir '%s' stat > /dev/null && "
+			  "'%s' --dir '%s' stat --prometheus > /dev/null",
+			  LARDER_CLI, store_dir(), LARDER_CLI, store_dir()),
+		  0);
+	ASSERT_EQ(
+	    test_sh("'%s' --dir '%s' gc > /dev/null", LARDER_CLI, store_dir()),
+	    0);
+#endif
+}
