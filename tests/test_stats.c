@@ -869,3 +869,38 @@ TEST(stat_and_gc_commands_saturate_the_usage_of_crafted_counter_files)
 	    0);
 #endif
 }
+
+TEST(stat_prometheus_is_utf8_whatever_the_counter_files_say)
+{
+#ifndef LARDER_CLI
+	printf("    skipped: this build has no larder command\n");
+#else
+	larder_close(open_store());
+	/* A usage line whose namespace is bytes of no encoding, one with an
+	 * escape sequence, an unknown counter, a line of another shape. */
+	craft_all("usage \xff\xfe 1 1\n"
+		  "usage a\x1b[2J 1 1\n"
+		  "usage good 10 1\n"
+		  "new_counter 5\n"
+		  "\xc3\x28 \xe2\x82 1\n",
+		  0);
+	const char *out = test_path("out.prom");
+	ASSERT_EQ(test_sh("'%s' --dir '%s' stat --prometheus > '%s'",
+			  LARDER_CLI, store_dir(), out),
+		  0);
+	/* Strict UTF-8; the only namespace is the valid one; the unknown
+	 * counter is there by its name. */
+	ASSERT_EQ(test_sh("python3 -c 'import sys; "
+			  "open(sys.argv[1], \"rb\").read().decode(\"utf-8\")' "
+			  "'%s'",
+			  out),
+		  0);
+	ASSERT_EQ(test_sh("test \"$(grep -o 'ns=\"[^\"]*\"' '%s' | sort -u)\" "
+			  "= 'ns=\"good\"'",
+			  out),
+		  0);
+	ASSERT_EQ(
+	    test_sh("grep -q '^larder_new_counter_total{.*} 80$' '%s'", out),
+	    0);
+#endif
+}
