@@ -509,7 +509,10 @@ typedef struct larder_fill_opts {
  * source did not change meanwhile). outcome may be NULL. Returns 0 and an
  * entry (release it), or a negative code: the loader's or version_fn's
  * failure, LARDER_ETIMEOUT never (after max_wait the caller loads itself),
- * LARDER_EBUSY if the source changed during every one of the retries. */
+ * LARDER_EBUSY if the source changed during every one of the retries.
+ * A failure with *outcome LARDER_FILLED means the load was stored but
+ * could not be read back (no address space to map it, say): the data is
+ * cached, and larder_errmsg() says so. */
 LARDER_API int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 				  const char *ns, const void *key, size_t klen,
 				  const void *ver, size_t vlen,

@@ -349,8 +349,21 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 		if (rc < 0)
 			return rc;
 		*outcome = LARDER_FILLED;
-		return ldr_get_quiet(out, db, f->ns, f->key, f->klen, f->ver,
-				     f->vlen);
+		rc = ldr_get_quiet(out, db, f->ns, f->key, f->klen, f->ver,
+				   f->vlen);
+		/* The data is in the store: if only reading it back failed
+		 * (a mapping under `ulimit -v`, say), say so, with outcome
+		 * FILLED, rather than let the caller think it was not
+		 * cached. */
+		if (rc < 0) {
+			char why[1024]; /* the message is rewritten below */
+			snprintf(why, sizeof why, "%s", larder_errmsg(db));
+			rc = ldr_fail(db, rc, larder_errno(db),
+				      "the loaded data was stored, but reading "
+				      "it back failed: %s",
+				      why);
+		}
+		return rc;
 	}
 }
 
