@@ -273,16 +273,16 @@ static int discard(int dfd, const char *name, int depth, int top)
 		return top ? -1 : 0;
 	if (errno != EISDIR && errno != EPERM)
 		return -1;
+	/* A directory, perhaps (Linux says EISDIR; POSIX allows EPERM). */
 	int e = errno;
-	/* A directory, perhaps (Linux says EISDIR; POSIX allows EPERM).
-	 * Opened without following a symlink and non-blocking: whatever
-	 * took its name meanwhile cannot hang us. */
 	if (depth <= 0) {
-		errno = ELOOP;
+		errno = ENOTEMPTY; /* what is deeper stays */
 		return -1;
 	}
 	/* Removing entries while reading a directory may make readdir miss
-	 * some: a second pass takes what the first left. */
+	 * some: a second pass takes what the first left. Opened without
+	 * following a symlink and non-blocking: whatever took the name
+	 * meanwhile cannot hang us. */
 	for (int pass = 0; pass < 2; pass++) {
 		int fd = openat(dfd, name,
 				O_RDONLY | O_DIRECTORY | O_NOFOLLOW |

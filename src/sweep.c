@@ -287,8 +287,15 @@ static void sweep_break(struct sweep *s, int dfd, const char *name,
 		return;
 	}
 	if (!s->dry && ldr_lease_discard(dfd, name) != 0) {
-		if (errno != ENOENT && errno != ESTALE)
-			fail_once(s, errno, "remove", rel);
+		if (errno == ENOENT || errno == ESTALE)
+			return; /* removed meanwhile by someone else */
+		/* Debris that cannot go (a member's directory we may not
+		 * empty, a tree too deep) is said and kept, never an error of
+		 * the sweep: it must not stop cleaning. */
+		ldr_log(s->db, LARDER_LOG_WARN,
+			"sweep: cannot remove '%s/%s': %s; kept", s->db->dir,
+			rel, strerror(errno));
+		keep(s, &s->r->breaks_kept, rel, "cannot be removed", age);
 		return;
 	}
 	removed(s, &s->r->breaks_removed, rel, "left by a dead breaker", age,

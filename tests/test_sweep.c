@@ -595,6 +595,28 @@ TEST(a_break_directory_of_a_dead_breaker_goes_after_ten_minutes)
 	larder_close(db);
 }
 
+TEST(a_break_tree_too_deep_to_remove_is_kept_and_no_sweep_error)
+{
+	/* Deeper than a removal goes (16 levels): kept and said, never an
+	 * error that would stop the cleaning. */
+	larder *db = open_store();
+	char lease[4096], brk[4200];
+	lease_path(db, lease, sizeof lease);
+	snprintf(brk, sizeof brk, "%s", lease);
+	snprintf(strrchr(brk, '/'),
+		 sizeof brk - (size_t)(strrchr(brk, '/') - brk),
+		 "/.break.somehost.1.0011223344556677");
+	ASSERT_EQ(test_sh("mkdir -p '%s'/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/"
+			  "16/17/18",
+			  brk),
+		  0);
+	age(brk, 11 * 60);
+	larder_sweep_report r = sweep(db, 0);
+	ASSERT_EQ(r.breaks_kept, 1);
+	ASSERT(exists(brk));
+	larder_close(db);
+}
+
 TEST(quarantined_entry_is_kept_a_week_from_its_quarantine)
 {
 	larder *db = open_store();
