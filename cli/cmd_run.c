@@ -800,6 +800,13 @@ static int run_run(struct cli *c, int argc, char **argv)
 					 "run: ran %u times, printed the "
 					 "first",
 					 x.attempts);
+		} else if (lrc < 0 && outcome == LARDER_FILLED) {
+			/* Stored; only reading it back failed (ulimit -v):
+			 * the output was teed already, and the next run
+			 * finds it. */
+			how = "filled";
+			snprintf(why, sizeof(why), "; cached, not read back");
+			cli_err(c, "warning: %s", larder_errmsg(db));
 		} else if (lrc == 0) {
 			how = "uncached";
 			snprintf(why, sizeof(why),

@@ -44,19 +44,49 @@ static void human_size(char *buf, size_t size, int64_t v)
 	snprintf(buf, size, "%.1f %s", d, units[u]);
 }
 
+/* The length of the valid UTF-8 sequence at s (1 to 4), or 0 if the
+ * bytes there are not one (a stray continuation byte, a truncated or
+ * overlong sequence, a surrogate, past U+10FFFF). */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned c = s[0];
+	size_t n = c < 0x80		    ? 1
+		   : c >= 0xc2 && c <= 0xdf ? 2
+		   : c >= 0xe0 && c <= 0xef ? 3
+		   : c >= 0xf0 && c <= 0xf4 ? 4
+					    : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	/* The second byte's range rules out overlong forms, surrogates and
+	 * code points past U+10FFFF. */
+	if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) ||
+	    (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
+		return 0;
+	return n;
+}
+
 /* A Prometheus label value: backslash, double quote and newline escaped
- * (the exposition format's only escapes in label values). */
+ * (the exposition format's only escapes in label values). The format is
+ * UTF-8, and a parser refuses a whole scrape over one bad byte: a path
+ * (or any value) that is not UTF-8 has each bad byte replaced by U+FFFD,
+ * as a text decoder shows it. */
 static void prom_label(FILE *f, const char *s)
 {
-	for (; *s; s++) {
-		if (*s == '\\')
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		size_t n = utf8_len(p);
+		if (*p == '\\')
 			fputs("\\\\", f);
-		else if (*s == '"')
+		else if (*p == '"')
 			fputs("\\\"", f);
-		else if (*s == '\n')
+		else if (*p == '\n')
 			fputs("\\n", f);
+		else if (n == 0)
+			fputs("\xef\xbf\xbd", f);
 		else
-			fputc(*s, f);
+			fwrite(p, 1, n, f);
+		p += n ? n : 1;
 	}
 }
 

@@ -5,13 +5,20 @@
  */
 #include "cli.h"
 
+/* a + b for a, b >= 0, stopping at INT64_MAX: counter files may say
+ * anything (docs/format.md), and a sum must not wrap. */
+static int64_t add_sat(int64_t a, int64_t b)
+{
+	return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
 void cli_usage_total(const larder_stats *s, int64_t *bytes, int64_t *entries)
 {
 	int64_t b, e;
 	*bytes = *entries = 0;
 	for (size_t i = 0; larder_stats_usage(s, i, &b, &e); i++) {
-		*bytes += b;
-		*entries += e;
+		*bytes = add_sat(*bytes, b);
+		*entries = add_sat(*entries, e);
 	}
 }
 

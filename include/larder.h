@@ -573,7 +573,8 @@ typedef struct larder_fill_opts {
 	unsigned flags;	  /* LARDER_FILL_* */
 	/* How long a lease lives without a heartbeat before a waiter on
 	 * another host may break it. 0 = 30 s (network filesystems); else
-	 * at least LARDER_LEASE_MIN_SECONDS. */
+	 * from LARDER_LEASE_MIN_SECONDS to 3600 (waiters take a record
+	 * claiming a longer one for garbage). */
 	double lease_seconds;
 	double heartbeat_seconds; /* 0 = lease / 4 */
 	/* How long to wait for another filler before loading anyway (never
@@ -609,7 +610,10 @@ typedef struct larder_fill_opts {
  * source did not change meanwhile). outcome may be NULL. Returns 0 and an
  * entry (release it), or a negative code: the loader's or version_fn's
  * failure, LARDER_ETIMEOUT never (after max_wait the caller loads itself),
- * LARDER_EBUSY if the source changed during every one of the retries. */
+ * LARDER_EBUSY if the source changed during every one of the retries.
+ * A failure with *outcome LARDER_FILLED means the load was stored but
+ * could not be read back (no address space to map it, say): the data is
+ * cached, and larder_errmsg() says so. */
 LARDER_API int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 				  const char *ns, const void *key, size_t klen,
 				  const void *ver, size_t vlen,
@@ -980,8 +984,9 @@ typedef struct larder_sweep_report {
  *    are at least 5 minutes old), anyone's older than 24 hours;
  *  - leases: held on this host (same boot and PID namespace) by a process
  *    that is gone, or not renewed by a heartbeat for an hour (or ten lease
- *    periods, if longer);
- *  - break files older than 10 minutes;
+ *    periods, if longer); garbage at a lease's name (not a lease record,
+ *    a directory, a FIFO, ...) unchanged for an hour;
+ *  - break files (a directory too) older than 10 minutes;
  *  - quarantined entries older than 7 days.
  * Ages are read from the store filesystem's clock, never compared with
  * this host's. Entries, head hints and config files are never removed,

@@ -380,8 +380,21 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 		if (rc < 0)
 			return rc;
 		*outcome = LARDER_FILLED;
-		return ldr_get_quiet(out, db, f->ns, f->key, f->klen, f->ver,
-				     f->vlen);
+		rc = ldr_get_quiet(out, db, f->ns, f->key, f->klen, f->ver,
+				   f->vlen);
+		/* The data is in the store: if only reading it back failed
+		 * (a mapping under `ulimit -v`, say), say so, with outcome
+		 * FILLED, rather than let the caller think it was not
+		 * cached. */
+		if (rc < 0) {
+			char why[1024]; /* the message is rewritten below */
+			snprintf(why, sizeof why, "%s", larder_errmsg(db));
+			rc = ldr_fail(db, rc, larder_errno(db),
+				      "the loaded data was stored, but reading "
+				      "it back failed: %s",
+				      why);
+		}
+		return rc;
 	}
 }
 
@@ -462,6 +475,13 @@ static int fill_opts_check(larder *db, const larder_fill_opts *o)
 		return ldr_fail(db, LARDER_EINVAL, 0,
 				"max wait of %g s: the shortest is 0.001 s",
 				o->max_wait_seconds);
+	/* Waiters take a record claiming a longer lease for garbage
+	 * (lease.h): such a lease would be broken while its holder lives. */
+	if (o && o->lease_seconds > LDR_LEASE_MAX_MS / 1000)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"bad fill options: a lease of %.3f s; at most "
+				"%d s",
+				o->lease_seconds, LDR_LEASE_MAX_MS / 1000);
 	return 0;
 }
 
@@ -590,7 +610,7 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		/* Only try to take it when there is none: a waiter's poll
 		 * is a read, not a create and unlink. */
 		int r = 1;
-		if (ldr_lease_read(ldirfd, lname, &holder) != 0) {
+		if (ldr_lease_read(ldirfd, lname, &holder) < 0) {
 			if (errno == ENOENT)
 				r = ldr_lease_acquire(
 				    ldirfd, lname, db->ownmode, &me, lease_ms,
@@ -652,31 +672,46 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		}
 		uint64_t now = mono_ms();
 		if (holder.ino != 0) {
-			if (holder.ino != seen.ino ||
-			    holder.counter != seen.counter ||
-			    strcmp(holder.nonce, seen.nonce) != 0) {
+			if (!ldr_lease_same(&holder, &seen)) {
 				seen = holder; /* alive: it changed */
 				seen_at = now;
 			}
-			int dead = ldr_lease_dead_here(&seen, &me);
+			/* A record names its holder and its lease period.
+			 * Garbage (unreadable, implausible, not a file:
+			 * docs/leases.md) names nobody: its period is our
+			 * own, so it cannot hold the key longer than a lease
+			 * of ours would. */
+			int dead =
+			    !seen.garbage && ldr_lease_dead_here(&seen, &me);
+			uint64_t period =
+			    seen.garbage ? lease_ms : seen.lease_ms;
 			snprintf(rep.host, sizeof rep.host, "%s", seen.host);
 			rep.pid = seen.pid;
 			rep.dead = dead;
 			rep.seen_at = seen_at;
-			rep.lease_ms = seen.lease_ms;
+			rep.lease_ms = period;
 			/* Stale when its holder is certainly gone (same
 			 * host), or nothing changed for a full lease period
 			 * by our own clock. */
-			if (dead || now - seen_at >= seen.lease_ms) {
+			if (dead || now - seen_at >= period) {
 				if (ldr_lease_break(ldirfd, lname, &seen,
 						    db->host)) {
 					rep.breaks++;
 					ldr_count(db, LARDER_CTR_LEASE_BREAKS);
-					ldr_log(db, LARDER_LOG_INFO,
-						"broke a stale lease of %s "
-						"pid %ld in '%s/%s'",
-						seen.host, seen.pid, db->dir,
-						ldir);
+					if (seen.garbage)
+						ldr_log(db, LARDER_LOG_INFO,
+							"removed a stale lease "
+							"that was %s in "
+							"'%s/%s'",
+							seen.garbage, db->dir,
+							ldir);
+					else
+						ldr_log(db, LARDER_LOG_INFO,
+							"broke a stale lease "
+							"of %s pid %ld in "
+							"'%s/%s'",
+							seen.host, seen.pid,
+							db->dir, ldir);
 				}
 				memset(&seen, 0, sizeof seen);
 				continue;

@@ -8,6 +8,7 @@
  */
 #include "lease.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -123,30 +124,196 @@ static int parse_rec(const char *text, struct ldr_lease_rec *r)
 	return 0;
 }
 
-int ldr_lease_read(int dirfd, const char *name, struct ldr_lease_rec *rec)
+/* The first bytes of the regular file at name (opened without following
+ * a symlink, non-blocking: if a FIFO took its place since the stat, the
+ * open cannot hang, and it is not read). 0 with *st the file read; 1 if it
+ * could not be opened or read, or is no longer a regular file
+ * (rec->garbage says why); -1 with errno if it is gone. */
+static int read_text(int dirfd, const char *name, struct stat *st,
+		     struct ldr_lease_rec *rec)
 {
-	char text[1024];
-	memset(rec, 0, sizeof *rec);
 	int fd = ldr_open_beneath(dirfd, name, O_RDONLY | O_NONBLOCK, 0);
-	if (fd < 0)
-		return -1;
-	struct stat st;
+	if (fd < 0) {
+		if (errno == ENOENT || errno == ESTALE)
+			return -1;
+		rec->garbage = "a file that cannot be opened";
+		return 1;
+	}
+	struct stat fst;
 	ssize_t n = -1;
-	if (fstat(fd, &st) == 0)
-		n = ldr_pread_full(fd, text, sizeof text - 1, 0);
-	int e = errno;
+	int e = 0;
+	if (fstat(fd, &fst) != 0) {
+		e = errno;
+	} else if (!S_ISREG(fst.st_mode)) {
+		*st = fst; /* replaced since the stat: this is what is there */
+		rec->garbage = "not a regular file";
+		ldr_close(fd);
+		return 1;
+	} else {
+		*st = fst;
+		n = ldr_pread_full(fd, rec->text, sizeof rec->text, 0);
+		e = errno;
+	}
 	ldr_close(fd);
 	if (n < 0) {
+		if (e == ESTALE) {
+			errno = e;
+			return -1;
+		}
+		rec->garbage = "a file that cannot be read";
+		return 1;
+	}
+	rec->len = (size_t)n;
+	return 0;
+}
+
+static const char *garbage_kind(mode_t type)
+{
+	switch (type) {
+	case S_IFDIR:
+		return "a directory";
+	case S_IFIFO:
+		return "a FIFO";
+	case S_IFLNK:
+		return "a symbolic link";
+	case S_IFSOCK:
+		return "a socket";
+	default:
+		return "not a regular file";
+	}
+}
+
+int ldr_lease_read(int dirfd, const char *name, struct ldr_lease_rec *rec)
+{
+	memset(rec, 0, sizeof *rec);
+	struct stat st;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return -1;
+	/* Only a regular file is opened: a directory, FIFO, socket, device
+	 * or symlink at a lease's name is garbage by its type alone. */
+	if (!S_ISREG(st.st_mode))
+		rec->garbage = garbage_kind(st.st_mode & S_IFMT);
+	else if (read_text(dirfd, name, &st, rec) < 0)
+		return -1;
+	rec->ino = st.st_ino;
+	rec->dev = st.st_dev;
+	rec->type = st.st_mode & S_IFMT;
+	rec->size = st.st_size;
+	rec->mtime_ns =
+	    (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if (rec->garbage)
+		return 1;
+	char text[LDR_LEASE_TEXT_MAX + 1];
+	memcpy(text, rec->text, rec->len);
+	text[rec->len] = '\0';
+	struct ldr_lease_rec parsed;
+	if (rec->len == 0)
+		rec->garbage = "an empty file";
+	else if (st.st_size > LDR_LEASE_TEXT_MAX || strlen(text) != rec->len ||
+		 parse_rec(text, &parsed) != 0)
+		rec->garbage = "not a lease record";
+	else if (parsed.lease_ms < LDR_LEASE_MIN_MS ||
+		 parsed.lease_ms > LDR_LEASE_MAX_MS)
+		rec->garbage = "a lease of an implausible length";
+	if (rec->garbage)
+		return 1;
+	memcpy(rec->host, parsed.host, sizeof rec->host);
+	memcpy(rec->boot, parsed.boot, sizeof rec->boot);
+	memcpy(rec->nonce, parsed.nonce, sizeof rec->nonce);
+	rec->pidns = parsed.pidns;
+	rec->pid = parsed.pid;
+	rec->start = parsed.start;
+	rec->lease_ms = parsed.lease_ms;
+	rec->counter = parsed.counter;
+	return 0;
+}
+
+int ldr_lease_same(const struct ldr_lease_rec *a, const struct ldr_lease_rec *b)
+{
+	return a->ino == b->ino && a->dev == b->dev && a->type == b->type &&
+	       a->size == b->size && a->mtime_ns == b->mtime_ns &&
+	       a->len == b->len && memcmp(a->text, b->text, a->len) == 0;
+}
+
+/* Remove everything in the directory open at fd, depth levels deep at
+ * most. 0, or -1 with errno of the first failure. */
+static int discard(int dfd, const char *name, int depth, int top);
+static int empty_dir(int fd, int depth)
+{
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int e = errno;
+		ldr_close(fd);
 		errno = e;
 		return -1;
 	}
-	text[n] = '\0';
-	rec->ino = st.st_ino;
-	if (parse_rec(text, rec) != 0) {
-		errno = EBADMSG;
+	int rc = 0, e = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (discard(dirfd(d), de->d_name, depth, 0) != 0 && !rc) {
+			rc = -1;
+			e = errno;
+		}
+	}
+	closedir(d);
+	errno = e;
+	return rc;
+}
+
+/* Remove name in dfd whatever it is, depth levels deep at most. Inside a
+ * directory being removed, what vanishes meanwhile is fine; at the top
+ * (top != 0), ENOENT says someone else removed it. */
+static int discard(int dfd, const char *name, int depth, int top)
+{
+	if (unlinkat(dfd, name, 0) == 0)
+		return 0;
+	if (errno == ENOENT)
+		return top ? -1 : 0;
+	if (errno != EISDIR && errno != EPERM)
+		return -1;
+	/* A directory, perhaps (Linux says EISDIR; POSIX allows EPERM). */
+	int e = errno;
+	if (depth <= 0) {
+		errno = ENOTEMPTY; /* what is deeper stays */
 		return -1;
 	}
-	return 0;
+	/* Removing entries while reading a directory may make readdir miss
+	 * some: a second pass takes what the first left. Opened without
+	 * following a symlink and non-blocking: whatever took the name
+	 * meanwhile cannot hang us. */
+	for (int pass = 0; pass < 2; pass++) {
+		int fd = openat(dfd, name,
+				O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+				    O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT)
+				return top ? -1 : 0;
+			if (errno == ENOTDIR || errno == ELOOP)
+				errno = e; /* not a directory: unlink said */
+			return -1;
+		}
+		int rc = empty_dir(fd, depth - 1);
+		e = errno;
+		if (unlinkat(dfd, name, AT_REMOVEDIR) == 0)
+			return 0;
+		if (errno == ENOENT)
+			return top ? -1 : 0;
+		if (errno != ENOTEMPTY && errno != EEXIST)
+			return -1;
+		if (rc != 0) {
+			errno = e;
+			return -1;
+		}
+	}
+	errno = ENOTEMPTY;
+	return -1;
+}
+
+int ldr_lease_discard(int dirfd, const char *name)
+{
+	return discard(dirfd, name, LDR_LEASE_DISCARD_DEPTH, 1);
 }
 
 int ldr_lease_dead_here(const struct ldr_lease_rec *rec,
@@ -371,9 +538,8 @@ int ldr_lease_break(int dirfd, const char *name,
 {
 	struct ldr_lease_rec now;
 	/* Look once more right before: a successor may have taken it. */
-	if (ldr_lease_read(dirfd, name, &now) != 0 ||
-	    now.ino != observed->ino || now.counter != observed->counter ||
-	    strcmp(now.nonce, observed->nonce) != 0)
+	if (ldr_lease_read(dirfd, name, &now) < 0 ||
+	    !ldr_lease_same(&now, observed))
 		return 0;
 	char brk[160], rnd[17];
 	uint8_t r[8];
@@ -381,16 +547,18 @@ int ldr_lease_break(int dirfd, const char *name,
 	ldr_hex(r, sizeof r, rnd);
 	snprintf(brk, sizeof brk, ".break.%.40s.%ld.%s", host, (long)getpid(),
 		 rnd);
+	/* rename() moves a directory, FIFO or symlink as it is, following
+	 * nothing: the lease's name is free from here on. */
 	if (renameat(dirfd, name, dirfd, brk) != 0)
 		return 0; /* another breaker was first */
-	/* What we moved must be the very record judged stale; if not, it is
+	/* What we moved must be the very thing judged stale; if not, it is
 	 * not put back (its holder finds its lease lost and still publishes
 	 * safely), and the caller starts over. */
 	struct ldr_lease_rec moved;
-	int same = ldr_lease_read(dirfd, brk, &moved) == 0 &&
-		   moved.ino == observed->ino &&
-		   moved.counter == observed->counter &&
-		   strcmp(moved.nonce, observed->nonce) == 0;
-	unlinkat(dirfd, brk, 0);
+	int same = ldr_lease_read(dirfd, brk, &moved) >= 0 &&
+		   ldr_lease_same(&moved, observed);
+	/* If this fails (a directory holding what we may not remove), the
+	 * break name is the sweep's to remove. */
+	ldr_lease_discard(dirfd, brk);
 	return same;
 }

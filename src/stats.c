@@ -35,10 +35,24 @@
 #define SHARDS 16
 #define MAGIC "larder-counters"
 #define FORMAT 1
-#define MAX_SHARD (16u << 20) /* larger is not ours: set aside */
-#define FLUSH_BOUND_MS 1000   /* a flush never waits longer for locks */
-#define FLUSH_EVERY_S 60      /* long-running processes flush this often */
-#define NAME_MAX_LEN 64	      /* counter names */
+#define FLUSH_BOUND_MS 1000 /* a flush never waits longer for locks */
+#define FLUSH_EVERY_S 60    /* long-running processes flush this often */
+#define NAME_MAX_LEN 64	    /* counter names */
+#define LINE_MAX_LEN 4096   /* a longer line is not ours: the shard is bad */
+
+/* What a shard may hold (docs/format.md, "Counter files"), so that what
+ * every process pays at exit for its flush, and `larder stat` for the
+ * sum, stays bounded whatever a shard's writer put in it: at most
+ * MAX_USAGE usage lines (namespaces) and MAX_UNKNOWN lines this build does
+ * not know (MAX_UNKNOWN_BYTES in all); lines beyond are not counted and a
+ * rewrite drops them, with a warning. What a rewrite writes within these
+ * caps is less than MAX_SHARD (known counters ~1.5 KiB, usage lines at
+ * most 113 bytes each, unknown lines 64 KiB), and a file larger than that
+ * is not ours: set aside like a torn one. */
+#define MAX_SHARD (1u << 20)
+#define MAX_USAGE 8192
+#define MAX_UNKNOWN 256
+#define MAX_UNKNOWN_BYTES (64u << 10)
 
 /* Classic POSIX locks belong to the process, not to the descriptor:
  * closing any descriptor of a shard drops the process's lock on it, and
@@ -58,15 +72,23 @@ struct extra { /* a counter this build does not know */
 	uint64_t value;
 };
 
-/* What a shard holds, or a sum of shards, or pending deltas. */
+/* What a shard holds, or a sum of shards, or pending deltas. Usage and
+ * unknown counters are appended as they come and merged by name in one
+ * sort (tally_merge): adding n lines costs O(n log n), never n searches
+ * of n. */
 struct tally {
 	uint64_t ctr[LARDER_CTR_COUNT];
 	struct extra *x;
-	size_t nx;
+	size_t nx, capx;
 	struct use *u;
 	size_t nu, capu;
 	char **other; /* lines of a shape this build does not know: kept */
-	size_t nother;
+	size_t nother, capother;
+	size_t unknown;	      /* lines of x and other taken from shards */
+	size_t unknown_bytes; /* and their bytes */
+	size_t usage;	      /* usage lines taken from shards */
+	uint64_t dropped;     /* lines beyond the caps: not counted */
+	uint64_t *work;	      /* steps taken, for tests (ldr_stats_work) */
 };
 
 struct ldr_stats {
@@ -78,6 +100,8 @@ struct ldr_stats {
 	pid_t pid;		 /* the process that owns the pending */
 	int64_t last_flush_s;	 /* CLOCK_MONOTONIC_COARSE */
 	int said_fail, said_bad; /* logged once per handle */
+	int said_dropped;
+	uint64_t work; /* steps of parsing and merging shards, for tests */
 };
 
 static int64_t coarse_s(void)
@@ -103,6 +127,31 @@ static void sleep_ms(unsigned ms)
 /* ---------------------------------------------------------------------- */
 /* Tallies                                                                 */
 
+/* Sums that cannot overflow: a shard may say anything (a crafted one
+ * near INT64_MAX), and a sum past the end saturates instead of wrapping
+ * (or, signed, being undefined). */
+static uint64_t add_u64(uint64_t a, uint64_t b)
+{
+	uint64_t r;
+	return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+static int64_t add_i64(int64_t a, int64_t b)
+{
+	int64_t r;
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
+static int64_t sub_i64(int64_t a, int64_t b)
+{
+	int64_t r;
+	if (__builtin_sub_overflow(a, b, &r))
+		return b < 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
 static void tally_free(struct tally *t)
 {
 	free(t->x);
@@ -110,17 +159,46 @@ static void tally_free(struct tally *t)
 	for (size_t i = 0; i < t->nother; i++)
 		free(t->other[i]);
 	free(t->other);
+	uint64_t *work = t->work;
 	memset(t, 0, sizeof *t);
+	t->work = work;
 }
 
-static int counter_id(const char *name)
+static void step(const struct tally *t, uint64_t n)
 {
-	for (int c = 0; c < LARDER_CTR_COUNT; c++)
-		if (strcmp(larder_counter_name(c), name) == 0)
+	if (t->work)
+		*t->work += n;
+}
+
+/* Room for one more of n elements of `size` in *p (capacity *cap),
+ * doubling: n appends move O(n) elements in all. */
+static int grow(const struct tally *t, void **p, size_t n, size_t *cap,
+		size_t size)
+{
+	if (n < *cap)
+		return 0;
+	size_t c = *cap ? *cap * 2 : 16;
+	void *q = realloc(*p, c * size);
+	if (!q)
+		return -1;
+	step(t, n); /* the elements realloc may have moved */
+	*p = q;
+	*cap = c;
+	return 0;
+}
+
+static int counter_id(const char *name, size_t n)
+{
+	for (int c = 0; c < LARDER_CTR_COUNT; c++) {
+		const char *k = larder_counter_name(c);
+		if (k[0] == name[0] && strncmp(k, name, n) == 0 && k[n] == '\0')
 			return c;
+	}
 	return -1;
 }
 
+/* Used by the pending deltas of one handle (a few namespaces): found by a
+ * look through them. */
 static struct use *use_find(struct use **u, size_t *n, size_t *cap,
 			    const char *ns)
 {
@@ -141,55 +219,105 @@ static struct use *use_find(struct use **u, size_t *n, size_t *cap,
 	return e;
 }
 
-static int tally_use(struct tally *t, const char *ns, int64_t b, int64_t e)
+/* Append usage (merged with others of its namespace by tally_merge). */
+static int tally_use(struct tally *t, const char *ns, size_t nslen, int64_t b,
+		     int64_t e)
 {
-	struct use *u = use_find(&t->u, &t->nu, &t->capu, ns);
-	if (!u)
+	if (grow(t, (void **)&t->u, t->nu, &t->capu, sizeof *t->u))
 		return -1;
-	u->bytes += b;
-	u->entries += e;
+	struct use *u = &t->u[t->nu++];
+	memcpy(u->ns, ns, nslen);
+	u->ns[nslen] = '\0';
+	u->bytes = b;
+	u->entries = e;
 	return 0;
 }
 
-static int tally_extra(struct tally *t, const char *name, uint64_t v)
+static int tally_extra(struct tally *t, const char *name, size_t n, uint64_t v)
 {
-	for (size_t i = 0; i < t->nx; i++)
-		if (strcmp(t->x[i].name, name) == 0) {
-			t->x[i].value += v;
-			return 0;
-		}
-	struct extra *p = realloc(t->x, (t->nx + 1) * sizeof *p);
-	if (!p)
+	if (grow(t, (void **)&t->x, t->nx, &t->capx, sizeof *t->x))
 		return -1;
-	t->x = p;
-	snprintf(p[t->nx].name, sizeof p[t->nx].name, "%s", name);
-	p[t->nx++].value = v;
+	struct extra *x = &t->x[t->nx++];
+	memcpy(x->name, name, n);
+	x->name[n] = '\0';
+	x->value = v;
 	return 0;
 }
 
 static int tally_other(struct tally *t, const char *line, size_t len)
 {
-	char **p = realloc(t->other, (t->nother + 1) * sizeof *p);
-	if (!p)
+	if (grow(t, (void **)&t->other, t->nother, &t->capother,
+		 sizeof *t->other))
 		return -1;
-	t->other = p;
-	if (!(p[t->nother] = strndup(line, len)))
+	if (!(t->other[t->nother] = strndup(line, len)))
 		return -1;
 	t->nother++;
 	return 0;
 }
 
+static int cmp_use_w(const void *a, const void *b, void *t)
+{
+	step(t, 1);
+	return strcmp(((const struct use *)a)->ns, ((const struct use *)b)->ns);
+}
+
+static int cmp_extra_w(const void *a, const void *b, void *t)
+{
+	step(t, 1);
+	return strcmp(((const struct extra *)a)->name,
+		      ((const struct extra *)b)->name);
+}
+
+/* Sort usage and unknown counters by name and sum those of one name. */
+static void tally_merge(struct tally *t)
+{
+	size_t k = 0;
+	if (t->nu > 1) {
+		qsort_r(t->u, t->nu, sizeof *t->u, cmp_use_w, t);
+		for (size_t i = 1; i < t->nu; i++) {
+			struct use *last = &t->u[k];
+			if (strcmp(last->ns, t->u[i].ns) == 0) {
+				last->bytes =
+				    add_i64(last->bytes, t->u[i].bytes);
+				last->entries =
+				    add_i64(last->entries, t->u[i].entries);
+			} else {
+				t->u[++k] = t->u[i];
+			}
+		}
+		t->nu = k + 1;
+		step(t, t->nu);
+	}
+	k = 0;
+	if (t->nx > 1) {
+		qsort_r(t->x, t->nx, sizeof *t->x, cmp_extra_w, t);
+		for (size_t i = 1; i < t->nx; i++) {
+			if (strcmp(t->x[k].name, t->x[i].name) == 0)
+				t->x[k].value =
+				    add_u64(t->x[k].value, t->x[i].value);
+			else
+				t->x[++k] = t->x[i];
+		}
+		t->nx = k + 1;
+		step(t, t->nx);
+	}
+}
+
+/* Add from's counters and usage to `to` (merge afterwards). Lines of
+ * other shapes are a shard's own, kept by its rewrite: not summed. */
 static int tally_add(struct tally *to, const struct tally *from)
 {
 	for (int c = 0; c < LARDER_CTR_COUNT; c++)
-		to->ctr[c] += from->ctr[c];
+		to->ctr[c] = add_u64(to->ctr[c], from->ctr[c]);
 	for (size_t i = 0; i < from->nx; i++)
-		if (tally_extra(to, from->x[i].name, from->x[i].value))
+		if (tally_extra(to, from->x[i].name, strlen(from->x[i].name),
+				from->x[i].value))
 			return -1;
 	for (size_t i = 0; i < from->nu; i++)
-		if (tally_use(to, from->u[i].ns, from->u[i].bytes,
-			      from->u[i].entries))
+		if (tally_use(to, from->u[i].ns, strlen(from->u[i].ns),
+			      from->u[i].bytes, from->u[i].entries))
 			return -1;
+	to->dropped += from->dropped;
 	return 0;
 }
 
@@ -209,18 +337,131 @@ static int is_name(const char *s, size_t n)
 	return 1;
 }
 
-/* Parse text (len bytes, NUL after them) into t. An empty file is a new
- * shard. */
+/* A namespace's name as ldr_check_ns_internal takes it: anything else in
+ * a usage line is a line this build does not know (never a label or a
+ * path shown as a namespace). */
+static int is_ns(const char *s, size_t n)
+{
+	if (n == sizeof LDR_FILES_NS - 1 && memcmp(s, LDR_FILES_NS, n) == 0)
+		return 1;
+	if (n == 0 || n > LARDER_NS_MAX || s[0] == '.')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+/* The word at *p up to a space or end: its length (0 if none). */
+static size_t word(const char *p, const char *end)
+{
+	const char *q = p;
+	while (q < end && *q != ' ')
+		q++;
+	return (size_t)(q - p);
+}
+
+/* Decimal digits [p, p + n) as an unsigned value; -1 if they are not
+ * (empty, another character, or past UINT64_MAX). */
+static int parse_u64(const char *p, size_t n, uint64_t *v)
+{
+	uint64_t r = 0;
+	if (n == 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9' ||
+		    __builtin_mul_overflow(r, 10, &r) ||
+		    __builtin_add_overflow(r, (uint64_t)(p[i] - '0'), &r))
+			return -1;
+	}
+	*v = r;
+	return 0;
+}
+
+/* An optional '-' and digits, within int64_t; -1 if not. */
+static int parse_i64(const char *p, size_t n, int64_t *v)
+{
+	int neg = n > 0 && p[0] == '-';
+	uint64_t u;
+	if (parse_u64(p + neg, n - (size_t)neg, &u) != 0 ||
+	    u > (uint64_t)INT64_MAX + (uint64_t)neg)
+		return -1;
+	*v = neg ? (int64_t)(0 - u) : (int64_t)u;
+	return 0;
+}
+
+/* "usage <ns> <bytes> <entries>" in [p, end): 0 with the parts, or -1 for
+ * a line of another shape. */
+static int parse_usage(const char *p, const char *end, const char **ns,
+		       size_t *nslen, int64_t *b, int64_t *e)
+{
+	if ((size_t)(end - p) < 6 || memcmp(p, "usage ", 6) != 0)
+		return -1;
+	p += 6;
+	size_t n = word(p, end);
+	*ns = p;
+	*nslen = n;
+	p += n;
+	if (!is_ns(*ns, n) || p >= end || *p++ != ' ')
+		return -1;
+	n = word(p, end);
+	if (parse_i64(p, n, b) != 0)
+		return -1;
+	p += n;
+	if (p >= end || *p++ != ' ')
+		return -1;
+	return parse_i64(p, (size_t)(end - p), e);
+}
+
+/* "<name> <value>" in [p, end): 0 with the parts, or -1. */
+static int parse_counter(const char *p, const char *end, size_t *namelen,
+			 uint64_t *v)
+{
+	size_t n = word(p, end);
+	if (!is_name(p, n) || p + n >= end || p[n] != ' ')
+		return -1;
+	*namelen = n;
+	return parse_u64(p + n + 1, (size_t)(end - p - (ptrdiff_t)n - 1), v);
+}
+
+/* Keep a line this build does not know (a newer larder's counter or line
+ * shape), within the caps; 0, or -1 out of memory. */
+static int keep_unknown(struct tally *t, const char *line, size_t n,
+			size_t namelen, uint64_t v, int is_counter)
+{
+	if (t->unknown >= MAX_UNKNOWN ||
+	    t->unknown_bytes + n + 1 > MAX_UNKNOWN_BYTES) {
+		t->dropped++;
+		return 0;
+	}
+	t->unknown++;
+	t->unknown_bytes += n + 1;
+	return is_counter ? tally_extra(t, line, namelen, v)
+			  : tally_other(t, line, n);
+}
+
+/* Parse text (len bytes, NUL after them) into t, in one pass over it: each
+ * line is looked at where it is, never scanned to the end of the text
+ * (sscanf would: quadratic in lines). An empty file is a new shard. */
 static int shard_parse(const char *text, size_t len, struct tally *t)
 {
+	uint64_t *work = t->work;
 	memset(t, 0, sizeof *t);
+	t->work = work;
 	if (len == 0)
 		return SHARD_OK;
 	if (len < sizeof MAGIC || strlen(text) != len || text[len - 1] != '\n')
 		return SHARD_BAD;
-	unsigned format;
+	step(t, len);
+	const char *end = strchr(text, '\n');
+	uint64_t format;
 	if (memcmp(text, MAGIC " ", sizeof MAGIC) != 0 ||
-	    sscanf(text + sizeof MAGIC, "%u", &format) != 1)
+	    parse_u64(text + sizeof MAGIC, (size_t)(end - text) - sizeof MAGIC,
+		      &format) != 0)
 		return SHARD_BAD;
 	if (format > FORMAT)
 		return SHARD_NEWER;
@@ -228,46 +469,47 @@ static int shard_parse(const char *text, size_t len, struct tally *t)
 	const char *last = text + len - 1;
 	while (last > text && last[-1] != '\n')
 		last--;
-	char hex[33], want[33];
+	char hex[33];
 	uint8_t sum[16];
-	if (sscanf(last, "checksum %32[0-9a-f]", hex) != 1 ||
-	    strlen(last) != sizeof "checksum " - 1 + 32 + 1)
+	if ((size_t)(text + len - last) != sizeof "checksum " - 1 + 32 + 1 ||
+	    memcmp(last, "checksum ", 9) != 0)
 		return SHARD_BAD;
 	ldr_xxh128(text, (size_t)(last - text), sum);
-	ldr_hex(sum, 16, want);
-	if (strcmp(hex, want) != 0)
+	ldr_hex(sum, 16, hex);
+	if (memcmp(last + 9, hex, 32) != 0)
 		return SHARD_BAD;
 
-	const char *line = strchr(text, '\n') + 1;
-	while (line < last) {
-		const char *end = strchr(line, '\n');
+	for (const char *line = end + 1; line < last; line = end + 1) {
+		end = memchr(line, '\n', (size_t)(last - line));
 		size_t n = (size_t)(end - line);
-		char name[NAME_MAX_LEN + 2], ns[LARDER_NS_MAX + 2];
-		unsigned long long v;
-		long long b, e;
-		int used = 0;
-		if (n > 4096)
+		const char *ns;
+		size_t nslen, namelen;
+		int64_t b, e;
+		uint64_t v;
+		int rc = 0;
+		if (n > LINE_MAX_LEN)
 			goto bad;
-		if (sscanf(line, "usage %65s %lld %lld%n", ns, &b, &e, &used) ==
-			3 &&
-		    (size_t)used == n) {
-			if (strlen(ns) > LARDER_NS_MAX)
-				goto bad;
-			if (tally_use(t, ns, b, e))
-				goto nomem;
-		} else if (sscanf(line, "%65s %llu%n", name, &v, &used) == 2 &&
-			   (size_t)used == n && is_name(name, strlen(name)) &&
-			   line[0] != ' ') {
-			int c = counter_id(name);
+		if (parse_usage(line, end, &ns, &nslen, &b, &e) == 0) {
+			if (t->usage >= MAX_USAGE) {
+				t->dropped++;
+				continue;
+			}
+			t->usage++;
+			rc = tally_use(t, ns, nslen, b, e);
+		} else if (parse_counter(line, end, &namelen, &v) == 0) {
+			int c = counter_id(line, namelen);
+			step(t, LARDER_CTR_COUNT);
 			if (c >= 0)
-				t->ctr[c] += v;
-			else if (tally_extra(t, name, v))
-				goto nomem;
-		} else if (tally_other(t, line, n)) {
-			goto nomem;
+				t->ctr[c] = add_u64(t->ctr[c], v);
+			else
+				rc = keep_unknown(t, line, n, namelen, v, 1);
+		} else {
+			rc = keep_unknown(t, line, n, 0, 0, 0);
 		}
-		line = end + 1;
+		if (rc)
+			goto nomem;
 	}
+	tally_merge(t);
 	return SHARD_OK;
 bad:
 	tally_free(t);
@@ -314,8 +556,11 @@ static void bprintf(struct buf *b, const char *fmt, ...)
 	}
 }
 
-/* The shard's text for t; 0, or -1 (out of memory). */
-static int shard_format(const struct tally *t, struct buf *b)
+/* The shard's text for t (merged), within the caps: usage lines that
+ * sum to nothing are left out, and those past MAX_USAGE are dropped
+ * (counted in *dropped; the parse already capped the unknown lines). 0,
+ * or -1 (out of memory). */
+static int shard_format(const struct tally *t, struct buf *b, uint64_t *dropped)
 {
 	memset(b, 0, sizeof *b);
 	bprintf(b, "%s %d\n", MAGIC, FORMAT);
@@ -324,9 +569,17 @@ static int shard_format(const struct tally *t, struct buf *b)
 			t->ctr[c]);
 	for (size_t i = 0; i < t->nx; i++)
 		bprintf(b, "%s %" PRIu64 "\n", t->x[i].name, t->x[i].value);
-	for (size_t i = 0; i < t->nu; i++)
+	size_t nu = 0;
+	for (size_t i = 0; i < t->nu; i++) {
+		if (!t->u[i].bytes && !t->u[i].entries)
+			continue;
+		if (nu++ >= MAX_USAGE) {
+			(*dropped)++;
+			continue;
+		}
 		bprintf(b, "usage %s %" PRId64 " %" PRId64 "\n", t->u[i].ns,
 			t->u[i].bytes, t->u[i].entries);
+	}
 	for (size_t i = 0; i < t->nother; i++)
 		bprintf(b, "%s\n", t->other[i]);
 	if (b->oom) {
@@ -494,7 +747,7 @@ static int shard_add(larder *db, const struct tally *delta, uint64_t t0)
 				errno = e;
 				return -1;
 			}
-			struct tally t;
+			struct tally t = {.work = &s->work};
 			int st = r ? SHARD_BAD : shard_parse(text, len, &t);
 			if (st ==
 			    SHARD_NEWER) { /* a newer larder's: not ours */
@@ -516,16 +769,37 @@ static int shard_add(larder *db, const struct tally *delta, uint64_t t0)
 					ldr_log(db, LARDER_LOG_WARN,
 						"counter file '%s/stats/"
 						"shard-%02d' failed its check "
-						"(torn by a crash, or edited); "
-						"kept as stats/bad-%02d.*, "
-						"counting from zero again",
+						"(torn by a crash, edited, or "
+						"larger than a counter file "
+						"may be); kept as "
+						"stats/bad-%02d.* if not too "
+						"large, counting from zero "
+						"again",
 						db->dir, i, i);
 				memset(&t, 0, sizeof t);
+				t.work = &s->work;
 			}
 			free(text);
 			struct buf b;
 			int rc = tally_add(&t, delta);
-			if (rc == 0 && (rc = shard_format(&t, &b)) == 0) {
+			if (rc == 0)
+				tally_merge(&t);
+			uint64_t dropped = t.dropped;
+			if (rc == 0 &&
+			    (rc = shard_format(&t, &b, &dropped)) == 0) {
+				/* What a shard may hold is bounded
+				 * (MAX_USAGE, MAX_UNKNOWN): the rest goes
+				 * now, said once per handle. */
+				if (dropped &&
+				    !__atomic_exchange_n(&s->said_dropped, 1,
+							 __ATOMIC_RELAXED))
+					ldr_log(db, LARDER_LOG_WARN,
+						"counter file '%s/stats/"
+						"shard-%02d' held %" PRIu64
+						" line(s) beyond what a "
+						"counter file keeps "
+						"(docs/format.md): dropped",
+						db->dir, i, dropped);
 				/* In place, then cut: a crash in between
 				 * leaves a shard that fails its check. */
 				if (ldr_pwrite_full(fd, b.p, b.len, 0) != 0 ||
@@ -592,8 +866,8 @@ void ldr_usage_add(larder *db, const char *ns, int64_t bytes, int64_t entries)
 	pthread_mutex_lock(&s->mu);
 	struct use *u = use_find(&s->u, &s->nu, &s->cap, ns);
 	if (u) {
-		u->bytes += bytes;
-		u->entries += entries;
+		u->bytes = add_i64(u->bytes, bytes);
+		u->entries = add_i64(u->entries, entries);
 	}
 	pthread_mutex_unlock(&s->mu);
 	if (!u)
@@ -617,8 +891,8 @@ static int pending(larder *db, struct tally *t)
 	int rc = 0;
 	for (size_t i = 0; i < s->nu && rc == 0; i++)
 		if (s->u[i].bytes || s->u[i].entries) {
-			rc = tally_use(t, s->u[i].ns, s->u[i].bytes,
-				       s->u[i].entries);
+			rc = tally_use(t, s->u[i].ns, strlen(s->u[i].ns),
+				       s->u[i].bytes, s->u[i].entries);
 			any = 1;
 		}
 	pthread_mutex_unlock(&s->mu);
@@ -639,8 +913,8 @@ static void settle(larder *db, const struct tally *t)
 	for (size_t i = 0; i < t->nu; i++) {
 		struct use *u = use_find(&s->u, &s->nu, &s->cap, t->u[i].ns);
 		if (u) { /* it is there: found, never added */
-			u->bytes -= t->u[i].bytes;
-			u->entries -= t->u[i].entries;
+			u->bytes = sub_i64(u->bytes, t->u[i].bytes);
+			u->entries = sub_i64(u->entries, t->u[i].entries);
 		}
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -734,6 +1008,11 @@ void ldr_stats_tick(larder *db)
 		ldr_stats_flush(db);
 }
 
+uint64_t ldr_stats_work(larder *db)
+{
+	return db->stats ? db->stats->work : 0;
+}
+
 void ldr_stats_age(larder *db, int64_t seconds)
 {
 	if (db->stats)
@@ -749,6 +1028,7 @@ static int sum_shards(larder *db, struct tally *t, unsigned *nshards,
 		      unsigned *bad)
 {
 	memset(t, 0, sizeof *t);
+	t->work = db->stats ? &db->stats->work : NULL;
 	*nshards = *bad = 0;
 	if (process_lock(FLUSH_BOUND_MS) != 0)
 		return ldr_fail(db, LARDER_EBUSY, 0,
@@ -784,7 +1064,7 @@ static int sum_shards(larder *db, struct tally *t, unsigned *nshards,
 					    db->dir, rel, strerror(e));
 			continue;
 		}
-		struct tally one;
+		struct tally one = {.work = t->work};
 		int st = r ? SHARD_BAD : shard_parse(text, len, &one);
 		free(text);
 		(*nshards)++;
@@ -801,6 +1081,8 @@ static int sum_shards(larder *db, struct tally *t, unsigned *nshards,
 	pthread_mutex_unlock(&shard_mu);
 	if (rc)
 		tally_free(t);
+	else
+		tally_merge(t);
 	return rc;
 }
 
@@ -816,6 +1098,8 @@ static int sum_all(larder *db, struct tally *t, unsigned *nshards,
 	if (r == 0) {
 		r = tally_add(t, &p);
 		tally_free(&p);
+		if (r == 0)
+			tally_merge(t);
 	}
 	if (r < 0) {
 		tally_free(t);
@@ -832,16 +1116,16 @@ int ldr_usage_read(larder *db, const char *ns, int64_t *bytes, int64_t *entries)
 	int rc = sum_all(db, &t, &n, &bad);
 	if (rc)
 		return rc;
+	/* Each namespace's sum (merged: one per name) never reads below 0,
+	 * so neither does the store's, the sum of theirs. */
 	for (size_t i = 0; i < t.nu; i++)
 		if (!ns || !*ns || strcmp(ns, t.u[i].ns) == 0) {
-			*bytes += t.u[i].bytes;
-			*entries += t.u[i].entries;
+			if (t.u[i].bytes > 0)
+				*bytes = add_i64(*bytes, t.u[i].bytes);
+			if (t.u[i].entries > 0)
+				*entries = add_i64(*entries, t.u[i].entries);
 		}
 	tally_free(&t);
-	if (*bytes < 0)
-		*bytes = 0;
-	if (*entries < 0)
-		*entries = 0;
 	return 0;
 }
 
@@ -858,12 +1142,12 @@ int ldr_usage_set(larder *db, const char *ns, int64_t bytes, int64_t entries)
 	int64_t b = 0, e = 0; /* the raw sums, below zero too */
 	for (size_t i = 0; i < t.nu; i++)
 		if (strcmp(ns, t.u[i].ns) == 0) {
-			b += t.u[i].bytes;
-			e += t.u[i].entries;
+			b = add_i64(b, t.u[i].bytes);
+			e = add_i64(e, t.u[i].entries);
 		}
 	tally_free(&t);
 	if (b != bytes || e != entries)
-		ldr_usage_add(db, ns, bytes - b, entries - e);
+		ldr_usage_add(db, ns, sub_i64(bytes, b), sub_i64(entries, e));
 	return 0;
 }
 
@@ -880,17 +1164,6 @@ int larder_stats_flush(larder *db)
 	return ldr_stats_flush(db);
 }
 
-static int cmp_use(const void *a, const void *b)
-{
-	return strcmp(((const struct use *)a)->ns, ((const struct use *)b)->ns);
-}
-
-static int cmp_extra(const void *a, const void *b)
-{
-	return strcmp(((const struct extra *)a)->name,
-		      ((const struct extra *)b)->name);
-}
-
 int larder_stats_read(larder_stats **out, larder *db)
 {
 	*out = NULL;
@@ -902,10 +1175,7 @@ int larder_stats_read(larder_stats **out, larder *db)
 		free(s);
 		return rc;
 	}
-	if (s->t.nu)
-		qsort(s->t.u, s->t.nu, sizeof *s->t.u, cmp_use);
-	if (s->t.nx)
-		qsort(s->t.x, s->t.nx, sizeof *s->t.x, cmp_extra);
+	/* Sorted by name already (tally_merge). */
 	*out = s;
 	return 0;
 }

@@ -60,4 +60,9 @@ void ldr_stats_tick(larder *db);
 /* For tests: make the last flush look `seconds` older. */
 void ldr_stats_age(larder *db, int64_t seconds);
 
+/* For tests: the steps this handle has taken parsing and merging counter
+ * files (bytes looked at, comparisons, elements moved), to show that
+ * reading them is linear in what they hold. */
+uint64_t ldr_stats_work(larder *db);
+
 #endif

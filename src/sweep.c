@@ -27,12 +27,16 @@
  *    path); or when its file has not been rewritten for LDR_SWEEP_LEASE_MAX_S
  *    (1 h) or ten lease periods if that is longer: a live holder rewrites
  *    it every quarter period, so an hour of silence is 480 missed beats
- *    at the default 30 s lease. It is broken the way a waiter breaks it
- *    (ldr_lease_break: rename to a break name, re-check the very record
- *    judged, unlink), never by a plain unlink.
+ *    at the default 30 s lease. Garbage at a lease's name (not a record,
+ *    or not a regular file: ldr_lease_read) goes when unchanged for
+ *    LDR_SWEEP_LEASE_MAX_S. Either is broken the way a waiter breaks it
+ *    (ldr_lease_break: rename to a break name, re-check the very thing
+ *    judged, remove), never by a plain unlink.
  *  - A break file (".break.*"): exists between a breaker's rename and its
- *    unlink, a few system calls; one older than LDR_SWEEP_BREAK_S (10 min)
- *    was left by a breaker that died there. No one else ever reads it.
+ *    removal, a few system calls; one older than LDR_SWEEP_BREAK_S (10
+ *    min) was left by a breaker that died there, or is a directory it
+ *    could not empty. No one else ever reads it; it goes whatever it is,
+ *    a directory with what it holds (ldr_lease_discard).
  *  - A quarantined entry (quarantine/<hex32>.<random>): kept for
  *    inspection LDR_SWEEP_QUAR_MAX_S (7 days) from when it was moved there
  *    (ldr_quarantine stamps its mtime then).
@@ -264,22 +268,65 @@ static void sweep_aged(struct sweep *s, int dfd, const char *name,
 		       old, age, st.st_size);
 }
 
+/* A break file: whatever a breaker moved aside (docs/leases.md), so it
+ * may be a directory, FIFO or symlink too. Its name is unique to its
+ * breaker, so nothing new ever takes it: removed by name, a directory
+ * with what it holds. */
+static void sweep_break(struct sweep *s, int dfd, const char *name,
+			const char *rel)
+{
+	struct stat st;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno != ENOENT && errno != ESTALE)
+			fail_once(s, errno, "stat", rel);
+		return;
+	}
+	int64_t age = age_s(s, &st);
+	if (age < LDR_SWEEP_BREAK_S) {
+		keep(s, &s->r->breaks_kept, rel, "a break in progress", age);
+		return;
+	}
+	if (!s->dry && ldr_lease_discard(dfd, name) != 0) {
+		if (errno == ENOENT || errno == ESTALE)
+			return; /* removed meanwhile by someone else */
+		/* Debris that cannot go (a member's directory we may not
+		 * empty, a tree too deep) is said and kept, never an error of
+		 * the sweep: it must not stop cleaning. */
+		ldr_log(s->db, LARDER_LOG_WARN,
+			"sweep: cannot remove '%s/%s': %s; kept", s->db->dir,
+			rel, strerror(errno));
+		keep(s, &s->r->breaks_kept, rel, "cannot be removed", age);
+		return;
+	}
+	removed(s, &s->r->breaks_removed, rel, "left by a dead breaker", age,
+		S_ISREG(st.st_mode) ? st.st_size : 0);
+}
+
 static void sweep_lease(struct sweep *s, int dfd, const char *name,
 			const char *rel)
 {
 	struct stat st;
 	struct ldr_lease_rec rec;
-	if (stat_found(s, dfd, name, rel, &st, 0) != 0)
+	/* Whatever is at a lease's name is judged, not only a regular file:
+	 * a directory or FIFO left there would hold the key's fills. */
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno != ENOENT && errno != ESTALE)
+			fail_once(s, errno, "stat", rel);
 		return;
+	}
 	int64_t age = age_s(s, &st);
-	int readable = ldr_lease_read(dfd, name, &rec) == 0;
-	if (!readable && (errno == ENOENT || errno == ESTALE))
+	int got = ldr_lease_read(dfd, name, &rec);
+	if (got < 0) {
+		if (errno != ENOENT && errno != ESTALE)
+			fail_once(s, errno, "read", rel);
 		return; /* released or broken meanwhile */
-	if (readable && rec.ino != st.st_ino) {
+	}
+	if (rec.ino != st.st_ino || rec.dev != st.st_dev) {
 		/* Replaced between the stat and the read: a new holder. */
 		keep(s, &s->r->leases_kept, rel, "taken meanwhile", 0);
 		return;
 	}
+	const int readable = got == 0;
 	int64_t max_age = LDR_SWEEP_LEASE_MAX_S;
 	if (readable && rec.lease_ms / 100 > (uint64_t)max_age)
 		max_age = (int64_t)(rec.lease_ms / 100); /* ten periods */
@@ -287,12 +334,11 @@ static void sweep_lease(struct sweep *s, int dfd, const char *name,
 	if (readable && ldr_lease_dead_here(&rec, &s->me))
 		why = "this host, its holder is gone";
 	else if (age >= max_age)
-		why = readable
-			  ? "no heartbeat for the generous age"
-			  : "unreadable, and unchanged for the generous age";
+		why = readable ? "no heartbeat for the generous age"
+			       : "not a lease, unchanged for the generous age";
 	if (!why) {
 		keep(s, &s->r->leases_kept, rel,
-		     !readable ? "unreadable, young (being rewritten?)"
+		     !readable ? "not a lease, young (being rewritten?)"
 		     : strcmp(rec.boot, s->me.boot) == 0 &&
 			     rec.pidns == s->me.pidns
 			 ? "this host, its holder lives"
@@ -302,17 +348,15 @@ static void sweep_lease(struct sweep *s, int dfd, const char *name,
 	}
 	int rc = 1;
 	if (!s->dry) {
-		/* A readable lease is broken as waiters break it (the very
-		 * record judged, or nothing); an unreadable one has no record
-		 * to re-check, only its inode. */
-		rc = readable ? ldr_lease_break(dfd, name, &rec, s->db->host)
-			      : remove_it(s, dfd, name, rel, &st);
+		/* Broken as waiters break it: the very thing judged (record
+		 * or garbage, by its identity and bytes), or nothing. */
+		rc = ldr_lease_break(dfd, name, &rec, s->db->host);
 		if (rc == 0 &&
 		    faccessat(dfd, name, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
 			rc = GONE; /* released, or broken by a waiter */
 	}
 	settle(s, rc, &s->r->leases_removed, &s->r->leases_kept, rel, why, age,
-	       st.st_size);
+	       S_ISREG(st.st_mode) ? st.st_size : 0);
 }
 
 static int has_suffix(const char *s, const char *suf)
@@ -376,10 +420,7 @@ static void sweep_dir(struct sweep *s, const char *rel, enum level at,
 		if (!strncmp(n, ".tmp.", 5))
 			sweep_temp(s, dirfd(d), n, path);
 		else if (!strncmp(n, ".break.", 7))
-			sweep_aged(s, dirfd(d), n, path, LDR_SWEEP_BREAK_S,
-				   &s->r->breaks_removed, &s->r->breaks_kept,
-				   "a break in progress",
-				   "left by a dead breaker");
+			sweep_break(s, dirfd(d), n, path);
 		else if (at == L_LEAF && kind == 'h' && has_suffix(n, ".lease"))
 			sweep_lease(s, dirfd(d), n, path);
 		else if (at == L_QUAR && n[0] != '.')

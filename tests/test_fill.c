@@ -1646,3 +1646,205 @@ TEST(on_wait_is_never_called_without_a_wait)
 		  LARDER_EINVAL);
 	larder_close(db);
 }
+
+/* ---------------------------------------------------------------------- */
+/* Garbage at a lease's name (docs/leases.md)                              */
+
+enum garbage {
+	G_EMPTY,      /* an empty file */
+	G_BINARY,     /* bytes of no record */
+	G_MAGIC,      /* a record of a format this build does not know */
+	G_LONG_LEASE, /* a record claiming a lease of 2^64-1 ms */
+	G_DIR,	      /* a directory, with things in it */
+	G_FIFO,	      /* a FIFO nobody writes */
+	G_SYMLINK,    /* a symlink to a FIFO outside the store */
+};
+
+/* A lease record as a holder on another host writes it (lease.c's
+ * format), with the given first line and lease length. */
+static void write_record(const char *path, const char *magic,
+			 unsigned long long lease_ms)
+{
+	FILE *f = fopen(path, "w");
+	ASSERT(f);
+	fprintf(f,
+		"%s\nhost %-63.63s\nboot %-36.36s\npidns %020llu\n"
+		"pid %020ld\nstart %020llu\nnonce %-32.32s\nlease_ms %020llu\n"
+		"counter %020llu\n",
+		magic, "elsewhere", "0b0b0b0b-0000-4000-8000-000000000000",
+		4026531836ULL, 1L, 12345ULL, "00112233445566778899aabbccddeeff",
+		lease_ms, 7ULL);
+	ASSERT_EQ(fclose(f), 0);
+}
+
+/* Put garbage of kind g at the lease path of key (its head directory
+ * made by a put of another version). Things outside the store that the
+ * garbage points to are made too: they must survive. */
+static void plant_garbage(larder *db, const char *key, enum garbage g,
+			  char *lease, size_t len)
+{
+	ASSERT_RC(
+	    db,
+	    larder_put(db, "default", key, strlen(key), "v0", 2, "x", 1, NULL),
+	    0);
+	uint8_t h[16];
+	char hex[33], rel[LDR_REL_MAX];
+	ldr_head_hash("default", key, strlen(key), h);
+	ldr_hex(h, 16, hex);
+	ldr_dir_rel(rel, "default", 'h', hex);
+	snprintf(lease, len, "%s/%s/%s.lease", test_path("store"), rel, hex);
+	ASSERT_EQ(test_sh("echo keep > '%s' && mkfifo '%s'",
+			  test_path("outside"), test_path("outside.fifo")),
+		  0);
+	switch (g) {
+	case G_EMPTY:
+		ASSERT_EQ(test_sh(": > '%s'", lease), 0);
+		break;
+	case G_BINARY:
+		ASSERT_EQ(test_sh("head -c 300 /dev/urandom > '%s'", lease), 0);
+		break;
+	case G_MAGIC:
+		write_record(lease, "larder-lease 9", 30000);
+		break;
+	case G_LONG_LEASE:
+		write_record(lease, "larder-lease 1", 18446744073709551615ULL);
+		break;
+	case G_DIR:
+		ASSERT_EQ(test_sh("mkdir -p '%s/a/b' && echo x > '%s/a/b/f' && "
+				  "mkfifo '%s/a/p' && ln -s '%s' '%s/out'",
+				  lease, lease, lease, test_path("outside"),
+				  lease),
+			  0);
+		break;
+	case G_FIFO:
+		ASSERT_EQ(test_sh("mkfifo '%s'", lease), 0);
+		break;
+	case G_SYMLINK:
+		ASSERT_EQ(symlink(test_path("outside.fifo"), lease), 0);
+		break;
+	}
+}
+
+/* A herd of N fills of a key whose lease's name holds garbage g. The
+ * garbage names no holder and no believable lease period: each waiter
+ * judges it by its own lease, so the herd waits one lease period of its
+ * own (never its max wait), one of them removes the garbage, and one
+ * load runs for them all. */
+static void herd_through_garbage(enum garbage g)
+{
+	larder *db = open_store();
+	char lease[4096];
+	plant_garbage(db, "g", g, lease, sizeof lease);
+	const char *side = test_path("loads");
+	larder_fill_opts fo = short_lease();
+	const double lease_ms = LEASE * 1000;
+	fo.max_wait_seconds = 30 * LEASE; /* far beyond the bound below */
+	enum { N = 6 };
+	pid_t w[N];
+	int wrep[N];
+	double t0 = mono_ms();
+	for (int i = 0; i < N; i++) {
+		struct job j = JOB(side, 100000, 70);
+		w[i] = spawn_filler(&wrep[i], "g", "v1", &j, &fo);
+	}
+	int breaks = 0, filled = 0, lost = 0;
+	for (int i = 0; i < N; i++) {
+		struct report r;
+		if (!read_report(wrep[i], &r, 30 * lease_ms))
+			test_fail(__FILE__, __LINE__, "filler %d hangs", i);
+		close(wrep[i]);
+		expect_exit0(w[i]);
+		if (r.rc != 0 || !r.ok)
+			test_fail(__FILE__, __LINE__,
+				  "filler %d: rc %d ok %d: %s", i, r.rc, r.ok,
+				  r.err);
+		breaks += (int)r.breaks;
+		filled += r.outcome == LARDER_FILLED;
+		lost += (int)r.lost;
+		/* Not before the garbage stood unchanged for a lease period
+		 * of the waiter's (its first look was after t0), and well
+		 * within a few lease periods. */
+		double ms = (double)r.t_done_ns / 1e6 - t0;
+		if (ms < lease_ms || ms > 5 * lease_ms)
+			test_fail(__FILE__, __LINE__,
+				  "filler %d done %.0f ms after the start; "
+				  "want %.0f to %.0f",
+				  i, ms, lease_ms, 5 * lease_ms);
+	}
+	/* One removal and one load. Rarely a second breaker whose re-check
+	 * passed an instant before the first one's rename moves the first
+	 * filler's new lease away: then, as for any stale lease (see
+	 * sigstopped_holder_past_its_lease_is_broken_exactly_once), the
+	 * first counts lease_lost and one more load runs. */
+	ASSERT_EQ(breaks, 1);
+	ASSERT(lost <= 1);
+	ASSERT_EQ(filled, 1 + lost);
+	ASSERT_EQ(test_count_lines(side), 1 + lost);
+	expect_entry(db, "g", "v1", 100000, 70);
+	/* The garbage is gone, nothing of it is left under a break name, and
+	 * nothing it pointed to outside the store was touched. */
+	struct stat st;
+	ASSERT(lstat(lease, &st) != 0 && errno == ENOENT);
+	expect_no_leftovers(0);
+	ASSERT_EQ(lstat(test_path("outside"), &st), 0);
+	ASSERT(S_ISREG(st.st_mode) && st.st_size == 5);
+	ASSERT_EQ(lstat(test_path("outside.fifo"), &st), 0);
+	ASSERT(S_ISFIFO(st.st_mode));
+	larder_close(db);
+}
+
+TEST(empty_lease_file_is_stale_after_one_waiter_lease_and_a_herd_loads_once)
+{
+	herd_through_garbage(G_EMPTY);
+}
+
+TEST(binary_lease_file_is_stale_after_one_waiter_lease_and_a_herd_loads_once)
+{
+	herd_through_garbage(G_BINARY);
+}
+
+TEST(lease_of_an_unknown_format_is_stale_after_one_waiter_lease)
+{
+	herd_through_garbage(G_MAGIC);
+}
+
+TEST(lease_claiming_2_pow_64_ms_is_stale_after_one_waiter_lease)
+{
+	herd_through_garbage(G_LONG_LEASE);
+}
+
+TEST(directory_at_a_lease_name_is_removed_after_one_waiter_lease)
+{
+	herd_through_garbage(G_DIR);
+}
+
+TEST(fifo_at_a_lease_name_never_hangs_a_fill_and_is_removed)
+{
+	herd_through_garbage(G_FIFO);
+}
+
+TEST(symlink_at_a_lease_name_is_removed_not_followed)
+{
+	herd_through_garbage(G_SYMLINK);
+}
+
+TEST(a_lease_longer_than_an_hour_is_refused)
+{
+	larder *db = open_store();
+	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
+	fo.lease_seconds = 3600.5;
+	struct job j = JOB(NULL, 10, 1);
+	larder_entry *e = NULL;
+	int how;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "long", 4, "v1",
+				     2, NULL, loader, &j, &fo),
+		  LARDER_EINVAL);
+	fo.lease_seconds = 3600;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", "long", 4, "v1",
+				     2, NULL, loader, &j, &fo),
+		  0);
+	larder_entry_release(e);
+	larder_close(db);
+}

@@ -655,3 +655,252 @@ TEST(a_long_running_process_flushes_at_publish_after_a_minute)
 		  0);
 	larder_close(db);
 }
+
+/* ---------------------------------------------------------------------- */
+/* Crafted counter files: bounded, linear, no overflow                     */
+
+/* A shard with a good checksum: the header, `body` (whole lines), then
+ * `unknown` lines of unknown counters ("u<shard>_<n> 1"). */
+static void write_crafted_shard(int shard, const char *body, long unknown)
+{
+	size_t cap = strlen(body) + (size_t)unknown * 24 + 64, len = 0;
+	char *text = malloc(cap);
+	ASSERT(text != NULL);
+	len += (size_t)snprintf(text, cap, "larder-counters 1\n%s", body);
+	for (long i = 0; i < unknown; i++)
+		len += (size_t)snprintf(text + len, cap - len, "u%02d_%ld 1\n",
+					shard, i);
+	uint8_t sum[16];
+	char hex[33];
+	ldr_xxh128(text, len, sum);
+	ldr_hex(sum, 16, hex);
+	FILE *f = fopen(test_path("store/stats/shard-%02d", shard), "w");
+	ASSERT(f != NULL);
+	ASSERT_EQ(fwrite(text, 1, len, f), len);
+	fprintf(f, "checksum %s\n", hex);
+	ASSERT(fclose(f) == 0);
+	free(text);
+}
+
+/* Every shard crafted the same way. */
+static void craft_all(const char *body, long unknown)
+{
+	mkdir(test_path("store/stats"), 0755);
+	for (int i = 0; i < 16; i++)
+		write_crafted_shard(i, body, unknown);
+}
+
+/* The shard this process flushed to: the one whose "published" line
+ * says 1 (the crafted ones have none). */
+static void flushed_shard(char *out, size_t len)
+{
+	out[0] = '\0';
+	for (int i = 0; i < 16; i++) {
+		const char *p = test_path("store/stats/shard-%02d", i);
+		if (test_sh("grep -q '^published 1$' '%s'", p) == 0) {
+			ASSERT(out[0] == '\0');
+			snprintf(out, len, "%s", p);
+		}
+	}
+	ASSERT(out[0] != '\0');
+}
+
+TEST(a_flush_keeps_at_most_256_unknown_lines_of_a_crafted_shard_and_warns)
+{
+	struct logs lg = {0, ""};
+	larder *db = open_store_log(log_cb, &lg);
+	/* 50 000 unknown counters in each of the 16 shards (about 480 KiB
+	 * each: under the size a shard may have, so they are read). */
+	craft_all("hits 5\nusage n 100 2\nfrobnicate a b c\n", 50000);
+	ASSERT_EQ(bad_shards(db), 0);
+	ASSERT_EQ(stat_of(db, "hits"), 16 * 5);
+	ASSERT_EQ(stat_of(db, "u00_0"), 1);	/* kept: within the cap */
+	ASSERT_EQ(stat_of(db, "u00_49999"), 0); /* beyond it: not counted */
+
+	ASSERT_RC(db, larder_put(db, "n", "k", 1, "v", 1, "x", 1, NULL), 0);
+	ASSERT_RC(db, larder_stats_flush(db), 0);
+	char shard[512];
+	flushed_shard(shard, sizeof shard);
+	struct stat st;
+	ASSERT_EQ(stat(shard, &st), 0);
+	/* What the rewrite kept: the known counters, the usage, and 256
+	 * lines it does not know (the other shape first, then the first
+	 * 255 unknown counters, in the order they came). */
+	ASSERT(st.st_size < 16 * 1024);
+	ASSERT_EQ(
+	    test_sh("test $(grep -c '^u[0-9][0-9]_' '%s') -eq 255", shard), 0);
+	ASSERT_EQ(test_sh("grep -q '^frobnicate a b c$' '%s'", shard), 0);
+	ASSERT_EQ(test_sh("grep -q '^hits 5$' '%s'", shard), 0);
+	ASSERT_EQ(lg.warns, 1);
+	ASSERT(strstr(lg.last, "beyond what a counter file keeps") != NULL);
+	ASSERT_EQ(bad_shards(db), 0);
+	ASSERT_EQ(stat_of(db, "hits"), 16 * 5);
+	int64_t b, n;
+	ASSERT_RC(db, ldr_usage_read(db, "n", &b, &n), 0);
+	ASSERT_EQ(n, 16 * 2 + 1);
+	/* A second flush finds nothing more to drop: no second warning
+	 * (and once per handle anyway). */
+	ASSERT_RC(db, larder_put(db, "n", "k2", 2, "v", 1, "x", 1, NULL), 0);
+	ASSERT_RC(db, larder_stats_flush(db), 0);
+	ASSERT_EQ(lg.warns, 1);
+	larder_close(db);
+}
+
+TEST(a_counter_file_larger_than_a_mebibyte_is_set_aside)
+{
+	larder *db = open_store();
+	/* 100 000 lines of about 11 bytes: past 1 MiB. */
+	craft_all("hits 5\n", 100000);
+	ASSERT_EQ(bad_shards(db), 16);
+	ASSERT_EQ(stat_of(db, "hits"), 0);
+	ASSERT_RC(db, larder_put(db, "n", "k", 1, "v", 1, "x", 1, NULL), 0);
+	ASSERT_RC(db, larder_stats_flush(db), 0);
+	ASSERT_EQ(bad_shards(db), 15);
+	larder_close(db);
+}
+
+/* The steps a fresh handle takes to read 16 shards of `lines` lines
+ * each, a mix of every kind: unknown counters, known counters over and
+ * over, lines of other shapes, and usage of many namespaces. */
+static uint64_t work_to_read(long lines)
+{
+	char *body = malloc((size_t)lines * 40);
+	ASSERT(body != NULL);
+	size_t len = 0;
+	body[0] = '\0';
+	for (long i = 0; i < lines / 4; i++)
+		len += (size_t)sprintf(
+		    body + len, "hits 1\nusage ns%ld 10 1\nx y %ld\n", i, i);
+	larder_close(open_store());
+	craft_all(body, lines / 4);
+	free(body);
+	larder *db = open_store();
+	uint64_t before = ldr_stats_work(db);
+	larder_stats *s;
+	ASSERT_RC(db, larder_stats_read(&s, db), 0);
+	ASSERT_EQ(larder_stats_namespaces(s), (size_t)(lines / 4));
+	larder_stats_free(s);
+	uint64_t work = ldr_stats_work(db) - before;
+	larder_close(db);
+	printf("    %ld lines per shard: %llu steps\n", lines,
+	       (unsigned long long)work);
+	return work;
+}
+
+TEST(reading_counter_files_is_linear_in_their_lines)
+{
+	/* Counted steps (bytes looked at, comparisons, elements moved), not
+	 * time: four times the lines may cost four times the steps and a
+	 * little more for sorting (n log n), never sixteen (n squared). */
+	uint64_t w1 = work_to_read(8000);
+	uint64_t w4 = work_to_read(32000);
+	ASSERT(w1 > 16 * 8000);
+	if (w4 > 5 * w1)
+		test_fail(__FILE__, __LINE__,
+			  "4x the lines took %.1fx the steps", (double)w4 / w1);
+}
+
+TEST(usage_and_counter_sums_saturate_instead_of_overflowing)
+{
+	larder *db = open_store();
+	/* Each shard near the top: summed over 16 they go far past it. */
+	craft_all("hits 18446744073709551615\n"
+		  "usage a 9223372036854775807 9223372036854775807\n"
+		  "usage b 9223372036854775807 9223372036854775807\n"
+		  "usage c -9223372036854775808 -9223372036854775808\n",
+		  0);
+	ASSERT_EQ(bad_shards(db), 0);
+	uint64_t hits = stat_of(db, "hits");
+	ASSERT(hits == UINT64_MAX);
+	int64_t b, n;
+	ASSERT_RC(db, ldr_usage_read(db, "a", &b, &n), 0);
+	ASSERT_EQ(b, INT64_MAX);
+	ASSERT_EQ(n, INT64_MAX);
+	ASSERT_RC(db, ldr_usage_read(db, "c", &b, &n), 0);
+	ASSERT_EQ(b, 0); /* below zero reads as 0 */
+	ASSERT_RC(db, ldr_usage_read(db, NULL, &b, &n), 0);
+	ASSERT_EQ(b, INT64_MAX);
+	larder_stats *s;
+	ASSERT_RC(db, larder_stats_read(&s, db), 0);
+	for (size_t i = 0; i < larder_stats_namespaces(s); i++) {
+		const char *ns = larder_stats_usage(s, i, &b, &n);
+		ASSERT_EQ(b, strcmp(ns, "c") ? INT64_MAX : 0);
+	}
+	larder_stats_free(s);
+	/* A flush adds to a shard at the top; setting usage after a walk
+	 * subtracts from a sum at the bottom; cleaning reads them all. */
+	ASSERT_RC(db, larder_put(db, "a", "k", 1, "v", 1, "x", 1, NULL), 0);
+	ASSERT_RC(db, larder_stats_flush(db), 0);
+	ASSERT_EQ(bad_shards(db), 0);
+	ASSERT_RC(db, ldr_usage_set(db, "c", 100, 1), 0);
+	ASSERT_RC(db, larder_stats_flush(db), 0);
+	larder_gc_report r;
+	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	ASSERT_RC(db, ldr_usage_read(db, "a", &b, &n), 0);
+	ASSERT(b >= 0 && n >= 0);
+	larder_close(db);
+}
+
+TEST(stat_and_gc_commands_saturate_the_usage_of_crafted_counter_files)
+{
+#ifndef LARDER_CLI
+	printf("    skipped: this build has no larder command\n");
+#else
+	larder_close(open_store());
+	craft_all("usage a 9223372036854775807 9223372036854775807\n"
+		  "usage b 9223372036854775807 1\n",
+		  0);
+	const char *out = test_path("out.json");
+	ASSERT_EQ(test_sh("'%s' --dir '%s' stat --json > '%s'", LARDER_CLI,
+			  store_dir(), out),
+		  0);
+	ASSERT_EQ(test_sh("python3 -c 'import json, sys; j = "
+			  "json.load(open(sys.argv[1]))[\"usage\"]; "
+			  "sys.exit(j != {\"bytes\": 2**63 - 1, \"entries\": "
+			  "2**63 - 1})' '%s'",
+			  out),
+		  0);
+	ASSERT_EQ(test_sh("'%s' --dir '%s' stat > /dev/null && "
+			  "'%s' --dir '%s' stat --prometheus > /dev/null",
+			  LARDER_CLI, store_dir(), LARDER_CLI, store_dir()),
+		  0);
+	ASSERT_EQ(
+	    test_sh("'%s' --dir '%s' gc > /dev/null", LARDER_CLI, store_dir()),
+	    0);
+#endif
+}
+
+TEST(stat_prometheus_is_utf8_whatever_the_counter_files_say)
+{
+#ifndef LARDER_CLI
+	printf("    skipped: this build has no larder command\n");
+#else
+	larder_close(open_store());
+	/* A usage line whose namespace is bytes of no encoding, one with an
+	 * escape sequence, an unknown counter, a line of another shape. */
+	craft_all("usage \xff\xfe 1 1\n"
+		  "usage a\x1b[2J 1 1\n"
+		  "usage good 10 1\n"
+		  "new_counter 5\n"
+		  "\xc3\x28 \xe2\x82 1\n",
+		  0);
+	const char *out = test_path("out.prom");
+	ASSERT_EQ(test_sh("'%s' --dir '%s' stat --prometheus > '%s'",
+			  LARDER_CLI, store_dir(), out),
+		  0);
+	/* Strict UTF-8; the only namespace is the valid one; the unknown
+	 * counter is there by its name. */
+	ASSERT_EQ(test_sh("python3 -c 'import sys; "
+			  "open(sys.argv[1], \"rb\").read().decode(\"utf-8\")' "
+			  "'%s'",
+			  out),
+		  0);
+	ASSERT_EQ(test_sh("test \"$(grep -o 'ns=\"[^\"]*\"' '%s' | sort -u)\" "
+			  "= 'ns=\"good\"'",
+			  out),
+		  0);
+	ASSERT_EQ(
+	    test_sh("grep -q '^larder_new_counter_total{.*} 80$' '%s'", out),
+	    0);
+#endif
+}

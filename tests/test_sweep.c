@@ -516,6 +516,107 @@ TEST(this_hosts_lease_whose_pid_now_runs_another_process_goes_at_once)
 	larder_close(db);
 }
 
+/* Garbage at a lease's name: what a crashed writer, a hand or another
+ * program left where a lease should be (docs/leases.md). */
+static void plant(const char *lease, int kind)
+{
+	switch (kind) {
+	case 0: /* empty */
+		ASSERT_EQ(test_sh(": > '%s'", lease), 0);
+		break;
+	case 1: /* bytes of no record */
+		ASSERT_EQ(test_sh("head -c 200 /dev/urandom > '%s'", lease), 0);
+		break;
+	case 2: /* a record claiming a lease of 2^64-1 ms */
+		ASSERT_EQ(test_sh("sed 's/^lease_ms .*/lease_ms "
+				  "18446744073709551615/' '%s' > '%s.x' && "
+				  "mv '%s.x' '%s'",
+				  test_path("record"), lease, lease, lease),
+			  0);
+		break;
+	case 3: /* a directory holding a tree, a FIFO and a way out */
+		ASSERT_EQ(test_sh("mkdir -p '%s/a/b' && echo x > '%s/a/b/f' && "
+				  "mkfifo '%s/a/p' && ln -s '%s' '%s/out'",
+				  lease, lease, lease, test_path("outside"),
+				  lease),
+			  0);
+		break;
+	case 4:
+		ASSERT_EQ(test_sh("mkfifo '%s'", lease), 0);
+		break;
+	case 5: /* a symlink out of the store */
+		ASSERT_EQ(symlink(test_path("outside"), lease), 0);
+		break;
+	}
+}
+
+TEST(garbage_at_a_lease_name_is_kept_while_young_and_swept_after_an_hour)
+{
+	larder *db = open_store();
+	char lease[4096];
+	lease_path(db, lease, sizeof lease);
+	foreign_lease(test_path("record"));
+	ASSERT_EQ(test_sh("echo keep > '%s'", test_path("outside")), 0);
+	for (int kind = 0; kind < 6; kind++) {
+		plant(lease, kind);
+		KEPT_YOUNG_SWEPT_OLD(db, lease, 50 * 60, 61 * 60,
+				     leases_removed, leases_kept);
+		/* Nothing left under a break name, directories included. */
+		ASSERT_EQ(test_sh("test -z \"$(find '%s' -name '.break.*')\"",
+				  test_path("store")),
+			  0);
+		struct stat st;
+		ASSERT_EQ(lstat(test_path("outside"), &st), 0);
+		ASSERT(S_ISREG(st.st_mode) && st.st_size == 5);
+	}
+	larder_close(db);
+}
+
+TEST(a_break_directory_of_a_dead_breaker_goes_after_ten_minutes)
+{
+	/* A breaker that moved a directory away and died before emptying
+	 * it (or could not) leaves it under its break name. */
+	larder *db = open_store();
+	char lease[4096], brk[4200];
+	lease_path(db, lease, sizeof lease);
+	snprintf(brk, sizeof brk, "%s", lease);
+	snprintf(strrchr(brk, '/'),
+		 sizeof brk - (size_t)(strrchr(brk, '/') - brk),
+		 "/.break.somehost.1.0011223344556677");
+	ASSERT_EQ(test_sh("echo keep > '%s'", test_path("outside")), 0);
+	plant(brk, 3);
+	KEPT_YOUNG_SWEPT_OLD(db, brk, 9 * 60, 11 * 60, breaks_removed,
+			     breaks_kept);
+	struct stat st;
+	ASSERT_EQ(lstat(test_path("outside"), &st), 0);
+	plant(brk, 4); /* a FIFO moved away */
+	KEPT_YOUNG_SWEPT_OLD(db, brk, 9 * 60, 11 * 60, breaks_removed,
+			     breaks_kept);
+	larder_close(db);
+}
+
+TEST(a_break_tree_too_deep_to_remove_is_kept_and_no_sweep_error)
+{
+	/* Deeper than a removal goes (16 levels): kept and said, never an
+	 * error that would stop the cleaning. */
+	larder *db = open_store();
+	char lease[4096], brk[4200];
+	lease_path(db, lease, sizeof lease);
+	snprintf(brk, sizeof brk, "%s", lease);
+	snprintf(strrchr(brk, '/'),
+		 sizeof brk - (size_t)(strrchr(brk, '/') - brk),
+		 "/.break.somehost.1.0011223344556677");
+	ASSERT_EQ(test_sh("mkdir -p '%s'/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/"
+			  "16/17/18",
+			  brk),
+		  0);
+	age(brk, 11 * 60);
+	larder_sweep_report r = sweep(db, 0);
+	ASSERT_EQ(r.breaks_kept, 1);
+	ASSERT(exists(brk));
+	larder_close(db);
+}
+
 TEST(quarantined_entry_is_kept_a_week_from_its_quarantine)
 {
 	larder *db = open_store();

@@ -14,6 +14,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/larder-cli.XXXXXX") || exit 2
 S=$T/store
 pass=0
 fail=0
+skipped=0
 # Keep the test independent of the caller's environment.
 unset LARDER_DIR XDG_CACHE_HOME
 trap 'rm -rf "$T"' EXIT
@@ -30,6 +31,12 @@ not_ok() {
 	if [ -s "$T/err" ]; then
 		sed 's/^/    stderr: /' "$T/err" | head -n 5
 	fi
+}
+
+# skip DESC: a check that cannot run here (a tool not installed), counted.
+skip() {
+	skipped=$((skipped + 1))
+	echo "skip - $1"
 }
 
 # check DESC CMD...: passes if CMD succeeds.
@@ -92,7 +99,11 @@ json_get() {
 }
 
 finish() {
-	echo "$pass passed, $fail failed"
+	if [ "$skipped" -gt 0 ]; then
+		echo "$pass passed, $fail failed, $skipped skipped"
+	else
+		echo "$pass passed, $fail failed"
+	fi
 	[ "$fail" -eq 0 ]
 	exit $?
 }

@@ -334,6 +334,50 @@ else
 	echo "skip - a cache that cannot be written: LARDER_FAULTSHIM is not set"
 fi
 
+# --- a result stored but not read back (ulimit -v) ----------------------
+# Under an address-space limit smaller than its output, a fill stores the
+# output (streamed, in bounded memory) but cannot map the entry to read it
+# back: it must say that, not "not cached". The limit is found by trying:
+# the smallest that runs a small command, plus 8 MiB; the output is twice
+# the limit. A sanitizer build cannot run under such a limit at all.
+if ldd "$LARDER" 2>/dev/null | grep -q libasan; then
+	skip "a fill under ulimit -v: a sanitizer build needs more address space"
+else
+	"$LARDER" --dir "$T/probe" init >/dev/null 2>&1
+	base=
+	v=16384
+	while [ "$v" -le 524288 ]; do
+		if (ulimit -v "$v" && "$LARDER" --dir "$T/probe" run -- true) >/dev/null 2>&1; then
+			base=$v
+			break
+		fi
+		v=$((v + 4096))
+	done
+	if [ -z "$base" ]; then
+		skip "a fill under ulimit -v: no limit up to 512 MiB runs larder"
+	else
+		lim=$((base + 8192))
+		size=$((lim * 2048))
+		: >"$side"
+		ucmd='echo run >>"$1"; head -c "$2" /dev/zero'
+		expect_rc 0 "a fill under ulimit -v $lim" sh -c 'ulimit -v "$1" && shift && exec "$@"' sh "$lim" \
+			"$LARDER" --dir "$S" run -v -- sh -c "$ucmd" sh "$side" "$size"
+		check "under ulimit -v: all the output reaches the caller" test "$(wc -c <"$T/out")" -eq "$size"
+		if grep -q "not cached" "$T/err"; then
+			not_ok "under ulimit -v: the stored result is not called 'not cached'"
+		else
+			ok "under ulimit -v: the stored result is not called 'not cached'"
+		fi
+		expect_err "^larder: run: warning: the loaded data was stored, but reading it back failed: .*Cannot allocate memory" "under ulimit -v: the warning says it was stored"
+		expect_err "^filled in [0-9]+\.[0-9]{3} s \(exit 0; cached, not read back\)$" "-v says 'filled', cached, not read back"
+		expect_rc 0 "without the limit, the same command" L run -v -- sh -c "$ucmd" sh "$side" "$size"
+		expect_err "^hit in" "without the limit, the stored result is a hit"
+		check "the hit gives all the output" test "$(wc -c <"$T/out")" -eq "$size"
+		runs_are 1 "the command ran once"
+		rm -f "$T/out"
+	fi
+fi
+
 # --- errors --------------------------------------------------------------
 expect_rc 2 "no '--' before the command" L run echo hi
 expect_err "missing '--'" "a missing '--' is explained"

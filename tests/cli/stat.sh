@@ -48,8 +48,16 @@ sample = re.compile(r'^(' + name + r')(?:\{(' + lpair + r'(?:,' + lpair +
                     r'|NaN|[+-]Inf)$')
 label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)=(' + lval + ')')
 typed, helped, done, cur = {}, set(), set(), None
-for n, line in enumerate(sys.stdin, 1):
-    line = line.rstrip('\n')
+# The format is UTF-8: one bad byte makes a scrape fail.
+try:
+    text = sys.stdin.buffer.read().decode('utf-8')
+except UnicodeDecodeError as e:
+    sys.exit('not UTF-8: %s' % e)
+sys.stdout.reconfigure(encoding='utf-8')
+lines = text.split('\n')
+if lines[-1] == '':
+    lines.pop()
+for n, line in enumerate(lines, 1):
     def bad(why):
         sys.exit('line %d: %s: %r' % (n, why, line))
     m = re.match(r'^# (HELP|TYPE) (' + name + r') (.+)$', line)
@@ -112,6 +120,34 @@ check "an odd path is escaped by the format" promcheck
 wreal=$(cd "$W" && pwd -P)
 check "the odd path reads back exactly" grep -qxF "larder_published_total|store=$wreal|1" "$T/samples"
 check "the quote and backslash are escaped" grep -qF 'we\"ird\\dir"}' "$T/out"
+
+# A store whose path is not UTF-8: each bad byte shows as U+FFFD, as a
+# UTF-8 decoder would show it, and the output stays UTF-8.
+B="$T/bad$(printf '\377\376')dir"
+"$LARDER" --dir "$B" init >/dev/null 2>&1
+printf x | "$LARDER" --dir "$B" put k
+expect_rc 0 "stat --prometheus on a path that is not UTF-8" "$LARDER" --dir "$B" stat --prometheus
+cp "$T/out" "$T/bad.prom"
+check "a path that is not UTF-8 still gives the exposition format" promcheck
+breal="$(cd "$T" && pwd -P)/bad$(printf '\357\277\275\357\277\275')dir"
+check "its bad bytes read back as U+FFFD" grep -qxF "larder_published_total|store=$breal|1" "$T/samples"
+
+# promtool (Debian package prometheus), where installed: the parser of
+# Prometheus itself. It also lints names, and two of ours predate its
+# rules (larder_counter_files_bad, larder_fill_wait_ms_total): lint
+# findings (exit 3) are not failures, a parse error (exit 1) is.
+promtool_ok() {
+	promtool check metrics <"$1" >"$T/promtool" 2>&1
+	prc=$?
+	[ "$prc" -eq 0 ] || [ "$prc" -eq 3 ]
+}
+if command -v promtool >/dev/null 2>&1; then
+	L stat --prometheus >"$T/store.prom" 2>/dev/null
+	check "promtool parses stat --prometheus" promtool_ok "$T/store.prom"
+	check "promtool parses it on a path that is not UTF-8" promtool_ok "$T/bad.prom"
+else
+	skip "promtool is not installed (apt-get install prometheus)"
+fi
 
 # Caps beside the usage. None yet: no cap columns, null in JSON, no
 # limit samples.
