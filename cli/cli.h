@@ -80,10 +80,15 @@ int cli_positionals(struct cli *c, int argc, char **argv, int first, int min,
 int cli_parse_ttl(const char *s, int64_t *out);
 
 /* A number of seconds (--lease, --max-wait): a plain decimal (digits,
- * optionally '.' and digits), optionally followed by s, m, h or d; at
- * least `min`, more than 0, at most a year. Hex, exponents, signs, inf
- * and nan are refused. 0 on success, -1 if malformed or out of range. */
-int cli_parse_seconds(const char *s, double min, double *out);
+ * optionally '.' and digits), optionally followed by s, m, h or d; from
+ * `min` to `max`, more than 0. Hex, exponents, signs, inf and nan are
+ * refused. 0 on success, -1 if malformed or out of range. */
+int cli_parse_seconds(const char *s, double min, double max, double *out);
+
+/* --lease (is_lease) or --max-wait for run and sql: parsed into *out, or
+ * a usage error naming the option and its range. CLI_CONTINUE or the
+ * usage error's exit code. */
+int cli_wait_opt(struct cli *c, int is_lease, const char *arg, double *out);
 
 /* The shortest --max-wait: the library times waits in milliseconds. */
 #define CLI_MIN_WAIT_SECONDS 0.001

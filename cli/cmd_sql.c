@@ -104,27 +104,9 @@ static int sql_opt(struct cli *c, int id, const char *arg, void *ctx)
 					     out_q(arg));
 		return CLI_CONTINUE;
 	case OPT_LEASE:
+		return cli_wait_opt(c, 1, arg, &a->lease);
 	case OPT_MAX_WAIT:
-		if (id == OPT_LEASE &&
-		    cli_parse_seconds(arg, LARDER_LEASE_MIN_SECONDS,
-				      &a->lease) != 0)
-			return cli_usage_err(c,
-					     "bad --lease '%s' (want seconds, "
-					     "at least %g: a plain decimal "
-					     "like 30 or 2.5, or N with "
-					     "s/m/h/d)",
-					     out_q(arg),
-					     LARDER_LEASE_MIN_SECONDS);
-		if (id == OPT_MAX_WAIT &&
-		    cli_parse_seconds(arg, CLI_MIN_WAIT_SECONDS,
-				      &a->max_wait) != 0)
-			return cli_usage_err(c,
-					     "bad --max-wait '%s' (want "
-					     "seconds, at least %g: a plain "
-					     "decimal like 60 or 0.5, or N "
-					     "with s/m/h/d)",
-					     out_q(arg), CLI_MIN_WAIT_SECONDS);
-		return CLI_CONTINUE;
+		return cli_wait_opt(c, 0, arg, &a->max_wait);
 	case OPT_ALLOW_STALE:
 		a->allow_stale = 1;
 		return CLI_CONTINUE;

@@ -329,6 +329,8 @@ static const char *prom_help(const char *name)
 	    {"publish_refused", "Publishes refused at the stop watermark."},
 	    {"touches", "Recency updates written on hits."},
 	    {"gc_failures", "Cleanings that failed (lock, walk or removal)."},
+	    {"walk_skipped", "Things in the store that walks skipped: not "
+			     "larder's, or writable by others."},
 	};
 	for (size_t i = 0; i < sizeof h / sizeof *h; i++)
 		if (strcmp(h[i].name, name) == 0)

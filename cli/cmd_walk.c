@@ -340,6 +340,10 @@ struct verify_ctx {
 	int failed; /* out of memory while recording a problem */
 	size_t checked, ok, corrupt, expired, misplaced, newer, quarantined,
 	    remaining;
+	/* Things the walk could not check (a symlink, a stray file, a
+	 * directory others may write): each was warned about, and each
+	 * remains a problem, since --repair leaves them to a person. */
+	size_t skipped;
 	struct problem *head, **tail;
 	/* Entries of a newer format: noted, not problems. */
 	struct problem *newer_head, **newer_tail;
@@ -532,9 +536,11 @@ static void print_report(const struct verify_ctx *v)
 	if (v->json) {
 		printf("{\"checked\":%zu,\"ok\":%zu,\"corrupt\":%zu,"
 		       "\"expired\":%zu,\"misplaced\":%zu,\"newer\":%zu,"
-		       "\"quarantined\":%zu,\"remaining\":%zu,\"problems\":[",
+		       "\"skipped\":%zu,\"quarantined\":%zu,\"remaining\":%zu,"
+		       "\"problems\":[",
 		       v->checked, v->ok, v->corrupt, v->expired, v->misplaced,
-		       v->newer, v->quarantined, v->remaining);
+		       v->newer, v->skipped, v->quarantined,
+		       v->remaining + v->skipped);
 		for (const struct problem *p = v->head; p; p = p->next) {
 			print_problem_json(p, first);
 			first = 0;
@@ -555,10 +561,10 @@ static void print_report(const struct verify_ctx *v)
 	for (const struct problem *p = v->head; p; p = p->next)
 		print_problem_text(p);
 	printf("%zu entries checked, %zu ok, %zu corrupt, %zu expired, "
-	       "%zu misplaced, %zu newer format, %zu quarantined, "
+	       "%zu misplaced, %zu newer format, %zu skipped, %zu quarantined, "
 	       "%zu problems remain\n",
 	       v->checked, v->ok, v->corrupt, v->expired, v->misplaced,
-	       v->newer, v->quarantined, v->remaining);
+	       v->newer, v->skipped, v->quarantined, v->remaining + v->skipped);
 }
 
 static int run_verify(struct cli *c, int argc, char **argv)
@@ -593,6 +599,7 @@ static int run_verify(struct cli *c, int argc, char **argv)
 	/* The whole store unless a namespace was named: the users'
 	 * namespaces, then the library's own remembered file hashes (".files":
 	 * a damaged one would give a wrong version). */
+	uint64_t skipped0 = larder_counter(db, LARDER_CTR_WALK_SKIPPED);
 	lrc = larder_walk(db, c->ns_given ? c->ns : NULL, flags, verify_entry,
 			  &v);
 	if (lrc >= 0 && !c->ns_given) {
@@ -600,6 +607,8 @@ static int run_verify(struct cli *c, int argc, char **argv)
 		if (lrc == LARDER_ENOTFOUND)
 			lrc = 0;
 	}
+	v.skipped =
+	    (size_t)(larder_counter(db, LARDER_CTR_WALK_SKIPPED) - skipped0);
 	settle(&v);
 	print_report(&v);
 	rc = out_finish(c, stdout);
@@ -609,7 +618,7 @@ static int run_verify(struct cli *c, int argc, char **argv)
 	}
 	if (lrc < 0 && !(lrc == LARDER_ENOTFOUND && c->ns_given))
 		rc = cli_fail(c, db, lrc);
-	else if (rc == CLI_OK && (v.remaining || v.failed))
+	else if (rc == CLI_OK && (v.remaining || v.skipped || v.failed))
 		rc = CLI_PROBLEMS;
 	problems_free(v.head);
 	problems_free(v.newer_head);
@@ -628,13 +637,18 @@ const struct cli_cmd cli_cmd_verify = {
 	    "print each damaged one (corrupt or misplaced) and a summary "
 	    "line:\n"
 	    "  N entries checked, N ok, N corrupt, N expired, N misplaced,\n"
-	    "  N newer format, N quarantined, N problems remain\n"
+	    "  N newer format, N skipped, N quarantined, N problems remain\n"
 	    "Anything at an entry's name that is not a regular file is "
 	    "corrupt; a zstd\n"
 	    "entry is decompressed to check it. Expired and newer-format "
 	    "entries are\n"
-	    "counted, not problems (newer ones are listed). Exits 5 if "
-	    "problems remain.\n\n"
+	    "counted, not problems (newer ones are listed). What the walk "
+	    "cannot check\n"
+	    "(a symbolic link, a stray file, a directory every user may "
+	    "write) is\n"
+	    "warned about, skipped and left for you: a problem that "
+	    "remains.\n"
+	    "Exits 5 if problems remain.\n\n"
 	    "Options:\n"
 	    "  --repair   move damaged entries to the store's quarantine/ "
 	    "directory\n"

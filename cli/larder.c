@@ -188,7 +188,7 @@ int cli_fail(const struct cli *c, larder *db, int rc)
 /* A century: bounded so that created + ttl, in ns, cannot overflow int64. */
 #define TTL_MAX_SECONDS (36500LL * 86400)
 
-int cli_parse_seconds(const char *s, double min, double *out)
+int cli_parse_seconds(const char *s, double min, double max, double *out)
 {
 	const char *p = s;
 	double mult = 1, v;
@@ -236,10 +236,27 @@ int cli_parse_seconds(const char *s, double min, double *out)
 	memcpy(num, s, n);
 	num[n] = '\0';
 	v = strtod(num, NULL) * mult;
-	if (v < min || v <= 0 || v > 366.0 * 86400)
+	if (v < min || v <= 0 || v > max)
 		return -1;
 	*out = v;
 	return 0;
+}
+
+/* The longest --max-wait: a year, so that its milliseconds fit. */
+#define CLI_MAX_WAIT_SECONDS (366.0 * 86400)
+
+int cli_wait_opt(struct cli *c, int is_lease, const char *arg, double *out)
+{
+	double min = is_lease ? LARDER_LEASE_MIN_SECONDS : CLI_MIN_WAIT_SECONDS;
+	double max = is_lease ? LARDER_LEASE_MAX_SECONDS : CLI_MAX_WAIT_SECONDS;
+
+	if (cli_parse_seconds(arg, min, max, out) == 0)
+		return CLI_CONTINUE;
+	return cli_usage_err(c,
+			     "bad %s '%s' (want seconds from %g to %g: a plain "
+			     "decimal like 30 or 2.5, or N with s/m/h/d)",
+			     is_lease ? "--lease" : "--max-wait", out_q(arg),
+			     min, max);
 }
 
 int cli_parse_ttl(const char *s, int64_t *out)

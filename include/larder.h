@@ -564,6 +564,10 @@ typedef void (*larder_wait_fn)(const larder_wait_info *info, void *payload);
  * alive through ordinary delays (a slow fdatasync, a busy machine), so
  * waiters would break live leases and load again (docs/leases.md). */
 #define LARDER_LEASE_MIN_SECONDS 1.0
+/* The longest: a waiter takes a lease record that claims more for
+ * garbage (docs/leases.md), so a longer one would be broken while its
+ * holder lives. */
+#define LARDER_LEASE_MAX_SECONDS 3600.0
 
 /* Version 2 added on_wait and on_wait_payload, version 3 cancel; the
  * library still takes version 1 and 2 structs (without them). */
@@ -573,8 +577,7 @@ typedef struct larder_fill_opts {
 	unsigned flags;	  /* LARDER_FILL_* */
 	/* How long a lease lives without a heartbeat before a waiter on
 	 * another host may break it. 0 = 30 s (network filesystems); else
-	 * from LARDER_LEASE_MIN_SECONDS to 3600 (waiters take a record
-	 * claiming a longer one for garbage). */
+	 * from LARDER_LEASE_MIN_SECONDS to LARDER_LEASE_MAX_SECONDS. */
 	double lease_seconds;
 	double heartbeat_seconds; /* 0 = lease / 4 */
 	/* How long to wait for another filler before loading anyway (never
@@ -1045,6 +1048,9 @@ enum larder_counter {
 	LARDER_CTR_PUBLISH_REFUSED, /* refused at the stop watermark */
 	LARDER_CTR_TOUCHES,	    /* recency updates written on hits */
 	LARDER_CTR_GC_FAILURES,	    /* cleanings that failed (see larder_gc) */
+	LARDER_CTR_WALK_SKIPPED,    /* things a walk met that larder did not
+				     * make, or that others may write: reported
+				     * and skipped (larder_walk) */
 	LARDER_CTR_COUNT
 };
 

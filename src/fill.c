@@ -477,11 +477,11 @@ static int fill_opts_check(larder *db, const larder_fill_opts *o)
 				o->max_wait_seconds);
 	/* Waiters take a record claiming a longer lease for garbage
 	 * (lease.h): such a lease would be broken while its holder lives. */
-	if (o && o->lease_seconds > LDR_LEASE_MAX_MS / 1000)
+	if (o && o->lease_seconds > LARDER_LEASE_MAX_SECONDS)
 		return ldr_fail(db, LARDER_EINVAL, 0,
 				"bad fill options: a lease of %.3f s; at most "
-				"%d s",
-				o->lease_seconds, LDR_LEASE_MAX_MS / 1000);
+				"%g s",
+				o->lease_seconds, LARDER_LEASE_MAX_SECONDS);
 	return 0;
 }
 
@@ -551,6 +551,9 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		*how = LARDER_HIT;
 		goto out;
 	}
+	if (rc == LARDER_ENOMEM)
+		goto out; /* it is there, but too big for memory: loading
+			     again would not make it smaller (stream it) */
 	if (rc != LARDER_ENOTFOUND) {
 		/* The store cannot be read: still load, uncached. */
 		rc =

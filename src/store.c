@@ -1164,6 +1164,7 @@ const char *larder_counter_name(int counter)
 	    "publish_refused",
 	    "touches",
 	    "gc_failures",
+	    "walk_skipped",
 	};
 	if (counter < 0 || counter >= LARDER_CTR_COUNT)
 		return NULL;
@@ -1380,6 +1381,7 @@ int ldr_walk_dir(larder *db, int dirfd, const char *name, const char *rel,
 		if (e == ENOENT || e == ESTALE)
 			return 1; /* gone meanwhile */
 		if (e == ELOOP || e == ENOTDIR) {
+			ldr_count(db, LARDER_CTR_WALK_SKIPPED);
 			ldr_log(db, LARDER_LOG_WARN,
 				"'%s/%s' is %s: skipped (larder makes a "
 				"directory there; move it out of the store)",
@@ -1400,6 +1402,7 @@ int ldr_walk_dir(larder *db, int dirfd, const char *name, const char *rel,
 	}
 	if ((st.st_mode & S_IWOTH) &&
 	    !(db->flags & LARDER_OPEN_ALLOW_UNSAFE_MODE)) {
+		ldr_count(db, LARDER_CTR_WALK_SKIPPED);
 		ldr_log(db, LARDER_LOG_WARN,
 			"'%s/%s' is writable by every user (mode %04o): anyone "
 			"could plant entries there; skipped (chmod o-w "
@@ -1453,6 +1456,7 @@ int larder_ns_foreach(larder *db, int (*cb)(const char *ns, void *payload),
 		 * that keeps the caps) for the whole store. */
 		unsigned t = entry_type(d, de);
 		if (t != DT_DIR || strlen(n) > LARDER_NS_MAX) {
+			ldr_count(db, LARDER_CTR_WALK_SKIPPED);
 			ldr_log(db, LARDER_LOG_WARN,
 				"'%s/ns/%s' is %s: skipped", db->dir, n,
 				t == DT_LNK   ? "a symbolic link"
@@ -1704,10 +1708,12 @@ int ldr_walk_slice(larder *db, const char *ns, int lo, int hi,
 			continue;
 		int fan =
 		    is_fan(a->d_name) ? (int)strtol(a->d_name, NULL, 16) : -1;
-		if (fan < 0 && lo == 0 && !is_ours_hidden(a->d_name))
+		if (fan < 0 && lo == 0 && !is_ours_hidden(a->d_name)) {
+			ldr_count(db, LARDER_CTR_WALK_SKIPPED);
 			ldr_log(db, LARDER_LOG_WARN,
 				"'%s/%s/%s' is not larder's: skipped", db->dir,
 				rel, a->d_name);
+		}
 		if (fan < lo || fan >= hi)
 			continue;
 		char rel2[LDR_REL_MAX + 512];
@@ -1715,10 +1721,12 @@ int ldr_walk_slice(larder *db, const char *ns, int lo, int hi,
 		DIR *d2;
 		int r2 = ldr_walk_dir(db, dirfd(d1), a->d_name, rel2, &d2);
 		if (r2 != 0) {
-			if (r2 < 0)
+			if (r2 < 0) {
+				ldr_count(db, LARDER_CTR_WALK_SKIPPED);
 				ldr_log(db, LARDER_LOG_WARN,
 					"cannot list '%s/%s': %s: skipped",
 					db->dir, rel2, strerror(errno));
+			}
 			continue;
 		}
 		struct dirent *b;
@@ -1726,11 +1734,13 @@ int ldr_walk_slice(larder *db, const char *ns, int lo, int hi,
 			if (!strcmp(b->d_name, ".") || !strcmp(b->d_name, ".."))
 				continue;
 			if (!is_fan(b->d_name)) {
-				if (!is_ours_hidden(b->d_name))
+				if (!is_ours_hidden(b->d_name)) {
+					ldr_count(db, LARDER_CTR_WALK_SKIPPED);
 					ldr_log(db, LARDER_LOG_WARN,
 						"'%s/%s/%s' is not larder's: "
 						"skipped",
 						db->dir, rel2, b->d_name);
+				}
 				continue;
 			}
 			char rel3[LDR_REL_MAX + 1024];
@@ -1739,11 +1749,13 @@ int ldr_walk_slice(larder *db, const char *ns, int lo, int hi,
 			int r3 =
 			    ldr_walk_dir(db, dirfd(d2), b->d_name, rel3, &d3);
 			if (r3 != 0) {
-				if (r3 < 0)
+				if (r3 < 0) {
+					ldr_count(db, LARDER_CTR_WALK_SKIPPED);
 					ldr_log(db, LARDER_LOG_WARN,
 						"cannot list '%s/%s': %s: "
 						"skipped",
 						db->dir, rel3, strerror(errno));
+				}
 				continue;
 			}
 			struct dirent *c;

@@ -643,6 +643,33 @@ TEST(zstd_entry_over_the_cap_fails_clearly_and_streams_in_full)
 	larder_close(db);
 }
 
+static int count_calls(larder_fill *f, void *payload)
+{
+	(void)f;
+	++*(int *)payload;
+	return 0;
+}
+
+TEST(get_or_fill_of_an_entry_over_the_cap_fails_without_loading_again)
+{
+	larder_opts o = LARDER_OPTS_INIT;
+	o.max_decompressed = 1 * MiB;
+	larder *db = open_store_opts(&o);
+	put_zeros(db, "z", 4 * MiB);
+	larder_entry *e = NULL;
+	int outcome = -1, loads = 0;
+	/* The entry is there and good: running the load again would only
+	 * make the same too-big payload, uncached, on every call. */
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &outcome, db, "default", "z", 1, "v",
+				     1, NULL, count_calls, &loads, NULL),
+		  LARDER_ENOMEM);
+	ASSERT(e == NULL);
+	ASSERT_EQ(loads, 0);
+	ASSERT(strstr(larder_errmsg(db), "max_decompressed") != NULL);
+	larder_close(db);
+}
+
 TEST(version_1_opts_are_accepted_with_the_default_cap)
 {
 	/* A program built against version 1 of larder_opts passes a struct

@@ -10,14 +10,14 @@ L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 
 # ran: the command of a `run` below leaves a mark when it runs.
 ran() { test -e "$T/ran"; }
 
-for v in 1e-9 0x10 1e3 inf nan -1 +5 ' 5' '5 ' .5 5. 0.5 0.999 0 1x 1.5.2 367d ''; do
+for v in 1e-9 0x10 1e3 inf nan -1 +5 ' 5' '5 ' .5 5. 0.5 0.999 0 1x 1.5.2 3601 1.1h 1d 367d ''; do
 	rm -f "$T/ran"
 	expect_rc 2 "run --lease '$v' is refused" L run --lease "$v" -- touch "$T/ran"
 	check "... and nothing ran" sh -c '! test -e "$1"' sh "$T/ran"
 	expect_err "bad --lease" "... and the message says which option"
 done
-expect_err "at least 1" "the message gives the minimum"
-for v in 1 2.5 30s 1.5m 1h 1d 366d; do
+expect_err "from 1 to 3600" "the message gives the range"
+for v in 1 2.5 30s 1.5m 1h 3600; do
 	expect_rc 0 "run --lease '$v' is accepted" L run --lease "$v" -- echo "$v"
 done
 
@@ -25,7 +25,7 @@ for v in 1e-9 0x10 inf nan -1 0 0.0001 1e2; do
 	expect_rc 2 "run --max-wait '$v' is refused" L run --max-wait "$v" -- echo x
 	expect_err "bad --max-wait" "... and the message says which option"
 done
-for v in 0.001 0.5 2 1m; do
+for v in 0.001 0.5 2 1m 366d; do
 	expect_rc 0 "run --max-wait '$v' is accepted" L run --max-wait "$v" -- echo "$v"
 done
 

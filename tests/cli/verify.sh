@@ -83,4 +83,30 @@ expect_rc 5 "verify finds a damaged remembered hash" "$LARDER" --dir "$S2" verif
 check "the problem names the record" grep -qF "$rec" "$T/out"
 expect_rc 0 "verify --ns default leaves the records alone" "$LARDER" --dir "$S2" --ns default verify
 
+# What the walk cannot check is a problem verify reports, never silence:
+# a stray file and a symbolic link in ns/, a directory others may write.
+S3="$T/s3"
+"$LARDER" --dir "$S3" init >/dev/null 2>&1
+printf 'x' | "$LARDER" --dir "$S3" put k >/dev/null 2>&1
+expect_rc 0 "(setup) a clean store verifies" "$LARDER" --dir "$S3" verify
+expect_out " 0 skipped, 0 quarantined, 0 problems remain$" "nothing skipped"
+touch "$S3/ns/stray"
+ln -s /tmp "$S3/ns/link"
+expect_rc 5 "verify exits 5 for a stray file and a link in ns/" "$LARDER" --dir "$S3" verify
+expect_out "^1 entries checked, 1 ok, .* 2 skipped, 0 quarantined, 2 problems remain$" "both are counted as skipped problems"
+expect_err "ns/stray' is not a directory: skipped" "the stray file is named"
+expect_err "ns/link' is a symbolic link: skipped" "the link is named"
+expect_rc 5 "--repair leaves them to a person" "$LARDER" --dir "$S3" verify --repair
+check "the stray file is still there" test -f "$S3/ns/stray"
+run "$LARDER" --dir "$S3" verify --json
+check "--json says skipped 2" test "$(json_get "$T/out" 'j["skipped"]')" = 2
+rm "$S3/ns/stray" "$S3/ns/link"
+chmod o+w "$S3/ns/default/e"
+expect_rc 5 "a directory every user may write is skipped and reported" "$LARDER" --dir "$S3" verify
+expect_out " 1 skipped," "... and counted"
+chmod o-w "$S3/ns/default/e"
+run "$LARDER" --dir "$S3" stat --json
+check "walks count what they skipped (walk_skipped)" \
+	test "$(json_get "$T/out" 'j["counters"]["walk_skipped"]')" -ge 3
+
 finish
