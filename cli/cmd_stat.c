@@ -186,11 +186,18 @@ static void print_human(const struct cli *c, const larder_stats *s,
 		int n = (int)strlen(larder_stats_counter(s, i, &v));
 		width = n > width ? n : width;
 	}
-	printf("store %s (%u counter files%s)\n\ncounters\n", dir, shards,
+	/* The directory and the names of counters a newer larder wrote
+	 * into the shards are not ours: escaped (docs/cli.md#escaping). */
+	fputs("store ", stdout);
+	out_text(stdout, dir, strlen(dir));
+	printf(" (%u counter files%s)\n\ncounters\n", shards,
 	       bad ? ", some failed their check: see below" : "");
 	for (size_t i = 0; i < nc; i++) {
 		const char *name = larder_stats_counter(s, i, &v);
-		printf("  %-*s %llu\n", width, name, (unsigned long long)v);
+		fputs("  ", stdout);
+		out_text(stdout, name, strlen(name));
+		printf("%*s %llu\n", width - (int)strlen(name), "",
+		       (unsigned long long)v);
 	}
 	/* The cap columns appear when a row shown has such a cap. */
 	struct cols k = {0, 0};
@@ -259,8 +266,9 @@ static void print_json(const struct cli *c, const larder_stats *s,
 	printf(",\"shards\":%u,\"shards_bad\":%u,\"counters\":{", shards, bad);
 	for (size_t i = 0; i < nc; i++) {
 		const char *name = larder_stats_counter(s, i, &v);
-		printf("%s\"%s\":%llu", i ? "," : "", name,
-		       (unsigned long long)v);
+		fputs(i ? "," : "", stdout);
+		out_json_str(stdout, name, strlen(name));
+		printf(":%llu", (unsigned long long)v);
 	}
 	int64_t tb, te;
 	cli_usage_total(s, &tb, &te);

@@ -201,7 +201,7 @@ static int run_init(struct cli *c, int argc, char **argv)
 	if (c->verbose)
 		fprintf(stderr,
 			"larder: init: store ready at '%s' (mode %04o)\n",
-			larder_dir(db), larder_mode(db));
+			out_q(larder_dir(db)), larder_mode(db));
 	larder_close(db);
 	return CLI_OK;
 }

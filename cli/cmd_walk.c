@@ -488,7 +488,7 @@ static const char *const fate_text[] = {
 
 static void print_problem_text(const struct problem *p)
 {
-	fputs(p->path, stdout);
+	out_text(stdout, p->path, strlen(p->path));
 	printf(": %s: ", out_state_name(p->state));
 	out_text(stdout, p->problem, strlen(p->problem));
 	printf(" (ns %s", p->ns);
@@ -504,7 +504,7 @@ static void print_problem_text(const struct problem *p)
 
 static void print_newer_text(const struct problem *p)
 {
-	fputs(p->path, stdout);
+	out_text(stdout, p->path, strlen(p->path));
 	printf(": %s: written by a newer larder format (left alone; not a "
 	       "problem)\n",
 	       out_state_name(p->state));

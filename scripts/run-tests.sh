@@ -3,6 +3,9 @@
 # "N passed, N failed" that counts the individual test cases: every test
 # program prints such a line of its own, and CTest's log keeps them.
 build=${1:-build}
+# The tests make files and stores with the modes a default umask gives;
+# a caller's stricter umask must not change what they expect.
+umask 022
 ctest --test-dir "$build" --output-on-failure -j 2 --timeout 1200
 rc=$?
 log="$build/Testing/Temporary/LastTest.log"

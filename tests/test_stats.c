@@ -870,6 +870,33 @@ TEST(stat_and_gc_commands_saturate_the_usage_of_crafted_counter_files)
 #endif
 }
 
+TEST(stat_shows_no_counter_name_a_terminal_could_take_for_a_command)
+{
+#ifndef LARDER_CLI
+	printf("    skipped: this build has no larder command\n");
+#else
+	larder_close(open_store());
+	/* A counter name with a terminal escape and a quote in it is a line
+	 * of another shape (names are [a-z0-9_]): kept, never shown. */
+	craft_all("odd\x1b[2J\"name 3\nfine_name 2\n", 0);
+	const char *out = test_path("out.txt");
+	ASSERT_EQ(test_sh("'%s' --dir '%s' stat > '%s'", LARDER_CLI,
+			  store_dir(), out),
+		  0);
+	ASSERT_EQ(test_sh("grep -q \"$(printf '\\033')\" '%s'", out), 1);
+	ASSERT_EQ(test_sh("grep -q '^  fine_name  *32$' '%s'", out), 0);
+	ASSERT_EQ(test_sh("'%s' --dir '%s' stat --json > '%s'", LARDER_CLI,
+			  store_dir(), out),
+		  0);
+	ASSERT_EQ(test_sh("python3 -c 'import json, sys; "
+			  "c = json.load(open(sys.argv[1]))[\"counters\"]; "
+			  "assert c[\"fine_name\"] == 32, c; "
+			  "assert not [n for n in c if \"odd\" in n], c' '%s'",
+			  out),
+		  0);
+#endif
+}
+
 TEST(stat_prometheus_is_utf8_whatever_the_counter_files_say)
 {
 #ifndef LARDER_CLI
