@@ -252,28 +252,15 @@ static void sweep_temp(struct sweep *s, int dfd, const char *name,
 	       &s->r->temps_kept, rel, why, age, st.st_size);
 }
 
-/* A file that goes by age alone: break files and quarantined entries. */
-static void sweep_aged(struct sweep *s, int dfd, const char *name,
-		       const char *rel, int64_t max_age, uint64_t *gone,
-		       uint64_t *kept, const char *young, const char *old)
-{
-	struct stat st;
-	if (stat_found(s, dfd, name, rel, &st, 0) != 0)
-		return;
-	int64_t age = age_s(s, &st);
-	if (age < max_age)
-		keep(s, kept, rel, young, age);
-	else
-		settle(s, remove_it(s, dfd, name, rel, &st), gone, kept, rel,
-		       old, age, st.st_size);
-}
-
-/* A break file: whatever a breaker moved aside (docs/leases.md), so it
- * may be a directory, FIFO or symlink too. Its name is unique to its
- * breaker, so nothing new ever takes it: removed by name, a directory
- * with what it holds. */
-static void sweep_break(struct sweep *s, int dfd, const char *name,
-			const char *rel)
+/* What goes by age alone and may be anything, not only a file: a break
+ * file (whatever a breaker moved aside, docs/leases.md: a directory, FIFO
+ * or symlink too) and a quarantined entry (whatever stood at an entry's
+ * name, the same). Each name is unique to whoever moved it there, so
+ * nothing new ever takes it: removed by name, a directory with what it
+ * holds. */
+static void sweep_moved(struct sweep *s, int dfd, const char *name,
+			const char *rel, int64_t max_age, uint64_t *gone,
+			uint64_t *kept, const char *young, const char *old)
 {
 	struct stat st;
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -282,8 +269,8 @@ static void sweep_break(struct sweep *s, int dfd, const char *name,
 		return;
 	}
 	int64_t age = age_s(s, &st);
-	if (age < LDR_SWEEP_BREAK_S) {
-		keep(s, &s->r->breaks_kept, rel, "a break in progress", age);
+	if (age < max_age) {
+		keep(s, kept, rel, young, age);
 		return;
 	}
 	if (!s->dry && ldr_lease_discard(dfd, name) != 0) {
@@ -295,11 +282,10 @@ static void sweep_break(struct sweep *s, int dfd, const char *name,
 		ldr_log(s->db, LARDER_LOG_WARN,
 			"sweep: cannot remove '%s/%s': %s; kept", s->db->dir,
 			rel, strerror(errno));
-		keep(s, &s->r->breaks_kept, rel, "cannot be removed", age);
+		keep(s, kept, rel, "cannot be removed", age);
 		return;
 	}
-	removed(s, &s->r->breaks_removed, rel, "left by a dead breaker", age,
-		S_ISREG(st.st_mode) ? st.st_size : 0);
+	removed(s, gone, rel, old, age, S_ISREG(st.st_mode) ? st.st_size : 0);
 }
 
 static void sweep_lease(struct sweep *s, int dfd, const char *name,
@@ -420,15 +406,18 @@ static void sweep_dir(struct sweep *s, const char *rel, enum level at,
 		if (!strncmp(n, ".tmp.", 5))
 			sweep_temp(s, dirfd(d), n, path);
 		else if (!strncmp(n, ".break.", 7))
-			sweep_break(s, dirfd(d), n, path);
+			sweep_moved(s, dirfd(d), n, path, LDR_SWEEP_BREAK_S,
+				    &s->r->breaks_removed, &s->r->breaks_kept,
+				    "a break in progress",
+				    "left by a dead breaker");
 		else if (at == L_LEAF && kind == 'h' && has_suffix(n, ".lease"))
 			sweep_lease(s, dirfd(d), n, path);
 		else if (at == L_QUAR && n[0] != '.')
-			sweep_aged(s, dirfd(d), n, path, LDR_SWEEP_QUAR_MAX_S,
-				   &s->r->quarantine_removed,
-				   &s->r->quarantine_kept,
-				   "kept for inspection",
-				   "kept long enough for inspection");
+			sweep_moved(s, dirfd(d), n, path, LDR_SWEEP_QUAR_MAX_S,
+				    &s->r->quarantine_removed,
+				    &s->r->quarantine_kept,
+				    "kept for inspection",
+				    "kept long enough for inspection");
 		else {
 			int next = child_level(at, n);
 			if (next >= 0 &&

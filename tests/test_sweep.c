@@ -653,6 +653,28 @@ TEST(quarantined_entry_is_kept_a_week_from_its_quarantine)
 	larder_close(db);
 }
 
+TEST(quarantined_fifo_directory_or_link_goes_after_a_week_too)
+{
+	/* A reader quarantines whatever stood at an entry's name: a FIFO, a
+	 * directory with a tree and a way out, a symlink. They are kept for
+	 * inspection like a file, then go, without following anything. */
+	larder *db = open_store();
+	ASSERT_EQ(test_sh("echo keep > '%s'", test_path("outside")), 0);
+	ASSERT_EQ(test_sh("mkdir -p '%s'", test_path("store/quarantine")), 0);
+	const int kinds[] = {3, 4, 5};
+	for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) {
+		const char *q = test_path(
+		    "store/quarantine/00112233445566778899aabbccddeeff.%zu", i);
+		plant(q, kinds[i]);
+		KEPT_YOUNG_SWEPT_OLD(db, q, 6 * 86400, 8 * 86400,
+				     quarantine_removed, quarantine_kept);
+		struct stat st;
+		ASSERT_EQ(lstat(test_path("outside"), &st), 0);
+		ASSERT(S_ISREG(st.st_mode) && st.st_size == 5);
+	}
+	larder_close(db);
+}
+
 /* Every file of the store with its content, sorted, except the names
  * the sweep may take (which are listed in `gone`). */
 static char listing[1 << 16];
