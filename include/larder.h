@@ -91,6 +91,24 @@
  * read them back from, and an access faults (SIGBUS). A copy cannot. With
  * LARDER_OPEN_MAP_NETWORK they are mapped anyway (zero-copy), for stores
  * whose entries are never removed while another host may hold them.
+ *
+ * Trust and permissions
+ * ---------------------
+ * A store has an owner (who made it), and may be shared with a group
+ * (docs/security.md). Its mode, chosen at creation (create_mode, or the
+ * umask), decides every file's bits whatever the calling process's umask:
+ * published entries and heads read-only to all, the marker and config
+ * the owner's, nothing ever writable by others. A member of a
+ * group-shared store may publish, remove or forge entries (checksums
+ * detect damage, not authorship), but cannot make a reader accept bytes
+ * that were not published whole, make the library touch anything outside
+ * the store (no path inside it is resolved through a symbolic link), widen
+ * the store's permissions, make a reader allocate out of proportion to
+ * what is on disk, or stall a key's fills or block its entry for good.
+ * larder_open() refuses (LARDER_EPERM) a store whose marker or top
+ * directories others may write or someone else owns, unless
+ * LARDER_OPEN_ALLOW_UNSAFE_MODE; walks skip and count (walk_skipped) what
+ * larder did not make.
  */
 #ifndef LARDER_H
 #define LARDER_H
