@@ -41,7 +41,20 @@ def temp_file():
 p = subprocess.Popen(cmd, preexec_fn=dispositions, stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL)
 deadline = time.monotonic() + 60
-while not temp_file():
+def started():
+    # UNTIL=FILE:N: also wait until FILE has N lines (the command has
+    # begun), since the fill may make its temp file before the command
+    # runs.
+    until = os.environ.get("UNTIL")
+    if not until:
+        return True
+    path, n = until.rsplit(":", 1)
+    try:
+        return len(open(path).read().splitlines()) >= int(n)
+    except OSError:
+        return False
+
+while not (temp_file() and started()):
     if p.poll() is not None or time.monotonic() > deadline:
         p.kill()
         p.wait()
@@ -130,7 +143,8 @@ for sig in TERM HUP INT; do
 	to=pid
 	[ "$sig" = INT ] && to=group
 	fresh
-	how=$(signal_at_tmp "SIG$sig" "$to" "$LARDER" --dir "$S" run --key "r$sig" -- sh -c "$rcmd" sh "$side")
+	n=$(($(wc -l <"$side") + 1))
+	how=$(UNTIL="$side:$n" signal_at_tmp "SIG$sig" "$to" "$LARDER" --dir "$S" run --key "r$sig" -- sh -c "$rcmd" sh "$side")
 	check "run, SIG$sig while the command runs: dies of SIG$sig ($how)" test "$how" = "signal $num"
 	check "... and leaves no temp file or lease in the store" test "$(leftovers)" -eq 0
 	expect_rc 0 "... and caches nothing: the next run runs the command" \
