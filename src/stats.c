@@ -635,6 +635,19 @@ static int file_lock(int fd, short type)
 
 /* Read the whole shard open at fd into a malloc'ed NUL-terminated text.
  * 0, 1 if it is too large to be ours, -1 with errno. */
+/* Whether the file at fd is a shard larder could have made: a regular
+ * file of one link. A FIFO planted there would hang a read, and a hard
+ * link to a file outside the store would be written into by a flush.
+ * 1, 0 (errno 0), or -1 with errno. */
+static int shard_file_ok(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return -1;
+	errno = 0;
+	return S_ISREG(st.st_mode) && st.st_nlink == 1;
+}
+
 static int read_all(int fd, char **out, size_t *len)
 {
 	struct stat st;
@@ -642,7 +655,8 @@ static int read_all(int fd, char **out, size_t *len)
 	*len = 0;
 	if (fstat(fd, &st) != 0)
 		return -1;
-	if ((uint64_t)st.st_size > MAX_SHARD)
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	    (uint64_t)st.st_size > MAX_SHARD)
 		return 1;
 	char *p = malloc((size_t)st.st_size + 1);
 	if (!p) {
@@ -692,7 +706,9 @@ static int shard_open_rw(larder *db, int i)
 	char rel[64];
 	shard_rel(rel, sizeof rel, i);
 	for (int attempt = 0; attempt < 3; attempt++) {
-		int fd = ldr_open_beneath(db->rootfd, rel, O_RDWR, 0);
+		/* O_NONBLOCK: a FIFO planted there must not hang us. */
+		int fd =
+		    ldr_open_beneath(db->rootfd, rel, O_RDWR | O_NONBLOCK, 0);
 		if (fd >= 0 || errno != ENOENT)
 			return fd;
 		fd = ldr_open_beneath(db->rootfd, rel,
@@ -730,6 +746,27 @@ static int shard_add(larder *db, const struct tally *delta, uint64_t t0)
 			int fd = shard_open_rw(db, i);
 			if (fd < 0)
 				return -1;
+			int ok = shard_file_ok(fd);
+			if (ok != 1) {
+				/* Not a shard larder made: never written
+				 * into; readers count it as bad. */
+				int e = errno;
+				ldr_close(fd);
+				if (ok < 0) {
+					errno = e;
+					return -1;
+				}
+				if (!__atomic_exchange_n(&s->said_bad, 1,
+							 __ATOMIC_RELAXED))
+					ldr_log(db, LARDER_LOG_WARN,
+						"counter file '%s/stats/"
+						"shard-%02d' is not a file of "
+						"its own (a FIFO, a device, or "
+						"a hard link): left alone; "
+						"remove it",
+						db->dir, i);
+				continue;
+			}
 			if (file_lock(fd, F_WRLCK) != 0) {
 				int e = errno;
 				ldr_close(fd);
@@ -1037,7 +1074,9 @@ static int sum_shards(larder *db, struct tally *t, unsigned *nshards,
 	for (int i = 0; i < SHARDS && rc == 0; i++) {
 		char rel[64];
 		shard_rel(rel, sizeof rel, i);
-		int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY, 0);
+		/* O_NONBLOCK: a FIFO planted there must not hang us. */
+		int fd =
+		    ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_NONBLOCK, 0);
 		if (fd < 0) {
 			/* none yet, or no stats/ directory at all */
 			if (errno != ENOENT && errno != ENOTDIR)

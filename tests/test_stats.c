@@ -598,6 +598,39 @@ TEST(counter_files_that_are_symlinks_are_not_followed)
 	larder_close(db);
 }
 
+TEST(counter_files_that_are_hard_links_or_fifos_are_never_written_or_waited_on)
+{
+	/* A hard link to a file outside the store (a member may make one
+	 * where fs.protected_hardlinks is off) must not be written into by
+	 * a flush; a FIFO must not hang a flush or a read. */
+	larder *db = open_store();
+	ASSERT(mkdir(test_path("store/stats"), 0755) == 0);
+	ASSERT_EQ(test_sh("echo outside > '%s/victim'", test_dir()), 0);
+	for (int i = 0; i < 16; i++) {
+		const char *p = test_path("store/stats/shard-%02d", i);
+		if (i % 2)
+			ASSERT(link(test_path("victim"), p) == 0);
+		else
+			ASSERT(mkfifo(p, 0644) == 0);
+	}
+	ASSERT_RC(db, larder_put(db, "n", "k", 1, "v", 1, "x", 1, NULL), 0);
+	ASSERT(larder_stats_flush(db) != 0);
+	ASSERT_EQ(test_sh("test \"$(cat '%s/victim')\" = outside", test_dir()),
+		  0);
+	larder_stats *st = NULL;
+	ASSERT_RC(db, larder_stats_read(&st, db), 0);
+	unsigned bad = 0;
+	ASSERT_EQ(larder_stats_shards(st, &bad), 16);
+	ASSERT_EQ(bad, 16);
+	larder_stats_free(st);
+	struct stat sb;
+	ASSERT(lstat(test_path("store/stats/shard-00"), &sb) == 0 &&
+	       S_ISFIFO(sb.st_mode));
+	larder_close(db);
+	ASSERT_EQ(test_sh("test \"$(cat '%s/victim')\" = outside", test_dir()),
+		  0);
+}
+
 TEST(counter_files_take_the_store_mode_of_a_group_shared_store)
 {
 	larder *db = NULL;
