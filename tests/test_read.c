@@ -1004,6 +1004,54 @@ TEST(anything_but_a_file_at_an_entry_name_is_quarantined_and_replaced)
 	alarm(0);
 }
 
+TEST(a_huge_sparse_file_at_a_head_name_is_no_head_and_is_not_read)
+{
+	/* A sparse file costs its maker no disk, whatever size it claims:
+	 * a head is never more than 32 bytes and a version, and nothing
+	 * bigger is read into memory. A head with a long version (beyond a
+	 * first read) still works. */
+	larder *db = open_store();
+	size_t vlen = 100000;
+	char *ver = malloc(vlen);
+	ASSERT(ver != NULL);
+	memset(ver, 'v', vlen);
+	ASSERT_RC(db,
+		  larder_put(db, "default", "long", 4, ver, vlen, "x", 1, NULL),
+		  0);
+	larder_entry *e = NULL;
+	ASSERT_RC(db, larder_get(&e, db, "default", "long", 4, NULL, 0), 0);
+	size_t got = 0;
+	larder_entry_version(e, &got);
+	ASSERT_EQ(got, vlen);
+	larder_entry_release(e);
+	free(ver);
+	PUT(db, "h", 5000, 0);
+	larder_close(db);
+	const char *path = file_path("h", 'h');
+	ASSERT_EQ(test_sh("rm -f '%s' && printf '\\211LDRHEAD' > '%s' && "
+			  "truncate -s 8G '%s'",
+			  path, path, path),
+		  0);
+	char asan[4096];
+	test_asan_runtime(asan, sizeof asan);
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		struct rlimit rl = {300 * MiB, 300 * MiB};
+		if (!asan[0] && setrlimit(RLIMIT_AS, &rl) != 0)
+			_exit(3);
+		if (larder_open(&db, test_path("store"), NULL) != 0)
+			_exit(4);
+		int rc = larder_get(&e, db, "default", "h", 1, NULL, 0);
+		larder_close(db);
+		_exit(rc == LARDER_ENOTFOUND ? 0 : 1);
+	}
+	int status;
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
 TEST(anything_but_a_file_at_a_head_name_is_no_head_and_put_replaces_it)
 {
 	alarm(20);
