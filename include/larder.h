@@ -83,7 +83,7 @@
  * writes into a mapped file in place anyway, an entry already held shows
  * those bytes (it shares the page cache); the next lookup catches the
  * damage. A compressed (zstd) payload is decompressed into private memory,
- * at most larder_opts.max_decompressed bytes of it (1 GiB by default);
+ * at most larder_opts.max_in_memory bytes of it (1 GiB by default);
  * larder_get_stream() reads any entry with bounded memory.
  * On a network filesystem (NFS, FUSE such as GlusterFS, CephFS, Lustre,
  * CIFS) large payloads are read, not mapped: there, when another client
@@ -199,7 +199,7 @@ typedef void (*larder_log_fn)(int level, const char *msg, void *payload);
 #define LARDER_OPEN_MAP_NETWORK                                                \
 	0x8u /* map large payloads on network filesystems too (see Memory) */
 
-/* Version 2 added max_decompressed; the library still takes version 1
+/* Version 2 added max_in_memory; the library still takes version 1
  * structs (without it). */
 #define LARDER_OPTS_VERSION 2
 typedef struct larder_opts {
@@ -227,13 +227,16 @@ typedef struct larder_opts {
 	void *log_payload; /* passed to log */
 	int log_level;	   /* 0 = LARDER_LOG_WARN */
 	/* Since version 2: the most bytes larder_get() (and
-	 * larder_get_or_fill(), larder_sql() on a hit) allocates for the
-	 * decompressed payload of a zstd entry. Whoever publishes chooses
-	 * that length (a few KiB on disk may decompress to gigabytes): a
-	 * larger entry fails with LARDER_ENOMEM, before allocating, with a
-	 * message that points at larder_get_stream(), which reads it in
-	 * bounded memory. 0 = 1 GiB; UINT64_MAX = no limit. */
-	uint64_t max_decompressed;
+	 * larder_get_or_fill(), larder_sql() on a hit) allocates to hold one
+	 * payload in private memory: the decompressed payload of a zstd
+	 * entry, or the copy of an entry file it may not map (another
+	 * member's entry, a network filesystem: see Memory). Whoever
+	 * publishes chooses those lengths (a few KiB on disk may decompress
+	 * to gigabytes; a sparse file claims any size for no disk): a larger
+	 * entry fails with LARDER_ENOMEM, before allocating, with a message
+	 * that points at larder_get_stream(), which reads it in bounded
+	 * memory. 0 = 1 GiB; UINT64_MAX = no limit. */
+	uint64_t max_in_memory;
 } larder_opts;
 #define LARDER_OPTS_INIT                                                       \
 	{                                                                      \
@@ -312,7 +315,7 @@ typedef struct larder_entry larder_entry; /* opaque */
  * miss: absent, expired, corrupt (then quarantined; so is anything at the
  * entry's name that is not a regular file), or written by a newer
  * format. Other codes are real failures (permissions, I/O; LARDER_ENOMEM
- * also for a zstd entry larger than larder_opts.max_decompressed). */
+ * also for a zstd entry larger than larder_opts.max_in_memory). */
 LARDER_API int larder_get(larder_entry **out, larder *db, const char *ns,
 			  const void *key, size_t klen, const void *ver,
 			  size_t vlen);

@@ -165,16 +165,6 @@ static uint64_t declared_len(const uint8_t *buf, size_t n)
 static int file_load(larder *db, const char *rel, struct ldr_file *f,
 		     int noatime, int how);
 
-int ldr_file_load(larder *db, const char *rel, struct ldr_file *f)
-{
-	return file_load(db, rel, f, 0, LOAD_WHOLE);
-}
-
-int ldr_file_load_noatime(larder *db, const char *rel, struct ldr_file *f)
-{
-	return file_load(db, rel, f, 1, LOAD_WHOLE);
-}
-
 int ldr_file_scan(larder *db, const char *rel, struct ldr_file *f, int noatime)
 {
 	return file_load(db, rel, f, noatime, LOAD_SCAN);
@@ -301,6 +291,16 @@ static int file_load(larder *db, const char *rel, struct ldr_file *f,
 		f->size = size;
 		f->partial = 1;
 		return 0;
+	}
+	if (how == LOAD_WHOLE && size > db->max_in_memory) {
+		/* A copy as big as whoever made the file chose (a sparse file
+		 * costs them no disk): refused before allocating. */
+		free(buf);
+		ldr_close(fd);
+		f->fd = -1;
+		f->size = size;
+		errno = EFBIG;
+		return -1;
 	}
 	uint8_t *b = realloc(buf, size ? size : 1);
 	if (!b)
@@ -631,7 +631,7 @@ static int decompress(larder *db, larder_entry *e, const ldr_hdr *h,
 		return ldr_fail(db, LARDER_ENOMEM, 0,
 				"%s decompresses to %llu bytes, more than this "
 				"handle holds in memory (%llu: "
-				"larder_opts.max_decompressed); read it with "
+				"larder_opts.max_in_memory); read it with "
 				"larder_get_stream(), which needs no more",
 				what, (unsigned long long)h->raw_len,
 				(unsigned long long)cap);
@@ -788,6 +788,16 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 		if (file_load(db, l->rel, &l->f, 0, how) == 0)
 			break;
 		int err = errno;
+		if (err == EFBIG)
+			return ldr_fail(
+			    db, LARDER_ENOMEM, 0,
+			    "entry file '%s/%s' is %llu bytes, more "
+			    "than this handle holds in memory (%llu: "
+			    "larder_opts.max_in_memory); read it "
+			    "with larder_get_stream(), which needs "
+			    "no more",
+			    db->dir, l->rel, (unsigned long long)l->f.size,
+			    (unsigned long long)db->max_in_memory);
 		if (err != ENOENT && err != ESTALE)
 			return ldr_fail_errno(db, err,
 					      "cannot read '%s/%s': %s",
@@ -867,7 +877,7 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 	if (l.h.codec == LDR_CODEC_ZSTD) {
 		char what[LDR_REL_MAX + 4200];
 		snprintf(what, sizeof what, "'%s/%s'", db->dir, l.rel);
-		rc = decompress(db, e, &l.h, db->max_decompressed, what);
+		rc = decompress(db, e, &l.h, db->max_in_memory, what);
 		if (rc == LARDER_ECORRUPT)
 			rc = reject(db, &e->f, l.rel, ns, LARDER_STATE_CORRUPT,
 				    "zstd payload does not decompress to its "

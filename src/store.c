@@ -1004,10 +1004,9 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 	db->fsync = opts ? opts->fsync : 0;
 	db->mmap_threshold = opts && opts->mmap_threshold ? opts->mmap_threshold
 							  : LDR_DEFAULT_MMAP;
-	db->max_decompressed =
-	    opts && opts->version >= 2 && opts->max_decompressed
-		? opts->max_decompressed
-		: LDR_DEFAULT_MAX_DECOMPRESSED;
+	db->max_in_memory = opts && opts->version >= 2 && opts->max_in_memory
+				? opts->max_in_memory
+				: LDR_DEFAULT_MAX_DECOMPRESSED;
 	db->log = opts ? opts->log : NULL;
 	db->log_payload = opts ? opts->log_payload : NULL;
 	db->log_level =

@@ -44,7 +44,7 @@ struct larder {
 	uid_t owner; /* the store directory's owner (docs/security.md) */
 	size_t mmap_threshold;
 	/* larder_get() holds at most this many decompressed bytes */
-	uint64_t max_decompressed;
+	uint64_t max_in_memory;
 	larder_log_fn log;
 	void *log_payload;
 	int log_level;
@@ -188,18 +188,14 @@ struct ldr_file {
 	dev_t dev;
 	ino_t ino;
 };
-/* Load the file at rel (beneath the root): read when its payload is
- * small, mapped when at least db->mmap_threshold and safe to map, else
- * read whole. Anything but a regular file loads as an empty one with
- * ftype set (the check calls it corrupt). Returns 0, or -1 with errno. */
-int ldr_file_load(larder *db, const char *rel, struct ldr_file *f);
-/* The same without changing the file's access time (looking is not
- * using, and the cleaning goes by it). */
-int ldr_file_load_noatime(larder *db, const char *rel, struct ldr_file *f);
-/* For judging an entry with bounded memory (walk, verify, publish): a
- * file larger than the first read is never mapped nor read whole, only
- * its header (partial); ldr_entry_check then reads the payload in
- * chunks. noatime as above. */
+/* Load the file at rel (beneath the root) to judge an entry or a head
+ * with bounded memory (walk, verify, publish, heads): a file larger than
+ * the first read is never mapped nor read whole, only its header
+ * (partial); ldr_entry_check then reads the payload in chunks. With
+ * noatime, the file's access time does not change (looking is not using,
+ * and the cleaning goes by it). Anything but a regular file loads as an
+ * empty one with ftype set (the check calls it corrupt). Returns 0, or -1
+ * with errno. (larder_get's own loading is read.c's.) */
 int ldr_file_scan(larder *db, const char *rel, struct ldr_file *f, int noatime);
 /* Fill f->dev and f->ino (before the fd is dropped). */
 void ldr_file_ident(struct ldr_file *f);

@@ -604,6 +604,13 @@ static void put_zeros(larder *db, const char *key, size_t size)
 	ASSERT_RC(db, larder_writer_commit(w), 0);
 }
 
+static int count_bytes(const void *buf, size_t len, void *payload)
+{
+	(void)buf;
+	*(uint64_t *)payload += len;
+	return 0;
+}
+
 static int count_zeros(const void *buf, size_t len, void *payload)
 {
 	const uint8_t *p = buf;
@@ -617,7 +624,7 @@ static int count_zeros(const void *buf, size_t len, void *payload)
 TEST(zstd_entry_over_the_cap_fails_clearly_and_streams_in_full)
 {
 	larder_opts o = LARDER_OPTS_INIT;
-	o.max_decompressed = 1 * MiB;
+	o.max_in_memory = 1 * MiB;
 	larder *db = open_store_opts(&o);
 	put_zeros(db, "z", 4 * MiB);
 	put_zeros(db, "small", 1 * MiB);
@@ -626,7 +633,7 @@ TEST(zstd_entry_over_the_cap_fails_clearly_and_streams_in_full)
 		  LARDER_ENOMEM);
 	ASSERT(e == NULL);
 	ASSERT(strstr(larder_errmsg(db), "larder_get_stream") != NULL);
-	ASSERT(strstr(larder_errmsg(db), "max_decompressed") != NULL);
+	ASSERT(strstr(larder_errmsg(db), "max_in_memory") != NULL);
 	/* Nothing wrong with the entry itself. */
 	ASSERT(access(entry_path("z"), F_OK) == 0);
 	ASSERT_EQ(larder_counter(db, LARDER_CTR_QUARANTINED), 0);
@@ -653,7 +660,7 @@ static int count_calls(larder_fill *f, void *payload)
 TEST(get_or_fill_of_an_entry_over_the_cap_fails_without_loading_again)
 {
 	larder_opts o = LARDER_OPTS_INIT;
-	o.max_decompressed = 1 * MiB;
+	o.max_in_memory = 1 * MiB;
 	larder *db = open_store_opts(&o);
 	put_zeros(db, "z", 4 * MiB);
 	larder_entry *e = NULL;
@@ -666,14 +673,45 @@ TEST(get_or_fill_of_an_entry_over_the_cap_fails_without_loading_again)
 		  LARDER_ENOMEM);
 	ASSERT(e == NULL);
 	ASSERT_EQ(loads, 0);
-	ASSERT(strstr(larder_errmsg(db), "max_decompressed") != NULL);
+	ASSERT(strstr(larder_errmsg(db), "max_in_memory") != NULL);
+	larder_close(db);
+}
+
+TEST(a_copy_of_an_entry_it_may_not_map_is_capped_too)
+{
+	/* Another member's entry is copied, not mapped: the copy is as big
+	 * as its maker chose (a sparse file costs no disk), so it is capped
+	 * like a decompression. The reader's own entry is mapped, uncapped;
+	 * any entry streams. */
+	larder_opts o = LARDER_OPTS_INIT;
+	o.max_in_memory = 1 * MiB;
+	larder *db = open_store_opts(&o);
+	PUT(db, "theirs", 4 * MiB, 0);
+	PUT(db, "mine", 4 * MiB, 0);
+	ASSERT_EQ(chown(entry_path("theirs"), OTHER_UID, OTHER_UID), 0);
+	larder_entry *e = NULL;
+	ASSERT_RC(db, larder_get(&e, db, "default", "theirs", 6, "v", 1),
+		  LARDER_ENOMEM);
+	ASSERT(e == NULL);
+	ASSERT(strstr(larder_errmsg(db), "max_in_memory") != NULL);
+	ASSERT(strstr(larder_errmsg(db), "larder_get_stream") != NULL);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_QUARANTINED), 0);
+	ASSERT_RC(db, larder_get(&e, db, "default", "mine", 4, "v", 1), 0);
+	ASSERT(larder_entry_is_mapped(e));
+	larder_entry_release(e);
+	uint64_t n = 0;
+	ASSERT_RC(db,
+		  larder_get_stream(db, "default", "theirs", 6, "v", 1,
+				    count_bytes, &n),
+		  0);
+	ASSERT_EQ(n, 4 * MiB);
 	larder_close(db);
 }
 
 TEST(version_1_opts_are_accepted_with_the_default_cap)
 {
 	/* A program built against version 1 of larder_opts passes a struct
-	 * without max_decompressed: the library must not read past it. */
+	 * without max_in_memory: the library must not read past it. */
 	struct v1 {
 		unsigned version, flags;
 		int fsync;
@@ -734,7 +772,7 @@ TEST(zstd_bomb_streams_in_bounded_memory)
 		larder_entry *e = NULL;
 		/* Held: refused by the cap, before allocating. */
 		int grc = larder_get(&e, db, "default", "bomb", 4, "v", 1);
-		int capped = strstr(larder_errmsg(db), "max_decompressed") != 0;
+		int capped = strstr(larder_errmsg(db), "max_in_memory") != 0;
 		larder_close(db);
 		_exit(rc == 0 && n == 1025 * MiB && grc == LARDER_ENOMEM &&
 			      capped
