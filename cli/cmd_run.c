@@ -151,6 +151,7 @@ struct run_ctx {
 	const struct run_args *a;
 	char **cmd;
 	struct bytes ver;  /* the version last computed */
+	int have_ver;	   /* ver was computed */
 	char *chunk;	   /* CHUNK bytes */
 	unsigned attempts; /* runs of the command */
 	int status;	   /* the first run's exit status (what we exit with) */
@@ -391,6 +392,7 @@ static int version_fn(larder_fill *f, void *payload)
 		x->changed = 1;
 	free(x->ver.p);
 	x->ver = now;
+	x->have_ver = 1;
 	rc = larder_fill_set_version(f, now.p, now.len);
 	if (rc)
 		cli_err_lib(x->c, "", larder_errmsg(x->db));
@@ -687,6 +689,60 @@ static int deliver(struct run_ctx *x, const larder_entry *e, int *status)
 	return CLI_OK;
 }
 
+/* A hit too big to hold in this process's memory (larder_get_or_fill
+ * refused it: larder_opts.max_in_memory) is streamed instead: every byte
+ * but the last TRAILER_LEN seen so far is written out at once, the
+ * status trailer held back. */
+struct stream_out {
+	struct run_ctx *x;
+	uint8_t tail[TRAILER_LEN];
+	size_t have; /* bytes held in tail */
+};
+
+static int stream_sink(const void *buf, size_t len, void *payload)
+{
+	struct stream_out *s = payload;
+	const uint8_t *p = buf;
+
+	if (len >= TRAILER_LEN) {
+		tee_out(s->x, s->tail, s->have);
+		tee_out(s->x, p, len - TRAILER_LEN);
+		memcpy(s->tail, p + len - TRAILER_LEN, TRAILER_LEN);
+		s->have = TRAILER_LEN;
+		return 0;
+	}
+	size_t over =
+	    s->have + len > TRAILER_LEN ? s->have + len - TRAILER_LEN : 0;
+	tee_out(s->x, s->tail, over);
+	memmove(s->tail, s->tail + over, s->have - over);
+	s->have -= over;
+	memcpy(s->tail + s->have, p, len);
+	s->have += len;
+	return 0;
+}
+
+static int deliver_stream(struct run_ctx *x, const struct bytes *key,
+			  int *status)
+{
+	struct stream_out s = {.x = x};
+	unsigned code = 0;
+
+	progress_phase(&x->prog, "writing");
+	int lrc = larder_get_stream(x->db, x->c->ns, key->p, key->len, x->ver.p,
+				    x->ver.len, stream_sink, &s);
+	if (lrc != 0)
+		return cli_fail(x->c, x->db, lrc);
+	if (s.have < TRAILER_LEN || memcmp(s.tail, TRAILER_MAGIC, 8) != 0) {
+		cli_err(x->c, "the cached entry is not a 'larder run' result "
+			      "(no status trailer)");
+		return CLI_IO;
+	}
+	for (int i = 0; i < 4; i++)
+		code |= (unsigned)s.tail[8 + i] << (8 * i);
+	*status = code > 255 ? 255 : (int)code;
+	return CLI_OK;
+}
+
 static int run_run(struct cli *c, int argc, char **argv)
 {
 	struct run_args a = {0};
@@ -834,6 +890,12 @@ static int run_run(struct cli *c, int argc, char **argv)
 		      : outcome == LARDER_STALE ? "stale"
 						: "hit";
 		rc = deliver(&x, e, &status);
+		if (rc != CLI_OK)
+			goto out;
+	} else if (lrc == LARDER_ENOMEM && x.have_ver && x.attempts == 0) {
+		/* Found, but larger than this process holds in memory. */
+		how = "hit";
+		rc = deliver_stream(&x, &key, &status);
 		if (rc != CLI_OK)
 			goto out;
 	} else if (x.err_exit) {

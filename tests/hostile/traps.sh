@@ -117,4 +117,20 @@ check "get of the bomb streams all 1 GiB (exit 0)" \
 	test "$brc" -eq 0 -a "$(cat "$P/bombsize")" -eq 1073741824
 echo "# peak RSS of get of the bomb: $bkib KiB"
 check "... in bounded memory (under 128 MiB)" test "$bkib" -lt 131072
+LU "$MA" rm bomb >/dev/null 2>&1
+
+# --- a run's output bigger than a reader holds in memory ---
+# Another member's entry is copied, not mapped, and a copy is capped (1
+# GiB by default): B's hit on A's 1.1 GiB output streams it instead.
+big="run --key bigout -- head -c 1153433600 /dev/zero"
+LU "$MA" $big >/dev/null 2>"$T/err"
+check "(setup) member A's run stored a 1.1 GiB output" test $? -eq 0
+python3 - "$T/rss" runuser -u "$MB" -- env LD_LIBRARY_PATH="$BIN" \
+	sh -c "'$BIN/larder' --dir '$S' -v $big 2>'$P/bigerr' | wc -c > '$P/bigsize'" <"$P/rss.py"
+read brc bkib <"$T/rss"
+check "B's hit prints all of it" \
+	test "$brc" -eq 0 -a "$(cat "$P/bigsize")" -eq 1153433600
+check "... as a hit (the command did not run again)" grep -q '^hit in' "$P/bigerr"
+echo "# peak RSS of B's hit: $bkib KiB"
+check "... in bounded memory (under 128 MiB)" test "$bkib" -lt 131072
 finish
