@@ -16,9 +16,9 @@
  *   read      open + read into a preallocated buffer + touch + close
  *   mmap      open + mmap + touch + munmap + close
  *
- * and p50/p90 are reported with the ratios of the p50s against DESIGN.md
- * §13's targets (PASS/MISS), plus the median of the ratios taken within
- * each round ("paired"), which moves less when the machine is busy.
+ * and p50/p90 are reported with the ratios of the p50s against the targets
+ * of docs/performance.md (PASS/MISS), plus the median of the ratios taken
+ * within each round ("paired"), which moves less when the machine is busy.
  * Separate child processes then hold the 256 MiB entry (or read the plain
  * file into the heap) and report their peak RSS and anonymous/file RSS,
  * which shows whether a hit copies a large payload into the heap.
@@ -66,7 +66,7 @@ struct bcase {
 	const char *label;
 	int iters, quick_iters;
 	double target;	   /* larder p50 / raw read p50 must be <= this */
-	const char *claim; /* how DESIGN.md §13 words it */
+	const char *claim; /* how docs/performance.md words it */
 	/* results */
 	int ran, mapped;
 	int n;
@@ -547,7 +547,7 @@ static void print_results(void)
 		printf(" %s\n", c->mapped ? "mmap" : "read");
 	}
 
-	printf("\nratios of p50 (DESIGN.md section 13 targets)\n");
+	printf("\nratios of p50 (targets: docs/performance.md)\n");
 	printf("%-8s %12s %12s %14s  %-18s %s\n", "size", "larder/read",
 	       "larder/mmap", "paired r / m", "target", "result");
 	for (size_t i = 0; i < NCASES; i++) {

@@ -1,7 +1,7 @@
 /*
  * bench_scale.c — a store of a million entries against one of a thousand
- * (DESIGN §13: a warm hit within 1.2× of a 1 k-entry store), and what a
- * full walk and a sweep of the big one cost in time and memory.
+ * (docs/performance.md: a warm hit within 1.2× of a 1 k-entry store), and what
+ * a full walk and a sweep of the big one cost in time and memory.
  *
  *   bench_scale [--n N] [--small M] [--iters K] [DIR]
  *

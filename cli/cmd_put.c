@@ -20,7 +20,7 @@
 #include <xxhash.h>
 #if defined(__x86_64__) || defined(__i386__)
 /* The runtime-dispatch entry points pick AVX2/AVX-512 when present; the
- * plain symbols were measured 3x slower here (DESIGN.md §11). */
+ * plain symbols were measured 3x slower here. */
 #include <xxh_x86dispatch.h>
 #endif
 

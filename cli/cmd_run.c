@@ -42,7 +42,7 @@
 #include <xxhash.h>
 #if defined(__x86_64__) || defined(__i386__)
 /* Runtime-dispatch entry points: the plain symbols measured 3x slower
- * (DESIGN.md §11). */
+ * (docs/performance.md). */
 #include <xxh_x86dispatch.h>
 #endif
 

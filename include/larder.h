@@ -451,7 +451,7 @@ LARDER_API int larder_remove(larder *db, const char *ns, const void *key,
 			     size_t klen, const void *ver, size_t vlen);
 
 /* ---------------------------------------------------------------------- */
-/* Single-flight fills across processes and hosts (DESIGN §7)             */
+/* Single-flight fills across processes and hosts (docs/leases.md) */
 /*
  * larder_get_or_fill() returns the entry for (ns, key, version). When it is
  * missing, exactly one caller among all the processes and hosts sharing the
@@ -646,7 +646,7 @@ LARDER_API int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 				  const larder_fill_opts *opts);
 
 /* ---------------------------------------------------------------------- */
-/* File versions (DESIGN §8, docs/versions.md)                            */
+/* File versions (docs/versions.md)                            */
 /*
  * The version of a set of files and directory trees, for use as the
  * version of an entry computed from them (`larder run --input`, a
@@ -714,7 +714,7 @@ LARDER_API int larder_files_version(larder *db, const char *const *paths,
 				    char out[LARDER_FILES_VERSION_LEN + 1]);
 
 /* ---------------------------------------------------------------------- */
-/* SQL sources (DESIGN §8, docs/sql.md)                                    */
+/* SQL sources (docs/sql.md)                                    */
 /*
  * larder_sql() caches the result of a query, filled once across
  * processes and hosts with larder_get_or_fill(). The database:

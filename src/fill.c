@@ -1,5 +1,5 @@
 /*
- * fill.c — owns larder_get_or_fill (DESIGN §7): look up lock-free; on a
+ * fill.c — owns larder_get_or_fill (docs/leases.md): look up lock-free; on a
  * miss take the key's lease and load, or wait — bounded — for whoever
  * holds it, breaking it when its holder is gone; check the source did not
  * change during the load; publish even if the lease was lost meanwhile.

@@ -1,5 +1,5 @@
 /*
- * gc.c — owns limits and cleaning (DESIGN §9): the store's and the
+ * gc.c — owns limits and cleaning (docs/operations.md): the store's and the
  * namespaces' caps and watermarks (config files, cached on the handle),
  * the throttled touch on a hit, the free-space check before a publish,
  * and the cleaning itself (larder_gc and the one a publish starts).

@@ -1,5 +1,5 @@
 /*
- * lease.c — owns the lease protocol of DESIGN §7 (see lease.h).
+ * lease.c — owns the lease protocol of docs/leases.md (see lease.h).
  *
  * The record is fixed-width text, so the heartbeat rewrites it in place
  * through the fd the holder kept from creating it: if a breaker renamed the

@@ -1,5 +1,5 @@
 /*
- * lease.h — the per-key lease of DESIGN §7: acquire by link() of a
+ * lease.h — the per-key lease of docs/leases.md: acquire by link() of a
  * pre-filled record, heartbeat, observer-relative staleness, the same-host
  * fast path, break by rename + re-check, release of only our own file.
  *

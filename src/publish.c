@@ -1,8 +1,8 @@
 /*
- * publish.c — owns the publish path (DESIGN §5): a streaming writer into a
- * temp file in the entry's own directory, hashed as it goes; header last;
- * fsync per policy; link() to the final name, where EEXIST means another
- * filler won with the same key and version; then the head hint.
+ * publish.c — owns the publish path (docs/format.md, "Publishing"): a streaming
+ * writer into a temp file in the entry's own directory, hashed as it goes;
+ * header last; fsync per policy; link() to the final name, where EEXIST means
+ * another filler won with the same key and version; then the head hint.
  */
 #include "store.h"
 

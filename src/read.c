@@ -1,8 +1,8 @@
 /*
- * read.c — owns the read path (DESIGN §6): open by name, read or map,
- * check header against what was asked, verify the payload, hand out an
- * entry whose data stays valid until released, or stream it to a sink.
- * Also reads head hints.
+ * read.c — owns the read path (docs/format.md, "How a reader reads"): open by
+ * name, read or map, check header against what was asked, verify the payload,
+ * hand out an entry whose data stays valid until released, or stream it to a
+ * sink. Also reads head hints.
  *
  * What a reader hands out is what it verified (docs/security.md): a file
  * is mapped only when no hand but ours, root's or the store owner's can

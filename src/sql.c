@@ -1,5 +1,5 @@
 /*
- * sql.c — SQL sources (DESIGN §8, docs/sql.md): the query normalized into
+ * sql.c — SQL sources (docs/sql.md): the query normalized into
  * the key, the version (a tracked table's change counter, a version
  * query's whole result, or nothing and a TTL), the rows formatted as CSV,
  * TSV or JSON Lines, and the fill that reads version and data in one

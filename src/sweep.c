@@ -18,7 +18,7 @@
  *    commit, is at most as old as its load. Five minutes covers every
  *    load of this kind we know of but an unusually slow one in such a
  *    container; and if that one loses its temp, its commit fails and a
- *    fill hands the caller its data uncached (DESIGN §2.4): work lost,
+ *    fill hands the caller its data uncached: work lost,
  *    nothing wrong. Crash debris on an ordinary host goes within minutes.
  *  - A lease ("<hex32>.lease" in a head directory): broken when its own
  *    record says it is held on this host — same boot id and PID namespace

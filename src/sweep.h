@@ -1,7 +1,7 @@
 /*
  * sweep.h — removing the debris that crashed processes leave in a store:
  * temp files, leases, break files, and quarantined entries kept long
- * enough for inspection (DESIGN §9, docs/operations.md "Sweeping").
+ * enough for inspection (docs/operations.md "Sweeping").
  *
  * The cleaning pass (gc.c, `larder gc`) runs the sweep; larder_sweep() in
  * larder.h is the same call for programs and tests.
@@ -15,7 +15,7 @@
 
 /* Ages, by the store filesystem's clock (a file's mtime against the mtime
  * of a file the sweep creates: never our clock against another host's,
- * DESIGN §2.5). Why each number: sweep.c. */
+ * docs/operations.md). Why each number: sweep.c. */
 #define LDR_SWEEP_TMP_DEAD_S 300	     /* this host's temp, pid gone */
 #define LDR_SWEEP_TMP_MAX_S (24 * 3600)	     /* any temp */
 #define LDR_SWEEP_LEASE_MAX_S 3600	     /* a lease without heartbeat */

@@ -1,5 +1,5 @@
 /*
- * version.c — owns file versions (DESIGN §8; docs/versions.md): the
+ * version.c — owns file versions (docs/versions.md): the
  * version of files and directory trees, made from their contents, with
  * each file's content hash remembered in the store under the file's
  * fingerprint so that a warm call reads no byte of the sources.

@@ -1,4 +1,4 @@
-# Fault injection (DESIGN.md §12 "Faults"): an LD_PRELOAD shim that fails
+# Fault injection (docs/testing.md): an LD_PRELOAD shim that fails
 # the Nth open/write/fsync/link/rename/… inside the store, the sweeps that
 # drive it, and a put into a really full (tmpfs) disk.
 

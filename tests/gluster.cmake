@@ -1,5 +1,5 @@
-# Two real network-filesystem clients of one store (DESIGN.md §12
-# "Multi-host"): tests/gluster/gluster.sh starts a private GlusterFS
+# Two real network-filesystem clients of one store (docs/testing.md):
+# tests/gluster/gluster.sh starts a private GlusterFS
 # (replica 2 on two local bricks) and mounts it twice through FUSE;
 # tests/gluster/run.sh runs test_gluster against the two mounts and stops
 # GlusterFS afterwards. Needs root and /dev/fuse; without them it prints

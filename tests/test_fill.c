@@ -700,13 +700,14 @@ TEST(sigstopped_holder_past_its_lease_is_broken_exactly_once)
 	}
 	/* Exactly one break. One waiter fills; rarely a second breaker,
 	 * whose re-check passed an instant before the first one broke and
-	 * took the lease, renames the new lease away: per DESIGN §7 it puts
-	 * nothing back, the first filler counts lease_lost and still
-	 * publishes, and one more waiter loads. Never more than that. */
+	 * took the lease, renames the new lease away: it puts nothing back
+	 * (docs/leases.md), the first filler counts lease_lost and still
+	 * publishes, and one more waiter loads if it takes the key before
+	 * the entry appears. Never more than that. */
 	ASSERT_EQ(breaks, 1);
 	ASSERT(lost <= 1);
-	ASSERT_EQ(filled, 1 + lost);
-	ASSERT_EQ(waited, N - 1 - lost);
+	ASSERT(filled >= 1 && filled <= 1 + lost);
+	ASSERT_EQ(waited, N - filled);
 	expect_entry(db, "paused", "v1", size, 7);
 
 	/* The old holder wakes up, finishes and publishes: harmless. */
@@ -1772,14 +1773,15 @@ static void herd_through_garbage(enum garbage g)
 				  i, ms, lease_ms, 5 * lease_ms);
 	}
 	/* One removal and one load. Rarely a second breaker whose re-check
-	 * passed an instant before the first one's rename moves the first
-	 * filler's new lease away: then, as for any stale lease (see
-	 * sigstopped_holder_past_its_lease_is_broken_exactly_once), the
-	 * first counts lease_lost and one more load runs. */
+	 * passed an instant before the first one's rename moves the new
+	 * holder's lease away (docs/leases.md, breaking): then, as for any
+	 * stale lease (see sigstopped_holder_past_its_lease_is_broken_
+	 * exactly_once), the holder counts lease_lost, and one more load
+	 * runs if another waiter takes the key before the entry appears. */
 	ASSERT_EQ(breaks, 1);
 	ASSERT(lost <= 1);
-	ASSERT_EQ(filled, 1 + lost);
-	ASSERT_EQ(test_count_lines(side), 1 + lost);
+	ASSERT(filled >= 1 && filled <= 1 + lost);
+	ASSERT_EQ(test_count_lines(side), filled);
 	expect_entry(db, "g", "v1", 100000, 70);
 	/* The garbage is gone, nothing of it is left under a break name, and
 	 * nothing it pointed to outside the store was touched. */

@@ -5,7 +5,7 @@
  * writes, the other must read byte for byte or miss — never torn, never
  * wrong, never an error — while names are linked, renamed over (head
  * hints), corrupted and quarantined under it. This is where ESTALE happens
- * for real (DESIGN.md §4, §6, §12).
+ * for real (docs/format.md, docs/testing.md).
  *
  * Run through tests/gluster/run.sh, which starts GlusterFS, sets
  * LARDER_GLUSTER_A, LARDER_GLUSTER_B (the two mount points) and LARDER_CLI
@@ -615,8 +615,8 @@ TEST(head_renamed_over_through_a_gives_b_a_whole_version_or_a_miss)
 	larder_close(b);
 }
 
-/* DESIGN §9 counts estale_retries. The head hint is the one file renamed
- * over, so it is where ESTALE comes from (the prober shows it does, on
+/* docs/operations.md counts estale_retries. The head hint is the one file
+ * renamed over, so it is where ESTALE comes from (the prober shows it does, on
  * most opens); read.c's ldr_head_read() retries ESTALE but does not
  * count it, so the counter stays 0. */
 TEST(estale_on_head_reads_is_counted)
@@ -970,7 +970,7 @@ TEST(large_entry_held_through_b_outlives_removal_through_a)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Single flight across the two clients (DESIGN §7)                        */
+/* Single flight across the two clients (docs/leases.md) */
 
 #define HERD 4 /* slots 0..3: two on A, two on B */
 #define HERD_SIZE 300000

@@ -1,6 +1,6 @@
 #!/bin/sh
 # gluster.sh start|stop|status — a private GlusterFS on this machine for
-# larder's multi-client tests (DESIGN.md §12 "Multi-host").
+# larder's multi-client tests.
 #
 #   start   install glusterfs-server/-client and fuse3 if missing, start a
 #           glusterd of our own (private working, run and log directories,
