@@ -1,11 +1,12 @@
 #!/bin/sh
 # Install the Debian packages larder needs, if missing:
 #   deps.sh        to build it and run the demo
-#   deps.sh test   also what the tests need (a PostgreSQL server)
+#   deps.sh test   also what the tests need (a PostgreSQL server; useradd
+#                  and pkill for the tests that play other users)
 set -e
 pkgs="cmake make gcc clang clang-format pkg-config libxxhash-dev libzstd-dev
       libclang-rt-14-dev libsqlite3-dev libpq-dev sqlite3 util-linux python3"
-[ "${1:-}" = test ] && pkgs="$pkgs postgresql"
+[ "${1:-}" = test ] && pkgs="$pkgs postgresql passwd procps"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
