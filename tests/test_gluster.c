@@ -345,10 +345,11 @@ static void cw_reader(struct shared *sh, int slot, const char *mnt)
 static void print_report(const char *who, const struct report *r)
 {
 	printf("    %-10s ops %ld hits %ld misses %ld published %ld exists "
-	       "%ld wrong %ld errors %ld estale_retries %ld%s%s\n",
+	       "%ld wrong %ld errors %ld estale_retries %ld quarantined "
+	       "%ld%s%s\n",
 	       who, r->ops, r->hits, r->misses, r->published, r->exists,
-	       r->wrong, r->errors, r->estale, r->msg[0] ? " first: " : "",
-	       r->msg);
+	       r->wrong, r->errors, r->estale, r->quarantined,
+	       r->msg[0] ? " first: " : "", r->msg);
 	fflush(stdout); /* a failed assertion exits without flushing */
 }
 
@@ -364,7 +365,7 @@ TEST(writers_on_both_mounts_readers_on_the_other_never_read_wrong_bytes)
 	for (int i = 0; i < CW_WRITERS; i++)
 		pids[i] = spawn(cw_writer, sh, i, i < 2 ? mnt_a : mnt_b);
 	wait_all(pids, CW_WRITERS + CW_READERS);
-	long wrong = 0, errors = 0, hits = 0, published = 0;
+	long wrong = 0, errors = 0, hits = 0, published = 0, quarantined = 0;
 	for (int i = 0; i < CW_WRITERS + CW_READERS; i++) {
 		char who[32];
 		snprintf(who, sizeof who, "%s %s",
@@ -375,6 +376,7 @@ TEST(writers_on_both_mounts_readers_on_the_other_never_read_wrong_bytes)
 		wrong += sh->r[i].wrong;
 		errors += sh->r[i].errors;
 		published += sh->r[i].published;
+		quarantined += sh->r[i].quarantined;
 		if (i >= CW_WRITERS)
 			hits += sh->r[i].hits;
 	}
@@ -382,8 +384,12 @@ TEST(writers_on_both_mounts_readers_on_the_other_never_read_wrong_bytes)
 	ASSERT_EQ(wrong, 0);
 	ASSERT_EQ(errors, 0);
 	ASSERT(hits > 0);
-	/* Every (key, round) was published exactly once among all writers. */
-	ASSERT_EQ(published, CW_KEYS * CW_ROUNDS);
+	/* Every (key, round) was published exactly once among all writers,
+	 * but for one a reader or writer quarantined (each quarantine lets
+	 * the next writer of that name publish it again). Seen once in CI
+	 * under load: 81 publishes; the quarantines are printed above. */
+	ASSERT(published >= CW_KEYS * CW_ROUNDS);
+	ASSERT(published <= CW_KEYS * CW_ROUNDS + quarantined);
 	/* and every one reads back right through both mounts */
 	larder *b = open_on(mnt_b, 0);
 	for (int k = 0; k < CW_KEYS; k++)
