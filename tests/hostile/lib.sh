@@ -35,8 +35,16 @@ OUT=ldrx$tag
 
 cleanup_users() {
 	for u in $OWNER $MA $MB $OUT; do
-		pkill -KILL -u "$u" 2>/dev/null
-		userdel "$u" 2>/dev/null
+		id "$u" >/dev/null 2>&1 || continue
+		# userdel refuses a user with processes: kill them and wait
+		# (bounded) until they are gone, whatever state the test left.
+		n=0
+		while pkill -KILL -u "$u" 2>/dev/null && [ $n -lt 100 ]; do
+			n=$((n + 1))
+			sleep 0.05 # polls for the processes' end, bounded
+		done
+		userdel -f "$u" 2>/dev/null ||
+			echo "# could not remove test user $u" >&2
 	done
 	groupdel "$GRP" 2>/dev/null
 	rm -rf "$T"
