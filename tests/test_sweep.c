@@ -572,17 +572,25 @@ TEST(garbage_at_a_lease_name_is_kept_while_young_and_swept_after_an_hour)
 	larder_close(db);
 }
 
+/* A break name beside the key's lease, as a breaker that died would
+ * have left it. */
+static void break_path(larder *db, char *brk, size_t size)
+{
+	char lease[4096];
+	lease_path(db, lease, sizeof lease);
+	snprintf(brk, size, "%s", lease);
+	char *slash = strrchr(brk, '/');
+	snprintf(slash, size - (size_t)(slash - brk),
+		 "/.break.somehost.1.0011223344556677");
+}
+
 TEST(a_break_directory_of_a_dead_breaker_goes_after_ten_minutes)
 {
 	/* A breaker that moved a directory away and died before emptying
 	 * it (or could not) leaves it under its break name. */
 	larder *db = open_store();
-	char lease[4096], brk[4200];
-	lease_path(db, lease, sizeof lease);
-	snprintf(brk, sizeof brk, "%s", lease);
-	snprintf(strrchr(brk, '/'),
-		 sizeof brk - (size_t)(strrchr(brk, '/') - brk),
-		 "/.break.somehost.1.0011223344556677");
+	char brk[4200];
+	break_path(db, brk, sizeof brk);
 	ASSERT_EQ(test_sh("echo keep > '%s'", test_path("outside")), 0);
 	plant(brk, 3);
 	KEPT_YOUNG_SWEPT_OLD(db, brk, 9 * 60, 11 * 60, breaks_removed,
@@ -600,12 +608,8 @@ TEST(a_break_tree_too_deep_to_remove_is_kept_and_no_sweep_error)
 	/* Deeper than a removal goes (16 levels): kept and said, never an
 	 * error that would stop the cleaning. */
 	larder *db = open_store();
-	char lease[4096], brk[4200];
-	lease_path(db, lease, sizeof lease);
-	snprintf(brk, sizeof brk, "%s", lease);
-	snprintf(strrchr(brk, '/'),
-		 sizeof brk - (size_t)(strrchr(brk, '/') - brk),
-		 "/.break.somehost.1.0011223344556677");
+	char brk[4200];
+	break_path(db, brk, sizeof brk);
 	ASSERT_EQ(test_sh("mkdir -p '%s'/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/"
 			  "16/17/18",
 			  brk),
