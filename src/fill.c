@@ -454,34 +454,29 @@ static int fill_opts_check(larder *db, const larder_fill_opts *o)
 				"shorter than the lease)",
 				o->lease_seconds, o->heartbeat_seconds,
 				o->max_wait_seconds);
-	/* Bounded so that the milliseconds fit; written as !(x <= max)
-	 * so that NaN is refused too. */
-	if (o && (!(o->lease_seconds <= FILL_MAX_SECONDS) ||
-		  !(o->heartbeat_seconds <= FILL_MAX_SECONDS) ||
+	/* Written as !(lo <= x && x <= hi) so that NaN is refused too. A
+	 * lease shorter than the minimum cannot be kept alive by heartbeats
+	 * (docs/leases.md); a longer one than the maximum would be taken
+	 * for garbage and broken while its holder lives (lease.h). */
+	if (o && o->lease_seconds != 0 &&
+	    !(o->lease_seconds >= LARDER_LEASE_MIN_SECONDS &&
+	      o->lease_seconds <= LARDER_LEASE_MAX_SECONDS))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"lease of %g s: want %g to %g s "
+				"(docs/leases.md)",
+				o->lease_seconds, LARDER_LEASE_MIN_SECONDS,
+				LARDER_LEASE_MAX_SECONDS);
+	/* Bounded so that the milliseconds fit. */
+	if (o && (!(o->heartbeat_seconds <= FILL_MAX_SECONDS) ||
 		  !(o->max_wait_seconds <= FILL_MAX_SECONDS)))
 		return ldr_fail(db, LARDER_EINVAL, 0,
-				"bad fill options: lease %g s, heartbeat %g s, "
-				"max wait %g s (each at most a year)",
-				o->lease_seconds, o->heartbeat_seconds,
-				o->max_wait_seconds);
-	if (o && o->lease_seconds != 0 &&
-	    !(o->lease_seconds >= LARDER_LEASE_MIN_SECONDS))
-		return ldr_fail(db, LARDER_EINVAL, 0,
-				"lease of %g s: the shortest is %g s (a "
-				"shorter one cannot be kept alive by "
-				"heartbeats; docs/leases.md)",
-				o->lease_seconds, LARDER_LEASE_MIN_SECONDS);
+				"bad fill options: heartbeat %g s, max wait "
+				"%g s (each at most a year)",
+				o->heartbeat_seconds, o->max_wait_seconds);
 	if (o && o->max_wait_seconds != 0 && !(o->max_wait_seconds >= 0.001))
 		return ldr_fail(db, LARDER_EINVAL, 0,
 				"max wait of %g s: the shortest is 0.001 s",
 				o->max_wait_seconds);
-	/* Waiters take a record claiming a longer lease for garbage
-	 * (lease.h): such a lease would be broken while its holder lives. */
-	if (o && o->lease_seconds > LARDER_LEASE_MAX_SECONDS)
-		return ldr_fail(db, LARDER_EINVAL, 0,
-				"bad fill options: a lease of %.3f s; at most "
-				"%g s",
-				o->lease_seconds, LARDER_LEASE_MAX_SECONDS);
 	return 0;
 }
 

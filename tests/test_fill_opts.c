@@ -56,7 +56,7 @@ TEST(a_lease_shorter_than_the_minimum_is_refused_before_loading)
 	larder *db = open_store();
 	const double bad[] = {
 	    1e-9, 0.001,    0.5, LARDER_LEASE_MIN_SECONDS - 0.01,
-	    NAN,  INFINITY, -1};
+	    NAN,  INFINITY, -1,	 LARDER_LEASE_MAX_SECONDS + 0.01};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
 		int loads = 0;
@@ -74,10 +74,12 @@ TEST(the_minimum_lease_and_the_default_are_accepted)
 	int loads = 0;
 	fo.lease_seconds = LARDER_LEASE_MIN_SECONDS;
 	ASSERT_RC(db, fill(db, "a", &fo, &loads), 0);
+	fo.lease_seconds = LARDER_LEASE_MAX_SECONDS;
+	ASSERT_RC(db, fill(db, "m", &fo, &loads), 0);
 	fo.lease_seconds = 0; /* the default */
 	ASSERT_RC(db, fill(db, "b", &fo, &loads), 0);
 	ASSERT_RC(db, fill(db, "c", NULL, &loads), 0);
-	ASSERT_EQ(loads, 3);
+	ASSERT_EQ(loads, 4);
 	larder_close(db);
 }
 
