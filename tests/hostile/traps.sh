@@ -94,13 +94,13 @@ for kind in empty binary huge dir fifo; do
 	okc=0
 	for i in 1 2 3; do same "$T/got.$i" "$P/data" && okc=$((okc + 1)); done
 	check "($kind lease) all three runs print the output" test $okc -eq 3
-	# Once; twice only in the documented race of two breakers, where
-	# the first filler's new lease is moved away and it says so
-	# (docs/leases.md).
+	# Once; more only in the documented race of breakers, where a
+	# filler's new lease is moved away and it says so (docs/leases.md):
+	# every run beyond the first is one lost lease.
 	runs=$(wc -l <"$P/runs")
 	lost=$(cat "$T"/err.* | grep -c 'was lost during the load')
 	check "($kind lease) the command ran once for the herd ($runs runs, $lost lost)" \
-		test "$runs" -eq 1 -o \( "$runs" -eq 2 -a "$lost" -ge 1 \)
+		test "$runs" -ge 1 -a "$runs" -le $((1 + lost))
 done
 
 # --- a decompression bomb ---
