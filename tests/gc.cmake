@@ -1,4 +1,4 @@
-# Quotas, recency, watermarks and cleaning (src/gc.c) and their commands.
+# Quotas, recency, watermarks and cleaning (src/upkeep/gc.c) and their commands.
 larder_test(test_gc test_gc.c)
 add_test(NAME cli_gc COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cli/gc.sh
          $<TARGET_FILE:larder_cli>)

@@ -1,4 +1,4 @@
-# The store's persistent counters and usage (src/stats.c); `larder stat`
+# The store's persistent counters and usage (src/store/stats.c); `larder stat`
 # is tested by tests/cli/stat.sh (cli.cmake).
 larder_test(test_stats test_stats.c)
 # `larder stat` and `larder gc` over crafted counter files, as built here

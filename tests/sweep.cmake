@@ -1,2 +1,2 @@
-# Sweeping stale temp, lease, break and quarantine files (src/sweep.c).
+# Sweeping stale temp, lease, break and quarantine files (src/upkeep/sweep.c).
 larder_test(test_sweep test_sweep.c)

@@ -1,5 +1,5 @@
 /*
- * test_format.c — the entry header codec (src/fmt.c) as a specification:
+ * test_format.c — the entry header codec (src/format/fmt.c) as a specification:
  * what encodes decodes back field for field, and which malformed headers
  * the decoder must refuse. Buffers handed to the decoder are allocated at
  * their exact size so that a sanitizer build catches any read past them.

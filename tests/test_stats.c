@@ -1,5 +1,5 @@
 /*
- * test_stats.c — the store's persistent counters and usage (src/stats.c):
+ * test_stats.c — the store's persistent counters and usage (src/store/stats.c):
  * they add up across processes (hits + misses + waits = requests), usage
  * follows publishes and removals and equals a walk of the store, a flush
  * is bounded when counter files are locked, a damaged counter file is set

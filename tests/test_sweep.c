@@ -1,5 +1,5 @@
 /*
- * test_sweep.c — sweeping (src/sweep.c): the debris of killed writers and
+ * test_sweep.c — sweeping (src/upkeep/sweep.c): the debris of killed writers and
  * fillers goes, once old enough by the store's clock; nothing live, and no
  * entry, head hint or config file, is ever removed.
  *

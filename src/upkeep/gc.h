@@ -1,5 +1,5 @@
 /*
- * gc.h — limits, recency and cleaning (src/gc.c), as the rest of the
+ * gc.h — limits, recency and cleaning (src/upkeep/gc.c), as the rest of the
  * library sees them: the handle's cached configuration, the touch on a
  * hit, the free-space check before a publish and the cleaning a publish
  * may start.

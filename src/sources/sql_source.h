@@ -1,5 +1,5 @@
 /*
- * sql_source.h — what src/sql.c (keys, formats, the fill) needs from a
+ * sql_source.h — what src/sources/sql.c (keys, formats, the fill) needs from a
  * database: one connection, a read snapshot, queries whose rows are
  * pushed to a sink one at a time, and the change-counter triggers.
  *

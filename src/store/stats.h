@@ -1,5 +1,5 @@
 /*
- * stats.h — the store's persistent counters and usage (src/stats.c), as
+ * stats.h — the store's persistent counters and usage (src/store/stats.c), as
  * the rest of the library sees them.
  *
  * A handle counts in memory (db->ctr, ldr_count) and keeps usage deltas
