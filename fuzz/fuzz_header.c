@@ -1,5 +1,6 @@
 /*
- * fuzz_header.c — libFuzzer target for the entry header parser (src/format/fmt.c).
+ * fuzz_header.c — libFuzzer target for the entry header parser
+ * (src/format/fmt.c).
  *
  * The header is the one place where larder parses bytes it did not write
  * itself in this process: another host, a torn write, a bit flip or a

@@ -1,6 +1,6 @@
 /*
- * test_sweep.c — sweeping (src/upkeep/sweep.c): the debris of killed writers and
- * fillers goes, once old enough by the store's clock; nothing live, and no
+ * test_sweep.c — sweeping (src/upkeep/sweep.c): the debris of killed writers
+ * and fillers goes, once old enough by the store's clock; nothing live, and no
  * entry, head hint or config file, is ever removed.
  *
  * Ages are made with utimensat on the files: the sweeper reads a file's
