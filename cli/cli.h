@@ -97,7 +97,7 @@ int cli_wait_opt(struct cli *c, int is_lease, const char *arg, double *out);
  * of 1024; "KiB", "KB" accepted). 0 on success, -1 if malformed. */
 int cli_parse_size(const char *s, int64_t *out);
 
-/* ---- limits (cmd_gc.c), shared by init and config ---- */
+/* ---- limits (limits.c), shared by init and config ---- */
 
 enum { CLI_OPT_MAX_BYTES = 512, CLI_OPT_MAX_ENTRIES };
 
@@ -112,6 +112,10 @@ int cli_limit_opt(struct cli *c, struct cli_limits *l, int id, const char *arg);
  * CLI_OK or the exit code after reporting. */
 int cli_limits_apply(struct cli *c, larder *db, const char *ns,
 		     const struct cli_limits *l);
+/* A whole-number option --opt into *dst, marking *given; `want` says
+ * what is wanted, for the message. */
+int count_opt(struct cli *c, const char *opt, const char *want, const char *arg,
+	      int64_t *dst, int *given);
 
 /* ---- usage against caps (usage.c), shared by stat and gc ---- */
 
@@ -291,6 +295,12 @@ void out_iso_time(char *buf, size_t size, int64_t ns);
 /* Flush f and report a write failure on it (EPIPE is quiet: the reader
  * went away on purpose). Returns CLI_OK, or CLI_IO after reporting. */
 int out_finish(const struct cli *c, FILE *f);
+
+/* Print an entry's description as a JSON object; `sep` goes between the
+ * members (",\n  " for a pretty object, "," for a compact one). Shared
+ * by ls and inspect. */
+void print_info_json(FILE *f, const larder_entry_info *info, const char *sep,
+		     const char *open, const char *close);
 
 /* Name of an entry state: "ok", "expired", "corrupt", ... */
 const char *out_state_name(int state);

@@ -317,6 +317,55 @@ void out_iso_time(char *buf, size_t size, int64_t ns)
 		snprintf(buf, size, "@%lld", (long long)ns);
 }
 
+/* Print an entry's description as a JSON object; `sep` goes between the
+ * members (",\n  " for a pretty object, "," for a compact one). */
+void print_info_json(FILE *f, const larder_entry_info *info, const char *sep,
+		     const char *open, const char *close)
+{
+	char created[32], expires[32];
+
+	out_iso_time(created, sizeof(created), info->created);
+	out_iso_time(expires, sizeof(expires), info->expires);
+	fputs(open, f);
+	fputs("\"ns\":", f);
+	out_json_str(f, info->ns, strlen(info->ns));
+	fputs(sep, f);
+	out_json_bytes_field(f, "key", info->key, info->klen);
+	fputs(sep, f);
+	out_json_bytes_field(f, "version", info->key ? info->ver : NULL,
+			     info->vlen);
+	fputs(sep, f);
+	out_json_bytes_field(f, "meta", info->key ? info->meta : NULL,
+			     info->meta_len);
+	fprintf(f, "%s\"size\":%llu", sep, (unsigned long long)info->size);
+	fprintf(f, "%s\"stored_size\":%llu", sep,
+		(unsigned long long)info->stored_size);
+	fprintf(f, "%s\"file_size\":%llu", sep,
+		(unsigned long long)info->file_size);
+	/* 0 means the library could not read the time from the header. */
+	if (info->created)
+		fprintf(f, "%s\"created\":\"%s\"", sep, created);
+	else
+		fprintf(f, "%s\"created\":null", sep);
+	fprintf(f, "%s\"created_ns\":%lld", sep, (long long)info->created);
+	if (info->expires)
+		fprintf(f, "%s\"expires\":\"%s\"", sep, expires);
+	else
+		fprintf(f, "%s\"expires\":null", sep);
+	fprintf(f, "%s\"expires_ns\":%lld", sep, (long long)info->expires);
+	fprintf(f, "%s\"codec\":\"%s\"", sep,
+		info->compressed ? "zstd" : "none");
+	fprintf(f, "%s\"state\":\"%s\"", sep, out_state_name(info->state));
+	fprintf(f, "%s\"problem\":", sep);
+	if (info->state != LARDER_STATE_OK && info->problem)
+		out_json_str(f, info->problem, strlen(info->problem));
+	else
+		fputs("null", f);
+	fprintf(f, "%s\"path\":", sep);
+	out_json_str(f, info->path, strlen(info->path));
+	fputs(close, f);
+}
+
 int out_finish(const struct cli *c, FILE *f)
 {
 	int err;

@@ -1,0 +1,116 @@
+/*
+ * limits.c — the size and limit options (--max-bytes, --max-entries)
+ * that `larder init` and `larder config` share, and setting them.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+int cli_parse_size(const char *s, int64_t *out)
+{
+	char *end;
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	int shift = 0;
+	switch (toupper((unsigned char)*end)) {
+	case '\0':
+		break;
+	case 'K':
+		shift = 10;
+		break;
+	case 'M':
+		shift = 20;
+		break;
+	case 'G':
+		shift = 30;
+		break;
+	case 'T':
+		shift = 40;
+		break;
+	default:
+		return -1;
+	}
+	if (shift) {
+		end++;
+		if (*end == 'i' || *end == 'B')
+			end += *end == 'i' && end[1] == 'B' ? 2 : 1;
+	}
+	if (*end != '\0' || v > (unsigned long long)(INT64_MAX >> shift))
+		return -1;
+	*out = (int64_t)(v << shift);
+	return 0;
+}
+
+/* A whole number >= 0 that fits int64. */
+static int parse_count(const char *s, int64_t *out)
+{
+	char *end;
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v > INT64_MAX)
+		return -1;
+	*out = (int64_t)v;
+	return 0;
+}
+
+/* A whole-number option into *dst, marking *given. */
+int count_opt(struct cli *c, const char *opt, const char *want, const char *arg,
+	      int64_t *dst, int *given)
+{
+	if (parse_count(arg, dst) != 0)
+		return cli_usage_err(c, "bad --%s '%s' (want %s)", opt, arg,
+				     want);
+	*given = 1;
+	return CLI_CONTINUE;
+}
+
+int cli_limit_opt(struct cli *c, struct cli_limits *l, int id, const char *arg)
+{
+	int64_t v;
+	if (id == CLI_OPT_MAX_BYTES) {
+		if (cli_parse_size(arg, &v) != 0)
+			return cli_usage_err(c,
+					     "bad --max-bytes '%s' (want a "
+					     "size such as 500M, 10G or 0 for "
+					     "no cap)",
+					     arg);
+		l->lim.max_bytes = v;
+		l->set_bytes = 1;
+		return CLI_CONTINUE;
+	}
+	if (id == CLI_OPT_MAX_ENTRIES)
+		return count_opt(c, "max-entries",
+				 "a whole number, 0 for no cap", arg,
+				 &l->lim.max_entries, &l->set_entries);
+	return cli_usage_err(c, "unknown option");
+}
+
+int cli_limits_apply(struct cli *c, larder *db, const char *ns,
+		     const struct cli_limits *l)
+{
+	larder_limits cur;
+	int rc = larder_limits_get(db, ns, &cur);
+	if (rc == 0) {
+		if (l->set_bytes)
+			cur.max_bytes = l->lim.max_bytes;
+		if (l->set_entries)
+			cur.max_entries = l->lim.max_entries;
+		if (l->set_wm) {
+			cur.wm_run = l->lim.wm_run;
+			cur.wm_cull = l->lim.wm_cull;
+			cur.wm_stop = l->lim.wm_stop;
+		}
+		if (l->set_touch)
+			cur.touch_interval = l->lim.touch_interval;
+		rc = larder_limits_set(db, ns, &cur);
+	}
+	return rc ? cli_fail(c, db, rc) : CLI_OK;
+}
