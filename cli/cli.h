@@ -145,6 +145,16 @@ int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
 	      int (*on_opt)(struct cli *c, int id, const char *arg, void *ctx),
 	      void *ctx, int *first);
 
+/* The global options' short letters, for getopt (--dir, --ns, -v,
+ * --help); their long forms are in the table cli_merge_longopts() adds. */
+#define CLI_GLOBAL_SHORT "d:n:vh"
+/* The most long options of a command, the global ones and the zero entry
+ * included. */
+#define CLI_MAX_LONGOPTS 32
+/* `own` (a zero-terminated table, may be NULL) followed by the global long
+ * options and a zero entry, in `all` (CLI_MAX_LONGOPTS entries). */
+void cli_merge_longopts(struct option *all, const struct option *own);
+
 /* Handle a global option (shared by the top level and every command).
  * Returns CLI_CONTINUE if it was one, CLI_USAGE (reported) if not. */
 int cli_global_opt(struct cli *c, int id, const char *arg);

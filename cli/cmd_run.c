@@ -566,35 +566,20 @@ static const struct option run_longopts[] = {
 /*
  * The index of the "--" that ends larder's options, or -1. It must be
  * found before cli_parse() sees argv, which would take the command's own
- * options (`-n` in `echo -n`) for ours. A getopt pass that stops at the
- * first non-option finds it exactly as the real parse would, option
- * arguments and abbreviations included ("--key --" names a key "--"). The
- * global options are repeated here because getopt must know which of
- * them take an argument.
+ * options (`-n` in `echo -n`) for ours. A getopt pass over the same
+ * options (the global ones too: getopt must know which take an argument)
+ * that stops at the first non-option finds it exactly as the real parse
+ * would, option arguments and abbreviations included ("--key --" names a
+ * key "--").
  */
 static int find_dashdash(int argc, char **argv)
 {
-	struct option all[sizeof(run_longopts) / sizeof(run_longopts[0]) + 7];
-	static const struct option global[] = {
-	    {"dir", required_argument, NULL, 'd'},
-	    {"ns", required_argument, NULL, 'n'},
-	    {"verbose", no_argument, NULL, 'v'},
-	    {"allow-unsafe-mode", no_argument, NULL, 'U'},
-	    {"log-level", required_argument, NULL, 'L'},
-	    {"log-json", no_argument, NULL, 'J'},
-	    {"help", no_argument, NULL, 'h'},
-	};
-	size_t n = 0;
+	struct option all[CLI_MAX_LONGOPTS];
 
-	for (; run_longopts[n].name; n++)
-		all[n] = run_longopts[n];
-	for (size_t i = 0; i < sizeof(global) / sizeof(global[0]); i++)
-		all[n++] = global[i];
-	memset(&all[n], 0, sizeof(all[n]));
-
+	cli_merge_longopts(all, run_longopts);
 	opterr = 0;
 	optind = 0;
-	while (getopt_long(argc, argv, "+:d:n:vh", all, NULL) != -1)
+	while (getopt_long(argc, argv, "+:" CLI_GLOBAL_SHORT, all, NULL) != -1)
 		;
 	if (optind > 1 && optind <= argc && strcmp(argv[optind - 1], "--") == 0)
 		return optind - 1;

@@ -325,8 +325,8 @@ static const char *bad_option(char **argv, int opt)
 	return name;
 }
 
-#define GLOBAL_SHORT "d:n:vh"
-
+/* The global options, defined here once: cli_parse() and parse_top()
+ * accept them, and `larder run` must know them to find its "--". */
 static const struct option global_longopts[] = {
     {"dir", required_argument, NULL, 'd'},
     {"ns", required_argument, NULL, 'n'},
@@ -338,16 +338,15 @@ static const struct option global_longopts[] = {
     {0},
 };
 
-#define MAX_LONGOPTS 32
+#define NGLOBAL (sizeof(global_longopts) / sizeof(global_longopts[0]) - 1)
 
-/* A command's long options followed by the global ones, in `all`. */
-static void merge_longopts(struct option *all, const struct option *own)
+void cli_merge_longopts(struct option *all, const struct option *own)
 {
 	size_t n = 0;
 
-	for (; own && own[n].name && n < MAX_LONGOPTS - 7; n++)
+	for (; own && own[n].name && n < CLI_MAX_LONGOPTS - NGLOBAL - 1; n++)
 		all[n] = own[n];
-	for (size_t i = 0; global_longopts[i].name; i++)
+	for (size_t i = 0; i < NGLOBAL; i++)
 		all[n++] = global_longopts[i];
 	memset(&all[n], 0, sizeof(all[n]));
 }
@@ -357,7 +356,7 @@ int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
 	      int (*on_opt)(struct cli *c, int id, const char *arg, void *ctx),
 	      void *ctx, int *first)
 {
-	struct option all[MAX_LONGOPTS];
+	struct option all[CLI_MAX_LONGOPTS];
 	char shortopts[64];
 	char **pos;
 	int npos = 0;
@@ -374,9 +373,9 @@ int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
 	 * POSIXLY_CORRECT says, so options may follow them; ':' makes getopt
 	 * report a missing argument as ':' and print nothing itself, so
 	 * every message has our format. */
-	snprintf(shortopts, sizeof(shortopts), "-:%s%s", GLOBAL_SHORT,
+	snprintf(shortopts, sizeof(shortopts), "-:%s%s", CLI_GLOBAL_SHORT,
 		 opts ? opts : "");
-	merge_longopts(all, longopts);
+	cli_merge_longopts(all, longopts);
 
 	opterr = 0;
 	optind = 0; /* glibc: re-initialise fully for a second parse */
@@ -523,14 +522,14 @@ static int parse_top(struct cli *c, int argc, char **argv, int *cmd_index)
 {
 	static const struct option own[] = {{"version", no_argument, NULL, 'V'},
 					    {0}};
-	struct option longopts[MAX_LONGOPTS];
+	struct option longopts[CLI_MAX_LONGOPTS];
 	int id;
 
-	merge_longopts(longopts, own);
+	cli_merge_longopts(longopts, own);
 
 	opterr = 0;
 	/* '+': stop at the command name; its options are its own. */
-	while ((id = getopt_long(argc, argv, "+:" GLOBAL_SHORT, longopts,
+	while ((id = getopt_long(argc, argv, "+:" CLI_GLOBAL_SHORT, longopts,
 				 NULL)) != -1) {
 		int r;
 

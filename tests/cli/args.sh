@@ -29,6 +29,17 @@ for v in 0.001 0.5 2 1m 366d; do
 	expect_rc 0 "run --max-wait '$v' is accepted" L run --max-wait "$v" -- echo "$v"
 done
 
+# run finds its "--" knowing every global option: one that takes an
+# argument ("--ns --", "--log-level warn") is not mistaken for the end of
+# larder's options, nor its argument for the COMMAND.
+expect_rc 0 "run takes global options with arguments before --" \
+	L run --ns g1 --log-level warn -v -- echo global
+expect_out "^global$" "... and runs the COMMAND after --"
+expect_rc 0 "run --ns -- names a namespace '--'" L run --ns -- -- echo dashes
+expect_out "^dashes$" "... and runs the COMMAND after the second --"
+expect_rc 2 "run --ns -- with no other -- is a usage error" L run --ns -- echo x
+expect_err "option '--ns' needs an argument" "... and says what is missing"
+
 # sql parses its options before it looks at the database.
 for v in 1e-9 0x10 0.5 inf; do
 	expect_rc 2 "sql --lease '$v' is refused" L sql --db "$T/none.db" --ttl 1h --lease "$v" "SELECT 1"
