@@ -75,23 +75,39 @@ int cli_usage_err(const struct cli *c, const char *fmt, ...)
 int cli_positionals(struct cli *c, int argc, char **argv, int first, int min,
 		    int max, const char *what);
 
-/* A TTL: seconds, or a number with suffix s/m/h/d, or "never"
- * (LARDER_TTL_NEVER). 0 on success, -1 if malformed. */
-int cli_parse_ttl(const char *s, int64_t *out);
+/* ---- durations (duration.c) ---- */
 
-/* A number of seconds (--lease, --max-wait): a plain decimal (digits,
- * optionally '.' and digits), optionally followed by s, m, h or d; from
- * `min` to `max`, more than 0. Hex, exponents, signs, inf and nan are
- * refused. 0 on success, -1 if malformed or out of range. */
-int cli_parse_seconds(const char *s, double min, double max, double *out);
+/* An option that takes a duration: a plain decimal number of seconds
+ * (digits, optionally '.' and digits, unless `whole`), optionally followed
+ * by s, m, h or d; hex, exponents, signs, inf and nan are refused. */
+struct cli_duration {
+	const char *opt; /* "--ttl", for the message */
+	double min, max; /* the range in seconds, both ends included */
+	int whole;	 /* whole numbers only */
+	int never; /* "never" is accepted: LARDER_TTL_NEVER, or 0 if zero */
+	int zero;  /* 0 is accepted too (below min): "none" */
+	const char *none; /* what "never" or 0 mean, for the message, or NULL */
+};
 
-/* --lease (is_lease) or --max-wait for run and sql: parsed into *out, or
- * a usage error naming the option and its range. CLI_CONTINUE or the
- * usage error's exit code. */
-int cli_wait_opt(struct cli *c, int is_lease, const char *arg, double *out);
+/* --ttl of put, run and sql; a namespace's default --ttl (config: 0 or
+ * never for none); --lease and --max-wait of run and sql; config's
+ * --touch-interval. */
+extern const struct cli_duration cli_dur_ttl, cli_dur_ns_ttl, cli_dur_lease,
+    cli_dur_max_wait, cli_dur_touch;
 
 /* The shortest --max-wait: the library times waits in milliseconds. */
 #define CLI_MIN_WAIT_SECONDS 0.001
+
+/* Parse s as the duration d: 0 and *out in seconds, or -1. */
+int cli_parse_duration(const struct cli_duration *d, const char *s,
+		       double *out);
+/* The option d's argument into *out, or a usage error naming the option,
+ * the value and the range: CLI_CONTINUE or CLI_USAGE. */
+int cli_duration_opt(struct cli *c, const struct cli_duration *d,
+		     const char *arg, double *out);
+/* The same for a whole-number duration (d->whole), into an int64. */
+int cli_duration_int(struct cli *c, const struct cli_duration *d,
+		     const char *arg, int64_t *out);
 
 /* A size in bytes: digits with an optional K, M, G or T suffix (powers
  * of 1024; "KiB", "KB" accepted). 0 on success, -1 if malformed. */
@@ -112,10 +128,6 @@ int cli_limit_opt(struct cli *c, struct cli_limits *l, int id, const char *arg);
  * CLI_OK or the exit code after reporting. */
 int cli_limits_apply(struct cli *c, larder *db, const char *ns,
 		     const struct cli_limits *l);
-/* A whole-number option --opt into *dst, marking *given; `want` says
- * what is wanted, for the message. */
-int count_opt(struct cli *c, const char *opt, const char *want, const char *arg,
-	      int64_t *dst, int *given);
 
 /* ---- usage against caps (usage.c), shared by stat and gc ---- */
 

@@ -21,16 +21,9 @@ static int config_opt(struct cli *c, int id, const char *arg, void *ctx)
 	struct cli_limits *l = &a->l;
 	if (id == OPT_TTL) {
 		/* A namespace's default: 0 or "never" for none. */
-		if (strcmp(arg, "0") == 0)
-			a->ttl = 0;
-		else if (cli_parse_ttl(arg, &a->ttl) != 0)
-			return cli_usage_err(c,
-					     "bad --ttl '%s' (want seconds or "
-					     "a number with s, m, h or d; 0 "
-					     "or never for none)",
-					     out_q(arg));
-		if (a->ttl == LARDER_TTL_NEVER)
-			a->ttl = 0;
+		int rc = cli_duration_int(c, &cli_dur_ns_ttl, arg, &a->ttl);
+		if (rc != CLI_CONTINUE)
+			return rc;
 		a->set_ttl = 1;
 		return CLI_CONTINUE;
 	}
@@ -52,9 +45,11 @@ static int config_opt(struct cli *c, int id, const char *arg, void *ctx)
 		l->set_wm = 1;
 		return CLI_CONTINUE;
 	}
-	if (id == OPT_TOUCH)
-		return count_opt(c, "touch-interval", "seconds, 0 or more", arg,
-				 &l->lim.touch_interval, &l->set_touch);
+	if (id == OPT_TOUCH) {
+		l->set_touch = 1;
+		return cli_duration_int(c, &cli_dur_touch, arg,
+					&l->lim.touch_interval);
+	}
 	return cli_limit_opt(c, l, id, arg);
 }
 

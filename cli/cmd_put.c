@@ -46,13 +46,7 @@ static int put_opt(struct cli *c, int id, const char *arg, void *ctx)
 		a->version = arg;
 		return CLI_CONTINUE;
 	case OPT_TTL:
-		if (cli_parse_ttl(arg, &a->ttl) != 0)
-			return cli_usage_err(c,
-					     "bad --ttl '%s' (want seconds, "
-					     "or N with s/m/h/d up to "
-					     "36500d, or never)",
-					     out_q(arg));
-		return CLI_CONTINUE;
+		return cli_duration_int(c, &cli_dur_ttl, arg, &a->ttl);
 	case OPT_META:
 		a->meta = arg;
 		return CLI_CONTINUE;

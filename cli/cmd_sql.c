@@ -96,17 +96,12 @@ static int sql_opt(struct cli *c, int id, const char *arg, void *ctx)
 		a->no_header = 1;
 		return CLI_CONTINUE;
 	case OPT_TTL:
-		if (cli_parse_ttl(arg, &a->ttl) != 0)
-			return cli_usage_err(c,
-					     "bad --ttl '%s' (want seconds, "
-					     "or N with s/m/h/d up to "
-					     "36500d, or never)",
-					     out_q(arg));
-		return CLI_CONTINUE;
+		return cli_duration_int(c, &cli_dur_ttl, arg, &a->ttl);
 	case OPT_LEASE:
-		return cli_wait_opt(c, 1, arg, &a->lease);
+		return cli_duration_opt(c, &cli_dur_lease, arg, &a->lease);
 	case OPT_MAX_WAIT:
-		return cli_wait_opt(c, 0, arg, &a->max_wait);
+		return cli_duration_opt(c, &cli_dur_max_wait, arg,
+					&a->max_wait);
 	case OPT_ALLOW_STALE:
 		a->allow_stale = 1;
 		return CLI_CONTINUE;

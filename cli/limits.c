@@ -62,8 +62,8 @@ static int parse_count(const char *s, int64_t *out)
 }
 
 /* A whole-number option into *dst, marking *given. */
-int count_opt(struct cli *c, const char *opt, const char *want, const char *arg,
-	      int64_t *dst, int *given)
+static int count_opt(struct cli *c, const char *opt, const char *want,
+		     const char *arg, int64_t *dst, int *given)
 {
 	if (parse_count(arg, dst) != 0)
 		return cli_usage_err(c, "bad --%s '%s' (want %s)", opt, arg,

@@ -47,6 +47,40 @@ for v in 1e-9 0x10 0.5 inf; do
 done
 expect_rc 2 "sql --max-wait 1e-9 is refused" L sql --db "$T/none.db" --ttl 1h --max-wait 1e-9 "SELECT 1"
 
+# --- every duration option, one parser, one message shape -------------------
+# Each command that takes a duration refuses a bad one before it touches
+# anything, with "bad --OPT 'VALUE' (want seconds from MIN to MAX: ...)".
+shape="\\(want seconds from [0-9.]+d? to [0-9.]+d?: a (whole number|plain decimal) like 30"
+for cmd in "put k $T/none --ttl" "run --ttl" "run --lease" "run --max-wait" \
+	"sql --db $T/none.db --ttl" "sql --db $T/none.db --ttl 1h --lease" \
+	"sql --db $T/none.db --ttl 1h --max-wait" "config --ns x --ttl" \
+	"config --touch-interval"; do
+	opt=${cmd##* }
+	for v in 1e3 0x10 -1 +5 ' 5' 1x inf ''; do
+		# shellcheck disable=SC2086
+		expect_rc 2 "$cmd '$v' is refused" L $cmd "$v" -- echo x
+		expect_err "bad $opt '[^']*' $shape" "... with the one message shape"
+	done
+done
+# Whole seconds where the library keeps whole seconds (TTL, touch).
+expect_rc 2 "put --ttl 1.5 is refused" L put k "$T/none" --ttl 1.5
+expect_err "bad --ttl '1.5' \(want seconds from 1 to 36500d: a whole number" "... as not whole"
+expect_rc 2 "config --touch-interval 36501d is refused" L config --touch-interval 36501d
+expect_err "from 0 to 36500d" "... and the message gives the range"
+expect_rc 0 "config --touch-interval 2m is accepted" L config --touch-interval 2m
+run L config
+expect_out "^touch_interval 120$" "... and means 120 s"
+expect_rc 0 "config --touch-interval 0 is accepted" L config --touch-interval 0
+run L config
+expect_out "^touch_interval 0$" "... and means every hit"
+expect_rc 0 "config --ns x --ttl 0s means none" L config --ns x --ttl 0s
+expect_rc 0 "config --ns x --ttl 1d is accepted" L config --ns x --ttl 1d
+run L config --ns x
+expect_out "^ttl 86400$" "... and means 86400 s"
+expect_rc 0 "config --ns x --ttl never means none" L config --ns x --ttl never
+run L config --ns x
+expect_out "^ttl 0 \(none\)$" "... and is shown as none"
+
 # --- a closed stdin ----------------------------------------------------------
 expect_rc 4 "put KEY - with stdin closed" L put k - <&-
 expect_err "^larder: put: no input: standard input is closed$" "... says stdin is closed"
