@@ -6,7 +6,8 @@
  * out; they are a stable format, tagged "larder-run/2"):
  *  - the key names the logical result: argv (or --key), the working
  *    directory, the --input paths, the --env values, the --version-cmd
- *    text and --cache-failures;
+ *    text and --cache-failures. The library encodes it (larder_run_key),
+ *    so that other clients share these entries;
  *  - the version describes the source state: the file version of the
  *    inputs' contents (larder_files_version, the same on every host that
  *    sees the same bytes) and the version command's output. It is
@@ -50,7 +51,7 @@
 
 extern char **environ;
 
-#define MAGIC "larder-run/2"
+#define MAGIC LARDER_RUN_FORMAT
 #define CHUNK (256 * 1024)
 
 /* The trailer after the stdout bytes: magic, then the exit status larder
@@ -137,11 +138,6 @@ static void bytes_rec(struct bytes *b, char tag, const void *p, size_t n)
 	bytes_add(b, head, (size_t)h);
 	bytes_add(b, p, n);
 	bytes_add(b, "\n", 1);
-}
-
-static void bytes_rec_str(struct bytes *b, char tag, const char *s)
-{
-	bytes_rec(b, tag, s, strlen(s));
 }
 
 /* What the loader and the version callback share with the command. */
@@ -583,53 +579,68 @@ static int find_dashdash(int argc, char **argv)
 
 /* ---------------------------------------------------------------------- */
 
-/* The key: records after the magic line (docs/cli.md#run). */
+/* The key (docs/cli.md#run): the library encodes it (larder_run_key), so
+ * that other clients share these entries; here the run is described:
+ * the working directory, and each --env variable as "NAME=VALUE", or
+ * "NAME" alone when it is unset. */
 static int build_key(struct cli *c, const struct run_args *a, char **cmd,
-		     int ncmd, struct bytes *k)
+		     int ncmd, char **key, size_t *klen)
 {
-	bytes_add(k, MAGIC "\n", sizeof(MAGIC));
-	if (a->key) {
-		bytes_rec_str(k, 'k', a->key);
-	} else {
-		char *cwd = getcwd(NULL, 0);
+	larder_run_spec spec = LARDER_RUN_SPEC_INIT;
+	char **env = NULL;
+	char *cwd = NULL;
+	size_t nenv = 0;
+	int rc = CLI_IO;
+	int lrc;
 
+	if (!a->key) {
+		cwd = getcwd(NULL, 0);
 		if (!cwd) {
 			cli_err(c, "cannot get the working directory: %s",
 				strerror(errno));
-			return CLI_IO;
+			goto out;
 		}
-		bytes_rec_str(k, 'd', cwd);
-		free(cwd);
-		for (int i = 0; i < ncmd; i++)
-			bytes_rec_str(k, 'a', cmd[i]);
 	}
-	for (size_t i = 0; i < a->ninputs; i++)
-		bytes_rec_str(k, 'i', a->inputs[i]);
-	for (size_t i = 0; i < a->nenvs; i++) {
-		const char *val = getenv(a->envs[i]);
-		struct bytes e = {0};
+	env = calloc(a->nenvs ? a->nenvs : 1, sizeof(*env));
+	if (!env)
+		goto oom;
+	for (; nenv < a->nenvs; nenv++) {
+		const char *name = a->envs[nenv];
+		const char *val = getenv(name);
 
-		/* "NAME" alone when unset, "NAME=" when set but empty. */
-		bytes_add(&e, a->envs[i], strlen(a->envs[i]));
-		if (val) {
-			bytes_add(&e, "=", 1);
-			bytes_add(&e, val, strlen(val));
-		}
-		if (e.oom)
-			k->oom = 1;
-		else
-			bytes_rec(k, 'e', e.p, e.len);
-		free(e.p);
+		if (val ? asprintf(&env[nenv], "%s=%s", name, val) < 0
+			: !(env[nenv] = strdup(name)))
+			goto oom;
 	}
-	if (a->version_cmd)
-		bytes_rec_str(k, 'v', a->version_cmd);
-	if (a->cache_failures)
-		bytes_rec_str(k, 'f', "cache-failures");
-	if (k->oom) {
-		cli_err(c, "out of memory");
-		return CLI_IO;
+	spec.key = a->key;
+	spec.cwd = cwd;
+	spec.argv = (const char *const *)cmd;
+	spec.argc = (size_t)ncmd;
+	spec.inputs = a->inputs;
+	spec.ninputs = a->ninputs;
+	spec.env = (const char *const *)env;
+	spec.nenv = a->nenvs;
+	spec.version_cmd = a->version_cmd;
+	spec.cache_failures = a->cache_failures;
+	lrc = larder_run_key(key, klen, &spec);
+	if (lrc == LARDER_ENOMEM)
+		goto oom;
+	if (lrc != 0) {
+		cli_err(c, "cannot make the key: %s", larder_strerror(lrc));
+		goto out;
 	}
-	return CLI_OK;
+	rc = CLI_OK;
+	goto out;
+oom:
+	cli_err(c, "out of memory");
+out:
+	/* asprintf leaves its pointer undefined on failure: only those
+	 * made before it are freed. */
+	for (size_t i = 0; i < nenv; i++)
+		free(env[i]);
+	free(env);
+	free(cwd);
+	return rc;
 }
 
 static double mono_s(void)
@@ -701,14 +712,14 @@ static int stream_sink(const void *buf, size_t len, void *payload)
 	return 0;
 }
 
-static int deliver_stream(struct run_ctx *x, const struct bytes *key,
+static int deliver_stream(struct run_ctx *x, const char *key, size_t klen,
 			  int *status)
 {
 	struct stream_out s = {.x = x};
 	unsigned code = 0;
 
 	progress_phase(&x->prog, "writing");
-	int lrc = larder_get_stream(x->db, x->c->ns, key->p, key->len, x->ver.p,
+	int lrc = larder_get_stream(x->db, x->c->ns, key, klen, x->ver.p,
 				    x->ver.len, stream_sink, &s);
 	if (lrc != 0)
 		return cli_fail(x->c, x->db, lrc);
@@ -729,7 +740,8 @@ static int run_run(struct cli *c, int argc, char **argv)
 	struct run_ctx x = {0};
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
 	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
-	struct bytes key = {0};
+	char *key = NULL;
+	size_t klen = 0;
 	larder_entry *e = NULL;
 	const char *how = NULL;
 	char why[512] = "";
@@ -766,7 +778,7 @@ static int run_run(struct cli *c, int argc, char **argv)
 		rc = CLI_IO;
 		goto out;
 	}
-	rc = build_key(c, &a, x.cmd, argc - dd - 1, &key);
+	rc = build_key(c, &a, x.cmd, argc - dd - 1, &key, &klen);
 	if (rc != CLI_OK)
 		goto out;
 
@@ -793,8 +805,8 @@ static int run_run(struct cli *c, int argc, char **argv)
 
 	t0 = mono_s();
 	progress_start(&x.prog, "running", 1);
-	lrc = larder_get_or_fill(&e, &outcome, db, c->ns, key.p, key.len, NULL,
-				 0, version_fn, loader, &x, &fo);
+	lrc = larder_get_or_fill(&e, &outcome, db, c->ns, key, klen, NULL, 0,
+				 version_fn, loader, &x, &fo);
 	if (cli_stop_sig) {
 		rc = CLI_IO; /* not returned: we die of the signal */
 		goto out;
@@ -875,7 +887,7 @@ static int run_run(struct cli *c, int argc, char **argv)
 	} else if (lrc == LARDER_ENOMEM && x.have_ver && x.attempts == 0) {
 		/* Found, but larger than this process holds in memory. */
 		how = "hit";
-		rc = deliver_stream(&x, &key, &status);
+		rc = deliver_stream(&x, key, klen, &status);
 		if (rc != CLI_OK)
 			goto out;
 	} else if (x.err_exit) {
@@ -900,7 +912,7 @@ out:
 	larder_entry_release(e);
 	larder_close(db);
 	cli_stop_end();
-	free(key.p);
+	larder_run_key_free(key);
 	free(x.ver.p);
 	free(x.chunk);
 	free(a.inputs);

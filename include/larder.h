@@ -1128,6 +1128,64 @@ LARDER_API const char *larder_stats_usage(const larder_stats *s, size_t i,
  * of them failed their check and were left out. */
 LARDER_API unsigned larder_stats_shards(const larder_stats *s, unsigned *bad);
 
+/* ---------------------------------------------------------------------- */
+/* `larder run` keys
+ *
+ * `larder run` keeps a command's stdout and exit status under a key that
+ * names the run. The key's encoding is a stable format, tagged
+ * LARDER_RUN_FORMAT ("larder-run/2"; docs/cli.md, "What is stored, byte by
+ * byte"): any client that describes the same run gets the same bytes, so
+ * it finds and shares the entries `larder run` made (in the namespace
+ * `larder run --ns` used, under the version and with the payload trailer
+ * that docs/cli.md describes). A later encoding takes another tag; this
+ * one never changes.
+ */
+
+/* The format tag: the first line of a run's key and version, and the
+ * metadata of its entries. */
+#define LARDER_RUN_FORMAT "larder-run/2"
+
+#define LARDER_RUN_SPEC_VERSION 1
+/* A run as `larder run` takes it; every string is NUL-terminated and
+ * borrowed for the call only. */
+typedef struct larder_run_spec {
+	unsigned version; /* LARDER_RUN_SPEC_VERSION */
+	/* --key: names the result instead of cwd and argv; NULL: none */
+	const char *key;
+	/* Without key: the working directory (as getcwd() gives it) and the
+	 * command with its arguments (argc at least 1). Ignored with key. */
+	const char *cwd;
+	const char *const *argv;
+	size_t argc;
+	/* --input names, as given, in order */
+	const char *const *inputs;
+	size_t ninputs;
+	/* --env variables, in order: "NAME=VALUE" for a set variable (empty
+	 * VALUE included), "NAME" alone for an unset one */
+	const char *const *env;
+	size_t nenv;
+	const char *version_cmd; /* --version-cmd text, NULL: none */
+	int cache_failures;	 /* --cache-failures: non-zero */
+} larder_run_spec;
+#define LARDER_RUN_SPEC_INIT                                                   \
+	{                                                                      \
+		LARDER_RUN_SPEC_VERSION, NULL, NULL, NULL, 0, NULL, 0, NULL,   \
+		    0, NULL, 0                                                 \
+	}
+/* Set *spec to LARDER_RUN_SPEC_INIT (for callers that cannot expand the
+ * macro). NULL is a no-op. */
+LARDER_API void larder_run_spec_init(larder_run_spec *spec);
+
+/* The key of the run `spec` describes, in *out (NUL-terminated for
+ * convenience; the key is the *outlen bytes before the NUL), to be freed
+ * with larder_run_key_free(). LARDER_EINVAL for a NULL argument, a spec of
+ * another version, a NULL string in a list, or neither key nor cwd and a
+ * non-empty argv; LARDER_ENOMEM. Needs no store; thread-safe. */
+LARDER_API int larder_run_key(char **out, size_t *outlen,
+			      const larder_run_spec *spec);
+/* Free a key from larder_run_key(). NULL is a no-op. */
+LARDER_API void larder_run_key_free(char *key);
+
 #ifdef __cplusplus
 }
 #endif

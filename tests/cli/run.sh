@@ -399,6 +399,23 @@ printf 'not a program\n' >"$T/noexec"
 chmod 0644 "$T/noexec"
 expect_rc 126 "a file that cannot be executed exits 126" L run -- "$T/noexec"
 expect_rc 3 "no store is a store problem" "$LARDER" --dir "$T/nostore" run -- echo hi
+# An entry stored under the documented encoding (docs/cli.md, "What is
+# stored, byte by byte") is a hit: results made before the key moved into
+# the library (larder_run_key) are still found. Key, version and payload
+# are written here by hand, byte for byte.
+mkdir "$T/old" && cd "$T/old" || exit 2
+cwd=$(pwd -P)
+key=$(printf 'larder-run/2\nd%d:%s\na4:echo\na3:old\ne6:OLD_X=\n' "${#cwd}" "$cwd"; echo x)
+key=${key%x}
+ver=$(printf 'larder-run/2\nx')
+ver=${ver%x}
+printf 'kept by hand\nLRUNEXIT\000\000\000\000\000\000\000\000' >"$T/old.payload"
+expect_rc 0 "an entry put under the documented key" L put --version "$ver" -- "$key" "$T/old.payload"
+expect_rc 0 "larder run finds it" env OLD_X= "$LARDER" --dir "$S" run -v --env OLD_X -- echo old
+expect_out "^kept by hand$" "... and prints the kept output, not the command's"
+expect_err "^hit in " "... as a hit"
+cd "$T" || exit 2
+
 expect_rc 0 "--help" L run --help
 expect_out "Example" "--help shows an example"
 expect_out "--version-cmd" "--help explains --version-cmd"
