@@ -113,6 +113,38 @@ int cli_duration_int(struct cli *c, const struct cli_duration *d,
  * of 1024; "KiB", "KB" accepted). 0 on success, -1 if malformed. */
 int cli_parse_size(const char *s, int64_t *out);
 
+/* ---- fill options (fill.c), shared by run and sql ---- */
+
+/* Option ids: above any command's own. */
+enum {
+	CLI_OPT_TTL = 1024,
+	CLI_OPT_LEASE,
+	CLI_OPT_MAX_WAIT,
+	CLI_OPT_ALLOW_STALE
+};
+/* Their long options, for a command's table. */
+#define CLI_FILL_LONGOPTS                                                      \
+	{"ttl", required_argument, NULL, CLI_OPT_TTL},                         \
+	    {"lease", required_argument, NULL, CLI_OPT_LEASE},                 \
+	    {"max-wait", required_argument, NULL, CLI_OPT_MAX_WAIT},           \
+	{                                                                      \
+		"allow-stale", no_argument, NULL, CLI_OPT_ALLOW_STALE          \
+	}
+
+struct cli_fill_args {
+	int64_t ttl;	 /* --ttl, 0 = the namespace's */
+	double lease;	 /* --lease, 0 = the library's default */
+	double max_wait; /* --max-wait, 0 = the library's default */
+	int allow_stale; /* --allow-stale */
+};
+/* Handle a fill option (CLI_OPT_*); any other id is a usage error.
+ * CLI_CONTINUE or the usage error's exit code. */
+int cli_fill_opt(struct cli *c, struct cli_fill_args *f, int id,
+		 const char *arg);
+/* Set the TTL in po, and po and the rest in fo. */
+void cli_fill_apply(const struct cli_fill_args *f, larder_put_opts *po,
+		    larder_fill_opts *fo);
+
 /* ---- limits (limits.c), shared by init and config ---- */
 
 enum { CLI_OPT_MAX_BYTES = 512, CLI_OPT_MAX_ENTRIES };
@@ -248,6 +280,9 @@ struct cli_progress {
 	long holder_pid;
 	int holder_alive;
 };
+
+/* The monotonic clock in seconds, for the progress line and -v timings. */
+double progress_now(void);
 
 /* Start; `stdout_payload`: the payload goes to stdout (no byte count if
  * stdout is a terminal too: the output shows the progress itself). */

@@ -71,17 +71,7 @@ extern char **environ;
 /* Runs of the command under a changed version before giving up. */
 #define MAX_RUNS 3
 
-enum {
-	OPT_KEY = 256,
-	OPT_INPUT,
-	OPT_ENV,
-	OPT_VERSION_CMD,
-	OPT_TTL,
-	OPT_LEASE,
-	OPT_MAX_WAIT,
-	OPT_ALLOW_STALE,
-	OPT_CACHE_FAILURES
-};
+enum { OPT_KEY = 256, OPT_INPUT, OPT_ENV, OPT_VERSION_CMD, OPT_CACHE_FAILURES };
 
 struct run_args {
 	const char *key;
@@ -90,10 +80,7 @@ struct run_args {
 	const char **envs;
 	size_t nenvs;
 	const char *version_cmd;
-	int64_t ttl;
-	double lease;
-	double max_wait;
-	int allow_stale;
+	struct cli_fill_args fill;
 	int cache_failures;
 };
 
@@ -523,21 +510,11 @@ static int run_opt(struct cli *c, int id, const char *arg, void *ctx)
 	case OPT_VERSION_CMD:
 		a->version_cmd = arg;
 		return CLI_CONTINUE;
-	case OPT_TTL:
-		return cli_duration_int(c, &cli_dur_ttl, arg, &a->ttl);
-	case OPT_LEASE:
-		return cli_duration_opt(c, &cli_dur_lease, arg, &a->lease);
-	case OPT_MAX_WAIT:
-		return cli_duration_opt(c, &cli_dur_max_wait, arg,
-					&a->max_wait);
-	case OPT_ALLOW_STALE:
-		a->allow_stale = 1;
-		return CLI_CONTINUE;
 	case OPT_CACHE_FAILURES:
 		a->cache_failures = 1;
 		return CLI_CONTINUE;
 	default:
-		return cli_usage_err(c, "unknown option");
+		return cli_fill_opt(c, &a->fill, id, arg);
 	}
 }
 
@@ -546,10 +523,7 @@ static const struct option run_longopts[] = {
     {"input", required_argument, NULL, OPT_INPUT},
     {"env", required_argument, NULL, OPT_ENV},
     {"version-cmd", required_argument, NULL, OPT_VERSION_CMD},
-    {"ttl", required_argument, NULL, OPT_TTL},
-    {"lease", required_argument, NULL, OPT_LEASE},
-    {"max-wait", required_argument, NULL, OPT_MAX_WAIT},
-    {"allow-stale", no_argument, NULL, OPT_ALLOW_STALE},
+    CLI_FILL_LONGOPTS,
     {"cache-failures", no_argument, NULL, OPT_CACHE_FAILURES},
     {0},
 };
@@ -641,14 +615,6 @@ out:
 	free(env);
 	free(cwd);
 	return rc;
-}
-
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Deliver a cached result: the stdout bytes, then its status. */
@@ -792,18 +758,14 @@ static int run_run(struct cli *c, int argc, char **argv)
 	cli_stop_begin();
 	fo.cancel = &cli_stop_sig;
 
-	po.ttl_seconds = a.ttl;
 	po.meta = MAGIC;
 	po.meta_len = strlen(MAGIC);
-	fo.put = &po;
-	fo.lease_seconds = a.lease;
-	fo.max_wait_seconds = a.max_wait;
-	fo.flags = a.allow_stale ? LARDER_FILL_ALLOW_STALE : 0;
+	cli_fill_apply(&a.fill, &po, &fo);
 	fo.max_retries = MAX_RUNS;
 	fo.on_wait = progress_on_wait;
 	fo.on_wait_payload = &x.prog;
 
-	t0 = mono_s();
+	t0 = progress_now();
 	progress_start(&x.prog, "running", 1);
 	lrc = larder_get_or_fill(&e, &outcome, db, c->ns, key, klen, NULL, 0,
 				 version_fn, loader, &x, &fo);
@@ -905,7 +867,7 @@ static int run_run(struct cli *c, int argc, char **argv)
 	}
 	if (c->verbose)
 		fprintf(stderr, "%s in %.3f s (exit %d%s)\n", how,
-			mono_s() - t0, status, why);
+			progress_now() - t0, status, why);
 	rc = status;
 out:
 	progress_end(&x.prog);

@@ -21,10 +21,6 @@ enum {
 	OPT_TABLE,
 	OPT_FORMAT,
 	OPT_NO_HEADER,
-	OPT_TTL,
-	OPT_LEASE,
-	OPT_MAX_WAIT,
-	OPT_ALLOW_STALE
 };
 
 struct sql_args {
@@ -35,10 +31,7 @@ struct sql_args {
 	const char *table;
 	int format;
 	int no_header;
-	int64_t ttl;
-	double lease;
-	double max_wait;
-	int allow_stale;
+	struct cli_fill_args fill;
 };
 
 static int push_param(struct cli *c, struct sql_args *a, const char *p)
@@ -95,27 +88,9 @@ static int sql_opt(struct cli *c, int id, const char *arg, void *ctx)
 	case OPT_NO_HEADER:
 		a->no_header = 1;
 		return CLI_CONTINUE;
-	case OPT_TTL:
-		return cli_duration_int(c, &cli_dur_ttl, arg, &a->ttl);
-	case OPT_LEASE:
-		return cli_duration_opt(c, &cli_dur_lease, arg, &a->lease);
-	case OPT_MAX_WAIT:
-		return cli_duration_opt(c, &cli_dur_max_wait, arg,
-					&a->max_wait);
-	case OPT_ALLOW_STALE:
-		a->allow_stale = 1;
-		return CLI_CONTINUE;
 	default:
-		return cli_usage_err(c, "unknown option");
+		return cli_fill_opt(c, &a->fill, id, arg);
 	}
-}
-
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* The one-line error of a failed larder_sql or track call: the
@@ -161,10 +136,7 @@ static int run_query(struct cli *c, int argc, char **argv)
 	    {"table", required_argument, NULL, OPT_TABLE},
 	    {"format", required_argument, NULL, OPT_FORMAT},
 	    {"no-header", no_argument, NULL, OPT_NO_HEADER},
-	    {"ttl", required_argument, NULL, OPT_TTL},
-	    {"lease", required_argument, NULL, OPT_LEASE},
-	    {"max-wait", required_argument, NULL, OPT_MAX_WAIT},
-	    {"allow-stale", no_argument, NULL, OPT_ALLOW_STALE},
+	    CLI_FILL_LONGOPTS,
 	    {0},
 	};
 	struct sql_args a = {0};
@@ -203,7 +175,7 @@ static int run_query(struct cli *c, int argc, char **argv)
 	rc = cli_open(c, &db, NULL);
 	if (rc != CLI_OK)
 		goto out;
-	if (!a.table && !a.version_query && a.ttl == 0) {
+	if (!a.table && !a.version_query && a.fill.ttl == 0) {
 		int64_t ns_ttl = 0;
 
 		lrc = larder_ns_get_ttl(db, c->ns, &ns_ttl);
@@ -221,18 +193,14 @@ static int run_query(struct cli *c, int argc, char **argv)
 			goto out;
 		}
 	}
-	if (!a.table && !a.version_query && a.ttl == LARDER_TTL_NEVER) {
+	if (!a.table && !a.version_query && a.fill.ttl == LARDER_TTL_NEVER) {
 		rc = cli_usage_err(c, "--ttl never needs --table or "
 				      "--version-query: nothing else would "
 				      "refresh the result");
 		goto out;
 	}
 
-	po.ttl_seconds = a.ttl;
-	fo.put = &po;
-	fo.lease_seconds = a.lease;
-	fo.max_wait_seconds = a.max_wait;
-	fo.flags = a.allow_stale ? LARDER_FILL_ALLOW_STALE : 0;
+	cli_fill_apply(&a.fill, &po, &fo);
 	so.format = a.format;
 	so.flags = a.no_header ? LARDER_SQL_NO_HEADER : 0;
 	so.params = a.params;
@@ -252,7 +220,7 @@ static int run_query(struct cli *c, int argc, char **argv)
 	cli_stop_begin();
 	fo.cancel = &cli_stop_sig;
 
-	t0 = mono_s();
+	t0 = progress_now();
 	progress_start(&prog, "querying", 0);
 	lrc = larder_sql(&e, &outcome, db, c->ns, a.db, argv[first], &so);
 	progress_end(&prog);
@@ -278,7 +246,7 @@ static int run_query(struct cli *c, int argc, char **argv)
 	}
 	if (c->verbose)
 		fprintf(stderr, "%s in %.3f s (%zu bytes)\n",
-			outcome_name(outcome), mono_s() - t0,
+			outcome_name(outcome), progress_now() - t0,
 			larder_entry_size(e));
 	rc = CLI_OK;
 out:

@@ -26,7 +26,7 @@ static pthread_cond_t stop_cv;
 static pthread_t ticker;
 static int ticker_running, ticker_stop;
 
-static double mono_now(void)
+double progress_now(void)
 {
 	struct timespec ts;
 
@@ -138,7 +138,7 @@ static void *tick(void *arg)
 		}
 		pthread_cond_timedwait(&stop_cv, &mu, &until);
 		if (!ticker_stop && current)
-			maybe_draw(current, mono_now());
+			maybe_draw(current, progress_now());
 	}
 	pthread_mutex_unlock(&mu);
 	return NULL;
@@ -184,7 +184,7 @@ void progress_start(struct cli_progress *p, const char *what,
 	p->what = what;
 	p->on = isatty(STDERR_FILENO);
 	p->bytes_on = p->on && !(stdout_payload && isatty(STDOUT_FILENO));
-	p->t0 = p->phase_t0 = mono_now();
+	p->t0 = p->phase_t0 = progress_now();
 	if (!p->on)
 		return;
 	pthread_mutex_lock(&mu);
@@ -199,7 +199,7 @@ void progress_phase(struct cli_progress *p, const char *what)
 	p->what = what;
 	p->bytes = 0;
 	p->rows = 0;
-	p->phase_t0 = mono_now();
+	p->phase_t0 = progress_now();
 	pthread_mutex_unlock(&mu);
 }
 
@@ -211,7 +211,7 @@ void progress_add(struct cli_progress *p, size_t n)
 	}
 	pthread_mutex_lock(&mu);
 	p->bytes += n;
-	maybe_draw(p, mono_now());
+	maybe_draw(p, progress_now());
 	pthread_mutex_unlock(&mu);
 }
 
@@ -222,14 +222,14 @@ void progress_set(struct cli_progress *p, uint64_t rows, uint64_t bytes)
 	p->rows = rows;
 	p->bytes = bytes;
 	if (p->on)
-		maybe_draw(p, mono_now());
+		maybe_draw(p, progress_now());
 	pthread_mutex_unlock(&mu);
 }
 
 void progress_on_wait(const larder_wait_info *info, void *payload)
 {
 	struct cli_progress *p = payload;
-	double now = mono_now();
+	double now = progress_now();
 
 	if (!p->on)
 		return;
