@@ -99,8 +99,8 @@ int cli_limit_opt(struct cli *c, struct cli_limits *l, int id, const char *arg)
 int cli_limits_apply(struct cli *c, larder *db, const char *ns,
 		     const struct cli_limits *l)
 {
-	larder_limits cur;
-	int rc = larder_limits_get(db, ns, &cur);
+	larder_limits cur = LARDER_LIMITS_INIT;
+	int rc = larder_limits_get(&cur, db, ns);
 	if (rc == 0) {
 		if (l->set_bytes)
 			cur.max_bytes = l->lim.max_bytes;
@@ -225,10 +225,10 @@ static int run_config(struct cli *c, int argc, char **argv)
 		larder_close(db);
 		return CLI_OK;
 	}
-	larder_limits cur;
+	larder_limits cur = LARDER_LIMITS_INIT;
 	int64_t ttl = 0;
-	if ((rc = larder_limits_get(db, ns, &cur)) != 0 ||
-	    (ns && (rc = larder_ns_get_ttl(db, ns, &ttl)) != 0)) {
+	if ((rc = larder_limits_get(&cur, db, ns)) != 0 ||
+	    (ns && (rc = larder_ns_get_ttl(&ttl, db, ns)) != 0)) {
 		rc = cli_fail(c, db, rc);
 		larder_close(db);
 		return rc;
@@ -304,9 +304,9 @@ static int gc_opt(struct cli *c, int id, const char *arg, void *ctx)
 static void note_store_over(struct cli *c, larder *db, int dry,
 			    const larder_gc_report *r)
 {
-	larder_limits l;
+	larder_limits l = LARDER_LIMITS_INIT;
 	larder_stats *s = NULL;
-	if (larder_limits_get(db, NULL, &l) != 0 ||
+	if (larder_limits_get(&l, db, NULL) != 0 ||
 	    (!l.max_bytes && !l.max_entries) || larder_stats_read(&s, db) != 0)
 		return;
 	int64_t b, e;
@@ -353,9 +353,9 @@ static int run_gc(struct cli *c, int argc, char **argv)
 	rc = cli_open(c, &db, NULL);
 	if (rc != CLI_OK)
 		return rc;
-	larder_gc_report r;
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
 	unsigned flags = LARDER_GC_LOG_EACH | (dry ? LARDER_GC_DRY_RUN : 0);
-	rc = larder_gc(db, c->ns_given ? c->ns : NULL, flags, &r);
+	rc = larder_gc(&r, db, c->ns_given ? c->ns : NULL, flags);
 	if (rc) {
 		rc = cli_fail(c, db, rc);
 		larder_close(db);
