@@ -45,7 +45,7 @@ static double now_ms(void)
 static void die(const char *what, larder *db, int rc)
 {
 	fprintf(stderr, "bench_fill: %s: %s (%s)\n", what, larder_strerror(rc),
-		db ? larder_errmsg(db) : larder_open_errmsg());
+		db ? larder_errmsg(db) : larder_errmsg(NULL));
 	exit(1);
 }
 

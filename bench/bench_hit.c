@@ -648,11 +648,11 @@ int main(int argc, char **argv)
 	o.flags = LARDER_OPEN_CREATE;
 	larder *db, *db_trust;
 	if (larder_open(&db, store, &o))
-		die("cannot open store '%s': %s", store, larder_open_errmsg());
+		die("cannot open store '%s': %s", store, larder_errmsg(NULL));
 	larder_opts ot = LARDER_OPTS_INIT;
 	ot.flags = LARDER_OPEN_TRUST_LOCAL;
 	if (larder_open(&db_trust, store, &ot))
-		die("cannot open store '%s': %s", store, larder_open_errmsg());
+		die("cannot open store '%s': %s", store, larder_errmsg(NULL));
 
 	char host[256] = "?";
 	gethostname(host, sizeof host);

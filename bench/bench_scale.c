@@ -94,7 +94,7 @@ static larder *open_store(const char *dir, int create)
 	o.flags = create ? LARDER_OPEN_CREATE : 0;
 	o.fsync = LARDER_FSYNC_NONE;
 	if (larder_open(&db, dir, &o) != 0)
-		die("cannot open '%s': %s", dir, larder_open_errmsg());
+		die("cannot open '%s': %s", dir, larder_errmsg(NULL));
 	return db;
 }
 
@@ -345,9 +345,9 @@ static int child(const char *what, const char *dir)
 	if (!strcmp(what, "walk")) {
 		rc = larder_walk(db, NULL, 0, count_cb, &count);
 	} else if (!strcmp(what, "sweep") || !strcmp(what, "sweep-dry")) {
-		larder_sweep_report r;
-		rc = larder_sweep(db, NULL, what[5] ? LARDER_SWEEP_DRY_RUN : 0,
-				  &r);
+		larder_sweep_report r = LARDER_SWEEP_REPORT_INIT;
+		rc = larder_sweep(&r, db, NULL,
+				  what[5] ? LARDER_SWEEP_DRY_RUN : 0);
 		count = r.temps_kept + r.leases_kept + r.breaks_kept +
 			r.quarantine_kept + r.temps_removed + r.leases_removed +
 			r.breaks_removed + r.quarantine_removed;
@@ -356,15 +356,15 @@ static int child(const char *what, const char *dir)
 		 * (classify, then choose by age) and the choice of half a
 		 * million to evict, nothing removed. The cap is set for the
 		 * run and taken away after it. */
-		larder_limits l = LARDER_LIMITS_INIT, old;
-		if (larder_limits_get(db, NULL, &old) != 0)
+		larder_limits l, old = LARDER_LIMITS_INIT;
+		if (larder_limits_get(&old, db, NULL) != 0)
 			die("limits: %s", larder_errmsg(db));
 		l = old;
-		larder_gc_report r;
+		larder_gc_report r = LARDER_GC_REPORT_INIT;
 		const char *n = getenv("BENCH_SCALE_N"); /* set by main */
 		l.max_entries = n ? atoll(n) / 2 : 0;
 		if ((rc = larder_limits_set(db, NULL, &l)) == 0) {
-			rc = larder_gc(db, NULL, LARDER_GC_DRY_RUN, &r);
+			rc = larder_gc(&r, db, NULL, LARDER_GC_DRY_RUN);
 			count = r.evicted + r.expired + r.superseded;
 			int rc2 = larder_limits_set(db, NULL, &old);
 			rc = rc ? rc : rc2;
@@ -375,10 +375,10 @@ static int child(const char *what, const char *dir)
 		 * gc-dry line is what a walk of the whole store costs. Then
 		 * the evicted entries are put back and the cap taken away,
 		 * so the store stays whole for the next run. */
-		larder_limits l, old;
+		larder_limits l, old = LARDER_LIMITS_INIT;
 		const char *n = getenv("BENCH_SCALE_N");
 		uint64_t total = n ? strtoull(n, NULL, 10) : 0;
-		if (larder_limits_get(db, NULL, &old) != 0)
+		if (larder_limits_get(&old, db, NULL) != 0)
 			die("limits: %s", larder_errmsg(db));
 		l = old;
 		l.max_entries = (int64_t)total - 1;

@@ -77,7 +77,7 @@ static larder *open_store(const char *dir, unsigned flags)
 	larder_opts o = LARDER_OPTS_INIT;
 	o.flags = flags;
 	if (larder_open(&db, dir, &o) != 0) {
-		fprintf(stderr, "bench_shards: %s\n", larder_open_errmsg());
+		fprintf(stderr, "bench_shards: %s\n", larder_errmsg(NULL));
 		exit(1);
 	}
 	return db;

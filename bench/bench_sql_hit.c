@@ -141,7 +141,7 @@ int main(int argc, char **argv)
 	lo.flags = LARDER_OPEN_CREATE;
 	int rc = larder_open(&db, dir, &lo);
 	if (rc) {
-		fprintf(stderr, "bench_sql_hit: %s\n", larder_open_errmsg());
+		fprintf(stderr, "bench_sql_hit: %s\n", larder_errmsg(NULL));
 		return 1;
 	}
 	rc = larder_sql_track(db, uri, "bench_sql_hit");

@@ -102,7 +102,7 @@ static larder *open_store(const char *dir, int trust)
 	int rc = larder_open(&db, dir, &o);
 	if (rc) {
 		fprintf(stderr, "bench_sql_mem: open %s: %s\n", dir,
-			larder_open_errmsg());
+			larder_errmsg(NULL));
 		exit(1);
 	}
 	return db;

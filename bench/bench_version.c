@@ -54,7 +54,7 @@ static void die(const char *what, larder *db, int rc)
 {
 	fprintf(stderr, "bench_version: %s: %s (%s)\n", what,
 		larder_strerror(rc),
-		db ? larder_errmsg(db) : larder_open_errmsg());
+		db ? larder_errmsg(db) : larder_errmsg(NULL));
 	exit(1);
 }
 
@@ -88,7 +88,7 @@ static void version(larder *db, const char *const *paths, size_t n,
 		    unsigned flags)
 {
 	char out[LARDER_FILES_VERSION_LEN + 1];
-	int rc = larder_files_version(db, paths, n, flags, out);
+	int rc = larder_files_version(out, db, paths, n, flags);
 	if (rc)
 		die("version", db, rc);
 }

@@ -107,10 +107,10 @@ static int run_config(struct cli *c, int argc, char **argv)
 		larder_close(db);
 		return CLI_OK;
 	}
-	larder_limits cur;
+	larder_limits cur = LARDER_LIMITS_INIT;
 	int64_t ttl = 0;
-	if ((rc = larder_limits_get(db, ns, &cur)) != 0 ||
-	    (ns && (rc = larder_ns_get_ttl(db, ns, &ttl)) != 0)) {
+	if ((rc = larder_limits_get(&cur, db, ns)) != 0 ||
+	    (ns && (rc = larder_ns_get_ttl(&ttl, db, ns)) != 0)) {
 		rc = cli_fail(c, db, rc);
 		larder_close(db);
 		return rc;

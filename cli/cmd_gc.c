@@ -23,9 +23,9 @@ static int gc_opt(struct cli *c, int id, const char *arg, void *ctx)
 static void note_store_over(struct cli *c, larder *db, int dry,
 			    const larder_gc_report *r)
 {
-	larder_limits l;
+	larder_limits l = LARDER_LIMITS_INIT;
 	larder_stats *s = NULL;
-	if (larder_limits_get(db, NULL, &l) != 0 ||
+	if (larder_limits_get(&l, db, NULL) != 0 ||
 	    (!l.max_bytes && !l.max_entries) || larder_stats_read(&s, db) != 0)
 		return;
 	int64_t b, e;
@@ -72,9 +72,9 @@ static int run_gc(struct cli *c, int argc, char **argv)
 	rc = cli_open(c, &db, NULL);
 	if (rc != CLI_OK)
 		return rc;
-	larder_gc_report r;
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
 	unsigned flags = LARDER_GC_LOG_EACH | (dry ? LARDER_GC_DRY_RUN : 0);
-	rc = larder_gc(db, c->ns_given ? c->ns : NULL, flags, &r);
+	rc = larder_gc(&r, db, c->ns_given ? c->ns : NULL, flags);
 	if (rc) {
 		rc = cli_fail(c, db, rc);
 		larder_close(db);

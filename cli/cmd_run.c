@@ -257,7 +257,7 @@ static int inputs_version(struct run_ctx *x, struct bytes *v)
 {
 	char fv[LARDER_FILES_VERSION_LEN + 1];
 
-	if (larder_files_version(x->db, x->a->inputs, x->a->ninputs, 0, fv) !=
+	if (larder_files_version(fv, x->db, x->a->inputs, x->a->ninputs, 0) !=
 	    0) {
 		cli_err_lib(x->c, "--input: ", larder_errmsg(x->db));
 		return -1;

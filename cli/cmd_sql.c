@@ -178,7 +178,7 @@ static int run_query(struct cli *c, int argc, char **argv)
 	if (!a.table && !a.version_query && a.fill.ttl == 0) {
 		int64_t ns_ttl = 0;
 
-		lrc = larder_ns_get_ttl(db, c->ns, &ns_ttl);
+		lrc = larder_ns_get_ttl(&ns_ttl, db, c->ns);
 		if (lrc < 0) {
 			rc = cli_fail(c, db, lrc);
 			goto out;

@@ -113,13 +113,15 @@ static int read_caps(struct cli *c, larder *db, const larder_stats *s,
 		cli_err(c, "out of memory");
 		return CLI_IO;
 	}
-	if ((rc = larder_limits_get(db, NULL, &out->store)) != 0)
+	larder_limits_init(&out->store);
+	if ((rc = larder_limits_get(&out->store, db, NULL)) != 0)
 		return cli_fail(c, db, rc);
 	for (size_t i = 0; i < nn; i++) {
 		int64_t b, e;
-		const char *ns = larder_stats_usage(s, i, &b, &e);
+		const char *ns = larder_stats_usage(&b, &e, s, i);
+		larder_limits_init(&out->ns[i]);
 		if (wanted(c, ns) &&
-		    (rc = larder_limits_get(db, ns, &out->ns[i])) != 0)
+		    (rc = larder_limits_get(&out->ns[i], db, ns)) != 0)
 			return cli_fail(c, db, rc);
 	}
 	return CLI_OK;
@@ -178,12 +180,12 @@ static void usage_line(const struct cols *k, int64_t b, int64_t e,
 static void print_human(const struct cli *c, const larder_stats *s,
 			const struct caps *caps, const char *dir)
 {
-	unsigned bad, shards = larder_stats_shards(s, &bad);
+	unsigned bad, shards = larder_stats_shards(&bad, s);
 	size_t nc = larder_stats_counters(s), nn = larder_stats_namespaces(s);
 	int width = 0;
 	uint64_t v;
 	for (size_t i = 0; i < nc; i++) {
-		int n = (int)strlen(larder_stats_counter(s, i, &v));
+		int n = (int)strlen(larder_stats_counter(&v, s, i));
 		width = n > width ? n : width;
 	}
 	/* The directory and the names of counters a newer larder wrote
@@ -193,7 +195,7 @@ static void print_human(const struct cli *c, const larder_stats *s,
 	printf(" (%u counter files%s)\n\ncounters\n", shards,
 	       bad ? ", some failed their check: see below" : "");
 	for (size_t i = 0; i < nc; i++) {
-		const char *name = larder_stats_counter(s, i, &v);
+		const char *name = larder_stats_counter(&v, s, i);
 		fputs("  ", stdout);
 		out_text(stdout, name, strlen(name));
 		printf("%*s %llu\n", width - (int)strlen(name), "",
@@ -207,7 +209,7 @@ static void print_human(const struct cli *c, const larder_stats *s,
 	}
 	for (size_t i = 0; i < nn; i++) {
 		int64_t b, e;
-		if (wanted(c, larder_stats_usage(s, i, &b, &e))) {
+		if (wanted(c, larder_stats_usage(&b, &e, s, i))) {
 			k.bytes_cap |= caps->ns[i].max_bytes != 0;
 			k.entries_cap |= caps->ns[i].max_entries != 0;
 		}
@@ -218,7 +220,7 @@ static void print_human(const struct cli *c, const larder_stats *s,
 	usage_row(&k, "bytes", "entries", head, "namespace");
 	for (size_t i = 0; i < nn; i++) {
 		int64_t b, e;
-		const char *ns = larder_stats_usage(s, i, &b, &e);
+		const char *ns = larder_stats_usage(&b, &e, s, i);
 		if (wanted(c, ns))
 			usage_line(&k, b, e, &caps->ns[i], out_q(ns));
 	}
@@ -258,14 +260,14 @@ static void json_caps(const larder_limits *l)
 static void print_json(const struct cli *c, const larder_stats *s,
 		       const struct caps *caps, const char *dir)
 {
-	unsigned bad, shards = larder_stats_shards(s, &bad);
+	unsigned bad, shards = larder_stats_shards(&bad, s);
 	size_t nc = larder_stats_counters(s), nn = larder_stats_namespaces(s);
 	uint64_t v;
 	fputs("{\"store\":", stdout);
 	out_json_str(stdout, dir, strlen(dir));
 	printf(",\"shards\":%u,\"shards_bad\":%u,\"counters\":{", shards, bad);
 	for (size_t i = 0; i < nc; i++) {
-		const char *name = larder_stats_counter(s, i, &v);
+		const char *name = larder_stats_counter(&v, s, i);
 		fputs(i ? "," : "", stdout);
 		out_json_str(stdout, name, strlen(name));
 		printf(":%llu", (unsigned long long)v);
@@ -285,7 +287,7 @@ static void print_json(const struct cli *c, const larder_stats *s,
 	int any = 0;
 	for (size_t i = 0; i < nn; i++) {
 		int64_t b, e;
-		const char *ns = larder_stats_usage(s, i, &b, &e);
+		const char *ns = larder_stats_usage(&b, &e, s, i);
 		if (!wanted(c, ns))
 			continue;
 		fputs(any++ ? "," : "", stdout);
@@ -363,11 +365,11 @@ static void print_prom(const struct cli *c, const larder_stats *s,
 		       const struct caps *caps, const char *dir)
 {
 	unsigned bad;
-	larder_stats_shards(s, &bad);
+	larder_stats_shards(&bad, s);
 	size_t nc = larder_stats_counters(s), nn = larder_stats_namespaces(s);
 	uint64_t v;
 	for (size_t i = 0; i < nc; i++) {
-		const char *name = larder_stats_counter(s, i, &v);
+		const char *name = larder_stats_counter(&v, s, i);
 		printf("# HELP larder_%s_total %s\n# TYPE larder_%s_total "
 		       "counter\nlarder_%s_total{store=\"",
 		       name, prom_help(name), name, name);
@@ -384,7 +386,7 @@ static void print_prom(const struct cli *c, const larder_stats *s,
 		       gauges[g][0], gauges[g][1], gauges[g][0]);
 		for (size_t i = 0; i < nn; i++) {
 			int64_t b, e;
-			const char *ns = larder_stats_usage(s, i, &b, &e);
+			const char *ns = larder_stats_usage(&b, &e, s, i);
 			if (!wanted(c, ns))
 				continue;
 			char name[32];
@@ -415,7 +417,7 @@ static void print_prom(const struct cli *c, const larder_stats *s,
 			prom_gauge(name, dir, NULL, (long long)cap);
 		for (size_t i = 0; i < nn; i++) {
 			int64_t b, e;
-			const char *ns = larder_stats_usage(s, i, &b, &e);
+			const char *ns = larder_stats_usage(&b, &e, s, i);
 			cap =
 			    g ? caps->ns[i].max_entries : caps->ns[i].max_bytes;
 			if (wanted(c, ns) && cap)

@@ -479,7 +479,7 @@ int cli_open(struct cli *c, larder **out, const larder_opts *opts)
 	if (rc == 0)
 		return CLI_OK;
 	/* The library's message names the path and the cause already. */
-	msg = larder_open_errmsg();
+	msg = larder_errmsg(NULL);
 	if (msg && *msg)
 		cli_err_lib(c, "", msg);
 	else if (rc == LARDER_ENOTFOUND)

@@ -96,8 +96,8 @@ int cli_limit_opt(struct cli *c, struct cli_limits *l, int id, const char *arg)
 int cli_limits_apply(struct cli *c, larder *db, const char *ns,
 		     const struct cli_limits *l)
 {
-	larder_limits cur;
-	int rc = larder_limits_get(db, ns, &cur);
+	larder_limits cur = LARDER_LIMITS_INIT;
+	int rc = larder_limits_get(&cur, db, ns);
 	if (rc == 0) {
 		if (l->set_bytes)
 			cur.max_bytes = l->lim.max_bytes;

@@ -16,7 +16,7 @@ void cli_usage_total(const larder_stats *s, int64_t *bytes, int64_t *entries)
 {
 	int64_t b, e;
 	*bytes = *entries = 0;
-	for (size_t i = 0; larder_stats_usage(s, i, &b, &e); i++) {
+	for (size_t i = 0; larder_stats_usage(&b, &e, s, i); i++) {
 		*bytes = add_sat(*bytes, b);
 		*entries = add_sat(*entries, e);
 	}

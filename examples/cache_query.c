@@ -90,7 +90,7 @@ int main(int argc, char **argv)
 	larder_opts opts = LARDER_OPTS_INIT;
 	opts.flags = LARDER_OPEN_CREATE; /* make the store if it is missing */
 	if (larder_open(&db, dir, &opts) != 0) {
-		fprintf(stderr, "cache_query: %s\n", larder_open_errmsg());
+		fprintf(stderr, "cache_query: %s\n", larder_errmsg(NULL));
 		return 1;
 	}
 

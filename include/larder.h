@@ -41,11 +41,40 @@
  * Error handling
  * --------------
  * Functions that can fail return int: 0 (or, where documented, a positive
- * informational value) on success, a negative LARDER_E* code on failure.
- * larder_strerror(rc) gives a fixed string for a code. The store handle
- * keeps, per calling thread, a detailed message naming the path and the
- * operation (larder_errmsg) and the OS errno behind it (larder_errno).
- * EINTR never escapes the library.
+ * result such as LARDER_EXISTS) on success, a negative LARDER_E* code on
+ * failure. larder_strerror(rc) gives a fixed string for a code. Each
+ * handle keeps, for each calling thread, the message of that thread's
+ * last failure on it, naming the path and the operation (larder_errmsg),
+ * and the OS errno behind it (larder_errno): a failure on one handle
+ * leaves another's message intact, and threads sharing a handle never
+ * see each other's (as errno). EINTR never escapes the library.
+ *
+ * Callbacks
+ * ---------
+ * Every callback takes a `void *payload` last, given with it (callback
+ * and payload are a function's last arguments). Those that return int
+ * (larder_loader_fn, larder_version_fn, larder_sink_fn, larder_ns_fn,
+ * larder_walk_fn) return 0 to go on. A failure inside one is never taken
+ * for the library's own: a callback that returns the negative code of a
+ * larder call it made on the same handle, which failed as its last
+ * failure there (larder_fill_write(), say), has that code and message
+ * passed on as is; any other negative value (and, from a loader or a
+ * version_fn, any positive one) fails the call with LARDER_EUSER and a
+ * message giving the value. A positive value from a sink, walk or
+ * namespace callback stops it and is returned as is: use it to stop
+ * early, or to carry an error of your own.
+ *
+ * Options, reports and defaults
+ * -----------------------------
+ * Each struct passed in (options) or filled (reports) has a `version`
+ * first, its LARDER_*_VERSION, a LARDER_*_INIT initialiser and a
+ * larder_*_init() function that sets the same (for languages that cannot
+ * expand a macro). Start from one of them: a version the library does not
+ * know is LARDER_EINVAL. The rule for numbers and pointers in them: 0 (or
+ * NULL) means the default, which each field names; the few fields where 0
+ * is itself a meaningful value say so, and how to ask for the default.
+ * Structs the library hands to a callback (larder_entry_info,
+ * larder_wait_info) carry the version the library filled.
  *
  * Threads
  * -------
@@ -129,38 +158,44 @@ extern "C" {
 #endif
 
 #define LARDER_VERSION_MAJOR 0
-#define LARDER_VERSION_MINOR 1
+#define LARDER_VERSION_MINOR 2
 #define LARDER_VERSION_PATCH 0
-#define LARDER_VERSION_STRING "0.1.0"
+#define LARDER_VERSION_STRING "0.2.0"
 
 /* The entry format this build writes (docs/format.md). */
 #define LARDER_FORMAT_VERSION 1
 
-/* The library's version string, e.g. "0.1.0" (may differ from the header's
+/* The library's version string, e.g. "0.2.0" (may differ from the header's
  * if the program was built against another version). */
 LARDER_API const char *larder_version(void);
 
 /* ---------------------------------------------------------------------- */
-/* Error codes. Fixed numbers: they are part of the ABI.                  */
+/* Results. Fixed numbers: they are part of the ABI.                      */
 
+/* Success, and the one positive result: not an error. LARDER_EXISTS is
+ * returned only by larder_writer_commit() and larder_put(), when an
+ * identical (key, version) entry was already published by someone else
+ * (the call succeeded: the entry is there). */
 #define LARDER_OK 0
-#define LARDER_EXISTS 1 /* not an error: see larder_writer_commit */
+#define LARDER_EXISTS 1
 
-#define LARDER_EINVAL (-1)    /* bad argument */
-#define LARDER_ENOTFOUND (-2) /* no such entry (a miss), store or namespace */
-#define LARDER_EBUSY (-3)     /* someone else holds what we need */
-#define LARDER_ETIMEOUT (-4)  /* a bounded wait ran out */
-#define LARDER_ECORRUPT (-5)  /* bad bytes: checksum, framing, magic */
-#define LARDER_EVERSION (-6)  /* store or entry written by a newer format */
-#define LARDER_EFULL (-7)     /* no space or quota (ENOSPC, EDQUOT, EFBIG) */
-#define LARDER_EPERM (-8)     /* permission, read-only fs, unsafe store mode */
-#define LARDER_ENOMEM (-9)    /* out of memory */
-#define LARDER_EIO (-10)      /* any other I/O failure; see larder_errno() */
-#define LARDER_ESTALE (-11)   /* a network filesystem kept saying ESTALE */
-#define LARDER_ENOTSTORE                                                       \
-	(-12)		       /* directory exists but is not a larder store   \
-				*/
+/* Error codes: always negative. */
+/* clang-format off */
+#define LARDER_EINVAL    (-1)  /* bad argument */
+#define LARDER_ENOTFOUND (-2)  /* no such entry (a miss), store or namespace */
+#define LARDER_EBUSY     (-3)  /* someone else holds what we need */
+#define LARDER_ETIMEOUT  (-4)  /* a bounded wait ran out */
+#define LARDER_ECORRUPT  (-5)  /* bad bytes: checksum, framing, magic */
+#define LARDER_EVERSION  (-6)  /* store or entry written by a newer format */
+#define LARDER_EFULL     (-7)  /* no space or quota (ENOSPC, EDQUOT, EFBIG) */
+#define LARDER_EPERM     (-8)  /* permission, read-only fs, unsafe mode */
+#define LARDER_ENOMEM    (-9)  /* out of memory */
+#define LARDER_EIO       (-10) /* any other I/O failure; see larder_errno() */
+#define LARDER_ESTALE    (-11) /* a network filesystem kept saying ESTALE */
+#define LARDER_ENOTSTORE (-12) /* directory exists but is not a store */
 #define LARDER_ECANCELED (-13) /* the caller's cancel flag was set */
+#define LARDER_EUSER     (-14) /* a callback failed (see Callbacks above) */
+/* clang-format on */
 
 /* A fixed, static string for a code ("entry not found", ...). */
 LARDER_API const char *larder_strerror(int rc);
@@ -188,24 +223,28 @@ enum larder_log_level {
  * during the call only. May be called from any thread using the handle. */
 typedef void (*larder_log_fn)(int level, const char *msg, void *payload);
 
-/* Open flags */
-#define LARDER_OPEN_CREATE 0x1u /* create (init) the store if missing */
-#define LARDER_OPEN_ALLOW_UNSAFE_MODE                                          \
-	0x2u /* accept a store directory writable by others */
-#define LARDER_OPEN_TRUST_LOCAL                                                \
-	0x4u /* skip the payload checksum on reads (header is still checked)   \
-	      * of files only trusted hands can change (see Memory)            \
-	      */
-#define LARDER_OPEN_MAP_NETWORK                                                \
-	0x8u /* map large payloads on network filesystems too (see Memory) */
+/* Open flags:
+ *  - CREATE: create (init) the store if missing;
+ *  - ALLOW_UNSAFE_MODE: accept a store directory writable by others;
+ *  - TRUST_LOCAL: skip the payload checksum on reads (the header is still
+ *    checked) of files only trusted hands can change (see Memory);
+ *  - MAP_NETWORK: map large payloads on network filesystems too (see
+ *    Memory). */
+/* clang-format off */
+#define LARDER_OPEN_CREATE            0x1u
+#define LARDER_OPEN_ALLOW_UNSAFE_MODE 0x2u
+#define LARDER_OPEN_TRUST_LOCAL       0x4u
+#define LARDER_OPEN_MAP_NETWORK       0x8u
+/* clang-format on */
 
 /* Version 2 added max_in_memory; the library still takes version 1
  * structs (without it). */
 #define LARDER_OPTS_VERSION 2
 typedef struct larder_opts {
 	unsigned version; /* LARDER_OPTS_VERSION */
-	unsigned flags;	  /* LARDER_OPEN_* */
-	int fsync;	  /* enum larder_fsync; DEFAULT = store's policy */
+	unsigned flags;	  /* LARDER_OPEN_*; 0 = none */
+	/* enum larder_fsync; 0 (LARDER_FSYNC_DEFAULT) = the store's policy */
+	int fsync;
 	/* With LARDER_OPEN_CREATE, for a new store: its mode, one of 0600
 	 * (private), 0640 (group reads), 0644 (everyone reads), 0660 (a
 	 * group-shared store: members publish) or 0664 (the same, everyone
@@ -217,7 +256,8 @@ typedef struct larder_opts {
 	 * get x where r, setgid when the group has access, and the top one
 	 * is sticky when the group may write. */
 	unsigned create_mode;
-	/* With LARDER_OPEN_CREATE, for a new store: its fsync policy. */
+	/* With LARDER_OPEN_CREATE, for a new store: its fsync policy
+	 * (enum larder_fsync). 0 = LARDER_FSYNC_DATA. */
 	int create_fsync;
 	/* Payloads of at least this many bytes are mapped instead of read
 	 * (on local filesystems; see Memory for network ones).
@@ -225,7 +265,7 @@ typedef struct larder_opts {
 	size_t mmap_threshold;
 	larder_log_fn log; /* NULL = silent */
 	void *log_payload; /* passed to log */
-	int log_level;	   /* 0 = LARDER_LOG_WARN */
+	int log_level;	   /* enum larder_log_level; 0 = LARDER_LOG_WARN */
 	/* Since version 2: the most bytes larder_get() (and
 	 * larder_get_or_fill(), larder_sql() on a hit) allocates to hold one
 	 * payload in private memory: the decompressed payload of a zstd
@@ -238,10 +278,12 @@ typedef struct larder_opts {
 	 * memory. 0 = 1 GiB; UINT64_MAX = no limit. */
 	uint64_t max_in_memory;
 } larder_opts;
-#define LARDER_OPTS_INIT                                                       \
-	{                                                                      \
-		LARDER_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, 0, 0           \
-	}
+/* clang-format off */
+#define LARDER_OPTS_INIT \
+	{ LARDER_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, 0, 0 }
+/* clang-format on */
+/* Set *opts to LARDER_OPTS_INIT. */
+LARDER_API void larder_opts_init(larder_opts *opts);
 
 /* Open the store at `dir`. opts may be NULL (defaults). Fails with
  * LARDER_ENOTFOUND if there is no store (and no LARDER_OPEN_CREATE), or
@@ -255,8 +297,8 @@ typedef struct larder_opts {
  * larder never makes or has no valid format line. (A marker that the
  * caller owns and the group may write, as earlier versions made it, is
  * made the owner's instead, and a group-writable top directory that
- * the caller owns is made sticky.) On failure *out is NULL; a
- * message is available from larder_open_errmsg() in the calling thread. */
+ * the caller owns is made sticky.) On failure *out is NULL, and
+ * larder_errmsg(NULL) gives the message in the calling thread. */
 LARDER_API int larder_open(larder **out, const char *dir,
 			   const larder_opts *opts);
 
@@ -264,14 +306,16 @@ LARDER_API int larder_open(larder **out, const char *dir,
 LARDER_API void larder_close(larder *db);
 
 /* The last failure of the calling thread on `db`: a message naming the
- * path and the operation, and the OS errno (0 if none). The message stays
- * valid until the thread's next call on `db`. With db NULL, they describe
- * the calling thread's last failed larder_open(). */
+ * path and the operation ("" if none), and the OS errno (0 if none). The
+ * message stays valid until the thread's next call on `db`. With db NULL,
+ * they describe the calling thread's last failed larder_open() (or
+ * larder_sql_track() with db NULL). Each thread keeps the messages of the
+ * last 8 handles it failed on; a failure on a ninth drops the oldest.
+ * Ask only after a call failed: larder_open() clears the calling thread's
+ * message for the new handle, but a thread that used a handle since
+ * closed may still hold its message under the address of a new one. */
 LARDER_API const char *larder_errmsg(const larder *db);
 LARDER_API int larder_errno(const larder *db);
-
-/* The message of the calling thread's last failed larder_open(). */
-LARDER_API const char *larder_open_errmsg(void);
 
 /* The store's directory as given to larder_open. */
 LARDER_API const char *larder_dir(const larder *db);
@@ -294,15 +338,18 @@ LARDER_API unsigned larder_mode(const larder *db);
  * Creates the namespace if missing. */
 LARDER_API int larder_ns_set_ttl(larder *db, const char *ns,
 				 int64_t ttl_seconds);
-/* Read it; 0 if the namespace has no default or does not exist. */
-LARDER_API int larder_ns_get_ttl(larder *db, const char *ns, int64_t *out);
+/* Read it into *out; 0 if the namespace has no default or does not
+ * exist. */
+LARDER_API int larder_ns_get_ttl(int64_t *out, larder *db, const char *ns);
+
+/* Called by larder_ns_foreach() with each namespace's name (valid during
+ * the call only). Returns as Callbacks (above) says. */
+typedef int (*larder_ns_fn)(const char *ns, void *payload);
 
 /* Call cb for each namespace name; a non-zero return from cb stops the
- * walk and is returned. Anything in ns/ that is not a namespace's
- * directory is logged as a warning and skipped. */
-LARDER_API int larder_ns_foreach(larder *db,
-				 int (*cb)(const char *ns, void *payload),
-				 void *payload);
+ * walk and is returned (see Callbacks). Anything in ns/ that is not a
+ * namespace's directory is logged as a warning and skipped. */
+LARDER_API int larder_ns_foreach(larder *db, larder_ns_fn cb, void *payload);
 
 /* ---------------------------------------------------------------------- */
 /* Reading                                                                 */
@@ -324,10 +371,11 @@ LARDER_API int larder_get(larder_entry **out, larder *db, const char *ns,
  * payload gives a valid empty pointer). */
 LARDER_API const void *larder_entry_data(const larder_entry *e);
 LARDER_API size_t larder_entry_size(const larder_entry *e);
-/* The version bytes of the entry (useful after a version-less get). */
-LARDER_API const void *larder_entry_version(const larder_entry *e, size_t *len);
-/* User metadata given at write time (may be empty). */
-LARDER_API const void *larder_entry_meta(const larder_entry *e, size_t *len);
+/* The version bytes of the entry (useful after a version-less get), their
+ * length in *len. */
+LARDER_API const void *larder_entry_version(size_t *len, const larder_entry *e);
+/* User metadata given at write time (may be empty), its length in *len. */
+LARDER_API const void *larder_entry_meta(size_t *len, const larder_entry *e);
 /* Wall-clock times in nanoseconds since the epoch; expires 0 = never. */
 LARDER_API int64_t larder_entry_created(const larder_entry *e);
 LARDER_API int64_t larder_entry_expires(const larder_entry *e);
@@ -339,8 +387,9 @@ LARDER_API void larder_entry_release(larder_entry *e);
 
 /* Receives a payload in order, in pieces of any size (never empty), from
  * larder_get_stream(). `buf` is valid during the call only. Return 0 to go
- * on; anything else stops the read, and larder_get_stream() returns it as
- * is (use a positive value to tell it from the library's codes). */
+ * on; anything else stops the read: a positive value is returned as is,
+ * a negative one as Callbacks (above) says (LARDER_EUSER unless it is a
+ * larder call's failure). */
 typedef int (*larder_sink_fn)(const void *buf, size_t len, void *payload);
 
 /* Look up (ns, key, version) as larder_get() does and hand the payload to
@@ -365,7 +414,8 @@ typedef int (*larder_sink_fn)(const void *buf, size_t len, void *payload);
  *  - LARDER_ENOTFOUND (a miss, as for larder_get(), including an entry
  *    found damaged before its first byte went out): nothing; the sink was
  *    never called;
- *  - the sink's own non-zero return: the payload's first bytes, up to and
+ *  - the sink's own positive return, or LARDER_EUSER (or the code it
+ *    passed on) for a negative one: the payload's first bytes, up to and
  *    including the piece it stopped at;
  *  - LARDER_ECORRUPT (the file changed while it was handed out, or a zstd
  *    frame broke off), or any other code (LARDER_EIO, LARDER_ENOMEM, ...):
@@ -382,10 +432,12 @@ LARDER_API int larder_get_stream(larder *db, const char *ns, const void *key,
 
 typedef struct larder_writer larder_writer; /* opaque */
 
-/* Put flags */
-#define LARDER_PUT_ZSTD 0x1u /* compress the payload with zstd */
-#define LARDER_PUT_NO_HEAD                                                     \
-	0x2u /* do not move the key's head hint to this version */
+/* Put flags: ZSTD compresses the payload with zstd; NO_HEAD does not
+ * move the key's head hint to this version. */
+/* clang-format off */
+#define LARDER_PUT_ZSTD    0x1u
+#define LARDER_PUT_NO_HEAD 0x2u
+/* clang-format on */
 
 /* ttl value meaning "never expires", overriding a namespace default */
 #define LARDER_TTL_NEVER (-1)
@@ -393,17 +445,20 @@ typedef struct larder_writer larder_writer; /* opaque */
 #define LARDER_PUT_OPTS_VERSION 1
 typedef struct larder_put_opts {
 	unsigned version; /* LARDER_PUT_OPTS_VERSION */
-	unsigned flags;	  /* LARDER_PUT_* */
+	unsigned flags;	  /* LARDER_PUT_*; 0 = none */
 	/* seconds; 0 = the namespace's default; LARDER_TTL_NEVER = never */
 	int64_t ttl_seconds;
-	const void *meta; /* user metadata stored in the header (copied) */
-	size_t meta_len;  /* at most 1 MiB */
-	int zstd_level;	  /* 0 = 1 */
+	/* user metadata stored in the header (copied); NULL = none */
+	const void *meta;
+	size_t meta_len; /* at most 1 MiB */
+	int zstd_level;	 /* 0 = 1 */
 } larder_put_opts;
-#define LARDER_PUT_OPTS_INIT                                                   \
-	{                                                                      \
-		LARDER_PUT_OPTS_VERSION, 0, 0, NULL, 0, 0                      \
-	}
+/* clang-format off */
+#define LARDER_PUT_OPTS_INIT \
+	{ LARDER_PUT_OPTS_VERSION, 0, 0, NULL, 0, 0 }
+/* clang-format on */
+/* Set *opts to LARDER_PUT_OPTS_INIT. */
+LARDER_API void larder_put_opts_init(larder_put_opts *opts);
 
 /* Begin writing the entry (ns, key, version). The payload is streamed into
  * a temp file in the entry's final directory and hashed as it goes, so it
@@ -484,9 +539,9 @@ LARDER_API int larder_remove(larder *db, const char *ns, const void *key,
 typedef struct larder_fill larder_fill; /* a lookup or load in progress */
 
 /* Computes the source's current version and hands it over with
- * larder_fill_set_version(). Return 0, or non-zero to fail the call (a
- * negative LARDER_E* code is returned as is, anything else as
- * LARDER_EIO). */
+ * larder_fill_set_version(). Return 0, or non-zero to fail the call: the
+ * failure of a larder call passed on, anything else LARDER_EUSER (see
+ * Callbacks above). */
 typedef int (*larder_version_fn)(larder_fill *fill, void *payload);
 
 /* Loads the data, streaming it with larder_fill_write(). Return as for
@@ -500,9 +555,10 @@ LARDER_API int larder_fill_set_version(larder_fill *fill, const void *ver,
 				       size_t vlen);
 LARDER_API int larder_fill_write(larder_fill *fill, const void *buf,
 				 size_t len);
-/* The version being looked up or loaded (valid during the callback). */
-LARDER_API const void *larder_fill_version(const larder_fill *fill,
-					   size_t *vlen);
+/* The version being looked up or loaded (valid during the callback), its
+ * length in *vlen. */
+LARDER_API const void *larder_fill_version(size_t *vlen,
+					   const larder_fill *fill);
 
 /* What larder_get_or_fill did */
 enum larder_outcome {
@@ -514,9 +570,9 @@ enum larder_outcome {
 	LARDER_FILLED_UNCACHED = 5 /* loaded here, but not cached */
 };
 
-/* Fill flags */
-#define LARDER_FILL_ALLOW_STALE                                                \
-	0x1u /* while another process fills, return the previous version */
+/* Fill flags: ALLOW_STALE returns the previous version while another
+ * process fills the current one. */
+#define LARDER_FILL_ALLOW_STALE 0x1u
 
 /*
  * Waiting for another filler
@@ -560,7 +616,12 @@ enum larder_wait_end {
 				       no lease could be taken: loads without) */
 };
 
+/* Filled by the library, which sets version to the one it filled (fields
+ * are added at the end: read a later one only if version says it is
+ * there). */
+#define LARDER_WAIT_INFO_VERSION 1
 typedef struct larder_wait_info {
+	unsigned version;   /* LARDER_WAIT_INFO_VERSION */
 	int event;	    /* enum larder_wait_event */
 	int end;	    /* with LARDER_WAIT_END: enum larder_wait_end;
 			       else 0 */
@@ -577,6 +638,13 @@ typedef struct larder_wait_info {
 	uint64_t holder_silent_ms; /* since its lease last changed */
 	unsigned breaks;	   /* stale leases this call broke meanwhile */
 } larder_wait_info;
+/* clang-format off */
+#define LARDER_WAIT_INFO_INIT \
+	{ LARDER_WAIT_INFO_VERSION, 0, 0, 0, NULL, 0, 0, 0, 0 }
+/* clang-format on */
+/* Set *info to LARDER_WAIT_INFO_INIT (for tests and bindings that make
+ * one; the library fills its own). */
+LARDER_API void larder_wait_info_init(larder_wait_info *info);
 
 typedef void (*larder_wait_fn)(const larder_wait_info *info, void *payload);
 
@@ -595,7 +663,7 @@ typedef void (*larder_wait_fn)(const larder_wait_info *info, void *payload);
 #define LARDER_FILL_OPTS_VERSION 3
 typedef struct larder_fill_opts {
 	unsigned version; /* LARDER_FILL_OPTS_VERSION */
-	unsigned flags;	  /* LARDER_FILL_* */
+	unsigned flags;	  /* LARDER_FILL_*; 0 = none */
 	/* How long a lease lives without a heartbeat before a waiter on
 	 * another host may break it. 0 = 30 s (network filesystems); else
 	 * from LARDER_LEASE_MIN_SECONDS to LARDER_LEASE_MAX_SECONDS. */
@@ -605,9 +673,12 @@ typedef struct larder_fill_opts {
 	 * a deadlock). 0 = 10 lease periods; else at least 0.001 (waits are
 	 * timed in milliseconds). */
 	double max_wait_seconds;
-	/* Loads retried when the source changed during a load. 0 = 3. */
+	/* Loads retried when the source changed during a load. 0 = 3
+	 * (at least one retry: a load overtaken by a change must be able
+	 * to run again, or the call could never publish). */
 	unsigned max_retries;
-	const larder_put_opts *put; /* TTL, metadata, zstd of the entry */
+	/* TTL, metadata, zstd of the entry; NULL = LARDER_PUT_OPTS_INIT */
+	const larder_put_opts *put;
 	/* Since version 2: told about waits for another filler (see
 	 * "Waiting for another filler" above). NULL = not told. */
 	larder_wait_fn on_wait;
@@ -623,18 +694,20 @@ typedef struct larder_fill_opts {
 	 * interrupted: the call stops at its next write. */
 	const volatile sig_atomic_t *cancel;
 } larder_fill_opts;
-#define LARDER_FILL_OPTS_INIT                                                  \
-	{                                                                      \
-		LARDER_FILL_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, NULL,     \
-		    NULL                                                       \
-	}
+/* clang-format off */
+#define LARDER_FILL_OPTS_INIT \
+	{ LARDER_FILL_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL }
+/* clang-format on */
+/* Set *opts to LARDER_FILL_OPTS_INIT. */
+LARDER_API void larder_fill_opts_init(larder_fill_opts *opts);
 
 /* Get (ns, key, ver), filling it if missing. ver NULL: the version comes
  * from version_fn (called first, and again after a load to check that the
  * source did not change meanwhile). outcome may be NULL. Returns 0 and an
  * entry (release it), or a negative code: the loader's or version_fn's
- * failure, LARDER_ETIMEOUT never (after max_wait the caller loads itself),
- * LARDER_EBUSY if the source changed during every one of the retries.
+ * failure (LARDER_EUSER, or the larder call's code it passed on: see
+ * Callbacks above), LARDER_ETIMEOUT never (after max_wait the caller loads
+ * itself), LARDER_EBUSY if the source changed during every one of the retries.
  * A failure with *outcome LARDER_FILLED means the load was stored but
  * could not be read back (no address space to map it, say): the data is
  * cached, and larder_errmsg() says so. */
@@ -692,9 +765,9 @@ LARDER_API int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 
 #define LARDER_FILES_VERSION_LEN 40 /* strlen("files/1 ") + 32 */
 
-/* files_version flags */
-#define LARDER_FILES_NO_REMEMBER                                               \
-	0x1u /* hash every byte; neither read nor write remembered hashes */
+/* files_version flags: NO_REMEMBER hashes every byte and neither reads
+ * nor writes remembered hashes. */
+#define LARDER_FILES_NO_REMEMBER 0x1u
 
 /* Compute the version of paths[0..n) into out (NUL-terminated; "" on
  * failure). Fails with LARDER_ENOTFOUND if an input does not exist,
@@ -709,9 +782,9 @@ LARDER_API int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
  * remember a hash (store full, read-only) is not an error: it is counted
  * (LARDER_CTR_WRITE_FAILURES) and logged once per handle. Thread-safe on one
  * handle. */
-LARDER_API int larder_files_version(larder *db, const char *const *paths,
-				    size_t n, unsigned flags,
-				    char out[LARDER_FILES_VERSION_LEN + 1]);
+LARDER_API int larder_files_version(char out[LARDER_FILES_VERSION_LEN + 1],
+				    larder *db, const char *const *paths,
+				    size_t n, unsigned flags);
 
 /* ---------------------------------------------------------------------- */
 /* SQL sources (docs/sql.md)                                    */
@@ -792,26 +865,29 @@ typedef void (*larder_sql_progress_fn)(uint64_t rows, uint64_t bytes,
 #define LARDER_SQL_OPTS_VERSION 2
 typedef struct larder_sql_opts {
 	unsigned version; /* LARDER_SQL_OPTS_VERSION */
-	unsigned flags;	  /* LARDER_SQL_* */
-	int format;	  /* enum larder_sql_format */
+	unsigned flags;	  /* LARDER_SQL_*; 0 = none */
+	int format;	  /* enum larder_sql_format; 0 = LARDER_SQL_CSV */
 	/* Values bound to the query's parameters (?, ?NNN, :name or $N) in
 	 * order, as text; a NULL pointer binds SQL NULL. The version query
 	 * gets them too if it has parameters. */
 	const char *const *params;
 	size_t nparams;
-	const char *version_query; /* at most one of these two */
+	/* At most one of these two; NULL = none (see above). */
+	const char *version_query;
 	const char *table;
-	/* lease, waits (fill->on_wait), TTL (fill->put) */
+	/* lease, waits (fill->on_wait), TTL (fill->put); NULL =
+	 * LARDER_FILL_OPTS_INIT */
 	const larder_fill_opts *fill;
 	/* Since version 2: progress of a load. NULL = not told. */
 	larder_sql_progress_fn on_progress;
 	void *on_progress_payload; /* passed to on_progress */
 } larder_sql_opts;
-#define LARDER_SQL_OPTS_INIT                                                   \
-	{                                                                      \
-		LARDER_SQL_OPTS_VERSION, 0, 0, NULL, 0, NULL, NULL, NULL,      \
-		    NULL, NULL                                                 \
-	}
+/* clang-format off */
+#define LARDER_SQL_OPTS_INIT \
+	{ LARDER_SQL_OPTS_VERSION, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL }
+/* clang-format on */
+/* Set *opts to LARDER_SQL_OPTS_INIT. */
+LARDER_API void larder_sql_opts_init(larder_sql_opts *opts);
 
 /* Get the result of `query` on database `dburi` as an entry (the payload
  * is the formatted rows), loading it if missing or stale. outcome as for
@@ -850,7 +926,12 @@ enum larder_entry_state {
 	LARDER_STATE_MISPLACED = 4 /* header does not match the file name */
 };
 
+/* Filled by the library, which sets version to the one it filled (fields
+ * are added at the end: read a later one only if version says it is
+ * there). */
+#define LARDER_ENTRY_INFO_VERSION 1
 typedef struct larder_entry_info {
+	unsigned version; /* LARDER_ENTRY_INFO_VERSION */
 	const char *ns;	  /* namespace */
 	const char *path; /* file path */
 	/* Header fields: key is NULL when the header itself is unreadable;
@@ -871,22 +952,34 @@ typedef struct larder_entry_info {
 	const char *problem;  /* what is wrong, for non-OK states */
 	int quarantined;      /* LARDER_WALK_REPAIR moved it to quarantine/ */
 } larder_entry_info;
+/* clang-format off */
+#define LARDER_ENTRY_INFO_INIT \
+	{ LARDER_ENTRY_INFO_VERSION, NULL, NULL, NULL, 0, NULL, 0, NULL, 0, \
+	  0, 0, 0, 0, 0, 0, 0, NULL, 0 }
+/* clang-format on */
+/* Set *info to LARDER_ENTRY_INFO_INIT (for tests and bindings that make
+ * one; the library fills its own). */
+LARDER_API void larder_entry_info_init(larder_entry_info *info);
 
-/* Walk flags */
-#define LARDER_WALK_VERIFY 0x1u /* hash every payload (else header only) */
-#define LARDER_WALK_REPAIR                                                     \
-	0x2u /* move corrupt and misplaced entries to quarantine/ */
+/* Called by larder_walk() and larder_inspect() with each entry; `info`
+ * is valid during the call only. Returns as Callbacks (above) says. */
+typedef int (*larder_walk_fn)(const larder_entry_info *info, void *payload);
+
+/* Walk flags: VERIFY hashes every payload (else the header only); REPAIR
+ * moves corrupt and misplaced entries to quarantine/. */
+/* clang-format off */
+#define LARDER_WALK_VERIFY 0x1u
+#define LARDER_WALK_REPAIR 0x2u
+/* clang-format on */
 
 /* Call cb for each entry of namespace `ns` (NULL = every namespace). The
  * info is valid during the call only. A non-zero return from cb stops the
- * walk and is returned. What larder did not make where it keeps its
- * directories (a stray file, a symlink) or a directory every user may
- * write is logged as a warning and skipped, as in every walk (the
- * cleaning, the sweep): it never stops the walk. */
+ * walk and is returned (see Callbacks). What larder did not make where it keeps
+ * its directories (a stray file, a symlink) or a directory every user may write
+ * is logged as a warning and skipped, as in every walk (the cleaning, the
+ * sweep): it never stops the walk. */
 LARDER_API int larder_walk(larder *db, const char *ns, unsigned flags,
-			   int (*cb)(const larder_entry_info *info,
-				     void *payload),
-			   void *payload);
+			   larder_walk_fn cb, void *payload);
 
 /* Describe one entry without trusting it: calls cb once with what its
  * header says and its state (LARDER_WALK_VERIFY also hashes the payload).
@@ -894,11 +987,9 @@ LARDER_API int larder_walk(larder *db, const char *ns, unsigned flags,
  * and nothing is moved to quarantine/ (unless LARDER_WALK_REPAIR). ver NULL
  * means the version named by the head hint. LARDER_ENOTFOUND if there is no
  * such file. */
-LARDER_API int
-larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
-	       const void *ver, size_t vlen, unsigned flags,
-	       int (*cb)(const larder_entry_info *info, void *payload),
-	       void *payload);
+LARDER_API int larder_inspect(larder *db, const char *ns, const void *key,
+			      size_t klen, const void *ver, size_t vlen,
+			      unsigned flags, larder_walk_fn cb, void *payload);
 
 /* ---------------------------------------------------------------------- */
 /* Quotas, eviction and watermarks                                         */
@@ -933,18 +1024,26 @@ typedef struct larder_limits {
 	 * in percent, run > cull > stop >= 0, or all three 0 = off. */
 	int wm_run, wm_cull, wm_stop;
 	/* Store-wide only: a hit refreshes an entry's access time at most
-	 * once per this many seconds (0 = on every hit). */
+	 * once per this many seconds. The one field where 0 is a value of
+	 * its own, not the default: 0 = on every hit (the stored setting
+	 * has always meant that). The default, 60, is what
+	 * LARDER_LIMITS_INIT and larder_limits_init() set: start from them
+	 * (or from larder_limits_get()) and a zero is always a choice. */
 	int64_t touch_interval;
 } larder_limits;
-#define LARDER_LIMITS_INIT                                                     \
-	{                                                                      \
-		LARDER_LIMITS_VERSION, 0, 0, 0, 0, 0, 60                       \
-	}
+#define LARDER_TOUCH_INTERVAL_DEFAULT 60
+/* clang-format off */
+#define LARDER_LIMITS_INIT \
+	{ LARDER_LIMITS_VERSION, 0, 0, 0, 0, 0, LARDER_TOUCH_INTERVAL_DEFAULT }
+/* clang-format on */
+/* Set *limits to LARDER_LIMITS_INIT. */
+LARDER_API void larder_limits_init(larder_limits *limits);
 
-/* The limits of namespace ns, or of the store with ns NULL. For a
+/* The limits of namespace ns, or of the store with ns NULL, into *out,
+ * which the caller initialised (its version says what to fill). For a
  * namespace, the store-wide fields are the store's. */
-LARDER_API int larder_limits_get(larder *db, const char *ns,
-				 larder_limits *out);
+LARDER_API int larder_limits_get(larder_limits *out, larder *db,
+				 const char *ns);
 /* Set them (the file is replaced atomically; lines this version does not
  * know are kept). With a namespace, only max_bytes and max_entries are
  * written. LARDER_EINVAL for negative caps, bad watermarks or interval.
@@ -954,8 +1053,11 @@ LARDER_API int larder_limits_get(larder *db, const char *ns,
 LARDER_API int larder_limits_set(larder *db, const char *ns,
 				 const larder_limits *limits);
 
-/* What a cleaning did. */
+/* What a cleaning did. The caller initialises it (its version says what
+ * the library may fill); the library sets every other field. */
+#define LARDER_GC_REPORT_VERSION 1
 typedef struct larder_gc_report {
+	unsigned version;		   /* LARDER_GC_REPORT_VERSION */
 	uint64_t seen_entries, seen_bytes; /* entries found by the walk */
 	uint64_t expired;		   /* expired entries removed */
 	uint64_t superseded;		   /* superseded versions removed */
@@ -970,11 +1072,20 @@ typedef struct larder_gc_report {
 	 * lookup of that key then misses, as it would anyway). */
 	uint64_t heads_removed;
 } larder_gc_report;
+/* clang-format off */
+#define LARDER_GC_REPORT_INIT \
+	{ LARDER_GC_REPORT_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+/* clang-format on */
+/* Set *report to LARDER_GC_REPORT_INIT. */
+LARDER_API void larder_gc_report_init(larder_gc_report *report);
 
-#define LARDER_GC_DRY_RUN 0x1u /* decide and report, remove nothing */
-/* Report each entry removed (or, with LARDER_GC_DRY_RUN, that would be)
- * through the log callback at LARDER_LOG_INFO. */
+/* gc flags: DRY_RUN decides and reports, removing nothing; LOG_EACH
+ * reports each entry removed (or, with DRY_RUN, that would be) through
+ * the log callback at LARDER_LOG_INFO. */
+/* clang-format off */
+#define LARDER_GC_DRY_RUN  0x1u
 #define LARDER_GC_LOG_EACH 0x2u
+/* clang-format on */
 
 /* Clean namespace ns (NULL = the whole store): sweep the stale files of
  * crashed processes (larder_sweep()), remove expired entries and, when
@@ -986,19 +1097,32 @@ typedef struct larder_gc_report {
  * another process is cleaning the store, returns 0 with out->skipped set.
  * A cleaning pass that cannot lock DIR/gc.lock (but for that), walk the
  * store or remove an entry counts LARDER_CTR_GC_FAILURES; an entry it
- * cannot remove is logged (WARN) and is not an error. out may be NULL. */
-LARDER_API int larder_gc(larder *db, const char *ns, unsigned flags,
-			 larder_gc_report *out);
+ * cannot remove is logged (WARN) and is not an error. out may be NULL;
+ * else an initialised report (LARDER_EINVAL for a version the library
+ * does not know). */
+LARDER_API int larder_gc(larder_gc_report *out, larder *db, const char *ns,
+			 unsigned flags);
+
+/* ---------------------------------------------------------------------- */
 /* Sweeping: the debris of crashed processes                               */
 
-/* What larder_sweep() removed (or, in a dry run, would remove) and kept. */
+/* What larder_sweep() removed (or, in a dry run, would remove) and kept.
+ * The caller initialises it, as a larder_gc_report. */
+#define LARDER_SWEEP_REPORT_VERSION 1
 typedef struct larder_sweep_report {
+	unsigned version;			      /* the _VERSION below */
 	uint64_t temps_removed, temps_kept;	      /* .tmp.* files */
 	uint64_t leases_removed, leases_kept;	      /* <key>.lease files */
 	uint64_t breaks_removed, breaks_kept;	      /* .break.* files */
 	uint64_t quarantine_removed, quarantine_kept; /* quarantine/ files */
 	uint64_t bytes_removed; /* file bytes of what was removed */
 } larder_sweep_report;
+/* clang-format off */
+#define LARDER_SWEEP_REPORT_INIT \
+	{ LARDER_SWEEP_REPORT_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+/* clang-format on */
+/* Set *report to LARDER_SWEEP_REPORT_INIT. */
+LARDER_API void larder_sweep_report_init(larder_sweep_report *report);
 
 #define LARDER_SWEEP_DRY_RUN 0x1u /* decide and report, remove nothing */
 
@@ -1016,12 +1140,13 @@ typedef struct larder_sweep_report {
  * this host's. Entries, head hints and config files are never removed,
  * nor anything live. The cleaning pass (larder gc) runs this too. Each
  * file removed counts LARDER_CTR_TMP_SWEPT and is logged at INFO; what is
- * kept is logged at DEBUG with the reason. out (may be NULL) gets the
- * counts. Returns 0, or the first error met (the sweep goes on past an
- * unreadable directory; files that vanish meanwhile are not errors).
- * Safe to run from several processes and hosts at once. */
-LARDER_API int larder_sweep(larder *db, const char *ns, unsigned flags,
-			    larder_sweep_report *out);
+ * kept is logged at DEBUG with the reason. out (may be NULL; else
+ * initialised, as for larder_gc()) gets the counts. Returns 0, or the first
+ * error met (the sweep goes on past an unreadable directory; files that vanish
+ * meanwhile are not errors). Safe to run from several processes and hosts at
+ * once. */
+LARDER_API int larder_sweep(larder_sweep_report *out, larder *db,
+			    const char *ns, unsigned flags);
 
 /* ---------------------------------------------------------------------- */
 /* Counters of this handle (since open). Persistent, store-wide counters
@@ -1113,20 +1238,20 @@ LARDER_API void larder_stats_free(larder_stats *s); /* NULL is a no-op */
  * name, counters that a newer larder wrote to the store. Returns the
  * name (valid while s is) and the value in *value; NULL past the end. */
 LARDER_API size_t larder_stats_counters(const larder_stats *s);
-LARDER_API const char *larder_stats_counter(const larder_stats *s, size_t i,
-					    uint64_t *value);
+LARDER_API const char *larder_stats_counter(uint64_t *value,
+					    const larder_stats *s, size_t i);
 
 /* Usage per namespace, sorted by name: the namespace's name (valid while
  * s is), its entry files' bytes and its number of entries (never below 0);
  * NULL past the end. Namespaces that never changed since the counters
  * began are absent. */
 LARDER_API size_t larder_stats_namespaces(const larder_stats *s);
-LARDER_API const char *larder_stats_usage(const larder_stats *s, size_t i,
-					  int64_t *bytes, int64_t *entries);
+LARDER_API const char *larder_stats_usage(int64_t *bytes, int64_t *entries,
+					  const larder_stats *s, size_t i);
 
 /* How many counter files were read, and in *bad (if not NULL) how many
  * of them failed their check and were left out. */
-LARDER_API unsigned larder_stats_shards(const larder_stats *s, unsigned *bad);
+LARDER_API unsigned larder_stats_shards(unsigned *bad, const larder_stats *s);
 
 /* ---------------------------------------------------------------------- */
 /* `larder run` keys

@@ -296,7 +296,7 @@ const char *spawn_make_store(void)
 	larder_opts o = LARDER_OPTS_INIT;
 	o.flags = LARDER_OPEN_CREATE;
 	if (larder_open(&db, dir, &o) != 0)
-		test_fail(__FILE__, __LINE__, "open: %s", larder_open_errmsg());
+		test_fail(__FILE__, __LINE__, "open: %s", larder_errmsg(NULL));
 	larder_close(db);
 	return dir;
 }

@@ -183,7 +183,7 @@ int main(int argc, char **argv)
 	o.fsync = LARDER_FSYNC_NONE;
 	int rc = larder_open(&db, store, &o);
 	if (rc) {
-		printf("result rc=%d open: %s\n", rc, larder_open_errmsg());
+		printf("result rc=%d open: %s\n", rc, larder_errmsg(NULL));
 		return 1;
 	}
 	larder_entry *e = NULL;

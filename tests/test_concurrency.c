@@ -115,7 +115,7 @@ static larder *open_store(int create)
 	int rc = larder_open(&db, store_dir(), &o);
 	if (rc != 0)
 		test_fail(__FILE__, __LINE__, "larder_open: %d: %s", rc,
-			  larder_open_errmsg());
+			  larder_errmsg(NULL));
 	return db;
 }
 
@@ -159,7 +159,7 @@ static int entry_is_right(const larder_entry *e, const void *key, size_t klen,
 			  const void *want_ver, size_t want_vlen)
 {
 	size_t vlen;
-	const void *ver = larder_entry_version(e, &vlen);
+	const void *ver = larder_entry_version(&vlen, e);
 	if (want_ver &&
 	    (vlen != want_vlen || memcmp(ver, want_ver, want_vlen) != 0))
 		return 0;
@@ -172,7 +172,7 @@ static int entry_is_right(const larder_entry *e, const void *key, size_t klen,
 	char m[64];
 	int mlen = meta_of(seed, m, sizeof m);
 	size_t got_mlen;
-	const void *meta = larder_entry_meta(e, &got_mlen);
+	const void *meta = larder_entry_meta(&got_mlen, e);
 	return got_mlen == (size_t)mlen && memcmp(meta, m, got_mlen) == 0;
 }
 
@@ -527,7 +527,7 @@ static void mix_read_one(larder *db, uint64_t *rng, int during)
 		atomic_fetch_add(&mix->junk_hits, 1);
 	} else if (!entry_is_right(e, key, klen, want, wlen)) {
 		size_t vlen;
-		const char *v = larder_entry_version(e, &vlen);
+		const char *v = larder_entry_version(&vlen, e);
 		fprintf(stderr, "wrong read: %s %.*s size %zu\n", key,
 			(int)vlen, v, larder_entry_size(e));
 		atomic_fetch_add(&mix->wrong, 1);

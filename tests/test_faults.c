@@ -95,7 +95,7 @@ static int worker_get(larder *db, const void *ver, size_t vlen, size_t size,
 	*ok = -1;
 	if (rc == 0) {
 		size_t got_vlen = 0;
-		const void *v = larder_entry_version(e, &got_vlen);
+		const void *v = larder_entry_version(&got_vlen, e);
 		*ok = entry_is(e, size, seed) && got_vlen == strlen(VER) &&
 		      memcmp(v, VER, got_vlen) == 0;
 		larder_entry_release(e);
@@ -123,7 +123,7 @@ __attribute__((constructor)) static void worker_main(void)
 	    rc_head = NOT_RUN, ok_head = -1, early = 0;
 	char msg[512] = "";
 	if (rc_open != 0) {
-		snprintf(msg, sizeof msg, "%s", larder_open_errmsg());
+		snprintf(msg, sizeof msg, "%s", larder_errmsg(NULL));
 	} else {
 		if (strcmp(mode, "put") == 0) {
 			rc_put = worker_put(db, size, seed);
@@ -256,7 +256,7 @@ static void fresh_store(void)
 	int rc = larder_open(&db, want, &o);
 	if (rc != 0)
 		test_fail(__FILE__, __LINE__, "larder_open(create %s): %s: %s",
-			  want, larder_strerror(rc), larder_open_errmsg());
+			  want, larder_strerror(rc), larder_errmsg(NULL));
 	larder_close(db);
 	if (!realpath(want, store_dir))
 		test_fail(__FILE__, __LINE__, "realpath %s: %s", want,
@@ -470,7 +470,7 @@ static void check_put(const struct fault *f, const struct outcome *o)
 	larder *db = NULL;
 	int rc = larder_open(&db, store_dir, NULL);
 	CHECK(f, o, rc == 0, "clean open failed: %d %s", rc,
-	      larder_open_errmsg());
+	      larder_errmsg(NULL));
 	if (rc != 0)
 		return;
 	int ok = -1;

@@ -28,7 +28,7 @@ static larder *open_store(void)
 	o.fsync = LARDER_FSYNC_NONE;
 	int rc = larder_open(&db, test_path("store"), &o);
 	if (rc)
-		test_fail(__FILE__, __LINE__, "open: %s", larder_open_errmsg());
+		test_fail(__FILE__, __LINE__, "open: %s", larder_errmsg(NULL));
 	return db;
 }
 

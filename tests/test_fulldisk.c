@@ -220,10 +220,10 @@ static larder *create_store(const char *mnt, char *store, size_t len)
 	int rc = larder_open(&db, store, &o);
 	if (rc != 0)
 		test_fail(__FILE__, __LINE__, "create store %s: %s: %s", store,
-			  larder_strerror(rc), larder_open_errmsg());
+			  larder_strerror(rc), larder_errmsg(NULL));
 	/* The disk really fills here: no watermark refuses first. */
-	larder_limits l;
-	ASSERT_RC(db, larder_limits_get(db, NULL, &l), 0);
+	larder_limits l = LARDER_LIMITS_INIT;
+	ASSERT_RC(db, larder_limits_get(&l, db, NULL), 0);
 	l.wm_run = l.wm_cull = l.wm_stop = 0;
 	ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
 	return db;
@@ -398,8 +398,8 @@ static void band_publish(const char *mnt)
 {
 	char store[4200];
 	larder *db = create_store(mnt, store, sizeof store);
-	larder_limits l;
-	ASSERT_RC(db, larder_limits_get(db, NULL, &l), 0);
+	larder_limits l = LARDER_LIMITS_INIT;
+	ASSERT_RC(db, larder_limits_get(&l, db, NULL), 0);
 	l.wm_run = 30;
 	l.wm_cull = 20;
 	l.wm_stop = 10;

@@ -41,15 +41,15 @@ static larder *open_store(const char *dir)
 	int rc = larder_open(&db, dir, &o);
 	if (rc)
 		test_fail(__FILE__, __LINE__, "open %s: %s", dir,
-			  larder_open_errmsg());
+			  larder_errmsg(NULL));
 	return db;
 }
 
 static void set_limits(larder *db, const char *ns, int64_t max_bytes,
 		       int64_t max_entries, int64_t touch)
 {
-	larder_limits l;
-	ASSERT_RC(db, larder_limits_get(db, ns, &l), 0);
+	larder_limits l = LARDER_LIMITS_INIT;
+	ASSERT_RC(db, larder_limits_get(&l, db, ns), 0);
 	l.max_bytes = max_bytes;
 	l.max_entries = max_entries;
 	if (!ns)
@@ -156,8 +156,8 @@ static void set_old_atime(const char *path, int seconds_ago)
 TEST(limits_round_trip_and_keep_unknown_lines)
 {
 	larder *db = open_store(test_path("s"));
-	larder_limits l = LARDER_LIMITS_INIT, got;
-	ASSERT_RC(db, larder_limits_get(db, NULL, &got), 0);
+	larder_limits l = LARDER_LIMITS_INIT, got = LARDER_LIMITS_INIT;
+	ASSERT_RC(db, larder_limits_get(&got, db, NULL), 0);
 	ASSERT_EQ(got.max_bytes, 0);
 	ASSERT_EQ(got.wm_run, 0); /* off unless set (operations.md) */
 	ASSERT_EQ(got.wm_cull, 0);
@@ -173,7 +173,7 @@ TEST(limits_round_trip_and_keep_unknown_lines)
 	l.wm_stop = 5;
 	l.touch_interval = 9;
 	ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
-	ASSERT_RC(db, larder_limits_get(db, NULL, &got), 0);
+	ASSERT_RC(db, larder_limits_get(&got, db, NULL), 0);
 	ASSERT_EQ(got.max_bytes, 10 * (int64_t)MiB);
 	ASSERT_EQ(got.max_entries, 77);
 	ASSERT_EQ(got.wm_run, 20);
@@ -187,10 +187,10 @@ TEST(limits_round_trip_and_keep_unknown_lines)
 	ASSERT_RC(db, larder_ns_set_ttl(db, "a", 3600), 0);
 	set_limits(db, "a", 5 * MiB, 9, 0);
 	int64_t ttl;
-	ASSERT_RC(db, larder_ns_get_ttl(db, "a", &ttl), 0);
+	ASSERT_RC(db, larder_ns_get_ttl(&ttl, db, "a"), 0);
 	ASSERT_EQ(ttl, 3600);
 	ASSERT_RC(db, larder_ns_set_ttl(db, "a", 60), 0);
-	ASSERT_RC(db, larder_limits_get(db, "a", &got), 0);
+	ASSERT_RC(db, larder_limits_get(&got, db, "a"), 0);
 	ASSERT_EQ(got.max_bytes, 5 * MiB);
 	ASSERT_EQ(got.max_entries, 9);
 	ASSERT_EQ(got.wm_run, 20); /* the store's */
@@ -199,7 +199,7 @@ TEST(limits_round_trip_and_keep_unknown_lines)
 		  0);
 	/* another handle sees it all */
 	larder *db2 = open_store(test_path("s"));
-	ASSERT_RC(db2, larder_limits_get(db2, "a", &got), 0);
+	ASSERT_RC(db2, larder_limits_get(&got, db2, "a"), 0);
 	ASSERT_EQ(got.max_entries, 9);
 	larder_close(db2);
 
@@ -273,8 +273,8 @@ TEST(cleaning_walking_and_inspecting_do_not_touch)
 	snprintf(path, sizeof path, "%s", entry_path(db, "n", "k"));
 	set_old_atime(path, 5000);
 	int64_t before = atime_ns(path);
-	larder_gc_report r;
-	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
 	ASSERT_EQ(r.seen_entries, 1);
 	entry_path(db, "n", "k");
 	ASSERT_RC(db, larder_walk(db, NULL, LARDER_WALK_VERIFY, path_cb, NULL),
@@ -304,8 +304,8 @@ TEST(hot_entries_survive_while_cold_ones_go)
 			ASSERT(present(db, "n", key, NULL));
 		}
 	set_limits(db, NULL, 0, 20, 0); /* 30 entries: clean down to 18 */
-	larder_gc_report r;
-	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
 	ASSERT_EQ(r.seen_entries, 30);
 	ASSERT_EQ(r.evicted, 12);
 	ASSERT_EQ(store_files(test_path("s"), NULL, NULL), 18);
@@ -356,8 +356,8 @@ TEST(expired_and_superseded_go_first)
 {
 	larder *db = open_store(test_path("s"));
 	superseded_setup(db);
-	larder_gc_report r;
-	ASSERT_RC(db, larder_gc(db, "n", 0, &r), 0);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, "n", 0), 0);
 	ASSERT_EQ(r.expired, 2);
 	ASSERT_EQ(r.superseded, 3);
 	ASSERT_EQ(r.evicted, 0);
@@ -385,8 +385,8 @@ TEST(dry_run_removes_nothing)
 	superseded_setup(db);
 	int64_t before = store_files(test_path("s"), NULL, NULL);
 	int64_t heads = g_heads;
-	larder_gc_report r;
-	ASSERT_RC(db, larder_gc(db, NULL, LARDER_GC_DRY_RUN, &r), 0);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, NULL, LARDER_GC_DRY_RUN), 0);
 	ASSERT_EQ(r.expired, 2);
 	ASSERT_EQ(r.superseded, 3);
 	ASSERT(r.bytes_freed > 0);
@@ -406,13 +406,13 @@ TEST(gc_skips_while_another_cleaner_holds_the_lock)
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
 	ASSERT_EQ(fcntl(fd, F_OFD_SETLK, &fl), 0);
 	int64_t before = store_files(test_path("s"), NULL, NULL);
-	larder_gc_report r;
-	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
 	ASSERT_EQ(r.skipped, 1);
 	ASSERT_EQ(r.passes, 0);
 	ASSERT_EQ(store_files(test_path("s"), NULL, NULL), before);
 	close(fd);
-	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
 	ASSERT_EQ(r.skipped, 0);
 	ASSERT_EQ(r.superseded, 3);
 	larder_close(db);
@@ -430,15 +430,15 @@ TEST(gc_lock_takes_the_store_mode_not_the_umask)
 	o.create_fsync = LARDER_FSYNC_NONE;
 	mode_t old = umask(022);
 	ASSERT_RC(NULL, larder_open(&db, test_path("s"), &o), 0);
-	larder_gc_report r;
-	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
 	struct stat st;
 	ASSERT_EQ(stat(test_path("s/gc.lock"), &st), 0);
 	ASSERT_EQ(st.st_mode & 07777, 0664);
 	/* one made by an older larder (the umask's 0644) is mended by its
 	 * owner's next cleaning */
 	ASSERT_EQ(chmod(test_path("s/gc.lock"), 0644), 0);
-	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
 	ASSERT_EQ(stat(test_path("s/gc.lock"), &st), 0);
 	ASSERT_EQ(st.st_mode & 07777, 0664);
 	ASSERT_EQ(larder_counter(db, LARDER_CTR_GC_FAILURES), 0);
@@ -455,7 +455,7 @@ static uint64_t stored_counter(const char *dir, const char *name)
 	uint64_t v, found = 0;
 	int seen = 0;
 	for (size_t i = 0; i < larder_stats_counters(s); i++) {
-		const char *n = larder_stats_counter(s, i, &v);
+		const char *n = larder_stats_counter(&v, s, i);
 		if (strcmp(n, name) == 0) {
 			found = v;
 			seen = 1;
@@ -481,8 +481,8 @@ TEST(gc_failures_counts_cleanings_that_cannot_lock_or_remove)
 		snprintf(key, sizeof key, "k%d", i);
 		put_n(db, "n", key, NULL, 100, (uint64_t)i, 0);
 	}
-	larder_gc_report r;
-	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
 	ASSERT_EQ(larder_counter(db, LARDER_CTR_GC_FAILURES), 0);
 	larder_close(db);
 	ASSERT_EQ(stored_counter(dir, "gc_failures"), 0);
@@ -491,7 +491,7 @@ TEST(gc_failures_counts_cleanings_that_cannot_lock_or_remove)
 	ASSERT_EQ(unlink(test_path("s/gc.lock")), 0);
 	ASSERT_EQ(mkdir(test_path("s/gc.lock"), 0755), 0);
 	db = open_store(dir);
-	ASSERT(larder_gc(db, NULL, 0, &r) != 0);
+	ASSERT(larder_gc(&r, db, NULL, 0) != 0);
 	ASSERT(strstr(larder_errmsg(db), "gc.lock"));
 	ASSERT_EQ(larder_counter(db, LARDER_CTR_GC_FAILURES), 1);
 	larder_close(db);
@@ -509,7 +509,7 @@ TEST(gc_failures_counts_cleanings_that_cannot_lock_or_remove)
 		  0);
 	db = open_store(dir);
 	set_limits(db, NULL, 0, 1, 60);
-	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
 	ASSERT_EQ(r.evicted, 0);
 	ASSERT_EQ(store_files(dir, NULL, NULL), 3);
 	/* each pass failed (still over the cap, gc tried again) */
@@ -562,8 +562,8 @@ TEST(cleaning_down_to_nothing_takes_entries_touched_meanwhile)
 	o.log_level = LARDER_LOG_INFO;
 	ASSERT_RC(NULL, larder_open(&db, dir, &o), 0);
 	set_limits(db, NULL, 0, 1, 60);
-	larder_gc_report r;
-	ASSERT_RC(db, larder_gc(db, NULL, LARDER_GC_LOG_EACH, &r), 0);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, NULL, LARDER_GC_LOG_EACH), 0);
 	ASSERT(g_touched);
 	/* in one pass: a publish's cleaning makes only one */
 	ASSERT_EQ(r.passes, 1);
@@ -630,7 +630,7 @@ static int64_t usage_entries(larder *db)
 	ASSERT_RC(db, larder_stats_read(&st, db), 0);
 	int64_t b, n = -1, x;
 	const char *name;
-	for (size_t i = 0; (name = larder_stats_usage(st, i, &b, &x)); i++)
+	for (size_t i = 0; (name = larder_stats_usage(&b, &x, st, i)); i++)
 		if (strcmp(name, "n") == 0)
 			n = x;
 	larder_stats_free(st);
@@ -838,11 +838,11 @@ TEST(readers_never_fail_while_gc_runs)
 			_exit(0);
 		}
 	}
-	larder_gc_report rep;
+	larder_gc_report rep = LARDER_GC_REPORT_INIT;
 	uint64_t removed = 0;
 	for (int round = 0; round < 30; round++) {
 		set_limits(db, NULL, 0, round % 2 ? 30 : 0, 0);
-		ASSERT_RC(db, larder_gc(db, NULL, 0, &rep), 0);
+		ASSERT_RC(db, larder_gc(&rep, db, NULL, 0), 0);
 		removed += rep.evicted;
 	}
 	*stop = 1;
@@ -888,8 +888,8 @@ TEST(watermarks_cull_and_stop_on_a_small_tmpfs)
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s/s", mnt);
 	larder *db = open_store(dir);
-	larder_limits l;
-	ASSERT_RC(db, larder_limits_get(db, NULL, &l), 0);
+	larder_limits l = LARDER_LIMITS_INIT;
+	ASSERT_RC(db, larder_limits_get(&l, db, NULL), 0);
 	l.wm_run = 50;
 	l.wm_cull = 40;
 	l.wm_stop = 20;
@@ -917,9 +917,9 @@ TEST(watermarks_cull_and_stop_on_a_small_tmpfs)
 	 * down to 10% free: cleaning cannot help, nothing is published, and
 	 * a fill still hands its data over */
 	db = open_store(dir);
-	larder_gc_report r;
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
 	set_limits(db, NULL, 0, 1, 0);
-	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
 	set_limits(db, NULL, 0, 0, 0);
 	larder_close(db);
 	ASSERT_EQ(store_files(dir, NULL, NULL), 0);

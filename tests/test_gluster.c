@@ -66,7 +66,7 @@ static larder *open_on(const char *mnt, int create)
 	if (rc != 0)
 		test_fail(__FILE__, __LINE__, "larder_open('%s'): %s: %s",
 			  store_on(mnt), larder_strerror(rc),
-			  larder_open_errmsg());
+			  larder_errmsg(NULL));
 	return db;
 }
 
@@ -318,7 +318,7 @@ static void cw_reader(struct shared *sh, int slot, const char *mnt)
 		}
 		if (versionless) {
 			size_t vl;
-			const char *v = larder_entry_version(e, &vl);
+			const char *v = larder_entry_version(&vl, e);
 			round = -1;
 			if (vl > 1 && vl < 8 && v[0] == 'r') {
 				char tmp[8];
@@ -466,7 +466,7 @@ static void hd_reader(struct shared *sh, int slot, const char *mnt)
 			continue;
 		}
 		size_t vl;
-		const char *v = larder_entry_version(e, &vl);
+		const char *v = larder_entry_version(&vl, e);
 		int n = -1;
 		if (vl > 1 && vl < 8 && v[0] == 'v') {
 			char tmp[8];
@@ -600,7 +600,7 @@ TEST(head_renamed_over_through_a_gives_b_a_whole_version_or_a_miss)
 		int rc = larder_get(&e, b, NS, "hot", 3, NULL, 0);
 		if (rc == 0) {
 			size_t vl;
-			const char *v = larder_entry_version(e, &vl);
+			const char *v = larder_entry_version(&vl, e);
 			int done = vl == strlen(last) && !memcmp(v, last, vl);
 			larder_entry_release(e);
 			if (done)

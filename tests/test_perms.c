@@ -66,7 +66,7 @@ static larder *create(const char *dir, unsigned mode)
 	int rc = larder_open(&db, dir, &o);
 	if (rc != 0)
 		test_fail(__FILE__, __LINE__, "larder_open %s: %d (%s): %s",
-			  dir, rc, larder_strerror(rc), larder_open_errmsg());
+			  dir, rc, larder_strerror(rc), larder_errmsg(NULL));
 	return db;
 }
 
@@ -78,7 +78,7 @@ static larder *reopen(const char *dir, unsigned flags)
 	int rc = larder_open(&db, dir, &o);
 	if (rc != 0)
 		test_fail(__FILE__, __LINE__, "larder_open %s: %d (%s): %s",
-			  dir, rc, larder_strerror(rc), larder_open_errmsg());
+			  dir, rc, larder_strerror(rc), larder_errmsg(NULL));
 	return db;
 }
 
@@ -347,10 +347,10 @@ static void expect_refused(int line, const char *dir, const char *says)
 	int rc = larder_open(&db, dir, NULL);
 	if (rc != LARDER_EPERM || db != NULL)
 		test_fail(__FILE__, line, "open %s: %d (%s), want EPERM: %s",
-			  dir, rc, larder_strerror(rc), larder_open_errmsg());
-	if (!strstr(larder_open_errmsg(), says))
+			  dir, rc, larder_strerror(rc), larder_errmsg(NULL));
+	if (!strstr(larder_errmsg(NULL), says))
 		test_fail(__FILE__, line, "message '%s' does not say '%s'",
-			  larder_open_errmsg(), says);
+			  larder_errmsg(NULL), says);
 	/* The user may insist. */
 	larder_close(reopen(dir, LARDER_OPEN_ALLOW_UNSAFE_MODE));
 }
@@ -447,7 +447,7 @@ TEST(marker_that_is_a_symlink_or_a_fifo_is_refused_without_hanging)
 	ASSERT_EQ(symlink(test_path("elsewhere"), marker), 0);
 	larder *db = NULL;
 	ASSERT_RC(NULL, larder_open(&db, dir, NULL), LARDER_EPERM);
-	ASSERT(strstr(larder_open_errmsg(), "symbolic link") != NULL);
+	ASSERT(strstr(larder_errmsg(NULL), "symbolic link") != NULL);
 	ASSERT_EQ(unlink(marker), 0);
 	ASSERT_EQ(mkfifo(marker, 0644), 0);
 	alarm(10);
@@ -515,11 +515,11 @@ static int64_t cap_seen(const char *dir)
 	o.log = count_warnings;
 	larder *db = NULL;
 	ASSERT_RC(NULL, larder_open(&db, dir, &o), 0);
-	larder_limits l;
+	larder_limits l = LARDER_LIMITS_INIT;
 	/* Read three times: one warning all the same. */
 	int before = warnings;
 	for (int i = 0; i < 3; i++)
-		ASSERT_RC(db, larder_limits_get(db, NULL, &l), 0);
+		ASSERT_RC(db, larder_limits_get(&l, db, NULL), 0);
 	ASSERT(warnings - before <= 1);
 	larder_close(db);
 	return l.max_entries;
@@ -667,15 +667,15 @@ static void symlinked(enum place p, enum op o)
 	larder *plain = (larder *)&plain;
 	if (p == P_NS) {
 		ASSERT_RC(NULL, larder_open(&plain, store, NULL), LARDER_EPERM);
-		ASSERT(strstr(larder_open_errmsg(), "symbolic link"));
+		ASSERT(strstr(larder_errmsg(NULL), "symbolic link"));
 	}
 	db = reopen(store, LARDER_OPEN_ALLOW_UNSAFE_MODE);
 	larder_limits l = LARDER_LIMITS_INIT;
 	l.max_entries = 1;
 	int rc = 0, n = 0;
 	larder_entry *got = NULL;
-	larder_gc_report gr;
-	larder_sweep_report sr;
+	larder_gc_report gr = LARDER_GC_REPORT_INIT;
+	larder_sweep_report sr = LARDER_SWEEP_REPORT_INIT;
 	switch (o) {
 	case O_GET:
 		rc = larder_get(&got, db, "n", "k1", 2, "v", 1);
@@ -697,7 +697,7 @@ static void symlinked(enum place p, enum op o)
 		break;
 	case O_GC:
 		ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
-		ASSERT_RC(db, larder_gc(db, NULL, 0, &gr), 0);
+		ASSERT_RC(db, larder_gc(&gr, db, NULL, 0), 0);
 		break;
 	case O_VERIFY:
 		ASSERT_RC(db,
@@ -707,7 +707,7 @@ static void symlinked(enum place p, enum op o)
 			  0);
 		break;
 	case O_SWEEP:
-		ASSERT_RC(db, larder_sweep(db, NULL, 0, &sr), 0);
+		ASSERT_RC(db, larder_sweep(&sr, db, NULL, 0), 0);
 		break;
 	case O_LS:
 		ASSERT_RC(db, larder_walk(db, NULL, 0, count_entries, &n), 0);
@@ -883,10 +883,10 @@ TEST(stray_files_and_symlinks_in_the_tree_are_reported_and_skipped)
 		  larder_walk(db, NULL, LARDER_WALK_VERIFY | LARDER_WALK_REPAIR,
 			      count_entries, &n),
 		  0);
-	larder_gc_report gr;
-	ASSERT_RC(db, larder_gc(db, NULL, 0, &gr), 0);
-	larder_sweep_report sr;
-	ASSERT_RC(db, larder_sweep(db, NULL, 0, &sr), 0);
+	larder_gc_report gr = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&gr, db, NULL, 0), 0);
+	larder_sweep_report sr = LARDER_SWEEP_REPORT_INIT;
+	ASSERT_RC(db, larder_sweep(&sr, db, NULL, 0), 0);
 	larder_close(db);
 	/* Reported, not removed: they are not larder's to remove. */
 	snprintf(p, sizeof p, "%s/ns/junk", dir);

@@ -64,7 +64,7 @@ static larder *open_store_opts(larder_opts *o)
 	int rc = larder_open(&db, test_path("store"), o);
 	if (rc != 0)
 		test_fail(__FILE__, __LINE__, "larder_open: %d (%s): %s", rc,
-			  larder_strerror(rc), larder_open_errmsg());
+			  larder_strerror(rc), larder_errmsg(NULL));
 	return db;
 }
 
@@ -1059,7 +1059,7 @@ TEST(a_huge_sparse_file_at_a_head_name_is_no_head_and_is_not_read)
 	larder_entry *e = NULL;
 	ASSERT_RC(db, larder_get(&e, db, "default", "long", 4, NULL, 0), 0);
 	size_t got = 0;
-	larder_entry_version(e, &got);
+	larder_entry_version(&got, e);
 	ASSERT_EQ(got, vlen);
 	larder_entry_release(e);
 	free(ver);

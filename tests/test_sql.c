@@ -34,7 +34,7 @@ static larder *open_store_flags(unsigned flags)
 	o.fsync = LARDER_FSYNC_NONE;
 	int rc = larder_open(&db, test_path("store"), &o);
 	if (rc)
-		test_fail(__FILE__, __LINE__, "open: %s", larder_open_errmsg());
+		test_fail(__FILE__, __LINE__, "open: %s", larder_errmsg(NULL));
 	return db;
 }
 
@@ -94,7 +94,7 @@ static struct res sql(larder *db, const char *uri, const char *query,
 		r.data = malloc(r.len + 1);
 		memcpy(r.data, larder_entry_data(e), r.len);
 		r.data[r.len] = '\0';
-		const void *v = larder_entry_version(e, &r.vlen);
+		const void *v = larder_entry_version(&r.vlen, e);
 		r.ver = malloc(r.vlen + 1);
 		memcpy(r.ver, v, r.vlen);
 		r.ver[r.vlen] = '\0';

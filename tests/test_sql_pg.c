@@ -1705,7 +1705,7 @@ static larder *open_store_flags(unsigned flags)
 	o.fsync = LARDER_FSYNC_NONE;
 	int rc = larder_open(&db, test_path("store"), &o);
 	if (rc)
-		test_fail(__FILE__, __LINE__, "open: %s", larder_open_errmsg());
+		test_fail(__FILE__, __LINE__, "open: %s", larder_errmsg(NULL));
 	return db;
 }
 
@@ -1747,7 +1747,7 @@ static struct res sql_call(larder *db, const char *uri, const char *query,
 		ASSERT(r.data);
 		memcpy(r.data, larder_entry_data(e), r.len);
 		r.data[r.len] = '\0';
-		const void *v = larder_entry_version(e, &r.vlen);
+		const void *v = larder_entry_version(&r.vlen, e);
 		r.ver = malloc(r.vlen + 1);
 		ASSERT(r.ver);
 		memcpy(r.ver, v, r.vlen);

@@ -40,7 +40,7 @@ static larder *open_store_log(larder_log_fn log, void *payload)
 	int rc = larder_open(&db, store_dir(), &o);
 	if (rc != 0)
 		test_fail(__FILE__, __LINE__, "larder_open: %d: %s", rc,
-			  larder_open_errmsg());
+			  larder_errmsg(NULL));
 	return db;
 }
 
@@ -63,7 +63,7 @@ static uint64_t stat_of(larder *db, const char *name)
 	ASSERT_RC(db, larder_stats_read(&s, db), 0);
 	uint64_t v = 0, got;
 	for (size_t i = 0; i < larder_stats_counters(s); i++)
-		if (strcmp(larder_stats_counter(s, i, &got), name) == 0)
+		if (strcmp(larder_stats_counter(&got, s, i), name) == 0)
 			v = got;
 	larder_stats_free(s);
 	return v;
@@ -74,7 +74,7 @@ static unsigned bad_shards(larder *db)
 	larder_stats *s;
 	unsigned bad;
 	ASSERT_RC(db, larder_stats_read(&s, db), 0);
-	larder_stats_shards(s, &bad);
+	larder_stats_shards(&bad, s);
 	larder_stats_free(s);
 	return bad;
 }
@@ -620,7 +620,7 @@ TEST(counter_files_that_are_hard_links_or_fifos_are_never_written_or_waited_on)
 	larder_stats *st = NULL;
 	ASSERT_RC(db, larder_stats_read(&st, db), 0);
 	unsigned bad = 0;
-	ASSERT_EQ(larder_stats_shards(st, &bad), 16);
+	ASSERT_EQ(larder_stats_shards(&bad, st), 16);
 	ASSERT_EQ(bad, 16);
 	larder_stats_free(st);
 	struct stat sb;
@@ -856,7 +856,7 @@ TEST(usage_and_counter_sums_saturate_instead_of_overflowing)
 	larder_stats *s;
 	ASSERT_RC(db, larder_stats_read(&s, db), 0);
 	for (size_t i = 0; i < larder_stats_namespaces(s); i++) {
-		const char *ns = larder_stats_usage(s, i, &b, &n);
+		const char *ns = larder_stats_usage(&b, &n, s, i);
 		ASSERT_EQ(b, strcmp(ns, "c") ? INT64_MAX : 0);
 	}
 	larder_stats_free(s);
@@ -867,8 +867,8 @@ TEST(usage_and_counter_sums_saturate_instead_of_overflowing)
 	ASSERT_EQ(bad_shards(db), 0);
 	ASSERT_RC(db, ldr_usage_set(db, "c", 100, 1), 0);
 	ASSERT_RC(db, larder_stats_flush(db), 0);
-	larder_gc_report r;
-	ASSERT_RC(db, larder_gc(db, NULL, 0, &r), 0);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
 	ASSERT_RC(db, ldr_usage_read(db, "a", &b, &n), 0);
 	ASSERT(b >= 0 && n >= 0);
 	larder_close(db);

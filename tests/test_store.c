@@ -47,7 +47,7 @@ static larder *open_store_opts(larder_opts *o)
 	int rc = larder_open(&db, store_dir(), o);
 	if (rc != 0)
 		test_fail(__FILE__, __LINE__, "larder_open: %d (%s): %s", rc,
-			  larder_strerror(rc), larder_open_errmsg());
+			  larder_strerror(rc), larder_errmsg(NULL));
 	ASSERT(db != NULL);
 	return db;
 }
@@ -105,7 +105,7 @@ static void expect_hit_at(int line, larder *db, const char *ns, const char *key,
 	if (!test_check_pattern(larder_entry_data(e), size, seed_of(key, ver)))
 		test_fail(__FILE__, line, "get(%s, %s): wrong bytes", key, ver);
 	size_t vlen = 0;
-	const void *v = larder_entry_version(e, &vlen);
+	const void *v = larder_entry_version(&vlen, e);
 	ASSERT_EQ(vlen, strlen(ver));
 	ASSERT_MEM_EQ(v, ver, vlen);
 	larder_entry_release(e);
@@ -123,7 +123,7 @@ static void expect_head_at(int line, larder *db, const char *ns,
 		test_fail(__FILE__, line, "get(%s, %s, head): %d (%s): %s", ns,
 			  key, rc, larder_strerror(rc), larder_errmsg(db));
 	size_t vlen = 0;
-	const void *v = larder_entry_version(e, &vlen);
+	const void *v = larder_entry_version(&vlen, e);
 	if (vlen != strlen(want_ver) || memcmp(v, want_ver, vlen) != 0)
 		test_fail(__FILE__, line, "head of %s is '%.*s', want '%s'",
 			  key, (int)vlen, (const char *)v, want_ver);
@@ -397,7 +397,7 @@ static void round_trip_sizes_with(unsigned flags)
 		ASSERT(test_check_pattern(larder_entry_data(e), size,
 					  seed_of(key, "v1")));
 		size_t mlen = 99;
-		larder_entry_meta(e, &mlen);
+		larder_entry_meta(&mlen, e);
 		ASSERT_EQ(mlen, 0);
 		ASSERT(larder_entry_created(e) >= t0 - 1000000000ll);
 		ASSERT(larder_entry_created(e) <= t1 + 1000000000ll);
@@ -580,7 +580,7 @@ TEST(meta_round_trips_byte_for_byte)
 	larder_entry *e;
 	size_t mlen;
 	ASSERT_RC(db, larder_get(&e, db, "default", "k", 1, "v", 1), 0);
-	const void *m = larder_entry_meta(e, &mlen);
+	const void *m = larder_entry_meta(&mlen, e);
 	ASSERT_EQ(mlen, sizeof meta);
 	ASSERT_MEM_EQ(m, meta, sizeof meta);
 	ASSERT_EQ(larder_entry_size(e), 1);
@@ -588,7 +588,7 @@ TEST(meta_round_trips_byte_for_byte)
 	larder_entry_release(e);
 
 	ASSERT_RC(db, larder_get(&e, db, "default", "big", 3, "v", 1), 0);
-	m = larder_entry_meta(e, &mlen);
+	m = larder_entry_meta(&mlen, e);
 	ASSERT_EQ(mlen, big);
 	ASSERT_MEM_EQ(m, bm, big);
 	ASSERT_MEM_EQ(larder_entry_data(e), pay, 100 * KiB);
@@ -735,7 +735,7 @@ TEST(versionless_get_follows_the_head)
 	larder_entry *e;
 	ASSERT_RC(db, larder_get(&e, db, "default", "k", 1, NULL, 0), 0);
 	size_t vlen;
-	const void *v = larder_entry_version(e, &vlen);
+	const void *v = larder_entry_version(&vlen, e);
 	ASSERT_EQ(vlen, 2);
 	ASSERT_MEM_EQ(v, "v1", 2);
 	ASSERT(
@@ -744,7 +744,7 @@ TEST(versionless_get_follows_the_head)
 
 	PUT(db, "default", "k", "v2", 70 * KiB);
 	ASSERT_RC(db, larder_get(&e, db, "default", "k", 1, NULL, 0), 0);
-	v = larder_entry_version(e, &vlen);
+	v = larder_entry_version(&vlen, e);
 	ASSERT_EQ(vlen, 2);
 	ASSERT_MEM_EQ(v, "v2", 2);
 	ASSERT_EQ(larder_entry_size(e), 70 * KiB);
@@ -757,7 +757,7 @@ TEST(versionless_get_follows_the_head)
 	    db, put_flags(db, "default", "k", "v3", 10, LARDER_PUT_NO_HEAD), 0);
 	EXPECT_HIT(db, "default", "k", "v3", 10);
 	ASSERT_RC(db, larder_get(&e, db, "default", "k", 1, NULL, 0), 0);
-	v = larder_entry_version(e, &vlen);
+	v = larder_entry_version(&vlen, e);
 	ASSERT_MEM_EQ(v, "v2", 2);
 	larder_entry_release(e);
 	larder_close(db);
@@ -776,13 +776,13 @@ TEST(lagging_head_hint_is_harmless)
 	larder_entry *e;
 	ASSERT_RC(db, larder_get(&e, db, "default", "k", 1, NULL, 0), 0);
 	size_t vlen;
-	ASSERT_MEM_EQ(larder_entry_version(e, &vlen), "v2", 2);
+	ASSERT_MEM_EQ(larder_entry_version(&vlen, e), "v2", 2);
 	larder_entry_release(e);
 
 	/* Another host's older view of the head: it names v1. */
 	write_file(hp, old, oldlen);
 	ASSERT_RC(db, larder_get(&e, db, "default", "k", 1, NULL, 0), 0);
-	const void *v = larder_entry_version(e, &vlen);
+	const void *v = larder_entry_version(&vlen, e);
 	ASSERT_EQ(vlen, 2);
 	ASSERT_MEM_EQ(v, "v1", 2);
 	/* v1's bytes, all of them, nothing of v2's. */
@@ -974,10 +974,10 @@ TEST(ttl_expires_entries_and_namespace_default_applies_unless_never)
 {
 	larder *db = open_store();
 	int64_t ttl = -5;
-	ASSERT_RC(db, larder_ns_get_ttl(db, "short", &ttl), 0);
+	ASSERT_RC(db, larder_ns_get_ttl(&ttl, db, "short"), 0);
 	ASSERT_EQ(ttl, 0);
 	ASSERT_RC(db, larder_ns_set_ttl(db, "short", 1), 0);
-	ASSERT_RC(db, larder_ns_get_ttl(db, "short", &ttl), 0);
+	ASSERT_RC(db, larder_ns_get_ttl(&ttl, db, "short"), 0);
 	ASSERT_EQ(ttl, 1);
 
 	/* ns default (1 s), explicit never, explicit 1 h in "short"; an
@@ -1100,7 +1100,7 @@ TEST(namespace_names_are_validated)
 			  LARDER_EINVAL);
 		ASSERT(w == NULL);
 		ASSERT_RC(db, larder_ns_set_ttl(db, ns, 5), LARDER_EINVAL);
-		ASSERT_RC(db, larder_ns_get_ttl(db, ns, &ttl), LARDER_EINVAL);
+		ASSERT_RC(db, larder_ns_get_ttl(&ttl, db, ns), LARDER_EINVAL);
 		ASSERT_RC(db, larder_remove(db, ns, "k", 1, "v", 1),
 			  LARDER_EINVAL);
 	}
@@ -1148,7 +1148,7 @@ TEST(open_missing_store_is_notfound_and_names_the_path)
 	const char *dir = test_path("no-such-store");
 	ASSERT_RC(NULL, larder_open(&db, dir, NULL), LARDER_ENOTFOUND);
 	ASSERT(db == NULL);
-	ASSERT(strstr(larder_open_errmsg(), dir) != NULL);
+	ASSERT(strstr(larder_errmsg(NULL), dir) != NULL);
 	ASSERT(access(dir, F_OK) != 0); /* and did not create it */
 
 	/* An empty directory is not a store either, until created. */
@@ -1178,8 +1178,8 @@ TEST(create_makes_the_store_directory_but_no_missing_parent)
 	const char *dir = test_path("typo/cache/store");
 	ASSERT_RC(NULL, larder_open(&db, dir, &o), LARDER_ENOTFOUND);
 	ASSERT(db == NULL);
-	ASSERT(strstr(larder_open_errmsg(), dir) != NULL);
-	ASSERT(strstr(larder_open_errmsg(), "parent") != NULL);
+	ASSERT(strstr(larder_errmsg(NULL), dir) != NULL);
+	ASSERT(strstr(larder_errmsg(NULL), "parent") != NULL);
 	ASSERT(access(test_path("typo"), F_OK) != 0);
 	ASSERT_EQ(mkdir(test_path("typo"), 0755), 0);
 	ASSERT_EQ(mkdir(test_path("typo/cache"), 0755), 0);
@@ -1196,7 +1196,7 @@ TEST(open_non_empty_non_store_dir_is_notstore)
 	larder *db = (larder *)&db;
 	ASSERT_RC(NULL, larder_open(&db, dir, NULL), LARDER_ENOTSTORE);
 	ASSERT(db == NULL);
-	ASSERT(strstr(larder_open_errmsg(), dir) != NULL);
+	ASSERT(strstr(larder_errmsg(NULL), dir) != NULL);
 	/* CREATE does not turn someone's directory into a store. */
 	larder_opts o = LARDER_OPTS_INIT;
 	o.flags = LARDER_OPEN_CREATE;
@@ -1236,7 +1236,7 @@ TEST(open_store_with_newer_format_is_eversion)
 	db = (larder *)&db;
 	ASSERT_RC(NULL, larder_open(&db, store_dir(), NULL), LARDER_EVERSION);
 	ASSERT(db == NULL);
-	ASSERT(strstr(larder_open_errmsg(), store_dir()) != NULL);
+	ASSERT(strstr(larder_errmsg(NULL), store_dir()) != NULL);
 	larder_opts o = LARDER_OPTS_INIT;
 	o.flags = LARDER_OPEN_CREATE;
 	ASSERT_RC(NULL, larder_open(&db, store_dir(), &o), LARDER_EVERSION);
@@ -1250,7 +1250,7 @@ TEST(world_writable_store_is_refused_unless_allowed)
 	db = (larder *)&db;
 	ASSERT_RC(NULL, larder_open(&db, store_dir(), NULL), LARDER_EPERM);
 	ASSERT(db == NULL);
-	ASSERT(strstr(larder_open_errmsg(), store_dir()) != NULL);
+	ASSERT(strstr(larder_errmsg(NULL), store_dir()) != NULL);
 	ASSERT_EQ(chmod(store_dir(), 0703), 0); /* o+w without g+w */
 	ASSERT_RC(NULL, larder_open(&db, store_dir(), NULL), LARDER_EPERM);
 
@@ -1974,7 +1974,7 @@ TEST(reads_change_nothing_on_disk)
 	    db, larder_walk(db, NULL, LARDER_WALK_VERIFY, check_walked, &s), 0);
 	inspect(db, "default", "a", "v1", LARDER_WALK_VERIFY);
 	int64_t ttl;
-	ASSERT_RC(db, larder_ns_get_ttl(db, "nons", &ttl), 0);
+	ASSERT_RC(db, larder_ns_get_ttl(&ttl, db, "nons"), 0);
 	snapshot(store_dir(), after, cap);
 	if (strcmp(before, after) != 0)
 		test_fail(__FILE__, __LINE__,

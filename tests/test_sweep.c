@@ -34,7 +34,7 @@ static larder *open_store(void)
 	o.fsync = LARDER_FSYNC_NONE;
 	int rc = larder_open(&db, test_path("store"), &o);
 	if (rc)
-		test_fail(__FILE__, __LINE__, "open: %s", larder_open_errmsg());
+		test_fail(__FILE__, __LINE__, "open: %s", larder_errmsg(NULL));
 	return db;
 }
 
@@ -162,8 +162,8 @@ static void rel_of(char *rel, const char *ns, const char *key, char kind,
 
 static larder_sweep_report sweep(larder *db, unsigned flags)
 {
-	larder_sweep_report r;
-	ASSERT_RC(db, larder_sweep(db, NULL, flags, &r), 0);
+	larder_sweep_report r = LARDER_SWEEP_REPORT_INIT;
+	ASSERT_RC(db, larder_sweep(&r, db, NULL, flags), 0);
 	return r;
 }
 
@@ -806,7 +806,7 @@ TEST(dry_run_reports_what_would_go_and_removes_nothing)
 	for (int i = 0; i < 4; i++)
 		ASSERT(!exists(debris[i]));
 	ASSERT_EQ(larder_counter(db, LARDER_CTR_TMP_SWEPT), 4);
-	ASSERT_RC(db, larder_sweep(db, NULL, 0x80, NULL), LARDER_EINVAL);
+	ASSERT_RC(db, larder_sweep(NULL, db, NULL, 0x80), LARDER_EINVAL);
 	larder_close(db);
 }
 
@@ -866,15 +866,15 @@ TEST(sweeping_one_namespace_leaves_the_others_and_quarantine)
 		 test_path("store"), rel);
 	ASSERT_EQ(test_sh("echo x > '%s'", tmp), 0);
 	age(tmp, 2 * 86400);
-	larder_sweep_report r;
-	ASSERT_RC(db, larder_sweep(db, "other", 0, &r), 0);
+	larder_sweep_report r = LARDER_SWEEP_REPORT_INIT;
+	ASSERT_RC(db, larder_sweep(&r, db, "other", 0), 0);
 	ASSERT_EQ(r.temps_removed, 1);
 	ASSERT_EQ(r.leases_removed + r.breaks_removed + r.quarantine_removed,
 		  0);
 	ASSERT(!exists(tmp));
 	for (int i = 0; i < 4; i++)
 		ASSERT(exists(debris[i]));
-	ASSERT_RC(db, larder_sweep(db, "../x", 0, &r), LARDER_EINVAL);
+	ASSERT_RC(db, larder_sweep(&r, db, "../x", 0), LARDER_EINVAL);
 	larder_close(db);
 }
 
@@ -1014,8 +1014,8 @@ static void sweep_on_cue(int ready, int go, const struct args *a)
 	char c;
 	if (read(go, &c, 1) != 1)
 		_exit(8);
-	larder_sweep_report r;
-	if (larder_sweep(d, NULL, 0, &r) != 0 ||
+	larder_sweep_report r = LARDER_SWEEP_REPORT_INIT;
+	if (larder_sweep(&r, d, NULL, 0) != 0 ||
 	    larder_counter(d, LARDER_CTR_TMP_SWEPT) != r.temps_removed)
 		_exit(9);
 	if (write(ready, &r, sizeof r) != (ssize_t)sizeof r)
@@ -1044,7 +1044,7 @@ TEST(two_sweepers_at_once_remove_each_file_once_between_them)
 		note(go[k], 'g');
 	uint64_t total = 0;
 	for (int k = 0; k < 2; k++) {
-		larder_sweep_report r;
+		larder_sweep_report r = LARDER_SWEEP_REPORT_INIT;
 		ASSERT_EQ(read(ready[k], &r, sizeof r), (ssize_t)sizeof r);
 		expect_exit0(pids[k]);
 		printf("    sweeper %d removed %" PRIu64 "\n", k,

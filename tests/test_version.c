@@ -63,7 +63,7 @@ static larder *open_at(const char *dir)
 	int rc = larder_open(&db, dir, &o);
 	if (rc != 0)
 		test_fail(__FILE__, __LINE__, "larder_open(%s): %s", dir,
-			  larder_open_errmsg());
+			  larder_errmsg(NULL));
 	return db;
 }
 
@@ -144,7 +144,7 @@ static void version_at(int line, larder *db, unsigned flags, char *out, ...)
 	for (const char *p; (p = va_arg(ap, const char *)) != NULL;)
 		paths[n++] = p;
 	va_end(ap);
-	int rc = larder_files_version(db, paths, n, flags, out);
+	int rc = larder_files_version(out, db, paths, n, flags);
 	if (rc != 0)
 		test_fail(__FILE__, line,
 			  "larder_files_version(%s%s): %d (%s): "
@@ -661,8 +661,8 @@ TEST(full_store_still_computes_the_version)
 	ASSERT_EQ(mount("tmpfs", dir, "tmpfs", 0, "size=256k,mode=0755"), 0);
 	larder *db = open_store();
 	/* The disk really fills here: no watermark refuses first. */
-	larder_limits lim;
-	ASSERT_RC(db, larder_limits_get(db, NULL, &lim), 0);
+	larder_limits lim = LARDER_LIMITS_INIT;
+	ASSERT_RC(db, larder_limits_get(&lim, db, NULL), 0);
 	lim.wm_run = lim.wm_cull = lim.wm_stop = 0;
 	ASSERT_RC(db, larder_limits_set(db, NULL, &lim), 0);
 	const char *p = test_path("f");
@@ -695,7 +695,7 @@ static void expect_fail_at(int line, larder *db, const char *path, int want,
 {
 	char out[64] = "x";
 	const char *paths[1] = {path};
-	int rc = larder_files_version(db, paths, 1, 0, out);
+	int rc = larder_files_version(out, db, paths, 1, 0);
 	if (rc != want)
 		test_fail(__FILE__, line, "version(%s): %d (%s), want %d: %s",
 			  path, rc, larder_strerror(rc), want,
@@ -739,13 +739,13 @@ TEST(bad_arguments_are_invalid)
 	char out[64];
 	const char *paths[2] = {test_path("x"), ""};
 	write_str(paths[0], "x");
-	ASSERT_RC(db, larder_files_version(db, paths, 0, 0, out),
+	ASSERT_RC(db, larder_files_version(out, db, paths, 0, 0),
 		  LARDER_EINVAL);
-	ASSERT_RC(db, larder_files_version(db, paths, 2, 0, out),
+	ASSERT_RC(db, larder_files_version(out, db, paths, 2, 0),
 		  LARDER_EINVAL);
-	ASSERT_RC(db, larder_files_version(db, paths, 1, 0x80, out),
+	ASSERT_RC(db, larder_files_version(out, db, paths, 1, 0x80),
 		  LARDER_EINVAL);
-	ASSERT_RC(db, larder_files_version(db, NULL, 1, 0, out), LARDER_EINVAL);
+	ASSERT_RC(db, larder_files_version(out, db, NULL, 1, 0), LARDER_EINVAL);
 	larder_close(db);
 }
 
@@ -1175,7 +1175,7 @@ static void versions_match_states(const char *src_dir, int in_place)
 	for (;;) {
 		int done = waitpid(pid, &st, WNOHANG) == pid;
 		const char *paths[1] = {p};
-		int rc = larder_files_version(db, paths, 1, 0, v);
+		int rc = larder_files_version(v, db, paths, 1, 0);
 		if (rc == LARDER_EBUSY) {
 			busy++;
 		} else {
@@ -1290,7 +1290,7 @@ TEST(tree_changing_under_the_walk_gives_a_version_of_it)
 		int done = waitpid(pid, &st, WNOHANG) == pid;
 		char v[64];
 		const char *paths[1] = {t};
-		int rc = larder_files_version(db, paths, 1, 0, v);
+		int rc = larder_files_version(v, db, paths, 1, 0);
 		if (rc == LARDER_EBUSY) {
 			busy++;
 		} else {

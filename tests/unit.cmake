@@ -2,3 +2,6 @@
 larder_test(test_format test_format.c)
 larder_test(test_store test_store.c)
 larder_test(test_concurrency test_concurrency.c)
+# The public API's own promises: inits, versions, messages, callbacks.
+larder_test(test_api test_api.c)
+target_link_libraries(test_api PRIVATE pthread)

@@ -463,7 +463,7 @@ static int files_version(larder *db, const char *path, unsigned flags,
 {
 	if (cfg.own_versions)
 		return own_version(path, out);
-	return larder_files_version(db, &path, 1, flags, out);
+	return larder_files_version(out, db, &path, 1, flags);
 }
 
 static int file_version(larder_fill *f, void *payload)
@@ -673,7 +673,7 @@ static void client_read(struct client *c, struct rec *r)
 		return;
 	}
 	size_t vlen;
-	const void *v = larder_entry_version(e, &vlen);
+	const void *v = larder_entry_version(&vlen, e);
 	if (vlen >= VER_MAX) {
 		r->wrong = 1;
 		set_msg(r->msg, sizeof r->msg,
@@ -730,7 +730,7 @@ static int client_main(int idx)
 	int rc = larder_open(&c.db, store, &o);
 	if (rc) {
 		set_msg(err, MSG_MAX, "cannot open the store '%s': %s", store,
-			larder_open_errmsg());
+			larder_errmsg(NULL));
 		abort_run();
 		return 2;
 	}
@@ -888,7 +888,7 @@ static void sql_manifest(int g)
 		die("cannot read the table's version: %s: %s",
 		    larder_strerror(rc), larder_errmsg(ctl));
 	size_t vlen;
-	const void *v = larder_entry_version(e, &vlen);
+	const void *v = larder_entry_version(&vlen, e);
 	if (vlen >= VER_MAX)
 		die("the table's version is %zu bytes long", vlen);
 	memcpy(gens[g].ver, v, vlen);
@@ -1781,13 +1781,13 @@ int main(int argc, char **argv)
 	int rc = larder_open(&ctl, cfg.store, &o);
 	if (rc)
 		die("cannot open the store '%s': %s", cfg.store,
-		    larder_open_errmsg());
+		    larder_errmsg(NULL));
 	if (cfg.store2) {
 		larder *db2;
 		rc = larder_open(&db2, cfg.store2, NULL);
 		if (rc)
 			die("cannot open the store through --store2 '%s': %s",
-			    cfg.store2, larder_open_errmsg());
+			    cfg.store2, larder_errmsg(NULL));
 		larder_close(db2);
 	}
 	int64_t t0 = now_ns();

@@ -72,7 +72,7 @@ int larder_fill_set_version(larder_fill *f, const void *ver, size_t vlen)
 	return 0;
 }
 
-const void *larder_fill_version(const larder_fill *f, size_t *vlen)
+const void *larder_fill_version(size_t *vlen, const larder_fill *f)
 {
 	*vlen = f->vlen;
 	return f->ver;
@@ -107,14 +107,14 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* A callback's non-zero return as a larder code. */
-static int cb_code(larder *db, int rc, const char *what)
+/* A callback's return as a larder code: a loader's own failure is
+ * LARDER_EUSER, never taken for the library's (larder.h, "Callbacks"). */
+static int call_cb(larder *db, int (*fn)(larder_fill *, void *), larder_fill *f,
+		   void *payload, const char *what)
 {
-	if (rc == 0)
-		return 0;
-	if (rc < 0 && rc >= LARDER_ECANCELED)
-		return rc;
-	return ldr_fail(db, LARDER_EIO, 0, "%s failed (returned %d)", what, rc);
+	unsigned long mark = ldr_err_mark();
+	int rc = fn(f, payload);
+	return ldr_cb_rc(db, mark, rc, 0, what);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -149,6 +149,7 @@ static void wait_tell(struct wait_report *r, int event, int end, uint64_t now)
 {
 	larder_wait_info info;
 	memset(&info, 0, sizeof info);
+	info.version = LARDER_WAIT_INFO_VERSION;
 	info.event = event;
 	info.end = end;
 	info.waited_ms = now - r->t0;
@@ -297,7 +298,7 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 		f->snapshot = 0;
 		f->in_loader = 1;
 		ldr_count(db, LARDER_CTR_FILLS);
-		int rc = cb_code(db, loader(f, payload), "the loader");
+		int rc = call_cb(db, loader, f, payload, "the loader");
 		f->in_loader = 0;
 		if (rc == 0 && f->rc)
 			rc = f->rc;
@@ -317,7 +318,7 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 			size_t blen = f->vlen;
 			f->ver = NULL;
 			f->have_ver = 0;
-			rc = cb_code(db, version_fn(f, payload), "version_fn");
+			rc = call_cb(db, version_fn, f, payload, "version_fn");
 			if (rc == 0 && !f->have_ver)
 				rc = ldr_fail(db, LARDER_EINVAL, 0,
 					      "version_fn set no version");
@@ -411,7 +412,7 @@ static int refresh_version(larder_fill *f, larder_version_fn version_fn,
 	size_t blen = f->vlen;
 	f->ver = NULL;
 	f->have_ver = 0;
-	int rc = cb_code(db, version_fn(f, payload), "version_fn");
+	int rc = call_cb(db, version_fn, f, payload, "version_fn");
 	if (rc == 0 && !f->have_ver)
 		rc =
 		    ldr_fail(db, LARDER_EINVAL, 0, "version_fn set no version");
@@ -531,7 +532,7 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 	if (ver) {
 		rc = larder_fill_set_version(&f, ver, vlen);
 	} else {
-		rc = cb_code(db, version_fn(&f, payload), "version_fn");
+		rc = call_cb(db, version_fn, &f, payload, "version_fn");
 		if (rc == 0 && !f.have_ver)
 			rc = ldr_fail(db, LARDER_EINVAL, 0,
 				      "version_fn set no version");
@@ -658,7 +659,7 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 				 * want: then it is simply there. */
 				size_t olen;
 				const void *ov =
-				    larder_entry_version(old, &olen);
+				    larder_entry_version(&olen, old);
 				*out = old;
 				*how = same_ver(ov, olen, f.ver, f.vlen)
 					   ? LARDER_WAITED

@@ -946,7 +946,7 @@ static int sql_version(larder_fill *f, void *payload)
 	if (rc == 0)
 		rc = larder_fill_set_version(f, v.b.p, v.b.len);
 	vbuf_free(&v);
-	return rc;
+	return ldr_own_rc(x->db, rc);
 }
 
 static int fill_write(void *payload, const void *buf, size_t len)
@@ -982,7 +982,7 @@ static int sql_load(larder_fill *f, void *payload)
 	int rc =
 	    ldr_sql_out_init(&o, x->db, x->format, x->flags, fill_write, x);
 	if (rc)
-		return rc;
+		return ldr_own_rc(x->db, rc);
 	rc = x->ops->begin(x->conn);
 	if (rc)
 		goto out;
@@ -1006,7 +1006,7 @@ static int sql_load(larder_fill *f, void *payload)
 out:
 	ldr_sql_out_free(&o);
 	vbuf_free(&v);
-	return rc;
+	return ldr_own_rc(x->db, rc);
 }
 
 static const char *const format_names[] = {"csv", "tsv", "jsonl"};

@@ -1055,8 +1055,8 @@ static int files_version(larder *db, const char *const *paths, size_t n,
  * client for up to about a second (measured on GlusterFS). */
 #define ESTALE_RETRY_MS 3000
 
-int larder_files_version(larder *db, const char *const *paths, size_t n,
-			 unsigned flags, char out[LARDER_FILES_VERSION_LEN + 1])
+int larder_files_version(char out[LARDER_FILES_VERSION_LEN + 1], larder *db,
+			 const char *const *paths, size_t n, unsigned flags)
 {
 	if (out)
 		out[0] = '\0';

@@ -369,6 +369,7 @@ struct flow {
 	larder_sink_fn sink; /* NULL: checked, then dropped */
 	void *payload;
 	int sink_rc; /* what the sink returned when it stopped the flow */
+	unsigned long sink_mark; /* ldr_err_mark() before that call */
 	const char *why;
 };
 
@@ -424,8 +425,11 @@ static int flow_give(struct flow *fl, const void *p, size_t n)
 		return LARDER_ECORRUPT;
 	}
 	fl->out += n;
-	if (fl->sink && (fl->sink_rc = fl->sink(p, n, fl->payload)) != 0)
-		return FLOW_SINK;
+	if (fl->sink) {
+		fl->sink_mark = ldr_err_mark();
+		if ((fl->sink_rc = fl->sink(p, n, fl->payload)) != 0)
+			return FLOW_SINK;
+	}
 	return 0;
 }
 
@@ -923,7 +927,7 @@ static int get_stream(larder *db, const char *ns, const void *key, size_t klen,
 		rc = flow_end(&fl);
 	if (rc == FLOW_SINK) {
 		*served = 1;
-		rc = fl.sink_rc;
+		rc = ldr_cb_rc(db, fl.sink_mark, fl.sink_rc, 1, "the sink");
 	} else if (rc == LARDER_ECORRUPT && fl.out == 0) {
 		/* Found bad before any byte went out: as good as a miss. */
 		rc = reject(db, &l.f, l.rel, ns, LARDER_STATE_CORRUPT, fl.why);
@@ -977,13 +981,13 @@ size_t larder_entry_size(const larder_entry *e)
 	return e->size;
 }
 
-const void *larder_entry_version(const larder_entry *e, size_t *len)
+const void *larder_entry_version(size_t *len, const larder_entry *e)
 {
 	*len = e->vlen;
 	return e->ver;
 }
 
-const void *larder_entry_meta(const larder_entry *e, size_t *len)
+const void *larder_entry_meta(size_t *len, const larder_entry *e)
 {
 	*len = e->mlen;
 	return e->meta;

@@ -1232,8 +1232,8 @@ size_t larder_stats_counters(const larder_stats *s)
 	return LARDER_CTR_COUNT + s->t.nx;
 }
 
-const char *larder_stats_counter(const larder_stats *s, size_t i,
-				 uint64_t *value)
+const char *larder_stats_counter(uint64_t *value, const larder_stats *s,
+				 size_t i)
 {
 	if (i < LARDER_CTR_COUNT) {
 		*value = s->t.ctr[i];
@@ -1253,8 +1253,8 @@ size_t larder_stats_namespaces(const larder_stats *s)
 	return s->t.nu;
 }
 
-const char *larder_stats_usage(const larder_stats *s, size_t i, int64_t *bytes,
-			       int64_t *entries)
+const char *larder_stats_usage(int64_t *bytes, int64_t *entries,
+			       const larder_stats *s, size_t i)
 {
 	if (i >= s->t.nu) {
 		*bytes = *entries = 0;
@@ -1265,7 +1265,7 @@ const char *larder_stats_usage(const larder_stats *s, size_t i, int64_t *bytes,
 	return s->t.u[i].ns;
 }
 
-unsigned larder_stats_shards(const larder_stats *s, unsigned *bad)
+unsigned larder_stats_shards(unsigned *bad, const larder_stats *s)
 {
 	if (bad)
 		*bad = s->bad;

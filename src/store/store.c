@@ -1096,6 +1096,7 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 	if (rc < 0 || (rc = ldr_stats_init(db)) < 0 ||
 	    (rc = ldr_gc_open(db)) < 0)
 		goto fail;
+	ldr_forget_errors(db); /* a closed handle's, at the same address */
 	*out = db;
 	return 0;
 fail:
@@ -1112,6 +1113,7 @@ void larder_close(larder *db)
 	ldr_pg_pool_free(db);
 	ldr_close(db->rootfd);
 	free(db->dir);
+	ldr_forget_errors(db);
 	free(db);
 }
 
@@ -1192,7 +1194,7 @@ int64_t ldr_ns_ttl(larder *db, const char *ns)
 	return ttl;
 }
 
-int larder_ns_get_ttl(larder *db, const char *ns, int64_t *out)
+int larder_ns_get_ttl(int64_t *out, larder *db, const char *ns)
 {
 	int rc = ldr_check_ns(db, ns);
 	if (rc)
@@ -1435,8 +1437,7 @@ static unsigned entry_type(DIR *d, const struct dirent *de)
 				     : DT_UNKNOWN;
 }
 
-int larder_ns_foreach(larder *db, int (*cb)(const char *ns, void *payload),
-		      void *payload)
+int ldr_ns_foreach(larder *db, larder_ns_fn cb, void *payload)
 {
 	DIR *d;
 	int rc = ldr_walk_dir(db, db->rootfd, "ns", "ns", &d);
@@ -1467,6 +1468,28 @@ int larder_ns_foreach(larder *db, int (*cb)(const char *ns, void *payload),
 	}
 	closedir(d);
 	return rc;
+}
+
+/* The caller's callback, whose failures are told from the library's
+ * (larder.h, "Callbacks"). */
+struct ns_user {
+	larder *db;
+	larder_ns_fn cb;
+	void *payload;
+};
+
+static int ns_user_cb(const char *ns, void *payload)
+{
+	struct ns_user *u = payload;
+	unsigned long mark = ldr_err_mark();
+	return ldr_cb_rc(u->db, mark, u->cb(ns, u->payload), 1,
+			 "the larder_ns_foreach callback");
+}
+
+int larder_ns_foreach(larder *db, larder_ns_fn cb, void *payload)
+{
+	struct ns_user u = {db, cb, payload};
+	return ldr_ns_foreach(db, ns_user_cb, &u);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1561,7 +1584,7 @@ int larder_remove(larder *db, const char *ns, const void *key, size_t klen,
 struct walk {
 	larder *db;
 	unsigned flags;
-	int (*cb)(const larder_entry_info *, void *);
+	larder_walk_fn cb; /* the caller's */
 	void *payload;
 	uint8_t want[16]; /* expected name hash, for MISPLACED */
 };
@@ -1575,6 +1598,7 @@ static int describe(struct walk *w, const char *ns, const char *rel)
 	snprintf(path, sizeof path, "%s/%s", db->dir, rel);
 	larder_entry_info info;
 	memset(&info, 0, sizeof info);
+	info.version = LARDER_ENTRY_INFO_VERSION;
 	info.ns = ns;
 	info.path = path;
 
@@ -1630,7 +1654,9 @@ static int describe(struct walk *w, const char *ns, const char *rel)
 		ldr_file_ident(&f);
 		info.quarantined = ldr_quarantine(db, rel, f.dev, f.ino, why);
 	}
-	int rc = w->cb(&info, w->payload);
+	unsigned long mark = ldr_err_mark();
+	int rc = ldr_cb_rc(db, mark, w->cb(&info, w->payload), 1,
+			   "the walk callback");
 	ldr_file_free(&f);
 	return rc;
 }
@@ -1797,8 +1823,7 @@ static int walk_ns_cb(const char *ns, void *payload)
 	return walk_ns(payload, ns);
 }
 
-int larder_walk(larder *db, const char *ns, unsigned flags,
-		int (*cb)(const larder_entry_info *info, void *payload),
+int larder_walk(larder *db, const char *ns, unsigned flags, larder_walk_fn cb,
 		void *payload)
 {
 	struct walk w = {db, flags, cb, payload, {0}};
@@ -1808,13 +1833,12 @@ int larder_walk(larder *db, const char *ns, unsigned flags,
 		int rc = check_ns_name(db, ns, 1);
 		return rc ? rc : walk_ns(&w, ns);
 	}
-	return larder_ns_foreach(db, walk_ns_cb, &w);
+	return ldr_ns_foreach(db, walk_ns_cb, &w);
 }
 
 int larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
 		   const void *ver, size_t vlen, unsigned flags,
-		   int (*cb)(const larder_entry_info *info, void *payload),
-		   void *payload)
+		   larder_walk_fn cb, void *payload)
 {
 	int rc = ldr_check_ns_internal(db, ns);
 	if (rc)

@@ -96,6 +96,10 @@ int ldr_check_ns(larder *db, const char *ns);
 /* As ldr_check_ns, and LDR_FILES_NS is accepted too. */
 int ldr_check_ns_internal(larder *db, const char *ns);
 
+/* larder_ns_foreach for the library's own callbacks: their codes pass as
+ * they are. */
+int ldr_ns_foreach(larder *db, larder_ns_fn cb, void *payload);
+
 /* larder_get for the library's own entries: any namespace that
  * ldr_check_ns_internal accepts, the payload always verified (even with
  * LARDER_OPEN_TRUST_LOCAL), and neither hits nor misses are counted (the

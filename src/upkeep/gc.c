@@ -222,9 +222,14 @@ static int check_limits(larder *db, const larder_limits *l)
 	return 0;
 }
 
-int larder_limits_get(larder *db, const char *ns, larder_limits *out)
+int larder_limits_get(larder_limits *out, larder *db, const char *ns)
 {
 	int rc = ns ? ldr_check_ns_internal(db, ns) : 0;
+	if (rc == 0 && out->version != LARDER_LIMITS_VERSION)
+		rc = ldr_fail(db, LARDER_EINVAL, 0,
+			      "larder_limits_get: version %u, not %u "
+			      "(start from larder_limits_init)",
+			      out->version, LARDER_LIMITS_VERSION);
 	if (rc)
 		return rc;
 	struct ldr_gc *g = db->gc;
@@ -805,7 +810,7 @@ static int walk_all(struct gc_run *r, const char *only)
 {
 	if (only)
 		return walk_one(r, only);
-	int rc = larder_ns_foreach(r->db, walk_cb, r);
+	int rc = ldr_ns_foreach(r->db, walk_cb, r);
 	char rel[LDR_REL_MAX];
 	struct stat st;
 	snprintf(rel, sizeof rel, "ns/%s", LDR_FILES_NS);
@@ -909,7 +914,7 @@ static int clean(larder *db, const char *only, unsigned flags,
 	if (only)
 		rc = add_dom_cb(only, r);
 	else
-		rc = larder_ns_foreach(db, add_dom_cb, r);
+		rc = ldr_ns_foreach(db, add_dom_cb, r);
 	if (rc)
 		goto out;
 	r->may_clean =
@@ -1179,14 +1184,21 @@ static int gc_loop(larder *db, const char *ns, unsigned flags,
 	return 0;
 }
 
-int larder_gc(larder *db, const char *ns, unsigned flags, larder_gc_report *out)
+int larder_gc(larder_gc_report *out, larder *db, const char *ns, unsigned flags)
 {
-	larder_gc_report rep;
+	larder_gc_report rep = LARDER_GC_REPORT_INIT;
+	if (out && out->version != LARDER_GC_REPORT_VERSION)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"larder_gc: report version %u, not %u (start "
+				"from larder_gc_report_init)",
+				out->version, LARDER_GC_REPORT_VERSION);
 	int rc = ns ? ldr_check_ns_internal(db, ns) : 0;
 	if (rc == 0)
 		rc = gc_loop(db, ns, flags | GC_SWEEP, NULL, &rep);
-	if (out)
+	if (out) {
 		*out = rep;
+		out->version = LARDER_GC_REPORT_VERSION;
+	}
 	return rc;
 }
 
@@ -1219,7 +1231,7 @@ void ldr_after_publish(larder *db, const char *ns, const char *name)
 	}
 	if (!want)
 		return;
-	larder_gc_report rep;
+	larder_gc_report rep = LARDER_GC_REPORT_INIT;
 	/* The entry just published never goes in its own cleaning: below
 	 * the cull watermark with the space taken by other files, the
 	 * cleaning would otherwise remove everything, this entry too, after

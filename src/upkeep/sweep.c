@@ -478,16 +478,22 @@ int ldr_sweep(larder *db, const char *ns, int dry_run,
 	return s.rc;
 }
 
-int larder_sweep(larder *db, const char *ns, unsigned flags,
-		 larder_sweep_report *out)
+int larder_sweep(larder_sweep_report *out, larder *db, const char *ns,
+		 unsigned flags)
 {
 	struct ldr_sweep_report r;
+	if (out && out->version != LARDER_SWEEP_REPORT_VERSION)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"larder_sweep: report version %u, not %u "
+				"(start from larder_sweep_report_init)",
+				out->version, LARDER_SWEEP_REPORT_VERSION);
 	if (flags & ~LARDER_SWEEP_DRY_RUN)
 		return ldr_fail(db, LARDER_EINVAL, 0,
 				"larder_sweep: unknown flags 0x%x", flags);
 	int rc = ldr_sweep(db, ns, (flags & LARDER_SWEEP_DRY_RUN) != 0, &r);
 	if (out) {
 		memset(out, 0, sizeof *out);
+		out->version = LARDER_SWEEP_REPORT_VERSION;
 		out->temps_removed = r.temps_removed;
 		out->temps_kept = r.temps_kept;
 		out->leases_removed = r.leases_removed;
