@@ -87,7 +87,7 @@ else
 	check "the program starts without LD_LIBRARY_PATH (ldconfig ran)" \
 		env -u LD_LIBRARY_PATH "$T/app-sys" "$T/store-sys"
 	check "... and uses the library just installed" \
-		sh -c 'env -u LD_LIBRARY_PATH ldd "$1" | grep -q "liblarder.so.0 => $2/"' \
+		sh -c 'env -u LD_LIBRARY_PATH ldd "$1" | grep -q "liblarder.so.0.2 => $2/"' \
 		sh "$T/app-sys" "$sys/usr/local/lib"
 fi
 echo "$pass passed, $fail failed"
