@@ -1211,13 +1211,11 @@ static void expect_uncached(larder *db, const char *key, size_t size,
 TEST(full_disk_still_returns_the_loaded_bytes_uncached)
 {
 	/* A 1 MiB tmpfs in a mount namespace of this test's own. */
-	if (unshare(CLONE_NEWNS) != 0 ||
-	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
-		printf("    skipped: no private mount namespace (%s): needs "
-		       "root\n",
-		       strerror(errno));
-		return;
-	}
+	if (unshare(CLONE_NEWNS) != 0)
+		test_skip("no private mount namespace (unshare: %s): needs "
+			  "root",
+			  strerror(errno));
+	ASSERT_EQ(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
 	const char *dir = test_path("store");
 	ASSERT_EQ(mkdir(dir, 0755), 0);
 	ASSERT_EQ(mount("tmpfs", dir, "tmpfs", 0, "size=1m,mode=0755"), 0);
