@@ -21,7 +21,10 @@
  *                        "fired <class> <function> n=<N> errno=<E> path=<P>"
  *                        when the fault first fires, and at exit
  *                        "count <class> <matching calls seen>", so that a
- *                        test knows when N has passed the last operation.
+ *                        test knows when N has passed the last operation,
+ *                        and "injected <class> <faults injected>" (failed
+ *                        or shortened calls), so that a test knows its
+ *                        faults happened.
  *
  * Every other call is forwarded with dlsym(RTLD_NEXT). syscall() is
  * intercepted too, so that syscall(SYS_openat2, ...) counts as an open.
@@ -94,6 +97,7 @@ static struct {
 	char path[PATH_MAX];
 	char report[PATH_MAX];
 	long count;
+	long injected; /* calls failed or shortened */
 	int fired;
 	unsigned char fds[FD_MAX]; /* 1: opened on a matching path */
 } S;
@@ -204,9 +208,12 @@ __attribute__((format(printf, 1, 2))) static void report(const char *fmt, ...)
 
 __attribute__((destructor)) static void shim_unload(void)
 {
-	if (S.cls != FC_NONE)
+	if (S.cls != FC_NONE) {
 		report("count %s %ld\n", class_names[S.cls],
 		       __atomic_load_n(&S.count, __ATOMIC_SEQ_CST));
+		report("injected %s %ld\n", class_names[S.cls],
+		       __atomic_load_n(&S.injected, __ATOMIC_SEQ_CST));
+	}
 }
 
 /* The absolute name of `path` as seen from dirfd, into out. */
@@ -268,6 +275,7 @@ static int fire(enum fclass cls, const char *fn, const char *what)
 	if (!__atomic_exchange_n(&S.fired, 1, __ATOMIC_SEQ_CST))
 		report("fired %s %s n=%ld errno=%s path=%s\n", class_names[cls],
 		       fn, n, S.shortio ? "short" : errno_name(S.err), what);
+	__atomic_add_fetch(&S.injected, 1, __ATOMIC_SEQ_CST);
 	errno = S.err;
 	return 1;
 }

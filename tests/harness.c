@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -21,6 +22,14 @@ struct test {
 static struct test tests[512];
 static int ntests;
 static char scratch[4096];
+
+/* Why the running test skipped: written by the test's child into a page
+ * shared with the parent (mapped before the fork), so the parent can print
+ * the reason beside the name. Empty when the test did not skip. */
+#define SKIP_REASON_MAX 4096
+static char *skip_reason;
+/* Set by test_skip_all(): every test of the program is skipped. */
+static char skip_all_reason[SKIP_REASON_MAX];
 
 void test_register(const char *name, test_fn fn)
 {
@@ -61,6 +70,27 @@ void test_fail(const char *file, int line, const char *fmt, ...)
 	fputc('\n', stderr);
 	fflush(stderr);
 	_exit(1);
+}
+
+void test_skip(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (skip_reason)
+		vsnprintf(skip_reason, SKIP_REASON_MAX, fmt, ap);
+	va_end(ap);
+	fflush(NULL);
+	_exit(TEST_SKIP_STATUS);
+}
+
+void test_skip_all(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(skip_all_reason, sizeof skip_all_reason, fmt, ap);
+	va_end(ap);
+	if (!skip_all_reason[0])
+		snprintf(skip_all_reason, sizeof skip_all_reason, "skipped");
 }
 
 void test_fill_pattern(void *buf, size_t len, uint64_t seed)
@@ -145,22 +175,25 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static int run_one(const struct test *t, int timeout_s)
+enum outcome { PASSED, FAILED, SKIPPED };
+
+static enum outcome run_one(const struct test *t, int timeout_s)
 {
 	const char *base = getenv("TMPDIR");
 	snprintf(scratch, sizeof scratch, "%s/larder-test-XXXXXX",
 		 base && *base ? base : "/tmp");
 	if (!mkdtemp(scratch)) {
 		fprintf(stderr, "harness: mkdtemp: %s\n", strerror(errno));
-		return 0;
+		return FAILED;
 	}
+	skip_reason[0] = '\0';
 	double t0 = now_ms();
 	fflush(stdout);
 	fflush(stderr);
 	pid_t pid = fork();
 	if (pid < 0) {
 		fprintf(stderr, "harness: fork: %s\n", strerror(errno));
-		return 0;
+		return FAILED;
 	}
 	if (pid == 0) {
 		setpgid(0, 0); /* so a timeout kills the test's children too */
@@ -185,9 +218,21 @@ static int run_one(const struct test *t, int timeout_s)
 	}
 	kill(-pid, SIGKILL); /* stray grandchildren */
 	double ms = now_ms() - t0;
-	int ok = !timed_out && WIFEXITED(st) && WEXITSTATUS(st) == 0;
-	if (ok) {
+	int exited = !timed_out && WIFEXITED(st);
+	/* A skip is the status and a reason together: a test that exits 77
+	 * by itself without saying why has failed. */
+	enum outcome out = FAILED;
+	if (exited && WEXITSTATUS(st) == 0)
+		out = PASSED;
+	else if (exited && WEXITSTATUS(st) == TEST_SKIP_STATUS &&
+		 skip_reason[0])
+		out = SKIPPED;
+	if (out == PASSED)
 		printf("ok   %s (%.0f ms)\n", t->name, ms);
+	else if (out == SKIPPED)
+		printf("skip - %s: %.*s\n", t->name, SKIP_REASON_MAX - 1,
+		       skip_reason);
+	if (out != FAILED) {
 		char cmd[4200];
 		snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
 		if (system(cmd) != 0)
@@ -200,11 +245,15 @@ static int run_one(const struct test *t, int timeout_s)
 		else if (WIFSIGNALED(st))
 			printf("FAIL %s: killed by signal %d (dir %s)\n",
 			       t->name, WTERMSIG(st), scratch);
+		else if (WEXITSTATUS(st) == TEST_SKIP_STATUS)
+			printf("FAIL %s: exited %d without test_skip() "
+			       "(dir %s)\n",
+			       t->name, TEST_SKIP_STATUS, scratch);
 		else
 			printf("FAIL %s (dir %s)\n", t->name, scratch);
 	}
 	fflush(stdout);
-	return ok;
+	return out;
 }
 
 int main(int argc, char **argv)
@@ -215,15 +264,45 @@ int main(int argc, char **argv)
 	if (timeout_s <= 0)
 		timeout_s = 120;
 	signal(SIGPIPE, SIG_IGN);
-	int passed = 0, failed = 0;
+	int matched = 0;
+	for (int i = 0; i < ntests; i++)
+		matched += !filter || strstr(tests[i].name, filter) != NULL;
+	if (matched == 0) {
+		/* A mistyped filter must not look like a clean run. */
+		fprintf(stderr, "%s: no test matches \"%s\"\n", argv[0],
+			filter ? filter : "");
+		return 2;
+	}
+	skip_reason = mmap(NULL, SKIP_REASON_MAX, PROT_READ | PROT_WRITE,
+			   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (skip_reason == MAP_FAILED) {
+		fprintf(stderr, "harness: mmap: %s\n", strerror(errno));
+		return 1;
+	}
+	int passed = 0, failed = 0, skipped = 0;
 	for (int i = 0; i < ntests; i++) {
 		if (filter && !strstr(tests[i].name, filter))
 			continue;
-		if (run_one(&tests[i], timeout_s))
+		if (skip_all_reason[0]) {
+			printf("skip - %s: %s\n", tests[i].name,
+			       skip_all_reason);
+			skipped++;
+			continue;
+		}
+		switch (run_one(&tests[i], timeout_s)) {
+		case PASSED:
 			passed++;
-		else
+			break;
+		case FAILED:
 			failed++;
+			break;
+		case SKIPPED:
+			skipped++;
+			break;
+		}
 	}
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+	if (failed)
+		return 1;
+	return passed == 0 ? TEST_SKIP_STATUS : 0;
 }

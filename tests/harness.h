@@ -4,11 +4,15 @@
  * A test file defines tests with TEST(name) { ... } and links harness.c,
  * which provides main(). Every test runs in its own forked child with a
  * timeout (LARDER_TEST_TIMEOUT seconds, default 120), so a crash, a hang or
- * a leaked lock fails one test, not the run. The run ends with the line
- * "N passed, N failed" and exits non-zero on any failure.
+ * a leaked lock fails one test, not the run. A test that cannot run here
+ * (no root, no tool, no service) calls test_skip("why"): it is counted as
+ * skipped, never as passed. The run ends with the line
+ * "N passed, N failed, N skipped" and exits 1 on any failure, 77 if every
+ * test that ran was skipped (CTest's SKIP_RETURN_CODE), 0 otherwise.
  *
  *   ./test_x            run every test
- *   ./test_x SUBSTR     run the tests whose name contains SUBSTR
+ *   ./test_x SUBSTR     run the tests whose name contains SUBSTR; a
+ *                       SUBSTR that names no test is an error (exit 2)
  *
  * Each test gets a fresh scratch directory: test_dir(), removed afterwards
  * unless the test failed (then its path is printed).
@@ -41,6 +45,19 @@ const char *test_path(const char *fmt, ...)
 __attribute__((noreturn)) void test_fail(const char *file, int line,
 					 const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Ends the current test as skipped, with the reason printed beside its
+ * name ("skip - name: reason"). Call it from the test's own process. */
+__attribute__((noreturn)) void test_skip(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* Skips every test of the program, for a probe (a constructor) that finds
+ * what the whole program needs missing: each test is then reported as
+ * skipped with this reason and none runs. */
+void test_skip_all(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The exit status of a program whose every test was skipped. */
+#define TEST_SKIP_STATUS 77
 
 #define ASSERT(cond)                                                           \
 	do {                                                                   \

@@ -172,6 +172,7 @@ struct fault {
 
 struct outcome {
 	int fired;
+	long injected; /* faults the shim injected (its "injected" line) */
 	char fired_line[4200];
 	int rc_open, rc_put, oserr, rc_get, ok_get, rc_head, ok_head;
 	int early; /* the fault fired before the worker's reads */
@@ -318,13 +319,18 @@ static void run_worker(const struct fault *f, struct outcome *o)
 	FILE *r = fopen(report, "r");
 	if (r) {
 		char line[4200];
-		while (fgets(line, sizeof line, r))
+		while (fgets(line, sizeof line, r)) {
 			if (strncmp(line, "fired ", 6) == 0 && !o->fired) {
 				o->fired = 1;
 				line[strcspn(line, "\n")] = '\0';
 				snprintf(o->fired_line, sizeof o->fired_line,
 					 "%s", line);
 			}
+			char cls[32];
+			long n;
+			if (sscanf(line, "injected %31s %ld", cls, &n) == 2)
+				o->injected = n;
+		}
 		fclose(r);
 	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
@@ -522,6 +528,13 @@ static int sweep_put(struct fault f)
 		struct outcome o;
 		fresh_store();
 		run_worker(&f, &o);
+		/* The shim's own tally agrees with what fired: one fault,
+		 * or (persistent) one or more, or none. */
+		CHECK(&f, &o,
+		      o.fired
+			  ? o.injected >= 1 && (f.persist || o.injected == 1)
+			  : o.injected == 0,
+		      "the shim injected %ld faults", o.injected);
 		check_put(&f, &o);
 		if (!o.fired)
 			return (int)f.nth - 1;
@@ -608,12 +621,15 @@ TEST(fault_disk_stays_full_put_fails_efull)
 	no_failures();
 }
 
-/* EINTR never escapes the library: a single EINTR anywhere is retried. */
+/* EINTR never escapes the library: a single EINTR anywhere is retried.
+ * Each op is reached by a put and its reads, so each must have had EINTRs
+ * injected, one per run that fired. */
 TEST(fault_eintr_is_retried_everywhere)
 {
 	static const char *const ops[] = {"open", "read", "write", "fsync"};
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
 		for (int s = 0; s < 2; s++) {
+			long injected = 0;
 			struct fault f = {0};
 			f.op = ops[i];
 			f.err = "EINTR";
@@ -628,16 +644,28 @@ TEST(fault_eintr_is_retried_everywhere)
 				      o.rc_open == 0 && o.rc_put == 0 &&
 					  o.rc_get == 0 && o.ok_get == 1,
 				      "EINTR escaped the library");
+				CHECK(&f, &o, o.injected == (o.fired ? 1 : 0),
+				      "the shim injected %ld EINTR",
+				      o.injected);
 				check_put(&f, &o);
+				injected += o.injected;
 				if (!o.fired)
 					break;
 			}
+			if (injected == 0)
+				test_fail(__FILE__, __LINE__,
+					  "no EINTR was injected into %s "
+					  "(size %zu)",
+					  f.op, f.size);
 		}
 	}
 	no_failures();
 }
 
-/* Short reads and writes are legal; the library must complete them. */
+/* Short reads and writes are legal; the library must complete them. Each
+ * case must have had transfers shortened: once per faulted run, and at
+ * least twice when every transfer is (the rest of a shortened transfer of
+ * an entry's header and payload is shortened again). */
 TEST(fault_short_io_is_completed)
 {
 	static const char *const ops[] = {"write", "read"};
@@ -662,8 +690,14 @@ TEST(fault_short_io_is_completed)
 					CHECK(&f, &o,
 					      o.rc_get == 0 && o.ok_get == 1,
 					      "short transfers not completed");
-				} else {
-					sweep_put(f);
+					CHECK(&f, &o, o.injected >= 2,
+					      "%ld transfers shortened",
+					      o.injected);
+				} else if (sweep_put(f) == 0) {
+					test_fail(__FILE__, __LINE__,
+						  "no %s was shortened (size "
+						  "%zu)",
+						  f.op, f.size);
 				}
 			}
 		}

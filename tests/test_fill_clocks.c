@@ -9,7 +9,7 @@
  * the lease and a margin).
  *
  * Needs the Debian package faketime (installed here when missing and we
- * are root) and unshare; otherwise the program prints "SKIP: <reason>".
+ * are root) and unshare; otherwise every test skips with the reason.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -37,17 +37,16 @@ __attribute__((constructor)) static void probe(void)
 			fprintf(stderr, "test_fill_clocks: apt-get failed\n");
 	}
 	if (!spawn_faketime_lib(&why)) {
-		printf("SKIP: %s, and it could not be installed (not root, or "
-		       "no package source)\n",
-		       why);
-		exit(0);
+		test_skip_all("%s, and it could not be installed (not root, or "
+			      "no package source)",
+			      why);
+		return;
 	}
 	int st = system("unshare --pid --uts --fork true >/dev/null 2>&1");
 	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		printf("SKIP: cannot run 'unshare --pid --uts --fork' (needs "
-		       "root or user namespaces): the killed holder must be "
-		       "in another PID namespace\n");
-		exit(0);
+		test_skip_all("cannot run 'unshare --pid --uts --fork' (needs "
+			      "root or user namespaces): the killed holder "
+			      "must be in another PID namespace");
 	}
 }
 

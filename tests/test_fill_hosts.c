@@ -6,8 +6,8 @@
  * taken over only when its lease has shown no heartbeat for a full lease
  * period, and a live one is never broken.
  *
- * Without the right to unshare (root, or user namespaces), the program
- * prints "SKIP: <reason>" and exits 0 before running anything.
+ * Without the right to unshare (root, or user namespaces), every test
+ * skips with the reason.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,11 +31,10 @@ __attribute__((constructor)) static void probe_unshare(void)
 	int st = system("unshare --pid --uts --fork --kill-child "
 			"sh -c 'hostname larder-probe' >/dev/null 2>&1");
 	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		printf("SKIP: cannot run 'unshare --pid --uts --fork' and set "
-		       "a hostname (needs root or user namespaces, and "
-		       "util-linux): the multi-host fill tests need "
-		       "separate PID+UTS namespaces\n");
-		exit(0);
+		test_skip_all("cannot run 'unshare --pid --uts --fork' and set "
+			      "a hostname (needs root or user namespaces, and "
+			      "util-linux): the multi-host fill tests need "
+			      "separate PID+UTS namespaces");
 	}
 }
 

@@ -11,8 +11,8 @@
  * (failed assertion, crash, timeout). Where a private namespace is not
  * allowed, the parent unmounts after the child instead.
  *
- * Without the right to mount, the program prints "SKIP: <reason>" and
- * exits 0 before running anything (CTest reports it as skipped).
+ * Without the right to mount, every test skips with the reason (and CTest
+ * reports the program as skipped).
  */
 #include "harness.h"
 #include "larder.h"
@@ -50,14 +50,15 @@ __attribute__((constructor)) static void probe_mount(void)
 {
 	char dir[] = "/tmp/larder-fulldisk-probe-XXXXXX";
 	if (!mkdtemp(dir)) {
-		printf("SKIP: mkdtemp for the mount probe: %s\n",
-		       strerror(errno));
-		exit(0);
+		test_skip_all("mkdtemp for the mount probe: %s",
+			      strerror(errno));
+		return;
 	}
 	int p[2];
 	if (pipe(p) != 0) {
-		printf("SKIP: pipe: %s\n", strerror(errno));
-		exit(0);
+		test_skip_all("pipe for the mount probe: %s", strerror(errno));
+		rmdir(dir);
+		return;
 	}
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -79,11 +80,10 @@ __attribute__((constructor)) static void probe_mount(void)
 		waitpid(pid, NULL, 0);
 	rmdir(dir);
 	if (e != 0) {
-		printf("SKIP: cannot mount a tmpfs to fill (%s); the full-disk "
-		       "tests need root (CAP_SYS_ADMIN)\n",
-		       e < 0 ? "probe failed" : strerror(e));
-		fflush(stdout);
-		exit(0);
+		test_skip_all(
+		    "cannot mount a tmpfs to fill (%s); the full-disk "
+		    "tests need root (CAP_SYS_ADMIN)",
+		    e < 0 ? "probe failed" : strerror(e));
 	}
 }
 

@@ -622,9 +622,13 @@ TEST(head_renamed_over_through_a_gives_b_a_whole_version_or_a_miss)
 }
 
 /* docs/operations.md counts estale_retries. The head hint is the one file
- * renamed over, so it is where ESTALE comes from (the prober shows it does, on
- * most opens); read.c's ldr_head_read() retries ESTALE but does not
- * count it, so the counter stays 0. */
+ * renamed over, so it is where ESTALE comes from: the prober's plain opens
+ * of it show how often this mount produced one. The library's readers open
+ * it as often as the prober does (src/store/read.c, where a head read
+ * retries ESTALE and counts it), so with enough ESTALE seen by the prober
+ * they must have counted some. With too few, the run cannot judge: the test
+ * is skipped, not passed. */
+#define ESTALE_TO_JUDGE 10
 TEST(estale_on_head_reads_is_counted)
 {
 	struct shared *sh = shared_new();
@@ -633,14 +637,15 @@ TEST(estale_on_head_reads_is_counted)
 	for (int i = 1; i <= HD_READERS; i++)
 		lib += sh->r[i].estale;
 	const struct report *p = &sh->r[1 + HD_READERS];
+	long seen = p->raw_estale_open + p->raw_estale_read;
 	printf("    ESTALE seen by the prober %ld; estale_retries of the "
 	       "library's readers %ld\n",
-	       p->raw_estale_open + p->raw_estale_read, lib);
+	       seen, lib);
 	fflush(stdout);
-	if (p->raw_estale_open + p->raw_estale_read < 10) {
-		printf("    (too few ESTALE this run to judge)\n");
-		return;
-	}
+	if (seen < ESTALE_TO_JUDGE)
+		test_skip("the prober saw %ld ESTALE, fewer than the %d it "
+			  "takes to expect the readers to meet one",
+			  seen, ESTALE_TO_JUDGE);
 	ASSERT(lib > 0);
 }
 

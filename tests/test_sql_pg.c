@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -2092,17 +2093,40 @@ TEST(e2e_version_query_and_data_match_under_a_writer)
 	PQfinish(a);
 }
 
+/* Members of the PG herd told LARDER_WAIT_START (shared memory). */
+static void herd_told(const larder_wait_info *info, void *payload)
+{
+	if (info->event == LARDER_WAIT_START)
+		__atomic_add_fetch((int *)payload, 1, __ATOMIC_SEQ_CST);
+}
+
+/* The herd meets the load for certain: the query blocks on an advisory
+ * lock the test holds until every other member is seen waiting (on_wait),
+ * so one loads, N - 1 wait, and each gets the whole result. */
 TEST(e2e_herd_loads_once)
 {
-	enum { N = 6 };
+	enum { N = 6, ROWS = 50, LOCK = 911011 };
 	PGconn *a = admin();
 	ensure_changes_table(a);
-	fresh_table(a, "e2e_herd", 50);
-	PQfinish(a);
+	fresh_table(a, "e2e_herd", ROWS);
 	ASSERT_RC(NULL, larder_sql_track(NULL, pg_uri, "e2e_herd"), 0);
-	/* slow enough (half a second) that the herd meets the load */
-	const char *q = "WITH s AS MATERIALIZED (SELECT pg_sleep(0.5)) "
-			"SELECT id, v FROM e2e_herd, s ORDER BY id";
+	sql_ok(a, "SELECT pg_advisory_lock(%d)", LOCK);
+	char q[256];
+	snprintf(q, sizeof q,
+		 "WITH s AS MATERIALIZED (SELECT pg_advisory_lock_shared(%d)) "
+		 "SELECT id, v FROM e2e_herd, s ORDER BY id",
+		 LOCK);
+	/* What every member must get, byte for byte. */
+	char want[4096];
+	size_t wlen = (size_t)snprintf(want, sizeof want, "id,v\r\n");
+	for (int k = 1; k <= ROWS; k++)
+		wlen += (size_t)snprintf(want + wlen, sizeof want - wlen,
+					 "%d,v%d\r\n", k, k);
+	ASSERT(wlen < sizeof want);
+	int *waiting = mmap(NULL, sizeof *waiting, PROT_READ | PROT_WRITE,
+			    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT(waiting != MAP_FAILED);
+	*waiting = 0;
 	larder *db = open_store();
 	larder_close(db);
 	int gate[2], res[2];
@@ -2118,18 +2142,25 @@ TEST(e2e_herd_loads_once)
 			if (read(gate[0], &ch, 1) != 0)
 				_exit(90);
 			larder *d = open_store();
+			larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
+			/* The loader is held on purpose: a lease long
+			 * enough that a loaded machine's late heartbeat
+			 * never makes it look dead. */
+			fo.lease_seconds = 60;
+			fo.on_wait = herd_told;
+			fo.on_wait_payload = waiting;
 			larder_sql_opts o = LARDER_SQL_OPTS_INIT;
 			o.table = "e2e_herd";
+			o.fill = &fo;
 			struct res r = sql_call(d, pg_uri, q, &o);
 			if (r.rc) {
 				fprintf(stderr, "%s\n", larder_errmsg(d));
 				_exit(91);
 			}
-			int msg[2] = {r.outcome, (int)r.len};
-			static const char head[] = "id,v\r\n1,v1\r\n2,v2\r\n";
-			if (strncmp(r.data, head, sizeof head - 1) != 0)
+			if (r.len != wlen || memcmp(r.data, want, wlen) != 0)
 				_exit(93);
-			if (write(res[1], msg, sizeof msg) != sizeof msg)
+			int msg = r.outcome;
+			if (write(res[1], &msg, sizeof msg) != sizeof msg)
 				_exit(92);
 			_exit(0);
 		}
@@ -2137,21 +2168,29 @@ TEST(e2e_herd_loads_once)
 	close(gate[0]);
 	close(res[1]);
 	close(gate[1]); /* go */
-	int filled = 0, len0 = -1;
+	/* A condition polled, not a time guessed: the harness's timeout
+	 * ends the test if the herd never gathers. */
+	while (__atomic_load_n(waiting, __ATOMIC_SEQ_CST) < N - 1) {
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	sql_ok(a, "SELECT pg_advisory_unlock(%d)", LOCK);
+	int filled = 0, waited = 0;
 	for (int i = 0; i < N; i++) {
-		int msg[2];
-		ASSERT_EQ(read(res[0], msg, sizeof msg), (ssize_t)sizeof msg);
-		filled += msg[0] == LARDER_FILLED;
-		if (len0 < 0)
-			len0 = msg[1];
-		ASSERT_EQ(msg[1], len0);
+		int msg;
+		ASSERT_EQ(read(res[0], &msg, sizeof msg), (ssize_t)sizeof msg);
+		filled += msg == LARDER_FILLED;
+		waited += msg == LARDER_WAITED;
 	}
 	for (int i = 0; i < N; i++) {
 		int st;
 		ASSERT_EQ(waitpid(kids[i], &st, 0), kids[i]);
 		ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	}
+	PQfinish(a);
 	ASSERT_EQ(filled, 1);
+	ASSERT_EQ(waited, N - 1);
+	ASSERT_EQ(*waiting, N - 1);
 	db = open_store();
 	ASSERT_EQ(count_entries(db), 1);
 	larder_close(db);

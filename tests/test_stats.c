@@ -877,7 +877,7 @@ TEST(usage_and_counter_sums_saturate_instead_of_overflowing)
 TEST(stat_and_gc_commands_saturate_the_usage_of_crafted_counter_files)
 {
 #ifndef LARDER_CLI
-	printf("    skipped: this build has no larder command\n");
+	test_skip("this build has no larder command");
 #else
 	larder_close(open_store());
 	craft_all("usage a 9223372036854775807 9223372036854775807\n"
@@ -906,7 +906,7 @@ TEST(stat_and_gc_commands_saturate_the_usage_of_crafted_counter_files)
 TEST(stat_shows_no_counter_name_a_terminal_could_take_for_a_command)
 {
 #ifndef LARDER_CLI
-	printf("    skipped: this build has no larder command\n");
+	test_skip("this build has no larder command");
 #else
 	larder_close(open_store());
 	/* A counter name with a terminal escape and a quote in it is a line
@@ -933,7 +933,7 @@ TEST(stat_shows_no_counter_name_a_terminal_could_take_for_a_command)
 TEST(stat_prometheus_is_utf8_whatever_the_counter_files_say)
 {
 #ifndef LARDER_CLI
-	printf("    skipped: this build has no larder command\n");
+	test_skip("this build has no larder command");
 #else
 	larder_close(open_store());
 	/* A usage line whose namespace is bytes of no encoding, one with an

@@ -905,13 +905,27 @@ TEST(empty_temp_directory_goes_past_a_day_and_a_full_one_stays)
 	larder_close(db);
 }
 
-/* A loader of 20,000 pattern bytes seeded by the key, in two writes. */
+/* A loader of 20,000 pattern bytes seeded by the key, in two writes. The
+ * loader of the key HELD_KEY says 'L' on ready between them and waits
+ * for a byte on go: the test sweeps while that fill is half written. */
+#define HELD_KEY 20
+struct load {
+	uint64_t seed;
+	int ready, go;
+};
+
 static int key_loader(larder_fill *f, void *payload)
 {
-	uint64_t seed = *(const uint64_t *)payload;
+	const struct load *l = payload;
 	uint8_t buf[20000];
-	test_fill_pattern(buf, sizeof buf, seed);
+	test_fill_pattern(buf, sizeof buf, l->seed);
 	int rc = larder_fill_write(f, buf, 10000);
+	if (rc == 0 && l->seed == HELD_KEY + 1) {
+		char c;
+		note(l->ready, 'L');
+		if (read(l->go, &c, 1) != 1)
+			_exit(8);
+	}
 	return rc ? rc : larder_fill_write(f, buf + 10000, 10000);
 }
 
@@ -919,8 +933,6 @@ static int key_loader(larder_fill *f, void *payload)
  * byte checked. Exit 0 if all went right. */
 static void work(int ready, int go, const struct args *a)
 {
-	(void)ready;
-	(void)go;
 	larder *d = open_store();
 	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
 	fo.lease_seconds = 1;
@@ -928,14 +940,15 @@ static void work(int ready, int go, const struct args *a)
 	uint8_t buf[20000];
 	for (uint64_t i = 0; i < 40; i++) {
 		char key[32];
-		uint64_t seed = i + 1;
+		struct load l = {i + 1, ready, go};
 		snprintf(key, sizeof key, "shared-%" PRIu64, i);
 		larder_entry *e;
 		if (larder_get_or_fill(&e, NULL, d, "default", key, strlen(key),
-				       "v1", 2, NULL, key_loader, &seed,
+				       "v1", 2, NULL, key_loader, &l,
 				       &fo) != 0 ||
 		    larder_entry_size(e) != sizeof buf ||
-		    !test_check_pattern(larder_entry_data(e), sizeof buf, seed))
+		    !test_check_pattern(larder_entry_data(e), sizeof buf,
+					l.seed))
 			_exit(6);
 		larder_entry_release(e);
 		snprintf(key, sizeof key, "own-%" PRIu64 "-%" PRIu64, a->seed,
@@ -956,13 +969,33 @@ TEST(sweeping_while_4_workers_fill_and_put_removes_nothing_and_breaks_nothing)
 	for (int w = 0; w < 4; w++) {
 		struct args a = {NULL, 0, (uint64_t)w + 1};
 		pids[w] = spawn(work, &a, &fds[2 * w], &fds[2 * w + 1]);
+		int fl = fcntl(fds[2 * w], F_GETFL);
+		ASSERT(fl >= 0);
+		ASSERT_EQ(fcntl(fds[2 * w], F_SETFL, fl | O_NONBLOCK), 0);
 	}
-	int running = 4, sweeps = 0;
+	/* Sweeps run throughout; one of them, at least, while the fill of
+	 * HELD_KEY is half written (its temp file and lease live, its
+	 * other workers waiting on the lease), which must keep both. */
+	int running = 4, sweeps = 0, held = 0;
 	while (running > 0) {
 		larder_sweep_report r = sweep(db, 0);
 		ASSERT_EQ(r.temps_removed + r.leases_removed + r.breaks_removed,
 			  0);
 		sweeps++;
+		for (int w = 0; w < 4; w++) {
+			char c;
+			if (!pids[w] || read(fds[2 * w], &c, 1) != 1)
+				continue;
+			ASSERT_EQ(c, 'L');
+			r = sweep(db, 0);
+			ASSERT_EQ(r.temps_removed + r.leases_removed +
+				      r.breaks_removed,
+				  0);
+			ASSERT(r.temps_kept >= 1);
+			ASSERT(r.leases_kept >= 1);
+			held++;
+			note(fds[2 * w + 1], 'g');
+		}
 		for (int w = 0; w < 4; w++) {
 			int st;
 			if (pids[w] &&
@@ -976,7 +1009,8 @@ TEST(sweeping_while_4_workers_fill_and_put_removes_nothing_and_breaks_nothing)
 			}
 		}
 	}
-	ASSERT(sweeps >= 1);
+	/* Single flight: HELD_KEY was loaded once, so held once. */
+	ASSERT_EQ(held, 1);
 	printf("    %d sweeps while the workers ran\n", sweeps);
 	for (uint64_t i = 0; i < 40; i++) {
 		char key[32];

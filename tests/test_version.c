@@ -215,18 +215,15 @@ static void become_nobody(void)
 	ASSERT_EQ(setresuid(65534, 65534, 65534), 0);
 }
 
-/* A mount namespace of this test's own, so mounts vanish with it; 0, or
- * -1 (printed) where that needs a privilege we lack. */
-static int private_mounts(void)
+/* A mount namespace of this test's own, so mounts vanish with it; skips
+ * the test where that needs a privilege we lack. */
+static void private_mounts(void)
 {
-	if (unshare(CLONE_NEWNS) != 0 ||
-	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
-		printf("    skipped: no private mount namespace (%s): needs "
-		       "root\n",
-		       strerror(errno));
-		return -1;
-	}
-	return 0;
+	if (unshare(CLONE_NEWNS) != 0)
+		test_skip("no private mount namespace (unshare: %s): needs "
+			  "root",
+			  strerror(errno));
+	ASSERT_EQ(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -622,8 +619,7 @@ static void expect_version_without_keeping(larder *db, const char *p,
 
 TEST(read_only_store_still_computes_and_recalls)
 {
-	if (private_mounts() != 0)
-		return;
+	private_mounts();
 	const char *kept = test_path("kept"), *fresh = test_path("fresh");
 	write_big(kept, 7);
 	write_big(fresh, 8);
@@ -654,8 +650,7 @@ TEST(read_only_store_still_computes_and_recalls)
 
 TEST(full_store_still_computes_the_version)
 {
-	if (private_mounts() != 0)
-		return;
+	private_mounts();
 	const char *dir = test_path("store");
 	ASSERT_EQ(mkdir(dir, 0755), 0);
 	ASSERT_EQ(mount("tmpfs", dir, "tmpfs", 0, "size=256k,mode=0755"), 0);
@@ -1229,16 +1224,14 @@ TEST(writer_in_place_every_version_is_a_state_the_file_held)
  * file tells a read overtaken by the writer from a state of the file. */
 TEST(writer_in_place_on_whole_second_timestamps_every_version_is_a_state)
 {
-	if (private_mounts() != 0)
-		return;
+	private_mounts();
 	const char *img = test_path("ext4.img"), *mnt = test_path("coarse");
 	ASSERT_EQ(mkdir(mnt, 0755), 0);
 	if (test_sh("truncate -s 32M '%s' && mkfs.ext4 -q -F -I 128 '%s' "
 		    ">/dev/null 2>&1 && mount -o loop '%s' '%s'",
 		    img, img, img, mnt) != 0) {
-		printf("    skipped: cannot make and loop-mount an ext4 "
-		       "image (mkfs.ext4, loop devices, root)\n");
-		return;
+		test_skip("cannot make and loop-mount an ext4 image (needs "
+			  "mkfs.ext4, loop devices, root)");
 	}
 	/* The premise: timestamps there are whole seconds. */
 	char probe[4200];
