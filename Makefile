@@ -23,7 +23,7 @@ $(BUILD)/CMakeCache.txt:
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-# Every test; ends with "N passed, N failed" and fails on any failure.
+# Every test; ends with "N passed, N failed, N skipped" and fails on any failure.
 test: deps-test
 	@$(MAKE) --no-print-directory build
 	@sh scripts/run-tests.sh $(BUILD)
