@@ -16,14 +16,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <xxh_x86dispatch.h> /* runtime-dispatch: 3x faster than plain */
-#else
-#include <xxhash.h>
-#endif
-
 #include "err.h"
 #include "fsutil.h"
+#include "hash.h"
 #include "store.h"
 
 /* ---------------------------------------------------------------------- */
@@ -803,7 +798,7 @@ int ldr_sql_out_row(void *payload, size_t ncol, const char *const *val,
 struct vbuf {
 	larder *db;
 	struct bytes b;
-	XXH3_state_t *st; /* hashing */
+	struct ldr_hasher *st; /* hashing */
 	int rc;
 };
 
@@ -817,15 +812,15 @@ static int vbuf_put(struct vbuf *v, const void *p, size_t n)
 	if (v->rc)
 		return v->rc;
 	if (!v->st && v->b.len + n > VERSION_RAW_MAX) {
-		v->st = XXH3_createState();
+		v->st = ldr_hasher_new();
 		if (!v->st)
 			return vbuf_oom(v);
-		XXH3_128bits_reset(v->st);
-		XXH3_128bits_update(v->st, v->b.p ? v->b.p : "", v->b.len);
+		ldr_hasher_reset(v->st);
+		ldr_hasher_update(v->st, v->b.p ? v->b.p : "", v->b.len);
 		v->b.len = 0;
 	}
 	if (v->st) {
-		XXH3_128bits_update(v->st, p, n);
+		ldr_hasher_update(v->st, p, n);
 		return 0;
 	}
 	return bytes_put(&v->b, p, n) ? vbuf_oom(v) : 0;
@@ -863,8 +858,7 @@ static int vbuf_finish(struct vbuf *v)
 	if (v->st) {
 		uint8_t h[16];
 		char hex[33];
-		XXH128_canonicalFromHash((XXH128_canonical_t *)h,
-					 XXH3_128bits_digest(v->st));
+		ldr_hasher_digest(v->st, h);
 		ldr_hex(h, 16, hex);
 		v->b.len = 0;
 		bytes_put(&v->b, "xxh3:", 5);
@@ -879,7 +873,7 @@ static void vbuf_free(struct vbuf *v)
 {
 	free(v->b.p);
 	if (v->st)
-		XXH3_freeState(v->st);
+		ldr_hasher_free(v->st);
 	memset(v, 0, sizeof *v);
 }
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "host.h"
 
 struct ldr_lease {
 	int dirfd; /* dup of the caller's */
@@ -68,14 +69,7 @@ void ldr_self_get(struct ldr_self *me, const char *host)
 {
 	memset(me, 0, sizeof *me);
 	snprintf(me->host, sizeof me->host, "%s", host);
-	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		ssize_t n = ldr_pread_full(fd, me->boot, 36, 0);
-		me->boot[n > 0 ? n : 0] = '\0';
-		ldr_close(fd);
-	}
-	if (!me->boot[0])
-		snprintf(me->boot, sizeof me->boot, "unknown");
+	ldr_boot_id_text(me->boot);
 	struct stat st;
 	if (stat("/proc/self/ns/pid", &st) == 0)
 		me->pidns = (uint64_t)st.st_ino;

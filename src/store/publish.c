@@ -16,16 +16,11 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "clock.h"
 #include "fsutil.h"
+#include "hash.h"
 #include "stats.h"
 #include "gc.h"
-
-#define XXH_STATIC_LINKING_ONLY
-#if defined(__x86_64__) || defined(__i386__)
-#include <xxh_x86dispatch.h>
-#else
-#include <xxhash.h>
-#endif
 
 struct larder_writer {
 	larder *db;
@@ -38,7 +33,7 @@ struct larder_writer {
 	int dirfd, fd;
 	unsigned flags;
 	int64_t created, expires;
-	XXH3_state_t *st;
+	struct ldr_hasher *st;
 	/* Payload bytes are kept in memory until they pass the mmap
 	 * threshold: a small entry is then written with its header in one
 	 * syscall, and a large one gets a page-aligned payload. */
@@ -72,7 +67,7 @@ static void writer_free(larder_writer *w)
 	if (w->dirfd >= 0)
 		ldr_close(w->dirfd);
 	if (w->st)
-		XXH3_freeState(w->st);
+		ldr_hasher_free(w->st);
 	ZSTD_freeCCtx(w->z);
 	free(w->zout);
 	free(w->buf);
@@ -251,12 +246,12 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 	w->key = dup_bytes(key, klen);
 	w->ver = dup_bytes(ver, vlen);
 	w->meta = dup_bytes(mlen ? opts->meta : "", mlen);
-	w->st = XXH3_createState();
+	w->st = ldr_hasher_new();
 	if (!w->key || !w->ver || !w->meta || !w->st) {
 		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
 		goto fail;
 	}
-	XXH3_128bits_reset(w->st);
+	ldr_hasher_reset(w->st);
 	if (w->flags & LARDER_PUT_ZSTD) {
 		w->z = ZSTD_createCCtx();
 		w->zoutcap = ZSTD_CStreamOutSize();
@@ -336,7 +331,7 @@ static int emit(larder_writer *w, const void *p, size_t n)
 	larder *db = w->db;
 	if (n == 0)
 		return 0;
-	XXH3_128bits_update(w->st, p, n);
+	ldr_hasher_update(w->st, p, n);
 	if (!w->spilled && w->buflen + n < db->mmap_threshold) {
 		if (w->buflen + n > w->bufcap) {
 			size_t cap = w->bufcap ? w->bufcap * 2 : 4096;
@@ -541,8 +536,7 @@ static int finish(larder_writer *w, larder_entry **uncached)
 	h.raw_len = w->raw;
 	h.created = w->created;
 	h.expires = w->expires;
-	XXH128_canonicalFromHash((XXH128_canonical_t *)h.payload_hash,
-				 XXH3_128bits_digest(w->st));
+	ldr_hasher_digest(w->st, h.payload_hash);
 	h.ns = (const uint8_t *)w->ns;
 	h.ns_len = (uint32_t)strlen(w->ns);
 	h.key = w->key;

@@ -24,14 +24,9 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
-#define XXH_STATIC_LINKING_ONLY
-#if defined(__x86_64__) || defined(__i386__)
-#include <xxh_x86dispatch.h>
-#else
-#include <xxhash.h>
-#endif
-
+#include "clock.h"
 #include "fsutil.h"
+#include "hash.h"
 #include "gc.h"
 
 struct larder_entry {
@@ -360,9 +355,9 @@ void ldr_file_free(struct ldr_file *f)
 
 struct flow {
 	const ldr_hdr *h;
-	XXH3_state_t *st; /* hash of the stored bytes, or NULL */
-	ZSTD_DCtx *z;	  /* decompressing a zstd payload, or NULL */
-	uint8_t *zbuf;	  /* its output, ZSTD_DStreamOutSize() bytes */
+	struct ldr_hasher *st; /* hash of the stored bytes, or NULL */
+	ZSTD_DCtx *z;	       /* decompressing a zstd payload, or NULL */
+	uint8_t *zbuf;	       /* its output, ZSTD_DStreamOutSize() bytes */
 	size_t zcap;
 	int frame_done;	     /* the zstd frame ended */
 	uint64_t out;	     /* bytes handed on (decompressed, if z) */
@@ -378,7 +373,7 @@ struct flow {
 static void flow_free(struct flow *fl)
 {
 	if (fl->st)
-		XXH3_freeState(fl->st);
+		ldr_hasher_free(fl->st);
 	ZSTD_freeDCtx(fl->z);
 	free(fl->zbuf);
 }
@@ -391,9 +386,9 @@ static int flow_begin(struct flow *fl, const ldr_hdr *h, int hash, int unzstd,
 	fl->sink = sink;
 	fl->payload = payload;
 	if (hash) {
-		if (!(fl->st = XXH3_createState()))
+		if (!(fl->st = ldr_hasher_new()))
 			return LARDER_ENOMEM;
-		XXH3_128bits_reset(fl->st);
+		ldr_hasher_reset(fl->st);
 	}
 	if (unzstd && h->codec == LDR_CODEC_ZSTD) {
 		fl->z = ZSTD_createDCtx();
@@ -432,7 +427,7 @@ static int flow_give(struct flow *fl, const void *p, size_t n)
 static int flow_feed(struct flow *fl, const uint8_t *p, size_t n)
 {
 	if (fl->st && n)
-		XXH3_128bits_update(fl->st, p, n);
+		ldr_hasher_update(fl->st, p, n);
 	if (!fl->z)
 		return flow_give(fl, p, n);
 	if (n && fl->frame_done) {
@@ -484,8 +479,7 @@ static int flow_end(struct flow *fl)
 	}
 	if (fl->st) {
 		uint8_t sum[16];
-		XXH128_canonicalFromHash((XXH128_canonical_t *)sum,
-					 XXH3_128bits_digest(fl->st));
+		ldr_hasher_digest(fl->st, sum);
 		if (memcmp(sum, fl->h->payload_hash, 16) != 0) {
 			fl->why = "payload checksum mismatch";
 			return LARDER_ECORRUPT;

@@ -29,7 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fsutil.h"
+#include "hash.h"
 #include "store.h"
 
 #define SHARDS 16
@@ -103,20 +105,6 @@ struct ldr_stats {
 	int said_dropped;
 	uint64_t work; /* steps of parsing and merging shards, for tests */
 };
-
-static int64_t coarse_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t)ts.tv_sec;
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void sleep_ms(unsigned ms)
 {
@@ -854,7 +842,7 @@ static int shard_add(larder *db, const struct tally *delta, uint64_t t0)
 			errno = e;
 			return rc;
 		}
-		if (mono_ms() - t0 >= FLUSH_BOUND_MS)
+		if (ldr_mono_ms() - t0 >= FLUSH_BOUND_MS)
 			return 1;
 		sleep_ms(5 + 5 * (round < 8 ? round : 8));
 	}
@@ -871,7 +859,7 @@ int ldr_stats_init(larder *db)
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->flush_mu, NULL);
 	s->pid = getpid();
-	s->last_flush_s = coarse_s();
+	s->last_flush_s = (ldr_coarse_ms() / 1000);
 	db->stats = s;
 	return 0;
 }
@@ -995,9 +983,10 @@ int ldr_stats_flush(larder *db)
 	struct ldr_stats *s = db->stats;
 	if (!s)
 		return 0;
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = ldr_mono_ms();
 	pthread_mutex_lock(&s->flush_mu);
-	__atomic_store_n(&s->last_flush_s, coarse_s(), __ATOMIC_RELAXED);
+	__atomic_store_n(&s->last_flush_s, (ldr_coarse_ms() / 1000),
+			 __ATOMIC_RELAXED);
 	if (s->pid != getpid())
 		forget_parent(db);
 	struct tally t;
@@ -1035,7 +1024,7 @@ void ldr_stats_tick(larder *db)
 	struct ldr_stats *s = db->stats;
 	if (!s)
 		return;
-	int64_t now = coarse_s();
+	int64_t now = (ldr_coarse_ms() / 1000);
 	int64_t last = __atomic_load_n(&s->last_flush_s, __ATOMIC_RELAXED);
 	/* One thread flushes (the one that moves the time on); the others
 	 * go on with their work. */
@@ -1088,10 +1077,10 @@ static int sum_shards(larder *db, struct tally *t, unsigned *nshards,
 		/* A read lock keeps a flush from being seen half-written;
 		 * if it cannot be had in time the shard is read anyway (a
 		 * torn one then fails its check and counts as bad). */
-		uint64_t t0 = mono_ms();
+		uint64_t t0 = ldr_mono_ms();
 		while (file_lock(fd, F_RDLCK) != 0 &&
 		       (errno == EAGAIN || errno == EACCES) &&
-		       mono_ms() - t0 < FLUSH_BOUND_MS)
+		       ldr_mono_ms() - t0 < FLUSH_BOUND_MS)
 			sleep_ms(5);
 		char *text;
 		size_t len;

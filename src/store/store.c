@@ -16,16 +16,11 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "hash.h"
+#include "host.h"
 #include "stats.h"
 #include "gc.h"
 #include "sql_source.h"
-
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#if defined(__x86_64__) || defined(__i386__)
-#include <xxh_x86dispatch.h>
-#else
-#include <xxhash.h>
-#endif
 
 void ldr_log(larder *db, int level, const char *fmt, ...)
 {
@@ -145,7 +140,7 @@ static int dir_safe(larder *db, int dirfd, const char *name, const char *rel)
  * every directory they open. */
 static int ns_dirs_check(larder *db, const char *ns)
 {
-	uint64_t h = XXH3_64bits(ns, strlen(ns)) | 1;
+	uint64_t h = ldr_xxh64(ns, strlen(ns)) | 1;
 	for (unsigned i = 0; i < LDR_NS_SEEN; i++)
 		if (__atomic_load_n(&db->ns_seen[i], __ATOMIC_RELAXED) == h)
 			return 0;
@@ -218,30 +213,6 @@ int ldr_check_ns(larder *db, const char *ns)
 	return rc ? rc : ns_dirs_check(db, ns);
 }
 
-static uint8_t *put_len(uint8_t *p, size_t n)
-{
-	for (int i = 0; i < 8; i++)
-		*p++ = (uint8_t)((uint64_t)n >> (8 * i));
-	return p;
-}
-
-static uint8_t *put_field(uint8_t *p, const void *data, size_t n)
-{
-	p = put_len(p, n);
-	if (n)
-		memcpy(p, data, n);
-	return p + n;
-}
-
-static void hash_field(XXH3_state_t *st, const void *p, size_t n)
-{
-	uint8_t len[8];
-	put_len(len, n);
-	XXH3_128bits_update(st, len, 8);
-	if (n)
-		XXH3_128bits_update(st, p, n);
-}
-
 /* XXH3-128 of the length-prefixed fields. Short names are framed in a
  * stack buffer and hashed in one call (this is on every hit, and the
  * streaming state costs several times more); both ways give the same
@@ -253,23 +224,22 @@ static void hash_name(const char *tag, const char *ns, const void *key,
 	size_t tlen = strlen(tag), nlen = strlen(ns);
 	uint8_t small[512];
 	if (32 + tlen + nlen + klen + vlen <= sizeof small) {
-		uint8_t *p = put_field(small, tag, tlen);
-		p = put_field(p, ns, nlen);
-		p = put_field(p, key, klen);
+		uint8_t *p = ldr_put_field(small, tag, tlen);
+		p = ldr_put_field(p, ns, nlen);
+		p = ldr_put_field(p, key, klen);
 		if (with_ver)
-			p = put_field(p, ver, vlen);
+			p = ldr_put_field(p, ver, vlen);
 		ldr_xxh128(small, (size_t)(p - small), out);
 		return;
 	}
-	XXH3_state_t st;
-	XXH3_128bits_reset(&st);
-	hash_field(&st, tag, tlen);
-	hash_field(&st, ns, nlen);
-	hash_field(&st, key, klen);
+	struct ldr_hasher st;
+	ldr_hasher_reset(&st);
+	ldr_hasher_field(&st, tag, tlen);
+	ldr_hasher_field(&st, ns, nlen);
+	ldr_hasher_field(&st, key, klen);
 	if (with_ver)
-		hash_field(&st, ver, vlen);
-	XXH128_canonicalFromHash((XXH128_canonical_t *)out,
-				 XXH3_128bits_digest(&st));
+		ldr_hasher_field(&st, ver, vlen);
+	ldr_hasher_digest(&st, out);
 }
 
 void ldr_entry_hash(const char *ns, const void *key, size_t klen,
@@ -946,36 +916,6 @@ static int init_store(larder *db, const larder_opts *o)
 	return rc;
 }
 
-/* The kernel's boot id (a UUID, random at each boot) as 16 bytes; 0 if it
- * can be read. */
-static int read_boot_id(uint8_t out[16])
-{
-	char text[64];
-	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = ldr_pread_full(fd, text, sizeof text - 1, 0);
-	ldr_close(fd);
-	if (n < 36)
-		return -1;
-	int got = 0;
-	for (ssize_t i = 0; i < n && got < 32; i++) {
-		char c = text[i];
-		int v = c >= '0' && c <= '9'   ? c - '0'
-			: c >= 'a' && c <= 'f' ? c - 'a' + 10
-			: c >= 'A' && c <= 'F' ? c - 'A' + 10
-					       : -1;
-		if (v < 0)
-			continue;
-		if (got % 2 == 0)
-			out[got / 2] = (uint8_t)(v << 4);
-		else
-			out[got / 2] |= (uint8_t)v;
-		got++;
-	}
-	return got == 32 ? 0 : -1;
-}
-
 int larder_open(larder **out, const char *dir, const larder_opts *opts)
 {
 	int rc;
@@ -1012,7 +952,6 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 	db->log_level =
 	    opts && opts->log_level ? opts->log_level : LARDER_LOG_WARN;
 	ldr_hostname(db->host, sizeof db->host);
-	db->have_boot = read_boot_id(db->boot) == 0;
 	int create = (db->flags & LARDER_OPEN_CREATE) != 0;
 
 	db->rootfd = open_root(dir);

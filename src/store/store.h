@@ -57,10 +57,6 @@ struct larder {
 	unsigned ns_seen_next;
 	int network; /* the store is on a network filesystem */
 	char host[64];
-	/* This boot of this host's kernel (/proc/sys/kernel/random/boot_id):
-	 * file fingerprints mean something only inside it (version.c). */
-	uint8_t boot[16];
-	int have_boot;
 	uint64_t ctr[LARDER_CTR_COUNT];
 	struct ldr_stats *stats; /* stats.c: pending usage, flush state */
 	struct ldr_gc *gc;	 /* limits, touches and cleaning (gc.c) */

@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fsutil.h"
 #include "stats.h"
 #include "store.h"
@@ -82,13 +83,6 @@ struct ldr_gc {
 	uint64_t touched[TOUCH_SLOTS];
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---------------------------------------------------------------------- */
 /* Configuration                                                           */
 
@@ -136,7 +130,7 @@ static void parse_store(const char *text, larder_limits *l)
 static void load_store(larder *db, int force)
 {
 	struct ldr_gc *g = db->gc;
-	int64_t now = mono_ms() / 1000 + 1; /* never 0 */
+	int64_t now = ldr_coarse_ms() / 1000 + 1; /* never 0 */
 	if (!force && now - g->store_loaded < RELOAD_S)
 		return;
 	char text[LDR_CONFIG_MAX];
@@ -152,7 +146,7 @@ static void load_store(larder *db, int force)
 static struct ns_limits *load_ns(larder *db, const char *ns, int force)
 {
 	struct ldr_gc *g = db->gc;
-	int64_t now = mono_ms() / 1000 + 1;
+	int64_t now = ldr_coarse_ms() / 1000 + 1;
 	struct ns_limits *s = NULL;
 	for (unsigned i = 0; i < NS_CACHE; i++)
 		if (g->ns[i].loaded && strcmp(g->ns[i].ns, ns) == 0)
@@ -279,7 +273,7 @@ void ldr_touch(larder *db, int fd, const uint8_t hash[16])
 	struct ldr_gc *g = db->gc;
 	if (fd < 0 || !g)
 		return;
-	int64_t now = mono_ms() / 1000 + 1;
+	int64_t now = ldr_coarse_ms() / 1000 + 1;
 	if (now - __atomic_load_n(&g->store_loaded, __ATOMIC_RELAXED) >=
 	    RELOAD_S) {
 		pthread_mutex_lock(&g->mu);
@@ -363,7 +357,7 @@ static int below(const struct space *sp, const larder_limits *l, double *pct,
 static int space_state(larder *db, int *fresh)
 {
 	struct ldr_gc *g = db->gc;
-	int64_t now = mono_ms();
+	int64_t now = ldr_coarse_ms();
 	pthread_mutex_lock(&g->mu);
 	load_store(db, 0);
 	*fresh = now - g->space_checked_ms >= 1000 || !g->space_checked_ms;
@@ -1204,7 +1198,7 @@ void ldr_after_publish(larder *db, const char *ns, const char *name)
 	if (want) {
 		/* under cull: at most one cleaning a second per handle, for
 		 * when cleaning cannot bring the space back */
-		int64_t now = mono_ms();
+		int64_t now = ldr_coarse_ms();
 		pthread_mutex_lock(&g->mu);
 		want = now - g->cull_cleaned_ms >= 1000 || !g->cull_cleaned_ms;
 		if (want)
