@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fmt.h"
+#include "testing.h"
 #include "harness.h"
 #include "larder.h"
 

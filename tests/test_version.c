@@ -28,7 +28,7 @@
 
 #include "harness.h"
 #include "larder.h"
-#include "store.h"
+#include "testing.h"
 
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
@@ -560,8 +560,8 @@ static void wrong_record(const void *payload, size_t len)
 	/* A checked record under the right key. */
 	larder_writer *w;
 	ASSERT_RC(db,
-		  ldr_writer_begin_internal(&w, db, LDR_FILES_NS, key + 8, klen,
-					    "", 0),
+		  ldr_test_writer_begin_internal(&w, db, LDR_FILES_NS, key + 8,
+						 klen, "", 0),
 		  0);
 	ASSERT_RC(db, larder_writer_write(w, payload, len), 0);
 	ASSERT_RC(db, larder_writer_commit(w), 0);
@@ -681,7 +681,7 @@ TEST(full_store_still_computes_the_version)
 	ASSERT_EQ(errno, ENOSPC);
 	close(fd);
 	ASSERT_EQ(ctr(db, LARDER_CTR_FILES_HASHED), 1);
-	db->ctr[LARDER_CTR_FILES_HASHED] = 0;
+	ldr_test_counter_set(db, LARDER_CTR_FILES_HASHED, 0);
 	expect_version_without_keeping(db, p, want);
 	larder_close(db);
 	umount2(dir, MNT_DETACH);

@@ -19,6 +19,8 @@
 #include "clock.h"
 #include "fsutil.h"
 #include "lease.h"
+#include "publish.h"
+#include "read.h"
 #include "stats.h"
 
 struct larder_fill {

@@ -19,6 +19,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "hash.h"
+#include "config.h"
 #include "store.h"
 
 /* ---------------------------------------------------------------------- */

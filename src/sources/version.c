@@ -22,6 +22,9 @@
  * the local clock and the store filesystem's clock, sampled before the
  * first byte is read; and the fingerprint is taken again after the read.
  */
+#include "publish.h"
+#include "quarantine.h"
+#include "read.h"
 #include "store.h"
 
 #include <dirent.h>

@@ -4,7 +4,7 @@
  * header last; fsync per policy; link() to the final name, where EEXIST means
  * another filler won with the same key and version; then the head hint.
  */
-#include "store.h"
+#include "publish.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,8 +19,13 @@
 #include "clock.h"
 #include "fsutil.h"
 #include "hash.h"
+#include "config.h"
+#include "file.h"
+#include "head.h"
+#include "quarantine.h"
+#include "read.h"
+#include "recency.h"
 #include "stats.h"
-#include "gc.h"
 
 struct larder_writer {
 	larder *db;
@@ -624,7 +629,8 @@ static int finish(larder_writer *w, larder_entry **uncached)
 	/* Usage, and the cleaning a crossed cap starts (after the head, so
 	 * that the new entry supersedes the old version). */
 	if (published)
-		ldr_after_publish(db, w->ns, w->hex);
+		if (db->hooks.published)
+			db->hooks.published(db, w->ns, w->hex);
 out:
 	free(hdr);
 	writer_free(w);
@@ -661,76 +667,4 @@ int larder_put(larder *db, const char *ns, const void *key, size_t klen,
 		return rc;
 	}
 	return larder_writer_commit(w);
-}
-
-int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
-		   const void *ver, size_t vlen)
-{
-	uint8_t hash[16];
-	char hex[33], dir[LDR_REL_MAX], name[128];
-	ldr_head_hash(ns, key, klen, hash);
-	ldr_hex(hash, 16, hex);
-	ldr_dir_rel(dir, ns, 'h', hex);
-
-	size_t n = 32 + vlen;
-	uint8_t *b = malloc(n);
-	if (!b)
-		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
-	memcpy(b, LDR_HEAD_MAGIC, 8);
-	for (int i = 0; i < 4; i++) {
-		b[8 + i] = (uint8_t)(1u >> (8 * i));
-		b[12 + i] = (uint8_t)((uint32_t)vlen >> (8 * i));
-	}
-	if (vlen)
-		memcpy(b + 16, ver, vlen);
-	ldr_xxh128(b, 16 + vlen, b + 16 + vlen);
-
-	int rc = 0, fd = -1;
-	int dfd = ldr_open_dir(db, dir);
-	if (dfd < 0) {
-		rc = wfail(db, errno, "open directory", dir);
-		goto out;
-	}
-	ldr_temp_name(name, sizeof name, db->host);
-	fd = ldr_open_beneath(dfd, name, O_WRONLY | O_CREAT | O_EXCL,
-			      db->romode);
-	if (fd < 0) {
-		rc = wfail(db, errno, "create head temp in", dir);
-		goto out;
-	}
-	if (fchmod(fd, db->romode) != 0 || ldr_pwrite_full(fd, b, n, 0) != 0 ||
-	    (db->fsync == LARDER_FSYNC_FULL && ldr_fdatasync(fd) != 0)) {
-		rc = wfail(db, errno, "write head temp in", dir);
-		goto out;
-	}
-	/* The head is a hint, replaced whole: rename over is fine here (a
-	 * reader meeting ESTALE just looks again or misses). A directory
-	 * planted at its name would refuse that for good: it goes to
-	 * quarantine/ like any other non-entry, and the rename is tried
-	 * once more. */
-	int r = renameat(dfd, name, dfd, hex);
-	if (r != 0 &&
-	    (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST)) {
-		struct stat st;
-		char rel[LDR_REL_MAX + 40];
-		snprintf(rel, sizeof rel, "%s/%s", dir, hex);
-		if (fstatat(dfd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    !S_ISREG(st.st_mode))
-			ldr_quarantine(db, rel, st.st_dev, st.st_ino,
-				       "a directory, not a head hint");
-		r = renameat(dfd, name, dfd, hex);
-	}
-	if (r != 0) {
-		rc = wfail(db, errno, "rename head into", dir);
-		goto out;
-	}
-	name[0] = '\0';
-out:
-	if (fd >= 0)
-		ldr_close(fd);
-	if (rc && dfd >= 0 && name[0])
-		unlinkat(dfd, name, 0);
-	ldr_close(dfd);
-	free(b);
-	return rc;
 }

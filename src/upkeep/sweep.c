@@ -63,6 +63,7 @@
 #include "fsutil.h"
 #include "lease.h"
 #include "store.h"
+#include "walk.h"
 
 #define NS_PER_S 1000000000LL
 
