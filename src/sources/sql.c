@@ -288,6 +288,45 @@ static int explicit_pg(const char *uri)
 	       strncmp(uri, "postgres://", 11) == 0;
 }
 
+/* A source this build lacks (CMake LARDER_WITH_POSTGRESQL or
+ * LARDER_WITH_SQLITE off) is in the table all the same, so that its URIs
+ * are recognised and refused with a reason rather than taken for the
+ * other kind. Opening it is the only operation ever called. */
+#if !defined(LARDER_WITH_POSTGRESQL) || !defined(LARDER_WITH_SQLITE)
+static int absent_open(const char *what, struct ldr_sql_conn **out, larder *db)
+{
+	*out = NULL;
+	return ldr_fail(db, LARDER_EINVAL, 0,
+			"this larder was built without %s support", what);
+}
+#endif
+#ifndef LARDER_WITH_POSTGRESQL
+static int absent_pg(struct ldr_sql_conn **out, larder *db, const char *uri,
+		     int write)
+{
+	(void)uri;
+	(void)write;
+	return absent_open("PostgreSQL", out, db);
+}
+const struct ldr_sql_ops ldr_sql_pg = {.name = "postgresql", .open = absent_pg};
+int ldr_pg_conninfo_ok(const char *s)
+{
+	(void)s;
+	return 0; /* nothing but "postgres(ql)://" says PostgreSQL */
+}
+#endif
+#ifndef LARDER_WITH_SQLITE
+static int absent_sqlite(struct ldr_sql_conn **out, larder *db, const char *uri,
+			 int write)
+{
+	(void)uri;
+	(void)write;
+	return absent_open("SQLite", out, db);
+}
+const struct ldr_sql_ops ldr_sql_sqlite = {.name = "sqlite",
+					   .open = absent_sqlite};
+#endif
+
 /*
  * Which database `uri` names (docs/sql.md#the-database): a "sqlite:" or
  * "postgresql://"/"postgres://" prefix says it; else a file that exists
