@@ -389,3 +389,14 @@ int ldr_is_network_fs(int fd)
 		return 0;
 	}
 }
+
+ssize_t ldr_read_text(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = ldr_pread_full(fd, buf, size - 1, 0);
+	ldr_close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return n;
+}

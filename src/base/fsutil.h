@@ -67,4 +67,8 @@ void ldr_hex(const uint8_t *in, size_t len, char *out);
  * counts as network. */
 int ldr_is_network_fs(int fd);
 
+/* Read a small text file (/proc) whole into buf, NUL-terminated: the
+ * bytes read, or -1 with errno (buf then ""; at most size - 1 bytes). */
+ssize_t ldr_read_text(const char *path, char *buf, size_t size);
+
 #endif

@@ -32,11 +32,8 @@ static int have_boot;
 static void boot_read(void)
 {
 	char text[64];
-	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	ssize_t n = ldr_pread_full(fd, text, sizeof text - 1, 0);
-	ldr_close(fd);
+	ssize_t n =
+	    ldr_read_text("/proc/sys/kernel/random/boot_id", text, sizeof text);
 	if (n < 36)
 		return;
 	int got = 0;

@@ -19,6 +19,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "hash.h"
+#include "buf.h"
 #include "config.h"
 #include "store.h"
 
@@ -711,35 +712,10 @@ void ldr_sql_out_free(struct ldr_sql_out *o)
 	o->buf = NULL;
 }
 
-/* A growable byte string. */
-struct bytes {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
+/* A sink's put into a growable byte string (buf.h). */
 static int bytes_put(void *ctx, const void *p, size_t n)
 {
-	struct bytes *b = ctx;
-	if (b->oom)
-		return LARDER_ENOMEM;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *q = realloc(b->p, cap);
-		if (!q) {
-			b->oom = 1;
-			return LARDER_ENOMEM;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
+	return ldr_buf_add(ctx, p, n) ? LARDER_ENOMEM : 0;
 }
 
 static const char *const row_end[] = {"\r\n", "\n", "\n"};
@@ -760,7 +736,7 @@ int ldr_sql_out_columns(void *payload, size_t ncol, const char *const *names)
 		}
 		o->ncol = ncol;
 		for (size_t i = 0; i < ncol; i++) {
-			struct bytes b = {0};
+			struct ldr_buf b = {0};
 			json_string(bytes_put, &b, names[i], strlen(names[i]));
 			bytes_put(&b, ":", 1);
 			if (b.oom) {
@@ -837,7 +813,7 @@ int ldr_sql_out_row(void *payload, size_t ncol, const char *const *val,
  * and the version becomes "xxh3:" and 32 hex digits. */
 struct vbuf {
 	larder *db;
-	struct bytes b;
+	struct ldr_buf b;
 	struct ldr_hasher *st; /* hashing */
 	int rc;
 };
@@ -1045,7 +1021,7 @@ out:
 
 static const char *const format_names[] = {"csv", "tsv", "jsonl"};
 
-static void rec(struct bytes *b, char tag, const char *p, size_t n)
+static void rec(struct ldr_buf *b, char tag, const char *p, size_t n)
 {
 	char head[32];
 	int h = snprintf(head, sizeof head, "%c%zu:", tag, n);
@@ -1057,7 +1033,8 @@ static void rec(struct bytes *b, char tag, const char *p, size_t n)
 /* The key (docs/sql.md#keys): a format tag line, then records
  * "<tag><length>:<bytes>\n" — the database, the query, each parameter
  * ('n' for NULL), the format, the flags, the version's source. */
-static int build_key(struct sql_call *x, const char *identity, struct bytes *k)
+static int build_key(struct sql_call *x, const char *identity,
+		     struct ldr_buf *k)
 {
 	bytes_put(k, "larder-sql/1\n", 13);
 	rec(k, 'd', identity, strlen(identity));
@@ -1146,7 +1123,7 @@ int larder_sql(larder_entry **out, int *outcome, larder *db, const char *ns,
 	static const larder_sql_opts defaults = LARDER_SQL_OPTS_INIT;
 	const larder_sql_opts *o = opts ? opts : &defaults;
 	struct sql_call x = {0};
-	struct bytes key = {0};
+	struct ldr_buf key = {0};
 	char identity[4200];
 	int dialect;
 	*out = NULL;

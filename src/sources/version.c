@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "bytes.h"
 #include "clock.h"
 #include "fsutil.h"
@@ -86,12 +87,6 @@ struct fp {
 	int trusty; /* the filesystem reported every field that matters */
 };
 
-/* A growable byte string. */
-struct buf {
-	uint8_t *p;
-	size_t len, cap;
-};
-
 struct fv {
 	larder *db;
 	int recall; /* look remembered hashes up */
@@ -105,35 +100,17 @@ struct fv {
 	int have_store_id;
 	dev_t store_dev;
 	ino_t store_ino;
-	struct buf key, path;
+	struct ldr_buf key, path;
 };
 
-static int grow(struct fv *v, struct buf *b, size_t more)
+static int add(struct fv *v, struct ldr_buf *b, const void *p, size_t n)
 {
-	if (b->len + more <= b->cap)
-		return 0;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < b->len + more)
-		cap *= 2;
-	uint8_t *p = realloc(b->p, cap);
-	if (!p)
+	if (ldr_buf_add(b, p, n) != 0)
 		return ldr_fail(v->db, LARDER_ENOMEM, ENOMEM, "out of memory");
-	b->p = p;
-	b->cap = cap;
 	return 0;
 }
 
-static int add(struct fv *v, struct buf *b, const void *p, size_t n)
-{
-	int rc = grow(v, b, n);
-	if (rc == 0 && n) {
-		memcpy(b->p + b->len, p, n);
-		b->len += n;
-	}
-	return rc;
-}
-
-static int add64(struct fv *v, struct buf *b, uint64_t x)
+static int add64(struct fv *v, struct ldr_buf *b, uint64_t x)
 {
 	uint8_t le[8];
 	ldr_put64(le, x);
@@ -227,13 +204,11 @@ static void cannot_keep(struct fv *v)
 /* The key of a file record into v->key. */
 static int file_key(struct fv *v, const struct fp *f, const char *abspath)
 {
-	struct buf *k = &v->key;
+	struct ldr_buf *k = &v->key;
 	k->len = 0;
 	int rc = add(v, k, FILE_KEY_TAG, 8);
 	if (!rc)
 		rc = add(v, k, v->boot, 16);
-	if (!rc)
-		rc = grow(v, k, 7 * 8);
 	if (rc)
 		return rc;
 	const uint64_t fields[7] = {f->dev,
@@ -243,9 +218,9 @@ static int file_key(struct fv *v, const struct fp *f, const char *abspath)
 				    (uint64_t)f->mtime,
 				    (uint64_t)f->ctime,
 				    (uint64_t)f->btime};
-	for (int i = 0; i < 7; i++)
-		add64(v, k, fields[i]);
-	return add(v, k, abspath, strlen(abspath));
+	for (int i = 0; i < 7 && !rc; i++)
+		rc = add64(v, k, fields[i]);
+	return rc ? rc : add(v, k, abspath, strlen(abspath));
 }
 
 /* Look the record with key v->key up; 0 and its data in rec (len bytes
@@ -527,7 +502,7 @@ struct member {
 struct tree {
 	struct member *m;
 	size_t n, cap;
-	struct buf pool; /* NUL-terminated relative paths and targets */
+	struct ldr_buf pool; /* NUL-terminated relative paths and targets */
 };
 
 struct frame {
@@ -787,7 +762,7 @@ static int tree_key(struct fv *v, const struct tree *t, const char *root)
 {
 	uint8_t mh[16];
 	members_hash(t, mh);
-	struct buf *k = &v->key;
+	struct ldr_buf *k = &v->key;
 	k->len = 0;
 	int rc = add(v, k, TREE_KEY_TAG, 8);
 	if (!rc)

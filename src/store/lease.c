@@ -44,14 +44,8 @@ struct ldr_lease {
 static uint64_t proc_start_time(const char *statpath, long *pid_out)
 {
 	char buf[1024];
-	int fd = open(statpath, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (ldr_read_text(statpath, buf, sizeof buf) <= 0)
 		return 0;
-	ssize_t n = ldr_pread_full(fd, buf, sizeof buf - 1, 0);
-	ldr_close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	if (pid_out)
 		*pid_out = strtol(buf, NULL, 10);
 	/* The command name may hold spaces and parentheses: fields count

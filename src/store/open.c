@@ -45,14 +45,8 @@ int ldr_mode_valid(unsigned mode)
 static unsigned umask_now(void)
 {
 	char text[4096];
-	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (ldr_read_text("/proc/self/status", text, sizeof text) <= 0)
 		return 022;
-	ssize_t n = ldr_pread_full(fd, text, sizeof text - 1, 0);
-	ldr_close(fd);
-	if (n <= 0)
-		return 022;
-	text[n] = '\0';
 	const char *p = strstr(text, "\nUmask:");
 	unsigned mask;
 	if (!p || sscanf(p + 7, " %o", &mask) != 1)

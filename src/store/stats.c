@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "clock.h"
 #include "fsutil.h"
 #include "hash.h"
@@ -507,56 +508,21 @@ nomem:
 	return SHARD_NOMEM;
 }
 
-struct buf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void bprintf(struct buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void bprintf(struct buf *b, const char *fmt, ...)
-{
-	if (b->oom)
-		return;
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->oom = 1;
-			return;
-		}
-		if ((size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t cap = b->cap * 2 + (size_t)n + 256;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = 1;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-}
-
 /* The shard's text for t (merged), within the caps: usage lines that
  * sum to nothing are left out, and those past MAX_USAGE are dropped
  * (counted in *dropped; the parse already capped the unknown lines). 0,
  * or -1 (out of memory). */
-static int shard_format(const struct tally *t, struct buf *b, uint64_t *dropped)
+static int shard_format(const struct tally *t, struct ldr_buf *b,
+			uint64_t *dropped)
 {
 	memset(b, 0, sizeof *b);
-	bprintf(b, "%s %d\n", MAGIC, FORMAT);
+	ldr_buf_printf(b, "%s %d\n", MAGIC, FORMAT);
 	for (int c = 0; c < LARDER_CTR_COUNT; c++)
-		bprintf(b, "%s %" PRIu64 "\n", larder_counter_name(c),
-			t->ctr[c]);
+		ldr_buf_printf(b, "%s %" PRIu64 "\n", larder_counter_name(c),
+			       t->ctr[c]);
 	for (size_t i = 0; i < t->nx; i++)
-		bprintf(b, "%s %" PRIu64 "\n", t->x[i].name, t->x[i].value);
+		ldr_buf_printf(b, "%s %" PRIu64 "\n", t->x[i].name,
+			       t->x[i].value);
 	size_t nu = 0;
 	for (size_t i = 0; i < t->nu; i++) {
 		if (!t->u[i].bytes && !t->u[i].entries)
@@ -565,11 +531,11 @@ static int shard_format(const struct tally *t, struct buf *b, uint64_t *dropped)
 			(*dropped)++;
 			continue;
 		}
-		bprintf(b, "usage %s %" PRId64 " %" PRId64 "\n", t->u[i].ns,
-			t->u[i].bytes, t->u[i].entries);
+		ldr_buf_printf(b, "usage %s %" PRId64 " %" PRId64 "\n",
+			       t->u[i].ns, t->u[i].bytes, t->u[i].entries);
 	}
 	for (size_t i = 0; i < t->nother; i++)
-		bprintf(b, "%s\n", t->other[i]);
+		ldr_buf_printf(b, "%s\n", t->other[i]);
 	if (b->oom) {
 		free(b->p);
 		return -1;
@@ -578,7 +544,7 @@ static int shard_format(const struct tally *t, struct buf *b, uint64_t *dropped)
 	char hex[33];
 	ldr_xxh128(b->p, b->len, sum);
 	ldr_hex(sum, 16, hex);
-	bprintf(b, "checksum %s\n", hex);
+	ldr_buf_printf(b, "checksum %s\n", hex);
 	if (b->oom) {
 		free(b->p);
 		return -1;
@@ -805,7 +771,7 @@ static int shard_add(larder *db, const struct tally *delta, uint64_t t0)
 				t.work = &s->work;
 			}
 			free(text);
-			struct buf b;
+			struct ldr_buf b;
 			int rc = tally_add(&t, delta);
 			if (rc == 0)
 				tally_merge(&t);

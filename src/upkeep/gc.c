@@ -926,7 +926,7 @@ static int over_cap(larder *db, const char *ns)
 static void sweep(larder *db, const char *ns, unsigned flags,
 		  larder_gc_report *rep)
 {
-	struct ldr_sweep_report sr;
+	larder_sweep_report sr;
 	if (ldr_sweep(db, ns, (flags & LARDER_GC_DRY_RUN) != 0, &sr) != 0)
 		ldr_log(db, LARDER_LOG_WARN, "sweeping '%s': %s", db->dir,
 			larder_errmsg(db));
