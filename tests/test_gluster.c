@@ -623,7 +623,7 @@ TEST(head_renamed_over_through_a_gives_b_a_whole_version_or_a_miss)
 
 /* docs/operations.md counts estale_retries. The head hint is the one file
  * renamed over, so it is where ESTALE comes from (the prober shows it does, on
- * most opens); read.c's ldr_head_read() retries ESTALE but does not
+ * most opens); head.c's ldr_head_read() retries ESTALE but does not
  * count it, so the counter stays 0. */
 TEST(estale_on_head_reads_is_counted)
 {

@@ -58,7 +58,7 @@ struct ldr_file {
  * noatime, the file's access time does not change (looking is not using,
  * and the cleaning goes by it). Anything but a regular file loads as an
  * empty one with ftype set (the check calls it corrupt). Returns 0, or -1
- * with errno. (larder_get's own loading is read.c's.) */
+ * with errno. (larder_get loads with ldr_file_load.) */
 int ldr_file_scan(larder *db, const char *rel, struct ldr_file *f, int noatime);
 /* Fill f->dev and f->ino (before the fd is dropped). */
 void ldr_file_ident(struct ldr_file *f);
