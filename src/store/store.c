@@ -21,7 +21,6 @@
 
 #include "fsutil.h"
 #include "hash.h"
-#include "host.h"
 
 void ldr_log(larder *db, int level, const char *fmt, ...)
 {
