@@ -15,6 +15,7 @@
 #include "larder.h"
 #include "lease.h"
 #include "naming.h"
+#include "slot.h"
 #include "sql.h"
 #include "sql_source.h"
 #include "stats.h"

@@ -23,6 +23,7 @@
 #include "err.h"
 #include "fmt.h"
 #include "naming.h"
+#include "slot.h"
 #include "larder.h"
 
 #define LDR_MARKER "larder-store"
@@ -97,13 +98,6 @@ static inline void ldr_count(larder *db, int c)
 void ldr_log(larder *db, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* What hangs on key, or NULL. */
-void *ldr_slot_get(larder *db, const void *key);
-/* Hang ptr (with its destructor) on key if the slot holds `old` now
- * (NULL: nothing), destroying old: 0; 1 if it holds something else (the
- * caller keeps ptr); -1 if every slot is taken. Thread-safe. */
-int ldr_slot_swap(larder *db, const void *key, void *old, void *ptr,
-		  void (*destroy)(void *));
 /* Destroy what hangs on the slots (larder_close). */
 void ldr_slots_clear(larder *db);
 /* Install the hooks (the facade, at open, before the handle is shared). */
