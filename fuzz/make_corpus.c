@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fmt.h"
+#include "testing.h"
 
 static const char *outdir;
 static int nfiles;

@@ -21,7 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fmt.h"
+#include "testing.h"
 #include "harness.h"
 #include "larder.h"
 

@@ -21,10 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fsutil.h"
+#include "testing.h"
 #include "harness.h"
 #include "larder.h"
-#include "store.h"
 
 static larder *open_store(void)
 {
@@ -1474,7 +1473,7 @@ static int expect_wait_log(const struct wait_log *l, larder *db, pid_t holder,
 	for (int i = 0; i < l->n; i++) {
 		const larder_wait_info *e = &l->ev[i];
 		ASSERT_EQ(e->holder_pid, (long)holder);
-		ASSERT_STR_EQ(e->holder_host, db->host);
+		ASSERT_STR_EQ(e->holder_host, ldr_test_host(db));
 		if (i > 0 && i < l->n - 1) {
 			ASSERT_EQ(e->event, LARDER_WAIT_TICK);
 			ASSERT_EQ(e->end, 0);
@@ -1556,7 +1555,7 @@ TEST(on_wait_is_told_at_the_start_every_250ms_and_at_the_end)
 TEST(on_wait_ticks_on_time_between_network_polls)
 {
 	larder *db = open_store();
-	db->network = 1;
+	ldr_test_set_network(db, 1);
 	struct wait_log l;
 	wait_log_init(&l, 2000);
 	pid_t h;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fmt.h"
+#include "testing.h"
 #include "harness.h"
 #include "larder.h"
 

@@ -624,7 +624,7 @@ TEST(head_renamed_over_through_a_gives_b_a_whole_version_or_a_miss)
 /* docs/operations.md counts estale_retries. The head hint is the one file
  * renamed over, so it is where ESTALE comes from: the prober's plain opens
  * of it show how often this mount produced one. The library's readers open
- * it as often as the prober does (src/store/read.c, where a head read
+ * it as often as the prober does (src/store/head.c, where a head read
  * retries ESTALE and counts it), so with enough ESTALE seen by the prober
  * they must have counted some. With too few, the run cannot judge: the test
  * is skipped, not passed. */

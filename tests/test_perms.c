@@ -18,10 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fsutil.h"
+#include "testing.h"
 #include "harness.h"
 #include "larder.h"
-#include "store.h"
 
 static unsigned mode_of(const char *path)
 {
@@ -109,7 +108,7 @@ TEST(default_mode_is_the_widest_the_umask_allows)
 	    {004, 0660}, {020, 0644}, {0277, 0600},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-		ASSERT_EQ(ldr_mode_for_umask(cases[i][0]), cases[i][1]);
+		ASSERT_EQ(ldr_test_mode_for_umask(cases[i][0]), cases[i][1]);
 		const char *dir = test_path("s%zu", i);
 		umask(cases[i][0]);
 		larder *db = create(dir, 0);

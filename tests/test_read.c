@@ -32,11 +32,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fmt.h"
-#include "fsutil.h"
+#include "testing.h"
 #include "harness.h"
 #include "larder.h"
-#include "store.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)

@@ -21,7 +21,7 @@
 
 #include "harness.h"
 #include "larder.h"
-#include "sql.h"
+#include "testing.h"
 
 /* ---------------------------------------------------------------------- */
 /* Helpers                                                                 */

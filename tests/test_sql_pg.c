@@ -13,7 +13,7 @@
  */
 #include "harness.h"
 #include "larder.h"
-#include "sql_source.h"
+#include "testing.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

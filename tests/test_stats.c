@@ -17,11 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fmt.h"
-#include "fsutil.h"
+#include "testing.h"
 #include "harness.h"
 #include "larder.h"
-#include "stats.h"
 
 static const char *store_dir(void)
 {

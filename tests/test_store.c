@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fmt.h"
+#include "testing.h"
 #include "harness.h"
 #include "larder.h"
 
@@ -2062,4 +2062,50 @@ TEST(entries_take_the_store_mode_whatever_the_umask)
 	ASSERT_EQ(stat(dir, &st), 0);
 	ASSERT_EQ(st.st_mode & 07777, 0755);
 	larder_close(db);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Per-handle slots (src/store/slot.h, docs/architecture.md)               */
+
+/* The order in which slot destructors ran, and for which values. */
+static int slot_gone[8];
+static int slot_ngone;
+
+static void slot_destroy(void *ptr)
+{
+	if (slot_ngone < 8)
+		slot_gone[slot_ngone++] = *(int *)ptr;
+}
+
+TEST(slots_hang_state_compare_and_set_and_close_frees_last_first)
+{
+	/* More keys than a handle has slots. */
+	static const char k1, k2, spare[32];
+	static int a = 1, b = 2, c = 3;
+	slot_ngone = 0;
+	larder *db = open_store();
+	ASSERT(ldr_slot_get(db, &k1) == NULL);
+	ASSERT_EQ(ldr_slot_swap(db, &k1, NULL, &a, slot_destroy), 0);
+	ASSERT(ldr_slot_get(db, &k1) == &a);
+	/* Another thread was first: nothing changes, the caller keeps b. */
+	ASSERT_EQ(ldr_slot_swap(db, &k1, NULL, &b, slot_destroy), 1);
+	ASSERT(ldr_slot_get(db, &k1) == &a);
+	ASSERT_EQ(slot_ngone, 0);
+	/* Replacing what is there destroys it. */
+	ASSERT_EQ(ldr_slot_swap(db, &k1, &a, &b, slot_destroy), 0);
+	ASSERT(ldr_slot_get(db, &k1) == &b);
+	ASSERT_EQ(slot_ngone, 1);
+	ASSERT_EQ(slot_gone[0], 1);
+	ASSERT_EQ(ldr_slot_swap(db, &k2, NULL, &c, slot_destroy), 0);
+	/* Every slot taken: refused, not overwritten. */
+	int full = 0;
+	for (int i = 0; i < 32 && !full; i++)
+		full = ldr_slot_swap(db, &spare[i], NULL, NULL, NULL) == -1;
+	ASSERT(full);
+	ASSERT(ldr_slot_get(db, &k1) == &b && ldr_slot_get(db, &k2) == &c);
+	larder_close(db);
+	/* k2 was set after k1: destroyed first. */
+	ASSERT_EQ(slot_ngone, 3);
+	ASSERT_EQ(slot_gone[1], 3);
+	ASSERT_EQ(slot_gone[2], 2);
 }

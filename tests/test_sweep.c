@@ -19,12 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fsutil.h"
+#include "testing.h"
 #include "harness.h"
 #include "larder.h"
-#include "lease.h"
-#include "store.h"
-#include "sweep.h"
 
 static larder *open_store(void)
 {
@@ -751,7 +748,7 @@ static void make_debris(larder *db, char paths[4][4096])
 	rel_of(erel, "default", "k0", 'e', 0, NULL);
 	rel_of(hrel, "default", "k0", 'h', 0, hex);
 	snprintf(paths[0], 4096, "%s/%s/.tmp.%s.%ld.0123456789abcdef",
-		 test_path("store"), erel, db->host, dead_pid());
+		 test_path("store"), erel, ldr_test_host(db), dead_pid());
 	snprintf(paths[1], 4096, "%s/%s/%s.lease", test_path("store"), hrel,
 		 hex);
 	snprintf(paths[2], 4096, "%s/%s/.break.otherhost.1.0123456789abcdef",

@@ -358,19 +358,6 @@ void ldr_hex(const uint8_t *in, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
-void ldr_hostname(char *buf, size_t len)
-{
-	if (gethostname(buf, len) != 0 || buf[0] == '\0')
-		snprintf(buf, len, "unknown");
-	buf[len - 1] = '\0';
-	for (char *p = buf; *p; p++) {
-		char c = *p;
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '-'))
-			*p = '_';
-	}
-}
-
 void ldr_temp_name(char *buf, size_t len, const char *host)
 {
 	uint8_t r[8];
@@ -378,13 +365,6 @@ void ldr_temp_name(char *buf, size_t len, const char *host)
 	ldr_random(r, sizeof r);
 	ldr_hex(r, sizeof r, hex);
 	snprintf(buf, len, ".tmp.%s.%ld.%s", host, (long)getpid(), hex);
-}
-
-int64_t ldr_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 int ldr_is_network_fs(int fd)
@@ -408,4 +388,15 @@ int ldr_is_network_fs(int fd)
 	default:
 		return 0;
 	}
+}
+
+ssize_t ldr_read_text(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = ldr_pread_full(fd, buf, size - 1, 0);
+	ldr_close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return n;
 }

@@ -58,9 +58,6 @@ void ldr_temp_name(char *buf, size_t len, const char *host);
  * temp names need uniqueness, not secrecy). */
 void ldr_random(void *buf, size_t len);
 
-/* This host's name with anything but [A-Za-z0-9-] replaced by '_'. */
-void ldr_hostname(char *buf, size_t len);
-
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void ldr_hex(const uint8_t *in, size_t len, char *out);
 
@@ -70,7 +67,8 @@ void ldr_hex(const uint8_t *in, size_t len, char *out);
  * counts as network. */
 int ldr_is_network_fs(int fd);
 
-/* Wall-clock time in nanoseconds since the epoch. */
-int64_t ldr_now_ns(void);
+/* Read a small text file (/proc) whole into buf, NUL-terminated: the
+ * bytes read, or -1 with errno (buf then ""; at most size - 1 bytes). */
+ssize_t ldr_read_text(const char *path, char *buf, size_t size);
 
 #endif

@@ -16,8 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fsutil.h"
 #include "lease.h"
+#include "publish.h"
+#include "read.h"
 #include "stats.h"
 
 struct larder_fill {
@@ -100,13 +103,6 @@ int larder_fill_write(larder_fill *f, const void *buf, size_t len)
 	return rc ? (f->rc = rc) : 0;
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* A callback's return as a larder code: a loader's own failure is
  * LARDER_EUSER, never taken for the library's (larder.h, "Callbacks"). */
 static int call_cb(larder *db, int (*fn)(larder_fill *, void *), larder_fill *f,
@@ -133,7 +129,7 @@ struct waiter {
 struct wait_report {
 	larder_wait_fn fn; /* NULL: nobody to tell */
 	void *payload;
-	uint64_t t0;	    /* the wait's start (mono_ms) */
+	uint64_t t0;	    /* the wait's start (ldr_mono_ms) */
 	uint64_t next_tick; /* UINT64_MAX when no tick is due */
 	int started, ended;
 	unsigned breaks;
@@ -189,7 +185,7 @@ static void wait_over(struct wait_report *r, int end)
 	r->ended = 1;
 	r->next_tick = UINT64_MAX;
 	if (r->fn)
-		wait_tell(r, LARDER_WAIT_END, end, mono_ms());
+		wait_tell(r, LARDER_WAIT_END, end, ldr_mono_ms());
 }
 
 static void waiter_init(struct waiter *wt, larder *db, int edirfd, int ldirfd)
@@ -222,7 +218,7 @@ static void waiter_init(struct waiter *wt, larder *db, int edirfd, int ldirfd)
 static void waiter_wait(struct waiter *wt, uint64_t max_ms,
 			struct wait_report *r)
 {
-	uint64_t ms, now = mono_ms();
+	uint64_t ms, now = ldr_mono_ms();
 	if (wt->ifd >= 0) {
 		/* Still wake now and then: a holder killed on this host
 		 * leaves no event, and its death is seen by looking. */
@@ -263,11 +259,11 @@ static void waiter_wait(struct waiter *wt, uint64_t max_ms,
 			 * the sleep short (EINTR): the caller looks now. */
 			if (wt->cancel && *wt->cancel)
 				return;
-			now = mono_ms();
+			now = ldr_mono_ms();
 		}
 		if (now >= r->next_tick) {
 			wait_tick(r, now);
-			now = mono_ms();
+			now = ldr_mono_ms();
 		}
 		if (now >= until)
 			return;
@@ -588,7 +584,7 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 	int watching = 0, waited = 0, tried_stale = 0;
 	struct ldr_lease_rec seen;
 	memset(&seen, 0, sizeof seen);
-	uint64_t t0 = mono_ms(), seen_at = t0;
+	uint64_t t0 = ldr_mono_ms(), seen_at = t0;
 	struct wait_report rep;
 	memset(&rep, 0, sizeof rep);
 	rep.t0 = t0;
@@ -669,7 +665,7 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 				break;
 			}
 		}
-		uint64_t now = mono_ms();
+		uint64_t now = ldr_mono_ms();
 		if (holder.ino != 0) {
 			if (!ldr_lease_same(&holder, &seen)) {
 				seen = holder; /* alive: it changed */
@@ -746,7 +742,7 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 	}
 	wait_over(&rep, rc == 0 ? LARDER_WAIT_FILLED : LARDER_WAIT_FAILED);
 	if (waited) {
-		uint64_t ms = mono_ms() - t0;
+		uint64_t ms = ldr_mono_ms() - t0;
 		__atomic_fetch_add(&db->ctr[LARDER_CTR_FILL_WAIT_MS], ms,
 				   __ATOMIC_RELAXED);
 	}

@@ -30,54 +30,9 @@
 
 #include <string.h>
 
+#include "bytes.h"
 #include "err.h"
-
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#if defined(__x86_64__) || defined(__i386__)
-#include <xxh_x86dispatch.h> /* runtime-dispatch: 3x faster than plain */
-#else
-#include <xxhash.h>
-#endif
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-void ldr_xxh128(const void *data, size_t len, uint8_t out[16])
-{
-	XXH128_hash_t h = XXH3_128bits(data, len);
-	XXH128_canonicalFromHash((XXH128_canonical_t *)out, h);
-}
+#include "hash.h"
 
 uint64_t ldr_hdr_min_len(uint32_t ns_len, uint32_t key_len, uint32_t ver_len,
 			 uint32_t meta_len)
@@ -104,31 +59,30 @@ static void hdr_hash(const uint8_t *buf, uint32_t hdr_len, uint8_t out[16])
 		ldr_xxh128(small, hdr_len, out);
 		return;
 	}
-	XXH3_state_t st;
-	XXH3_128bits_reset(&st);
-	XXH3_128bits_update(&st, buf, 88);
-	XXH3_128bits_update(&st, zero, 16);
-	XXH3_128bits_update(&st, buf + 104, hdr_len - 104);
-	XXH128_canonicalFromHash((XXH128_canonical_t *)out,
-				 XXH3_128bits_digest(&st));
+	struct ldr_hasher st;
+	ldr_hasher_reset(&st);
+	ldr_hasher_update(&st, buf, 88);
+	ldr_hasher_update(&st, zero, 16);
+	ldr_hasher_update(&st, buf + 104, hdr_len - 104);
+	ldr_hasher_digest(&st, out);
 }
 
 void ldr_hdr_encode(const ldr_hdr *h, uint8_t *buf)
 {
 	memset(buf, 0, h->hdr_len);
 	memcpy(buf, LDR_MAGIC, LDR_MAGIC_LEN);
-	put32(buf + 8, LDR_FORMAT);
-	put32(buf + 12, h->hdr_len);
-	put16(buf + 16, h->codec);
-	put16(buf + 18, h->flags);
-	put32(buf + 20, h->ns_len);
-	put32(buf + 24, h->key_len);
-	put32(buf + 28, h->ver_len);
-	put32(buf + 32, h->meta_len);
-	put64(buf + 40, h->stored_len);
-	put64(buf + 48, h->raw_len);
-	put64(buf + 56, (uint64_t)h->created);
-	put64(buf + 64, (uint64_t)h->expires);
+	ldr_put32(buf + 8, LDR_FORMAT);
+	ldr_put32(buf + 12, h->hdr_len);
+	ldr_put16(buf + 16, h->codec);
+	ldr_put16(buf + 18, h->flags);
+	ldr_put32(buf + 20, h->ns_len);
+	ldr_put32(buf + 24, h->key_len);
+	ldr_put32(buf + 28, h->ver_len);
+	ldr_put32(buf + 32, h->meta_len);
+	ldr_put64(buf + 40, h->stored_len);
+	ldr_put64(buf + 48, h->raw_len);
+	ldr_put64(buf + 56, (uint64_t)h->created);
+	ldr_put64(buf + 64, (uint64_t)h->expires);
 	memcpy(buf + 72, h->payload_hash, 16);
 	uint8_t *p = buf + LDR_HDR_FIXED;
 	if (h->ns_len)
@@ -149,7 +103,7 @@ int ldr_hdr_need(const uint8_t *buf, size_t len, uint32_t *need)
 {
 	if (len < LDR_HDR_FIXED || memcmp(buf, LDR_MAGIC, LDR_MAGIC_LEN) != 0)
 		return LARDER_ECORRUPT;
-	uint32_t format = get32(buf + 8), hdr_len = get32(buf + 12);
+	uint32_t format = ldr_get32(buf + 8), hdr_len = ldr_get32(buf + 12);
 	/* Bytes 0-15 mean the same in every format (docs/format.md,
 	 * "Forward compatibility"): a header shorter than the fixed part
 	 * cannot be an entry of any format. */
@@ -204,18 +158,18 @@ int ldr_hdr_decode(ldr_hdr *out, const uint8_t *buf, size_t len,
 		return bad(why, "header longer than the file");
 
 	memset(out, 0, sizeof *out);
-	out->format = get32(buf + 8);
+	out->format = ldr_get32(buf + 8);
 	out->hdr_len = need;
-	out->codec = get16(buf + 16);
-	out->flags = get16(buf + 18);
-	out->ns_len = get32(buf + 20);
-	out->key_len = get32(buf + 24);
-	out->ver_len = get32(buf + 28);
-	out->meta_len = get32(buf + 32);
-	out->stored_len = get64(buf + 40);
-	out->raw_len = get64(buf + 48);
-	out->created = (int64_t)get64(buf + 56);
-	out->expires = (int64_t)get64(buf + 64);
+	out->codec = ldr_get16(buf + 16);
+	out->flags = ldr_get16(buf + 18);
+	out->ns_len = ldr_get32(buf + 20);
+	out->key_len = ldr_get32(buf + 24);
+	out->ver_len = ldr_get32(buf + 28);
+	out->meta_len = ldr_get32(buf + 32);
+	out->stored_len = ldr_get64(buf + 40);
+	out->raw_len = ldr_get64(buf + 48);
+	out->created = (int64_t)ldr_get64(buf + 56);
+	out->expires = (int64_t)ldr_get64(buf + 64);
 	memcpy(out->payload_hash, buf + 72, 16);
 
 	if (out->ns_len > LDR_MAX_NS || out->key_len > LDR_MAX_KEY ||
@@ -226,7 +180,7 @@ int ldr_hdr_decode(ldr_hdr *out, const uint8_t *buf, size_t len,
 	if (need != ldr_hdr_padded_len(min, 0) &&
 	    need != ldr_hdr_padded_len(min, 1))
 		return bad(why, "header length does not match its fields");
-	if (get32(buf + 36) != 0)
+	if (ldr_get32(buf + 36) != 0)
 		return bad(why, "reserved field not zero");
 	if (out->codec > LDR_CODEC_ZSTD)
 		return bad(why, "unknown codec");

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hash.h" /* ldr_xxh128, for the format's users */
+
 #define LDR_MAGIC "\x89LARDER\n"
 #define LDR_MAGIC_LEN 8
 #define LDR_FORMAT 1
@@ -78,9 +80,5 @@ int ldr_hdr_decode(ldr_hdr *out, const uint8_t *buf, size_t len,
 
 /* Check that the payload bytes match the header's payload hash. */
 int ldr_payload_verify(const ldr_hdr *h, const void *payload);
-
-/* XXH3-128 in canonical (big-endian) byte order, through libxxhash's
- * runtime-dispatch entry points. */
-void ldr_xxh128(const void *data, size_t len, uint8_t out[16]);
 
 #endif

@@ -496,6 +496,11 @@ static char *conn_key(const char *uri)
 	return k;
 }
 
+static void pool_free(void *ptr);
+
+/* The key of the pool's slot on the handle (store.h). */
+static const char pool_key;
+
 /* The handle's pool for this process, made on first use; NULL without a
  * handle or memory (then nothing is kept). */
 static struct ldr_pg_pool *pool_of(larder *db)
@@ -503,7 +508,7 @@ static struct ldr_pg_pool *pool_of(larder *db)
 	if (!db)
 		return NULL;
 	pid_t me = getpid();
-	struct ldr_pg_pool *p = __atomic_load_n(&db->pg_pool, __ATOMIC_ACQUIRE);
+	struct ldr_pg_pool *p = ldr_slot_get(db, &pool_key);
 	if (p && p->pid == me)
 		return p;
 	struct ldr_pg_pool *n = calloc(1, sizeof *n);
@@ -512,13 +517,14 @@ static struct ldr_pg_pool *pool_of(larder *db)
 		return NULL;
 	}
 	n->pid = me;
-	/* Installed over nothing or over another process's pool (left as it
-	 * is: see above); another thread may have been first. */
-	if (__atomic_compare_exchange_n(&db->pg_pool, &p, n, 0,
-					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+	/* Installed over nothing or over another process's pool (which
+	 * pool_free leaves as it is: see above); another thread may have
+	 * been first. */
+	if (ldr_slot_swap(db, &pool_key, p, n, pool_free) == 0)
 		return n;
 	pthread_mutex_destroy(&n->mu);
 	free(n);
+	p = ldr_slot_get(db, &pool_key);
 	return p && p->pid == me ? p : NULL;
 }
 
@@ -571,10 +577,10 @@ static int pool_put(struct ldr_sql_conn *c)
 	return 1;
 }
 
-void ldr_pg_pool_free(larder *db)
+/* The slot's destructor (larder_close, or a child's new pool). */
+static void pool_free(void *ptr)
 {
-	struct ldr_pg_pool *p = db->pg_pool;
-	db->pg_pool = NULL;
+	struct ldr_pg_pool *p = ptr;
 	if (!p || p->pid != getpid())
 		return; /* another process's: see above */
 	for (size_t i = 0; i < p->n; i++)

@@ -16,14 +16,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <xxh_x86dispatch.h> /* runtime-dispatch: 3x faster than plain */
-#else
-#include <xxhash.h>
-#endif
-
 #include "err.h"
 #include "fsutil.h"
+#include "hash.h"
+#include "buf.h"
+#include "config.h"
 #include "store.h"
 
 /* ---------------------------------------------------------------------- */
@@ -291,6 +288,45 @@ static int explicit_pg(const char *uri)
 	return strncmp(uri, "postgresql://", 13) == 0 ||
 	       strncmp(uri, "postgres://", 11) == 0;
 }
+
+/* A source this build lacks (CMake LARDER_WITH_POSTGRESQL or
+ * LARDER_WITH_SQLITE off) is in the table all the same, so that its URIs
+ * are recognised and refused with a reason rather than taken for the
+ * other kind. Opening it is the only operation ever called. */
+#if !defined(LARDER_WITH_POSTGRESQL) || !defined(LARDER_WITH_SQLITE)
+static int absent_open(const char *what, struct ldr_sql_conn **out, larder *db)
+{
+	*out = NULL;
+	return ldr_fail(db, LARDER_EINVAL, 0,
+			"this larder was built without %s support", what);
+}
+#endif
+#ifndef LARDER_WITH_POSTGRESQL
+static int absent_pg(struct ldr_sql_conn **out, larder *db, const char *uri,
+		     int write)
+{
+	(void)uri;
+	(void)write;
+	return absent_open("PostgreSQL", out, db);
+}
+const struct ldr_sql_ops ldr_sql_pg = {.name = "postgresql", .open = absent_pg};
+int ldr_pg_conninfo_ok(const char *s)
+{
+	(void)s;
+	return 0; /* nothing but "postgres(ql)://" says PostgreSQL */
+}
+#endif
+#ifndef LARDER_WITH_SQLITE
+static int absent_sqlite(struct ldr_sql_conn **out, larder *db, const char *uri,
+			 int write)
+{
+	(void)uri;
+	(void)write;
+	return absent_open("SQLite", out, db);
+}
+const struct ldr_sql_ops ldr_sql_sqlite = {.name = "sqlite",
+					   .open = absent_sqlite};
+#endif
 
 /*
  * Which database `uri` names (docs/sql.md#the-database): a "sqlite:" or
@@ -676,35 +712,10 @@ void ldr_sql_out_free(struct ldr_sql_out *o)
 	o->buf = NULL;
 }
 
-/* A growable byte string. */
-struct bytes {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
+/* A sink's put into a growable byte string (buf.h). */
 static int bytes_put(void *ctx, const void *p, size_t n)
 {
-	struct bytes *b = ctx;
-	if (b->oom)
-		return LARDER_ENOMEM;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *q = realloc(b->p, cap);
-		if (!q) {
-			b->oom = 1;
-			return LARDER_ENOMEM;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
+	return ldr_buf_add(ctx, p, n) ? LARDER_ENOMEM : 0;
 }
 
 static const char *const row_end[] = {"\r\n", "\n", "\n"};
@@ -725,7 +736,7 @@ int ldr_sql_out_columns(void *payload, size_t ncol, const char *const *names)
 		}
 		o->ncol = ncol;
 		for (size_t i = 0; i < ncol; i++) {
-			struct bytes b = {0};
+			struct ldr_buf b = {0};
 			json_string(bytes_put, &b, names[i], strlen(names[i]));
 			bytes_put(&b, ":", 1);
 			if (b.oom) {
@@ -802,8 +813,8 @@ int ldr_sql_out_row(void *payload, size_t ncol, const char *const *val,
  * and the version becomes "xxh3:" and 32 hex digits. */
 struct vbuf {
 	larder *db;
-	struct bytes b;
-	XXH3_state_t *st; /* hashing */
+	struct ldr_buf b;
+	struct ldr_hasher *st; /* hashing */
 	int rc;
 };
 
@@ -817,15 +828,15 @@ static int vbuf_put(struct vbuf *v, const void *p, size_t n)
 	if (v->rc)
 		return v->rc;
 	if (!v->st && v->b.len + n > VERSION_RAW_MAX) {
-		v->st = XXH3_createState();
+		v->st = ldr_hasher_new();
 		if (!v->st)
 			return vbuf_oom(v);
-		XXH3_128bits_reset(v->st);
-		XXH3_128bits_update(v->st, v->b.p ? v->b.p : "", v->b.len);
+		ldr_hasher_reset(v->st);
+		ldr_hasher_update(v->st, v->b.p ? v->b.p : "", v->b.len);
 		v->b.len = 0;
 	}
 	if (v->st) {
-		XXH3_128bits_update(v->st, p, n);
+		ldr_hasher_update(v->st, p, n);
 		return 0;
 	}
 	return bytes_put(&v->b, p, n) ? vbuf_oom(v) : 0;
@@ -863,8 +874,7 @@ static int vbuf_finish(struct vbuf *v)
 	if (v->st) {
 		uint8_t h[16];
 		char hex[33];
-		XXH128_canonicalFromHash((XXH128_canonical_t *)h,
-					 XXH3_128bits_digest(v->st));
+		ldr_hasher_digest(v->st, h);
 		ldr_hex(h, 16, hex);
 		v->b.len = 0;
 		bytes_put(&v->b, "xxh3:", 5);
@@ -879,7 +889,7 @@ static void vbuf_free(struct vbuf *v)
 {
 	free(v->b.p);
 	if (v->st)
-		XXH3_freeState(v->st);
+		ldr_hasher_free(v->st);
 	memset(v, 0, sizeof *v);
 }
 
@@ -1011,7 +1021,7 @@ out:
 
 static const char *const format_names[] = {"csv", "tsv", "jsonl"};
 
-static void rec(struct bytes *b, char tag, const char *p, size_t n)
+static void rec(struct ldr_buf *b, char tag, const char *p, size_t n)
 {
 	char head[32];
 	int h = snprintf(head, sizeof head, "%c%zu:", tag, n);
@@ -1023,7 +1033,8 @@ static void rec(struct bytes *b, char tag, const char *p, size_t n)
 /* The key (docs/sql.md#keys): a format tag line, then records
  * "<tag><length>:<bytes>\n" — the database, the query, each parameter
  * ('n' for NULL), the format, the flags, the version's source. */
-static int build_key(struct sql_call *x, const char *identity, struct bytes *k)
+static int build_key(struct sql_call *x, const char *identity,
+		     struct ldr_buf *k)
 {
 	bytes_put(k, "larder-sql/1\n", 13);
 	rec(k, 'd', identity, strlen(identity));
@@ -1112,7 +1123,7 @@ int larder_sql(larder_entry **out, int *outcome, larder *db, const char *ns,
 	static const larder_sql_opts defaults = LARDER_SQL_OPTS_INIT;
 	const larder_sql_opts *o = opts ? opts : &defaults;
 	struct sql_call x = {0};
-	struct bytes key = {0};
+	struct ldr_buf key = {0};
 	char identity[4200];
 	int dialect;
 	*out = NULL;

@@ -95,9 +95,9 @@ extern const struct ldr_sql_ops ldr_sql_pg;
 
 /* ldr_sql_pg.open with a store handle may hand out a connection that an
  * earlier call on the handle closed, and close keeps a sound, idle one
- * for the next (source_pg.c: "Keeping connections"); larder_close frees
- * them with this. With db NULL, open connects and close disconnects. */
-void ldr_pg_pool_free(larder *db);
+ * for the next (source_pg.c: "Keeping connections"), on a slot of the
+ * handle that larder_close frees. With db NULL, open connects and close
+ * disconnects. */
 /* Whether libpq's PQconninfoParse takes `s` as a connection string
  * ("host=db1 dbname=sales"): how sql.c tells one from an SQLite path. */
 int ldr_pg_conninfo_ok(const char *s);

@@ -22,6 +22,9 @@
  * the local clock and the store filesystem's clock, sampled before the
  * first byte is read; and the fingerprint is taken again after the read.
  */
+#include "publish.h"
+#include "quarantine.h"
+#include "read.h"
 #include "store.h"
 
 #include <dirent.h>
@@ -35,14 +38,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
+#include "bytes.h"
+#include "clock.h"
 #include "fsutil.h"
-
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#if defined(__x86_64__) || defined(__i386__)
-#include <xxh_x86dispatch.h> /* runtime-dispatch: 3x faster than plain */
-#else
-#include <xxhash.h>
-#endif
+#include "hash.h"
+#include "host.h"
 
 #ifndef STATX_MNT_ID
 #define STATX_MNT_ID 0x1000U
@@ -86,89 +87,34 @@ struct fp {
 	int trusty; /* the filesystem reported every field that matters */
 };
 
-/* A growable byte string. */
-struct buf {
-	uint8_t *p;
-	size_t len, cap;
-};
-
 struct fv {
 	larder *db;
 	int recall; /* look remembered hashes up */
 	int keep;   /* remember new ones */
 	uint8_t *chunk;
 	char *cwd;
+	/* This boot of this host (host.h): fingerprints mean something
+	 * only inside it. */
+	uint8_t boot[16];
+	int have_boot;
 	int have_store_id;
 	dev_t store_dev;
 	ino_t store_ino;
-	struct buf key, path;
+	struct ldr_buf key, path;
 };
 
-static int grow(struct fv *v, struct buf *b, size_t more)
+static int add(struct fv *v, struct ldr_buf *b, const void *p, size_t n)
 {
-	if (b->len + more <= b->cap)
-		return 0;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < b->len + more)
-		cap *= 2;
-	uint8_t *p = realloc(b->p, cap);
-	if (!p)
+	if (ldr_buf_add(b, p, n) != 0)
 		return ldr_fail(v->db, LARDER_ENOMEM, ENOMEM, "out of memory");
-	b->p = p;
-	b->cap = cap;
 	return 0;
 }
 
-static int add(struct fv *v, struct buf *b, const void *p, size_t n)
-{
-	int rc = grow(v, b, n);
-	if (rc == 0 && n) {
-		memcpy(b->p + b->len, p, n);
-		b->len += n;
-	}
-	return rc;
-}
-
-static void put64(uint8_t *p, uint64_t x)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(x >> (8 * i));
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t x = 0;
-	for (int i = 7; i >= 0; i--)
-		x = x << 8 | p[i];
-	return x;
-}
-
-static int add64(struct fv *v, struct buf *b, uint64_t x)
+static int add64(struct fv *v, struct ldr_buf *b, uint64_t x)
 {
 	uint8_t le[8];
-	put64(le, x);
+	ldr_put64(le, x);
 	return add(v, b, le, 8);
-}
-
-static void hash64(XXH3_state_t *st, uint64_t x)
-{
-	uint8_t le[8];
-	put64(le, x);
-	XXH3_128bits_update(st, le, 8);
-}
-
-/* A length-prefixed field, so that no two sequences frame alike. */
-static void hash_field(XXH3_state_t *st, const void *p, size_t n)
-{
-	hash64(st, n);
-	if (n)
-		XXH3_128bits_update(st, p, n);
-}
-
-static void digest(XXH3_state_t *st, uint8_t out[16])
-{
-	XXH128_canonicalFromHash((XXH128_canonical_t *)out,
-				 XXH3_128bits_digest(st));
 }
 
 static int64_t ts_ns(const struct statx_timestamp *t)
@@ -258,13 +204,11 @@ static void cannot_keep(struct fv *v)
 /* The key of a file record into v->key. */
 static int file_key(struct fv *v, const struct fp *f, const char *abspath)
 {
-	struct buf *k = &v->key;
+	struct ldr_buf *k = &v->key;
 	k->len = 0;
 	int rc = add(v, k, FILE_KEY_TAG, 8);
 	if (!rc)
-		rc = add(v, k, v->db->boot, 16);
-	if (!rc)
-		rc = grow(v, k, 7 * 8);
+		rc = add(v, k, v->boot, 16);
 	if (rc)
 		return rc;
 	const uint64_t fields[7] = {f->dev,
@@ -274,9 +218,9 @@ static int file_key(struct fv *v, const struct fp *f, const char *abspath)
 				    (uint64_t)f->mtime,
 				    (uint64_t)f->ctime,
 				    (uint64_t)f->btime};
-	for (int i = 0; i < 7; i++)
-		add64(v, k, fields[i]);
-	return add(v, k, abspath, strlen(abspath));
+	for (int i = 0; i < 7 && !rc; i++)
+		rc = add64(v, k, fields[i]);
+	return rc ? rc : add(v, k, abspath, strlen(abspath));
 }
 
 /* Look the record with key v->key up; 0 and its data in rec (len bytes
@@ -353,8 +297,8 @@ static int hash_fd(struct fv *v, int fd, const char *path, uint64_t size,
 	/* Made on first need: a warm call reads nothing. */
 	if (!v->chunk && !(v->chunk = malloc(READ_CHUNK)))
 		return ldr_fail(v->db, LARDER_ENOMEM, ENOMEM, "out of memory");
-	XXH3_state_t st;
-	XXH3_128bits_reset(&st);
+	struct ldr_hasher st;
+	ldr_hasher_reset(&st);
 	uint64_t off = 0;
 	for (;;) {
 		ssize_t n = pread(fd, v->chunk, READ_CHUNK, (off_t)off);
@@ -370,14 +314,14 @@ static int hash_fd(struct fv *v, int fd, const char *path, uint64_t size,
 		}
 		if (n == 0)
 			break;
-		XXH3_128bits_update(&st, v->chunk, (size_t)n);
+		ldr_hasher_update(&st, v->chunk, (size_t)n);
 		off += (uint64_t)n;
 		__atomic_fetch_add(&v->db->ctr[LARDER_CTR_FILES_HASHED_BYTES],
 				   (uint64_t)n, __ATOMIC_RELAXED);
 		if ((size_t)n < READ_CHUNK && off == size && size > 0)
 			break;
 	}
-	digest(&st, out);
+	ldr_hasher_digest(&st, out);
 	*len = off;
 	return 0;
 }
@@ -427,7 +371,7 @@ static int file_content(struct fv *v, int dirfd, const char *path, int member,
 			return rc;
 		if (v->recall && recordable &&
 		    recall(v, rec, sizeof rec) == 0) {
-			if (get64(rec + 16) == f->size) {
+			if (ldr_get64(rec + 16) == f->size) {
 				memcpy(c->hash, rec, 16);
 				c->size = f->size;
 				c->settled = 1;
@@ -532,7 +476,7 @@ static int file_content(struct fv *v, int dirfd, const char *path, int member,
 		c->settled = !racy && f->trusty;
 		if (w && c->settled) {
 			memcpy(rec, h1, 16);
-			put64(rec + 16, n1);
+			ldr_put64(rec + 16, n1);
 			record_commit(v, w, rec, sizeof rec);
 			w = NULL;
 		}
@@ -558,7 +502,7 @@ struct member {
 struct tree {
 	struct member *m;
 	size_t n, cap;
-	struct buf pool; /* NUL-terminated relative paths and targets */
+	struct ldr_buf pool; /* NUL-terminated relative paths and targets */
 };
 
 struct frame {
@@ -787,13 +731,13 @@ static int walk(struct fv *v, int rootfd, const char *root, struct tree *t)
 /* The hash of what the walk saw: the tree record's key part. */
 static void members_hash(const struct tree *t, uint8_t out[16])
 {
-	XXH3_state_t st;
-	XXH3_128bits_reset(&st);
+	struct ldr_hasher st;
+	ldr_hasher_reset(&st);
 	for (size_t i = 0; i < t->n; i++) {
 		const struct member *m = &t->m[i];
 		const char *rel = pool_str(t, m->rel);
-		XXH3_128bits_update(&st, &m->type, 1);
-		hash_field(&st, rel, strlen(rel));
+		ldr_hasher_update(&st, &m->type, 1);
+		ldr_hasher_field(&st, rel, strlen(rel));
 		if (m->type == 'f') {
 			const struct fp *f = &m->fp;
 			const uint64_t fields[8] = {
@@ -806,23 +750,23 @@ static void members_hash(const struct tree *t, uint8_t out[16])
 			    (uint64_t)f->btime,
 			    f->mode | (uint64_t)f->trusty << 32};
 			for (int j = 0; j < 8; j++)
-				hash64(&st, fields[j]);
+				ldr_hasher_u64(&st, fields[j]);
 		} else if (m->type == 'l') {
-			hash_field(&st, pool_str(t, m->target), m->tlen);
+			ldr_hasher_field(&st, pool_str(t, m->target), m->tlen);
 		}
 	}
-	digest(&st, out);
+	ldr_hasher_digest(&st, out);
 }
 
 static int tree_key(struct fv *v, const struct tree *t, const char *root)
 {
 	uint8_t mh[16];
 	members_hash(t, mh);
-	struct buf *k = &v->key;
+	struct ldr_buf *k = &v->key;
 	k->len = 0;
 	int rc = add(v, k, TREE_KEY_TAG, 8);
 	if (!rc)
-		rc = add(v, k, v->db->boot, 16);
+		rc = add(v, k, v->boot, 16);
 	if (!rc)
 		rc = add(v, k, mh, 16);
 	if (!rc)
@@ -843,7 +787,7 @@ static int tree_once(struct fv *v, int rootfd, const char *root,
 	int rc = walk(v, rootfd, root, &t);
 	if (rc)
 		goto out;
-	int remember = (v->recall || v->keep) && db->have_boot;
+	int remember = (v->recall || v->keep) && v->have_boot;
 	for (size_t i = 0; i < t.n && remember; i++)
 		if (t.m[i].type == 'f' && !t.m[i].fp.trusty)
 			remember = 0;
@@ -853,22 +797,22 @@ static int tree_once(struct fv *v, int rootfd, const char *root,
 	if (remember && v->recall && recall(v, rec, sizeof rec) == 0) {
 		memcpy(out, rec, 16);
 		__atomic_fetch_add(&db->ctr[LARDER_CTR_FILES_REMEMBERED],
-				   get64(rec + 16), __ATOMIC_RELAXED);
+				   ldr_get64(rec + 16), __ATOMIC_RELAXED);
 		goto out;
 	}
 
-	XXH3_state_t st;
-	XXH3_128bits_reset(&st);
-	XXH3_128bits_update(&st, "larder-tree-1", 14);
+	struct ldr_hasher st;
+	ldr_hasher_reset(&st);
+	ldr_hasher_update(&st, "larder-tree-1", 14);
 	uint64_t files = 0, bytes = 0;
 	int settled = 1;
 	for (size_t i = 0; i < t.n; i++) {
 		struct member *m = &t.m[i];
 		const char *rel = pool_str(&t, m->rel);
-		XXH3_128bits_update(&st, &m->type, 1);
-		hash_field(&st, rel, strlen(rel));
+		ldr_hasher_update(&st, &m->type, 1);
+		ldr_hasher_field(&st, rel, strlen(rel));
 		if (m->type == 'l') {
-			hash_field(&st, pool_str(&t, m->target), m->tlen);
+			ldr_hasher_field(&st, pool_str(&t, m->target), m->tlen);
 			continue;
 		}
 		if (m->type != 'f')
@@ -885,14 +829,14 @@ static int tree_once(struct fv *v, int rootfd, const char *root,
 		if (!c.settled || !fp_same(&seen, &m->fp))
 			settled = 0;
 		uint8_t x = fp_exec(&m->fp), le[8];
-		put64(le, c.size);
-		XXH3_128bits_update(&st, &x, 1);
-		XXH3_128bits_update(&st, le, 8);
-		XXH3_128bits_update(&st, c.hash, 16);
+		ldr_put64(le, c.size);
+		ldr_hasher_update(&st, &x, 1);
+		ldr_hasher_update(&st, le, 8);
+		ldr_hasher_update(&st, c.hash, 16);
 		files++;
 		bytes += c.size;
 	}
-	digest(&st, out);
+	ldr_hasher_digest(&st, out);
 	if (remember && settled && v->keep) {
 		/* tree_key() again: file_content() used v->key. The
 		 * fingerprints are the walked ones (settled). */
@@ -901,8 +845,8 @@ static int tree_once(struct fv *v, int rootfd, const char *root,
 		larder_writer *w = record_begin(v);
 		if (w) {
 			memcpy(rec, out, 16);
-			put64(rec + 16, files);
-			put64(rec + 24, bytes);
+			ldr_put64(rec + 16, files);
+			ldr_put64(rec + 24, bytes);
 			record_commit(v, w, rec, sizeof rec);
 		}
 	}
@@ -976,7 +920,7 @@ static const char *type_name(uint32_t mode)
 }
 
 /* One input's part of the version. */
-static int input(struct fv *v, const char *path, XXH3_state_t *st)
+static int input(struct fv *v, const char *path, struct ldr_hasher *st)
 {
 	struct fp f;
 	if (fp_stat(AT_FDCWD, path, 0, &f) != 0)
@@ -994,16 +938,16 @@ static int input(struct fv *v, const char *path, XXH3_state_t *st)
 			uint8_t rec[26];
 			rec[0] = 'f';
 			rec[1] = fp_exec(&f);
-			put64(rec + 2, c.size);
+			ldr_put64(rec + 2, c.size);
 			memcpy(rec + 10, c.hash, 16);
-			XXH3_128bits_update(st, rec, sizeof rec);
+			ldr_hasher_update(st, rec, sizeof rec);
 		}
 	} else if (S_ISDIR(f.mode)) {
 		uint8_t rec[17];
 		rec[0] = 'd';
 		rc = tree_digest(v, path, abspath, rec + 1);
 		if (rc == 0)
-			XXH3_128bits_update(st, rec, sizeof rec);
+			ldr_hasher_update(st, rec, sizeof rec);
 	} else {
 		rc = ldr_fail(v->db, LARDER_EINVAL, 0,
 			      "'%s' is %s: only regular files and directories "
@@ -1020,24 +964,25 @@ static int files_version(larder *db, const char *const *paths, size_t n,
 	struct fv v;
 	memset(&v, 0, sizeof v);
 	v.db = db;
+	v.have_boot = ldr_boot_id(v.boot) == 0;
 	/* Fingerprints mean something only inside this boot of this host:
 	 * without its id, nothing is remembered. */
 	v.recall = v.keep = !(flags & LARDER_FILES_NO_REMEMBER);
-	if (v.keep && !db->have_boot) {
+	if (v.keep && !v.have_boot) {
 		ldr_fail(db, LARDER_EIO, 0,
 			 "no boot id in /proc/sys/kernel/random/boot_id");
 		cannot_keep(&v);
 		v.recall = 0;
 	}
-	XXH3_state_t st;
-	XXH3_128bits_reset(&st);
-	XXH3_128bits_update(&st, "larder-files-1", 15);
+	struct ldr_hasher st;
+	ldr_hasher_reset(&st);
+	ldr_hasher_update(&st, "larder-files-1", 15);
 	int rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++)
 		rc = input(&v, paths[i], &st);
 	if (rc == 0) {
 		uint8_t h[16];
-		digest(&st, h);
+		ldr_hasher_digest(&st, h);
 		memcpy(out, "files/1 ", 8);
 		ldr_hex(h, 16, out + 8);
 		/* Lookups that missed are no failure of this call. */

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "host.h"
 
 struct ldr_lease {
 	int dirfd; /* dup of the caller's */
@@ -43,14 +44,8 @@ struct ldr_lease {
 static uint64_t proc_start_time(const char *statpath, long *pid_out)
 {
 	char buf[1024];
-	int fd = open(statpath, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (ldr_read_text(statpath, buf, sizeof buf) <= 0)
 		return 0;
-	ssize_t n = ldr_pread_full(fd, buf, sizeof buf - 1, 0);
-	ldr_close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	if (pid_out)
 		*pid_out = strtol(buf, NULL, 10);
 	/* The command name may hold spaces and parentheses: fields count
@@ -68,14 +63,7 @@ void ldr_self_get(struct ldr_self *me, const char *host)
 {
 	memset(me, 0, sizeof *me);
 	snprintf(me->host, sizeof me->host, "%s", host);
-	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		ssize_t n = ldr_pread_full(fd, me->boot, 36, 0);
-		me->boot[n > 0 ? n : 0] = '\0';
-		ldr_close(fd);
-	}
-	if (!me->boot[0])
-		snprintf(me->boot, sizeof me->boot, "unknown");
+	ldr_boot_id_text(me->boot);
 	struct stat st;
 	if (stat("/proc/self/ns/pid", &st) == 0)
 		me->pidns = (uint64_t)st.st_ino;

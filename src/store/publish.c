@@ -4,7 +4,7 @@
  * header last; fsync per policy; link() to the final name, where EEXIST means
  * another filler won with the same key and version; then the head hint.
  */
-#include "store.h"
+#include "publish.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,16 +16,16 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "clock.h"
 #include "fsutil.h"
+#include "hash.h"
+#include "config.h"
+#include "file.h"
+#include "head.h"
+#include "quarantine.h"
+#include "read.h"
+#include "recency.h"
 #include "stats.h"
-#include "gc.h"
-
-#define XXH_STATIC_LINKING_ONLY
-#if defined(__x86_64__) || defined(__i386__)
-#include <xxh_x86dispatch.h>
-#else
-#include <xxhash.h>
-#endif
 
 struct larder_writer {
 	larder *db;
@@ -38,7 +38,7 @@ struct larder_writer {
 	int dirfd, fd;
 	unsigned flags;
 	int64_t created, expires;
-	XXH3_state_t *st;
+	struct ldr_hasher *st;
 	/* Payload bytes are kept in memory until they pass the mmap
 	 * threshold: a small entry is then written with its header in one
 	 * syscall, and a large one gets a page-aligned payload. */
@@ -72,7 +72,7 @@ static void writer_free(larder_writer *w)
 	if (w->dirfd >= 0)
 		ldr_close(w->dirfd);
 	if (w->st)
-		XXH3_freeState(w->st);
+		ldr_hasher_free(w->st);
 	ZSTD_freeCCtx(w->z);
 	free(w->zout);
 	free(w->buf);
@@ -251,12 +251,12 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 	w->key = dup_bytes(key, klen);
 	w->ver = dup_bytes(ver, vlen);
 	w->meta = dup_bytes(mlen ? opts->meta : "", mlen);
-	w->st = XXH3_createState();
+	w->st = ldr_hasher_new();
 	if (!w->key || !w->ver || !w->meta || !w->st) {
 		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
 		goto fail;
 	}
-	XXH3_128bits_reset(w->st);
+	ldr_hasher_reset(w->st);
 	if (w->flags & LARDER_PUT_ZSTD) {
 		w->z = ZSTD_createCCtx();
 		w->zoutcap = ZSTD_CStreamOutSize();
@@ -336,7 +336,7 @@ static int emit(larder_writer *w, const void *p, size_t n)
 	larder *db = w->db;
 	if (n == 0)
 		return 0;
-	XXH3_128bits_update(w->st, p, n);
+	ldr_hasher_update(w->st, p, n);
 	if (!w->spilled && w->buflen + n < db->mmap_threshold) {
 		if (w->buflen + n > w->bufcap) {
 			size_t cap = w->bufcap ? w->bufcap * 2 : 4096;
@@ -541,8 +541,7 @@ static int finish(larder_writer *w, larder_entry **uncached)
 	h.raw_len = w->raw;
 	h.created = w->created;
 	h.expires = w->expires;
-	XXH128_canonicalFromHash((XXH128_canonical_t *)h.payload_hash,
-				 XXH3_128bits_digest(w->st));
+	ldr_hasher_digest(w->st, h.payload_hash);
 	h.ns = (const uint8_t *)w->ns;
 	h.ns_len = (uint32_t)strlen(w->ns);
 	h.key = w->key;
@@ -630,7 +629,8 @@ static int finish(larder_writer *w, larder_entry **uncached)
 	/* Usage, and the cleaning a crossed cap starts (after the head, so
 	 * that the new entry supersedes the old version). */
 	if (published)
-		ldr_after_publish(db, w->ns, w->hex);
+		if (db->hooks.published)
+			db->hooks.published(db, w->ns, w->hex);
 out:
 	free(hdr);
 	writer_free(w);
@@ -667,76 +667,4 @@ int larder_put(larder *db, const char *ns, const void *key, size_t klen,
 		return rc;
 	}
 	return larder_writer_commit(w);
-}
-
-int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
-		   const void *ver, size_t vlen)
-{
-	uint8_t hash[16];
-	char hex[33], dir[LDR_REL_MAX], name[128];
-	ldr_head_hash(ns, key, klen, hash);
-	ldr_hex(hash, 16, hex);
-	ldr_dir_rel(dir, ns, 'h', hex);
-
-	size_t n = 32 + vlen;
-	uint8_t *b = malloc(n);
-	if (!b)
-		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
-	memcpy(b, LDR_HEAD_MAGIC, 8);
-	for (int i = 0; i < 4; i++) {
-		b[8 + i] = (uint8_t)(1u >> (8 * i));
-		b[12 + i] = (uint8_t)((uint32_t)vlen >> (8 * i));
-	}
-	if (vlen)
-		memcpy(b + 16, ver, vlen);
-	ldr_xxh128(b, 16 + vlen, b + 16 + vlen);
-
-	int rc = 0, fd = -1;
-	int dfd = ldr_open_dir(db, dir);
-	if (dfd < 0) {
-		rc = wfail(db, errno, "open directory", dir);
-		goto out;
-	}
-	ldr_temp_name(name, sizeof name, db->host);
-	fd = ldr_open_beneath(dfd, name, O_WRONLY | O_CREAT | O_EXCL,
-			      db->romode);
-	if (fd < 0) {
-		rc = wfail(db, errno, "create head temp in", dir);
-		goto out;
-	}
-	if (fchmod(fd, db->romode) != 0 || ldr_pwrite_full(fd, b, n, 0) != 0 ||
-	    (db->fsync == LARDER_FSYNC_FULL && ldr_fdatasync(fd) != 0)) {
-		rc = wfail(db, errno, "write head temp in", dir);
-		goto out;
-	}
-	/* The head is a hint, replaced whole: rename over is fine here (a
-	 * reader meeting ESTALE just looks again or misses). A directory
-	 * planted at its name would refuse that for good: it goes to
-	 * quarantine/ like any other non-entry, and the rename is tried
-	 * once more. */
-	int r = renameat(dfd, name, dfd, hex);
-	if (r != 0 &&
-	    (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST)) {
-		struct stat st;
-		char rel[LDR_REL_MAX + 40];
-		snprintf(rel, sizeof rel, "%s/%s", dir, hex);
-		if (fstatat(dfd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    !S_ISREG(st.st_mode))
-			ldr_quarantine(db, rel, st.st_dev, st.st_ino,
-				       "a directory, not a head hint");
-		r = renameat(dfd, name, dfd, hex);
-	}
-	if (r != 0) {
-		rc = wfail(db, errno, "rename head into", dir);
-		goto out;
-	}
-	name[0] = '\0';
-out:
-	if (fd >= 0)
-		ldr_close(fd);
-	if (rc && dfd >= 0 && name[0])
-		unlinkat(dfd, name, 0);
-	ldr_close(dfd);
-	free(b);
-	return rc;
 }

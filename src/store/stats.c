@@ -29,7 +29,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
+#include "clock.h"
 #include "fsutil.h"
+#include "hash.h"
 #include "store.h"
 
 #define SHARDS 16
@@ -103,20 +106,6 @@ struct ldr_stats {
 	int said_dropped;
 	uint64_t work; /* steps of parsing and merging shards, for tests */
 };
-
-static int64_t coarse_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t)ts.tv_sec;
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void sleep_ms(unsigned ms)
 {
@@ -519,56 +508,21 @@ nomem:
 	return SHARD_NOMEM;
 }
 
-struct buf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void bprintf(struct buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void bprintf(struct buf *b, const char *fmt, ...)
-{
-	if (b->oom)
-		return;
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->oom = 1;
-			return;
-		}
-		if ((size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t cap = b->cap * 2 + (size_t)n + 256;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = 1;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-}
-
 /* The shard's text for t (merged), within the caps: usage lines that
  * sum to nothing are left out, and those past MAX_USAGE are dropped
  * (counted in *dropped; the parse already capped the unknown lines). 0,
  * or -1 (out of memory). */
-static int shard_format(const struct tally *t, struct buf *b, uint64_t *dropped)
+static int shard_format(const struct tally *t, struct ldr_buf *b,
+			uint64_t *dropped)
 {
 	memset(b, 0, sizeof *b);
-	bprintf(b, "%s %d\n", MAGIC, FORMAT);
+	ldr_buf_printf(b, "%s %d\n", MAGIC, FORMAT);
 	for (int c = 0; c < LARDER_CTR_COUNT; c++)
-		bprintf(b, "%s %" PRIu64 "\n", larder_counter_name(c),
-			t->ctr[c]);
+		ldr_buf_printf(b, "%s %" PRIu64 "\n", larder_counter_name(c),
+			       t->ctr[c]);
 	for (size_t i = 0; i < t->nx; i++)
-		bprintf(b, "%s %" PRIu64 "\n", t->x[i].name, t->x[i].value);
+		ldr_buf_printf(b, "%s %" PRIu64 "\n", t->x[i].name,
+			       t->x[i].value);
 	size_t nu = 0;
 	for (size_t i = 0; i < t->nu; i++) {
 		if (!t->u[i].bytes && !t->u[i].entries)
@@ -577,11 +531,11 @@ static int shard_format(const struct tally *t, struct buf *b, uint64_t *dropped)
 			(*dropped)++;
 			continue;
 		}
-		bprintf(b, "usage %s %" PRId64 " %" PRId64 "\n", t->u[i].ns,
-			t->u[i].bytes, t->u[i].entries);
+		ldr_buf_printf(b, "usage %s %" PRId64 " %" PRId64 "\n",
+			       t->u[i].ns, t->u[i].bytes, t->u[i].entries);
 	}
 	for (size_t i = 0; i < t->nother; i++)
-		bprintf(b, "%s\n", t->other[i]);
+		ldr_buf_printf(b, "%s\n", t->other[i]);
 	if (b->oom) {
 		free(b->p);
 		return -1;
@@ -590,7 +544,7 @@ static int shard_format(const struct tally *t, struct buf *b, uint64_t *dropped)
 	char hex[33];
 	ldr_xxh128(b->p, b->len, sum);
 	ldr_hex(sum, 16, hex);
-	bprintf(b, "checksum %s\n", hex);
+	ldr_buf_printf(b, "checksum %s\n", hex);
 	if (b->oom) {
 		free(b->p);
 		return -1;
@@ -817,7 +771,7 @@ static int shard_add(larder *db, const struct tally *delta, uint64_t t0)
 				t.work = &s->work;
 			}
 			free(text);
-			struct buf b;
+			struct ldr_buf b;
 			int rc = tally_add(&t, delta);
 			if (rc == 0)
 				tally_merge(&t);
@@ -854,7 +808,7 @@ static int shard_add(larder *db, const struct tally *delta, uint64_t t0)
 			errno = e;
 			return rc;
 		}
-		if (mono_ms() - t0 >= FLUSH_BOUND_MS)
+		if (ldr_mono_ms() - t0 >= FLUSH_BOUND_MS)
 			return 1;
 		sleep_ms(5 + 5 * (round < 8 ? round : 8));
 	}
@@ -871,7 +825,7 @@ int ldr_stats_init(larder *db)
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->flush_mu, NULL);
 	s->pid = getpid();
-	s->last_flush_s = coarse_s();
+	s->last_flush_s = (ldr_coarse_ms() / 1000);
 	db->stats = s;
 	return 0;
 }
@@ -995,9 +949,10 @@ int ldr_stats_flush(larder *db)
 	struct ldr_stats *s = db->stats;
 	if (!s)
 		return 0;
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = ldr_mono_ms();
 	pthread_mutex_lock(&s->flush_mu);
-	__atomic_store_n(&s->last_flush_s, coarse_s(), __ATOMIC_RELAXED);
+	__atomic_store_n(&s->last_flush_s, (ldr_coarse_ms() / 1000),
+			 __ATOMIC_RELAXED);
 	if (s->pid != getpid())
 		forget_parent(db);
 	struct tally t;
@@ -1035,7 +990,7 @@ void ldr_stats_tick(larder *db)
 	struct ldr_stats *s = db->stats;
 	if (!s)
 		return;
-	int64_t now = coarse_s();
+	int64_t now = (ldr_coarse_ms() / 1000);
 	int64_t last = __atomic_load_n(&s->last_flush_s, __ATOMIC_RELAXED);
 	/* One thread flushes (the one that moves the time on); the others
 	 * go on with their work. */
@@ -1088,10 +1043,10 @@ static int sum_shards(larder *db, struct tally *t, unsigned *nshards,
 		/* A read lock keeps a flush from being seen half-written;
 		 * if it cannot be had in time the shard is read anyway (a
 		 * torn one then fails its check and counts as bad). */
-		uint64_t t0 = mono_ms();
+		uint64_t t0 = ldr_mono_ms();
 		while (file_lock(fd, F_RDLCK) != 0 &&
 		       (errno == EAGAIN || errno == EACCES) &&
-		       mono_ms() - t0 < FLUSH_BOUND_MS)
+		       ldr_mono_ms() - t0 < FLUSH_BOUND_MS)
 			sleep_ms(5);
 		char *text;
 		size_t len;

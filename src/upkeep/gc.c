@@ -1,8 +1,9 @@
 /*
- * gc.c — owns limits and cleaning (docs/operations.md): the store's and the
- * namespaces' caps and watermarks (config files, cached on the handle),
- * the throttled touch on a hit, the free-space check before a publish,
- * and the cleaning itself (larder_gc and the one a publish starts).
+ * gc.c — owns caps and cleaning (docs/operations.md): the namespaces'
+ * caps (config files, cached in upkeep's slot on the handle), and the
+ * cleaning itself (larder_gc, and the one a publish starts through the
+ * store's hooks, which the facade installs at open). The touch on a hit
+ * and the free-space check are the store's (src/store/recency.c).
  *
  * Cleaning, with memory bounded whatever the store's size:
  *   lock    DIR/gc.lock, non-blocking OFD lock: one cleaner per store,
@@ -34,13 +35,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "config.h"
 #include "fsutil.h"
+#include "head.h"
+#include "recency.h"
+#include "walk.h"
 #include "stats.h"
 #include "store.h"
 #include "sweep.h"
 
 #define RELOAD_S 2	  /* config re-read at most this often */
-#define TOUCH_SLOTS 4096  /* per-handle table of recent touches */
 #define NS_CACHE 16	  /* namespaces whose caps a handle keeps */
 #define MAX_PASSES 3	  /* cleanings in a row while still over */
 #define LOW_MARK_PCT 90	  /* a cap is cleaned down to this */
@@ -62,97 +67,36 @@ struct ns_limits {
 	int64_t max_bytes, max_entries;
 };
 
+/* Upkeep's state per handle, on a slot (store.h): the namespaces' caps,
+ * and when and where it cleaned last. The store's own limits (caps,
+ * watermarks, touch interval) are read through recency.h. */
 struct ldr_gc {
 	pthread_mutex_t mu;
-	larder_limits store;	/* under mu */
-	int64_t store_loaded;	/* monotonic s, atomic */
-	int64_t touch_interval; /* atomic copy for the hit path */
 	struct ns_limits ns[NS_CACHE];
 	unsigned ns_next;
-	/* free space, looked at once a second */
-	int64_t space_checked_ms;
-	int space_state; /* 0 fine, 1 below cull, 2 below stop */
-	double free_pct;
-	int free_files;		 /* the figure that is low is the files' */
 	int64_t cull_cleaned_ms; /* last cleaning for the cull watermark */
 	unsigned slice_next;	 /* a publish's next slice + 1, under the
 				    store's gc lock (0: pick one at random) */
 	int unlocked_said;	 /* cleaning without gc.lock logged */
-	/* (tag << 32 | monotonic s) of entries touched or checked */
-	uint64_t touched[TOUCH_SLOTS];
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---------------------------------------------------------------------- */
 /* Configuration                                                           */
 
-/* What follows "name " on its line of text, or "" if there is none. */
-static const char *conf_val(const char *text, const char *name)
-{
-	size_t n = strlen(name);
-	for (const char *p = text; p && *p;) {
-		if (strncmp(p, name, n) == 0 && p[n] == ' ')
-			return p + n;
-		p = strchr(p, '\n');
-		p = p ? p + 1 : p;
-	}
-	return "";
-}
+/* The key of upkeep's slot on the handle (store.h). */
+static const char gc_key;
 
-/* A "name N" line with N >= 0, else 0. */
-static int64_t conf_num(const char *text, const char *name)
+/* Upkeep's state on db: hung there at open (ldr_gc_open). */
+static struct ldr_gc *gc_of(larder *db)
 {
-	long long v;
-	return sscanf(conf_val(text, name), " %lld", &v) == 1 && v >= 0 ? v : 0;
-}
-
-static void parse_store(const char *text, larder_limits *l)
-{
-	larder_limits d = LARDER_LIMITS_INIT;
-	long long v;
-	int r, c, s;
-	*l = d;
-	l->max_bytes = conf_num(text, "max_bytes");
-	l->max_entries = conf_num(text, "max_entries");
-	if (sscanf(conf_val(text, "watermarks"), " %d %d %d", &r, &c, &s) ==
-		3 &&
-	    ((r > c && c > s && s >= 0 && r <= 100) || (!r && !c && !s))) {
-		l->wm_run = r;
-		l->wm_cull = c;
-		l->wm_stop = s;
-	}
-	if (sscanf(conf_val(text, "touch_interval"), " %lld", &v) == 1 &&
-	    v >= 0)
-		l->touch_interval = v;
-}
-
-/* Re-read DIR/config if it is older than RELOAD_S; under g->mu. */
-static void load_store(larder *db, int force)
-{
-	struct ldr_gc *g = db->gc;
-	int64_t now = mono_ms() / 1000 + 1; /* never 0 */
-	if (!force && now - g->store_loaded < RELOAD_S)
-		return;
-	char text[LDR_CONFIG_MAX];
-	if (ldr_config_read(db, "", text, sizeof text) != 0)
-		return; /* keep what we had */
-	parse_store(text, &g->store);
-	__atomic_store_n(&g->touch_interval, g->store.touch_interval,
-			 __ATOMIC_RELAXED);
-	__atomic_store_n(&g->store_loaded, now, __ATOMIC_RELAXED);
+	return ldr_slot_get(db, &gc_key);
 }
 
 /* The caps of ns (cached); under g->mu. */
 static struct ns_limits *load_ns(larder *db, const char *ns, int force)
 {
-	struct ldr_gc *g = db->gc;
-	int64_t now = mono_ms() / 1000 + 1;
+	struct ldr_gc *g = gc_of(db);
+	int64_t now = ldr_coarse_ms() / 1000 + 1;
 	struct ns_limits *s = NULL;
 	for (unsigned i = 0; i < NS_CACHE; i++)
 		if (g->ns[i].loaded && strcmp(g->ns[i].ns, ns) == 0)
@@ -167,11 +111,18 @@ static struct ns_limits *load_ns(larder *db, const char *ns, int force)
 	snprintf(dir, sizeof dir, "ns/%s", ns);
 	s->max_bytes = s->max_entries = 0;
 	if (ldr_config_read(db, dir, text, sizeof text) == 0) {
-		s->max_bytes = conf_num(text, "max_bytes");
-		s->max_entries = conf_num(text, "max_entries");
+		s->max_bytes = ldr_conf_num(text, "max_bytes");
+		s->max_entries = ldr_conf_num(text, "max_entries");
 	}
 	s->loaded = now;
 	return s;
+}
+
+static void gc_free(void *ptr)
+{
+	struct ldr_gc *g = ptr;
+	pthread_mutex_destroy(&g->mu);
+	free(g);
 }
 
 int ldr_gc_open(larder *db)
@@ -180,18 +131,13 @@ int ldr_gc_open(larder *db)
 	if (!g)
 		return ldr_fail(NULL, LARDER_ENOMEM, ENOMEM, "out of memory");
 	pthread_mutex_init(&g->mu, NULL);
-	db->gc = g;
-	load_store(db, 1);
+	if (ldr_slot_swap(db, &gc_key, NULL, g, gc_free) != 0) {
+		gc_free(g);
+		return ldr_fail(NULL, LARDER_EINVAL, 0,
+				"cannot hang the cleaner's state on the "
+				"handle");
+	}
 	return 0;
-}
-
-void ldr_gc_close(larder *db)
-{
-	if (!db->gc)
-		return;
-	pthread_mutex_destroy(&db->gc->mu);
-	free(db->gc);
-	db->gc = NULL;
 }
 
 static int check_limits(larder *db, const larder_limits *l)
@@ -232,10 +178,9 @@ int larder_limits_get(larder_limits *out, larder *db, const char *ns)
 			      out->version, LARDER_LIMITS_VERSION);
 	if (rc)
 		return rc;
-	struct ldr_gc *g = db->gc;
+	struct ldr_gc *g = gc_of(db);
+	ldr_store_limits(db, 1, out);
 	pthread_mutex_lock(&g->mu);
-	load_store(db, 1);
-	*out = g->store;
 	if (ns) {
 		struct ns_limits *s = load_ns(db, ns, 1);
 		out->max_bytes = s->max_bytes;
@@ -268,157 +213,14 @@ int larder_limits_set(larder *db, const char *ns, const larder_limits *l)
 		dir[0] = '\0';
 	}
 	rc = ldr_config_replace(db, dir, lines);
-	pthread_mutex_lock(&db->gc->mu);
-	load_store(db, 1);
+	larder_limits now;
+	ldr_store_limits(db, 1, &now);
+	struct ldr_gc *g = gc_of(db);
+	pthread_mutex_lock(&g->mu);
 	if (ns)
 		load_ns(db, ns, 1);
-	pthread_mutex_unlock(&db->gc->mu);
-	return rc;
-}
-
-/* ---------------------------------------------------------------------- */
-/* Touch on hit                                                            */
-
-void ldr_touch(larder *db, int fd, const uint8_t hash[16])
-{
-	struct ldr_gc *g = db->gc;
-	if (fd < 0 || !g)
-		return;
-	int64_t now = mono_ms() / 1000 + 1;
-	if (now - __atomic_load_n(&g->store_loaded, __ATOMIC_RELAXED) >=
-	    RELOAD_S) {
-		pthread_mutex_lock(&g->mu);
-		load_store(db, 0);
-		pthread_mutex_unlock(&g->mu);
-	}
-	int64_t iv = __atomic_load_n(&g->touch_interval, __ATOMIC_RELAXED);
-	uint64_t h = 0;
-	for (int i = 0; i < 8; i++)
-		h = h << 8 | hash[i];
-	uint32_t tag = (uint32_t)(h >> 32) | 1;
-	uint64_t *slot = &g->touched[h % TOUCH_SLOTS];
-	uint64_t s = __atomic_load_n(slot, __ATOMIC_RELAXED);
-	if ((uint32_t)(s >> 32) == tag && now - (int64_t)(uint32_t)s < iv)
-		return; /* this handle saw it recent within the interval */
-	struct stat st;
-	if (fstat(fd, &st) != 0)
-		return;
-	/* The atime is the filesystem's clock, compared with ours: a skew
-	 * only makes touches a little more or less frequent. */
-	int64_t age = (ldr_now_ns() - ((int64_t)st.st_atim.tv_sec * 1000000000 +
-				       st.st_atim.tv_nsec)) /
-		      1000000000;
-	if (iv > 0 && age >= 0 && age < iv) {
-		/* touched by someone else: look again when it is due */
-		__atomic_store_n(slot,
-				 (uint64_t)tag << 32 | (uint32_t)(now - age),
-				 __ATOMIC_RELAXED);
-		return;
-	}
-	/* atime only; not the owner (a group-shared store) may set both to
-	 * now with write access, and the mtime of an entry means nothing. */
-	struct timespec ts[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
-	if (futimens(fd, ts) == 0 ||
-	    ((errno == EPERM || errno == EACCES) && futimens(fd, NULL) == 0))
-		ldr_count(db, LARDER_CTR_TOUCHES);
-	__atomic_store_n(slot, (uint64_t)tag << 32 | (uint32_t)now,
-			 __ATOMIC_RELAXED);
-}
-
-/* ---------------------------------------------------------------------- */
-/* Free space                                                              */
-
-struct space {
-	uint64_t total, avail;	/* bytes */
-	uint64_t files, favail; /* files; files 0 = not counted */
-};
-
-static int get_space(larder *db, struct space *sp)
-{
-	struct statvfs v;
-	if (fstatvfs(db->rootfd, &v) != 0)
-		return -1;
-	sp->total = (uint64_t)v.f_blocks * v.f_frsize;
-	sp->avail = (uint64_t)v.f_bavail * v.f_frsize;
-	sp->files = v.f_files;
-	sp->favail = v.f_favail;
-	return 0;
-}
-
-/* Which watermark free space is under: 0 none, 1 cull, 2 stop; *pct the
- * lower of the free percentages, *files whether it is the files'. */
-static int below(const struct space *sp, const larder_limits *l, double *pct,
-		 int *files)
-{
-	double pb =
-	    sp->total ? 100.0 * (double)sp->avail / (double)sp->total : 100.0;
-	double pf =
-	    sp->files ? 100.0 * (double)sp->favail / (double)sp->files : 100.0;
-	*files = pf < pb;
-	*pct = pf < pb ? pf : pb;
-	if (!l->wm_run)
-		return 0;
-	if (*pct < l->wm_stop)
-		return 2;
-	return *pct < l->wm_cull;
-}
-
-/* Refresh the space state at most once a second; returns it, and in
- * *fresh whether it was looked at just now. */
-static int space_state(larder *db, int *fresh)
-{
-	struct ldr_gc *g = db->gc;
-	int64_t now = mono_ms();
-	pthread_mutex_lock(&g->mu);
-	load_store(db, 0);
-	*fresh = now - g->space_checked_ms >= 1000 || !g->space_checked_ms;
-	if (*fresh) {
-		struct space sp;
-		g->space_checked_ms = now;
-		g->space_state =
-		    get_space(db, &sp) == 0
-			? below(&sp, &g->store, &g->free_pct, &g->free_files)
-			: 0;
-	}
-	int st = g->space_state;
 	pthread_mutex_unlock(&g->mu);
-	return st;
-}
-
-struct gc_keep;
-static int gc_loop(larder *db, const char *ns, unsigned flags,
-		   const struct gc_keep *keep, larder_gc_report *rep);
-
-static void space_stale(larder *db)
-{
-	pthread_mutex_lock(&db->gc->mu);
-	db->gc->space_checked_ms = 0;
-	pthread_mutex_unlock(&db->gc->mu);
-}
-
-int ldr_space_check(larder *db)
-{
-	int fresh;
-	if (space_state(db, &fresh) < 2)
-		return 0;
-	if (fresh) {
-		/* Below stop and not cleaned since we looked: clean first
-		 * (the cull watermark may have been passed by something
-		 * else than publishes), then look again. */
-		larder_gc_report rep;
-		gc_loop(db, NULL, 0, NULL, &rep);
-		space_stale(db);
-		if (space_state(db, &fresh) < 2)
-			return 0;
-	}
-	struct ldr_gc *g = db->gc;
-	ldr_count(db, LARDER_CTR_PUBLISH_REFUSED);
-	return ldr_fail(db, LARDER_EFULL, ENOSPC,
-			"publish refused: the filesystem of '%s' has %.1f%% of "
-			"its %s free, below the stop watermark of %d%%; "
-			"nothing was stored",
-			db->dir, g->free_pct, g->free_files ? "files" : "space",
-			g->store.wm_stop);
+	return rc;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -782,7 +584,7 @@ static int walk_one(struct gc_run *r, const char *ns)
 static int add_dom_cb(const char *ns, void *payload)
 {
 	struct gc_run *r = payload;
-	struct ldr_gc *g = r->db->gc;
+	struct ldr_gc *g = gc_of(r->db);
 	pthread_mutex_lock(&g->mu);
 	struct ns_limits *s = load_ns(r->db, ns, 1);
 	int64_t mb = s->max_bytes, me = s->max_entries;
@@ -851,7 +653,7 @@ static void pick_slice(struct gc_run *r)
 		return;
 	/* From a random slice, then the next ones in turn: a process that
 	 * publishes a lot goes round the store. */
-	struct ldr_gc *g = r->db->gc;
+	struct ldr_gc *g = gc_of(r->db);
 	if (!g->slice_next) {
 		uint32_t x;
 		ldr_random(&x, sizeof x);
@@ -901,10 +703,7 @@ static int clean(larder *db, const char *only, unsigned flags,
 	r->cap = 4096;
 	r->buf = malloc(r->cap);
 	larder_limits sl;
-	pthread_mutex_lock(&db->gc->mu);
-	load_store(db, 1);
-	sl = db->gc->store;
-	pthread_mutex_unlock(&db->gc->mu);
+	ldr_store_limits(db, 1, &sl);
 	r->store.max_bytes = sl.max_bytes;
 	r->store.max_entries = sl.max_entries;
 	if (!r->buf) {
@@ -928,10 +727,11 @@ static int clean(larder *db, const char *only, unsigned flags,
 		goto out;
 	/* Watermarks: free until `run` is free again. */
 	int64_t wm_b = 0, wm_n = 0;
-	struct space sp;
+	struct ldr_space sp;
 	double pct;
 	int files;
-	if (get_space(db, &sp) == 0 && below(&sp, &sl, &pct, &files)) {
+	if (ldr_space_get(db, &sp) == 0 &&
+	    ldr_space_below(&sp, &sl, &pct, &files)) {
 		uint64_t want = sp.total / 100 * (uint64_t)sl.wm_run;
 		if (want > sp.avail &&
 		    100 * sp.avail < sp.total * (uint64_t)sl.wm_cull)
@@ -1054,7 +854,7 @@ static int open_lock(larder *db)
 /* Once per handle: this user cleans without the lock. */
 static void note_unlocked(larder *db, int e)
 {
-	struct ldr_gc *g = db->gc;
+	struct ldr_gc *g = gc_of(db);
 	pthread_mutex_lock(&g->mu);
 	int said = g->unlocked_said;
 	g->unlocked_said = 1;
@@ -1105,16 +905,17 @@ static int try_lock(larder *db, int *fd)
 static int over_cap(larder *db, const char *ns)
 {
 	int64_t b, n, mb, me;
-	struct ldr_gc *g = db->gc;
+	struct ldr_gc *g = gc_of(db);
+	larder_limits sl;
+	ldr_store_limits(db, 0, &sl);
 	pthread_mutex_lock(&g->mu);
-	load_store(db, 0);
 	if (ns) {
 		struct ns_limits *s = load_ns(db, ns, 0);
 		mb = s->max_bytes;
 		me = s->max_entries;
 	} else {
-		mb = g->store.max_bytes;
-		me = g->store.max_entries;
+		mb = sl.max_bytes;
+		me = sl.max_entries;
 	}
 	pthread_mutex_unlock(&g->mu);
 	if (!mb && !me)
@@ -1130,7 +931,7 @@ static int over_cap(larder *db, const char *ns)
 static void sweep(larder *db, const char *ns, unsigned flags,
 		  larder_gc_report *rep)
 {
-	struct ldr_sweep_report sr;
+	larder_sweep_report sr;
 	if (ldr_sweep(db, ns, (flags & LARDER_GC_DRY_RUN) != 0, &sr) != 0)
 		ldr_log(db, LARDER_LOG_WARN, "sweeping '%s': %s", db->dir,
 			larder_errmsg(db));
@@ -1204,19 +1005,20 @@ int larder_gc(larder_gc_report *out, larder *db, const char *ns, unsigned flags)
 
 void ldr_after_publish(larder *db, const char *ns, const char *name)
 {
-	struct ldr_gc *g = db->gc;
+	struct ldr_gc *g = gc_of(db);
+	larder_limits sl;
+	ldr_store_limits(db, 0, &sl);
 	pthread_mutex_lock(&g->mu);
-	load_store(db, 0);
 	struct ns_limits *s = load_ns(db, ns, 0);
-	int capped = g->store.max_bytes || g->store.max_entries ||
-		     s->max_bytes || s->max_entries;
+	int capped =
+	    sl.max_bytes || sl.max_entries || s->max_bytes || s->max_entries;
 	pthread_mutex_unlock(&g->mu);
 	int fresh;
-	int want = space_state(db, &fresh) >= 1;
+	int want = ldr_space_state(db, &fresh) >= 1;
 	if (want) {
 		/* under cull: at most one cleaning a second per handle, for
 		 * when cleaning cannot bring the space back */
-		int64_t now = mono_ms();
+		int64_t now = ldr_coarse_ms();
 		pthread_mutex_lock(&g->mu);
 		want = now - g->cull_cleaned_ms >= 1000 || !g->cull_cleaned_ms;
 		if (want)
@@ -1251,5 +1053,11 @@ void ldr_after_publish(larder *db, const char *ns, const char *name)
 			(unsigned long long)rep.superseded,
 			(unsigned long long)rep.evicted,
 			(unsigned long long)rep.bytes_freed);
-	space_stale(db); /* the figures are old after a cleaning */
+	ldr_space_stale(db); /* the figures are old after a cleaning */
+}
+
+void ldr_gc_space_low(larder *db)
+{
+	larder_gc_report rep;
+	gc_loop(db, NULL, 0, NULL, &rep);
 }

@@ -63,6 +63,7 @@
 #include "fsutil.h"
 #include "lease.h"
 #include "store.h"
+#include "walk.h"
 
 #define NS_PER_S 1000000000LL
 
@@ -71,7 +72,7 @@ struct sweep {
 	int dry;
 	int64_t now; /* the store filesystem's clock, ns since the epoch */
 	struct ldr_self me;
-	struct ldr_sweep_report *r;
+	larder_sweep_report *r;
 	int rc; /* the first error met */
 };
 
@@ -435,8 +436,7 @@ static void sweep_dir(struct sweep *s, const char *rel, enum level at,
 	closedir(d);
 }
 
-int ldr_sweep(larder *db, const char *ns, int dry_run,
-	      struct ldr_sweep_report *r)
+int ldr_sweep(larder *db, const char *ns, int dry_run, larder_sweep_report *r)
 {
 	memset(r, 0, sizeof *r);
 	struct sweep s;
@@ -481,7 +481,7 @@ int ldr_sweep(larder *db, const char *ns, int dry_run,
 int larder_sweep(larder_sweep_report *out, larder *db, const char *ns,
 		 unsigned flags)
 {
-	struct ldr_sweep_report r;
+	larder_sweep_report r;
 	if (out && out->version != LARDER_SWEEP_REPORT_VERSION)
 		return ldr_fail(db, LARDER_EINVAL, 0,
 				"larder_sweep: report version %u, not %u "
@@ -492,17 +492,9 @@ int larder_sweep(larder_sweep_report *out, larder *db, const char *ns,
 				"larder_sweep: unknown flags 0x%x", flags);
 	int rc = ldr_sweep(db, ns, (flags & LARDER_SWEEP_DRY_RUN) != 0, &r);
 	if (out) {
-		memset(out, 0, sizeof *out);
-		out->version = LARDER_SWEEP_REPORT_VERSION;
-		out->temps_removed = r.temps_removed;
-		out->temps_kept = r.temps_kept;
-		out->leases_removed = r.leases_removed;
-		out->leases_kept = r.leases_kept;
-		out->breaks_removed = r.breaks_removed;
-		out->breaks_kept = r.breaks_kept;
-		out->quarantine_removed = r.quarantine_removed;
-		out->quarantine_kept = r.quarantine_kept;
-		out->bytes_removed = r.bytes_removed;
+		/* ldr_sweep zeroed r, version included */
+		r.version = LARDER_SWEEP_REPORT_VERSION;
+		*out = r;
 	}
 	return rc;
 }

@@ -22,14 +22,6 @@
 #define LDR_SWEEP_BREAK_S 600		     /* a break file */
 #define LDR_SWEEP_QUAR_MAX_S (7 * 24 * 3600) /* a quarantined entry */
 
-struct ldr_sweep_report {
-	uint64_t temps_removed, temps_kept;
-	uint64_t leases_removed, leases_kept;
-	uint64_t breaks_removed, breaks_kept;
-	uint64_t quarantine_removed, quarantine_kept;
-	uint64_t bytes_removed; /* file bytes of what was removed */
-};
-
 /* Sweep namespace ns (NULL = the whole store, quarantine/ included).
  * dry_run: decide and report, remove nothing. *r is zeroed first, then
  * filled. Each file removed counts LARDER_CTR_TMP_SWEPT and is logged at
@@ -37,7 +29,6 @@ struct ldr_sweep_report {
  * during the walk (ENOENT, ESTALE) were removed by someone else: fine.
  * Returns 0, or the first error met (the walk goes on past it, so one
  * unreadable directory does not stop the rest). */
-int ldr_sweep(larder *db, const char *ns, int dry_run,
-	      struct ldr_sweep_report *r);
+int ldr_sweep(larder *db, const char *ns, int dry_run, larder_sweep_report *r);
 
 #endif

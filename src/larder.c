@@ -1,0 +1,39 @@
+/*
+ * larder.c — the facade: larder_open and larder_close wire the layers
+ * together (docs/architecture.md). The store opens itself (counters and
+ * recency included); upkeep hangs its state on a slot and is called
+ * through the hooks installed here, so that no file below calls up.
+ * Sources keep their own state on slots, made on first use.
+ */
+#include "larder.h"
+
+#include "gc.h"
+#include "open.h"
+#include "store.h"
+
+int larder_open(larder **out, const char *dir, const larder_opts *opts)
+{
+	larder *db;
+	*out = NULL;
+	int rc = ldr_store_open(&db, dir, opts);
+	if (rc)
+		return rc;
+	if ((rc = ldr_gc_open(db)) != 0) {
+		larder_close(db);
+		return rc;
+	}
+	struct ldr_hooks hooks = {
+	    .published = ldr_after_publish,
+	    .space_low = ldr_gc_space_low,
+	};
+	ldr_hooks_set(db, &hooks);
+	ldr_forget_errors(db); /* a closed handle's, at the same address */
+	*out = db;
+	return 0;
+}
+
+void larder_close(larder *db)
+{
+	/* The slots first (the upper layers' state), then the store. */
+	ldr_store_close(db);
+}

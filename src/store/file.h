@@ -1,0 +1,120 @@
+/*
+ * file.h — an entry or head file loaded with bounded memory (read or
+ * mapped, or only its header), a payload's flow (hashed, decompressed,
+ * handed to a sink), and the judgement of an entry file against what was
+ * asked (file.c).
+ */
+#ifndef LARDER_FILE_H
+#define LARDER_FILE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <zstd.h>
+
+#include "fmt.h"
+#include "store.h"
+
+/* Payload bytes read per pread when a file is judged or streamed in
+ * chunks: memory stays bounded whatever the file's size, and 1 MiB makes
+ * the syscalls' cost vanish against the hashing. */
+#define LDR_CHUNK (1u << 20)
+
+/* How ldr_file_load treats a file larger than its first read. */
+enum {
+	LDR_LOAD_WHOLE,	 /* larder_get: mapped if safe and large, else read */
+	LDR_LOAD_STREAM, /* larder_get_stream: mapped if safe and large; else,
+			beyond LDR_CHUNK, only its header (partial) */
+	LDR_LOAD_SCAN	 /* walk, publish: never mapped; beyond LDR_CHUNK, only
+			its header (partial) */
+};
+
+/* A whole entry file, read into memory or mapped. The fd stays open until
+ * ldr_file_free() (or ldr_file_drop_fd()), so that the file's identity can
+ * be taken when it turns out bad: a hit never pays for an fstat. */
+struct ldr_file {
+	uint8_t *p;
+	size_t len;    /* bytes at p */
+	uint64_t size; /* the whole file (more than len when partial) */
+	int mapped;
+	/* Only the header is at p; the payload is read from fd in chunks
+	 * when needed (a large file that is not ours to map). */
+	int partial;
+	/* Only this user, root or the store's owner can change the file
+	 * (docs/security.md): it may be mapped, and trusted by
+	 * LARDER_OPEN_TRUST_LOCAL. Known only when have_ident. */
+	int safe;
+	/* Not a regular file (a FIFO, directory, socket, device or
+	 * symlink): its S_IFMT type, and p is NULL. */
+	unsigned ftype;
+	int fd;
+	int have_ident;
+	dev_t dev;
+	ino_t ino;
+};
+/* Load the file at rel (beneath the root) to judge an entry or a head
+ * with bounded memory (walk, verify, publish, heads): a file larger than
+ * the first read is never mapped nor read whole, only its header
+ * (partial); ldr_entry_check then reads the payload in chunks. With
+ * noatime, the file's access time does not change (looking is not using,
+ * and the cleaning goes by it). Anything but a regular file loads as an
+ * empty one with ftype set (the check calls it corrupt). Returns 0, or -1
+ * with errno. (larder_get loads with ldr_file_load.) */
+int ldr_file_scan(larder *db, const char *rel, struct ldr_file *f, int noatime);
+/* Fill f->dev and f->ino (before the fd is dropped). */
+void ldr_file_ident(struct ldr_file *f);
+void ldr_file_drop_fd(struct ldr_file *f);
+void ldr_file_free(struct ldr_file *f);
+
+/* What ldr_entry_check verifies besides the header */
+#define LDR_CHECK_HASH 0x1u /* the payload checksum */
+#define LDR_CHECK_ZSTD 0x2u /* a zstd payload decompresses to its length */
+
+/* What a loaded entry file (at rel, for messages) is, checked against
+ * what was asked for (key or ver NULL = do not compare). Fills h
+ * (h->hdr_len is 0 unless the header decoded); returns a
+ * larder_entry_state and a reason for anything but OK. `check` is
+ * LDR_CHECK_* flags; a partial file's payload is read from its fd in
+ * chunks (one that changes meanwhile is corrupt), and a failure to read
+ * it is a negative LARDER_E* code, recorded. */
+int ldr_entry_check(larder *db, const struct ldr_file *f, const char *rel,
+		    const char *ns, const void *key, size_t klen,
+		    const void *ver, size_t vlen, unsigned check, ldr_hdr *h,
+		    const char **why);
+
+/* Load the file at rel into f, as `how` (LDR_LOAD_*) says; noatime: its
+ * access time does not change. 0, or -1 with errno. */
+int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
+		  int how);
+
+struct ldr_flow {
+	const ldr_hdr *h;
+	struct ldr_hasher *st; /* hash of the stored bytes, or NULL */
+	ZSTD_DCtx *z;	       /* decompressing a zstd payload, or NULL */
+	uint8_t *zbuf;	       /* its output, ZSTD_DStreamOutSize() bytes */
+	size_t zcap;
+	int frame_done;	     /* the zstd frame ended */
+	uint64_t out;	     /* bytes handed on (decompressed, if z) */
+	larder_sink_fn sink; /* NULL: checked, then dropped */
+	void *payload;
+	int sink_rc; /* what the sink returned when it stopped the flow */
+	unsigned long sink_mark; /* ldr_err_mark() before that call */
+	const char *why;
+};
+
+/* flow_* return: 0, LARDER_ECORRUPT (fl->why), LARDER_ENOMEM, or: */
+#define LDR_FLOW_SINK 1 /* the sink stopped the flow: fl->sink_rc */
+
+/* Begin a flow of h's stored payload: hashed (hash), decompressed
+ * (unzstd, for a zstd payload), handed to sink (NULL: only checked). */
+int ldr_flow_begin(struct ldr_flow *fl, const ldr_hdr *h, int hash, int unzstd,
+		   larder_sink_fn sink, void *payload);
+int ldr_flow_feed(struct ldr_flow *fl, const uint8_t *p, size_t n);
+/* The flow's end: its length and checksum checked. */
+int ldr_flow_end(struct ldr_flow *fl);
+void ldr_flow_free(struct ldr_flow *fl);
+/* Feed the stored payload of a partial file to fl from its fd in chunks:
+ * as ldr_flow_*, or a negative code (recorded) when it cannot be read. */
+int ldr_feed_from_file(larder *db, const struct ldr_file *f, const char *rel,
+		       struct ldr_flow *fl);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * publish.h — the writers the library uses itself (publish.c): internal
+ * entries, fill mode, no head.
+ */
+#ifndef LARDER_PUBLISH_H
+#define LARDER_PUBLISH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "larder.h"
+#include "store.h"
+
+/* A writer for the library's own entries (LDR_FILES_NS allowed), which
+ * are caches of something the library can compute again: never fsync'ed
+ * (a record lost or torn by a crash fails its checksum and is recomputed)
+ * and never moving a head hint. */
+int ldr_writer_begin_internal(larder_writer **out, larder *db, const char *ns,
+			      const void *key, size_t klen, const void *ver,
+			      size_t vlen);
+
+/* The modification time of the writer's temp file, in ns since the epoch:
+ * the store filesystem's clock at the moment the file was made. 0 and
+ * the time, or -1 with errno. */
+int ldr_writer_fs_now(larder_writer *w, int64_t *out);
+
+/* Fill-mode writers (for larder_get_or_fill): if the cache cannot keep
+ * the data (a failing temp file, directory or link), the bytes move to
+ * memory, and commit hands them back as an uncached entry in *uncached,
+ * returning the cache's failure (negative) with its message. */
+int ldr_writer_begin_fill(larder_writer **out, larder *db, const char *ns,
+			  const void *key, size_t klen, const void *ver,
+			  size_t vlen, const larder_put_opts *opts);
+
+int ldr_writer_commit_fill(larder_writer *w, larder_entry **uncached);
+
+/* Do not move the head hint on commit (a lost lease). */
+void ldr_writer_no_head(larder_writer *w);
+
+#endif

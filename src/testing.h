@@ -1,0 +1,37 @@
+/*
+ * testing.h — the one internal header for tests, benchmarks, fuzzers and
+ * tools (linked with larder_static): the internals they may reach, and
+ * ldr_test_* for what they may set on a handle. Nothing else of src/
+ * is theirs to include, and no test writes a field of the handle
+ * (docs/architecture.md).
+ */
+#ifndef LARDER_TESTING_H
+#define LARDER_TESTING_H
+
+#include <stdint.h>
+
+#include "fmt.h"
+#include "fsutil.h"
+#include "larder.h"
+#include "lease.h"
+#include "naming.h"
+#include "slot.h"
+#include "sql.h"
+#include "sql_source.h"
+#include "stats.h"
+#include "sweep.h"
+
+/* The host name the handle puts in temp and lease names. */
+const char *ldr_test_host(const larder *db);
+/* Set a counter (e.g. back to 0 between two steps of a test). */
+void ldr_test_counter_set(larder *db, int counter, uint64_t value);
+/* Take the store for a network filesystem (no mapping, and so on). */
+void ldr_test_set_network(larder *db, int network);
+/* The widest mode a store may have that the umask allows (open.c). */
+unsigned ldr_test_mode_for_umask(unsigned mask);
+/* A writer for the library's own entries (publish.c). */
+int ldr_test_writer_begin_internal(larder_writer **out, larder *db,
+				   const char *ns, const void *key, size_t klen,
+				   const void *ver, size_t vlen);
+
+#endif
