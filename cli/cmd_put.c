@@ -17,14 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <xxhash.h>
-#if defined(__x86_64__) || defined(__i386__)
-/* The runtime-dispatch entry points pick AVX2/AVX-512 when present; the
- * plain symbols were measured 3x slower here. */
-#include <xxh_x86dispatch.h>
-#endif
-
 #include "cli.h"
+#include "digest.h"
 
 #define CHUNK (1024 * 1024)
 
@@ -68,27 +62,18 @@ static int read_failed(struct cli *c, const char *name, ssize_t n)
 	return CLI_IO;
 }
 
-static void digest_hex(XXH3_state_t *st, char *hex, size_t size)
-{
-	XXH128_canonical_t canon;
-
-	XXH128_canonicalFromHash(&canon, XXH3_128bits_digest(st));
-	for (size_t i = 0; i < sizeof(canon.digest) && 2 * i + 2 < size; i++)
-		snprintf(hex + 2 * i, 3, "%02x", canon.digest[i]);
-}
-
 /* The progress line of this put (reading, hashing, storing). */
 static struct cli_progress prog;
 
 /* Hash fd from its current offset to EOF. */
 static int hash_rest(struct cli *c, int fd, const char *name, char *buf,
-		     XXH3_state_t *st)
+		     struct cli_digest *st)
 {
 	ssize_t n;
 
 	progress_phase(&prog, "hashing");
 	while ((n = cli_read(fd, buf, CHUNK)) > 0) {
-		XXH3_128bits_update(st, buf, (size_t)n);
+		cli_digest_add(st, buf, (size_t)n);
 		progress_add(&prog, (size_t)n);
 	}
 	if (n < 0)
@@ -127,7 +112,7 @@ static int spool_create(struct cli *c)
 /* Copy all of `in` to a spool file while hashing it; *out gets the spool,
  * rewound. */
 static int spool(struct cli *c, int in, const char *name, char *buf,
-		 XXH3_state_t *st, int *out)
+		 struct cli_digest *st, int *out)
 {
 	int fd = spool_create(c);
 	ssize_t n;
@@ -137,7 +122,7 @@ static int spool(struct cli *c, int in, const char *name, char *buf,
 		return CLI_IO;
 	progress_phase(&prog, "reading");
 	while ((n = cli_read(in, buf, CHUNK)) > 0) {
-		XXH3_128bits_update(st, buf, (size_t)n);
+		cli_digest_add(st, buf, (size_t)n);
 		progress_add(&prog, (size_t)n);
 		err = out_write_all(fd, buf, (size_t)n);
 		if (err) {
@@ -167,9 +152,9 @@ fail:
  * that replaces it (a pipe or terminal; the original is closed).
  */
 static int content_version(struct cli *c, int *fd, const char *name, char *buf,
-			   char *hex, size_t hexsize)
+			   char hex[CLI_DIGEST_HEX])
 {
-	XXH3_state_t *st = XXH3_createState();
+	struct cli_digest *st = cli_digest_new();
 	struct stat sb;
 	off_t start = -1;
 	int spooled;
@@ -179,7 +164,6 @@ static int content_version(struct cli *c, int *fd, const char *name, char *buf,
 		cli_err(c, "out of memory");
 		return CLI_IO;
 	}
-	XXH3_128bits_reset(st);
 	if (fstat(*fd, &sb) == 0 && S_ISREG(sb.st_mode))
 		start = lseek(*fd, 0, SEEK_CUR);
 	if (start >= 0) {
@@ -198,8 +182,8 @@ static int content_version(struct cli *c, int *fd, const char *name, char *buf,
 		}
 	}
 	if (rc == CLI_OK)
-		digest_hex(st, hex, hexsize);
-	XXH3_freeState(st);
+		cli_digest_hex(st, hex);
+	cli_digest_free(st);
 	return rc;
 }
 
@@ -210,24 +194,23 @@ static int content_version(struct cli *c, int *fd, const char *name, char *buf,
 static int stream(struct cli *c, larder *db, larder_writer *w, int fd,
 		  const char *name, char *buf, const char *expect)
 {
-	XXH3_state_t *st = NULL;
-	char hex[33];
+	struct cli_digest *st = NULL;
+	char hex[CLI_DIGEST_HEX];
 	ssize_t n;
 	int rc = CLI_OK;
 	int lrc;
 
 	if (expect) {
-		st = XXH3_createState();
+		st = cli_digest_new();
 		if (!st) {
 			cli_err(c, "out of memory");
 			return CLI_IO;
 		}
-		XXH3_128bits_reset(st);
 	}
 	progress_phase(&prog, "storing");
 	while ((n = cli_read(fd, buf, CHUNK)) > 0) {
 		if (st)
-			XXH3_128bits_update(st, buf, (size_t)n);
+			cli_digest_add(st, buf, (size_t)n);
 		progress_add(&prog, (size_t)n);
 		lrc = larder_writer_write(w, buf, (size_t)n);
 		if (lrc < 0) {
@@ -240,7 +223,7 @@ static int stream(struct cli *c, larder *db, larder_writer *w, int fd,
 		goto out;
 	}
 	if (st) {
-		digest_hex(st, hex, sizeof(hex));
+		cli_digest_hex(st, hex);
 		if (strcmp(hex, expect) != 0) {
 			cli_err(c,
 				"'%s' changed while it was being stored; "
@@ -250,7 +233,7 @@ static int stream(struct cli *c, larder *db, larder_writer *w, int fd,
 		}
 	}
 out:
-	XXH3_freeState(st);
+	cli_digest_free(st);
 	return rc;
 }
 
@@ -280,7 +263,7 @@ static int put_entry(struct cli *c, larder *db, const char *key,
 	const char *name = strcmp(file, "-") == 0 ? "stdin" : file;
 	const char *version = a->version;
 	larder_writer *w = NULL;
-	char hex[33] = "";
+	char hex[CLI_DIGEST_HEX] = "";
 	char *buf = NULL;
 	int fd = -1;
 	int rc;
@@ -296,7 +279,7 @@ static int put_entry(struct cli *c, larder *db, const char *key,
 		goto out;
 	progress_start(&prog, "reading", 0);
 	if (!version) {
-		rc = content_version(c, &fd, name, buf, hex, sizeof(hex));
+		rc = content_version(c, &fd, name, buf, hex);
 		if (rc != CLI_OK)
 			goto out;
 		version = hex;

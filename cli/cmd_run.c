@@ -40,14 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <xxhash.h>
-#if defined(__x86_64__) || defined(__i386__)
-/* Runtime-dispatch entry points: the plain symbols measured 3x slower
- * (docs/performance.md). */
-#include <xxh_x86dispatch.h>
-#endif
-
 #include "cli.h"
+#include "digest.h"
 
 extern char **environ;
 
@@ -272,7 +266,7 @@ static int inputs_version(struct run_ctx *x, struct bytes *v)
 static int version_cmd(struct run_ctx *x, struct bytes *v)
 {
 	char *argv[] = {"sh", "-c", (char *)x->a->version_cmd, NULL};
-	XXH3_state_t *st = XXH3_createState();
+	struct cli_digest *st = cli_digest_new();
 	struct sigaction saved_quit;
 	struct bytes out = {0};
 	int code, signo, fd, err;
@@ -284,7 +278,6 @@ static int version_cmd(struct run_ctx *x, struct bytes *v)
 		cli_err(x->c, "out of memory");
 		return -1;
 	}
-	XXH3_128bits_reset(st);
 	signals_during_child(&saved_quit);
 	err = spawn_piped(argv, "/dev/null", &pid, &fd);
 	if (err) {
@@ -295,7 +288,7 @@ static int version_cmd(struct run_ctx *x, struct bytes *v)
 	}
 	cli_stop_child(pid);
 	while ((n = read_some(fd, x->chunk, CHUNK)) > 0) {
-		XXH3_128bits_update(st, x->chunk, (size_t)n);
+		cli_digest_add(st, x->chunk, (size_t)n);
 		if (out.len <= VERSION_RAW_MAX)
 			bytes_add(&out, x->chunk, (size_t)n);
 	}
@@ -318,18 +311,15 @@ static int version_cmd(struct run_ctx *x, struct bytes *v)
 		bytes_rec(v, 'o', out.p ? out.p : "", out.len);
 		rc = 0;
 	} else {
-		XXH128_canonical_t canon;
-		char hex[33];
+		char hex[CLI_DIGEST_HEX];
 
-		XXH128_canonicalFromHash(&canon, XXH3_128bits_digest(st));
-		for (size_t i = 0; i < sizeof(canon.digest); i++)
-			snprintf(hex + 2 * i, 3, "%02x", canon.digest[i]);
+		cli_digest_hex(st, hex);
 		bytes_rec(v, 'h', hex, 32);
 		rc = 0;
 	}
 out:
 	free(out.p);
-	XXH3_freeState(st);
+	cli_digest_free(st);
 	return rc;
 }
 
