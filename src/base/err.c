@@ -187,3 +187,19 @@ const char *larder_version(void)
 {
 	return LARDER_VERSION_STRING;
 }
+
+int ldr_check_version(const larder *db, const char *what, unsigned got,
+		      unsigned lo, unsigned hi)
+{
+	if (got >= lo && got <= hi)
+		return 0;
+	if (lo == hi)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"%s version %u, this library understands %u "
+				"(start from %s_init)",
+				what, got, hi, what);
+	return ldr_fail(db, LARDER_EINVAL, 0,
+			"%s version %u, this library understands %u to %u "
+			"(start from %s_init)",
+			what, got, lo, hi, what);
+}

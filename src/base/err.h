@@ -22,6 +22,13 @@ int ldr_fail(const larder *db, int rc, int oserr, const char *fmt, ...)
 #define ldr_fail_errno(db, e, ...)                                             \
 	ldr_fail((db), ldr_errno_code(e), (e), __VA_ARGS__)
 
+/* 0 if the version field of a caller's struct (`what`, e.g.
+ * "larder_fill_opts") is one this library understands, lo to hi; else
+ * LARDER_EINVAL, recorded with a message that names the struct's init
+ * function (docs/api.md, "Options and reports"). */
+int ldr_check_version(const larder *db, const char *what, unsigned got,
+		      unsigned lo, unsigned hi);
+
 /* Forget the calling thread's last failure on db (its message is ""). */
 void ldr_clear_error(const larder *db);
 

@@ -436,11 +436,9 @@ static int refresh_version(larder_fill *f, larder_version_fn version_fn,
 
 static int fill_opts_check(larder *db, const larder_fill_opts *o)
 {
-	if (o && (o->version < 1 || o->version > LARDER_FILL_OPTS_VERSION))
-		return ldr_fail(db, LARDER_EINVAL, 0,
-				"larder_fill_opts version %u, this library "
-				"understands 1 to %d",
-				o->version, LARDER_FILL_OPTS_VERSION);
+	if (o && ldr_check_version(db, "larder_fill_opts", o->version, 1,
+				   LARDER_FILL_OPTS_VERSION))
+		return LARDER_EINVAL;
 	if (o &&
 	    (o->lease_seconds < 0 || o->heartbeat_seconds < 0 ||
 	     o->max_wait_seconds < 0 ||

@@ -1067,19 +1067,15 @@ static const char *const content_types[][2] = {
 static int check_opts(larder *db, const char *ns, const char *dburi,
 		      const char *query, const larder_sql_opts *o)
 {
-	if (o->version < 1 || o->version > LARDER_SQL_OPTS_VERSION)
-		return ldr_fail(db, LARDER_EINVAL, 0,
-				"larder_sql_opts version %u, this library "
-				"understands 1 to %d",
-				o->version, LARDER_SQL_OPTS_VERSION);
+	if (ldr_check_version(db, "larder_sql_opts", o->version, 1,
+			      LARDER_SQL_OPTS_VERSION))
+		return LARDER_EINVAL;
 	/* Checked here, before its fields are copied (a version 1 struct
 	 * is shorter). */
-	if (o->fill && (o->fill->version < 1 ||
-			o->fill->version > LARDER_FILL_OPTS_VERSION))
-		return ldr_fail(db, LARDER_EINVAL, 0,
-				"larder_fill_opts version %u, this library "
-				"understands 1 to %d",
-				o->fill->version, LARDER_FILL_OPTS_VERSION);
+	if (o->fill &&
+	    ldr_check_version(db, "larder_fill_opts", o->fill->version, 1,
+			      LARDER_FILL_OPTS_VERSION))
+		return LARDER_EINVAL;
 	if (!dburi || !*dburi)
 		return ldr_fail(db, LARDER_EINVAL, 0, "no database given");
 	if (!query)

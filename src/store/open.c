@@ -417,11 +417,9 @@ int ldr_store_open(larder **out, const char *dir, const larder_opts *opts)
 	*out = NULL;
 	if (!dir || !*dir)
 		return ldr_fail(NULL, LARDER_EINVAL, 0, "no store directory");
-	if (opts && (opts->version < 1 || opts->version > LARDER_OPTS_VERSION))
-		return ldr_fail(NULL, LARDER_EINVAL, 0,
-				"larder_opts version %u, this library "
-				"understands 1 to %d",
-				opts->version, LARDER_OPTS_VERSION);
+	if (opts && ldr_check_version(NULL, "larder_opts", opts->version, 1,
+				      LARDER_OPTS_VERSION))
+		return LARDER_EINVAL;
 	if (opts && (opts->flags & LARDER_OPEN_CREATE) && opts->create_mode &&
 	    !ldr_mode_valid(opts->create_mode))
 		return ldr_fail(NULL, LARDER_EINVAL, 0,

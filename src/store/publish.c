@@ -218,11 +218,10 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 				   : ldr_check_ns(db, ns);
 	if (rc)
 		return rc;
-	if (opts && opts->version != LARDER_PUT_OPTS_VERSION)
-		return ldr_fail(db, LARDER_EINVAL, 0,
-				"larder_put_opts version %u, this library "
-				"understands %d",
-				opts->version, LARDER_PUT_OPTS_VERSION);
+	if (opts &&
+	    ldr_check_version(db, "larder_put_opts", opts->version,
+			      LARDER_PUT_OPTS_VERSION, LARDER_PUT_OPTS_VERSION))
+		return LARDER_EINVAL;
 	size_t mlen = opts && opts->meta ? opts->meta_len : 0;
 	if ((!key && klen) || (!ver && vlen) || klen > LDR_MAX_KEY ||
 	    vlen > LDR_MAX_VER || mlen > LDR_MAX_META)

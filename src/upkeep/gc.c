@@ -142,11 +142,9 @@ int ldr_gc_open(larder *db)
 
 static int check_limits(larder *db, const larder_limits *l)
 {
-	if (!l || l->version != LARDER_LIMITS_VERSION)
-		return ldr_fail(db, LARDER_EINVAL, 0,
-				"larder_limits version %u, this library "
-				"understands %d",
-				l ? l->version : 0, LARDER_LIMITS_VERSION);
+	if (ldr_check_version(db, "larder_limits", l ? l->version : 0,
+			      LARDER_LIMITS_VERSION, LARDER_LIMITS_VERSION))
+		return LARDER_EINVAL;
 	if (l->max_bytes < 0 || l->max_entries < 0)
 		return ldr_fail(db, LARDER_EINVAL, 0,
 				"negative cap (max_bytes %lld, max_entries "
@@ -171,11 +169,10 @@ static int check_limits(larder *db, const larder_limits *l)
 int larder_limits_get(larder_limits *out, larder *db, const char *ns)
 {
 	int rc = ns ? ldr_check_ns_internal(db, ns) : 0;
-	if (rc == 0 && out->version != LARDER_LIMITS_VERSION)
-		rc = ldr_fail(db, LARDER_EINVAL, 0,
-			      "larder_limits_get: version %u, not %u "
-			      "(start from larder_limits_init)",
-			      out->version, LARDER_LIMITS_VERSION);
+	if (rc == 0)
+		rc = ldr_check_version(db, "larder_limits", out->version,
+				       LARDER_LIMITS_VERSION,
+				       LARDER_LIMITS_VERSION);
 	if (rc)
 		return rc;
 	struct ldr_gc *g = gc_of(db);
@@ -988,11 +985,10 @@ static int gc_loop(larder *db, const char *ns, unsigned flags,
 int larder_gc(larder_gc_report *out, larder *db, const char *ns, unsigned flags)
 {
 	larder_gc_report rep = LARDER_GC_REPORT_INIT;
-	if (out && out->version != LARDER_GC_REPORT_VERSION)
-		return ldr_fail(db, LARDER_EINVAL, 0,
-				"larder_gc: report version %u, not %u (start "
-				"from larder_gc_report_init)",
-				out->version, LARDER_GC_REPORT_VERSION);
+	if (out && ldr_check_version(db, "larder_gc_report", out->version,
+				     LARDER_GC_REPORT_VERSION,
+				     LARDER_GC_REPORT_VERSION))
+		return LARDER_EINVAL;
 	int rc = ns ? ldr_check_ns_internal(db, ns) : 0;
 	if (rc == 0)
 		rc = gc_loop(db, ns, flags | GC_SWEEP, NULL, &rep);

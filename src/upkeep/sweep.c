@@ -482,11 +482,10 @@ int larder_sweep(larder_sweep_report *out, larder *db, const char *ns,
 		 unsigned flags)
 {
 	larder_sweep_report r;
-	if (out && out->version != LARDER_SWEEP_REPORT_VERSION)
-		return ldr_fail(db, LARDER_EINVAL, 0,
-				"larder_sweep: report version %u, not %u "
-				"(start from larder_sweep_report_init)",
-				out->version, LARDER_SWEEP_REPORT_VERSION);
+	if (out && ldr_check_version(db, "larder_sweep_report", out->version,
+				     LARDER_SWEEP_REPORT_VERSION,
+				     LARDER_SWEEP_REPORT_VERSION))
+		return LARDER_EINVAL;
 	if (flags & ~LARDER_SWEEP_DRY_RUN)
 		return ldr_fail(db, LARDER_EINVAL, 0,
 				"larder_sweep: unknown flags 0x%x", flags);
