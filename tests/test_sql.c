@@ -1500,32 +1500,80 @@ static uint64_t fnv(const void *p, size_t n)
 	return h;
 }
 
+/* The herd's events: 'L' when a member's data query starts (it loads),
+ * 'W' when one starts waiting (on_wait); the loader then blocks until
+ * the test closes herd_release. */
+static int herd_events = -1, herd_release = -1;
+
+static void herd_note(char c)
+{
+	if (write(herd_events, &c, 1) != 1)
+		_exit(93);
+}
+
+static int herd_trace(unsigned type, void *cx, void *p, void *x)
+{
+	(void)type, (void)cx, (void)x;
+	const char *q = sqlite3_sql(p);
+	if (q && strstr(q, "group_concat")) {
+		char c;
+		herd_note('L');
+		if (read(herd_release, &c, 1) != 0)
+			_exit(94);
+	}
+	return 0;
+}
+
+static int herd_register(sqlite3 *h, char **err, const void *api)
+{
+	(void)err, (void)api;
+	return sqlite3_trace_v2(h, SQLITE_TRACE_STMT, herd_trace, NULL);
+}
+
+static void herd_on_wait(const larder_wait_info *info, void *payload)
+{
+	(void)payload;
+	if (info->event == LARDER_WAIT_START)
+		herd_note('W');
+}
+
 TEST(herd_loads_once)
 {
 	enum { N = 8 };
 	const char *path = tracked_db();
 	ASSERT_EQ(larder_sql_track(NULL, path, "Items"), 0);
-	/* slow enough (a few hundred ms) that the herd meets the load */
+	/* The load is held until the other N - 1 are seen waiting. */
 	const char *q = "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i "
 			"+ 1 FROM c WHERE i < 400000) SELECT i, (SELECT "
 			"group_concat(v, '') FROM Items) FROM c";
 	larder *db = open_store();
 	larder_close(db);
-	int gate[2], res[2];
+	int gate[2], res[2], ev[2], rel[2];
 	ASSERT_EQ(pipe(gate), 0);
 	ASSERT_EQ(pipe(res), 0);
+	ASSERT_EQ(pipe(ev), 0);
+	ASSERT_EQ(pipe(rel), 0);
 	pid_t kids[N];
 	for (int i = 0; i < N; i++) {
 		kids[i] = fork();
 		ASSERT(kids[i] >= 0);
 		if (kids[i] == 0) {
 			close(gate[1]);
+			close(rel[1]);
+			close(ev[0]);
+			herd_events = ev[1], herd_release = rel[0];
+			if (sqlite3_auto_extension(
+				(void (*)(void))herd_register) != SQLITE_OK)
+				_exit(89);
 			char c;
 			if (read(gate[0], &c, 1) != 0)
 				_exit(90);
 			larder *d = open_store();
+			larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
+			fo.on_wait = herd_on_wait;
 			larder_sql_opts o = LARDER_SQL_OPTS_INIT;
 			o.table = "Items";
+			o.fill = &fo;
 			larder_entry *e;
 			int outcome = 0;
 			int rc =
@@ -1544,7 +1592,20 @@ TEST(herd_loads_once)
 	}
 	close(gate[0]);
 	close(res[1]);
+	close(ev[1]);
+	close(rel[0]);
 	close(gate[1]); /* go */
+	/* One loads and is held; every other one must say it waits. */
+	int loads = 0, waits = 0;
+	for (int i = 0; i < N; i++) {
+		char c;
+		ASSERT_EQ(read(ev[0], &c, 1), 1);
+		loads += c == 'L';
+		waits += c == 'W';
+	}
+	ASSERT_EQ(loads, 1);
+	ASSERT_EQ(waits, N - 1);
+	close(rel[1]); /* the load goes on */
 	int filled = 0, waited = 0;
 	uint64_t first = 0;
 	for (int i = 0; i < N; i++) {
@@ -1564,6 +1625,11 @@ TEST(herd_loads_once)
 	printf("    %d processes: %d filled, %d waited, %d hit\n", N, filled,
 	       waited, N - filled - waited);
 	ASSERT_EQ(filled, 1);
+	ASSERT_EQ(waited, N - 1);
+	/* Nothing more was said (a second load, a second wait). */
+	char c;
+	ASSERT_EQ(read(ev[0], &c, 1), 0);
+	close(ev[0]);
 	/* and what they all got is the query's result */
 	db = open_store();
 	larder_sql_opts o = LARDER_SQL_OPTS_INIT;
