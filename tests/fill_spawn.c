@@ -52,6 +52,9 @@ static void parse_line(struct worker *w, const char *line)
 		char host[64] = "";
 		sscanf(line, "ready %ld %63s %lld %lld", &w->wpid, host,
 		       &w->realtime, &w->monotonic);
+	} else if (strcmp(line, "waiting") == 0) {
+		w->waiting = 1;
+		w->t_waiting = now;
 	} else if (strcmp(line, "loading") == 0) {
 		w->loading = 1;
 		w->t_loading = now;
@@ -105,6 +108,8 @@ static int said(const struct worker *w, const char *what)
 {
 	if (strcmp(what, "ready") == 0)
 		return w->ready;
+	if (strcmp(what, "waiting") == 0)
+		return w->waiting;
 	if (strcmp(what, "loading") == 0)
 		return w->loading;
 	if (strcmp(what, "result") == 0)
@@ -114,13 +119,32 @@ static int said(const struct worker *w, const char *what)
 	return 0; /* "never": just take in lines until the timeout */
 }
 
+/* Wait at most timeout_ms for any worker to write, and take it in. */
+static void poll_once(struct worker *ws, int n, double timeout_ms)
+{
+	struct pollfd pfd[64];
+	if (n > 64)
+		test_fail(__FILE__, __LINE__, "too many workers (%d)", n);
+	int m = 0;
+	for (int k = 0; k < n; k++)
+		if (!ws[k].eof) {
+			pfd[m].fd = ws[k].fd;
+			pfd[m].events = POLLIN;
+			pfd[m].revents = 0;
+			m++;
+		}
+	int r = poll(pfd, (nfds_t)m, (int)timeout_ms + 1);
+	if (r < 0 && errno != EINTR)
+		test_fail(__FILE__, __LINE__, "poll: %s", strerror(errno));
+	for (int k = 0; k < n; k++)
+		if (!ws[k].eof)
+			drain(&ws[k]);
+}
+
 int worker_wait(struct worker *ws, int n, int i, const char *what,
 		double timeout_ms)
 {
 	double until = spawn_now_ms() + timeout_ms;
-	struct pollfd pfd[64];
-	if (n > 64)
-		test_fail(__FILE__, __LINE__, "too many workers (%d)", n);
 	for (;;) {
 		if (said(&ws[i], what))
 			return 1;
@@ -129,21 +153,24 @@ int worker_wait(struct worker *ws, int n, int i, const char *what,
 		double left = until - spawn_now_ms();
 		if (left <= 0)
 			return 0;
-		int m = 0;
-		for (int k = 0; k < n; k++)
-			if (!ws[k].eof) {
-				pfd[m].fd = ws[k].fd;
-				pfd[m].events = POLLIN;
-				pfd[m].revents = 0;
-				m++;
-			}
-		int r = poll(pfd, (nfds_t)m, (int)left + 1);
-		if (r < 0 && errno != EINTR)
-			test_fail(__FILE__, __LINE__, "poll: %s",
-				  strerror(errno));
-		for (int k = 0; k < n; k++)
-			if (!ws[k].eof)
-				drain(&ws[k]);
+		poll_once(ws, n, left);
+	}
+}
+
+int worker_wait_each(struct worker *ws, int n, const char *a, const char *b,
+		     double timeout_ms)
+{
+	double until = spawn_now_ms() + timeout_ms;
+	for (;;) {
+		int k = 0;
+		while (k < n && (said(&ws[k], a) || said(&ws[k], b)))
+			k++;
+		if (k == n)
+			return 1;
+		double left = until - spawn_now_ms();
+		if (ws[k].eof || left <= 0)
+			return 0;
+		poll_once(ws, n, left);
 	}
 }
 
@@ -240,6 +267,8 @@ double worker_kill(struct worker *w)
 void worker_reap(struct worker *ws, int n, int i, double timeout_ms)
 {
 	struct worker *w = &ws[i];
+	if (w->reaped)
+		return;
 	double until = spawn_now_ms() + timeout_ms;
 	while (!w->eof) {
 		double left = until - spawn_now_ms();
@@ -299,4 +328,50 @@ const char *spawn_make_store(void)
 		test_fail(__FILE__, __LINE__, "open: %s", larder_errmsg(NULL));
 	larder_close(db);
 	return dir;
+}
+
+double spawn_lease_mtime_ms(const char *store, const char *host)
+{
+	char pat[4200], want[300];
+	snprintf(pat, sizeof pat, "%s/ns/*/h/*/*/*.lease", store);
+	snprintf(want, sizeof want, "\nhost %s", host);
+	glob_t g;
+	int rc = glob(pat, 0, NULL, &g);
+	if (rc == GLOB_NOMATCH)
+		return -1;
+	if (rc != 0)
+		test_fail(__FILE__, __LINE__, "glob %s: %d", pat, rc);
+	double ms = -1;
+	for (size_t i = 0; i < g.gl_pathc && ms < 0; i++) {
+		/* A waiter may break it meanwhile: gone is not an error. */
+		int fd = open(g.gl_pathv[i],
+			      O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0 && errno == ENOENT)
+			continue;
+		if (fd < 0)
+			test_fail(__FILE__, __LINE__, "open %s: %s",
+				  g.gl_pathv[i], strerror(errno));
+		char buf[1024];
+		struct stat st;
+		ssize_t n = read(fd, buf, sizeof buf - 1);
+		if (n < 0 || fstat(fd, &st) != 0)
+			test_fail(__FILE__, __LINE__, "read %s: %s",
+				  g.gl_pathv[i], strerror(errno));
+		close(fd);
+		buf[n] = '\0';
+		/* The name is padded with spaces to a fixed width. */
+		const char *at = strstr(buf, want);
+		if (!at ||
+		    (at[strlen(want)] != ' ' && at[strlen(want)] != '\n'))
+			continue;
+		/* The file's clock is CLOCK_REALTIME: moved onto ours by
+		 * the offset between the two now. */
+		struct timespec rt;
+		clock_gettime(CLOCK_REALTIME, &rt);
+		double now = spawn_now_ms();
+		ms = now - ((double)(rt.tv_sec - st.st_mtim.tv_sec) * 1e3 +
+			    (double)(rt.tv_nsec - st.st_mtim.tv_nsec) / 1e6);
+	}
+	globfree(&g);
+	return ms;
 }

@@ -32,8 +32,9 @@ struct worker {
 	int reaped;
 	char buf[4096];
 	size_t len;
-	int ready, loading, done, eof;
-	double t_start, t_ready, t_loading, t_done; /* our ms clock */
+	int ready, waiting, loading, done, eof;
+	double t_start, t_ready, t_waiting, t_loading,
+	    t_done;		       /* our ms clock */
 	long long realtime, monotonic; /* its clocks at "ready", seconds */
 	struct wres res;
 	char last_error[512];
@@ -50,20 +51,32 @@ const char *spawn_faketime_lib(const char **why);
 void worker_start(struct worker *w, const struct wenv *env, const char *store,
 		  const char *key, const char *ver, const char *const *opts);
 
-/* Read what the workers said until workers[i] has said `what` ("loading",
- * "result"; "eof": ended) or ended, at most timeout_ms; "never" just takes
- * in lines for timeout_ms. 1 if it said it. */
+/* Read what the workers said until workers[i] has said `what` ("waiting",
+ * "loading", "result"; "eof": ended) or ended, at most timeout_ms; "never" just
+ * takes in lines for timeout_ms. 1 if it said it. */
 int worker_wait(struct worker *ws, int n, int i, const char *what,
 		double timeout_ms);
 
+/* Read what the workers said until each of them has said `a` or `b`, at
+ * most timeout_ms. 1 if they all did. */
+int worker_wait_each(struct worker *ws, int n, const char *a, const char *b,
+		     double timeout_ms);
 /* SIGKILL the worker (not its unshare parent) now; returns the time of the
  * kill. The caller reaps with worker_reap. */
 double worker_kill(struct worker *w);
 
-/* Read to the end and wait for the child; fails the test after
- * timeout_ms. */
+/* Read to the end and wait for the child (once: again does nothing);
+ * fails the test after timeout_ms. */
 void worker_reap(struct worker *ws, int n, int i, double timeout_ms);
 
+/* When the lease held by `host` (its "host" line) was last written — the
+ * file's mtime, on our ms clock — or -1 if no lease of that host is in
+ * the store. Read after its holder was reaped, it is the holder's last
+ * heartbeat: a waiter may judge the lease stale only a whole lease period
+ * after it saw that write, so no break can come before mtime + lease (the
+ * kernel's file clock lags the real one by up to a tick, which only makes
+ * the bound lower). */
+double spawn_lease_mtime_ms(const char *store, const char *host);
 /* Write `len` pattern bytes for `seed` to path. */
 void spawn_write_source(const char *path, size_t len, unsigned long long seed);
 /* Whether path holds exactly `len` pattern bytes for `seed`. */

@@ -14,12 +14,17 @@
  *                   loads across processes)
  *   --out FILE      write the payload get_or_fill returned to FILE
  *   --go FILE       after "ready", wait (bounded) until FILE exists
+ *   --hold FILE     the loader, after "loading", waits (bounded) until FILE
+ *                   exists (the test lets it go once it saw the others
+ *                   wait)
  *   --hostname NAME set the hostname first (in a UTS namespace of our own)
  *   --lease S, --heartbeat S, --max-wait S   larder_fill_opts
  *
  * stdout, one line each, flushed at once:
- *   ready <pid as /proc sees it> <hostname> <CLOCK_REALTIME s> <CLOCK_MONOTONIC
- * s> loading                       (the loader started: we hold the lease)
+ *   ready <pid as /proc sees it> <hostname> <CLOCK_REALTIME s>
+ *         <CLOCK_MONOTONIC s>
+ *   waiting   (another holds the lease: on_wait's start)
+ *   loading   (the loader started: we hold the lease)
  *   result rc=.. outcome=.. size=.. fills=.. waits=.. breaks=.. lost=..
  *          changed=.. uncached=..
  * Exit status 0 when get_or_fill returned 0.
@@ -40,6 +45,7 @@ struct src {
 	size_t chunk;
 	long delay_ms;
 	const char *side;
+	const char *hold;
 };
 
 static void sleep_ms(long ms)
@@ -47,6 +53,18 @@ static void sleep_ms(long ms)
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
+}
+
+/* Wait until path exists, bounded (30 s) so that a lost test cannot
+ * leave us behind forever; 0 if it appeared. */
+static int wait_for(const char *path)
+{
+	for (int i = 0; access(path, F_OK) != 0; i++) {
+		if (i > 30000)
+			return -1;
+		sleep_ms(1);
+	}
+	return 0;
 }
 
 static int load(larder_fill *fill, void *payload)
@@ -64,6 +82,8 @@ static int load(larder_fill *fill, void *payload)
 	}
 	printf("loading\n");
 	fflush(stdout);
+	if (s->hold && wait_for(s->hold) != 0)
+		return LARDER_EIO;
 	char *buf = malloc(s->chunk);
 	if (!buf)
 		return LARDER_ENOMEM;
@@ -85,6 +105,17 @@ static int load(larder_fill *fill, void *payload)
 	}
 	free(buf);
 	return rc;
+}
+
+/* The wait's start, for tests that hold a load until the others are seen
+ * waiting (the event itself, not a guessed delay). */
+static void on_wait(const larder_wait_info *info, void *payload)
+{
+	(void)payload;
+	if (info->event == LARDER_WAIT_START) {
+		printf("waiting\n");
+		fflush(stdout);
+	}
 }
 
 static int write_all(const char *path, const void *data, size_t len)
@@ -119,8 +150,9 @@ int main(int argc, char **argv)
 		usage("usage: fill_worker STORE KEY VERSION --src FILE ...");
 	const char *store = argv[1], *key = argv[2], *ver = argv[3];
 	const char *srcpath = NULL, *out = NULL, *go = NULL, *hostname = NULL;
-	struct src s = {-1, 16384, 0, NULL};
+	struct src s = {-1, 16384, 0, NULL, NULL};
 	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
+	fo.on_wait = on_wait;
 	for (int i = 4; i < argc; i++) {
 		const char *a = argv[i];
 		if (i + 1 >= argc)
@@ -138,6 +170,8 @@ int main(int argc, char **argv)
 			out = v;
 		else if (strcmp(a, "--go") == 0)
 			go = v;
+		else if (strcmp(a, "--hold") == 0)
+			s.hold = v;
 		else if (strcmp(a, "--hostname") == 0)
 			hostname = v;
 		else if (strcmp(a, "--lease") == 0)
@@ -168,15 +202,9 @@ int main(int argc, char **argv)
 	printf("ready %s %s %lld %lld\n", self[0] ? self : "0", host,
 	       (long long)rt.tv_sec, (long long)mt.tv_sec);
 	fflush(stdout);
-	if (go) {
-		/* A start line for a herd; bounded so a lost test cannot
-		 * leave us behind forever. */
-		for (int i = 0; access(go, F_OK) != 0; i++) {
-			if (i > 30000)
-				usage("--go file never appeared");
-			sleep_ms(1);
-		}
-	}
+	/* A start line for a herd. */
+	if (go && wait_for(go) != 0)
+		usage("--go file never appeared");
 
 	larder *db;
 	larder_opts o = LARDER_OPTS_INIT;

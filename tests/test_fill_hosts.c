@@ -24,7 +24,6 @@
 #include "larder.h"
 
 #define LEASE_S 1.0
-#define HB_S 0.1
 
 __attribute__((constructor)) static void probe_unshare(void)
 {
@@ -57,10 +56,12 @@ static void check_store(const char *store, const char *key, size_t size,
 TEST(herd_across_8_hosts_loads_once)
 {
 	const char *store = spawn_make_store();
-	char src[4096], side[4096], go[4096], out[8][4096], host[8][32];
+	char src[4096], side[4096], go[4096], hold[4096], out[8][4096];
+	char host[8][32];
 	snprintf(src, sizeof src, "%s", test_path("src"));
 	snprintf(side, sizeof side, "%s", test_path("loads"));
 	snprintf(go, sizeof go, "%s", test_path("go"));
+	snprintf(hold, sizeof hold, "%s", test_path("hold"));
 	const size_t size = 400000;
 	spawn_write_source(src, size, 77);
 	struct worker ws[8];
@@ -68,14 +69,31 @@ TEST(herd_across_8_hosts_loads_once)
 		snprintf(out[i], sizeof out[i], "%s", test_path("out%d", i));
 		snprintf(host[i], sizeof host[i], "herd-host-%d", i);
 		struct wenv env = {host[i], NULL, 0};
-		/* A 0.25 s load: every one of the 8 misses while it runs. */
+		/* The loader holds its load until the test lets it go:
+		 * once the 7 others are seen waiting. */
 		const char *opts[] = {
-		    "--src",   src,  "--chunk",	    "32768", "--delay-ms", "20",
-		    "--side",  side, "--out",	    out[i],  "--go",	   go,
-		    "--lease", "1",  "--heartbeat", "0.1",   NULL};
+		    "--src",   src,    "--chunk",     "32768", "--side", side,
+		    "--out",   out[i], "--go",	      go,      "--hold", hold,
+		    "--lease", "1",    "--heartbeat", "0.1",   NULL};
 		worker_start(&ws[i], &env, store, "herd", "v1", opts);
 	}
 	FILE *g = fopen(go, "w");
+	ASSERT(g != NULL);
+	fclose(g);
+	/* One loads, and it holds the lease while the others wait: each of
+	 * them must say so (on_wait) before the load may finish. */
+	int loader = -1;
+	if (!worker_wait_each(ws, 8, "loading", "waiting", 20000))
+		test_fail(__FILE__, __LINE__,
+			  "not every worker loads or waits after 20 s");
+	for (int i = 0; i < 8; i++) {
+		if (ws[i].loading) {
+			ASSERT_EQ(loader, -1);
+			loader = i;
+		}
+	}
+	ASSERT(loader >= 0);
+	g = fopen(hold, "w");
 	ASSERT(g != NULL);
 	fclose(g);
 	int filled = 0, breaks = 0;
@@ -86,8 +104,10 @@ TEST(herd_across_8_hosts_loads_once)
 			test_fail(__FILE__, __LINE__,
 				  "worker %d: done %d rc %d: %s", i, ws[i].done,
 				  r->rc, ws[i].last_error);
-		ASSERT(r->outcome == LARDER_FILLED ||
-		       r->outcome == LARDER_WAITED || r->outcome == LARDER_HIT);
+		/* Exactly: the loader filled, every other one waited. */
+		ASSERT_EQ(r->outcome,
+			  i == loader ? LARDER_FILLED : LARDER_WAITED);
+		ASSERT_EQ(r->waits, i == loader ? 0 : 1);
 		filled += r->outcome == LARDER_FILLED;
 		breaks += (int)r->breaks;
 		ASSERT_EQ(r->size, size);
@@ -116,22 +136,24 @@ struct trial {
 	unsigned long long seed;
 	double kill_after_ms; /* after the filler said "loading" */
 	double t_kill;
-	int mode; /* 0: kill mid-load, 1: before it loads */
+	double t_beat; /* its lease's last write, or -1 (no lease seen) */
+	int mode;      /* 0: kill mid-load, 1: before it loads */
 };
 
 TEST(sigkilled_filler_on_one_host_taken_over_from_another)
 {
 	const char *store = spawn_make_store();
 	enum { BATCH = 4, BATCHES = 5 };
-	const double lease_ms = LEASE_S * 1000, hb_ms = HB_S * 1000;
+	const double lease_ms = LEASE_S * 1000;
 	srand((unsigned)getpid());
 	double took[BATCH * BATCHES];
-	int ntook = 0, before = 0, mid = 0, finished = 0;
+	int ntook = 0, before = 0, mid = 0, finished = 0, by_mtime = 0;
 	for (int b = 0; b < BATCHES; b++) {
 		struct trial t[BATCH];
 		for (int i = 0; i < BATCH; i++) {
 			struct trial *x = &t[i];
 			memset(x, 0, sizeof *x);
+			x->t_beat = -1;
 			int n = b * BATCH + i;
 			snprintf(x->key, sizeof x->key, "crash-%d", n);
 			snprintf(x->src, sizeof x->src, "%s",
@@ -202,6 +224,11 @@ TEST(sigkilled_filler_on_one_host_taken_over_from_another)
 			if (left > 0)
 				worker_wait(x->w, 2, 0, "never", left);
 			x->t_kill = worker_kill(&x->w[0]);
+			/* Its lease as it left it: the last heartbeat. */
+			worker_reap(x->w, 2, 0, 10000);
+			char host[32];
+			snprintf(host, sizeof host, "filler-%d", next);
+			x->t_beat = spawn_lease_mtime_ms(store, host);
 		}
 		for (int i = 0; i < BATCH; i++) {
 			struct trial *x = &t[i];
@@ -219,13 +246,13 @@ TEST(sigkilled_filler_on_one_host_taken_over_from_another)
 					  x->key);
 			check_store(store, x->key, x->size, x->seed);
 			/* Bounded: a lease of silence, then its own load
-			 * (chunks x 30 ms), with room for a loaded machine
-			 * (sanitizers, parallel tests); a waiter stuck on a
-			 * dead lease would wait its whole max_wait. */
+			 * (chunks x 30 ms), with three more leases of room
+			 * for a loaded machine; a waiter stuck on a dead
+			 * lease would wait its whole max_wait (10 leases). */
 			double ms = ww->t_done - x->t_kill;
 			double load_ms = (double)(x->size / 16384) * 30;
 			if (ww->t_done > x->t_kill &&
-			    ms > lease_ms + 2 * load_ms + 4000)
+			    ms > 4 * lease_ms + 2 * load_ms)
 				test_fail(__FILE__, __LINE__,
 					  "%s: waiter done %.0f ms after the "
 					  "kill (lease %.0f ms, load %.0f ms)",
@@ -243,13 +270,21 @@ TEST(sigkilled_filler_on_one_host_taken_over_from_another)
 				continue; /* it published before dying */
 			ASSERT_EQ(ww->res.breaks, 1);
 			/* Across hosts only silence counts: no break before a
-			 * full lease without heartbeats. */
-			if (ms < lease_ms - hb_ms - 30)
+			 * full lease after the last heartbeat (the lease's
+			 * mtime once its holder was reaped; if a waiter broke
+			 * it before we looked, the waiter's start: its lease
+			 * of silence began after that). */
+			double since = x->t_beat >= 0 ? x->t_beat : ww->t_start;
+			by_mtime += x->t_beat >= 0;
+			if (ww->t_done < since + lease_ms)
 				test_fail(__FILE__, __LINE__,
 					  "%s: lease broken %.0f ms after "
-					  "the kill, before it could be "
-					  "stale (lease %.0f ms)",
-					  x->key, ms, lease_ms);
+					  "the %s, before it could be stale "
+					  "(lease %.0f ms)",
+					  x->key, ww->t_done - since,
+					  x->t_beat >= 0 ? "last heartbeat"
+							 : "waiter's start",
+					  lease_ms);
 			took[ntook++] = ms;
 		}
 	}
@@ -266,7 +301,8 @@ TEST(sigkilled_filler_on_one_host_taken_over_from_another)
 	if (ntook)
 		printf(" min %.0f p50 %.0f p90 %.0f max %.0f ms", took[0],
 		       took[ntook / 2], took[ntook * 9 / 10], took[ntook - 1]);
-	printf("; killed before loading %d, mid-load %d, after finishing %d\n",
-	       before, mid, finished);
+	printf("; killed before loading %d, mid-load %d, after finishing %d; "
+	       "%d bounds from the last heartbeat\n",
+	       before, mid, finished, by_mtime);
 	ASSERT(ntook > 0);
 }

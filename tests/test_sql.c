@@ -1277,30 +1277,89 @@ static void gen_db(const char *path, int wal)
 	ASSERT_EQ(larder_sql_track(NULL, path, "t"), 0);
 }
 
-/* Child: one UPDATE of every row per transaction (so the counter grows by
- * GEN_ROWS per generation) until the pipe is closed. */
-static void writer_child(const char *path, int stop_fd)
+/*
+ * Turns between the writer (a child) and the loads: the writer makes one
+ * generation per `go` byte, writing 'b' once its write transaction has
+ * begun (BEGIN IMMEDIATE: it holds the right to write, and a reader's
+ * snapshot or SHARED lock does not stop it) and 'm' once it has
+ * committed. A load sends `go` as its data query starts, after it read
+ * the version (a trace callback installed on every connection of this
+ * process sees the statement start), so every load has a commit begun
+ * between its version and its rows, on any machine: exactly one
+ * generation per load, and a load that read them in two snapshots would
+ * publish rows of the next generation under this one's version.
+ */
+static int turn_go = -1, turn_made = -1, turn_wal, turn_armed;
+
+/* Read the writer's next byte, which must be `want`. */
+static void turn_expect(char want)
+{
+	char c = 0;
+	ssize_t n;
+	do
+		n = read(turn_made, &c, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1 || c != want)
+		test_fail(__FILE__, __LINE__,
+			  "the writer: expected '%c', got %s '%c' (%s)", want,
+			  n == 1 ? "" : "nothing", n == 1 ? c : ' ',
+			  n < 0 ? strerror(errno) : "its pipe closed");
+}
+
+/* A statement starts (SQLITE_TRACE_STMT comes before it reads): at the
+ * data query of an armed load, the writer's turn. WAL lets it commit
+ * beside our snapshot, so we wait for the commit; a rollback journal
+ * makes its COMMIT wait for our SHARED lock, so we wait only for its
+ * transaction to begin. */
+static int turn_trace(unsigned type, void *cx, void *p, void *x)
+{
+	(void)type, (void)cx, (void)x;
+	const char *q = sqlite3_sql(p);
+	if (turn_armed && q && strstr(q, "pad")) {
+		turn_armed = 0;
+		if (write(turn_go, "g", 1) != 1)
+			test_fail(__FILE__, __LINE__, "write go: %s",
+				  strerror(errno));
+		turn_expect('b');
+		if (turn_wal)
+			turn_expect('m');
+	}
+	return 0;
+}
+
+static int turn_register(sqlite3 *h, char **err, const void *api)
+{
+	(void)err, (void)api;
+	return sqlite3_trace_v2(h, SQLITE_TRACE_STMT, turn_trace, NULL);
+}
+
+/* Child: for each `go`, one UPDATE of every row in one transaction (so
+ * the counter grows by GEN_ROWS per generation), until the pipe is
+ * closed. */
+static void writer_child(const char *path, int go, int made)
 {
 	sqlite3 *h;
 	if (sqlite3_open(path, &h) != SQLITE_OK)
 		_exit(2);
 	sqlite3_busy_timeout(h, 60000);
 	sqlite3_exec(h, "PRAGMA synchronous = OFF", NULL, NULL, NULL);
-	fcntl(stop_fd, F_SETFL, O_NONBLOCK);
 	int commits = 0;
-	for (;;) {
-		char c;
-		ssize_t n = read(stop_fd, &c, 1);
-		if (n == 0)
-			break;
-		int rc = sqlite3_exec(h,
-				      "BEGIN IMMEDIATE; UPDATE t SET gen = gen "
-				      "+ 1; COMMIT",
-				      NULL, NULL, NULL);
+	char c;
+	while (read(go, &c, 1) == 1) {
+		int rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			rc =
+			    write(made, "b", 1) == 1 ? SQLITE_OK : SQLITE_IOERR;
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(h,
+					  "UPDATE t SET gen = gen + 1; COMMIT",
+					  NULL, NULL, NULL);
 		if (rc != SQLITE_OK) {
 			fprintf(stderr, "writer: %s\n", sqlite3_errmsg(h));
 			_exit(3);
 		}
+		if (write(made, "m", 1) != 1)
+			_exit(3);
 		commits++;
 	}
 	sqlite3_close(h);
@@ -1364,54 +1423,58 @@ static void check_generation(const struct res *r)
 	ASSERT_EQ(rows, GEN_ROWS);
 }
 
+#define GEN_LOADS 12
+
 static void writer_during_loads(int wal)
 {
 	const char *path = test_path("gen.db");
 	gen_db(path, wal);
+	ASSERT_EQ(sqlite3_auto_extension((void (*)(void))turn_register),
+		  SQLITE_OK);
 	larder *db = open_store();
-	int stop[2];
-	ASSERT_EQ(pipe(stop), 0);
+	int go[2], made[2];
+	ASSERT_EQ(pipe(go), 0);
+	ASSERT_EQ(pipe(made), 0);
 	pid_t w = fork();
 	ASSERT(w >= 0);
 	if (w == 0) {
-		close(stop[1]);
-		writer_child(path, stop[0]);
+		close(go[1]);
+		close(made[0]);
+		writer_child(path, go[0], made[1]);
 	}
-	close(stop[0]);
+	close(go[0]);
+	close(made[1]);
+	turn_go = go[1], turn_made = made[0], turn_wal = wal;
 	larder_sql_opts o = LARDER_SQL_OPTS_INIT;
 	o.table = "t";
 	o.flags = LARDER_SQL_NO_HEADER;
 	const char *q = "SELECT (SELECT n FROM larder_changes WHERE tbl = "
 			"'t'), id, gen, pad FROM t ORDER BY id";
-	long long seen[64];
-	int nseen = 0, loads = 0, overlapped = 0;
-	for (int i = 0; i < 400 && (nseen < 6 || loads < 12); i++) {
+	for (int k = 0; k < GEN_LOADS; k++) {
+		turn_armed = 1;
 		struct res r = sql(db, path, q, &o);
 		ASSERT_OK(db, r);
+		/* The writer's turn came between version and rows. */
+		ASSERT_EQ(turn_armed, 0);
+		if (!wal)
+			turn_expect('m');
+		/* Version and rows of the snapshot before the commit. */
 		check_generation(&r);
-		if (r.outcome == LARDER_FILLED)
-			loads++;
-		long long vn = 0;
-		sscanf(r.ver, "%*s %lld", &vn);
-		/* a commit after the load's snapshot began */
-		if (r.outcome == LARDER_FILLED && counter_now(path) != vn)
-			overlapped++;
-		int known = 0;
-		for (int k = 0; k < nseen; k++)
-			known |= seen[k] == vn;
-		if (!known && nseen < 64)
-			seen[nseen++] = vn;
+		ASSERT_EQ(r.outcome, LARDER_FILLED);
+		long long vn = -1;
+		ASSERT_EQ(sscanf(r.ver, "%*s %lld", &vn), 1);
+		ASSERT_EQ(vn, (long long)k * GEN_ROWS);
+		ASSERT_EQ(counter_now(path), (long long)(k + 1) * GEN_ROWS);
 		res_free(&r);
 	}
-	close(stop[1]);
+	close(go[1]);
 	int st;
 	ASSERT_EQ(waitpid(w, &st, 0), w);
 	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	printf("    %s: %d loads, %d versions, %d with a commit during or "
-	       "after the snapshot\n",
-	       wal ? "WAL" : "rollback journal", loads, nseen, overlapped);
-	ASSERT(nseen >= 6);
-	ASSERT(overlapped >= 1);
+	close(made[0]);
+	printf("    %s: %d loads, each of one generation with a commit "
+	       "between its version and its rows\n",
+	       wal ? "WAL" : "rollback journal", GEN_LOADS);
 	larder_close(db);
 }
 
@@ -1437,32 +1500,80 @@ static uint64_t fnv(const void *p, size_t n)
 	return h;
 }
 
+/* The herd's events: 'L' when a member's data query starts (it loads),
+ * 'W' when one starts waiting (on_wait); the loader then blocks until
+ * the test closes herd_release. */
+static int herd_events = -1, herd_release = -1;
+
+static void herd_note(char c)
+{
+	if (write(herd_events, &c, 1) != 1)
+		_exit(93);
+}
+
+static int herd_trace(unsigned type, void *cx, void *p, void *x)
+{
+	(void)type, (void)cx, (void)x;
+	const char *q = sqlite3_sql(p);
+	if (q && strstr(q, "group_concat")) {
+		char c;
+		herd_note('L');
+		if (read(herd_release, &c, 1) != 0)
+			_exit(94);
+	}
+	return 0;
+}
+
+static int herd_register(sqlite3 *h, char **err, const void *api)
+{
+	(void)err, (void)api;
+	return sqlite3_trace_v2(h, SQLITE_TRACE_STMT, herd_trace, NULL);
+}
+
+static void herd_on_wait(const larder_wait_info *info, void *payload)
+{
+	(void)payload;
+	if (info->event == LARDER_WAIT_START)
+		herd_note('W');
+}
+
 TEST(herd_loads_once)
 {
 	enum { N = 8 };
 	const char *path = tracked_db();
 	ASSERT_EQ(larder_sql_track(NULL, path, "Items"), 0);
-	/* slow enough (a few hundred ms) that the herd meets the load */
+	/* The load is held until the other N - 1 are seen waiting. */
 	const char *q = "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i "
 			"+ 1 FROM c WHERE i < 400000) SELECT i, (SELECT "
 			"group_concat(v, '') FROM Items) FROM c";
 	larder *db = open_store();
 	larder_close(db);
-	int gate[2], res[2];
+	int gate[2], res[2], ev[2], rel[2];
 	ASSERT_EQ(pipe(gate), 0);
 	ASSERT_EQ(pipe(res), 0);
+	ASSERT_EQ(pipe(ev), 0);
+	ASSERT_EQ(pipe(rel), 0);
 	pid_t kids[N];
 	for (int i = 0; i < N; i++) {
 		kids[i] = fork();
 		ASSERT(kids[i] >= 0);
 		if (kids[i] == 0) {
 			close(gate[1]);
+			close(rel[1]);
+			close(ev[0]);
+			herd_events = ev[1], herd_release = rel[0];
+			if (sqlite3_auto_extension(
+				(void (*)(void))herd_register) != SQLITE_OK)
+				_exit(89);
 			char c;
 			if (read(gate[0], &c, 1) != 0)
 				_exit(90);
 			larder *d = open_store();
+			larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
+			fo.on_wait = herd_on_wait;
 			larder_sql_opts o = LARDER_SQL_OPTS_INIT;
 			o.table = "Items";
+			o.fill = &fo;
 			larder_entry *e;
 			int outcome = 0;
 			int rc =
@@ -1481,7 +1592,20 @@ TEST(herd_loads_once)
 	}
 	close(gate[0]);
 	close(res[1]);
+	close(ev[1]);
+	close(rel[0]);
 	close(gate[1]); /* go */
+	/* One loads and is held; every other one must say it waits. */
+	int loads = 0, waits = 0;
+	for (int i = 0; i < N; i++) {
+		char c;
+		ASSERT_EQ(read(ev[0], &c, 1), 1);
+		loads += c == 'L';
+		waits += c == 'W';
+	}
+	ASSERT_EQ(loads, 1);
+	ASSERT_EQ(waits, N - 1);
+	close(rel[1]); /* the load goes on */
 	int filled = 0, waited = 0;
 	uint64_t first = 0;
 	for (int i = 0; i < N; i++) {
@@ -1501,6 +1625,11 @@ TEST(herd_loads_once)
 	printf("    %d processes: %d filled, %d waited, %d hit\n", N, filled,
 	       waited, N - filled - waited);
 	ASSERT_EQ(filled, 1);
+	ASSERT_EQ(waited, N - 1);
+	/* Nothing more was said (a second load, a second wait). */
+	char c;
+	ASSERT_EQ(read(ev[0], &c, 1), 0);
+	close(ev[0]);
 	/* and what they all got is the query's result */
 	db = open_store();
 	larder_sql_opts o = LARDER_SQL_OPTS_INIT;

@@ -1051,6 +1051,76 @@ TEST(tree_deeper_than_the_limit_is_a_clear_error)
 #define GEN_SIZE (GEN_PAGES * PAGE)
 #define GENS 150
 
+/*
+ * Turns between a writer (a child) and the reader (the test): the writer
+ * makes a change only after a byte on `go`, and writes a byte on `made`
+ * once the change is complete. The reader sends `go` once it has seen the
+ * last change, so it sees every change and their count is exact; a call
+ * begun after a `made` must see that change, so a writer that changed
+ * nothing (or a version blind to the change) fails at once, not by a hang.
+ */
+struct turns {
+	int go[2], made[2];
+};
+
+static void turns_open(struct turns *t)
+{
+	ASSERT_EQ(pipe(t->go), 0);
+	ASSERT_EQ(pipe(t->made), 0);
+}
+
+/* In the writer, after fork. */
+static void turns_writer(struct turns *t)
+{
+	close(t->go[1]);
+	close(t->made[0]);
+}
+
+/* The writer: wait for the reader's go (0 if the reader is gone). */
+static int turns_wait(struct turns *t)
+{
+	char c;
+	return read(t->go[0], &c, 1) == 1;
+}
+
+/* The writer: a change is complete. */
+static int turns_done(struct turns *t)
+{
+	return write(t->made[1], "m", 1) == 1;
+}
+
+/* In the reader, after fork. */
+static void turns_reader(struct turns *t)
+{
+	close(t->go[0]);
+	close(t->made[1]);
+	ASSERT_EQ(fcntl(t->made[0], F_SETFL, O_NONBLOCK), 0);
+}
+
+static void turns_go(struct turns *t)
+{
+	ASSERT_EQ(write(t->go[1], "g", 1), 1);
+}
+
+/* The reader: how many changes were completed so far. */
+static int turns_made(struct turns *t, int *made)
+{
+	char c[64];
+	ssize_t n;
+	while ((n = read(t->made[0], c, sizeof c)) > 0)
+		*made += (int)n;
+	if (n < 0 && errno != EAGAIN)
+		test_fail(__FILE__, __LINE__, "read the writer's pipe: %s",
+			  strerror(errno));
+	return *made;
+}
+
+static void turns_close(struct turns *t)
+{
+	close(t->go[1]);
+	close(t->made[0]);
+}
+
 /* Generation g's bytes: every byte depends on g, so any mix of two
  * generations is no generation. */
 static void gen_bytes(uint8_t *buf, int g)
@@ -1060,7 +1130,10 @@ static void gen_bytes(uint8_t *buf, int g)
 }
 
 /*
- * The writer: generations 1..GENS, a short pause after each.
+ * The writer: generations 1..GENS, each begun only once the reader has
+ * seen the one before whole (struct turns), so the reader sees exactly
+ * GENS + 1 generations on any machine, and its calls during a
+ * generation's writing race the writer.
  *  - renamed into place: the file holds one whole generation at every
  *    instant, so every version must be one of them;
  *  - in place, one page per pwrite, from the first page to the last:
@@ -1070,11 +1143,14 @@ static void gen_bytes(uint8_t *buf, int g)
  *    are real; what a version must never be is a mix that the file never
  *    held at any instant, such as a read overtaken by the writer (the
  *    last generation's first pages, the next one's later pages).
+ * The reader gone (its pipe closed) ends the writer.
  */
-static void writer(const char *path, int in_place)
+static void writer(const char *path, int in_place, struct turns *t)
 {
 	uint8_t *buf = malloc(GEN_SIZE);
 	for (int g = 1; g <= GENS; g++) {
+		if (!turns_wait(t)) /* generation g - 1 was seen */
+			_exit(3);
 		gen_bytes(buf, g);
 		if (in_place) {
 			int fd = open(path, O_WRONLY);
@@ -1093,8 +1169,8 @@ static void writer(const char *path, int in_place)
 			if (rename(tmp, path) != 0)
 				_exit(2);
 		}
-		struct timespec ts = {0, 2000000};
-		nanosleep(&ts, NULL);
+		if (!turns_done(t))
+			_exit(3);
 	}
 	free(buf);
 	_exit(0);
@@ -1163,15 +1239,26 @@ static void versions_match_states(const char *src_dir, int in_place)
 	VERSION(db, v, p);
 	ASSERT_STR_EQ(v, s.v[0]); /* the formula, checked once */
 
+	struct turns t;
+	turns_open(&t);
 	pid_t pid = fork();
 	ASSERT(pid >= 0);
-	if (pid == 0)
-		writer(p, in_place);
-	int ok = 0, busy = 0, mixed = 0, st;
+	if (pid == 0) {
+		turns_writer(&t);
+		writer(p, in_place, &t);
+	}
+	turns_reader(&t);
+	size_t per = in_place ? GEN_PAGES : 1;
+	int ok = 0, busy = 0, mixed = 0, seen = -1, made = 0, st, done = 0;
 	size_t last = 0;
 	uint64_t hashed0 = ctr(db, LARDER_CTR_FILES_HASHED_BYTES);
 	for (;;) {
-		int done = waitpid(pid, &st, WNOHANG) == pid;
+		/* Looked at before the call: a call after the writer's end
+		 * sees its last generation. */
+		done = done || waitpid(pid, &st, WNOHANG) == pid;
+		/* A generation written whole before the call: the call
+		 * returns it, for the writer waits to make the next. */
+		int fresh = turns_made(&t, &made) > seen;
 		const char *paths[1] = {p};
 		int rc = larder_files_version(v, db, paths, 1, 0);
 		if (rc == LARDER_EBUSY) {
@@ -1190,20 +1277,41 @@ static void versions_match_states(const char *src_dir, int in_place)
 						"already returned"
 					      : "of no state the file ever "
 						"held");
-			mixed += in_place && i % GEN_PAGES != 0;
+			if (fresh && (size_t)i != (size_t)made * per)
+				test_fail(__FILE__, __LINE__,
+					  "version %s (call %d), begun after "
+					  "generation %d was written whole, is "
+					  "of state %ld, not %zu",
+					  v, ok + busy + 1, made, i,
+					  (size_t)made * per);
+			mixed += in_place && i % per != 0;
 			last = (size_t)i;
 			ok++;
+			/* A whole generation not seen before: the writer's
+			 * turn to make the next. */
+			if (i % per == 0 && (int)(i / per) > seen) {
+				seen = (int)(i / per);
+				if (seen < GENS)
+					turns_go(&t);
+			}
 		}
-		if (done)
+		if (seen == GENS)
 			break;
+		if (done)
+			test_fail(__FILE__, __LINE__,
+				  "the writer ended (status %#x) with "
+				  "generation %d the last seen whole",
+				  st, seen);
 	}
+	if (!done)
+		ASSERT_EQ(waitpid(pid, &st, 0), pid);
 	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	turns_close(&t);
 	uint64_t read = ctr(db, LARDER_CTR_FILES_HASHED_BYTES) - hashed0;
 	printf("    %d versions, each of a state the file held (%d between "
 	       "two generations); %d calls found it changing every time; "
 	       "%.1f reads per version\n",
 	       ok, mixed, busy, (double)read / GEN_SIZE / (ok ? ok : 1));
-	ASSERT(ok >= 10);
 	ASSERT_EQ(last, s.n - 1); /* the last generation, at the end */
 	/* Racy all along: nothing of it was remembered. */
 	ASSERT_EQ(records(db), 0);
@@ -1249,7 +1357,12 @@ TEST(writer_in_place_on_whole_second_timestamps_every_version_is_a_state)
 }
 
 /* A file appearing and vanishing in a tree while it is walked: each
- * version is the tree with it or without it. */
+ * version is the tree with it or without it. The writer makes each change
+ * once the reader has seen the last one (struct turns), so the reader
+ * sees exactly 2 x ROUNDS changes on any machine, and its walks race each
+ * change as it is made. */
+#define ROUNDS 100
+
 TEST(tree_changing_under_the_walk_gives_a_version_of_it)
 {
 	larder *db = open_store();
@@ -1260,54 +1373,85 @@ TEST(tree_changing_under_the_walk_gives_a_version_of_it)
 	VERSION_NR(db, without, t);
 	write_str(test_path("t/sub/x"), "x marks the spot\n");
 	VERSION_NR(db, with, t);
+	ASSERT(strcmp(with, without) != 0);
 	ASSERT_EQ(unlink(test_path("t/sub/x")), 0);
 
+	struct turns tn;
+	turns_open(&tn);
 	pid_t pid = fork();
 	ASSERT(pid >= 0);
 	if (pid == 0) {
-		for (int i = 0; i < 400; i++) {
+		turns_writer(&tn);
+		char tmp[4200], x[4200];
+		snprintf(tmp, sizeof tmp, "%s/x.tmp", test_dir());
+		snprintf(x, sizeof x, "%s/sub/x", t);
+		for (int i = 0; i < ROUNDS; i++) {
 			/* Written beside the tree, renamed in: the tree
 			 * holds x whole or not at all. */
-			char tmp[4200];
-			snprintf(tmp, sizeof tmp, "%s/x.tmp", test_dir());
+			if (!turns_wait(&tn))
+				_exit(3);
 			int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 			if (fd < 0 || write(fd, "x marks the spot\n", 17) != 17)
 				_exit(2);
 			close(fd);
-			char x[4200];
-			snprintf(x, sizeof x, "%s/sub/x", t);
-			if (rename(tmp, x) != 0 || unlink(x) != 0)
+			if (rename(tmp, x) != 0 || !turns_done(&tn))
+				_exit(2);
+			if (!turns_wait(&tn) || unlink(x) != 0 ||
+			    !turns_done(&tn))
 				_exit(2);
 		}
 		_exit(0);
 	}
-	int n_with = 0, n_without = 0, busy = 0, st;
-	for (;;) {
-		int done = waitpid(pid, &st, WNOHANG) == pid;
+	turns_reader(&tn);
+	/* cur: the tree last seen (0 without x, 1 with it, -1 not yet). */
+	int n_with = 0, n_without = 0, busy = 0, changes = -1, cur = -1, st;
+	int done = 0, made = 0;
+	while (changes < 2 * ROUNDS) {
+		done = done || waitpid(pid, &st, WNOHANG) == pid;
+		/* A change made before the call: the call sees it. */
+		int fresh = turns_made(&tn, &made) > changes;
 		char v[64];
 		const char *paths[1] = {t};
 		int rc = larder_files_version(v, db, paths, 1, 0);
 		if (rc == LARDER_EBUSY) {
 			busy++;
-		} else {
-			if (rc != 0)
-				test_fail(__FILE__, __LINE__, "version: %d: %s",
-					  rc, larder_errmsg(db));
-			if (!strcmp(v, with))
-				n_with++;
-			else if (!strcmp(v, without))
-				n_without++;
-			else
-				test_fail(__FILE__, __LINE__,
-					  "version %s is neither the tree with "
-					  "x nor without it",
-					  v);
+			continue;
 		}
-		if (done)
-			break;
+		if (rc != 0)
+			test_fail(__FILE__, __LINE__, "version: %d: %s", rc,
+				  larder_errmsg(db));
+		int now;
+		if (!strcmp(v, with))
+			now = 1, n_with++;
+		else if (!strcmp(v, without))
+			now = 0, n_without++;
+		else
+			test_fail(__FILE__, __LINE__,
+				  "version %s is neither the tree with x nor "
+				  "without it",
+				  v);
+		if (fresh && changes >= 0 && now != made % 2)
+			test_fail(__FILE__, __LINE__,
+				  "a walk begun after change %d sees the tree "
+				  "%s x",
+				  made, now ? "with" : "without");
+		if (now != cur) {
+			cur = now;
+			changes++;
+			if (changes < 2 * ROUNDS)
+				turns_go(&tn);
+		} else if (done) {
+			test_fail(__FILE__, __LINE__,
+				  "the writer ended (status %#x) after %d "
+				  "changes seen",
+				  st, changes);
+		}
 	}
+	if (!done)
+		ASSERT_EQ(waitpid(pid, &st, 0), pid);
 	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	turns_close(&tn);
 	printf("    %d with x, %d without, %d busy\n", n_with, n_without, busy);
-	ASSERT(n_with + n_without >= 5);
+	ASSERT_EQ(cur, 0); /* x made and removed ROUNDS times, each seen */
 	larder_close(db);
 }
