@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh" "$1"
 unset LARDER_LOG_LEVEL
 
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 
 # corrupt KEY: flip one bit of the last payload byte of KEY's entry.
 corrupt() {
@@ -126,7 +126,7 @@ assert re.search(rb"\r +\r$", t), t[-80:]
 	expect_rc 0 "a fast put on a terminal" script -qec "printf small | '$LARDER' --dir '$S' put fast1" /dev/null
 	check "no progress line for quick work" test ! -s "$T/out"
 else
-	echo "skip - progress on a terminal: no script(1)"
+	skip "progress on a terminal: no script(1)"
 fi
 expect_rc 0 "a slow put without a terminal" sh -c "$slow | '$LARDER' --dir '$S' put slow2"
 check "nothing on stderr without a terminal" test ! -s "$T/err"

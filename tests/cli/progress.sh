@@ -7,7 +7,7 @@
 . "$(dirname "$0")/lib.sh" "$1"
 unset LARDER_LOG_LEVEL
 
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 if ! command -v script >/dev/null 2>&1; then
 	echo "skip - no script(1): no terminal to test on"
 	finish

@@ -2,7 +2,7 @@
 # --ttl: entries expire (and become misses); the TTL syntax is checked.
 . "$(dirname "$0")/lib.sh" "$1"
 
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 printf 'short-lived' >"$T/p"
 
 expect_rc 0 "put --ttl 1" L put k "$T/p" --ttl 1
