@@ -23,7 +23,7 @@ skipped=0
 unset LARDER_DIR XDG_CACHE_HOME
 bgpids=
 trap 'cleanup_bg; rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP PIPE
 
 # track PID: a background process of the test, killed at exit if it is
 # still there (a holder blocked on a FIFO must not outlive a failed test).
