@@ -4,7 +4,7 @@
 # stdin is named as such.
 . "$(dirname "$0")/lib.sh" "$1"
 
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 
 # --- --lease and --max-wait -------------------------------------------------
 # ran: the command of a `run` below leaves a mark when it runs.

@@ -19,7 +19,7 @@ raw() {
 no_raw_out() { ! raw "$T/out"; }
 no_raw_err() { ! raw "$T/err"; }
 
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 printf 'x' >"$T/p"
 
 # --- messages ---------------------------------------------------------------

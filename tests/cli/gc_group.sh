@@ -13,8 +13,7 @@
 . "$(dirname "$0")/lib.sh" "$1"
 
 if [ "$(id -u)" -ne 0 ]; then
-	echo "SKIP: not root (the test makes Unix users)"
-	exit 77
+	skip_all "not root (the test makes Unix users)"
 fi
 G=lgcg$$
 U1=lgca$$
@@ -25,14 +24,13 @@ cleanup() {
 	userdel "$U2" 2>/dev/null
 	userdel "$U3" 2>/dev/null
 	groupdel "$G" 2>/dev/null
+	cleanup_bg
 	rm -rf "$T"
 }
 trap cleanup EXIT
 if ! { groupadd "$G" && useradd -M -N -g "$G" "$U1" &&
 	useradd -M -N -g "$G" "$U2" && useradd -M -N "$U3"; }; then
-	echo "cannot make the test's users"
-	echo "0 passed, 1 failed"
-	exit 1
+	bail "cannot make the test's users"
 fi
 
 chmod 755 "$T"

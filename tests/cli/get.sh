@@ -5,7 +5,7 @@
 # an entry's name that is not a file is a miss that put clears.
 . "$(dirname "$0")/lib.sh" "$1"
 
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 head -c 3000000 /dev/urandom >"$T/p"
 L put k "$T/p" --version 1
 
@@ -75,14 +75,14 @@ if [ -n "$LARDER_FAULTSHIM" ] && [ -f "$LARDER_FAULTSHIM" ]; then
 	check "a failed get -o leaves nothing under the name" test ! -e "$T/failed"
 	check "... and no temp file" test -z "$(ls "$T" | grep 'failed\.tmp')"
 else
-	echo "skip - a failing write: LARDER_FAULTSHIM is not set"
+	skip "a failing write: LARDER_FAULTSHIM is not set"
 fi
 
 # --- a zstd bomb: 2 GiB of zeros in about 70 KB --------------------------
 # Streamed with bounded memory, it goes through an address space limit far
 # below its size. (Not under sanitizers: their shadow memory needs more.)
 if ldd "$LARDER" 2>/dev/null | grep -q libasan; then
-	echo "skip - the zstd bomb under ulimit -v: sanitizer build"
+	skip "the zstd bomb under ulimit -v: sanitizer build"
 else
 	head -c 2147483648 /dev/zero | L put bomb - --zstd --version 1
 	bsize=$(wc -c <"$(entry_path bomb)")

@@ -6,11 +6,9 @@
 . "$(dirname "$0")/lib.sh" "$1"
 
 if ! command -v python3 >/dev/null 2>&1; then
-	echo "SKIP: no python3 (needed to see how a process ended)"
-	echo "0 passed, 0 failed"
-	exit 0
+	skip_all "no python3 (needed to see how a process ended)"
 fi
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 
 # signal_at_tmp SIG HOW CMD...: start CMD with default dispositions for
 # SIGINT, SIGTERM and SIGHUP (HOW=ignore-hup: SIGHUP ignored, as under
@@ -174,7 +172,7 @@ if command -v sqlite3 >/dev/null 2>&1; then
 	check "sql, SIGTERM during a load: dies of it ($how)" test "$how" = "signal 15"
 	check "... and leaves no temp file or lease in the store" test "$(leftovers)" -eq 0
 else
-	echo "SKIP: no sqlite3 command: the sql case is not run"
+	skip "sql, SIGTERM during a load: no sqlite3 command"
 fi
 
 finish

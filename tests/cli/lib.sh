@@ -3,7 +3,11 @@
 # Usage in a script:  . "$(dirname "$0")/lib.sh" "$1"
 # Gives: $LARDER (the binary), $T (a scratch dir, removed at exit), $S (a
 # store path inside it), L (larder on $S), run/expect helpers that count
-# passes and failures, and finish (prints "N passed, N failed", exits).
+# passes, failures and skips, and finish (prints "N passed, N failed,
+# N skipped", exits). A script that cannot run at all here calls skip_all
+# (exit 77, CTest's SKIP_RETURN_CODE); one that cannot even start calls
+# bail. Background processes a script starts are handed to track, so that
+# they end with the script however it ends.
 
 LARDER=$1
 if [ -z "$LARDER" ] || [ ! -x "$LARDER" ]; then
@@ -17,8 +21,21 @@ fail=0
 skipped=0
 # Keep the test independent of the caller's environment.
 unset LARDER_DIR XDG_CACHE_HOME
-trap 'rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM
+bgpids=
+trap 'cleanup_bg; rm -rf "$T"' EXIT
+trap 'exit 130' INT TERM HUP PIPE
+
+# track PID: a background process of the test, killed at exit if it is
+# still there (a holder blocked on a FIFO must not outlive a failed test).
+track() {
+	bgpids="$bgpids $1"
+}
+
+cleanup_bg() {
+	for p in $bgpids; do
+		kill -KILL "$p" 2>/dev/null
+	done
+}
 
 ok() {
 	pass=$((pass + 1))
@@ -37,6 +54,28 @@ not_ok() {
 skip() {
 	skipped=$((skipped + 1))
 	echo "skip - $1"
+}
+
+summary() {
+	echo "$pass passed, $fail failed, $skipped skipped"
+}
+
+# skip_all REASON: nothing more of this script can run here. Counted as
+# one skip; exit 77 (the tests' SKIP_RETURN_CODE) unless a check failed.
+skip_all() {
+	skipped=$((skipped + 1))
+	echo "SKIP: $1"
+	summary
+	[ "$fail" -eq 0 ] || exit 1
+	exit 77
+}
+
+# bail REASON: the script cannot go on (its store cannot be made): one
+# failure, and out.
+bail() {
+	not_ok "$1"
+	summary
+	exit 1
 }
 
 # check DESC CMD...: passes if CMD succeeds.
@@ -99,11 +138,7 @@ json_get() {
 }
 
 finish() {
-	if [ "$skipped" -gt 0 ]; then
-		echo "$pass passed, $fail failed, $skipped skipped"
-	else
-		echo "$pass passed, $fail failed"
-	fi
+	summary
 	[ "$fail" -eq 0 ]
 	exit $?
 }

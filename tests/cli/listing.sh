@@ -3,7 +3,7 @@
 # (one line per entry in text, valid JSON always).
 . "$(dirname "$0")/lib.sh" "$1"
 
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 printf 'payload-1' >"$T/p1"
 printf 'payload-22' >"$T/p2"
 L put alpha "$T/p1" --version v1

@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh" "$1"
 unset LARDER_LOG_LEVEL
 
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 
 # corrupt KEY: flip one bit of the last payload byte of KEY's entry.
 corrupt() {
@@ -108,12 +108,17 @@ expect_rc 0 "the global options in a command's help" L get --help
 expect_out "--log-level L" "get --help lists --log-level"
 
 # --- progress ----------------------------------------------------------------
-# 2 MiB through a pipe over ~1.5 s: long enough for the progress line.
-slow='head -c 1048576 /dev/zero; sleep 1.5; head -c 1048576 /dev/zero'
+# 2 MiB through a pipe that stalls after the first MiB. On a terminal the
+# stall lasts until the progress line is there (at most 60 s): the test
+# sees the line, whatever the machine's speed. Without one it lasts 1.5 s,
+# past the line's 1 s threshold, and nothing may be drawn.
+# shellcheck disable=SC2016
+stall_until='i=0; until grep -aq "larder: reading" "$1" || [ $i -ge 6000 ]; do sleep 0.01; i=$((i + 1)); done'
 if command -v script >/dev/null 2>&1; then
 	# script gives the command a terminal; what it printed there is in
-	# its output.
-	expect_rc 0 "a slow put on a terminal" script -qec "sh -c '$slow' | '$LARDER' --dir '$S' put slow1" /dev/null
+	# its output ($T/out), which the stalled producer watches.
+	slow="head -c 1048576 /dev/zero; $stall_until; head -c 1048576 /dev/zero"
+	expect_rc 0 "a slow put on a terminal" script -qec "sh -c '$slow' sh '$T/out' | '$LARDER' --dir '$S' put slow1" /dev/null
 	check "a progress line with bytes and rate" grep -aEq 'larder: (reading|storing|hashing): [0-9.]+ (B|KiB|MiB), [0-9.]+ (B|KiB|MiB)/s' "$T/out"
 	check "drawn over with carriage returns" grep -aq "$(printf '\r')larder: reading" "$T/out"
 	check "the line is cleared at the end" python3 -c '
@@ -126,9 +131,10 @@ assert re.search(rb"\r +\r$", t), t[-80:]
 	expect_rc 0 "a fast put on a terminal" script -qec "printf small | '$LARDER' --dir '$S' put fast1" /dev/null
 	check "no progress line for quick work" test ! -s "$T/out"
 else
-	echo "skip - progress on a terminal: no script(1)"
+	skip "progress on a terminal: no script(1)"
 fi
-expect_rc 0 "a slow put without a terminal" sh -c "$slow | '$LARDER' --dir '$S' put slow2"
+slow='head -c 1048576 /dev/zero; sleep 1.5; head -c 1048576 /dev/zero'
+expect_rc 0 "a slow put without a terminal" sh -c "{ $slow; } | '$LARDER' --dir '$S' put slow2"
 check "nothing on stderr without a terminal" test ! -s "$T/err"
 
 finish

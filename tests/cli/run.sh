@@ -5,7 +5,7 @@
 # streamed on a fill. Synchronisation is by FIFOs, never by sleeping.
 . "$(dirname "$0")/lib.sh" "$1"
 
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 side=$T/side
 # An input for the tests of remembered file hashes, made early: a file of
 # 64 KiB or more is remembered once its timestamps are 2 s old
@@ -331,7 +331,7 @@ if [ -n "$LARDER_FAULTSHIM" ] && [ -f "$LARDER_FAULTSHIM" ]; then
 	expect_err "^filled in" "nothing was cached on the full disk"
 	runs_are 2 "a full disk: the command ran again next time"
 else
-	echo "skip - a cache that cannot be written: LARDER_FAULTSHIM is not set"
+	skip "a cache that cannot be written: LARDER_FAULTSHIM is not set"
 fi
 
 # --- a result stored but not read back (ulimit -v) ----------------------

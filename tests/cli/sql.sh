@@ -5,11 +5,9 @@
 . "$(dirname "$0")/lib.sh" "$1"
 
 if ! command -v sqlite3 >/dev/null 2>&1; then
-	echo "SKIP: no sqlite3 command"
-	echo "0 passed, 0 failed"
-	exit 0
+	skip_all "no sqlite3 command"
 fi
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 D=$T/app.db
 sqlite3 "$D" "CREATE TABLE t(id INTEGER PRIMARY KEY, s TEXT, r REAL);
 INSERT INTO t VALUES(1, 'a,b', 1.5), (2, NULL, NULL), (3, '', 2.0),
@@ -55,6 +53,8 @@ if command -v python3 >/dev/null 2>&1; then
 import json, sys
 for line in open(sys.argv[1], "rb").read().decode().split("\n")[:-1]:
     assert isinstance(json.loads(line), dict)' "$T/out"
+else
+	skip "every jsonl line is a JSON object: no python3"
 fi
 expect_rc 0 "--no-header" L sql --db "$D" --ttl 1h --no-header "SELECT id FROM t WHERE id < 3"
 check "no line of column names" want "$T/out" '1\r\n2\r\n'
@@ -178,6 +178,8 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
 	check "one warning, one -v line" test "$(wc -l <"$T/err")" -eq 2
 	check "nothing was cached" test "$(entries)" -eq "$n1"
 	chmod 700 "$T"
+else
+	skip "a store that cannot be written: needs root and setpriv(1)"
 fi
 
 # --- output ---------------------------------------------------------------

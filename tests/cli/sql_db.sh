@@ -7,11 +7,9 @@
 case $LARDER in /*) ;; *) LARDER=$(pwd)/$LARDER ;; esac
 
 if ! command -v sqlite3 >/dev/null 2>&1; then
-	echo "SKIP: no sqlite3 command"
-	echo "0 passed, 0 failed"
-	exit 0
+	skip_all "no sqlite3 command"
 fi
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 mkdir "$T/k=v"
 sqlite3 "$T/k=v/a=b.db" "CREATE TABLE t(x); INSERT INTO t VALUES(7);"
 

@@ -4,7 +4,7 @@
 # bad arguments are usage errors.
 . "$(dirname "$0")/lib.sh" "$1"
 
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 printf 'aaaa' | L put k1
 printf 'bbbbbbbb' | L put k2
 printf 'cc' | L --ns other put k3
@@ -243,7 +243,7 @@ if unshare -m sh -c 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && 
 	expect_rc 0 "stat on a read-only store" ro "$LARDER" --dir "$S" stat --json
 	check "the read-only gets are not counted" test "$(json_get "$T/out" 'j["counters"]["requests"]')" = "$before"
 else
-	ok "read-only store checks skipped: no read-only bind mount here"
+	skip "a read-only store: no read-only bind mount here"
 fi
 
 expect_rc 2 "--json with --prometheus" L stat --json --prometheus

@@ -6,7 +6,7 @@
 # and --repair clears; and --repair counts only what it moved.
 . "$(dirname "$0")/lib.sh" "$1"
 
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 head -c 100000 /dev/urandom >"$T/p"
 
 # entry_path KEY: the entry file of KEY (its head's version).

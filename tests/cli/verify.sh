@@ -3,7 +3,7 @@
 # damaged entry is never served again.
 . "$(dirname "$0")/lib.sh" "$1"
 
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 head -c 100000 /dev/urandom >"$T/p"
 L put good "$T/p" --version 1
 L put bad "$T/p" --version 2

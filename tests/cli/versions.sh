@@ -3,7 +3,7 @@
 # versions stay reachable by name, rm removes one version or the head's.
 . "$(dirname "$0")/lib.sh" "$1"
 
-L init >/dev/null 2>&1 || { echo "cannot init"; echo "0 passed, 1 failed"; exit 1; }
+L init >/dev/null 2>&1 || bail "cannot init"
 printf 'first' >"$T/a"
 printf 'second' >"$T/b"
 

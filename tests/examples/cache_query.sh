@@ -15,6 +15,7 @@ trap 'rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM
 pass=0
 fail=0
+skipped=0
 ok() {
 	pass=$((pass + 1))
 	echo "ok - $1"
@@ -59,5 +60,5 @@ fi
 check "a store that cannot be opened exits 1 (exit $?)" test $? -eq 1
 check "and the message names the path" grep -q "$T/file" "$T/err5"
 
-echo "$pass passed, $fail failed"
+echo "$pass passed, $fail failed, $skipped skipped"
 [ "$fail" -eq 0 ]

@@ -86,7 +86,7 @@ END {
 		print "FAIL - README.md has no C fragment (```c block)"
 		fail++
 	}
-	printf "%d passed, %d failed\n", pass, fail
+	printf "%d passed, %d failed, 0 skipped\n", pass, fail
 	exit fail != 0
 }
 ' "$readme"

@@ -302,8 +302,11 @@ start)
 	trap 'rc=$?; if [ $rc -ne 0 ] && [ $rc -ne $SKIP ]; then
 		grep -h "\] E \[" "$BASE"/log/*.log 2>/dev/null | tail -5 >&2
 		stop_all || true; fi' EXIT
+	# A signal (a CTest timeout) ends the start through that trap too.
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
 	start_all
-	trap - EXIT
+	trap - EXIT INT TERM
 	;;
 stop) stop_all || die "stop left something behind under $BASE" ;;
 status)

@@ -41,6 +41,11 @@ elapsed() {
 	awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'
 }
 
+# The traps come before the start: a run killed while the server starts
+# (a CTest timeout) still stops it, by the pid it recorded.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 t0=$(date +%s.%N)
 set +e
 sh "$gl" start >"$out" 2>&1 9>&-
@@ -49,11 +54,10 @@ set -e
 if [ $rc -eq 77 ]; then
 	echo "SKIP: $(grep -v '^MNT_' "$out" | tail -1)"
 	rm -f "$out"
+	trap - EXIT
+	echo "0 passed, 0 failed, 1 skipped"
 	exit 0
 fi
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 if [ $rc -ne 0 ]; then
 	cat "$out" >&2
 	echo "FAIL: gluster.sh start exited $rc" >&2

@@ -303,8 +303,11 @@ start)
 	# shellcheck disable=SC2154 # rc is set inside the trap
 	trap 'rc=$?; if [ $rc -ne 0 ] && [ $rc -ne $SKIP ]; then
 		stop_all || true; fi' EXIT
+	# A signal (a CTest timeout) ends the start through that trap too.
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
 	start_all
-	trap - EXIT
+	trap - EXIT INT TERM
 	;;
 stop) stop_all || die "stop left something behind under $BASE" ;;
 status)

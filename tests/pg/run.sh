@@ -40,6 +40,11 @@ cleanup() {
 	fi
 }
 
+# The traps come before the start: a run killed while the server starts
+# (a CTest timeout) still stops it, by the pid it recorded.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 t0=$(date +%s.%N)
 set +e
 sh "$pg" start >"$out" 2>&1 9>&-
@@ -48,11 +53,10 @@ set -e
 if [ $rc -eq 77 ]; then
 	echo "SKIP: $(grep -v '^export ' "$out" | tail -1)"
 	rm -f "$out"
+	trap - EXIT
+	echo "0 passed, 0 failed, 1 skipped"
 	exit 77
 fi
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 if [ $rc -ne 0 ]; then
 	cat "$out" >&2
 	echo "FAIL: pg.sh start exited $rc" >&2

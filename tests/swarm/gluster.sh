@@ -27,5 +27,5 @@ mkdir "$A/$d" || exit 2
 	--lag 3 --lease 5 "$@"
 rc=$?
 rm -rf "${A:?}/$d"
-if [ $rc -eq 0 ]; then echo "1 passed, 0 failed"; else echo "0 passed, 1 failed"; fi
+if [ $rc -eq 0 ]; then echo "1 passed, 0 failed, 0 skipped"; else echo "0 passed, 1 failed, 0 skipped"; fi
 exit $rc

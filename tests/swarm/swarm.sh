@@ -3,7 +3,7 @@
 # each variant on a local store must end OK; each sabotage must make the
 # verdict FAIL for its own reason (so the checks can fail); bad arguments,
 # a client killed and a run out of time are reported. Prints
-# "N passed, N failed".
+# "N passed, N failed, N skipped".
 SWARM=$1
 if [ -z "$SWARM" ] || [ ! -x "$SWARM" ]; then
 	echo "usage: $0 path/to/larder-swarm" >&2
@@ -15,6 +15,7 @@ trap 'exit 130' INT TERM
 export TMPDIR="$T"
 pass=0
 fail=0
+skipped=0
 
 ok() {
 	pass=$((pass + 1))
@@ -154,5 +155,5 @@ stderr "cannot create '$T/no/such/src.swarm-tmp'" "missing source directory: nam
 swarm 0 "--help" --help
 if grep -q -- "--sabotage" "$T/out"; then ok "--help lists the options"; else not_ok "--help lists the options"; fi
 
-echo "$pass passed, $fail failed"
+echo "$pass passed, $fail failed, $skipped skipped"
 [ "$fail" -eq 0 ]
