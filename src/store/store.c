@@ -424,8 +424,11 @@ int ldr_remove_same_by_us(larder *db, const char *rel, dev_t dev, ino_t ino)
 	 * one left behind by a crash between the two steps. */
 	ldr_temp_name(tname, sizeof tname, db->host);
 	int r = ldr_take_away(dfd, base, dev, ino, dfd, tname);
-	if (r == 1)
-		unlinkat(dfd, tname, 0);
+	/* Under its temp name the file keeps its old mtime, so a sweeper
+	 * walking this directory meanwhile may take it as an old temp and
+	 * remove it: then that sweeper removed it, not this call. */
+	if (r == 1 && unlinkat(dfd, tname, 0) != 0)
+		r = errno == ENOENT ? 0 : -1;
 	int e = errno;
 	ldr_close(dfd);
 	errno = e;

@@ -145,9 +145,10 @@ int ldr_take_away(int dfd, const char *name, dev_t dev, ino_t ino, int tdfd,
 /* Remove the file at rel only if it is (dev, ino); 0 if it is gone (by
  * us or anyone), -1 with errno if it could not be removed. */
 int ldr_remove_same(larder *db, const char *rel, dev_t dev, ino_t ino);
-/* The same, saying who removed it: 1 this call, 0 it was gone already or
- * is another file now (left alone), -1 with errno if it could not be
- * removed. */
+/* The same, saying who removed it: 1 this call, 0 it was gone already,
+ * is another file now (left alone) or was taken by a sweeper while on its
+ * way out, -1 with errno if it could not be removed. Between two callers
+ * racing for one file, exactly one says 1. */
 int ldr_remove_same_by_us(larder *db, const char *rel, dev_t dev, ino_t ino);
 
 #endif
