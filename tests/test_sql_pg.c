@@ -17,6 +17,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -2857,5 +2858,218 @@ TEST(cli_sql_against_postgresql)
 		  4);
 	ASSERT_CONTAINS(slurp(err), "not tracked");
 	ASSERT(!found_in_tree(store, pg_password));
+	PQfinish(a);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The progress line of `larder sql` on a terminal (docs/cli.md#progress)  */
+
+/* A whole file, NUL-terminated, in a malloc'd buffer ("" if missing). */
+static char *read_all(const char *path, size_t *len)
+{
+	size_t cap = 4096, n = 0;
+	char *b = malloc(cap);
+	ASSERT(b);
+	int fd = open(path, O_RDONLY);
+	if (fd >= 0) {
+		for (;;) {
+			if (cap - n < 4096) {
+				cap *= 2;
+				b = realloc(b, cap);
+				ASSERT(b);
+			}
+			ssize_t k = read(fd, b + n, cap - n - 1);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0)
+				test_fail(__FILE__, __LINE__, "read %s: %s",
+					  path, strerror(errno));
+			if (k == 0)
+				break;
+			n += (size_t)k;
+		}
+		close(fd);
+	} else if (errno != ENOENT) {
+		test_fail(__FILE__, __LINE__, "open %s: %s", path,
+			  strerror(errno));
+	}
+	b[n] = '\0';
+	*len = n;
+	return b;
+}
+
+/* The largest rows count drawn so far on the terminal's progress lines
+ * ("\rlarder: querying: N rows, <bytes>, <rate>/s, <time> s"), -1 if no
+ * line of that form is there yet (the lines before the first rows have
+ * no count; the last may be half written). */
+static long long rows_drawn(const char *tty)
+{
+	static const char head[] = "\rlarder: querying: ";
+	size_t len;
+	char *t = read_all(tty, &len);
+	long long most = -1;
+	for (char *p = t; (p = memmem(p, len - (size_t)(p - t), head,
+				      sizeof head - 1)) != NULL;) {
+		p += sizeof head - 1;
+		unsigned long long rows;
+		double bytes, rate, secs;
+		char u1[4], u2[4], s[2];
+		if (sscanf(
+			p,
+			"%llu rows, %lf %3[KMGiB], %lf %3[KMGiB]/s, %lf %1[s]",
+			&rows, &bytes, u1, &rate, u2, &secs, s) == 7 &&
+		    (long long)rows > most)
+			most = (long long)rows;
+	}
+	free(t);
+	return most;
+}
+
+/* How many sessions wait for the advisory lock (k1, k2). */
+static int lock_waiters(PGconn *a, int k1, int k2)
+{
+	return atoi(sql_val(a,
+			    "SELECT count(*) FROM pg_locks WHERE locktype = "
+			    "'advisory' AND classid = %d AND objid = %d AND "
+			    "objsubid = 2 AND NOT granted",
+			    k1, k2));
+}
+
+/* Sets `ok` to whether `cond` came to hold within `secs`, polling it every
+ * 10 ms: the wait is for the event, the bound only for a test gone
+ * wrong. */
+#define AWAIT(ok, cond, secs)                                                  \
+	do {                                                                   \
+		double until_ = now_s() + (secs);                              \
+		while (!((ok) = (cond)) && now_s() < until_) {                 \
+			struct timespec ts_ = {0, 10000000};                   \
+			nanosleep(&ts_, NULL);                                 \
+		}                                                              \
+	} while (0)
+
+/* `larder sql` on a terminal shows its rows arriving: the query sends
+ * rows, then blocks on an advisory lock the test holds, then sends more
+ * and blocks on a second one. PostgreSQL streams the rows before each
+ * block to the client (single-row mode, source_pg.c), so the line must
+ * show a rows count above 0 while the query is held at the first lock,
+ * and a larger one while it is held at the second; then the query ends
+ * and the line is wiped. Each phase is 3000 rows of about 107 bytes, far
+ * more than what can sit unreported between server and line (the
+ * server's 8 KiB send buffer and the 64 KiB chunk that reports rows,
+ * LDR_SQL_CHUNK), so both counts are certain whatever the speed; the
+ * waits poll for the line itself, bounded, and a dead test's session
+ * takes its locks with it, so larder never stays blocked. */
+TEST(cli_sql_progress_counts_rows_while_the_query_runs)
+{
+	const char *cli = getenv("LARDER_CLI");
+	if (!cli || !*cli)
+		test_fail(__FILE__, __LINE__, "LARDER_CLI is not set");
+	if (test_sh("command -v script >/dev/null 2>&1") != 0)
+		test_skip("no script(1) to give larder a terminal");
+	enum { PHASE = 3000, WAIT_S = 30 };
+	const int k = (int)getpid();
+	PGconn *a = admin();
+	sql_ok(a, "SELECT pg_advisory_lock(%d, 1), pg_advisory_lock(%d, 2)", k,
+	       k);
+	const char *store = test_path("store"), *out = test_path("out"),
+		   *tty = test_path("tty");
+	ASSERT_EQ(test_sh("'%s' -d '%s' init >/dev/null", cli, store), 0);
+	/* A FunctionScan materialises generate_series, then the filter runs
+	 * row by row, in order: rows 1..PHASE go out before row PHASE + 1
+	 * waits for lock 1. No quotes in the query: it goes through two
+	 * shells. */
+	char cmd[2048];
+	int n = snprintf(
+	    cmd, sizeof cmd,
+	    "'%s' -d '%s' sql --db '%s' --ttl 1h \"SELECT g, repeat(chr(120), "
+	    "100) AS pad FROM generate_series(1, %d) g WHERE CASE g WHEN %d "
+	    "THEN pg_advisory_xact_lock(%d, 1) IS NOT NULL WHEN %d THEN "
+	    "pg_advisory_xact_lock(%d, 2) IS NOT NULL ELSE true END\" >'%s'",
+	    cli, store, pg_uri, 3 * PHASE, PHASE + 1, k, 2 * PHASE + 1, k, out);
+	ASSERT(n > 0 && (size_t)n < sizeof cmd);
+	pid_t kid = fork();
+	ASSERT(kid >= 0);
+	if (kid == 0) {
+		/* script(1) gives larder a terminal; what was drawn there
+		 * comes out on script's stdout. (libpq's sockets are
+		 * close-on-exec: the admin session is not inherited.) */
+		int fd = open(tty, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int in = open("/dev/null", O_RDONLY);
+		if (fd < 0 || in < 0 || dup2(in, 0) < 0 || dup2(fd, 1) < 0 ||
+		    dup2(fd, 2) < 0)
+			_exit(126);
+		execlp("script", "script", "-qec", cmd, "/dev/null",
+		       (char *)NULL);
+		_exit(127);
+	}
+
+	int ok;
+	AWAIT(ok, lock_waiters(a, k, 1) == 1, WAIT_S);
+	if (!ok)
+		test_fail(__FILE__, __LINE__,
+			  "the query never came to lock 1 in %d s", WAIT_S);
+	AWAIT(ok, rows_drawn(tty) > 0, WAIT_S);
+	if (!ok)
+		test_fail(__FILE__, __LINE__,
+			  "no rows count above 0 on the line in %d s while "
+			  "the query was held: %lld",
+			  WAIT_S, rows_drawn(tty));
+	long long first = rows_drawn(tty);
+	ASSERT(first < PHASE);
+	ASSERT_EQ(lock_waiters(a, k, 1), 1); /* still held there */
+
+	sql_ok(a, "SELECT pg_advisory_unlock(%d, 1)", k);
+	AWAIT(ok, lock_waiters(a, k, 2) == 1, WAIT_S);
+	if (!ok)
+		test_fail(__FILE__, __LINE__,
+			  "the query never came to lock 2 in %d s", WAIT_S);
+	AWAIT(ok, rows_drawn(tty) > first, WAIT_S);
+	if (!ok)
+		test_fail(__FILE__, __LINE__,
+			  "the rows count did not grow past %lld in %d s "
+			  "while the query was held: %lld",
+			  first, WAIT_S, rows_drawn(tty));
+	long long second = rows_drawn(tty);
+	ASSERT(second <= 2 * PHASE);
+	ASSERT_EQ(lock_waiters(a, k, 2), 1); /* the query still runs */
+
+	sql_ok(a, "SELECT pg_advisory_unlock(%d, 2)", k);
+	int st = 0;
+	pid_t w = 0;
+	AWAIT(ok, (w = waitpid(kid, &st, WNOHANG)) != 0, WAIT_S);
+	if (!ok) {
+		kill(kid, SIGKILL);
+		waitpid(kid, &st, 0);
+		test_fail(__FILE__, __LINE__,
+			  "larder sql did not end in %d s after the last lock "
+			  "went",
+			  WAIT_S);
+	}
+	ASSERT_EQ(w, kid);
+	ASSERT(WIFEXITED(st));
+	ASSERT_EQ(WEXITSTATUS(st), 0);
+	ASSERT_EQ(test_count_lines(out), 1 + 3 * PHASE);
+
+	/* The line is wiped at the end: the terminal's last bytes are a
+	 * carriage return, blanks over the whole of the last line drawn,
+	 * and a carriage return back to its start. */
+	size_t len;
+	char *t = read_all(tty, &len);
+	size_t i = len ? len - 1 : 0, blanks = 0;
+	while (i > 0 && t[i - 1] == ' ')
+		i--, blanks++;
+	const char *last = NULL;
+	for (const char *p = t;
+	     (p = memmem(p, len - (size_t)(p - t), "\rlarder: ", 9)) != NULL;
+	     p++)
+		last = p;
+	size_t drawn = last ? strcspn(last + 1, "\r") : 0;
+	if (!(len > 2 && t[len - 1] == '\r' && i > 0 && t[i - 1] == '\r' &&
+	      last && last < t + i - 1 && blanks >= drawn && drawn > 0))
+		test_fail(__FILE__, __LINE__,
+			  "the line is not wiped at the end (%zu blanks over "
+			  "%zu drawn): ...%.80s",
+			  blanks, drawn, t + (len > 80 ? len - 80 : 0));
+	free(t);
 	PQfinish(a);
 }

@@ -153,8 +153,9 @@ fi
 # the progress line shows that wait. The lock's holder lets go as soon as
 # the line is on the terminal, so the query runs well inside the timeout
 # whatever the machine's speed; if the holder dies, the lock goes with it.
-# (The rows count joins the line once rows come; nothing in SQL can hold
-# a query between two rows, so no check here waits for that redraw.)
+# (The rows count joins the line once rows come; nothing in SQLite can
+# hold a query between two rows, so no check here waits for that redraw.
+# tests/test_sql_pg.c checks the count against PostgreSQL, which can.)
 python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute("create table t(x)"); c.commit()' "$T/db.sqlite"
 # 40000 rows of about 110 bytes.
 q="WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 40000) SELECT x, printf('%.100c', 'a') AS pad FROM c WHERE x > 0"
