@@ -6,7 +6,7 @@ TSAN    ?= build-tsan
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps deps-test build test test-asan test-tsan demo install format format-check fuzz bench swarm clean
+.PHONY: all deps deps-test build test test-asan test-tsan demo install format format-check fuzz bench bench-peers swarm clean
 
 all: build
 
@@ -62,6 +62,16 @@ fuzz: deps
 
 bench: build
 	$(BUILD)/bench/bench_hit
+
+# A warm hit beside LMDB, SQLite, Redis, memcached, diskcache and joblib
+# (docs/performance.md, "Beside the peers"); installs them from Debian
+# first. PEERS_ARGS=--quick: a smoke run in seconds.
+PEERS_ARGS ?=
+bench-peers:
+	@sh scripts/deps.sh bench
+	cmake -S . -B $(BUILD) -DLARDER_BENCH_PEERS=ON $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS) --target bench_peers
+	sh bench/peers/run.sh $(PEERS_ARGS) $(BUILD)
 
 # The large swarm (docs/swarm.md): 16 clients x 50 waves
 # x 20 generations, file then SQL; SWARM_ARGS adds or overrides options.

@@ -3,10 +3,15 @@
 #   deps.sh        to build it and run the demo
 #   deps.sh test   also what the tests need (a PostgreSQL server; useradd
 #                  and pkill for the tests that play other users)
+#   deps.sh bench  also what `make bench-peers` compares larder with (LMDB,
+#                  Redis, memcached, diskcache, joblib) and gnuplot for its
+#                  chart; the benchmark starts the servers itself
 set -e
 pkgs="cmake make gcc clang clang-format pkg-config libxxhash-dev libzstd-dev
       libclang-rt-14-dev libsqlite3-dev libpq-dev sqlite3 util-linux python3"
 [ "${1:-}" = test ] && pkgs="$pkgs postgresql passwd procps"
+[ "${1:-}" = bench ] && pkgs="$pkgs liblmdb-dev redis-server memcached
+      python3-diskcache python3-joblib gnuplot-nox"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
@@ -25,6 +30,16 @@ case " $missing " in *" postgresql "*)
 	if ! grep -qs '^[[:space:]]*create_main_cluster[[:space:]]*=[[:space:]]*false' "$conf"; then
 		mkdir -p /etc/postgresql-common
 		echo 'create_main_cluster = false' >>"$conf"
+	fi
+	;;
+esac
+# The benchmark starts Redis and memcached on private sockets and stops
+# them: keep the packages from starting system daemons on the usual ports.
+case " $missing " in *" redis-server "* | *" memcached "*)
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 	fi
 	;;
 esac
