@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Table and chart of a `make bench-peers` run (bench/peers/run.sh).
 
-    report.py RESULTS.tsv CHART.png
+    report.py RESULTS.tsv CHART.png [CAPTION]
 
 Reads the lines of bench_peers and peers.py, prints p50/p99 per size and
 method with the ratio of each p50 to the raw read's (C, same run), the
@@ -41,8 +41,11 @@ def us(v):
 
 
 def main():
-    if len(sys.argv) != 3:
-        raise SystemExit("usage: report.py RESULTS.tsv CHART.png")
+    if len(sys.argv) not in (3, 4):
+        raise SystemExit("usage: report.py RESULTS.tsv CHART.png [CAPTION]")
+    # in gnuplot's double-quoted title: no quote, no backslash
+    caption = sys.argv[3] if len(sys.argv) == 4 else ""
+    caption = caption.replace('"', "").replace("\\", "")
     hits, fills, faults, sizes = {}, [], {}, []
     with open(sys.argv[1]) as f:
         for line in f:
@@ -76,9 +79,11 @@ def main():
 
     if "mmap-touch-1MiB" in faults and "read-1MiB" in faults:
         m, r = faults["mmap-touch-1MiB"][1], faults["read-1MiB"][1]
+        per_page = (m - r) / 256 * 1000
         print(f"\npage-fault cost here: mmap + touch of 1 MiB {us(m)}, read "
-              f"of 1 MiB {us(r)} (p50): {m / r:.2f}x, about "
-              f"{max(m - r, 0) / 256 * 1000:.0f} ns a 4 KiB page more")
+              f"of 1 MiB {us(r)} (p50): {m / r:.2f}x, "
+              + (f"{per_page:.0f} ns a 4 KiB page more than copying it"
+                 if per_page > 0 else "mapping is cheaper than copying"))
 
     # The chart: one cluster per method, a bar per size, p50 / raw read.
     methods = [m for m in ORDER if m != "read"
@@ -97,7 +102,8 @@ def main():
     script = f"""
 set terminal pngcairo size 1100,560 font 'sans,10'
 set output '{sys.argv[2]}'
-set title 'Warm hit, p50 as a multiple of a raw open+read+close of the same size (lower is faster)'
+set title "Warm hit, p50 as a multiple of a raw open+read+close of the same size (lower is faster)\\n{caption}"
+set bmargin 9
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1

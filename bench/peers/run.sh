@@ -79,9 +79,10 @@ memcached -l 127.0.0.1 -p "$memcached_port" -U 0 -m 1024 -I 300m -t 2 $user &
 memcached_pid=$!
 
 machine=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-echo "bench-peers: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($machine)," \
-	"kernel $(uname -r), larder $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?')," \
-	"load average $(cut -d' ' -f1-3 /proc/loadavg)${quick:+ -- quick: not a measurement}"
+header="$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($machine), kernel $(uname -r),\
+ larder $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?'),\
+ load average $(cut -d' ' -f1-3 /proc/loadavg)${quick:+ -- quick: not a measurement}"
+echo "bench-peers: $header"
 
 out="$build/bench-peers.tsv"
 "$build/bench/bench_peers" $quick --redis "$redis_port" \
@@ -89,4 +90,4 @@ out="$build/bench-peers.tsv"
 "$py" "$here/peers.py" $quick "$work/py" >>"$out.tmp"
 mv "$out.tmp" "$out"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-"$py" "$here/report.py" "$out" "$build/bench-peers.png"
+"$py" "$here/report.py" "$out" "$build/bench-peers.png" "$header"
