@@ -40,11 +40,12 @@ done
 work=$(mktemp -d "$base/larder-peers.XXXXXX")
 redis_pid=""
 memcached_pid=""
+child=""
 # Stops what this script started, by pid, then removes its files; runs on
 # every exit, including an interrupt (the INT/TERM/HUP traps exit, which
 # runs this).
 cleanup() {
-	for pid in $redis_pid $memcached_pid; do
+	for pid in $child $redis_pid $memcached_pid; do
 		kill "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
@@ -54,6 +55,17 @@ trap cleanup EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# Runs a measurement in the background and waits for it: the shell runs
+# a trap only once its foreground command ends, but interrupts a wait.
+run() {
+	"$@" &
+	child=$!
+	status=0
+	wait "$child" || status=$?
+	child=""
+	return "$status"
+}
 
 # A port nobody listens on now. Another program could take it before the
 # server binds it; the server then fails to start and so does the run.
@@ -85,9 +97,9 @@ header="$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($machine), kernel $(una
 echo "bench-peers: $header"
 
 out="$build/bench-peers.tsv"
-"$build/bench/bench_peers" $quick --redis "$redis_port" \
+run "$build/bench/bench_peers" $quick --redis "$redis_port" \
 	--memcached "$memcached_port" "$work/c" >"$out.tmp"
-"$py" "$here/peers.py" $quick "$work/py" >>"$out.tmp"
+run "$py" "$here/peers.py" $quick "$work/py" >>"$out.tmp"
 mv "$out.tmp" "$out"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$py" "$here/report.py" "$out" "$build/bench-peers.png" "$header"
