@@ -1,10 +1,11 @@
 #!/bin/sh
-# The libraries a command loads: a `larder get` hit must not load libpq
-# (and the twenty libraries it brings), which liblarder loads only when a
-# call reaches PostgreSQL (src/sources/source_pg.c, "Loading libpq").
-# With PostgreSQL built in ($LARDER_WITH_POSTGRESQL=1, set by CMake): a
-# `larder sql` on a PostgreSQL connection string does load it, and a
-# libpq.so.5 that cannot be loaded gives a message naming it.
+# The libraries a command loads: a `larder get` hit must load neither
+# libpq (and the twenty libraries it brings) nor libsqlite3, which
+# liblarder loads only when a call reaches PostgreSQL or SQLite
+# (src/sources/source_pg.c, source_sqlite.c: "Loading ..."). For each
+# source built in ($LARDER_WITH_POSTGRESQL, $LARDER_WITH_SQLITE: 1 or 0,
+# set by CMake): `larder sql` on such a database does load it, and a
+# library that cannot be loaded gives a message naming it.
 . "$(dirname "$0")/lib.sh" "$1"
 
 L init >/dev/null 2>&1 || bail "cannot init"
@@ -32,11 +33,13 @@ check "get k hits (exit $rc)" test "$rc" -eq 0
 check "get k wrote the payload" cmp -s "$T/got" "$T/p"
 check "the maps read are the get's (liblarder in them)" \
 	grep -q 'liblarder\.so' "$T/maps"
-if grep -q 'libpq\.so' "$T/maps"; then
-	not_ok "a running get has libpq mapped: $(grep -m1 'libpq' "$T/maps")"
-else
-	ok "a running get has no libpq mapped"
-fi
+for lib in libpq libsqlite3; do
+	if grep -q "$lib\\.so" "$T/maps"; then
+		not_ok "a running get has $lib mapped: $(grep -m1 "$lib" "$T/maps")"
+	else
+		ok "a running get has no $lib mapped"
+	fi
+done
 
 # 2. The dynamic linker's own account, start to exit.
 LD_DEBUG=files "$LARDER" --dir "$S" get k >/dev/null 2>"$T/ld"
@@ -44,10 +47,40 @@ rc=$?
 check "get k under LD_DEBUG hits (exit $rc)" test "$rc" -eq 0
 check "LD_DEBUG lists what it loaded (liblarder)" \
 	grep -q 'file=liblarder\.so' "$T/ld"
-if grep -q 'file=libpq\.so' "$T/ld"; then
-	not_ok "get loaded libpq: $(grep -m1 'file=libpq' "$T/ld")"
+for lib in libpq libsqlite3; do
+	if grep -q "file=$lib\\.so" "$T/ld"; then
+		not_ok "get loaded $lib: $(grep -m1 "file=$lib" "$T/ld")"
+	else
+		ok "get loaded no $lib"
+	fi
+done
+
+# An empty file, found first on LD_LIBRARY_PATH, stands for a library
+# that cannot be loaded.
+mkdir "$T/badlib" || bail "cannot make $T/badlib"
+badlib="$T/badlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+# 3. SQLite loads libsqlite3, on the first open.
+if [ "${LARDER_WITH_SQLITE:-0}" = 1 ] && command -v sqlite3 >/dev/null; then
+	sqlite3 "$T/a.db" 'create table t(x); insert into t values (42);' ||
+		bail "cannot make $T/a.db"
+	LD_DEBUG=files "$LARDER" --dir "$S" sql --db "$T/a.db" --ttl 1m \
+		'select x from t' >"$T/out" 2>"$T/ld"
+	rc=$?
+	check "sql on SQLite works (exit $rc)" test "$rc" -eq 0
+	check "sql on SQLite loaded libsqlite3" \
+		grep -q 'file=libsqlite3\.so\.0 .*dynamically loaded' "$T/ld"
+	: >"$T/badlib/libsqlite3.so.0"
+	run env LD_LIBRARY_PATH="$badlib" "$LARDER" --dir "$S" sql --ttl 1m \
+		--db "$T/a.db" 'select 2'
+	check "without libsqlite3, sql fails (exit $rc, want 4)" \
+		test "$rc" -eq 4
+	expect_err 'SQLite support needs libsqlite3\.so\.0 \(apt-get install libsqlite3-0\)' \
+		"without libsqlite3, the message names it and its package"
+	expect_rc 0 "without libsqlite3, get k hits" \
+		env LD_LIBRARY_PATH="$badlib" "$LARDER" --dir "$S" get k
 else
-	ok "get loaded no libpq"
+	skip "built without SQLite, or no sqlite3 tool"
 fi
 
 if [ "${LARDER_WITH_POSTGRESQL:-0}" != 1 ]; then
@@ -55,7 +88,7 @@ if [ "${LARDER_WITH_POSTGRESQL:-0}" != 1 ]; then
 	finish
 fi
 
-# 3. PostgreSQL loads it, on the first use: a connection string whose
+# 4. PostgreSQL loads libpq, on the first use: a connection string whose
 # socket directory does not exist fails to connect, after libpq is in.
 nodb="host=$T/no-such-dir dbname=x connect_timeout=2"
 LD_DEBUG=files "$LARDER" --dir "$S" sql --db "$nodb" --ttl 1m 'select 1' \
@@ -67,10 +100,9 @@ check "sql loaded libpq" grep -q 'file=libpq\.so\.5 .*dynamically loaded' \
 check "and said libpq's connection failure" \
 	grep -q 'PostgreSQL: cannot connect' "$T/ld"
 
-# 4. A libpq.so.5 that cannot be loaded (an empty file found first on
-# LD_LIBRARY_PATH): the message names the library and its package.
-mkdir "$T/badlib" && : >"$T/badlib/libpq.so.5" || bail "cannot make $T/badlib"
-badlib="$T/badlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# 5. A libpq.so.5 that cannot be loaded: the message names the library
+# and its package.
+: >"$T/badlib/libpq.so.5"
 for db in "postgresql://localhost/x" "$nodb"; do
 	run env LD_LIBRARY_PATH="$badlib" "$LARDER" --dir "$S" sql --ttl 1m \
 		--db "$db" 'select 1'
