@@ -1,6 +1,9 @@
 # SQL sources (SQLite here; PostgreSQL in its own file): the normalizer,
 # the formats, versions, tracked tables, errors, concurrency, memory.
 larder_test(test_sql test_sql.c)
+# libsqlite3 itself too: the test makes its databases through it
+# (liblarder loads it only when a call opens one).
+target_link_libraries(test_sql PRIVATE PkgConfig::SQLITE3)
 
 # The command line: tests/cli/sql.sh drives the built `larder` and the
 # sqlite3 tool.

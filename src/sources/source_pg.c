@@ -23,7 +23,13 @@
  * Connections are kept for the next call: a store handle holds a few idle
  * ones (struct ldr_pg_pool, below), since connecting is most of what a
  * warm hit costs.
+ *
+ * libpq is loaded on the first use (dlopen, "Loading libpq" below), not
+ * linked: it brings some twenty libraries (TLS, Kerberos, LDAP, ...)
+ * whose loading and relocation every process using liblarder would pay,
+ * a `larder get` included, for a source most of them never touch.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -93,6 +99,123 @@ struct ldr_sql_conn {
 };
 
 /* ---------------------------------------------------------------------- */
+/* Loading libpq                                                           */
+
+/* The library's name with its ABI version (libpq-fe.h's functions have
+ * kept their signatures since version 5). */
+#define LIBPQ_SONAME "libpq.so.5"
+
+/* What to install when it is missing (the Debian package). */
+#define LIBPQ_HINT "apt-get install libpq5"
+
+/* Every libpq function this file calls, each called through pq.<name>:
+ * the header still declares them, so a member has exactly the type of
+ * the function it stands for. */
+#define PQ_FUNCS(X)                                                            \
+	X(PQcancel)                                                            \
+	X(PQclear)                                                             \
+	X(PQconnectdbParams)                                                   \
+	X(PQconnectionNeedsPassword)                                           \
+	X(PQconninfoFree)                                                      \
+	X(PQconninfoParse)                                                     \
+	X(PQdb)                                                                \
+	X(PQdescribePrepared)                                                  \
+	X(PQerrorMessage)                                                      \
+	X(PQescapeIdentifier)                                                  \
+	X(PQescapeLiteral)                                                     \
+	X(PQexec)                                                              \
+	X(PQexecParams)                                                        \
+	X(PQfinish)                                                            \
+	X(PQfname)                                                             \
+	X(PQfreeCancel)                                                        \
+	X(PQfreemem)                                                           \
+	X(PQftype)                                                             \
+	X(PQgetCancel)                                                         \
+	X(PQgetResult)                                                         \
+	X(PQgetisnull)                                                         \
+	X(PQgetlength)                                                         \
+	X(PQgetvalue)                                                          \
+	X(PQhost)                                                              \
+	X(PQnfields)                                                           \
+	X(PQnparams)                                                           \
+	X(PQntuples)                                                           \
+	X(PQport)                                                              \
+	X(PQprepare)                                                           \
+	X(PQresultErrorField)                                                  \
+	X(PQresultErrorMessage)                                                \
+	X(PQresultStatus)                                                      \
+	X(PQsendQueryParams)                                                   \
+	X(PQsetNoticeProcessor)                                                \
+	X(PQsetSingleRowMode)                                                  \
+	X(PQstatus)                                                            \
+	X(PQtransactionStatus)                                                 \
+	X(PQuser)
+
+struct pq_api {
+#define PQ_MEMBER(f) __typeof__(f) *f;
+	PQ_FUNCS(PQ_MEMBER)
+#undef PQ_MEMBER
+};
+
+/* Filled once by pq_load_once and never changed after: read without a
+ * lock, since pthread_once orders the filling before every return from
+ * pthread_once. The library is never closed (libpq keeps state, such as
+ * OpenSSL's, that unloading would pull from under it). */
+static struct pq_api pq;
+static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
+static char pq_error[400]; /* why it could not be loaded; "" if it was */
+
+/* dlsym returns an object pointer; POSIX guarantees that a function
+ * pointer has its size and representation, and memcpy converts without
+ * the cast ISO C leaves undefined. */
+_Static_assert(sizeof(void *) == sizeof(void (*)(void)),
+	       "function pointers must fit dlsym's result");
+
+static void pq_load_once(void)
+{
+	/* RTLD_LOCAL: libpq's symbols stay out of the global namespace,
+	 * where they could satisfy another library's lookups. */
+	void *h = dlopen(LIBPQ_SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		const char *e = dlerror();
+		snprintf(pq_error, sizeof pq_error, "%s", e ? e : "not found");
+		return;
+	}
+	struct pq_api t;
+	void *sym;
+#define PQ_RESOLVE(f)                                                          \
+	sym = dlsym(h, #f);                                                    \
+	if (!sym) {                                                            \
+		snprintf(pq_error, sizeof pq_error,                            \
+			 LIBPQ_SONAME " has no function " #f " (too old)");    \
+		(void)dlclose(h); /* a failure leaves it mapped */             \
+		return;                                                        \
+	}                                                                      \
+	memcpy(&t.f, &sym, sizeof sym);
+	PQ_FUNCS(PQ_RESOLVE)
+#undef PQ_RESOLVE
+	pq = t;
+}
+
+/* Whether libpq is loaded, loading it if no call has tried yet. */
+static int pq_ready(void)
+{
+	return pthread_once(&pq_once, pq_load_once) == 0 && pq.PQfinish != NULL;
+}
+
+/* pq_ready, else LARDER_EIO with a message that names the library and
+ * how to install it. */
+static int pq_load(larder *db)
+{
+	if (pq_ready())
+		return 0;
+	return ldr_fail(db, LARDER_EIO, 0,
+			"PostgreSQL support needs " LIBPQ_SONAME " (" LIBPQ_HINT
+			"): %s",
+			pq_error[0] ? pq_error : "pthread_once failed");
+}
+
+/* ---------------------------------------------------------------------- */
 /* Messages                                                                */
 
 /* libpq's message on one line: a line break becomes "; " (or a space
@@ -134,7 +257,7 @@ static void tidy(char *out, size_t size, const char *msg, const char *secret)
 /* The code for a failed command, from its SQLSTATE. */
 static int state_code(PGconn *pg, const char *st)
 {
-	if (PQstatus(pg) != CONNECTION_OK)
+	if (pq.PQstatus(pg) != CONNECTION_OK)
 		return LARDER_EIO; /* connection lost */
 	if (!st || strlen(st) != 5)
 		return LARDER_EIO; /* libpq's own failure */
@@ -160,25 +283,27 @@ static int state_code(PGconn *pg, const char *st)
 static int fail_pg(struct ldr_sql_conn *c, const PGresult *r, const char *what)
 {
 	char msg[600], detail[300] = "", hint[300] = "", state[32] = "";
-	const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	const char *st = r ? pq.PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 	c->dirty = 1; /* not worth knowing what it left behind: not kept */
 	const char *primary =
-	    r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	    r ? pq.PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	if (primary) {
 		tidy(msg, sizeof msg, primary, c->secret);
 		tidy(detail, sizeof detail,
-		     PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL), c->secret);
+		     pq.PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL),
+		     c->secret);
 		tidy(hint, sizeof hint,
-		     PQresultErrorField(r, PG_DIAG_MESSAGE_HINT), c->secret);
+		     pq.PQresultErrorField(r, PG_DIAG_MESSAGE_HINT), c->secret);
 	} else {
-		const char *m = r ? PQresultErrorMessage(r) : "";
-		tidy(msg, sizeof msg, *m ? m : PQerrorMessage(c->pg),
+		const char *m = r ? pq.PQresultErrorMessage(r) : "";
+		tidy(msg, sizeof msg, *m ? m : pq.PQerrorMessage(c->pg),
 		     c->secret);
 	}
 	if (!msg[0])
 		snprintf(msg, sizeof msg, "%s",
-			 PQstatus(c->pg) == CONNECTION_OK ? "unknown error"
-							  : "connection lost");
+			 pq.PQstatus(c->pg) == CONNECTION_OK
+			     ? "unknown error"
+			     : "connection lost");
 	if (st)
 		snprintf(state, sizeof state, " [SQLSTATE %s]", st);
 	return ldr_fail(
@@ -190,12 +315,12 @@ static int fail_pg(struct ldr_sql_conn *c, const PGresult *r, const char *what)
 /* Run a command that returns no rows (or whose rows do not matter). */
 static int exec_cmd(struct ldr_sql_conn *c, const char *sql, const char *what)
 {
-	PGresult *r = PQexec(c->pg, sql);
+	PGresult *r = pq.PQexec(c->pg, sql);
 	int rc = 0;
-	ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	ExecStatusType s = r ? pq.PQresultStatus(r) : PGRES_FATAL_ERROR;
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
 		rc = fail_pg(c, r, what);
-	PQclear(r);
+	pq.PQclear(r);
 	return rc;
 }
 
@@ -203,12 +328,13 @@ static int exec_cmd(struct ldr_sql_conn *c, const char *sql, const char *what)
 static int exec_params(struct ldr_sql_conn *c, const char *sql, int n,
 		       const char *const *params, const char *what)
 {
-	PGresult *r = PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
+	PGresult *r =
+	    pq.PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
 	int rc = 0;
-	ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	ExecStatusType s = r ? pq.PQresultStatus(r) : PGRES_FATAL_ERROR;
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
 		rc = fail_pg(c, r, what);
-	PQclear(r);
+	pq.PQclear(r);
 	return rc;
 }
 
@@ -218,14 +344,15 @@ static int exec_row(struct ldr_sql_conn *c, PGresult **out, const char *sql,
 		    int n, const char *const *params, const char *what)
 {
 	*out = NULL;
-	PGresult *r = PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
-	if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
+	PGresult *r =
+	    pq.PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
+	if (!r || pq.PQresultStatus(r) != PGRES_TUPLES_OK) {
 		int rc = fail_pg(c, r, what);
-		PQclear(r);
+		pq.PQclear(r);
 		return rc;
 	}
-	if (PQntuples(r) == 0) {
-		PQclear(r);
+	if (pq.PQntuples(r) == 0) {
+		pq.PQclear(r);
 		return 0;
 	}
 	*out = r;
@@ -251,7 +378,7 @@ static void on_notice(void *arg, const char *message)
  * startup errors carry no SQLSTATE libpq would give us. */
 static int connect_code(PGconn *pg, const char *msg)
 {
-	if (PQconnectionNeedsPassword(pg))
+	if (pq.PQconnectionNeedsPassword(pg))
 		return LARDER_EPERM;
 	static const char *const perm[] = {
 	    "password authentication failed",
@@ -333,59 +460,62 @@ static void put_part(char *out, size_t size, size_t *o, const char *s)
  * (some hosted services), the server's address and port stand in. */
 static int find_identity(struct ldr_sql_conn *c)
 {
-	PGresult *r = PQexec(c->pg, "SELECT system_identifier::text, "
-				    "current_database(), current_user "
-				    "FROM pg_catalog.pg_control_system()");
+	PGresult *r = pq.PQexec(c->pg, "SELECT system_identifier::text, "
+				       "current_database(), current_user "
+				       "FROM pg_catalog.pg_control_system()");
 	char where[300];
 	const char *id = NULL;
 	int rc = 0;
-	if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-		id = PQgetvalue(r, 0, 0);
+	if (r && pq.PQresultStatus(r) == PGRES_TUPLES_OK &&
+	    pq.PQntuples(r) == 1) {
+		id = pq.PQgetvalue(r, 0, 0);
 	} else {
 		const char *st =
-		    r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+		    r ? pq.PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 		if (!st || strcmp(st, "42501") != 0) {
 			rc = fail_pg(c, r, "cannot read the system identifier");
-			PQclear(r);
+			pq.PQclear(r);
 			return rc;
 		}
-		PQclear(r);
-		r = PQexec(c->pg, "SELECT host(inet_server_addr()), "
-				  "inet_server_port()::text, "
-				  "current_database(), current_user");
-		if (!r || PQresultStatus(r) != PGRES_TUPLES_OK ||
-		    PQntuples(r) != 1) {
+		pq.PQclear(r);
+		r = pq.PQexec(c->pg, "SELECT host(inet_server_addr()), "
+				     "inet_server_port()::text, "
+				     "current_database(), current_user");
+		if (!r || pq.PQresultStatus(r) != PGRES_TUPLES_OK ||
+		    pq.PQntuples(r) != 1) {
 			rc = fail_pg(c, r, "cannot identify the database");
-			PQclear(r);
+			pq.PQclear(r);
 			return rc;
 		}
 		/* Over a unix socket there is no address: the socket's
 		 * directory and port name the server on this host. */
-		if (PQgetisnull(r, 0, 0))
-			snprintf(where, sizeof where, "%s:%s", PQhost(c->pg),
-				 PQport(c->pg));
+		if (pq.PQgetisnull(r, 0, 0))
+			snprintf(where, sizeof where, "%s:%s", pq.PQhost(c->pg),
+				 pq.PQport(c->pg));
 		else
 			snprintf(where, sizeof where, "%s:%s",
-				 PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+				 pq.PQgetvalue(r, 0, 0),
+				 pq.PQgetvalue(r, 0, 1));
 		id = where;
 	}
-	int base = PQnfields(r) - 2;
+	int base = pq.PQnfields(r) - 2;
 	size_t o =
 	    (size_t)snprintf(c->identity, sizeof c->identity, "postgresql:");
 	put_part(c->identity, sizeof c->identity, &o, id);
 	c->identity[o++] = '/';
-	put_part(c->identity, sizeof c->identity, &o, PQgetvalue(r, 0, base));
+	put_part(c->identity, sizeof c->identity, &o,
+		 pq.PQgetvalue(r, 0, base));
 	c->identity[o++] = '/';
 	put_part(c->identity, sizeof c->identity, &o,
-		 PQgetvalue(r, 0, base + 1));
-	PQclear(r);
+		 pq.PQgetvalue(r, 0, base + 1));
+	pq.PQclear(r);
 	return 0;
 }
 
 /* Close the connection and free what it holds. */
 static void destroy(struct ldr_sql_conn *c)
 {
-	PQfinish(c->pg);
+	pq.PQfinish(c->pg);
 	for (size_t i = 0; i < c->cap; i++)
 		free(c->cols[i].buf);
 	free(c->cols);
@@ -421,21 +551,21 @@ static int connect_pg(struct ldr_sql_conn *c)
 	vals[n] = NULL;
 	c->dirty = 0;
 	c->pid = getpid();
-	c->pg = PQconnectdbParams(keys, vals, 1);
+	c->pg = pq.PQconnectdbParams(keys, vals, 1);
 	if (!c->pg)
 		return ldr_fail(c->db, LARDER_ENOMEM, 0,
 				"PostgreSQL: out of memory connecting");
-	if (PQstatus(c->pg) != CONNECTION_OK) {
+	if (pq.PQstatus(c->pg) != CONNECTION_OK) {
 		char m[800];
-		tidy(m, sizeof m, PQerrorMessage(c->pg), c->secret);
+		tidy(m, sizeof m, pq.PQerrorMessage(c->pg), c->secret);
 		int rc = connect_code(c->pg, m);
 		return ldr_fail(c->db, rc, 0,
 				"PostgreSQL: cannot connect to database \"%s\" "
 				"as user \"%s\": %s",
-				PQdb(c->pg) ? PQdb(c->pg) : "",
-				PQuser(c->pg) ? PQuser(c->pg) : "", m);
+				pq.PQdb(c->pg) ? pq.PQdb(c->pg) : "",
+				pq.PQuser(c->pg) ? pq.PQuser(c->pg) : "", m);
 	}
-	PQsetNoticeProcessor(c->pg, on_notice, c);
+	pq.PQsetNoticeProcessor(c->pg, on_notice, c);
 	return find_identity(c);
 }
 
@@ -553,15 +683,15 @@ static struct ldr_sql_conn *pool_take(larder *db, const char *key)
 static int pool_put(struct ldr_sql_conn *c)
 {
 	struct ldr_pg_pool *p = c->key ? pool_of(c->db) : NULL;
-	if (!p || c->dirty || PQstatus(c->pg) != CONNECTION_OK ||
-	    PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+	if (!p || c->dirty || pq.PQstatus(c->pg) != CONNECTION_OK ||
+	    pq.PQtransactionStatus(c->pg) != PQTRANS_IDLE)
 		return 0;
 	/* Not through exec_cmd: a failure here is no failure of the call,
 	 * and must not replace the thread's message. */
-	PGresult *r = PQexec(c->pg, "DISCARD ALL");
-	int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
-	PQclear(r);
-	if (!ok || PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+	PGresult *r = pq.PQexec(c->pg, "DISCARD ALL");
+	int ok = r && pq.PQresultStatus(r) == PGRES_COMMAND_OK;
+	pq.PQclear(r);
+	if (!ok || pq.PQtransactionStatus(c->pg) != PQTRANS_IDLE)
 		return 0;
 	struct ldr_sql_conn *old = NULL;
 	pthread_mutex_lock(&p->mu);
@@ -598,15 +728,15 @@ static int again(struct ldr_sql_conn *c, int *rc)
 {
 	int reused = c->reused;
 	c->reused = 0;
-	if (*rc == 0 || !reused || PQstatus(c->pg) == CONNECTION_OK)
+	if (*rc == 0 || !reused || pq.PQstatus(c->pg) == CONNECTION_OK)
 		return 0;
 	char was[sizeof c->identity], why[300];
-	tidy(why, sizeof why, PQerrorMessage(c->pg), c->secret);
+	tidy(why, sizeof why, pq.PQerrorMessage(c->pg), c->secret);
 	ldr_log(c->db, LARDER_LOG_INFO,
 		"PostgreSQL: a kept connection was lost (%s): connecting again",
 		why);
 	memcpy(was, c->identity, sizeof was);
-	PQfinish(c->pg);
+	pq.PQfinish(c->pg);
 	c->pg = NULL;
 	int r = connect_pg(c);
 	/* The key already holds the identity: a different database behind
@@ -647,13 +777,18 @@ static void pg_close(struct ldr_sql_conn *c)
 
 int ldr_pg_conninfo_ok(const char *s)
 {
+	/* Without libpq nothing can tell; taking the string for PostgreSQL
+	 * makes the open fail with the message that names what is missing,
+	 * not with "no SQLite database". */
+	if (!pq_ready())
+		return 1;
 	char *err = NULL;
-	PQconninfoOption *opts = PQconninfoParse(s, &err);
+	PQconninfoOption *opts = pq.PQconninfoParse(s, &err);
 
-	PQfreemem(err);
+	pq.PQfreemem(err);
 	if (!opts)
 		return 0;
-	PQconninfoFree(opts);
+	pq.PQconninfoFree(opts);
 	return 1;
 }
 
@@ -662,6 +797,9 @@ static int pg_open(struct ldr_sql_conn **out, larder *db, const char *uri,
 {
 	(void)write; /* track and untrack open their own write transaction */
 	*out = NULL;
+	int rc = pq_load(db);
+	if (rc)
+		return rc;
 	/* Without memory for the key, the connection is just not kept. */
 	char *key = db ? conn_key(uri) : NULL;
 	struct ldr_sql_conn *c = key ? pool_take(db, key) : NULL;
@@ -682,7 +820,7 @@ static int pg_open(struct ldr_sql_conn **out, larder *db, const char *uri,
 	/* Parse first: to know the password (kept out of every message)
 	 * and whether the user chose a connect timeout. */
 	char *perr = NULL;
-	PQconninfoOption *opts = PQconninfoParse(uri, &perr);
+	PQconninfoOption *opts = pq.PQconninfoParse(uri, &perr);
 	if (!opts) {
 		char m[512], u[512];
 		tidy(m, sizeof m, perr ? perr : "out of memory", NULL);
@@ -690,7 +828,7 @@ static int pg_open(struct ldr_sql_conn **out, larder *db, const char *uri,
 			unquote(u, sizeof u, m);
 		else
 			snprintf(u, sizeof u, "%s", m);
-		PQfreemem(perr);
+		pq.PQfreemem(perr);
 		destroy(c);
 		return ldr_fail(db, LARDER_EINVAL, 0,
 				"PostgreSQL: bad connection string: %s", u);
@@ -704,13 +842,13 @@ static int pg_open(struct ldr_sql_conn **out, larder *db, const char *uri,
 		if (strcmp(o->keyword, "connect_timeout") == 0)
 			c->has_timeout = 1;
 	}
-	PQconninfoFree(opts);
+	pq.PQconninfoFree(opts);
 	c->uri = strdup(uri);
 	if (!c->uri) {
 		destroy(c);
 		return ldr_fail(db, LARDER_ENOMEM, 0, "out of memory");
 	}
-	int rc = connect_pg(c);
+	rc = connect_pg(c);
 	if (rc) {
 		destroy(c);
 		return rc;
@@ -741,7 +879,7 @@ static int pg_begin(struct ldr_sql_conn *c)
 
 static int pg_end(struct ldr_sql_conn *c)
 {
-	switch (PQtransactionStatus(c->pg)) {
+	switch (pq.PQtransactionStatus(c->pg)) {
 	case PQTRANS_IDLE:
 		return 0;
 	case PQTRANS_INTRANS:
@@ -817,12 +955,12 @@ static int kind_of(Oid type)
 static int start_columns(struct ldr_sql_conn *c, const PGresult *r,
 			 const struct ldr_sql_sink *sink)
 {
-	size_t n = (size_t)PQnfields(r);
+	size_t n = (size_t)pq.PQnfields(r);
 	if (grow_cols(c, n ? n : 1))
 		return ldr_fail(c->db, LARDER_ENOMEM, 0, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		c->cols[i].kind = kind_of(PQftype(r, (int)i));
-		c->names[i] = PQfname(r, (int)i);
+		c->cols[i].kind = kind_of(pq.PQftype(r, (int)i));
+		c->names[i] = pq.PQfname(r, (int)i);
 	}
 	c->ncol = n;
 	return sink->columns(sink->payload, n, c->names);
@@ -876,14 +1014,14 @@ static int emit_row(struct ldr_sql_conn *c, const PGresult *r,
 {
 	for (size_t i = 0; i < c->ncol; i++) {
 		int f = (int)i;
-		if (PQgetisnull(r, 0, f)) {
+		if (pq.PQgetisnull(r, 0, f)) {
 			c->val[i] = NULL;
 			c->len[i] = 0;
 			c->kind[i] = LDR_SQL_NULL;
 			continue;
 		}
-		const char *v = PQgetvalue(r, 0, f);
-		size_t n = (size_t)PQgetlength(r, 0, f);
+		const char *v = pq.PQgetvalue(r, 0, f);
+		size_t n = (size_t)pq.PQgetlength(r, 0, f);
 		c->kind[i] = c->cols[i].kind;
 		if (c->kind[i] == LDR_SQL_BLOB) {
 			int rc = decode_bytea(c, &c->cols[i], v, n, &n);
@@ -904,13 +1042,13 @@ static void cancel(struct ldr_sql_conn *c)
 	/* Never kept: the request travels on a connection of its own and
 	 * can arrive after this statement has ended, to cancel the next. */
 	c->dirty = 1;
-	PGcancel *k = PQgetCancel(c->pg);
+	PGcancel *k = pq.PQgetCancel(c->pg);
 	if (!k)
 		return;
 	char err[256];
-	if (!PQcancel(k, err, sizeof err) && c->db)
+	if (!pq.PQcancel(k, err, sizeof err) && c->db)
 		ldr_log(c->db, LARDER_LOG_DEBUG, "PostgreSQL: cancel: %s", err);
-	PQfreeCancel(k);
+	pq.PQfreeCancel(k);
 }
 
 static int pg_query(struct ldr_sql_conn *c, const char *sql,
@@ -922,17 +1060,17 @@ static int pg_query(struct ldr_sql_conn *c, const char *sql,
 				"PostgreSQL: %zu parameters (at most 65535)",
 				nparams);
 	/* Text parameters with types left to the server; text results. */
-	if (!PQsendQueryParams(c->pg, sql, (int)nparams, NULL, params, NULL,
-			       NULL, 0))
+	if (!pq.PQsendQueryParams(c->pg, sql, (int)nparams, NULL, params, NULL,
+				  NULL, 0))
 		return fail_pg(c, NULL, "cannot send the query");
 	int rc = 0, started = 0, stopped = 0;
-	if (!PQsetSingleRowMode(c->pg))
+	if (!pq.PQsetSingleRowMode(c->pg))
 		rc = fail_pg(c, NULL, "cannot stream the result");
 	/* Always read to the end (a NULL result), also after a failure, so
 	 * the connection is ready for the next command. */
 	PGresult *r;
-	while ((r = PQgetResult(c->pg)) != NULL) {
-		ExecStatusType s = PQresultStatus(r);
+	while ((r = pq.PQgetResult(c->pg)) != NULL) {
+		ExecStatusType s = pq.PQresultStatus(r);
 		if (rc == 0) {
 			switch (s) {
 			case PGRES_SINGLE_TUPLE:
@@ -971,7 +1109,7 @@ static int pg_query(struct ldr_sql_conn *c, const char *sql,
 				cancel(c);
 			}
 		}
-		PQclear(r);
+		pq.PQclear(r);
 	}
 	return rc;
 }
@@ -980,21 +1118,21 @@ static int nparams_once(struct ldr_sql_conn *c, const char *sql, size_t *out)
 {
 	*out = 0;
 	/* The unnamed statement: replaced by the next query's. */
-	PGresult *r = PQprepare(c->pg, "", sql, 0, NULL);
-	if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+	PGresult *r = pq.PQprepare(c->pg, "", sql, 0, NULL);
+	if (!r || pq.PQresultStatus(r) != PGRES_COMMAND_OK) {
 		int rc = fail_pg(c, r, "query failed");
-		PQclear(r);
+		pq.PQclear(r);
 		return rc;
 	}
-	PQclear(r);
-	r = PQdescribePrepared(c->pg, "");
-	if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+	pq.PQclear(r);
+	r = pq.PQdescribePrepared(c->pg, "");
+	if (!r || pq.PQresultStatus(r) != PGRES_COMMAND_OK) {
 		int rc = fail_pg(c, r, "cannot describe the query");
-		PQclear(r);
+		pq.PQclear(r);
 		return rc;
 	}
-	*out = (size_t)PQnparams(r);
-	PQclear(r);
+	*out = (size_t)pq.PQnparams(r);
+	pq.PQclear(r);
 	return 0;
 }
 
@@ -1073,15 +1211,15 @@ static int resolve(struct ldr_sql_conn *c, const char *table, struct target *t,
 	if (!t->r)
 		return ldr_fail(c->db, LARDER_EINVAL, 0,
 				"PostgreSQL: no table \"%s\"", table);
-	t->schema = PQgetvalue(t->r, 0, 0);
-	t->qname = PQgetvalue(t->r, 0, 1);
-	t->relname = PQgetvalue(t->r, 0, 2);
-	t->relkind = PQgetvalue(t->r, 0, 3)[0];
-	t->tracked = PQgetvalue(t->r, 0, 4)[0] == 't';
-	t->has_changes = PQgetvalue(t->r, 0, 5)[0] == 't';
-	t->has_fn = PQgetvalue(t->r, 0, 6)[0] == 't';
-	t->inherited = PQgetvalue(t->r, 0, 7)[0] == 't';
-	t->shape = PQgetvalue(t->r, 0, 8);
+	t->schema = pq.PQgetvalue(t->r, 0, 0);
+	t->qname = pq.PQgetvalue(t->r, 0, 1);
+	t->relname = pq.PQgetvalue(t->r, 0, 2);
+	t->relkind = pq.PQgetvalue(t->r, 0, 3)[0];
+	t->tracked = pq.PQgetvalue(t->r, 0, 4)[0] == 't';
+	t->has_changes = pq.PQgetvalue(t->r, 0, 5)[0] == 't';
+	t->has_fn = pq.PQgetvalue(t->r, 0, 6)[0] == 't';
+	t->inherited = pq.PQgetvalue(t->r, 0, 7)[0] == 't';
+	t->shape = pq.PQgetvalue(t->r, 0, 8);
 	return 0;
 }
 
@@ -1159,12 +1297,13 @@ static int pg_table_version(struct ldr_sql_conn *c, const char *table,
 			      "PostgreSQL: table %s is not tracked (run "
 			      "`larder sql track` for it)",
 			      t.qname);
-	if (rc == 0 && (size_t)snprintf(buf, size, "%s %s", PQgetvalue(r, 0, 0),
-					t.shape) >= size)
+	if (rc == 0 &&
+	    (size_t)snprintf(buf, size, "%s %s", pq.PQgetvalue(r, 0, 0),
+			     t.shape) >= size)
 		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
 			      "PostgreSQL: version of %s too long", t.qname);
-	PQclear(r);
-	PQclear(t.r);
+	pq.PQclear(r);
+	pq.PQclear(t.r);
 	return rc;
 }
 
@@ -1177,7 +1316,7 @@ static const char lock_sql[] = "SELECT pg_catalog.pg_advisory_xact_lock("
  * failure. Free with PQfreemem. */
 static char *ident(struct ldr_sql_conn *c, const char *name)
 {
-	char *q = PQescapeIdentifier(c->pg, name, strlen(name));
+	char *q = pq.PQescapeIdentifier(c->pg, name, strlen(name));
 	if (!q)
 		fail_pg(c, NULL, "cannot quote a name");
 	return q;
@@ -1189,10 +1328,10 @@ static int finish(struct ldr_sql_conn *c, int rc)
 {
 	if (rc == 0)
 		return exec_cmd(c, "COMMIT", "cannot commit");
-	if (PQtransactionStatus(c->pg) != PQTRANS_IDLE &&
-	    PQtransactionStatus(c->pg) != PQTRANS_UNKNOWN) {
-		PGresult *r = PQexec(c->pg, "ROLLBACK");
-		PQclear(r);
+	if (pq.PQtransactionStatus(c->pg) != PQTRANS_IDLE &&
+	    pq.PQtransactionStatus(c->pg) != PQTRANS_UNKNOWN) {
+		PGresult *r = pq.PQexec(c->pg, "ROLLBACK");
+		pq.PQclear(r);
 	}
 	return rc;
 }
@@ -1251,7 +1390,7 @@ static int create_function(struct ldr_sql_conn *c, const char *schema)
 		 "  RETURN NULL;\n"
 		 "END",
 		 schema, schema);
-	char *lit = PQescapeLiteral(c->pg, body, strlen(body));
+	char *lit = pq.PQescapeLiteral(c->pg, body, strlen(body));
 	if (!lit)
 		return fail_pg(c, NULL, "cannot quote the function");
 	snprintf(sql, sizeof sql,
@@ -1259,7 +1398,7 @@ static int create_function(struct ldr_sql_conn *c, const char *schema)
 		 "LANGUAGE plpgsql SECURITY DEFINER "
 		 "SET search_path = pg_catalog, pg_temp AS %s",
 		 schema, lit);
-	PQfreemem(lit);
+	pq.PQfreemem(lit);
 	return exec_cmd(c, sql, "cannot create the trigger function");
 }
 
@@ -1328,12 +1467,13 @@ static int pg_track(struct ldr_sql_conn *c, const char *table)
 	if (!t.tracked) {
 		char name[64];
 		if (r)
-			snprintf(name, sizeof name, "%s", PQgetvalue(r, 0, 0));
+			snprintf(name, sizeof name, "%s",
+				 pq.PQgetvalue(r, 0, 0));
 		else
 			trigger_name(name, sizeof name, t.relname);
 		qtrig = ident(c, name);
 		if (!qtrig) {
-			PQclear(r);
+			pq.PQclear(r);
 			rc = LARDER_ENOMEM;
 			goto out;
 		}
@@ -1347,7 +1487,7 @@ static int pg_track(struct ldr_sql_conn *c, const char *table)
 				 "DELETE OR TRUNCATE ON %s FOR EACH STATEMENT "
 				 "EXECUTE FUNCTION %s.larder_track_count()",
 				 qtrig, t.qname, t.schema);
-		PQclear(r);
+		pq.PQclear(r);
 		rc = exec_cmd(c, sql, "cannot create the trigger");
 		if (rc)
 			goto out;
@@ -1369,8 +1509,8 @@ static int pg_track(struct ldr_sql_conn *c, const char *table)
 	const char *p[2] = {t.qname, token};
 	rc = exec_params(c, sql, 2, p, "cannot set the counter");
 out:
-	PQfreemem(qtrig);
-	PQclear(t.r);
+	pq.PQfreemem(qtrig);
+	pq.PQclear(t.r);
 	return finish(c, rc);
 }
 
@@ -1380,26 +1520,26 @@ static int drop_triggers(struct ldr_sql_conn *c, const struct target *t,
 			 const char *fn)
 {
 	const char *p[2] = {t->qname, fn};
-	PGresult *r =
-	    PQexecParams(c->pg,
-			 "SELECT t.tgname FROM pg_catalog.pg_trigger t WHERE "
-			 "t.tgrelid = pg_catalog.to_regclass($1) AND "
-			 "t.tgfoid = pg_catalog.to_regprocedure($2)",
-			 2, NULL, p, NULL, NULL, 0);
+	PGresult *r = pq.PQexecParams(
+	    c->pg,
+	    "SELECT t.tgname FROM pg_catalog.pg_trigger t WHERE "
+	    "t.tgrelid = pg_catalog.to_regclass($1) AND "
+	    "t.tgfoid = pg_catalog.to_regprocedure($2)",
+	    2, NULL, p, NULL, NULL, 0);
 	int rc = 0;
-	if (!r || PQresultStatus(r) != PGRES_TUPLES_OK)
+	if (!r || pq.PQresultStatus(r) != PGRES_TUPLES_OK)
 		rc = fail_pg(c, r, "cannot look for triggers");
-	for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
-		char sql[600], *q = ident(c, PQgetvalue(r, i, 0));
+	for (int i = 0; rc == 0 && i < pq.PQntuples(r); i++) {
+		char sql[600], *q = ident(c, pq.PQgetvalue(r, i, 0));
 		if (!q) {
 			rc = LARDER_ENOMEM;
 			break;
 		}
 		snprintf(sql, sizeof sql, "DROP TRIGGER %s ON %s", q, t->qname);
-		PQfreemem(q);
+		pq.PQfreemem(q);
 		rc = exec_cmd(c, sql, "cannot drop the trigger");
 	}
-	PQclear(r);
+	pq.PQclear(r);
 	return rc;
 }
 
@@ -1412,7 +1552,7 @@ static int any_row(struct ldr_sql_conn *c, const char *sql, const char *arg,
 	int rc = exec_row(c, &r, sql, arg ? 1 : 0, arg ? p : NULL,
 			  "cannot look for users");
 	*out = r != NULL;
-	PQclear(r);
+	pq.PQclear(r);
 	return rc;
 }
 
@@ -1452,7 +1592,7 @@ static int pg_untrack(struct ldr_sql_conn *c, const char *table)
 		rc = exec_cmd(c, sql, "cannot drop the trigger function");
 	}
 out:
-	PQclear(t.r);
+	pq.PQclear(t.r);
 	return finish(c, rc);
 }
 

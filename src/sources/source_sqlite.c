@@ -3,10 +3,17 @@
  * database file opened read-only and never created, a read snapshot as
  * one deferred transaction, rows stepped one at a time, and the change
  * counter of a tracked table (a row of larder_changes kept by triggers).
+ *
+ * libsqlite3 is loaded on the first open (dlopen, "Loading libsqlite3"
+ * below), not linked, as libpq is (source_pg.c): a process that never
+ * opens a database, every `larder get`, does not pay for loading and
+ * relocating it.
  */
 #include "sql_source.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
@@ -40,6 +47,99 @@ struct ldr_sql_conn {
 	unsigned next; /* the cache slot to reuse next */
 };
 
+/* ---------------------------------------------------------------------- */
+/* Loading libsqlite3                                                      */
+
+#define SQLITE_SONAME "libsqlite3.so.0"
+#define SQLITE_HINT "apt-get install libsqlite3-0"
+
+/* Every SQLite function this file calls, each called through
+ * sq.<name>, typed from sqlite3.h. */
+#define SQ_FUNCS(X)                                                            \
+	X(sqlite3_bind_null)                                                   \
+	X(sqlite3_bind_parameter_count)                                        \
+	X(sqlite3_bind_text)                                                   \
+	X(sqlite3_busy_timeout)                                                \
+	X(sqlite3_clear_bindings)                                              \
+	X(sqlite3_close_v2)                                                    \
+	X(sqlite3_column_blob)                                                 \
+	X(sqlite3_column_bytes)                                                \
+	X(sqlite3_column_count)                                                \
+	X(sqlite3_column_double)                                               \
+	X(sqlite3_column_int)                                                  \
+	X(sqlite3_column_int64)                                                \
+	X(sqlite3_column_name)                                                 \
+	X(sqlite3_column_text)                                                 \
+	X(sqlite3_column_type)                                                 \
+	X(sqlite3_errcode)                                                     \
+	X(sqlite3_errmsg)                                                      \
+	X(sqlite3_exec)                                                        \
+	X(sqlite3_finalize)                                                    \
+	X(sqlite3_free)                                                        \
+	X(sqlite3_get_autocommit)                                              \
+	X(sqlite3_open_v2)                                                     \
+	X(sqlite3_prepare_v2)                                                  \
+	X(sqlite3_reset)                                                       \
+	X(sqlite3_step)                                                        \
+	X(sqlite3_stmt_readonly)                                               \
+	X(sqlite3_stricmp)                                                     \
+	X(sqlite3_table_column_metadata)                                       \
+	X(sqlite3_vmprintf)
+
+struct sq_api {
+#define SQ_MEMBER(f) __typeof__(f) *f;
+	SQ_FUNCS(SQ_MEMBER)
+#undef SQ_MEMBER
+};
+
+/* Filled once by sq_load_once, never changed after (pthread_once orders
+ * the filling before its every return), never unloaded. */
+static struct sq_api sq;
+static pthread_once_t sq_once = PTHREAD_ONCE_INIT;
+static char sq_error[400]; /* why it could not be loaded; "" if it was */
+
+_Static_assert(sizeof(void *) == sizeof(void (*)(void)),
+	       "function pointers must fit dlsym's result");
+
+static void sq_load_once(void)
+{
+	void *h = dlopen(SQLITE_SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		const char *e = dlerror();
+		snprintf(sq_error, sizeof sq_error, "%s", e ? e : "not found");
+		return;
+	}
+	struct sq_api t;
+	void *sym;
+	/* memcpy: POSIX gives function pointers the representation of
+	 * dlsym's void *, ISO C no cast between them. */
+#define SQ_RESOLVE(f)                                                          \
+	sym = dlsym(h, #f);                                                    \
+	if (!sym) {                                                            \
+		snprintf(sq_error, sizeof sq_error,                            \
+			 SQLITE_SONAME " has no function " #f " (too old)");   \
+		(void)dlclose(h); /* a failure leaves it mapped */             \
+		return;                                                        \
+	}                                                                      \
+	memcpy(&t.f, &sym, sizeof sym);
+	SQ_FUNCS(SQ_RESOLVE)
+#undef SQ_RESOLVE
+	sq = t;
+}
+
+/* 0 once libsqlite3 is loaded (loading it if no call has tried yet),
+ * else LARDER_EIO with a message naming the library and its package. */
+static int sq_load(larder *db)
+{
+	if (pthread_once(&sq_once, sq_load_once) == 0 &&
+	    sq.sqlite3_close_v2 != NULL)
+		return 0;
+	return ldr_fail(db, LARDER_EIO, 0,
+			"SQLite support needs " SQLITE_SONAME " (" SQLITE_HINT
+			"): %s",
+			sq_error[0] ? sq_error : "pthread_once failed");
+}
+
 /* An SQLite result code as a larder code. */
 static int code_of(int src)
 {
@@ -70,7 +170,7 @@ static int code_of(int src)
 static int sq_fail(struct ldr_sql_conn *c, int src, const char *what)
 {
 	return ldr_fail(c->db, code_of(src), 0, "SQLite database '%s': %s: %s",
-			c->path, what, sqlite3_errmsg(c->h));
+			c->path, what, sq.sqlite3_errmsg(c->h));
 }
 
 static void sq_close(struct ldr_sql_conn *c)
@@ -78,10 +178,10 @@ static void sq_close(struct ldr_sql_conn *c)
 	if (!c)
 		return;
 	for (int i = 0; i < STMT_CACHE; i++) {
-		sqlite3_finalize(c->cache[i].st);
+		sq.sqlite3_finalize(c->cache[i].st);
 		free(c->cache[i].sql);
 	}
-	sqlite3_close_v2(c->h);
+	sq.sqlite3_close_v2(c->h);
 	if (c->cloc)
 		freelocale(c->cloc);
 	free(c->path);
@@ -111,6 +211,9 @@ static int sq_open(struct ldr_sql_conn **out, larder *db, const char *uri,
 		return ldr_fail(db, LARDER_EINVAL, 0,
 				"'%s' is not a file (an SQLite database is)",
 				path);
+	int rc = sq_load(db); /* after the checks that need no SQLite */
+	if (rc)
+		return rc;
 	struct ldr_sql_conn *c = calloc(1, sizeof *c);
 	if (!c)
 		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
@@ -129,7 +232,7 @@ static int sq_open(struct ldr_sql_conn **out, larder *db, const char *uri,
 				      strerror(e));
 	}
 	int flags = write ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
-	int rc = sqlite3_open_v2(path, &c->h, flags, NULL);
+	rc = sq.sqlite3_open_v2(path, &c->h, flags, NULL);
 	if (rc != SQLITE_OK) {
 		rc = c->h
 			 ? sq_fail(c, rc, "cannot open")
@@ -137,10 +240,10 @@ static int sq_open(struct ldr_sql_conn **out, larder *db, const char *uri,
 		sq_close(c);
 		return rc;
 	}
-	sqlite3_busy_timeout(c->h, BUSY_TIMEOUT_MS);
+	sq.sqlite3_busy_timeout(c->h, BUSY_TIMEOUT_MS);
 	/* Read the header now: a file that is no database says so here,
 	 * whatever the query (SELECT 1 would never look). */
-	rc = sqlite3_exec(c->h, "PRAGMA schema_version", NULL, NULL, NULL);
+	rc = sq.sqlite3_exec(c->h, "PRAGMA schema_version", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		rc = sq_fail(c, rc, "cannot read it");
 		sq_close(c);
@@ -161,7 +264,7 @@ static int sq_identity(struct ldr_sql_conn *c, char *buf, size_t size)
 
 static int sq_exec(struct ldr_sql_conn *c, const char *sql, const char *what)
 {
-	int rc = sqlite3_exec(c->h, sql, NULL, NULL, NULL);
+	int rc = sq.sqlite3_exec(c->h, sql, NULL, NULL, NULL);
 	return rc == SQLITE_OK ? 0 : sq_fail(c, rc, what);
 }
 
@@ -176,7 +279,7 @@ static int sq_begin(struct ldr_sql_conn *c)
 static int sq_end(struct ldr_sql_conn *c)
 {
 	/* An error may have rolled the transaction back already. */
-	if (sqlite3_get_autocommit(c->h))
+	if (sq.sqlite3_get_autocommit(c->h))
 		return 0;
 	return sq_exec(c, "ROLLBACK", "cannot end the read transaction");
 }
@@ -194,7 +297,7 @@ static int prepare(struct ldr_sql_conn *c, const char *sql, sqlite3_stmt **out)
 			return 0;
 		}
 	}
-	int rc = sqlite3_prepare_v2(c->h, sql, -1, out, &tail);
+	int rc = sq.sqlite3_prepare_v2(c->h, sql, -1, out, &tail);
 	if (rc != SQLITE_OK)
 		return sq_fail(c, rc, "cannot prepare the query");
 	if (!*out)
@@ -203,10 +306,10 @@ static int prepare(struct ldr_sql_conn *c, const char *sql, sqlite3_stmt **out)
 				c->path);
 	if (tail && *tail) {
 		sqlite3_stmt *next = NULL;
-		rc = sqlite3_prepare_v2(c->h, tail, -1, &next, NULL);
-		sqlite3_finalize(next);
+		rc = sq.sqlite3_prepare_v2(c->h, tail, -1, &next, NULL);
+		sq.sqlite3_finalize(next);
 		if (rc != SQLITE_OK || next) {
-			sqlite3_finalize(*out);
+			sq.sqlite3_finalize(*out);
 			*out = NULL;
 			return ldr_fail(c->db, LARDER_EINVAL, 0,
 					"SQLite database '%s': more than one "
@@ -217,12 +320,12 @@ static int prepare(struct ldr_sql_conn *c, const char *sql, sqlite3_stmt **out)
 	}
 	char *copy = strdup(sql);
 	if (!copy) {
-		sqlite3_finalize(*out);
+		sq.sqlite3_finalize(*out);
 		*out = NULL;
 		return ldr_fail(c->db, LARDER_ENOMEM, ENOMEM, "out of memory");
 	}
 	unsigned slot = c->next++ % STMT_CACHE;
-	sqlite3_finalize(c->cache[slot].st);
+	sq.sqlite3_finalize(c->cache[slot].st);
 	free(c->cache[slot].sql);
 	c->cache[slot].sql = copy;
 	c->cache[slot].st = *out;
@@ -233,8 +336,8 @@ static int prepare(struct ldr_sql_conn *c, const char *sql, sqlite3_stmt **out)
  * and can run again. */
 static void done(sqlite3_stmt *st)
 {
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	sq.sqlite3_reset(st);
+	sq.sqlite3_clear_bindings(st);
 }
 
 static int sq_nparams(struct ldr_sql_conn *c, const char *sql, size_t *out)
@@ -244,7 +347,7 @@ static int sq_nparams(struct ldr_sql_conn *c, const char *sql, size_t *out)
 	int rc = prepare(c, sql, &st);
 	if (rc)
 		return rc;
-	*out = (size_t)sqlite3_bind_parameter_count(st);
+	*out = (size_t)sq.sqlite3_bind_parameter_count(st);
 	done(st);
 	return 0;
 }
@@ -295,15 +398,15 @@ static int sq_query(struct ldr_sql_conn *c, const char *sql,
 	int rc = prepare(c, sql, &st);
 	if (rc)
 		return rc;
-	size_t ncol = (size_t)sqlite3_column_count(st);
-	if (ncol == 0 || !sqlite3_stmt_readonly(st)) {
+	size_t ncol = (size_t)sq.sqlite3_column_count(st);
+	if (ncol == 0 || !sq.sqlite3_stmt_readonly(st)) {
 		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
 			      "SQLite database '%s': not a query that reads "
 			      "rows (only those can be cached)",
 			      c->path);
 		goto out;
 	}
-	size_t want = (size_t)sqlite3_bind_parameter_count(st);
+	size_t want = (size_t)sq.sqlite3_bind_parameter_count(st);
 	if (want != nparams) {
 		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
 			      "SQLite database '%s': the query takes %zu "
@@ -312,9 +415,10 @@ static int sq_query(struct ldr_sql_conn *c, const char *sql,
 		goto out;
 	}
 	for (size_t i = 0; i < nparams; i++) {
-		int r = params[i] ? sqlite3_bind_text(st, (int)i + 1, params[i],
-						      -1, SQLITE_STATIC)
-				  : sqlite3_bind_null(st, (int)i + 1);
+		int r = params[i]
+			    ? sq.sqlite3_bind_text(st, (int)i + 1, params[i],
+						   -1, SQLITE_STATIC)
+			    : sq.sqlite3_bind_null(st, (int)i + 1);
 		if (r != SQLITE_OK) {
 			rc = sq_fail(c, r, "cannot bind a parameter");
 			goto out;
@@ -330,7 +434,7 @@ static int sq_query(struct ldr_sql_conn *c, const char *sql,
 		goto out;
 	}
 	for (size_t i = 0; i < ncol; i++) {
-		names[i] = sqlite3_column_name(st, (int)i);
+		names[i] = sq.sqlite3_column_name(st, (int)i);
 		if (!names[i]) {
 			rc = ldr_fail(c->db, LARDER_ENOMEM, ENOMEM,
 				      "out of memory");
@@ -339,7 +443,7 @@ static int sq_query(struct ldr_sql_conn *c, const char *sql,
 	}
 	rc = sink->columns(sink->payload, ncol, names);
 	while (rc == 0) {
-		int r = sqlite3_step(st);
+		int r = sq.sqlite3_step(st);
 		if (r == SQLITE_DONE)
 			break;
 		if (r != SQLITE_ROW) {
@@ -348,7 +452,7 @@ static int sq_query(struct ldr_sql_conn *c, const char *sql,
 		}
 		for (size_t i = 0; i < ncol; i++) {
 			int col = (int)i;
-			switch (sqlite3_column_type(st, col)) {
+			switch (sq.sqlite3_column_type(st, col)) {
 			case SQLITE_NULL:
 				kind[i] = LDR_SQL_NULL;
 				val[i] = NULL;
@@ -356,13 +460,13 @@ static int sq_query(struct ldr_sql_conn *c, const char *sql,
 				continue;
 			case SQLITE_INTEGER:
 				kind[i] = LDR_SQL_INT;
-				val[i] =
-				    (const char *)sqlite3_column_text(st, col);
+				val[i] = (const char *)sq.sqlite3_column_text(
+				    st, col);
 				break;
 			case SQLITE_FLOAT: {
 				char *b = reals + i * REAL_TEXT;
-				real_text(c, sqlite3_column_double(st, col), b,
-					  REAL_TEXT);
+				real_text(c, sq.sqlite3_column_double(st, col),
+					  b, REAL_TEXT);
 				kind[i] = LDR_SQL_REAL;
 				val[i] = b;
 				len[i] = strlen(b);
@@ -370,19 +474,19 @@ static int sq_query(struct ldr_sql_conn *c, const char *sql,
 			}
 			case SQLITE_BLOB:
 				kind[i] = LDR_SQL_BLOB;
-				val[i] = sqlite3_column_blob(st, col);
+				val[i] = sq.sqlite3_column_blob(st, col);
 				break;
 			default:
 				kind[i] = LDR_SQL_TEXT;
-				val[i] =
-				    (const char *)sqlite3_column_text(st, col);
+				val[i] = (const char *)sq.sqlite3_column_text(
+				    st, col);
 				break;
 			}
 			/* After the text or blob call, as SQLite asks. */
-			len[i] = (size_t)sqlite3_column_bytes(st, col);
+			len[i] = (size_t)sq.sqlite3_column_bytes(st, col);
 			if (!val[i]) {
 				if (len[i] ||
-				    sqlite3_errcode(c->h) == SQLITE_NOMEM) {
+				    sq.sqlite3_errcode(c->h) == SQLITE_NOMEM) {
 					rc = ldr_fail(c->db, LARDER_ENOMEM,
 						      ENOMEM, "out of memory");
 					break;
@@ -420,8 +524,8 @@ static const char *const trigger_event[3][2] = {
  * call of a connection loads the schema, as any statement would. */
 static int has_table(struct ldr_sql_conn *c, const char *name, int *out)
 {
-	int r = sqlite3_table_column_metadata(c->h, "main", name, NULL, NULL,
-					      NULL, NULL, NULL, NULL);
+	int r = sq.sqlite3_table_column_metadata(c->h, "main", name, NULL, NULL,
+						 NULL, NULL, NULL, NULL);
 	*out = r == SQLITE_OK;
 	if (r == SQLITE_OK || r == SQLITE_ERROR) /* ERROR: no such table */
 		return 0;
@@ -461,14 +565,14 @@ static int sq_table_version(struct ldr_sql_conn *c, const char *table,
 	if (rc)
 		return rc;
 	if (st) {
-		sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-		int r = sqlite3_step(st);
+		sq.sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+		int r = sq.sqlite3_step(st);
 		if (r == SQLITE_ROW) {
 			found = 1;
 			snprintf(token, sizeof token, "%s",
-				 (const char *)sqlite3_column_text(st, 0));
-			n = sqlite3_column_int64(st, 1);
-			triggers = sqlite3_column_int(st, 2);
+				 (const char *)sq.sqlite3_column_text(st, 0));
+			n = sq.sqlite3_column_int64(st, 1);
+			triggers = sq.sqlite3_column_int(st, 2);
 		} else if (r != SQLITE_DONE) {
 			rc = sq_fail(c, r, "cannot read the change counter");
 		}
@@ -501,9 +605,9 @@ static int sq_table_version(struct ldr_sql_conn *c, const char *table,
 	rc = prepare(c, "PRAGMA schema_version", &st);
 	if (rc)
 		return rc;
-	int r = sqlite3_step(st);
+	int r = sq.sqlite3_step(st);
 	if (r == SQLITE_ROW)
-		schema = sqlite3_column_int64(st, 0);
+		schema = sq.sqlite3_column_int64(st, 0);
 	else
 		rc = sq_fail(c, r, "cannot read the schema version");
 	done(st);
@@ -531,17 +635,17 @@ static int canonical_name(struct ldr_sql_conn *c, const char *table, char **out)
 			 &st);
 	if (rc)
 		return rc;
-	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
+	sq.sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	int r = sq.sqlite3_step(st);
 	if (r == SQLITE_ROW) {
-		if (strcmp((const char *)sqlite3_column_text(st, 1), "view") ==
-		    0)
+		if (strcmp((const char *)sq.sqlite3_column_text(st, 1),
+			   "view") == 0)
 			rc = ldr_fail(c->db, LARDER_EINVAL, 0,
 				      "SQLite database '%s': '%s' is a view; "
 				      "only tables can be tracked",
 				      c->path, table);
 		else if (!(*out = strdup(
-			       (const char *)sqlite3_column_text(st, 0))))
+			       (const char *)sq.sqlite3_column_text(st, 0))))
 			rc = ldr_fail(c->db, LARDER_ENOMEM, ENOMEM,
 				      "out of memory");
 	} else if (r != SQLITE_DONE) {
@@ -557,12 +661,12 @@ static int exec_fmt(struct ldr_sql_conn *c, const char *what, const char *fmt,
 {
 	va_list ap;
 	va_start(ap, fmt);
-	char *sql = sqlite3_vmprintf(fmt, ap);
+	char *sql = sq.sqlite3_vmprintf(fmt, ap);
 	va_end(ap);
 	if (!sql)
 		return ldr_fail(c->db, LARDER_ENOMEM, ENOMEM, "out of memory");
 	int rc = sq_exec(c, sql, what);
-	sqlite3_free(sql);
+	sq.sqlite3_free(sql);
 	return rc;
 }
 
@@ -581,11 +685,11 @@ static int tracked_state(struct ldr_sql_conn *c, const char *name, int *row,
 			 &st);
 	if (rc)
 		return rc;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
+	sq.sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	int r = sq.sqlite3_step(st);
 	if (r == SQLITE_ROW) {
-		*row = sqlite3_column_int(st, 0);
-		*triggers = sqlite3_column_int(st, 1);
+		*row = sq.sqlite3_column_int(st, 0);
+		*triggers = sq.sqlite3_column_int(st, 1);
 	} else {
 		rc = sq_fail(c, r, "cannot read the change counter");
 	}
@@ -619,7 +723,7 @@ static int sq_track(struct ldr_sql_conn *c, const char *table)
 		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
 			      "SQLite database '%s': no table '%s'", c->path,
 			      table);
-	if (rc == 0 && sqlite3_stricmp(name, "larder_changes") == 0)
+	if (rc == 0 && sq.sqlite3_stricmp(name, "larder_changes") == 0)
 		rc = ldr_fail(c->db, LARDER_EINVAL, 0,
 			      "SQLite database '%s': larder_changes is "
 			      "larder's own table",
