@@ -302,7 +302,10 @@ LARDER_API void larder_opts_init(larder_opts *opts);
 LARDER_API int larder_open(larder **out, const char *dir,
 			   const larder_opts *opts);
 
-/* Close a store handle. Entries still held stay valid. NULL is a no-op. */
+/* Close a store handle. Entries still held stay valid. NULL is a no-op.
+ * It writes the handle's pending counters (below), unless it only looked
+ * entries up and was opened less than a minute ago: then it touches
+ * nothing in the store and never waits for a counter file's lock. */
 LARDER_API void larder_close(larder *db);
 
 /* The last failure of the calling thread on `db`: a message naming the
@@ -1210,7 +1213,13 @@ LARDER_API const char *larder_counter_name(int counter);
  * Each handle adds its counters and its changes of usage (file bytes and
  * entries per namespace) to one of the store's counter files, DIR/stats/
  * shard-NN (docs/format.md), when it is closed and, in a long-running
- * process, about once a minute at publish or fill time. A process that
+ * process, about once a minute at publish or fill time. A hit writes
+ * nothing: a handle that counted only lookups (requests, hits, touches,
+ * estale retries, file hashes) and was opened less than a minute ago
+ * closes without touching the counter files, and those lookups are not
+ * counted store-wide (requests and hits alike, so hits + misses + waits
+ * = requests still holds; docs/operations.md). Call larder_stats_flush()
+ * to have them counted. A process that
  * dies without larder_close() loses what it had not flushed. A counter
  * file that fails its check (torn by a crash, edited) is kept aside as
  * stats/bad-NN.* and counted from zero again.

@@ -15,4 +15,10 @@ if(TARGET larder_cli)
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cli/traps.sh
                    $<TARGET_FILE:larder_cli>)
   set_tests_properties(cli_traps PROPERTIES TIMEOUT 300)
+  # A `larder get` hit, as a whole process, changes nothing in the store
+  # (every file's content, size, mode and times, atime included).
+  add_test(NAME cli_hit_quiet
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cli/hit_quiet.sh
+                   $<TARGET_FILE:larder_cli>)
+  set_tests_properties(cli_hit_quiet PROPERTIES TIMEOUT 120)
 endif()

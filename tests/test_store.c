@@ -11,10 +11,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1982,6 +1984,187 @@ TEST(reads_change_nothing_on_disk)
 	free(before);
 	free(after);
 	larder_close(db);
+}
+
+/* Read every file under dir to its end, so that a relatime mount has
+ * moved each access time past its change time once: later reads leave
+ * the atime alone for a day, and any change to it is someone's write. */
+static void read_all_files(const char *dir)
+{
+	ASSERT_EQ(test_sh("find '%s' -type f -exec cat {} + >/dev/null", dir),
+		  0);
+}
+
+/* Everything about every file under dir that a write could change:
+ * name, mode, size, a digest of the content, atime, mtime, ctime. */
+static void snapshot_full(const char *dir, char *out, size_t cap)
+{
+	DIR *d = opendir(dir);
+	ASSERT(d != NULL);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		char sub[4096];
+		join(sub, sizeof sub, dir, de->d_name);
+		struct stat st;
+		ASSERT_EQ(lstat(sub, &st), 0);
+		uint64_t h = 1469598103934665603ull; /* FNV-1a of the bytes */
+		if (S_ISREG(st.st_mode)) {
+			int fd = open(sub, O_RDONLY | O_NOATIME);
+			if (fd < 0) /* O_NOATIME needs the owner */
+				fd = open(sub, O_RDONLY);
+			ASSERT(fd >= 0);
+			unsigned char b[65536];
+			ssize_t n;
+			while ((n = read(fd, b, sizeof b)) > 0)
+				for (ssize_t i = 0; i < n; i++)
+					h = (h ^ b[i]) * 1099511628211ull;
+			ASSERT(n == 0);
+			close(fd);
+		}
+		size_t len = strlen(out);
+		int w =
+		    snprintf(out + len, cap - len,
+			     "%s %o %lld %016llx a%lld.%09ld m%lld.%09ld "
+			     "c%lld.%09ld\n",
+			     sub, st.st_mode, (long long)st.st_size,
+			     (unsigned long long)h,
+			     (long long)st.st_atim.tv_sec, st.st_atim.tv_nsec,
+			     (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+			     (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+		ASSERT(w > 0 && (size_t)w < cap - len);
+		if (S_ISDIR(st.st_mode))
+			snapshot_full(sub, out, cap);
+	}
+	closedir(d);
+}
+
+/* Let the clock move past the timestamps' granularity, so that a write
+ * shows in a time (not a wait for anything). */
+static void past_granularity(void)
+{
+	struct timespec ts = {0, 30 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+}
+
+TEST(a_hit_from_open_to_close_changes_nothing_on_disk)
+{
+	/* A store with entries, a head and counters already written, as a
+	 * store in use has; the recency touch off (an interval of a year),
+	 * so that atime is checked too: the touch is tested apart. */
+	larder *db = open_store();
+	larder_limits l = LARDER_LIMITS_INIT;
+	l.touch_interval = 365 * 86400;
+	ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
+	PUT(db, "default", "a", "v1", 4 * KiB);
+	PUT(db, "default", "a", "v2", 200 * KiB);
+	EXPECT_MISS(db, "default", "nokey", "v");
+	larder_close(db);
+	past_granularity();
+	read_all_files(store_dir());
+	size_t cap = 1 << 20;
+	char *before = xmalloc(cap), *after = xmalloc(cap);
+	before[0] = after[0] = '\0';
+	snapshot_full(store_dir(), before, cap);
+	past_granularity();
+	/* What a one-shot reader does: open, hit (with a version and by
+	 * the head), close. */
+	for (int i = 0; i < 3; i++) {
+		larder_opts o = LARDER_OPTS_INIT;
+		larder_close(open_store_opts(&o));
+		db = open_store_opts(&o);
+		EXPECT_HIT(db, "default", "a", "v1", 4 * KiB);
+		EXPECT_HEAD(db, "default", "a", "v2", 200 * KiB);
+		larder_close(db);
+	}
+	snapshot_full(store_dir(), after, cap);
+	if (strcmp(before, after) != 0)
+		test_fail(__FILE__, __LINE__,
+			  "a hit changed the store:\n%s--\n%s", before, after);
+	/* Its counts were not lost to a later process that writes. */
+	db = open_store();
+	EXPECT_MISS(db, "default", "nokey", "v");
+	larder_close(db);
+	free(before);
+	free(after);
+}
+
+TEST(a_long_lived_handle_writes_its_hits_at_close)
+{
+	larder *db = open_store();
+	PUT(db, "default", "a", "v1", 100);
+	larder_close(db);
+	db = open_store();
+	EXPECT_HIT(db, "default", "a", "v1", 100);
+	larder_close(db); /* young and hits alone: not written */
+	db = open_store();
+	EXPECT_HIT(db, "default", "a", "v1", 100);
+	ldr_stats_age(db, 61);
+	larder_close(db); /* open a minute: written */
+	ASSERT_EQ(test_sh("cat '%s'/stats/shard-* | awk '/^hits / {s += $2} "
+			  "END {exit s != 1}'",
+			  store_dir()),
+		  0);
+	ASSERT_EQ(test_sh("cat '%s'/stats/shard-* | awk '/^requests / {s += "
+			  "$2} END {exit s != 1}'",
+			  store_dir()),
+		  0);
+}
+
+TEST(the_touch_of_a_reader_who_is_not_the_owner_never_moves_mtime)
+{
+	/* Only the owner may set the atime alone; anyone with write access
+	 * may set both to now (futimens(fd, NULL)). Entries are never
+	 * writable, but one made so by hand must not have its mtime moved
+	 * by a member's hit either. */
+	if (geteuid() != 0)
+		test_skip("needs root: a reader of another uid");
+	const uid_t nobody = 65534;
+	larder *db = NULL;
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	o.create_mode = 0644;
+	ASSERT_EQ(chmod(test_dir(), 0755), 0);
+	ASSERT_RC(NULL, larder_open(&db, store_dir(), &o), 0);
+	larder_limits l = LARDER_LIMITS_INIT;
+	l.touch_interval = 0; /* touch on every hit */
+	ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
+	PUT(db, "default", "a", "v1", 100);
+	const char *path = entry_path(db, "default", "a", "v1");
+	larder_close(db);
+	char entry[4096];
+	snprintf(entry, sizeof entry, "%s", path);
+	ASSERT_EQ(chmod(entry, 0666), 0);
+	struct timespec old[2] = {{1000000000, 0}, {1000000000, 0}};
+	ASSERT_EQ(utimensat(AT_FDCWD, entry, old, 0), 0);
+	struct stat st0, st1;
+	ASSERT_EQ(stat(entry, &st0), 0);
+	past_granularity();
+	pid_t p = fork();
+	ASSERT(p >= 0);
+	if (p == 0) {
+		if (setgroups(0, NULL) != 0 || setgid(nobody) != 0 ||
+		    setuid(nobody) != 0)
+			_exit(2);
+		larder *r = NULL;
+		if (larder_open(&r, store_dir(), NULL) != 0)
+			_exit(3);
+		larder_entry *e;
+		if (larder_get(&e, r, "default", "a", 1, "v1", 2) != 0)
+			_exit(4);
+		larder_entry_release(e);
+		larder_close(r);
+		_exit(0);
+	}
+	int ws;
+	ASSERT(waitpid(p, &ws, 0) == p && WIFEXITED(ws));
+	ASSERT_EQ(WEXITSTATUS(ws), 0);
+	ASSERT_EQ(stat(entry, &st1), 0);
+	ASSERT_EQ(st1.st_mtim.tv_sec, st0.st_mtim.tv_sec);
+	ASSERT_EQ(st1.st_mtim.tv_nsec, st0.st_mtim.tv_nsec);
+	ASSERT_EQ(st1.st_ctim.tv_sec, st0.st_ctim.tv_sec);
+	ASSERT_EQ(st1.st_ctim.tv_nsec, st0.st_ctim.tv_nsec);
 }
 
 TEST(oversized_key_or_version_or_bad_ttl_is_einval)

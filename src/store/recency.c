@@ -110,11 +110,14 @@ void ldr_touch(larder *db, int fd, const uint8_t hash[16])
 				 __ATOMIC_RELAXED);
 		return;
 	}
-	/* atime only; not the owner (a group-shared store) may set both to
-	 * now with write access, and the mtime of an entry means nothing. */
+	/* The atime alone, which only the entry's owner may set (EPERM for
+	 * anyone else). The one way left to a member of a group-shared store,
+	 * futimens(fd, NULL), would move the mtime too and needs write access
+	 * to an entry, which larder never grants: it is not tried. A member's
+	 * reads still move the atime through the kernel's relatime, at most
+	 * once a day (docs/operations.md, "Recency"). */
 	struct timespec ts[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
-	if (futimens(fd, ts) == 0 ||
-	    ((errno == EPERM || errno == EACCES) && futimens(fd, NULL) == 0))
+	if (futimens(fd, ts) == 0)
 		ldr_count(db, LARDER_CTR_TOUCHES);
 	__atomic_store_n(slot, (uint64_t)tag << 32 | (uint32_t)now,
 			 __ATOMIC_RELAXED);

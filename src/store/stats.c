@@ -101,6 +101,7 @@ struct ldr_stats {
 	struct use *u;			    /* pending usage deltas */
 	size_t nu, cap;
 	pid_t pid;		 /* the process that owns the pending */
+	int64_t opened_s;	 /* CLOCK_MONOTONIC_COARSE, at larder_open */
 	int64_t last_flush_s;	 /* CLOCK_MONOTONIC_COARSE */
 	int said_fail, said_bad; /* logged once per handle */
 	int said_dropped;
@@ -826,16 +827,23 @@ int ldr_stats_init(larder *db)
 	pthread_mutex_init(&s->flush_mu, NULL);
 	s->pid = getpid();
 	s->last_flush_s = (ldr_coarse_ms() / 1000);
+	s->opened_s = s->last_flush_s;
 	db->stats = s;
 	return 0;
 }
+
+static int flush(larder *db, int lookups_alone);
 
 void ldr_stats_fini(larder *db)
 {
 	struct ldr_stats *s = db->stats;
 	if (!s)
 		return;
-	ldr_stats_flush(db);
+	/* A handle that only looked things up writes nothing at close unless
+	 * it lived as long as a long-running process's flush interval:
+	 * a one-shot hit (`larder get`) leaves the store as it found it
+	 * (docs/operations.md, "What the counters count"). */
+	flush(db, ldr_coarse_ms() / 1000 - s->opened_s >= FLUSH_EVERY_S);
 	pthread_mutex_destroy(&s->mu);
 	pthread_mutex_destroy(&s->flush_mu);
 	free(s->u);
@@ -894,6 +902,31 @@ static int pending(larder *db, struct tally *t)
 	return any ? 0 : 1;
 }
 
+/* The counters a lookup counts, hit or not, without changing the
+ * store. Pending alone, they are not worth a write at close: a write per
+ * hit is what a hit must not cost. A miss, a fill, a publish or a removal
+ * counts something else, and these ride along with it. */
+static int lookup_only(const struct tally *t)
+{
+	static const int lookup[] = {
+	    LARDER_CTR_HITS,
+	    LARDER_CTR_REQUESTS,
+	    LARDER_CTR_TOUCHES,
+	    LARDER_CTR_ESTALE_RETRIES,
+	    LARDER_CTR_FILES_HASHED,
+	    LARDER_CTR_FILES_HASHED_BYTES,
+	    LARDER_CTR_FILES_REMEMBERED,
+	};
+	uint64_t rest[LARDER_CTR_COUNT];
+	memcpy(rest, t->ctr, sizeof rest);
+	for (size_t i = 0; i < sizeof lookup / sizeof lookup[0]; i++)
+		rest[lookup[i]] = 0;
+	for (int c = 0; c < LARDER_CTR_COUNT; c++)
+		if (rest[c])
+			return 0;
+	return t->nu == 0;
+}
+
 /* The flushed deltas are no longer pending. */
 static void settle(larder *db, const struct tally *t)
 {
@@ -944,7 +977,10 @@ static int flush_fail(larder *db, int rc, int e)
 	return rc;
 }
 
-int ldr_stats_flush(larder *db)
+/* Add what is pending to a shard. With nothing pending, or (unless
+ * lookups_alone) only lookup counters, nothing is touched: no directory
+ * made, no shard opened, no lock waited for. */
+static int flush(larder *db, int lookups_alone)
 {
 	struct ldr_stats *s = db->stats;
 	if (!s)
@@ -957,6 +993,10 @@ int ldr_stats_flush(larder *db)
 		forget_parent(db);
 	struct tally t;
 	int rc = pending(db, &t);
+	if (rc == 0 && !lookups_alone && lookup_only(&t)) {
+		tally_free(&t);
+		rc = 1;
+	}
 	if (rc != 0) {
 		pthread_mutex_unlock(&s->flush_mu);
 		return rc > 0 ? 0
@@ -985,6 +1025,11 @@ int ldr_stats_flush(larder *db)
 	return 0;
 }
 
+int ldr_stats_flush(larder *db)
+{
+	return flush(db, 1);
+}
+
 void ldr_stats_tick(larder *db)
 {
 	struct ldr_stats *s = db->stats;
@@ -1007,9 +1052,11 @@ uint64_t ldr_stats_work(larder *db)
 
 void ldr_stats_age(larder *db, int64_t seconds)
 {
-	if (db->stats)
+	if (db->stats) {
 		__atomic_fetch_sub(&db->stats->last_flush_s, seconds,
 				   __ATOMIC_RELAXED);
+		db->stats->opened_s -= seconds; /* read by close alone */
+	}
 }
 
 /* ---------------------------------------------------------------------- */

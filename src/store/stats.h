@@ -5,7 +5,9 @@
  * A handle counts in memory (db->ctr, ldr_count) and keeps usage deltas
  * (bytes and entries per namespace) in memory; ldr_stats_flush() adds what
  * is pending to one of the store's shared counter files (a shard) and
- * zeroes it. larder_close() flushes. The store-wide figures are the sums
+ * zeroes it. larder_close() flushes, unless only lookup counters (hits,
+ * requests, touches...) are pending and the handle is younger than a
+ * minute: a one-shot hit writes nothing. The store-wide figures are the sums
  * over the shards. A shard that fails its check is set aside and counted
  * from zero again, said once in the log; usage is recounted by the next
  * full cleaning walk (ldr_usage_set).
@@ -57,7 +59,7 @@ void ldr_stats_fini(larder *db);
  * publish and fill time, never on the hit path. */
 void ldr_stats_tick(larder *db);
 
-/* For tests: make the last flush look `seconds` older. */
+/* For tests: make the last flush, and the handle, look `seconds` older. */
 void ldr_stats_age(larder *db, int64_t seconds);
 
 /* For tests: the steps this handle has taken parsing and merging counter

@@ -13,8 +13,10 @@ L get nope >/dev/null 2>&1
 
 expect_rc 0 "stat for people" L stat
 expect_out "^counters$" "a counters heading"
-expect_out "^  requests +2$" "two requests counted (one get each)"
-expect_out "^  hits +1$" "the hit"
+# A hit writes nothing, counters included (docs/operations.md): the
+# get that hit is not counted, the one that missed is.
+expect_out "^  requests +1$" "one request counted: the miss's"
+expect_out "^  hits +0$" "the one-shot hit is not counted"
 expect_out "^  misses +1$" "the miss"
 expect_out "^  published +3$" "three entries published"
 expect_out "^usage$" "a usage heading"
@@ -104,8 +106,8 @@ promcheck() {
 expect_rc 0 "stat --prometheus" L stat --prometheus
 real=$(cd "$S" && pwd -P)
 check "--prometheus follows the exposition format" promcheck
-check "a counter with its store label" grep -qxF "larder_hits_total|store=$real|1" "$T/samples"
-check "requests as a counter" grep -qxF "larder_requests_total|store=$real|2" "$T/samples"
+check "a counter with its store label" grep -qxF "larder_misses_total|store=$real|1" "$T/samples"
+check "requests as a counter" grep -qxF "larder_requests_total|store=$real|1" "$T/samples"
 check "usage bytes gauge per namespace" grep -qxF "larder_usage_bytes|store=$real,ns=default|$walked" "$T/samples"
 check "usage entries gauge per namespace" grep -qxF "larder_usage_entries|store=$real,ns=other|1" "$T/samples"
 check "every sample has the store label" test "$(grep -vc '|store=' "$T/samples")" = 0
@@ -239,6 +241,8 @@ if unshare -m sh -c 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && 
 	check "its payload" test "$(cat "$T/out")" = aaaa
 	check "no warning about the counters" test ! -s "$T/err"
 	expect_rc 0 "the same with --log-level info" ro "$LARDER" --dir "$S" --log-level info get k1
+	check "a hit does not even try to write counters" test ! -s "$T/err"
+	expect_rc 1 "a miss with --log-level info" ro "$LARDER" --dir "$S" --log-level info get nope
 	expect_err "cannot write counters.*(Read-only|read-only)" "info says why the counts are not kept"
 	expect_rc 0 "stat on a read-only store" ro "$LARDER" --dir "$S" stat --json
 	check "the read-only gets are not counted" test "$(json_get "$T/out" 'j["counters"]["requests"]')" = "$before"
