@@ -24,6 +24,11 @@ void ldr_test_set_network(larder *db, int network)
 	db->network = network;
 }
 
+void ldr_test_set_load(larder *db, int how)
+{
+	db->load_force = how;
+}
+
 unsigned ldr_test_mode_for_umask(unsigned mask)
 {
 	return ldr_mode_for_umask(mask);

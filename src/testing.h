@@ -27,6 +27,10 @@ const char *ldr_test_host(const larder *db);
 void ldr_test_counter_set(larder *db, int counter, uint64_t value);
 /* Take the store for a network filesystem (no mapping, and so on). */
 void ldr_test_set_network(larder *db, int network);
+/* How larder_get loads a verified payload between the map threshold
+ * and the read ceiling: 0 as measured (file.c), 1 always mapped, 2
+ * always read. */
+void ldr_test_set_load(larder *db, int how);
 /* The widest mode a store may have that the umask allows (open.c). */
 unsigned ldr_test_mode_for_umask(unsigned mask);
 /* A writer for the library's own entries (publish.c). */

@@ -273,6 +273,47 @@ TEST(own_large_entry_is_mapped_zero_copy)
 	larder_close(db);
 }
 
+TEST(payload_mapped_or_read_is_verified_either_way)
+{
+	/* Between the map threshold and the read ceiling a handle maps or
+	 * reads, whichever it measured cheaper: both serve the payload,
+	 * and both find a flipped byte before anything is served. */
+	for (int how = 1; how <= 2; how++) {
+		larder *db = open_store();
+		ldr_test_set_load(db, how);
+		PUT(db, "mid", 1 * MiB, 0);
+		larder_entry *e;
+		ASSERT_RC(db, larder_get(&e, db, "default", "mid", 3, "v", 1),
+			  0);
+		ASSERT_EQ(larder_entry_is_mapped(e), how == 1);
+		ASSERT(test_check_pattern(larder_entry_data(e), 1 * MiB,
+					  seed_of("mid")));
+		larder_entry_release(e);
+		flip_near_end(entry_path("mid"), 10);
+		ASSERT_RC(db, larder_get(&e, db, "default", "mid", 3, "v", 1),
+			  LARDER_ENOTFOUND);
+		ASSERT(e == NULL);
+		ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 1);
+		larder_close(db);
+	}
+}
+
+TEST(payload_above_the_read_ceiling_is_mapped_even_where_reading_wins)
+{
+	/* No heap copy of a large payload, whatever was measured: past 8
+	 * MiB a handle told to read (as if reading had won) still maps. */
+	larder *db = open_store();
+	ldr_test_set_load(db, 2);
+	PUT(db, "large", 9 * MiB, 0);
+	larder_entry *e;
+	ASSERT_RC(db, larder_get(&e, db, "default", "large", 5, "v", 1), 0);
+	ASSERT(larder_entry_is_mapped(e));
+	ASSERT(test_check_pattern(larder_entry_data(e), 9 * MiB,
+				  seed_of("large")));
+	larder_entry_release(e);
+	larder_close(db);
+}
+
 TEST(entry_another_user_owns_is_read_and_later_writes_never_reach_the_holder)
 {
 	/* Its owner can chmod it and write into it in place at any time:

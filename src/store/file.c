@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd_errors.h>
 
@@ -130,6 +131,88 @@ static uint64_t declared_len(const uint8_t *buf, size_t n)
  * zstd.h, where it sits in the part reserved for static linking. */
 #define LDR_ZSTD_WINDOW_LOG 27
 
+/* ---- Map or read ------------------------------------------------------
+ * A verified payload above the map threshold can be mapped (no copy; the
+ * checksum's walk faults its pages in) or read into the heap (one pread
+ * copies it; the checksum then runs over memory). Which is cheaper
+ * depends on the machine, not the code: where page faults are cheap,
+ * mapping 1 MiB and walking it took half the time of reading it; on VMs
+ * where a fault costs ten times more, mapping was 10x slower than a
+ * copy (docs/performance.md, "Map or read"). So a handle measures both:
+ * per size class (powers of two from the threshold up to
+ * LDR_READ_MAX), the first LDR_LEARN loads of each kind are timed from
+ * the decision to the verified payload, and from then on the cheaper
+ * one is used, the other tried again one load in LDR_RELEARN so that a
+ * change in the machine's load is followed. Two clock reads per load of
+ * at least 64 KiB cost nothing measurable. Above LDR_READ_MAX a payload
+ * is always mapped: no heap copy of a large payload, ever. */
+#define LDR_READ_MAX (8u << 20)
+#define LDR_LEARN 4
+#define LDR_RELEARN 64
+enum { LDR_VIA_MAP = 1, LDR_VIA_READ = 2 };
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int load_class(uint64_t size)
+{
+	int c = 0;
+	while (c < LDR_LOAD_CLASSES - 1 && size >= ((uint64_t)128 << 10) << c)
+		c++;
+	return c;
+}
+
+/* How to load a safe, verified payload of `size` bytes (at most
+ * LDR_READ_MAX) that is worth mapping: LDR_VIA_MAP or LDR_VIA_READ. */
+static int choose_via(larder *db, uint64_t size)
+{
+	if (db->load_force)
+		return db->load_force;
+	int c = load_class(size);
+	uint32_t nm = __atomic_load_n(&db->load_n[0][c], __ATOMIC_RELAXED);
+	uint32_t nr = __atomic_load_n(&db->load_n[1][c], __ATOMIC_RELAXED);
+	if (nm < LDR_LEARN)
+		return LDR_VIA_MAP;
+	if (nr < LDR_LEARN)
+		return LDR_VIA_READ;
+	uint64_t tm = __atomic_load_n(&db->load_ns[0][c], __ATOMIC_RELAXED);
+	uint64_t tr = __atomic_load_n(&db->load_ns[1][c], __ATOMIC_RELAXED);
+	int best = tr < tm ? LDR_VIA_READ : LDR_VIA_MAP;
+	uint32_t tick = __atomic_fetch_add(&db->load_tick, 1, __ATOMIC_RELAXED);
+	if (tick % LDR_RELEARN == LDR_RELEARN - 1)
+		return best == LDR_VIA_READ ? LDR_VIA_MAP : LDR_VIA_READ;
+	return best;
+}
+
+void ldr_file_learn(larder *db, struct ldr_file *f)
+{
+	if (!f->via || db->load_force)
+		return;
+	int64_t d = mono_ns() - f->t0;
+	int k = f->via == LDR_VIA_READ, c = load_class(f->size);
+	f->via = 0;
+	if (d <= 0)
+		return;
+	/* The least of the first LDR_LEARN loads (the first of each kind
+	 * may be cold: 4x the others, measured), then a moving average (1/4
+	 * to the newest) of loads counted at most twice the average: a
+	 * preempted load moves it little, and a lasting change wins in a
+	 * few loads. */
+	uint64_t old = __atomic_load_n(&db->load_ns[k][c], __ATOMIC_RELAXED);
+	uint32_t n = __atomic_load_n(&db->load_n[k][c], __ATOMIC_RELAXED);
+	uint64_t t = (uint64_t)d, now;
+	if (n < LDR_LEARN || !old)
+		now = old && old < t ? old : t;
+	else
+		now = old - old / 4 + (t < 2 * old ? t : 2 * old) / 4;
+	__atomic_store_n(&db->load_ns[k][c], now, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&db->load_n[k][c], 1, __ATOMIC_RELAXED);
+}
+
 int ldr_file_scan(larder *db, const char *rel, struct ldr_file *f, int noatime)
 {
 	return ldr_file_load(db, rel, f, noatime, LDR_LOAD_SCAN);
@@ -228,8 +311,20 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 		f->size = (uint64_t)n;
 		return 0;
 	}
-	if (how != LDR_LOAD_SCAN && f->safe &&
-	    worth_mapping(db, buf, (size_t)n, size)) {
+	/* Only a verified whole load is timed: a trusted one (no checksum)
+	 * would time the mapping without its faults, which its reader pays
+	 * later, and a stream never holds a heap copy. */
+	int via = how != LDR_LOAD_SCAN && f->safe &&
+			  worth_mapping(db, buf, (size_t)n, size)
+		      ? LDR_VIA_MAP
+		      : 0;
+	if (via && how == LDR_LOAD_WHOLE &&
+	    !(db->flags & LARDER_OPEN_TRUST_LOCAL) && size <= LDR_READ_MAX &&
+	    size <= db->max_in_memory) {
+		f->t0 = mono_ns();
+		f->via = via = choose_via(db, size);
+	}
+	if (via == LDR_VIA_MAP) {
 		free(buf);
 		buf = NULL;
 		/* No MAP_POPULATE: measured here, faulting pages in as the

@@ -53,6 +53,10 @@ struct ldr_hooks {
 	void (*space_low)(larder *db);
 };
 
+/* Size classes of payloads a load learns map-or-read costs for
+ * (file.c). */
+#define LDR_LOAD_CLASSES 8
+
 struct larder {
 	char *dir;
 	int rootfd;
@@ -66,6 +70,14 @@ struct larder {
 	mode_t fmode, dmode, topmode, romode, ownmode;
 	uid_t owner; /* the store directory's owner (docs/security.md) */
 	size_t mmap_threshold;
+	/* What a verified whole load of a safe file of each size class has
+	 * cost lately, mapped or read (file.c, "Map or read"): ns, a
+	 * moving average, and how many loads it has seen. Relaxed atomics:
+	 * a lost update only slows the learning. */
+	uint64_t load_ns[2][LDR_LOAD_CLASSES];
+	uint32_t load_n[2][LDR_LOAD_CLASSES];
+	uint32_t load_tick;
+	int load_force; /* tests: 0 learn, 1 always map, 2 always read */
 	/* larder_get() holds at most this many decompressed bytes */
 	uint64_t max_in_memory;
 	larder_log_fn log;
