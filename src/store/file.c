@@ -366,12 +366,15 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 	if (!b)
 		goto nomem;
 	buf = b;
-	n = ldr_pread_full(fd, buf, size, 0);
+	/* Only the rest: the first read's bytes are already at buf (a
+	 * file that shrank since is read again from the start). */
+	size_t have = n > 0 && (size_t)n < size ? (size_t)n : 0;
+	n = ldr_pread_full(fd, buf + have, size - have, (off_t)have);
 	if (n < 0)
 		goto fail; /* short: the header check catches it */
 	f->p = buf;
-	f->len = (size_t)n;
-	f->size = (uint64_t)n;
+	f->len = have + (size_t)n;
+	f->size = f->len;
 	return 0;
 nomem:
 	errno = ENOMEM;
