@@ -31,6 +31,10 @@ void ldr_test_set_network(larder *db, int network);
  * and the read ceiling: 0 as measured (file.c), 1 always mapped, 2
  * always read. */
 void ldr_test_set_load(larder *db, int how);
+/* Make the handle believe it measured a verified load of `size` bytes at
+ * map_ns mapped and read_ns read (enough loads of each to choose). */
+void ldr_test_set_load_cost(larder *db, uint64_t size, uint64_t map_ns,
+			    uint64_t read_ns);
 /* The widest mode a store may have that the umask allows (open.c). */
 unsigned ldr_test_mode_for_umask(unsigned mask);
 /* A writer for the library's own entries (publish.c). */

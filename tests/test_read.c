@@ -298,6 +298,29 @@ TEST(payload_mapped_or_read_is_verified_either_way)
 	}
 }
 
+TEST(a_handle_maps_or_reads_whichever_it_measured_cheaper)
+{
+	/* Where faults are dear a copy wins, where they are cheap the
+	 * mapping: the choice follows the handle's measurements (set here,
+	 * so that the test does not depend on this machine's speed). */
+	larder *db = open_store();
+	PUT(db, "mid", 1 * MiB, 0);
+	for (int round = 0; round < 2; round++) {
+		int map_wins = round == 1;
+		ldr_test_set_load_cost(db, 1 * MiB + 128,
+				       map_wins ? 1000 : 1000000,
+				       map_wins ? 1000000 : 1000);
+		larder_entry *e;
+		ASSERT_RC(db, larder_get(&e, db, "default", "mid", 3, "v", 1),
+			  0);
+		ASSERT_EQ(larder_entry_is_mapped(e), map_wins);
+		ASSERT(test_check_pattern(larder_entry_data(e), 1 * MiB,
+					  seed_of("mid")));
+		larder_entry_release(e);
+	}
+	larder_close(db);
+}
+
 TEST(payload_above_the_read_ceiling_is_mapped_even_where_reading_wins)
 {
 	/* No heap copy of a large payload, whatever was measured: past 8

@@ -213,6 +213,16 @@ void ldr_file_learn(larder *db, struct ldr_file *f)
 	__atomic_fetch_add(&db->load_n[k][c], 1, __ATOMIC_RELAXED);
 }
 
+void ldr_file_set_cost(larder *db, uint64_t size, uint64_t map_ns,
+		       uint64_t read_ns)
+{
+	int c = load_class(size);
+	db->load_ns[0][c] = map_ns;
+	db->load_ns[1][c] = read_ns;
+	db->load_n[0][c] = db->load_n[1][c] = LDR_LEARN;
+	db->load_tick = 0;
+}
+
 int ldr_file_scan(larder *db, const char *rel, struct ldr_file *f, int noatime)
 {
 	return ldr_file_load(db, rel, f, noatime, LDR_LOAD_SCAN);

@@ -67,6 +67,10 @@ struct ldr_file {
 int ldr_file_scan(larder *db, const char *rel, struct ldr_file *f, int noatime);
 /* A timed load's payload is verified: remember what it cost (file.c). */
 void ldr_file_learn(larder *db, struct ldr_file *f);
+/* Set what verified loads of `size` bytes cost mapped and read, as if
+ * measured (tests). */
+void ldr_file_set_cost(larder *db, uint64_t size, uint64_t map_ns,
+		       uint64_t read_ns);
 /* Fill f->dev and f->ino (before the fd is dropped). */
 void ldr_file_ident(struct ldr_file *f);
 void ldr_file_drop_fd(struct ldr_file *f);
