@@ -151,10 +151,13 @@ static uint64_t declared_len(const uint8_t *buf, size_t n)
 #define LDR_RELEARN 64
 enum { LDR_VIA_MAP = 1, LDR_VIA_READ = 2 };
 
+/* CLOCK_MONOTONIC in ns, or 0 if it cannot be read (the load is then
+ * not counted). */
 static int64_t mono_ns(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		return 0;
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -192,10 +195,10 @@ void ldr_file_learn(larder *db, struct ldr_file *f)
 {
 	if (!f->via || db->load_force)
 		return;
-	int64_t d = mono_ns() - f->t0;
+	int64_t t1 = mono_ns(), d = t1 - f->t0;
 	int k = f->via == LDR_VIA_READ, c = load_class(f->size);
 	f->via = 0;
-	if (d <= 0)
+	if (!t1 || !f->t0 || d <= 0)
 		return;
 	/* The least of the first LDR_LEARN loads (the first of each kind
 	 * may be cold: 4x the others, measured), then a moving average (1/4
