@@ -31,9 +31,9 @@ void ldr_test_set_load(larder *db, int how)
 }
 
 void ldr_test_set_load_cost(larder *db, uint64_t size, uint64_t map_ns,
-			    uint64_t read_ns)
+			    uint64_t read_ns, uint64_t populate_ns)
 {
-	ldr_file_set_cost(db, size, map_ns, read_ns);
+	ldr_file_set_cost(db, size, map_ns, read_ns, populate_ns);
 }
 
 unsigned ldr_test_mode_for_umask(unsigned mask)

@@ -133,26 +133,26 @@ static uint64_t declared_len(const uint8_t *buf, size_t n)
 
 /* ---- Map or read ------------------------------------------------------
  * A verified payload above the map threshold can be mapped (no copy; the
- * checksum's walk faults its pages in) or read into the heap (one pread
- * copies it; the checksum then runs over memory). Which is cheaper
- * depends on the machine, not the code: where page faults are cheap,
- * mapping 1 MiB and walking it took half the time of reading it; on VMs
- * where a fault costs ten times more, mapping was 10x slower than a
- * copy (docs/performance.md, "Map or read"). So a handle measures both:
- * per size class (powers of two from the threshold up to
- * LDR_READ_MAX), the first LDR_LEARN loads of each kind are timed from
- * the decision to the verified payload, and from then on the cheaper
- * one is used, the other tried again one load in LDR_RELEARN so that a
- * change in the machine's load is followed. Two clock reads per load of
- * at least 64 KiB cost nothing measurable. Above LDR_READ_MAX a payload
- * is always mapped: no heap copy of a large payload, ever. */
+ * checksum's walk faults its pages in), mapped with MAP_POPULATE (the
+ * kernel maps every page up front, one call instead of a fault per
+ * batch) or read into the heap (one pread copies it; the checksum then
+ * runs over memory). Which is cheapest depends on the machine, not the
+ * code: where page faults are cheap, mapping 1 MiB and walking it took
+ * half the time of reading it; on VMs where a fault costs ten times
+ * more, mapping was 10x slower than a copy (docs/performance.md, "Map
+ * or read"). So a handle measures: per size class (powers of two), the
+ * first LDR_LEARN loads of each way are timed from the decision to the
+ * verified payload, and from then on the cheapest way is used, the
+ * others tried again, in turn, one load in LDR_RELEARN so that a change
+ * in the machine's load is followed. Two clock reads per load of at
+ * least 64 KiB cost nothing measurable. A payload over LDR_READ_MAX is
+ * never read: no heap copy of a large payload, whatever was measured;
+ * it is mapped, populated or not. */
 #define LDR_READ_MAX (8u << 20)
 #define LDR_LEARN 4
 #define LDR_RELEARN 64
-enum { LDR_VIA_MAP = 1, LDR_VIA_READ = 2 };
+enum { LDR_VIA_MAP = 1, LDR_VIA_READ = 2, LDR_VIA_POPULATE = 3 };
 
-/* CLOCK_MONOTONIC in ns, or 0 if it cannot be read (the load is then
- * not counted). */
 static int64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -169,25 +169,32 @@ static int load_class(uint64_t size)
 	return c;
 }
 
-/* How to load a safe, verified payload of `size` bytes (at most
- * LDR_READ_MAX) that is worth mapping: LDR_VIA_MAP or LDR_VIA_READ. */
-static int choose_via(larder *db, uint64_t size)
+/* How to load a safe, verified payload worth mapping: LDR_VIA_*, read
+ * only if can_read. */
+static int choose_via(larder *db, uint64_t size, int can_read)
 {
 	if (db->load_force)
-		return db->load_force;
-	int c = load_class(size);
-	uint32_t nm = __atomic_load_n(&db->load_n[0][c], __ATOMIC_RELAXED);
-	uint32_t nr = __atomic_load_n(&db->load_n[1][c], __ATOMIC_RELAXED);
-	if (nm < LDR_LEARN)
-		return LDR_VIA_MAP;
-	if (nr < LDR_LEARN)
-		return LDR_VIA_READ;
-	uint64_t tm = __atomic_load_n(&db->load_ns[0][c], __ATOMIC_RELAXED);
-	uint64_t tr = __atomic_load_n(&db->load_ns[1][c], __ATOMIC_RELAXED);
-	int best = tr < tm ? LDR_VIA_READ : LDR_VIA_MAP;
+		return db->load_force == LDR_VIA_READ && !can_read
+			   ? LDR_VIA_MAP
+			   : db->load_force;
+	static const int ways[] = {LDR_VIA_MAP, LDR_VIA_POPULATE, LDR_VIA_READ};
+	int n = can_read ? 3 : 2, c = load_class(size), best = LDR_VIA_MAP;
+	uint64_t best_ns = UINT64_MAX;
+	for (int i = 0; i < n; i++) {
+		int k = ways[i] - 1;
+		if (__atomic_load_n(&db->load_n[k][c], __ATOMIC_RELAXED) <
+		    LDR_LEARN)
+			return ways[i];
+		uint64_t t =
+		    __atomic_load_n(&db->load_ns[k][c], __ATOMIC_RELAXED);
+		if (t < best_ns) {
+			best_ns = t;
+			best = ways[i];
+		}
+	}
 	uint32_t tick = __atomic_fetch_add(&db->load_tick, 1, __ATOMIC_RELAXED);
 	if (tick % LDR_RELEARN == LDR_RELEARN - 1)
-		return best == LDR_VIA_READ ? LDR_VIA_MAP : LDR_VIA_READ;
+		return ways[tick / LDR_RELEARN % (unsigned)n];
 	return best;
 }
 
@@ -196,7 +203,7 @@ void ldr_file_learn(larder *db, struct ldr_file *f)
 	if (!f->via || db->load_force)
 		return;
 	int64_t t1 = mono_ns(), d = t1 - f->t0;
-	int k = f->via == LDR_VIA_READ, c = load_class(f->size);
+	int k = f->via - 1, c = load_class(f->size);
 	f->via = 0;
 	if (!t1 || !f->t0 || d <= 0)
 		return;
@@ -217,12 +224,14 @@ void ldr_file_learn(larder *db, struct ldr_file *f)
 }
 
 void ldr_file_set_cost(larder *db, uint64_t size, uint64_t map_ns,
-		       uint64_t read_ns)
+		       uint64_t read_ns, uint64_t populate_ns)
 {
 	int c = load_class(size);
-	db->load_ns[0][c] = map_ns;
-	db->load_ns[1][c] = read_ns;
-	db->load_n[0][c] = db->load_n[1][c] = LDR_LEARN;
+	db->load_ns[LDR_VIA_MAP - 1][c] = map_ns;
+	db->load_ns[LDR_VIA_READ - 1][c] = read_ns;
+	db->load_ns[LDR_VIA_POPULATE - 1][c] = populate_ns;
+	for (int k = 0; k < LDR_LOAD_WAYS; k++)
+		db->load_n[k][c] = LDR_LEARN;
 	db->load_tick = 0;
 }
 
@@ -332,18 +341,19 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 		      ? LDR_VIA_MAP
 		      : 0;
 	if (via && how == LDR_LOAD_WHOLE &&
-	    !(db->flags & LARDER_OPEN_TRUST_LOCAL) && size <= LDR_READ_MAX &&
-	    size <= db->max_in_memory) {
+	    !(db->flags & LARDER_OPEN_TRUST_LOCAL)) {
 		f->t0 = mono_ns();
-		f->via = via = choose_via(db, size);
+		f->via = via = choose_via(db, size,
+					  size <= LDR_READ_MAX &&
+					      size <= db->max_in_memory);
 	}
-	if (via == LDR_VIA_MAP) {
+	if (via == LDR_VIA_MAP || via == LDR_VIA_POPULATE) {
 		free(buf);
 		buf = NULL;
-		/* No MAP_POPULATE: measured here, faulting pages in as the
-		 * checksum walks them beats populating them up front (1 MiB:
-		 * 117 vs 128 us; 256 MiB: the same). */
-		void *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+		void *p = mmap(NULL, size, PROT_READ,
+			       MAP_SHARED |
+				   (via == LDR_VIA_POPULATE ? MAP_POPULATE : 0),
+			       fd, 0);
 		if (p == MAP_FAILED)
 			goto fail;
 		f->p = p;
