@@ -1,10 +1,10 @@
 /*
  * bench_hit.c — the cost of a verified warm hit against raw file I/O.
  *
- *   bench_hit [--quick] [--only 4k|1m|256m] [DIR]
+ *   bench_hit [--quick] [--only 4k|96k|1m|256m] [DIR]
  *
- * For payloads of 4 KiB, 1 MiB and 256 MiB, in one run: the entry is put
- * into a fresh store under DIR (default $TMPDIR, else /tmp) and the same
+ * For payloads of 4 KiB, 96 KiB, 1 MiB and 256 MiB, in one run: the entry is
+ * put into a fresh store under DIR (default $TMPDIR, else /tmp) and the same
  * bytes are written to a plain file next to it. Then, with the page cache
  * warm, these are timed in rounds, one of each per round in a random order,
  * so that the machine's noise (and each one's after-effects on caches and
@@ -69,6 +69,9 @@ struct bcase {
 	const char *claim; /* how docs/performance.md words it */
 	/* results */
 	int ran, mapped;
+	/* Timed verified hits that were mapped (the rest were read): a
+	 * handle maps or reads by what it measured (docs/performance.md). */
+	int mapped_hits;
 	int n;
 	double p50[M_COUNT], p90[M_COUNT];
 	/* Median over rounds of larder/read and larder/mmap taken within the
@@ -84,6 +87,14 @@ static struct bcase cases[] = {
      .quick_iters = 50,
      .target = 1.5,
      .claim = "<= 1.5x raw read"},
+    /* Just above the map threshold, where mapping and reading cost
+     * about the same and which one wins depends on the machine. */
+    {.size = 96 * KiB,
+     .label = "96 KiB",
+     .iters = 5000,
+     .quick_iters = 20,
+     .target = 1.2,
+     .claim = "<= 1.2x raw read"},
     {.size = 1 * MiB,
      .label = "1 MiB",
      .iters = 2000,
@@ -99,7 +110,7 @@ static struct bcase cases[] = {
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
-#define USAGE "usage: bench_hit [--quick] [--only 4k|1m|256m] [DIR]"
+#define USAGE "usage: bench_hit [--quick] [--only 4k|96k|1m|256m] [DIR]"
 
 static char workdir[4096];
 static int quick;
@@ -224,7 +235,7 @@ struct ctx {
 	uint8_t *buf; /* preallocated for raw reads */
 };
 
-static void do_get(larder *db, const struct ctx *x)
+static int do_get(larder *db, const struct ctx *x)
 {
 	larder_entry *e;
 	int rc =
@@ -233,7 +244,9 @@ static void do_get(larder *db, const struct ctx *x)
 		die("larder_get(%s): %s: %s", x->c->label, larder_strerror(rc),
 		    larder_errmsg(db));
 	sink += touch(larder_entry_data(e), larder_entry_size(e));
+	int mapped = larder_entry_is_mapped(e);
 	larder_entry_release(e);
+	return mapped;
 }
 
 static void do_read(const struct ctx *x)
@@ -266,12 +279,12 @@ static void do_mmap(const struct ctx *x)
 	close(fd);
 }
 
-static int64_t run_one(int m, const struct ctx *x)
+static int64_t run_one(int m, const struct ctx *x, int *mapped)
 {
 	int64_t t0 = now_ns();
 	switch (m) {
 	case M_LARDER:
-		do_get(x->db, x);
+		*mapped = do_get(x->db, x);
 		break;
 	case M_TRUST:
 		do_get(x->db_trust, x);
@@ -348,9 +361,12 @@ static void measure_case(larder *db, larder *db_trust, struct bcase *c)
 		}
 		for (int k = 0; k < M_COUNT; k++) {
 			int m = order[k];
-			int64_t d = run_one(m, &x);
-			if (r >= 0)
+			int mapped = 0;
+			int64_t d = run_one(m, &x, &mapped);
+			if (r >= 0) {
 				t[m][r] = (double)d;
+				c->mapped_hits += mapped;
+			}
 		}
 	}
 	double *rr = malloc(sizeof(double) * (size_t)n),
@@ -393,6 +409,69 @@ static void measure_case(larder *db, larder *db_trust, struct bcase *c)
 	c->n = n;
 	c->ran = 1;
 	free(x.buf);
+}
+
+/* ---- the machine's page-fault cost ----------------------------------- */
+
+/* What faulting a mapped file in costs here against copying it: open +
+ * mmap + touch every page + munmap + close of a 1 MiB file against open +
+ * read into a preallocated buffer + close, interleaved, p50 of each, and
+ * the minor faults a mapping takes (the kernel maps several pages per
+ * fault). On some machines mapping is cheaper than copying, on VMs with
+ * dear faults ten times dearer: the figures say which kind this is, and
+ * why a hit there reads what it would map elsewhere (docs/performance.md,
+ * "Map or read"). */
+struct faultcost {
+	double map_us, read_us, faults, ns_per_fault;
+};
+
+static void fault_probe(struct faultcost *fc)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/fault-probe", workdir);
+	uint8_t *buf = malloc(MiB);
+	if (!buf)
+		die("out of memory");
+	fill(buf, MiB, 0, 77);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, buf, MiB) != (ssize_t)MiB || fsync(fd) != 0 ||
+	    close(fd) != 0)
+		die("cannot write '%s': %s", path, strerror(errno));
+	struct bcase c = {.size = MiB, .label = "fault probe"};
+	struct ctx x = {NULL, NULL, &c, {0}, {0}, buf};
+	snprintf(x.path, sizeof x.path, "%s", path);
+	int n = quick ? 10 : 300;
+	double *tm = malloc(sizeof(double) * (size_t)n),
+	       *tr = malloc(sizeof(double) * (size_t)n);
+	if (!tm || !tr)
+		die("out of memory");
+	long faults = 0;
+	for (int r = -n / 10 - 1; r < n; r++) {
+		struct rusage a, b;
+		getrusage(RUSAGE_SELF, &a);
+		int64_t t0 = now_ns();
+		do_mmap(&x);
+		int64_t t1 = now_ns();
+		getrusage(RUSAGE_SELF, &b);
+		do_read(&x);
+		int64_t t2 = now_ns();
+		if (r < 0)
+			continue;
+		faults += b.ru_minflt - a.ru_minflt;
+		tm[r] = (double)(t1 - t0);
+		tr[r] = (double)(t2 - t1);
+	}
+	qsort(tm, (size_t)n, sizeof(double), cmp_double);
+	qsort(tr, (size_t)n, sizeof(double), cmp_double);
+	fc->map_us = pct(tm, n, 0.5) / 1000;
+	fc->read_us = pct(tr, n, 0.5) / 1000;
+	fc->faults = (double)faults / n;
+	/* An upper bound: the whole mapping's time over its faults. */
+	fc->ns_per_fault = fc->faults > 0 ? pct(tm, n, 0.5) / fc->faults : 0;
+	free(tm);
+	free(tr);
+	free(buf);
+	unlink(path);
 }
 
 /* ---- memory: what a process holding a large payload costs ---------- */
@@ -544,7 +623,10 @@ static void print_results(void)
 				 fmt_t(c->p90[m], b, sizeof b));
 			printf("  %-21s", cell);
 		}
-		printf(" %s\n", c->mapped ? "mmap" : "read");
+		if (c->mapped_hits == c->n || c->mapped_hits == 0)
+			printf(" %s\n", c->mapped_hits ? "mmap" : "read");
+		else
+			printf(" mmap %.0f%%\n", 100.0 * c->mapped_hits / c->n);
 	}
 
 	printf("\nratios of p50 (targets: docs/performance.md)\n");
@@ -667,6 +749,15 @@ int main(int argc, char **argv)
 	printf("store %s (default options: verified reads, mmap threshold "
 	       "default)\n",
 	       store);
+
+	struct faultcost fc;
+	fault_probe(&fc);
+	printf("fault cost: mmap+touch of 1 MiB %.1f us, read %.1f us "
+	       "(%.2fx), %.0f faults, <= %.0f ns each: %s\n",
+	       fc.map_us, fc.read_us, fc.map_us / fc.read_us, fc.faults,
+	       fc.ns_per_fault,
+	       fc.map_us < fc.read_us ? "faults are cheap here (mapping wins)"
+				      : "faults are dear here (copying wins)");
 
 	for (size_t i = 0; i < NCASES; i++)
 		if (cases[i].size)

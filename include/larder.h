@@ -101,13 +101,16 @@
  * ------
  * The data pointer of an entry stays valid until larder_entry_release(),
  * even if the entry's file is deleted or replaced meanwhile. Small payloads
- * are read into a private buffer. A large one is mapped read-only
+ * are read into a private buffer. A large one may be mapped read-only
  * (zero-copy, shared page cache across processes) only when no hand but
  * this user's, root's or the store owner's can change its file: the file
  * is owned by one of them and has no group or other write bit. Any other
  * (an entry another member of a group store published, who could chmod it
  * and write into it) is read into private memory and verified there, so
- * that what the caller gets is exactly what was verified. Entry files are
+ * that what the caller gets is exactly what was verified. Up to 8 MiB a
+ * handle maps or reads such a payload, whichever it measured cheaper on
+ * this machine (where page faults are dear, a copy is); larger ones are
+ * always mapped, never copied into the heap. Entry files are
  * immutable: larder never writes into a published one. If a trusted hand
  * writes into a mapped file in place anyway, an entry already held shows
  * those bytes (it shares the page cache); the next lookup catches the
@@ -259,8 +262,9 @@ typedef struct larder_opts {
 	/* With LARDER_OPEN_CREATE, for a new store: its fsync policy
 	 * (enum larder_fsync). 0 = LARDER_FSYNC_DATA. */
 	int create_fsync;
-	/* Payloads of at least this many bytes are mapped instead of read
-	 * (on local filesystems; see Memory for network ones).
+	/* Payloads of at least this many bytes may be mapped instead of
+	 * read (on local filesystems; see Memory: up to 8 MiB a handle
+	 * maps or reads, whichever it measured cheaper).
 	 * 0 = default (64 KiB). */
 	size_t mmap_threshold;
 	larder_log_fn log; /* NULL = silent */

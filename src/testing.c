@@ -4,6 +4,7 @@
  */
 #include "testing.h"
 
+#include "file.h"
 #include "open.h"
 #include "publish.h"
 #include "store.h"
@@ -22,6 +23,17 @@ void ldr_test_counter_set(larder *db, int counter, uint64_t value)
 void ldr_test_set_network(larder *db, int network)
 {
 	db->network = network;
+}
+
+void ldr_test_set_load(larder *db, int how)
+{
+	db->load_force = how;
+}
+
+void ldr_test_set_load_cost(larder *db, uint64_t size, uint64_t map_ns,
+			    uint64_t read_ns, uint64_t populate_ns)
+{
+	ldr_file_set_cost(db, size, map_ns, read_ns, populate_ns);
 }
 
 unsigned ldr_test_mode_for_umask(unsigned mask)

@@ -27,6 +27,15 @@ const char *ldr_test_host(const larder *db);
 void ldr_test_counter_set(larder *db, int counter, uint64_t value);
 /* Take the store for a network filesystem (no mapping, and so on). */
 void ldr_test_set_network(larder *db, int network);
+/* How larder_get loads a verified payload from the map threshold up: 0
+ * as measured (file.c), 1 always mapped, 2 always read (up to the read
+ * ceiling; mapped past it), 3 always mapped with MAP_POPULATE. */
+void ldr_test_set_load(larder *db, int how);
+/* Make the handle believe it measured a verified load of `size` bytes at
+ * map_ns mapped, read_ns read and populate_ns mapped with MAP_POPULATE
+ * (enough loads of each to choose). */
+void ldr_test_set_load_cost(larder *db, uint64_t size, uint64_t map_ns,
+			    uint64_t read_ns, uint64_t populate_ns);
 /* The widest mode a store may have that the umask allows (open.c). */
 unsigned ldr_test_mode_for_umask(unsigned mask);
 /* A writer for the library's own entries (publish.c). */

@@ -273,6 +273,71 @@ TEST(own_large_entry_is_mapped_zero_copy)
 	larder_close(db);
 }
 
+TEST(payload_mapped_or_read_is_verified_either_way)
+{
+	/* Between the map threshold and the read ceiling a handle maps,
+	 * maps and populates, or reads, whichever it measured cheapest: each
+	 * serves the payload, and each finds a flipped byte before anything
+	 * is served. */
+	for (int how = 1; how <= 3; how++) {
+		larder *db = open_store();
+		ldr_test_set_load(db, how);
+		PUT(db, "mid", 1 * MiB, 0);
+		larder_entry *e;
+		ASSERT_RC(db, larder_get(&e, db, "default", "mid", 3, "v", 1),
+			  0);
+		ASSERT_EQ(larder_entry_is_mapped(e), how != 2);
+		ASSERT(test_check_pattern(larder_entry_data(e), 1 * MiB,
+					  seed_of("mid")));
+		larder_entry_release(e);
+		flip_near_end(entry_path("mid"), 10);
+		ASSERT_RC(db, larder_get(&e, db, "default", "mid", 3, "v", 1),
+			  LARDER_ENOTFOUND);
+		ASSERT(e == NULL);
+		ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 1);
+		larder_close(db);
+	}
+}
+
+TEST(a_handle_maps_or_reads_whichever_it_measured_cheaper)
+{
+	/* Where faults are dear a copy wins, where they are cheap the
+	 * mapping: the choice follows the handle's measurements (set here,
+	 * so that the test does not depend on this machine's speed). */
+	larder *db = open_store();
+	PUT(db, "mid", 1 * MiB, 0);
+	for (int round = 0; round < 3; round++) {
+		int map_wins = round > 0;
+		ldr_test_set_load_cost(
+		    db, 1 * MiB + 128, round == 1 ? 1000 : 1000000,
+		    round == 0 ? 1000 : 1000000, round == 2 ? 1000 : 1000000);
+		larder_entry *e;
+		ASSERT_RC(db, larder_get(&e, db, "default", "mid", 3, "v", 1),
+			  0);
+		ASSERT_EQ(larder_entry_is_mapped(e), map_wins);
+		ASSERT(test_check_pattern(larder_entry_data(e), 1 * MiB,
+					  seed_of("mid")));
+		larder_entry_release(e);
+	}
+	larder_close(db);
+}
+
+TEST(payload_above_the_read_ceiling_is_mapped_even_where_reading_wins)
+{
+	/* No heap copy of a large payload, whatever was measured: past 8
+	 * MiB a handle told to read (as if reading had won) still maps. */
+	larder *db = open_store();
+	ldr_test_set_load(db, 2);
+	PUT(db, "large", 9 * MiB, 0);
+	larder_entry *e;
+	ASSERT_RC(db, larder_get(&e, db, "default", "large", 5, "v", 1), 0);
+	ASSERT(larder_entry_is_mapped(e));
+	ASSERT(test_check_pattern(larder_entry_data(e), 9 * MiB,
+				  seed_of("large")));
+	larder_entry_release(e);
+	larder_close(db);
+}
+
 TEST(entry_another_user_owns_is_read_and_later_writes_never_reach_the_holder)
 {
 	/* Its owner can chmod it and write into it in place at any time:

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd_errors.h>
 
@@ -130,6 +131,110 @@ static uint64_t declared_len(const uint8_t *buf, size_t n)
  * zstd.h, where it sits in the part reserved for static linking. */
 #define LDR_ZSTD_WINDOW_LOG 27
 
+/* ---- Map or read ------------------------------------------------------
+ * A verified payload above the map threshold can be mapped (no copy; the
+ * checksum's walk faults its pages in), mapped with MAP_POPULATE (the
+ * kernel maps every page up front, one call instead of a fault per
+ * batch) or read into the heap (one pread copies it; the checksum then
+ * runs over memory). Which is cheapest depends on the machine, not the
+ * code: where page faults are cheap, mapping 1 MiB and walking it took
+ * half the time of reading it; on VMs where a fault costs ten times
+ * more, mapping was 10x slower than a copy (docs/performance.md, "Map
+ * or read"). So a handle measures: per size class (powers of two), the
+ * first LDR_LEARN loads of each way are timed from the decision to the
+ * verified payload, and from then on the cheapest way is used, the
+ * others tried again, in turn, one load in LDR_RELEARN so that a change
+ * in the machine's load is followed. Two clock reads per load of at
+ * least 64 KiB cost nothing measurable. A payload over LDR_READ_MAX is
+ * never read: no heap copy of a large payload, whatever was measured;
+ * it is mapped, populated or not. */
+#define LDR_READ_MAX (8u << 20)
+#define LDR_LEARN 4
+#define LDR_RELEARN 64
+enum { LDR_VIA_MAP = 1, LDR_VIA_READ = 2, LDR_VIA_POPULATE = 3 };
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		return 0;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int load_class(uint64_t size)
+{
+	int c = 0;
+	while (c < LDR_LOAD_CLASSES - 1 && size >= ((uint64_t)128 << 10) << c)
+		c++;
+	return c;
+}
+
+/* How to load a safe, verified payload worth mapping: LDR_VIA_*, read
+ * only if can_read. */
+static int choose_via(larder *db, uint64_t size, int can_read)
+{
+	if (db->load_force)
+		return db->load_force == LDR_VIA_READ && !can_read
+			   ? LDR_VIA_MAP
+			   : db->load_force;
+	static const int ways[] = {LDR_VIA_MAP, LDR_VIA_POPULATE, LDR_VIA_READ};
+	int n = can_read ? 3 : 2, c = load_class(size), best = LDR_VIA_MAP;
+	uint64_t best_ns = UINT64_MAX;
+	for (int i = 0; i < n; i++) {
+		int k = ways[i] - 1;
+		if (__atomic_load_n(&db->load_n[k][c], __ATOMIC_RELAXED) <
+		    LDR_LEARN)
+			return ways[i];
+		uint64_t t =
+		    __atomic_load_n(&db->load_ns[k][c], __ATOMIC_RELAXED);
+		if (t < best_ns) {
+			best_ns = t;
+			best = ways[i];
+		}
+	}
+	uint32_t tick = __atomic_fetch_add(&db->load_tick, 1, __ATOMIC_RELAXED);
+	if (tick % LDR_RELEARN == LDR_RELEARN - 1)
+		return ways[tick / LDR_RELEARN % (unsigned)n];
+	return best;
+}
+
+void ldr_file_learn(larder *db, struct ldr_file *f)
+{
+	if (!f->via || db->load_force)
+		return;
+	int64_t t1 = mono_ns(), d = t1 - f->t0;
+	int k = f->via - 1, c = load_class(f->size);
+	f->via = 0;
+	if (!t1 || !f->t0 || d <= 0)
+		return;
+	/* The least of the first LDR_LEARN loads (the first of each kind
+	 * may be cold: 4x the others, measured), then a moving average (1/4
+	 * to the newest) of loads counted at most twice the average: a
+	 * preempted load moves it little, and a lasting change wins in a
+	 * few loads. */
+	uint64_t old = __atomic_load_n(&db->load_ns[k][c], __ATOMIC_RELAXED);
+	uint32_t n = __atomic_load_n(&db->load_n[k][c], __ATOMIC_RELAXED);
+	uint64_t t = (uint64_t)d, now;
+	if (n < LDR_LEARN || !old)
+		now = old && old < t ? old : t;
+	else
+		now = old - old / 4 + (t < 2 * old ? t : 2 * old) / 4;
+	__atomic_store_n(&db->load_ns[k][c], now, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&db->load_n[k][c], 1, __ATOMIC_RELAXED);
+}
+
+void ldr_file_set_cost(larder *db, uint64_t size, uint64_t map_ns,
+		       uint64_t read_ns, uint64_t populate_ns)
+{
+	int c = load_class(size);
+	db->load_ns[LDR_VIA_MAP - 1][c] = map_ns;
+	db->load_ns[LDR_VIA_READ - 1][c] = read_ns;
+	db->load_ns[LDR_VIA_POPULATE - 1][c] = populate_ns;
+	for (int k = 0; k < LDR_LOAD_WAYS; k++)
+		db->load_n[k][c] = LDR_LEARN;
+	db->load_tick = 0;
+}
+
 int ldr_file_scan(larder *db, const char *rel, struct ldr_file *f, int noatime)
 {
 	return ldr_file_load(db, rel, f, noatime, LDR_LOAD_SCAN);
@@ -228,14 +333,27 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 		f->size = (uint64_t)n;
 		return 0;
 	}
-	if (how != LDR_LOAD_SCAN && f->safe &&
-	    worth_mapping(db, buf, (size_t)n, size)) {
+	/* Only a verified whole load is timed: a trusted one (no checksum)
+	 * would time the mapping without its faults, which its reader pays
+	 * later, and a stream never holds a heap copy. */
+	int via = how != LDR_LOAD_SCAN && f->safe &&
+			  worth_mapping(db, buf, (size_t)n, size)
+		      ? LDR_VIA_MAP
+		      : 0;
+	if (via && how == LDR_LOAD_WHOLE &&
+	    !(db->flags & LARDER_OPEN_TRUST_LOCAL)) {
+		f->t0 = mono_ns();
+		f->via = via = choose_via(db, size,
+					  size <= LDR_READ_MAX &&
+					      size <= db->max_in_memory);
+	}
+	if (via == LDR_VIA_MAP || via == LDR_VIA_POPULATE) {
 		free(buf);
 		buf = NULL;
-		/* No MAP_POPULATE: measured here, faulting pages in as the
-		 * checksum walks them beats populating them up front (1 MiB:
-		 * 117 vs 128 us; 256 MiB: the same). */
-		void *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+		void *p = mmap(NULL, size, PROT_READ,
+			       MAP_SHARED |
+				   (via == LDR_VIA_POPULATE ? MAP_POPULATE : 0),
+			       fd, 0);
 		if (p == MAP_FAILED)
 			goto fail;
 		f->p = p;
@@ -271,12 +389,15 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 	if (!b)
 		goto nomem;
 	buf = b;
-	n = ldr_pread_full(fd, buf, size, 0);
+	/* Only the rest: the first read's bytes are already at buf (a
+	 * file that shrank since is read again from the start). */
+	size_t have = n > 0 && (size_t)n < size ? (size_t)n : 0;
+	n = ldr_pread_full(fd, buf + have, size - have, (off_t)have);
 	if (n < 0)
 		goto fail; /* short: the header check catches it */
 	f->p = buf;
-	f->len = (size_t)n;
-	f->size = (uint64_t)n;
+	f->len = have + (size_t)n;
+	f->size = f->len;
 	return 0;
 nomem:
 	errno = ENOMEM;

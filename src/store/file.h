@@ -47,6 +47,12 @@ struct ldr_file {
 	 * symlink): its S_IFMT type, and p is NULL. */
 	unsigned ftype;
 	int fd;
+	/* A timed load (file.c, "Map or read"): how it was loaded, 1 mapped,
+	 * 2 read or 3 mapped and populated, and when it began
+	 * (CLOCK_MONOTONIC ns); 0 = not timed.
+	 * ldr_file_learn() takes the time once the payload is verified. */
+	int via;
+	int64_t t0;
 	int have_ident;
 	dev_t dev;
 	ino_t ino;
@@ -60,6 +66,12 @@ struct ldr_file {
  * empty one with ftype set (the check calls it corrupt). Returns 0, or -1
  * with errno. (larder_get loads with ldr_file_load.) */
 int ldr_file_scan(larder *db, const char *rel, struct ldr_file *f, int noatime);
+/* A timed load's payload is verified: remember what it cost (file.c). */
+void ldr_file_learn(larder *db, struct ldr_file *f);
+/* Set what verified loads of `size` bytes cost mapped, read and mapped
+ * with MAP_POPULATE, as if measured (tests). */
+void ldr_file_set_cost(larder *db, uint64_t size, uint64_t map_ns,
+		       uint64_t read_ns, uint64_t populate_ns);
 /* Fill f->dev and f->ino (before the fd is dropped). */
 void ldr_file_ident(struct ldr_file *f);
 void ldr_file_drop_fd(struct ldr_file *f);

@@ -261,6 +261,7 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 		return state; /* the payload could not be read */
 	if (state != LARDER_STATE_OK)
 		return reject(db, &l->f, l->rel, ns, state, why);
+	ldr_file_learn(db, &l->f); /* what mapping or reading it cost */
 	return 0;
 }
 

@@ -53,6 +53,12 @@ struct ldr_hooks {
 	void (*space_low)(larder *db);
 };
 
+/* Size classes of payloads (powers of two, from under 128 KiB to 512
+ * MiB and more) and ways of loading them (mapped, mapped with its pages
+ * populated, read) a handle learns the costs of (file.c). */
+#define LDR_LOAD_CLASSES 13
+#define LDR_LOAD_WAYS 3
+
 struct larder {
 	char *dir;
 	int rootfd;
@@ -66,6 +72,16 @@ struct larder {
 	mode_t fmode, dmode, topmode, romode, ownmode;
 	uid_t owner; /* the store directory's owner (docs/security.md) */
 	size_t mmap_threshold;
+	/* What a verified whole load of a safe file of each size class has
+	 * cost lately, each way (file.c, "Map or read"): ns, a moving
+	 * average, and how many loads it has seen. Relaxed atomics: a lost
+	 * update only slows the learning. */
+	uint64_t load_ns[LDR_LOAD_WAYS][LDR_LOAD_CLASSES];
+	uint32_t load_n[LDR_LOAD_WAYS][LDR_LOAD_CLASSES];
+	uint32_t load_tick;
+	/* tests: 0 learn, else always this way (1 map, 2 read, 3 map and
+	 * populate; a payload past the read ceiling is mapped for 2) */
+	int load_force;
 	/* larder_get() holds at most this many decompressed bytes */
 	uint64_t max_in_memory;
 	larder_log_fn log;
