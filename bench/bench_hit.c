@@ -617,7 +617,7 @@ static void print_results(void)
 			continue;
 		printf("%-8s %6d", c->label, c->n);
 		for (int m = 0; m < M_COUNT; m++) {
-			char cell[48];
+			char cell[2 * 32 + 4]; /* two fmt_t cells and " / " */
 			snprintf(cell, sizeof cell, "%s / %s",
 				 fmt_t(c->p50[m], a, sizeof a),
 				 fmt_t(c->p90[m], b, sizeof b));
