@@ -229,17 +229,20 @@ typedef void (*larder_log_fn)(int level, const char *msg, void *payload);
  *  - TRUST_LOCAL: skip the payload checksum on reads (the header is still
  *    checked) of files only trusted hands can change (see Memory);
  *  - MAP_NETWORK: map large payloads on network filesystems too (see
- *    Memory). */
+ *    Memory);
+ *  - VERIFY_ALWAYS: no memo (see Repeat hits): every read reads the
+ *    entry's file and verifies its payload checksum. */
 /* clang-format off */
 #define LARDER_OPEN_CREATE            0x1u
 #define LARDER_OPEN_ALLOW_UNSAFE_MODE 0x2u
 #define LARDER_OPEN_TRUST_LOCAL       0x4u
 #define LARDER_OPEN_MAP_NETWORK       0x8u
+#define LARDER_OPEN_VERIFY_ALWAYS     0x10u
 /* clang-format on */
 
-/* Version 2 added max_in_memory; the library still takes version 1
- * structs (without it). */
-#define LARDER_OPTS_VERSION 2
+/* Version 2 added max_in_memory, version 3 the memo_* fields; the
+ * library still takes version 1 and 2 structs (without them). */
+#define LARDER_OPTS_VERSION 3
 typedef struct larder_opts {
 	unsigned version; /* LARDER_OPTS_VERSION */
 	unsigned flags;	  /* LARDER_OPEN_*; 0 = none */
@@ -277,10 +280,24 @@ typedef struct larder_opts {
 	 * that points at larder_get_stream(), which reads it in bounded
 	 * memory. 0 = 1 GiB; UINT64_MAX = no limit. */
 	uint64_t max_in_memory;
+	/* Since version 3: the memo of verified entries (see Repeat hits).
+	 * The most entries it holds (0 = 4096) and the most bytes (heap
+	 * copies and mappings alike; 0 = 256 MiB; a larger entry is not
+	 * memoised). */
+	unsigned memo_entries;
+	uint64_t memo_bytes;
+	/* How often a memoised entry's file is looked at again (its
+	 * identity: device, inode, size, mtime, ctime), in milliseconds;
+	 * 0 = 1000. A file removed, replaced or written into stops being
+	 * served within this. */
+	unsigned memo_check_ms;
+	/* How often a memoised entry is read and verified from disk again
+	 * (payload checksum), in milliseconds; 0 = 60000. */
+	unsigned memo_rehash_ms;
 } larder_opts;
 /* clang-format off */
 #define LARDER_OPTS_INIT \
-	{ LARDER_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, 0, 0 }
+	{ LARDER_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0 }
 /* clang-format on */
 /* Set *opts to LARDER_OPTS_INIT. */
 LARDER_API void larder_opts_init(larder_opts *opts);
@@ -1197,6 +1214,7 @@ enum larder_counter {
 	LARDER_CTR_WALK_SKIPPED,    /* things a walk met that larder did not
 				     * make, or that others may write: reported
 				     * and skipped (larder_walk) */
+	LARDER_CTR_MEMO_HITS, /* hits served from the memo (Repeat hits) */
 	LARDER_CTR_COUNT
 };
 
