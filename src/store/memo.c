@@ -123,6 +123,13 @@ static int64_t clock_ms(const struct ldr_memo *m)
 	return ldr_coarse_ms() + __atomic_load_n(&m->skew_ms, __ATOMIC_RELAXED);
 }
 
+/* Wall-clock time for expiry and file times, aged as the memo's clock */
+static int64_t wall_ns(const struct ldr_memo *m)
+{
+	return ldr_now_ns() +
+	       __atomic_load_n(&m->skew_ms, __ATOMIC_RELAXED) * 1000000;
+}
+
 static size_t bucket(const struct ldr_memo *m, const uint8_t hash[16])
 {
 	uint64_t x;
@@ -276,7 +283,7 @@ int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
 	    !same_bytes(r->hit.ver, r->hit.vlen, ver, vlen))
 		goto out;
 	int64_t now = clock_ms(m);
-	if ((r->hit.expires && ldr_now_ns() >= r->hit.expires) ||
+	if ((r->hit.expires && wall_ns(m) >= r->hit.expires) ||
 	    now - r->hashed_ms >= m->rehash_ms ||
 	    (r->racy && now - r->checked_ms >= m->check_ms)) {
 		/* Expired (the read path counts and reports it), or due
@@ -380,8 +387,8 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 	r->fsize = st.st_size;
 	r->mtime = st.st_mtim;
 	r->ctime = st.st_ctim;
-	r->racy = ldr_now_ns() - ((int64_t)st.st_ctim.tv_sec * 1000000000 +
-				  st.st_ctim.tv_nsec) <
+	r->racy = wall_ns(m) - ((int64_t)st.st_ctim.tv_sec * 1000000000 +
+				st.st_ctim.tv_nsec) <
 		  RACY_NS;
 	r->bytes = bytes;
 	*hit = r->hit;
