@@ -13,10 +13,12 @@
  * ----------
  *  - Nothing torn, corrupt or stale is returned. Every read verifies the
  *    header and the payload checksum (unless LARDER_OPEN_TRUST_LOCAL is
- *    given), and what it hands out is exactly what it verified (see
- *    Memory). A bad entry, or anything at an entry's name that is not a
- *    regular file, is moved to the store's quarantine/ directory,
- *    counted, and reported as a miss (LARDER_ENOTFOUND).
+ *    given), or, for a repeat hit, hands out what an earlier read of the
+ *    same file by this handle verified (see Repeat hits); what it hands
+ *    out is exactly what was verified (see Memory). A bad entry, or
+ *    anything at an entry's name that is not a regular file, is moved to
+ *    the store's quarantine/ directory, counted, and reported as a miss
+ *    (LARDER_ENOTFOUND).
  *  - Readers take no lock and write nothing (the one exception: moving a
  *    corrupt entry to quarantine/).
  *  - A publish either makes the whole entry visible under its final name or
@@ -120,6 +122,26 @@
  * read them back from, and an access faults (SIGBUS). A copy cannot. With
  * LARDER_OPEN_MAP_NETWORK they are mapped anyway (zero-copy), for stores
  * whose entries are never removed while another host may hold them.
+ *
+ * Repeat hits
+ * -----------
+ * A handle keeps a memo of the entries it has verified (docs/format.md,
+ * "The memo of verified entries"): a repeat hit of the same (namespace,
+ * key, version) is served from the bytes the first hit verified, neither
+ * read nor hashed again (counted in LARDER_CTR_MEMO_HITS as well as in
+ * hits). The guarantee this changes: the memo looks at the entry file's
+ * identity (device, inode, size, mtime, ctime) once a second
+ * (larder_opts.memo_check_ms), so a file removed, replaced or written
+ * into stops being served within that interval; it reads and verifies
+ * the file from disk again every minute (memo_rehash_ms), so a byte
+ * flipped on disk that leaves the file's identity as it was is seen at
+ * that next re-hash, not at once. Expiry is looked at on every hit. What
+ * a memo hit hands out was verified and is held in this process's memory
+ * (or a mapping only trusted hands can change), so it is never bytes
+ * that were not published. It is bounded (memo_entries, memo_bytes;
+ * least recently used first), shared by the handle's threads, and
+ * emptied in a forked child, which verifies again. With
+ * LARDER_OPEN_VERIFY_ALWAYS every read verifies the file.
  *
  * Trust and permissions
  * ---------------------
