@@ -10,9 +10,11 @@
  *  - the file's identity (dev, ino, size, mtime, ctime, taken with fstat
  *    at the verified read) is looked at again, without following links,
  *    once every check interval (1 s by default): a file removed,
- *    replaced or written into stops being served within it; a file
- *    changed less than 2 s before its read (a write in the same
- *    timestamp tick would not show) is read and verified again instead;
+ *    replaced or written into stops being served within it; at an
+ *    entry's first read the identity is not taken (no fstat on a first
+ *    hit), and a file changed less than 2 s before its read (a write in
+ *    the same timestamp tick would not show) is not judged by it: such a
+ *    record is read and verified again at its first check instead;
  *  - every re-hash interval (60 s by default) a record is dropped, so the
  *    next hit reads and verifies the file again from disk: a byte flipped
  *    on disk without a change of identity is seen then;
@@ -53,9 +55,10 @@ struct rec {
 	off_t fsize;
 	struct timespec mtime, ctime;
 	int64_t checked_ms, hashed_ms; /* the memo's clock */
-	/* The file changed within RACY_NS of its verified read: a later
+	/* No identity taken (the entry's first read in this handle), or
+	 * the file changed within RACY_NS of its verified read (a later
 	 * write in the same timestamp tick would leave its identity as it
-	 * was, so the check reads and verifies it again instead. */
+	 * was): the check reads and verifies it again instead. */
 	int racy;
 	uint64_t bytes;
 	struct rec *prev, *next; /* LRU: most recent after the sentinel */
@@ -272,10 +275,12 @@ int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
 		return 0;
 	struct ldr_memo_blob *drop = NULL;
 	int hit = 0;
+	out->again = 0;
 	pthread_mutex_lock(&m->mu);
 	struct rec *r = find(m, hash);
 	if (!r)
 		goto out;
+	out->again = 1;
 	/* The name is a 128-bit hash; the file's header names what it
 	 * holds, and so does the record (a collision is a miss). */
 	if (!same_bytes(r->ns, r->nslen, ns, strlen(ns)) ||
@@ -339,7 +344,7 @@ out:
 
 int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 		 struct ldr_file *f, uint8_t *plain, const ldr_hdr *h,
-		 const uint8_t *data, struct ldr_memo_hit *hit)
+		 const uint8_t *data, int identify, struct ldr_memo_hit *hit)
 {
 	struct ldr_memo *m = db->memo;
 	if (!m || f->fd < 0 || f->partial)
@@ -349,9 +354,14 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 	if (bytes > m->max_bytes)
 		return -1;
 	/* The identity a later check compares with: of the file we read,
-	 * through its descriptor (a name looked up now could be another's). */
+	 * through its descriptor (a name looked up now could be another's).
+	 * Not on an entry's first read: most entries of a process are read
+	 * once (a one-shot tool reads one), and that read stays one open,
+	 * one pread and one close; such a record is read again at its first
+	 * check, and identified then. */
 	struct stat st;
-	if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode))
+	memset(&st, 0, sizeof st);
+	if (identify && (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode)))
 		return -1;
 	struct rec *r = calloc(1, sizeof *r);
 	struct ldr_memo_blob *b = malloc(sizeof *b);
@@ -387,9 +397,10 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 	r->fsize = st.st_size;
 	r->mtime = st.st_mtim;
 	r->ctime = st.st_ctim;
-	r->racy = wall_ns(m) - ((int64_t)st.st_ctim.tv_sec * 1000000000 +
-				st.st_ctim.tv_nsec) <
-		  RACY_NS;
+	r->racy =
+	    !identify || wall_ns(m) - ((int64_t)st.st_ctim.tv_sec * 1000000000 +
+				       st.st_ctim.tv_nsec) <
+			     RACY_NS;
 	r->bytes = bytes;
 	*hit = r->hit;
 

@@ -34,6 +34,10 @@ struct ldr_memo_hit {
 	size_t vlen, mlen;
 	int64_t created, expires;
 	int mapped; /* the payload is a mapping of the file */
+	/* Set by a miss of ldr_memo_get: the memo held the entry and let it
+	 * go (due for a check from disk), so the read that follows takes
+	 * the file's identity (ldr_memo_put's identify). */
+	int again;
 };
 
 /* Make db->memo as opts says (NULL: off, or out of memory: a handle
@@ -50,15 +54,17 @@ int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
 		 const void *key, size_t klen, const void *ver, size_t vlen,
 		 struct ldr_memo_hit *out);
 
-/* Remember an entry just verified from the file at rel, open at fd: f's
- * bytes and plain (the decompressed payload, or NULL) move into a blob
- * that the memo and the caller share; *hit is filled as a memo hit would
- * be (with the caller's reference). 0 if the memo took them, else -1
- * (off, too large for its budget, or no memory: f and plain stay the
+/* Remember an entry just verified from the file at rel, open at f->fd:
+ * f's bytes and plain (the decompressed payload, or NULL) move into a
+ * blob that the memo and the caller share; *hit is filled as a memo hit
+ * would be (with the caller's reference). With identify, the file's
+ * identity is taken (fstat) for later checks; without, the record is
+ * read again at its first check. 0 if the memo took them, else -1 (off,
+ * too large for its budget, or no memory: f and plain stay the
  * caller's). */
 int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 		 struct ldr_file *f, uint8_t *plain, const ldr_hdr *h,
-		 const uint8_t *data, struct ldr_memo_hit *hit);
+		 const uint8_t *data, int identify, struct ldr_memo_hit *hit);
 
 /* Drop a reference taken by ldr_memo_get or ldr_memo_put. */
 void ldr_memo_unref(struct ldr_memo_blob *b);

@@ -364,7 +364,7 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 	ldr_touch(db, e->f.fd, l.hash); /* recency for the cleaning */
 	entry_fields(e, &l.h);
 	if (memo && ldr_memo_put(db, l.hash, l.rel, &e->f, e->plain, &l.h,
-				 e->data, &mh) == 0) {
+				 e->data, mh.again, &mh) == 0) {
 		e->plain = NULL; /* the memo's now, shared */
 		memo_fields(e, &mh);
 	}
