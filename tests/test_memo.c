@@ -425,6 +425,26 @@ TEST(the_memo_never_grows_past_its_bounds)
 	larder_close(db);
 }
 
+TEST(records_past_the_rehash_interval_are_let_go_at_the_next_read)
+{
+	larder *db = open_store();
+	PUT(db, "a", 1 * MiB);
+	PUT(db, "b", 4 * KiB);
+	ASSERT(!HIT(db, "a", 1 * MiB));
+	size_t n;
+	uint64_t bytes;
+	ldr_test_memo_usage(db, &n, &bytes);
+	ASSERT_EQ(n, 1);
+	/* "a" is never asked for again; its mapping goes at the next read
+	 * of anything once it could not be served unread anyway. */
+	ldr_test_memo_age(db, 60 * 1000);
+	ASSERT(!HIT(db, "b", 4 * KiB));
+	ldr_test_memo_usage(db, &n, &bytes);
+	ASSERT_EQ(n, 1);
+	ASSERT(bytes < 1 * MiB);
+	larder_close(db);
+}
+
 TEST(a_forked_child_verifies_again)
 {
 	larder *db = open_store();

@@ -412,9 +412,13 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 	struct rec *old = find(m, hash);
 	if (old)
 		drop[ndrop++] = remove_rec(m, old);
-	/* Make room, least recently used first; blobs beyond a few are
-	 * released under the lock (rare: a burst of large entries). */
-	while (m->n && (m->n >= m->max_n || m->bytes + bytes > m->max_bytes)) {
+	/* Make room, least recently used first; and let go of records that
+	 * can no longer be served unread (past the re-hash interval), so
+	 * that a mapping does not keep a removed file's blocks on disk for
+	 * long. Blobs beyond a few are released under the lock (rare: a
+	 * burst of large entries). */
+	while (m->n && (m->n >= m->max_n || m->bytes + bytes > m->max_bytes ||
+			now - m->lru.prev->hashed_ms >= m->rehash_ms)) {
 		struct ldr_memo_blob *x = remove_rec(m, m->lru.prev);
 		if (ndrop < 8)
 			drop[ndrop++] = x;
