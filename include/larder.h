@@ -127,10 +127,11 @@
  * -----------
  * A handle keeps a memo of the entries it has verified (docs/format.md,
  * "The memo of verified entries"): a repeat hit of the same (namespace,
- * key, version) is served from the bytes the first hit verified, neither
- * read nor hashed again (counted in LARDER_CTR_MEMO_HITS as well as in
- * hits). The guarantee this changes: the memo looks at the entry file's
- * identity (device, inode, size, mtime, ctime) once a second
+ * key, version) is served from the bytes an earlier hit verified,
+ * neither read nor hashed again (counted in LARDER_CTR_MEMO_HITS as well
+ * as in hits); an entry is taken into the memo at its second read, so a
+ * first hit keeps nothing. The guarantee this changes: the memo looks at the
+ * entry file's identity (device, inode, size, mtime, ctime) once a second
  * (larder_opts.memo_check_ms), so a file removed, replaced or written
  * into stops being served within that interval; it reads and verifies
  * the file from disk again every minute (memo_rehash_ms), so a byte

@@ -10,11 +10,12 @@
  *  - the file's identity (dev, ino, size, mtime, ctime, taken with fstat
  *    at the verified read) is looked at again, without following links,
  *    once every check interval (1 s by default): a file removed,
- *    replaced or written into stops being served within it; at an
- *    entry's first read the identity is not taken (no fstat on a first
- *    hit), and a file changed less than 2 s before its read (a write in
- *    the same timestamp tick would not show) is not judged by it: such a
- *    record is read and verified again at its first check instead;
+ *    replaced or written into stops being served within it; a file
+ *    changed less than 2 s before its read (a write in the same
+ *    timestamp tick would not show) is not judged by it: such a record
+ *    is read and verified again at its first check instead;
+ *  - an entry is memoised at its second read in the handle, not its
+ *    first: a first hit keeps nothing and costs no fstat;
  *  - every re-hash interval (60 s by default) a record is dropped, so the
  *    next hit reads and verifies the file again from disk: a byte flipped
  *    on disk without a change of identity is seen then;
@@ -44,6 +45,11 @@ struct ldr_memo_blob {
 	uint8_t *plain;	   /* decompressed payload, or NULL */
 };
 
+/* A first read is not memoised: most entries a process reads it reads
+ * once, and keeping their bytes would cost a first hit the allocation
+ * and page faults of memory it never uses again. */
+#define SEEN_SLOTS 4096
+
 struct rec {
 	uint8_t hash[16];
 	struct ldr_memo_hit hit; /* hit.b holds the memo's reference */
@@ -55,8 +61,7 @@ struct rec {
 	off_t fsize;
 	struct timespec mtime, ctime;
 	int64_t checked_ms, hashed_ms; /* the memo's clock */
-	/* No identity taken (the entry's first read in this handle), or
-	 * the file changed within RACY_NS of its verified read (a later
+	/* The file changed within RACY_NS of its verified read (a later
 	 * write in the same timestamp tick would leave its identity as it
 	 * was): the check reads and verifies it again instead. */
 	int racy;
@@ -74,6 +79,9 @@ struct ldr_memo {
 	uint64_t bytes, max_bytes;
 	int64_t check_ms, rehash_ms;
 	int64_t skew_ms; /* tests age the records (ldr_memo_age) */
+	/* Tags of entries read once and not memoised (admission on the
+	 * second read), direct-mapped: a clash only delays a memo. */
+	uint64_t seen[SEEN_SLOTS];
 	struct ldr_memo *gprev, *gnext; /* all memos, for fork */
 };
 
@@ -268,7 +276,7 @@ static int same_bytes(const void *a, size_t alen, const void *b, size_t blen)
 
 int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
 		 const void *key, size_t klen, const void *ver, size_t vlen,
-		 struct ldr_memo_hit *out)
+		 int serve, struct ldr_memo_hit *out)
 {
 	struct ldr_memo *m = db->memo;
 	if (!m)
@@ -278,9 +286,20 @@ int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
 	out->again = 0;
 	pthread_mutex_lock(&m->mu);
 	struct rec *r = find(m, hash);
-	if (!r)
+	if (!r) {
+		uint64_t tag;
+		memcpy(&tag, hash + 8, sizeof tag);
+		tag |= 1; /* never the empty slot */
+		uint64_t *slot = &m->seen[bucket(m, hash) % SEEN_SLOTS];
+		if (*slot == tag)
+			out->again = 1;
+		else
+			*slot = tag;
 		goto out;
+	}
 	out->again = 1;
+	if (!serve)
+		goto out;
 	/* The name is a 128-bit hash; the file's header names what it
 	 * holds, and so does the record (a collision is a miss). */
 	if (!same_bytes(r->ns, r->nslen, ns, strlen(ns)) ||
@@ -353,15 +372,14 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 			 sizeof(struct rec) + sizeof(struct ldr_memo_blob);
 	if (bytes > m->max_bytes)
 		return -1;
+	/* Not on an entry's first read (SEEN_SLOTS): that read stays one
+	 * open, one pread and one close, and keeps nothing. */
+	if (!identify)
+		return -1;
 	/* The identity a later check compares with: of the file we read,
-	 * through its descriptor (a name looked up now could be another's).
-	 * Not on an entry's first read: most entries of a process are read
-	 * once (a one-shot tool reads one), and that read stays one open,
-	 * one pread and one close; such a record is read again at its first
-	 * check, and identified then. */
+	 * through its descriptor (a name looked up now could be another's). */
 	struct stat st;
-	memset(&st, 0, sizeof st);
-	if (identify && (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode)))
+	if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode))
 		return -1;
 	struct rec *r = calloc(1, sizeof *r);
 	struct ldr_memo_blob *b = malloc(sizeof *b);
@@ -397,10 +415,9 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 	r->fsize = st.st_size;
 	r->mtime = st.st_mtim;
 	r->ctime = st.st_ctim;
-	r->racy =
-	    !identify || wall_ns(m) - ((int64_t)st.st_ctim.tv_sec * 1000000000 +
-				       st.st_ctim.tv_nsec) <
-			     RACY_NS;
+	r->racy = wall_ns(m) - ((int64_t)st.st_ctim.tv_sec * 1000000000 +
+				st.st_ctim.tv_nsec) <
+		  RACY_NS;
 	r->bytes = bytes;
 	*hit = r->hit;
 

@@ -34,9 +34,9 @@ struct ldr_memo_hit {
 	size_t vlen, mlen;
 	int64_t created, expires;
 	int mapped; /* the payload is a mapping of the file */
-	/* Set by a miss of ldr_memo_get: the memo held the entry and let it
-	 * go (due for a check from disk), so the read that follows takes
-	 * the file's identity (ldr_memo_put's identify). */
+	/* Set by a miss of ldr_memo_get: the entry was read before by this
+	 * handle (held and let go, or seen once), so the read that follows
+	 * may be memoised (ldr_memo_put's identify). */
 	int again;
 };
 
@@ -49,19 +49,21 @@ void ldr_memo_close(larder *db);
 /* A repeat hit of the entry named `hash`, asked as (ns, key, ver): 1 and *out
  * (with a reference on out->b) if the memo holds it, unexpired, its file
  * seen unchanged within the check interval and verified within the
- * re-hash interval; else 0 (the caller reads the file). */
+ * re-hash interval; else 0 (the caller reads the file). With serve 0,
+ * always 0: the read goes to disk (e.g. to refresh its recency), but
+ * counts as a read for admission (out->again). */
 int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
 		 const void *key, size_t klen, const void *ver, size_t vlen,
-		 struct ldr_memo_hit *out);
+		 int serve, struct ldr_memo_hit *out);
 
 /* Remember an entry just verified from the file at rel, open at f->fd:
  * f's bytes and plain (the decompressed payload, or NULL) move into a
  * blob that the memo and the caller share; *hit is filled as a memo hit
- * would be (with the caller's reference). With identify, the file's
- * identity is taken (fstat) for later checks; without, the record is
- * read again at its first check. 0 if the memo took them, else -1 (off,
- * too large for its budget, or no memory: f and plain stay the
- * caller's). */
+ * would be (with the caller's reference), and the file's identity is
+ * taken (fstat) for later checks. identify: the entry's memo miss said
+ * `again` (a first read is not memoised). 0 if the memo took them, else
+ * -1 (a first read, off, too large for its budget, or no memory: f and
+ * plain stay the caller's). */
 int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 		 struct ldr_file *f, uint8_t *plain, const ldr_hdr *h,
 		 const uint8_t *data, int identify, struct ldr_memo_hit *hit);
