@@ -2,7 +2,7 @@
  * memo.c — owns a handle's memo of verified entries (docs/format.md, "The
  * memo of verified entries"). An entry is immutable: once a read of its
  * file verified it, the same bytes are the entry for as long as the file
- * is the same file. So a repeat hit takes the bytes the first hit
+ * is the same file. So a repeat hit takes the bytes an earlier hit
  * verified (a heap copy, or the mapping, shared by reference with the
  * entries handed out) instead of reading and hashing the file again.
  *

@@ -1,6 +1,6 @@
 /*
  * memo.h — a handle's memo of entries it has verified (memo.c): a repeat
- * hit of an immutable entry is served from the bytes the first hit
+ * hit of an immutable entry is served from the bytes an earlier hit
  * verified, neither read nor hashed again, while the entry's file keeps
  * its identity (docs/format.md, "The memo of verified entries").
  */
