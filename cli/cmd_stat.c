@@ -341,6 +341,8 @@ static const char *prom_help(const char *name)
 	    {"gc_failures", "Cleanings that failed (lock, walk or removal)."},
 	    {"walk_skipped", "Things in the store that walks skipped: not "
 			     "larder's, or writable by others."},
+	    {"memo_hits", "Hits served from a handle's memo of verified "
+			  "entries."},
 	};
 	for (size_t i = 0; i < sizeof h / sizeof *h; i++)
 		if (strcmp(h[i].name, name) == 0)

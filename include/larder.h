@@ -13,10 +13,12 @@
  * ----------
  *  - Nothing torn, corrupt or stale is returned. Every read verifies the
  *    header and the payload checksum (unless LARDER_OPEN_TRUST_LOCAL is
- *    given), and what it hands out is exactly what it verified (see
- *    Memory). A bad entry, or anything at an entry's name that is not a
- *    regular file, is moved to the store's quarantine/ directory,
- *    counted, and reported as a miss (LARDER_ENOTFOUND).
+ *    given), or, for a repeat hit, hands out what an earlier read of the
+ *    same file by this handle verified (see Repeat hits); what it hands
+ *    out is exactly what was verified (see Memory). A bad entry, or
+ *    anything at an entry's name that is not a regular file, is moved to
+ *    the store's quarantine/ directory, counted, and reported as a miss
+ *    (LARDER_ENOTFOUND).
  *  - Readers take no lock and write nothing (the one exception: moving a
  *    corrupt entry to quarantine/).
  *  - A publish either makes the whole entry visible under its final name or
@@ -123,6 +125,27 @@
  * read them back from, and an access faults (SIGBUS). A copy cannot. With
  * LARDER_OPEN_MAP_NETWORK they are mapped anyway (zero-copy), for stores
  * whose entries are never removed while another host may hold them.
+ *
+ * Repeat hits
+ * -----------
+ * A handle keeps a memo of the entries it has verified (docs/format.md,
+ * "The memo of verified entries"): a repeat hit of the same (namespace,
+ * key, version) is served from the bytes an earlier hit verified,
+ * neither read nor hashed again (counted in LARDER_CTR_MEMO_HITS as well
+ * as in hits); an entry is taken into the memo at its second read, so a
+ * first hit keeps nothing. The guarantee this changes: the memo looks at the
+ * entry file's identity (device, inode, size, mtime, ctime) once a second
+ * (larder_opts.memo_check_ms), so a file removed, replaced or written
+ * into stops being served within that interval; it reads and verifies
+ * the file from disk again every minute (memo_rehash_ms), so a byte
+ * flipped on disk that leaves the file's identity as it was is seen at
+ * that next re-hash, not at once. Expiry is looked at on every hit. What
+ * a memo hit hands out was verified and is held in this process's memory
+ * (or a mapping only trusted hands can change), so it is never bytes
+ * that were not published. It is bounded (memo_entries, memo_bytes;
+ * least recently used first), shared by the handle's threads, and
+ * emptied in a forked child, which verifies again. With
+ * LARDER_OPEN_VERIFY_ALWAYS every read verifies the file.
  *
  * Trust and permissions
  * ---------------------
@@ -232,17 +255,20 @@ typedef void (*larder_log_fn)(int level, const char *msg, void *payload);
  *  - TRUST_LOCAL: skip the payload checksum on reads (the header is still
  *    checked) of files only trusted hands can change (see Memory);
  *  - MAP_NETWORK: map large payloads on network filesystems too (see
- *    Memory). */
+ *    Memory);
+ *  - VERIFY_ALWAYS: no memo (see Repeat hits): every read reads the
+ *    entry's file and verifies its payload checksum. */
 /* clang-format off */
 #define LARDER_OPEN_CREATE            0x1u
 #define LARDER_OPEN_ALLOW_UNSAFE_MODE 0x2u
 #define LARDER_OPEN_TRUST_LOCAL       0x4u
 #define LARDER_OPEN_MAP_NETWORK       0x8u
+#define LARDER_OPEN_VERIFY_ALWAYS     0x10u
 /* clang-format on */
 
-/* Version 2 added max_in_memory; the library still takes version 1
- * structs (without it). */
-#define LARDER_OPTS_VERSION 2
+/* Version 2 added max_in_memory, version 3 the memo_* fields; the
+ * library still takes version 1 and 2 structs (without them). */
+#define LARDER_OPTS_VERSION 3
 typedef struct larder_opts {
 	unsigned version; /* LARDER_OPTS_VERSION */
 	unsigned flags;	  /* LARDER_OPEN_*; 0 = none */
@@ -281,10 +307,24 @@ typedef struct larder_opts {
 	 * that points at larder_get_stream(), which reads it in bounded
 	 * memory. 0 = 1 GiB; UINT64_MAX = no limit. */
 	uint64_t max_in_memory;
+	/* Since version 3: the memo of verified entries (see Repeat hits).
+	 * The most entries it holds (0 = 4096) and the most bytes (heap
+	 * copies and mappings alike; 0 = 256 MiB; a larger entry is not
+	 * memoised). */
+	unsigned memo_entries;
+	uint64_t memo_bytes;
+	/* How often a memoised entry's file is looked at again (its
+	 * identity: device, inode, size, mtime, ctime), in milliseconds;
+	 * 0 = 1000. A file removed, replaced or written into stops being
+	 * served within this. */
+	unsigned memo_check_ms;
+	/* How often a memoised entry is read and verified from disk again
+	 * (payload checksum), in milliseconds; 0 = 60000. */
+	unsigned memo_rehash_ms;
 } larder_opts;
 /* clang-format off */
 #define LARDER_OPTS_INIT \
-	{ LARDER_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, 0, 0 }
+	{ LARDER_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0 }
 /* clang-format on */
 /* Set *opts to LARDER_OPTS_INIT. */
 LARDER_API void larder_opts_init(larder_opts *opts);
@@ -1204,6 +1244,7 @@ enum larder_counter {
 	LARDER_CTR_WALK_SKIPPED,    /* things a walk met that larder did not
 				     * make, or that others may write: reported
 				     * and skipped (larder_walk) */
+	LARDER_CTR_MEMO_HITS, /* hits served from the memo (Repeat hits) */
 	LARDER_CTR_COUNT
 };
 

@@ -5,6 +5,7 @@
 #include "testing.h"
 
 #include "file.h"
+#include "memo.h"
 #include "open.h"
 #include "publish.h"
 #include "store.h"
@@ -46,4 +47,14 @@ int ldr_test_writer_begin_internal(larder_writer **out, larder *db,
 				   const void *ver, size_t vlen)
 {
 	return ldr_writer_begin_internal(out, db, ns, key, klen, ver, vlen);
+}
+
+void ldr_test_memo_age(larder *db, int64_t ms)
+{
+	ldr_memo_age(db, ms);
+}
+
+void ldr_test_memo_usage(larder *db, size_t *entries, uint64_t *bytes)
+{
+	ldr_memo_usage(db, entries, bytes);
 }

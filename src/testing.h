@@ -8,6 +8,7 @@
 #ifndef LARDER_TESTING_H
 #define LARDER_TESTING_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "fmt.h"
@@ -42,5 +43,10 @@ unsigned ldr_test_mode_for_umask(unsigned mask);
 int ldr_test_writer_begin_internal(larder_writer **out, larder *db,
 				   const char *ns, const void *key, size_t klen,
 				   const void *ver, size_t vlen);
+/* Age the handle's memo of verified entries by `ms` milliseconds, as if
+ * that much time had passed (memo.c: its checks and re-hashes fall due). */
+void ldr_test_memo_age(larder *db, int64_t ms);
+/* How many entries, and bytes, the handle's memo holds now. */
+void ldr_test_memo_usage(larder *db, size_t *entries, uint64_t *bytes);
 
 #endif

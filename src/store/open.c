@@ -17,6 +17,7 @@
 
 #include "fsutil.h"
 #include "host.h"
+#include "memo.h"
 #include "recency.h"
 #include "stats.h"
 
@@ -446,6 +447,7 @@ int ldr_store_open(larder **out, const char *dir, const larder_opts *opts)
 	db->log_level =
 	    opts && opts->log_level ? opts->log_level : LARDER_LOG_WARN;
 	ldr_hostname(db->host, sizeof db->host);
+	ldr_memo_open(db, opts);
 	int create = (db->flags & LARDER_OPEN_CREATE) != 0;
 
 	db->rootfd = open_root(dir);
@@ -541,6 +543,7 @@ void ldr_store_close(larder *db)
 	if (!db)
 		return;
 	ldr_slots_clear(db);
+	ldr_memo_close(db);
 	ldr_recency_fini(db);
 	ldr_stats_fini(db); /* flushes: a failure is logged, not returned */
 	pthread_mutex_destroy(&db->slot_mu);

@@ -14,10 +14,12 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "memo.h"
 #include "stats.h"
 
 void ldr_entry_gone(larder *db, const char *rel, int64_t bytes)
 {
+	ldr_memo_forget(db, rel);
 	char ns[LARDER_NS_MAX + 1];
 	const char *p = rel + 3, *slash = strchr(p, '/');
 	if (strncmp(rel, "ns/", 3) != 0 || !slash || slash[1] != 'e' ||

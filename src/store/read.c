@@ -39,6 +39,7 @@
 #include "file.h"
 #include "hash.h"
 #include "head.h"
+#include "memo.h"
 #include "quarantine.h"
 #include "recency.h"
 
@@ -50,6 +51,9 @@ struct larder_entry {
 	const uint8_t *ver, *meta;
 	size_t vlen, mlen;
 	int64_t created, expires;
+	/* Bytes shared with the memo (e->f and e->plain then owned there):
+	 * released by reference. */
+	struct ldr_memo_hit memo;
 };
 
 /* Decompress a checked zstd entry's payload into e->plain. At most `cap`
@@ -182,6 +186,9 @@ static int reject(larder *db, struct ldr_file *f, const char *rel,
 	return miss(db, ns);
 }
 
+/* lookup() found the entry in the memo: no file was read. */
+#define LDR_MEMO_HIT 1
+
 /* A lookup in progress: the entry's name, its file and decoded header. */
 struct lookup {
 	char rel[LDR_REL_MAX];
@@ -204,7 +211,7 @@ static void lookup_free(struct lookup *l)
  * recorded. Release l with lookup_free() in any case. */
 static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 		  size_t klen, const void *ver, size_t vlen, int how,
-		  int internal)
+		  int internal, struct ldr_memo_hit *memo)
 {
 	int rc;
 	memset(l, 0, sizeof *l);
@@ -221,6 +228,10 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	ldr_entry_hash(ns, key, klen, ver, vlen, l->hash);
 	ldr_hex(l->hash, 16, hex);
 	ldr_file_rel(l->rel, ns, 'e', hex);
+	/* A hit due to refresh the entry's recency reads the file. */
+	if (memo && ldr_memo_get(db, l->hash, ns, key, klen, ver, vlen,
+				 !ldr_touch_due(db, l->hash), memo))
+		return LDR_MEMO_HIT;
 
 	/* ENOENT and ESTALE mean "gone": look once more (a network
 	 * filesystem may have replaced its handle), then miss. */
@@ -299,18 +310,43 @@ int ldr_get_internal(larder_entry **out, larder *db, const char *ns,
 	return rc ? rc : get(out, db, ns, key, klen, ver, vlen, 1);
 }
 
+/* An entry that shares a memo's bytes (the reference in mh is its). */
+static void memo_fields(larder_entry *e, const struct ldr_memo_hit *mh)
+{
+	e->memo = *mh;
+	e->data = mh->data;
+	e->size = mh->size;
+	e->ver = mh->ver;
+	e->vlen = mh->vlen;
+	e->meta = mh->meta;
+	e->mlen = mh->mlen;
+	e->created = mh->created;
+	e->expires = mh->expires;
+}
+
 static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 	       size_t klen, const void *ver, size_t vlen, int internal)
 {
 	struct lookup l;
 	larder_entry *e = NULL;
-	int rc =
-	    lookup(db, &l, ns, key, klen, ver, vlen, LDR_LOAD_WHOLE, internal);
-	if (rc)
+	/* The library's own records are always read and verified. */
+	struct ldr_memo_hit mh = {0}, *memo = internal ? NULL : &mh;
+	int rc = lookup(db, &l, ns, key, klen, ver, vlen, LDR_LOAD_WHOLE,
+			internal, memo);
+	if (rc && rc != LDR_MEMO_HIT)
 		goto out;
 	e = calloc(1, sizeof *e);
 	if (!e) {
 		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+		ldr_memo_unref(mh.b);
+		goto out;
+	}
+	if (rc == LDR_MEMO_HIT) {
+		rc = 0;
+		e->f.fd = -1;
+		memo_fields(e, &mh);
+		*out = e;
+		e = NULL;
 		goto out;
 	}
 	e->f = l.f; /* the entry owns the file from here */
@@ -328,14 +364,37 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 			goto out;
 	}
 	ldr_touch(db, e->f.fd, l.hash); /* recency for the cleaning */
-	ldr_file_drop_fd(&e->f);	/* a held entry keeps no descriptor */
 	entry_fields(e, &l.h);
+	if (memo && ldr_memo_put(db, l.hash, l.rel, &e->f, e->plain, &l.h,
+				 e->data, mh.again, &mh) == 0) {
+		e->plain = NULL; /* the memo's now, shared */
+		memo_fields(e, &mh);
+	}
+	ldr_file_drop_fd(&e->f); /* a held entry keeps no descriptor */
 	*out = e;
 	e = NULL;
 out:
 	larder_entry_release(e);
 	lookup_free(&l);
 	return rc;
+}
+
+/* Hand a memo hit's verified payload to sink, in pieces of at most
+ * LDR_CHUNK as a read from the file would. */
+static int feed_memo(larder *db, const struct ldr_memo_hit *mh,
+		     larder_sink_fn sink, void *payload, int *served)
+{
+	*served = 1;
+	for (size_t off = 0; off < mh->size;) {
+		size_t n =
+		    mh->size - off < LDR_CHUNK ? mh->size - off : LDR_CHUNK;
+		unsigned long mark = ldr_err_mark();
+		int rc = sink(mh->data + off, n, payload);
+		if (rc)
+			return ldr_cb_rc(db, mark, rc, 1, "the sink");
+		off += n;
+	}
+	return 0;
 }
 
 /* larder_get_stream without its counting; *served says whether the entry
@@ -347,7 +406,14 @@ static int get_stream(larder *db, const char *ns, const void *key, size_t klen,
 	struct lookup l;
 	struct ldr_flow fl;
 	memset(&fl, 0, sizeof fl);
-	int rc = lookup(db, &l, ns, key, klen, ver, vlen, LDR_LOAD_STREAM, 0);
+	struct ldr_memo_hit mh = {0};
+	int rc =
+	    lookup(db, &l, ns, key, klen, ver, vlen, LDR_LOAD_STREAM, 0, &mh);
+	if (rc == LDR_MEMO_HIT) {
+		rc = feed_memo(db, &mh, sink, payload, served);
+		ldr_memo_unref(mh.b);
+		goto out;
+	}
 	if (rc)
 		goto out;
 	ldr_touch(db, l.f.fd, l.hash);
@@ -443,13 +509,14 @@ int64_t larder_entry_expires(const larder_entry *e)
 
 int larder_entry_is_mapped(const larder_entry *e)
 {
-	return e->f.mapped && !e->plain;
+	return e->memo.b ? e->memo.mapped : e->f.mapped && !e->plain;
 }
 
 void larder_entry_release(larder_entry *e)
 {
 	if (!e)
 		return;
+	ldr_memo_unref(e->memo.b);
 	ldr_file_free(&e->f);
 	free(e->plain);
 	free(e);

@@ -74,6 +74,22 @@ static void load_store(larder *db, int force)
 	__atomic_store_n(&g->store_loaded, now, __ATOMIC_RELAXED);
 }
 
+int ldr_touch_due(larder *db, const uint8_t hash[16])
+{
+	struct ldr_recency *g = db->recency;
+	if (!g)
+		return 0;
+	int64_t now = ldr_coarse_ms() / 1000 + 1;
+	int64_t iv = __atomic_load_n(&g->touch_interval, __ATOMIC_RELAXED);
+	uint64_t h = 0;
+	for (int i = 0; i < 8; i++)
+		h = h << 8 | hash[i];
+	uint32_t tag = (uint32_t)(h >> 32) | 1;
+	uint64_t s =
+	    __atomic_load_n(&g->touched[h % TOUCH_SLOTS], __ATOMIC_RELAXED);
+	return !((uint32_t)(s >> 32) == tag && now - (int64_t)(uint32_t)s < iv);
+}
+
 void ldr_touch(larder *db, int fd, const uint8_t hash[16])
 {
 	struct ldr_recency *g = db->recency;

@@ -16,6 +16,10 @@ void ldr_recency_fini(larder *db);
  * moves to now unless this handle or another did so within the touch
  * interval. Cheap when it need not: a table lookup. */
 void ldr_touch(larder *db, int fd, const uint8_t hash[16]);
+/* Whether a hit on the entry named hash would look at its access time
+ * now (ldr_touch): the memo serves a hit only when not, so that a hot
+ * entry's recency still moves for the cleaning. */
+int ldr_touch_due(larder *db, const uint8_t hash[16]);
 
 /* Before a publish: 0, or LARDER_EFULL (recorded, counted) when the free
  * space stays below the stop watermark after the space_low hook ran. */

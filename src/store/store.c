@@ -484,6 +484,7 @@ const char *larder_counter_name(int counter)
 	    "touches",
 	    "gc_failures",
 	    "walk_skipped",
+	    "memo_hits",
 	};
 	if (counter < 0 || counter >= LARDER_CTR_COUNT)
 		return NULL;
