@@ -466,7 +466,7 @@ static void fault_probe(struct faultcost *fc)
 	    close(fd) != 0)
 		die("cannot write '%s': %s", path, strerror(errno));
 	struct bcase c = {.size = MiB, .label = "fault probe"};
-	struct ctx x = {NULL, NULL, &c, {0}, {0}, buf};
+	struct ctx x = {NULL, NULL, NULL, &c, {0}, {0}, buf};
 	snprintf(x.path, sizeof x.path, "%s", path);
 	int n = quick ? 10 : 300;
 	double *tm = malloc(sizeof(double) * (size_t)n),
