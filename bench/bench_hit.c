@@ -96,8 +96,8 @@ static struct bcase cases[] = {
      .label = "4 KiB",
      .iters = 20000,
      .quick_iters = 50,
-     .target = 1.5,
-     .claim = "<= 1.5x raw read",
+     .target = 1.3,
+     .claim = "<= 1.3x raw read",
      .repeat_target = 500},
     /* Just above the map threshold, where mapping and reading cost
      * about the same and which one wins depends on the machine. */
@@ -105,8 +105,7 @@ static struct bcase cases[] = {
      .label = "96 KiB",
      .iters = 5000,
      .quick_iters = 20,
-     .target = 1.2,
-     .claim = "<= 1.2x raw read"},
+     .claim = "-"}, /* no target: shows the map-or-read choice */
     {.size = 1 * MiB,
      .label = "1 MiB",
      .iters = 2000,
@@ -670,7 +669,10 @@ static void print_results(void)
 		snprintf(pr, sizeof pr, "%.2f / %.2f", c->paired_read,
 			 c->paired_mmap);
 		printf("%-8s %11.2fx %11.2fx %14s  %-18s %s%s\n", c->label, rr,
-		       rm, pr, c->claim, rr <= c->target ? "PASS" : "MISS",
+		       rm, pr, c->claim,
+		       c->target <= 0	 ? "(no target)"
+		       : rr <= c->target ? "PASS"
+					 : "MISS",
 		       quick ? " (--quick: not a measurement)" : "");
 	}
 
