@@ -34,11 +34,14 @@ test-asan: deps-test
 	cmake --build $(ASAN) -j $(JOBS)
 	@sh scripts/run-tests.sh $(ASAN)
 
-# The threaded parts (the lease heartbeat) under ThreadSanitizer.
+# The threaded parts (the lease heartbeat, the memo shared by threads,
+# per-thread error messages) under ThreadSanitizer.
 test-tsan: deps
 	cmake -S . -B $(TSAN) -DLARDER_TSAN=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)
-	cmake --build $(TSAN) -j $(JOBS) --target test_fill
+	cmake --build $(TSAN) -j $(JOBS) --target test_fill test_memo test_api
 	$(TSAN)/tests/test_fill
+	$(TSAN)/tests/test_memo
+	$(TSAN)/tests/test_api
 
 demo: deps
 	@$(MAKE) --no-print-directory build >/dev/null
