@@ -910,6 +910,7 @@ static int lookup_only(const struct tally *t)
 {
 	static const int lookup[] = {
 	    LARDER_CTR_HITS,
+	    LARDER_CTR_MEMO_HITS,
 	    LARDER_CTR_REQUESTS,
 	    LARDER_CTR_TOUCHES,
 	    LARDER_CTR_ESTALE_RETRIES,
