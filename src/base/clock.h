@@ -9,6 +9,8 @@
 
 /* CLOCK_MONOTONIC in milliseconds: intervals, deadlines, waits. */
 uint64_t ldr_mono_ms(void);
+/* CLOCK_MONOTONIC in nanoseconds: timing what one call costs. */
+int64_t ldr_mono_ns(void);
 /* CLOCK_MONOTONIC_COARSE in milliseconds: cheap enough for a hit path,
  * a tick (a few ms) coarse. */
 int64_t ldr_coarse_ms(void);

@@ -358,6 +358,23 @@ void ldr_hex(const uint8_t *in, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
+int ldr_unhex(const char *in, size_t len, uint8_t *out)
+{
+	for (size_t i = 0; i < 2 * len; i++) {
+		char c = in[i];
+		int v = c >= '0' && c <= '9'   ? c - '0'
+			: c >= 'a' && c <= 'f' ? c - 'a' + 10
+					       : -1;
+		if (v < 0)
+			return -1;
+		if (i % 2 == 0)
+			out[i / 2] = (uint8_t)(v << 4);
+		else
+			out[i / 2] |= (uint8_t)v;
+	}
+	return 0;
+}
+
 void ldr_temp_name(char *buf, size_t len, const char *host)
 {
 	uint8_t r[8];

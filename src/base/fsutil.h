@@ -60,6 +60,9 @@ void ldr_random(void *buf, size_t len);
 
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void ldr_hex(const uint8_t *in, size_t len, char *out);
+/* The reverse for the 2*len lower-case hex digits at in (the names
+ * larder gives files): 0, or -1 at the first other character. */
+int ldr_unhex(const char *in, size_t len, uint8_t *out);
 
 /* Whether fd is on a network filesystem (NFS, FUSE, CephFS, Lustre, CIFS,
  * ...): other clients' changes are invisible to inotify there, and a file

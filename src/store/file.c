@@ -153,14 +153,6 @@ static uint64_t declared_len(const uint8_t *buf, size_t n)
 #define LDR_RELEARN 64
 enum { LDR_VIA_MAP = 1, LDR_VIA_READ = 2, LDR_VIA_POPULATE = 3 };
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		return 0;
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static int load_class(uint64_t size)
 {
 	int c = 0;
@@ -202,10 +194,10 @@ void ldr_file_learn(larder *db, struct ldr_file *f)
 {
 	if (!f->via || db->load_force)
 		return;
-	int64_t t1 = mono_ns(), d = t1 - f->t0;
+	int64_t d = ldr_mono_ns() - f->t0;
 	int k = f->via - 1, c = load_class(f->size);
 	f->via = 0;
-	if (!t1 || !f->t0 || d <= 0)
+	if (!f->t0 || d <= 0)
 		return;
 	/* The least of the first LDR_LEARN loads (the first of each kind
 	 * may be cold: 4x the others, measured), then a moving average (1/4
@@ -342,7 +334,7 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 		      : 0;
 	if (via && how == LDR_LOAD_WHOLE &&
 	    !(db->flags & LARDER_OPEN_TRUST_LOCAL)) {
-		f->t0 = mono_ns();
+		f->t0 = ldr_mono_ns();
 		f->via = via = choose_via(db, size,
 					  size <= LDR_READ_MAX &&
 					      size <= db->max_in_memory);

@@ -38,6 +38,7 @@
 #include <sys/mman.h>
 
 #include "clock.h"
+#include "fsutil.h"
 
 struct ldr_memo_blob {
 	unsigned refs;
@@ -183,6 +184,15 @@ static void drop_all(struct ldr_memo *m)
 {
 	while (m->lru.next != &m->lru)
 		ldr_memo_unref(remove_rec(m, m->lru.next));
+}
+
+/* Under m->mu: r becomes the most recently used. */
+static void lru_front(struct ldr_memo *m, struct rec *r)
+{
+	r->next = m->lru.next;
+	r->prev = &m->lru;
+	m->lru.next->prev = r;
+	m->lru.next = r;
 }
 
 static struct rec *find(struct ldr_memo *m, const uint8_t hash[16])
@@ -343,13 +353,9 @@ int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
 			goto out;
 		r->checked_ms = now;
 	}
-	/* Most recently used */
 	r->prev->next = r->next;
 	r->next->prev = r->prev;
-	r->next = m->lru.next;
-	r->prev = &m->lru;
-	m->lru.next->prev = r;
-	m->lru.next = r;
+	lru_front(m, r);
 	*out = r->hit;
 	__atomic_add_fetch(&r->hit.b->refs, 1, __ATOMIC_RELAXED);
 	hit = 1;
@@ -445,23 +451,13 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 	size_t i = bucket(m, hash);
 	r->chain = m->tab[i];
 	m->tab[i] = r;
-	r->next = m->lru.next;
-	r->prev = &m->lru;
-	m->lru.next->prev = r;
-	m->lru.next = r;
+	lru_front(m, r);
 	m->n++;
 	m->bytes += bytes;
 	pthread_mutex_unlock(&m->mu);
 	while (ndrop)
 		ldr_memo_unref(drop[--ndrop]);
 	return 0;
-}
-
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9'   ? c - '0'
-	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
-				      : -1;
 }
 
 void ldr_memo_forget(larder *db, const char *rel)
@@ -471,13 +467,8 @@ void ldr_memo_forget(larder *db, const char *rel)
 	if (!m || n < 32)
 		return;
 	uint8_t hash[16];
-	for (int i = 0; i < 16; i++) {
-		int hi = hexval(rel[n - 32 + 2 * i]),
-		    lo = hexval(rel[n - 31 + 2 * i]);
-		if (hi < 0 || lo < 0)
-			return; /* not an entry's name */
-		hash[i] = (uint8_t)(hi << 4 | lo);
-	}
+	if (ldr_unhex(rel + n - 32, 16, hash) != 0)
+		return; /* not an entry's name */
 	struct ldr_memo_blob *drop = NULL;
 	pthread_mutex_lock(&m->mu);
 	struct rec *r = find(m, hash);

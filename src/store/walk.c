@@ -292,21 +292,10 @@ static int describe(struct walk *w, const char *ns, const char *rel)
 	return rc;
 }
 
+/* An entry file's name: exactly 32 hex digits, the hash it claims. */
 static int unhex(const char *s, uint8_t out[16])
 {
-	for (int i = 0; i < 32; i++) {
-		char c = s[i];
-		int v = c >= '0' && c <= '9'   ? c - '0'
-			: c >= 'a' && c <= 'f' ? c - 'a' + 10
-					       : -1;
-		if (v < 0)
-			return -1;
-		if (i % 2 == 0)
-			out[i / 2] = (uint8_t)(v << 4);
-		else
-			out[i / 2] |= (uint8_t)v;
-	}
-	return s[32] == '\0' ? 0 : -1;
+	return ldr_unhex(s, 16, out) == 0 && s[32] == '\0' ? 0 : -1;
 }
 
 static int is_hex_digit(char c)
