@@ -29,7 +29,6 @@
  * whose loading and relocation every process using liblarder would pay,
  * a `larder get` included, for a source most of them never touch.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -39,6 +38,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "dl.h"
 #include "err.h"
 #include "sql_source.h"
 #include "store.h"
@@ -165,33 +165,15 @@ static struct pq_api pq;
 static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
 static char pq_error[400]; /* why it could not be loaded; "" if it was */
 
-/* dlsym returns an object pointer; POSIX guarantees that a function
- * pointer has its size and representation, and memcpy converts without
- * the cast ISO C leaves undefined. */
-_Static_assert(sizeof(void *) == sizeof(void (*)(void)),
-	       "function pointers must fit dlsym's result");
-
 static void pq_load_once(void)
 {
-	/* RTLD_LOCAL: libpq's symbols stay out of the global namespace,
-	 * where they could satisfy another library's lookups. */
-	void *h = dlopen(LIBPQ_SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		const char *e = dlerror();
-		snprintf(pq_error, sizeof pq_error, "%s", e ? e : "not found");
+	void *h = ldr_dl_open(LIBPQ_SONAME, pq_error, sizeof pq_error);
+	if (!h)
 		return;
-	}
 	struct pq_api t;
-	void *sym;
 #define PQ_RESOLVE(f)                                                          \
-	sym = dlsym(h, #f);                                                    \
-	if (!sym) {                                                            \
-		snprintf(pq_error, sizeof pq_error,                            \
-			 LIBPQ_SONAME " has no function " #f " (too old)");    \
-		(void)dlclose(h); /* a failure leaves it mapped */             \
-		return;                                                        \
-	}                                                                      \
-	memcpy(&t.f, &sym, sizeof sym);
+	if (ldr_dl_fn(h, LIBPQ_SONAME, #f, &t.f, pq_error, sizeof pq_error))   \
+		return;
 	PQ_FUNCS(PQ_RESOLVE)
 #undef PQ_RESOLVE
 	pq = t;

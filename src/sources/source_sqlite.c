@@ -11,7 +11,6 @@
  */
 #include "sql_source.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <locale.h>
@@ -23,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "dl.h"
 #include "err.h"
 
 /* How long a statement waits for another connection's lock (a writer
@@ -98,30 +98,15 @@ static struct sq_api sq;
 static pthread_once_t sq_once = PTHREAD_ONCE_INIT;
 static char sq_error[400]; /* why it could not be loaded; "" if it was */
 
-_Static_assert(sizeof(void *) == sizeof(void (*)(void)),
-	       "function pointers must fit dlsym's result");
-
 static void sq_load_once(void)
 {
-	void *h = dlopen(SQLITE_SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		const char *e = dlerror();
-		snprintf(sq_error, sizeof sq_error, "%s", e ? e : "not found");
+	void *h = ldr_dl_open(SQLITE_SONAME, sq_error, sizeof sq_error);
+	if (!h)
 		return;
-	}
 	struct sq_api t;
-	void *sym;
-	/* memcpy: POSIX gives function pointers the representation of
-	 * dlsym's void *, ISO C no cast between them. */
 #define SQ_RESOLVE(f)                                                          \
-	sym = dlsym(h, #f);                                                    \
-	if (!sym) {                                                            \
-		snprintf(sq_error, sizeof sq_error,                            \
-			 SQLITE_SONAME " has no function " #f " (too old)");   \
-		(void)dlclose(h); /* a failure leaves it mapped */             \
-		return;                                                        \
-	}                                                                      \
-	memcpy(&t.f, &sym, sizeof sym);
+	if (ldr_dl_fn(h, SQLITE_SONAME, #f, &t.f, sq_error, sizeof sq_error))  \
+		return;
 	SQ_FUNCS(SQ_RESOLVE)
 #undef SQ_RESOLVE
 	sq = t;

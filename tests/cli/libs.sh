@@ -115,4 +115,21 @@ done
 expect_rc 0 "without libpq, get k hits" \
 	env LD_LIBRARY_PATH="$badlib" "$LARDER" --dir "$S" get k
 
+# 6. A libpq.so.5 that loads but lacks the functions larder calls (too
+# old, or not libpq at all): refused by name, nothing called.
+if command -v cc >/dev/null 2>&1; then
+	mkdir "$T/oldlib" || bail "cannot make $T/oldlib"
+	printf 'int larder_test_not_libpq;\n' |
+		cc -shared -fPIC -x c - -o "$T/oldlib/libpq.so.5" ||
+		bail "cannot build $T/oldlib/libpq.so.5"
+	run env LD_LIBRARY_PATH="$T/oldlib" "$LARDER" --dir "$S" sql \
+		--ttl 1m --db "$nodb" 'select 1'
+	check "with a libpq lacking its functions, sql fails (exit $rc, want 4)" \
+		test "$rc" -eq 4
+	expect_err 'PostgreSQL support needs libpq\.so\.5 .*libpq\.so\.5 has no function PQ[A-Za-z]+ \(too old\)' \
+		"the message names the missing function"
+else
+	skip "no C compiler to build a libpq.so.5 without libpq's functions"
+fi
+
 finish
