@@ -70,18 +70,21 @@ header (little-endian)::
     16  8  total length of the entry
     24  8  offset of the main part (pickle stream, .npy, bytes, Arrow)
     32  8  length of the main part
-    40  4  CRC-32 of the main part (pickle only; else 0)
+    40  4  CRC-32 of the main part (pickle, bytes), of the .npy
+           header (npy: not of its data), or 0 (arrow)
     44  4  CRC-32 of bytes 0..63 and of the buffer table, this field 0
     48 16  reserved, 0
     64 16*N  buffer table: (offset, length) of each out-of-band buffer
 
 then padding to a multiple of 64, the main part, and each buffer at the
 next multiple of 64. ``load`` reads an entry as tagged exactly when it
-starts with the magic; a tagged entry whose header does not check out
-(wrong CRC, offsets or lengths outside the entry, unknown serializer or
-format version, truncated) raises ``SerialError`` -- which larder treats
-as a miss. Random bytes start with the magic with a chance of 2**-64;
-a raw payload that does start with it is not left to chance:
+starts with the magic's first 7 bytes (whatever its version byte, so that
+an entry of a newer format is refused, not taken for bytes); a tagged
+entry that does not check out (another format version, wrong CRC,
+offsets or lengths outside the entry, unknown serializer, truncated)
+raises ``SerialError`` -- which larder treats as a miss. Random bytes
+start with those 7 bytes with a chance of 2**-56; a raw payload that
+does start with them is not left to chance:
 ``dump(data, "bytes")`` wraps it in a tagged ``"bytes"`` entry (serializer
 3), so every dump loads back as what was dumped.
 
@@ -97,6 +100,7 @@ import zlib
 __all__ = ["dump", "load", "SerialError", "MAGIC", "HEADER_SIZE", "ALIGN", "SERIALIZERS"]
 
 MAGIC = b"\x89LDR\r\n\x00\x01"
+_PREFIX = MAGIC[:7]
 HEADER_SIZE = 64
 ALIGN = 64
 SERIALIZERS = ("auto", "bytes", "pickle", "npy", "arrow")
@@ -267,10 +271,10 @@ def _dump_npy(arr):
     if arr.dtype.hasobject:
         raise TypeError("serializer 'npy' cannot store an array of dtype object; use 'pickle'")
     head, fortran = _npy_header(arr)
-    return _layout(_NPY, 0, [head] + _array_pieces(arr, fortran), 0, [])
+    return _layout(_NPY, 0, [head] + _array_pieces(arr, fortran), zlib.crc32(head), [])
 
 
-def _load_npy(mv):
+def _load_npy(mv, crc=None):
     """Zero-copy array over a .npy image held in the memoryview mv."""
     import io
 
@@ -292,6 +296,8 @@ def _load_npy(mv):
         raise SerialError("unknown .npy version %d" % version)
     if start + hlen > len(mv):
         raise SerialError("truncated .npy header")
+    if crc is not None and zlib.crc32(mv[: start + hlen]) != crc:
+        raise SerialError("tagged entry's .npy header is corrupt (CRC mismatch)")
     try:
         fp = io.BytesIO(mv[: start + hlen].tobytes())
         npf.read_magic(fp)
@@ -404,9 +410,9 @@ def dump(obj, serializer="auto"):
         if not mv.c_contiguous:
             raise TypeError("serializer 'bytes' takes a contiguous buffer")
         mv = mv.cast("B") if mv.ndim != 1 or mv.format != "B" else mv
-        if mv[: len(MAGIC)].tobytes() == MAGIC:
+        if mv[: len(_PREFIX)].tobytes() == _PREFIX:
             # It would read as tagged: wrap it so it loads back as itself.
-            bufs, total = _layout(_BYTES, 0, mv, 0, [])
+            bufs, total = _layout(_BYTES, 0, mv, zlib.crc32(mv), [])
             return "bytes", bufs, total
         return "bytes", [mv], mv.nbytes
     if serializer == "npy":
@@ -427,6 +433,8 @@ def _header(mv):
         raise SerialError("tagged entry truncated: %d bytes, the header alone is %d" % (len(mv), HEADER_SIZE))
     head = mv[:HEADER_SIZE].tobytes()
     magic, kind, sub, _, nbuf, total, moff, mlen, mcrc, hcrc, _ = _HEAD.unpack(head)
+    if magic != MAGIC:
+        raise SerialError("tagged entry of format version %d; this larder reads version %d" % (magic[7], MAGIC[7]))
     if total != len(mv):
         raise SerialError("tagged entry is %d bytes, its header says %d (truncated or padded)" % (len(mv), total))
     table_end = HEADER_SIZE + _ENTRY.size * nbuf
@@ -461,7 +469,7 @@ def load(buf, serializer=None):
     mv = memoryview(buf)
     if mv.ndim != 1 or mv.format != "B":
         mv = mv.cast("B")
-    tagged = mv[: len(MAGIC)].tobytes() == MAGIC
+    tagged = mv[: len(_PREFIX)].tobytes() == _PREFIX
     if serializer == "bytes" and not tagged:
         return mv.tobytes()
     if serializer == "npy" and not tagged:
@@ -478,9 +486,11 @@ def load(buf, serializer=None):
             return mv.tobytes()
         raise SerialError("entry is a %r entry, not %r" % (_NAMES[kind], serializer))
     if kind == _BYTES:
+        if zlib.crc32(main) != mcrc:
+            raise SerialError("tagged entry's bytes are corrupt (CRC mismatch)")
         return main.tobytes()
     if kind == _NPY:
-        return _load_npy(main)
+        return _load_npy(main, mcrc)
     if kind == _ARROW:
         return _load_arrow(main, sub)
     if zlib.crc32(main) != mcrc:
