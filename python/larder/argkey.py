@@ -318,7 +318,8 @@ def args_digest(func, args, kwargs, ignore=(), hasher=None):
     ignore = frozenset(ignore)
     unknown = ignore - set(sig.parameters)
     if unknown:
-        raise ValueError("ignore names no parameter of %s: %s" % (getattr(func, "__qualname__", func), ", ".join(sorted(unknown))))
+        name = getattr(func, "__qualname__", func)
+        raise ValueError("ignore names no parameter of %s: %s" % (name, ", ".join(sorted(unknown))))
     h = (hasher or _default_hasher)()
     enc = _Encoder(h)
     for name, value in bound.arguments.items():

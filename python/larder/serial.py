@@ -213,10 +213,8 @@ def _dump_pickle(obj):
 
     bufs = []
     stream = io.BytesIO()
-    p = _Pickler(stream, protocol=5, buffer_callback=bufs.append) if _numpy() else None
-    if p is None:
-        p = pickle.Pickler(stream, protocol=5, buffer_callback=bufs.append)
-    p.dump(obj)
+    cls = _Pickler if _numpy() else pickle.Pickler
+    cls(stream, protocol=5, buffer_callback=bufs.append).dump(obj)
     main = stream.getbuffer()
     oob = [b.raw() for b in bufs]
     return _layout(_PICKLE, 0, main, zlib.crc32(main), oob)
@@ -318,7 +316,10 @@ def _load_npy(mv, crc=None):
         raise SerialError(".npy data is %d bytes, its header says %d" % (len(mv) - data, nbytes))
     # dtype=uint8 first: frombuffer refuses a zero-itemsize dtype and count 0.
     raw = np.frombuffer(mv, dtype=np.uint8, count=nbytes, offset=data)
-    return raw.view(dtype).reshape(shape, order="F" if fortran else "C")
+    try:
+        return raw.view(dtype).reshape(shape, order="F" if fortran else "C")
+    except (ValueError, TypeError) as e:
+        raise SerialError("cannot view .npy data as %s%r: %s" % (dtype, shape, e)) from None
 
 
 # --- arrow (only when importable) ---------------------------------------------

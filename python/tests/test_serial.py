@@ -383,3 +383,15 @@ def test_loaded_array_keeps_the_mapping_alive():
 
     gc.collect()
     m.close()
+
+
+def test_damaged_plain_npy_raises():
+    f = io.BytesIO()
+    np.save(f, sample("f8", (5,)))
+    raw = f.getvalue()
+    for n in (0, 5, 9, 30, len(raw) - 1):
+        with pytest.raises(SerialError):
+            load(raw[:n], serializer="npy")
+    bad = raw.replace(b"'<f8'", b"'<q8'")
+    with pytest.raises(SerialError):
+        load(bad, serializer="npy")
