@@ -50,7 +50,13 @@ every entry that is not raw bytes starts with a tag.
     Only when pyarrow is importable (Debian 12 packages neither pyarrow
     nor polars nor a Parquet engine, so this serializer is unavailable
     there and its tests are skipped): an Arrow IPC stream, loaded with
-    zero copy over the slice. polars objects go through Arrow.
+    zero copy over the slice. polars objects go through Arrow. Parquet
+    is not offered: it decodes on every load where Arrow IPC maps.
+
+Offsets are counted from the entry's first byte. larder places a payload
+of 64 KiB or more at a page boundary of its entry file (docs/format.md),
+so in a mapped entry those offsets are 64-byte aligned addresses too;
+numpy reads a smaller, merely 8-aligned payload just as well.
 
 The tag rule
 ------------
@@ -88,10 +94,14 @@ does start with them is not left to chance:
 ``dump(data, "bytes")`` wraps it in a tagged ``"bytes"`` entry (serializer
 3), so every dump loads back as what was dumped.
 
-Only the header and the pickle stream are checksummed here; larder
+The header, the pickle stream, the .npy header and wrapped bytes are
+checksummed here, so a damaged one is refused rather than misread (and a
+damaged pickle stream is never run); array data is not, so that loading a
+large array stays zero-copy and touches none of its pages: larder
 verifies the whole entry's checksum before ``load`` sees it.
 """
 
+import importlib
 import pickle
 import struct
 import sys
@@ -343,7 +353,7 @@ def _arrow_kind(obj):
 
 def _have_pyarrow():
     try:
-        import pyarrow  # noqa: F401
+        importlib.import_module("pyarrow")
     except ImportError:
         return False
     return True
