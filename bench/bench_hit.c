@@ -22,6 +22,10 @@
  *   memory    touch of the payload already in this process's memory: the
  *             floor of any in-process get that hands out a pointer (LMDB's
  *             get is of this kind), the anchor of the repeat line
+ *   head      larder and repeat again, version-less (ver NULL: the key's
+ *             head hint names the version), each against its versioned
+ *             twin, like for like: a first lookup (head read from disk,
+ *             no memo) and a repeat one (the handle's head cache and memo)
  *
  * and p50/p90 are reported with the ratios of the p50s against the targets
  * of docs/performance.md (PASS/MISS), plus the median of the ratios taken
@@ -66,7 +70,17 @@
 #define NS "bench"
 #define VER "v1"
 
-enum method { M_LARDER, M_TRUST, M_READ, M_MMAP, M_REPEAT, M_MEM, M_COUNT };
+enum method {
+	M_LARDER,
+	M_TRUST,
+	M_READ,
+	M_MMAP,
+	M_REPEAT,
+	M_MEM,
+	M_HEAD,	       /* version-less, as M_LARDER */
+	M_HEAD_REPEAT, /* version-less, as M_REPEAT */
+	M_COUNT
+};
 
 struct bcase {
 	uint64_t size;
@@ -247,11 +261,11 @@ struct ctx {
 	uint8_t *buf; /* preallocated for raw reads */
 };
 
-static int do_get(larder *db, const struct ctx *x)
+static int do_get(larder *db, const struct ctx *x, int headless)
 {
 	larder_entry *e;
-	int rc =
-	    larder_get(&e, db, NS, x->key, strlen(x->key), VER, strlen(VER));
+	int rc = larder_get(&e, db, NS, x->key, strlen(x->key),
+			    headless ? NULL : VER, headless ? 0 : strlen(VER));
 	if (rc)
 		die("larder_get(%s): %s: %s", x->c->label, larder_strerror(rc),
 		    larder_errmsg(db));
@@ -296,16 +310,22 @@ static int64_t run_one(int m, const struct ctx *x, int *mapped)
 	int64_t t0 = now_ns();
 	switch (m) {
 	case M_LARDER:
-		*mapped = do_get(x->db, x);
+		*mapped = do_get(x->db, x, 0);
 		break;
 	case M_TRUST:
-		do_get(x->db_trust, x);
+		do_get(x->db_trust, x, 0);
 		break;
 	case M_READ:
 		do_read(x);
 		break;
 	case M_REPEAT:
-		do_get(x->db_memo, x);
+		do_get(x->db_memo, x, 0);
+		break;
+	case M_HEAD:
+		do_get(x->db, x, 1);
+		break;
+	case M_HEAD_REPEAT:
+		do_get(x->db_memo, x, 1);
 		break;
 	case M_MEM:
 		sink += touch(x->buf, x->c->size);
@@ -635,9 +655,11 @@ static void print_results(void)
 {
 	char a[32], b[32];
 	printf("\nlatency, warm page cache, p50 / p90 (methods interleaved)\n");
-	printf("%-8s %6s  %-22s %-22s %-22s %-22s %-22s %-22s %s\n", "size",
-	       "iters", "larder (verified)", "larder (trust_local)", "raw read",
-	       "raw mmap", "larder (repeat)", "in memory", "hit");
+	printf("%-8s %6s  %-22s %-22s %-22s %-22s %-22s %-22s %-22s %-22s "
+	       "%s\n",
+	       "size", "iters", "larder (verified)", "larder (trust_local)",
+	       "raw read", "raw mmap", "larder (repeat)", "in memory",
+	       "head (first)", "head (repeat)", "hit");
 	for (size_t i = 0; i < NCASES; i++) {
 		const struct bcase *c = &cases[i];
 		if (!c->ran)
@@ -699,6 +721,27 @@ static void print_results(void)
 
 		       : c->p50[M_REPEAT] <= c->repeat_target ? "PASS"
 							      : "MISS",
+		       quick ? " (--quick)" : "");
+	}
+
+	/* A version-less get against its versioned twin, like for like: a
+	 * first lookup (no memo: the head and the entry read from disk)
+	 * against a first hit, a repeat one (head cache and memo) against a
+	 * repeat hit. */
+	printf("\nversion-less lookups (ver NULL, the head hint; target "
+	       "docs/performance.md)\n");
+	printf("%-8s %12s %12s %12s %12s  %-12s %s\n", "size", "first p50",
+	       "first/ver", "repeat p50", "repeat/ver", "target", "result");
+	for (size_t i = 0; i < NCASES; i++) {
+		const struct bcase *c = &cases[i];
+		if (!c->ran)
+			continue;
+		double rf = c->p50[M_HEAD] / c->p50[M_LARDER];
+		double rp = c->p50[M_HEAD_REPEAT] / c->p50[M_REPEAT];
+		printf("%-8s %12s %11.2fx %12s %11.2fx  %-12s %s%s\n", c->label,
+		       fmt_t(c->p50[M_HEAD], a, sizeof a), rf,
+		       fmt_t(c->p50[M_HEAD_REPEAT], b, sizeof b), rp,
+		       "<= 1.5x", rf <= 1.5 && rp <= 1.5 ? "PASS" : "MISS",
 		       quick ? " (--quick)" : "");
 	}
 
