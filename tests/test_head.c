@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,6 +272,67 @@ TEST(a_forked_child_starts_without_the_cache)
 	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	/* The parent's is its own still. */
 	ASSERT_EQ(ldr_test_head_cache_size(db), 1);
+	larder_close(other);
+	larder_close(db);
+}
+
+#define THREADS 4
+
+struct hammer {
+	larder *db;
+	int id, bad;
+};
+
+/* Version-less lookups of a few keys from several threads while one of
+ * them ages the cache: every answer is one of the key's versions. */
+static void *hammer_run(void *arg)
+{
+	struct hammer *h = arg;
+	char key[16];
+	for (int i = 0; i < 2000; i++) {
+		snprintf(key, sizeof key, "t%d", (i + h->id) % 6);
+		larder_entry *e = NULL;
+		size_t vl = 0;
+		if (larder_get(&e, h->db, "default", key, strlen(key), NULL,
+			       0) != 0)
+			h->bad++;
+		else {
+			const char *v = larder_entry_version(&vl, e);
+			h->bad += vl != 2 || v[0] != 'v' ||
+				  (v[1] != '1' && v[1] != '2');
+		}
+		larder_entry_release(e);
+		if (h->id == 0 && i % 300 == 0)
+			age(h->db, CHECK_MS);
+	}
+	return NULL;
+}
+
+TEST(threads_share_the_cache)
+{
+	larder *db = open_with(0, 4), *other = open_store();
+	char key[16];
+	for (int k = 0; k < 6; k++) {
+		snprintf(key, sizeof key, "t%d", k);
+		PUT(other, key, "v1");
+	}
+	struct hammer h[THREADS];
+	pthread_t t[THREADS];
+	for (int i = 0; i < THREADS; i++) {
+		h[i] = (struct hammer){db, i, 0};
+		ASSERT_EQ(pthread_create(&t[i], NULL, hammer_run, &h[i]), 0);
+	}
+	for (int k = 0; k < 6; k++) {
+		snprintf(key, sizeof key, "t%d", k);
+		PUT(other, key, "v2");
+	}
+	for (int i = 0; i < THREADS; i++) {
+		ASSERT_EQ(pthread_join(t[i], NULL), 0);
+		ASSERT_EQ(h[i].bad, 0);
+	}
+	ASSERT(ldr_test_head_cache_size(db) <= 4);
+	age(db, CHECK_MS);
+	HEAD_IS(db, "t0", "v2");
 	larder_close(other);
 	larder_close(db);
 }
