@@ -1,7 +1,7 @@
 /*
  * bench_hit.c — the cost of a verified warm hit against raw file I/O.
  *
- *   bench_hit [--quick] [--only 4k|96k|1m|256m] [DIR]
+ *   bench_hit [--quick] [--iters N] [--via DIR2] [--only 4k|96k|1m|256m] [DIR]
  *
  * For payloads of 4 KiB, 96 KiB, 1 MiB and 256 MiB, in one run: the entry is
  * put into a fresh store under DIR (default $TMPDIR, else /tmp) and the same
@@ -22,6 +22,10 @@
  *   memory    touch of the payload already in this process's memory: the
  *             floor of any in-process get that hands out a pointer (LMDB's
  *             get is of this kind), the anchor of the repeat line
+ *   head      larder and repeat again, version-less (ver NULL: the key's
+ *             head hint names the version), each against its versioned
+ *             twin, like for like: a first lookup (head read from disk,
+ *             no memo) and a repeat one (the handle's head cache and memo)
  *
  * and p50/p90 are reported with the ratios of the p50s against the targets
  * of docs/performance.md (PASS/MISS), plus the median of the ratios taken
@@ -32,6 +36,12 @@
  *
  * --quick runs a handful of iterations: a smoke test, not a measurement.
  * --only runs one size (for profiling it, e.g. under perf record).
+ * --iters N times N rounds of each size: on a network filesystem, where a
+ * round takes milliseconds (e.g. --only 4k --iters 500 on a GlusterFS
+ * mount: version-less lookups there, docs/performance.md).
+ * --via DIR2 reads through DIR2, another mount of DIR's filesystem (the
+ * second client of a network filesystem): the entries and plain files
+ * are written through DIR, every timed read goes through DIR2.
  * The exit status is 0 whether targets are met or not (noise on a shared
  * machine must not fail a build); it is non-zero only if something broke.
  */
@@ -66,7 +76,17 @@
 #define NS "bench"
 #define VER "v1"
 
-enum method { M_LARDER, M_TRUST, M_READ, M_MMAP, M_REPEAT, M_MEM, M_COUNT };
+enum method {
+	M_LARDER,
+	M_TRUST,
+	M_READ,
+	M_MMAP,
+	M_REPEAT,
+	M_MEM,
+	M_HEAD,	       /* version-less, as M_LARDER */
+	M_HEAD_REPEAT, /* version-less, as M_REPEAT */
+	M_COUNT
+};
 
 struct bcase {
 	uint64_t size;
@@ -122,10 +142,15 @@ static struct bcase cases[] = {
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
-#define USAGE "usage: bench_hit [--quick] [--only 4k|96k|1m|256m] [DIR]"
+#define USAGE                                                                  \
+	"usage: bench_hit [--quick] [--iters N] [--via DIR2] "                 \
+	"[--only 4k|96k|1m|256m] [DIR]"
 
 static char workdir[4096];
+/* The same directory as the readers see it (--via), else workdir. */
+static char readdir_[4096];
 static int quick;
+static int iters; /* --iters: rounds of every size (0: each its own) */
 static volatile uint64_t sink; /* keeps touches from being optimised out */
 
 static void die(const char *fmt, ...)
@@ -175,9 +200,10 @@ static void key_of(const struct bcase *c, char *key, size_t n)
 	snprintf(key, n, "bench_hit/%" PRIu64, c->size);
 }
 
-static void raw_path(const struct bcase *c, char *path, size_t n)
+static void raw_path(const struct bcase *c, char *path, size_t n, int reader)
 {
-	snprintf(path, n, "%s/raw-%" PRIu64, workdir, c->size);
+	snprintf(path, n, "%s/raw-%" PRIu64, reader ? readdir_ : workdir,
+		 c->size);
 }
 
 static int rm_one(const char *path, const struct stat *st, int flag,
@@ -206,7 +232,7 @@ static void setup_case(larder *db, const struct bcase *c)
 {
 	char key[64], path[4200];
 	key_of(c, key, sizeof key);
-	raw_path(c, path, sizeof path);
+	raw_path(c, path, sizeof path, 0);
 
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -247,11 +273,11 @@ struct ctx {
 	uint8_t *buf; /* preallocated for raw reads */
 };
 
-static int do_get(larder *db, const struct ctx *x)
+static int do_get(larder *db, const struct ctx *x, int headless)
 {
 	larder_entry *e;
-	int rc =
-	    larder_get(&e, db, NS, x->key, strlen(x->key), VER, strlen(VER));
+	int rc = larder_get(&e, db, NS, x->key, strlen(x->key),
+			    headless ? NULL : VER, headless ? 0 : strlen(VER));
 	if (rc)
 		die("larder_get(%s): %s: %s", x->c->label, larder_strerror(rc),
 		    larder_errmsg(db));
@@ -296,16 +322,22 @@ static int64_t run_one(int m, const struct ctx *x, int *mapped)
 	int64_t t0 = now_ns();
 	switch (m) {
 	case M_LARDER:
-		*mapped = do_get(x->db, x);
+		*mapped = do_get(x->db, x, 0);
 		break;
 	case M_TRUST:
-		do_get(x->db_trust, x);
+		do_get(x->db_trust, x, 0);
 		break;
 	case M_READ:
 		do_read(x);
 		break;
 	case M_REPEAT:
-		do_get(x->db_memo, x);
+		do_get(x->db_memo, x, 0);
+		break;
+	case M_HEAD:
+		do_get(x->db, x, 1);
+		break;
+	case M_HEAD_REPEAT:
+		do_get(x->db_memo, x, 1);
 		break;
 	case M_MEM:
 		sink += touch(x->buf, x->c->size);
@@ -335,7 +367,7 @@ static void measure_case(larder *db, larder *db_trust, larder *db_memo,
 {
 	struct ctx x = {db, db_trust, db_memo, c, {0}, {0}, NULL};
 	key_of(c, x.key, sizeof x.key);
-	raw_path(c, x.path, sizeof x.path);
+	raw_path(c, x.path, sizeof x.path, 1);
 	x.buf = malloc(c->size);
 	if (!x.buf)
 		die("out of memory for a %s buffer", c->label);
@@ -354,7 +386,7 @@ static void measure_case(larder *db, larder *db_trust, larder *db_memo,
 	c->mapped = larder_entry_is_mapped(e);
 	larder_entry_release(e);
 
-	int n = quick ? c->quick_iters : c->iters;
+	int n = iters ? iters : quick ? c->quick_iters : c->iters;
 	int warm = n / 10 + 1;
 	uint64_t memo0 = larder_counter(db_memo, LARDER_CTR_MEMO_HITS);
 	uint64_t hits0 = larder_counter(db_memo, LARDER_CTR_HITS);
@@ -534,7 +566,7 @@ static void child_body(enum child_kind kind, const char *store,
 {
 	char key[64], path[4200];
 	key_of(c, key, sizeof key);
-	raw_path(c, path, sizeof path);
+	raw_path(c, path, sizeof path, 0);
 	int reps = quick ? 1 : 5;
 	out->baseline_kb = status_kb("VmRSS");
 
@@ -635,9 +667,11 @@ static void print_results(void)
 {
 	char a[32], b[32];
 	printf("\nlatency, warm page cache, p50 / p90 (methods interleaved)\n");
-	printf("%-8s %6s  %-22s %-22s %-22s %-22s %-22s %-22s %s\n", "size",
-	       "iters", "larder (verified)", "larder (trust_local)", "raw read",
-	       "raw mmap", "larder (repeat)", "in memory", "hit");
+	printf("%-8s %6s  %-22s %-22s %-22s %-22s %-22s %-22s %-22s %-22s "
+	       "%s\n",
+	       "size", "iters", "larder (verified)", "larder (trust_local)",
+	       "raw read", "raw mmap", "larder (repeat)", "in memory",
+	       "head (first)", "head (repeat)", "hit");
 	for (size_t i = 0; i < NCASES; i++) {
 		const struct bcase *c = &cases[i];
 		if (!c->ran)
@@ -702,6 +736,27 @@ static void print_results(void)
 		       quick ? " (--quick)" : "");
 	}
 
+	/* A version-less get against its versioned twin, like for like: a
+	 * first lookup (no memo: the head and the entry read from disk)
+	 * against a first hit, a repeat one (head cache and memo) against a
+	 * repeat hit. */
+	printf("\nversion-less lookups (ver NULL, the head hint; target "
+	       "docs/performance.md)\n");
+	printf("%-8s %12s %12s %12s %12s  %-12s %s\n", "size", "first p50",
+	       "first/ver", "repeat p50", "repeat/ver", "target", "result");
+	for (size_t i = 0; i < NCASES; i++) {
+		const struct bcase *c = &cases[i];
+		if (!c->ran)
+			continue;
+		double rf = c->p50[M_HEAD] / c->p50[M_LARDER];
+		double rp = c->p50[M_HEAD_REPEAT] / c->p50[M_REPEAT];
+		printf("%-8s %12s %11.2fx %12s %11.2fx  %-12s %s%s\n", c->label,
+		       fmt_t(c->p50[M_HEAD], a, sizeof a), rf,
+		       fmt_t(c->p50[M_HEAD_REPEAT], b, sizeof b), rp, "<= 1.5x",
+		       rf <= 1.5 && rp <= 1.5 ? "PASS" : "MISS",
+		       quick ? " (--quick)" : "");
+	}
+
 	printf("\nwhere a hit's time goes (p50)\n");
 	printf("%-8s %14s %14s %14s %14s\n", "size", "checksum", "share of hit",
 	       "xxh3 in RAM", "trusted - raw");
@@ -723,10 +778,15 @@ static void print_results(void)
 
 int main(int argc, char **argv)
 {
-	const char *base = NULL, *only = NULL;
+	const char *base = NULL, *only = NULL, *via = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--quick") == 0)
 			quick = 1;
+		else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc &&
+			 (iters = atoi(argv[++i])) > 0)
+			;
+		else if (strcmp(argv[i], "--via") == 0 && i + 1 < argc)
+			via = argv[++i];
 		else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
 			only = argv[++i];
 		else if (strcmp(argv[i], "-h") == 0 ||
@@ -780,22 +840,29 @@ int main(int argc, char **argv)
 			cases[i].size = 0;
 		}
 
-	char store[4200];
+	snprintf(readdir_, sizeof readdir_, "%s%s", via ? via : workdir,
+		 via ? strrchr(workdir, '/') : "");
+	char store[4200], rstore[4200];
 	snprintf(store, sizeof store, "%s/store", workdir);
+	snprintf(rstore, sizeof rstore, "%s/store", readdir_);
 	/* The first-hit handles verify every read: with the memo, all but
 	 * their first hit would be repeat hits. */
 	larder_opts o = LARDER_OPTS_INIT;
 	o.flags = LARDER_OPEN_CREATE | LARDER_OPEN_VERIFY_ALWAYS;
 	larder *db, *db_trust, *db_memo;
-	if (larder_open(&db, store, &o))
+	larder *dbw; /* writes the entries, through DIR */
+	if (larder_open(&dbw, store, &o))
 		die("cannot open store '%s': %s", store, larder_errmsg(NULL));
+	o.flags &= ~LARDER_OPEN_CREATE;
+	if (larder_open(&db, rstore, &o))
+		die("cannot open store '%s': %s", rstore, larder_errmsg(NULL));
 	larder_opts ot = LARDER_OPTS_INIT;
 	ot.flags = LARDER_OPEN_TRUST_LOCAL | LARDER_OPEN_VERIFY_ALWAYS;
-	if (larder_open(&db_trust, store, &ot))
-		die("cannot open store '%s': %s", store, larder_errmsg(NULL));
+	if (larder_open(&db_trust, rstore, &ot))
+		die("cannot open store '%s': %s", rstore, larder_errmsg(NULL));
 	larder_opts om = LARDER_OPTS_INIT; /* the memo as a user gets it */
-	if (larder_open(&db_memo, store, &om))
-		die("cannot open store '%s': %s", store, larder_errmsg(NULL));
+	if (larder_open(&db_memo, rstore, &om))
+		die("cannot open store '%s': %s", rstore, larder_errmsg(NULL));
 
 	char host[256] = "?";
 	gethostname(host, sizeof host);
@@ -810,6 +877,8 @@ int main(int argc, char **argv)
 	printf("store %s (default options: verified reads, mmap threshold "
 	       "default; the memo only in the repeat column)\n",
 	       store);
+	if (via)
+		printf("read through %s (--via)\n", rstore);
 
 	struct faultcost fc;
 	fault_probe(&fc);
@@ -822,7 +891,7 @@ int main(int argc, char **argv)
 
 	for (size_t i = 0; i < NCASES; i++)
 		if (cases[i].size)
-			setup_case(db, &cases[i]);
+			setup_case(dbw, &cases[i]);
 
 	/* Memory first, while this process holds no large buffer. */
 	const struct bcase *big = &cases[NCASES - 1];
@@ -875,5 +944,6 @@ int main(int argc, char **argv)
 	larder_close(db_memo);
 	larder_close(db_trust);
 	larder_close(db);
+	larder_close(dbw);
 	return 0;
 }

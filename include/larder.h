@@ -146,6 +146,13 @@
  * least recently used first), shared by the handle's threads, and
  * emptied in a forked child, which verifies again. With
  * LARDER_OPEN_VERIFY_ALWAYS every read verifies the file.
+ * A version-less lookup (ver NULL) also remembers the version the key's
+ * head hint named (docs/format.md, "The head cache"): within memo_check_ms
+ * it is taken from memory, then the hint's identity is looked at again.
+ * So a newer head published by another process or handle is seen after
+ * at most memo_check_ms (1 s by default); this handle's own publishes and
+ * removals at once. It is bounded by memo_entries, emptied in a forked
+ * child, and off with LARDER_OPEN_VERIFY_ALWAYS.
  *
  * Trust and permissions
  * ---------------------
@@ -405,11 +412,13 @@ typedef struct larder_entry larder_entry; /* opaque */
 
 /* Look up (ns, key, version) and verify it. `ver` may be NULL to take the
  * version named by the key's head hint (the newest published version,
- * possibly lagging). Returns 0 and an entry, or LARDER_ENOTFOUND for a
- * miss: absent, expired, corrupt (then quarantined; so is anything at the
- * entry's name that is not a regular file), or written by a newer
- * format. Other codes are real failures (permissions, I/O; LARDER_ENOMEM
- * also for a zstd entry larger than larder_opts.max_in_memory). */
+ * possibly lagging: by up to memo_check_ms for a head published by
+ * another process or handle, see Repeat hits). Returns 0 and an entry, or
+ * LARDER_ENOTFOUND for a miss: absent, expired, corrupt (then quarantined;
+ * so is anything at the entry's name that is not a regular file), or
+ * written by a newer format. Other codes are real failures (permissions,
+ * I/O; LARDER_ENOMEM also for a zstd entry larger than
+ * larder_opts.max_in_memory). */
 LARDER_API int larder_get(larder_entry **out, larder *db, const char *ns,
 			  const void *key, size_t klen, const void *ver,
 			  size_t vlen);

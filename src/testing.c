@@ -5,6 +5,7 @@
 #include "testing.h"
 
 #include "file.h"
+#include "head.h"
 #include "memo.h"
 #include "open.h"
 #include "publish.h"
@@ -57,4 +58,14 @@ void ldr_test_memo_age(larder *db, int64_t ms)
 void ldr_test_memo_usage(larder *db, size_t *entries, uint64_t *bytes)
 {
 	ldr_memo_usage(db, entries, bytes);
+}
+
+void ldr_test_head_cache_age(larder *db, int64_t ms)
+{
+	ldr_head_cache_age(db, ms);
+}
+
+size_t ldr_test_head_cache_size(larder *db)
+{
+	return ldr_head_cache_size(db);
 }

@@ -46,6 +46,10 @@ int ldr_test_writer_begin_internal(larder_writer **out, larder *db,
 /* Age the handle's memo of verified entries by `ms` milliseconds, as if
  * that much time had passed (memo.c: its checks and re-hashes fall due). */
 void ldr_test_memo_age(larder *db, int64_t ms);
+/* Move the clock of the handle's head cache by `ms` milliseconds (head.c:
+ * its checks fall due), and how many heads it holds. */
+void ldr_test_head_cache_age(larder *db, int64_t ms);
+size_t ldr_test_head_cache_size(larder *db);
 /* How many entries, and bytes, the handle's memo holds now. */
 void ldr_test_memo_usage(larder *db, size_t *entries, uint64_t *bytes);
 

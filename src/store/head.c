@@ -11,18 +11,24 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "file.h"
 #include "fsutil.h"
 #include "hash.h"
+#include "memo.h"
+#include "naming.h"
 #include "quarantine.h"
 
 #define LDR_HEAD_MAGIC "\x89LDRHEAD"
+
+static void hc_forget(larder *db, const uint8_t hash[16]);
 
 /* A head that cannot be written is a failed write, as an entry's is. */
 static int head_fail(larder *db, int e, const char *what, const char *rel)
@@ -32,77 +38,156 @@ static int head_fail(larder *db, int e, const char *what, const char *rel)
 			      rel, strerror(e));
 }
 
-/* Head hint: magic(8) format(4) vlen(4) version XXH3-128(16) over all
- * before it. A hint that fails any check is as good as none. */
+/* ---- Reading a head from disk ----------------------------------------
+ * open + one pread + close: a head is 32 bytes and a version, and the
+ * read asks one byte more than the buffer's worth so that a longer file
+ * shows as one (never loaded whole: a file planted at a head's name may
+ * claim any size). An fstat only when the caller wants the identity. */
+
+/* Versions up to this long are read in the first pread (a stack buffer);
+ * a longer one takes a second, sized by the header. */
+#define HEAD_FIRST 480
+
+/* Parse a head's bytes: 0 and the version malloc'ed, or LARDER_ENOTFOUND. */
+static int head_parse(const uint8_t *p, size_t len, uint8_t **ver, size_t *vlen)
+{
+	uint8_t sum[16];
+	if (len < 32 || memcmp(p, LDR_HEAD_MAGIC, 8) != 0)
+		return LARDER_ENOTFOUND;
+	uint32_t format = (uint32_t)p[8] | (uint32_t)p[9] << 8 |
+			  (uint32_t)p[10] << 16 | (uint32_t)p[11] << 24;
+	uint32_t n = (uint32_t)p[12] | (uint32_t)p[13] << 8 |
+		     (uint32_t)p[14] << 16 | (uint32_t)p[15] << 24;
+	if (format != 1 || n > LDR_MAX_VER || len != 32 + (size_t)n)
+		return LARDER_ENOTFOUND;
+	ldr_xxh128(p, 16 + (size_t)n, sum);
+	if (memcmp(sum, p + 16 + n, 16) != 0 || !(*ver = malloc(n ? n : 1)))
+		return LARDER_ENOTFOUND;
+	memcpy(*ver, p + 16, n);
+	*vlen = n;
+	return 0;
+}
+
+/* The head file at rel, open at fd: its version, and with id its
+ * identity. */
+static int head_from_fd(int fd, uint8_t **ver, size_t *vlen, struct stat *id)
+{
+	uint8_t first[32 + HEAD_FIRST + 1], *big = NULL;
+	const uint8_t *p = first;
+	/* One pread, not a loop to EOF: a second call only to see EOF would
+	 * cost a first lookup a fifth of its time. */
+	ssize_t n;
+	do
+		n = pread(fd, first, sizeof first, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return LARDER_ENOTFOUND; /* a FIFO, a directory: no head */
+	if (n >= 16) {
+		uint32_t want = (uint32_t)first[12] | (uint32_t)first[13] << 8 |
+				(uint32_t)first[14] << 16 |
+				(uint32_t)first[15] << 24;
+		size_t total = 32 + (size_t)(want <= LDR_MAX_VER ? want : 0);
+		if (want > LDR_MAX_VER)
+			return LARDER_ENOTFOUND;
+		if (total + 1 > sizeof first) {
+			if (!(big = malloc(total + 1)))
+				return LARDER_ENOTFOUND;
+			n = ldr_pread_full(fd, big, total + 1, 0);
+			p = big;
+		} else if ((size_t)n < total) {
+			/* A short read (a network filesystem may): the rest,
+			 * and a byte more to see a longer file. */
+			ssize_t m = ldr_pread_full(fd, first + n,
+						   total + 1 - (size_t)n, n);
+			n = m < 0 ? -1 : n + m;
+		}
+	}
+	int rc = n < 0 ? LARDER_ENOTFOUND : head_parse(p, (size_t)n, ver, vlen);
+	free(big);
+	if (rc == 0 && id && (fstat(fd, id) != 0 || !S_ISREG(id->st_mode))) {
+		free(*ver);
+		*ver = NULL;
+		*vlen = 0;
+		rc = LARDER_ENOTFOUND;
+	}
+	return rc;
+}
+
+static int head_load(larder *db, const char *rel, int noatime, uint8_t **ver,
+		     size_t *vlen, struct stat *id)
+{
+	*ver = NULL;
+	*vlen = 0;
+	/* O_NONBLOCK: a FIFO planted at the name must not hang the reader;
+	 * O_NOCTTY: nor may a terminal become ours. O_NOATIME needs the
+	 * file's owner: without it, open as anyone may. */
+	const int fl = O_RDONLY | O_NONBLOCK | O_NOCTTY;
+	int fd = -1;
+	for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
+		fd = ldr_open_beneath(db->rootfd, rel,
+				      fl | (noatime ? O_NOATIME : 0), 0);
+		if (fd < 0 && noatime && errno == EPERM)
+			fd = ldr_open_beneath(db->rootfd, rel, fl, 0);
+		if (fd >= 0)
+			break;
+		if (errno == ESTALE) {
+			/* A network filesystem replaced its handle: look
+			 * once more. */
+			ldr_count(db, LARDER_CTR_ESTALE_RETRIES);
+			continue;
+		}
+		if (errno == ENOENT)
+			return LARDER_ENOTFOUND;
+		/* Anything but a regular file at the name (a symlink, a
+		 * socket) is no head; a regular one we may not open is a
+		 * real failure. */
+		int e = errno;
+		struct stat st;
+		if (ldr_lstat(db, rel, &st) == 0 && !S_ISREG(st.st_mode)) {
+			ldr_log(db, LARDER_LOG_DEBUG,
+				"ignoring unreadable head '%s/%s'", db->dir,
+				rel);
+			return LARDER_ENOTFOUND;
+		}
+		return ldr_fail_errno(db, e, "cannot read '%s/%s': %s", db->dir,
+				      rel, strerror(e));
+	}
+	if (fd < 0)
+		return LARDER_ENOTFOUND;
+	int rc = head_from_fd(fd, ver, vlen, id);
+	ldr_close(fd);
+	if (rc)
+		ldr_log(db, LARDER_LOG_DEBUG,
+			"ignoring unreadable head '%s/%s'", db->dir, rel);
+	return rc;
+}
+
+static void head_rel(const char *ns, const void *key, size_t klen,
+		     uint8_t hash[16], char rel[LDR_REL_MAX])
+{
+	char hex[33];
+	ldr_head_hash(ns, key, klen, hash);
+	ldr_hex(hash, 16, hex);
+	ldr_file_rel(rel, ns, 'h', hex);
+}
+
 int ldr_head_read(larder *db, const char *ns, const void *key, size_t klen,
 		  uint8_t **ver, size_t *vlen)
 {
-	return ldr_head_read_ident(db, ns, key, klen, ver, vlen, NULL);
+	uint8_t hash[16];
+	char rel[LDR_REL_MAX];
+	head_rel(ns, key, klen, hash, rel);
+	return head_load(db, rel, 0, ver, vlen, NULL);
 }
 
 int ldr_head_read_ident(larder *db, const char *ns, const void *key,
 			size_t klen, uint8_t **ver, size_t *vlen,
 			struct stat *id)
 {
-	uint8_t hash[16], sum[16];
-	char hex[33], rel[LDR_REL_MAX];
-	ldr_head_hash(ns, key, klen, hash);
-	ldr_hex(hash, 16, hex);
-	ldr_file_rel(rel, ns, 'h', hex);
-	*ver = NULL;
-	*vlen = 0;
-	struct ldr_file f;
-	int rc = LARDER_ENOTFOUND;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		/* Scanned, not loaded whole: a file planted at a head's name
-		 * may claim any size (a sparse one costs its maker no disk),
-		 * and a head is never more than 32 bytes and a version. */
-		if (ldr_file_scan(db, rel, &f, id != NULL) == 0)
-			break;
-		if (errno != ENOENT && errno != ESTALE)
-			return ldr_fail_errno(db, errno,
-					      "cannot read '%s/%s': %s",
-					      db->dir, rel, strerror(errno));
-		if (errno == ESTALE)
-			ldr_count(db, LARDER_CTR_ESTALE_RETRIES);
-		if (attempt == 1)
-			return LARDER_ENOTFOUND;
-	}
-	if (f.partial && f.size <= 32 + (uint64_t)LDR_MAX_VER) {
-		uint8_t *whole = malloc((size_t)f.size);
-		ssize_t got =
-		    whole ? ldr_pread_full(f.fd, whole, (size_t)f.size, 0) : -1;
-		if (got == (ssize_t)f.size) {
-			free(f.p);
-			f.p = whole;
-			f.len = (size_t)got;
-			f.partial = 0;
-		} else
-			free(whole);
-	}
-	if (!f.partial && f.len >= 32 && memcmp(f.p, LDR_HEAD_MAGIC, 8) == 0) {
-		uint32_t format = (uint32_t)f.p[8] | (uint32_t)f.p[9] << 8 |
-				  (uint32_t)f.p[10] << 16 |
-				  (uint32_t)f.p[11] << 24;
-		uint32_t n = (uint32_t)f.p[12] | (uint32_t)f.p[13] << 8 |
-			     (uint32_t)f.p[14] << 16 | (uint32_t)f.p[15] << 24;
-		if (format == 1 && n <= LDR_MAX_VER &&
-		    f.len == 32 + (size_t)n) {
-			ldr_xxh128(f.p, 16 + (size_t)n, sum);
-			if (memcmp(sum, f.p + 16 + n, 16) == 0 &&
-			    (!id || (f.fd >= 0 && fstat(f.fd, id) == 0)) &&
-			    (*ver = malloc(n ? n : 1))) {
-				memcpy(*ver, f.p + 16, n);
-				*vlen = n;
-				rc = 0;
-			}
-		}
-	}
-	if (rc)
-		ldr_log(db, LARDER_LOG_DEBUG,
-			"ignoring unreadable head '%s/%s'", db->dir, rel);
-	ldr_file_free(&f);
-	return rc;
+	uint8_t hash[16];
+	char rel[LDR_REL_MAX];
+	head_rel(ns, key, klen, hash, rel);
+	return head_load(db, rel, id != NULL, ver, vlen, id);
 }
 
 int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
@@ -167,6 +252,7 @@ int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 		goto out;
 	}
 	name[0] = '\0';
+	hc_forget(db, hash); /* read again: this handle sees its own write */
 out:
 	if (fd >= 0)
 		ldr_close(fd);
@@ -193,5 +279,409 @@ int ldr_head_drop(larder *db, const char *ns, const void *key, size_t klen,
 	ldr_head_hash(ns, key, klen, hash);
 	ldr_hex(hash, 16, hex);
 	ldr_file_rel(rel, ns, 'h', hex);
-	return ldr_remove_same_by_us(db, rel, st.st_dev, st.st_ino) == 1;
+	int removed = ldr_remove_same_by_us(db, rel, st.st_dev, st.st_ino) == 1;
+	if (removed)
+		hc_forget(db, hash);
+	return removed;
+}
+
+/* ---- The head cache -------------------------------------------------
+ * A handle remembers the heads it read: (ns, key) -> the version and the
+ * head file's identity (dev, ino, size, mtime, ctime; a head is replaced
+ * by rename, so every new head is a new file). A repeat version-less
+ * lookup takes the version from memory for check_ms (the memo's check
+ * interval), then looks at the head's identity again (one stat) and
+ * reads it only when it changed. So a head another process (or handle)
+ * published is seen after at most check_ms. This handle's own writes and
+ * drops forget the record at once. What it keeps honest, as the memo of
+ * entries does (memo.c):
+ *  - a head is remembered at its second read, not its first: a first
+ *    lookup keeps nothing and costs no fstat;
+ *  - a head changed within RACY_NS of its read (a replacement in the same
+ *    timestamp tick, with a reused inode of the same size, would not
+ *    show) is read again at its check instead of judged by its identity;
+ *  - bounded (memo_entries records, least recently used first);
+ *  - one mutex per handle, never held across a system call;
+ *  - emptied in a forked child (pthread_atfork);
+ *  - off with LARDER_OPEN_VERIFY_ALWAYS: every lookup reads the head.
+ * It only ever names a version: the entry is still looked up (memo or
+ * file) and verified, so a stale head costs a miss or an older version,
+ * never bytes that were not published. */
+
+#define SEEN_SLOTS 1024
+#define RACY_NS 2000000000LL
+
+struct hrec {
+	uint8_t hash[16]; /* H(ns, key): the head's name */
+	uint8_t *ver;	  /* one allocation: ver, ns, key */
+	const uint8_t *ns, *key;
+	size_t vlen, nslen, klen;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime, ctime;
+	int64_t checked_ms;
+	int racy;
+	struct hrec *prev, *next, *chain;
+};
+
+struct ldr_heads {
+	pthread_mutex_t mu;
+	struct hrec **tab;
+	size_t mask;
+	struct hrec lru; /* most recent after the sentinel */
+	size_t n, max_n;
+	int64_t check_ms;
+	int64_t skew_ms; /* tests move the clock (ldr_head_cache_age) */
+	/* Bumped by every forget: a read that began before one does not
+	 * put what it read (it may be the head just replaced). */
+	uint64_t gen;
+	uint64_t seen[SEEN_SLOTS];
+	struct ldr_heads *gprev, *gnext;
+};
+
+static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ldr_heads *all;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static int atfork_ok;
+
+static void hc_drop_all(struct ldr_heads *c)
+{
+	while (c->lru.next != &c->lru) {
+		struct hrec *r = c->lru.next;
+		r->prev->next = r->next;
+		r->next->prev = r->prev;
+		free(r->ver);
+		free(r);
+	}
+	memset(c->tab, 0, (c->mask + 1) * sizeof *c->tab);
+	memset(c->seen, 0, sizeof c->seen);
+	c->n = 0;
+	c->gen++;
+}
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&all_mu);
+	for (struct ldr_heads *c = all; c; c = c->gnext)
+		pthread_mutex_lock(&c->mu);
+}
+
+static void fork_parent(void)
+{
+	for (struct ldr_heads *c = all; c; c = c->gnext)
+		pthread_mutex_unlock(&c->mu);
+	pthread_mutex_unlock(&all_mu);
+}
+
+/* A child reads heads from disk again rather than trust its parent's. */
+static void fork_child(void)
+{
+	for (struct ldr_heads *c = all; c; c = c->gnext) {
+		hc_drop_all(c);
+		pthread_mutex_unlock(&c->mu);
+	}
+	pthread_mutex_unlock(&all_mu);
+}
+
+static void atfork_install(void)
+{
+	atfork_ok = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+}
+
+static int64_t hc_ms(const struct ldr_heads *c)
+{
+	return ldr_coarse_ms() + __atomic_load_n(&c->skew_ms, __ATOMIC_RELAXED);
+}
+
+static size_t hc_bucket(const struct ldr_heads *c, const uint8_t hash[16])
+{
+	uint64_t x;
+	memcpy(&x, hash, sizeof x);
+	return (size_t)x & c->mask;
+}
+
+static struct hrec *hc_find(struct ldr_heads *c, const uint8_t hash[16])
+{
+	struct hrec *r = c->tab[hc_bucket(c, hash)];
+	while (r && memcmp(r->hash, hash, 16) != 0)
+		r = r->chain;
+	return r;
+}
+
+/* Under c->mu: unlink r from its bucket and the LRU (the caller frees). */
+static void hc_unlink(struct ldr_heads *c, struct hrec *r)
+{
+	struct hrec **pp = &c->tab[hc_bucket(c, r->hash)];
+	while (*pp != r)
+		pp = &(*pp)->chain;
+	*pp = r->chain;
+	r->prev->next = r->next;
+	r->next->prev = r->prev;
+	c->n--;
+}
+
+static void hc_front(struct ldr_heads *c, struct hrec *r)
+{
+	r->next = c->lru.next;
+	r->prev = &c->lru;
+	c->lru.next->prev = r;
+	c->lru.next = r;
+}
+
+void ldr_head_cache_open(larder *db, const larder_opts *o)
+{
+	db->heads = NULL;
+	if (db->flags & LARDER_OPEN_VERIFY_ALWAYS)
+		return;
+	int v3 = o && o->version >= 3;
+	size_t max_n =
+	    v3 && o->memo_entries ? o->memo_entries : LDR_MEMO_ENTRIES;
+	size_t nb = 16;
+	while (nb < max_n * 2 && nb < ((size_t)1 << 24))
+		nb *= 2;
+	struct ldr_heads *c = calloc(1, sizeof *c);
+	if (!c || !(c->tab = calloc(nb, sizeof *c->tab))) {
+		/* Without it every version-less lookup reads its head. */
+		free(c);
+		return;
+	}
+	pthread_once(&atfork_once, atfork_install);
+	if (!atfork_ok) {
+		free(c->tab);
+		free(c);
+		return;
+	}
+	pthread_mutex_init(&c->mu, NULL);
+	c->mask = nb - 1;
+	c->lru.prev = c->lru.next = &c->lru;
+	c->max_n = max_n;
+	c->check_ms =
+	    v3 && o->memo_check_ms ? o->memo_check_ms : LDR_MEMO_CHECK_MS;
+	pthread_mutex_lock(&all_mu);
+	c->gnext = all;
+	if (all)
+		all->gprev = c;
+	all = c;
+	pthread_mutex_unlock(&all_mu);
+	db->heads = c;
+}
+
+void ldr_head_cache_close(larder *db)
+{
+	struct ldr_heads *c = db->heads;
+	if (!c)
+		return;
+	pthread_mutex_lock(&all_mu);
+	if (c->gprev)
+		c->gprev->gnext = c->gnext;
+	else
+		all = c->gnext;
+	if (c->gnext)
+		c->gnext->gprev = c->gprev;
+	pthread_mutex_unlock(&all_mu);
+	hc_drop_all(c);
+	pthread_mutex_destroy(&c->mu);
+	free(c->tab);
+	free(c);
+	db->heads = NULL;
+}
+
+/* Forget the head named hash: this handle replaced or removed it. */
+static void hc_forget(larder *db, const uint8_t hash[16])
+{
+	struct ldr_heads *c = db->heads;
+	if (!c)
+		return;
+	struct hrec *r;
+	pthread_mutex_lock(&c->mu);
+	c->gen++;
+	if ((r = hc_find(c, hash)) != NULL)
+		hc_unlink(c, r);
+	pthread_mutex_unlock(&c->mu);
+	if (r) {
+		free(r->ver);
+		free(r);
+	}
+}
+
+static int same_head(const struct hrec *r, const struct stat *st)
+{
+	return S_ISREG(st->st_mode) && st->st_dev == r->dev &&
+	       st->st_ino == r->ino && st->st_size == r->size &&
+	       st->st_mtim.tv_sec == r->mtime.tv_sec &&
+	       st->st_mtim.tv_nsec == r->mtime.tv_nsec &&
+	       st->st_ctim.tv_sec == r->ctime.tv_sec &&
+	       st->st_ctim.tv_nsec == r->ctime.tv_nsec;
+}
+
+static int same_bytes(const void *a, size_t alen, const void *b, size_t blen)
+{
+	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+/* Under c->mu: the version of r, copied. */
+static int hc_copy(const struct hrec *r, uint8_t **ver, size_t *vlen)
+{
+	if (!(*ver = malloc(r->vlen ? r->vlen : 1)))
+		return -1;
+	memcpy(*ver, r->ver, r->vlen);
+	*vlen = r->vlen;
+	return 0;
+}
+
+/* Remember what a read found (st: the head file's identity). */
+static void hc_put(larder *db, const uint8_t hash[16], const char *ns,
+		   const void *key, size_t klen, const uint8_t *ver,
+		   size_t vlen, const struct stat *st, uint64_t gen)
+{
+	struct ldr_heads *c = db->heads;
+	size_t nslen = strlen(ns);
+	struct hrec *r = calloc(1, sizeof *r);
+	uint8_t *b = malloc(vlen + nslen + klen + 1);
+	if (!r || !b) {
+		free(r);
+		free(b);
+		return;
+	}
+	memcpy(r->hash, hash, 16);
+	if (vlen)
+		memcpy(b, ver, vlen);
+	memcpy(b + vlen, ns, nslen);
+	if (klen)
+		memcpy(b + vlen + nslen, key, klen);
+	r->ver = b;
+	r->vlen = vlen;
+	r->ns = b + vlen;
+	r->nslen = nslen;
+	r->key = b + vlen + nslen;
+	r->klen = klen;
+	r->dev = st->st_dev;
+	r->ino = st->st_ino;
+	r->size = st->st_size;
+	r->mtime = st->st_mtim;
+	r->ctime = st->st_ctim;
+	int64_t skew = __atomic_load_n(&c->skew_ms, __ATOMIC_RELAXED);
+	r->racy = ldr_now_ns() + skew * 1000000 -
+		      ((int64_t)st->st_ctim.tv_sec * 1000000000 +
+		       st->st_ctim.tv_nsec) <
+		  RACY_NS;
+	struct hrec *old = NULL, *lru = NULL;
+	pthread_mutex_lock(&c->mu);
+	if (c->gen != gen) {
+		/* Forgotten meanwhile: what we read may be the old head. */
+		pthread_mutex_unlock(&c->mu);
+		free(b);
+		free(r);
+		return;
+	}
+	r->checked_ms = hc_ms(c);
+	if ((old = hc_find(c, hash)) != NULL)
+		hc_unlink(c, old);
+	if (c->n >= c->max_n && c->lru.prev != &c->lru) {
+		lru = c->lru.prev;
+		hc_unlink(c, lru);
+	}
+	size_t i = hc_bucket(c, hash);
+	r->chain = c->tab[i];
+	c->tab[i] = r;
+	hc_front(c, r);
+	c->n++;
+	pthread_mutex_unlock(&c->mu);
+	if (old) {
+		free(old->ver);
+		free(old);
+	}
+	if (lru) {
+		free(lru->ver);
+		free(lru);
+	}
+}
+
+int ldr_head_get(larder *db, const char *ns, const void *key, size_t klen,
+		 uint8_t **ver, size_t *vlen)
+{
+	uint8_t hash[16];
+	char rel[LDR_REL_MAX];
+	head_rel(ns, key, klen, hash, rel);
+	*ver = NULL;
+	*vlen = 0;
+	struct ldr_heads *c = db->heads;
+	if (!c)
+		return head_load(db, rel, 0, ver, vlen, NULL);
+
+	int again = 0, check = 0, had = 0;
+	struct hrec seen = {0};
+	pthread_mutex_lock(&c->mu);
+	uint64_t gen = c->gen;
+	struct hrec *r = hc_find(c, hash);
+	if (!r) {
+		uint64_t tag;
+		memcpy(&tag, hash + 8, sizeof tag);
+		tag |= 1; /* never the empty slot */
+		uint64_t *slot = &c->seen[hc_bucket(c, hash) % SEEN_SLOTS];
+		again = *slot == tag;
+		*slot = tag;
+	} else if (!same_bytes(r->ns, r->nslen, ns, strlen(ns)) ||
+		   !same_bytes(r->key, r->klen, key, klen)) {
+		again = 1; /* a 128-bit collision: read, and replace it */
+	} else if (hc_ms(c) - r->checked_ms < c->check_ms) {
+		int rc = hc_copy(r, ver, vlen);
+		if (rc == 0) {
+			r->prev->next = r->next;
+			r->next->prev = r->prev;
+			hc_front(c, r);
+		}
+		pthread_mutex_unlock(&c->mu);
+		if (rc == 0)
+			return 0;
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	} else {
+		again = had = 1;
+		check = !r->racy;
+		seen = *r;
+		if (check && hc_copy(r, ver, vlen) != 0)
+			check = 0;
+	}
+	pthread_mutex_unlock(&c->mu);
+
+	if (check) {
+		/* Due for a look: the same file (one stat) is the same head. */
+		struct stat st;
+		if (ldr_lstat(db, rel, &st) == 0 && same_head(&seen, &st)) {
+			pthread_mutex_lock(&c->mu);
+			r = hc_find(c, hash);
+			if (r && c->gen == gen)
+				r->checked_ms = hc_ms(c);
+			pthread_mutex_unlock(&c->mu);
+			return 0;
+		}
+		free(*ver);
+		*ver = NULL;
+		*vlen = 0;
+	}
+	struct stat st;
+	int rc = head_load(db, rel, 0, ver, vlen, again ? &st : NULL);
+	if (rc == 0 && again)
+		hc_put(db, hash, ns, key, klen, *ver, *vlen, &st, gen);
+	else if (rc == LARDER_ENOTFOUND && had)
+		hc_forget(db, hash); /* gone: a miss from here on */
+	return rc;
+}
+
+void ldr_head_cache_age(larder *db, int64_t ms)
+{
+	if (db->heads)
+		__atomic_add_fetch(&db->heads->skew_ms, ms, __ATOMIC_RELAXED);
+}
+
+size_t ldr_head_cache_size(larder *db)
+{
+	struct ldr_heads *c = db->heads;
+	if (!c)
+		return 0;
+	pthread_mutex_lock(&c->mu);
+	size_t n = c->n;
+	pthread_mutex_unlock(&c->mu);
+	return n;
 }

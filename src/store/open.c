@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "head.h"
 #include "host.h"
 #include "memo.h"
 #include "recency.h"
@@ -448,6 +449,7 @@ int ldr_store_open(larder **out, const char *dir, const larder_opts *opts)
 	    opts && opts->log_level ? opts->log_level : LARDER_LOG_WARN;
 	ldr_hostname(db->host, sizeof db->host);
 	ldr_memo_open(db, opts);
+	ldr_head_cache_open(db, opts);
 	int create = (db->flags & LARDER_OPEN_CREATE) != 0;
 
 	db->rootfd = open_root(dir);
@@ -544,6 +546,7 @@ void ldr_store_close(larder *db)
 		return;
 	ldr_slots_clear(db);
 	ldr_memo_close(db);
+	ldr_head_cache_close(db);
 	ldr_recency_fini(db);
 	ldr_stats_fini(db); /* flushes: a failure is logged, not returned */
 	pthread_mutex_destroy(&db->slot_mu);

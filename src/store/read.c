@@ -217,7 +217,7 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	memset(l, 0, sizeof *l);
 	l->f.fd = -1;
 	if (!ver) {
-		rc = ldr_head_read(db, ns, key, klen, &l->headver, &vlen);
+		rc = ldr_head_get(db, ns, key, klen, &l->headver, &vlen);
 		if (rc == LARDER_ENOTFOUND)
 			return miss(db, ns);
 		if (rc)
