@@ -76,7 +76,7 @@ static int loader(larder_fill *fill, void *payload)
 			return LARDER_EIO;
 	}
 	note(j->note_fd, 'L');
-	uint8_t *buf = malloc(j->size ? j->size : 1);
+	uint8_t *buf = xmalloc(j->size);
 	test_fill_pattern(buf, j->size, j->seed);
 	int rc = 0;
 	if (j->chunk) {
@@ -899,7 +899,7 @@ static int src_load(larder_fill *f, void *payload)
 		if (rc)
 			return rc;
 	}
-	uint8_t *buf = malloc(s->size ? s->size : 1);
+	uint8_t *buf = xmalloc(s->size);
 	test_fill_pattern(buf, s->size, (uint64_t)state);
 	size_t half = s->size / 2;
 	int rc = larder_fill_write(f, buf, half);

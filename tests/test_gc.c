@@ -95,7 +95,7 @@ static int64_t store_files(const char *dir, const char *ns, int64_t *bytes)
 static void put_n(larder *db, const char *ns, const char *key, const char *ver,
 		  size_t size, uint64_t seed, int64_t ttl)
 {
-	char *buf = malloc(size ? size : 1);
+	char *buf = xmalloc(size);
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
 	po.ttl_seconds = ttl;
 	test_fill_pattern(buf, size, seed);
