@@ -13,7 +13,7 @@ target_compile_definitions(test_sql_pg PRIVATE _GNU_SOURCE)
 # libpq itself too: the test program sets up its databases through it
 # (liblarder loads it only when a call needs it).
 target_link_libraries(test_sql_pg PRIVATE larder_static larder_harness
-                      PkgConfig::LIBPQ)
+                      larder_store_util PkgConfig::LIBPQ)
 add_test(NAME sql_pg
          COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/pg/run.sh
                  $<TARGET_FILE:test_sql_pg>)

@@ -7,6 +7,7 @@
  */
 #include "harness.h"
 #include "larder.h"
+#include "store_util.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -19,12 +20,7 @@ static larder *open_at(const char *name)
 	o.flags = LARDER_OPEN_CREATE;
 	o.fsync = LARDER_FSYNC_NONE;
 	o.create_fsync = LARDER_FSYNC_NONE;
-	larder *db = NULL;
-	int rc = larder_open(&db, test_path("%s", name), &o);
-	if (rc != 0)
-		test_fail(__FILE__, __LINE__, "larder_open: %s: %s",
-			  larder_strerror(rc), larder_errmsg(NULL));
-	return db;
+	return open_store_at(test_path("%s", name), &o);
 }
 
 /* ---------------------------------------------------------------------- */

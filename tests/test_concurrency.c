@@ -24,6 +24,7 @@
 #include "testing.h"
 #include "harness.h"
 #include "larder.h"
+#include "store_util.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
@@ -101,38 +102,13 @@ static void *shared_map(size_t len)
 /* ---------------------------------------------------------------------- */
 /* Store and payloads                                                      */
 
-static const char *store_dir(void)
-{
-	return test_path("store");
-}
-
-static larder *open_store(int create)
+/* A worker's handle on the store the test created (open_store()): not
+ * created again, so that a worker never makes a store of its own. */
+static larder *open_existing(void)
 {
 	larder_opts o = LARDER_OPTS_INIT;
-	o.flags = create ? LARDER_OPEN_CREATE : 0;
 	o.fsync = LARDER_FSYNC_NONE; /* concurrency does not need fsync */
-	larder *db = NULL;
-	int rc = larder_open(&db, store_dir(), &o);
-	if (rc != 0)
-		test_fail(__FILE__, __LINE__, "larder_open: %d: %s", rc,
-			  larder_errmsg(NULL));
-	return db;
-}
-
-static uint64_t fnv(const void *p, size_t n, uint64_t h)
-{
-	const uint8_t *b = p;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 1099511628211ull;
-	return h;
-}
-
-static uint64_t seed_of(const void *key, size_t klen, const void *ver,
-			size_t vlen)
-{
-	uint64_t h = fnv(key, klen, 1469598103934665603ull);
-	h = (h ^ 0xFF) * 1099511628211ull;
-	return fnv(ver, vlen, h);
+	return open_store_at(store_dir(), &o);
 }
 
 /* Sizes around every boundary that matters: empty, one byte, a page, the
@@ -163,7 +139,7 @@ static int entry_is_right(const larder_entry *e, const void *key, size_t klen,
 	if (want_ver &&
 	    (vlen != want_vlen || memcmp(ver, want_ver, want_vlen) != 0))
 		return 0;
-	uint64_t seed = seed_of(key, klen, ver, vlen);
+	uint64_t seed = seed_of_kv(key, klen, ver, vlen);
 	size_t size = size_of(seed);
 	if (larder_entry_size(e) != size)
 		return 0;
@@ -174,32 +150,6 @@ static int entry_is_right(const larder_entry *e, const void *key, size_t klen,
 	size_t got_mlen;
 	const void *meta = larder_entry_meta(&got_mlen, e);
 	return got_mlen == (size_t)mlen && memcmp(meta, m, got_mlen) == 0;
-}
-
-static int count_files(const char *dir, const char *part)
-{
-	DIR *d = opendir(dir);
-	if (!d) {
-		ASSERT(errno == ENOENT);
-		return 0;
-	}
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		char sub[4096];
-		int len = snprintf(sub, sizeof sub, "%s/%s", dir, de->d_name);
-		ASSERT(len > 0 && (size_t)len < sizeof sub);
-		struct stat st;
-		ASSERT_EQ(lstat(sub, &st), 0);
-		if (S_ISDIR(st.st_mode))
-			n += count_files(sub, part);
-		else if (!part || strstr(de->d_name, part))
-			n++;
-	}
-	closedir(d);
-	return n;
 }
 
 static void expect_clean_store(void)
@@ -233,10 +183,9 @@ static int put_pattern(larder *db, const char *ns, const char *key,
 		       const char *ver, int streamed, unsigned flags)
 {
 	size_t klen = strlen(key), vlen = strlen(ver);
-	uint64_t seed = seed_of(key, klen, ver, vlen);
+	uint64_t seed = seed_of_kv(key, klen, ver, vlen);
 	size_t size = size_of(seed);
-	uint8_t *buf = malloc(size ? size : 1);
-	ASSERT(buf != NULL);
+	uint8_t *buf = xmalloc(size);
 	test_fill_pattern(buf, size, seed);
 	char m[64];
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
@@ -292,7 +241,7 @@ static void same_writer(int id, void *arg)
 {
 	(void)arg;
 	(void)id;
-	larder *db = open_store(0);
+	larder *db = open_existing();
 	for (int r = 0; r < SAME_ROUNDS; r++) {
 		char ver[32];
 		same_round_ver(r, ver, sizeof ver);
@@ -326,7 +275,7 @@ static void same_reader(int id, void *arg)
 {
 	(void)arg;
 	(void)id;
-	larder *db = open_store(0);
+	larder *db = open_existing();
 	int r = 0;
 	while (!atomic_load(&same->writers_done)) {
 		char ver[32];
@@ -363,7 +312,7 @@ static void same_reader(int id, void *arg)
 TEST(eight_writers_of_the_same_key_and_version_publish_it_once)
 {
 	same = shared_map(sizeof *same);
-	larder_close(open_store(1));
+	larder_close(open_store());
 	struct barrier b;
 	barrier_init(&b);
 	pid_t w[SAME_WRITERS], rd[SAME_READERS];
@@ -395,7 +344,7 @@ TEST(eight_writers_of_the_same_key_and_version_publish_it_once)
 				  ex);
 	}
 
-	larder *db = open_store(0);
+	larder *db = open_existing();
 	for (int r = 0; r < SAME_ROUNDS; r++) {
 		char ver[32];
 		same_round_ver(r, ver, sizeof ver);
@@ -453,7 +402,7 @@ static void mix_error(larder *db, const char *what, int rc)
 static void mix_writer(int w, void *arg)
 {
 	(void)arg;
-	larder *db = open_store(0);
+	larder *db = open_existing();
 	for (int i = 0; i < MIX_ITERS; i++) {
 		char key[32], ver[32];
 		mix_name(w, i, key, sizeof key, ver, sizeof ver);
@@ -545,7 +494,7 @@ static void mix_read_one(larder *db, uint64_t *rng, int during)
 static void mix_reader(int id, void *arg)
 {
 	(void)arg;
-	larder *db = open_store(0);
+	larder *db = open_existing();
 	uint64_t rng = 0x9E3779B97F4A7C15ull * (uint64_t)(id + 1);
 	while (!atomic_load(&mix->writers_done))
 		mix_read_one(db, &rng, 1);
@@ -560,7 +509,7 @@ static void mix_reader(int id, void *arg)
 TEST(eight_writers_and_four_readers_never_see_a_wrong_byte)
 {
 	mix = shared_map(sizeof *mix);
-	larder_close(open_store(1));
+	larder_close(open_store());
 	struct barrier b;
 	barrier_init(&b);
 	pid_t w[MIX_WRITERS], rd[MIX_READERS];
@@ -592,7 +541,7 @@ TEST(eight_writers_and_four_readers_never_see_a_wrong_byte)
 
 	/* The settled store: the last MIX_KEEP versions of every key are
 	 * there and whole, older ones gone, heads on the newest. */
-	larder *db = open_store(0);
+	larder *db = open_existing();
 	for (int wr = 0; wr < MIX_WRITERS; wr++) {
 		for (int i = 0; i < MIX_ITERS; i++) {
 			char key[32], ver[32];
@@ -665,7 +614,7 @@ static void forked_user(int id, void *arg)
 
 TEST(forked_children_share_an_inherited_handle)
 {
-	inherited = open_store(1);
+	inherited = open_store();
 	/* An entry held across the fork stays valid in every child. */
 	ASSERT_RC(inherited, put_pattern(inherited, "fork", "held", "v", 0, 0),
 		  0);
@@ -727,7 +676,7 @@ static void corrupt_reader(int id, void *arg)
 {
 	(void)arg;
 	(void)id;
-	larder *db = open_store(0);
+	larder *db = open_existing();
 	while (!atomic_load(&cs->done)) {
 		larder_entry *e;
 		int rc = larder_get(&e, db, "c", "victim", 6, cs->ver,
@@ -817,11 +766,11 @@ static void count_quarantined(int *good, int *damaged)
 TEST(readers_racing_damaged_entries_never_see_a_wrong_byte)
 {
 	cs = shared_map(sizeof *cs);
-	larder *db = open_store(1);
+	larder *db = open_store();
 	for (int i = 0; i < 1000 && !cs->ver[0]; i++) {
 		char v[16];
 		snprintf(v, sizeof v, "v%d", i);
-		if (size_of(seed_of("victim", 6, v, strlen(v))) == 300 * KiB)
+		if (size_of(seed_of_kv("victim", 6, v, strlen(v))) == 300 * KiB)
 			memcpy(cs->ver, v, sizeof v);
 	}
 	ASSERT(cs->ver[0] != '\0');

@@ -24,18 +24,7 @@
 #include "testing.h"
 #include "harness.h"
 #include "larder.h"
-
-static larder *open_store(void)
-{
-	larder *db = NULL;
-	larder_opts o = LARDER_OPTS_INIT;
-	o.flags = LARDER_OPEN_CREATE;
-	o.fsync = LARDER_FSYNC_NONE;
-	int rc = larder_open(&db, test_path("store"), &o);
-	if (rc)
-		test_fail(__FILE__, __LINE__, "open: %s", larder_errmsg(NULL));
-	return db;
-}
+#include "store_util.h"
 
 /* Appends one line per load to a side file, so loads can be counted
  * across processes; writes `size` pattern bytes for `seed`. */
@@ -87,7 +76,7 @@ static int loader(larder_fill *fill, void *payload)
 			return LARDER_EIO;
 	}
 	note(j->note_fd, 'L');
-	uint8_t *buf = malloc(j->size ? j->size : 1);
+	uint8_t *buf = xmalloc(j->size);
 	test_fill_pattern(buf, j->size, j->seed);
 	int rc = 0;
 	if (j->chunk) {
@@ -910,7 +899,7 @@ static int src_load(larder_fill *f, void *payload)
 		if (rc)
 			return rc;
 	}
-	uint8_t *buf = malloc(s->size ? s->size : 1);
+	uint8_t *buf = xmalloc(s->size);
 	test_fill_pattern(buf, s->size, (uint64_t)state);
 	size_t half = s->size / 2;
 	int rc = larder_fill_write(f, buf, half);

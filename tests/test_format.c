@@ -11,19 +11,13 @@
 #include "testing.h"
 #include "harness.h"
 #include "larder.h"
+#include "store_util.h"
 
 /* A header and the buffer it was encoded into (exactly hdr_len bytes). */
 struct enc {
 	ldr_hdr h;
 	uint8_t *buf;
 };
-
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-	ASSERT(p != NULL);
-	return p;
-}
 
 /* Fill h with distinct, recognisable values for every fixed field. */
 static void sample_fields(ldr_hdr *h)

@@ -16,6 +16,7 @@
  */
 #include "harness.h"
 #include "larder.h"
+#include "store_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -150,8 +151,7 @@ static int put_n(larder *db, int i, size_t size)
 {
 	char key[32];
 	key_of(key, sizeof key, i);
-	unsigned char *buf = malloc(size ? size : 1);
-	ASSERT(buf != NULL);
+	unsigned char *buf = xmalloc(size);
 	test_fill_pattern(buf, size, (uint64_t)i);
 	int rc = larder_put(db, NS, key, strlen(key), VER, strlen(VER), buf,
 			    size, NULL);
@@ -216,11 +216,7 @@ static larder *create_store(const char *mnt, char *store, size_t len)
 	snprintf(store, len, "%s/store", mnt);
 	larder_opts o = LARDER_OPTS_INIT;
 	o.flags = LARDER_OPEN_CREATE;
-	larder *db = NULL;
-	int rc = larder_open(&db, store, &o);
-	if (rc != 0)
-		test_fail(__FILE__, __LINE__, "create store %s: %s: %s", store,
-			  larder_strerror(rc), larder_errmsg(NULL));
+	larder *db = open_store_at(store, &o);
 	/* The disk really fills here: no watermark refuses first. */
 	larder_limits l = LARDER_LIMITS_INIT;
 	ASSERT_RC(db, larder_limits_get(&l, db, NULL), 0);

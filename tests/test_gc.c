@@ -28,21 +28,19 @@
 
 #include "harness.h"
 #include "larder.h"
+#include "store_util.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
 
-static larder *open_store(const char *dir)
+/* A store at dir, created if need be: some tests keep theirs on a small
+ * mount of its own. */
+static larder *open_at(const char *dir)
 {
-	larder *db;
 	larder_opts o = LARDER_OPTS_INIT;
 	o.flags = LARDER_OPEN_CREATE;
 	o.create_fsync = LARDER_FSYNC_NONE;
-	int rc = larder_open(&db, dir, &o);
-	if (rc)
-		test_fail(__FILE__, __LINE__, "open %s: %s", dir,
-			  larder_errmsg(NULL));
-	return db;
+	return open_store_at(dir, &o);
 }
 
 static void set_limits(larder *db, const char *ns, int64_t max_bytes,
@@ -97,7 +95,7 @@ static int64_t store_files(const char *dir, const char *ns, int64_t *bytes)
 static void put_n(larder *db, const char *ns, const char *key, const char *ver,
 		  size_t size, uint64_t seed, int64_t ttl)
 {
-	char *buf = malloc(size ? size : 1);
+	char *buf = xmalloc(size);
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
 	po.ttl_seconds = ttl;
 	test_fill_pattern(buf, size, seed);
@@ -155,7 +153,7 @@ static void set_old_atime(const char *path, int seconds_ago)
 
 TEST(limits_round_trip_and_keep_unknown_lines)
 {
-	larder *db = open_store(test_path("s"));
+	larder *db = open_at(test_path("s"));
 	larder_limits l = LARDER_LIMITS_INIT, got = LARDER_LIMITS_INIT;
 	ASSERT_RC(db, larder_limits_get(&got, db, NULL), 0);
 	ASSERT_EQ(got.max_bytes, 0);
@@ -198,7 +196,7 @@ TEST(limits_round_trip_and_keep_unknown_lines)
 			  test_path("s/ns/a/config")),
 		  0);
 	/* another handle sees it all */
-	larder *db2 = open_store(test_path("s"));
+	larder *db2 = open_at(test_path("s"));
 	ASSERT_RC(db2, larder_limits_get(&got, db2, "a"), 0);
 	ASSERT_EQ(got.max_entries, 9);
 	larder_close(db2);
@@ -230,7 +228,7 @@ TEST(hit_touches_at_most_once_per_interval)
 	/* noatime: the kernel's own relatime refresh (atime older than
 	 * ctime, which setting the times moves) would hide ours */
 	mount_small(test_path("mnt"), MS_NOATIME, "size=8m");
-	larder *db = open_store(test_path("mnt/s"));
+	larder *db = open_at(test_path("mnt/s"));
 	set_limits(db, NULL, 0, 0, 1000);
 	put_n(db, "n", "k", NULL, 100, 1, 0);
 	const char *p = entry_path(db, "n", "k");
@@ -246,13 +244,13 @@ TEST(hit_touches_at_most_once_per_interval)
 		ASSERT(present(db, "n", "k", NULL));
 	ASSERT_EQ(larder_counter(db, LARDER_CTR_TOUCHES), 1);
 	/* another handle finds it recent (someone touched it): no write */
-	larder *db2 = open_store(test_path("mnt/s"));
+	larder *db2 = open_at(test_path("mnt/s"));
 	ASSERT(present(db2, "n", "k", NULL));
 	ASSERT_EQ(larder_counter(db2, LARDER_CTR_TOUCHES), 0);
 	larder_close(db2);
 	/* interval 0: every hit touches */
 	set_limits(db, NULL, 0, 0, 0);
-	larder *db3 = open_store(test_path("mnt/s"));
+	larder *db3 = open_at(test_path("mnt/s"));
 	for (int i = 0; i < 5; i++)
 		ASSERT(present(db3, "n", "k", NULL));
 	ASSERT_EQ(larder_counter(db3, LARDER_CTR_TOUCHES), 5);
@@ -265,7 +263,7 @@ TEST(cleaning_walking_and_inspecting_do_not_touch)
 	/* on the test directory's own mount (relatime, usually): setting
 	 * the times moves the ctime past the atime, so any plain read now
 	 * would refresh the atime by itself */
-	larder *db = open_store(test_path("s"));
+	larder *db = open_at(test_path("s"));
 	put_n(db, "n", "k", NULL, 100, 1, 0);
 	char path[4096];
 	snprintf(path, sizeof path, "%s", entry_path(db, "n", "k"));
@@ -284,7 +282,7 @@ TEST(cleaning_walking_and_inspecting_do_not_touch)
 
 TEST(hot_entries_survive_while_cold_ones_go)
 {
-	larder *db = open_store(test_path("s"));
+	larder *db = open_at(test_path("s"));
 	set_limits(db, NULL, 0, 0, 0);
 	char key[32];
 	/* hot ones first: oldest by creation, so only recency saves them */
@@ -364,7 +362,7 @@ static void superseded_setup(larder *db)
 
 TEST(expired_and_superseded_go_first)
 {
-	larder *db = open_store(test_path("s"));
+	larder *db = open_at(test_path("s"));
 	superseded_setup(db);
 	larder_gc_report r = LARDER_GC_REPORT_INIT;
 	ASSERT_RC(db, larder_gc(&r, db, "n", 0), 0);
@@ -391,7 +389,7 @@ TEST(expired_and_superseded_go_first)
 
 TEST(dry_run_removes_nothing)
 {
-	larder *db = open_store(test_path("s"));
+	larder *db = open_at(test_path("s"));
 	superseded_setup(db);
 	int64_t before = store_files(test_path("s"), NULL, NULL);
 	int64_t heads = g_heads;
@@ -409,7 +407,7 @@ TEST(dry_run_removes_nothing)
 
 TEST(gc_skips_while_another_cleaner_holds_the_lock)
 {
-	larder *db = open_store(test_path("s"));
+	larder *db = open_at(test_path("s"));
 	superseded_setup(db);
 	int fd = open(test_path("s/gc.lock"), O_RDWR | O_CREAT, 0644);
 	ASSERT(fd >= 0);
@@ -459,7 +457,7 @@ TEST(gc_lock_takes_the_store_mode_not_the_umask)
 /* The store-wide value of a counter, by name (as `larder stat` has it). */
 static uint64_t stored_counter(const char *dir, const char *name)
 {
-	larder *db = open_store(dir);
+	larder *db = open_at(dir);
 	larder_stats *s = NULL;
 	ASSERT_RC(db, larder_stats_read(&s, db), 0);
 	uint64_t v, found = 0;
@@ -485,7 +483,7 @@ static uint64_t stored_counter(const char *dir, const char *name)
 TEST(gc_failures_counts_cleanings_that_cannot_lock_or_remove)
 {
 	const char *dir = test_path("s");
-	larder *db = open_store(dir);
+	larder *db = open_at(dir);
 	char key[16];
 	for (int i = 0; i < 3; i++) {
 		snprintf(key, sizeof key, "k%d", i);
@@ -500,7 +498,7 @@ TEST(gc_failures_counts_cleanings_that_cannot_lock_or_remove)
 	/* cannot lock: a directory where gc.lock should be */
 	ASSERT_EQ(unlink(test_path("s/gc.lock")), 0);
 	ASSERT_EQ(mkdir(test_path("s/gc.lock"), 0755), 0);
-	db = open_store(dir);
+	db = open_at(dir);
 	ASSERT(larder_gc(&r, db, NULL, 0) != 0);
 	ASSERT(strstr(larder_errmsg(db), "gc.lock"));
 	ASSERT_EQ(larder_counter(db, LARDER_CTR_GC_FAILURES), 1);
@@ -518,7 +516,7 @@ TEST(gc_failures_counts_cleanings_that_cannot_lock_or_remove)
 	ASSERT_EQ(mount(ns, ns, NULL, MS_BIND, NULL), 0);
 	ASSERT_EQ(mount(NULL, ns, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL),
 		  0);
-	db = open_store(dir);
+	db = open_at(dir);
 	set_limits(db, NULL, 0, 1, 60);
 	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
 	ASSERT_EQ(r.evicted, 0);
@@ -558,7 +556,7 @@ static void touch_on_first_removal(int level, const char *msg, void *payload)
 TEST(cleaning_down_to_nothing_takes_entries_touched_meanwhile)
 {
 	const char *dir = test_path("s");
-	larder *db = open_store(dir);
+	larder *db = open_at(dir);
 	char key[16];
 	for (int i = 0; i < 4; i++) {
 		snprintf(key, sizeof key, "k%d", i);
@@ -585,7 +583,7 @@ TEST(cleaning_down_to_nothing_takes_entries_touched_meanwhile)
 
 TEST(namespace_cap_touches_only_that_namespace)
 {
-	larder *db = open_store(test_path("s"));
+	larder *db = open_at(test_path("s"));
 	set_limits(db, "small", 0, 5, 0);
 	char key[32];
 	for (int i = 0; i < 20; i++) {
@@ -680,7 +678,7 @@ static void put_keys(larder *db, int from, int to)
 TEST(a_large_store_is_cleaned_a_slice_per_publish)
 {
 	const char *dir = test_path("s");
-	larder *db = open_store(dir);
+	larder *db = open_at(dir);
 	/* 10000 entries: two slices of about 5000 (a store of 8192 entries
 	 * or more is cleaned a slice of at least 4096 entries per publish) */
 	put_keys(db, 0, 10000);
@@ -729,7 +727,7 @@ TEST(a_large_store_is_cleaned_a_slice_per_publish)
 
 TEST(four_writers_never_leave_the_store_over_quota)
 {
-	larder *db = open_store(test_path("s"));
+	larder *db = open_at(test_path("s"));
 	set_limits(db, NULL, QUOTA, 0, 1);
 	larder_close(db);
 	volatile int64_t *seen_max = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
@@ -738,7 +736,7 @@ TEST(four_writers_never_leave_the_store_over_quota)
 	pid_t w[4], checker;
 	for (int i = 0; i < 4; i++) {
 		if ((w[i] = fork()) == 0) {
-			larder *d = open_store(test_path("s"));
+			larder *d = open_at(test_path("s"));
 			srand48(i + 1);
 			char key[32];
 			for (int j = 0; j < 40; j++) {
@@ -800,7 +798,7 @@ static void refill(larder *d, const char *k, int m)
 
 TEST(readers_never_fail_while_gc_runs)
 {
-	larder *db = open_store(test_path("s"));
+	larder *db = open_at(test_path("s"));
 	set_limits(db, NULL, 0, 0, 0);
 	char key[32];
 	for (int i = 0; i < 60; i++) {
@@ -814,7 +812,7 @@ TEST(readers_never_fail_while_gc_runs)
 	pid_t r[3];
 	for (int i = 0; i < 3; i++) {
 		if ((r[i] = fork()) == 0) {
-			larder *d = open_store(test_path("s"));
+			larder *d = open_at(test_path("s"));
 			long hits = 0;
 			for (unsigned n = (unsigned)i; !*stop || hits < 20;
 			     n++) {
@@ -905,7 +903,7 @@ TEST(watermarks_cull_and_stop_on_a_small_tmpfs)
 	mount_small(mnt, 0, "size=8m");
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s/s", mnt);
-	larder *db = open_store(dir);
+	larder *db = open_at(dir);
 	larder_limits l = LARDER_LIMITS_INIT;
 	ASSERT_RC(db, larder_limits_get(&l, db, NULL), 0);
 	l.wm_run = 50;
@@ -919,7 +917,7 @@ TEST(watermarks_cull_and_stop_on_a_small_tmpfs)
 	char key[32];
 	uint64_t evicted = 0;
 	for (int i = 0; i < 40; i++) {
-		larder *d = open_store(dir);
+		larder *d = open_at(dir);
 		snprintf(key, sizeof key, "k%d", i);
 		put_n(d, "n", key, NULL, 200 * KiB, (uint64_t)i, 0);
 		evicted += larder_counter(d, LARDER_CTR_EVICTIONS);
@@ -934,7 +932,7 @@ TEST(watermarks_cull_and_stop_on_a_small_tmpfs)
 	/* stop: the store emptied, then something else takes the space
 	 * down to 10% free: cleaning cannot help, nothing is published, and
 	 * a fill still hands its data over */
-	db = open_store(dir);
+	db = open_at(dir);
 	larder_gc_report r = LARDER_GC_REPORT_INIT;
 	set_limits(db, NULL, 0, 1, 0);
 	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
@@ -950,7 +948,7 @@ TEST(watermarks_cull_and_stop_on_a_small_tmpfs)
 	ASSERT_EQ(posix_fallocate(bfd, 0, ballast), 0);
 	close(bfd);
 	ASSERT(free_pct(mnt) < 20.0);
-	db = open_store(dir);
+	db = open_at(dir);
 	char buf[100];
 	memset(buf, 'x', sizeof buf);
 	int rc =

@@ -18,67 +18,24 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "store_util.h"
 #include "testing.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
 
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-	ASSERT(p != NULL);
-	return p;
-}
-
-static larder *open_store_opts(larder_opts *o)
-{
-	larder *db = NULL;
-	o->flags |= LARDER_OPEN_CREATE;
-	o->fsync = LARDER_FSYNC_NONE;
-	o->create_fsync = LARDER_FSYNC_NONE;
-	int rc = larder_open(&db, test_path("store"), o);
-	if (rc != 0)
-		test_fail(__FILE__, __LINE__, "larder_open: %d (%s): %s", rc,
-			  larder_strerror(rc), larder_errmsg(NULL));
-	return db;
-}
-
-static larder *open_store(void)
-{
-	larder_opts o = LARDER_OPTS_INIT;
-	return open_store_opts(&o);
-}
-
-static uint64_t seed_of(const char *key)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (const char *p = key; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
-	return h;
-}
-
 static int put_ttl(larder *db, const char *key, size_t size, int64_t ttl)
 {
-	uint8_t *buf = xmalloc(size);
-	test_fill_pattern(buf, size, seed_of(key));
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
 	po.ttl_seconds = ttl;
-	int rc =
-	    larder_put(db, "default", key, strlen(key), "v", 1, buf, size, &po);
-	free(buf);
-	return rc;
+	return put_pattern_po(db, key, size, &po);
 }
 
 #define PUT(db, key, size) ASSERT_RC(db, put_ttl(db, key, size, 0), 0)
 
 static const char *entry_path(const char *key)
 {
-	uint8_t h[16];
-	char hex[33], rel[LDR_REL_MAX];
-	ldr_entry_hash("default", key, strlen(key), "v", 1, h);
-	ldr_hex(h, 16, hex);
-	ldr_file_rel(rel, "default", 'e', hex);
-	return test_path("store/%s", rel);
+	return file_path(key, 'e');
 }
 
 static uint64_t memo_hits(larder *db)

@@ -21,6 +21,7 @@
 #include "testing.h"
 #include "harness.h"
 #include "larder.h"
+#include "store_util.h"
 
 static unsigned mode_of(const char *path)
 {
@@ -61,24 +62,14 @@ static larder *create(const char *dir, unsigned mode)
 	o.flags = LARDER_OPEN_CREATE;
 	o.create_mode = mode;
 	o.create_fsync = LARDER_FSYNC_NONE;
-	larder *db = NULL;
-	int rc = larder_open(&db, dir, &o);
-	if (rc != 0)
-		test_fail(__FILE__, __LINE__, "larder_open %s: %d (%s): %s",
-			  dir, rc, larder_strerror(rc), larder_errmsg(NULL));
-	return db;
+	return open_store_at(dir, &o);
 }
 
 static larder *reopen(const char *dir, unsigned flags)
 {
 	larder_opts o = LARDER_OPTS_INIT;
 	o.flags = flags;
-	larder *db = NULL;
-	int rc = larder_open(&db, dir, &o);
-	if (rc != 0)
-		test_fail(__FILE__, __LINE__, "larder_open %s: %d (%s): %s",
-			  dir, rc, larder_strerror(rc), larder_errmsg(NULL));
-	return db;
+	return open_store_at(dir, &o);
 }
 
 static void put(larder *db, const char *ns, const char *key)

@@ -35,6 +35,7 @@
 #include "testing.h"
 #include "harness.h"
 #include "larder.h"
+#include "store_util.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
@@ -46,86 +47,21 @@
 /* ---------------------------------------------------------------------- */
 /* Helpers                                                                 */
 
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-	ASSERT(p != NULL);
-	return p;
-}
-
-static larder *open_store_opts(larder_opts *o)
-{
-	larder *db = NULL;
-	o->flags |= LARDER_OPEN_CREATE;
-	o->fsync = LARDER_FSYNC_NONE;
-	o->create_fsync = LARDER_FSYNC_NONE;
-	int rc = larder_open(&db, test_path("store"), o);
-	if (rc != 0)
-		test_fail(__FILE__, __LINE__, "larder_open: %d (%s): %s", rc,
-			  larder_strerror(rc), larder_errmsg(NULL));
-	return db;
-}
-
-static larder *open_store(void)
-{
-	larder_opts o = LARDER_OPTS_INIT;
-	return open_store_opts(&o);
-}
-
-static uint64_t seed_of(const char *key)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (const char *p = key; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
-	return h;
-}
-
 /* Put `size` pattern bytes (seeded by the key) under (key, "v"). */
 static int put_pattern(larder *db, const char *key, size_t size, unsigned flags)
 {
-	uint8_t *buf = xmalloc(size);
-	test_fill_pattern(buf, size, seed_of(key));
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
 	po.flags = flags;
-	int rc =
-	    larder_put(db, "default", key, strlen(key), "v", 1, buf, size, &po);
-	free(buf);
-	return rc;
+	return put_pattern_po(db, key, size, &po);
 }
 
 #define PUT(db, key, size, flags)                                              \
 	ASSERT_RC(db, put_pattern(db, key, size, flags), 0)
 
-/* The path of (default, key, "v"), or of its head with kind 'h'. */
-static const char *file_path(const char *key, char kind)
-{
-	uint8_t h[16];
-	char hex[33], rel[LDR_REL_MAX];
-	if (kind == 'h')
-		ldr_head_hash("default", key, strlen(key), h);
-	else
-		ldr_entry_hash("default", key, strlen(key), "v", 1, h);
-	ldr_hex(h, 16, hex);
-	ldr_file_rel(rel, "default", kind, hex);
-	return test_path("store/%s", rel);
-}
-
+/* The path of the entry file of (default, key, "v"). */
 static const char *entry_path(const char *key)
 {
 	return file_path(key, 'e');
-}
-
-static uint8_t *read_file(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY);
-	ASSERT(fd >= 0);
-	struct stat st;
-	ASSERT_EQ(fstat(fd, &st), 0);
-	uint8_t *buf = xmalloc((size_t)st.st_size);
-	ASSERT_EQ(ldr_pread_full(fd, buf, (size_t)st.st_size, 0), st.st_size);
-	close(fd);
-	*len = (size_t)st.st_size;
-	return buf;
 }
 
 /* Replace the file at path (a new inode, as a hostile publisher would). */

@@ -21,6 +21,7 @@
 
 #include "harness.h"
 #include "larder.h"
+#include "store_util.h"
 #include "testing.h"
 
 /* ---------------------------------------------------------------------- */
@@ -28,19 +29,9 @@
 
 static larder *open_store_flags(unsigned flags)
 {
-	larder *db = NULL;
 	larder_opts o = LARDER_OPTS_INIT;
-	o.flags = LARDER_OPEN_CREATE | flags;
-	o.fsync = LARDER_FSYNC_NONE;
-	int rc = larder_open(&db, test_path("store"), &o);
-	if (rc)
-		test_fail(__FILE__, __LINE__, "open: %s", larder_errmsg(NULL));
-	return db;
-}
-
-static larder *open_store(void)
-{
-	return open_store_flags(0);
+	o.flags = flags;
+	return open_store_opts(&o);
 }
 
 /* Run SQL on a database file (created if missing), failing the test on

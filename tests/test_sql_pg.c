@@ -13,6 +13,7 @@
  */
 #include "harness.h"
 #include "larder.h"
+#include "store_util.h"
 #include "testing.h"
 
 #include <arpa/inet.h>
@@ -1701,19 +1702,9 @@ TEST(table_version_refuses_what_is_not_a_name)
 
 static larder *open_store_flags(unsigned flags)
 {
-	larder *db = NULL;
 	larder_opts o = LARDER_OPTS_INIT;
-	o.flags = LARDER_OPEN_CREATE | flags;
-	o.fsync = LARDER_FSYNC_NONE;
-	int rc = larder_open(&db, test_path("store"), &o);
-	if (rc)
-		test_fail(__FILE__, __LINE__, "open: %s", larder_errmsg(NULL));
-	return db;
-}
-
-static larder *open_store(void)
-{
-	return open_store_flags(0);
+	o.flags = flags;
+	return open_store_opts(&o);
 }
 
 static int count_cb(const larder_entry_info *info, void *payload)

@@ -20,31 +20,14 @@
 #include "testing.h"
 #include "harness.h"
 #include "larder.h"
-
-static const char *store_dir(void)
-{
-	return test_path("store");
-}
+#include "store_util.h"
 
 static larder *open_store_log(larder_log_fn log, void *payload)
 {
-	larder *db = NULL;
 	larder_opts o = LARDER_OPTS_INIT;
-	o.flags = LARDER_OPEN_CREATE;
-	o.fsync = LARDER_FSYNC_NONE;
-	o.create_fsync = LARDER_FSYNC_NONE;
 	o.log = log;
 	o.log_payload = payload;
-	int rc = larder_open(&db, store_dir(), &o);
-	if (rc != 0)
-		test_fail(__FILE__, __LINE__, "larder_open: %d: %s", rc,
-			  larder_errmsg(NULL));
-	return db;
-}
-
-static larder *open_store(void)
-{
-	return open_store_log(NULL, NULL);
+	return open_store_opts(&o);
 }
 
 static double mono_ms(void)

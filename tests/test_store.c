@@ -23,6 +23,7 @@
 #include "testing.h"
 #include "harness.h"
 #include "larder.h"
+#include "store_util.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
@@ -30,56 +31,17 @@
 /* ---------------------------------------------------------------------- */
 /* Helpers                                                                 */
 
-static void *xmalloc(size_t n)
+/* The pattern seed of a (key, version). */
+static uint64_t seed_kv(const char *key, const char *ver)
 {
-	void *p = malloc(n ? n : 1);
-	ASSERT(p != NULL);
-	return p;
-}
-
-static const char *store_dir(void)
-{
-	return test_path("store");
-}
-
-static larder *open_store_opts(larder_opts *o)
-{
-	larder *db = NULL;
-	o->flags |= LARDER_OPEN_CREATE;
-	int rc = larder_open(&db, store_dir(), o);
-	if (rc != 0)
-		test_fail(__FILE__, __LINE__, "larder_open: %d (%s): %s", rc,
-			  larder_strerror(rc), larder_errmsg(NULL));
-	ASSERT(db != NULL);
-	return db;
-}
-
-/* A fresh store; no fsync, since nothing here survives a power cut. */
-static larder *open_store(void)
-{
-	larder_opts o = LARDER_OPTS_INIT;
-	o.fsync = LARDER_FSYNC_NONE;
-	o.create_fsync = LARDER_FSYNC_NONE;
-	return open_store_opts(&o);
-}
-
-/* The pattern seed of a (key, version): FNV-1a over both. */
-static uint64_t seed_of(const char *key, const char *ver)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (const char *p = key; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
-	h = (h ^ 0xFF) * 1099511628211ull;
-	for (const char *p = ver; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
-	return h;
+	return seed_of_kv(key, strlen(key), ver, strlen(ver));
 }
 
 static int put_flags(larder *db, const char *ns, const char *key,
 		     const char *ver, size_t size, unsigned flags)
 {
 	uint8_t *buf = xmalloc(size);
-	test_fill_pattern(buf, size, seed_of(key, ver));
+	test_fill_pattern(buf, size, seed_kv(key, ver));
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
 	po.flags = flags;
 	int rc = larder_put(db, ns, key, strlen(key), ver, strlen(ver), buf,
@@ -104,7 +66,7 @@ static void expect_hit_at(int line, larder *db, const char *ns, const char *key,
 		test_fail(__FILE__, line, "get(%s, %s): size %zu, want %zu",
 			  key, ver, larder_entry_size(e), size);
 	ASSERT(larder_entry_data(e) != NULL);
-	if (!test_check_pattern(larder_entry_data(e), size, seed_of(key, ver)))
+	if (!test_check_pattern(larder_entry_data(e), size, seed_kv(key, ver)))
 		test_fail(__FILE__, line, "get(%s, %s): wrong bytes", key, ver);
 	size_t vlen = 0;
 	const void *v = larder_entry_version(&vlen, e);
@@ -131,7 +93,7 @@ static void expect_head_at(int line, larder *db, const char *ns,
 			  key, (int)vlen, (const char *)v, want_ver);
 	if (larder_entry_size(e) != size ||
 	    !test_check_pattern(larder_entry_data(e), size,
-				seed_of(key, want_ver)))
+				seed_kv(key, want_ver)))
 		test_fail(__FILE__, line, "head of %s: not %s's bytes", key,
 			  want_ver);
 	larder_entry_release(e);
@@ -203,21 +165,6 @@ static const char *entry_path(larder *db, const char *ns, const char *key,
 	return p;
 }
 
-static uint8_t *read_file(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		test_fail(__FILE__, __LINE__, "open %s: %s", path,
-			  strerror(errno));
-	struct stat st;
-	ASSERT_EQ(fstat(fd, &st), 0);
-	uint8_t *buf = xmalloc((size_t)st.st_size);
-	ASSERT_EQ(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
-	close(fd);
-	*len = (size_t)st.st_size;
-	return buf;
-}
-
 /* Replace the file at path with buf, atomically (a new inode). */
 static void write_file(const char *path, const void *buf, size_t len)
 {
@@ -255,33 +202,6 @@ static off_t file_size(const char *path)
 	struct stat st;
 	ASSERT_EQ(stat(path, &st), 0);
 	return st.st_size;
-}
-
-/* Count files under dir (recursively) whose name contains `part` (NULL =
- * every regular file). A missing dir counts 0. */
-static int count_files(const char *dir, const char *part)
-{
-	DIR *d = opendir(dir);
-	if (!d) {
-		ASSERT(errno == ENOENT);
-		return 0;
-	}
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		char sub[4096];
-		join(sub, sizeof sub, dir, de->d_name);
-		struct stat st;
-		ASSERT_EQ(lstat(sub, &st), 0);
-		if (S_ISDIR(st.st_mode))
-			n += count_files(sub, part);
-		else if (!part || strstr(de->d_name, part))
-			n++;
-	}
-	closedir(d);
-	return n;
 }
 
 static int quarantined_files(void)
@@ -401,7 +321,7 @@ static void round_trip_sizes_with(unsigned flags)
 		ASSERT_EQ(larder_entry_size(e), size);
 		ASSERT(larder_entry_data(e) != NULL);
 		ASSERT(test_check_pattern(larder_entry_data(e), size,
-					  seed_of(key, "v1")));
+					  seed_kv(key, "v1")));
 		size_t mlen = 99;
 		larder_entry_meta(&mlen, e);
 		ASSERT_EQ(mlen, 0);
@@ -489,7 +409,7 @@ TEST(mmap_threshold_option_decides_what_is_mapped)
 	ASSERT_RC(db, larder_get(&e, db, "default", "page", 4, "v", 1), 0);
 	ASSERT(larder_entry_is_mapped(e));
 	ASSERT(test_check_pattern(larder_entry_data(e), 4096,
-				  seed_of("page", "v")));
+				  seed_kv("page", "v")));
 	larder_entry_release(e);
 	larder_close(db);
 }
@@ -499,7 +419,7 @@ static void stream_equals_one_shot(unsigned flags)
 	larder *db = open_store();
 	size_t size = MiB + 17;
 	uint8_t *buf = xmalloc(size);
-	test_fill_pattern(buf, size, seed_of("stream", "v"));
+	test_fill_pattern(buf, size, seed_kv("stream", "v"));
 	larder_put_opts po = LARDER_PUT_OPTS_INIT;
 	po.flags = flags;
 	ASSERT_RC(
@@ -664,7 +584,7 @@ TEST(entry_data_stays_valid_after_remove_until_release)
 			  0);
 		ASSERT_EQ(larder_entry_size(e), sizes[i]);
 		ASSERT(test_check_pattern(larder_entry_data(e), sizes[i],
-					  seed_of("k", "v")));
+					  seed_kv("k", "v")));
 		larder_entry_release(e);
 		ASSERT_RC(db, larder_remove(db, "default", "k", 1, "v", 1), 0);
 	}
@@ -693,7 +613,7 @@ TEST(entry_data_stays_valid_after_unlink_and_close_until_release)
 		snprintf(key, sizeof key, "k%d", i);
 		ASSERT_EQ(larder_entry_size(e[i]), sizes[i]);
 		ASSERT(test_check_pattern(larder_entry_data(e[i]), sizes[i],
-					  seed_of(key, "v")));
+					  seed_kv(key, "v")));
 		larder_entry_release(e[i]);
 	}
 	larder_entry_release(NULL); /* no-op */
@@ -745,7 +665,7 @@ TEST(versionless_get_follows_the_head)
 	ASSERT_EQ(vlen, 2);
 	ASSERT_MEM_EQ(v, "v1", 2);
 	ASSERT(
-	    test_check_pattern(larder_entry_data(e), 100, seed_of("k", "v1")));
+	    test_check_pattern(larder_entry_data(e), 100, seed_kv("k", "v1")));
 	larder_entry_release(e);
 
 	PUT(db, "default", "k", "v2", 70 * KiB);
@@ -755,7 +675,7 @@ TEST(versionless_get_follows_the_head)
 	ASSERT_MEM_EQ(v, "v2", 2);
 	ASSERT_EQ(larder_entry_size(e), 70 * KiB);
 	ASSERT(test_check_pattern(larder_entry_data(e), 70 * KiB,
-				  seed_of("k", "v2")));
+				  seed_kv("k", "v2")));
 	larder_entry_release(e);
 
 	/* NO_HEAD publishes without moving the head. */
@@ -794,7 +714,7 @@ TEST(lagging_head_hint_is_harmless)
 	/* v1's bytes, all of them, nothing of v2's. */
 	ASSERT_EQ(larder_entry_size(e), 1000);
 	ASSERT(
-	    test_check_pattern(larder_entry_data(e), 1000, seed_of("k", "v1")));
+	    test_check_pattern(larder_entry_data(e), 1000, seed_kv("k", "v1")));
 	larder_entry_release(e);
 	/* The explicit newer version is still there. */
 	EXPECT_HIT(db, "default", "k", "v2", 90 * KiB);
@@ -1000,7 +920,7 @@ TEST(ttl_expires_entries_and_namespace_default_applies_unless_never)
 		  0);
 	po.ttl_seconds = 1;
 	uint8_t *big = xmalloc(100 * KiB);
-	test_fill_pattern(big, 100 * KiB, seed_of("own", "v"));
+	test_fill_pattern(big, 100 * KiB, seed_kv("own", "v"));
 	ASSERT_RC(
 	    db, larder_put(db, "plain", "own", 3, "v", 1, big, 100 * KiB, &po),
 	    0);
@@ -1592,7 +1512,7 @@ static void walk_fixture(larder *db, int n)
 		snprintf(ns, sizeof ns, "ns%d", i % 2);
 		size_t size = (size_t)i * 1000;
 		uint8_t *buf = xmalloc(size);
-		test_fill_pattern(buf, size, seed_of(key, ver));
+		test_fill_pattern(buf, size, seed_kv(key, ver));
 		larder_put_opts po = LARDER_PUT_OPTS_INIT;
 		po.meta = meta;
 		po.meta_len = strlen(meta);
@@ -2191,7 +2111,7 @@ TEST(walk_repair_leaves_a_writer_in_progress_alone)
 	larder *db = open_store();
 	size_t size = 300 * KiB;
 	uint8_t *buf = xmalloc(size);
-	test_fill_pattern(buf, size, seed_of("w", "v"));
+	test_fill_pattern(buf, size, seed_kv("w", "v"));
 	larder_writer *w;
 	ASSERT_RC(db,
 		  larder_writer_begin(&w, db, "default", "w", 1, "v", 1, NULL),

@@ -22,18 +22,7 @@
 #include "testing.h"
 #include "harness.h"
 #include "larder.h"
-
-static larder *open_store(void)
-{
-	larder *db = NULL;
-	larder_opts o = LARDER_OPTS_INIT;
-	o.flags = LARDER_OPEN_CREATE;
-	o.fsync = LARDER_FSYNC_NONE;
-	int rc = larder_open(&db, test_path("store"), &o);
-	if (rc)
-		test_fail(__FILE__, __LINE__, "open: %s", larder_errmsg(NULL));
-	return db;
-}
+#include "store_util.h"
 
 /* Set path's mtime `secs` seconds into the past. */
 static void age(const char *path, long secs)
