@@ -411,10 +411,20 @@ static int add_outcomes(PyObject *m)
 		}
 		Py_DECREF(t);
 	}
-	fn = PyObject_GetAttrString(enum_mod, "Enum");
+	/* StrEnum (3.11): str(outcome) is "hit", as in the CLI's output;
+	 * before it, a str-mixed Enum (equal to "hit", printed otherwise). */
 	args = Py_BuildValue("(sO)", "Outcome", members);
-	kw = Py_BuildValue("{s:O,s:s,s:s}", "type", (PyObject *)&PyUnicode_Type,
-			   "module", "larder", "qualname", "Outcome");
+	fn = PyObject_GetAttrString(enum_mod, "StrEnum");
+	if (fn) {
+		kw = Py_BuildValue("{s:s,s:s}", "module", "larder", "qualname",
+				   "Outcome");
+	} else {
+		PyErr_Clear();
+		fn = PyObject_GetAttrString(enum_mod, "Enum");
+		kw = Py_BuildValue("{s:O,s:s,s:s}", "type",
+				   (PyObject *)&PyUnicode_Type, "module",
+				   "larder", "qualname", "Outcome");
+	}
 	if (!fn || !args || !kw)
 		goto out;
 	cls = PyObject_Call(fn, args, kw);
