@@ -209,7 +209,7 @@ PyTypeObject Entry_Type = {
 
 static int writer_usable(WriterObject *w)
 {
-	if (!w->w) {
+	if (!w->w && !w->unstored) {
 		PyErr_SetString(PyExc_ValueError,
 				"the writer was committed or aborted");
 		return -1;
@@ -236,14 +236,31 @@ static PyObject *writer_write(WriterObject *w, PyObject *arg)
 		return NULL;
 	if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
 		return NULL;
+	if (w->unstored) {
+		PyBuffer_Release(&b);
+		Py_RETURN_NONE;
+	}
 	w->busy = 1;
 	Py_BEGIN_ALLOW_THREADS rc =
 	    larder_writer_write(w->w, b.buf, (size_t)b.len);
 	Py_END_ALLOW_THREADS w->busy = 0;
 	PyBuffer_Release(&b);
+	larder *db = pyl_store_root((StoreObject *)w->store)->db;
+	if (rc == LARDER_EFULL || rc == LARDER_EPERM) {
+		/* Warn before aborting: the message is this thread's last
+		 * failure on db only until the next call. */
+		int wr = PyErr_WarnFormat(pyl_NotStoredWarning, 1,
+					  "not stored: %s", larder_errmsg(db));
+		larder_writer_abort(w->w);
+		w->w = NULL;
+		w->unstored = 1;
+		pyl_store_root((StoreObject *)w->store)->busy--;
+		if (wr < 0)
+			return NULL;
+		Py_RETURN_NONE;
+	}
 	if (rc < 0)
-		return pyl_raise(pyl_store_root((StoreObject *)w->store)->db,
-				 rc);
+		return pyl_raise(db, rc);
 	Py_RETURN_NONE;
 }
 
@@ -253,6 +270,10 @@ static PyObject *writer_commit(WriterObject *w, PyObject *unused)
 	(void)unused;
 	if (writer_usable(w) < 0)
 		return NULL;
+	if (w->unstored) {
+		w->unstored = 0; /* committed: later calls are refused */
+		Py_RETURN_FALSE;
+	}
 	larder *db = pyl_store_root((StoreObject *)w->store)->db;
 	larder_writer *lw = w->w;
 	w->w = NULL;
@@ -272,6 +293,7 @@ static PyObject *writer_commit(WriterObject *w, PyObject *unused)
 static PyObject *writer_abort(WriterObject *w, PyObject *unused)
 {
 	(void)unused;
+	w->unstored = 0;
 	if (!w->w)
 		Py_RETURN_NONE;
 	if (writer_usable(w) < 0)
@@ -296,7 +318,7 @@ static PyObject *writer_exit(WriterObject *w, PyObject *args)
 {
 	PyObject *type =
 	    PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0) : Py_None;
-	if (type != Py_None || !w->w) {
+	if (type != Py_None || (!w->w && !w->unstored)) {
 		PyObject *r = writer_abort(w, NULL);
 		if (!r)
 			return NULL;

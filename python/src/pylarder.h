@@ -40,6 +40,10 @@ typedef struct {
 	PyObject *store; /* keeps the handle open (a ref) */
 	pid_t pid;	 /* the process that began it (see fork in larder.h) */
 	int busy;
+	/* A write found the store full or read-only: the writer was
+	 * aborted with a warning, later writes are dropped and commit()
+	 * says False (the caller's stream goes on). */
+	int unstored;
 } WriterObject;
 
 extern PyTypeObject Store_Type;

@@ -362,6 +362,7 @@ static PyObject *store_writer(StoreObject *s, PyObject *args, PyObject *kw)
 		goto out;
 	wo->w = NULL;
 	wo->busy = 0;
+	wo->unstored = 0;
 	wo->pid = getpid();
 	wo->store = Py_NewRef((PyObject *)pyl_store_root(s));
 	BUSY(s);

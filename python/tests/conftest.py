@@ -40,6 +40,7 @@ def pytest_terminal_summary(terminalreporter):
     stats = terminalreporter.stats
     passed = len(stats.get("passed", []))
     failed = len(stats.get("failed", [])) + len(stats.get("error", []))
-    skipped = len(stats.get("skipped", []))
+    # A known failure (xfail) is counted as skipped: it does not pass.
+    skipped = len(stats.get("skipped", [])) + len(stats.get("xfailed", []))
     terminalreporter.write_line(
         "%d passed, %d failed, %d skipped" % (passed, failed, skipped))
