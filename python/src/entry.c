@@ -241,9 +241,8 @@ static PyObject *writer_write(WriterObject *w, PyObject *arg)
 		Py_RETURN_NONE;
 	}
 	w->busy = 1;
-	Py_BEGIN_ALLOW_THREADS rc =
-	    larder_writer_write(w->w, b.buf, (size_t)b.len);
-	Py_END_ALLOW_THREADS w->busy = 0;
+	NOGIL(rc = larder_writer_write(w->w, b.buf, (size_t)b.len));
+	w->busy = 0;
 	PyBuffer_Release(&b);
 	larder *db = pyl_store_root((StoreObject *)w->store)->db;
 	if (rc == LARDER_EFULL || rc == LARDER_EPERM) {
@@ -277,8 +276,8 @@ static PyObject *writer_commit(WriterObject *w, PyObject *unused)
 	larder *db = pyl_store_root((StoreObject *)w->store)->db;
 	larder_writer *lw = w->w;
 	w->w = NULL;
-	Py_BEGIN_ALLOW_THREADS rc = larder_writer_commit(lw);
-	Py_END_ALLOW_THREADS pyl_store_root((StoreObject *)w->store)->busy--;
+	NOGIL(rc = larder_writer_commit(lw));
+	pyl_store_root((StoreObject *)w->store)->busy--;
 	if (rc == LARDER_EFULL || rc == LARDER_EPERM) {
 		if (PyErr_WarnFormat(pyl_NotStoredWarning, 1, "not stored: %s",
 				     larder_errmsg(db)) < 0)

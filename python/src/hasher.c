@@ -32,8 +32,7 @@ PyObject *pyl_xxh3_128(PyObject *mod, PyObject *arg)
 	if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
 		return NULL;
 	if (b.len >= NOGIL_MIN) {
-		Py_BEGIN_ALLOW_THREADS h = XXH3_128bits(b.buf, (size_t)b.len);
-		Py_END_ALLOW_THREADS
+		NOGIL(h = XXH3_128bits(b.buf, (size_t)b.len));
 	} else {
 		h = XXH3_128bits(b.buf, (size_t)b.len);
 	}
@@ -85,9 +84,8 @@ static PyObject *hasher_update(HasherObject *o, PyObject *arg)
 		return NULL;
 	if (b.len >= NOGIL_MIN) {
 		o->busy = 1;
-		Py_BEGIN_ALLOW_THREADS rc =
-		    XXH3_128bits_update(o->st, b.buf, (size_t)b.len);
-		Py_END_ALLOW_THREADS o->busy = 0;
+		NOGIL(rc = XXH3_128bits_update(o->st, b.buf, (size_t)b.len));
+		o->busy = 0;
 	} else {
 		rc = XXH3_128bits_update(o->st, b.buf, (size_t)b.len);
 	}

@@ -61,6 +61,15 @@ PyObject *pyl_raise(const larder *db, int rc);
 /* Raise InvalidError with a message of our own. */
 PyObject *pyl_raise_msg(int rc, const char *msg);
 
+/* Run stmt with the GIL released (Py_BEGIN/END_ALLOW_THREADS as one
+ * statement). */
+#define NOGIL(stmt)                                                            \
+	do {                                                                   \
+		PyThreadState *nogil_save_ = PyEval_SaveThread();              \
+		stmt;                                                          \
+		PyEval_RestoreThread(nogil_save_);                             \
+	} while (0)
+
 /* A key, version or other byte string given as str (UTF-8) or a
  * bytes-like object; `none_ok` lets None through as NULL. */
 typedef struct {

@@ -122,8 +122,8 @@ static int store_init(StoreObject *s, PyObject *args, PyObject *kw)
 		  (unsafe ? LARDER_OPEN_ALLOW_UNSAFE_MODE : 0);
 	o.create_mode = mode;
 	const char *dir = PyBytes_AS_STRING(path_b);
-	Py_BEGIN_ALLOW_THREADS rc = larder_open(&db, dir, &o);
-	Py_END_ALLOW_THREADS Py_DECREF(path_b);
+	NOGIL(rc = larder_open(&db, dir, &o));
+	Py_DECREF(path_b);
 	if (rc < 0) {
 		pyl_raise(NULL, rc);
 		return -1;
@@ -152,8 +152,8 @@ static PyObject *store_close(StoreObject *s, PyObject *unused)
 	larder *db = s->db;
 	s->db = NULL;
 	s->closed = 1;
-	Py_BEGIN_ALLOW_THREADS larder_close(db);
-	Py_END_ALLOW_THREADS Py_RETURN_NONE;
+	NOGIL(larder_close(db));
+	Py_RETURN_NONE;
 }
 
 static void store_dealloc(StoreObject *s)
@@ -245,9 +245,8 @@ static PyObject *store_get(StoreObject *s, PyObject *args, PyObject *kw)
 		return NULL;
 	}
 	BUSY(s);
-	Py_BEGIN_ALLOW_THREADS rc =
-	    larder_get(&e, db, ns, k.p, (size_t)k.n, v.p, (size_t)v.n);
-	Py_END_ALLOW_THREADS UNBUSY(s);
+	NOGIL(rc = larder_get(&e, db, ns, k.p, (size_t)k.n, v.p, (size_t)v.n));
+	UNBUSY(s);
 	pyl_bytes_release(&k);
 	pyl_bytes_release(&v);
 	if (rc == LARDER_ENOTFOUND)
@@ -321,10 +320,9 @@ static PyObject *store_put(StoreObject *s, PyObject *args, PyObject *kw)
 	if (PyObject_GetBuffer(data, &d, PyBUF_SIMPLE) < 0)
 		goto out;
 	BUSY(s);
-	Py_BEGIN_ALLOW_THREADS rc =
-	    larder_put(db, ns, k.p, (size_t)k.n, v.p, (size_t)v.n, d.buf,
-		       (size_t)d.len, &po);
-	Py_END_ALLOW_THREADS UNBUSY(s);
+	NOGIL(rc = larder_put(db, ns, k.p, (size_t)k.n, v.p, (size_t)v.n, d.buf,
+			      (size_t)d.len, &po));
+	UNBUSY(s);
 	PyBuffer_Release(&d);
 	res = published(db, rc);
 out:
@@ -366,10 +364,9 @@ static PyObject *store_writer(StoreObject *s, PyObject *args, PyObject *kw)
 	wo->pid = getpid();
 	wo->store = Py_NewRef((PyObject *)pyl_store_root(s));
 	BUSY(s);
-	Py_BEGIN_ALLOW_THREADS rc = larder_writer_begin(
-	    &w, db, ns, k.p, (size_t)k.n, v.p, (size_t)v.n, &po);
-	Py_END_ALLOW_THREADS if (rc < 0)
-	{
+	NOGIL(rc = larder_writer_begin(&w, db, ns, k.p, (size_t)k.n, v.p,
+				       (size_t)v.n, &po));
+	if (rc < 0) {
 		UNBUSY(s);
 		Py_CLEAR(wo);
 		pyl_raise(db, rc);
@@ -406,9 +403,8 @@ static PyObject *store_remove(StoreObject *s, PyObject *args, PyObject *kw)
 		return NULL;
 	}
 	BUSY(s);
-	Py_BEGIN_ALLOW_THREADS rc =
-	    larder_remove(db, ns, k.p, (size_t)k.n, v.p, (size_t)v.n);
-	Py_END_ALLOW_THREADS UNBUSY(s);
+	NOGIL(rc = larder_remove(db, ns, k.p, (size_t)k.n, v.p, (size_t)v.n));
+	UNBUSY(s);
 	pyl_bytes_release(&k);
 	pyl_bytes_release(&v);
 	if (rc == LARDER_ENOTFOUND)
@@ -634,9 +630,9 @@ static PyObject *store_files_version(StoreObject *s, PyObject *args,
 	if (!keep)
 		return NULL;
 	BUSY(s);
-	Py_BEGIN_ALLOW_THREADS rc = larder_files_version(
-	    out, db, pv, n, remember ? 0 : LARDER_FILES_NO_REMEMBER);
-	Py_END_ALLOW_THREADS UNBUSY(s);
+	NOGIL(rc = larder_files_version(
+		  out, db, pv, n, remember ? 0 : LARDER_FILES_NO_REMEMBER));
+	UNBUSY(s);
 	PyMem_Free(pv);
 	Py_DECREF(keep);
 	if (rc < 0)
@@ -708,9 +704,8 @@ static PyObject *store_sql_raw(StoreObject *s, PyObject *args, PyObject *kw)
 	fo.put = &po;
 	so.fill = &fo;
 	BUSY(s);
-	Py_BEGIN_ALLOW_THREADS rc =
-	    larder_sql(&e, &outcome, db, ns, dburi, query, &so);
-	Py_END_ALLOW_THREADS UNBUSY(s);
+	NOGIL(rc = larder_sql(&e, &outcome, db, ns, dburi, query, &so));
+	UNBUSY(s);
 	if (rc < 0) {
 		pyl_raise(db, rc);
 		goto out;
@@ -751,8 +746,8 @@ static PyObject *store_stats(StoreObject *s, PyObject *unused)
 	if (!(db = pyl_store_db(s)))
 		return NULL;
 	BUSY(s);
-	Py_BEGIN_ALLOW_THREADS rc = larder_stats_read(&st, db);
-	Py_END_ALLOW_THREADS UNBUSY(s);
+	NOGIL(rc = larder_stats_read(&st, db));
+	UNBUSY(s);
 	if (rc < 0)
 		return pyl_raise(db, rc);
 	ctr = PyDict_New();
