@@ -23,6 +23,8 @@ skip_all() {
 [ "$sanitized" = ON ] && skip_all "not run under the sanitizer build (the interpreter is not instrumented)"
 export PYTHONPATH="$build/python${PYTHONPATH:+:$PYTHONPATH}"
 export LARDER_CLI="$build/cli/larder"
+# Nothing written into the source tree.
+export PYTHONDONTWRITEBYTECODE=1
 unset LARDER_DIR XDG_CACHE_HOME
 T=$(mktemp -d "${TMPDIR:-/tmp}/larder-py.XXXXXX") || exit 2
 trap 'rm -rf "$T"' EXIT

@@ -2,8 +2,9 @@
 # `make install` installs the Python package where Debian's python3 finds
 # it, its extension linked against the installed liblarder.so.0.2:
 # install into a staging root, then import it from there.
-# Usage: python.sh BUILD_DIR
+# Usage: python.sh BUILD_DIR [ON under the sanitizer build]
 build=$1
+sanitized=${2:-OFF}
 py=/usr/bin/python3
 T=$(mktemp -d "${TMPDIR:-/tmp}/larder-pyinstall.XXXXXX") || exit 2
 trap 'rm -rf "$T"' EXIT
@@ -41,6 +42,14 @@ check "the extension is installed" test -n "$so"
 check "it links the installed liblarder.so.0.2" \
 	sh -c 'env LD_LIBRARY_PATH="$1" ldd "$2" | grep -q "liblarder.so.0.2 => $1/"' \
 	sh "$T/root/usr/local/lib" "$so"
+if [ "$sanitized" = ON ]; then
+	# The extension needs the ASan runtime loaded first, which the
+	# interpreter does not have (docs/python.md, Tests).
+	echo "skip - import the installed package (sanitizer build)"
+	echo "$pass passed, $fail failed, 1 skipped"
+	[ "$fail" -eq 0 ]
+	exit
+fi
 check "/usr/bin/python3 -c 'import larder' from the install" \
 	env LD_LIBRARY_PATH="$T/root/usr/local/lib" PYTHONPATH="$T/root$site" \
 	"$py" -c 'import larder, sys
