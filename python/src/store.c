@@ -426,6 +426,9 @@ struct fill_ctx {
 	/* The callable's exception (type, value, traceback). */
 	PyObject *et, *ev, *etb;
 	larder *db;
+	/* Set when a signal handler raised (Ctrl-C) during a wait: the
+	 * library then stops the call (larder_fill_opts.cancel). */
+	volatile sig_atomic_t cancel;
 };
 
 /* What a callable returns to the library when it raised: not a larder
@@ -525,6 +528,20 @@ static int fill_version(larder_fill *f, void *payload)
 	return rc;
 }
 
+/* Called about every 250 ms while the call waits for another filler:
+ * run Python's signal handlers, so that Ctrl-C stops a long wait. */
+static void fill_on_wait(const larder_wait_info *info, void *payload)
+{
+	struct fill_ctx *c = payload;
+	(void)info;
+	PyEval_RestoreThread(c->ts);
+	if (PyErr_CheckSignals() < 0) {
+		exc_keep(c, 0);
+		c->cancel = 1;
+	}
+	c->ts = PyEval_SaveThread();
+}
+
 static PyObject *store_get_or_fill(StoreObject *s, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {
@@ -566,6 +583,9 @@ static PyObject *store_get_or_fill(StoreObject *s, PyObject *args, PyObject *kw)
 	fo.lease_seconds = lease;
 	fo.max_wait_seconds = max_wait;
 	fo.put = &po;
+	fo.on_wait = fill_on_wait;
+	fo.on_wait_payload = &c;
+	fo.cancel = &c.cancel;
 	BUSY(s);
 	c.ts = PyEval_SaveThread();
 	rc = larder_get_or_fill(&e, &outcome, db, ns, k.p, (size_t)k.n,

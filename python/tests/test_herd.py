@@ -1,6 +1,7 @@
 """Single flight across processes: a herd loads once; a killed filler
 is taken over; every process gets every byte right."""
 
+import functools
 import hashlib
 import multiprocessing
 import os
@@ -189,3 +190,85 @@ def test_writer_begun_before_fork_is_the_parents(store):
     assert msg.startswith("refused"), msg
     assert w.commit() is True
     assert bytes(store.get("w", "v")) == b"abc"
+
+
+def test_threads_of_one_process_load_once(store):
+    import threading
+
+    n = 8
+    barrier = threading.Barrier(n)
+    calls = []
+    results = []
+
+    def load():
+        calls.append(threading.get_ident())
+        return payload()
+
+    def member():
+        barrier.wait(TIMEOUT)
+        e, o = store.get_or_fill("threads", "v", load)
+        results.append((str(o), memoryview(e) == payload()))
+
+    ts = [threading.Thread(target=member) for _ in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(TIMEOUT)
+    assert len(results) == n and all(ok for _, ok in results), results
+    assert len(calls) == 1
+    assert sorted(o for o, _ in results).count("filled") == 1
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_signal_stops_a_wait_for_another_filler(tmp_path):
+    import threading
+
+    path = str(tmp_path / "store")
+    larder.Store(path, create=True).close()
+    started = CTX.Event()
+    filler = CTX.Process(target=stuck_filler, args=(path, started))
+    filler.start()
+    state = {"waiting": False, "done": False}
+
+    def handler(signum, frame):
+        # Only once the call is under way: a signal before it proves
+        # nothing about the wait.
+        if state["waiting"]:
+            raise Interrupted()
+
+    def sender(done):
+        # Repeats until the call returns: a signal that lands before
+        # the wait began is ignored and the next one comes.
+        while not done.wait(0.05):
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    done = threading.Event()
+    t = threading.Thread(target=sender, args=(done,))
+    try:
+        assert started.wait(TIMEOUT)
+        with larder.Store(path) as s:
+            t.start()
+            state["waiting"] = True
+            try:
+                # A loader of C (no bytecode runs in it, so no signal
+                # handler either): had the wait run out, it would load
+                # and publish.
+                s.get_or_fill("k", "v", functools.partial(bytes, b"x"),
+                              lease_seconds=30, max_wait=60)
+                outcome = "returned"
+            except Interrupted:
+                outcome = "interrupted"
+            state["waiting"] = False
+            done.set()
+            t.join()
+            assert outcome == "interrupted"
+            assert s.get("k", "v") is None
+    finally:
+        done.set()
+        signal.signal(signal.SIGUSR1, old)
+        filler.kill()
+        filler.join()
