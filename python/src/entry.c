@@ -81,6 +81,16 @@ static Py_ssize_t entry_len(EntryObject *o)
 	return (Py_ssize_t)larder_entry_size(o->e);
 }
 
+/* An entry is a hit, whatever its size: `if entry:` must not take an
+ * empty payload for a miss (which is None). */
+static int entry_bool(EntryObject *o)
+{
+	(void)o;
+	return 1;
+}
+
+static PyNumberMethods entry_as_number = {.nb_bool = (inquiry)entry_bool};
+
 static PySequenceMethods entry_as_sequence = {.sq_length = (lenfunc)entry_len};
 
 static PyObject *entry_release(EntryObject *o, PyObject *unused)
@@ -196,6 +206,7 @@ PyTypeObject Entry_Type = {
     .tp_basicsize = sizeof(EntryObject),
     .tp_dealloc = (destructor)entry_dealloc,
     .tp_repr = (reprfunc)entry_repr,
+    .tp_as_number = &entry_as_number,
     .tp_as_sequence = &entry_as_sequence,
     .tp_as_buffer = &entry_as_buffer,
     .tp_flags = Py_TPFLAGS_DEFAULT,

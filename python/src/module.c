@@ -203,10 +203,6 @@ fail:
 }
 
 PyObject *pyl_str_list_export(const char ***out, size_t *n, PyObject *seq,
-			      const char *what, int fs);
-/* For store.c (files_version): the list and the objects that own its
- * strings (to DECREF after use), or NULL. */
-PyObject *pyl_str_list_export(const char ***out, size_t *n, PyObject *seq,
 			      const char *what, int fs)
 {
 	PyObject *keep = PyList_New(0);

@@ -85,6 +85,12 @@ void pyl_bytes_release(pyl_bytes *b);
  * seconds (rounded up) or larder.NEVER. */
 int pyl_ttl(int64_t *out, PyObject *obj);
 
+/* A sequence of str (or path-like, with fs) as a C array of strings in
+ * *out (PyMem_Free it), n in *n; returns the list that owns the strings
+ * (DECREF it after use), or NULL with an exception set. */
+PyObject *pyl_str_list_export(const char ***out, size_t *n, PyObject *seq,
+			      const char *what, int fs);
+
 PyObject *pyl_entry_new(larder_entry *e);
 int pyl_store_types_ready(PyObject *m);
 int pyl_entry_types_ready(PyObject *m);

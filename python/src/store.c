@@ -11,9 +11,6 @@
 
 #include <stdlib.h>
 
-PyObject *pyl_str_list_export(const char ***out, size_t *n, PyObject *seq,
-			      const char *what, int fs);
-
 StoreObject *pyl_store_root(StoreObject *s)
 {
 	return s->owner ? (StoreObject *)s->owner : s;

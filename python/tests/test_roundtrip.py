@@ -53,6 +53,7 @@ def test_empty_payload(store):
     assert store.put("e", b"", "v")
     e = store.get("e", "v")
     assert e is not None and len(e) == 0 and bytes(e) == b""
+    assert e  # a hit, though empty: only a miss is falsy (None)
     assert memoryview(e).nbytes == 0
 
 
