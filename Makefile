@@ -51,7 +51,7 @@ install: build
 	cmake --install $(BUILD)
 
 SOURCES = include/*.h src/*.[ch] src/*/*.[ch] cli/*.[ch] tests/*.[ch] bench/*.c fuzz/*.c tools/*.c \
-          examples/*.c
+          examples/*.c python/src/*.[ch]
 
 format:
 	clang-format -i $(SOURCES)

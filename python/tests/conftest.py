@@ -1,0 +1,46 @@
+"""Shared fixtures of the Python tests, and the closing line the suite's
+runner counts (scripts/run-tests.sh): "N passed, N failed, N skipped"."""
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+import larder
+
+
+@pytest.fixture
+def tmp(tmp_path):
+    return tmp_path
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = larder.Store(str(tmp_path / "store"), create=True)
+    yield s
+    if not s.closed:
+        try:
+            s.close()
+        except RuntimeError:
+            pass
+
+
+@pytest.fixture
+def larder_cli():
+    """The CLI of the build under test (LARDER_CLI, set by the CTest
+    test), or a skip."""
+    path = os.environ.get("LARDER_CLI") or shutil.which("larder")
+    if not path or not os.access(path, os.X_OK):
+        pytest.skip("no larder CLI: set LARDER_CLI")
+    return path
+
+
+def pytest_terminal_summary(terminalreporter):
+    stats = terminalreporter.stats
+    passed = len(stats.get("passed", []))
+    failed = len(stats.get("failed", [])) + len(stats.get("error", []))
+    # A known failure (xfail) is counted as skipped: it does not pass.
+    skipped = len(stats.get("skipped", [])) + len(stats.get("xfailed", []))
+    terminalreporter.write_line(
+        "%d passed, %d failed, %d skipped" % (passed, failed, skipped))

@@ -1,0 +1,44 @@
+#!/bin/sh
+# The Python tests under pytest, with Debian's /usr/bin/python3 (the
+# `python3` first on PATH may be another interpreter that cannot import
+# Debian's modules), against the build tree's package.
+# Usage: [LARDER_CC=compiler] run.sh BUILD_DIR SANITIZED(ON|OFF) [pytest args...]
+# (LARDER_CC: the build's compiler, whose sanitizer runtimes are preloaded
+# under the sanitizer build.)
+build=$1
+sanitized=$2
+cc=${LARDER_CC:-cc}
+shift 2
+here=$(cd "$(dirname "$0")" && pwd)
+py=${LARDER_PYTHON:-/usr/bin/python3}
+skip_all() {
+	echo "skip - the Python tests: $1"
+	echo "0 passed, 0 failed, 1 skipped"
+	exit 77
+}
+[ -x "$py" ] || skip_all "no $py"
+[ -d "$build/python/larder" ] || skip_all "the binding was not built (python3-dev missing?)"
+"$py" -c 'import pytest' 2>/dev/null || skip_all "no pytest for $py (python3-pytest)"
+# Under the sanitizer build the extension (and the library in it) is
+# instrumented but the interpreter is not: the runtimes must be loaded
+# first, so they are preloaded. Leak detection is off: CPython does not
+# free everything at exit, and those reports would not be ours.
+if [ "$sanitized" = ON ]; then
+	asan=$("$cc" -print-file-name=libasan.so)
+	ubsan=$("$cc" -print-file-name=libubsan.so)
+	case "$asan$ubsan" in /*/*) ;; *) asan= ;; esac
+	[ -f "$asan" ] && [ -f "$ubsan" ] ||
+		skip_all "no ASan/UBSan runtime from $cc to preload into $py"
+	export LD_PRELOAD="$asan $ubsan${LD_PRELOAD:+ $LD_PRELOAD}"
+	export ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+fi
+export PYTHONPATH="$build/python${PYTHONPATH:+:$PYTHONPATH}"
+export LARDER_CLI="$build/cli/larder"
+# Nothing written into the source tree.
+export PYTHONDONTWRITEBYTECODE=1
+unset LARDER_DIR XDG_CACHE_HOME
+T=$(mktemp -d "${TMPDIR:-/tmp}/larder-py.XXXXXX") || exit 2
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 2
+"$py" -m pytest -q -p no:cacheprovider --rootdir "$here" \
+	--basetemp "$T/pytest" "$here" "$@"
