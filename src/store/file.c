@@ -273,28 +273,31 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 	f->fd = fd;
 	size_t first = LDR_FIRST_READ < db->mmap_threshold ? LDR_FIRST_READ
 							   : db->mmap_threshold;
-	uint8_t *buf = malloc(first);
-	if (!buf)
-		goto nomem;
 	/* One pread, not a loop to EOF: a second syscall to see EOF would
 	 * cost a small hit a third of its time. The header says how long
 	 * the file must be; if the bytes read are exactly that, they are
 	 * the whole file. Anything else takes the careful path below, and
 	 * so does a handle that trusts safe files unverified: it needs to
-	 * know who could have changed this one. */
+	 * know who could have changed this one.
+	 *
+	 * The read lands on the stack, and a small file is then copied into
+	 * one allocation of its exact size: a heap buffer of the first
+	 * read's size shrunk afterwards split and merged free chunks on
+	 * every hit, which cost a 4 KiB hit more than its copy does
+	 * (docs/performance.md). */
+	uint8_t stk[LDR_FIRST_READ];
+	uint8_t *buf = NULL;
 	ssize_t n;
 	do
-		n = pread(fd, buf, first, 0);
+		n = pread(fd, stk, first, 0);
 	while (n < 0 && errno == EINTR);
 	int rerr = errno;
 	if (n > 0 && (size_t)n < first &&
-	    (uint64_t)n == declared_len(buf, (size_t)n) &&
+	    (uint64_t)n == declared_len(stk, (size_t)n) &&
 	    (how == LDR_LOAD_SCAN || !(db->flags & LARDER_OPEN_TRUST_LOCAL))) {
-		if ((size_t)n < first / 2) {
-			uint8_t *b = realloc(buf, n ? (size_t)n : 1);
-			if (b)
-				buf = b;
-		}
+		if (!(buf = malloc((size_t)n)))
+			goto nomem;
+		memcpy(buf, stk, (size_t)n);
 		f->p = buf;
 		f->len = (size_t)n;
 		f->size = (uint64_t)n;
@@ -319,6 +322,13 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 	}
 	f->safe = safe_file(db, &st);
 	size_t size = (size_t)st.st_size;
+	/* The first read's bytes on the heap: all of the file, or the
+	 * start that the rest joins. */
+	if (!(buf = malloc((uint64_t)n == (uint64_t)st.st_size && n > 0
+				? (size_t)n
+				: first)))
+		goto nomem;
+	memcpy(buf, stk, (size_t)n);
 	if ((uint64_t)n == (uint64_t)st.st_size) {
 		f->p = buf; /* the first read had it all */
 		f->len = (size_t)n;
