@@ -325,8 +325,8 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 	/* The first read's bytes on the heap: all of the file, or the
 	 * start that the rest joins. */
 	if (!(buf = malloc((uint64_t)n == (uint64_t)st.st_size && n > 0
-				? (size_t)n
-				: first)))
+			       ? (size_t)n
+			       : first)))
 		goto nomem;
 	memcpy(buf, stk, (size_t)n);
 	if ((uint64_t)n == (uint64_t)st.st_size) {
