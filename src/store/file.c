@@ -229,7 +229,7 @@ void ldr_file_set_cost(larder *db, uint64_t size, uint64_t map_ns,
 
 int ldr_file_scan(larder *db, const char *rel, struct ldr_file *f, int noatime)
 {
-	return ldr_file_load(db, rel, f, noatime, LDR_LOAD_SCAN);
+	return ldr_file_load(db, rel, f, noatime, LDR_LOAD_SCAN, 0);
 }
 
 /* Read the header of a large file whose first n bytes are in *buf (of
@@ -253,7 +253,7 @@ static int load_header(int fd, uint8_t **buf, ssize_t *n, uint64_t size)
 }
 
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
-		  int how)
+		  int how, size_t pre)
 {
 	memset(f, 0, sizeof *f);
 	f->fd = -1;
@@ -281,10 +281,10 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 	 * know who could have changed this one.
 	 *
 	 * The read lands on the stack, and a small file is then copied into
-	 * one allocation of its exact size: a heap buffer of the first
-	 * read's size shrunk afterwards split and merged free chunks on
-	 * every hit, which cost a 4 KiB hit more than its copy does
-	 * (docs/performance.md). */
+	 * one allocation of its exact size, after the caller's prefix (the
+	 * entry handle, for larder_get): a hit makes one allocation and
+	 * holds no more memory than the file, where a heap buffer of the
+	 * first read's size had to be shrunk and a handle allocated too. */
 	uint8_t stk[LDR_FIRST_READ];
 	uint8_t *buf = NULL;
 	ssize_t n;
@@ -295,10 +295,11 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 	if (n > 0 && (size_t)n < first &&
 	    (uint64_t)n == declared_len(stk, (size_t)n) &&
 	    (how == LDR_LOAD_SCAN || !(db->flags & LARDER_OPEN_TRUST_LOCAL))) {
-		if (!(buf = malloc((size_t)n)))
+		if (!(buf = malloc(pre + (size_t)n)))
 			goto nomem;
-		memcpy(buf, stk, (size_t)n);
-		f->p = buf;
+		memcpy(buf + pre, stk, (size_t)n);
+		f->p = buf + pre;
+		f->pre = pre;
 		f->len = (size_t)n;
 		f->size = (uint64_t)n;
 		return 0;
@@ -437,8 +438,9 @@ void ldr_file_free(struct ldr_file *f)
 	if (f->mapped)
 		munmap(f->p, f->len);
 	else
-		free(f->p);
+		free(f->p - f->pre);
 	f->p = NULL;
+	f->pre = 0;
 }
 
 /* ---------------------------------------------------------------------- */
