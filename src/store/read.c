@@ -235,9 +235,11 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	ldr_entry_hash(ns, key, klen, ver, vlen, l->hash);
 	ldr_hex(l->hash, 16, hex);
 	ldr_file_rel(l->rel, ns, 'e', hex);
-	/* A hit due to refresh the entry's recency reads the file. */
-	if (memo && ldr_memo_get(db, l->hash, ns, key, klen, ver, vlen,
-				 !ldr_touch_due(db, l->hash), memo))
+	/* A hit due to refresh the entry's recency reads the file. (A
+	 * handle without the memo reads it anyway: no look at the clock.) */
+	if (memo && db->memo &&
+	    ldr_memo_get(db, l->hash, ns, key, klen, ver, vlen,
+			 !ldr_touch_due(db, l->hash), memo))
 		return LDR_MEMO_HIT;
 
 	/* A read the memo may take keeps its bytes apart: the memo holds
