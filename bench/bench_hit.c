@@ -15,7 +15,14 @@
  *             memo: every hit reads and verifies, as a first hit does)
  *   trust     the same through a handle opened with LARDER_OPEN_TRUST_LOCAL
  *             (no payload checksum): larder minus trust = the checksum
- *   read      open + read into a preallocated buffer + touch + close
+ *   read      open + read into a preallocated buffer + touch + close, of
+ *             a plain file beside the store (DIR/larder-bench.XXXXXX/raw-N: the
+ *             kernel walks one name below a directory it has cached)
+ *   deep      the same, of a plain file as deep below a directory held
+ *             open as the entry's file is below the store
+ *             (ns/bench/e/xx/yy/NAME, opened with openat from that
+ *             directory's descriptor): the path walk larder cannot skip.
+ *             The targets stay against "read".
  *   mmap      open + mmap + touch + munmap + close
  *   repeat    larder_get through a handle with the memo (the default): a
  *             repeat hit, served from what an earlier hit verified
@@ -85,6 +92,7 @@ enum method {
 	M_MEM,
 	M_HEAD,	       /* version-less, as M_LARDER */
 	M_HEAD_REPEAT, /* version-less, as M_REPEAT */
+	M_DEEP,
 	M_COUNT
 };
 
@@ -103,7 +111,7 @@ struct bcase {
 	double p50[M_COUNT], p90[M_COUNT];
 	/* Median over rounds of larder/read and larder/mmap taken within the
 	 * same round: a noise check on the ratio of the p50s. */
-	double paired_read, paired_mmap;
+	double paired_read, paired_mmap, paired_deep;
 	double hash_p50; /* XXH3-128 of the payload, in memory */
 	/* Repeat hits: their target in ns (docs/performance.md), and the
 	 * share of them the memo served. */
@@ -206,6 +214,35 @@ static void raw_path(const struct bcase *c, char *path, size_t n, int reader)
 		 c->size);
 }
 
+/* The directory the deep copies hang below, and each one's path below
+ * it: as many components as an entry's file below the store (the name
+ * is the size's, in the entry names' hex form). */
+static void deep_top(char *path, size_t n)
+{
+	snprintf(path, n, "%s/deep", workdir);
+}
+
+static void deep_rel(const struct bcase *c, char *rel, size_t n)
+{
+	char hex[33];
+	snprintf(hex, sizeof hex, "%032" PRIx64, c->size);
+	snprintf(rel, n, "ns/" NS "/e/%.2s/%.2s/%s", hex, hex + 2, hex);
+}
+
+/* mkdir -p of top and every directory in top/rel but its last
+ * component. */
+static void make_parents(const char *top, const char *rel)
+{
+	char path[4200 + 256];
+	snprintf(path, sizeof path, "%s/%s", top, rel);
+	for (char *p = path + strlen(top); (p = strchr(p, '/')); p++) {
+		*p = '\0';
+		if (mkdir(path, 0755) != 0 && errno != EEXIST)
+			die("cannot create '%s': %s", path, strerror(errno));
+		*p = '/';
+	}
+}
+
 static int rm_one(const char *path, const struct stat *st, int flag,
 		  struct FTW *ftw)
 {
@@ -237,6 +274,20 @@ static void setup_case(larder *db, const struct bcase *c)
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		die("cannot create '%s': %s", path, strerror(errno));
+	/* The deep copy only where the path walk matters against the rest
+	 * (it would double the disk a 256 MiB case needs). */
+	int dfd = -1;
+	char top[4200], rel[256], deep[4600];
+	deep_top(top, sizeof top);
+	deep_rel(c, rel, sizeof rel);
+	snprintf(deep, sizeof deep, "%s/%s", top, rel);
+	if (c->size <= CHUNK) {
+		make_parents(top, rel);
+		dfd =
+		    open(deep, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444);
+		if (dfd < 0)
+			die("cannot create '%s': %s", deep, strerror(errno));
+	}
 	larder_writer *w;
 	int rc = larder_writer_begin(&w, db, NS, key, strlen(key), VER,
 				     strlen(VER), NULL);
@@ -250,6 +301,8 @@ static void setup_case(larder *db, const struct bcase *c)
 		fill(buf, n, off, c->size);
 		if (write(fd, buf, n) != (ssize_t)n)
 			die("cannot write '%s': %s", path, strerror(errno));
+		if (dfd >= 0 && write(dfd, buf, n) != (ssize_t)n)
+			die("cannot write '%s': %s", deep, strerror(errno));
 		rc = larder_writer_write(w, buf, n);
 		if (rc) {
 			larder_writer_abort(w);
@@ -260,6 +313,8 @@ static void setup_case(larder *db, const struct bcase *c)
 	/* Written back now, so that writeback does not run during timing. */
 	if (fsync(fd) != 0 || close(fd) != 0)
 		die("cannot fsync '%s': %s", path, strerror(errno));
+	if (dfd >= 0 && (fsync(dfd) != 0 || close(dfd) != 0))
+		die("cannot fsync '%s': %s", deep, strerror(errno));
 	rc = larder_writer_commit(w);
 	if (rc < 0)
 		die("larder_writer_commit: %s", larder_errmsg(db));
@@ -271,6 +326,8 @@ struct ctx {
 	const struct bcase *c;
 	char key[64], path[4200];
 	uint8_t *buf; /* preallocated for raw reads */
+	int deepfd;   /* the directory the deep copy is below, or -1 */
+	char deep[256];
 };
 
 static int do_get(larder *db, const struct ctx *x, int headless)
@@ -287,11 +344,8 @@ static int do_get(larder *db, const struct ctx *x, int headless)
 	return mapped;
 }
 
-static void do_read(const struct ctx *x)
+static void do_read_fd(const struct ctx *x, int fd)
 {
-	int fd = open(x->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		die("cannot open '%s': %s", x->path, strerror(errno));
 	uint64_t got = 0;
 	while (got < x->c->size) {
 		ssize_t n = read(fd, x->buf + got, x->c->size - got);
@@ -302,6 +356,23 @@ static void do_read(const struct ctx *x)
 	}
 	close(fd);
 	sink += touch(x->buf, x->c->size);
+}
+
+static void do_read(const struct ctx *x)
+{
+	int fd = open(x->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("cannot open '%s': %s", x->path, strerror(errno));
+	do_read_fd(x, fd);
+}
+
+static void do_read_deep(const struct ctx *x)
+{
+	int fd = openat(x->deepfd, x->deep, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("cannot open '%s' below '%s/deep': %s", x->deep, workdir,
+		    strerror(errno));
+	do_read_fd(x, fd);
 }
 
 static void do_mmap(const struct ctx *x)
@@ -342,6 +413,10 @@ static int64_t run_one(int m, const struct ctx *x, int *mapped)
 	case M_MEM:
 		sink += touch(x->buf, x->c->size);
 		break;
+	case M_DEEP:
+		if (x->deepfd >= 0)
+			do_read_deep(x);
+		break;
 	default:
 		do_mmap(x);
 		break;
@@ -365,9 +440,17 @@ static double pct(const double *v, int n, double p)
 static void measure_case(larder *db, larder *db_trust, larder *db_memo,
 			 struct bcase *c)
 {
-	struct ctx x = {db, db_trust, db_memo, c, {0}, {0}, NULL};
+	struct ctx x = {db, db_trust, db_memo, c, {0}, {0}, NULL, -1, {0}};
 	key_of(c, x.key, sizeof x.key);
 	raw_path(c, x.path, sizeof x.path, 1);
+	if (c->size <= CHUNK) {
+		char top[4200];
+		deep_top(top, sizeof top);
+		x.deepfd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (x.deepfd < 0)
+			die("cannot open '%s': %s", top, strerror(errno));
+		deep_rel(c, x.deep, sizeof x.deep);
+	}
 	x.buf = malloc(c->size);
 	if (!x.buf)
 		die("out of memory for a %s buffer", c->label);
@@ -429,19 +512,24 @@ static void measure_case(larder *db, larder *db_trust, larder *db_memo,
 		       (double)hits
 		 : 0;
 	double *rr = malloc(sizeof(double) * (size_t)n),
-	       *rm = malloc(sizeof(double) * (size_t)n);
-	if (!rr || !rm)
+	       *rm = malloc(sizeof(double) * (size_t)n),
+	       *rd = malloc(sizeof(double) * (size_t)n);
+	if (!rr || !rm || !rd)
 		die("out of memory");
 	for (int r = 0; r < n; r++) {
 		rr[r] = t[M_LARDER][r] / t[M_READ][r];
 		rm[r] = t[M_LARDER][r] / t[M_MMAP][r];
+		rd[r] = x.deepfd >= 0 ? t[M_LARDER][r] / t[M_DEEP][r] : 0;
 	}
 	qsort(rr, (size_t)n, sizeof(double), cmp_double);
 	qsort(rm, (size_t)n, sizeof(double), cmp_double);
+	qsort(rd, (size_t)n, sizeof(double), cmp_double);
 	c->paired_read = pct(rr, n, 0.5);
 	c->paired_mmap = pct(rm, n, 0.5);
+	c->paired_deep = pct(rd, n, 0.5);
 	free(rr);
 	free(rm);
+	free(rd);
 	for (int m = 0; m < M_COUNT; m++) {
 		qsort(t[m], (size_t)n, sizeof(double), cmp_double);
 		c->p50[m] = pct(t[m], n, 0.5);
@@ -468,6 +556,8 @@ static void measure_case(larder *db, larder *db_trust, larder *db_memo,
 	c->n = n;
 	c->ran = 1;
 	free(x.buf);
+	if (x.deepfd >= 0)
+		close(x.deepfd);
 }
 
 /* ---- the machine's page-fault cost ----------------------------------- */
@@ -497,7 +587,7 @@ static void fault_probe(struct faultcost *fc)
 	    close(fd) != 0)
 		die("cannot write '%s': %s", path, strerror(errno));
 	struct bcase c = {.size = MiB, .label = "fault probe"};
-	struct ctx x = {NULL, NULL, NULL, &c, {0}, {0}, buf};
+	struct ctx x = {NULL, NULL, NULL, &c, {0}, {0}, buf, -1, {0}};
 	snprintf(x.path, sizeof x.path, "%s", path);
 	int n = quick ? 10 : 300;
 	double *tm = malloc(sizeof(double) * (size_t)n),
@@ -668,10 +758,10 @@ static void print_results(void)
 	char a[32], b[32];
 	printf("\nlatency, warm page cache, p50 / p90 (methods interleaved)\n");
 	printf("%-8s %6s  %-22s %-22s %-22s %-22s %-22s %-22s %-22s %-22s "
-	       "%s\n",
+	       "%-22s %s\n",
 	       "size", "iters", "larder (verified)", "larder (trust_local)",
 	       "raw read", "raw mmap", "larder (repeat)", "in memory",
-	       "head (first)", "head (repeat)", "hit");
+	       "head (first)", "head (repeat)", "raw read (deep)", "hit");
 	for (size_t i = 0; i < NCASES; i++) {
 		const struct bcase *c = &cases[i];
 		if (!c->ran)
@@ -682,6 +772,8 @@ static void print_results(void)
 			snprintf(cell, sizeof cell, "%s / %s",
 				 fmt_t(c->p50[m], a, sizeof a),
 				 fmt_t(c->p90[m], b, sizeof b));
+			if (m == M_DEEP && c->paired_deep == 0)
+				snprintf(cell, sizeof cell, "-");
 			printf("  %-21s", cell);
 		}
 		if (c->mapped_hits == c->n || c->mapped_hits == 0)
@@ -691,8 +783,9 @@ static void print_results(void)
 	}
 
 	printf("\nratios of p50 (targets: docs/performance.md)\n");
-	printf("%-8s %12s %12s %14s  %-18s %s\n", "size", "larder/read",
-	       "larder/mmap", "paired r / m", "target", "result");
+	printf("%-8s %12s %12s %14s  %-18s %-8s %12s %8s\n", "size",
+	       "larder/read", "larder/mmap", "paired r / m", "target", "result",
+	       "larder/deep", "paired");
 	for (size_t i = 0; i < NCASES; i++) {
 		const struct bcase *c = &cases[i];
 		if (!c->ran)
@@ -702,12 +795,18 @@ static void print_results(void)
 		char pr[32];
 		snprintf(pr, sizeof pr, "%.2f / %.2f", c->paired_read,
 			 c->paired_mmap);
-		printf("%-8s %11.2fx %11.2fx %14s  %-18s %s%s\n", c->label, rr,
-		       rm, pr, c->claim,
+		char dr[32] = "-", dp[32] = "-";
+		if (c->paired_deep > 0) {
+			snprintf(dr, sizeof dr, "%.2fx",
+				 c->p50[M_LARDER] / c->p50[M_DEEP]);
+			snprintf(dp, sizeof dp, "%.2f", c->paired_deep);
+		}
+		printf("%-8s %11.2fx %11.2fx %14s  %-18s %-8s %12s %8s%s\n",
+		       c->label, rr, rm, pr, c->claim,
 		       c->target <= 0	 ? "(no target)"
 		       : rr <= c->target ? "PASS"
 					 : "MISS",
-		       quick ? " (--quick: not a measurement)" : "");
+		       dr, dp, quick ? " (--quick: not a measurement)" : "");
 	}
 
 	printf("\nrepeat hits (the memo; targets: docs/performance.md)\n");

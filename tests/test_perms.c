@@ -255,6 +255,12 @@ static void open_beneath_refuses_symlinks(void)
 	ASSERT_EQ(ldr_open_beneath(root, "d/../link/f", O_RDONLY, 0), -1);
 	ASSERT_EQ(ldr_open_beneath(root, test_path("outside/f"), O_RDONLY, 0),
 		  -1);
+	/* ".." out of root, with no symlink on the way: a path that does
+	 * not only descend keeps every check. */
+	ASSERT_EQ(ldr_open_beneath(root, "../outside/f", O_RDONLY, 0), -1);
+	ASSERT_EQ(ldr_open_beneath(root, "d/../../outside/f", O_RDONLY, 0), -1);
+	ASSERT_EQ(ldr_open_beneath(root, "d/./../../outside/f", O_RDONLY, 0),
+		  -1);
 	/* Creating through it is refused the same way. */
 	ASSERT_EQ(ldr_open_beneath(root, "link/new", O_WRONLY | O_CREAT, 0644),
 		  -1);

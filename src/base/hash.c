@@ -49,14 +49,48 @@ static XXH3_state_t *state(struct ldr_hasher *h)
 	return (XXH3_state_t *)(void *)h->opaque;
 }
 
+/* Inputs up to this long are hashed by scalar code (XXH3's short path):
+ * only longer ones reach the vector code. */
+#define SHORT_INPUT 240
+
+/* libxxhash 0.8.1's AVX2 and AVX-512 code returns with the upper halves
+ * of the vector registers still in use (no vzeroupper before its ret:
+ * objdump -d libxxhash.so.0.8.1). Until the next vzeroupper, every SSE
+ * instruction after it, ours and libc's, runs in the slow mixed state:
+ * on a verified 4 KiB hit that cost 0.35 us, a third of a raw read
+ * (docs/performance.md). So the state is cleared after each call that
+ * can take the vector path, where the CPU and the kernel have AVX (else
+ * the dispatch never chose it, and vzeroupper would fault). */
+static void vector_clear(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	static int avx = -1;
+	int a = __atomic_load_n(&avx, __ATOMIC_RELAXED);
+	if (a < 0) {
+		/* Needed only before the library's constructors have run
+		 * (ours may be called from another's); idempotent. */
+		__builtin_cpu_init();
+		a = __builtin_cpu_supports("avx") != 0;
+		__atomic_store_n(&avx, a, __ATOMIC_RELAXED);
+	}
+	if (a)
+		__asm__ volatile("vzeroupper");
+#endif
+}
+
 void ldr_xxh128(const void *p, size_t n, uint8_t out[16])
 {
 	XXH128_canonicalFromHash((XXH128_canonical_t *)out, XXH3_128bits(p, n));
+	if (n > SHORT_INPUT)
+		vector_clear();
 }
 
 uint64_t ldr_xxh64(const void *p, size_t n)
 {
-	return XXH3_64bits(p, n);
+	uint64_t h = XXH3_64bits(p, n);
+	if (n > SHORT_INPUT)
+		vector_clear();
+	return h;
 }
 
 struct ldr_hasher *ldr_hasher_new(void)
@@ -77,8 +111,10 @@ void ldr_hasher_reset(struct ldr_hasher *h)
 
 void ldr_hasher_update(struct ldr_hasher *h, const void *p, size_t n)
 {
-	if (n)
+	if (n) {
 		XXH3_128bits_update(state(h), p, n);
+		vector_clear();
+	}
 }
 
 void ldr_hasher_u64(struct ldr_hasher *h, uint64_t x)
@@ -86,6 +122,7 @@ void ldr_hasher_u64(struct ldr_hasher *h, uint64_t x)
 	uint8_t le[8];
 	ldr_put64(le, x);
 	XXH3_128bits_update(state(h), le, 8);
+	vector_clear();
 }
 
 void ldr_hasher_field(struct ldr_hasher *h, const void *p, size_t n)
@@ -98,6 +135,7 @@ void ldr_hasher_digest(struct ldr_hasher *h, uint8_t out[16])
 {
 	XXH128_canonicalFromHash((XXH128_canonical_t *)out,
 				 XXH3_128bits_digest(state(h)));
+	vector_clear();
 }
 
 uint8_t *ldr_put_field(uint8_t *p, const void *data, size_t n)

@@ -229,7 +229,7 @@ void ldr_file_set_cost(larder *db, uint64_t size, uint64_t map_ns,
 
 int ldr_file_scan(larder *db, const char *rel, struct ldr_file *f, int noatime)
 {
-	return ldr_file_load(db, rel, f, noatime, LDR_LOAD_SCAN);
+	return ldr_file_load(db, rel, f, noatime, LDR_LOAD_SCAN, 0);
 }
 
 /* Read the header of a large file whose first n bytes are in *buf (of
@@ -253,7 +253,7 @@ static int load_header(int fd, uint8_t **buf, ssize_t *n, uint64_t size)
 }
 
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
-		  int how)
+		  int how, size_t pre)
 {
 	memset(f, 0, sizeof *f);
 	f->fd = -1;
@@ -273,29 +273,33 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 	f->fd = fd;
 	size_t first = LDR_FIRST_READ < db->mmap_threshold ? LDR_FIRST_READ
 							   : db->mmap_threshold;
-	uint8_t *buf = malloc(first);
-	if (!buf)
-		goto nomem;
 	/* One pread, not a loop to EOF: a second syscall to see EOF would
 	 * cost a small hit a third of its time. The header says how long
 	 * the file must be; if the bytes read are exactly that, they are
 	 * the whole file. Anything else takes the careful path below, and
 	 * so does a handle that trusts safe files unverified: it needs to
-	 * know who could have changed this one. */
+	 * know who could have changed this one.
+	 *
+	 * The read lands on the stack, and a small file is then copied into
+	 * one allocation of its exact size, after the caller's prefix (the
+	 * entry handle, for larder_get): a hit makes one allocation and
+	 * holds no more memory than the file, where a heap buffer of the
+	 * first read's size had to be shrunk and a handle allocated too. */
+	uint8_t stk[LDR_FIRST_READ];
+	uint8_t *buf = NULL;
 	ssize_t n;
 	do
-		n = pread(fd, buf, first, 0);
+		n = pread(fd, stk, first, 0);
 	while (n < 0 && errno == EINTR);
 	int rerr = errno;
 	if (n > 0 && (size_t)n < first &&
-	    (uint64_t)n == declared_len(buf, (size_t)n) &&
+	    (uint64_t)n == declared_len(stk, (size_t)n) &&
 	    (how == LDR_LOAD_SCAN || !(db->flags & LARDER_OPEN_TRUST_LOCAL))) {
-		if ((size_t)n < first / 2) {
-			uint8_t *b = realloc(buf, n ? (size_t)n : 1);
-			if (b)
-				buf = b;
-		}
-		f->p = buf;
+		if (!(buf = malloc(pre + (size_t)n)))
+			goto nomem;
+		memcpy(buf + pre, stk, (size_t)n);
+		f->p = buf + pre;
+		f->pre = pre;
 		f->len = (size_t)n;
 		f->size = (uint64_t)n;
 		return 0;
@@ -319,6 +323,13 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 	}
 	f->safe = safe_file(db, &st);
 	size_t size = (size_t)st.st_size;
+	/* The first read's bytes on the heap: all of the file, or the
+	 * start that the rest joins. */
+	if (!(buf = malloc((uint64_t)n == (uint64_t)st.st_size && n > 0
+			       ? (size_t)n
+			       : first)))
+		goto nomem;
+	memcpy(buf, stk, (size_t)n);
 	if ((uint64_t)n == (uint64_t)st.st_size) {
 		f->p = buf; /* the first read had it all */
 		f->len = (size_t)n;
@@ -427,8 +438,9 @@ void ldr_file_free(struct ldr_file *f)
 	if (f->mapped)
 		munmap(f->p, f->len);
 	else
-		free(f->p);
+		free(f->p - f->pre);
 	f->p = NULL;
+	f->pre = 0;
 }
 
 /* ---------------------------------------------------------------------- */

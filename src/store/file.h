@@ -33,6 +33,10 @@ enum {
  * be taken when it turns out bad: a hit never pays for an fstat. */
 struct ldr_file {
 	uint8_t *p;
+	/* Bytes before p in the same allocation, which belong to whoever
+	 * asked for them (ldr_file_load's pre): ldr_file_free frees from
+	 * p - pre. 0 when p is an allocation (or a mapping) of its own. */
+	size_t pre;
 	size_t len;    /* bytes at p */
 	uint64_t size; /* the whole file (more than len when partial) */
 	int mapped;
@@ -94,9 +98,12 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *rel,
 		    const char **why);
 
 /* Load the file at rel into f, as `how` (LDR_LOAD_*) says; noatime: its
- * access time does not change. 0, or -1 with errno. */
+ * access time does not change. A small file read whole lands in one
+ * allocation after `pre` bytes the caller may use (f->pre says whether it
+ * did: larder_get puts the entry handle there, one allocation a hit).
+ * 0, or -1 with errno. */
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
-		  int how);
+		  int how, size_t pre);
 
 struct ldr_flow {
 	const ldr_hdr *h;

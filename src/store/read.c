@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,12 @@ struct larder_entry {
 	 * released by reference. */
 	struct ldr_memo_hit memo;
 };
+
+/* The room a small entry file's allocation keeps before its bytes for
+ * the entry handle (ldr_file_load's pre), a multiple of any alignment. */
+#define LDR_ENTRY_PRE                                                          \
+	((sizeof(struct larder_entry) + _Alignof(max_align_t) - 1) /           \
+	 _Alignof(max_align_t) * _Alignof(max_align_t))
 
 /* Decompress a checked zstd entry's payload into e->plain. At most `cap`
  * bytes are allocated: the raw length is only as good as the header's
@@ -211,7 +218,7 @@ static void lookup_free(struct lookup *l)
  * recorded. Release l with lookup_free() in any case. */
 static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 		  size_t klen, const void *ver, size_t vlen, int how,
-		  int internal, struct ldr_memo_hit *memo)
+		  size_t pre, int internal, struct ldr_memo_hit *memo)
 {
 	int rc;
 	memset(l, 0, sizeof *l);
@@ -228,15 +235,21 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	ldr_entry_hash(ns, key, klen, ver, vlen, l->hash);
 	ldr_hex(l->hash, 16, hex);
 	ldr_file_rel(l->rel, ns, 'e', hex);
-	/* A hit due to refresh the entry's recency reads the file. */
-	if (memo && ldr_memo_get(db, l->hash, ns, key, klen, ver, vlen,
-				 !ldr_touch_due(db, l->hash), memo))
+	/* A hit due to refresh the entry's recency reads the file. (A
+	 * handle without the memo reads it anyway: no look at the clock.) */
+	if (memo && db->memo &&
+	    ldr_memo_get(db, l->hash, ns, key, klen, ver, vlen,
+			 !ldr_touch_due(db, l->hash), memo))
 		return LDR_MEMO_HIT;
 
+	/* A read the memo may take keeps its bytes apart: the memo holds
+	 * them longer than the entry handle. */
+	if (memo && memo->again)
+		pre = 0;
 	/* ENOENT and ESTALE mean "gone": look once more (a network
 	 * filesystem may have replaced its handle), then miss. */
 	for (int attempt = 0;; attempt++) {
-		if (ldr_file_load(db, l->rel, &l->f, 0, how) == 0)
+		if (ldr_file_load(db, l->rel, &l->f, 0, how, pre) == 0)
 			break;
 		int err = errno;
 		if (err == EFBIG)
@@ -332,10 +345,17 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 	/* The library's own records are always read and verified. */
 	struct ldr_memo_hit mh = {0}, *memo = internal ? NULL : &mh;
 	int rc = lookup(db, &l, ns, key, klen, ver, vlen, LDR_LOAD_WHOLE,
-			internal, memo);
+			LDR_ENTRY_PRE, internal, memo);
 	if (rc && rc != LDR_MEMO_HIT)
 		goto out;
-	e = calloc(1, sizeof *e);
+	if (rc == 0 && l.f.pre) {
+		/* The room kept before the file's bytes: the handle and
+		 * the bytes are one allocation, freed as one. */
+		e = (larder_entry *)(void *)(l.f.p - l.f.pre);
+		memset(e, 0, sizeof *e);
+	} else {
+		e = calloc(1, sizeof *e);
+	}
 	if (!e) {
 		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
 		ldr_memo_unref(mh.b);
@@ -365,8 +385,11 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 	}
 	ldr_touch(db, e->f.fd, l.hash); /* recency for the cleaning */
 	entry_fields(e, &l.h);
-	if (memo && ldr_memo_put(db, l.hash, l.rel, &e->f, e->plain, &l.h,
-				 e->data, mh.again, &mh) == 0) {
+	/* (The memo never takes bytes that share the handle's allocation:
+	 * lookup keeps none for a read it may take.) */
+	if (memo && !e->f.pre &&
+	    ldr_memo_put(db, l.hash, l.rel, &e->f, e->plain, &l.h, e->data,
+			 mh.again, &mh) == 0) {
 		e->plain = NULL; /* the memo's now, shared */
 		memo_fields(e, &mh);
 	}
@@ -407,8 +430,8 @@ static int get_stream(larder *db, const char *ns, const void *key, size_t klen,
 	struct ldr_flow fl;
 	memset(&fl, 0, sizeof fl);
 	struct ldr_memo_hit mh = {0};
-	int rc =
-	    lookup(db, &l, ns, key, klen, ver, vlen, LDR_LOAD_STREAM, 0, &mh);
+	int rc = lookup(db, &l, ns, key, klen, ver, vlen, LDR_LOAD_STREAM, 0, 0,
+			&mh);
 	if (rc == LDR_MEMO_HIT) {
 		rc = feed_memo(db, &mh, sink, payload, served);
 		ldr_memo_unref(mh.b);
@@ -517,7 +540,13 @@ void larder_entry_release(larder_entry *e)
 	if (!e)
 		return;
 	ldr_memo_unref(e->memo.b);
-	ldr_file_free(&e->f);
 	free(e->plain);
+	if (e->f.pre) {
+		/* The handle is the start of the file's allocation. */
+		ldr_file_drop_fd(&e->f);
+		free(e);
+		return;
+	}
+	ldr_file_free(&e->f);
 	free(e);
 }
