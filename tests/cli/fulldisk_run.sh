@@ -4,12 +4,46 @@
 # is written to the store), then a disk left with 16 KiB free and a
 # 48 KiB output (ENOSPC at the commit). The command's output is printed
 # whole, its exit status is run's, a warning says why nothing was kept,
-# `-v` says `uncached`, nothing is cached and no temp file stays.
+# `-v` says `uncached`, nothing is cached and no temp file stays. The
+# same for an fdatasync or link that fails (through the fault shim).
 #
 # The tmpfs is mounted in a mount namespace of its own (unshare -m, mounts
 # private), so that it goes with the namespace however the test ends. The
 # commands run in there; their results are checked out here.
 . "$(dirname "$0")/lib.sh" "$1"
+
+# The later failures of a publish, through the fault shim (no tmpfs
+# needed): the fdatasync of the complete temp file (a disk that reports
+# ENOSPC late, as NFS does) and the link to the final name. The output
+# (200 KiB: past the mmap threshold, so it is in the temp file) is read
+# back from there.
+head -c 204800 /dev/urandom >"$T/mid" || bail "cannot make an output"
+if [ -n "$LARDER_FAULTSHIM" ] && [ -f "$LARDER_FAULTSHIM" ]; then
+	pre=$LARDER_FAULTSHIM
+	# A sanitizer build needs its runtime first in LD_PRELOAD.
+	asan=$(ldd "$LARDER" 2>/dev/null | awk '/libasan/ { print $3; exit }')
+	[ -n "$asan" ] && pre="$asan $pre"
+	L init >/dev/null 2>&1 || bail "cannot make a store"
+	for op in fsync link; do
+		expect_rc 0 "$op fails with ENOSPC: the command's status" \
+			env LD_PRELOAD="$pre" LARDER_FAULT_OP=$op \
+			LARDER_FAULT_NTH=1 LARDER_FAULT_PERSIST=1 \
+			LARDER_FAULT_ERRNO=ENOSPC \
+			LARDER_FAULT_PATH="$S/ns/default/e/" \
+			"$LARDER" --dir "$S" run -v --key "$op" -- \
+			env -u LD_PRELOAD cat "$T/mid"
+		check "$op fails: the output is printed whole" \
+			cmp -s "$T/mid" "$T/out"
+		expect_err "not cached.*$op.*No space left on device" \
+			"$op fails: a warning names the step and the cause"
+		expect_err "^uncached in " "$op fails: -v says uncached"
+		expect_rc 1 "$op failed: nothing was cached" L get "$op"
+		check "$op failed: no temp file stays in the store" \
+			test -z "$(find "$S" -name '*.tmp.*')"
+	done
+else
+	skip "fsync and link failures: LARDER_FAULTSHIM is not set"
+fi
 
 M=$T/mnt
 mkdir -p "$M"
