@@ -126,7 +126,7 @@ static int copy_out(larder_writer *w, int mfd)
 	int rc = 0;
 	for (off_t off = 0; off < st.st_size;) {
 		ssize_t n = ldr_pread_full(w->fd, b, chunk, off);
-		if (n < 0 || (n == 0 && off < st.st_size)) {
+		if (n <= 0) {
 			/* n == 0: the file is shorter than fstat said. */
 			int e = n < 0 ? errno : EIO;
 			rc = ldr_fail(db, LARDER_EIO, e,
