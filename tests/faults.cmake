@@ -27,3 +27,14 @@ target_compile_definitions(test_faults PRIVATE
 larder_test(test_fulldisk test_fulldisk.c)
 target_compile_definitions(test_fulldisk PRIVATE
   LARDER_CLI="${CMAKE_BINARY_DIR}/cli/larder")
+# `larder run` on that full disk: the output, the status and a warning,
+# nothing cached; and a failing fdatasync or link (the fault shim). Skips
+# (77) without the right to mount.
+if(TARGET larder_cli)
+  add_test(NAME cli_fulldisk_run
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cli/fulldisk_run.sh
+                   $<TARGET_FILE:larder_cli>)
+  set_tests_properties(cli_fulldisk_run PROPERTIES TIMEOUT 300
+    SKIP_RETURN_CODE 77
+    ENVIRONMENT "LARDER_FAULTSHIM=$<TARGET_FILE:larder_faultshim>")
+endif()

@@ -182,10 +182,6 @@ def test_full_disk_warns_and_keeps_data(small_fs):
         assert s.get("w", "v") is None
 
 
-@pytest.mark.xfail(strict=True, raises=larder.IOFailureError,
-                   reason="the library fails a fill on a full disk with "
-                   "'cannot read back the loaded data' (EBADF) instead "
-                   "of handing the bytes over (LARDER_FILLED_UNCACHED)")
 def test_full_disk_fill_hands_the_data_over(small_fs):
     with larder.Store(str(small_fs / "s"), create=True) as s:
         data = b"x" * (4 << 20)

@@ -98,16 +98,63 @@ static int wfail(larder *db, int e, const char *what, const char *rel)
 			      rel, strerror(e));
 }
 
+/* Fill mode: remember the first reason the cache could not keep the load
+ * (`rc`, its message just recorded), which the fill reports. */
+static void note_cause(larder_writer *w, int rc)
+{
+	if (w->cache_rc)
+		return;
+	w->cache_rc = rc;
+	snprintf(w->cache_msg, sizeof w->cache_msg, "%s", larder_errmsg(w->db));
+}
+
+/* Copy the temp file's bytes into mfd. 0, or a recorded failure naming
+ * the step that failed. */
+static int copy_out(larder_writer *w, int mfd)
+{
+	larder *db = w->db;
+	struct stat st;
+	if (fstat(w->fd, &st) != 0)
+		return ldr_fail(db, LARDER_EIO, errno,
+				"cannot stat the temp file in '%s/%s' to read "
+				"the loaded data back: %s",
+				db->dir, w->dirrel, strerror(errno));
+	const size_t chunk = 1 << 20;
+	uint8_t *b = st.st_size > 0 ? malloc(chunk) : NULL;
+	if (st.st_size > 0 && !b)
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	int rc = 0;
+	for (off_t off = 0; off < st.st_size;) {
+		ssize_t n = ldr_pread_full(w->fd, b, chunk, off);
+		if (n <= 0) {
+			/* n == 0: the file is shorter than fstat said. */
+			int e = n < 0 ? errno : EIO;
+			rc = ldr_fail(db, LARDER_EIO, e,
+				      "cannot read back the loaded data from "
+				      "the temp file in '%s/%s': %s",
+				      db->dir, w->dirrel, strerror(e));
+			break;
+		}
+		if (ldr_pwrite_full(mfd, b, (size_t)n, off) != 0) {
+			rc = ldr_fail(db, LARDER_ENOMEM, errno,
+				      "cannot keep the loaded data in "
+				      "memory: %s",
+				      strerror(errno));
+			break;
+		}
+		off += n;
+	}
+	free(b);
+	return rc;
+}
+
 /* Fill mode: the cache failed with `rc` (already recorded); move what was
- * written so far into a memfd and carry on there. */
+ * written so far into a memfd and carry on there. The temp file is then
+ * removed: a store that cannot keep the entry keeps no part of it. */
 static int to_memory(larder_writer *w, int rc)
 {
 	larder *db = w->db;
-	if (!w->cache_rc) {
-		w->cache_rc = rc;
-		snprintf(w->cache_msg, sizeof w->cache_msg, "%s",
-			 larder_errmsg(db));
-	}
+	note_cause(w, rc);
 	if (w->in_memory)
 		return rc;
 	int mfd = memfd_create("larder-fill", MFD_CLOEXEC);
@@ -115,26 +162,12 @@ static int to_memory(larder_writer *w, int rc)
 		return ldr_fail(db, LARDER_ENOMEM, errno,
 				"cannot keep the loaded data in memory: %s",
 				strerror(errno));
-	struct stat st;
-	if (w->fd >= 0 && fstat(w->fd, &st) == 0 && st.st_size > 0) {
-		uint8_t *b = malloc(1 << 20);
-		off_t off = 0;
-		while (b && off < st.st_size) {
-			ssize_t n = ldr_pread_full(w->fd, b, 1 << 20, off);
-			if (n <= 0 || ldr_pwrite_full(mfd, b, (size_t)n, off))
-				break;
-			off += n;
-		}
-		free(b);
-		if (off < st.st_size) {
-			ldr_close(mfd);
-			return ldr_fail(db, LARDER_EIO, errno,
-					"cannot read back the loaded data from "
-					"'%s/%s': %s",
-					db->dir, w->dirrel, strerror(errno));
-		}
+	if (w->fd >= 0 && (rc = copy_out(w, mfd)) != 0) {
+		ldr_close(mfd);
+		return rc;
 	}
-	ldr_close(w->fd);
+	if (w->fd >= 0)
+		ldr_close(w->fd);
 	if (w->tmp[0] && w->dirfd >= 0)
 		unlinkat(w->dirfd, w->tmp, 0);
 	w->tmp[0] = '\0';
@@ -294,9 +327,13 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 	}
 	ldr_temp_name(w->tmp, sizeof w->tmp, db->host);
 	/* Read-only from the start: the writer writes through this fd, and
-	 * a published entry never changes (docs/security.md). */
-	w->fd = ldr_open_beneath(w->dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL,
-				 db->romode);
+	 * a published entry never changes (docs/security.md). A fill also
+	 * reads through it: when the disk fills or the publish fails, what
+	 * was written so far is read back into memory (to_memory), and a
+	 * write-only fd would fail that with EBADF. */
+	w->fd = ldr_open_beneath(
+	    w->dirfd, w->tmp,
+	    (fill_mode ? O_RDWR : O_WRONLY) | O_CREAT | O_EXCL, db->romode);
 	if (w->fd < 0) {
 		int e = errno;
 		w->tmp[0] = '\0'; /* not ours to unlink */
@@ -510,8 +547,18 @@ static int link_final(larder_writer *w)
  * back (the fd may be closed already) into memory. */
 static int rescue_temp(larder_writer *w, int rc)
 {
-	if (w->fd < 0 && w->tmp[0])
+	if (w->fd < 0 && w->tmp[0]) {
 		w->fd = ldr_open_beneath(w->dirfd, w->tmp, O_RDONLY, 0);
+		if (w->fd < 0) {
+			int e = errno;
+			note_cause(w, rc);
+			return ldr_fail(w->db, LARDER_EIO, e,
+					"cannot reopen the temp file in "
+					"'%s/%s' to read the loaded data "
+					"back: %s",
+					w->db->dir, w->dirrel, strerror(e));
+		}
+	}
 	return to_memory(w, rc);
 }
 
