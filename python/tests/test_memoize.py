@@ -263,6 +263,7 @@ def test_relative_inputs_are_fixed_at_decoration(store, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "a")
     f = store.memoize(add, inputs="in")
     v = f.key(1)[1]
+    assert v != store.memoize(add, inputs=tmp_path / "b" / "in").key(1)[1]
     monkeypatch.chdir(tmp_path / "b")
     assert f.key(1)[1] == v
 
@@ -350,6 +351,7 @@ def test_exception_caches_nothing_and_reaches_the_caller(store, tmp_path):
     f = store.memoize(explode, ignore="count_path")
     with pytest.raises(Boom) as info:
         f(1, count)
+    assert type(info.value) is Boom
     # The function's own frame is the innermost of the traceback.
     assert info.traceback[-1].name == "explode"
     assert store.get(*f.key(1, count)) is None
