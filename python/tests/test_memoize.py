@@ -411,6 +411,28 @@ def test_numpy_result_loads_zero_copy(store):
             a[0, 0] = 1
 
 
+def ramp(n):
+    return np.arange(n, dtype="f8")
+
+
+def test_large_result_is_streamed_not_joined(store):
+    import tracemalloc
+
+    n = 8 << 20  # 64 MiB
+    f = store.memoize(ramp)
+    tracemalloc.start()
+    try:
+        a = f(n)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The function's own array, and no second copy of it: neither a
+    # joined payload on the way in nor a copy on the way out.
+    assert peak < a.nbytes + (8 << 20), peak
+    assert not a.flags.owndata and entry_of(a) is not None
+    assert a[-1] == n - 1 and np.array_equal(a[:: 1 << 16], np.arange(0, n, 1 << 16, dtype="f8"))
+
+
 def frame_of(n):
     import pandas as pd
 
