@@ -120,7 +120,7 @@ def memoize(store, func=None, *, ttl=None, inputs=(), version=None, ignore=(), s
             # The function ran and the store failed after it (a full disk
             # the library did not turn into a filled-uncached outcome):
             # the result is the caller's all the same.
-            warnings.warn(_larder.NotStoredWarning("memoize: result of %s not stored: %s" % (fid, e)), stacklevel=4)
+            warnings.warn(_larder.NotStoredWarning("memoize: result of %s not stored: %s" % (fid, e)), stacklevel=3)
             return None, _larder.Outcome.FILLED_UNCACHED
 
     def fingerprint(entry):
@@ -163,8 +163,8 @@ def memoize(store, func=None, *, ttl=None, inputs=(), version=None, ignore=(), s
                 # since it was written, a format this larder does not
                 # read): it is removed, the function runs again and its
                 # result takes its place. A second failure is raised.
-                version, seen = entry.version, fingerprint(entry)
-        drop_if_same(key, version, seen)
+                bad_version, seen = entry.version, fingerprint(entry)
+        drop_if_same(key, bad_version, seen)
         state = {}
         entry, outcome = fill(key, state, args, kwargs)
         if entry is None:

@@ -559,8 +559,10 @@ def big(n):
 def test_full_store_returns_the_result_with_a_warning(small_fs):
     with larder.Store(str(small_fs / "s"), create=True) as s:
         f = s.memoize(big)
-        with pytest.warns(larder.NotStoredWarning):
+        with pytest.warns(larder.NotStoredWarning) as rec:
             assert f(9) == big(9)
+        # Pointed at the caller's line, not at memoize's insides.
+        assert any(r.filename == __file__ for r in rec), [r.filename for r in rec]
         assert s.get(*f.key(9)) is None
 
 
