@@ -360,6 +360,47 @@ def test_exception_caches_nothing_and_reaches_the_caller(store, tmp_path):
     assert calls(count) == 2
 
 
+def failing_member(path, count_path, barrier, results):
+    try:
+        with larder.Store(path) as s:
+            f = s.memoize(explode, ignore=("count_path",))
+            barrier.wait(TIMEOUT)
+            f(1, count_path)
+            results.put("returned")
+    except Boom:
+        results.put("boom")
+    except Exception as exc:  # reported to the parent
+        results.put(repr(exc))
+
+
+def test_exception_in_a_herd_reaches_every_process(tmp_path):
+    # Nothing is cached for waiters to share: each process that waited
+    # takes the load over in turn, runs the function and gets its own
+    # exception (the rule of larder_get_or_fill for a failed load).
+    ctx = multiprocessing.get_context("fork")
+    path = str(tmp_path / "store")
+    larder.Store(path, create=True).close()
+    count = str(tmp_path / "count")
+    n = 4
+    barrier = ctx.Barrier(n)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=failing_member, args=(path, count, barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        got = [results.get(timeout=TIMEOUT) for _ in range(n)]
+    finally:
+        for p in procs:
+            p.join(TIMEOUT)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    assert got == ["boom"] * n
+    assert calls(count) == n
+    with larder.Store(path) as s:
+        assert s.get(*s.memoize(explode, ignore="count_path").key(1, count)) is None
+
+
 def test_lambda_and_nested_function_are_refused(store):
     with pytest.raises(ValueError, match="module level"):
         store.memoize(lambda x: x)
