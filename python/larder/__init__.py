@@ -91,6 +91,14 @@ class Store(_larder.Store):
     $XDG_CACHE_HOME/larder, else ~/.cache/larder.
     """
 
+    def memoize(self, func=None, *, ttl=None, inputs=(), version=None,
+                ignore=(), serializer="auto", ns=None):
+        """Cache func's results in this store, filled once for a herd
+        (docs/python.md, Memoize). @store.memoize or
+        @store.memoize(ttl=..., inputs=..., ...)."""
+        from .memoize import memoize
+        return memoize(self, func, ttl=ttl, inputs=inputs, version=version,
+                       ignore=ignore, serializer=serializer, ns=ns)
 
     def sql(self, db, query, params=(), *, table=None, version_query=None,
             ttl=None, as_frame=False, ns=None):

@@ -1,57 +1,9 @@
 """Memoize keys: a function's identity and its arguments, hashed by content.
 
-Memoize keys
-============
-
-A memoized call's key is made of ``func_id(func)`` and
-``args_digest(func, args, kwargs, ignore)``.
-
-``func_id(func)`` is ``"module:qualified.name"``. A function defined in a
-script that runs as ``__main__`` is named after the script's file
-(``"__main__(train.py):fit"``) so that two scripts' ``fit`` do not share
-entries; in an interactive session it is plain ``"__main__"``. A bound
-method is its class's function, and its ``self`` is hashed as the first
-argument. A lambda or a function defined inside another function has no
-name that another process can find again, so ``func_id`` refuses it
-(``ValueError``): define it at module level. Renaming or moving a function
-changes its key; changing its body does not (give memoize a ``version=``
-for that).
-
-``args_digest`` binds the arguments with ``inspect.signature`` and applies
-the defaults, so ``f(1, b=2)``, ``f(1, 2)`` and ``f(1)`` (when ``b``
-defaults to 2) give one key, and keyword order does not matter. Names in
-``ignore`` are left out (a name the function does not have is an error).
-Each remaining parameter is hashed as its name and its value, in the
-signature's order. A value is hashed by its content, with a type tag, so
-``1``, ``1.0``, ``"1"``, ``b"1"``, ``True``, ``(1,)`` and ``[1]`` all give
-different keys, while equal content in another object gives the same one:
-
-- ``None``, ``bool``, ``int``, ``float`` (by its IEEE bits: ``0.0`` and
-  ``-0.0`` differ), ``complex``, ``str``, ``bytes``, ``bytearray`` and
-  ``memoryview`` (by their bytes);
-- ``tuple`` and ``list`` item by item; ``dict`` by its items sorted by the
-  key's encoding (so insertion order does not matter); ``set`` and
-  ``frozenset`` sorted likewise; a dataclass instance by its class's
-  qualified name and its fields;
-- a numpy array by dtype, shape and its raw bytes in C order (no pickling:
-  a contiguous array is hashed in place, any other one slab by slab), so
-  a Fortran-ordered copy keys like the original; a numpy scalar by its
-  dtype and bytes; an array of dtype object through pickle, as below;
-- a pandas DataFrame by its index, its column labels, and each column's
-  dtype and values; a Series by its name, index, dtype and values; an
-  Index by its names, dtype and values (not its class: a RangeIndex keys
-  like the equal integer Index). Numeric and datetime
-  values are hashed as raw bytes, categorical ones as codes and
-  categories, object and other extension columns through pickle;
-- anything else (and subclasses of the types above) by its class's
-  qualified name and its pickle (protocol 5, memo off so equal content
-  pickles alike). Pickle output may differ across versions of Python or
-  of the library that defines the class: after an upgrade such a key may
-  change (a miss, never a wrong hit). An object whose pickle is not
-  deterministic (a set of strings inside a custom object, for one) keys
-  differently in each process: give such arguments a ``version=`` or
-  leave them out with ``ignore=``.
-
+docs/python.md, "Memoize keys", says how each type of value is hashed and
+what makes two calls key alike. A memoized call's key is made of
+``func_id(func)`` (``"module:qualified.name"``; a lambda or nested
+function is refused) and ``args_digest(func, args, kwargs, ignore)``.
 The hasher is any streaming object with ``update(buffer)`` and
 ``digest()``, made by the ``hasher`` factory; the default is larder's
 XXH3-128 (``larder._larder.Hasher``), fast on large arrays.

@@ -1,62 +1,13 @@
 """Serializers: how a Python object becomes one larder entry and back.
 
-Serializers
-===========
-
-``dump(obj, serializer="auto")`` returns ``(tag, buffers, total_len)``:
-the serializer used, a list of bytes-like pieces to be written in order
-(a large array is one piece that points at the array's own memory, never
-a concatenated copy), and their total length. ``load(buf)`` takes any
-buffer holding a whole entry -- typically a read-only memoryview over the
-entry's mapping -- and returns the object; it needs no hint, because
-every entry that is not raw bytes starts with a tag.
-
-``"bytes"``
-    A bytes-like object, stored as is, with no header: bytes written by
-    ``larder put`` or ``larder run`` load as ``bytes`` (a copy; for a
-    zero-copy view use the entry's own buffer). It also is what ``load``
-    returns for any entry that does not start with the magic below.
-``"pickle"``
-    Pickle protocol 5 with out-of-band buffers. The pickle stream and
-    every out-of-band buffer are laid out in the one entry, each buffer
-    at an offset that is a multiple of 64, so that loading from a
-    memoryview over the mapping hands numpy the mapped bytes themselves:
-    C- or Fortran-contiguous numpy arrays (including datetime64 and
-    timedelta64 ones) and the numeric, datetime and categorical-code
-    columns of pandas objects load without a copy, *read-only*
-    (``arr.flags.writeable`` is False; ``arr.copy()`` gives a writable
-    one). Other values, and non-contiguous arrays, are inside the pickle
-    stream and are copied as pickle builds them. Pickle runs code named in
-    the stream: load entries only from stores you trust.
-``"npy"``
-    One numpy array (not of dtype object) in the ``.npy`` format
-    (version 1.0, or 2.0 for a header over 64 KiB) whose header is padded
-    so that the data starts 64 bytes after the start of the ``.npy`` part,
-    and so at a multiple of 64 in the entry. It loads with
-    ``np.frombuffer`` over the slice: zero copy, read-only. The ``.npy``
-    part is the entry from byte 64 on (``np.load(io.BytesIO(buf[64:]))``
-    reads it, as does ``tail -c +65 entry > a.npy``). A plain ``.npy``
-    file stored as raw bytes (by the CLI, say) loads as bytes unless
-    asked for: ``load(buf, serializer="npy")`` reads it as an array.
-    Non-contiguous arrays are written in C order, slab by slab, so even
-    they are never copied whole.
-``"auto"`` (the default)
-    bytes-like (bytes, bytearray, memoryview) -> ``"bytes"``; a numpy
-    ndarray (exactly, not a subclass) not of dtype object -> ``"npy"``;
-    a pyarrow Table or RecordBatch, or a polars DataFrame or Series, when
-    that library is importable -> ``"arrow"``; anything else ->
-    ``"pickle"``.
-``"arrow"``
-    Only when pyarrow is importable (Debian 12 packages neither pyarrow
-    nor polars nor a Parquet engine, so this serializer is unavailable
-    there and its tests are skipped): an Arrow IPC stream, loaded with
-    zero copy over the slice. polars objects go through Arrow. Parquet
-    is not offered: it decodes on every load where Arrow IPC maps.
-
-Offsets are counted from the entry's first byte. larder places a payload
+docs/python.md, "Serializers", says what each serializer stores and how it
+loads (zero-copy arrays and columns, read-only) and how "auto" chooses.
+``dump(obj, serializer="auto")`` returns ``(tag, buffers, total_len)``,
+the buffers pointing into obj (never a concatenated copy); ``load(buf)``
+rebuilds the object from any buffer holding a whole entry, without a hint.
+Offsets are counted from the entry's first byte: larder places a payload
 of 64 KiB or more at a page boundary of its entry file (docs/format.md),
-so in a mapped entry those offsets are 64-byte aligned addresses too;
-numpy reads a smaller, merely 8-aligned payload just as well.
+so in a mapped entry they are 64-byte aligned addresses too.
 
 The tag rule
 ------------
