@@ -14,7 +14,6 @@ once runs it once; the others wait and load its result.
 import functools
 import time
 
-import larder
 from larder import argkey, compat
 
 __all__ = ["Memory", "MemorizedFunc", "NotMemorizedFunc"]
