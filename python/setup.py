@@ -63,7 +63,7 @@ setup(
     name="larder",
     version="0.2.0",
     description="A shared cache for expensive data (Python binding)",
-    packages=["larder"],
+    packages=["larder", "larder.compat"],
     package_data={"larder": ["py.typed", "*.pyi"]},
     ext_modules=[
         Extension(

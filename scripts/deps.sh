@@ -3,7 +3,9 @@
 #   deps.sh        to build it and run the demo
 #   deps.sh test   also what the tests need (a PostgreSQL server; useradd
 #                  and pkill for the tests that play other users; the
-#                  Python binding's headers, pytest, numpy and pandas)
+#                  Python binding's headers, pytest, numpy and pandas;
+#                  joblib and diskcache, which larder.compat is tested
+#                  against)
 #   deps.sh bench  also what `make bench-peers` compares larder with (LMDB,
 #                  Redis, memcached, diskcache, joblib) and gnuplot for its
 #                  chart; the benchmark starts the servers itself
@@ -11,7 +13,8 @@ set -e
 pkgs="cmake make gcc clang clang-format pkg-config libxxhash-dev libzstd-dev
       libclang-rt-14-dev libsqlite3-dev libpq-dev sqlite3 util-linux python3"
 [ "${1:-}" = test ] && pkgs="$pkgs postgresql passwd procps python3-dev
-      python3-pytest python3-numpy python3-pandas"
+      python3-pytest python3-numpy python3-pandas python3-joblib
+      python3-diskcache"
 [ "${1:-}" = bench ] && pkgs="$pkgs liblmdb-dev redis-server memcached
       python3-diskcache python3-joblib gnuplot-nox"
 missing=""
