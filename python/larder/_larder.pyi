@@ -104,7 +104,8 @@ class Store:
                     meta: Optional[_KeyLike] = None,
                     ns: Optional[str] = None, allow_stale: bool = False,
                     lease_seconds: float = 0, max_wait: float = 0,
-                    zstd: bool = False) -> Tuple[Entry, Outcome]: ...
+                    zstd: bool = False,
+                    stacklevel: int = 1) -> Tuple[Entry, Outcome]: ...
     def files_version(self, paths: Sequence[_PathLike], *,
                       remember: bool = True) -> str: ...
     def _sql(self, db: str, query: str, params: Sequence[Any] = (), *,

@@ -113,7 +113,10 @@ def memoize(store, func=None, *, ttl=None, inputs=(), version=None, ignore=(), s
         # it: inputs that changed during the call are loaded again.
         ver = version_of if dynamic else fixed
         try:
-            return store.get_or_fill(key, ver, load, ttl=ttl, ns=ns)
+            # A not-stored warning names the line that called the
+            # memoized function: wrapper() -> fill() -> here.
+            return store.get_or_fill(key, ver, load, ttl=ttl, ns=ns,
+                                     stacklevel=3)
         except _larder.Error as e:
             if "result" not in state:
                 raise

@@ -541,12 +541,13 @@ static void fill_on_wait(const larder_wait_info *info, void *payload)
 
 static PyObject *store_get_or_fill(StoreObject *s, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = {
-	    "key",	   "version",	    "loader",	"ttl",	"meta", "ns",
-	    "allow_stale", "lease_seconds", "max_wait", "zstd", NULL};
+	static char *kwlist[] = {"key",		"version",	 "loader",
+				 "ttl",		"meta",		 "ns",
+				 "allow_stale", "lease_seconds", "max_wait",
+				 "zstd",	"stacklevel",	 NULL};
 	PyObject *key, *ver, *loader, *ttl = Py_None, *meta = Py_None;
 	PyObject *nso = Py_None;
-	int stale = 0, zstd = 0, rc, outcome = 0;
+	int stale = 0, zstd = 0, rc, outcome = 0, stacklevel = 1;
 	double lease = 0, max_wait = 0;
 	pyl_bytes k = {0}, v = {0}, m = {0};
 	larder_put_opts po;
@@ -557,9 +558,9 @@ static PyObject *store_get_or_fill(StoreObject *s, PyObject *args, PyObject *kw)
 	larder *db;
 	PyObject *res = NULL;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|$OOOpddp", kwlist, &key,
-					 &ver, &loader, &ttl, &meta, &nso,
-					 &stale, &lease, &max_wait, &zstd))
+	if (!PyArg_ParseTupleAndKeywords(
+		args, kw, "OOO|$OOOpddpi", kwlist, &key, &ver, &loader, &ttl,
+		&meta, &nso, &stale, &lease, &max_wait, &zstd, &stacklevel))
 		return NULL;
 	if (!(db = pyl_store_db(s)) || ns_arg(&ns, s, nso) < 0)
 		return NULL;
@@ -602,7 +603,7 @@ static PyObject *store_get_or_fill(StoreObject *s, PyObject *args, PyObject *kw)
 		goto out;
 	}
 	if (outcome == LARDER_FILLED_UNCACHED &&
-	    PyErr_WarnFormat(pyl_NotStoredWarning, 1, "not stored: %s",
+	    PyErr_WarnFormat(pyl_NotStoredWarning, stacklevel, "not stored: %s",
 			     larder_errmsg(db)) < 0) {
 		larder_entry_release(e);
 		goto out;
