@@ -192,9 +192,9 @@ def warm_hits(top, store, report, targets):
             m = percentile(res[f"larder memoized call ({how})"], 0.5)
             d = percentile(res["diskcache Cache.get"], 0.5)
             j = percentile(res["joblib.Memory call"], 0.5)
-            targets.append((f"4 KiB: bytes(entry) >= 2x faster than diskcache Cache.get",
+            targets.append(("4 KiB: bytes(entry) >= 2x faster than diskcache Cache.get",
                             f"{d / b:.1f}x", d / b >= 2))
-            targets.append((f"4 KiB: memoized call >= 10x faster than a joblib.Memory call",
+            targets.append(("4 KiB: memoized call >= 10x faster than a joblib.Memory call",
                             f"{j / m:.1f}x", j / m >= 10))
     cache.close()
 
@@ -210,8 +210,7 @@ def array_of(name):
 
 def in_child(fn):
     """fn() in a forked child: (RssAnon growth in KiB while holding the
-    result with every page read, whether the result owns its memory,
-    whether it is writeable)."""
+    result with every page read, whether the result is writeable)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -222,8 +221,7 @@ def in_child(fn):
             flat = a.reshape(-1).view(np.uint8)
             int(flat[::4096].sum())  # touch every page
             grown = rss_anon_kib() - before
-            own = a.flags.owndata or (a.base is not None and isinstance(a.base, (bytes, bytearray)))
-            os.write(w, f"{grown} {int(bool(own))} {int(a.flags.writeable)}".encode())
+            os.write(w, f"{grown} {int(a.flags.writeable)}".encode())
             os._exit(0)
         except BaseException as e:  # noqa: BLE001 - report, never return
             os.write(w, f"error {e!r}".encode())
@@ -239,8 +237,8 @@ def in_child(fn):
     _, status = os.waitpid(pid, 0)
     if status != 0 or out.startswith(b"error"):
         raise SystemExit(f"bench_py.py: the memory child failed: {out.decode()}")
-    grown, own, wr = out.split()
-    return int(grown), own == b"1", wr == b"1"
+    grown, wr = out.split()
+    return int(grown), wr == b"1"
 
 
 def big_array(top, store, report, targets):
@@ -249,9 +247,8 @@ def big_array(top, store, report, targets):
     _array = np.random.default_rng(1).random(size // 8)  # float64, 100 MB
     n = 3 if QUICK else 20
     key = "array-100MB"
-    tag, bufs, _ = serial.dump(_array, "npy")
     with store.writer(key, VERSION) as w:
-        for b in bufs:
+        for b in serial.dump(_array, "npy")[1]:
             w.write(b)
     memo, how = memoized(store, array_of)
     memo(key)
@@ -294,7 +291,7 @@ def big_array(top, store, report, targets):
         p.close()
     for name, _ in methods:
         t = res[name]
-        grown, own, wr = mem[name]
+        grown, wr = mem[name]
         note = f"{percentile(t, 0.5) / floor:.2f}x np.load mmap; anon +{grown / 1024:.1f} MiB"
         note += ", writeable" if wr else ", read-only"
         report.append(("100 MB array", name, len(t), percentile(t, 0.5), percentile(t, 0.99), note))

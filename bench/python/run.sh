@@ -53,11 +53,12 @@ work=$(mktemp -d "$base/larder-pybench.XXXXXX")
 child=""
 # Stops the benchmark (by pid) if this script is interrupted, then
 # removes its files; runs on every exit.
+# shellcheck disable=SC2317 # run by the EXIT trap, not reached in line
 cleanup() {
-	if [ -n "$child" ]; then
-		kill "$child" 2>/dev/null || true
-		wait "$child" 2>/dev/null || true
-	fi
+	for pid in $child; do
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT
