@@ -6,7 +6,7 @@ TSAN    ?= build-tsan
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps deps-test build test test-asan test-tsan demo install format format-check fuzz bench bench-peers swarm clean
+.PHONY: all deps deps-test build test test-asan test-tsan demo install format format-check fuzz bench bench-peers bench-python swarm clean
 
 all: build
 
@@ -75,6 +75,13 @@ bench-peers:
 	cmake -S . -B $(BUILD) -DLARDER_BENCH_PEERS=ON $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS) --target bench_peers
 	sh bench/peers/run.sh $(PEERS_ARGS) $(BUILD)
+
+# The Python binding beside diskcache and joblib (docs/performance.md,
+# "Python"): warm hits, a 100 MB numpy array, a cold herd of 8 processes.
+# PYBENCH_ARGS=--quick: a smoke run in seconds.
+PYBENCH_ARGS ?=
+bench-python: build
+	sh bench/python/run.sh $(PYBENCH_ARGS) $(BUILD)
 
 # The large swarm (docs/swarm.md): 16 clients x 50 waves
 # x 20 generations, file then SQL; SWARM_ARGS adds or overrides options.

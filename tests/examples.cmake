@@ -25,3 +25,12 @@ add_test(NAME example_readme_fragment_is_an_excerpt
                  ${PROJECT_SOURCE_DIR}/examples/cache_query.c)
 set_tests_properties(example_readme_fragment_is_an_excerpt PROPERTIES
                      TIMEOUT 60)
+# The README's Python example (a slow SQLite query's result as a pandas
+# DataFrame, kept across processes), run as a user runs it, through
+# Debian's /usr/bin/python3 and the build tree's package; its README
+# fragment is checked to be an excerpt of it.
+add_test(NAME example_python_sales_frame
+         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/examples/python_sales.sh
+                 ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR})
+set_tests_properties(example_python_sales_frame PROPERTIES
+                     TIMEOUT 300 SKIP_RETURN_CODE 77)
