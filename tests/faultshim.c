@@ -5,11 +5,10 @@
  * Driven by the environment, read once when the library loads:
  *
  *   LARDER_FAULT_OP      open|read|write|fsync|link|rename|unlink|mkdir|
- *                        mmap|any — the class of call to count (unset: the
- *                        shim passes everything through)
- *   LARDER_FAULT_NTH     N >= 1: the Nth matching call is the one that fails
- *   LARDER_FAULT_ERRNO   ENOSPC|EIO|EDQUOT|ESTALE|EINTR|ENOMEM|... or a
- *                        number (default EIO)
+ *                        chmod|mmap|any — the class of call to count (unset:
+ * the shim passes everything through) LARDER_FAULT_NTH     N >= 1: the Nth
+ * matching call is the one that fails LARDER_FAULT_ERRNO
+ * ENOSPC|EIO|EDQUOT|ESTALE|EINTR|ENOMEM|... or a number (default EIO)
  *   LARDER_FAULT_PATH    only calls on paths containing this substring count
  *                        (fd-based calls: fds opened on such a path)
  *   LARDER_FAULT_PERSIST 1: every matching call from the Nth on fails (a
@@ -64,6 +63,7 @@ enum fclass {
 	FC_RENAME,
 	FC_UNLINK,
 	FC_MKDIR,
+	FC_CHMOD,
 	FC_MMAP,
 	FC_ANY,
 	FC_COUNT
@@ -71,7 +71,7 @@ enum fclass {
 
 static const char *const class_names[FC_COUNT] = {
     "none",   "open",	"read",	 "write", "fsync", "link",
-    "rename", "unlink", "mkdir", "mmap",  "any"};
+    "rename", "unlink", "mkdir", "chmod", "mmap",  "any"};
 
 static const struct {
 	const char *name;
@@ -871,6 +871,24 @@ int mkdirat(int dirfd, const char *path, mode_t mode)
 	if (fault_path(FC_MKDIR, "mkdirat", dirfd, path))
 		return -1;
 	return real_mkdirat(dirfd, path, mode);
+}
+
+/* chmod: GlusterFS answers EIO to the first SETATTR of a directory two
+ * clients made at once when its replicas disagree. */
+int fchmod(int fd, mode_t mode)
+{
+	REAL(fchmod);
+	if (fault_fd(FC_CHMOD, "fchmod", fd))
+		return -1;
+	return real_fchmod(fd, mode);
+}
+
+int fchmodat(int dirfd, const char *path, mode_t mode, int flags)
+{
+	REAL(fchmodat);
+	if (fault_path(FC_CHMOD, "fchmodat", dirfd, path))
+		return -1;
+	return real_fchmodat(dirfd, path, mode, flags);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -603,6 +603,43 @@ TEST(fault_mkdir_every_nth_fails_cleanly)
 	sweep_op("mkdir", 3, 0);
 }
 
+/* A chmod that fails with EIO, every Nth: handled cleanly, and a new
+ * directory of the entry that could not be given the store's mode is not
+ * published into. On GlusterFS that EIO is the one sign that two clients
+ * made the directory at once and its replicas disagree; an entry linked
+ * into it was reported published while the other client's was too. */
+TEST(fault_chmod_of_a_new_entry_directory_fails_the_put)
+{
+	int dir_faults = 0;
+	for (int s = 0; s < 2; s++) {
+		struct fault f = {0};
+		f.op = "chmod";
+		f.err = "EIO";
+		f.mode = "put";
+		f.size = s ? LARGE : SMALL;
+		f.seed = 19;
+		for (f.nth = 1; f.nth <= MAX_N; f.nth++) {
+			struct outcome o;
+			fresh_store();
+			run_worker(&f, &o);
+			check_put(&f, &o);
+			if (!o.fired)
+				break;
+			if (strstr(o.fired_line, "/e/") &&
+			    !strstr(o.fired_line, "/.tmp.")) {
+				dir_faults++;
+				CHECK(&f, &o, o.rc_put == LARDER_EIO,
+				      "a put into a directory whose chmod "
+				      "failed returned %s",
+				      larder_strerror(o.rc_put));
+			}
+		}
+	}
+	printf("     %d faults on the entry's new directories\n", dir_faults);
+	ASSERT(dir_faults > 0);
+	no_failures();
+}
+
 /* A disk that stays full from the Nth write on: the put fails with EFULL
  * however the writer retries, and cleans up after itself. */
 TEST(fault_disk_stays_full_put_fails_efull)

@@ -364,6 +364,14 @@ int ldr_open_dir(larder *db, const char *rel)
 				      0);
 		if (fd >= 0 || errno != ENOENT)
 			return fd;
+	} else if (errno != ENOENT && errno != ESTALE) {
+		/* A directory that could not be made (or set to the store's
+		 * mode) is not walked into: on a replicated network
+		 * filesystem an EIO here is the one sign that two clients
+		 * made it at once and its replicas disagree, and an entry
+		 * published into it is not the one other clients see
+		 * (docs/format.md, "Publishing"). */
+		return -1;
 	}
 	/* mkdir said it is there, yet it cannot be opened: walk it one
 	 * component at a time. */
