@@ -15,11 +15,16 @@ import os
 import pickle
 import struct
 import sys
+import weakref
 
-__all__ = ["func_id", "args_digest"]
+__all__ = ["func_id", "args_digest", "KeyMaker"]
 
 # Arrays that are not contiguous are hashed in C-order slabs of this size.
 _SLAB = 8 << 20
+
+# Pieces of an encoding at least this long go to the hasher as they are;
+# smaller ones are joined first (one hasher call for a call's plain values).
+_BIG = 64 << 10
 
 _u64 = struct.Struct("<Q").pack
 _f64 = struct.Struct("<d").pack
@@ -52,6 +57,12 @@ def _default_hasher():
     return Hasher()
 
 
+def _xxh3_128(data):
+    from larder._larder import xxh3_128
+
+    return xxh3_128(data)
+
+
 class _Collect:
     """A sink that keeps what is written, to sort encodings."""
 
@@ -80,6 +91,41 @@ def _pickle_fast(obj):
     return f.getvalue()
 
 
+class _Sink:
+    """Where a call's encoding goes: small pieces are kept and joined, so
+    that the hasher sees one update for the plain values of a call; a large
+    buffer (an array's data) goes to the hasher as it is, never copied.
+    Either way the hasher is fed the same bytes in the same order, so the
+    digest does not depend on how they were cut."""
+
+    def __init__(self, hasher):
+        self.factory = hasher
+        self.h = None
+        self.parts = []
+
+    def update(self, b):
+        if len(b) < _BIG:
+            self.parts.append(b)
+            return
+        self.flush()
+        self.h.update(b)
+
+    def flush(self):
+        if self.h is None:
+            self.h = (self.factory or _default_hasher)()
+        if self.parts:
+            self.h.update(b"".join(self.parts))
+            self.parts.clear()
+
+    def digest(self):
+        if self.h is None and self.factory is None:
+            # XXH3's one-shot and streaming forms give the same digest:
+            # a call made only of small values is hashed in one go.
+            return _xxh3_128(b"".join(self.parts))
+        self.flush()
+        return self.h.digest()
+
+
 class _Encoder:
     def __init__(self, sink):
         self.h = sink
@@ -106,22 +152,31 @@ class _Encoder:
     def value(self, x):
         t = type(x)
         h = self.h
+        # The plain types first, each in one update (tag, length and data
+        # joined: the same bytes as blob() gives them in two).
         if x is None:
             h.update(b"N")
+        elif t is int:
+            d = x.to_bytes((x.bit_length() + 8) // 8, "little", signed=True)
+            h.update(b"i" + _u64(len(d)) + d)
+        elif t is str:
+            d = x.encode("utf-8", "surrogatepass")
+            if len(d) < _BIG:
+                h.update(b"s" + _u64(len(d)) + d)
+            else:
+                self.blob(b"s", d)
+        elif t is bytes or t is bytearray:
+            tag = b"b" if t is bytes else b"y"
+            if len(x) < _BIG:
+                h.update(tag + _u64(len(x)) + x)
+            else:
+                self.blob(tag, x)
         elif t is bool:
             h.update(b"T" if x else b"F")
-        elif t is int:
-            self.blob(b"i", x.to_bytes((x.bit_length() + 8) // 8, "little", signed=True))
         elif t is float:
             h.update(b"f" + _f64(x))
         elif t is complex:
             h.update(b"c" + _f64(x.real) + _f64(x.imag))
-        elif t is str:
-            self.text(x)
-        elif t is bytes:
-            self.blob(b"b", x)
-        elif t is bytearray:
-            self.blob(b"y", x)
         elif t is memoryview:
             self.blob(b"m", x.tobytes())
         elif t is tuple or t is list:
@@ -254,29 +309,150 @@ def _dtype_name(dt):
     return repr(npf.dtype_to_descr(dt)).encode()
 
 
+class KeyMaker:
+    """The digest of calls of one function: its signature is read once,
+    here, and each call is bound to it without building an
+    inspect.BoundArguments (the same binding, so the same bytes, as
+    Signature.bind and apply_defaults give; anything unusual is left to
+    them)."""
+
+    def __init__(self, func, ignore=()):
+        if inspect.ismethod(func):
+            self.self_ = func.__self__
+            func = func.__func__
+        else:
+            self.self_ = _NO_SELF
+        self.func = func
+        self.sig = sig = inspect.signature(func)
+        if isinstance(ignore, str):
+            ignore = (ignore,)
+        self.ignore = ignore = frozenset(ignore)
+        unknown = ignore - set(sig.parameters)
+        if unknown:
+            name = getattr(func, "__qualname__", func)
+            raise ValueError("ignore names no parameter of %s: %s" % (name, ", ".join(sorted(unknown))))
+        P = inspect.Parameter
+        params = list(sig.parameters.values())
+        # One slot per parameter, in the signature's order (the order
+        # BoundArguments.arguments has after apply_defaults).
+        self.template = []
+        self.npos = 0
+        self.varpos = self.varkw = None
+        self.by_name = {}
+        self.required = []
+        for i, p in enumerate(params):
+            if p.kind == P.VAR_POSITIONAL:
+                self.varpos = i
+                self.template.append(())
+                continue
+            if p.kind == P.VAR_KEYWORD:
+                self.varkw = i
+                self.template.append(None)  # a fresh dict per call
+                continue
+            if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD):
+                self.npos = i + 1
+            if p.kind != P.POSITIONAL_ONLY:
+                self.by_name[p.name] = i
+            if p.default is P.empty:
+                self.required.append(i)
+                self.template.append(_MISSING)
+            else:
+                self.template.append(p.default)
+        # The name of every parameter hashed, encoded once.
+        self.names = []
+        for i, p in enumerate(params):
+            if p.name not in ignore:
+                d = p.name.encode("utf-8", "surrogatepass")
+                self.names.append((i, b"s" + _u64(len(d)) + d))
+
+    def bind(self, args, kwargs):
+        """The parameters' values in order, or None where the call is one
+        the fast binding leaves to inspect (an error, most often)."""
+        n = len(args)
+        npos = self.npos
+        vals = self.template.copy()
+        if n > npos:
+            if self.varpos is None:
+                return None
+            vals[:npos] = args[:npos]
+            vals[self.varpos] = tuple(args[npos:])
+        else:
+            vals[:n] = args
+        if self.varkw is not None:
+            vals[self.varkw] = extra = {}
+        for k, v in kwargs.items():
+            i = self.by_name.get(k)
+            if i is None:
+                if self.varkw is None:
+                    return None
+                extra[k] = v
+            elif i < n and i < npos:
+                return None  # given twice
+            else:
+                vals[i] = v
+        for i in self.required:
+            if vals[i] is _MISSING:
+                return None
+        return vals
+
+    def slow_bind(self, args, kwargs):
+        try:
+            bound = self.sig.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError("%s: %s" % (getattr(self.func, "__qualname__", self.func), e)) from None
+        bound.apply_defaults()
+        return list(bound.arguments.values())
+
+    def digest(self, args, kwargs, hasher=None):
+        """Digest (bytes) of a call's arguments, bound and hashed by content."""
+        if self.self_ is not _NO_SELF:
+            args = (self.self_,) + tuple(args)
+        vals = self.bind(args, kwargs)
+        if vals is None:
+            vals = self.slow_bind(args, kwargs)
+        sink = _Sink(hasher)
+        enc = _Encoder(sink)
+        put = sink.update
+        for i, name in self.names:
+            put(name)
+            enc.value(vals[i])
+        return sink.digest()
+
+
+_NO_SELF = object()
+_MISSING = object()
+
+# KeyMakers of functions args_digest has seen, while those functions live.
+_makers = weakref.WeakKeyDictionary()
+
+
 def args_digest(func, args, kwargs, ignore=(), hasher=None):
     """Digest (bytes) of func's arguments, bound and hashed by content."""
     if inspect.ismethod(func):
         args = (func.__self__,) + tuple(args)
         func = func.__func__
-    sig = inspect.signature(func)
-    try:
-        bound = sig.bind(*args, **kwargs)
-    except TypeError as e:
-        raise TypeError("%s: %s" % (getattr(func, "__qualname__", func), e)) from None
-    bound.apply_defaults()
     if isinstance(ignore, str):
         ignore = (ignore,)
     ignore = frozenset(ignore)
-    unknown = ignore - set(sig.parameters)
-    if unknown:
-        name = getattr(func, "__qualname__", func)
-        raise ValueError("ignore names no parameter of %s: %s" % (name, ", ".join(sorted(unknown))))
-    h = (hasher or _default_hasher)()
-    enc = _Encoder(h)
-    for name, value in bound.arguments.items():
-        if name in ignore:
-            continue
-        enc.text(name)
-        enc.value(value)
-    return h.digest()
+    try:
+        per_func = _makers.get(func)
+    except TypeError:  # not weakly referable: not kept
+        per_func = None
+    maker = None
+    if per_func is not None:
+        maker = per_func.get(ignore)
+        # A function whose defaults were replaced binds otherwise.
+        if maker is not None and maker.defaults != _defaults(func):
+            maker = None
+    if maker is None:
+        maker = KeyMaker(func, ignore)
+        maker.defaults = _defaults(func)
+        try:
+            _makers.setdefault(func, {})[ignore] = maker
+        except TypeError:
+            pass
+    return maker.digest(args, kwargs, hasher)
+
+
+def _defaults(func):
+    return getattr(func, "__defaults__", None), getattr(func, "__kwdefaults__", None)
