@@ -2,14 +2,51 @@
  * hasher.c — XXH3-128 for Python (Hasher, xxh3_128), the hash the
  * library checks entries with, for keys made from large buffers
  * (numpy arrays) without copying them.
+ *
+ * Through xxh_x86dispatch.h, XXH3_128bits and XXH3_128bits_update are
+ * libxxhash's runtime-dispatch entry points, which pick the widest SIMD
+ * the CPU has: the plain ones are SSE2, 3x slower on a 1 MiB buffer and
+ * 2.4x on 4 KiB here (docs/performance.md, "Python"). The digests are
+ * the same either way.
  */
 #include "pylarder.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <xxh_x86dispatch.h> /* runtime dispatch: see above */
+#endif
 #include <xxhash.h>
 
 /* Below this a buffer is hashed with the GIL held: releasing it costs
  * more than hashing a few KiB. */
 #define NOGIL_MIN ((Py_ssize_t)64 * 1024)
+
+/* Inputs up to this long are hashed by scalar code (XXH3's short path):
+ * only longer ones reach the vector code. */
+#define SHORT_INPUT 240
+
+/* libxxhash 0.8.1's AVX2 and AVX-512 code returns with the upper halves
+ * of the vector registers still in use (no vzeroupper before its ret).
+ * Until the next vzeroupper every SSE instruction after it, the
+ * interpreter's and libc's, may run in the slow mixed state: the library
+ * measured a third of a raw read on a 4 KiB hit (docs/performance.md).
+ * So the state is cleared after each call that can take the vector path,
+ * where the CPU and the kernel have AVX (else the dispatch never chose
+ * it, and vzeroupper would fault). The library does the same in its own
+ * layer; the binding keeps a copy, as it uses only the public API. */
+static void vector_clear(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	static int avx = -1;
+	int a = __atomic_load_n(&avx, __ATOMIC_RELAXED);
+	if (a < 0) {
+		__builtin_cpu_init();
+		a = __builtin_cpu_supports("avx") != 0;
+		__atomic_store_n(&avx, a, __ATOMIC_RELAXED);
+	}
+	if (a)
+		__asm__ volatile("vzeroupper");
+#endif
+}
 
 typedef struct {
 	PyObject_HEAD XXH3_state_t *st;
@@ -36,6 +73,8 @@ PyObject *pyl_xxh3_128(PyObject *mod, PyObject *arg)
 	} else {
 		h = XXH3_128bits(b.buf, (size_t)b.len);
 	}
+	if (b.len > SHORT_INPUT)
+		vector_clear();
 	PyBuffer_Release(&b);
 	return digest_bytes(h);
 }
@@ -89,6 +128,9 @@ static PyObject *hasher_update(HasherObject *o, PyObject *arg)
 	} else {
 		rc = XXH3_128bits_update(o->st, b.buf, (size_t)b.len);
 	}
+	/* Even a short update may complete a buffered stripe. */
+	if (b.len)
+		vector_clear();
 	PyBuffer_Release(&b);
 	if (rc == XXH_ERROR) {
 		PyErr_SetString(PyExc_RuntimeError, "XXH3 update failed");
@@ -105,7 +147,10 @@ static PyObject *hasher_digest(HasherObject *o, PyObject *unused)
 				"the Hasher is not ready (in use?)");
 		return NULL;
 	}
-	return digest_bytes(XXH3_128bits_digest(o->st));
+	XXH128_hash_t h = XXH3_128bits_digest(o->st);
+	/* The digest may accumulate the last buffered stripe. */
+	vector_clear();
+	return digest_bytes(h);
 }
 
 static PyObject *hasher_hexdigest(HasherObject *o, PyObject *unused)
