@@ -57,10 +57,14 @@ def _default_hasher():
     return Hasher()
 
 
-def _xxh3_128(data):
-    from larder._larder import xxh3_128
+def _xxh3_128():
+    global _xxh
+    if _xxh is None:
+        from larder._larder import xxh3_128 as _xxh
+    return _xxh
 
-    return xxh3_128(data)
+
+_xxh = None
 
 
 class _Collect:
@@ -98,10 +102,10 @@ class _Sink:
     Either way the hasher is fed the same bytes in the same order, so the
     digest does not depend on how they were cut."""
 
-    def __init__(self, hasher):
+    def __init__(self, hasher, parts=None):
         self.factory = hasher
         self.h = None
-        self.parts = []
+        self.parts = [] if parts is None else parts
 
     def update(self, b):
         if len(b) < _BIG:
@@ -121,9 +125,35 @@ class _Sink:
         if self.h is None and self.factory is None:
             # XXH3's one-shot and streaming forms give the same digest:
             # a call made only of small values is hashed in one go.
-            return _xxh3_128(b"".join(self.parts))
+            return _xxh3_128()(b"".join(self.parts))
         self.flush()
         return self.h.digest()
+
+
+def _plain(x):
+    """The encoding of a value of a plain type in one piece (the same bytes
+    as _Encoder.blob gives in two), or None for any other value or a long
+    one. Most arguments are plain: they are encoded without an _Encoder."""
+    t = type(x)
+    if t is int:
+        d = x.to_bytes((x.bit_length() + 8) // 8, "little", signed=True)
+        return b"i" + _u64(len(d)) + d
+    if t is str:
+        d = x.encode("utf-8", "surrogatepass")
+        return b"s" + _u64(len(d)) + d if len(d) < _BIG else None
+    if x is None:
+        return b"N"
+    if t is float:
+        return b"f" + _f64(x)
+    if t is bool:
+        return b"T" if x else b"F"
+    if t is bytes or t is bytearray:
+        if len(x) >= _BIG:
+            return None
+        return (b"b" if t is bytes else b"y") + _u64(len(x)) + x
+    if t is complex:
+        return b"c" + _f64(x.real) + _f64(x.imag)
+    return None
 
 
 class _Encoder:
@@ -150,33 +180,18 @@ class _Encoder:
         return out
 
     def value(self, x):
+        p = _plain(x)
+        if p is not None:
+            self.h.update(p)
+            return
         t = type(x)
         h = self.h
-        # The plain types first, each in one update (tag, length and data
-        # joined: the same bytes as blob() gives them in two).
-        if x is None:
-            h.update(b"N")
-        elif t is int:
-            d = x.to_bytes((x.bit_length() + 8) // 8, "little", signed=True)
-            h.update(b"i" + _u64(len(d)) + d)
-        elif t is str:
-            d = x.encode("utf-8", "surrogatepass")
-            if len(d) < _BIG:
-                h.update(b"s" + _u64(len(d)) + d)
-            else:
-                self.blob(b"s", d)
-        elif t is bytes or t is bytearray:
-            tag = b"b" if t is bytes else b"y"
-            if len(x) < _BIG:
-                h.update(tag + _u64(len(x)) + x)
-            else:
-                self.blob(tag, x)
-        elif t is bool:
-            h.update(b"T" if x else b"F")
-        elif t is float:
-            h.update(b"f" + _f64(x))
-        elif t is complex:
-            h.update(b"c" + _f64(x.real) + _f64(x.imag))
+        if t is str:
+            self.text(x)
+        elif t is bytes:
+            self.blob(b"b", x)
+        elif t is bytearray:
+            self.blob(b"y", x)
         elif t is memoryview:
             self.blob(b"m", x.tobytes())
         elif t is tuple or t is list:
@@ -410,13 +425,27 @@ class KeyMaker:
         vals = self.bind(args, kwargs)
         if vals is None:
             vals = self.slow_bind(args, kwargs)
-        sink = _Sink(hasher)
-        enc = _Encoder(sink)
-        put = sink.update
+        parts = []
+        enc = None
         for i, name in self.names:
-            put(name)
+            parts.append(name)
+            p = _plain(vals[i])
+            if p is not None:
+                parts.append(p)
+                continue
+            if enc is None:
+                # Other values stream into the same pieces (a large
+                # buffer straight to the hasher, after what precedes it).
+                enc = _Encoder(_Sink(hasher, parts))
             enc.value(vals[i])
-        return sink.digest()
+        if enc is not None:
+            return enc.h.digest()
+        if hasher is None:
+            # XXH3's one-shot and streaming forms give the same digest.
+            return _xxh3_128()(b"".join(parts))
+        h = hasher()
+        h.update(b"".join(parts))
+        return h.digest()
 
 
 _NO_SELF = object()
