@@ -332,12 +332,19 @@ class KeyMaker:
     them)."""
 
     def __init__(self, func, ignore=()):
+        self.read(func, ignore)
+
+    def read(self, func, ignore):
         if inspect.ismethod(func):
             self.self_ = func.__self__
             func = func.__func__
         else:
             self.self_ = _NO_SELF
         self.func = func
+        # Defaults replaced after this read make another signature: they
+        # are compared by identity on each call (the tuple is the same
+        # object until it is replaced).
+        self.defaults = _defaults(func)
         self.sig = sig = inspect.signature(func)
         if isinstance(ignore, str):
             ignore = (ignore,)
@@ -420,6 +427,8 @@ class KeyMaker:
 
     def digest(self, args, kwargs, hasher=None):
         """Digest (bytes) of a call's arguments, bound and hashed by content."""
+        if _defaults(self.func) != self.defaults:
+            self.read(self.func if self.self_ is _NO_SELF else self.func.__get__(self.self_), self.ignore)
         if self.self_ is not _NO_SELF:
             args = (self.self_,) + tuple(args)
         vals = self.bind(args, kwargs)
@@ -467,15 +476,9 @@ def args_digest(func, args, kwargs, ignore=(), hasher=None):
         per_func = _makers.get(func)
     except TypeError:  # not weakly referable: not kept
         per_func = None
-    maker = None
-    if per_func is not None:
-        maker = per_func.get(ignore)
-        # A function whose defaults were replaced binds otherwise.
-        if maker is not None and maker.defaults != _defaults(func):
-            maker = None
+    maker = None if per_func is None else per_func.get(ignore)
     if maker is None:
         maker = KeyMaker(func, ignore)
-        maker.defaults = _defaults(func)
         try:
             _makers.setdefault(func, {})[ignore] = maker
         except TypeError:
@@ -483,5 +486,18 @@ def args_digest(func, args, kwargs, ignore=(), hasher=None):
     return maker.digest(args, kwargs, hasher)
 
 
+class _Same:
+    """Compares by identity: a default that is an array is not compared
+    by content (nor asked for a truth value)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __eq__(self, other):
+        return self.obj is other.obj
+
+
 def _defaults(func):
-    return getattr(func, "__defaults__", None), getattr(func, "__kwdefaults__", None)
+    return _Same(getattr(func, "__defaults__", None)), _Same(getattr(func, "__kwdefaults__", None))

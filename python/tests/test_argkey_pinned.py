@@ -137,3 +137,15 @@ def test_fast_binding_is_inspects(i):
             maker.digest(args, kwargs)
         return
     assert fast == slow
+
+
+def test_replaced_defaults_are_seen():
+    def h(a, b=1):
+        """Its default replaced below."""
+
+    h.__qualname__ = "h"
+    before = args_digest(h, (0,), {})
+    h.__defaults__ = (2,)
+    assert args_digest(h, (0,), {}) == args_digest(h, (0, 2), {}) != before
+    h.__defaults__ = (np.arange(3),)  # compared by identity, not content
+    assert args_digest(h, (0,), {}) == args_digest(h, (0, np.arange(3)), {})
