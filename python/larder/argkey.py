@@ -67,6 +67,16 @@ def _xxh3_128():
 _xxh = None
 
 
+def _plain_digest():
+    global _plain_digest_c
+    if _plain_digest_c is None:
+        from larder._larder import plain_digest as _plain_digest_c
+    return _plain_digest_c
+
+
+_plain_digest_c = None
+
+
 class _Collect:
     """A sink that keeps what is written, to sort encodings."""
 
@@ -386,6 +396,9 @@ class KeyMaker:
             if p.name not in ignore:
                 d = p.name.encode("utf-8", "surrogatepass")
                 self.names.append((i, b"s" + _u64(len(d)) + d))
+        self.name_bytes = tuple(enc for _, enc in self.names)
+        # The values the digest takes are vals itself when none is ignored.
+        self.all_named = len(self.names) == len(params)
 
     def bind(self, args, kwargs):
         """The parameters' values in order, or None where the call is one
@@ -434,6 +447,12 @@ class KeyMaker:
         vals = self.bind(args, kwargs)
         if vals is None:
             vals = self.slow_bind(args, kwargs)
+        if hasher is None:
+            # The extension encodes plain values as _plain does, and
+            # hashes them (None: a value it leaves to the encoder here).
+            d = _plain_digest()(self.name_bytes, vals if self.all_named else [vals[i] for i, _ in self.names])
+            if d is not None:
+                return d
         parts = []
         enc = None
         for i, name in self.names:
