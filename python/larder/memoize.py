@@ -14,7 +14,7 @@ import warnings
 
 from . import _larder, argkey, serial
 
-__all__ = ["memoize", "FORMAT"]
+__all__ = ["memoize", "run_once", "FORMAT"]
 
 # The first word of every memoize version: a change of how versions or
 # payloads are made changes it, so old entries are never misread.
@@ -47,6 +47,42 @@ def _check_ttl(ttl):
         raise ValueError("memoize: ttl must be a positive number of seconds, larder.NEVER or None, not %r" % (ttl,))
 
 
+def run_once(store, key, version, func, args, kwargs, *, ttl=None, ns=None, zstd=False, serializer="auto",
+             stacklevel=1):
+    """func(*args, **kwargs) cached under (key, version) and run once for
+    a herd: (entry, outcome, ran), where ran holds func's own return value
+    when this call ran it (empty on a hit or a wait). entry is None when
+    the function ran and the store failed after it: ran[0] is then the
+    result, never lost, and a NotStoredWarning names the line stacklevel
+    frames above run_once's caller.
+
+    The one fill path of memoize and of the compat modules."""
+    ran = []
+
+    def load():
+        result = func(*args, **kwargs)
+        ran.append(result)
+        # The buffers point into result (a large array is never joined
+        # or copied): the binding streams them into the entry.
+        _, buffers, _ = serial.dump(result, serializer)
+        return buffers
+
+    try:
+        entry, outcome = store.get_or_fill(key, version, load, ttl=ttl, ns=ns, zstd=zstd, stacklevel=stacklevel + 1)
+    except _larder.Error as e:
+        if not ran:
+            raise
+        # The function ran and the store failed after it (a full disk
+        # the library did not turn into a filled-uncached outcome): the
+        # result is the caller's all the same.
+        warnings.warn(
+            _larder.NotStoredWarning("memoize: result of %s not stored: %s" % (argkey.func_id(func), e)),
+            stacklevel=stacklevel + 1,
+        )
+        return None, _larder.Outcome.FILLED_UNCACHED, ran
+    return entry, outcome, ran
+
+
 def memoize(store, func=None, *, ttl=None, inputs=(), version=None, ignore=(), serializer="auto", ns=None):
     """Decorate func so that its results are cached in store.
 
@@ -74,6 +110,8 @@ def memoize(store, func=None, *, ttl=None, inputs=(), version=None, ignore=(), s
     unknown = set(ignore) - set(inspect.signature(target).parameters)
     if unknown:
         raise ValueError("memoize: ignore names no parameter of %s: %s" % (fid, ", ".join(sorted(unknown))))
+    # The signature is read once, here: a call is bound without it.
+    keys = argkey.KeyMaker(func, ignore)
     if isinstance(inputs, (str, bytes, os.PathLike)):
         inputs = (inputs,)
     # Absolute now: a later chdir must not make the function depend on
@@ -95,36 +133,18 @@ def memoize(store, func=None, *, ttl=None, inputs=(), version=None, ignore=(), s
     dynamic = bool(inputs) or version is not None
 
     def key_of(args, kwargs):
-        digest = argkey.args_digest(func, args, kwargs, ignore)
+        digest = keys.digest(args, kwargs)
         # The function's id first, readable in `larder ls`; the digest of
         # the arguments after it.
         return "%s/%s" % (fid, digest.hex())
 
-    def fill(key, state, args, kwargs):
-        def load():
-            result = func(*args, **kwargs)
-            state["result"] = result
-            # The buffers point into result (a large array is never joined
-            # or copied): the binding streams them into the entry.
-            _, buffers, _ = serial.dump(result, serializer)
-            return buffers
-
+    def fill(key, args, kwargs):
         # A callable version is computed before the load and again after
-        # it: inputs that changed during the call are loaded again.
-        ver = version_of if dynamic else fixed
-        try:
-            # A not-stored warning names the line that called the
-            # memoized function: wrapper() -> fill() -> here.
-            return store.get_or_fill(key, ver, load, ttl=ttl, ns=ns,
-                                     stacklevel=3)
-        except _larder.Error as e:
-            if "result" not in state:
-                raise
-            # The function ran and the store failed after it (a full disk
-            # the library did not turn into a filled-uncached outcome):
-            # the result is the caller's all the same.
-            warnings.warn(_larder.NotStoredWarning("memoize: result of %s not stored: %s" % (fid, e)), stacklevel=3)
-            return None, _larder.Outcome.FILLED_UNCACHED
+        # it: inputs that changed during the call are loaded again. A
+        # not-stored warning names the line that called the memoized
+        # function: wrapper() -> fill() -> run_once().
+        return run_once(store, key, version_of if dynamic else fixed, func, args, kwargs, ttl=ttl, ns=ns,
+                        serializer=serializer, stacklevel=3)
 
     def fingerprint(entry):
         return entry.created, len(entry), bytes(memoryview(entry)[: serial.HEADER_SIZE])
@@ -142,11 +162,11 @@ def memoize(store, func=None, *, ttl=None, inputs=(), version=None, ignore=(), s
         if same:
             store.remove(key, version, ns=ns)
 
-    def result_of(entry, outcome, state):
+    def result_of(entry, outcome, ran):
         if outcome == _larder.Outcome.FILLED_UNCACHED:
             # Not kept (the binding gave a NotStoredWarning): the function's
             # own result, never lost.
-            return state["result"]
+            return ran[0]
         # Arrays and numeric columns are views of the entry's mapping:
         # they keep it alive through their base chain after release().
         return serial.load(entry)
@@ -154,13 +174,12 @@ def memoize(store, func=None, *, ttl=None, inputs=(), version=None, ignore=(), s
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         key = key_of(args, kwargs)
-        state = {}
-        entry, outcome = fill(key, state, args, kwargs)
+        entry, outcome, ran = fill(key, args, kwargs)
         if entry is None:
-            return state["result"]
+            return ran[0]
         with entry:
             try:
-                return result_of(entry, outcome, state)
+                return result_of(entry, outcome, ran)
             except serial.SerialError:
                 # A damaged or undecodable entry is a miss (a class gone
                 # since it was written, a format this larder does not
@@ -168,12 +187,11 @@ def memoize(store, func=None, *, ttl=None, inputs=(), version=None, ignore=(), s
                 # result takes its place. A second failure is raised.
                 bad_version, seen = entry.version, fingerprint(entry)
         drop_if_same(key, bad_version, seen)
-        state = {}
-        entry, outcome = fill(key, state, args, kwargs)
+        entry, outcome, ran = fill(key, args, kwargs)
         if entry is None:
-            return state["result"]
+            return ran[0]
         with entry:
-            return result_of(entry, outcome, state)
+            return result_of(entry, outcome, ran)
 
     def key(*args, **kwargs):
         """(key, version) under which this call's result is cached."""

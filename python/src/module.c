@@ -326,6 +326,10 @@ static PyMethodDef module_methods[] = {
     {"xxh3_128", pyl_xxh3_128, METH_O,
      "xxh3_128(buffer) -> bytes: the XXH3-128 digest (16 bytes, "
      "big-endian canonical form)."},
+    {"plain_digest", pyl_plain_digest, METH_VARARGS,
+     "plain_digest(names, values) -> bytes or None: XXH3-128 of each "
+     "name (encoded) followed by its value's encoding, when every value "
+     "is of a plain type (larder.argkey; None otherwise)."},
     {"library_version", mod_version, METH_NOARGS,
      "The version of the liblarder in use."},
     {NULL, NULL, 0, NULL}};

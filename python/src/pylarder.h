@@ -96,6 +96,7 @@ int pyl_store_types_ready(PyObject *m);
 int pyl_entry_types_ready(PyObject *m);
 int pyl_hasher_ready(PyObject *m);
 PyObject *pyl_xxh3_128(PyObject *mod, PyObject *arg);
+PyObject *pyl_plain_digest(PyObject *mod, PyObject *args);
 PyObject *pyl_run_key(PyObject *mod, PyObject *args, PyObject *kw);
 
 /* The handle behind a store or namespace view, or NULL with an

@@ -3,6 +3,7 @@ runner counts (scripts/run-tests.sh): "N passed, N failed, N skipped"."""
 
 import os
 import shutil
+import subprocess
 import tempfile
 
 import pytest
@@ -34,6 +35,26 @@ def larder_cli():
     if not path or not os.access(path, os.X_OK):
         pytest.skip("no larder CLI: set LARDER_CLI")
     return path
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 2 MiB tmpfs (needs root), unmounted however the test ends: a
+    store on it cannot keep a result of a few MiB."""
+    d = tmp_path / "small"
+    d.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(d)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs: %s" % r.stderr.decode().strip())
+    try:
+        yield d
+    finally:
+        # A failed test's traceback may still hold a mapping of the
+        # store: then the mount is detached lazily, never left behind.
+        if subprocess.run(["umount", str(d)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(d)], check=True)
 
 
 def pytest_terminal_summary(terminalreporter):

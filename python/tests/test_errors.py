@@ -150,25 +150,6 @@ def test_error_hierarchy():
     assert issubclass(larder.NotStoredWarning, UserWarning)
 
 
-@pytest.fixture
-def small_fs(tmp_path):
-    """A 2 MiB tmpfs (needs root), unmounted however the test ends."""
-    import subprocess
-
-    d = tmp_path / "small"
-    d.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs",
-                        str(d)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip("cannot mount a tmpfs: %s" % r.stderr.decode().strip())
-    try:
-        yield d
-    finally:
-        subprocess.run(["umount", str(d)], check=True)
-
-
 def test_full_disk_warns_and_keeps_data(small_fs):
     with larder.Store(str(small_fs / "s"), create=True) as s:
         data = bytearray(b"x" * (4 << 20))

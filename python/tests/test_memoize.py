@@ -4,7 +4,6 @@ and versions, errors, zero-copy results."""
 import functools
 import multiprocessing
 import os
-import subprocess
 import threading
 import traceback
 import warnings
@@ -575,22 +574,6 @@ def test_method_hashes_self(store):
 
 
 # --- a store that cannot keep the result -----------------------------------------------------
-
-
-@pytest.fixture
-def small_fs(tmp_path):
-    """A 2 MiB tmpfs (needs root), unmounted however the test ends."""
-    d = tmp_path / "small"
-    d.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(d)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip("cannot mount a tmpfs: %s" % r.stderr.decode().strip())
-    try:
-        yield d
-    finally:
-        subprocess.run(["umount", str(d)], check=True)
 
 
 def big(n):

@@ -10,7 +10,7 @@ hosts and a store that is safe on NFS. This module holds what both share.
 import os
 
 import larder
-from larder import argkey, serial
+from larder import argkey, memoize, serial
 
 __all__ = ["joblib", "diskcache"]
 
@@ -106,22 +106,17 @@ class Generation:
 
 
 def call_once(store, ns, func, args, kwargs, *, ignore=(), version, ttl=None, zstd=False):
-    """func(*args, **kwargs), cached under its memoize key and filled once
+    """func(*args, **kwargs), cached under its compat key and filled once
     across processes and hosts: (entry, outcome, results), where results
-    holds func's own return value when this call ran it.
+    holds func's own return value when this call ran it. entry is None
+    when the function ran and the store could not keep its result (a
+    NotStoredWarning names the line that called the cached function).
 
-    The one place the compat modules call get_or_fill; Store.memoize
-    (larder.memoize) can take its place."""
+    memoize's fill (larder.memoize.run_once) under the compat modules' own
+    keys, which entries already stored are found by."""
     key = call_key(func, args, kwargs, ignore)
-    results = []
-
-    def loader():
-        out = func(*args, **kwargs)
-        results.append(out)
-        return serial.dump(out)[1]
-
-    entry, outcome = store.get_or_fill(key, version, loader, ttl=ttl, ns=ns, zstd=zstd)
-    return entry, outcome, results
+    # call_once -> the compat wrapper -> the caller's line.
+    return memoize.run_once(store, key, version, func, args, kwargs, ttl=ttl, ns=ns, zstd=zstd, stacklevel=3)
 
 
 def call_key(func, args, kwargs, ignore=()):

@@ -210,7 +210,8 @@ class Cache:
                     self._store, self._ns(), func, args, kwargs, ignore=ignore, version=_MEMO_VERSION, ttl=ttl
                 )
                 if results:
-                    entry.release()
+                    if entry is not None:  # None: not stored, with a warning
+                        entry.release()
                     return results[0]
                 return compat.load(entry, self._zero_copy)
 

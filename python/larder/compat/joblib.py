@@ -82,6 +82,8 @@ class MemorizedFunc:
         entry, _, results = compat.call_once(
             self.memory._store, ns, self.func, args, kwargs, ignore=self.ignore, version=version, zstd=self.memory.compress
         )
+        if entry is None:
+            return results[0]  # not stored (a warning said so)
         if results and self.mmap_mode is None:
             # This call ran the function: its own result, as joblib gives.
             entry.release()
