@@ -407,6 +407,22 @@ static int init_store(larder *db, const larder_opts *o)
 				"chown the directory first)",
 				db->dir, (unsigned)db->owner);
 	set_modes(db, mode);
+	/* In a group's store the marker must take the directory's group, as
+	 * everything made in it does: the directory is made setgid before
+	 * the marker is created. That bit alone widens nobody's access, and
+	 * finish_store() then sets the exact mode of the marker that won. */
+	struct stat st;
+	if (db->dmode & S_ISGID) {
+		if (fstat(db->rootfd, &st) != 0)
+			return ldr_fail_errno(NULL, errno,
+					      "cannot stat '%s': %s", db->dir,
+					      strerror(errno));
+		if (!(st.st_mode & S_ISGID) &&
+		    fchmod(db->rootfd, (st.st_mode & 07777) | S_ISGID) != 0)
+			return ldr_fail_errno(NULL, errno,
+					      "cannot chmod '%s': %s", db->dir,
+					      strerror(errno));
+	}
 	char text[256], tmp[128];
 	int n = snprintf(text, sizeof text,
 			 LDR_MARKER "\nformat %d\nfsync %s\nmode %04o\n",
