@@ -853,6 +853,8 @@ static unsigned creator_mode(int id)
 	return id % 2 ? 0640 : 0600;
 }
 
+static unsigned *creator_modes; /* shared: each creator's larder_mode() */
+
 static void creator(int id, void *arg)
 {
 	const char *dir = arg;
@@ -879,10 +881,11 @@ static void creator(int id, void *arg)
 		_exit(1);
 	}
 	larder_entry_release(e);
-	/* Every handle runs with the winner's mode, whatever it asked. */
-	unsigned mode = larder_mode(db);
+	/* Checked by the parent: every handle runs with the winner's mode,
+	 * whatever it asked. */
+	creator_modes[id] = larder_mode(db);
 	larder_close(db);
-	_exit(mode == 0600 || mode == 0640 ? 0 : 2);
+	_exit(0);
 }
 
 /* The names and kinds of dir's entries, sorted, as "name:type:mode\n"
@@ -930,7 +933,9 @@ static void make_reference(const char *dir, unsigned mode)
 
 TEST(processes_creating_one_new_store_together_all_get_it)
 {
+	creator_modes = shared_map(CREATORS * sizeof *creator_modes);
 	for (int round = 0; round < CREATE_ROUNDS; round++) {
+		memset(creator_modes, 0, CREATORS * sizeof *creator_modes);
 		/* Odd rounds: the directory is there and empty (a fresh
 		 * cache volume); even ones: it is made by the creators. */
 		char dir[2048];
@@ -950,6 +955,12 @@ TEST(processes_creating_one_new_store_together_all_get_it)
 		 * directory and subdirectories it makes, no temp file. */
 		larder *db = open_store_at(dir, NULL);
 		unsigned mode = larder_mode(db);
+		for (int i = 0; i < CREATORS; i++)
+			if (creator_modes[i] != mode)
+				test_fail(__FILE__, __LINE__,
+					  "round %d: creator %d ran with mode "
+					  "%04o, the store has %04o",
+					  round, i, creator_modes[i], mode);
 		for (int id = 0; id < CREATORS; id++) {
 			char key[32];
 			snprintf(key, sizeof key, "creator-%d", id);
