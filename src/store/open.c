@@ -411,8 +411,8 @@ static int init_store(larder *db, const larder_opts *o)
 	 * everything made in it does: the directory is made setgid before
 	 * the marker is created. That bit alone widens nobody's access, and
 	 * finish_store() then sets the exact mode of the marker that won. */
-	struct stat st;
 	if (db->dmode & S_ISGID) {
+		struct stat st;
 		if (fstat(db->rootfd, &st) != 0)
 			return ldr_fail_errno(NULL, errno,
 					      "cannot stat '%s': %s", db->dir,
