@@ -290,7 +290,10 @@ typedef struct larder_opts {
 	 * docs/security.md says (published entries are read-only, the
 	 * marker and config the owner's), whatever the umask; directories
 	 * get x where r, setgid when the group has access, and the top one
-	 * is sticky when the group may write. */
+	 * is sticky when the group may write. Processes that create one
+	 * store at the same moment all open it, and the one whose marker
+	 * is linked first decides its mode and fsync policy for all
+	 * (docs/format.md, "The marker"): larder_mode() tells. */
 	unsigned create_mode;
 	/* With LARDER_OPEN_CREATE, for a new store: its fsync policy
 	 * (enum larder_fsync). 0 = LARDER_FSYNC_DATA. */

@@ -2,7 +2,7 @@
 # built binary and check output and exit codes. Each prints
 # "N passed, N failed" and fails on any failure.
 if(TARGET larder_cli)
-  foreach(t roundtrip versions listing verify ttl errors run stat)
+  foreach(t roundtrip versions listing verify ttl errors run stat create_race)
     add_test(NAME cli_${t}
              COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cli/${t}.sh
                      $<TARGET_FILE:larder_cli>)

@@ -835,3 +835,174 @@ TEST(readers_racing_damaged_entries_never_see_a_wrong_byte)
 	ASSERT_EQ(count_files(store_dir(), ".tmp."), 0);
 	larder_close(db);
 }
+
+/* ---------------------------------------------------------------------- */
+/* Creating one new store together                                        */
+
+/* A pool of workers, or a herd of pods given a fresh cache directory,
+ * all open it with LARDER_OPEN_CREATE at once: every one must get the
+ * store (none judges another's half-made store a foreign directory), and
+ * the store must be what a single creation makes. */
+#define CREATORS 16
+#define CREATE_ROUNDS 20
+
+/* The modes the creators ask for: they differ, and the one whose marker
+ * is linked first decides for all (docs/format.md, "The marker"). */
+static unsigned creator_mode(int id)
+{
+	return id % 2 ? 0640 : 0600;
+}
+
+static unsigned *creator_modes; /* shared: each creator's larder_mode() */
+
+static void creator(int id, void *arg)
+{
+	const char *dir = arg;
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	o.fsync = LARDER_FSYNC_NONE;
+	o.create_mode = creator_mode(id);
+	larder *db;
+	int rc = larder_open(&db, dir, &o);
+	if (rc != 0) {
+		fprintf(stderr, "creator %d: open: %s\n", id,
+			larder_errmsg(NULL));
+		_exit(1);
+	}
+	char key[32];
+	snprintf(key, sizeof key, "creator-%d", id);
+	rc = put_pattern(db, "c", key, "v", 0, 0);
+	larder_entry *e = NULL;
+	if (rc == 0)
+		rc = larder_get(&e, db, "c", key, strlen(key), "v", 1);
+	if (rc != 0 || !entry_is_right(e, key, strlen(key), "v", 1)) {
+		fprintf(stderr, "creator %d: put or get %d: %s\n", id, rc,
+			larder_errmsg(db));
+		_exit(1);
+	}
+	larder_entry_release(e);
+	/* Checked by the parent: every handle runs with the winner's mode,
+	 * whatever it asked. */
+	creator_modes[id] = larder_mode(db);
+	larder_close(db);
+	_exit(0);
+}
+
+/* The names and kinds of dir's entries, sorted, as "name:type:mode\n"
+ * lines; temp files show up as themselves. */
+static void list_top(const char *dir, char *out, size_t size)
+{
+	struct dirent **names;
+	int n = scandir(dir, &names, NULL, alphasort);
+	ASSERT(n >= 0);
+	size_t len = 0;
+	out[0] = '\0';
+	for (int i = 0; i < n; i++) {
+		const char *name = names[i]->d_name;
+		struct stat st;
+		char path[4200];
+		snprintf(path, sizeof path, "%s/%s", dir, name);
+		if (strcmp(name, ".") && strcmp(name, "..")) {
+			ASSERT_EQ(lstat(path, &st), 0);
+			int w = snprintf(out + len, size - len, "%s:%o\n", name,
+					 (unsigned)st.st_mode);
+			ASSERT(w > 0 && (size_t)w < size - len);
+			len += (size_t)w;
+		}
+		free(names[i]);
+	}
+	free(names);
+}
+
+/* The store one creator makes alone with the given mode, with the same
+ * entries: what the race must leave. */
+static void make_reference(const char *dir, unsigned mode)
+{
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	o.fsync = LARDER_FSYNC_NONE;
+	o.create_mode = mode;
+	larder *db = open_store_at(dir, &o);
+	for (int id = 0; id < CREATORS; id++) {
+		char key[32];
+		snprintf(key, sizeof key, "creator-%d", id);
+		ASSERT_RC(db, put_pattern(db, "c", key, "v", 0, 0), 0);
+	}
+	larder_close(db);
+}
+
+TEST(processes_creating_one_new_store_together_all_get_it)
+{
+	creator_modes = shared_map(CREATORS * sizeof *creator_modes);
+	for (int round = 0; round < CREATE_ROUNDS; round++) {
+		memset(creator_modes, 0, CREATORS * sizeof *creator_modes);
+		/* Odd rounds: the directory is there and empty (a fresh
+		 * cache volume); even ones: it is made by the creators. */
+		char dir[2048];
+		snprintf(dir, sizeof dir, "%s", test_path("new-%d", round));
+		if (round % 2)
+			ASSERT_EQ(mkdir(dir, 0700), 0);
+		struct barrier b;
+		barrier_init(&b);
+		pid_t pids[CREATORS];
+		for (int i = 0; i < CREATORS; i++)
+			pids[i] = spawn(&b, creator, i, dir);
+		barrier_release(&b);
+		for (int i = 0; i < CREATORS; i++)
+			reap(pids[i], "creator", i);
+
+		/* One creation's store: the marker of one creator, the top
+		 * directory and subdirectories it makes, no temp file. */
+		larder *db = open_store_at(dir, NULL);
+		unsigned mode = larder_mode(db);
+		for (int i = 0; i < CREATORS; i++)
+			if (creator_modes[i] != mode)
+				test_fail(__FILE__, __LINE__,
+					  "round %d: creator %d ran with mode "
+					  "%04o, the store has %04o",
+					  round, i, creator_modes[i], mode);
+		for (int id = 0; id < CREATORS; id++) {
+			char key[32];
+			snprintf(key, sizeof key, "creator-%d", id);
+			larder_entry *e;
+			ASSERT_RC(
+			    db,
+			    larder_get(&e, db, "c", key, strlen(key), "v", 1),
+			    0);
+			ASSERT(entry_is_right(e, key, strlen(key), "v", 1));
+			larder_entry_release(e);
+		}
+		larder_close(db);
+		const char *ref = test_path("ref-%d", round);
+		make_reference(ref, mode);
+		char got[4096], want[4096];
+		list_top(dir, got, sizeof got);
+		list_top(ref, want, sizeof want);
+		if (strcmp(got, want) != 0)
+			test_fail(__FILE__, __LINE__,
+				  "round %d: the store holds\n%swhere one "
+				  "creation makes\n%s",
+				  round, got, want);
+		struct stat a, c;
+		ASSERT_EQ(stat(dir, &a), 0);
+		ASSERT_EQ(stat(ref, &c), 0);
+		ASSERT_EQ(a.st_mode, c.st_mode);
+		size_t na, nc;
+		char marker[4200];
+		snprintf(marker, sizeof marker, "%s/larder-store", dir);
+		uint8_t *ma = read_file(marker, &na);
+		snprintf(marker, sizeof marker, "%s/larder-store", ref);
+		uint8_t *mc = read_file(marker, &nc);
+		ASSERT_EQ(na, nc);
+		ASSERT_MEM_EQ(ma, mc, na);
+		free(ma);
+		free(mc);
+		ASSERT_EQ(count_files(dir, ".tmp."), 0);
+		/* (stats/ is left out: its shards depend on the pids) */
+		char ns_got[4200], ns_want[4200];
+		snprintf(ns_got, sizeof ns_got, "%s/ns", dir);
+		snprintf(ns_want, sizeof ns_want, "%s/ns", ref);
+		ASSERT_EQ(count_files(ns_got, NULL), 2 * CREATORS);
+		ASSERT_EQ(count_files(ns_want, NULL), 2 * CREATORS);
+	}
+}

@@ -1115,6 +1115,40 @@ TEST(create_makes_the_store_directory_but_no_missing_parent)
 	ASSERT(access(test_path("typo/cache/store/larder-store"), F_OK) == 0);
 }
 
+/* A creator that died between writing its marker and linking it leaves a
+ * temp file and no marker: the directory is still fresh, not someone's.
+ * A name that only looks like a temp name is someone's. */
+TEST(create_over_a_dead_creators_temp_file_but_not_a_lookalike)
+{
+	const char *dir = test_path("fresh");
+	ASSERT_EQ(mkdir(dir, 0700), 0);
+	ASSERT_EQ(
+	    test_sh("echo half > '%s/.tmp.host-1.42.0123456789abcdef'", dir),
+	    0);
+	larder *db = (larder *)&db;
+	ASSERT_RC(NULL, larder_open(&db, dir, NULL), LARDER_ENOTFOUND);
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	ASSERT_RC(NULL, larder_open(&db, dir, &o), 0);
+	larder_close(db);
+	ASSERT(access(test_path("fresh/larder-store"), F_OK) == 0);
+
+	static const char *const lookalikes[] = {
+	    ".tmp.notes", ".tmp.host.42.0123456789ABCDEF",
+	    ".tmp.host.42.0123456789abcdef0", ".tmp.a.b.42.0123456789abcdef",
+	    ".tmp.host.x.0123456789abcdef"};
+	for (size_t i = 0; i < sizeof lookalikes / sizeof *lookalikes; i++) {
+		const char *other = test_path("other-%zu", i);
+		ASSERT_EQ(mkdir(other, 0700), 0);
+		ASSERT_EQ(test_sh("echo mine > '%s/%s'", other, lookalikes[i]),
+			  0);
+		ASSERT_RC(NULL, larder_open(&db, other, &o), LARDER_ENOTSTORE);
+		ASSERT(db == NULL);
+		ASSERT(access(test_path("other-%zu/larder-store", i), F_OK) !=
+		       0);
+	}
+}
+
 TEST(open_non_empty_non_store_dir_is_notstore)
 {
 	const char *dir = test_path("home");

@@ -86,6 +86,49 @@ def test_herd_of_16_processes_loads_once(tmp_path):
     assert loads(count) == 1
 
 
+CREATORS = 16
+CREATE_ROUNDS = 20
+
+
+def creator(path, i, barrier, results):
+    try:
+        barrier.wait(TIMEOUT)
+        # Modes that differ: the creator whose store wins decides.
+        with larder.Store(path, create=True, mode=0o640 if i % 2 else 0o600) as s:
+            key = "creator-%d" % i
+            s.put(key, b"made by %d" % i, "v")
+            results.put((i, bytes(s.get(key, "v"))))
+    except Exception as exc:  # reported to the parent
+        results.put((i, "error", repr(exc)))
+
+
+def test_processes_creating_one_new_store_together_all_get_it(tmp_path):
+    # A pool of workers given one fresh cache directory: none runs
+    # `larder init` first, every one opens with create=True at once.
+    for r in range(CREATE_ROUNDS):
+        path = str(tmp_path / ("store-%d" % r))
+        if r % 2:
+            os.mkdir(path)  # there and empty, as a fresh volume
+        barrier = CTX.Barrier(CREATORS)
+        results = CTX.Queue()
+        procs = [CTX.Process(target=creator, args=(path, i, barrier, results))
+                 for i in range(CREATORS)]
+        run_all(procs)
+        got = sorted(results.get(timeout=TIMEOUT) for _ in range(CREATORS))
+        assert join_all(procs) == [0] * CREATORS
+        assert got == [(i, b"made by %d" % i) for i in range(CREATORS)], \
+            "round %d: %r" % (r, got)
+        names = sorted(os.listdir(path))
+        assert names == ["larder-store", "ns", "quarantine", "stats"], names
+        files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(path, "ns")) for f in fs]
+        assert not [f for f in files if os.path.basename(f).startswith(".tmp.")]
+        # Every creator published with the one store's mode: entries
+        # are its mode less w (docs/security.md).
+        with open(os.path.join(path, "larder-store")) as f:
+            mode = int(f.read().split("mode ")[1].split()[0], 8)
+        assert {os.stat(f).st_mode & 0o777 for f in files} == {mode & ~0o222}
+
+
 def stuck_filler(path, started):
     with larder.Store(path) as s:
 

@@ -335,7 +335,32 @@ static int open_root(const char *dir)
 	return fd;
 }
 
-static int dir_is_empty(int dirfd)
+/* Whether name is one of our temp names, ".tmp.<host>.<pid>.<16 hex>"
+ * (ldr_temp_name; the host has no '.'): all that a creator leaves in the
+ * top directory before its marker is linked. */
+static int is_temp_name(const char *name)
+{
+	if (strncmp(name, ".tmp.", 5) != 0)
+		return 0;
+	const char *p = name + 5;
+	size_t host =
+	    strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu"
+		      "vwxyz0123456789-_");
+	if (host == 0 || p[host] != '.')
+		return 0;
+	p += host + 1;
+	size_t pid = strspn(p, "0123456789");
+	if (pid == 0 || p[pid] != '.')
+		return 0;
+	p += pid + 1;
+	return strspn(p, "0123456789abcdef") == 16 && p[16] == '\0';
+}
+
+/* Whether the directory is one a store may be created in: empty, or
+ * holding only the temp names of creators whose marker is not linked yet
+ * (or who died before linking it). Anything else is someone's: 0, as on
+ * an error. */
+static int dir_is_fresh(int dirfd)
 {
 	int fd = dup(dirfd);
 	if (fd < 0)
@@ -347,19 +372,24 @@ static int dir_is_empty(int dirfd)
 	}
 	rewinddir(d);
 	struct dirent *de;
-	int empty = 1;
+	int fresh = 1;
 	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-			empty = 0;
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		    !is_temp_name(de->d_name)) {
+			fresh = 0;
 			break;
 		}
 	closedir(d);
-	return empty;
+	return fresh;
 }
 
-/* Create the store in the (empty) directory: subdirectories first, the
- * marker last and with link(), so a store is never seen half made and two
- * concurrent inits agree. */
+/* Create the store in the (fresh) directory. The marker is the commit
+ * point and comes first: written under a temp name and linked into
+ * place, so that of creators racing on one directory exactly one wins
+ * (link() fails with EEXIST for the others, on network filesystems too)
+ * and none ever meets a half-made directory without a marker, which it
+ * would have to refuse as someone else's. The caller then reads the
+ * marker that won, ours or not, and finish_store() does the rest. */
 static int init_store(larder *db, const larder_opts *o)
 {
 	/* Without a mode: the widest the creator's umask allows, so that a
@@ -377,14 +407,22 @@ static int init_store(larder *db, const larder_opts *o)
 				"chown the directory first)",
 				db->dir, (unsigned)db->owner);
 	set_modes(db, mode);
-	if (fchmod(db->rootfd, db->topmode) != 0)
-		return ldr_fail_errno(NULL, errno, "cannot chmod '%s': %s",
-				      db->dir, strerror(errno));
-	if (ldr_mkdirs(db->rootfd, "ns", db->dmode) ||
-	    ldr_mkdirs(db->rootfd, "quarantine", db->dmode))
-		return ldr_fail_errno(NULL, errno,
-				      "cannot create directories in '%s': %s",
-				      db->dir, strerror(errno));
+	/* In a group's store the marker must take the directory's group, as
+	 * everything made in it does: the directory is made setgid before
+	 * the marker is created. That bit alone widens nobody's access, and
+	 * finish_store() then sets the exact mode of the marker that won. */
+	if (db->dmode & S_ISGID) {
+		struct stat st;
+		if (fstat(db->rootfd, &st) != 0)
+			return ldr_fail_errno(NULL, errno,
+					      "cannot stat '%s': %s", db->dir,
+					      strerror(errno));
+		if (!(st.st_mode & S_ISGID) &&
+		    fchmod(db->rootfd, (st.st_mode & 07777) | S_ISGID) != 0)
+			return ldr_fail_errno(NULL, errno,
+					      "cannot chmod '%s': %s", db->dir,
+					      strerror(errno));
+	}
 	char text[256], tmp[128];
 	int n = snprintf(text, sizeof text,
 			 LDR_MARKER "\nformat %d\nfsync %s\nmode %04o\n",
@@ -403,14 +441,70 @@ static int init_store(larder *db, const larder_opts *o)
 		rc = ldr_fail_errno(NULL, errno, "cannot write '%s/%s': %s",
 				    db->dir, tmp, strerror(errno));
 	ldr_close(fd);
+	/* EEXIST: another creator's marker won (or ours did, and a network
+	 * filesystem's retried link reports it); the caller reads and
+	 * checks whichever it is. */
 	if (rc == 0 && linkat(db->rootfd, tmp, db->rootfd, LDR_MARKER, 0) &&
 	    errno != EEXIST)
 		rc = ldr_fail_errno(NULL, errno, "cannot link '%s/%s': %s",
 				    db->dir, LDR_MARKER, strerror(errno));
-	unlinkat(db->rootfd, tmp, 0);
+	if (unlinkat(db->rootfd, tmp, 0) != 0 && errno != ENOENT && rc == 0)
+		rc = ldr_fail_errno(NULL, errno, "cannot remove '%s/%s': %s",
+				    db->dir, tmp, strerror(errno));
 	if (rc == 0)
 		ldr_fsync(db->rootfd);
 	return rc;
+}
+
+/* What a creation makes after its marker, from the marker that won (its
+ * mode, set on db by read_marker): the top directory's mode, ns/ and
+ * quarantine/. Every creator of a race does it, each step harmless when
+ * another did it first, so that the store is whole when any of them
+ * returns. */
+static int finish_store(larder *db)
+{
+	struct stat st;
+	if (fstat(db->rootfd, &st) != 0)
+		return ldr_fail_errno(NULL, errno, "cannot stat '%s': %s",
+				      db->dir, strerror(errno));
+	if ((st.st_mode & 07777) != db->topmode &&
+	    fchmod(db->rootfd, db->topmode) != 0)
+		return ldr_fail_errno(NULL, errno, "cannot chmod '%s': %s",
+				      db->dir, strerror(errno));
+	if (ldr_mkdirs(db->rootfd, "ns", db->dmode) ||
+	    ldr_mkdirs(db->rootfd, "quarantine", db->dmode))
+		return ldr_fail_errno(NULL, errno,
+				      "cannot create directories in '%s': %s",
+				      db->dir, strerror(errno));
+	return 0;
+}
+
+/* The store's directory has no marker (as read_marker found): create the
+ * store if it is fresh and the caller asked, else refuse. 0 once the
+ * marker is read, or a recorded LARDER_E*. */
+static int no_marker(larder *db, const larder_opts *opts, int create)
+{
+	int rc;
+	if (!dir_is_fresh(db->rootfd)) {
+		/* A creator links its marker before it makes anything else:
+		 * what is here now may be its work, done since we looked. */
+		if ((rc = read_marker(db)) != 1)
+			return rc;
+		return ldr_fail(NULL, LARDER_ENOTSTORE, 0,
+				"'%s' is not a larder store (no %s file) and "
+				"is not empty: refusing to use it",
+				db->dir, LDR_MARKER);
+	}
+	if (!create)
+		return ldr_fail(NULL, LARDER_ENOTFOUND, ENOENT,
+				"no store at '%s' (create it with init)",
+				db->dir);
+	rc = init_store(db, opts);
+	if (rc == 0 && (rc = read_marker(db)) == 1)
+		rc = ldr_fail(NULL, LARDER_EIO, ENOENT,
+			      "store marker '%s/%s' vanished after init",
+			      db->dir, LDR_MARKER);
+	return rc ? rc : finish_store(db);
 }
 
 int ldr_store_open(larder **out, const char *dir, const larder_opts *opts)
@@ -506,30 +600,10 @@ int ldr_store_open(larder **out, const char *dir, const larder_opts *opts)
 	db->owner = st.st_uid;
 	db->network = ldr_is_network_fs(db->rootfd);
 	rc = read_marker(db);
+	if (rc == 1)
+		rc = no_marker(db, opts, create);
 	if (rc == 0)
 		rc = check_top(db, &st);
-	if (rc == 1) {
-		if (!dir_is_empty(db->rootfd)) {
-			rc = ldr_fail(NULL, LARDER_ENOTSTORE, 0,
-				      "'%s' is not a larder store (no %s "
-				      "file) and is not empty: refusing to "
-				      "use it",
-				      dir, LDR_MARKER);
-			goto fail;
-		}
-		if (!create) {
-			rc = ldr_fail(NULL, LARDER_ENOTFOUND, ENOENT,
-				      "no store at '%s' (create it with init)",
-				      dir);
-			goto fail;
-		}
-		rc = init_store(db, opts);
-		if (rc == 0 && (rc = read_marker(db)) == 1)
-			rc = ldr_fail(NULL, LARDER_EIO, ENOENT,
-				      "store marker '%s/%s' vanished after "
-				      "init",
-				      dir, LDR_MARKER);
-	}
 	if (rc < 0 || (rc = ldr_stats_init(db)) < 0 ||
 	    (rc = ldr_recency_init(db)) < 0)
 		goto fail;
