@@ -77,4 +77,9 @@ setup(
         )
     ],
     python_requires=">=3.9",
+    # Always compiled and linked afresh: pip reuses python/build/, and an
+    # extension left there by an install against another liblarder (the
+    # installed one, a build tree's) would be installed unchanged, linked
+    # to that one, without the rpath the flags above now ask for.
+    options={"build_ext": {"force": True}},
 )

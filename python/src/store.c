@@ -363,6 +363,18 @@ static PyObject *store_writer(StoreObject *s, PyObject *args, PyObject *kw)
 	BUSY(s);
 	NOGIL(rc = larder_writer_begin(&w, db, ns, k.p, (size_t)k.n, v.p,
 				       (size_t)v.n, &po));
+	if (rc == LARDER_EFULL || rc == LARDER_EPERM) {
+		/* A store that cannot keep the entry (full, read-only) is
+		 * not an error for the caller's stream, as for put() and a
+		 * write() that meets it: a warning, and a writer that drops
+		 * what it is given and commits to False. */
+		UNBUSY(s);
+		wo->unstored = 1;
+		if (PyErr_WarnFormat(pyl_NotStoredWarning, 1, "not stored: %s",
+				     larder_errmsg(db)) < 0)
+			Py_CLEAR(wo);
+		goto out;
+	}
 	if (rc < 0) {
 		UNBUSY(s);
 		Py_CLEAR(wo);
