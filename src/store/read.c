@@ -216,8 +216,20 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	int rc;
 	memset(l, 0, sizeof *l);
 	l->f.fd = -1;
+	struct ldr_head_found hf;
+	hf.f.p = NULL;
 	if (!ver) {
-		rc = ldr_head_get(db, ns, key, klen, &l->headver, &vlen);
+		/* A head linked to the entry serves the lookup in one open:
+		 * the entry comes with it, verified as below. */
+		hf.how = how;
+		hf.trust = !internal && (db->flags & LARDER_OPEN_TRUST_LOCAL);
+		rc = ldr_head_find(db, ns, key, klen, &hf, &l->headver, &vlen);
+		if (rc == LDR_HEAD_BAD) {
+			rc = reject(db, &hf.f, hf.rel, ns, hf.state, hf.why);
+			ldr_head_rejected(db, &hf);
+			ldr_file_free(&hf.f);
+			return rc;
+		}
 		if (rc == LARDER_ENOTFOUND)
 			return miss(db, ns);
 		if (rc)
@@ -228,6 +240,20 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	ldr_entry_hash(ns, key, klen, ver, vlen, l->hash);
 	ldr_hex(l->hash, 16, hex);
 	ldr_file_rel(l->rel, ns, 'e', hex);
+	if (hf.f.p) {
+		/* A hit of this version from here on, as if by its name: the
+		 * memo serves it if it holds it (and counts this read for
+		 * admission if not), as a lookup by version would. */
+		if (memo && ldr_memo_get(db, l->hash, ns, key, klen, ver, vlen,
+					 !ldr_touch_due(db, l->hash), memo)) {
+			ldr_file_free(&hf.f);
+			return LDR_MEMO_HIT;
+		}
+		l->f = hf.f;
+		l->h = hf.h;
+		ldr_file_learn(db, &l->f);
+		return 0;
+	}
 	/* A hit due to refresh the entry's recency reads the file. */
 	if (memo && ldr_memo_get(db, l->hash, ns, key, klen, ver, vlen,
 				 !ldr_touch_due(db, l->hash), memo))
