@@ -399,6 +399,18 @@ int ldr_head_drop(larder *db, const char *ns, const void *key, size_t klen,
 	return removed;
 }
 
+int ldr_head_drop_file(larder *db, const char *ns, const void *key, size_t klen,
+		       dev_t dev, ino_t ino)
+{
+	uint8_t hash[16];
+	char rel[LDR_REL_MAX];
+	head_rel(ns, key, klen, hash, rel);
+	int removed = ldr_remove_same_by_us(db, rel, dev, ino) == 1;
+	if (removed)
+		hc_forget(db, hash);
+	return removed;
+}
+
 /* ---- The head cache -------------------------------------------------
  * A handle remembers the heads it read: (ns, key) -> the version and the
  * head file's identity (dev, ino, size, mtime, ctime; a head is replaced

@@ -69,6 +69,10 @@ size_t ldr_head_cache_size(larder *db);
  * a head rewritten meanwhile stays. 1 if this call removed it. */
 int ldr_head_drop(larder *db, const char *ns, const void *key, size_t klen,
 		  const void *ver, size_t vlen);
+/* Remove the head of (ns, key) if it is the file (dev, ino): a link to
+ * an entry file that is leaving the store. 1 if this call removed it. */
+int ldr_head_drop_file(larder *db, const char *ns, const void *key, size_t klen,
+		       dev_t dev, ino_t ino);
 /* Point the head of (ns, key) at ver (temp + rename): a hard link to the
  * published entry, or where the filesystem has none, a hint file. */
 int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,

@@ -163,7 +163,8 @@ static int miss(larder *db, const char *ns)
  * one (anything at the name that is not an entry of some format, too),
  * and report a miss. */
 static int reject(larder *db, struct ldr_file *f, const char *rel,
-		  const char *ns, int state, const char *why)
+		  const char *ns, const void *key, size_t klen, int state,
+		  const char *why)
 {
 	switch (state) {
 	case LARDER_STATE_EXPIRED:
@@ -180,7 +181,10 @@ static int reject(larder *db, struct ldr_file *f, const char *rel,
 	default: /* corrupt or misplaced: never served */
 		ldr_count(db, LARDER_CTR_CHECKSUM_FAIL);
 		ldr_file_ident(f);
-		ldr_quarantine(db, rel, f->dev, f->ino, why);
+		/* The key's head, if it links this very file, goes with it:
+		 * the damage is counted and kept once. */
+		if (ldr_quarantine(db, rel, f->dev, f->ino, why))
+			ldr_head_drop_file(db, ns, key, klen, f->dev, f->ino);
 		break;
 	}
 	return miss(db, ns);
@@ -225,7 +229,8 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 		hf.trust = !internal && (db->flags & LARDER_OPEN_TRUST_LOCAL);
 		rc = ldr_head_find(db, ns, key, klen, &hf, &l->headver, &vlen);
 		if (rc == LDR_HEAD_BAD) {
-			rc = reject(db, &hf.f, hf.rel, ns, hf.state, hf.why);
+			rc = reject(db, &hf.f, hf.rel, ns, key, klen, hf.state,
+				    hf.why);
 			ldr_head_rejected(db, &hf);
 			ldr_file_free(&hf.f);
 			return rc;
@@ -297,7 +302,7 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	if (state < 0)
 		return state; /* the payload could not be read */
 	if (state != LARDER_STATE_OK)
-		return reject(db, &l->f, l->rel, ns, state, why);
+		return reject(db, &l->f, l->rel, ns, key, klen, state, why);
 	ldr_file_learn(db, &l->f); /* what mapping or reading it cost */
 	return 0;
 }
@@ -383,7 +388,8 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 		snprintf(what, sizeof what, "'%s/%s'", db->dir, l.rel);
 		rc = decompress(db, e, &l.h, db->max_in_memory, what);
 		if (rc == LARDER_ECORRUPT)
-			rc = reject(db, &e->f, l.rel, ns, LARDER_STATE_CORRUPT,
+			rc = reject(db, &e->f, l.rel, ns, key, klen,
+				    LARDER_STATE_CORRUPT,
 				    "zstd payload does not decompress to its "
 				    "raw length");
 		if (rc)
@@ -460,7 +466,8 @@ static int get_stream(larder *db, const char *ns, const void *key, size_t klen,
 		rc = ldr_cb_rc(db, fl.sink_mark, fl.sink_rc, 1, "the sink");
 	} else if (rc == LARDER_ECORRUPT && fl.out == 0) {
 		/* Found bad before any byte went out: as good as a miss. */
-		rc = reject(db, &l.f, l.rel, ns, LARDER_STATE_CORRUPT, fl.why);
+		rc = reject(db, &l.f, l.rel, ns, key, klen,
+			    LARDER_STATE_CORRUPT, fl.why);
 	} else if (rc == LARDER_ECORRUPT) {
 		const char *why = fl.why;
 		if (l.f.partial && !strcmp(why, "payload checksum mismatch"))
