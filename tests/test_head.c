@@ -279,6 +279,12 @@ TEST(a_hint_file_of_the_older_format_is_still_followed)
 	ASSERT(!exists(entry_file("k", "v1")));
 	age(reader, CHECK_MS);
 	HEAD_MISS(reader, "k");
+	/* a handle that met hint files follows linked heads again */
+	PUT(db, "k", "v3");
+	ASSERT_EQ(STAT(entry_file("k", "v3")).st_nlink, 2);
+	age(reader, CHECK_MS);
+	HEAD_IS(reader, "k", "v3");
+	HEAD_IS(reader, "k", "v3");
 	larder_close(reader);
 	larder_close(db);
 }

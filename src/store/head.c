@@ -107,7 +107,8 @@ static int link_version(int fd, const uint8_t *p, size_t n, const char *ns,
 /* The head file of (ns, key), open at fd: its version, and with id its
  * identity. */
 static int head_from_fd(int fd, const char *ns, const void *key, size_t klen,
-			uint8_t **ver, size_t *vlen, struct stat *id)
+			uint8_t **ver, size_t *vlen, struct stat *id,
+			int *linked)
 {
 	uint8_t first[32 + HEAD_FIRST + 1], *big = NULL;
 	const uint8_t *p = first;
@@ -121,6 +122,7 @@ static int head_from_fd(int fd, const char *ns, const void *key, size_t klen,
 		return LARDER_ENOTFOUND; /* a FIFO, a directory: no head */
 	if (n >= LDR_MAGIC_LEN &&
 	    memcmp(first, LDR_MAGIC, LDR_MAGIC_LEN) == 0) {
+		*linked = 1;
 		int rc = link_version(fd, first, (size_t)n, ns, key, klen, ver,
 				      vlen);
 		if (rc == 0 && id &&
@@ -163,9 +165,10 @@ static int head_from_fd(int fd, const char *ns, const void *key, size_t klen,
 	return rc;
 }
 
-static int head_load(larder *db, const char *rel, const char *ns,
-		     const void *key, size_t klen, int noatime, uint8_t **ver,
-		     size_t *vlen, struct stat *id)
+static int head_load_kind(larder *db, const char *rel, const char *ns,
+			  const void *key, size_t klen, int noatime,
+			  uint8_t **ver, size_t *vlen, struct stat *id,
+			  int *linked)
 {
 	*ver = NULL;
 	*vlen = 0;
@@ -205,12 +208,21 @@ static int head_load(larder *db, const char *rel, const char *ns,
 	}
 	if (fd < 0)
 		return LARDER_ENOTFOUND;
-	int rc = head_from_fd(fd, ns, key, klen, ver, vlen, id);
+	int rc = head_from_fd(fd, ns, key, klen, ver, vlen, id, linked);
 	ldr_close(fd);
 	if (rc)
 		ldr_log(db, LARDER_LOG_DEBUG,
 			"ignoring unreadable head '%s/%s'", db->dir, rel);
 	return rc;
+}
+
+static int head_load(larder *db, const char *rel, const char *ns,
+		     const void *key, size_t klen, int noatime, uint8_t **ver,
+		     size_t *vlen, struct stat *id)
+{
+	int linked = 0;
+	return head_load_kind(db, rel, ns, key, klen, noatime, ver, vlen, id,
+			      &linked);
 }
 
 static void head_rel(const char *ns, const void *key, size_t klen,
@@ -726,7 +738,7 @@ static void hc_put(larder *db, const uint8_t hash[16], const char *ns,
 
 static int find_load(larder *db, const char *rel, const char *ns,
 		     const void *key, size_t klen, struct ldr_head_found *hf,
-		     uint8_t **ver, size_t *vlen, struct stat *st);
+		     uint8_t **ver, size_t *vlen, struct stat *st, int want_id);
 
 static int head_get(larder *db, const char *ns, const void *key, size_t klen,
 		    uint8_t **ver, size_t *vlen, struct ldr_head_found *hf)
@@ -740,7 +752,7 @@ static int head_get(larder *db, const char *ns, const void *key, size_t klen,
 	struct stat st;
 	if (!c)
 		return hf ? find_load(db, rel, ns, key, klen, hf, ver, vlen,
-				      &st)
+				      &st, 0)
 			  : head_load(db, rel, ns, key, klen, 0, ver, vlen,
 				      NULL);
 
@@ -794,9 +806,10 @@ static int head_get(larder *db, const char *ns, const void *key, size_t klen,
 		*vlen = 0;
 	}
 	memset(&st, 0, sizeof st);
-	int rc = hf ? find_load(db, rel, ns, key, klen, hf, ver, vlen, &st)
-		    : head_load(db, rel, ns, key, klen, 0, ver, vlen,
-				again ? &st : NULL);
+	int rc =
+	    hf ? find_load(db, rel, ns, key, klen, hf, ver, vlen, &st, again)
+	       : head_load(db, rel, ns, key, klen, 0, ver, vlen,
+			   again ? &st : NULL);
 	if (rc == 0 && again && st.st_ino != 0)
 		hc_put(db, hash, ns, key, klen, *ver, *vlen, &st, gen);
 	else if ((rc == LARDER_ENOTFOUND || rc == LDR_HEAD_BAD) && had)
@@ -837,16 +850,30 @@ static int entry_name(larder *db, const char *erel, const struct stat *st)
 /* The head of (ns, key) at rel, read for a version-less lookup (docs/
  * format.md "Head hint"): a hint file gives the version; a link to the
  * entry is loaded as hf->how says and judged as that entry, so that one
- * open serves the lookup. st gets the file's identity (st_ino 0: none). */
+ * open serves the lookup. st gets the file's identity (st_ino 0: none;
+ * a hint file's only with want_id). */
 static int find_load(larder *db, const char *rel, const char *ns,
 		     const void *key, size_t klen, struct ldr_head_found *hf,
-		     uint8_t **ver, size_t *vlen, struct stat *st)
+		     uint8_t **ver, size_t *vlen, struct stat *st, int want_id)
 {
 	struct ldr_file *f = &hf->f;
 	*ver = NULL;
 	*vlen = 0;
 	memset(st, 0, sizeof *st);
 	snprintf(hf->rel, sizeof hf->rel, "%s", rel);
+	if (__atomic_load_n(&db->head_hints, __ATOMIC_RELAXED)) {
+		/* This handle met hint files (a store of 0.2, a filesystem
+		 * without hard links): read the head as a hint, in one small
+		 * pread and no fstat; the entry is then read by its name. A
+		 * linked head read so still gives its version, and the next
+		 * lookup loads the entry through its head again. */
+		int linked = 0;
+		int rc = head_load_kind(db, rel, ns, key, klen, 0, ver, vlen,
+					want_id ? st : NULL, &linked);
+		if (linked)
+			__atomic_store_n(&db->head_hints, 0, __ATOMIC_RELAXED);
+		return rc;
+	}
 	for (int attempt = 0;; attempt++) {
 		if (ldr_file_load(db, rel, f, 0, hf->how) == 0)
 			break;
@@ -868,8 +895,9 @@ static int find_load(larder *db, const char *rel, const char *ns,
 	if (memcmp(f->p, LDR_HEAD_MAGIC, 8) == 0) {
 		/* A hint file (the format of 0.2, and where the filesystem
 		 * has no hard links). */
+		__atomic_store_n(&db->head_hints, 1, __ATOMIC_RELAXED);
 		rc = head_parse(f->p, f->len, ver, vlen);
-		if (rc == 0 && fstat(f->fd, st) != 0)
+		if (rc == 0 && want_id && fstat(f->fd, st) != 0)
 			memset(st, 0, sizeof *st); /* not remembered */
 		goto nohead;
 	}
