@@ -860,7 +860,7 @@ static int find_load(larder *db, const char *rel, const char *ns,
 	*ver = NULL;
 	*vlen = 0;
 	memset(st, 0, sizeof *st);
-	snprintf(hf->rel, sizeof hf->rel, "%s", rel);
+	memcpy(hf->rel, rel, strlen(rel) + 1); /* rel fits: LDR_REL_MAX */
 	if (__atomic_load_n(&db->head_hints, __ATOMIC_RELAXED)) {
 		/* This handle met hint files (a store of 0.2, a filesystem
 		 * without hard links): read the head as a hint, in one small
