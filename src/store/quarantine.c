@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "fsutil.h"
-#include "head.h"
 #include "memo.h"
 #include "stats.h"
 
@@ -98,8 +97,6 @@ void ldr_quarantine_entry(larder *db, const char *ns, const void *key,
 	 * nothing worse. */
 	if (ldr_lstat(db, rel, &st) == 0) {
 		ldr_count(db, LARDER_CTR_CHECKSUM_FAIL);
-		if (ldr_quarantine(db, rel, st.st_dev, st.st_ino, why))
-			ldr_head_drop_file(db, ns, key, klen, st.st_dev,
-					   st.st_ino);
+		ldr_quarantine(db, rel, st.st_dev, st.st_ino, why);
 	}
 }
