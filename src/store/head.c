@@ -310,7 +310,10 @@ static int head_write(larder *db, const char *ns, const void *key, size_t klen,
 		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    S_ISREG(st.st_mode) && st.st_nlink >= 2)
 			goto publish;
-		unlinkat(dfd, name, 0);
+		if (unlinkat(dfd, name, 0) != 0) {
+			rc = head_fail(db, errno, "remove head temp in", dir);
+			goto out;
+		}
 	}
 	if (!(b = malloc(n))) {
 		name[0] = '\0';
@@ -362,8 +365,10 @@ publish:;
 	/* Renaming a link over another name of the same file (the head
 	 * already links this entry) succeeds and does nothing: the temp
 	 * name must go by hand (ENOENT otherwise). */
-	if (!b)
-		unlinkat(dfd, name, 0);
+	if (!b && unlinkat(dfd, name, 0) != 0 && errno != ENOENT)
+		/* The head is in place; the sweep removes a stale temp. */
+		ldr_log(db, LARDER_LOG_WARN, "cannot remove '%s/%s/%s': %s",
+			db->dir, dir, name, strerror(errno));
 	name[0] = '\0';
 	hc_forget(db, hash); /* read again: this handle sees its own write */
 out:
@@ -417,10 +422,14 @@ int ldr_head_drop_file(larder *db, const char *ns, const void *key, size_t klen,
 	uint8_t hash[16];
 	char rel[LDR_REL_MAX];
 	head_rel(ns, key, klen, hash, rel);
-	int removed = ldr_remove_same_by_us(db, rel, dev, ino) == 1;
-	if (removed)
+	int r = ldr_remove_same_by_us(db, rel, dev, ino);
+	if (r == 1)
 		hc_forget(db, hash);
-	return removed;
+	else if (r < 0)
+		ldr_log(db, LARDER_LOG_WARN,
+			"cannot remove head '%s/%s' of a leaving entry: %s",
+			db->dir, rel, strerror(errno));
+	return r == 1;
 }
 
 /* ---- The head cache -------------------------------------------------
@@ -955,10 +964,16 @@ static int find_load(larder *db, const char *rel, const char *ns,
 		 * left is also what a reader sees whose head was replaced
 		 * after its open: then the entry's name is still this file.)
 		 */
-		if (ldr_remove_same_by_us(db, rel, st->st_dev, st->st_ino) == 1)
+		int r = ldr_remove_same_by_us(db, rel, st->st_dev, st->st_ino);
+		if (r == 1)
 			ldr_log(db, LARDER_LOG_DEBUG,
 				"removed head '%s/%s' of a removed entry",
 				db->dir, rel);
+		else if (r < 0)
+			ldr_log(db, LARDER_LOG_WARN,
+				"cannot remove head '%s/%s' of a removed "
+				"entry: %s",
+				db->dir, rel, strerror(errno));
 		memset(st, 0, sizeof *st);
 		goto nohead;
 	}
@@ -990,8 +1005,13 @@ void ldr_head_rejected(larder *db, const struct ldr_head_found *hf)
 	if (ldr_lstat(db, hf->erel, &st) != 0 || st.st_dev != hf->f.dev ||
 	    st.st_ino != hf->f.ino)
 		return;
-	if (ldr_remove_same_by_us(db, hf->erel, st.st_dev, st.st_ino) == 1)
+	int r = ldr_remove_same_by_us(db, hf->erel, st.st_dev, st.st_ino);
+	if (r == 1)
 		ldr_entry_gone(db, hf->erel, (int64_t)st.st_size);
+	else if (r < 0)
+		ldr_log(db, LARDER_LOG_WARN,
+			"cannot remove '%s/%s', quarantined as '%s/%s': %s",
+			db->dir, hf->erel, db->dir, hf->rel, strerror(errno));
 }
 
 void ldr_head_cache_age(larder *db, int64_t ms)
