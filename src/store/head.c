@@ -4,8 +4,11 @@
  * and dropping (with the entry it names). A hint is only a hint: one that
  * fails any check is as good as none, and the entry is the truth.
  *
- * Layout: DIR/ns/<ns>/h/<h0h1>/<h2h3>/<hex32>, named by H(ns, key);
- * magic(8) format(4) vlen(4) version XXH3-128(16) over all before it.
+ * Layout: DIR/ns/<ns>/h/<h0h1>/<h2h3>/<hex32>, named by H(ns, key). A
+ * head is a hard link to the newest entry (docs/format.md "Head hint"),
+ * so that a version-less lookup opens one file; or, where the filesystem
+ * has no hard links (and as 0.2 wrote it), a hint file: magic(8)
+ * format(4) vlen(4) version XXH3-128(16) over all before it.
  */
 #include "head.h"
 
