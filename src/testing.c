@@ -65,6 +65,12 @@ void ldr_test_head_cache_age(larder *db, int64_t ms)
 	ldr_head_cache_age(db, ms);
 }
 
+int ldr_test_head_write_hint(larder *db, const char *ns, const void *key,
+			     size_t klen, const void *ver, size_t vlen)
+{
+	return ldr_head_write_hint(db, ns, key, klen, ver, vlen);
+}
+
 size_t ldr_test_head_cache_size(larder *db)
 {
 	return ldr_head_cache_size(db);

@@ -50,6 +50,10 @@ void ldr_test_memo_age(larder *db, int64_t ms);
  * its checks fall due), and how many heads it holds. */
 void ldr_test_head_cache_age(larder *db, int64_t ms);
 size_t ldr_test_head_cache_size(larder *db);
+/* Write the head of (ns, key) naming ver as a hint file, the format 0.2
+ * wrote (head.c), instead of a link to the entry. */
+int ldr_test_head_write_hint(larder *db, const char *ns, const void *key,
+			     size_t klen, const void *ver, size_t vlen);
 /* How many entries, and bytes, the handle's memo holds now. */
 void ldr_test_memo_usage(larder *db, size_t *entries, uint64_t *bytes);
 

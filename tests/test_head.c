@@ -9,10 +9,12 @@
  * Time is driven through ldr_test_head_cache_age() and
  * ldr_test_memo_age(), never slept.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -111,6 +113,434 @@ static void age(larder *db, int64_t ms)
 }
 
 /* ---------------------------------------------------------------------- */
+
+/* ---------------------------------------------------------------------- */
+/* The head as a hard link to the newest entry (docs/format.md "Head
+ * hint"): one open serves a version-less lookup.                         */
+
+static const char *entry_file(const char *key, const char *ver)
+{
+	uint8_t h[16];
+	char hex[33], rel[LDR_REL_MAX];
+	ldr_entry_hash("default", key, strlen(key), ver, strlen(ver), h);
+	ldr_hex(h, 16, hex);
+	ldr_file_rel(rel, "default", 'e', hex);
+	return test_path("store/%s", rel);
+}
+
+static struct stat stat_of(int line, const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		test_fail(__FILE__, line, "lstat %s: %s", path,
+			  strerror(errno));
+	return st;
+}
+#define STAT(path) stat_of(__LINE__, path)
+
+static int exists(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0;
+}
+
+/* An open descriptor of the file at path: its link count tells, after
+ * a removal, whether any name of it is left in the store. */
+static int hold(int line, const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		test_fail(__FILE__, line, "open %s: %s", path, strerror(errno));
+	return fd;
+}
+#define HOLD(path) hold(__LINE__, path)
+
+static nlink_t links_of(int fd)
+{
+	struct stat st;
+	ASSERT_EQ(fstat(fd, &st), 0);
+	return st.st_nlink;
+}
+
+static int starts_with(const char *path, const char *magic)
+{
+	char b[8];
+	int fd = open(path, O_RDONLY);
+	ASSERT(fd >= 0);
+	ssize_t n = read(fd, b, sizeof b);
+	close(fd);
+	return n == 8 && memcmp(b, magic, 8) == 0;
+}
+
+/* Flip the last byte of the file at path in place, as a bad disk would,
+ * and put its mode back (read-only: a file only we can change). */
+static void damage(const char *path)
+{
+	struct stat st = STAT(path);
+	ASSERT_EQ(chmod(path, 0644), 0);
+	int fd = open(path, O_RDWR);
+	ASSERT(fd >= 0);
+	uint8_t c;
+	ASSERT_EQ(pread(fd, &c, 1, st.st_size - 1), 1);
+	c ^= 0x5a;
+	ASSERT_EQ(pwrite(fd, &c, 1, st.st_size - 1), 1);
+	close(fd);
+	ASSERT_EQ(chmod(path, st.st_mode & 07777), 0);
+}
+
+/* Names in dir that contain part (NULL: any but "." and ".."); 0 if
+ * there is no dir. */
+static int files_in(const char *dir, const char *part)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	int n = 0;
+	struct dirent *a;
+	while ((a = readdir(d)))
+		if (part ? strstr(a->d_name, part) != NULL
+			 : strcmp(a->d_name, ".") && strcmp(a->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static int quarantined_files(void)
+{
+	return files_in(test_path("store/quarantine"), NULL);
+}
+
+/* The whole file at path, malloc'ed. */
+static uint8_t *slurp(const char *path, size_t *n)
+{
+	struct stat st = STAT(path);
+	uint8_t *b = malloc((size_t)st.st_size + 1);
+	int fd = open(path, O_RDONLY);
+	ASSERT(b && fd >= 0);
+	ASSERT_EQ(read(fd, b, (size_t)st.st_size), st.st_size);
+	close(fd);
+	*n = (size_t)st.st_size;
+	return b;
+}
+
+static int count_walked(const larder_entry_info *info, void *payload)
+{
+	(void)info;
+	(*(int *)payload)++;
+	return 0;
+}
+
+TEST(the_head_is_a_hard_link_to_the_newest_entry)
+{
+	larder *db = open_store();
+	PUT(db, "k", "v1");
+	struct stat h = STAT(head_path("k")), e1 = STAT(entry_file("k", "v1"));
+	ASSERT_EQ(h.st_ino, e1.st_ino);
+	ASSERT_EQ(e1.st_nlink, 2);
+	PUT(db, "k", "v2");
+	h = STAT(head_path("k"));
+	ASSERT_EQ(h.st_ino, STAT(entry_file("k", "v2")).st_ino);
+	ASSERT_EQ(STAT(entry_file("k", "v1")).st_nlink, 1);
+	/* the same version again (already published): the head again, one
+	 * link, and no temp name left */
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(larder_put(db, "default", "k", 1, "v1", 2, "v1 of k",
+				     7, NULL),
+			  LARDER_EXISTS);
+	ASSERT_EQ(STAT(entry_file("k", "v1")).st_nlink, 2);
+	ASSERT_EQ(STAT(entry_file("k", "v2")).st_nlink, 1);
+	char dir[LDR_REL_MAX];
+	uint8_t hh[16];
+	char hex[33];
+	ldr_head_hash("default", "k", 1, hh);
+	ldr_hex(hh, 16, hex);
+	ldr_dir_rel(dir, "default", 'h', hex);
+	ASSERT_EQ(files_in(test_path("store/%s", dir), ".tmp."), 0);
+	ASSERT_EQ(files_in(test_path("store/%s", dir), NULL), 1);
+	HEAD_IS(db, "k", "v1");
+	larder_close(db);
+}
+
+TEST(a_hint_file_of_the_older_format_is_still_followed)
+{
+	larder *db = open_store(), *reader = open_store();
+	PUT(db, "k", "v1");
+	PUT(db, "k", "v2");
+	/* what 0.2 wrote: a small file naming the version */
+	ASSERT_RC(db, ldr_test_head_write_hint(db, "default", "k", 1, "v1", 2),
+		  0);
+	ASSERT(starts_with(head_path("k"), "\x89LDRHEAD"));
+	HEAD_IS(reader, "k", "v1");
+	HEAD_IS(reader, "k", "v1");
+	HEAD_IS(reader, "k", "v1"); /* from the head cache */
+	/* rm by the head removes the version it names, and the hint */
+	ASSERT_RC(db, larder_remove(db, "default", "k", 1, NULL, 0), 0);
+	ASSERT(!exists(head_path("k")));
+	ASSERT(!exists(entry_file("k", "v1")));
+	age(reader, CHECK_MS);
+	HEAD_MISS(reader, "k");
+	/* a handle that met hint files follows linked heads again */
+	PUT(db, "k", "v3");
+	ASSERT_EQ(STAT(entry_file("k", "v3")).st_nlink, 2);
+	age(reader, CHECK_MS);
+	HEAD_IS(reader, "k", "v3");
+	HEAD_IS(reader, "k", "v3");
+	larder_close(reader);
+	larder_close(db);
+}
+
+TEST(remove_by_version_drops_the_head_that_links_it)
+{
+	larder *db = open_store();
+	PUT(db, "k", "v1");
+	int fd = HOLD(entry_file("k", "v1"));
+	ASSERT_RC(db, larder_remove(db, "default", "k", 1, "v1", 2), 0);
+	ASSERT_EQ(links_of(fd), 0); /* no name left: its disk is freed */
+	HEAD_MISS(db, "k");
+	close(fd);
+	larder_close(db);
+}
+
+TEST(remove_by_the_head_drops_entry_and_head)
+{
+	larder *db = open_store();
+	PUT(db, "k", "v1");
+	PUT(db, "k", "v2");
+	int fd = HOLD(entry_file("k", "v2"));
+	ASSERT_RC(db, larder_remove(db, "default", "k", 1, NULL, 0), 0);
+	ASSERT_EQ(links_of(fd), 0);
+	ASSERT(!exists(head_path("k")));
+	HEAD_MISS(db, "k");
+	/* the older version stays, by its version, and is no head */
+	ASSERT_EQ(STAT(entry_file("k", "v1")).st_nlink, 1);
+	close(fd);
+	larder_close(db);
+}
+
+TEST(an_entry_removed_by_an_older_larder_frees_its_head_at_the_next_lookup)
+{
+	/* An older larder removes the entry's name only: the head keeps the
+	 * file. A lookup finds it with one name left and drops it. */
+	larder *db = open_store();
+	PUT(db, "k", "v1");
+	int fd = HOLD(entry_file("k", "v1"));
+	ASSERT_EQ(unlink(entry_file("k", "v1")), 0);
+	ASSERT_EQ(links_of(fd), 1);
+	HEAD_MISS(db, "k");
+	ASSERT_EQ(links_of(fd), 0);
+	ASSERT(!exists(head_path("k")));
+	close(fd);
+	larder_close(db);
+}
+
+TEST(a_copy_at_the_head_name_serves_as_a_hint_of_its_version)
+{
+	/* A store copied without its hard links: the head is a copy of the
+	 * entry, and the entry's own name is read. */
+	larder *db = open_store();
+	PUT(db, "k", "v1");
+	size_t n;
+	uint8_t *b = slurp(head_path("k"), &n);
+	const char *tmp = test_path("copy");
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0444);
+	ASSERT(fd >= 0);
+	ASSERT_EQ(write(fd, b, n), (ssize_t)n);
+	close(fd);
+	free(b);
+	ASSERT_EQ(rename(tmp, head_path("k")), 0);
+	ASSERT_EQ(STAT(entry_file("k", "v1")).st_nlink, 1);
+	HEAD_IS(db, "k", "v1");
+	ASSERT(exists(head_path("k")));
+	larder_close(db);
+}
+
+TEST(gc_eviction_drops_the_heads_and_frees_the_files)
+{
+	larder *db = open_store();
+	const char *keys[] = {"a", "b", "c", "d"};
+	int fds[4];
+	for (int i = 0; i < 4; i++) {
+		PUT(db, keys[i], "v1");
+		fds[i] = HOLD(entry_file(keys[i], "v1"));
+	}
+	larder_limits l = LARDER_LIMITS_INIT;
+	ASSERT_RC(db, larder_limits_get(&l, db, NULL), 0);
+	l.max_entries = 1;
+	ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
+	/* each entry seen once: a head is not a second entry */
+	ASSERT_EQ(r.seen_entries, 4);
+	ASSERT(r.evicted >= 3);
+	ASSERT_EQ(r.heads_removed, r.evicted);
+	int gone = 0;
+	for (int i = 0; i < 4; i++) {
+		if (exists(entry_file(keys[i], "v1"))) {
+			ASSERT_EQ(links_of(fds[i]), 2);
+			HEAD_IS(db, keys[i], "v1");
+		} else {
+			gone++;
+			ASSERT_EQ(links_of(fds[i]), 0);
+			ASSERT(!exists(head_path(keys[i])));
+			HEAD_MISS(db, keys[i]);
+		}
+		close(fds[i]);
+	}
+	ASSERT_EQ((uint64_t)gone, r.evicted);
+	larder_close(db);
+}
+
+TEST(gc_of_a_superseded_version_keeps_the_newer_head)
+{
+	larder *db = open_store();
+	PUT(db, "k", "v1");
+	int fd = HOLD(entry_file("k", "v1"));
+	PUT(db, "k", "v2");
+	PUT(db, "j", "v1");
+	larder_limits l = LARDER_LIMITS_INIT;
+	ASSERT_RC(db, larder_limits_get(&l, db, NULL), 0);
+	l.max_entries = 2; /* three entries: the superseded one goes */
+	ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
+	ASSERT_EQ(r.superseded, 1);
+	ASSERT_EQ(links_of(fd), 0);
+	/* whatever else the cap took, a head left links its entry */
+	if (exists(entry_file("k", "v2"))) {
+		ASSERT_EQ(STAT(entry_file("k", "v2")).st_nlink, 2);
+		HEAD_IS(db, "k", "v2");
+	} else {
+		ASSERT(!exists(head_path("k")));
+		HEAD_MISS(db, "k");
+	}
+	close(fd);
+	larder_close(db);
+}
+
+TEST(walk_repair_quarantines_a_damaged_entry_and_its_head_once)
+{
+	larder *db = open_store();
+	PUT(db, "k", "v1");
+	int fd = HOLD(entry_file("k", "v1"));
+	damage(entry_file("k", "v1"));
+	int walked = 0;
+	ASSERT_RC(db,
+		  larder_walk(db, NULL, LARDER_WALK_VERIFY | LARDER_WALK_REPAIR,
+			      count_walked, &walked),
+		  0);
+	ASSERT_EQ(walked, 1);
+	ASSERT_EQ(quarantined_files(), 1);
+	ASSERT_EQ(links_of(fd), 1); /* quarantine/ only */
+	ASSERT(!exists(head_path("k")));
+	uint64_t bad = larder_counter(db, LARDER_CTR_CHECKSUM_FAIL);
+	HEAD_MISS(db, "k");
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), bad);
+	close(fd);
+	larder_close(db);
+}
+
+TEST(a_damaged_entry_reached_through_its_head_is_quarantined_once)
+{
+	larder *db = open_store();
+	PUT(db, "k", "v1");
+	int fd = HOLD(entry_file("k", "v1"));
+	damage(entry_file("k", "v1"));
+	HEAD_MISS(db, "k");
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 1);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_QUARANTINED), 1);
+	ASSERT_EQ(quarantined_files(), 1);
+	ASSERT_EQ(links_of(fd), 1);
+	ASSERT(!exists(head_path("k")));
+	ASSERT(!exists(entry_file("k", "v1")));
+	/* by its version now: a plain miss, nothing judged again */
+	larder_entry *e = NULL;
+	ASSERT_EQ(larder_get(&e, db, "default", "k", 1, "v1", 2),
+		  LARDER_ENOTFOUND);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 1);
+	close(fd);
+	larder_close(db);
+}
+
+TEST(a_damaged_entry_reached_by_its_version_takes_its_head_along)
+{
+	larder *db = open_store();
+	PUT(db, "k", "v1");
+	int fd = HOLD(entry_file("k", "v1"));
+	damage(entry_file("k", "v1"));
+	larder_entry *e = NULL;
+	ASSERT_EQ(larder_get(&e, db, "default", "k", 1, "v1", 2),
+		  LARDER_ENOTFOUND);
+	ASSERT_EQ(links_of(fd), 1);
+	ASSERT(!exists(head_path("k")));
+	HEAD_MISS(db, "k");
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 1);
+	close(fd);
+	larder_close(db);
+}
+
+TEST(a_head_with_a_third_name_is_checked_even_when_trusting_local_files)
+{
+	larder *db = open_with(LARDER_OPEN_TRUST_LOCAL, 0);
+	PUT(db, "k", "v1");
+	/* someone linked the entry elsewhere, and changed it through that
+	 * name; its mode is back to one only we could have written */
+	ASSERT_EQ(link(entry_file("k", "v1"), test_path("third")), 0);
+	damage(test_path("third"));
+	HEAD_MISS(db, "k");
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 1);
+	larder_close(db);
+}
+
+TEST(a_head_linking_another_keys_entry_is_no_head_of_this_key)
+{
+	larder *db = open_store();
+	PUT(db, "a", "v1");
+	PUT(db, "b", "v1");
+	const char *tmp = test_path("planted");
+	ASSERT_EQ(link(entry_file("a", "v1"), tmp), 0);
+	ASSERT_EQ(rename(tmp, head_path("b")), 0);
+	HEAD_MISS(db, "b");
+	ASSERT(!exists(head_path("b")));
+	/* a's entry and head are a's still */
+	HEAD_IS(db, "a", "v1");
+	ASSERT(exists(entry_file("a", "v1")));
+	ASSERT(exists(entry_file("b", "v1")));
+	larder_close(db);
+}
+
+TEST(entries_are_counted_once_in_walk_and_usage)
+{
+	larder *db = open_store();
+	int64_t bytes = 0;
+	const char *keys[] = {"a", "b", "c"};
+	for (int i = 0; i < 3; i++) {
+		PUT(db, keys[i], "v1");
+		bytes += STAT(entry_file(keys[i], "v1")).st_size;
+	}
+	int walked = 0;
+	ASSERT_RC(db, larder_walk(db, NULL, 0, count_walked, &walked), 0);
+	ASSERT_EQ(walked, 3);
+	ASSERT_RC(db, larder_stats_flush(db), 0);
+	larder_stats *s = NULL;
+	ASSERT_RC(db, larder_stats_read(&s, db), 0);
+	int64_t ub = -1, un = -1;
+	for (size_t i = 0; i < larder_stats_namespaces(s); i++) {
+		int64_t b, n;
+		const char *name = larder_stats_usage(&b, &n, s, i);
+		if (strcmp(name, "default") == 0) {
+			ub = b;
+			un = n;
+		}
+	}
+	larder_stats_free(s);
+	ASSERT_EQ(un, 3);
+	ASSERT_EQ(ub, bytes);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
+	ASSERT_EQ(r.seen_entries, 3);
+	ASSERT_EQ(r.seen_bytes, (uint64_t)bytes);
+	larder_close(db);
+}
 
 TEST(a_head_is_remembered_at_its_second_read)
 {

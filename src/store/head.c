@@ -4,8 +4,11 @@
  * and dropping (with the entry it names). A hint is only a hint: one that
  * fails any check is as good as none, and the entry is the truth.
  *
- * Layout: DIR/ns/<ns>/h/<h0h1>/<h2h3>/<hex32>, named by H(ns, key);
- * magic(8) format(4) vlen(4) version XXH3-128(16) over all before it.
+ * Layout: DIR/ns/<ns>/h/<h0h1>/<h2h3>/<hex32>, named by H(ns, key). A
+ * head is a hard link to the newest entry (docs/format.md "Head hint"),
+ * so that a version-less lookup opens one file; or, where the filesystem
+ * has no hard links (and as 0.2 wrote it), a hint file: magic(8)
+ * format(4) vlen(4) version XXH3-128(16) over all before it.
  */
 #include "head.h"
 
@@ -68,9 +71,47 @@ static int head_parse(const uint8_t *p, size_t len, uint8_t **ver, size_t *vlen)
 	return 0;
 }
 
-/* The head file at rel, open at fd: its version, and with id its
+/* A head that is a hard link to the key's newest entry (docs/format.md
+ * "Head hint"): the version its header names, the first n bytes of the
+ * file at p. Only the header is read (never the payload: the walk and the
+ * cleaning want the version, and a reader checks the entry itself), and
+ * it must name (ns, key): a link to anything else is no head. */
+static int link_version(int fd, const uint8_t *p, size_t n, const char *ns,
+			const void *key, size_t klen, uint8_t **ver,
+			size_t *vlen)
+{
+	uint32_t need;
+	uint8_t *big = NULL;
+	if (ldr_hdr_need(p, n, &need) != 0)
+		return LARDER_ENOTFOUND; /* damaged, or of a newer format */
+	if (need > n) {
+		if (!(big = malloc(need)) ||
+		    ldr_pread_full(fd, big, need, 0) != (ssize_t)need) {
+			free(big);
+			return LARDER_ENOTFOUND;
+		}
+		p = big;
+		n = need;
+	}
+	ldr_hdr h;
+	int rc = LARDER_ENOTFOUND;
+	if (ldr_hdr_decode(&h, p, n, NULL) == 0 && h.ns_len == strlen(ns) &&
+	    memcmp(h.ns, ns, h.ns_len) == 0 && h.key_len == klen &&
+	    (!klen || memcmp(h.key, key, klen) == 0) &&
+	    (*ver = malloc(h.ver_len ? h.ver_len : 1)) != NULL) {
+		memcpy(*ver, h.ver, h.ver_len);
+		*vlen = h.ver_len;
+		rc = 0;
+	}
+	free(big);
+	return rc;
+}
+
+/* The head file of (ns, key), open at fd: its version, and with id its
  * identity. */
-static int head_from_fd(int fd, uint8_t **ver, size_t *vlen, struct stat *id)
+static int head_from_fd(int fd, const char *ns, const void *key, size_t klen,
+			uint8_t **ver, size_t *vlen, struct stat *id,
+			int *linked)
 {
 	uint8_t first[32 + HEAD_FIRST + 1], *big = NULL;
 	const uint8_t *p = first;
@@ -82,6 +123,20 @@ static int head_from_fd(int fd, uint8_t **ver, size_t *vlen, struct stat *id)
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return LARDER_ENOTFOUND; /* a FIFO, a directory: no head */
+	if (n >= LDR_MAGIC_LEN &&
+	    memcmp(first, LDR_MAGIC, LDR_MAGIC_LEN) == 0) {
+		*linked = 1;
+		int rc = link_version(fd, first, (size_t)n, ns, key, klen, ver,
+				      vlen);
+		if (rc == 0 && id &&
+		    (fstat(fd, id) != 0 || !S_ISREG(id->st_mode))) {
+			free(*ver);
+			*ver = NULL;
+			*vlen = 0;
+			rc = LARDER_ENOTFOUND;
+		}
+		return rc;
+	}
 	if (n >= 16) {
 		uint32_t want = (uint32_t)first[12] | (uint32_t)first[13] << 8 |
 				(uint32_t)first[14] << 16 |
@@ -113,8 +168,10 @@ static int head_from_fd(int fd, uint8_t **ver, size_t *vlen, struct stat *id)
 	return rc;
 }
 
-static int head_load(larder *db, const char *rel, int noatime, uint8_t **ver,
-		     size_t *vlen, struct stat *id)
+static int head_load_kind(larder *db, const char *rel, const char *ns,
+			  const void *key, size_t klen, int noatime,
+			  uint8_t **ver, size_t *vlen, struct stat *id,
+			  int *linked)
 {
 	*ver = NULL;
 	*vlen = 0;
@@ -154,12 +211,21 @@ static int head_load(larder *db, const char *rel, int noatime, uint8_t **ver,
 	}
 	if (fd < 0)
 		return LARDER_ENOTFOUND;
-	int rc = head_from_fd(fd, ver, vlen, id);
+	int rc = head_from_fd(fd, ns, key, klen, ver, vlen, id, linked);
 	ldr_close(fd);
 	if (rc)
 		ldr_log(db, LARDER_LOG_DEBUG,
 			"ignoring unreadable head '%s/%s'", db->dir, rel);
 	return rc;
+}
+
+static int head_load(larder *db, const char *rel, const char *ns,
+		     const void *key, size_t klen, int noatime, uint8_t **ver,
+		     size_t *vlen, struct stat *id)
+{
+	int linked = 0;
+	return head_load_kind(db, rel, ns, key, klen, noatime, ver, vlen, id,
+			      &linked);
 }
 
 static void head_rel(const char *ns, const void *key, size_t klen,
@@ -177,7 +243,9 @@ int ldr_head_read(larder *db, const char *ns, const void *key, size_t klen,
 	uint8_t hash[16];
 	char rel[LDR_REL_MAX];
 	head_rel(ns, key, klen, hash, rel);
-	return head_load(db, rel, 0, ver, vlen, NULL);
+	/* Looking is not using: a head that links an entry shares its
+	 * access time, which the cleaning goes by. */
+	return head_load(db, rel, ns, key, klen, 1, ver, vlen, NULL);
 }
 
 int ldr_head_read_ident(larder *db, const char *ns, const void *key,
@@ -187,11 +255,38 @@ int ldr_head_read_ident(larder *db, const char *ns, const void *key,
 	uint8_t hash[16];
 	char rel[LDR_REL_MAX];
 	head_rel(ns, key, klen, hash, rel);
-	return head_load(db, rel, id != NULL, ver, vlen, id);
+	return head_load(db, rel, ns, key, klen, 1, ver, vlen, id);
 }
 
-int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
-		   const void *ver, size_t vlen)
+/* Link the published entry (ns, key, ver) to name in the head's
+ * directory dfd: 0, or -1 with errno (no hard links here, or the entry is
+ * gone already). Across directories, unlike an entry's own link: a
+ * filesystem that refuses that gives a hint of the old format instead. */
+static int head_link(larder *db, const char *ns, const void *key, size_t klen,
+		     const void *ver, size_t vlen, int dfd, const char *name)
+{
+	uint8_t h[16];
+	char hex[33], rel[LDR_REL_MAX];
+	const char *base;
+	ldr_entry_hash(ns, key, klen, ver, vlen, h);
+	ldr_hex(h, 16, hex);
+	ldr_file_rel(rel, ns, 'e', hex);
+	int edfd = ldr_open_parent(db, rel, &base);
+	if (edfd < 0)
+		return -1;
+	/* Never AT_SYMLINK_FOLLOW: whatever is at the entry's name is linked
+	 * as it is, and a reader judges it as an entry. */
+	int rc = linkat(edfd, base, dfd, name, 0);
+	int e = errno;
+	ldr_close(edfd);
+	errno = e;
+	return rc;
+}
+
+/* Write the head of (ns, key) naming ver: a hard link to the entry when
+ * as_link and the filesystem allows it, else a hint file. */
+static int head_write(larder *db, const char *ns, const void *key, size_t klen,
+		      const void *ver, size_t vlen, int as_link)
 {
 	uint8_t hash[16];
 	char hex[33], dir[LDR_REL_MAX], name[128];
@@ -200,9 +295,34 @@ int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 	ldr_dir_rel(dir, ns, 'h', hex);
 
 	size_t n = 32 + vlen;
-	uint8_t *b = malloc(n);
-	if (!b)
-		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	uint8_t *b = NULL;
+	int rc = 0, fd = -1;
+	name[0] = '\0';
+	int dfd = ldr_open_dir(db, dir);
+	if (dfd < 0) {
+		rc = head_fail(db, errno, "open directory", dir);
+		goto out;
+	}
+	ldr_temp_name(name, sizeof name, db->host);
+	if (as_link &&
+	    head_link(db, ns, key, klen, ver, vlen, dfd, name) == 0) {
+		/* A reader takes a head whose file has one name left for an
+		 * entry removed under it: a filesystem that does not count
+		 * links gets a hint file instead. */
+		struct stat st;
+		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) && st.st_nlink >= 2)
+			goto publish;
+		if (unlinkat(dfd, name, 0) != 0) {
+			rc = head_fail(db, errno, "remove head temp in", dir);
+			goto out;
+		}
+	}
+	if (!(b = malloc(n))) {
+		name[0] = '\0';
+		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+		goto out;
+	}
 	memcpy(b, LDR_HEAD_MAGIC, 8);
 	for (int i = 0; i < 4; i++) {
 		b[8 + i] = (uint8_t)(1u >> (8 * i));
@@ -211,17 +331,10 @@ int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 	if (vlen)
 		memcpy(b + 16, ver, vlen);
 	ldr_xxh128(b, 16 + vlen, b + 16 + vlen);
-
-	int rc = 0, fd = -1;
-	int dfd = ldr_open_dir(db, dir);
-	if (dfd < 0) {
-		rc = head_fail(db, errno, "open directory", dir);
-		goto out;
-	}
-	ldr_temp_name(name, sizeof name, db->host);
 	fd = ldr_open_beneath(dfd, name, O_WRONLY | O_CREAT | O_EXCL,
 			      db->romode);
 	if (fd < 0) {
+		name[0] = '\0';
 		rc = head_fail(db, errno, "create head temp in", dir);
 		goto out;
 	}
@@ -230,6 +343,7 @@ int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 		rc = head_fail(db, errno, "write head temp in", dir);
 		goto out;
 	}
+publish:;
 	/* The head is a hint, replaced whole: rename over is fine here (a
 	 * reader meeting ESTALE just looks again or misses). A directory
 	 * planted at its name would refuse that for good: it goes to
@@ -251,6 +365,13 @@ int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 		rc = head_fail(db, errno, "rename head into", dir);
 		goto out;
 	}
+	/* Renaming a link over another name of the same file (the head
+	 * already links this entry) succeeds and does nothing: the temp
+	 * name must go by hand (ENOENT otherwise). */
+	if (!b && unlinkat(dfd, name, 0) != 0 && errno != ENOENT)
+		/* The head is in place; the sweep removes a stale temp. */
+		ldr_log(db, LARDER_LOG_WARN, "cannot remove '%s/%s/%s': %s",
+			db->dir, dir, name, strerror(errno));
 	name[0] = '\0';
 	hc_forget(db, hash); /* read again: this handle sees its own write */
 out:
@@ -258,9 +379,22 @@ out:
 		ldr_close(fd);
 	if (rc && dfd >= 0 && name[0])
 		unlinkat(dfd, name, 0);
-	ldr_close(dfd);
+	if (dfd >= 0)
+		ldr_close(dfd);
 	free(b);
 	return rc;
+}
+
+int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
+		   const void *ver, size_t vlen)
+{
+	return head_write(db, ns, key, klen, ver, vlen, 1);
+}
+
+int ldr_head_write_hint(larder *db, const char *ns, const void *key,
+			size_t klen, const void *ver, size_t vlen)
+{
+	return head_write(db, ns, key, klen, ver, vlen, 0);
 }
 
 int ldr_head_drop(larder *db, const char *ns, const void *key, size_t klen,
@@ -283,6 +417,22 @@ int ldr_head_drop(larder *db, const char *ns, const void *key, size_t klen,
 	if (removed)
 		hc_forget(db, hash);
 	return removed;
+}
+
+int ldr_head_drop_file(larder *db, const char *ns, const void *key, size_t klen,
+		       dev_t dev, ino_t ino)
+{
+	uint8_t hash[16];
+	char rel[LDR_REL_MAX];
+	head_rel(ns, key, klen, hash, rel);
+	int r = ldr_remove_same_by_us(db, rel, dev, ino);
+	if (r == 1)
+		hc_forget(db, hash);
+	else if (r < 0)
+		ldr_log(db, LARDER_LOG_WARN,
+			"cannot remove head '%s/%s' of a leaving entry: %s",
+			db->dir, rel, strerror(errno));
+	return r == 1;
 }
 
 /* ---- The head cache -------------------------------------------------
@@ -598,8 +748,12 @@ static void hc_put(larder *db, const uint8_t hash[16], const char *ns,
 	}
 }
 
-int ldr_head_get(larder *db, const char *ns, const void *key, size_t klen,
-		 uint8_t **ver, size_t *vlen)
+static int find_load(larder *db, const char *rel, const char *ns,
+		     const void *key, size_t klen, struct ldr_head_found *hf,
+		     uint8_t **ver, size_t *vlen, struct stat *st, int want_id);
+
+static int head_get(larder *db, const char *ns, const void *key, size_t klen,
+		    uint8_t **ver, size_t *vlen, struct ldr_head_found *hf)
 {
 	uint8_t hash[16];
 	char rel[LDR_REL_MAX];
@@ -607,8 +761,12 @@ int ldr_head_get(larder *db, const char *ns, const void *key, size_t klen,
 	*ver = NULL;
 	*vlen = 0;
 	struct ldr_heads *c = db->heads;
+	struct stat st;
 	if (!c)
-		return head_load(db, rel, 0, ver, vlen, NULL);
+		return hf ? find_load(db, rel, ns, key, klen, hf, ver, vlen,
+				      &st, 0)
+			  : head_load(db, rel, ns, key, klen, 0, ver, vlen,
+				      NULL);
 
 	int again = 0, check = 0, had = 0;
 	struct hrec seen = {0};
@@ -647,7 +805,6 @@ int ldr_head_get(larder *db, const char *ns, const void *key, size_t klen,
 
 	if (check) {
 		/* Due for a look: the same file (one stat) is the same head. */
-		struct stat st;
 		if (ldr_lstat(db, rel, &st) == 0 && same_head(&seen, &st)) {
 			pthread_mutex_lock(&c->mu);
 			r = hc_find(c, hash);
@@ -660,13 +817,204 @@ int ldr_head_get(larder *db, const char *ns, const void *key, size_t klen,
 		*ver = NULL;
 		*vlen = 0;
 	}
-	struct stat st;
-	int rc = head_load(db, rel, 0, ver, vlen, again ? &st : NULL);
-	if (rc == 0 && again)
+	memset(&st, 0, sizeof st);
+	int rc =
+	    hf ? find_load(db, rel, ns, key, klen, hf, ver, vlen, &st, again)
+	       : head_load(db, rel, ns, key, klen, 0, ver, vlen,
+			   again ? &st : NULL);
+	if (rc == 0 && again && st.st_ino != 0)
 		hc_put(db, hash, ns, key, klen, *ver, *vlen, &st, gen);
-	else if (rc == LARDER_ENOTFOUND && had)
+	else if ((rc == LARDER_ENOTFOUND || rc == LDR_HEAD_BAD) && had)
 		hc_forget(db, hash); /* gone: a miss from here on */
 	return rc;
+}
+
+int ldr_head_get(larder *db, const char *ns, const void *key, size_t klen,
+		 uint8_t **ver, size_t *vlen)
+{
+	return head_get(db, ns, key, klen, ver, vlen, NULL);
+}
+
+int ldr_head_find(larder *db, const char *ns, const void *key, size_t klen,
+		  struct ldr_head_found *hf, uint8_t **ver, size_t *vlen)
+{
+	memset(&hf->f, 0, sizeof hf->f);
+	hf->f.fd = -1;
+	hf->state = LARDER_STATE_OK;
+	hf->why = NULL;
+	hf->rel[0] = hf->erel[0] = '\0';
+	return head_get(db, ns, key, klen, ver, vlen, hf);
+}
+
+/* What the entry's own name erel ("" = unknown) holds: ENTRY_SAME the
+ * file st, ENTRY_OTHER another file, ENTRY_GONE nothing. */
+enum { ENTRY_GONE, ENTRY_SAME, ENTRY_OTHER };
+static int entry_name(larder *db, const char *erel, const struct stat *st)
+{
+	struct stat est;
+	if (!erel[0] || ldr_lstat(db, erel, &est) != 0)
+		return ENTRY_GONE;
+	return est.st_dev == st->st_dev && est.st_ino == st->st_ino
+		   ? ENTRY_SAME
+		   : ENTRY_OTHER;
+}
+
+/* The head of (ns, key) at rel, read for a version-less lookup (docs/
+ * format.md "Head hint"): a hint file gives the version; a link to the
+ * entry is loaded as hf->how says and judged as that entry, so that one
+ * open serves the lookup. st gets the file's identity (st_ino 0: none;
+ * a hint file's only with want_id). */
+static int find_load(larder *db, const char *rel, const char *ns,
+		     const void *key, size_t klen, struct ldr_head_found *hf,
+		     uint8_t **ver, size_t *vlen, struct stat *st, int want_id)
+{
+	struct ldr_file *f = &hf->f;
+	*ver = NULL;
+	*vlen = 0;
+	memset(st, 0, sizeof *st);
+	memcpy(hf->rel, rel, strlen(rel) + 1); /* rel fits: LDR_REL_MAX */
+	if (__atomic_load_n(&db->head_hints, __ATOMIC_RELAXED)) {
+		/* This handle met hint files (a store of 0.2, a filesystem
+		 * without hard links): read the head as a hint, in one small
+		 * pread and no fstat; the entry is then read by its name. A
+		 * linked head read so still gives its version, and the next
+		 * lookup loads the entry through its head again. */
+		int linked = 0;
+		int rc = head_load_kind(db, rel, ns, key, klen, 0, ver, vlen,
+					want_id ? st : NULL, &linked);
+		if (linked)
+			__atomic_store_n(&db->head_hints, 0, __ATOMIC_RELAXED);
+		return rc;
+	}
+	for (int attempt = 0;; attempt++) {
+		if (ldr_file_load(db, rel, f, 0, hf->how, hf->pre) == 0)
+			break;
+		int e = errno;
+		if (e == ESTALE && attempt == 0) {
+			ldr_count(db, LARDER_CTR_ESTALE_RETRIES);
+			continue;
+		}
+		if (e == ENOENT || e == ESTALE)
+			return LARDER_ENOTFOUND;
+		/* Too large to hold (EFBIG), or unreadable: the head alone,
+		 * in bounded memory, and then the entry by its own name
+		 * (which says what is wrong with it). */
+		return head_load(db, rel, ns, key, klen, 0, ver, vlen, st);
+	}
+	int rc = LARDER_ENOTFOUND;
+	if (f->ftype || !f->p || f->len < LDR_MAGIC_LEN)
+		goto nohead; /* not a regular file, or empty: no head */
+	if (memcmp(f->p, LDR_HEAD_MAGIC, 8) == 0) {
+		/* A hint file (the format of 0.2, and where the filesystem
+		 * has no hard links). */
+		__atomic_store_n(&db->head_hints, 1, __ATOMIC_RELAXED);
+		rc = head_parse(f->p, f->len, ver, vlen);
+		if (rc == 0 && want_id && fstat(f->fd, st) != 0)
+			memset(st, 0, sizeof *st); /* not remembered */
+		goto nohead;
+	}
+	if (memcmp(f->p, LDR_MAGIC, LDR_MAGIC_LEN) != 0)
+		goto nohead; /* neither: ignored, as any unreadable hint */
+	if (fstat(f->fd, st) != 0 || !S_ISREG(st->st_mode)) {
+		memset(st, 0, sizeof *st);
+		goto nohead;
+	}
+	/* Judged exactly as the entry at its own name would be, against
+	 * (ns, key); a file with more names than an entry and its head has
+	 * been linked by someone else, so it is checked, never trusted. */
+	unsigned check =
+	    hf->trust && f->safe && st->st_nlink <= 2 ? 0 : LDR_CHECK_HASH;
+	hf->state = ldr_entry_check(db, f, rel, ns, key, klen, NULL, 0, check,
+				    &hf->h, &hf->why);
+	if (hf->state < 0) {
+		rc = hf->state; /* could not be read: recorded */
+		memset(st, 0, sizeof *st);
+		goto nohead;
+	}
+	if (hf->h.hdr_len != 0 && hf->h.ns_len == strlen(ns) &&
+	    memcmp(hf->h.ns, ns, hf->h.ns_len) == 0 && hf->h.key_len == klen &&
+	    (!klen || memcmp(hf->h.key, key, klen) == 0)) {
+		uint8_t h[16];
+		char hex[33];
+		ldr_entry_hash(ns, key, klen, hf->h.ver, hf->h.ver_len, h);
+		ldr_hex(h, 16, hex);
+		ldr_file_rel(hf->erel, ns, 'e', hex);
+	}
+	int en = st->st_nlink < 2 ? entry_name(db, hf->erel, st) : ENTRY_SAME;
+	if (hf->state != LARDER_STATE_OK &&
+	    !(hf->state == LARDER_STATE_EXPIRED && en == ENTRY_GONE)) {
+		/* Not to be served: the caller rejects it at the head's name,
+		 * and at the entry's only if that is this very file. */
+		if (en != ENTRY_SAME)
+			hf->erel[0] = '\0';
+		f->have_ident = 1;
+		f->dev = st->st_dev;
+		f->ino = st->st_ino;
+		memset(st, 0, sizeof *st);
+		return LDR_HEAD_BAD;
+	}
+	if (en == ENTRY_OTHER) {
+		/* A copy of an entry, not a link (a store copied without its
+		 * hard links, another host's lagging head): a hint of the
+		 * version it names, whose entry is read by its own name. */
+		hf->erel[0] = '\0';
+		goto version;
+	}
+	if (en == ENTRY_GONE) {
+		/* The entry's own name is gone (removed, by this larder or an
+		 * older one that does not know linked heads): the head only
+		 * keeps its disk in use. A miss, and the head goes. (One name
+		 * left is also what a reader sees whose head was replaced
+		 * after its open: then the entry's name is still this file.)
+		 */
+		int r = ldr_remove_same_by_us(db, rel, st->st_dev, st->st_ino);
+		if (r == 1)
+			ldr_log(db, LARDER_LOG_DEBUG,
+				"removed head '%s/%s' of a removed entry",
+				db->dir, rel);
+		else if (r < 0)
+			ldr_log(db, LARDER_LOG_WARN,
+				"cannot remove head '%s/%s' of a removed "
+				"entry: %s",
+				db->dir, rel, strerror(errno));
+		memset(st, 0, sizeof *st);
+		goto nohead;
+	}
+version:
+	if (!(*ver = malloc(hf->h.ver_len ? hf->h.ver_len : 1))) {
+		memset(st, 0, sizeof *st);
+		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+		goto nohead;
+	}
+	memcpy(*ver, hf->h.ver, hf->h.ver_len);
+	*vlen = hf->h.ver_len;
+	if (en == ENTRY_OTHER)
+		ldr_file_free(f); /* only the version */
+	return 0;
+nohead:
+	ldr_file_free(f);
+	return rc;
+}
+
+void ldr_head_rejected(larder *db, const struct ldr_head_found *hf)
+{
+	struct stat st;
+	if (!hf->erel[0] || hf->state == LARDER_STATE_EXPIRED ||
+	    hf->state == LARDER_STATE_NEWER)
+		return;
+	/* The head's name went to quarantine/; the entry's own name, if it
+	 * is the same file, goes too (and its usage with it), so that the
+	 * damage is found, counted and kept once. */
+	if (ldr_lstat(db, hf->erel, &st) != 0 || st.st_dev != hf->f.dev ||
+	    st.st_ino != hf->f.ino)
+		return;
+	int r = ldr_remove_same_by_us(db, hf->erel, st.st_dev, st.st_ino);
+	if (r == 1)
+		ldr_entry_gone(db, hf->erel, (int64_t)st.st_size);
+	else if (r < 0)
+		ldr_log(db, LARDER_LOG_WARN,
+			"cannot remove '%s/%s', quarantined as '%s/%s': %s",
+			db->dir, hf->erel, db->dir, hf->rel, strerror(errno));
 }
 
 void ldr_head_cache_age(larder *db, int64_t ms)

@@ -9,6 +9,9 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "file.h"
+#include "fmt.h"
+#include "naming.h"
 #include "store.h"
 
 /* Read the head hint of (ns, key): the version bytes, malloc'ed into *ver.
@@ -30,6 +33,33 @@ int ldr_head_read_ident(larder *db, const char *ns, const void *key,
  * NULL, the FUSE head/ view). */
 int ldr_head_get(larder *db, const char *ns, const void *key, size_t klen,
 		 uint8_t **ver, size_t *vlen);
+/* What ldr_head_find found besides the version (docs/format.md "Head
+ * hint"): a head that is a hard link to the entry is that entry, loaded
+ * through it, and judged as it would be at its own name. */
+struct ldr_head_found {
+	int how;		/* in: LDR_LOAD_* for the entry */
+	size_t pre;		/* in: ldr_file_load's pre for the entry */
+	int trust;		/* in: LARDER_OPEN_TRUST_LOCAL applies */
+	struct ldr_file f;	/* out: with f.p, the entry, loaded */
+	ldr_hdr h;		/* its header (pointing into f.p) */
+	int state;		/* its larder_entry_state */
+	const char *why;	/* why it is not OK */
+	char rel[LDR_REL_MAX];	/* the head's path */
+	char erel[LDR_REL_MAX]; /* the entry's, if its header names the key */
+};
+/* ldr_head_find: the entry through its head was judged not servable
+ * (hf->state, hf->why; its file in hf->f). */
+#define LDR_HEAD_BAD 2
+/* As ldr_head_get, for a lookup that will load the entry: when the head
+ * is read from disk and is a link to the entry, the entry comes with it
+ * (hf->f.p set, verified as a versioned load is), else only the version.
+ * LDR_HEAD_BAD: the entry through the head is not to be served (reject
+ * it at hf->rel, then call ldr_head_rejected). The caller frees hf->f. */
+int ldr_head_find(larder *db, const char *ns, const void *key, size_t klen,
+		  struct ldr_head_found *hf, uint8_t **ver, size_t *vlen);
+/* A damaged entry reached through its head was quarantined at the head's
+ * name: its own name goes too, if it is the same file. */
+void ldr_head_rejected(larder *db, const struct ldr_head_found *hf);
 /* Make db->heads as opts says (NULL: off, or no memory), and drop it. */
 void ldr_head_cache_open(larder *db, const larder_opts *opts);
 void ldr_head_cache_close(larder *db);
@@ -40,8 +70,16 @@ size_t ldr_head_cache_size(larder *db);
  * a head rewritten meanwhile stays. 1 if this call removed it. */
 int ldr_head_drop(larder *db, const char *ns, const void *key, size_t klen,
 		  const void *ver, size_t vlen);
-/* Point the head hint of (ns, key) at ver (temp + rename). */
+/* Remove the head of (ns, key) if it is the file (dev, ino): a link to
+ * an entry file that is leaving the store. 1 if this call removed it. */
+int ldr_head_drop_file(larder *db, const char *ns, const void *key, size_t klen,
+		       dev_t dev, ino_t ino);
+/* Point the head of (ns, key) at ver (temp + rename): a hard link to the
+ * published entry, or where the filesystem has none, a hint file. */
 int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 		   const void *ver, size_t vlen);
+/* The same, always as a hint file (the format 0.2 wrote; tests). */
+int ldr_head_write_hint(larder *db, const char *ns, const void *key,
+			size_t klen, const void *ver, size_t vlen);
 
 #endif

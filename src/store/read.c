@@ -170,7 +170,8 @@ static int miss(larder *db, const char *ns)
  * one (anything at the name that is not an entry of some format, too),
  * and report a miss. */
 static int reject(larder *db, struct ldr_file *f, const char *rel,
-		  const char *ns, int state, const char *why)
+		  const char *ns, const void *key, size_t klen, int state,
+		  const char *why)
 {
 	switch (state) {
 	case LARDER_STATE_EXPIRED:
@@ -187,7 +188,10 @@ static int reject(larder *db, struct ldr_file *f, const char *rel,
 	default: /* corrupt or misplaced: never served */
 		ldr_count(db, LARDER_CTR_CHECKSUM_FAIL);
 		ldr_file_ident(f);
-		ldr_quarantine(db, rel, f->dev, f->ino, why);
+		/* The key's head, if it links this very file, goes with it:
+		 * the damage is counted and kept once. */
+		if (ldr_quarantine(db, rel, f->dev, f->ino, why))
+			ldr_head_drop_file(db, ns, key, klen, f->dev, f->ino);
 		break;
 	}
 	return miss(db, ns);
@@ -223,8 +227,22 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	int rc;
 	memset(l, 0, sizeof *l);
 	l->f.fd = -1;
+	struct ldr_head_found hf;
+	hf.f.p = NULL;
 	if (!ver) {
-		rc = ldr_head_get(db, ns, key, klen, &l->headver, &vlen);
+		/* A head linked to the entry serves the lookup in one open:
+		 * the entry comes with it, verified as below. */
+		hf.how = how;
+		hf.pre = pre;
+		hf.trust = !internal && (db->flags & LARDER_OPEN_TRUST_LOCAL);
+		rc = ldr_head_find(db, ns, key, klen, &hf, &l->headver, &vlen);
+		if (rc == LDR_HEAD_BAD) {
+			rc = reject(db, &hf.f, hf.rel, ns, key, klen, hf.state,
+				    hf.why);
+			ldr_head_rejected(db, &hf);
+			ldr_file_free(&hf.f);
+			return rc;
+		}
 		if (rc == LARDER_ENOTFOUND)
 			return miss(db, ns);
 		if (rc)
@@ -235,6 +253,21 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	ldr_entry_hash(ns, key, klen, ver, vlen, l->hash);
 	ldr_hex(l->hash, 16, hex);
 	ldr_file_rel(l->rel, ns, 'e', hex);
+	if (hf.f.p) {
+		/* A hit of this version from here on, as if by its name: the
+		 * memo serves it if it holds it (and counts this read for
+		 * admission if not), as a lookup by version would. */
+		if (memo && db->memo &&
+		    ldr_memo_get(db, l->hash, ns, key, klen, ver, vlen,
+				 !ldr_touch_due(db, l->hash), memo)) {
+			ldr_file_free(&hf.f);
+			return LDR_MEMO_HIT;
+		}
+		l->f = hf.f;
+		l->h = hf.h;
+		ldr_file_learn(db, &l->f);
+		return 0;
+	}
 	/* A hit due to refresh the entry's recency reads the file. (A
 	 * handle without the memo reads it anyway: no look at the clock.) */
 	if (memo && db->memo &&
@@ -284,7 +317,7 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	if (state < 0)
 		return state; /* the payload could not be read */
 	if (state != LARDER_STATE_OK)
-		return reject(db, &l->f, l->rel, ns, state, why);
+		return reject(db, &l->f, l->rel, ns, key, klen, state, why);
 	ldr_file_learn(db, &l->f); /* what mapping or reading it cost */
 	return 0;
 }
@@ -377,7 +410,8 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 		snprintf(what, sizeof what, "'%s/%s'", db->dir, l.rel);
 		rc = decompress(db, e, &l.h, db->max_in_memory, what);
 		if (rc == LARDER_ECORRUPT)
-			rc = reject(db, &e->f, l.rel, ns, LARDER_STATE_CORRUPT,
+			rc = reject(db, &e->f, l.rel, ns, key, klen,
+				    LARDER_STATE_CORRUPT,
 				    "zstd payload does not decompress to its "
 				    "raw length");
 		if (rc)
@@ -457,7 +491,8 @@ static int get_stream(larder *db, const char *ns, const void *key, size_t klen,
 		rc = ldr_cb_rc(db, fl.sink_mark, fl.sink_rc, 1, "the sink");
 	} else if (rc == LARDER_ECORRUPT && fl.out == 0) {
 		/* Found bad before any byte went out: as good as a miss. */
-		rc = reject(db, &l.f, l.rel, ns, LARDER_STATE_CORRUPT, fl.why);
+		rc = reject(db, &l.f, l.rel, ns, key, klen,
+			    LARDER_STATE_CORRUPT, fl.why);
 	} else if (rc == LARDER_ECORRUPT) {
 		const char *why = fl.why;
 		if (l.f.partial && !strcmp(why, "payload checksum mismatch"))

@@ -284,6 +284,12 @@ static int describe(struct walk *w, const char *ns, const char *rel)
 	     state == LARDER_STATE_MISPLACED)) {
 		ldr_file_ident(&f);
 		info.quarantined = ldr_quarantine(db, rel, f.dev, f.ino, why);
+		/* Its key's head, if it is a link to this very file, goes
+		 * too: else it would keep the damaged file's other name, to
+		 * be judged and counted again. */
+		if (info.quarantined && h.hdr_len != 0)
+			ldr_head_drop_file(db, ns, h.key, h.key_len, f.dev,
+					   f.ino);
 	}
 	unsigned long mark = ldr_err_mark();
 	int rc = ldr_cb_rc(db, mark, w->cb(&info, w->payload), 1,
