@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "larder.h"
 
 static double now_ms(void)
@@ -91,12 +92,6 @@ static int never_loader(larder_fill *f, void *payload)
 	(void)f;
 	(void)payload;
 	return LARDER_EIO; /* the waiter must not load: it would be a miss */
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
 }
 
 /* One round: returns the waiter's latency in ms, or -1. */

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "larder.h"
 
 #define NS "bench"
@@ -55,25 +56,6 @@ static void die(const char *fmt, ...)
 	fprintf(stderr, "\n");
 	va_end(ap);
 	exit(1);
-}
-
-static int64_t now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct(const double *v, int n, double p)
-{
-	int i = (int)(p * n + 0.999999) - 1;
-	return v[i < 0 ? 0 : i >= n ? n - 1 : i];
 }
 
 static larder *open_at(const char *dir, unsigned flags)
@@ -159,16 +141,7 @@ int main(int argc, char **argv)
 		if (gap_ms)
 			usleep((useconds_t)gap_ms * 1000);
 		int order[M_COUNT];
-		for (int k = 0; k < M_COUNT; k++)
-			order[k] = k;
-		for (int k = M_COUNT - 1; k > 0; k--) {
-			rng ^= rng << 13;
-			rng ^= rng >> 7;
-			rng ^= rng << 17;
-			int j = (int)(rng % (uint64_t)(k + 1)), x = order[k];
-			order[k] = order[j];
-			order[j] = x;
-		}
+		shuffle_order(order, M_COUNT, &rng);
 		for (int k = 0; k < M_COUNT; k++) {
 			int m = order[k];
 			int64_t t0 = now_ns();

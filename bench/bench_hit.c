@@ -75,6 +75,7 @@
 #include <xxhash.h>
 #endif
 
+#include "bench.h"
 #include "larder.h"
 
 #define KiB ((uint64_t)1024)
@@ -173,13 +174,6 @@ static void die(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(1);
-}
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static uint64_t touch(const uint8_t *p, uint64_t n)
@@ -424,19 +418,6 @@ static int64_t run_one(int m, const struct ctx *x, int *mapped)
 	return now_ns() - t0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of a sorted array. */
-static double pct(const double *v, int n, double p)
-{
-	int i = (int)(p * n + 0.999999) - 1;
-	return v[i < 0 ? 0 : i >= n ? n - 1 : i];
-}
-
 static void measure_case(larder *db, larder *db_trust, larder *db_memo,
 			 struct bcase *c)
 {
@@ -484,17 +465,7 @@ static void measure_case(larder *db, larder *db_trust, larder *db_memo,
 		 * one and inherit its damage (an munmap's TLB flush made the
 		 * method after mmap 1.4 us slower at 4 KiB). */
 		int order[M_COUNT];
-		for (int k = 0; k < M_COUNT; k++)
-			order[k] = k;
-		for (int k = M_COUNT - 1; k > 0; k--) {
-			rng ^= rng << 13;
-			rng ^= rng >> 7;
-			rng ^= rng << 17;
-			int j = (int)(rng % (uint64_t)(k + 1));
-			int tmp = order[k];
-			order[k] = order[j];
-			order[j] = tmp;
-		}
+		shuffle_order(order, M_COUNT, &rng);
 		for (int k = 0; k < M_COUNT; k++) {
 			int m = order[k];
 			int mapped = 0;

@@ -52,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "larder.h"
 
 #define KiB ((size_t)1024)
@@ -460,13 +461,9 @@ static void one(struct run *r, int m, int i)
 	}
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double pct(double *v, int n, double p)
+/* The rank rounded as bench/benchlib.py rounds it: these lines share one
+ * table with peers.py's. */
+static double rounded_pct(const double *v, int n, double p)
 {
 	int i = (int)(p * (n - 1) + 0.5);
 	return v[i];
@@ -477,7 +474,8 @@ static void print_stats(const char *kind, const char *size, const char *name,
 {
 	qsort(t, (size_t)n, sizeof *t, cmp_double);
 	printf("%s\t%s%s%s\t%d\t%.3f\t%.3f\n", kind, size ? size : "",
-	       size ? "\t" : "", name, n, pct(t, n, 0.5), pct(t, n, 0.99));
+	       size ? "\t" : "", name, n, rounded_pct(t, n, 0.5),
+	       rounded_pct(t, n, 0.99));
 	fflush(stdout);
 }
 

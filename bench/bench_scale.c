@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "larder.h"
 
 #define NS "bench"
@@ -62,13 +63,6 @@ static void die(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(1);
-}
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static int key_of(uint64_t i, char *key, size_t n)
@@ -138,13 +132,9 @@ static void build(const char *dir, uint64_t n)
 	close(fd);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct(double *v, int n, double p)
+/* Sorts the samples first; the rank rounded down (bench.h's pct() is the
+ * nearest rank of samples already sorted). */
+static double sort_pct(double *v, int n, double p)
 {
 	qsort(v, (size_t)n, sizeof *v, cmp_double);
 	return v[(int)(p * (n - 1))];
@@ -211,8 +201,8 @@ static void hits(const char *big, uint64_t n, const char *small, uint64_t m,
 	}
 	double p50[2], p90[2];
 	for (int k = 0; k < 2; k++) {
-		p50[k] = pct(s[k].t, s[k].nt, 0.5);
-		p90[k] = pct(s[k].t, s[k].nt, 0.9);
+		p50[k] = sort_pct(s[k].t, s[k].nt, 0.5);
+		p90[k] = sort_pct(s[k].t, s[k].nt, 0.9);
 	}
 	printf("\nwarm hit, larder_get with the known version, %d random "
 	       "keys of a %d-key warmed sample:\n",
@@ -237,8 +227,8 @@ static void hits(const char *big, uint64_t n, const char *small, uint64_t m,
 				    s[0].n));
 	printf("  %-10" PRIu64 " entries, %d random keys of all, unwarmed: "
 	       "p50 %6.2f us  p90 %6.2f us\n",
-	       n, s[0].nt, pct(s[0].t, s[0].nt, 0.5),
-	       pct(s[0].t, s[0].nt, 0.9));
+	       n, s[0].nt, sort_pct(s[0].t, s[0].nt, 0.5),
+	       sort_pct(s[0].t, s[0].nt, 0.9));
 	for (int k = 0; k < 2; k++) {
 		free(s[k].sample);
 		free(s[k].t);

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "larder.h"
 
 #define TREE_DIRS 10
@@ -63,12 +64,6 @@ static void die_errno(const char *what, const char *path)
 	fprintf(stderr, "bench_version: %s '%s': %s\n", what, path,
 		strerror(errno));
 	exit(1);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
 }
 
 static double median(double *v, int n)

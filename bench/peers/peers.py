@@ -13,12 +13,14 @@ Each hit returns a fresh bytes object (what these libraries hand out), so
 there is nothing left to fault in: pages are not touched again.
 """
 import os
-import random
 import sys
 import time
 
 import diskcache
 import joblib
+
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import interleaved, percentile  # noqa: E402
 
 SIZES = [  # label, bytes, keys, iterations, quick iterations
     ("4KiB", 4096, 1000, 4000, 40),
@@ -32,24 +34,9 @@ def payload(size):
 
 
 def stats(kind, size, name, t):
-    t.sort()
-    n = len(t)
-    p50 = t[int(0.5 * (n - 1) + 0.5)]
-    p99 = t[int(0.99 * (n - 1) + 0.5)]
-    cols = [kind] + ([size] if size else []) + [name, str(n), f"{p50:.3f}", f"{p99:.3f}"]
+    cols = [kind] + ([size] if size else []) + [
+        name, str(len(t)), f"{percentile(t, 0.5):.3f}", f"{percentile(t, 0.99):.3f}"]
     print("\t".join(cols), flush=True)
-
-
-def timed(fn, keys, iters):
-    t = []
-    for i in range(iters):
-        k = keys[i % len(keys)]
-        t0 = time.perf_counter_ns()
-        v = fn(k)
-        t.append((time.perf_counter_ns() - t0) / 1000)
-        if not v:
-            raise SystemExit(f"peers.py: empty value for {k}")
-    return t
 
 
 def main():
@@ -92,16 +79,8 @@ def main():
         current.clear()
         methods = [("python-read", read_file), ("diskcache", cache.get),
                    ("joblib", cached)]
-        for _, fn in methods:  # warm
-            timed(fn, keys, nkeys)
         # In rounds, in a fresh order each, as bench_peers does.
-        results = {name: [] for name, _ in methods}
-        rounds = 10
-        for r in range(rounds):
-            random.shuffle(methods)
-            for name, fn in methods:
-                m = n * (r + 1) // rounds - n * r // rounds
-                results[name] += timed(fn, keys, m)
+        results = interleaved(methods, keys, n)
         for name in ("python-read", "diskcache", "joblib"):
             stats("hit", label, name, results[name])
 

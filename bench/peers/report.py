@@ -13,6 +13,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import fmt_us  # noqa: E402
+
 ORDER = ["larder-first", "larder-repeat", "larder-head", "read", "mmap",
          "lmdb", "sqlite", "redis", "memcached", "python-read", "diskcache",
          "joblib"]
@@ -30,14 +33,6 @@ WHAT = {
     "diskcache": "diskcache get (Python)",
     "joblib": "joblib.Memory hit (Python)",
 }
-
-
-def us(v):
-    if v >= 10000:
-        return f"{v / 1000:.1f} ms"
-    if v >= 100:
-        return f"{v:.0f} us"
-    return f"{v:.2f} us"
 
 
 def main():
@@ -68,20 +63,20 @@ def main():
                 continue
             n, p50, p99 = hits[(size, m)]
             ratio = f"{p50 / read[1]:.2f}x" if read else "-"
-            print(f"{WHAT[m]:36} {size:>7} {n:>5} {us(p50):>10} "
-                  f"{us(p99):>10} {ratio:>9}")
+            print(f"{WHAT[m]:36} {size:>7} {n:>5} {fmt_us(p50):>10} "
+                  f"{fmt_us(p99):>10} {ratio:>9}")
         print()
 
     print(f"{'fill: put of 1 MiB, a new key each':36} {'':>7} {'n':>5} "
           f"{'p50':>10} {'p99':>10}")
     for name, n, p50, p99 in fills:
-        print(f"{name:36} {'':>7} {n:>5} {us(p50):>10} {us(p99):>10}")
+        print(f"{name:36} {'':>7} {n:>5} {fmt_us(p50):>10} {fmt_us(p99):>10}")
 
     if "mmap-touch-1MiB" in faults and "read-1MiB" in faults:
         m, r = faults["mmap-touch-1MiB"][1], faults["read-1MiB"][1]
         per_page = (m - r) / 256 * 1000
-        print(f"\npage-fault cost here: mmap + touch of 1 MiB {us(m)}, read "
-              f"of 1 MiB {us(r)} (p50): {m / r:.2f}x, "
+        print(f"\npage-fault cost here: mmap + touch of 1 MiB {fmt_us(m)}, read "
+              f"of 1 MiB {fmt_us(r)} (p50): {m / r:.2f}x, "
               + (f"{per_page:.0f} ns a 4 KiB page more than copying it"
                  if per_page > 0 else "mapping is cheaper than copying"))
 

@@ -26,7 +26,6 @@ machine are information), non-zero only if something broke.
 import hashlib
 import multiprocessing
 import os
-import random
 import sys
 import time
 
@@ -37,49 +36,11 @@ import numpy as np
 import larder
 from larder import argkey, serial
 
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import fmt_us, interleaved, percentile  # noqa: E402
+
 QUICK = False
 VERSION = "v1"
-
-
-def percentile(t, q):
-    s = sorted(t)
-    return s[int(q * (len(s) - 1) + 0.5)]
-
-
-def fmt_us(us):
-    if us >= 10000:
-        return f"{us / 1000:.1f} ms"
-    if us >= 1000:
-        return f"{us:.0f} us"
-    return f"{us:.2f} us"
-
-
-def timed(fn, keys, iters):
-    t = []
-    for i in range(iters):
-        k = keys[i % len(keys)]
-        t0 = time.perf_counter_ns()
-        v = fn(k)
-        t.append((time.perf_counter_ns() - t0) / 1000)
-        if v is None or v is False or (hasattr(v, "__len__") and len(v) == 0):
-            raise SystemExit(f"bench_py.py: no value for {k!r}")
-        del v
-    return t
-
-
-def interleaved(methods, keys, n):
-    """Each method's n iterations in ten rounds, a fresh order each."""
-    for _, fn in methods:  # warm: every key once
-        timed(fn, keys, len(keys))
-    results = {name: [] for name, _ in methods}
-    order = list(methods)
-    rounds = 10
-    for r in range(rounds):
-        random.shuffle(order)
-        for name, fn in order:
-            m = n * (r + 1) // rounds - n * r // rounds
-            results[name] += timed(fn, keys, m)
-    return results
 
 
 def memoized(store, func):

@@ -12,21 +12,7 @@
 # each, a smoke run, not a measurement.
 set -eu
 
-quick=""
-if [ "${1:-}" = --quick ]; then
-	quick=--quick
-	shift
-fi
-if [ $# -lt 1 ] || [ $# -gt 2 ]; then
-	echo "usage: run.sh [--quick] BUILD [DIR]" >&2
-	exit 2
-fi
-build=$1
-base=${2:-${TMPDIR:-/tmp}}
-here=$(cd "$(dirname "$0")" && pwd)
-# Debian's interpreter, where Debian's python3-* modules live (the
-# python3 first on PATH may be another one).
-py=/usr/bin/python3
+. "$(dirname "$0")/../common.sh"
 
 if [ ! -d "$build/python/larder" ]; then
 	echo "run.sh: $build/python/larder missing (build with python3-dev installed: make deps-test build)" >&2
@@ -49,36 +35,13 @@ if [ -n "$missing" ]; then
 	apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-work=$(mktemp -d "$base/larder-pybench.XXXXXX")
-child=""
-# Stops the benchmark (by pid) if this script is interrupted, then
-# removes its files; runs on every exit.
-# shellcheck disable=SC2317 # run by the EXIT trap, not reached in line
-cleanup() {
-	for pid in $child; do
-		kill "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-machine=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+bench_workdir larder-pybench
 versions=$("$py" -c 'import sys, numpy, diskcache, joblib; print("Python %d.%d.%d, numpy %s, diskcache %s, joblib %s" % (sys.version_info[:3] + (numpy.__version__, diskcache.__version__, joblib.__version__)))')
-echo "bench-python: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($machine),\
- kernel $(uname -r), larder $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?'),\
- $versions, load average $(cut -d' ' -f1-3 /proc/loadavg)${quick:+ -- quick: not a measurement}"
+echo "bench-python: $(bench_header "$versions")"
 
-# In the background and waited for: the shell runs a trap only once its
-# foreground command ends, but interrupts a wait.
-PYTHONPATH="$build/python${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1 \
-	"$py" "$here/bench_py.py" $quick "$work" &
-child=$!
 status=0
-wait "$child" || status=$?
-child=""
-echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_run env PYTHONPATH="$build/python${PYTHONPATH:+:$PYTHONPATH}" \
+	PYTHONDONTWRITEBYTECODE=1 "$py" "$here/bench_py.py" $quick "$work" ||
+	status=$?
+bench_load_end
 exit "$status"

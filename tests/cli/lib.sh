@@ -2,12 +2,12 @@
 #
 # Usage in a script:  . "$(dirname "$0")/lib.sh" "$1"
 # Gives: $LARDER (the binary), $T (a scratch dir, removed at exit), $S (a
-# store path inside it), L (larder on $S), run/expect helpers that count
-# passes, failures and skips, and finish (prints "N passed, N failed,
-# N skipped", exits). A script that cannot run at all here calls skip_all
-# (exit 77, CTest's SKIP_RETURN_CODE); one that cannot even start calls
-# bail. Background processes a script starts are handed to track, so that
-# they end with the script however it ends.
+# store path inside it), L (larder on $S), run/expect helpers, and the
+# counting of tests/checks.sh (ok, not_ok, check, skip, finish: prints
+# "N passed, N failed, N skipped", exits). A script that cannot run at
+# all here calls skip_all (exit 77, CTest's SKIP_RETURN_CODE); one that
+# cannot even start calls bail. Background processes a script starts are
+# handed to track, so that they end with the script however it ends.
 
 LARDER=$1
 if [ -z "$LARDER" ] || [ ! -x "$LARDER" ]; then
@@ -16,9 +16,8 @@ if [ -z "$LARDER" ] || [ ! -x "$LARDER" ]; then
 fi
 T=$(mktemp -d "${TMPDIR:-/tmp}/larder-cli.XXXXXX") || exit 2
 S=$T/store
-pass=0
-fail=0
-skipped=0
+# The scripts that source this one live in tests/*/.
+. "$(dirname "$0")/../checks.sh"
 # Keep the test independent of the caller's environment.
 unset LARDER_DIR XDG_CACHE_HOME
 bgpids=
@@ -35,54 +34,6 @@ cleanup_bg() {
 	for p in $bgpids; do
 		kill -KILL "$p" 2>/dev/null
 	done
-}
-
-ok() {
-	pass=$((pass + 1))
-	echo "ok - $1"
-}
-
-not_ok() {
-	fail=$((fail + 1))
-	echo "FAIL - $1"
-	if [ -s "$T/err" ]; then
-		sed 's/^/    stderr: /' "$T/err" | head -n 5
-	fi
-}
-
-# skip DESC: a check that cannot run here (a tool not installed), counted.
-skip() {
-	skipped=$((skipped + 1))
-	echo "skip - $1"
-}
-
-summary() {
-	echo "$pass passed, $fail failed, $skipped skipped"
-}
-
-# skip_all REASON: nothing more of this script can run here. Counted as
-# one skip; exit 77 (the tests' SKIP_RETURN_CODE) unless a check failed.
-skip_all() {
-	skipped=$((skipped + 1))
-	echo "SKIP: $1"
-	summary
-	[ "$fail" -eq 0 ] || exit 1
-	exit 77
-}
-
-# bail REASON: the script cannot go on (its store cannot be made): one
-# failure, and out.
-bail() {
-	not_ok "$1"
-	summary
-	exit 1
-}
-
-# check DESC CMD...: passes if CMD succeeds.
-check() {
-	desc=$1
-	shift
-	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
 }
 
 # L ARGS...: larder on the test store.

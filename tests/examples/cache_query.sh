@@ -13,24 +13,10 @@ fi
 T=$(mktemp -d "${TMPDIR:-/tmp}/larder-example.XXXXXX") || exit 2
 trap 'rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM
-pass=0
-fail=0
-skipped=0
-ok() {
-	pass=$((pass + 1))
-	echo "ok - $1"
-}
-not_ok() {
-	fail=$((fail + 1))
-	echo "FAIL - $1"
-	for f in "$T"/err*; do
-		[ -s "$f" ] && sed "s|^|    ${f##*/}: |" "$f" | head -n 5
-	done
-}
-check() {
-	desc=$1
-	shift
-	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+. "$(dirname "$0")/../checks.sh"
+# Under a failure: the stderr of each run.
+show_failure() {
+	show_files "$T"/err*
 }
 
 q='SELECT region, SUM(amount) FROM sales GROUP BY region'
@@ -60,5 +46,4 @@ fi
 check "a store that cannot be opened exits 1 (exit $?)" test $? -eq 1
 check "and the message names the path" grep -q "$T/file" "$T/err5"
 
-echo "$pass passed, $fail failed, $skipped skipped"
-[ "$fail" -eq 0 ]
+finish

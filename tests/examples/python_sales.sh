@@ -16,17 +16,14 @@ fi
 py=/usr/bin/python3
 larder=$build/cli/larder
 example=$src/examples/python/sales_frame.py
-skip_all() {
-	echo "skip - the Python example: $1"
-	echo "0 passed, 0 failed, 1 skipped"
-	exit 77
-}
-[ -x "$py" ] || skip_all "no $py"
-[ -d "$build/python/larder" ] || skip_all "the binding was not built (python3-dev missing?)"
-[ -x "$larder" ] || skip_all "no $larder"
+. "$(dirname "$0")/../checks.sh"
+[ -x "$py" ] || skip_all "the Python example: no $py"
+[ -d "$build/python/larder" ] ||
+	skip_all "the Python example: the binding was not built (python3-dev missing?)"
+[ -x "$larder" ] || skip_all "the Python example: no $larder"
 export PYTHONPATH="$build/python${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
-"$py" -c 'import pandas' 2>/dev/null || skip_all "no pandas for $py (python3-pandas)"
+"$py" -c 'import pandas' 2>/dev/null || skip_all "the Python example: no pandas for $py (python3-pandas)"
 unset LARDER_DIR XDG_CACHE_HOME
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/larder-example-py.XXXXXX") || exit 2
@@ -42,23 +39,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-pass=0
-fail=0
-ok() {
-	pass=$((pass + 1))
-	echo "ok - $1"
-}
-not_ok() {
-	fail=$((fail + 1))
-	echo "FAIL - $1"
-	for f in "$T"/err*; do
-		[ -s "$f" ] && sed "s|^|    ${f##*/}: |" "$f" | head -n 5
-	done
-}
-check() {
-	desc=$1
-	shift
-	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+# Under a failure: the stderr of each run.
+show_failure() {
+	show_files "$T"/err*
 }
 # The store's count of loads run (a loaded SQL result is one fill).
 fills() {
@@ -143,5 +126,4 @@ for b in blocks:
 PY
 check "README.md's Python fragment is an excerpt of the script" test $? -eq 0
 
-echo "$pass passed, $fail failed, 0 skipped"
-[ "$fail" -eq 0 ]
+finish

@@ -7,27 +7,13 @@ build=$1
 app_cflags=${2:-}
 T=$(mktemp -d "${TMPDIR:-/tmp}/larder-install.XXXXXX") || exit 2
 trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-skipped=0
-check() {
-	desc=$1
-	shift
-	if "$@" >"$T/log" 2>&1; then
-		pass=$((pass + 1))
-		echo "ok - $desc"
-	else
-		fail=$((fail + 1))
-		echo "FAIL - $desc"
-		sed 's/^/    /' "$T/log" | head -n 10
-	fi
-}
+. "$(dirname "$0")/../checks.sh"
 
-check "cmake --install into a staging root" \
+check_quiet "cmake --install into a staging root" \
 	env DESTDIR="$T/root" cmake --install "$build" --prefix /usr/local
 pc=$(find "$T/root" -name larder.pc | head -n 1)
-check "larder.pc is installed" test -n "$pc"
-check "larder.h is installed" test -f "$T/root/usr/local/include/larder.h"
+check_quiet "larder.pc is installed" test -n "$pc"
+check_quiet "larder.h is installed" test -f "$T/root/usr/local/include/larder.h"
 
 cat >"$T/app.c" <<'C'
 #include <larder.h>
@@ -55,11 +41,11 @@ C
 export PKG_CONFIG_SYSROOT_DIR="$T/root"
 export PKG_CONFIG_PATH=$(dirname "$pc")
 flags=$(pkg-config --cflags --libs larder)
-check "a program builds with pkg-config --cflags --libs larder" \
+check_quiet "a program builds with pkg-config --cflags --libs larder" \
 	cc -Wall -Werror $app_cflags "$T/app.c" $flags -o "$T/app"
-check "the program runs against the installed shared library" \
+check_quiet "the program runs against the installed shared library" \
 	env LD_LIBRARY_PATH="$T/root/usr/local/lib" "$T/app" "$T/store"
-check "the installed tool reads what the program stored" \
+check_quiet "the installed tool reads what the program stored" \
 	env LD_LIBRARY_PATH="$T/root/usr/local/lib" \
 	"$T/root/usr/local/bin/larder" --dir "$T/store" get k --version v
 
@@ -71,26 +57,24 @@ check "the installed tool reads what the program stored" \
 # but the install runs ldconfig in between.
 if [ "$(id -u)" -ne 0 ] || ! command -v ldconfig >/dev/null 2>&1 ||
 	[ ! -d /etc/ld.so.conf.d ]; then
-	skipped=$((skipped + 1))
-	echo "skip - a real install updates the linker cache (needs root and ldconfig)"
+	skip "a real install updates the linker cache (needs root and ldconfig)"
 else
 	sys=$T/sys
 	conf=/etc/ld.so.conf.d/zz-larder-install-test-$$.conf
 	trap 'rm -f "$conf"; ldconfig; rm -rf "$T"' EXIT
 	echo "$sys/usr/local/lib" >"$conf"
-	check "cmake --install as root into a prefix on the linker's path" \
+	check_quiet "cmake --install as root into a prefix on the linker's path" \
 		env -u DESTDIR cmake --install "$build" --prefix "$sys/usr/local"
 	export PKG_CONFIG_SYSROOT_DIR="$sys"
 	export PKG_CONFIG_PATH="$sys/usr/local/lib/pkgconfig"
 	# The README's line: cc app.c $(pkg-config --cflags --libs larder)
-	check "the README's build line builds the program" \
+	check_quiet "the README's build line builds the program" \
 		sh -c 'cc $1 "$2" $(pkg-config --cflags --libs larder) -o "$3"' \
 		sh "$app_cflags" "$T/app.c" "$T/app-sys"
-	check "the program starts without LD_LIBRARY_PATH (ldconfig ran)" \
+	check_quiet "the program starts without LD_LIBRARY_PATH (ldconfig ran)" \
 		env -u LD_LIBRARY_PATH "$T/app-sys" "$T/store-sys"
-	check "... and uses the library just installed" \
+	check_quiet "... and uses the library just installed" \
 		sh -c 'env -u LD_LIBRARY_PATH ldd "$1" | grep -q "liblarder.so.0.2 => $2/"' \
 		sh "$T/app-sys" "$sys/usr/local/lib"
 fi
-echo "$pass passed, $fail failed, $skipped skipped"
-[ "$fail" -eq 0 ]
+finish

@@ -8,49 +8,32 @@ sanitized=${2:-OFF}
 py=/usr/bin/python3
 T=$(mktemp -d "${TMPDIR:-/tmp}/larder-pyinstall.XXXXXX") || exit 2
 trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-check() {
-	desc=$1
-	shift
-	if "$@" >"$T/log" 2>&1; then
-		pass=$((pass + 1))
-		echo "ok - $desc"
-	else
-		fail=$((fail + 1))
-		echo "FAIL - $desc"
-		sed 's/^/    /' "$T/log" | head -n 10
-	fi
-}
+. "$(dirname "$0")/../checks.sh"
 if [ ! -x "$py" ] || [ ! -d "$build/python-install" ]; then
-	echo "skip - the Python binding was not built (python3-dev missing?)"
-	echo "0 passed, 0 failed, 1 skipped"
-	exit 77
+	skip_all "the Python binding was not built (python3-dev missing?)"
 fi
 
-check "cmake --install into a staging root" \
+check_quiet "cmake --install into a staging root" \
 	env DESTDIR="$T/root" cmake --install "$build" --prefix /usr/local
 # Debian's python3 looks in /usr/local/lib/python3.X/dist-packages.
 site=$("$py" -c 'import sys; print("/usr/local/lib/python%d.%d/dist-packages" % sys.version_info[:2])')
-check "the package is installed in $site" \
+check_quiet "the package is installed in $site" \
 	test -f "$T/root$site/larder/__init__.py"
-check "... on Debian's python3 path" \
+check_quiet "... on Debian's python3 path" \
 	sh -c '"$1" -c "import sys; sys.exit(0 if \"$2\" in sys.path else 1)"' \
 	sh "$py" "$site"
 so=$(ls "$T/root$site"/larder/_larder*.so 2>/dev/null | head -n 1)
-check "the extension is installed" test -n "$so"
-check "it links the installed liblarder.so.0.2" \
+check_quiet "the extension is installed" test -n "$so"
+check_quiet "it links the installed liblarder.so.0.2" \
 	sh -c 'env LD_LIBRARY_PATH="$1" ldd "$2" | grep -q "liblarder.so.0.2 => $1/"' \
 	sh "$T/root/usr/local/lib" "$so"
 if [ "$sanitized" = ON ]; then
 	# The extension needs the ASan runtime loaded first, which the
 	# interpreter does not have (docs/python.md, Tests).
-	echo "skip - import the installed package (sanitizer build)"
-	echo "$pass passed, $fail failed, 1 skipped"
-	[ "$fail" -eq 0 ]
-	exit
+	skip "import the installed package (sanitizer build)"
+	finish
 fi
-check "/usr/bin/python3 -c 'import larder' from the install" \
+check_quiet "/usr/bin/python3 -c 'import larder' from the install" \
 	env LD_LIBRARY_PATH="$T/root/usr/local/lib" PYTHONPATH="$T/root$site" \
 	"$py" -c 'import larder, sys
 assert larder.__file__.startswith(sys.argv[1]), larder.__file__
@@ -58,5 +41,4 @@ s = larder.Store(sys.argv[2], create=True)
 s.put("k", b"installed", "v")
 assert bytes(s.get("k", "v")) == b"installed"
 s.close()' "$T/root" "$T/store"
-echo "$pass passed, $fail failed, 0 skipped"
-[ "$fail" -eq 0 ]
+finish

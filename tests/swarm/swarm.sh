@@ -13,17 +13,9 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/larder-swarm-test.XXXXXX") || exit 2
 trap 'rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM
 export TMPDIR="$T"
-pass=0
-fail=0
-skipped=0
-
-ok() {
-	pass=$((pass + 1))
-	echo "ok - $1"
-}
-not_ok() {
-	fail=$((fail + 1))
-	echo "FAIL - $1"
+. "$(dirname "$0")/../checks.sh"
+# Under a failure: what the last run printed (its verdict is on stdout).
+show_failure() {
 	sed 's/^/    /' "$T/out" "$T/err" | head -n 20
 }
 
@@ -155,5 +147,4 @@ stderr "cannot create '$T/no/such/src.swarm-tmp'" "missing source directory: nam
 swarm 0 "--help" --help
 if grep -q -- "--sabotage" "$T/out"; then ok "--help lists the options"; else not_ok "--help lists the options"; fi
 
-echo "$pass passed, $fail failed, $skipped skipped"
-[ "$fail" -eq 0 ]
+finish
