@@ -13,16 +13,21 @@ static inline void ldr_put16(uint8_t *p, uint16_t v)
 	p[1] = (uint8_t)(v >> 8);
 }
 
+/* Written out byte by byte, not as a loop: gcc -O2 merges straight-line
+ * byte stores into one store, but not a loop's (a name hash on every hit
+ * frames four lengths with these). */
 static inline void ldr_put32(uint8_t *p, uint32_t v)
 {
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
 }
 
 static inline void ldr_put64(uint8_t *p, uint64_t v)
 {
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
+	ldr_put32(p, (uint32_t)v);
+	ldr_put32(p + 4, (uint32_t)(v >> 32));
 }
 
 static inline uint16_t ldr_get16(const uint8_t *p)

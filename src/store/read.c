@@ -225,7 +225,11 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 		  size_t pre, int internal, struct ldr_memo_hit *memo)
 {
 	int rc;
-	memset(l, 0, sizeof *l);
+	/* Only what lookup_free() and a failed lookup's caller read: l->rel,
+	 * l->hash and l->h are written before they are used (zeroing all of
+	 * l, 600 bytes, cost a hit ~60 instructions). */
+	l->headver = NULL;
+	memset(&l->f, 0, sizeof l->f);
 	l->f.fd = -1;
 	struct ldr_head_found hf;
 	hf.f.p = NULL;

@@ -138,9 +138,9 @@ static int dir_safe(larder *db, int dirfd, const char *name, const char *rel)
  * yet is looked at again on the next call. Nothing here is a lock: a
  * directory changed after the look is met by the walks, which check
  * every directory they open. */
-static int ns_dirs_check(larder *db, const char *ns)
+static int ns_dirs_check(larder *db, const char *ns, size_t nlen)
 {
-	uint64_t h = ldr_xxh64(ns, strlen(ns)) | 1;
+	uint64_t h = ldr_xxh64(ns, nlen) | 1;
 	for (unsigned i = 0; i < LDR_NS_SEEN; i++)
 		if (__atomic_load_n(&db->ns_seen[i], __ATOMIC_RELAXED) == h)
 			return 0;
@@ -178,12 +178,14 @@ static int ns_dirs_check(larder *db, const char *ns)
 }
 
 /* 0 if ns is a valid namespace name (internal: or the library's own),
- * else LARDER_EINVAL, recorded. */
-int ldr_check_ns_name(larder *db, const char *ns, int internal)
+ * else LARDER_EINVAL, recorded; its length in *len (the hit path's other
+ * checks need it: one strlen for all). */
+static int check_name(larder *db, const char *ns, int internal, size_t *len)
 {
+	size_t n = ns ? strlen(ns) : 0;
+	*len = n;
 	if (internal && ns && strcmp(ns, LDR_FILES_NS) == 0)
 		return 0;
-	size_t n = ns ? strlen(ns) : 0;
 	if (n == 0 || n > LARDER_NS_MAX || ns[0] == '.')
 		goto bad;
 	for (size_t i = 0; i < n; i++) {
@@ -201,27 +203,35 @@ bad:
 			ns ? ns : "(null)", LARDER_NS_MAX);
 }
 
+int ldr_check_ns_name(larder *db, const char *ns, int internal)
+{
+	size_t n;
+	return check_name(db, ns, internal, &n);
+}
+
 int ldr_check_ns_internal(larder *db, const char *ns)
 {
-	int rc = ldr_check_ns_name(db, ns, 1);
-	return rc ? rc : ns_dirs_check(db, ns);
+	size_t n;
+	int rc = check_name(db, ns, 1, &n);
+	return rc ? rc : ns_dirs_check(db, ns, n);
 }
 
 int ldr_check_ns(larder *db, const char *ns)
 {
-	int rc = ldr_check_ns_name(db, ns, 0);
-	return rc ? rc : ns_dirs_check(db, ns);
+	size_t n;
+	int rc = check_name(db, ns, 0, &n);
+	return rc ? rc : ns_dirs_check(db, ns, n);
 }
 
 /* XXH3-128 of the length-prefixed fields. Short names are framed in a
  * stack buffer and hashed in one call (this is on every hit, and the
  * streaming state costs several times more); both ways give the same
  * hash. */
-static void hash_name(const char *tag, const char *ns, const void *key,
-		      size_t klen, const void *ver, size_t vlen, int with_ver,
-		      uint8_t out[16])
+static void hash_name(const char *tag, size_t tlen, const char *ns,
+		      const void *key, size_t klen, const void *ver,
+		      size_t vlen, int with_ver, uint8_t out[16])
 {
-	size_t tlen = strlen(tag), nlen = strlen(ns);
+	size_t nlen = strlen(ns);
 	uint8_t small[512];
 	if (32 + tlen + nlen + klen + vlen <= sizeof small) {
 		uint8_t *p = ldr_put_field(small, tag, tlen);
@@ -245,13 +255,15 @@ static void hash_name(const char *tag, const char *ns, const void *key,
 void ldr_entry_hash(const char *ns, const void *key, size_t klen,
 		    const void *ver, size_t vlen, uint8_t out[16])
 {
-	hash_name("larder-entry-1", ns, key, klen, ver, vlen, 1, out);
+	static const char tag[] = "larder-entry-1";
+	hash_name(tag, sizeof tag - 1, ns, key, klen, ver, vlen, 1, out);
 }
 
 void ldr_head_hash(const char *ns, const void *key, size_t klen,
 		   uint8_t out[16])
 {
-	hash_name("larder-head-1", ns, key, klen, NULL, 0, 0, out);
+	static const char tag[] = "larder-head-1";
+	hash_name(tag, sizeof tag - 1, ns, key, klen, NULL, 0, 0, out);
 }
 
 /* Built by hand: this is on the warm-hit path and snprintf costs more than
@@ -263,7 +275,8 @@ static char *put_str(char *p, const char *s)
 	return p;
 }
 
-void ldr_dir_rel(char *out, const char *ns, char kind, const char *hex)
+/* ldr_dir_rel, returning the end of what it wrote. */
+static char *dir_rel(char *out, const char *ns, char kind, const char *hex)
 {
 	char *p = put_str(out, "ns/");
 	p = put_str(p, ns);
@@ -276,12 +289,17 @@ void ldr_dir_rel(char *out, const char *ns, char kind, const char *hex)
 	*p++ = hex[2];
 	*p++ = hex[3];
 	*p = '\0';
+	return p;
+}
+
+void ldr_dir_rel(char *out, const char *ns, char kind, const char *hex)
+{
+	dir_rel(out, ns, kind, hex);
 }
 
 void ldr_file_rel(char *out, const char *ns, char kind, const char *hex)
 {
-	ldr_dir_rel(out, ns, kind, hex);
-	char *p = out + strlen(out);
+	char *p = dir_rel(out, ns, kind, hex);
 	*p++ = '/';
 	memcpy(p, hex, 33);
 }
