@@ -144,3 +144,47 @@ int count_files(const char *dir, const char *part)
 	closedir(d);
 	return n;
 }
+
+static int count_walked(const larder_entry_info *info, void *payload)
+{
+	(void)info;
+	(*(int *)payload)++;
+	return 0;
+}
+
+int walk_count(larder *db, unsigned flags)
+{
+	int n = 0;
+	int rc = larder_walk(db, NULL, flags, count_walked, &n);
+	if (rc != 0)
+		test_fail(__FILE__, __LINE__, "larder_walk: %d (%s): %s", rc,
+			  larder_strerror(rc), larder_errmsg(db));
+	return n;
+}
+
+static void *hammer_main(void *arg)
+{
+	struct hammer *h = arg;
+	h->run(h);
+	return NULL;
+}
+
+void hammer_start(struct hammer h[HAMMER_THREADS], larder *db,
+		  void (*run)(struct hammer *h))
+{
+	for (int i = 0; i < HAMMER_THREADS; i++) {
+		h[i] = (struct hammer){.db = db, .id = i, .run = run};
+		int e = pthread_create(&h[i].t, NULL, hammer_main, &h[i]);
+		if (e != 0)
+			test_fail(__FILE__, __LINE__, "pthread_create: %s",
+				  strerror(e));
+	}
+}
+
+void hammer_join(struct hammer h[HAMMER_THREADS])
+{
+	for (int i = 0; i < HAMMER_THREADS; i++) {
+		ASSERT_EQ(pthread_join(h[i].t, NULL), 0);
+		ASSERT_EQ(h[i].bad, 0);
+	}
+}

@@ -10,6 +10,7 @@
 #ifndef LARDER_TEST_STORE_UTIL_H
 #define LARDER_TEST_STORE_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,5 +57,23 @@ uint8_t *read_file(const char *path, size_t *len);
 /* Files under dir, recursively, whose name contains `part` (NULL: every
  * file that is not a directory); a missing dir counts 0. */
 int count_files(const char *dir, const char *part);
+
+/* The entries larder_walk(db, NULL, flags) reports (it must succeed). */
+int walk_count(larder *db, unsigned flags);
+
+/* Threads hammering one handle at once: each runs run(h) with its own h
+ * (h->id from 0) and counts in h->bad the wrong answers it saw. */
+#define HAMMER_THREADS 4
+struct hammer {
+	larder *db;
+	int id, bad;
+	void (*run)(struct hammer *h);
+	pthread_t t;
+};
+/* Starts HAMMER_THREADS threads on db, each running run. */
+void hammer_start(struct hammer h[HAMMER_THREADS], larder *db,
+		  void (*run)(struct hammer *h));
+/* Waits for them; fails the test if any saw a wrong answer. */
+void hammer_join(struct hammer h[HAMMER_THREADS]);
 
 #endif

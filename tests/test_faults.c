@@ -181,6 +181,20 @@ struct outcome {
 
 static char store_dir[4096];
 
+/* A fault of op with err in a "put" or "get" (mode) of size bytes of the
+ * pattern seed; the caller sets the rest (nth, persist, ...). */
+static struct fault fault_of(const char *mode, const char *op, const char *err,
+			     size_t size, uint64_t seed)
+{
+	struct fault f = {0};
+	f.op = op;
+	f.err = err;
+	f.mode = mode;
+	f.size = size;
+	f.seed = seed;
+	return f;
+}
+
 static void describe(const struct fault *f, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s %s%s%s N=%ld size=%zu fsync=%d %s", f->mode,
@@ -357,6 +371,13 @@ static void run_worker(const struct fault *f, struct outcome *o)
 	fclose(in);
 }
 
+/* The worker under f in a fresh store. */
+static void run_fresh(const struct fault *f, struct outcome *o)
+{
+	fresh_store();
+	run_worker(f, o);
+}
+
 /* The LARDER_E* code an injected errno must surface as (0 if it may be
  * absorbed by a retry, as ESTALE and EINTR may). */
 static int code_for(const char *err)
@@ -526,8 +547,7 @@ static int sweep_put(struct fault f)
 {
 	for (f.nth = 1; f.nth <= MAX_N; f.nth++) {
 		struct outcome o;
-		fresh_store();
-		run_worker(&f, &o);
+		run_fresh(&f, &o);
 		/* The shim's own tally agrees with what fired: one fault,
 		 * or (persistent) one or more, or none. */
 		CHECK(&f, &o,
@@ -550,12 +570,9 @@ static void sweep_op(const char *op, int nerr, int fsync)
 	int total = 0;
 	for (int e = 0; e < nerr; e++) {
 		for (int s = 0; s < 2; s++) {
-			struct fault f = {0};
-			f.op = op;
-			f.err = errno_labels[e];
-			f.mode = "put";
-			f.size = s ? LARGE : SMALL;
-			f.seed = 7 + (uint64_t)s;
+			struct fault f =
+			    fault_of("put", op, errno_labels[e],
+				     s ? LARGE : SMALL, 7 + (uint64_t)s);
 			f.fsync = fsync;
 			total += sweep_put(f);
 		}
@@ -612,16 +629,11 @@ TEST(fault_chmod_of_a_new_entry_directory_fails_the_put)
 {
 	int dir_faults = 0;
 	for (int s = 0; s < 2; s++) {
-		struct fault f = {0};
-		f.op = "chmod";
-		f.err = "EIO";
-		f.mode = "put";
-		f.size = s ? LARGE : SMALL;
-		f.seed = 19;
+		struct fault f =
+		    fault_of("put", "chmod", "EIO", s ? LARGE : SMALL, 19);
 		for (f.nth = 1; f.nth <= MAX_N; f.nth++) {
 			struct outcome o;
-			fresh_store();
-			run_worker(&f, &o);
+			run_fresh(&f, &o);
 			check_put(&f, &o);
 			if (!o.fired)
 				break;
@@ -645,13 +657,9 @@ TEST(fault_chmod_of_a_new_entry_directory_fails_the_put)
 TEST(fault_disk_stays_full_put_fails_efull)
 {
 	for (int s = 0; s < 2; s++) {
-		struct fault f = {0};
-		f.op = "write";
-		f.err = "ENOSPC";
+		struct fault f =
+		    fault_of("put", "write", "ENOSPC", s ? LARGE : SMALL, 11);
 		f.persist = 1;
-		f.mode = "put";
-		f.size = s ? LARGE : SMALL;
-		f.seed = 11;
 		int n = sweep_put(f);
 		ASSERT(n > 0);
 	}
@@ -667,16 +675,11 @@ TEST(fault_eintr_is_retried_everywhere)
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
 		for (int s = 0; s < 2; s++) {
 			long injected = 0;
-			struct fault f = {0};
-			f.op = ops[i];
-			f.err = "EINTR";
-			f.mode = "put";
-			f.size = s ? LARGE : SMALL;
-			f.seed = 13;
+			struct fault f = fault_of("put", ops[i], "EINTR",
+						  s ? LARGE : SMALL, 13);
 			for (f.nth = 1; f.nth <= MAX_N; f.nth++) {
 				struct outcome o;
-				fresh_store();
-				run_worker(&f, &o);
+				run_fresh(&f, &o);
 				CHECK(&f, &o,
 				      o.rc_open == 0 && o.rc_put == 0 &&
 					  o.rc_get == 0 && o.ok_get == 1,
@@ -709,20 +712,16 @@ TEST(fault_short_io_is_completed)
 	for (size_t i = 0; i < 2; i++) {
 		for (int s = 0; s < 2; s++) {
 			for (int persist = 0; persist < 2; persist++) {
-				struct fault f = {0};
-				f.op = ops[i];
-				f.err = "EIO";
+				struct fault f =
+				    fault_of("put", ops[i], "EIO",
+					     s ? LARGE : SMALL, 17);
 				f.shortio = 1;
 				f.persist = persist;
-				f.mode = "put";
-				f.size = s ? LARGE : SMALL;
-				f.seed = 17;
 				if (persist) {
 					/* every transfer halved */
 					struct outcome o;
 					f.nth = 1;
-					fresh_store();
-					run_worker(&f, &o);
+					run_fresh(&f, &o);
 					check_put(&f, &o);
 					CHECK(&f, &o,
 					      o.rc_get == 0 && o.ok_get == 1,
@@ -816,13 +815,10 @@ static void sweep_get_op(const char *op, const char *const *errs, int nerr,
 	int total = 0;
 	for (int e = 0; e < nerr; e++) {
 		for (int s = 0; s < 2; s++) {
-			struct fault f = {0};
-			f.op = op;
-			f.err = errs[e];
+			struct fault f =
+			    fault_of("get", op, errs[e], s ? LARGE : SMALL,
+				     23 + (uint64_t)s);
 			f.persist = persist;
-			f.mode = "get";
-			f.size = s ? LARGE : SMALL;
-			f.seed = 23 + (uint64_t)s;
 			total += sweep_get(f);
 		}
 	}
@@ -876,13 +872,8 @@ TEST(fault_unopenable_store_marker_reports_its_errno)
 		fresh_store();
 		char marker[4200];
 		snprintf(marker, sizeof marker, "%s/larder-store", store_dir);
-		struct fault f = {0};
-		f.op = "open";
-		f.err = errs[i];
+		struct fault f = fault_of("put", "open", errs[i], SMALL, 5);
 		f.nth = 1;
-		f.mode = "put";
-		f.size = SMALL;
-		f.seed = 5;
 		f.path = marker;
 		struct outcome o;
 		run_worker(&f, &o);
@@ -901,13 +892,8 @@ TEST(fault_unopenable_store_marker_reports_its_errno)
 TEST(fault_eintr_opening_the_store_is_retried)
 {
 	fresh_store();
-	struct fault f = {0};
-	f.op = "open";
-	f.err = "EINTR";
+	struct fault f = fault_of("put", "open", "EINTR", SMALL, 5);
 	f.nth = 1;
-	f.mode = "put";
-	f.size = SMALL;
-	f.seed = 5;
 	struct outcome o;
 	run_worker(&f, &o);
 	ASSERT(o.fired);
@@ -921,12 +907,7 @@ TEST(fault_eintr_opening_the_store_is_retried)
 TEST(fault_shim_fires_on_the_nth_call_only)
 {
 	fresh_store();
-	struct fault f = {0};
-	f.op = "mkdir";
-	f.err = "ENOSPC";
-	f.mode = "put";
-	f.size = SMALL;
-	f.seed = 3;
+	struct fault f = fault_of("put", "mkdir", "ENOSPC", SMALL, 3);
 	f.nth = 1;
 	struct outcome o;
 	run_worker(&f, &o);
@@ -935,8 +916,7 @@ TEST(fault_shim_fires_on_the_nth_call_only)
 	ASSERT(strstr(o.fired_line, store_dir) != NULL);
 	ASSERT(strstr(o.fired_line, "errno=ENOSPC") != NULL);
 	f.nth = 100000;
-	fresh_store();
-	run_worker(&f, &o);
+	run_fresh(&f, &o);
 	ASSERT(!o.fired);
 	ASSERT_EQ(o.rc_put, 0);
 }

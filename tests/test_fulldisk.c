@@ -351,14 +351,12 @@ TEST(fulldisk_out_of_inodes_put_fails_efull)
 /* ---------------------------------------------------------------------- */
 /* Between the cull and stop watermarks                                    */
 
-/* Fill the small disk with a file that is not the store's until `free_pct`
- * of it is free. */
-static void ballast_to(const char *mnt, double free_pct)
+/* Fill the disk with a file that is not the store's until `keep` bytes
+ * are free. */
+static void ballast_keep(const char *mnt, off_t keep)
 {
 	struct statvfs v;
 	ASSERT_EQ(statvfs(mnt, &v), 0);
-	off_t keep =
-	    (off_t)((double)(v.f_blocks * v.f_frsize) * free_pct / 100);
 	off_t len = (off_t)(v.f_bavail * v.f_frsize) - keep;
 	ASSERT(len > 0);
 	char path[4200];
@@ -367,6 +365,16 @@ static void ballast_to(const char *mnt, double free_pct)
 	ASSERT(fd >= 0);
 	ASSERT_EQ(posix_fallocate(fd, 0, len), 0);
 	ASSERT_EQ(close(fd), 0);
+}
+
+/* Fill the small disk with a file that is not the store's until `free_pct`
+ * of it is free. */
+static void ballast_to(const char *mnt, double free_pct)
+{
+	struct statvfs v;
+	ASSERT_EQ(statvfs(mnt, &v), 0);
+	ballast_keep(
+	    mnt, (off_t)((double)(v.f_blocks * v.f_frsize) * free_pct / 100));
 }
 
 static double free_pct(const char *mnt)
@@ -511,22 +519,6 @@ static void expect_uncached_fill(larder *db, const char *store, const char *key,
 		  larder_get(&e, db, NS, key, strlen(key), VER, strlen(VER)),
 		  LARDER_ENOTFOUND);
 	ASSERT_EQ(temps_left(store), 0);
-}
-
-/* Fill the disk with a file that is not the store's until `keep` bytes
- * are free. */
-static void ballast_keep(const char *mnt, off_t keep)
-{
-	struct statvfs v;
-	ASSERT_EQ(statvfs(mnt, &v), 0);
-	off_t len = (off_t)(v.f_bavail * v.f_frsize) - keep;
-	ASSERT(len > 0);
-	char path[4200];
-	snprintf(path, sizeof path, "%s/ballast", mnt);
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
-	ASSERT(fd >= 0);
-	ASSERT_EQ(posix_fallocate(fd, 0, len), 0);
-	ASSERT_EQ(close(fd), 0);
 }
 
 /* ENOSPC mid-write: 4 MiB on a 2 MiB disk, spilled to the temp file

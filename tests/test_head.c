@@ -12,7 +12,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "store_util.h"
 #include "testing.h"
 
 /* A check interval no stall of the machine reaches between two calls,
@@ -30,21 +30,15 @@
 
 static larder *open_with(unsigned flags, unsigned entries)
 {
-	larder *db = NULL;
 	larder_opts o = LARDER_OPTS_INIT;
-	o.flags = LARDER_OPEN_CREATE | flags;
-	o.fsync = LARDER_FSYNC_NONE;
-	o.create_fsync = LARDER_FSYNC_NONE;
+	o.flags = flags;
 	o.memo_check_ms = CHECK_MS;
 	o.memo_entries = entries;
-	int rc = larder_open(&db, test_path("store"), &o);
-	if (rc != 0)
-		test_fail(__FILE__, __LINE__, "larder_open: %d (%s): %s", rc,
-			  larder_strerror(rc), larder_errmsg(NULL));
-	return db;
+	return open_store_opts(&o);
 }
 
-static larder *open_store(void)
+/* The test's store, its head cache checked every CHECK_MS. */
+static larder *open_cached(void)
 {
 	return open_with(0, 0);
 }
@@ -93,6 +87,30 @@ static void head_miss_at(int line, larder *db, const char *key)
 			  key, rc, larder_strerror(rc));
 }
 #define HEAD_MISS(db, key) head_miss_at(__LINE__, db, key)
+
+/* Publish (key, ver) through db and look it up twice: the second lookup
+ * leaves it in db's head cache (remembered at its second read). */
+static void put_remembered_at(int line, larder *db, const char *key,
+			      const char *ver)
+{
+	put_at(line, db, key, ver);
+	head_is_at(line, db, key, ver);
+	head_is_at(line, db, key, ver);
+}
+#define PUT_REMEMBERED(db, key, ver) put_remembered_at(__LINE__, db, key, ver)
+
+/* HEAD_IS, after which db's head cache holds n records. */
+static void head_is_holding_at(int line, larder *db, const char *key,
+			       const char *ver, size_t n)
+{
+	head_is_at(line, db, key, ver);
+	size_t held = ldr_test_head_cache_size(db);
+	if (held != n)
+		test_fail(__FILE__, line, "head cache holds %zu, want %zu",
+			  held, n);
+}
+#define HEAD_IS_HOLDING(db, key, ver, n)                                       \
+	head_is_holding_at(__LINE__, db, key, ver, n)
 
 static const char *head_path(const char *key)
 {
@@ -210,29 +228,26 @@ static int quarantined_files(void)
 	return files_in(test_path("store/quarantine"), NULL);
 }
 
-/* The whole file at path, malloc'ed. */
-static uint8_t *slurp(const char *path, size_t *n)
+/* A store with ("k", "v1") published, and its entry file held open
+ * in *fd (HOLD); done() closes both. */
+static larder *open_with_k(int line, int *fd)
 {
-	struct stat st = STAT(path);
-	uint8_t *b = malloc((size_t)st.st_size + 1);
-	int fd = open(path, O_RDONLY);
-	ASSERT(b && fd >= 0);
-	ASSERT_EQ(read(fd, b, (size_t)st.st_size), st.st_size);
-	close(fd);
-	*n = (size_t)st.st_size;
-	return b;
+	larder *db = open_cached();
+	put_at(line, db, "k", "v1");
+	*fd = hold(line, entry_file("k", "v1"));
+	return db;
 }
+#define OPEN_WITH_K(fd) open_with_k(__LINE__, fd)
 
-static int count_walked(const larder_entry_info *info, void *payload)
+static void done(larder *db, int fd)
 {
-	(void)info;
-	(*(int *)payload)++;
-	return 0;
+	close(fd);
+	larder_close(db);
 }
 
 TEST(the_head_is_a_hard_link_to_the_newest_entry)
 {
-	larder *db = open_store();
+	larder *db = open_cached();
 	PUT(db, "k", "v1");
 	struct stat h = STAT(head_path("k")), e1 = STAT(entry_file("k", "v1"));
 	ASSERT_EQ(h.st_ino, e1.st_ino);
@@ -263,7 +278,7 @@ TEST(the_head_is_a_hard_link_to_the_newest_entry)
 
 TEST(a_hint_file_of_the_older_format_is_still_followed)
 {
-	larder *db = open_store(), *reader = open_store();
+	larder *db = open_cached(), *reader = open_cached();
 	PUT(db, "k", "v1");
 	PUT(db, "k", "v2");
 	/* what 0.2 wrote: a small file naming the version */
@@ -291,19 +306,17 @@ TEST(a_hint_file_of_the_older_format_is_still_followed)
 
 TEST(remove_by_version_drops_the_head_that_links_it)
 {
-	larder *db = open_store();
-	PUT(db, "k", "v1");
-	int fd = HOLD(entry_file("k", "v1"));
+	int fd;
+	larder *db = OPEN_WITH_K(&fd);
 	ASSERT_RC(db, larder_remove(db, "default", "k", 1, "v1", 2), 0);
 	ASSERT_EQ(links_of(fd), 0); /* no name left: its disk is freed */
 	HEAD_MISS(db, "k");
-	close(fd);
-	larder_close(db);
+	done(db, fd);
 }
 
 TEST(remove_by_the_head_drops_entry_and_head)
 {
-	larder *db = open_store();
+	larder *db = open_cached();
 	PUT(db, "k", "v1");
 	PUT(db, "k", "v2");
 	int fd = HOLD(entry_file("k", "v2"));
@@ -313,34 +326,31 @@ TEST(remove_by_the_head_drops_entry_and_head)
 	HEAD_MISS(db, "k");
 	/* the older version stays, by its version, and is no head */
 	ASSERT_EQ(STAT(entry_file("k", "v1")).st_nlink, 1);
-	close(fd);
-	larder_close(db);
+	done(db, fd);
 }
 
 TEST(an_entry_removed_by_an_older_larder_frees_its_head_at_the_next_lookup)
 {
 	/* An older larder removes the entry's name only: the head keeps the
 	 * file. A lookup finds it with one name left and drops it. */
-	larder *db = open_store();
-	PUT(db, "k", "v1");
-	int fd = HOLD(entry_file("k", "v1"));
+	int fd;
+	larder *db = OPEN_WITH_K(&fd);
 	ASSERT_EQ(unlink(entry_file("k", "v1")), 0);
 	ASSERT_EQ(links_of(fd), 1);
 	HEAD_MISS(db, "k");
 	ASSERT_EQ(links_of(fd), 0);
 	ASSERT(!exists(head_path("k")));
-	close(fd);
-	larder_close(db);
+	done(db, fd);
 }
 
 TEST(a_copy_at_the_head_name_serves_as_a_hint_of_its_version)
 {
 	/* A store copied without its hard links: the head is a copy of the
 	 * entry, and the entry's own name is read. */
-	larder *db = open_store();
+	larder *db = open_cached();
 	PUT(db, "k", "v1");
 	size_t n;
-	uint8_t *b = slurp(head_path("k"), &n);
+	uint8_t *b = read_file(head_path("k"), &n);
 	const char *tmp = test_path("copy");
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0444);
 	ASSERT(fd >= 0);
@@ -356,7 +366,7 @@ TEST(a_copy_at_the_head_name_serves_as_a_hint_of_its_version)
 
 TEST(gc_eviction_drops_the_heads_and_frees_the_files)
 {
-	larder *db = open_store();
+	larder *db = open_cached();
 	const char *keys[] = {"a", "b", "c", "d"};
 	int fds[4];
 	for (int i = 0; i < 4; i++) {
@@ -392,9 +402,8 @@ TEST(gc_eviction_drops_the_heads_and_frees_the_files)
 
 TEST(gc_of_a_superseded_version_keeps_the_newer_head)
 {
-	larder *db = open_store();
-	PUT(db, "k", "v1");
-	int fd = HOLD(entry_file("k", "v1"));
+	int fd;
+	larder *db = OPEN_WITH_K(&fd);
 	PUT(db, "k", "v2");
 	PUT(db, "j", "v1");
 	larder_limits l = LARDER_LIMITS_INIT;
@@ -413,37 +422,28 @@ TEST(gc_of_a_superseded_version_keeps_the_newer_head)
 		ASSERT(!exists(head_path("k")));
 		HEAD_MISS(db, "k");
 	}
-	close(fd);
-	larder_close(db);
+	done(db, fd);
 }
 
 TEST(walk_repair_quarantines_a_damaged_entry_and_its_head_once)
 {
-	larder *db = open_store();
-	PUT(db, "k", "v1");
-	int fd = HOLD(entry_file("k", "v1"));
+	int fd;
+	larder *db = OPEN_WITH_K(&fd);
 	damage(entry_file("k", "v1"));
-	int walked = 0;
-	ASSERT_RC(db,
-		  larder_walk(db, NULL, LARDER_WALK_VERIFY | LARDER_WALK_REPAIR,
-			      count_walked, &walked),
-		  0);
-	ASSERT_EQ(walked, 1);
+	ASSERT_EQ(walk_count(db, LARDER_WALK_VERIFY | LARDER_WALK_REPAIR), 1);
 	ASSERT_EQ(quarantined_files(), 1);
 	ASSERT_EQ(links_of(fd), 1); /* quarantine/ only */
 	ASSERT(!exists(head_path("k")));
 	uint64_t bad = larder_counter(db, LARDER_CTR_CHECKSUM_FAIL);
 	HEAD_MISS(db, "k");
 	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), bad);
-	close(fd);
-	larder_close(db);
+	done(db, fd);
 }
 
 TEST(a_damaged_entry_reached_through_its_head_is_quarantined_once)
 {
-	larder *db = open_store();
-	PUT(db, "k", "v1");
-	int fd = HOLD(entry_file("k", "v1"));
+	int fd;
+	larder *db = OPEN_WITH_K(&fd);
 	damage(entry_file("k", "v1"));
 	HEAD_MISS(db, "k");
 	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 1);
@@ -457,15 +457,13 @@ TEST(a_damaged_entry_reached_through_its_head_is_quarantined_once)
 	ASSERT_EQ(larder_get(&e, db, "default", "k", 1, "v1", 2),
 		  LARDER_ENOTFOUND);
 	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 1);
-	close(fd);
-	larder_close(db);
+	done(db, fd);
 }
 
 TEST(a_damaged_entry_reached_by_its_version_takes_its_head_along)
 {
-	larder *db = open_store();
-	PUT(db, "k", "v1");
-	int fd = HOLD(entry_file("k", "v1"));
+	int fd;
+	larder *db = OPEN_WITH_K(&fd);
 	damage(entry_file("k", "v1"));
 	larder_entry *e = NULL;
 	ASSERT_EQ(larder_get(&e, db, "default", "k", 1, "v1", 2),
@@ -474,8 +472,7 @@ TEST(a_damaged_entry_reached_by_its_version_takes_its_head_along)
 	ASSERT(!exists(head_path("k")));
 	HEAD_MISS(db, "k");
 	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 1);
-	close(fd);
-	larder_close(db);
+	done(db, fd);
 }
 
 TEST(a_head_with_a_third_name_is_checked_even_when_trusting_local_files)
@@ -493,7 +490,7 @@ TEST(a_head_with_a_third_name_is_checked_even_when_trusting_local_files)
 
 TEST(a_head_linking_another_keys_entry_is_no_head_of_this_key)
 {
-	larder *db = open_store();
+	larder *db = open_cached();
 	PUT(db, "a", "v1");
 	PUT(db, "b", "v1");
 	const char *tmp = test_path("planted");
@@ -510,16 +507,14 @@ TEST(a_head_linking_another_keys_entry_is_no_head_of_this_key)
 
 TEST(entries_are_counted_once_in_walk_and_usage)
 {
-	larder *db = open_store();
+	larder *db = open_cached();
 	int64_t bytes = 0;
 	const char *keys[] = {"a", "b", "c"};
 	for (int i = 0; i < 3; i++) {
 		PUT(db, keys[i], "v1");
 		bytes += STAT(entry_file(keys[i], "v1")).st_size;
 	}
-	int walked = 0;
-	ASSERT_RC(db, larder_walk(db, NULL, 0, count_walked, &walked), 0);
-	ASSERT_EQ(walked, 3);
+	ASSERT_EQ(walk_count(db, 0), 3);
 	ASSERT_RC(db, larder_stats_flush(db), 0);
 	larder_stats *s = NULL;
 	ASSERT_RC(db, larder_stats_read(&s, db), 0);
@@ -544,29 +539,33 @@ TEST(entries_are_counted_once_in_walk_and_usage)
 
 TEST(a_head_is_remembered_at_its_second_read)
 {
-	larder *db = open_store();
+	larder *db = open_cached();
 	PUT(db, "k", "v1");
-	HEAD_IS(db, "k", "v1");
-	ASSERT_EQ(ldr_test_head_cache_size(db), 0);
-	HEAD_IS(db, "k", "v1");
-	ASSERT_EQ(ldr_test_head_cache_size(db), 1);
-	HEAD_IS(db, "k", "v1");
-	ASSERT_EQ(ldr_test_head_cache_size(db), 1);
+	HEAD_IS_HOLDING(db, "k", "v1", 0);
+	HEAD_IS_HOLDING(db, "k", "v1", 1);
+	HEAD_IS_HOLDING(db, "k", "v1", 1);
 	larder_close(db);
 }
 
+/* other publishes (key, newer) while db remembers (key, old): within the
+ * check interval db may still serve old (the documented lag), so the
+ * cache is what answers; once its check falls due, newer. */
+static void follows_at(int line, larder *db, larder *other, const char *key,
+		       const char *old, const char *newer)
+{
+	put_at(line, other, key, newer);
+	head_is_at(line, db, key, old);
+	age(db, CHECK_MS);
+	head_is_at(line, db, key, newer);
+}
+#define FOLLOWS(db, other, key, old, newer)                                    \
+	follows_at(__LINE__, db, other, key, old, newer)
+
 TEST(a_newer_head_from_another_handle_is_seen_within_the_check_interval)
 {
-	larder *db = open_store(), *other = open_store();
-	PUT(db, "k", "v1");
-	HEAD_IS(db, "k", "v1");
-	HEAD_IS(db, "k", "v1"); /* remembered */
-	PUT(other, "k", "v2");
-	/* Within the interval the remembered head may still be served (the
-	 * documented lag): so the cache is what answers here. */
-	HEAD_IS(db, "k", "v1");
-	age(db, CHECK_MS);
-	HEAD_IS(db, "k", "v2");
+	larder *db = open_cached(), *other = open_cached();
+	PUT_REMEMBERED(db, "k", "v1");
+	FOLLOWS(db, other, "k", "v1", "v2");
 	/* and remembered again, followed again */
 	HEAD_IS(db, "k", "v2");
 	PUT(other, "k", "v3");
@@ -576,20 +575,15 @@ TEST(a_newer_head_from_another_handle_is_seen_within_the_check_interval)
 	 * a replacement (a new file) is followed. */
 	age(db, CHECK_MS);
 	HEAD_IS(db, "k", "v3");
-	PUT(other, "k", "v4");
-	HEAD_IS(db, "k", "v3");
-	age(db, CHECK_MS);
-	HEAD_IS(db, "k", "v4");
+	FOLLOWS(db, other, "k", "v3", "v4");
 	larder_close(other);
 	larder_close(db);
 }
 
 TEST(this_handles_own_publish_is_seen_at_once)
 {
-	larder *db = open_store();
-	PUT(db, "k", "v1");
-	HEAD_IS(db, "k", "v1");
-	HEAD_IS(db, "k", "v1");
+	larder *db = open_cached();
+	PUT_REMEMBERED(db, "k", "v1");
 	PUT(db, "k", "v2");
 	HEAD_IS(db, "k", "v2");
 	larder_close(db);
@@ -597,25 +591,19 @@ TEST(this_handles_own_publish_is_seen_at_once)
 
 TEST(an_unchanged_head_stays_remembered_after_its_check)
 {
-	larder *db = open_store();
-	PUT(db, "k", "v1");
-	HEAD_IS(db, "k", "v1");
-	HEAD_IS(db, "k", "v1");
+	larder *db = open_cached();
+	PUT_REMEMBERED(db, "k", "v1");
 	/* Past the racy window: judged by its identity from here on. */
 	age(db, CHECK_MS);
-	HEAD_IS(db, "k", "v1");
-	ASSERT_EQ(ldr_test_head_cache_size(db), 1);
-	HEAD_IS(db, "k", "v1");
-	ASSERT_EQ(ldr_test_head_cache_size(db), 1);
+	HEAD_IS_HOLDING(db, "k", "v1", 1);
+	HEAD_IS_HOLDING(db, "k", "v1", 1);
 	larder_close(db);
 }
 
 TEST(a_removed_head_is_a_miss_once_checked)
 {
-	larder *db = open_store();
-	PUT(db, "k", "v1");
-	HEAD_IS(db, "k", "v1");
-	HEAD_IS(db, "k", "v1");
+	larder *db = open_cached();
+	PUT_REMEMBERED(db, "k", "v1");
 	age(db, CHECK_MS); /* past the racy window */
 	HEAD_IS(db, "k", "v1");
 	/* The head goes, the entry stays (as another process's sweep may
@@ -629,17 +617,13 @@ TEST(a_removed_head_is_a_miss_once_checked)
 
 TEST(a_removed_entry_is_a_miss)
 {
-	larder *db = open_store(), *other = open_store();
-	PUT(db, "k", "v1");
-	HEAD_IS(db, "k", "v1");
-	HEAD_IS(db, "k", "v1");
+	larder *db = open_cached(), *other = open_cached();
+	PUT_REMEMBERED(db, "k", "v1");
 	ASSERT_RC(other, larder_remove(other, "default", "k", 1, NULL, 0), 0);
 	age(db, CHECK_MS);
 	HEAD_MISS(db, "k");
 	/* by this handle's own hand: at once */
-	PUT(db, "k", "v2");
-	HEAD_IS(db, "k", "v2");
-	HEAD_IS(db, "k", "v2");
+	PUT_REMEMBERED(db, "k", "v2");
 	ASSERT_RC(db, larder_remove(db, "default", "k", 1, NULL, 0), 0);
 	HEAD_MISS(db, "k");
 	larder_close(other);
@@ -652,9 +636,7 @@ TEST(the_cache_never_grows_past_its_bound)
 	char key[16];
 	for (int i = 0; i < 40; i++) {
 		snprintf(key, sizeof key, "k%d", i);
-		PUT(db, key, "v");
-		HEAD_IS(db, key, "v");
-		HEAD_IS(db, key, "v");
+		PUT_REMEMBERED(db, key, "v");
 		ASSERT(ldr_test_head_cache_size(db) <= 8);
 	}
 	ASSERT_EQ(ldr_test_head_cache_size(db), 8);
@@ -667,10 +649,8 @@ TEST(the_cache_never_grows_past_its_bound)
 TEST(verify_always_reads_every_head)
 {
 	larder *db = open_with(LARDER_OPEN_VERIFY_ALWAYS, 0),
-	       *other = open_store();
-	PUT(db, "k", "v1");
-	HEAD_IS(db, "k", "v1");
-	HEAD_IS(db, "k", "v1");
+	       *other = open_cached();
+	PUT_REMEMBERED(db, "k", "v1");
 	ASSERT_EQ(ldr_test_head_cache_size(db), 0);
 	PUT(other, "k", "v2");
 	HEAD_IS(db, "k", "v2");
@@ -680,10 +660,8 @@ TEST(verify_always_reads_every_head)
 
 TEST(a_forked_child_starts_without_the_cache)
 {
-	larder *db = open_store(), *other = open_store();
-	PUT(db, "k", "v1");
-	HEAD_IS(db, "k", "v1");
-	HEAD_IS(db, "k", "v1");
+	larder *db = open_cached(), *other = open_cached();
+	PUT_REMEMBERED(db, "k", "v1");
 	PUT(other, "k", "v2");
 	pid_t pid = fork();
 	ASSERT(pid >= 0);
@@ -706,18 +684,10 @@ TEST(a_forked_child_starts_without_the_cache)
 	larder_close(db);
 }
 
-#define THREADS 4
-
-struct hammer {
-	larder *db;
-	int id, bad;
-};
-
 /* Version-less lookups of a few keys from several threads while one of
  * them ages the cache: every answer is one of the key's versions. */
-static void *hammer_run(void *arg)
+static void hammer_run(struct hammer *h)
 {
-	struct hammer *h = arg;
 	char key[16];
 	for (int i = 0; i < 2000; i++) {
 		snprintf(key, sizeof key, "t%d", (i + h->id) % 6);
@@ -735,31 +705,23 @@ static void *hammer_run(void *arg)
 		if (h->id == 0 && i % 300 == 0)
 			age(h->db, CHECK_MS);
 	}
-	return NULL;
 }
 
 TEST(threads_share_the_cache)
 {
-	larder *db = open_with(0, 4), *other = open_store();
+	larder *db = open_with(0, 4), *other = open_cached();
 	char key[16];
 	for (int k = 0; k < 6; k++) {
 		snprintf(key, sizeof key, "t%d", k);
 		PUT(other, key, "v1");
 	}
-	struct hammer h[THREADS];
-	pthread_t t[THREADS];
-	for (int i = 0; i < THREADS; i++) {
-		h[i] = (struct hammer){db, i, 0};
-		ASSERT_EQ(pthread_create(&t[i], NULL, hammer_run, &h[i]), 0);
-	}
+	struct hammer h[HAMMER_THREADS];
+	hammer_start(h, db, hammer_run);
 	for (int k = 0; k < 6; k++) {
 		snprintf(key, sizeof key, "t%d", k);
 		PUT(other, key, "v2");
 	}
-	for (int i = 0; i < THREADS; i++) {
-		ASSERT_EQ(pthread_join(t[i], NULL), 0);
-		ASSERT_EQ(h[i].bad, 0);
-	}
+	hammer_join(h);
 	ASSERT(ldr_test_head_cache_size(db) <= 4);
 	age(db, CHECK_MS);
 	HEAD_IS(db, "t0", "v2");

@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -435,17 +434,10 @@ TEST(a_forked_child_verifies_again)
 	larder_close(db);
 }
 
-#define THREADS 4
 #define KEYS 12
 
-struct hammer {
-	larder *db;
-	int id, bad;
-};
-
-static void *hammer_run(void *arg)
+static void hammer_run(struct hammer *h)
 {
-	struct hammer *h = arg;
 	char key[16];
 	for (int i = 0; i < 3000; i++) {
 		int k = (i * 7 + h->id * 5) % KEYS;
@@ -462,7 +454,6 @@ static void *hammer_run(void *arg)
 		if (h->id == 0 && i % 500 == 0)
 			ldr_test_memo_age(h->db, 1000);
 	}
-	return NULL;
 }
 
 TEST(threads_hammering_one_handle_get_the_right_bytes)
@@ -475,16 +466,9 @@ TEST(threads_hammering_one_handle_get_the_right_bytes)
 		snprintf(key, sizeof key, "t%d", k);
 		PUT(db, key, k % 3 == 0 ? 100 * KiB : 3 * KiB);
 	}
-	pthread_t t[THREADS];
-	struct hammer h[THREADS];
-	for (int i = 0; i < THREADS; i++) {
-		h[i] = (struct hammer){db, i, 0};
-		ASSERT_EQ(pthread_create(&t[i], NULL, hammer_run, &h[i]), 0);
-	}
-	for (int i = 0; i < THREADS; i++) {
-		ASSERT_EQ(pthread_join(t[i], NULL), 0);
-		ASSERT_EQ(h[i].bad, 0);
-	}
+	struct hammer h[HAMMER_THREADS];
+	hammer_start(h, db, hammer_run);
+	hammer_join(h);
 	ASSERT(memo_hits(db) > 0);
 	larder_close(db);
 }

@@ -25,6 +25,7 @@
 #include "file.h"
 #include "fsutil.h"
 #include "hash.h"
+#include "lru.h"
 #include "memo.h"
 #include "naming.h"
 #include "quarantine.h"
@@ -447,136 +448,63 @@ int ldr_head_drop_file(larder *db, const char *ns, const void *key, size_t klen,
  * entries does (memo.c):
  *  - a head is remembered at its second read, not its first: a first
  *    lookup keeps nothing and costs no fstat;
- *  - a head changed within RACY_NS of its read (a replacement in the same
+ *  - a head changed within 2 s of its read (a replacement in the same
  *    timestamp tick, with a reused inode of the same size, would not
  *    show) is read again at its check instead of judged by its identity;
  *  - bounded (memo_entries records, least recently used first);
  *  - one mutex per handle, never held across a system call;
  *  - emptied in a forked child (pthread_atfork);
  *  - off with LARDER_OPEN_VERIFY_ALWAYS: every lookup reads the head.
+ * The table, its bound, lock, clock and fork handling are lru.c's, as
+ * the memo's are.
  * It only ever names a version: the entry is still looked up (memo or
  * file) and verified, so a stale head costs a miss or an older version,
  * never bytes that were not published. */
 
 #define SEEN_SLOTS 1024
-#define RACY_NS 2000000000LL
 
 struct hrec {
-	uint8_t hash[16]; /* H(ns, key): the head's name */
-	uint8_t *ver;	  /* one allocation: ver, ns, key */
+	struct ldr_lru_node node; /* first; its hash is H(ns, key) */
+	uint8_t *ver;		  /* one allocation: ver, ns, key */
 	const uint8_t *ns, *key;
 	size_t vlen, nslen, klen;
-	dev_t dev;
-	ino_t ino;
-	off_t size;
-	struct timespec mtime, ctime;
+	struct ldr_lru_ident id;
 	int64_t checked_ms;
-	int racy;
-	struct hrec *prev, *next, *chain;
 };
 
 struct ldr_heads {
-	pthread_mutex_t mu;
-	struct hrec **tab;
-	size_t mask;
-	struct hrec lru; /* most recent after the sentinel */
-	size_t n, max_n;
+	struct ldr_lru t;
 	int64_t check_ms;
-	int64_t skew_ms; /* tests move the clock (ldr_head_cache_age) */
 	/* Bumped by every forget: a read that began before one does not
 	 * put what it read (it may be the head just replaced). */
 	uint64_t gen;
-	uint64_t seen[SEEN_SLOTS];
-	struct ldr_heads *gprev, *gnext;
 };
 
-static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct ldr_heads *all;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static int atfork_ok;
-
-static void hc_drop_all(struct ldr_heads *c)
+static void hc_free(struct hrec *r)
 {
-	while (c->lru.next != &c->lru) {
-		struct hrec *r = c->lru.next;
-		r->prev->next = r->next;
-		r->next->prev = r->prev;
+	if (r) {
 		free(r->ver);
 		free(r);
 	}
-	memset(c->tab, 0, (c->mask + 1) * sizeof *c->tab);
-	memset(c->seen, 0, sizeof c->seen);
-	c->n = 0;
+}
+
+static void hc_release(struct ldr_lru_node *n)
+{
+	hc_free((struct hrec *)n);
+}
+
+/* A child reads heads from disk again rather than trust its parent's:
+ * the table emptied, it forgets what it saw once too. */
+static void hc_forked(struct ldr_lru *t)
+{
+	struct ldr_heads *c = (struct ldr_heads *)t;
+	memset(t->seen, 0, t->nseen * sizeof *t->seen);
 	c->gen++;
-}
-
-static void fork_prepare(void)
-{
-	pthread_mutex_lock(&all_mu);
-	for (struct ldr_heads *c = all; c; c = c->gnext)
-		pthread_mutex_lock(&c->mu);
-}
-
-static void fork_parent(void)
-{
-	for (struct ldr_heads *c = all; c; c = c->gnext)
-		pthread_mutex_unlock(&c->mu);
-	pthread_mutex_unlock(&all_mu);
-}
-
-/* A child reads heads from disk again rather than trust its parent's. */
-static void fork_child(void)
-{
-	for (struct ldr_heads *c = all; c; c = c->gnext) {
-		hc_drop_all(c);
-		pthread_mutex_unlock(&c->mu);
-	}
-	pthread_mutex_unlock(&all_mu);
-}
-
-static void atfork_install(void)
-{
-	atfork_ok = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
-}
-
-static int64_t hc_ms(const struct ldr_heads *c)
-{
-	return ldr_coarse_ms() + __atomic_load_n(&c->skew_ms, __ATOMIC_RELAXED);
-}
-
-static size_t hc_bucket(const struct ldr_heads *c, const uint8_t hash[16])
-{
-	uint64_t x;
-	memcpy(&x, hash, sizeof x);
-	return (size_t)x & c->mask;
 }
 
 static struct hrec *hc_find(struct ldr_heads *c, const uint8_t hash[16])
 {
-	struct hrec *r = c->tab[hc_bucket(c, hash)];
-	while (r && memcmp(r->hash, hash, 16) != 0)
-		r = r->chain;
-	return r;
-}
-
-/* Under c->mu: unlink r from its bucket and the LRU (the caller frees). */
-static void hc_unlink(struct ldr_heads *c, struct hrec *r)
-{
-	struct hrec **pp = &c->tab[hc_bucket(c, r->hash)];
-	while (*pp != r)
-		pp = &(*pp)->chain;
-	*pp = r->chain;
-	r->prev->next = r->next;
-	r->next->prev = r->prev;
-	c->n--;
-}
-
-static void hc_front(struct ldr_heads *c, struct hrec *r)
-{
-	r->next = c->lru.next;
-	r->prev = &c->lru;
-	c->lru.next->prev = r;
-	c->lru.next = r;
+	return (struct hrec *)ldr_lru_find(&c->t, hash);
 }
 
 void ldr_head_cache_open(larder *db, const larder_opts *o)
@@ -584,36 +512,16 @@ void ldr_head_cache_open(larder *db, const larder_opts *o)
 	db->heads = NULL;
 	if (db->flags & LARDER_OPEN_VERIFY_ALWAYS)
 		return;
-	int v3 = o && o->version >= 3;
-	size_t max_n =
-	    v3 && o->memo_entries ? o->memo_entries : LDR_MEMO_ENTRIES;
-	size_t nb = 16;
-	while (nb < max_n * 2 && nb < ((size_t)1 << 24))
-		nb *= 2;
+	struct ldr_memo_cfg cfg;
+	ldr_memo_cfg(o, &cfg);
 	struct ldr_heads *c = calloc(1, sizeof *c);
-	if (!c || !(c->tab = calloc(nb, sizeof *c->tab))) {
+	if (!c || ldr_lru_init(&c->t, cfg.entries, UINT64_MAX, SEEN_SLOTS,
+			       hc_release, hc_forked) != 0) {
 		/* Without it every version-less lookup reads its head. */
 		free(c);
 		return;
 	}
-	pthread_once(&atfork_once, atfork_install);
-	if (!atfork_ok) {
-		free(c->tab);
-		free(c);
-		return;
-	}
-	pthread_mutex_init(&c->mu, NULL);
-	c->mask = nb - 1;
-	c->lru.prev = c->lru.next = &c->lru;
-	c->max_n = max_n;
-	c->check_ms =
-	    v3 && o->memo_check_ms ? o->memo_check_ms : LDR_MEMO_CHECK_MS;
-	pthread_mutex_lock(&all_mu);
-	c->gnext = all;
-	if (all)
-		all->gprev = c;
-	all = c;
-	pthread_mutex_unlock(&all_mu);
+	c->check_ms = cfg.check_ms;
 	db->heads = c;
 }
 
@@ -622,17 +530,7 @@ void ldr_head_cache_close(larder *db)
 	struct ldr_heads *c = db->heads;
 	if (!c)
 		return;
-	pthread_mutex_lock(&all_mu);
-	if (c->gprev)
-		c->gprev->gnext = c->gnext;
-	else
-		all = c->gnext;
-	if (c->gnext)
-		c->gnext->gprev = c->gprev;
-	pthread_mutex_unlock(&all_mu);
-	hc_drop_all(c);
-	pthread_mutex_destroy(&c->mu);
-	free(c->tab);
+	ldr_lru_fini(&c->t);
 	free(c);
 	db->heads = NULL;
 }
@@ -644,33 +542,15 @@ static void hc_forget(larder *db, const uint8_t hash[16])
 	if (!c)
 		return;
 	struct hrec *r;
-	pthread_mutex_lock(&c->mu);
+	pthread_mutex_lock(&c->t.mu);
 	c->gen++;
 	if ((r = hc_find(c, hash)) != NULL)
-		hc_unlink(c, r);
-	pthread_mutex_unlock(&c->mu);
-	if (r) {
-		free(r->ver);
-		free(r);
-	}
+		ldr_lru_remove(&c->t, &r->node);
+	pthread_mutex_unlock(&c->t.mu);
+	hc_free(r);
 }
 
-static int same_head(const struct hrec *r, const struct stat *st)
-{
-	return S_ISREG(st->st_mode) && st->st_dev == r->dev &&
-	       st->st_ino == r->ino && st->st_size == r->size &&
-	       st->st_mtim.tv_sec == r->mtime.tv_sec &&
-	       st->st_mtim.tv_nsec == r->mtime.tv_nsec &&
-	       st->st_ctim.tv_sec == r->ctime.tv_sec &&
-	       st->st_ctim.tv_nsec == r->ctime.tv_nsec;
-}
-
-static int same_bytes(const void *a, size_t alen, const void *b, size_t blen)
-{
-	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
-}
-
-/* Under c->mu: the version of r, copied. */
+/* Under c->t.mu: the version of r, copied. */
 static int hc_copy(const struct hrec *r, uint8_t **ver, size_t *vlen)
 {
 	if (!(*ver = malloc(r->vlen ? r->vlen : 1)))
@@ -694,7 +574,7 @@ static void hc_put(larder *db, const uint8_t hash[16], const char *ns,
 		free(b);
 		return;
 	}
-	memcpy(r->hash, hash, 16);
+	memcpy(r->node.hash, hash, 16);
 	if (vlen)
 		memcpy(b, ver, vlen);
 	memcpy(b + vlen, ns, nslen);
@@ -706,46 +586,26 @@ static void hc_put(larder *db, const uint8_t hash[16], const char *ns,
 	r->nslen = nslen;
 	r->key = b + vlen + nslen;
 	r->klen = klen;
-	r->dev = st->st_dev;
-	r->ino = st->st_ino;
-	r->size = st->st_size;
-	r->mtime = st->st_mtim;
-	r->ctime = st->st_ctim;
-	int64_t skew = __atomic_load_n(&c->skew_ms, __ATOMIC_RELAXED);
-	r->racy = ldr_now_ns() + skew * 1000000 -
-		      ((int64_t)st->st_ctim.tv_sec * 1000000000 +
-		       st->st_ctim.tv_nsec) <
-		  RACY_NS;
+	ldr_lru_ident_take(&c->t, st, &r->id);
 	struct hrec *old = NULL, *lru = NULL;
-	pthread_mutex_lock(&c->mu);
+	pthread_mutex_lock(&c->t.mu);
 	if (c->gen != gen) {
 		/* Forgotten meanwhile: what we read may be the old head. */
-		pthread_mutex_unlock(&c->mu);
-		free(b);
-		free(r);
+		pthread_mutex_unlock(&c->t.mu);
+		hc_free(r);
 		return;
 	}
-	r->checked_ms = hc_ms(c);
+	r->checked_ms = ldr_lru_ms(&c->t);
 	if ((old = hc_find(c, hash)) != NULL)
-		hc_unlink(c, old);
-	if (c->n >= c->max_n && c->lru.prev != &c->lru) {
-		lru = c->lru.prev;
-		hc_unlink(c, lru);
+		ldr_lru_remove(&c->t, &old->node);
+	if (ldr_lru_full(&c->t, 0)) {
+		lru = (struct hrec *)ldr_lru_oldest(&c->t);
+		ldr_lru_remove(&c->t, &lru->node);
 	}
-	size_t i = hc_bucket(c, hash);
-	r->chain = c->tab[i];
-	c->tab[i] = r;
-	hc_front(c, r);
-	c->n++;
-	pthread_mutex_unlock(&c->mu);
-	if (old) {
-		free(old->ver);
-		free(old);
-	}
-	if (lru) {
-		free(lru->ver);
-		free(lru);
-	}
+	ldr_lru_insert(&c->t, &r->node);
+	pthread_mutex_unlock(&c->t.mu);
+	hc_free(old);
+	hc_free(lru);
 }
 
 static int find_load(larder *db, const char *rel, const char *ns,
@@ -769,48 +629,41 @@ static int head_get(larder *db, const char *ns, const void *key, size_t klen,
 				      NULL);
 
 	int again = 0, check = 0, had = 0;
-	struct hrec seen = {0};
-	pthread_mutex_lock(&c->mu);
+	struct ldr_lru_ident seen = {0};
+	pthread_mutex_lock(&c->t.mu);
 	uint64_t gen = c->gen;
 	struct hrec *r = hc_find(c, hash);
 	if (!r) {
-		uint64_t tag;
-		memcpy(&tag, hash + 8, sizeof tag);
-		tag |= 1; /* never the empty slot */
-		uint64_t *slot = &c->seen[hc_bucket(c, hash) % SEEN_SLOTS];
-		again = *slot == tag;
-		*slot = tag;
-	} else if (!same_bytes(r->ns, r->nslen, ns, strlen(ns)) ||
-		   !same_bytes(r->key, r->klen, key, klen)) {
+		again = ldr_lru_seen(&c->t, hash);
+	} else if (!ldr_same_bytes(r->ns, r->nslen, ns, strlen(ns)) ||
+		   !ldr_same_bytes(r->key, r->klen, key, klen)) {
 		again = 1; /* a 128-bit collision: read, and replace it */
-	} else if (hc_ms(c) - r->checked_ms < c->check_ms) {
+	} else if (ldr_lru_ms(&c->t) - r->checked_ms < c->check_ms) {
 		int rc = hc_copy(r, ver, vlen);
-		if (rc == 0) {
-			r->prev->next = r->next;
-			r->next->prev = r->prev;
-			hc_front(c, r);
-		}
-		pthread_mutex_unlock(&c->mu);
+		if (rc == 0)
+			ldr_lru_touch(&c->t, &r->node);
+		pthread_mutex_unlock(&c->t.mu);
 		if (rc == 0)
 			return 0;
 		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
 	} else {
 		again = had = 1;
-		check = !r->racy;
-		seen = *r;
+		check = !r->id.racy;
+		seen = r->id;
 		if (check && hc_copy(r, ver, vlen) != 0)
 			check = 0;
 	}
-	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_unlock(&c->t.mu);
 
 	if (check) {
 		/* Due for a look: the same file (one stat) is the same head. */
-		if (ldr_lstat(db, rel, &st) == 0 && same_head(&seen, &st)) {
-			pthread_mutex_lock(&c->mu);
+		if (ldr_lstat(db, rel, &st) == 0 &&
+		    ldr_lru_ident_same(&seen, &st)) {
+			pthread_mutex_lock(&c->t.mu);
 			r = hc_find(c, hash);
 			if (r && c->gen == gen)
-				r->checked_ms = hc_ms(c);
-			pthread_mutex_unlock(&c->mu);
+				r->checked_ms = ldr_lru_ms(&c->t);
+			pthread_mutex_unlock(&c->t.mu);
 			return 0;
 		}
 		free(*ver);
@@ -1020,7 +873,7 @@ void ldr_head_rejected(larder *db, const struct ldr_head_found *hf)
 void ldr_head_cache_age(larder *db, int64_t ms)
 {
 	if (db->heads)
-		__atomic_add_fetch(&db->heads->skew_ms, ms, __ATOMIC_RELAXED);
+		ldr_lru_age(&db->heads->t, ms);
 }
 
 size_t ldr_head_cache_size(larder *db)
@@ -1028,8 +881,8 @@ size_t ldr_head_cache_size(larder *db)
 	struct ldr_heads *c = db->heads;
 	if (!c)
 		return 0;
-	pthread_mutex_lock(&c->mu);
-	size_t n = c->n;
-	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_lock(&c->t.mu);
+	size_t n = c->t.n;
+	pthread_mutex_unlock(&c->t.mu);
 	return n;
 }

@@ -27,18 +27,19 @@
  *  - after fork() the child's memos are emptied (pthread_atfork): the
  *    child verifies from disk again rather than trust what its parent
  *    remembered.
+ * The table, its bounds, lock, clock and fork handling are lru.c's,
+ * shared with the head cache (head.c).
  */
 #include "memo.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#include "clock.h"
 #include "fsutil.h"
+#include "lru.h"
 
 struct ldr_memo_blob {
 	unsigned refs;
@@ -52,102 +53,19 @@ struct ldr_memo_blob {
 #define SEEN_SLOTS 4096
 
 struct rec {
-	uint8_t hash[16];
-	struct ldr_memo_hit hit; /* hit.b holds the memo's reference */
+	struct ldr_lru_node node; /* first: a node is its record */
+	struct ldr_memo_hit hit;  /* hit.b holds the memo's reference */
 	const uint8_t *ns, *key;
 	size_t nslen, klen;
 	char rel[LDR_REL_MAX];
-	dev_t dev;
-	ino_t ino;
-	off_t fsize;
-	struct timespec mtime, ctime;
+	struct ldr_lru_ident id;
 	int64_t checked_ms, hashed_ms; /* the memo's clock */
-	/* The file changed within RACY_NS of its verified read (a later
-	 * write in the same timestamp tick would leave its identity as it
-	 * was): the check reads and verifies it again instead. */
-	int racy;
-	uint64_t bytes;
-	struct rec *prev, *next; /* LRU: most recent after the sentinel */
-	struct rec *chain;	 /* hash bucket */
 };
 
 struct ldr_memo {
-	pthread_mutex_t mu;
-	struct rec **tab;
-	size_t mask; /* buckets - 1 */
-	struct rec lru;
-	size_t n, max_n;
-	uint64_t bytes, max_bytes;
+	struct ldr_lru t;
 	int64_t check_ms, rehash_ms;
-	int64_t skew_ms; /* tests age the records (ldr_memo_age) */
-	/* Tags of entries read once and not memoised (admission on the
-	 * second read), direct-mapped: a clash only delays a memo. */
-	uint64_t seen[SEEN_SLOTS];
-	struct ldr_memo *gprev, *gnext; /* all memos, for fork */
 };
-
-/* Every memo of the process, so that a forked child can empty them. */
-static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct ldr_memo *all;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-/* Timestamps are as coarse as a jiffy on local filesystems and a second
- * on some network ones: a file whose ctime is this close to its read is
- * not judged by its identity (git's "racily clean" entries). */
-#define RACY_NS 2000000000LL
-
-static void drop_all(struct ldr_memo *m);
-
-/* Before fork: hold every memo's lock, so that none is mid-change in the
- * child; after it, release them, and in the child empty them. */
-static void fork_prepare(void)
-{
-	pthread_mutex_lock(&all_mu);
-	for (struct ldr_memo *m = all; m; m = m->gnext)
-		pthread_mutex_lock(&m->mu);
-}
-
-static void fork_parent(void)
-{
-	for (struct ldr_memo *m = all; m; m = m->gnext)
-		pthread_mutex_unlock(&m->mu);
-	pthread_mutex_unlock(&all_mu);
-}
-
-static void fork_child(void)
-{
-	for (struct ldr_memo *m = all; m; m = m->gnext) {
-		drop_all(m);
-		pthread_mutex_unlock(&m->mu);
-	}
-	pthread_mutex_unlock(&all_mu);
-}
-
-static int atfork_ok;
-
-static void atfork_install(void)
-{
-	atfork_ok = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
-}
-
-static int64_t clock_ms(const struct ldr_memo *m)
-{
-	return ldr_coarse_ms() + __atomic_load_n(&m->skew_ms, __ATOMIC_RELAXED);
-}
-
-/* Wall-clock time for expiry and file times, aged as the memo's clock */
-static int64_t wall_ns(const struct ldr_memo *m)
-{
-	return ldr_now_ns() +
-	       __atomic_load_n(&m->skew_ms, __ATOMIC_RELAXED) * 1000000;
-}
-
-static size_t bucket(const struct ldr_memo *m, const uint8_t hash[16])
-{
-	uint64_t x;
-	memcpy(&x, hash, sizeof x);
-	return (size_t)x & m->mask;
-}
 
 void ldr_memo_unref(struct ldr_memo_blob *b)
 {
@@ -158,49 +76,39 @@ void ldr_memo_unref(struct ldr_memo_blob *b)
 	free(b);
 }
 
-static void unlink_rec(struct ldr_memo *m, struct rec *r)
-{
-	struct rec **pp = &m->tab[bucket(m, r->hash)];
-	while (*pp != r)
-		pp = &(*pp)->chain;
-	*pp = r->chain;
-	r->prev->next = r->next;
-	r->next->prev = r->prev;
-	m->n--;
-	m->bytes -= r->bytes;
-}
-
-/* Under m->mu; the blob's reference is dropped by the caller, outside
+/* Under m->t.mu; the blob's reference is dropped by the caller, outside
  * the lock when it may be the last (munmap is a system call). */
 static struct ldr_memo_blob *remove_rec(struct ldr_memo *m, struct rec *r)
 {
 	struct ldr_memo_blob *b = r->hit.b;
-	unlink_rec(m, r);
+	ldr_lru_remove(&m->t, &r->node);
 	free(r);
 	return b;
 }
 
-static void drop_all(struct ldr_memo *m)
+/* The table lets go of a record (close, a forked child). */
+static void release_rec(struct ldr_lru_node *n)
 {
-	while (m->lru.next != &m->lru)
-		ldr_memo_unref(remove_rec(m, m->lru.next));
-}
-
-/* Under m->mu: r becomes the most recently used. */
-static void lru_front(struct ldr_memo *m, struct rec *r)
-{
-	r->next = m->lru.next;
-	r->prev = &m->lru;
-	m->lru.next->prev = r;
-	m->lru.next = r;
+	struct rec *r = (struct rec *)n;
+	ldr_memo_unref(r->hit.b);
+	free(r);
 }
 
 static struct rec *find(struct ldr_memo *m, const uint8_t hash[16])
 {
-	struct rec *r = m->tab[bucket(m, hash)];
-	while (r && memcmp(r->hash, hash, 16) != 0)
-		r = r->chain;
-	return r;
+	return (struct rec *)ldr_lru_find(&m->t, hash);
+}
+
+void ldr_memo_cfg(const larder_opts *o, struct ldr_memo_cfg *cfg)
+{
+	int v3 = o && o->version >= 3;
+	cfg->entries =
+	    v3 && o->memo_entries ? o->memo_entries : LDR_MEMO_ENTRIES;
+	cfg->bytes = v3 && o->memo_bytes ? o->memo_bytes : LDR_MEMO_BYTES;
+	cfg->check_ms =
+	    v3 && o->memo_check_ms ? o->memo_check_ms : LDR_MEMO_CHECK_MS;
+	cfg->rehash_ms =
+	    v3 && o->memo_rehash_ms ? o->memo_rehash_ms : LDR_MEMO_REHASH_MS;
 }
 
 void ldr_memo_open(larder *db, const larder_opts *o)
@@ -208,44 +116,25 @@ void ldr_memo_open(larder *db, const larder_opts *o)
 	db->memo = NULL;
 	if (db->flags & LARDER_OPEN_VERIFY_ALWAYS)
 		return;
-	int v3 = o && o->version >= 3;
-	size_t max_n =
-	    v3 && o->memo_entries ? o->memo_entries : LDR_MEMO_ENTRIES;
+	struct ldr_memo_cfg cfg;
+	ldr_memo_cfg(o, &cfg);
 	struct ldr_memo *m = calloc(1, sizeof *m);
-	size_t nb = 16;
-	while (nb < max_n * 2 && nb < ((size_t)1 << 24))
-		nb *= 2;
-	if (!m || !(m->tab = calloc(nb, sizeof *m->tab))) {
+	int e = m ? ldr_lru_init(&m->t, cfg.entries, cfg.bytes, SEEN_SLOTS,
+				 release_rec, NULL)
+		  : ENOMEM;
+	if (e) {
+		/* Without fork handling a child could not be kept from
+		 * trusting its parent's memo: go without one. */
 		free(m);
-		ldr_log(db, LARDER_LOG_WARN,
-			"out of memory for the memo of '%s': every hit reads "
-			"and verifies its entry",
-			db->dir);
+		if (e == ENOMEM)
+			ldr_log(db, LARDER_LOG_WARN,
+				"out of memory for the memo of '%s': every "
+				"hit reads and verifies its entry",
+				db->dir);
 		return;
 	}
-	pthread_once(&atfork_once, atfork_install);
-	if (!atfork_ok) {
-		/* A child could not be kept from trusting its parent's memo:
-		 * go without one. */
-		free(m->tab);
-		free(m);
-		return;
-	}
-	pthread_mutex_init(&m->mu, NULL);
-	m->mask = nb - 1;
-	m->lru.prev = m->lru.next = &m->lru;
-	m->max_n = max_n;
-	m->max_bytes = v3 && o->memo_bytes ? o->memo_bytes : LDR_MEMO_BYTES;
-	m->check_ms =
-	    v3 && o->memo_check_ms ? o->memo_check_ms : LDR_MEMO_CHECK_MS;
-	m->rehash_ms =
-	    v3 && o->memo_rehash_ms ? o->memo_rehash_ms : LDR_MEMO_REHASH_MS;
-	pthread_mutex_lock(&all_mu);
-	m->gnext = all;
-	if (all)
-		all->gprev = m;
-	all = m;
-	pthread_mutex_unlock(&all_mu);
+	m->check_ms = cfg.check_ms;
+	m->rehash_ms = cfg.rehash_ms;
 	db->memo = m;
 }
 
@@ -254,34 +143,9 @@ void ldr_memo_close(larder *db)
 	struct ldr_memo *m = db->memo;
 	if (!m)
 		return;
-	pthread_mutex_lock(&all_mu);
-	if (m->gprev)
-		m->gprev->gnext = m->gnext;
-	else
-		all = m->gnext;
-	if (m->gnext)
-		m->gnext->gprev = m->gprev;
-	pthread_mutex_unlock(&all_mu);
-	drop_all(m);
-	pthread_mutex_destroy(&m->mu);
-	free(m->tab);
+	ldr_lru_fini(&m->t);
 	free(m);
 	db->memo = NULL;
-}
-
-static int same_ident(const struct rec *r, const struct stat *st)
-{
-	return S_ISREG(st->st_mode) && st->st_dev == r->dev &&
-	       st->st_ino == r->ino && st->st_size == r->fsize &&
-	       st->st_mtim.tv_sec == r->mtime.tv_sec &&
-	       st->st_mtim.tv_nsec == r->mtime.tv_nsec &&
-	       st->st_ctim.tv_sec == r->ctime.tv_sec &&
-	       st->st_ctim.tv_nsec == r->ctime.tv_nsec;
-}
-
-static int same_bytes(const void *a, size_t alen, const void *b, size_t blen)
-{
-	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
 }
 
 int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
@@ -294,17 +158,10 @@ int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
 	struct ldr_memo_blob *drop = NULL;
 	int hit = 0;
 	out->again = 0;
-	pthread_mutex_lock(&m->mu);
+	pthread_mutex_lock(&m->t.mu);
 	struct rec *r = find(m, hash);
 	if (!r) {
-		uint64_t tag;
-		memcpy(&tag, hash + 8, sizeof tag);
-		tag |= 1; /* never the empty slot */
-		uint64_t *slot = &m->seen[bucket(m, hash) % SEEN_SLOTS];
-		if (*slot == tag)
-			out->again = 1;
-		else
-			*slot = tag;
+		out->again = ldr_lru_seen(&m->t, hash);
 		goto out;
 	}
 	out->again = 1;
@@ -312,14 +169,14 @@ int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
 		goto out;
 	/* The name is a 128-bit hash; the file's header names what it
 	 * holds, and so does the record (a collision is a miss). */
-	if (!same_bytes(r->ns, r->nslen, ns, strlen(ns)) ||
-	    !same_bytes(r->key, r->klen, key, klen) ||
-	    !same_bytes(r->hit.ver, r->hit.vlen, ver, vlen))
+	if (!ldr_same_bytes(r->ns, r->nslen, ns, strlen(ns)) ||
+	    !ldr_same_bytes(r->key, r->klen, key, klen) ||
+	    !ldr_same_bytes(r->hit.ver, r->hit.vlen, ver, vlen))
 		goto out;
-	int64_t now = clock_ms(m);
-	if ((r->hit.expires && wall_ns(m) >= r->hit.expires) ||
+	int64_t now = ldr_lru_ms(&m->t);
+	if ((r->hit.expires && ldr_lru_wall_ns(&m->t) >= r->hit.expires) ||
 	    now - r->hashed_ms >= m->rehash_ms ||
-	    (r->racy && now - r->checked_ms >= m->check_ms)) {
+	    (r->id.racy && now - r->checked_ms >= m->check_ms)) {
 		/* Expired (the read path counts and reports it), or due
 		 * for a verification from disk. */
 		drop = remove_rec(m, r);
@@ -328,22 +185,22 @@ int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
 	if (now - r->checked_ms >= m->check_ms) {
 		/* The file's identity, looked at outside the lock. */
 		char rel[LDR_REL_MAX];
-		struct rec seen = *r;
+		struct ldr_lru_ident seen = r->id;
 		struct ldr_memo_blob *b = r->hit.b;
 		__atomic_add_fetch(&b->refs, 1, __ATOMIC_RELAXED);
 		memcpy(rel, r->rel, sizeof rel);
-		pthread_mutex_unlock(&m->mu);
+		pthread_mutex_unlock(&m->t.mu);
 		struct stat st;
-		int same =
-		    ldr_lstat(db, rel, &st) == 0 && same_ident(&seen, &st);
-		pthread_mutex_lock(&m->mu);
+		int same = ldr_lstat(db, rel, &st) == 0 &&
+			   ldr_lru_ident_same(&seen, &st);
+		pthread_mutex_lock(&m->t.mu);
 		r = find(m, hash);
 		if (r && r->hit.b != b)
 			r = NULL; /* replaced meanwhile: judged by its own */
 		if (!same) {
 			if (r)
 				drop = remove_rec(m, r);
-			pthread_mutex_unlock(&m->mu);
+			pthread_mutex_unlock(&m->t.mu);
 			ldr_memo_unref(drop);
 			ldr_memo_unref(b);
 			return 0;
@@ -353,14 +210,12 @@ int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
 			goto out;
 		r->checked_ms = now;
 	}
-	r->prev->next = r->next;
-	r->next->prev = r->prev;
-	lru_front(m, r);
+	ldr_lru_touch(&m->t, &r->node);
 	*out = r->hit;
 	__atomic_add_fetch(&r->hit.b->refs, 1, __ATOMIC_RELAXED);
 	hit = 1;
 out:
-	pthread_mutex_unlock(&m->mu);
+	pthread_mutex_unlock(&m->t.mu);
 	ldr_memo_unref(drop);
 	if (hit)
 		ldr_count(db, LARDER_CTR_MEMO_HITS);
@@ -376,7 +231,7 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 		return -1;
 	uint64_t bytes = (uint64_t)f->len + (plain ? h->raw_len : 0) +
 			 sizeof(struct rec) + sizeof(struct ldr_memo_blob);
-	if (bytes > m->max_bytes)
+	if (bytes > m->t.max_bytes)
 		return -1;
 	/* Not on an entry's first read (SEEN_SLOTS): that read stays one
 	 * open, one pread and one close, and keeps nothing. */
@@ -400,7 +255,7 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 	b->plain = plain;
 	memset(f, 0, sizeof *f);
 	f->fd = -1;
-	memcpy(r->hash, hash, 16);
+	memcpy(r->node.hash, hash, 16);
 	r->hit = (struct ldr_memo_hit){.b = b,
 				       .data = data,
 				       .size = h->raw_len,
@@ -416,21 +271,14 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 	r->key = h->key;
 	r->klen = h->key_len;
 	snprintf(r->rel, sizeof r->rel, "%s", rel);
-	r->dev = st.st_dev;
-	r->ino = st.st_ino;
-	r->fsize = st.st_size;
-	r->mtime = st.st_mtim;
-	r->ctime = st.st_ctim;
-	r->racy = wall_ns(m) - ((int64_t)st.st_ctim.tv_sec * 1000000000 +
-				st.st_ctim.tv_nsec) <
-		  RACY_NS;
-	r->bytes = bytes;
+	ldr_lru_ident_take(&m->t, &st, &r->id);
+	r->node.bytes = bytes;
 	*hit = r->hit;
 
 	struct ldr_memo_blob *drop[8];
 	int ndrop = 0;
-	pthread_mutex_lock(&m->mu);
-	int64_t now = clock_ms(m);
+	pthread_mutex_lock(&m->t.mu);
+	int64_t now = ldr_lru_ms(&m->t);
 	r->checked_ms = r->hashed_ms = now;
 	struct rec *old = find(m, hash);
 	if (old)
@@ -440,21 +288,18 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 	 * that a mapping does not keep a removed file's blocks on disk for
 	 * long. Blobs beyond a few are released under the lock (rare: a
 	 * burst of large entries). */
-	while (m->n && (m->n >= m->max_n || m->bytes + bytes > m->max_bytes ||
-			now - m->lru.prev->hashed_ms >= m->rehash_ms)) {
-		struct ldr_memo_blob *x = remove_rec(m, m->lru.prev);
+	struct rec *lru;
+	while ((lru = (struct rec *)ldr_lru_oldest(&m->t)) != NULL &&
+	       (ldr_lru_full(&m->t, bytes) ||
+		now - lru->hashed_ms >= m->rehash_ms)) {
+		struct ldr_memo_blob *x = remove_rec(m, lru);
 		if (ndrop < 8)
 			drop[ndrop++] = x;
 		else
 			ldr_memo_unref(x);
 	}
-	size_t i = bucket(m, hash);
-	r->chain = m->tab[i];
-	m->tab[i] = r;
-	lru_front(m, r);
-	m->n++;
-	m->bytes += bytes;
-	pthread_mutex_unlock(&m->mu);
+	ldr_lru_insert(&m->t, &r->node);
+	pthread_mutex_unlock(&m->t.mu);
 	while (ndrop)
 		ldr_memo_unref(drop[--ndrop]);
 	return 0;
@@ -470,18 +315,18 @@ void ldr_memo_forget(larder *db, const char *rel)
 	if (ldr_unhex(rel + n - 32, 16, hash) != 0)
 		return; /* not an entry's name */
 	struct ldr_memo_blob *drop = NULL;
-	pthread_mutex_lock(&m->mu);
+	pthread_mutex_lock(&m->t.mu);
 	struct rec *r = find(m, hash);
 	if (r)
 		drop = remove_rec(m, r);
-	pthread_mutex_unlock(&m->mu);
+	pthread_mutex_unlock(&m->t.mu);
 	ldr_memo_unref(drop);
 }
 
 void ldr_memo_age(larder *db, int64_t ms)
 {
 	if (db->memo)
-		__atomic_add_fetch(&db->memo->skew_ms, ms, __ATOMIC_RELAXED);
+		ldr_lru_age(&db->memo->t, ms);
 }
 
 void ldr_memo_usage(larder *db, size_t *entries, uint64_t *bytes)
@@ -491,8 +336,8 @@ void ldr_memo_usage(larder *db, size_t *entries, uint64_t *bytes)
 	*bytes = 0;
 	if (!m)
 		return;
-	pthread_mutex_lock(&m->mu);
-	*entries = m->n;
-	*bytes = m->bytes;
-	pthread_mutex_unlock(&m->mu);
+	pthread_mutex_lock(&m->t.mu);
+	*entries = m->t.n;
+	*bytes = m->t.bytes;
+	pthread_mutex_unlock(&m->t.mu);
 }

@@ -40,6 +40,16 @@ struct ldr_memo_hit {
 	int again;
 };
 
+/* larder_opts' memo fields, their defaults where 0 or where opts is
+ * older than version 3; the head cache takes its bound and check
+ * interval from them too (head.c). */
+struct ldr_memo_cfg {
+	size_t entries;
+	uint64_t bytes;
+	int64_t check_ms, rehash_ms;
+};
+void ldr_memo_cfg(const larder_opts *opts, struct ldr_memo_cfg *cfg);
+
 /* Make db->memo as opts says (NULL: off, or out of memory: a handle
  * without a memo only reads more). */
 void ldr_memo_open(larder *db, const larder_opts *opts);
