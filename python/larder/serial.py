@@ -286,19 +286,18 @@ def _load_npy(mv, crc=None):
 # --- arrow (only when importable) ---------------------------------------------
 
 
+# The frames stored as Arrow IPC, in the order of the header's sub-kind
+# (0 to 3); looked up only in modules already imported: an object of a
+# module not imported cannot be at hand.
+_ARROW_KINDS = (("pyarrow", "Table"), ("pyarrow", "RecordBatch"),
+                ("polars", "DataFrame"), ("polars", "Series"))
+
+
 def _arrow_kind(obj):
-    pa = sys.modules.get("pyarrow")
-    if pa is not None:
-        if isinstance(obj, pa.Table):
-            return 0
-        if isinstance(obj, pa.RecordBatch):
-            return 1
-    pl = sys.modules.get("polars")
-    if pl is not None:
-        if isinstance(obj, pl.DataFrame):
-            return 2
-        if isinstance(obj, pl.Series):
-            return 3
+    for kind, (module, name) in enumerate(_ARROW_KINDS):
+        mod = sys.modules.get(module)
+        if mod is not None and isinstance(obj, getattr(mod, name)):
+            return kind
     return None
 
 

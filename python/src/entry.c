@@ -239,6 +239,19 @@ static int writer_usable(WriterObject *w)
 	return 0;
 }
 
+static larder *writer_db(WriterObject *w)
+{
+	return pyl_store_root((StoreObject *)w->store)->db;
+}
+
+/* The C writer is gone (committed or aborted): the store it kept busy
+ * can close again. */
+static void writer_gone(WriterObject *w)
+{
+	w->w = NULL;
+	pyl_store_root((StoreObject *)w->store)->busy--;
+}
+
 static PyObject *writer_write(WriterObject *w, PyObject *arg)
 {
 	Py_buffer b;
@@ -255,16 +268,14 @@ static PyObject *writer_write(WriterObject *w, PyObject *arg)
 	NOGIL(rc = larder_writer_write(w->w, b.buf, (size_t)b.len));
 	w->busy = 0;
 	PyBuffer_Release(&b);
-	larder *db = pyl_store_root((StoreObject *)w->store)->db;
+	larder *db = writer_db(w);
 	if (rc == LARDER_EFULL || rc == LARDER_EPERM) {
 		/* Warn before aborting: the message is this thread's last
 		 * failure on db only until the next call. */
-		int wr = PyErr_WarnFormat(pyl_NotStoredWarning, 1,
-					  "not stored: %s", larder_errmsg(db));
+		int wr = pyl_warn_not_stored(db, 1);
 		larder_writer_abort(w->w);
-		w->w = NULL;
+		writer_gone(w);
 		w->unstored = 1;
-		pyl_store_root((StoreObject *)w->store)->busy--;
 		if (wr < 0)
 			return NULL;
 		Py_RETURN_NONE;
@@ -284,20 +295,13 @@ static PyObject *writer_commit(WriterObject *w, PyObject *unused)
 		w->unstored = 0; /* committed: later calls are refused */
 		Py_RETURN_FALSE;
 	}
-	larder *db = pyl_store_root((StoreObject *)w->store)->db;
+	/* Taken first: no other call may use it while this one commits
+	 * with the GIL released; the store stays busy until it is done. */
 	larder_writer *lw = w->w;
 	w->w = NULL;
 	NOGIL(rc = larder_writer_commit(lw));
-	pyl_store_root((StoreObject *)w->store)->busy--;
-	if (rc == LARDER_EFULL || rc == LARDER_EPERM) {
-		if (PyErr_WarnFormat(pyl_NotStoredWarning, 1, "not stored: %s",
-				     larder_errmsg(db)) < 0)
-			return NULL;
-		Py_RETURN_FALSE;
-	}
-	if (rc < 0)
-		return pyl_raise(db, rc);
-	return PyBool_FromLong(rc == 0);
+	writer_gone(w);
+	return pyl_published(writer_db(w), rc, 1);
 }
 
 static PyObject *writer_abort(WriterObject *w, PyObject *unused)
@@ -309,8 +313,7 @@ static PyObject *writer_abort(WriterObject *w, PyObject *unused)
 	if (writer_usable(w) < 0)
 		return NULL;
 	larder_writer_abort(w->w);
-	w->w = NULL;
-	pyl_store_root((StoreObject *)w->store)->busy--;
+	writer_gone(w);
 	Py_RETURN_NONE;
 }
 
@@ -328,18 +331,9 @@ static PyObject *writer_exit(WriterObject *w, PyObject *args)
 {
 	PyObject *type =
 	    PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0) : Py_None;
-	if (type != Py_None || (!w->w && !w->unstored)) {
-		PyObject *r = writer_abort(w, NULL);
-		if (!r)
-			return NULL;
-		Py_DECREF(r);
-		Py_RETURN_FALSE;
-	}
-	PyObject *r = writer_commit(w, NULL);
-	if (!r)
-		return NULL;
-	Py_DECREF(r);
-	Py_RETURN_FALSE;
+	if (type != Py_None || (!w->w && !w->unstored))
+		return pyl_exit_false(writer_abort(w, NULL));
+	return pyl_exit_false(writer_commit(w, NULL));
 }
 
 static void writer_dealloc(WriterObject *w)
@@ -349,8 +343,7 @@ static void writer_dealloc(WriterObject *w)
 		 * child leaves its temp file alone. */
 		if (w->pid == getpid())
 			larder_writer_abort(w->w);
-		pyl_store_root((StoreObject *)w->store)->busy--;
-		w->w = NULL;
+		writer_gone(w);
 	}
 	Py_XDECREF(w->store);
 	PyObject_Free(w);
@@ -377,13 +370,3 @@ PyTypeObject Writer_Type = {
 	      "exit of its with block, aborted on an exception.",
     .tp_methods = writer_methods,
 };
-
-int pyl_entry_types_ready(PyObject *m)
-{
-	if (PyType_Ready(&Entry_Type) < 0 || PyType_Ready(&Writer_Type) < 0)
-		return -1;
-	if (PyModule_AddObjectRef(m, "Entry", (PyObject *)&Entry_Type) < 0 ||
-	    PyModule_AddObjectRef(m, "Writer", (PyObject *)&Writer_Type) < 0)
-		return -1;
-	return 0;
-}

@@ -191,13 +191,6 @@ PyTypeObject Hasher_Type = {
     .tp_new = PyType_GenericNew,
 };
 
-int pyl_hasher_ready(PyObject *m)
-{
-	if (PyType_Ready(&Hasher_Type) < 0)
-		return -1;
-	return PyModule_AddObjectRef(m, "Hasher", (PyObject *)&Hasher_Type);
-}
-
 /* A call's encoding (docs/python.md, "Memoize keys"), grown as needed. */
 struct enc {
 	unsigned char *p;

@@ -81,6 +81,32 @@ PyObject *pyl_raise_msg(int rc, const char *msg)
 	return raise_with(rc, msg, 0);
 }
 
+int pyl_warn_not_stored(const larder *db, int stacklevel)
+{
+	return PyErr_WarnFormat(pyl_NotStoredWarning, stacklevel,
+				"not stored: %s", larder_errmsg(db));
+}
+
+PyObject *pyl_published(const larder *db, int rc, int stacklevel)
+{
+	if (rc == LARDER_EFULL || rc == LARDER_EPERM) {
+		if (pyl_warn_not_stored(db, stacklevel) < 0)
+			return NULL;
+		Py_RETURN_FALSE;
+	}
+	if (rc < 0)
+		return pyl_raise(db, rc);
+	return PyBool_FromLong(rc == 0);
+}
+
+PyObject *pyl_exit_false(PyObject *r)
+{
+	if (!r)
+		return NULL;
+	Py_DECREF(r);
+	Py_RETURN_FALSE;
+}
+
 int pyl_bytes_get(pyl_bytes *out, PyObject *obj, const char *what, int none_ok)
 {
 	memset(out, 0, sizeof(*out));
@@ -446,15 +472,30 @@ out:
 	return rc;
 }
 
+static int add_types(PyObject *m)
+{
+	static const struct {
+		const char *name;
+		PyTypeObject *type;
+	} types[] = {{"Store", &Store_Type},
+		     {"Entry", &Entry_Type},
+		     {"Writer", &Writer_Type},
+		     {"Hasher", &Hasher_Type}};
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (PyType_Ready(types[i].type) < 0 ||
+		    PyModule_AddObjectRef(m, types[i].name,
+					  (PyObject *)types[i].type) < 0)
+			return -1;
+	return 0;
+}
+
 PyMODINIT_FUNC PyInit__larder(void);
 PyMODINIT_FUNC PyInit__larder(void)
 {
 	PyObject *m = PyModule_Create(&module_def);
 	if (!m)
 		return NULL;
-	if (add_errors(m) < 0 || add_outcomes(m) < 0 ||
-	    pyl_store_types_ready(m) < 0 || pyl_entry_types_ready(m) < 0 ||
-	    pyl_hasher_ready(m) < 0 ||
+	if (add_errors(m) < 0 || add_outcomes(m) < 0 || add_types(m) < 0 ||
 	    PyModule_AddIntConstant(m, "NEVER", LARDER_TTL_NEVER) < 0 ||
 	    PyModule_AddStringConstant(m, "RUN_FORMAT", LARDER_RUN_FORMAT) <
 		0) {

@@ -61,6 +61,17 @@ PyObject *pyl_raise(const larder *db, int rc);
 /* Raise InvalidError with a message of our own. */
 PyObject *pyl_raise_msg(int rc, const char *msg);
 
+/* Warn NotStoredWarning with db's message (the store could not keep an
+ * entry: full, read-only); -1 if the warning was made an error. */
+int pyl_warn_not_stored(const larder *db, int stacklevel);
+/* What a publish returns to Python: True if this call published, False
+ * if an equal entry was there or (with the warning) the store could not
+ * keep it; NULL with the exception for any other failure. */
+PyObject *pyl_published(const larder *db, int rc, int stacklevel);
+/* __exit__ after close/commit/abort returned r: False (the exception
+ * goes on), or NULL if r is. */
+PyObject *pyl_exit_false(PyObject *r);
+
 /* Run stmt with the GIL released (Py_BEGIN/END_ALLOW_THREADS as one
  * statement). */
 #define NOGIL(stmt)                                                            \
@@ -92,9 +103,6 @@ PyObject *pyl_str_list_export(const char ***out, size_t *n, PyObject *seq,
 			      const char *what, int fs);
 
 PyObject *pyl_entry_new(larder_entry *e);
-int pyl_store_types_ready(PyObject *m);
-int pyl_entry_types_ready(PyObject *m);
-int pyl_hasher_ready(PyObject *m);
 PyObject *pyl_xxh3_128(PyObject *mod, PyObject *arg);
 PyObject *pyl_plain_digest(PyObject *mod, PyObject *args);
 PyObject *pyl_run_key(PyObject *mod, PyObject *args, PyObject *kw);

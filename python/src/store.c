@@ -57,6 +57,69 @@ static int set_ns(char *dst, const char *ns)
 	return 0;
 }
 
+/* What most methods convert first: the handle, the namespace, the key
+ * and the version. Zeroed before anything can fail, so call_end() is
+ * right on every path. */
+struct call {
+	larder *db;
+	const char *ns;
+	pyl_bytes k, v, m;
+	larder_put_opts po;
+};
+
+static int call_begin(struct call *c, StoreObject *s, PyObject *nso)
+{
+	memset(c, 0, sizeof(*c));
+	if (!(c->db = pyl_store_db(s)))
+		return -1;
+	return ns_arg(&c->ns, s, nso);
+}
+
+/* ver NULL: the caller converts the version itself (get_or_fill). */
+static int call_key(struct call *c, PyObject *key, PyObject *ver)
+{
+	if (pyl_bytes_get(&c->k, key, "key", 0) < 0)
+		return -1;
+	return ver ? pyl_bytes_get(&c->v, ver, "version", 1) : 0;
+}
+
+/* The put options shared by put(), writer(), get_or_fill(). */
+static int call_put_opts(struct call *c, PyObject *ttl, PyObject *metao,
+			 int zstd)
+{
+	larder_put_opts_init(&c->po);
+	if (pyl_ttl(&c->po.ttl_seconds, ttl) < 0)
+		return -1;
+	if (pyl_bytes_get(&c->m, metao, "meta", 1) < 0)
+		return -1;
+	c->po.meta = c->m.p;
+	c->po.meta_len = (size_t)c->m.n;
+	if (zstd)
+		c->po.flags |= LARDER_PUT_ZSTD;
+	return 0;
+}
+
+static void call_end(struct call *c)
+{
+	pyl_bytes_release(&c->k);
+	pyl_bytes_release(&c->v);
+	pyl_bytes_release(&c->m);
+}
+
+/* (Entry, Outcome), what get_or_fill() and _sql() return; e is released
+ * on failure. */
+static PyObject *entry_outcome(larder_entry *e, int outcome)
+{
+	PyObject *eo = pyl_entry_new(e);
+	if (!eo)
+		return NULL;
+	PyObject *oc =
+	    (outcome >= 1 && outcome <= 5) ? pyl_outcomes[outcome] : Py_None;
+	PyObject *res = PyTuple_Pack(2, eo, oc);
+	Py_DECREF(eo);
+	return res;
+}
+
 /* The store directory as the CLI finds it (docs/cli.md): $LARDER_DIR,
  * else $XDG_CACHE_HOME/larder (absolute only), else ~/.cache/larder. */
 static PyObject *default_dir(void)
@@ -190,11 +253,7 @@ static PyObject *store_enter(StoreObject *s, PyObject *unused)
 static PyObject *store_exit(StoreObject *s, PyObject *args)
 {
 	(void)args;
-	PyObject *r = store_close(s, NULL);
-	if (!r)
-		return NULL;
-	Py_DECREF(r);
-	Py_RETURN_FALSE;
+	return pyl_exit_false(store_close(s, NULL));
 }
 
 static PyObject *store_namespace(StoreObject *s, PyObject *arg)
@@ -220,69 +279,42 @@ static PyObject *store_namespace(StoreObject *s, PyObject *arg)
 	return (PyObject *)v;
 }
 
-static PyObject *store_get(StoreObject *s, PyObject *args, PyObject *kw)
+/* The arguments of get() and remove(): (key, version=None, *, ns=None). */
+static int key_call(struct call *c, StoreObject *s, PyObject *args,
+		    PyObject *kw)
 {
 	static char *kwlist[] = {"key", "version", "ns", NULL};
 	PyObject *key, *ver = Py_None, *nso = Py_None;
-	pyl_bytes k, v;
-	const char *ns;
-	larder_entry *e = NULL;
-	larder *db;
-	int rc;
 
+	memset(c, 0, sizeof(*c));
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O$O", kwlist, &key, &ver,
 					 &nso))
-		return NULL;
-	if (!(db = pyl_store_db(s)) || ns_arg(&ns, s, nso) < 0)
-		return NULL;
-	if (pyl_bytes_get(&k, key, "key", 0) < 0)
-		return NULL;
-	if (pyl_bytes_get(&v, ver, "version", 1) < 0) {
-		pyl_bytes_release(&k);
-		return NULL;
+		return -1;
+	if (call_begin(c, s, nso) < 0 || call_key(c, key, ver) < 0) {
+		call_end(c);
+		return -1;
 	}
-	BUSY(s);
-	NOGIL(rc = larder_get(&e, db, ns, k.p, (size_t)k.n, v.p, (size_t)v.n));
-	UNBUSY(s);
-	pyl_bytes_release(&k);
-	pyl_bytes_release(&v);
-	if (rc == LARDER_ENOTFOUND)
-		Py_RETURN_NONE;
-	if (rc < 0)
-		return pyl_raise(db, rc);
-	return pyl_entry_new(e);
-}
-
-/* The put options shared by put(), writer(), get_or_fill(). */
-static int put_opts(larder_put_opts *po, pyl_bytes *meta, PyObject *ttl,
-		    PyObject *metao, int zstd)
-{
-	larder_put_opts_init(po);
-	memset(meta, 0, sizeof(*meta));
-	if (pyl_ttl(&po->ttl_seconds, ttl) < 0)
-		return -1;
-	if (pyl_bytes_get(meta, metao, "meta", 1) < 0)
-		return -1;
-	po->meta = meta->p;
-	po->meta_len = (size_t)meta->n;
-	if (zstd)
-		po->flags |= LARDER_PUT_ZSTD;
 	return 0;
 }
 
-/* A publish the cache could not keep (full, read-only, no permission)
- * is a warning: the caller still has its data. */
-static PyObject *published(larder *db, int rc)
+static PyObject *store_get(StoreObject *s, PyObject *args, PyObject *kw)
 {
-	if (rc == LARDER_EFULL || rc == LARDER_EPERM) {
-		if (PyErr_WarnFormat(pyl_NotStoredWarning, 2, "not stored: %s",
-				     larder_errmsg(db)) < 0)
-			return NULL;
-		Py_RETURN_FALSE;
-	}
+	larder_entry *e = NULL;
+	struct call c;
+	int rc;
+
+	if (key_call(&c, s, args, kw) < 0)
+		return NULL;
+	BUSY(s);
+	NOGIL(rc = larder_get(&e, c.db, c.ns, c.k.p, (size_t)c.k.n, c.v.p,
+			      (size_t)c.v.n));
+	UNBUSY(s);
+	call_end(&c);
+	if (rc == LARDER_ENOTFOUND)
+		Py_RETURN_NONE;
 	if (rc < 0)
-		return pyl_raise(db, rc);
-	return PyBool_FromLong(rc == 0);
+		return pyl_raise(c.db, rc);
+	return pyl_entry_new(e);
 }
 
 static PyObject *store_put(StoreObject *s, PyObject *args, PyObject *kw)
@@ -292,17 +324,14 @@ static PyObject *store_put(StoreObject *s, PyObject *args, PyObject *kw)
 	PyObject *key, *data, *ver = Py_None, *ttl = Py_None;
 	PyObject *meta = Py_None, *nso = Py_None;
 	int zstd = 0, rc;
-	pyl_bytes k = {0}, v = {0}, m = {0};
 	Py_buffer d = {0};
-	larder_put_opts po;
-	const char *ns;
-	larder *db;
+	struct call c;
 	PyObject *res = NULL;
 
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOO$Op", kwlist, &key,
 					 &data, &ver, &ttl, &meta, &nso, &zstd))
 		return NULL;
-	if (!(db = pyl_store_db(s)) || ns_arg(&ns, s, nso) < 0)
+	if (call_begin(&c, s, nso) < 0)
 		return NULL;
 	if (PyUnicode_Check(data)) {
 		PyErr_SetString(PyExc_TypeError,
@@ -310,22 +339,19 @@ static PyObject *store_put(StoreObject *s, PyObject *args, PyObject *kw)
 				"(encode it)");
 		return NULL;
 	}
-	if (pyl_bytes_get(&k, key, "key", 0) < 0 ||
-	    pyl_bytes_get(&v, ver, "version", 1) < 0 ||
-	    put_opts(&po, &m, ttl, meta, zstd) < 0)
+	if (call_key(&c, key, ver) < 0 ||
+	    call_put_opts(&c, ttl, meta, zstd) < 0)
 		goto out;
 	if (PyObject_GetBuffer(data, &d, PyBUF_SIMPLE) < 0)
 		goto out;
 	BUSY(s);
-	NOGIL(rc = larder_put(db, ns, k.p, (size_t)k.n, v.p, (size_t)v.n, d.buf,
-			      (size_t)d.len, &po));
+	NOGIL(rc = larder_put(c.db, c.ns, c.k.p, (size_t)c.k.n, c.v.p,
+			      (size_t)c.v.n, d.buf, (size_t)d.len, &c.po));
 	UNBUSY(s);
 	PyBuffer_Release(&d);
-	res = published(db, rc);
+	res = pyl_published(c.db, rc, 2);
 out:
-	pyl_bytes_release(&k);
-	pyl_bytes_release(&v);
-	pyl_bytes_release(&m);
+	call_end(&c);
 	return res;
 }
 
@@ -336,21 +362,17 @@ static PyObject *store_writer(StoreObject *s, PyObject *args, PyObject *kw)
 	PyObject *key, *ver = Py_None, *ttl = Py_None, *meta = Py_None;
 	PyObject *nso = Py_None;
 	int zstd = 0, rc;
-	pyl_bytes k = {0}, v = {0}, m = {0};
-	larder_put_opts po;
 	larder_writer *w = NULL;
-	const char *ns;
-	larder *db;
+	struct call c;
 	WriterObject *wo = NULL;
 
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOO$Op", kwlist, &key,
 					 &ver, &ttl, &meta, &nso, &zstd))
 		return NULL;
-	if (!(db = pyl_store_db(s)) || ns_arg(&ns, s, nso) < 0)
+	if (call_begin(&c, s, nso) < 0)
 		return NULL;
-	if (pyl_bytes_get(&k, key, "key", 0) < 0 ||
-	    pyl_bytes_get(&v, ver, "version", 1) < 0 ||
-	    put_opts(&po, &m, ttl, meta, zstd) < 0)
+	if (call_key(&c, key, ver) < 0 ||
+	    call_put_opts(&c, ttl, meta, zstd) < 0)
 		goto out;
 	wo = PyObject_New(WriterObject, &Writer_Type);
 	if (!wo)
@@ -361,8 +383,8 @@ static PyObject *store_writer(StoreObject *s, PyObject *args, PyObject *kw)
 	wo->pid = getpid();
 	wo->store = Py_NewRef((PyObject *)pyl_store_root(s));
 	BUSY(s);
-	NOGIL(rc = larder_writer_begin(&w, db, ns, k.p, (size_t)k.n, v.p,
-				       (size_t)v.n, &po));
+	NOGIL(rc = larder_writer_begin(&w, c.db, c.ns, c.k.p, (size_t)c.k.n,
+				       c.v.p, (size_t)c.v.n, &c.po));
 	if (rc == LARDER_EFULL || rc == LARDER_EPERM) {
 		/* A store that cannot keep the entry (full, read-only) is
 		 * not an error for the caller's stream, as for put() and a
@@ -370,56 +392,40 @@ static PyObject *store_writer(StoreObject *s, PyObject *args, PyObject *kw)
 		 * what it is given and commits to False. */
 		UNBUSY(s);
 		wo->unstored = 1;
-		if (PyErr_WarnFormat(pyl_NotStoredWarning, 1, "not stored: %s",
-				     larder_errmsg(db)) < 0)
+		if (pyl_warn_not_stored(c.db, 1) < 0)
 			Py_CLEAR(wo);
 		goto out;
 	}
 	if (rc < 0) {
 		UNBUSY(s);
 		Py_CLEAR(wo);
-		pyl_raise(db, rc);
+		pyl_raise(c.db, rc);
 		goto out;
 	}
 	/* The writer keeps the store busy until it is committed or
 	 * aborted: close() must not free the handle under it. */
 	wo->w = w;
 out:
-	pyl_bytes_release(&k);
-	pyl_bytes_release(&v);
-	pyl_bytes_release(&m);
+	call_end(&c);
 	return (PyObject *)wo;
 }
 
 static PyObject *store_remove(StoreObject *s, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = {"key", "version", "ns", NULL};
-	PyObject *key, *ver = Py_None, *nso = Py_None;
-	pyl_bytes k, v;
-	const char *ns;
-	larder *db;
+	struct call c;
 	int rc;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O$O", kwlist, &key, &ver,
-					 &nso))
+	if (key_call(&c, s, args, kw) < 0)
 		return NULL;
-	if (!(db = pyl_store_db(s)) || ns_arg(&ns, s, nso) < 0)
-		return NULL;
-	if (pyl_bytes_get(&k, key, "key", 0) < 0)
-		return NULL;
-	if (pyl_bytes_get(&v, ver, "version", 1) < 0) {
-		pyl_bytes_release(&k);
-		return NULL;
-	}
 	BUSY(s);
-	NOGIL(rc = larder_remove(db, ns, k.p, (size_t)k.n, v.p, (size_t)v.n));
+	NOGIL(rc = larder_remove(c.db, c.ns, c.k.p, (size_t)c.k.n, c.v.p,
+				 (size_t)c.v.n));
 	UNBUSY(s);
-	pyl_bytes_release(&k);
-	pyl_bytes_release(&v);
+	call_end(&c);
 	if (rc == LARDER_ENOTFOUND)
 		Py_RETURN_FALSE;
 	if (rc < 0)
-		return pyl_raise(db, rc);
+		return pyl_raise(c.db, rc);
 	Py_RETURN_TRUE;
 }
 
@@ -561,45 +567,42 @@ static PyObject *store_get_or_fill(StoreObject *s, PyObject *args, PyObject *kw)
 	PyObject *nso = Py_None;
 	int stale = 0, zstd = 0, rc, outcome = 0, stacklevel = 1;
 	double lease = 0, max_wait = 0;
-	pyl_bytes k = {0}, v = {0}, m = {0};
-	larder_put_opts po;
+	struct call a;
 	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
 	struct fill_ctx c = {0};
 	larder_entry *e = NULL;
-	const char *ns;
-	larder *db;
 	PyObject *res = NULL;
 
 	if (!PyArg_ParseTupleAndKeywords(
 		args, kw, "OOO|$OOOpddpi", kwlist, &key, &ver, &loader, &ttl,
 		&meta, &nso, &stale, &lease, &max_wait, &zstd, &stacklevel))
 		return NULL;
-	if (!(db = pyl_store_db(s)) || ns_arg(&ns, s, nso) < 0)
+	if (call_begin(&a, s, nso) < 0)
 		return NULL;
 	if (!PyCallable_Check(loader)) {
 		PyErr_SetString(PyExc_TypeError, "loader must be callable");
 		return NULL;
 	}
-	if (pyl_bytes_get(&k, key, "key", 0) < 0 ||
-	    put_opts(&po, &m, ttl, meta, zstd) < 0)
+	if (call_key(&a, key, NULL) < 0 ||
+	    call_put_opts(&a, ttl, meta, zstd) < 0)
 		goto out;
 	if (PyCallable_Check(ver))
 		c.version_fn = ver;
-	else if (pyl_bytes_get(&v, ver, "version", 0) < 0)
+	else if (pyl_bytes_get(&a.v, ver, "version", 0) < 0)
 		goto out;
 	c.loader = loader;
-	c.db = db;
+	c.db = a.db;
 	fo.flags = stale ? LARDER_FILL_ALLOW_STALE : 0;
 	fo.lease_seconds = lease;
 	fo.max_wait_seconds = max_wait;
-	fo.put = &po;
+	fo.put = &a.po;
 	fo.on_wait = fill_on_wait;
 	fo.on_wait_payload = &c;
 	fo.cancel = &c.cancel;
 	BUSY(s);
 	c.ts = PyEval_SaveThread();
-	rc = larder_get_or_fill(&e, &outcome, db, ns, k.p, (size_t)k.n,
-				c.version_fn ? NULL : v.p, (size_t)v.n,
+	rc = larder_get_or_fill(&e, &outcome, a.db, a.ns, a.k.p, (size_t)a.k.n,
+				c.version_fn ? NULL : a.v.p, (size_t)a.v.n,
 				c.version_fn ? fill_version : NULL, fill_loader,
 				&c, &fo);
 	PyEval_RestoreThread(c.ts);
@@ -610,28 +613,19 @@ static PyObject *store_get_or_fill(StoreObject *s, PyObject *args, PyObject *kw)
 			PyErr_Restore(c.et, c.ev, c.etb);
 			c.et = c.ev = c.etb = NULL;
 		} else {
-			pyl_raise(db, rc);
+			pyl_raise(a.db, rc);
 		}
 		goto out;
 	}
 	if (outcome == LARDER_FILLED_UNCACHED &&
-	    PyErr_WarnFormat(pyl_NotStoredWarning, stacklevel, "not stored: %s",
-			     larder_errmsg(db)) < 0) {
+	    pyl_warn_not_stored(a.db, stacklevel) < 0) {
 		larder_entry_release(e);
 		goto out;
 	}
-	PyObject *eo = pyl_entry_new(e);
-	if (!eo)
-		goto out;
-	PyObject *oc =
-	    (outcome >= 1 && outcome <= 5) ? pyl_outcomes[outcome] : Py_None;
-	res = PyTuple_Pack(2, eo, oc);
-	Py_DECREF(eo);
+	res = entry_outcome(e, outcome);
 out:
 	exc_clear(&c);
-	pyl_bytes_release(&k);
-	pyl_bytes_release(&v);
-	pyl_bytes_release(&m);
+	call_end(&a);
 	return res;
 }
 
@@ -677,24 +671,24 @@ static PyObject *store_sql_raw(StoreObject *s, PyObject *args, PyObject *kw)
 	static char *kwlist[] = {
 	    "db",  "query", "params", "table", "version_query",
 	    "ttl", "ns",    NULL};
-	const char *dburi, *query, *table = NULL, *vq = NULL, *ns;
+	const char *dburi, *query, *table = NULL, *vq = NULL;
 	PyObject *params = NULL, *ttl = Py_None, *nso = Py_None;
 	PyObject *keep = NULL, *res = NULL, *fast = NULL;
 	larder_sql_opts so = LARDER_SQL_OPTS_INIT;
 	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
-	larder_put_opts po = LARDER_PUT_OPTS_INIT;
 	const char **pv = NULL;
 	larder_entry *e = NULL;
 	int outcome = 0, rc;
-	larder *db;
+	struct call a;
 
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|O$zzOO", kwlist, &dburi,
 					 &query, &params, &table, &vq, &ttl,
 					 &nso))
 		return NULL;
-	if (!(db = pyl_store_db(s)) || ns_arg(&ns, s, nso) < 0)
+	if (call_begin(&a, s, nso) < 0)
 		return NULL;
-	if (pyl_ttl(&po.ttl_seconds, ttl) < 0)
+	larder_put_opts_init(&a.po);
+	if (pyl_ttl(&a.po.ttl_seconds, ttl) < 0)
 		return NULL;
 	keep = PyList_New(0);
 	if (!keep)
@@ -731,22 +725,16 @@ static PyObject *store_sql_raw(StoreObject *s, PyObject *args, PyObject *kw)
 	so.nparams = (size_t)np;
 	so.table = table;
 	so.version_query = vq;
-	fo.put = &po;
+	fo.put = &a.po;
 	so.fill = &fo;
 	BUSY(s);
-	NOGIL(rc = larder_sql(&e, &outcome, db, ns, dburi, query, &so));
+	NOGIL(rc = larder_sql(&e, &outcome, a.db, a.ns, dburi, query, &so));
 	UNBUSY(s);
 	if (rc < 0) {
-		pyl_raise(db, rc);
+		pyl_raise(a.db, rc);
 		goto out;
 	}
-	PyObject *eo = pyl_entry_new(e);
-	if (!eo)
-		goto out;
-	PyObject *oc =
-	    (outcome >= 1 && outcome <= 5) ? pyl_outcomes[outcome] : Py_None;
-	res = PyTuple_Pack(2, eo, oc);
-	Py_DECREF(eo);
+	res = entry_outcome(e, outcome);
 out:
 	PyMem_Free(pv);
 	Py_XDECREF(fast);
@@ -912,10 +900,3 @@ PyTypeObject Store_Type = {
     .tp_init = (initproc)store_init,
     .tp_new = PyType_GenericNew,
 };
-
-int pyl_store_types_ready(PyObject *m)
-{
-	if (PyType_Ready(&Store_Type) < 0)
-		return -1;
-	return PyModule_AddObjectRef(m, "Store", (PyObject *)&Store_Type);
-}

@@ -4,16 +4,23 @@ runner counts (scripts/run-tests.sh): "N passed, N failed, N skipped"."""
 import os
 import shutil
 import subprocess
-import tempfile
 
 import pytest
 
 import larder
+from helpers import CALLS
 
 
 @pytest.fixture
 def tmp(tmp_path):
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _calls():
+    # Each test starts with no calls recorded (helpers.CALLS).
+    del CALLS[:]
+    yield
 
 
 @pytest.fixture

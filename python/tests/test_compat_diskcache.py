@@ -8,18 +8,11 @@ import time
 import pytest
 
 import larder
+from helpers import CALLS
 from larder.compat import diskcache as ldiskcache
 
 np = pytest.importorskip("numpy")
 diskcache = pytest.importorskip("diskcache")
-
-CALLS = []
-
-
-@pytest.fixture(autouse=True)
-def _calls():
-    del CALLS[:]
-    yield
 
 
 def both(tmp_path):

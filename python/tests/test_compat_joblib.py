@@ -3,27 +3,17 @@ joblib gives, with one call for a herd where joblib makes one per
 process."""
 
 import multiprocessing
-import os
 
 import pytest
 
 import larder
+from helpers import CALLS, TIMEOUT, count_calls, gather, record_call
 from larder.compat import joblib as ljoblib
 
 np = pytest.importorskip("numpy")
 joblib = pytest.importorskip("joblib")
 
 CTX = multiprocessing.get_context("fork")
-TIMEOUT = 300
-
-# Calls made in this process, by function; each test starts empty.
-CALLS = []
-
-
-@pytest.fixture(autouse=True)
-def _calls():
-    del CALLS[:]
-    yield
 
 
 def features(n, scale=1.0, verbose=False):
@@ -163,11 +153,7 @@ HERD = {}
 
 
 def herd_func(x):
-    fd = os.open(HERD["count"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    try:
-        os.write(fd, b"%d\n" % os.getpid())
-    finally:
-        os.close(fd)
+    record_call(HERD["count"])
     inside = HERD.get("inside")
     if inside is not None:
         # Real joblib: every process of the herd is in here at once,
@@ -200,19 +186,10 @@ def run_herd(kind, location, count, n=8):
     results = CTX.Queue()
     procs = [CTX.Process(target=herd_member, args=(kind, location, count, start, inside, results))
              for _ in range(n)]
-    for p in procs:
-        p.start()
-    got = [results.get(timeout=TIMEOUT) for _ in range(n)]
-    for p in procs:
-        p.join(TIMEOUT)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join()
-    assert [p.exitcode for p in procs] == [0] * n
+    got, codes = gather(procs, results)
+    assert codes == [0] * n
     assert got == [True] * n, got
-    with open(count) as f:
-        return len(f.read().split())
+    return count_calls(count)
 
 
 def test_herd_of_8_calls_once_where_joblib_calls_8_times(tmp_path):

@@ -6,6 +6,7 @@ import os
 import pytest
 
 import larder
+from helpers import read_only_store
 
 
 def test_missing_store(tmp_path):
@@ -125,17 +126,11 @@ def test_loader_not_callable(store):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_read_only_store_warns_and_keeps_data(tmp_path):
-    path = tmp_path / "ro"
-    larder.Store(str(path), create=True).close()
-    os.chmod(path / "ns", 0o555)
-    try:
-        with larder.Store(str(path)) as s:
-            data = bytearray(b"keep me")
-            with pytest.warns(larder.NotStoredWarning):
-                assert s.put("k", data, "v") is False
-            assert data == b"keep me"
-    finally:
-        os.chmod(path / "ns", 0o755)
+    with read_only_store(tmp_path / "ro") as path, larder.Store(str(path)) as s:
+        data = bytearray(b"keep me")
+        with pytest.warns(larder.NotStoredWarning):
+            assert s.put("k", data, "v") is False
+        assert data == b"keep me"
 
 
 def test_error_hierarchy():

@@ -8,10 +8,10 @@ import os
 import signal
 
 import larder
+from helpers import TIMEOUT, count_calls, gather, join_all, new_store, record_call, run_herd, start_all
 
 CTX = multiprocessing.get_context("fork")
 PAYLOAD_MB = 4
-TIMEOUT = 300
 
 
 def payload():
@@ -21,12 +21,7 @@ def payload():
 
 def counting_loader(count_path):
     def load():
-        # O_APPEND: one line per call, whichever process makes it.
-        fd = os.open(count_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        try:
-            os.write(fd, b"%d\n" % os.getpid())
-        finally:
-            os.close(fd)
+        record_call(count_path)
         return payload()
 
     return load
@@ -43,47 +38,16 @@ def herd_member(path, count_path, barrier, results):
         results.put(("error", repr(exc)))
 
 
-def run_all(procs):
-    for p in procs:
-        p.start()
-
-
-def join_all(procs):
-    for p in procs:
-        p.join(TIMEOUT)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join()
-    return [p.exitcode for p in procs]
-
-
-def loads(count_path):
-    try:
-        with open(count_path) as f:
-            return len(f.read().split())
-    except FileNotFoundError:
-        return 0
-
-
 def test_herd_of_16_processes_loads_once(tmp_path):
-    path = str(tmp_path / "store")
-    larder.Store(path, create=True).close()
-    count = str(tmp_path / "count")
+    path, count = new_store(tmp_path)
     n = 16
-    barrier = CTX.Barrier(n)
-    results = CTX.Queue()
-    procs = [CTX.Process(target=herd_member,
-                         args=(path, count, barrier, results))
-             for _ in range(n)]
-    run_all(procs)
-    got = [results.get(timeout=TIMEOUT) for _ in range(n)]
-    assert join_all(procs) == [0] * n
+    got, codes = run_herd(CTX, n, herd_member, path, count)
+    assert codes == [0] * n
     assert all(ok is True for _, ok in got), got
     outcomes = sorted(o for o, _ in got)
     assert outcomes.count("filled") == 1, outcomes
     assert set(outcomes) <= {"filled", "hit", "waited"}, outcomes
-    assert loads(count) == 1
+    assert count_calls(count) == 1
 
 
 CREATORS = 16
@@ -113,9 +77,9 @@ def test_processes_creating_one_new_store_together_all_get_it(tmp_path):
         results = CTX.Queue()
         procs = [CTX.Process(target=creator, args=(path, i, barrier, results))
                  for i in range(CREATORS)]
-        run_all(procs)
-        got = sorted(results.get(timeout=TIMEOUT) for _ in range(CREATORS))
-        assert join_all(procs) == [0] * CREATORS
+        got, codes = gather(procs, results)
+        got.sort()
+        assert codes == [0] * CREATORS
         assert got == [(i, b"made by %d" % i) for i in range(CREATORS)], \
             "round %d: %r" % (r, got)
         names = sorted(os.listdir(path))
@@ -153,9 +117,7 @@ def waiter(path, count_path, entering, results):
 
 
 def test_filler_killed_mid_load_is_taken_over(tmp_path):
-    path = str(tmp_path / "store")
-    larder.Store(path, create=True).close()
-    count = str(tmp_path / "count")
+    path, count = new_store(tmp_path)
     started = CTX.Event()
     filler = CTX.Process(target=stuck_filler, args=(path, started))
     filler.start()
@@ -167,7 +129,7 @@ def test_filler_killed_mid_load_is_taken_over(tmp_path):
         procs = [CTX.Process(target=waiter,
                              args=(path, count, entering, results))
                  for _ in range(n)]
-        run_all(procs)
+        start_all(procs)
         for _ in range(n):
             assert entering.acquire(timeout=TIMEOUT)
         os.kill(filler.pid, signal.SIGKILL)
@@ -182,7 +144,7 @@ def test_filler_killed_mid_load_is_taken_over(tmp_path):
     assert all(ok is True for _, ok in got), got
     # The lease lasts 30 s: every waiter was answered long before a
     # lease period passed, so the dead filler was seen as dead at once.
-    assert loads(count) == 1
+    assert count_calls(count) == 1
     assert sorted(o for o, _ in got).count("filled") == 1, got
 
 

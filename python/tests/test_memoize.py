@@ -11,33 +11,16 @@ import warnings
 import pytest
 
 import larder
+from helpers import TIMEOUT, count_calls, new_store, peak_allocated, read_only_store, record_call, run_herd
 from larder import serial
 from larder.memoize import memoize as memoize_in
 
 np = pytest.importorskip("numpy")
 
-TIMEOUT = 300
 N_ELEMS = 1 << 19  # a 4 MiB float64 array
 
 
 # --- module-level functions: memoize refuses any other kind -------------------
-
-
-def record(count_path):
-    # O_APPEND: one line per call, whichever process or thread makes it.
-    fd = os.open(count_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    try:
-        os.write(fd, b"%d\n" % os.getpid())
-    finally:
-        os.close(fd)
-
-
-def calls(count_path):
-    try:
-        with open(count_path) as f:
-            return len(f.read().split())
-    except FileNotFoundError:
-        return 0
 
 
 def expected(seed):
@@ -50,7 +33,7 @@ def expected(seed):
 
 def heavy(seed, count_path):
     """A slow computation's stand-in."""
-    record(count_path)
+    record_call(count_path)
     return expected(seed)
 
 
@@ -101,26 +84,12 @@ def herd_member(path, count_path, barrier, results):
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_herd_of_16_processes_calls_once(tmp_path, method):
     ctx = multiprocessing.get_context(method)
-    path = str(tmp_path / "store")
-    larder.Store(path, create=True).close()
-    count = str(tmp_path / "count")
+    path, count = new_store(tmp_path)
     n = 16
-    barrier = ctx.Barrier(n)
-    results = ctx.Queue()
-    procs = [ctx.Process(target=herd_member, args=(path, count, barrier, results)) for _ in range(n)]
-    for p in procs:
-        p.start()
-    try:
-        got = [results.get(timeout=TIMEOUT) for _ in range(n)]
-    finally:
-        for p in procs:
-            p.join(TIMEOUT)
-            if p.is_alive():
-                p.kill()
-                p.join()
-    assert [p.exitcode for p in procs] == [0] * n
+    got, codes = run_herd(ctx, n, herd_member, path, count)
+    assert codes == [0] * n
     assert got == [(True, True)] * n, got
-    assert calls(count) == 1
+    assert count_calls(count) == 1
 
 
 def test_eight_threads_call_once(store, tmp_path):
@@ -140,7 +109,7 @@ def test_eight_threads_call_once(store, tmp_path):
     for t in ts:
         t.join(TIMEOUT)
     assert results == [True] * n
-    assert calls(count) == 1
+    assert count_calls(count) == 1
 
 
 def fill_in_child(path, count_path, conn):
@@ -165,10 +134,10 @@ def test_result_written_in_one_process_is_a_hit_in_another(tmp_path):
         assert parent.recv() is True
         p.join(TIMEOUT)
         assert p.exitcode == 0
-        assert calls(count) == 1
+        assert count_calls(count) == 1
         got = s.memoize(heavy, ignore=("count_path",))(11, count)
         assert equal(got, expected(11))
-        assert calls(count) == 1
+        assert count_calls(count) == 1
 
 
 # --- keys and versions -------------------------------------------------------------
@@ -222,7 +191,7 @@ def test_inputs_version_changes_with_content_not_otherwise(store, tmp_path):
     count = str(tmp_path / "count")
 
     def loaded():
-        return calls(count)
+        return count_calls(count)
 
     f = store.memoize(heavy, inputs=[str(data), tree], ignore="count_path")
     k, v1 = f.key(1, count)
@@ -292,10 +261,10 @@ def test_version_callable_result_is_cached_by_version(store, tmp_path):
     f = store.memoize(heavy, version=lambda: state["v"], ignore="count_path")
     f(1, count)
     f(1, count)
-    assert calls(count) == 1
+    assert count_calls(count) == 1
     state["v"] = "2"
     f(1, count)
-    assert calls(count) == 2
+    assert count_calls(count) == 2
 
 
 def test_serializer_is_part_of_the_version(store):
@@ -341,7 +310,7 @@ class Boom(Exception):
 
 
 def explode(x, count_path):
-    record(count_path)
+    record_call(count_path)
     raise Boom("no result for %r" % (x,))
 
 
@@ -356,7 +325,7 @@ def test_exception_caches_nothing_and_reaches_the_caller(store, tmp_path):
     assert store.get(*f.key(1, count)) is None
     with pytest.raises(Boom):
         f(1, count)
-    assert calls(count) == 2
+    assert count_calls(count) == 2
 
 
 def failing_member(path, count_path, barrier, results):
@@ -377,25 +346,11 @@ def test_exception_in_a_herd_reaches_every_process(tmp_path):
     # takes the load over in turn, runs the function and gets its own
     # exception (the rule of larder_get_or_fill for a failed load).
     ctx = multiprocessing.get_context("fork")
-    path = str(tmp_path / "store")
-    larder.Store(path, create=True).close()
-    count = str(tmp_path / "count")
+    path, count = new_store(tmp_path)
     n = 4
-    barrier = ctx.Barrier(n)
-    results = ctx.Queue()
-    procs = [ctx.Process(target=failing_member, args=(path, count, barrier, results)) for _ in range(n)]
-    for p in procs:
-        p.start()
-    try:
-        got = [results.get(timeout=TIMEOUT) for _ in range(n)]
-    finally:
-        for p in procs:
-            p.join(TIMEOUT)
-            if p.is_alive():
-                p.kill()
-                p.join()
+    got, _ = run_herd(ctx, n, failing_member, path, count)
     assert got == ["boom"] * n
-    assert calls(count) == n
+    assert count_calls(count) == n
     with larder.Store(path) as s:
         assert s.get(*s.memoize(explode, ignore="count_path").key(1, count)) is None
 
@@ -427,10 +382,10 @@ def test_damaged_entry_is_a_miss_and_is_replaced(store, tmp_path):
         serial.load(bad)
     got = f(2, count)
     assert equal(got, expected(2))
-    assert calls(count) == 1
+    assert count_calls(count) == 1
     assert bytes(store.get(k, v)) != bad
     assert equal(f(2, count), expected(2))
-    assert calls(count) == 1
+    assert count_calls(count) == 1
 
 
 # --- results -----------------------------------------------------------------------------
@@ -456,16 +411,9 @@ def ramp(n):
 
 
 def test_large_result_is_streamed_not_joined(store):
-    import tracemalloc
-
     n = 8 << 20  # 64 MiB
     f = store.memoize(ramp)
-    tracemalloc.start()
-    try:
-        a = f(n)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    a, peak = peak_allocated(f, n)
     # The function's own array, and no second copy of it: neither a
     # joined payload on the way in nor a copy on the way out.
     assert peak < a.nbytes + (8 << 20), peak
@@ -543,7 +491,7 @@ def test_wraps_key_forget_store(store, tmp_path):
     assert store.get(*f.key(4, count)) is None
     assert f.forget(4, count) is False
     f(4, count)
-    assert calls(count) == 2
+    assert count_calls(count) == 2
 
 
 def test_bare_decorator_form(store):
@@ -592,15 +540,9 @@ def test_full_store_returns_the_result_with_a_warning(small_fs):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_read_only_store_returns_the_result_with_a_warning(tmp_path):
-    path = tmp_path / "ro"
-    larder.Store(str(path), create=True).close()
-    os.chmod(path / "ns", 0o555)
-    try:
-        with larder.Store(str(path)) as s:
-            f = s.memoize(big)
-            with warnings.catch_warnings(record=True) as w:
-                warnings.simplefilter("always")
-                assert f(3) == big(3)
-            assert any(issubclass(x.category, larder.NotStoredWarning) for x in w)
-    finally:
-        os.chmod(path / "ns", 0o755)
+    with read_only_store(tmp_path / "ro") as path, larder.Store(str(path)) as s:
+        f = s.memoize(big)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            assert f(3) == big(3)
+        assert any(issubclass(x.category, larder.NotStoredWarning) for x in w)

@@ -3,10 +3,10 @@
 import dataclasses
 import io
 import mmap
-import tracemalloc
 
 import pytest
 
+from helpers import peak_allocated
 from larder import serial
 from larder.serial import ALIGN, MAGIC, SerialError, dump, load
 
@@ -248,22 +248,12 @@ def test_multiindex_and_string_series():
 def test_200mb_array_dumps_and_loads_without_copy():
     arr = np.arange(25_000_000, dtype="f8")  # 200 MB
     for serializer in ("auto", "pickle"):
-        tracemalloc.start()
-        try:
-            tag, bufs, total = dump(arr, serializer)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        (tag, bufs, total), peak = peak_allocated(dump, arr, serializer)
         assert total >= arr.nbytes
         assert peak < 10 << 20, "%s dump allocated %d bytes" % (serializer, peak)
         mv = write_mapped(bufs, total)
         del bufs
-        tracemalloc.start()
-        try:
-            back = load(mv)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        back, peak = peak_allocated(load, mv)
         assert peak < 1 << 20, "%s load allocated %d bytes" % (serializer, peak)
         assert_inside(back, mv)
         assert back[12345678] == 12345678.0 and back.shape == arr.shape

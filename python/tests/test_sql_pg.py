@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 import larder
+from helpers import TIMEOUT, run_herd
 
 URI = os.environ.get("LARDER_PG_URI")
 ADMIN = os.environ.get("LARDER_PG_ADMIN")
@@ -25,7 +26,6 @@ pytestmark = pytest.mark.skipif(
     "tests/pg/run.sh)")
 
 CTX = multiprocessing.get_context("fork")
-TIMEOUT = 300
 
 
 def admin(sql):
@@ -130,17 +130,8 @@ def test_herd_of_processes_sends_the_query_once(tmp_path, table):
         mark = "'herd_%s'" % uuid.uuid4().hex
         query = "SELECT %s AS m, id, name FROM %s ORDER BY id" % (mark, table)
         n = 8
-        barrier = CTX.Barrier(n)
-        results = CTX.Queue()
-        procs = [CTX.Process(target=herd_member,
-                             args=(path, query, barrier, results))
-                 for _ in range(n)]
-        for p in procs:
-            p.start()
-        got = [results.get(timeout=TIMEOUT) for _ in range(n)]
-        for p in procs:
-            p.join(TIMEOUT)
-        assert [p.exitcode for p in procs] == [0] * n
+        got, codes = run_herd(CTX, n, herd_member, path, query)
+        assert codes == [0] * n
         want = [(mark.strip("'"),) + row[1:] for row in rows]
         assert all(r == want for r in got), got
         assert log_count(mark) == per_run
