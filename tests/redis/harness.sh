@@ -58,6 +58,8 @@ mport=$(val REDIS_PORT)
 rport=$(val REDIS_REPLICA_PORT)
 sports=$(val REDIS_SENTINEL_PORTS | tr , ' ')
 name=$(val REDIS_MASTER_NAME)
+REDISCLI_AUTH=$(val REDIS_PASSWORD)
+export REDISCLI_AUTH
 base=$(val REDIS_BASE)
 nports=$(echo "$mport $rport $sports" | wc -w)
 if [ "$nports" -eq 5 ] && [ "$base" = "$LARDER_REDIS_BASE" ]; then
@@ -84,6 +86,8 @@ done
 check "every server listens, on 127.0.0.1 only" [ $all_listen = 1 ]
 
 check "the master answers PING" [ "$(cli "$mport" ping)" = PONG ]
+check "a client without the password is refused" \
+	sh -c "REDISCLI_AUTH= redis-cli -h 127.0.0.1 -p $mport get x 2>&1 | grep -q NOAUTH"
 check "no persistence: save is empty, appendonly off" \
 	[ "$(cli "$mport" config get save | sed -n 2p)$(cli "$mport" config get appendonly | sed -n 2p)" = no ]
 

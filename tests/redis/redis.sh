@@ -9,11 +9,17 @@
 #           on 127.0.0.1 only, on free ports picked here (never fixed:
 #           a port found taken when the server binds is dropped and
 #           another picked), and works in a private directory. No
-#           persistence (no RDB, no AOF) unless --persist. Prints
-#           REDIS_PORT=..., REDIS_REPLICA_PORT=..., REDIS_SENTINEL_PORTS=
-#           (comma-separated), REDIS_MASTER_NAME=, REDIS_URI=,
-#           REDIS_SENTINEL_URI= and REDIS_BASE= lines (also kept in
-#           $BASE/env). Exit 0 ready, 77 when this machine cannot do it
+#           persistence (no RDB, no AOF) unless --persist. Every server
+#           (sentinels too) asks for one password, made at random for
+#           this start: a port is only ours while we run, and a server
+#           of another run's sentinels that comes back on a port we took
+#           (they keep calling a master they saw fail) must not be able
+#           to make ours its replica. Prints REDIS_PORT=...,
+#           REDIS_REPLICA_PORT=..., REDIS_SENTINEL_PORTS=
+#           (comma-separated), REDIS_MASTER_NAME=, REDIS_PASSWORD=,
+#           REDIS_URI=, REDIS_SENTINEL_URI= and REDIS_BASE= lines (also
+#           kept in $BASE/env, mode 0600). redis-cli takes the password
+#           from REDISCLI_AUTH. Exit 0 ready, 77 when this machine cannot do it
 #           (the reason on stderr), any other code a real failure; a
 #           start that fails half way leaves nothing running.
 #   stop    end every server of the base directory by pid (TERM, then
@@ -217,7 +223,8 @@ start_server() {
 		while :; do
 			pid=$(live_pid "$d/redis.pid")
 			if [ -n "$pid" ]; then
-				me=$(redis-cli -h 127.0.0.1 -p "$port" info server \
+				me=$(REDISCLI_AUTH=$PASSWORD redis-cli -h 127.0.0.1 \
+					-p "$port" info server \
 					2>/dev/null | tr -d '\r' |
 					sed -n 's/^process_id://p')
 				if [ "$me" = "$pid" ]; then
@@ -264,7 +271,8 @@ start_all() {
 	[ -e /proc/self/cwd ] || skip "no /proc"
 	# Leftovers of an earlier run (a crash, a kill): clear them first.
 	[ ! -e "$BASE" ] || stop_all || die "could not clear $BASE"
-	mkdir -p "$BASE"
+	# Private: the configs hold the password.
+	mkdir -p "$BASE" && chmod 700 "$BASE" || die "cannot make $BASE"
 	install_packages $sentinel
 	if [ $persist = 1 ]; then
 		store='appendonly yes
@@ -274,8 +282,12 @@ appendfsync everysec'
 		store='save ""
 appendonly no'
 	fi
-	# protected-mode stays on: only loopback clients, no password needed.
+	# Loopback only, and a password (above).
+	PASSWORD=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+	auth="requirepass $PASSWORD
+masterauth $PASSWORD"
 	common="$store
+$auth
 databases 16
 loglevel notice"
 	mport=$(start_server master server "$common")
@@ -294,19 +306,24 @@ replicaof 127.0.0.1 $mport")
 			p=$(start_server "sentinel$n" sentinel "sentinel monitor $NAME 127.0.0.1 $mport 2
 sentinel down-after-milliseconds $NAME 1000
 sentinel failover-timeout $NAME 10000
-sentinel parallel-syncs $NAME 1")
+sentinel parallel-syncs $NAME 1
+sentinel auth-pass $NAME $PASSWORD
+sentinel sentinel-pass $PASSWORD
+requirepass $PASSWORD")
 			sports="$sports${sports:+,}$p"
 			suri="$suri${suri:+,}127.0.0.1:$p"
 		done
 	fi
+	(umask 077 && : >"$BASE/env")
 	{
 		echo "REDIS_PORT=$mport"
 		echo "REDIS_REPLICA_PORT=$rport"
 		echo "REDIS_SENTINEL_PORTS=$sports"
 		echo "REDIS_MASTER_NAME=$NAME"
-		echo "REDIS_URI=redis://127.0.0.1:$mport/0"
+		echo "REDIS_PASSWORD=$PASSWORD"
+		echo "REDIS_URI=redis://:$PASSWORD@127.0.0.1:$mport/0"
 		if [ -n "$suri" ]; then
-			echo "REDIS_SENTINEL_URI=redis+sentinel://$suri/$NAME"
+			echo "REDIS_SENTINEL_URI=redis+sentinel://:$PASSWORD@$suri/$NAME"
 		else
 			echo "REDIS_SENTINEL_URI="
 		fi
