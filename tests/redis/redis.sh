@@ -272,7 +272,9 @@ start_all() {
 	# Leftovers of an earlier run (a crash, a kill): clear them first.
 	[ ! -e "$BASE" ] || stop_all || die "could not clear $BASE"
 	# Private: the configs hold the password.
-	mkdir -p "$BASE" && chmod 700 "$BASE" || die "cannot make $BASE"
+	if ! mkdir -p "$BASE" || ! chmod 700 "$BASE"; then
+		die "cannot make $BASE"
+	fi
 	install_packages $sentinel
 	if [ $persist = 1 ]; then
 		store='appendonly yes
