@@ -6,6 +6,10 @@
 #                  Python binding's headers, pytest, numpy and pandas;
 #                  joblib and diskcache, which larder.compat is tested
 #                  against)
+#   deps.sh redis  also what the Redis tier is built and tested with:
+#                  hiredis's headers, and redis-server and redis-sentinel,
+#                  which the tests start themselves (tests/redis/redis.sh);
+#                  `deps.sh test` installs these too
 #   deps.sh bench  also what `make bench-peers` compares larder with (LMDB,
 #                  Redis, memcached, diskcache, joblib) and gnuplot for its
 #                  chart; the benchmark starts the servers itself
@@ -15,6 +19,9 @@ pkgs="cmake make gcc clang clang-format pkg-config libxxhash-dev libzstd-dev
 [ "${1:-}" = test ] && pkgs="$pkgs postgresql passwd procps python3-dev
       python3-pytest python3-numpy python3-pandas python3-joblib
       python3-diskcache"
+case ${1:-} in test | redis) pkgs="$pkgs libhiredis-dev redis-server
+      redis-sentinel redis-tools" ;;
+esac
 [ "${1:-}" = bench ] && pkgs="$pkgs liblmdb-dev redis-server memcached
       python3-diskcache python3-joblib gnuplot-nox"
 missing=""
@@ -38,9 +45,10 @@ case " $missing " in *" postgresql "*)
 	fi
 	;;
 esac
-# The benchmark starts Redis and memcached on private sockets and stops
-# them: keep the packages from starting system daemons on the usual ports.
-case " $missing " in *" redis-server "* | *" memcached "*)
+# The benchmark and the tests start Redis (and sentinels) and memcached
+# on private ports and sockets and stop them: keep the packages from
+# starting system daemons on the usual ports.
+case " $missing " in *" redis-server "* | *" redis-sentinel "* | *" memcached "*)
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 		chmod 755 /usr/sbin/policy-rc.d

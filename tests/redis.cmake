@@ -1,0 +1,17 @@
+# The private Redis the Redis tests run against (docs/backends.md):
+# tests/redis/redis.sh starts redis-server (a master, optionally a replica
+# and three sentinels) on 127.0.0.1 and free ports it picks, in a private
+# directory, and stops it by pid; it installs redis-server and
+# redis-sentinel with apt-get if missing. tests/redis/harness.sh checks
+# that harness itself: replication, the sentinels' view, a failover after
+# the master is killed, and a stop that leaves no process and no port.
+# Where Redis cannot be installed or run it prints "SKIP: <reason>" and
+# exits 77 (CTest reports it skipped).
+#
+# No RESOURCE_LOCK: each run has its own directory (mktemp -d) and its own
+# free ports, so runs from several build directories do not collide.
+add_test(NAME redis_harness
+         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/redis/harness.sh)
+set_tests_properties(redis_harness PROPERTIES
+  TIMEOUT 300
+  SKIP_RETURN_CODE 77)
