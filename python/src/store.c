@@ -506,6 +506,13 @@ static int fill_loader(larder_fill *f, void *payload)
 	} else {
 		/* An iterable of chunks: streamed, never joined in memory. */
 		PyObject *it = PyObject_GetIter(r), *chunk;
+		if (!it && PyErr_ExceptionMatches(PyExc_TypeError)) {
+			PyErr_Clear();
+			PyErr_Format(PyExc_TypeError,
+				     "the loader returned %.200s: return a "
+				     "bytes-like object or an iterable of them",
+				     Py_TYPE(r)->tp_name);
+		}
 		if (it) {
 			rc = 0;
 			while (rc == 0 && (chunk = PyIter_Next(it))) {
@@ -866,8 +873,8 @@ static PyMethodDef store_methods[] = {
      "remove(key, version=None, *, ns=None) -> bool"},
     {"get_or_fill", FN(store_get_or_fill), KW,
      "get_or_fill(key, version, loader, *, ttl=None, meta=None, ns=None, "
-     "allow_stale=False, lease_seconds=0, max_wait=0, zstd=False) -> "
-     "(Entry, Outcome)"},
+     "allow_stale=False, lease_seconds=0, max_wait=0, zstd=False, "
+     "stacklevel=1) -> (Entry, Outcome)"},
     {"files_version", FN(store_files_version), KW,
      "files_version(paths, *, remember=True) -> str"},
     {"_sql", FN(store_sql_raw), KW,

@@ -312,7 +312,7 @@ def test_wrong_argument_types_say_which(store, bad):
 def test_loader_returning_the_wrong_type(store):
     for loader, what in ((lambda: "text", "not str"),
                          (lambda: None, "None"),
-                         (lambda: 12, "int"),
+                         (lambda: 12, "the loader returned int: return a bytes-like"),
                          (lambda: iter([b"a", 3]), "int")):
         with pytest.raises(TypeError, match=what):
             store.get_or_fill("k", "v", loader)
