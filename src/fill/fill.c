@@ -686,9 +686,15 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 			/* Stale when its holder is certainly gone (same
 			 * host), or nothing changed for a full lease period
 			 * by our own clock. */
-			if (dead || now - seen_at >= period) {
-				if (ldr_lease_break(ldirfd, lname, &seen,
-						    db->host)) {
+			int stale = dead || now - seen_at >= period;
+			int broke = stale ? ldr_lease_break(ldirfd, lname,
+							    &seen, db->host)
+					  : 0;
+			/* If another waiter is breaking it this instant, wait
+			 * as for a holder (its rename wakes us): its turn is
+			 * short, and max_wait bounds it all the same. */
+			if (stale && broke != LDR_LEASE_BREAKING) {
+				if (broke) {
 					rep.breaks++;
 					ldr_count(db, LARDER_CTR_LEASE_BREAKS);
 					if (seen.garbage)

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -521,14 +522,60 @@ void ldr_lease_release(ldr_lease *l)
 	free(l);
 }
 
+/* Take the breakers' turn on the lease judged stale: an exclusive flock
+ * on its inode, held from the last look until the rename. Without it a
+ * breaker held up between its last look and its rename renames away the
+ * lease another breaker has just broken and taken in its place, and the
+ * key is loaded twice. The fd (the lock) on success; -2 if another
+ * breaker holds the turn; -3 if the name is no longer what was judged;
+ * -1 if this filesystem or this kind of file has no such lock: the break
+ * goes on without (docs/leases.md, "Breaking"). */
+static int break_turn(int dirfd, const char *name,
+		      const struct ldr_lease_rec *observed)
+{
+	int flags = O_RDONLY | O_NONBLOCK;
+	if (observed->type == S_IFDIR)
+		flags |= O_DIRECTORY;
+	else if (observed->type != S_IFREG)
+		return -1; /* a FIFO, socket or symlink: not opened */
+	int fd = ldr_open_beneath(dirfd, name, flags, 0);
+	if (fd < 0)
+		return errno == ENOENT || errno == ESTALE || errno == ENOTDIR ||
+			       errno == ELOOP
+			   ? -3 /* gone or replaced since the last look */
+			   : -1;
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		ldr_close(fd);
+		return -1;
+	}
+	if (st.st_ino != observed->ino || st.st_dev != observed->dev) {
+		ldr_close(fd);
+		return -3;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int busy = errno == EWOULDBLOCK;
+		ldr_close(fd);
+		return busy ? -2 : -1;
+	}
+	return fd;
+}
+
 int ldr_lease_break(int dirfd, const char *name,
 		    const struct ldr_lease_rec *observed, const char *host)
 {
+	int turn = break_turn(dirfd, name, observed);
+	if (turn == -2)
+		return LDR_LEASE_BREAKING;
+	if (turn == -3)
+		return 0;
+	int rc = 0;
 	struct ldr_lease_rec now;
-	/* Look once more right before: a successor may have taken it. */
+	/* Look once more right before: a successor may have taken it. With
+	 * the turn held, the name is still the inode locked. */
 	if (ldr_lease_read(dirfd, name, &now) < 0 ||
 	    !ldr_lease_same(&now, observed))
-		return 0;
+		goto out;
 	char brk[160], rnd[17];
 	uint8_t r[8];
 	ldr_random(r, sizeof r);
@@ -538,15 +585,20 @@ int ldr_lease_break(int dirfd, const char *name,
 	/* rename() moves a directory, FIFO or symlink as it is, following
 	 * nothing: the lease's name is free from here on. */
 	if (renameat(dirfd, name, dirfd, brk) != 0)
-		return 0; /* another breaker was first */
-	/* What we moved must be the very thing judged stale; if not, it is
-	 * not put back (its holder finds its lease lost and still publishes
-	 * safely), and the caller starts over. */
+		goto out; /* another breaker was first */
+	/* What we moved must be the very thing judged stale; if not (only
+	 * without the turn, or a live holder's release and a successor in
+	 * between), it is not put back (its holder finds its lease lost and
+	 * still publishes safely), and the caller starts over. */
 	struct ldr_lease_rec moved;
-	int same = ldr_lease_read(dirfd, brk, &moved) >= 0 &&
-		   ldr_lease_same(&moved, observed);
+	rc = ldr_lease_read(dirfd, brk, &moved) >= 0 &&
+	     ldr_lease_same(&moved, observed);
 	/* If this fails (a directory holding what we may not remove), the
 	 * break name is the sweep's to remove. */
 	ldr_lease_discard(dirfd, brk);
-	return same;
+out:
+	/* The turn is given up only now: a breaker that waited for it looks
+	 * again and finds the name free or a successor's. */
+	ldr_close(turn);
+	return rc;
 }

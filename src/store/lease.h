@@ -100,11 +100,17 @@ int ldr_lease_dead_here(const struct ldr_lease_rec *rec,
 			const struct ldr_self *me);
 
 /* Break the lease if it is still exactly `observed` (a record or
- * garbage): rename it to a break name, re-check, remove it. 1 if this call
- * broke it; 0 if it was gone or had changed (then it is not put back: its
- * holder sees it lost). A directory moved away is removed with what it
- * holds (ldr_lease_discard); if that fails, the break name stays for the
- * sweep, and the lease's name is free all the same. */
+ * garbage): rename it to a break name, re-check, remove it. Breakers of
+ * one lease take turns (an exclusive flock on the file or directory
+ * judged stale, from the last look to the rename), so that only one of
+ * them moves the name. 1 if this call broke it; 0 if it was gone or had
+ * changed (then it is not put back: its holder sees it lost);
+ * LDR_LEASE_BREAKING if another breaker holds the turn: wait for the name
+ * to change, as for a live holder.
+ * A directory moved away is removed with what it holds
+ * (ldr_lease_discard); if that fails, the break name stays for the sweep,
+ * and the lease's name is free all the same. */
+#define LDR_LEASE_BREAKING 2
 int ldr_lease_break(int dirfd, const char *name,
 		    const struct ldr_lease_rec *observed, const char *host);
 
