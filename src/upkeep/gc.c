@@ -925,6 +925,18 @@ static int over_cap(larder *db, const char *ns)
 	return (mb && b > mb) || (me && n > me);
 }
 
+/* The usage of the store and of ns, as one figure that any publish or
+ * removal changes (for gc_loop to tell whether a pass changed anything). */
+static int64_t usage_mark(larder *db, const char *ns)
+{
+	int64_t b = 0, n = 0, nb = 0, nn = 0;
+	if (ldr_usage_read(db, NULL, &b, &n) != 0)
+		b = n = 0;
+	if (ns && ldr_usage_read(db, ns, &nb, &nn) != 0)
+		nb = nn = 0;
+	return b + n + nb + nn;
+}
+
 /* The debris of crashed processes, under the cleaner's lock. A failed
  * sweep (e.g. a store this process may not write) does not stop the
  * cleaning: it is logged, and the entries are still looked at. */
@@ -944,8 +956,10 @@ static void sweep(larder *db, const char *ns, unsigned flags,
  * over a cap: a publish that found the lock taken during our walk does not
  * clean itself, so unless we look again nobody cleans after it (the last
  * publishes of a busy moment would leave the store over its cap for
- * good). We stop when a pass removed nothing (nothing more can go: say, a
- * cap smaller than the entry just published, which stays), and after
+ * good). We stop when a pass removed nothing and nobody published
+ * meanwhile (nothing more can go: say, a cap smaller than the entry just
+ * published, which stays; a pass that removed nothing as its walk missed
+ * a publish made meanwhile does not stop us), and after
  * MAX_PASSES, so that one call does not clean for others without end.
  * A publish's cleaning of one slice of a large store does not look again:
  * the next publish still over takes the next slice. A cleaning that cannot
@@ -973,6 +987,7 @@ static int gc_loop(larder *db, const char *ns, unsigned flags,
 			sweep(db, ns, flags, rep);
 		uint64_t removed0 =
 		    rep->expired + rep->superseded + rep->evicted;
+		int64_t mark0 = usage_mark(db, keep ? keep->ns : ns);
 		int failed = 0, sliced = 0;
 		rc = clean(db, ns, flags, keep, rep, &failed, &sliced);
 		if (rc == 1)
@@ -989,7 +1004,9 @@ static int gc_loop(larder *db, const char *ns, unsigned flags,
 		 * the store's and its namespace's) */
 		ldr_stats_flush(db);
 		if ((!over_cap(db, ns) && !(keep && over_cap(db, keep->ns))) ||
-		    rep->expired + rep->superseded + rep->evicted == removed0)
+		    (rep->expired + rep->superseded + rep->evicted ==
+			 removed0 &&
+		     usage_mark(db, keep ? keep->ns : ns) == mark0))
 			return 0;
 	}
 	return 0;
