@@ -1123,7 +1123,7 @@ typedef struct larder_gc_report {
 	uint64_t evicted;		   /* least recently used removed */
 	uint64_t bytes_freed;		   /* file bytes of all of those */
 	int skipped; /* another cleaner held the lock: nothing done */
-	int passes;  /* walks made (a second when still over a cap) */
+	int passes;  /* walks made (more while still over a cap) */
 	/* Stale files of crashed processes removed by the sweep that
 	 * larder_gc() runs first (see larder_sweep()), and their bytes. */
 	uint64_t swept, swept_bytes;

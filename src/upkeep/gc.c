@@ -47,7 +47,7 @@
 
 #define RELOAD_S 2	  /* config re-read at most this often */
 #define NS_CACHE 16	  /* namespaces whose caps a handle keeps */
-#define MAX_PASSES 3	  /* cleanings in a row while still over */
+#define MAX_PASSES 8	  /* cleanings in a row while still over (gc_loop) */
 #define LOW_MARK_PCT 90	  /* a cap is cleaned down to this */
 #define NBUCKETS (64 * 8) /* age histogram: 8 per power of two */
 #define LDR_GC_LOCK "gc.lock"
@@ -684,9 +684,11 @@ static int slice_far_under(const struct gc_run *r, const larder_limits *l)
 
 /* One cleaning under the lock: 0, a larder error, or 1 (GC_SLICE only)
  * when the whole store needs walking. *failed is set when an entry it
- * meant to remove could not be. */
+ * meant to remove could not be; *sliced says whether it walked one slice
+ * of the store rather than all of it. */
 static int clean(larder *db, const char *only, unsigned flags,
-		 const struct gc_keep *keep, larder_gc_report *rep, int *failed)
+		 const struct gc_keep *keep, larder_gc_report *rep, int *failed,
+		 int *sliced)
 {
 	struct gc_run *r = calloc(1, sizeof *r);
 	if (!r)
@@ -719,6 +721,7 @@ static int clean(larder *db, const char *only, unsigned flags,
 	r->hi = 256;
 	if ((flags & GC_SLICE) && !only && !r->nsdoms && !sl.wm_run)
 		pick_slice(r);
+	*sliced = r->hi - r->lo < 256;
 	r->pass = 1;
 	if ((rc = walk_all(r, only)))
 		goto out;
@@ -922,6 +925,18 @@ static int over_cap(larder *db, const char *ns)
 	return (mb && b > mb) || (me && n > me);
 }
 
+/* The usage of the store and of ns, as one figure that any publish or
+ * removal changes (for gc_loop to tell whether a pass changed anything). */
+static int64_t usage_mark(larder *db, const char *ns)
+{
+	int64_t b = 0, n = 0, nb = 0, nn = 0;
+	if (ldr_usage_read(db, NULL, &b, &n) != 0)
+		b = n = 0;
+	if (ns && ldr_usage_read(db, ns, &nb, &nn) != 0)
+		nb = nn = 0;
+	return b + n + nb + nn;
+}
+
 /* The debris of crashed processes, under the cleaner's lock. A failed
  * sweep (e.g. a store this process may not write) does not stop the
  * cleaning: it is logged, and the entries are still looked at. */
@@ -938,9 +953,17 @@ static void sweep(larder *db, const char *ns, unsigned flags,
 }
 
 /* Clean; then, the lock released, look again and clean again while still
- * over a cap (bounded): a publish that found the lock
- * taken during our walk is not forgotten. A cleaning that cannot lock
- * (but for "busy"), walk or remove what it meant to is counted
+ * over a cap: a publish that found the lock taken during our walk does not
+ * clean itself, so unless we look again nobody cleans after it (the last
+ * publishes of a busy moment would leave the store over its cap for
+ * good). We stop when a pass removed nothing and nobody published
+ * meanwhile (nothing more can go: say, a cap smaller than the entry just
+ * published, which stays; a pass that removed nothing as its walk missed
+ * a publish made meanwhile does not stop us), and after
+ * MAX_PASSES, so that one call does not clean for others without end.
+ * A publish's cleaning of one slice of a large store does not look again:
+ * the next publish still over takes the next slice. A cleaning that cannot
+ * lock (but for "busy"), walk or remove what it meant to is counted
  * (LARDER_CTR_GC_FAILURES): it is how an operator learns that caps stop
  * holding. */
 static int gc_loop(larder *db, const char *ns, unsigned flags,
@@ -962,21 +985,28 @@ static int gc_loop(larder *db, const char *ns, unsigned flags,
 		rep->passes++;
 		if (pass == 0 && (flags & GC_SWEEP))
 			sweep(db, ns, flags, rep);
-		int failed = 0;
-		rc = clean(db, ns, flags, keep, rep, &failed);
+		uint64_t removed0 =
+		    rep->expired + rep->superseded + rep->evicted;
+		int64_t mark0 = usage_mark(db, keep ? keep->ns : ns);
+		int failed = 0, sliced = 0;
+		rc = clean(db, ns, flags, keep, rep, &failed, &sliced);
 		if (rc == 1)
 			rc = clean(db, ns, flags & ~GC_SLICE, keep, rep,
-				   &failed);
+				   &failed, &sliced);
 		if (fd >= 0)
 			ldr_close(fd); /* drops the lock */
 		if (rc || failed)
 			ldr_count_add(db, LARDER_CTR_GC_FAILURES, 1);
-		if (rc || (flags & (LARDER_GC_DRY_RUN | GC_SLICE)))
+		if (rc || (flags & LARDER_GC_DRY_RUN) || sliced)
 			return rc; /* a slice: the next publish takes another */
 		/* (a cleaning of one namespace cannot mend the store's cap:
-		 * it looks again at that namespace's only) */
+		 * it looks again at that namespace's only; a publish's, at
+		 * the store's and its namespace's) */
 		ldr_stats_flush(db);
-		if (!over_cap(db, ns))
+		if ((!over_cap(db, ns) && !(keep && over_cap(db, keep->ns))) ||
+		    (rep->expired + rep->superseded + rep->evicted ==
+			 removed0 &&
+		     usage_mark(db, keep ? keep->ns : ns) == mark0))
 			return 0;
 	}
 	return 0;
