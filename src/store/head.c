@@ -389,7 +389,11 @@ out:
 int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 		   const void *ver, size_t vlen)
 {
-	return head_write(db, ns, key, klen, ver, vlen, 1);
+	/* Not on a network filesystem: two clients renaming links of one
+	 * entry over one head at once left the name in split-brain on a
+	 * replicated GlusterFS volume, EIO for every reader until healed
+	 * (docs/format.md "Head hint"). A hint file did not. */
+	return head_write(db, ns, key, klen, ver, vlen, !db->network);
 }
 
 int ldr_head_write_hint(larder *db, const char *ns, const void *key,
