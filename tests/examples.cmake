@@ -30,7 +30,9 @@ set_tests_properties(example_readme_fragment_is_an_excerpt PROPERTIES
 # Debian's /usr/bin/python3 and the build tree's package; its README
 # fragment is checked to be an excerpt of it.
 add_test(NAME example_python_sales_frame
-         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/examples/python_sales.sh
-                 ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR})
+         COMMAND ${CMAKE_COMMAND} -E env LARDER_CC=${CMAKE_C_COMPILER}
+                 sh ${CMAKE_CURRENT_SOURCE_DIR}/examples/python_sales.sh
+                 ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR}
+                 $<IF:$<BOOL:${LARDER_SANITIZE}>,ON,OFF>)
 set_tests_properties(example_python_sales_frame PROPERTIES
                      TIMEOUT 300 SKIP_RETURN_CODE 77)

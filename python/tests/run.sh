@@ -23,19 +23,8 @@ skip_all() {
 [ -x "$py" ] || skip_all "no $py"
 [ -d "$build/python/larder" ] || skip_all "the binding was not built (python3-dev missing?)"
 "$py" -c 'import pytest' 2>/dev/null || skip_all "no pytest for $py (python3-pytest)"
-# Under the sanitizer build the extension (and the library in it) is
-# instrumented but the interpreter is not: the runtimes must be loaded
-# first, so they are preloaded. Leak detection is off: CPython does not
-# free everything at exit, and those reports would not be ours.
-if [ "$sanitized" = ON ]; then
-	asan=$("$cc" -print-file-name=libasan.so)
-	ubsan=$("$cc" -print-file-name=libubsan.so)
-	case "$asan$ubsan" in /*/*) ;; *) asan= ;; esac
-	[ -f "$asan" ] && [ -f "$ubsan" ] ||
-		skip_all "no ASan/UBSan runtime from $cc to preload into $py"
-	export LD_PRELOAD="$asan $ubsan${LD_PRELOAD:+ $LD_PRELOAD}"
-	export ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
-fi
+. "$here/sanitized.sh"
+sanitized_python "$sanitized" "$cc" || skip_all "$sanitized_why"
 export PYTHONPATH="$build/python${PYTHONPATH:+:$PYTHONPATH}"
 export LARDER_CLI="$build/cli/larder"
 # Nothing written into the source tree.

@@ -926,15 +926,17 @@ static int over_cap(larder *db, const char *ns)
 }
 
 /* The usage of the store and of ns, as one figure that any publish or
- * removal changes (for gc_loop to tell whether a pass changed anything). */
-static int64_t usage_mark(larder *db, const char *ns)
+ * removal changes (for gc_loop to tell whether a pass changed anything).
+ * Summed unsigned: usage saturates at INT64_MAX (crafted counter files),
+ * and only equality of two marks matters, so wrapping is harmless. */
+static uint64_t usage_mark(larder *db, const char *ns)
 {
 	int64_t b = 0, n = 0, nb = 0, nn = 0;
 	if (ldr_usage_read(db, NULL, &b, &n) != 0)
 		b = n = 0;
 	if (ns && ldr_usage_read(db, ns, &nb, &nn) != 0)
 		nb = nn = 0;
-	return b + n + nb + nn;
+	return (uint64_t)b + (uint64_t)n + (uint64_t)nb + (uint64_t)nn;
 }
 
 /* The debris of crashed processes, under the cleaner's lock. A failed
@@ -987,7 +989,7 @@ static int gc_loop(larder *db, const char *ns, unsigned flags,
 			sweep(db, ns, flags, rep);
 		uint64_t removed0 =
 		    rep->expired + rep->superseded + rep->evicted;
-		int64_t mark0 = usage_mark(db, keep ? keep->ns : ns);
+		uint64_t mark0 = usage_mark(db, keep ? keep->ns : ns);
 		int failed = 0, sliced = 0;
 		rc = clean(db, ns, flags, keep, rep, &failed, &sliced);
 		if (rc == 1)

@@ -4,11 +4,15 @@
 # process) reads it without running the query, a herd of processes runs
 # it once, and a change to the orders computes it again. The README's
 # Python fragment is an excerpt of the script, line for line.
-# Usage: python_sales.sh BUILD_DIR SOURCE_DIR
+# Usage: [LARDER_CC=compiler] python_sales.sh BUILD_DIR SOURCE_DIR
+#        [SANITIZED(ON|OFF)]
+# (under the sanitizer build the compiler's runtimes are preloaded into
+# the interpreter, as for the Python tests: python/tests/sanitized.sh)
 build=$1
 src=$2
+sanitized=${3:-OFF}
 if [ ! -d "$build" ] || [ ! -f "$src/examples/python/sales_frame.py" ]; then
-	echo "usage: $0 BUILD_DIR SOURCE_DIR" >&2
+	echo "usage: $0 BUILD_DIR SOURCE_DIR [ON|OFF]" >&2
 	exit 2
 fi
 # Debian's interpreter, where Debian's pandas lives (the python3 first on
@@ -21,6 +25,9 @@ example=$src/examples/python/sales_frame.py
 [ -d "$build/python/larder" ] ||
 	skip_all "the Python example: the binding was not built (python3-dev missing?)"
 [ -x "$larder" ] || skip_all "the Python example: no $larder"
+. "$src/python/tests/sanitized.sh"
+sanitized_python "$sanitized" "${LARDER_CC:-cc}" ||
+	skip_all "the Python example: $sanitized_why"
 export PYTHONPATH="$build/python${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
 "$py" -c 'import pandas' 2>/dev/null || skip_all "the Python example: no pandas for $py (python3-pandas)"
