@@ -30,9 +30,14 @@ CTX = multiprocessing.get_context("fork")
 
 def admin(sql):
     """Run SQL as the cluster's superuser (over the unix socket)."""
+    # Not with the sanitizer runtimes this interpreter may have preloaded
+    # (python/tests/sanitized.sh): psql is not ours, and under them it hung.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "ASAN_OPTIONS")}
     r = subprocess.run([os.path.join(BIN, "psql"), "-X", "-q", "-v",
                         "ON_ERROR_STOP=1", "-d", ADMIN, "-c", sql],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=env,
+                       timeout=120)
     assert r.returncode == 0, "psql %r: %s" % (sql, r.stderr)
 
 
