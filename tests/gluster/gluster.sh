@@ -75,28 +75,7 @@ is_mounted() {
 		/proc/self/mountinfo
 }
 
-# TERM the given pids, wait (bounded) until they are gone, KILL the
-# stragglers after 5 s. Several at once: each takes a second or two to
-# end, and they end in parallel.
-end_pids() {
-	[ $# -gt 0 ] || return 0
-	kill -TERM "$@" 2>/dev/null || true
-	i=0
-	while :; do
-		left=
-		for p in "$@"; do
-			if kill -0 "$p" 2>/dev/null; then left="$left $p"; fi
-		done
-		[ -n "$left" ] || return 0
-		i=$((i + 1))
-		if [ $i -eq 50 ]; then kill -KILL $left 2>/dev/null || true; fi
-		if [ $i -gt 100 ]; then
-			say "processes$left would not end"
-			return 1
-		fi
-		sleep 0.1
-	done
-}
+. "$(dirname "$0")/../end_pids.sh"
 
 install_packages() {
 	need=
