@@ -1,0 +1,186 @@
+/*
+ * backend.h — the storage seam (docs/backends.md): a versioned table of
+ * the operations every backend implements — the directory (be_dir.c) and
+ * Redis (be_redis.c) — so that fill, the tiers and the public API reach
+ * storage through one interface.
+ *
+ * Every backend stores whole entries in the format of docs/format.md
+ * (header, payload, checksums), whatever the medium. A backend's read
+ * yields a struct ldr_file (a file, or a buffer with fd -1); the caller
+ * judges it with ldr_entry_check. A backend never says "good" on its own,
+ * and a buffer from anything but the local directory has safe = 0, so its
+ * payload is always hashed.
+ *
+ * A caller checks ops->version before it uses an operation added in a
+ * later version of the table; a backend written for an older version
+ * leaves those pointers NULL and the caller falls back as each says.
+ */
+#ifndef LARDER_BACKEND_H
+#define LARDER_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "file.h"
+#include "larder.h"
+#include "lease.h"
+
+#define LDR_BACKEND_VERSION 1
+
+/* What names an entry. The hash of its name is the backend's key for it;
+ * ns, key and version are checked against the header by the reader. */
+struct ldr_name {
+	const char *ns;
+	const void *key;
+	size_t klen;
+	const void *ver; /* NULL with vlen 0: no version (heads, leases) */
+	size_t vlen;
+	uint8_t hash[16];  /* ldr_entry_hash(ns, key, ver), when ver is set */
+	uint8_t khash[16]; /* ldr_head_hash(ns, key): heads, leases */
+};
+
+/* Fill both hashes of n from its fields (ver may be NULL). */
+void ldr_name_init(struct ldr_name *n, const char *ns, const void *key,
+		   size_t klen, const void *ver, size_t vlen);
+
+/* Every backend's handle, stage and lease begin with these, so that the
+ * caller can reach the table from any of them. */
+struct ldr_backend {
+	const struct ldr_backend_ops *ops;
+	larder *db; /* the handle it serves: errors, counters, options */
+};
+
+struct ldr_stage {
+	struct ldr_backend *be;
+};
+
+struct ldr_be_lease {
+	struct ldr_backend *be;
+};
+
+/* What a waiter saw of a lease (observe): enough to tell a change and to
+ * judge staleness, with no clock compared across hosts. */
+struct ldr_be_holder {
+	struct ldr_lease_rec rec; /* host, boot, pidns, pid, nonce, ... */
+	uint64_t token;		  /* its fencing token (0: none) */
+	/* The lease's remaining life as the backend's own clock judges it
+	 * (Redis: PTTL); -1: the backend does not know, and the waiter
+	 * judges staleness by "unchanged for a lease period" (dir). */
+	int64_t ttl_ms;
+};
+
+struct ldr_be_stats {
+	uint64_t bytes, entries; /* usage, where the backend knows it */
+	uint64_t bytes_max;	 /* its limit (maxmemory, caps); 0 none */
+	uint64_t evicted;	 /* evicted by the engine (Redis) */
+	int reachable;		 /* 0: the last call failed or timed out */
+};
+
+/* stage_commit flags */
+#define LDR_BE_NO_HEAD 0x1u /* do not move the head (a lost lease) */
+
+/* caps */
+#define LDR_BE_MAP 0x1u		/* read may map (dir on a safe file) */
+#define LDR_BE_LINKED_HEAD 0x2u /* a head can be the entry (format.md) */
+#define LDR_BE_NOTIFY 0x4u	/* wait is woken by publishes */
+#define LDR_BE_SHARED 0x8u	/* other hosts see it (network fs, Redis) */
+
+struct ldr_backend_ops {
+	unsigned version; /* LDR_BACKEND_VERSION it was written for */
+	const char *kind; /* "dir", "redis" */
+	unsigned caps;	  /* LDR_BE_* above */
+
+	/* Open the backend at `where` (a directory, a redis:// URI) for
+	 * the handle db. 0 or a LARDER_E* code, recorded. */
+	int (*open)(struct ldr_backend **out, larder *db, const char *where);
+	void (*close)(struct ldr_backend *be);
+
+	/* Read the entry named n (n->ver set) into f, as `how` says
+	 * (LDR_LOAD_WHOLE, _STREAM, _SCAN); `pre` bytes before the payload
+	 * as ldr_file_load's. 0, LARDER_ENOTFOUND, or an error, recorded.
+	 * The caller verifies f with ldr_entry_check and calls reject()
+	 * when it is bad, then ldr_file_free. */
+	int (*read)(struct ldr_backend *be, const struct ldr_name *n, int how,
+		    size_t pre, struct ldr_file *f);
+	/* The entry judged bad at the name n, still the one read into f:
+	 * quarantine it (dir) or delete it if unchanged (Redis). */
+	void (*reject)(struct ldr_backend *be, const struct ldr_name *n,
+		       const struct ldr_file *f, const char *why);
+
+	/* Publish, first writer wins: stage, write the stored payload,
+	 * commit with the entry's header. commit returns 0 (this call
+	 * published), LARDER_EXISTS (an intact entry of that name stands,
+	 * and ours is dropped), or an error, with nothing visible. Either
+	 * way the stage is freed by commit; abort frees it unpublished. */
+	int (*stage_begin)(struct ldr_backend *be, const struct ldr_name *n,
+			   const larder_put_opts *po, struct ldr_stage **out);
+	int (*stage_write)(struct ldr_stage *s, const struct iovec *iov,
+			   int iovcnt);
+	int (*stage_commit)(struct ldr_stage *s, const void *hdr, size_t hlen,
+			    unsigned flags, uint64_t token);
+	void (*stage_abort)(struct ldr_stage *s);
+
+	/* Remove the entry n if it is still the one read into `same` (dir:
+	 * device and inode; Redis: its manifest's stage id; NULL: whatever
+	 * is there), and its head if the head names it. 1 removed, 0 not
+	 * there or changed, or an error. */
+	int (*remove)(struct ldr_backend *be, const struct ldr_name *n,
+		      const struct ldr_file *same);
+
+	/* Head hints of (n->ns, n->key). get: the version the head names,
+	 * malloc'ed in *ver; LARDER_ENOTFOUND when there is none. set:
+	 * point it at n->ver, unless `token` is lower than the token of the
+	 * head's last setter (a filler that lost its lease must not move it
+	 * back); token 0 sets unconditionally (larder_put). drop: remove it
+	 * if it still names n->ver. */
+	int (*head_get)(struct ldr_backend *be, const struct ldr_name *n,
+			uint8_t **ver, size_t *vlen);
+	int (*head_set)(struct ldr_backend *be, const struct ldr_name *n,
+			uint64_t token);
+	int (*head_drop)(struct ldr_backend *be, const struct ldr_name *n);
+
+	/* Leases, one per (ns, key) (docs/leases.md). acquire: 0 held,
+	 * renewed every renew_ms by the backend until release, with its
+	 * fencing token in *token (0 where the backend has none); 1 held
+	 * by another, its holder in *h; or an error. held: 1 still ours,
+	 * 0 lost (the check before publishing). observe: 0 and *h,
+	 * LARDER_ENOTFOUND when there is none. break: free it if it is
+	 * still exactly *h: 1 broke it, 0 changed or gone, 2 another
+	 * breaker holds the turn (wait as for a live holder). release: give
+	 * it back if it is still ours, and free l. */
+	int (*lease_acquire)(struct ldr_backend *be, const struct ldr_name *n,
+			     const struct ldr_self *me, uint64_t lease_ms,
+			     uint64_t renew_ms, struct ldr_be_lease **out,
+			     uint64_t *token, struct ldr_be_holder *h);
+	int (*lease_held)(struct ldr_be_lease *l);
+	int (*lease_observe)(struct ldr_backend *be, const struct ldr_name *n,
+			     struct ldr_be_holder *h);
+	int (*lease_break)(struct ldr_backend *be, const struct ldr_name *n,
+			   const struct ldr_be_holder *h);
+	void (*lease_release)(struct ldr_be_lease *l);
+
+	/* Wait until the entry n may have been published, the lease of n
+	 * may have changed, or max_ms passed: a hint to look again, never a
+	 * promise (the caller reads and observes after it). 0, or
+	 * LARDER_ECANCELED when *cancel became non-zero. */
+	int (*wait)(struct ldr_backend *be, const struct ldr_name *n,
+		    uint64_t max_ms, const volatile int *cancel);
+
+	/* The namespaces, and the entries of one: each entry's name hash
+	 * and a string that locates it for messages. A callback's non-zero
+	 * return stops the listing and is returned. */
+	int (*list_ns)(struct ldr_backend *be, larder_ns_fn cb, void *p);
+	int (*walk)(struct ldr_backend *be, const char *ns,
+		    int (*cb)(const uint8_t hash[16], const char *where,
+			      void *p),
+		    void *p);
+
+	int (*stats)(struct ldr_backend *be, struct ldr_be_stats *st);
+};
+
+/* The backends built in: "dir" always, "redis" when built with it. */
+extern const struct ldr_backend_ops ldr_be_dir_ops;
+extern const struct ldr_backend_ops ldr_be_redis_ops;
+
+#endif
