@@ -283,31 +283,11 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	 * them longer than the entry handle. */
 	if (memo && memo->again)
 		pre = 0;
-	/* ENOENT and ESTALE mean "gone": look once more (a network
-	 * filesystem may have replaced its handle), then miss. */
-	for (int attempt = 0;; attempt++) {
-		if (ldr_file_load(db, l->rel, &l->f, 0, how, pre) == 0)
-			break;
-		int err = errno;
-		if (err == EFBIG)
-			return ldr_fail(
-			    db, LARDER_ENOMEM, 0,
-			    "entry file '%s/%s' is %llu bytes, more "
-			    "than this handle holds in memory (%llu: "
-			    "larder_opts.max_in_memory); read it "
-			    "with larder_get_stream(), which needs "
-			    "no more",
-			    db->dir, l->rel, (unsigned long long)l->f.size,
-			    (unsigned long long)db->max_in_memory);
-		if (err != ENOENT && err != ESTALE)
-			return ldr_fail_errno(db, err,
-					      "cannot read '%s/%s': %s",
-					      db->dir, l->rel, strerror(err));
-		if (attempt == 1)
-			return miss(db, ns);
-		if (err == ESTALE)
-			ldr_count(db, LARDER_CTR_ESTALE_RETRIES);
-	}
+	rc = ldr_entry_load(db, l->rel, &l->f, how, pre);
+	if (rc == LARDER_ENOTFOUND)
+		return miss(db, ns);
+	if (rc)
+		return rc;
 	/* The library's own records are tiny, and a flipped bit in one
 	 * (a remembered file hash) would be a wrong answer: always checked.
 	 * Trusting a file unchecked is for files nobody else can change. */
