@@ -1,33 +1,17 @@
 /*
  * backend.c — the storage seam's own code (docs/backends.md, "The seam"):
- * naming an entry for a backend, choosing the backend a `where` string
- * names, and what every caller of the table needs about a lease's holder.
+ * choosing the backend a `where` string names, and what every caller of
+ * the table needs about a lease's holder. (ldr_name_init is store.c's,
+ * with the rest of the naming.)
  * The backends themselves are be_dir.c and be_redis.c.
  */
 #include "backend.h"
 
 #include <string.h>
 
-#include "naming.h"
-
 /* Defined only in a build with Redis (be_redis.c): weak, so that the
  * build without it links, and a Redis URI is refused there by name. */
 extern const struct ldr_backend_ops ldr_be_redis_ops __attribute__((weak));
-
-void ldr_name_init(struct ldr_name *n, const char *ns, const void *key,
-		   size_t klen, const void *ver, size_t vlen)
-{
-	n->ns = ns;
-	n->key = key;
-	n->klen = klen;
-	n->ver = ver;
-	n->vlen = vlen;
-	ldr_head_hash(ns, key, klen, n->khash);
-	if (ver)
-		ldr_entry_hash(ns, key, klen, ver, vlen, n->hash);
-	else
-		memset(n->hash, 0, sizeof n->hash);
-}
 
 static int is_redis(const char *where)
 {
