@@ -35,6 +35,7 @@ struct larder_fill {
 	larder_writer *w; /* begun at the loader's first write */
 	int rc;		  /* first failure of a write */
 	const volatile sig_atomic_t *cancel; /* larder_fill_opts.cancel */
+	uint64_t token; /* the lease's fencing token (backend.h) */
 };
 
 /* The caller asked the call to stop (larder_fill_opts.cancel). */
@@ -296,6 +297,8 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 		larder_entry *uncached;
 		larder_writer *w = f->w;
 		f->w = NULL;
+		if (lease)
+			ldr_writer_set_token(w, f->token);
 		rc = ldr_writer_commit_fill(w, &uncached);
 		if (uncached) {
 			/* The caller's load wins over the cache's trouble:
@@ -451,8 +454,8 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 	unsigned retries = opts && opts->max_retries ? opts->max_retries : 3;
 	unsigned flags = opts ? opts->flags : 0;
 
-	larder_fill f = {db, ns, key,  klen, NULL, 0,	0,
-			 0,  0,	 NULL, NULL, 0,	   NULL};
+	larder_fill f = {db, ns, key,  klen, NULL, 0,	 0,
+			 0,  0,	 NULL, NULL, 0,	   NULL, 0};
 	f.put = opts ? opts->put : NULL;
 	if (opts && opts->version >= 3)
 		f.cancel = opts->cancel;
@@ -517,6 +520,7 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		int r = be->ops->lease_acquire(be, &nm, &me, lease_ms, hb_ms,
 					       &lease, &token, &holder);
 		if (r == 0) {
+			f.token = token;
 			/* Double-check: the entry may have been published
 			 * between our miss and the lease. */
 			rc = ldr_get_quiet(out, db, ns, key, klen, f.ver,

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "backend.h"
 #include "clock.h"
 #include "fsutil.h"
 #include "hash.h"
@@ -59,6 +60,11 @@ struct larder_writer {
 	int in_memory;
 	int cache_rc; /* why the cache could not keep it */
 	char cache_msg[512];
+	/* Published through the seam, to a backend other than the handle's
+	 * own directory (docs/backends.md): the entry is made in memory,
+	 * then staged there whole. token: the filler's fencing token. */
+	int via_be;
+	uint64_t token;
 };
 
 static void writer_free(larder_writer *w)
@@ -243,6 +249,11 @@ void ldr_writer_no_head(larder_writer *w)
 	w->flags |= LARDER_PUT_NO_HEAD;
 }
 
+void ldr_writer_set_token(larder_writer *w, uint64_t token)
+{
+	w->token = token;
+}
+
 int ldr_writer_begin_stage(larder_writer **out, larder *db, const char *ns,
 			   const void *key, size_t klen, const void *ver,
 			   size_t vlen, const larder_put_opts *opts)
@@ -324,6 +335,22 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 			 ? w->created + ttl * 1000000000
 			 : 0;
 
+	if (db->be && !db->be_own && how != W_STAGE) {
+		/* Through the seam: the entry file is made in memory and
+		 * staged whole at commit (publish_be). */
+		w->via_be = 1;
+		w->fd = memfd_create("larder-entry", MFD_CLOEXEC);
+		if (w->fd < 0) {
+			rc = ldr_fail(db, LARDER_ENOMEM, errno,
+				      "cannot make an entry in memory: %s",
+				      strerror(errno));
+			writer_free(w);
+			return rc;
+		}
+		w->in_memory = 1;
+		*out = w;
+		return 0;
+	}
 	/* Below the stop watermark nothing is stored (a fill still gets its
 	 * data: the failure path keeps it in memory). */
 	if ((rc = ldr_space_check(db)) != 0)
@@ -574,6 +601,56 @@ static int rescue_temp(larder_writer *w, int rc)
 	return to_memory(w, rc);
 }
 
+/* Publish the entry file made in memory (header at 0, payload after it)
+ * through the seam: staged, its payload in chunks, committed with its
+ * header. 0, LARDER_EXISTS, or an error, recorded. */
+static int publish_be(larder_writer *w, const uint8_t *hdr, uint32_t hlen,
+		      uint64_t stored)
+{
+	larder *db = w->db;
+	struct ldr_backend *be = db->be;
+	struct ldr_name n;
+	ldr_name_init(&n, w->ns, w->key, w->klen, w->ver, w->vlen);
+	larder_put_opts po = LARDER_PUT_OPTS_INIT;
+	po.flags = w->flags;
+	po.meta = w->meta;
+	po.meta_len = w->mlen;
+	struct ldr_stage *s;
+	int rc = be->ops->stage_begin(be, &n, &po, &s);
+	if (rc)
+		return rc;
+	uint8_t *b = stored ? malloc(LDR_CHUNK) : NULL;
+	if (stored && !b) {
+		be->ops->stage_abort(s);
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	}
+	for (uint64_t off = 0; off < stored;) {
+		size_t want = stored - off < LDR_CHUNK ? (size_t)(stored - off)
+						       : LDR_CHUNK;
+		ssize_t got =
+		    ldr_pread_full(w->fd, b, want, (off_t)(hlen + off));
+		if (got != (ssize_t)want) {
+			rc = ldr_fail(db, LARDER_EIO, got < 0 ? errno : EIO,
+				      "cannot read back the entry made in "
+				      "memory for '%s'",
+				      w->ns);
+			break;
+		}
+		struct iovec iov = {b, want};
+		if ((rc = be->ops->stage_write(s, &iov, 1)) != 0)
+			break;
+		off += want;
+	}
+	free(b);
+	if (rc) {
+		be->ops->stage_abort(s);
+		return rc;
+	}
+	return be->ops->stage_commit(
+	    s, hdr, hlen, (w->flags & LARDER_PUT_NO_HEAD) ? LDR_BE_NO_HEAD : 0,
+	    w->token);
+}
+
 /* A stage's header, given at its commit (be_dir.c): it must describe
  * exactly what was written, under the writer's name, and fit the place
  * the payload was written at; else nothing is published. */
@@ -667,6 +744,19 @@ static int finish(larder_writer *w, larder_entry **uncached,
 	size_t restlen = w->spilled ? 0 : w->buflen;
 	if ((rc = wwrite(w, hdr, h.hdr_len, rest, restlen, 0)))
 		goto out;
+	if (w->via_be) {
+		rc = publish_be(w, hdr, h.hdr_len, h.stored_len);
+		if (rc >= 0) {
+			ldr_count(db, rc == 0 ? LARDER_CTR_PUBLISHED
+					      : LARDER_CTR_PUBLISH_RACED);
+			ldr_stats_tick(db);
+			goto out;
+		}
+		if (!w->fill_mode)
+			goto out;
+		/* A fill's load still reaches its caller, uncached. */
+		note_cause(w, rc);
+	}
 	if (!w->in_memory && !w->internal && db->fsync != LARDER_FSYNC_NONE &&
 	    ldr_fdatasync(w->fd) != 0) {
 		rc = wfail(db, errno, "fsync temp file in", w->dirrel);

@@ -37,6 +37,9 @@ int ldr_writer_commit_fill(larder_writer *w, larder_entry **uncached);
 
 /* Do not move the head hint on commit (a lost lease). */
 void ldr_writer_no_head(larder_writer *w);
+/* The filler's fencing token (lease_acquire), with which the commit
+ * moves the head (a backend refuses to move it back to a lower one). */
+void ldr_writer_set_token(larder_writer *w, uint64_t token);
 
 /* The directory backend's stage (be_dir.c, docs/backends.md): a writer
  * of the payload as stored (nothing compressed here, whatever opts
