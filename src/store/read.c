@@ -428,7 +428,8 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 	larder_entry *e = NULL;
 	/* The library's own records are always read and verified. */
 	struct ldr_memo_hit mh = {0},
-			    *memo = internal || !db->be_own ? NULL : &mh;
+			    *memo = internal || (db->be && !db->be_own) ? NULL
+									: &mh;
 	int rc = lookup(db, &l, ns, key, klen, ver, vlen, LDR_LOAD_WHOLE,
 			LDR_ENTRY_PRE, internal, memo);
 	if (rc && rc != LDR_MEMO_HIT)
