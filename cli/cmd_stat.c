@@ -343,6 +343,17 @@ static const char *prom_help(const char *name)
 			     "larder's, or writable by others."},
 	    {"memo_hits", "Hits served from a handle's memo of verified "
 			  "entries."},
+	    {"near_hits", "Entries read from the near tier."},
+	    {"shared_hits", "Entries read from the shared tier."},
+	    {"shared_copies", "Shared tier entries copied into the near "
+			      "tier."},
+	    {"shared_head_checks", "Version-less lookups asked of the shared "
+				   "tier."},
+	    {"shared_errors", "Calls to the shared tier that failed."},
+	    {"shared_skipped", "Calls skipped while the shared tier was "
+			       "down."},
+	    {"shared_refused", "Entries the shared tier refused (too large "
+			       "or full)."},
 	};
 	for (size_t i = 0; i < sizeof h / sizeof *h; i++)
 		if (strcmp(h[i].name, name) == 0)

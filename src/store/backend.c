@@ -7,6 +7,8 @@
  */
 #include "backend.h"
 
+#include "tier.h"
+
 #include <string.h>
 
 /* Defined only in a build with Redis (be_redis.c): weak, so that the
@@ -27,6 +29,9 @@ int ldr_backend_open(struct ldr_backend **out, larder *db, const char *where)
 {
 	*out = NULL;
 	const struct ldr_backend_ops *ops = &ldr_be_dir_ops;
+	/* "tier:WHERE": the handle's own directory in front of WHERE. */
+	if (where && !strncmp(where, "tier:", 5))
+		return ldr_be_tier_ops.open(out, db, where + 5);
 	if (where && is_redis(where)) {
 		if (!&ldr_be_redis_ops)
 			return ldr_fail(db, LARDER_EINVAL, 0,
