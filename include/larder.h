@@ -1303,10 +1303,10 @@ enum larder_counter {
 	LARDER_CTR_NEAR_HITS,	       /* entries read from the near tier */
 	LARDER_CTR_SHARED_HITS,	       /* entries read from the shared tier */
 	LARDER_CTR_SHARED_COPIES,      /* shared entries copied into near */
-	LARDER_CTR_SHARED_HEAD_CHECKS, /* version-less lookups asked of shared */
-	LARDER_CTR_SHARED_ERRORS,      /* calls to the shared tier that failed */
-	LARDER_CTR_SHARED_SKIPPED,     /* calls skipped while it was down */
-	LARDER_CTR_SHARED_REFUSED,     /* entries it refused (too large, full) */
+	LARDER_CTR_SHARED_HEAD_CHECKS, /* version-less gets asked of shared */
+	LARDER_CTR_SHARED_ERRORS,  /* calls to the shared tier that failed */
+	LARDER_CTR_SHARED_SKIPPED, /* calls skipped while it was down */
+	LARDER_CTR_SHARED_REFUSED, /* entries it refused (too large, full) */
 	LARDER_CTR_COUNT
 };
 

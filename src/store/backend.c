@@ -7,8 +7,6 @@
  */
 #include "backend.h"
 
-#include "tier.h"
-
 #include <string.h>
 
 /* Defined only in a build with Redis (be_redis.c): weak, so that the

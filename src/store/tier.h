@@ -10,11 +10,6 @@
 
 #include "backend.h"
 
-/* The tier's table: open(where) makes the handle's own directory the near
- * tier in front of the backend `where` names (a store directory or a
- * Redis URI). ldr_backend_open opens it for "tier:WHERE". */
-extern const struct ldr_backend_ops ldr_be_tier_ops;
-
 /* The shared tier failed at `op` with rc (its message recorded on
  * be->db): counted, logged once per outage, marked down for a back-off. */
 void ldr_tier_failed(struct ldr_backend *be, const char *op, int rc);
