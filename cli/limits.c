@@ -114,3 +114,26 @@ int cli_limits_apply(struct cli *c, larder *db, const char *ns,
 	}
 	return rc ? cli_fail(c, db, rc) : CLI_OK;
 }
+
+int cli_shared_apply(struct cli *c, larder *db, const char *where)
+{
+	if (*where && where[0] == '/') {
+		/* A shared directory: made a store now, as init would, so
+		 * that the first host's setting is enough. Opened without a
+		 * shared tier of its own. */
+		larder_opts o = LARDER_OPTS_INIT;
+		o.flags = LARDER_OPEN_CREATE;
+		o.create_mode = larder_mode(db);
+		o.shared = "";
+		larder *sdb;
+		int rc = larder_open(&sdb, where, &o);
+		if (rc) {
+			cli_err(c, "cannot use '%s' as the shared tier: %s",
+				out_q(where), larder_errmsg(NULL));
+			return CLI_STORE;
+		}
+		larder_close(sdb);
+	}
+	int rc = larder_shared_set(db, where);
+	return rc ? cli_fail(c, db, rc) : CLI_OK;
+}
