@@ -27,3 +27,11 @@ target_compile_definitions(test_fill_clocks PRIVATE
 # hundreds of MiB (CTest runs the others two at a time).
 set_tests_properties(test_fill test_fill_hosts test_fill_clocks PROPERTIES
   RUN_SERIAL TRUE)
+
+# Tiers: near stores in front of one shared directory (docs/backends.md,
+# "Tiers"); its herd plays hosts as test_fill_hosts does.
+larder_test(test_tier test_tier.c fill_spawn.c)
+add_dependencies(test_tier fill_worker)
+target_compile_definitions(test_tier PRIVATE
+  LARDER_FILL_WORKER="$<TARGET_FILE:fill_worker>")
+set_tests_properties(test_tier PROPERTIES RUN_SERIAL TRUE)
