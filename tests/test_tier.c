@@ -20,6 +20,7 @@
 #include "harness.h"
 #include "larder.h"
 #include "store_util.h"
+#include "testing.h"
 
 #define KiB 1024u
 
@@ -300,6 +301,40 @@ TEST(shared_tier_gone_near_only_with_one_warning_and_no_data_lost)
 	uint64_t skipped = larder_counter(a, LARDER_CTR_SHARED_SKIPPED);
 	ASSERT(errs >= 1);
 	ASSERT(errs + skipped >= 10);
+	/* Each back-off ended (as if its time ran out), the tier is tried
+	 * again, fails again: the back-off doubles up to 30 s, and the
+	 * outage is still one warning. */
+	unsigned want = 1000;
+	for (int i = 0; i < 8; i++) {
+		ASSERT_EQ(ldr_test_tier_retry_now(a), want);
+		uint64_t e0 = larder_counter(a, LARDER_CTR_SHARED_ERRORS);
+		char ver[8];
+		snprintf(ver, sizeof ver, "v%d", i);
+		put(a, "again", ver, KiB, NULL);
+		ASSERT_EQ(larder_counter(a, LARDER_CTR_SHARED_ERRORS), e0 + 1);
+		want = want * 2 > 30000 ? 30000 : want * 2;
+	}
+	ASSERT_EQ(ldr_test_tier_retry_now(a), 30000);
+	ASSERT_EQ(lb.warnings, 1);
+	larder_close(a);
+}
+
+TEST(shared_tier_back_after_an_outage_is_used_again)
+{
+	struct logbook lb;
+	const char *later = test_path("later");
+	larder *a = host("a", later, &lb);
+	ASSERT_EQ(lb.warnings, 1);
+	put(a, "k", "v", KiB, NULL);
+	/* It comes up; at the end of the back-off it is used again. */
+	const char *shared = make_shared("later");
+	ASSERT_EQ(ldr_test_tier_retry_now(a), 1000);
+	put(a, "k2", "v", KiB, NULL);
+	ASSERT_EQ(ldr_test_tier_retry_now(a), 0);
+	larder *s = open_store_at(shared, NULL);
+	expect(s, "k2", "v", KiB, NULL);
+	larder_close(s);
+	ASSERT_EQ(lb.warnings, 1);
 	larder_close(a);
 }
 

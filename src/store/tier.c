@@ -145,7 +145,7 @@ static void shared_ok(struct tier *t)
 	t->said = 0;
 	pthread_mutex_unlock(&t->mu);
 	if (said)
-		ldr_log(t->base.db, LARDER_LOG_WARN,
+		ldr_log(t->base.db, LARDER_LOG_INFO,
 			"shared tier '%s' answers again", t->shown);
 }
 
@@ -369,6 +369,19 @@ static int tier_open(struct ldr_backend **out, larder *db, const char *where)
 	shared_of(t);
 	*out = &t->base;
 	return 0;
+}
+
+unsigned ldr_tier_retry_now(struct ldr_backend *be)
+{
+	if (!be || be->ops != &ldr_be_tier_ops)
+		return 0;
+	struct tier *t = tier_of(be);
+	pthread_mutex_lock(&t->mu);
+	unsigned ms = t->backoff_ms;
+	if (t->down_until)
+		t->down_until = 1; /* past, yet the outage goes on */
+	pthread_mutex_unlock(&t->mu);
+	return ms;
 }
 
 const char *ldr_tier_shown(const struct ldr_backend *be)

@@ -18,6 +18,10 @@ void ldr_tier_failed(struct ldr_backend *be, const char *op, int rc);
  * masked); NULL for any other backend. */
 const char *ldr_tier_shown(const struct ldr_backend *be);
 
+/* End the shared tier's back-off now, as if it had run out (tests): the
+ * back-off it was in, in ms (0: none, or not a tier). */
+unsigned ldr_tier_retry_now(struct ldr_backend *be);
+
 /* The near tier's stats. */
 int ldr_tier_near_stats(struct ldr_backend *be, struct ldr_be_stats *st);
 
