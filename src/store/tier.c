@@ -1042,7 +1042,9 @@ int ldr_tier_hang(larder *db, const larder_opts *opts)
 			db->be_own = 1;
 		return rc;
 	}
-	if ((rc = ldr_be_tier_ops.open(&db->be, db, where)) == 0)
+	if ((rc = ldr_be_tier_ops.open(&db->be, db, where)) == 0) {
 		db->be_own = 0;
+		db->be_near = 1;
+	}
 	return rc;
 }
