@@ -492,3 +492,62 @@ TEST(herd_across_8_hosts_each_with_its_near_tier_loads_once)
 		larder_close(n);
 	}
 }
+
+TEST(shared_tier_down_a_herd_on_one_host_loads_once_with_leases_in_near)
+{
+	/* No shared tier where the setting points: every worker's near
+	 * store is the same, and their leases meet there. */
+	ASSERT_EQ(setenv("LARDER_SHARED", test_path("nowhere"), 1), 0);
+	larder_close(host("near", "", NULL));
+	char near[4096];
+	snprintf(near, sizeof near, "%s", test_path("near"));
+	char src[4096], side[4096], go[4096], hold[4096], out[4][4096];
+	snprintf(src, sizeof src, "%s", test_path("src"));
+	snprintf(side, sizeof side, "%s", test_path("loads"));
+	snprintf(go, sizeof go, "%s", test_path("go"));
+	snprintf(hold, sizeof hold, "%s", test_path("hold"));
+	const size_t size = 200000;
+	spawn_write_source(src, size, 78);
+	struct worker ws[4];
+	for (int i = 0; i < 4; i++) {
+		snprintf(out[i], sizeof out[i], "%s", test_path("out%d", i));
+		struct wenv env = {NULL, NULL, 0};
+		const char *opts[] = {
+		    "--src",   src,    "--chunk",     "32768", "--side", side,
+		    "--out",   out[i], "--go",	      go,      "--hold", hold,
+		    "--lease", "1",    "--heartbeat", "0.1",   NULL};
+		worker_start(&ws[i], &env, near, "herd", "v1", opts);
+	}
+	ASSERT_EQ(unsetenv("LARDER_SHARED"), 0);
+	FILE *g = fopen(go, "w");
+	ASSERT(g != NULL);
+	fclose(g);
+	if (!worker_wait_each(ws, 4, "loading", "waiting", 20000))
+		test_fail(__FILE__, __LINE__,
+			  "not every worker loads or waits after 20 s");
+	int loader = -1;
+	for (int i = 0; i < 4; i++) {
+		if (ws[i].loading) {
+			ASSERT_EQ(loader, -1);
+			loader = i;
+		}
+	}
+	ASSERT(loader >= 0);
+	g = fopen(hold, "w");
+	ASSERT(g != NULL);
+	fclose(g);
+	for (int i = 0; i < 4; i++) {
+		worker_reap(ws, 4, i, 20000);
+		struct wres *r = &ws[i].res;
+		if (!ws[i].done || r->rc != 0)
+			test_fail(__FILE__, __LINE__,
+				  "worker %d: done %d rc %d: %s", i, ws[i].done,
+				  r->rc, ws[i].last_error);
+		ASSERT_EQ(r->outcome,
+			  i == loader ? LARDER_FILLED : LARDER_WAITED);
+		if (!spawn_check_file(out[i], size, 78))
+			test_fail(__FILE__, __LINE__,
+				  "worker %d read wrong bytes", i);
+	}
+	ASSERT_EQ(test_count_lines(side), 1);
+}
