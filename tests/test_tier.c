@@ -392,6 +392,11 @@ TEST(configuration_env_and_masking)
 	larder_close(a);
 	a = host("a", "redis://pw@127.0.0.1:1", NULL);
 	ASSERT_STR_EQ(larder_shared(a), "redis://***@127.0.0.1:1");
+	ASSERT_EQ(larder_shared_set(a, "redis://user:pw@"), LARDER_EINVAL);
+	ASSERT_RC(a, larder_shared_set(a, "redis://:pw@127.0.0.1:1/0"), 0);
+	larder_close(a);
+	a = host("a", NULL, NULL);
+	ASSERT_STR_EQ(larder_shared(a), "redis://:***@127.0.0.1:1/0");
 	larder_close(a);
 	/* Removed. */
 	a = host("a", "", NULL);

@@ -59,6 +59,8 @@ struct tier {
 	struct head_seen heads[HEAD_SLOTS];
 };
 
+static int is_uri(const char *where);
+
 static struct tier *tier_of(struct ldr_backend *be)
 {
 	return (struct tier *)be;
@@ -354,10 +356,26 @@ static int tier_open(struct ldr_backend **out, larder *db, const char *where)
 	pthread_mutex_init(&t->mu, NULL);
 	char text[LDR_CONFIG_MAX];
 	t->head_age_ms = 1000;
-	if (ldr_config_read(db, "", text, sizeof text) == 0 &&
-	    *ldr_conf_val(text, "shared_head_age_ms"))
+	if (ldr_config_read(db, "", text, sizeof text) != 0)
+		text[0] = '\0';
+	if (*ldr_conf_val(text, "shared_head_age_ms"))
 		t->head_age_ms =
 		    (uint64_t)ldr_conf_num(text, "shared_head_age_ms");
+	/* A Redis tier takes its settings in the URI's query: the store's
+	 * shared_timeout_ms goes there unless the URI sets its own. */
+	int64_t tmo = ldr_conf_num(text, "shared_timeout_ms");
+	if (tmo > 0 && is_uri(where) && !strstr(where, "timeout_ms=")) {
+		char *w = NULL;
+		if (asprintf(&w, "%s%ctimeout_ms=%lld", where,
+			     strchr(where, '?') ? '&' : '?',
+			     (long long)tmo) < 0) {
+			tier_close(&t->base);
+			return ldr_fail(db, LARDER_ENOMEM, ENOMEM,
+					"out of memory");
+		}
+		free(t->where);
+		t->where = w;
+	}
 	/* Near is the handle's own directory: its fd, caches, counters. */
 	if ((rc = ldr_backend_open(&t->near, db, NULL)) != 0) {
 		tier_close(&t->base);
@@ -894,6 +912,16 @@ static int is_uri(const char *where)
 	return strstr(where, "://") != NULL;
 }
 
+/* Whether the part of a URI after "scheme://" names a host: after the
+ * user and password, if any. */
+static int has_host(const char *rest)
+{
+	const char *at = strchr(rest, '@'), *slash = strchr(rest, '/');
+	if (at && (!slash || at < slash))
+		rest = at + 1;
+	return *rest && !strchr("/:@?", *rest);
+}
+
 int ldr_shared_check(larder *db, const char *where)
 {
 	if (!where || !*where)
@@ -920,9 +948,8 @@ int ldr_shared_check(larder *db, const char *where)
 				      "(want redis://, redis+sentinel://, "
 				      "unix:// or a directory)",
 				      shown ? shown : "?");
-		else if (!strncmp(where, "unix://", 7)
-			     ? *rest != '/'
-			     : !*rest || strchr("/:@", *rest))
+		else if (!strncmp(where, "unix://", 7) ? *rest != '/'
+						       : !has_host(rest))
 			rc = ldr_fail(db, LARDER_EINVAL, 0,
 				      "bad shared tier '%s': no host (want "
 				      "redis://[user:password@]host:port/db "
