@@ -493,6 +493,8 @@ static int tier_stage_begin(struct ldr_backend *be, const struct ldr_name *n,
 			   s->ops->stage_begin(s, n, po, &ts->shared), 0);
 		if (rc == LARDER_EINVAL)
 			goto fail;
+		if (rc == LARDER_EFULL)
+			ldr_count(db, LARDER_CTR_SHARED_REFUSED);
 	}
 	int nrc = t->near->ops->stage_begin(t->near, n, po, &ts->near);
 	if (nrc && !ts->shared) {
