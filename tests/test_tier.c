@@ -6,6 +6,8 @@
  * fill_worker processes in PID+UTS namespaces of their own (unshare), as
  * test_fill_hosts.c plays them.
  *
+ * With LARDER_TEST_SHARED=<where> (tests/redis/tier.sh: a private
+ * Redis), the cases that need no shared directory run on that tier.
  * (The conformance suite runs on a tier too: test_backend_tier.)
  */
 #include <errno.h>
@@ -39,18 +41,38 @@ static void log_cb(int level, const char *msg, void *payload)
 	}
 }
 
-/* A fresh shared store directory, made as `larder init` makes one. */
+/* The shared tier of a test: a fresh store directory, made as `larder
+ * init` makes one; or, with LARDER_TEST_SHARED set (tests/redis/tier.sh:
+ * a redis:// URI of a private server), that tier under a key prefix of
+ * this call's own, so that no two tests meet there. */
 static const char *make_shared(const char *name)
 {
 	static char path[8][4096];
 	static int next;
 	char *p = path[next++ % 8];
+	const char *where = getenv("LARDER_TEST_SHARED");
+	if (where && *where) {
+		snprintf(p, 4096, "%s%cprefix=t%ld-%d-%s:", where,
+			 strchr(where, '?') ? '&' : '?', (long)getpid(), next,
+			 name);
+		return p;
+	}
 	snprintf(p, 4096, "%s", test_path("%s", name));
 	larder_opts o = LARDER_OPTS_INIT;
 	o.flags = LARDER_OPEN_CREATE;
 	o.shared = "";
 	larder_close(open_store_at(p, &o));
 	return p;
+}
+
+/* The cases that look at (or remove) the shared directory behind the
+ * tier's back run on a directory only. */
+static void dir_only(void)
+{
+	const char *where = getenv("LARDER_TEST_SHARED");
+	if (where && *where)
+		test_skip("looks at the shared directory behind the tier's "
+			  "back");
 }
 
 /* A host: its near store (made if missing) with `shared` behind it, as
@@ -144,6 +166,7 @@ static int fill(larder *db, const char *key, size_t n)
 
 TEST(shared_hit_is_copied_into_near_and_served_with_shared_gone)
 {
+	dir_only();
 	const char *shared = make_shared("shared");
 	larder *a = host("a", shared, NULL);
 	larder *b = host("b", shared, NULL);
@@ -177,6 +200,7 @@ TEST(shared_hit_is_copied_into_near_and_served_with_shared_gone)
 
 TEST(a_put_goes_to_shared_and_near)
 {
+	dir_only();
 	const char *shared = make_shared("shared");
 	larder *a = host("a", shared, NULL);
 	put(a, "k", "v", 5 * KiB, NULL);
@@ -213,6 +237,7 @@ TEST(a_name_shared_holds_already_is_what_near_gets)
 
 TEST(a_corrupt_shared_entry_is_never_served_and_is_loaded_again)
 {
+	dir_only();
 	const char *shared = make_shared("shared");
 	larder *a = host("a", shared, NULL);
 	loads = 0;
@@ -274,6 +299,7 @@ TEST(version_less_gets_ask_the_shared_head)
 
 TEST(shared_tier_gone_near_only_with_one_warning_and_no_data_lost)
 {
+	dir_only();
 	const char *shared = make_shared("shared");
 	struct logbook lb;
 	larder *a = host("a", shared, &lb);
@@ -321,6 +347,7 @@ TEST(shared_tier_gone_near_only_with_one_warning_and_no_data_lost)
 
 TEST(shared_tier_back_after_an_outage_is_used_again)
 {
+	dir_only();
 	struct logbook lb;
 	const char *later = test_path("later");
 	larder *a = host("a", later, &lb);
@@ -340,6 +367,7 @@ TEST(shared_tier_back_after_an_outage_is_used_again)
 
 TEST(shared_tier_missing_at_open_is_a_warning_not_a_failure)
 {
+	dir_only();
 	struct logbook lb;
 	larder *a = host("a", test_path("nowhere"), &lb);
 	ASSERT_EQ(lb.warnings, 1);
@@ -354,6 +382,7 @@ TEST(shared_tier_missing_at_open_is_a_warning_not_a_failure)
 
 TEST(configuration_env_and_masking)
 {
+	dir_only();
 	const char *shared = make_shared("shared");
 	larder *a = host("a", "", NULL);
 	/* Bad ones are refused, clearly. */
@@ -500,6 +529,7 @@ TEST(herd_across_8_hosts_each_with_its_near_tier_loads_once)
 
 TEST(shared_tier_down_a_herd_on_one_host_loads_once_with_leases_in_near)
 {
+	dir_only();
 	/* No shared tier where the setting points: every worker's near
 	 * store is the same, and their leases meet there. */
 	ASSERT_EQ(setenv("LARDER_SHARED", test_path("nowhere"), 1), 0);
