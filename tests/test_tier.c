@@ -511,10 +511,11 @@ TEST(herd_across_8_hosts_each_with_its_near_tier_loads_once)
 	ASSERT_EQ(test_count_lines(side), 1);
 	/* The shared tier holds it, and so does every host's near tier
 	 * (the loader's by its publish, the others' by their copies). */
-	larder *s = open_store_at(shared, NULL);
+	larder *s = host("check", shared, NULL);
 	larder_entry *e;
 	ASSERT_RC(s, larder_get(&e, s, "default", "herd", 4, "v1", 2), 0);
 	ASSERT_EQ(larder_entry_size(e), size);
+	ASSERT_EQ(larder_counter(s, LARDER_CTR_SHARED_HITS), 1);
 	larder_entry_release(e);
 	larder_close(s);
 	for (int i = 0; i < 8; i++) {

@@ -447,9 +447,15 @@ static void tier_reject(struct ldr_backend *be, const struct ldr_name *n,
 		t->near->ops->reject(t->near, n, f, why);
 		return;
 	}
+	/* Its identity taken first: a file of near's that has been
+	 * replaced there since is then nothing the shared tier holds (Redis
+	 * compares a stage id, a directory an inode), never "whatever is
+	 * there". */
+	struct ldr_file id = *f;
+	ldr_file_ident(&id);
 	struct ldr_backend *s = shared_of(t);
 	if (s)
-		s->ops->reject(s, n, f, why);
+		s->ops->reject(s, n, &id, why);
 	/* A copy near took of it goes too. */
 	t->near->ops->remove(t->near, n, NULL);
 }
@@ -635,7 +641,10 @@ static int tier_remove(struct ldr_backend *be, const struct ldr_name *n,
 		struct ldr_backend *other = in_near ? s : near;
 		if (!first)
 			return 0;
-		int rc = first->ops->remove(first, n, same);
+		/* Its identity taken first, as in tier_reject. */
+		struct ldr_file id = *same;
+		ldr_file_ident(&id);
+		int rc = first->ops->remove(first, n, &id);
 		if (first == s)
 			rc = judge(t, "remove", rc, 1);
 		if (rc == 1 && other) {
