@@ -4,6 +4,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "cli.h"
@@ -115,6 +116,14 @@ int cli_limits_apply(struct cli *c, larder *db, const char *ns,
 	return rc ? cli_fail(c, db, rc) : CLI_OK;
 }
 
+/* A log callback that keeps the first warning (or worse) it is given. */
+static void first_warning(int level, const char *msg, void *payload)
+{
+	char *said = payload;
+	if (level <= LARDER_LOG_WARN && !*said)
+		snprintf(said, 1024, "%s", msg);
+}
+
 int cli_shared_apply(struct cli *c, larder *db, const char *where)
 {
 	if (*where && where[0] == '/') {
@@ -135,5 +144,22 @@ int cli_shared_apply(struct cli *c, larder *db, const char *where)
 		larder_close(sdb);
 	}
 	int rc = larder_shared_set(db, where);
-	return rc ? cli_fail(c, db, rc) : CLI_OK;
+	if (rc)
+		return cli_fail(c, db, rc);
+	if (!*where)
+		return CLI_OK;
+	/* Tried once now, so that a wrong address or password is told
+	 * here rather than as a warning in some later run: the setting
+	 * stands either way (the tier may simply be down). */
+	char said[1024] = "";
+	larder_opts o = LARDER_OPTS_INIT;
+	o.shared = where;
+	o.log = first_warning;
+	o.log_payload = said;
+	larder *probe;
+	if (larder_open(&probe, larder_dir(db), &o) == 0)
+		larder_close(probe);
+	if (*said)
+		cli_err(c, "warning: the shared tier is set, but: %s", said);
+	return CLI_OK;
 }

@@ -59,6 +59,12 @@ expect_out "^shared \\(none\\)" "no shared tier this run"
 expect_rc 0 "get with LARDER_SHARED empty: a's near copy" \
 	env LARDER_SHARED= "$LARDER" --dir "$A" get --ns n k
 
+# A tier that cannot be reached now: set all the same, and said.
+expect_rc 0 "config --shared naming a tier that is not there" \
+	"$LARDER" --dir "$A" config --shared 'redis://user:s3cret@127.0.0.1:1/0'
+expect_err "warning: the shared tier is set, but: shared tier 'redis://user:\*\*\*@127\.0\.0\.1:1/0' failed \(open" \
+	"init says it cannot be reached, and why"
+
 # A password never shown; a bad one refused at once.
 expect_rc 0 "config --shared with a password" "$LARDER" --dir "$A" config \
 	--shared 'redis://user:s3cret@127.0.0.1:1/0'
