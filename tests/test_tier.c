@@ -181,6 +181,8 @@ TEST(shared_hit_is_copied_into_near_and_served_with_shared_gone)
 	ASSERT_EQ(larder_counter(b, LARDER_CTR_SHARED_COPIES), 2);
 	expect(b, "k", "v", 300 * KiB, NULL);
 	ASSERT_EQ(larder_counter(b, LARDER_CTR_NEAR_HITS), 1);
+	/* Version-less: shared's head names v, and near's follows it. */
+	expect(b, "small", NULL, 3 * KiB, "v");
 	larder_close(a);
 	larder_close(b);
 	/* The shared tier gone: B's near serves what it copied. */
@@ -190,6 +192,7 @@ TEST(shared_hit_is_copied_into_near_and_served_with_shared_gone)
 	expect(b, "k", "v", 300 * KiB, NULL);
 	expect(b, "small", "v", 3 * KiB, NULL);
 	ASSERT_EQ(larder_counter(b, LARDER_CTR_NEAR_HITS), 2);
+	expect(b, "small", NULL, 3 * KiB, "v");
 	larder_close(b);
 	/* And near alone, opened without the tier, holds the copies. */
 	b = host("b", "", NULL);

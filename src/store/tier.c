@@ -670,6 +670,26 @@ static int tier_remove(struct ldr_backend *be, const struct ldr_name *n,
 /* ---------------------------------------------------------------------- */
 /* Heads                                                                   */
 
+/* Shared's head named ver: near's is moved there if it names another
+ * version (or none), so that near alone (the shared tier down) answers a
+ * version-less lookup as shared last did. A head is a hint: one whose
+ * entry near lacks yet is a hint file, and a miss until a copy lands. */
+static void near_head_follow(struct tier *t, const struct ldr_name *n,
+			     const uint8_t *ver, size_t vlen)
+{
+	struct ldr_backend *near = t->near;
+	uint8_t *nv = NULL;
+	size_t nl = 0;
+	int rc = near->ops->head_get(near, n, &nv, &nl);
+	if (rc == LARDER_ENOTFOUND ||
+	    (rc == 0 && (nl != vlen || (vlen && memcmp(nv, ver, vlen))))) {
+		struct ldr_name hn;
+		ldr_name_init(&hn, n->ns, n->key, n->klen, ver, vlen);
+		near->ops->head_set(near, &hn, 0);
+	}
+	free(nv);
+}
+
 static int tier_head_get(struct ldr_backend *be, const struct ldr_name *n,
 			 uint8_t **ver, size_t *vlen)
 {
@@ -685,6 +705,7 @@ static int tier_head_get(struct ldr_backend *be, const struct ldr_name *n,
 		int rc = judge(t, "head", s->ops->head_get(s, n, ver, vlen), 1);
 		if (rc == 0) {
 			head_remember(t, n, *ver, *vlen);
+			near_head_follow(t, n, *ver, *vlen);
 			return 0;
 		}
 		if (rc == LARDER_ENOTFOUND)
