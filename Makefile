@@ -50,7 +50,7 @@ demo: deps
 install: build
 	cmake --install $(BUILD)
 
-SOURCES = include/*.h src/*.[ch] src/*/*.[ch] cli/*.[ch] tests/*.[ch] bench/*.[ch] fuzz/*.c tools/*.c \
+SOURCES = include/*.h src/*.[ch] src/*/*.[ch] cli/*.[ch] cli/*/*.[ch] tests/*.[ch] bench/*.[ch] fuzz/*.c tools/*.c \
           examples/*.c python/src/*.[ch]
 
 format:

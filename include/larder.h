@@ -988,7 +988,8 @@ enum larder_entry_state {
 /* Filled by the library, which sets version to the one it filled (fields
  * are added at the end: read a later one only if version says it is
  * there). */
-#define LARDER_ENTRY_INFO_VERSION 1
+/* Version 2 added checksum. */
+#define LARDER_ENTRY_INFO_VERSION 2
 typedef struct larder_entry_info {
 	unsigned version; /* LARDER_ENTRY_INFO_VERSION */
 	const char *ns;	  /* namespace */
@@ -1010,11 +1011,17 @@ typedef struct larder_entry_info {
 	int state;	      /* enum larder_entry_state */
 	const char *problem;  /* what is wrong, for non-OK states */
 	int quarantined;      /* LARDER_WALK_REPAIR moved it to quarantine/ */
+	/* Since version 2: the header's payload checksum, XXH3-128 of the
+	 * stored payload bytes in canonical (big-endian) order
+	 * (docs/format.md); all zero when the header is unreadable. Like
+	 * the other header fields, verified only with LARDER_WALK_VERIFY
+	 * (or by a read). */
+	uint8_t checksum[16];
 } larder_entry_info;
 /* clang-format off */
 #define LARDER_ENTRY_INFO_INIT \
 	{ LARDER_ENTRY_INFO_VERSION, NULL, NULL, NULL, 0, NULL, 0, NULL, 0, \
-	  0, 0, 0, 0, 0, 0, 0, NULL, 0 }
+	  0, 0, 0, 0, 0, 0, 0, NULL, 0, {0} }
 /* clang-format on */
 /* Set *info to LARDER_ENTRY_INFO_INIT (for tests and bindings that make
  * one; the library fills its own). */

@@ -269,6 +269,7 @@ static int describe(struct walk *w, const char *ns, const char *rel)
 		info.created = h.created;
 		info.expires = h.expires;
 		info.compressed = h.codec == LDR_CODEC_ZSTD;
+		memcpy(info.checksum, h.payload_hash, sizeof(info.checksum));
 		uint8_t named[16];
 		ldr_entry_hash(ns, h.key, h.key_len, h.ver, h.ver_len, named);
 		if (state == LARDER_STATE_OK && memcmp(named, w->want, 16)) {
