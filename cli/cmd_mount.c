@@ -234,6 +234,11 @@ static int run_mount(struct cli *c, int argc, char **argv)
 		rc = CLI_IO;
 		goto out;
 	}
+	/* In the detached child, a first flush tells the library that
+	 * what the handle counted so far was the parent's: the child's own
+	 * counts (a quarantine) are then written by its later flushes. */
+	if (!m.foreground)
+		larder_stats_flush(db);
 	err = mount_watch_start(&fs);
 	if (err)
 		fprintf(stderr,
@@ -246,7 +251,8 @@ static int run_mount(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	fuse_loop_cfg_set_max_threads(cfg, 32);
-	rc = fuse_session_loop_mt(se, cfg) == 0 ? CLI_OK : CLI_IO;
+	/* A signal's number when one ended it: a clean stop. */
+	rc = fuse_session_loop_mt(se, cfg) < 0 ? CLI_IO : CLI_OK;
 	mount_watch_stop(&fs);
 out:
 	if (mounted)

@@ -650,6 +650,10 @@ static int verify_once(struct mount_fs *fs, struct mount_node *n)
 		pthread_mutex_lock(&fs->mu);
 		n->bad = 1;
 		pthread_mutex_unlock(&fs->mu);
+		/* Counted store-wide now, not when the mount ends: `larder
+		 * stat` is where an operator looks. Failing to is logged by
+		 * the library and tried again at close. */
+		larder_stats_flush(fs->db);
 		return EIO;
 	}
 	if (rc == LARDER_ENOMEM)

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,7 +287,15 @@ int mount_watch_start(struct mount_fs *fs)
 	fs->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (fs->stop_fd < 0)
 		return errno;
+	/* With every signal blocked, inherited by the thread: a SIGTERM
+	 * must reach a thread of libfuse's loop, whose handler's flag the
+	 * loop looks at when the signal interrupts it; taken by this
+	 * thread, it would set the flag and wake nobody. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = pthread_create(&fs->watch, NULL, watch_main, fs);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
 		close(fs->stop_fd);
 		fs->stop_fd = -1;
