@@ -4,7 +4,7 @@
 # a new open after each publish gets the new version, through the head
 # dentry's invalidation (far sooner than the dentry's 60 s timeout); an
 # entry removed while open keeps serving its reader; a removed head
-# leaves head/.
+# and an expired entry leave head/.
 . "$(dirname "$0")/lib.sh" "$1"
 
 L init >/dev/null || bail "cannot init"
@@ -91,5 +91,15 @@ exec 3<&-
 gone() { [ ! -e "$M/head/default/k" ]; }
 wait_until "k to leave head/" gone && ok "a removed head leaves head/" ||
 	not_ok "head/default/k is still there"
+# An entry that expires leaves head/ (its dentry lives no longer than
+# the entry), while a reader that opened it before keeps its bytes.
+echo short-lived | L put e --version v1 --ttl 1 || bail "cannot put e"
+exec 3<"$M/head/default/e" || bail "cannot open e"
+expired() { [ ! -e "$M/head/default/e" ]; }
+wait_until "e to expire" expired && ok "an expired entry leaves head/" ||
+	not_ok "head/default/e is still there after its TTL"
+[ "$(cat <&3)" = short-lived ] && ok "its earlier reader still reads it" ||
+	not_ok "the expired entry's reader read other bytes"
+exec 3<&-
 "$LARDER" umount "$M" 2>"$T/err" && ok "unmounted" || not_ok "umount: $(cat "$T/err")"
 finish
