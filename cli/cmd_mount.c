@@ -15,7 +15,7 @@
 #include "mount/fs.h"
 #include "mount/mtab.h"
 
-enum { OPT_NS = 256, OPT_FOREGROUND, OPT_ALLOW_OTHER, OPT_POLL };
+enum { OPT_NS = 256, OPT_FOREGROUND, OPT_ALLOW_OTHER, OPT_POLL, OPT_FAST_OPEN };
 
 static const struct cli_duration dur_poll = {"--poll", 0.01, 3600, 0,
 					     0,	       0,    NULL};
@@ -26,6 +26,7 @@ struct mount_opts {
 	int foreground;
 	int allow_other;
 	double poll;
+	int fast_open;
 };
 
 static int mount_opt(struct cli *c, int id, const char *arg, void *ctx)
@@ -52,6 +53,9 @@ static int mount_opt(struct cli *c, int id, const char *arg, void *ctx)
 		return CLI_CONTINUE;
 	case OPT_POLL:
 		return cli_duration_opt(c, &dur_poll, arg, &m->poll);
+	case OPT_FAST_OPEN:
+		m->fast_open = 1;
+		return CLI_CONTINUE;
 	default:
 		return cli_usage_err(c, "unknown option");
 	}
@@ -123,9 +127,10 @@ static int run_mount(struct cli *c, int argc, char **argv)
 	    {"foreground", no_argument, NULL, OPT_FOREGROUND},
 	    {"allow-other", no_argument, NULL, OPT_ALLOW_OTHER},
 	    {"poll", required_argument, NULL, OPT_POLL},
+	    {"fast-open", no_argument, NULL, OPT_FAST_OPEN},
 	    {0},
 	};
-	struct mount_opts m = {NULL, 0, 0, 0, 1.0};
+	struct mount_opts m = {NULL, 0, 0, 0, 1.0, 0};
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *cfg = NULL;
@@ -196,6 +201,7 @@ static int run_mount(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	fs_made = 1;
+	fs.fast_open = m.fast_open;
 
 	opts = fuse_options(store, m.allow_other);
 	if (!opts || fuse_opt_add_arg(&args, "larder") != 0 ||
@@ -276,7 +282,7 @@ const struct cli_cmd cli_cmd_mount = {
     .run = run_mount,
     .summary = "serve the store as a read-only filesystem",
     .usage = "[--ns NS]... [--foreground] [--allow-other] [--poll DURATION] "
-	     "[STORE] MOUNTPOINT",
+	     "[--fast-open] [STORE] MOUNTPOINT",
     .help =
 	"Mount the store (STORE, else --dir or its default) read-only at "
 	"MOUNTPOINT,\n"
@@ -313,5 +319,13 @@ const struct cli_cmd cli_cmd_mount = {
 	"                    (default 1s; a local publish is seen at once "
 	"through\n"
 	"                    inotify, one on another host of a network\n"
-	"                    filesystem within this)\n",
+	"                    filesystem within this)\n"
+	"  --fast-open       let the kernel open files without asking the "
+	"daemon\n"
+	"                    (an open then costs what it costs on a local "
+	"file); an\n"
+	"                    entry is verified at its first read instead, and "
+	"one\n"
+	"                    removed between an open and its first read reads "
+	"as EIO\n",
 };

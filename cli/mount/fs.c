@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -700,6 +701,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* The inode's content never changes: its cached pages stay right
 	 * for every later open. */
 	fi->keep_cache = 1;
+	if (fs->fast_open) {
+		/* Verified above all the same: this first open is the only
+		 * one the kernel sends. */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	fuse_reply_open(req, fi);
 }
 
@@ -715,13 +722,22 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	/* Held from open until forget, which comes after the release. */
+	/* Held from its verification until forget, which comes after the
+	 * release. */
 	pthread_mutex_lock(&fs->mu);
 	e = n->entry;
 	pthread_mutex_unlock(&fs->mu);
 	if (!e) {
-		fuse_reply_err(req, EIO);
-		return;
+		/* Not opened through us (--fast-open): verify now, before
+		 * the first byte. */
+		int err = verify_once(fs, n);
+		pthread_mutex_lock(&fs->mu);
+		e = n->entry;
+		pthread_mutex_unlock(&fs->mu);
+		if (err || !e) {
+			fuse_reply_err(req, err ? err : EIO);
+			return;
+		}
 	}
 	size_t total = larder_entry_size(e);
 	if (off < 0 || (uint64_t)off >= total) {
@@ -730,7 +746,25 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (size > total - (size_t)off)
 		size = total - (size_t)off;
-	fuse_reply_buf(req, (const char *)larder_entry_data(e) + off, size);
+	const char *data = larder_entry_data(e);
+	fuse_reply_buf(req, data + off, size);
+	/* The bytes now sit in this inode's page cache, which keep_cache
+	 * keeps: the entry file's pages behind the mapping would be a second
+	 * copy of them. Page them out (clean pages of a file: dropped, read
+	 * again should the kernel ask again), whole pages inside the range
+	 * only. Advice: a failure costs memory, never bytes. */
+	if (larder_entry_is_mapped(e)) {
+		uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+		uintptr_t lo =
+		    ((uintptr_t)(data + off) + page - 1) & ~(page - 1);
+		uintptr_t hi = (uintptr_t)(data + off + size);
+		if ((uintptr_t)(data + off + size) == (uintptr_t)(data + total))
+			hi = (hi + page - 1) & ~(page - 1); /* the tail page */
+		else
+			hi &= ~(page - 1);
+		if (hi > lo)
+			madvise((void *)lo, hi - lo, MADV_PAGEOUT);
+	}
 }
 
 /* ---- directories ---- */

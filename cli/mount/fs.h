@@ -32,6 +32,10 @@ struct mount_fs {
 	char **ns;
 	size_t nns;
 	unsigned poll_ms; /* how often heads are looked at without inotify */
+	/* --fast-open: answer open() with ENOSYS, which tells the kernel to
+	 * open files itself from then on (zero-message opens); entries are
+	 * then verified at their inode's first read instead. */
+	int fast_open;
 	uid_t uid;
 	gid_t gid;
 	struct timespec started;
