@@ -3,7 +3,7 @@
 # fails (tests/fuse/lib.sh); none_left runs last and checks that no larder
 # mount is left. Skipped (77) where /dev/fuse is missing.
 if(TARGET larder_cli AND LARDER_WITH_FUSE)
-  set(fuse_tests read isolation corrupt concurrent stop fast_open)
+  set(fuse_tests read isolation corrupt concurrent stop fast_open poll)
   foreach(t ${fuse_tests})
     add_test(NAME fuse_${t}
              COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/fuse/${t}.sh
@@ -12,6 +12,9 @@ if(TARGET larder_cli AND LARDER_WITH_FUSE)
                          SKIP_RETURN_CODE 77)
     list(APPEND fuse_names fuse_${t})
   endforeach()
+  # poll.sh takes inotify away through the fault shim.
+  set_tests_properties(fuse_poll PROPERTIES ENVIRONMENT
+    "LARDER_FAULTSHIM=$<TARGET_FILE:larder_faultshim>")
   add_test(NAME fuse_none_left
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/fuse/none_left.sh)
   set_tests_properties(fuse_none_left PROPERTIES DEPENDS "${fuse_names}")
