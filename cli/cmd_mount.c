@@ -265,14 +265,17 @@ out:
 		fuse_session_unmount(se);
 	if (handlers)
 		fuse_remove_signal_handlers(se);
+	/* The store is closed (its counters written) before the session's
+	 * device is: `larder umount` waits for the connection to go, so
+	 * that once it returns this process touches the store no more. */
+	if (fs_made)
+		mount_fs_destroy(&fs);
+	larder_close(db);
 	if (se)
 		fuse_session_destroy(se);
 	fuse_loop_cfg_destroy(cfg);
 	fuse_opt_free_args(&args);
 	free(opts);
-	if (fs_made)
-		mount_fs_destroy(&fs);
-	larder_close(db);
 	free(m.ns);
 	return rc;
 }

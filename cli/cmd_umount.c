@@ -4,7 +4,7 @@
  * --force aborts the FUSE connection first (readers get ENOTCONN, the
  * daemon's loop ends) and detaches the mount, busy or not, which is also
  * how a mount whose daemon died (ENOTCONN) is cleared (docs/fuse.md,
- * "Stopping").
+ * "Stopping"). It returns once the daemon has let go of the store.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +13,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -81,6 +82,30 @@ static int abort_conn(struct cli *c, unsigned conn)
 	return 0;
 }
 
+/* Wait until the connection is gone: the daemon has closed its device,
+ * after closing the store (cmd_mount.c), so nothing of it writes there
+ * any more. Bounded: a daemon that does not end is said, not waited
+ * for. No event tells when a fusectl directory goes: look every 10 ms. */
+static void wait_daemon(struct cli *c, const struct mount_entry *me,
+			const char *mnt)
+{
+	char path[64];
+	struct timespec tick = {0, 10 * 1000 * 1000};
+
+	if (me->major != 0)
+		return;
+	snprintf(path, sizeof(path), FUSECTL "/%u", me->minor);
+	for (int i = 0; i < 1000; i++) {
+		if (access(path, F_OK) != 0)
+			return;
+		nanosleep(&tick, NULL);
+	}
+	cli_err(c,
+		"'%s' is unmounted, but its daemon has not ended after 10 s "
+		"(connection %u)",
+		out_q(mnt), me->minor);
+}
+
 static int umount_opt(struct cli *c, int id, const char *arg, void *ctx)
 {
 	(void)arg;
@@ -135,10 +160,13 @@ static int run_umount(struct cli *c, int argc, char **argv)
 				strerror(errno));
 			return CLI_IO;
 		}
+		wait_daemon(c, &me, mnt);
 		return CLI_OK;
 	}
-	if (do_unmount(mnt, 0) == 0)
+	if (do_unmount(mnt, 0) == 0) {
+		wait_daemon(c, &me, mnt);
 		return CLI_OK;
+	}
 	if (errno != EBUSY) {
 		cli_err(c, "cannot unmount '%s': %s", out_q(mnt),
 			strerror(errno));

@@ -65,6 +65,14 @@ cat "$M/head/default/k" >/dev/null
 run "$LARDER" umount "$M"
 [ "$rc" -eq 0 ] && not_mounted "$M" && ok "larder umount unmounts" ||
 	not_ok "umount: exit $rc"
+# It returns once the daemon has ended: no process serves $M any more.
+daemons=0
+for f in /proc/[0-9]*/cmdline; do
+	tr '\0' ' ' <"$f" 2>/dev/null | grep -q "larder mount $S $M" &&
+		daemons=$((daemons + 1))
+done
+[ $daemons -eq 0 ] && ok "the detached daemon has ended when umount returns" ||
+	not_ok "$daemons daemon(s) still running after larder umount"
 run "$LARDER" umount "$M"
 [ "$rc" -eq 1 ] && grep -q 'not a larder mount' "$T/err" &&
 	ok "umount of what is not a larder mount: exit 1, said" ||
