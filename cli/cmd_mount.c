@@ -194,9 +194,14 @@ static int run_mount(struct cli *c, int argc, char **argv)
 	rc = cli_open(c, &db, &lo);
 	if (rc != CLI_OK)
 		goto out;
-	if (mount_fs_init(&fs, db, store, m.ns, m.nns,
-			  (unsigned)(m.poll * 1000 + 0.5)) != 0) {
-		cli_err(c, "out of memory");
+	rc = mount_fs_init(&fs, db, store, m.ns, m.nns,
+			   (unsigned)(m.poll * 1000 + 0.5));
+	if (rc != 0) {
+		if (rc == LARDER_ENOMEM)
+			cli_err(c, "out of memory");
+		else
+			cli_err(c, "cannot stat '%s': %s", out_q(store),
+				strerror(errno));
 		rc = CLI_IO;
 		goto out;
 	}

@@ -461,7 +461,7 @@ static void fill_attr(const struct mount_fs *fs, const struct mount_node *n,
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
 	if (n->kind == K_FILE) {
-		st->st_mode = S_IFREG | 0444;
+		st->st_mode = S_IFREG | fs->fmode;
 		st->st_nlink = 1;
 		st->st_size = (off_t)n->size;
 		st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
@@ -471,7 +471,7 @@ static void fill_attr(const struct mount_fs *fs, const struct mount_node *n,
 		st->st_atim = st->st_mtim;
 	} else {
 		/* Directories have no time of their own: the mount's. */
-		st->st_mode = S_IFDIR | 0555;
+		st->st_mode = S_IFDIR | fs->dmode;
 		st->st_nlink = 2;
 		st->st_mtim = fs->started;
 		st->st_ctim = fs->started;
@@ -1233,8 +1233,13 @@ int mount_fs_init(struct mount_fs *fs, larder *db, const char *dir, char **ns,
 	fs->ns = ns;
 	fs->nns = nns;
 	fs->poll_ms = poll_ms;
-	fs->uid = getuid();
-	fs->gid = getgid();
+	struct stat st;
+	if (stat(dir, &st) != 0)
+		return LARDER_EIO;
+	fs->uid = st.st_uid;
+	fs->gid = st.st_gid;
+	fs->fmode = (mode_t)(larder_mode(db) & 0444);
+	fs->dmode = fs->fmode | (fs->fmode >> 2); /* x where r */
 	fs->stop_fd = -1;
 	clock_gettime(CLOCK_REALTIME, &fs->started);
 	fs->nbuckets = 4096;

@@ -36,8 +36,13 @@ struct mount_fs {
 	 * open files itself from then on (zero-message opens); entries are
 	 * then verified at their inode's first read instead. */
 	int fast_open;
+	/* Who may read, as in the store: its directory's owner and group,
+	 * and the read bits of its mode (the kernel checks them:
+	 * default_permissions), so that --allow-other never shows a
+	 * private store to others. */
 	uid_t uid;
 	gid_t gid;
+	mode_t fmode, dmode;
 	struct timespec started;
 
 	pthread_mutex_t mu;
@@ -56,7 +61,8 @@ struct mount_fs {
 /* The operations: every write is EROFS. */
 extern const struct fuse_lowlevel_ops mount_fs_ops;
 
-/* Set up fs (its nodes: the root); LARDER_ENOMEM or 0. */
+/* Set up fs (its nodes: the root); LARDER_ENOMEM, LARDER_EIO (the store
+ * directory cannot be looked at: errno) or 0. */
 int mount_fs_init(struct mount_fs *fs, larder *db, const char *dir, char **ns,
 		  size_t nns, unsigned poll_ms);
 /* Free the nodes and the entries they hold (after the loop ended). */

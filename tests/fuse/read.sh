@@ -140,5 +140,20 @@ check_name "/" "%2F"
 	ok "only one spelling of a key is a name"
 ls "$M" | grep -qx '@v%2F1' && ok "the version's directory is listed encoded" ||
 	not_ok "ls root: $(ls "$M")"
+[ "$(stat -c %a "$M/head/default/a%2Fb")" = 444 ] &&
+	[ "$(stat -c %a "$M/head/default")" = 555 ] &&
+	ok "a store everyone reads: files 0444, directories 0555" ||
+	not_ok "modes $(stat -c %a "$M/head/default/a%2Fb") $(stat -c %a "$M/head/default")"
+"$LARDER" umount "$M" 2>"$T/err" && ok "unmounted" || not_ok "umount failed"
+
+# A private store stays private: the files have its read bits only.
+"$LARDER" --dir "$T/priv" init --mode private >/dev/null || bail "cannot init"
+echo secret | "$LARDER" --dir "$T/priv" put k || bail "cannot put"
+fmounts="$fmounts $M"
+"$LARDER" mount "$T/priv" "$M" 2>"$T/err" || bail "mount: $(cat "$T/err")"
+[ "$(stat -c %a "$M/head/default/k")" = 400 ] &&
+	[ "$(stat -c %a "$M/head/default")" = 500 ] &&
+	ok "a private store: files 0400, directories 0500" ||
+	not_ok "private modes $(stat -c %a "$M/head/default/k") $(stat -c %a "$M/head/default")"
 "$LARDER" umount "$M" 2>"$T/err" && ok "unmounted" || not_ok "umount failed"
 finish
