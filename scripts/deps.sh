@@ -5,7 +5,8 @@
 #                  and pkill for the tests that play other users; the
 #                  Python binding's headers, pytest, numpy and pandas;
 #                  joblib and diskcache, which larder.compat is tested
-#                  against)
+#                  against; promtool, from prometheus, to parse the
+#                  metrics `larder stat --prometheus` writes)
 #   deps.sh redis  also what the Redis tier is built and tested with:
 #                  hiredis's headers, and redis-server and redis-sentinel,
 #                  which the tests start themselves (tests/redis/redis.sh);
@@ -21,7 +22,7 @@ pkgs="cmake make gcc clang clang-format pkg-config libxxhash-dev libzstd-dev
       libclang-rt-14-dev libsqlite3-dev libpq-dev sqlite3 util-linux python3"
 [ "${1:-}" = test ] && pkgs="$pkgs postgresql passwd procps python3-dev
       python3-pytest python3-numpy python3-pandas python3-joblib
-      python3-diskcache"
+      python3-diskcache prometheus"
 case ${1:-} in test | redis) pkgs="$pkgs libhiredis-dev redis-server
       redis-sentinel redis-tools" ;;
 esac
@@ -51,9 +52,10 @@ case " $missing " in *" postgresql "*)
 	;;
 esac
 # The benchmark and the tests start Redis (and sentinels) and memcached
-# on private ports and sockets and stop them: keep the packages from
-# starting system daemons on the usual ports.
-case " $missing " in *" redis-server "* | *" redis-sentinel "* | *" memcached "*)
+# on private ports and sockets and stop them, and only use prometheus'
+# promtool: keep the packages from starting system daemons on the usual
+# ports.
+case " $missing " in *" redis-server "* | *" redis-sentinel "* | *" memcached "* | *" prometheus "*)
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 		chmod 755 /usr/sbin/policy-rc.d

@@ -1,12 +1,15 @@
 /*
  * larder.c — the facade: larder_open and larder_close wire the layers
  * together (docs/architecture.md). The store opens itself (counters and
- * recency included); upkeep hangs its state on a slot and is called
+ * recency included), and its directory backend is hung on the handle as
+ * the seam every get, put and fill goes through (docs/backends.md);
+ * upkeep hangs its state on a slot and is called
  * through the hooks installed here, so that no file below calls up.
  * Sources keep their own state on slots, made on first use.
  */
 #include "larder.h"
 
+#include "backend.h"
 #include "gc.h"
 #include "open.h"
 #include "store.h"
@@ -22,6 +25,13 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 		larder_close(db);
 		return rc;
 	}
+	/* The seam: the store's own directory, through its root fd. (A
+	 * shared tier will be hung here in its place.) */
+	if ((rc = ldr_backend_open(&db->be, db, NULL)) != 0) {
+		larder_close(db);
+		return rc;
+	}
+	db->be_own = 1;
 	struct ldr_hooks hooks = {
 	    .published = ldr_after_publish,
 	    .space_low = ldr_gc_space_low,

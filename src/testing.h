@@ -8,6 +8,7 @@
 #ifndef LARDER_TESTING_H
 #define LARDER_TESTING_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,5 +57,89 @@ int ldr_test_head_write_hint(larder *db, const char *ns, const void *key,
 			     size_t klen, const void *ver, size_t vlen);
 /* How many entries, and bytes, the handle's memo holds now. */
 void ldr_test_memo_usage(larder *db, size_t *entries, uint64_t *bytes);
+
+/* The storage seam (src/store/backend.h, docs/backends.md), for the
+ * conformance suite tests/test_backend.c: one backend's table, reached
+ * by names rather than hashes. Each returns what the operation of the
+ * table returns. */
+struct ldr_backend;
+struct ldr_be_lease;
+struct ldr_be_wait;
+struct ldr_be_holder;
+/* Open the backend `where` names for db (NULL: db's own directory), as
+ * larder_open does; its kind ("dir", "redis"). */
+int ldr_test_be_open(struct ldr_backend **out, larder *db, const char *where);
+void ldr_test_be_close(struct ldr_backend *be);
+const char *ldr_test_be_kind(const struct ldr_backend *be);
+/* Hang be on db as the seam get, put, remove and fill go through (not
+ * db's own directory: the read and publish paths through the table);
+ * db owns it from here. */
+void ldr_test_be_hang(larder *db, struct ldr_backend *be);
+/* Publish (ns, key, ver) holding data through stage_begin, stage_write
+ * in pieces of `piece` bytes (0: one), stage_commit with the entry's
+ * header (flags: LDR_TEST_BE_NO_HEAD, LDR_TEST_BE_BAD_HEADER: a header
+ * whose payload checksum is not the payload's). */
+#define LDR_TEST_BE_NO_HEAD 0x1u
+#define LDR_TEST_BE_BAD_HEADER 0x2u
+int ldr_test_be_publish(struct ldr_backend *be, const char *ns, const char *key,
+			const char *ver, const void *data, size_t len,
+			size_t piece, unsigned flags, uint64_t token);
+/* Begin a stage and drop it (stage_abort). */
+int ldr_test_be_stage_abandon(struct ldr_backend *be, const char *ns,
+			      const char *key, const char *ver,
+			      const void *data, size_t len);
+/* Read (ns, key, ver) and judge it with ldr_entry_check: 0 and its
+ * larder_entry_state in *state, a malloc'ed copy of its payload in *data
+ * (when OK); with `reject`, a bad one is handed to reject(). With
+ * `keep`, the file read is kept in *keep (for remove-if-same; free with
+ * ldr_test_be_kept_free). */
+int ldr_test_be_read(struct ldr_backend *be, const char *ns, const char *key,
+		     const char *ver, int *state, uint8_t **data, size_t *len,
+		     int reject, void **keep);
+/* reject() on an entry read (kept), as a reader that judged it bad. */
+void ldr_test_be_reject(struct ldr_backend *be, const char *ns, const char *key,
+			const char *ver, void *kept, const char *why);
+void ldr_test_be_kept_free(void *kept);
+/* remove(), if still the file kept (NULL: whatever is there; ver NULL:
+ * the head's version). */
+int ldr_test_be_remove(struct ldr_backend *be, const char *ns, const char *key,
+		       const char *ver, void *kept);
+/* Heads: get (*ver malloc'ed, NUL-terminated), set, drop. */
+int ldr_test_be_head_get(struct ldr_backend *be, const char *ns,
+			 const char *key, char **ver);
+int ldr_test_be_head_set(struct ldr_backend *be, const char *ns,
+			 const char *key, const char *ver, uint64_t token);
+int ldr_test_be_head_drop(struct ldr_backend *be, const char *ns,
+			  const char *key, const char *ver);
+/* Leases of (ns, key). A holder seen is malloc'ed in *h (free()); its
+ * pid and judgements by ldr_test_be_holder. */
+int ldr_test_be_lease_acquire(struct ldr_backend *be, const char *ns,
+			      const char *key, uint64_t lease_ms,
+			      uint64_t renew_ms, struct ldr_be_lease **out,
+			      uint64_t *token, struct ldr_be_holder **h);
+int ldr_test_be_lease_held(struct ldr_be_lease *l);
+int ldr_test_be_lease_observe(struct ldr_backend *be, const char *ns,
+			      const char *key, struct ldr_be_holder **h);
+int ldr_test_be_lease_break(struct ldr_backend *be, const char *ns,
+			    const char *key, const struct ldr_be_holder *h);
+void ldr_test_be_lease_release(struct ldr_be_lease *l);
+void ldr_test_be_holder(const struct ldr_be_holder *h, long *pid, int *dead,
+			int *blind);
+/* Waiting for a publish of (ns, key, ver). */
+int ldr_test_be_wait_begin(struct ldr_backend *be, const char *ns,
+			   const char *key, const char *ver,
+			   struct ldr_be_wait **out);
+int ldr_test_be_wait(struct ldr_be_wait *w, uint64_t max_ms,
+		     const volatile sig_atomic_t *cancel);
+void ldr_test_be_wait_end(struct ldr_be_wait *w);
+#define LDR_TEST_BE_WAIT_MORE 1 /* LDR_BE_WAIT_MORE */
+/* Listing: the namespaces, the entries of one (hash, where). */
+int ldr_test_be_list_ns(struct ldr_backend *be, larder_ns_fn cb, void *p);
+int ldr_test_be_walk(struct ldr_backend *be, const char *ns,
+		     int (*cb)(const uint8_t hash[16], const char *where,
+			       void *p),
+		     void *p);
+int ldr_test_be_stats(struct ldr_backend *be, uint64_t *bytes,
+		      uint64_t *entries, int *reachable);
 
 #endif

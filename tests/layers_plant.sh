@@ -50,7 +50,7 @@ plant src/store/read.c '#include "read.h"' '#include "gc.h"'
 expect "upward include" 'src/store/read.c: includes "gc.h" .*upkeep'
 
 copy
-plant src/fill/fill.c '#include "lease.h"' '#include "sweep.h"'
+plant src/fill/fill.c '#include "publish.h"' '#include "sweep.h"'
 expect "sibling include" 'src/fill/fill.c: includes "sweep.h"'
 
 copy

@@ -11,3 +11,10 @@ larder_test(test_concurrency test_concurrency.c)
 # The public API's own promises: inits, versions, messages, callbacks.
 larder_test(test_api test_api.c)
 target_link_libraries(test_api PRIVATE pthread)
+# The storage seam's conformance suite (docs/backends.md): every case on
+# the store's own directory, and again on a directory opened by path.
+# LARDER_TEST_BACKEND=<where> runs it on another backend.
+larder_test(test_backend test_backend.c)
+add_test(NAME test_backend_dir COMMAND test_backend)
+set_tests_properties(test_backend_dir PROPERTIES TIMEOUT 900
+                     SKIP_RETURN_CODE 77 ENVIRONMENT LARDER_TEST_BACKEND=dir)

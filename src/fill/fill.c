@@ -3,22 +3,20 @@
  * miss take the key's lease and load, or wait — bounded — for whoever
  * holds it, breaking it when its holder is gone; check the source did not
  * change during the load; publish even if the lease was lost meanwhile.
+ *
+ * Leases and waiting are the backend's (db->be, the storage seam of
+ * docs/backends.md): this file opens no directory and no lease file, so
+ * that a store of another kind, or a chain of tiers, fills the same way.
  */
 #include "store.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "backend.h"
 #include "clock.h"
-#include "fsutil.h"
-#include "lease.h"
 #include "publish.h"
 #include "read.h"
 #include "stats.h"
@@ -37,6 +35,7 @@ struct larder_fill {
 	larder_writer *w; /* begun at the loader's first write */
 	int rc;		  /* first failure of a write */
 	const volatile sig_atomic_t *cancel; /* larder_fill_opts.cancel */
+	uint64_t token; /* the lease's fencing token (backend.h) */
 };
 
 /* The caller asked the call to stop (larder_fill_opts.cancel). */
@@ -116,12 +115,6 @@ static int call_cb(larder *db, int (*fn)(larder_fill *, void *), larder_fill *f,
 /* ---------------------------------------------------------------------- */
 /* Waiting for another filler                                              */
 
-struct waiter {
-	int ifd; /* inotify, or -1: poll */
-	unsigned backoff_ms;
-	const volatile sig_atomic_t *cancel; /* cut the sleep when set */
-};
-
 /* Telling the caller about the wait (opts->on_wait), from this thread:
  * at its start, every TICK_MS, at its end. */
 #define TICK_MS 250
@@ -188,85 +181,26 @@ static void wait_over(struct wait_report *r, int end)
 		wait_tell(r, LARDER_WAIT_END, end, ldr_mono_ms());
 }
 
-static void waiter_init(struct waiter *wt, larder *db, int edirfd, int ldirfd)
+/* Sleep until the backend says to look again, at most max_ms; a tick of
+ * the report falling due meanwhile is told on time, in between: the
+ * backend's sleep is cut there and goes on after, so that the store is
+ * not looked at more often for it. */
+static int wait_some(struct ldr_be_wait *w, uint64_t max_ms,
+		     struct wait_report *r, const volatile sig_atomic_t *cancel)
 {
-	wt->ifd = -1;
-	wt->backoff_ms = 5;
-	if (db->network)
-		return;
-	wt->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (wt->ifd < 0)
-		return;
-	char p1[64], p2[64];
-	snprintf(p1, sizeof p1, "/proc/self/fd/%d", edirfd);
-	snprintf(p2, sizeof p2, "/proc/self/fd/%d", ldirfd);
-	/* The entry appearing (link or rename into its directory), the
-	 * lease going or beating. */
-	if (inotify_add_watch(wt->ifd, p1, IN_CREATE | IN_MOVED_TO) < 0 ||
-	    inotify_add_watch(wt->ifd, p2,
-			      IN_DELETE | IN_MOVED_FROM | IN_MODIFY |
-				  IN_CLOSE_WRITE) < 0) {
-		ldr_close(wt->ifd);
-		wt->ifd = -1;
-	}
-}
-
-/* Sleep until something may have changed, at most max_ms. A tick of the
- * report falling due meanwhile is told on time, in between: the sleep
- * is cut there and goes on after, so the filesystem is not looked at
- * more often for it. */
-static void waiter_wait(struct waiter *wt, uint64_t max_ms,
-			struct wait_report *r)
-{
-	uint64_t ms, now = ldr_mono_ms();
-	if (wt->ifd >= 0) {
-		/* Still wake now and then: a holder killed on this host
-		 * leaves no event, and its death is seen by looking. */
-		ms = max_ms < 100 ? max_ms : 100;
-	} else {
-		/* Network filesystem: jittered exponential backoff, 5 ms
-		 * to 500 ms, so that a herd of waiters does not poll in
-		 * step. */
-		uint8_t rnd;
-		ldr_random(&rnd, 1);
-		ms = wt->backoff_ms * (75 + (uint64_t)rnd % 51) / 100;
-		if (ms > max_ms)
-			ms = max_ms;
-		if (wt->backoff_ms < 500)
-			wt->backoff_ms *= 2;
-	}
-	const uint64_t until = now + ms;
+	const uint64_t until = ldr_mono_ms() + max_ms;
 	for (;;) {
-		uint64_t stop = until < r->next_tick ? until : r->next_tick;
-		if (stop > now) {
-			uint64_t d = stop - now;
-			if (wt->ifd >= 0) {
-				struct pollfd pfd = {wt->ifd, POLLIN, 0};
-				if (poll(&pfd, 1, (int)d) > 0) {
-					char buf[4096];
-					while (read(wt->ifd, buf, sizeof buf) >
-					       0)
-						;
-					return;
-				}
-			} else {
-				struct timespec ts = {(time_t)(d / 1000),
-						      (long)(d % 1000) *
-							  1000000};
-				nanosleep(&ts, NULL);
-			}
-			/* A signal that set the caller's cancel flag cut
-			 * the sleep short (EINTR): the caller looks now. */
-			if (wt->cancel && *wt->cancel)
-				return;
-			now = ldr_mono_ms();
-		}
-		if (now >= r->next_tick) {
-			wait_tick(r, now);
-			now = ldr_mono_ms();
-		}
+		uint64_t now = ldr_mono_ms();
 		if (now >= until)
-			return;
+			return 0;
+		uint64_t stop = until < r->next_tick ? until : r->next_tick;
+		int rc = stop > now ? w->be->ops->wait(w, stop - now, cancel)
+				    : LDR_BE_WAIT_MORE;
+		now = ldr_mono_ms();
+		if (now >= r->next_tick)
+			wait_tick(r, now);
+		if (rc != LDR_BE_WAIT_MORE)
+			return rc;
 	}
 }
 
@@ -283,7 +217,7 @@ static int same_ver(const uint8_t *a, size_t alen, const uint8_t *b,
  * publish. */
 static int load(larder_fill *f, larder_version_fn version_fn,
 		larder_loader_fn loader, void *payload, unsigned retries,
-		ldr_lease *lease, larder_entry **out, int *outcome)
+		struct ldr_be_lease *lease, larder_entry **out, int *outcome)
 {
 	larder *db = f->db;
 	for (unsigned attempt = 0;; attempt++) {
@@ -347,7 +281,7 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 		/* Publishing is safe whoever holds the lease (entries are
 		 * immutable and checked); a lost lease is counted and does
 		 * not move the head hint. */
-		if (lease && !ldr_lease_held(lease)) {
+		if (lease && !lease->be->ops->lease_held(lease)) {
 			ldr_count(db, LARDER_CTR_LEASE_LOST);
 			ldr_writer_no_head(f->w);
 			ldr_log(db, LARDER_LOG_WARN,
@@ -363,6 +297,8 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 		larder_entry *uncached;
 		larder_writer *w = f->w;
 		f->w = NULL;
+		if (lease)
+			ldr_writer_set_token(w, f->token);
 		rc = ldr_writer_commit_fill(w, &uncached);
 		if (uncached) {
 			/* The caller's load wins over the cache's trouble:
@@ -518,8 +454,8 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 	unsigned retries = opts && opts->max_retries ? opts->max_retries : 3;
 	unsigned flags = opts ? opts->flags : 0;
 
-	larder_fill f = {db, ns, key,  klen, NULL, 0,	0,
-			 0,  0,	 NULL, NULL, 0,	   NULL};
+	larder_fill f = {db, ns, key,  klen, NULL, 0,	 0,
+			 0,  0,	 NULL, NULL, 0,	   NULL, 0};
 	f.put = opts ? opts->put : NULL;
 	if (opts && opts->version >= 3)
 		f.cancel = opts->cancel;
@@ -551,36 +487,16 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		goto out;
 	}
 
-	/* The lease lives beside the key's head hint; the entry's directory
-	 * is made now so that a waiter can watch it. */
-	uint8_t h[16];
-	char hex[33], ldir[LDR_REL_MAX], edir[LDR_REL_MAX], lname[48];
-	ldr_head_hash(ns, key, klen, h);
-	ldr_hex(h, 16, hex);
-	ldr_dir_rel(ldir, ns, 'h', hex);
-	snprintf(lname, sizeof lname, "%s.lease", hex);
-	ldr_entry_hash(ns, key, klen, f.ver, f.vlen, h);
-	char ehex[33];
-	ldr_hex(h, 16, ehex);
-	ldr_dir_rel(edir, ns, 'e', ehex);
-	int ldirfd = ldr_open_dir(db, ldir);
-	int edirfd = ldr_open_dir(db, edir);
-	if (ldirfd < 0 || edirfd < 0) {
-		/* No lease possible (read-only store?): load anyway. */
-		ldr_close(ldirfd);
-		ldr_close(edirfd);
-		rc =
-		    load(&f, recheck, loader, payload, retries, NULL, out, how);
-		goto out;
-	}
-
+	/* The lease, the wait and the entry are the backend's (the seam):
+	 * named once, by the version asked for, as the waiters watch it. */
+	struct ldr_backend *be = db->be;
+	struct ldr_name nm;
+	ldr_name_init(&nm, ns, key, klen, f.ver, f.vlen);
 	struct ldr_self me;
-	ldr_self_get(&me, db->host);
-	struct waiter wt;
-	wt.ifd = -1;
-	wt.cancel = f.cancel;
+	ldr_be_self(&me, db);
+	struct ldr_be_wait *wt = NULL;
 	int watching = 0, waited = 0, tried_stale = 0;
-	struct ldr_lease_rec seen;
+	struct ldr_be_holder seen;
 	memset(&seen, 0, sizeof seen);
 	uint64_t t0 = ldr_mono_ms(), seen_at = t0;
 	struct wait_report rep;
@@ -597,21 +513,14 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 			rc = fail_cancelled(db);
 			break;
 		}
-		ldr_lease *lease = NULL;
-		struct ldr_lease_rec holder;
+		struct ldr_be_lease *lease = NULL;
+		struct ldr_be_holder holder;
 		memset(&holder, 0, sizeof holder);
-		/* Only try to take it when there is none: a waiter's poll
-		 * is a read, not a create and unlink. */
-		int r = 1;
-		if (ldr_lease_read(ldirfd, lname, &holder) < 0) {
-			if (errno == ENOENT)
-				r = ldr_lease_acquire(
-				    ldirfd, lname, db->ownmode, &me, lease_ms,
-				    hb_ms, &lease, &holder);
-			else
-				memset(&holder, 0, sizeof holder);
-		}
+		uint64_t token = 0;
+		int r = be->ops->lease_acquire(be, &nm, &me, lease_ms, hb_ms,
+					       &lease, &token, &holder);
 		if (r == 0) {
+			f.token = token;
 			/* Double-check: the entry may have been published
 			 * between our miss and the lease. */
 			rc = ldr_get_quiet(out, db, ns, key, klen, f.ver,
@@ -630,14 +539,16 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 			} else { /* version_fn failed: rc says why */
 				wait_over(&rep, LARDER_WAIT_FAILED);
 			}
-			ldr_lease_release(lease);
+			be->ops->lease_release(lease);
 			break;
 		}
-		if (r < 0) {
-			ldr_log(db, LARDER_LOG_WARN,
-				"cannot take a lease in '%s/%s': %s; loading "
-				"without one",
-				db->dir, ldir, strerror(errno));
+		if (r < 0 || r == LDR_BE_LEASE_NONE) {
+			/* No lease possible (a read-only store?): load
+			 * anyway. */
+			if (r < 0)
+				ldr_log(db, LARDER_LOG_WARN,
+					"%s; loading without one",
+					larder_errmsg(db));
 			wait_over(&rep, LARDER_WAIT_FAILED);
 			rc = load(&f, recheck, loader, payload, retries, NULL,
 				  out, how);
@@ -664,8 +575,8 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 			}
 		}
 		uint64_t now = ldr_mono_ms();
-		if (holder.ino != 0) {
-			if (!ldr_lease_same(&holder, &seen)) {
+		if (!holder.blind) {
+			if (!ldr_be_holder_same(&holder, &seen)) {
 				seen = holder; /* alive: it changed */
 				seen_at = now;
 			}
@@ -673,44 +584,47 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 			 * Garbage (unreadable, implausible, not a file:
 			 * docs/leases.md) names nobody: its period is our
 			 * own, so it cannot hold the key longer than a lease
-			 * of ours would. */
-			int dead =
-			    !seen.garbage && ldr_lease_dead_here(&seen, &me);
+			 * of ours would. Whether the holder is certainly
+			 * gone is this look's judgement. */
+			int dead = !seen.rec.garbage && holder.dead;
 			uint64_t period =
-			    seen.garbage ? lease_ms : seen.lease_ms;
-			snprintf(rep.host, sizeof rep.host, "%s", seen.host);
-			rep.pid = seen.pid;
+			    seen.rec.garbage ? lease_ms : seen.rec.lease_ms;
+			snprintf(rep.host, sizeof rep.host, "%s",
+				 seen.rec.host);
+			rep.pid = seen.rec.pid;
 			rep.dead = dead;
 			rep.seen_at = seen_at;
 			rep.lease_ms = period;
 			/* Stale when its holder is certainly gone (same
-			 * host), or nothing changed for a full lease period
-			 * by our own clock. */
-			int stale = dead || now - seen_at >= period;
-			int broke = stale ? ldr_lease_break(ldirfd, lname,
-							    &seen, db->host)
-					  : 0;
+			 * host), or, where the backend keeps no clock of
+			 * its own (ttl_ms -1), nothing changed for a full
+			 * lease period by ours. */
+			int stale = dead || (seen.ttl_ms < 0 &&
+					     now - seen_at >= period);
+			int broke =
+			    stale ? be->ops->lease_break(be, &nm, &seen) : 0;
 			/* If another waiter is breaking it this instant, wait
 			 * as for a holder (its rename wakes us): its turn is
 			 * short, and max_wait bounds it all the same. */
-			if (stale && broke != LDR_LEASE_BREAKING) {
-				if (broke) {
+			if (stale && broke != 2) {
+				if (broke > 0) {
 					rep.breaks++;
 					ldr_count(db, LARDER_CTR_LEASE_BREAKS);
-					if (seen.garbage)
+					if (seen.rec.garbage)
 						ldr_log(db, LARDER_LOG_INFO,
 							"removed a stale lease "
-							"that was %s in "
-							"'%s/%s'",
-							seen.garbage, db->dir,
-							ldir);
+							"that was %s in '%s' "
+							"(%s)",
+							seen.rec.garbage, ns,
+							db->dir);
 					else
 						ldr_log(db, LARDER_LOG_INFO,
 							"broke a stale lease "
-							"of %s pid %ld in "
-							"'%s/%s'",
-							seen.host, seen.pid,
-							db->dir, ldir);
+							"of %s pid %ld in '%s' "
+							"(%s)",
+							seen.rec.host,
+							seen.rec.pid, ns,
+							db->dir);
 				}
 				memset(&seen, 0, sizeof seen);
 				continue;
@@ -728,7 +642,11 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 			break;
 		}
 		if (!watching) {
-			waiter_init(&wt, db, edirfd, ldirfd);
+			rc = be->ops->wait_begin(be, &nm, &wt);
+			if (rc) {
+				wait_over(&rep, LARDER_WAIT_FAILED);
+				break;
+			}
 			watching = 1;
 			wait_start(&rep, now);
 		}
@@ -742,7 +660,8 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 			break;
 		}
 		uint64_t left = max_wait_ms - (now - t0);
-		waiter_wait(&wt, left ? left : 1, &rep);
+		/* A cancel is seen at the top of the loop. */
+		wait_some(wt, left ? left : 1, &rep, f.cancel);
 	}
 	wait_over(&rep, rc == 0 ? LARDER_WAIT_FILLED : LARDER_WAIT_FAILED);
 	if (waited) {
@@ -751,9 +670,7 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 				   __ATOMIC_RELAXED);
 	}
 	if (watching)
-		ldr_close(wt.ifd);
-	ldr_close(ldirfd);
-	ldr_close(edirfd);
+		be->ops->wait_end(wt);
 out:
 	free(f.ver);
 	count_request(db, *how);

@@ -18,6 +18,7 @@
 #ifndef LARDER_BACKEND_H
 #define LARDER_BACKEND_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -25,24 +26,9 @@
 #include "file.h"
 #include "larder.h"
 #include "lease.h"
+#include "naming.h"
 
 #define LDR_BACKEND_VERSION 1
-
-/* What names an entry. The hash of its name is the backend's key for it;
- * ns, key and version are checked against the header by the reader. */
-struct ldr_name {
-	const char *ns;
-	const void *key;
-	size_t klen;
-	const void *ver; /* NULL with vlen 0: no version (heads, leases) */
-	size_t vlen;
-	uint8_t hash[16];  /* ldr_entry_hash(ns, key, ver), when ver is set */
-	uint8_t khash[16]; /* ldr_head_hash(ns, key): heads, leases */
-};
-
-/* Fill both hashes of n from its fields (ver may be NULL). */
-void ldr_name_init(struct ldr_name *n, const char *ns, const void *key,
-		   size_t klen, const void *ver, size_t vlen);
 
 /* Every backend's handle, stage and lease begin with these, so that the
  * caller can reach the table from any of them. */
@@ -59,6 +45,13 @@ struct ldr_be_lease {
 	struct ldr_backend *be;
 };
 
+/* A wait for a publish of one name, from wait_begin to wait_end: what a
+ * backend keeps between two sleeps (dir: the inotify watches and the
+ * backoff; Redis: the subscription). */
+struct ldr_be_wait {
+	struct ldr_backend *be;
+};
+
 /* What a waiter saw of a lease (observe): enough to tell a change and to
  * judge staleness, with no clock compared across hosts. */
 struct ldr_be_holder {
@@ -68,7 +61,20 @@ struct ldr_be_holder {
 	 * (Redis: PTTL); -1: the backend does not know, and the waiter
 	 * judges staleness by "unchanged for a lease period" (dir). */
 	int64_t ttl_ms;
+	/* The holder is certainly gone, as the backend judged it at this
+	 * look (a holder on this host and boot whose process is gone). */
+	int dead;
+	/* Nothing could be seen of the holder (the look failed): the
+	 * caller waits, judging nothing from this look. */
+	int blind;
 };
+
+/* Whether two looks at a lease saw the very same holder, unchanged (a
+ * live holder's renewals change what a look sees). */
+int ldr_be_holder_same(const struct ldr_be_holder *a,
+		       const struct ldr_be_holder *b);
+/* Who this process is, for lease_acquire and the same-host judgement. */
+void ldr_be_self(struct ldr_self *me, const larder *db);
 
 struct ldr_be_stats {
 	uint64_t bytes, entries; /* usage, where the backend knows it */
@@ -76,6 +82,12 @@ struct ldr_be_stats {
 	uint64_t evicted;	 /* evicted by the engine (Redis) */
 	int reachable;		 /* 0: the last call failed or timed out */
 };
+
+/* lease_acquire: this store cannot hold a lease of ours */
+#define LDR_BE_LEASE_NONE 2
+
+/* wait: max_ms passed, nothing to look at yet */
+#define LDR_BE_WAIT_MORE 1
 
 /* stage_commit flags */
 #define LDR_BE_NO_HEAD 0x1u /* do not move the head (a lost lease) */
@@ -123,8 +135,9 @@ struct ldr_backend_ops {
 
 	/* Remove the entry n if it is still the one read into `same` (dir:
 	 * device and inode; Redis: its manifest's stage id; NULL: whatever
-	 * is there), and its head if the head names it. 1 removed, 0 not
-	 * there or changed, or an error. */
+	 * is there), and its head if the head names it; n->ver NULL: the
+	 * version the head names (looked up afresh, not from a cache). 1
+	 * removed, 0 not there or changed, or an error. */
 	int (*remove)(struct ldr_backend *be, const struct ldr_name *n,
 		      const struct ldr_file *same);
 
@@ -143,8 +156,10 @@ struct ldr_backend_ops {
 	/* Leases, one per (ns, key) (docs/leases.md). acquire: 0 held,
 	 * renewed every renew_ms by the backend until release, with its
 	 * fencing token in *token (0 where the backend has none); 1 held
-	 * by another, its holder in *h; or an error. held: 1 still ours,
-	 * 0 lost (the check before publishing). observe: 0 and *h,
+	 * by another, its holder in *h; LDR_BE_LEASE_NONE, no lease can be
+	 * taken where leases live (a store this process may only read: the
+	 * caller loads without one, quietly); or an error, recorded. held: 1
+	 * still ours, 0 lost (the check before publishing). observe: 0 and *h,
 	 * LARDER_ENOTFOUND when there is none. break: free it if it is
 	 * still exactly *h: 1 broke it, 0 changed or gone, 2 another
 	 * breaker holds the turn (wait as for a live holder). release: give
@@ -162,10 +177,18 @@ struct ldr_backend_ops {
 
 	/* Wait until the entry n may have been published, the lease of n
 	 * may have changed, or max_ms passed: a hint to look again, never a
-	 * promise (the caller reads and observes after it). 0, or
-	 * LARDER_ECANCELED when *cancel became non-zero. */
-	int (*wait)(struct ldr_backend *be, const struct ldr_name *n,
-		    uint64_t max_ms, const volatile int *cancel);
+	 * promise (the caller reads and observes after it). wait_begin arms
+	 * what wakes the wait (before the caller's last look, so that a
+	 * publish in between is not missed); wait sleeps at most max_ms at
+	 * a time: 0, look again now; LDR_BE_WAIT_MORE, max_ms passed before
+	 * the backend's own pace asked for a look (the caller may call
+	 * again without looking); or LARDER_ECANCELED when *cancel became
+	 * non-zero. wait_end frees w. */
+	int (*wait_begin)(struct ldr_backend *be, const struct ldr_name *n,
+			  struct ldr_be_wait **out);
+	int (*wait)(struct ldr_be_wait *w, uint64_t max_ms,
+		    const volatile sig_atomic_t *cancel);
+	void (*wait_end)(struct ldr_be_wait *w);
 
 	/* The namespaces, and the entries of one: each entry's name hash
 	 * and a string that locates it for messages. A callback's non-zero
@@ -182,5 +205,15 @@ struct ldr_backend_ops {
 /* The backends built in: "dir" always, "redis" when built with it. */
 extern const struct ldr_backend_ops ldr_be_dir_ops;
 extern const struct ldr_backend_ops ldr_be_redis_ops;
+
+/* Open the backend `where` names for the handle db: a redis://,
+ * redis+sentinel:// or unix:// URI is Redis (LARDER_EINVAL, "built
+ * without Redis support", in a build without it); NULL or "" is the
+ * handle's own directory (its root fd reused, nothing opened again);
+ * anything else, a store directory. 0 and *out, or a LARDER_E* code,
+ * recorded on db. */
+int ldr_backend_open(struct ldr_backend **out, larder *db, const char *where);
+/* Close it (NULL is a no-op). */
+void ldr_backend_close(struct ldr_backend *be);
 
 #endif

@@ -690,3 +690,33 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *rel,
 	}
 	return LARDER_STATE_OK;
 }
+
+int ldr_entry_load(larder *db, const char *rel, struct ldr_file *f, int how,
+		   size_t pre)
+{
+	/* ENOENT and ESTALE mean "gone": look once more (a network
+	 * filesystem may have replaced its handle), then miss. */
+	for (int attempt = 0;; attempt++) {
+		if (ldr_file_load(db, rel, f, 0, how, pre) == 0)
+			return 0;
+		int err = errno;
+		if (err == EFBIG)
+			return ldr_fail(
+			    db, LARDER_ENOMEM, 0,
+			    "entry file '%s/%s' is %llu bytes, more "
+			    "than this handle holds in memory (%llu: "
+			    "larder_opts.max_in_memory); read it "
+			    "with larder_get_stream(), which needs "
+			    "no more",
+			    db->dir, rel, (unsigned long long)f->size,
+			    (unsigned long long)db->max_in_memory);
+		if (err != ENOENT && err != ESTALE)
+			return ldr_fail_errno(db, err,
+					      "cannot read '%s/%s': %s",
+					      db->dir, rel, strerror(err));
+		if (attempt == 1)
+			return LARDER_ENOTFOUND;
+		if (err == ESTALE)
+			ldr_count(db, LARDER_CTR_ESTALE_RETRIES);
+	}
+}

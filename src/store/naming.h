@@ -30,4 +30,21 @@ void ldr_dir_rel(char *out, const char *ns, char kind, const char *hex);
 
 void ldr_file_rel(char *out, const char *ns, char kind, const char *hex);
 
+/* What names an entry to a backend of the storage seam (backend.h). The
+ * hash of its name is the backend's key for it; ns, key and version are
+ * checked against the header by the reader. */
+struct ldr_name {
+	const char *ns;
+	const void *key;
+	size_t klen;
+	const void *ver; /* NULL with vlen 0: no version (heads, leases) */
+	size_t vlen;
+	uint8_t hash[16];  /* ldr_entry_hash(ns, key, ver), when ver is set */
+	uint8_t khash[16]; /* ldr_head_hash(ns, key): heads, leases */
+};
+
+/* Fill both hashes of n from its fields (ver may be NULL). */
+void ldr_name_init(struct ldr_name *n, const char *ns, const void *key,
+		   size_t klen, const void *ver, size_t vlen);
+
 #endif

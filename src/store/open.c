@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "fsutil.h"
 #include "head.h"
 #include "host.h"
@@ -619,6 +620,10 @@ void ldr_store_close(larder *db)
 	if (!db)
 		return;
 	ldr_slots_clear(db);
+	/* The seam, through its table (a tier may hold other backends). */
+	if (db->be)
+		db->be->ops->close(db->be);
+	db->be = NULL;
 	ldr_memo_close(db);
 	ldr_head_cache_close(db);
 	ldr_recency_fini(db);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "backend.h"
 #include "clock.h"
 #include "fsutil.h"
 #include "hash.h"
@@ -59,6 +60,11 @@ struct larder_writer {
 	int in_memory;
 	int cache_rc; /* why the cache could not keep it */
 	char cache_msg[512];
+	/* Published through the seam, to a backend other than the handle's
+	 * own directory (docs/backends.md): the entry is made in memory,
+	 * then staged there whole. token: the filler's fencing token. */
+	int via_be;
+	uint64_t token;
 };
 
 static void writer_free(larder_writer *w)
@@ -192,8 +198,10 @@ static int wwrite(larder_writer *w, const void *a, size_t alen, const void *b,
 	}
 }
 
-/* How a writer was begun. */
-enum { W_PUT, W_FILL, W_INTERNAL };
+/* How a writer was begun. W_STAGE: the directory backend's stage
+ * (be_dir.c), written with the stored payload and committed with the
+ * caller's header. */
+enum { W_PUT, W_FILL, W_INTERNAL, W_STAGE };
 
 static int writer_begin(larder_writer **out, larder *db, const char *ns,
 			const void *key, size_t klen, const void *ver,
@@ -241,14 +249,27 @@ void ldr_writer_no_head(larder_writer *w)
 	w->flags |= LARDER_PUT_NO_HEAD;
 }
 
+void ldr_writer_set_token(larder_writer *w, uint64_t token)
+{
+	w->token = token;
+}
+
+int ldr_writer_begin_stage(larder_writer **out, larder *db, const char *ns,
+			   const void *key, size_t klen, const void *ver,
+			   size_t vlen, const larder_put_opts *opts)
+{
+	return writer_begin(out, db, ns, key, klen, ver, vlen, opts, W_STAGE);
+}
+
 static int writer_begin(larder_writer **out, larder *db, const char *ns,
 			const void *key, size_t klen, const void *ver,
 			size_t vlen, const larder_put_opts *opts, int how)
 {
 	*out = NULL;
 	const int fill_mode = how == W_FILL;
-	int rc = how == W_INTERNAL ? ldr_check_ns_internal(db, ns)
-				   : ldr_check_ns(db, ns);
+	int rc = how == W_INTERNAL || how == W_STAGE
+		     ? ldr_check_ns_internal(db, ns)
+		     : ldr_check_ns(db, ns);
 	if (rc)
 		return rc;
 	if (opts &&
@@ -289,7 +310,9 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 		goto fail;
 	}
 	ldr_hasher_reset(w->st);
-	if (w->flags & LARDER_PUT_ZSTD) {
+	/* A stage is written with the payload as stored (compressed or
+	 * not): its writer compresses nothing. */
+	if ((w->flags & LARDER_PUT_ZSTD) && how != W_STAGE) {
 		w->z = ZSTD_createCCtx();
 		w->zoutcap = ZSTD_CStreamOutSize();
 		w->zout = malloc(w->zoutcap);
@@ -312,6 +335,22 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 			 ? w->created + ttl * 1000000000
 			 : 0;
 
+	if (db->be && !db->be_own && how != W_STAGE) {
+		/* Through the seam: the entry file is made in memory and
+		 * staged whole at commit (publish_be). */
+		w->via_be = 1;
+		w->fd = memfd_create("larder-entry", MFD_CLOEXEC);
+		if (w->fd < 0) {
+			rc = ldr_fail(db, LARDER_ENOMEM, errno,
+				      "cannot make an entry in memory: %s",
+				      strerror(errno));
+			writer_free(w);
+			return rc;
+		}
+		w->in_memory = 1;
+		*out = w;
+		return 0;
+	}
 	/* Below the stop watermark nothing is stored (a fill still gets its
 	 * data: the failure path keeps it in memory). */
 	if ((rc = ldr_space_check(db)) != 0)
@@ -562,10 +601,94 @@ static int rescue_temp(larder_writer *w, int rc)
 	return to_memory(w, rc);
 }
 
+/* Publish the entry file made in memory (header at 0, payload after it)
+ * through the seam: staged, its payload in chunks, committed with its
+ * header. 0, LARDER_EXISTS, or an error, recorded. */
+static int publish_be(larder_writer *w, const uint8_t *hdr, uint32_t hlen,
+		      uint64_t stored)
+{
+	larder *db = w->db;
+	struct ldr_backend *be = db->be;
+	struct ldr_name n;
+	ldr_name_init(&n, w->ns, w->key, w->klen, w->ver, w->vlen);
+	larder_put_opts po = LARDER_PUT_OPTS_INIT;
+	po.flags = w->flags;
+	po.meta = w->meta;
+	po.meta_len = w->mlen;
+	struct ldr_stage *s;
+	int rc = be->ops->stage_begin(be, &n, &po, &s);
+	if (rc)
+		return rc;
+	uint8_t *b = stored ? malloc(LDR_CHUNK) : NULL;
+	if (stored && !b) {
+		be->ops->stage_abort(s);
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	}
+	for (uint64_t off = 0; off < stored;) {
+		size_t want = stored - off < LDR_CHUNK ? (size_t)(stored - off)
+						       : LDR_CHUNK;
+		ssize_t got =
+		    ldr_pread_full(w->fd, b, want, (off_t)(hlen + off));
+		if (got != (ssize_t)want) {
+			rc = ldr_fail(db, LARDER_EIO, got < 0 ? errno : EIO,
+				      "cannot read back the entry made in "
+				      "memory for '%s'",
+				      w->ns);
+			break;
+		}
+		struct iovec iov = {b, want};
+		if ((rc = be->ops->stage_write(s, &iov, 1)) != 0)
+			break;
+		off += want;
+	}
+	free(b);
+	if (rc) {
+		be->ops->stage_abort(s);
+		return rc;
+	}
+	return be->ops->stage_commit(
+	    s, hdr, hlen, (w->flags & LARDER_PUT_NO_HEAD) ? LDR_BE_NO_HEAD : 0,
+	    w->token);
+}
+
+/* A stage's header, given at its commit (be_dir.c): it must describe
+ * exactly what was written, under the writer's name, and fit the place
+ * the payload was written at; else nothing is published. */
+static int stage_header(larder_writer *w, const uint8_t *given, size_t glen,
+			ldr_hdr *h)
+{
+	larder *db = w->db;
+	const char *why = "";
+	uint8_t digest[16];
+	ldr_hasher_digest(w->st, digest);
+	size_t nslen = strlen(w->ns);
+	if (ldr_hdr_decode(h, given, glen, &why) != 0 || h->hdr_len != glen)
+		why = *why ? why : "its length is not the header's";
+	else if (w->spilled && h->hdr_len != w->hdr_len)
+		why = "its length is not the one the payload was placed after";
+	else if (h->stored_len != w->stored ||
+		 memcmp(h->payload_hash, digest, sizeof digest))
+		why = "it does not describe the payload written";
+	else if (h->ns_len != nslen || memcmp(h->ns, w->ns, nslen) ||
+		 h->key_len != w->klen ||
+		 (w->klen && memcmp(h->key, w->key, w->klen)) ||
+		 h->ver_len != w->vlen ||
+		 (w->vlen && memcmp(h->ver, w->ver, w->vlen)))
+		why = "it names another entry";
+	else
+		return 0;
+	return ldr_fail(db, LARDER_EINVAL, 0,
+			"cannot commit a stage in '%s/%s' with that header: "
+			"%s",
+			db->dir, w->dirrel, why);
+}
+
 /* Commit: publish, or in fill mode hand back the loaded bytes as an
  * uncached entry (*uncached) when the cache cannot keep them; the return
- * value is then the cache's failure. */
-static int finish(larder_writer *w, larder_entry **uncached)
+ * value is then the cache's failure. A stage commits with the header
+ * `given` (glen bytes) instead of one made here. */
+static int finish(larder_writer *w, larder_entry **uncached,
+		  const uint8_t *given, size_t glen)
 {
 	larder *db = w->db;
 	int rc = 0;
@@ -580,32 +703,60 @@ static int finish(larder_writer *w, larder_entry **uncached)
 
 	ldr_hdr h;
 	memset(&h, 0, sizeof h);
-	h.hdr_len = w->spilled ? w->hdr_len
+	if (given) {
+		if ((rc = stage_header(w, given, glen, &h)) != 0)
+			goto out;
+		hdr = malloc(glen);
+		if (!hdr) {
+			rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM,
+				      "out of memory");
+			goto out;
+		}
+		memcpy(hdr, given, glen);
+		h.hdr_len = (uint32_t)glen;
+	} else {
+		h.hdr_len =
+		    w->spilled ? w->hdr_len
 			       : header_len(w, w->stored >= db->mmap_threshold);
-	h.codec = w->z ? LDR_CODEC_ZSTD : LDR_CODEC_NONE;
-	h.stored_len = w->stored;
-	h.raw_len = w->raw;
-	h.created = w->created;
-	h.expires = w->expires;
-	ldr_hasher_digest(w->st, h.payload_hash);
-	h.ns = (const uint8_t *)w->ns;
-	h.ns_len = (uint32_t)strlen(w->ns);
-	h.key = w->key;
-	h.key_len = (uint32_t)w->klen;
-	h.ver = w->ver;
-	h.ver_len = (uint32_t)w->vlen;
-	h.meta = w->meta;
-	h.meta_len = (uint32_t)w->mlen;
-	hdr = malloc(h.hdr_len);
-	if (!hdr) {
-		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
-		goto out;
+		h.codec = w->z ? LDR_CODEC_ZSTD : LDR_CODEC_NONE;
+		h.stored_len = w->stored;
+		h.raw_len = w->raw;
+		h.created = w->created;
+		h.expires = w->expires;
+		ldr_hasher_digest(w->st, h.payload_hash);
+		h.ns = (const uint8_t *)w->ns;
+		h.ns_len = (uint32_t)strlen(w->ns);
+		h.key = w->key;
+		h.key_len = (uint32_t)w->klen;
+		h.ver = w->ver;
+		h.ver_len = (uint32_t)w->vlen;
+		h.meta = w->meta;
+		h.meta_len = (uint32_t)w->mlen;
+		hdr = malloc(h.hdr_len);
+		if (!hdr) {
+			rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM,
+				      "out of memory");
+			goto out;
+		}
+		ldr_hdr_encode(&h, hdr);
 	}
-	ldr_hdr_encode(&h, hdr);
 	const void *rest = w->spilled ? NULL : w->buf;
 	size_t restlen = w->spilled ? 0 : w->buflen;
 	if ((rc = wwrite(w, hdr, h.hdr_len, rest, restlen, 0)))
 		goto out;
+	if (w->via_be) {
+		rc = publish_be(w, hdr, h.hdr_len, h.stored_len);
+		if (rc >= 0) {
+			ldr_count(db, rc == 0 ? LARDER_CTR_PUBLISHED
+					      : LARDER_CTR_PUBLISH_RACED);
+			ldr_stats_tick(db);
+			goto out;
+		}
+		if (!w->fill_mode)
+			goto out;
+		/* A fill's load still reaches its caller, uncached. */
+		note_cause(w, rc);
+	}
 	if (!w->in_memory && !w->internal && db->fsync != LARDER_FSYNC_NONE &&
 	    ldr_fdatasync(w->fd) != 0) {
 		rc = wfail(db, errno, "fsync temp file in", w->dirrel);
@@ -685,13 +836,37 @@ out:
 
 int larder_writer_commit(larder_writer *w)
 {
-	return finish(w, NULL);
+	return finish(w, NULL, NULL, 0);
 }
 
 int ldr_writer_commit_fill(larder_writer *w, larder_entry **uncached)
 {
 	*uncached = NULL;
-	return finish(w, uncached);
+	return finish(w, uncached, NULL, 0);
+}
+
+int ldr_writer_stage_write(larder_writer *w, const struct iovec *iov,
+			   int iovcnt)
+{
+	if (w->failed)
+		return ldr_fail(w->db, LARDER_EINVAL, 0,
+				"write after a failed write: abort the stage");
+	for (int i = 0; i < iovcnt; i++) {
+		int rc = emit(w, iov[i].iov_base, iov[i].iov_len);
+		if (rc) {
+			w->failed = 1;
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int ldr_writer_stage_commit(larder_writer *w, const void *hdr, size_t hlen,
+			    int no_head)
+{
+	if (no_head)
+		w->flags |= LARDER_PUT_NO_HEAD;
+	return finish(w, NULL, hdr, hlen);
 }
 
 void larder_writer_abort(larder_writer *w)

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "larder.h"
 #include "store.h"
@@ -36,5 +37,24 @@ int ldr_writer_commit_fill(larder_writer *w, larder_entry **uncached);
 
 /* Do not move the head hint on commit (a lost lease). */
 void ldr_writer_no_head(larder_writer *w);
+/* The filler's fencing token (lease_acquire), with which the commit
+ * moves the head (a backend refuses to move it back to a lower one). */
+void ldr_writer_set_token(larder_writer *w, uint64_t token);
+
+/* The directory backend's stage (be_dir.c, docs/backends.md): a writer
+ * of the payload as stored (nothing compressed here, whatever opts
+ * says), committed with the caller's header, which must describe what
+ * was written under this name (else LARDER_EINVAL, nothing published).
+ * Past the mapping threshold the payload is placed after a header of the
+ * length this store's writer would give it; a header of another length
+ * is refused then. commit frees w, as larder_writer_commit; abort with
+ * larder_writer_abort. */
+int ldr_writer_begin_stage(larder_writer **out, larder *db, const char *ns,
+			   const void *key, size_t klen, const void *ver,
+			   size_t vlen, const larder_put_opts *opts);
+int ldr_writer_stage_write(larder_writer *w, const struct iovec *iov,
+			   int iovcnt);
+int ldr_writer_stage_commit(larder_writer *w, const void *hdr, size_t hlen,
+			    int no_head);
 
 #endif

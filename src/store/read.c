@@ -35,6 +35,7 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "backend.h"
 #include "clock.h"
 #include "fsutil.h"
 #include "file.h"
@@ -207,12 +208,75 @@ struct lookup {
 	uint8_t *headver;
 	struct ldr_file f;
 	ldr_hdr h;
+	/* Read through the seam from a backend other than the handle's own
+	 * directory (lookup_be): its name there, and a bad entry goes back
+	 * to that backend (reject_found). */
+	int via_be;
+	struct ldr_name n;
 };
 
 static void lookup_free(struct lookup *l)
 {
 	ldr_file_free(&l->f);
 	free(l->headver);
+}
+
+/* The entry found by lookup, in f (l's file, or the entry's that took
+ * it over), is not to be served: as reject(), on the backend it came
+ * from. */
+static int reject_found(larder *db, struct lookup *l, struct ldr_file *f,
+			const char *ns, const void *key, size_t klen, int state,
+			const char *why)
+{
+	if (!l->via_be)
+		return reject(db, f, l->rel, ns, key, klen, state, why);
+	if (state == LARDER_STATE_EXPIRED)
+		ldr_count(db, LARDER_CTR_EXPIRED);
+	else if (state == LARDER_STATE_NEWER)
+		ldr_count(db, LARDER_CTR_NEWER_FORMAT);
+	else
+		db->be->ops->reject(db->be, &l->n, f, why);
+	return miss(db, ns);
+}
+
+/* lookup through the seam, for a backend other than the handle's own
+ * directory (docs/backends.md): the head from the backend when no
+ * version is asked, the entry read there, and its payload always hashed,
+ * whatever the backend is. No memo: it keeps only what this handle's own
+ * directory holds. */
+static int lookup_be(larder *db, struct lookup *l, const char *ns,
+		     const void *key, size_t klen, const void *ver, size_t vlen,
+		     int how, size_t pre)
+{
+	struct ldr_backend *be = db->be;
+	l->via_be = 1;
+	if (!ver) {
+		ldr_name_init(&l->n, ns, key, klen, NULL, 0);
+		int rc = be->ops->head_get(be, &l->n, &l->headver, &vlen);
+		if (rc == LARDER_ENOTFOUND)
+			return miss(db, ns);
+		if (rc)
+			return rc;
+		ver = l->headver;
+	}
+	ldr_name_init(&l->n, ns, key, klen, ver, vlen);
+	memcpy(l->hash, l->n.hash, sizeof l->hash);
+	char hex[33];
+	ldr_hex(l->hash, 16, hex);
+	ldr_file_rel(l->rel, ns, 'e', hex);
+	int rc = be->ops->read(be, &l->n, how, pre, &l->f);
+	if (rc == LARDER_ENOTFOUND)
+		return miss(db, ns);
+	if (rc)
+		return rc;
+	const char *why;
+	int state = ldr_entry_check(db, &l->f, l->rel, ns, key, klen, ver, vlen,
+				    LDR_CHECK_HASH, &l->h, &why);
+	if (state < 0)
+		return state;
+	if (state != LARDER_STATE_OK)
+		return reject_found(db, l, &l->f, ns, key, klen, state, why);
+	return 0;
 }
 
 /* Find (ns, key, ver), load its file as `how` says and check it: 0 with
@@ -231,6 +295,9 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	l->headver = NULL;
 	memset(&l->f, 0, sizeof l->f);
 	l->f.fd = -1;
+	l->via_be = 0;
+	if (!db->be_own && db->be)
+		return lookup_be(db, l, ns, key, klen, ver, vlen, how, pre);
 	struct ldr_head_found hf;
 	hf.f.p = NULL;
 	if (!ver) {
@@ -283,31 +350,11 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	 * them longer than the entry handle. */
 	if (memo && memo->again)
 		pre = 0;
-	/* ENOENT and ESTALE mean "gone": look once more (a network
-	 * filesystem may have replaced its handle), then miss. */
-	for (int attempt = 0;; attempt++) {
-		if (ldr_file_load(db, l->rel, &l->f, 0, how, pre) == 0)
-			break;
-		int err = errno;
-		if (err == EFBIG)
-			return ldr_fail(
-			    db, LARDER_ENOMEM, 0,
-			    "entry file '%s/%s' is %llu bytes, more "
-			    "than this handle holds in memory (%llu: "
-			    "larder_opts.max_in_memory); read it "
-			    "with larder_get_stream(), which needs "
-			    "no more",
-			    db->dir, l->rel, (unsigned long long)l->f.size,
-			    (unsigned long long)db->max_in_memory);
-		if (err != ENOENT && err != ESTALE)
-			return ldr_fail_errno(db, err,
-					      "cannot read '%s/%s': %s",
-					      db->dir, l->rel, strerror(err));
-		if (attempt == 1)
-			return miss(db, ns);
-		if (err == ESTALE)
-			ldr_count(db, LARDER_CTR_ESTALE_RETRIES);
-	}
+	rc = ldr_entry_load(db, l->rel, &l->f, how, pre);
+	if (rc == LARDER_ENOTFOUND)
+		return miss(db, ns);
+	if (rc)
+		return rc;
 	/* The library's own records are tiny, and a flipped bit in one
 	 * (a remembered file hash) would be a wrong answer: always checked.
 	 * Trusting a file unchecked is for files nobody else can change. */
@@ -380,7 +427,9 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 	struct lookup l;
 	larder_entry *e = NULL;
 	/* The library's own records are always read and verified. */
-	struct ldr_memo_hit mh = {0}, *memo = internal ? NULL : &mh;
+	struct ldr_memo_hit mh = {0},
+			    *memo = internal || (db->be && !db->be_own) ? NULL
+									: &mh;
 	int rc = lookup(db, &l, ns, key, klen, ver, vlen, LDR_LOAD_WHOLE,
 			LDR_ENTRY_PRE, internal, memo);
 	if (rc && rc != LDR_MEMO_HIT)
@@ -414,14 +463,15 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 		snprintf(what, sizeof what, "'%s/%s'", db->dir, l.rel);
 		rc = decompress(db, e, &l.h, db->max_in_memory, what);
 		if (rc == LARDER_ECORRUPT)
-			rc = reject(db, &e->f, l.rel, ns, key, klen,
-				    LARDER_STATE_CORRUPT,
-				    "zstd payload does not decompress to its "
-				    "raw length");
+			rc = reject_found(db, &l, &e->f, ns, key, klen,
+					  LARDER_STATE_CORRUPT,
+					  "zstd payload does not decompress to "
+					  "its raw length");
 		if (rc)
 			goto out;
 	}
-	ldr_touch(db, e->f.fd, l.hash); /* recency for the cleaning */
+	if (!l.via_be)
+		ldr_touch(db, e->f.fd, l.hash); /* recency for the cleaning */
 	entry_fields(e, &l.h);
 	/* (The memo never takes bytes that share the handle's allocation:
 	 * lookup keeps none for a read it may take.) */
@@ -477,7 +527,8 @@ static int get_stream(larder *db, const char *ns, const void *key, size_t klen,
 	}
 	if (rc)
 		goto out;
-	ldr_touch(db, l.f.fd, l.hash);
+	if (!l.via_be)
+		ldr_touch(db, l.f.fd, l.hash);
 	/* A partial file was verified in chunks, and is read again to be
 	 * handed out: hashed again on the way, so that a change in between
 	 * (only a file others can write is partial) ends in an error. */
@@ -495,15 +546,19 @@ static int get_stream(larder *db, const char *ns, const void *key, size_t klen,
 		rc = ldr_cb_rc(db, fl.sink_mark, fl.sink_rc, 1, "the sink");
 	} else if (rc == LARDER_ECORRUPT && fl.out == 0) {
 		/* Found bad before any byte went out: as good as a miss. */
-		rc = reject(db, &l.f, l.rel, ns, key, klen,
-			    LARDER_STATE_CORRUPT, fl.why);
+		rc = reject_found(db, &l, &l.f, ns, key, klen,
+				  LARDER_STATE_CORRUPT, fl.why);
 	} else if (rc == LARDER_ECORRUPT) {
 		const char *why = fl.why;
 		if (l.f.partial && !strcmp(why, "payload checksum mismatch"))
 			why = "file changed while it was read";
-		ldr_count(db, LARDER_CTR_CHECKSUM_FAIL);
-		ldr_file_ident(&l.f);
-		ldr_quarantine(db, l.rel, l.f.dev, l.f.ino, why);
+		if (l.via_be) {
+			db->be->ops->reject(db->be, &l.n, &l.f, why);
+		} else {
+			ldr_count(db, LARDER_CTR_CHECKSUM_FAIL);
+			ldr_file_ident(&l.f);
+			ldr_quarantine(db, l.rel, l.f.dev, l.f.ino, why);
+		}
 		rc = ldr_fail(db, LARDER_ECORRUPT, 0,
 			      "'%s/%s': %s, after %llu bytes were handed out: "
 			      "they are not the entry (quarantined)",

@@ -577,3 +577,18 @@ void ldr_hooks_set(larder *db, const struct ldr_hooks *hooks)
 {
 	db->hooks = *hooks;
 }
+
+void ldr_name_init(struct ldr_name *n, const char *ns, const void *key,
+		   size_t klen, const void *ver, size_t vlen)
+{
+	n->ns = ns;
+	n->key = key;
+	n->klen = klen;
+	n->ver = ver;
+	n->vlen = vlen;
+	ldr_head_hash(ns, key, klen, n->khash);
+	if (ver)
+		ldr_entry_hash(ns, key, klen, ver, vlen, n->hash);
+	else
+		memset(n->hash, 0, sizeof n->hash);
+}

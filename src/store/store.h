@@ -107,6 +107,12 @@ struct larder {
 	struct ldr_slot slots[LDR_SLOTS];
 	unsigned nslots;
 	struct ldr_hooks hooks; /* set once, at open */
+	/* The storage seam (backend.h, docs/backends.md): where fill and
+	 * the public API reach storage, set by the facade at open. be_own:
+	 * it is this handle's own directory, whose read and publish paths
+	 * are read.c's and publish.c's (a hit pays no indirection). */
+	struct ldr_backend *be;
+	int be_own;
 };
 
 static inline void ldr_count(larder *db, int c)

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "file.h"
 #include "fsutil.h"
 #include "head.h"
@@ -151,62 +152,15 @@ int larder_remove(larder *db, const char *ns, const void *key, size_t klen,
 	int rc = ldr_check_ns(db, ns);
 	if (rc)
 		return rc;
-	uint8_t h[16], *headver = NULL;
-	size_t headlen = 0;
-	char hex[33], rel[LDR_REL_MAX];
-	int hrc = ldr_head_read(db, ns, key, klen, &headver, &headlen);
-	if (!ver) {
-		if (hrc)
-			return hrc == LARDER_ENOTFOUND
-				   ? ldr_fail(db, LARDER_ENOTFOUND, 0,
-					      "no head version for that "
-					      "key in namespace '%s'",
-					      ns)
-				   : hrc;
-		ver = headver;
-		vlen = headlen;
-	}
-	int removed = 0;
-	ldr_entry_hash(ns, key, klen, ver, vlen, h);
-	ldr_hex(h, 16, hex);
-	ldr_file_rel(rel, ns, 'e', hex);
-	/* In its directory opened beneath the root: unlinkat by a path from
-	 * the root would follow a symlinked ns/<ns> or fan-out directory
-	 * and remove a file outside the store. */
-	struct stat st;
-	const char *base;
-	int dfd = ldr_open_parent_as(db, rel, &base, 0);
-	if (dfd < 0) {
-		if (errno == ELOOP)
-			rc = ldr_refuse_symlink(db, rel);
-		else if (errno != ENOENT)
-			rc = ldr_fail_errno(db, errno,
-					    "cannot open the directory of "
-					    "'%s/%s': %s",
-					    db->dir, rel, strerror(errno));
-	} else {
-		int64_t bytes =
-		    fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0
-			? (int64_t)st.st_size
-			: 0;
-		if (unlinkat(dfd, base, 0) == 0) {
-			removed = 1;
-			ldr_entry_gone(db, rel, bytes);
-		} else if (errno != ENOENT)
-			rc = ldr_fail_errno(db, errno,
-					    "cannot remove '%s/%s': %s",
-					    db->dir, rel, strerror(errno));
-		ldr_close(dfd);
-	}
-	/* The head goes too when it names the removed version, so that a
-	 * version-less get does not chase a missing entry. */
-	if (rc == 0 && hrc == 0 && ldr_head_drop(db, ns, key, klen, ver, vlen))
-		removed = 1;
-	free(headver);
-	if (rc == 0 && !removed)
+	/* Through the seam: the entry, and its head when the head names
+	 * it (docs/backends.md). */
+	struct ldr_name n;
+	ldr_name_init(&n, ns, key, klen, ver, vlen);
+	rc = db->be->ops->remove(db->be, &n, NULL);
+	if (rc == 0)
 		rc = ldr_fail(db, LARDER_ENOTFOUND, 0,
 			      "no such entry in namespace '%s'", ns);
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 /* ---------------------------------------------------------------------- */
