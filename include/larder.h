@@ -1047,6 +1047,23 @@ typedef int (*larder_walk_fn)(const larder_entry_info *info, void *payload);
 LARDER_API int larder_walk(larder *db, const char *ns, unsigned flags,
 			   larder_walk_fn cb, void *payload);
 
+/* The number of slices larder_walk_slice() cuts a namespace into. */
+#define LARDER_WALK_SLICES 256
+
+/* As larder_walk() for one namespace, but only the entries of slices
+ * [lo, hi) of it, 0 <= lo < hi <= LARDER_WALK_SLICES: an entry's slice is
+ * the first byte of its file's name hash (docs/format.md, "Store
+ * layout"), so each entry is in exactly one slice, whatever its key and
+ * version, and a slice holds about 1/256 of the namespace. A long
+ * listing can so be taken a slice at a time, with bounded work per
+ * step, and resumed at the next slice (`larder mount` lists a directory
+ * that way). Entries published or removed meanwhile are seen or not
+ * depending on their slice. The order within a slice is the
+ * filesystem's. LARDER_EINVAL for a NULL ns or slices out of range. */
+LARDER_API int larder_walk_slice(larder *db, const char *ns, int lo, int hi,
+				 unsigned flags, larder_walk_fn cb,
+				 void *payload);
+
 /* Describe one entry without trusting it: calls cb once with what its
  * header says and its state (LARDER_WALK_VERIFY also hashes the payload).
  * Unlike larder_get(), a corrupt or expired entry is reported, not hidden,

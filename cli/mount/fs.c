@@ -778,6 +778,11 @@ struct dent {
 struct listing {
 	struct dent *v;
 	size_t n, cap;
+	/* A namespace's keys are read a slice at a time, as readdir gets
+	 * that far (larder_walk_slice): dir is the directory, next_slice
+	 * the first slice not read yet. NULL for the listings read whole. */
+	const struct mount_node *dir;
+	int next_slice;
 };
 
 static int list_add(struct listing *l, const char *name, fuse_ino_t ino,
@@ -823,7 +828,6 @@ struct pairs {
 	const void *want_ver;
 	size_t want_vlen;
 	int want;
-	int keys_only; /* for head/<ns>: the versions do not matter */
 };
 
 static int collect_pair(const larder_entry_info *info, void *payload)
@@ -845,14 +849,14 @@ static int collect_pair(const larder_entry_info *info, void *payload)
 	}
 	struct pair *p = &ps->v[ps->n];
 	p->key = dup_bytes(info->key, info->klen);
-	p->ver = dup_bytes(info->ver, ps->keys_only ? 0 : info->vlen);
+	p->ver = dup_bytes(info->ver, info->vlen);
 	if (!p->key || !p->ver) {
 		free(p->key);
 		free(p->ver);
 		return LARDER_ENOMEM;
 	}
 	p->klen = info->klen;
-	p->vlen = ps->keys_only ? 0 : info->vlen;
+	p->vlen = info->vlen;
 	ps->n++;
 	return 0;
 }
@@ -879,12 +883,16 @@ static void pairs_free(struct pairs *ps)
 	free(ps->v);
 }
 
-static int walk_ns(struct mount_fs *fs, const char *ns, struct pairs *ps)
+static int walk_rc(int rc)
 {
-	int rc = larder_walk(fs->db, ns, 0, collect_pair, ps);
 	if (rc == LARDER_ENOTFOUND || rc == 0)
 		return 0;
 	return rc == LARDER_ENOMEM ? ENOMEM : EIO;
+}
+
+static int walk_ns(struct mount_fs *fs, const char *ns, struct pairs *ps)
+{
+	return walk_rc(larder_walk(fs->db, ns, 0, collect_pair, ps));
 }
 
 /* Keep each distinct pair once (sorted first). */
@@ -961,23 +969,24 @@ static int list_ns(struct mount_fs *fs, const struct mount_node *dir,
 	return err;
 }
 
-static int list_keys(struct mount_fs *fs, const struct mount_node *dir,
-		     struct listing *l)
+/* Append the keys of slice `slice` of dir's namespace to l, sorted. */
+static int list_slice(struct mount_fs *fs, const struct mount_node *dir,
+		      int slice, struct listing *l)
 {
 	struct pairs ps = {0};
 	char name[MOUNT_NAME_MAX + 1];
+	size_t n0 = l->n;
 	int err;
 
 	if (dir->kind == K_VER_NS) {
 		ps.want = 1;
 		ps.want_ver = dir->ver;
 		ps.want_vlen = dir->vlen;
-	} else {
-		ps.keys_only = 1;
 	}
-	err = walk_ns(fs, dir->ns, &ps);
+	err = walk_rc(larder_walk_slice(fs->db, dir->ns, slice, slice + 1, 0,
+					collect_pair, &ps));
 	if (!err)
-		pairs_unique(&ps);
+		pairs_unique(&ps); /* by key, then version */
 	for (size_t i = 0; !err && i < ps.n; i++) {
 		struct pair *p = &ps.v[i];
 		struct mount_node f;
@@ -990,17 +999,34 @@ static int list_keys(struct mount_fs *fs, const struct mount_node *dir,
 				       0);
 			continue;
 		}
-		/* A key is in head/ when its head names a readable
-		 * version. */
+		/* head/: a key is listed from the slice that holds the
+		 * version its head names (each entry is in one slice), so
+		 * once in all, and only while that version is readable. */
+		size_t end = i;
+		while (end + 1 < ps.n &&
+		       same_bytes(ps.v[end + 1].key, ps.v[end + 1].klen, p->key,
+				  p->klen))
+			end++;
 		int rc = find_entry(fs, &f, dir->ns, p->key, p->klen, NULL, 0);
-		if (rc == 0) {
-			err = list_add(l, name, f.ino, 0);
-			free(f.ver);
-		} else if (rc == ENOMEM) {
+		if (rc == ENOMEM)
 			err = rc;
+		for (size_t k = i; rc == 0 && k <= end; k++) {
+			if (same_bytes(ps.v[k].ver, ps.v[k].vlen, f.ver,
+				       f.vlen)) {
+				err = list_add(l, name, f.ino, 0);
+				break;
+			}
 		}
+		if (rc == 0)
+			free(f.ver);
+		i = end;
 	}
 	pairs_free(&ps);
+	if (err) {
+		/* All of the slice or none: a retry reads it again. */
+		while (l->n > n0)
+			free(l->v[--l->n].name);
+	}
 	return err;
 }
 
@@ -1041,7 +1067,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 			err = list_ns(fs, n, l);
 			break;
 		default:
-			err = list_keys(fs, n, l);
+			l->dir = n; /* read as readdir goes: op_readdir */
 		}
 	}
 	if (err) {
@@ -1067,8 +1093,23 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	for (size_t i = off < 0 ? 0 : (size_t)off; i < l->n; i++) {
+	for (size_t i = off < 0 ? 0 : (size_t)off;; i++) {
 		struct stat st;
+		/* The next slices, as far as this reply needs: a listing
+		 * that is never read to its end never walks it all. */
+		while (i >= l->n && l->dir &&
+		       l->next_slice < LARDER_WALK_SLICES) {
+			int err = list_slice(fuse_req_userdata(req), l->dir,
+					     l->next_slice, l);
+			if (err) {
+				free(buf);
+				fuse_reply_err(req, err);
+				return;
+			}
+			l->next_slice++;
+		}
+		if (i >= l->n)
+			break;
 		memset(&st, 0, sizeof(st));
 		st.st_ino = l->v[i].ino;
 		st.st_mode = l->v[i].dir ? S_IFDIR : S_IFREG;

@@ -417,6 +417,22 @@ int larder_walk(larder *db, const char *ns, unsigned flags, larder_walk_fn cb,
 	return ldr_ns_foreach(db, walk_ns_cb, &w);
 }
 
+int larder_walk_slice(larder *db, const char *ns, int lo, int hi,
+		      unsigned flags, larder_walk_fn cb, void *payload)
+{
+	if (!ns || lo < 0 || hi > LARDER_WALK_SLICES || lo >= hi)
+		return ldr_fail(db, LARDER_EINVAL, EINVAL,
+				"larder_walk_slice: bad namespace or slices "
+				"[%d, %d)",
+				lo, hi);
+	int rc = ldr_check_ns_name(db, ns, 1);
+	if (rc)
+		return rc;
+	struct walk w = {db, flags, cb, payload, {0}};
+	struct walk_ns_ctx x = {&w, ns};
+	return ldr_walk_slice(db, ns, lo, hi, describe_cb, &x);
+}
+
 int larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
 		   const void *ver, size_t vlen, unsigned flags,
 		   larder_walk_fn cb, void *payload)
