@@ -863,7 +863,8 @@ static int collect_pair(const larder_entry_info *info, void *payload)
 
 static int cmp_bytes(const void *a, size_t alen, const void *b, size_t blen)
 {
-	int c = memcmp(a, b, alen < blen ? alen : blen);
+	size_t n = alen < blen ? alen : blen;
+	int c = n ? memcmp(a, b, n) : 0; /* a and b may be NULL when empty */
 	return c ? c : (alen > blen) - (alen < blen);
 }
 

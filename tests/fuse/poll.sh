@@ -11,9 +11,13 @@ if [ -z "${LARDER_FAULTSHIM:-}" ] || [ ! -f "$LARDER_FAULTSHIM" ]; then
 fi
 L init >/dev/null || bail "cannot init"
 echo one | L put k --version v1 || bail "cannot put"
+# Under ASan its runtime must come first in LD_PRELOAD.
+pre=$LARDER_FAULTSHIM
+asan=$(ldd "$LARDER" 2>/dev/null | awk '/libasan/ { print $3; exit }')
+[ -n "$asan" ] && pre="$asan $pre"
 fstart_env() {
 	fmounts="$fmounts $M"
-	env LD_PRELOAD="$LARDER_FAULTSHIM" LARDER_FAULT_OP=inotify \
+	env LD_PRELOAD="$pre" LARDER_FAULT_OP=inotify \
 		LARDER_FAULT_NTH=1 LARDER_FAULT_PERSIST=1 LARDER_FAULT_ERRNO=ENOSYS \
 		"$LARDER" mount --foreground --poll 0.3 "$S" "$M" 2>"$T/ferr" &
 	fpid=$!
