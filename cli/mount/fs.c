@@ -926,15 +926,12 @@ static int list_root(struct mount_fs *fs, struct listing *l)
 		err = shown_ns(fs, &ns);
 	for (size_t i = 0; !err && i < ns.n; i++)
 		err = walk_ns(fs, ns.v[i], &ps);
-	/* The versions as keys: one directory per distinct version. */
+	/* Keep the versions alone (as the pairs' keys), then each once:
+	 * one directory per distinct version. */
 	for (size_t i = 0; !err && i < ps.n; i++) {
-		unsigned char *t = ps.v[i].key;
-		size_t tl = ps.v[i].klen;
+		free(ps.v[i].key);
 		ps.v[i].key = ps.v[i].ver;
 		ps.v[i].klen = ps.v[i].vlen;
-		ps.v[i].ver = t;
-		ps.v[i].vlen = tl;
-		free(ps.v[i].ver);
 		ps.v[i].ver = NULL;
 		ps.v[i].vlen = 0;
 	}
