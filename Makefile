@@ -6,7 +6,7 @@ TSAN    ?= build-tsan
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps deps-test build test test-asan test-tsan demo install format format-check fuzz bench bench-peers bench-python swarm clean
+.PHONY: all deps deps-test build test test-asan test-tsan demo install format format-check fuzz bench bench-fuse bench-peers bench-python swarm clean
 
 all: build
 
@@ -50,7 +50,7 @@ demo: deps
 install: build
 	cmake --install $(BUILD)
 
-SOURCES = include/*.h src/*.[ch] src/*/*.[ch] cli/*.[ch] tests/*.[ch] bench/*.[ch] fuzz/*.c tools/*.c \
+SOURCES = include/*.h src/*.[ch] src/*/*.[ch] cli/*.[ch] cli/*/*.[ch] tests/*.[ch] bench/*.[ch] fuzz/*.c tools/*.c \
           examples/*.c python/src/*.[ch]
 
 format:
@@ -70,6 +70,11 @@ bench: build
 # (docs/performance.md, "Beside the peers"); installs them from Debian
 # first. PEERS_ARGS=--quick: a smoke run in seconds.
 PEERS_ARGS ?=
+# `larder mount` against the entry file (docs/performance.md); needs
+# /dev/fuse and about 1.5 GB in $TMPDIR.
+bench-fuse: build
+	sh bench/fuse.sh $(BUILD)
+
 bench-peers:
 	@sh scripts/deps.sh bench
 	cmake -S . -B $(BUILD) -DLARDER_BENCH_PEERS=ON $(CMAKE_FLAGS)

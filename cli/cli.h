@@ -56,6 +56,8 @@ struct cli_cmd {
 extern const struct cli_cmd cli_cmd_init, cli_cmd_put, cli_cmd_get, cli_cmd_rm,
     cli_cmd_ls, cli_cmd_inspect, cli_cmd_verify, cli_cmd_run, cli_cmd_sql,
     cli_cmd_stat, cli_cmd_gc, cli_cmd_config;
+/* Only in a build with LARDER_WITH_FUSE (cli/mount/). */
+extern const struct cli_cmd cli_cmd_mount, cli_cmd_umount;
 
 /* "larder: <command>: <message>" on stderr. */
 void cli_err(const struct cli *c, const char *fmt, ...)

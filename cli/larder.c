@@ -19,9 +19,12 @@
 #include "cli.h"
 
 static const struct cli_cmd *const commands[] = {
-    &cli_cmd_init, &cli_cmd_put,     &cli_cmd_get,    &cli_cmd_rm,
-    &cli_cmd_ls,   &cli_cmd_inspect, &cli_cmd_verify, &cli_cmd_run,
-    &cli_cmd_sql,  &cli_cmd_stat,    &cli_cmd_gc,     &cli_cmd_config,
+    &cli_cmd_init,  &cli_cmd_put,     &cli_cmd_get,    &cli_cmd_rm,
+    &cli_cmd_ls,    &cli_cmd_inspect, &cli_cmd_verify, &cli_cmd_run,
+    &cli_cmd_sql,   &cli_cmd_stat,    &cli_cmd_gc,     &cli_cmd_config,
+#ifdef LARDER_WITH_FUSE
+    &cli_cmd_mount, &cli_cmd_umount,
+#endif
     NULL,
 };
 

@@ -1030,7 +1030,8 @@ enum larder_entry_state {
 /* Filled by the library, which sets version to the one it filled (fields
  * are added at the end: read a later one only if version says it is
  * there). */
-#define LARDER_ENTRY_INFO_VERSION 1
+/* Version 2 added checksum. */
+#define LARDER_ENTRY_INFO_VERSION 2
 typedef struct larder_entry_info {
 	unsigned version; /* LARDER_ENTRY_INFO_VERSION */
 	const char *ns;	  /* namespace */
@@ -1052,11 +1053,17 @@ typedef struct larder_entry_info {
 	int state;	      /* enum larder_entry_state */
 	const char *problem;  /* what is wrong, for non-OK states */
 	int quarantined;      /* LARDER_WALK_REPAIR moved it to quarantine/ */
+	/* Since version 2: the header's payload checksum, XXH3-128 of the
+	 * stored payload bytes in canonical (big-endian) order
+	 * (docs/format.md); all zero when the header is unreadable. Like
+	 * the other header fields, verified only with LARDER_WALK_VERIFY
+	 * (or by a read). */
+	uint8_t checksum[16];
 } larder_entry_info;
 /* clang-format off */
 #define LARDER_ENTRY_INFO_INIT \
 	{ LARDER_ENTRY_INFO_VERSION, NULL, NULL, NULL, 0, NULL, 0, NULL, 0, \
-	  0, 0, 0, 0, 0, 0, 0, NULL, 0 }
+	  0, 0, 0, 0, 0, 0, 0, NULL, 0, {0} }
 /* clang-format on */
 /* Set *info to LARDER_ENTRY_INFO_INIT (for tests and bindings that make
  * one; the library fills its own). */
@@ -1081,6 +1088,23 @@ typedef int (*larder_walk_fn)(const larder_entry_info *info, void *payload);
  * sweep): it never stops the walk. */
 LARDER_API int larder_walk(larder *db, const char *ns, unsigned flags,
 			   larder_walk_fn cb, void *payload);
+
+/* The number of slices larder_walk_slice() cuts a namespace into. */
+#define LARDER_WALK_SLICES 256
+
+/* As larder_walk() for one namespace, but only the entries of slices
+ * [lo, hi) of it, 0 <= lo < hi <= LARDER_WALK_SLICES: an entry's slice is
+ * the first byte of its file's name hash (docs/format.md, "Store
+ * layout"), so each entry is in exactly one slice, whatever its key and
+ * version, and a slice holds about 1/256 of the namespace. A long
+ * listing can so be taken a slice at a time, with bounded work per
+ * step, and resumed at the next slice (`larder mount` lists a directory
+ * that way). Entries published or removed meanwhile are seen or not
+ * depending on their slice. The order within a slice is the
+ * filesystem's. LARDER_EINVAL for a NULL ns or slices out of range. */
+LARDER_API int larder_walk_slice(larder *db, const char *ns, int lo, int hi,
+				 unsigned flags, larder_walk_fn cb,
+				 void *payload);
 
 /* Describe one entry without trusting it: calls cb once with what its
  * header says and its state (LARDER_WALK_VERIFY also hashes the payload).

@@ -11,6 +11,9 @@
 #                  hiredis's headers, and redis-server and redis-sentinel,
 #                  which the tests start themselves (tests/redis/redis.sh);
 #                  `deps.sh test` installs these too
+#   deps.sh fuse   also what `larder mount` is built with and tested on:
+#                  libfuse3's headers and fuse3 (fusermount3, the
+#                  unmounting helper); `deps.sh test` installs these too
 #   deps.sh bench  also what `make bench-peers` compares larder with (LMDB,
 #                  Redis, memcached, diskcache, joblib) and gnuplot for its
 #                  chart; the benchmark starts the servers itself
@@ -22,6 +25,8 @@ pkgs="cmake make gcc clang clang-format pkg-config libxxhash-dev libzstd-dev
       python3-diskcache prometheus"
 case ${1:-} in test | redis) pkgs="$pkgs libhiredis-dev redis-server
       redis-sentinel redis-tools" ;;
+esac
+case ${1:-} in test | fuse) pkgs="$pkgs libfuse3-dev fuse3" ;;
 esac
 [ "${1:-}" = bench ] && pkgs="$pkgs liblmdb-dev redis-server memcached
       python3-diskcache python3-joblib gnuplot-nox"

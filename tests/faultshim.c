@@ -5,7 +5,10 @@
  * Driven by the environment, read once when the library loads:
  *
  *   LARDER_FAULT_OP      open|read|write|fsync|link|rename|unlink|mkdir|
- *                        chmod|mmap|any — the class of call to count (unset:
+ *                        chmod|mmap|any|inotify — the class of call to
+ *                        count; inotify (inotify_init1, not part of any)
+ *                        gives a program no inotify, as a network
+ *                        filesystem gives it no events (unset:
  * the shim passes everything through) LARDER_FAULT_NTH     N >= 1: the Nth
  * matching call is the one that fails LARDER_FAULT_ERRNO
  * ENOSPC|EIO|EDQUOT|ESTALE|EINTR|ENOMEM|... or a number (default EIO)
@@ -46,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -66,12 +70,13 @@ enum fclass {
 	FC_CHMOD,
 	FC_MMAP,
 	FC_ANY,
+	FC_INOTIFY,
 	FC_COUNT
 };
 
 static const char *const class_names[FC_COUNT] = {
-    "none",   "open",	"read",	 "write", "fsync", "link",
-    "rename", "unlink", "mkdir", "chmod", "mmap",  "any"};
+    "none",   "open",  "read",	"write", "fsync", "link",   "rename",
+    "unlink", "mkdir", "chmod", "mmap",	 "any",	  "inotify"};
 
 static const struct {
 	const char *name;
@@ -263,6 +268,8 @@ static int counted(enum fclass cls)
 		return 0;
 	if (S.shortio && cls != FC_READ && cls != FC_WRITE)
 		return 0;
+	if (cls == FC_INOTIFY) /* only when asked for by name */
+		return S.cls == cls;
 	return S.cls == FC_ANY || S.cls == cls;
 }
 
@@ -995,4 +1002,12 @@ long syscall(long nr, ...)
 	else if (opens == 2)
 		track(r, AT_FDCWD, (const char *)a[0]);
 	return r;
+}
+
+int inotify_init1(int flags)
+{
+	REAL(inotify_init1);
+	if (counted(FC_INOTIFY) && fire(FC_INOTIFY, "inotify_init1", ""))
+		return -1;
+	return real_inotify_init1(flags);
 }

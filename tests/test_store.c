@@ -1565,6 +1565,57 @@ static int stop_walk(const larder_entry_info *info, void *payload)
 	return 7;
 }
 
+struct slice_seen {
+	int slice;     /* the slice being walked */
+	int wrong;     /* entries whose file name is in another slice */
+	int times[40]; /* how often each key w<i> was seen */
+};
+
+static int note_slice(const larder_entry_info *info, void *payload)
+{
+	struct slice_seen *s = payload;
+	const char *base = strrchr(info->path, '/');
+	char hex[3] = {base[1], base[2], 0};
+	if ((int)strtol(hex, NULL, 16) != s->slice)
+		s->wrong++;
+	int i = atoi((const char *)info->key + 1);
+	if (i >= 0 && i < 40)
+		s->times[i]++;
+	return 0;
+}
+
+TEST(walk_slices_cover_a_namespace_each_entry_once)
+{
+	larder *db = open_store();
+	walk_fixture(db, 40); /* ns1 holds w1, w3, ... w39 */
+	struct slice_seen s;
+	memset(&s, 0, sizeof s);
+	for (s.slice = 0; s.slice < LARDER_WALK_SLICES; s.slice++)
+		ASSERT_RC(db,
+			  larder_walk_slice(db, "ns1", s.slice, s.slice + 1, 0,
+					    note_slice, &s),
+			  0);
+	ASSERT_EQ(s.wrong, 0);
+	for (int i = 0; i < 40; i++)
+		ASSERT_EQ(s.times[i], i % 2);
+	/* Every slice at once is the whole namespace. */
+	memset(&s, 0, sizeof s);
+	s.slice = -1;
+	ASSERT_RC(db,
+		  larder_walk_slice(db, "ns1", 0, LARDER_WALK_SLICES, 0,
+				    note_slice, &s),
+		  0);
+	for (int i = 0; i < 40; i++)
+		ASSERT_EQ(s.times[i], i % 2);
+	ASSERT_EQ(larder_walk_slice(db, NULL, 0, 1, 0, note_slice, &s),
+		  LARDER_EINVAL);
+	ASSERT_EQ(larder_walk_slice(db, "ns1", 1, 1, 0, note_slice, &s),
+		  LARDER_EINVAL);
+	ASSERT_EQ(larder_walk_slice(db, "ns1", 0, 257, 0, note_slice, &s),
+		  LARDER_EINVAL);
+	larder_close(db);
+}
+
 TEST(walk_lists_every_entry_with_correct_info)
 {
 	larder *db = open_store();

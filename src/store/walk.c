@@ -223,6 +223,7 @@ static int describe(struct walk *w, const char *ns, const char *rel)
 		info.created = h.created;
 		info.expires = h.expires;
 		info.compressed = h.codec == LDR_CODEC_ZSTD;
+		memcpy(info.checksum, h.payload_hash, sizeof(info.checksum));
 		uint8_t named[16];
 		ldr_entry_hash(ns, h.key, h.key_len, h.ver, h.ver_len, named);
 		if (state == LARDER_STATE_OK && memcmp(named, w->want, 16)) {
@@ -414,6 +415,22 @@ int larder_walk(larder *db, const char *ns, unsigned flags, larder_walk_fn cb,
 		return rc ? rc : walk_ns(&w, ns);
 	}
 	return ldr_ns_foreach(db, walk_ns_cb, &w);
+}
+
+int larder_walk_slice(larder *db, const char *ns, int lo, int hi,
+		      unsigned flags, larder_walk_fn cb, void *payload)
+{
+	if (!ns || lo < 0 || hi > LARDER_WALK_SLICES || lo >= hi)
+		return ldr_fail(db, LARDER_EINVAL, EINVAL,
+				"larder_walk_slice: bad namespace or slices "
+				"[%d, %d)",
+				lo, hi);
+	int rc = ldr_check_ns_name(db, ns, 1);
+	if (rc)
+		return rc;
+	struct walk w = {db, flags, cb, payload, {0}};
+	struct walk_ns_ctx x = {&w, ns};
+	return ldr_walk_slice(db, ns, lo, hi, describe_cb, &x);
 }
 
 int larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
