@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -148,6 +149,14 @@ int cli_shared_apply(struct cli *c, larder *db, const char *where)
 		return cli_fail(c, db, rc);
 	if (!*where)
 		return CLI_OK;
+	/* DIR/config is readable by whoever may read the store: a password
+	 * in the URI is theirs too. */
+	if (strchr(where, '@') && (larder_mode(db) & 044))
+		cli_err(
+		    c,
+		    "warning: the shared tier's password is in '%s/config', "
+		    "which the store's mode (%04o) lets others read",
+		    out_q(larder_dir(db)), larder_mode(db));
 	/* Tried once now, so that a wrong address or password is told
 	 * here rather than as a warning in some later run: the setting
 	 * stands either way (the tier may simply be down). */

@@ -422,6 +422,10 @@ TEST(configuration_env_and_masking)
 	ASSERT_STR_EQ(larder_shared(a), "redis://user:***@127.0.0.1:1/0");
 	ASSERT(strstr(lb.last, "s3cret") == NULL);
 	larder_close(a);
+	a = host("a", "redis://u:p@ss@127.0.0.1:1/0?timeout_ms=5", NULL);
+	ASSERT_STR_EQ(larder_shared(a),
+		      "redis://u:***@127.0.0.1:1/0?timeout_ms=5");
+	larder_close(a);
 	a = host("a", "redis://pw@127.0.0.1:1", NULL);
 	ASSERT_STR_EQ(larder_shared(a), "redis://***@127.0.0.1:1");
 	ASSERT_EQ(larder_shared_set(a, "redis://user:pw@"), LARDER_EINVAL);

@@ -948,9 +948,12 @@ static int is_uri(const char *where)
  * user and password, if any. */
 static int has_host(const char *rest)
 {
-	const char *at = strchr(rest, '@'), *slash = strchr(rest, '/');
-	if (at && (!slash || at < slash))
-		rest = at + 1;
+	size_t alen = strcspn(rest, "/?");
+	for (size_t i = alen; i > 0; i--)
+		if (rest[i - 1] == '@') {
+			rest += i;
+			break;
+		}
 	return *rest && !strchr("/:@?", *rest);
 }
 
@@ -1016,9 +1019,14 @@ char *ldr_shared_masked(const char *where)
 		return s;
 	/* scheme://[user:]password@host...: the password becomes "***". */
 	char *auth = strstr(s, "://") + 3;
-	char *at = strchr(auth, '@');
-	char *slash = strchr(auth, '/');
-	if (!at || (slash && slash < at))
+	/* The last '@' before the path: a password may hold an '@' of its
+	 * own, and none of it may show. */
+	size_t alen = strcspn(auth, "/?");
+	char *at = NULL;
+	for (char *p = auth; p < auth + alen; p++)
+		if (*p == '@')
+			at = p;
+	if (!at)
 		return s;
 	char *colon = memchr(auth, ':', (size_t)(at - auth));
 	char *pw = colon ? colon + 1 : auth;

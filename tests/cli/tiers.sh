@@ -4,6 +4,7 @@
 # shared directory, and the shared tier gone.
 . "$(dirname "$0")/lib.sh" "$1"
 unset LARDER_SHARED
+umask 022
 SH=$T/shared
 A=$T/a
 B=$T/b
@@ -64,6 +65,9 @@ expect_rc 0 "config --shared naming a tier that is not there" \
 	"$LARDER" --dir "$A" config --shared 'redis://user:s3cret@127.0.0.1:1/0'
 expect_err "warning: the shared tier is set, but: shared tier 'redis://user:\*\*\*@127\.0\.0\.1:1/0' failed \(open" \
 	"init says it cannot be reached, and why"
+check "and that others may read its password" grep -q \
+	"password is in '$A/config', which the store's mode (0644) lets others" \
+	"$T/err"
 
 # A password never shown; a bad one refused at once.
 expect_rc 0 "config --shared with a password" "$LARDER" --dir "$A" config \
