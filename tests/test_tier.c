@@ -594,3 +594,73 @@ TEST(shared_tier_down_a_herd_on_one_host_loads_once_with_leases_in_near)
 	}
 	ASSERT_EQ(test_count_lines(side), 1);
 }
+
+/* Threads of one host: each fills and reads keys of its own and keys of
+ * all, version-less too, through one handle; the shared tier is another
+ * host's as well. Every answer's bytes are checked. */
+static void tier_hammer(struct hammer *h)
+{
+	for (int i = 0; i < 40; i++) {
+		char key[32], ver[16];
+		snprintf(key, sizeof key, "t%d-%d", h->id, i % 10);
+		snprintf(ver, sizeof ver, "v%d", i / 10);
+		size_t n = 1000 + (size_t)i * 37;
+		uint8_t *b = pattern(n, key, ver);
+		int rc = larder_put(h->db, "default", key, strlen(key), ver,
+				    strlen(ver), b, n, NULL);
+		if (rc != 0 && rc != LARDER_EXISTS)
+			h->bad++;
+		larder_entry *e;
+		if (larder_get(&e, h->db, "default", key, strlen(key), NULL,
+			       0) != 0) {
+			h->bad++;
+		} else {
+			/* The head names this version or a later one of
+			 * this thread's: either way its own bytes. */
+			size_t vl;
+			const void *v = larder_entry_version(&vl, e);
+			char got[16];
+			snprintf(got, sizeof got, "%.*s", (int)vl,
+				 (const char *)v);
+			size_t gn = larder_entry_size(e);
+			uint8_t *want = pattern(gn, key, got);
+			if (memcmp(larder_entry_data(e), want, gn))
+				h->bad++;
+			free(want);
+			larder_entry_release(e);
+		}
+		free(b);
+		/* Another thread's key, by version, once it is there. */
+		snprintf(key, sizeof key, "t%d-%d",
+			 (h->id + 1) % HAMMER_THREADS, i % 10);
+		if (larder_get(&e, h->db, "default", key, strlen(key), "v0",
+			       2) == 0) {
+			size_t gn = larder_entry_size(e);
+			uint8_t *want = pattern(gn, key, "v0");
+			if (memcmp(larder_entry_data(e), want, gn))
+				h->bad++;
+			free(want);
+			larder_entry_release(e);
+		}
+	}
+}
+
+TEST(threads_of_one_host_through_the_tier_get_their_bytes)
+{
+	const char *shared = make_shared("shared");
+	larder *a = host("a", shared, NULL);
+	struct hammer h[HAMMER_THREADS];
+	hammer_start(h, a, tier_hammer);
+	hammer_join(h);
+	larder_close(a);
+	/* Another host sees every entry, from the shared tier. */
+	larder *b = host("b", shared, NULL);
+	for (int t = 0; t < HAMMER_THREADS; t++)
+		for (int k = 0; k < 10; k++) {
+			char key[32];
+			snprintf(key, sizeof key, "t%d-%d", t, k);
+			expect(b, key, "v3", 1000 + (size_t)(30 + k) * 37,
+			       NULL);
+		}
+	larder_close(b);
+}
