@@ -411,6 +411,12 @@ TEST(configuration_env_and_masking)
 	a = host("a", NULL, NULL);
 	ASSERT(larder_shared(a) == NULL);
 	larder_close(a);
+	/* A command on the shared store itself, LARDER_SHARED naming it:
+	 * no tier in front of it, and no failure. */
+	ASSERT_EQ(setenv("LARDER_SHARED", shared, 1), 0);
+	larder *s = open_store_at(shared, NULL);
+	ASSERT(larder_shared(s) == NULL);
+	larder_close(s);
 	/* larder_opts.shared overrides both. */
 	a = host("a", shared, NULL);
 	ASSERT_STR_EQ(larder_shared(a), shared);

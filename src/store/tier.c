@@ -944,6 +944,16 @@ static int is_uri(const char *where)
 	return strstr(where, "://") != NULL;
 }
 
+/* Whether the paths a and b name one directory. */
+static int same_dir(const char *a, const char *b)
+{
+	char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+	int same = ra && rb && !strcmp(ra, rb);
+	free(ra);
+	free(rb);
+	return same;
+}
+
 /* Whether the part of a URI after "scheme://" names a host: after the
  * user and password, if any. */
 static int has_host(const char *rest)
@@ -999,11 +1009,7 @@ int ldr_shared_check(larder *db, const char *where)
 				"given by its absolute path",
 				where);
 	if (db && db->dir) {
-		char *a = realpath(where, NULL), *b = realpath(db->dir, NULL);
-		int same = a && b && !strcmp(a, b);
-		free(a);
-		free(b);
-		if (same)
+		if (same_dir(where, db->dir))
 			return ldr_fail(db, LARDER_EINVAL, 0,
 					"bad shared tier '%s': it is the store "
 					"itself",
@@ -1102,6 +1108,12 @@ int ldr_tier_hang(larder *db, const larder_opts *opts)
 	int rc = ldr_shared_configured(db, given, where, sizeof where);
 	if (rc)
 		return rc;
+	if (*where == '/' && same_dir(where, db->dir)) {
+		/* The store is the shared tier itself (LARDER_SHARED set
+		 * for a whole session, and a command run on the shared
+		 * store): no tier in front of it. */
+		*where = '\0';
+	}
 	if (!*where) {
 		/* No shared tier: the store's own directory, through its
 		 * root fd (the fast path of read.c and publish.c). */
