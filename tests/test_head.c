@@ -638,6 +638,13 @@ TEST(on_a_network_filesystem_a_small_entrys_head_is_a_copy_of_it)
 	PUT(db, "k", "v1");
 	HEAD_COPIES("k", "v1");
 	HEAD_IS(db, "k", "v1");
+	/* the same version again (already published): the head names it
+	 * already, and is left as it is, not renamed over once more */
+	ino_t ino = STAT(head_path("k")).st_ino;
+	ASSERT_EQ(
+	    larder_put(db, "default", "k", 1, "v1", 2, "v1 of k", 7, NULL),
+	    LARDER_EXISTS);
+	ASSERT_EQ(STAT(head_path("k")).st_ino, ino);
 	/* The copy serves the lookup by itself: the entry's own file, even
 	 * damaged, is not read (it is judged when read by its version). */
 	damage(entry_file("k", "v1"));

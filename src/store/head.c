@@ -498,8 +498,23 @@ int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 	 * (docs/format.md "Head hint"). A file written under a temp name
 	 * and renamed over did not: a copy of a small entry, so that one
 	 * open serves a version-less lookup there too. */
-	return head_write(db, ns, key, klen, ver, vlen,
-			  db->network ? HEAD_COPY : HEAD_LINK);
+	if (!db->network)
+		return head_write(db, ns, key, klen, ver, vlen, HEAD_LINK);
+	/* Every client that publishes a version (LARDER_EXISTS too) points
+	 * the head at it: on a network filesystem a head that names it
+	 * already is left alone, so that writers racing on one version do
+	 * not all rename over one name at once. (A look costs a round trip;
+	 * a rename a few, and each one is a chance for the replicas to
+	 * disagree: docs/format.md "Head hint".) */
+	uint8_t *hv = NULL;
+	size_t hl = 0;
+	if (ldr_head_read(db, ns, key, klen, &hv, &hl) == 0) {
+		int same = hl == vlen && (!vlen || !memcmp(hv, ver, vlen));
+		free(hv);
+		if (same)
+			return 0;
+	}
+	return head_write(db, ns, key, klen, ver, vlen, HEAD_COPY);
 }
 
 int ldr_head_write_hint(larder *db, const char *ns, const void *key,
