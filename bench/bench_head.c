@@ -2,7 +2,7 @@
  * bench_head.c — version-less lookups (the head hint) against versioned
  * ones on two clients of one filesystem, while the head changes.
  *
- *   bench_head [--rounds N] [--churn K] [--gap-ms G] DIR_A DIR_B
+ *   bench_head [--rounds N] [--churn K] [--gap-ms G [--gap-each]] DIR_A DIR_B
  *
  * DIR_A and DIR_B are one directory seen through two mounts (the two
  * clients of tests/gluster/gluster.sh; the same path twice on a local
@@ -15,13 +15,19 @@
  *             (LARDER_OPEN_VERIFY_ALWAYS): a first hit
  *   head      the same handle, version-less: the head read every time
  *   ver rep   larder_get(known version), a default handle (memo)
- *   head rep  the same, version-less (head cache and memo)
+ *   head rep  version-less, another default handle (head cache and
+ *             memo): each handle checks its own files, so that one's
+ *             look at a name does not serve the other's check
  *   read      open + read + close of a plain 4 KiB file
  *
  * and p50/p90 with the ratios head/ver and head rep/ver rep against the
  * target (docs/performance.md, <= 1.5x). --gap-ms G sleeps G ms between
  * rounds (beyond a network client's 1 s attribute cache, every lookup
- * goes to the server). Exit 0 unless something broke.
+ * goes to the server); with --gap-each, before each timed lookup, so
+ * that none finds the path components another one of its round just
+ * looked up still cached (a versioned and a version-less lookup share
+ * the kernel's cache of the store's directories). Exit 0 unless
+ * something broke.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -83,7 +89,7 @@ static void get(larder *db, const char *ver)
 
 int main(int argc, char **argv)
 {
-	int rounds = 2000, churn = 10, gap_ms = 0;
+	int rounds = 2000, churn = 10, gap_ms = 0, gap_each = 0;
 	const char *dir[2] = {NULL, NULL};
 	int nd = 0;
 	for (int i = 1; i < argc; i++) {
@@ -93,15 +99,17 @@ int main(int argc, char **argv)
 			churn = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--gap-ms") && i + 1 < argc)
 			gap_ms = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--gap-each"))
+			gap_each = 1;
 		else if (argv[i][0] != '-' && nd < 2)
 			dir[nd++] = argv[i];
 		else
 			die("usage: bench_head [--rounds N] [--churn K] "
-			    "[--gap-ms G] DIR_A DIR_B");
+			    "[--gap-ms G [--gap-each]] DIR_A DIR_B");
 	}
 	if (nd != 2 || rounds < 1 || churn < 0 || gap_ms < 0)
-		die("usage: bench_head [--rounds N] [--churn K] [--gap-ms G] "
-		    "DIR_A DIR_B");
+		die("usage: bench_head [--rounds N] [--churn K] [--gap-ms G "
+		    "[--gap-each]] DIR_A DIR_B");
 	char name[64], sa[4200], sb[4200], raw_a[4300], raw_b[4300];
 	snprintf(name, sizeof name, "larder-bench-head.%ld", (long)getpid());
 	snprintf(sa, sizeof sa, "%s/%s", dir[0], name);
@@ -117,7 +125,7 @@ int main(int argc, char **argv)
 		die("cannot write '%s': %s", raw_a, strerror(errno));
 	larder *w = open_at(sa, LARDER_OPEN_CREATE);
 	larder *first = open_at(sb, LARDER_OPEN_VERIFY_ALWAYS);
-	larder *rep = open_at(sb, 0);
+	larder *rep = open_at(sb, 0), *rep_v = open_at(sb, 0);
 
 	char ver[32] = "v0";
 	int nver = 0;
@@ -138,19 +146,21 @@ int main(int argc, char **argv)
 				       strlen(ver), buf, SIZE, NULL))
 				die("larder_put: %s", larder_errmsg(w));
 		}
-		if (gap_ms)
+		if (gap_ms && !gap_each)
 			usleep((useconds_t)gap_ms * 1000);
 		int order[M_COUNT];
 		shuffle_order(order, M_COUNT, &rng);
 		for (int k = 0; k < M_COUNT; k++) {
 			int m = order[k];
+			if (gap_each)
+				usleep((useconds_t)gap_ms * 1000);
 			int64_t t0 = now_ns();
 			if (m == M_VER)
 				get(first, ver);
 			else if (m == M_HEAD)
 				get(first, NULL);
 			else if (m == M_VER_REP)
-				get(rep, ver);
+				get(rep_v, ver);
 			else if (m == M_HEAD_REP)
 				get(rep, NULL);
 			else {
@@ -198,6 +208,7 @@ int main(int argc, char **argv)
 	printf("rounds whose cached head lagged the writer: %d of %d\n", stale,
 	       rounds);
 	larder_close(rep);
+	larder_close(rep_v);
 	larder_close(first);
 	larder_close(w);
 	/* The store stays for a look; the plain file goes. */

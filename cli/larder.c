@@ -502,6 +502,21 @@ static const struct cli_cmd *find_cmd(const char *name)
 	return NULL;
 }
 
+/* What to say of a command this build does not have: the ones a build
+ * leaves out say how to get them. */
+static const char *unknown_cmd(const char *name)
+{
+	static char msg[512];
+#ifndef LARDER_WITH_FUSE
+	if (strcmp(name, "mount") == 0 || strcmp(name, "umount") == 0)
+		return "this larder was built without FUSE support, so it has "
+		       "no 'mount' or 'umount' (install libfuse3-dev, e.g. "
+		       "scripts/deps.sh fuse, and build again)";
+#endif
+	snprintf(msg, sizeof msg, "unknown command '%s'", out_q(name));
+	return msg;
+}
+
 static int run_help(struct cli *c, int argc, char **argv)
 {
 	const struct cli_cmd *cmd;
@@ -514,7 +529,7 @@ static int run_help(struct cli *c, int argc, char **argv)
 		return cli_usage_err(c, "too many arguments");
 	cmd = find_cmd(argv[1]);
 	if (!cmd)
-		return cli_usage_err(c, "unknown command '%s'", out_q(argv[1]));
+		return cli_usage_err(c, "%s", unknown_cmd(argv[1]));
 	cli_print_cmd_help(stdout, cmd);
 	return fflush(stdout) == 0 ? CLI_OK : CLI_IO;
 }
@@ -613,8 +628,7 @@ int main(int argc, char **argv)
 	cmd = find_cmd(c.cmd);
 	if (!cmd) {
 		c.cmd = NULL;
-		rc = cli_usage_err(&c, "unknown command '%s'",
-				   out_q(argv[index]));
+		rc = cli_usage_err(&c, "%s", unknown_cmd(argv[index]));
 		goto out;
 	}
 	rc = cmd->run(&c, argc - index, argv + index);

@@ -78,6 +78,11 @@ int ldr_test_head_write_hint(larder *db, const char *ns, const void *key,
 	return ldr_head_write_hint(db, ns, key, klen, ver, vlen);
 }
 
+int64_t ldr_test_head_copy_max(void)
+{
+	return LDR_HEAD_COPY_MAX;
+}
+
 size_t ldr_test_head_cache_size(larder *db)
 {
 	return ldr_head_cache_size(db);

@@ -51,6 +51,9 @@ void ldr_test_memo_age(larder *db, int64_t ms);
  * its checks fall due), and how many heads it holds. */
 void ldr_test_head_cache_age(larder *db, int64_t ms);
 size_t ldr_test_head_cache_size(larder *db);
+/* The largest entry file whose head is a copy of it on a network
+ * filesystem (head.c, LDR_HEAD_COPY_MAX). */
+int64_t ldr_test_head_copy_max(void);
 /* Write the head of (ns, key) naming ver as a hint file, the format 0.2
  * wrote (head.c), instead of a link to the entry. */
 int ldr_test_head_write_hint(larder *db, const char *ns, const void *key,

@@ -253,6 +253,68 @@ TEST(put_through_a_reads_through_b_byte_for_byte_and_back)
 #define CW_READERS 3 /* slots 3..5: two on B, one on A */
 #define CW_MIN_READS 200
 
+/* The path of key's head file in the test's store through mount mnt. */
+static void head_file(const char *mnt, const char *key, char *out, size_t len)
+{
+	uint8_t h[16];
+	char hex[33], rel[LDR_REL_MAX];
+	ldr_head_hash(NS, key, strlen(key), h);
+	ldr_hex(h, 16, hex);
+	ldr_file_rel(rel, NS, 'h', hex);
+	snprintf(out, len, "%s/%s", store_on(mnt), rel);
+}
+
+/* What a plain open + read of the file at path finds: 1 an entry's magic
+ * (a copied head), 2 a hint file's, 0 anything else, -1 an error, printed.
+ * ESTALE means this client still takes the name for the file it held
+ * before another client replaced it (until its entry cache lapses, about
+ * 1 s): looked at again, within a bounded wait. EIO is what a name left in
+ * split-brain gives to every read, however long one waits. */
+static int raw_magic(const char *path)
+{
+	char b[8];
+	ssize_t n = -1;
+	int e = 0;
+	for (double t0 = now_s(); now_s() - t0 < 10; poll_pause()) {
+		int fd = open(path, O_RDONLY);
+		if (fd < 0) {
+			e = errno;
+			if (e == ESTALE)
+				continue;
+			break;
+		}
+		n = read(fd, b, sizeof b);
+		e = errno;
+		close(fd);
+		if (n >= 0 || e != ESTALE)
+			break;
+	}
+	if (n < 0) {
+		printf("    open or read %s: %s\n", path, strerror(e));
+		fflush(stdout);
+		return -1;
+	}
+	if (n == 8 && memcmp(b, "\x89LARDER\n", 8) == 0)
+		return 1;
+	return n == 8 && memcmp(b, "\x89LDRHEAD", 8) == 0 ? 2 : 0;
+}
+
+/* A version-less get of key through db that must hit: a miss (a head
+ * this client still takes for the one it replaced, as raw_magic says) is
+ * looked up again within a bounded wait; any error fails. */
+static larder_entry *head_get(larder *db, const char *key)
+{
+	larder_entry *e = NULL;
+	int rc = LARDER_ENOTFOUND;
+	for (double t0 = now_s(); now_s() - t0 < 10; poll_pause()) {
+		rc = larder_get(&e, db, NS, key, strlen(key), NULL, 0);
+		if (rc != LARDER_ENOTFOUND)
+			break;
+	}
+	ASSERT_RC(db, rc, 0);
+	return e;
+}
+
 static void cw_writer(struct shared *sh, int slot, const char *mnt)
 {
 	struct report *r = &sh->r[slot];
@@ -394,6 +456,37 @@ TEST(writers_on_both_mounts_readers_on_the_other_never_read_wrong_bytes)
 	ASSERT(published <= CW_KEYS * CW_ROUNDS + quarantined);
 	/* and every one reads back right through both mounts */
 	larder *b = open_on(mnt_b, 0);
+	/* Every head, replaced by all writers at once, is readable through
+	 * both mounts (a head's name left in split-brain fails every read
+	 * with EIO), and a version-less lookup through either mount gives a
+	 * whole published version: with copied heads of the entries up to
+	 * 64 KiB and hint files of the larger (docs/format.md "Head hint"). */
+	int copies = 0;
+	for (int k = 0; k < CW_KEYS; k++) {
+		char key[32];
+		snprintf(key, sizeof key, "k%d", k);
+		const char *mnts[2] = {mnt_a, mnt_b};
+		larder *dbs[2] = {a, b};
+		for (int j = 0; j < 2; j++) {
+			char path[4600];
+			head_file(mnts[j], key, path, sizeof path);
+			int magic = raw_magic(path);
+			ASSERT(magic >= 0);
+			copies += magic == 1 && j == 0;
+			larder_entry *e = head_get(dbs[j], key);
+			size_t vl;
+			const char *v = larder_entry_version(&vl, e);
+			ASSERT(vl > 1 && vl < 8 && v[0] == 'r');
+			char tmp[8];
+			memcpy(tmp, v, vl);
+			tmp[vl] = '\0';
+			ASSERT(entry_right(e, k, atoi(tmp + 1)));
+			larder_entry_release(e);
+		}
+	}
+	printf("    %d of %d heads are copies of their entries\n", copies,
+	       CW_KEYS);
+	ASSERT(copies > 0);
 	for (int k = 0; k < CW_KEYS; k++)
 		for (int round = 0; round < CW_ROUNDS; round++) {
 			char key[32], ver[32];
@@ -411,6 +504,42 @@ TEST(writers_on_both_mounts_readers_on_the_other_never_read_wrong_bytes)
 				larder_entry_release(e);
 			}
 		}
+	larder_close(b);
+	larder_close(a);
+}
+
+/* docs/format.md "Head hint": on a network filesystem the head of an
+ * entry up to 64 KiB is a copy of it, one open for a version-less lookup;
+ * a larger one's is a hint file. Removing the entry through the other
+ * mount removes the copy. */
+TEST(heads_through_a_are_copies_of_small_entries_and_hints_of_large_ones)
+{
+	larder *a = open_on(mnt_a, 1), *b = open_on(mnt_b, 0);
+	ASSERT_RC(a, put_pattern(a, "small", "v1", 3000, 11), 0);
+	ASSERT_RC(a, put_pattern(a, "large", "v1", 100000, 12), 0);
+	char path[4600];
+	head_file(mnt_b, "small", path, sizeof path);
+	ASSERT_EQ(raw_magic(path), 1);
+	struct stat st;
+	ASSERT_EQ(lstat(path, &st), 0);
+	ASSERT_EQ(st.st_nlink, 1);
+	head_file(mnt_b, "large", path, sizeof path);
+	ASSERT_EQ(raw_magic(path), 2);
+	const char *keys[2] = {"small", "large"};
+	const size_t sz[2] = {3000, 100000};
+	for (int i = 0; i < 2; i++) {
+		larder_entry *e;
+		ASSERT_RC(
+		    b, larder_get(&e, b, NS, keys[i], strlen(keys[i]), NULL, 0),
+		    0);
+		ASSERT_EQ(larder_entry_size(e), sz[i]);
+		ASSERT(test_check_pattern(larder_entry_data(e), sz[i],
+					  (uint64_t)(11 + i)));
+		larder_entry_release(e);
+	}
+	ASSERT_RC(b, larder_remove(b, NS, "small", 5, "v1", 2), 0);
+	head_file(mnt_a, "small", path, sizeof path);
+	ASSERT(lstat(path, &st) != 0 && errno == ENOENT);
 	larder_close(b);
 	larder_close(a);
 }

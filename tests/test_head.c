@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -534,6 +535,379 @@ TEST(entries_are_counted_once_in_walk_and_usage)
 	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
 	ASSERT_EQ(r.seen_entries, 3);
 	ASSERT_EQ(r.seen_bytes, (uint64_t)bytes);
+	larder_close(db);
+}
+
+/* ---------------------------------------------------------------------- */
+/* On a network filesystem, a small entry's head is a copy of it
+ * (docs/format.md "Head hint"): one open serves a version-less lookup,
+ * and everything that removes the entry removes the copy.               */
+
+/* The test's store taken for a network filesystem (ldr_test_set_network:
+ * the store is local, but larder writes heads as it would there). */
+static larder *open_net(void)
+{
+	larder *db = open_cached();
+	ldr_test_set_network(db, 1);
+	return db;
+}
+
+/* Namespace "default"'s usage as the counters say. */
+static void usage_of(larder *db, int64_t *bytes, int64_t *entries)
+{
+	ASSERT_RC(db, larder_stats_flush(db), 0);
+	larder_stats *s = NULL;
+	ASSERT_RC(db, larder_stats_read(&s, db), 0);
+	*bytes = *entries = 0;
+	for (size_t i = 0; i < larder_stats_namespaces(s); i++) {
+		int64_t b, n;
+		const char *name = larder_stats_usage(&b, &n, s, i);
+		if (strcmp(name, "default") == 0) {
+			*bytes = b;
+			*entries = n;
+		}
+	}
+	larder_stats_free(s);
+}
+
+static void usage_is_at(int line, larder *db, int64_t bytes, int64_t n)
+{
+	int64_t b, e;
+	usage_of(db, &b, &e);
+	if (b != bytes || e != n)
+		test_fail(__FILE__, line,
+			  "usage %lld bytes, %lld entries; want %lld, %lld",
+			  (long long)b, (long long)e, (long long)bytes,
+			  (long long)n);
+}
+#define USAGE_IS(db, bytes, n) usage_is_at(__LINE__, db, bytes, n)
+
+static int64_t size_of(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0 ? (int64_t)st.st_size : 0;
+}
+
+/* The head of key is a copy of the entry (key, ver): another file, of
+ * one name, with the same bytes. */
+static void head_copies_at(int line, const char *key, const char *ver)
+{
+	struct stat h = stat_of(line, head_path(key));
+	struct stat e = stat_of(line, entry_file(key, ver));
+	size_t hn, en;
+	uint8_t *hb = read_file(head_path(key), &hn);
+	uint8_t *eb = read_file(entry_file(key, ver), &en);
+	if (h.st_ino == e.st_ino || h.st_nlink != 1 || e.st_nlink != 1 ||
+	    hn != en || memcmp(hb, eb, en) != 0)
+		test_fail(__FILE__, line,
+			  "head of %s: inode %llu (%llu names, %zu bytes), "
+			  "entry %s: inode %llu (%llu names, %zu bytes): "
+			  "not a copy",
+			  key, (unsigned long long)h.st_ino,
+			  (unsigned long long)h.st_nlink, hn, ver,
+			  (unsigned long long)e.st_ino,
+			  (unsigned long long)e.st_nlink, en);
+	free(hb);
+	free(eb);
+}
+#define HEAD_COPIES(key, ver) head_copies_at(__LINE__, key, ver)
+
+/* An entry and its copied head: the bytes both files count. */
+static int64_t with_copy(const char *key, const char *ver)
+{
+	return size_of(entry_file(key, ver)) + size_of(head_path(key));
+}
+
+/* Put `len` pattern bytes (which zstd cannot shrink) under (key, ver). */
+static void put_len_at(int line, larder *db, const char *key, const char *ver,
+		       size_t len)
+{
+	uint8_t *b = xmalloc(len ? len : 1);
+	test_fill_pattern(b, len, seed_of(key));
+	int rc = larder_put(db, "default", key, strlen(key), ver, strlen(ver),
+			    b, len, NULL);
+	free(b);
+	if (rc != 0)
+		test_fail(__FILE__, line, "put(%s, %s, %zu bytes): %s: %s", key,
+			  ver, len, larder_strerror(rc), larder_errmsg(db));
+}
+
+TEST(on_a_network_filesystem_a_small_entrys_head_is_a_copy_of_it)
+{
+	larder *db = open_net();
+	PUT(db, "k", "v1");
+	HEAD_COPIES("k", "v1");
+	HEAD_IS(db, "k", "v1");
+	/* the same version again (already published): the head names it
+	 * already, and is left as it is, not renamed over once more */
+	ino_t ino = STAT(head_path("k")).st_ino;
+	ASSERT_EQ(
+	    larder_put(db, "default", "k", 1, "v1", 2, "v1 of k", 7, NULL),
+	    LARDER_EXISTS);
+	ASSERT_EQ(STAT(head_path("k")).st_ino, ino);
+	/* The copy serves the lookup by itself: the entry's own file, even
+	 * damaged, is not read (it is judged when read by its version). */
+	damage(entry_file("k", "v1"));
+	HEAD_IS(db, "k", "v1");
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 0);
+	PUT(db, "k", "v2");
+	HEAD_COPIES("k", "v2");
+	HEAD_IS(db, "k", "v2");
+	larder_close(db);
+}
+
+TEST(a_copied_head_counts_in_the_usage_and_a_replaced_one_leaves_it)
+{
+	larder *db = open_net();
+	PUT(db, "k", "v1");
+	int64_t v1 = size_of(entry_file("k", "v1"));
+	USAGE_IS(db, with_copy("k", "v1"), 1);
+	put_len_at(__LINE__, db, "k", "v2", 3000);
+	HEAD_COPIES("k", "v2");
+	USAGE_IS(db, v1 + with_copy("k", "v2"), 2);
+	/* a hint over the copy: the copy's bytes leave, a hint's are not
+	 * counted (a few bytes, as ever) */
+	ASSERT_RC(db, ldr_test_head_write_hint(db, "default", "k", 1, "v2", 2),
+		  0);
+	USAGE_IS(db, v1 + size_of(entry_file("k", "v2")), 2);
+	larder_close(db);
+}
+
+TEST(entries_over_the_copy_bound_keep_hint_files)
+{
+	larder *db = open_net();
+	/* the header's length, from an entry of the same key and version
+	 * lengths, so that a payload makes a file of exactly the bound */
+	put_len_at(__LINE__, db, "a", "v1", 100);
+	int64_t hdr = size_of(entry_file("a", "v1")) - 100;
+	size_t at = (size_t)(ldr_test_head_copy_max() - hdr);
+	put_len_at(__LINE__, db, "b", "v1", at);
+	ASSERT_EQ(size_of(entry_file("b", "v1")), ldr_test_head_copy_max());
+	HEAD_COPIES("b", "v1");
+	put_len_at(__LINE__, db, "c", "v1", at + 1);
+	ASSERT(starts_with(head_path("c"), "\x89LDRHEAD"));
+	ASSERT_EQ(STAT(entry_file("c", "v1")).st_nlink, 1);
+	larder_entry *e = NULL;
+	ASSERT_RC(db, larder_get(&e, db, "default", "c", 1, NULL, 0), 0);
+	ASSERT_EQ(larder_entry_size(e), at + 1);
+	larder_entry_release(e);
+	ASSERT_RC(db, larder_get(&e, db, "default", "b", 1, NULL, 0), 0);
+	ASSERT_EQ(larder_entry_size(e), at);
+	larder_entry_release(e);
+	larder_close(db);
+}
+
+TEST(remove_by_version_drops_a_copied_head_and_its_bytes)
+{
+	larder *db = open_net();
+	PUT(db, "k", "v1");
+	ASSERT_RC(db, larder_remove(db, "default", "k", 1, "v1", 2), 0);
+	ASSERT(!exists(head_path("k")));
+	ASSERT(!exists(entry_file("k", "v1")));
+	HEAD_MISS(db, "k");
+	USAGE_IS(db, 0, 0);
+	larder_close(db);
+}
+
+TEST(remove_by_the_head_drops_entry_and_copied_head)
+{
+	larder *db = open_net();
+	PUT(db, "k", "v1");
+	PUT(db, "k", "v2");
+	ASSERT_RC(db, larder_remove(db, "default", "k", 1, NULL, 0), 0);
+	ASSERT(!exists(head_path("k")));
+	ASSERT(!exists(entry_file("k", "v2")));
+	HEAD_MISS(db, "k");
+	ASSERT(exists(entry_file("k", "v1")));
+	USAGE_IS(db, size_of(entry_file("k", "v1")), 1);
+	larder_close(db);
+}
+
+TEST(gc_eviction_drops_copied_heads_and_frees_their_bytes)
+{
+	larder *db = open_net();
+	const char *keys[] = {"a", "b", "c", "d"};
+	int64_t all = 0;
+	for (int i = 0; i < 4; i++) {
+		PUT(db, keys[i], "v1");
+		all += with_copy(keys[i], "v1");
+	}
+	larder_limits l = LARDER_LIMITS_INIT;
+	ASSERT_RC(db, larder_limits_get(&l, db, NULL), 0);
+	l.max_entries = 1;
+	ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
+	ASSERT_EQ(r.seen_entries, 4);
+	ASSERT(r.evicted >= 3);
+	ASSERT_EQ(r.heads_removed, r.evicted);
+	int64_t left = 0;
+	uint64_t gone = 0;
+	for (int i = 0; i < 4; i++) {
+		if (exists(entry_file(keys[i], "v1"))) {
+			HEAD_COPIES(keys[i], "v1");
+			left += with_copy(keys[i], "v1");
+			HEAD_IS(db, keys[i], "v1");
+		} else {
+			gone++;
+			ASSERT(!exists(head_path(keys[i])));
+			HEAD_MISS(db, keys[i]);
+		}
+	}
+	ASSERT_EQ(gone, r.evicted);
+	/* every evicted entry's copy freed too */
+	ASSERT_EQ(r.bytes_freed, (uint64_t)(all - left));
+	USAGE_IS(db, left, (int64_t)(4 - gone));
+	larder_close(db);
+}
+
+TEST(gc_of_a_superseded_version_keeps_the_newer_copied_head)
+{
+	larder *db = open_net();
+	PUT(db, "k", "v1");
+	PUT(db, "k", "v2");
+	PUT(db, "j", "v1");
+	larder_limits l = LARDER_LIMITS_INIT;
+	ASSERT_RC(db, larder_limits_get(&l, db, NULL), 0);
+	l.max_entries = 2; /* three entries: the superseded one goes */
+	ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
+	ASSERT_EQ(r.superseded, 1);
+	ASSERT(!exists(entry_file("k", "v1")));
+	/* whatever else the cap took, a head left copies its entry */
+	int64_t left = 0, n = 0;
+	const char *keys[] = {"k", "j"}, *vers[] = {"v2", "v1"};
+	for (int i = 0; i < 2; i++) {
+		if (exists(entry_file(keys[i], vers[i]))) {
+			HEAD_COPIES(keys[i], vers[i]);
+			HEAD_IS(db, keys[i], vers[i]);
+			left += with_copy(keys[i], vers[i]);
+			n++;
+		} else {
+			ASSERT(!exists(head_path(keys[i])));
+			HEAD_MISS(db, keys[i]);
+		}
+	}
+	USAGE_IS(db, left, n);
+	larder_close(db);
+}
+
+TEST(the_cleanings_recount_counts_copied_heads)
+{
+	larder *db = open_net();
+	const char *keys[] = {"a", "b", "c"};
+	for (int i = 0; i < 3; i++)
+		PUT(db, keys[i], "v1");
+	/* a head removed behind larder's back: the counters are over by
+	 * its bytes until a full cleaning counts the store again */
+	int64_t b_copy = size_of(head_path("b"));
+	int64_t want = with_copy("a", "v1") + with_copy("c", "v1") +
+		       size_of(entry_file("b", "v1"));
+	ASSERT_EQ(unlink(head_path("b")), 0);
+	USAGE_IS(db, want + b_copy, 3);
+	larder_gc_report r = LARDER_GC_REPORT_INIT;
+	ASSERT_RC(db, larder_gc(&r, db, NULL, 0), 0);
+	ASSERT_EQ(r.seen_entries, 3);
+	USAGE_IS(db, want, 3);
+	larder_close(db);
+}
+
+TEST(walk_repair_quarantines_a_damaged_entry_and_drops_its_copied_head)
+{
+	larder *db = open_net();
+	PUT(db, "k", "v1");
+	damage(entry_file("k", "v1"));
+	ASSERT_EQ(walk_count(db, LARDER_WALK_VERIFY | LARDER_WALK_REPAIR), 1);
+	ASSERT_EQ(quarantined_files(), 1);
+	ASSERT(!exists(head_path("k")));
+	ASSERT(!exists(entry_file("k", "v1")));
+	HEAD_MISS(db, "k");
+	USAGE_IS(db, 0, 0);
+	larder_close(db);
+}
+
+TEST(a_damaged_entry_reached_by_its_version_takes_its_copied_head_along)
+{
+	larder *db = open_net();
+	PUT(db, "k", "v1");
+	damage(entry_file("k", "v1"));
+	larder_entry *e = NULL;
+	ASSERT_EQ(larder_get(&e, db, "default", "k", 1, "v1", 2),
+		  LARDER_ENOTFOUND);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 1);
+	ASSERT_EQ(quarantined_files(), 1);
+	ASSERT(!exists(head_path("k")));
+	HEAD_MISS(db, "k");
+	USAGE_IS(db, 0, 0);
+	larder_close(db);
+}
+
+TEST(a_damaged_copied_head_is_quarantined_and_its_entry_still_serves)
+{
+	larder *db = open_net();
+	PUT(db, "k", "v1");
+	int64_t entry = size_of(entry_file("k", "v1"));
+	damage(head_path("k"));
+	HEAD_MISS(db, "k");
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 1);
+	ASSERT_EQ(quarantined_files(), 1);
+	ASSERT(!exists(head_path("k")));
+	/* the entry's own file is another, and sound */
+	larder_entry *e = NULL;
+	ASSERT_RC(db, larder_get(&e, db, "default", "k", 1, "v1", 2), 0);
+	larder_entry_release(e);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 1);
+	USAGE_IS(db, entry, 1);
+	larder_close(db);
+}
+
+TEST(a_repeat_lookup_through_a_copied_head_stays_memoised_past_its_check)
+{
+	/* re-hashed from disk only long after the checks below */
+	larder_opts o = LARDER_OPTS_INIT;
+	o.memo_check_ms = CHECK_MS;
+	o.memo_rehash_ms = 10 * CHECK_MS;
+	larder *db = open_store_opts(&o);
+	ldr_test_set_network(db, 1);
+	PUT(db, "k", "v1");
+	HEAD_IS(db, "k", "v1");
+	HEAD_IS(db, "k", "v1"); /* remembered: head cache and memo */
+	uint64_t memo = larder_counter(db, LARDER_CTR_MEMO_HITS);
+	HEAD_IS(db, "k", "v1");
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_MEMO_HITS), memo + 1);
+	/* Past both checks: read again once (written within 2 s of its
+	 * read, it is not judged by its identity), then judged by it. */
+	age(db, CHECK_MS);
+	HEAD_IS(db, "k", "v1");
+	memo = larder_counter(db, LARDER_CTR_MEMO_HITS);
+	age(db, CHECK_MS);
+	/* The memo holds the entry from the copied head's file, unchanged:
+	 * served. (Taken from the entry's own name, whose file is another,
+	 * it would be read again at its check.) */
+	HEAD_IS(db, "k", "v1");
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_MEMO_HITS), memo + 1);
+	/* a new head through another handle: followed at the check */
+	larder *other = open_net();
+	PUT(other, "k", "v2");
+	age(db, CHECK_MS);
+	HEAD_IS(db, "k", "v2");
+	larder_close(other);
+	larder_close(db);
+}
+
+TEST(a_hit_through_a_copied_head_keeps_its_entry_recent)
+{
+	larder *db = open_net();
+	PUT(db, "k", "v1");
+	/* the entry last used a day ago, as the cleaning would see it */
+	struct timespec ts[2] = {{.tv_sec = time(NULL) - 86400},
+				 {.tv_nsec = UTIME_OMIT}};
+	ASSERT_EQ(
+	    utimensat(AT_FDCWD, entry_file("k", "v1"), ts, AT_SYMLINK_NOFOLLOW),
+	    0);
+	HEAD_IS(db, "k", "v1");
+	ASSERT(STAT(entry_file("k", "v1")).st_atime > time(NULL) - 3600);
 	larder_close(db);
 }
 

@@ -139,9 +139,11 @@ static void dir_reject(struct ldr_backend *be, const struct ldr_name *n,
 	struct ldr_file id = *f; /* its identity taken, nothing else */
 	ldr_file_ident(&id);
 	ldr_count(st, LARDER_CTR_CHECKSUM_FAIL);
-	/* The key's head, if it links this very file, goes with it. */
+	/* The key's head, if it links this very file or is a copy of it,
+	 * goes with it. */
 	if (id.have_ident && ldr_quarantine(st, rel, id.dev, id.ino, why))
-		ldr_head_drop_file(st, n->ns, n->key, n->klen, id.dev, id.ino);
+		ldr_head_drop_entry(st, n->ns, n->key, n->klen, n->ver, n->vlen,
+				    id.dev, id.ino, NULL);
 }
 
 struct dir_stage {
@@ -198,7 +200,7 @@ static void dir_stage_abort(struct ldr_stage *s)
  * beneath the root, since unlinkat by a path from the root would follow
  * a symlinked ns/<ns> or fan-out directory and remove a file outside the
  * store. 1 removed, 0 not there, or an error, recorded. */
-static int unlink_entry(larder *st, const char *rel)
+static int unlink_entry(larder *st, const char *rel, dev_t *dev, ino_t *ino)
 {
 	struct stat sb;
 	const char *base;
@@ -214,11 +216,14 @@ static int unlink_entry(larder *st, const char *rel)
 				      "%s",
 				      st->dir, rel, strerror(errno));
 	}
-	int64_t bytes = fstatat(dfd, base, &sb, AT_SYMLINK_NOFOLLOW) == 0
-			    ? (int64_t)sb.st_size
-			    : 0;
+	int seen = fstatat(dfd, base, &sb, AT_SYMLINK_NOFOLLOW) == 0;
+	int64_t bytes = seen ? (int64_t)sb.st_size : 0;
 	if (unlinkat(dfd, base, 0) == 0) {
 		rc = 1;
+		if (seen) { /* its head may be a link to it or a copy */
+			*dev = sb.st_dev;
+			*ino = sb.st_ino;
+		}
 		ldr_entry_gone(st, rel, bytes);
 	} else if (errno != ENOENT) {
 		rc = ldr_fail_errno(st, errno, "cannot remove '%s/%s': %s",
@@ -257,6 +262,8 @@ static int dir_remove(struct ldr_backend *be, const struct ldr_name *n,
 	char rel[LDR_REL_MAX];
 	entry_rel(rel, &e);
 	int rc;
+	dev_t edev = 0;
+	ino_t eino = 0; /* the removed file, when known */
 	if (same) {
 		struct ldr_file id = *same;
 		ldr_file_ident(&id);
@@ -272,16 +279,21 @@ static int dir_remove(struct ldr_backend *be, const struct ldr_name *n,
 			rc = ldr_fail_errno(st, errno,
 					    "cannot remove '%s/%s': %s",
 					    st->dir, rel, strerror(errno));
-		else if (rc == 1)
+		else if (rc == 1) {
+			edev = id.dev;
+			eino = id.ino;
 			ldr_entry_gone(st, rel, (int64_t)same->size);
+		}
 	} else {
-		rc = unlink_entry(st, rel);
+		rc = unlink_entry(st, rel, &edev, &eino);
 	}
-	/* The head goes too when it names the removed version, so that a
-	 * version-less get does not chase a missing entry (with `same`,
-	 * only when that very entry went: a new one may stand there). */
+	/* The head goes too when it names the removed version (a link to
+	 * it, a copy of it, or a hint), so that a version-less get does not
+	 * chase a missing entry (with `same`, only when that very entry
+	 * went: a new one may stand there). */
 	if (rc >= 0 && hrc == 0 && (!same || rc == 1) &&
-	    ldr_head_drop(st, n->ns, n->key, n->klen, ver, vlen))
+	    ldr_head_drop_entry(st, n->ns, n->key, n->klen, ver, vlen, edev,
+				eino, NULL))
 		rc = 1;
 	free(headver);
 	return relay(be, rc);

@@ -29,6 +29,7 @@
 #include "memo.h"
 #include "naming.h"
 #include "quarantine.h"
+#include "stats.h"
 
 #define LDR_HEAD_MAGIC "\x89LDRHEAD"
 
@@ -284,10 +285,85 @@ static int head_link(larder *db, const char *ns, const void *key, size_t klen,
 	return rc;
 }
 
-/* Write the head of (ns, key) naming ver: a hard link to the entry when
- * as_link and the filesystem allows it, else a hint file. */
+/* The entry file of (ns, key, ver), read whole into *out (malloc'ed,
+ * *len bytes) for a copied head: 0, or -1 when it is larger than
+ * LDR_HEAD_COPY_MAX, not an entry's regular file, or unreadable (then
+ * the head is a hint file). What is read is not verified here: a reader
+ * judges the copy as the entry itself. */
+static int copy_source(larder *db, const char *ns, const void *key, size_t klen,
+		       const void *ver, size_t vlen, uint8_t **out, size_t *len)
+{
+	uint8_t h[16];
+	char hex[33], rel[LDR_REL_MAX];
+	ldr_entry_hash(ns, key, klen, ver, vlen, h);
+	ldr_hex(h, 16, hex);
+	ldr_file_rel(rel, ns, 'e', hex);
+	int fd = ldr_open_beneath(db->rootfd, rel,
+				  O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	uint8_t *b = NULL;
+	int rc = -1;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size < LDR_MAGIC_LEN || st.st_size > LDR_HEAD_COPY_MAX ||
+	    !(b = malloc((size_t)st.st_size)))
+		goto out;
+	/* A byte more than the size: a file that grew is no entry. */
+	uint8_t extra;
+	ssize_t n = ldr_pread_full(fd, b, (size_t)st.st_size, 0);
+	if (n != (ssize_t)st.st_size || memcmp(b, LDR_MAGIC, LDR_MAGIC_LEN) ||
+	    pread(fd, &extra, 1, st.st_size) != 0)
+		goto out;
+	*out = b;
+	*len = (size_t)st.st_size;
+	b = NULL;
+	rc = 0;
+out:
+	free(b);
+	ldr_close(fd);
+	return rc;
+}
+
+/* The bytes of the head at name in dfd if it is a copy of an entry (one
+ * name, the entry's magic), else 0: what replacing or removing it takes
+ * from the usage. */
+static int64_t copy_bytes(int dfd, const char *name)
+{
+	struct stat st;
+	uint8_t m[LDR_MAGIC_LEN];
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	    st.st_size > LDR_HEAD_COPY_MAX || st.st_size < LDR_MAGIC_LEN)
+		return 0;
+	int fd =
+	    ldr_open_beneath(dfd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+	if (fd < 0)
+		return 0;
+	int copy = ldr_pread_full(fd, m, sizeof m, 0) == (ssize_t)sizeof m &&
+		   memcmp(m, LDR_MAGIC, LDR_MAGIC_LEN) == 0;
+	ldr_close(fd);
+	return copy ? (int64_t)st.st_size : 0;
+}
+
+int64_t ldr_head_copy_bytes(larder *db, const char *rel)
+{
+	const char *base;
+	int dfd = ldr_open_parent(db, rel, &base);
+	if (dfd < 0)
+		return 0;
+	int64_t n = copy_bytes(dfd, base);
+	ldr_close(dfd);
+	return n;
+}
+
+enum { HEAD_HINT, HEAD_LINK, HEAD_COPY };
+
+/* Write the head of (ns, key) naming ver as `as` says: a hard link to
+ * the entry, a copy of it, or a hint file; a link or a copy that cannot
+ * be made gives a hint file. */
 static int head_write(larder *db, const char *ns, const void *key, size_t klen,
-		      const void *ver, size_t vlen, int as_link)
+		      const void *ver, size_t vlen, int as)
 {
 	uint8_t hash[16];
 	char hex[33], dir[LDR_REL_MAX], name[128];
@@ -297,7 +373,8 @@ static int head_write(larder *db, const char *ns, const void *key, size_t klen,
 
 	size_t n = 32 + vlen;
 	uint8_t *b = NULL;
-	int rc = 0, fd = -1;
+	int rc = 0, fd = -1, linked = 0;
+	int64_t copied = 0;
 	name[0] = '\0';
 	int dfd = ldr_open_dir(db, dir);
 	if (dfd < 0) {
@@ -305,33 +382,42 @@ static int head_write(larder *db, const char *ns, const void *key, size_t klen,
 		goto out;
 	}
 	ldr_temp_name(name, sizeof name, db->host);
-	if (as_link &&
+	if (as == HEAD_LINK &&
 	    head_link(db, ns, key, klen, ver, vlen, dfd, name) == 0) {
 		/* A reader takes a head whose file has one name left for an
 		 * entry removed under it: a filesystem that does not count
 		 * links gets a hint file instead. */
 		struct stat st;
+		linked = 1;
 		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    S_ISREG(st.st_mode) && st.st_nlink >= 2)
 			goto publish;
+		linked = 0;
 		if (unlinkat(dfd, name, 0) != 0) {
 			rc = head_fail(db, errno, "remove head temp in", dir);
 			goto out;
 		}
 	}
-	if (!(b = malloc(n))) {
-		name[0] = '\0';
-		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
-		goto out;
+	if (as == HEAD_COPY &&
+	    copy_source(db, ns, key, klen, ver, vlen, &b, &n) == 0) {
+		copied = (int64_t)n;
+	} else {
+		n = 32 + vlen;
+		if (!(b = malloc(n))) {
+			name[0] = '\0';
+			rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM,
+				      "out of memory");
+			goto out;
+		}
+		memcpy(b, LDR_HEAD_MAGIC, 8);
+		for (int i = 0; i < 4; i++) {
+			b[8 + i] = (uint8_t)(1u >> (8 * i));
+			b[12 + i] = (uint8_t)((uint32_t)vlen >> (8 * i));
+		}
+		if (vlen)
+			memcpy(b + 16, ver, vlen);
+		ldr_xxh128(b, 16 + vlen, b + 16 + vlen);
 	}
-	memcpy(b, LDR_HEAD_MAGIC, 8);
-	for (int i = 0; i < 4; i++) {
-		b[8 + i] = (uint8_t)(1u >> (8 * i));
-		b[12 + i] = (uint8_t)((uint32_t)vlen >> (8 * i));
-	}
-	if (vlen)
-		memcpy(b + 16, ver, vlen);
-	ldr_xxh128(b, 16 + vlen, b + 16 + vlen);
 	fd = ldr_open_beneath(dfd, name, O_WRONLY | O_CREAT | O_EXCL,
 			      db->romode);
 	if (fd < 0) {
@@ -344,7 +430,20 @@ static int head_write(larder *db, const char *ns, const void *key, size_t klen,
 		rc = head_fail(db, errno, "write head temp in", dir);
 		goto out;
 	}
+	/* close() is where a network filesystem reports a deferred write
+	 * error: a copy must be whole before it is the head. */
+	int cfd = fd;
+	fd = -1;
+	if (close(cfd) != 0 && errno != EINTR) {
+		rc = head_fail(db, errno, "close head temp in", dir);
+		goto out;
+	}
 publish:;
+	/* A copy replaced (by this head or another) leaves the usage: its
+	 * bytes, looked at before the rename. Two writers replacing one
+	 * copy at once both take it off; the cleaning's recount mends
+	 * that (docs/format.md "Head hint"). */
+	int64_t old = copy_bytes(dfd, hex);
 	/* The head is a hint, replaced whole: rename over is fine here (a
 	 * reader meeting ESTALE just looks again or misses). A directory
 	 * planted at its name would refuse that for good: it goes to
@@ -369,11 +468,15 @@ publish:;
 	/* Renaming a link over another name of the same file (the head
 	 * already links this entry) succeeds and does nothing: the temp
 	 * name must go by hand (ENOENT otherwise). */
-	if (!b && unlinkat(dfd, name, 0) != 0 && errno != ENOENT)
+	if (linked && unlinkat(dfd, name, 0) != 0 && errno != ENOENT)
 		/* The head is in place; the sweep removes a stale temp. */
 		ldr_log(db, LARDER_LOG_WARN, "cannot remove '%s/%s/%s': %s",
 			db->dir, dir, name, strerror(errno));
 	name[0] = '\0';
+	/* A copy is a file in the store: its bytes count (not as an
+	 * entry), as the cleaning's recount counts them. */
+	if (copied != old)
+		ldr_usage_add(db, ns, copied - old, 0);
 	hc_forget(db, hash); /* read again: this handle sees its own write */
 out:
 	if (fd >= 0)
@@ -389,55 +492,102 @@ out:
 int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 		   const void *ver, size_t vlen)
 {
-	/* Not on a network filesystem: two clients renaming links of one
-	 * entry over one head at once left the name in split-brain on a
-	 * replicated GlusterFS volume, EIO for every reader until healed
-	 * (docs/format.md "Head hint"). A hint file did not. */
-	return head_write(db, ns, key, klen, ver, vlen, !db->network);
+	/* Not links on a network filesystem: two clients renaming links of
+	 * one entry over one head at once left the name in split-brain on
+	 * a replicated GlusterFS volume, EIO for every reader until healed
+	 * (docs/format.md "Head hint"). A file written under a temp name
+	 * and renamed over did not: a copy of a small entry, so that one
+	 * open serves a version-less lookup there too. */
+	if (!db->network)
+		return head_write(db, ns, key, klen, ver, vlen, HEAD_LINK);
+	/* Every client that publishes a version (LARDER_EXISTS too) points
+	 * the head at it: on a network filesystem a head that names it
+	 * already is left alone, so that writers racing on one version do
+	 * not all rename over one name at once. (A look costs a round trip;
+	 * a rename a few, and each one is a chance for the replicas to
+	 * disagree: docs/format.md "Head hint".) */
+	uint8_t *hv = NULL;
+	size_t hl = 0;
+	if (ldr_head_read(db, ns, key, klen, &hv, &hl) == 0) {
+		int same = hl == vlen && (!vlen || !memcmp(hv, ver, vlen));
+		free(hv);
+		if (same)
+			return 0;
+	}
+	return head_write(db, ns, key, klen, ver, vlen, HEAD_COPY);
 }
 
 int ldr_head_write_hint(larder *db, const char *ns, const void *key,
 			size_t klen, const void *ver, size_t vlen)
 {
-	return head_write(db, ns, key, klen, ver, vlen, 0);
+	return head_write(db, ns, key, klen, ver, vlen, HEAD_HINT);
 }
 
 int ldr_head_drop(larder *db, const char *ns, const void *key, size_t klen,
 		  const void *ver, size_t vlen)
 {
-	uint8_t *hv = NULL, hash[16];
-	size_t hl = 0;
-	struct stat st;
-	char hex[33], rel[LDR_REL_MAX];
-	if (ldr_head_read_ident(db, ns, key, klen, &hv, &hl, &st) != 0)
-		return 0;
-	int same = hl == vlen && (!vlen || !memcmp(hv, ver, vlen));
-	free(hv);
-	if (!same)
-		return 0;
-	ldr_head_hash(ns, key, klen, hash);
-	ldr_hex(hash, 16, hex);
-	ldr_file_rel(rel, ns, 'h', hex);
-	int removed = ldr_remove_same_by_us(db, rel, st.st_dev, st.st_ino) == 1;
-	if (removed)
-		hc_forget(db, hash);
-	return removed;
+	return ldr_head_drop_entry(db, ns, key, klen, ver, vlen, 0, 0, NULL);
 }
 
 int ldr_head_drop_file(larder *db, const char *ns, const void *key, size_t klen,
 		       dev_t dev, ino_t ino)
 {
-	uint8_t hash[16];
+	return ldr_head_drop_entry(db, ns, key, klen, NULL, 0, dev, ino, NULL);
+}
+
+int ldr_head_drop_entry(larder *db, const char *ns, const void *key,
+			size_t klen, const void *ver, size_t vlen, dev_t dev,
+			ino_t ino, int64_t *freed)
+{
+	uint8_t hash[16], *hv = NULL;
+	size_t hl = 0;
 	char rel[LDR_REL_MAX];
+	struct stat st;
+	int linked = 0, r = 0;
+	if (freed)
+		*freed = 0;
 	head_rel(ns, key, klen, hash, rel);
-	int r = ldr_remove_same_by_us(db, rel, dev, ino);
-	if (r == 1)
-		hc_forget(db, hash);
-	else if (r < 0)
-		ldr_log(db, LARDER_LOG_WARN,
-			"cannot remove head '%s/%s' of a leaving entry: %s",
-			db->dir, rel, strerror(errno));
-	return r == 1;
+	/* The same file first, by identity alone: a damaged entry's header
+	 * may not even name its version. */
+	if (ino != 0 && (r = ldr_remove_same_by_us(db, rel, dev, ino)) == 1)
+		goto removed;
+	if (r < 0 && errno != ENOENT)
+		goto failed;
+	/* Else a copy of it, or a hint, naming its version: a copy is
+	 * another file, so it is known by what it names (docs/format.md
+	 * "Head hint"); (ns, key) and the version are the entry's name, and
+	 * every file published under one name holds the same bytes. */
+	if (!ver || head_load_kind(db, rel, ns, key, klen, 1, &hv, &hl, &st,
+				   &linked) != 0)
+		return 0;
+	int same = hl == vlen && (!vlen || !memcmp(hv, ver, vlen));
+	free(hv);
+	if (!same)
+		return 0;
+	/* A linked head of an entry already unlinked has one name too: a
+	 * copy is told by the entry's file, which the caller names. */
+	int64_t bytes =
+	    linked && ino != 0 && !(st.st_dev == dev && st.st_ino == ino)
+		? (int64_t)st.st_size
+		: 0;
+	r = ldr_remove_same_by_us(db, rel, st.st_dev, st.st_ino);
+	if (r < 0)
+		goto failed;
+	if (r != 1)
+		return 0;
+	if (bytes) {
+		ldr_usage_add(db, ns, -bytes, 0);
+		if (freed)
+			*freed = bytes;
+	}
+removed:
+	hc_forget(db, hash);
+	return 1;
+failed:
+	ldr_log(db, LARDER_LOG_WARN,
+		"cannot remove head '%s/%s' of a leaving entry: %s", db->dir,
+		rel, strerror(errno));
+	return 0;
 }
 
 /* ---- The head cache -------------------------------------------------
@@ -474,6 +624,8 @@ struct hrec {
 	size_t vlen, nslen, klen;
 	struct ldr_lru_ident id;
 	int64_t checked_ms;
+	int copy; /* the head is a copy of the entry: its check is the
+		   * memo's too (head_get) */
 };
 
 struct ldr_heads {
@@ -567,7 +719,7 @@ static int hc_copy(const struct hrec *r, uint8_t **ver, size_t *vlen)
 /* Remember what a read found (st: the head file's identity). */
 static void hc_put(larder *db, const uint8_t hash[16], const char *ns,
 		   const void *key, size_t klen, const uint8_t *ver,
-		   size_t vlen, const struct stat *st, uint64_t gen)
+		   size_t vlen, const struct stat *st, int copy, uint64_t gen)
 {
 	struct ldr_heads *c = db->heads;
 	size_t nslen = strlen(ns);
@@ -590,6 +742,7 @@ static void hc_put(larder *db, const uint8_t hash[16], const char *ns,
 	r->nslen = nslen;
 	r->key = b + vlen + nslen;
 	r->klen = klen;
+	r->copy = copy;
 	ldr_lru_ident_take(&c->t, st, &r->id);
 	struct hrec *old = NULL, *lru = NULL;
 	pthread_mutex_lock(&c->t.mu);
@@ -632,7 +785,7 @@ static int head_get(larder *db, const char *ns, const void *key, size_t klen,
 			  : head_load(db, rel, ns, key, klen, 0, ver, vlen,
 				      NULL);
 
-	int again = 0, check = 0, had = 0;
+	int again = 0, check = 0, had = 0, copy = 0;
 	struct ldr_lru_ident seen = {0};
 	pthread_mutex_lock(&c->t.mu);
 	uint64_t gen = c->gen;
@@ -654,6 +807,7 @@ static int head_get(larder *db, const char *ns, const void *key, size_t klen,
 		again = had = 1;
 		check = !r->id.racy;
 		seen = r->id;
+		copy = r->copy;
 		if (check && hc_copy(r, ver, vlen) != 0)
 			check = 0;
 	}
@@ -668,6 +822,15 @@ static int head_get(larder *db, const char *ns, const void *key, size_t klen,
 			if (r && c->gen == gen)
 				r->checked_ms = ldr_lru_ms(&c->t);
 			pthread_mutex_unlock(&c->t.mu);
+			/* A copied head is the file the memo holds the entry
+			 * from: this look is the memo's check too, so that a
+			 * repeat lookup past the interval costs one stat, not
+			 * two (a round trip each on a network filesystem). */
+			if (copy) {
+				uint8_t eh[16];
+				ldr_entry_hash(ns, key, klen, *ver, *vlen, eh);
+				ldr_memo_checked(db, eh, rel, &st);
+			}
 			return 0;
 		}
 		free(*ver);
@@ -675,12 +838,19 @@ static int head_get(larder *db, const char *ns, const void *key, size_t klen,
 		*vlen = 0;
 	}
 	memset(&st, 0, sizeof st);
+	/* A head read again (seen before, or due for its check) is one the
+	 * memo may take the entry from: its bytes kept apart from the
+	 * entry handle (read.c), so that a repeat lookup through a copied
+	 * head is served from the memo, whose check is then this one's. */
+	if (hf && again)
+		hf->pre = 0;
 	int rc =
 	    hf ? find_load(db, rel, ns, key, klen, hf, ver, vlen, &st, again)
 	       : head_load(db, rel, ns, key, klen, 0, ver, vlen,
 			   again ? &st : NULL);
 	if (rc == 0 && again && st.st_ino != 0)
-		hc_put(db, hash, ns, key, klen, *ver, *vlen, &st, gen);
+		hc_put(db, hash, ns, key, klen, *ver, *vlen, &st,
+		       hf && hf->copy, gen);
 	else if ((rc == LARDER_ENOTFOUND || rc == LDR_HEAD_BAD) && had)
 		hc_forget(db, hash); /* gone: a miss from here on */
 	return rc;
@@ -700,6 +870,7 @@ int ldr_head_find(larder *db, const char *ns, const void *key, size_t klen,
 	hf->state = LARDER_STATE_OK;
 	hf->why = NULL;
 	hf->rel[0] = hf->erel[0] = '\0';
+	hf->copy = 0;
 	return head_get(db, ns, key, klen, ver, vlen, hf);
 }
 
@@ -797,7 +968,18 @@ static int find_load(larder *db, const char *rel, const char *ns,
 		ldr_hex(h, 16, hex);
 		ldr_file_rel(hf->erel, ns, 'e', hex);
 	}
-	int en = st->st_nlink < 2 ? entry_name(db, hf->erel, st) : ENTRY_SAME;
+	int en = ENTRY_SAME;
+	if (st->st_nlink < 2 && db->network) {
+		/* On a network filesystem a head of one name is a copy of
+		 * the entry (larder writes no links there): served as it is,
+		 * without a look at the entry's name, which would cost a
+		 * round trip to the server. Its removals drop the copy with
+		 * it (ldr_head_drop_entry). */
+		hf->copy = 1;
+		hf->erel[0] = '\0'; /* a damaged copy is not the entry */
+	} else if (st->st_nlink < 2) {
+		en = entry_name(db, hf->erel, st);
+	}
 	if (hf->state != LARDER_STATE_OK &&
 	    !(hf->state == LARDER_STATE_EXPIRED && en == ENTRY_GONE)) {
 		/* Not to be served: the caller rejects it at the head's name,
@@ -856,8 +1038,27 @@ nohead:
 void ldr_head_rejected(larder *db, const struct ldr_head_found *hf)
 {
 	struct stat st;
-	if (!hf->erel[0] || hf->state == LARDER_STATE_EXPIRED ||
+	if (hf->state == LARDER_STATE_EXPIRED ||
 	    hf->state == LARDER_STATE_NEWER)
+		return;
+	if (hf->copy) {
+		/* A damaged copy went to quarantine/ from the head's name
+		 * (the entry's own file is another, judged at its name): its
+		 * bytes leave the usage once the name no longer holds it. */
+		char ns[LARDER_NS_MAX + 1];
+		const char *p = hf->rel + 3, *slash = strchr(p, '/');
+		int moved =
+		    ldr_lstat(db, hf->rel, &st) != 0
+			? errno == ENOENT
+			: st.st_dev != hf->f.dev || st.st_ino != hf->f.ino;
+		if (moved && slash && (size_t)(slash - p) <= LARDER_NS_MAX) {
+			memcpy(ns, p, (size_t)(slash - p));
+			ns[slash - p] = '\0';
+			ldr_usage_add(db, ns, -(int64_t)hf->f.size, 0);
+		}
+		return;
+	}
+	if (!hf->erel[0])
 		return;
 	/* The head's name went to quarantine/; the entry's own name, if it
 	 * is the same file, goes too (and its usage with it), so that the

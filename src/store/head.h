@@ -14,6 +14,12 @@
 #include "naming.h"
 #include "store.h"
 
+/* On a network filesystem the head of an entry file up to this many
+ * bytes is a copy of it (docs/format.md "Head hint"), so that a
+ * version-less lookup opens one file; a larger entry's head is a hint
+ * file (there the second open is small against the read). */
+#define LDR_HEAD_COPY_MAX ((int64_t)64 << 10)
+
 /* Read the head hint of (ns, key): the version bytes, malloc'ed into *ver.
  * 0, LARDER_ENOTFOUND (absent or unreadable hint) or another code. */
 int ldr_head_read(larder *db, const char *ns, const void *key, size_t klen,
@@ -44,6 +50,8 @@ struct ldr_head_found {
 	ldr_hdr h;		/* its header (pointing into f.p) */
 	int state;		/* its larder_entry_state */
 	const char *why;	/* why it is not OK */
+	int copy;		/* out: the head is a copy of the entry, not
+				 * a link: the entry's bytes came from hf->rel */
 	char rel[LDR_REL_MAX];	/* the head's path */
 	char erel[LDR_REL_MAX]; /* the entry's, if its header names the key */
 };
@@ -74,8 +82,22 @@ int ldr_head_drop(larder *db, const char *ns, const void *key, size_t klen,
  * an entry file that is leaving the store. 1 if this call removed it. */
 int ldr_head_drop_file(larder *db, const char *ns, const void *key, size_t klen,
 		       dev_t dev, ino_t ino);
+/* The entry (ns, key, ver), the file (dev, ino), leaves the store
+ * (removed, cleaned, quarantined): remove its key's head if it is that
+ * file (a link), a copy of it (another file in the entry format naming
+ * ver) or a hint naming ver. A copy's bytes leave the usage, and *freed
+ * (NULL: not wanted) gets them. ver NULL: only the same file; ino 0:
+ * the file is not known (then a copy is removed but not counted). 1 if
+ * this call removed the head. */
+int ldr_head_drop_entry(larder *db, const char *ns, const void *key,
+			size_t klen, const void *ver, size_t vlen, dev_t dev,
+			ino_t ino, int64_t *freed);
+/* The bytes of the head file at rel if it is a copy of an entry (one
+ * name, the entry's magic), else 0: what the cleaning counts of it. */
+int64_t ldr_head_copy_bytes(larder *db, const char *rel);
 /* Point the head of (ns, key) at ver (temp + rename): a hard link to the
- * published entry, or where the filesystem has none, a hint file. */
+ * published entry; on a network filesystem a copy of it up to
+ * LDR_HEAD_COPY_MAX bytes; else (larger, or no hard links) a hint file. */
 int ldr_head_write(larder *db, const char *ns, const void *key, size_t klen,
 		   const void *ver, size_t vlen);
 /* The same, always as a hint file (the format 0.2 wrote; tests). */

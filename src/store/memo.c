@@ -305,6 +305,22 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 	return 0;
 }
 
+void ldr_memo_checked(larder *db, const uint8_t hash[16], const char *rel,
+		      const struct stat *st)
+{
+	struct ldr_memo *m = db->memo;
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->t.mu);
+	struct rec *r = find(m, hash);
+	/* A racy identity (changed within 2 s of its read) is re-read at
+	 * its check, whatever a stat says: not refreshed here. */
+	if (r && !r->id.racy && strcmp(r->rel, rel) == 0 &&
+	    ldr_lru_ident_same(&r->id, st))
+		r->checked_ms = ldr_lru_ms(&m->t);
+	pthread_mutex_unlock(&m->t.mu);
+}
+
 void ldr_memo_forget(larder *db, const char *rel)
 {
 	struct ldr_memo *m = db->memo;

@@ -78,6 +78,13 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 		 struct ldr_file *f, uint8_t *plain, const ldr_hdr *h,
 		 const uint8_t *data, int identify, struct ldr_memo_hit *hit);
 
+/* The file at rel was just seen (st, by lstat) by another check (the
+ * head cache's, of a copied head): if the memo holds the entry named hash
+ * from that file, with that identity, it counts as the memo's check, so
+ * that the file is not looked at twice. */
+void ldr_memo_checked(larder *db, const uint8_t hash[16], const char *rel,
+		      const struct stat *st);
+
 /* Drop a reference taken by ldr_memo_get or ldr_memo_put. */
 void ldr_memo_unref(struct ldr_memo_blob *b);
 

@@ -171,8 +171,8 @@ static int miss(larder *db, const char *ns)
  * one (anything at the name that is not an entry of some format, too),
  * and report a miss. */
 static int reject(larder *db, struct ldr_file *f, const char *rel,
-		  const char *ns, const void *key, size_t klen, int state,
-		  const char *why)
+		  const char *ns, const void *key, size_t klen, const void *ver,
+		  size_t vlen, int state, const char *why)
 {
 	switch (state) {
 	case LARDER_STATE_EXPIRED:
@@ -189,10 +189,12 @@ static int reject(larder *db, struct ldr_file *f, const char *rel,
 	default: /* corrupt or misplaced: never served */
 		ldr_count(db, LARDER_CTR_CHECKSUM_FAIL);
 		ldr_file_ident(f);
-		/* The key's head, if it links this very file, goes with it:
-		 * the damage is counted and kept once. */
+		/* The key's head, if it links this very file or is a copy of
+		 * it (ver: the version asked for, NULL if unknown), goes with
+		 * it: the damage is counted and kept once. */
 		if (ldr_quarantine(db, rel, f->dev, f->ino, why))
-			ldr_head_drop_file(db, ns, key, klen, f->dev, f->ino);
+			ldr_head_drop_entry(db, ns, key, klen, ver, vlen,
+					    f->dev, f->ino, NULL);
 		break;
 	}
 	return miss(db, ns);
@@ -204,6 +206,9 @@ static int reject(larder *db, struct ldr_file *f, const char *rel,
 /* A lookup in progress: the entry's name, its file and decoded header. */
 struct lookup {
 	char rel[LDR_REL_MAX];
+	/* The file the entry was read from when that is not rel: a copied
+	 * head (head.c); "" otherwise. */
+	char frel[LDR_REL_MAX];
 	uint8_t hash[16];
 	uint8_t *headver;
 	struct ldr_file f;
@@ -229,7 +234,8 @@ static int reject_found(larder *db, struct lookup *l, struct ldr_file *f,
 			const char *why)
 {
 	if (!l->via_be)
-		return reject(db, f, l->rel, ns, key, klen, state, why);
+		return reject(db, f, l->frel[0] ? l->frel : l->rel, ns, key,
+			      klen, l->h.ver, l->h.ver_len, state, why);
 	if (state == LARDER_STATE_EXPIRED)
 		ldr_count(db, LARDER_CTR_EXPIRED);
 	else if (state == LARDER_STATE_NEWER)
@@ -298,6 +304,7 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	 * l->hash and l->h are written before they are used (zeroing all of
 	 * l, 600 bytes, cost a hit ~60 instructions). */
 	l->headver = NULL;
+	l->frel[0] = '\0';
 	memset(&l->f, 0, sizeof l->f);
 	l->f.fd = -1;
 	l->via_be = 0;
@@ -352,8 +359,8 @@ static int lookup_own(larder *db, struct lookup *l, const char *ns,
 		hf.trust = !internal && (db->flags & LARDER_OPEN_TRUST_LOCAL);
 		rc = ldr_head_find(db, ns, key, klen, &hf, &l->headver, &vlen);
 		if (rc == LDR_HEAD_BAD) {
-			rc = reject(db, &hf.f, hf.rel, ns, key, klen, hf.state,
-				    hf.why);
+			rc = reject(db, &hf.f, hf.rel, ns, key, klen, NULL, 0,
+				    hf.state, hf.why);
 			ldr_head_rejected(db, &hf);
 			ldr_file_free(&hf.f);
 			return rc;
@@ -380,6 +387,8 @@ static int lookup_own(larder *db, struct lookup *l, const char *ns,
 		}
 		l->f = hf.f;
 		l->h = hf.h;
+		if (hf.copy) /* (hf.rel fits: LDR_REL_MAX) */
+			memcpy(l->frel, hf.rel, strlen(hf.rel) + 1);
 		ldr_file_learn(db, &l->f);
 		return 0;
 	}
@@ -412,7 +421,8 @@ static int lookup_own(larder *db, struct lookup *l, const char *ns,
 	if (state < 0)
 		return state; /* the payload could not be read */
 	if (state != LARDER_STATE_OK)
-		return reject(db, &l->f, l->rel, ns, key, klen, state, why);
+		return reject(db, &l->f, l->rel, ns, key, klen, ver, vlen,
+			      state, why);
 	ldr_file_learn(db, &l->f); /* what mapping or reading it cost */
 	return 0;
 }
@@ -465,6 +475,19 @@ static void memo_fields(larder_entry *e, const struct ldr_memo_hit *mh)
 	e->expires = mh->expires;
 }
 
+/* A hit served from a copied head: the cleaning goes by the entry's own
+ * access time, so the entry's file is touched, when due, by its name
+ * (an open more, once per touch interval). */
+static void touch_entry(larder *db, const char *rel, const uint8_t hash[16])
+{
+	int fd = ldr_open_beneath(db->rootfd, rel,
+				  O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+	if (fd < 0)
+		return; /* gone: nothing to keep recent */
+	ldr_touch(db, fd, hash);
+	ldr_close(fd);
+}
+
 static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 	       size_t klen, const void *ver, size_t vlen, int internal)
 {
@@ -501,12 +524,14 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 		e = NULL;
 		goto out;
 	}
+	/* The file's name: the entry's, or its copied head's. */
+	const char *frel = l.frel[0] ? l.frel : l.rel;
 	e->f = l.f; /* the entry owns the file from here */
 	memset(&l.f, 0, sizeof l.f);
 	l.f.fd = -1;
 	if (l.h.codec == LDR_CODEC_ZSTD) {
 		char what[LDR_REL_MAX + 4200];
-		snprintf(what, sizeof what, "'%s/%s'", db->dir, l.rel);
+		snprintf(what, sizeof what, "'%s/%s'", db->dir, frel);
 		rc = decompress(db, e, &l.h, db->max_in_memory, what);
 		if (rc == LARDER_ECORRUPT)
 			rc = reject_found(db, &l, &e->f, ns, key, klen,
@@ -516,13 +541,16 @@ static int get(larder_entry **out, larder *db, const char *ns, const void *key,
 		if (rc)
 			goto out;
 	}
-	if (!l.via_be)
-		ldr_touch(db, e->f.fd, l.hash); /* recency for the cleaning */
+	/* Recency for the cleaning (another backend keeps its own). */
+	if (!l.via_be && !l.frel[0])
+		ldr_touch(db, e->f.fd, l.hash);
+	else if (!l.via_be && ldr_touch_due(db, l.hash))
+		touch_entry(db, l.rel, l.hash);
 	entry_fields(e, &l.h);
 	/* (The memo never takes bytes that share the handle's allocation:
 	 * lookup keeps none for a read it may take.) */
 	if (memo && !l.via_be && !e->f.pre &&
-	    ldr_memo_put(db, l.hash, l.rel, &e->f, e->plain, &l.h, e->data,
+	    ldr_memo_put(db, l.hash, frel, &e->f, e->plain, &l.h, e->data,
 			 mh.again, &mh) == 0) {
 		e->plain = NULL; /* the memo's now, shared */
 		memo_fields(e, &mh);
@@ -573,8 +601,12 @@ static int get_stream(larder *db, const char *ns, const void *key, size_t klen,
 	}
 	if (rc)
 		goto out;
-	if (!l.via_be)
+	const char *frel = l.frel[0] ? l.frel : l.rel;
+	/* Recency for the cleaning (another backend keeps its own). */
+	if (!l.via_be && !l.frel[0])
 		ldr_touch(db, l.f.fd, l.hash);
+	else if (!l.via_be && ldr_touch_due(db, l.hash))
+		touch_entry(db, l.rel, l.hash);
 	/* A partial file was verified in chunks, and is read again to be
 	 * handed out: hashed again on the way, so that a change in between
 	 * (only a file others can write is partial) ends in an error. */
@@ -582,7 +614,7 @@ static int get_stream(larder *db, const char *ns, const void *key, size_t klen,
 		     (!(db->flags & LARDER_OPEN_TRUST_LOCAL) || !l.f.safe);
 	rc = ldr_flow_begin(&fl, &l.h, rehash, 1, sink, payload);
 	if (rc == 0)
-		rc = l.f.partial ? ldr_feed_from_file(db, &l.f, l.rel, &fl)
+		rc = l.f.partial ? ldr_feed_from_file(db, &l.f, frel, &fl)
 				 : ldr_flow_feed(&fl, l.f.p + l.h.hdr_len,
 						 (size_t)l.h.stored_len);
 	if (rc == 0)
@@ -603,12 +635,12 @@ static int get_stream(larder *db, const char *ns, const void *key, size_t klen,
 		} else {
 			ldr_count(db, LARDER_CTR_CHECKSUM_FAIL);
 			ldr_file_ident(&l.f);
-			ldr_quarantine(db, l.rel, l.f.dev, l.f.ino, why);
+			ldr_quarantine(db, frel, l.f.dev, l.f.ino, why);
 		}
 		rc = ldr_fail(db, LARDER_ECORRUPT, 0,
 			      "'%s/%s': %s, after %llu bytes were handed out: "
 			      "they are not the entry (quarantined)",
-			      db->dir, l.rel, why, (unsigned long long)fl.out);
+			      db->dir, frel, why, (unsigned long long)fl.out);
 	} else if (rc == LARDER_ENOMEM) {
 		rc = ldr_fail(db, rc, ENOMEM, "out of memory");
 	} else if (rc == 0) {

@@ -239,12 +239,12 @@ static int describe(struct walk *w, const char *ns, const char *rel)
 	     state == LARDER_STATE_MISPLACED)) {
 		ldr_file_ident(&f);
 		info.quarantined = ldr_quarantine(db, rel, f.dev, f.ino, why);
-		/* Its key's head, if it is a link to this very file, goes
-		 * too: else it would keep the damaged file's other name, to
-		 * be judged and counted again. */
+		/* Its key's head, if it is a link to this very file or a
+		 * copy of it, goes too: else it would keep the damaged file's
+		 * other name or bytes, to be judged and counted again. */
 		if (info.quarantined && h.hdr_len != 0)
-			ldr_head_drop_file(db, ns, h.key, h.key_len, f.dev,
-					   f.ino);
+			ldr_head_drop_entry(db, ns, h.key, h.key_len, h.ver,
+					    h.ver_len, f.dev, f.ino, NULL);
 	}
 	unsigned long mark = ldr_err_mark();
 	int rc = ldr_cb_rc(db, mark, w->cb(&info, w->payload), 1,
@@ -285,12 +285,13 @@ static int is_ours_hidden(const char *name)
 	return name[0] == '.';
 }
 
-int ldr_walk_slice(larder *db, const char *ns, int lo, int hi,
-		   int (*cb)(const char *rel, const uint8_t hash[16],
-			     void *payload),
-		   void *payload)
+/* The walk of ns/<ns>/<kind>/ ('e' entries, 'h' heads). */
+static int walk_kind(larder *db, const char *ns, char kind, int lo, int hi,
+		     int (*cb)(const char *rel, const uint8_t hash[16],
+			       void *payload),
+		     void *payload)
 {
-	char rel[LDR_REL_MAX];
+	char rel[LDR_REL_MAX], sub[2] = {kind, '\0'};
 	uint8_t hash[16];
 	DIR *d0, *d1;
 	/* Each directory is opened by one name in its parent and checked
@@ -299,8 +300,8 @@ int ldr_walk_slice(larder *db, const char *ns, int lo, int hi,
 	snprintf(rel, sizeof rel, "ns/%s", ns);
 	int rc = ldr_walk_dir(db, db->rootfd, rel, rel, &d0);
 	if (rc == 0) {
-		snprintf(rel, sizeof rel, "ns/%s/e", ns);
-		rc = ldr_walk_dir(db, dirfd(d0), "e", rel, &d1);
+		snprintf(rel, sizeof rel, "ns/%s/%s", ns, sub);
+		rc = ldr_walk_dir(db, dirfd(d0), sub, rel, &d1);
 		closedir(d0);
 	}
 	if (rc != 0)
@@ -466,4 +467,20 @@ int larder_inspect(larder *db, const char *ns, const void *key, size_t klen,
 					    "no entry file '%s/%s': %s",
 					    db->dir, rel, strerror(errno));
 	return describe(&w, ns, rel);
+}
+
+int ldr_walk_slice(larder *db, const char *ns, int lo, int hi,
+		   int (*cb)(const char *rel, const uint8_t hash[16],
+			     void *payload),
+		   void *payload)
+{
+	return walk_kind(db, ns, 'e', lo, hi, cb, payload);
+}
+
+int ldr_walk_heads(larder *db, const char *ns, int lo, int hi,
+		   int (*cb)(const char *rel, const uint8_t hash[16],
+			     void *payload),
+		   void *payload)
+{
+	return walk_kind(db, ns, 'h', lo, hi, cb, payload);
 }

@@ -38,4 +38,12 @@ int ldr_walk_slice(larder *db, const char *ns, int lo, int hi,
 			     void *payload),
 		   void *payload);
 
+/* The same for the head files (ns/<ns>/h/) of the keys whose first
+ * fan-out directory is in [lo, hi): the cleaning counts copied heads'
+ * bytes (head.c). */
+int ldr_walk_heads(larder *db, const char *ns, int lo, int hi,
+		   int (*cb)(const char *rel, const uint8_t hash[16],
+			     void *payload),
+		   void *payload);
+
 #endif

@@ -344,8 +344,9 @@ static int superseded(struct gc_run *r, const ldr_hdr *h)
 }
 
 static void note_removed(struct gc_run *r, const char *rel, const ldr_hdr *h,
-			 int hdr_ok, int64_t size, const char *why)
+			 int hdr_ok, const struct stat *st, const char *why)
 {
+	int64_t size = (int64_t)st->st_size;
 	larder *db = r->db;
 	r->rep->bytes_freed += (uint64_t)size;
 	if (r->flags & LARDER_GC_LOG_EACH)
@@ -360,10 +361,16 @@ static void note_removed(struct gc_run *r, const char *rel, const ldr_hdr *h,
 	if (r->flags & LARDER_GC_DRY_RUN)
 		return;
 	/* The key's head goes with the version it names, so that h/ does
-	 * not keep one file for every key ever published. */
+	 * not keep one file for every key ever published; a copy of the
+	 * entry (a network filesystem) frees its bytes too. */
+	int64_t copy = 0;
 	if (hdr_ok &&
-	    ldr_head_drop(db, r->ns, h->key, h->key_len, h->ver, h->ver_len))
+	    ldr_head_drop_entry(db, r->ns, h->key, h->key_len, h->ver,
+				h->ver_len, st->st_dev, st->st_ino, &copy))
 		r->rep->heads_removed++;
+	r->rep->bytes_freed += (uint64_t)copy;
+	r->tcur->rb += copy;
+	r->tcur->b -= copy;
 	r->tcur->rb += size;
 	r->tcur->rn++;
 	ldr_usage_add(db, r->ns, -size, -1);
@@ -443,7 +450,7 @@ static int visit(const char *rel, const uint8_t hash[16], void *payload)
 			return 0; /* counted by pass 1 */
 		if (drop(r, rel, &st)) {
 			r->rep->expired++;
-			note_removed(r, rel, &h, ok, size, "expired");
+			note_removed(r, rel, &h, ok, &st, "expired");
 		}
 		return 0;
 	}
@@ -490,7 +497,7 @@ static int visit(const char *rel, const uint8_t hash[16], void *payload)
 			r->rep->superseded++;
 		else
 			r->rep->evicted++;
-		note_removed(r, rel, &h, ok, size,
+		note_removed(r, rel, &h, ok, &st,
 			     sup ? "superseded" : "least recently used");
 	}
 	return 0;
@@ -551,6 +558,21 @@ static void decide(struct dom *d, int64_t wm_b, int64_t wm_n)
 	d->cut_n = cut(d->hn, d->need_n - d->sup_n, &d->edge_n);
 }
 
+/* Pass 1 over h/: a copied head's bytes, counted as the entries'. */
+static int count_copy(const char *rel, const uint8_t hash[16], void *payload)
+{
+	struct gc_run *r = payload;
+	(void)hash;
+	int64_t bytes = ldr_head_copy_bytes(r->db, rel);
+	if (!bytes)
+		return 0;
+	r->tcur->b += bytes;
+	r->store.used_b += bytes;
+	if (r->cur)
+		r->cur->used_b += bytes;
+	return 0;
+}
+
 static int walk_one(struct gc_run *r, const char *ns)
 {
 	r->ns = ns;
@@ -575,7 +597,15 @@ static int walk_one(struct gc_run *r, const char *ns)
 	if (r->pass == 2 && r->store.need_b <= 0 && r->store.need_n <= 0 &&
 	    (!r->cur || (r->cur->need_b <= 0 && r->cur->need_n <= 0)))
 		return 0; /* nothing to take here */
-	return ldr_walk_slice(r->db, ns, r->lo, r->hi, visit, r);
+	int rc = ldr_walk_slice(r->db, ns, r->lo, r->hi, visit, r);
+	/* On a network filesystem a small entry's head is a copy of it
+	 * (head.c): a file in the store, whose bytes count in the usage and
+	 * against the caps, though not as an entry. Elsewhere heads are
+	 * links (the entry's bytes, counted once) or hints, and h/ is not
+	 * walked. */
+	if (rc == 0 && r->pass == 1 && r->db->network)
+		rc = ldr_walk_heads(r->db, ns, r->lo, r->hi, count_copy, r);
+	return rc;
 }
 
 static int add_dom_cb(const char *ns, void *payload)
