@@ -15,3 +15,10 @@ add_test(NAME redis_harness
 set_tests_properties(redis_harness PROPERTIES
   TIMEOUT 300
   SKIP_RETURN_CODE 77)
+
+# The Redis backend against a private Redis each run starts (redis.sh).
+if(LARDER_WITH_REDIS)
+  larder_test(test_be_redis test_be_redis.c)
+  target_compile_definitions(test_be_redis PRIVATE
+    REDIS_SH="${CMAKE_CURRENT_SOURCE_DIR}/redis/redis.sh")
+endif()
