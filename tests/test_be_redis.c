@@ -246,6 +246,23 @@ static void redis_out(const char *args, char *out, size_t n)
 	pclose(f);
 }
 
+/* The second line of a redis-cli command's output. */
+static void redis_out2(const char *args, char *out, size_t n)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd,
+		 "REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %d %s 2>/dev/null "
+		 "| sed -n 2p",
+		 password, port, args);
+	FILE *f = popen(cmd, "r");
+	out[0] = '\0';
+	if (f && !fgets(out, (int)n, f))
+		out[0] = '\0';
+	out[strcspn(out, "\r\n")] = '\0';
+	if (f)
+		pclose(f);
+}
+
 static int64_t now_ns(void)
 {
 	struct timespec ts;
@@ -719,6 +736,17 @@ TEST(wait_is_woken_by_a_publish_from_another_process)
 		if (read(go[0], &c, 1) != 1)
 			_exit(2);
 		struct ldr_backend *be = be_open(db);
+		/* Publish once the waiter is subscribed (polled, bounded),
+		 * so that it is the message that wakes it. */
+		char kh[33], cmd[200], out[64];
+		hexs(kh, n.khash);
+		snprintf(cmd, sizeof cmd, "pubsub numsub 'larder:{%s}:p'", kh);
+		for (int i = 0; i < 3000; i++) {
+			redis_out2(cmd, out, sizeof out);
+			if (strcmp(out, "1") == 0)
+				break;
+			usleep(10000);
+		}
 		uint8_t p[1000];
 		test_fill_pattern(p, sizeof p, 9);
 		_exit(publish(be, &n, p, sizeof p, 100, 0, 0) == 0 ? 0 : 3);

@@ -41,6 +41,7 @@
 #include "fsutil.h"
 #include "naming.h"
 #include "redis_conn.h"
+#include "store.h"
 
 /* Payload bytes per chunk: big enough that a round trip's cost vanishes
  * against the bytes, small enough to stay far below Redis's bulk limit
@@ -521,6 +522,9 @@ static int r_read(struct ldr_backend *be, const struct ldr_name *n, int how,
 	int lost = 0;
 	size_t at = pre + m.hlen;
 	for (uint64_t i = 0; i < m.n; i++) {
+		/* Each chunk gets the timeout: a large entry is bounded by
+		 * its progress, not by one call's time. */
+		ldr_rconn_begin(c);
 		if ((rc = ldr_rconn_reply(c, &cr, "GET chunk")))
 			goto out;
 		uint64_t want =
@@ -649,6 +653,7 @@ static int r_stage_begin(struct ldr_backend *be, const struct ldr_name *n,
 static int chunk_reply(struct rstage *s)
 {
 	redisReply *r = NULL;
+	ldr_rconn_begin(s->c); /* per chunk, as a read's */
 	int rc = ldr_rconn_reply(s->c, &r, "SET chunk");
 	ldr_rreply_free(r);
 	return rc;
@@ -749,6 +754,36 @@ static void r_stage_abort(struct ldr_stage *st)
 static int head_set_conn(struct rbe *b, struct ldr_rconn *c,
 			 const struct ldr_name *n, uint64_t token);
 
+/* The durability policy: WAIT for the configured replicas. Fewer
+ * acknowledgements are a warning, not a failure: the entry is published
+ * on the master, and replication only narrows the window in which a
+ * failover loses it (docs/backends.md). */
+static void wait_replicas(struct rbe *b, struct ldr_rconn *c)
+{
+	char nrep[24], ms[24];
+	snprintf(nrep, sizeof nrep, "%" PRIu64, b->cfg.wait_replicas);
+	snprintf(ms, sizeof ms, "%" PRIu64, b->cfg.wait_ms);
+	const char *argv[3] = {"WAIT", nrep, ms};
+	redisReply *r = NULL;
+	/* WAIT blocks up to wait_ms by design: the call's bound is that
+	 * plus the usual timeout. */
+	c->deadline = (int64_t)ldr_mono_ms() + (int64_t)b->cfg.wait_ms +
+		      (int64_t)b->cfg.timeout_ms;
+	int rc = ldr_rconn_cmd(c, &r, "WAIT", 3, argv, NULL);
+	if (rc == 0 && r->type == REDIS_REPLY_INTEGER &&
+	    (uint64_t)r->integer < b->cfg.wait_replicas)
+		ldr_log(b->base.db, LARDER_LOG_WARN,
+			"Redis WAIT at %s: %lld of %" PRIu64
+			" replicas acknowledged the publish within %" PRIu64
+			" ms",
+			b->cfg.shown, r->integer, b->cfg.wait_replicas,
+			b->cfg.wait_ms);
+	else if (rc)
+		ldr_log(b->base.db, LARDER_LOG_WARN, "%s",
+			larder_errmsg(b->base.db));
+	ldr_rreply_free(r);
+}
+
 static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 			  unsigned flags, uint64_t token)
 {
@@ -840,6 +875,8 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 		/* A head that cannot be moved is a lagging hint, not a
 		 * failed publish. */
 		(void)head_set_conn(b, s->c, &s->n, token);
+	if (b->cfg.wait_replicas)
+		wait_replicas(b, s->c);
 out:
 	free(man);
 	ldr_rreply_free(r);

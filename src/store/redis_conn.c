@@ -195,6 +195,16 @@ static int parse_query(larder *db, const char *q, struct ldr_redis_cfg *cfg)
 					       "max_entry must be a positive "
 					       "number of bytes");
 			cfg->max_entry = n;
+		} else if (strcmp(kv, "wait_replicas") == 0) {
+			if (parse_u64(v, &n) || n > 100)
+				return bad_uri(db, cfg->shown,
+					       "wait_replicas must be 0..100");
+			cfg->wait_replicas = n;
+		} else if (strcmp(kv, "wait_ms") == 0) {
+			if (parse_u64(v, &n) || n > 3600000)
+				return bad_uri(db, cfg->shown,
+					       "wait_ms must be 0..3600000");
+			cfg->wait_ms = n;
 		} else if (strcmp(kv, "db") == 0) {
 			if (parse_u64(v, &n) || n > 1000000)
 				return bad_uri(db, cfg->shown, "bad db number");
@@ -412,6 +422,22 @@ static int timed_out(const redisContext *c, int e)
 		      strstr(c->errstr, "timed out")));
 }
 
+/* What to add to an error reply's text to say what it means for the
+ * user. */
+static const char *reply_hint(const redisReply *r)
+{
+	if (strstr(r->str, "NOREPLICAS"))
+		return " (the master sees fewer replicas than its "
+		       "min-replicas-to-write: nothing was written)";
+	if (strncmp(r->str, "OOM", 3) == 0)
+		return " (Redis is at its maxmemory: use an allkeys-* "
+		       "maxmemory-policy, or more memory)";
+	if (strncmp(r->str, "READONLY", 8) == 0)
+		return " (a replica: point the URI at the master, or use "
+		       "redis+sentinel://)";
+	return "";
+}
+
 /* An error reply as a code: OOM is a full store; the rest I/O. */
 static int reply_code(const redisReply *r)
 {
@@ -464,9 +490,9 @@ static int simple(struct ldr_rconn *rc, redisReply **out, const char *what,
 	if (rc2)
 		return rc2;
 	if ((*out)->type == REDIS_REPLY_ERROR) {
-		rc2 =
-		    ldr_fail(rc->db, reply_code(*out), 0, "Redis %s at %s: %s",
-			     what, rc->cfg->shown, (*out)->str);
+		rc2 = ldr_fail(rc->db, reply_code(*out), 0,
+			       "Redis %s at %s: %s%s", what, rc->cfg->shown,
+			       (*out)->str, reply_hint(*out));
 		rd.freeReplyObject(*out);
 		*out = NULL;
 	}
@@ -659,9 +685,9 @@ int ldr_rconn_cmd(struct ldr_rconn *rc, redisReply **out, const char *what,
 	if (code)
 		return code;
 	if ((*out)->type == REDIS_REPLY_ERROR) {
-		code =
-		    ldr_fail(rc->db, reply_code(*out), 0, "Redis %s at %s: %s",
-			     what, rc->cfg->shown, (*out)->str);
+		code = ldr_fail(rc->db, reply_code(*out), 0,
+				"Redis %s at %s: %s%s", what, rc->cfg->shown,
+				(*out)->str, reply_hint(*out));
 		rd.freeReplyObject(*out);
 		*out = NULL;
 	}
@@ -721,9 +747,9 @@ int ldr_rconn_reply(struct ldr_rconn *rc, redisReply **out, const char *what)
 	rc->pending--;
 	*out = r;
 	if ((*out)->type == REDIS_REPLY_ERROR) {
-		int code =
-		    ldr_fail(rc->db, reply_code(*out), 0, "Redis %s at %s: %s",
-			     what, rc->cfg->shown, (*out)->str);
+		int code = ldr_fail(
+		    rc->db, reply_code(*out), 0, "Redis %s at %s: %s%s", what,
+		    rc->cfg->shown, (*out)->str, reply_hint(*out));
 		rd.freeReplyObject(*out);
 		*out = NULL;
 		return code;
@@ -805,9 +831,9 @@ int ldr_rconn_eval(struct ldr_rconn *rc, struct ldr_rscript *s,
 	free(v);
 	free(l);
 	if (code == 0 && (*out)->type == REDIS_REPLY_ERROR) {
-		code =
-		    ldr_fail(rc->db, reply_code(*out), 0, "Redis %s at %s: %s",
-			     what, rc->cfg->shown, (*out)->str);
+		code = ldr_fail(rc->db, reply_code(*out), 0,
+				"Redis %s at %s: %s%s", what, rc->cfg->shown,
+				(*out)->str, reply_hint(*out));
 		ldr_rreply_free(*out);
 		*out = NULL;
 	}

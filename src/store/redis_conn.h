@@ -27,7 +27,8 @@
 #define LDR_REDIS_MAX_SENTINELS 8
 
 /* What a URI says, and the backend's settings its query may carry
- * (?timeout_ms=, &max_entry=, &prefix=, &db=). */
+ * (?timeout_ms=, &max_entry=, &prefix=, &db=,
+ * &wait_replicas=, &wait_ms=). */
 struct ldr_redis_cfg {
 	char host[256];
 	int port;
@@ -44,6 +45,9 @@ struct ldr_redis_cfg {
 	uint64_t timeout_ms; /* every call's bound; default 2000 */
 	uint64_t max_entry;  /* the largest entry file; default 512 MiB */
 	char prefix[64];     /* of every key; default "larder:" */
+	/* Durability: after each commit, WAIT for this many replicas for
+	 * at most wait_ms (0: no WAIT). */
+	uint64_t wait_replicas, wait_ms;
 	/* the URI with the password masked, for messages */
 	char shown[600];
 };
