@@ -29,8 +29,6 @@ static char uri[512];
 static char password[128];
 static int port;
 static pid_t starter;
-static pid_t guardian = -1;
-static int guard_fd = -1;
 
 static void env_val(const char *text, const char *name, char *out, size_t n)
 {
@@ -43,70 +41,103 @@ static void env_val(const char *text, const char *name, char *out, size_t n)
 	snprintf(out, n, "%.*s", (int)(l < n ? l : n - 1), p);
 }
 
-__attribute__((constructor)) static void redis_start(void)
+/* A private Redis started by redis.sh, and the guardian that stops it
+ * when the pipe from its starter closes: when the starter ends, however
+ * it ends. */
+struct redis_run {
+	char dir[64]; /* mktemp -d; the base is dir/redis */
+	char env[4096];
+	pid_t guardian;
+	int fd;
+};
+
+/* redis.sh start ARGS: its exit status (77: Redis cannot run here, the
+ * reason in r->env). */
+static int redis_run_start(struct redis_run *r, const char *args)
 {
-	char tmpl[] = "/tmp/larder-be-redis.XXXXXX";
-	if (!mkdtemp(tmpl)) {
-		test_skip_all("mkdtemp: %s", strerror(errno));
-		return;
+	memset(r, 0, sizeof *r);
+	r->guardian = -1;
+	snprintf(r->dir, sizeof r->dir, "/tmp/larder-be-redis.XXXXXX");
+	if (!mkdtemp(r->dir)) {
+		snprintf(r->env, sizeof r->env, "mkdtemp: %s", strerror(errno));
+		return 1;
 	}
-	snprintf(base, sizeof base, "%s/redis", tmpl);
-	setenv("LARDER_REDIS_BASE", base, 1);
-	char cmd[PATH_MAX * 2 + 600], out[PATH_MAX];
-	snprintf(out, sizeof out, "%s/env.out", tmpl);
-	snprintf(cmd, sizeof cmd, "sh %s start >%s 2>%s/err", REDIS_SH, out,
-		 tmpl);
-	starter = getpid();
+	char b[128], cmd[600], out[128], err[128];
+	snprintf(b, sizeof b, "%s/redis", r->dir);
+	setenv("LARDER_REDIS_BASE", b, 1);
+	snprintf(out, sizeof out, "%s/env.out", r->dir);
+	snprintf(err, sizeof err, "%s/err", r->dir);
+	snprintf(cmd, sizeof cmd, "sh %s start %s >%s 2>%s", REDIS_SH, args,
+		 out, err);
 	int st = system(cmd);
 	int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 	size_t len = 0;
-	uint8_t *text = read_file(out, &len);
-	if (rc == 77) {
-		snprintf(cmd, sizeof cmd, "%s/err", tmpl);
-		uint8_t *err = read_file(cmd, &len);
-		test_skip_all("redis.sh start: %s",
-			      err ? (char *)err : "no output");
-		test_sh("rm -rf '%s'", tmpl);
-		return;
-	}
-	if (rc != 0 || !text) {
-		fprintf(stderr, "redis.sh start failed (exit %d); see %s\n", rc,
-			tmpl);
-		exit(1);
-	}
-	char num[32];
-	env_val((char *)text, "REDIS_URI=", uri, sizeof uri);
-	env_val((char *)text, "REDIS_PASSWORD=", password, sizeof password);
-	env_val((char *)text, "REDIS_PORT=", num, sizeof num);
-	port = atoi(num);
+	uint8_t *text = read_file(rc == 0 ? out : err, &len);
+	snprintf(r->env, sizeof r->env, "%s", text ? (char *)text : "");
 	free(text);
-	/* The guardian: stops Redis when this program's end closes the
-	 * pipe, however it ends. */
+	if (rc != 0) {
+		if (rc != 77)
+			fprintf(stderr, "redis.sh start %s: exit %d: %s\n",
+				args, rc, r->env);
+		test_sh("sh %s stop; rm -rf '%s'", REDIS_SH, r->dir);
+		return rc;
+	}
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) != 0) {
 		perror("pipe");
 		exit(1);
 	}
-	guardian = fork();
-	if (guardian == 0) {
+	r->guardian = fork();
+	if (r->guardian == 0) {
+		/* Out of the test's process group, which the harness kills
+		 * when the test ends. */
+		setpgid(0, 0);
 		close(p[1]);
 		char c;
 		while (read(p[0], &c, 1) < 0 && errno == EINTR)
 			;
 		execlp("sh", "sh", "-c", "sh \"$0\" stop; rm -rf \"$1\"",
-		       REDIS_SH, tmpl, (char *)NULL);
+		       REDIS_SH, r->dir, (char *)NULL);
 		_exit(127);
 	}
 	close(p[0]);
-	guard_fd = p[1];
+	r->fd = p[1];
+	return 0;
+}
+
+static void redis_run_stop(struct redis_run *r)
+{
+	if (r->guardian <= 0)
+		return;
+	close(r->fd);
+	waitpid(r->guardian, NULL, 0);
+	r->guardian = -1;
+}
+
+static struct redis_run main_run;
+
+__attribute__((constructor)) static void redis_start(void)
+{
+	starter = getpid();
+	int rc = redis_run_start(&main_run, "");
+	if (rc == 77) {
+		test_skip_all("redis.sh start: %s", main_run.env);
+		return;
+	}
+	if (rc != 0)
+		exit(1);
+	char num[32];
+	snprintf(base, sizeof base, "%s/redis", main_run.dir);
+	env_val(main_run.env, "REDIS_URI=", uri, sizeof uri);
+	env_val(main_run.env, "REDIS_PASSWORD=", password, sizeof password);
+	env_val(main_run.env, "REDIS_PORT=", num, sizeof num);
+	port = atoi(num);
 }
 
 __attribute__((destructor)) static void redis_stop(void)
 {
-	if (getpid() != starter || guardian < 0)
-		return;
-	close(guard_fd);
-	waitpid(guardian, NULL, 0);
+	if (getpid() == starter)
+		redis_run_stop(&main_run);
 }
 
 /* A handle for errors and counters: a store in the test's directory. */
@@ -904,4 +935,103 @@ TEST(an_entry_over_512_mib_is_refused_at_stage_write)
 	ASSERT_STR_EQ(out, "0");
 	be->ops->close(be);
 	larder_close(db);
+}
+
+/* Line `line` (1-based) of redis-cli ARGS against 127.0.0.1:p. */
+static void cli_line(int p, const char *pw, const char *args, int line,
+		     char *out, size_t n)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd,
+		 "REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %d %s 2>/dev/null "
+		 "| sed -n %dp",
+		 pw, p, args, line);
+	FILE *f = popen(cmd, "r");
+	ASSERT(f);
+	out[0] = '\0';
+	if (!fgets(out, (int)n, f))
+		out[0] = '\0';
+	out[strcspn(out, "\r\n")] = '\0';
+	pclose(f);
+}
+
+TEST(sentinel_finds_the_master_waits_for_replicas_and_follows_a_failover)
+{
+	struct redis_run rr;
+	int rc = redis_run_start(&rr, "--replica --sentinel");
+	if (rc == 77)
+		test_skip("redis.sh start --replica --sentinel: %s", rr.env);
+	ASSERT_EQ(rc, 0);
+	char suri[512], pw[128], num[32], u[700], cmd[300], out[64];
+	env_val(rr.env, "REDIS_SENTINEL_URI=", suri, sizeof suri);
+	env_val(rr.env, "REDIS_PASSWORD=", pw, sizeof pw);
+	env_val(rr.env, "REDIS_PORT=", num, sizeof num);
+	int mport = atoi(num);
+	env_val(rr.env, "REDIS_REPLICA_PORT=", num, sizeof num);
+	int rport = atoi(num);
+	snprintf(u, sizeof u, "%s?timeout_ms=1000&wait_replicas=1&wait_ms=5000",
+		 suri);
+	larder *db = db_open();
+	struct ldr_backend *be = be_open_uri(db, u);
+	uint8_t p[20000];
+	test_fill_pattern(p, sizeof p, 21);
+	struct ldr_name n1, n2, n3;
+	name_of(&n1, "sn", "k", "v1");
+	name_of(&n2, "sn", "k", "v2");
+	name_of(&n3, "sn", "k", "v3");
+	ASSERT_RC(db, publish(be, &n1, p, sizeof p, 5000, 0, 0), 0);
+	uint8_t *got;
+	size_t len;
+	ASSERT_RC(db, read_verified(be, &n1, &got, &len), 0);
+	ASSERT_MEM_EQ(got, p, sizeof p);
+	free(got);
+	/* WAIT 1 returned: the replica has the manifest. */
+	char e[33];
+	hexs(e, n1.hash);
+	snprintf(cmd, sizeof cmd, "exists 'larder:{%s}:m'", e);
+	cli_line(rport, pw, cmd, 1, out, sizeof out);
+	ASSERT_STR_EQ(out, "1");
+
+	/* A master that sees too few replicas refuses: a clear error. */
+	cli_line(mport, pw, "config set min-replicas-to-write 2", 1, out,
+		 sizeof out);
+	ASSERT_STR_EQ(out, "OK");
+	ASSERT(publish(be, &n2, p, sizeof p, 5000, 0, 0) < 0);
+	ASSERT(strstr(larder_errmsg(db), "NOREPLICAS"));
+	ASSERT(strstr(larder_errmsg(db), "min-replicas-to-write"));
+	ASSERT(strstr(larder_errmsg(db), pw) == NULL);
+	ASSERT_EQ(read_verified(be, &n2, &got, &len), LARDER_ENOTFOUND);
+	cli_line(mport, pw, "config set min-replicas-to-write 0", 1, out,
+		 sizeof out);
+	ASSERT_STR_EQ(out, "OK");
+
+	/* The master dies; the sentinels promote the replica, and the
+	 * backend finds it by asking them again (each call bounded: polled
+	 * until a publish goes through, within a generous bound). */
+	char pidfile[200];
+	snprintf(pidfile, sizeof pidfile, "%s/redis/master/redis.pid", rr.dir);
+	char *text = (char *)read_file(pidfile, &len);
+	ASSERT(text);
+	pid_t mpid = (pid_t)atol(text);
+	free(text);
+	ASSERT(mpid > 1 && kill(mpid, SIGKILL) == 0);
+	rc = -1;
+	for (int i = 0; i < 300 && rc != 0; i++) {
+		rc = publish(be, &n3, p, sizeof p, 5000, 0, 0);
+		ASSERT(rc == 0 || rc == LARDER_EIO || rc == LARDER_ETIMEOUT);
+		if (rc)
+			usleep(200000);
+	}
+	ASSERT_RC(db, rc, 0);
+	cli_line(rport, pw, "role", 1, out, sizeof out);
+	ASSERT_STR_EQ(out, "master");
+	ASSERT_RC(db, read_verified(be, &n3, &got, &len), 0);
+	free(got);
+	/* What was replicated before the failover is still there. */
+	ASSERT_RC(db, read_verified(be, &n1, &got, &len), 0);
+	ASSERT_MEM_EQ(got, p, sizeof p);
+	free(got);
+	be->ops->close(be);
+	larder_close(db);
+	redis_run_stop(&rr);
 }
