@@ -1128,6 +1128,16 @@ static int r_lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
 			      b->cfg.shown);
 		goto fail;
 	}
+	/* Our own record, there already: a retried call whose first
+	 * reply was lost (redis_conn.c reconnects once). */
+	if (r->element[0]->integer == 0 && r->element[1]->len > (size_t)pl &&
+	    memcmp(r->element[1]->str, prefix, (size_t)pl) == 0) {
+		struct ldr_be_holder mine;
+		parse_holder(r->element[1]->str, r->element[1]->len, -1, &mine);
+		r->element[0]->integer = 1;
+		r->element[2]->type = REDIS_REPLY_INTEGER;
+		r->element[2]->integer = (long long)mine.token;
+	}
 	if (r->element[0]->integer == 0) {
 		parse_holder(r->element[1]->str, r->element[1]->len,
 			     r->element[2]->integer, h);
