@@ -73,7 +73,8 @@ static int redis_run_start(struct redis_run *r, const char *args)
 	int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 	size_t len = 0;
 	uint8_t *text = read_file(rc == 0 ? out : err, &len);
-	snprintf(r->env, sizeof r->env, "%s", text ? (char *)text : "");
+	snprintf(r->env, sizeof r->env, "%.*s", text ? (int)len : 0,
+		 text ? (char *)text : "");
 	free(text);
 	if (rc != 0) {
 		if (rc != 77)
@@ -829,7 +830,8 @@ TEST(a_stopped_redis_makes_every_call_time_out)
 	snprintf(pidfile, sizeof pidfile, "%s/master/redis.pid", base);
 	size_t l;
 	char *text = (char *)read_file(pidfile, &l);
-	ASSERT(text);
+	ASSERT(text && l > 0 && l < 20);
+	text[l - 1] = '\0'; /* "<pid>\n" */
 	pid_t rpid = (pid_t)atol(text);
 	free(text);
 	ASSERT(rpid > 1);
@@ -1011,7 +1013,8 @@ TEST(sentinel_finds_the_master_waits_for_replicas_and_follows_a_failover)
 	char pidfile[200];
 	snprintf(pidfile, sizeof pidfile, "%s/redis/master/redis.pid", rr.dir);
 	char *text = (char *)read_file(pidfile, &len);
-	ASSERT(text);
+	ASSERT(text && len > 0 && len < 20);
+	text[len - 1] = '\0'; /* "<pid>\n" */
 	pid_t mpid = (pid_t)atol(text);
 	free(text);
 	ASSERT(mpid > 1 && kill(mpid, SIGKILL) == 0);
