@@ -558,7 +558,13 @@ TEST(a_deleted_chunk_is_a_miss)
 	uint8_t *got;
 	size_t len;
 	ASSERT_EQ(read_verified(be, &n, &got, &len), LARDER_ENOTFOUND);
-	/* The manifest went with it: a publish is not "exists". */
+	/* The manifest went with it (compare-and-delete by the reader),
+	 * and a publish is not "exists". */
+	char e[33], cmd[200], out[64];
+	hexs(e, n.hash);
+	snprintf(cmd, sizeof cmd, "exists 'larder:{%s}:m'", e);
+	redis_out(cmd, out, sizeof out);
+	ASSERT_STR_EQ(out, "0");
 	ASSERT_RC(db, publish(be, &n, p, 9u << 20, 1u << 20, 0, 0), 0);
 	free(p);
 	be->ops->close(be);
@@ -578,6 +584,13 @@ TEST(ttl_becomes_pexpire_and_an_expired_entry_is_a_miss)
 	char e[33], cmd[256], out[64];
 	hexs(e, n.hash);
 	snprintf(cmd, sizeof cmd, "pttl 'larder:{%s}:m'", e);
+	redis_out(cmd, out, sizeof out);
+	ASSERT(atol(out) > 0 && atol(out) <= 1500);
+	/* Its chunk too. */
+	snprintf(cmd, sizeof cmd,
+		 "eval \"return redis.call('pttl', redis.call('keys', "
+		 "ARGV[1])[1])\" 0 'larder:{%s}:c:*'",
+		 e);
 	redis_out(cmd, out, sizeof out);
 	ASSERT(atol(out) > 0 && atol(out) <= 1500);
 	/* An entry without a TTL gets none. */
