@@ -686,15 +686,16 @@ TEST(leases_acquire_contend_renew_break_release)
 	uint64_t t1, t2;
 	ASSERT_RC(db, be->ops->lease_observe(be, &n, &h), LARDER_ENOTFOUND);
 	ASSERT_RC(
-	    db, be->ops->lease_acquire(be, &n, &me, 400, 100, &l, &t1, &h), 0);
+	    db, be->ops->lease_acquire(be, &n, &me, 1000, 50, &l, &t1, &h), 0);
 	ASSERT(t1 > 0);
 	ASSERT_RC(
-	    db, be->ops->lease_acquire(be, &n, &me, 400, 100, &l2, &t2, &h), 1);
+	    db, be->ops->lease_acquire(be, &n, &me, 1000, 50, &l2, &t2, &h), 1);
 	ASSERT_EQ(h.token, t1);
 	ASSERT_EQ(h.rec.pid, getpid());
-	ASSERT(h.ttl_ms > 0 && h.ttl_ms <= 400);
-	/* Renewed: still ours three lease periods later. */
-	usleep(1200 * 1000);
+	ASSERT(h.ttl_ms > 0 && h.ttl_ms <= 1000);
+	/* Renewed (every 50 ms: a renewal would have to be late by
+	 * 950 ms to lose it): still ours three lease periods later. */
+	usleep(3000 * 1000);
 	ASSERT_EQ(be->ops->lease_held(l), 1);
 	ASSERT_RC(db, be->ops->lease_observe(be, &n, &h), 0);
 	ASSERT_EQ(h.token, t1);
@@ -709,7 +710,7 @@ TEST(leases_acquire_contend_renew_break_release)
 	ASSERT_EQ(be->ops->lease_break(be, &n, &h), 1);
 	ASSERT_EQ(be->ops->lease_held(l), 0);
 	ASSERT_RC(
-	    db, be->ops->lease_acquire(be, &n, &me, 400, 100, &l2, &t2, &h), 0);
+	    db, be->ops->lease_acquire(be, &n, &me, 1000, 50, &l2, &t2, &h), 0);
 	ASSERT(t2 > t1);
 	be->ops->lease_release(l);
 	ASSERT_EQ(be->ops->lease_held(l2), 1);
@@ -833,8 +834,11 @@ TEST(a_stopped_redis_makes_every_call_time_out)
 {
 	larder *db = db_open();
 	char u[600], pidfile[300];
-	snprintf(u, sizeof u, "%s?timeout_ms=300", uri);
-	struct ldr_backend *be = be_open_uri(db, u);
+	/* The setup and the last read with the default timeout; the
+	 * calls to the stopped server with a short one (opened while it
+	 * runs). */
+	snprintf(u, sizeof u, "%s?timeout_ms=500", uri);
+	struct ldr_backend *be = be_open(db);
 	struct ldr_name n;
 	name_of(&n, "stop", "k", "v");
 	uint8_t p[100];
@@ -848,11 +852,17 @@ TEST(a_stopped_redis_makes_every_call_time_out)
 	pid_t rpid = (pid_t)atol(text);
 	free(text);
 	ASSERT(rpid > 1);
-	ASSERT(kill(rpid, SIGSTOP) == 0);
 	/* The checks in a child, so that Redis is continued whatever they
-	 * find. */
+	 * find. Its backend is opened before the stop: its first call
+	 * times out on a kept connection, the next ones on new ones. */
+	int ready[2], go[2];
+	ASSERT(pipe(ready) == 0 && pipe(go) == 0);
 	pid_t kid = fork();
 	if (kid == 0) {
+		struct ldr_backend *shortbe = be_open_uri(db, u);
+		char c;
+		if (write(ready[1], "x", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(2);
 		uint8_t *got;
 		size_t len;
 		struct ldr_be_holder h;
@@ -861,19 +871,21 @@ TEST(a_stopped_redis_makes_every_call_time_out)
 		struct ldr_self me = self(db);
 		uint8_t *ver;
 		size_t vlen;
-		ASSERT_EQ(read_verified(be, &n, &got, &len), LARDER_ETIMEOUT);
+		ASSERT_EQ(read_verified(shortbe, &n, &got, &len),
+			  LARDER_ETIMEOUT);
 		ASSERT(strstr(larder_errmsg(db), "timed out"));
 		ASSERT(strstr(larder_errmsg(db), password) == NULL);
-		ASSERT_EQ(publish(be, &n, p, sizeof p, 100, 0, 0),
+		ASSERT_EQ(publish(shortbe, &n, p, sizeof p, 100, 0, 0),
 			  LARDER_ETIMEOUT);
-		ASSERT_EQ(be->ops->head_get(be, &n, &ver, &vlen),
+		ASSERT_EQ(shortbe->ops->head_get(shortbe, &n, &ver, &vlen),
 			  LARDER_ETIMEOUT);
-		ASSERT_EQ(be->ops->lease_observe(be, &n, &h), LARDER_ETIMEOUT);
-		ASSERT_EQ(be->ops->lease_acquire(be, &n, &me, 1000, 250, &lease,
-						 &t, &h),
+		ASSERT_EQ(shortbe->ops->lease_observe(shortbe, &n, &h),
+			  LARDER_ETIMEOUT);
+		ASSERT_EQ(shortbe->ops->lease_acquire(shortbe, &n, &me, 1000,
+						      250, &lease, &t, &h),
 			  LARDER_ETIMEOUT);
 		struct ldr_be_stats st;
-		ASSERT_EQ(be->ops->stats(be, &st), LARDER_ETIMEOUT);
+		ASSERT_EQ(shortbe->ops->stats(shortbe, &st), LARDER_ETIMEOUT);
 		ASSERT_EQ(st.reachable, 0);
 		/* A fresh connection too (connect is accepted by the
 		 * kernel; AUTH is what times out). */
@@ -881,9 +893,14 @@ TEST(a_stopped_redis_makes_every_call_time_out)
 		ASSERT_EQ(ldr_be_redis_ops.open(&be2, db, u), LARDER_ETIMEOUT);
 		_exit(0);
 	}
+	char c;
+	ASSERT(kid > 0 && read(ready[0], &c, 1) == 1);
+	int stopped = kill(rpid, SIGSTOP) == 0;
+	ASSERT(write(go[1], "x", 1) == 1);
 	int st;
 	int w = waitpid(kid, &st, 0);
 	kill(rpid, SIGCONT);
+	ASSERT(stopped);
 	ASSERT(w == kid);
 	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	/* Back: the next call reconnects. */
