@@ -1068,3 +1068,35 @@ TEST(sentinel_finds_the_master_waits_for_replicas_and_follows_a_failover)
 	larder_close(db);
 	redis_run_stop(&rr);
 }
+
+TEST(a_flushed_script_cache_and_a_killed_connection_are_survived)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_name n;
+	name_of(&n, "re", "k", "v");
+	uint8_t p[3000];
+	test_fill_pattern(p, sizeof p, 31);
+	ASSERT_RC(db, publish(be, &n, p, sizeof p, 1000, 0, 0), 0);
+	/* The server forgets the scripts (a restart, a failover): EVALSHA
+	 * says NOSCRIPT, and EVAL runs them. */
+	redis_cli("script flush");
+	ASSERT_RC(db, be->ops->head_set(be, &n, 0), 0);
+	uint8_t *ver;
+	size_t vlen;
+	ASSERT_RC(db, be->ops->head_get(be, &n, &ver, &vlen), 0);
+	ASSERT_MEM_EQ(ver, "v", 1);
+	free(ver);
+	/* The server closes every client connection: the kept one is
+	 * found broken by the next command, which reconnects once. */
+	redis_cli("client kill type normal");
+	uint8_t *got;
+	size_t len;
+	ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
+	ASSERT_MEM_EQ(got, p, sizeof p);
+	free(got);
+	redis_cli("client kill type normal");
+	ASSERT_EQ(be->ops->remove(be, &n, NULL), 1);
+	be->ops->close(be);
+	larder_close(db);
+}
