@@ -362,7 +362,11 @@ TEST(publish_then_read_is_byte_exact)
 {
 	larder *db = db_open();
 	struct ldr_backend *be = be_open(db);
-	size_t sizes[] = {0, 4096, 5u << 20, (8u << 20) + 1};
+	/* Inline in the manifest up to 256 KiB, then in chunks of 4 MiB;
+	 * the edges on either side. */
+	size_t sizes[] = {
+	    0,	      4096,	256u << 10,    (256u << 10) + 1, (4u << 20) - 1,
+	    4u << 20, 5u << 20, (8u << 20) + 1};
 	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
 		char ver[32];
 		snprintf(ver, sizeof ver, "v%zu", sizes[i]);
@@ -383,7 +387,7 @@ TEST(publish_then_read_is_byte_exact)
 	/* The namespace and its entries are listed. */
 	int count = 0;
 	ASSERT_RC(db, be->ops->walk(be, "ns1", count_cb, &count), 0);
-	ASSERT_EQ(count, 4);
+	ASSERT_EQ(count, 8);
 	be->ops->close(be);
 	larder_close(db);
 }
@@ -394,31 +398,36 @@ TEST(first_writer_wins_between_two_stages)
 	struct ldr_backend *be = be_open(db);
 	struct ldr_name n;
 	name_of(&n, "fw", "k", "v1");
-	uint8_t a[100000], b[100000];
-	test_fill_pattern(a, sizeof a, 1);
-	test_fill_pattern(b, sizeof b, 2);
+	/* Over one chunk each (4 MiB): chunks under two stage names. */
+	size_t big = (5u << 20) + 1000;
+	uint8_t *a = xmalloc(big), *b = xmalloc(big);
+	test_fill_pattern(a, big, 1);
+	test_fill_pattern(b, big, 2);
 	struct ldr_stage *sa, *sb;
 	ASSERT_RC(db, be->ops->stage_begin(be, &n, NULL, &sa), 0);
 	ASSERT_RC(db, be->ops->stage_begin(be, &n, NULL, &sb), 0);
-	struct iovec va = {a, sizeof a}, vb = {b, sizeof b};
+	struct iovec va = {a, big}, vb = {b, big};
 	ASSERT_RC(db, be->ops->stage_write(sa, &va, 1), 0);
 	ASSERT_RC(db, be->ops->stage_write(sb, &vb, 1), 0);
 	uint8_t sum[16];
 	size_t hl;
-	ldr_xxh128(b, sizeof b, sum);
-	uint8_t *hb = header(&n, sizeof b, sum, 0, &hl);
+	ldr_xxh128(b, big, sum);
+	uint8_t *hb = header(&n, big, sum, 0, &hl);
 	ASSERT_RC(db, be->ops->stage_commit(sb, hb, hl, 0, 0), 0);
 	free(hb);
-	ldr_xxh128(a, sizeof a, sum);
-	uint8_t *ha = header(&n, sizeof a, sum, 0, &hl);
+	ldr_xxh128(a, big, sum);
+	uint8_t *ha = header(&n, big, sum, 0, &hl);
 	ASSERT_RC(db, be->ops->stage_commit(sa, ha, hl, 0, 0), LARDER_EXISTS);
 	free(ha);
 	uint8_t *got;
 	size_t len;
 	ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
-	ASSERT_MEM_EQ(got, b, sizeof b);
+	ASSERT_EQ(len, big);
+	ASSERT_MEM_EQ(got, b, big);
 	free(got);
-	/* The loser's chunks are gone: only the winner's stay. */
+	free(a);
+	free(b);
+	/* The loser's chunks are gone: only the winner's two stay. */
 	char e[33], pat[128], out[64];
 	hexs(e, n.hash);
 	snprintf(pat, sizeof pat,
@@ -426,7 +435,7 @@ TEST(first_writer_wins_between_two_stages)
 		 "ARGV[1])\" 0 'larder:{%s}:c:*'",
 		 e);
 	redis_out(pat, out, sizeof out);
-	ASSERT_STR_EQ(out, "1");
+	ASSERT_STR_EQ(out, "2");
 	be->ops->close(be);
 	larder_close(db);
 }
@@ -519,28 +528,53 @@ static void tamper(const struct ldr_name *n, int del)
 	redis_cli(cmd);
 }
 
-TEST(a_tampered_chunk_fails_the_check_and_is_then_a_miss)
+/* Flip the last byte of the entry n's manifest (an inline entry's last
+ * payload byte) behind larder's back. */
+static void tamper_manifest(const struct ldr_name *n)
+{
+	char e[33], cmd[512];
+	hexs(e, n->hash);
+	snprintf(cmd, sizeof cmd,
+		 "eval \"local v = redis.call('get', KEYS[1]) "
+		 "local c = string.char((string.byte(v, -1) + 1) %% 256) "
+		 "return redis.call('set', KEYS[1], string.sub(v, 1, -2) .. c, "
+		 "'keepttl')\" 1 'larder:{%s}:m'",
+		 e);
+	redis_cli(cmd);
+}
+
+TEST(a_tampered_entry_fails_the_check_and_is_then_a_miss)
 {
 	larder *db = db_open();
 	struct ldr_backend *be = be_open(db);
 	struct ldr_name n;
 	name_of(&n, "bad", "k", "v");
-	uint8_t p[50000];
-	test_fill_pattern(p, sizeof p, 3);
-	ASSERT_RC(db, publish(be, &n, p, sizeof p, sizeof p, 0, 0), 0);
-	tamper(&n, 0);
-	uint8_t *got;
-	size_t len;
-	/* The backend hands the bytes over; the caller's check refuses
-	 * them and rejects the entry. */
-	ASSERT_EQ(read_verified(be, &n, &got, &len),
-		  100 + LARDER_STATE_CORRUPT);
-	ASSERT_EQ(read_verified(be, &n, &got, &len), LARDER_ENOTFOUND);
-	/* And it can be published again. */
-	ASSERT_RC(db, publish(be, &n, p, sizeof p, 1000, 0, 0), 0);
-	ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
-	ASSERT_MEM_EQ(got, p, sizeof p);
-	free(got);
+	/* An entry inline in its manifest, and one in chunks. */
+	size_t sizes[2] = {50000, 5u << 20};
+	for (int k = 0; k < 2; k++) {
+		size_t size = sizes[k];
+		uint8_t *p = xmalloc(size);
+		test_fill_pattern(p, size, 3);
+		ASSERT_RC(db, publish(be, &n, p, size, 65536, 0, 0), 0);
+		if (k == 0)
+			tamper_manifest(&n);
+		else
+			tamper(&n, 0);
+		uint8_t *got;
+		size_t len;
+		/* The backend hands the bytes over; the caller's check
+		 * refuses them and rejects the entry. */
+		ASSERT_EQ(read_verified(be, &n, &got, &len),
+			  100 + LARDER_STATE_CORRUPT);
+		ASSERT_EQ(read_verified(be, &n, &got, &len), LARDER_ENOTFOUND);
+		/* And it can be published again. */
+		ASSERT_RC(db, publish(be, &n, p, size, 1000, 0, 0), 0);
+		ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
+		ASSERT_MEM_EQ(got, p, size);
+		free(got);
+		ASSERT_EQ(be->ops->remove(be, &n, NULL), 1);
+		free(p);
+	}
 	be->ops->close(be);
 	larder_close(db);
 }
@@ -577,10 +611,12 @@ TEST(ttl_becomes_pexpire_and_an_expired_entry_is_a_miss)
 	struct ldr_backend *be = be_open(db);
 	struct ldr_name n;
 	name_of(&n, "ttl", "k", "v");
-	uint8_t p[5000];
-	test_fill_pattern(p, sizeof p, 5);
+	/* Over a chunk: the manifest and the chunks each get the TTL. */
+	size_t size = 5u << 20;
+	uint8_t *p = xmalloc(size);
+	test_fill_pattern(p, size, 5);
 	int64_t expires = now_ns() + 1500 * 1000000ll;
-	ASSERT_RC(db, publish(be, &n, p, sizeof p, sizeof p, expires, 0), 0);
+	ASSERT_RC(db, publish(be, &n, p, size, 1u << 20, expires, 0), 0);
 	char e[33], cmd[256], out[64];
 	hexs(e, n.hash);
 	snprintf(cmd, sizeof cmd, "pttl 'larder:{%s}:m'", e);
@@ -596,7 +632,8 @@ TEST(ttl_becomes_pexpire_and_an_expired_entry_is_a_miss)
 	/* An entry without a TTL gets none. */
 	struct ldr_name n2;
 	name_of(&n2, "ttl", "k", "forever");
-	ASSERT_RC(db, publish(be, &n2, p, sizeof p, sizeof p, 0, 0), 0);
+	ASSERT_RC(db, publish(be, &n2, p, 5000, 5000, 0, 0), 0);
+	free(p);
 	hexs(e, n2.hash);
 	snprintf(cmd, sizeof cmd, "pttl 'larder:{%s}:m'", e);
 	redis_out(cmd, out, sizeof out);

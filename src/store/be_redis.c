@@ -8,6 +8,7 @@
  * Keys (P the prefix, E the entry's name hash and K the (ns, key) hash,
  * 32 hex each, as hash tags so that one entry's keys share a slot):
  *   P{E}:m            manifest: one text line, then the entry's header
+ *                     (and the payload of an entry under one chunk)
  *   P{E}:c:<stage>:<i> payload chunk i of the writer <stage>
  *   P{K}:h  head hint (head.c's hint bytes) + the setter's token (20 digits)
  *   P{K}:l  lease record; P{K}:f fencing counter; P{K}:p commit channel
@@ -52,6 +53,13 @@
 /* How long a stage's chunks live before their commit: a writer that
  * dies leaves nothing behind for longer. */
 #define STAGING_MS (3600ull * 1000)
+/* The largest payload kept inline in its manifest. Larger ones go in
+ * chunks: a plain SET of a chunk costs less than passing the bytes
+ * through the Lua commit (which copies them), and the extra round trip
+ * of a read vanishes against the transfer. */
+#define INLINE_MAX (256u << 10)
+/* A stage's first buffer; doubled up to CHUNK as the payload grows. */
+#define BUF_FIRST (64u << 10)
 /* Idle connections a handle keeps. */
 #define POOL 4
 
@@ -402,8 +410,10 @@ static int parse_manifest(const char *p, size_t len, struct manifest *m)
 	    strlen(st) != 32)
 		return -1;
 	m->line = ll + 1;
-	if (cs == 0 || cs > (64u << 20) || hl != len - m->line ||
-	    n != (sl + cs - 1) / cs)
+	/* n == 0: the payload follows the header in the manifest. */
+	if (cs == 0 || cs > (64u << 20) ||
+	    (n == 0 ? len - m->line != hl + sl
+		    : hl != len - m->line || n != (sl + cs - 1) / cs))
 		return -1;
 	memcpy(m->stage, st, 33);
 	m->chunk = cs;
@@ -509,7 +519,8 @@ static int r_read(struct ldr_backend *be, const struct ldr_name *n, int how,
 			      total);
 		goto out;
 	}
-	memcpy(buf + pre, r->str + m.line, m.hlen);
+	/* An inline entry is all here; the chunks' loops below are empty. */
+	memcpy(buf + pre, r->str + m.line, m.n ? m.hlen : total);
 	tagged(pfx, sizeof pfx, b, n->hash, ":c:");
 	/* Every chunk's GET before the first reply: one round trip. */
 	for (uint64_t i = 0; i < m.n; i++) {
@@ -604,7 +615,8 @@ struct rstage {
 	uint8_t *ver;
 	char stage[33];
 	char pfx[KEYMAX];
-	uint8_t *buf; /* the chunk being filled */
+	uint8_t *buf; /* the chunk being filled: cap bytes, grown to CHUNK */
+	size_t cap;
 	size_t blen;
 	uint64_t nchunks, stored;
 	int failed; /* a write failed: commit refuses */
@@ -625,7 +637,7 @@ static int r_stage_begin(struct ldr_backend *be, const struct ldr_name *n,
 	struct rstage *s = calloc(1, sizeof *s);
 	if (!s || !(s->ns = strdup(n->ns)) ||
 	    !(s->ver = malloc(n->vlen ? n->vlen : 1)) ||
-	    !(s->buf = malloc(CHUNK))) {
+	    !(s->buf = malloc(s->cap = BUF_FIRST))) {
 		if (s) {
 			free(s->ns);
 			free(s->ver);
@@ -681,6 +693,20 @@ static int flush_chunk(struct rstage *s)
 	return 0;
 }
 
+/* Double the buffer, up to a chunk: a small entry never pays for a
+ * 4 MiB allocation (a mapping, its page faults and its unmapping). */
+static int grow(struct rstage *s)
+{
+	size_t cap = s->cap * 2 < CHUNK ? s->cap * 2 : CHUNK;
+	uint8_t *b = realloc(s->buf, cap);
+	if (!b)
+		return ldr_fail(s->b->base.db, LARDER_ENOMEM, ENOMEM,
+				"out of memory");
+	s->buf = b;
+	s->cap = cap;
+	return 0;
+}
+
 static int r_stage_write(struct ldr_stage *st, const struct iovec *iov,
 			 int iovcnt)
 {
@@ -700,8 +726,10 @@ static int r_stage_write(struct ldr_stage *st, const struct iovec *iov,
 		}
 		s->stored += len;
 		while (len && !rc) {
+			if (s->blen == s->cap && (rc = grow(s)))
+				break;
 			size_t k =
-			    CHUNK - s->blen < len ? CHUNK - s->blen : len;
+			    s->cap - s->blen < len ? s->cap - s->blen : len;
 			memcpy(s->buf + s->blen, p, k);
 			s->blen += k;
 			p += k;
@@ -817,7 +845,11 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 		goto out;
 	}
 	ldr_rconn_begin(s->c);
-	if (s->blen && (rc = flush_chunk(s)))
+	/* An entry smaller than a chunk, still all in the buffer, goes
+	 * inline in its manifest: one round trip to publish, one to read. */
+	int inl = s->nchunks == 0 && s->blen <= INLINE_MAX;
+	size_t extra = inl ? s->blen : 0;
+	if (!inl && s->blen && (rc = flush_chunk(s)))
 		goto out;
 	while (s->c->pending)
 		if ((rc = chunk_reply(s)))
@@ -834,12 +866,14 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 	    snprintf(line, sizeof line,
 		     "larder-manifest 1 %s %u %" PRIu64 " %" PRIu64 " %zu\n",
 		     s->stage, CHUNK, s->nchunks, s->stored, hlen);
-	if (!(man = malloc((size_t)ll + hlen))) {
+	if (!(man = malloc((size_t)ll + hlen + extra))) {
 		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
 		goto out;
 	}
 	memcpy(man, line, (size_t)ll);
 	memcpy(man + ll, hdr, hlen);
+	if (extra)
+		memcpy(man + ll + hlen, s->buf, extra);
 	char m[KEYMAX], ns[KEYMAX], set[KEYMAX + LDR_MAX_NS], ch[KEYMAX],
 	    ttls[24], e[33];
 	tagged(m, sizeof m, b, s->n.hash, ":m");
@@ -849,9 +883,15 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 	snprintf(ttls, sizeof ttls, "%" PRIu64, ttl);
 	hex32(e, s->n.hash);
 	const char *argv[9] = {m, ns, set, ch, man, s->pfx, ttls, s->ns, e};
-	size_t lens[9] = {strlen(m),	strlen(ns),	   strlen(set),
-			  strlen(ch),	(size_t)ll + hlen, strlen(s->pfx),
-			  strlen(ttls), strlen(s->ns),	   32};
+	size_t lens[9] = {strlen(m),
+			  strlen(ns),
+			  strlen(set),
+			  strlen(ch),
+			  (size_t)ll + hlen + extra,
+			  strlen(s->pfx),
+			  strlen(ttls),
+			  strlen(s->ns),
+			  32};
 	if ((rc = ldr_rconn_eval(s->c, &commit_lua, &r, 4, 9, argv, lens)))
 		goto out;
 	if (r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_STRING) {
