@@ -77,6 +77,11 @@ struct rbe {
 	struct ldr_rconn *idle[POOL];
 	int nidle;
 	int reachable;
+	/* A stage buffer kept from the last publish (under mu): a fresh one
+	 * of a few MiB is a mapping whose every page faults as it fills,
+	 * which cost more than the copy itself. */
+	uint8_t *spare;
+	size_t spare_cap;
 };
 
 /* ---------------------------------------------------------------------- */
@@ -339,6 +344,7 @@ static void r_close(struct ldr_backend *be)
 		ldr_rconn_close(b->idle[i]);
 		free(b->idle[i]);
 	}
+	free(b->spare);
 	pthread_mutex_destroy(&b->mu);
 	/* The password does not outlive the handle in freed memory. */
 	memset(b->cfg.password, 0, sizeof b->cfg.password);
@@ -628,6 +634,30 @@ static int refuse_full(struct rbe *b)
 			(unsigned long long)(b->cfg.max_entry >> 20));
 }
 
+static uint8_t *spare_take(struct rbe *b, size_t *cap)
+{
+	pthread_mutex_lock(&b->mu);
+	uint8_t *p = b->spare;
+	*cap = b->spare_cap;
+	b->spare = NULL;
+	pthread_mutex_unlock(&b->mu);
+	if (!p)
+		p = malloc(*cap = BUF_FIRST);
+	return p;
+}
+
+static void spare_give(struct rbe *b, uint8_t *p, size_t cap)
+{
+	pthread_mutex_lock(&b->mu);
+	if (!b->spare) {
+		b->spare = p;
+		b->spare_cap = cap;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&b->mu);
+	free(p);
+}
+
 static int r_stage_begin(struct ldr_backend *be, const struct ldr_name *n,
 			 const larder_put_opts *po, struct ldr_stage **out)
 {
@@ -637,7 +667,7 @@ static int r_stage_begin(struct ldr_backend *be, const struct ldr_name *n,
 	struct rstage *s = calloc(1, sizeof *s);
 	if (!s || !(s->ns = strdup(n->ns)) ||
 	    !(s->ver = malloc(n->vlen ? n->vlen : 1)) ||
-	    !(s->buf = malloc(s->cap = BUF_FIRST))) {
+	    !(s->buf = spare_take(b, &s->cap))) {
 		if (s) {
 			free(s->ns);
 			free(s->ver);
@@ -747,7 +777,8 @@ static void stage_free(struct rstage *s, int rc)
 {
 	if (s->c)
 		give(s->b, s->c, rc);
-	free(s->buf);
+	if (s->buf)
+		spare_give(s->b, s->buf, s->cap);
 	free(s->ns);
 	free(s->ver);
 	free(s);
