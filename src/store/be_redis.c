@@ -1360,7 +1360,10 @@ struct look {
 	char rec[LDR_LEASE_TEXT_MAX];
 };
 
-static int look(struct rbe *b, const struct ldr_name *n, struct look *lk)
+/* ...within the wait's end too (CLOCK_MONOTONIC ms): a wait on a server
+ * that does not answer ends at max_ms, not a timeout later. */
+static int look(struct rbe *b, const struct ldr_name *n, struct look *lk,
+		int64_t end)
 {
 	char m[KEYMAX], l[KEYMAX];
 	tagged(m, sizeof m, b, n->hash, ":m");
@@ -1368,6 +1371,9 @@ static int look(struct rbe *b, const struct ldr_name *n, struct look *lk)
 	struct ldr_rconn *c = take(b);
 	if (!c)
 		return LARDER_ENOMEM;
+	int clamped = c->deadline > end;
+	if (clamped)
+		c->deadline = end;
 	const char *e[2] = {"EXISTS", m}, *g[2] = {"GET", l};
 	redisReply *r = NULL, *lr = NULL;
 	int rc;
@@ -1387,7 +1393,7 @@ static int look(struct rbe *b, const struct ldr_name *n, struct look *lk)
 out:
 	ldr_rreply_free(r);
 	ldr_rreply_free(lr);
-	give(b, c, rc);
+	give(b, c, clamped && rc == LARDER_ETIMEOUT ? 0 : rc);
 	return rc;
 }
 
@@ -1417,7 +1423,7 @@ static int r_wait(struct ldr_backend *be, const struct ldr_name *n,
 	int64_t end = (int64_t)ldr_mono_ms() + (int64_t)max_ms;
 	struct look first, now;
 	int rc = 0;
-	if (look(b, n, &first))
+	if (look(b, n, &first, end))
 		memset(&first, 0, sizeof first);
 	/* The subscriber: its own connection, since a subscribed one takes
 	 * no other command. */
@@ -1427,13 +1433,17 @@ static int r_wait(struct ldr_backend *be, const struct ldr_name *n,
 	tagged(ch, sizeof ch, b, n->khash, ":p");
 	const char *argv[2] = {"SUBSCRIBE", ch};
 	redisReply *r = NULL;
+	ldr_rconn_begin(&sc);
+	if (sc.deadline > end)
+		sc.deadline = end;
 	int sub = ldr_rconn_cmd(&sc, &r, "SUBSCRIBE", 2, argv, NULL) == 0;
 	ldr_rreply_free(r);
 	r = NULL;
 	ldr_clear_error(be->db); /* without it, waiting polls: no failure */
 	/* Look once more: a publish between the caller's miss and the
 	 * subscribe sent no message we could get. */
-	if (first.entry || (look(b, n, &now) == 0 && changed(&first, &now)))
+	if (first.entry ||
+	    (look(b, n, &now, end) == 0 && changed(&first, &now)))
 		goto out;
 	int64_t step = 0;
 	for (;;) {
@@ -1466,7 +1476,7 @@ static int r_wait(struct ldr_backend *be, const struct ldr_name *n,
 				ldr_clear_error(be->db);
 			}
 		}
-		if (look(b, n, &now) == 0 && changed(&first, &now))
+		if (look(b, n, &now, end) == 0 && changed(&first, &now))
 			goto out;
 	}
 out:
