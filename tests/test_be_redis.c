@@ -51,6 +51,8 @@ struct redis_run {
 	int fd;
 };
 
+static void redis_run_stop(struct redis_run *r);
+
 /* redis.sh start ARGS: its exit status (77: Redis cannot run here, the
  * reason in r->env). */
 static int redis_run_start(struct redis_run *r, const char *args)
@@ -62,27 +64,11 @@ static int redis_run_start(struct redis_run *r, const char *args)
 		snprintf(r->env, sizeof r->env, "mkdtemp: %s", strerror(errno));
 		return 1;
 	}
+	/* The guardian first: whatever happens from here on (a crash in
+	 * this program included), the servers are stopped. */
 	char b[128], cmd[600], out[128], err[128];
 	snprintf(b, sizeof b, "%s/redis", r->dir);
 	setenv("LARDER_REDIS_BASE", b, 1);
-	snprintf(out, sizeof out, "%s/env.out", r->dir);
-	snprintf(err, sizeof err, "%s/err", r->dir);
-	snprintf(cmd, sizeof cmd, "sh %s start %s >%s 2>%s", REDIS_SH, args,
-		 out, err);
-	int st = system(cmd);
-	int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
-	size_t len = 0;
-	uint8_t *text = read_file(rc == 0 ? out : err, &len);
-	snprintf(r->env, sizeof r->env, "%.*s", text ? (int)len : 0,
-		 text ? (char *)text : "");
-	free(text);
-	if (rc != 0) {
-		if (rc != 77)
-			fprintf(stderr, "redis.sh start %s: exit %d: %s\n",
-				args, rc, r->env);
-		test_sh("sh %s stop; rm -rf '%s'", REDIS_SH, r->dir);
-		return rc;
-	}
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) != 0) {
 		perror("pipe");
@@ -103,6 +89,24 @@ static int redis_run_start(struct redis_run *r, const char *args)
 	}
 	close(p[0]);
 	r->fd = p[1];
+	snprintf(out, sizeof out, "%s/env.out", r->dir);
+	snprintf(err, sizeof err, "%s/err", r->dir);
+	snprintf(cmd, sizeof cmd, "sh %s start %s >%s 2>%s", REDIS_SH, args,
+		 out, err);
+	int st = system(cmd);
+	int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+	size_t len = 0;
+	uint8_t *text = read_file(rc == 0 ? out : err, &len);
+	snprintf(r->env, sizeof r->env, "%.*s", text ? (int)len : 0,
+		 text ? (char *)text : "");
+	free(text);
+	if (rc != 0) {
+		if (rc != 77)
+			fprintf(stderr, "redis.sh start %s: exit %d: %s\n",
+				args, rc, r->env);
+		redis_run_stop(r);
+		return rc;
+	}
 	return 0;
 }
 
