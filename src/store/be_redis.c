@@ -1475,7 +1475,9 @@ struct rwait {
 			      * command */
 	int sub;	     /* the subscription stands */
 	struct look last;
-	int64_t step; /* the backoff, kept between calls */
+	int64_t step;	    /* the backoff, kept between calls */
+	int dead_told;	    /* the holder of `last` was told dead once */
+	struct ldr_self me; /* for the same-host judgement */
 };
 
 /* Look at the manifest and the lease, within `end` too (CLOCK_MONOTONIC
@@ -1535,6 +1537,15 @@ static int64_t next_step(int64_t step, int sub)
 	return step - (int64_t)(j % (uint16_t)(step / 4 + 1));
 }
 
+/* Whether the lease seen is held by a process of this host that is
+ * gone (parse_holder's judgement). */
+static int holder_dead(const struct rwait *w, const struct look *lk)
+{
+	struct ldr_be_holder h;
+	return lk->len && parse_holder(lk->rec, lk->len, -1, &w->me, &h) == 0 &&
+	       h.dead;
+}
+
 static int r_wait_begin(struct ldr_backend *be, const struct ldr_name *n,
 			struct ldr_be_wait **out)
 {
@@ -1548,6 +1559,7 @@ static int r_wait_begin(struct ldr_backend *be, const struct ldr_name *n,
 	tagged(w->m, sizeof w->m, b, n->hash, ":m");
 	tagged(w->l, sizeof w->l, b, n->khash, ":l");
 	w->has_ver = n->ver != NULL || n->vlen != 0;
+	ldr_self_get(&w->me, be->db->host);
 	ldr_rconn_init(&w->sc, be->db, &b->cfg);
 	char ch[KEYMAX];
 	tagged(ch, sizeof ch, b, n->khash, ":p");
@@ -1611,6 +1623,14 @@ static int r_wait(struct ldr_be_wait *bw, uint64_t max_ms,
 			ldr_clear_error(be->db); /* a failed look: poll on */
 		else if (changed(&w->last, &now)) {
 			w->last = now;
+			w->dead_told = 0;
+			w->step = 0;
+			return 0;
+		} else if (!w->dead_told && holder_dead(w, &now)) {
+			/* A killed holder's record stays until the server
+			 * expires it: told once, so that the caller judges
+			 * it dead and breaks it now. */
+			w->dead_told = 1;
 			w->step = 0;
 			return 0;
 		}
