@@ -27,3 +27,13 @@ target_compile_definitions(test_fill_clocks PRIVATE
 # hundreds of MiB (CTest runs the others two at a time).
 set_tests_properties(test_fill test_fill_hosts test_fill_clocks PROPERTIES
   RUN_SERIAL TRUE)
+
+# The on_redis_ tests of test_fill (elsewhere skipped) against a private
+# Redis: larder_get_or_fill through the Redis backend hung on the handle.
+if(LARDER_WITH_REDIS)
+  add_test(NAME test_fill_redis
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/redis/with_redis.sh
+                   $<TARGET_FILE:test_fill> on_redis_)
+  set_tests_properties(test_fill_redis PROPERTIES TIMEOUT 900
+                       SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+endif()
