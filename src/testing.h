@@ -12,11 +12,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "fmt.h"
 #include "fsutil.h"
 #include "larder.h"
 #include "lease.h"
 #include "naming.h"
+#ifdef LARDER_WITH_REDIS
+#include "redis_conn.h"
+#endif
 #include "slot.h"
 #include "sql.h"
 #include "sql_source.h"

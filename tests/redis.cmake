@@ -15,3 +15,21 @@ add_test(NAME redis_harness
 set_tests_properties(redis_harness PROPERTIES
   TIMEOUT 300
   SKIP_RETURN_CODE 77)
+
+# The Redis backend against a private Redis each run starts (redis.sh).
+if(LARDER_WITH_REDIS)
+  larder_test(test_be_redis test_be_redis.c)
+  target_compile_definitions(test_be_redis PRIVATE
+    REDIS_SH="${CMAKE_CURRENT_SOURCE_DIR}/redis/redis.sh")
+endif()
+
+# The seam's conformance suite (test_backend, tests/unit.cmake) again on
+# a private Redis: with_redis.sh starts it, points LARDER_TEST_BACKEND at
+# it and stops it by pid; 77 (skipped) where Redis cannot run here.
+if(LARDER_WITH_REDIS)
+  add_test(NAME test_backend_redis
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/redis/with_redis.sh
+                   $<TARGET_FILE:test_backend>)
+  set_tests_properties(test_backend_redis PROPERTIES TIMEOUT 900
+                       SKIP_RETURN_CODE 77)
+endif()

@@ -34,8 +34,22 @@ struct env {
 	struct ldr_backend *be;
 };
 
-/* The `where` of the last open_env on a server (with its prefix). */
-static char fresh[1200];
+/* A URI (Redis) names one server for every case: each case gets its own
+ * key prefix, named after its private directory, so that no case sees
+ * another's entries. Other `where` strings are returned as they are. */
+static const char *uri_of_case(const char *where)
+{
+	static char uri[1024];
+	if (!where || !strstr(where, "://"))
+		return where;
+	char dir[512];
+	snprintf(dir, sizeof dir, "%s", test_path("%s", ""));
+	dir[strlen(dir) - 1] = '\0'; /* its trailing '/' */
+	const char *base = strrchr(dir, '/');
+	snprintf(uri, sizeof uri, "%s%sprefix=%s:", where,
+		 strchr(where, '?') ? "&" : "?", base ? base + 1 : dir);
+	return uri;
+}
 
 static struct env open_env(void)
 {
@@ -55,16 +69,7 @@ static struct env open_env(void)
 			 strcmp(where, "dir") ? "tier:" : "", other);
 		where = tier;
 	}
-	static int opened;
-	if (where && strstr(where, "://")) {
-		/* A server kept between the cases (Redis): each case under
-		 * a key prefix of its own, so that none sees another's. */
-		snprintf(fresh, sizeof fresh, "%s%cprefix=t%ld-%d:", where,
-			 strchr(where, '?') ? '&' : '?', (long)getpid(),
-			 ++opened);
-		where = fresh;
-	}
-	ASSERT_RC(e.db, ldr_test_be_open(&e.be, e.db, where), 0);
+	ASSERT_RC(e.db, ldr_test_be_open(&e.be, e.db, uri_of_case(where)), 0);
 	return e;
 }
 
@@ -458,7 +463,7 @@ TEST(lease_of_a_dead_process_on_this_host_is_dead)
 		if (!where || !*where || !strcmp(where, "dir") ||
 		    !strcmp(where, "tier:dir"))
 			be = e.be; /* the same store, opened before the fork */
-		else if (ldr_test_be_open(&be, db, *fresh ? fresh : where) != 0)
+		else if (ldr_test_be_open(&be, db, uri_of_case(where)) != 0)
 			be = NULL;
 		struct ldr_be_lease *l;
 		struct ldr_be_holder *h;

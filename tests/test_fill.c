@@ -132,12 +132,59 @@ static void gate_open(struct gate *g)
 	close(g->fd[1]);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Through Redis                                                           */
+
+/* Set by the on_redis_ tests (before they fork): every handle they open
+ * fills through the Redis backend LARDER_TEST_BACKEND names (a redis://
+ * URI, as tests/redis/with_redis.sh sets it), hung on the handle. */
+static int use_redis;
+
+/* That URI, under a key prefix of this test's own (its private
+ * directory's name), so that no test sees another's keys. */
+static const char *redis_where(void)
+{
+	static char uri[1024];
+	const char *w = getenv("LARDER_TEST_BACKEND");
+	if (!w || !strstr(w, "://"))
+		return NULL;
+	char dir[512];
+	snprintf(dir, sizeof dir, "%s", test_path("%s", ""));
+	dir[strlen(dir) - 1] = '\0'; /* its trailing '/' */
+	const char *base = strrchr(dir, '/');
+	snprintf(uri, sizeof uri, "%s%sprefix=%s:", w,
+		 strchr(w, '?') ? "&" : "?", base ? base + 1 : dir);
+	return uri;
+}
+
+static void need_redis(void)
+{
+	if (!redis_where())
+		test_skip("LARDER_TEST_BACKEND names no Redis (run by "
+			  "test_fill_redis, tests/redis/with_redis.sh)");
+	use_redis = 1;
+}
+
+/* The test's store; in an on_redis_ test, with the Redis backend hung on
+ * the handle (larder_close closes it). */
+static larder *open_fill_store(void)
+{
+	larder *d = open_store();
+	if (use_redis) {
+		struct ldr_backend *be;
+		ASSERT_RC(d, ldr_test_be_open(&be, d, redis_where()), 0);
+		ldr_test_be_hang(d, be);
+	}
+	return d;
+}
+
 /* The herd's loader holds its load until every other member is seen
  * waiting (told through on_wait), so the test knows the herd met the lease:
  * each of the others must wait, none may hit or load. */
 #define HERD 16
 struct herd {
 	int waiting; /* members told LARDER_WAIT_START (shared memory) */
+	int n;	     /* members */
 	struct job j;
 };
 
@@ -153,12 +200,14 @@ static int herd_loader(larder_fill *fill, void *payload)
 	struct herd *h = payload;
 	/* A condition polled, not a time guessed: the harness's timeout
 	 * ends the test if the herd never gathers. */
-	while (__atomic_load_n(&h->waiting, __ATOMIC_SEQ_CST) < HERD - 1)
+	while (__atomic_load_n(&h->waiting, __ATOMIC_SEQ_CST) < h->n - 1)
 		sleep_us(1000);
 	return loader(fill, &h->j);
 }
 
-TEST(herd_of_16_loads_once)
+/* n members (at most HERD) fill one key at once: one loads, every other
+ * waits, and each checks every byte. */
+static void herd_loads_once(int n)
 {
 	larder *db = open_store();
 	larder_close(db);
@@ -167,16 +216,17 @@ TEST(herd_of_16_loads_once)
 			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ASSERT(h != MAP_FAILED);
 	h->waiting = 0;
+	h->n = n;
 	h->j = (struct job)JOB(side, 300000, 42);
 	struct gate g;
 	gate_init(&g);
 	pid_t kids[HERD];
-	for (int i = 0; i < HERD; i++) {
+	for (int i = 0; i < n; i++) {
 		kids[i] = fork();
 		ASSERT(kids[i] >= 0);
 		if (kids[i] == 0) {
 			gate_wait(&g);
-			larder *d = open_store();
+			larder *d = open_fill_store();
 			larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
 			/* Long enough that a loaded machine's late
 			 * heartbeat never makes the holder look dead. */
@@ -203,7 +253,7 @@ TEST(herd_of_16_loads_once)
 	}
 	gate_open(&g);
 	int filled = 0, waited = 0;
-	for (int i = 0; i < HERD; i++) {
+	for (int i = 0; i < n; i++) {
 		int st;
 		ASSERT_EQ(waitpid(kids[i], &st, 0), kids[i]);
 		ASSERT(WIFEXITED(st));
@@ -212,8 +262,14 @@ TEST(herd_of_16_loads_once)
 	}
 	ASSERT_EQ(test_count_lines(side), 1);
 	ASSERT_EQ(filled, 1);
-	ASSERT_EQ(waited, HERD - 1);
-	ASSERT_EQ(h->waiting, HERD - 1);
+	ASSERT_EQ(waited, n - 1);
+	ASSERT_EQ(h->waiting, n - 1);
+	munmap(h, sizeof *h);
+}
+
+TEST(herd_of_16_loads_once)
+{
+	herd_loads_once(HERD);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -257,7 +313,7 @@ static void fill_and_report(int fd, const char *key, const char *ver,
 {
 	struct report r;
 	memset(&r, 0, sizeof r);
-	larder *d = open_store();
+	larder *d = open_fill_store();
 	larder_entry *e = NULL;
 	r.rc =
 	    larder_get_or_fill(&e, &r.outcome, d, "default", key, strlen(key),
@@ -2125,4 +2181,166 @@ TEST(a_lease_longer_than_an_hour_is_refused)
 		  0);
 	larder_entry_release(e);
 	larder_close(db);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Through Redis (test_fill_redis: tests/redis/with_redis.sh runs the
+ * on_redis_ tests against a private Redis; elsewhere they skip)          */
+
+TEST(on_redis_herd_of_8_loads_once_every_byte_checked)
+{
+	need_redis();
+	herd_loads_once(8);
+	/* It went through Redis: the directory has no such entry, Redis
+	 * has it whole. */
+	larder *db = open_store();
+	larder_entry *e = NULL;
+	ASSERT_EQ(larder_get(&e, db, "default", "herd", 4, "v1", 2),
+		  LARDER_ENOTFOUND);
+	larder_close(db);
+	db = open_fill_store();
+	ASSERT_RC(db, larder_get(&e, db, "default", "herd", 4, "v1", 2), 0);
+	ASSERT_EQ(larder_entry_size(e), 300000);
+	ASSERT(test_check_pattern(larder_entry_data(e), 300000, 42));
+	larder_entry_release(e);
+	larder_close(db);
+}
+
+/* A filler SIGKILLed mid-load under a 30 s lease, with 8 waiters inside
+ * their wait: exactly one breaks the lease (its holder seen dead on this
+ * host, not waited out: the lease's record in Redis outlives the filler
+ * until the server expires it) and loads; the others wait for it. */
+TEST(on_redis_killed_filler_is_taken_over_by_one_of_8_waiters)
+{
+	need_redis();
+	int *waiting = mmap(NULL, sizeof *waiting, PROT_READ | PROT_WRITE,
+			    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT(waiting != MAP_FAILED);
+	*waiting = 0;
+	const size_t size = 200000;
+	const char *side = test_path("loads");
+	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
+	fo.lease_seconds = 30;
+	fo.on_wait = takeover_told;
+	fo.on_wait_payload = waiting;
+	int np[2], gp[2], frep;
+	ASSERT_EQ(pipe(np), 0);
+	ASSERT_EQ(pipe(gp), 0);
+	struct job fj = JOB(side, size, 7);
+	fj.note_fd = np[1];
+	fj.mid_fd = gp[0]; /* never written: it blocks mid-load */
+	pid_t filler = spawn_filler(&frep, "killed", "v1", &fj, &fo);
+	close(np[1]);
+	await_note(np[0], 'H');
+	pid_t w[TAKEOVER_WAITERS];
+	int wrep[TAKEOVER_WAITERS];
+	for (int i = 0; i < TAKEOVER_WAITERS; i++) {
+		struct job j = JOB(side, size, 7);
+		w[i] = spawn_filler(&wrep[i], "killed", "v1", &j, &fo);
+	}
+	/* A condition polled, not a time guessed. */
+	while (__atomic_load_n(waiting, __ATOMIC_SEQ_CST) < TAKEOVER_WAITERS)
+		sleep_us(1000);
+	ASSERT_EQ(kill(filler, SIGKILL), 0);
+	int st;
+	/* Reaped: a zombie still looks alive to kill(pid, 0). */
+	ASSERT_EQ(waitpid(filler, &st, 0), filler);
+	ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	int filled = 0, waited = 0, breaks = 0;
+	for (int i = 0; i < TAKEOVER_WAITERS; i++) {
+		struct report r;
+		/* Within the lease: a report after it could be the
+		 * server's expiry, which the breaks below rule out. */
+		if (!read_report(wrep[i], &r, 30000 - 1000))
+			test_fail(__FILE__, __LINE__, "waiter %d hangs", i);
+		close(wrep[i]);
+		expect_exit0(w[i]);
+		if (r.rc != 0 || !r.ok)
+			test_fail(__FILE__, __LINE__,
+				  "waiter %d: rc %d ok %d: %s", i, r.rc, r.ok,
+				  r.err);
+		filled += r.outcome == LARDER_FILLED;
+		waited += r.outcome == LARDER_WAITED;
+		breaks += (int)r.breaks;
+	}
+	close(frep);
+	close(np[0]);
+	close(gp[0]);
+	close(gp[1]);
+	ASSERT_EQ(filled, 1);
+	ASSERT_EQ(waited, TAKEOVER_WAITERS - 1);
+	/* Broken once, by the dead-holder judgement: the server's expiry
+	 * (30 s) counts no break. */
+	ASSERT_EQ(breaks, 1);
+	ASSERT_EQ(test_count_lines(side), 2); /* the killed load, and one */
+	munmap(waiting, sizeof *waiting);
+}
+
+/* The longest wait any waiter was told of (shared memory). */
+static void longest_told(const larder_wait_info *info, void *payload)
+{
+	uint64_t *longest = payload;
+	uint64_t cur = __atomic_load_n(longest, __ATOMIC_SEQ_CST);
+	while (info->waited_ms > cur &&
+	       !__atomic_compare_exchange_n(longest, &cur, info->waited_ms, 0,
+					    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		;
+}
+
+/* A live filler renews its Redis lease without changing its record: its
+ * waiters must not judge it stale by their own clock (unchanged for a
+ * lease period), only the server's expiry frees it. The filler holds its
+ * load until the waiters have waited three lease periods. */
+TEST(on_redis_a_renewed_lease_is_never_broken_by_the_waiters_clock)
+{
+	need_redis();
+	uint64_t *longest = mmap(NULL, sizeof *longest, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT(longest != MAP_FAILED);
+	*longest = 0;
+	const double lease = 2.0;
+	const size_t size = 50000;
+	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
+	fo.lease_seconds = lease;
+	fo.heartbeat_seconds = 0.1;
+	fo.on_wait = longest_told;
+	fo.on_wait_payload = longest;
+	int frep, fnote, fgate;
+	pid_t filler =
+	    spawn_gated(&frep, &fnote, &fgate, "renewed", "v1", size, 3, &fo);
+	await_note(fnote, 'H');
+	enum { WAITERS = 2 };
+	pid_t w[WAITERS];
+	int wrep[WAITERS];
+	for (int i = 0; i < WAITERS; i++) {
+		struct job j = JOB(NULL, size, 3);
+		w[i] = spawn_filler(&wrep[i], "renewed", "v1", &j, &fo);
+	}
+	/* A condition polled: the waiters' own ticks say how long. */
+	while (__atomic_load_n(longest, __ATOMIC_SEQ_CST) <
+	       (uint64_t)(3 * lease * 1000))
+		sleep_us(10000);
+	open_gate(fgate);
+	struct report r;
+	ASSERT(read_report(frep, &r, 60000));
+	expect_exit0(filler);
+	if (r.rc != 0 || !r.ok)
+		test_fail(__FILE__, __LINE__, "filler: rc %d ok %d: %s", r.rc,
+			  r.ok, r.err);
+	ASSERT_EQ(r.outcome, LARDER_FILLED);
+	ASSERT_EQ(r.lost, 0);
+	for (int i = 0; i < WAITERS; i++) {
+		struct report q;
+		ASSERT(read_report(wrep[i], &q, 60000));
+		expect_exit0(w[i]);
+		if (q.rc != 0 || !q.ok)
+			test_fail(__FILE__, __LINE__, "waiter %d: rc %d: %s", i,
+				  q.rc, q.err);
+		ASSERT_EQ(q.outcome, LARDER_WAITED);
+		ASSERT_EQ(q.breaks, 0);
+		close(wrep[i]);
+	}
+	close(frep);
+	close(fnote);
+	munmap(longest, sizeof *longest);
 }

@@ -576,8 +576,14 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		}
 		uint64_t now = ldr_mono_ms();
 		if (!holder.blind) {
-			if (!ldr_be_holder_same(&holder, &seen)) {
-				seen = holder; /* alive: it changed */
+			/* Alive: it changed; or the backend keeps the
+			 * lease's clock (ttl_ms >= 0), and a record that
+			 * is still there is one the server has not expired,
+			 * however long it stays the same (a renewal does not
+			 * change it). */
+			if (!ldr_be_holder_same(&holder, &seen) ||
+			    holder.ttl_ms >= 0) {
+				seen = holder;
 				seen_at = now;
 			}
 			/* A record names its holder and its lease period.
@@ -598,7 +604,10 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 			/* Stale when its holder is certainly gone (same
 			 * host), or, where the backend keeps no clock of
 			 * its own (ttl_ms -1), nothing changed for a full
-			 * lease period by ours. */
+			 * lease period by ours. A lease the backend times
+			 * (ttl_ms >= 0) is never judged by our clock: it is
+			 * gone when the server expires it, and the next
+			 * acquire takes it. */
 			int stale = dead || (seen.ttl_ms < 0 &&
 					     now - seen_at >= period);
 			int broke =

@@ -1,0 +1,224 @@
+/*
+ * bench_redis.c — what the Redis backend (src/store/be_redis.c) costs
+ * against bare hiredis commands on the same server, in the same run:
+ * a verified read (manifest, chunks pipelined, assembled, the payload
+ * hashed by ldr_entry_check) against one bare GET of the same bytes, and
+ * a publish (chunks pipelined, the Lua commit) against one bare SET.
+ * Issue 14's targets: a verified hit ≤ 1.3× a bare GET; a fill ≤ 1.5× a
+ * bare SET.
+ *
+ *   sh bench/redis_bench.sh BUILD [--quick]
+ *
+ * starts a private Redis (tests/redis/redis.sh) and runs this program
+ * with REDIS_URI, REDIS_PORT and REDIS_PASSWORD set. Sizes 4 KiB, 1 MiB
+ * and 64 MiB; each round times every method in a fresh random order
+ * (bench.h), and the medians are printed with their ratios.
+ */
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "bench.h"
+#include "testing.h"
+
+enum { M_GET, M_READ, M_SET, M_PUB, M_N };
+static const char *const mname[M_N] = {"bare GET", "verified read", "bare SET",
+				       "publish"};
+
+static redisContext *rc;
+static struct ldr_backend *be;
+static larder *db;
+static uint64_t serial;
+
+static char dir[] = "/tmp/larder-bench-redis-store.XXXXXX";
+
+/* The store's directory goes however the program ends (die exits). */
+static void cleanup(void)
+{
+	char cmd[100];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "bench_redis: could not remove %s\n", dir);
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "bench_redis: %s: %s\n", what,
+		db ? larder_errmsg(db) : "");
+	exit(1);
+}
+
+static void name_of(struct ldr_name *n, const char *key, const char *ver)
+{
+	memset(n, 0, sizeof *n);
+	n->ns = "bench";
+	n->key = key;
+	n->klen = strlen(key);
+	n->ver = ver;
+	n->vlen = strlen(ver);
+	ldr_head_hash(n->ns, key, n->klen, n->khash);
+	ldr_entry_hash(n->ns, key, n->klen, ver, n->vlen, n->hash);
+}
+
+static int publish(const struct ldr_name *n, const uint8_t *p, size_t len)
+{
+	struct ldr_stage *s;
+	if (be->ops->stage_begin(be, n, NULL, &s))
+		die("stage_begin");
+	/* As a writer feeds it: 1 MiB at a time. */
+	for (size_t at = 0; at < len; at += 1u << 20) {
+		struct iovec v = {(uint8_t *)p + at,
+				  len - at < (1u << 20) ? len - at : 1u << 20};
+		if (be->ops->stage_write(s, &v, 1))
+			die("stage_write");
+	}
+	ldr_hdr h;
+	memset(&h, 0, sizeof h);
+	h.hdr_len = (uint32_t)ldr_hdr_padded_len(
+	    ldr_hdr_min_len(5, (uint32_t)n->klen, (uint32_t)n->vlen, 0), 0);
+	h.stored_len = h.raw_len = len;
+	h.created = 1;
+	ldr_xxh128(p, len, h.payload_hash);
+	h.ns = (const uint8_t *)n->ns;
+	h.ns_len = 5;
+	h.key = n->key;
+	h.key_len = (uint32_t)n->klen;
+	h.ver = n->ver;
+	h.ver_len = (uint32_t)n->vlen;
+	uint8_t hdr[512];
+	ldr_hdr_encode(&h, hdr);
+	return be->ops->stage_commit(s, hdr, h.hdr_len, LDR_BE_NO_HEAD, 0);
+}
+
+/* One timed operation of method m on `size` bytes at p; ns. */
+static double run(int m, const uint8_t *p, size_t size,
+		  const struct ldr_name *hit)
+{
+	char key[32];
+	snprintf(key, sizeof key, "bare:%zu", size);
+	int64_t t0 = now_ns(), t1;
+	if (m == M_GET) {
+		redisReply *r = redisCommand(rc, "GET %s", key);
+		t1 = now_ns();
+		if (!r || r->type != REDIS_REPLY_STRING || r->len != size)
+			die("bare GET");
+		freeReplyObject(r);
+	} else if (m == M_READ) {
+		struct ldr_file f;
+		if (be->ops->read(be, hit, LDR_LOAD_WHOLE, 0, &f))
+			die("read");
+		ldr_hdr h;
+		const char *why;
+		if (ldr_entry_check(
+			db, &f, "redis", hit->ns, hit->key, hit->klen, hit->ver,
+			hit->vlen, LDR_CHECK_HASH, &h, &why) != LARDER_STATE_OK)
+			die("check");
+		ldr_file_free(&f);
+		t1 = now_ns();
+	} else if (m == M_SET) {
+		redisReply *r = redisCommand(rc, "SET %s %b", key, p, size);
+		t1 = now_ns();
+		if (!r || r->type == REDIS_REPLY_ERROR)
+			die("bare SET");
+		freeReplyObject(r);
+	} else {
+		char ver[32];
+		snprintf(ver, sizeof ver, "p%llu",
+			 (unsigned long long)++serial);
+		struct ldr_name n;
+		name_of(&n, "pub", ver);
+		t0 = now_ns();
+		if (publish(&n, p, size) != 0)
+			die("publish");
+		t1 = now_ns();
+		/* Untimed: keep the server's memory flat. */
+		be->ops->remove(be, &n, NULL);
+	}
+	return (double)(t1 - t0);
+}
+
+int main(int argc, char **argv)
+{
+	int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+	const char *uri = getenv("REDIS_URI"), *port = getenv("REDIS_PORT"),
+		   *pw = getenv("REDIS_PASSWORD");
+	if (!uri || !port || !pw) {
+		fprintf(stderr, "bench_redis: run it through "
+				"bench/redis_bench.sh\n");
+		return 2;
+	}
+	if (!mkdtemp(dir))
+		die("mkdtemp");
+	atexit(cleanup);
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	if (larder_open(&db, dir, &o))
+		die("larder_open");
+	if (ldr_be_redis_ops.open(&be, db, uri))
+		die("open the Redis backend");
+	struct timeval tv = {10, 0};
+	rc = redisConnectWithTimeout("127.0.0.1", atoi(port), tv);
+	if (!rc || rc->err)
+		die("connect");
+	redisSetTimeout(rc, tv);
+	redisReply *r = redisCommand(rc, "AUTH %s", pw);
+	if (!r || r->type == REDIS_REPLY_ERROR)
+		die("AUTH");
+	freeReplyObject(r);
+
+	size_t sizes[] = {4096, 1u << 20, 64u << 20};
+	int rounds_of[] = {quick ? 3 : 15, quick ? 3 : 9, quick ? 2 : 5};
+	int reps_of[] = {quick ? 20 : 300, quick ? 3 : 20, 1};
+	printf("%-8s %-14s %12s %8s\n", "size", "method", "median us", "ratio");
+	uint64_t rng = 0x9e3779b97f4a7c15ull;
+	for (int si = 0; si < 3; si++) {
+		size_t size = sizes[si];
+		uint8_t *p = malloc(size);
+		if (!p)
+			die("malloc");
+		for (size_t i = 0; i < size; i++)
+			p[i] = (uint8_t)(i * 2654435761u >> 13);
+		struct ldr_name hit;
+		char ver[32];
+		snprintf(ver, sizeof ver, "hit%zu", size);
+		name_of(&hit, "hit", ver);
+		if (publish(&hit, p, size) < 0)
+			die("publish the hit");
+		run(M_SET, p, size, &hit); /* the bare key exists */
+		int rounds = rounds_of[si], reps = reps_of[si];
+		double *v[M_N];
+		for (int m = 0; m < M_N; m++)
+			if (!(v[m] = malloc(sizeof(double) * (size_t)rounds)))
+				die("malloc");
+		for (int k = 0; k < rounds; k++) {
+			int order[M_N];
+			shuffle_order(order, M_N, &rng);
+			for (int j = 0; j < M_N; j++) {
+				int m = order[j];
+				double sum = 0;
+				for (int i = 0; i < reps; i++)
+					sum += run(m, p, size, &hit);
+				v[m][k] = sum / reps;
+			}
+		}
+		double med[M_N];
+		for (int m = 0; m < M_N; m++) {
+			qsort(v[m], (size_t)rounds, sizeof(double), cmp_double);
+			med[m] = pct(v[m], rounds, 0.5);
+		}
+		for (int m = 0; m < M_N; m++) {
+			double base = m <= M_READ ? med[M_GET] : med[M_SET];
+			printf("%-8zu %-14s %12.1f %8.2f\n", size, mname[m],
+			       med[m] / 1000, med[m] / base);
+			free(v[m]);
+		}
+		be->ops->remove(be, &hit, NULL);
+		free(p);
+	}
+	redisFree(rc);
+	be->ops->close(be);
+	larder_close(db);
+	return 0;
+}

@@ -1,0 +1,24 @@
+/*
+ * be_redis_off.c — the Redis backend in a build without it
+ * (LARDER_WITH_REDIS off): its table, whose open refuses with a message
+ * that says so, as the SQL sources do (docs/architecture.md).
+ */
+#include <string.h>
+
+#include "backend.h"
+#include "err.h"
+
+static int off_open(struct ldr_backend **out, larder *db, const char *where)
+{
+	*out = NULL;
+	return ldr_fail(db, LARDER_EINVAL, 0,
+			"cannot open a %.*s tier: larder was built without "
+			"Redis support (LARDER_WITH_REDIS)",
+			(int)strcspn(where, ":"), where);
+}
+
+const struct ldr_backend_ops ldr_be_redis_ops = {
+    .version = LDR_BACKEND_VERSION,
+    .kind = "redis",
+    .open = off_open,
+};

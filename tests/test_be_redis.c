@@ -1,0 +1,1151 @@
+/*
+ * test_be_redis.c — the Redis backend (src/store/be_redis.c,
+ * docs/backends.md section 3) against a private Redis that this program
+ * starts (tests/redis/redis.sh) and stops by pid, also when it dies: a
+ * guardian process holds a pipe from it and stops Redis when the pipe
+ * closes. Every read is verified as the library verifies it
+ * (ldr_entry_check, payload hashed); the backend itself never says
+ * "good". Skipped (77) only where Redis cannot be installed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "store_util.h"
+#include "testing.h"
+
+static int64_t now_ns(void);
+
+static char base[256];
+static char uri[512];
+static char password[128];
+static int port;
+static pid_t starter;
+
+static void env_val(const char *text, const char *name, char *out, size_t n)
+{
+	const char *p = strstr(text, name);
+	out[0] = '\0';
+	if (!p)
+		return;
+	p += strlen(name);
+	size_t l = strcspn(p, "\n");
+	snprintf(out, n, "%.*s", (int)(l < n ? l : n - 1), p);
+}
+
+/* A private Redis started by redis.sh, and the guardian that stops it
+ * when the pipe from its starter closes: when the starter ends, however
+ * it ends. */
+struct redis_run {
+	char dir[64]; /* mktemp -d; the base is dir/redis */
+	char env[4096];
+	pid_t guardian;
+	int fd;
+};
+
+static void redis_run_stop(struct redis_run *r);
+
+/* redis.sh start ARGS: its exit status (77: Redis cannot run here, the
+ * reason in r->env). */
+static int redis_run_start(struct redis_run *r, const char *args)
+{
+	memset(r, 0, sizeof *r);
+	r->guardian = -1;
+	snprintf(r->dir, sizeof r->dir, "/tmp/larder-be-redis.XXXXXX");
+	if (!mkdtemp(r->dir)) {
+		snprintf(r->env, sizeof r->env, "mkdtemp: %s", strerror(errno));
+		return 1;
+	}
+	/* The guardian first: whatever happens from here on (a crash in
+	 * this program included), the servers are stopped. */
+	char b[128], cmd[600], out[128], err[128];
+	snprintf(b, sizeof b, "%s/redis", r->dir);
+	setenv("LARDER_REDIS_BASE", b, 1);
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0) {
+		perror("pipe");
+		exit(1);
+	}
+	r->guardian = fork();
+	if (r->guardian == 0) {
+		/* Out of the test's process group, which the harness kills
+		 * when the test ends. */
+		setpgid(0, 0);
+		close(p[1]);
+		char c;
+		while (read(p[0], &c, 1) < 0 && errno == EINTR)
+			;
+		execlp("sh", "sh", "-c", "sh \"$0\" stop; rm -rf \"$1\"",
+		       REDIS_SH, r->dir, (char *)NULL);
+		_exit(127);
+	}
+	close(p[0]);
+	r->fd = p[1];
+	snprintf(out, sizeof out, "%s/env.out", r->dir);
+	snprintf(err, sizeof err, "%s/err", r->dir);
+	snprintf(cmd, sizeof cmd, "sh %s start %s >%s 2>%s", REDIS_SH, args,
+		 out, err);
+	int st = system(cmd);
+	int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+	size_t len = 0;
+	uint8_t *text = read_file(rc == 0 ? out : err, &len);
+	snprintf(r->env, sizeof r->env, "%.*s", text ? (int)len : 0,
+		 text ? (char *)text : "");
+	free(text);
+	if (rc != 0) {
+		if (rc != 77)
+			fprintf(stderr, "redis.sh start %s: exit %d: %s\n",
+				args, rc, r->env);
+		redis_run_stop(r);
+		return rc;
+	}
+	return 0;
+}
+
+static void redis_run_stop(struct redis_run *r)
+{
+	if (r->guardian <= 0)
+		return;
+	close(r->fd);
+	waitpid(r->guardian, NULL, 0);
+	r->guardian = -1;
+}
+
+static struct redis_run main_run;
+
+__attribute__((constructor)) static void redis_start(void)
+{
+	starter = getpid();
+	int rc = redis_run_start(&main_run, "");
+	if (rc == 77) {
+		test_skip_all("redis.sh start: %s", main_run.env);
+		return;
+	}
+	if (rc != 0)
+		exit(1);
+	char num[32];
+	snprintf(base, sizeof base, "%s/redis", main_run.dir);
+	env_val(main_run.env, "REDIS_URI=", uri, sizeof uri);
+	env_val(main_run.env, "REDIS_PASSWORD=", password, sizeof password);
+	env_val(main_run.env, "REDIS_PORT=", num, sizeof num);
+	port = atoi(num);
+}
+
+__attribute__((destructor)) static void redis_stop(void)
+{
+	if (getpid() == starter)
+		redis_run_stop(&main_run);
+}
+
+/* A handle for errors and counters: a store in the test's directory. */
+static larder *db_open(void)
+{
+	return open_store();
+}
+
+static struct ldr_backend *be_open_uri(larder *db, const char *u)
+{
+	struct ldr_backend *be = NULL;
+	ASSERT_RC(db, ldr_be_redis_ops.open(&be, db, u), 0);
+	return be;
+}
+
+static struct ldr_backend *be_open(larder *db)
+{
+	return be_open_uri(db, uri);
+}
+
+static void name_of(struct ldr_name *n, const char *ns, const char *key,
+		    const char *ver)
+{
+	memset(n, 0, sizeof *n);
+	n->ns = ns;
+	n->key = key;
+	n->klen = strlen(key);
+	n->ver = ver;
+	n->vlen = ver ? strlen(ver) : 0;
+	ldr_head_hash(ns, key, n->klen, n->khash);
+	if (ver)
+		ldr_entry_hash(ns, key, n->klen, ver, n->vlen, n->hash);
+}
+
+/* The header of an entry of `len` bytes whose payload hashes to sum. */
+static uint8_t *header(const struct ldr_name *n, uint64_t len,
+		       const uint8_t sum[16], int64_t expires, size_t *hlen)
+{
+	ldr_hdr h;
+	memset(&h, 0, sizeof h);
+	h.hdr_len = (uint32_t)ldr_hdr_padded_len(
+	    ldr_hdr_min_len((uint32_t)strlen(n->ns), (uint32_t)n->klen,
+			    (uint32_t)n->vlen, 0),
+	    0);
+	h.stored_len = h.raw_len = len;
+	h.created = now_ns();
+	h.expires = expires;
+	memcpy(h.payload_hash, sum, 16);
+	h.ns = (const uint8_t *)n->ns;
+	h.ns_len = (uint32_t)strlen(n->ns);
+	h.key = n->key;
+	h.key_len = (uint32_t)n->klen;
+	h.ver = n->ver;
+	h.ver_len = (uint32_t)n->vlen;
+	uint8_t *b = xmalloc(h.hdr_len);
+	ldr_hdr_encode(&h, b);
+	*hlen = h.hdr_len;
+	return b;
+}
+
+/* Publish p[0, len) at n, written in pieces of `piece` bytes. */
+static int publish(struct ldr_backend *be, const struct ldr_name *n,
+		   const void *p, size_t len, size_t piece, int64_t expires,
+		   uint64_t token)
+{
+	struct ldr_stage *s = NULL;
+	int rc = be->ops->stage_begin(be, n, NULL, &s);
+	if (rc)
+		return rc;
+	for (size_t at = 0; at < len; at += piece) {
+		struct iovec v = {(uint8_t *)p + at,
+				  len - at < piece ? len - at : piece};
+		if ((rc = be->ops->stage_write(s, &v, 1))) {
+			be->ops->stage_abort(s);
+			return rc;
+		}
+	}
+	uint8_t sum[16];
+	size_t hlen;
+	ldr_xxh128(p, len, sum);
+	uint8_t *h = header(n, len, sum, expires, &hlen);
+	rc = be->ops->stage_commit(s, h, hlen, 0, token);
+	free(h);
+	return rc;
+}
+
+/* Read n and verify it as the library does: LARDER_STATE_OK and the
+ * payload (malloc'ed into *out), or the state / miss. */
+static int read_verified(struct ldr_backend *be, const struct ldr_name *n,
+			 uint8_t **out, size_t *len)
+{
+	struct ldr_file f;
+	*out = NULL;
+	*len = 0;
+	int rc = be->ops->read(be, n, LDR_LOAD_WHOLE, 0, &f);
+	if (rc)
+		return rc;
+	ASSERT_EQ(f.fd, -1);
+	ASSERT_EQ(f.safe, 0);
+	ldr_hdr h;
+	const char *why = NULL;
+	int state = ldr_entry_check(be->db, &f, "redis", n->ns, n->key, n->klen,
+				    n->ver, n->vlen, LDR_CHECK_HASH, &h, &why);
+	if (state != LARDER_STATE_OK) {
+		be->ops->reject(be, n, &f, why);
+		ldr_file_free(&f);
+		return 100 + state;
+	}
+	*len = h.stored_len;
+	*out = xmalloc(*len + 1);
+	memcpy(*out, f.p + h.hdr_len, *len);
+	ldr_file_free(&f);
+	return 0;
+}
+
+static void redis_cli(const char *args)
+{
+	ASSERT_EQ(test_sh("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %d %s "
+			  ">/dev/null 2>&1",
+			  password, port, args),
+		  0);
+}
+
+/* The output of a redis-cli command, first line. */
+static void redis_out(const char *args, char *out, size_t n)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd,
+		 "REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %d %s 2>/dev/null",
+		 password, port, args);
+	FILE *f = popen(cmd, "r");
+	ASSERT(f);
+	out[0] = '\0';
+	if (!fgets(out, (int)n, f))
+		out[0] = '\0';
+	out[strcspn(out, "\r\n")] = '\0';
+	pclose(f);
+}
+
+/* The second line of a redis-cli command's output. */
+static void redis_out2(const char *args, char *out, size_t n)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd,
+		 "REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %d %s 2>/dev/null "
+		 "| sed -n 2p",
+		 password, port, args);
+	FILE *f = popen(cmd, "r");
+	out[0] = '\0';
+	if (f && !fgets(out, (int)n, f))
+		out[0] = '\0';
+	out[strcspn(out, "\r\n")] = '\0';
+	if (f)
+		pclose(f);
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void hexs(char out[33], const uint8_t h[16])
+{
+	for (int i = 0; i < 16; i++)
+		sprintf(out + 2 * i, "%02x", h[i]);
+}
+
+static int count_cb(const uint8_t hash[16], const char *where, void *p)
+{
+	(void)hash;
+	(void)where;
+	(*(int *)p)++;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+TEST(uri_forms_parse_and_mask_the_password)
+{
+	larder *db = db_open();
+	struct ldr_redis_cfg c;
+	ASSERT_RC(db, ldr_redis_parse(db, "redis://bob:s%40cret@h1:7000/3", &c),
+		  0);
+	ASSERT_STR_EQ(c.host, "h1");
+	ASSERT_EQ(c.port, 7000);
+	ASSERT_EQ(c.dbnum, 3);
+	ASSERT_STR_EQ(c.user, "bob");
+	ASSERT_STR_EQ(c.password, "s@cret");
+	ASSERT(strstr(c.shown, "s%40cret") == NULL);
+	ASSERT(strstr(c.shown, "***") != NULL);
+	ASSERT_RC(db, ldr_redis_parse(db, "unix:///run/r.sock?db=2", &c), 0);
+	ASSERT_STR_EQ(c.path, "/run/r.sock");
+	ASSERT_EQ(c.dbnum, 2);
+	ASSERT_RC(db,
+		  ldr_redis_parse(db,
+				  "redis+sentinel://:pw@a:1,b:2,c/mymaster/4"
+				  "?timeout_ms=300",
+				  &c),
+		  0);
+	ASSERT_EQ(c.nsent, 3);
+	ASSERT_STR_EQ(c.shost[1], "b");
+	ASSERT_EQ(c.sport[2], 26379);
+	ASSERT_STR_EQ(c.master, "mymaster");
+	ASSERT_EQ(c.dbnum, 4);
+	ASSERT_EQ(c.timeout_ms, 300);
+	setenv("LARDER_REDIS_PASSWORD", "fromenv", 1);
+	ASSERT_RC(db, ldr_redis_parse(db, "redis://h", &c), 0);
+	ASSERT_STR_EQ(c.password, "fromenv");
+	ASSERT_EQ(c.port, 6379);
+	ASSERT_EQ(c.timeout_ms, 2000);
+	ASSERT_RC(db, ldr_redis_parse(db, "rediss://h", &c), LARDER_EINVAL);
+	ASSERT_RC(db, ldr_redis_parse(db, "redis://:pw@h:99999", &c),
+		  LARDER_EINVAL);
+	ASSERT(strstr(larder_errmsg(db), "pw@") == NULL);
+	larder_close(db);
+}
+
+TEST(publish_then_read_is_byte_exact)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	/* Inline in the manifest up to 256 KiB, then in chunks of 4 MiB;
+	 * the edges on either side. */
+	size_t sizes[] = {
+	    0,	      4096,	256u << 10,    (256u << 10) + 1, (4u << 20) - 1,
+	    4u << 20, 5u << 20, (8u << 20) + 1};
+	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+		char ver[32];
+		snprintf(ver, sizeof ver, "v%zu", sizes[i]);
+		struct ldr_name n;
+		name_of(&n, "ns1", "k", ver);
+		uint8_t *p = xmalloc(sizes[i] + 1);
+		test_fill_pattern(p, sizes[i], 7 + i);
+		uint8_t *got;
+		size_t len;
+		ASSERT_EQ(read_verified(be, &n, &got, &len), LARDER_ENOTFOUND);
+		ASSERT_RC(db, publish(be, &n, p, sizes[i], 65536, 0, 0), 0);
+		ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
+		ASSERT_EQ(len, sizes[i]);
+		ASSERT_MEM_EQ(got, p, len);
+		free(got);
+		free(p);
+	}
+	/* The namespace and its entries are listed. */
+	int count = 0;
+	ASSERT_RC(db, be->ops->walk(be, "ns1", count_cb, &count), 0);
+	ASSERT_EQ(count, 8);
+	be->ops->close(be);
+	larder_close(db);
+}
+
+TEST(first_writer_wins_between_two_stages)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_name n;
+	name_of(&n, "fw", "k", "v1");
+	/* Over one chunk each (4 MiB): chunks under two stage names. */
+	size_t big = (5u << 20) + 1000;
+	uint8_t *a = xmalloc(big), *b = xmalloc(big);
+	test_fill_pattern(a, big, 1);
+	test_fill_pattern(b, big, 2);
+	struct ldr_stage *sa, *sb;
+	ASSERT_RC(db, be->ops->stage_begin(be, &n, NULL, &sa), 0);
+	ASSERT_RC(db, be->ops->stage_begin(be, &n, NULL, &sb), 0);
+	struct iovec va = {a, big}, vb = {b, big};
+	ASSERT_RC(db, be->ops->stage_write(sa, &va, 1), 0);
+	ASSERT_RC(db, be->ops->stage_write(sb, &vb, 1), 0);
+	uint8_t sum[16];
+	size_t hl;
+	ldr_xxh128(b, big, sum);
+	uint8_t *hb = header(&n, big, sum, 0, &hl);
+	ASSERT_RC(db, be->ops->stage_commit(sb, hb, hl, 0, 0), 0);
+	free(hb);
+	ldr_xxh128(a, big, sum);
+	uint8_t *ha = header(&n, big, sum, 0, &hl);
+	ASSERT_RC(db, be->ops->stage_commit(sa, ha, hl, 0, 0), LARDER_EXISTS);
+	free(ha);
+	uint8_t *got;
+	size_t len;
+	ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
+	ASSERT_EQ(len, big);
+	ASSERT_MEM_EQ(got, b, big);
+	free(got);
+	free(a);
+	free(b);
+	/* The loser's chunks are gone: only the winner's two stay. */
+	char e[33], pat[128], out[64];
+	hexs(e, n.hash);
+	snprintf(pat, sizeof pat,
+		 "eval \"return #redis.call('keys', "
+		 "ARGV[1])\" 0 'larder:{%s}:c:*'",
+		 e);
+	redis_out(pat, out, sizeof out);
+	ASSERT_STR_EQ(out, "2");
+	be->ops->close(be);
+	larder_close(db);
+}
+
+TEST(eight_processes_race_and_one_wins)
+{
+	larder *db = db_open();
+	struct ldr_name n;
+	name_of(&n, "race", "k", "v");
+	int go[2], res[2];
+	ASSERT(pipe(go) == 0 && pipe(res) == 0);
+	pid_t kids[8];
+	for (int i = 0; i < 8; i++) {
+		kids[i] = fork();
+		ASSERT(kids[i] >= 0);
+		if (kids[i] == 0) {
+			close(go[1]);
+			struct ldr_backend *be = be_open(db);
+			uint8_t *p = xmalloc(300000);
+			test_fill_pattern(p, 300000, 100 + (uint64_t)i);
+			struct ldr_stage *s;
+			if (be->ops->stage_begin(be, &n, NULL, &s))
+				_exit(2);
+			struct iovec v = {p, 300000};
+			if (be->ops->stage_write(s, &v, 1))
+				_exit(2);
+			uint8_t sum[16];
+			size_t hl;
+			ldr_xxh128(p, 300000, sum);
+			uint8_t *h = header(&n, 300000, sum, 0, &hl);
+			char c;
+			/* Every writer is staged; all commit at once. */
+			if (read(go[0], &c, 1) != 0)
+				_exit(2);
+			int rc = be->ops->stage_commit(s, h, hl, 0, 0);
+			char r = rc == 0	       ? 'W'
+				 : rc == LARDER_EXISTS ? 'E'
+						       : 'X';
+			if (write(res[1], &r, 1) != 1)
+				_exit(2);
+			if (r == 'W' &&
+			    write(res[1], &(char){(char)('0' + i)}, 1) != 1)
+				_exit(2);
+			_exit(0);
+		}
+	}
+	close(go[0]);
+	close(res[1]);
+	close(go[1]); /* go */
+	int wins = 0, exists = 0, winner = -1;
+	char c;
+	while (read(res[0], &c, 1) == 1) {
+		if (c == 'W')
+			wins++;
+		else if (c == 'E')
+			exists++;
+		else if (c >= '0' && c <= '7')
+			winner = c - '0';
+	}
+	for (int i = 0; i < 8; i++) {
+		int st;
+		ASSERT(waitpid(kids[i], &st, 0) == kids[i]);
+		ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	ASSERT_EQ(wins, 1);
+	ASSERT_EQ(exists, 7);
+	struct ldr_backend *be = be_open(db);
+	uint8_t *got;
+	size_t len;
+	ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
+	ASSERT_EQ(len, 300000);
+	ASSERT(test_check_pattern(got, len, 100 + (uint64_t)winner));
+	free(got);
+	be->ops->close(be);
+	larder_close(db);
+}
+
+/* Overwrite or delete chunk 0 of the entry n behind larder's back. */
+static void tamper(const struct ldr_name *n, int del)
+{
+	char e[33], cmd[512];
+	hexs(e, n->hash);
+	snprintf(cmd, sizeof cmd,
+		 "eval \"local k = redis.call('keys', ARGV[1])[1] "
+		 "local v = redis.call('get', k) "
+		 "if ARGV[2] == '1' then return redis.call('del', k) end "
+		 "return redis.call('set', k, string.sub(v, 1, 10) .. 'X' .. "
+		 "string.sub(v, 12), 'keepttl')\" 0 'larder:{%s}:c:*:0' %d",
+		 e, del);
+	redis_cli(cmd);
+}
+
+/* Flip the last byte of the entry n's manifest (an inline entry's last
+ * payload byte) behind larder's back. */
+static void tamper_manifest(const struct ldr_name *n)
+{
+	char e[33], cmd[512];
+	hexs(e, n->hash);
+	snprintf(cmd, sizeof cmd,
+		 "eval \"local v = redis.call('get', KEYS[1]) "
+		 "local c = string.char((string.byte(v, -1) + 1) %% 256) "
+		 "return redis.call('set', KEYS[1], string.sub(v, 1, -2) .. c, "
+		 "'keepttl')\" 1 'larder:{%s}:m'",
+		 e);
+	redis_cli(cmd);
+}
+
+TEST(a_tampered_entry_fails_the_check_and_is_then_a_miss)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_name n;
+	name_of(&n, "bad", "k", "v");
+	/* An entry inline in its manifest, and one in chunks. */
+	size_t sizes[2] = {50000, 5u << 20};
+	for (int k = 0; k < 2; k++) {
+		size_t size = sizes[k];
+		uint8_t *p = xmalloc(size);
+		test_fill_pattern(p, size, 3);
+		ASSERT_RC(db, publish(be, &n, p, size, 65536, 0, 0), 0);
+		if (k == 0)
+			tamper_manifest(&n);
+		else
+			tamper(&n, 0);
+		uint8_t *got;
+		size_t len;
+		/* The backend hands the bytes over; the caller's check
+		 * refuses them and rejects the entry. */
+		ASSERT_EQ(read_verified(be, &n, &got, &len),
+			  100 + LARDER_STATE_CORRUPT);
+		ASSERT_EQ(read_verified(be, &n, &got, &len), LARDER_ENOTFOUND);
+		/* And it can be published again. */
+		ASSERT_RC(db, publish(be, &n, p, size, 1000, 0, 0), 0);
+		ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
+		ASSERT_MEM_EQ(got, p, size);
+		free(got);
+		ASSERT_EQ(be->ops->remove(be, &n, NULL), 1);
+		free(p);
+	}
+	be->ops->close(be);
+	larder_close(db);
+}
+
+TEST(a_deleted_chunk_is_a_miss)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_name n;
+	name_of(&n, "lost", "k", "v");
+	uint8_t *p = xmalloc(9u << 20);
+	test_fill_pattern(p, 9u << 20, 4);
+	ASSERT_RC(db, publish(be, &n, p, 9u << 20, 1u << 20, 0, 0), 0);
+	tamper(&n, 1);
+	uint8_t *got;
+	size_t len;
+	ASSERT_EQ(read_verified(be, &n, &got, &len), LARDER_ENOTFOUND);
+	/* The manifest went with it (compare-and-delete by the reader),
+	 * and a publish is not "exists". */
+	char e[33], cmd[200], out[64];
+	hexs(e, n.hash);
+	snprintf(cmd, sizeof cmd, "exists 'larder:{%s}:m'", e);
+	redis_out(cmd, out, sizeof out);
+	ASSERT_STR_EQ(out, "0");
+	ASSERT_RC(db, publish(be, &n, p, 9u << 20, 1u << 20, 0, 0), 0);
+	free(p);
+	be->ops->close(be);
+	larder_close(db);
+}
+
+TEST(ttl_becomes_pexpire_and_an_expired_entry_is_a_miss)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_name n;
+	name_of(&n, "ttl", "k", "v");
+	/* Over a chunk: the manifest and the chunks each get the TTL. */
+	size_t size = 5u << 20;
+	uint8_t *p = xmalloc(size);
+	test_fill_pattern(p, size, 5);
+	int64_t expires = now_ns() + 1500 * 1000000ll;
+	ASSERT_RC(db, publish(be, &n, p, size, 1u << 20, expires, 0), 0);
+	char e[33], cmd[256], out[64];
+	hexs(e, n.hash);
+	snprintf(cmd, sizeof cmd, "pttl 'larder:{%s}:m'", e);
+	redis_out(cmd, out, sizeof out);
+	ASSERT(atol(out) > 0 && atol(out) <= 1500);
+	/* Its chunk too. */
+	snprintf(cmd, sizeof cmd,
+		 "eval \"return redis.call('pttl', redis.call('keys', "
+		 "ARGV[1])[1])\" 0 'larder:{%s}:c:*'",
+		 e);
+	redis_out(cmd, out, sizeof out);
+	ASSERT(atol(out) > 0 && atol(out) <= 1500);
+	/* An entry without a TTL gets none. */
+	struct ldr_name n2;
+	name_of(&n2, "ttl", "k", "forever");
+	ASSERT_RC(db, publish(be, &n2, p, 5000, 5000, 0, 0), 0);
+	free(p);
+	hexs(e, n2.hash);
+	snprintf(cmd, sizeof cmd, "pttl 'larder:{%s}:m'", e);
+	redis_out(cmd, out, sizeof out);
+	ASSERT_STR_EQ(out, "-1");
+	/* Redis expires it: polled, bounded. */
+	uint8_t *got;
+	size_t len;
+	int rc = 0;
+	for (int i = 0; i < 200; i++) {
+		rc = read_verified(be, &n, &got, &len);
+		if (rc == LARDER_ENOTFOUND)
+			break;
+		free(got);
+		usleep(50000);
+	}
+	ASSERT_EQ(rc, LARDER_ENOTFOUND);
+	be->ops->close(be);
+	larder_close(db);
+}
+
+TEST(heads_follow_tokens_and_a_lower_token_does_not_move_them)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_name n1, n2, n3;
+	name_of(&n1, "hd", "k", "v1");
+	name_of(&n2, "hd", "k", "v2");
+	name_of(&n3, "hd", "k", "v3");
+	uint8_t *ver;
+	size_t vlen;
+	ASSERT_RC(db, be->ops->head_get(be, &n1, &ver, &vlen),
+		  LARDER_ENOTFOUND);
+	uint8_t p[10];
+	memset(p, 1, sizeof p);
+	ASSERT_RC(db, publish(be, &n1, p, sizeof p, 10, 0, 5), 0);
+	ASSERT_RC(db, be->ops->head_get(be, &n1, &ver, &vlen), 0);
+	ASSERT_EQ(vlen, 2);
+	ASSERT_MEM_EQ(ver, "v1", 2);
+	free(ver);
+	/* A filler with token 4 (it lost its lease to token 5) is refused. */
+	ASSERT_RC(db, be->ops->head_set(be, &n2, 4), 0);
+	ASSERT_RC(db, be->ops->head_get(be, &n1, &ver, &vlen), 0);
+	ASSERT_MEM_EQ(ver, "v1", 2);
+	free(ver);
+	ASSERT_RC(db, be->ops->head_set(be, &n2, 6), 0);
+	ASSERT_RC(db, be->ops->head_get(be, &n1, &ver, &vlen), 0);
+	ASSERT_MEM_EQ(ver, "v2", 2);
+	free(ver);
+	/* Token 0 (larder_put) always sets. */
+	ASSERT_RC(db, be->ops->head_set(be, &n3, 0), 0);
+	ASSERT_RC(db, be->ops->head_get(be, &n1, &ver, &vlen), 0);
+	ASSERT_MEM_EQ(ver, "v3", 2);
+	free(ver);
+	/* Drop only if it names that version: 1 dropped, 0 left. */
+	ASSERT_EQ(be->ops->head_drop(be, &n2), 0);
+	ASSERT_RC(db, be->ops->head_get(be, &n1, &ver, &vlen), 0);
+	free(ver);
+	ASSERT_EQ(be->ops->head_drop(be, &n3), 1);
+	ASSERT_RC(db, be->ops->head_get(be, &n1, &ver, &vlen),
+		  LARDER_ENOTFOUND);
+	/* remove takes the entry and a head naming it. */
+	ASSERT_RC(db, be->ops->head_set(be, &n1, 0), 0);
+	ASSERT_EQ(be->ops->remove(be, &n1, NULL), 1);
+	ASSERT_EQ(be->ops->remove(be, &n1, NULL), 0);
+	ASSERT_RC(db, be->ops->head_get(be, &n1, &ver, &vlen),
+		  LARDER_ENOTFOUND);
+	be->ops->close(be);
+	larder_close(db);
+}
+
+static struct ldr_self self(larder *db)
+{
+	struct ldr_self me;
+	ldr_self_get(&me, ldr_test_host(db));
+	return me;
+}
+
+TEST(leases_acquire_contend_renew_break_release)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_name n;
+	name_of(&n, "ls", "k", NULL);
+	struct ldr_self me = self(db);
+	struct ldr_be_lease *l, *l2;
+	struct ldr_be_holder h;
+	uint64_t t1, t2;
+	ASSERT_RC(db, be->ops->lease_observe(be, &n, &h), LARDER_ENOTFOUND);
+	ASSERT_RC(
+	    db, be->ops->lease_acquire(be, &n, &me, 1000, 50, &l, &t1, &h), 0);
+	ASSERT(t1 > 0);
+	ASSERT_RC(
+	    db, be->ops->lease_acquire(be, &n, &me, 1000, 50, &l2, &t2, &h), 1);
+	ASSERT_EQ(h.token, t1);
+	ASSERT_EQ(h.rec.pid, getpid());
+	ASSERT(h.ttl_ms > 0 && h.ttl_ms <= 1000);
+	/* Renewed (every 50 ms: a renewal would have to be late by
+	 * 950 ms to lose it): still ours three lease periods later. */
+	usleep(3000 * 1000);
+	ASSERT_EQ(be->ops->lease_held(l), 1);
+	ASSERT_RC(db, be->ops->lease_observe(be, &n, &h), 0);
+	ASSERT_EQ(h.token, t1);
+	ASSERT(h.ttl_ms > 0);
+	/* A break of a record that is not the one there changes nothing. */
+	struct ldr_be_holder other = h;
+	other.rec.text[20] ^= 1;
+	ASSERT_EQ(be->ops->lease_break(be, &n, &other), 0);
+	ASSERT_EQ(be->ops->lease_held(l), 1);
+	/* A break of the observed record frees it; its holder sees it lost,
+	 * and its release takes nothing of the next holder's. */
+	ASSERT_EQ(be->ops->lease_break(be, &n, &h), 1);
+	ASSERT_EQ(be->ops->lease_held(l), 0);
+	ASSERT_RC(
+	    db, be->ops->lease_acquire(be, &n, &me, 1000, 50, &l2, &t2, &h), 0);
+	ASSERT(t2 > t1);
+	be->ops->lease_release(l);
+	ASSERT_EQ(be->ops->lease_held(l2), 1);
+	ASSERT_RC(db, be->ops->lease_observe(be, &n, &h), 0);
+	ASSERT_EQ(h.token, t2);
+	be->ops->lease_release(l2);
+	ASSERT_RC(db, be->ops->lease_observe(be, &n, &h), LARDER_ENOTFOUND);
+	be->ops->close(be);
+	larder_close(db);
+}
+
+TEST(a_sigkilled_holder_lease_expires_by_redis_clock)
+{
+	larder *db = db_open();
+	struct ldr_name n;
+	name_of(&n, "ls", "dead", NULL);
+	int ready[2];
+	ASSERT(pipe(ready) == 0);
+	pid_t kid = fork();
+	ASSERT(kid >= 0);
+	if (kid == 0) {
+		struct ldr_backend *be = be_open(db);
+		struct ldr_self me = self(db);
+		struct ldr_be_lease *l;
+		struct ldr_be_holder h;
+		uint64_t t;
+		if (be->ops->lease_acquire(be, &n, &me, 500, 100, &l, &t, &h))
+			_exit(2);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(2);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	char c;
+	ASSERT_EQ(read(ready[0], &c, 1), 1);
+	struct ldr_backend *be = be_open(db);
+	struct ldr_be_holder h;
+	ASSERT_RC(db, be->ops->lease_observe(be, &n, &h), 0);
+	ASSERT_EQ(h.rec.pid, kid);
+	kill(kid, SIGKILL);
+	waitpid(kid, NULL, 0);
+	/* Nobody breaks it: Redis expires it (polled, bounded). */
+	int rc = 0;
+	for (int i = 0; i < 200; i++) {
+		if ((rc = be->ops->lease_observe(be, &n, &h)) ==
+		    LARDER_ENOTFOUND)
+			break;
+		ASSERT(h.ttl_ms <= 500);
+		usleep(20000);
+	}
+	ASSERT_EQ(rc, LARDER_ENOTFOUND);
+	be->ops->close(be);
+	larder_close(db);
+}
+
+TEST(wait_is_woken_by_a_publish_from_another_process)
+{
+	larder *db = db_open();
+	struct ldr_name n;
+	name_of(&n, "wt", "k", "v");
+	int go[2];
+	ASSERT(pipe(go) == 0);
+	pid_t kid = fork();
+	ASSERT(kid >= 0);
+	if (kid == 0) {
+		close(go[1]);
+		char c;
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		struct ldr_backend *be = be_open(db);
+		/* Publish once the waiter is subscribed (polled, bounded),
+		 * so that it is the message that wakes it. */
+		char kh[33], cmd[200], out[64];
+		hexs(kh, n.khash);
+		snprintf(cmd, sizeof cmd, "pubsub numsub 'larder:{%s}:p'", kh);
+		for (int i = 0; i < 3000; i++) {
+			redis_out2(cmd, out, sizeof out);
+			if (strcmp(out, "1") == 0)
+				break;
+			usleep(10000);
+		}
+		uint8_t p[1000];
+		test_fill_pattern(p, sizeof p, 9);
+		_exit(publish(be, &n, p, sizeof p, 100, 0, 0) == 0 ? 0 : 3);
+	}
+	struct ldr_backend *be = be_open(db);
+	/* A bound far beyond the test's own timeout: only the publish can
+	 * end this wait in time. */
+	struct ldr_be_wait *w;
+	ASSERT_RC(db, be->ops->wait_begin(be, &n, &w), 0);
+	ASSERT_EQ(write(go[1], "x", 1), 1);
+	int rc;
+	while ((rc = be->ops->wait(w, 3600 * 1000, NULL)) == LDR_BE_WAIT_MORE)
+		;
+	ASSERT_RC(db, rc, 0);
+	be->ops->wait_end(w);
+	uint8_t *got;
+	size_t len;
+	ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
+	free(got);
+	int st;
+	ASSERT(waitpid(kid, &st, 0) == kid);
+	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	be->ops->close(be);
+	larder_close(db);
+}
+
+TEST(wait_is_bounded_by_max_ms_and_by_cancel)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_name n;
+	name_of(&n, "wt", "nobody", "v");
+	struct ldr_be_wait *w;
+	ASSERT_RC(db, be->ops->wait_begin(be, &n, &w), 0);
+	ASSERT_EQ(be->ops->wait(w, 200, NULL), LDR_BE_WAIT_MORE);
+	volatile sig_atomic_t cancel = 1;
+	ASSERT_RC(db, be->ops->wait(w, 3600 * 1000, &cancel), LARDER_ECANCELED);
+	be->ops->wait_end(w);
+	uint8_t *got;
+	size_t len;
+	ASSERT_EQ(read_verified(be, &n, &got, &len), LARDER_ENOTFOUND);
+	be->ops->close(be);
+	larder_close(db);
+}
+
+TEST(a_stopped_redis_makes_every_call_time_out)
+{
+	larder *db = db_open();
+	char u[600], pidfile[300];
+	/* The setup and the last read with the default timeout; the
+	 * calls to the stopped server with a short one (opened while it
+	 * runs). */
+	snprintf(u, sizeof u, "%s?timeout_ms=500", uri);
+	struct ldr_backend *be = be_open(db);
+	struct ldr_name n;
+	name_of(&n, "stop", "k", "v");
+	uint8_t p[100];
+	memset(p, 2, sizeof p);
+	ASSERT_RC(db, publish(be, &n, p, sizeof p, 100, 0, 0), 0);
+	snprintf(pidfile, sizeof pidfile, "%s/master/redis.pid", base);
+	size_t l;
+	char *text = (char *)read_file(pidfile, &l);
+	ASSERT(text && l > 0 && l < 20);
+	text[l - 1] = '\0'; /* "<pid>\n" */
+	pid_t rpid = (pid_t)atol(text);
+	free(text);
+	ASSERT(rpid > 1);
+	/* The checks in a child, so that Redis is continued whatever they
+	 * find. Its backend is opened before the stop: its first call
+	 * times out on a kept connection, the next ones on new ones. */
+	int ready[2], go[2];
+	ASSERT(pipe(ready) == 0 && pipe(go) == 0);
+	pid_t kid = fork();
+	if (kid == 0) {
+		struct ldr_backend *shortbe = be_open_uri(db, u);
+		char c;
+		if (write(ready[1], "x", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(2);
+		uint8_t *got;
+		size_t len;
+		struct ldr_be_holder h;
+		struct ldr_be_lease *lease;
+		uint64_t t;
+		struct ldr_self me = self(db);
+		uint8_t *ver;
+		size_t vlen;
+		ASSERT_EQ(read_verified(shortbe, &n, &got, &len),
+			  LARDER_ETIMEOUT);
+		ASSERT(strstr(larder_errmsg(db), "timed out"));
+		ASSERT(strstr(larder_errmsg(db), password) == NULL);
+		ASSERT_EQ(publish(shortbe, &n, p, sizeof p, 100, 0, 0),
+			  LARDER_ETIMEOUT);
+		ASSERT_EQ(shortbe->ops->head_get(shortbe, &n, &ver, &vlen),
+			  LARDER_ETIMEOUT);
+		ASSERT_EQ(shortbe->ops->lease_observe(shortbe, &n, &h),
+			  LARDER_ETIMEOUT);
+		ASSERT_EQ(shortbe->ops->lease_acquire(shortbe, &n, &me, 1000,
+						      250, &lease, &t, &h),
+			  LARDER_ETIMEOUT);
+		struct ldr_be_stats st;
+		ASSERT_EQ(shortbe->ops->stats(shortbe, &st), LARDER_ETIMEOUT);
+		ASSERT_EQ(st.reachable, 0);
+		/* A fresh connection too (connect is accepted by the
+		 * kernel; AUTH is what times out). */
+		struct ldr_backend *be2 = NULL;
+		ASSERT_EQ(ldr_be_redis_ops.open(&be2, db, u), LARDER_ETIMEOUT);
+		_exit(0);
+	}
+	char c;
+	ASSERT(kid > 0 && read(ready[0], &c, 1) == 1);
+	int stopped = kill(rpid, SIGSTOP) == 0;
+	ASSERT(write(go[1], "x", 1) == 1);
+	int st;
+	int w = waitpid(kid, &st, 0);
+	kill(rpid, SIGCONT);
+	ASSERT(stopped);
+	ASSERT(w == kid);
+	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* Back: the next call reconnects. */
+	uint8_t *got;
+	size_t len;
+	ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
+	free(got);
+	be->ops->close(be);
+	larder_close(db);
+}
+
+TEST(a_wrong_password_is_a_clear_error)
+{
+	larder *db = db_open();
+	char u[600];
+	snprintf(u, sizeof u, "redis://:wrongpassword123@127.0.0.1:%d/0", port);
+	struct ldr_backend *be = NULL;
+	ASSERT_EQ(ldr_be_redis_ops.open(&be, db, u), LARDER_EPERM);
+	const char *m = larder_errmsg(db);
+	ASSERT(strstr(m, "AUTH"));
+	ASSERT(strstr(m, "127.0.0.1"));
+	ASSERT(strstr(m, "wrongpassword123") == NULL);
+	/* None at all: the server says it wants one. */
+	snprintf(u, sizeof u, "redis://127.0.0.1:%d/0", port);
+	unsetenv("LARDER_REDIS_PASSWORD");
+	ASSERT(ldr_be_redis_ops.open(&be, db, u) < 0);
+	ASSERT(strstr(larder_errmsg(db), "NOAUTH"));
+	larder_close(db);
+}
+
+TEST(an_entry_over_512_mib_is_refused_at_stage_write)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_name n;
+	name_of(&n, "big", "k", "v");
+	size_t piece = 4u << 20;
+	uint8_t *p = xmalloc(piece);
+	test_fill_pattern(p, piece, 11);
+	struct ldr_stage *s;
+	ASSERT_RC(db, be->ops->stage_begin(be, &n, NULL, &s), 0);
+	int rc = 0;
+	uint64_t fed = 0;
+	while (fed < 600ull * 1000 * 1000) {
+		struct iovec v = {p, piece};
+		if ((rc = be->ops->stage_write(s, &v, 1)))
+			break;
+		fed += piece;
+	}
+	ASSERT_EQ(rc, LARDER_EFULL);
+	ASSERT(fed <= 512ull << 20);
+	ASSERT(strstr(larder_errmsg(db), "larger than the Redis tier's limit "
+					 "of 512 MiB"));
+	be->ops->stage_abort(s);
+	free(p);
+	/* The stage's chunks are gone with the abort. */
+	char e[33], cmd[256], out[64];
+	hexs(e, n.hash);
+	snprintf(cmd, sizeof cmd,
+		 "eval \"return #redis.call('keys', ARGV[1])\" 0 "
+		 "'larder:{%s}:*'",
+		 e);
+	redis_out(cmd, out, sizeof out);
+	ASSERT_STR_EQ(out, "0");
+	be->ops->close(be);
+	larder_close(db);
+}
+
+/* Line `line` (1-based) of redis-cli ARGS against 127.0.0.1:p. */
+static void cli_line(int p, const char *pw, const char *args, int line,
+		     char *out, size_t n)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd,
+		 "REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %d %s 2>/dev/null "
+		 "| sed -n %dp",
+		 pw, p, args, line);
+	FILE *f = popen(cmd, "r");
+	ASSERT(f);
+	out[0] = '\0';
+	if (!fgets(out, (int)n, f))
+		out[0] = '\0';
+	out[strcspn(out, "\r\n")] = '\0';
+	pclose(f);
+}
+
+TEST(sentinel_finds_the_master_waits_for_replicas_and_follows_a_failover)
+{
+	struct redis_run rr;
+	int rc = redis_run_start(&rr, "--replica --sentinel");
+	if (rc == 77)
+		test_skip("redis.sh start --replica --sentinel: %s", rr.env);
+	ASSERT_EQ(rc, 0);
+	char suri[512], pw[128], num[32], u[700], cmd[300], out[64];
+	env_val(rr.env, "REDIS_SENTINEL_URI=", suri, sizeof suri);
+	env_val(rr.env, "REDIS_PASSWORD=", pw, sizeof pw);
+	env_val(rr.env, "REDIS_PORT=", num, sizeof num);
+	int mport = atoi(num);
+	env_val(rr.env, "REDIS_REPLICA_PORT=", num, sizeof num);
+	int rport = atoi(num);
+	snprintf(u, sizeof u, "%s?timeout_ms=1000&wait_replicas=1&wait_ms=5000",
+		 suri);
+	larder *db = db_open();
+	struct ldr_backend *be = be_open_uri(db, u);
+	uint8_t p[20000];
+	test_fill_pattern(p, sizeof p, 21);
+	struct ldr_name n1, n2, n3;
+	name_of(&n1, "sn", "k", "v1");
+	name_of(&n2, "sn", "k", "v2");
+	name_of(&n3, "sn", "k", "v3");
+	ASSERT_RC(db, publish(be, &n1, p, sizeof p, 5000, 0, 0), 0);
+	uint8_t *got;
+	size_t len;
+	ASSERT_RC(db, read_verified(be, &n1, &got, &len), 0);
+	ASSERT_MEM_EQ(got, p, sizeof p);
+	free(got);
+	/* WAIT 1 returned: the replica has the manifest. */
+	char e[33];
+	hexs(e, n1.hash);
+	snprintf(cmd, sizeof cmd, "exists 'larder:{%s}:m'", e);
+	cli_line(rport, pw, cmd, 1, out, sizeof out);
+	ASSERT_STR_EQ(out, "1");
+
+	/* A master that sees too few replicas refuses: a clear error. */
+	cli_line(mport, pw, "config set min-replicas-to-write 2", 1, out,
+		 sizeof out);
+	ASSERT_STR_EQ(out, "OK");
+	ASSERT(publish(be, &n2, p, sizeof p, 5000, 0, 0) < 0);
+	ASSERT(strstr(larder_errmsg(db), "NOREPLICAS"));
+	ASSERT(strstr(larder_errmsg(db), "min-replicas-to-write"));
+	ASSERT(strstr(larder_errmsg(db), pw) == NULL);
+	ASSERT_EQ(read_verified(be, &n2, &got, &len), LARDER_ENOTFOUND);
+	cli_line(mport, pw, "config set min-replicas-to-write 0", 1, out,
+		 sizeof out);
+	ASSERT_STR_EQ(out, "OK");
+
+	/* The master dies; the sentinels promote the replica, and the
+	 * backend finds it by asking them again (each call bounded: polled
+	 * until a publish goes through, within a generous bound). */
+	char pidfile[200];
+	snprintf(pidfile, sizeof pidfile, "%s/redis/master/redis.pid", rr.dir);
+	char *text = (char *)read_file(pidfile, &len);
+	ASSERT(text && len > 0 && len < 20);
+	text[len - 1] = '\0'; /* "<pid>\n" */
+	pid_t mpid = (pid_t)atol(text);
+	free(text);
+	ASSERT(mpid > 1 && kill(mpid, SIGKILL) == 0);
+	rc = -1;
+	for (int i = 0; i < 300 && rc != 0; i++) {
+		rc = publish(be, &n3, p, sizeof p, 5000, 0, 0);
+		ASSERT(rc == 0 || rc == LARDER_EIO || rc == LARDER_ETIMEOUT);
+		if (rc)
+			usleep(200000);
+	}
+	ASSERT_RC(db, rc, 0);
+	cli_line(rport, pw, "role", 1, out, sizeof out);
+	ASSERT_STR_EQ(out, "master");
+	ASSERT_RC(db, read_verified(be, &n3, &got, &len), 0);
+	free(got);
+	/* What was replicated before the failover is still there. */
+	ASSERT_RC(db, read_verified(be, &n1, &got, &len), 0);
+	ASSERT_MEM_EQ(got, p, sizeof p);
+	free(got);
+	be->ops->close(be);
+	larder_close(db);
+	redis_run_stop(&rr);
+}
+
+TEST(a_flushed_script_cache_and_a_killed_connection_are_survived)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_name n;
+	name_of(&n, "re", "k", "v");
+	uint8_t p[3000];
+	test_fill_pattern(p, sizeof p, 31);
+	ASSERT_RC(db, publish(be, &n, p, sizeof p, 1000, 0, 0), 0);
+	/* The server forgets the scripts (a restart, a failover): EVALSHA
+	 * says NOSCRIPT, and EVAL runs them. */
+	redis_cli("script flush");
+	ASSERT_RC(db, be->ops->head_set(be, &n, 0), 0);
+	uint8_t *ver;
+	size_t vlen;
+	ASSERT_RC(db, be->ops->head_get(be, &n, &ver, &vlen), 0);
+	ASSERT_MEM_EQ(ver, "v", 1);
+	free(ver);
+	/* The server closes every client connection: the kept one is
+	 * found broken by the next command, which reconnects once. */
+	redis_cli("client kill type normal");
+	uint8_t *got;
+	size_t len;
+	ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
+	ASSERT_MEM_EQ(got, p, sizeof p);
+	free(got);
+	redis_cli("client kill type normal");
+	ASSERT_EQ(be->ops->remove(be, &n, NULL), 1);
+	be->ops->close(be);
+	larder_close(db);
+}
