@@ -93,6 +93,9 @@ size_t ldr_test_head_cache_size(larder *db)
 
 int ldr_test_be_open(struct ldr_backend **out, larder *db, const char *where)
 {
+	/* "tier:WHERE": the handle's own directory in front of WHERE. */
+	if (where && !strncmp(where, "tier:", 5))
+		return ldr_be_tier_ops.open(out, db, where + 5);
 	return ldr_backend_open(out, db, where);
 }
 

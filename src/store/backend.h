@@ -210,13 +210,15 @@ extern const struct ldr_backend_ops ldr_be_tier_ops;
 
 /* Open the backend `where` names for the handle db: a redis://,
  * redis+sentinel:// or unix:// URI is Redis (LARDER_EINVAL, "built
- * without Redis support", in a build without it); "tier:WHERE" is the
- * handle's own directory in front of WHERE (tier.c); NULL or "" is the
+ * without Redis support", in a build without it); NULL or "" is the
  * handle's own directory (its root fd reused, nothing opened again);
  * anything else, a store directory. 0 and *out, or a LARDER_E* code,
  * recorded on db. */
 int ldr_backend_open(struct ldr_backend **out, larder *db, const char *where);
 /* Close it (NULL is a no-op). */
 void ldr_backend_close(struct ldr_backend *be);
+/* (A tier is opened by its own table, ldr_be_tier_ops.open, by the
+ * facade: tier.c opens its near and shared backends with
+ * ldr_backend_open, so the dispatcher does not know tiers.) */
 
 #endif
