@@ -499,6 +499,8 @@ static double entry_ttl(const struct mount_node *f, double ttl)
 
 /* ---- operations ---- */
 
+static int verify_once(struct mount_fs *fs, struct mount_node *n);
+
 static void reply_node(fuse_req_t req, struct mount_fs *fs,
 		       const struct mount_node *n, double entry_timeout)
 {
@@ -588,6 +590,18 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (!n) {
 		fuse_reply_err(req, err);
 		return;
+	}
+	if (n->kind == K_FILE && fs->fast_open) {
+		/* The kernel will open this inode without asking: verify it
+		 * and hold its payload from here, so that what a later open
+		 * reads is the version looked up even if it is removed or
+		 * evicted before the first read. */
+		err = verify_once(fs, n);
+		if (err) {
+			node_unref(fs, n->ino, 1);
+			fuse_reply_err(req, err);
+			return;
+		}
 	}
 	if (n->kind == K_FILE && p->kind == K_HEAD_NS)
 		head_note(fs, parent, n, name);
@@ -728,8 +742,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	e = n->entry;
 	pthread_mutex_unlock(&fs->mu);
 	if (!e) {
-		/* Not opened through us (--fast-open): verify now, before
-		 * the first byte. */
+		/* Every inode is verified at its open, or with --fast-open
+		 * at its lookup; should one have escaped both, verify now,
+		 * before the first byte. */
 		int err = verify_once(fs, n);
 		pthread_mutex_lock(&fs->mu);
 		e = n->entry;
