@@ -16,6 +16,7 @@
 #include "open.h"
 #include "publish.h"
 #include "store.h"
+#include "tier.h"
 
 const char *ldr_test_host(const larder *db)
 {
@@ -103,6 +104,11 @@ void ldr_test_be_close(struct ldr_backend *be)
 const char *ldr_test_be_kind(const struct ldr_backend *be)
 {
 	return be->ops->kind;
+}
+
+unsigned ldr_test_tier_retry_now(larder *db)
+{
+	return ldr_tier_retry_now(db->be);
 }
 
 void ldr_test_be_hang(larder *db, struct ldr_backend *be)

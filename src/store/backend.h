@@ -202,13 +202,16 @@ struct ldr_backend_ops {
 	int (*stats)(struct ldr_backend *be, struct ldr_be_stats *st);
 };
 
-/* The backends built in: "dir" always, "redis" when built with it. */
+/* The backends built in: "dir" always, "redis" when built with it; and
+ * "tier" (tier.c), the handle's own directory in front of another. */
 extern const struct ldr_backend_ops ldr_be_dir_ops;
 extern const struct ldr_backend_ops ldr_be_redis_ops;
+extern const struct ldr_backend_ops ldr_be_tier_ops;
 
 /* Open the backend `where` names for the handle db: a redis://,
  * redis+sentinel:// or unix:// URI is Redis (LARDER_EINVAL, "built
- * without Redis support", in a build without it); NULL or "" is the
+ * without Redis support", in a build without it); "tier:WHERE" is the
+ * handle's own directory in front of WHERE (tier.c); NULL or "" is the
  * handle's own directory (its root fd reused, nothing opened again);
  * anything else, a store directory. 0 and *out, or a LARDER_E* code,
  * recorded on db. */
