@@ -47,3 +47,14 @@ if(LARDER_WITH_REDIS)
     LARDER_FILL_WORKER="$<TARGET_FILE:fill_worker>")
   set_tests_properties(test_redis_hosts PROPERTIES RUN_SERIAL TRUE)
 endif()
+
+# docs/redis.md followed through the larder tool: two hosts' stores made
+# with init --shared redis://, eight runs of one command across them, one
+# load (tests/redis/cli_hosts.sh; 77 where Redis cannot run).
+if(LARDER_WITH_REDIS AND TARGET larder_cli)
+  add_test(NAME cli_redis_hosts
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/redis/cli_hosts.sh
+                   $<TARGET_FILE:larder_cli>)
+  set_tests_properties(cli_redis_hosts PROPERTIES TIMEOUT 300
+                       SKIP_RETURN_CODE 77)
+endif()
