@@ -168,8 +168,8 @@ static int run_config(struct cli *c, int argc, char **argv)
 const struct cli_cmd cli_cmd_config = {
     .name = "config",
     .run = run_config,
-    .summary = "show or change quotas, watermarks, the touch interval "
-	       "and TTLs",
+    .summary = "show or change caps, watermarks, TTLs and the shared "
+	       "tier",
     .usage = "[--ns NS] [--max-bytes SIZE] [--max-entries N] "
 	     "[--watermarks RUN,CULL,STOP] [--touch-interval S] [--ttl TTL] "
 	     "[--shared WHERE]",
@@ -199,11 +199,15 @@ const struct cli_cmd cli_cmd_config = {
 	    "seconds or\n"
 	    "                        s/m/h/d; 0 or never = no default\n"
 	    "  --shared WHERE        the shared tier behind the store (store "
-	    "only): a\n"
-	    "                        store directory (absolute) or "
-	    "redis://[user:password@]\n"
-	    "                        host:port/db; '' = none. Shown with "
-	    "any password\n"
-	    "                        masked; LARDER_SHARED overrides it for "
-	    "one run\n",
+	    "only): a store\n"
+	    "                        directory (absolute), or a Redis URI "
+	    "(redis://,\n"
+	    "                        redis+sentinel://, unix://: see `larder "
+	    "help init`);\n"
+	    "                        '' = none. Tried at once: one that does "
+	    "not answer is\n"
+	    "                        set all the same, with a warning. Shown "
+	    "with any\n"
+	    "                        password masked; LARDER_SHARED overrides "
+	    "it for one run\n",
 };
