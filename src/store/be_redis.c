@@ -542,7 +542,7 @@ static int r_read(struct ldr_backend *be, const struct ldr_name *n, int how,
 		return LARDER_ENOMEM;
 	char key[KEYMAX], pfx[KEYMAX];
 	tagged(key, sizeof key, b, n->hash, ":m");
-	redisReply *r = NULL, *cr = NULL;
+	redisReply *r = NULL;
 	uint8_t *buf = NULL;
 	struct manifest m;
 	const char *argv[2] = {"GET", key};
@@ -585,17 +585,18 @@ static int r_read(struct ldr_backend *be, const struct ldr_name *n, int how,
 		/* Each chunk gets the timeout: a large entry is bounded by
 		 * its progress, not by one call's time. */
 		ldr_rconn_begin(c);
-		if ((rc = ldr_rconn_reply(c, &cr, "GET chunk")))
-			goto out;
 		uint64_t want =
 		    i + 1 < m.n ? m.chunk : m.stored - m.chunk * (m.n - 1);
-		if (cr->type != REDIS_REPLY_STRING || cr->len != want)
+		/* Straight into the entry's buffer: no reply of its own. */
+		int got = ldr_rconn_reply_into(c, buf + at, (size_t)want,
+					       "GET chunk");
+		if (got < 0) {
+			rc = got;
+			goto out;
+		}
+		if (!got)
 			lost = 1;
-		else if (!lost)
-			memcpy(buf + at, cr->str, cr->len);
 		at += want;
-		ldr_rreply_free(cr);
-		cr = NULL;
 	}
 	if (lost) {
 		/* An eviction or an expiry that raced: a miss, and the
@@ -614,7 +615,6 @@ static int r_read(struct ldr_backend *be, const struct ldr_name *n, int how,
 out:
 	free(buf);
 	ldr_rreply_free(r);
-	ldr_rreply_free(cr);
 	give(b, c, rc);
 	return rc;
 }

@@ -499,6 +499,34 @@ static int simple(struct ldr_rconn *rc, redisReply **out, const char *what,
 	return rc2;
 }
 
+/* The reader's createString: a top-level bulk string of the length a
+ * sink waits for is written there, and the reply made empty; anything
+ * else goes to hiredis' own function. */
+static void *sink_string(const redisReadTask *task, char *str, size_t len)
+{
+	struct ldr_rconn *rc = task->privdata;
+	if (rc->sink && !task->parent && task->type == REDIS_REPLY_STRING &&
+	    len == rc->sink_want) {
+		memcpy(rc->sink, str, len);
+		rc->sink_got = 1;
+		return rc->string_fn(task, str, 0);
+	}
+	return rc->string_fn(task, str, len);
+}
+
+/* Hook the sink into a new context's reader, and keep its buffer. */
+static void sink_install(struct ldr_rconn *rc)
+{
+	redisReader *r = rc->c->reader;
+	rc->fns = *r->fn;
+	rc->string_fn = rc->fns.createString;
+	rc->fns.createString = sink_string;
+	r->fn = &rc->fns;
+	r->privdata = rc;
+	r->maxbuf = LDR_REDIS_KEEP_BUF;
+	rc->sink = NULL;
+}
+
 /* Connect to host:port (or the socket path), AUTH, SELECT. */
 static int connect_one(struct ldr_rconn *rc, const char *host, int port,
 		       const char *path, int select)
@@ -534,6 +562,7 @@ static int connect_one(struct ldr_rconn *rc, const char *host, int port,
 	}
 	rc->c = c;
 	rc->pid = getpid();
+	sink_install(rc);
 	redisReply *r = NULL;
 	int code = 0;
 	if (cfg->password[0]) {
@@ -755,6 +784,20 @@ int ldr_rconn_reply(struct ldr_rconn *rc, redisReply **out, const char *what)
 		return code;
 	}
 	return 0;
+}
+
+int ldr_rconn_reply_into(struct ldr_rconn *rc, uint8_t *dst, size_t want,
+			 const char *what)
+{
+	redisReply *r = NULL;
+	rc->sink = dst;
+	rc->sink_want = want;
+	rc->sink_got = 0;
+	int code = ldr_rconn_reply(rc, &r, what);
+	rc->sink = NULL;
+	int got = rc->sink_got;
+	ldr_rreply_free(r);
+	return code ? code : got;
 }
 
 /* Scripts' shas: computed by the server (SCRIPT LOAD) once per process,

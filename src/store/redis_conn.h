@@ -72,7 +72,23 @@ struct ldr_rconn {
 	int64_t deadline;
 	int pending; /* pipelined commands whose replies are unread */
 	pid_t pid;   /* the process that connected */
+	/* ldr_rconn_reply_into: the caller's buffer that the next reply's
+	 * bulk string goes into, its length, and whether it went there.
+	 * The reader's functions are a copy of hiredis' own with
+	 * createString replaced (string_fn is the original); its privdata
+	 * is this connection, so the struct must not move while connected. */
+	uint8_t *sink;
+	size_t sink_want;
+	int sink_got;
+	redisReplyObjectFunctions fns;
+	void *(*string_fn)(const redisReadTask *, char *, size_t);
 };
+
+/* The read buffer a connection keeps between replies: hiredis frees it
+ * after each reply larger than 16 KiB by default, and a chunk's next
+ * read then faults in fresh pages (a 1 MiB read paid more for that than
+ * for the copy). One chunk (be_redis.c) and the protocol around it. */
+#define LDR_REDIS_KEEP_BUF ((4u << 20) + (64u << 10))
 
 /* A connection, not yet connected (the first command connects). */
 void ldr_rconn_init(struct ldr_rconn *rc, larder *db,
@@ -98,6 +114,14 @@ int ldr_rconn_cmd(struct ldr_rconn *rc, redisReply **out, const char *what,
 int ldr_rconn_append(struct ldr_rconn *rc, const char *what, int argc,
 		     const char **argv, const size_t *lens);
 int ldr_rconn_reply(struct ldr_rconn *rc, redisReply **out, const char *what);
+
+/* ldr_rconn_reply for a bulk string of exactly `want` bytes, written by
+ * hiredis' reader straight into dst instead of a reply of its own (one
+ * copy and one allocation fewer for a chunk). 1: the bytes are at dst;
+ * 0: the reply was something else (nil, another length: a lost chunk),
+ * dst untouched; or a code as ldr_rconn_reply's. */
+int ldr_rconn_reply_into(struct ldr_rconn *rc, uint8_t *dst, size_t want,
+			 const char *what);
 
 /* A Lua script, run by EVALSHA with EVAL when the server lacks it
  * (NOSCRIPT: a restart, a failover, SCRIPT FLUSH). The sha is computed
