@@ -141,7 +141,13 @@ static double run(int m, const uint8_t *p, size_t size,
 
 int main(int argc, char **argv)
 {
-	int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+	int quick = 0;
+	size_t only = 0; /* --only SIZE: one size, for a profile */
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--quick") == 0)
+			quick = 1;
+		else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+			only = (size_t)strtoull(argv[++i], NULL, 0);
 	const char *uri = getenv("REDIS_URI"), *port = getenv("REDIS_PORT"),
 		   *pw = getenv("REDIS_PASSWORD");
 	if (!uri || !port || !pw) {
@@ -175,6 +181,8 @@ int main(int argc, char **argv)
 	uint64_t rng = 0x9e3779b97f4a7c15ull;
 	for (int si = 0; si < 3; si++) {
 		size_t size = sizes[si];
+		if (only && size != only)
+			continue;
 		uint8_t *p = malloc(size);
 		if (!p)
 			die("malloc");

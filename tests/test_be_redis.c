@@ -1136,6 +1136,22 @@ TEST(a_flushed_script_cache_and_a_killed_connection_are_survived)
 	ASSERT_RC(db, be->ops->head_get(be, &n, &ver, &vlen), 0);
 	ASSERT_MEM_EQ(ver, "v", 1);
 	free(ver);
+	/* A chunked entry's commit goes pipelined behind its chunks by
+	 * EVALSHA: NOSCRIPT there too is run again by EVAL. */
+	redis_cli("script flush");
+	struct ldr_name big;
+	name_of(&big, "re", "k", "big");
+	size_t blen = (256u << 10) + 1;
+	uint8_t *bp = xmalloc(blen);
+	test_fill_pattern(bp, blen, 32);
+	ASSERT_RC(db, publish(be, &big, bp, blen, 65536, 0, 0), 0);
+	uint8_t *bgot;
+	size_t bgl;
+	ASSERT_RC(db, read_verified(be, &big, &bgot, &bgl), 0);
+	ASSERT_EQ(bgl, blen);
+	ASSERT_MEM_EQ(bgot, bp, blen);
+	free(bgot);
+	free(bp);
 	/* The server closes every client connection: the kept one is
 	 * found broken by the next command, which reconnects once. */
 	redis_cli("client kill type normal");

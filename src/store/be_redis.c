@@ -777,7 +777,8 @@ static int flush_chunk(struct rstage *s)
 	snprintf(px, sizeof px, "%llu", (unsigned long long)STAGING_MS);
 	const char *argv[5] = {"SET", key, (const char *)s->buf, "PX", px};
 	size_t lens[5] = {3, strlen(key), s->blen, 2, strlen(px)};
-	if ((rc = ldr_rconn_append(s->c, "SET chunk", 5, argv, lens)))
+	/* Written from the stage's buffer: no copy of the chunk. */
+	if ((rc = ldr_rconn_append_iov(s->c, "SET chunk", 5, argv, lens)))
 		return rc;
 	s->nchunks++;
 	s->blen = 0;
@@ -973,9 +974,6 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 	size_t extra = inl ? s->blen : 0;
 	if (!inl && s->blen && (rc = flush_chunk(s)))
 		goto out;
-	while (s->c->pending)
-		if ((rc = chunk_reply(s)))
-			goto out;
 	/* The entry's expiry as Redis's TTL; the header's expires is still
 	 * checked by every reader. */
 	uint64_t ttl = 0;
@@ -1014,7 +1012,24 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 			  strlen(ttls),
 			  strlen(s->ns),
 			  32};
-	if ((rc = ldr_rconn_eval(s->c, &commit_lua, &r, 4, 9, argv, lens)))
+	/* The commit goes right behind the chunks' SETs: one round trip
+	 * for both. Its script finds a chunk whose SET failed missing
+	 * ("lost"), so nothing is published on a failure read below. */
+	int piped =
+	    ldr_rconn_append_evalsha(s->c, &commit_lua, 4, 9, argv, lens);
+	if (piped < 0) {
+		rc = piped;
+		goto out;
+	}
+	while (s->c->pending > piped)
+		if ((rc = chunk_reply(s)))
+			goto out;
+	if (piped)
+		rc = ldr_rconn_eval_reply(s->c, &commit_lua, &r, 4, 9, argv,
+					  lens);
+	else
+		rc = ldr_rconn_eval(s->c, &commit_lua, &r, 4, 9, argv, lens);
+	if (rc)
 		goto out;
 	if (r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_STRING) {
 		rc = ldr_fail(db, LARDER_EIO, 0,

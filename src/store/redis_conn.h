@@ -115,6 +115,17 @@ int ldr_rconn_append(struct ldr_rconn *rc, const char *what, int argc,
 		     const char **argv, const size_t *lens);
 int ldr_rconn_reply(struct ldr_rconn *rc, redisReply **out, const char *what);
 
+/* ldr_rconn_append for large arguments: the command is written to the
+ * socket at once with writev from the caller's buffers (what was
+ * appended before it first), where hiredis would format it into a
+ * fresh buffer and copy that into its output buffer, two copies of a
+ * chunk and two allocations whose pages fault in. Its reply is read by
+ * ldr_rconn_reply as any other's. At most LDR_RCONN_IOV_ARGS
+ * arguments. */
+#define LDR_RCONN_IOV_ARGS 16
+int ldr_rconn_append_iov(struct ldr_rconn *rc, const char *what, int argc,
+			 const char **argv, const size_t *lens);
+
 /* ldr_rconn_reply for a bulk string of exactly `want` bytes, written by
  * hiredis' reader straight into dst instead of a reply of its own (one
  * copy and one allocation fewer for a chunk). 1: the bytes are at dst;
@@ -135,6 +146,18 @@ struct ldr_rscript {
 int ldr_rconn_eval(struct ldr_rconn *rc, struct ldr_rscript *s,
 		   redisReply **out, int nkeys, int argc, const char **argv,
 		   const size_t *lens);
+
+/* A script pipelined behind earlier commands: appended by EVALSHA when
+ * this process knows its sha (1), or not (0: run ldr_rconn_eval once
+ * the earlier replies are read), or a code. Its reply, in its turn, by
+ * ldr_rconn_eval_reply with the same arguments, which runs it again by
+ * EVAL if the server answered NOSCRIPT. */
+int ldr_rconn_append_evalsha(struct ldr_rconn *rc, struct ldr_rscript *s,
+			     int nkeys, int argc, const char **argv,
+			     const size_t *lens);
+int ldr_rconn_eval_reply(struct ldr_rconn *rc, struct ldr_rscript *s,
+			 redisReply **out, int nkeys, int argc,
+			 const char **argv, const size_t *lens);
 
 void ldr_rreply_free(redisReply *r);
 
