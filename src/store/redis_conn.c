@@ -40,6 +40,7 @@
 	X(redisAppendCommandArgv)                                              \
 	X(redisGetReply)                                                       \
 	X(redisBufferWrite)                                                    \
+	X(redisReaderGetReply)                                                 \
 	X(freeReplyObject)                                                     \
 	X(redisFree)
 
@@ -824,8 +825,18 @@ static int reply_raw(struct ldr_rconn *rc, redisReply **out, const char *what)
 		return ldr_fail(rc->db, LARDER_EIO, 0,
 				"Redis %s at %s: connection lost", what,
 				rc->cfg->shown);
-	int64_t left = ldr_rconn_left(rc);
 	void *r = NULL;
+	/* A pipelined reply that came with an earlier one is in the
+	 * reader's buffer already: taken without a system call (setting
+	 * the socket's timeouts cost two per reply), as redisGetReply
+	 * would take it first too. */
+	if (rc->pending > 0 &&
+	    rd.redisReaderGetReply(rc->c->reader, &r) == REDIS_OK && r) {
+		rc->pending--;
+		*out = r;
+		return 0;
+	}
+	int64_t left = ldr_rconn_left(rc);
 	int e = 0, ok = 0;
 	if (left > 0) {
 		ldr_rconn_set_timeout(rc, left);
