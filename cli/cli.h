@@ -163,6 +163,12 @@ int cli_limit_opt(struct cli *c, struct cli_limits *l, int id, const char *arg);
 int cli_limits_apply(struct cli *c, larder *db, const char *ns,
 		     const struct cli_limits *l);
 
+/* --shared WHERE of init and config (limits.c): a directory is made a
+ * store if it is none yet (with db's mode), then the store's setting is
+ * changed ("" removes it). CLI_OK or the exit code after reporting. */
+#define CLI_OPT_SHARED (CLI_OPT_MAX_ENTRIES + 64)
+int cli_shared_apply(struct cli *c, larder *db, const char *where);
+
 /* ---- usage against caps (usage.c), shared by stat and gc ---- */
 
 /* The store-wide usage: the sum over every namespace of s (the internal

@@ -3,6 +3,7 @@
  * touch interval and a namespace's default TTL.
  */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -13,12 +14,17 @@ struct config_args {
 	struct cli_limits l;
 	int64_t ttl;
 	int set_ttl;
+	const char *shared; /* --shared, or NULL */
 };
 
 static int config_opt(struct cli *c, int id, const char *arg, void *ctx)
 {
 	struct config_args *a = ctx;
 	struct cli_limits *l = &a->l;
+	if (id == CLI_OPT_SHARED) {
+		a->shared = arg;
+		return CLI_CONTINUE;
+	}
 	if (id == OPT_TTL) {
 		/* A namespace's default: 0 or "never" for none. */
 		int rc = cli_duration_int(c, &cli_dur_ns_ttl, arg, &a->ttl);
@@ -69,6 +75,7 @@ static int run_config(struct cli *c, int argc, char **argv)
 	    {"watermarks", required_argument, NULL, OPT_WATERMARKS},
 	    {"touch-interval", required_argument, NULL, OPT_TOUCH},
 	    {"ttl", required_argument, NULL, OPT_TTL},
+	    {"shared", required_argument, NULL, CLI_OPT_SHARED},
 	    {0},
 	};
 	struct config_args a;
@@ -90,9 +97,24 @@ static int run_config(struct cli *c, int argc, char **argv)
 	if (!ns && a.set_ttl)
 		return cli_usage_err(c, "--ttl is a namespace's default "
 					"TTL: use it with --ns");
-	rc = cli_open(c, &db, NULL);
+	if (ns && a.shared)
+		return cli_usage_err(c, "--shared is store-wide: not with "
+					"--ns");
+	/* Changing the shared tier: not through the one set before (which
+	 * may be the mistake being corrected). */
+	larder_opts o = LARDER_OPTS_INIT;
+	o.shared = a.shared ? "" : NULL;
+	rc = cli_open(c, &db, &o);
 	if (rc != CLI_OK)
 		return rc;
+	if (a.shared) {
+		rc = cli_shared_apply(c, db, a.shared);
+		if (rc != CLI_OK || !(l->set_bytes || l->set_entries ||
+				      l->set_wm || l->set_touch || a.set_ttl)) {
+			larder_close(db);
+			return rc;
+		}
+	}
 	if (a.set_ttl && (rc = larder_ns_set_ttl(db, ns, a.ttl)) != 0) {
 		rc = cli_fail(c, db, rc);
 		larder_close(db);
@@ -128,6 +150,16 @@ static int run_config(struct cli *c, int argc, char **argv)
 		else
 			printf("watermarks 0,0,0 (off)\n");
 		printf("touch_interval %" PRId64 "\n", cur.touch_interval);
+		/* The tier this run uses (LARDER_SHARED may override the
+		 * store's), its password masked. */
+		const char *sh = larder_shared(db);
+		const char *env = getenv("LARDER_SHARED");
+		if (sh)
+			printf("shared %s%s\n", sh,
+			       env ? " (from LARDER_SHARED)" : "");
+		else
+			printf("shared (none)%s\n",
+			       env ? " (LARDER_SHARED is empty)" : "");
 	}
 	larder_close(db);
 	return out_finish(c, stdout);
@@ -139,7 +171,8 @@ const struct cli_cmd cli_cmd_config = {
     .summary = "show or change quotas, watermarks, the touch interval "
 	       "and TTLs",
     .usage = "[--ns NS] [--max-bytes SIZE] [--max-entries N] "
-	     "[--watermarks RUN,CULL,STOP] [--touch-interval S] [--ttl TTL]",
+	     "[--watermarks RUN,CULL,STOP] [--touch-interval S] [--ttl TTL] "
+	     "[--shared WHERE]",
     .help = "Without options, print the store's settings (with --ns, the "
 	    "namespace's\ncaps and default TTL). With options, change those "
 	    "given and keep the rest.\n\n"
@@ -164,5 +197,13 @@ const struct cli_cmd cli_cmd_config = {
 	    "only): entries\n"
 	    "                        put without --ttl expire after it; "
 	    "seconds or\n"
-	    "                        s/m/h/d; 0 or never = no default\n",
+	    "                        s/m/h/d; 0 or never = no default\n"
+	    "  --shared WHERE        the shared tier behind the store (store "
+	    "only): a\n"
+	    "                        store directory (absolute) or "
+	    "redis://[user:password@]\n"
+	    "                        host:port/db; '' = none. Shown with "
+	    "any password\n"
+	    "                        masked; LARDER_SHARED overrides it for "
+	    "one run\n",
 };

@@ -14,6 +14,7 @@ struct init_args {
 	int fsync;
 	int parents;
 	struct cli_limits limits;
+	const char *shared; /* --shared, or NULL */
 };
 
 enum { OPT_MODE = 256, OPT_FSYNC, OPT_PARENTS };
@@ -72,6 +73,10 @@ static int init_opt(struct cli *c, int id, const char *arg, void *ctx)
 	}
 	if (id == OPT_PARENTS) {
 		a->parents = 1;
+		return CLI_CONTINUE;
+	}
+	if (id == CLI_OPT_SHARED) {
+		a->shared = arg;
 		return CLI_CONTINUE;
 	}
 	return cli_limit_opt(c, &a->limits, id, arg);
@@ -133,6 +138,7 @@ static int run_init(struct cli *c, int argc, char **argv)
 	    {"parents", no_argument, NULL, OPT_PARENTS},
 	    {"max-bytes", required_argument, NULL, CLI_OPT_MAX_BYTES},
 	    {"max-entries", required_argument, NULL, CLI_OPT_MAX_ENTRIES},
+	    {"shared", required_argument, NULL, CLI_OPT_SHARED},
 	    {0},
 	};
 	struct init_args a;
@@ -170,6 +176,10 @@ static int run_init(struct cli *c, int argc, char **argv)
 
 	opts.flags = LARDER_OPEN_CREATE;
 	opts.create_mode = a.mode;
+	/* Setting the shared tier: not through the one set before (which
+	 * may be the mistake being corrected). */
+	if (a.shared)
+		opts.shared = "";
 	opts.create_fsync = a.fsync;
 	rc = cli_open(c, &db, &opts);
 	if (rc != CLI_OK)
@@ -196,6 +206,10 @@ static int run_init(struct cli *c, int argc, char **argv)
 			return rc;
 		}
 	}
+	if (a.shared && (rc = cli_shared_apply(c, db, a.shared)) != CLI_OK) {
+		larder_close(db);
+		return rc;
+	}
 	if (c->verbose)
 		fprintf(stderr,
 			"larder: init: store ready at '%s' (mode %04o)\n",
@@ -209,7 +223,7 @@ const struct cli_cmd cli_cmd_init = {
     .run = run_init,
     .summary = "create the store (no change if it exists)",
     .usage = "[--mode MODE] [--parents] [--fsync none|data|full] "
-	     "[--max-bytes SIZE] [--max-entries N]",
+	     "[--max-bytes SIZE] [--max-entries N] [--shared WHERE]",
     .help = "Create the store at DIR (and DIR itself if missing; its parent "
 	    "must exist\n"
 	    "unless --parents). On an existing store this changes nothing "
@@ -247,5 +261,15 @@ const struct cli_cmd cli_cmd_init = {
 	    "T suffixes);\n"
 	    "                          set on an existing store too (as "
 	    "`larder config`)\n"
-	    "  --max-entries N         cap the store's number of entries\n",
+	    "  --max-entries N         cap the store's number of entries\n"
+	    "  --shared WHERE          a shared tier behind this store (the "
+	    "near tier):\n"
+	    "                          a store directory (absolute; made a "
+	    "store if\n"
+	    "                          need be) or redis://[user:password@]"
+	    "host:port/db;\n"
+	    "                          set on an existing store too (as "
+	    "`larder config`);\n"
+	    "                          LARDER_SHARED overrides it for one "
+	    "run\n",
 };

@@ -332,8 +332,7 @@ const struct cli_cmd cli_cmd_mount = {
 	"daemon\n"
 	"                    (an open then costs what it costs on a local "
 	"file); an\n"
-	"                    entry is verified at its first read instead, and "
-	"one\n"
-	"                    removed between an open and its first read reads "
-	"as EIO\n",
+	"                    entry is verified when it is looked up instead "
+	"(a stat\n"
+	"                    of a large entry reads it whole)\n",
 };

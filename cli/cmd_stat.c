@@ -178,7 +178,8 @@ static void usage_line(const struct cols *k, int64_t b, int64_t e,
 }
 
 static void print_human(const struct cli *c, const larder_stats *s,
-			const struct caps *caps, const char *dir)
+			const struct caps *caps, const char *dir,
+			const char *shared)
 {
 	unsigned bad, shards = larder_stats_shards(&bad, s);
 	size_t nc = larder_stats_counters(s), nn = larder_stats_namespaces(s);
@@ -192,8 +193,16 @@ static void print_human(const struct cli *c, const larder_stats *s,
 	 * into the shards are not ours: escaped (docs/cli.md#escaping). */
 	fputs("store ", stdout);
 	out_text(stdout, dir, strlen(dir));
-	printf(" (%u counter files%s)\n\ncounters\n", shards,
+	printf(" (%u counter files%s)\n", shards,
 	       bad ? ", some failed their check: see below" : "");
+	/* A store with a shared tier: the near_* and shared_* counters are
+	 * the tiers' (docs/operations.md). */
+	if (shared) {
+		fputs("shared tier ", stdout);
+		out_text(stdout, shared, strlen(shared));
+		fputs("\n", stdout);
+	}
+	printf("\ncounters\n");
 	for (size_t i = 0; i < nc; i++) {
 		const char *name = larder_stats_counter(&v, s, i);
 		fputs("  ", stdout);
@@ -258,13 +267,19 @@ static void json_caps(const larder_limits *l)
 }
 
 static void print_json(const struct cli *c, const larder_stats *s,
-		       const struct caps *caps, const char *dir)
+		       const struct caps *caps, const char *dir,
+		       const char *shared)
 {
 	unsigned bad, shards = larder_stats_shards(&bad, s);
 	size_t nc = larder_stats_counters(s), nn = larder_stats_namespaces(s);
 	uint64_t v;
 	fputs("{\"store\":", stdout);
 	out_json_str(stdout, dir, strlen(dir));
+	fputs(",\"shared\":", stdout);
+	if (shared)
+		out_json_str(stdout, shared, strlen(shared));
+	else
+		fputs("null", stdout);
 	printf(",\"shards\":%u,\"shards_bad\":%u,\"counters\":{", shards, bad);
 	for (size_t i = 0; i < nc; i++) {
 		const char *name = larder_stats_counter(&v, s, i);
@@ -343,6 +358,17 @@ static const char *prom_help(const char *name)
 			     "larder's, or writable by others."},
 	    {"memo_hits", "Hits served from a handle's memo of verified "
 			  "entries."},
+	    {"near_hits", "Entries read from the near tier."},
+	    {"shared_hits", "Entries read from the shared tier."},
+	    {"shared_copies", "Shared tier entries copied into the near "
+			      "tier."},
+	    {"shared_head_checks", "Version-less lookups asked of the shared "
+				   "tier."},
+	    {"shared_errors", "Calls to the shared tier that failed."},
+	    {"shared_skipped", "Calls skipped while the shared tier was "
+			       "down."},
+	    {"shared_refused", "Entries the shared tier refused (too large "
+			       "or full)."},
 	};
 	for (size_t i = 0; i < sizeof h / sizeof *h; i++)
 		if (strcmp(h[i].name, name) == 0)
@@ -470,11 +496,11 @@ static int run_stat(struct cli *c, int argc, char **argv)
 		const char *dir =
 		    realpath(larder_dir(db), real) ? real : larder_dir(db);
 		if (fmt == FMT_JSON)
-			print_json(c, s, &caps, dir);
+			print_json(c, s, &caps, dir, larder_shared(db));
 		else if (fmt == FMT_PROM)
 			print_prom(c, s, &caps, dir);
 		else
-			print_human(c, s, &caps, dir);
+			print_human(c, s, &caps, dir, larder_shared(db));
 		rc = out_finish(c, stdout);
 	}
 	free(caps.ns);

@@ -4,7 +4,9 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -113,4 +115,60 @@ int cli_limits_apply(struct cli *c, larder *db, const char *ns,
 		rc = larder_limits_set(db, ns, &cur);
 	}
 	return rc ? cli_fail(c, db, rc) : CLI_OK;
+}
+
+/* A log callback that keeps the first warning (or worse) it is given. */
+static void first_warning(int level, const char *msg, void *payload)
+{
+	char *said = payload;
+	if (level <= LARDER_LOG_WARN && !*said)
+		snprintf(said, 1024, "%s", msg);
+}
+
+int cli_shared_apply(struct cli *c, larder *db, const char *where)
+{
+	if (*where && where[0] == '/') {
+		/* A shared directory: made a store now, as init would, so
+		 * that the first host's setting is enough. Opened without a
+		 * shared tier of its own. */
+		larder_opts o = LARDER_OPTS_INIT;
+		o.flags = LARDER_OPEN_CREATE;
+		o.create_mode = larder_mode(db);
+		o.shared = "";
+		larder *sdb;
+		int rc = larder_open(&sdb, where, &o);
+		if (rc) {
+			cli_err(c, "cannot use '%s' as the shared tier: %s",
+				out_q(where), larder_errmsg(NULL));
+			return CLI_STORE;
+		}
+		larder_close(sdb);
+	}
+	int rc = larder_shared_set(db, where);
+	if (rc)
+		return cli_fail(c, db, rc);
+	if (!*where)
+		return CLI_OK;
+	/* DIR/config is readable by whoever may read the store: a password
+	 * in the URI is theirs too. */
+	if (strchr(where, '@') && (larder_mode(db) & 044))
+		cli_err(
+		    c,
+		    "warning: the shared tier's password is in '%s/config', "
+		    "which the store's mode (%04o) lets others read",
+		    out_q(larder_dir(db)), larder_mode(db));
+	/* Tried once now, so that a wrong address or password is told
+	 * here rather than as a warning in some later run: the setting
+	 * stands either way (the tier may simply be down). */
+	char said[1024] = "";
+	larder_opts o = LARDER_OPTS_INIT;
+	o.shared = where;
+	o.log = first_warning;
+	o.log_payload = said;
+	larder *probe;
+	if (larder_open(&probe, larder_dir(db), &o) == 0)
+		larder_close(probe);
+	if (*said)
+		cli_err(c, "warning: the shared tier is set, but: %s", said);
+	return CLI_OK;
 }

@@ -273,9 +273,9 @@ typedef void (*larder_log_fn)(int level, const char *msg, void *payload);
 #define LARDER_OPEN_VERIFY_ALWAYS     0x10u
 /* clang-format on */
 
-/* Version 2 added max_in_memory, version 3 the memo_* fields; the
- * library still takes version 1 and 2 structs (without them). */
-#define LARDER_OPTS_VERSION 3
+/* Version 2 added max_in_memory, version 3 the memo_* fields, version 4
+ * shared; the library still takes older structs (without them). */
+#define LARDER_OPTS_VERSION 4
 typedef struct larder_opts {
 	unsigned version; /* LARDER_OPTS_VERSION */
 	unsigned flags;	  /* LARDER_OPEN_*; 0 = none */
@@ -331,10 +331,16 @@ typedef struct larder_opts {
 	/* How often a memoised entry is read and verified from disk again
 	 * (payload checksum), in milliseconds; 0 = 60000. */
 	unsigned memo_rehash_ms;
+	/* Since version 4: the shared tier behind this store (see Tiers):
+	 * a store directory (absolute path) or a redis:// URI; "" = none.
+	 * NULL = LARDER_SHARED if it is set (empty: none), else the store's
+	 * own setting (larder_shared_set). */
+	const char *shared;
 } larder_opts;
 /* clang-format off */
 #define LARDER_OPTS_INIT \
-	{ LARDER_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0 }
+	{ LARDER_OPTS_VERSION, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0, \
+	  NULL }
 /* clang-format on */
 /* Set *opts to LARDER_OPTS_INIT. */
 LARDER_API void larder_opts_init(larder_opts *opts);
@@ -380,6 +386,42 @@ LARDER_API const char *larder_dir(const larder *db);
 /* The store's mode, as its marker says: 0600, 0640, 0644, 0660 or 0664
  * (see larder_opts.create_mode). */
 LARDER_API unsigned larder_mode(const larder *db);
+
+/* ---------------------------------------------------------------------- */
+/* Tiers
+ *
+ * A store (the near tier, one per host) can have a shared tier behind it
+ * (docs/backends.md, "Tiers"): another store directory, on a network
+ * filesystem, or a Redis server (redis://[user:password@]host:port/db,
+ * redis+sentinel://..., unix:///path). A get tries near, then shared (its
+ * payload verified), and copies a shared hit into near; a put or a fill
+ * publishes to shared, then near; larder_get_or_fill's leases and waits
+ * are in shared, so that a herd across hosts loads once. A version-less
+ * lookup takes the version the shared tier's head named, asked again when
+ * this handle's answer is older than the store's shared_head_age_ms (1000
+ * by default; 0: every time).
+ *
+ * A shared tier that fails is logged once per outage (the tier, the call,
+ * the cause), counted (LARDER_CTR_SHARED_ERRORS, then _SHARED_SKIPPED
+ * while it is left alone: 1 s, doubling to 30 s), and the store serves
+ * from near alone meanwhile: gets from near, fills with their leases in
+ * near (one load per host), puts to near (still 0). The caller keeps its
+ * data.
+ *
+ * The shared tier is chosen at larder_open: larder_opts.shared, else
+ * LARDER_SHARED (set and empty: none), else the store's setting.
+ */
+
+/* Set the store's shared tier (written to DIR/config; the store's owner
+ * only: else LARDER_EPERM): where as larder_opts.shared takes it; "" or
+ * NULL removes it. A where that cannot name a shared tier (a relative
+ * path, an unknown scheme, no host) is LARDER_EINVAL. Handles opened
+ * from then on use it. */
+LARDER_API int larder_shared_set(larder *db, const char *where);
+
+/* The shared tier this handle uses, any password in it shown as "***";
+ * NULL when it has none. Valid while db is. */
+LARDER_API const char *larder_shared(const larder *db);
 
 /* ---------------------------------------------------------------------- */
 /* Namespaces                                                              */
@@ -1325,6 +1367,14 @@ enum larder_counter {
 				     * make, or that others may write: reported
 				     * and skipped (larder_walk) */
 	LARDER_CTR_MEMO_HITS, /* hits served from the memo (Repeat hits) */
+	/* A store with a shared tier (Tiers): */
+	LARDER_CTR_NEAR_HITS,	       /* entries read from the near tier */
+	LARDER_CTR_SHARED_HITS,	       /* entries read from the shared tier */
+	LARDER_CTR_SHARED_COPIES,      /* shared entries copied into near */
+	LARDER_CTR_SHARED_HEAD_CHECKS, /* version-less gets asked of shared */
+	LARDER_CTR_SHARED_ERRORS,  /* calls to the shared tier that failed */
+	LARDER_CTR_SHARED_SKIPPED, /* calls skipped while it was down */
+	LARDER_CTR_SHARED_REFUSED, /* entries it refused (too large, full) */
 	LARDER_CTR_COUNT
 };
 

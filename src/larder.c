@@ -13,6 +13,7 @@
 #include "gc.h"
 #include "open.h"
 #include "store.h"
+#include "tier.h"
 
 int larder_open(larder **out, const char *dir, const larder_opts *opts)
 {
@@ -25,13 +26,12 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 		larder_close(db);
 		return rc;
 	}
-	/* The seam: the store's own directory, through its root fd. (A
-	 * shared tier will be hung here in its place.) */
-	if ((rc = ldr_backend_open(&db->be, db, NULL)) != 0) {
+	/* The seam: the store's own directory, through its root fd, or a
+	 * tier of it in front of the store's shared tier. */
+	if ((rc = ldr_tier_hang(db, opts)) != 0) {
 		larder_close(db);
 		return rc;
 	}
-	db->be_own = 1;
 	struct ldr_hooks hooks = {
 	    .published = ldr_after_publish,
 	    .space_low = ldr_gc_space_low,

@@ -16,6 +16,7 @@
 #include "open.h"
 #include "publish.h"
 #include "store.h"
+#include "tier.h"
 
 const char *ldr_test_host(const larder *db)
 {
@@ -92,6 +93,9 @@ size_t ldr_test_head_cache_size(larder *db)
 
 int ldr_test_be_open(struct ldr_backend **out, larder *db, const char *where)
 {
+	/* "tier:WHERE": the handle's own directory in front of WHERE. */
+	if (where && !strncmp(where, "tier:", 5))
+		return ldr_be_tier_ops.open(out, db, where + 5);
 	return ldr_backend_open(out, db, where);
 }
 
@@ -103,6 +107,11 @@ void ldr_test_be_close(struct ldr_backend *be)
 const char *ldr_test_be_kind(const struct ldr_backend *be)
 {
 	return be->ops->kind;
+}
+
+unsigned ldr_test_tier_retry_now(larder *db)
+{
+	return ldr_tier_retry_now(db->be);
 }
 
 void ldr_test_be_hang(larder *db, struct ldr_backend *be)

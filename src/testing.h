@@ -82,6 +82,9 @@ const char *ldr_test_be_kind(const struct ldr_backend *be);
  * db's own directory: the read and publish paths through the table);
  * db owns it from here. */
 void ldr_test_be_hang(larder *db, struct ldr_backend *be);
+/* A handle with a shared tier: end its back-off now, as if it had run
+ * out; the back-off it was in, in ms (0: none). */
+unsigned ldr_test_tier_retry_now(larder *db);
 /* Publish (ns, key, ver) holding data through stage_begin, stage_write
  * in pieces of `piece` bytes (0: one), stage_commit with the entry's
  * header (flags: LDR_TEST_BE_NO_HEAD, LDR_TEST_BE_BAD_HEADER: a header

@@ -28,6 +28,14 @@ target_compile_definitions(test_fill_clocks PRIVATE
 set_tests_properties(test_fill test_fill_hosts test_fill_clocks PROPERTIES
   RUN_SERIAL TRUE)
 
+# Tiers: near stores in front of one shared directory (docs/backends.md,
+# "Tiers"); its herd plays hosts as test_fill_hosts does.
+larder_test(test_tier test_tier.c fill_spawn.c)
+add_dependencies(test_tier fill_worker)
+target_compile_definitions(test_tier PRIVATE
+  LARDER_FILL_WORKER="$<TARGET_FILE:fill_worker>")
+set_tests_properties(test_tier PROPERTIES RUN_SERIAL TRUE)
+
 # The on_redis_ tests of test_fill (elsewhere skipped) against a private
 # Redis: larder_get_or_fill through the Redis backend hung on the handle.
 if(LARDER_WITH_REDIS)

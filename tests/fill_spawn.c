@@ -55,6 +55,8 @@ static void parse_line(struct worker *w, const char *line)
 	} else if (strcmp(line, "waiting") == 0) {
 		w->waiting = 1;
 		w->t_waiting = now;
+	} else if (strncmp(line, "wait-end ", 9) == 0) {
+		w->wait_end = atoi(line + 9);
 	} else if (strcmp(line, "loading") == 0) {
 		w->loading = 1;
 		w->t_loading = now;

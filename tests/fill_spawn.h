@@ -33,6 +33,7 @@ struct worker {
 	char buf[4096];
 	size_t len;
 	int ready, waiting, loading, done, eof;
+	int wait_end; /* its "wait-end" (enum larder_wait_end), or 0 */
 	double t_start, t_ready, t_waiting, t_loading,
 	    t_done;		       /* our ms clock */
 	long long realtime, monotonic; /* its clocks at "ready", seconds */

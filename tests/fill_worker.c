@@ -19,11 +19,16 @@
  *                   wait)
  *   --hostname NAME set the hostname first (in a UTS namespace of our own)
  *   --lease S, --heartbeat S, --max-wait S   larder_fill_opts
+ *   --redis URI     fill through the Redis backend at URI, hung on the
+ *                   handle: the store directory is this "host"'s own, and
+ *                   Redis is all the workers share
  *
  * stdout, one line each, flushed at once:
  *   ready <pid as /proc sees it> <hostname> <CLOCK_REALTIME s>
  *         <CLOCK_MONOTONIC s>
  *   waiting   (another holds the lease: on_wait's start)
+ *   wait-end E  (the wait is over: E is its larder_wait_end, e.g. 2 taken
+ *             over, 3 max_wait passed)
  *   loading   (the loader started: we hold the lease)
  *   result rc=.. outcome=.. size=.. fills=.. waits=.. breaks=.. lost=..
  *          changed=.. uncached=..
@@ -39,6 +44,7 @@
 #include <unistd.h>
 
 #include "larder.h"
+#include "testing.h"
 
 struct src {
 	int fd;
@@ -115,6 +121,9 @@ static void on_wait(const larder_wait_info *info, void *payload)
 	if (info->event == LARDER_WAIT_START) {
 		printf("waiting\n");
 		fflush(stdout);
+	} else if (info->event == LARDER_WAIT_END) {
+		printf("wait-end %d\n", info->end);
+		fflush(stdout);
 	}
 }
 
@@ -150,6 +159,7 @@ int main(int argc, char **argv)
 		usage("usage: fill_worker STORE KEY VERSION --src FILE ...");
 	const char *store = argv[1], *key = argv[2], *ver = argv[3];
 	const char *srcpath = NULL, *out = NULL, *go = NULL, *hostname = NULL;
+	const char *redis = NULL;
 	struct src s = {-1, 16384, 0, NULL, NULL};
 	larder_fill_opts fo = LARDER_FILL_OPTS_INIT;
 	fo.on_wait = on_wait;
@@ -180,6 +190,8 @@ int main(int argc, char **argv)
 			fo.heartbeat_seconds = strtod(v, NULL);
 		else if (strcmp(a, "--max-wait") == 0)
 			fo.max_wait_seconds = strtod(v, NULL);
+		else if (strcmp(a, "--redis") == 0)
+			redis = v;
 		else
 			usage("unknown option");
 	}
@@ -213,6 +225,15 @@ int main(int argc, char **argv)
 	if (rc) {
 		printf("result rc=%d open: %s\n", rc, larder_errmsg(NULL));
 		return 1;
+	}
+	if (redis) {
+		struct ldr_backend *be;
+		if ((rc = ldr_test_be_open(&be, db, redis)) != 0) {
+			printf("result rc=%d redis: %s\n", rc,
+			       larder_errmsg(db));
+			return 1;
+		}
+		ldr_test_be_hang(db, be);
 	}
 	larder_entry *e = NULL;
 	int outcome = 0;

@@ -18,7 +18,7 @@ set_tests_properties(redis_harness PROPERTIES
 
 # The Redis backend against a private Redis each run starts (redis.sh).
 if(LARDER_WITH_REDIS)
-  larder_test(test_be_redis test_be_redis.c)
+  larder_test(test_be_redis test_be_redis.c redis_run.c)
   target_compile_definitions(test_be_redis PRIVATE
     REDIS_SH="${CMAKE_CURRENT_SOURCE_DIR}/redis/redis.sh")
 endif()
@@ -31,5 +31,30 @@ if(LARDER_WITH_REDIS)
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/redis/with_redis.sh
                    $<TARGET_FILE:test_backend>)
   set_tests_properties(test_backend_redis PROPERTIES TIMEOUT 900
+                       SKIP_RETURN_CODE 77)
+endif()
+
+# The hard cases (docs/testing.md, "Redis: hosts, failover, sizes"):
+# fill_worker processes in PID+UTS namespaces of their own ("hosts") that
+# share only a private Redis; a failover under a herd (its own master,
+# replica and sentinels); 300 MB and 600 MB entries. Run alone: the
+# bounds come from lease periods, and the big entries move ~1.5 GB.
+if(LARDER_WITH_REDIS)
+  larder_test(test_redis_hosts test_redis_hosts.c fill_spawn.c redis_run.c)
+  add_dependencies(test_redis_hosts fill_worker)
+  target_compile_definitions(test_redis_hosts PRIVATE
+    REDIS_SH="${CMAKE_CURRENT_SOURCE_DIR}/redis/redis.sh"
+    LARDER_FILL_WORKER="$<TARGET_FILE:fill_worker>")
+  set_tests_properties(test_redis_hosts PROPERTIES RUN_SERIAL TRUE)
+endif()
+
+# docs/redis.md followed through the larder tool: two hosts' stores made
+# with init --shared redis://, eight runs of one command across them, one
+# load (tests/redis/cli_hosts.sh; 77 where Redis cannot run).
+if(LARDER_WITH_REDIS AND TARGET larder_cli)
+  add_test(NAME cli_redis_hosts
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/redis/cli_hosts.sh
+                   $<TARGET_FILE:larder_cli>)
+  set_tests_properties(cli_redis_hosts PROPERTIES TIMEOUT 300
                        SKIP_RETURN_CODE 77)
 endif()

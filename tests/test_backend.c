@@ -6,8 +6,10 @@
  *
  * The backend is the one LARDER_TEST_BACKEND names: unset, the test
  * store's own directory (as larder_open serves it); "dir", a second
- * store directory opened by path; anything else, a `where` string as
- * ldr_backend_open takes it (e.g. a redis:// URI of a private server).
+ * store directory opened by path; "tier:dir", the test store in front of
+ * such a second directory (a near and a shared tier); anything else, a
+ * `where` string as ldr_backend_open takes it (e.g. a redis:// URI of a
+ * private server, or "tier:redis://..." in front of it).
  * The few cases that look behind a backend's back (a flipped byte on
  * disk, the quarantine) run on the directory backend only and say so.
  */
@@ -56,13 +58,16 @@ static struct env open_env(void)
 	const char *where = getenv("LARDER_TEST_BACKEND");
 	if (where && !*where)
 		where = NULL;
-	if (where && !strcmp(where, "dir")) {
+	static char tier[1100];
+	if (where && (!strcmp(where, "dir") || !strcmp(where, "tier:dir"))) {
 		/* A second store, made as larder init makes one. */
 		const char *other = test_path("other");
 		larder_opts o = LARDER_OPTS_INIT;
 		o.flags = LARDER_OPEN_CREATE;
 		larder_close(open_store_at(other, &o));
-		where = other;
+		snprintf(tier, sizeof tier, "%s%s",
+			 strcmp(where, "dir") ? "tier:" : "", other);
+		where = tier;
 	}
 	ASSERT_RC(e.db, ldr_test_be_open(&e.be, e.db, uri_of_case(where)), 0);
 	return e;
@@ -199,6 +204,18 @@ TEST(reject_takes_the_entry_out_of_view)
 	/* A reader judged it bad (its content, say): gone for everyone. */
 	ldr_test_be_reject(e.be, "b", "k", "v", kept, "judged bad by a test");
 	ldr_test_be_kept_free(kept);
+	if (!strcmp(ldr_test_be_kind(e.be), "tier")) {
+		/* A tier: near's copy was read, and only it goes; the
+		 * shared entry, verified again, is served and copied in.
+		 * Read from shared and judged bad, it goes from both. */
+		ASSERT_RC(e.db,
+			  ldr_test_be_read(e.be, "b", "k", "v", &state, &data,
+					   &len, 0, &kept),
+			  0);
+		free(data);
+		ldr_test_be_reject(e.be, "b", "k", "v", kept, "bad again");
+		ldr_test_be_kept_free(kept);
+	}
 	expect_missing(&e, "b", "k", "v");
 	/* And the name is free for a good entry again. */
 	ASSERT_RC(e.db, publish(&e, "b", "k", "v", 2 * KiB, NULL, 0), 0);
@@ -443,7 +460,8 @@ TEST(lease_of_a_dead_process_on_this_host_is_dead)
 		larder *db = open_store();
 		const char *where = getenv("LARDER_TEST_BACKEND");
 		int ok = 0;
-		if (!where || !*where || !strcmp(where, "dir"))
+		if (!where || !*where || !strcmp(where, "dir") ||
+		    !strcmp(where, "tier:dir"))
 			be = e.be; /* the same store, opened before the fork */
 		else if (ldr_test_be_open(&be, db, uri_of_case(where)) != 0)
 			be = NULL;

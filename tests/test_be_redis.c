@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "redis_run.h"
 #include "store_util.h"
 #include "testing.h"
 
@@ -30,101 +31,12 @@ static char password[128];
 static int port;
 static pid_t starter;
 
-static void env_val(const char *text, const char *name, char *out, size_t n)
-{
-	const char *p = strstr(text, name);
-	out[0] = '\0';
-	if (!p)
-		return;
-	p += strlen(name);
-	size_t l = strcspn(p, "\n");
-	snprintf(out, n, "%.*s", (int)(l < n ? l : n - 1), p);
-}
-
-/* A private Redis started by redis.sh, and the guardian that stops it
- * when the pipe from its starter closes: when the starter ends, however
- * it ends. */
-struct redis_run {
-	char dir[64]; /* mktemp -d; the base is dir/redis */
-	char env[4096];
-	pid_t guardian;
-	int fd;
-};
-
-static void redis_run_stop(struct redis_run *r);
-
-/* redis.sh start ARGS: its exit status (77: Redis cannot run here, the
- * reason in r->env). */
-static int redis_run_start(struct redis_run *r, const char *args)
-{
-	memset(r, 0, sizeof *r);
-	r->guardian = -1;
-	snprintf(r->dir, sizeof r->dir, "/tmp/larder-be-redis.XXXXXX");
-	if (!mkdtemp(r->dir)) {
-		snprintf(r->env, sizeof r->env, "mkdtemp: %s", strerror(errno));
-		return 1;
-	}
-	/* The guardian first: whatever happens from here on (a crash in
-	 * this program included), the servers are stopped. */
-	char b[128], cmd[600], out[128], err[128];
-	snprintf(b, sizeof b, "%s/redis", r->dir);
-	setenv("LARDER_REDIS_BASE", b, 1);
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) != 0) {
-		perror("pipe");
-		exit(1);
-	}
-	r->guardian = fork();
-	if (r->guardian == 0) {
-		/* Out of the test's process group, which the harness kills
-		 * when the test ends. */
-		setpgid(0, 0);
-		close(p[1]);
-		char c;
-		while (read(p[0], &c, 1) < 0 && errno == EINTR)
-			;
-		execlp("sh", "sh", "-c", "sh \"$0\" stop; rm -rf \"$1\"",
-		       REDIS_SH, r->dir, (char *)NULL);
-		_exit(127);
-	}
-	close(p[0]);
-	r->fd = p[1];
-	snprintf(out, sizeof out, "%s/env.out", r->dir);
-	snprintf(err, sizeof err, "%s/err", r->dir);
-	snprintf(cmd, sizeof cmd, "sh %s start %s >%s 2>%s", REDIS_SH, args,
-		 out, err);
-	int st = system(cmd);
-	int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
-	size_t len = 0;
-	uint8_t *text = read_file(rc == 0 ? out : err, &len);
-	snprintf(r->env, sizeof r->env, "%.*s", text ? (int)len : 0,
-		 text ? (char *)text : "");
-	free(text);
-	if (rc != 0) {
-		if (rc != 77)
-			fprintf(stderr, "redis.sh start %s: exit %d: %s\n",
-				args, rc, r->env);
-		redis_run_stop(r);
-		return rc;
-	}
-	return 0;
-}
-
-static void redis_run_stop(struct redis_run *r)
-{
-	if (r->guardian <= 0)
-		return;
-	close(r->fd);
-	waitpid(r->guardian, NULL, 0);
-	r->guardian = -1;
-}
-
 static struct redis_run main_run;
 
 __attribute__((constructor)) static void redis_start(void)
 {
 	starter = getpid();
-	int rc = redis_run_start(&main_run, "");
+	int rc = redis_run_start(&main_run, REDIS_SH, "");
 	if (rc == 77) {
 		test_skip_all("redis.sh start: %s", main_run.env);
 		return;
@@ -133,9 +45,10 @@ __attribute__((constructor)) static void redis_start(void)
 		exit(1);
 	char num[32];
 	snprintf(base, sizeof base, "%s/redis", main_run.dir);
-	env_val(main_run.env, "REDIS_URI=", uri, sizeof uri);
-	env_val(main_run.env, "REDIS_PASSWORD=", password, sizeof password);
-	env_val(main_run.env, "REDIS_PORT=", num, sizeof num);
+	redis_env_val(main_run.env, "REDIS_URI=", uri, sizeof uri);
+	redis_env_val(main_run.env, "REDIS_PASSWORD=", password,
+		      sizeof password);
+	redis_env_val(main_run.env, "REDIS_PORT=", num, sizeof num);
 	port = atoi(num);
 }
 
@@ -1039,16 +952,16 @@ static void cli_line(int p, const char *pw, const char *args, int line,
 TEST(sentinel_finds_the_master_waits_for_replicas_and_follows_a_failover)
 {
 	struct redis_run rr;
-	int rc = redis_run_start(&rr, "--replica --sentinel");
+	int rc = redis_run_start(&rr, REDIS_SH, "--replica --sentinel");
 	if (rc == 77)
 		test_skip("redis.sh start --replica --sentinel: %s", rr.env);
 	ASSERT_EQ(rc, 0);
 	char suri[512], pw[128], num[32], u[700], cmd[300], out[64];
-	env_val(rr.env, "REDIS_SENTINEL_URI=", suri, sizeof suri);
-	env_val(rr.env, "REDIS_PASSWORD=", pw, sizeof pw);
-	env_val(rr.env, "REDIS_PORT=", num, sizeof num);
+	redis_env_val(rr.env, "REDIS_SENTINEL_URI=", suri, sizeof suri);
+	redis_env_val(rr.env, "REDIS_PASSWORD=", pw, sizeof pw);
+	redis_env_val(rr.env, "REDIS_PORT=", num, sizeof num);
 	int mport = atoi(num);
-	env_val(rr.env, "REDIS_REPLICA_PORT=", num, sizeof num);
+	redis_env_val(rr.env, "REDIS_REPLICA_PORT=", num, sizeof num);
 	int rport = atoi(num);
 	snprintf(u, sizeof u, "%s?timeout_ms=1000&wait_replicas=1&wait_ms=5000",
 		 suri);

@@ -18,3 +18,7 @@ larder_test(test_backend test_backend.c)
 add_test(NAME test_backend_dir COMMAND test_backend)
 set_tests_properties(test_backend_dir PROPERTIES TIMEOUT 900
                      SKIP_RETURN_CODE 77 ENVIRONMENT LARDER_TEST_BACKEND=dir)
+# ... and on a tier: the store's own directory in front of a shared one.
+add_test(NAME test_backend_tier COMMAND test_backend)
+set_tests_properties(test_backend_tier PROPERTIES TIMEOUT 900
+                     SKIP_RETURN_CODE 77 ENVIRONMENT LARDER_TEST_BACKEND=tier:dir)

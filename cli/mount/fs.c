@@ -499,6 +499,8 @@ static double entry_ttl(const struct mount_node *f, double ttl)
 
 /* ---- operations ---- */
 
+static int verify_once(struct mount_fs *fs, struct mount_node *n);
+
 static void reply_node(fuse_req_t req, struct mount_fs *fs,
 		       const struct mount_node *n, double entry_timeout)
 {
@@ -588,6 +590,18 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (!n) {
 		fuse_reply_err(req, err);
 		return;
+	}
+	if (n->kind == K_FILE && fs->fast_open) {
+		/* The kernel will open this inode without asking: verify it
+		 * and hold its payload from here, so that what a later open
+		 * reads is the version looked up even if it is removed or
+		 * evicted before the first read. */
+		err = verify_once(fs, n);
+		if (err) {
+			node_unref(fs, n->ino, 1);
+			fuse_reply_err(req, err);
+			return;
+		}
 	}
 	if (n->kind == K_FILE && p->kind == K_HEAD_NS)
 		head_note(fs, parent, n, name);
@@ -728,8 +742,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	e = n->entry;
 	pthread_mutex_unlock(&fs->mu);
 	if (!e) {
-		/* Not opened through us (--fast-open): verify now, before
-		 * the first byte. */
+		/* Every inode is verified at its open, or with --fast-open
+		 * at its lookup; should one have escaped both, verify now,
+		 * before the first byte. */
 		int err = verify_once(fs, n);
 		pthread_mutex_lock(&fs->mu);
 		e = n->entry;
@@ -775,6 +790,22 @@ struct dent {
 	int dir;
 };
 
+/* (key, version) pairs found by a walk. */
+struct pair {
+	unsigned char *key, *ver;
+	size_t klen, vlen;
+};
+
+struct pairs {
+	struct pair *v;
+	size_t n, cap;
+	/* Filter: only this version (want_ver set), and only readable
+	 * states. */
+	const void *want_ver;
+	size_t want_vlen;
+	int want;
+};
+
 struct listing {
 	struct dent *v;
 	size_t n, cap;
@@ -783,6 +814,14 @@ struct listing {
 	 * the first slice not read yet. NULL for the listings read whole. */
 	const struct mount_node *dir;
 	int next_slice;
+	/* The root's @<version> directories are read the same way, slice
+	 * by slice of each shown namespace (ns, from ns_next on): seen
+	 * holds the versions listed so far (as the pairs' keys, sorted),
+	 * so that each is listed once. */
+	int root;
+	struct names ns;
+	size_t ns_next;
+	struct pairs seen;
 };
 
 static int list_add(struct listing *l, const char *name, fuse_ino_t ino,
@@ -804,6 +843,8 @@ static int list_add(struct listing *l, const char *name, fuse_ino_t ino,
 	return 0;
 }
 
+static void pairs_free(struct pairs *ps);
+
 static void list_free(struct listing *l)
 {
 	if (!l)
@@ -811,24 +852,10 @@ static void list_free(struct listing *l)
 	for (size_t i = 0; i < l->n; i++)
 		free(l->v[i].name);
 	free(l->v);
+	names_free(&l->ns);
+	pairs_free(&l->seen);
 	free(l);
 }
-
-/* (key, version) pairs found by a walk. */
-struct pair {
-	unsigned char *key, *ver;
-	size_t klen, vlen;
-};
-
-struct pairs {
-	struct pair *v;
-	size_t n, cap;
-	/* Filter: only this version (want_ver set), and only readable
-	 * states. */
-	const void *want_ver;
-	size_t want_vlen;
-	int want;
-};
 
 static int collect_pair(const larder_entry_info *info, void *payload)
 {
@@ -891,11 +918,6 @@ static int walk_rc(int rc)
 	return rc == LARDER_ENOMEM ? ENOMEM : EIO;
 }
 
-static int walk_ns(struct mount_fs *fs, const char *ns, struct pairs *ps)
-{
-	return walk_rc(larder_walk(fs->db, ns, 0, collect_pair, ps));
-}
-
 /* Keep each distinct pair once (sorted first). */
 static void pairs_unique(struct pairs *ps)
 {
@@ -914,42 +936,83 @@ static void pairs_unique(struct pairs *ps)
 	ps->n = w;
 }
 
-static int list_root(struct mount_fs *fs, struct listing *l)
+/* Append to l the versions of ps (read from one slice: its pairs) that
+ * it has not listed yet, as @<version> directories, and keep them in
+ * l->seen; ps is emptied. All of them or none (ps is then the caller's
+ * to free): a retry reads the slice again. */
+static int list_versions(struct listing *l, struct pairs *ps)
 {
-	struct names ns = {0};
-	struct pairs ps = {0};
 	char name[MOUNT_NAME_MAX + 2]; /* '@' and the version's name */
-	int err;
+	size_t n0 = l->n, i = 0, j = 0, w = 0;
+	struct pair *merged;
+	int err = 0;
 
-	err = list_add(l, "head", ino_of(K_HEAD, NULL, NULL, 0, NULL, 0), 1);
-	if (!err)
-		err = shown_ns(fs, &ns);
-	for (size_t i = 0; !err && i < ns.n; i++)
-		err = walk_ns(fs, ns.v[i], &ps);
-	/* Keep the versions alone (as the pairs' keys), then each once:
-	 * one directory per distinct version. */
-	for (size_t i = 0; !err && i < ps.n; i++) {
-		free(ps.v[i].key);
-		ps.v[i].key = ps.v[i].ver;
-		ps.v[i].klen = ps.v[i].vlen;
-		ps.v[i].ver = NULL;
-		ps.v[i].vlen = 0;
+	/* Keep the versions alone (as the pairs' keys), each once. */
+	for (size_t k = 0; k < ps->n; k++) {
+		free(ps->v[k].key);
+		ps->v[k].key = ps->v[k].ver;
+		ps->v[k].klen = ps->v[k].vlen;
+		ps->v[k].ver = NULL;
+		ps->v[k].vlen = 0;
 	}
-	if (!err)
-		pairs_unique(&ps);
-	for (size_t i = 0; !err && i < ps.n; i++) {
+	pairs_unique(ps);
+	merged = malloc((l->seen.n + ps->n + 1) * sizeof(*merged));
+	if (!merged)
+		return ENOMEM;
+	/* Both sorted: one merge finds the new ones and the union. */
+	while (!err && (i < l->seen.n || j < ps->n)) {
+		int c = i == l->seen.n ? 1
+			: j == ps->n   ? -1
+				       : cmp_pair(&l->seen.v[i], &ps->v[j]);
+		if (c <= 0) {
+			merged[w++] = l->seen.v[i++];
+			if (c == 0) { /* listed before: the copy goes */
+				free(ps->v[j].key);
+				ps->v[j++].key = NULL;
+			}
+			continue;
+		}
+		struct pair *p = &ps->v[j++];
+		merged[w++] = *p;
 		name[0] = '@';
-		if (mount_name_encode(name + 1, ps.v[i].key, ps.v[i].klen) <
-			0 ||
+		if (mount_name_encode(name + 1, p->key, p->klen) < 0 ||
 		    strlen(name) > MOUNT_NAME_MAX)
 			continue; /* no name can hold it */
-		err = list_add(
-		    l, name,
-		    ino_of(K_VER, "", NULL, 0, ps.v[i].key, ps.v[i].klen), 1);
+		err = list_add(l, name,
+			       ino_of(K_VER, "", NULL, 0, p->key, p->klen), 1);
 	}
-	names_free(&ns);
+	if (err) {
+		while (l->n > n0)
+			free(l->v[--l->n].name);
+		free(merged);
+		return err;
+	}
+	/* merged now owns the new versions' bytes and l->seen's. */
+	free(ps->v);
+	memset(ps, 0, sizeof(*ps));
+	free(l->seen.v);
+	l->seen.v = merged;
+	l->seen.n = l->seen.cap = w;
+	return 0;
+}
+
+/* Read the root listing's next slice of versions. */
+static int list_root_slice(struct mount_fs *fs, struct listing *l)
+{
+	struct pairs ps = {0};
+	int err = walk_rc(larder_walk_slice(fs->db, l->ns.v[l->ns_next],
+					    l->next_slice, l->next_slice + 1, 0,
+					    collect_pair, &ps));
+	if (!err)
+		err = list_versions(l, &ps);
 	pairs_free(&ps);
-	return err;
+	if (err)
+		return err;
+	if (++l->next_slice == LARDER_WALK_SLICES) {
+		l->next_slice = 0;
+		l->ns_next++;
+	}
+	return 0;
 }
 
 static int list_ns(struct mount_fs *fs, const struct mount_node *dir,
@@ -1028,6 +1091,27 @@ static int list_slice(struct mount_fs *fs, const struct mount_node *dir,
 	return err;
 }
 
+/* Whether l has slices left to read. */
+static int list_more(const struct listing *l)
+{
+	if (l->root)
+		return l->ns_next < l->ns.n;
+	return l->dir && l->next_slice < LARDER_WALK_SLICES;
+}
+
+/* Read l's next slice. */
+static int list_next(struct mount_fs *fs, struct listing *l)
+{
+	int err;
+
+	if (l->root)
+		return list_root_slice(fs, l);
+	err = list_slice(fs, l->dir, l->next_slice, l);
+	if (!err)
+		l->next_slice++;
+	return err;
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
@@ -1049,16 +1133,23 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	/* The listing is read once, at opendir, and served from memory by
-	 * offset: a reader that resumes a listing gets the rest of the
-	 * same one, whatever was published meanwhile. */
+	/* The listing is kept with the open directory and served from
+	 * memory by offset, read as far as readdir needs (a slice of the
+	 * store at a time, but for the short ones): a reader that resumes
+	 * a listing gets the rest of the same one. */
 	err = list_add(l, ".", n->ino, 1);
 	if (!err)
 		err = list_add(l, "..", FUSE_ROOT_ID, 1);
 	if (!err) {
 		switch (n->kind) {
 		case K_ROOT:
-			err = list_root(fs, l);
+			/* The versions as readdir goes: op_readdir. */
+			err =
+			    list_add(l, "head",
+				     ino_of(K_HEAD, NULL, NULL, 0, NULL, 0), 1);
+			if (!err)
+				err = shown_ns(fs, &l->ns);
+			l->root = 1;
 			break;
 		case K_HEAD:
 		case K_VER:
@@ -1095,16 +1186,13 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct stat st;
 		/* The next slices, as far as this reply needs: a listing
 		 * that is never read to its end never walks it all. */
-		while (i >= l->n && l->dir &&
-		       l->next_slice < LARDER_WALK_SLICES) {
-			int err = list_slice(fuse_req_userdata(req), l->dir,
-					     l->next_slice, l);
+		while (i >= l->n && list_more(l)) {
+			int err = list_next(fuse_req_userdata(req), l);
 			if (err) {
 				free(buf);
 				fuse_reply_err(req, err);
 				return;
 			}
-			l->next_slice++;
 		}
 		if (i >= l->n)
 			break;

@@ -34,7 +34,7 @@ struct mount_fs {
 	unsigned poll_ms; /* how often heads are looked at without inotify */
 	/* --fast-open: answer open() with ENOSYS, which tells the kernel to
 	 * open files itself from then on (zero-message opens); entries are
-	 * then verified at their inode's first read instead. */
+	 * then verified, and their payload held, when looked up instead. */
 	int fast_open;
 	/* Who may read, as in the store: its directory's owner and group,
 	 * and the read bits of its mode (the kernel checks them:

@@ -215,9 +215,11 @@ struct ldr_backend_ops {
 			  int *rc);
 };
 
-/* The backends built in: "dir" always, "redis" when built with it. */
+/* The backends built in: "dir" always, "redis" when built with it; and
+ * "tier" (tier.c), the handle's own directory in front of another. */
 extern const struct ldr_backend_ops ldr_be_dir_ops;
 extern const struct ldr_backend_ops ldr_be_redis_ops;
+extern const struct ldr_backend_ops ldr_be_tier_ops;
 
 /* Open the backend `where` names for the handle db: a redis://,
  * redis+sentinel:// or unix:// URI is Redis (LARDER_EINVAL, "built
@@ -228,5 +230,8 @@ extern const struct ldr_backend_ops ldr_be_redis_ops;
 int ldr_backend_open(struct ldr_backend **out, larder *db, const char *where);
 /* Close it (NULL is a no-op). */
 void ldr_backend_close(struct ldr_backend *be);
+/* (A tier is opened by its own table, ldr_be_tier_ops.open, by the
+ * facade: tier.c opens its near and shared backends with
+ * ldr_backend_open, so the dispatcher does not know tiers.) */
 
 #endif

@@ -303,6 +303,11 @@ static int lookup_be(larder *db, struct lookup *l, const char *ns,
 	return 0;
 }
 
+static int lookup_own(larder *db, struct lookup *l, const char *ns,
+		      const void *key, size_t klen, const void *ver,
+		      size_t vlen, int how, size_t pre, int internal,
+		      struct ldr_memo_hit *memo);
+
 /* Find (ns, key, ver), load its file as `how` says and check it: 0 with
  * l->f and l->h, the payload verified (except, with
  * LARDER_OPEN_TRUST_LOCAL, in a file only trusted hands can change), or a
@@ -321,8 +326,47 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 	memset(&l->f, 0, sizeof l->f);
 	l->f.fd = -1;
 	l->via_be = 0;
-	if (!db->be_own && db->be)
+	if (!db->be_own && db->be) {
+		if (!db->be_near)
+			return lookup_be(db, l, ns, key, klen, ver, vlen, how,
+					 pre);
+		/* A tier whose near tier is this handle's own directory
+		 * (tier.c): the version from the tier (the shared head),
+		 * then near through the own path below (memo, mapping, its
+		 * trust), and only a near miss through the tier. */
+		if (!ver) {
+			ldr_name_init(&l->n, ns, key, klen, NULL, 0);
+			rc = db->be->ops->head_get(db->be, &l->n, &l->headver,
+						   &vlen);
+			if (rc == LARDER_ENOTFOUND)
+				return miss(db, ns);
+			if (rc)
+				return rc;
+			ver = l->headver;
+		}
+		rc = lookup_own(db, l, ns, key, klen, ver, vlen, how, pre,
+				internal, memo);
+		if (rc != LARDER_ENOTFOUND) {
+			if (rc == 0 || rc == LDR_MEMO_HIT)
+				ldr_count(db, LARDER_CTR_NEAR_HITS);
+			return rc;
+		}
+		ldr_file_free(&l->f);
+		memset(&l->f, 0, sizeof l->f);
+		l->f.fd = -1;
 		return lookup_be(db, l, ns, key, klen, ver, vlen, how, pre);
+	}
+	return lookup_own(db, l, ns, key, klen, ver, vlen, how, pre, internal,
+			  memo);
+}
+
+/* lookup() in the handle's own directory. */
+static int lookup_own(larder *db, struct lookup *l, const char *ns,
+		      const void *key, size_t klen, const void *ver,
+		      size_t vlen, int how, size_t pre, int internal,
+		      struct ldr_memo_hit *memo)
+{
+	int rc;
 	struct ldr_head_found hf;
 	hf.f.p = NULL;
 	if (!ver) {
@@ -582,8 +626,10 @@ static int get_pf(larder_entry **out, larder *db, const char *ns,
 	larder_entry *e = NULL;
 	/* The library's own records are always read and verified. */
 	struct ldr_memo_hit mh = {0},
-			    *memo = internal || (db->be && !db->be_own) ? NULL
-									: &mh;
+			    *memo = internal || (db->be && !db->be_own &&
+						 !db->be_near)
+					? NULL
+					: &mh;
 	int rc = lookup(db, &l, ns, key, klen, ver, vlen, LDR_LOAD_WHOLE,
 			LDR_ENTRY_PRE, internal, memo);
 	if (rc && rc != LDR_MEMO_HIT)
@@ -634,7 +680,7 @@ static int get_pf(larder_entry **out, larder *db, const char *ns,
 	entry_fields(e, &l.h);
 	/* (The memo never takes bytes that share the handle's allocation:
 	 * lookup keeps none for a read it may take.) */
-	if (memo && !e->f.pre &&
+	if (memo && !l.via_be && !e->f.pre &&
 	    ldr_memo_put(db, l.hash, frel, &e->f, e->plain, &l.h, e->data,
 			 mh.again, &mh) == 0) {
 		e->plain = NULL; /* the memo's now, shared */

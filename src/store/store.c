@@ -511,6 +511,13 @@ const char *larder_counter_name(int counter)
 	    "gc_failures",
 	    "walk_skipped",
 	    "memo_hits",
+	    "near_hits",
+	    "shared_hits",
+	    "shared_copies",
+	    "shared_head_checks",
+	    "shared_errors",
+	    "shared_skipped",
+	    "shared_refused",
 	};
 	if (counter < 0 || counter >= LARDER_CTR_COUNT)
 		return NULL;

@@ -113,6 +113,10 @@ struct larder {
 	 * are read.c's and publish.c's (a hit pays no indirection). */
 	struct ldr_backend *be;
 	int be_own;
+	/* be is a tier whose near tier is this directory (tier.c): a
+	 * lookup tries it through read.c's own path first (the memo
+	 * included), and goes through be on a near miss. */
+	int be_near;
 };
 
 static inline void ldr_count(larder *db, int c)

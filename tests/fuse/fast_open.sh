@@ -1,7 +1,8 @@
 #!/bin/sh
 # larder mount --fast-open: after the first open the kernel opens files
-# without asking the daemon, so entries are verified at their first read;
-# what is read is still the entry, byte for byte, and a damaged entry is
+# without asking the daemon, so entries are verified, and held, when
+# looked up; what is read is still the entry, byte for byte, also when it
+# is removed between the open and the first read, and a damaged entry is
 # still EIO, quarantined, no byte served.
 . "$(dirname "$0")/lib.sh" "$1"
 
@@ -34,9 +35,20 @@ for round in first second; do
 			not_ok "$round read of a $n-byte entry differs"
 	done
 done
+# Opened (no message to the daemon), then removed, then read: the
+# payload held since the lookup serves it.
+head -c 1048576 /dev/urandom >"$T/src.rm" || bail "cannot write src"
+L put rm1 --version v1 <"$T/src.rm" || bail "cannot put rm1"
+exec 3<"$M/head/default/rm1" || bail "cannot open rm1"
+L rm rm1 >/dev/null 2>&1 || bail "cannot remove rm1"
+cat <&3 >"$T/held.rm"
+exec 3<&-
+cmp -s "$T/held.rm" "$T/src.rm" &&
+	ok "an entry removed between open and first read reads its bytes" ||
+	not_ok "removed before its first read: $(wc -c <"$T/held.rm") bytes, not its own"
 run cat "$M/head/default/bad"
 [ "$rc" -ne 0 ] && [ ! -s "$T/out" ] && grep -q 'Input/output error' "$T/err" &&
-	ok "a damaged entry is EIO at its first read, no byte served" ||
+	ok "a damaged entry is EIO at its lookup, no byte served" ||
 	not_ok "damaged entry: exit $rc, $(wc -c <"$T/out") bytes out"
 [ ! -e "$path" ] && [ "$(ls "$S/quarantine" | wc -l)" -ge 1 ] &&
 	ok "and quarantined" || not_ok "the damaged entry was not quarantined"

@@ -108,6 +108,15 @@ for what in "echo x >$M/head/default/p4096" "touch $M/head/default/new" \
 		not_ok "not EROFS: $what (exit $rc)"
 	fi
 done
+ino_before=$(stat -c %i "$M/head/default/p4096")
+"$LARDER" umount "$M" 2>"$T/err" && ok "unmounted" || not_ok "umount failed"
+
+# An inode number is the entry's identity: the same in the next mount.
+fmount
+[ "$rc" -eq 0 ] || bail "mount failed: $(cat "$T/err")"
+[ "$(stat -c %i "$M/head/default/p4096")" = "$ino_before" ] &&
+	ok "an entry's inode number is the same in another mount" ||
+	not_ok "inode $(stat -c %i "$M/head/default/p4096"), was $ino_before"
 "$LARDER" umount "$M" 2>"$T/err" && ok "unmounted" || not_ok "umount failed"
 
 # Keys a file name cannot hold as they are.

@@ -1,0 +1,52 @@
+/*
+ * tier.h — a near tier in front of a shared one (tier.c,
+ * docs/backends.md "Tiers"), and the shared tier's configuration: the
+ * `shared` line of DIR/config, LARDER_SHARED, larder_opts.shared.
+ */
+#ifndef LARDER_TIER_H
+#define LARDER_TIER_H
+
+#include <stddef.h>
+
+#include "backend.h"
+
+/* The shared tier failed at `op` with rc (its message recorded on
+ * be->db): counted, logged once per outage, marked down for a back-off. */
+void ldr_tier_failed(struct ldr_backend *be, const char *op, int rc);
+
+/* The shared tier of a tier backend as shown to people (its password
+ * masked); NULL for any other backend. */
+const char *ldr_tier_shown(const struct ldr_backend *be);
+
+/* End the shared tier's back-off now, as if it had run out (tests): the
+ * back-off it was in, in ms (0: none, or not a tier). */
+unsigned ldr_tier_retry_now(struct ldr_backend *be);
+
+/* The near tier's stats. */
+int ldr_tier_near_stats(struct ldr_backend *be, struct ldr_be_stats *st);
+
+/* 0 if `where` can name a shared tier (an absolute directory other than
+ * the store, or a redis://, redis+sentinel:// or unix:// URI with a
+ * host); else LARDER_EINVAL with a message naming it (masked). */
+int ldr_shared_check(larder *db, const char *where);
+
+/* A copy of where with any password replaced by "***" (malloc'ed; NULL
+ * when out of memory). */
+char *ldr_shared_masked(const char *where);
+
+/* The shared tier this handle is to use, into out: `given` if not NULL
+ * (larder_opts.shared), else LARDER_SHARED if set, else the `shared` line
+ * of DIR/config; "" for none. 0, or an error, recorded. */
+int ldr_shared_configured(larder *db, const char *given, char *out,
+			  size_t size);
+
+/* Write the `shared` line of DIR/config (the owner's only; "" or NULL
+ * removes the tier), after checking where. */
+int ldr_shared_set(larder *db, const char *where);
+
+/* Hang the backend the handle is to use on db->be (the facade, at open):
+ * the tier, when the store has a shared tier (ldr_shared_configured),
+ * else the store's own directory (db->be_own). */
+int ldr_tier_hang(larder *db, const larder_opts *opts);
+
+#endif

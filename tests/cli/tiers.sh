@@ -1,0 +1,99 @@
+# tiers.sh — a store with a shared tier behind it (docs/backends.md,
+# "Tiers"), as a user sets one up: init --shared, config --shared,
+# LARDER_SHARED, masking, stat's counters, two hosts' near stores on one
+# shared directory, and the shared tier gone.
+. "$(dirname "$0")/lib.sh" "$1"
+unset LARDER_SHARED
+umask 022
+SH=$T/shared
+A=$T/a
+B=$T/b
+
+expect_rc 0 "init --shared makes the shared directory a store" \
+	"$LARDER" --dir "$A" init --shared "$SH"
+check "the shared directory is a store" test -f "$SH/larder-store"
+check "the setting is in the near store's config" \
+	grep -qx "shared $SH" "$A/config"
+expect_rc 0 "config shows it" "$LARDER" --dir "$A" config
+expect_out "^shared $SH\$" "config names the shared tier"
+
+expect_rc 0 "a second host's init" "$LARDER" --dir "$B" init --shared "$SH"
+printf 'hello from a\n' >"$T/in"
+expect_rc 0 "put on host a" "$LARDER" --dir "$A" put --ns n k "$T/in"
+expect_rc 0 "get on host b" "$LARDER" --dir "$B" get --ns n k
+check "host b read host a's bytes" cmp -s "$T/out" "$T/in"
+expect_rc 0 "stat --json on host b" "$LARDER" --dir "$B" stat --json
+check "stat --json names the shared tier" \
+	test "$(json_get "$T/out" 'j["shared"]')" = "$SH"
+check "b's shared hit was counted" \
+	test "$(json_get "$T/out" 'j["counters"]["shared_hits"]')" = 1
+check "and copied into b's near tier" \
+	test "$(json_get "$T/out" 'j["counters"]["shared_copies"]')" = 1
+expect_rc 0 "stat on host b" "$LARDER" --dir "$B" stat
+expect_out "^shared tier $SH\$" "stat names the shared tier"
+expect_out "^  near_hits +[0-9]+\$" "stat shows near hits"
+expect_rc 0 "stat --prometheus on host b" "$LARDER" --dir "$B" stat --prometheus
+expect_out '^larder_shared_copies_total\{store="[^"]*"\} 1$' \
+	"prometheus shows the copies into near"
+
+# The shared tier gone: host b serves its near copy, with a warning.
+mv "$SH" "$T/shared.away"
+expect_rc 0 "get on host b with the shared tier gone" \
+	"$LARDER" --dir "$B" get --ns n k
+check "the near copy's bytes" cmp -s "$T/out" "$T/in"
+expect_err "shared tier '$SH' failed" "one warning names the tier"
+check "only one" test "$(grep -c 'shared tier' "$T/err")" = 1
+printf 'loaded\n' >"$T/loaded"
+expect_rc 0 "a put with the shared tier gone still succeeds" \
+	"$LARDER" --dir "$B" put --ns n k2 "$T/loaded"
+expect_rc 0 "and is kept in near" "$LARDER" --dir "$B" get --ns n k2
+check "its bytes" cmp -s "$T/out" "$T/loaded"
+mv "$T/shared.away" "$SH"
+
+# LARDER_SHARED overrides the setting for one run; empty: none.
+expect_rc 0 "config with LARDER_SHARED" \
+	env LARDER_SHARED="$T/other" "$LARDER" --dir "$A" config
+expect_out "^shared $T/other \\(from LARDER_SHARED\\)\$" "the override shown"
+expect_rc 0 "config with LARDER_SHARED empty" \
+	env LARDER_SHARED= "$LARDER" --dir "$A" config
+expect_out "^shared \\(none\\)" "no shared tier this run"
+expect_rc 0 "get with LARDER_SHARED empty: a's near copy" \
+	env LARDER_SHARED= "$LARDER" --dir "$A" get --ns n k
+
+# A tier that cannot be reached now: set all the same, and said.
+expect_rc 0 "config --shared naming a tier that is not there" \
+	"$LARDER" --dir "$A" config --shared 'redis://user:s3cret@127.0.0.1:1/0'
+expect_err "warning: the shared tier is set, but: shared tier 'redis://user:\*\*\*@127\.0\.0\.1:1/0' failed \(open" \
+	"init says it cannot be reached, and why"
+check "and that others may read its password" grep -q \
+	"password is in '$A/config', which the store's mode (0644) lets others" \
+	"$T/err"
+
+# A password never shown; a bad one refused at once.
+expect_rc 0 "config --shared with a password" "$LARDER" --dir "$A" config \
+	--shared 'redis://user:s3cret@127.0.0.1:1/0'
+expect_rc 0 "config" "$LARDER" --dir "$A" config
+expect_out '^shared redis://user:\*\*\*@127\.0\.0\.1:1/0$' "masked"
+check "nowhere in the output" sh -c "! grep -q s3cret '$T/out' '$T/err'"
+expect_rc 2 "init --shared with no host" "$LARDER" --dir "$A" init \
+	--shared redis://
+expect_err "bad shared tier 'redis://': no host" "says what is wrong"
+expect_rc 2 "config --shared with a relative path" "$LARDER" --dir "$A" \
+	config --shared rel/dir
+expect_err "absolute path" "says what is wrong"
+expect_rc 0 "config --shared '' removes it" "$LARDER" --dir "$A" config \
+	--shared ''
+expect_rc 0 "config" "$LARDER" --dir "$A" config
+expect_out "^shared \\(none\\)\$" "gone"
+
+# Only the owner changes it.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	chmod 755 "$T"
+	expect_rc 3 "another user's config --shared" setpriv --reuid 65534 \
+		--regid 65534 --clear-groups "$LARDER" --dir "$A" config \
+		--shared "$SH"
+	expect_err "only the store's owner" "refused, naming why"
+else
+	skip "the owner check needs root and setpriv"
+fi
+finish

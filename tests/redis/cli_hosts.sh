@@ -1,0 +1,89 @@
+#!/bin/sh
+# cli_hosts.sh LARDER — docs/redis.md as a user follows it, end to end
+# through the larder tool: two "hosts" (two near stores, each made with
+# `init --mode private --shared redis://…`) and one private Redis
+# (redis.sh, stopped by pid at exit). Eight `larder run`s of one command,
+# four on each host at once: the command runs once, all eight print its
+# bytes; runs again on both hosts are hits; a put on one host is a get on
+# the other. Prints "N passed, N failed, N skipped"; exits 77 where Redis
+# cannot run here.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../cli/lib.sh" "$1"
+export LARDER_REDIS_BASE="$T/redis"
+redis="$here/redis.sh"
+trap 'sh "$redis" stop >/dev/null 2>&1; cleanup_bg; rm -rf "$T"' EXIT
+unset LARDER_SHARED
+
+sh "$redis" start >"$T/env" 2>"$T/rerr"
+rc=$?
+[ $rc -ne 77 ] || skip_all "$(tail -n 1 "$T/rerr")"
+[ $rc -eq 0 ] || bail "redis.sh start (exit $rc): $(tail -n 3 "$T/rerr")"
+URI=$(sed -n 's/^REDIS_URI=//p' "$T/env")
+
+A=$T/hosta
+B=$T/hostb
+for h in "$A" "$B"; do
+	expect_rc 0 "init --mode private --shared redis:// (${h##*/})" \
+		"$LARDER" --dir "$h" init --mode private --shared "$URI"
+done
+
+# The report: 300 kB of fixed random bytes, and a line in $T/loads per
+# run of it (O_APPEND: the count of loads across both hosts). The pause
+# makes the eight callers overlap; the checks hold however they do.
+head -c 300000 /dev/urandom >"$T/src"
+cat >"$T/report.sh" <<EOS
+#!/bin/sh
+echo "load \$\$" >>"$T/loads"
+sleep 1
+cat "$T/src"
+EOS
+chmod +x "$T/report.sh"
+
+pids=
+for i in 1 2 3 4; do
+	for h in "$A" "$B"; do
+		"$LARDER" --dir "$h" run --ns reports --key report -- \
+			"$T/report.sh" >"$T/out.${h##*/}.$i" 2>"$T/err.${h##*/}.$i" &
+		track $!
+		pids="$pids $!"
+	done
+done
+bad=0
+for p in $pids; do
+	wait "$p" || bad=$((bad + 1))
+done
+check "eight runs on two hosts exit 0" test "$bad" = 0
+same=0
+for f in "$T"/out.*; do
+	cmp -s "$f" "$T/src" && same=$((same + 1))
+done
+check "all eight print the report's bytes" test "$same" = 8
+check "the report ran once" test "$(wc -l <"$T/loads")" = 1
+
+# Again on both hosts: hits (each host's near store holds a copy).
+for h in "$A" "$B"; do
+	expect_rc 0 "run again on ${h##*/}" "$LARDER" --dir "$h" run \
+		--ns reports --key report -- "$T/report.sh"
+	check "its bytes (${h##*/})" cmp -s "$T/out" "$T/src"
+done
+check "still one load" test "$(wc -l <"$T/loads")" = 1
+fills=0
+for h in "$A" "$B"; do
+	expect_rc 0 "stat --json (${h##*/})" "$LARDER" --dir "$h" stat --json
+	n=$(json_get "$T/out" 'j["counters"]["fills"]')
+	fills=$((fills + n))
+	check "a near hit on ${h##*/}" test \
+		"$(json_get "$T/out" 'j["counters"]["near_hits"]')" -ge 1
+done
+check "one fill across both hosts" test "$fills" = 1
+
+# A put on one host is a get on the other, through Redis.
+head -c 70000 /dev/urandom >"$T/in"
+expect_rc 0 "put on host a" "$LARDER" --dir "$A" put --ns n k "$T/in"
+expect_rc 0 "get on host b" "$LARDER" --dir "$B" get --ns n k
+check "host a's bytes" cmp -s "$T/out" "$T/in"
+expect_rc 0 "stat --json (hostb)" "$LARDER" --dir "$B" stat --json
+check "read from Redis and copied into b's near" test \
+	"$(json_get "$T/out" 'j["counters"]["shared_copies"]')" -ge 2
+finish
