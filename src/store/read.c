@@ -228,7 +228,15 @@ struct lookup {
 struct prefetch {
 	struct ldr_file f;
 	int rc;
+	/* With a near tier that is the handle's own directory: the first
+	 * pass only looks near, and a near miss comes back as LDR_PF_DEFER
+	 * for the batch; the second pass, with the batch's read, goes
+	 * straight to it (near already missed). */
+	int probe;
 };
+
+/* lookup() missed near in a probe pass (struct prefetch). */
+#define LDR_PF_DEFER 2
 
 static void lookup_free(struct lookup *l)
 {
@@ -281,6 +289,8 @@ static int lookup_be(larder *db, struct lookup *l, const char *ns,
 	ldr_hex(l->hash, 16, hex);
 	ldr_file_rel(l->rel, ns, 'e', hex);
 	int rc;
+	if (l->pf && l->pf->probe)
+		return LDR_PF_DEFER;
 	if (l->pf) {
 		rc = l->pf->rc;
 		l->f = l->pf->f; /* ours from here */
@@ -344,6 +354,9 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 				return rc;
 			ver = l->headver;
 		}
+		if (l->pf && !l->pf->probe) /* near missed in the probe */
+			return lookup_be(db, l, ns, key, klen, ver, vlen, how,
+					 pre);
 		rc = lookup_own(db, l, ns, key, klen, ver, vlen, how, pre,
 				internal, memo);
 		if (rc != LARDER_ENOTFOUND) {
@@ -530,6 +543,24 @@ static int get_many_be(larder *db, const char *ns, size_t n,
 		}
 		ldr_name_init(&names[m], ns, keys[i], klens[i], ver, vlen);
 		idx[m++] = i;
+	}
+	if (db->be_near) {
+		/* Near is this handle's own directory: its hits are served
+		 * there (memo, mapping) as a single get's, and only its
+		 * misses go to the batch. */
+		size_t d = 0;
+		for (size_t k = 0; k < m; k++) {
+			size_t i = idx[k];
+			struct prefetch probe = {.probe = 1};
+			probe.f.fd = -1;
+			rc[i] = get_pf(&out[i], db, ns, keys[i], klens[i],
+				       names[k].ver, names[k].vlen, 0, &probe);
+			if (rc[i] != LDR_PF_DEFER)
+				continue;
+			names[d] = names[k];
+			idx[d++] = i;
+		}
+		m = d;
 	}
 	be->ops->read_many(be, names, m, LDR_ENTRY_PRE, files, frc);
 	for (size_t k = 0; k < m; k++) {
