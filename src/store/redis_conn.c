@@ -789,6 +789,12 @@ int ldr_rconn_append_iov(struct ldr_rconn *rc, const char *what, int argc,
 	}
 	int i = 0;
 	while (i < n) {
+		/* Each blocked writev is bounded by the socket's timeout;
+		 * the deadline bounds them all. */
+		if (ldr_rconn_left(rc) == 0) {
+			e = ETIMEDOUT;
+			goto broken;
+		}
 		ssize_t w = writev(rc->c->fd, iov + i, n - i > 64 ? 64 : n - i);
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -808,7 +814,8 @@ int ldr_rconn_append_iov(struct ldr_rconn *rc, const char *what, int argc,
 	return 0;
 broken:
 	drop(rc);
-	if (e == EAGAIN || e == EWOULDBLOCK || ldr_rconn_left(rc) == 0)
+	if (e == EAGAIN || e == EWOULDBLOCK || e == ETIMEDOUT ||
+	    ldr_rconn_left(rc) == 0)
 		return ldr_fail(rc->db, LARDER_ETIMEOUT, ETIMEDOUT,
 				"Redis %s at %s: timed out after %llu ms", what,
 				rc->cfg->shown,

@@ -87,7 +87,9 @@ struct ldr_rconn {
 /* The read buffer a connection keeps between replies: hiredis frees it
  * after each reply larger than 16 KiB by default, and a chunk's next
  * read then faults in fresh pages (a 1 MiB read paid more for that than
- * for the copy). One chunk (be_redis.c) and the protocol around it. */
+ * for the copy). A buffer that grew past this (a whole 4 MiB chunk, with
+ * hiredis' growth by 1 MiB steps) is still freed: an idle connection
+ * holds 4 MiB at most. */
 #define LDR_REDIS_KEEP_BUF ((4u << 20) + (64u << 10))
 
 /* A connection, not yet connected (the first command connects). */
