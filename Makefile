@@ -6,7 +6,7 @@ TSAN    ?= build-tsan
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps deps-test build test test-asan test-tsan demo install format format-check fuzz bench bench-fuse bench-peers bench-python swarm clean
+.PHONY: all deps deps-test build test test-asan test-tsan demo install format format-check fuzz bench bench-fuse bench-redis bench-peers bench-python swarm clean
 
 all: build
 
@@ -75,6 +75,12 @@ PEERS_ARGS ?=
 # /dev/fuse and about 1.5 GB in $TMPDIR.
 bench-fuse: build
 	sh bench/fuse.sh $(BUILD)
+
+# The Redis tier against bare GET and SET on a private Redis, in one run
+# (docs/performance.md, "Redis tier"); REDIS_BENCH_ARGS=--quick for a
+# short one.
+bench-redis: build
+	sh bench/redis_bench.sh $(BUILD) $(REDIS_BENCH_ARGS)
 
 bench-peers:
 	@sh scripts/deps.sh bench

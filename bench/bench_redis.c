@@ -1,24 +1,36 @@
 /*
- * bench_redis.c — what the Redis backend (src/store/be_redis.c) costs
- * against bare hiredis commands on the same server, in the same run:
- * a verified read (manifest, chunks pipelined, assembled, the payload
- * hashed by ldr_entry_check) against one bare GET of the same bytes, and
- * a publish (chunks pipelined, the Lua commit) against one bare SET.
- * Issue 14's targets: a verified hit ≤ 1.3× a bare GET; a fill ≤ 1.5× a
- * bare SET.
+ * bench_redis.c — what the Redis tier costs against bare hiredis
+ * commands on the same server, in the same run (issue 14's benchmark,
+ * docs/performance.md "Redis tier"):
+ *  - a verified read (manifest, chunks pipelined, the payload hashed by
+ *    ldr_entry_check) against one bare GET of the same bytes, and a
+ *    publish (chunks, the commit) against one bare SET: 4 KiB, 1 MiB,
+ *    64 MiB;
+ *  - a fill (larder_get_or_fill of a new version through the Redis
+ *    backend hung on a handle) against a bare SET;
+ *  - larder_get_many of 100 keys against 100 larder_get calls;
+ *  - a herd of 16 processes, each with a near store of its own in front
+ *    of Redis, wanting one new key (one load) against 16 uncoordinated
+ *    loads, by wall time;
+ *  - a near hit (near+Redis, the entry in near) against a plain local
+ *    hit of a store with no shared tier.
+ * Targets: a verified hit <= 1.3x a bare GET; a fill <= 1.5x a bare SET;
+ * a near hit within 1.2x a plain local hit.
  *
- *   sh bench/redis_bench.sh BUILD [--quick]
+ *   sh bench/redis_bench.sh BUILD [--quick] [--only SIZE] [--part P]
  *
  * starts a private Redis (tests/redis/redis.sh) and runs this program
- * with REDIS_URI, REDIS_PORT and REDIS_PASSWORD set. Sizes 4 KiB, 1 MiB
- * and 64 MiB; each round times every method in a fresh random order
- * (bench.h), and the medians are printed with their ratios.
+ * with REDIS_URI, REDIS_PORT and REDIS_PASSWORD set. Each round times
+ * every method in a fresh random order (bench.h), and the medians are
+ * printed with their ratios.
  */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "testing.h"
@@ -33,14 +45,18 @@ static larder *db;
 static uint64_t serial;
 
 static char dir[] = "/tmp/larder-bench-redis-store.XXXXXX";
+/* The near stores of the tier chain's parts, one per "host". */
+static char neardir[] = "/tmp/larder-bench-redis-near.XXXXXX";
+static const char *the_uri;
 
 /* The store's directory goes however the program ends (die exits). */
 static void cleanup(void)
 {
-	char cmd[100];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	char cmd[200];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", dir, neardir);
 	if (system(cmd) != 0)
-		fprintf(stderr, "bench_redis: could not remove %s\n", dir);
+		fprintf(stderr, "bench_redis: could not remove %s, %s\n", dir,
+			neardir);
 }
 
 static void die(const char *what)
@@ -139,17 +155,373 @@ static double run(int m, const uint8_t *p, size_t size,
 	return (double)(t1 - t0);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Through the public API, the Redis backend hung on a handle              */
+
+/* A handle of its own whose get, put and fill go to Redis. */
+static larder *api_open(void)
+{
+	larder *h;
+	larder_opts o = LARDER_OPTS_INIT;
+	struct ldr_backend *b;
+	if (larder_open(&h, dir, &o))
+		die("larder_open");
+	if (ldr_be_redis_ops.open(&b, h, the_uri))
+		die("open the Redis backend");
+	ldr_test_be_hang(h, b);
+	return h;
+}
+
+/* A host's near store, made if missing, with Redis behind it as its
+ * shared tier (the tier chain, docs/backends.md section 2). */
+static larder *near_open(const char *name)
+{
+	char p[256];
+	snprintf(p, sizeof p, "%s/%s", neardir, name);
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	o.shared = the_uri;
+	larder *h;
+	if (larder_open(&h, p, &o))
+		die("open a near store");
+	return h;
+}
+
+/* A hit and a light touch of its bytes (one per page), as bench_hit's. */
+static double hit(larder *h, const char *key, size_t size)
+{
+	larder_entry *e;
+	int64_t t0 = now_ns();
+	if (larder_get(&e, h, "bench", key, strlen(key), "v", 1))
+		die("hit");
+	const volatile uint8_t *d = larder_entry_data(e);
+	unsigned sum = 0;
+	for (size_t i = 0; i < size; i += 4096)
+		sum += d[i];
+	(void)sum;
+	larder_entry_release(e);
+	return (double)(now_ns() - t0);
+}
+
+/* A near hit (near+Redis, the entry in near) against a plain local hit
+ * (a store with no shared tier) of the same bytes. */
+static void bench_near(uint64_t *rng, int quick)
+{
+	larder *w = near_open("writer"), *r = near_open("reader");
+	size_t sizes[] = {4096, 1u << 20};
+	for (int si = 0; si < 2; si++) {
+		size_t size = sizes[si];
+		uint8_t *p = malloc(size);
+		if (!p)
+			die("malloc");
+		memset(p, 0x42, size);
+		char key[32];
+		snprintf(key, sizeof key, "near%zu", size);
+		if (larder_put(db, "bench", key, strlen(key), "v", 1, p, size,
+			       NULL) < 0 ||
+		    larder_put(w, "bench", key, strlen(key), "v", 1, p, size,
+			       NULL) < 0)
+			die("put");
+		hit(r, key, size); /* from Redis, copied into near */
+		int rounds = quick ? 3 : 15, reps = si ? 200 : 2000;
+		double *v[2];
+		for (int m = 0; m < 2; m++)
+			if (!(v[m] = malloc(sizeof(double) * (size_t)rounds)))
+				die("malloc");
+		for (int k = 0; k < rounds; k++) {
+			int order[2];
+			shuffle_order(order, 2, rng);
+			for (int j = 0; j < 2; j++) {
+				double sum = 0;
+				for (int i = 0; i < reps; i++)
+					sum +=
+					    hit(order[j] ? db : r, key, size);
+				v[order[j]][k] = sum / reps;
+			}
+		}
+		double med[2];
+		for (int m = 0; m < 2; m++) {
+			qsort(v[m], (size_t)rounds, sizeof(double), cmp_double);
+			med[m] = pct(v[m], rounds, 0.5);
+			free(v[m]);
+		}
+		printf("%-8zu %-14s %12.2f %8.2f\n", size, "local hit",
+		       med[1] / 1000, 1.0);
+		printf("%-8zu %-14s %12.2f %8.2f\n", size, "near hit",
+		       med[0] / 1000, med[0] / med[1]);
+		free(p);
+	}
+	if (larder_counter(r, LARDER_CTR_SHARED_HITS) != 2)
+		fprintf(stderr, "bench_redis: the near hits were not near\n");
+	larder_close(w);
+	larder_close(r);
+}
+
+struct load {
+	const uint8_t *p;
+	size_t len;
+	int burn; /* rounds of work standing for an expensive load */
+};
+
+static int loader(larder_fill *f, void *payload)
+{
+	struct load *l = payload;
+	uint8_t h[16];
+	/* An expensive load's stand-in: work, not a sleep, so that 16 at
+	 * once compete for the cores as real loads do. */
+	for (int i = 0; i < l->burn; i++)
+		ldr_xxh128(l->p, l->len, h);
+	return larder_fill_write(f, l->p, l->len);
+}
+
+/* A fill (a miss, the lease, the load, the publish, the head) of a new
+ * version each time against a bare SET of the same bytes. */
+static void bench_fill(larder *h, uint64_t *rng, int quick)
+{
+	size_t sizes[] = {4096, 1u << 20};
+	for (int si = 0; si < 2; si++) {
+		size_t size = sizes[si];
+		uint8_t *p = malloc(size);
+		if (!p)
+			die("malloc");
+		memset(p, 0x5a, size);
+		int rounds = quick ? 3 : 9, reps = si ? 10 : 100;
+		double *v[2];
+		for (int m = 0; m < 2; m++)
+			if (!(v[m] = malloc(sizeof(double) * (size_t)rounds)))
+				die("malloc");
+		for (int k = 0; k < rounds; k++) {
+			int order[2];
+			shuffle_order(order, 2, rng);
+			for (int j = 0; j < 2; j++) {
+				double sum = 0;
+				for (int i = 0; i < reps; i++)
+					sum += order[j]
+						   ? run(M_SET, p, size, NULL)
+						   : 0;
+				if (!order[j]) {
+					struct load l = {p, size, 0};
+					for (int i = 0; i < reps; i++) {
+						char ver[32];
+						snprintf(
+						    ver, sizeof ver,
+						    "f%ld-%llu", (long)getpid(),
+						    (unsigned long long)++serial);
+						larder_entry *e;
+						int how;
+						int64_t t0 = now_ns();
+						if (larder_get_or_fill(
+							&e, &how, h, "bench",
+							"fill", 4, ver,
+							strlen(ver), NULL,
+							loader, &l, NULL) ||
+						    how != LARDER_FILLED)
+							die("fill");
+						sum += (double)(now_ns() - t0);
+						larder_entry_release(e);
+						larder_remove(h, "bench",
+							      "fill", 4, ver,
+							      strlen(ver));
+					}
+				}
+				v[order[j]][k] = sum / reps;
+			}
+		}
+		double med[2];
+		for (int m = 0; m < 2; m++) {
+			qsort(v[m], (size_t)rounds, sizeof(double), cmp_double);
+			med[m] = pct(v[m], rounds, 0.5);
+			free(v[m]);
+		}
+		printf("%-8zu %-14s %12.1f %8.2f\n", size, "bare SET",
+		       med[1] / 1000, 1.0);
+		printf("%-8zu %-14s %12.1f %8.2f\n", size, "fill",
+		       med[0] / 1000, med[0] / med[1]);
+		free(p);
+	}
+}
+
+/* 100 keys of 4 KiB: larder_get_many against 100 larder_get calls. */
+static void bench_many(larder *h, uint64_t *rng, int quick)
+{
+	enum { K = 100 };
+	static char kb[K][16];
+	const void *keys[K], *vers[K], *data[K];
+	size_t klens[K], vlens[K], lens[K];
+	static uint8_t p[4096];
+	memset(p, 0x33, sizeof p);
+	int rcs[K];
+	for (int i = 0; i < K; i++) {
+		snprintf(kb[i], sizeof kb[i], "many%d", i);
+		keys[i] = kb[i];
+		klens[i] = strlen(kb[i]);
+		vers[i] = "v";
+		vlens[i] = 1;
+		data[i] = p;
+		lens[i] = sizeof p;
+	}
+	if (larder_put_many(h, "bench", K, keys, klens, vers, vlens, data, lens,
+			    NULL, rcs))
+		die("put_many");
+	int rounds = quick ? 3 : 15;
+	double *v[2];
+	for (int m = 0; m < 2; m++)
+		if (!(v[m] = malloc(sizeof(double) * (size_t)rounds)))
+			die("malloc");
+	larder_entry *out[K];
+	for (int k = 0; k < rounds; k++) {
+		int order[2];
+		shuffle_order(order, 2, rng);
+		for (int j = 0; j < 2; j++) {
+			int64_t t0 = now_ns();
+			if (order[j]) {
+				for (int i = 0; i < K; i++)
+					if (larder_get(&out[i], h, "bench",
+						       keys[i], klens[i], "v",
+						       1))
+						die("get");
+			} else if (larder_get_many(h, "bench", K, keys, klens,
+						   vers, vlens, out, rcs)) {
+				die("get_many");
+			}
+			v[order[j]][k] = (double)(now_ns() - t0);
+			for (int i = 0; i < K; i++) {
+				if (!order[j] && rcs[i])
+					die("get_many: a miss");
+				larder_entry_release(out[i]);
+			}
+		}
+	}
+	double med[2];
+	for (int m = 0; m < 2; m++) {
+		qsort(v[m], (size_t)rounds, sizeof(double), cmp_double);
+		med[m] = pct(v[m], rounds, 0.5);
+		free(v[m]);
+	}
+	printf("%-8s %-14s %12.1f %8.2f\n", "100x4K", "100 gets", med[1] / 1000,
+	       1.0);
+	printf("%-8s %-14s %12.1f %8.2f\n", "100x4K", "get_many", med[0] / 1000,
+	       med[0] / med[1]);
+}
+
+/* 16 processes want one new key at once. Coordinated: each calls
+ * larder_get_or_fill through Redis, one loads, the rest wait for its
+ * publish. Uncoordinated: each loads on its own. The wall time from the
+ * start signal until the last has its bytes. */
+static double herd(int coordinated, const char *ver, struct load *l)
+{
+	enum { H = 16 };
+	int go[2];
+	pid_t kids[H];
+	if (pipe(go))
+		die("pipe");
+	fflush(stdout);
+	for (int i = 0; i < H; i++) {
+		if ((kids[i] = fork()) < 0)
+			die("fork");
+		if (kids[i] == 0) {
+			close(go[1]);
+			char name[64];
+			snprintf(name, sizeof name, "herd-%s-%d", ver, i);
+			larder *h = coordinated ? near_open(name) : NULL;
+			char c;
+			if (read(go[0], &c, 1) != 0)
+				_exit(3);
+			if (!coordinated) {
+				uint8_t x[16];
+				for (int r = 0; r < l->burn; r++)
+					ldr_xxh128(l->p, l->len, x);
+				_exit(0);
+			}
+			larder_entry *e;
+			int how;
+			int frc = larder_get_or_fill(
+			    &e, &how, h, "bench", "herd", 4, ver, strlen(ver),
+			    NULL, loader, l, NULL);
+			_exit(frc ? 1 : how == LARDER_FILLED ? 10 : 20 + how);
+		}
+	}
+	close(go[0]);
+	/* Every child opened its handle before the start. */
+	usleep(300 * 1000);
+	int64_t t0 = now_ns();
+	close(go[1]);
+	int filled = 0;
+	for (int i = 0; i < H; i++) {
+		int st;
+		if (waitpid(kids[i], &st, 0) < 0 || !WIFEXITED(st) ||
+		    WEXITSTATUS(st) == 1 || WEXITSTATUS(st) > 30)
+			die("a herd member failed");
+		filled += WEXITSTATUS(st) == 10;
+	}
+	double t = (double)(now_ns() - t0);
+	if (coordinated && filled != 1)
+		fprintf(stderr, "bench_redis: %d loads in a herd, not one\n",
+			filled);
+	return t;
+}
+
+static void bench_herd(uint64_t *rng, int quick)
+{
+	size_t size = 1u << 20;
+	uint8_t *p = malloc(size);
+	if (!p)
+		die("malloc");
+	memset(p, 0x77, size);
+	/* About 50 ms of work per load on one core. */
+	struct load l = {p, size, 500};
+	int rounds = quick ? 2 : 5;
+	double *v[2];
+	for (int m = 0; m < 2; m++)
+		if (!(v[m] = malloc(sizeof(double) * (size_t)rounds)))
+			die("malloc");
+	for (int k = 0; k < rounds; k++) {
+		int order[2];
+		shuffle_order(order, 2, rng);
+		for (int j = 0; j < 2; j++) {
+			char ver[32];
+			/* This run's own: a server kept from an earlier
+			 * run may hold its versions. */
+			snprintf(ver, sizeof ver, "h%ld-%llu", (long)getpid(),
+				 (unsigned long long)++serial);
+			v[order[j]][k] = herd(!order[j], ver, &l);
+		}
+	}
+	double med[2];
+	for (int m = 0; m < 2; m++) {
+		qsort(v[m], (size_t)rounds, sizeof(double), cmp_double);
+		med[m] = pct(v[m], rounds, 0.5);
+		free(v[m]);
+	}
+	printf("%-8s %-14s %12.1f %8.2f\n", "herd16", "16 loads", med[1] / 1000,
+	       1.0);
+	printf("%-8s %-14s %12.1f %8.2f\n", "herd16", "one load+wait",
+	       med[0] / 1000, med[0] / med[1]);
+	free(p);
+}
+
 int main(int argc, char **argv)
 {
-	int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+	int quick = 0;
+	size_t only = 0; /* --only SIZE: one size, for a profile */
+	/* --part fill|many|herd|near: one part of the API's, alone */
+	const char *part = NULL;
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--quick") == 0)
+			quick = 1;
+		else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+			only = (size_t)strtoull(argv[++i], NULL, 0);
+		else if (strcmp(argv[i], "--part") == 0 && i + 1 < argc)
+			part = argv[++i];
 	const char *uri = getenv("REDIS_URI"), *port = getenv("REDIS_PORT"),
 		   *pw = getenv("REDIS_PASSWORD");
+	the_uri = uri;
 	if (!uri || !port || !pw) {
 		fprintf(stderr, "bench_redis: run it through "
 				"bench/redis_bench.sh\n");
 		return 2;
 	}
-	if (!mkdtemp(dir))
+	if (!mkdtemp(dir) || !mkdtemp(neardir))
 		die("mkdtemp");
 	atexit(cleanup);
 	larder_opts o = LARDER_OPTS_INIT;
@@ -175,6 +547,8 @@ int main(int argc, char **argv)
 	uint64_t rng = 0x9e3779b97f4a7c15ull;
 	for (int si = 0; si < 3; si++) {
 		size_t size = sizes[si];
+		if ((only && size != only) || part)
+			continue;
 		uint8_t *p = malloc(size);
 		if (!p)
 			die("malloc");
@@ -216,6 +590,18 @@ int main(int argc, char **argv)
 		}
 		be->ops->remove(be, &hit, NULL);
 		free(p);
+	}
+	if (!only) {
+		larder *h = api_open();
+		if (!part || !strcmp(part, "fill"))
+			bench_fill(h, &rng, quick);
+		if (!part || !strcmp(part, "many"))
+			bench_many(h, &rng, quick);
+		larder_close(h);
+		if (!part || !strcmp(part, "herd"))
+			bench_herd(&rng, quick);
+		if (!part || !strcmp(part, "near"))
+			bench_near(&rng, quick);
 	}
 	redisFree(rc);
 	be->ops->close(be);

@@ -372,6 +372,7 @@ static void dest_free(struct dest *d)
 struct get_args {
 	const char *version;
 	const char *output;
+	int many;
 };
 
 static int get_opt(struct cli *c, int id, const char *arg, void *ctx)
@@ -385,9 +386,237 @@ static int get_opt(struct cli *c, int id, const char *arg, void *ctx)
 	case 'o':
 		a->output = arg;
 		return CLI_CONTINUE;
+	case 'm':
+		a->many = 1;
+		return CLI_CONTINUE;
 	default:
 		return cli_usage_err(c, "unknown option");
 	}
+}
+
+/* ---- get --many ------------------------------------------------------- */
+
+/* Keys fetched per larder_get_many call: their entries are in memory
+ * together, so a long list goes in groups. */
+#define MANY_GROUP 64
+
+/* The file name of key in the output directory: the key's bytes, with
+ * '%', '/', control bytes and a leading '.' as %XX, so that any key is
+ * one file and no key names "." or ".." or another's file. */
+static char *many_name(const char *key)
+{
+	size_t n = strlen(key);
+	char *out = malloc(3 * n + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)key[i];
+
+		if (ch == '%' || ch == '/' || ch < 0x20 || ch == 0x7f ||
+		    (i == 0 && ch == '.'))
+			o += sprintf(o, "%%%02X", ch);
+		else
+			*o++ = (char)ch;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Write data into dirfd/name by a temp file renamed over it: all of it
+ * or nothing under name. 0, or -1 with errno and *op. */
+static int many_write(int dirfd, const char *name, const void *data, size_t len,
+		      const char **op)
+{
+	char tmp[64];
+	int fd = -1, e;
+	const char *p = data;
+
+	for (int tries = 0; fd < 0 && tries < 100; tries++) {
+		snprintf(tmp, sizeof(tmp), ".larder-many.%ld.%d",
+			 (long)getpid(), rand());
+		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			    default_mode());
+		if (fd < 0 && errno != EEXIST) {
+			*op = "create a file in";
+			return -1;
+		}
+	}
+	if (fd < 0) {
+		*op = "create a file in";
+		return -1;
+	}
+	while (len) {
+		ssize_t w = write(fd, p, len);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			*op = "write into";
+			goto fail;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	if (fsync(fd) != 0) {
+		*op = "sync a file in";
+		goto fail;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		*op = "write into";
+		goto fail;
+	}
+	fd = -1;
+	if (renameat(dirfd, tmp, dirfd, name) != 0) {
+		*op = "rename a file in";
+		goto fail;
+	}
+	return 0;
+fail:
+	e = errno;
+	if (fd >= 0)
+		close(fd);
+	unlinkat(dirfd, tmp, 0);
+	errno = e;
+	return -1;
+}
+
+/* Fetch one group of keys and report each: CLI_OK, CLI_MISS (a miss
+ * among them) or an error code (the worst seen). */
+static int many_group(struct cli *c, larder *db, int dirfd, const char *dir,
+		      char **keys, size_t n)
+{
+	const void *k[MANY_GROUP];
+	size_t kl[MANY_GROUP];
+	larder_entry *out[MANY_GROUP];
+	int rcs[MANY_GROUP], worst = CLI_OK;
+
+	for (size_t i = 0; i < n; i++) {
+		k[i] = keys[i];
+		kl[i] = strlen(keys[i]);
+	}
+	int lrc = larder_get_many(db, c->ns, n, k, kl, NULL, NULL, out, rcs);
+	if (lrc)
+		return cli_fail(c, db, lrc);
+	for (size_t i = 0; i < n; i++) {
+		char *name = NULL;
+		const char *op = NULL;
+
+		if (rcs[i] == 0) {
+			name = many_name(keys[i]);
+			if (!name) {
+				errno = ENOMEM;
+				op = "name a file in";
+			} else if (many_write(
+				       dirfd, name, larder_entry_data(out[i]),
+				       larder_entry_size(out[i]), &op) == 0) {
+				printf("hit\t%zu\t%s\n",
+				       larder_entry_size(out[i]), name);
+			}
+			if (op) {
+				cli_err(c, "cannot %s '%s' for '%s': %s", op,
+					out_q(dir), out_q(keys[i]),
+					strerror(errno));
+				printf("error\t-\t%s\n", name ? name : "-");
+				worst = CLI_IO;
+			}
+		} else if (rcs[i] == LARDER_ENOTFOUND) {
+			name = many_name(keys[i]);
+			printf("miss\t-\t%s\n", name ? name : "-");
+			if (worst == CLI_OK)
+				worst = CLI_MISS;
+		} else {
+			name = many_name(keys[i]);
+			cli_err(c, "'%s': %s", out_q(keys[i]),
+				larder_strerror(rcs[i]));
+			printf("error\t-\t%s\n", name ? name : "-");
+			worst = CLI_IO;
+		}
+		free(name);
+		larder_entry_release(out[i]);
+	}
+	return worst;
+}
+
+/* larder get --many -o DIR [KEY...]: the keys from the arguments, or
+ * from stdin one per line; each hit's payload into DIR, one file per
+ * key; one line per key on stdout (docs/cli.md). */
+static int get_many(struct cli *c, const struct get_args *a, int nargs,
+		    char **args)
+{
+	larder *db = NULL;
+	char *keys[MANY_GROUP];
+	size_t n = 0, cap = 0;
+	char *line = NULL;
+	int rc, worst = CLI_OK, dirfd = -1;
+
+	if (a->version)
+		return cli_usage_err(c, "--many takes no --version (each key's "
+					"newest version is fetched)");
+	if (!a->output || !*a->output || !strcmp(a->output, "-"))
+		return cli_usage_err(c, "--many needs -o DIR, the directory "
+					"its files go into");
+	if (mkdir(a->output, 0777) != 0 && errno != EEXIST) {
+		cli_err(c, "cannot create directory '%s': %s", out_q(a->output),
+			strerror(errno));
+		return CLI_IO;
+	}
+	dirfd = open(a->output, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0) {
+		cli_err(c, "cannot open directory '%s': %s", out_q(a->output),
+			strerror(errno));
+		return CLI_IO;
+	}
+	rc = cli_open(c, &db, NULL);
+	if (rc != CLI_OK)
+		goto out;
+	for (int i = 0;; i++) {
+		char *key = NULL;
+
+		if (nargs > 0 && i < nargs) {
+			key = args[i];
+		} else if (nargs == 0) {
+			ssize_t got = getline(&line, &cap, stdin);
+
+			if (got > 0 && line[got - 1] == '\n')
+				line[--got] = '\0';
+			if (got == 0)
+				continue; /* an empty line names no key */
+			if (got > 0 && !(key = strdup(line))) {
+				cli_err(c, "out of memory");
+				rc = CLI_IO;
+				goto out;
+			}
+		}
+		if (key)
+			keys[n++] = key;
+		if (n == MANY_GROUP || (!key && n)) {
+			int g = many_group(c, db, dirfd, a->output, keys, n);
+
+			if (g > worst)
+				worst = g;
+			if (nargs == 0)
+				for (size_t j = 0; j < n; j++)
+					free(keys[j]);
+			n = 0;
+		}
+		if (!key)
+			break;
+	}
+	if (fflush(stdout) != 0) {
+		cli_err(c, "cannot write to stdout: %s", strerror(errno));
+		worst = CLI_IO;
+	}
+	rc = worst;
+out:
+	if (nargs == 0)
+		for (size_t j = 0; j < n; j++)
+			free(keys[j]);
+	free(line);
+	close(dirfd);
+	larder_close(db);
+	return rc;
 }
 
 static int run_get(struct cli *c, int argc, char **argv)
@@ -395,6 +624,7 @@ static int run_get(struct cli *c, int argc, char **argv)
 	static const struct option longopts[] = {
 	    {"version", required_argument, NULL, 'V'},
 	    {"output", required_argument, NULL, 'o'},
+	    {"many", no_argument, NULL, 'm'},
 	    {0},
 	};
 	struct get_args a = {0};
@@ -413,6 +643,8 @@ static int run_get(struct cli *c, int argc, char **argv)
 		       &first);
 	if (rc != CLI_CONTINUE)
 		return rc;
+	if (a.many)
+		return get_many(c, &a, argc - first, argv + first);
 	rc = cli_positionals(c, argc, argv, first, 1, 1, "KEY");
 	if (rc != CLI_CONTINUE)
 		return rc;
@@ -454,7 +686,7 @@ const struct cli_cmd cli_cmd_get = {
     .name = "get",
     .run = run_get,
     .summary = "write an entry's payload to stdout or a file",
-    .usage = "KEY [--version V] [-o FILE]",
+    .usage = "KEY [--version V] [-o FILE] | --many -o DIR [KEY...]",
     .help = "Write the payload of the entry KEY to stdout. The payload is "
 	    "verified before\n"
 	    "its first byte is written; a missing, expired or corrupt entry "
@@ -471,5 +703,13 @@ const struct cli_cmd cli_cmd_get = {
 	    "                     a device, FIFO or socket is written into, "
 	    "a symlink's\n"
 	    "                     target is replaced (never the link), a "
-	    "directory is refused\n",
+	    "directory is refused\n"
+	    "  --many             many keys at once (from the arguments, or "
+	    "stdin one per\n"
+	    "                     line), fetched in batches: each hit's "
+	    "payload into a file\n"
+	    "                     of DIR (-o DIR) named after its key, and a "
+	    "line per key on\n"
+	    "                     stdout: hit|miss|error, TAB, size, TAB, "
+	    "the file's name\n",
 };

@@ -597,6 +597,50 @@ LARDER_API int larder_put(larder *db, const char *ns, const void *key,
 			  const larder_put_opts *opts);
 
 /* ---------------------------------------------------------------------- */
+/* Many keys at once                                                       */
+/*
+ * larder_get_many() and larder_put_many() take n keys of one namespace
+ * in parallel arrays (key i is keys[i], klens[i] bytes; its version
+ * vers[i], vlens[i] bytes) and give each key its own result in rc[i]:
+ * exactly what larder_get() or larder_put() would have returned for it,
+ * so a miss, a corrupt entry (a miss, as for larder_get()) or an error
+ * of one key does not fail the others. larder_errmsg() describes the
+ * last key that failed. Counters count each key as its single call
+ * would.
+ *
+ * Where a request costs a round trip (Redis, docs/backends.md) the batch
+ * is pipelined: larder_get_many sends every entry's manifest request
+ * before it reads the first reply, then every chunk of every entry
+ * found, so n small entries cost two round trips, not n. (The heads of
+ * version-less keys are still read one by one first.) On a directory
+ * each key is read as larder_get() reads it.
+ *
+ * Both return 0 once every key has its result (each in rc[i]), or a
+ * negative code for the batch as a whole, with no key tried:
+ * LARDER_EINVAL for a bad namespace or a required array missing,
+ * LARDER_ENOMEM.
+ */
+
+/* Look up n keys of ns: out[i] is key i's entry (release each with
+ * larder_entry_release()) when rc[i] is 0, else NULL. vers may be NULL
+ * (every key's version from its head hint), and so may any vers[i]. */
+LARDER_API int larder_get_many(larder *db, const char *ns, size_t n,
+			       const void *const *keys, const size_t *klens,
+			       const void *const *vers, const size_t *vlens,
+			       larder_entry **out, int *rc);
+
+/* Put n entries of ns: key i's payload is data[i], lens[i] bytes;
+ * rc[i] is larder_put()'s result for it (0, LARDER_EXISTS, or an
+ * error). opts (may be NULL) applies to every entry. Each is published
+ * as larder_put() publishes it, one after another: on Redis a publish is
+ * one round trip already. */
+LARDER_API int larder_put_many(larder *db, const char *ns, size_t n,
+			       const void *const *keys, const size_t *klens,
+			       const void *const *vers, const size_t *vlens,
+			       const void *const *data, const size_t *lens,
+			       const larder_put_opts *opts, int *rc);
+
+/* ---------------------------------------------------------------------- */
 /* Removing                                                                */
 
 /* Remove the entry (ns, key, version). With ver NULL: remove the entry the

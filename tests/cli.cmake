@@ -3,7 +3,7 @@
 # "N passed, N failed" and fails on any failure.
 if(TARGET larder_cli)
   foreach(t roundtrip versions listing verify ttl errors run stat create_race
-            heads tiers)
+            heads tiers get_many)
     add_test(NAME cli_${t}
              COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cli/${t}.sh
                      $<TARGET_FILE:larder_cli>)

@@ -776,3 +776,70 @@ TEST(dir_public_api_through_the_hung_backend_never_serves_bad_bytes)
 	ASSERT_EQ(count_files(q, NULL), 1);
 	larder_close(e.db);
 }
+
+TEST(get_many_and_put_many_through_the_hung_backend)
+{
+	struct env e = open_env();
+	ldr_test_be_hang(e.db, e.be);
+	/* 40 entries put in one batch: small ones, and every tenth past
+	 * 256 KiB (in chunks on Redis). */
+	enum { N = 40, ASK = N + 2 };
+	char kb[ASK][16];
+	const void *keys[ASK], *vers[ASK], *data[N];
+	size_t klens[ASK], vlens[ASK], lens[N];
+	for (int i = 0; i < ASK; i++) {
+		snprintf(kb[i], sizeof kb[i], i < N ? "k%d" : "absent%d", i);
+		keys[i] = kb[i];
+		klens[i] = strlen(kb[i]);
+		vers[i] = "v1";
+		vlens[i] = 2;
+	}
+	for (int i = 0; i < N; i++) {
+		lens[i] =
+		    i % 10 == 3 ? 300 * KiB + (size_t)i : 100u * (size_t)i;
+		data[i] = pattern(lens[i], kb[i], "v1");
+	}
+	int rc[ASK];
+	ASSERT_RC(e.db,
+		  larder_put_many(e.db, "f", N, keys, klens, vers, vlens, data,
+				  lens, NULL, rc),
+		  0);
+	for (int i = 0; i < N; i++)
+		ASSERT_EQ(rc[i], 0);
+	/* Again: each key its own LARDER_EXISTS. */
+	ASSERT_RC(e.db,
+		  larder_put_many(e.db, "f", N, keys, klens, vers, vlens, data,
+				  lens, NULL, rc),
+		  0);
+	for (int i = 0; i < N; i++)
+		ASSERT_EQ(rc[i], LARDER_EXISTS);
+	/* Every key, two that are not there, and every fifth without a
+	 * version (its head's). */
+	for (int i = 0; i < N; i += 5)
+		vers[i] = NULL;
+	larder_entry *out[ASK];
+	ASSERT_RC(
+	    e.db,
+	    larder_get_many(e.db, "f", ASK, keys, klens, vers, vlens, out, rc),
+	    0);
+	for (int i = 0; i < ASK; i++) {
+		if (i >= N) {
+			ASSERT_EQ(rc[i], LARDER_ENOTFOUND);
+			ASSERT(out[i] == NULL);
+			continue;
+		}
+		ASSERT_EQ(rc[i], 0);
+		ASSERT_EQ(larder_entry_size(out[i]), lens[i]);
+		ASSERT_MEM_EQ(larder_entry_data(out[i]), data[i], lens[i]);
+		size_t vl;
+		const void *v = larder_entry_version(&vl, out[i]);
+		ASSERT_EQ(vl, 2);
+		ASSERT_MEM_EQ(v, "v1", 2);
+		larder_entry_release(out[i]);
+	}
+	/* Whatever one batch read, a single get reads the same. */
+	expect_get(e.db, "k13", "v1", lens[13]);
+	for (int i = 0; i < N; i++)
+		free((void *)data[i]);
+	larder_close(e.db); /* closes the backend hung on it */
+}

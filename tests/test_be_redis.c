@@ -1049,6 +1049,22 @@ TEST(a_flushed_script_cache_and_a_killed_connection_are_survived)
 	ASSERT_RC(db, be->ops->head_get(be, &n, &ver, &vlen), 0);
 	ASSERT_MEM_EQ(ver, "v", 1);
 	free(ver);
+	/* A chunked entry's commit goes pipelined behind its chunks by
+	 * EVALSHA: NOSCRIPT there too is run again by EVAL. */
+	redis_cli("script flush");
+	struct ldr_name big;
+	name_of(&big, "re", "k", "big");
+	size_t blen = (256u << 10) + 1;
+	uint8_t *bp = xmalloc(blen);
+	test_fill_pattern(bp, blen, 32);
+	ASSERT_RC(db, publish(be, &big, bp, blen, 65536, 0, 0), 0);
+	uint8_t *bgot;
+	size_t bgl;
+	ASSERT_RC(db, read_verified(be, &big, &bgot, &bgl), 0);
+	ASSERT_EQ(bgl, blen);
+	ASSERT_MEM_EQ(bgot, bp, blen);
+	free(bgot);
+	free(bp);
 	/* The server closes every client connection: the kept one is
 	 * found broken by the next command, which reconnects once. */
 	redis_cli("client kill type normal");
@@ -1061,4 +1077,72 @@ TEST(a_flushed_script_cache_and_a_killed_connection_are_survived)
 	ASSERT_EQ(be->ops->remove(be, &n, NULL), 1);
 	be->ops->close(be);
 	larder_close(db);
+}
+
+TEST(get_many_through_the_handle_pipelines_hits_misses_and_bad_entries)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	ldr_test_be_hang(db, be);
+	/* Inline and chunked hits, an inline entry tampered with, a
+	 * chunked one whose chunk was deleted, a key never put, and a
+	 * version-less key: one batch, each key its own result. */
+	const char *k[6] = {"inline",	 "chunked", "tampered",
+			    "lostchunk", "never",   "headed"};
+	size_t size[6] = {4096, 5u << 20, 3000, 5u << 20, 0, 20000};
+	uint8_t *p[6];
+	for (int i = 0; i < 6; i++) {
+		p[i] = xmalloc(size[i] + 1);
+		test_fill_pattern(p[i], size[i], 40 + (uint64_t)i);
+		if (i != 4)
+			ASSERT_RC(db,
+				  larder_put(db, "many", k[i], strlen(k[i]),
+					     "v", 1, p[i], size[i], NULL),
+				  0);
+	}
+	struct ldr_name n;
+	name_of(&n, "many", "tampered", "v");
+	tamper_manifest(&n);
+	name_of(&n, "many", "lostchunk", "v");
+	tamper(&n, 1);
+	const void *keys[6], *vers[6];
+	size_t klens[6], vlens[6];
+	for (int i = 0; i < 6; i++) {
+		keys[i] = k[i];
+		klens[i] = strlen(k[i]);
+		vers[i] = i == 5 ? NULL : "v";
+		vlens[i] = i == 5 ? 0 : 1;
+	}
+	int want[6] = {
+	    0, 0, LARDER_ENOTFOUND, LARDER_ENOTFOUND, LARDER_ENOTFOUND, 0};
+	for (int round = 0; round < 2; round++) {
+		larder_entry *out[6];
+		int rc[6];
+		ASSERT_RC(db,
+			  larder_get_many(db, "many", 6, keys, klens, vers,
+					  vlens, out, rc),
+			  0);
+		for (int i = 0; i < 6; i++) {
+			ASSERT_EQ(rc[i], want[i]);
+			if (want[i]) {
+				ASSERT(out[i] == NULL);
+				continue;
+			}
+			ASSERT_EQ(larder_entry_size(out[i]), size[i]);
+			ASSERT_MEM_EQ(larder_entry_data(out[i]), p[i], size[i]);
+			larder_entry_release(out[i]);
+		}
+	}
+	/* The bad ones were taken out of Redis by the first batch. */
+	char e[33], cmd[200], out[64];
+	for (int i = 2; i <= 3; i++) {
+		name_of(&n, "many", k[i], "v");
+		hexs(e, n.hash);
+		snprintf(cmd, sizeof cmd, "exists 'larder:{%s}:m'", e);
+		redis_out(cmd, out, sizeof out);
+		ASSERT_STR_EQ(out, "0");
+	}
+	for (int i = 0; i < 6; i++)
+		free(p[i]);
+	larder_close(db); /* closes the backend hung on it */
 }

@@ -1118,3 +1118,50 @@ TEST(anything_but_a_file_at_a_head_name_is_no_head_and_put_replaces_it)
 	}
 	alarm(0);
 }
+
+TEST(get_many_gives_each_key_its_own_result_on_a_directory)
+{
+	/* Hits (small, mapped, version-less), a miss and a corrupt entry in
+	 * one batch: each key's result is its own, the bytes exact. */
+	larder *db = open_store();
+	PUT(db, "small", 3 * KiB, 0);
+	PUT(db, "big", 1 * MiB, 0);
+	PUT(db, "bad", 4 * KiB, 0);
+	flip_near_end(entry_path("bad"), 10);
+	const char *k[5] = {"small", "missing", "bad", "big", "small"};
+	const void *keys[5];
+	size_t klens[5], vlens[5] = {1, 1, 1, 1, 0};
+	const void *vers[5] = {"v", "v", "v", "v", NULL};
+	for (int i = 0; i < 5; i++) {
+		keys[i] = k[i];
+		klens[i] = strlen(k[i]);
+	}
+	larder_entry *out[5];
+	int rc[5];
+	ASSERT_RC(db,
+		  larder_get_many(db, "default", 5, keys, klens, vers, vlens,
+				  out, rc),
+		  0);
+	int want[5] = {0, LARDER_ENOTFOUND, LARDER_ENOTFOUND, 0, 0};
+	size_t size[5] = {3 * KiB, 0, 0, 1 * MiB, 3 * KiB};
+	for (int i = 0; i < 5; i++) {
+		ASSERT_EQ(rc[i], want[i]);
+		if (want[i]) {
+			ASSERT(out[i] == NULL);
+			continue;
+		}
+		ASSERT_EQ(larder_entry_size(out[i]), size[i]);
+		ASSERT(test_check_pattern(larder_entry_data(out[i]), size[i],
+					  seed_of(k[i])));
+		larder_entry_release(out[i]);
+	}
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 1);
+	ASSERT_EQ(quarantined_files(), 1);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_REQUESTS), 5);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_HITS), 3);
+	/* The batch as a whole: a bad namespace, nothing tried. */
+	ASSERT_EQ(larder_get_many(db, "no/such", 5, keys, klens, vers, vlens,
+				  out, rc),
+		  LARDER_EINVAL);
+	larder_close(db);
+}

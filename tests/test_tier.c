@@ -201,6 +201,58 @@ TEST(shared_hit_is_copied_into_near_and_served_with_shared_gone)
 	larder_close(b);
 }
 
+TEST(get_many_reads_near_then_shared_and_copies_shared_hits_into_near)
+{
+	const char *shared = make_shared("shared");
+	larder *a = host("a", shared, NULL);
+	larder *b = host("b", shared, NULL);
+	/* In B's near: k0 (its own put); in shared only: the rest. */
+	const char *k[5] = {"k0", "k1", "k2", "k3", "nope"};
+	size_t size[5] = {3 * KiB, 300 * KiB, 20 * KiB, 5 * KiB, 0};
+	put(b, k[0], "v", size[0], NULL);
+	for (int i = 1; i < 4; i++)
+		put(a, k[i], "v", size[i], NULL);
+	const void *keys[5], *vers[5];
+	size_t klens[5], vlens[5];
+	for (int i = 0; i < 5; i++) {
+		keys[i] = k[i];
+		klens[i] = strlen(k[i]);
+		vers[i] = i == 3 ? NULL : "v"; /* k3: shared's head */
+		vlens[i] = i == 3 ? 0 : 1;
+	}
+	for (int round = 0; round < 2; round++) {
+		larder_entry *out[5];
+		int rc[5];
+		uint64_t near0 = larder_counter(b, LARDER_CTR_NEAR_HITS),
+			 shared0 = larder_counter(b, LARDER_CTR_SHARED_HITS);
+		ASSERT_RC(b,
+			  larder_get_many(b, "default", 5, keys, klens, vers,
+					  vlens, out, rc),
+			  0);
+		for (int i = 0; i < 5; i++) {
+			ASSERT_EQ(rc[i], i == 4 ? LARDER_ENOTFOUND : 0);
+			if (i == 4) {
+				ASSERT(out[i] == NULL);
+				continue;
+			}
+			ASSERT_EQ(larder_entry_size(out[i]), size[i]);
+			uint8_t *want = pattern(size[i], k[i], "v");
+			ASSERT_MEM_EQ(larder_entry_data(out[i]), want, size[i]);
+			free(want);
+			larder_entry_release(out[i]);
+		}
+		/* The first batch: k0 near, three from shared, copied into
+		 * near; the second: all four near. */
+		ASSERT_EQ(larder_counter(b, LARDER_CTR_NEAR_HITS) - near0,
+			  round ? 4 : 1);
+		ASSERT_EQ(larder_counter(b, LARDER_CTR_SHARED_HITS) - shared0,
+			  round ? 0 : 3);
+		ASSERT_EQ(larder_counter(b, LARDER_CTR_SHARED_COPIES), 3);
+	}
+	larder_close(a);
+	larder_close(b);
+}
+
 TEST(a_put_goes_to_shared_and_near)
 {
 	dir_only();

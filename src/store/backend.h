@@ -28,7 +28,8 @@
 #include "lease.h"
 #include "naming.h"
 
-#define LDR_BACKEND_VERSION 1
+/* 2: read_many. */
+#define LDR_BACKEND_VERSION 2
 
 /* Every backend's handle, stage and lease begin with these, so that the
  * caller can reach the table from any of them. */
@@ -200,6 +201,18 @@ struct ldr_backend_ops {
 		    void *p);
 
 	int (*stats)(struct ldr_backend *be, struct ldr_be_stats *st);
+
+	/* Since version 2. Read `count` entries as `read` reads each,
+	 * whole (LDR_LOAD_WHOLE), with `pre` bytes before each: f[i] and
+	 * rc[i] are what read would give for n[i], each its own (a miss or
+	 * an error of one does not fail the others; the message recorded
+	 * is the last failure's). For a backend where a request costs a
+	 * round trip: Redis sends every manifest's GET before it reads the
+	 * first reply, then every chunk's. NULL (also at version 2): the
+	 * caller calls read for each. */
+	void (*read_many)(struct ldr_backend *be, const struct ldr_name *n,
+			  size_t count, size_t pre, struct ldr_file *f,
+			  int *rc);
 };
 
 /* The backends built in: "dir" always, "redis" when built with it; and

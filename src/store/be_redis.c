@@ -530,6 +530,94 @@ static int remove_entry(struct rbe *b, struct ldr_rconn *c,
 	return rc;
 }
 
+/* One entry being read: its manifest, and the buffer it is read into
+ * (pre bytes, then the header and the payload). */
+struct rread {
+	struct manifest m;
+	uint8_t *buf;
+	size_t total;
+	int ready; /* all read (read_many) */
+};
+
+/* Judge a manifest's reply and make the entry's buffer, the header (and
+ * an inline payload) copied in: 0, LARDER_ENOTFOUND, or LARDER_ENOMEM. */
+static int manifest_take(struct rbe *b, const redisReply *r, size_t pre,
+			 struct rread *e)
+{
+	e->buf = NULL;
+	if (r->type == REDIS_REPLY_NIL)
+		return LARDER_ENOTFOUND;
+	if (r->type != REDIS_REPLY_STRING ||
+	    parse_manifest(r->str, r->len, &e->m) ||
+	    e->m.hlen + e->m.stored > b->cfg.max_entry)
+		/* Not a manifest of ours: a miss; the next commit replaces
+		 * it (the commit script's parse fails on it too). */
+		return LARDER_ENOTFOUND;
+	e->total = (size_t)(e->m.hlen + e->m.stored);
+	if (!(e->buf = malloc(pre + e->total + 1)))
+		return ldr_fail(b->base.db, LARDER_ENOMEM, ENOMEM,
+				"out of memory for a Redis entry of %zu bytes",
+				e->total);
+	/* An inline entry is all here; it has no chunks to read. */
+	memcpy(e->buf + pre, r->str + e->m.line, e->m.n ? e->m.hlen : e->total);
+	return 0;
+}
+
+/* Queue the GETs of the chunks of the entry n. */
+static int chunks_ask(struct rbe *b, struct ldr_rconn *c,
+		      const struct ldr_name *n, const struct rread *e)
+{
+	char pfx[KEYMAX];
+	tagged(pfx, sizeof pfx, b, n->hash, ":c:");
+	for (uint64_t i = 0; i < e->m.n; i++) {
+		char ck[KEYMAX + 64];
+		snprintf(ck, sizeof ck, "%s%s:%" PRIu64, pfx, e->m.stage, i);
+		const char *ga[2] = {"GET", ck};
+		int rc = ldr_rconn_append(c, "GET chunk", 2, ga, NULL);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* Read the replies of chunks_ask into the buffer: 0, 1 when a chunk is
+ * missing or not of its length (an eviction or an expiry that raced),
+ * or a code (the connection is then gone). */
+static int chunks_take(struct ldr_rconn *c, struct rread *e, size_t pre)
+{
+	int lost = 0;
+	size_t at = pre + e->m.hlen;
+	for (uint64_t i = 0; i < e->m.n; i++) {
+		/* Each chunk gets the timeout: a large entry is bounded by
+		 * its progress, not by one call's time. */
+		ldr_rconn_begin(c);
+		uint64_t want = i + 1 < e->m.n
+				    ? e->m.chunk
+				    : e->m.stored - e->m.chunk * (e->m.n - 1);
+		/* Straight into the entry's buffer: no reply of its own. */
+		int got = ldr_rconn_reply_into(c, e->buf + at, (size_t)want,
+					       "GET chunk");
+		if (got < 0)
+			return got;
+		if (!got)
+			lost = 1;
+		at += want;
+	}
+	return lost;
+}
+
+/* Hand the buffer over to f. */
+static void read_done(struct rread *e, size_t pre, struct ldr_file *f)
+{
+	f->p = e->buf + pre;
+	f->pre = pre;
+	f->len = e->total;
+	f->size = e->total;
+	f->safe = 0; /* never trusted: its payload is always hashed */
+	stage_to_ident(f, e->m.stage);
+	e->buf = NULL;
+}
+
 static int r_read(struct ldr_backend *be, const struct ldr_name *n, int how,
 		  size_t pre, struct ldr_file *f)
 {
@@ -540,83 +628,103 @@ static int r_read(struct ldr_backend *be, const struct ldr_name *n, int how,
 	struct ldr_rconn *c = take(b);
 	if (!c)
 		return LARDER_ENOMEM;
-	char key[KEYMAX], pfx[KEYMAX];
+	char key[KEYMAX];
 	tagged(key, sizeof key, b, n->hash, ":m");
-	redisReply *r = NULL, *cr = NULL;
-	uint8_t *buf = NULL;
-	struct manifest m;
+	redisReply *r = NULL;
+	struct rread e = {.buf = NULL};
 	const char *argv[2] = {"GET", key};
 	int rc = ldr_rconn_cmd(c, &r, "GET manifest", 2, argv, NULL);
-	if (rc)
+	if (rc || (rc = manifest_take(b, r, pre, &e)))
 		goto out;
-	if (r->type == REDIS_REPLY_NIL) {
-		rc = LARDER_ENOTFOUND;
-		goto out;
-	}
-	if (r->type != REDIS_REPLY_STRING ||
-	    parse_manifest(r->str, r->len, &m) ||
-	    m.hlen + m.stored > b->cfg.max_entry) {
-		/* Not a manifest of ours: a miss; the next commit replaces
-		 * it (the commit script's parse fails on it too). */
-		rc = LARDER_ENOTFOUND;
-		goto out;
-	}
-	size_t total = (size_t)(m.hlen + m.stored);
-	if (!(buf = malloc(pre + total + 1))) {
-		rc = ldr_fail(be->db, LARDER_ENOMEM, ENOMEM,
-			      "out of memory for a Redis entry of %zu bytes",
-			      total);
-		goto out;
-	}
-	/* An inline entry is all here; the chunks' loops below are empty. */
-	memcpy(buf + pre, r->str + m.line, m.n ? m.hlen : total);
-	tagged(pfx, sizeof pfx, b, n->hash, ":c:");
 	/* Every chunk's GET before the first reply: one round trip. */
-	for (uint64_t i = 0; i < m.n; i++) {
-		char ck[KEYMAX + 64];
-		snprintf(ck, sizeof ck, "%s%s:%" PRIu64, pfx, m.stage, i);
-		const char *ga[2] = {"GET", ck};
-		if ((rc = ldr_rconn_append(c, "GET chunk", 2, ga, NULL)))
-			goto out;
-	}
-	int lost = 0;
-	size_t at = pre + m.hlen;
-	for (uint64_t i = 0; i < m.n; i++) {
-		/* Each chunk gets the timeout: a large entry is bounded by
-		 * its progress, not by one call's time. */
-		ldr_rconn_begin(c);
-		if ((rc = ldr_rconn_reply(c, &cr, "GET chunk")))
-			goto out;
-		uint64_t want =
-		    i + 1 < m.n ? m.chunk : m.stored - m.chunk * (m.n - 1);
-		if (cr->type != REDIS_REPLY_STRING || cr->len != want)
-			lost = 1;
-		else if (!lost)
-			memcpy(buf + at, cr->str, cr->len);
-		at += want;
-		ldr_rreply_free(cr);
-		cr = NULL;
-	}
-	if (lost) {
-		/* An eviction or an expiry that raced: a miss, and the
-		 * entry goes so that the next fill publishes it again. */
-		remove_entry(b, c, n, m.stage, NULL, 0);
+	if ((rc = chunks_ask(b, c, n, &e)) ||
+	    (rc = chunks_take(c, &e, pre)) < 0)
+		goto out;
+	if (rc == 1) {
+		/* The entry goes so that the next fill publishes it
+		 * again. */
+		remove_entry(b, c, n, e.m.stage, NULL, 0);
 		rc = LARDER_ENOTFOUND;
 		goto out;
 	}
-	f->p = buf + pre;
-	f->pre = pre;
-	f->len = total;
-	f->size = total;
-	f->safe = 0; /* never trusted: its payload is always hashed */
-	stage_to_ident(f, m.stage);
-	buf = NULL;
+	read_done(&e, pre, f);
 out:
-	free(buf);
+	free(e.buf);
 	ldr_rreply_free(r);
-	ldr_rreply_free(cr);
 	give(b, c, rc);
 	return rc;
+}
+
+/* Batch get (backend.h): one round trip for every manifest, one for
+ * every chunk of every entry found, however many entries. A connection
+ * that fails fails what is not yet read; a chunk lost is a miss of its
+ * entry alone. */
+static void r_read_many(struct ldr_backend *be, const struct ldr_name *n,
+			size_t count, size_t pre, struct ldr_file *f, int *rcs)
+{
+	struct rbe *b = (struct rbe *)be;
+	for (size_t i = 0; i < count; i++) {
+		memset(&f[i], 0, sizeof f[i]);
+		f[i].fd = -1;
+		rcs[i] = LARDER_ENOMEM;
+	}
+	if (!count)
+		return;
+	struct rread *e = calloc(count, sizeof *e);
+	struct ldr_rconn *c = e ? take(b) : NULL;
+	int rc = 0;
+	if (!c) {
+		if (!e)
+			ldr_fail(be->db, LARDER_ENOMEM, ENOMEM,
+				 "out of memory");
+		free(e);
+		return;
+	}
+	size_t asked = 0;
+	for (; asked < count; asked++) {
+		char key[KEYMAX];
+		tagged(key, sizeof key, b, n[asked].hash, ":m");
+		const char *argv[2] = {"GET", key};
+		if ((rc = ldr_rconn_append(c, "GET manifest", 2, argv, NULL)))
+			break;
+	}
+	size_t answered = 0;
+	for (; answered < asked && !rc; answered++) {
+		redisReply *r = NULL;
+		ldr_rconn_begin(c);
+		if ((rc = ldr_rconn_reply(c, &r, "GET manifest")))
+			break;
+		size_t i = answered;
+		rcs[i] = manifest_take(b, r, pre, &e[i]);
+		e[i].ready = rcs[i] == 0 && e[i].m.n == 0;
+		ldr_rreply_free(r);
+	}
+	for (size_t i = 0; i < count && !rc; i++)
+		if (rcs[i] == 0 && !e[i].ready)
+			rc = chunks_ask(b, c, &n[i], &e[i]);
+	for (size_t i = 0; i < count && !rc; i++) {
+		if (rcs[i] != 0 || e[i].ready)
+			continue;
+		int lost = chunks_take(c, &e[i], pre);
+		if (lost < 0) {
+			rc = lost;
+			break;
+		}
+		rcs[i] = lost ? LARDER_ENOTFOUND : 0;
+		e[i].ready = !lost;
+	}
+	for (size_t i = 0; i < count; i++) {
+		if (e[i].ready)
+			read_done(&e[i], pre, &f[i]);
+		else if (i >= answered || (rc && rcs[i] == 0))
+			rcs[i] = rc; /* not read before the failure */
+		else if (rcs[i] == LARDER_ENOTFOUND && e[i].buf && !rc)
+			/* A chunk was lost: gone, as read does. */
+			remove_entry(b, c, &n[i], e[i].m.stage, NULL, 0);
+		free(e[i].buf);
+	}
+	free(e);
+	give(b, c, rc);
 }
 
 static void r_reject(struct ldr_backend *be, const struct ldr_name *n,
@@ -777,7 +885,8 @@ static int flush_chunk(struct rstage *s)
 	snprintf(px, sizeof px, "%llu", (unsigned long long)STAGING_MS);
 	const char *argv[5] = {"SET", key, (const char *)s->buf, "PX", px};
 	size_t lens[5] = {3, strlen(key), s->blen, 2, strlen(px)};
-	if ((rc = ldr_rconn_append(s->c, "SET chunk", 5, argv, lens)))
+	/* Written from the stage's buffer: no copy of the chunk. */
+	if ((rc = ldr_rconn_append_iov(s->c, "SET chunk", 5, argv, lens)))
 		return rc;
 	s->nchunks++;
 	s->blen = 0;
@@ -928,6 +1037,59 @@ static const char *header_mismatch(struct rstage *s, const ldr_hdr *h)
 	return NULL;
 }
 
+/* An inline entry's commit where no manifest stands, without Lua: the
+ * script's work in that case (SET, the namespace sets, PUBLISH) as one
+ * MULTI/EXEC, its manifest SET NX so that it never replaces one. Lua
+ * cost a 4 KiB publish twice a bare SET; this is one round trip of
+ * plain commands. argv as the commit script's. 0: published; 1: a
+ * manifest stands (the script judges it: whole, ours, or broken); or a
+ * code. The sets and the message are harmless when it stands: the
+ * entry is in them already, and a waiter woken looks and finds it. */
+static int commit_inline(struct rstage *s, const char *const *argv,
+			 const size_t *lens)
+{
+	struct ldr_rconn *c = s->c;
+	const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
+	const char *set[6] = {"SET", argv[0], argv[4], "NX", "PX", argv[6]};
+	size_t setl[6] = {3, lens[0], lens[4], 2, 2, lens[6]};
+	int setc = strcmp(argv[6], "0") ? 6 : 4; /* ttl 0: none */
+	const char *sa1[3] = {"SADD", argv[1], argv[7]};
+	size_t sa1l[3] = {4, lens[1], lens[7]};
+	const char *sa2[3] = {"SADD", argv[2], argv[8]};
+	size_t sa2l[3] = {4, lens[2], lens[8]};
+	const char *pub[3] = {"PUBLISH", argv[3], argv[8]};
+	size_t publ[3] = {7, lens[3], lens[8]};
+	int rc;
+	if ((rc = ldr_rconn_append(c, "MULTI", 1, multi, NULL)) ||
+	    (rc = ldr_rconn_append(c, "SET manifest", setc, set, setl)) ||
+	    (rc = ldr_rconn_append(c, "SADD", 3, sa1, sa1l)) ||
+	    (rc = ldr_rconn_append(c, "SADD", 3, sa2, sa2l)) ||
+	    (rc = ldr_rconn_append(c, "PUBLISH", 3, pub, publ)) ||
+	    (rc = ldr_rconn_append(c, "EXEC", 1, exec, NULL)))
+		return rc;
+	redisReply *r = NULL;
+	/* +OK and four +QUEUED; an error among them aborts the EXEC. */
+	for (int i = 0; i < 5; i++) {
+		if ((rc = ldr_rconn_reply(c, &r, "commit")))
+			break;
+		ldr_rreply_free(r);
+		r = NULL;
+	}
+	int rc2 = ldr_rconn_reply(c, &r, "EXEC commit");
+	if (rc)
+		return (ldr_rreply_free(r), rc);
+	if (rc2)
+		return rc2;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 4)
+		rc = ldr_fail(s->b->base.db, LARDER_EIO, 0,
+			      "Redis commit at %s: unexpected reply to EXEC",
+			      s->b->cfg.shown);
+	else
+		rc = r->element[0]->type == REDIS_REPLY_NIL;
+	ldr_rreply_free(r);
+	return rc;
+}
+
 static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 			  unsigned flags, uint64_t token)
 {
@@ -973,9 +1135,6 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 	size_t extra = inl ? s->blen : 0;
 	if (!inl && s->blen && (rc = flush_chunk(s)))
 		goto out;
-	while (s->c->pending)
-		if ((rc = chunk_reply(s)))
-			goto out;
 	/* The entry's expiry as Redis's TTL; the header's expires is still
 	 * checked by every reader. */
 	uint64_t ttl = 0;
@@ -1014,7 +1173,33 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 			  strlen(ttls),
 			  strlen(s->ns),
 			  32};
-	if ((rc = ldr_rconn_eval(s->c, &commit_lua, &r, 4, 9, argv, lens)))
+	if (inl) {
+		int fast = commit_inline(s, argv, lens);
+		if (fast < 0) {
+			rc = fast;
+			goto out;
+		}
+		if (fast == 0)
+			goto published;
+	}
+	/* The commit goes right behind the chunks' SETs: one round trip
+	 * for both. Its script finds a chunk whose SET failed missing
+	 * ("lost"), so nothing is published on a failure read below. */
+	int piped =
+	    ldr_rconn_append_evalsha(s->c, &commit_lua, 4, 9, argv, lens);
+	if (piped < 0) {
+		rc = piped;
+		goto out;
+	}
+	while (s->c->pending > piped)
+		if ((rc = chunk_reply(s)))
+			goto out;
+	if (piped)
+		rc = ldr_rconn_eval_reply(s->c, &commit_lua, &r, 4, 9, argv,
+					  lens);
+	else
+		rc = ldr_rconn_eval(s->c, &commit_lua, &r, 4, 9, argv, lens);
+	if (rc)
 		goto out;
 	if (r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_STRING) {
 		rc = ldr_fail(db, LARDER_EIO, 0,
@@ -1033,6 +1218,7 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 			      b->cfg.shown);
 		goto out;
 	}
+published:
 	if (!(flags & LDR_BE_NO_HEAD))
 		/* A head that cannot be moved is a lagging hint, not a
 		 * failed publish. */
@@ -1777,6 +1963,7 @@ const struct ldr_backend_ops ldr_be_redis_ops = {
     .open = r_open,
     .close = r_close,
     .read = r_read,
+    .read_many = r_read_many,
     .reject = r_reject,
     .stage_begin = r_stage_begin,
     .stage_write = r_stage_write,

@@ -889,3 +889,21 @@ int larder_put(larder *db, const char *ns, const void *key, size_t klen,
 	}
 	return larder_writer_commit(w);
 }
+
+int larder_put_many(larder *db, const char *ns, size_t n,
+		    const void *const *keys, const size_t *klens,
+		    const void *const *vers, const size_t *vlens,
+		    const void *const *data, const size_t *lens,
+		    const larder_put_opts *opts, int *rc)
+{
+	if (n && (!keys || !klens || !vers || !vlens || !data || !lens || !rc))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"larder_put_many: every array is required");
+	/* One put after another, each its own result: a publish is one
+	 * round trip on Redis already (an inline entry's MULTI/EXEC, or the
+	 * chunks with the commit behind them). */
+	for (size_t i = 0; i < n; i++)
+		rc[i] = larder_put(db, ns, keys[i], klens[i], vers[i], vlens[i],
+				   data[i], lens[i], opts);
+	return 0;
+}

@@ -218,7 +218,25 @@ struct lookup {
 	 * to that backend (reject_found). */
 	int via_be;
 	struct ldr_name n;
+	/* A read already done for lookup_be (larder_get_many's batch):
+	 * taken over instead of reading; NULL otherwise. */
+	struct prefetch *pf;
 };
+
+/* One entry of a batch read (backend.h, read_many): the file and the
+ * read's result. */
+struct prefetch {
+	struct ldr_file f;
+	int rc;
+	/* With a near tier that is the handle's own directory: the first
+	 * pass only looks near, and a near miss comes back as LDR_PF_DEFER
+	 * for the batch; the second pass, with the batch's read, goes
+	 * straight to it (near already missed). */
+	int probe;
+};
+
+/* lookup() missed near in a probe pass (struct prefetch). */
+#define LDR_PF_DEFER 2
 
 static void lookup_free(struct lookup *l)
 {
@@ -270,7 +288,17 @@ static int lookup_be(larder *db, struct lookup *l, const char *ns,
 	char hex[33];
 	ldr_hex(l->hash, 16, hex);
 	ldr_file_rel(l->rel, ns, 'e', hex);
-	int rc = be->ops->read(be, &l->n, how, pre, &l->f);
+	int rc;
+	if (l->pf && l->pf->probe)
+		return LDR_PF_DEFER;
+	if (l->pf) {
+		rc = l->pf->rc;
+		l->f = l->pf->f; /* ours from here */
+		memset(&l->pf->f, 0, sizeof l->pf->f);
+		l->pf->f.fd = -1;
+	} else {
+		rc = be->ops->read(be, &l->n, how, pre, &l->f);
+	}
 	if (rc == LARDER_ENOTFOUND)
 		return miss(db, ns);
 	if (rc)
@@ -326,6 +354,9 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 				return rc;
 			ver = l->headver;
 		}
+		if (l->pf && !l->pf->probe) /* near missed in the probe */
+			return lookup_be(db, l, ns, key, klen, ver, vlen, how,
+					 pre);
 		rc = lookup_own(db, l, ns, key, klen, ver, vlen, how, pre,
 				internal, memo);
 		if (rc != LARDER_ENOTFOUND) {
@@ -427,8 +458,15 @@ static int lookup_own(larder *db, struct lookup *l, const char *ns,
 	return 0;
 }
 
+static int get_pf(larder_entry **out, larder *db, const char *ns,
+		  const void *key, size_t klen, const void *ver, size_t vlen,
+		  int internal, struct prefetch *pf);
+
 static int get(larder_entry **out, larder *db, const char *ns, const void *key,
-	       size_t klen, const void *ver, size_t vlen, int internal);
+	       size_t klen, const void *ver, size_t vlen, int internal)
+{
+	return get_pf(out, db, ns, key, klen, ver, vlen, internal, NULL);
+}
 
 int larder_get(larder_entry **out, larder *db, const char *ns, const void *key,
 	       size_t klen, const void *ver, size_t vlen)
@@ -461,6 +499,128 @@ int ldr_get_internal(larder_entry **out, larder *db, const char *ns,
 	return rc ? rc : get(out, db, ns, key, klen, ver, vlen, 1);
 }
 
+/* larder_get_many through a backend that reads many at once
+ * (backend.h, read_many): the heads of version-less keys first, one by
+ * one, then every entry in one batch, each then judged and handed out
+ * by get_pf as a single get would. */
+static int get_many_be(larder *db, const char *ns, size_t n,
+		       const void *const *keys, const size_t *klens,
+		       const void *const *vers, const size_t *vlens,
+		       larder_entry **out, int *rc)
+{
+	struct ldr_backend *be = db->be;
+	struct ldr_name *names = calloc(n ? n : 1, sizeof *names);
+	struct prefetch *pf = calloc(n ? n : 1, sizeof *pf);
+	struct ldr_file *files = calloc(n ? n : 1, sizeof *files);
+	int *frc = calloc(n ? n : 1, sizeof *frc);
+	uint8_t **hv = calloc(n ? n : 1, sizeof *hv);
+	size_t *hl = calloc(n ? n : 1, sizeof *hl);
+	size_t *idx = calloc(n ? n : 1, sizeof *idx);
+	if (!names || !pf || !files || !frc || !hv || !hl || !idx) {
+		free(names);
+		free(pf);
+		free(files);
+		free(frc);
+		free(hv);
+		free(hl);
+		free(idx);
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	}
+	size_t m = 0; /* the keys whose version is known */
+	for (size_t i = 0; i < n; i++) {
+		const void *ver = vers ? vers[i] : NULL;
+		size_t vlen = ver ? vlens[i] : 0;
+		if (!ver) {
+			struct ldr_name hn;
+			ldr_name_init(&hn, ns, keys[i], klens[i], NULL, 0);
+			rc[i] = be->ops->head_get(be, &hn, &hv[i], &hl[i]);
+			if (rc[i] == LARDER_ENOTFOUND)
+				rc[i] = miss(db, ns);
+			if (rc[i])
+				continue;
+			ver = hv[i];
+			vlen = hl[i];
+		}
+		ldr_name_init(&names[m], ns, keys[i], klens[i], ver, vlen);
+		idx[m++] = i;
+	}
+	if (db->be_near) {
+		/* Near is this handle's own directory: its hits are served
+		 * there (memo, mapping) as a single get's, and only its
+		 * misses go to the batch. */
+		size_t d = 0;
+		for (size_t k = 0; k < m; k++) {
+			size_t i = idx[k];
+			struct prefetch probe = {.probe = 1};
+			probe.f.fd = -1;
+			rc[i] = get_pf(&out[i], db, ns, keys[i], klens[i],
+				       names[k].ver, names[k].vlen, 0, &probe);
+			if (rc[i] != LDR_PF_DEFER)
+				continue;
+			names[d] = names[k];
+			idx[d++] = i;
+		}
+		m = d;
+	}
+	be->ops->read_many(be, names, m, LDR_ENTRY_PRE, files, frc);
+	for (size_t k = 0; k < m; k++) {
+		size_t i = idx[k];
+		pf[i].f = files[k];
+		pf[i].rc = frc[k];
+		rc[i] = get_pf(&out[i], db, ns, keys[i], klens[i], names[k].ver,
+			       names[k].vlen, 0, &pf[i]);
+		ldr_file_free(&pf[i].f); /* (taken over: nothing left) */
+	}
+	for (size_t i = 0; i < n; i++)
+		free(hv[i]);
+	free(names);
+	free(pf);
+	free(files);
+	free(frc);
+	free(hv);
+	free(hl);
+	free(idx);
+	return 0;
+}
+
+int larder_get_many(larder *db, const char *ns, size_t n,
+		    const void *const *keys, const size_t *klens,
+		    const void *const *vers, const size_t *vlens,
+		    larder_entry **out, int *rc)
+{
+	if (n && (!keys || !klens || !out || !rc || (vers && !vlens)))
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"larder_get_many: keys, klens, out and rc are "
+				"required (vlens with vers)");
+	int r = ldr_check_ns(db, ns);
+	if (r)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		out[i] = NULL;
+		rc[i] = 0;
+	}
+	struct ldr_backend *be = db->be;
+	if (be && !db->be_own && be->ops->version >= 2 && be->ops->read_many &&
+	    n > 1) {
+		if ((r = get_many_be(db, ns, n, keys, klens, vers, vlens, out,
+				     rc)))
+			return r;
+	} else {
+		/* The directory: a get is an open and a read, nothing to
+		 * gain by batching. */
+		for (size_t i = 0; i < n; i++) {
+			const void *ver = vers ? vers[i] : NULL;
+			rc[i] = get(&out[i], db, ns, keys[i], klens[i], ver,
+				    ver ? vlens[i] : 0, 0);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		ldr_count(db, LARDER_CTR_REQUESTS);
+		ldr_count(db, rc[i] == 0 ? LARDER_CTR_HITS : LARDER_CTR_MISSES);
+	}
+	return 0;
+}
+
 /* An entry that shares a memo's bytes (the reference in mh is its). */
 static void memo_fields(larder_entry *e, const struct ldr_memo_hit *mh)
 {
@@ -488,10 +648,12 @@ static void touch_entry(larder *db, const char *rel, const uint8_t hash[16])
 	ldr_close(fd);
 }
 
-static int get(larder_entry **out, larder *db, const char *ns, const void *key,
-	       size_t klen, const void *ver, size_t vlen, int internal)
+static int get_pf(larder_entry **out, larder *db, const char *ns,
+		  const void *key, size_t klen, const void *ver, size_t vlen,
+		  int internal, struct prefetch *pf)
 {
 	struct lookup l;
+	l.pf = pf;
 	larder_entry *e = NULL;
 	/* The library's own records are always read and verified. */
 	struct ldr_memo_hit mh = {0},
@@ -589,6 +751,7 @@ static int get_stream(larder *db, const char *ns, const void *key, size_t klen,
 		      void *payload, int *served)
 {
 	struct lookup l;
+	l.pf = NULL;
 	struct ldr_flow fl;
 	memset(&fl, 0, sizeof fl);
 	struct ldr_memo_hit mh = {0};

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -38,6 +39,8 @@
 	X(redisCommandArgv)                                                    \
 	X(redisAppendCommandArgv)                                              \
 	X(redisGetReply)                                                       \
+	X(redisBufferWrite)                                                    \
+	X(redisReaderGetReply)                                                 \
 	X(freeReplyObject)                                                     \
 	X(redisFree)
 
@@ -499,6 +502,34 @@ static int simple(struct ldr_rconn *rc, redisReply **out, const char *what,
 	return rc2;
 }
 
+/* The reader's createString: a top-level bulk string of the length a
+ * sink waits for is written there, and the reply made empty; anything
+ * else goes to hiredis' own function. */
+static void *sink_string(const redisReadTask *task, char *str, size_t len)
+{
+	struct ldr_rconn *rc = task->privdata;
+	if (rc->sink && !task->parent && task->type == REDIS_REPLY_STRING &&
+	    len == rc->sink_want) {
+		memcpy(rc->sink, str, len);
+		rc->sink_got = 1;
+		return rc->string_fn(task, str, 0);
+	}
+	return rc->string_fn(task, str, len);
+}
+
+/* Hook the sink into a new context's reader, and keep its buffer. */
+static void sink_install(struct ldr_rconn *rc)
+{
+	redisReader *r = rc->c->reader;
+	rc->fns = *r->fn;
+	rc->string_fn = rc->fns.createString;
+	rc->fns.createString = sink_string;
+	r->fn = &rc->fns;
+	r->privdata = rc;
+	r->maxbuf = LDR_REDIS_KEEP_BUF;
+	rc->sink = NULL;
+}
+
 /* Connect to host:port (or the socket path), AUTH, SELECT. */
 static int connect_one(struct ldr_rconn *rc, const char *host, int port,
 		       const char *path, int select)
@@ -534,6 +565,7 @@ static int connect_one(struct ldr_rconn *rc, const char *host, int port,
 	}
 	rc->c = c;
 	rc->pid = getpid();
+	sink_install(rc);
 	redisReply *r = NULL;
 	int code = 0;
 	if (cfg->password[0]) {
@@ -712,15 +744,106 @@ int ldr_rconn_append(struct ldr_rconn *rc, const char *what, int argc,
 	return 0;
 }
 
-int ldr_rconn_reply(struct ldr_rconn *rc, redisReply **out, const char *what)
+/* The RESP framing of one argument's length, "$<len>\r\n" (or the
+ * array's, "*<n>\r\n"), into p: its length. */
+static size_t frame(char *p, char kind, size_t n)
+{
+	return (size_t)sprintf(p, "%c%zu\r\n", kind, n);
+}
+
+int ldr_rconn_append_iov(struct ldr_rconn *rc, const char *what, int argc,
+			 const char **argv, const size_t *lens)
+{
+	if (argc > LDR_RCONN_IOV_ARGS)
+		return ldr_fail(rc->db, LARDER_EINVAL, 0,
+				"Redis %s: too many arguments", what);
+	if (!rc->deadline)
+		ldr_rconn_begin(rc);
+	int code = ldr_rconn_ensure(rc, what);
+	if (code)
+		return code;
+	/* Whatever was appended the usual way goes first, in order. */
+	int done = 0, e = 0;
+	ldr_rconn_set_timeout(rc, ldr_rconn_left(rc));
+	while (!done) {
+		errno = 0;
+		if (rd.redisBufferWrite(rc->c, &done) != REDIS_OK) {
+			e = errno;
+			goto broken;
+		}
+	}
+	/* Frames in one scratch buffer, the arguments where they are. */
+	char fr[(LDR_RCONN_IOV_ARGS + 1) * 24];
+	struct iovec iov[3 * LDR_RCONN_IOV_ARGS + 1];
+	int n = 0;
+	size_t at = 0;
+	at += frame(fr + at, '*', (size_t)argc);
+	for (int i = 0; i < argc; i++) {
+		size_t start = at;
+		at += frame(fr + at, '$', lens[i]);
+		if (i == 0)
+			start = 0; /* the array's frame and the first's */
+		iov[n++] = (struct iovec){fr + start, at - start};
+		iov[n++] = (struct iovec){(void *)argv[i], lens[i]};
+		iov[n++] = (struct iovec){(void *)"\r\n", 2};
+	}
+	int i = 0;
+	while (i < n) {
+		/* Each blocked writev is bounded by the socket's timeout;
+		 * the deadline bounds them all. */
+		if (ldr_rconn_left(rc) == 0) {
+			e = ETIMEDOUT;
+			goto broken;
+		}
+		ssize_t w = writev(rc->c->fd, iov + i, n - i > 64 ? 64 : n - i);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			e = errno;
+			goto broken;
+		}
+		size_t k = (size_t)w;
+		while (i < n && k >= iov[i].iov_len)
+			k -= iov[i++].iov_len;
+		if (i < n) {
+			iov[i].iov_base = (char *)iov[i].iov_base + k;
+			iov[i].iov_len -= k;
+		}
+	}
+	rc->pending++;
+	return 0;
+broken:
+	drop(rc);
+	if (e == EAGAIN || e == EWOULDBLOCK || e == ETIMEDOUT ||
+	    ldr_rconn_left(rc) == 0)
+		return ldr_fail(rc->db, LARDER_ETIMEOUT, ETIMEDOUT,
+				"Redis %s at %s: timed out after %llu ms", what,
+				rc->cfg->shown,
+				(unsigned long long)rc->cfg->timeout_ms);
+	return ldr_fail(rc->db, LARDER_EIO, e, "Redis %s at %s: %s", what,
+			rc->cfg->shown, e ? strerror(e) : "connection lost");
+}
+
+/* The next pipelined reply, an error reply included. */
+static int reply_raw(struct ldr_rconn *rc, redisReply **out, const char *what)
 {
 	*out = NULL;
 	if (!rc->c)
 		return ldr_fail(rc->db, LARDER_EIO, 0,
 				"Redis %s at %s: connection lost", what,
 				rc->cfg->shown);
-	int64_t left = ldr_rconn_left(rc);
 	void *r = NULL;
+	/* A pipelined reply that came with an earlier one is in the
+	 * reader's buffer already: taken without a system call (setting
+	 * the socket's timeouts cost two per reply), as redisGetReply
+	 * would take it first too. */
+	if (rc->pending > 0 &&
+	    rd.redisReaderGetReply(rc->c->reader, &r) == REDIS_OK && r) {
+		rc->pending--;
+		*out = r;
+		return 0;
+	}
+	int64_t left = ldr_rconn_left(rc);
 	int e = 0, ok = 0;
 	if (left > 0) {
 		ldr_rconn_set_timeout(rc, left);
@@ -746,15 +869,37 @@ int ldr_rconn_reply(struct ldr_rconn *rc, redisReply **out, const char *what)
 	}
 	rc->pending--;
 	*out = r;
+	return 0;
+}
+
+int ldr_rconn_reply(struct ldr_rconn *rc, redisReply **out, const char *what)
+{
+	int code = reply_raw(rc, out, what);
+	if (code)
+		return code;
 	if ((*out)->type == REDIS_REPLY_ERROR) {
-		int code = ldr_fail(
-		    rc->db, reply_code(*out), 0, "Redis %s at %s: %s%s", what,
-		    rc->cfg->shown, (*out)->str, reply_hint(*out));
+		code = ldr_fail(rc->db, reply_code(*out), 0,
+				"Redis %s at %s: %s%s", what, rc->cfg->shown,
+				(*out)->str, reply_hint(*out));
 		rd.freeReplyObject(*out);
 		*out = NULL;
 		return code;
 	}
 	return 0;
+}
+
+int ldr_rconn_reply_into(struct ldr_rconn *rc, uint8_t *dst, size_t want,
+			 const char *what)
+{
+	redisReply *r = NULL;
+	rc->sink = dst;
+	rc->sink_want = want;
+	rc->sink_got = 0;
+	int code = ldr_rconn_reply(rc, &r, what);
+	rc->sink = NULL;
+	int got = rc->sink_got;
+	ldr_rreply_free(r);
+	return code ? code : got;
 }
 
 /* Scripts' shas: computed by the server (SCRIPT LOAD) once per process,
@@ -831,6 +976,64 @@ int ldr_rconn_eval(struct ldr_rconn *rc, struct ldr_rscript *s,
 	free(v);
 	free(l);
 	if (code == 0 && (*out)->type == REDIS_REPLY_ERROR) {
+		code = ldr_fail(rc->db, reply_code(*out), 0,
+				"Redis %s at %s: %s%s", what, rc->cfg->shown,
+				(*out)->str, reply_hint(*out));
+		ldr_rreply_free(*out);
+		*out = NULL;
+	}
+	return code;
+}
+
+int ldr_rconn_append_evalsha(struct ldr_rconn *rc, struct ldr_rscript *s,
+			     int nkeys, int argc, const char **argv,
+			     const size_t *lens)
+{
+	pthread_mutex_lock(&script_mu);
+	int loaded = s->loaded;
+	char sha[41];
+	memcpy(sha, s->sha, sizeof sha);
+	pthread_mutex_unlock(&script_mu);
+	if (!loaded || argc + 3 > LDR_RCONN_IOV_ARGS)
+		return 0;
+	const char *v[LDR_RCONN_IOV_ARGS];
+	size_t l[LDR_RCONN_IOV_ARGS];
+	char nk[12];
+	snprintf(nk, sizeof nk, "%d", nkeys);
+	v[0] = "EVALSHA";
+	v[1] = sha;
+	v[2] = nk;
+	l[0] = 7;
+	l[1] = 40;
+	l[2] = strlen(nk);
+	for (int i = 0; i < argc; i++) {
+		v[i + 3] = argv[i];
+		l[i + 3] = lens ? lens[i] : strlen(argv[i]);
+	}
+	char what[96];
+	snprintf(what, sizeof what, "script %s", s->name);
+	int code = ldr_rconn_append(rc, what, argc + 3, v, l);
+	return code ? code : 1;
+}
+
+int ldr_rconn_eval_reply(struct ldr_rconn *rc, struct ldr_rscript *s,
+			 redisReply **out, int nkeys, int argc,
+			 const char **argv, const size_t *lens)
+{
+	char what[96];
+	snprintf(what, sizeof what, "script %s", s->name);
+	int code = reply_raw(rc, out, what);
+	if (code)
+		return code;
+	if ((*out)->type == REDIS_REPLY_ERROR &&
+	    strncmp((*out)->str, "NOSCRIPT", 8) == 0) {
+		/* The server lost it (a restart, a failover): the one-off
+		 * path sends its source. */
+		ldr_rreply_free(*out);
+		*out = NULL;
+		return ldr_rconn_eval(rc, s, out, nkeys, argc, argv, lens);
+	}
+	if ((*out)->type == REDIS_REPLY_ERROR) {
 		code = ldr_fail(rc->db, reply_code(*out), 0,
 				"Redis %s at %s: %s%s", what, rc->cfg->shown,
 				(*out)->str, reply_hint(*out));

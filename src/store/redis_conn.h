@@ -72,7 +72,25 @@ struct ldr_rconn {
 	int64_t deadline;
 	int pending; /* pipelined commands whose replies are unread */
 	pid_t pid;   /* the process that connected */
+	/* ldr_rconn_reply_into: the caller's buffer that the next reply's
+	 * bulk string goes into, its length, and whether it went there.
+	 * The reader's functions are a copy of hiredis' own with
+	 * createString replaced (string_fn is the original); its privdata
+	 * is this connection, so the struct must not move while connected. */
+	uint8_t *sink;
+	size_t sink_want;
+	int sink_got;
+	redisReplyObjectFunctions fns;
+	void *(*string_fn)(const redisReadTask *, char *, size_t);
 };
+
+/* The read buffer a connection keeps between replies: hiredis frees it
+ * after each reply larger than 16 KiB by default, and a chunk's next
+ * read then faults in fresh pages (a 1 MiB read paid more for that than
+ * for the copy). A buffer that grew past this (a whole 4 MiB chunk, with
+ * hiredis' growth by 1 MiB steps) is still freed: an idle connection
+ * holds 4 MiB at most. */
+#define LDR_REDIS_KEEP_BUF ((4u << 20) + (64u << 10))
 
 /* A connection, not yet connected (the first command connects). */
 void ldr_rconn_init(struct ldr_rconn *rc, larder *db,
@@ -99,6 +117,25 @@ int ldr_rconn_append(struct ldr_rconn *rc, const char *what, int argc,
 		     const char **argv, const size_t *lens);
 int ldr_rconn_reply(struct ldr_rconn *rc, redisReply **out, const char *what);
 
+/* ldr_rconn_append for large arguments: the command is written to the
+ * socket at once with writev from the caller's buffers (what was
+ * appended before it first), where hiredis would format it into a
+ * fresh buffer and copy that into its output buffer, two copies of a
+ * chunk and two allocations whose pages fault in. Its reply is read by
+ * ldr_rconn_reply as any other's. At most LDR_RCONN_IOV_ARGS
+ * arguments. */
+#define LDR_RCONN_IOV_ARGS 16
+int ldr_rconn_append_iov(struct ldr_rconn *rc, const char *what, int argc,
+			 const char **argv, const size_t *lens);
+
+/* ldr_rconn_reply for a bulk string of exactly `want` bytes, written by
+ * hiredis' reader straight into dst instead of a reply of its own (one
+ * copy and one allocation fewer for a chunk). 1: the bytes are at dst;
+ * 0: the reply was something else (nil, another length: a lost chunk),
+ * dst untouched; or a code as ldr_rconn_reply's. */
+int ldr_rconn_reply_into(struct ldr_rconn *rc, uint8_t *dst, size_t want,
+			 const char *what);
+
 /* A Lua script, run by EVALSHA with EVAL when the server lacks it
  * (NOSCRIPT: a restart, a failover, SCRIPT FLUSH). The sha is computed
  * once per process with SCRIPT LOAD. */
@@ -111,6 +148,18 @@ struct ldr_rscript {
 int ldr_rconn_eval(struct ldr_rconn *rc, struct ldr_rscript *s,
 		   redisReply **out, int nkeys, int argc, const char **argv,
 		   const size_t *lens);
+
+/* A script pipelined behind earlier commands: appended by EVALSHA when
+ * this process knows its sha (1), or not (0: run ldr_rconn_eval once
+ * the earlier replies are read), or a code. Its reply, in its turn, by
+ * ldr_rconn_eval_reply with the same arguments, which runs it again by
+ * EVAL if the server answered NOSCRIPT. */
+int ldr_rconn_append_evalsha(struct ldr_rconn *rc, struct ldr_rscript *s,
+			     int nkeys, int argc, const char **argv,
+			     const size_t *lens);
+int ldr_rconn_eval_reply(struct ldr_rconn *rc, struct ldr_rscript *s,
+			 redisReply **out, int nkeys, int argc,
+			 const char **argv, const size_t *lens);
 
 void ldr_rreply_free(redisReply *r);
 

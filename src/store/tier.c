@@ -438,6 +438,73 @@ static int tier_read(struct ldr_backend *be, const struct ldr_name *n, int how,
 	return src;
 }
 
+/* Batch read (backend.h, read_many): near for each, then every near miss
+ * in one batch of the shared tier's (pipelined on Redis), each shared
+ * hit copied into near as tier_read copies it. Without a shared tier
+ * that reads many at once, key by key through tier_read. */
+static void tier_read_many(struct ldr_backend *be, const struct ldr_name *n,
+			   size_t count, size_t pre, struct ldr_file *f,
+			   int *rc)
+{
+	struct tier *t = tier_of(be);
+	larder *db = be->db;
+	struct ldr_backend *s = shared_of(t);
+	size_t *idx = NULL;
+	struct ldr_name *sn = NULL;
+	struct ldr_file *sf = NULL;
+	int *src = NULL;
+	if (s && s->ops->version >= 2 && s->ops->read_many && count) {
+		idx = calloc(count, sizeof *idx);
+		sn = calloc(count, sizeof *sn);
+		sf = calloc(count, sizeof *sf);
+		src = calloc(count, sizeof *src);
+	}
+	if (!idx || !sn || !sf || !src) {
+		free(idx);
+		free(sn);
+		free(sf);
+		free(src);
+		for (size_t i = 0; i < count; i++)
+			rc[i] =
+			    tier_read(be, &n[i], LDR_LOAD_WHOLE, pre, &f[i]);
+		return;
+	}
+	size_t m = 0;
+	for (size_t i = 0; i < count; i++) {
+		rc[i] = t->near->ops->read(t->near, &n[i], LDR_LOAD_WHOLE, pre,
+					   &f[i]);
+		if (rc[i] == 0) {
+			ldr_count(db, LARDER_CTR_NEAR_HITS);
+			continue;
+		}
+		idx[m] = i;
+		sn[m++] = n[i];
+	}
+	if (m)
+		s->ops->read_many(s, sn, m, pre, sf, src);
+	for (size_t k = 0; k < m; k++) {
+		size_t i = idx[k];
+		int r = judge(t, "read", src[k], 1);
+		if (r == 0) {
+			f[i] = sf[k];
+			ldr_count(db, LARDER_CTR_SHARED_HITS);
+			copy_read(t, &n[i], &f[i],
+				  head_recent(t, &n[i], NULL, NULL));
+			rc[i] = 0;
+		} else if (r == LARDER_ENOTFOUND || failing(r, 1)) {
+			rc[i] = ldr_fail(db, LARDER_ENOTFOUND, 0,
+					 "entry not found in namespace '%s'",
+					 n[i].ns);
+		} else {
+			rc[i] = r;
+		}
+	}
+	free(idx);
+	free(sn);
+	free(sf);
+	free(src);
+}
+
 static void tier_reject(struct ldr_backend *be, const struct ldr_name *n,
 			const struct ldr_file *f, const char *why)
 {
@@ -914,6 +981,7 @@ const struct ldr_backend_ops ldr_be_tier_ops = {
     .open = tier_open,
     .close = tier_close,
     .read = tier_read,
+    .read_many = tier_read_many,
     .reject = tier_reject,
     .stage_begin = tier_stage_begin,
     .stage_write = tier_stage_write,

@@ -86,4 +86,18 @@ check "host a's bytes" cmp -s "$T/out" "$T/in"
 expect_rc 0 "stat --json (hostb)" "$LARDER" --dir "$B" stat --json
 check "read from Redis and copied into b's near" test \
 	"$(json_get "$T/out" 'j["counters"]["shared_copies"]')" -ge 2
+
+# Many keys at once on host b: k (in its near now), m1 and m2 (in Redis
+# only, put on host a, one of them past the inline size), and a miss.
+head -c 300000 /dev/urandom >"$T/m1"
+printf 'small' >"$T/m2"
+expect_rc 0 "put m1 on host a" "$LARDER" --dir "$A" put --ns n m1 "$T/m1"
+expect_rc 0 "put m2 on host a" "$LARDER" --dir "$A" put --ns n m2 "$T/m2"
+printf 'k\nm1\nnone\nm2\n' >"$T/keys"
+run "$LARDER" --dir "$B" get --ns n --many -o "$T/many" <"$T/keys"
+check "get --many on host b: a miss among hits (exit 1)" test "$rc" -eq 1
+printf 'hit\t70000\tk\nhit\t300000\tm1\nmiss\t-\tnone\nhit\t5\tm2\n' >"$T/want"
+check "one line per key" cmp -s "$T/out" "$T/want"
+check "the bytes of each hit" sh -c 'cmp -s "$1/many/k" "$1/in" &&
+	cmp -s "$1/many/m1" "$1/m1" && cmp -s "$1/many/m2" "$1/m2"' sh "$T"
 finish
