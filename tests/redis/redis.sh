@@ -4,7 +4,7 @@
 #
 #   start   install redis-server (and, with --sentinel, redis-sentinel)
 #           from Debian if missing, then start a master; with --replica a
-#           replica of it; with --sentinel three sentinels watching the
+#           replica of it (in sync when start returns); with --sentinel three sentinels watching the
 #           master under the name "larder" (quorum 2). Everything listens
 #           on 127.0.0.1 only, on free ports picked here (never fixed:
 #           a port found taken when the server binds is dropped and
@@ -276,6 +276,17 @@ loglevel notice"
 	if [ $replica = 1 ]; then
 		rport=$(start_server replica server "$common
 replicaof 127.0.0.1 $mport")
+		# Ready means in sync: a replica still loading the master's
+		# first snapshot acknowledges no WAIT, and a test that writes
+		# at once would find its write missing there.
+		i=0
+		until REDISCLI_AUTH=$PASSWORD redis-cli -h 127.0.0.1 \
+			-p "$rport" info replication 2>/dev/null | tr -d '\r' |
+			grep -qx 'master_link_status:up'; do
+			i=$((i + 1))
+			[ $i -lt 600 ] || die "replica on port $rport not in sync with the master after 60 s (see $BASE/replica/redis.log)"
+			sleep 0.1
+		done
 	fi
 	sports=
 	suri=
