@@ -415,8 +415,9 @@ LARDER_API unsigned larder_mode(const larder *db);
 /* Set the store's shared tier (written to DIR/config; the store's owner
  * only: else LARDER_EPERM): where as larder_opts.shared takes it; "" or
  * NULL removes it. A where that cannot name a shared tier (a relative
- * path, an unknown scheme, no host) is LARDER_EINVAL. Handles opened
- * from then on use it. */
+ * path, an unknown scheme, no host, an unknown or bad setting in a
+ * Redis URI's query) is LARDER_EINVAL, the message naming it. Handles
+ * opened from then on use it. */
 LARDER_API int larder_shared_set(larder *db, const char *where);
 
 /* The shared tier this handle uses, any password in it shown as "***";

@@ -272,6 +272,15 @@ TEST(uri_forms_parse_and_mask_the_password)
 	ASSERT_RC(db, ldr_redis_parse(db, "redis://:pw@h:99999", &c),
 		  LARDER_EINVAL);
 	ASSERT(strstr(larder_errmsg(db), "pw@") == NULL);
+	/* The connection's messages show a URI as the tier does: the
+	 * password masked, a user (with or without one) shown, the last '@'
+	 * before the host ending the userinfo. */
+	ASSERT_RC(db, ldr_redis_parse(db, "redis://larder@h:1/0", &c), 0);
+	ASSERT_STR_EQ(c.user, "larder");
+	ASSERT_STR_EQ(c.shown, "redis://larder@h:1/0");
+	ASSERT_RC(db, ldr_redis_parse(db, "redis://u:p@ss@h:1/0", &c), 0);
+	ASSERT_STR_EQ(c.password, "p@ss");
+	ASSERT_STR_EQ(c.shown, "redis://u:***@h:1/0");
 	larder_close(db);
 }
 
@@ -932,6 +941,92 @@ TEST(an_entry_over_512_mib_is_refused_at_stage_write)
 }
 
 /* Line `line` (1-based) of redis-cli ARGS against 127.0.0.1:p. */
+/* Warnings a tier's handle logged. */
+struct warnings {
+	int n;
+	char last[1024];
+};
+
+static void warn_cb(int level, const char *msg, void *payload)
+{
+	struct warnings *w = payload;
+	if (level <= LARDER_LOG_WARN) {
+		w->n++;
+		snprintf(w->last, sizeof w->last, "%s", msg);
+	}
+}
+
+static void put_bytes(larder *db, const char *key, size_t len)
+{
+	uint8_t *p = xmalloc(len);
+	test_fill_pattern(p, len, 5);
+	/* Refused by the shared tier or not, the put succeeds: near. */
+	ASSERT_RC(
+	    db, larder_put(db, "r", key, strlen(key), "v", 1, p, len, NULL), 0);
+	free(p);
+}
+
+TEST(refusals_are_counted_and_warned_once_per_kind_the_tier_stays_up)
+{
+	char u[700];
+	snprintf(u, sizeof u, "%s?max_entry=4096&prefix=refuse:", uri);
+	struct warnings w = {0};
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	o.fsync = LARDER_FSYNC_NONE;
+	o.shared = u;
+	o.log = warn_cb;
+	o.log_payload = &w;
+	larder *db;
+	ASSERT_RC(NULL, larder_open(&db, test_path("refusing"), &o), 0);
+	ASSERT_EQ(w.n, 0);
+	/* Over max_entry: one warning naming the tier (masked), the size
+	 * and the limit, however many entries are refused. */
+	put_bytes(db, "big1", 8192);
+	put_bytes(db, "big2", 9000);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_SHARED_REFUSED), 2);
+	ASSERT_EQ(w.n, 1);
+	ASSERT(strstr(w.last, "shared tier 'redis://:***@127.0.0.1:") != NULL);
+	ASSERT(strstr(w.last, password) == NULL);
+	ASSERT(strstr(w.last, "refused") != NULL);
+	ASSERT(strstr(w.last, "8192 bytes") != NULL);
+	ASSERT(strstr(w.last, "max_entry=4096") != NULL);
+	put_bytes(db, "small", 100);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_SHARED_REFUSED), 2);
+	/* min-replicas-to-write with no replica: Redis refuses each write
+	 * (NOREPLICAS). A refusal of that write, warned once; not an
+	 * outage: no shared_errors, no back-off. */
+	redis_cli("config set min-replicas-to-write 1");
+	put_bytes(db, "norep1", 100);
+	put_bytes(db, "norep2", 100);
+	redis_cli("config set min-replicas-to-write 0");
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_SHARED_REFUSED), 4);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_SHARED_ERRORS), 0);
+	ASSERT_EQ(ldr_test_tier_retry_now(db), 0);
+	ASSERT_EQ(w.n, 2);
+	ASSERT(strstr(w.last, "NOREPLICAS") != NULL);
+	ASSERT(strstr(w.last, "***@127.0.0.1:") != NULL);
+	/* Redis full (OOM under noeviction): its reply in one warning. */
+	char policy[64];
+	redis_out2("config get maxmemory-policy", policy, sizeof policy);
+	redis_cli("config set maxmemory-policy noeviction");
+	redis_cli("config set maxmemory 1");
+	put_bytes(db, "oom1", 100);
+	put_bytes(db, "oom2", 100);
+	redis_cli("config set maxmemory 0");
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "config set maxmemory-policy %s", policy);
+	redis_cli(cmd);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_SHARED_REFUSED), 6);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_SHARED_ERRORS), 0);
+	ASSERT_EQ(w.n, 3);
+	ASSERT(strstr(w.last, "OOM") != NULL);
+	/* Still up: a small entry goes to Redis again. */
+	put_bytes(db, "after", 100);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_SHARED_REFUSED), 6);
+	larder_close(db);
+}
+
 static void cli_line(int p, const char *pw, const char *args, int line,
 		     char *out, size_t n)
 {

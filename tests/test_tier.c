@@ -479,13 +479,32 @@ TEST(configuration_env_and_masking)
 	a = host("a", "redis://user:s3cret@127.0.0.1:1/0", &lb);
 	ASSERT_STR_EQ(larder_shared(a), "redis://user:***@127.0.0.1:1/0");
 	ASSERT(strstr(lb.last, "s3cret") == NULL);
+	/* A URI is checked whole when set, by the Redis backend's parser:
+	 * a misspelt or out-of-range setting is refused, naming it, rather
+	 * than stored for a tier that would never open. (A build without
+	 * Redis has no parser: it refuses such a tier when opening it.) */
+	if (!strstr(lb.last, "without Redis")) {
+		ASSERT_EQ(
+		    larder_shared_set(a, "redis://127.0.0.1:1/0?timout_ms=5"),
+		    LARDER_EINVAL);
+		ASSERT(strstr(larder_errmsg(a), "'timout_ms'") != NULL);
+		ASSERT_EQ(larder_shared_set(
+			      a, "redis://u:pw@127.0.0.1:1/0?timeout_ms=0"),
+			  LARDER_EINVAL);
+		ASSERT(strstr(larder_errmsg(a), "timeout_ms must be") != NULL);
+		ASSERT(strstr(larder_errmsg(a), "pw@") == NULL);
+	}
 	larder_close(a);
 	a = host("a", "redis://u:p@ss@127.0.0.1:1/0?timeout_ms=5", NULL);
 	ASSERT_STR_EQ(larder_shared(a),
 		      "redis://u:***@127.0.0.1:1/0?timeout_ms=5");
 	larder_close(a);
-	a = host("a", "redis://pw@127.0.0.1:1", NULL);
-	ASSERT_STR_EQ(larder_shared(a), "redis://***@127.0.0.1:1");
+	/* A name alone before the '@' is a user (its password from
+	 * LARDER_REDIS_PASSWORD), shown as the connection's messages show
+	 * it. */
+	a = host("a", "redis://larder@127.0.0.1:1", &lb);
+	ASSERT_STR_EQ(larder_shared(a), "redis://larder@127.0.0.1:1");
+	ASSERT(strstr(lb.last, "'redis://larder@127.0.0.1:1'") != NULL);
 	ASSERT_EQ(larder_shared_set(a, "redis://user:pw@"), LARDER_EINVAL);
 	ASSERT_RC(a, larder_shared_set(a, "redis://:pw@127.0.0.1:1/0"), 0);
 	larder_close(a);

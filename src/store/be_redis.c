@@ -67,8 +67,9 @@
 #define TOKEN_DIGITS 20
 
 static const char full_msg[] =
-    "the entry is larger than the Redis tier's limit of %llu MiB; keep "
-    "entries this large on a filesystem tier";
+    "the entry (%s%llu bytes) is larger than the Redis tier's limit of "
+    "%llu MiB (max_entry=%llu); keep entries this large on a filesystem "
+    "tier";
 
 struct rbe {
 	struct ldr_backend base;
@@ -798,10 +799,14 @@ struct rstage {
 	struct ldr_hasher *hs;
 };
 
-static int refuse_full(struct rbe *b)
+/* An entry of size bytes (at least, unless exact: a stage still being
+ * written) over max_entry. */
+static int refuse_full(struct rbe *b, uint64_t size, int exact)
 {
 	return ldr_fail(b->base.db, LARDER_EFULL, EFBIG, full_msg,
-			(unsigned long long)(b->cfg.max_entry >> 20));
+			exact ? "" : "at least ", (unsigned long long)size,
+			(unsigned long long)(b->cfg.max_entry >> 20),
+			(unsigned long long)b->cfg.max_entry);
 }
 
 static uint8_t *spare_take(struct rbe *b, size_t *cap)
@@ -924,7 +929,7 @@ static int r_stage_write(struct ldr_stage *st, const struct iovec *iov,
 		const uint8_t *p = iov[i].iov_base;
 		size_t len = iov[i].iov_len;
 		if (s->stored + len > s->b->cfg.max_entry) {
-			rc = refuse_full(s->b);
+			rc = refuse_full(s->b, s->stored + len, 0);
 			break;
 		}
 		s->stored += len;
@@ -1106,7 +1111,7 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 		goto out;
 	}
 	if (hlen + s->stored > b->cfg.max_entry) {
-		rc = refuse_full(b);
+		rc = refuse_full(b, hlen + s->stored, 1);
 		goto out;
 	}
 	ldr_hdr h;

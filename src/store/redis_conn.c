@@ -25,6 +25,7 @@
 #include "dl.h"
 #include "err.h"
 #include "redis_conn.h"
+#include "tier.h"
 
 /* ---------------------------------------------------------------------- */
 /* Loading hiredis                                                          */
@@ -181,9 +182,12 @@ static int parse_query(larder *db, const char *q, struct ldr_redis_cfg *cfg)
 	for (char *kv = strtok_r(buf, "&", &save); kv;
 	     kv = strtok_r(NULL, "&", &save)) {
 		char *eq = strchr(kv, '=');
-		if (!eq)
-			return bad_uri(db, cfg->shown,
-				       "a query item without '='");
+		char why[160];
+		if (!eq) {
+			snprintf(why, sizeof why,
+				 "query item '%.64s' without '='", kv);
+			return bad_uri(db, cfg->shown, why);
+		}
 		*eq = '\0';
 		const char *v = eq + 1;
 		uint64_t n;
@@ -217,29 +221,30 @@ static int parse_query(larder *db, const char *q, struct ldr_redis_cfg *cfg)
 				   strlen(v)))
 				return bad_uri(db, cfg->shown, "bad prefix");
 		} else {
-			return bad_uri(db, cfg->shown, "unknown query item");
+			snprintf(why, sizeof why,
+				 "unknown query item '%.64s' (known: "
+				 "timeout_ms, max_entry, wait_replicas, "
+				 "wait_ms, db, prefix)",
+				 kv);
+			return bad_uri(db, cfg->shown, why);
 		}
 	}
 	return 0;
 }
 
-/* The URI with the password (between the userinfo's ':' and '@')
- * replaced by "***". */
+/* The URI as messages show it: ldr_shared_masked's form, the one the
+ * tier shows (the password "***", a user shown). */
 static void mask(char *out, size_t size, const char *uri)
 {
-	const char *s = strstr(uri, "://");
-	const char *at = s ? strchr(s + 3, '@') : NULL;
-	const char *slash = s ? strchr(s + 3, '/') : NULL;
-	if (!s || !at || (slash && slash < at)) {
-		snprintf(out, size, "%s", uri);
-		return;
-	}
-	const char *colon = memchr(s + 3, ':', (size_t)(at - s - 3));
-	if (!colon) {
-		snprintf(out, size, "%s", uri);
-		return;
-	}
-	snprintf(out, size, "%.*s***%s", (int)(colon + 1 - uri), uri, at);
+	char *m = ldr_shared_masked(uri);
+	snprintf(out, size, "%s", m ? m : "(a Redis URI, out of memory)");
+	free(m);
+}
+
+int ldr_redis_check(larder *db, const char *uri)
+{
+	struct ldr_redis_cfg cfg;
+	return ldr_redis_parse(db, uri, &cfg);
 }
 
 int ldr_redis_parse(larder *db, const char *uri, struct ldr_redis_cfg *cfg)
@@ -441,12 +446,26 @@ static const char *reply_hint(const redisReply *r)
 	return "";
 }
 
-/* An error reply as a code: OOM is a full store; the rest I/O. */
+/* An error reply as a code: OOM (Redis full) and NOREPLICAS (the master
+ * sees too few replicas for its min-replicas-to-write) refuse that one
+ * write while the server is up, LARDER_EFULL, which a tier counts as a
+ * refusal, not an outage (docs/backends.md); the rest I/O. */
 static int reply_code(const redisReply *r)
 {
-	if (strncmp(r->str, "OOM", 3) == 0)
+	if (strncmp(r->str, "OOM", 3) == 0 || strstr(r->str, "NOREPLICAS"))
 		return LARDER_EFULL;
 	return LARDER_EIO;
+}
+
+/* The errno a refusal is recorded with (larder_errno), telling its kind
+ * apart: ENOSPC Redis full, EAGAIN too few replicas; else 0. */
+static int reply_errno(const redisReply *r)
+{
+	if (strncmp(r->str, "OOM", 3) == 0)
+		return ENOSPC;
+	if (strstr(r->str, "NOREPLICAS"))
+		return EAGAIN;
+	return 0;
 }
 
 /* One command on the raw context, no retry: the reply (an error reply
@@ -493,7 +512,7 @@ static int simple(struct ldr_rconn *rc, redisReply **out, const char *what,
 	if (rc2)
 		return rc2;
 	if ((*out)->type == REDIS_REPLY_ERROR) {
-		rc2 = ldr_fail(rc->db, reply_code(*out), 0,
+		rc2 = ldr_fail(rc->db, reply_code(*out), reply_errno(*out),
 			       "Redis %s at %s: %s%s", what, rc->cfg->shown,
 			       (*out)->str, reply_hint(*out));
 		rd.freeReplyObject(*out);
@@ -717,7 +736,7 @@ int ldr_rconn_cmd(struct ldr_rconn *rc, redisReply **out, const char *what,
 	if (code)
 		return code;
 	if ((*out)->type == REDIS_REPLY_ERROR) {
-		code = ldr_fail(rc->db, reply_code(*out), 0,
+		code = ldr_fail(rc->db, reply_code(*out), reply_errno(*out),
 				"Redis %s at %s: %s%s", what, rc->cfg->shown,
 				(*out)->str, reply_hint(*out));
 		rd.freeReplyObject(*out);
@@ -878,7 +897,7 @@ int ldr_rconn_reply(struct ldr_rconn *rc, redisReply **out, const char *what)
 	if (code)
 		return code;
 	if ((*out)->type == REDIS_REPLY_ERROR) {
-		code = ldr_fail(rc->db, reply_code(*out), 0,
+		code = ldr_fail(rc->db, reply_code(*out), reply_errno(*out),
 				"Redis %s at %s: %s%s", what, rc->cfg->shown,
 				(*out)->str, reply_hint(*out));
 		rd.freeReplyObject(*out);
@@ -976,7 +995,7 @@ int ldr_rconn_eval(struct ldr_rconn *rc, struct ldr_rscript *s,
 	free(v);
 	free(l);
 	if (code == 0 && (*out)->type == REDIS_REPLY_ERROR) {
-		code = ldr_fail(rc->db, reply_code(*out), 0,
+		code = ldr_fail(rc->db, reply_code(*out), reply_errno(*out),
 				"Redis %s at %s: %s%s", what, rc->cfg->shown,
 				(*out)->str, reply_hint(*out));
 		ldr_rreply_free(*out);

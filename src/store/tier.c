@@ -56,6 +56,7 @@ struct tier {
 	uint64_t down_until;	    /* ldr_mono_ms(); 0: up */
 	unsigned backoff_ms;	    /* 0: no outage */
 	int said;		    /* this outage was logged */
+	unsigned refusals_said;	    /* the kinds of refusal logged */
 	struct head_seen heads[HEAD_SLOTS];
 };
 
@@ -162,6 +163,30 @@ static int judge(struct tier *t, const char *op, int rc, int miss_ok)
 	}
 	shared_ok(t);
 	return rc;
+}
+
+/* The shared tier refused an entry at `op` (LARDER_EFULL, its message
+ * recorded on the handle): counted shared_refused, and a warning the
+ * first time this handle meets each kind (told by larder_errno: EFBIG
+ * over max_entry, ENOSPC Redis full, EAGAIN too few replicas), so that
+ * a refusal is never silent and a stream of them never floods the log.
+ * The tier stays up: it answered. */
+static void refused(struct tier *t, const char *op)
+{
+	larder *db = t->base.db;
+	int e = larder_errno(db);
+	unsigned kind = e == EFBIG    ? 1u
+			: e == ENOSPC ? 2u
+			: e == EAGAIN ? 4u
+				      : 8u;
+	ldr_count(db, LARDER_CTR_SHARED_REFUSED);
+	if (__atomic_fetch_or(&t->refusals_said, kind, __ATOMIC_RELAXED) & kind)
+		return;
+	ldr_log(db, LARDER_LOG_WARN,
+		"shared tier '%s' refused an entry (%s: %s): it is kept in "
+		"the near tier '%s' only; refusals like it are counted "
+		"(shared_refused), not logged again",
+		t->shown, op, larder_errmsg(db), db->dir);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -567,7 +592,7 @@ static int tier_stage_begin(struct ldr_backend *be, const struct ldr_name *n,
 		if (rc == LARDER_EINVAL)
 			goto fail;
 		if (rc == LARDER_EFULL)
-			ldr_count(db, LARDER_CTR_SHARED_REFUSED);
+			refused(t, "publish");
 	}
 	int nrc = t->near->ops->stage_begin(t->near, n, po, &ts->near);
 	if (nrc && !ts->shared) {
@@ -605,8 +630,7 @@ static int tier_stage_write(struct ldr_stage *bs, const struct iovec *iov,
 			 * the shared tier) is not an outage. */
 			judge(t, "publish", rc, 0);
 			if (rc == LARDER_EFULL)
-				ldr_count(bs->be->db,
-					  LARDER_CTR_SHARED_REFUSED);
+				refused(t, "publish");
 			stage_drop(&ts->shared);
 		}
 	}
@@ -649,7 +673,7 @@ static int tier_stage_commit(struct ldr_stage *bs, const void *hdr, size_t hlen,
 			return src;
 		}
 		if (src == LARDER_EFULL)
-			ldr_count(db, LARDER_CTR_SHARED_REFUSED);
+			refused(t, "publish");
 	}
 	if (src == LARDER_EXISTS) {
 		/* Another filler was first in shared: its entry is what
@@ -828,7 +852,11 @@ static int tier_lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
 			       s->ops->lease_acquire(s, n, me, lease_ms,
 						     renew_ms, out, token, h),
 			       0);
-		if (!failing(rc, 0) && rc != LDR_BE_LEASE_NONE)
+		/* A lease is a write: one the shared tier refuses (Redis
+		 * full, too few replicas) is taken in near, as in an
+		 * outage, so that the fill goes on within the host. */
+		if (!failing(rc, 0) && rc != LDR_BE_LEASE_NONE &&
+		    rc != LARDER_EFULL)
 			return rc;
 	}
 	return t->near->ops->lease_acquire(t->near, n, me, lease_ms, renew_ms,
@@ -1091,7 +1119,11 @@ char *ldr_shared_masked(const char *where)
 	char *s = strdup(where);
 	if (!s || !is_uri(s))
 		return s;
-	/* scheme://[user:]password@host...: the password becomes "***". */
+	/* scheme://[user[:password]@]host...: the password becomes "***"
+	 * and the user shows, as redis_conn.c's parser reads them (a lone
+	 * name before the '@' is a user, its password from
+	 * LARDER_REDIS_PASSWORD). The connection's messages mask with this
+	 * function too, so that a tier reads the same everywhere. */
 	char *auth = strstr(s, "://") + 3;
 	/* The last '@' before the path: a password may hold an '@' of its
 	 * own, and none of it may show. */
@@ -1103,7 +1135,9 @@ char *ldr_shared_masked(const char *where)
 	if (!at)
 		return s;
 	char *colon = memchr(auth, ':', (size_t)(at - auth));
-	char *pw = colon ? colon + 1 : auth;
+	if (!colon)
+		return s;
+	char *pw = colon + 1;
 	size_t tail = strlen(at);
 	if ((size_t)(at - pw) >= 3) {
 		memcpy(pw, "***", 3);
@@ -1151,6 +1185,8 @@ int ldr_shared_set(larder *db, const char *where)
 {
 	if (where && *where) {
 		int rc = ldr_shared_check(db, where);
+		if (rc == 0 && is_uri(where))
+			rc = ldr_redis_check(db, where);
 		if (rc)
 			return rc;
 	}

@@ -30,6 +30,11 @@ int ldr_tier_near_stats(struct ldr_backend *be, struct ldr_be_stats *st);
  * host); else LARDER_EINVAL with a message naming it (masked). */
 int ldr_shared_check(larder *db, const char *where);
 
+/* 0 if uri parses as the Redis backend reads it (redis_conn.c: every
+ * query setting known and in range); else LARDER_EINVAL, the message
+ * naming the setting. Always 0 in a build without Redis. */
+int ldr_redis_check(larder *db, const char *uri);
+
 /* A copy of where with any password replaced by "***" (malloc'ed; NULL
  * when out of memory). */
 char *ldr_shared_masked(const char *where);
@@ -41,7 +46,9 @@ int ldr_shared_configured(larder *db, const char *given, char *out,
 			  size_t size);
 
 /* Write the `shared` line of DIR/config (the owner's only; "" or NULL
- * removes the tier), after checking where. */
+ * removes the tier), after checking where: a URI whole, by the backend's
+ * own parser, so that a misspelt setting is refused now rather than
+ * stored for a tier that never opens. */
 int ldr_shared_set(larder *db, const char *where);
 
 /* Hang the backend the handle is to use on db->be (the facade, at open):

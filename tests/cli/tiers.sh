@@ -81,6 +81,20 @@ expect_err "bad shared tier 'redis://': no host" "says what is wrong"
 expect_rc 2 "config --shared with a relative path" "$LARDER" --dir "$A" \
 	config --shared rel/dir
 expect_err "absolute path" "says what is wrong"
+# A URI is checked whole when set (a build without Redis cannot parse it,
+# and says so when it opens the tier).
+if "$LARDER" --dir "$A" config 2>&1 | grep -q "without Redis"; then
+	skip "this build has no Redis backend to check a URI's settings"
+else
+	expect_rc 2 "config --shared with a misspelt setting" "$LARDER" \
+		--dir "$A" config --shared 'redis://127.0.0.1:1/0?timout_ms=5'
+	expect_err "unknown query item 'timout_ms'" "names the setting"
+	check "and the setting was kept" grep -qx \
+		"shared redis://user:s3cret@127.0.0.1:1/0" "$A/config"
+	expect_rc 2 "init --shared with a setting out of range" "$LARDER" \
+		--dir "$T/c" init --shared 'redis://127.0.0.1:1/0?timeout_ms=0'
+	expect_err "timeout_ms must be 1\.\.3600000" "names the setting"
+fi
 expect_rc 0 "config --shared '' removes it" "$LARDER" --dir "$A" config \
 	--shared ''
 expect_rc 0 "config" "$LARDER" --dir "$A" config
