@@ -125,6 +125,10 @@ static uint64_t declared_len(const uint8_t *buf, size_t n)
 /* A first read this big usually holds the whole file of a small entry,
  * so a hit needs no fstat (a syscall costs over 1 µs on some machines). */
 #define LDR_FIRST_READ (16u << 10)
+/* Files up to this size are verified even by a handle that trusts safe
+ * files (ldr_file_load): hashing them costs less than the fstat that
+ * would tell whether they are safe. */
+#define LDR_TRUST_HASH_MAX (8u << 10)
 
 /* The largest window (log2) a zstd frame may ask of a stream: 27, zstd's
  * own ZSTD_WINDOWLOG_LIMIT_DEFAULT. Said here rather than taken from
@@ -277,8 +281,12 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 	 * cost a small hit a third of its time. The header says how long
 	 * the file must be; if the bytes read are exactly that, they are
 	 * the whole file. Anything else takes the careful path below, and
-	 * so does a handle that trusts safe files unverified: it needs to
-	 * know who could have changed this one.
+	 * so does a handle that trusts safe files unverified, for a file
+	 * over LDR_TRUST_HASH_MAX: it needs to know who could have changed
+	 * this one. A smaller one is cheaper to hash than to ask about: the
+	 * fstat (and the copy the careful path makes) cost a 4 KiB hit
+	 * ~0.3 us, its checksum ~0.1 us (docs/performance.md), so it is left
+	 * unsafe here, and verified as any handle verifies it.
 	 *
 	 * The read lands after the caller's prefix (the entry handle, for
 	 * larder_get) in one allocation, which a small file then shrinks
@@ -295,7 +303,8 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 	int rerr = errno;
 	if (n > 0 && (size_t)n < first &&
 	    (uint64_t)n == declared_len(buf + pre, (size_t)n) &&
-	    (how == LDR_LOAD_SCAN || !(db->flags & LARDER_OPEN_TRUST_LOCAL))) {
+	    (how == LDR_LOAD_SCAN || !(db->flags & LARDER_OPEN_TRUST_LOCAL) ||
+	     (size_t)n <= LDR_TRUST_HASH_MAX)) {
 		/* Shrinking never moves or fails in glibc; if it did, the
 		 * larger block still holds the bytes. */
 		uint8_t *b = realloc(buf, pre + (size_t)n);
