@@ -352,6 +352,78 @@ TEST(trust_local_verifies_a_small_entry_anyway)
 	larder_close(db);
 }
 
+/* Entry directories held open (file.c, ldr_entry_load). Without the
+ * memo: every get reads the file. */
+
+static larder *open_unmemoed(void)
+{
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_VERIFY_ALWAYS;
+	return open_store_opts(&o);
+}
+
+static void expect_hit(larder *db, const char *key)
+{
+	larder_entry *e = NULL;
+	ASSERT_RC(db, larder_get(&e, db, "default", key, strlen(key), "v", 1),
+		  0);
+	larder_entry_release(e);
+}
+
+TEST(a_namespace_made_again_behind_a_held_directory_still_finds_entries)
+{
+	larder *db = open_unmemoed();
+	PUT(db, "a", 3000, 0);
+	expect_hit(db, "a");
+	expect_hit(db, "a");
+	ASSERT_EQ(ldr_test_edirs_held(db), 1);
+	/* The namespace's entries removed and made again: the held
+	 * directory is an empty one nobody can reach. */
+	ASSERT_EQ(test_sh("rm -rf '%s'", test_path("store/ns/default/e")), 0);
+	larder_entry *e = NULL;
+	ASSERT_EQ(larder_get(&e, db, "default", "a", 1, "v", 1),
+		  LARDER_ENOTFOUND);
+	PUT(db, "b", 3000, 0);
+	expect_hit(db, "b"); /* found from the root, not hidden */
+	ASSERT_EQ(ldr_test_edirs_held(db), 1); /* the new directory */
+	expect_hit(db, "b");
+	larder_close(db);
+}
+
+TEST(a_symlink_planted_where_a_held_directory_was_is_refused)
+{
+	larder *db = open_unmemoed();
+	PUT(db, "a", 3000, 0);
+	expect_hit(db, "a");
+	ASSERT_EQ(ldr_test_edirs_held(db), 1);
+	/* The directory replaced by a symlink to a copy of it. */
+	const char *dir = test_path("store/ns/default/e");
+	ASSERT_EQ(test_sh("cp -a '%s' '%s' && rm -rf '%s'", dir,
+			  test_path("copy"), dir),
+		  0);
+	ASSERT_EQ(symlink(test_path("copy"), dir), 0);
+	larder_entry *e = NULL;
+	int rc = larder_get(&e, db, "default", "a", 1, "v", 1);
+	if (rc == 0)
+		test_fail(__FILE__, __LINE__, "served through a symlink");
+	ASSERT_EQ(unlink(dir), 0);
+	/* The directory itself moved away, a symlink to it in its place:
+	 * the held one is still that directory, and serves until its look
+	 * (at most a second later) finds the path no longer opens it. */
+	PUT(db, "a", 3000, 0);
+	expect_hit(db, "a");
+	ASSERT_EQ(ldr_test_edirs_held(db), 1);
+	ASSERT_EQ(rename(dir, test_path("moved")), 0);
+	ASSERT_EQ(symlink(test_path("moved"), dir), 0);
+	ldr_test_edirs_due(db);
+	rc = larder_get(&e, db, "default", "a", 1, "v", 1);
+	if (rc == 0)
+		test_fail(__FILE__, __LINE__,
+			  "served from a directory moved away, past its look");
+	ASSERT_EQ(ldr_test_edirs_held(db), 0);
+	larder_close(db);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Streaming                                                               */
 
