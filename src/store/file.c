@@ -714,7 +714,8 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *rel,
 	return LARDER_STATE_OK;
 }
 
-/* The entry directories (struct ldr_edir). An entry's path is
+/* The entry directories (struct ldr_edir), and the heads' ("ns/<ns>/h",
+ * the same way). An entry's path is
  * "ns/<ns>/e/xx/yy/<32 hex>": opened from the root, the kernel walks six
  * components, which cost a 4 KiB hit ~0.1 us more than the last three
  * from "ns/<ns>/e" held open (docs/performance.md). What keeps this as
@@ -740,15 +741,16 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *rel,
 #define EDIR_TAIL 38	     /* "xx/yy/" and 32 hex digits */
 #define EDIR_RECHECK_MS 1000 /* see above */
 
-/* The length of rel's entry directory ("ns/<ns>/e"), or 0 if rel is not
- * an entry's path or its directory's is too long to hold. */
+/* The length of rel's directory ("ns/<ns>/e", or "h" for a head), or 0
+ * if rel is not an entry's or a head's path or its directory's is too
+ * long to hold. */
 static size_t edir_len(const char *rel, size_t len)
 {
 	if (len <= EDIR_TAIL + 4 || len - EDIR_TAIL - 1 >= LDR_EDIR_REL)
 		return 0;
 	const char *t = rel + len - EDIR_TAIL;
-	if (t[-1] != '/' || t[-2] != 'e' || t[-3] != '/' || t[2] != '/' ||
-	    t[5] != '/' || memcmp(rel, "ns/", 3) != 0)
+	if (t[-1] != '/' || (t[-2] != 'e' && t[-2] != 'h') || t[-3] != '/' ||
+	    t[2] != '/' || t[5] != '/' || memcmp(rel, "ns/", 3) != 0)
 		return 0;
 	return len - EDIR_TAIL - 1;
 }
@@ -859,8 +861,8 @@ void ldr_edirs_close(larder *db)
 	}
 }
 
-int ldr_entry_load(larder *db, const char *rel, struct ldr_file *f, int how,
-		   size_t pre)
+int ldr_file_load_held(larder *db, const char *rel, struct ldr_file *f, int how,
+		       size_t pre)
 {
 	size_t len = strlen(rel), n = edir_len(rel, len);
 	struct ldr_edir *d = n ? edir_find(db, rel, n) : NULL;
@@ -871,20 +873,27 @@ int ldr_entry_load(larder *db, const char *rel, struct ldr_file *f, int how,
 			return 0;
 		gone = errno == ENOENT || errno == ESTALE;
 	}
+	if (ldr_file_load(db, rel, f, 0, how, pre) != 0)
+		return -1;
+	/* Found from the root: hold its directory, or retire the one that
+	 * did not have it. (Anything else the held one failed on, a
+	 * symlink planted at the file's name say, the root judged too.) */
+	if (d && gone && !f->ftype)
+		edir_retire(d);
+	if (n && (!d || gone) && !f->ftype)
+		edir_fill(db, rel, n);
+	return 0;
+}
+
+int ldr_entry_load(larder *db, const char *rel, struct ldr_file *f, int how,
+		   size_t pre)
+{
 	/* ENOENT and ESTALE mean "gone": look once more (a network
 	 * filesystem may have replaced its handle), then miss. */
 	for (int attempt = 0;; attempt++) {
-		if (ldr_file_load(db, rel, f, 0, how, pre) == 0) {
-			/* Found from the root: hold its directory, or
-			 * retire the one that did not have it. (Anything
-			 * else the held one failed on, a symlink planted
-			 * at the entry's name say, the root judged too.) */
-			if (d && gone && !f->ftype)
-				edir_retire(d);
-			if (n && (!d || gone) && !f->ftype)
-				edir_fill(db, rel, n);
+		if ((attempt ? ldr_file_load(db, rel, f, 0, how, pre)
+			     : ldr_file_load_held(db, rel, f, how, pre)) == 0)
 			return 0;
-		}
 		if (ldr_file_load(db, rel, f, 0, how, pre) == 0)
 			return 0;
 		int err = errno;

@@ -105,7 +105,13 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *rel,
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 		  int how, size_t pre);
 
-/* Close the entry directories ldr_entry_load held open (larder_close). */
+/* ldr_file_load (the access time changing) of an entry's or a head's
+ * file, opened from its directory if the handle holds that open (file.c),
+ * and from the root if that does not find it there. */
+int ldr_file_load_held(larder *db, const char *rel, struct ldr_file *f, int how,
+		       size_t pre);
+
+/* Close the directories ldr_file_load_held held open (larder_close). */
 void ldr_edirs_close(larder *db);
 
 /* Load the entry file at rel as ldr_file_load does (its access time

@@ -915,7 +915,9 @@ static int find_load(larder *db, const char *rel, const char *ns,
 		return rc;
 	}
 	for (int attempt = 0;; attempt++) {
-		if (ldr_file_load(db, rel, f, 0, hf->how, hf->pre) == 0)
+		if ((attempt ? ldr_file_load(db, rel, f, 0, hf->how, hf->pre)
+			     : ldr_file_load_held(db, rel, f, hf->how,
+						  hf->pre)) == 0)
 			break;
 		int e = errno;
 		if (e == ESTALE && attempt == 0) {
