@@ -424,6 +424,22 @@ TEST(a_symlink_planted_where_a_held_directory_was_is_refused)
 	larder_close(db);
 }
 
+TEST(a_group_store_holds_no_directory_open)
+{
+	/* A member of the group could move a held directory out of the
+	 * store: every open walks from the root there. */
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE | LARDER_OPEN_VERIFY_ALWAYS;
+	o.create_mode = 0660;
+	larder *db = open_store_opts(&o);
+	ASSERT_EQ(larder_mode(db), 0660);
+	PUT(db, "a", 3000, 0);
+	expect_hit(db, "a");
+	expect_hit(db, "a");
+	ASSERT_EQ(ldr_test_edirs_held(db), 0);
+	larder_close(db);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Streaming                                                               */
 

@@ -720,6 +720,11 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *rel,
  * components, which cost a 4 KiB hit ~0.1 us more than the last three
  * from "ns/<ns>/e" held open (docs/performance.md). What keeps this as
  * safe as the walk from the root (docs/security.md):
+ *  - only in a store whose directories nobody but its owner can write
+ *    (a private store): a held descriptor follows its directory wherever
+ *    it is moved, and in a group or shared store a member could move one
+ *    out of the store, which larder must never read from. In those
+ *    stores every open walks from the root, as before;
  *  - the directory is opened beneath the root as every path is (no
  *    symlink followed), and the rest of the path beneath it the same way;
  *  - a file not found beneath it is looked for from the root before it
@@ -864,6 +869,10 @@ void ldr_edirs_close(larder *db)
 int ldr_file_load_held(larder *db, const char *rel, struct ldr_file *f, int how,
 		       size_t pre)
 {
+	/* Only where nobody but the store's owner can move a directory of
+	 * it (see above). */
+	if (db->dmode & (S_IWGRP | S_IWOTH))
+		return ldr_file_load(db, rel, f, 0, how, pre);
 	size_t len = strlen(rel), n = edir_len(rel, len);
 	struct ldr_edir *d = n ? edir_find(db, rel, n) : NULL;
 	int gone = 0; /* the held directory said the file is not there */
