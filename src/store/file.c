@@ -867,29 +867,34 @@ void ldr_edirs_close(larder *db)
 }
 
 int ldr_file_load_held(larder *db, const char *rel, struct ldr_file *f, int how,
-		       size_t pre)
+		       size_t pre, struct ldr_held *h)
 {
+	size_t len = strlen(rel);
 	/* Only where nobody but the store's owner can move a directory of
 	 * it (see above). */
-	if (db->dmode & (S_IWGRP | S_IWOTH))
-		return ldr_file_load(db, rel, f, 0, how, pre);
-	size_t len = strlen(rel), n = edir_len(rel, len);
-	struct ldr_edir *d = n ? edir_find(db, rel, n) : NULL;
-	int gone = 0; /* the held directory said the file is not there */
-	if (d) {
-		if (file_load_at(db, d->fd, rel + len - EDIR_TAIL, f, 0, how,
-				 pre) == 0)
-			return 0;
-		gone = errno == ENOENT || errno == ESTALE;
+	size_t n = db->dmode & (S_IWGRP | S_IWOTH) ? 0 : edir_len(rel, len);
+	if (!h->tried) {
+		h->tried = 1;
+		h->d = n ? edir_find(db, rel, n) : NULL;
+		if (h->d) {
+			if (file_load_at(db, h->d->fd, rel + len - EDIR_TAIL, f,
+					 0, how, pre) == 0)
+				return 0;
+			/* Not there: the caller's second look is from the
+			 * root (a miss costs what it cost before). */
+			h->gone = errno == ENOENT || errno == ESTALE;
+			if (h->gone)
+				return -1;
+		}
 	}
 	if (ldr_file_load(db, rel, f, 0, how, pre) != 0)
 		return -1;
 	/* Found from the root: hold its directory, or retire the one that
 	 * did not have it. (Anything else the held one failed on, a
 	 * symlink planted at the file's name say, the root judged too.) */
-	if (d && gone && !f->ftype)
-		edir_retire(d);
-	if (n && (!d || gone) && !f->ftype)
+	if (h->d && h->gone && !f->ftype)
+		edir_retire(h->d);
+	if (n && (!h->d || h->gone) && !f->ftype)
 		edir_fill(db, rel, n);
 	return 0;
 }
@@ -899,11 +904,9 @@ int ldr_entry_load(larder *db, const char *rel, struct ldr_file *f, int how,
 {
 	/* ENOENT and ESTALE mean "gone": look once more (a network
 	 * filesystem may have replaced its handle), then miss. */
+	struct ldr_held held = {NULL, 0, 0};
 	for (int attempt = 0;; attempt++) {
-		if ((attempt ? ldr_file_load(db, rel, f, 0, how, pre)
-			     : ldr_file_load_held(db, rel, f, how, pre)) == 0)
-			return 0;
-		if (ldr_file_load(db, rel, f, 0, how, pre) == 0)
+		if (ldr_file_load_held(db, rel, f, how, pre, &held) == 0)
 			return 0;
 		int err = errno;
 		if (err == EFBIG)

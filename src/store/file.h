@@ -106,10 +106,17 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 		  int how, size_t pre);
 
 /* ldr_file_load (the access time changing) of an entry's or a head's
- * file, opened from its directory if the handle holds that open (file.c),
- * and from the root if that does not find it there. */
+ * file, opened from its directory if the handle holds that open (file.c).
+ * Start with *h zeroed. If that directory does not have the file, -1
+ * with ENOENT or ESTALE and h->gone set: the caller must look again (call
+ * again with the same h), which looks from the root. */
+struct ldr_held {
+	struct ldr_edir *d; /* the held directory tried, or NULL */
+	int gone;	    /* it said the file is not there */
+	int tried;
+};
 int ldr_file_load_held(larder *db, const char *rel, struct ldr_file *f, int how,
-		       size_t pre);
+		       size_t pre, struct ldr_held *h);
 
 /* Close the directories ldr_file_load_held held open (larder_close). */
 void ldr_edirs_close(larder *db);
