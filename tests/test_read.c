@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -437,6 +438,43 @@ TEST(a_group_store_holds_no_directory_open)
 	expect_hit(db, "a");
 	expect_hit(db, "a");
 	ASSERT_EQ(ldr_test_edirs_held(db), 0);
+	larder_close(db);
+}
+
+/* Four threads, four namespaces, one fresh handle: they race to hold
+ * the same directories; every get is a hit, each directory held once. */
+static void *hit_namespaces(void *arg)
+{
+	larder *db = arg;
+	static const char *nss[] = {"n0", "n1", "n2", "n3"};
+	for (int i = 0; i < 400; i++) {
+		larder_entry *e = NULL;
+		if (larder_get(&e, db, nss[i % 4], "k", 1, "v", 1) != 0)
+			return (void *)1;
+		larder_entry_release(e);
+	}
+	return NULL;
+}
+
+TEST(threads_racing_to_hold_directories_all_hit)
+{
+	larder *db = open_unmemoed();
+	static const char *nss[] = {"n0", "n1", "n2", "n3"};
+	for (int i = 0; i < 4; i++)
+		ASSERT_RC(db,
+			  larder_put(db, nss[i], "k", 1, "v", 1, "x", 1, NULL),
+			  0);
+	larder_close(db);
+	db = open_unmemoed();
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(pthread_create(&t[i], NULL, hit_namespaces, db), 0);
+	for (int i = 0; i < 4; i++) {
+		void *r;
+		ASSERT_EQ(pthread_join(t[i], &r), 0);
+		ASSERT(r == NULL);
+	}
+	ASSERT_EQ(ldr_test_edirs_held(db), 4);
 	larder_close(db);
 }
 
