@@ -260,7 +260,9 @@ typedef void (*larder_log_fn)(int level, const char *msg, void *payload);
  *  - CREATE: create (init) the store if missing;
  *  - ALLOW_UNSAFE_MODE: accept a store directory writable by others;
  *  - TRUST_LOCAL: skip the payload checksum on reads (the header is still
- *    checked) of files only trusted hands can change (see Memory);
+ *    checked) of files only trusted hands can change (see Memory); a file
+ *    of at most 8 KiB is checked anyway, which costs less than finding
+ *    out who could change it;
  *  - MAP_NETWORK: map large payloads on network filesystems too (see
  *    Memory);
  *  - VERIFY_ALWAYS: no memo (see Repeat hits): every read reads the

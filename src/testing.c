@@ -62,6 +62,22 @@ void ldr_test_memo_age(larder *db, int64_t ms)
 	ldr_memo_age(db, ms);
 }
 
+void ldr_test_edirs_due(larder *db)
+{
+	for (int i = 0; i < LDR_EDIRS; i++)
+		__atomic_store_n(&db->edir[i].checked_ms, INT64_MIN / 2,
+				 __ATOMIC_RELAXED);
+}
+
+int ldr_test_edirs_held(larder *db)
+{
+	int n = 0;
+	for (int i = 0; i < LDR_EDIRS; i++)
+		n += __atomic_load_n(&db->edir[i].state, __ATOMIC_ACQUIRE) ==
+		     LDR_EDIR_READY;
+	return n;
+}
+
 void ldr_test_memo_usage(larder *db, size_t *entries, uint64_t *bytes)
 {
 	ldr_memo_usage(db, entries, bytes);

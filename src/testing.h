@@ -51,6 +51,11 @@ int ldr_test_writer_begin_internal(larder_writer **out, larder *db,
 /* Age the handle's memo of verified entries by `ms` milliseconds, as if
  * that much time had passed (memo.c: its checks and re-hashes fall due). */
 void ldr_test_memo_age(larder *db, int64_t ms);
+/* Make every entry directory the handle holds open due for its look
+ * (file.c: compared with what its path opens now), as if a second had
+ * passed; and how many it holds open and ready. */
+void ldr_test_edirs_due(larder *db);
+int ldr_test_edirs_held(larder *db);
 /* Move the clock of the handle's head cache by `ms` milliseconds (head.c:
  * its checks fall due), and how many heads it holds. */
 void ldr_test_head_cache_age(larder *db, int64_t ms);

@@ -1,6 +1,7 @@
 # The read path: what a reader hands out is what it verified, streaming,
 # compressed entries, newer formats and traps at entry names (test_read.c).
 larder_test(test_read test_read.c)
+target_link_libraries(test_read PRIVATE pthread)
 # `larder get` through the CLI: -o into devices, FIFOs and symlinks, a zstd
 # bomb under ulimit -v, an entry changed while it is written out.
 if(TARGET larder_cli)

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -330,6 +331,150 @@ TEST(trust_local_still_verifies_an_entry_another_user_owns)
 				  keys[i]);
 		ASSERT_EQ(rc, LARDER_ENOTFOUND);
 	}
+	larder_close(db);
+}
+
+TEST(trust_local_verifies_a_small_entry_anyway)
+{
+	/* Hashing a small file costs less than the fstat that would tell
+	 * whether it is safe to trust (docs/performance.md): it is hashed,
+	 * so a damaged one is caught even in a file of our own. */
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_TRUST_LOCAL;
+	larder *db = open_store_opts(&o);
+	PUT(db, "small", 3000, 0);
+	flip_near_end(entry_path("small"), 10);
+	larder_entry *e = NULL;
+	int rc = larder_get(&e, db, "default", "small", 5, "v", 1);
+	if (rc == 0)
+		test_fail(__FILE__, __LINE__, "served a damaged small entry");
+	ASSERT_EQ(rc, LARDER_ENOTFOUND);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 1);
+	larder_close(db);
+}
+
+/* Entry directories held open (file.c, ldr_entry_load). Without the
+ * memo: every get reads the file. */
+
+static larder *open_unmemoed(void)
+{
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_VERIFY_ALWAYS;
+	return open_store_opts(&o);
+}
+
+static void expect_hit(larder *db, const char *key)
+{
+	larder_entry *e = NULL;
+	ASSERT_RC(db, larder_get(&e, db, "default", key, strlen(key), "v", 1),
+		  0);
+	larder_entry_release(e);
+}
+
+TEST(a_namespace_made_again_behind_a_held_directory_still_finds_entries)
+{
+	larder *db = open_unmemoed();
+	PUT(db, "a", 3000, 0);
+	expect_hit(db, "a");
+	expect_hit(db, "a");
+	ASSERT_EQ(ldr_test_edirs_held(db), 1);
+	/* The namespace's entries removed and made again: the held
+	 * directory is an empty one nobody can reach. */
+	ASSERT_EQ(test_sh("rm -rf '%s'", test_path("store/ns/default/e")), 0);
+	larder_entry *e = NULL;
+	ASSERT_EQ(larder_get(&e, db, "default", "a", 1, "v", 1),
+		  LARDER_ENOTFOUND);
+	PUT(db, "b", 3000, 0);
+	expect_hit(db, "b"); /* found from the root, not hidden */
+	ASSERT_EQ(ldr_test_edirs_held(db), 1); /* the new directory */
+	expect_hit(db, "b");
+	larder_close(db);
+}
+
+TEST(a_symlink_planted_where_a_held_directory_was_is_refused)
+{
+	larder *db = open_unmemoed();
+	PUT(db, "a", 3000, 0);
+	expect_hit(db, "a");
+	ASSERT_EQ(ldr_test_edirs_held(db), 1);
+	/* The directory replaced by a symlink to a copy of it. */
+	const char *dir = test_path("store/ns/default/e");
+	ASSERT_EQ(test_sh("cp -a '%s' '%s' && rm -rf '%s'", dir,
+			  test_path("copy"), dir),
+		  0);
+	ASSERT_EQ(symlink(test_path("copy"), dir), 0);
+	larder_entry *e = NULL;
+	int rc = larder_get(&e, db, "default", "a", 1, "v", 1);
+	if (rc == 0)
+		test_fail(__FILE__, __LINE__, "served through a symlink");
+	ASSERT_EQ(unlink(dir), 0);
+	/* The directory itself moved away, a symlink to it in its place:
+	 * the held one is still that directory, and serves until its look
+	 * (at most a second later) finds the path no longer opens it. */
+	PUT(db, "a", 3000, 0);
+	expect_hit(db, "a");
+	ASSERT_EQ(ldr_test_edirs_held(db), 1);
+	ASSERT_EQ(rename(dir, test_path("moved")), 0);
+	ASSERT_EQ(symlink(test_path("moved"), dir), 0);
+	ldr_test_edirs_due(db);
+	rc = larder_get(&e, db, "default", "a", 1, "v", 1);
+	if (rc == 0)
+		test_fail(__FILE__, __LINE__,
+			  "served from a directory moved away, past its look");
+	ASSERT_EQ(ldr_test_edirs_held(db), 0);
+	larder_close(db);
+}
+
+TEST(a_group_store_holds_no_directory_open)
+{
+	/* A member of the group could move a held directory out of the
+	 * store: every open walks from the root there. */
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE | LARDER_OPEN_VERIFY_ALWAYS;
+	o.create_mode = 0660;
+	larder *db = open_store_opts(&o);
+	ASSERT_EQ(larder_mode(db), 0660);
+	PUT(db, "a", 3000, 0);
+	expect_hit(db, "a");
+	expect_hit(db, "a");
+	ASSERT_EQ(ldr_test_edirs_held(db), 0);
+	larder_close(db);
+}
+
+/* Four threads, four namespaces, one fresh handle: they race to hold
+ * the same directories; every get is a hit, each directory held once. */
+static void *hit_namespaces(void *arg)
+{
+	larder *db = arg;
+	static const char *nss[] = {"n0", "n1", "n2", "n3"};
+	for (int i = 0; i < 400; i++) {
+		larder_entry *e = NULL;
+		if (larder_get(&e, db, nss[i % 4], "k", 1, "v", 1) != 0)
+			return (void *)1;
+		larder_entry_release(e);
+	}
+	return NULL;
+}
+
+TEST(threads_racing_to_hold_directories_all_hit)
+{
+	larder *db = open_unmemoed();
+	static const char *nss[] = {"n0", "n1", "n2", "n3"};
+	for (int i = 0; i < 4; i++)
+		ASSERT_RC(db,
+			  larder_put(db, nss[i], "k", 1, "v", 1, "x", 1, NULL),
+			  0);
+	larder_close(db);
+	db = open_unmemoed();
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(pthread_create(&t[i], NULL, hit_namespaces, db), 0);
+	for (int i = 0; i < 4; i++) {
+		void *r;
+		ASSERT_EQ(pthread_join(t[i], &r), 0);
+		ASSERT(r == NULL);
+	}
+	ASSERT_EQ(ldr_test_edirs_held(db), 4);
 	larder_close(db);
 }
 

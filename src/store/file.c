@@ -125,6 +125,10 @@ static uint64_t declared_len(const uint8_t *buf, size_t n)
 /* A first read this big usually holds the whole file of a small entry,
  * so a hit needs no fstat (a syscall costs over 1 µs on some machines). */
 #define LDR_FIRST_READ (16u << 10)
+/* Files up to this size are verified even by a handle that trusts safe
+ * files (ldr_file_load): hashing them costs less than the fstat that
+ * would tell whether they are safe. */
+#define LDR_TRUST_HASH_MAX (8u << 10)
 
 /* The largest window (log2) a zstd frame may ask of a stream: 27, zstd's
  * own ZSTD_WINDOWLOG_LIMIT_DEFAULT. Said here rather than taken from
@@ -252,8 +256,20 @@ static int load_header(int fd, uint8_t **buf, ssize_t *n, uint64_t size)
 	return *n < 0 ? -1 : 0;
 }
 
+static int file_load_at(larder *db, int dirfd, const char *rel,
+			struct ldr_file *f, int noatime, int how, size_t pre);
+
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 		  int how, size_t pre)
+{
+	return file_load_at(db, db->rootfd, rel, f, noatime, how, pre);
+}
+
+/* ldr_file_load, rel beneath dirfd. Beneath another directory than the
+ * root, a file that cannot be opened is -1 with errno and nothing more:
+ * the caller looks again from the root, which judges what is there. */
+static int file_load_at(larder *db, int dirfd, const char *rel,
+			struct ldr_file *f, int noatime, int how, size_t pre)
 {
 	memset(f, 0, sizeof *f);
 	f->fd = -1;
@@ -262,10 +278,12 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 	 * terminal become ours. O_NOATIME needs the file's owner (or
 	 * CAP_FOWNER): without it, open as anyone may. */
 	const int fl = O_RDONLY | O_NONBLOCK | O_NOCTTY;
-	int fd = ldr_open_beneath(db->rootfd, rel,
-				  fl | (noatime ? O_NOATIME : 0), 0);
+	int fd =
+	    ldr_open_beneath(dirfd, rel, fl | (noatime ? O_NOATIME : 0), 0);
 	if (fd < 0 && noatime && errno == EPERM)
-		fd = ldr_open_beneath(db->rootfd, rel, fl, 0);
+		fd = ldr_open_beneath(dirfd, rel, fl, 0);
+	if (fd < 0 && dirfd != db->rootfd)
+		return -1;
 	if (fd < 0)
 		return errno == ENOENT || errno == ESTALE
 			   ? -1
@@ -277,8 +295,12 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 	 * cost a small hit a third of its time. The header says how long
 	 * the file must be; if the bytes read are exactly that, they are
 	 * the whole file. Anything else takes the careful path below, and
-	 * so does a handle that trusts safe files unverified: it needs to
-	 * know who could have changed this one.
+	 * so does a handle that trusts safe files unverified, for a file
+	 * over LDR_TRUST_HASH_MAX: it needs to know who could have changed
+	 * this one. A smaller one is cheaper to hash than to ask about: the
+	 * fstat (and the copy the careful path makes) cost a 4 KiB hit
+	 * ~0.3 us, its checksum ~0.1 us (docs/performance.md), so it is left
+	 * unsafe here, and verified as any handle verifies it.
 	 *
 	 * The read lands after the caller's prefix (the entry handle, for
 	 * larder_get) in one allocation, which a small file then shrinks
@@ -295,7 +317,8 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 	int rerr = errno;
 	if (n > 0 && (size_t)n < first &&
 	    (uint64_t)n == declared_len(buf + pre, (size_t)n) &&
-	    (how == LDR_LOAD_SCAN || !(db->flags & LARDER_OPEN_TRUST_LOCAL))) {
+	    (how == LDR_LOAD_SCAN || !(db->flags & LARDER_OPEN_TRUST_LOCAL) ||
+	     (size_t)n <= LDR_TRUST_HASH_MAX)) {
 		/* Shrinking never moves or fails in glibc; if it did, the
 		 * larger block still holds the bytes. */
 		uint8_t *b = realloc(buf, pre + (size_t)n);
@@ -691,13 +714,199 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *rel,
 	return LARDER_STATE_OK;
 }
 
+/* The entry directories (struct ldr_edir), and the heads' ("ns/<ns>/h",
+ * the same way). An entry's path is
+ * "ns/<ns>/e/xx/yy/<32 hex>": opened from the root, the kernel walks six
+ * components, which cost a 4 KiB hit ~0.1 us more than the last three
+ * from "ns/<ns>/e" held open (docs/performance.md). What keeps this as
+ * safe as the walk from the root (docs/security.md):
+ *  - only in a store whose directories nobody but its owner can write
+ *    (a private store): a held descriptor follows its directory wherever
+ *    it is moved, and in a group or shared store a member could move one
+ *    out of the store, which larder must never read from. In those
+ *    stores every open walks from the root, as before;
+ *  - the directory is opened beneath the root as every path is (no
+ *    symlink followed), and the rest of the path beneath it the same way;
+ *  - a file not found beneath it is looked for from the root before it
+ *    is a miss: a namespace removed and made again behind the held
+ *    directory (which then holds nothing: a directory is removed empty)
+ *    never hides an entry, and a symlink planted in its place is refused
+ *    by the walk from the root. A slot whose directory misses what the
+ *    root has is retired;
+ *  - once a second at most, the held directory is compared with what
+ *    "ns/<ns>/e" opens from the root now (dev, inode), and retired if
+ *    they differ: a directory moved away, or replaced by something the
+ *    walk refuses, stops serving within a second;
+ *  - a slot is filled once and never reused, and its fd is closed only
+ *    by larder_close: a thread that found it ready may use it however
+ *    long its open takes. A retired namespace takes a new slot; with all
+ *    LDR_EDIRS slots taken, hits walk from the root as before. A forked
+ *    child inherits the directories (O_CLOEXEC, not closed at fork) and
+ *    the same checks. */
+#define EDIR_TAIL 38	     /* "xx/yy/" and 32 hex digits */
+#define EDIR_RECHECK_MS 1000 /* see above */
+
+/* The length of rel's directory ("ns/<ns>/e", or "h" for a head), or 0
+ * if rel is not an entry's or a head's path or its directory's is too
+ * long to hold. */
+static size_t edir_len(const char *rel, size_t len)
+{
+	if (len <= EDIR_TAIL + 4 || len - EDIR_TAIL - 1 >= LDR_EDIR_REL)
+		return 0;
+	const char *t = rel + len - EDIR_TAIL;
+	if (t[-1] != '/' || (t[-2] != 'e' && t[-2] != 'h') || t[-3] != '/' ||
+	    t[2] != '/' || t[5] != '/' || memcmp(rel, "ns/", 3) != 0)
+		return 0;
+	return len - EDIR_TAIL - 1;
+}
+
+static void edir_retire(struct ldr_edir *d)
+{
+	int ready = LDR_EDIR_READY;
+	__atomic_compare_exchange_n(&d->state, &ready, LDR_EDIR_RETIRED, 0,
+				    __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+}
+
+/* Whether dir (n bytes) opens from the root as the directory (dev, ino). */
+static int edir_same(larder *db, const char *dir, size_t n, dev_t dev,
+		     ino_t ino)
+{
+	char rel[LDR_EDIR_REL];
+	memcpy(rel, dir, n);
+	rel[n] = '\0';
+	int fd = ldr_open_beneath(db->rootfd, rel, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0)
+		return 0;
+	struct stat st;
+	int same = fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+	ldr_close(fd);
+	return same;
+}
+
+/* The ready slot holding rel's entry directory (n bytes), or NULL. */
+static struct ldr_edir *edir_find(larder *db, const char *rel, size_t n)
+{
+	for (int i = 0; i < LDR_EDIRS; i++) {
+		struct ldr_edir *d = &db->edir[i];
+		int st = __atomic_load_n(&d->state, __ATOMIC_ACQUIRE);
+		if (st == LDR_EDIR_FREE)
+			return NULL; /* slots fill in order */
+		if (st != LDR_EDIR_READY || d->len != n ||
+		    memcmp(d->rel, rel, n) != 0)
+			continue;
+		int64_t now = ldr_coarse_ms();
+		int64_t was = __atomic_load_n(&d->checked_ms, __ATOMIC_RELAXED);
+		if (now - was < EDIR_RECHECK_MS)
+			return d;
+		/* One thread looks; the others go on meanwhile. */
+		if (!__atomic_compare_exchange_n(&d->checked_ms, &was, now, 0,
+						 __ATOMIC_RELAXED,
+						 __ATOMIC_RELAXED))
+			return d;
+		if (edir_same(db, rel, n, d->dev, d->ino))
+			return d;
+		edir_retire(d);
+	}
+	return NULL;
+}
+
+/* Hold rel's entry directory (n bytes) open in a free slot, if any:
+ * called after an entry was found in it from the root. */
+static void edir_fill(larder *db, const char *rel, size_t n)
+{
+	for (int i = 0; i < LDR_EDIRS; i++) {
+		struct ldr_edir *d = &db->edir[i];
+		int st = LDR_EDIR_FREE;
+		if (!__atomic_compare_exchange_n(
+			&d->state, &st, LDR_EDIR_FILLING, 0, __ATOMIC_ACQUIRE,
+			__ATOMIC_RELAXED)) {
+			if (st == LDR_EDIR_FILLING ||
+			    (st == LDR_EDIR_READY && d->len == n &&
+			     memcmp(d->rel, rel, n) == 0))
+				return; /* another thread's, or held */
+			continue;
+		}
+		memcpy(d->rel, rel, n);
+		d->rel[n] = '\0';
+		d->len = n;
+		struct stat sb;
+		d->fd = ldr_open_beneath(db->rootfd, d->rel,
+					 O_RDONLY | O_DIRECTORY, 0);
+		if (d->fd >= 0 && fstat(d->fd, &sb) != 0) {
+			ldr_close(d->fd);
+			d->fd = -1;
+		}
+		if (d->fd < 0) {
+			/* Gone since, or refused: not held; the slot stays
+			 * retired, so a namespace that cannot be opened
+			 * costs at most one slot's attempts. */
+			__atomic_store_n(&d->state, LDR_EDIR_RETIRED,
+					 __ATOMIC_RELEASE);
+			return;
+		}
+		d->dev = sb.st_dev;
+		d->ino = sb.st_ino;
+		__atomic_store_n(&d->checked_ms, ldr_coarse_ms(),
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&d->state, LDR_EDIR_READY, __ATOMIC_RELEASE);
+		return;
+	}
+}
+
+void ldr_edirs_close(larder *db)
+{
+	for (int i = 0; i < LDR_EDIRS; i++) {
+		struct ldr_edir *d = &db->edir[i];
+		int st = __atomic_load_n(&d->state, __ATOMIC_ACQUIRE);
+		if ((st == LDR_EDIR_READY || st == LDR_EDIR_RETIRED) &&
+		    d->fd >= 0)
+			ldr_close(d->fd);
+		d->fd = -1;
+		d->state = LDR_EDIR_FREE;
+	}
+}
+
+int ldr_file_load_held(larder *db, const char *rel, struct ldr_file *f, int how,
+		       size_t pre, struct ldr_held *h)
+{
+	size_t len = strlen(rel);
+	/* Only where nobody but the store's owner can move a directory of
+	 * it (see above). */
+	size_t n = db->dmode & (S_IWGRP | S_IWOTH) ? 0 : edir_len(rel, len);
+	if (!h->tried) {
+		h->tried = 1;
+		h->d = n ? edir_find(db, rel, n) : NULL;
+		if (h->d) {
+			if (file_load_at(db, h->d->fd, rel + len - EDIR_TAIL, f,
+					 0, how, pre) == 0)
+				return 0;
+			/* Not there: the caller's second look is from the
+			 * root (a miss costs what it cost before). */
+			h->gone = errno == ENOENT || errno == ESTALE;
+			if (h->gone)
+				return -1;
+		}
+	}
+	if (ldr_file_load(db, rel, f, 0, how, pre) != 0)
+		return -1;
+	/* Found from the root: hold its directory, or retire the one that
+	 * did not have it. (Anything else the held one failed on, a
+	 * symlink planted at the file's name say, the root judged too.) */
+	if (h->d && h->gone && !f->ftype)
+		edir_retire(h->d);
+	if (n && (!h->d || h->gone) && !f->ftype)
+		edir_fill(db, rel, n);
+	return 0;
+}
+
 int ldr_entry_load(larder *db, const char *rel, struct ldr_file *f, int how,
 		   size_t pre)
 {
 	/* ENOENT and ESTALE mean "gone": look once more (a network
 	 * filesystem may have replaced its handle), then miss. */
+	struct ldr_held held = {NULL, 0, 0};
 	for (int attempt = 0;; attempt++) {
-		if (ldr_file_load(db, rel, f, 0, how, pre) == 0)
+		if (ldr_file_load_held(db, rel, f, how, pre, &held) == 0)
 			return 0;
 		int err = errno;
 		if (err == EFBIG)

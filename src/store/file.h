@@ -105,12 +105,30 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *rel,
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 		  int how, size_t pre);
 
+/* ldr_file_load (the access time changing) of an entry's or a head's
+ * file, opened from its directory if the handle holds that open (file.c).
+ * Start with *h zeroed. If that directory does not have the file, -1
+ * with ENOENT or ESTALE and h->gone set: the caller must look again (call
+ * again with the same h), which looks from the root. */
+struct ldr_held {
+	struct ldr_edir *d; /* the held directory tried, or NULL */
+	int gone;	    /* it said the file is not there */
+	int tried;
+};
+int ldr_file_load_held(larder *db, const char *rel, struct ldr_file *f, int how,
+		       size_t pre, struct ldr_held *h);
+
+/* Close the directories ldr_file_load_held held open (larder_close). */
+void ldr_edirs_close(larder *db);
+
 /* Load the entry file at rel as ldr_file_load does (its access time
  * changing: a read is a use), looking twice when it seems gone (ENOENT,
  * ESTALE: a network filesystem may have replaced its handle). 0,
  * LARDER_ENOTFOUND (not recorded: the caller says what was missing), or
  * another code, recorded. The read of larder_get and of the directory
- * backend (be_dir.c). */
+ * backend (be_dir.c). It opens the file from its namespace's entry
+ * directory when the handle holds that open, and from the root when
+ * that finds nothing there. */
 int ldr_entry_load(larder *db, const char *rel, struct ldr_file *f, int how,
 		   size_t pre);
 

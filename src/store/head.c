@@ -914,10 +914,14 @@ static int find_load(larder *db, const char *rel, const char *ns,
 			__atomic_store_n(&db->head_hints, 0, __ATOMIC_RELAXED);
 		return rc;
 	}
+	struct ldr_held held = {NULL, 0, 0};
 	for (int attempt = 0;; attempt++) {
-		if (ldr_file_load(db, rel, f, 0, hf->how, hf->pre) == 0)
+		if (ldr_file_load_held(db, rel, f, hf->how, hf->pre, &held) ==
+		    0)
 			break;
 		int e = errno;
+		if (attempt == 0 && held.gone) /* now from the root */
+			continue;
 		if (e == ESTALE && attempt == 0) {
 			ldr_count(db, LARDER_CTR_ESTALE_RETRIES);
 			continue;

@@ -629,6 +629,7 @@ void ldr_store_close(larder *db)
 	ldr_recency_fini(db);
 	ldr_stats_fini(db); /* flushes: a failure is logged, not returned */
 	pthread_mutex_destroy(&db->slot_mu);
+	ldr_edirs_close(db);
 	ldr_close(db->rootfd);
 	free(db->dir);
 	ldr_forget_errors(db); /* a later handle may get this address */

@@ -26,6 +26,7 @@
 #include "err.h"
 #include "redis_conn.h"
 #include "tier.h"
+#include "uri.h"
 
 /* ---------------------------------------------------------------------- */
 /* Loading hiredis                                                          */
@@ -232,11 +233,11 @@ static int parse_query(larder *db, const char *q, struct ldr_redis_cfg *cfg)
 	return 0;
 }
 
-/* The URI as messages show it: ldr_shared_masked's form, the one the
+/* The URI as messages show it: ldr_uri_masked's form, the one the
  * tier shows (the password "***", a user shown). */
 static void mask(char *out, size_t size, const char *uri)
 {
-	char *m = ldr_shared_masked(uri);
+	char *m = ldr_uri_masked(uri);
 	snprintf(out, size, "%s", m ? m : "(a Redis URI, out of memory)");
 	free(m);
 }

@@ -59,6 +59,23 @@ struct ldr_hooks {
 #define LDR_LOAD_CLASSES 13
 #define LDR_LOAD_WAYS 3
 
+/* An open entry or head directory ("ns/<ns>/e", "ns/<ns>/h") of the
+ * handle (file.c). A slot
+ * is filled once and retired once, never reused: a reader that saw it
+ * ready may use its fd until larder_close, which alone closes it. */
+#define LDR_EDIRS 16
+#define LDR_EDIR_REL 96
+enum { LDR_EDIR_FREE, LDR_EDIR_FILLING, LDR_EDIR_READY, LDR_EDIR_RETIRED };
+struct ldr_edir {
+	int state; /* LDR_EDIR_*, atomic */
+	int fd;
+	size_t len; /* of rel */
+	char rel[LDR_EDIR_REL];
+	dev_t dev;
+	ino_t ino;
+	int64_t checked_ms; /* ldr_coarse_ms() of the last look, atomic */
+};
+
 struct larder {
 	char *dir;
 	int rootfd;
@@ -94,6 +111,10 @@ struct larder {
 	 * of their names, 0 = free slot. */
 	uint64_t ns_seen[LDR_NS_SEEN];
 	unsigned ns_seen_next;
+	/* Namespaces' entry and head directories held open, so that a hit
+	 * opens "xx/yy/<hex>" from its namespace's directory rather than
+	 * walk six components from the root (file.c, ldr_file_load_held). */
+	struct ldr_edir edir[LDR_EDIRS];
 	int network; /* the store is on a network filesystem */
 	char host[64];
 	uint64_t ctr[LARDER_CTR_COUNT];

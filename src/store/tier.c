@@ -31,6 +31,7 @@
 #include "config.h"
 #include "fsutil.h"
 #include "tier.h"
+#include "uri.h"
 
 #define DOWN_FIRST_MS 1000u
 #define DOWN_MAX_MS 30000u
@@ -370,7 +371,7 @@ static int tier_open(struct ldr_backend **out, larder *db, const char *where)
 		return rc;
 	struct tier *t = calloc(1, sizeof *t);
 	if (!t || !(t->where = strdup(where)) ||
-	    !(t->shown = ldr_shared_masked(where))) {
+	    !(t->shown = ldr_uri_masked(where))) {
 		if (t)
 			free(t->where);
 		free(t);
@@ -1081,7 +1082,7 @@ int ldr_shared_check(larder *db, const char *where)
 		for (size_t i = 0; i < sizeof schemes / sizeof *schemes; i++)
 			if (!strncmp(where, schemes[i], strlen(schemes[i])))
 				rest = where + strlen(schemes[i]);
-		char *shown = ldr_shared_masked(where);
+		char *shown = ldr_uri_masked(where);
 		int rc = 0;
 		if (!rest)
 			rc = ldr_fail(db, LARDER_EINVAL, 0,
@@ -1112,49 +1113,6 @@ int ldr_shared_check(larder *db, const char *where)
 					where);
 	}
 	return 0;
-}
-
-char *ldr_shared_masked(const char *where)
-{
-	char *s = strdup(where);
-	if (!s || !is_uri(s))
-		return s;
-	/* scheme://[user[:password]@]host...: the password becomes "***"
-	 * and the user shows, as redis_conn.c's parser reads them (a lone
-	 * name before the '@' is a user, its password from
-	 * LARDER_REDIS_PASSWORD). The connection's messages mask with this
-	 * function too, so that a tier reads the same everywhere. */
-	char *auth = strstr(s, "://") + 3;
-	/* The last '@' before the path: a password may hold an '@' of its
-	 * own, and none of it may show. */
-	size_t alen = strcspn(auth, "/?");
-	char *at = NULL;
-	for (char *p = auth; p < auth + alen; p++)
-		if (*p == '@')
-			at = p;
-	if (!at)
-		return s;
-	char *colon = memchr(auth, ':', (size_t)(at - auth));
-	if (!colon)
-		return s;
-	char *pw = colon + 1;
-	size_t tail = strlen(at);
-	if ((size_t)(at - pw) >= 3) {
-		memcpy(pw, "***", 3);
-		memmove(pw + 3, at, tail + 1);
-	} else {
-		char *m = malloc((size_t)(pw - s) + 3 + tail + 1);
-		if (!m) {
-			free(s);
-			return NULL;
-		}
-		memcpy(m, s, (size_t)(pw - s));
-		memcpy(m + (pw - s), "***", 3);
-		memcpy(m + (pw - s) + 3, at, tail + 1);
-		free(s);
-		s = m;
-	}
-	return s;
 }
 
 int ldr_shared_configured(larder *db, const char *given, char *out, size_t size)

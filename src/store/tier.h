@@ -35,10 +35,6 @@ int ldr_shared_check(larder *db, const char *where);
  * naming the setting. Always 0 in a build without Redis. */
 int ldr_redis_check(larder *db, const char *uri);
 
-/* A copy of where with any password replaced by "***" (malloc'ed; NULL
- * when out of memory). */
-char *ldr_shared_masked(const char *where);
-
 /* The shared tier this handle is to use, into out: `given` if not NULL
  * (larder_opts.shared), else LARDER_SHARED if set, else the `shared` line
  * of DIR/config; "" for none. 0, or an error, recorded. */
