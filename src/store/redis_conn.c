@@ -504,22 +504,27 @@ static int raw(struct ldr_rconn *rc, redisReply **out, const char *what,
 			rc->cfg->shown, msg[0] ? msg : "connection lost");
 }
 
+/* An error reply in *out turned into its code (its text in the message;
+ * the reply freed, *out NULL); 0 for any other reply. */
+static int error_reply(struct ldr_rconn *rc, redisReply **out, const char *what)
+{
+	if ((*out)->type != REDIS_REPLY_ERROR)
+		return 0;
+	int code = ldr_fail(rc->db, reply_code(*out), reply_errno(*out),
+			    "Redis %s at %s: %s%s", what, rc->cfg->shown,
+			    (*out)->str, reply_hint(*out));
+	rd.freeReplyObject(*out);
+	*out = NULL;
+	return code;
+}
+
 /* raw, with an error reply turned into a code (its text in the
  * message). */
 static int simple(struct ldr_rconn *rc, redisReply **out, const char *what,
 		  int argc, const char **argv, const size_t *lens)
 {
 	int rc2 = raw(rc, out, what, argc, argv, lens);
-	if (rc2)
-		return rc2;
-	if ((*out)->type == REDIS_REPLY_ERROR) {
-		rc2 = ldr_fail(rc->db, reply_code(*out), reply_errno(*out),
-			       "Redis %s at %s: %s%s", what, rc->cfg->shown,
-			       (*out)->str, reply_hint(*out));
-		rd.freeReplyObject(*out);
-		*out = NULL;
-	}
-	return rc2;
+	return rc2 ? rc2 : error_reply(rc, out, what);
 }
 
 /* The reader's createString: a top-level bulk string of the length a
@@ -734,16 +739,7 @@ int ldr_rconn_cmd(struct ldr_rconn *rc, redisReply **out, const char *what,
 	if (!rc->deadline)
 		ldr_rconn_begin(rc);
 	int code = run(rc, out, what, argc, argv, lens);
-	if (code)
-		return code;
-	if ((*out)->type == REDIS_REPLY_ERROR) {
-		code = ldr_fail(rc->db, reply_code(*out), reply_errno(*out),
-				"Redis %s at %s: %s%s", what, rc->cfg->shown,
-				(*out)->str, reply_hint(*out));
-		rd.freeReplyObject(*out);
-		*out = NULL;
-	}
-	return code;
+	return code ? code : error_reply(rc, out, what);
 }
 
 int ldr_rconn_append(struct ldr_rconn *rc, const char *what, int argc,
@@ -895,17 +891,7 @@ static int reply_raw(struct ldr_rconn *rc, redisReply **out, const char *what)
 int ldr_rconn_reply(struct ldr_rconn *rc, redisReply **out, const char *what)
 {
 	int code = reply_raw(rc, out, what);
-	if (code)
-		return code;
-	if ((*out)->type == REDIS_REPLY_ERROR) {
-		code = ldr_fail(rc->db, reply_code(*out), reply_errno(*out),
-				"Redis %s at %s: %s%s", what, rc->cfg->shown,
-				(*out)->str, reply_hint(*out));
-		rd.freeReplyObject(*out);
-		*out = NULL;
-		return code;
-	}
-	return 0;
+	return code ? code : error_reply(rc, out, what);
 }
 
 int ldr_rconn_reply_into(struct ldr_rconn *rc, uint8_t *dst, size_t want,
