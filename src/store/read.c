@@ -263,6 +263,20 @@ static int reject_found(larder *db, struct lookup *l, struct ldr_file *f,
 	return miss(db, ns);
 }
 
+/* The version the backend's head names for (ns, key), into l->headver
+ * and *ver, *vlen: 0, a miss, or an error. */
+static int be_head(larder *db, struct lookup *l, const char *ns,
+		   const void *key, size_t klen, const void **ver, size_t *vlen)
+{
+	ldr_name_init(&l->n, ns, key, klen, NULL, 0);
+	int rc = db->be->ops->head_get(db->be, &l->n, &l->headver, vlen);
+	if (rc == LARDER_ENOTFOUND)
+		return miss(db, ns);
+	if (rc == 0)
+		*ver = l->headver;
+	return rc;
+}
+
 /* lookup through the seam, for a backend other than the handle's own
  * directory (docs/backends.md): the head from the backend when no
  * version is asked, the entry read there, and its payload always hashed,
@@ -274,21 +288,14 @@ static int lookup_be(larder *db, struct lookup *l, const char *ns,
 {
 	struct ldr_backend *be = db->be;
 	l->via_be = 1;
-	if (!ver) {
-		ldr_name_init(&l->n, ns, key, klen, NULL, 0);
-		int rc = be->ops->head_get(be, &l->n, &l->headver, &vlen);
-		if (rc == LARDER_ENOTFOUND)
-			return miss(db, ns);
-		if (rc)
-			return rc;
-		ver = l->headver;
-	}
+	int rc;
+	if (!ver && (rc = be_head(db, l, ns, key, klen, &ver, &vlen)) != 0)
+		return rc;
 	ldr_name_init(&l->n, ns, key, klen, ver, vlen);
 	memcpy(l->hash, l->n.hash, sizeof l->hash);
 	char hex[33];
 	ldr_hex(l->hash, 16, hex);
 	ldr_file_rel(l->rel, ns, 'e', hex);
-	int rc;
 	if (l->pf && l->pf->probe)
 		return LDR_PF_DEFER;
 	if (l->pf) {
@@ -344,16 +351,9 @@ static int lookup(larder *db, struct lookup *l, const char *ns, const void *key,
 		 * (tier.c): the version from the tier (the shared head),
 		 * then near through the own path below (memo, mapping, its
 		 * trust), and only a near miss through the tier. */
-		if (!ver) {
-			ldr_name_init(&l->n, ns, key, klen, NULL, 0);
-			rc = db->be->ops->head_get(db->be, &l->n, &l->headver,
-						   &vlen);
-			if (rc == LARDER_ENOTFOUND)
-				return miss(db, ns);
-			if (rc)
-				return rc;
-			ver = l->headver;
-		}
+		if (!ver &&
+		    (rc = be_head(db, l, ns, key, klen, &ver, &vlen)) != 0)
+			return rc;
 		if (l->pf && !l->pf->probe) /* near missed in the probe */
 			return lookup_be(db, l, ns, key, klen, ver, vlen, how,
 					 pre);
@@ -648,6 +648,19 @@ static void touch_entry(larder *db, const char *rel, const uint8_t hash[16])
 	ldr_close(fd);
 }
 
+/* Recency for the cleaning after a hit read from fd: the entry's file,
+ * or, through a copied head, the entry's own by its name (another
+ * backend keeps its own). */
+static void hit_recency(larder *db, const struct lookup *l, int fd)
+{
+	if (l->via_be)
+		return;
+	if (!l->frel[0])
+		ldr_touch(db, fd, l->hash);
+	else if (ldr_touch_due(db, l->hash))
+		touch_entry(db, l->rel, l->hash);
+}
+
 static int get_pf(larder_entry **out, larder *db, const char *ns,
 		  const void *key, size_t klen, const void *ver, size_t vlen,
 		  int internal, struct prefetch *pf)
@@ -703,11 +716,7 @@ static int get_pf(larder_entry **out, larder *db, const char *ns,
 		if (rc)
 			goto out;
 	}
-	/* Recency for the cleaning (another backend keeps its own). */
-	if (!l.via_be && !l.frel[0])
-		ldr_touch(db, e->f.fd, l.hash);
-	else if (!l.via_be && ldr_touch_due(db, l.hash))
-		touch_entry(db, l.rel, l.hash);
+	hit_recency(db, &l, e->f.fd);
 	entry_fields(e, &l.h);
 	/* (The memo never takes bytes that share the handle's allocation:
 	 * lookup keeps none for a read it may take.) */
@@ -765,11 +774,7 @@ static int get_stream(larder *db, const char *ns, const void *key, size_t klen,
 	if (rc)
 		goto out;
 	const char *frel = l.frel[0] ? l.frel : l.rel;
-	/* Recency for the cleaning (another backend keeps its own). */
-	if (!l.via_be && !l.frel[0])
-		ldr_touch(db, l.f.fd, l.hash);
-	else if (!l.via_be && ldr_touch_due(db, l.hash))
-		touch_entry(db, l.rel, l.hash);
+	hit_recency(db, &l, l.f.fd);
 	/* A partial file was verified in chunks, and is read again to be
 	 * handed out: hashed again on the way, so that a change in between
 	 * (only a file others can write is partial) ends in an error. */
