@@ -16,7 +16,8 @@
 #                  unmounting helper); `deps.sh test` installs these too
 #   deps.sh bench  also what `make bench-peers` compares larder with (LMDB,
 #                  Redis, memcached, diskcache, joblib) and gnuplot for its
-#                  chart; the benchmark starts the servers itself
+#                  chart; the benchmark starts the servers itself; and
+#                  liburing's headers, for bench_uring
 set -e
 pkgs="cmake make gcc clang clang-format pkg-config libxxhash-dev libzstd-dev
       libclang-rt-14-dev libsqlite3-dev libpq-dev sqlite3 util-linux python3"
@@ -29,7 +30,7 @@ esac
 case ${1:-} in test | fuse) pkgs="$pkgs libfuse3-dev fuse3" ;;
 esac
 [ "${1:-}" = bench ] && pkgs="$pkgs liblmdb-dev redis-server memcached
-      python3-diskcache python3-joblib gnuplot-nox"
+      python3-diskcache python3-joblib gnuplot-nox liburing-dev"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
