@@ -26,6 +26,7 @@ struct ls_ctx {
 	int json;
 	int all_ns;
 	unsigned tiers;
+	int tier_given; /* --tier, else the default */
 	size_t count;
 	/* --tier all: near's entries, by (ns, key, version) */
 	struct held **bucket;
@@ -47,6 +48,7 @@ static int ls_opt(struct cli *c, int id, const char *arg, void *ctx)
 		l->all_ns = 1;
 		return CLI_CONTINUE;
 	case OPT_TIER:
+		l->tier_given = 1;
 		return cli_tier_opt(c, arg, &l->tiers);
 	default:
 		return cli_usage_err(c, "unknown option");
@@ -267,8 +269,20 @@ static int ls_walk(struct cli *c, larder *db, struct ls_ctx *l)
 		return 0;
 	}
 	rc = larder_walk(db, ns, LARDER_WALK_SHARED, ls_shared, l);
-	if (rc < 0 && rc != LARDER_ENOTFOUND)
-		return rc;
+	if (rc < 0 && rc != LARDER_ENOTFOUND && rc != WALK_STOP) {
+		if (l->tier_given)
+			return rc;
+		/* The default listing degrades as a get does: this host's
+		 * entries, and a warning that the shared tier's are not
+		 * there. Asked for by name, its failure is the command's. */
+		char msg[1200];
+		snprintf(msg, sizeof msg,
+			 "the shared tier was not listed (%s): only the near "
+			 "tier's entries are",
+			 larder_errmsg(db));
+		fflush(stdout);
+		cli_log(c, LARDER_LOG_WARN, msg);
+	}
 	/* What near alone holds: refused by the shared tier (too large),
 	 * put while it was down, or evicted there since. */
 	for (size_t i = 0; i < l->nheld && !ferror(stdout); i++)

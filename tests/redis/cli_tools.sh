@@ -161,4 +161,18 @@ check "the password is not in the message" sh -c "! grep -q '$REDISCLI_AUTH' '$T
 expect_rc 3 "get with a LARDER_SHARED of no host" env \
 	LARDER_SHARED="redis://" "$LARDER" --dir "$A" get --ns n both
 expect_err "LARDER_SHARED: bad shared tier 'redis://': no host" "says so"
+
+# Redis gone: the default listing is near's, with a warning; the shared
+# tier asked for by name fails the command.
+sh "$redis" stop >/dev/null 2>&1
+expect_rc 0 "ls with Redis stopped" "$LARDER" --dir "$A" ls --ns n
+expect_err "the shared tier was not listed \\(.*\\): only the near tier's entries are" \
+	"warned that only near is listed"
+check "near's entries, marked near" test \
+	"$(cut -f1,7 "$T/out" | sort | tr '\n\t' ' :')" = "both:near loc:near "
+expect_rc 4 "ls --tier shared with Redis stopped" "$LARDER" --dir "$A" ls \
+	--ns n --tier shared
+expect_err "ls: cannot open the shared tier 'redis://:\\*\\*\\*@" "says why"
+expect_rc 4 "verify --tier all with Redis stopped" "$LARDER" --dir "$A" \
+	verify --tier all
 finish
