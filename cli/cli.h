@@ -177,6 +177,18 @@ void cli_usage_total(const larder_stats *s, int64_t *bytes, int64_t *entries);
 /* Whether `used` is past `cap` (0 = no cap), as the cleaner judges it. */
 int cli_over_cap(int64_t used, int64_t cap);
 
+/* ---- tiers (tiers.c): --tier of ls, inspect and verify ---- */
+
+/* The tiers a command looks at: the store's own directory (near), its
+ * shared tier, or both. */
+enum { CLI_TIER_NEAR = 1, CLI_TIER_SHARED = 2, CLI_TIER_ALL = 3 };
+/* --tier near|shared|all into *out: CLI_CONTINUE or a usage error. */
+int cli_tier_opt(struct cli *c, const char *arg, unsigned *out);
+/* *tiers, if no --tier was given (0): `dflt` on a store with a shared
+ * tier, near on one without. A shared tier asked of a store without one
+ * is reported: CLI_CONTINUE or CLI_USAGE. */
+int cli_tier_resolve(struct cli *c, larder *db, unsigned *tiers, unsigned dflt);
+
 /* Print the help of `cmd` to f. */
 void cli_print_cmd_help(FILE *f, const struct cli_cmd *cmd);
 

@@ -3,6 +3,7 @@
  * over quota or low space).
  */
 #include <inttypes.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -50,6 +51,26 @@ static void note_store_over(struct cli *c, larder *db, int dry,
 	cli_log(c, LARDER_LOG_WARN, msg);
 }
 
+/* gc cleans the store's own directory only: say so on a store with a
+ * shared tier, and what keeps that one in bounds (docs/cli.md). */
+static void note_shared(larder *db)
+{
+	const char *shared = larder_shared(db);
+	if (!shared)
+		return;
+	fputs("shared tier ", stdout);
+	out_text(stdout, shared, strlen(shared));
+	if (strstr(shared, "://"))
+		fputs(": not cleaned by gc; Redis removes entries by their "
+		      "TTLs and its maxmemory-policy\n",
+		      stdout);
+	else {
+		fputs(": not cleaned by this gc; run 'larder --dir ", stdout);
+		out_text(stdout, shared, strlen(shared));
+		fputs(" gc' (on one host)\n", stdout);
+	}
+}
+
 static int run_gc(struct cli *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -94,6 +115,7 @@ static int run_gc(struct cli *c, int argc, char **argv)
 		       r.bytes_freed + r.swept_bytes);
 	if (c->ns_given && !r.skipped)
 		note_store_over(c, db, dry, &r);
+	note_shared(db);
 	larder_close(db);
 	return out_finish(c, stdout);
 }
@@ -109,7 +131,13 @@ const struct cli_cmd cli_cmd_gc = {
 	    "down to 90% of the cap (or until the run\nwatermark is free). "
 	    "One cleaner at a time: if another process is cleaning,\nthis "
 	    "says so and does nothing. Readers holding an entry keep its "
-	    "data.\n\n"
+	    "data.\n"
+	    "On a store with a shared tier, only the store's own (near) "
+	    "directory is\ncleaned, and a last line says so: a shared "
+	    "directory is cleaned by running\n'larder gc' on it (one host "
+	    "is enough); Redis is never cleaned by larder:\nit expires "
+	    "entries by their TTLs and evicts by its maxmemory-policy\n"
+	    "(docs/redis.md).\n\n"
 	    "Options:\n"
 	    "  --ns NS     only this namespace (held to its own caps; a "
 	    "warning says\n"

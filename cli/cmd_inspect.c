@@ -6,12 +6,14 @@
 
 #include "cli.h"
 
-enum { OPT_VERIFY = 256 };
+enum { OPT_VERIFY = 256, OPT_TIER };
 
 struct inspect_ctx {
 	const char *version;
 	int verify;
 	int state;
+	unsigned tiers;
+	const char *tier; /* the "tier" field, NULL without a shared tier */
 };
 
 static int inspect_opt(struct cli *c, int id, const char *arg, void *ctx)
@@ -25,6 +27,8 @@ static int inspect_opt(struct cli *c, int id, const char *arg, void *ctx)
 	case OPT_VERIFY:
 		in->verify = 1;
 		return CLI_CONTINUE;
+	case OPT_TIER:
+		return cli_tier_opt(c, arg, &in->tiers);
 	default:
 		return cli_usage_err(c, "unknown option");
 	}
@@ -34,8 +38,14 @@ static int inspect_entry(const larder_entry_info *info, void *payload)
 {
 	struct inspect_ctx *in = payload;
 
+	char close[48];
+
 	in->state = info->state;
-	print_info_json(stdout, info, ",\n  ", "{\n  ", "\n}\n");
+	if (in->tier)
+		snprintf(close, sizeof close, ",\n  \"tier\":\"%s\"\n}\n",
+			 in->tier);
+	print_info_json(stdout, info, ",\n  ", "{\n  ",
+			in->tier ? close : "\n}\n");
 	return 0;
 }
 
@@ -51,9 +61,11 @@ static int run_inspect(struct cli *c, int argc, char **argv)
 	static const struct option longopts[] = {
 	    {"version", required_argument, NULL, 'V'},
 	    {"verify", no_argument, NULL, OPT_VERIFY},
+	    {"tier", required_argument, NULL, OPT_TIER},
 	    {0},
 	};
-	struct inspect_ctx in = {NULL, 0, LARDER_STATE_OK};
+	struct inspect_ctx in = {NULL, 0, LARDER_STATE_OK, 0, NULL};
+	unsigned flags;
 	larder *db = NULL;
 	const char *key;
 	int first;
@@ -72,15 +84,36 @@ static int run_inspect(struct cli *c, int argc, char **argv)
 	if (rc != CLI_OK)
 		return rc;
 
-	lrc = larder_inspect(db, c->ns, key, strlen(key), in.version,
-			     in.version ? strlen(in.version) : 0,
-			     in.verify ? LARDER_WALK_VERIFY : 0, inspect_entry,
-			     &in);
+	rc = cli_tier_resolve(c, db, &in.tiers, CLI_TIER_ALL);
+	if (rc != CLI_CONTINUE)
+		goto out;
+
+	/* Near first (the copy this host reads), then the shared tier
+	 * when near has none, as a get looks. */
+	flags = in.verify ? LARDER_WALK_VERIFY : 0;
+	lrc = LARDER_ENOTFOUND;
+	if (in.tiers & CLI_TIER_NEAR) {
+		in.tier = larder_shared(db) ? "near" : NULL;
+		lrc = larder_inspect(db, c->ns, key, strlen(key), in.version,
+				     in.version ? strlen(in.version) : 0, flags,
+				     inspect_entry, &in);
+	}
+	if (lrc == LARDER_ENOTFOUND && (in.tiers & CLI_TIER_SHARED)) {
+		in.tier = "shared";
+		lrc = larder_inspect(db, c->ns, key, strlen(key), in.version,
+				     in.version ? strlen(in.version) : 0,
+				     flags | LARDER_WALK_SHARED, inspect_entry,
+				     &in);
+	}
 	if (lrc == LARDER_ENOTFOUND) {
-		cli_err(c, "'%s'%s%s%s: not found", out_q(key),
+		cli_err(c, "'%s'%s%s%s: not found%s", out_q(key),
 			in.version ? " version '" : "",
 			in.version ? out_q(in.version) : "",
-			in.version ? "'" : "");
+			in.version ? "'" : "",
+			in.tiers == CLI_TIER_ALL      ? " in either tier"
+			: in.tiers == CLI_TIER_SHARED ? " in the shared tier"
+			: larder_shared(db)	      ? " in the near tier"
+						      : "");
 		rc = CLI_MISS;
 		goto out;
 	}
@@ -100,14 +133,16 @@ const struct cli_cmd cli_cmd_inspect = {
     .name = "inspect",
     .run = run_inspect,
     .summary = "describe one entry's header as JSON",
-    .usage = "KEY [--version V] [--verify]",
+    .usage = "KEY [--version V] [--verify] [--tier near|shared|all]",
     .help = "Print what the header of the entry KEY says, as a JSON "
 	    "object: ns, key,\n"
 	    "version, meta, size, stored_size, file_size, created and "
 	    "expires (ISO-8601\n"
 	    "UTC, null for never), created_ns and expires_ns (ns since "
 	    "the epoch, 0 for\n"
-	    "never), codec, state, problem and path. Bytes that are not "
+	    "never), codec, state, problem, path and, on a store with a "
+	    "shared tier,\n"
+	    "tier (near or shared: where it was found). Bytes that are not "
 	    "valid UTF-8 are\n"
 	    "shown as U+FFFD, with the exact bytes in an extra *_hex "
 	    "field. Unlike get,\n"
@@ -117,5 +152,11 @@ const struct cli_cmd cli_cmd_inspect = {
 	    "Options:\n"
 	    "  --version V   this version (default: the one the key's head "
 	    "names)\n"
-	    "  --verify      also hash the payload (else the header only)\n",
+	    "  --verify      also hash the payload (else the header only)\n"
+	    "  --tier T      near: the store's own directory; shared: its "
+	    "shared tier (the\n"
+	    "                entry read through it, the version its head "
+	    "names there);\n"
+	    "                all (the default): near, then shared if near "
+	    "has none\n",
 };

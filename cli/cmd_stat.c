@@ -369,6 +369,10 @@ static const char *prom_help(const char *name)
 			       "down."},
 	    {"shared_refused", "Entries the shared tier refused (too large "
 			       "or full)."},
+	    {"redis_lost_chunks", "Redis entries read with a chunk gone "
+				  "(evicted or expired): misses."},
+	    {"redis_wait_short", "Redis publishes whose WAIT saw fewer "
+				 "replicas than asked."},
 	};
 	for (size_t i = 0; i < sizeof h / sizeof *h; i++)
 		if (strcmp(h[i].name, name) == 0)

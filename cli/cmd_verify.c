@@ -10,7 +10,7 @@
 
 #include "cli.h"
 
-enum { OPT_JSON = 256, OPT_REPAIR };
+enum { OPT_JSON = 256, OPT_REPAIR, OPT_TIER };
 
 /* What a repair did to a damaged entry. */
 enum fate {
@@ -24,6 +24,7 @@ struct problem {
 	struct problem *next;
 	int state;
 	int quarantined; /* the library moved it (larder_entry_info) */
+	int shared;	 /* found in the shared tier: path is no local file */
 	enum fate fate;
 	char *ns, *path, *problem;
 	void *key, *ver;
@@ -33,7 +34,9 @@ struct problem {
 struct verify_ctx {
 	int repair;
 	int json;
-	int failed; /* out of memory while recording a problem */
+	unsigned tiers;
+	int in_shared; /* the walk under way is the shared tier's */
+	int failed;    /* out of memory while recording a problem */
 	size_t checked, ok, corrupt, expired, misplaced, newer, quarantined,
 	    remaining;
 	/* Things the walk could not check (a symlink, a stray file, a
@@ -49,7 +52,6 @@ static int verify_opt(struct cli *c, int id, const char *arg, void *ctx)
 {
 	struct verify_ctx *v = ctx;
 
-	(void)arg;
 	switch (id) {
 	case OPT_REPAIR:
 		v->repair = 1;
@@ -57,6 +59,8 @@ static int verify_opt(struct cli *c, int id, const char *arg, void *ctx)
 	case OPT_JSON:
 		v->json = 1;
 		return CLI_CONTINUE;
+	case OPT_TIER:
+		return cli_tier_opt(c, arg, &v->tiers);
 	default:
 		return cli_usage_err(c, "unknown option");
 	}
@@ -96,7 +100,8 @@ static void problems_free(struct problem *p)
 /* Keep a copy of an entry's description on the list at *tail: the info
  * is only valid during the callback, and the report is printed after the
  * walk. */
-static int record(struct problem ***tail, const larder_entry_info *info)
+static int record(struct problem ***tail, const larder_entry_info *info,
+		  int shared)
 {
 	const char *why = info->problem ? info->problem : "";
 	struct problem *p = calloc(1, sizeof(*p));
@@ -105,6 +110,7 @@ static int record(struct problem ***tail, const larder_entry_info *info)
 		return -1;
 	p->state = info->state;
 	p->quarantined = info->quarantined;
+	p->shared = shared;
 	p->ns = strdup(info->ns);
 	p->path = strdup(info->path);
 	p->problem = strdup(why);
@@ -139,7 +145,7 @@ static int verify_entry(const larder_entry_info *info, void *payload)
 	case LARDER_STATE_NEWER:
 		/* A newer larder's entry: left alone, and said. */
 		v->newer++;
-		if (record(&v->newer_tail, info) < 0)
+		if (record(&v->newer_tail, info, v->in_shared) < 0)
 			v->failed = 1;
 		return 0;
 	case LARDER_STATE_MISPLACED:
@@ -149,7 +155,7 @@ static int verify_entry(const larder_entry_info *info, void *payload)
 		v->corrupt++;
 		break;
 	}
-	if (record(&v->tail, info) < 0)
+	if (record(&v->tail, info, v->in_shared) < 0)
 		v->failed = 1;
 	return 0;
 }
@@ -164,7 +170,7 @@ static void settle(struct verify_ctx *v)
 	for (struct problem *p = v->head; p; p = p->next) {
 		if (p->quarantined)
 			p->fate = FATE_QUARANTINED;
-		else if (v->repair && lstat(p->path, &sb) < 0 &&
+		else if (v->repair && !p->shared && lstat(p->path, &sb) < 0 &&
 			 errno == ENOENT)
 			p->fate = FATE_GONE;
 		else
@@ -268,6 +274,7 @@ static int run_verify(struct cli *c, int argc, char **argv)
 	static const struct option longopts[] = {
 	    {"repair", no_argument, NULL, OPT_REPAIR},
 	    {"json", no_argument, NULL, OPT_JSON},
+	    {"tier", required_argument, NULL, OPT_TIER},
 	    {0},
 	};
 	struct verify_ctx v = {0};
@@ -289,6 +296,14 @@ static int run_verify(struct cli *c, int argc, char **argv)
 	rc = cli_open(c, &db, NULL);
 	if (rc != CLI_OK)
 		return rc;
+	/* Near unless asked: what this host keeps. The shared tier is every
+	 * host's, and verifying it reads every entry through it (all of
+	 * Redis over the network): one host's job, asked for by name. */
+	rc = cli_tier_resolve(c, db, &v.tiers, CLI_TIER_NEAR);
+	if (rc != CLI_CONTINUE) {
+		larder_close(db);
+		return rc;
+	}
 
 	if (v.repair)
 		flags |= LARDER_WALK_REPAIR;
@@ -296,12 +311,21 @@ static int run_verify(struct cli *c, int argc, char **argv)
 	 * namespaces, then the library's own remembered file hashes (".files":
 	 * a damaged one would give a wrong version). */
 	uint64_t skipped0 = larder_counter(db, LARDER_CTR_WALK_SKIPPED);
-	lrc = larder_walk(db, c->ns_given ? c->ns : NULL, flags, verify_entry,
-			  &v);
-	if (lrc >= 0 && !c->ns_given) {
-		lrc = larder_walk(db, ".files", flags, verify_entry, &v);
-		if (lrc == LARDER_ENOTFOUND)
-			lrc = 0;
+	lrc = 0;
+	for (unsigned t = CLI_TIER_NEAR; t <= CLI_TIER_SHARED && lrc >= 0;
+	     t <<= 1) {
+		unsigned f =
+		    flags | (t == CLI_TIER_SHARED ? LARDER_WALK_SHARED : 0);
+		if (!(v.tiers & t))
+			continue;
+		v.in_shared = t == CLI_TIER_SHARED;
+		lrc = larder_walk(db, c->ns_given ? c->ns : NULL, f,
+				  verify_entry, &v);
+		if (lrc >= 0 && !c->ns_given) {
+			lrc = larder_walk(db, ".files", f, verify_entry, &v);
+			if (lrc == LARDER_ENOTFOUND)
+				lrc = 0;
+		}
 	}
 	v.skipped =
 	    (size_t)(larder_counter(db, LARDER_CTR_WALK_SKIPPED) - skipped0);
@@ -326,7 +350,7 @@ const struct cli_cmd cli_cmd_verify = {
     .name = "verify",
     .run = run_verify,
     .summary = "check every entry's header and payload",
-    .usage = "[--repair] [--json]",
+    .usage = "[--repair] [--json] [--tier near|shared|all]",
     .help = "Read and hash every entry of the store, including the remembered "
 	    "file hashes\n"
 	    "(namespace .files), or of one namespace if --ns is given;\n"
@@ -347,6 +371,14 @@ const struct cli_cmd cli_cmd_verify = {
 	    "Exits 5 if problems remain.\n\n"
 	    "Options:\n"
 	    "  --repair   move damaged entries to the store's quarantine/ "
-	    "directory\n"
-	    "  --json     the report as one JSON object\n",
+	    "directory (in a\n"
+	    "             shared tier: a shared directory's quarantine/; "
+	    "Redis deletes them)\n"
+	    "  --json     the report as one JSON object\n"
+	    "  --tier T   near (the default): the store's own directory; "
+	    "shared: its\n"
+	    "             shared tier, each entry read whole through it and "
+	    "hashed (a\n"
+	    "             problem's path names where it is kept there); "
+	    "all: both\n",
 };

@@ -1121,10 +1121,20 @@ LARDER_API void larder_entry_info_init(larder_entry_info *info);
 typedef int (*larder_walk_fn)(const larder_entry_info *info, void *payload);
 
 /* Walk flags: VERIFY hashes every payload (else the header only); REPAIR
- * moves corrupt and misplaced entries to quarantine/. */
+ * moves corrupt and misplaced entries to quarantine/. SHARED walks (or
+ * inspects) the store's shared tier instead of the store's own directory
+ * (Tiers): each entry is read whole through the tier's backend, and
+ * REPAIR removes a damaged one there (a shared directory moves it to its
+ * own quarantine/; Redis deletes it if it is still the entry read); the
+ * info's path is where the backend keeps it ("DIR/ns/..." or
+ * "redis://host:port/db PREFIX{HASH}:m"). LARDER_EINVAL when the store
+ * has no shared tier; the tier's error (LARDER_EIO, LARDER_ETIMEOUT, ...)
+ * when it cannot be reached. Without SHARED, the store's own (near)
+ * directory, as always. */
 /* clang-format off */
 #define LARDER_WALK_VERIFY 0x1u
 #define LARDER_WALK_REPAIR 0x2u
+#define LARDER_WALK_SHARED 0x4u
 /* clang-format on */
 
 /* Call cb for each entry of namespace `ns` (NULL = every namespace). The
@@ -1378,6 +1388,11 @@ enum larder_counter {
 	LARDER_CTR_SHARED_ERRORS,  /* calls to the shared tier that failed */
 	LARDER_CTR_SHARED_SKIPPED, /* calls skipped while it was down */
 	LARDER_CTR_SHARED_REFUSED, /* entries it refused (too large, full) */
+	/* A Redis shared tier (docs/redis.md): */
+	LARDER_CTR_REDIS_LOST_CHUNKS, /* entries read whose chunk was gone
+				       * (evicted, expired): a miss */
+	LARDER_CTR_REDIS_WAIT_SHORT,  /* publishes whose WAIT saw fewer
+				       * replicas than asked, or failed */
 	LARDER_CTR_COUNT
 };
 

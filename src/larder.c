@@ -9,11 +9,24 @@
  */
 #include "larder.h"
 
+#include <stdio.h>
+
 #include "backend.h"
 #include "gc.h"
 #include "open.h"
 #include "store.h"
 #include "tier.h"
+
+/* A failure after the handle was made: its message is the open's
+ * (larder_errmsg(NULL)), since the handle goes. */
+static int open_failed(larder *db, int rc)
+{
+	char msg[1024];
+	snprintf(msg, sizeof msg, "%s", larder_errmsg(db));
+	int e = larder_errno(db);
+	larder_close(db);
+	return *msg ? ldr_fail(NULL, rc, e, "%s", msg) : rc;
+}
 
 int larder_open(larder **out, const char *dir, const larder_opts *opts)
 {
@@ -22,16 +35,12 @@ int larder_open(larder **out, const char *dir, const larder_opts *opts)
 	int rc = ldr_store_open(&db, dir, opts);
 	if (rc)
 		return rc;
-	if ((rc = ldr_gc_open(db)) != 0) {
-		larder_close(db);
-		return rc;
-	}
+	if ((rc = ldr_gc_open(db)) != 0)
+		return open_failed(db, rc);
 	/* The seam: the store's own directory, through its root fd, or a
 	 * tier of it in front of the store's shared tier. */
-	if ((rc = ldr_tier_hang(db, opts)) != 0) {
-		larder_close(db);
-		return rc;
-	}
+	if ((rc = ldr_tier_hang(db, opts)) != 0)
+		return open_failed(db, rc);
 	struct ldr_hooks hooks = {
 	    .published = ldr_after_publish,
 	    .space_low = ldr_gc_space_low,

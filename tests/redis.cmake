@@ -58,3 +58,15 @@ if(LARDER_WITH_REDIS AND TARGET larder_cli)
   set_tests_properties(cli_redis_hosts PROPERTIES TIMEOUT 300
                        SKIP_RETURN_CODE 77)
 endif()
+
+# The tools on a near+Redis store (docs/cli.md, "Tiers"): ls, inspect and
+# verify of entries in Redis, in near and in both, a corrupt entry found
+# and removed, the Redis counters, gc's note, a bad LARDER_SHARED
+# (tests/redis/cli_tools.sh; 77 where Redis cannot run).
+if(LARDER_WITH_REDIS AND TARGET larder_cli)
+  add_test(NAME cli_redis_tools
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/redis/cli_tools.sh
+                   $<TARGET_FILE:larder_cli>)
+  set_tests_properties(cli_redis_tools PROPERTIES TIMEOUT 300
+                       SKIP_RETURN_CODE 77)
+endif()

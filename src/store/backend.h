@@ -221,6 +221,16 @@ extern const struct ldr_backend_ops ldr_be_dir_ops;
 extern const struct ldr_backend_ops ldr_be_redis_ops;
 extern const struct ldr_backend_ops ldr_be_tier_ops;
 
+/* The store handle a directory backend works on (its own handle on
+ * another directory, or db itself), so that the walks of walk.c run
+ * there as on the store's own directory. */
+larder *ldr_be_dir_store(struct ldr_backend *be);
+
+/* Where a Redis backend keeps the entry of name hash `hash`, as its walk
+ * names it ("redis://host:port/db PREFIX{HASH}:m", password masked). */
+void ldr_be_redis_where(const struct ldr_backend *be, const uint8_t hash[16],
+			char *out, size_t size);
+
 /* Open the backend `where` names for the handle db: a redis://,
  * redis+sentinel:// or unix:// URI is Redis (LARDER_EINVAL, "built
  * without Redis support", in a build without it); NULL or "" is the

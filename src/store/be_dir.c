@@ -48,6 +48,11 @@ static larder *store_of(struct ldr_backend *be)
 	return ((struct be_dir *)be)->st;
 }
 
+larder *ldr_be_dir_store(struct ldr_backend *be)
+{
+	return store_of(be);
+}
+
 /* A failure recorded on a store handle of our own is the caller's too. */
 static int relay(struct ldr_backend *be, int rc)
 {

@@ -644,6 +644,7 @@ static int r_read(struct ldr_backend *be, const struct ldr_name *n, int how,
 	if (rc == 1) {
 		/* The entry goes so that the next fill publishes it
 		 * again. */
+		ldr_count(be->db, LARDER_CTR_REDIS_LOST_CHUNKS);
 		remove_entry(b, c, n, e.m.stage, NULL, 0);
 		rc = LARDER_ENOTFOUND;
 		goto out;
@@ -719,9 +720,11 @@ static void r_read_many(struct ldr_backend *be, const struct ldr_name *n,
 			read_done(&e[i], pre, &f[i]);
 		else if (i >= answered || (rc && rcs[i] == 0))
 			rcs[i] = rc; /* not read before the failure */
-		else if (rcs[i] == LARDER_ENOTFOUND && e[i].buf && !rc)
+		else if (rcs[i] == LARDER_ENOTFOUND && e[i].buf && !rc) {
 			/* A chunk was lost: gone, as read does. */
+			ldr_count(be->db, LARDER_CTR_REDIS_LOST_CHUNKS);
 			remove_entry(b, c, &n[i], e[i].m.stage, NULL, 0);
+		}
 		free(e[i].buf);
 	}
 	free(e);
@@ -1009,6 +1012,10 @@ static void wait_replicas(struct rbe *b, struct ldr_rconn *c)
 	c->deadline = (int64_t)ldr_mono_ms() + (int64_t)b->cfg.wait_ms +
 		      (int64_t)b->cfg.timeout_ms;
 	int rc = ldr_rconn_cmd(c, &r, "WAIT", 3, argv, NULL);
+	int shortfall = rc != 0 || r->type != REDIS_REPLY_INTEGER ||
+			(uint64_t)r->integer < b->cfg.wait_replicas;
+	if (shortfall)
+		ldr_count(b->base.db, LARDER_CTR_REDIS_WAIT_SHORT);
 	if (rc == 0 && r->type == REDIS_REPLY_INTEGER &&
 	    (uint64_t)r->integer < b->cfg.wait_replicas)
 		ldr_log(b->base.db, LARDER_LOG_WARN,
@@ -1959,6 +1966,16 @@ out:
 	ldr_rreply_free(er);
 	give(b, c, rc < 0 ? rc : 0);
 	return rc;
+}
+
+void ldr_be_redis_where(const struct ldr_backend *be, const uint8_t hash[16],
+			char *out, size_t size)
+{
+	const struct rbe *b = (const struct rbe *)be;
+	char m[KEYMAX];
+	tagged(m, sizeof m, b, hash, ":m");
+	/* As r_walk names an entry, so that walk and inspect agree. */
+	snprintf(out, size, "%s %s", b->cfg.shown, m);
 }
 
 const struct ldr_backend_ops ldr_be_redis_ops = {

@@ -518,6 +518,8 @@ const char *larder_counter_name(int counter)
 	    "shared_errors",
 	    "shared_skipped",
 	    "shared_refused",
+	    "redis_lost_chunks",
+	    "redis_wait_short",
 	};
 	if (counter < 0 || counter >= LARDER_CTR_COUNT)
 		return NULL;

@@ -415,6 +415,33 @@ static int tier_open(struct ldr_backend **out, larder *db, const char *where)
 	return 0;
 }
 
+int ldr_tier_shared(larder *db, struct ldr_backend **out)
+{
+	struct ldr_backend *be = db->be;
+	*out = NULL;
+	if (!be || be->ops != &ldr_be_tier_ops)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"the store '%s' has no shared tier (larder "
+				"init --shared, larder config --shared, "
+				"LARDER_SHARED)",
+				db->dir);
+	struct tier *t = tier_of(be);
+	int rc = 0;
+	pthread_mutex_lock(&t->mu);
+	if (!t->shared)
+		rc = ldr_backend_open(&t->shared, db, t->where);
+	pthread_mutex_unlock(&t->mu);
+	if (rc) {
+		char cause[512];
+		snprintf(cause, sizeof cause, "%s", larder_errmsg(db));
+		return ldr_fail(db, rc, larder_errno(db),
+				"cannot open the shared tier '%s': %s",
+				t->shown, *cause ? cause : larder_strerror(rc));
+	}
+	*out = t->shared;
+	return 0;
+}
+
 unsigned ldr_tier_retry_now(struct ldr_backend *be)
 {
 	if (!be || be->ops != &ldr_be_tier_ops)
@@ -1163,12 +1190,38 @@ const char *larder_shared(const larder *db)
 	return ldr_tier_shown(db->be);
 }
 
+/* A shared tier given for this run (larder_opts.shared, LARDER_SHARED)
+ * is checked whole here, by the parser the backend uses, so that a
+ * misspelt setting fails the open naming where it came from, as
+ * `larder config --shared` refuses it, rather than costing a warning and
+ * near-only service at every call. The store's own `shared` line was
+ * checked when it was written; one edited by hand is judged when the
+ * tier opens (a warning), so that the store can still be opened to
+ * change it. */
+static int check_given(larder *db, const char *from, const char *where)
+{
+	int rc = ldr_shared_check(db, where);
+	if (rc == 0 && is_uri(where))
+		rc = ldr_redis_check(db, where);
+	if (rc == 0)
+		return 0;
+	char msg[1024];
+	snprintf(msg, sizeof msg, "%s", larder_errmsg(db));
+	return ldr_fail(db, rc, 0, "%s: %s", from, msg);
+}
+
 int ldr_tier_hang(larder *db, const larder_opts *opts)
 {
 	const char *given = opts && opts->version >= 4 ? opts->shared : NULL;
+	const char *from = given		     ? "larder_opts.shared"
+			   : getenv("LARDER_SHARED") ? "LARDER_SHARED"
+						     : NULL;
 	char where[1100];
 	int rc = ldr_shared_configured(db, given, where, sizeof where);
 	if (rc)
+		return rc;
+	if (from && *where && !(*where == '/' && same_dir(where, db->dir)) &&
+	    (rc = check_given(db, from, where)) != 0)
 		return rc;
 	if (*where == '/' && same_dir(where, db->dir)) {
 		/* The store is the shared tier itself (LARDER_SHARED set

@@ -22,6 +22,13 @@ const char *ldr_tier_shown(const struct ldr_backend *be);
  * back-off it was in, in ms (0: none, or not a tier). */
 unsigned ldr_tier_retry_now(struct ldr_backend *be);
 
+/* The shared tier of db->be, for a tool that asks for it by name (a
+ * walk or an inspect of LARDER_WALK_SHARED): opened now if it is not
+ * yet, whatever its back-off, since the caller wants this tier's answer
+ * and no other. 0 and *out, or the error, recorded: LARDER_EINVAL when
+ * the store has no shared tier, else why it cannot be opened. */
+int ldr_tier_shared(larder *db, struct ldr_backend **out);
+
 /* The near tier's stats. */
 int ldr_tier_near_stats(struct ldr_backend *be, struct ldr_be_stats *st);
 

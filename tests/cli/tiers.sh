@@ -100,6 +100,51 @@ expect_rc 0 "config --shared '' removes it" "$LARDER" --dir "$A" config \
 expect_rc 0 "config" "$LARDER" --dir "$A" config
 expect_out "^shared \\(none\\)\$" "gone"
 
+# The tools on a shared directory (docs/cli.md, "Tiers"): an entry in
+# both tiers, one in the shared tier only, one in near only.
+SH2=$T/shared2
+X=$T/x
+expect_rc 0 "init --shared for the tools" "$LARDER" --dir "$X" init \
+	--shared "$SH2"
+printf 'both\n' >"$T/t1"
+expect_rc 0 "put (both tiers)" "$LARDER" --dir "$X" put --ns t both "$T/t1"
+expect_rc 0 "put on the shared store itself" "$LARDER" --dir "$SH2" put \
+	--ns t sh "$T/t1"
+expect_rc 0 "put with the tier off (near only)" env LARDER_SHARED= \
+	"$LARDER" --dir "$X" put --ns t loc "$T/t1"
+expect_rc 0 "ls lists both tiers" "$LARDER" --dir "$X" ls --ns t
+check "each entry once, its tier last" test \
+	"$(cut -f1,7 "$T/out" | sort | tr '\n\t' ' :')" = "both:both loc:near sh:shared "
+expect_rc 0 "ls --tier shared --json" "$LARDER" --dir "$X" ls --ns t \
+	--tier shared --json
+check "the shared store's paths" test "$(json_get "$T/out" \
+	'" ".join(sorted(e["key"] for e in j if e["path"].startswith("'"$SH2"'/ns/t/e/")))')" = "both sh"
+expect_rc 0 "inspect sh (near, then shared)" "$LARDER" --dir "$X" inspect \
+	--ns t sh
+check "found in the shared tier" test "$(json_get "$T/out" 'j["tier"]')" = shared
+SHFILE=$(json_get "$T/out" 'j["path"]')
+printf 'X' | dd of="$SHFILE" bs=1 seek=$(($(stat -c %s "$SHFILE") - 2)) \
+	conv=notrunc 2>/dev/null
+expect_rc 0 "verify (near) passes" "$LARDER" --dir "$X" verify
+expect_rc 5 "verify --tier shared finds the damage" "$LARDER" --dir "$X" \
+	verify --tier shared
+expect_out "^$SHFILE: corrupt: payload checksum mismatch" "names the file"
+expect_rc 0 "verify --tier shared --repair" "$LARDER" --dir "$X" verify \
+	--tier shared --repair
+expect_out ": quarantined\$" "quarantined"
+check "out of the shared store" test ! -e "$SHFILE"
+check "into its quarantine/" sh -c 'ls "$1"/quarantine | grep -q .' sh "$SH2"
+expect_rc 0 "gc" "$LARDER" --dir "$X" gc
+expect_out "^shared tier $SH2: not cleaned by this gc; run 'larder --dir $SH2 gc' \\(on one host\\)\$" \
+	"says the shared directory is cleaned on its own"
+expect_rc 2 "ls --tier shared on a store without one" "$LARDER" --dir "$SH2" \
+	ls --tier shared
+expect_err "the store has no shared tier" "says so"
+expect_rc 3 "a relative LARDER_SHARED fails the open" env \
+	LARDER_SHARED=rel/dir "$LARDER" --dir "$X" ls
+expect_err "LARDER_SHARED: bad shared tier 'rel/dir': a directory must be given by its absolute path" \
+	"naming the setting"
+
 # Only the owner changes it.
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	chmod 755 "$T"
