@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <dirent.h>
 
+#include "file.h"
 #include "store.h"
 
 /* larder_ns_foreach for the library's own callbacks: their codes pass as
@@ -45,5 +46,21 @@ int ldr_walk_heads(larder *db, const char *ns, int lo, int hi,
 		   int (*cb)(const char *rel, const uint8_t hash[16],
 			     void *payload),
 		   void *payload);
+
+/* larder_walk and larder_inspect of the near tier, the store's own
+ * directory (walk_tier.c adds the shared tier's). */
+int ldr_walk_near(larder *db, const char *ns, unsigned flags, larder_walk_fn cb,
+		  void *payload);
+int ldr_inspect_near(larder *db, const char *ns, const void *key, size_t klen,
+		     const void *ver, size_t vlen, unsigned flags,
+		     larder_walk_fn cb, void *payload);
+
+/* Judge the entry loaded in f (at `at`, for messages) as a walk with
+ * `flags` does: info gets its header's fields, its state and problem;
+ * want is the name hash it is kept under (else MISPLACED); *h its
+ * decoded header. The state, or a negative code (recorded). */
+int ldr_walk_judge(larder *db, unsigned flags, const uint8_t want[16],
+		   const struct ldr_file *f, const char *at, const char *ns,
+		   ldr_hdr *h, larder_entry_info *info);
 
 #endif
