@@ -258,6 +258,15 @@ static int load_header(int fd, uint8_t **buf, ssize_t *n, uint64_t size)
 
 static int file_load_at(larder *db, int dirfd, const char *rel,
 			struct ldr_file *f, int noatime, int how, size_t pre);
+static int file_load_fd(larder *db, int fd, struct ldr_file *f, int how,
+			size_t pre);
+
+int ldr_file_load_fd(larder *db, int fd, struct ldr_file *f, int how)
+{
+	memset(f, 0, sizeof *f);
+	f->fd = -1;
+	return file_load_fd(db, fd, f, how, 0);
+}
 
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 		  int how, size_t pre)
@@ -288,6 +297,14 @@ static int file_load_at(larder *db, int dirfd, const char *rel,
 		return errno == ENOENT || errno == ESTALE
 			   ? -1
 			   : not_a_file(db, rel, f);
+	return file_load_fd(db, fd, f, how, pre);
+}
+
+/* The rest of file_load_at, for the file open at fd (f's from here: closed
+ * on failure). */
+static int file_load_fd(larder *db, int fd, struct ldr_file *f, int how,
+			size_t pre)
+{
 	f->fd = fd;
 	size_t first = LDR_FIRST_READ < db->mmap_threshold ? LDR_FIRST_READ
 							   : db->mmap_threshold;
@@ -317,7 +334,8 @@ static int file_load_at(larder *db, int dirfd, const char *rel,
 	int rerr = errno;
 	if (n > 0 && (size_t)n < first &&
 	    (uint64_t)n == declared_len(buf + pre, (size_t)n) &&
-	    (how == LDR_LOAD_SCAN || !(db->flags & LARDER_OPEN_TRUST_LOCAL) ||
+	    (how == LDR_LOAD_SCAN || how == LDR_LOAD_HEADER ||
+	     !(db->flags & LARDER_OPEN_TRUST_LOCAL) ||
 	     (size_t)n <= LDR_TRUST_HASH_MAX)) {
 		/* Shrinking never moves or fails in glibc; if it did, the
 		 * larger block still holds the bytes. */
@@ -367,7 +385,7 @@ static int file_load_at(larder *db, int dirfd, const char *rel,
 	/* Only a verified whole load is timed: a trusted one (no checksum)
 	 * would time the mapping without its faults, which its reader pays
 	 * later, and a stream never holds a heap copy. */
-	int via = how != LDR_LOAD_SCAN && f->safe &&
+	int via = how != LDR_LOAD_SCAN && how != LDR_LOAD_HEADER && f->safe &&
 			  worth_mapping(db, buf, (size_t)n, size)
 		      ? LDR_VIA_MAP
 		      : 0;
@@ -393,11 +411,13 @@ static int file_load_at(larder *db, int dirfd, const char *rel,
 		f->mapped = 1;
 		return 0;
 	}
-	if (how != LDR_LOAD_WHOLE &&
-	    size > (db->mmap_threshold > LDR_CHUNK ? db->mmap_threshold
-						   : LDR_CHUNK)) {
-		/* Too big to hold for a look or a stream: the payload is
-		 * read in chunks when it is needed. */
+	if (how == LDR_LOAD_HEADER ||
+	    (how != LDR_LOAD_WHOLE &&
+	     size > (db->mmap_threshold > LDR_CHUNK ? db->mmap_threshold
+						    : LDR_CHUNK))) {
+		/* Too big to hold for a look or a stream (or only its header
+		 * was asked for): the payload is read in chunks, or loaded,
+		 * when it is needed. */
 		if (load_header(fd, &buf, &n, size) != 0)
 			goto fail;
 		f->p = buf;
