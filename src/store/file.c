@@ -258,14 +258,10 @@ static int load_header(int fd, uint8_t **buf, ssize_t *n, uint64_t size)
 
 static int file_load_at(larder *db, int dirfd, const char *rel,
 			struct ldr_file *f, int noatime, int how, size_t pre);
-static int file_load_fd(larder *db, int fd, struct ldr_file *f, int how,
-			size_t pre);
 
 int ldr_file_load_fd(larder *db, int fd, struct ldr_file *f, int how)
 {
-	memset(f, 0, sizeof *f);
-	f->fd = -1;
-	return file_load_fd(db, fd, f, how, 0);
+	return file_load_at(db, fd, NULL, f, 0, how, 0);
 }
 
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
@@ -276,7 +272,9 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 
 /* ldr_file_load, rel beneath dirfd. Beneath another directory than the
  * root, a file that cannot be opened is -1 with errno and nothing more:
- * the caller looks again from the root, which judges what is there. */
+ * the caller looks again from the root, which judges what is there. With
+ * rel NULL, dirfd is the file itself, open (ldr_file_load_fd): one
+ * function rather than two, so that a hit's load stays one call. */
 static int file_load_at(larder *db, int dirfd, const char *rel,
 			struct ldr_file *f, int noatime, int how, size_t pre)
 {
@@ -287,8 +285,10 @@ static int file_load_at(larder *db, int dirfd, const char *rel,
 	 * terminal become ours. O_NOATIME needs the file's owner (or
 	 * CAP_FOWNER): without it, open as anyone may. */
 	const int fl = O_RDONLY | O_NONBLOCK | O_NOCTTY;
-	int fd =
-	    ldr_open_beneath(dirfd, rel, fl | (noatime ? O_NOATIME : 0), 0);
+	int fd = dirfd;
+	if (rel)
+		fd = ldr_open_beneath(dirfd, rel,
+				      fl | (noatime ? O_NOATIME : 0), 0);
 	if (fd < 0 && noatime && errno == EPERM)
 		fd = ldr_open_beneath(dirfd, rel, fl, 0);
 	if (fd < 0 && dirfd != db->rootfd)
@@ -297,14 +297,6 @@ static int file_load_at(larder *db, int dirfd, const char *rel,
 		return errno == ENOENT || errno == ESTALE
 			   ? -1
 			   : not_a_file(db, rel, f);
-	return file_load_fd(db, fd, f, how, pre);
-}
-
-/* The rest of file_load_at, for the file open at fd (f's from here: closed
- * on failure). */
-static int file_load_fd(larder *db, int fd, struct ldr_file *f, int how,
-			size_t pre)
-{
 	f->fd = fd;
 	size_t first = LDR_FIRST_READ < db->mmap_threshold ? LDR_FIRST_READ
 							   : db->mmap_threshold;
@@ -334,7 +326,7 @@ static int file_load_fd(larder *db, int fd, struct ldr_file *f, int how,
 	int rerr = errno;
 	if (n > 0 && (size_t)n < first &&
 	    (uint64_t)n == declared_len(buf + pre, (size_t)n) &&
-	    (how == LDR_LOAD_SCAN || how == LDR_LOAD_HEADER ||
+	    (how >= LDR_LOAD_SCAN /* or LDR_LOAD_HEADER */ ||
 	     !(db->flags & LARDER_OPEN_TRUST_LOCAL) ||
 	     (size_t)n <= LDR_TRUST_HASH_MAX)) {
 		/* Shrinking never moves or fails in glibc; if it did, the

@@ -28,7 +28,7 @@ enum {
 			its header (partial) */
 	LDR_LOAD_HEADER	 /* larder_get_unverified: never mapped; beyond the
 			first read, only its header (partial) */
-};
+}; /* (SCAN and HEADER last: file.c tests how >= LDR_LOAD_SCAN) */
 
 /* A whole entry file, read into memory or mapped. The fd stays open until
  * ldr_file_free() (or ldr_file_drop_fd()), so that the file's identity can
