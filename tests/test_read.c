@@ -1401,6 +1401,30 @@ TEST(unverified_get_misses_as_larder_get_does)
 	larder_close(db);
 }
 
+TEST(unverified_get_through_a_shared_tier_comes_back_verified)
+{
+	char shared[4096], near[4096];
+	snprintf(shared, sizeof shared, "%s", test_path("shared"));
+	snprintf(near, sizeof near, "%s", test_path("near"));
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	o.shared = "";
+	larder_close(open_store_at(shared, &o));
+	o.shared = shared;
+	larder *db = open_store_at(near, &o);
+	PUT(db, "k", 300 * KiB, 0);
+	larder_entry *e;
+	ASSERT_RC(db, larder_get_unverified(&e, db, "default", "k", 1, "v", 1),
+		  0);
+	/* Read whole by the tier: verified at the get. */
+	ASSERT(larder_entry_data(e) != NULL);
+	ASSERT(
+	    test_check_pattern(larder_entry_data(e), 300 * KiB, seed_of("k")));
+	ASSERT_RC(db, larder_entry_verify(e), 0);
+	larder_entry_release(e);
+	larder_close(db);
+}
+
 TEST(get_many_gives_each_key_its_own_result_on_a_directory)
 {
 	/* Hits (small, mapped, version-less), a miss and a corrupt entry in
