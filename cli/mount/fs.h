@@ -5,7 +5,10 @@
  *
  * Threads: the operations run in libfuse's worker threads at once; the
  * node table has one mutex, never held across a call into the store or
- * a reply to the kernel. The watch thread is the only one that sends
+ * a reply to the kernel. Each file node has a lock of its own, held
+ * across the store calls that hold and verify its entry (never a reply),
+ * so that readers of one inode wait for its one verification while
+ * other inodes go on. The watch thread is the only one that sends
  * invalidations, so that a notification never waits behind a request
  * that waits for it.
  */
