@@ -472,7 +472,8 @@ LARDER_API int larder_get(larder_entry **out, larder *db, const char *ns,
 			  size_t vlen);
 
 /* The payload; valid until larder_entry_release(). Never NULL (a zero-size
- * payload gives a valid empty pointer). */
+ * payload gives a valid empty pointer), but for a handle from
+ * larder_get_unverified() not yet verified (below). */
 LARDER_API const void *larder_entry_data(const larder_entry *e);
 LARDER_API size_t larder_entry_size(const larder_entry *e);
 /* The version bytes of the entry (useful after a version-less get), their
@@ -488,6 +489,63 @@ LARDER_API int larder_entry_is_mapped(const larder_entry *e);
 
 /* Release an entry (unmaps or frees its data). NULL is a no-op. */
 LARDER_API void larder_entry_release(larder_entry *e);
+
+/* Look up (ns, key, version) as larder_get() does, but leave the payload
+ * unverified until larder_entry_verify(): for a caller that must hold an
+ * entry long before it reads it, or may never read it (a filesystem that
+ * answers a stat from the header and a read from the payload).
+ *
+ * What it does: opens the entry file (by name; with ver NULL, the version
+ * the key's head names) and reads its header only, never the payload of
+ * a file larger than one read (16 KiB). It checks what larder_get()
+ * checks of the header: a damaged or misplaced header, an expired entry
+ * or one of a newer format is a miss (LARDER_ENOTFOUND; damage counted
+ * and quarantined). It counts a request and a hit or a miss, as
+ * larder_get() does, and takes nothing from the memo (Repeat hits) nor
+ * gives it anything.
+ *
+ * Before larder_entry_verify() returned 0, the handle holds the entry
+ * file open (one descriptor) and:
+ *  - larder_entry_data() is NULL: no byte of the payload is handed out;
+ *  - larder_entry_size(), _version(), _meta(), _created() and _expires()
+ *    are the header's, which is checked against its own checksum but
+ *    not against the payload: what the payload turns out to be is only
+ *    known at the verify;
+ *  - larder_entry_is_mapped() is 0.
+ * The entry may be removed, evicted or quarantined at its name
+ * meanwhile: the handle reads the file it opened.
+ *
+ * A store read through another backend (a shared tier, Redis) reads an
+ * entry whole: this is then larder_get(), and the handle comes back
+ * verified (larder_entry_verify() returns 0 at once). Release it with
+ * larder_entry_release(), verified or not. */
+LARDER_API int larder_get_unverified(larder_entry **out, larder *db,
+				     const char *ns, const void *key,
+				     size_t klen, const void *ver, size_t vlen);
+
+/* Verify the payload of a handle from larder_get_unverified(), from the
+ * file it holds open, and load it as larder_get() would (mapped when only
+ * trusted hands can change it and it is large, else read; a zstd payload
+ * decompressed; see Memory). The payload checksum is always checked, even
+ * with LARDER_OPEN_TRUST_LOCAL. Returns:
+ *  - 0: from here on the handle is what larder_get() returns (data
+ *    valid until larder_entry_release(), the same guarantees), and it
+ *    holds no descriptor. An entry that expired since its lookup still
+ *    verifies. A handle already verified (or from larder_get()) returns
+ *    0 at once;
+ *  - LARDER_ECORRUPT: the payload is damaged (or is not what its header
+ *    says): it is counted (LARDER_CTR_CHECKSUM_FAIL) and moved to
+ *    quarantine/ if its name still holds that very file (quarantined,
+ *    its head with it), and every later call on this handle fails the
+ *    same way; larder_entry_data() stays NULL. Nothing of it was handed
+ *    out;
+ *  - LARDER_ENOMEM (a copy or a decompressed payload larger than
+ *    larder_opts.max_in_memory, or no memory), LARDER_EIO or another
+ *    failure to read: the handle is left unverified, as it was, and may
+ *    be verified again.
+ * As every call on an entry handle, from one thread at a time: callers
+ * that share a handle verify it under their own lock. */
+LARDER_API int larder_entry_verify(larder_entry *e);
 
 /* Receives a payload in order, in pieces of any size (never empty), from
  * larder_get_stream(). `buf` is valid during the call only. Return 0 to go

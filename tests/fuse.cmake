@@ -3,7 +3,7 @@
 # fails (tests/fuse/lib.sh); none_left runs last and checks that no larder
 # mount is left. Skipped (77) where /dev/fuse is missing.
 if(TARGET larder_cli AND LARDER_WITH_FUSE)
-  set(fuse_tests read listing isolation inval corrupt concurrent stop fast_open
+  set(fuse_tests read listing isolation inval corrupt concurrent stop lazy
       poll unit)
   foreach(t ${fuse_tests})
     add_test(NAME fuse_${t}

@@ -1264,6 +1264,167 @@ TEST(anything_but_a_file_at_a_head_name_is_no_head_and_put_replaces_it)
 	alarm(0);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Unverified handles: the header at the lookup, the payload at the verify */
+
+/* Sizes, codecs and owners an unverified handle must treat alike: a file
+ * read whole by the first read, one whose payload is left on disk, mapped
+ * (ours) or read (another's), a zstd one. */
+struct lazy_case {
+	size_t size;
+	unsigned flags;
+	int theirs;
+};
+static const struct lazy_case lazy_cases[] = {
+    {5000, 0, 0},    {3 * MiB, 0, 0},
+    {3 * MiB, 0, 1}, {200 * KiB, LARDER_PUT_ZSTD, 0},
+    {0, 0, 0},
+};
+#define N_LAZY (sizeof lazy_cases / sizeof lazy_cases[0])
+
+static void put_lazy_case(larder *db, const char *key,
+			  const struct lazy_case *c)
+{
+	PUT(db, key, c->size, c->flags);
+	if (c->theirs)
+		ASSERT_EQ(chown(entry_path(key), OTHER_UID, OTHER_UID), 0);
+}
+
+TEST(unverified_handle_of_a_damaged_entry_opens_and_its_verify_quarantines_it)
+{
+	larder *db = open_store();
+	uint64_t fails = 0;
+	for (size_t i = 0; i < N_LAZY; i++) {
+		if (lazy_cases[i].size == 0)
+			continue; /* no payload byte to flip */
+		char key[32];
+		snprintf(key, sizeof key, "bad%zu", i);
+		put_lazy_case(db, key, &lazy_cases[i]);
+		const char *path = entry_path(key);
+		flip_near_end(path, 10);
+
+		larder_entry *e;
+		ASSERT_RC(db,
+			  larder_get_unverified(&e, db, "default", key,
+						strlen(key), "v", 1),
+			  0);
+		/* The header alone was read: nothing found wrong yet, and
+		 * nothing of the payload is handed out. */
+		ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), fails);
+		ASSERT(access(path, F_OK) == 0);
+		ASSERT(larder_entry_data(e) == NULL);
+		size_t vlen;
+		ASSERT(memcmp(larder_entry_version(&vlen, e), "v", 1) == 0);
+		ASSERT_EQ(vlen, 1);
+		ASSERT_EQ(larder_entry_size(e), lazy_cases[i].size);
+
+		ASSERT_RC(db, larder_entry_verify(e), LARDER_ECORRUPT);
+		ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL),
+			  ++fails);
+		ASSERT(access(path, F_OK) != 0); /* quarantined */
+		ASSERT_EQ(quarantined_files(), (int)fails);
+		/* For good: a second verify neither serves nor counts. */
+		ASSERT_RC(db, larder_entry_verify(e), LARDER_ECORRUPT);
+		ASSERT(larder_entry_data(e) == NULL);
+		ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), fails);
+		larder_entry_release(e);
+	}
+	larder_close(db);
+}
+
+TEST(unverified_handle_of_an_entry_removed_before_its_verify_reads_it_whole)
+{
+	larder *db = open_store();
+	for (size_t i = 0; i < N_LAZY; i++) {
+		char key[32];
+		snprintf(key, sizeof key, "gone%zu", i);
+		put_lazy_case(db, key, &lazy_cases[i]);
+		larder_entry *e;
+		/* Version-less: the head's version, as larder_get() takes. */
+		ASSERT_RC(db,
+			  larder_get_unverified(&e, db, "default", key,
+						strlen(key), NULL, 0),
+			  0);
+		ASSERT_RC(
+		    db, larder_remove(db, "default", key, strlen(key), "v", 1),
+		    0);
+		ASSERT(access(entry_path(key), F_OK) != 0);
+		ASSERT_RC(db, larder_entry_verify(e), 0);
+		ASSERT_EQ(larder_entry_size(e), lazy_cases[i].size);
+		ASSERT(larder_entry_data(e) != NULL);
+		ASSERT(test_check_pattern(larder_entry_data(e),
+					  lazy_cases[i].size, seed_of(key)));
+		/* Verified once: a second call is free and changes nothing. */
+		ASSERT_RC(db, larder_entry_verify(e), 0);
+		/* Mapped only when ours and large, as larder_get() maps. */
+		ASSERT_EQ(larder_entry_is_mapped(e),
+			  lazy_cases[i].size >= MiB && !lazy_cases[i].theirs &&
+			      !lazy_cases[i].flags);
+		larder_entry_release(e);
+	}
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), 0);
+	ASSERT_EQ(quarantined_files(), 0);
+	larder_close(db);
+}
+
+TEST(unverified_get_misses_as_larder_get_does)
+{
+	larder *db = open_store();
+	larder_entry *e = (larder_entry *)1;
+	ASSERT_RC(db,
+		  larder_get_unverified(&e, db, "default", "absent", 6, "v", 1),
+		  LARDER_ENOTFOUND);
+	ASSERT(e == NULL);
+	ASSERT_RC(
+	    db, larder_get_unverified(&e, db, "default", "absent", 6, NULL, 0),
+	    LARDER_ENOTFOUND);
+	/* A damaged header is found at the lookup: a miss, quarantined. */
+	PUT(db, "hdr", 3 * MiB, 0);
+	uint8_t x = 0xFF;
+	poke(entry_path("hdr"), 20, &x, 1);
+	ASSERT_RC(db,
+		  larder_get_unverified(&e, db, "default", "hdr", 3, "v", 1),
+		  LARDER_ENOTFOUND);
+	ASSERT_EQ(quarantined_files(), 1);
+	/* Counted as larder_get() counts: a request and a hit or a miss. */
+	PUT(db, "ok", 100, 0);
+	ASSERT_RC(db, larder_get_unverified(&e, db, "default", "ok", 2, "v", 1),
+		  0);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_REQUESTS), 4);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_HITS), 1);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_MISSES), 3);
+	larder_entry_release(e);
+	/* A handle from larder_get() is verified already. */
+	ASSERT_RC(db, larder_get(&e, db, "default", "ok", 2, "v", 1), 0);
+	ASSERT_RC(db, larder_entry_verify(e), 0);
+	larder_entry_release(e);
+	larder_close(db);
+}
+
+TEST(unverified_get_through_a_shared_tier_comes_back_verified)
+{
+	char shared[4096], near[4096];
+	snprintf(shared, sizeof shared, "%s", test_path("shared"));
+	snprintf(near, sizeof near, "%s", test_path("near"));
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	o.shared = "";
+	larder_close(open_store_at(shared, &o));
+	o.shared = shared;
+	larder *db = open_store_at(near, &o);
+	PUT(db, "k", 300 * KiB, 0);
+	larder_entry *e;
+	ASSERT_RC(db, larder_get_unverified(&e, db, "default", "k", 1, "v", 1),
+		  0);
+	/* Read whole by the tier: verified at the get. */
+	ASSERT(larder_entry_data(e) != NULL);
+	ASSERT(
+	    test_check_pattern(larder_entry_data(e), 300 * KiB, seed_of("k")));
+	ASSERT_RC(db, larder_entry_verify(e), 0);
+	larder_entry_release(e);
+	larder_close(db);
+}
+
 TEST(get_many_gives_each_key_its_own_result_on_a_directory)
 {
 	/* Hits (small, mapped, version-less), a miss and a corrupt entry in

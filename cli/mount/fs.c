@@ -10,10 +10,14 @@
  * inode, and what an inode holds never changes either, so the kernel may
  * keep its pages (keep_cache) for every reader. Only a head *dentry*
  * moves, from one inode to another, when a newer version is published;
- * watch.c tells the kernel. An entry is verified (larder_get) when its
- * inode is first opened and the verified payload is kept until the
- * kernel forgets the inode, so a reader that opened a head keeps the
- * version it opened whatever is published or evicted meanwhile.
+ * watch.c tells the kernel. An entry is held from its inode's lookup
+ * (larder_get_unverified: its file open, its header read) and verified
+ * at the inode's first read (larder_entry_verify), before any byte is
+ * served; the payload is kept until the kernel forgets the inode, so a
+ * reader that opened a head keeps the version it opened whatever is
+ * published or evicted meanwhile. Opens never reach the daemon: the
+ * first is answered ENOSYS, and the kernel opens files itself from then
+ * on (docs/fuse.md).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,13 +45,18 @@ struct mount_node {
 	size_t klen;
 	unsigned char *ver; /* K_VER, K_VER_NS, K_FILE */
 	size_t vlen;
-	/* K_FILE: what the header says, and the verified payload once the
-	 * inode was opened (kept until the kernel forgets it). */
+	/* K_FILE: what the header says, and the entry, held from the
+	 * lookup (unverified: its file open) until the kernel forgets the
+	 * inode; verified at the first read, under vmu, which readers that
+	 * come meanwhile wait on. entry is NULL only when it could not be
+	 * held at the lookup (no descriptor left): the first read gets it. */
 	uint64_t size;
 	int64_t created, expires;
 	uint8_t checksum[16];
+	pthread_mutex_t vmu;
 	larder_entry *entry;
-	int bad; /* failed its verification: EIO for good */
+	int verified; /* read without vmu (atomic): entry is then fixed */
+	int bad;      /* failed its verification: EIO for good */
 };
 
 /* How long the kernel may keep what it was told, in seconds. Inodes
@@ -127,6 +136,7 @@ static void node_free(struct mount_node *n)
 {
 	if (!n)
 		return;
+	pthread_mutex_destroy(&n->vmu);
 	larder_entry_release(n->entry);
 	free(n->key);
 	free(n->ver);
@@ -165,8 +175,10 @@ static struct mount_node *node_ref(struct mount_fs *fs,
 	if (!made)
 		goto nomem;
 	*made = *proto;
+	pthread_mutex_init(&made->vmu, NULL);
 	made->next = NULL;
 	made->entry = NULL;
+	made->verified = 0;
 	made->key = dup_bytes(proto->key, proto->klen);
 	made->ver = dup_bytes(proto->ver, proto->vlen);
 	if (!made->key || !made->ver)
@@ -499,7 +511,7 @@ static double entry_ttl(const struct mount_node *f, double ttl)
 
 /* ---- operations ---- */
 
-static int verify_once(struct mount_fs *fs, struct mount_node *n);
+static int hold_once(struct mount_fs *fs, struct mount_node *n);
 
 static void reply_node(fuse_req_t req, struct mount_fs *fs,
 		       const struct mount_node *n, double entry_timeout)
@@ -591,12 +603,12 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, err);
 		return;
 	}
-	if (n->kind == K_FILE && fs->fast_open) {
-		/* The kernel will open this inode without asking: verify it
-		 * and hold its payload from here, so that what a later open
-		 * reads is the version looked up even if it is removed or
-		 * evicted before the first read. */
-		err = verify_once(fs, n);
+	if (n->kind == K_FILE) {
+		/* The kernel will open this inode without asking: hold the
+		 * entry from here, so that what a later open reads is the
+		 * version looked up even if it is removed or evicted before
+		 * the first read. */
+		err = hold_once(fs, n);
 		if (err) {
 			node_unref(fs, n->ino, 1);
 			fuse_reply_err(req, err);
@@ -639,61 +651,101 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_attr(req, &st, n->kind == K_FILE ? TTL_FOREVER : TTL_DIR);
 }
 
-/* Verify the entry behind file node n, once: the payload stays with the
- * node until the kernel forgets the inode. 0 or an errno. */
-static int verify_once(struct mount_fs *fs, struct mount_node *n)
+/* The entry behind file node n, as an errno: ENOENT (gone since its
+ * header was read, or expired), ENOMEM, EIO. */
+static int entry_err(int rc)
+{
+	return rc == LARDER_ENOTFOUND ? ENOENT
+	       : rc == LARDER_ENOMEM  ? ENOMEM
+				      : EIO;
+}
+
+/* Hold the entry behind file node n from its lookup, once: its file
+ * open, its payload not read (a stat costs its header). 0 or an errno.
+ * Out of descriptors (many inodes held), the node holds nothing and its
+ * first read looks the entry up then (docs/fuse.md, "Not yet"). */
+static int hold_once(struct mount_fs *fs, struct mount_node *n)
 {
 	larder_entry *e = NULL;
-	uint64_t q0;
-	int rc;
+	int rc = 0;
 
-	pthread_mutex_lock(&fs->mu);
-	rc = n->bad ? EIO : n->entry ? -1 : 0;
-	pthread_mutex_unlock(&fs->mu);
-	if (rc)
-		return rc < 0 ? 0 : rc;
-	q0 = larder_counter(fs->db, LARDER_CTR_QUARANTINED);
-	rc = larder_get(&e, fs->db, n->ns, n->key, n->klen, n->ver, n->vlen);
-	if (rc == LARDER_ENOTFOUND) {
-		/* larder_get() calls a damaged entry a miss, having moved
-		 * it to quarantine/: here it was found by its header a
-		 * moment ago, so a quarantine meanwhile is the damage
-		 * (docs/fuse.md). Any other miss (removed, expired) is
-		 * ENOENT. */
-		if (larder_counter(fs->db, LARDER_CTR_QUARANTINED) == q0)
-			return ENOENT;
-		pthread_mutex_lock(&fs->mu);
+	pthread_mutex_lock(&n->vmu);
+	if (n->entry || n->bad)
+		goto out;
+	rc = larder_get_unverified(&e, fs->db, n->ns, n->key, n->klen, n->ver,
+				   n->vlen);
+	if (rc != 0) {
+		int oserr = larder_errno(fs->db);
+		rc = oserr == EMFILE || oserr == ENFILE ? 0 : entry_err(rc);
+		goto out;
+	}
+	if (larder_entry_size(e) != n->size) {
+		larder_entry_release(e); /* not the header it was found by */
+		rc = EIO;
+		goto out;
+	}
+	n->entry = e;
+out:
+	pthread_mutex_unlock(&n->vmu);
+	return rc;
+}
+
+/* Verify the entry behind file node n before its first byte is served,
+ * once: a reader that comes meanwhile waits on vmu for the one
+ * verification. 0 (n->entry verified) or an errno; a damaged entry is
+ * EIO for good (quarantined and counted by the library). */
+static int verify_once(struct mount_fs *fs, struct mount_node *n)
+{
+	int rc = 0;
+
+	if (__atomic_load_n(&n->verified, __ATOMIC_ACQUIRE))
+		return 0;
+	pthread_mutex_lock(&n->vmu);
+	if (n->verified)
+		goto out;
+	if (n->bad) {
+		rc = EIO;
+		goto out;
+	}
+	if (!n->entry) {
+		rc = larder_get_unverified(&n->entry, fs->db, n->ns, n->key,
+					   n->klen, n->ver, n->vlen);
+		if (rc != 0) {
+			rc = entry_err(rc);
+			goto out;
+		}
+	}
+	rc = larder_entry_verify(n->entry);
+	if (rc == LARDER_ECORRUPT) {
 		n->bad = 1;
-		pthread_mutex_unlock(&fs->mu);
 		/* Counted store-wide now, not when the mount ends: `larder
 		 * stat` is where an operator looks. Failing to is logged by
 		 * the library and tried again at close. */
 		larder_stats_flush(fs->db);
-		return EIO;
+		rc = EIO;
+		goto out;
 	}
-	if (rc == LARDER_ENOMEM)
-		return ENOMEM;
-	if (rc != 0)
-		return EIO;
-	if (larder_entry_size(e) != n->size) {
-		larder_entry_release(e);
-		return EIO;
+	if (rc != 0) {
+		rc =
+		    entry_err(rc); /* not verified: the next read tries again */
+		goto out;
 	}
-	pthread_mutex_lock(&fs->mu);
-	if (!n->entry) {
-		n->entry = e;
-		e = NULL;
+	if (larder_entry_size(n->entry) != n->size) {
+		n->bad = 1;
+		rc = EIO;
+		goto out;
 	}
-	pthread_mutex_unlock(&fs->mu);
-	larder_entry_release(e); /* another thread verified it first */
-	return 0;
+	__atomic_add_fetch(&fs->verified, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&n->verified, 1, __ATOMIC_RELEASE);
+out:
+	pthread_mutex_unlock(&n->vmu);
+	return rc;
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mount_fs *fs = fuse_req_userdata(req);
 	struct mount_node *n = node_get(fs, ino);
-	int err;
 
 	if (!n) {
 		fuse_reply_err(req, ENOENT);
@@ -707,21 +759,19 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	err = verify_once(fs, n);
-	if (err) {
-		fuse_reply_err(req, err);
+	if (fs->daemon_open) {
+		/* The inode's content never changes: its cached pages stay
+		 * right for every later open. */
+		fi->keep_cache = 1;
+		fuse_reply_open(req, fi);
 		return;
 	}
-	/* The inode's content never changes: its cached pages stay right
-	 * for every later open. */
-	fi->keep_cache = 1;
-	if (fs->fast_open) {
-		/* Verified above all the same: this first open is the only
-		 * one the kernel sends. */
-		fuse_reply_err(req, ENOSYS);
-		return;
-	}
-	fuse_reply_open(req, fi);
+	/* Zero-message opens: ENOSYS tells the kernel to open files itself
+	 * from now on (keeping their cached pages, as keep_cache would), so
+	 * that an open costs what it costs on a local file. Nothing is lost:
+	 * the entry is held since its lookup and verified at its first read
+	 * either way. */
+	fuse_reply_err(req, ENOSYS);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -730,30 +780,22 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct mount_fs *fs = fuse_req_userdata(req);
 	struct mount_node *n = node_get(fs, ino);
 	larder_entry *e;
+	int err;
 
 	(void)fi;
 	if (!n) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	/* Held from its verification until forget, which comes after the
-	 * release. */
-	pthread_mutex_lock(&fs->mu);
-	e = n->entry;
-	pthread_mutex_unlock(&fs->mu);
-	if (!e) {
-		/* Every inode is verified at its open, or with --fast-open
-		 * at its lookup; should one have escaped both, verify now,
-		 * before the first byte. */
-		int err = verify_once(fs, n);
-		pthread_mutex_lock(&fs->mu);
-		e = n->entry;
-		pthread_mutex_unlock(&fs->mu);
-		if (err || !e) {
-			fuse_reply_err(req, err ? err : EIO);
-			return;
-		}
+	/* The reply of the first read goes out only after the verification:
+	 * no page of a damaged entry reaches the page cache. Held until
+	 * forget, which comes after the last reader closed. */
+	err = verify_once(fs, n);
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
 	}
+	e = n->entry;
 	size_t total = larder_entry_size(e);
 	if (off < 0 || (uint64_t)off >= total) {
 		fuse_reply_buf(req, NULL, 0);
@@ -1233,11 +1275,18 @@ static void reply_value(fuse_req_t req, const void *v, size_t len, size_t size)
 		fuse_reply_buf(req, v, len);
 }
 
+/* The root's: how many entries this mount verified since it started
+ * (docs/fuse.md). */
+static const char root_xattr_names[] = "user.larder.verified";
+
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct mount_node *n = node_get(fuse_req_userdata(req), ino);
 
-	if (!n || n->kind != K_FILE)
+	if (n && n->kind == K_ROOT)
+		reply_value(req, root_xattr_names, sizeof(root_xattr_names),
+			    size);
+	else if (!n || n->kind != K_FILE)
 		reply_value(req, "", 0, size);
 	else
 		reply_value(req, xattr_names, sizeof(xattr_names), size);
@@ -1246,10 +1295,17 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
-	struct mount_node *n = node_get(fuse_req_userdata(req), ino);
+	struct mount_fs *fs = fuse_req_userdata(req);
+	struct mount_node *n = node_get(fs, ino);
 	char text[64];
 
-	if (!n || n->kind != K_FILE) {
+	if (n && n->kind == K_ROOT &&
+	    strcmp(name, "user.larder.verified") == 0) {
+		snprintf(text, sizeof(text), "%llu",
+			 (unsigned long long)__atomic_load_n(&fs->verified,
+							     __ATOMIC_RELAXED));
+		reply_value(req, text, strlen(text), size);
+	} else if (!n || n->kind != K_FILE) {
 		fuse_reply_err(req, ENODATA);
 	} else if (strcmp(name, "user.larder.version") == 0) {
 		reply_value(req, n->ver, n->vlen, size);
@@ -1372,6 +1428,8 @@ int mount_fs_init(struct mount_fs *fs, larder *db, const char *dir, char **ns,
 	fs->nbuckets = 4096;
 	fs->buckets = calloc(fs->nbuckets, sizeof(*fs->buckets));
 	root = calloc(1, sizeof(*root));
+	if (root)
+		pthread_mutex_init(&root->vmu, NULL);
 	if (!fs->buckets || !root || !(root->key = dup_bytes(NULL, 0)) ||
 	    !(root->ver = dup_bytes(NULL, 0))) {
 		node_free(root);

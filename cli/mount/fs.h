@@ -5,7 +5,10 @@
  *
  * Threads: the operations run in libfuse's worker threads at once; the
  * node table has one mutex, never held across a call into the store or
- * a reply to the kernel. The watch thread is the only one that sends
+ * a reply to the kernel. Each file node has a lock of its own, held
+ * across the store calls that hold and verify its entry (never a reply),
+ * so that readers of one inode wait for its one verification while
+ * other inodes go on. The watch thread is the only one that sends
  * invalidations, so that a notification never waits behind a request
  * that waits for it.
  */
@@ -32,10 +35,14 @@ struct mount_fs {
 	char **ns;
 	size_t nns;
 	unsigned poll_ms; /* how often heads are looked at without inotify */
-	/* --fast-open: answer open() with ENOSYS, which tells the kernel to
-	 * open files itself from then on (zero-message opens); entries are
-	 * then verified, and their payload held, when looked up instead. */
-	int fast_open;
+	/* --daemon-open: answer every open (FUSE_OPEN, and FUSE_RELEASE at
+	 * the close) rather than ENOSYS, which lets the kernel open files
+	 * itself: a dead daemon then fails every later open with ENOTCONN,
+	 * also of a file whose pages the kernel holds. */
+	int daemon_open;
+	/* Entries verified since the mount (the root's user.larder.verified
+	 * xattr); atomic. */
+	uint64_t verified;
 	/* Who may read, as in the store: its directory's owner and group,
 	 * and the read bits of its mode (the kernel checks them:
 	 * default_permissions), so that --allow-other never shows a

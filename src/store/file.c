@@ -259,6 +259,11 @@ static int load_header(int fd, uint8_t **buf, ssize_t *n, uint64_t size)
 static int file_load_at(larder *db, int dirfd, const char *rel,
 			struct ldr_file *f, int noatime, int how, size_t pre);
 
+int ldr_file_load_fd(larder *db, int fd, struct ldr_file *f, int how)
+{
+	return file_load_at(db, fd, NULL, f, 0, how, 0);
+}
+
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 		  int how, size_t pre)
 {
@@ -267,7 +272,9 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 
 /* ldr_file_load, rel beneath dirfd. Beneath another directory than the
  * root, a file that cannot be opened is -1 with errno and nothing more:
- * the caller looks again from the root, which judges what is there. */
+ * the caller looks again from the root, which judges what is there. With
+ * rel NULL, dirfd is the file itself, open (ldr_file_load_fd): one
+ * function rather than two, so that a hit's load stays one call. */
 static int file_load_at(larder *db, int dirfd, const char *rel,
 			struct ldr_file *f, int noatime, int how, size_t pre)
 {
@@ -278,8 +285,10 @@ static int file_load_at(larder *db, int dirfd, const char *rel,
 	 * terminal become ours. O_NOATIME needs the file's owner (or
 	 * CAP_FOWNER): without it, open as anyone may. */
 	const int fl = O_RDONLY | O_NONBLOCK | O_NOCTTY;
-	int fd =
-	    ldr_open_beneath(dirfd, rel, fl | (noatime ? O_NOATIME : 0), 0);
+	int fd = dirfd;
+	if (rel)
+		fd = ldr_open_beneath(dirfd, rel,
+				      fl | (noatime ? O_NOATIME : 0), 0);
 	if (fd < 0 && noatime && errno == EPERM)
 		fd = ldr_open_beneath(dirfd, rel, fl, 0);
 	if (fd < 0 && dirfd != db->rootfd)
@@ -317,7 +326,8 @@ static int file_load_at(larder *db, int dirfd, const char *rel,
 	int rerr = errno;
 	if (n > 0 && (size_t)n < first &&
 	    (uint64_t)n == declared_len(buf + pre, (size_t)n) &&
-	    (how == LDR_LOAD_SCAN || !(db->flags & LARDER_OPEN_TRUST_LOCAL) ||
+	    (how >= LDR_LOAD_SCAN /* or LDR_LOAD_HEADER */ ||
+	     !(db->flags & LARDER_OPEN_TRUST_LOCAL) ||
 	     (size_t)n <= LDR_TRUST_HASH_MAX)) {
 		/* Shrinking never moves or fails in glibc; if it did, the
 		 * larger block still holds the bytes. */
@@ -367,7 +377,7 @@ static int file_load_at(larder *db, int dirfd, const char *rel,
 	/* Only a verified whole load is timed: a trusted one (no checksum)
 	 * would time the mapping without its faults, which its reader pays
 	 * later, and a stream never holds a heap copy. */
-	int via = how != LDR_LOAD_SCAN && f->safe &&
+	int via = how != LDR_LOAD_SCAN && how != LDR_LOAD_HEADER && f->safe &&
 			  worth_mapping(db, buf, (size_t)n, size)
 		      ? LDR_VIA_MAP
 		      : 0;
@@ -393,11 +403,13 @@ static int file_load_at(larder *db, int dirfd, const char *rel,
 		f->mapped = 1;
 		return 0;
 	}
-	if (how != LDR_LOAD_WHOLE &&
-	    size > (db->mmap_threshold > LDR_CHUNK ? db->mmap_threshold
-						   : LDR_CHUNK)) {
-		/* Too big to hold for a look or a stream: the payload is
-		 * read in chunks when it is needed. */
+	if (how == LDR_LOAD_HEADER ||
+	    (how != LDR_LOAD_WHOLE &&
+	     size > (db->mmap_threshold > LDR_CHUNK ? db->mmap_threshold
+						    : LDR_CHUNK))) {
+		/* Too big to hold for a look or a stream (or only its header
+		 * was asked for): the payload is read in chunks, or loaded,
+		 * when it is needed. */
 		if (load_header(fd, &buf, &n, size) != 0)
 			goto fail;
 		f->p = buf;

@@ -24,9 +24,11 @@ enum {
 	LDR_LOAD_WHOLE,	 /* larder_get: mapped if safe and large, else read */
 	LDR_LOAD_STREAM, /* larder_get_stream: mapped if safe and large; else,
 			beyond LDR_CHUNK, only its header (partial) */
-	LDR_LOAD_SCAN	 /* walk, publish: never mapped; beyond LDR_CHUNK, only
+	LDR_LOAD_SCAN,	 /* walk, publish: never mapped; beyond LDR_CHUNK, only
 			its header (partial) */
-};
+	LDR_LOAD_HEADER	 /* larder_get_unverified: never mapped; beyond the
+			first read, only its header (partial) */
+}; /* (SCAN and HEADER last: file.c tests how >= LDR_LOAD_SCAN) */
 
 /* A whole entry file, read into memory or mapped. The fd stays open until
  * ldr_file_free() (or ldr_file_drop_fd()), so that the file's identity can
@@ -104,6 +106,11 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *rel,
  * 0, or -1 with errno. */
 int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 		  int how, size_t pre);
+
+/* ldr_file_load of the file open at fd, which f owns from here (closed on
+ * failure too): for an entry handle that holds its file open
+ * (larder_entry_verify). */
+int ldr_file_load_fd(larder *db, int fd, struct ldr_file *f, int how);
 
 /* ldr_file_load (the access time changing) of an entry's or a head's
  * file, opened from its directory if the handle holds that open (file.c).

@@ -56,6 +56,24 @@ struct larder_entry {
 	/* Bytes shared with the memo (e->f and e->plain then owned there):
 	 * released by reference. */
 	struct ldr_memo_hit memo;
+	/* A handle whose payload is not verified yet
+	 * (larder_get_unverified): what larder_entry_verify() needs; NULL
+	 * once verified, and for every other handle. */
+	struct ldr_lazy *lazy;
+};
+
+/* An unverified handle's file is e->f, open (f.fd), holding the whole
+ * file of a small entry or only the header of a larger one (partial);
+ * its decoded header, pointing into f.p, is h. */
+struct ldr_lazy {
+	larder *db;
+	char ns[LARDER_NS_MAX + 1];
+	char rel[LDR_REL_MAX];
+	uint8_t hash[16];
+	ldr_hdr h;
+	/* A verification that found the entry damaged: LARDER_ECORRUPT for
+	 * good, whatever is at its name by now. */
+	int rc;
 };
 
 /* The room a small entry file's allocation keeps before its bytes for
@@ -838,6 +856,197 @@ int larder_get_stream(larder *db, const char *ns, const void *key, size_t klen,
 	return rc;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Unverified handles: the entry's file held open from the lookup, its
+ * header judged, its payload verified at larder_entry_verify(). What
+ * holds the file is its descriptor: the entry may be removed, evicted or
+ * quarantined at its name meanwhile, the handle still reads what it
+ * opened.                                                                 */
+
+static int get_unverified(larder_entry **out, larder *db, const char *ns,
+			  const void *key, size_t klen, const void *ver,
+			  size_t vlen)
+{
+	uint8_t *headver = NULL;
+	struct ldr_lazy *lz = NULL;
+	larder_entry *e = NULL;
+	int rc;
+	if (!ver) {
+		rc = ldr_head_get(db, ns, key, klen, &headver, &vlen);
+		if (rc == LARDER_ENOTFOUND)
+			rc = miss(db, ns);
+		if (rc)
+			goto out;
+		ver = headver;
+	}
+	e = calloc(1, sizeof *e);
+	lz = calloc(1, sizeof *lz);
+	if (!e || !lz) {
+		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+		goto out;
+	}
+	e->f.fd = -1;
+	lz->db = db;
+	snprintf(lz->ns, sizeof lz->ns, "%s", ns);
+	char hex[33];
+	ldr_entry_hash(ns, key, klen, ver, vlen, lz->hash);
+	ldr_hex(lz->hash, 16, hex);
+	ldr_file_rel(lz->rel, ns, 'e', hex);
+	rc = ldr_entry_load(db, lz->rel, &e->f, LDR_LOAD_HEADER, 0);
+	if (rc == LARDER_ENOTFOUND)
+		rc = miss(db, ns);
+	if (rc)
+		goto out;
+	/* The header alone: a damaged one, a misplaced or expired entry
+	 * are a miss now, as for larder_get(). */
+	const char *why;
+	int state = ldr_entry_check(db, &e->f, lz->rel, ns, key, klen, ver,
+				    vlen, 0, &lz->h, &why);
+	if (state < 0) {
+		rc = state;
+		goto out;
+	}
+	if (state != LARDER_STATE_OK) {
+		rc = reject(db, &e->f, lz->rel, ns, key, klen, ver, vlen, state,
+			    why);
+		goto out;
+	}
+	entry_fields(e, &lz->h);
+	e->data = NULL; /* nothing of the payload before it is verified */
+	e->lazy = lz;
+	lz = NULL;
+	*out = e;
+	e = NULL;
+out:
+	free(lz);
+	larder_entry_release(e);
+	free(headver);
+	return rc;
+}
+
+int larder_get_unverified(larder_entry **out, larder *db, const char *ns,
+			  const void *key, size_t klen, const void *ver,
+			  size_t vlen)
+{
+	*out = NULL;
+	int rc = ldr_check_ns(db, ns);
+	if (rc)
+		return rc;
+	if (db->be && !db->be_own) {
+		/* Entries read through another backend (a tier, Redis) are
+		 * read whole by their backend: verified now (larder.h). */
+		return larder_get(out, db, ns, key, klen, ver, vlen);
+	}
+	rc = get_unverified(out, db, ns, key, klen, ver, vlen);
+	ldr_count(db, LARDER_CTR_REQUESTS);
+	ldr_count(db, rc == 0 ? LARDER_CTR_HITS : LARDER_CTR_MISSES);
+	return rc;
+}
+
+int larder_entry_verify(larder_entry *e)
+{
+	struct ldr_lazy *lz = e->lazy;
+	if (!lz)
+		return 0;
+	larder *db = lz->db;
+	const ldr_hdr *oh = &lz->h; /* the fields below point into e->f */
+	if (lz->rc)
+		return ldr_fail(db, lz->rc, 0,
+				"'%s/%s' failed its verification before",
+				db->dir, lz->rel);
+	struct ldr_file nf, old;
+	int rc, swapped = e->f.partial;
+	memset(&old, 0, sizeof old);
+	old.fd = -1;
+	if (swapped) {
+		/* Loaded again from the descriptor held since the lookup (a
+		 * duplicate: the handle keeps its own should this fail), as
+		 * larder_get() loads: mapped if only trusted hands can
+		 * change it and it is large, else read, up to
+		 * max_in_memory. */
+		int fd = fcntl(e->f.fd, F_DUPFD_CLOEXEC, 0);
+		if (fd < 0)
+			return ldr_fail_errno(db, errno,
+					      "cannot duplicate the descriptor "
+					      "of '%s/%s': %s",
+					      db->dir, lz->rel,
+					      strerror(errno));
+		if (ldr_file_load_fd(db, fd, &nf, LDR_LOAD_WHOLE) != 0) {
+			int err = errno;
+			if (err == EFBIG)
+				return ldr_fail(
+				    db, LARDER_ENOMEM, 0,
+				    "entry file '%s/%s' is %llu bytes, more "
+				    "than this handle holds in memory (%llu: "
+				    "larder_opts.max_in_memory)",
+				    db->dir, lz->rel,
+				    (unsigned long long)nf.size,
+				    (unsigned long long)db->max_in_memory);
+			return ldr_fail_errno(db, err,
+					      "cannot read '%s/%s': %s",
+					      db->dir, lz->rel, strerror(err));
+		}
+		old = e->f;
+		e->f = nf;
+	}
+	/* (Else the whole file is in e->f already.) Judged against the header
+	 * found at the lookup (its fields stay in old until the end). Expiry
+	 * since is no damage: a held entry stays valid after it expires. */
+	const char *why;
+	ldr_hdr h;
+	int state =
+	    ldr_entry_check(db, &e->f, lz->rel, lz->ns, oh->key, oh->key_len,
+			    oh->ver, oh->ver_len, LDR_CHECK_HASH, &h, &why);
+	if (state < 0) {
+		rc = state;
+		goto undo;
+	}
+	if (state == LARDER_STATE_EXPIRED)
+		state = LARDER_STATE_OK;
+	if (state == LARDER_STATE_OK && h.codec == LDR_CODEC_ZSTD) {
+		char what[LDR_REL_MAX + 4200];
+		snprintf(what, sizeof what, "'%s/%s'", db->dir, lz->rel);
+		rc = decompress(db, e, &h, db->max_in_memory, what);
+		if (rc == LARDER_ECORRUPT) {
+			state = LARDER_STATE_CORRUPT;
+			why = "zstd payload does not decompress to its raw "
+			      "length";
+		} else if (rc) {
+			goto undo;
+		}
+	}
+	if (state != LARDER_STATE_OK) {
+		/* Counted and quarantined as a get would (if its name
+		 * still holds this very file); the handle fails for good. */
+		reject(db, &e->f, lz->rel, lz->ns, oh->key, oh->key_len,
+		       oh->ver, oh->ver_len, state, why);
+		lz->rc = LARDER_ECORRUPT;
+		rc = ldr_fail(db, LARDER_ECORRUPT, 0,
+			      "'%s/%s': %s (quarantined)", db->dir, lz->rel,
+			      why ? why : "damaged");
+		goto undo;
+	}
+	ldr_touch(db, e->f.fd, lz->hash); /* a read is a use */
+	ldr_file_learn(db, &e->f);
+	entry_fields(e, &h);
+	ldr_file_drop_fd(&e->f); /* a verified entry keeps no descriptor */
+	ldr_file_free(&old);
+	free(lz);
+	e->lazy = NULL;
+	return 0;
+undo:
+	/* Back to the handle as it was: its header's fields still point
+	 * into old when it was loaded again. */
+	free(e->plain);
+	e->plain = NULL;
+	if (swapped) {
+		nf = e->f;
+		e->f = old;
+		ldr_file_free(&nf);
+	}
+	return rc;
+}
+
 const void *larder_entry_data(const larder_entry *e)
 {
 	return e->data;
@@ -880,6 +1089,7 @@ void larder_entry_release(larder_entry *e)
 	if (!e)
 		return;
 	ldr_memo_unref(e->memo.b);
+	free(e->lazy);
 	free(e->plain);
 	if (e->f.pre) {
 		/* The handle is the start of the file's allocation. */

@@ -1,5 +1,5 @@
 #!/bin/sh
-# larder mount: a damaged entry is never served: its open fails with EIO,
+# larder mount: a damaged entry is never served: its first read fails with EIO,
 # it is moved to quarantine/, and it stays EIO (no second chance for the
 # same inode); a sound one beside it reads as usual.
 . "$(dirname "$0")/lib.sh" "$1"

@@ -2,12 +2,14 @@
 # larder mount, stopping: a second mount on one point is refused; a busy
 # mount stays mounted and its holders are named; SIGTERM and SIGINT
 # unmount cleanly; after kill -9 of the daemon the mount answers ENOTCONN
-# (never stale bytes) until `larder umount --force` clears it; --force
-# also detaches a busy mount.
+# for whatever the kernel must ask about (with --daemon-open, every open),
+# never other bytes than the entry's, until `larder umount --force` clears
+# it; --force also detaches a busy mount.
 . "$(dirname "$0")/lib.sh" "$1"
 
 L init >/dev/null || bail "cannot init"
 echo hello | L put k --version v1 || bail "cannot put"
+echo other | L put k2 --version v1 || bail "cannot put k2"
 
 # A second mount on the same point.
 fstart || bail "no mount: $(cat "$T/ferr")"
@@ -78,17 +80,38 @@ run "$LARDER" umount "$M"
 	ok "umount of what is not a larder mount: exit 1, said" ||
 	not_ok "umount of nothing: exit $rc"
 
-# kill -9: ENOTCONN, then --force clears it.
+# kill -9: ENOTCONN, then --force clears it. Opens do not reach the
+# daemon (docs/fuse.md): a file whose name and pages the kernel holds
+# may still read, its own bytes; anything the kernel must ask about
+# fails.
 fstart || bail "no mount: $(cat "$T/ferr")"
+cat "$M/head/default/k" >/dev/null
+kill -KILL "$fpid"
+wait "$fpid" 2>/dev/null
+run cat "$M/head/default/k2"
+[ "$rc" -ne 0 ] && grep -q 'Transport endpoint is not connected' "$T/err" &&
+	ok "a dead daemon's mount answers ENOTCONN" ||
+	not_ok "dead daemon: exit $rc, out '$(cat "$T/out")'"
+run cat "$M/head/default/k"
+{ [ "$rc" -eq 0 ] && [ "$(cat "$T/out")" = hello ]; } ||
+	{ [ "$rc" -ne 0 ] && [ ! -s "$T/out" ]; } &&
+	ok "a file read before the death reads its own bytes or nothing" ||
+	not_ok "dead daemon, read before: exit $rc, out '$(cat "$T/out")'"
+run "$LARDER" umount --force "$M"
+[ "$rc" -eq 0 ] && not_mounted "$M" && ok "umount --force clears a dead mount" ||
+	not_ok "umount --force: exit $rc"
+# With --daemon-open every open asks: a dead daemon fails it, also for a
+# file whose pages the kernel holds.
+fstart --daemon-open || bail "no mount: $(cat "$T/ferr")"
 cat "$M/head/default/k" >/dev/null
 kill -KILL "$fpid"
 wait "$fpid" 2>/dev/null
 run cat "$M/head/default/k"
 [ "$rc" -ne 0 ] && grep -q 'Transport endpoint is not connected' "$T/err" &&
-	ok "a dead daemon's mount answers ENOTCONN" ||
-	not_ok "dead daemon: exit $rc, out '$(cat "$T/out")'"
+	ok "--daemon-open: a dead daemon fails the open of a cached file" ||
+	not_ok "--daemon-open, dead daemon: exit $rc, out '$(cat "$T/out")'"
 run "$LARDER" umount --force "$M"
-[ "$rc" -eq 0 ] && not_mounted "$M" && ok "umount --force clears a dead mount" ||
+[ "$rc" -eq 0 ] && not_mounted "$M" && ok "umount --force clears it" ||
 	not_ok "umount --force: exit $rc"
 
 # --force on a busy, live mount: the holder gets ENOTCONN, the daemon
