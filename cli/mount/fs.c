@@ -64,6 +64,9 @@ struct mount_node {
  * only bounds how long one stays should a change go unseen. */
 #define TTL_FOREVER 86400.0
 #define TTL_HEAD 60.0
+/* Also the bound on how long a dead daemon's mount still opens a name:
+ * every lookup checks its directory's permission (default_permissions),
+ * from attributes kept this long (docs/fuse.md, "Stopping"). */
 #define TTL_DIR 1.0
 
 /* ---- inode numbers ---- */

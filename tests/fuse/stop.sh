@@ -2,7 +2,8 @@
 # larder mount, stopping: a second mount on one point is refused; a busy
 # mount stays mounted and its holders are named; SIGTERM and SIGINT
 # unmount cleanly; after kill -9 of the daemon the mount answers ENOTCONN
-# for whatever the kernel must ask about (with --daemon-open, every open),
+# for whatever the kernel must ask about (any open by name, within the
+# directories' 1 s attribute timeout; with --daemon-open, every open),
 # never other bytes than the entry's, until `larder umount --force` clears
 # it; --force also detaches a busy mount.
 . "$(dirname "$0")/lib.sh" "$1"
@@ -86,7 +87,34 @@ run "$LARDER" umount "$M"
 # fails.
 fstart || bail "no mount: $(cat "$T/ferr")"
 cat "$M/head/default/k" >/dev/null
-kill -KILL "$fpid"
+# Even a process holding head/default (its working directory, here a
+# descriptor) cannot open k for long once the daemon is dead: every
+# lookup checks the permission of the directory it is made in, whose
+# attributes the kernel keeps 1 s, and asks the dead daemon for them
+# then. The daemon is killed from inside, with the directory held.
+run python3 - "$M/head/default" "$fpid" <<'PY'
+import errno, os, signal, sys, time
+d = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+fd = os.open("k", os.O_RDONLY, dir_fd=d)
+os.close(fd)
+os.kill(int(sys.argv[2]), signal.SIGKILL)
+t0 = time.monotonic()
+while time.monotonic() - t0 < 20:
+    try:
+        fd = os.open("k", os.O_RDONLY, dir_fd=d)
+        os.close(fd)
+    except OSError as e:
+        if e.errno == errno.ENOTCONN:
+            print("ENOTCONN after %.1f s" % (time.monotonic() - t0))
+            sys.exit(0)
+        raise
+    time.sleep(0.01)
+print("k still opened 20 s after the daemon died")
+sys.exit(1)
+PY
+[ "$rc" -eq 0 ] &&
+	ok "a dead daemon's head/ name fails within its directory's 1 s ($(cat "$T/out"))" ||
+	not_ok "dead daemon, head/ name: $(cat "$T/out" "$T/err")"
 wait "$fpid" 2>/dev/null
 run cat "$M/head/default/k2"
 [ "$rc" -ne 0 ] && grep -q 'Transport endpoint is not connected' "$T/err" &&
