@@ -63,6 +63,10 @@ struct larder_entry {
 #define LDR_ENTRY_PRE                                                          \
 	((sizeof(struct larder_entry) + _Alignof(max_align_t) - 1) /           \
 	 _Alignof(max_align_t) * _Alignof(max_align_t))
+/* A small hit reads into a reused buffer only if the handle fits before
+ * the file's bytes (file.c, "Reused buffers"). */
+_Static_assert(LDR_ENTRY_PRE <= LDR_BUFS_PRE,
+	       "the entry handle fits a reused buffer's prefix");
 
 /* Decompress a checked zstd entry's payload into e->plain. At most `cap`
  * bytes are allocated: the raw length is only as good as the header's
@@ -884,7 +888,7 @@ void larder_entry_release(larder_entry *e)
 	if (e->f.pre) {
 		/* The handle is the start of the file's allocation. */
 		ldr_file_drop_fd(&e->f);
-		free(e);
+		ldr_file_free_alloc(&e->f);
 		return;
 	}
 	ldr_file_free(&e->f);
