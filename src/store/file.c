@@ -393,8 +393,26 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 static int file_load_at(larder *db, int dirfd, const char *rel,
 			struct ldr_file *f, int noatime, int how, size_t pre)
 {
-	memset(f, 0, sizeof *f);
+	/* Field by field: gcc zeroes a struct this size with `rep stos`,
+	 * whose start-up cost a hit ~1% of its user time (perf annotate).
+	 * A field added to struct ldr_file is set here too. */
+	_Static_assert(sizeof(void *) != 8 || sizeof *f == 96,
+		       "every field of struct ldr_file is set below");
+	f->p = NULL;
+	f->pre = 0;
+	f->len = 0;
+	f->size = 0;
+	f->mapped = 0;
+	f->partial = 0;
+	f->safe = 0;
+	f->ftype = 0;
 	f->fd = -1;
+	f->via = 0;
+	f->t0 = 0;
+	f->have_ident = 0;
+	f->dev = 0;
+	f->ino = 0;
+	f->bufs = NULL;
 	/* O_NONBLOCK: a FIFO planted at an entry path must not hang the
 	 * reader (it has no effect on regular files); O_NOCTTY: nor may a
 	 * terminal become ours. O_NOATIME needs the file's owner (or
@@ -813,11 +831,12 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *rel,
 		    const char **why)
 {
 	*why = NULL;
-	memset(h, 0, sizeof *h);
 	if (f->ftype) {
+		memset(h, 0, sizeof *h);
 		*why = not_a_file_why(f->ftype);
 		return LARDER_STATE_CORRUPT;
 	}
+	/* (It zeroes h first: once is enough on every hit.) */
 	int rc = ldr_hdr_decode(h, f->p, f->len, why);
 	if (rc)
 		h->hdr_len = 0;
