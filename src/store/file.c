@@ -443,11 +443,10 @@ static int file_load_at(larder *db, int dirfd, const char *rel,
 	 * unsafe here, and verified as any handle verifies it.
 	 *
 	 * The read lands after the caller's prefix (the entry handle, for
-	 * larder_get) in one allocation, which a small file then shrinks
-	 * in place to its exact size: a hit makes one allocation, copies
-	 * nothing and holds no more memory than the file. (Reading onto
+	 * larder_get) in one buffer, copied nowhere: one the handle lends
+	 * (see "Reused buffers"), or, past those, an allocation that a
+	 * small file then shrinks in place to its exact size. (Reading onto
 	 * the stack and copying cost a 4 KiB hit ~0.05 us more.) */
-	/* A reused buffer when it fits (see "Reused buffers"). */
 	struct ldr_bufs *bufs =
 	    first == LDR_FIRST_READ && pre && pre <= LDR_BUFS_PRE ? db->bufs
 								  : NULL;
