@@ -332,6 +332,13 @@ void ldr_bufs_close(larder *db)
 	bufs_unref(b);
 }
 
+int ldr_bufs_made(const larder *db)
+{
+	return db->bufs
+		   ? (int)__atomic_load_n(&db->bufs->refs, __ATOMIC_RELAXED) - 1
+		   : -1;
+}
+
 /* A buffer of LDR_BUFS_SIZE bytes (a reference of b's), or NULL if all
  * that may be made are lent (or out of memory). */
 static void *bufs_take(struct ldr_bufs *b)

@@ -95,6 +95,8 @@ void ldr_file_free_alloc(const struct ldr_file *f);
  * buffers still lent to entries free them when those are released. */
 void ldr_bufs_open(larder *db);
 void ldr_bufs_close(larder *db);
+/* How many it has made and not freed, or -1 with none (tests). */
+int ldr_bufs_made(const larder *db);
 
 /* What ldr_entry_check verifies besides the header */
 #define LDR_CHECK_HASH 0x1u /* the payload checksum */
