@@ -78,6 +78,11 @@ int ldr_test_edirs_held(larder *db)
 	return n;
 }
 
+int ldr_test_bufs_made(larder *db)
+{
+	return ldr_bufs_made(db);
+}
+
 void ldr_test_memo_usage(larder *db, size_t *entries, uint64_t *bytes)
 {
 	ldr_memo_usage(db, entries, bytes);

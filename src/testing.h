@@ -56,6 +56,10 @@ void ldr_test_memo_age(larder *db, int64_t ms);
  * passed; and how many it holds open and ready. */
 void ldr_test_edirs_due(larder *db);
 int ldr_test_edirs_held(larder *db);
+/* How many reused read buffers the handle has made and not freed (lent
+ * to entries or spare; file.c, "Reused buffers"), or -1 where it makes
+ * none (AddressSanitizer, or out of memory at open). */
+int ldr_test_bufs_made(larder *db);
 /* Move the clock of the handle's head cache by `ms` milliseconds (head.c:
  * its checks fall due), and how many heads it holds. */
 void ldr_test_head_cache_age(larder *db, int64_t ms);

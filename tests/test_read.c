@@ -479,6 +479,220 @@ TEST(threads_racing_to_hold_directories_all_hit)
 }
 
 /* ---------------------------------------------------------------------- */
+/* Reused buffers (src/store/file.c): a small hit reads into a buffer the  */
+/* handle lends and takes back at release, none under AddressSanitizer.   */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BUFS_REUSED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BUFS_REUSED 0
+#endif
+#endif
+#ifndef BUFS_REUSED
+#define BUFS_REUSED 1
+#endif
+
+/* Small entries of different sizes and metadata: "s0".."s5". */
+static const size_t small_sizes[] = {12000, 100, 0, 4096, 1, 9000};
+#define NSMALL (sizeof small_sizes / sizeof small_sizes[0])
+
+static void put_smalls(larder *db)
+{
+	for (size_t i = 0; i < NSMALL; i++) {
+		char key[8], meta[32];
+		snprintf(key, sizeof key, "s%zu", i);
+		/* metadata of a different length each, so that a header
+		 * left from another entry would show */
+		memset(meta, 'a' + (int)i, sizeof meta);
+		larder_put_opts po = LARDER_PUT_OPTS_INIT;
+		po.meta = meta;
+		po.meta_len = 3 + i * 4;
+		ASSERT_RC(db, put_pattern_po(db, key, small_sizes[i], &po), 0);
+	}
+}
+
+/* Whether e is exactly small entry i: size, every payload byte, its
+ * version and metadata. */
+static int is_small(const larder_entry *e, size_t i)
+{
+	char key[8];
+	snprintf(key, sizeof key, "s%zu", i);
+	size_t vlen, mlen;
+	const uint8_t *ver = larder_entry_version(&vlen, e);
+	const uint8_t *meta = larder_entry_meta(&mlen, e);
+	if (larder_entry_size(e) != small_sizes[i] ||
+	    !test_check_pattern(larder_entry_data(e), small_sizes[i],
+				seed_of(key)) ||
+	    vlen != 1 || ver[0] != 'v' || mlen != 3 + i * 4)
+		return 0;
+	for (size_t k = 0; k < mlen; k++)
+		if (meta[k] != 'a' + (int)i)
+			return 0;
+	return 1;
+}
+
+static larder_entry *get_small(larder *db, size_t i)
+{
+	char key[8];
+	snprintf(key, sizeof key, "s%zu", i);
+	larder_entry *e = NULL;
+	int rc = larder_get(&e, db, "default", key, strlen(key), "v", 1);
+	return rc == 0 ? e : NULL;
+}
+
+TEST(a_reused_buffer_never_shows_the_previous_entrys_bytes)
+{
+	larder *db = open_unmemoed();
+	put_smalls(db);
+	/* Every entry after every other: a larger one before a smaller,
+	 * and the other way. */
+	for (size_t a = 0; a < NSMALL; a++)
+		for (size_t b = 0; b < NSMALL; b++) {
+			larder_entry *e = get_small(db, a);
+			ASSERT(e != NULL);
+			ASSERT(is_small(e, a));
+			uintptr_t was = (uintptr_t)e;
+			larder_entry_release(e);
+			e = get_small(db, b);
+			ASSERT(e != NULL);
+			ASSERT(is_small(e, b));
+			/* The same buffer: the entry handle sits at its
+			 * start. */
+			if (BUFS_REUSED)
+				ASSERT_EQ((uintptr_t)e, was);
+			larder_entry_release(e);
+		}
+	larder_close(db);
+}
+
+TEST(more_small_entries_held_than_buffers_are_each_their_own)
+{
+	larder *db = open_unmemoed();
+	put_smalls(db);
+	/* More than a handle lends (16), held at once, then released in
+	 * another order, twice over. */
+	enum { HELD = 40 };
+	larder_entry *e[HELD];
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < HELD; i++) {
+			e[i] = get_small(db, (size_t)i % NSMALL);
+			ASSERT(e[i] != NULL);
+		}
+		for (int i = 0; i < HELD; i++)
+			ASSERT(is_small(e[i], (size_t)i % NSMALL));
+		/* The bound: the rest were allocated to their size. */
+		if (BUFS_REUSED)
+			ASSERT_EQ(ldr_test_bufs_made(db), 16);
+		for (int i = 0; i < HELD; i += 2)
+			larder_entry_release(e[i]);
+		for (int i = 1; i < HELD; i += 2)
+			ASSERT(is_small(e[i], (size_t)i % NSMALL));
+		for (int i = 1; i < HELD; i += 2)
+			larder_entry_release(e[i]);
+		/* All back: as many kept as there are spare slots (4), the
+		 * others freed. */
+		if (BUFS_REUSED)
+			ASSERT_EQ(ldr_test_bufs_made(db), 4);
+	}
+	larder_close(db);
+}
+
+/* Gets and releases small entries, holding up to three at a time, and
+ * checks every one. */
+static void *get_smalls(void *arg)
+{
+	larder *db = arg;
+	larder_entry *held[3] = {NULL, NULL, NULL};
+	size_t which[3] = {0, 0, 0};
+	for (int n = 0; n < 3000; n++) {
+		int slot = n % 3;
+		if (held[slot] && !is_small(held[slot], which[slot]))
+			return (void *)1;
+		larder_entry_release(held[slot]);
+		which[slot] = (size_t)(n * 7 + slot) % NSMALL;
+		held[slot] = get_small(db, which[slot]);
+		if (!held[slot])
+			return (void *)2;
+	}
+	for (int i = 0; i < 3; i++) {
+		if (!is_small(held[i], which[i]))
+			return (void *)1;
+		larder_entry_release(held[i]);
+	}
+	return NULL;
+}
+
+TEST(threads_sharing_a_handle_get_and_release_small_entries_at_once)
+{
+	larder *db = open_unmemoed();
+	put_smalls(db);
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(pthread_create(&t[i], NULL, get_smalls, db), 0);
+	for (int i = 0; i < 4; i++) {
+		void *r;
+		ASSERT_EQ(pthread_join(t[i], &r), 0);
+		ASSERT(r == NULL);
+	}
+	larder_close(db);
+}
+
+TEST(a_forked_child_gets_and_releases_small_entries_of_its_own)
+{
+	larder *db = open_unmemoed();
+	put_smalls(db);
+	/* Spares in the handle, and an entry held across the fork. */
+	for (size_t i = 0; i < NSMALL; i++)
+		larder_entry_release(get_small(db, i));
+	larder_entry *kept = get_small(db, 3);
+	ASSERT(kept != NULL);
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		int bad = !is_small(kept, 3);
+		larder_entry_release(kept);
+		for (int n = 0; n < 200 && !bad; n++) {
+			larder_entry *e = get_small(db, (size_t)n % NSMALL);
+			bad = !e || !is_small(e, (size_t)n % NSMALL);
+			larder_entry_release(e);
+		}
+		larder_close(db);
+		_exit(bad);
+	}
+	for (int n = 0; n < 200; n++) {
+		larder_entry *e = get_small(db, (size_t)(n + 1) % NSMALL);
+		ASSERT(e != NULL);
+		ASSERT(is_small(e, (size_t)(n + 1) % NSMALL));
+		larder_entry_release(e);
+	}
+	int status;
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ASSERT(is_small(kept, 3));
+	larder_entry_release(kept);
+	larder_close(db);
+}
+
+TEST(small_entries_stay_whole_after_their_handle_is_closed)
+{
+	larder *db = open_unmemoed();
+	put_smalls(db);
+	larder_entry *e[NSMALL];
+	for (size_t i = 0; i < NSMALL; i++) {
+		/* each after a release, so that they are reused buffers */
+		larder_entry_release(get_small(db, (i + 1) % NSMALL));
+		e[i] = get_small(db, i);
+		ASSERT(e[i] != NULL);
+	}
+	larder_close(db);
+	for (size_t i = 0; i < NSMALL; i++) {
+		ASSERT(is_small(e[i], i));
+		larder_entry_release(e[i]);
+	}
+}
+
+/* ---------------------------------------------------------------------- */
 /* Streaming                                                               */
 
 TEST(stream_hands_out_exactly_the_payload_at_every_size)

@@ -145,6 +145,9 @@ static int newer(const uint8_t *buf, size_t len, uint32_t need,
 int ldr_hdr_decode(ldr_hdr *out, const uint8_t *buf, size_t len,
 		   const char **why)
 {
+	/* Zeroed first, whatever follows: a reader judging a file once
+	 * (ldr_entry_check) zeroes it no more itself. */
+	memset(out, 0, sizeof *out);
 	uint32_t need;
 	int rc = ldr_hdr_need(buf, len, &need);
 	if (rc == LARDER_EVERSION)
@@ -157,7 +160,6 @@ int ldr_hdr_decode(ldr_hdr *out, const uint8_t *buf, size_t len,
 	if (need > len)
 		return bad(why, "header longer than the file");
 
-	memset(out, 0, sizeof *out);
 	out->format = ldr_get32(buf + 8);
 	out->hdr_len = need;
 	out->codec = ldr_get16(buf + 16);

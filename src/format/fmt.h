@@ -74,7 +74,7 @@ int ldr_hdr_need(const uint8_t *buf, size_t len, uint32_t *need);
  * on failure `why` (if not NULL) gets a short reason. LARDER_EVERSION only
  * for a header that keeps the forward-compatibility contract
  * (docs/format.md): its whole header is within len and passes the header
- * checksum; out is then not filled. */
+ * checksum; out is then zeroed, as it is first in any case. */
 int ldr_hdr_decode(ldr_hdr *out, const uint8_t *buf, size_t len,
 		   const char **why);
 

@@ -256,6 +256,135 @@ static int load_header(int fd, uint8_t **buf, ssize_t *n, uint64_t size)
 	return *n < 0 ? -1 : 0;
 }
 
+/* ---- Reused buffers ---------------------------------------------------
+ * A small entry's hit reads its file into one allocation of the caller's
+ * prefix and LDR_FIRST_READ bytes. Allocating that (past the sizes glibc
+ * keeps per thread), shrinking it to the file's size and freeing it
+ * cost a 4 KiB hit about as much as the rest of its own work bar the
+ * checksum (docs/performance.md, "Where a 4 KiB hit's time goes"). So a
+ * handle makes up to LDR_BUFS_MAX buffers of one size: a hit takes a
+ * spare one (or makes one, within the bound), the entry holds it
+ * unshrunk (~12 KiB more than a 4 KiB file), and its release puts it
+ * back for the next hit. Past the bound a hit allocates and shrinks as
+ * before, so an application holding thousands of small entries holds
+ * no more than their bytes. A hit and a release each make one locked
+ * operation (where it made three allocator calls); threads share a handle,
+ * and a forked child has its own copy of it all.
+ *
+ * Entries outlive their handle (larder.h): every buffer made counts as
+ * a reference, and the structure goes with the last one. At close each
+ * spare slot is exchanged for a mark (the structure's own address,
+ * never a buffer's) and what was there freed; a release puts its buffer
+ * only into an empty slot, with one compare-and-swap, so after close it
+ * finds none and frees the buffer. It never touches the structure again
+ * after the swap: the buffer it put there may already be freed by close,
+ * and the structure with it.
+ *
+ * Under AddressSanitizer nothing is reused, so that it still sees a use
+ * after release. */
+#define LDR_BUFS_MAX 16
+#define LDR_BUFS_SPARE 4
+#define LDR_BUFS_SIZE (LDR_BUFS_PRE + LDR_FIRST_READ)
+#if defined(__SANITIZE_ADDRESS__)
+#define LDR_BUFS_ON 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LDR_BUFS_ON 0
+#endif
+#endif
+#ifndef LDR_BUFS_ON
+#define LDR_BUFS_ON 1
+#endif
+
+struct ldr_bufs {
+	/* NULL empty, a buffer, or the structure's address once closed */
+	void *spare[LDR_BUFS_SPARE];
+	unsigned refs; /* the handle's, and one a buffer made */
+};
+
+void ldr_bufs_open(larder *db)
+{
+	db->bufs = LDR_BUFS_ON ? calloc(1, sizeof *db->bufs) : NULL;
+	if (db->bufs)
+		db->bufs->refs = 1;
+}
+
+static void bufs_unref(struct ldr_bufs *b)
+{
+	if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		free(b);
+}
+
+void ldr_bufs_close(larder *db)
+{
+	struct ldr_bufs *b = db->bufs;
+	if (!b)
+		return;
+	db->bufs = NULL;
+	for (int i = 0; i < LDR_BUFS_SPARE; i++) {
+		void *p = __atomic_exchange_n(&b->spare[i], (void *)b,
+					      __ATOMIC_ACQ_REL);
+		if (p) {
+			free(p);
+			bufs_unref(b);
+		}
+	}
+	bufs_unref(b);
+}
+
+int ldr_bufs_made(const larder *db)
+{
+	return db->bufs
+		   ? (int)__atomic_load_n(&db->bufs->refs, __ATOMIC_RELAXED) - 1
+		   : -1;
+}
+
+/* A buffer of LDR_BUFS_SIZE bytes (a reference of b's), or NULL if all
+ * that may be made are lent (or out of memory). */
+static void *bufs_take(struct ldr_bufs *b)
+{
+	for (int i = 0; i < LDR_BUFS_SPARE; i++) {
+		/* A plain look first: an empty slot costs no locked op. */
+		if (!__atomic_load_n(&b->spare[i], __ATOMIC_RELAXED))
+			continue;
+		void *p =
+		    __atomic_exchange_n(&b->spare[i], NULL, __ATOMIC_ACQUIRE);
+		if (p)
+			return p;
+	}
+	if (__atomic_load_n(&b->refs, __ATOMIC_RELAXED) > LDR_BUFS_MAX)
+		return NULL;
+	if (__atomic_add_fetch(&b->refs, 1, __ATOMIC_RELAXED) >
+	    LDR_BUFS_MAX + 1) {
+		bufs_unref(b);
+		return NULL;
+	}
+	void *p = malloc(LDR_BUFS_SIZE);
+	if (!p)
+		bufs_unref(b);
+	return p;
+}
+
+void ldr_file_free_alloc(const struct ldr_file *f)
+{
+	struct ldr_bufs *b = f->bufs;
+	void *p = f->p - f->pre;
+	if (!b) {
+		free(p);
+		return;
+	}
+	for (int i = 0; i < LDR_BUFS_SPARE; i++) {
+		void *none = NULL;
+		if (!__atomic_load_n(&b->spare[i], __ATOMIC_RELAXED) &&
+		    __atomic_compare_exchange_n(&b->spare[i], &none, p, 0,
+						__ATOMIC_RELEASE,
+						__ATOMIC_RELAXED))
+			return; /* back for the next hit (b is not ours now) */
+	}
+	free(p); /* no empty slot: more lent than hit, or closed */
+	bufs_unref(b);
+}
+
 static int file_load_at(larder *db, int dirfd, const char *rel,
 			struct ldr_file *f, int noatime, int how, size_t pre);
 
@@ -278,8 +407,26 @@ int ldr_file_load(larder *db, const char *rel, struct ldr_file *f, int noatime,
 static int file_load_at(larder *db, int dirfd, const char *rel,
 			struct ldr_file *f, int noatime, int how, size_t pre)
 {
-	memset(f, 0, sizeof *f);
+	/* Field by field: gcc zeroes a struct this size with `rep stos`,
+	 * whose start-up cost a hit ~1% of its user time (perf annotate).
+	 * A field added to struct ldr_file is set here too. */
+	_Static_assert(sizeof(void *) != 8 || sizeof *f == 96,
+		       "every field of struct ldr_file is set below");
+	f->p = NULL;
+	f->pre = 0;
+	f->len = 0;
+	f->size = 0;
+	f->mapped = 0;
+	f->partial = 0;
+	f->safe = 0;
+	f->ftype = 0;
 	f->fd = -1;
+	f->via = 0;
+	f->t0 = 0;
+	f->have_ident = 0;
+	f->dev = 0;
+	f->ino = 0;
+	f->bufs = NULL;
 	/* O_NONBLOCK: a FIFO planted at an entry path must not hang the
 	 * reader (it has no effect on regular files); O_NOCTTY: nor may a
 	 * terminal become ours. O_NOATIME needs the file's owner (or
@@ -312,11 +459,18 @@ static int file_load_at(larder *db, int dirfd, const char *rel,
 	 * unsafe here, and verified as any handle verifies it.
 	 *
 	 * The read lands after the caller's prefix (the entry handle, for
-	 * larder_get) in one allocation, which a small file then shrinks
-	 * in place to its exact size: a hit makes one allocation, copies
-	 * nothing and holds no more memory than the file. (Reading onto
+	 * larder_get) in one buffer, copied nowhere: one the handle lends
+	 * (see "Reused buffers"), or, past those, an allocation that a
+	 * small file then shrinks in place to its exact size. (Reading onto
 	 * the stack and copying cost a 4 KiB hit ~0.05 us more.) */
-	uint8_t *buf = malloc(pre + first);
+	struct ldr_bufs *bufs =
+	    first == LDR_FIRST_READ && pre && pre <= LDR_BUFS_PRE ? db->bufs
+								  : NULL;
+	uint8_t *buf = bufs ? bufs_take(bufs) : NULL;
+	if (!buf) {
+		bufs = NULL;
+		buf = malloc(pre + first);
+	}
 	if (!buf)
 		goto nomem;
 	ssize_t n;
@@ -329,17 +483,23 @@ static int file_load_at(larder *db, int dirfd, const char *rel,
 	    (how >= LDR_LOAD_SCAN /* or LDR_LOAD_HEADER */ ||
 	     !(db->flags & LARDER_OPEN_TRUST_LOCAL) ||
 	     (size_t)n <= LDR_TRUST_HASH_MAX)) {
-		/* Shrinking never moves or fails in glibc; if it did, the
-		 * larger block still holds the bytes. */
-		uint8_t *b = realloc(buf, pre + (size_t)n);
-		if (b)
-			buf = b;
+		if (bufs) {
+			f->bufs = bufs; /* kept whole, to go back */
+		} else {
+			/* Shrinking never moves or fails in glibc; if it
+			 * did, the larger block still holds the bytes. */
+			uint8_t *b = realloc(buf, pre + (size_t)n);
+			if (b)
+				buf = b;
+		}
 		f->p = buf + pre;
 		f->pre = pre;
 		f->len = (size_t)n;
 		f->size = (uint64_t)n;
 		return 0;
 	}
+	if (bufs)
+		bufs_unref(bufs); /* not a small entry's: freed as any */
 	/* The careful path keeps the first read's bytes at the start of
 	 * buf: all of the file, or the start that the rest joins. */
 	if (pre && n > 0)
@@ -478,9 +638,10 @@ void ldr_file_free(struct ldr_file *f)
 	if (f->mapped)
 		munmap(f->p, f->len);
 	else
-		free(f->p - f->pre);
+		ldr_file_free_alloc(f);
 	f->p = NULL;
 	f->pre = 0;
+	f->bufs = NULL;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -688,11 +849,12 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *rel,
 		    const char **why)
 {
 	*why = NULL;
-	memset(h, 0, sizeof *h);
 	if (f->ftype) {
+		memset(h, 0, sizeof *h);
 		*why = not_a_file_why(f->ftype);
 		return LARDER_STATE_CORRUPT;
 	}
+	/* (It zeroes h first: once is enough on every hit.) */
 	int rc = ldr_hdr_decode(h, f->p, f->len, why);
 	if (rc)
 		h->hdr_len = 0;

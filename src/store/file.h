@@ -62,6 +62,9 @@ struct ldr_file {
 	int have_ident;
 	dev_t dev;
 	ino_t ino;
+	/* p - pre is a reused buffer (file.c, "Reused buffers") lent from
+	 * these; it goes back there when freed. NULL otherwise. */
+	struct ldr_bufs *bufs;
 };
 /* Load the file at rel (beneath the root) to judge an entry or a head
  * with bounded memory (walk, verify, publish, heads): a file larger than
@@ -82,6 +85,20 @@ void ldr_file_set_cost(larder *db, uint64_t size, uint64_t map_ns,
 void ldr_file_ident(struct ldr_file *f);
 void ldr_file_drop_fd(struct ldr_file *f);
 void ldr_file_free(struct ldr_file *f);
+/* Free the allocation at p - pre of a file read into memory (which may
+ * hold f itself: nothing of f is read after it): back to its handle's
+ * reused buffers if it is one of them, else free(). */
+void ldr_file_free_alloc(const struct ldr_file *f);
+/* The largest prefix (ldr_file_load's pre) a reused buffer has room for
+ * (file.c, "Reused buffers"): larder_get's entry handle fits. */
+#define LDR_BUFS_PRE 512u
+/* A handle's reused buffers (file.c): made at open (none if out of
+ * memory: every read then allocates its own), and let go at close;
+ * buffers still lent to entries free them when those are released. */
+void ldr_bufs_open(larder *db);
+void ldr_bufs_close(larder *db);
+/* How many it has made and not freed, or -1 with none (tests). */
+int ldr_bufs_made(const larder *db);
 
 /* What ldr_entry_check verifies besides the header */
 #define LDR_CHECK_HASH 0x1u /* the payload checksum */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "file.h"
 #include "fsutil.h"
 #include "head.h"
 #include "host.h"
@@ -608,6 +609,7 @@ int ldr_store_open(larder **out, const char *dir, const larder_opts *opts)
 	if (rc < 0 || (rc = ldr_stats_init(db)) < 0 ||
 	    (rc = ldr_recency_init(db)) < 0)
 		goto fail;
+	ldr_bufs_open(db);
 	*out = db;
 	return 0;
 fail:
@@ -630,6 +632,7 @@ void ldr_store_close(larder *db)
 	ldr_stats_fini(db); /* flushes: a failure is logged, not returned */
 	pthread_mutex_destroy(&db->slot_mu);
 	ldr_edirs_close(db);
+	ldr_bufs_close(db);
 	ldr_close(db->rootfd);
 	free(db->dir);
 	ldr_forget_errors(db); /* a later handle may get this address */

@@ -122,6 +122,9 @@ struct larder {
 	struct ldr_recency *recency; /* touches and free space (recency.c) */
 	struct ldr_memo *memo;	     /* verified entries (memo.c), or NULL */
 	struct ldr_heads *heads;     /* heads read (head.c), or NULL */
+	/* Small entries' read buffers, reused (file.c, "Reused buffers"),
+	 * or NULL. */
+	struct ldr_bufs *bufs;
 	int head_hints; /* the last head read was a hint file (head.c) */
 	/* What the layers above keep per handle (ldr_slot_get) */
 	pthread_mutex_t slot_mu;
