@@ -710,6 +710,7 @@ static int get_pf(larder_entry **out, larder *db, const char *ns,
 		 * (release, and the zstd path); no memset of the whole. */
 		e->plain = NULL;
 		e->memo.b = NULL;
+		e->lazy = NULL;
 	} else {
 		e = calloc(1, sizeof *e);
 	}
