@@ -13,6 +13,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 export LARDER_REDIS_BASE="$T/redis"
 redis="$here/redis.sh"
 trap 'sh "$redis" stop >/dev/null 2>&1; cleanup_bg; rm -rf "$T"' EXIT
+# A signal (a CTest timeout, ^C) ends the script through the EXIT trap,
+# which stops the server by its pid.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 unset LARDER_SHARED
 
 sh "$redis" start >"$T/env" 2>"$T/rerr"

@@ -16,6 +16,11 @@ TT=$3
 export LARDER_REDIS_BASE="$T/redis"
 redis="$here/redis.sh"
 trap 'kill -CONT $mpid 2>/dev/null; sh "$redis" stop >/dev/null 2>&1; cleanup_bg; rm -rf "$T"' EXIT
+# A signal (a CTest timeout, ^C) ends the script through the EXIT trap,
+# which stops the server by its pid.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 mpid=
 
 sh "$redis" start >"$T/env" 2>"$T/rerr"
