@@ -109,26 +109,57 @@ struct rbe {
 	"  for i = 0, n - 1 do redis.call('DEL', pre .. st .. ':' .. i) end\n" \
 	"end\n"
 
-/* The commit point. KEYS: manifest, Pns, Pn:<ns>, channel. ARGV:
- * manifest, chunk key prefix, ttl ms (0: none), ns, E. Our chunks must
- * all be there (one evicted meanwhile fails the publish: "lost"); a
- * manifest already there whose chunks are whole stands ("exists", and
- * ours go); a broken one is replaced; ours already there (a retried
- * call whose first reply was lost) is "ok". */
+/* How a commit ends for the key's lease and head, in the commit's own
+ * step (settle): the lease `rec` ('': none) is given back if it is still
+ * that record; the head is set to `ht` (the hint then the setter's token
+ * in 20 digits, as head_set writes it; '': leave it) only while the
+ * lease was held, and never back under a higher token (head_set's
+ * rule). Returns 1 held (or no lease), 0 lost. */
+#define LUA_SETTLE                                                             \
+	"local function settle(hk, lk, ht, rec)\n"                             \
+	"  local held = 1\n"                                                   \
+	"  if rec ~= '' then\n"                                                \
+	"    if redis.call('GET', lk) == rec then redis.call('DEL', lk)\n"     \
+	"    else held = 0 end\n"                                              \
+	"  end\n"                                                              \
+	"  if held == 1 and ht ~= '' then\n"                                   \
+	"    local t = tonumber(string.sub(ht, -20))\n"                        \
+	"    local cur = redis.call('GET', hk)\n"                              \
+	"    local ct = cur and tonumber(string.sub(cur, -20))\n"              \
+	"    if t == 0 or not ct or ct <= t then\n"                            \
+	"      redis.call('SET', hk, ht) end\n"                                \
+	"  end\n"                                                              \
+	"  return held\n"                                                      \
+	"end\n"
+
+/* The commit point. KEYS: manifest, Pns, Pn:<ns>, channel, head, lease.
+ * ARGV: manifest, chunk key prefix, ttl ms (0: none), ns, E, the head's
+ * value ('': leave the head), the lease's record ('': none). Our
+ * chunks must all be there (one evicted meanwhile fails the publish:
+ * "lost"); a manifest already there whose chunks are whole stands
+ * ("exists", and ours go); a broken one is replaced; ours already there
+ * (a retried call whose first reply was lost) is "ok". Then the lease
+ * and the head are settled in the same step (the head only if ours was
+ * published). Returns {word, held}. */
 static struct ldr_rscript commit_lua = {
     "commit",
-    LUA_COMMON
+    LUA_COMMON LUA_SETTLE
     "local pre = ARGV[2]\n"
+    "local function done(w)\n"
+    "  local ht = ARGV[6]\n"
+    "  if w ~= 'ok' then ht = '' end\n"
+    "  return {w, settle(KEYS[5], KEYS[6], ht, ARGV[7])}\n"
+    "end\n"
     "local st, cs, n, sl = parse(ARGV[1])\n"
     "local cur = redis.call('GET', KEYS[1])\n"
     "local cst, ccs, cn, csl\n"
     "if cur then cst, ccs, cn, csl = parse(cur) end\n"
-    "if cst == st then return 'ok' end\n"
-    "if not whole(pre, st, cs, n, sl) then drop(pre, st, n) return 'lost' "
-    "end\n"
+    "if cst == st then return done('ok') end\n"
+    "if not whole(pre, st, cs, n, sl) then drop(pre, st, n) "
+    "return done('lost') end\n"
     "if cur then\n"
     "  if cst and whole(pre, cst, ccs, cn, csl) then\n"
-    "    drop(pre, st, n) return 'exists' end\n"
+    "    drop(pre, st, n) return done('exists') end\n"
     "  redis.call('DEL', KEYS[1])\n"
     "  if cst then drop(pre, cst, cn) end\n"
     "end\n"
@@ -143,7 +174,19 @@ static struct ldr_rscript commit_lua = {
     "redis.call('SADD', KEYS[2], ARGV[4])\n"
     "redis.call('SADD', KEYS[3], ARGV[5])\n"
     "redis.call('PUBLISH', KEYS[4], ARGV[5])\n"
-    "return 'ok'\n",
+    "return done('ok')\n",
+    "", 0};
+
+/* After an inline commit's MULTI/EXEC, pipelined behind it: settle the
+ * lease and the head if the manifest is the one this stage set. KEYS:
+ * manifest, head, lease. ARGV: stage, the head's value, the lease's
+ * record (settle's). -1: the manifest is another's (the commit script then
+ * judges it, and settles), else settle's answer. */
+static struct ldr_rscript settle_lua = {
+    "settle",
+    LUA_SETTLE "if redis.call('GETRANGE', KEYS[1], 18, 49) ~= ARGV[1] then\n"
+	       "  return -1 end\n"
+	       "return settle(KEYS[2], KEYS[3], ARGV[2], ARGV[3])\n",
     "", 0};
 
 /* Compare-and-delete of an entry. KEYS: manifest, Pn:<ns>, head. ARGV:
@@ -190,16 +233,25 @@ static struct ldr_rscript head_drop_lua = {
     "return 0\n",
     "", 0};
 
-/* The lease and its fencing token in one step. KEYS: lease, counter.
- * ARGV: the record without its token line, lease ms. */
+/* A fill's look and its lease in one step. KEYS: lease, counter,
+ * manifest. ARGV: the record without its token line, lease ms, chunk key
+ * prefix. An entry whose manifest parses and whose chunks are whole
+ * stands: {2}, nothing taken (the caller reads it). Else the lease, with
+ * its fencing token from INCR: {1, record, token}; or who holds it: {0,
+ * record, PTTL}. */
 static struct ldr_rscript lease_acquire_lua = {
     "lease_acquire",
-    "local cur = redis.call('GET', KEYS[1])\n"
-    "if cur then return {0, cur, redis.call('PTTL', KEYS[1])} end\n"
-    "local t = redis.call('INCR', KEYS[2])\n"
-    "local rec = ARGV[1] .. string.format('token %020d\\n', t)\n"
-    "redis.call('SET', KEYS[1], rec, 'PX', ARGV[2])\n"
-    "return {1, rec, t}\n",
+    LUA_COMMON "local m = redis.call('GETRANGE', KEYS[3], 0, 199)\n"
+	       "if m ~= '' then\n"
+	       "  local st, cs, n, sl = parse(m)\n"
+	       "  if st and whole(ARGV[3], st, cs, n, sl) then return {2} end\n"
+	       "end\n"
+	       "local cur = redis.call('GET', KEYS[1])\n"
+	       "if cur then return {0, cur, redis.call('PTTL', KEYS[1])} end\n"
+	       "local t = redis.call('INCR', KEYS[2])\n"
+	       "local rec = ARGV[1] .. string.format('token %020d\\n', t)\n"
+	       "redis.call('SET', KEYS[1], rec, 'PX', ARGV[2])\n"
+	       "return {1, rec, t}\n",
     "", 0};
 
 static struct ldr_rscript lease_renew_lua = {
@@ -990,9 +1042,6 @@ static void r_stage_abort(struct ldr_stage *st)
 	stage_free(s, 0);
 }
 
-static int head_set_conn(struct rbe *b, struct ldr_rconn *c,
-			 const struct ldr_name *n, uint64_t token);
-
 /* The durability policy: WAIT for the configured replicas. Fewer
  * acknowledgements are a warning, not a failure: the entry is published
  * on the master, and replication only narrows the window in which a
@@ -1042,29 +1091,96 @@ static const char *header_mismatch(struct rstage *s, const ldr_hdr *h)
 	return NULL;
 }
 
+/* A lease of this backend (r_lease_acquire), declared here for the
+ * commit that settles it (stage_commit_lease). */
+struct rlease {
+	struct ldr_be_lease base;
+	struct rbe *b;
+	struct ldr_rconn c; /* the renewer's own connection */
+	char key[KEYMAX];
+	char rec[LDR_LEASE_TEXT_MAX];
+	size_t reclen;
+	uint64_t lease_ms, renew_ms, token;
+	pthread_t th;
+	int started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;
+	int lost; /* the renewer found it gone, or could not renew in time */
+	/* A commit gave it back (stage_commit_lease): held_then says
+	 * whether it was still ours at that commit. */
+	int settled, held_then;
+};
+
+/* The commit script's arguments, in its order (KEYS, then ARGV). */
+enum {
+	A_M,	 /* P{E}:m */
+	A_NS,	 /* Pns */
+	A_SET,	 /* Pn:<ns> */
+	A_CH,	 /* P{K}:p */
+	A_HEAD,	 /* P{K}:h */
+	A_LEASE, /* P{K}:l */
+	A_MAN,	 /* the manifest */
+	A_PFX,	 /* P{E}:c: */
+	A_TTL,	 /* ms, 0: none */
+	A_NSN,	 /* the namespace */
+	A_E,	 /* E */
+	A_HT,	 /* the head's value ('': leave it) */
+	A_REC,	 /* the lease's record ('': none) */
+	A_N
+};
+#define COMMIT_KEYS 6
+
+/* Settle's reply into l: 1 settled (held_then set), 0 not (the
+ * manifest was another's: -1), or a code. */
+static int settled(struct rbe *b, struct rlease *l, const redisReply *r)
+{
+	if (r->type != REDIS_REPLY_INTEGER)
+		return ldr_fail(b->base.db, LARDER_EIO, 0,
+				"Redis commit at %s: unexpected reply to the "
+				"lease's settlement",
+				b->cfg.shown);
+	if (r->integer < 0)
+		return 0;
+	if (l) {
+		l->settled = 1;
+		l->held_then = r->integer == 1;
+	}
+	return 1;
+}
+
 /* An inline entry's commit where no manifest stands, without Lua: the
  * script's work in that case (SET, the namespace sets, PUBLISH) as one
  * MULTI/EXEC, its manifest SET NX so that it never replaces one. Lua
- * cost a 4 KiB publish twice a bare SET; this is one round trip of
- * plain commands. argv as the commit script's. 0: published; 1: a
- * manifest stands (the script judges it: whole, ours, or broken); or a
- * code. The sets and the message are harmless when it stands: the
- * entry is in them already, and a waiter woken looks and finds it. */
+ * cost a 4 KiB publish twice a bare SET, because the payload passed
+ * through the script is copied; this is one round trip of plain
+ * commands. The head and the lease (settle_lua, small arguments) go
+ * right behind it, in the same round trip. 0: published; 1: a manifest
+ * stands (the commit script judges it: whole, ours, or broken, and
+ * settles); or a code. The sets and the message are harmless when it
+ * stands: the entry is in them already, and a waiter woken looks and
+ * finds it. */
 static int commit_inline(struct rstage *s, const char *const *argv,
-			 const size_t *lens)
+			 const size_t *lens, struct rlease *l)
 {
 	struct ldr_rconn *c = s->c;
 	const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
-	const char *set[6] = {"SET", argv[0], argv[4], "NX", "PX", argv[6]};
-	size_t setl[6] = {3, lens[0], lens[4], 2, 2, lens[6]};
-	int setc = strcmp(argv[6], "0") ? 6 : 4; /* ttl 0: none */
-	const char *sa1[3] = {"SADD", argv[1], argv[7]};
-	size_t sa1l[3] = {4, lens[1], lens[7]};
-	const char *sa2[3] = {"SADD", argv[2], argv[8]};
-	size_t sa2l[3] = {4, lens[2], lens[8]};
-	const char *pub[3] = {"PUBLISH", argv[3], argv[8]};
-	size_t publ[3] = {7, lens[3], lens[8]};
-	int rc;
+	const char *set[6] = {"SET", argv[A_M], argv[A_MAN],
+			      "NX",  "PX",	argv[A_TTL]};
+	size_t setl[6] = {3, lens[A_M], lens[A_MAN], 2, 2, lens[A_TTL]};
+	int setc = strcmp(argv[A_TTL], "0") ? 6 : 4; /* ttl 0: none */
+	const char *sa1[3] = {"SADD", argv[A_NS], argv[A_NSN]};
+	size_t sa1l[3] = {4, lens[A_NS], lens[A_NSN]};
+	const char *sa2[3] = {"SADD", argv[A_SET], argv[A_E]};
+	size_t sa2l[3] = {4, lens[A_SET], lens[A_E]};
+	const char *pub[3] = {"PUBLISH", argv[A_CH], argv[A_E]};
+	size_t publ[3] = {7, lens[A_CH], lens[A_E]};
+	const char *sv[6] = {argv[A_M], argv[A_HEAD], argv[A_LEASE],
+			     s->stage,	argv[A_HT],   argv[A_REC]};
+	size_t svl[6] = {lens[A_M], lens[A_HEAD], lens[A_LEASE],
+			 32,	    lens[A_HT],	  lens[A_REC]};
+	int settle = lens[A_HT] || lens[A_REC];
+	int rc, piped = 0;
 	if ((rc = ldr_rconn_append(c, "MULTI", 1, multi, NULL)) ||
 	    (rc = ldr_rconn_append(c, "SET manifest", setc, set, setl)) ||
 	    (rc = ldr_rconn_append(c, "SADD", 3, sa1, sa1l)) ||
@@ -1072,6 +1188,9 @@ static int commit_inline(struct rstage *s, const char *const *argv,
 	    (rc = ldr_rconn_append(c, "PUBLISH", 3, pub, publ)) ||
 	    (rc = ldr_rconn_append(c, "EXEC", 1, exec, NULL)))
 		return rc;
+	if (settle && (piped = ldr_rconn_append_evalsha(c, &settle_lua, 3, 6,
+							sv, svl)) < 0)
+		return piped;
 	redisReply *r = NULL;
 	/* +OK and four +QUEUED; an error among them aborts the EXEC. */
 	for (int i = 0; i < 5; i++) {
@@ -1092,16 +1211,38 @@ static int commit_inline(struct rstage *s, const char *const *argv,
 	else
 		rc = r->element[0]->type == REDIS_REPLY_NIL;
 	ldr_rreply_free(r);
+	r = NULL;
+	if (!settle || rc < 0)
+		return rc;
+	/* The settlement: its reply read even when the manifest stood
+	 * (it then did nothing), so that the connection stays in step. A
+	 * failure here leaves the entry published: the head lags, and the
+	 * lease is given back by lease_release as usual. */
+	int src = piped
+		      ? ldr_rconn_eval_reply(c, &settle_lua, &r, 3, 6, sv, svl)
+		  : rc == 0 ? ldr_rconn_eval(c, &settle_lua, &r, 3, 6, sv, svl)
+			    : 0;
+	if (src == 0 && r && rc == 0)
+		(void)settled(s->b, l, r);
+	ldr_rreply_free(r);
+	if (src < 0 && rc == 0)
+		ldr_log(s->b->base.db, LARDER_LOG_WARN,
+			"published, but the head and the lease were not "
+			"settled: %s",
+			larder_errmsg(s->b->base.db));
 	return rc;
 }
 
-static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
-			  unsigned flags, uint64_t token)
+/* stage_commit, and stage_commit_lease with l (NULL: none, the head set
+ * with `token`). */
+static int commit(struct rstage *s, const void *hdr, size_t hlen,
+		  unsigned flags, uint64_t token, struct rlease *l)
 {
-	struct rstage *s = (struct rstage *)st;
 	struct rbe *b = s->b;
 	larder *db = b->base.db;
 	char *man = NULL;
+	uint8_t *ht = NULL;
+	size_t htlen = 0;
 	redisReply *r = NULL;
 	int rc = 0;
 	if (s->failed) {
@@ -1128,6 +1269,19 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 			      "describe the payload written (%s)",
 			      b->cfg.shown, why);
 		goto out;
+	}
+	if (!(flags & LDR_BE_NO_HEAD)) {
+		/* The head's value as head_set writes it: the hint, then
+		 * the setter's token. */
+		if (!(ht = hint_bytes(s->n.ver, s->n.vlen, &htlen))) {
+			rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM,
+				      "out of memory");
+			goto out;
+		}
+		char tok[TOKEN_DIGITS + 1];
+		snprintf(tok, sizeof tok, "%020" PRIu64, l ? l->token : token);
+		memcpy(ht + htlen, tok, TOKEN_DIGITS);
+		htlen += TOKEN_DIGITS;
 	}
 	if (!s->c && !(s->c = take(b))) {
 		rc = LARDER_ENOMEM;
@@ -1161,25 +1315,43 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 	if (extra)
 		memcpy(man + ll + hlen, s->buf, extra);
 	char m[KEYMAX], ns[KEYMAX], set[KEYMAX + LDR_MAX_NS], ch[KEYMAX],
-	    ttls[24], e[33];
+	    head[KEYMAX], lk[KEYMAX], ttls[24], e[33];
 	tagged(m, sizeof m, b, s->n.hash, ":m");
 	snprintf(ns, sizeof ns, "%sns", b->cfg.prefix);
 	snprintf(set, sizeof set, "%sn:%s", b->cfg.prefix, s->ns);
 	tagged(ch, sizeof ch, b, s->n.khash, ":p");
+	tagged(head, sizeof head, b, s->n.khash, ":h");
+	tagged(lk, sizeof lk, b, s->n.khash, ":l");
 	snprintf(ttls, sizeof ttls, "%" PRIu64, ttl);
 	hex32(e, s->n.hash);
-	const char *argv[9] = {m, ns, set, ch, man, s->pfx, ttls, s->ns, e};
-	size_t lens[9] = {strlen(m),
-			  strlen(ns),
-			  strlen(set),
-			  strlen(ch),
-			  (size_t)ll + hlen + extra,
-			  strlen(s->pfx),
-			  strlen(ttls),
-			  strlen(s->ns),
-			  32};
+	const char *argv[A_N] = {m,
+				 ns,
+				 set,
+				 ch,
+				 head,
+				 lk,
+				 man,
+				 s->pfx,
+				 ttls,
+				 s->ns,
+				 e,
+				 ht ? (const char *)ht : "",
+				 l ? l->rec : ""};
+	size_t lens[A_N] = {strlen(m),
+			    strlen(ns),
+			    strlen(set),
+			    strlen(ch),
+			    strlen(head),
+			    strlen(lk),
+			    (size_t)ll + hlen + extra,
+			    strlen(s->pfx),
+			    strlen(ttls),
+			    strlen(s->ns),
+			    32,
+			    htlen,
+			    l ? l->reclen : 0};
 	if (inl) {
-		int fast = commit_inline(s, argv, lens);
+		int fast = commit_inline(s, argv, lens, l);
 		if (fast < 0) {
 			rc = fast;
 			goto out;
@@ -1190,8 +1362,8 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 	/* The commit goes right behind the chunks' SETs: one round trip
 	 * for both. Its script finds a chunk whose SET failed missing
 	 * ("lost"), so nothing is published on a failure read below. */
-	int piped =
-	    ldr_rconn_append_evalsha(s->c, &commit_lua, 4, 9, argv, lens);
+	int piped = ldr_rconn_append_evalsha(s->c, &commit_lua, COMMIT_KEYS,
+					     A_N, argv, lens);
 	if (piped < 0) {
 		rc = piped;
 		goto out;
@@ -1200,23 +1372,28 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 		if ((rc = chunk_reply(s)))
 			goto out;
 	if (piped)
-		rc = ldr_rconn_eval_reply(s->c, &commit_lua, &r, 4, 9, argv,
-					  lens);
+		rc = ldr_rconn_eval_reply(s->c, &commit_lua, &r, COMMIT_KEYS,
+					  A_N, argv, lens);
 	else
-		rc = ldr_rconn_eval(s->c, &commit_lua, &r, 4, 9, argv, lens);
+		rc = ldr_rconn_eval(s->c, &commit_lua, &r, COMMIT_KEYS, A_N,
+				    argv, lens);
 	if (rc)
 		goto out;
-	if (r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_STRING) {
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    (r->element[0]->type != REDIS_REPLY_STATUS &&
+	     r->element[0]->type != REDIS_REPLY_STRING)) {
 		rc = ldr_fail(db, LARDER_EIO, 0,
 			      "Redis commit at %s: unexpected reply",
 			      b->cfg.shown);
 		goto out;
 	}
-	if (strcmp(r->str, "exists") == 0) {
+	(void)settled(b, l, r->element[1]);
+	const char *word = r->element[0]->str;
+	if (strcmp(word, "exists") == 0) {
 		rc = LARDER_EXISTS;
 		goto out;
 	}
-	if (strcmp(r->str, "lost") == 0) {
+	if (strcmp(word, "lost") == 0) {
 		rc = ldr_fail(db, LARDER_EIO, 0,
 			      "Redis commit at %s: a chunk of the entry was "
 			      "evicted before its commit; nothing published",
@@ -1224,17 +1401,35 @@ static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
 		goto out;
 	}
 published:
-	if (!(flags & LDR_BE_NO_HEAD))
-		/* A head that cannot be moved is a lagging hint, not a
-		 * failed publish. */
-		(void)head_set_conn(b, s->c, &s->n, token);
 	if (b->cfg.wait_replicas)
 		wait_replicas(b, s->c);
 out:
 	free(man);
+	free(ht);
 	ldr_rreply_free(r);
 	stage_free(s, rc == LARDER_EXISTS ? 0 : rc);
 	return rc;
+}
+
+static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
+			  unsigned flags, uint64_t token)
+{
+	return commit((struct rstage *)st, hdr, hlen, flags, token, NULL);
+}
+
+static int r_stage_commit_lease(struct ldr_stage *st, const void *hdr,
+				size_t hlen, unsigned flags,
+				struct ldr_be_lease *bl)
+{
+	if (bl->be != st->be) {
+		/* Only a lease of this very backend can be settled in its
+		 * commit (the tier passes no other). */
+		r_stage_abort(st);
+		return ldr_fail(st->be->db, LARDER_EINVAL, 0,
+				"Redis commit: the lease is another backend's");
+	}
+	return commit((struct rstage *)st, hdr, hlen, flags, 0,
+		      (struct rlease *)bl);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1338,22 +1533,6 @@ static int r_head_drop(struct ldr_backend *be, const struct ldr_name *n)
 
 /* ---------------------------------------------------------------------- */
 /* Leases                                                                   */
-
-struct rlease {
-	struct ldr_be_lease base;
-	struct rbe *b;
-	struct ldr_rconn c; /* the renewer's own connection */
-	char key[KEYMAX];
-	char rec[LDR_LEASE_TEXT_MAX];
-	size_t reclen;
-	uint64_t lease_ms, renew_ms;
-	pthread_t th;
-	int started;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int stop;
-	int lost; /* the renewer found it gone, or could not renew in time */
-};
 
 #define REC_FMT                                                                \
 	"larder-lease 1\nhost %-63.63s\nboot %-36.36s\npidns %020llu\n"        \
@@ -1465,19 +1644,30 @@ static int r_lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
 			  (unsigned long long)me->pidns, me->pid,
 			  (unsigned long long)me->start, nonce,
 			  (unsigned long long)lease_ms);
-	char fence[KEYMAX], ms[24];
+	char fence[KEYMAX], m[KEYMAX], pre[KEYMAX], ms[24];
 	tagged(fence, sizeof fence, b, n->khash, ":f");
+	tagged(m, sizeof m, b, n->hash, ":m");
+	tagged(pre, sizeof pre, b, n->hash, ":c:");
 	snprintf(ms, sizeof ms, "%" PRIu64, lease_ms);
-	const char *argv[4] = {l->key, fence, prefix, ms};
-	size_t lens[4] = {strlen(l->key), strlen(fence), (size_t)pl,
-			  strlen(ms)};
+	/* The look for the entry goes with the lease (a fill's miss, then
+	 * one round trip): where it stands, no lease is taken; where it
+	 * does not, the caller need not look again. */
+	const char *argv[6] = {l->key, fence, m, prefix, ms, pre};
+	size_t lens[6] = {strlen(l->key), strlen(fence), strlen(m),
+			  (size_t)pl,	  strlen(ms),	 strlen(pre)};
 	redisReply *r = NULL;
 	struct ldr_rconn *c = take(b);
-	int rc = c ? ldr_rconn_eval(c, &lease_acquire_lua, &r, 2, 4, argv, lens)
+	int rc = c ? ldr_rconn_eval(c, &lease_acquire_lua, &r, 3, 6, argv, lens)
 		   : LARDER_ENOMEM;
 	give(b, c, rc);
 	if (rc)
 		goto fail;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER &&
+	    r->element[0]->integer == 2) {
+		rc = LDR_BE_LEASE_ENTRY;
+		goto fail;
+	}
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
 	    r->element[1]->type != REDIS_REPLY_STRING ||
 	    r->element[2]->type != REDIS_REPLY_INTEGER ||
@@ -1506,7 +1696,8 @@ static int r_lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
 	}
 	memcpy(l->rec, r->element[1]->str, r->element[1]->len);
 	l->reclen = r->element[1]->len;
-	*token = (uint64_t)r->element[2]->integer;
+	*token = l->token = (uint64_t)r->element[2]->integer;
+	l->base.flags = LDR_BE_LEASE_LOOKED;
 	ldr_rreply_free(r);
 	r = NULL;
 	ldr_rconn_init(&l->c, be->db, &b->cfg);
@@ -1538,6 +1729,8 @@ fail:
 static int r_lease_held(struct ldr_be_lease *bl)
 {
 	struct rlease *l = (struct rlease *)bl;
+	if (l->settled) /* given back by its commit: its word then */
+		return l->held_then;
 	pthread_mutex_lock(&l->mu);
 	int lost = l->lost;
 	pthread_mutex_unlock(&l->mu);
@@ -1637,7 +1830,8 @@ static void r_lease_release(struct ldr_be_lease *bl)
 		pthread_mutex_unlock(&l->mu);
 		pthread_join(l->th, NULL);
 	}
-	(void)lease_delete(l->b, l->key, l->rec, l->reclen);
+	if (!l->settled)
+		(void)lease_delete(l->b, l->key, l->rec, l->reclen);
 	ldr_rconn_close(&l->c);
 	pthread_cond_destroy(&l->cv);
 	pthread_mutex_destroy(&l->mu);
@@ -1974,6 +2168,7 @@ const struct ldr_backend_ops ldr_be_redis_ops = {
     .stage_write = r_stage_write,
     .stage_commit = r_stage_commit,
     .stage_abort = r_stage_abort,
+    .stage_commit_lease = r_stage_commit_lease,
     .remove = r_remove,
     .head_get = r_head_get,
     .head_set = r_head_set,

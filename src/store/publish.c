@@ -65,6 +65,8 @@ struct larder_writer {
 	 * then staged there whole. token: the filler's fencing token. */
 	int via_be;
 	uint64_t token;
+	struct ldr_be_lease *lease; /* the filler's: settled by the commit */
+	larder_entry **own;	    /* ldr_writer_commit_fill's */
 };
 
 static void writer_free(larder_writer *w)
@@ -252,6 +254,11 @@ void ldr_writer_no_head(larder_writer *w)
 void ldr_writer_set_token(larder_writer *w, uint64_t token)
 {
 	w->token = token;
+}
+
+void ldr_writer_set_lease(larder_writer *w, struct ldr_be_lease *l)
+{
+	w->lease = l;
 }
 
 int ldr_writer_begin_stage(larder_writer **out, larder *db, const char *ns,
@@ -646,9 +653,11 @@ static int publish_be(larder_writer *w, const uint8_t *hdr, uint32_t hlen,
 		be->ops->stage_abort(s);
 		return rc;
 	}
-	return be->ops->stage_commit(
-	    s, hdr, hlen, (w->flags & LARDER_PUT_NO_HEAD) ? LDR_BE_NO_HEAD : 0,
-	    w->token);
+	unsigned flags = (w->flags & LARDER_PUT_NO_HEAD) ? LDR_BE_NO_HEAD : 0;
+	if (w->lease && be->ops->version >= 3 && be->ops->stage_commit_lease)
+		return be->ops->stage_commit_lease(s, hdr, hlen, flags,
+						   w->lease);
+	return be->ops->stage_commit(s, hdr, hlen, flags, w->token);
 }
 
 /* A stage's header, given at its commit (be_dir.c): it must describe
@@ -750,6 +759,15 @@ static int finish(larder_writer *w, larder_entry **uncached,
 			ldr_count(db, rc == 0 ? LARDER_CTR_PUBLISHED
 					      : LARDER_CTR_PUBLISH_RACED);
 			ldr_stats_tick(db);
+			/* Ours is what stands: the fill gets it from memory,
+			 * not by a read that costs a round trip. Should
+			 * that fail, the fill reads it back. */
+			if (rc == 0 && w->own &&
+			    ldr_entry_from_fd(db, w->fd, w->ns, w->key, w->klen,
+					      w->ver, w->vlen, w->own) != 0) {
+				*w->own = NULL;
+				ldr_clear_error(db);
+			}
 			goto out;
 		}
 		if (!w->fill_mode)
@@ -839,9 +857,13 @@ int larder_writer_commit(larder_writer *w)
 	return finish(w, NULL, NULL, 0);
 }
 
-int ldr_writer_commit_fill(larder_writer *w, larder_entry **uncached)
+int ldr_writer_commit_fill(larder_writer *w, larder_entry **uncached,
+			   larder_entry **own)
 {
 	*uncached = NULL;
+	if (own)
+		*own = NULL;
+	w->own = own;
 	return finish(w, uncached, NULL, 0);
 }
 

@@ -655,20 +655,35 @@ static void tier_stage_free(struct tier_stage *ts)
 	free(ts);
 }
 
-static int tier_stage_commit(struct ldr_stage *bs, const void *hdr, size_t hlen,
-			     unsigned flags, uint64_t token)
+/* stage_commit, and stage_commit_lease with l (NULL: none). A lease of
+ * the shared tier is settled in shared's own commit where its table can
+ * (Redis: one round trip); any other (near's, while shared is down) is
+ * checked before, as the caller would, and given back by its release. */
+static int tier_commit(struct ldr_stage *bs, const void *hdr, size_t hlen,
+		       unsigned flags, uint64_t token, struct ldr_be_lease *l)
 {
 	struct tier_stage *ts = (struct tier_stage *)bs;
 	struct tier *t = tier_of(bs->be);
 	larder *db = bs->be->db;
 	const struct ldr_name *n = &ts->n;
 	int src = LARDER_ENOTFOUND; /* shared not used */
+	int settle = l && ts->shared && l->be == ts->shared->be &&
+		     l->be->ops->version >= 3 && l->be->ops->stage_commit_lease;
+	if (l && !settle && !l->be->ops->lease_held(l))
+		flags |= LDR_BE_NO_HEAD;
 	if (ts->shared) {
 		struct ldr_stage *s = ts->shared;
 		ts->shared = NULL; /* freed by its commit */
 		src = judge(
 		    t, "publish",
-		    s->be->ops->stage_commit(s, hdr, hlen, flags, token), 0);
+		    settle
+			? s->be->ops->stage_commit_lease(s, hdr, hlen, flags, l)
+			: s->be->ops->stage_commit(s, hdr, hlen, flags, token),
+		    0);
+		/* A lease lost at shared's commit moves no head in near
+		 * either. */
+		if (settle && !l->be->ops->lease_held(l))
+			flags |= LDR_BE_NO_HEAD;
 		if (src == LARDER_EINVAL) {
 			tier_stage_free(ts);
 			return src;
@@ -710,6 +725,21 @@ static int tier_stage_commit(struct ldr_stage *bs, const void *hdr, size_t hlen,
 					  "cannot publish: neither tier took "
 					  "the entry");
 	return nrc;
+}
+
+static int tier_stage_commit(struct ldr_stage *bs, const void *hdr, size_t hlen,
+			     unsigned flags, uint64_t token)
+{
+	return tier_commit(bs, hdr, hlen, flags, token, NULL);
+}
+
+/* The token of a lease that is not settled in shared is 0: such a lease
+ * is near's, a directory's, whose heads take no token. */
+static int tier_stage_commit_lease(struct ldr_stage *bs, const void *hdr,
+				   size_t hlen, unsigned flags,
+				   struct ldr_be_lease *l)
+{
+	return tier_commit(bs, hdr, hlen, flags, 0, l);
 }
 
 static void tier_stage_abort(struct ldr_stage *bs)
@@ -1015,6 +1045,7 @@ const struct ldr_backend_ops ldr_be_tier_ops = {
     .stage_begin = tier_stage_begin,
     .stage_write = tier_stage_write,
     .stage_commit = tier_stage_commit,
+    .stage_commit_lease = tier_stage_commit_lease,
     .stage_abort = tier_stage_abort,
     .remove = tier_remove,
     .head_get = tier_head_get,
