@@ -685,6 +685,149 @@ TEST(leases_acquire_contend_renew_break_release)
 	larder_close(db);
 }
 
+/* Publish p[0, len) at n as a fill does: committed with its lease l
+ * (stage_commit_lease). */
+static int publish_leased(struct ldr_backend *be, const struct ldr_name *n,
+			  const void *p, size_t len, struct ldr_be_lease *l)
+{
+	struct ldr_stage *s = NULL;
+	int rc = be->ops->stage_begin(be, n, NULL, &s);
+	if (rc)
+		return rc;
+	struct iovec v = {(void *)p, len};
+	if ((rc = be->ops->stage_write(s, &v, 1))) {
+		be->ops->stage_abort(s);
+		return rc;
+	}
+	uint8_t sum[16];
+	size_t hlen;
+	ldr_xxh128(p, len, sum);
+	uint8_t *h = header(n, len, sum, 0, &hlen);
+	rc = be->ops->stage_commit_lease(s, h, hlen, 0, l);
+	free(h);
+	return rc;
+}
+
+/* The head of n's key names ver ("" : there is none). */
+static void head_is(struct ldr_backend *be, const struct ldr_name *n,
+		    const char *ver)
+{
+	uint8_t *v;
+	size_t vlen;
+	int rc = be->ops->head_get(be, n, &v, &vlen);
+	if (!*ver) {
+		ASSERT_RC(be->db, rc, LARDER_ENOTFOUND);
+		return;
+	}
+	ASSERT_RC(be->db, rc, 0);
+	ASSERT_EQ(vlen, strlen(ver));
+	ASSERT_MEM_EQ(v, ver, vlen);
+	free(v);
+}
+
+/* A fill's round trips folded (docs/backends.md, section 3): the look
+ * goes with the lease, and the head and the release with the commit,
+ * which still judges the lease at the commit point. */
+TEST(a_fills_lease_goes_with_its_look_and_is_settled_by_its_commit)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_self me = self(db);
+	struct ldr_be_lease *l, *l2;
+	struct ldr_be_holder h;
+	uint64_t t1, t2;
+	ASSERT(be->ops->version >= 3 && be->ops->stage_commit_lease);
+	/* Inline (4 KiB) and in chunks (past the inline limit). */
+	size_t sizes[2] = {4096, 300000};
+	for (int k = 0; k < 2; k++) {
+		char ns[8];
+		snprintf(ns, sizeof ns, "st%d", k);
+		struct ldr_name v1, v2, v3;
+		name_of(&v1, ns, "k", "v1");
+		name_of(&v2, ns, "k", "v2");
+		name_of(&v3, ns, "k", "v3");
+		uint8_t *p = xmalloc(sizes[k]);
+		test_fill_pattern(p, sizes[k], 7 + k);
+
+		/* Nothing there: the lease, told that nothing stood. */
+		ASSERT_RC(db,
+			  be->ops->lease_acquire(be, &v1, &me, 30000, 10000, &l,
+						 &t1, &h),
+			  0);
+		ASSERT(l->flags & LDR_BE_LEASE_LOOKED);
+		ASSERT_RC(db, publish_leased(be, &v1, p, sizes[k], l), 0);
+		/* Given back and the head moved, in the commit. */
+		ASSERT_RC(db, be->ops->lease_observe(be, &v1, &h),
+			  LARDER_ENOTFOUND);
+		head_is(be, &v1, "v1");
+		ASSERT_EQ(be->ops->lease_held(l), 1);
+		be->ops->lease_release(l);
+		uint8_t *got;
+		size_t len;
+		ASSERT_RC(db, read_verified(be, &v1, &got, &len), 0);
+		ASSERT_EQ(len, sizes[k]);
+		ASSERT_MEM_EQ(got, p, len);
+		free(got);
+
+		/* The entry stands: no lease is taken, the caller reads. */
+		ASSERT_EQ(be->ops->lease_acquire(be, &v1, &me, 30000, 10000, &l,
+						 &t2, &h),
+			  LDR_BE_LEASE_ENTRY);
+		ASSERT_RC(db, be->ops->lease_observe(be, &v1, &h),
+			  LARDER_ENOTFOUND);
+
+		/* A lease lost during the load (broken, taken by another
+		 * with a higher token): the entry is published, first
+		 * writer wins, but the head stays, the other's lease is
+		 * left alone, and the loser is told it lost. */
+		ASSERT_RC(db,
+			  be->ops->lease_acquire(be, &v2, &me, 30000, 10000, &l,
+						 &t1, &h),
+			  0);
+		ASSERT_RC(db, be->ops->lease_observe(be, &v2, &h), 0);
+		ASSERT_EQ(be->ops->lease_break(be, &v2, &h), 1);
+		ASSERT_RC(db,
+			  be->ops->lease_acquire(be, &v2, &me, 30000, 10000,
+						 &l2, &t2, &h),
+			  0);
+		ASSERT(t2 > t1);
+		ASSERT_RC(db, publish_leased(be, &v2, p, sizes[k], l), 0);
+		ASSERT_EQ(be->ops->lease_held(l), 0);
+		be->ops->lease_release(l);
+		head_is(be, &v2, "v1");
+		ASSERT_RC(db, be->ops->lease_observe(be, &v2, &h), 0);
+		ASSERT_EQ(h.token, t2);
+		ASSERT_EQ(be->ops->lease_held(l2), 1);
+		ASSERT_RC(db, read_verified(be, &v2, &got, &len), 0);
+		ASSERT_MEM_EQ(got, p, len);
+		free(got);
+		be->ops->lease_release(l2);
+		ASSERT_RC(db, be->ops->lease_observe(be, &v2, &h),
+			  LARDER_ENOTFOUND);
+
+		/* A manifest that does not parse is no entry: the lease
+		 * is taken, and the commit replaces it. */
+		char e[33], cmd[200];
+		hexs(e, v3.hash);
+		snprintf(cmd, sizeof cmd, "set 'larder:{%s}:m' garbage", e);
+		redis_cli(cmd);
+		ASSERT_RC(db,
+			  be->ops->lease_acquire(be, &v3, &me, 30000, 10000, &l,
+						 &t1, &h),
+			  0);
+		ASSERT_RC(db, publish_leased(be, &v3, p, sizes[k], l), 0);
+		ASSERT_EQ(be->ops->lease_held(l), 1);
+		be->ops->lease_release(l);
+		head_is(be, &v3, "v3");
+		ASSERT_RC(db, read_verified(be, &v3, &got, &len), 0);
+		ASSERT_MEM_EQ(got, p, len);
+		free(got);
+		free(p);
+	}
+	be->ops->close(be);
+	larder_close(db);
+}
+
 TEST(a_sigkilled_holder_lease_expires_by_redis_clock)
 {
 	larder *db = db_open();
