@@ -7,6 +7,7 @@
  * (ldr_entry_check, payload hashed); the backend itself never says
  * "good". Skipped (77) only where Redis cannot be installed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -825,6 +826,70 @@ TEST(a_fills_lease_goes_with_its_look_and_is_settled_by_its_commit)
 		free(p);
 	}
 	be->ops->close(be);
+	larder_close(db);
+}
+
+/* The threads of this process. */
+static int threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	ASSERT(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* One renewer per backend, not a thread per lease: leases taken one
+ * after another (as fills are) start one thread in all, and several
+ * held at once are each renewed past their lease. */
+TEST(one_renewer_serves_every_lease_of_a_backend)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_self me = self(db);
+	struct ldr_be_lease *l[3];
+	struct ldr_be_holder h;
+	uint64_t t;
+	int before = threads();
+	for (int i = 0; i < 5; i++) {
+		struct ldr_name n;
+		char key[16];
+		snprintf(key, sizeof key, "one%d", i);
+		name_of(&n, "rn", key, NULL);
+		ASSERT_RC(db,
+			  be->ops->lease_acquire(be, &n, &me, 30000, 10000,
+						 &l[0], &t, &h),
+			  0);
+		be->ops->lease_release(l[0]);
+	}
+	ASSERT(threads() <= before + 1);
+	struct ldr_name n[3];
+	for (int i = 0; i < 3; i++) {
+		char key[16];
+		snprintf(key, sizeof key, "many%d", i);
+		name_of(&n[i], "rn", key, NULL);
+		ASSERT_RC(db,
+			  be->ops->lease_acquire(be, &n[i], &me, 600, 50, &l[i],
+						 &t, &h),
+			  0);
+	}
+	ASSERT(threads() <= before + 1);
+	/* Three lease periods: each would have run out unrenewed. */
+	usleep(1800 * 1000);
+	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(be->ops->lease_held(l[i]), 1);
+		ASSERT_RC(db, be->ops->lease_observe(be, &n[i], &h), 0);
+		ASSERT(h.ttl_ms > 0);
+	}
+	for (int i = 0; i < 3; i++)
+		be->ops->lease_release(l[i]);
+	for (int i = 0; i < 3; i++)
+		ASSERT_RC(db, be->ops->lease_observe(be, &n[i], &h),
+			  LARDER_ENOTFOUND);
+	be->ops->close(be);
+	ASSERT_EQ(threads(), before);
 	larder_close(db);
 }
 

@@ -83,6 +83,19 @@ struct rbe {
 	 * which cost more than the copy itself. */
 	uint8_t *spare;
 	size_t spare_cap;
+	/* The renewer: one thread for every lease of this backend, started
+	 * by the first lease and stopped at close, so that a fill pays no
+	 * thread of its own; a lease given back before its first renewal
+	 * costs it nothing at all. It renews the leases that fall due
+	 * together, pipelined, on a connection of its own. Under rmu: the
+	 * list, each lease's due, busy and lost, and the flags below. */
+	pthread_mutex_t rmu;
+	pthread_cond_t rcv; /* CLOCK_MONOTONIC; a change of the list */
+	struct rlease *leases;
+	pthread_t rth;
+	pid_t rpid; /* the process whose renewer runs; 0: none */
+	int rstop;
+	struct ldr_rconn rconn; /* the renewer's (no pool: it is alone) */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -369,6 +382,13 @@ static int r_open(struct ldr_backend **out, larder *db, const char *where)
 	b->base.db = db;
 	b->reachable = 1;
 	pthread_mutex_init(&b->mu, NULL);
+	pthread_mutex_init(&b->rmu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&b->rcv, &ca);
+	pthread_condattr_destroy(&ca);
+	ldr_rconn_init(&b->rconn, db, &b->cfg);
 	/* Connect now: a wrong address or password is better told at open
 	 * than at the first get. */
 	struct ldr_rconn *c = take(b);
@@ -393,6 +413,16 @@ static void r_close(struct ldr_backend *be)
 	if (!be)
 		return;
 	struct rbe *b = (struct rbe *)be;
+	if (b->rpid == getpid()) {
+		pthread_mutex_lock(&b->rmu);
+		b->rstop = 1;
+		pthread_cond_broadcast(&b->rcv);
+		pthread_mutex_unlock(&b->rmu);
+		pthread_join(b->rth, NULL);
+	}
+	ldr_rconn_close(&b->rconn);
+	pthread_cond_destroy(&b->rcv);
+	pthread_mutex_destroy(&b->rmu);
 	for (int i = 0; i < b->nidle; i++) {
 		ldr_rconn_close(b->idle[i]);
 		free(b->idle[i]);
@@ -1096,17 +1126,18 @@ static const char *header_mismatch(struct rstage *s, const ldr_hdr *h)
 struct rlease {
 	struct ldr_be_lease base;
 	struct rbe *b;
-	struct ldr_rconn c; /* the renewer's own connection */
 	char key[KEYMAX];
 	char rec[LDR_LEASE_TEXT_MAX];
 	size_t reclen;
 	uint64_t lease_ms, renew_ms, token;
-	pthread_t th;
-	int started;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int stop;
-	int lost; /* the renewer found it gone, or could not renew in time */
+	/* The renewer's (under b->rmu): the next in b->leases, the next
+	 * renewal and the last that succeeded (CLOCK_MONOTONIC ms), whether
+	 * it is being renewed right now (outside the lock), and whether it
+	 * was found gone, or could not be renewed in time. */
+	struct rlease *next;
+	uint64_t due, last_ok;
+	int busy;
+	int lost;
 	/* A commit gave it back (stage_commit_lease): held_then says
 	 * whether it was still ours at that commit. */
 	int settled, held_then;
@@ -1578,45 +1609,129 @@ static int parse_holder(const char *text, size_t len, int64_t pttl,
 	return 0;
 }
 
+static int lease_delete(struct rbe *b, const char *key, const char *rec,
+			size_t reclen);
+
+/* The renewer's thread: renews each lease of the list as it falls due
+ * (a compare-and-PEXPIRE, one at a time: a handle rarely holds more than
+ * a few leases at once, and each call is bounded by the timeout), and
+ * marks lost one found gone or not renewed for a whole lease. */
 static void *renewer(void *arg)
 {
-	struct rlease *l = arg;
-	uint64_t last_ok = ldr_mono_ms();
-	pthread_mutex_lock(&l->mu);
-	while (!l->stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t ns = (uint64_t)ts.tv_nsec + l->renew_ms * 1000000ull;
-		ts.tv_sec += (time_t)(ns / 1000000000ull);
-		ts.tv_nsec = (long)(ns % 1000000000ull);
-		int w = 0;
-		while (!l->stop && w != ETIMEDOUT)
-			w = pthread_cond_timedwait(&l->cv, &l->mu, &ts);
-		if (l->stop || l->lost)
-			break;
-		pthread_mutex_unlock(&l->mu);
+	struct rbe *b = arg;
+	pthread_mutex_lock(&b->rmu);
+	while (!b->rstop) {
+		uint64_t now = ldr_mono_ms(), next = UINT64_MAX;
+		struct rlease *l = b->leases;
+		for (; l; l = l->next) {
+			if (!l->lost && l->due <= now)
+				break;
+			if (!l->lost && l->due < next)
+				next = l->due;
+		}
+		if (!l) {
+			if (next == UINT64_MAX) {
+				pthread_cond_wait(&b->rcv, &b->rmu);
+			} else {
+				struct timespec ts;
+				clock_gettime(CLOCK_MONOTONIC, &ts);
+				uint64_t ns = (uint64_t)ts.tv_nsec +
+					      (next - now) * 1000000ull;
+				ts.tv_sec += (time_t)(ns / 1000000000ull);
+				ts.tv_nsec = (long)(ns % 1000000000ull);
+				pthread_cond_timedwait(&b->rcv, &b->rmu, &ts);
+			}
+			continue;
+		}
+		l->busy = 1;
+		pthread_mutex_unlock(&b->rmu);
 		char ms[24];
 		snprintf(ms, sizeof ms, "%" PRIu64, l->lease_ms);
 		const char *argv[3] = {l->key, l->rec, ms};
 		size_t lens[3] = {strlen(l->key), l->reclen, strlen(ms)};
 		redisReply *r = NULL;
-		ldr_rconn_begin(&l->c);
-		int rc = ldr_rconn_eval(&l->c, &lease_renew_lua, &r, 1, 3, argv,
-					lens);
+		ldr_rconn_begin(&b->rconn);
+		int rc = ldr_rconn_eval(&b->rconn, &lease_renew_lua, &r, 1, 3,
+					argv, lens);
 		int gone =
 		    !rc && r->type == REDIS_REPLY_INTEGER && r->integer == 0;
 		ldr_rreply_free(r);
-		uint64_t now = ldr_mono_ms();
+		now = ldr_mono_ms();
+		pthread_mutex_lock(&b->rmu);
 		if (!rc && !gone)
-			last_ok = now;
-		pthread_mutex_lock(&l->mu);
+			l->last_ok = now;
 		/* Not renewed for a whole lease: by Redis's clock it has
 		 * run out, or is about to. */
-		if (gone || now - last_ok >= l->lease_ms)
+		if (gone || now - l->last_ok >= l->lease_ms)
 			l->lost = 1;
+		l->due = now + l->renew_ms;
+		l->busy = 0;
+		pthread_cond_broadcast(&b->rcv); /* a release may wait */
 	}
-	pthread_mutex_unlock(&l->mu);
+	pthread_mutex_unlock(&b->rmu);
 	return NULL;
+}
+
+/* Put l on the renewer's list, starting the renewer if this process has
+ * none yet (the first lease, or the first in a child of a fork, which
+ * inherits the list's memory but not the thread: that state is the
+ * parent's, and is dropped). 0 or a code. */
+static int renew_start(struct rbe *b, struct rlease *l)
+{
+	int e = 0;
+	pid_t me = getpid();
+	if (b->rpid && b->rpid != me) {
+		/* A child: the lock may have been held by the parent's
+		 * renewer at the fork. */
+		pthread_mutex_init(&b->rmu, NULL);
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&b->rcv, &ca);
+		pthread_condattr_destroy(&ca);
+		b->leases = NULL;
+		b->rpid = 0;
+		b->rstop = 0;
+		if (b->rconn.c)
+			ldr_rconn_close(&b->rconn); /* our copy of its fd */
+		ldr_rconn_init(&b->rconn, b->base.db, &b->cfg);
+	}
+	pthread_mutex_lock(&b->rmu);
+	if (!b->rpid) {
+		ldr_rconn_init(&b->rconn, b->base.db, &b->cfg);
+		e = pthread_create(&b->rth, NULL, renewer, b);
+		if (!e)
+			b->rpid = me;
+	}
+	if (!e) {
+		l->last_ok = ldr_mono_ms();
+		l->due = l->last_ok + l->renew_ms;
+		l->next = b->leases;
+		b->leases = l;
+		pthread_cond_broadcast(&b->rcv);
+	}
+	pthread_mutex_unlock(&b->rmu);
+	if (e)
+		return ldr_fail(b->base.db, LARDER_ENOMEM, e,
+				"cannot start the Redis lease's renewer: %s",
+				strerror(e));
+	return 0;
+}
+
+/* Take l off the renewer's list, once the renewer is done with it. */
+static void renew_stop(struct rbe *b, struct rlease *l)
+{
+	if (b->rpid != getpid())
+		return; /* not on a list of this process's */
+	pthread_mutex_lock(&b->rmu);
+	while (l->busy)
+		pthread_cond_wait(&b->rcv, &b->rmu);
+	for (struct rlease **p = &b->leases; *p; p = &(*p)->next)
+		if (*p == l) {
+			*p = l->next;
+			break;
+		}
+	pthread_mutex_unlock(&b->rmu);
 }
 
 static int r_lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
@@ -1700,24 +1815,13 @@ static int r_lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
 	l->base.flags = LDR_BE_LEASE_LOOKED;
 	ldr_rreply_free(r);
 	r = NULL;
-	ldr_rconn_init(&l->c, be->db, &b->cfg);
-	pthread_mutex_init(&l->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&l->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	int e = pthread_create(&l->th, NULL, renewer, l);
-	if (e) {
+	if ((rc = renew_start(b, l))) {
 		/* Without a renewer the lease would run out under us: give
 		 * it back now. */
-		l->started = 0;
-		ldr_be_redis_ops.lease_release(&l->base);
-		return ldr_fail(be->db, LARDER_ENOMEM, e,
-				"cannot start the Redis lease's renewer: %s",
-				strerror(e));
+		(void)lease_delete(b, l->key, l->rec, l->reclen);
+		free(l);
+		return rc;
 	}
-	l->started = 1;
 	*out = &l->base;
 	return 0;
 fail:
@@ -1731,9 +1835,9 @@ static int r_lease_held(struct ldr_be_lease *bl)
 	struct rlease *l = (struct rlease *)bl;
 	if (l->settled) /* given back by its commit: its word then */
 		return l->held_then;
-	pthread_mutex_lock(&l->mu);
+	pthread_mutex_lock(&l->b->rmu);
 	int lost = l->lost;
-	pthread_mutex_unlock(&l->mu);
+	pthread_mutex_unlock(&l->b->rmu);
 	if (lost)
 		return 0;
 	/* Ask: the renewer's last word may be a lease period old. */
@@ -1823,18 +1927,9 @@ static void r_lease_release(struct ldr_be_lease *bl)
 	struct rlease *l = (struct rlease *)bl;
 	if (!bl)
 		return;
-	if (l->started) {
-		pthread_mutex_lock(&l->mu);
-		l->stop = 1;
-		pthread_cond_signal(&l->cv);
-		pthread_mutex_unlock(&l->mu);
-		pthread_join(l->th, NULL);
-	}
+	renew_stop(l->b, l);
 	if (!l->settled)
 		(void)lease_delete(l->b, l->key, l->rec, l->reclen);
-	ldr_rconn_close(&l->c);
-	pthread_cond_destroy(&l->cv);
-	pthread_mutex_destroy(&l->mu);
 	free(l);
 }
 
