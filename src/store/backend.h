@@ -28,7 +28,8 @@
 #include "lease.h"
 #include "naming.h"
 
-/* 2: read_many. 3: stage_commit_lease, and lease_acquire's look. */
+/* 2: read_many. 3: stage_commit_lease, stage_commit_many, and
+ * lease_acquire's look. */
 #define LDR_BACKEND_VERSION 3
 
 /* Every backend's handle, stage and lease begin with these, so that the
@@ -242,6 +243,15 @@ struct ldr_backend_ops {
 	int (*stage_commit_lease)(struct ldr_stage *s, const void *hdr,
 				  size_t hlen, unsigned flags,
 				  struct ldr_be_lease *l);
+	/* Since version 3. Commit n stages (of this backend, each begun and
+	 * written), stage i with hdr[i] (hlen[i] bytes), each as
+	 * stage_commit with `flags` and token 0 (larder_put_many): rc[i] is
+	 * what stage_commit would give it, and every stage is freed. Redis
+	 * sends every small entry's commit before it reads the first reply.
+	 * NULL: the caller commits each. */
+	void (*stage_commit_many)(struct ldr_stage **s, size_t n,
+				  const void *const *hdr, const size_t *hlen,
+				  unsigned flags, int *rc);
 };
 
 /* The backends built in: "dir" always, "redis" when built with it; and

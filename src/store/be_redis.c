@@ -1180,21 +1180,161 @@ static int settled(struct rbe *b, struct rlease *l, const redisReply *r)
 	return 1;
 }
 
+/* A commit prepared (prepare): its arguments, in the commit script's
+ * order, and what they point into. */
+struct rcommit {
+	struct rstage *s;
+	struct rlease *l;
+	char m[KEYMAX], ns[KEYMAX], set[KEYMAX + LDR_MAX_NS], ch[KEYMAX],
+	    head[KEYMAX], lk[KEYMAX], ttls[24], e[33];
+	char *man;   /* the manifest, malloc'ed */
+	uint8_t *ht; /* the head's value, malloc'ed (NULL: none) */
+	const char *argv[A_N];
+	size_t lens[A_N];
+	int inl;    /* the payload goes inline in the manifest */
+	int settle; /* settle_lua goes behind the MULTI/EXEC */
+	int piped;  /* settle_lua was pipelined by EVALSHA */
+};
+
+static void prepared_free(struct rcommit *pc)
+{
+	free(pc->man);
+	free(pc->ht);
+	pc->man = NULL;
+	pc->ht = NULL;
+}
+
+/* Check the header against what was written and build the commit's
+ * arguments; a chunked stage's last chunk is sent. 0 or a code
+ * (nothing published). */
+static int prepare(struct rcommit *pc, struct rstage *s, const void *hdr,
+		   size_t hlen, unsigned flags, uint64_t token,
+		   struct rlease *l)
+{
+	struct rbe *b = s->b;
+	larder *db = b->base.db;
+	memset(pc, 0, sizeof *pc);
+	pc->s = s;
+	pc->l = l;
+	if (s->failed)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"commit after a failed write: nothing "
+				"published to Redis");
+	if (hlen + s->stored > b->cfg.max_entry)
+		return refuse_full(b, hlen + s->stored, 1);
+	ldr_hdr h;
+	const char *why = NULL;
+	if (ldr_hdr_decode(&h, hdr, hlen, &why) || h.hdr_len != hlen)
+		why = why && *why ? why : "its length is not the header's";
+	else if (h.stored_len != s->stored)
+		why = "its length is not the payload's";
+	else
+		why = header_mismatch(s, &h);
+	if (why)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"Redis commit at %s: the header does not "
+				"describe the payload written (%s)",
+				b->cfg.shown, why);
+	size_t htlen = 0;
+	if (!(flags & LDR_BE_NO_HEAD)) {
+		/* The head's value as head_set writes it: the hint, then
+		 * the setter's token. */
+		if (!(pc->ht = hint_bytes(s->n.ver, s->n.vlen, &htlen)))
+			return ldr_fail(db, LARDER_ENOMEM, ENOMEM,
+					"out of memory");
+		char tok[TOKEN_DIGITS + 1];
+		snprintf(tok, sizeof tok, "%020" PRIu64, l ? l->token : token);
+		memcpy(pc->ht + htlen, tok, TOKEN_DIGITS);
+		htlen += TOKEN_DIGITS;
+	}
+	/* An entry smaller than a chunk, still all in the buffer, goes
+	 * inline in its manifest: one round trip to publish, one to read. */
+	pc->inl = s->nchunks == 0 && s->blen <= INLINE_MAX;
+	size_t extra = pc->inl ? s->blen : 0;
+	int rc;
+	if (!pc->inl && s->blen) {
+		if (!s->c && !(s->c = take(b)))
+			return LARDER_ENOMEM;
+		ldr_rconn_begin(s->c);
+		if ((rc = flush_chunk(s)))
+			return rc;
+	}
+	/* The entry's expiry as Redis's TTL; the header's expires is still
+	 * checked by every reader. */
+	uint64_t ttl = 0;
+	if (h.expires) {
+		int64_t left = (h.expires - ldr_now_ns()) / 1000000;
+		ttl = left > 0 ? (uint64_t)left : 1;
+	}
+	char line[200];
+	int ll =
+	    snprintf(line, sizeof line,
+		     "larder-manifest 1 %s %u %" PRIu64 " %" PRIu64 " %zu\n",
+		     s->stage, CHUNK, s->nchunks, s->stored, hlen);
+	if (!(pc->man = malloc((size_t)ll + hlen + extra)))
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	memcpy(pc->man, line, (size_t)ll);
+	memcpy(pc->man + ll, hdr, hlen);
+	if (extra)
+		memcpy(pc->man + ll + hlen, s->buf, extra);
+	tagged(pc->m, sizeof pc->m, b, s->n.hash, ":m");
+	snprintf(pc->ns, sizeof pc->ns, "%sns", b->cfg.prefix);
+	snprintf(pc->set, sizeof pc->set, "%sn:%s", b->cfg.prefix, s->ns);
+	tagged(pc->ch, sizeof pc->ch, b, s->n.khash, ":p");
+	tagged(pc->head, sizeof pc->head, b, s->n.khash, ":h");
+	tagged(pc->lk, sizeof pc->lk, b, s->n.khash, ":l");
+	snprintf(pc->ttls, sizeof pc->ttls, "%" PRIu64, ttl);
+	hex32(pc->e, s->n.hash);
+	const char *argv[A_N] = {
+	    pc->m,	    pc->ns, pc->set, pc->ch,
+	    pc->head,	    pc->lk, pc->man, s->pfx,
+	    pc->ttls,	    s->ns,  pc->e,   pc->ht ? (const char *)pc->ht : "",
+	    l ? l->rec : ""};
+	size_t lens[A_N] = {strlen(pc->m),
+			    strlen(pc->ns),
+			    strlen(pc->set),
+			    strlen(pc->ch),
+			    strlen(pc->head),
+			    strlen(pc->lk),
+			    (size_t)ll + hlen + extra,
+			    strlen(s->pfx),
+			    strlen(pc->ttls),
+			    strlen(s->ns),
+			    32,
+			    htlen,
+			    l ? l->reclen : 0};
+	memcpy(pc->argv, argv, sizeof argv);
+	memcpy(pc->lens, lens, sizeof lens);
+	pc->settle = htlen || l;
+	return 0;
+}
+
+/* The settlement's arguments (settle_lua). */
+#define SETTLE_ARGS(pc)                                                        \
+	const char *sv[6] = {(pc)->argv[A_M],	  (pc)->argv[A_HEAD],          \
+			     (pc)->argv[A_LEASE], (pc)->s->stage,              \
+			     (pc)->argv[A_HT],	  (pc)->argv[A_REC]};          \
+	size_t svl[6] = {(pc)->lens[A_M],     (pc)->lens[A_HEAD],              \
+			 (pc)->lens[A_LEASE], 32,                              \
+			 (pc)->lens[A_HT],    (pc)->lens[A_REC]}
+
 /* An inline entry's commit where no manifest stands, without Lua: the
  * script's work in that case (SET, the namespace sets, PUBLISH) as one
  * MULTI/EXEC, its manifest SET NX so that it never replaces one. Lua
  * cost a 4 KiB publish twice a bare SET, because the payload passed
  * through the script is copied; this is one round trip of plain
  * commands. The head and the lease (settle_lua, small arguments) go
- * right behind it, in the same round trip. 0: published; 1: a manifest
- * stands (the commit script judges it: whole, ours, or broken, and
- * settles); or a code. The sets and the message are harmless when it
- * stands: the entry is in them already, and a waiter woken looks and
- * finds it. */
-static int commit_inline(struct rstage *s, const char *const *argv,
-			 const size_t *lens, struct rlease *l)
+ * right behind it, in the same round trip. inline_send queues it on c,
+ * inline_take reads its replies: 0, published; 1, a manifest stands (the
+ * commit script judges it: whole, ours, or broken, and settles); or a
+ * code. The sets and the message are harmless when it stands: the entry
+ * is in them already, and a waiter woken looks and finds it. Sent
+ * behind one another on one connection, many commits cost one round
+ * trip (commit_many). */
+static int inline_send(struct ldr_rconn *c, struct rcommit *pc)
 {
-	struct ldr_rconn *c = s->c;
+	const char *const *argv = pc->argv;
+	const size_t *lens = pc->lens;
 	const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
 	const char *set[6] = {"SET", argv[A_M], argv[A_MAN],
 			      "NX",  "PX",	argv[A_TTL]};
@@ -1206,12 +1346,7 @@ static int commit_inline(struct rstage *s, const char *const *argv,
 	size_t sa2l[3] = {4, lens[A_SET], lens[A_E]};
 	const char *pub[3] = {"PUBLISH", argv[A_CH], argv[A_E]};
 	size_t publ[3] = {7, lens[A_CH], lens[A_E]};
-	const char *sv[6] = {argv[A_M], argv[A_HEAD], argv[A_LEASE],
-			     s->stage,	argv[A_HT],   argv[A_REC]};
-	size_t svl[6] = {lens[A_M], lens[A_HEAD], lens[A_LEASE],
-			 32,	    lens[A_HT],	  lens[A_REC]};
-	int settle = lens[A_HT] || lens[A_REC];
-	int rc, piped = 0;
+	int rc;
 	if ((rc = ldr_rconn_append(c, "MULTI", 1, multi, NULL)) ||
 	    (rc = ldr_rconn_append(c, "SET manifest", setc, set, setl)) ||
 	    (rc = ldr_rconn_append(c, "SADD", 3, sa1, sa1l)) ||
@@ -1219,10 +1354,25 @@ static int commit_inline(struct rstage *s, const char *const *argv,
 	    (rc = ldr_rconn_append(c, "PUBLISH", 3, pub, publ)) ||
 	    (rc = ldr_rconn_append(c, "EXEC", 1, exec, NULL)))
 		return rc;
-	if (settle && (piped = ldr_rconn_append_evalsha(c, &settle_lua, 3, 6,
-							sv, svl)) < 0)
-		return piped;
+	pc->piped = 0;
+	if (pc->settle) {
+		SETTLE_ARGS(pc);
+		pc->piped =
+		    ldr_rconn_append_evalsha(c, &settle_lua, 3, 6, sv, svl);
+		if (pc->piped < 0)
+			return pc->piped;
+	}
+	return 0;
+}
+
+/* last: nothing is queued behind this commit on c (a NOSCRIPT reply to
+ * its settlement can then be answered by EVAL at once; else the
+ * settlement is left to lease_release and the head lags). */
+static int inline_take(struct ldr_rconn *c, struct rcommit *pc, int last)
+{
+	struct rbe *b = pc->s->b;
 	redisReply *r = NULL;
+	int rc = 0;
 	/* +OK and four +QUEUED; an error among them aborts the EXEC. */
 	for (int i = 0; i < 5; i++) {
 		if ((rc = ldr_rconn_reply(c, &r, "commit")))
@@ -1236,178 +1386,68 @@ static int commit_inline(struct rstage *s, const char *const *argv,
 	if (rc2)
 		return rc2;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 4)
-		rc = ldr_fail(s->b->base.db, LARDER_EIO, 0,
+		rc = ldr_fail(b->base.db, LARDER_EIO, 0,
 			      "Redis commit at %s: unexpected reply to EXEC",
-			      s->b->cfg.shown);
+			      b->cfg.shown);
 	else
 		rc = r->element[0]->type == REDIS_REPLY_NIL;
 	ldr_rreply_free(r);
 	r = NULL;
-	if (!settle || rc < 0)
+	if (!pc->settle || rc < 0)
 		return rc;
 	/* The settlement: its reply read even when the manifest stood
 	 * (it then did nothing), so that the connection stays in step. A
 	 * failure here leaves the entry published: the head lags, and the
 	 * lease is given back by lease_release as usual. */
-	int src = piped
-		      ? ldr_rconn_eval_reply(c, &settle_lua, &r, 3, 6, sv, svl)
-		  : rc == 0 ? ldr_rconn_eval(c, &settle_lua, &r, 3, 6, sv, svl)
-			    : 0;
+	SETTLE_ARGS(pc);
+	int src;
+	if (pc->piped && last)
+		src = ldr_rconn_eval_reply(c, &settle_lua, &r, 3, 6, sv, svl);
+	else if (pc->piped)
+		src = ldr_rconn_reply(c, &r, "script settle");
+	else
+		src = rc == 0 && last
+			  ? ldr_rconn_eval(c, &settle_lua, &r, 3, 6, sv, svl)
+			  : 0;
 	if (src == 0 && r && rc == 0)
-		(void)settled(s->b, l, r);
+		(void)settled(b, pc->l, r);
 	ldr_rreply_free(r);
 	if (src < 0 && rc == 0)
-		ldr_log(s->b->base.db, LARDER_LOG_WARN,
+		ldr_log(b->base.db, LARDER_LOG_WARN,
 			"published, but the head and the lease were not "
 			"settled: %s",
-			larder_errmsg(s->b->base.db));
+			larder_errmsg(b->base.db));
 	return rc;
 }
 
-/* stage_commit, and stage_commit_lease with l (NULL: none, the head set
- * with `token`). */
-static int commit(struct rstage *s, const void *hdr, size_t hlen,
-		  unsigned flags, uint64_t token, struct rlease *l)
+/* The commit script for pc (a chunked entry, or an inline one whose
+ * manifest stood), behind the chunks in flight on s->c. */
+static int commit_script(struct rcommit *pc)
 {
+	struct rstage *s = pc->s;
 	struct rbe *b = s->b;
 	larder *db = b->base.db;
-	char *man = NULL;
-	uint8_t *ht = NULL;
-	size_t htlen = 0;
 	redisReply *r = NULL;
-	int rc = 0;
-	if (s->failed) {
-		rc = ldr_fail(db, LARDER_EINVAL, 0,
-			      "commit after a failed write: nothing published "
-			      "to Redis");
-		goto out;
-	}
-	if (hlen + s->stored > b->cfg.max_entry) {
-		rc = refuse_full(b, hlen + s->stored, 1);
-		goto out;
-	}
-	ldr_hdr h;
-	const char *why = NULL;
-	if (ldr_hdr_decode(&h, hdr, hlen, &why) || h.hdr_len != hlen)
-		why = why && *why ? why : "its length is not the header's";
-	else if (h.stored_len != s->stored)
-		why = "its length is not the payload's";
-	else
-		why = header_mismatch(s, &h);
-	if (why) {
-		rc = ldr_fail(db, LARDER_EINVAL, 0,
-			      "Redis commit at %s: the header does not "
-			      "describe the payload written (%s)",
-			      b->cfg.shown, why);
-		goto out;
-	}
-	if (!(flags & LDR_BE_NO_HEAD)) {
-		/* The head's value as head_set writes it: the hint, then
-		 * the setter's token. */
-		if (!(ht = hint_bytes(s->n.ver, s->n.vlen, &htlen))) {
-			rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM,
-				      "out of memory");
-			goto out;
-		}
-		char tok[TOKEN_DIGITS + 1];
-		snprintf(tok, sizeof tok, "%020" PRIu64, l ? l->token : token);
-		memcpy(ht + htlen, tok, TOKEN_DIGITS);
-		htlen += TOKEN_DIGITS;
-	}
-	if (!s->c && !(s->c = take(b))) {
-		rc = LARDER_ENOMEM;
-		goto out;
-	}
+	int rc;
+	if (!s->c && !(s->c = take(b)))
+		return LARDER_ENOMEM;
 	ldr_rconn_begin(s->c);
-	/* An entry smaller than a chunk, still all in the buffer, goes
-	 * inline in its manifest: one round trip to publish, one to read. */
-	int inl = s->nchunks == 0 && s->blen <= INLINE_MAX;
-	size_t extra = inl ? s->blen : 0;
-	if (!inl && s->blen && (rc = flush_chunk(s)))
-		goto out;
-	/* The entry's expiry as Redis's TTL; the header's expires is still
-	 * checked by every reader. */
-	uint64_t ttl = 0;
-	if (h.expires) {
-		int64_t left = (h.expires - ldr_now_ns()) / 1000000;
-		ttl = left > 0 ? (uint64_t)left : 1;
-	}
-	char line[200];
-	int ll =
-	    snprintf(line, sizeof line,
-		     "larder-manifest 1 %s %u %" PRIu64 " %" PRIu64 " %zu\n",
-		     s->stage, CHUNK, s->nchunks, s->stored, hlen);
-	if (!(man = malloc((size_t)ll + hlen + extra))) {
-		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
-		goto out;
-	}
-	memcpy(man, line, (size_t)ll);
-	memcpy(man + ll, hdr, hlen);
-	if (extra)
-		memcpy(man + ll + hlen, s->buf, extra);
-	char m[KEYMAX], ns[KEYMAX], set[KEYMAX + LDR_MAX_NS], ch[KEYMAX],
-	    head[KEYMAX], lk[KEYMAX], ttls[24], e[33];
-	tagged(m, sizeof m, b, s->n.hash, ":m");
-	snprintf(ns, sizeof ns, "%sns", b->cfg.prefix);
-	snprintf(set, sizeof set, "%sn:%s", b->cfg.prefix, s->ns);
-	tagged(ch, sizeof ch, b, s->n.khash, ":p");
-	tagged(head, sizeof head, b, s->n.khash, ":h");
-	tagged(lk, sizeof lk, b, s->n.khash, ":l");
-	snprintf(ttls, sizeof ttls, "%" PRIu64, ttl);
-	hex32(e, s->n.hash);
-	const char *argv[A_N] = {m,
-				 ns,
-				 set,
-				 ch,
-				 head,
-				 lk,
-				 man,
-				 s->pfx,
-				 ttls,
-				 s->ns,
-				 e,
-				 ht ? (const char *)ht : "",
-				 l ? l->rec : ""};
-	size_t lens[A_N] = {strlen(m),
-			    strlen(ns),
-			    strlen(set),
-			    strlen(ch),
-			    strlen(head),
-			    strlen(lk),
-			    (size_t)ll + hlen + extra,
-			    strlen(s->pfx),
-			    strlen(ttls),
-			    strlen(s->ns),
-			    32,
-			    htlen,
-			    l ? l->reclen : 0};
-	if (inl) {
-		int fast = commit_inline(s, argv, lens, l);
-		if (fast < 0) {
-			rc = fast;
-			goto out;
-		}
-		if (fast == 0)
-			goto published;
-	}
 	/* The commit goes right behind the chunks' SETs: one round trip
 	 * for both. Its script finds a chunk whose SET failed missing
 	 * ("lost"), so nothing is published on a failure read below. */
 	int piped = ldr_rconn_append_evalsha(s->c, &commit_lua, COMMIT_KEYS,
-					     A_N, argv, lens);
-	if (piped < 0) {
-		rc = piped;
-		goto out;
-	}
+					     A_N, pc->argv, pc->lens);
+	if (piped < 0)
+		return piped;
 	while (s->c->pending > piped)
 		if ((rc = chunk_reply(s)))
-			goto out;
+			return rc;
 	if (piped)
 		rc = ldr_rconn_eval_reply(s->c, &commit_lua, &r, COMMIT_KEYS,
-					  A_N, argv, lens);
+					  A_N, pc->argv, pc->lens);
 	else
 		rc = ldr_rconn_eval(s->c, &commit_lua, &r, COMMIT_KEYS, A_N,
-				    argv, lens);
+				    pc->argv, pc->lens);
 	if (rc)
 		goto out;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
@@ -1418,28 +1458,50 @@ static int commit(struct rstage *s, const void *hdr, size_t hlen,
 			      b->cfg.shown);
 		goto out;
 	}
-	(void)settled(b, l, r->element[1]);
+	(void)settled(b, pc->l, r->element[1]);
 	const char *word = r->element[0]->str;
-	if (strcmp(word, "exists") == 0) {
+	if (strcmp(word, "exists") == 0)
 		rc = LARDER_EXISTS;
-		goto out;
-	}
-	if (strcmp(word, "lost") == 0) {
+	else if (strcmp(word, "lost") == 0)
 		rc = ldr_fail(db, LARDER_EIO, 0,
 			      "Redis commit at %s: a chunk of the entry was "
 			      "evicted before its commit; nothing published",
 			      b->cfg.shown);
-		goto out;
-	}
-published:
-	if (b->cfg.wait_replicas)
-		wait_replicas(b, s->c);
 out:
-	free(man);
-	free(ht);
 	ldr_rreply_free(r);
+	return rc;
+}
+
+/* After a commit's answer: the replicas, and the stage freed. */
+static int commit_end(struct rcommit *pc, int rc)
+{
+	struct rstage *s = pc->s;
+	if (rc == 0 && s->b->cfg.wait_replicas && s->c)
+		wait_replicas(s->b, s->c);
+	prepared_free(pc);
 	stage_free(s, rc == LARDER_EXISTS ? 0 : rc);
 	return rc;
+}
+
+/* stage_commit, and stage_commit_lease with l (NULL: none, the head set
+ * with `token`). */
+static int commit(struct rstage *s, const void *hdr, size_t hlen,
+		  unsigned flags, uint64_t token, struct rlease *l)
+{
+	struct rcommit pc;
+	int rc = prepare(&pc, s, hdr, hlen, flags, token, l);
+	if (rc)
+		return commit_end(&pc, rc);
+	if (pc.inl) {
+		if (!s->c && !(s->c = take(s->b)))
+			return commit_end(&pc, LARDER_ENOMEM);
+		ldr_rconn_begin(s->c);
+		if (!(rc = inline_send(s->c, &pc)))
+			rc = inline_take(s->c, &pc, 1);
+		if (rc <= 0)
+			return commit_end(&pc, rc);
+	}
+	return commit_end(&pc, commit_script(&pc));
 }
 
 static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
@@ -1461,6 +1523,83 @@ static int r_stage_commit_lease(struct ldr_stage *st, const void *hdr,
 	}
 	return commit((struct rstage *)st, hdr, hlen, flags, 0,
 		      (struct rlease *)bl);
+}
+
+/* Batch put (backend.h, stage_commit_many): every inline entry's commit
+ * queued on one connection before the first reply is read, so that n
+ * small entries cost one round trip; an entry in chunks, or one whose
+ * manifest stood, is committed on its own after. A broken connection,
+ * or an error reply in the batch (the replies would be out of step),
+ * fails the commits whose answers were not yet read. */
+static void r_stage_commit_many(struct ldr_stage **st, size_t n,
+				const void *const *hdr, const size_t *hlen,
+				unsigned flags, int *rcs)
+{
+	enum { Q_DONE, Q_BATCH, Q_ALONE };
+	if (!n)
+		return;
+	struct rbe *b = ((struct rstage *)st[0])->b;
+	struct rcommit *pc = calloc(n, sizeof *pc);
+	int *q = calloc(n, sizeof *q);
+	if (!pc || !q) {
+		int rc = ldr_fail(b->base.db, LARDER_ENOMEM, ENOMEM,
+				  "out of memory");
+		for (size_t i = 0; i < n; i++) {
+			r_stage_abort(st[i]);
+			rcs[i] = rc;
+		}
+		free(pc);
+		free(q);
+		return;
+	}
+	struct ldr_rconn *c = NULL;
+	size_t last = n; /* the last commit of the batch */
+	for (size_t i = 0; i < n; i++) {
+		struct rstage *s = (struct rstage *)st[i];
+		int rc = prepare(&pc[i], s, hdr[i], hlen[i], flags, 0, NULL);
+		if (!rc && pc[i].inl && !s->c && !c && !(c = take(b)))
+			rc = LARDER_ENOMEM;
+		if (rc) {
+			rcs[i] = commit_end(&pc[i], rc);
+			q[i] = Q_DONE;
+		} else if (pc[i].inl && !s->c) {
+			q[i] = Q_BATCH;
+			last = i;
+		} else {
+			q[i] = Q_ALONE;
+		}
+	}
+	int rc = 0;
+	if (c) {
+		ldr_rconn_begin(c);
+		for (size_t i = 0; i < n && !rc; i++)
+			if (q[i] == Q_BATCH)
+				rc = inline_send(c, &pc[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (q[i] != Q_BATCH)
+			continue;
+		int r = rc ? rc : inline_take(c, &pc[i], i == last);
+		if (r < 0 && !rc) {
+			rc = r;
+			ldr_rconn_close(c); /* out of step: not reused */
+		}
+		if (r == 1) {
+			q[i] = Q_ALONE; /* a manifest stood: the script */
+		} else {
+			rcs[i] = commit_end(&pc[i], r);
+			q[i] = Q_DONE;
+		}
+	}
+	/* One WAIT covers every write of the batch's connection. */
+	if (c && !rc && b->cfg.wait_replicas)
+		wait_replicas(b, c);
+	give(b, c, rc);
+	for (size_t i = 0; i < n; i++)
+		if (q[i] == Q_ALONE)
+			rcs[i] = commit_end(&pc[i], commit_script(&pc[i]));
+	free(pc);
+	free(q);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -2264,6 +2403,7 @@ const struct ldr_backend_ops ldr_be_redis_ops = {
     .stage_commit = r_stage_commit,
     .stage_abort = r_stage_abort,
     .stage_commit_lease = r_stage_commit_lease,
+    .stage_commit_many = r_stage_commit_many,
     .remove = r_remove,
     .head_get = r_head_get,
     .head_set = r_head_set,
