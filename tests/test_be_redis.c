@@ -1449,3 +1449,154 @@ TEST(get_many_through_the_handle_pipelines_hits_misses_and_bad_entries)
 		free(p[i]);
 	larder_close(db); /* closes the backend hung on it */
 }
+
+/* ------------------------------------------------------------------ */
+/* Batch put                                                           */
+
+/* A handle for the put_many test: the Redis backend under prefix pre
+ * hung on a store of its own (near 0), or a near store with that Redis
+ * as its shared tier (near 1). */
+static larder *batch_open(const char *pre, int near)
+{
+	char u[700], dir[64];
+	snprintf(u, sizeof u, "%s?max_entry=400000&prefix=%s:", uri, pre);
+	snprintf(dir, sizeof dir, "store-%s", pre);
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	o.fsync = LARDER_FSYNC_NONE;
+	if (near)
+		o.shared = u;
+	larder *db = NULL;
+	ASSERT_RC(db, larder_open(&db, test_path("%s", dir), &o), 0);
+	if (!near)
+		ldr_test_be_hang(db, be_open_uri(db, u));
+	return db;
+}
+
+/* Flip a byte of the inline entry (ns, key, ver)'s payload under prefix
+ * pre behind larder's back: whole, but corrupt. */
+static void corrupt_inline(const char *pre, const char *ns, const char *key,
+			   const char *ver)
+{
+	struct ldr_name n;
+	name_of(&n, ns, key, ver);
+	char e[33], cmd[512];
+	hexs(e, n.hash);
+	snprintf(cmd, sizeof cmd,
+		 "eval \"local v = redis.call('get', KEYS[1]) "
+		 "local c = string.char((string.byte(v, -1) + 1) %% 256) "
+		 "return redis.call('set', KEYS[1], string.sub(v, 1, -2) .. c, "
+		 "'keepttl')\" 1 '%s:{%s}:m'",
+		 pre, e);
+	redis_cli(cmd);
+}
+
+/* larder_put_many through Redis and through near+Redis gives each key
+ * exactly what larder_put gives it: a mix of new entries (inline and in
+ * chunks), one already there with other bytes, one too large for the
+ * Redis tier (max_entry), and one there but corrupt; and a get of each
+ * afterwards gives the same bytes both ways. */
+TEST(put_many_gives_each_key_what_put_gives_it_on_redis_and_near_redis)
+{
+	enum { K = 7 };
+	const char *k[K] = {"new1", "new2",    "chunked", "existing",
+			    "big",  "corrupt", "empty"};
+	size_t size[K] = {4096, 70000, 300000, 3000, 500000, 2000, 0};
+	uint8_t *p[K], *old = xmalloc(3001);
+	test_fill_pattern(old, 3000, 99);
+	for (int i = 0; i < K; i++) {
+		p[i] = xmalloc(size[i] + 1);
+		test_fill_pattern(p[i], size[i], 60 + (uint64_t)i);
+	}
+	const void *keys[K], *vers[K], *data[K];
+	size_t klens[K], vlens[K];
+	for (int i = 0; i < K; i++) {
+		keys[i] = k[i];
+		klens[i] = strlen(k[i]);
+		vers[i] = "v";
+		vlens[i] = 1;
+		data[i] = p[i];
+	}
+	for (int near = 0; near < 2; near++) {
+		int rc[2][K];
+		larder *db[2];
+		for (int way = 0; way < 2; way++) {
+			char pre[32];
+			snprintf(pre, sizeof pre, "pm%d%d", near, way);
+			db[way] = batch_open(pre, near);
+			larder *d = db[way];
+			/* What stands before: other bytes under "existing",
+			 * and an entry corrupted behind larder's back. */
+			ASSERT_RC(d,
+				  larder_put(d, "pm", "existing", 8, "v", 1,
+					     old, 3000, NULL),
+				  0);
+			ASSERT_RC(d,
+				  larder_put(d, "pm", "corrupt", 7, "v", 1,
+					     p[5], size[5], NULL),
+				  0);
+			corrupt_inline(pre, "pm", "corrupt", "v");
+			if (way == 0)
+				for (int i = 0; i < K; i++)
+					rc[way][i] = larder_put(
+					    d, "pm", keys[i], klens[i], "v", 1,
+					    data[i], size[i], NULL);
+			else
+				ASSERT_RC(d,
+					  larder_put_many(
+					      d, "pm", K, keys, klens, vers,
+					      vlens, data, size, NULL, rc[way]),
+					  0);
+		}
+		for (int i = 0; i < K; i++) {
+			if (rc[0][i] != rc[1][i])
+				test_fail(__FILE__, __LINE__,
+					  "near %d key %s: put %d, put_many %d",
+					  near, k[i], rc[0][i], rc[1][i]);
+		}
+		/* Redis alone: the refusal is the caller's; behind near,
+		 * near takes it. */
+		int want[K] = {0,
+			       0,
+			       0,
+			       LARDER_EXISTS,
+			       near ? 0 : LARDER_EFULL,
+			       LARDER_EXISTS,
+			       0};
+		for (int i = 0; i < K; i++)
+			ASSERT_EQ(rc[1][i], want[i]);
+		for (int i = 0; i < K; i++) {
+			larder_entry *e[2] = {NULL, NULL};
+			int g[2];
+			for (int way = 0; way < 2; way++)
+				g[way] = larder_get(&e[way], db[way], "pm",
+						    k[i], strlen(k[i]), "v", 1);
+			ASSERT_EQ(g[0], g[1]);
+			if (g[0] == 0) {
+				size_t want_len = i == 3 ? 3000 : size[i];
+				const uint8_t *want_p = i == 3 ? old : p[i];
+				for (int way = 0; way < 2; way++) {
+					ASSERT_EQ(larder_entry_size(e[way]),
+						  want_len);
+					ASSERT_MEM_EQ(larder_entry_data(e[way]),
+						      want_p, want_len);
+					larder_entry_release(e[way]);
+				}
+			}
+		}
+		/* The heads moved as a put moves them. */
+		for (int way = 0; way < 2; way++) {
+			larder_entry *e = NULL;
+			ASSERT_RC(
+			    db[way],
+			    larder_get(&e, db[way], "pm", "new1", 4, NULL, 0),
+			    0);
+			ASSERT_MEM_EQ(larder_entry_data(e), p[0], size[0]);
+			larder_entry_release(e);
+			larder_close(db[way]);
+		}
+	}
+	for (int i = 0; i < K; i++)
+		free(p[i]);
+	free(old);
+}

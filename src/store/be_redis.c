@@ -1194,6 +1194,7 @@ struct rcommit {
 	int inl;    /* the payload goes inline in the manifest */
 	int settle; /* settle_lua goes behind the MULTI/EXEC */
 	int piped;  /* settle_lua was pipelined by EVALSHA */
+	int late;   /* published, settle_lua still to run (after a batch) */
 };
 
 static void prepared_free(struct rcommit *pc)
@@ -1400,15 +1401,23 @@ static int inline_take(struct ldr_rconn *c, struct rcommit *pc, int last)
 	 * failure here leaves the entry published: the head lags, and the
 	 * lease is given back by lease_release as usual. */
 	SETTLE_ARGS(pc);
-	int src;
+	int src = 0;
 	if (pc->piped && last)
 		src = ldr_rconn_eval_reply(c, &settle_lua, &r, 3, 6, sv, svl);
 	else if (pc->piped)
 		src = ldr_rconn_reply(c, &r, "script settle");
-	else
-		src = rc == 0 && last
-			  ? ldr_rconn_eval(c, &settle_lua, &r, 3, 6, sv, svl)
-			  : 0;
+	else if (rc == 0 && last)
+		src = ldr_rconn_eval(c, &settle_lua, &r, 3, 6, sv, svl);
+	else if (rc == 0)
+		pc->late = 1; /* the script was not loaded: after the batch */
+	if (src < 0 && rc == 0 && !last && c->c) {
+		/* NOSCRIPT in a batch: run by EVAL after it (a settlement
+		 * is safe to run again: compare-and-delete, and the head's
+		 * compare-and-set). */
+		pc->late = 1;
+		src = 0;
+		ldr_clear_error(b->base.db);
+	}
 	if (src == 0 && r && rc == 0)
 		(void)settled(b, pc->l, r);
 	ldr_rreply_free(r);
@@ -1586,10 +1595,27 @@ static void r_stage_commit_many(struct ldr_stage **st, size_t n,
 		}
 		if (r == 1) {
 			q[i] = Q_ALONE; /* a manifest stood: the script */
+		} else if (pc[i].late && !rc) {
+			rcs[i] = r; /* settled below, then ended */
 		} else {
 			rcs[i] = commit_end(&pc[i], r);
 			q[i] = Q_DONE;
 		}
+	}
+	/* Settlements that could not go in the batch (its script not yet
+	 * known to this process, or NOSCRIPT), one by one: the first time
+	 * only. */
+	for (size_t i = 0; i < n; i++) {
+		if (q[i] != Q_BATCH)
+			continue;
+		redisReply *r = NULL;
+		SETTLE_ARGS(&pc[i]);
+		if (!rc && c->c &&
+		    ldr_rconn_eval(c, &settle_lua, &r, 3, 6, sv, svl) == 0)
+			(void)settled(b, NULL, r);
+		ldr_rreply_free(r);
+		rcs[i] = commit_end(&pc[i], rcs[i]);
+		q[i] = Q_DONE;
 	}
 	/* One WAIT covers every write of the batch's connection. */
 	if (c && !rc && b->cfg.wait_replicas)
