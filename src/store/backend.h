@@ -28,8 +28,8 @@
 #include "lease.h"
 #include "naming.h"
 
-/* 2: read_many. 3: stage_commit_lease, stage_commit_many, and
- * lease_acquire's look. */
+/* 2: read_many. 3: stage_commit_lease, stage_commit_many, head_get_many,
+ * and lease_acquire's look. */
 #define LDR_BACKEND_VERSION 3
 
 /* Every backend's handle, stage and lease begin with these, so that the
@@ -252,6 +252,14 @@ struct ldr_backend_ops {
 	void (*stage_commit_many)(struct ldr_stage **s, size_t n,
 				  const void *const *hdr, const size_t *hlen,
 				  unsigned flags, int *rc);
+
+	/* Since version 3. head_get for n names at once: ver[i] (malloc'ed)
+	 * and vlen[i] when rc[i] is 0, else rc[i] as head_get's. Redis
+	 * sends every GET before it reads the first reply. NULL: the caller
+	 * calls head_get for each. */
+	void (*head_get_many)(struct ldr_backend *be, const struct ldr_name *n,
+			      size_t count, uint8_t **ver, size_t *vlen,
+			      int *rc);
 };
 
 /* The backends built in: "dir" always, "redis" when built with it; and

@@ -1661,6 +1661,66 @@ static int r_head_set(struct ldr_backend *be, const struct ldr_name *n,
 	return rc;
 }
 
+/* A head's reply: the version it names (malloc'ed), or
+ * LARDER_ENOTFOUND when there is none or it is no hint of ours. */
+static int head_take(struct rbe *b, const redisReply *r, uint8_t **ver,
+		     size_t *vlen)
+{
+	*ver = NULL;
+	*vlen = 0;
+	if (r->type != REDIS_REPLY_STRING || r->len < 32 + TOKEN_DIGITS)
+		return LARDER_ENOTFOUND;
+	const uint8_t *p = (const uint8_t *)r->str;
+	size_t len = r->len - TOKEN_DIGITS;
+	uint32_t vl = (uint32_t)p[12] | (uint32_t)p[13] << 8 |
+		      (uint32_t)p[14] << 16 | (uint32_t)p[15] << 24;
+	uint8_t sum[16];
+	if (memcmp(p, HEAD_MAGIC, 8) != 0 || vl > LDR_MAX_VER ||
+	    len != 32 + (size_t)vl)
+		return LARDER_ENOTFOUND;
+	ldr_xxh128(p, 16 + (size_t)vl, sum);
+	if (memcmp(sum, p + 16 + vl, 16) != 0)
+		return LARDER_ENOTFOUND;
+	if (!(*ver = malloc(vl ? vl : 1)))
+		return ldr_fail(b->base.db, LARDER_ENOMEM, ENOMEM,
+				"out of memory");
+	memcpy(*ver, p + 16, vl);
+	*vlen = vl;
+	return 0;
+}
+
+/* Batch heads (backend.h): every GET before the first reply. A
+ * connection that fails fails what is not yet read. */
+static void r_head_get_many(struct ldr_backend *be, const struct ldr_name *n,
+			    size_t count, uint8_t **ver, size_t *vlen, int *rcs)
+{
+	struct rbe *b = (struct rbe *)be;
+	for (size_t i = 0; i < count; i++) {
+		ver[i] = NULL;
+		vlen[i] = 0;
+		rcs[i] = LARDER_ENOMEM;
+	}
+	struct ldr_rconn *c = count ? take(b) : NULL;
+	if (!c)
+		return;
+	int rc = 0;
+	size_t asked = 0;
+	for (; asked < count && !rc; asked++) {
+		char key[KEYMAX];
+		tagged(key, sizeof key, b, n[asked].khash, ":h");
+		const char *argv[2] = {"GET", key};
+		rc = ldr_rconn_append(c, "GET head", 2, argv, NULL);
+	}
+	for (size_t i = 0; i < count; i++) {
+		redisReply *r = NULL;
+		if (!rc && i < asked)
+			rc = ldr_rconn_reply(c, &r, "GET head");
+		rcs[i] = rc ? rc : head_take(b, r, &ver[i], &vlen[i]);
+		ldr_rreply_free(r);
+	}
+	give(b, c, rc);
+}
+
 static int r_head_get(struct ldr_backend *be, const struct ldr_name *n,
 		      uint8_t **ver, size_t *vlen)
 {
@@ -1677,27 +1737,7 @@ static int r_head_get(struct ldr_backend *be, const struct ldr_name *n,
 	int rc = ldr_rconn_cmd(c, &r, "GET head", 2, argv, NULL);
 	if (rc)
 		goto out;
-	rc = LARDER_ENOTFOUND;
-	if (r->type != REDIS_REPLY_STRING || r->len < 32 + TOKEN_DIGITS)
-		goto out;
-	const uint8_t *p = (const uint8_t *)r->str;
-	size_t len = r->len - TOKEN_DIGITS;
-	uint32_t vl = (uint32_t)p[12] | (uint32_t)p[13] << 8 |
-		      (uint32_t)p[14] << 16 | (uint32_t)p[15] << 24;
-	uint8_t sum[16];
-	if (memcmp(p, HEAD_MAGIC, 8) != 0 || vl > LDR_MAX_VER ||
-	    len != 32 + (size_t)vl)
-		goto out;
-	ldr_xxh128(p, 16 + (size_t)vl, sum);
-	if (memcmp(sum, p + 16 + vl, 16) != 0)
-		goto out;
-	if (!(*ver = malloc(vl ? vl : 1))) {
-		rc = ldr_fail(be->db, LARDER_ENOMEM, ENOMEM, "out of memory");
-		goto out;
-	}
-	memcpy(*ver, p + 16, vl);
-	*vlen = vl;
-	rc = 0;
+	rc = head_take(b, r, ver, vlen);
 out:
 	ldr_rreply_free(r);
 	give(b, c, rc);
@@ -2430,6 +2470,7 @@ const struct ldr_backend_ops ldr_be_redis_ops = {
     .stage_abort = r_stage_abort,
     .stage_commit_lease = r_stage_commit_lease,
     .stage_commit_many = r_stage_commit_many,
+    .head_get_many = r_head_get_many,
     .remove = r_remove,
     .head_get = r_head_get,
     .head_set = r_head_set,
