@@ -10,7 +10,8 @@
  *    backend hung on a handle, and through near+Redis) against a bare
  *    SET (the target) and against a GET that misses then a SET (what a
  *    hand-made cache-aside costs on a miss);
- *  - larder_get_many of 100 keys against 100 larder_get calls;
+ *  - larder_get_many of 100 keys against 100 larder_get calls, and
+ *    larder_put_many of 100 new entries against 100 larder_put calls;
  *  - a herd of 16 processes, each with a near store of its own in front
  *    of Redis, wanting one new key (one load) against 16 uncoordinated
  *    loads, by wall time;
@@ -436,6 +437,55 @@ static void bench_many(larder *h, uint64_t *rng, int quick)
 	printf("%-8s %-14s %12.1f %8.2f\n", "100x4K", "100 gets", med[1] / 1000,
 	       1.0);
 	printf("%-8s %-14s %12.1f %8.2f\n", "100x4K", "get_many", med[0] / 1000,
+	       med[0] / med[1]);
+
+	/* 100 new entries: larder_put_many against 100 larder_put. */
+	char vb[K][32];
+	for (int m = 0; m < 2; m++)
+		if (!(v[m] = malloc(sizeof(double) * (size_t)rounds)))
+			die("malloc");
+	for (int k = 0; k < rounds; k++) {
+		int order[2];
+		shuffle_order(order, 2, rng);
+		for (int j = 0; j < 2; j++) {
+			for (int i = 0; i < K; i++) {
+				snprintf(vb[i], sizeof vb[i], "p%ld-%llu",
+					 (long)getpid(),
+					 (unsigned long long)++serial);
+				vers[i] = vb[i];
+				vlens[i] = strlen(vb[i]);
+			}
+			int64_t t0 = now_ns();
+			if (order[j]) {
+				for (int i = 0; i < K; i++)
+					if (larder_put(h, "bench", keys[i],
+						       klens[i], vers[i],
+						       vlens[i], p, sizeof p,
+						       NULL))
+						die("put");
+			} else if (larder_put_many(h, "bench", K, keys, klens,
+						   vers, vlens, data, lens,
+						   NULL, rcs)) {
+				die("put_many");
+			}
+			v[order[j]][k] = (double)(now_ns() - t0);
+			for (int i = 0; i < K; i++) {
+				if (!order[j] && rcs[i])
+					die("put_many: a failure");
+				/* Untimed: keep the server's memory flat. */
+				larder_remove(h, "bench", keys[i], klens[i],
+					      vers[i], vlens[i]);
+			}
+		}
+	}
+	for (int m = 0; m < 2; m++) {
+		qsort(v[m], (size_t)rounds, sizeof(double), cmp_double);
+		med[m] = pct(v[m], rounds, 0.5);
+		free(v[m]);
+	}
+	printf("%-8s %-14s %12.1f %8.2f\n", "100x4K", "100 puts", med[1] / 1000,
+	       1.0);
+	printf("%-8s %-14s %12.1f %8.2f\n", "100x4K", "put_many", med[0] / 1000,
 	       med[0] / med[1]);
 }
 
