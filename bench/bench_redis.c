@@ -7,8 +7,11 @@
  *    publish (chunks, the commit) against one bare SET: 4 KiB, 1 MiB,
  *    64 MiB;
  *  - a fill (larder_get_or_fill of a new version through the Redis
- *    backend hung on a handle) against a bare SET;
- *  - larder_get_many of 100 keys against 100 larder_get calls;
+ *    backend hung on a handle, and through near+Redis) against a bare
+ *    SET (the target) and against a GET that misses then a SET (what a
+ *    hand-made cache-aside costs on a miss);
+ *  - larder_get_many of 100 keys against 100 larder_get calls, and
+ *    larder_put_many of 100 new entries against 100 larder_put calls;
  *  - a herd of 16 processes, each with a near store of its own in front
  *    of Redis, wanting one new key (one load) against 16 uncoordinated
  *    loads, by wall time;
@@ -274,11 +277,62 @@ static int loader(larder_fill *f, void *payload)
 	return larder_fill_write(f, l->p, l->len);
 }
 
-/* A fill (a miss, the lease, the load, the publish, the head) of a new
- * version each time against a bare SET of the same bytes. */
+/* The fill part's methods: the target's baseline (one bare SET), what a
+ * hand-made cache-aside does on a miss (a bare GET that misses, then the
+ * SET: two round trips), and a fill through Redis alone and through
+ * near+Redis. */
+enum { F_SET, F_GETSET, F_FILL, F_NEAR, F_N };
+static const char *const fname[F_N] = {"bare SET", "GET miss + SET", "fill",
+				       "fill near+Redis"};
+
+/* One timed fill of a new version through h; ns. */
+static double fill_once(larder *h, struct load *l)
+{
+	char ver[32];
+	snprintf(ver, sizeof ver, "f%ld-%llu", (long)getpid(),
+		 (unsigned long long)++serial);
+	larder_entry *e;
+	int how;
+	int64_t t0 = now_ns();
+	if (larder_get_or_fill(&e, &how, h, "bench", "fill", 4, ver,
+			       strlen(ver), NULL, loader, l, NULL) ||
+	    how != LARDER_FILLED)
+		die("fill");
+	int64_t t1 = now_ns();
+	larder_entry_release(e);
+	/* Untimed: keep the server's memory flat. */
+	larder_remove(h, "bench", "fill", 4, ver, strlen(ver));
+	return (double)(t1 - t0);
+}
+
+/* A bare GET of a key that is not there, then the SET; ns. */
+static double get_miss_set(const uint8_t *p, size_t size)
+{
+	char key[32];
+	snprintf(key, sizeof key, "bare:%zu", size);
+	int64_t t0 = now_ns();
+	redisReply *r = redisCommand(rc, "GET bare:missing");
+	if (!r || r->type != REDIS_REPLY_NIL)
+		die("bare GET of a missing key");
+	freeReplyObject(r);
+	r = redisCommand(rc, "SET %s %b", key, p, size);
+	int64_t t1 = now_ns();
+	if (!r || r->type == REDIS_REPLY_ERROR)
+		die("bare SET");
+	freeReplyObject(r);
+	return (double)(t1 - t0);
+}
+
+/* A fill (a miss, the lease, the load, the publish, the head, the
+ * release) of a new version each time, through Redis alone (h) and
+ * through near+Redis, against a bare SET of the same bytes (the target)
+ * and against a GET miss + SET (cache-aside done by hand). */
 static void bench_fill(larder *h, uint64_t *rng, int quick)
 {
+	larder *nh = near_open("filler");
 	size_t sizes[] = {4096, 1u << 20};
+	printf("%-8s %-16s %12s %8s %12s\n", "size", "method", "median us",
+	       "/ SET", "/ GET+SET");
 	for (int si = 0; si < 2; si++) {
 		size_t size = sizes[si];
 		uint8_t *p = malloc(size);
@@ -286,59 +340,41 @@ static void bench_fill(larder *h, uint64_t *rng, int quick)
 			die("malloc");
 		memset(p, 0x5a, size);
 		int rounds = quick ? 3 : 9, reps = si ? 10 : 100;
-		double *v[2];
-		for (int m = 0; m < 2; m++)
+		double *v[F_N];
+		for (int m = 0; m < F_N; m++)
 			if (!(v[m] = malloc(sizeof(double) * (size_t)rounds)))
 				die("malloc");
+		struct load l = {p, size, 0};
 		for (int k = 0; k < rounds; k++) {
-			int order[2];
-			shuffle_order(order, 2, rng);
-			for (int j = 0; j < 2; j++) {
+			int order[F_N];
+			shuffle_order(order, F_N, rng);
+			for (int j = 0; j < F_N; j++) {
+				int m = order[j];
 				double sum = 0;
 				for (int i = 0; i < reps; i++)
-					sum += order[j]
-						   ? run(M_SET, p, size, NULL)
-						   : 0;
-				if (!order[j]) {
-					struct load l = {p, size, 0};
-					for (int i = 0; i < reps; i++) {
-						char ver[32];
-						snprintf(
-						    ver, sizeof ver,
-						    "f%ld-%llu", (long)getpid(),
-						    (unsigned long long)++serial);
-						larder_entry *e;
-						int how;
-						int64_t t0 = now_ns();
-						if (larder_get_or_fill(
-							&e, &how, h, "bench",
-							"fill", 4, ver,
-							strlen(ver), NULL,
-							loader, &l, NULL) ||
-						    how != LARDER_FILLED)
-							die("fill");
-						sum += (double)(now_ns() - t0);
-						larder_entry_release(e);
-						larder_remove(h, "bench",
-							      "fill", 4, ver,
-							      strlen(ver));
-					}
-				}
-				v[order[j]][k] = sum / reps;
+					sum +=
+					    m == F_SET
+						? run(M_SET, p, size, NULL)
+					    : m == F_GETSET
+						? get_miss_set(p, size)
+						: fill_once(
+						      m == F_FILL ? h : nh, &l);
+				v[m][k] = sum / reps;
 			}
 		}
-		double med[2];
-		for (int m = 0; m < 2; m++) {
+		double med[F_N];
+		for (int m = 0; m < F_N; m++) {
 			qsort(v[m], (size_t)rounds, sizeof(double), cmp_double);
 			med[m] = pct(v[m], rounds, 0.5);
 			free(v[m]);
 		}
-		printf("%-8zu %-14s %12.1f %8.2f\n", size, "bare SET",
-		       med[1] / 1000, 1.0);
-		printf("%-8zu %-14s %12.1f %8.2f\n", size, "fill",
-		       med[0] / 1000, med[0] / med[1]);
+		for (int m = 0; m < F_N; m++)
+			printf("%-8zu %-16s %12.1f %8.2f %12.2f\n", size,
+			       fname[m], med[m] / 1000, med[m] / med[F_SET],
+			       med[m] / med[F_GETSET]);
 		free(p);
 	}
+	larder_close(nh);
 }
 
 /* 100 keys of 4 KiB: larder_get_many against 100 larder_get calls. */
@@ -401,6 +437,55 @@ static void bench_many(larder *h, uint64_t *rng, int quick)
 	printf("%-8s %-14s %12.1f %8.2f\n", "100x4K", "100 gets", med[1] / 1000,
 	       1.0);
 	printf("%-8s %-14s %12.1f %8.2f\n", "100x4K", "get_many", med[0] / 1000,
+	       med[0] / med[1]);
+
+	/* 100 new entries: larder_put_many against 100 larder_put. */
+	char vb[K][32];
+	for (int m = 0; m < 2; m++)
+		if (!(v[m] = malloc(sizeof(double) * (size_t)rounds)))
+			die("malloc");
+	for (int k = 0; k < rounds; k++) {
+		int order[2];
+		shuffle_order(order, 2, rng);
+		for (int j = 0; j < 2; j++) {
+			for (int i = 0; i < K; i++) {
+				snprintf(vb[i], sizeof vb[i], "p%ld-%llu",
+					 (long)getpid(),
+					 (unsigned long long)++serial);
+				vers[i] = vb[i];
+				vlens[i] = strlen(vb[i]);
+			}
+			int64_t t0 = now_ns();
+			if (order[j]) {
+				for (int i = 0; i < K; i++)
+					if (larder_put(h, "bench", keys[i],
+						       klens[i], vers[i],
+						       vlens[i], p, sizeof p,
+						       NULL))
+						die("put");
+			} else if (larder_put_many(h, "bench", K, keys, klens,
+						   vers, vlens, data, lens,
+						   NULL, rcs)) {
+				die("put_many");
+			}
+			v[order[j]][k] = (double)(now_ns() - t0);
+			for (int i = 0; i < K; i++) {
+				if (!order[j] && rcs[i])
+					die("put_many: a failure");
+				/* Untimed: keep the server's memory flat. */
+				larder_remove(h, "bench", keys[i], klens[i],
+					      vers[i], vlens[i]);
+			}
+		}
+	}
+	for (int m = 0; m < 2; m++) {
+		qsort(v[m], (size_t)rounds, sizeof(double), cmp_double);
+		med[m] = pct(v[m], rounds, 0.5);
+		free(v[m]);
+	}
+	printf("%-8s %-14s %12.1f %8.2f\n", "100x4K", "100 puts", med[1] / 1000,
+	       1.0);
+	printf("%-8s %-14s %12.1f %8.2f\n", "100x4K", "put_many", med[0] / 1000,
 	       med[0] / med[1]);
 }
 

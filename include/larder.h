@@ -672,9 +672,12 @@ LARDER_API int larder_put(larder *db, const char *ns, const void *key,
  * Where a request costs a round trip (Redis, docs/backends.md) the batch
  * is pipelined: larder_get_many sends every entry's manifest request
  * before it reads the first reply, then every chunk of every entry
- * found, so n small entries cost two round trips, not n. (The heads of
- * version-less keys are still read one by one first.) On a directory
- * each key is read as larder_get() reads it.
+ * found, so n small entries cost two round trips, not n (and one more
+ * for the heads of version-less keys, all read at once on Redis alone;
+ * behind a near store, one by one, each remembered as larder_get()
+ * remembers it). larder_put_many sends every small entry's commit
+ * before it reads the first reply: one round trip for n. On a directory
+ * each key is read, or put, as larder_get() or larder_put() does it.
  *
  * Both return 0 once every key has its result (each in rc[i]), or a
  * negative code for the batch as a whole, with no key tried:
@@ -693,8 +696,8 @@ LARDER_API int larder_get_many(larder *db, const char *ns, size_t n,
 /* Put n entries of ns: key i's payload is data[i], lens[i] bytes;
  * rc[i] is larder_put()'s result for it (0, LARDER_EXISTS, or an
  * error). opts (may be NULL) applies to every entry. Each is published
- * as larder_put() publishes it, one after another: on Redis a publish is
- * one round trip already. */
+ * as larder_put() publishes it; on Redis the commits go together (see
+ * above). */
 LARDER_API int larder_put_many(larder *db, const char *ns, size_t n,
 			       const void *const *keys, const size_t *klens,
 			       const void *const *vers, const size_t *vlens,

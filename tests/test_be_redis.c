@@ -7,6 +7,7 @@
  * (ldr_entry_check, payload hashed); the backend itself never says
  * "good". Skipped (77) only where Redis cannot be installed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -685,6 +686,213 @@ TEST(leases_acquire_contend_renew_break_release)
 	larder_close(db);
 }
 
+/* Publish p[0, len) at n as a fill does: committed with its lease l
+ * (stage_commit_lease). */
+static int publish_leased(struct ldr_backend *be, const struct ldr_name *n,
+			  const void *p, size_t len, struct ldr_be_lease *l)
+{
+	struct ldr_stage *s = NULL;
+	int rc = be->ops->stage_begin(be, n, NULL, &s);
+	if (rc)
+		return rc;
+	struct iovec v = {(void *)p, len};
+	if ((rc = be->ops->stage_write(s, &v, 1))) {
+		be->ops->stage_abort(s);
+		return rc;
+	}
+	uint8_t sum[16];
+	size_t hlen;
+	ldr_xxh128(p, len, sum);
+	uint8_t *h = header(n, len, sum, 0, &hlen);
+	rc = be->ops->stage_commit_lease(s, h, hlen, 0, l);
+	free(h);
+	return rc;
+}
+
+/* The head of n's key names ver ("" : there is none). */
+static void head_is(struct ldr_backend *be, const struct ldr_name *n,
+		    const char *ver)
+{
+	uint8_t *v;
+	size_t vlen;
+	int rc = be->ops->head_get(be, n, &v, &vlen);
+	if (!*ver) {
+		ASSERT_RC(be->db, rc, LARDER_ENOTFOUND);
+		return;
+	}
+	ASSERT_RC(be->db, rc, 0);
+	ASSERT_EQ(vlen, strlen(ver));
+	ASSERT_MEM_EQ(v, ver, vlen);
+	free(v);
+}
+
+/* A fill's round trips folded (docs/backends.md, section 3): the look
+ * goes with the lease, and the head and the release with the commit,
+ * which still judges the lease at the commit point. */
+TEST(a_fills_lease_goes_with_its_look_and_is_settled_by_its_commit)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_self me = self(db);
+	struct ldr_be_lease *l, *l2;
+	struct ldr_be_holder h;
+	uint64_t t1, t2;
+	ASSERT(be->ops->version >= 3 && be->ops->stage_commit_lease);
+	/* Inline (4 KiB) and in chunks (past the inline limit). */
+	size_t sizes[2] = {4096, 300000};
+	for (int k = 0; k < 2; k++) {
+		char ns[8];
+		snprintf(ns, sizeof ns, "st%d", k);
+		struct ldr_name v1, v2, v3;
+		name_of(&v1, ns, "k", "v1");
+		name_of(&v2, ns, "k", "v2");
+		name_of(&v3, ns, "k", "v3");
+		uint8_t *p = xmalloc(sizes[k]);
+		test_fill_pattern(p, sizes[k], 7 + k);
+
+		/* Nothing there: the lease, told that nothing stood. */
+		ASSERT_RC(db,
+			  be->ops->lease_acquire(be, &v1, &me, 30000, 10000, &l,
+						 &t1, &h),
+			  0);
+		ASSERT(l->flags & LDR_BE_LEASE_LOOKED);
+		ASSERT_RC(db, publish_leased(be, &v1, p, sizes[k], l), 0);
+		/* Given back and the head moved, in the commit. */
+		ASSERT_RC(db, be->ops->lease_observe(be, &v1, &h),
+			  LARDER_ENOTFOUND);
+		head_is(be, &v1, "v1");
+		ASSERT_EQ(be->ops->lease_held(l), 1);
+		be->ops->lease_release(l);
+		uint8_t *got;
+		size_t len;
+		ASSERT_RC(db, read_verified(be, &v1, &got, &len), 0);
+		ASSERT_EQ(len, sizes[k]);
+		ASSERT_MEM_EQ(got, p, len);
+		free(got);
+
+		/* The entry stands: no lease is taken, the caller reads. */
+		ASSERT_EQ(be->ops->lease_acquire(be, &v1, &me, 30000, 10000, &l,
+						 &t2, &h),
+			  LDR_BE_LEASE_ENTRY);
+		ASSERT_RC(db, be->ops->lease_observe(be, &v1, &h),
+			  LARDER_ENOTFOUND);
+
+		/* A lease lost during the load (broken, taken by another
+		 * with a higher token): the entry is published, first
+		 * writer wins, but the head stays, the other's lease is
+		 * left alone, and the loser is told it lost. */
+		ASSERT_RC(db,
+			  be->ops->lease_acquire(be, &v2, &me, 30000, 10000, &l,
+						 &t1, &h),
+			  0);
+		ASSERT_RC(db, be->ops->lease_observe(be, &v2, &h), 0);
+		ASSERT_EQ(be->ops->lease_break(be, &v2, &h), 1);
+		ASSERT_RC(db,
+			  be->ops->lease_acquire(be, &v2, &me, 30000, 10000,
+						 &l2, &t2, &h),
+			  0);
+		ASSERT(t2 > t1);
+		ASSERT_RC(db, publish_leased(be, &v2, p, sizes[k], l), 0);
+		ASSERT_EQ(be->ops->lease_held(l), 0);
+		be->ops->lease_release(l);
+		head_is(be, &v2, "v1");
+		ASSERT_RC(db, be->ops->lease_observe(be, &v2, &h), 0);
+		ASSERT_EQ(h.token, t2);
+		ASSERT_EQ(be->ops->lease_held(l2), 1);
+		ASSERT_RC(db, read_verified(be, &v2, &got, &len), 0);
+		ASSERT_MEM_EQ(got, p, len);
+		free(got);
+		be->ops->lease_release(l2);
+		ASSERT_RC(db, be->ops->lease_observe(be, &v2, &h),
+			  LARDER_ENOTFOUND);
+
+		/* A manifest that does not parse is no entry: the lease
+		 * is taken, and the commit replaces it. */
+		char e[33], cmd[200];
+		hexs(e, v3.hash);
+		snprintf(cmd, sizeof cmd, "set 'larder:{%s}:m' garbage", e);
+		redis_cli(cmd);
+		ASSERT_RC(db,
+			  be->ops->lease_acquire(be, &v3, &me, 30000, 10000, &l,
+						 &t1, &h),
+			  0);
+		ASSERT_RC(db, publish_leased(be, &v3, p, sizes[k], l), 0);
+		ASSERT_EQ(be->ops->lease_held(l), 1);
+		be->ops->lease_release(l);
+		head_is(be, &v3, "v3");
+		ASSERT_RC(db, read_verified(be, &v3, &got, &len), 0);
+		ASSERT_MEM_EQ(got, p, len);
+		free(got);
+		free(p);
+	}
+	be->ops->close(be);
+	larder_close(db);
+}
+
+/* The threads of this process. */
+static int threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	ASSERT(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* One renewer per backend, not a thread per lease: leases taken one
+ * after another (as fills are) start one thread in all, and several
+ * held at once are each renewed past their lease. */
+TEST(one_renewer_serves_every_lease_of_a_backend)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_self me = self(db);
+	struct ldr_be_lease *l[3];
+	struct ldr_be_holder h;
+	uint64_t t;
+	int before = threads();
+	for (int i = 0; i < 5; i++) {
+		struct ldr_name n;
+		char key[16];
+		snprintf(key, sizeof key, "one%d", i);
+		name_of(&n, "rn", key, NULL);
+		ASSERT_RC(db,
+			  be->ops->lease_acquire(be, &n, &me, 30000, 10000,
+						 &l[0], &t, &h),
+			  0);
+		be->ops->lease_release(l[0]);
+	}
+	ASSERT(threads() <= before + 1);
+	struct ldr_name n[3];
+	for (int i = 0; i < 3; i++) {
+		char key[16];
+		snprintf(key, sizeof key, "many%d", i);
+		name_of(&n[i], "rn", key, NULL);
+		ASSERT_RC(db,
+			  be->ops->lease_acquire(be, &n[i], &me, 600, 50, &l[i],
+						 &t, &h),
+			  0);
+	}
+	ASSERT(threads() <= before + 1);
+	/* Three lease periods: each would have run out unrenewed. */
+	usleep(1800 * 1000);
+	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(be->ops->lease_held(l[i]), 1);
+		ASSERT_RC(db, be->ops->lease_observe(be, &n[i], &h), 0);
+		ASSERT(h.ttl_ms > 0);
+	}
+	for (int i = 0; i < 3; i++)
+		be->ops->lease_release(l[i]);
+	for (int i = 0; i < 3; i++)
+		ASSERT_RC(db, be->ops->lease_observe(be, &n[i], &h),
+			  LARDER_ENOTFOUND);
+	be->ops->close(be);
+	ASSERT_EQ(threads(), before);
+	larder_close(db);
+}
+
 TEST(a_sigkilled_holder_lease_expires_by_redis_clock)
 {
 	larder *db = db_open();
@@ -1240,4 +1448,155 @@ TEST(get_many_through_the_handle_pipelines_hits_misses_and_bad_entries)
 	for (int i = 0; i < 6; i++)
 		free(p[i]);
 	larder_close(db); /* closes the backend hung on it */
+}
+
+/* ------------------------------------------------------------------ */
+/* Batch put                                                           */
+
+/* A handle for the put_many test: the Redis backend under prefix pre
+ * hung on a store of its own (near 0), or a near store with that Redis
+ * as its shared tier (near 1). */
+static larder *batch_open(const char *pre, int near)
+{
+	char u[700], dir[64];
+	snprintf(u, sizeof u, "%s?max_entry=400000&prefix=%s:", uri, pre);
+	snprintf(dir, sizeof dir, "store-%s", pre);
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	o.fsync = LARDER_FSYNC_NONE;
+	if (near)
+		o.shared = u;
+	larder *db = NULL;
+	ASSERT_RC(db, larder_open(&db, test_path("%s", dir), &o), 0);
+	if (!near)
+		ldr_test_be_hang(db, be_open_uri(db, u));
+	return db;
+}
+
+/* Flip a byte of the inline entry (ns, key, ver)'s payload under prefix
+ * pre behind larder's back: whole, but corrupt. */
+static void corrupt_inline(const char *pre, const char *ns, const char *key,
+			   const char *ver)
+{
+	struct ldr_name n;
+	name_of(&n, ns, key, ver);
+	char e[33], cmd[512];
+	hexs(e, n.hash);
+	snprintf(cmd, sizeof cmd,
+		 "eval \"local v = redis.call('get', KEYS[1]) "
+		 "local c = string.char((string.byte(v, -1) + 1) %% 256) "
+		 "return redis.call('set', KEYS[1], string.sub(v, 1, -2) .. c, "
+		 "'keepttl')\" 1 '%s:{%s}:m'",
+		 pre, e);
+	redis_cli(cmd);
+}
+
+/* larder_put_many through Redis and through near+Redis gives each key
+ * exactly what larder_put gives it: a mix of new entries (inline and in
+ * chunks), one already there with other bytes, one too large for the
+ * Redis tier (max_entry), and one there but corrupt; and a get of each
+ * afterwards gives the same bytes both ways. */
+TEST(put_many_gives_each_key_what_put_gives_it_on_redis_and_near_redis)
+{
+	enum { K = 7 };
+	const char *k[K] = {"new1", "new2",    "chunked", "existing",
+			    "big",  "corrupt", "empty"};
+	size_t size[K] = {4096, 70000, 300000, 3000, 500000, 2000, 0};
+	uint8_t *p[K], *old = xmalloc(3001);
+	test_fill_pattern(old, 3000, 99);
+	for (int i = 0; i < K; i++) {
+		p[i] = xmalloc(size[i] + 1);
+		test_fill_pattern(p[i], size[i], 60 + (uint64_t)i);
+	}
+	const void *keys[K], *vers[K], *data[K];
+	size_t klens[K], vlens[K];
+	for (int i = 0; i < K; i++) {
+		keys[i] = k[i];
+		klens[i] = strlen(k[i]);
+		vers[i] = "v";
+		vlens[i] = 1;
+		data[i] = p[i];
+	}
+	for (int near = 0; near < 2; near++) {
+		int rc[2][K];
+		larder *db[2];
+		for (int way = 0; way < 2; way++) {
+			char pre[32];
+			snprintf(pre, sizeof pre, "pm%d%d", near, way);
+			db[way] = batch_open(pre, near);
+			larder *d = db[way];
+			/* What stands before: other bytes under "existing",
+			 * and an entry corrupted behind larder's back. */
+			ASSERT_RC(d,
+				  larder_put(d, "pm", "existing", 8, "v", 1,
+					     old, 3000, NULL),
+				  0);
+			ASSERT_RC(d,
+				  larder_put(d, "pm", "corrupt", 7, "v", 1,
+					     p[5], size[5], NULL),
+				  0);
+			corrupt_inline(pre, "pm", "corrupt", "v");
+			if (way == 0)
+				for (int i = 0; i < K; i++)
+					rc[way][i] = larder_put(
+					    d, "pm", keys[i], klens[i], "v", 1,
+					    data[i], size[i], NULL);
+			else
+				ASSERT_RC(d,
+					  larder_put_many(
+					      d, "pm", K, keys, klens, vers,
+					      vlens, data, size, NULL, rc[way]),
+					  0);
+		}
+		for (int i = 0; i < K; i++) {
+			if (rc[0][i] != rc[1][i])
+				test_fail(__FILE__, __LINE__,
+					  "near %d key %s: put %d, put_many %d",
+					  near, k[i], rc[0][i], rc[1][i]);
+		}
+		/* Redis alone: the refusal is the caller's; behind near,
+		 * near takes it. */
+		int want[K] = {0,
+			       0,
+			       0,
+			       LARDER_EXISTS,
+			       near ? 0 : LARDER_EFULL,
+			       LARDER_EXISTS,
+			       0};
+		for (int i = 0; i < K; i++)
+			ASSERT_EQ(rc[1][i], want[i]);
+		for (int i = 0; i < K; i++) {
+			larder_entry *e[2] = {NULL, NULL};
+			int g[2];
+			for (int way = 0; way < 2; way++)
+				g[way] = larder_get(&e[way], db[way], "pm",
+						    k[i], strlen(k[i]), "v", 1);
+			ASSERT_EQ(g[0], g[1]);
+			if (g[0] == 0) {
+				size_t want_len = i == 3 ? 3000 : size[i];
+				const uint8_t *want_p = i == 3 ? old : p[i];
+				for (int way = 0; way < 2; way++) {
+					ASSERT_EQ(larder_entry_size(e[way]),
+						  want_len);
+					ASSERT_MEM_EQ(larder_entry_data(e[way]),
+						      want_p, want_len);
+					larder_entry_release(e[way]);
+				}
+			}
+		}
+		/* The heads moved as a put moves them. */
+		for (int way = 0; way < 2; way++) {
+			larder_entry *e = NULL;
+			ASSERT_RC(
+			    db[way],
+			    larder_get(&e, db[way], "pm", "new1", 4, NULL, 0),
+			    0);
+			ASSERT_MEM_EQ(larder_entry_data(e), p[0], size[0]);
+			larder_entry_release(e);
+			larder_close(db[way]);
+		}
+	}
+	for (int i = 0; i < K; i++)
+		free(p[i]);
+	free(old);
 }

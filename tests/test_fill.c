@@ -2344,3 +2344,106 @@ TEST(on_redis_a_renewed_lease_is_never_broken_by_the_waiters_clock)
 	close(fnote);
 	munmap(longest, sizeof *longest);
 }
+
+/* The loader of a lease stolen mid-load: another holder breaks the
+ * filler's lease and takes the key's lease itself (as a waiter that
+ * judged the filler stale would), then the load goes on. */
+struct steal {
+	struct ldr_backend *other; /* the thief's own connection */
+	struct ldr_be_lease *l;	   /* its lease, held after the load */
+	uint64_t token;
+};
+
+static int stealing_loader(larder_fill *f, void *payload)
+{
+	struct steal *s = payload;
+	struct ldr_be_holder *h = NULL;
+	ASSERT_EQ(ldr_test_be_lease_observe(s->other, "default", "stolen", &h),
+		  0);
+	ASSERT_EQ(ldr_test_be_lease_break(s->other, "default", "stolen", h), 1);
+	free(h);
+	h = NULL;
+	ASSERT_EQ(ldr_test_be_lease_acquire(s->other, "default", "stolen",
+					    30000, 10000, &s->l, &s->token, &h),
+		  0);
+	free(h);
+	uint8_t p[5000];
+	test_fill_pattern(p, sizeof p, 5);
+	return larder_fill_write(f, p, sizeof p);
+}
+
+/* A filler whose lease was broken and taken by another during its load
+ * publishes all the same (first writer wins; its caller gets its bytes),
+ * counts lease_lost, leaves the head where it was and the other's lease
+ * alone: on Redis alone and on near+Redis, where the lease is judged by
+ * the commit itself. */
+TEST(on_redis_a_lease_lost_during_the_load_publishes_and_leaves_the_head)
+{
+	need_redis();
+	for (int near = 0; near < 2; near++) {
+		larder *db;
+		if (near) {
+			larder_opts o = LARDER_OPTS_INIT;
+			o.shared = redis_where();
+			db = open_store_opts(&o);
+		} else {
+			db = open_fill_store();
+		}
+		struct steal s = {NULL, NULL, 0};
+		ASSERT_EQ(ldr_test_be_open(&s.other, db, redis_where()), 0);
+		char v1[16], v2[16];
+		snprintf(v1, sizeof v1, "a%d", near);
+		snprintf(v2, sizeof v2, "b%d", near);
+		struct job j = JOB(NULL, 3000, 4);
+		larder_entry *e = NULL;
+		int how = 0;
+		ASSERT_RC(db,
+			  larder_get_or_fill(&e, &how, db, "default", "stolen",
+					     6, v1, 2, NULL, loader, &j, NULL),
+			  0);
+		ASSERT_EQ(how, LARDER_FILLED);
+		larder_entry_release(e);
+		char *head = NULL;
+		ASSERT_EQ(
+		    ldr_test_be_head_get(s.other, "default", "stolen", &head),
+		    0);
+		ASSERT_STR_EQ(head, v1);
+		free(head);
+		uint64_t lost = larder_counter(db, LARDER_CTR_LEASE_LOST);
+
+		ASSERT_RC(db,
+			  larder_get_or_fill(&e, &how, db, "default", "stolen",
+					     6, v2, 2, NULL, stealing_loader,
+					     &s, NULL),
+			  0);
+		ASSERT_EQ(how, LARDER_FILLED);
+		ASSERT_EQ(larder_entry_size(e), 5000);
+		ASSERT(test_check_pattern(larder_entry_data(e), 5000, 5));
+		larder_entry_release(e);
+		ASSERT_EQ(larder_counter(db, LARDER_CTR_LEASE_LOST), lost + 1);
+		ASSERT_EQ(
+		    ldr_test_be_head_get(s.other, "default", "stolen", &head),
+		    0);
+		ASSERT_STR_EQ(head, v1);
+		free(head);
+		struct ldr_be_holder *h = NULL;
+		ASSERT_EQ(
+		    ldr_test_be_lease_observe(s.other, "default", "stolen", &h),
+		    0);
+		ASSERT_EQ(ldr_test_be_lease_held(s.l), 1);
+		free(h);
+		/* Published in Redis: another reads it there. */
+		int state;
+		uint8_t *data;
+		size_t len;
+		ASSERT_EQ(ldr_test_be_read(s.other, "default", "stolen", v2,
+					   &state, &data, &len, 0, NULL),
+			  0);
+		ASSERT_EQ(state, LARDER_STATE_OK);
+		ASSERT_EQ(len, 5000);
+		free(data);
+		ldr_test_be_lease_release(s.l);
+		ldr_test_be_close(s.other);
+		larder_close(db);
+	}
+}

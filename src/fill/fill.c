@@ -280,8 +280,14 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 		}
 		/* Publishing is safe whoever holds the lease (entries are
 		 * immutable and checked); a lost lease is counted and does
-		 * not move the head hint. */
-		if (lease && !lease->be->ops->lease_held(lease)) {
+		 * not move the head hint. Where the backend settles the
+		 * lease in the commit itself (backend.h, stage_commit_lease)
+		 * it is judged there, at the commit point, and told after;
+		 * else it is asked here, before. */
+		struct ldr_backend *be = db->be;
+		int settles = lease && be->ops->version >= 3 &&
+			      be->ops->stage_commit_lease;
+		if (lease && !settles && !lease->be->ops->lease_held(lease)) {
 			ldr_count(db, LARDER_CTR_LEASE_LOST);
 			ldr_writer_no_head(f->w);
 			ldr_log(db, LARDER_LOG_WARN,
@@ -294,12 +300,22 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 			f->w = NULL;
 			return fail_cancelled(db);
 		}
-		larder_entry *uncached;
+		larder_entry *uncached, *own;
 		larder_writer *w = f->w;
 		f->w = NULL;
 		if (lease)
 			ldr_writer_set_token(w, f->token);
-		rc = ldr_writer_commit_fill(w, &uncached);
+		if (settles)
+			ldr_writer_set_lease(w, lease);
+		rc = ldr_writer_commit_fill(w, &uncached, &own);
+		if (settles && !lease->be->ops->lease_held(lease)) {
+			ldr_count(db, LARDER_CTR_LEASE_LOST);
+			ldr_log(db, LARDER_LOG_WARN,
+				"lease on a key in '%s' was lost during the "
+				"load (broken as stale?); published anyway, "
+				"the head not moved",
+				f->ns);
+		}
 		if (uncached) {
 			/* The caller's load wins over the cache's trouble:
 			 * rc and the message say what went wrong. */
@@ -313,6 +329,10 @@ static int load(larder_fill *f, larder_version_fn version_fn,
 		if (rc < 0)
 			return rc;
 		*outcome = LARDER_FILLED;
+		if (own) { /* the bytes just published, ours */
+			*out = own;
+			return 0;
+		}
 		rc = ldr_get_quiet(out, db, f->ns, f->key, f->klen, f->ver,
 				   f->vlen);
 		/* The data is in the store: if only reading it back failed
@@ -495,7 +515,7 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 	struct ldr_self me;
 	ldr_be_self(&me, db);
 	struct ldr_be_wait *wt = NULL;
-	int watching = 0, waited = 0, tried_stale = 0;
+	int watching = 0, waited = 0, tried_stale = 0, entry_gone = 0;
 	struct ldr_be_holder seen;
 	memset(&seen, 0, sizeof seen);
 	uint64_t t0 = ldr_mono_ms(), seen_at = t0;
@@ -522,9 +542,12 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		if (r == 0) {
 			f.token = token;
 			/* Double-check: the entry may have been published
-			 * between our miss and the lease. */
-			rc = ldr_get_quiet(out, db, ns, key, klen, f.ver,
-					   f.vlen);
+			 * between our miss and the lease; a backend that
+			 * looked in the same step (Redis) has answered. */
+			rc = (lease->flags & LDR_BE_LEASE_LOOKED)
+				 ? LARDER_ENOTFOUND
+				 : ldr_get_quiet(out, db, ns, key, klen, f.ver,
+						 f.vlen);
 			if (rc != 0 && waited && recheck)
 				rc = refresh_version(&f, recheck, payload, out);
 			else if (rc != 0)
@@ -541,6 +564,28 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 			}
 			be->ops->lease_release(lease);
 			break;
+		}
+		if (r == LDR_BE_LEASE_ENTRY) {
+			/* Published since our miss (or while we waited). */
+			rc = ldr_get_quiet(out, db, ns, key, klen, f.ver,
+					   f.vlen);
+			if (rc == 0) {
+				*how = waited ? LARDER_WAITED : LARDER_HIT;
+				wait_over(&rep, LARDER_WAIT_FILLED);
+				break;
+			}
+			if (rc == LARDER_ENOMEM) {
+				wait_over(&rep, LARDER_WAIT_FAILED);
+				break;
+			}
+			/* Gone between the look and the read (removed,
+			 * evicted, or bad and rejected by the read): the
+			 * next look sees that. A backend whose look and
+			 * read keep disagreeing costs a load without the
+			 * lease, never a loop. */
+			if (++entry_gone < 3)
+				continue;
+			r = LDR_BE_LEASE_NONE;
 		}
 		if (r < 0 || r == LDR_BE_LEASE_NONE) {
 			/* No lease possible (a read-only store?): load

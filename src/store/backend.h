@@ -28,8 +28,9 @@
 #include "lease.h"
 #include "naming.h"
 
-/* 2: read_many. */
-#define LDR_BACKEND_VERSION 2
+/* 2: read_many. 3: stage_commit_lease, stage_commit_many, head_get_many,
+ * and lease_acquire's look. */
+#define LDR_BACKEND_VERSION 3
 
 /* Every backend's handle, stage and lease begin with these, so that the
  * caller can reach the table from any of them. */
@@ -44,7 +45,12 @@ struct ldr_stage {
 
 struct ldr_be_lease {
 	struct ldr_backend *be;
+	unsigned flags; /* LDR_BE_LEASE_* below; 0 from older backends */
 };
+
+/* A lease's flags: acquired in the same step as a look that found no
+ * entry of the name (Redis's script): the caller need not look again. */
+#define LDR_BE_LEASE_LOOKED 0x1u
 
 /* A wait for a publish of one name, from wait_begin to wait_end: what a
  * backend keeps between two sleeps (dir: the inotify watches and the
@@ -86,6 +92,10 @@ struct ldr_be_stats {
 
 /* lease_acquire: this store cannot hold a lease of ours */
 #define LDR_BE_LEASE_NONE 2
+/* lease_acquire (version 3, a backend that looks in the same step): an
+ * entry of the name stands, whole as far as the backend can tell without
+ * reading it; no lease was taken, read it */
+#define LDR_BE_LEASE_ENTRY 3
 
 /* wait: max_ms passed, nothing to look at yet */
 #define LDR_BE_WAIT_MORE 1
@@ -164,7 +174,11 @@ struct ldr_backend_ops {
 	 * LARDER_ENOTFOUND when there is none. break: free it if it is
 	 * still exactly *h: 1 broke it, 0 changed or gone, 2 another
 	 * breaker holds the turn (wait as for a live holder). release: give
-	 * it back if it is still ours, and free l. */
+	 * it back if it is still ours, and free l. Since version 3 acquire
+	 * may look for the entry n names in the same step: then it says
+	 * LDR_BE_LEASE_ENTRY when one stands (nothing taken), and a lease
+	 * it hands out has LDR_BE_LEASE_LOOKED (none stood when it was
+	 * taken). */
 	int (*lease_acquire)(struct ldr_backend *be, const struct ldr_name *n,
 			     const struct ldr_self *me, uint64_t lease_ms,
 			     uint64_t renew_ms, struct ldr_be_lease **out,
@@ -213,6 +227,39 @@ struct ldr_backend_ops {
 	void (*read_many)(struct ldr_backend *be, const struct ldr_name *n,
 			  size_t count, size_t pre, struct ldr_file *f,
 			  int *rc);
+
+	/* Since version 3. A fill's commit with its lease l (taken from
+	 * this backend, or for a tier from one of its own) in the same
+	 * step: as stage_commit with l's fencing token, except that the
+	 * head moves only if l is still held at the commit point, and l is
+	 * given back there, published or not. Afterwards lease_held(l)
+	 * says, without asking again, whether l was still held then, and
+	 * lease_release(l) only frees it (unless the commit failed before
+	 * it reached the backend: then it gives it back as usual). Redis
+	 * does it in the commit's round trip, where the check before, the
+	 * head and the release cost three more. NULL: the caller checks
+	 * lease_held before, commits with the token (LDR_BE_NO_HEAD if it
+	 * was lost) and releases after. */
+	int (*stage_commit_lease)(struct ldr_stage *s, const void *hdr,
+				  size_t hlen, unsigned flags,
+				  struct ldr_be_lease *l);
+	/* Since version 3. Commit n stages (of this backend, each begun and
+	 * written), stage i with hdr[i] (hlen[i] bytes), each as
+	 * stage_commit with `flags` and token 0 (larder_put_many): rc[i] is
+	 * what stage_commit would give it, and every stage is freed. Redis
+	 * sends every small entry's commit before it reads the first reply.
+	 * NULL: the caller commits each. */
+	void (*stage_commit_many)(struct ldr_stage **s, size_t n,
+				  const void *const *hdr, const size_t *hlen,
+				  unsigned flags, int *rc);
+
+	/* Since version 3. head_get for n names at once: ver[i] (malloc'ed)
+	 * and vlen[i] when rc[i] is 0, else rc[i] as head_get's. Redis
+	 * sends every GET before it reads the first reply. NULL: the caller
+	 * calls head_get for each. */
+	void (*head_get_many)(struct ldr_backend *be, const struct ldr_name *n,
+			      size_t count, uint8_t **ver, size_t *vlen,
+			      int *rc);
 };
 
 /* The backends built in: "dir" always, "redis" when built with it; and

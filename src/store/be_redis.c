@@ -83,6 +83,19 @@ struct rbe {
 	 * which cost more than the copy itself. */
 	uint8_t *spare;
 	size_t spare_cap;
+	/* The renewer: one thread for every lease of this backend, started
+	 * by the first lease and stopped at close, so that a fill pays no
+	 * thread of its own; a lease given back before its first renewal
+	 * costs it nothing at all. It renews the leases that fall due
+	 * together, pipelined, on a connection of its own. Under rmu: the
+	 * list, each lease's due, busy and lost, and the flags below. */
+	pthread_mutex_t rmu;
+	pthread_cond_t rcv; /* CLOCK_MONOTONIC; a change of the list */
+	struct rlease *leases;
+	pthread_t rth;
+	pid_t rpid; /* the process whose renewer runs; 0: none */
+	int rstop;
+	struct ldr_rconn rconn; /* the renewer's (no pool: it is alone) */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -109,26 +122,57 @@ struct rbe {
 	"  for i = 0, n - 1 do redis.call('DEL', pre .. st .. ':' .. i) end\n" \
 	"end\n"
 
-/* The commit point. KEYS: manifest, Pns, Pn:<ns>, channel. ARGV:
- * manifest, chunk key prefix, ttl ms (0: none), ns, E. Our chunks must
- * all be there (one evicted meanwhile fails the publish: "lost"); a
- * manifest already there whose chunks are whole stands ("exists", and
- * ours go); a broken one is replaced; ours already there (a retried
- * call whose first reply was lost) is "ok". */
+/* How a commit ends for the key's lease and head, in the commit's own
+ * step (settle): the lease `rec` ('': none) is given back if it is still
+ * that record; the head is set to `ht` (the hint then the setter's token
+ * in 20 digits, as head_set writes it; '': leave it) only while the
+ * lease was held, and never back under a higher token (head_set's
+ * rule). Returns 1 held (or no lease), 0 lost. */
+#define LUA_SETTLE                                                             \
+	"local function settle(hk, lk, ht, rec)\n"                             \
+	"  local held = 1\n"                                                   \
+	"  if rec ~= '' then\n"                                                \
+	"    if redis.call('GET', lk) == rec then redis.call('DEL', lk)\n"     \
+	"    else held = 0 end\n"                                              \
+	"  end\n"                                                              \
+	"  if held == 1 and ht ~= '' then\n"                                   \
+	"    local t = tonumber(string.sub(ht, -20))\n"                        \
+	"    local cur = redis.call('GET', hk)\n"                              \
+	"    local ct = cur and tonumber(string.sub(cur, -20))\n"              \
+	"    if t == 0 or not ct or ct <= t then\n"                            \
+	"      redis.call('SET', hk, ht) end\n"                                \
+	"  end\n"                                                              \
+	"  return held\n"                                                      \
+	"end\n"
+
+/* The commit point. KEYS: manifest, Pns, Pn:<ns>, channel, head, lease.
+ * ARGV: manifest, chunk key prefix, ttl ms (0: none), ns, E, the head's
+ * value ('': leave the head), the lease's record ('': none). Our
+ * chunks must all be there (one evicted meanwhile fails the publish:
+ * "lost"); a manifest already there whose chunks are whole stands
+ * ("exists", and ours go); a broken one is replaced; ours already there
+ * (a retried call whose first reply was lost) is "ok". Then the lease
+ * and the head are settled in the same step (the head only if ours was
+ * published). Returns {word, held}. */
 static struct ldr_rscript commit_lua = {
     "commit",
-    LUA_COMMON
+    LUA_COMMON LUA_SETTLE
     "local pre = ARGV[2]\n"
+    "local function done(w)\n"
+    "  local ht = ARGV[6]\n"
+    "  if w ~= 'ok' then ht = '' end\n"
+    "  return {w, settle(KEYS[5], KEYS[6], ht, ARGV[7])}\n"
+    "end\n"
     "local st, cs, n, sl = parse(ARGV[1])\n"
     "local cur = redis.call('GET', KEYS[1])\n"
     "local cst, ccs, cn, csl\n"
     "if cur then cst, ccs, cn, csl = parse(cur) end\n"
-    "if cst == st then return 'ok' end\n"
-    "if not whole(pre, st, cs, n, sl) then drop(pre, st, n) return 'lost' "
-    "end\n"
+    "if cst == st then return done('ok') end\n"
+    "if not whole(pre, st, cs, n, sl) then drop(pre, st, n) "
+    "return done('lost') end\n"
     "if cur then\n"
     "  if cst and whole(pre, cst, ccs, cn, csl) then\n"
-    "    drop(pre, st, n) return 'exists' end\n"
+    "    drop(pre, st, n) return done('exists') end\n"
     "  redis.call('DEL', KEYS[1])\n"
     "  if cst then drop(pre, cst, cn) end\n"
     "end\n"
@@ -143,7 +187,19 @@ static struct ldr_rscript commit_lua = {
     "redis.call('SADD', KEYS[2], ARGV[4])\n"
     "redis.call('SADD', KEYS[3], ARGV[5])\n"
     "redis.call('PUBLISH', KEYS[4], ARGV[5])\n"
-    "return 'ok'\n",
+    "return done('ok')\n",
+    "", 0};
+
+/* After an inline commit's MULTI/EXEC, pipelined behind it: settle the
+ * lease and the head if the manifest is the one this stage set. KEYS:
+ * manifest, head, lease. ARGV: stage, the head's value, the lease's
+ * record (settle's). -1: the manifest is another's (the commit script then
+ * judges it, and settles), else settle's answer. */
+static struct ldr_rscript settle_lua = {
+    "settle",
+    LUA_SETTLE "if redis.call('GETRANGE', KEYS[1], 18, 49) ~= ARGV[1] then\n"
+	       "  return -1 end\n"
+	       "return settle(KEYS[2], KEYS[3], ARGV[2], ARGV[3])\n",
     "", 0};
 
 /* Compare-and-delete of an entry. KEYS: manifest, Pn:<ns>, head. ARGV:
@@ -190,16 +246,25 @@ static struct ldr_rscript head_drop_lua = {
     "return 0\n",
     "", 0};
 
-/* The lease and its fencing token in one step. KEYS: lease, counter.
- * ARGV: the record without its token line, lease ms. */
+/* A fill's look and its lease in one step. KEYS: lease, counter,
+ * manifest. ARGV: the record without its token line, lease ms, chunk key
+ * prefix. An entry whose manifest parses and whose chunks are whole
+ * stands: {2}, nothing taken (the caller reads it). Else the lease, with
+ * its fencing token from INCR: {1, record, token}; or who holds it: {0,
+ * record, PTTL}. */
 static struct ldr_rscript lease_acquire_lua = {
     "lease_acquire",
-    "local cur = redis.call('GET', KEYS[1])\n"
-    "if cur then return {0, cur, redis.call('PTTL', KEYS[1])} end\n"
-    "local t = redis.call('INCR', KEYS[2])\n"
-    "local rec = ARGV[1] .. string.format('token %020d\\n', t)\n"
-    "redis.call('SET', KEYS[1], rec, 'PX', ARGV[2])\n"
-    "return {1, rec, t}\n",
+    LUA_COMMON "local m = redis.call('GETRANGE', KEYS[3], 0, 199)\n"
+	       "if m ~= '' then\n"
+	       "  local st, cs, n, sl = parse(m)\n"
+	       "  if st and whole(ARGV[3], st, cs, n, sl) then return {2} end\n"
+	       "end\n"
+	       "local cur = redis.call('GET', KEYS[1])\n"
+	       "if cur then return {0, cur, redis.call('PTTL', KEYS[1])} end\n"
+	       "local t = redis.call('INCR', KEYS[2])\n"
+	       "local rec = ARGV[1] .. string.format('token %020d\\n', t)\n"
+	       "redis.call('SET', KEYS[1], rec, 'PX', ARGV[2])\n"
+	       "return {1, rec, t}\n",
     "", 0};
 
 static struct ldr_rscript lease_renew_lua = {
@@ -317,6 +382,13 @@ static int r_open(struct ldr_backend **out, larder *db, const char *where)
 	b->base.db = db;
 	b->reachable = 1;
 	pthread_mutex_init(&b->mu, NULL);
+	pthread_mutex_init(&b->rmu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&b->rcv, &ca);
+	pthread_condattr_destroy(&ca);
+	ldr_rconn_init(&b->rconn, db, &b->cfg);
 	/* Connect now: a wrong address or password is better told at open
 	 * than at the first get. */
 	struct ldr_rconn *c = take(b);
@@ -341,6 +413,16 @@ static void r_close(struct ldr_backend *be)
 	if (!be)
 		return;
 	struct rbe *b = (struct rbe *)be;
+	if (b->rpid == getpid()) {
+		pthread_mutex_lock(&b->rmu);
+		b->rstop = 1;
+		pthread_cond_broadcast(&b->rcv);
+		pthread_mutex_unlock(&b->rmu);
+		pthread_join(b->rth, NULL);
+	}
+	ldr_rconn_close(&b->rconn);
+	pthread_cond_destroy(&b->rcv);
+	pthread_mutex_destroy(&b->rmu);
 	for (int i = 0; i < b->nidle; i++) {
 		ldr_rconn_close(b->idle[i]);
 		free(b->idle[i]);
@@ -993,9 +1075,6 @@ static void r_stage_abort(struct ldr_stage *st)
 	stage_free(s, 0);
 }
 
-static int head_set_conn(struct rbe *b, struct ldr_rconn *c,
-			 const struct ldr_name *n, uint64_t token);
-
 /* The durability policy: WAIT for the configured replicas. Fewer
  * acknowledgements are a warning, not a failure: the entry is published
  * on the master, and replication only narrows the window in which a
@@ -1049,28 +1128,232 @@ static const char *header_mismatch(struct rstage *s, const ldr_hdr *h)
 	return NULL;
 }
 
+/* A lease of this backend (r_lease_acquire), declared here for the
+ * commit that settles it (stage_commit_lease). */
+struct rlease {
+	struct ldr_be_lease base;
+	struct rbe *b;
+	char key[KEYMAX];
+	char rec[LDR_LEASE_TEXT_MAX];
+	size_t reclen;
+	uint64_t lease_ms, renew_ms, token;
+	/* The renewer's (under b->rmu): the next in b->leases, the next
+	 * renewal and the last that succeeded (CLOCK_MONOTONIC ms), whether
+	 * it is being renewed right now (outside the lock), and whether it
+	 * was found gone, or could not be renewed in time. */
+	struct rlease *next;
+	uint64_t due, last_ok;
+	int busy;
+	int lost;
+	/* A commit gave it back (stage_commit_lease): held_then says
+	 * whether it was still ours at that commit. */
+	int settled, held_then;
+};
+
+/* The commit script's arguments, in its order (KEYS, then ARGV). */
+enum {
+	A_M,	 /* P{E}:m */
+	A_NS,	 /* Pns */
+	A_SET,	 /* Pn:<ns> */
+	A_CH,	 /* P{K}:p */
+	A_HEAD,	 /* P{K}:h */
+	A_LEASE, /* P{K}:l */
+	A_MAN,	 /* the manifest */
+	A_PFX,	 /* P{E}:c: */
+	A_TTL,	 /* ms, 0: none */
+	A_NSN,	 /* the namespace */
+	A_E,	 /* E */
+	A_HT,	 /* the head's value ('': leave it) */
+	A_REC,	 /* the lease's record ('': none) */
+	A_N
+};
+#define COMMIT_KEYS 6
+
+/* Settle's reply into l: 1 settled (held_then set), 0 not (the
+ * manifest was another's: -1), or a code. */
+static int settled(struct rbe *b, struct rlease *l, const redisReply *r)
+{
+	if (r->type != REDIS_REPLY_INTEGER)
+		return ldr_fail(b->base.db, LARDER_EIO, 0,
+				"Redis commit at %s: unexpected reply to the "
+				"lease's settlement",
+				b->cfg.shown);
+	if (r->integer < 0)
+		return 0;
+	if (l) {
+		l->settled = 1;
+		l->held_then = r->integer == 1;
+	}
+	return 1;
+}
+
+/* A commit prepared (prepare): its arguments, in the commit script's
+ * order, and what they point into. */
+struct rcommit {
+	struct rstage *s;
+	struct rlease *l;
+	char m[KEYMAX], ns[KEYMAX], set[KEYMAX + LDR_MAX_NS], ch[KEYMAX],
+	    head[KEYMAX], lk[KEYMAX], ttls[24], e[33];
+	char *man;   /* the manifest, malloc'ed */
+	uint8_t *ht; /* the head's value, malloc'ed (NULL: none) */
+	const char *argv[A_N];
+	size_t lens[A_N];
+	int inl;    /* the payload goes inline in the manifest */
+	int settle; /* settle_lua goes behind the MULTI/EXEC */
+	int piped;  /* settle_lua was pipelined by EVALSHA */
+	int late;   /* published, settle_lua still to run (after a batch) */
+};
+
+static void prepared_free(struct rcommit *pc)
+{
+	free(pc->man);
+	free(pc->ht);
+	pc->man = NULL;
+	pc->ht = NULL;
+}
+
+/* Check the header against what was written and build the commit's
+ * arguments; a chunked stage's last chunk is sent. 0 or a code
+ * (nothing published). */
+static int prepare(struct rcommit *pc, struct rstage *s, const void *hdr,
+		   size_t hlen, unsigned flags, uint64_t token,
+		   struct rlease *l)
+{
+	struct rbe *b = s->b;
+	larder *db = b->base.db;
+	memset(pc, 0, sizeof *pc);
+	pc->s = s;
+	pc->l = l;
+	if (s->failed)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"commit after a failed write: nothing "
+				"published to Redis");
+	if (hlen + s->stored > b->cfg.max_entry)
+		return refuse_full(b, hlen + s->stored, 1);
+	ldr_hdr h;
+	const char *why = NULL;
+	if (ldr_hdr_decode(&h, hdr, hlen, &why) || h.hdr_len != hlen)
+		why = why && *why ? why : "its length is not the header's";
+	else if (h.stored_len != s->stored)
+		why = "its length is not the payload's";
+	else
+		why = header_mismatch(s, &h);
+	if (why)
+		return ldr_fail(db, LARDER_EINVAL, 0,
+				"Redis commit at %s: the header does not "
+				"describe the payload written (%s)",
+				b->cfg.shown, why);
+	size_t htlen = 0;
+	if (!(flags & LDR_BE_NO_HEAD)) {
+		/* The head's value as head_set writes it: the hint, then
+		 * the setter's token. */
+		if (!(pc->ht = hint_bytes(s->n.ver, s->n.vlen, &htlen)))
+			return ldr_fail(db, LARDER_ENOMEM, ENOMEM,
+					"out of memory");
+		char tok[TOKEN_DIGITS + 1];
+		snprintf(tok, sizeof tok, "%020" PRIu64, l ? l->token : token);
+		memcpy(pc->ht + htlen, tok, TOKEN_DIGITS);
+		htlen += TOKEN_DIGITS;
+	}
+	/* An entry smaller than a chunk, still all in the buffer, goes
+	 * inline in its manifest: one round trip to publish, one to read. */
+	pc->inl = s->nchunks == 0 && s->blen <= INLINE_MAX;
+	size_t extra = pc->inl ? s->blen : 0;
+	int rc;
+	if (!pc->inl && s->blen) {
+		if (!s->c && !(s->c = take(b)))
+			return LARDER_ENOMEM;
+		ldr_rconn_begin(s->c);
+		if ((rc = flush_chunk(s)))
+			return rc;
+	}
+	/* The entry's expiry as Redis's TTL; the header's expires is still
+	 * checked by every reader. */
+	uint64_t ttl = 0;
+	if (h.expires) {
+		int64_t left = (h.expires - ldr_now_ns()) / 1000000;
+		ttl = left > 0 ? (uint64_t)left : 1;
+	}
+	char line[200];
+	int ll =
+	    snprintf(line, sizeof line,
+		     "larder-manifest 1 %s %u %" PRIu64 " %" PRIu64 " %zu\n",
+		     s->stage, CHUNK, s->nchunks, s->stored, hlen);
+	if (!(pc->man = malloc((size_t)ll + hlen + extra)))
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	memcpy(pc->man, line, (size_t)ll);
+	memcpy(pc->man + ll, hdr, hlen);
+	if (extra)
+		memcpy(pc->man + ll + hlen, s->buf, extra);
+	tagged(pc->m, sizeof pc->m, b, s->n.hash, ":m");
+	snprintf(pc->ns, sizeof pc->ns, "%sns", b->cfg.prefix);
+	snprintf(pc->set, sizeof pc->set, "%sn:%s", b->cfg.prefix, s->ns);
+	tagged(pc->ch, sizeof pc->ch, b, s->n.khash, ":p");
+	tagged(pc->head, sizeof pc->head, b, s->n.khash, ":h");
+	tagged(pc->lk, sizeof pc->lk, b, s->n.khash, ":l");
+	snprintf(pc->ttls, sizeof pc->ttls, "%" PRIu64, ttl);
+	hex32(pc->e, s->n.hash);
+	const char *argv[A_N] = {
+	    pc->m,	    pc->ns, pc->set, pc->ch,
+	    pc->head,	    pc->lk, pc->man, s->pfx,
+	    pc->ttls,	    s->ns,  pc->e,   pc->ht ? (const char *)pc->ht : "",
+	    l ? l->rec : ""};
+	size_t lens[A_N] = {strlen(pc->m),
+			    strlen(pc->ns),
+			    strlen(pc->set),
+			    strlen(pc->ch),
+			    strlen(pc->head),
+			    strlen(pc->lk),
+			    (size_t)ll + hlen + extra,
+			    strlen(s->pfx),
+			    strlen(pc->ttls),
+			    strlen(s->ns),
+			    32,
+			    htlen,
+			    l ? l->reclen : 0};
+	memcpy(pc->argv, argv, sizeof argv);
+	memcpy(pc->lens, lens, sizeof lens);
+	pc->settle = htlen || l;
+	return 0;
+}
+
+/* The settlement's arguments (settle_lua). */
+#define SETTLE_ARGS(pc)                                                        \
+	const char *sv[6] = {(pc)->argv[A_M],	  (pc)->argv[A_HEAD],          \
+			     (pc)->argv[A_LEASE], (pc)->s->stage,              \
+			     (pc)->argv[A_HT],	  (pc)->argv[A_REC]};          \
+	size_t svl[6] = {(pc)->lens[A_M],     (pc)->lens[A_HEAD],              \
+			 (pc)->lens[A_LEASE], 32,                              \
+			 (pc)->lens[A_HT],    (pc)->lens[A_REC]}
+
 /* An inline entry's commit where no manifest stands, without Lua: the
  * script's work in that case (SET, the namespace sets, PUBLISH) as one
  * MULTI/EXEC, its manifest SET NX so that it never replaces one. Lua
- * cost a 4 KiB publish twice a bare SET; this is one round trip of
- * plain commands. argv as the commit script's. 0: published; 1: a
- * manifest stands (the script judges it: whole, ours, or broken); or a
- * code. The sets and the message are harmless when it stands: the
- * entry is in them already, and a waiter woken looks and finds it. */
-static int commit_inline(struct rstage *s, const char *const *argv,
-			 const size_t *lens)
+ * cost a 4 KiB publish twice a bare SET, because the payload passed
+ * through the script is copied; this is one round trip of plain
+ * commands. The head and the lease (settle_lua, small arguments) go
+ * right behind it, in the same round trip. inline_send queues it on c,
+ * inline_take reads its replies: 0, published; 1, a manifest stands (the
+ * commit script judges it: whole, ours, or broken, and settles); or a
+ * code. The sets and the message are harmless when it stands: the entry
+ * is in them already, and a waiter woken looks and finds it. Sent
+ * behind one another on one connection, many commits cost one round
+ * trip (commit_many). */
+static int inline_send(struct ldr_rconn *c, struct rcommit *pc)
 {
-	struct ldr_rconn *c = s->c;
+	const char *const *argv = pc->argv;
+	const size_t *lens = pc->lens;
 	const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
-	const char *set[6] = {"SET", argv[0], argv[4], "NX", "PX", argv[6]};
-	size_t setl[6] = {3, lens[0], lens[4], 2, 2, lens[6]};
-	int setc = strcmp(argv[6], "0") ? 6 : 4; /* ttl 0: none */
-	const char *sa1[3] = {"SADD", argv[1], argv[7]};
-	size_t sa1l[3] = {4, lens[1], lens[7]};
-	const char *sa2[3] = {"SADD", argv[2], argv[8]};
-	size_t sa2l[3] = {4, lens[2], lens[8]};
-	const char *pub[3] = {"PUBLISH", argv[3], argv[8]};
-	size_t publ[3] = {7, lens[3], lens[8]};
+	const char *set[6] = {"SET", argv[A_M], argv[A_MAN],
+			      "NX",  "PX",	argv[A_TTL]};
+	size_t setl[6] = {3, lens[A_M], lens[A_MAN], 2, 2, lens[A_TTL]};
+	int setc = strcmp(argv[A_TTL], "0") ? 6 : 4; /* ttl 0: none */
+	const char *sa1[3] = {"SADD", argv[A_NS], argv[A_NSN]};
+	size_t sa1l[3] = {4, lens[A_NS], lens[A_NSN]};
+	const char *sa2[3] = {"SADD", argv[A_SET], argv[A_E]};
+	size_t sa2l[3] = {4, lens[A_SET], lens[A_E]};
+	const char *pub[3] = {"PUBLISH", argv[A_CH], argv[A_E]};
+	size_t publ[3] = {7, lens[A_CH], lens[A_E]};
 	int rc;
 	if ((rc = ldr_rconn_append(c, "MULTI", 1, multi, NULL)) ||
 	    (rc = ldr_rconn_append(c, "SET manifest", setc, set, setl)) ||
@@ -1079,7 +1362,25 @@ static int commit_inline(struct rstage *s, const char *const *argv,
 	    (rc = ldr_rconn_append(c, "PUBLISH", 3, pub, publ)) ||
 	    (rc = ldr_rconn_append(c, "EXEC", 1, exec, NULL)))
 		return rc;
+	pc->piped = 0;
+	if (pc->settle) {
+		SETTLE_ARGS(pc);
+		pc->piped =
+		    ldr_rconn_append_evalsha(c, &settle_lua, 3, 6, sv, svl);
+		if (pc->piped < 0)
+			return pc->piped;
+	}
+	return 0;
+}
+
+/* last: nothing is queued behind this commit on c (a NOSCRIPT reply to
+ * its settlement can then be answered by EVAL at once; else the
+ * settlement is left to lease_release and the head lags). */
+static int inline_take(struct ldr_rconn *c, struct rcommit *pc, int last)
+{
+	struct rbe *b = pc->s->b;
 	redisReply *r = NULL;
+	int rc = 0;
 	/* +OK and four +QUEUED; an error among them aborts the EXEC. */
 	for (int i = 0; i < 5; i++) {
 		if ((rc = ldr_rconn_reply(c, &r, "commit")))
@@ -1093,155 +1394,245 @@ static int commit_inline(struct rstage *s, const char *const *argv,
 	if (rc2)
 		return rc2;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 4)
-		rc = ldr_fail(s->b->base.db, LARDER_EIO, 0,
+		rc = ldr_fail(b->base.db, LARDER_EIO, 0,
 			      "Redis commit at %s: unexpected reply to EXEC",
-			      s->b->cfg.shown);
+			      b->cfg.shown);
 	else
 		rc = r->element[0]->type == REDIS_REPLY_NIL;
 	ldr_rreply_free(r);
+	r = NULL;
+	if (!pc->settle || rc < 0)
+		return rc;
+	/* The settlement: its reply read even when the manifest stood
+	 * (it then did nothing), so that the connection stays in step. A
+	 * failure here leaves the entry published: the head lags, and the
+	 * lease is given back by lease_release as usual. */
+	SETTLE_ARGS(pc);
+	int src = 0;
+	if (pc->piped && last)
+		src = ldr_rconn_eval_reply(c, &settle_lua, &r, 3, 6, sv, svl);
+	else if (pc->piped)
+		src = ldr_rconn_reply(c, &r, "script settle");
+	else if (rc == 0 && last)
+		src = ldr_rconn_eval(c, &settle_lua, &r, 3, 6, sv, svl);
+	else if (rc == 0)
+		pc->late = 1; /* the script was not loaded: after the batch */
+	if (src < 0 && rc == 0 && !last && c->c) {
+		/* NOSCRIPT in a batch: run by EVAL after it (a settlement
+		 * is safe to run again: compare-and-delete, and the head's
+		 * compare-and-set). */
+		pc->late = 1;
+		src = 0;
+		ldr_clear_error(b->base.db);
+	}
+	if (src == 0 && r && rc == 0)
+		(void)settled(b, pc->l, r);
+	ldr_rreply_free(r);
+	if (src < 0 && rc == 0)
+		ldr_log(b->base.db, LARDER_LOG_WARN,
+			"published, but the head and the lease were not "
+			"settled: %s",
+			larder_errmsg(b->base.db));
 	return rc;
 }
 
-static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
-			  unsigned flags, uint64_t token)
+/* The commit script for pc (a chunked entry, or an inline one whose
+ * manifest stood), behind the chunks in flight on s->c. */
+static int commit_script(struct rcommit *pc)
 {
-	struct rstage *s = (struct rstage *)st;
+	struct rstage *s = pc->s;
 	struct rbe *b = s->b;
 	larder *db = b->base.db;
-	char *man = NULL;
 	redisReply *r = NULL;
-	int rc = 0;
-	if (s->failed) {
-		rc = ldr_fail(db, LARDER_EINVAL, 0,
-			      "commit after a failed write: nothing published "
-			      "to Redis");
-		goto out;
-	}
-	if (hlen + s->stored > b->cfg.max_entry) {
-		rc = refuse_full(b, hlen + s->stored, 1);
-		goto out;
-	}
-	ldr_hdr h;
-	const char *why = NULL;
-	if (ldr_hdr_decode(&h, hdr, hlen, &why) || h.hdr_len != hlen)
-		why = why && *why ? why : "its length is not the header's";
-	else if (h.stored_len != s->stored)
-		why = "its length is not the payload's";
-	else
-		why = header_mismatch(s, &h);
-	if (why) {
-		rc = ldr_fail(db, LARDER_EINVAL, 0,
-			      "Redis commit at %s: the header does not "
-			      "describe the payload written (%s)",
-			      b->cfg.shown, why);
-		goto out;
-	}
-	if (!s->c && !(s->c = take(b))) {
-		rc = LARDER_ENOMEM;
-		goto out;
-	}
+	int rc;
+	if (!s->c && !(s->c = take(b)))
+		return LARDER_ENOMEM;
 	ldr_rconn_begin(s->c);
-	/* An entry smaller than a chunk, still all in the buffer, goes
-	 * inline in its manifest: one round trip to publish, one to read. */
-	int inl = s->nchunks == 0 && s->blen <= INLINE_MAX;
-	size_t extra = inl ? s->blen : 0;
-	if (!inl && s->blen && (rc = flush_chunk(s)))
-		goto out;
-	/* The entry's expiry as Redis's TTL; the header's expires is still
-	 * checked by every reader. */
-	uint64_t ttl = 0;
-	if (h.expires) {
-		int64_t left = (h.expires - ldr_now_ns()) / 1000000;
-		ttl = left > 0 ? (uint64_t)left : 1;
-	}
-	char line[200];
-	int ll =
-	    snprintf(line, sizeof line,
-		     "larder-manifest 1 %s %u %" PRIu64 " %" PRIu64 " %zu\n",
-		     s->stage, CHUNK, s->nchunks, s->stored, hlen);
-	if (!(man = malloc((size_t)ll + hlen + extra))) {
-		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
-		goto out;
-	}
-	memcpy(man, line, (size_t)ll);
-	memcpy(man + ll, hdr, hlen);
-	if (extra)
-		memcpy(man + ll + hlen, s->buf, extra);
-	char m[KEYMAX], ns[KEYMAX], set[KEYMAX + LDR_MAX_NS], ch[KEYMAX],
-	    ttls[24], e[33];
-	tagged(m, sizeof m, b, s->n.hash, ":m");
-	snprintf(ns, sizeof ns, "%sns", b->cfg.prefix);
-	snprintf(set, sizeof set, "%sn:%s", b->cfg.prefix, s->ns);
-	tagged(ch, sizeof ch, b, s->n.khash, ":p");
-	snprintf(ttls, sizeof ttls, "%" PRIu64, ttl);
-	hex32(e, s->n.hash);
-	const char *argv[9] = {m, ns, set, ch, man, s->pfx, ttls, s->ns, e};
-	size_t lens[9] = {strlen(m),
-			  strlen(ns),
-			  strlen(set),
-			  strlen(ch),
-			  (size_t)ll + hlen + extra,
-			  strlen(s->pfx),
-			  strlen(ttls),
-			  strlen(s->ns),
-			  32};
-	if (inl) {
-		int fast = commit_inline(s, argv, lens);
-		if (fast < 0) {
-			rc = fast;
-			goto out;
-		}
-		if (fast == 0)
-			goto published;
-	}
 	/* The commit goes right behind the chunks' SETs: one round trip
 	 * for both. Its script finds a chunk whose SET failed missing
 	 * ("lost"), so nothing is published on a failure read below. */
-	int piped =
-	    ldr_rconn_append_evalsha(s->c, &commit_lua, 4, 9, argv, lens);
-	if (piped < 0) {
-		rc = piped;
-		goto out;
-	}
+	int piped = ldr_rconn_append_evalsha(s->c, &commit_lua, COMMIT_KEYS,
+					     A_N, pc->argv, pc->lens);
+	if (piped < 0)
+		return piped;
 	while (s->c->pending > piped)
 		if ((rc = chunk_reply(s)))
-			goto out;
+			return rc;
 	if (piped)
-		rc = ldr_rconn_eval_reply(s->c, &commit_lua, &r, 4, 9, argv,
-					  lens);
+		rc = ldr_rconn_eval_reply(s->c, &commit_lua, &r, COMMIT_KEYS,
+					  A_N, pc->argv, pc->lens);
 	else
-		rc = ldr_rconn_eval(s->c, &commit_lua, &r, 4, 9, argv, lens);
+		rc = ldr_rconn_eval(s->c, &commit_lua, &r, COMMIT_KEYS, A_N,
+				    pc->argv, pc->lens);
 	if (rc)
 		goto out;
-	if (r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_STRING) {
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    (r->element[0]->type != REDIS_REPLY_STATUS &&
+	     r->element[0]->type != REDIS_REPLY_STRING)) {
 		rc = ldr_fail(db, LARDER_EIO, 0,
 			      "Redis commit at %s: unexpected reply",
 			      b->cfg.shown);
 		goto out;
 	}
-	if (strcmp(r->str, "exists") == 0) {
+	(void)settled(b, pc->l, r->element[1]);
+	const char *word = r->element[0]->str;
+	if (strcmp(word, "exists") == 0)
 		rc = LARDER_EXISTS;
-		goto out;
-	}
-	if (strcmp(r->str, "lost") == 0) {
+	else if (strcmp(word, "lost") == 0)
 		rc = ldr_fail(db, LARDER_EIO, 0,
 			      "Redis commit at %s: a chunk of the entry was "
 			      "evicted before its commit; nothing published",
 			      b->cfg.shown);
-		goto out;
-	}
-published:
-	if (!(flags & LDR_BE_NO_HEAD))
-		/* A head that cannot be moved is a lagging hint, not a
-		 * failed publish. */
-		(void)head_set_conn(b, s->c, &s->n, token);
-	if (b->cfg.wait_replicas)
-		wait_replicas(b, s->c);
 out:
-	free(man);
 	ldr_rreply_free(r);
+	return rc;
+}
+
+/* After a commit's answer: the replicas, and the stage freed. */
+static int commit_end(struct rcommit *pc, int rc)
+{
+	struct rstage *s = pc->s;
+	if (rc == 0 && s->b->cfg.wait_replicas && s->c)
+		wait_replicas(s->b, s->c);
+	prepared_free(pc);
 	stage_free(s, rc == LARDER_EXISTS ? 0 : rc);
 	return rc;
+}
+
+/* stage_commit, and stage_commit_lease with l (NULL: none, the head set
+ * with `token`). */
+static int commit(struct rstage *s, const void *hdr, size_t hlen,
+		  unsigned flags, uint64_t token, struct rlease *l)
+{
+	struct rcommit pc;
+	int rc = prepare(&pc, s, hdr, hlen, flags, token, l);
+	if (rc)
+		return commit_end(&pc, rc);
+	if (pc.inl) {
+		if (!s->c && !(s->c = take(s->b)))
+			return commit_end(&pc, LARDER_ENOMEM);
+		ldr_rconn_begin(s->c);
+		if (!(rc = inline_send(s->c, &pc)))
+			rc = inline_take(s->c, &pc, 1);
+		if (rc <= 0)
+			return commit_end(&pc, rc);
+	}
+	return commit_end(&pc, commit_script(&pc));
+}
+
+static int r_stage_commit(struct ldr_stage *st, const void *hdr, size_t hlen,
+			  unsigned flags, uint64_t token)
+{
+	return commit((struct rstage *)st, hdr, hlen, flags, token, NULL);
+}
+
+static int r_stage_commit_lease(struct ldr_stage *st, const void *hdr,
+				size_t hlen, unsigned flags,
+				struct ldr_be_lease *bl)
+{
+	if (bl->be != st->be) {
+		/* Only a lease of this very backend can be settled in its
+		 * commit (the tier passes no other). */
+		r_stage_abort(st);
+		return ldr_fail(st->be->db, LARDER_EINVAL, 0,
+				"Redis commit: the lease is another backend's");
+	}
+	return commit((struct rstage *)st, hdr, hlen, flags, 0,
+		      (struct rlease *)bl);
+}
+
+/* Batch put (backend.h, stage_commit_many): every inline entry's commit
+ * queued on one connection before the first reply is read, so that n
+ * small entries cost one round trip; an entry in chunks, or one whose
+ * manifest stood, is committed on its own after. A broken connection,
+ * or an error reply in the batch (the replies would be out of step),
+ * fails the commits whose answers were not yet read. */
+static void r_stage_commit_many(struct ldr_stage **st, size_t n,
+				const void *const *hdr, const size_t *hlen,
+				unsigned flags, int *rcs)
+{
+	enum { Q_DONE, Q_BATCH, Q_ALONE };
+	if (!n)
+		return;
+	struct rbe *b = ((struct rstage *)st[0])->b;
+	struct rcommit *pc = calloc(n, sizeof *pc);
+	int *q = calloc(n, sizeof *q);
+	if (!pc || !q) {
+		int rc = ldr_fail(b->base.db, LARDER_ENOMEM, ENOMEM,
+				  "out of memory");
+		for (size_t i = 0; i < n; i++) {
+			r_stage_abort(st[i]);
+			rcs[i] = rc;
+		}
+		free(pc);
+		free(q);
+		return;
+	}
+	struct ldr_rconn *c = NULL;
+	size_t last = n; /* the last commit of the batch */
+	for (size_t i = 0; i < n; i++) {
+		struct rstage *s = (struct rstage *)st[i];
+		int rc = prepare(&pc[i], s, hdr[i], hlen[i], flags, 0, NULL);
+		if (!rc && pc[i].inl && !s->c && !c && !(c = take(b)))
+			rc = LARDER_ENOMEM;
+		if (rc) {
+			rcs[i] = commit_end(&pc[i], rc);
+			q[i] = Q_DONE;
+		} else if (pc[i].inl && !s->c) {
+			q[i] = Q_BATCH;
+			last = i;
+		} else {
+			q[i] = Q_ALONE;
+		}
+	}
+	int rc = 0;
+	if (c) {
+		ldr_rconn_begin(c);
+		for (size_t i = 0; i < n && !rc; i++)
+			if (q[i] == Q_BATCH)
+				rc = inline_send(c, &pc[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (q[i] != Q_BATCH)
+			continue;
+		int r = rc ? rc : inline_take(c, &pc[i], i == last);
+		if (r < 0 && !rc) {
+			rc = r;
+			ldr_rconn_close(c); /* out of step: not reused */
+		}
+		if (r == 1) {
+			q[i] = Q_ALONE; /* a manifest stood: the script */
+		} else if (pc[i].late && !rc) {
+			rcs[i] = r; /* settled below, then ended */
+		} else {
+			rcs[i] = commit_end(&pc[i], r);
+			q[i] = Q_DONE;
+		}
+	}
+	/* Settlements that could not go in the batch (its script not yet
+	 * known to this process, or NOSCRIPT), one by one: the first time
+	 * only. */
+	for (size_t i = 0; i < n; i++) {
+		if (q[i] != Q_BATCH)
+			continue;
+		redisReply *r = NULL;
+		SETTLE_ARGS(&pc[i]);
+		if (!rc && c->c &&
+		    ldr_rconn_eval(c, &settle_lua, &r, 3, 6, sv, svl) == 0)
+			(void)settled(b, NULL, r);
+		ldr_rreply_free(r);
+		rcs[i] = commit_end(&pc[i], rcs[i]);
+		q[i] = Q_DONE;
+	}
+	/* One WAIT covers every write of the batch's connection. */
+	if (c && !rc && b->cfg.wait_replicas)
+		wait_replicas(b, c);
+	give(b, c, rc);
+	for (size_t i = 0; i < n; i++)
+		if (q[i] == Q_ALONE)
+			rcs[i] = commit_end(&pc[i], commit_script(&pc[i]));
+	free(pc);
+	free(q);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1277,6 +1668,66 @@ static int r_head_set(struct ldr_backend *be, const struct ldr_name *n,
 	return rc;
 }
 
+/* A head's reply: the version it names (malloc'ed), or
+ * LARDER_ENOTFOUND when there is none or it is no hint of ours. */
+static int head_take(struct rbe *b, const redisReply *r, uint8_t **ver,
+		     size_t *vlen)
+{
+	*ver = NULL;
+	*vlen = 0;
+	if (r->type != REDIS_REPLY_STRING || r->len < 32 + TOKEN_DIGITS)
+		return LARDER_ENOTFOUND;
+	const uint8_t *p = (const uint8_t *)r->str;
+	size_t len = r->len - TOKEN_DIGITS;
+	uint32_t vl = (uint32_t)p[12] | (uint32_t)p[13] << 8 |
+		      (uint32_t)p[14] << 16 | (uint32_t)p[15] << 24;
+	uint8_t sum[16];
+	if (memcmp(p, HEAD_MAGIC, 8) != 0 || vl > LDR_MAX_VER ||
+	    len != 32 + (size_t)vl)
+		return LARDER_ENOTFOUND;
+	ldr_xxh128(p, 16 + (size_t)vl, sum);
+	if (memcmp(sum, p + 16 + vl, 16) != 0)
+		return LARDER_ENOTFOUND;
+	if (!(*ver = malloc(vl ? vl : 1)))
+		return ldr_fail(b->base.db, LARDER_ENOMEM, ENOMEM,
+				"out of memory");
+	memcpy(*ver, p + 16, vl);
+	*vlen = vl;
+	return 0;
+}
+
+/* Batch heads (backend.h): every GET before the first reply. A
+ * connection that fails fails what is not yet read. */
+static void r_head_get_many(struct ldr_backend *be, const struct ldr_name *n,
+			    size_t count, uint8_t **ver, size_t *vlen, int *rcs)
+{
+	struct rbe *b = (struct rbe *)be;
+	for (size_t i = 0; i < count; i++) {
+		ver[i] = NULL;
+		vlen[i] = 0;
+		rcs[i] = LARDER_ENOMEM;
+	}
+	struct ldr_rconn *c = count ? take(b) : NULL;
+	if (!c)
+		return;
+	int rc = 0;
+	size_t asked = 0;
+	for (; asked < count && !rc; asked++) {
+		char key[KEYMAX];
+		tagged(key, sizeof key, b, n[asked].khash, ":h");
+		const char *argv[2] = {"GET", key};
+		rc = ldr_rconn_append(c, "GET head", 2, argv, NULL);
+	}
+	for (size_t i = 0; i < count; i++) {
+		redisReply *r = NULL;
+		if (!rc && i < asked)
+			rc = ldr_rconn_reply(c, &r, "GET head");
+		rcs[i] = rc ? rc : head_take(b, r, &ver[i], &vlen[i]);
+		ldr_rreply_free(r);
+	}
+	give(b, c, rc);
+}
+
 static int r_head_get(struct ldr_backend *be, const struct ldr_name *n,
 		      uint8_t **ver, size_t *vlen)
 {
@@ -1293,27 +1744,7 @@ static int r_head_get(struct ldr_backend *be, const struct ldr_name *n,
 	int rc = ldr_rconn_cmd(c, &r, "GET head", 2, argv, NULL);
 	if (rc)
 		goto out;
-	rc = LARDER_ENOTFOUND;
-	if (r->type != REDIS_REPLY_STRING || r->len < 32 + TOKEN_DIGITS)
-		goto out;
-	const uint8_t *p = (const uint8_t *)r->str;
-	size_t len = r->len - TOKEN_DIGITS;
-	uint32_t vl = (uint32_t)p[12] | (uint32_t)p[13] << 8 |
-		      (uint32_t)p[14] << 16 | (uint32_t)p[15] << 24;
-	uint8_t sum[16];
-	if (memcmp(p, HEAD_MAGIC, 8) != 0 || vl > LDR_MAX_VER ||
-	    len != 32 + (size_t)vl)
-		goto out;
-	ldr_xxh128(p, 16 + (size_t)vl, sum);
-	if (memcmp(sum, p + 16 + vl, 16) != 0)
-		goto out;
-	if (!(*ver = malloc(vl ? vl : 1))) {
-		rc = ldr_fail(be->db, LARDER_ENOMEM, ENOMEM, "out of memory");
-		goto out;
-	}
-	memcpy(*ver, p + 16, vl);
-	*vlen = vl;
-	rc = 0;
+	rc = head_take(b, r, ver, vlen);
 out:
 	ldr_rreply_free(r);
 	give(b, c, rc);
@@ -1345,22 +1776,6 @@ static int r_head_drop(struct ldr_backend *be, const struct ldr_name *n)
 
 /* ---------------------------------------------------------------------- */
 /* Leases                                                                   */
-
-struct rlease {
-	struct ldr_be_lease base;
-	struct rbe *b;
-	struct ldr_rconn c; /* the renewer's own connection */
-	char key[KEYMAX];
-	char rec[LDR_LEASE_TEXT_MAX];
-	size_t reclen;
-	uint64_t lease_ms, renew_ms;
-	pthread_t th;
-	int started;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int stop;
-	int lost; /* the renewer found it gone, or could not renew in time */
-};
 
 #define REC_FMT                                                                \
 	"larder-lease 1\nhost %-63.63s\nboot %-36.36s\npidns %020llu\n"        \
@@ -1406,45 +1821,129 @@ static int parse_holder(const char *text, size_t len, int64_t pttl,
 	return 0;
 }
 
+static int lease_delete(struct rbe *b, const char *key, const char *rec,
+			size_t reclen);
+
+/* The renewer's thread: renews each lease of the list as it falls due
+ * (a compare-and-PEXPIRE, one at a time: a handle rarely holds more than
+ * a few leases at once, and each call is bounded by the timeout), and
+ * marks lost one found gone or not renewed for a whole lease. */
 static void *renewer(void *arg)
 {
-	struct rlease *l = arg;
-	uint64_t last_ok = ldr_mono_ms();
-	pthread_mutex_lock(&l->mu);
-	while (!l->stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t ns = (uint64_t)ts.tv_nsec + l->renew_ms * 1000000ull;
-		ts.tv_sec += (time_t)(ns / 1000000000ull);
-		ts.tv_nsec = (long)(ns % 1000000000ull);
-		int w = 0;
-		while (!l->stop && w != ETIMEDOUT)
-			w = pthread_cond_timedwait(&l->cv, &l->mu, &ts);
-		if (l->stop || l->lost)
-			break;
-		pthread_mutex_unlock(&l->mu);
+	struct rbe *b = arg;
+	pthread_mutex_lock(&b->rmu);
+	while (!b->rstop) {
+		uint64_t now = ldr_mono_ms(), next = UINT64_MAX;
+		struct rlease *l = b->leases;
+		for (; l; l = l->next) {
+			if (!l->lost && l->due <= now)
+				break;
+			if (!l->lost && l->due < next)
+				next = l->due;
+		}
+		if (!l) {
+			if (next == UINT64_MAX) {
+				pthread_cond_wait(&b->rcv, &b->rmu);
+			} else {
+				struct timespec ts;
+				clock_gettime(CLOCK_MONOTONIC, &ts);
+				uint64_t ns = (uint64_t)ts.tv_nsec +
+					      (next - now) * 1000000ull;
+				ts.tv_sec += (time_t)(ns / 1000000000ull);
+				ts.tv_nsec = (long)(ns % 1000000000ull);
+				pthread_cond_timedwait(&b->rcv, &b->rmu, &ts);
+			}
+			continue;
+		}
+		l->busy = 1;
+		pthread_mutex_unlock(&b->rmu);
 		char ms[24];
 		snprintf(ms, sizeof ms, "%" PRIu64, l->lease_ms);
 		const char *argv[3] = {l->key, l->rec, ms};
 		size_t lens[3] = {strlen(l->key), l->reclen, strlen(ms)};
 		redisReply *r = NULL;
-		ldr_rconn_begin(&l->c);
-		int rc = ldr_rconn_eval(&l->c, &lease_renew_lua, &r, 1, 3, argv,
-					lens);
+		ldr_rconn_begin(&b->rconn);
+		int rc = ldr_rconn_eval(&b->rconn, &lease_renew_lua, &r, 1, 3,
+					argv, lens);
 		int gone =
 		    !rc && r->type == REDIS_REPLY_INTEGER && r->integer == 0;
 		ldr_rreply_free(r);
-		uint64_t now = ldr_mono_ms();
+		now = ldr_mono_ms();
+		pthread_mutex_lock(&b->rmu);
 		if (!rc && !gone)
-			last_ok = now;
-		pthread_mutex_lock(&l->mu);
+			l->last_ok = now;
 		/* Not renewed for a whole lease: by Redis's clock it has
 		 * run out, or is about to. */
-		if (gone || now - last_ok >= l->lease_ms)
+		if (gone || now - l->last_ok >= l->lease_ms)
 			l->lost = 1;
+		l->due = now + l->renew_ms;
+		l->busy = 0;
+		pthread_cond_broadcast(&b->rcv); /* a release may wait */
 	}
-	pthread_mutex_unlock(&l->mu);
+	pthread_mutex_unlock(&b->rmu);
 	return NULL;
+}
+
+/* Put l on the renewer's list, starting the renewer if this process has
+ * none yet (the first lease, or the first in a child of a fork, which
+ * inherits the list's memory but not the thread: that state is the
+ * parent's, and is dropped). 0 or a code. */
+static int renew_start(struct rbe *b, struct rlease *l)
+{
+	int e = 0;
+	pid_t me = getpid();
+	if (b->rpid && b->rpid != me) {
+		/* A child: the lock may have been held by the parent's
+		 * renewer at the fork. */
+		pthread_mutex_init(&b->rmu, NULL);
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&b->rcv, &ca);
+		pthread_condattr_destroy(&ca);
+		b->leases = NULL;
+		b->rpid = 0;
+		b->rstop = 0;
+		if (b->rconn.c)
+			ldr_rconn_close(&b->rconn); /* our copy of its fd */
+		ldr_rconn_init(&b->rconn, b->base.db, &b->cfg);
+	}
+	pthread_mutex_lock(&b->rmu);
+	if (!b->rpid) {
+		ldr_rconn_init(&b->rconn, b->base.db, &b->cfg);
+		e = pthread_create(&b->rth, NULL, renewer, b);
+		if (!e)
+			b->rpid = me;
+	}
+	if (!e) {
+		l->last_ok = ldr_mono_ms();
+		l->due = l->last_ok + l->renew_ms;
+		l->next = b->leases;
+		b->leases = l;
+		pthread_cond_broadcast(&b->rcv);
+	}
+	pthread_mutex_unlock(&b->rmu);
+	if (e)
+		return ldr_fail(b->base.db, LARDER_ENOMEM, e,
+				"cannot start the Redis lease's renewer: %s",
+				strerror(e));
+	return 0;
+}
+
+/* Take l off the renewer's list, once the renewer is done with it. */
+static void renew_stop(struct rbe *b, struct rlease *l)
+{
+	if (b->rpid != getpid())
+		return; /* not on a list of this process's */
+	pthread_mutex_lock(&b->rmu);
+	while (l->busy)
+		pthread_cond_wait(&b->rcv, &b->rmu);
+	for (struct rlease **p = &b->leases; *p; p = &(*p)->next)
+		if (*p == l) {
+			*p = l->next;
+			break;
+		}
+	pthread_mutex_unlock(&b->rmu);
 }
 
 static int r_lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
@@ -1472,19 +1971,30 @@ static int r_lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
 			  (unsigned long long)me->pidns, me->pid,
 			  (unsigned long long)me->start, nonce,
 			  (unsigned long long)lease_ms);
-	char fence[KEYMAX], ms[24];
+	char fence[KEYMAX], m[KEYMAX], pre[KEYMAX], ms[24];
 	tagged(fence, sizeof fence, b, n->khash, ":f");
+	tagged(m, sizeof m, b, n->hash, ":m");
+	tagged(pre, sizeof pre, b, n->hash, ":c:");
 	snprintf(ms, sizeof ms, "%" PRIu64, lease_ms);
-	const char *argv[4] = {l->key, fence, prefix, ms};
-	size_t lens[4] = {strlen(l->key), strlen(fence), (size_t)pl,
-			  strlen(ms)};
+	/* The look for the entry goes with the lease (a fill's miss, then
+	 * one round trip): where it stands, no lease is taken; where it
+	 * does not, the caller need not look again. */
+	const char *argv[6] = {l->key, fence, m, prefix, ms, pre};
+	size_t lens[6] = {strlen(l->key), strlen(fence), strlen(m),
+			  (size_t)pl,	  strlen(ms),	 strlen(pre)};
 	redisReply *r = NULL;
 	struct ldr_rconn *c = take(b);
-	int rc = c ? ldr_rconn_eval(c, &lease_acquire_lua, &r, 2, 4, argv, lens)
+	int rc = c ? ldr_rconn_eval(c, &lease_acquire_lua, &r, 3, 6, argv, lens)
 		   : LARDER_ENOMEM;
 	give(b, c, rc);
 	if (rc)
 		goto fail;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER &&
+	    r->element[0]->integer == 2) {
+		rc = LDR_BE_LEASE_ENTRY;
+		goto fail;
+	}
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
 	    r->element[1]->type != REDIS_REPLY_STRING ||
 	    r->element[2]->type != REDIS_REPLY_INTEGER ||
@@ -1513,27 +2023,17 @@ static int r_lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
 	}
 	memcpy(l->rec, r->element[1]->str, r->element[1]->len);
 	l->reclen = r->element[1]->len;
-	*token = (uint64_t)r->element[2]->integer;
+	*token = l->token = (uint64_t)r->element[2]->integer;
+	l->base.flags = LDR_BE_LEASE_LOOKED;
 	ldr_rreply_free(r);
 	r = NULL;
-	ldr_rconn_init(&l->c, be->db, &b->cfg);
-	pthread_mutex_init(&l->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&l->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	int e = pthread_create(&l->th, NULL, renewer, l);
-	if (e) {
+	if ((rc = renew_start(b, l))) {
 		/* Without a renewer the lease would run out under us: give
 		 * it back now. */
-		l->started = 0;
-		ldr_be_redis_ops.lease_release(&l->base);
-		return ldr_fail(be->db, LARDER_ENOMEM, e,
-				"cannot start the Redis lease's renewer: %s",
-				strerror(e));
+		(void)lease_delete(b, l->key, l->rec, l->reclen);
+		free(l);
+		return rc;
 	}
-	l->started = 1;
 	*out = &l->base;
 	return 0;
 fail:
@@ -1545,9 +2045,11 @@ fail:
 static int r_lease_held(struct ldr_be_lease *bl)
 {
 	struct rlease *l = (struct rlease *)bl;
-	pthread_mutex_lock(&l->mu);
+	if (l->settled) /* given back by its commit: its word then */
+		return l->held_then;
+	pthread_mutex_lock(&l->b->rmu);
 	int lost = l->lost;
-	pthread_mutex_unlock(&l->mu);
+	pthread_mutex_unlock(&l->b->rmu);
 	if (lost)
 		return 0;
 	/* Ask: the renewer's last word may be a lease period old. */
@@ -1637,17 +2139,9 @@ static void r_lease_release(struct ldr_be_lease *bl)
 	struct rlease *l = (struct rlease *)bl;
 	if (!bl)
 		return;
-	if (l->started) {
-		pthread_mutex_lock(&l->mu);
-		l->stop = 1;
-		pthread_cond_signal(&l->cv);
-		pthread_mutex_unlock(&l->mu);
-		pthread_join(l->th, NULL);
-	}
-	(void)lease_delete(l->b, l->key, l->rec, l->reclen);
-	ldr_rconn_close(&l->c);
-	pthread_cond_destroy(&l->cv);
-	pthread_mutex_destroy(&l->mu);
+	renew_stop(l->b, l);
+	if (!l->settled)
+		(void)lease_delete(l->b, l->key, l->rec, l->reclen);
 	free(l);
 }
 
@@ -1991,6 +2485,9 @@ const struct ldr_backend_ops ldr_be_redis_ops = {
     .stage_write = r_stage_write,
     .stage_commit = r_stage_commit,
     .stage_abort = r_stage_abort,
+    .stage_commit_lease = r_stage_commit_lease,
+    .stage_commit_many = r_stage_commit_many,
+    .head_get_many = r_head_get_many,
     .remove = r_remove,
     .head_get = r_head_get,
     .head_set = r_head_set,

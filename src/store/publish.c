@@ -65,6 +65,8 @@ struct larder_writer {
 	 * then staged there whole. token: the filler's fencing token. */
 	int via_be;
 	uint64_t token;
+	struct ldr_be_lease *lease; /* the filler's: settled by the commit */
+	larder_entry **own;	    /* ldr_writer_commit_fill's */
 };
 
 static void writer_free(larder_writer *w)
@@ -252,6 +254,11 @@ void ldr_writer_no_head(larder_writer *w)
 void ldr_writer_set_token(larder_writer *w, uint64_t token)
 {
 	w->token = token;
+}
+
+void ldr_writer_set_lease(larder_writer *w, struct ldr_be_lease *l)
+{
+	w->lease = l;
 }
 
 int ldr_writer_begin_stage(larder_writer **out, larder *db, const char *ns,
@@ -604,8 +611,8 @@ static int rescue_temp(larder_writer *w, int rc)
 /* Publish the entry file made in memory (header at 0, payload after it)
  * through the seam: staged, its payload in chunks, committed with its
  * header. 0, LARDER_EXISTS, or an error, recorded. */
-static int publish_be(larder_writer *w, const uint8_t *hdr, uint32_t hlen,
-		      uint64_t stored)
+static int stage_be(larder_writer *w, uint32_t hlen, uint64_t stored,
+		    struct ldr_stage **out)
 {
 	larder *db = w->db;
 	struct ldr_backend *be = db->be;
@@ -616,6 +623,7 @@ static int publish_be(larder_writer *w, const uint8_t *hdr, uint32_t hlen,
 	po.meta = w->meta;
 	po.meta_len = w->mlen;
 	struct ldr_stage *s;
+	*out = NULL;
 	int rc = be->ops->stage_begin(be, &n, &po, &s);
 	if (rc)
 		return rc;
@@ -646,9 +654,23 @@ static int publish_be(larder_writer *w, const uint8_t *hdr, uint32_t hlen,
 		be->ops->stage_abort(s);
 		return rc;
 	}
-	return be->ops->stage_commit(
-	    s, hdr, hlen, (w->flags & LARDER_PUT_NO_HEAD) ? LDR_BE_NO_HEAD : 0,
-	    w->token);
+	*out = s;
+	return 0;
+}
+
+static int publish_be(larder_writer *w, const uint8_t *hdr, uint32_t hlen,
+		      uint64_t stored)
+{
+	struct ldr_backend *be = w->db->be;
+	struct ldr_stage *s;
+	int rc = stage_be(w, hlen, stored, &s);
+	if (rc)
+		return rc;
+	unsigned flags = (w->flags & LARDER_PUT_NO_HEAD) ? LDR_BE_NO_HEAD : 0;
+	if (w->lease && be->ops->version >= 3 && be->ops->stage_commit_lease)
+		return be->ops->stage_commit_lease(s, hdr, hlen, flags,
+						   w->lease);
+	return be->ops->stage_commit(s, hdr, hlen, flags, w->token);
 }
 
 /* A stage's header, given at its commit (be_dir.c): it must describe
@@ -683,16 +705,19 @@ static int stage_header(larder_writer *w, const uint8_t *given, size_t glen,
 			db->dir, w->dirrel, why);
 }
 
-/* Commit: publish, or in fill mode hand back the loaded bytes as an
- * uncached entry (*uncached) when the cache cannot keep them; the return
- * value is then the cache's failure. A stage commits with the header
- * `given` (glen bytes) instead of one made here. */
-static int finish(larder_writer *w, larder_entry **uncached,
-		  const uint8_t *given, size_t glen)
+/* The entry's header: made here (given NULL), or a stage's checked
+ * (stage_header); then written with the payload still in memory. *hdr
+ * malloc'ed (also on failure: free it). 0 or a code, recorded. */
+static int seal(larder_writer *w, const uint8_t *given, size_t glen,
+		ldr_hdr *hp, uint8_t **hdrp)
 {
 	larder *db = w->db;
 	int rc = 0;
 	uint8_t *hdr = NULL;
+	ldr_hdr h;
+	memset(&h, 0, sizeof h);
+	*hp = h;
+	*hdrp = NULL;
 	if (w->failed) {
 		rc = ldr_fail(db, LARDER_EINVAL, 0,
 			      "commit after a failed write: nothing published");
@@ -700,9 +725,6 @@ static int finish(larder_writer *w, larder_entry **uncached,
 	}
 	if (w->z && (rc = compress_some(w, "", 0, ZSTD_e_end)))
 		goto out;
-
-	ldr_hdr h;
-	memset(&h, 0, sizeof h);
 	if (given) {
 		if ((rc = stage_header(w, given, glen, &h)) != 0)
 			goto out;
@@ -742,14 +764,43 @@ static int finish(larder_writer *w, larder_entry **uncached,
 	}
 	const void *rest = w->spilled ? NULL : w->buf;
 	size_t restlen = w->spilled ? 0 : w->buflen;
-	if ((rc = wwrite(w, hdr, h.hdr_len, rest, restlen, 0)))
+	rc = wwrite(w, hdr, h.hdr_len, rest, restlen, 0);
+out:
+	*hp = h;
+	*hdrp = hdr;
+	return rc;
+}
+
+/* Commit: publish, or in fill mode hand back the loaded bytes as an
+ * uncached entry (*uncached) when the cache cannot keep them; the return
+ * value is then the cache's failure. A stage commits with the header
+ * `given` (glen bytes) instead of one made here. */
+static int finish(larder_writer *w, larder_entry **uncached,
+		  const uint8_t *given, size_t glen)
+{
+	larder *db = w->db;
+	ldr_hdr h;
+	uint8_t *hdr;
+	int rc = seal(w, given, glen, &h, &hdr);
+	if (rc)
 		goto out;
+	const void *rest = w->spilled ? NULL : w->buf;
+	size_t restlen = w->spilled ? 0 : w->buflen;
 	if (w->via_be) {
 		rc = publish_be(w, hdr, h.hdr_len, h.stored_len);
 		if (rc >= 0) {
 			ldr_count(db, rc == 0 ? LARDER_CTR_PUBLISHED
 					      : LARDER_CTR_PUBLISH_RACED);
 			ldr_stats_tick(db);
+			/* Ours is what stands: the fill gets it from memory,
+			 * not by a read that costs a round trip. Should
+			 * that fail, the fill reads it back. */
+			if (rc == 0 && w->own &&
+			    ldr_entry_from_fd(db, w->fd, w->ns, w->key, w->klen,
+					      w->ver, w->vlen, w->own) != 0) {
+				*w->own = NULL;
+				ldr_clear_error(db);
+			}
 			goto out;
 		}
 		if (!w->fill_mode)
@@ -839,9 +890,13 @@ int larder_writer_commit(larder_writer *w)
 	return finish(w, NULL, NULL, 0);
 }
 
-int ldr_writer_commit_fill(larder_writer *w, larder_entry **uncached)
+int ldr_writer_commit_fill(larder_writer *w, larder_entry **uncached,
+			   larder_entry **own)
 {
 	*uncached = NULL;
+	if (own)
+		*own = NULL;
+	w->own = own;
 	return finish(w, uncached, NULL, 0);
 }
 
@@ -890,6 +945,72 @@ int larder_put(larder *db, const char *ns, const void *key, size_t klen,
 	return larder_writer_commit(w);
 }
 
+/* larder_put_many through a backend that commits many at once
+ * (backend.h, stage_commit_many): each entry made in memory and staged
+ * as larder_put stages it, then every commit in one batch; each result,
+ * and each count, as larder_put's. */
+static int put_many_be(larder *db, const char *ns, size_t n,
+		       const void *const *keys, const size_t *klens,
+		       const void *const *vers, const size_t *vlens,
+		       const void *const *data, const size_t *lens,
+		       const larder_put_opts *opts, int *rc)
+{
+	struct ldr_backend *be = db->be;
+	struct ldr_stage **st = calloc(n, sizeof *st);
+	uint8_t **hdr = calloc(n, sizeof *hdr);
+	size_t *hlen = calloc(n, sizeof *hlen), *idx = calloc(n, sizeof *idx);
+	int *res = calloc(n, sizeof *res);
+	if (!st || !hdr || !hlen || !idx || !res) {
+		free(st);
+		free(hdr);
+		free(hlen);
+		free(idx);
+		free(res);
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	}
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		larder_writer *w = NULL;
+		ldr_hdr h;
+		uint8_t *hb = NULL;
+		int r = larder_writer_begin(&w, db, ns, keys[i], klens[i],
+					    vers[i], vlens[i], opts);
+		if (!r)
+			r = larder_writer_write(w, data[i], lens[i]);
+		if (!r)
+			r = seal(w, NULL, 0, &h, &hb);
+		if (!r)
+			r = stage_be(w, h.hdr_len, h.stored_len, &st[m]);
+		writer_free(w); /* its bytes are in the stage now */
+		if (r) {
+			free(hb);
+			rc[i] = r;
+			continue;
+		}
+		hdr[m] = hb;
+		hlen[m] = h.hdr_len;
+		idx[m++] = i;
+	}
+	unsigned flags =
+	    opts && (opts->flags & LARDER_PUT_NO_HEAD) ? LDR_BE_NO_HEAD : 0;
+	be->ops->stage_commit_many(st, m, (const void *const *)hdr, hlen, flags,
+				   res);
+	for (size_t k = 0; k < m; k++) {
+		rc[idx[k]] = res[k];
+		if (res[k] >= 0)
+			ldr_count(db, res[k] == 0 ? LARDER_CTR_PUBLISHED
+						  : LARDER_CTR_PUBLISH_RACED);
+		free(hdr[k]);
+	}
+	ldr_stats_tick(db);
+	free(st);
+	free(hdr);
+	free(hlen);
+	free(idx);
+	free(res);
+	return 0;
+}
+
 int larder_put_many(larder *db, const char *ns, size_t n,
 		    const void *const *keys, const size_t *klens,
 		    const void *const *vers, const size_t *vlens,
@@ -899,9 +1020,12 @@ int larder_put_many(larder *db, const char *ns, size_t n,
 	if (n && (!keys || !klens || !vers || !vlens || !data || !lens || !rc))
 		return ldr_fail(db, LARDER_EINVAL, 0,
 				"larder_put_many: every array is required");
-	/* One put after another, each its own result: a publish is one
-	 * round trip on Redis already (an inline entry's MULTI/EXEC, or the
-	 * chunks with the commit behind them). */
+	struct ldr_backend *be = db->be;
+	if (be && !db->be_own && be->ops->version >= 3 &&
+	    be->ops->stage_commit_many && n > 1)
+		return put_many_be(db, ns, n, keys, klens, vers, vlens, data,
+				   lens, opts, rc);
+	/* The directory: one put after another, each its own result. */
 	for (size_t i = 0; i < n; i++)
 		rc[i] = larder_put(db, ns, keys[i], klens[i], vers[i], vlens[i],
 				   data[i], lens[i], opts);

@@ -33,13 +33,23 @@ int ldr_writer_begin_fill(larder_writer **out, larder *db, const char *ns,
 			  const void *key, size_t klen, const void *ver,
 			  size_t vlen, const larder_put_opts *opts);
 
-int ldr_writer_commit_fill(larder_writer *w, larder_entry **uncached);
+/* own (may be NULL): when the commit published these very bytes through
+ * a backend other than the handle's own directory, the entry made from
+ * them in memory (checked as any), so that the fill need not read back
+ * what it just sent; NULL when it did not (the caller reads). */
+int ldr_writer_commit_fill(larder_writer *w, larder_entry **uncached,
+			   larder_entry **own);
 
 /* Do not move the head hint on commit (a lost lease). */
 void ldr_writer_no_head(larder_writer *w);
 /* The filler's fencing token (lease_acquire), with which the commit
  * moves the head (a backend refuses to move it back to a lower one). */
 void ldr_writer_set_token(larder_writer *w, uint64_t token);
+/* The filler's lease, settled by the commit itself where the backend can
+ * (backend.h, stage_commit_lease): the head moves only if it is still
+ * held then, and it is given back in the same step. */
+struct ldr_be_lease;
+void ldr_writer_set_lease(larder_writer *w, struct ldr_be_lease *l);
 
 /* The directory backend's stage (be_dir.c, docs/backends.md): a writer
  * of the payload as stored (nothing compressed here, whatever opts

@@ -524,9 +524,10 @@ int ldr_get_internal(larder_entry **out, larder *db, const char *ns,
 }
 
 /* larder_get_many through a backend that reads many at once
- * (backend.h, read_many): the heads of version-less keys first, one by
- * one, then every entry in one batch, each then judged and handed out
- * by get_pf as a single get would. */
+ * (backend.h, read_many): the heads of version-less keys first (in one
+ * batch too where the backend has head_get_many), then every entry in
+ * one batch, each then judged and handed out by get_pf as a single get
+ * would. */
 static int get_many_be(larder *db, const char *ns, size_t n,
 		       const void *const *keys, const size_t *klens,
 		       const void *const *vers, const size_t *vlens,
@@ -550,6 +551,27 @@ static int get_many_be(larder *db, const char *ns, size_t n,
 		free(idx);
 		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
 	}
+	/* The heads of version-less keys: in one batch where the backend
+	 * has one (Redis: one round trip), else one by one below. */
+	int batch = be->ops->version >= 3 && be->ops->head_get_many;
+	if (batch) {
+		size_t h = 0;
+		for (size_t i = 0; i < n; i++)
+			if (!vers || !vers[i])
+				ldr_name_init(&names[h++], ns, keys[i],
+					      klens[i], NULL, 0);
+		be->ops->head_get_many(be, names, h, hv, hl, frc);
+		/* Spread back to the keys they belong to, last first. */
+		for (size_t i = n; i-- > 0;)
+			if (!vers || !vers[i]) {
+				h--;
+				hv[i] = hv[h];
+				hl[i] = hl[h];
+				frc[i] = frc[h];
+				if (h != i)
+					hv[h] = NULL;
+			}
+	}
 	size_t m = 0; /* the keys whose version is known */
 	for (size_t i = 0; i < n; i++) {
 		const void *ver = vers ? vers[i] : NULL;
@@ -557,7 +579,9 @@ static int get_many_be(larder *db, const char *ns, size_t n,
 		if (!ver) {
 			struct ldr_name hn;
 			ldr_name_init(&hn, ns, keys[i], klens[i], NULL, 0);
-			rc[i] = be->ops->head_get(be, &hn, &hv[i], &hl[i]);
+			rc[i] =
+			    batch ? frc[i]
+				  : be->ops->head_get(be, &hn, &hv[i], &hl[i]);
 			if (rc[i] == LARDER_ENOTFOUND)
 				rc[i] = miss(db, ns);
 			if (rc[i])

@@ -70,8 +70,9 @@ struct ldr_rconn {
 	/* The deadline of the current call (CLOCK_MONOTONIC ms); 0: none
 	 * taken yet (ldr_rconn_begin). */
 	int64_t deadline;
-	int pending; /* pipelined commands whose replies are unread */
-	pid_t pid;   /* the process that connected */
+	int pending;	/* pipelined commands whose replies are unread */
+	int64_t tmo_ms; /* the socket's timeouts as last set; 0: unknown */
+	pid_t pid;	/* the process that connected */
 	/* ldr_rconn_reply_into: the caller's buffer that the next reply's
 	 * bulk string goes into, its length, and whether it went there.
 	 * The reader's functions are a copy of hiredis' own with

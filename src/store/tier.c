@@ -682,20 +682,38 @@ static void tier_stage_free(struct tier_stage *ts)
 	free(ts);
 }
 
-static int tier_stage_commit(struct ldr_stage *bs, const void *hdr, size_t hlen,
-			     unsigned flags, uint64_t token)
+/* stage_commit, and stage_commit_lease with l (NULL: none). A lease of
+ * the shared tier is settled in shared's own commit where its table can
+ * (Redis: one round trip); any other (near's, while shared is down) is
+ * checked before, as the caller would, and given back by its release. */
+static int tier_commit(struct ldr_stage *bs, const void *hdr, size_t hlen,
+		       unsigned flags, uint64_t token, struct ldr_be_lease *l,
+		       const int *shared_rc)
 {
 	struct tier_stage *ts = (struct tier_stage *)bs;
 	struct tier *t = tier_of(bs->be);
 	larder *db = bs->be->db;
 	const struct ldr_name *n = &ts->n;
 	int src = LARDER_ENOTFOUND; /* shared not used */
-	if (ts->shared) {
+	int settle = l && ts->shared && l->be == ts->shared->be &&
+		     l->be->ops->version >= 3 && l->be->ops->stage_commit_lease;
+	if (l && !settle && !l->be->ops->lease_held(l))
+		flags |= LDR_BE_NO_HEAD;
+	if (ts->shared || shared_rc) {
 		struct ldr_stage *s = ts->shared;
 		ts->shared = NULL; /* freed by its commit */
+		/* shared_rc: committed already, in a batch (commit_many) */
 		src = judge(
 		    t, "publish",
-		    s->be->ops->stage_commit(s, hdr, hlen, flags, token), 0);
+		    shared_rc ? *shared_rc
+		    : settle
+			? s->be->ops->stage_commit_lease(s, hdr, hlen, flags, l)
+			: s->be->ops->stage_commit(s, hdr, hlen, flags, token),
+		    0);
+		/* A lease lost at shared's commit moves no head in near
+		 * either. */
+		if (settle && !l->be->ops->lease_held(l))
+			flags |= LDR_BE_NO_HEAD;
 		if (src == LARDER_EINVAL) {
 			tier_stage_free(ts);
 			return src;
@@ -737,6 +755,70 @@ static int tier_stage_commit(struct ldr_stage *bs, const void *hdr, size_t hlen,
 					  "cannot publish: neither tier took "
 					  "the entry");
 	return nrc;
+}
+
+static int tier_stage_commit(struct ldr_stage *bs, const void *hdr, size_t hlen,
+			     unsigned flags, uint64_t token)
+{
+	return tier_commit(bs, hdr, hlen, flags, token, NULL, NULL);
+}
+
+/* The token of a lease that is not settled in shared is 0: such a lease
+ * is near's, a directory's, whose heads take no token. */
+static int tier_stage_commit_lease(struct ldr_stage *bs, const void *hdr,
+				   size_t hlen, unsigned flags,
+				   struct ldr_be_lease *l)
+{
+	return tier_commit(bs, hdr, hlen, flags, 0, l, NULL);
+}
+
+/* Batch put: shared's commits in one batch where its table has one (Redis:
+ * one round trip for the small entries), then each entry as a single
+ * commit goes on from shared's answer (near, the copy of an entry that
+ * stood, the counters). */
+static void tier_stage_commit_many(struct ldr_stage **st, size_t n,
+				   const void *const *hdr, const size_t *hlen,
+				   unsigned flags, int *rc)
+{
+	struct ldr_stage **ss = calloc(n ? n : 1, sizeof *ss);
+	const void **sh = calloc(n ? n : 1, sizeof *sh);
+	size_t *sl = calloc(n ? n : 1, sizeof *sl);
+	int *src = calloc(n ? n : 1, sizeof *src);
+	int *at = calloc(n ? n : 1, sizeof *at); /* i's in ss, or -1 */
+	if (!ss || !sh || !sl || !src || !at) {
+		for (size_t i = 0; i < n; i++)
+			rc[i] = tier_commit(st[i], hdr[i], hlen[i], flags, 0,
+					    NULL, NULL);
+		goto out;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct tier_stage *ts = (struct tier_stage *)st[i];
+		at[i] = -1;
+		if (!ts->shared)
+			continue;
+		at[i] = (int)k;
+		ss[k] = ts->shared;
+		sh[k] = hdr[i];
+		sl[k++] = hlen[i];
+		ts->shared = NULL; /* freed by its commit below */
+	}
+	const struct ldr_backend_ops *ops = k ? ss[0]->be->ops : NULL;
+	if (k && ops->version >= 3 && ops->stage_commit_many)
+		ops->stage_commit_many(ss, k, sh, sl, flags, src);
+	else
+		for (size_t j = 0; j < k; j++)
+			src[j] = ss[j]->be->ops->stage_commit(ss[j], sh[j],
+							      sl[j], flags, 0);
+	for (size_t i = 0; i < n; i++)
+		rc[i] = tier_commit(st[i], hdr[i], hlen[i], flags, 0, NULL,
+				    at[i] >= 0 ? &src[at[i]] : NULL);
+out:
+	free(ss);
+	free(sh);
+	free(sl);
+	free(src);
+	free(at);
 }
 
 static void tier_stage_abort(struct ldr_stage *bs)
@@ -1042,6 +1124,8 @@ const struct ldr_backend_ops ldr_be_tier_ops = {
     .stage_begin = tier_stage_begin,
     .stage_write = tier_stage_write,
     .stage_commit = tier_stage_commit,
+    .stage_commit_lease = tier_stage_commit_lease,
+    .stage_commit_many = tier_stage_commit_many,
     .stage_abort = tier_stage_abort,
     .remove = tier_remove,
     .head_get = tier_head_get,
