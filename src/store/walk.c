@@ -167,19 +167,11 @@ int larder_remove(larder *db, const char *ns, const void *key, size_t klen,
 /* ---------------------------------------------------------------------- */
 /* Walk and inspect                                                        */
 
-struct walk {
-	larder *db;
-	unsigned flags;
-	larder_walk_fn cb; /* the caller's */
-	void *payload;
-	uint8_t want[16]; /* expected name hash, for MISPLACED */
-};
-
-/* Judge the entry loaded in f (at `at`, for messages) into info: its
+/* (walk.h) Judge the entry loaded in f (at `at`, for messages) into info: its
  * header's fields, its state and the problem; w->want is the name hash
  * it is kept under. The state, or a negative code (recorded). */
-static int judge_entry(struct walk *w, const struct ldr_file *f, const char *at,
-		       const char *ns, ldr_hdr *h, larder_entry_info *info)
+int ldr_walk_judge(struct ldr_walk *w, const struct ldr_file *f, const char *at,
+		   const char *ns, ldr_hdr *h, larder_entry_info *info)
 {
 	const char *why = NULL;
 	/* Verifying also decompresses a zstd payload (streaming, bounded),
@@ -221,16 +213,7 @@ static int judge_entry(struct walk *w, const struct ldr_file *f, const char *at,
 
 /* Describe the entry file at rel and hand it to the callback; w->want is
  * the hash its file name claims. */
-int ldr_walk_judge(larder *db, unsigned flags, const uint8_t want[16],
-		   const struct ldr_file *f, const char *at, const char *ns,
-		   ldr_hdr *h, larder_entry_info *info)
-{
-	struct walk w = {db, flags, NULL, NULL, {0}};
-	memcpy(w.want, want, 16);
-	return judge_entry(&w, f, at, ns, h, info);
-}
-
-static int describe(struct walk *w, const char *ns, const char *rel)
+static int describe(struct ldr_walk *w, const char *ns, const char *rel)
 {
 	larder *db = w->db;
 	char path[4400];
@@ -252,7 +235,7 @@ static int describe(struct walk *w, const char *ns, const char *rel)
 	}
 	info.file_size = f.size;
 	ldr_hdr h;
-	int state = judge_entry(w, &f, rel, ns, &h, &info);
+	int state = ldr_walk_judge(w, &f, rel, ns, &h, &info);
 	if (state < 0) {
 		ldr_file_free(&f);
 		return state; /* could not read it: recorded */
@@ -407,7 +390,7 @@ static int walk_kind(larder *db, const char *ns, char kind, int lo, int hi,
 }
 
 struct walk_ns_ctx {
-	struct walk *w;
+	struct ldr_walk *w;
 	const char *ns;
 };
 
@@ -418,7 +401,7 @@ static int describe_cb(const char *rel, const uint8_t hash[16], void *payload)
 	return describe(x->w, x->ns, rel);
 }
 
-static int walk_ns(struct walk *w, const char *ns)
+static int walk_ns(struct ldr_walk *w, const char *ns)
 {
 	struct walk_ns_ctx x = {w, ns};
 	return ldr_walk_files(w->db, ns, describe_cb, &x);
@@ -432,7 +415,7 @@ static int walk_ns_cb(const char *ns, void *payload)
 int ldr_walk_near(larder *db, const char *ns, unsigned flags, larder_walk_fn cb,
 		  void *payload)
 {
-	struct walk w = {db, flags, cb, payload, {0}};
+	struct ldr_walk w = {db, flags, cb, payload, {0}};
 	if (ns) {
 		/* The name only: like any walk, this one reports and skips a
 		 * directory it must not use. */
@@ -457,7 +440,7 @@ int larder_walk_slice(larder *db, const char *ns, int lo, int hi,
 	int rc = ldr_check_ns_name(db, ns, 1);
 	if (rc)
 		return rc;
-	struct walk w = {db, flags, cb, payload, {0}};
+	struct ldr_walk w = {db, flags, cb, payload, {0}};
 	struct walk_ns_ctx x = {&w, ns};
 	return ldr_walk_slice(db, ns, lo, hi, describe_cb, &x);
 }
@@ -481,7 +464,7 @@ int ldr_inspect_near(larder *db, const char *ns, const void *key, size_t klen,
 				   : rc;
 		ver = headver;
 	}
-	struct walk w = {db, flags, cb, payload, {0}};
+	struct ldr_walk w = {db, flags, cb, payload, {0}};
 	char hex[33], rel[LDR_REL_MAX];
 	ldr_entry_hash(ns, key, klen, ver, vlen, w.want);
 	ldr_hex(w.want, 16, hex);

@@ -47,6 +47,16 @@ int ldr_walk_heads(larder *db, const char *ns, int lo, int hi,
 			     void *payload),
 		   void *payload);
 
+/* A walk of larder_walk or larder_inspect: the caller's flags and
+ * callback, and the name hash the entry being judged is kept under. */
+struct ldr_walk {
+	larder *db;
+	unsigned flags;
+	larder_walk_fn cb; /* the caller's */
+	void *payload;
+	uint8_t want[16]; /* expected name hash, for MISPLACED */
+};
+
 /* larder_walk and larder_inspect of the near tier, the store's own
  * directory (walk_tier.c adds the shared tier's). */
 int ldr_walk_near(larder *db, const char *ns, unsigned flags, larder_walk_fn cb,
@@ -55,12 +65,11 @@ int ldr_inspect_near(larder *db, const char *ns, const void *key, size_t klen,
 		     const void *ver, size_t vlen, unsigned flags,
 		     larder_walk_fn cb, void *payload);
 
-/* Judge the entry loaded in f (at `at`, for messages) as a walk with
- * `flags` does: info gets its header's fields, its state and problem;
- * want is the name hash it is kept under (else MISPLACED); *h its
- * decoded header. The state, or a negative code (recorded). */
-int ldr_walk_judge(larder *db, unsigned flags, const uint8_t want[16],
-		   const struct ldr_file *f, const char *at, const char *ns,
-		   ldr_hdr *h, larder_entry_info *info);
+/* Judge the entry loaded in f (at `at`, for messages) as walk w does:
+ * info gets its header's fields, its state and problem; w->want is the
+ * name hash it is kept under (else MISPLACED); *h its decoded header.
+ * The state, or a negative code (recorded). */
+int ldr_walk_judge(struct ldr_walk *w, const struct ldr_file *f, const char *at,
+		   const char *ns, ldr_hdr *h, larder_entry_info *info);
 
 #endif

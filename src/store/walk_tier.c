@@ -15,14 +15,6 @@
 #include "tier.h"
 #include "walk.h"
 
-struct walk {
-	larder *db;
-	unsigned flags;
-	larder_walk_fn cb; /* the caller's */
-	void *payload;
-	uint8_t want[16]; /* expected name hash, for MISPLACED */
-};
-
 /* A shared directory is a store: walked by the very code above, on the
  * handle its backend keeps there (its paths, its quarantine/, its
  * heads, access times left alone), with the caller's callback judged on
@@ -70,7 +62,7 @@ static int fwd_end(struct fwd *x, larder *st, int rc, uint64_t skipped0)
  * judged as a file is; `where` is where the backend keeps it. With
  * missing_ok, an entry gone since it was listed (removed, expired,
  * evicted: a lost chunk is counted by the backend) is passed over. */
-static int describe_shared(struct walk *w, struct ldr_backend *s,
+static int describe_shared(struct ldr_walk *w, struct ldr_backend *s,
 			   const char *ns, const uint8_t hash[16],
 			   const char *where, int missing_ok)
 {
@@ -99,8 +91,7 @@ static int describe_shared(struct walk *w, struct ldr_backend *s,
 	info.path = where;
 	info.file_size = f.size;
 	ldr_hdr h;
-	int state =
-	    ldr_walk_judge(w->db, w->flags, w->want, &f, where, ns, &h, &info);
+	int state = ldr_walk_judge(w, &f, where, ns, &h, &info);
 	if (state < 0) {
 		ldr_file_free(&f);
 		return state;
@@ -137,7 +128,7 @@ static int describe_shared(struct walk *w, struct ldr_backend *s,
 }
 
 struct swalk {
-	struct walk *w;
+	struct ldr_walk *w;
 	struct ldr_backend *s;
 	const char *ns;
 };
@@ -160,7 +151,7 @@ static int shared_ns_cb(const char *ns, void *p)
 	return x->s->ops->walk(x->s, ns, shared_entry_cb, &y);
 }
 
-static int walk_shared(struct walk *w, const char *ns)
+static int walk_shared(struct ldr_walk *w, const char *ns)
 {
 	larder *db = w->db;
 	struct ldr_backend *s;
@@ -227,7 +218,7 @@ static int inspect_shared(larder *db, const char *ns, const void *key,
 		ldr_hex(n.hash, 16, hex);
 		snprintf(where, sizeof where, "%s entry %s", s->ops->kind, hex);
 	}
-	struct walk w = {db, flags, cb, payload, {0}};
+	struct ldr_walk w = {db, flags, cb, payload, {0}};
 	rc = describe_shared(&w, s, ns, n.hash, where, 0);
 	free(headver);
 	return rc;
@@ -236,7 +227,7 @@ static int inspect_shared(larder *db, const char *ns, const void *key,
 int larder_walk(larder *db, const char *ns, unsigned flags, larder_walk_fn cb,
 		void *payload)
 {
-	struct walk w = {db, flags, cb, payload, {0}};
+	struct ldr_walk w = {db, flags, cb, payload, {0}};
 	if (flags & LARDER_WALK_SHARED)
 		return walk_shared(&w, ns);
 	return ldr_walk_near(db, ns, flags, cb, payload);
