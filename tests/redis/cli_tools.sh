@@ -11,23 +11,10 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../cli/lib.sh" "$1"
-export LARDER_REDIS_BASE="$T/redis"
-redis="$here/redis.sh"
-trap 'sh "$redis" stop >/dev/null 2>&1; cleanup_bg; rm -rf "$T"' EXIT
-# A signal (a CTest timeout, ^C) ends the script through the EXIT trap,
-# which stops the server by its pid.
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-unset LARDER_SHARED
-
-sh "$redis" start >"$T/env" 2>"$T/rerr"
-rc=$?
-[ $rc -ne 77 ] || skip_all "$(tail -n 1 "$T/rerr")"
-[ $rc -eq 0 ] || bail "redis.sh start (exit $rc): $(tail -n 3 "$T/rerr")"
-URI=$(sed -n 's/^REDIS_URI=//p' "$T/env")
+. "$here/cli_redis.sh"
+redis_up
 PORT=$(sed -n 's/^REDIS_PORT=//p' "$T/env")
-REDISCLI_AUTH=$(sed -n 's/^REDIS_PASSWORD=//p' "$T/env")
+REDISCLI_AUTH=$PASSWORD
 export REDISCLI_AUTH
 rcli() {
 	redis-cli -p "$PORT" "$@"

@@ -13,24 +13,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 TB=$2
 TT=$3
 . "$here/../cli/lib.sh" "$1"
-export LARDER_REDIS_BASE="$T/redis"
-redis="$here/redis.sh"
-trap 'kill -CONT $mpid 2>/dev/null; sh "$redis" stop >/dev/null 2>&1; cleanup_bg; rm -rf "$T"' EXIT
-# A signal (a CTest timeout, ^C) ends the script through the EXIT trap,
-# which stops the server by its pid.
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+. "$here/cli_redis.sh"
 mpid=
-
-sh "$redis" start >"$T/env" 2>"$T/rerr"
-rc=$?
-[ $rc -ne 77 ] || skip_all "$(tail -n 1 "$T/rerr")"
-[ $rc -eq 0 ] || bail "redis.sh start (exit $rc): $(tail -n 3 "$T/rerr")"
-URI=$(sed -n 's/^REDIS_URI=//p' "$T/env")
-PW=$(sed -n 's/^REDIS_PASSWORD=//p' "$T/env")
+redis_on_exit='kill -CONT $mpid 2>/dev/null'
+redis_up
+PW=$PASSWORD
 mpid=$(cat "$LARDER_REDIS_BASE/master/redis.pid")
-unset LARDER_SHARED
 
 # The suites, on Redis. Their counts are this script's checks.
 suite() {
