@@ -8,21 +8,7 @@ L init >/dev/null || bail "cannot init"
 head -c 1048576 /dev/urandom >"$T/src" || bail "cannot write src"
 L put bad --version v1 <"$T/src" || bail "cannot put bad"
 L put good --version v1 <"$T/src" || bail "cannot put good"
-path=$(L inspect bad | python3 -c '
-import json, sys; print(json.load(sys.stdin)["path"])') || bail "no path"
-# Flip one payload byte (the last one: the header stays sound, so only
-# the payload checksum can tell).
-python3 - "$path" <<'PY' || bail "cannot damage the entry"
-import os, sys
-p = sys.argv[1]
-os.chmod(p, 0o644)
-with open(p, "r+b") as f:
-    f.seek(-1, os.SEEK_END)
-    b = f.read(1)
-    f.seek(-1, os.SEEK_END)
-    f.write(bytes([b[0] ^ 0xFF]))
-os.chmod(p, 0o444)
-PY
+damage_last_byte bad
 
 fmount
 [ "$rc" -eq 0 ] || bail "mount failed: $(cat "$T/err")"

@@ -58,6 +58,25 @@ not_mounted() {
 	! mounted "$1"
 }
 
+# damage_last_byte KEY: flip the last byte of KEY's entry file (its
+# payload's: the header stays sound, so only the payload checksum can
+# tell), or bail; path is its path.
+damage_last_byte() {
+	path=$(L inspect "$1" | python3 -c '
+import json, sys; print(json.load(sys.stdin)["path"])') || bail "no path"
+	python3 - "$path" <<'PY' || bail "cannot damage the entry"
+import os, sys
+p = sys.argv[1]
+os.chmod(p, 0o644)
+with open(p, "r+b") as f:
+    f.seek(-1, os.SEEK_END)
+    b = f.read(1)
+    f.seek(-1, os.SEEK_END)
+    f.write(bytes([b[0] ^ 0xFF]))
+os.chmod(p, 0o444)
+PY
+}
+
 # fmount [MNT] ARGS...: larder mount ARGS (the store is $S) on MNT
 # (default $M), remembered for the cleanup; status in $rc.
 fmount() {
