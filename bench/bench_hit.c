@@ -1,7 +1,8 @@
 /*
  * bench_hit.c — the cost of a verified warm hit against raw file I/O.
  *
- *   bench_hit [--quick] [--iters N] [--via DIR2] [--only 4k|96k|1m|256m] [DIR]
+ *   bench_hit [--quick] [--iters N] [--via DIR2] [--only 4k|96k|1m|256m]
+ *             [--reuse WORKDIR] [--rounds FILE] [DIR]
  *
  * For payloads of 4 KiB, 96 KiB, 1 MiB and 256 MiB, in one run: the entry is
  * put into a fresh store under DIR (default $TMPDIR, else /tmp) and the same
@@ -33,6 +34,8 @@
  *             head hint names the version), each against its versioned
  *             twin, like for like: a first lookup (head read from disk,
  *             no memo) and a repeat one (the handle's head cache and memo)
+ *   pace      XXH3-128 of 4 KiB already in memory: fixed user-mode work
+ *             that shows how fast the machine runs in this round
  *
  * and p50/p90 are reported with the ratios of the p50s against the targets
  * of docs/performance.md (PASS/MISS), plus the median of the ratios taken
@@ -40,6 +43,13 @@
  * Separate child processes then hold the 256 MiB entry (or read the plain
  * file into the heap) and report their peak RSS and anonymous/file RSS,
  * which shows whether a hit copies a large payload into the heap.
+ *
+ * A shared VM changes pace now and then, for a tenth of a second to
+ * seconds (docs/performance.md, "Where a 4 KiB hit's time goes"), and
+ * the p50s of a run mix whatever paces it ran at. A line "at the
+ * machine's best pace" gives, for 4 KiB, the p50s and ratio of the
+ * rounds in windows whose pace was within 5% of the run's fastest
+ * window's, and that pace: runs compare like with like at the same pace.
  *
  * --quick runs a handful of iterations: a smoke test, not a measurement.
  * --only runs one size (for profiling it, e.g. under perf record).
@@ -49,6 +59,13 @@
  * --via DIR2 reads through DIR2, another mount of DIR's filesystem (the
  * second client of a network filesystem): the entries and plain files
  * are written through DIR, every timed read goes through DIR2.
+ * --rounds FILE writes every timed round's times (ns, tab-separated, in
+ * the order taken) to FILE, to see the machine's pace change over a run.
+ * --reuse WORKDIR works in WORKDIR instead of a fresh temporary directory
+ * and keeps it: the first run puts the entries and writes the plain
+ * files, later runs with the same WORKDIR measure those same files
+ * (whether a run's figures belong to its store or to its process:
+ * docs/performance.md, "Where a 4 KiB hit's time goes").
  * The exit status is 0 whether targets are met or not (noise on a shared
  * machine must not fail a build); it is non-zero only if something broke.
  */
@@ -94,6 +111,7 @@ enum method {
 	M_HEAD,	       /* version-less, as M_LARDER */
 	M_HEAD_REPEAT, /* version-less, as M_REPEAT */
 	M_DEEP,
+	M_PACE, /* XXH3-128 of 4 KiB in memory: the machine's pace */
 	M_COUNT
 };
 
@@ -114,6 +132,12 @@ struct bcase {
 	 * same round: a noise check on the ratio of the p50s. */
 	double paired_read, paired_mmap, paired_deep;
 	double hash_p50; /* XXH3-128 of the payload, in memory */
+	/* The machine's pace (M_PACE) in its fastest and slowest windows of
+	 * rounds, and the figures of the rounds at the fastest pace
+	 * (steady_rounds(), bench.h). */
+	double pace_fast, pace_slow;
+	int steady_n;
+	double steady_larder, steady_read, steady_paired;
 	/* Repeat hits: their target in ns (docs/performance.md), and the
 	 * share of them the memo served. */
 	double repeat_target;
@@ -153,13 +177,17 @@ static struct bcase cases[] = {
 
 #define USAGE                                                                  \
 	"usage: bench_hit [--quick] [--iters N] [--via DIR2] "                 \
-	"[--only 4k|96k|1m|256m] [DIR]"
+	"[--only 4k|96k|1m|256m] [--reuse WORKDIR] [--rounds FILE] [DIR]"
 
 static char workdir[4096];
 /* The same directory as the readers see it (--via), else workdir. */
 static char readdir_[4096];
 static int quick;
-static int iters; /* --iters: rounds of every size (0: each its own) */
+static int iters;    /* --iters: rounds of every size (0: each its own) */
+static FILE *rounds; /* --rounds: every round's times, or NULL */
+/* What M_PACE hashes: its own, so that the work is the same in every
+ * case (a case's payload buffer is as large as the case). */
+static uint8_t pace_buf[4096];
 static volatile uint64_t sink; /* keeps touches from being optimised out */
 
 static void die(const char *fmt, ...)
@@ -411,11 +439,63 @@ static int64_t run_one(int m, const struct ctx *x, int *mapped)
 		if (x->deepfd >= 0)
 			do_read_deep(x);
 		break;
+	case M_PACE: {
+		XXH128_hash_t h = XXH3_128bits(pace_buf, sizeof pace_buf);
+		sink += h.low64;
+		break;
+	}
 	default:
 		do_mmap(x);
 		break;
 	}
 	return now_ns() - t0;
+}
+
+/* Windows of rounds whose median pace is within this of the fastest
+ * window's are at the machine's best pace: on the VM of
+ * docs/performance.md the fast windows' medians lay within 2% of each
+ * other, the slow ones 25-45% above them. */
+#define PACE_SLACK 1.05
+/* Past this, a round's reads push the pace's 4 KiB out of the CPU's
+ * first-level cache and the pace measures that, not the machine (in a
+ * 96 KiB round it read 1.6x what it read in a 4 KiB round). */
+#define PACE_MAX_SIZE (4 * KiB)
+
+/* The larder and raw read p50s, and their paired ratio, of the rounds
+ * taken at the machine's best pace (steady_rounds(), bench.h), from the
+ * rounds' times t[method][round] in the order they were taken. */
+static void steady_case(struct bcase *c, double *const *t, int n)
+{
+	unsigned char *keep = malloc((size_t)n);
+	double *l = malloc(sizeof(double) * (size_t)n),
+	       *r = malloc(sizeof(double) * (size_t)n),
+	       *p = malloc(sizeof(double) * (size_t)n);
+	int w = n / 40 > 5 ? n / 40 : 5;
+	int kept = keep && l && r && p
+		       ? steady_rounds(t[M_PACE], n, w, PACE_SLACK, keep,
+				       &c->pace_fast, &c->pace_slow)
+		       : -1;
+	if (kept < 0)
+		die("out of memory");
+	int j = 0;
+	for (int i = 0; i < n; i++)
+		if (keep[i]) {
+			l[j] = t[M_LARDER][i];
+			r[j] = t[M_READ][i];
+			p[j] = t[M_LARDER][i] / t[M_READ][i];
+			j++;
+		}
+	qsort(l, (size_t)j, sizeof(double), cmp_double);
+	qsort(r, (size_t)j, sizeof(double), cmp_double);
+	qsort(p, (size_t)j, sizeof(double), cmp_double);
+	c->steady_n = j;
+	c->steady_larder = pct(l, j, 0.5);
+	c->steady_read = pct(r, j, 0.5);
+	c->steady_paired = pct(p, j, 0.5);
+	free(keep);
+	free(l);
+	free(r);
+	free(p);
 }
 
 static void measure_case(larder *db, larder *db_trust, larder *db_memo,
@@ -476,6 +556,12 @@ static void measure_case(larder *db, larder *db_trust, larder *db_memo,
 			}
 		}
 	}
+	for (int r = 0; rounds && r < n; r++) {
+		fprintf(rounds, "%s\t%d", c->label, r);
+		for (int m = 0; m < M_COUNT; m++)
+			fprintf(rounds, "\t%.0f", t[m][r]);
+		fputc('\n', rounds);
+	}
 	uint64_t hits = larder_counter(db_memo, LARDER_CTR_HITS) - hits0;
 	c->memo_share =
 	    hits ? (double)(larder_counter(db_memo, LARDER_CTR_MEMO_HITS) -
@@ -501,6 +587,7 @@ static void measure_case(larder *db, larder *db_trust, larder *db_memo,
 	free(rr);
 	free(rm);
 	free(rd);
+	steady_case(c, t, n);
 	for (int m = 0; m < M_COUNT; m++) {
 		qsort(t[m], (size_t)n, sizeof(double), cmp_double);
 		c->p50[m] = pct(t[m], n, 0.5);
@@ -724,15 +811,59 @@ static const char *fmt_t(double ns, char *buf, size_t n)
 	return buf;
 }
 
+/* The figures to compare from run to run (docs/performance.md, "Where a
+ * 4 KiB hit's time goes"): the p50s of print_results() mix whatever paces
+ * the machine ran at during the run. */
+static void print_steady(void)
+{
+	char a[32], b[32];
+	int small = 0, mixed = 0;
+	for (size_t i = 0; i < NCASES; i++)
+		small |= cases[i].ran && cases[i].size <= PACE_MAX_SIZE;
+	if (!small)
+		return;
+	printf("\nat the machine's best pace (pace: XXH3-128 of 4 KiB in "
+	       "memory, every round; the rounds of the windows whose pace, "
+	       "their 75th percentile, is within %.0f%% of the fastest "
+	       "window's; 4 KiB only: larger rounds push the pace's bytes "
+	       "out of the cache)\n",
+	       (PACE_SLACK - 1) * 100);
+	printf("%-8s %8s %8s %8s %14s %14s %12s %8s  %-8s\n", "size", "fastest",
+	       "slowest", "rounds", "larder", "raw read", "larder/read",
+	       "paired", "result");
+	for (size_t i = 0; i < NCASES; i++) {
+		const struct bcase *c = &cases[i];
+		if (!c->ran || c->size > PACE_MAX_SIZE)
+			continue;
+		double rr = c->steady_larder / c->steady_read;
+		printf("%-8s %5.0f ns %7.2fx %7.0f%% %14s %14s %11.2fx %8.2f  "
+		       "%s\n",
+		       c->label, c->pace_fast, c->pace_slow / c->pace_fast,
+		       100.0 * c->steady_n / c->n,
+		       fmt_t(c->steady_larder, a, sizeof a),
+		       fmt_t(c->steady_read, b, sizeof b), rr, c->steady_paired,
+		       c->target <= 0	 ? "(no target)"
+		       : rr <= c->target ? "PASS"
+					 : "MISS");
+		mixed |= c->pace_slow > c->pace_fast * PACE_SLACK;
+	}
+	if (mixed)
+		printf(
+		    "the machine changed pace during the run: the p50s above "
+		    "mix the paces; these compare like with like (with other "
+		    "runs, only at the same fastest pace)\n");
+}
+
 static void print_results(void)
 {
 	char a[32], b[32];
 	printf("\nlatency, warm page cache, p50 / p90 (methods interleaved)\n");
 	printf("%-8s %6s  %-22s %-22s %-22s %-22s %-22s %-22s %-22s %-22s "
-	       "%-22s %s\n",
+	       "%-22s %-22s %s\n",
 	       "size", "iters", "larder (verified)", "larder (trust_local)",
 	       "raw read", "raw mmap", "larder (repeat)", "in memory",
-	       "head (first)", "head (repeat)", "raw read (deep)", "hit");
+	       "head (first)", "head (repeat)", "raw read (deep)", "pace",
+	       "hit");
 	for (size_t i = 0; i < NCASES; i++) {
 		const struct bcase *c = &cases[i];
 		if (!c->ran)
@@ -779,6 +910,8 @@ static void print_results(void)
 					 : "MISS",
 		       dr, dp, quick ? " (--quick: not a measurement)" : "");
 	}
+
+	print_steady();
 
 	printf("\nrepeat hits (the memo; targets: docs/performance.md)\n");
 	printf("%-8s %12s %12s %12s %12s  %-12s %s\n", "size", "repeat p50",
@@ -848,7 +981,7 @@ static void print_results(void)
 
 int main(int argc, char **argv)
 {
-	const char *base = NULL, *only = NULL, *via = NULL;
+	const char *base = NULL, *only = NULL, *via = NULL, *reuse = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--quick") == 0)
 			quick = 1;
@@ -859,8 +992,17 @@ int main(int argc, char **argv)
 			via = argv[++i];
 		else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
 			only = argv[++i];
-		else if (strcmp(argv[i], "-h") == 0 ||
-			 strcmp(argv[i], "--help") == 0) {
+		else if (strcmp(argv[i], "--reuse") == 0 && i + 1 < argc)
+			reuse = argv[++i];
+		else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
+			if (!(rounds = fopen(argv[++i], "w")))
+				die("cannot create '%s': %s", argv[i],
+				    strerror(errno));
+			fprintf(rounds, "size\tround\tlarder\ttrust\tread\t"
+					"mmap\trepeat\tmemory\thead\t"
+					"head_repeat\tdeep\tpace\n");
+		} else if (strcmp(argv[i], "-h") == 0 ||
+			   strcmp(argv[i], "--help") == 0) {
 			printf("%s\n", USAGE);
 			return 0;
 		} else if (argv[i][0] == '-')
@@ -887,14 +1029,28 @@ int main(int argc, char **argv)
 	if (!base || !*base)
 		base = "/tmp";
 
-	snprintf(workdir, sizeof workdir, "%s/larder-bench.XXXXXX", base);
-	if (!mkdtemp(workdir)) {
-		int e = errno;
-		workdir[0] = '\0';
-		die("cannot create a directory under '%s': %s", base,
-		    strerror(e));
+	/* Set up already (--reuse): its store and files are measured again. */
+	int reused = 0;
+	if (reuse) {
+		if (snprintf(workdir, sizeof workdir, "%s", reuse) >=
+		    (int)sizeof workdir)
+			die("--reuse: '%s' is too long", reuse);
+		if (mkdir(workdir, 0700) != 0 && errno != EEXIST)
+			die("cannot create '%s': %s", workdir, strerror(errno));
+		char done[4200];
+		snprintf(done, sizeof done, "%s/set-up", workdir);
+		reused = access(done, F_OK) == 0;
+	} else {
+		snprintf(workdir, sizeof workdir, "%s/larder-bench.XXXXXX",
+			 base);
+		if (!mkdtemp(workdir)) {
+			int e = errno;
+			workdir[0] = '\0';
+			die("cannot create a directory under '%s': %s", base,
+			    strerror(e));
+		}
+		atexit(cleanup);
 	}
-	atexit(cleanup);
 
 	/* The big case needs its payload twice on disk (entry + plain file). */
 	struct statvfs vfs;
@@ -959,9 +1115,22 @@ int main(int argc, char **argv)
 	       fc.map_us < fc.read_us ? "faults are cheap here (mapping wins)"
 				      : "faults are dear here (copying wins)");
 
-	for (size_t i = 0; i < NCASES; i++)
+	fill(pace_buf, sizeof pace_buf, 0, 99);
+	for (size_t i = 0; i < NCASES && !reused; i++)
 		if (cases[i].size)
 			setup_case(dbw, &cases[i]);
+	if (reuse && !reused) {
+		/* Marks the cases set up; a later run must ask for the same
+		 * --only (or none), which it is not checked for. */
+		char done[4200];
+		snprintf(done, sizeof done, "%s/set-up", workdir);
+		int fd = open(done, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0 || close(fd) != 0)
+			die("cannot create '%s': %s", done, strerror(errno));
+	}
+	if (reuse)
+		printf("%s work directory %s (--reuse; kept)\n",
+		       reused ? "measuring again in" : "set up", workdir);
 
 	/* Memory first, while this process holds no large buffer. */
 	const struct bcase *big = &cases[NCASES - 1];
