@@ -1002,6 +1002,72 @@ TEST(a_fill_hit_through_the_lease_step_takes_no_lease_and_is_verified)
 	larder_close(db);
 }
 
+/* Through near+Redis the fill looks at near, then takes its lease with
+ * the shared look (lease_acquire_read through the tier): a second host's
+ * hit comes from Redis, verified, with no lease taken, and is copied
+ * into its near store, where the next call finds it. */
+TEST(a_near_redis_fill_hit_comes_with_the_lease_step_and_is_copied_near)
+{
+	char u[700];
+	snprintf(u, sizeof u, "%s?prefix=nrf:", uri);
+	larder *a, *b;
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	o.fsync = LARDER_FSYNC_NONE;
+	o.shared = u;
+	ASSERT_RC(NULL, larder_open(&a, test_path("host-a"), &o), 0);
+	ASSERT_RC(NULL, larder_open(&b, test_path("host-b"), &o), 0);
+	larder_entry *ent;
+	int how;
+	fills = 0;
+	ASSERT_RC(a,
+		  larder_get_or_fill(&ent, &how, a, "nf", "k", 1, "v1", 2, NULL,
+				     load_4k, NULL, NULL),
+		  0);
+	ASSERT_EQ(how, LARDER_FILLED);
+	larder_entry_release(ent);
+	struct ldr_name n;
+	name_of(&n, "nf", "k", "v1");
+	char kh[33], cmd[300], fence[64], fence2[64], lease[16];
+	hexs(kh, n.khash);
+	snprintf(cmd, sizeof cmd, "get 'nrf:{%s}:f'", kh);
+	redis_out(cmd, fence, sizeof fence);
+	ASSERT(fence[0]);
+
+	ASSERT_RC(b,
+		  larder_get_or_fill(&ent, &how, b, "nf", "k", 1, "v1", 2, NULL,
+				     load_4k, NULL, NULL),
+		  0);
+	ASSERT_EQ(how, LARDER_HIT);
+	ASSERT_EQ(fills, 1);
+	uint8_t want[4096];
+	test_fill_pattern(want, sizeof want, 5);
+	ASSERT_EQ(larder_entry_size(ent), sizeof want);
+	ASSERT_MEM_EQ(larder_entry_data(ent), want, sizeof want);
+	larder_entry_release(ent);
+	ASSERT_EQ(larder_counter(b, LARDER_CTR_SHARED_HITS), 1);
+	ASSERT_EQ(larder_counter(b, LARDER_CTR_SHARED_COPIES), 1);
+	snprintf(cmd, sizeof cmd, "exists 'nrf:{%s}:l'", kh);
+	redis_out(cmd, lease, sizeof lease);
+	ASSERT_STR_EQ(lease, "0");
+	snprintf(cmd, sizeof cmd, "get 'nrf:{%s}:f'", kh);
+	redis_out(cmd, fence2, sizeof fence2);
+	ASSERT_STR_EQ(fence2, fence);
+
+	/* Now in b's near store: a near hit, Redis not asked. */
+	uint64_t near = larder_counter(b, LARDER_CTR_NEAR_HITS);
+	ASSERT_RC(b,
+		  larder_get_or_fill(&ent, &how, b, "nf", "k", 1, "v1", 2, NULL,
+				     load_4k, NULL, NULL),
+		  0);
+	ASSERT_EQ(how, LARDER_HIT);
+	larder_entry_release(ent);
+	ASSERT_EQ(larder_counter(b, LARDER_CTR_NEAR_HITS), near + 1);
+	ASSERT_EQ(larder_counter(b, LARDER_CTR_SHARED_HITS), 1);
+	larder_close(a);
+	larder_close(b);
+}
+
 /* Who this process is, kept per handle (ldr_be_self), is asked again in
  * a forked child: the child's lease names the child. */
 TEST(a_fork_childs_lease_names_the_child)

@@ -492,18 +492,19 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 	const larder_version_fn recheck = ver ? NULL : version_fn;
 
 	/* A backend whose lease step also reads the entry that stands
-	 * (backend.h, lease_acquire_read: Redis) makes that step the first
-	 * look: a hit is still one round trip, and a miss comes back with
-	 * the lease taken, or its holder. Not behind a near tier: near is
-	 * looked at first, through the handle's own path. */
+	 * (backend.h, lease_acquire_read: Redis, a tier) makes that step
+	 * the first look: a hit is still one round trip, and a miss comes
+	 * back with the lease taken, or its holder. Behind a near tier,
+	 * near is looked at first, alone, through the handle's own path. */
 	struct ldr_backend *be = db->be;
-	const int folded = be && !db->be_own && !db->be_near &&
-			   be->ops->version >= 4 && be->ops->lease_acquire_read;
-	if (folded)
+	const int folded = be && !db->be_own && be->ops->version >= 4 &&
+			   be->ops->lease_acquire_read;
+	if (folded && !db->be_near)
 		goto coordinated;
 
 	/* Lock-free first: the warm path costs one lookup. */
-	rc = ldr_get_quiet(out, db, ns, key, klen, f.ver, f.vlen);
+	rc = folded ? ldr_get_near(out, db, ns, key, klen, f.ver, f.vlen)
+		    : ldr_get_quiet(out, db, ns, key, klen, f.ver, f.vlen);
 	if (rc == 0) {
 		*how = LARDER_HIT;
 		goto out;

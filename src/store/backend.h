@@ -273,8 +273,10 @@ struct ldr_backend_ops {
 	 * `pre`, and *frc is read()'s answer (0, LARDER_ENOTFOUND: gone
 	 * between the look and the read, or an error); f is always set
 	 * (fd -1 and nothing else where nothing was read) and the caller
-	 * verifies and frees it as a read's. NULL: the caller reads first
-	 * and calls lease_acquire on a miss. */
+	 * verifies and frees it as a read's. A tier looks at near first
+	 * unless it is the handle's own directory (db->be_near: the caller
+	 * looked there). NULL: the caller reads first and calls
+	 * lease_acquire on a miss. */
 	int (*lease_acquire_read)(struct ldr_backend *be,
 				  const struct ldr_name *n,
 				  const struct ldr_self *me, uint64_t lease_ms,

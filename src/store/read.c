@@ -553,6 +553,18 @@ int ldr_get_quiet(larder_entry **out, larder *db, const char *ns,
 
 const size_t ldr_get_read_pre = LDR_ENTRY_PRE;
 
+int ldr_get_near(larder_entry **out, larder *db, const char *ns,
+		 const void *key, size_t klen, const void *ver, size_t vlen)
+{
+	*out = NULL;
+	/* The probe pass of a batch (get_many_be): near alone, through
+	 * the handle's own path. */
+	struct prefetch probe = {.probe = 1};
+	probe.f.fd = -1;
+	int rc = get_pf(out, db, ns, key, klen, ver, vlen, 0, &probe);
+	return rc == LDR_PF_DEFER ? miss(db, ns) : rc;
+}
+
 int ldr_get_read(larder_entry **out, larder *db, const char *ns,
 		 const void *key, size_t klen, const void *ver, size_t vlen,
 		 struct ldr_file *f, int rc)

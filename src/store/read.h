@@ -26,11 +26,16 @@ int ldr_get_quiet(larder_entry **out, larder *db, const char *ns,
 		  const void *key, size_t klen, const void *ver, size_t vlen);
 
 /* ldr_get_quiet of (ns, key, ver) whose read through db->be (a backend
- * other than the handle's own directory, with no near tier) is done
- * already: f and rc are what its read gave (backend.h,
+ * other than the handle's own directory; with a near tier, near having
+ * missed) is done already: f and rc are what its read gave (backend.h,
  * lease_acquire_read). f is taken over (left empty); the entry is
  * judged, verified and handed out, or rejected, as the get's would be. */
 struct ldr_file;
+/* ldr_get_quiet of a version in the near tier alone, for a handle whose
+ * db->be is a tier in front of this directory (db->be_near): a near miss
+ * is LARDER_ENOTFOUND, and the shared tier is not asked. */
+int ldr_get_near(larder_entry **out, larder *db, const char *ns,
+		 const void *key, size_t klen, const void *ver, size_t vlen);
 /* The `pre` to read f with: room for the entry handle before its bytes. */
 extern const size_t ldr_get_read_pre;
 int ldr_get_read(larder_entry **out, larder *db, const char *ns,
