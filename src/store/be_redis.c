@@ -95,6 +95,13 @@ struct rbe {
 	pthread_t rth;
 	pid_t rpid; /* the process whose renewer runs; 0: none */
 	int rstop;
+	/* When the renewer wakes (CLOCK_MONOTONIC ms; UINT64_MAX: only when
+	 * told; 0: it is awake and looks at the list before it sleeps), and
+	 * the shortest renewal period of a lease it was given: idle, it
+	 * wakes after that long, so that a lease added meanwhile (due no
+	 * sooner) costs no wake-up of its own (a futex call and a switch
+	 * to the renewer and back, per fill). */
+	uint64_t rwake, rmin;
 	struct ldr_rconn rconn; /* the renewer's (no pool: it is alone) */
 };
 
@@ -1852,6 +1859,9 @@ static void *renewer(void *arg)
 				next = l->due;
 		}
 		if (!l) {
+			if (next == UINT64_MAX && b->rmin)
+				next = now + b->rmin;
+			b->rwake = next;
 			if (next == UINT64_MAX) {
 				pthread_cond_wait(&b->rcv, &b->rmu);
 			} else {
@@ -1863,6 +1873,7 @@ static void *renewer(void *arg)
 				ts.tv_nsec = (long)(ns % 1000000000ull);
 				pthread_cond_timedwait(&b->rcv, &b->rmu, &ts);
 			}
+			b->rwake = 0;
 			continue;
 		}
 		l->busy = 1;
@@ -1914,6 +1925,8 @@ static int renew_start(struct rbe *b, struct rlease *l)
 		b->leases = NULL;
 		b->rpid = 0;
 		b->rstop = 0;
+		b->rwake = 0;
+		b->rmin = 0;
 		if (b->rconn.c)
 			ldr_rconn_close(&b->rconn); /* our copy of its fd */
 		ldr_rconn_init(&b->rconn, b->base.db, &b->cfg);
@@ -1930,7 +1943,12 @@ static int renew_start(struct rbe *b, struct rlease *l)
 		l->due = l->last_ok + l->renew_ms;
 		l->next = b->leases;
 		b->leases = l;
-		pthread_cond_broadcast(&b->rcv);
+		if (!b->rmin || l->renew_ms < b->rmin)
+			b->rmin = l->renew_ms;
+		/* Woken only if it would sleep past l's first renewal (an
+		 * awake renewer looks at the list before it sleeps). */
+		if (b->rwake && l->due < b->rwake)
+			pthread_cond_broadcast(&b->rcv);
 	}
 	pthread_mutex_unlock(&b->rmu);
 	if (e)
