@@ -829,6 +829,294 @@ TEST(a_fills_lease_goes_with_its_look_and_is_settled_by_its_commit)
 	larder_close(db);
 }
 
+/* The first look of a fill is its lease step (backend.h,
+ * lease_acquire_read): an entry that stands comes back read, whole and
+ * as read() gives it, and no lease is taken (no lease key, no fencing
+ * token drawn); a miss comes back with the lease. */
+TEST(lease_acquire_read_hands_out_the_entry_and_takes_no_lease)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_self me = self(db);
+	ASSERT(be->ops->version >= 4 && be->ops->lease_acquire_read);
+	size_t sizes[2] = {4096, 300000}; /* inline, and in chunks */
+	for (int k = 0; k < 2; k++) {
+		char ns[8], kh[33], cmd[200], fence[64], fence2[64], lease[16];
+		snprintf(ns, sizeof ns, "ar%d", k);
+		struct ldr_name v1;
+		name_of(&v1, ns, "k", "v1");
+		hexs(kh, v1.khash);
+		uint8_t *p = xmalloc(sizes[k]);
+		test_fill_pattern(p, sizes[k], 11 + k);
+		struct ldr_be_lease *l;
+		struct ldr_be_holder h;
+		struct ldr_file f;
+		uint64_t t;
+		int frc;
+
+		/* A miss: the lease, and nothing read. */
+		ASSERT_RC(db,
+			  be->ops->lease_acquire_read(be, &v1, &me, 30000,
+						      10000, &l, &t, &h, 64, &f,
+						      &frc),
+			  0);
+		ASSERT(l->flags & LDR_BE_LEASE_LOOKED);
+		ASSERT(f.p == NULL && f.fd == -1);
+		ASSERT_RC(db, publish_leased(be, &v1, p, sizes[k], l), 0);
+		be->ops->lease_release(l);
+		snprintf(cmd, sizeof cmd, "get 'larder:{%s}:f'", kh);
+		redis_out(cmd, fence, sizeof fence);
+		ASSERT(fence[0]);
+
+		/* A hit: the entry, read, verified by the caller. */
+		l = NULL;
+		ASSERT_EQ(be->ops->lease_acquire_read(be, &v1, &me, 30000,
+						      10000, &l, &t, &h, 64, &f,
+						      &frc),
+			  LDR_BE_LEASE_ENTRY);
+		ASSERT(l == NULL);
+		ASSERT_RC(db, frc, 0);
+		ASSERT_EQ(f.fd, -1);
+		ASSERT_EQ(f.safe, 0);
+		ASSERT_EQ(f.pre, 64);
+		ldr_hdr hd;
+		const char *why = NULL;
+		ASSERT_EQ(ldr_entry_check(db, &f, "redis", v1.ns, v1.key,
+					  v1.klen, v1.ver, v1.vlen,
+					  LDR_CHECK_HASH, &hd, &why),
+			  LARDER_STATE_OK);
+		ASSERT_EQ(hd.stored_len, sizes[k]);
+		ASSERT_MEM_EQ(f.p + hd.hdr_len, p, sizes[k]);
+		ldr_file_free(&f);
+		/* ... and no lease: no key, no token drawn. */
+		snprintf(cmd, sizeof cmd, "exists 'larder:{%s}:l'", kh);
+		redis_out(cmd, lease, sizeof lease);
+		ASSERT_STR_EQ(lease, "0");
+		snprintf(cmd, sizeof cmd, "get 'larder:{%s}:f'", kh);
+		redis_out(cmd, fence2, sizeof fence2);
+		ASSERT_STR_EQ(fence2, fence);
+
+		/* A chunk gone between the look and the read: a miss of
+		 * the read, and the entry goes. (Inline: nothing to lose.) */
+		if (k == 1) {
+			char e[33], key[256], del[320];
+			hexs(e, v1.hash);
+			snprintf(cmd, sizeof cmd,
+				 "--scan --pattern "
+				 "'larder:{%s}:c:*'",
+				 e);
+			redis_out(cmd, key, sizeof key);
+			ASSERT(key[0]);
+			snprintf(del, sizeof del, "del '%s'", key);
+			redis_cli(del);
+			/* The script judges the chunks itself: now a miss,
+			 * and the lease taken. */
+			ASSERT_RC(db,
+				  be->ops->lease_acquire_read(
+				      be, &v1, &me, 30000, 10000, &l, &t, &h,
+				      64, &f, &frc),
+				  0);
+			be->ops->lease_release(l);
+		}
+		free(p);
+	}
+	be->ops->close(be);
+	larder_close(db);
+}
+
+static int fills;
+
+static int load_4k(larder_fill *f, void *payload)
+{
+	(void)payload;
+	fills++;
+	uint8_t b[4096];
+	test_fill_pattern(b, sizeof b, 5);
+	return larder_fill_write(f, b, sizeof b);
+}
+
+/* Through larder_get_or_fill on a handle with Redis hung on it: a miss
+ * fills, the hit after it takes no lease (no lease key left, no token
+ * drawn) and is verified: bytes changed behind larder's back are a miss
+ * (counted, the entry dropped) and the next call fills again. */
+TEST(a_fill_hit_through_the_lease_step_takes_no_lease_and_is_verified)
+{
+	larder *db = db_open();
+	ldr_test_be_hang(db, be_open(db));
+	struct ldr_name n;
+	name_of(&n, "hl", "k", "v1");
+	char kh[33], e[33], cmd[300], fence[64], fence2[64], lease[16];
+	hexs(kh, n.khash);
+	hexs(e, n.hash);
+	larder_entry *ent;
+	int how;
+	fills = 0;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&ent, &how, db, "hl", "k", 1, "v1", 2,
+				     NULL, load_4k, NULL, NULL),
+		  0);
+	ASSERT_EQ(how, LARDER_FILLED);
+	larder_entry_release(ent);
+	snprintf(cmd, sizeof cmd, "get 'larder:{%s}:f'", kh);
+	redis_out(cmd, fence, sizeof fence);
+	ASSERT(fence[0]);
+
+	ASSERT_RC(db,
+		  larder_get_or_fill(&ent, &how, db, "hl", "k", 1, "v1", 2,
+				     NULL, load_4k, NULL, NULL),
+		  0);
+	ASSERT_EQ(how, LARDER_HIT);
+	ASSERT_EQ(fills, 1);
+	ASSERT_EQ(larder_entry_size(ent), 4096);
+	uint8_t want[4096];
+	test_fill_pattern(want, sizeof want, 5);
+	ASSERT_MEM_EQ(larder_entry_data(ent), want, sizeof want);
+	larder_entry_release(ent);
+	snprintf(cmd, sizeof cmd, "exists 'larder:{%s}:l'", kh);
+	redis_out(cmd, lease, sizeof lease);
+	ASSERT_STR_EQ(lease, "0");
+	snprintf(cmd, sizeof cmd, "get 'larder:{%s}:f'", kh);
+	redis_out(cmd, fence2, sizeof fence2);
+	ASSERT_STR_EQ(fence2, fence);
+
+	/* A payload byte flipped in the inline manifest (its last byte is
+	 * the payload's): the hit's check fails. */
+	char len[32];
+	snprintf(cmd, sizeof cmd, "strlen 'larder:{%s}:m'", e);
+	redis_out(cmd, len, sizeof len);
+	long at = atol(len) - 1;
+	ASSERT(at > 4096);
+	snprintf(cmd, sizeof cmd, "setrange 'larder:{%s}:m' %ld '%c'", e, at,
+		 want[4095] == 'x' ? 'y' : 'x');
+	redis_cli(cmd);
+	uint64_t bad = larder_counter(db, LARDER_CTR_CHECKSUM_FAIL);
+	ASSERT_RC(db,
+		  larder_get_or_fill(&ent, &how, db, "hl", "k", 1, "v1", 2,
+				     NULL, load_4k, NULL, NULL),
+		  0);
+	ASSERT_EQ(how, LARDER_FILLED);
+	ASSERT_EQ(fills, 2);
+	ASSERT_MEM_EQ(larder_entry_data(ent), want, sizeof want);
+	larder_entry_release(ent);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_CHECKSUM_FAIL), bad + 1);
+	larder_close(db);
+}
+
+/* Through near+Redis the fill looks at near, then takes its lease with
+ * the shared look (lease_acquire_read through the tier): a second host's
+ * hit comes from Redis, verified, with no lease taken, and is copied
+ * into its near store, where the next call finds it. */
+TEST(a_near_redis_fill_hit_comes_with_the_lease_step_and_is_copied_near)
+{
+	char u[700];
+	snprintf(u, sizeof u, "%s?prefix=nrf:", uri);
+	larder *a, *b;
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	o.fsync = LARDER_FSYNC_NONE;
+	o.shared = u;
+	ASSERT_RC(NULL, larder_open(&a, test_path("host-a"), &o), 0);
+	ASSERT_RC(NULL, larder_open(&b, test_path("host-b"), &o), 0);
+	larder_entry *ent;
+	int how;
+	fills = 0;
+	ASSERT_RC(a,
+		  larder_get_or_fill(&ent, &how, a, "nf", "k", 1, "v1", 2, NULL,
+				     load_4k, NULL, NULL),
+		  0);
+	ASSERT_EQ(how, LARDER_FILLED);
+	larder_entry_release(ent);
+	struct ldr_name n;
+	name_of(&n, "nf", "k", "v1");
+	char kh[33], cmd[300], fence[64], fence2[64], lease[16];
+	hexs(kh, n.khash);
+	snprintf(cmd, sizeof cmd, "get 'nrf:{%s}:f'", kh);
+	redis_out(cmd, fence, sizeof fence);
+	ASSERT(fence[0]);
+
+	ASSERT_RC(b,
+		  larder_get_or_fill(&ent, &how, b, "nf", "k", 1, "v1", 2, NULL,
+				     load_4k, NULL, NULL),
+		  0);
+	ASSERT_EQ(how, LARDER_HIT);
+	ASSERT_EQ(fills, 1);
+	uint8_t want[4096];
+	test_fill_pattern(want, sizeof want, 5);
+	ASSERT_EQ(larder_entry_size(ent), sizeof want);
+	ASSERT_MEM_EQ(larder_entry_data(ent), want, sizeof want);
+	larder_entry_release(ent);
+	ASSERT_EQ(larder_counter(b, LARDER_CTR_SHARED_HITS), 1);
+	ASSERT_EQ(larder_counter(b, LARDER_CTR_SHARED_COPIES), 1);
+	snprintf(cmd, sizeof cmd, "exists 'nrf:{%s}:l'", kh);
+	redis_out(cmd, lease, sizeof lease);
+	ASSERT_STR_EQ(lease, "0");
+	snprintf(cmd, sizeof cmd, "get 'nrf:{%s}:f'", kh);
+	redis_out(cmd, fence2, sizeof fence2);
+	ASSERT_STR_EQ(fence2, fence);
+
+	/* Now in b's near store: a near hit, Redis not asked. */
+	uint64_t near = larder_counter(b, LARDER_CTR_NEAR_HITS);
+	ASSERT_RC(b,
+		  larder_get_or_fill(&ent, &how, b, "nf", "k", 1, "v1", 2, NULL,
+				     load_4k, NULL, NULL),
+		  0);
+	ASSERT_EQ(how, LARDER_HIT);
+	larder_entry_release(ent);
+	ASSERT_EQ(larder_counter(b, LARDER_CTR_NEAR_HITS), near + 1);
+	ASSERT_EQ(larder_counter(b, LARDER_CTR_SHARED_HITS), 1);
+	larder_close(a);
+	larder_close(b);
+}
+
+/* Who this process is, kept per handle (ldr_be_self), is asked again in
+ * a forked child: the child's lease names the child. */
+TEST(a_fork_childs_lease_names_the_child)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_self me;
+	ldr_be_self(&me, be->db); /* kept now */
+	ASSERT_EQ(me.pid, (long)getpid());
+	int up[2], down[2];
+	ASSERT(pipe(up) == 0 && pipe(down) == 0);
+	pid_t child = fork();
+	ASSERT(child >= 0);
+	if (child == 0) {
+		struct ldr_be_lease *l;
+		struct ldr_be_holder *h;
+		uint64_t t;
+		char c = ldr_test_be_lease_acquire(be, "fk", "k", 30000, 10000,
+						   &l, &t, &h) == 0
+			     ? 'y'
+			     : 'n';
+		if (write(up[1], &c, 1) != 1 || read(down[0], &c, 1) != 1)
+			_exit(1);
+		if (c == 'y')
+			be->ops->lease_release(l);
+		_exit(0);
+	}
+	char c = 0;
+	ASSERT_EQ(read(up[0], &c, 1), 1);
+	ASSERT_EQ(c, 'y');
+	struct ldr_be_holder *h;
+	ASSERT_RC(db, ldr_test_be_lease_observe(be, "fk", "k", &h), 0);
+	ASSERT_EQ(h->rec.pid, (long)child);
+	free(h);
+	ASSERT_EQ(write(down[1], "y", 1), 1);
+	int st;
+	ASSERT_EQ(waitpid(child, &st, 0), child);
+	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* And the parent is still itself. */
+	ldr_be_self(&me, be->db);
+	ASSERT_EQ(me.pid, (long)getpid());
+	close(up[0]);
+	close(up[1]);
+	close(down[0]);
+	close(down[1]);
+	be->ops->close(be);
+	larder_close(db);
+}
+
 /* The threads of this process. */
 static int threads(void)
 {

@@ -491,8 +491,20 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		goto out;
 	const larder_version_fn recheck = ver ? NULL : version_fn;
 
+	/* A backend whose lease step also reads the entry that stands
+	 * (backend.h, lease_acquire_read: Redis, a tier) makes that step
+	 * the first look: a hit is still one round trip, and a miss comes
+	 * back with the lease taken, or its holder. Behind a near tier,
+	 * near is looked at first, alone, through the handle's own path. */
+	struct ldr_backend *be = db->be;
+	const int folded = be && !db->be_own && be->ops->version >= 4 &&
+			   be->ops->lease_acquire_read;
+	if (folded && !db->be_near)
+		goto coordinated;
+
 	/* Lock-free first: the warm path costs one lookup. */
-	rc = ldr_get_quiet(out, db, ns, key, klen, f.ver, f.vlen);
+	rc = folded ? ldr_get_near(out, db, ns, key, klen, f.ver, f.vlen)
+		    : ldr_get_quiet(out, db, ns, key, klen, f.ver, f.vlen);
 	if (rc == 0) {
 		*how = LARDER_HIT;
 		goto out;
@@ -507,9 +519,9 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		goto out;
 	}
 
+coordinated:;
 	/* The lease, the wait and the entry are the backend's (the seam):
 	 * named once, by the version asked for, as the waiters watch it. */
-	struct ldr_backend *be = db->be;
 	struct ldr_name nm;
 	ldr_name_init(&nm, ns, key, klen, f.ver, f.vlen);
 	struct ldr_self me;
@@ -537,8 +549,17 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 		struct ldr_be_holder holder;
 		memset(&holder, 0, sizeof holder);
 		uint64_t token = 0;
-		int r = be->ops->lease_acquire(be, &nm, &me, lease_ms, hb_ms,
-					       &lease, &token, &holder);
+		struct ldr_file rf; /* the entry the lease step read */
+		int frc = LARDER_ENOTFOUND;
+		int r =
+		    folded
+			? be->ops->lease_acquire_read(
+			      be, &nm, &me, lease_ms, hb_ms, &lease, &token,
+			      &holder, ldr_get_read_pre, &rf, &frc)
+			: be->ops->lease_acquire(be, &nm, &me, lease_ms, hb_ms,
+						 &lease, &token, &holder);
+		if (folded && r != LDR_BE_LEASE_ENTRY)
+			ldr_file_free(&rf); /* (nothing read) */
 		if (r == 0) {
 			f.token = token;
 			/* Double-check: the entry may have been published
@@ -566,9 +587,12 @@ int larder_get_or_fill(larder_entry **out, int *outcome, larder *db,
 			break;
 		}
 		if (r == LDR_BE_LEASE_ENTRY) {
-			/* Published since our miss (or while we waited). */
-			rc = ldr_get_quiet(out, db, ns, key, klen, f.ver,
-					   f.vlen);
+			/* Published since our miss (or while we waited), or
+			 * the first look's hit where the lease step looks. */
+			rc = folded ? ldr_get_read(out, db, ns, key, klen,
+						   f.ver, f.vlen, &rf, frc)
+				    : ldr_get_quiet(out, db, ns, key, klen,
+						    f.ver, f.vlen);
 			if (rc == 0) {
 				*how = waited ? LARDER_WAITED : LARDER_HIT;
 				wait_over(&rep, LARDER_WAIT_FILLED);

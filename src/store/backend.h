@@ -29,8 +29,8 @@
 #include "naming.h"
 
 /* 2: read_many. 3: stage_commit_lease, stage_commit_many, head_get_many,
- * and lease_acquire's look. */
-#define LDR_BACKEND_VERSION 3
+ * and lease_acquire's look. 4: lease_acquire_read. */
+#define LDR_BACKEND_VERSION 4
 
 /* Every backend's handle, stage and lease begin with these, so that the
  * caller can reach the table from any of them. */
@@ -80,8 +80,12 @@ struct ldr_be_holder {
  * live holder's renewals change what a look sees). */
 int ldr_be_holder_same(const struct ldr_be_holder *a,
 		       const struct ldr_be_holder *b);
-/* Who this process is, for lease_acquire and the same-host judgement. */
-void ldr_be_self(struct ldr_self *me, const larder *db);
+/* Who this process is, for lease_acquire and the same-host judgement:
+ * read once per handle and process (asked again after a fork, or in a
+ * process of another pid), since reading it costs six system calls. */
+void ldr_be_self(struct ldr_self *me, larder *db);
+/* Free what ldr_be_self kept (at the handle's close). */
+void ldr_be_self_free(larder *db);
 
 struct ldr_be_stats {
 	uint64_t bytes, entries; /* usage, where the backend knows it */
@@ -260,6 +264,25 @@ struct ldr_backend_ops {
 	void (*head_get_many)(struct ldr_backend *be, const struct ldr_name *n,
 			      size_t count, uint8_t **ver, size_t *vlen,
 			      int *rc);
+
+	/* Since version 4. lease_acquire whose look also reads the entry
+	 * that stands, so that a fill's first look is the lease's step
+	 * (Redis: one round trip for an inline entry, a hit or a miss).
+	 * As lease_acquire, except that with LDR_BE_LEASE_ENTRY the entry
+	 * is read into f as read() would read it with LDR_LOAD_WHOLE and
+	 * `pre`, and *frc is read()'s answer (0, LARDER_ENOTFOUND: gone
+	 * between the look and the read, or an error); f is always set
+	 * (fd -1 and nothing else where nothing was read) and the caller
+	 * verifies and frees it as a read's. A tier looks at near first
+	 * unless it is the handle's own directory (db->be_near: the caller
+	 * looked there). NULL: the caller reads first and calls
+	 * lease_acquire on a miss. */
+	int (*lease_acquire_read)(struct ldr_backend *be,
+				  const struct ldr_name *n,
+				  const struct ldr_self *me, uint64_t lease_ms,
+				  uint64_t renew_ms, struct ldr_be_lease **out,
+				  uint64_t *token, struct ldr_be_holder *h,
+				  size_t pre, struct ldr_file *f, int *frc);
 };
 
 /* The backends built in: "dir" always, "redis" when built with it; and

@@ -95,6 +95,13 @@ struct rbe {
 	pthread_t rth;
 	pid_t rpid; /* the process whose renewer runs; 0: none */
 	int rstop;
+	/* When the renewer wakes (CLOCK_MONOTONIC ms; UINT64_MAX: only when
+	 * told; 0: it is awake and looks at the list before it sleeps), and
+	 * the shortest renewal period of a lease it was given: idle, it
+	 * wakes after that long, so that a lease added meanwhile (due no
+	 * sooner) costs no wake-up of its own (a futex call and a switch
+	 * to the renewer and back, per fill). */
+	uint64_t rwake, rmin;
 	struct ldr_rconn rconn; /* the renewer's (no pool: it is alone) */
 };
 
@@ -248,16 +255,23 @@ static struct ldr_rscript head_drop_lua = {
 
 /* A fill's look and its lease in one step. KEYS: lease, counter,
  * manifest. ARGV: the record without its token line, lease ms, chunk key
- * prefix. An entry whose manifest parses and whose chunks are whole
- * stands: {2}, nothing taken (the caller reads it). Else the lease, with
- * its fencing token from INCR: {1, record, token}; or who holds it: {0,
- * record, PTTL}. */
+ * prefix, '1' to have the manifest of an entry that stands ('0': not).
+ * An entry whose manifest parses and whose chunks are whole stands: {2}
+ * or {2, manifest} (an inline entry whole, so that a fill's first look
+ * is this script and its hit one round trip), nothing taken (the caller
+ * reads it). Else the lease, with its fencing token from INCR: {1,
+ * record, token}; or who holds it: {0, record, PTTL}. */
 static struct ldr_rscript lease_acquire_lua = {
     "lease_acquire",
-    LUA_COMMON "local m = redis.call('GETRANGE', KEYS[3], 0, 199)\n"
-	       "if m ~= '' then\n"
+    LUA_COMMON "local m\n"
+	       "if ARGV[4] == '1' then m = redis.call('GET', KEYS[3])\n"
+	       "else m = redis.call('GETRANGE', KEYS[3], 0, 199) end\n"
+	       "if m and m ~= '' then\n"
 	       "  local st, cs, n, sl = parse(m)\n"
-	       "  if st and whole(ARGV[3], st, cs, n, sl) then return {2} end\n"
+	       "  if st and whole(ARGV[3], st, cs, n, sl) then\n"
+	       "    if ARGV[4] == '1' then return {2, m} end\n"
+	       "    return {2}\n"
+	       "  end\n"
 	       "end\n"
 	       "local cur = redis.call('GET', KEYS[1])\n"
 	       "if cur then return {0, cur, redis.call('PTTL', KEYS[1])} end\n"
@@ -818,6 +832,9 @@ static void r_reject(struct ldr_backend *be, const struct ldr_name *n,
 {
 	(void)why;
 	struct rbe *b = (struct rbe *)be;
+	/* Judged bad by its check (docs/backends.md: checksum_fail), as
+	 * the directory's reject counts it. */
+	ldr_count(be->db, LARDER_CTR_CHECKSUM_FAIL);
 	char stage[33];
 	ident_to_stage(f, stage);
 	if (!stage[0])
@@ -1842,6 +1859,9 @@ static void *renewer(void *arg)
 				next = l->due;
 		}
 		if (!l) {
+			if (next == UINT64_MAX && b->rmin)
+				next = now + b->rmin;
+			b->rwake = next;
 			if (next == UINT64_MAX) {
 				pthread_cond_wait(&b->rcv, &b->rmu);
 			} else {
@@ -1853,6 +1873,7 @@ static void *renewer(void *arg)
 				ts.tv_nsec = (long)(ns % 1000000000ull);
 				pthread_cond_timedwait(&b->rcv, &b->rmu, &ts);
 			}
+			b->rwake = 0;
 			continue;
 		}
 		l->busy = 1;
@@ -1904,6 +1925,8 @@ static int renew_start(struct rbe *b, struct rlease *l)
 		b->leases = NULL;
 		b->rpid = 0;
 		b->rstop = 0;
+		b->rwake = 0;
+		b->rmin = 0;
 		if (b->rconn.c)
 			ldr_rconn_close(&b->rconn); /* our copy of its fd */
 		ldr_rconn_init(&b->rconn, b->base.db, &b->cfg);
@@ -1920,7 +1943,12 @@ static int renew_start(struct rbe *b, struct rlease *l)
 		l->due = l->last_ok + l->renew_ms;
 		l->next = b->leases;
 		b->leases = l;
-		pthread_cond_broadcast(&b->rcv);
+		if (!b->rmin || l->renew_ms < b->rmin)
+			b->rmin = l->renew_ms;
+		/* Woken only if it would sleep past l's first renewal (an
+		 * awake renewer looks at the list before it sleeps). */
+		if (b->rwake && l->due < b->rwake)
+			pthread_cond_broadcast(&b->rcv);
 	}
 	pthread_mutex_unlock(&b->rmu);
 	if (e)
@@ -1946,10 +1974,41 @@ static void renew_stop(struct rbe *b, struct rlease *l)
 	pthread_mutex_unlock(&b->rmu);
 }
 
-static int r_lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
-			   const struct ldr_self *me, uint64_t lease_ms,
-			   uint64_t renew_ms, struct ldr_be_lease **out,
-			   uint64_t *token, struct ldr_be_holder *h)
+/* The entry the lease script found standing, its manifest in r (NULL:
+ * the script was not asked for it): read into f as r_read reads it, the
+ * chunks on c, and r_read's answer. */
+static int stood_read(struct rbe *b, struct ldr_rconn *c,
+		      const struct ldr_name *n, const redisReply *r, size_t pre,
+		      struct ldr_file *f)
+{
+	struct rread e = {.buf = NULL};
+	int rc = manifest_take(b, r, pre, &e);
+	if (rc)
+		return rc;
+	/* A chunked entry: every chunk's GET in one round trip, as a
+	 * read's second. */
+	if ((rc = chunks_ask(b, c, n, &e)) ||
+	    (rc = chunks_take(c, &e, pre)) < 0)
+		goto out;
+	if (rc == 1) {
+		ldr_count(b->base.db, LARDER_CTR_REDIS_LOST_CHUNKS);
+		remove_entry(b, c, n, e.m.stage, NULL, 0);
+		rc = LARDER_ENOTFOUND;
+		goto out;
+	}
+	read_done(&e, pre, f);
+out:
+	free(e.buf);
+	return rc;
+}
+
+/* lease_acquire, and with f (lease_acquire_read) the entry that stands
+ * read into f, its read's answer in *frc. */
+static int lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
+			 const struct ldr_self *me, uint64_t lease_ms,
+			 uint64_t renew_ms, struct ldr_be_lease **out,
+			 uint64_t *token, struct ldr_be_holder *h, size_t epre,
+			 struct ldr_file *f, int *frc)
 {
 	struct rbe *b = (struct rbe *)be;
 	*out = NULL;
@@ -1979,22 +2038,31 @@ static int r_lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
 	/* The look for the entry goes with the lease (a fill's miss, then
 	 * one round trip): where it stands, no lease is taken; where it
 	 * does not, the caller need not look again. */
-	const char *argv[6] = {l->key, fence, m, prefix, ms, pre};
-	size_t lens[6] = {strlen(l->key), strlen(fence), strlen(m),
-			  (size_t)pl,	  strlen(ms),	 strlen(pre)};
+	const char *argv[7] = {l->key, fence,	     m, prefix, ms,
+			       pre,    f ? "1" : "0"};
+	size_t lens[7] = {strlen(l->key), strlen(fence), strlen(m), (size_t)pl,
+			  strlen(ms),	  strlen(pre),	 1};
 	redisReply *r = NULL;
 	struct ldr_rconn *c = take(b);
-	int rc = c ? ldr_rconn_eval(c, &lease_acquire_lua, &r, 3, 6, argv, lens)
+	int rc = c ? ldr_rconn_eval(c, &lease_acquire_lua, &r, 3, 7, argv, lens)
 		   : LARDER_ENOMEM;
-	give(b, c, rc);
-	if (rc)
-		goto fail;
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+	if (!rc && r->type == REDIS_REPLY_ARRAY &&
+	    (r->elements == 1 || r->elements == 2) &&
 	    r->element[0]->type == REDIS_REPLY_INTEGER &&
 	    r->element[0]->integer == 2) {
+		/* An entry stands: no lease taken. Asked for it, the
+		 * manifest came along: read it on the same connection. */
+		if (f)
+			*frc = r->elements == 2
+				   ? stood_read(b, c, n, r->element[1], epre, f)
+				   : LARDER_ENOTFOUND;
+		give(b, c, f ? *frc : 0);
 		rc = LDR_BE_LEASE_ENTRY;
 		goto fail;
 	}
+	give(b, c, rc);
+	if (rc)
+		goto fail;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
 	    r->element[1]->type != REDIS_REPLY_STRING ||
 	    r->element[2]->type != REDIS_REPLY_INTEGER ||
@@ -2040,6 +2108,29 @@ fail:
 	ldr_rreply_free(r);
 	free(l);
 	return rc;
+}
+
+static int r_lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
+			   const struct ldr_self *me, uint64_t lease_ms,
+			   uint64_t renew_ms, struct ldr_be_lease **out,
+			   uint64_t *token, struct ldr_be_holder *h)
+{
+	return lease_acquire(be, n, me, lease_ms, renew_ms, out, token, h, 0,
+			     NULL, NULL);
+}
+
+static int r_lease_acquire_read(struct ldr_backend *be,
+				const struct ldr_name *n,
+				const struct ldr_self *me, uint64_t lease_ms,
+				uint64_t renew_ms, struct ldr_be_lease **out,
+				uint64_t *token, struct ldr_be_holder *h,
+				size_t pre, struct ldr_file *f, int *frc)
+{
+	memset(f, 0, sizeof *f);
+	f->fd = -1;
+	*frc = LARDER_ENOTFOUND;
+	return lease_acquire(be, n, me, lease_ms, renew_ms, out, token, h, pre,
+			     f, frc);
 }
 
 static int r_lease_held(struct ldr_be_lease *bl)
@@ -2097,7 +2188,7 @@ static int r_lease_observe(struct ldr_backend *be, const struct ldr_name *n,
 		goto out;
 	}
 	struct ldr_self me;
-	ldr_self_get(&me, be->db->host);
+	ldr_be_self(&me, be->db);
 	parse_holder(r->str, r->len,
 		     tr->type == REDIS_REPLY_INTEGER ? tr->integer : -1, &me,
 		     h);
@@ -2251,7 +2342,7 @@ static int r_wait_begin(struct ldr_backend *be, const struct ldr_name *n,
 	tagged(w->m, sizeof w->m, b, n->hash, ":m");
 	tagged(w->l, sizeof w->l, b, n->khash, ":l");
 	w->has_ver = n->ver != NULL || n->vlen != 0;
-	ldr_self_get(&w->me, be->db->host);
+	ldr_be_self(&w->me, be->db);
 	ldr_rconn_init(&w->sc, be->db, &b->cfg);
 	char ch[KEYMAX];
 	tagged(ch, sizeof ch, b, n->khash, ":p");
@@ -2493,6 +2584,7 @@ const struct ldr_backend_ops ldr_be_redis_ops = {
     .head_set = r_head_set,
     .head_drop = r_head_drop,
     .lease_acquire = r_lease_acquire,
+    .lease_acquire_read = r_lease_acquire_read,
     .lease_held = r_lease_held,
     .lease_observe = r_lease_observe,
     .lease_break = r_lease_break,

@@ -184,11 +184,30 @@ static int to_memory(larder_writer *w, int rc)
 	return 0;
 }
 
+/* The memfd an entry made for a backend is written to (writer_begin):
+ * made at the first write to a file. 0 or a code, recorded. */
+static int be_fd(larder_writer *w)
+{
+	if (w->fd >= 0)
+		return 0;
+	w->fd = memfd_create("larder-entry", MFD_CLOEXEC);
+	if (w->fd < 0)
+		return ldr_fail(w->db, LARDER_ENOMEM, errno,
+				"cannot make an entry in memory: %s",
+				strerror(errno));
+	return 0;
+}
+
 /* pwrite into the temp file; in fill mode a failure moves it to memory
  * and the write is done there. */
 static int wwrite(larder_writer *w, const void *a, size_t alen, const void *b,
 		  size_t blen, off_t off)
 {
+	if (w->via_be) {
+		int rc = be_fd(w);
+		if (rc)
+			return rc;
+	}
 	for (;;) {
 		if (ldr_pwrite2(w->fd, a, alen, b, blen, off) == 0)
 			return 0;
@@ -274,9 +293,13 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 {
 	*out = NULL;
 	const int fill_mode = how == W_FILL;
+	/* A fill's namespace was checked by larder_get_or_fill, its
+	 * directories too: the name alone here (the directories' check
+	 * opens one where the store has none, a handle on Redis). */
 	int rc = how == W_INTERNAL || how == W_STAGE
 		     ? ldr_check_ns_internal(db, ns)
-		     : ldr_check_ns(db, ns);
+		 : fill_mode ? ldr_check_ns_name(db, ns, 0)
+			     : ldr_check_ns(db, ns);
 	if (rc)
 		return rc;
 	if (opts &&
@@ -343,17 +366,11 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 			 : 0;
 
 	if (db->be && !db->be_own && how != W_STAGE) {
-		/* Through the seam: the entry file is made in memory and
-		 * staged whole at commit (publish_be). */
+		/* Through the seam: the entry is made in memory and staged
+		 * whole at commit (publish_be): a small one in the writer's
+		 * buffer, a larger one in a memfd made when it spills
+		 * (be_fd), where it is written as to a temp file. */
 		w->via_be = 1;
-		w->fd = memfd_create("larder-entry", MFD_CLOEXEC);
-		if (w->fd < 0) {
-			rc = ldr_fail(db, LARDER_ENOMEM, errno,
-				      "cannot make an entry in memory: %s",
-				      strerror(errno));
-			writer_free(w);
-			return rc;
-		}
 		w->in_memory = 1;
 		*out = w;
 		return 0;
@@ -627,6 +644,17 @@ static int stage_be(larder_writer *w, uint32_t hlen, uint64_t stored,
 	int rc = be->ops->stage_begin(be, &n, &po, &s);
 	if (rc)
 		return rc;
+	if (!w->spilled) {
+		/* Still all in the writer's buffer: staged from there. */
+		struct iovec iov = {w->buf, w->buflen};
+		rc = w->buflen ? be->ops->stage_write(s, &iov, 1) : 0;
+		if (rc) {
+			be->ops->stage_abort(s);
+			return rc;
+		}
+		*out = s;
+		return 0;
+	}
 	uint8_t *b = stored ? malloc(LDR_CHUNK) : NULL;
 	if (stored && !b) {
 		be->ops->stage_abort(s);
@@ -764,7 +792,10 @@ static int seal(larder_writer *w, const uint8_t *given, size_t glen,
 	}
 	const void *rest = w->spilled ? NULL : w->buf;
 	size_t restlen = w->spilled ? 0 : w->buflen;
-	rc = wwrite(w, hdr, h.hdr_len, rest, restlen, 0);
+	/* An entry for a backend, all in memory, stays there: staged from
+	 * the buffer (stage_be), its header from hdr. */
+	if (!(w->via_be && !w->spilled))
+		rc = wwrite(w, hdr, h.hdr_len, rest, restlen, 0);
 out:
 	*hp = h;
 	*hdrp = hdr;
@@ -796,8 +827,14 @@ static int finish(larder_writer *w, larder_entry **uncached,
 			 * not by a read that costs a round trip. Should
 			 * that fail, the fill reads it back. */
 			if (rc == 0 && w->own &&
-			    ldr_entry_from_fd(db, w->fd, w->ns, w->key, w->klen,
-					      w->ver, w->vlen, w->own) != 0) {
+			    (w->spilled
+				 ? ldr_entry_from_fd(db, w->fd, w->ns, w->key,
+						     w->klen, w->ver, w->vlen,
+						     w->own)
+				 : ldr_entry_from_mem(db, hdr, h.hdr_len, rest,
+						      restlen, w->ns, w->key,
+						      w->klen, w->ver, w->vlen,
+						      w->own)) != 0) {
 				*w->own = NULL;
 				ldr_clear_error(db);
 			}
@@ -834,6 +871,17 @@ static int finish(larder_writer *w, larder_entry **uncached,
 	if (w->in_memory) {
 		/* The header again: it may have gone to the temp file
 		 * before the move. */
+		if (w->via_be && !w->spilled) {
+			rc = ldr_entry_from_mem(db, hdr, h.hdr_len, rest,
+						restlen, w->ns, w->key, w->klen,
+						w->ver, w->vlen, uncached);
+			if (rc == 0) {
+				ldr_count(db, LARDER_CTR_UNCACHED);
+				rc = ldr_fail(db, w->cache_rc, 0, "%s",
+					      w->cache_msg);
+			}
+			goto out;
+		}
 		rc = ldr_pwrite2(w->fd, hdr, h.hdr_len, rest, restlen, 0)
 			 ? ldr_fail(db, LARDER_ENOMEM, errno,
 				    "cannot keep the loaded data in "

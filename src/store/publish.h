@@ -28,7 +28,8 @@ int ldr_writer_fs_now(larder_writer *w, int64_t *out);
 /* Fill-mode writers (for larder_get_or_fill): if the cache cannot keep
  * the data (a failing temp file, directory or link), the bytes move to
  * memory, and commit hands them back as an uncached entry in *uncached,
- * returning the cache's failure (negative) with its message. */
+ * returning the cache's failure (negative) with its message. The caller
+ * has checked ns with ldr_check_ns (only its name is checked again). */
 int ldr_writer_begin_fill(larder_writer **out, larder *db, const char *ns,
 			  const void *key, size_t klen, const void *ver,
 			  size_t vlen, const larder_put_opts *opts);

@@ -135,6 +135,10 @@ static void entry_fields(larder_entry *e, const ldr_hdr *h)
 	e->expires = h->expires;
 }
 
+static int own_entry(larder *db, larder_entry *e, const char *ns,
+		     const void *key, size_t klen, const void *ver, size_t vlen,
+		     larder_entry **out);
+
 int ldr_entry_from_fd(larder *db, int fd, const char *ns, const void *key,
 		      size_t klen, const void *ver, size_t vlen,
 		      larder_entry **out)
@@ -160,6 +164,38 @@ int ldr_entry_from_fd(larder *db, int fd, const char *ns, const void *key,
 	}
 	e->f.p = p;
 	e->f.mapped = 1;
+	return own_entry(db, e, ns, key, klen, ver, vlen, out);
+}
+
+int ldr_entry_from_mem(larder *db, const void *hdr, size_t hlen,
+		       const void *payload, size_t plen, const char *ns,
+		       const void *key, size_t klen, const void *ver,
+		       size_t vlen, larder_entry **out)
+{
+	*out = NULL;
+	/* One allocation, the handle before the bytes, as a hit's. */
+	uint8_t *a = malloc(LDR_ENTRY_PRE + hlen + plen + 1);
+	if (!a)
+		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
+	larder_entry *e = (larder_entry *)(void *)a;
+	memset(e, 0, sizeof *e);
+	e->f.fd = -1;
+	e->f.pre = LDR_ENTRY_PRE;
+	e->f.p = a + LDR_ENTRY_PRE;
+	e->f.len = hlen + plen;
+	e->f.size = e->f.len;
+	memcpy(e->f.p, hdr, hlen);
+	if (plen)
+		memcpy(e->f.p + hlen, payload, plen);
+	return own_entry(db, e, ns, key, klen, ver, vlen, out);
+}
+
+/* The tail of ldr_entry_from_fd and _mem: e (its file set) checked as a
+ * read's, handed out in *out, or released. */
+static int own_entry(larder *db, larder_entry *e, const char *ns,
+		     const void *key, size_t klen, const void *ver, size_t vlen,
+		     larder_entry **out)
+{
 	ldr_hdr h;
 	const char *why;
 	int state = ldr_entry_check(db, &e->f, "(loaded data)", ns, key, klen,
@@ -513,6 +549,35 @@ int ldr_get_quiet(larder_entry **out, larder *db, const char *ns,
 	*out = NULL;
 	int rc = ldr_check_ns(db, ns);
 	return rc ? rc : get(out, db, ns, key, klen, ver, vlen, 0);
+}
+
+const size_t ldr_get_read_pre = LDR_ENTRY_PRE;
+
+int ldr_get_near(larder_entry **out, larder *db, const char *ns,
+		 const void *key, size_t klen, const void *ver, size_t vlen)
+{
+	*out = NULL;
+	/* The probe pass of a batch (get_many_be): near alone, through
+	 * the handle's own path. */
+	struct prefetch probe = {.probe = 1};
+	probe.f.fd = -1;
+	int rc = get_pf(out, db, ns, key, klen, ver, vlen, 0, &probe);
+	return rc == LDR_PF_DEFER ? miss(db, ns) : rc;
+}
+
+int ldr_get_read(larder_entry **out, larder *db, const char *ns,
+		 const void *key, size_t klen, const void *ver, size_t vlen,
+		 struct ldr_file *f, int rc)
+{
+	*out = NULL;
+	/* As a batch's read is taken over (get_many_be): judged, verified
+	 * and handed out as a single get would, a bad one rejected. */
+	struct prefetch pf = {.f = *f, .rc = rc, .probe = 0};
+	memset(f, 0, sizeof *f);
+	f->fd = -1;
+	rc = get_pf(out, db, ns, key, klen, ver, vlen, 0, &pf);
+	ldr_file_free(&pf.f); /* (taken over: nothing left) */
+	return rc;
 }
 
 int ldr_get_internal(larder_entry **out, larder *db, const char *ns,

@@ -141,6 +141,8 @@ struct larder {
 	 * lookup tries it through read.c's own path first (the memo
 	 * included), and goes through be on a near miss. */
 	int be_near;
+	/* Who this process is, read once (backend.c, ldr_be_self). */
+	struct ldr_self_memo *self_memo;
 };
 
 static inline void ldr_count(larder *db, int c)

@@ -465,21 +465,13 @@ const char *ldr_tier_shown(const struct ldr_backend *be)
 /* ---------------------------------------------------------------------- */
 /* Entries                                                                 */
 
-static int tier_read(struct ldr_backend *be, const struct ldr_name *n, int how,
-		     size_t pre, struct ldr_file *f)
+/* What the shared tier's read of n into f answered (src), near having
+ * missed: judged, a hit counted and copied into near. */
+static int shared_read(struct tier *t, const struct ldr_name *n, int src,
+		       struct ldr_file *f)
 {
-	struct tier *t = tier_of(be);
-	larder *db = be->db;
-	int rc = t->near->ops->read(t->near, n, how, pre, f);
-	if (rc == 0) {
-		ldr_count(db, LARDER_CTR_NEAR_HITS);
-		return 0;
-	}
-	/* A near failure (its disk) costs speed only: shared answers. */
-	struct ldr_backend *s = shared_of(t);
-	if (!s)
-		return rc;
-	int src = judge(t, "read", s->ops->read(s, n, how, pre, f), 1);
+	larder *db = t->base.db;
+	src = judge(t, "read", src, 1);
 	if (src == 0) {
 		ldr_count(db, LARDER_CTR_SHARED_HITS);
 		copy_read(t, n, f, head_recent(t, n, NULL, NULL));
@@ -489,6 +481,22 @@ static int tier_read(struct ldr_backend *be, const struct ldr_name *n, int how,
 		return ldr_fail(db, LARDER_ENOTFOUND, 0,
 				"entry not found in namespace '%s'", n->ns);
 	return src;
+}
+
+static int tier_read(struct ldr_backend *be, const struct ldr_name *n, int how,
+		     size_t pre, struct ldr_file *f)
+{
+	struct tier *t = tier_of(be);
+	int rc = t->near->ops->read(t->near, n, how, pre, f);
+	if (rc == 0) {
+		ldr_count(be->db, LARDER_CTR_NEAR_HITS);
+		return 0;
+	}
+	/* A near failure (its disk) costs speed only: shared answers. */
+	struct ldr_backend *s = shared_of(t);
+	if (!s)
+		return rc;
+	return shared_read(t, n, s->ops->read(s, n, how, pre, f), f);
 }
 
 /* Batch read (backend.h, read_many): near for each, then every near miss
@@ -974,6 +982,73 @@ static int tier_lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
 }
 
 /* A lease handed out is the backend's that holds it: its own table. */
+/* A fill's first look and its lease. Near first, unless the handle
+ * looked there already (near is its own directory: read.c did, through
+ * its own path); then in one step where the shared tier has one (Redis:
+ * the lease script hands back the entry that stands), its hit copied
+ * into near as a read's; else the shared tier read, then the lease
+ * (near's while the shared tier is down or refuses it), as the fill
+ * made them before. */
+static int tier_lease_acquire_read(struct ldr_backend *be,
+				   const struct ldr_name *n,
+				   const struct ldr_self *me, uint64_t lease_ms,
+				   uint64_t renew_ms, struct ldr_be_lease **out,
+				   uint64_t *token, struct ldr_be_holder *h,
+				   size_t pre, struct ldr_file *f, int *frc)
+{
+	struct tier *t = tier_of(be);
+	memset(f, 0, sizeof *f);
+	f->fd = -1;
+	*frc = LARDER_ENOTFOUND;
+	*out = NULL;
+	*token = 0;
+	if (!(be->db->be == be && be->db->be_near)) {
+		int rc = t->near->ops->read(t->near, n, LDR_LOAD_WHOLE, pre, f);
+		if (rc == 0) {
+			ldr_count(be->db, LARDER_CTR_NEAR_HITS);
+			*frc = 0;
+			return LDR_BE_LEASE_ENTRY;
+		}
+		ldr_file_free(f);
+		memset(f, 0, sizeof *f);
+		f->fd = -1;
+	}
+	struct ldr_backend *s = shared_of(t);
+	if (s && s->ops->version >= 4 && s->ops->lease_acquire_read) {
+		int rc = judge(t, "lease",
+			       s->ops->lease_acquire_read(s, n, me, lease_ms,
+							  renew_ms, out, token,
+							  h, pre, f, frc),
+			       0);
+		if (rc == LDR_BE_LEASE_ENTRY) {
+			*frc = shared_read(t, n, *frc, f);
+			return rc;
+		}
+		/* As tier_lease_acquire: a lease the shared tier cannot
+		 * give is taken in near. */
+		if (!failing(rc, 0) && rc != LDR_BE_LEASE_NONE &&
+		    rc != LARDER_EFULL)
+			return rc;
+		ldr_file_free(f);
+		memset(f, 0, sizeof *f);
+		f->fd = -1;
+		return t->near->ops->lease_acquire(t->near, n, me, lease_ms,
+						   renew_ms, out, token, h);
+	}
+	if (s) {
+		int src = shared_read(
+		    t, n, s->ops->read(s, n, LDR_LOAD_WHOLE, pre, f), f);
+		if (src != LARDER_ENOTFOUND) {
+			*frc = src;
+			return LDR_BE_LEASE_ENTRY;
+		}
+		ldr_file_free(f);
+		memset(f, 0, sizeof *f);
+		f->fd = -1;
+	}
+	return tier_lease_acquire(be, n, me, lease_ms, renew_ms, out, token, h);
+}
+
 static int tier_lease_held(struct ldr_be_lease *l)
 {
 	return l->be->ops->lease_held(l);
@@ -1132,6 +1207,7 @@ const struct ldr_backend_ops ldr_be_tier_ops = {
     .head_set = tier_head_set,
     .head_drop = tier_head_drop,
     .lease_acquire = tier_lease_acquire,
+    .lease_acquire_read = tier_lease_acquire_read,
     .lease_held = tier_lease_held,
     .lease_observe = tier_lease_observe,
     .lease_break = tier_lease_break,
