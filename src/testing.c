@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "self.h"
 #include "clock.h"
 #include "file.h"
 #include "hash.h"
@@ -340,7 +341,7 @@ int ldr_test_be_lease_acquire(struct ldr_backend *be, const char *ns,
 	struct ldr_name n;
 	name_of(&n, ns, key, NULL);
 	struct ldr_self me;
-	ldr_be_self(&me, be->db);
+	ldr_self_cached(&me, be->db);
 	*h = calloc(1, sizeof **h);
 	if (!*h)
 		return LARDER_ENOMEM;

@@ -18,6 +18,7 @@
 #include "larder.h"
 #include "lease.h"
 #include "naming.h"
+#include "self.h"
 #ifdef LARDER_WITH_REDIS
 #include "redis_conn.h"
 #endif

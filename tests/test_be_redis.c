@@ -1068,14 +1068,14 @@ TEST(a_near_redis_fill_hit_comes_with_the_lease_step_and_is_copied_near)
 	larder_close(b);
 }
 
-/* Who this process is, kept per handle (ldr_be_self), is asked again in
+/* Who this process is, kept per handle (ldr_self_cached), is asked again in
  * a forked child: the child's lease names the child. */
 TEST(a_fork_childs_lease_names_the_child)
 {
 	larder *db = db_open();
 	struct ldr_backend *be = be_open(db);
 	struct ldr_self me;
-	ldr_be_self(&me, be->db); /* kept now */
+	ldr_self_cached(&me, be->db); /* kept now */
 	ASSERT_EQ(me.pid, (long)getpid());
 	int up[2], down[2];
 	ASSERT(pipe(up) == 0 && pipe(down) == 0);
@@ -1107,7 +1107,7 @@ TEST(a_fork_childs_lease_names_the_child)
 	ASSERT_EQ(waitpid(child, &st, 0), child);
 	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	/* And the parent is still itself. */
-	ldr_be_self(&me, be->db);
+	ldr_self_cached(&me, be->db);
 	ASSERT_EQ(me.pid, (long)getpid());
 	close(up[0]);
 	close(up[1]);

@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "publish.h"
 #include "read.h"
+#include "self.h"
 #include "stats.h"
 
 struct larder_fill {
@@ -525,7 +526,7 @@ coordinated:;
 	struct ldr_name nm;
 	ldr_name_init(&nm, ns, key, klen, f.ver, f.vlen);
 	struct ldr_self me;
-	ldr_be_self(&me, db);
+	ldr_self_cached(&me, db);
 	struct ldr_be_wait *wt = NULL;
 	int watching = 0, waited = 0, tried_stale = 0, entry_gone = 0;
 	struct ldr_be_holder seen;

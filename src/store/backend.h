@@ -80,12 +80,6 @@ struct ldr_be_holder {
  * live holder's renewals change what a look sees). */
 int ldr_be_holder_same(const struct ldr_be_holder *a,
 		       const struct ldr_be_holder *b);
-/* Who this process is, for lease_acquire and the same-host judgement:
- * read once per handle and process (asked again after a fork, or in a
- * process of another pid), since reading it costs six system calls. */
-void ldr_be_self(struct ldr_self *me, larder *db);
-/* Free what ldr_be_self kept (at the handle's close). */
-void ldr_be_self_free(larder *db);
 
 struct ldr_be_stats {
 	uint64_t bytes, entries; /* usage, where the backend knows it */

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "self.h"
 #include "clock.h"
 #include "err.h"
 #include "fsutil.h"
@@ -2188,7 +2189,7 @@ static int r_lease_observe(struct ldr_backend *be, const struct ldr_name *n,
 		goto out;
 	}
 	struct ldr_self me;
-	ldr_be_self(&me, be->db);
+	ldr_self_cached(&me, be->db);
 	parse_holder(r->str, r->len,
 		     tr->type == REDIS_REPLY_INTEGER ? tr->integer : -1, &me,
 		     h);
@@ -2342,7 +2343,7 @@ static int r_wait_begin(struct ldr_backend *be, const struct ldr_name *n,
 	tagged(w->m, sizeof w->m, b, n->hash, ":m");
 	tagged(w->l, sizeof w->l, b, n->khash, ":l");
 	w->has_ver = n->ver != NULL || n->vlen != 0;
-	ldr_be_self(&w->me, be->db);
+	ldr_self_cached(&w->me, be->db);
 	ldr_rconn_init(&w->sc, be->db, &b->cfg);
 	char ch[KEYMAX];
 	tagged(ch, sizeof ch, b, n->khash, ":p");

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "self.h"
 #include "file.h"
 #include "fsutil.h"
 #include "head.h"
@@ -631,7 +632,7 @@ void ldr_store_close(larder *db)
 	ldr_recency_fini(db);
 	ldr_stats_fini(db); /* flushes: a failure is logged, not returned */
 	pthread_mutex_destroy(&db->slot_mu);
-	ldr_be_self_free(db);
+	ldr_self_cached_free(db);
 	ldr_edirs_close(db);
 	ldr_bufs_close(db);
 	ldr_close(db->rootfd);

@@ -141,7 +141,7 @@ struct larder {
 	 * lookup tries it through read.c's own path first (the memo
 	 * included), and goes through be on a near miss. */
 	int be_near;
-	/* Who this process is, read once (backend.c, ldr_be_self). */
+	/* Who this process is, read once (backend.c, ldr_self_cached). */
 	struct ldr_self_memo *self_memo;
 };
 
