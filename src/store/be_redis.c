@@ -382,6 +382,17 @@ static uint8_t *hint_bytes(const void *ver, size_t vlen, size_t *len)
 /* ---------------------------------------------------------------------- */
 /* Open, close, stats                                                       */
 
+/* The renewer's condition waits by the monotonic clock (its periods are
+ * durations, not wall times). */
+static void renewer_cond_init(struct rbe *b)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&b->rcv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 static int r_open(struct ldr_backend **out, larder *db, const char *where)
 {
 	*out = NULL;
@@ -398,11 +409,7 @@ static int r_open(struct ldr_backend **out, larder *db, const char *where)
 	b->reachable = 1;
 	pthread_mutex_init(&b->mu, NULL);
 	pthread_mutex_init(&b->rmu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&b->rcv, &ca);
-	pthread_condattr_destroy(&ca);
+	renewer_cond_init(b);
 	ldr_rconn_init(&b->rconn, db, &b->cfg);
 	/* Connect now: a wrong address or password is better told at open
 	 * than at the first get. */
@@ -1918,11 +1925,7 @@ static int renew_start(struct rbe *b, struct rlease *l)
 		/* A child: the lock may have been held by the parent's
 		 * renewer at the fork. */
 		pthread_mutex_init(&b->rmu, NULL);
-		pthread_condattr_t ca;
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&b->rcv, &ca);
-		pthread_condattr_destroy(&ca);
+		renewer_cond_init(b);
 		b->leases = NULL;
 		b->rpid = 0;
 		b->rstop = 0;

@@ -1073,6 +1073,19 @@ int ldr_file_load_held(larder *db, const char *rel, struct ldr_file *f, int how,
 	return 0;
 }
 
+int ldr_fail_too_big(larder *db, const char *rel, uint64_t size, int stream)
+{
+	return ldr_fail(db, LARDER_ENOMEM, 0,
+			"entry file '%s/%s' is %llu bytes, more than this "
+			"handle holds in memory (%llu: "
+			"larder_opts.max_in_memory)%s",
+			db->dir, rel, (unsigned long long)size,
+			(unsigned long long)db->max_in_memory,
+			stream ? "; read it with larder_get_stream(), which "
+				 "needs no more"
+			       : "");
+}
+
 int ldr_entry_load(larder *db, const char *rel, struct ldr_file *f, int how,
 		   size_t pre)
 {
@@ -1084,15 +1097,7 @@ int ldr_entry_load(larder *db, const char *rel, struct ldr_file *f, int how,
 			return 0;
 		int err = errno;
 		if (err == EFBIG)
-			return ldr_fail(
-			    db, LARDER_ENOMEM, 0,
-			    "entry file '%s/%s' is %llu bytes, more "
-			    "than this handle holds in memory (%llu: "
-			    "larder_opts.max_in_memory); read it "
-			    "with larder_get_stream(), which needs "
-			    "no more",
-			    db->dir, rel, (unsigned long long)f->size,
-			    (unsigned long long)db->max_in_memory);
+			return ldr_fail_too_big(db, rel, f->size, 1);
 		if (err != ENOENT && err != ESTALE)
 			return ldr_fail_errno(db, err,
 					      "cannot read '%s/%s': %s",

@@ -116,6 +116,11 @@ int ldr_entry_check(larder *db, const struct ldr_file *f, const char *rel,
 		    const void *ver, size_t vlen, unsigned check, ldr_hdr *h,
 		    const char **why);
 
+/* Record that the entry file at rel (size bytes) is larger than db holds
+ * in memory (max_in_memory): LARDER_ENOMEM, the message saying so, and
+ * with stream set, that larder_get_stream() reads it. */
+int ldr_fail_too_big(larder *db, const char *rel, uint64_t size, int stream);
+
 /* Load the file at rel into f, as `how` (LDR_LOAD_*) says; noatime: its
  * access time does not change. A small file read whole lands in one
  * allocation after `pre` bytes the caller may use (f->pre says whether it

@@ -1073,14 +1073,8 @@ int larder_entry_verify(larder_entry *e)
 		if (ldr_file_load_fd(db, fd, &nf, LDR_LOAD_WHOLE) != 0) {
 			int err = errno;
 			if (err == EFBIG)
-				return ldr_fail(
-				    db, LARDER_ENOMEM, 0,
-				    "entry file '%s/%s' is %llu bytes, more "
-				    "than this handle holds in memory (%llu: "
-				    "larder_opts.max_in_memory)",
-				    db->dir, lz->rel,
-				    (unsigned long long)nf.size,
-				    (unsigned long long)db->max_in_memory);
+				return ldr_fail_too_big(db, lz->rel, nf.size,
+							0);
 			return ldr_fail_errno(db, err,
 					      "cannot read '%s/%s': %s",
 					      db->dir, lz->rel, strerror(err));
