@@ -257,6 +257,27 @@ void worker_start(struct worker *w, const struct wenv *env, const char *store,
 		test_fail(__FILE__, __LINE__, "worker did not say its pid");
 }
 
+int worker_one_loader(const struct worker *ws, int n)
+{
+	int loader = -1;
+	for (int i = 0; i < n; i++) {
+		if (!ws[i].loading)
+			continue;
+		if (loader >= 0)
+			return -1;
+		loader = i;
+	}
+	return loader;
+}
+
+void spawn_touch(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	if (!f || fclose(f) != 0)
+		test_fail(__FILE__, __LINE__, "create %s: %s", path,
+			  strerror(errno));
+}
+
 double worker_kill(struct worker *w)
 {
 	double t = spawn_now_ms();

@@ -62,6 +62,12 @@ int worker_wait(struct worker *ws, int n, int i, const char *what,
  * most timeout_ms. 1 if they all did. */
 int worker_wait_each(struct worker *ws, int n, const char *a, const char *b,
 		     double timeout_ms);
+/* The index of the one worker that said "loading" (after
+ * worker_wait_each), or -1 if none or more than one did. */
+int worker_one_loader(const struct worker *ws, int n);
+/* Create the empty file path (a --go or --hold signal), or fail the
+ * test. */
+void spawn_touch(const char *path);
 /* SIGKILL the worker (not its unshare parent) now; returns the time of the
  * kill. The caller reaps with worker_reap. */
 double worker_kill(struct worker *w);

@@ -77,25 +77,15 @@ TEST(herd_across_8_hosts_loads_once)
 		    "--lease", "1",    "--heartbeat", "0.1",   NULL};
 		worker_start(&ws[i], &env, store, "herd", "v1", opts);
 	}
-	FILE *g = fopen(go, "w");
-	ASSERT(g != NULL);
-	fclose(g);
+	spawn_touch(go);
 	/* One loads, and it holds the lease while the others wait: each of
 	 * them must say so (on_wait) before the load may finish. */
-	int loader = -1;
 	if (!worker_wait_each(ws, 8, "loading", "waiting", 20000))
 		test_fail(__FILE__, __LINE__,
 			  "not every worker loads or waits after 20 s");
-	for (int i = 0; i < 8; i++) {
-		if (ws[i].loading) {
-			ASSERT_EQ(loader, -1);
-			loader = i;
-		}
-	}
+	int loader = worker_one_loader(ws, 8);
 	ASSERT(loader >= 0);
-	g = fopen(hold, "w");
-	ASSERT(g != NULL);
-	fclose(g);
+	spawn_touch(hold);
 	int filled = 0, breaks = 0;
 	for (int i = 0; i < 8; i++) {
 		worker_reap(ws, 8, i, 20000);

@@ -108,14 +108,6 @@ static const char *host_store(int i)
 	return d;
 }
 
-static void touch(const char *path)
-{
-	FILE *f = fopen(path, "w");
-	if (!f || fclose(f) != 0)
-		test_fail(__FILE__, __LINE__, "create %s: %s", path,
-			  strerror(errno));
-}
-
 /* ---------------------------------------------------------------------- */
 
 #define HERD 16
@@ -212,14 +204,14 @@ TEST(master_killed_during_a_herd_sentinel_promotes_and_no_client_hangs)
 		    NULL};
 		worker_start(&ws[i], &env, host_store(i), "fo", "v1", opts);
 	}
-	touch(go);
+	spawn_touch(go);
 	if (!worker_wait_each(ws, N, "loading", "waiting", 120000))
 		test_fail(__FILE__, __LINE__,
 			  "not every host loads or waits after 120 s");
 	pid_t mpid = redis_run_pid(&rr, "master");
 	ASSERT(mpid > 1);
 	ASSERT_EQ(kill(mpid, SIGKILL), 0);
-	touch(hold);
+	spawn_touch(hold);
 	int good = 0, failed = 0;
 	for (int i = 0; i < N; i++) {
 		/* A hang guard: max_wait (20 s) plus a load and the calls'
@@ -714,19 +706,13 @@ TEST(herd_of_16_hosts_sharing_only_redis_loads_once)
 		worker_start(&ws[i], &env, host_store(i), "herd", "v1", opts);
 	}
 	ASSERT_EQ(unsetenv("LARDER_SHARED"), 0);
-	touch(go);
+	spawn_touch(go);
 	if (!worker_wait_each(ws, HERD, "loading", "waiting", 120000))
 		test_fail(__FILE__, __LINE__,
 			  "not every host loads or waits after 120 s");
-	int loader = -1;
-	for (int i = 0; i < HERD; i++) {
-		if (ws[i].loading) {
-			ASSERT_EQ(loader, -1);
-			loader = i;
-		}
-	}
+	int loader = worker_one_loader(ws, HERD);
 	ASSERT(loader >= 0);
-	touch(hold);
+	spawn_touch(hold);
 	for (int i = 0; i < HERD; i++) {
 		worker_reap(ws, HERD, i, 120000);
 		struct wres *r = &ws[i].res;

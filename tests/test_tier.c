@@ -560,24 +560,14 @@ TEST(herd_across_8_hosts_each_with_its_near_tier_loads_once)
 		worker_start(&ws[i], &env, near[i], "herd", "v1", opts);
 	}
 	ASSERT_EQ(unsetenv("LARDER_SHARED"), 0);
-	FILE *g = fopen(go, "w");
-	ASSERT(g != NULL);
-	fclose(g);
+	spawn_touch(go);
 	/* One loads while the 7 others wait, in the shared tier. */
 	if (!worker_wait_each(ws, 8, "loading", "waiting", 20000))
 		test_fail(__FILE__, __LINE__,
 			  "not every worker loads or waits after 20 s");
-	int loader = -1;
-	for (int i = 0; i < 8; i++) {
-		if (ws[i].loading) {
-			ASSERT_EQ(loader, -1);
-			loader = i;
-		}
-	}
+	int loader = worker_one_loader(ws, 8);
 	ASSERT(loader >= 0);
-	g = fopen(hold, "w");
-	ASSERT(g != NULL);
-	fclose(g);
+	spawn_touch(hold);
 	for (int i = 0; i < 8; i++) {
 		worker_reap(ws, 8, i, 20000);
 		struct wres *r = &ws[i].res;
@@ -639,23 +629,13 @@ TEST(shared_tier_down_a_herd_on_one_host_loads_once_with_leases_in_near)
 		worker_start(&ws[i], &env, near, "herd", "v1", opts);
 	}
 	ASSERT_EQ(unsetenv("LARDER_SHARED"), 0);
-	FILE *g = fopen(go, "w");
-	ASSERT(g != NULL);
-	fclose(g);
+	spawn_touch(go);
 	if (!worker_wait_each(ws, 4, "loading", "waiting", 20000))
 		test_fail(__FILE__, __LINE__,
 			  "not every worker loads or waits after 20 s");
-	int loader = -1;
-	for (int i = 0; i < 4; i++) {
-		if (ws[i].loading) {
-			ASSERT_EQ(loader, -1);
-			loader = i;
-		}
-	}
+	int loader = worker_one_loader(ws, 4);
 	ASSERT(loader >= 0);
-	g = fopen(hold, "w");
-	ASSERT(g != NULL);
-	fclose(g);
+	spawn_touch(hold);
 	for (int i = 0; i < 4; i++) {
 		worker_reap(ws, 4, i, 20000);
 		struct wres *r = &ws[i].res;
