@@ -2444,6 +2444,12 @@ TEST(on_redis_a_lease_lost_during_the_load_publishes_and_leaves_the_head)
 		larder_entry_release(e);
 		ASSERT_EQ(larder_counter(db, LARDER_CTR_LEASE_LOST), lost + 1);
 		head_is(s.other, v1);
+		/* A version-less get still finds the first. */
+		ASSERT_RC(
+		    db, larder_get(&e, db, "default", "stolen", 6, NULL, 0), 0);
+		ASSERT_EQ(larder_entry_size(e), 3000);
+		ASSERT(test_check_pattern(larder_entry_data(e), 3000, 4));
+		larder_entry_release(e);
 		struct ldr_be_holder *h = NULL;
 		ASSERT_EQ(
 		    ldr_test_be_lease_observe(s.other, "default", "stolen", &h),
