@@ -41,6 +41,24 @@ grep -Eq '^Max open files +64 +64 ' "/proc/$fpid/limits" &&
 	ok "the daemon may have 64 descriptors" ||
 	not_ok "the daemon's limit: $(grep 'open files' "/proc/$fpid/limits")"
 
+# A stat of each, as `ls -l` makes: every lookup answers, with the size.
+run python3 - "$M" "$T/src" <<'PY'
+import os, sys
+m, src = sys.argv[1], sys.argv[2]
+good = 0
+for k in sorted(os.listdir(src)):
+    try:
+        if os.stat(os.path.join(m, "@v1", "default", k)).st_size == \
+           os.path.getsize(os.path.join(src, k)):
+            good += 1
+    except OSError as e:
+        print("stat %s: %s" % (k, e), file=sys.stderr)
+print("stat", good)
+PY
+grep -qx 'stat 162' "$T/out" &&
+	ok "a stat of each of the 162 gives its size" ||
+	not_ok "stats: $(cat "$T/out"); $(head -3 "$T/err")"
+
 # Every file opened first (half by head/, half by @v1/), all held open,
 # then each read: the kernel keeps every inode while its file is open.
 run python3 - "$M" "$T/src" <<'PY'
