@@ -134,15 +134,22 @@ static int check_point(struct cli *c, const char *mnt)
 
 /* Each inode the kernel holds keeps its entry's file open (docs/fuse.md):
  * take every descriptor the hard limit allows. Failing costs only that
- * beyond the soft limit an inode is held from its first read instead. */
-static void raise_nofile(void)
+ * beyond the soft limit an inode is held from its first read instead.
+ * The number of entries that may be held so: half the limit. */
+static size_t raise_nofile(void)
 {
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0; /* cannot be: hold nothing from the lookups */
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit up = {rl.rlim_max, rl.rlim_max};
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl.rlim_cur = rl.rlim_max;
 	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 2 > SIZE_MAX)
+		return SIZE_MAX;
+	return (size_t)(rl.rlim_cur / 2);
 }
 
 static int run_mount(struct cli *c, int argc, char **argv)
@@ -232,7 +239,7 @@ static int run_mount(struct cli *c, int argc, char **argv)
 	}
 	fs_made = 1;
 	fs.daemon_open = m.daemon_open;
-	raise_nofile();
+	fs.hold_max = raise_nofile();
 
 	opts = fuse_options(store, m.allow_other);
 	if (!opts || fuse_opt_add_arg(&args, "larder") != 0 ||

@@ -398,3 +398,63 @@ double spawn_lease_mtime_ms(const char *store, const char *host)
 	globfree(&g);
 	return ms;
 }
+
+void herd_init(struct herd *h, int n, size_t size, unsigned long long seed)
+{
+	ASSERT(n > 0 && n <= HERD_MAX);
+	memset(h, 0, sizeof *h);
+	h->key = "herd";
+	h->n = n;
+	h->size = size;
+	h->seed = seed;
+	snprintf(h->src, sizeof h->src, "%s", test_path("src"));
+	snprintf(h->side, sizeof h->side, "%s", test_path("loads"));
+	snprintf(h->go, sizeof h->go, "%s", test_path("go"));
+	snprintf(h->hold, sizeof h->hold, "%s", test_path("hold"));
+	for (int i = 0; i < n; i++)
+		snprintf(h->out[i], sizeof h->out[i], "%s",
+			 test_path("out%d", i));
+	spawn_write_source(h->src, size, seed);
+}
+
+void herd_start(struct herd *h, int i, const struct wenv *env,
+		const char *store, const char *const *more)
+{
+	const char *opts[32] = {"--src",   h->src, "--side", h->side,  "--out",
+				h->out[i], "--go", h->go,    "--hold", h->hold};
+	size_t at = 10;
+	while (*more && at < sizeof opts / sizeof *opts - 1)
+		opts[at++] = *more++;
+	ASSERT(*more == NULL);
+	worker_start(&h->ws[i], env, store, h->key, "v1", opts);
+}
+
+int herd_run(struct herd *h, double timeout_ms)
+{
+	spawn_touch(h->go);
+	/* One loads, and it holds the lease while the others wait: each of
+	 * them must say so (on_wait) before the load may finish. */
+	if (!worker_wait_each(h->ws, h->n, "loading", "waiting", timeout_ms))
+		test_fail(__FILE__, __LINE__,
+			  "not every worker loads or waits after %.0f ms",
+			  timeout_ms);
+	int loader = worker_one_loader(h->ws, h->n);
+	ASSERT(loader >= 0);
+	spawn_touch(h->hold);
+	for (int i = 0; i < h->n; i++) {
+		worker_reap(h->ws, h->n, i, timeout_ms);
+		const struct wres *r = &h->ws[i].res;
+		if (!h->ws[i].done || r->rc != 0)
+			test_fail(__FILE__, __LINE__,
+				  "worker %d: done %d rc %d: %s", i,
+				  h->ws[i].done, r->rc, h->ws[i].last_error);
+		ASSERT_EQ(r->outcome,
+			  i == loader ? LARDER_FILLED : LARDER_WAITED);
+		ASSERT_EQ(r->size, h->size);
+		if (!spawn_check_file(h->out[i], h->size, h->seed))
+			test_fail(__FILE__, __LINE__,
+				  "worker %d read wrong bytes", i);
+	}
+	ASSERT_EQ(test_count_lines(h->side), 1);
+	return loader;
+}

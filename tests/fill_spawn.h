@@ -92,4 +92,30 @@ int spawn_check_file(const char *path, size_t len, unsigned long long seed);
 /* A fresh store in the test's directory, created and closed; its path. */
 const char *spawn_make_store(void);
 
+/* A herd: workers of (key, version "v1") that all read one source
+ * of `size` pattern bytes for `seed` (written by herd_init), note each
+ * load in the side file, start on --go and, the one that loads, hold its
+ * load until --hold (all named by test_path). Large: keep it static. */
+#define HERD_MAX 16
+struct herd {
+	const char *key; /* "herd" from herd_init */
+	int n;
+	size_t size;
+	unsigned long long seed;
+	char src[4096], side[4096], go[4096], hold[4096];
+	char out[HERD_MAX][4096];
+	struct worker ws[HERD_MAX];
+};
+void herd_init(struct herd *h, int n, size_t size, unsigned long long seed);
+/* Start worker i of h on store, with env and the NULL-terminated options
+ * `more` (lease, heartbeat, chunk: fill_worker.c) after the herd's. */
+void herd_start(struct herd *h, int i, const struct wenv *env,
+		const char *store, const char *const *more);
+/* Let the herd go; once every worker loads or waits (at most timeout_ms),
+ * let the one loader finish; reap each and check that it ended with rc
+ * 0, the loader LARDER_FILLED and every other LARDER_WAITED, each with
+ * the source's bytes in its --out, and that the source was loaded once.
+ * The loader's index (each worker's result is in h->ws[i].res). */
+int herd_run(struct herd *h, double timeout_ms);
+
 #endif

@@ -4,7 +4,7 @@
 # mount is left. Skipped (77) where /dev/fuse is missing.
 if(TARGET larder_cli AND LARDER_WITH_FUSE)
   set(fuse_tests read listing isolation inval corrupt concurrent stop lazy
-      poll unit)
+      poll unit fds)
   foreach(t ${fuse_tests})
     add_test(NAME fuse_${t}
              COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/fuse/${t}.sh

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "store_util.h"
 
 void redis_env_val(const char *text, const char *name, char *out, size_t n)
@@ -105,4 +106,29 @@ pid_t redis_run_pid(const struct redis_run *r, const char *role)
 		pid = -1;
 	fclose(f);
 	return pid > 1 ? (pid_t)pid : -1;
+}
+
+void redis_run_where(const struct redis_run *r, struct redis_where *w)
+{
+	char num[32];
+	redis_env_val(r->env, "REDIS_URI=", w->uri, sizeof w->uri);
+	redis_env_val(r->env, "REDIS_SENTINEL_URI=", w->sentinel_uri,
+		      sizeof w->sentinel_uri);
+	redis_env_val(r->env, "REDIS_PASSWORD=", w->password,
+		      sizeof w->password);
+	redis_env_val(r->env, "REDIS_PORT=", num, sizeof num);
+	w->port = atoi(num);
+	redis_env_val(r->env, "REDIS_REPLICA_PORT=", num, sizeof num);
+	w->replica_port = atoi(num);
+}
+
+void redis_run_need(struct redis_run *r, const char *sh, const char *args,
+		    struct redis_where *w)
+{
+	int rc = redis_run_start(r, sh, args);
+	if (rc == 77)
+		test_skip("redis.sh start%s%s: %s", *args ? " " : "", args,
+			  r->env);
+	ASSERT_EQ(rc, 0);
+	redis_run_where(r, w);
 }

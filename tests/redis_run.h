@@ -29,6 +29,22 @@ void redis_run_stop(struct redis_run *r);
 /* The value of line NAME (e.g. "REDIS_URI=") in text, or "". */
 void redis_env_val(const char *text, const char *name, char *out, size_t n);
 
+/* What a test needs of a run, read from r->env: "" or 0 for what
+ * redis.sh did not print. */
+struct redis_where {
+	char uri[512];		/* REDIS_URI */
+	char sentinel_uri[512]; /* REDIS_SENTINEL_URI (--sentinel) */
+	char password[128];	/* REDIS_PASSWORD */
+	int port;		/* REDIS_PORT: the master's */
+	int replica_port;	/* REDIS_REPLICA_PORT (--replica) */
+};
+void redis_run_where(const struct redis_run *r, struct redis_where *w);
+
+/* redis_run_start() in a test: skipped where Redis cannot run here
+ * (naming args and the reason), failed on any other error; then *w. */
+void redis_run_need(struct redis_run *r, const char *sh, const char *args,
+		    struct redis_where *w);
+
 /* The pid in r's ROLE/redis.pid ("master", "replica"), or -1. */
 pid_t redis_run_pid(const struct redis_run *r, const char *role);
 

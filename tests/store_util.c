@@ -76,6 +76,75 @@ uint64_t seed_of_kv(const void *key, size_t klen, const void *ver, size_t vlen)
 	return fnv(ver, vlen, h);
 }
 
+static void logbook_cb(int level, const char *msg, void *payload)
+{
+	struct logbook *lb = payload;
+	if (level <= LARDER_LOG_WARN) {
+		lb->warnings++;
+		snprintf(lb->last, sizeof lb->last, "%s", msg);
+	}
+}
+
+larder *open_host(const char *name, const char *shared, struct logbook *lb)
+{
+	larder_opts o = LARDER_OPTS_INIT;
+	o.flags = LARDER_OPEN_CREATE;
+	o.fsync = LARDER_FSYNC_NONE;
+	o.shared = shared;
+	if (lb) {
+		memset(lb, 0, sizeof *lb);
+		o.log = logbook_cb;
+		o.log_payload = lb;
+	}
+	larder *db;
+	ASSERT_RC(NULL, larder_open(&db, test_path("%s", name), &o), 0);
+	return db;
+}
+
+uint8_t *pattern_new(size_t n, uint64_t seed)
+{
+	uint8_t *b = xmalloc(n);
+	test_fill_pattern(b, n, seed);
+	return b;
+}
+
+int fill_loads;
+
+struct pattern_load {
+	const char *key;
+	size_t n;
+};
+
+static uint64_t seed_of_v(const char *key)
+{
+	return seed_of_kv(key, strlen(key), "v", 1);
+}
+
+static int pattern_loader(larder_fill *f, void *payload)
+{
+	struct pattern_load *l = payload;
+	fill_loads++;
+	uint8_t *b = pattern_new(l->n, seed_of_v(l->key));
+	int rc = larder_fill_write(f, b, l->n);
+	free(b);
+	return rc;
+}
+
+int fill_pattern(larder *db, const char *key, size_t n)
+{
+	struct pattern_load l = {key, n};
+	larder_entry *e;
+	int how;
+	ASSERT_RC(db,
+		  larder_get_or_fill(&e, &how, db, "default", key, strlen(key),
+				     "v", 1, NULL, pattern_loader, &l, NULL),
+		  0);
+	ASSERT_EQ(larder_entry_size(e), n);
+	ASSERT(test_check_pattern(larder_entry_data(e), n, seed_of_v(key)));
+	larder_entry_release(e);
+	return how;
+}
+
 int put_pattern_po(larder *db, const char *key, size_t size,
 		   const larder_put_opts *po)
 {

@@ -40,6 +40,28 @@ uint64_t seed_of(const char *key);
  * "a"+"bc" differ) and the version. */
 uint64_t seed_of_kv(const void *key, size_t klen, const void *ver, size_t vlen);
 
+/* The warnings a handle logged: how many, and the last one's text. */
+struct logbook {
+	int warnings;
+	char last[1024];
+};
+
+/* A host of a tier test: its near store test_path(name) (made if
+ * missing, without fsync) with `shared` behind it, as larder_opts.shared
+ * takes it ("" = none: near alone); with lb, its warnings kept there from
+ * the open on. */
+larder *open_host(const char *name, const char *shared, struct logbook *lb);
+
+/* n pattern bytes seeded by seed (malloc'ed: free() them). */
+uint8_t *pattern_new(size_t n, uint64_t seed);
+
+/* larder_get_or_fill of ("default", key, "v") whose loader writes n
+ * pattern bytes seeded by seed_of_kv(key, "v") and counts itself in
+ * fill_loads (a test resets it and compares): the outcome (LARDER_FILLED,
+ * LARDER_HIT, ...), the entry's bytes checked. */
+extern int fill_loads;
+int fill_pattern(larder *db, const char *key, size_t n);
+
 /* Puts `size` pattern bytes seeded by seed_of(key) under
  * ("default", key, "v") with *po (NULL: the defaults); returns the put's
  * result. */

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,24 @@ static void name_of(struct ldr_name *n, const char *ns, const char *key,
 	ldr_head_hash(ns, key, n->klen, n->khash);
 	if (ver)
 		ldr_entry_hash(ns, key, n->klen, ver, n->vlen, n->hash);
+}
+
+/* The start of most tests: a handle for errors and counters (db_open)
+ * with the Redis backend on it, and the name of (ns, "k", ver) in *n. */
+static struct ldr_backend *be_start(larder **db, struct ldr_name *n,
+				    const char *ns, const char *ver)
+{
+	*db = db_open();
+	name_of(n, ns, "k", ver);
+	return be_open(*db);
+}
+
+/* Their end: be closed, and the handle it was opened on. */
+static void be_end(struct ldr_backend *be)
+{
+	larder *db = be->db;
+	be->ops->close(be);
+	larder_close(db);
 }
 
 /* The header of an entry of `len` bytes whose payload hashes to sum. */
@@ -172,6 +191,18 @@ static int read_verified(struct ldr_backend *be, const struct ldr_name *n,
 	return 0;
 }
 
+/* n reads back, verified, as exactly p[0, len). */
+static void read_is(struct ldr_backend *be, const struct ldr_name *n,
+		    const void *p, size_t len)
+{
+	uint8_t *got;
+	size_t glen;
+	ASSERT_RC(be->db, read_verified(be, n, &got, &glen), 0);
+	ASSERT_EQ(glen, len);
+	ASSERT_MEM_EQ(got, p, len);
+	free(got);
+}
+
 static void redis_cli(const char *args)
 {
 	ASSERT_EQ(test_sh("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %d %s "
@@ -194,6 +225,19 @@ static void redis_out(const char *args, char *out, size_t n)
 		out[0] = '\0';
 	out[strcspn(out, "\r\n")] = '\0';
 	pclose(f);
+}
+
+/* redis_out() of the command printf(fmt, ...) formats. */
+__attribute__((format(printf, 3, 4))) static void
+redis_outf(char *out, size_t n, const char *fmt, ...)
+{
+	char args[768];
+	va_list ap;
+	va_start(ap, fmt);
+	int len = vsnprintf(args, sizeof args, fmt, ap);
+	va_end(ap);
+	ASSERT(len >= 0 && (size_t)len < sizeof args);
+	redis_out(args, out, n);
 }
 
 /* The second line of a redis-cli command's output. */
@@ -305,26 +349,21 @@ TEST(publish_then_read_is_byte_exact)
 		size_t len;
 		ASSERT_EQ(read_verified(be, &n, &got, &len), LARDER_ENOTFOUND);
 		ASSERT_RC(db, publish(be, &n, p, sizes[i], 65536, 0, 0), 0);
-		ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
-		ASSERT_EQ(len, sizes[i]);
-		ASSERT_MEM_EQ(got, p, len);
-		free(got);
+		read_is(be, &n, p, sizes[i]);
 		free(p);
 	}
 	/* The namespace and its entries are listed. */
 	int count = 0;
 	ASSERT_RC(db, be->ops->walk(be, "ns1", count_cb, &count), 0);
 	ASSERT_EQ(count, 8);
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 TEST(first_writer_wins_between_two_stages)
 {
-	larder *db = db_open();
-	struct ldr_backend *be = be_open(db);
+	larder *db;
 	struct ldr_name n;
-	name_of(&n, "fw", "k", "v1");
+	struct ldr_backend *be = be_start(&db, &n, "fw", "v1");
 	/* Over one chunk each (4 MiB): chunks under two stage names. */
 	size_t big = (5u << 20) + 1000;
 	uint8_t *a = xmalloc(big), *b = xmalloc(big);
@@ -346,25 +385,18 @@ TEST(first_writer_wins_between_two_stages)
 	uint8_t *ha = header(&n, big, sum, 0, &hl);
 	ASSERT_RC(db, be->ops->stage_commit(sa, ha, hl, 0, 0), LARDER_EXISTS);
 	free(ha);
-	uint8_t *got;
-	size_t len;
-	ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
-	ASSERT_EQ(len, big);
-	ASSERT_MEM_EQ(got, b, big);
-	free(got);
+	read_is(be, &n, b, big);
 	free(a);
 	free(b);
 	/* The loser's chunks are gone: only the winner's two stay. */
-	char e[33], pat[128], out[64];
+	char e[33], out[64];
 	hexs(e, n.hash);
-	snprintf(pat, sizeof pat,
-		 "eval \"return #redis.call('keys', "
-		 "ARGV[1])\" 0 'larder:{%s}:c:*'",
-		 e);
-	redis_out(pat, out, sizeof out);
+	redis_outf(out, sizeof out,
+		   "eval \"return #redis.call('keys', "
+		   "ARGV[1])\" 0 'larder:{%s}:c:*'",
+		   e);
 	ASSERT_STR_EQ(out, "2");
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 TEST(eight_processes_race_and_one_wins)
@@ -381,8 +413,7 @@ TEST(eight_processes_race_and_one_wins)
 		if (kids[i] == 0) {
 			close(go[1]);
 			struct ldr_backend *be = be_open(db);
-			uint8_t *p = xmalloc(300000);
-			test_fill_pattern(p, 300000, 100 + (uint64_t)i);
+			uint8_t *p = pattern_new(300000, 100 + (uint64_t)i);
 			struct ldr_stage *s;
 			if (be->ops->stage_begin(be, &n, NULL, &s))
 				_exit(2);
@@ -436,8 +467,7 @@ TEST(eight_processes_race_and_one_wins)
 	ASSERT_EQ(len, 300000);
 	ASSERT(test_check_pattern(got, len, 100 + (uint64_t)winner));
 	free(got);
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 /* Overwrite or delete chunk 0 of the entry n behind larder's back. */
@@ -472,16 +502,14 @@ static void tamper_manifest(const struct ldr_name *n)
 
 TEST(a_tampered_entry_fails_the_check_and_is_then_a_miss)
 {
-	larder *db = db_open();
-	struct ldr_backend *be = be_open(db);
+	larder *db;
 	struct ldr_name n;
-	name_of(&n, "bad", "k", "v");
+	struct ldr_backend *be = be_start(&db, &n, "bad", "v");
 	/* An entry inline in its manifest, and one in chunks. */
 	size_t sizes[2] = {50000, 5u << 20};
 	for (int k = 0; k < 2; k++) {
 		size_t size = sizes[k];
-		uint8_t *p = xmalloc(size);
-		test_fill_pattern(p, size, 3);
+		uint8_t *p = pattern_new(size, 3);
 		ASSERT_RC(db, publish(be, &n, p, size, 65536, 0, 0), 0);
 		if (k == 0)
 			tamper_manifest(&n);
@@ -496,24 +524,19 @@ TEST(a_tampered_entry_fails_the_check_and_is_then_a_miss)
 		ASSERT_EQ(read_verified(be, &n, &got, &len), LARDER_ENOTFOUND);
 		/* And it can be published again. */
 		ASSERT_RC(db, publish(be, &n, p, size, 1000, 0, 0), 0);
-		ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
-		ASSERT_MEM_EQ(got, p, size);
-		free(got);
+		read_is(be, &n, p, size);
 		ASSERT_EQ(be->ops->remove(be, &n, NULL), 1);
 		free(p);
 	}
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 TEST(a_deleted_chunk_is_a_miss)
 {
-	larder *db = db_open();
-	struct ldr_backend *be = be_open(db);
+	larder *db;
 	struct ldr_name n;
-	name_of(&n, "lost", "k", "v");
-	uint8_t *p = xmalloc(9u << 20);
-	test_fill_pattern(p, 9u << 20, 4);
+	struct ldr_backend *be = be_start(&db, &n, "lost", "v");
+	uint8_t *p = pattern_new(9u << 20, 4);
 	ASSERT_RC(db, publish(be, &n, p, 9u << 20, 1u << 20, 0, 0), 0);
 	tamper(&n, 1);
 	uint8_t *got;
@@ -521,40 +544,34 @@ TEST(a_deleted_chunk_is_a_miss)
 	ASSERT_EQ(read_verified(be, &n, &got, &len), LARDER_ENOTFOUND);
 	/* The manifest went with it (compare-and-delete by the reader),
 	 * and a publish is not "exists". */
-	char e[33], cmd[200], out[64];
+	char e[33], out[64];
 	hexs(e, n.hash);
-	snprintf(cmd, sizeof cmd, "exists 'larder:{%s}:m'", e);
-	redis_out(cmd, out, sizeof out);
+	redis_outf(out, sizeof out, "exists 'larder:{%s}:m'", e);
 	ASSERT_STR_EQ(out, "0");
 	ASSERT_RC(db, publish(be, &n, p, 9u << 20, 1u << 20, 0, 0), 0);
 	free(p);
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 TEST(ttl_becomes_pexpire_and_an_expired_entry_is_a_miss)
 {
-	larder *db = db_open();
-	struct ldr_backend *be = be_open(db);
+	larder *db;
 	struct ldr_name n;
-	name_of(&n, "ttl", "k", "v");
+	struct ldr_backend *be = be_start(&db, &n, "ttl", "v");
 	/* Over a chunk: the manifest and the chunks each get the TTL. */
 	size_t size = 5u << 20;
-	uint8_t *p = xmalloc(size);
-	test_fill_pattern(p, size, 5);
+	uint8_t *p = pattern_new(size, 5);
 	int64_t expires = now_ns() + 1500 * 1000000ll;
 	ASSERT_RC(db, publish(be, &n, p, size, 1u << 20, expires, 0), 0);
-	char e[33], cmd[256], out[64];
+	char e[33], out[64];
 	hexs(e, n.hash);
-	snprintf(cmd, sizeof cmd, "pttl 'larder:{%s}:m'", e);
-	redis_out(cmd, out, sizeof out);
+	redis_outf(out, sizeof out, "pttl 'larder:{%s}:m'", e);
 	ASSERT(atol(out) > 0 && atol(out) <= 1500);
 	/* Its chunk too. */
-	snprintf(cmd, sizeof cmd,
-		 "eval \"return redis.call('pttl', redis.call('keys', "
-		 "ARGV[1])[1])\" 0 'larder:{%s}:c:*'",
-		 e);
-	redis_out(cmd, out, sizeof out);
+	redis_outf(out, sizeof out,
+		   "eval \"return redis.call('pttl', redis.call('keys', "
+		   "ARGV[1])[1])\" 0 'larder:{%s}:c:*'",
+		   e);
 	ASSERT(atol(out) > 0 && atol(out) <= 1500);
 	/* An entry without a TTL gets none. */
 	struct ldr_name n2;
@@ -562,8 +579,7 @@ TEST(ttl_becomes_pexpire_and_an_expired_entry_is_a_miss)
 	ASSERT_RC(db, publish(be, &n2, p, 5000, 5000, 0, 0), 0);
 	free(p);
 	hexs(e, n2.hash);
-	snprintf(cmd, sizeof cmd, "pttl 'larder:{%s}:m'", e);
-	redis_out(cmd, out, sizeof out);
+	redis_outf(out, sizeof out, "pttl 'larder:{%s}:m'", e);
 	ASSERT_STR_EQ(out, "-1");
 	/* Redis expires it: polled, bounded. */
 	uint8_t *got;
@@ -577,8 +593,7 @@ TEST(ttl_becomes_pexpire_and_an_expired_entry_is_a_miss)
 		usleep(50000);
 	}
 	ASSERT_EQ(rc, LARDER_ENOTFOUND);
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 TEST(heads_follow_tokens_and_a_lower_token_does_not_move_them)
@@ -627,8 +642,7 @@ TEST(heads_follow_tokens_and_a_lower_token_does_not_move_them)
 	ASSERT_EQ(be->ops->remove(be, &n1, NULL), 0);
 	ASSERT_RC(db, be->ops->head_get(be, &n1, &ver, &vlen),
 		  LARDER_ENOTFOUND);
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 static struct ldr_self self(larder *db)
@@ -682,8 +696,7 @@ TEST(leases_acquire_contend_renew_break_release)
 	ASSERT_EQ(h.token, t2);
 	be->ops->lease_release(l2);
 	ASSERT_RC(db, be->ops->lease_observe(be, &n, &h), LARDER_ENOTFOUND);
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 /* Publish p[0, len) at n as a fill does: committed with its lease l
@@ -747,8 +760,7 @@ TEST(a_fills_lease_goes_with_its_look_and_is_settled_by_its_commit)
 		name_of(&v1, ns, "k", "v1");
 		name_of(&v2, ns, "k", "v2");
 		name_of(&v3, ns, "k", "v3");
-		uint8_t *p = xmalloc(sizes[k]);
-		test_fill_pattern(p, sizes[k], 7 + k);
+		uint8_t *p = pattern_new(sizes[k], 7 + k);
 
 		/* Nothing there: the lease, told that nothing stood. */
 		ASSERT_RC(db,
@@ -763,12 +775,7 @@ TEST(a_fills_lease_goes_with_its_look_and_is_settled_by_its_commit)
 		head_is(be, &v1, "v1");
 		ASSERT_EQ(be->ops->lease_held(l), 1);
 		be->ops->lease_release(l);
-		uint8_t *got;
-		size_t len;
-		ASSERT_RC(db, read_verified(be, &v1, &got, &len), 0);
-		ASSERT_EQ(len, sizes[k]);
-		ASSERT_MEM_EQ(got, p, len);
-		free(got);
+		read_is(be, &v1, p, sizes[k]);
 
 		/* The entry stands: no lease is taken, the caller reads. */
 		ASSERT_EQ(be->ops->lease_acquire(be, &v1, &me, 30000, 10000, &l,
@@ -799,9 +806,7 @@ TEST(a_fills_lease_goes_with_its_look_and_is_settled_by_its_commit)
 		ASSERT_RC(db, be->ops->lease_observe(be, &v2, &h), 0);
 		ASSERT_EQ(h.token, t2);
 		ASSERT_EQ(be->ops->lease_held(l2), 1);
-		ASSERT_RC(db, read_verified(be, &v2, &got, &len), 0);
-		ASSERT_MEM_EQ(got, p, len);
-		free(got);
+		read_is(be, &v2, p, sizes[k]);
 		be->ops->lease_release(l2);
 		ASSERT_RC(db, be->ops->lease_observe(be, &v2, &h),
 			  LARDER_ENOTFOUND);
@@ -820,13 +825,10 @@ TEST(a_fills_lease_goes_with_its_look_and_is_settled_by_its_commit)
 		ASSERT_EQ(be->ops->lease_held(l), 1);
 		be->ops->lease_release(l);
 		head_is(be, &v3, "v3");
-		ASSERT_RC(db, read_verified(be, &v3, &got, &len), 0);
-		ASSERT_MEM_EQ(got, p, len);
-		free(got);
+		read_is(be, &v3, p, sizes[k]);
 		free(p);
 	}
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 /* The first look of a fill is its lease step (backend.h,
@@ -841,13 +843,12 @@ TEST(lease_acquire_read_hands_out_the_entry_and_takes_no_lease)
 	ASSERT(be->ops->version >= 4 && be->ops->lease_acquire_read);
 	size_t sizes[2] = {4096, 300000}; /* inline, and in chunks */
 	for (int k = 0; k < 2; k++) {
-		char ns[8], kh[33], cmd[200], fence[64], fence2[64], lease[16];
+		char ns[8], kh[33], fence[64], fence2[64], lease[16];
 		snprintf(ns, sizeof ns, "ar%d", k);
 		struct ldr_name v1;
 		name_of(&v1, ns, "k", "v1");
 		hexs(kh, v1.khash);
-		uint8_t *p = xmalloc(sizes[k]);
-		test_fill_pattern(p, sizes[k], 11 + k);
+		uint8_t *p = pattern_new(sizes[k], 11 + k);
 		struct ldr_be_lease *l;
 		struct ldr_be_holder h;
 		struct ldr_file f;
@@ -864,8 +865,7 @@ TEST(lease_acquire_read_hands_out_the_entry_and_takes_no_lease)
 		ASSERT(f.p == NULL && f.fd == -1);
 		ASSERT_RC(db, publish_leased(be, &v1, p, sizes[k], l), 0);
 		be->ops->lease_release(l);
-		snprintf(cmd, sizeof cmd, "get 'larder:{%s}:f'", kh);
-		redis_out(cmd, fence, sizeof fence);
+		redis_outf(fence, sizeof fence, "get 'larder:{%s}:f'", kh);
 		ASSERT(fence[0]);
 
 		/* A hit: the entry, read, verified by the caller. */
@@ -889,11 +889,9 @@ TEST(lease_acquire_read_hands_out_the_entry_and_takes_no_lease)
 		ASSERT_MEM_EQ(f.p + hd.hdr_len, p, sizes[k]);
 		ldr_file_free(&f);
 		/* ... and no lease: no key, no token drawn. */
-		snprintf(cmd, sizeof cmd, "exists 'larder:{%s}:l'", kh);
-		redis_out(cmd, lease, sizeof lease);
+		redis_outf(lease, sizeof lease, "exists 'larder:{%s}:l'", kh);
 		ASSERT_STR_EQ(lease, "0");
-		snprintf(cmd, sizeof cmd, "get 'larder:{%s}:f'", kh);
-		redis_out(cmd, fence2, sizeof fence2);
+		redis_outf(fence2, sizeof fence2, "get 'larder:{%s}:f'", kh);
 		ASSERT_STR_EQ(fence2, fence);
 
 		/* A chunk gone between the look and the read: a miss of
@@ -901,11 +899,10 @@ TEST(lease_acquire_read_hands_out_the_entry_and_takes_no_lease)
 		if (k == 1) {
 			char e[33], key[256], del[320];
 			hexs(e, v1.hash);
-			snprintf(cmd, sizeof cmd,
-				 "--scan --pattern "
-				 "'larder:{%s}:c:*'",
-				 e);
-			redis_out(cmd, key, sizeof key);
+			redis_outf(key, sizeof key,
+				   "--scan --pattern "
+				   "'larder:{%s}:c:*'",
+				   e);
 			ASSERT(key[0]);
 			snprintf(del, sizeof del, "del '%s'", key);
 			redis_cli(del);
@@ -920,8 +917,7 @@ TEST(lease_acquire_read_hands_out_the_entry_and_takes_no_lease)
 		}
 		free(p);
 	}
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 static int fills;
@@ -957,8 +953,7 @@ TEST(a_fill_hit_through_the_lease_step_takes_no_lease_and_is_verified)
 		  0);
 	ASSERT_EQ(how, LARDER_FILLED);
 	larder_entry_release(ent);
-	snprintf(cmd, sizeof cmd, "get 'larder:{%s}:f'", kh);
-	redis_out(cmd, fence, sizeof fence);
+	redis_outf(fence, sizeof fence, "get 'larder:{%s}:f'", kh);
 	ASSERT(fence[0]);
 
 	ASSERT_RC(db,
@@ -972,18 +967,15 @@ TEST(a_fill_hit_through_the_lease_step_takes_no_lease_and_is_verified)
 	test_fill_pattern(want, sizeof want, 5);
 	ASSERT_MEM_EQ(larder_entry_data(ent), want, sizeof want);
 	larder_entry_release(ent);
-	snprintf(cmd, sizeof cmd, "exists 'larder:{%s}:l'", kh);
-	redis_out(cmd, lease, sizeof lease);
+	redis_outf(lease, sizeof lease, "exists 'larder:{%s}:l'", kh);
 	ASSERT_STR_EQ(lease, "0");
-	snprintf(cmd, sizeof cmd, "get 'larder:{%s}:f'", kh);
-	redis_out(cmd, fence2, sizeof fence2);
+	redis_outf(fence2, sizeof fence2, "get 'larder:{%s}:f'", kh);
 	ASSERT_STR_EQ(fence2, fence);
 
 	/* A payload byte flipped in the inline manifest (its last byte is
 	 * the payload's): the hit's check fails. */
 	char len[32];
-	snprintf(cmd, sizeof cmd, "strlen 'larder:{%s}:m'", e);
-	redis_out(cmd, len, sizeof len);
+	redis_outf(len, sizeof len, "strlen 'larder:{%s}:m'", e);
 	long at = atol(len) - 1;
 	ASSERT(at > 4096);
 	snprintf(cmd, sizeof cmd, "setrange 'larder:{%s}:m' %ld '%c'", e, at,
@@ -1028,10 +1020,9 @@ TEST(a_near_redis_fill_hit_comes_with_the_lease_step_and_is_copied_near)
 	larder_entry_release(ent);
 	struct ldr_name n;
 	name_of(&n, "nf", "k", "v1");
-	char kh[33], cmd[300], fence[64], fence2[64], lease[16];
+	char kh[33], fence[64], fence2[64], lease[16];
 	hexs(kh, n.khash);
-	snprintf(cmd, sizeof cmd, "get 'nrf:{%s}:f'", kh);
-	redis_out(cmd, fence, sizeof fence);
+	redis_outf(fence, sizeof fence, "get 'nrf:{%s}:f'", kh);
 	ASSERT(fence[0]);
 
 	ASSERT_RC(b,
@@ -1047,11 +1038,9 @@ TEST(a_near_redis_fill_hit_comes_with_the_lease_step_and_is_copied_near)
 	larder_entry_release(ent);
 	ASSERT_EQ(larder_counter(b, LARDER_CTR_SHARED_HITS), 1);
 	ASSERT_EQ(larder_counter(b, LARDER_CTR_SHARED_COPIES), 1);
-	snprintf(cmd, sizeof cmd, "exists 'nrf:{%s}:l'", kh);
-	redis_out(cmd, lease, sizeof lease);
+	redis_outf(lease, sizeof lease, "exists 'nrf:{%s}:l'", kh);
 	ASSERT_STR_EQ(lease, "0");
-	snprintf(cmd, sizeof cmd, "get 'nrf:{%s}:f'", kh);
-	redis_out(cmd, fence2, sizeof fence2);
+	redis_outf(fence2, sizeof fence2, "get 'nrf:{%s}:f'", kh);
 	ASSERT_STR_EQ(fence2, fence);
 
 	/* Now in b's near store: a near hit, Redis not asked. */
@@ -1113,8 +1102,7 @@ TEST(a_fork_childs_lease_names_the_child)
 	close(up[1]);
 	close(down[0]);
 	close(down[1]);
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 /* The threads of this process. */
@@ -1222,8 +1210,7 @@ TEST(a_sigkilled_holder_lease_expires_by_redis_clock)
 		usleep(20000);
 	}
 	ASSERT_EQ(rc, LARDER_ENOTFOUND);
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 TEST(wait_is_woken_by_a_publish_from_another_process)
@@ -1274,8 +1261,7 @@ TEST(wait_is_woken_by_a_publish_from_another_process)
 	int st;
 	ASSERT(waitpid(kid, &st, 0) == kid);
 	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 TEST(wait_is_bounded_by_max_ms_and_by_cancel)
@@ -1293,8 +1279,7 @@ TEST(wait_is_bounded_by_max_ms_and_by_cancel)
 	uint8_t *got;
 	size_t len;
 	ASSERT_EQ(read_verified(be, &n, &got, &len), LARDER_ENOTFOUND);
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 TEST(a_stopped_redis_makes_every_call_time_out)
@@ -1375,8 +1360,7 @@ TEST(a_stopped_redis_makes_every_call_time_out)
 	size_t len;
 	ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
 	free(got);
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 TEST(a_wrong_password_is_a_clear_error)
@@ -1400,13 +1384,11 @@ TEST(a_wrong_password_is_a_clear_error)
 
 TEST(an_entry_over_512_mib_is_refused_at_stage_write)
 {
-	larder *db = db_open();
-	struct ldr_backend *be = be_open(db);
+	larder *db;
 	struct ldr_name n;
-	name_of(&n, "big", "k", "v");
+	struct ldr_backend *be = be_start(&db, &n, "big", "v");
 	size_t piece = 4u << 20;
-	uint8_t *p = xmalloc(piece);
-	test_fill_pattern(p, piece, 11);
+	uint8_t *p = pattern_new(piece, 11);
 	struct ldr_stage *s;
 	ASSERT_RC(db, be->ops->stage_begin(be, &n, NULL, &s), 0);
 	int rc = 0;
@@ -1424,16 +1406,14 @@ TEST(an_entry_over_512_mib_is_refused_at_stage_write)
 	be->ops->stage_abort(s);
 	free(p);
 	/* The stage's chunks are gone with the abort. */
-	char e[33], cmd[256], out[64];
+	char e[33], out[64];
 	hexs(e, n.hash);
-	snprintf(cmd, sizeof cmd,
-		 "eval \"return #redis.call('keys', ARGV[1])\" 0 "
-		 "'larder:{%s}:*'",
-		 e);
-	redis_out(cmd, out, sizeof out);
+	redis_outf(out, sizeof out,
+		   "eval \"return #redis.call('keys', ARGV[1])\" 0 "
+		   "'larder:{%s}:*'",
+		   e);
 	ASSERT_STR_EQ(out, "0");
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 /* Line `line` (1-based) of redis-cli ARGS against 127.0.0.1:p. */
@@ -1454,8 +1434,7 @@ static void warn_cb(int level, const char *msg, void *payload)
 
 static void put_bytes(larder *db, const char *key, size_t len)
 {
-	uint8_t *p = xmalloc(len);
-	test_fill_pattern(p, len, 5);
+	uint8_t *p = pattern_new(len, 5);
 	/* Refused by the shared tier or not, the put succeeds: near. */
 	ASSERT_RC(
 	    db, larder_put(db, "r", key, strlen(key), "v", 1, p, len, NULL), 0);
@@ -1543,19 +1522,11 @@ static void cli_line(int p, const char *pw, const char *args, int line,
 TEST(sentinel_finds_the_master_waits_for_replicas_and_follows_a_failover)
 {
 	struct redis_run rr;
-	int rc = redis_run_start(&rr, REDIS_SH, "--replica --sentinel");
-	if (rc == 77)
-		test_skip("redis.sh start --replica --sentinel: %s", rr.env);
-	ASSERT_EQ(rc, 0);
-	char suri[512], pw[128], num[32], u[700], cmd[300], out[64];
-	redis_env_val(rr.env, "REDIS_SENTINEL_URI=", suri, sizeof suri);
-	redis_env_val(rr.env, "REDIS_PASSWORD=", pw, sizeof pw);
-	redis_env_val(rr.env, "REDIS_PORT=", num, sizeof num);
-	int mport = atoi(num);
-	redis_env_val(rr.env, "REDIS_REPLICA_PORT=", num, sizeof num);
-	int rport = atoi(num);
+	struct redis_where rw;
+	redis_run_need(&rr, REDIS_SH, "--replica --sentinel", &rw);
+	char u[700], cmd[300], out[64];
 	snprintf(u, sizeof u, "%s?timeout_ms=1000&wait_replicas=1&wait_ms=5000",
-		 suri);
+		 rw.sentinel_uri);
 	larder *db = db_open();
 	struct ldr_backend *be = be_open_uri(db, u);
 	uint8_t p[20000];
@@ -1567,41 +1538,33 @@ TEST(sentinel_finds_the_master_waits_for_replicas_and_follows_a_failover)
 	ASSERT_RC(db, publish(be, &n1, p, sizeof p, 5000, 0, 0), 0);
 	uint8_t *got;
 	size_t len;
-	ASSERT_RC(db, read_verified(be, &n1, &got, &len), 0);
-	ASSERT_MEM_EQ(got, p, sizeof p);
-	free(got);
+	read_is(be, &n1, p, sizeof p);
 	/* WAIT 1 returned: the replica has the manifest. */
 	char e[33];
 	hexs(e, n1.hash);
 	snprintf(cmd, sizeof cmd, "exists 'larder:{%s}:m'", e);
-	cli_line(rport, pw, cmd, 1, out, sizeof out);
+	cli_line(rw.replica_port, rw.password, cmd, 1, out, sizeof out);
 	ASSERT_STR_EQ(out, "1");
 
 	/* A master that sees too few replicas refuses: a clear error. */
-	cli_line(mport, pw, "config set min-replicas-to-write 2", 1, out,
-		 sizeof out);
+	cli_line(rw.port, rw.password, "config set min-replicas-to-write 2", 1,
+		 out, sizeof out);
 	ASSERT_STR_EQ(out, "OK");
 	ASSERT(publish(be, &n2, p, sizeof p, 5000, 0, 0) < 0);
 	ASSERT(strstr(larder_errmsg(db), "NOREPLICAS"));
 	ASSERT(strstr(larder_errmsg(db), "min-replicas-to-write"));
-	ASSERT(strstr(larder_errmsg(db), pw) == NULL);
+	ASSERT(strstr(larder_errmsg(db), rw.password) == NULL);
 	ASSERT_EQ(read_verified(be, &n2, &got, &len), LARDER_ENOTFOUND);
-	cli_line(mport, pw, "config set min-replicas-to-write 0", 1, out,
-		 sizeof out);
+	cli_line(rw.port, rw.password, "config set min-replicas-to-write 0", 1,
+		 out, sizeof out);
 	ASSERT_STR_EQ(out, "OK");
 
 	/* The master dies; the sentinels promote the replica, and the
 	 * backend finds it by asking them again (each call bounded: polled
 	 * until a publish goes through, within a generous bound). */
-	char pidfile[200];
-	snprintf(pidfile, sizeof pidfile, "%s/redis/master/redis.pid", rr.dir);
-	char *text = (char *)read_file(pidfile, &len);
-	ASSERT(text && len > 0 && len < 20);
-	text[len - 1] = '\0'; /* "<pid>\n" */
-	pid_t mpid = (pid_t)atol(text);
-	free(text);
+	pid_t mpid = redis_run_pid(&rr, "master");
 	ASSERT(mpid > 1 && kill(mpid, SIGKILL) == 0);
-	rc = -1;
+	int rc = -1;
 	for (int i = 0; i < 300 && rc != 0; i++) {
 		rc = publish(be, &n3, p, sizeof p, 5000, 0, 0);
 		ASSERT(rc == 0 || rc == LARDER_EIO || rc == LARDER_ETIMEOUT);
@@ -1609,14 +1572,12 @@ TEST(sentinel_finds_the_master_waits_for_replicas_and_follows_a_failover)
 			usleep(200000);
 	}
 	ASSERT_RC(db, rc, 0);
-	cli_line(rport, pw, "role", 1, out, sizeof out);
+	cli_line(rw.replica_port, rw.password, "role", 1, out, sizeof out);
 	ASSERT_STR_EQ(out, "master");
 	ASSERT_RC(db, read_verified(be, &n3, &got, &len), 0);
 	free(got);
 	/* What was replicated before the failover is still there. */
-	ASSERT_RC(db, read_verified(be, &n1, &got, &len), 0);
-	ASSERT_MEM_EQ(got, p, sizeof p);
-	free(got);
+	read_is(be, &n1, p, sizeof p);
 	be->ops->close(be);
 	larder_close(db);
 	redis_run_stop(&rr);
@@ -1624,10 +1585,9 @@ TEST(sentinel_finds_the_master_waits_for_replicas_and_follows_a_failover)
 
 TEST(a_flushed_script_cache_and_a_killed_connection_are_survived)
 {
-	larder *db = db_open();
-	struct ldr_backend *be = be_open(db);
+	larder *db;
 	struct ldr_name n;
-	name_of(&n, "re", "k", "v");
+	struct ldr_backend *be = be_start(&db, &n, "re", "v");
 	uint8_t p[3000];
 	test_fill_pattern(p, sizeof p, 31);
 	ASSERT_RC(db, publish(be, &n, p, sizeof p, 1000, 0, 0), 0);
@@ -1646,8 +1606,7 @@ TEST(a_flushed_script_cache_and_a_killed_connection_are_survived)
 	struct ldr_name big;
 	name_of(&big, "re", "k", "big");
 	size_t blen = (256u << 10) + 1;
-	uint8_t *bp = xmalloc(blen);
-	test_fill_pattern(bp, blen, 32);
+	uint8_t *bp = pattern_new(blen, 32);
 	ASSERT_RC(db, publish(be, &big, bp, blen, 65536, 0, 0), 0);
 	uint8_t *bgot;
 	size_t bgl;
@@ -1659,15 +1618,10 @@ TEST(a_flushed_script_cache_and_a_killed_connection_are_survived)
 	/* The server closes every client connection: the kept one is
 	 * found broken by the next command, which reconnects once. */
 	redis_cli("client kill type normal");
-	uint8_t *got;
-	size_t len;
-	ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
-	ASSERT_MEM_EQ(got, p, sizeof p);
-	free(got);
+	read_is(be, &n, p, sizeof p);
 	redis_cli("client kill type normal");
 	ASSERT_EQ(be->ops->remove(be, &n, NULL), 1);
-	be->ops->close(be);
-	larder_close(db);
+	be_end(be);
 }
 
 TEST(get_many_through_the_handle_pipelines_hits_misses_and_bad_entries)
@@ -1725,12 +1679,11 @@ TEST(get_many_through_the_handle_pipelines_hits_misses_and_bad_entries)
 		}
 	}
 	/* The bad ones were taken out of Redis by the first batch. */
-	char e[33], cmd[200], out[64];
+	char e[33], out[64];
 	for (int i = 2; i <= 3; i++) {
 		name_of(&n, "many", k[i], "v");
 		hexs(e, n.hash);
-		snprintf(cmd, sizeof cmd, "exists 'larder:{%s}:m'", e);
-		redis_out(cmd, out, sizeof out);
+		redis_outf(out, sizeof out, "exists 'larder:{%s}:m'", e);
 		ASSERT_STR_EQ(out, "0");
 	}
 	for (int i = 0; i < 6; i++)

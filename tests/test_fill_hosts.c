@@ -56,65 +56,31 @@ static void check_store(const char *store, const char *key, size_t size,
 TEST(herd_across_8_hosts_loads_once)
 {
 	const char *store = spawn_make_store();
-	char src[4096], side[4096], go[4096], hold[4096], out[8][4096];
+	static struct herd h;
+	herd_init(&h, 8, 400000, 77);
 	char host[8][32];
-	snprintf(src, sizeof src, "%s", test_path("src"));
-	snprintf(side, sizeof side, "%s", test_path("loads"));
-	snprintf(go, sizeof go, "%s", test_path("go"));
-	snprintf(hold, sizeof hold, "%s", test_path("hold"));
-	const size_t size = 400000;
-	spawn_write_source(src, size, 77);
-	struct worker ws[8];
 	for (int i = 0; i < 8; i++) {
-		snprintf(out[i], sizeof out[i], "%s", test_path("out%d", i));
 		snprintf(host[i], sizeof host[i], "herd-host-%d", i);
 		struct wenv env = {host[i], NULL, 0};
 		/* The loader holds its load until the test lets it go:
 		 * once the 7 others are seen waiting. */
-		const char *opts[] = {
-		    "--src",   src,    "--chunk",     "32768", "--side", side,
-		    "--out",   out[i], "--go",	      go,      "--hold", hold,
-		    "--lease", "1",    "--heartbeat", "0.1",   NULL};
-		worker_start(&ws[i], &env, store, "herd", "v1", opts);
+		const char *more[] = {"--chunk",     "32768", "--lease", "1",
+				      "--heartbeat", "0.1",   NULL};
+		herd_start(&h, i, &env, store, more);
 	}
-	spawn_touch(go);
-	/* One loads, and it holds the lease while the others wait: each of
-	 * them must say so (on_wait) before the load may finish. */
-	if (!worker_wait_each(ws, 8, "loading", "waiting", 20000))
-		test_fail(__FILE__, __LINE__,
-			  "not every worker loads or waits after 20 s");
-	int loader = worker_one_loader(ws, 8);
-	ASSERT(loader >= 0);
-	spawn_touch(hold);
-	int filled = 0, breaks = 0;
+	int loader = herd_run(&h, 20000);
+	/* Exactly: the loader filled, every other one waited, once. */
 	for (int i = 0; i < 8; i++) {
-		worker_reap(ws, 8, i, 20000);
-		struct wres *r = &ws[i].res;
-		if (!ws[i].done || r->rc != 0)
-			test_fail(__FILE__, __LINE__,
-				  "worker %d: done %d rc %d: %s", i, ws[i].done,
-				  r->rc, ws[i].last_error);
-		/* Exactly: the loader filled, every other one waited. */
-		ASSERT_EQ(r->outcome,
-			  i == loader ? LARDER_FILLED : LARDER_WAITED);
-		ASSERT_EQ(r->waits, i == loader ? 0 : 1);
-		filled += r->outcome == LARDER_FILLED;
-		breaks += (int)r->breaks;
-		ASSERT_EQ(r->size, size);
-		if (!spawn_check_file(out[i], size, 77))
-			test_fail(__FILE__, __LINE__,
-				  "worker %d read wrong bytes", i);
+		ASSERT_EQ(h.ws[i].res.waits, i == loader ? 0 : 1);
+		ASSERT_EQ(h.ws[i].res.breaks, 0);
 	}
-	ASSERT_EQ(test_count_lines(side), 1);
-	ASSERT_EQ(filled, 1);
-	ASSERT_EQ(breaks, 0);
 	/* The load ran in one of the namespaces, under its own name. */
 	char line[256] = "";
-	FILE *f = fopen(side, "r");
+	FILE *f = fopen(h.side, "r");
 	ASSERT(f && fgets(line, sizeof line, f));
 	fclose(f);
 	ASSERT(strncmp(line, "load herd-host-", 15) == 0);
-	check_store(store, "herd", size, 77);
+	check_store(store, "herd", h.size, 77);
 }
 
 /* One crash trial: a filler on host A killed at a random moment, a waiter

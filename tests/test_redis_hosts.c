@@ -173,45 +173,31 @@ TEST(master_killed_during_a_herd_sentinel_promotes_and_no_client_hangs)
 {
 	enum { N = 8 };
 	struct redis_run rr;
-	int rc = redis_run_start(&rr, REDIS_SH, "--replica --sentinel");
-	if (rc == 77)
-		test_skip("redis.sh start --replica --sentinel: %s", rr.env);
-	ASSERT_EQ(rc, 0);
-	char suri[512], pw[128], num[32];
-	redis_env_val(rr.env, "REDIS_SENTINEL_URI=", suri, sizeof suri);
-	redis_env_val(rr.env, "REDIS_PASSWORD=", pw, sizeof pw);
-	redis_env_val(rr.env, "REDIS_REPLICA_PORT=", num, sizeof num);
-	int rport = atoi(num);
-	const char *u = uri_for(suri, "timeout_ms=1000");
-	char src[4096], side[4096], go[4096], hold[4096], out[N][4096];
+	struct redis_where rw;
+	redis_run_need(&rr, REDIS_SH, "--replica --sentinel", &rw);
+	const char *u = uri_for(rw.sentinel_uri, "timeout_ms=1000");
+	static struct herd h;
+	herd_init(&h, N, 700000, 3303);
+	h.key = "fo";
+	const size_t size = h.size;
+	struct worker *ws = h.ws;
 	char host[N][32];
-	snprintf(src, sizeof src, "%s", test_path("src"));
-	snprintf(side, sizeof side, "%s", test_path("loads"));
-	snprintf(go, sizeof go, "%s", test_path("go"));
-	snprintf(hold, sizeof hold, "%s", test_path("hold"));
-	const size_t size = 700000;
-	spawn_write_source(src, size, 3303);
-	struct worker ws[N];
 	for (int i = 0; i < N; i++) {
-		snprintf(out[i], sizeof out[i], "%s", test_path("out%d", i));
 		snprintf(host[i], sizeof host[i], "rfail-%d", i);
 		struct wenv env = {host[i], NULL, 0};
-		const char *opts[] = {
-		    "--src",  src,	    "--chunk", "65536",	  "--side",
-		    side,     "--out",	    out[i],    "--go",	  go,
-		    "--hold", hold,	    "--lease", "3",	  "--heartbeat",
-		    "0.2",    "--max-wait", "20",      "--redis", u,
-		    NULL};
-		worker_start(&ws[i], &env, host_store(i), "fo", "v1", opts);
+		const char *more[] = {
+		    "--chunk",	  "65536", "--lease", "3", "--heartbeat", "0.2",
+		    "--max-wait", "20",	   "--redis", u,   NULL};
+		herd_start(&h, i, &env, host_store(i), more);
 	}
-	spawn_touch(go);
+	spawn_touch(h.go);
 	if (!worker_wait_each(ws, N, "loading", "waiting", 120000))
 		test_fail(__FILE__, __LINE__,
 			  "not every host loads or waits after 120 s");
 	pid_t mpid = redis_run_pid(&rr, "master");
 	ASSERT(mpid > 1);
 	ASSERT_EQ(kill(mpid, SIGKILL), 0);
-	spawn_touch(hold);
+	spawn_touch(h.hold);
 	int good = 0, failed = 0;
 	for (int i = 0; i < N; i++) {
 		/* A hang guard: max_wait (20 s) plus a load and the calls'
@@ -221,7 +207,7 @@ TEST(master_killed_during_a_herd_sentinel_promotes_and_no_client_hangs)
 		ASSERT(ws[i].done);
 		if (r->rc == 0) {
 			ASSERT_EQ(r->size, size);
-			if (!spawn_check_file(out[i], size, 3303))
+			if (!spawn_check_file(h.out[i], size, 3303))
 				test_fail(__FILE__, __LINE__,
 					  "host %d got wrong bytes", i);
 			good++;
@@ -234,14 +220,14 @@ TEST(master_killed_during_a_herd_sentinel_promotes_and_no_client_hangs)
 	ASSERT_EQ(good + failed, N);
 	printf("# master killed during the herd: %d hosts with the bytes, "
 	       "%d with an error, %d loads\n",
-	       good, failed, test_count_lines(side));
+	       good, failed, test_count_lines(h.side));
 
 	/* The promotion, polled (bounded): the replica says it is master. */
 	char cmd[512], role[64] = "";
 	snprintf(cmd, sizeof cmd,
 		 "REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %d role "
 		 "2>/dev/null | head -n 1",
-		 pw, rport);
+		 rw.password, rw.replica_port);
 	for (int i = 0; i < 600 && strcmp(role, "master") != 0; i++) {
 		FILE *f = popen(cmd, "r");
 		ASSERT(f);
@@ -386,73 +372,6 @@ TEST(a_600_mb_entry_is_refused_clearly_and_the_caller_keeps_its_bytes)
 /* Through the tier: near stores with Redis as their shared tier, as
  * `larder init --shared redis://…` or LARDER_SHARED makes them           */
 
-struct logbook {
-	int warnings;
-	char last[1024];
-};
-
-static void log_cb(int level, const char *msg, void *payload)
-{
-	struct logbook *lb = payload;
-	if (level <= LARDER_LOG_WARN) {
-		lb->warnings++;
-		snprintf(lb->last, sizeof lb->last, "%s", msg);
-	}
-}
-
-/* A host: its near store test_path(name) (made if missing) with shared
- * behind it ("" = near alone). */
-static larder *tier_host(const char *name, const char *shared,
-			 struct logbook *lb)
-{
-	larder_opts o = LARDER_OPTS_INIT;
-	o.flags = LARDER_OPEN_CREATE;
-	o.fsync = LARDER_FSYNC_NONE;
-	o.shared = shared;
-	if (lb) {
-		memset(lb, 0, sizeof *lb);
-		o.log = log_cb;
-		o.log_payload = lb;
-	}
-	larder *db;
-	ASSERT_RC(NULL, larder_open(&db, test_path("%s", name), &o), 0);
-	return db;
-}
-
-static int tier_loads;
-
-struct tload {
-	const char *key;
-	size_t n;
-};
-
-static int tier_loader(larder_fill *f, void *payload)
-{
-	struct tload *l = payload;
-	tier_loads++;
-	uint8_t *b = xmalloc(l->n);
-	test_fill_pattern(b, l->n, seed_of(l->key));
-	int rc = larder_fill_write(f, b, l->n);
-	free(b);
-	return rc;
-}
-
-/* get_or_fill of (key, "v"), the bytes checked: its outcome. */
-static int tier_fill(larder *db, const char *key, size_t n)
-{
-	struct tload l = {key, n};
-	larder_entry *e;
-	int how;
-	ASSERT_RC(db,
-		  larder_get_or_fill(&e, &how, db, "default", key, strlen(key),
-				     "v", 1, NULL, tier_loader, &l, NULL),
-		  0);
-	ASSERT_EQ(larder_entry_size(e), n);
-	ASSERT(test_check_pattern(larder_entry_data(e), n, seed_of(key)));
-	larder_entry_release(e);
-	return how;
-}
-
 /* A get of (key, "v"): its result, the bytes checked when found. */
 static int tier_get(larder *db, const char *key, size_t n)
 {
@@ -461,7 +380,8 @@ static int tier_get(larder *db, const char *key, size_t n)
 	if (rc == 0) {
 		ASSERT_EQ(larder_entry_size(e), n);
 		ASSERT(
-		    test_check_pattern(larder_entry_data(e), n, seed_of(key)));
+		    test_check_pattern(larder_entry_data(e), n,
+				       seed_of_kv(key, strlen(key), "v", 1)));
 		larder_entry_release(e);
 	}
 	return rc;
@@ -486,8 +406,9 @@ static void outage(larder *a, const char *what, int n0)
 		char key[32];
 		snprintf(key, sizeof key, "%s%d", what, n0 + i);
 		double t0 = spawn_now_ms();
-		ASSERT_EQ(tier_fill(a, key, 3000 + (size_t)i), LARDER_FILLED);
-		ASSERT_EQ(tier_fill(a, key, 3000 + (size_t)i), LARDER_HIT);
+		ASSERT_EQ(fill_pattern(a, key, 3000 + (size_t)i),
+			  LARDER_FILLED);
+		ASSERT_EQ(fill_pattern(a, key, 3000 + (size_t)i), LARDER_HIT);
 		double took = spawn_now_ms() - t0;
 		if (took > HANG_MS)
 			test_fail(__FILE__, __LINE__,
@@ -505,38 +426,31 @@ static void outage(larder *a, const char *what, int n0)
 TEST(redis_stopped_or_sigstopped_near_only_one_warning_then_back)
 {
 	struct redis_run rr;
-	int rc = redis_run_start(&rr, REDIS_SH, "");
-	if (rc == 77)
-		test_skip("redis.sh start: %s", rr.env);
-	ASSERT_EQ(rc, 0);
-	char ru[512], pw[128], num[32];
-	redis_env_val(rr.env, "REDIS_URI=", ru, sizeof ru);
-	redis_env_val(rr.env, "REDIS_PASSWORD=", pw, sizeof pw);
-	redis_env_val(rr.env, "REDIS_PORT=", num, sizeof num);
-	int p = atoi(num);
-	const char *shared = uri_for(ru, "timeout_ms=300");
+	struct redis_where rw;
+	redis_run_need(&rr, REDIS_SH, "", &rw);
+	const char *shared = uri_for(rw.uri, "timeout_ms=300");
 	struct logbook lb;
-	larder *a = tier_host("a", shared, &lb);
-	ASSERT_EQ(tier_fill(a, "before", 2000), LARDER_FILLED);
+	larder *a = open_host("a", shared, &lb);
+	ASSERT_EQ(fill_pattern(a, "before", 2000), LARDER_FILLED);
 	ASSERT_EQ(lb.warnings, 0);
 
 	pid_t mpid = redis_run_pid(&rr, "master");
 	ASSERT(mpid > 1);
 	ASSERT_EQ(kill(mpid, SIGSTOP), 0);
-	tier_loads = 0;
+	fill_loads = 0;
 	outage(a, "stopped", 0);
-	ASSERT_EQ(tier_loads, 4);
+	ASSERT_EQ(fill_loads, 4);
 	ASSERT_EQ(lb.warnings, 1);
 	ASSERT(strstr(lb.last, "shared tier") != NULL);
-	ASSERT(strstr(lb.last, pw) == NULL);
+	ASSERT(strstr(lb.last, rw.password) == NULL);
 	ASSERT(larder_counter(a, LARDER_CTR_SHARED_ERRORS) >= 1);
 	ASSERT_EQ(kill(mpid, SIGCONT), 0);
 	/* Back: once the back-off ends (ended here as if its time ran
 	 * out), a new entry reaches Redis: host b reads it from there. */
 	ASSERT(ldr_test_tier_retry_now(a) > 0);
-	ASSERT_EQ(tier_fill(a, "after-stop", 5000), LARDER_FILLED);
+	ASSERT_EQ(fill_pattern(a, "after-stop", 5000), LARDER_FILLED);
 	ASSERT_EQ(ldr_test_tier_retry_now(a), 0);
-	larder *b = tier_host("b", shared, NULL);
+	larder *b = open_host("b", shared, NULL);
 	ASSERT_EQ(tier_get(b, "after-stop", 5000), 0);
 	ASSERT_EQ(larder_counter(b, LARDER_CTR_SHARED_HITS), 1);
 	/* What a filled in the outage stayed in a's near alone. */
@@ -555,13 +469,13 @@ TEST(redis_stopped_or_sigstopped_near_only_one_warning_then_back)
 	 * answers. */
 	ASSERT_EQ(test_sh("redis-server '%s/redis/master/redis.conf'", rr.dir),
 		  0);
-	for (int i = 0; i < 300 && !redis_answers(pw, p); i++)
+	for (int i = 0; i < 300 && !redis_answers(rw.password, rw.port); i++)
 		usleep(100000);
-	ASSERT(redis_answers(pw, p));
+	ASSERT(redis_answers(rw.password, rw.port));
 	ASSERT(ldr_test_tier_retry_now(a) > 0);
-	ASSERT_EQ(tier_fill(a, "after-gone", 6000), LARDER_FILLED);
+	ASSERT_EQ(fill_pattern(a, "after-gone", 6000), LARDER_FILLED);
 	ASSERT_EQ(ldr_test_tier_retry_now(a), 0);
-	b = tier_host("c", shared, NULL);
+	b = open_host("c", shared, NULL);
 	ASSERT_EQ(tier_get(b, "after-gone", 6000), 0);
 	ASSERT_EQ(larder_counter(b, LARDER_CTR_SHARED_HITS), 1);
 	larder_close(b);
@@ -619,24 +533,24 @@ TEST(corrupt_chunk_or_inline_manifest_in_redis_is_a_miss_and_a_reload)
 		snprintf(a_n, sizeof a_n, "a%d", k);
 		snprintf(b_n, sizeof b_n, "b%d", k);
 		snprintf(c_n, sizeof c_n, "c%d", k);
-		larder *a = tier_host(a_n, shared, NULL);
-		tier_loads = 0;
-		ASSERT_EQ(tier_fill(a, c[k].key, c[k].n), LARDER_FILLED);
+		larder *a = open_host(a_n, shared, NULL);
+		fill_loads = 0;
+		ASSERT_EQ(fill_pattern(a, c[k].key, c[k].n), LARDER_FILLED);
 		larder_close(a);
 		ASSERT_EQ(flip_keys(c[k].glob), 1);
-		larder *b = tier_host(b_n, shared, NULL);
+		larder *b = open_host(b_n, shared, NULL);
 		ASSERT_EQ(tier_get(b, c[k].key, c[k].n), LARDER_ENOTFOUND);
 		ASSERT_EQ(larder_counter(b, LARDER_CTR_SHARED_COPIES), 0);
 		larder_close(b);
 		/* b's near alone: nothing of it. */
-		b = tier_host(b_n, "", NULL);
+		b = open_host(b_n, "", NULL);
 		ASSERT_EQ(tier_get(b, c[k].key, c[k].n), LARDER_ENOTFOUND);
 		larder_close(b);
-		b = tier_host(b_n, shared, NULL);
-		ASSERT_EQ(tier_fill(b, c[k].key, c[k].n), LARDER_FILLED);
-		ASSERT_EQ(tier_loads, 2);
+		b = open_host(b_n, shared, NULL);
+		ASSERT_EQ(fill_pattern(b, c[k].key, c[k].n), LARDER_FILLED);
+		ASSERT_EQ(fill_loads, 2);
 		larder_close(b);
-		larder *h = tier_host(c_n, shared, NULL);
+		larder *h = open_host(c_n, shared, NULL);
 		ASSERT_EQ(tier_get(h, c[k].key, c[k].n), 0);
 		ASSERT_EQ(larder_counter(h, LARDER_CTR_SHARED_HITS), 1);
 		larder_close(h);
@@ -650,7 +564,7 @@ TEST(a_600_mb_entry_in_a_chain_reaches_near_alone)
 {
 	const char *shared = uri_for(main_uri, "timeout_ms=30000");
 	struct big b = {600ull * 1000 * 1000, 7601, xmalloc(PIECE)};
-	larder *a = tier_host("a", shared, NULL);
+	larder *a = open_host("a", shared, NULL);
 	larder_entry *e = NULL;
 	int outcome = 0;
 	ASSERT_RC(a,
@@ -665,13 +579,13 @@ TEST(a_600_mb_entry_in_a_chain_reaches_near_alone)
 	ASSERT_EQ(larder_counter(a, LARDER_CTR_SHARED_REFUSED), 1);
 	ASSERT_EQ(larder_counter(a, LARDER_CTR_UNCACHED), 0);
 	larder_close(a);
-	a = tier_host("a", "", NULL);
+	a = open_host("a", "", NULL);
 	ASSERT_RC(a, larder_get(&e, a, "default", "huge", 4, "v1", 2), 0);
 	ASSERT_EQ(larder_entry_size(e), b.size);
 	ASSERT(big_check(larder_entry_data(e), b.size, b.seed));
 	larder_entry_release(e);
 	larder_close(a);
-	larder *o = tier_host("other", shared, NULL);
+	larder *o = open_host("other", shared, NULL);
 	ASSERT_EQ(larder_get(&e, o, "default", "huge", 4, "v1", 2),
 		  LARDER_ENOTFOUND);
 	larder_close(o);
@@ -682,57 +596,29 @@ TEST(herd_of_16_hosts_sharing_only_redis_loads_once)
 	/* Every worker's larder_open takes the shared tier from here:
 	 * each host is a near directory of its own in front of Redis. */
 	ASSERT_EQ(setenv("LARDER_SHARED", uri_for(main_uri, ""), 1), 0);
-	char src[4096], side[4096], go[4096], hold[4096], out[HERD][4096];
+	static struct herd h;
+	herd_init(&h, HERD, 1000000 + 17, 1601);
+	const size_t size = h.size;
 	char host[HERD][32];
-	snprintf(src, sizeof src, "%s", test_path("src"));
-	snprintf(side, sizeof side, "%s", test_path("loads"));
-	snprintf(go, sizeof go, "%s", test_path("go"));
-	snprintf(hold, sizeof hold, "%s", test_path("hold"));
-	const size_t size = 1000000 + 17;
-	spawn_write_source(src, size, 1601);
-	struct worker ws[HERD];
 	for (int i = 0; i < HERD; i++) {
-		snprintf(out[i], sizeof out[i], "%s", test_path("out%d", i));
 		snprintf(host[i], sizeof host[i], "rherd-%d", i);
 		struct wenv env = {host[i], NULL, 0};
 		/* The loader holds its load until all 15 others are seen
 		 * waiting; max_wait is far past that (a waiter that gave up
 		 * would load, and the count of loads would show it). */
-		const char *opts[] = {
-		    "--src",  src,	    "--chunk", "65536", "--side",
-		    side,     "--out",	    out[i],    "--go",	go,
-		    "--hold", hold,	    "--lease", "5",	"--heartbeat",
-		    "0.2",    "--max-wait", "120",     NULL};
-		worker_start(&ws[i], &env, host_store(i), "herd", "v1", opts);
+		const char *more[] = {"--chunk",    "65536",	   "--lease",
+				      "5",	    "--heartbeat", "0.2",
+				      "--max-wait", "120",	   NULL};
+		herd_start(&h, i, &env, host_store(i), more);
 	}
 	ASSERT_EQ(unsetenv("LARDER_SHARED"), 0);
-	spawn_touch(go);
-	if (!worker_wait_each(ws, HERD, "loading", "waiting", 120000))
-		test_fail(__FILE__, __LINE__,
-			  "not every host loads or waits after 120 s");
-	int loader = worker_one_loader(ws, HERD);
-	ASSERT(loader >= 0);
-	spawn_touch(hold);
-	for (int i = 0; i < HERD; i++) {
-		worker_reap(ws, HERD, i, 120000);
-		struct wres *r = &ws[i].res;
-		if (!ws[i].done || r->rc != 0)
-			test_fail(__FILE__, __LINE__,
-				  "host %d: done %d rc %d: %s", i, ws[i].done,
-				  r->rc, ws[i].last_error);
-		ASSERT_EQ(r->outcome,
-			  i == loader ? LARDER_FILLED : LARDER_WAITED);
-		ASSERT_EQ(r->uncached, 0);
-		ASSERT_EQ(r->size, size);
-		if (!spawn_check_file(out[i], size, 1601))
-			test_fail(__FILE__, __LINE__, "host %d got wrong bytes",
-				  i);
-	}
-	ASSERT_EQ(test_count_lines(side), 1);
+	herd_run(&h, 120000);
+	for (int i = 0; i < HERD; i++)
+		ASSERT_EQ(h.ws[i].res.uncached, 0);
 	/* Redis holds it (a new host reads it from there), and so does
 	 * every host's near tier (the loader's by its publish, the others'
 	 * by their copies): read with near alone. */
-	larder *db = tier_host("check", uri_for(main_uri, ""), NULL);
+	larder *db = open_host("check", uri_for(main_uri, ""), NULL);
 	larder_entry *e;
 	ASSERT_RC(db, larder_get(&e, db, "default", "herd", 4, "v1", 2), 0);
 	ASSERT_EQ(larder_counter(db, LARDER_CTR_SHARED_HITS), 1);
@@ -743,7 +629,7 @@ TEST(herd_of_16_hosts_sharing_only_redis_loads_once)
 	for (int i = 0; i < HERD; i++) {
 		char name[16];
 		snprintf(name, sizeof name, "host%d", i);
-		db = tier_host(name, "", NULL);
+		db = open_host(name, "", NULL);
 		ASSERT_RC(db, larder_get(&e, db, "default", "herd", 4, "v1", 2),
 			  0);
 		ASSERT_EQ(larder_entry_size(e), size);

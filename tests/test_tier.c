@@ -26,21 +26,6 @@
 
 #define KiB 1024u
 
-/* Warnings a handle logged, kept for the test to count. */
-struct logbook {
-	int warnings;
-	char last[1024];
-};
-
-static void log_cb(int level, const char *msg, void *payload)
-{
-	struct logbook *lb = payload;
-	if (level <= LARDER_LOG_WARN) {
-		lb->warnings++;
-		snprintf(lb->last, sizeof lb->last, "%s", msg);
-	}
-}
-
 /* The shared tier of a test: a fresh store directory, made as `larder
  * init` makes one; or, with LARDER_TEST_SHARED set (tests/redis/tier.sh:
  * a redis:// URI of a private server), that tier under a key prefix of
@@ -75,29 +60,9 @@ static void dir_only(void)
 			  "back");
 }
 
-/* A host: its near store (made if missing) with `shared` behind it, as
- * larder_opts.shared gives it ("" = none: near alone). */
-static larder *host(const char *name, const char *shared, struct logbook *lb)
-{
-	larder_opts o = LARDER_OPTS_INIT;
-	o.flags = LARDER_OPEN_CREATE;
-	o.fsync = LARDER_FSYNC_NONE;
-	o.shared = shared;
-	if (lb) {
-		memset(lb, 0, sizeof *lb);
-		o.log = log_cb;
-		o.log_payload = lb;
-	}
-	larder *db;
-	ASSERT_RC(NULL, larder_open(&db, test_path("%s", name), &o), 0);
-	return db;
-}
-
 static uint8_t *pattern(size_t n, const char *key, const char *ver)
 {
-	uint8_t *b = xmalloc(n);
-	test_fill_pattern(b, n, seed_of_kv(key, strlen(key), ver, strlen(ver)));
-	return b;
+	return pattern_new(n, seed_of_kv(key, strlen(key), ver, strlen(ver)));
 }
 
 static void put(larder *db, const char *key, const char *ver, size_t n,
@@ -127,49 +92,14 @@ static void expect(larder *db, const char *key, const char *ver, size_t n,
 	larder_entry_release(e);
 }
 
-static int loads;
-
-struct load {
-	const char *key;
-	size_t n;
-};
-
-static int loader(larder_fill *f, void *payload)
-{
-	struct load *l = payload;
-	loads++;
-	uint8_t *b = pattern(l->n, l->key, "v");
-	int rc = larder_fill_write(f, b, l->n);
-	free(b);
-	return rc;
-}
-
-/* get_or_fill of (key, "v"): its outcome; the bytes checked. */
-static int fill(larder *db, const char *key, size_t n)
-{
-	struct load l = {key, n};
-	larder_entry *e;
-	int how;
-	ASSERT_RC(db,
-		  larder_get_or_fill(&e, &how, db, "default", key, strlen(key),
-				     "v", 1, NULL, loader, &l, NULL),
-		  0);
-	ASSERT_EQ(larder_entry_size(e), n);
-	uint8_t *want = pattern(n, key, "v");
-	ASSERT_MEM_EQ(larder_entry_data(e), want, n);
-	free(want);
-	larder_entry_release(e);
-	return how;
-}
-
 /* ---------------------------------------------------------------------- */
 
 TEST(shared_hit_is_copied_into_near_and_served_with_shared_gone)
 {
 	dir_only();
 	const char *shared = make_shared("shared");
-	larder *a = host("a", shared, NULL);
-	larder *b = host("b", shared, NULL);
+	larder *a = open_host("a", shared, NULL);
+	larder *b = open_host("b", shared, NULL);
 	ASSERT_STR_EQ(larder_shared(b), shared);
 	put(a, "k", "v", 300 * KiB, NULL);
 	put(a, "small", "v", 3 * KiB, NULL);
@@ -188,14 +118,14 @@ TEST(shared_hit_is_copied_into_near_and_served_with_shared_gone)
 	/* The shared tier gone: B's near serves what it copied. */
 	ASSERT_EQ(test_sh("rm -rf '%s'", shared), 0);
 	struct logbook lb;
-	b = host("b", shared, &lb);
+	b = open_host("b", shared, &lb);
 	expect(b, "k", "v", 300 * KiB, NULL);
 	expect(b, "small", "v", 3 * KiB, NULL);
 	ASSERT_EQ(larder_counter(b, LARDER_CTR_NEAR_HITS), 2);
 	expect(b, "small", NULL, 3 * KiB, "v");
 	larder_close(b);
 	/* And near alone, opened without the tier, holds the copies. */
-	b = host("b", "", NULL);
+	b = open_host("b", "", NULL);
 	ASSERT(larder_shared(b) == NULL);
 	expect(b, "k", "v", 300 * KiB, NULL);
 	larder_close(b);
@@ -204,8 +134,8 @@ TEST(shared_hit_is_copied_into_near_and_served_with_shared_gone)
 TEST(get_many_reads_near_then_shared_and_copies_shared_hits_into_near)
 {
 	const char *shared = make_shared("shared");
-	larder *a = host("a", shared, NULL);
-	larder *b = host("b", shared, NULL);
+	larder *a = open_host("a", shared, NULL);
+	larder *b = open_host("b", shared, NULL);
 	/* In B's near: k0 (its own put); in shared only: the rest. */
 	const char *k[5] = {"k0", "k1", "k2", "k3", "nope"};
 	size_t size[5] = {3 * KiB, 300 * KiB, 20 * KiB, 5 * KiB, 0};
@@ -257,14 +187,14 @@ TEST(a_put_goes_to_shared_and_near)
 {
 	dir_only();
 	const char *shared = make_shared("shared");
-	larder *a = host("a", shared, NULL);
+	larder *a = open_host("a", shared, NULL);
 	put(a, "k", "v", 5 * KiB, NULL);
 	larder_close(a);
 	/* Each tier alone holds it. */
 	larder *s = open_store_at(shared, NULL);
 	expect(s, "k", "v", 5 * KiB, NULL);
 	larder_close(s);
-	a = host("a", "", NULL);
+	a = open_host("a", "", NULL);
 	expect(a, "k", "v", 5 * KiB, NULL);
 	larder_close(a);
 }
@@ -272,8 +202,8 @@ TEST(a_put_goes_to_shared_and_near)
 TEST(a_name_shared_holds_already_is_what_near_gets)
 {
 	const char *shared = make_shared("shared");
-	larder *a = host("a", shared, NULL);
-	larder *b = host("b", shared, NULL);
+	larder *a = open_host("a", shared, NULL);
+	larder *b = open_host("b", shared, NULL);
 	put(a, "k", "v", 4 * KiB, "first");
 	/* B publishes other bytes under the same name: the shared entry
 	 * stands, and it is the one B's near gets. */
@@ -285,7 +215,7 @@ TEST(a_name_shared_holds_already_is_what_near_gets)
 	expect(b, "k", "v", 4 * KiB, "first");
 	larder_close(a);
 	larder_close(b);
-	b = host("b", "", NULL);
+	b = open_host("b", "", NULL);
 	expect(b, "k", "v", 4 * KiB, "first");
 	larder_close(b);
 }
@@ -294,9 +224,9 @@ TEST(a_corrupt_shared_entry_is_never_served_and_is_loaded_again)
 {
 	dir_only();
 	const char *shared = make_shared("shared");
-	larder *a = host("a", shared, NULL);
-	loads = 0;
-	ASSERT_EQ(fill(a, "k", 6 * KiB), LARDER_FILLED);
+	larder *a = open_host("a", shared, NULL);
+	fill_loads = 0;
+	ASSERT_EQ(fill_pattern(a, "k", 6 * KiB), LARDER_FILLED);
 	larder_close(a);
 	/* One byte of the shared entry's payload flipped behind larder's
 	 * back. */
@@ -306,7 +236,7 @@ TEST(a_corrupt_shared_entry_is_never_served_and_is_loaded_again)
 			  "seek=$(($(stat -c %%s \"$f\") - 7)) 2>/dev/null",
 			  shared),
 		  0);
-	larder *b = host("b", shared, NULL);
+	larder *b = open_host("b", shared, NULL);
 	larder_entry *e;
 	ASSERT_EQ(larder_get(&e, b, "default", "k", 1, "v", 1),
 		  LARDER_ENOTFOUND);
@@ -322,8 +252,8 @@ TEST(a_corrupt_shared_entry_is_never_served_and_is_loaded_again)
 	    0);
 	/* Taken out of the shared tier: the next fill loads again, and
 	 * both tiers hold the good bytes. */
-	ASSERT_EQ(fill(b, "k", 6 * KiB), LARDER_FILLED);
-	ASSERT_EQ(loads, 2);
+	ASSERT_EQ(fill_pattern(b, "k", 6 * KiB), LARDER_FILLED);
+	ASSERT_EQ(fill_loads, 2);
 	larder_close(b);
 	s = open_store_at(shared, NULL);
 	expect(s, "k", "v", 6 * KiB, NULL);
@@ -333,15 +263,15 @@ TEST(a_corrupt_shared_entry_is_never_served_and_is_loaded_again)
 TEST(version_less_gets_ask_the_shared_head)
 {
 	const char *shared = make_shared("shared");
-	larder *a = host("a", shared, NULL);
+	larder *a = open_host("a", shared, NULL);
 	/* B asks shared every time (shared_head_age_ms 0). */
-	larder *b0 = host("b", "", NULL);
+	larder *b0 = open_host("b", "", NULL);
 	larder_close(b0);
 	ASSERT_EQ(test_sh("printf 'shared_head_age_ms 0\\n' >> '%s/config' "
 			  "&& chmod 600 '%s/config'",
 			  test_path("b"), test_path("b")),
 		  0);
-	larder *b = host("b", shared, NULL);
+	larder *b = open_host("b", shared, NULL);
 	put(a, "k", "v1", 2 * KiB, NULL);
 	expect(b, "k", NULL, 2 * KiB, "v1");
 	put(a, "k", "v2", 2 * KiB, NULL);
@@ -357,21 +287,21 @@ TEST(shared_tier_gone_near_only_with_one_warning_and_no_data_lost)
 	dir_only();
 	const char *shared = make_shared("shared");
 	struct logbook lb;
-	larder *a = host("a", shared, &lb);
+	larder *a = open_host("a", shared, &lb);
 	put(a, "before", "v", 2 * KiB, NULL);
 	ASSERT_EQ(lb.warnings, 0);
 	/* The shared directory goes while the handle is open. */
 	ASSERT_EQ(test_sh("rm -rf '%s'", shared), 0);
-	loads = 0;
+	fill_loads = 0;
 	for (int i = 0; i < 5; i++) {
 		char key[16];
 		snprintf(key, sizeof key, "k%d", i);
 		/* Loaded, returned, and kept in near. */
-		ASSERT_EQ(fill(a, key, 3 * KiB), LARDER_FILLED);
-		ASSERT_EQ(fill(a, key, 3 * KiB), LARDER_HIT);
+		ASSERT_EQ(fill_pattern(a, key, 3 * KiB), LARDER_FILLED);
+		ASSERT_EQ(fill_pattern(a, key, 3 * KiB), LARDER_HIT);
 		put(a, key, "p", KiB, NULL);
 	}
-	ASSERT_EQ(loads, 5);
+	ASSERT_EQ(fill_loads, 5);
 	expect(a, "before", "v", 2 * KiB, NULL);
 	/* One warning for the outage, naming the tier and the call. */
 	ASSERT_EQ(lb.warnings, 1);
@@ -405,7 +335,7 @@ TEST(shared_tier_back_after_an_outage_is_used_again)
 	dir_only();
 	struct logbook lb;
 	const char *later = test_path("later");
-	larder *a = host("a", later, &lb);
+	larder *a = open_host("a", later, &lb);
 	ASSERT_EQ(lb.warnings, 1);
 	put(a, "k", "v", KiB, NULL);
 	/* It comes up; at the end of the back-off it is used again. */
@@ -424,13 +354,13 @@ TEST(shared_tier_missing_at_open_is_a_warning_not_a_failure)
 {
 	dir_only();
 	struct logbook lb;
-	larder *a = host("a", test_path("nowhere"), &lb);
+	larder *a = open_host("a", test_path("nowhere"), &lb);
 	ASSERT_EQ(lb.warnings, 1);
 	ASSERT(strstr(lb.last, "open") != NULL);
-	loads = 0;
-	ASSERT_EQ(fill(a, "k", 2 * KiB), LARDER_FILLED);
-	ASSERT_EQ(fill(a, "k", 2 * KiB), LARDER_HIT);
-	ASSERT_EQ(loads, 1);
+	fill_loads = 0;
+	ASSERT_EQ(fill_pattern(a, "k", 2 * KiB), LARDER_FILLED);
+	ASSERT_EQ(fill_pattern(a, "k", 2 * KiB), LARDER_HIT);
+	ASSERT_EQ(fill_loads, 1);
 	ASSERT_EQ(lb.warnings, 1);
 	larder_close(a);
 }
@@ -439,7 +369,7 @@ TEST(configuration_env_and_masking)
 {
 	dir_only();
 	const char *shared = make_shared("shared");
-	larder *a = host("a", "", NULL);
+	larder *a = open_host("a", "", NULL);
 	/* Bad ones are refused, clearly. */
 	ASSERT_EQ(larder_shared_set(a, "relative/dir"), LARDER_EINVAL);
 	ASSERT(strstr(larder_errmsg(a), "absolute") != NULL);
@@ -450,17 +380,17 @@ TEST(configuration_env_and_masking)
 	ASSERT_RC(a, larder_shared_set(a, shared), 0);
 	larder_close(a);
 	/* The store's setting. */
-	a = host("a", NULL, NULL);
+	a = open_host("a", NULL, NULL);
 	ASSERT_STR_EQ(larder_shared(a), shared);
 	larder_close(a);
 	/* LARDER_SHARED overrides it; set and empty, no tier. */
 	const char *other = make_shared("other");
 	ASSERT_EQ(setenv("LARDER_SHARED", other, 1), 0);
-	a = host("a", NULL, NULL);
+	a = open_host("a", NULL, NULL);
 	ASSERT_STR_EQ(larder_shared(a), other);
 	larder_close(a);
 	ASSERT_EQ(setenv("LARDER_SHARED", "", 1), 0);
-	a = host("a", NULL, NULL);
+	a = open_host("a", NULL, NULL);
 	ASSERT(larder_shared(a) == NULL);
 	larder_close(a);
 	/* A command on the shared store itself, LARDER_SHARED naming it:
@@ -470,13 +400,13 @@ TEST(configuration_env_and_masking)
 	ASSERT(larder_shared(s) == NULL);
 	larder_close(s);
 	/* larder_opts.shared overrides both. */
-	a = host("a", shared, NULL);
+	a = open_host("a", shared, NULL);
 	ASSERT_STR_EQ(larder_shared(a), shared);
 	larder_close(a);
 	ASSERT_EQ(unsetenv("LARDER_SHARED"), 0);
 	/* A password is never shown. */
 	struct logbook lb;
-	a = host("a", "redis://user:s3cret@127.0.0.1:1/0", &lb);
+	a = open_host("a", "redis://user:s3cret@127.0.0.1:1/0", &lb);
 	ASSERT_STR_EQ(larder_shared(a), "redis://user:***@127.0.0.1:1/0");
 	ASSERT(strstr(lb.last, "s3cret") == NULL);
 	/* A URI is checked whole when set, by the Redis backend's parser:
@@ -495,27 +425,27 @@ TEST(configuration_env_and_masking)
 		ASSERT(strstr(larder_errmsg(a), "pw@") == NULL);
 	}
 	larder_close(a);
-	a = host("a", "redis://u:p@ss@127.0.0.1:1/0?timeout_ms=5", NULL);
+	a = open_host("a", "redis://u:p@ss@127.0.0.1:1/0?timeout_ms=5", NULL);
 	ASSERT_STR_EQ(larder_shared(a),
 		      "redis://u:***@127.0.0.1:1/0?timeout_ms=5");
 	larder_close(a);
 	/* A name alone before the '@' is a user (its password from
 	 * LARDER_REDIS_PASSWORD), shown as the connection's messages show
 	 * it. */
-	a = host("a", "redis://larder@127.0.0.1:1", &lb);
+	a = open_host("a", "redis://larder@127.0.0.1:1", &lb);
 	ASSERT_STR_EQ(larder_shared(a), "redis://larder@127.0.0.1:1");
 	ASSERT(strstr(lb.last, "'redis://larder@127.0.0.1:1'") != NULL);
 	ASSERT_EQ(larder_shared_set(a, "redis://user:pw@"), LARDER_EINVAL);
 	ASSERT_RC(a, larder_shared_set(a, "redis://:pw@127.0.0.1:1/0"), 0);
 	larder_close(a);
-	a = host("a", NULL, NULL);
+	a = open_host("a", NULL, NULL);
 	ASSERT_STR_EQ(larder_shared(a), "redis://:***@127.0.0.1:1/0");
 	larder_close(a);
 	/* Removed. */
-	a = host("a", "", NULL);
+	a = open_host("a", "", NULL);
 	ASSERT_RC(a, larder_shared_set(a, ""), 0);
 	larder_close(a);
-	a = host("a", NULL, NULL);
+	a = open_host("a", NULL, NULL);
 	ASSERT(larder_shared(a) == NULL);
 	larder_close(a);
 }
@@ -538,54 +468,25 @@ TEST(herd_across_8_hosts_each_with_its_near_tier_loads_once)
 	const char *shared = make_shared("shared");
 	/* Every worker's larder_open takes the shared tier from here. */
 	ASSERT_EQ(setenv("LARDER_SHARED", shared, 1), 0);
-	char src[4096], side[4096], go[4096], hold[4096], out[8][4096];
+	static struct herd h;
+	herd_init(&h, 8, 400000, 77);
+	const size_t size = h.size;
 	char host_name[8][32], near[8][4096];
-	snprintf(src, sizeof src, "%s", test_path("src"));
-	snprintf(side, sizeof side, "%s", test_path("loads"));
-	snprintf(go, sizeof go, "%s", test_path("go"));
-	snprintf(hold, sizeof hold, "%s", test_path("hold"));
-	const size_t size = 400000;
-	spawn_write_source(src, size, 77);
-	struct worker ws[8];
 	for (int i = 0; i < 8; i++) {
 		snprintf(near[i], sizeof near[i], "%s", test_path("near%d", i));
-		larder_close(host(strrchr(near[i], '/') + 1, "", NULL));
-		snprintf(out[i], sizeof out[i], "%s", test_path("out%d", i));
+		larder_close(open_host(strrchr(near[i], '/') + 1, "", NULL));
 		snprintf(host_name[i], sizeof host_name[i], "tier-host-%d", i);
 		struct wenv env = {host_name[i], NULL, 0};
-		const char *opts[] = {
-		    "--src",   src,    "--chunk",     "32768", "--side", side,
-		    "--out",   out[i], "--go",	      go,      "--hold", hold,
-		    "--lease", "1",    "--heartbeat", "0.1",   NULL};
-		worker_start(&ws[i], &env, near[i], "herd", "v1", opts);
+		const char *more[] = {"--chunk",     "32768", "--lease", "1",
+				      "--heartbeat", "0.1",   NULL};
+		herd_start(&h, i, &env, near[i], more);
 	}
 	ASSERT_EQ(unsetenv("LARDER_SHARED"), 0);
-	spawn_touch(go);
 	/* One loads while the 7 others wait, in the shared tier. */
-	if (!worker_wait_each(ws, 8, "loading", "waiting", 20000))
-		test_fail(__FILE__, __LINE__,
-			  "not every worker loads or waits after 20 s");
-	int loader = worker_one_loader(ws, 8);
-	ASSERT(loader >= 0);
-	spawn_touch(hold);
-	for (int i = 0; i < 8; i++) {
-		worker_reap(ws, 8, i, 20000);
-		struct wres *r = &ws[i].res;
-		if (!ws[i].done || r->rc != 0)
-			test_fail(__FILE__, __LINE__,
-				  "worker %d: done %d rc %d: %s", i, ws[i].done,
-				  r->rc, ws[i].last_error);
-		ASSERT_EQ(r->outcome,
-			  i == loader ? LARDER_FILLED : LARDER_WAITED);
-		ASSERT_EQ(r->size, size);
-		if (!spawn_check_file(out[i], size, 77))
-			test_fail(__FILE__, __LINE__,
-				  "worker %d read wrong bytes", i);
-	}
-	ASSERT_EQ(test_count_lines(side), 1);
+	herd_run(&h, 20000);
 	/* The shared tier holds it, and so does every host's near tier
 	 * (the loader's by its publish, the others' by their copies). */
-	larder *s = host("check", shared, NULL);
+	larder *s = open_host("check", shared, NULL);
 	larder_entry *e;
 	ASSERT_RC(s, larder_get(&e, s, "default", "herd", 4, "v1", 2), 0);
 	ASSERT_EQ(larder_entry_size(e), size);
@@ -593,7 +494,7 @@ TEST(herd_across_8_hosts_each_with_its_near_tier_loads_once)
 	larder_entry_release(e);
 	larder_close(s);
 	for (int i = 0; i < 8; i++) {
-		larder *n = host(strrchr(near[i], '/') + 1, "", NULL);
+		larder *n = open_host(strrchr(near[i], '/') + 1, "", NULL);
 		ASSERT_RC(n, larder_get(&e, n, "default", "herd", 4, "v1", 2),
 			  0);
 		ASSERT_EQ(larder_entry_size(e), size);
@@ -608,48 +509,19 @@ TEST(shared_tier_down_a_herd_on_one_host_loads_once_with_leases_in_near)
 	/* No shared tier where the setting points: every worker's near
 	 * store is the same, and their leases meet there. */
 	ASSERT_EQ(setenv("LARDER_SHARED", test_path("nowhere"), 1), 0);
-	larder_close(host("near", "", NULL));
+	larder_close(open_host("near", "", NULL));
 	char near[4096];
 	snprintf(near, sizeof near, "%s", test_path("near"));
-	char src[4096], side[4096], go[4096], hold[4096], out[4][4096];
-	snprintf(src, sizeof src, "%s", test_path("src"));
-	snprintf(side, sizeof side, "%s", test_path("loads"));
-	snprintf(go, sizeof go, "%s", test_path("go"));
-	snprintf(hold, sizeof hold, "%s", test_path("hold"));
-	const size_t size = 200000;
-	spawn_write_source(src, size, 78);
-	struct worker ws[4];
+	static struct herd h;
+	herd_init(&h, 4, 200000, 78);
 	for (int i = 0; i < 4; i++) {
-		snprintf(out[i], sizeof out[i], "%s", test_path("out%d", i));
 		struct wenv env = {NULL, NULL, 0};
-		const char *opts[] = {
-		    "--src",   src,    "--chunk",     "32768", "--side", side,
-		    "--out",   out[i], "--go",	      go,      "--hold", hold,
-		    "--lease", "1",    "--heartbeat", "0.1",   NULL};
-		worker_start(&ws[i], &env, near, "herd", "v1", opts);
+		const char *more[] = {"--chunk",     "32768", "--lease", "1",
+				      "--heartbeat", "0.1",   NULL};
+		herd_start(&h, i, &env, near, more);
 	}
 	ASSERT_EQ(unsetenv("LARDER_SHARED"), 0);
-	spawn_touch(go);
-	if (!worker_wait_each(ws, 4, "loading", "waiting", 20000))
-		test_fail(__FILE__, __LINE__,
-			  "not every worker loads or waits after 20 s");
-	int loader = worker_one_loader(ws, 4);
-	ASSERT(loader >= 0);
-	spawn_touch(hold);
-	for (int i = 0; i < 4; i++) {
-		worker_reap(ws, 4, i, 20000);
-		struct wres *r = &ws[i].res;
-		if (!ws[i].done || r->rc != 0)
-			test_fail(__FILE__, __LINE__,
-				  "worker %d: done %d rc %d: %s", i, ws[i].done,
-				  r->rc, ws[i].last_error);
-		ASSERT_EQ(r->outcome,
-			  i == loader ? LARDER_FILLED : LARDER_WAITED);
-		if (!spawn_check_file(out[i], size, 78))
-			test_fail(__FILE__, __LINE__,
-				  "worker %d read wrong bytes", i);
-	}
-	ASSERT_EQ(test_count_lines(side), 1);
+	herd_run(&h, 20000);
 }
 
 /* Threads of one host: each fills and reads keys of its own and keys of
@@ -705,13 +577,13 @@ static void tier_hammer(struct hammer *h)
 TEST(threads_of_one_host_through_the_tier_get_their_bytes)
 {
 	const char *shared = make_shared("shared");
-	larder *a = host("a", shared, NULL);
+	larder *a = open_host("a", shared, NULL);
 	struct hammer h[HAMMER_THREADS];
 	hammer_start(h, a, tier_hammer);
 	hammer_join(h);
 	larder_close(a);
 	/* Another host sees every entry, from the shared tier. */
-	larder *b = host("b", shared, NULL);
+	larder *b = open_host("b", shared, NULL);
 	for (int t = 0; t < HAMMER_THREADS; t++)
 		for (int k = 0; k < 10; k++) {
 			char key[32];

@@ -57,6 +57,8 @@ struct mount_node {
 	larder_entry *entry;
 	int verified; /* read without vmu (atomic): entry is then fixed */
 	int bad;      /* failed its verification: EIO for good */
+	int holding;  /* entry is unverified, its file open: counted in
+			 fs->holding (under vmu, or when the node is freed) */
 };
 
 /* How long the kernel may keep what it was told, in seconds. Inodes
@@ -182,6 +184,7 @@ static struct mount_node *node_ref(struct mount_fs *fs,
 	made->next = NULL;
 	made->entry = NULL;
 	made->verified = 0;
+	made->holding = 0;
 	made->key = dup_bytes(proto->key, proto->klen);
 	made->ver = dup_bytes(proto->ver, proto->vlen);
 	if (!made->key || !made->ver)
@@ -267,6 +270,8 @@ static void node_unref(struct mount_fs *fs, fuse_ino_t ino, uint64_t nlookup)
 		}
 	}
 	pthread_mutex_unlock(&fs->mu);
+	if (n->holding)
+		__atomic_sub_fetch(&fs->holding, 1, __ATOMIC_RELAXED);
 	node_free(n);
 	while (gone) {
 		struct mount_head *h = gone;
@@ -663,10 +668,25 @@ static int entry_err(int rc)
 				      : EIO;
 }
 
+/* n (under its vmu) holds an unverified entry, whose file is open, or
+ * no longer does. */
+static void set_holding(struct mount_fs *fs, struct mount_node *n, int on)
+{
+	if (n->holding == on)
+		return;
+	n->holding = on;
+	if (on)
+		__atomic_add_fetch(&fs->holding, 1, __ATOMIC_RELAXED);
+	else
+		__atomic_sub_fetch(&fs->holding, 1, __ATOMIC_RELAXED);
+}
+
 /* Hold the entry behind file node n from its lookup, once: its file
  * open, its payload not read (a stat costs its header). 0 or an errno.
- * Out of descriptors (many inodes held), the node holds nothing and its
- * first read looks the entry up then (docs/fuse.md, "Not yet"). */
+ * Past hold_max entries held so, or out of descriptors anyway, the node
+ * holds nothing and its first read looks the entry up then (docs/fuse.md,
+ * "Not yet"): held to the last descriptor, the entries would leave none
+ * for the header a lookup reads, and every later lookup would fail. */
 static int hold_once(struct mount_fs *fs, struct mount_node *n)
 {
 	larder_entry *e = NULL;
@@ -674,6 +694,8 @@ static int hold_once(struct mount_fs *fs, struct mount_node *n)
 
 	pthread_mutex_lock(&n->vmu);
 	if (n->entry || n->bad)
+		goto out;
+	if (__atomic_load_n(&fs->holding, __ATOMIC_RELAXED) >= fs->hold_max)
 		goto out;
 	rc = larder_get_unverified(&e, fs->db, n->ns, n->key, n->klen, n->ver,
 				   n->vlen);
@@ -688,6 +710,7 @@ static int hold_once(struct mount_fs *fs, struct mount_node *n)
 		goto out;
 	}
 	n->entry = e;
+	set_holding(fs, n, 1);
 out:
 	pthread_mutex_unlock(&n->vmu);
 	return rc;
@@ -717,6 +740,7 @@ static int verify_once(struct mount_fs *fs, struct mount_node *n)
 			rc = entry_err(rc);
 			goto out;
 		}
+		set_holding(fs, n, 1);
 	}
 	rc = larder_entry_verify(n->entry);
 	if (rc == LARDER_ECORRUPT) {
@@ -738,6 +762,7 @@ static int verify_once(struct mount_fs *fs, struct mount_node *n)
 		rc = EIO;
 		goto out;
 	}
+	set_holding(fs, n, 0); /* a verified entry keeps no descriptor */
 	__atomic_add_fetch(&fs->verified, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&n->verified, 1, __ATOMIC_RELEASE);
 out:
@@ -1419,6 +1444,7 @@ int mount_fs_init(struct mount_fs *fs, larder *db, const char *dir, char **ns,
 	fs->ns = ns;
 	fs->nns = nns;
 	fs->poll_ms = poll_ms;
+	fs->hold_max = SIZE_MAX;
 	struct stat st;
 	if (stat(dir, &st) != 0)
 		return LARDER_EIO;

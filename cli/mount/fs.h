@@ -43,6 +43,11 @@ struct mount_fs {
 	/* Entries verified since the mount (the root's user.larder.verified
 	 * xattr); atomic. */
 	uint64_t verified;
+	/* File nodes holding an unverified entry (its file open), atomic,
+	 * and how many may: half the descriptors the daemon may have
+	 * (SIZE_MAX from mount_fs_init until the caller sets it), the other
+	 * half left for the headers lookups read and the first reads. */
+	size_t holding, hold_max;
 	/* Who may read, as in the store: its directory's owner and group,
 	 * and the read bits of its mode (the kernel checks them:
 	 * default_permissions), so that --allow-other never shows a

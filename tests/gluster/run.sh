@@ -15,55 +15,9 @@ gl="$here/gluster.sh"
 base=${LARDER_GLUSTER_BASE:-/tmp/larder-gluster}
 export LARDER_GLUSTER_BASE="$base"
 
-# One GlusterFS per machine (fixed port and base directory): concurrent
-# runs, from other build directories too, wait for each other here.
-lock=${base}.lock
-exec 9>"$lock"
-if command -v flock >/dev/null 2>&1; then
-	flock -w 600 9 || {
-		echo "FAIL: another GlusterFS test run held $lock for 10 minutes" >&2
-		exit 1
-	}
-fi
-
-out=$(mktemp "${TMPDIR:-/tmp}/larder-gluster-start.XXXXXX")
-cleanup() {
-	rm -f "$out"
-	t0=$(date +%s.%N)
-	if sh "$gl" stop 9>&-; then
-		echo "gluster stop: $(elapsed "$t0") s"
-	else
-		echo "FAIL: gluster.sh stop left something behind" >&2
-		exit 1
-	fi
-}
-elapsed() {
-	awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'
-}
-
-# The traps come before the start: a run killed while the server starts
-# (a CTest timeout) still stops it, by the pid it recorded.
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-t0=$(date +%s.%N)
-set +e
-sh "$gl" start >"$out" 2>&1 9>&-
-rc=$?
-set -e
-if [ $rc -eq 77 ]; then
-	echo "SKIP: $(grep -v '^MNT_' "$out" | tail -1)"
-	rm -f "$out"
-	trap - EXIT
-	echo "0 passed, 0 failed, 1 skipped"
-	exit 0
-fi
-if [ $rc -ne 0 ]; then
-	cat "$out" >&2
-	echo "FAIL: gluster.sh start exited $rc" >&2
-	exit 1
-fi
-echo "gluster start: $(elapsed "$t0") s"
+# One GlusterFS per machine (fixed port and base directory).
+. "$here/../server_run.sh"
+server_up GlusterFS gluster "$gl" "$base" 0 '^MNT_'
 LARDER_GLUSTER_A=$(sed -n 's/^MNT_A=//p' "$out")
 LARDER_GLUSTER_B=$(sed -n 's/^MNT_B=//p' "$out")
 LARDER_CLI=$cli
