@@ -21,6 +21,10 @@
  * (ns, key, version) triples frame alike. */
 void ldr_entry_hash(const char *ns, const void *key, size_t klen,
 		    const void *ver, size_t vlen, uint8_t out[16]);
+/* ldr_entry_hash of a namespace whose length (strlen) is known. */
+void ldr_entry_hash_n(const char *ns, size_t nslen, const void *key,
+		      size_t klen, const void *ver, size_t vlen,
+		      uint8_t out[16]);
 
 void ldr_head_hash(const char *ns, const void *key, size_t klen,
 		   uint8_t out[16]);

@@ -462,15 +462,13 @@ static int lookup_own(larder *db, struct lookup *l, const char *ns,
 			return rc;
 		ver = l->headver;
 	}
-	ldr_entry_hash(ns, key, klen, ver, vlen, l->hash);
-	/* A hit due to refresh the entry's recency reads the file. (A
-	 * handle without the memo reads it anyway: no look at the clock.)
-	 * With a head found, a hit of this version from here on, as if by
+	size_t nslen = strlen(ns); /* once, for the name and the memo */
+	ldr_entry_hash_n(ns, nslen, key, klen, ver, vlen, l->hash);
+	/* With a head found, a hit of this version from here on, as if by
 	 * its name: the memo serves it if it holds it (and counts this read
 	 * for admission if not), as a lookup by version would. */
 	if (memo && db->memo &&
-	    ldr_memo_get(db, l->hash, ns, key, klen, ver, vlen,
-			 !ldr_touch_due(db, l->hash), memo)) {
+	    ldr_memo_get(db, l->hash, ns, nslen, key, klen, ver, vlen, memo)) {
 		if (hf.f.p)
 			ldr_file_free(&hf.f);
 		return LDR_MEMO_HIT;

@@ -84,10 +84,15 @@ static uint64_t first8(const uint8_t hash[16])
 
 int ldr_touch_due(larder *db, const uint8_t hash[16])
 {
+	return db->recency ? ldr_touch_due_at(db, hash, ldr_coarse_ms()) : 0;
+}
+
+int ldr_touch_due_at(larder *db, const uint8_t hash[16], int64_t now_ms)
+{
 	struct ldr_recency *g = db->recency;
 	if (!g)
 		return 0;
-	int64_t now = ldr_coarse_ms() / 1000 + 1;
+	int64_t now = now_ms / 1000 + 1;
 	int64_t iv = __atomic_load_n(&g->touch_interval, __ATOMIC_RELAXED);
 	uint64_t h = first8(hash);
 	uint32_t tag = (uint32_t)(h >> 32) | 1;
