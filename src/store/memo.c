@@ -33,7 +33,6 @@
 #include "memo.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -275,7 +274,11 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 	r->nslen = h->ns_len;
 	r->key = h->key;
 	r->klen = h->key_len;
-	snprintf(r->rel, sizeof r->rel, "%s", rel);
+	/* (rel fits: every entry's name is shorter than LDR_REL_MAX; no
+	 * formatting on a hit's path.) */
+	size_t rn = strnlen(rel, sizeof r->rel - 1);
+	memcpy(r->rel, rel, rn);
+	r->rel[rn] = '\0';
 	ldr_lru_ident_take(&m->t, &st, &r->id);
 	r->node.bytes = bytes;
 	*hit = r->hit;
