@@ -8,8 +8,8 @@
  * so that the load falls on all three alike, and the low quantiles of
  * the batches' means are compared.
  *
- *   bench_hit_ab [--repeat] [--size BYTES] [--rounds N] [--batch N]
- *                LIB_A LIB_B [DIR]
+ *   bench_hit_ab [--repeat] [--head] [--size BYTES] [--rounds N]
+ *                [--batch N] LIB_A LIB_B [DIR]
  *
  * LIB_A and LIB_B are paths of liblarder.so builds (copies in different
  * files: each is loaded apart, RTLD_LOCAL | RTLD_DEEPBIND). The store is
@@ -18,7 +18,8 @@
  * LARDER_OPEN_VERIFY_ALWAYS (no memo: every hit is a first hit), and
  * removed at the end. With --repeat, the handles keep the memo (the
  * default) and the entry is read twice through each first: every hit
- * is a repeat hit, served from the memo.
+ * is a repeat hit, served from the memo. With --head, the gets name no
+ * version (the key's head says it).
  */
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -77,13 +78,15 @@ static int cmp_d(const void *x, const void *y)
 int main(int argc, char **argv)
 {
 	size_t size = 4096;
-	int rounds = 300, batch = 400, repeat = 0;
+	int rounds = 300, batch = 400, repeat = 0, head = 0;
 	const char *lib[2] = {NULL, NULL};
 	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	int nl = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--repeat"))
 			repeat = 1;
+		else if (!strcmp(argv[i], "--head"))
+			head = 1;
 		else if (!strcmp(argv[i], "--size") && i + 1 < argc)
 			size = strtoull(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
@@ -98,8 +101,10 @@ int main(int argc, char **argv)
 			base = argv[i];
 	}
 	if (nl != 2 || rounds < 1 || batch < 1) {
-		fprintf(stderr, "usage: bench_hit_ab [--repeat] [--size BYTES] "
-				"[--rounds N] [--batch N] LIB_A LIB_B [DIR]\n");
+		fprintf(
+		    stderr,
+		    "usage: bench_hit_ab [--repeat] [--head] [--size BYTES] "
+		    "[--rounds N] [--batch N] LIB_A LIB_B [DIR]\n");
 		return 2;
 	}
 	struct api ab[2];
@@ -130,7 +135,8 @@ int main(int argc, char **argv)
 	for (int k = 0; repeat && k < 2; k++)
 		for (int r = 0; r < 2; r++) {
 			larder_entry *e;
-			if (ab[k].get(&e, ab[k].db, "bench", "k", 1, "v", 1))
+			if (ab[k].get(&e, ab[k].db, "bench", "k", 1,
+				      head ? NULL : "v", head ? 0 : 1))
 				die("cannot get from", store,
 				    ab[k].errmsg(ab[k].db));
 			ab[k].release(e);
@@ -165,7 +171,7 @@ int main(int argc, char **argv)
 				}
 				larder_entry *e;
 				if (ab[m].get(&e, ab[m].db, "bench", "k", 1,
-					      "v", 1))
+					      head ? NULL : "v", head ? 0 : 1))
 					die("cannot get from", store,
 					    ab[m].errmsg(ab[m].db));
 				ab[m].release(e);
@@ -184,10 +190,10 @@ int main(int argc, char **argv)
 	}
 	double load[1] = {0};
 	getloadavg(load, 1);
-	printf("bench_hit_ab: %zu bytes, %d rounds of %d %s hits, load %.2f\n"
-	       "A %s\nB %s\n",
-	       size, rounds, batch, repeat ? "repeat" : "first", load[0],
-	       lib[0], lib[1]);
+	printf("bench_hit_ab: %zu bytes, %d rounds of %d %s%s hits, load "
+	       "%.2f\nA %s\nB %s\n",
+	       size, rounds, batch, repeat ? "repeat" : "first",
+	       head ? " version-less" : "", load[0], lib[0], lib[1]);
 	printf("%-9s %9s %9s %9s   %s\n", "", "p10", "p25", "p50",
 	       "/ raw read (p10 p25 p50)");
 	for (int m = 0; m < 3; m++)

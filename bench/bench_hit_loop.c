@@ -5,15 +5,17 @@
  * nothing else. It prints the mean time a hit took, which is no
  * benchmark (bench_hit compares against a raw read in the same run).
  *
- *   bench_hit_loop [--repeat] [--size BYTES] [--keys N] [--hits N] [DIR]
+ *   bench_hit_loop [--repeat] [--head] [--size BYTES] [--keys N] [--hits N]
+ *                  [DIR]
  *
  * Puts N keys of BYTES into a fresh store under DIR (default $TMPDIR or
  * /tmp), then gets and releases them round-robin through a handle opened
  * with LARDER_OPEN_VERIFY_ALWAYS (no memo: every hit reads and verifies
  * the file, as a first hit does). With --repeat, through a handle with
  * the memo (the default), each key read twice before the loop: repeat
- * hits, served from what an earlier hit verified. The store is removed
- * at the end.
+ * hits, served from what an earlier hit verified. With --head, the gets
+ * name no version (the key's head says it). The store is removed at the
+ * end.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -33,11 +35,13 @@ static void die(const char *what, larder *db)
 int main(int argc, char **argv)
 {
 	size_t size = 4096;
-	int keys = 1000, hits = 1000000, repeat = 0;
+	int keys = 1000, hits = 1000000, repeat = 0, head = 0;
 	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--repeat"))
 			repeat = 1;
+		else if (!strcmp(argv[i], "--head"))
+			head = 1;
 		else if (!strcmp(argv[i], "--size") && i + 1 < argc)
 			size = strtoull(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--keys") && i + 1 < argc)
@@ -48,7 +52,7 @@ int main(int argc, char **argv)
 			base = argv[i];
 		else {
 			fprintf(stderr,
-				"usage: bench_hit_loop [--repeat] "
+				"usage: bench_hit_loop [--repeat] [--head] "
 				"[--size BYTES] [--keys N] [--hits N] [DIR]\n");
 			return 2;
 		}
@@ -98,8 +102,8 @@ int main(int argc, char **argv)
 	int64_t t0 = now_ns();
 	for (int i = 0, k = 0; i < hits; i++, k = k + 1 < keys ? k + 1 : 0) {
 		larder_entry *e;
-		if (larder_get(&e, db, "bench", key[k], (size_t)klen[k], "v1",
-			       2))
+		if (larder_get(&e, db, "bench", key[k], (size_t)klen[k],
+			       head ? NULL : "v1", head ? 0 : 2))
 			die("get", db);
 		larder_entry_release(e);
 	}

@@ -442,6 +442,7 @@ static int lookup_own(larder *db, struct lookup *l, const char *ns,
 	int rc;
 	struct ldr_head_found hf;
 	hf.f.p = NULL;
+	hf.have_ehash = 0;
 	if (!ver) {
 		/* A head linked to the entry serves the lookup in one open:
 		 * the entry comes with it, verified as below. */
@@ -463,7 +464,10 @@ static int lookup_own(larder *db, struct lookup *l, const char *ns,
 		ver = l->headver;
 	}
 	size_t nslen = strlen(ns); /* once, for the name and the memo */
-	ldr_entry_hash_n(ns, nslen, key, klen, ver, vlen, l->hash);
+	if (hf.have_ehash)
+		memcpy(l->hash, hf.ehash, sizeof l->hash);
+	else
+		ldr_entry_hash_n(ns, nslen, key, klen, ver, vlen, l->hash);
 	/* With a head found, a hit of this version from here on, as if by
 	 * its name: the memo serves it if it holds it (and counts this read
 	 * for admission if not), as a lookup by version would. */

@@ -268,9 +268,14 @@ void ldr_entry_hash_n(const char *ns, size_t nslen, const void *key,
 void ldr_head_hash(const char *ns, const void *key, size_t klen,
 		   uint8_t out[16])
 {
+	ldr_head_hash_n(ns, strlen(ns), key, klen, out);
+}
+
+void ldr_head_hash_n(const char *ns, size_t nslen, const void *key, size_t klen,
+		     uint8_t out[16])
+{
 	static const char tag[] = "larder-head-1";
-	hash_name(tag, sizeof tag - 1, ns, strlen(ns), key, klen, NULL, 0, 0,
-		  out);
+	hash_name(tag, sizeof tag - 1, ns, nslen, key, klen, NULL, 0, 0, out);
 }
 
 /* Built by hand: this is on the warm-hit path and snprintf costs more than
