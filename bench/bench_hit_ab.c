@@ -8,14 +8,18 @@
  * so that the load falls on all three alike, and the low quantiles of
  * the batches' means are compared.
  *
- *   bench_hit_ab [--size BYTES] [--rounds N] [--batch N] LIB_A LIB_B [DIR]
+ *   bench_hit_ab [--repeat] [--head] [--size BYTES] [--rounds N]
+ *                [--batch N] LIB_A LIB_B [DIR]
  *
  * LIB_A and LIB_B are paths of liblarder.so builds (copies in different
  * files: each is loaded apart, RTLD_LOCAL | RTLD_DEEPBIND). The store is
  * made under DIR (default $TMPDIR or /tmp) through A, one entry of BYTES
  * (4096), read through a handle of each opened with
  * LARDER_OPEN_VERIFY_ALWAYS (no memo: every hit is a first hit), and
- * removed at the end.
+ * removed at the end. With --repeat, the handles keep the memo (the
+ * default) and the entry is read twice through each first: every hit
+ * is a repeat hit, served from the memo. With --head, the gets name no
+ * version (the key's head says it).
  */
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -74,12 +78,16 @@ static int cmp_d(const void *x, const void *y)
 int main(int argc, char **argv)
 {
 	size_t size = 4096;
-	int rounds = 300, batch = 400;
+	int rounds = 300, batch = 400, repeat = 0, head = 0;
 	const char *lib[2] = {NULL, NULL};
 	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	int nl = 0;
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--size") && i + 1 < argc)
+		if (!strcmp(argv[i], "--repeat"))
+			repeat = 1;
+		else if (!strcmp(argv[i], "--head"))
+			head = 1;
+		else if (!strcmp(argv[i], "--size") && i + 1 < argc)
 			size = strtoull(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
 			rounds = atoi(argv[++i]);
@@ -93,8 +101,10 @@ int main(int argc, char **argv)
 			base = argv[i];
 	}
 	if (nl != 2 || rounds < 1 || batch < 1) {
-		fprintf(stderr, "usage: bench_hit_ab [--size BYTES] [--rounds "
-				"N] [--batch N] LIB_A LIB_B [DIR]\n");
+		fprintf(
+		    stderr,
+		    "usage: bench_hit_ab [--repeat] [--head] [--size BYTES] "
+		    "[--rounds N] [--batch N] LIB_A LIB_B [DIR]\n");
 		return 2;
 	}
 	struct api ab[2];
@@ -113,7 +123,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < size; i++)
 		payload[i] = (char)(i * 7 + 1);
 	larder_opts o = LARDER_OPTS_INIT;
-	o.flags = LARDER_OPEN_CREATE | LARDER_OPEN_VERIFY_ALWAYS;
+	o.flags = LARDER_OPEN_CREATE | (repeat ? 0 : LARDER_OPEN_VERIFY_ALWAYS);
 	for (int k = 0; k < 2; k++) {
 		if (ab[k].open(&ab[k].db, store, &o))
 			die("cannot open", store, ab[k].errmsg(NULL));
@@ -121,6 +131,16 @@ int main(int argc, char **argv)
 	}
 	if (ab[0].put(ab[0].db, "bench", "k", 1, "v", 1, payload, size, NULL))
 		die("cannot put into", store, ab[0].errmsg(ab[0].db));
+	/* The memo takes an entry at its second read in a handle. */
+	for (int k = 0; repeat && k < 2; k++)
+		for (int r = 0; r < 2; r++) {
+			larder_entry *e;
+			if (ab[k].get(&e, ab[k].db, "bench", "k", 1,
+				      head ? NULL : "v", head ? 0 : 1))
+				die("cannot get from", store,
+				    ab[k].errmsg(ab[k].db));
+			ab[k].release(e);
+		}
 	int wfd = open(raw, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (wfd < 0 || write(wfd, payload, size) != (ssize_t)size ||
 	    fsync(wfd) != 0 || close(wfd) != 0)
@@ -151,7 +171,7 @@ int main(int argc, char **argv)
 				}
 				larder_entry *e;
 				if (ab[m].get(&e, ab[m].db, "bench", "k", 1,
-					      "v", 1))
+					      head ? NULL : "v", head ? 0 : 1))
 					die("cannot get from", store,
 					    ab[m].errmsg(ab[m].db));
 				ab[m].release(e);
@@ -170,9 +190,10 @@ int main(int argc, char **argv)
 	}
 	double load[1] = {0};
 	getloadavg(load, 1);
-	printf("bench_hit_ab: %zu bytes, %d rounds of %d hits, load %.2f\n"
-	       "A %s\nB %s\n",
-	       size, rounds, batch, load[0], lib[0], lib[1]);
+	printf("bench_hit_ab: %zu bytes, %d rounds of %d %s%s hits, load "
+	       "%.2f\nA %s\nB %s\n",
+	       size, rounds, batch, repeat ? "repeat" : "first",
+	       head ? " version-less" : "", load[0], lib[0], lib[1]);
 	printf("%-9s %9s %9s %9s   %s\n", "", "p10", "p25", "p50",
 	       "/ raw read (p10 p25 p50)");
 	for (int m = 0; m < 3; m++)

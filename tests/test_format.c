@@ -5,6 +5,7 @@
  * their exact size so that a sanitizer build catches any read past them.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -580,4 +581,27 @@ TEST(xxh128_is_canonical_big_endian)
 	uint8_t got[16];
 	ldr_xxh128("", 0, got);
 	ASSERT_MEM_EQ(got, want, 16);
+}
+
+/* Entry and head names are their hash in hex (docs/format.md): two
+ * lowercase digits a byte, the high nibble first, whatever the length
+ * (ldr_hex makes four bytes' digits at a time, and the rest one by
+ * one). */
+TEST(hex_is_two_lowercase_digits_a_byte_high_nibble_first)
+{
+	/* Every byte value, at every place in a word, at every length. */
+	uint8_t in[256];
+	char got[2 * sizeof in + 1], want[2 * sizeof in + 1];
+	for (size_t i = 0; i < sizeof in; i++)
+		in[i] = (uint8_t)(i * 167 + 13); /* each value once */
+	for (size_t i = 0; i < sizeof in; i++)
+		snprintf(want + 2 * i, 3, "%02x", in[i]);
+	for (size_t n = 0; n <= sizeof in; n++) {
+		memset(got, 'x', sizeof got);
+		ldr_hex(in, n, got);
+		char w = want[2 * n];
+		want[2 * n] = '\0';
+		ASSERT_STR_EQ(got, want);
+		want[2 * n] = w;
+	}
 }

@@ -146,6 +146,36 @@ static int collect(const void *buf, size_t len, void *payload)
 	return 0;
 }
 
+/* The memo serves a hit only when no touch of the entry's recency is
+ * due: with the store's touch interval 0 (a touch on every hit), every
+ * hit reads the file, so that the cleaning still sees a hot entry used;
+ * with an interval, the same hits come from the memo. */
+TEST(a_hit_due_to_touch_its_recency_reads_the_file)
+{
+	larder *db = open_store();
+	larder_limits l = LARDER_LIMITS_INIT;
+	l.touch_interval = 0;
+	ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
+	larder_close(db);
+	db = open_store(); /* reads the store's limits at its open */
+	PUT(db, "hot", 4 * KiB);
+	uint64_t t0 = larder_counter(db, LARDER_CTR_TOUCHES);
+	for (int i = 0; i < 5; i++)
+		ASSERT(!HIT(db, "hot", 4 * KiB));
+	ASSERT_EQ(memo_hits(db), 0);
+	ASSERT_EQ(larder_counter(db, LARDER_CTR_TOUCHES) - t0, 5);
+	larder_close(db);
+
+	db = open_store();
+	l.touch_interval = 3600;
+	ASSERT_RC(db, larder_limits_set(db, NULL, &l), 0);
+	larder_close(db);
+	db = open_store();
+	REMEMBER(db, "hot", 4 * KiB);
+	ASSERT(HIT(db, "hot", 4 * KiB));
+	larder_close(db);
+}
+
 TEST(version_less_and_streamed_repeat_hits_use_the_memo)
 {
 	larder *db = open_store();

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <zstd_errors.h>
 
+#include "bytes.h"
 #include "clock.h"
 #include "fsutil.h"
 #include "hash.h"
@@ -116,9 +117,7 @@ static uint64_t declared_len(const uint8_t *buf, size_t n)
 	uint32_t need;
 	if (ldr_hdr_need(buf, n, &need) != 0)
 		return 0;
-	uint64_t stored = 0;
-	for (int i = 7; i >= 0; i--)
-		stored = stored << 8 | buf[40 + i];
+	uint64_t stored = ldr_get64(buf + 40);
 	return stored > UINT64_MAX - need ? 0 : need + stored;
 }
 

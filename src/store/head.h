@@ -54,6 +54,10 @@ struct ldr_head_found {
 				 * a link: the entry's bytes came from hf->rel */
 	char rel[LDR_REL_MAX];	/* the head's path */
 	char erel[LDR_REL_MAX]; /* the entry's, if its header names the key */
+	/* out: the version came from the head cache, which keeps the
+	 * entry's name hash too (ldr_entry_hash of it): ehash. */
+	int have_ehash;
+	uint8_t ehash[16];
 };
 /* ldr_head_find: the entry through its head was judged not servable
  * (hf->state, hf->why; its file in hf->f). */

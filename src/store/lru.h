@@ -109,6 +109,11 @@ int ldr_lru_seen(struct ldr_lru *t, const uint8_t hash[16]);
 /* The table's clock (coarse, monotonic, in ms) and the wall clock in ns,
  * both moved by ldr_lru_age. */
 int64_t ldr_lru_ms(const struct ldr_lru *t);
+/* ldr_lru_ms from a reading of ldr_coarse_ms() the caller took. */
+static inline int64_t ldr_lru_ms_at(const struct ldr_lru *t, int64_t coarse)
+{
+	return coarse + __atomic_load_n(&t->skew_ms, __ATOMIC_RELAXED);
+}
 int64_t ldr_lru_wall_ns(const struct ldr_lru *t);
 void ldr_lru_age(struct ldr_lru *t, int64_t ms);
 

@@ -33,13 +33,14 @@
 #include "memo.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "clock.h"
 #include "fsutil.h"
 #include "lru.h"
+#include "recency.h"
 
 struct ldr_memo_blob {
 	unsigned refs;
@@ -149,8 +150,8 @@ void ldr_memo_close(larder *db)
 }
 
 int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
-		 const void *key, size_t klen, const void *ver, size_t vlen,
-		 int serve, struct ldr_memo_hit *out)
+		 size_t nslen, const void *key, size_t klen, const void *ver,
+		 size_t vlen, struct ldr_memo_hit *out)
 {
 	struct ldr_memo *m = db->memo;
 	if (!m)
@@ -165,15 +166,18 @@ int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
 		goto out;
 	}
 	out->again = 1;
-	if (!serve)
+	/* One reading of the clock for the recency and the memo's own
+	 * intervals (each was a call of its own). */
+	int64_t coarse = ldr_coarse_ms();
+	if (ldr_touch_due_at(db, hash, coarse))
 		goto out;
 	/* The name is a 128-bit hash; the file's header names what it
 	 * holds, and so does the record (a collision is a miss). */
-	if (!ldr_same_bytes(r->ns, r->nslen, ns, strlen(ns)) ||
+	if (!ldr_same_bytes(r->ns, r->nslen, ns, nslen) ||
 	    !ldr_same_bytes(r->key, r->klen, key, klen) ||
 	    !ldr_same_bytes(r->hit.ver, r->hit.vlen, ver, vlen))
 		goto out;
-	int64_t now = ldr_lru_ms(&m->t);
+	int64_t now = ldr_lru_ms_at(&m->t, coarse);
 	if ((r->hit.expires && ldr_lru_wall_ns(&m->t) >= r->hit.expires) ||
 	    now - r->hashed_ms >= m->rehash_ms ||
 	    (r->id.racy && now - r->checked_ms >= m->check_ms)) {
@@ -270,7 +274,11 @@ int ldr_memo_put(larder *db, const uint8_t hash[16], const char *rel,
 	r->nslen = h->ns_len;
 	r->key = h->key;
 	r->klen = h->key_len;
-	snprintf(r->rel, sizeof r->rel, "%s", rel);
+	/* (rel fits: every entry's name is shorter than LDR_REL_MAX; no
+	 * formatting on a hit's path.) */
+	size_t rn = strnlen(rel, sizeof r->rel - 1);
+	memcpy(r->rel, rel, rn);
+	r->rel[rn] = '\0';
 	ldr_lru_ident_take(&m->t, &st, &r->id);
 	r->node.bytes = bytes;
 	*hit = r->hit;

@@ -56,15 +56,17 @@ void ldr_memo_open(larder *db, const larder_opts *opts);
 /* Drop the memo; entries handed out keep their bytes. */
 void ldr_memo_close(larder *db);
 
-/* A repeat hit of the entry named `hash`, asked as (ns, key, ver): 1 and *out
- * (with a reference on out->b) if the memo holds it, unexpired, its file
- * seen unchanged within the check interval and verified within the
- * re-hash interval; else 0 (the caller reads the file). With serve 0,
- * always 0: the read goes to disk (e.g. to refresh its recency), but
- * counts as a read for admission (out->again). */
+/* A repeat hit of the entry named `hash`, asked as (ns of nslen bytes,
+ * key, ver): 1 and *out (with a reference on out->b) if the memo holds
+ * it, unexpired, its file seen unchanged within the check interval and
+ * verified within the re-hash interval, and no touch of its recency is
+ * due (ldr_touch_due: then the read goes to disk, so that a hot entry's
+ * recency still moves for the cleaning); else 0 (the caller reads the
+ * file). A miss says in out->again whether the read that follows counts
+ * as a second one for admission. */
 int ldr_memo_get(larder *db, const uint8_t hash[16], const char *ns,
-		 const void *key, size_t klen, const void *ver, size_t vlen,
-		 int serve, struct ldr_memo_hit *out);
+		 size_t nslen, const void *key, size_t klen, const void *ver,
+		 size_t vlen, struct ldr_memo_hit *out);
 
 /* Remember an entry just verified from the file at rel, open at f->fd:
  * f's bytes and plain (the decompressed payload, or NULL) move into a

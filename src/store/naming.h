@@ -21,9 +21,16 @@
  * (ns, key, version) triples frame alike. */
 void ldr_entry_hash(const char *ns, const void *key, size_t klen,
 		    const void *ver, size_t vlen, uint8_t out[16]);
+/* ldr_entry_hash of a namespace whose length (strlen) is known. */
+void ldr_entry_hash_n(const char *ns, size_t nslen, const void *key,
+		      size_t klen, const void *ver, size_t vlen,
+		      uint8_t out[16]);
 
 void ldr_head_hash(const char *ns, const void *key, size_t klen,
 		   uint8_t out[16]);
+/* ldr_head_hash of a namespace whose length (strlen) is known. */
+void ldr_head_hash_n(const char *ns, size_t nslen, const void *key, size_t klen,
+		     uint8_t out[16]);
 
 /* "ns/<ns>/<kind>/h0h1/h2h3" and, with the file, "/<hex32>". */
 void ldr_dir_rel(char *out, const char *ns, char kind, const char *hex);

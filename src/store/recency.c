@@ -18,6 +18,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "clock.h"
 #include "config.h"
 
@@ -74,16 +75,26 @@ static void load_store(larder *db, int force)
 	__atomic_store_n(&g->store_loaded, now, __ATOMIC_RELAXED);
 }
 
+/* The name's first 8 bytes, the first the most significant: one load,
+ * not a loop of eight. */
+static uint64_t first8(const uint8_t hash[16])
+{
+	return __builtin_bswap64(ldr_get64(hash));
+}
+
 int ldr_touch_due(larder *db, const uint8_t hash[16])
+{
+	return db->recency ? ldr_touch_due_at(db, hash, ldr_coarse_ms()) : 0;
+}
+
+int ldr_touch_due_at(larder *db, const uint8_t hash[16], int64_t now_ms)
 {
 	struct ldr_recency *g = db->recency;
 	if (!g)
 		return 0;
-	int64_t now = ldr_coarse_ms() / 1000 + 1;
+	int64_t now = now_ms / 1000 + 1;
 	int64_t iv = __atomic_load_n(&g->touch_interval, __ATOMIC_RELAXED);
-	uint64_t h = 0;
-	for (int i = 0; i < 8; i++)
-		h = h << 8 | hash[i];
+	uint64_t h = first8(hash);
 	uint32_t tag = (uint32_t)(h >> 32) | 1;
 	uint64_t s =
 	    __atomic_load_n(&g->touched[h % TOUCH_SLOTS], __ATOMIC_RELAXED);
@@ -103,9 +114,7 @@ void ldr_touch(larder *db, int fd, const uint8_t hash[16])
 		pthread_mutex_unlock(&g->mu);
 	}
 	int64_t iv = __atomic_load_n(&g->touch_interval, __ATOMIC_RELAXED);
-	uint64_t h = 0;
-	for (int i = 0; i < 8; i++)
-		h = h << 8 | hash[i];
+	uint64_t h = first8(hash);
 	uint32_t tag = (uint32_t)(h >> 32) | 1;
 	uint64_t *slot = &g->touched[h % TOUCH_SLOTS];
 	uint64_t s = __atomic_load_n(slot, __ATOMIC_RELAXED);

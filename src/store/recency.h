@@ -20,6 +20,8 @@ void ldr_touch(larder *db, int fd, const uint8_t hash[16]);
  * now (ldr_touch): the memo serves a hit only when not, so that a hot
  * entry's recency still moves for the cleaning. */
 int ldr_touch_due(larder *db, const uint8_t hash[16]);
+/* ldr_touch_due with the clock read already: now_ms is ldr_coarse_ms(). */
+int ldr_touch_due_at(larder *db, const uint8_t hash[16], int64_t now_ms);
 
 /* Before a publish: 0, or LARDER_EFULL (recorded, counted) when the free
  * space stays below the stop watermark after the space_low hook ran. */

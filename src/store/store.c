@@ -227,11 +227,10 @@ int ldr_check_ns(larder *db, const char *ns)
  * stack buffer and hashed in one call (this is on every hit, and the
  * streaming state costs several times more); both ways give the same
  * hash. */
-static void hash_name(const char *tag, size_t tlen, const char *ns,
+static void hash_name(const char *tag, size_t tlen, const char *ns, size_t nlen,
 		      const void *key, size_t klen, const void *ver,
 		      size_t vlen, int with_ver, uint8_t out[16])
 {
-	size_t nlen = strlen(ns);
 	uint8_t small[512];
 	if (32 + tlen + nlen + klen + vlen <= sizeof small) {
 		uint8_t *p = ldr_put_field(small, tag, tlen);
@@ -255,15 +254,28 @@ static void hash_name(const char *tag, size_t tlen, const char *ns,
 void ldr_entry_hash(const char *ns, const void *key, size_t klen,
 		    const void *ver, size_t vlen, uint8_t out[16])
 {
+	ldr_entry_hash_n(ns, strlen(ns), key, klen, ver, vlen, out);
+}
+
+void ldr_entry_hash_n(const char *ns, size_t nslen, const void *key,
+		      size_t klen, const void *ver, size_t vlen,
+		      uint8_t out[16])
+{
 	static const char tag[] = "larder-entry-1";
-	hash_name(tag, sizeof tag - 1, ns, key, klen, ver, vlen, 1, out);
+	hash_name(tag, sizeof tag - 1, ns, nslen, key, klen, ver, vlen, 1, out);
 }
 
 void ldr_head_hash(const char *ns, const void *key, size_t klen,
 		   uint8_t out[16])
 {
+	ldr_head_hash_n(ns, strlen(ns), key, klen, out);
+}
+
+void ldr_head_hash_n(const char *ns, size_t nslen, const void *key, size_t klen,
+		     uint8_t out[16])
+{
 	static const char tag[] = "larder-head-1";
-	hash_name(tag, sizeof tag - 1, ns, key, klen, NULL, 0, 0, out);
+	hash_name(tag, sizeof tag - 1, ns, nslen, key, klen, NULL, 0, 0, out);
 }
 
 /* Built by hand: this is on the warm-hit path and snprintf costs more than
