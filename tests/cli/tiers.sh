@@ -29,6 +29,14 @@ check "b's shared hit was counted" \
 	test "$(json_get "$T/out" 'j["counters"]["shared_hits"]')" = 1
 check "and copied into b's near tier" \
 	test "$(json_get "$T/out" 'j["counters"]["shared_copies"]')" = 1
+# Again on host b: a near hit, which (as any hit) writes nothing, the
+# counters included (docs/operations.md): the stats shards are as before.
+snap() { find "$B/stats" -type f -printf '%p %s %T@ %C@\n' | sort; }
+snap >"$T/stats.before"
+expect_rc 0 "get again on host b" "$LARDER" --dir "$B" get --ns n k
+check "its bytes" cmp -s "$T/out" "$T/in"
+snap >"$T/stats.after"
+check "a near hit writes no counters" cmp -s "$T/stats.before" "$T/stats.after"
 expect_rc 0 "stat on host b" "$LARDER" --dir "$B" stat
 expect_out "^shared tier $SH\$" "stat names the shared tier"
 expect_out "^  near_hits +[0-9]+\$" "stat shows near hits"
