@@ -77,6 +77,17 @@ check "and that others may read its password" grep -q \
 	"password is in '$A/config', which the store's mode (0644) lets others" \
 	"$T/err"
 
+# A user alone (the password from LARDER_REDIS_PASSWORD, docs/redis.md):
+# no password in DIR/config, no warning that others may read one.
+expect_rc 0 "config --shared with a user and no password" \
+	env -u LARDER_REDIS_PASSWORD "$LARDER" --dir "$A" config \
+	--shared 'redis://user@127.0.0.1:1/0'
+check "no warning about a password in DIR/config" \
+	sh -c "! grep -q 'password is in' '$T/err'"
+expect_rc 0 "nor with an empty password" "$LARDER" --dir "$A" config \
+	--shared 'redis://user:@127.0.0.1:1/0'
+check "no warning about it either" sh -c "! grep -q 'password is in' '$T/err'"
+
 # A password never shown; a bad one refused at once.
 expect_rc 0 "config --shared with a password" "$LARDER" --dir "$A" config \
 	--shared 'redis://user:s3cret@127.0.0.1:1/0'
