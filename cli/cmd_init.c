@@ -1,6 +1,6 @@
 /*
- * cmd_init.c — `larder init`: create a store (no change if it exists),
- * with its mode, fsync policy and caps.
+ * cmd_init.c — `larder init`: create a store with its mode, fsync policy
+ * and caps (on an existing one, set the caps and shared tier given).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -221,13 +221,15 @@ static int run_init(struct cli *c, int argc, char **argv)
 const struct cli_cmd cli_cmd_init = {
     .name = "init",
     .run = run_init,
-    .summary = "create the store (no change if it exists)",
+    .summary = "create the store (an existing one: set its caps, shared tier)",
     .usage = "[--mode MODE] [--parents] [--fsync none|data|full] "
 	     "[--max-bytes SIZE] [--max-entries N] [--shared WHERE]",
     .help = "Create the store at DIR (and DIR itself if missing; its parent "
 	    "must exist\n"
 	    "unless --parents). On an existing store this changes nothing "
-	    "and succeeds;\n"
+	    "but the\n"
+	    "settings given (--max-bytes, --max-entries, --shared) and "
+	    "succeeds;\n"
 	    "--fsync applies only to a new store, and --mode naming another "
 	    "mode than\n"
 	    "the store's fails (exit 3): a store's mode is changed by hand "

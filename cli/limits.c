@@ -125,6 +125,27 @@ static void first_warning(int level, const char *msg, void *payload)
 		snprintf(said, 1024, "%s", msg);
 }
 
+/* Whether URI `where` carries a password: a userinfo (before the '@'
+ * that ends it, in the authority) with a ':' and something after it. A
+ * user alone ("redis://larder@host") takes the password from
+ * LARDER_REDIS_PASSWORD at each run, and keeps none in DIR/config. */
+static int has_password(const char *where)
+{
+	const char *auth = strstr(where, "://");
+	if (!auth)
+		return 0;
+	auth += 3;
+	size_t n = strcspn(auth, "/?#");
+	const char *at = NULL;
+	for (const char *p = auth; p < auth + n; p++)
+		if (*p == '@')
+			at = p;
+	if (!at)
+		return 0;
+	const char *colon = memchr(auth, ':', (size_t)(at - auth));
+	return colon && colon + 1 < at;
+}
+
 int cli_shared_apply(struct cli *c, larder *db, const char *where)
 {
 	if (*where && where[0] == '/') {
@@ -151,7 +172,7 @@ int cli_shared_apply(struct cli *c, larder *db, const char *where)
 		return CLI_OK;
 	/* DIR/config is readable by whoever may read the store: a password
 	 * in the URI is theirs too. */
-	if (strchr(where, '@') && (larder_mode(db) & 044))
+	if (has_password(where) && (larder_mode(db) & 044))
 		cli_err(
 		    c,
 		    "warning: the shared tier's password is in '%s/config', "

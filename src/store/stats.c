@@ -905,7 +905,10 @@ static int pending(larder *db, struct tally *t)
 /* The counters a lookup counts, hit or not, without changing the
  * store. Pending alone, they are not worth a write at close: a write per
  * hit is what a hit must not cost. A miss, a fill, a publish or a removal
- * counts something else, and these ride along with it. */
+ * counts something else, and these ride along with it. With a shared
+ * tier, a hit in the near tier and a look at the shared tier's head are
+ * lookups too: without them here, every hit of a store with a shared tier
+ * wrote a counter shard at close. */
 static int lookup_only(const struct tally *t)
 {
 	static const int lookup[] = {
@@ -917,6 +920,8 @@ static int lookup_only(const struct tally *t)
 	    LARDER_CTR_FILES_HASHED,
 	    LARDER_CTR_FILES_HASHED_BYTES,
 	    LARDER_CTR_FILES_REMEMBERED,
+	    LARDER_CTR_NEAR_HITS,
+	    LARDER_CTR_SHARED_HEAD_CHECKS,
 	};
 	uint64_t rest[LARDER_CTR_COUNT];
 	memcpy(rest, t->ctr, sizeof rest);

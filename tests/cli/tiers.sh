@@ -29,6 +29,14 @@ check "b's shared hit was counted" \
 	test "$(json_get "$T/out" 'j["counters"]["shared_hits"]')" = 1
 check "and copied into b's near tier" \
 	test "$(json_get "$T/out" 'j["counters"]["shared_copies"]')" = 1
+# Again on host b: a near hit, which (as any hit) writes nothing, the
+# counters included (docs/operations.md): the stats shards are as before.
+snap() { find "$B/stats" -type f -printf '%p %s %T@ %C@\n' | sort; }
+snap >"$T/stats.before"
+expect_rc 0 "get again on host b" "$LARDER" --dir "$B" get --ns n k
+check "its bytes" cmp -s "$T/out" "$T/in"
+snap >"$T/stats.after"
+check "a near hit writes no counters" cmp -s "$T/stats.before" "$T/stats.after"
 expect_rc 0 "stat on host b" "$LARDER" --dir "$B" stat
 expect_out "^shared tier $SH\$" "stat names the shared tier"
 expect_out "^  near_hits +[0-9]+\$" "stat shows near hits"
@@ -68,6 +76,17 @@ expect_err "warning: the shared tier is set, but: shared tier 'redis://user:\*\*
 check "and that others may read its password" grep -q \
 	"password is in '$A/config', which the store's mode (0644) lets others" \
 	"$T/err"
+
+# A user alone (the password from LARDER_REDIS_PASSWORD, docs/redis.md):
+# no password in DIR/config, no warning that others may read one.
+expect_rc 0 "config --shared with a user and no password" \
+	env -u LARDER_REDIS_PASSWORD "$LARDER" --dir "$A" config \
+	--shared 'redis://user@127.0.0.1:1/0'
+check "no warning about a password in DIR/config" \
+	sh -c "! grep -q 'password is in' '$T/err'"
+expect_rc 0 "nor with an empty password" "$LARDER" --dir "$A" config \
+	--shared 'redis://user:@127.0.0.1:1/0'
+check "no warning about it either" sh -c "! grep -q 'password is in' '$T/err'"
 
 # A password never shown; a bad one refused at once.
 expect_rc 0 "config --shared with a password" "$LARDER" --dir "$A" config \
