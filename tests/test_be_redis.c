@@ -1244,8 +1244,16 @@ TEST(wait_is_woken_by_a_publish_from_another_process)
 		_exit(publish(be, &n, p, sizeof p, 100, 0, 0) == 0 ? 0 : 3);
 	}
 	struct ldr_backend *be = be_open(db);
-	/* A bound far beyond the test's own timeout: only the publish can
-	 * end this wait in time. */
+	/* A bound far beyond the test's own timeout, and a lease held
+	 * (a free one ends a wait at once): only the publish can end this
+	 * wait in time. */
+	struct ldr_self me = self(db);
+	struct ldr_be_lease *l;
+	struct ldr_be_holder h;
+	uint64_t tok;
+	ASSERT_RC(
+	    db, be->ops->lease_acquire(be, &n, &me, 60000, 1000, &l, &tok, &h),
+	    0);
 	struct ldr_be_wait *w;
 	ASSERT_RC(db, be->ops->wait_begin(be, &n, &w), 0);
 	ASSERT_EQ(write(go[1], "x", 1), 1);
@@ -1254,6 +1262,7 @@ TEST(wait_is_woken_by_a_publish_from_another_process)
 		;
 	ASSERT_RC(db, rc, 0);
 	be->ops->wait_end(w);
+	be->ops->lease_release(l);
 	uint8_t *got;
 	size_t len;
 	ASSERT_RC(db, read_verified(be, &n, &got, &len), 0);
@@ -1270,15 +1279,56 @@ TEST(wait_is_bounded_by_max_ms_and_by_cancel)
 	struct ldr_backend *be = be_open(db);
 	struct ldr_name n;
 	name_of(&n, "wt", "nobody", "v");
+	/* A holder that publishes nothing in the test's time: nothing
+	 * but the bound or the cancel ends the wait. */
+	struct ldr_self me = self(db);
+	struct ldr_be_lease *l;
+	struct ldr_be_holder h;
+	uint64_t tok;
+	ASSERT_RC(
+	    db, be->ops->lease_acquire(be, &n, &me, 60000, 1000, &l, &tok, &h),
+	    0);
 	struct ldr_be_wait *w;
 	ASSERT_RC(db, be->ops->wait_begin(be, &n, &w), 0);
 	ASSERT_EQ(be->ops->wait(w, 200, NULL), LDR_BE_WAIT_MORE);
 	volatile sig_atomic_t cancel = 1;
 	ASSERT_RC(db, be->ops->wait(w, 3600 * 1000, &cancel), LARDER_ECANCELED);
 	be->ops->wait_end(w);
+	be->ops->lease_release(l);
 	uint8_t *got;
 	size_t len;
 	ASSERT_EQ(read_verified(be, &n, &got, &len), LARDER_ENOTFOUND);
+	be_end(be);
+}
+
+/* A holder that lets go without publishing after the caller's look saw
+ * it and before wait_begin: the baseline is "free", and so is every look
+ * after it. The wait ends for the caller to take the lease, not at its
+ * bound (a fill's whole wait limit, 300 s by default). */
+TEST(a_lease_let_go_before_the_wait_began_ends_the_wait)
+{
+	larder *db;
+	struct ldr_name n;
+	struct ldr_backend *be = be_start(&db, &n, "wfree", "v");
+	struct ldr_self me = self(db);
+	struct ldr_be_lease *l;
+	struct ldr_be_holder h;
+	uint64_t tok;
+	ASSERT_RC(
+	    db, be->ops->lease_acquire(be, &n, &me, 60000, 1000, &l, &tok, &h),
+	    0);
+	be->ops->lease_release(l);
+	struct ldr_be_wait *w;
+	ASSERT_RC(db, be->ops->wait_begin(be, &n, &w), 0);
+	/* A bound far beyond the test's own timeout: only the free lease
+	 * can end this wait in time. */
+	ASSERT_RC(db, be->ops->wait(w, 3600 * 1000, NULL), 0);
+	be->ops->wait_end(w);
+	/* And the caller gets the lease it was told to take. */
+	ASSERT_RC(
+	    db, be->ops->lease_acquire(be, &n, &me, 60000, 1000, &l, &tok, &h),
+	    0);
+	be->ops->lease_release(l);
 	be_end(be);
 }
 

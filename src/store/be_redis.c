@@ -2310,6 +2310,16 @@ static int changed(const struct look *a, const struct look *b)
 	       memcmp(a->rec, b->rec, a->len);
 }
 
+/* No lease and no entry: nobody fills it, and the caller is to take the
+ * lease. Not a change when the baseline was already free: a holder that
+ * let go without publishing between the caller's look and wait_begin
+ * leaves a baseline that every later look matches, and the wait would
+ * sleep to its bound (the fill's whole wait limit). */
+static int free_now(const struct look *lk)
+{
+	return !lk->entry && lk->len == 0;
+}
+
 /* Backoff steps: from 5 ms, doubling, jittered by up to a quarter so
  * that a herd's polls spread; capped at 100 ms while a subscription
  * stands (it is only the lease that is polled then) and 500 ms without. */
@@ -2412,6 +2422,10 @@ static int r_wait(struct ldr_be_wait *bw, uint64_t max_ms,
 			w->last = now;
 			w->dead_told = 0;
 			w->step = 0;
+			return 0;
+		} else if (free_now(&now)) {
+			/* The backoff goes on: should the caller not get the
+			 * lease either, its next looks stay spread. */
 			return 0;
 		} else if (!w->dead_told && holder_dead(w, &now)) {
 			/* A killed holder's record stays until the server
