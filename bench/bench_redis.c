@@ -436,11 +436,11 @@ static void bench_put(larder *h, uint64_t *rng, int quick, size_t only)
 				int m = order[j];
 				double sum = 0;
 				for (int i = 0; i < reps; i++)
-					sum += m == P_SET
-						   ? run(M_SET, p, size, NULL)
-						   : put_once(m == P_PUT ? h
-									 : nh,
-							      p, size);
+					sum +=
+					    m == P_SET
+						? run(M_SET, p, size, NULL)
+						: put_once(m == P_PUT ? h : nh,
+							   p, size);
 				v[m][k] = sum / reps;
 			}
 		}
@@ -454,7 +454,9 @@ static void bench_put(larder *h, uint64_t *rng, int quick, size_t only)
 			double r = med[m] / med[P_SET];
 			printf("%-8zu %-16s %12.1f %8.2f %s\n", size, pname[m],
 			       med[m] / 1000, r,
-			       m == P_SET ? "" : r <= 1.5 ? "PASS" : "MISS");
+			       m == P_SET ? ""
+			       : r <= 1.5 ? "PASS"
+					  : "MISS");
 		}
 		free(p);
 	}

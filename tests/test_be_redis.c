@@ -726,6 +726,56 @@ static void head_is(struct ldr_backend *be, const struct ldr_name *n,
 	free(v);
 }
 
+/* How many times the server ran a script (EVALSHA and EVAL) since its
+ * statistics were last reset. */
+static long scripts_run(void)
+{
+	char out[64];
+	redis_out("INFO commandstats | grep -E '^cmdstat_eval(sha)?:' | "
+		  "awk -F'[=,]' '{n+=$2} END {print n+0}'",
+		  out, sizeof out);
+	return atol(out);
+}
+
+/* A put (no lease, token 0) moves the head in its commit's MULTI/EXEC,
+ * with no script: each redis.call of a script cost the server more than
+ * a bare SET. Where its entry stood already the head names it all the
+ * same (a put to a directory does so); a writer with a token is still
+ * judged by the script, never moving the head back. */
+TEST(a_puts_head_goes_in_its_commit_with_no_script)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_name n1, n2, n3;
+	name_of(&n1, "ph", "k", "v1");
+	name_of(&n2, "ph", "k", "v2");
+	name_of(&n3, "ph", "k", "v3");
+	uint8_t p[100];
+	memset(p, 3, sizeof p);
+	redis_cli("CONFIG RESETSTAT");
+	ASSERT_RC(db, publish(be, &n1, p, sizeof p, sizeof p, 0, 0), 0);
+	ASSERT_EQ(scripts_run(), 0);
+	head_is(be, &n1, "v1");
+	/* The entry stands; the head moved on meanwhile: a put of it again
+	 * names it. */
+	ASSERT_RC(db, be->ops->head_set(be, &n2, 6), 0);
+	head_is(be, &n1, "v2");
+	ASSERT_RC(db, publish(be, &n1, p, sizeof p, sizeof p, 0, 0),
+		  LARDER_EXISTS);
+	head_is(be, &n1, "v1");
+	/* A writer whose token (4) is below the head's (6) moves nothing. */
+	ASSERT_RC(db, be->ops->head_set(be, &n2, 6), 0);
+	ASSERT_RC(db, publish(be, &n3, p, sizeof p, sizeof p, 0, 4), 0);
+	head_is(be, &n1, "v2");
+	uint8_t *got;
+	size_t len;
+	ASSERT_EQ(read_verified(be, &n3, &got, &len), LARDER_STATE_OK);
+	ASSERT_EQ(len, sizeof p);
+	free(got);
+	be->ops->close(be);
+	larder_close(db);
+}
+
 /* A fill's round trips folded (docs/backends.md, section 3): the look
  * goes with the lease, and the head and the release with the commit,
  * which still judges the lease at the commit point. */

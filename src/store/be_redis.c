@@ -1223,10 +1223,11 @@ struct rcommit {
 	uint8_t *ht; /* the head's value, malloc'ed (NULL: none) */
 	const char *argv[A_N];
 	size_t lens[A_N];
-	int inl;    /* the payload goes inline in the manifest */
-	int settle; /* settle_lua goes behind the MULTI/EXEC */
-	int piped;  /* settle_lua was pipelined by EVALSHA */
-	int late;   /* published, settle_lua still to run (after a batch) */
+	int inl;     /* the payload goes inline in the manifest */
+	int settle;  /* settle_lua goes behind the MULTI/EXEC */
+	int headset; /* the head's SET goes in the MULTI/EXEC (a put) */
+	int piped;   /* settle_lua was pipelined by EVALSHA */
+	int late;    /* published, settle_lua still to run (after a batch) */
 };
 
 static void prepared_free(struct rcommit *pc)
@@ -1338,7 +1339,12 @@ static int prepare(struct rcommit *pc, struct rstage *s, const void *hdr,
 			    l ? l->reclen : 0};
 	memcpy(pc->argv, argv, sizeof argv);
 	memcpy(pc->lens, lens, sizeof lens);
-	pc->settle = htlen || l;
+	/* A put (no lease, token 0: the head always set) needs no script
+	 * for its head: a plain SET in the inline commit's MULTI/EXEC.
+	 * Where a manifest of the same name stood, the head still names
+	 * an entry that stands, as a put to a directory leaves it. */
+	pc->headset = pc->inl && htlen && !l && token == 0;
+	pc->settle = (htlen && !pc->headset) || l;
 	return 0;
 }
 
@@ -1357,7 +1363,10 @@ static int prepare(struct rcommit *pc, struct rstage *s, const void *hdr,
  * cost a 4 KiB publish twice a bare SET, because the payload passed
  * through the script is copied; this is one round trip of plain
  * commands. The head and the lease (settle_lua, small arguments) go
- * right behind it, in the same round trip. inline_send queues it on c,
+ * right behind it, in the same round trip; a put's head, with no lease
+ * nor token to judge, goes inside it as a plain SET (the script cost the
+ * server more than the rest of the commit: each redis.call is a few
+ * microseconds there). inline_send queues it on c,
  * inline_take reads its replies: 0, published; 1, a manifest stands (the
  * commit script judges it: whole, ours, or broken, and settles); or a
  * code. The sets and the message are harmless when it stands: the entry
@@ -1379,12 +1388,16 @@ static int inline_send(struct ldr_rconn *c, struct rcommit *pc)
 	size_t sa2l[3] = {4, lens[A_SET], lens[A_E]};
 	const char *pub[3] = {"PUBLISH", argv[A_CH], argv[A_E]};
 	size_t publ[3] = {7, lens[A_CH], lens[A_E]};
+	const char *hs[3] = {"SET", argv[A_HEAD], argv[A_HT]};
+	size_t hsl[3] = {3, lens[A_HEAD], lens[A_HT]};
 	int rc;
 	if ((rc = ldr_rconn_append(c, "MULTI", 1, multi, NULL)) ||
 	    (rc = ldr_rconn_append(c, "SET manifest", setc, set, setl)) ||
 	    (rc = ldr_rconn_append(c, "SADD", 3, sa1, sa1l)) ||
 	    (rc = ldr_rconn_append(c, "SADD", 3, sa2, sa2l)) ||
 	    (rc = ldr_rconn_append(c, "PUBLISH", 3, pub, publ)) ||
+	    (pc->headset &&
+	     (rc = ldr_rconn_append(c, "SET head", 3, hs, hsl))) ||
 	    (rc = ldr_rconn_append(c, "EXEC", 1, exec, NULL)))
 		return rc;
 	pc->piped = 0;
@@ -1406,8 +1419,10 @@ static int inline_take(struct ldr_rconn *c, struct rcommit *pc, int last)
 	struct rbe *b = pc->s->b;
 	redisReply *r = NULL;
 	int rc = 0;
-	/* +OK and four +QUEUED; an error among them aborts the EXEC. */
-	for (int i = 0; i < 5; i++) {
+	/* +OK and four +QUEUED (five with the head's SET); an error among
+	 * them aborts the EXEC. */
+	size_t queued = 4 + (size_t)pc->headset;
+	for (size_t i = 0; i <= queued; i++) {
 		if ((rc = ldr_rconn_reply(c, &r, "commit")))
 			break;
 		ldr_rreply_free(r);
@@ -1418,7 +1433,7 @@ static int inline_take(struct ldr_rconn *c, struct rcommit *pc, int last)
 		return (ldr_rreply_free(r), rc);
 	if (rc2)
 		return rc2;
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 4)
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != queued)
 		rc = ldr_fail(b->base.db, LARDER_EIO, 0,
 			      "Redis commit at %s: unexpected reply to EXEC",
 			      b->cfg.shown);
