@@ -1938,3 +1938,98 @@ TEST(put_many_gives_each_key_what_put_gives_it_on_redis_and_near_redis)
 		free(p[i]);
 	free(old);
 }
+
+/* How many times the server ran commands whose name matches the
+ * extended regex `re` since its statistics were last reset. */
+static long calls_of(const char *re)
+{
+	char args[256], out[64];
+	snprintf(args, sizeof args,
+		 "INFO commandstats | grep -E '^cmdstat_(%s):' | "
+		 "awk -F'[=,]' '{n+=$2} END {print n+0}'",
+		 re);
+	redis_out(args, out, sizeof out);
+	return atol(out);
+}
+
+/* A small put's commit is plain commands in one round trip: no script,
+ * no MULTI/EXEC; the set of namespaces gets its SADD once, not on every
+ * put (docs/backends.md, "Round trips"); and what it published reads
+ * back, the head naming it. */
+TEST(a_put_is_plain_commands_and_adds_its_namespace_once)
+{
+	larder *db = batch_open("pc", 0);
+	uint8_t p[4096];
+	memset(p, 0x61, sizeof p);
+	redis_cli("CONFIG RESETSTAT");
+	ASSERT_RC(
+	    db, larder_put(db, "pcns", "k", 1, "v1", 2, p, sizeof p, NULL), 0);
+	char out[64];
+	redis_out("SISMEMBER pc:ns pcns", out, sizeof out);
+	ASSERT_STR_EQ(out, "1");
+	ASSERT_EQ(calls_of("sadd"), 2); /* the namespace's, the entry's */
+	p[0] = 0x62;
+	ASSERT_RC(
+	    db, larder_put(db, "pcns", "k", 1, "v2", 2, p, sizeof p, NULL), 0);
+	ASSERT_EQ(calls_of("sadd"), 3); /* the entry's alone */
+	ASSERT_EQ(calls_of("eval|evalsha|multi|exec"), 0);
+	larder_entry *e = NULL;
+	ASSERT_RC(db, larder_get(&e, db, "pcns", "k", 1, NULL, 0), 0);
+	ASSERT_EQ(larder_entry_size(e), sizeof p);
+	ASSERT_MEM_EQ(larder_entry_data(e), p, sizeof p);
+	larder_entry_release(e);
+	larder_close(db);
+}
+
+/* How many chunk keys are in Redis under prefix pre. */
+static long chunks_under(const char *pre)
+{
+	char args[128], out[64];
+	snprintf(args, sizeof args, "--scan --pattern '%s:*' | grep -c ':c:'",
+		 pre);
+	redis_out(args, out, sizeof out);
+	return atol(out);
+}
+
+/* A put larger than the writer's buffer goes to Redis as it is written
+ * (a chunk is sent before the commit), with no copy of the entry made
+ * in memory first; an abort takes back what was sent, and a commit
+ * publishes it whole. */
+TEST(a_large_put_streams_to_redis_and_an_abort_leaves_no_chunk)
+{
+	larder *db = db_open();
+	char u[700];
+	snprintf(u, sizeof u, "%s?prefix=ls:", uri);
+	ldr_test_be_hang(db, be_open_uri(db, u));
+	size_t len = (5u << 20) + 123;
+	uint8_t *p = xmalloc(len);
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(i * 2654435761u >> 11);
+	for (int commit = 0; commit < 2; commit++) {
+		larder_writer *w = NULL;
+		ASSERT_RC(
+		    db, larder_writer_begin(&w, db, "ls", "k", 1, "v", 1, NULL),
+		    0);
+		for (size_t at = 0; at < len; at += 1u << 20)
+			ASSERT_RC(db,
+				  larder_writer_write(w, p + at,
+						      len - at < (1u << 20)
+							  ? len - at
+							  : 1u << 20),
+				  0);
+		ASSERT(chunks_under("ls") >= 1);
+		if (!commit) {
+			larder_writer_abort(w);
+			ASSERT_EQ(chunks_under("ls"), 0);
+			continue;
+		}
+		ASSERT_RC(db, larder_writer_commit(w), 0);
+	}
+	larder_entry *e = NULL;
+	ASSERT_RC(db, larder_get(&e, db, "ls", "k", 1, "v", 1), 0);
+	ASSERT_EQ(larder_entry_size(e), len);
+	ASSERT_MEM_EQ(larder_entry_data(e), p, len);
+	larder_entry_release(e);
+	larder_close(db);
+	free(p);
+}

@@ -63,6 +63,11 @@
 #define BUF_FIRST (64u << 10)
 /* Idle connections a handle keeps. */
 #define POOL 4
+/* The namespaces a backend has put in the set of namespaces lately
+ * (ns_fresh): a put skips its SADD there for NS_FRESH_MS, the time a
+ * set lost meanwhile (evicted, flushed) may lack it. */
+#define NS_MEMO 8
+#define NS_FRESH_MS 1000
 
 #define HEAD_MAGIC "\x89LDRHEAD"
 #define TOKEN_DIGITS 20
@@ -84,6 +89,11 @@ struct rbe {
 	 * which cost more than the copy itself. */
 	uint8_t *spare;
 	size_t spare_cap;
+	/* Under mu: the namespaces added to Pns lately (ns_fresh), by
+	 * ldr_xxh64 of the name, and when (ldr_mono_ms; 0: free). */
+	struct {
+		uint64_t h, at;
+	} nsmemo[NS_MEMO];
 	/* The renewer: one thread for every lease of this backend, started
 	 * by the first lease and stopped at close, so that a fill pays no
 	 * thread of its own; a lease given back before its first renewal
@@ -1225,7 +1235,8 @@ struct rcommit {
 	size_t lens[A_N];
 	int inl;     /* the payload goes inline in the manifest */
 	int settle;  /* settle_lua goes behind the MULTI/EXEC */
-	int headset; /* the head's SET goes in the MULTI/EXEC (a put) */
+	int headset; /* the head's SET goes with the commit (a put) */
+	int nsadd;   /* the SADD to Pns was sent (ns_fresh said no) */
 	int piped;   /* settle_lua was pipelined by EVALSHA */
 	int late;    /* published, settle_lua still to run (after a batch) */
 };
@@ -1357,27 +1368,67 @@ static int prepare(struct rcommit *pc, struct rstage *s, const void *hdr,
 			 (pc)->lens[A_LEASE], 32,                              \
 			 (pc)->lens[A_HT],    (pc)->lens[A_REC]}
 
-/* An inline entry's commit where no manifest stands, without Lua: the
- * script's work in that case (SET, the namespace sets, PUBLISH) as one
- * MULTI/EXEC, its manifest SET NX so that it never replaces one. Lua
- * cost a 4 KiB publish twice a bare SET, because the payload passed
- * through the script is copied; this is one round trip of plain
- * commands. The head and the lease (settle_lua, small arguments) go
- * right behind it, in the same round trip; a put's head, with no lease
- * nor token to judge, goes inside it as a plain SET (the script cost the
- * server more than the rest of the commit: each redis.call is a few
- * microseconds there). inline_send queues it on c,
- * inline_take reads its replies: 0, published; 1, a manifest stands (the
- * commit script judges it: whole, ours, or broken, and settles); or a
- * code. The sets and the message are harmless when it stands: the entry
- * is in them already, and a waiter woken looks and finds it. Sent
- * behind one another on one connection, many commits cost one round
- * trip (commit_many). */
+/* Whether namespace ns was added to Pns by this backend within
+ * NS_FRESH_MS (then a put skips that SADD: nothing removes a namespace
+ * from the set, and one lost with the set comes back within that long).
+ * ns_added records a SADD's success. */
+static int ns_fresh(struct rbe *b, const char *ns)
+{
+	uint64_t h = ldr_xxh64(ns, strlen(ns)), now = ldr_mono_ms();
+	int fresh = 0;
+	pthread_mutex_lock(&b->mu);
+	for (int i = 0; i < NS_MEMO; i++)
+		if (b->nsmemo[i].at && b->nsmemo[i].h == h &&
+		    now - b->nsmemo[i].at < NS_FRESH_MS)
+			fresh = 1;
+	pthread_mutex_unlock(&b->mu);
+	return fresh;
+}
+
+static void ns_added(struct rbe *b, const char *ns)
+{
+	uint64_t h = ldr_xxh64(ns, strlen(ns)), now = ldr_mono_ms();
+	pthread_mutex_lock(&b->mu);
+	int at = 0; /* its slot, else the oldest */
+	for (int i = 0; i < NS_MEMO; i++) {
+		if (b->nsmemo[i].h == h) {
+			at = i;
+			break;
+		}
+		if (b->nsmemo[i].at < b->nsmemo[at].at)
+			at = i;
+	}
+	b->nsmemo[at].h = h;
+	b->nsmemo[at].at = now ? now : 1;
+	pthread_mutex_unlock(&b->mu);
+}
+
+/* An inline entry's commit where no manifest stands, without Lua and
+ * without MULTI/EXEC: the namespace sets, the manifest's SET NX (it
+ * never replaces one), PUBLISH and, for a put, the head, pipelined: one
+ * round trip of plain commands. Lua cost a 4 KiB publish twice a bare
+ * SET, because the payload passed through the script is copied, and
+ * each redis.call a few microseconds of the server's; MULTI/EXEC and
+ * every command more about a microsecond each. Their order makes any
+ * prefix of them harmless, should the connection drop mid-way: a set
+ * member with no manifest is dropped by the next walk, a manifest
+ * without its PUBLISH is found by a waiter's polling, and one without
+ * its head leaves the head lagging, as a hint may. The SADD to the set
+ * of namespaces is left out while ns_fresh. A put's head, with no
+ * lease nor token to judge, is a plain SET: where a manifest of the
+ * same name stood, the head still names an entry that stands, as a put
+ * to a directory leaves it. A fill's head and lease (settle_lua, small
+ * arguments) go right behind, in the same round trip. inline_send
+ * queues it on c, inline_take reads its replies: 0, published; 1, a
+ * manifest stands (the commit script judges it: whole, ours, or broken,
+ * and settles); or a code. The sets and the message are harmless when
+ * it stands: the entry is in them already, and a waiter woken looks
+ * and finds it. Sent behind one another on one connection, many
+ * commits cost one round trip (commit_many). */
 static int inline_send(struct ldr_rconn *c, struct rcommit *pc)
 {
 	const char *const *argv = pc->argv;
 	const size_t *lens = pc->lens;
-	const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
 	const char *set[6] = {"SET", argv[A_M], argv[A_MAN],
 			      "NX",  "PX",	argv[A_TTL]};
 	size_t setl[6] = {3, lens[A_M], lens[A_MAN], 2, 2, lens[A_TTL]};
@@ -1391,14 +1442,12 @@ static int inline_send(struct ldr_rconn *c, struct rcommit *pc)
 	const char *hs[3] = {"SET", argv[A_HEAD], argv[A_HT]};
 	size_t hsl[3] = {3, lens[A_HEAD], lens[A_HT]};
 	int rc;
-	if ((rc = ldr_rconn_append(c, "MULTI", 1, multi, NULL)) ||
-	    (rc = ldr_rconn_append(c, "SET manifest", setc, set, setl)) ||
-	    (rc = ldr_rconn_append(c, "SADD", 3, sa1, sa1l)) ||
+	pc->nsadd = !ns_fresh(pc->s->b, argv[A_NSN]);
+	if ((pc->nsadd && (rc = ldr_rconn_append(c, "SADD", 3, sa1, sa1l))) ||
 	    (rc = ldr_rconn_append(c, "SADD", 3, sa2, sa2l)) ||
+	    (rc = ldr_rconn_append(c, "SET manifest", setc, set, setl)) ||
 	    (rc = ldr_rconn_append(c, "PUBLISH", 3, pub, publ)) ||
-	    (pc->headset &&
-	     (rc = ldr_rconn_append(c, "SET head", 3, hs, hsl))) ||
-	    (rc = ldr_rconn_append(c, "EXEC", 1, exec, NULL)))
+	    (pc->headset && (rc = ldr_rconn_append(c, "SET head", 3, hs, hsl))))
 		return rc;
 	pc->piped = 0;
 	if (pc->settle) {
@@ -1419,28 +1468,20 @@ static int inline_take(struct ldr_rconn *c, struct rcommit *pc, int last)
 	struct rbe *b = pc->s->b;
 	redisReply *r = NULL;
 	int rc = 0;
-	/* +OK and four +QUEUED (five with the head's SET); an error among
-	 * them aborts the EXEC. */
-	size_t queued = 4 + (size_t)pc->headset;
-	for (size_t i = 0; i <= queued; i++) {
+	/* The replies in the order sent; on an error the rest are left
+	 * unread, and the connection, out of step, is not pooled again. */
+	int n = pc->nsadd + 3 + pc->headset, man = pc->nsadd + 1, stood = 0;
+	for (int i = 0; i < n; i++) {
 		if ((rc = ldr_rconn_reply(c, &r, "commit")))
-			break;
+			return rc;
+		if (i == man)
+			stood = r->type == REDIS_REPLY_NIL;
 		ldr_rreply_free(r);
 		r = NULL;
 	}
-	int rc2 = ldr_rconn_reply(c, &r, "EXEC commit");
-	if (rc)
-		return (ldr_rreply_free(r), rc);
-	if (rc2)
-		return rc2;
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != queued)
-		rc = ldr_fail(b->base.db, LARDER_EIO, 0,
-			      "Redis commit at %s: unexpected reply to EXEC",
-			      b->cfg.shown);
-	else
-		rc = r->element[0]->type == REDIS_REPLY_NIL;
-	ldr_rreply_free(r);
-	r = NULL;
+	rc = stood;
+	if (pc->nsadd)
+		ns_added(b, pc->s->ns);
 	if (!pc->settle || rc < 0)
 		return rc;
 	/* The settlement: its reply read even when the manifest stood
