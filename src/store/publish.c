@@ -366,8 +366,11 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 		}
 	}
 
+	/* A stage commits with its caller's header, expiry and all: the
+	 * namespace's default is not read for it (a near tier's put read
+	 * it twice). */
 	int64_t ttl = opts ? opts->ttl_seconds : 0;
-	if (ttl == 0)
+	if (ttl == 0 && how != W_STAGE)
 		ttl = ldr_ns_ttl(db, ns);
 	w->created = ldr_now_ns();
 	/* A TTL past the year 2262 (int64 ns) is as good as never. */
