@@ -364,9 +364,20 @@ static void hex32(char out[33], const uint8_t h[16])
 static void tagged(char *out, size_t size, const struct rbe *b,
 		   const uint8_t h[16], const char *suffix)
 {
-	char x[33];
-	hex32(x, h);
-	snprintf(out, size, "%s{%s}%s", b->cfg.prefix, x, suffix);
+	/* By hand: four of these per commit, and snprintf's parsing of
+	 * its format was most of a small commit's own work. */
+	size_t pl = strlen(b->cfg.prefix), sl = strlen(suffix);
+	if (pl + sl + 35 > size) {
+		char x[33];
+		hex32(x, h);
+		snprintf(out, size, "%s{%s}%s", b->cfg.prefix, x, suffix);
+		return;
+	}
+	memcpy(out, b->cfg.prefix, pl);
+	out[pl] = '{';
+	hex32(out + pl + 1, h);
+	out[pl + 33] = '}';
+	memcpy(out + pl + 34, suffix, sl + 1);
 }
 
 #define KEYMAX 200
