@@ -208,7 +208,7 @@ static struct ldr_rscript commit_lua = {
     "return done('ok')\n",
     "", 0};
 
-/* After an inline commit's MULTI/EXEC, pipelined behind it: settle the
+/* After an inline commit's commands, pipelined behind them: settle the
  * lease and the head if the manifest is the one this stage set. KEYS:
  * manifest, head, lease. ARGV: stage, the head's value, the lease's
  * record (settle's). -1: the manifest is another's (the commit script then
@@ -1245,7 +1245,7 @@ struct rcommit {
 	const char *argv[A_N];
 	size_t lens[A_N];
 	int inl;     /* the payload goes inline in the manifest */
-	int settle;  /* settle_lua goes behind the MULTI/EXEC */
+	int settle;  /* settle_lua goes behind the inline commit */
 	int headset; /* the head's SET goes with the commit (a put) */
 	int nsadd;   /* the SADD to Pns was sent (ns_fresh said no) */
 	int piped;   /* settle_lua was pipelined by EVALSHA */
@@ -1362,7 +1362,7 @@ static int prepare(struct rcommit *pc, struct rstage *s, const void *hdr,
 	memcpy(pc->argv, argv, sizeof argv);
 	memcpy(pc->lens, lens, sizeof lens);
 	/* A put (no lease, token 0: the head always set) needs no script
-	 * for its head: a plain SET in the inline commit's MULTI/EXEC.
+	 * for its head: a plain SET among the inline commit's commands.
 	 * Where a manifest of the same name stood, the head still names
 	 * an entry that stands, as a put to a directory leaves it. */
 	pc->headset = pc->inl && htlen && !l && token == 0;
