@@ -3,7 +3,7 @@
 # on a private Redis started here (tests/redis/redis.sh) and stopped by
 # pid on the way out, whatever the way out.
 #
-#   sh bench/redis_bench.sh [BUILD_DIR] [--quick] [--only SIZE] [--part fill|many|herd|near]
+#   sh bench/redis_bench.sh [BUILD_DIR] [--quick] [--only SIZE] [--part put|fill|many|herd|near]
 set -eu
 BUILD=${1:-build}
 [ $# -eq 0 ] || shift

@@ -739,6 +739,56 @@ static void head_is(struct ldr_backend *be, const struct ldr_name *n,
 	free(v);
 }
 
+/* How many times the server ran a script (EVALSHA and EVAL) since its
+ * statistics were last reset. */
+static long scripts_run(void)
+{
+	char out[64];
+	redis_out("INFO commandstats | grep -E '^cmdstat_eval(sha)?:' | "
+		  "awk -F'[=,]' '{n+=$2} END {print n+0}'",
+		  out, sizeof out);
+	return atol(out);
+}
+
+/* A put (no lease, token 0) moves the head in its commit's MULTI/EXEC,
+ * with no script: each redis.call of a script cost the server more than
+ * a bare SET. Where its entry stood already the head names it all the
+ * same (a put to a directory does so); a writer with a token is still
+ * judged by the script, never moving the head back. */
+TEST(a_puts_head_goes_in_its_commit_with_no_script)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	struct ldr_name n1, n2, n3;
+	name_of(&n1, "ph", "k", "v1");
+	name_of(&n2, "ph", "k", "v2");
+	name_of(&n3, "ph", "k", "v3");
+	uint8_t p[100];
+	memset(p, 3, sizeof p);
+	redis_cli("CONFIG RESETSTAT");
+	ASSERT_RC(db, publish(be, &n1, p, sizeof p, sizeof p, 0, 0), 0);
+	ASSERT_EQ(scripts_run(), 0);
+	head_is(be, &n1, "v1");
+	/* The entry stands; the head moved on meanwhile: a put of it again
+	 * names it. */
+	ASSERT_RC(db, be->ops->head_set(be, &n2, 6), 0);
+	head_is(be, &n1, "v2");
+	ASSERT_RC(db, publish(be, &n1, p, sizeof p, sizeof p, 0, 0),
+		  LARDER_EXISTS);
+	head_is(be, &n1, "v1");
+	/* A writer whose token (4) is below the head's (6) moves nothing. */
+	ASSERT_RC(db, be->ops->head_set(be, &n2, 6), 0);
+	ASSERT_RC(db, publish(be, &n3, p, sizeof p, sizeof p, 0, 4), 0);
+	head_is(be, &n1, "v2");
+	uint8_t *got;
+	size_t len;
+	ASSERT_EQ(read_verified(be, &n3, &got, &len), LARDER_STATE_OK);
+	ASSERT_EQ(len, sizeof p);
+	free(got);
+	be->ops->close(be);
+	larder_close(db);
+}
+
 /* A fill's round trips folded (docs/backends.md, section 3): the look
  * goes with the lease, and the head and the release with the commit,
  * which still judges the lease at the commit point. */
@@ -1890,4 +1940,99 @@ TEST(put_many_gives_each_key_what_put_gives_it_on_redis_and_near_redis)
 	for (int i = 0; i < K; i++)
 		free(p[i]);
 	free(old);
+}
+
+/* How many times the server ran commands whose name matches the
+ * extended regex `re` since its statistics were last reset. */
+static long calls_of(const char *re)
+{
+	char args[256], out[64];
+	snprintf(args, sizeof args,
+		 "INFO commandstats | grep -E '^cmdstat_(%s):' | "
+		 "awk -F'[=,]' '{n+=$2} END {print n+0}'",
+		 re);
+	redis_out(args, out, sizeof out);
+	return atol(out);
+}
+
+/* A small put's commit is plain commands in one round trip: no script,
+ * no MULTI/EXEC; the set of namespaces gets its SADD once, not on every
+ * put (docs/backends.md, "Round trips"); and what it published reads
+ * back, the head naming it. */
+TEST(a_put_is_plain_commands_and_adds_its_namespace_once)
+{
+	larder *db = batch_open("pc", 0);
+	uint8_t p[4096];
+	memset(p, 0x61, sizeof p);
+	redis_cli("CONFIG RESETSTAT");
+	ASSERT_RC(
+	    db, larder_put(db, "pcns", "k", 1, "v1", 2, p, sizeof p, NULL), 0);
+	char out[64];
+	redis_out("SISMEMBER pc:ns pcns", out, sizeof out);
+	ASSERT_STR_EQ(out, "1");
+	ASSERT_EQ(calls_of("sadd"), 2); /* the namespace's, the entry's */
+	p[0] = 0x62;
+	ASSERT_RC(
+	    db, larder_put(db, "pcns", "k", 1, "v2", 2, p, sizeof p, NULL), 0);
+	ASSERT_EQ(calls_of("sadd"), 3); /* the entry's alone */
+	ASSERT_EQ(calls_of("eval|evalsha|multi|exec"), 0);
+	larder_entry *e = NULL;
+	ASSERT_RC(db, larder_get(&e, db, "pcns", "k", 1, NULL, 0), 0);
+	ASSERT_EQ(larder_entry_size(e), sizeof p);
+	ASSERT_MEM_EQ(larder_entry_data(e), p, sizeof p);
+	larder_entry_release(e);
+	larder_close(db);
+}
+
+/* How many chunk keys are in Redis under prefix pre. */
+static long chunks_under(const char *pre)
+{
+	char args[128], out[64];
+	snprintf(args, sizeof args, "--scan --pattern '%s:*' | grep -c ':c:'",
+		 pre);
+	redis_out(args, out, sizeof out);
+	return atol(out);
+}
+
+/* A put larger than the writer's buffer goes to Redis as it is written
+ * (a chunk is sent before the commit), with no copy of the entry made
+ * in memory first; an abort takes back what was sent, and a commit
+ * publishes it whole. */
+TEST(a_large_put_streams_to_redis_and_an_abort_leaves_no_chunk)
+{
+	larder *db = db_open();
+	char u[700];
+	snprintf(u, sizeof u, "%s?prefix=ls:", uri);
+	ldr_test_be_hang(db, be_open_uri(db, u));
+	size_t len = (5u << 20) + 123;
+	uint8_t *p = xmalloc(len);
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(i * 2654435761u >> 11);
+	for (int commit = 0; commit < 2; commit++) {
+		larder_writer *w = NULL;
+		ASSERT_RC(
+		    db, larder_writer_begin(&w, db, "ls", "k", 1, "v", 1, NULL),
+		    0);
+		for (size_t at = 0; at < len; at += 1u << 20)
+			ASSERT_RC(db,
+				  larder_writer_write(w, p + at,
+						      len - at < (1u << 20)
+							  ? len - at
+							  : 1u << 20),
+				  0);
+		ASSERT(chunks_under("ls") >= 1);
+		if (!commit) {
+			larder_writer_abort(w);
+			ASSERT_EQ(chunks_under("ls"), 0);
+			continue;
+		}
+		ASSERT_RC(db, larder_writer_commit(w), 0);
+	}
+	larder_entry *e = NULL;
+	ASSERT_RC(db, larder_get(&e, db, "ls", "k", 1, "v", 1), 0);
+	ASSERT_EQ(larder_entry_size(e), len);
+	ASSERT_MEM_EQ(larder_entry_data(e), p, len);
+	larder_entry_release(e);
+	larder_close(db);
+	free(p);
 }

@@ -63,6 +63,11 @@
 #define BUF_FIRST (64u << 10)
 /* Idle connections a handle keeps. */
 #define POOL 4
+/* The namespaces a backend has put in the set of namespaces lately
+ * (ns_fresh): a put skips its SADD there for NS_FRESH_MS, the time a
+ * set lost meanwhile (evicted, flushed) may lack it. */
+#define NS_MEMO 8
+#define NS_FRESH_MS 1000
 
 #define HEAD_MAGIC "\x89LDRHEAD"
 #define TOKEN_DIGITS 20
@@ -84,6 +89,11 @@ struct rbe {
 	 * which cost more than the copy itself. */
 	uint8_t *spare;
 	size_t spare_cap;
+	/* Under mu: the namespaces added to Pns lately (ns_fresh), by
+	 * ldr_xxh64 of the name, and when (ldr_mono_ms; 0: free). */
+	struct {
+		uint64_t h, at;
+	} nsmemo[NS_MEMO];
 	/* The renewer: one thread for every lease of this backend, started
 	 * by the first lease and stopped at close, so that a fill pays no
 	 * thread of its own; a lease given back before its first renewal
@@ -198,7 +208,7 @@ static struct ldr_rscript commit_lua = {
     "return done('ok')\n",
     "", 0};
 
-/* After an inline commit's MULTI/EXEC, pipelined behind it: settle the
+/* After an inline commit's commands, pipelined behind them: settle the
  * lease and the head if the manifest is the one this stage set. KEYS:
  * manifest, head, lease. ARGV: stage, the head's value, the lease's
  * record (settle's). -1: the manifest is another's (the commit script then
@@ -354,9 +364,20 @@ static void hex32(char out[33], const uint8_t h[16])
 static void tagged(char *out, size_t size, const struct rbe *b,
 		   const uint8_t h[16], const char *suffix)
 {
-	char x[33];
-	hex32(x, h);
-	snprintf(out, size, "%s{%s}%s", b->cfg.prefix, x, suffix);
+	/* By hand: four of these per commit, and snprintf's parsing of
+	 * its format was most of a small commit's own work. */
+	size_t pl = strlen(b->cfg.prefix), sl = strlen(suffix);
+	if (pl + sl + 35 > size) {
+		char x[33];
+		hex32(x, h);
+		snprintf(out, size, "%s{%s}%s", b->cfg.prefix, x, suffix);
+		return;
+	}
+	memcpy(out, b->cfg.prefix, pl);
+	out[pl] = '{';
+	hex32(out + pl + 1, h);
+	out[pl + 33] = '}';
+	memcpy(out + pl + 34, suffix, sl + 1);
 }
 
 #define KEYMAX 200
@@ -1223,10 +1244,12 @@ struct rcommit {
 	uint8_t *ht; /* the head's value, malloc'ed (NULL: none) */
 	const char *argv[A_N];
 	size_t lens[A_N];
-	int inl;    /* the payload goes inline in the manifest */
-	int settle; /* settle_lua goes behind the MULTI/EXEC */
-	int piped;  /* settle_lua was pipelined by EVALSHA */
-	int late;   /* published, settle_lua still to run (after a batch) */
+	int inl;     /* the payload goes inline in the manifest */
+	int settle;  /* settle_lua goes behind the inline commit */
+	int headset; /* the head's SET goes with the commit (a put) */
+	int nsadd;   /* the SADD to Pns was sent (ns_fresh said no) */
+	int piped;   /* settle_lua was pipelined by EVALSHA */
+	int late;    /* published, settle_lua still to run (after a batch) */
 };
 
 static void prepared_free(struct rcommit *pc)
@@ -1338,7 +1361,12 @@ static int prepare(struct rcommit *pc, struct rstage *s, const void *hdr,
 			    l ? l->reclen : 0};
 	memcpy(pc->argv, argv, sizeof argv);
 	memcpy(pc->lens, lens, sizeof lens);
-	pc->settle = htlen || l;
+	/* A put (no lease, token 0: the head always set) needs no script
+	 * for its head: a plain SET among the inline commit's commands.
+	 * Where a manifest of the same name stood, the head still names
+	 * an entry that stands, as a put to a directory leaves it. */
+	pc->headset = pc->inl && htlen && !l && token == 0;
+	pc->settle = (htlen && !pc->headset) || l;
 	return 0;
 }
 
@@ -1351,24 +1379,67 @@ static int prepare(struct rcommit *pc, struct rstage *s, const void *hdr,
 			 (pc)->lens[A_LEASE], 32,                              \
 			 (pc)->lens[A_HT],    (pc)->lens[A_REC]}
 
-/* An inline entry's commit where no manifest stands, without Lua: the
- * script's work in that case (SET, the namespace sets, PUBLISH) as one
- * MULTI/EXEC, its manifest SET NX so that it never replaces one. Lua
- * cost a 4 KiB publish twice a bare SET, because the payload passed
- * through the script is copied; this is one round trip of plain
- * commands. The head and the lease (settle_lua, small arguments) go
- * right behind it, in the same round trip. inline_send queues it on c,
- * inline_take reads its replies: 0, published; 1, a manifest stands (the
- * commit script judges it: whole, ours, or broken, and settles); or a
- * code. The sets and the message are harmless when it stands: the entry
- * is in them already, and a waiter woken looks and finds it. Sent
- * behind one another on one connection, many commits cost one round
- * trip (commit_many). */
+/* Whether namespace ns was added to Pns by this backend within
+ * NS_FRESH_MS (then a put skips that SADD: nothing removes a namespace
+ * from the set, and one lost with the set comes back within that long).
+ * ns_added records a SADD's success. */
+static int ns_fresh(struct rbe *b, const char *ns)
+{
+	uint64_t h = ldr_xxh64(ns, strlen(ns)), now = ldr_mono_ms();
+	int fresh = 0;
+	pthread_mutex_lock(&b->mu);
+	for (int i = 0; i < NS_MEMO; i++)
+		if (b->nsmemo[i].at && b->nsmemo[i].h == h &&
+		    now - b->nsmemo[i].at < NS_FRESH_MS)
+			fresh = 1;
+	pthread_mutex_unlock(&b->mu);
+	return fresh;
+}
+
+static void ns_added(struct rbe *b, const char *ns)
+{
+	uint64_t h = ldr_xxh64(ns, strlen(ns)), now = ldr_mono_ms();
+	pthread_mutex_lock(&b->mu);
+	int at = 0; /* its slot, else the oldest */
+	for (int i = 0; i < NS_MEMO; i++) {
+		if (b->nsmemo[i].h == h) {
+			at = i;
+			break;
+		}
+		if (b->nsmemo[i].at < b->nsmemo[at].at)
+			at = i;
+	}
+	b->nsmemo[at].h = h;
+	b->nsmemo[at].at = now ? now : 1;
+	pthread_mutex_unlock(&b->mu);
+}
+
+/* An inline entry's commit where no manifest stands, without Lua and
+ * without MULTI/EXEC: the namespace sets, the manifest's SET NX (it
+ * never replaces one), PUBLISH and, for a put, the head, pipelined: one
+ * round trip of plain commands. Lua cost a 4 KiB publish twice a bare
+ * SET, because the payload passed through the script is copied, and
+ * each redis.call a few microseconds of the server's; MULTI/EXEC and
+ * every command more about a microsecond each. Their order makes any
+ * prefix of them harmless, should the connection drop mid-way: a set
+ * member with no manifest is dropped by the next walk, a manifest
+ * without its PUBLISH is found by a waiter's polling, and one without
+ * its head leaves the head lagging, as a hint may. The SADD to the set
+ * of namespaces is left out while ns_fresh. A put's head, with no
+ * lease nor token to judge, is a plain SET: where a manifest of the
+ * same name stood, the head still names an entry that stands, as a put
+ * to a directory leaves it. A fill's head and lease (settle_lua, small
+ * arguments) go right behind, in the same round trip. inline_send
+ * queues it on c, inline_take reads its replies: 0, published; 1, a
+ * manifest stands (the commit script judges it: whole, ours, or broken,
+ * and settles); or a code. The sets and the message are harmless when
+ * it stands: the entry is in them already, and a waiter woken looks
+ * and finds it. Sent behind one another on one connection, many
+ * commits cost one round trip (commit_many). */
 static int inline_send(struct ldr_rconn *c, struct rcommit *pc)
 {
 	const char *const *argv = pc->argv;
 	const size_t *lens = pc->lens;
-	const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
 	const char *set[6] = {"SET", argv[A_M], argv[A_MAN],
 			      "NX",  "PX",	argv[A_TTL]};
 	size_t setl[6] = {3, lens[A_M], lens[A_MAN], 2, 2, lens[A_TTL]};
@@ -1379,13 +1450,15 @@ static int inline_send(struct ldr_rconn *c, struct rcommit *pc)
 	size_t sa2l[3] = {4, lens[A_SET], lens[A_E]};
 	const char *pub[3] = {"PUBLISH", argv[A_CH], argv[A_E]};
 	size_t publ[3] = {7, lens[A_CH], lens[A_E]};
+	const char *hs[3] = {"SET", argv[A_HEAD], argv[A_HT]};
+	size_t hsl[3] = {3, lens[A_HEAD], lens[A_HT]};
 	int rc;
-	if ((rc = ldr_rconn_append(c, "MULTI", 1, multi, NULL)) ||
-	    (rc = ldr_rconn_append(c, "SET manifest", setc, set, setl)) ||
-	    (rc = ldr_rconn_append(c, "SADD", 3, sa1, sa1l)) ||
+	pc->nsadd = !ns_fresh(pc->s->b, argv[A_NSN]);
+	if ((pc->nsadd && (rc = ldr_rconn_append(c, "SADD", 3, sa1, sa1l))) ||
 	    (rc = ldr_rconn_append(c, "SADD", 3, sa2, sa2l)) ||
+	    (rc = ldr_rconn_append(c, "SET manifest", setc, set, setl)) ||
 	    (rc = ldr_rconn_append(c, "PUBLISH", 3, pub, publ)) ||
-	    (rc = ldr_rconn_append(c, "EXEC", 1, exec, NULL)))
+	    (pc->headset && (rc = ldr_rconn_append(c, "SET head", 3, hs, hsl))))
 		return rc;
 	pc->piped = 0;
 	if (pc->settle) {
@@ -1406,26 +1479,20 @@ static int inline_take(struct ldr_rconn *c, struct rcommit *pc, int last)
 	struct rbe *b = pc->s->b;
 	redisReply *r = NULL;
 	int rc = 0;
-	/* +OK and four +QUEUED; an error among them aborts the EXEC. */
-	for (int i = 0; i < 5; i++) {
+	/* The replies in the order sent; on an error the rest are left
+	 * unread, and the connection, out of step, is not pooled again. */
+	int n = pc->nsadd + 3 + pc->headset, man = pc->nsadd + 1, stood = 0;
+	for (int i = 0; i < n; i++) {
 		if ((rc = ldr_rconn_reply(c, &r, "commit")))
-			break;
+			return rc;
+		if (i == man)
+			stood = r->type == REDIS_REPLY_NIL;
 		ldr_rreply_free(r);
 		r = NULL;
 	}
-	int rc2 = ldr_rconn_reply(c, &r, "EXEC commit");
-	if (rc)
-		return (ldr_rreply_free(r), rc);
-	if (rc2)
-		return rc2;
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 4)
-		rc = ldr_fail(b->base.db, LARDER_EIO, 0,
-			      "Redis commit at %s: unexpected reply to EXEC",
-			      b->cfg.shown);
-	else
-		rc = r->element[0]->type == REDIS_REPLY_NIL;
-	ldr_rreply_free(r);
-	r = NULL;
+	rc = stood;
+	if (pc->nsadd)
+		ns_added(b, pc->s->ns);
 	if (!pc->settle || rc < 0)
 		return rc;
 	/* The settlement: its reply read even when the manifest stood

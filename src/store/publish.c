@@ -64,6 +64,11 @@ struct larder_writer {
 	 * own directory (docs/backends.md): the entry is made in memory,
 	 * then staged there whole. token: the filler's fencing token. */
 	int via_be;
+	/* A put through the seam that passed the mmap threshold: its stage
+	 * begun there and written as the bytes come (emit), with no copy
+	 * of the entry made in memory first. A fill's entry is still made
+	 * in a memfd: the fill hands it back mapped. */
+	struct ldr_stage *stage;
 	uint64_t token;
 	struct ldr_be_lease *lease; /* the filler's: settled by the commit */
 	larder_entry **own;	    /* ldr_writer_commit_fill's */
@@ -79,6 +84,8 @@ static void writer_free(larder_writer *w)
 		unlinkat(w->dirfd, w->tmp, 0);
 	if (w->dirfd >= 0)
 		ldr_close(w->dirfd);
+	if (w->stage)
+		w->db->be->ops->stage_abort(w->stage);
 	if (w->st)
 		ldr_hasher_free(w->st);
 	ZSTD_freeCCtx(w->z);
@@ -295,11 +302,14 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 	const int fill_mode = how == W_FILL;
 	/* A fill's namespace was checked by larder_get_or_fill, its
 	 * directories too: the name alone here (the directories' check
-	 * opens one where the store has none, a handle on Redis). */
+	 * opens one where the store has none, a handle on Redis). A put
+	 * through the seam writes no directory of the handle's: the name
+	 * alone too (a near tier's stage checks its own, W_STAGE). */
+	const int seam = db->be && !db->be_own && how != W_STAGE;
 	int rc = how == W_INTERNAL || how == W_STAGE
 		     ? ldr_check_ns_internal(db, ns)
-		 : fill_mode ? ldr_check_ns_name(db, ns, 0)
-			     : ldr_check_ns(db, ns);
+		 : fill_mode || seam ? ldr_check_ns_name(db, ns, 0)
+				     : ldr_check_ns(db, ns);
 	if (rc)
 		return rc;
 	if (opts &&
@@ -356,8 +366,11 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 		}
 	}
 
+	/* A stage commits with its caller's header, expiry and all: the
+	 * namespace's default is not read for it (a near tier's put read
+	 * it twice). */
 	int64_t ttl = opts ? opts->ttl_seconds : 0;
-	if (ttl == 0)
+	if (ttl == 0 && how != W_STAGE)
 		ttl = ldr_ns_ttl(db, ns);
 	w->created = ldr_now_ns();
 	/* A TTL past the year 2262 (int64 ns) is as good as never. */
@@ -365,11 +378,12 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 			 ? w->created + ttl * 1000000000
 			 : 0;
 
-	if (db->be && !db->be_own && how != W_STAGE) {
-		/* Through the seam: the entry is made in memory and staged
-		 * whole at commit (publish_be): a small one in the writer's
-		 * buffer, a larger one in a memfd made when it spills
-		 * (be_fd), where it is written as to a temp file. */
+	if (seam) {
+		/* Through the seam: a small entry is made in the writer's
+		 * buffer and staged whole at commit (publish_be); a larger
+		 * put is streamed to its stage from the spill on (emit); a
+		 * larger fill is made in a memfd made when it spills
+		 * (be_fd), written as to a temp file, then staged. */
 		w->via_be = 1;
 		w->in_memory = 1;
 		*out = w;
@@ -429,6 +443,25 @@ static uint32_t header_len(const larder_writer *w, int aligned)
 	    aligned);
 }
 
+/* A put through the seam past the mmap threshold (w->stage): its stage
+ * begun, and the bytes kept so far written to it. 0 or a code,
+ * recorded. */
+static int stream_begin(larder_writer *w)
+{
+	struct ldr_backend *be = w->db->be;
+	struct ldr_name n;
+	ldr_name_init(&n, w->ns, w->key, w->klen, w->ver, w->vlen);
+	larder_put_opts po = LARDER_PUT_OPTS_INIT;
+	po.flags = w->flags;
+	po.meta = w->meta;
+	po.meta_len = w->mlen;
+	int rc = be->ops->stage_begin(be, &n, &po, &w->stage);
+	if (rc)
+		return rc;
+	struct iovec iov = {w->buf, w->buflen};
+	return w->buflen ? be->ops->stage_write(w->stage, &iov, 1) : 0;
+}
+
 /* Append stored (possibly compressed) payload bytes. */
 static int emit(larder_writer *w, const void *p, size_t n)
 {
@@ -457,7 +490,10 @@ static int emit(larder_writer *w, const void *p, size_t n)
 		/* Large: the payload starts on a page boundary so readers
 		 * can map it; the header is written at commit. */
 		w->hdr_len = header_len(w, 1);
-		int rc = wwrite(w, w->buf, w->buflen, NULL, 0, w->hdr_len);
+		int rc =
+		    w->via_be && !w->fill_mode
+			? stream_begin(w)
+			: wwrite(w, w->buf, w->buflen, NULL, 0, w->hdr_len);
 		if (rc)
 			return rc;
 		free(w->buf);
@@ -465,7 +501,13 @@ static int emit(larder_writer *w, const void *p, size_t n)
 		w->bufcap = 0;
 		w->spilled = 1;
 	}
-	int rc = wwrite(w, p, n, NULL, 0, (off_t)(w->hdr_len + w->stored));
+	int rc;
+	if (w->stage) {
+		struct iovec iov = {(void *)p, n};
+		rc = w->db->be->ops->stage_write(w->stage, &iov, 1);
+	} else {
+		rc = wwrite(w, p, n, NULL, 0, (off_t)(w->hdr_len + w->stored));
+	}
 	if (rc)
 		return rc;
 	w->stored += n;
@@ -641,6 +683,12 @@ static int stage_be(larder_writer *w, uint32_t hlen, uint64_t stored,
 	po.meta_len = w->mlen;
 	struct ldr_stage *s;
 	*out = NULL;
+	if (w->stage) {
+		/* Streamed as it was written (emit): it holds it all. */
+		*out = w->stage;
+		w->stage = NULL;
+		return 0;
+	}
 	int rc = be->ops->stage_begin(be, &n, &po, &s);
 	if (rc)
 		return rc;
@@ -793,8 +841,9 @@ static int seal(larder_writer *w, const uint8_t *given, size_t glen,
 	const void *rest = w->spilled ? NULL : w->buf;
 	size_t restlen = w->spilled ? 0 : w->buflen;
 	/* An entry for a backend, all in memory, stays there: staged from
-	 * the buffer (stage_be), its header from hdr. */
-	if (!(w->via_be && !w->spilled))
+	 * the buffer (stage_be), its header from hdr; a streamed one is in
+	 * its stage already. */
+	if (!(w->via_be && (!w->spilled || w->stage)))
 		rc = wwrite(w, hdr, h.hdr_len, rest, restlen, 0);
 out:
 	*hp = h;

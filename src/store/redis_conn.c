@@ -39,7 +39,7 @@
 	X(redisConnectUnixWithTimeout)                                         \
 	X(redisSetTimeout)                                                     \
 	X(redisCommandArgv)                                                    \
-	X(redisAppendCommandArgv)                                              \
+	X(redisAppendFormattedCommand)                                         \
 	X(redisGetReply)                                                       \
 	X(redisBufferWrite)                                                    \
 	X(redisReaderGetReply)                                                 \
@@ -756,6 +756,27 @@ int ldr_rconn_cmd(struct ldr_rconn *rc, redisReply **out, const char *what,
 	return code ? code : error_reply(rc, out, what);
 }
 
+/* The RESP framing of one argument's length, "$<len>\r\n" (or the
+ * array's, "*<n>\r\n"), into p (24 bytes are enough): its length. */
+static size_t frame(char *p, char kind, size_t n)
+{
+	char d[24];
+	size_t k = 0;
+	do
+		d[k++] = (char)('0' + n % 10);
+	while ((n /= 10) != 0);
+	p[0] = kind;
+	for (size_t i = 0; i < k; i++)
+		p[1 + i] = d[k - 1 - i];
+	p[k + 1] = '\r';
+	p[k + 2] = '\n';
+	return k + 3;
+}
+
+/* A command framed here into one buffer and handed to hiredis as it is
+ * (redisAppendFormattedCommand): hiredis' own formatting built an sds
+ * argument by argument, growing and copying it, a microsecond or more
+ * of a small put's commit. */
 int ldr_rconn_append(struct ldr_rconn *rc, const char *what, int argc,
 		     const char **argv, const size_t *lens)
 {
@@ -764,7 +785,27 @@ int ldr_rconn_append(struct ldr_rconn *rc, const char *what, int argc,
 	int code = ldr_rconn_ensure(rc, what);
 	if (code)
 		return code;
-	if (rd.redisAppendCommandArgv(rc->c, argc, argv, lens) != REDIS_OK) {
+	size_t total = 24;
+	for (int i = 0; i < argc; i++)
+		total += (lens ? lens[i] : strlen(argv[i])) + 26;
+	char small[1024];
+	char *buf = total <= sizeof small ? small : malloc(total);
+	int ok = buf != NULL;
+	if (ok) {
+		size_t at = frame(buf, '*', (size_t)argc);
+		for (int i = 0; i < argc; i++) {
+			size_t n = lens ? lens[i] : strlen(argv[i]);
+			at += frame(buf + at, '$', n);
+			memcpy(buf + at, argv[i], n);
+			at += n;
+			buf[at++] = '\r';
+			buf[at++] = '\n';
+		}
+		ok = rd.redisAppendFormattedCommand(rc->c, buf, at) == REDIS_OK;
+	}
+	if (buf != small)
+		free(buf);
+	if (!ok) {
 		drop(rc);
 		return ldr_fail(rc->db, LARDER_ENOMEM, ENOMEM,
 				"Redis %s at %s: out of memory", what,
@@ -772,13 +813,6 @@ int ldr_rconn_append(struct ldr_rconn *rc, const char *what, int argc,
 	}
 	rc->pending++;
 	return 0;
-}
-
-/* The RESP framing of one argument's length, "$<len>\r\n" (or the
- * array's, "*<n>\r\n"), into p: its length. */
-static size_t frame(char *p, char kind, size_t n)
-{
-	return (size_t)sprintf(p, "%c%zu\r\n", kind, n);
 }
 
 int ldr_rconn_append_iov(struct ldr_rconn *rc, const char *what, int argc,
