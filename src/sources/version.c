@@ -305,10 +305,15 @@ static int hash_fd(struct fv *v, int fd, const char *path, uint64_t size,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
+			/* ESTALE as an open's: a network filesystem may
+			 * open lazily (GlusterFS's open-behind) and find
+			 * the name renamed over only at the first read, and
+			 * larder_files_version starts again on it. */
 			int e = errno;
 			return ldr_fail(v->db,
 					e == EACCES || e == EPERM ? LARDER_EPERM
-								  : LARDER_EIO,
+					: e == ESTALE ? LARDER_ESTALE
+						      : LARDER_EIO,
 					e, "cannot read '%s': %s", path,
 					strerror(e));
 		}

@@ -330,6 +330,20 @@ if [ -n "$LARDER_FAULTSHIM" ] && [ -f "$LARDER_FAULTSHIM" ]; then
 	expect_rc 4 "after a full disk, the next run" L run -v --cache-failures -- env -u LD_PRELOAD sh -c "$ucmd" sh "$side"
 	expect_err "^filled in" "nothing was cached on the full disk"
 	runs_are 2 "a full disk: the command ran again next time"
+
+	# An input whose first read gives ESTALE, as GlusterFS's lazy open
+	# does for a name another client renamed over: the version is
+	# computed again, and the run goes on as if nothing happened.
+	printf 'stale-input\n' >"$T/stalein"
+	: >"$side"
+	scmd='echo run >>"$1"; cat "$2"'
+	expect_rc 0 "ESTALE reading an input: the run goes on" env LD_PRELOAD="$pre" \
+		LARDER_FAULT_OP=read LARDER_FAULT_NTH=1 LARDER_FAULT_ERRNO=ESTALE \
+		LARDER_FAULT_PATH="$T/stalein" LARDER_FAULT_REPORT="$T/stale.rep" \
+		"$LARDER" --dir "$S" run --input "$T/stalein" -- env -u LD_PRELOAD sh -c "$scmd" sh "$side" "$T/stalein"
+	expect_out "^stale-input$" "ESTALE reading an input: the output"
+	check "ESTALE reading an input: the fault fired" grep -Eq "^fired read .*errno=(ESTALE|116) " "$T/stale.rep"
+	runs_are 1 "ESTALE reading an input: the command ran once"
 else
 	skip "a cache that cannot be written: LARDER_FAULTSHIM is not set"
 fi
