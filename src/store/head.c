@@ -285,26 +285,22 @@ static int head_link(larder *db, const char *ns, const void *key, size_t klen,
 	return rc;
 }
 
-/* The entry file of (ns, key, ver), read whole into *out (malloc'ed,
- * *len bytes) for a copied head: 0, or -1 when it is larger than
- * LDR_HEAD_COPY_MAX, not an entry's regular file, or unreadable (then
- * the head is a hint file). What is read is not verified here: a reader
- * judges the copy as the entry itself. */
-static int copy_source(larder *db, const char *ns, const void *key, size_t klen,
-		       const void *ver, size_t vlen, uint8_t **out, size_t *len)
+/* One try of copy_source at rel: 0, or -1 with *stale set when it was
+ * ESTALE that failed it. */
+static int copy_once(larder *db, const char *rel, uint8_t **out, size_t *len,
+		     int *stale)
 {
-	uint8_t h[16];
-	char hex[33], rel[LDR_REL_MAX];
-	ldr_entry_hash(ns, key, klen, ver, vlen, h);
-	ldr_hex(h, 16, hex);
-	ldr_file_rel(rel, ns, 'e', hex);
+	*stale = 0;
 	int fd = ldr_open_beneath(db->rootfd, rel,
 				  O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
-	if (fd < 0)
+	if (fd < 0) {
+		*stale = errno == ESTALE;
 		return -1;
+	}
 	struct stat st;
 	uint8_t *b = NULL;
 	int rc = -1;
+	errno = 0;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
 	    st.st_size < LDR_MAGIC_LEN || st.st_size > LDR_HEAD_COPY_MAX ||
 	    !(b = malloc((size_t)st.st_size)))
@@ -320,9 +316,40 @@ static int copy_source(larder *db, const char *ns, const void *key, size_t klen,
 	b = NULL;
 	rc = 0;
 out:
+	if (rc)
+		*stale = errno == ESTALE;
 	free(b);
 	ldr_close(fd);
 	return rc;
+}
+
+/* ESTALE is a network filesystem catching up with a rename of another
+ * client's (the entry's directory, a head over it): the name is opened
+ * again, a few times, before the head falls back to a hint file. */
+#define COPY_TRIES 4
+
+/* The entry file of (ns, key, ver), read whole into *out (malloc'ed,
+ * *len bytes) for a copied head: 0, or -1 when it is larger than
+ * LDR_HEAD_COPY_MAX, not an entry's regular file, or unreadable (then
+ * the head is a hint file). What is read is not verified here: a reader
+ * judges the copy as the entry itself. */
+static int copy_source(larder *db, const char *ns, const void *key, size_t klen,
+		       const void *ver, size_t vlen, uint8_t **out, size_t *len)
+{
+	uint8_t h[16];
+	char hex[33], rel[LDR_REL_MAX];
+	ldr_entry_hash(ns, key, klen, ver, vlen, h);
+	ldr_hex(h, 16, hex);
+	ldr_file_rel(rel, ns, 'e', hex);
+	int stale = 0;
+	for (int i = 0; i < COPY_TRIES; i++) {
+		if (copy_once(db, rel, out, len, &stale) == 0)
+			return 0;
+		if (!stale)
+			return -1;
+		ldr_count(db, LARDER_CTR_ESTALE_RETRIES);
+	}
+	return -1;
 }
 
 /* The bytes of the head at name in dfd if it is a copy of an entry (one
