@@ -180,15 +180,19 @@ int cli_shared_apply(struct cli *c, larder *db, const char *where)
 		    out_q(larder_dir(db)), larder_mode(db));
 	/* Tried once now, so that a wrong address or password is told
 	 * here rather than as a warning in some later run: the setting
-	 * stands either way (the tier may simply be down). */
+	 * stands either way (the tier may simply be down). The open does
+	 * not contact it (its first use does): larder_shared_try does. */
 	char said[1024] = "";
 	larder_opts o = LARDER_OPTS_INIT;
 	o.shared = where;
 	o.log = first_warning;
 	o.log_payload = said;
 	larder *probe;
-	if (larder_open(&probe, larder_dir(db), &o) == 0)
+	if (larder_open(&probe, larder_dir(db), &o) == 0) {
+		if (larder_shared_try(probe) != 0 && !*said)
+			snprintf(said, sizeof said, "%s", larder_errmsg(probe));
 		larder_close(probe);
+	}
 	if (*said)
 		cli_err(c, "warning: the shared tier is set, but: %s", said);
 	return CLI_OK;

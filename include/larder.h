@@ -411,7 +411,10 @@ LARDER_API unsigned larder_mode(const larder *db);
  * data.
  *
  * The shared tier is chosen at larder_open: larder_opts.shared, else
- * LARDER_SHARED (set and empty: none), else the store's setting.
+ * LARDER_SHARED (set and empty: none), else the store's setting. It is
+ * opened (for Redis: connected to, AUTH, PING) at its first use, not at
+ * larder_open: a near hit never waits on it, and a tier down costs its
+ * warning when a call needs it.
  */
 
 /* Set the store's shared tier (written to DIR/config; the store's owner
@@ -425,6 +428,15 @@ LARDER_API int larder_shared_set(larder *db, const char *where);
 /* The shared tier this handle uses, any password in it shown as "***";
  * NULL when it has none. Valid while db is. */
 LARDER_API const char *larder_shared(const larder *db);
+
+/* Open the handle's shared tier now, if it is not open yet, and tell
+ * whether it answers: 0; LARDER_EINVAL if the handle has none; or the
+ * tier's error (LARDER_EIO, LARDER_ETIMEOUT, ...), its message naming the
+ * tier and the cause, without a warning or a back-off. Never needed
+ * before use: larder_open does not contact the shared tier, its first
+ * use does (a near hit never does). For tools that check a setting
+ * (`larder init --shared`). Thread-safe. */
+LARDER_API int larder_shared_try(larder *db);
 
 /* ---------------------------------------------------------------------- */
 /* Namespaces                                                              */

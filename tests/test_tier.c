@@ -336,8 +336,10 @@ TEST(shared_tier_back_after_an_outage_is_used_again)
 	struct logbook lb;
 	const char *later = test_path("later");
 	larder *a = open_host("a", later, &lb);
-	ASSERT_EQ(lb.warnings, 1);
+	/* Missing at open is seen at the first use: the put. */
+	ASSERT_EQ(lb.warnings, 0);
 	put(a, "k", "v", KiB, NULL);
+	ASSERT_EQ(lb.warnings, 1);
 	/* It comes up; at the end of the back-off it is used again. */
 	const char *shared = make_shared("later");
 	ASSERT_EQ(ldr_test_tier_retry_now(a), 1000);
@@ -350,18 +352,62 @@ TEST(shared_tier_back_after_an_outage_is_used_again)
 	larder_close(a);
 }
 
-TEST(shared_tier_missing_at_open_is_a_warning_not_a_failure)
+TEST(shared_tier_missing_at_open_is_a_warning_at_first_use_not_a_failure)
 {
 	dir_only();
 	struct logbook lb;
 	larder *a = open_host("a", test_path("nowhere"), &lb);
-	ASSERT_EQ(lb.warnings, 1);
-	ASSERT(strstr(lb.last, "open") != NULL);
+	/* The open does not try it: its first use does, and says so. */
+	ASSERT_EQ(lb.warnings, 0);
+	ASSERT_EQ(larder_counter(a, LARDER_CTR_SHARED_ERRORS), 0);
 	fill_loads = 0;
 	ASSERT_EQ(fill_pattern(a, "k", 2 * KiB), LARDER_FILLED);
+	ASSERT_EQ(lb.warnings, 1);
+	ASSERT(strstr(lb.last, "open") != NULL);
+	ASSERT(strstr(lb.last, test_path("nowhere")) != NULL);
+	ASSERT_EQ(larder_counter(a, LARDER_CTR_SHARED_ERRORS), 1);
 	ASSERT_EQ(fill_pattern(a, "k", 2 * KiB), LARDER_HIT);
 	ASSERT_EQ(fill_loads, 1);
 	ASSERT_EQ(lb.warnings, 1);
+	larder_close(a);
+}
+
+/* A near hit of a given version is served without the shared tier, which
+ * is not even opened: with it gone, a fresh handle's near hits (one by
+ * one and in a batch) say nothing and count no error; the first near
+ * miss is what tries it. */
+TEST(near_hits_never_open_the_shared_tier)
+{
+	dir_only();
+	const char *shared = make_shared("shared");
+	larder *a = open_host("a", shared, NULL);
+	put(a, "k", "v", 5 * KiB, NULL);
+	put(a, "k2", "v", 2 * KiB, NULL);
+	larder_close(a);
+	ASSERT_EQ(test_sh("rm -rf '%s'", shared), 0);
+	struct logbook lb;
+	a = open_host("a", shared, &lb);
+	expect(a, "k", "v", 5 * KiB, NULL);
+	const void *keys[2] = {"k", "k2"}, *vers[2] = {"v", "v"};
+	const size_t klens[2] = {1, 2}, vlens[2] = {1, 1};
+	larder_entry *e[2];
+	int rc[2];
+	larder_get_many(a, "default", 2, keys, klens, vers, vlens, e, rc);
+	ASSERT_EQ(rc[0], 0);
+	ASSERT_EQ(rc[1], 0);
+	ASSERT_EQ(larder_entry_size(e[1]), 2 * KiB);
+	larder_entry_release(e[0]);
+	larder_entry_release(e[1]);
+	ASSERT_EQ(lb.warnings, 0);
+	ASSERT_EQ(larder_counter(a, LARDER_CTR_SHARED_ERRORS), 0);
+	ASSERT_EQ(larder_counter(a, LARDER_CTR_SHARED_SKIPPED), 0);
+	/* A near miss needs the shared tier: now it is tried, and fails. */
+	larder_entry *m;
+	ASSERT_EQ(larder_get(&m, a, "default", "k", 1, "other", 5),
+		  LARDER_ENOTFOUND);
+	ASSERT_EQ(lb.warnings, 1);
+	ASSERT(strstr(lb.last, "open") != NULL);
+	ASSERT_EQ(larder_counter(a, LARDER_CTR_SHARED_ERRORS), 1);
 	larder_close(a);
 }
 
@@ -376,6 +422,12 @@ TEST(configuration_env_and_masking)
 	ASSERT_EQ(larder_shared_set(a, "redis://"), LARDER_EINVAL);
 	ASSERT(strstr(larder_errmsg(a), "no host") != NULL);
 	ASSERT_EQ(larder_shared_set(a, "ftp://h/x"), LARDER_EINVAL);
+	ASSERT(strstr(larder_errmsg(a), "unknown scheme") != NULL);
+	/* TLS: said so, rather than an unknown scheme. */
+	ASSERT_EQ(larder_shared_set(a, "rediss://:pw@h:6380/0"), LARDER_EINVAL);
+	ASSERT(strstr(larder_errmsg(a), "TLS") != NULL);
+	ASSERT(strstr(larder_errmsg(a), "not supported") != NULL);
+	ASSERT(strstr(larder_errmsg(a), "pw") == NULL);
 	ASSERT_EQ(larder_shared_set(a, test_path("a")), LARDER_EINVAL);
 	ASSERT_RC(a, larder_shared_set(a, shared), 0);
 	larder_close(a);
@@ -434,6 +486,9 @@ TEST(configuration_env_and_masking)
 	 * it. */
 	a = open_host("a", "redis://larder@127.0.0.1:1", &lb);
 	ASSERT_STR_EQ(larder_shared(a), "redis://larder@127.0.0.1:1");
+	larder_entry *e;
+	ASSERT_EQ(larder_get(&e, a, "default", "k", 1, "v", 1),
+		  LARDER_ENOTFOUND); /* a near miss: the tier tried */
 	ASSERT(strstr(lb.last, "'redis://larder@127.0.0.1:1'") != NULL);
 	ASSERT_EQ(larder_shared_set(a, "redis://user:pw@"), LARDER_EINVAL);
 	ASSERT_RC(a, larder_shared_set(a, "redis://:pw@127.0.0.1:1/0"), 0);

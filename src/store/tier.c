@@ -49,11 +49,12 @@ struct head_seen {
 struct tier {
 	struct ldr_backend base;
 	struct ldr_backend *near;
-	struct ldr_backend *shared; /* opened on first use; NULL until then */
 	char *where;		    /* the shared tier, as configured */
 	char *shown;		    /* the same, its password masked */
 	uint64_t head_age_ms;	    /* shared_head_age_ms */
+	pthread_mutex_t open_mu;    /* held by the one thread opening shared */
 	pthread_mutex_t mu;	    /* what follows */
+	struct ldr_backend *shared; /* opened on first use; NULL until then */
 	uint64_t down_until;	    /* ldr_mono_ms(); 0: up */
 	unsigned backoff_ms;	    /* 0: no outage */
 	int said;		    /* this outage was logged */
@@ -81,32 +82,72 @@ static int failing(int rc, int miss_ok)
 	return !(miss_ok && rc == LARDER_ENOTFOUND);
 }
 
+/* What the shared tier is now: 1 while it is marked down (counted
+ * shared_skipped), else 0 with *s, NULL while it is not opened yet. */
+static int shared_state(struct tier *t, struct ldr_backend **s)
+{
+	pthread_mutex_lock(&t->mu);
+	int down = t->down_until && ldr_mono_ms() < t->down_until;
+	*s = down ? NULL : t->shared;
+	pthread_mutex_unlock(&t->mu);
+	if (down)
+		ldr_count(t->base.db, LARDER_CTR_SHARED_SKIPPED);
+	return down;
+}
+
+/* The shared tier's backend if it is open (no back-off, no open): for a
+ * caller that holds something of it already (a stage, a wait). */
+static struct ldr_backend *shared_opened(struct tier *t)
+{
+	pthread_mutex_lock(&t->mu);
+	struct ldr_backend *s = t->shared;
+	pthread_mutex_unlock(&t->mu);
+	return s;
+}
+
+/* Open the shared tier, open_mu held: 0 with *out (also t->shared), or
+ * the open's rc, recorded on the handle. */
+static int shared_open(struct tier *t, struct ldr_backend **out)
+{
+	struct ldr_backend *s = NULL;
+	int rc = ldr_backend_open(&s, t->base.db, t->where);
+	if (rc) {
+		*out = NULL;
+		return rc;
+	}
+	pthread_mutex_lock(&t->mu);
+	t->shared = s;
+	pthread_mutex_unlock(&t->mu);
+	*out = s;
+	return 0;
+}
+
 /* The shared tier to call now, or NULL while it is marked down (counted
- * shared_skipped) or cannot be opened (a failure, as any other). */
+ * shared_skipped) or cannot be opened (a failure, as any other).
+ *
+ * Opened here, at the first call that needs it (a near miss, a publish,
+ * a lease, a listing), never at larder_open: a near hit reads nothing
+ * from the shared tier, so it must not wait on its connect (a hung
+ * server would cost every process its timeout), and a tier down at open
+ * costs a warning, not the handle. The open holds open_mu, not mu: a
+ * connect takes up to the call timeout, and mu guards the heads seen,
+ * which a version-less near hit reads. One thread opens; the others that
+ * need the tier wait for its answer rather than connect again. */
 static struct ldr_backend *shared_of(struct tier *t)
 {
-	larder *db = t->base.db;
-	uint64_t now = ldr_mono_ms();
-	struct ldr_backend *s = NULL;
-	pthread_mutex_lock(&t->mu);
-	if (t->down_until && now < t->down_until) {
-		ldr_count(db, LARDER_CTR_SHARED_SKIPPED);
-	} else if (t->shared) {
-		s = t->shared;
-	} else {
-		/* Opened here, not at larder_open, so that a shared tier
-		 * down when the handle is opened costs a warning, not the
-		 * handle; the open is bounded as every call is. */
-		int rc = ldr_backend_open(&t->shared, db, t->where);
-		if (rc == 0) {
-			s = t->shared;
-		} else {
-			pthread_mutex_unlock(&t->mu);
+	struct ldr_backend *s;
+	if (shared_state(t, &s) || s)
+		return s;
+	pthread_mutex_lock(&t->open_mu);
+	/* Opened, or failed and marked down, while this thread waited. */
+	if (!shared_state(t, &s) && !s) {
+		int rc = shared_open(t, &s);
+		/* Marked down before open_mu is let go: a waiter then
+		 * skips, rather than paying the timeout again. */
+		if (rc)
 			ldr_tier_failed(&t->base, "open", rc);
-			return NULL;
-		}
 	}
-	pthread_mutex_unlock(&t->mu);
+	pthread_mutex_unlock(&t->open_mu);
 	return s;
 }
 
@@ -358,6 +399,7 @@ static void tier_close(struct ldr_backend *be)
 	ldr_backend_close(t->shared);
 	ldr_backend_close(t->near);
 	pthread_mutex_destroy(&t->mu);
+	pthread_mutex_destroy(&t->open_mu);
 	free(t->where);
 	free(t->shown);
 	free(t);
@@ -380,6 +422,7 @@ static int tier_open(struct ldr_backend **out, larder *db, const char *where)
 	t->base.ops = &ldr_be_tier_ops;
 	t->base.db = db;
 	pthread_mutex_init(&t->mu, NULL);
+	pthread_mutex_init(&t->open_mu, NULL);
 	char text[LDR_CONFIG_MAX];
 	t->head_age_ms = 1000;
 	if (ldr_config_read(db, "", text, sizeof text) != 0)
@@ -407,10 +450,8 @@ static int tier_open(struct ldr_backend **out, larder *db, const char *where)
 		tier_close(&t->base);
 		return rc;
 	}
-	/* The shared tier now, so that a working one is ready; one that
-	 * fails is a warning and near-only service (shared_of tries it
-	 * again after the back-off). */
-	shared_of(t);
+	/* The shared tier is not opened here: at its first use
+	 * (shared_of). */
 	*out = &t->base;
 	return 0;
 }
@@ -426,11 +467,14 @@ int ldr_tier_shared(larder *db, struct ldr_backend **out)
 				"LARDER_SHARED)",
 				db->dir);
 	struct tier *t = tier_of(be);
-	int rc = 0;
-	pthread_mutex_lock(&t->mu);
-	if (!t->shared)
-		rc = ldr_backend_open(&t->shared, db, t->where);
-	pthread_mutex_unlock(&t->mu);
+	/* Asked for by name (ls --tier shared): tried now, back-off or
+	 * not, and a failure is the caller's error rather than a warning
+	 * and near's answer. */
+	struct ldr_backend *s;
+	pthread_mutex_lock(&t->open_mu);
+	s = shared_opened(t);
+	int rc = s ? 0 : shared_open(t, &s);
+	pthread_mutex_unlock(&t->open_mu);
 	if (rc) {
 		char cause[512];
 		snprintf(cause, sizeof cause, "%s", larder_errmsg(db));
@@ -438,7 +482,7 @@ int ldr_tier_shared(larder *db, struct ldr_backend **out)
 				"cannot open the shared tier '%s': %s",
 				t->shown, *cause ? cause : larder_strerror(rc));
 	}
-	*out = t->shared;
+	*out = s;
 	return 0;
 }
 
@@ -509,26 +553,15 @@ static void tier_read_many(struct ldr_backend *be, const struct ldr_name *n,
 {
 	struct tier *t = tier_of(be);
 	larder *db = be->db;
-	struct ldr_backend *s = shared_of(t);
-	size_t *idx = NULL;
-	struct ldr_name *sn = NULL;
-	struct ldr_file *sf = NULL;
-	int *src = NULL;
-	if (s && s->ops->version >= 2 && s->ops->read_many && count) {
-		idx = calloc(count, sizeof *idx);
-		sn = calloc(count, sizeof *sn);
-		sf = calloc(count, sizeof *sf);
-		src = calloc(count, sizeof *src);
-	}
+	size_t *idx = calloc(count ? count : 1, sizeof *idx);
+	struct ldr_name *sn = calloc(count ? count : 1, sizeof *sn);
+	struct ldr_file *sf = calloc(count ? count : 1, sizeof *sf);
+	int *src = calloc(count ? count : 1, sizeof *src);
 	if (!idx || !sn || !sf || !src) {
-		free(idx);
-		free(sn);
-		free(sf);
-		free(src);
 		for (size_t i = 0; i < count; i++)
 			rc[i] =
 			    tier_read(be, &n[i], LDR_LOAD_WHOLE, pre, &f[i]);
-		return;
+		goto out;
 	}
 	size_t m = 0;
 	for (size_t i = 0; i < count; i++) {
@@ -541,8 +574,22 @@ static void tier_read_many(struct ldr_backend *be, const struct ldr_name *n,
 		idx[m] = i;
 		sn[m++] = n[i];
 	}
-	if (m)
-		s->ops->read_many(s, sn, m, pre, sf, src);
+	/* Only near's misses reach the shared tier, opening it: a batch
+	 * that near serves whole never waits on it. */
+	struct ldr_backend *s = m ? shared_of(t) : NULL;
+	if (!s)
+		goto out; /* near's answers stand, as tier_read's */
+	if (s->ops->version < 2 || !s->ops->read_many) {
+		for (size_t k = 0; k < m; k++) {
+			size_t i = idx[k];
+			rc[i] = shared_read(
+			    t, &n[i],
+			    s->ops->read(s, &n[i], LDR_LOAD_WHOLE, pre, &f[i]),
+			    &f[i]);
+		}
+		goto out;
+	}
+	s->ops->read_many(s, sn, m, pre, sf, src);
 	for (size_t k = 0; k < m; k++) {
 		size_t i = idx[k];
 		int r = judge(t, "read", src[k], 1);
@@ -560,6 +607,7 @@ static void tier_read_many(struct ldr_backend *be, const struct ldr_name *n,
 			rc[i] = r;
 		}
 	}
+out:
 	free(idx);
 	free(sn);
 	free(sf);
@@ -734,7 +782,7 @@ static int tier_commit(struct ldr_stage *bs, const void *hdr, size_t hlen,
 		 * near gets, so that every host serves the same bytes. */
 		stage_drop(&ts->near);
 		struct ldr_file f;
-		struct ldr_backend *s = t->shared;
+		struct ldr_backend *s = shared_opened(t);
 		if (s && s->ops->read(s, n, LDR_LOAD_SCAN, 0, &f) == 0) {
 			copy_read(t, n, &f, !(flags & LDR_BE_NO_HEAD));
 			ldr_file_free(&f);
@@ -1121,7 +1169,7 @@ static int tier_wait(struct ldr_be_wait *bw, uint64_t max_ms,
 	if (rc < 0 && rc != LARDER_ECANCELED) {
 		/* The tier that waits failed: look now (the looks go to
 		 * near while shared is down). */
-		if (w->in->be == tier_of(bw->be)->shared)
+		if (w->in->be == shared_opened(tier_of(bw->be)))
 			ldr_tier_failed(bw->be, "wait", rc);
 		return 0;
 	}
@@ -1271,7 +1319,15 @@ int ldr_shared_check(larder *db, const char *where)
 				rest = where + strlen(schemes[i]);
 		char *shown = ldr_uri_masked(where);
 		int rc = 0;
-		if (!rest)
+		if (!strncmp(where, "rediss://", 9))
+			rc = ldr_fail(db, LARDER_EINVAL, 0,
+				      "bad shared tier '%s': TLS (rediss://) "
+				      "is not supported: larder's Redis "
+				      "client (hiredis 0.14) has no TLS; use "
+				      "redis:// on a trusted network, or a "
+				      "TLS tunnel to the server",
+				      shown ? shown : "?");
+		else if (!rest)
 			rc = ldr_fail(db, LARDER_EINVAL, 0,
 				      "bad shared tier '%s': unknown scheme "
 				      "(want redis://, redis+sentinel://, "
@@ -1343,6 +1399,12 @@ int ldr_shared_set(larder *db, const char *where)
 int larder_shared_set(larder *db, const char *where)
 {
 	return ldr_shared_set(db, where);
+}
+
+int larder_shared_try(larder *db)
+{
+	struct ldr_backend *s;
+	return ldr_tier_shared(db, &s);
 }
 
 const char *larder_shared(const larder *db)

@@ -71,7 +71,7 @@ expect_rc 0 "get with LARDER_SHARED empty: a's near copy" \
 # A tier that cannot be reached now: set all the same, and said.
 expect_rc 0 "config --shared naming a tier that is not there" \
 	"$LARDER" --dir "$A" config --shared 'redis://user:s3cret@127.0.0.1:1/0'
-expect_err "warning: the shared tier is set, but: shared tier 'redis://user:\*\*\*@127\.0\.0\.1:1/0' failed \(open" \
+expect_err "warning: the shared tier is set, but: cannot open the shared tier 'redis://user:\*\*\*@127\.0\.0\.1:1/0': Redis connect to 127\.0\.0\.1:1 .*Connection refused" \
 	"init says it cannot be reached, and why"
 check "and that others may read its password" grep -q \
 	"password is in '$A/config', which the store's mode (0644) lets others" \
@@ -100,6 +100,11 @@ expect_err "bad shared tier 'redis://': no host" "says what is wrong"
 expect_rc 2 "config --shared with a relative path" "$LARDER" --dir "$A" \
 	config --shared rel/dir
 expect_err "absolute path" "says what is wrong"
+expect_rc 2 "config --shared rediss:// (TLS)" "$LARDER" --dir "$A" \
+	config --shared 'rediss://:s3cret@127.0.0.1:6380/0'
+expect_err "bad shared tier 'rediss://:\*\*\*@127\.0\.0\.1:6380/0': TLS \(rediss://\) is not supported" \
+	"says TLS is not supported, not an unknown scheme"
+check "the password nowhere" sh -c "! grep -q s3cret '$T/err'"
 # A URI is checked whole when set (a build without Redis cannot parse it,
 # and says so when it opens the tier).
 if "$LARDER" --dir "$A" config 2>&1 | grep -q "without Redis"; then

@@ -204,12 +204,17 @@ check "one line per key" cmp -s "$T/out" "$T/want"
 check "the bytes of each hit" sh -c 'cmp -s "$1/many/k" "$1/app/report.csv" &&
 	cmp -s "$1/many/m1" "$1/app/m1" && cmp -s "$1/many/m2" "$1/app/m2"' sh "$T"
 
-# Section 9: Redis stops. Each host serves what it holds, with one
-# warning per process naming the tier; a new herd loads once per host.
+# Section 9: Redis stops. Each host serves what it holds: a near hit
+# without a word (it never contacts Redis), a call that needs Redis with
+# one warning per process naming the tier; a new herd loads once per
+# host.
 sh "$redis" stop >/dev/null 2>"$T/err" || not_ok "redis.sh stop"
 expect_rc 0 "get on host b with Redis stopped" on hostb "$LARDER" \
 	--dir "$T/hostb" get report.csv --version 2026-11-21
 check "the near copy's bytes" cmp -s "$T/out" "$T/app/report.csv"
+check "a near hit: no warning, Redis not tried" test ! -s "$T/err"
+expect_rc 1 "a near miss on host b with Redis stopped: a miss" on hostb \
+	"$LARDER" --dir "$T/hostb" get report.csv --version 1999-01-01
 expect_err "^larder: warn: shared tier '$SHARED' failed \\(open: Redis connect to 127\\.0\\.0\\.1:$PORT \\($SHARED\\): Connection refused\\): serving from the near tier '$T/hostb' only" \
 	"the warning of docs/redis.md, section 9"
 check "one warning" test "$(grep -c 'shared tier' "$T/err")" = 1

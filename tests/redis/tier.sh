@@ -56,6 +56,76 @@ expect_rc 0 "stat --json on host b" "$LARDER" --dir "$B" stat --json
 check "one shared hit, copied into near" test \
 	"$(json_get "$T/out" 'j["counters"]["shared_hits"]')/$(json_get "$T/out" 'j["counters"]["shared_copies"]')" = 1/1
 
+# A near hit of a given version never connects to Redis (docs/redis.md,
+# section 9): told by the server's own count of the connections it
+# received (redis-cli's INFO is one of them), and by the connect calls
+# the process makes. Host c takes no timeout in its URI but a long one in
+# its config, so that a connect to a hung server would show.
+PORT=$(sed -n 's/^REDIS_PORT=//p' "$T/env")
+conns() {
+	REDISCLI_AUTH=$PW redis-cli -h 127.0.0.1 -p "$PORT" INFO stats |
+		sed -n 's/^total_connections_received:\([0-9]*\).*/\1/p'
+}
+# connects FILE: the connect calls to Redis's port an strace log holds.
+connects() {
+	grep -c "sin_port=htons($PORT)" "$1"
+}
+C=$T/c
+expect_rc 0 "host c: init --shared redis://" "$LARDER" --dir "$C" init \
+	--shared "$URI"
+printf 'shared_timeout_ms 30000\n' >>"$C/config"
+head -c 70000 /dev/urandom >"$T/in1"
+expect_rc 0 "put v1 on host a" "$LARDER" --dir "$A" put --ns n kv \
+	--version v1 "$T/in1"
+expect_rc 0 "get v1 on host c: from Redis, copied into near" \
+	"$LARDER" --dir "$C" get --ns n kv --version v1
+c0=$(conns)
+expect_rc 0 "get v1 on host c again: a near hit" \
+	"$LARDER" --dir "$C" get --ns n kv --version v1
+check "its bytes" cmp -s "$T/out" "$T/in1"
+c1=$(conns)
+check "the near hit made no connection to Redis ($c0, then $c1)" \
+	test "$c1" = "$((c0 + 1))"
+expect_rc 1 "a near miss (another version): asks Redis" \
+	"$LARDER" --dir "$C" get --ns n kv --version v0
+c2=$(conns)
+check "the near miss connected once ($c1, then $c2)" \
+	test "$c2" = "$((c1 + 2))"
+c3=$c2
+st=
+if strace -f -qq -e trace=connect -o "$T/strace" true 2>/dev/null; then
+	st=1
+	# strace sees a connect to Redis's port when there is one.
+	run strace -f -qq -e trace=connect -o "$T/strace" \
+		"$LARDER" --dir "$C" get --ns n kv --version v0
+	check "strace sees the near miss's connect" \
+		test "$(connects "$T/strace")" -ge 1
+	c3=$((c3 + 1))
+else
+	skip "strace cannot trace here: connects not counted"
+fi
+
+# Redis SIGSTOPped under a near hit: served from near without a connect,
+# so without the 30 s a connect would wait; no warning, since the tier is
+# never tried.
+kill -STOP "$mpid"
+if [ -n "$st" ]; then
+	expect_rc 0 "a near hit with Redis stopped by SIGSTOP" timeout 60 \
+		strace -f -qq -e trace=connect -o "$T/strace" \
+		"$LARDER" --dir "$C" get --ns n kv --version v1
+	check "no connect to Redis's port" \
+		test "$(connects "$T/strace")" = 0
+else
+	expect_rc 0 "a near hit with Redis stopped by SIGSTOP" timeout 60 \
+		"$LARDER" --dir "$C" get --ns n kv --version v1
+fi
+check "near's bytes" cmp -s "$T/out" "$T/in1"
+check "no warning: the tier was not tried" test ! -s "$T/err"
+kill -CONT "$mpid"
+c4=$(conns)
+check "and no connection from it reached Redis once it ran on ($c3, then $c4)" \
+	test "$c4" = "$((c3 + 1))"
+
 # Redis SIGSTOPped: every call is bounded by its timeout (500 ms here);
 # the get is served from near, the put kept there, one warning each run.
 kill -STOP "$mpid"
