@@ -279,7 +279,10 @@ int ldr_redis_parse(larder *db, const char *uri, struct ldr_redis_cfg *cfg)
 		goto password;
 	} else if (strncmp(uri, "rediss://", 9) == 0) {
 		return bad_uri(db, cfg->shown,
-			       "TLS (rediss://) is not supported yet");
+			       "TLS (rediss://) is not supported: larder's "
+			       "Redis client (hiredis 0.14) has no TLS; use "
+			       "redis:// on a trusted network, or a TLS "
+			       "tunnel to the server");
 	} else {
 		return bad_uri(db, cfg->shown,
 			       "want redis://, redis+sentinel:// or unix://");
