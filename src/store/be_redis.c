@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "bytes.h"
 #include "self.h"
 #include "clock.h"
 #include "err.h"
@@ -114,6 +115,11 @@ struct rbe {
 	 * to the renewer and back, per fill). */
 	uint64_t rwake, rmin;
 	struct ldr_rconn rconn; /* the renewer's (no pool: it is alone) */
+	/* Stage ids (stage_id): a random seed drawn once per process
+	 * (seed_epoch, ldr_self_epoch's number; written under mu) plus a
+	 * counter, so that a put makes its id without a system call. */
+	uint8_t seed[16];
+	uint64_t seed_epoch, stage_ctr;
 };
 
 /* ---------------------------------------------------------------------- */
@@ -316,12 +322,13 @@ static struct ldr_rconn *take(struct rbe *b)
 	if (b->nidle)
 		c = b->idle[--b->nidle];
 	pthread_mutex_unlock(&b->mu);
-	if (c && c->pid != getpid()) {
+	if (c && c->epoch != ldr_self_epoch(b->base.db)) {
 		/* Made by the process we were forked from: its socket is
 		 * shared with it, and a reply could go to either. Closed
 		 * here (our copy of the fd), never used. */
 		ldr_rconn_close(c);
 		c->pid = getpid();
+		c->epoch = ldr_self_epoch(b->base.db);
 	}
 	if (!c && (c = malloc(sizeof *c)))
 		ldr_rconn_init(c, b->base.db, &b->cfg);
@@ -358,6 +365,35 @@ static void hex32(char out[33], const uint8_t h[16])
 		out[2 * i + 1] = d[h[i] & 15];
 	}
 	out[32] = '\0';
+}
+
+/* A stage id no other writer has: this process's seed (two processes'
+ * seeds, 128 random bits each, differ) plus the next count. A child
+ * draws a seed of its own before its first stage: one reusing its
+ * parent's, counting from where the parent stood when it forked, would
+ * name the parent's next stages, and two writers in one stage would mix
+ * their chunks. */
+static void stage_id(struct rbe *b, char out[33])
+{
+	uint64_t e = ldr_self_epoch(b->base.db);
+	if (__atomic_load_n(&b->seed_epoch, __ATOMIC_ACQUIRE) != e) {
+		pthread_mutex_lock(&b->mu);
+		if (b->seed_epoch != e) {
+			ldr_random(b->seed, sizeof b->seed);
+			__atomic_store_n(&b->seed_epoch, e, __ATOMIC_RELEASE);
+		}
+		pthread_mutex_unlock(&b->mu);
+	}
+	uint8_t id[16];
+	memcpy(id, b->seed, sizeof id);
+	uint64_t n = __atomic_fetch_add(&b->stage_ctr, 1, __ATOMIC_RELAXED);
+	ldr_put64(id + 8, ldr_get64(id + 8) + n);
+	hex32(out, id);
+}
+
+void ldr_test_redis_stage_id(struct ldr_backend *be, char out[33])
+{
+	stage_id((struct rbe *)be, out);
 }
 
 /* P{hex}<suffix> */
@@ -991,9 +1027,7 @@ static int r_stage_begin(struct ldr_backend *be, const struct ldr_name *n,
 	s->n.key = NULL; /* not kept: nothing here needs it */
 	s->base.be = be;
 	s->b = b;
-	uint8_t id[16];
-	ldr_random(id, sizeof id);
-	hex32(s->stage, id);
+	stage_id(b, s->stage);
 	tagged(s->pfx, sizeof s->pfx, b, n->hash, ":c:");
 	*out = &s->base;
 	return 0;
