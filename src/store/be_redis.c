@@ -396,6 +396,30 @@ void ldr_test_redis_stage_id(struct ldr_backend *be, char out[33])
 	stage_id((struct rbe *)be, out);
 }
 
+/* The commit's text made by hand rather than by snprintf (five calls a
+ * put, 0.4 us of it): s at p, or v in decimal, at least width digits
+ * (zeros in front); the end. The caller's buffer holds it. */
+static char *cat_s(char *p, const char *s)
+{
+	size_t n = strlen(s);
+	memcpy(p, s, n);
+	return p + n;
+}
+
+static char *cat_u64(char *p, uint64_t v, int width)
+{
+	char d[20];
+	int n = 0;
+	do
+		d[n++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	while (n < width)
+		d[n++] = '0';
+	while (n)
+		*p++ = d[--n];
+	return p;
+}
+
 /* P{hex}<suffix> */
 static void tagged(char *out, size_t size, const struct rbe *b,
 		   const uint8_t h[16], const char *suffix)
@@ -1332,9 +1356,8 @@ static int prepare(struct rcommit *pc, struct rstage *s, const void *hdr,
 		if (!(pc->ht = hint_bytes(s->n.ver, s->n.vlen, &htlen)))
 			return ldr_fail(db, LARDER_ENOMEM, ENOMEM,
 					"out of memory");
-		char tok[TOKEN_DIGITS + 1];
-		snprintf(tok, sizeof tok, "%020" PRIu64, l ? l->token : token);
-		memcpy(pc->ht + htlen, tok, TOKEN_DIGITS);
+		cat_u64((char *)pc->ht + htlen, l ? l->token : token,
+			TOKEN_DIGITS);
 		htlen += TOKEN_DIGITS;
 	}
 	/* An entry smaller than a chunk, still all in the buffer, goes
@@ -1356,11 +1379,20 @@ static int prepare(struct rcommit *pc, struct rstage *s, const void *hdr,
 		int64_t left = (h.expires - ldr_now_ns()) / 1000000;
 		ttl = left > 0 ? (uint64_t)left : 1;
 	}
-	char line[200];
-	int ll =
-	    snprintf(line, sizeof line,
-		     "larder-manifest 1 %s %u %" PRIu64 " %" PRIu64 " %zu\n",
-		     s->stage, CHUNK, s->nchunks, s->stored, hlen);
+	/* "larder-manifest 1 STAGE CHUNK NCHUNKS STORED HLEN\n": 18 + 32
+	 * bytes and four numbers of at most 20 digits. */
+	char line[200], *e = cat_s(line, "larder-manifest 1 ");
+	e = cat_s(e, s->stage);
+	*e++ = ' ';
+	e = cat_u64(e, CHUNK, 0);
+	*e++ = ' ';
+	e = cat_u64(e, s->nchunks, 0);
+	*e++ = ' ';
+	e = cat_u64(e, s->stored, 0);
+	*e++ = ' ';
+	e = cat_u64(e, hlen, 0);
+	*e++ = '\n';
+	int ll = (int)(e - line);
 	if (!(pc->man = malloc((size_t)ll + hlen + extra)))
 		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
 	memcpy(pc->man, line, (size_t)ll);
@@ -1368,12 +1400,14 @@ static int prepare(struct rcommit *pc, struct rstage *s, const void *hdr,
 	if (extra)
 		memcpy(pc->man + ll + hlen, s->buf, extra);
 	tagged(pc->m, sizeof pc->m, b, s->n.hash, ":m");
-	snprintf(pc->ns, sizeof pc->ns, "%sns", b->cfg.prefix);
-	snprintf(pc->set, sizeof pc->set, "%sn:%s", b->cfg.prefix, s->ns);
+	/* The prefix (< 64 bytes) and the namespace (<= 64) fit. */
+	*cat_s(cat_s(pc->ns, b->cfg.prefix), "ns") = '\0';
+	e = cat_s(cat_s(pc->set, b->cfg.prefix), "n:");
+	*cat_s(e, s->ns) = '\0';
 	tagged(pc->ch, sizeof pc->ch, b, s->n.khash, ":p");
 	tagged(pc->head, sizeof pc->head, b, s->n.khash, ":h");
 	tagged(pc->lk, sizeof pc->lk, b, s->n.khash, ":l");
-	snprintf(pc->ttls, sizeof pc->ttls, "%" PRIu64, ttl);
+	*cat_u64(pc->ttls, ttl, 0) = '\0';
 	hex32(pc->e, s->n.hash);
 	const char *argv[A_N] = {
 	    pc->m,	    pc->ns, pc->set, pc->ch,
