@@ -4,6 +4,8 @@
 # pid on the way out, whatever the way out.
 #
 #   sh bench/redis_bench.sh [BUILD_DIR] [--quick] [--only SIZE] [--part put|fill|many|herd|near]
+#   sh bench/redis_bench.sh [BUILD_DIR] --part put [--only SIZE] [--rounds N] [--redis-only]
+#   sh bench/redis_bench.sh [BUILD_DIR] --put-loop N   (under strace -c or perf)
 set -eu
 BUILD=${1:-build}
 [ $# -eq 0 ] || shift

@@ -449,11 +449,13 @@ LARDER_API int larder_shared_try(larder *db);
 #define LARDER_NS_MAX 64
 
 /* Set a namespace's default TTL in seconds (0 = entries never expire).
- * Creates the namespace if missing. */
+ * Creates the namespace if missing. It applies to this handle's next put;
+ * a handle keeps the default for a second (a put reads no file for it),
+ * so other handles and processes apply it within a second. */
 LARDER_API int larder_ns_set_ttl(larder *db, const char *ns,
 				 int64_t ttl_seconds);
-/* Read it into *out; 0 if the namespace has no default or does not
- * exist. */
+/* Read it into *out (from the namespace's config, now); 0 if the
+ * namespace has no default or does not exist. */
 LARDER_API int larder_ns_get_ttl(int64_t *out, larder *db, const char *ns);
 
 /* Called by larder_ns_foreach() with each namespace's name (valid during

@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "self.h"
 #include "clock.h"
+#include "config.h"
 #include "file.h"
 #include "hash.h"
 #include "head.h"
@@ -56,6 +57,11 @@ int ldr_test_writer_begin_internal(larder_writer **out, larder *db,
 				   const void *ver, size_t vlen)
 {
 	return ldr_writer_begin_internal(out, db, ns, key, klen, ver, vlen);
+}
+
+void ldr_test_ns_ttl_age(larder *db, int64_t ms)
+{
+	ldr_ns_ttl_age(db, ms);
 }
 
 void ldr_test_memo_age(larder *db, int64_t ms)

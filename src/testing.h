@@ -49,6 +49,9 @@ unsigned ldr_test_mode_for_umask(unsigned mask);
 int ldr_test_writer_begin_internal(larder_writer **out, larder *db,
 				   const char *ns, const void *key, size_t klen,
 				   const void *ver, size_t vlen);
+/* Make the namespaces' default TTLs the handle keeps ms older (config.c:
+ * another process's change is read within a second). */
+void ldr_test_ns_ttl_age(larder *db, int64_t ms);
 /* Age the handle's memo of verified entries by `ms` milliseconds, as if
  * that much time had passed (memo.c: its checks and re-hashes fall due). */
 void ldr_test_memo_age(larder *db, int64_t ms);

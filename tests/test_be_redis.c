@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1152,6 +1153,47 @@ TEST(a_fork_childs_lease_names_the_child)
 	close(up[1]);
 	close(down[0]);
 	close(down[1]);
+	be_end(be);
+}
+
+/* A child's stage ids are never its parent's: made from a seed and a
+ * counter, a child that kept its parent's seed would name the parent's
+ * next stage, and two writers in one stage mix their chunks. Both ways a
+ * child is made: fork, and clone(2), which runs no fork handlers. */
+TEST(a_childs_stage_ids_are_not_its_parents)
+{
+	larder *db = db_open();
+	struct ldr_backend *be = be_open(db);
+	char a[33], b[33];
+	ldr_test_redis_stage_id(be, a);
+	ldr_test_redis_stage_id(be, b);
+	ASSERT(strcmp(a, b) != 0);
+	for (int way = 0; way < 2; way++) {
+		int up[2];
+		ASSERT(pipe(up) == 0);
+		pid_t child =
+		    way == 0 ? fork()
+			     : (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+		ASSERT(child >= 0);
+		if (child == 0) {
+			char id[33];
+			ldr_test_redis_stage_id(be, id);
+			_exit(write(up[1], id, 32) == 32 ? 0 : 1);
+		}
+		char theirs[33] = {0}, mine[33];
+		ASSERT_EQ(read(up[0], theirs, 32), 32);
+		int st;
+		ASSERT_EQ(waitpid(child, &st, 0), child);
+		ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		ldr_test_redis_stage_id(be, mine);
+		if (strcmp(theirs, mine) == 0 || memcmp(theirs, mine, 16) == 0)
+			test_fail(__FILE__, __LINE__,
+				  "%s: the child's stage id %s and the "
+				  "parent's %s share a seed",
+				  way ? "clone" : "fork", theirs, mine);
+		close(up[0]);
+		close(up[1]);
+	}
 	be_end(be);
 }
 

@@ -897,6 +897,65 @@ static double poll_until_miss(larder *db, const char *ns, const char *key,
 	}
 }
 
+/* The TTL (s) a put of (ns, key, ver) through db gave its entry. */
+static int64_t put_ttl_s(larder *db, const char *ns, const char *key,
+			 const char *ver)
+{
+	ASSERT_RC(db,
+		  larder_put(db, ns, key, strlen(key), ver, strlen(ver), "x", 1,
+			     NULL),
+		  0);
+	larder_entry *e = NULL;
+	ASSERT_RC(
+	    db, larder_get(&e, db, ns, key, strlen(key), ver, strlen(ver)), 0);
+	int64_t expires = larder_entry_expires(e);
+	int64_t ttl =
+	    expires ? (expires - larder_entry_created(e)) / 1000000000 : 0;
+	larder_entry_release(e);
+	return ttl;
+}
+
+/* A handle keeps a namespace's default TTL for a second (a put reads no
+ * file): another process's change reaches its puts once that second is
+ * over, and its own change at once. The handle's clock is moved by
+ * hand, so the test waits for nothing. */
+TEST(a_namespace_ttl_changed_elsewhere_applies_within_a_second_own_at_once)
+{
+	larder *db = open_store();
+	ASSERT_RC(db, larder_ns_set_ttl(db, "nt", 100), 0);
+	ASSERT_EQ(put_ttl_s(db, "nt", "k", "v1"), 100);
+	/* Kept for as long as the test likes: the second never ends. */
+	ldr_test_ns_ttl_age(db, -3600 * 1000);
+	pid_t child = fork();
+	ASSERT(child >= 0);
+	if (child == 0) {
+		larder *o = NULL;
+		larder_opts opts = LARDER_OPTS_INIT;
+		int rc = larder_open(&o, store_dir(), &opts);
+		if (rc == 0)
+			rc = larder_ns_set_ttl(o, "nt", 200);
+		larder_close(o);
+		_exit(rc ? 1 : 0);
+	}
+	int st;
+	ASSERT_EQ(waitpid(child, &st, 0), child);
+	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	int64_t ttl = 0;
+	ASSERT_RC(db, larder_ns_get_ttl(&ttl, db, "nt"), 0);
+	ASSERT_EQ(ttl, 200); /* asked, the file answers */
+	ASSERT_EQ(put_ttl_s(db, "nt", "k", "v2"), 100); /* within the second */
+	/* The second is over: read again. */
+	ldr_test_ns_ttl_age(db, 2 * 3600 * 1000);
+	ASSERT_EQ(put_ttl_s(db, "nt", "k", "v3"), 200);
+	/* This handle's own change, with the second still running. */
+	ldr_test_ns_ttl_age(db, -3600 * 1000);
+	ASSERT_RC(db, larder_ns_set_ttl(db, "nt", 300), 0);
+	ASSERT_EQ(put_ttl_s(db, "nt", "k", "v4"), 300);
+	ASSERT_RC(db, larder_ns_set_ttl(db, "nt", 0), 0);
+	ASSERT_EQ(put_ttl_s(db, "nt", "k", "v5"), 0);
+	larder_close(db);
+}
+
 TEST(ttl_expires_entries_and_namespace_default_applies_unless_never)
 {
 	larder *db = open_store();

@@ -294,6 +294,9 @@ larder *ldr_be_dir_store(struct ldr_backend *be);
  * names it ("redis://host:port/db PREFIX{HASH}:m", password masked). */
 void ldr_be_redis_where(const struct ldr_backend *be, const uint8_t hash[16],
 			char *out, size_t size);
+/* The next stage id a Redis backend hands out (tests, through
+ * src/testing.h; built with Redis only). */
+void ldr_test_redis_stage_id(struct ldr_backend *be, char out[33]);
 
 /* Open the backend `where` names for the handle db: a redis://,
  * redis+sentinel:// or unix:// URI is Redis (LARDER_EINVAL, "built

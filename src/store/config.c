@@ -7,15 +7,18 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fsutil.h"
 
-int64_t ldr_ns_ttl(larder *db, const char *ns)
+/* The namespace's config file's TTL, read now. */
+static int64_t ns_ttl_read(larder *db, const char *ns)
 {
 	char rel[LDR_REL_MAX], text[64];
 	snprintf(rel, sizeof rel, "ns/%s/config", ns);
@@ -34,12 +37,73 @@ int64_t ldr_ns_ttl(larder *db, const char *ns)
 	return ttl;
 }
 
+/* The TTL is kept per handle and namespace for NS_TTL_MS: reading it
+ * (an open, a read, a close) was a third of a small put's own work
+ * through Redis. Another process's change is therefore applied by this
+ * handle's puts within NS_TTL_MS (and a coarse clock's tick), as the
+ * namespace's SADD to Redis's set of namespaces is sent; this handle's
+ * own change (ldr_config_replace) drops what it kept at once. */
+#define NS_TTL_MS 1000
+
+int64_t ldr_ns_ttl(larder *db, const char *ns)
+{
+	int64_t now = ldr_coarse_ms();
+	struct ldr_ns_ttl_memo *m = db->ttl_memo;
+	pthread_mutex_lock(&db->ttl_mu);
+	for (int i = 0; i < LDR_TTL_MEMO; i++)
+		if (m[i].ns[0] && now - m[i].at_ms < NS_TTL_MS &&
+		    strcmp(m[i].ns, ns) == 0) {
+			int64_t ttl = m[i].ttl;
+			pthread_mutex_unlock(&db->ttl_mu);
+			return ttl;
+		}
+	uint64_t gen = db->ttl_gen;
+	pthread_mutex_unlock(&db->ttl_mu);
+	int64_t ttl = ns_ttl_read(db, ns);
+	if (strlen(ns) > LARDER_NS_MAX)
+		return ttl;
+	pthread_mutex_lock(&db->ttl_mu);
+	/* Kept only if this handle changed no config while it was read:
+	 * a read from before the change must not stand for a second. */
+	if (db->ttl_gen == gen) {
+		int slot = -1;
+		for (int i = 0; i < LDR_TTL_MEMO && slot < 0; i++)
+			if (strcmp(m[i].ns, ns) == 0)
+				slot = i;
+		if (slot < 0)
+			slot = (int)(db->ttl_next++ % LDR_TTL_MEMO);
+		snprintf(m[slot].ns, sizeof m[slot].ns, "%s", ns);
+		m[slot].ttl = ttl;
+		m[slot].at_ms = now;
+	}
+	pthread_mutex_unlock(&db->ttl_mu);
+	return ttl;
+}
+
+void ldr_ns_ttl_age(larder *db, int64_t ms)
+{
+	pthread_mutex_lock(&db->ttl_mu);
+	for (int i = 0; i < LDR_TTL_MEMO; i++)
+		db->ttl_memo[i].at_ms -= ms;
+	pthread_mutex_unlock(&db->ttl_mu);
+}
+
+/* This handle changed a config: what ldr_ns_ttl kept is read again. */
+static void ns_ttl_forget(larder *db)
+{
+	pthread_mutex_lock(&db->ttl_mu);
+	db->ttl_gen++;
+	for (int i = 0; i < LDR_TTL_MEMO; i++)
+		db->ttl_memo[i].ns[0] = '\0';
+	pthread_mutex_unlock(&db->ttl_mu);
+}
+
 int larder_ns_get_ttl(int64_t *out, larder *db, const char *ns)
 {
 	int rc = ldr_check_ns(db, ns);
 	if (rc)
 		return rc;
-	*out = ldr_ns_ttl(db, ns);
+	*out = ns_ttl_read(db, ns); /* what the file says now */
 	return 0;
 }
 
@@ -206,6 +270,9 @@ int ldr_config_replace(larder *db, const char *dirrel, const char *lines)
 				    db->dir, tmp, rel, strerror(errno));
 	if (rc)
 		unlinkat(dfd, name, 0);
+	/* Forgotten whatever the outcome: a failed rename may still have
+	 * happened. */
+	ns_ttl_forget(db);
 out:
 	ldr_close(dfd);
 	free(text);

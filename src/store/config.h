@@ -9,8 +9,12 @@
 
 #include "store.h"
 
-/* The namespace's default TTL in seconds (0 = none). */
+/* The namespace's default TTL in seconds (0 = none), for a put: kept per
+ * handle, so that another process's change is seen within a second;
+ * this handle's own (ldr_config_replace) at once. */
 int64_t ldr_ns_ttl(larder *db, const char *ns);
+/* Make what ldr_ns_ttl kept ms older (tests: the interval passed). */
+void ldr_ns_ttl_age(larder *db, int64_t ms);
 
 /* Config files: DIR/config (dirrel "") and DIR/ns/<ns>/config (dirrel
  * "ns/<ns>"), text with one "name value" a line. */

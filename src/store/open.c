@@ -22,6 +22,7 @@
 #include "head.h"
 #include "host.h"
 #include "memo.h"
+#include "publish.h"
 #include "recency.h"
 #include "stats.h"
 
@@ -533,6 +534,7 @@ int ldr_store_open(larder **out, const char *dir, const larder_opts *opts)
 	}
 	db->rootfd = -1;
 	pthread_mutex_init(&db->slot_mu, NULL);
+	pthread_mutex_init(&db->ttl_mu, NULL);
 	db->flags = opts ? opts->flags : 0;
 	db->fsync = opts ? opts->fsync : 0;
 	db->mmap_threshold = opts && opts->mmap_threshold ? opts->mmap_threshold
@@ -632,6 +634,8 @@ void ldr_store_close(larder *db)
 	ldr_recency_fini(db);
 	ldr_stats_fini(db); /* flushes: a failure is logged, not returned */
 	pthread_mutex_destroy(&db->slot_mu);
+	pthread_mutex_destroy(&db->ttl_mu);
+	ldr_writer_spare_free(db);
 	ldr_self_cached_free(db);
 	ldr_edirs_close(db);
 	ldr_bufs_close(db);

@@ -25,6 +25,7 @@
 #include "dl.h"
 #include "err.h"
 #include "redis_conn.h"
+#include "self.h"
 #include "tier.h"
 #include "uri.h"
 
@@ -607,6 +608,7 @@ static int connect_one(struct ldr_rconn *rc, const char *host, int port,
 	rc->c = c;
 	rc->tmo_ms = 0; /* whatever connect left: set at the first command */
 	rc->pid = getpid();
+	rc->epoch = ldr_self_epoch(rc->db);
 	sink_install(rc);
 	redisReply *r = NULL;
 	int code = 0;

@@ -73,6 +73,7 @@ struct ldr_rconn {
 	int pending;	/* pipelined commands whose replies are unread */
 	int64_t tmo_ms; /* the socket's timeouts as last set; 0: unknown */
 	pid_t pid;	/* the process that connected */
+	uint64_t epoch; /* its ldr_self_epoch number */
 	/* ldr_rconn_reply_into: the caller's buffer that the next reply's
 	 * bulk string goes into, its length, and whether it went there.
 	 * The reader's functions are a copy of hiredis' own with

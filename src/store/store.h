@@ -76,6 +76,9 @@ struct ldr_edir {
 	int64_t checked_ms; /* ldr_coarse_ms() of the last look, atomic */
 };
 
+/* Namespaces whose default TTL a handle keeps (config.c). */
+#define LDR_TTL_MEMO 8
+
 struct larder {
 	char *dir;
 	int rootfd;
@@ -143,6 +146,21 @@ struct larder {
 	int be_near;
 	/* Who this process is, read once (backend.c, ldr_self_cached). */
 	struct ldr_self_memo *self_memo;
+	/* This process's number for the handle (self.c, ldr_self_epoch):
+	 * the page a child gets wiped, and the counter it is drawn from. */
+	uint64_t *epoch_page;
+	uint64_t epoch_next;
+	/* Namespaces' default TTLs read lately (config.c, ldr_ns_ttl):
+	 * under ttl_mu, with ttl_gen counting this handle's changes. */
+	pthread_mutex_t ttl_mu;
+	struct ldr_ns_ttl_memo {
+		char ns[LARDER_NS_MAX + 1]; /* "": free */
+		int64_t ttl, at_ms;
+	} ttl_memo[LDR_TTL_MEMO];
+	unsigned ttl_next;
+	uint64_t ttl_gen;
+	/* The last writer freed, kept for the next (publish.c), or NULL. */
+	struct larder_writer *spare_writer;
 };
 
 static inline void ldr_count(larder *db, int c)
