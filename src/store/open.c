@@ -22,7 +22,6 @@
 #include "head.h"
 #include "host.h"
 #include "memo.h"
-#include "publish.h"
 #include "recency.h"
 #include "stats.h"
 
@@ -635,7 +634,6 @@ void ldr_store_close(larder *db)
 	ldr_stats_fini(db); /* flushes: a failure is logged, not returned */
 	pthread_mutex_destroy(&db->slot_mu);
 	pthread_mutex_destroy(&db->ttl_mu);
-	ldr_writer_spare_free(db);
 	ldr_self_cached_free(db);
 	ldr_edirs_close(db);
 	ldr_bufs_close(db);

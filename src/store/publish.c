@@ -74,42 +74,6 @@ struct larder_writer {
 	larder_entry **own;	    /* ldr_writer_commit_fill's */
 };
 
-/* A writer's buffer a handle keeps with its spare writer (writer_new):
- * a small put's, not a large one's. */
-#define SPARE_BUF_MAX (64u << 10)
-
-/* A writer as calloc makes it, but the handle's spare one when it has
- * one, with its buffer and hasher: a small put's allocations (the
- * writer of 1.4 KiB, its buffer of 4 KiB and more) were a tenth of its
- * own work through Redis, each past 1 KiB making malloc consolidate. */
-static larder_writer *writer_new(larder *db)
-{
-	larder_writer *w =
-	    __atomic_exchange_n(&db->spare_writer, NULL, __ATOMIC_ACQUIRE);
-	if (!w)
-		return calloc(1, sizeof *w);
-	uint8_t *buf = w->buf;
-	size_t cap = w->bufcap;
-	struct ldr_hasher *st = w->st;
-	memset(w, 0, sizeof *w);
-	w->buf = buf;
-	w->bufcap = cap;
-	w->st = st;
-	return w;
-}
-
-void ldr_writer_spare_free(larder *db)
-{
-	larder_writer *w = db->spare_writer;
-	db->spare_writer = NULL;
-	if (w) {
-		if (w->st)
-			ldr_hasher_free(w->st);
-		free(w->buf);
-		free(w);
-	}
-}
-
 static void writer_free(larder_writer *w)
 {
 	if (!w)
@@ -122,25 +86,14 @@ static void writer_free(larder_writer *w)
 		ldr_close(w->dirfd);
 	if (w->stage)
 		w->db->be->ops->stage_abort(w->stage);
+	if (w->st)
+		ldr_hasher_free(w->st);
 	ZSTD_freeCCtx(w->z);
 	free(w->zout);
+	free(w->buf);
 	free(w->key);
 	free(w->ver);
 	free(w->meta);
-	if (w->bufcap > SPARE_BUF_MAX) {
-		free(w->buf);
-		w->buf = NULL;
-		w->bufcap = 0;
-	}
-	/* Kept as the handle's spare if it has none (another thread's
-	 * may be there: then this one goes). */
-	larder_writer *none = NULL;
-	if (__atomic_compare_exchange_n(&w->db->spare_writer, &none, w, 0,
-					__ATOMIC_RELEASE, __ATOMIC_RELAXED))
-		return;
-	if (w->st)
-		ldr_hasher_free(w->st);
-	free(w->buf);
 	free(w);
 }
 
@@ -376,7 +329,7 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 				(long long)opts->ttl_seconds);
 	if (!ver)
 		ver = "";
-	larder_writer *w = writer_new(db);
+	larder_writer *w = calloc(1, sizeof *w);
 	if (!w)
 		return ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
 	w->db = db;
@@ -391,8 +344,7 @@ static int writer_begin(larder_writer **out, larder *db, const char *ns,
 	w->key = dup_bytes(key, klen);
 	w->ver = dup_bytes(ver, vlen);
 	w->meta = dup_bytes(mlen ? opts->meta : "", mlen);
-	if (!w->st)
-		w->st = ldr_hasher_new();
+	w->st = ldr_hasher_new();
 	if (!w->key || !w->ver || !w->meta || !w->st) {
 		rc = ldr_fail(db, LARDER_ENOMEM, ENOMEM, "out of memory");
 		goto fail;

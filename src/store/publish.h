@@ -24,8 +24,6 @@ int ldr_writer_begin_internal(larder_writer **out, larder *db, const char *ns,
  * the store filesystem's clock at the moment the file was made. 0 and
  * the time, or -1 with errno. */
 int ldr_writer_fs_now(larder_writer *w, int64_t *out);
-/* Free the writer a handle keeps for its next put (at its close). */
-void ldr_writer_spare_free(larder *db);
 
 /* Fill-mode writers (for larder_get_or_fill): if the cache cannot keep
  * the data (a failing temp file, directory or link), the bytes move to

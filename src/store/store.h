@@ -159,8 +159,6 @@ struct larder {
 	} ttl_memo[LDR_TTL_MEMO];
 	unsigned ttl_next;
 	uint64_t ttl_gen;
-	/* The last writer freed, kept for the next (publish.c), or NULL. */
-	struct larder_writer *spare_writer;
 };
 
 static inline void ldr_count(larder *db, int c)
