@@ -804,6 +804,27 @@ static void read_done(struct rread *e, size_t pre, struct ldr_file *f)
 	e->buf = NULL;
 }
 
+/* The chunks of the entry whose manifest e holds, read on c into f with
+ * every GET sent before the first reply (one round trip): 0 or a code;
+ * LARDER_ENOTFOUND when a chunk is gone (evicted, expired before its
+ * manifest), and then the entry goes, so that the next fill publishes
+ * it again. */
+static int chunks_read(struct rbe *b, struct ldr_rconn *c,
+		       const struct ldr_name *n, struct rread *e, size_t pre,
+		       struct ldr_file *f)
+{
+	int rc;
+	if ((rc = chunks_ask(b, c, n, e)) || (rc = chunks_take(c, e, pre)) < 0)
+		return rc;
+	if (rc == 1) {
+		ldr_count(b->base.db, LARDER_CTR_REDIS_LOST_CHUNKS);
+		remove_entry(b, c, n, e->m.stage, NULL, 0);
+		return LARDER_ENOTFOUND;
+	}
+	read_done(e, pre, f);
+	return 0;
+}
+
 static int r_read(struct ldr_backend *be, const struct ldr_name *n, int how,
 		  size_t pre, struct ldr_file *f)
 {
@@ -822,19 +843,7 @@ static int r_read(struct ldr_backend *be, const struct ldr_name *n, int how,
 	int rc = ldr_rconn_cmd(c, &r, "GET manifest", 2, argv, NULL);
 	if (rc || (rc = manifest_take(b, r, pre, &e)))
 		goto out;
-	/* Every chunk's GET before the first reply: one round trip. */
-	if ((rc = chunks_ask(b, c, n, &e)) ||
-	    (rc = chunks_take(c, &e, pre)) < 0)
-		goto out;
-	if (rc == 1) {
-		/* The entry goes so that the next fill publishes it
-		 * again. */
-		ldr_count(be->db, LARDER_CTR_REDIS_LOST_CHUNKS);
-		remove_entry(b, c, n, e.m.stage, NULL, 0);
-		rc = LARDER_ENOTFOUND;
-		goto out;
-	}
-	read_done(&e, pre, f);
+	rc = chunks_read(b, c, n, &e, pre, f);
 out:
 	free(e.buf);
 	ldr_rreply_free(r);
@@ -2124,19 +2133,8 @@ static int stood_read(struct rbe *b, struct ldr_rconn *c,
 	int rc = manifest_take(b, r, pre, &e);
 	if (rc)
 		return rc;
-	/* A chunked entry: every chunk's GET in one round trip, as a
-	 * read's second. */
-	if ((rc = chunks_ask(b, c, n, &e)) ||
-	    (rc = chunks_take(c, &e, pre)) < 0)
-		goto out;
-	if (rc == 1) {
-		ldr_count(b->base.db, LARDER_CTR_REDIS_LOST_CHUNKS);
-		remove_entry(b, c, n, e.m.stage, NULL, 0);
-		rc = LARDER_ENOTFOUND;
-		goto out;
-	}
-	read_done(&e, pre, f);
-out:
+	/* A chunked entry: its chunks as a read's second round trip. */
+	rc = chunks_read(b, c, n, &e, pre, f);
 	free(e.buf);
 	return rc;
 }

@@ -443,10 +443,10 @@ static uint32_t header_len(const larder_writer *w, int aligned)
 	    aligned);
 }
 
-/* A put through the seam past the mmap threshold (w->stage): its stage
- * begun, and the bytes kept so far written to it. 0 or a code,
- * recorded. */
-static int stream_begin(larder_writer *w)
+/* w's stage begun at the seam in *s, and when `buffered` the bytes of
+ * the writer's buffer written to it: 0, or a code, recorded, with
+ * nothing left staged (*s NULL). */
+static int stage_start(larder_writer *w, int buffered, struct ldr_stage **s)
 {
 	struct ldr_backend *be = w->db->be;
 	struct ldr_name n;
@@ -455,11 +455,19 @@ static int stream_begin(larder_writer *w)
 	po.flags = w->flags;
 	po.meta = w->meta;
 	po.meta_len = w->mlen;
-	int rc = be->ops->stage_begin(be, &n, &po, &w->stage);
-	if (rc)
+	*s = NULL;
+	int rc = be->ops->stage_begin(be, &n, &po, s);
+	if (rc) {
+		*s = NULL;
 		return rc;
+	}
 	struct iovec iov = {w->buf, w->buflen};
-	return w->buflen ? be->ops->stage_write(w->stage, &iov, 1) : 0;
+	if (buffered && w->buflen &&
+	    (rc = be->ops->stage_write(*s, &iov, 1)) != 0) {
+		be->ops->stage_abort(*s);
+		*s = NULL;
+	}
+	return rc;
 }
 
 /* Append stored (possibly compressed) payload bytes. */
@@ -490,9 +498,11 @@ static int emit(larder_writer *w, const void *p, size_t n)
 		/* Large: the payload starts on a page boundary so readers
 		 * can map it; the header is written at commit. */
 		w->hdr_len = header_len(w, 1);
+		/* A put through the seam streams to its stage from here
+		 * (w->stage), the bytes kept so far first. */
 		int rc =
 		    w->via_be && !w->fill_mode
-			? stream_begin(w)
+			? stage_start(w, 1, &w->stage)
 			: wwrite(w, w->buf, w->buflen, NULL, 0, w->hdr_len);
 		if (rc)
 			return rc;
@@ -675,12 +685,6 @@ static int stage_be(larder_writer *w, uint32_t hlen, uint64_t stored,
 {
 	larder *db = w->db;
 	struct ldr_backend *be = db->be;
-	struct ldr_name n;
-	ldr_name_init(&n, w->ns, w->key, w->klen, w->ver, w->vlen);
-	larder_put_opts po = LARDER_PUT_OPTS_INIT;
-	po.flags = w->flags;
-	po.meta = w->meta;
-	po.meta_len = w->mlen;
 	struct ldr_stage *s;
 	*out = NULL;
 	if (w->stage) {
@@ -689,17 +693,11 @@ static int stage_be(larder_writer *w, uint32_t hlen, uint64_t stored,
 		w->stage = NULL;
 		return 0;
 	}
-	int rc = be->ops->stage_begin(be, &n, &po, &s);
+	/* Still all in the writer's buffer: staged from there. */
+	int rc = stage_start(w, !w->spilled, &s);
 	if (rc)
 		return rc;
 	if (!w->spilled) {
-		/* Still all in the writer's buffer: staged from there. */
-		struct iovec iov = {w->buf, w->buflen};
-		rc = w->buflen ? be->ops->stage_write(s, &iov, 1) : 0;
-		if (rc) {
-			be->ops->stage_abort(s);
-			return rc;
-		}
 		*out = s;
 		return 0;
 	}

@@ -1029,7 +1029,6 @@ static int tier_lease_acquire(struct ldr_backend *be, const struct ldr_name *n,
 					   out, token, h);
 }
 
-/* A lease handed out is the backend's that holds it: its own table. */
 /* A fill's first look and its lease. Near first, unless the handle
  * looked there already (near is its own directory: read.c did, through
  * its own path); then in one step where the shared tier has one (Redis:
@@ -1097,6 +1096,7 @@ static int tier_lease_acquire_read(struct ldr_backend *be,
 	return tier_lease_acquire(be, n, me, lease_ms, renew_ms, out, token, h);
 }
 
+/* A lease handed out is the backend's that holds it: its own table. */
 static int tier_lease_held(struct ldr_be_lease *l)
 {
 	return l->be->ops->lease_held(l);
