@@ -7,46 +7,31 @@
  */
 #include "self.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 /* Who this process is, kept per handle: reading it costs six system
  * calls (the boot id, /proc/self/ns/pid, /proc/self/stat), and a fill
- * asks for it every time. It is known again after a fork (pthread_atfork
- * counts forks) and for another pid (a process made by clone(2) runs no
- * fork handlers). Each answer kept is a new record linked to the one it
- * replaces, freed only at close, so that a reader copying one never
- * races a free (no lock: a child forked while another thread held one
- * would find it held forever). */
+ * asks for it every time. It is known again in a new process by the
+ * handle's number for this process (ldr_self_epoch: a child's differs
+ * from its parent's, a process made by clone(2) included). Each answer
+ * kept is a new record linked to the one it replaces, freed only at
+ * close, so that a reader copying one never races a free (no lock: a
+ * child forked while another thread held one would find it held
+ * forever). */
 struct ldr_self_memo {
 	struct ldr_self me;
-	unsigned long gen;
+	uint64_t epoch;
 	struct ldr_self_memo *older;
 };
 
-static unsigned long fork_gen = 1;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-static int fork_counted;
-
-static void fork_child(void)
-{
-	__atomic_add_fetch(&fork_gen, 1, __ATOMIC_RELAXED);
-}
-
-static void fork_count(void)
-{
-	fork_counted = pthread_atfork(NULL, NULL, fork_child) == 0;
-}
-
 void ldr_self_cached(struct ldr_self *me, larder *db)
 {
-	pthread_once(&fork_once, fork_count);
-	unsigned long gen = __atomic_load_n(&fork_gen, __ATOMIC_RELAXED);
+	uint64_t epoch = ldr_self_epoch(db);
 	struct ldr_self_memo *m =
 	    __atomic_load_n(&db->self_memo, __ATOMIC_ACQUIRE);
-	if (fork_counted && m && m->gen == gen && m->me.pid == (long)getpid()) {
+	if (m && m->epoch == epoch) {
 		*me = m->me;
 		return;
 	}
@@ -55,7 +40,7 @@ void ldr_self_cached(struct ldr_self *me, larder *db)
 	if (!n)
 		return; /* asked again next time */
 	n->me = *me;
-	n->gen = gen;
+	n->epoch = epoch;
 	n->older = m;
 	/* Another thread's answer won: it is as good as ours. */
 	if (!__atomic_compare_exchange_n(&db->self_memo, &n->older, n, 0,
